@@ -1,0 +1,91 @@
+"""Data-key stores on PostgreSQL and SQLite (see `consumers.keyring`).
+
+Table `crm_subject_keys(subject, key, erased_at)`: a destroyed key keeps its row with
+`key` NULL (a tombstone), so the subject can never get a fresh key by accident.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from uuid import UUID
+
+from psycopg_pool import ConnectionPool
+
+_PG_DDL = """
+CREATE TABLE IF NOT EXISTS crm_subject_keys (
+    subject uuid PRIMARY KEY,
+    key bytea,
+    erased_at timestamptz
+)"""
+
+
+class PostgresKeyStore:
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        with pool.connection() as conn:
+            conn.execute(_PG_DDL)
+
+    def load(self, subject: UUID) -> bytes | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT key FROM crm_subject_keys WHERE subject = %s", (subject,)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def create(self, subject: UUID, key: bytes) -> bytes | None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO crm_subject_keys (subject, key) VALUES (%s, %s)"
+                " ON CONFLICT (subject) DO NOTHING",
+                (subject, key),
+            )
+            row = conn.execute(
+                "SELECT key FROM crm_subject_keys WHERE subject = %s", (subject,)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def destroy(self, subject: UUID) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO crm_subject_keys (subject, key, erased_at) VALUES (%s, NULL, now())"
+                " ON CONFLICT (subject) DO UPDATE SET key = NULL, erased_at = now()",
+                (subject,),
+            )
+
+
+class SqliteKeyStore:
+    """Keys in their own SQLite file (not the event store's, to avoid lock contention)."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS crm_subject_keys"
+            " (subject TEXT PRIMARY KEY, key BLOB, erased_at TEXT)"
+        )
+
+    def load(self, subject: UUID) -> bytes | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT key FROM crm_subject_keys WHERE subject = ?", (str(subject),)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def create(self, subject: UUID, key: bytes) -> bytes | None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO crm_subject_keys (subject, key) VALUES (?, ?)",
+                (str(subject), key),
+            )
+        return self.load(subject)
+
+    def destroy(self, subject: UUID) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO crm_subject_keys (subject, key, erased_at)"
+                " VALUES (?, NULL, datetime('now'))"
+                " ON CONFLICT (subject) DO UPDATE SET key = NULL, erased_at = datetime('now')",
+                (str(subject),),
+            )

@@ -1,0 +1,99 @@
+"""Per-customer data keys: crypto-shredding for the right to be forgotten.
+
+Personal fields are sealed with AES-256-GCM under a key that belongs to one customer
+(the data subject). The keys live beside the event store, never in the events:
+PostgreSQL table `crm_subject_keys` in production, a SQLite file in embedded mode,
+a dict in tests. Erasing a customer destroys the key but keeps a tombstone, so the
+immutable log stays replayable while its personal fields read as `[erased]` everywhere
+(history, rebuilt read models, Kafka payloads), and no new key can resurrect them.
+
+Sealed values look like `enc:v1:<urlsafe base64 of nonce + ciphertext>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from typing import Protocol
+from uuid import UUID
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from domain.base import ERASED
+
+PREFIX = "enc:v1:"
+
+
+class KeyStore(Protocol):
+    """Where data keys live. `None` from `load` means never created or destroyed."""
+
+    def load(self, subject: UUID) -> bytes | None: ...
+
+    def create(self, subject: UUID, key: bytes) -> bytes | None:
+        """Store `key` unless the subject has one or was erased; the key in force, or None."""
+        ...
+
+    def destroy(self, subject: UUID) -> None: ...
+
+
+class MemoryKeyStore:
+    """Keys in a dict: for unit tests and throw-away stores."""
+
+    def __init__(self) -> None:
+        self._keys: dict[UUID, bytes | None] = {}
+        self._lock = threading.Lock()
+
+    def load(self, subject: UUID) -> bytes | None:
+        return self._keys.get(subject)
+
+    def create(self, subject: UUID, key: bytes) -> bytes | None:
+        with self._lock:
+            return self._keys.setdefault(subject, key)
+
+    def destroy(self, subject: UUID) -> None:
+        self._keys[subject] = None
+
+
+class Keyring:
+    """Seals and opens personal fields (the codec's `PersonalDataCipher`), caching keys."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self._cache: dict[UUID, bytes] = {}
+
+    def encrypt(self, subject: UUID, plaintext: str) -> str:
+        key = self._key(subject, create=True)
+        if key is None:
+            return ERASED
+        nonce = os.urandom(12)
+        sealed = nonce + AESGCM(key).encrypt(nonce, plaintext.encode(), subject.bytes)
+        return PREFIX + base64.urlsafe_b64encode(sealed).decode()
+
+    def decrypt(self, subject: UUID, sealed: str) -> str:
+        if not sealed.startswith(PREFIX):
+            return sealed  # stored before sealing existed, or already erased
+        key = self._key(subject, create=False)
+        if key is None:
+            return ERASED
+        raw = base64.urlsafe_b64decode(sealed[len(PREFIX) :])
+        return AESGCM(key).decrypt(raw[:12], raw[12:], subject.bytes).decode()
+
+    def erase(self, subject: UUID) -> None:
+        """Destroy the subject's key: everything sealed with it becomes unreadable."""
+        self.store.destroy(subject)
+        self.forget(subject)
+
+    def forget(self, subject: UUID) -> None:
+        """Drop a cached key (another process erased it)."""
+        self._cache.pop(subject, None)
+
+    def _key(self, subject: UUID, *, create: bool) -> bytes | None:
+        key = self._cache.get(subject)
+        if key is None:
+            key = self.store.load(subject)
+            if key is None and create:
+                key = self.store.create(subject, AESGCM.generate_key(bit_length=256))
+            if key is not None:
+                self._cache[subject] = key
+        return key

@@ -1,0 +1,237 @@
+"""What every aggregate and every event shares: metadata, versioning, errors.
+
+Pure: no I/O, no clock. The time of a change arrives in the `Context` a command
+carries, so deciding is deterministic and replay gives the same state.
+
+The classes satisfy the protocols the `eventsourcing` library relies on: an event
+has `originator_id`, `originator_version`, `timestamp` and `mutate(aggregate)`; an
+aggregate has `id`, `version` and `collect_events()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
+from uuid import UUID
+
+import msgspec
+
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+"""A datetime that must carry a zone: decoding rejects naive times, schemas say date-time."""
+
+ERASED = "[erased]"
+"""What a personal field reads as once its customer's key has been destroyed."""
+
+
+class DomainError(Exception):
+    """A command broke a business rule. The message says which, for a human."""
+
+    code: ClassVar[str] = "domain-rule-violated"
+
+
+class ValidationFailed(DomainError):  # noqa: N818 - public name others import
+    """A command carried a value that is not acceptable (bad email, CSAT of 7...)."""
+
+    code = "validation-failed"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class InvalidTransition(DomainError):  # noqa: N818 - public name others import
+    """The aggregate's current status does not allow this operation."""
+
+    code = "invalid-transition"
+
+
+class PermissionDenied(DomainError):  # noqa: N818 - public name others import
+    """The acting principal may not do this (e.g. evaluating one's own task)."""
+
+    code = "not-allowed"
+
+
+class VersionConflict(DomainError):  # noqa: N818 - public name others import
+    """The aggregate changed since the caller read it (optimistic concurrency)."""
+
+    code = "version-conflict"
+
+    def __init__(self, aggregate_id: UUID, expected: int, actual: int) -> None:
+        super().__init__(f"aggregate {aggregate_id} is at version {actual}, expected {expected}")
+        self.aggregate_id = aggregate_id
+        self.expected = expected
+        self.actual = actual
+
+
+class NotFound(DomainError):  # noqa: N818 - public name others import
+    """No aggregate with that id exists (or none existed at that instant)."""
+
+    code = "not-found"
+
+    def __init__(self, kind: str, aggregate_id: UUID) -> None:
+        super().__init__(f"{kind} {aggregate_id} not found")
+        self.kind = kind
+        self.aggregate_id = aggregate_id
+
+
+class Context(msgspec.Struct, frozen=True, kw_only=True):
+    """Who acts, why and when: copied into the metadata of every event a command emits."""
+
+    actor: str
+    actor_department: str
+    occurred_at: datetime
+    correlation_id: str
+    causation_id: str | None = None
+
+
+class DomainEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event. Subclasses are past-tense, set `tag=` to their wire name,
+    and declare `aggregate_type` ('customer' | 'conversation' | 'task').
+
+    `personal_fields` names the fields holding personal data: the codec encrypts them
+    with the data subject's key, so erasing the key erases them everywhere.
+    """
+
+    originator_id: UUID
+    originator_version: int
+    occurred_at: AwareDatetime
+    actor: str
+    actor_department: str
+    correlation_id: str
+    causation_id: str | None = None
+
+    aggregate_type: ClassVar[str] = ""
+    class_version: ClassVar[int] = 1
+    personal_fields: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def timestamp(self) -> datetime:
+        """The name eventsourcing uses for when the event happened."""
+        return self.occurred_at
+
+    @property
+    def data_subject(self) -> UUID:
+        """Whose personal data this event holds: its customer (whose key encrypts it)."""
+        customer_id = getattr(self, "customer_id", None)
+        return customer_id if isinstance(customer_id, UUID) else self.originator_id
+
+    @classmethod
+    def wire_name(cls) -> str:
+        """The stable `type` tag: the event's name on Kafka and in the store."""
+        tag = cls.__struct_config__.tag
+        assert isinstance(tag, str), f"{cls.__name__} needs an explicit tag"
+        return tag
+
+    def mutate(self, aggregate: Aggregate | None) -> Aggregate:
+        """Apply this event to an aggregate (None for the creating event)."""
+        if aggregate is None:
+            aggregate = AGGREGATE_CLASSES[self.aggregate_type].blank(self.originator_id)
+        aggregate.apply(self)
+        aggregate.version = self.originator_version
+        if aggregate.created_on is None:
+            aggregate.created_on = self.occurred_at
+        aggregate.modified_on = self.occurred_at
+        return aggregate
+
+
+AGGREGATE_CLASSES: dict[str, type[Aggregate]] = {}
+
+E = TypeVar("E", bound=DomainEvent)
+
+
+class Aggregate:
+    """Base of the three aggregates: identity, version, pending events.
+
+    Subclasses register under their `aggregate_type`, implement `blank(id)` (the
+    state before the first event) and `apply(event)` (the only code that changes state).
+    Decisions are methods that validate and then call `_trigger`.
+    """
+
+    aggregate_type: ClassVar[str] = ""
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        self.id = aggregate_id
+        self.version = 0
+        self.created_on: datetime | None = None
+        self.modified_on: datetime | None = None
+        self._pending: list[DomainEvent] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.aggregate_type:
+            AGGREGATE_CLASSES[cls.aggregate_type] = cls
+
+    @classmethod
+    def blank(cls, aggregate_id: UUID) -> Self:
+        return cls(aggregate_id)
+
+    def apply(self, event: DomainEvent) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement apply()")
+
+    def state(self) -> dict[str, Any]:
+        """Comparable snapshot of the state (for replay checks and audit)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.state() == other.state()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable state: not hashable
+
+    def collect_events(self) -> list[DomainEvent]:
+        """Hand over the events decided since the last save (eventsourcing protocol)."""
+        events, self._pending = self._pending, []
+        return events
+
+    def _trigger(self, event_class: type[E], ctx: Context, **fields: Any) -> E:
+        """Create the next event with the command's metadata, apply it, keep it pending.
+
+        A naive `occurred_at` is refused here: the stored event could not be decoded.
+        """
+        if ctx.occurred_at.utcoffset() is None:
+            raise ValidationFailed("occurred_at", "must include a time zone")
+        event = event_class(
+            originator_id=self.id,
+            originator_version=self.version + 1,
+            occurred_at=ctx.occurred_at,
+            actor=ctx.actor,
+            actor_department=ctx.actor_department,
+            correlation_id=ctx.correlation_id,
+            causation_id=ctx.causation_id,
+            **fields,
+        )
+        event.mutate(self)
+        self._pending.append(event)
+        return event
+
+
+A = TypeVar("A", bound=Aggregate)
+F = TypeVar("F", bound=Callable[..., None])
+
+
+class EventAppliers(Generic[A]):
+    """Which method of an aggregate applies which event class.
+
+    Used as a decorator on `_when_<event>` methods, so each aggregate's `apply` is one
+    dictionary lookup and an event without an applier fails loudly instead of being
+    silently ignored (which would make replay diverge from the live state).
+    """
+
+    def __init__(self) -> None:
+        self._by_type: dict[type[DomainEvent], Callable[[A, Any], None]] = {}
+
+    def __call__(self, event_type: type[DomainEvent]) -> Callable[[F], F]:
+        def register(method: F) -> F:
+            self._by_type[event_type] = method
+            return method
+
+        return register
+
+    def apply(self, aggregate: A, event: DomainEvent) -> None:
+        method = self._by_type.get(type(event))
+        if method is None:
+            raise TypeError(f"{type(aggregate).__name__} cannot apply {type(event).__name__}")
+        method(aggregate, event)
+
+    def event_types(self) -> tuple[type[DomainEvent], ...]:
+        return tuple(self._by_type)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `make bench`: start the services, run every benchmark with its same-run baseline,
+# write bench/results/latest.json and latest.md, stop what was started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=0
+scripts/services.sh status >/dev/null 2>&1 || started=1
+cleanup() { if [ "$started" -eq 1 ]; then scripts/services.sh down || true; fi; }
+trap cleanup EXIT
+scripts/services.sh up
+# shellcheck disable=SC1091
+source var/services/env
+export CRM_DATABASE_URL CRM_KAFKA_BOOTSTRAP
+.venv/bin/python -m bench "$@"

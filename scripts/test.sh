@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make test`: lint, types, then every test against a real PostgreSQL and Kafka.
+# Starts the services unless they already run, and stops only what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=0
+if ! scripts/services.sh status >/dev/null 2>&1; then
+  started=1
+fi
+cleanup() {
+  if [ "$started" -eq 1 ]; then scripts/services.sh down || true; fi
+}
+trap cleanup EXIT
+scripts/services.sh up
+# shellcheck disable=SC1091
+source var/services/env
+export CRM_DATABASE_URL CRM_KAFKA_BOOTSTRAP
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+scripts/pytest.sh tests -ra

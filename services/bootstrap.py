@@ -1,0 +1,69 @@
+"""The composition root: builds the event store, keyring and database pool from settings.
+
+Entry points (CLI, HTTP) call `bootstrap()` once and hand the pieces to the
+consumers and services that need them; nothing below `services/` reads settings.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from consumers.key_stores import PostgresKeyStore, SqliteKeyStore
+from consumers.keyring import Keyring
+from services.event_store import CrmApplication, open_event_store
+from services.settings import ConfigError, Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    app: CrmApplication
+    keyring: Keyring
+    pool: ConnectionPool | None = None
+    closers: list[object] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.app.close()
+        if self.pool is not None:
+            self.pool.close()
+
+
+def bootstrap(settings: Settings) -> Runtime:
+    """Open the event store (PostgreSQL when configured, else SQLite in the data dir)."""
+    if settings.database_url is None:
+        data_dir = ensure_data_dir(settings.data_dir)
+        keyring = Keyring(SqliteKeyStore(data_dir / "keys.db"))
+        return Runtime(settings, open_event_store(None, data_dir, keyring), keyring)
+    pool = connect_pool(settings.database_url)
+    keyring = Keyring(PostgresKeyStore(pool))
+    return Runtime(settings, open_event_store(settings.database_url, None, keyring), keyring, pool)
+
+
+def connect_pool(database_url: str, max_size: int = 8) -> ConnectionPool:
+    """A psycopg pool, after checking the server answers (one clear error if not)."""
+    check_database(database_url)
+    return ConnectionPool(database_url, min_size=1, max_size=max_size, open=True)
+
+
+def check_database(database_url: str) -> None:
+    try:
+        with psycopg.connect(database_url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError("CRM_DATABASE_URL", f"cannot connect: {reason}") from None
+
+
+def ensure_data_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError("CRM_DATA_DIR", f"cannot create {path}: {error.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise ConfigError("CRM_DATA_DIR", f"{path} is not writable")
+    return path.resolve()

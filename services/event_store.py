@@ -1,0 +1,125 @@
+"""The `crm` event store: one eventsourcing Application holding all three aggregates.
+
+One application means one notification log, so every event has one global position
+(`notification id`) in commit order: the relay publishes in that order. PostgreSQL
+in production; a SQLite file in embedded mode; `popo` (in memory) for unit tests.
+Table creation is serialised by an advisory lock, since concurrent `CREATE TABLE`s
+from several processes crash one of them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+import psycopg
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import Recording
+
+from domain.base import Aggregate, DomainEvent, NotFound
+from domain.codec import PLAINTEXT, CodecMapper, PersonalDataCipher
+
+A = TypeVar("A", bound=Aggregate)
+
+_CREATE_LOCK = 0x63726D  # advisory lock id ("crm")
+
+
+class CrmApplication(Application[UUID]):
+    """Stores and loads aggregates; answers auditors' questions about the past."""
+
+    name = "crm"
+    log_section_size = 1000
+
+    def __init__(self, env: Mapping[str, str], cipher: PersonalDataCipher = PLAINTEXT) -> None:
+        self.cipher = cipher
+        super().__init__(env)
+
+    def construct_mapper(self) -> CodecMapper:  # type: ignore[override]
+        return CodecMapper(self.cipher)
+
+    def record(self, *aggregates: Aggregate) -> list[Recording[UUID]]:
+        """Save the pending events of `aggregates` in one transaction."""
+        return self.save(*aggregates)
+
+    def load(self, kind: type[A], aggregate_id: UUID, version: int | None = None) -> A:
+        try:
+            aggregate = self.repository.get(aggregate_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound(kind.aggregate_type, aggregate_id) from None
+        if not isinstance(aggregate, kind):
+            raise NotFound(kind.aggregate_type, aggregate_id)
+        return aggregate
+
+    def history(self, aggregate_id: UUID) -> list[DomainEvent]:
+        """Every event of one aggregate, oldest first, with its metadata."""
+        return list(self.events.get(aggregate_id))
+
+    def as_of(self, kind: type[A], aggregate_id: UUID, instant: datetime) -> A:
+        """The aggregate as it was at `instant`: the last version that occurred by then."""
+        events = self.history(aggregate_id)
+        times = [event.occurred_at for event in events]
+        count = bisect.bisect_right(times, instant)
+        if count == 0:
+            raise NotFound(kind.aggregate_type, aggregate_id)
+        return self.load(kind, aggregate_id, version=events[count - 1].originator_version)
+
+    def head_position(self) -> int:
+        """The global position of the newest stored event (0 when empty)."""
+        return self.recorder.max_notification_id() or 0
+
+
+def store_env(database_url: str | None, data_dir: Path | None) -> dict[str, str]:
+    """eventsourcing settings for PostgreSQL (`database_url`) or a SQLite file in `data_dir`."""
+    if database_url is None:
+        if data_dir is None:
+            return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(data_dir / "events.db"),
+            "SQLITE_LOCK_TIMEOUT": "10",
+        }
+    parts = urlsplit(database_url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or ""),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_POOL_SIZE": "8",
+        "POSTGRES_MAX_OVERFLOW": "8",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "CREATE_TABLE": "n",
+    }
+
+
+def open_event_store(
+    database_url: str | None,
+    data_dir: Path | None,
+    cipher: PersonalDataCipher = PLAINTEXT,
+) -> CrmApplication:
+    """The `crm` application on the configured backend, its tables created if missing."""
+    app = CrmApplication(store_env(database_url, data_dir), cipher)
+    if database_url is not None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_CREATE_LOCK,))
+            try:
+                app.recorder.create_table()  # type: ignore[attr-defined]
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
+    return app
+
+
+def versions_by_id(recordings: Sequence[Recording[UUID]]) -> dict[UUID, tuple[int, int]]:
+    """Per aggregate: its new version and the global position of its last event."""
+    result: dict[UUID, tuple[int, int]] = {}
+    for recording in recordings:
+        event: Any = recording.domain_event
+        result[event.originator_id] = (event.originator_version, recording.notification.id)
+    return result

@@ -1,0 +1,103 @@
+"""All configuration, read once from `CRM_`-prefixed environment variables.
+
+Every setting is documented in the README's configuration table. A bad value raises
+`ConfigError` naming the variable; the CLI prints it as one line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed or points at something unusable."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str | None
+    data_dir: Path
+    kafka_bootstrap: str
+    log_level: str
+    log_format: str
+    topic_prefix: str
+    kafka_partitions: int
+    group_commit_window_ms: float
+    group_commit_max_batch: int
+    read_wait_seconds: float
+
+    @property
+    def embedded(self) -> bool:
+        """No PostgreSQL configured: SQLite files in `data_dir`, projections in process."""
+        return self.database_url is None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    return Settings(
+        database_url=_database_url(env.get("CRM_DATABASE_URL") or None),
+        data_dir=Path(env.get("CRM_DATA_DIR", "./var")),
+        kafka_bootstrap=_bootstrap(env.get("CRM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")),
+        log_level=_choice(env, "CRM_LOG_LEVEL", "info", LOG_LEVELS),
+        log_format=_choice(env, "CRM_LOG_FORMAT", "auto", ("auto", "json", "console")),
+        topic_prefix=env.get("CRM_TOPIC_PREFIX", ""),
+        kafka_partitions=_number(env, "CRM_KAFKA_PARTITIONS", 3, int, minimum=1),
+        group_commit_window_ms=_number(env, "CRM_GROUP_COMMIT_WINDOW_MS", 2.0, float, minimum=0),
+        group_commit_max_batch=_number(env, "CRM_GROUP_COMMIT_MAX_BATCH", 200, int, minimum=1),
+        read_wait_seconds=_number(env, "CRM_READ_WAIT_SECONDS", 2.0, float, minimum=0),
+    )
+
+
+def _database_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise ConfigError(
+            "CRM_DATABASE_URL", f"expected postgresql://user:password@host:port/db, got {url!r}"
+        )
+    return url
+
+
+def _bootstrap(value: str) -> str:
+    for server in value.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not (sep and host and port.isdigit()):
+            raise ConfigError("CRM_KAFKA_BOOTSTRAP", f"expected host:port[,host:port], got {value!r}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default).lower()
+    if value not in allowed:
+        raise ConfigError(name, f"expected one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+N = TypeVar("N", int, float)
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: N, kind: type[N], *, minimum: float
+) -> N:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a {kind.__name__}, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum}, got {raw!r}")
+    return value
