@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.settings import ConfigError, load_settings
+
+
+def test_defaults_are_the_embedded_mode() -> None:
+    settings = load_settings({})
+    assert settings.embedded
+    assert settings.data_dir == Path("var")
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+
+
+def test_database_url_selects_postgres() -> None:
+    settings = load_settings({"CRM_DATABASE_URL": "postgresql://crm:crm@127.0.0.1:5432/crm"})
+    assert not settings.embedded
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CRM_DATABASE_URL", "mysql://somewhere/db"),
+        ("CRM_KAFKA_BOOTSTRAP", "no-port-here"),
+        ("CRM_LOG_LEVEL", "chatty"),
+        ("CRM_KAFKA_PARTITIONS", "0"),
+        ("CRM_GROUP_COMMIT_WINDOW_MS", "soon"),
+    ],
+)
+def test_a_bad_value_names_its_setting(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({variable: value})
+    assert raised.value.setting == variable
+    assert str(raised.value).startswith(f"{variable}: ")
