@@ -1,0 +1,430 @@
+"""The Conversation aggregate: one exchange with a customer, across departments.
+
+Order: events, errors, state, decisions, apply. Every event carries `customer_id` so
+consumers and the codec know the data subject. Survey answers (CSAT, NPS) credit the
+department and agent that held the conversation when it closed, fixed in the event,
+so statistics never drift when a conversation or an agent later moves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Self
+from uuid import UUID
+
+import msgspec
+
+from domain import validation as check
+from domain.base import (
+    Aggregate,
+    AwareDatetime,
+    Context,
+    DomainEvent,
+    E,
+    EventAppliers,
+    InvalidTransition,
+    ValidationFailed,
+)
+from domain.customer import Customer
+
+CHANNELS = frozenset({"phone", "email", "chat", "meeting", "wechat", "sms", "social", "other"})
+OUTCOMES = frozenset({"resolved", "unresolved", "sale", "no_action", "escalated", "other"})
+DIRECTIONS = frozenset({"inbound", "outbound"})
+
+# --- events ---------------------------------------------------------------------------
+
+
+class ConversationEvent(DomainEvent, frozen=True, kw_only=True, tag=False):
+    """Base of Conversation events (untagged: never on the wire by itself)."""
+
+    aggregate_type: ClassVar[str] = "conversation"
+    customer_id: UUID
+
+
+class ConversationOpened(ConversationEvent, frozen=True, kw_only=True, tag="ConversationOpened"):
+    channel: str
+    subject: str
+    department: str
+    agent: str | None = None
+    participants: tuple[str, ...] = ()
+    personal_fields: ClassVar[tuple[str, ...]] = ("subject",)
+
+
+class MessageLogged(ConversationEvent, frozen=True, kw_only=True, tag="MessageLogged"):
+    """`author` is personal: for inbound messages it is the customer (name or address)."""
+
+    message_id: str
+    direction: Literal["inbound", "outbound"]
+    author: str
+    content: str
+    sent_at: AwareDatetime
+    personal_fields: ClassVar[tuple[str, ...]] = ("author", "content")
+
+
+class InternalNoteAdded(ConversationEvent, frozen=True, kw_only=True, tag="InternalNoteAdded"):
+    message_id: str
+    author: str
+    content: str
+    personal_fields: ClassVar[tuple[str, ...]] = ("content",)
+
+
+class MessageCorrected(ConversationEvent, frozen=True, kw_only=True, tag="MessageCorrected"):
+    message_id: str
+    content: str
+    reason: str
+    personal_fields: ClassVar[tuple[str, ...]] = ("content",)
+
+
+class MessageRetracted(ConversationEvent, frozen=True, kw_only=True, tag="MessageRetracted"):
+    message_id: str
+    reason: str
+
+
+class ConversationHandedOff(
+    ConversationEvent, frozen=True, kw_only=True, tag="ConversationHandedOff"
+):
+    from_department: str
+    from_agent: str | None = None
+    to_department: str
+    to_agent: str | None = None
+    note: str | None = None
+    personal_fields: ClassVar[tuple[str, ...]] = ("note",)
+
+
+class ConversationClosed(ConversationEvent, frozen=True, kw_only=True, tag="ConversationClosed"):
+    """Version 2: version 1 called the outcome `result` and had no `summary`."""
+
+    outcome: str
+    summary: str | None = None
+    class_version: ClassVar[int] = 2
+    personal_fields: ClassVar[tuple[str, ...]] = ("summary",)
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["outcome"] = state.pop("result")
+        state.setdefault("summary", None)
+
+
+class ConversationReopened(
+    ConversationEvent, frozen=True, kw_only=True, tag="ConversationReopened"
+):
+    reason: str
+
+
+class SatisfactionRated(ConversationEvent, frozen=True, kw_only=True, tag="SatisfactionRated"):
+    """CSAT answer (1-5), credited to the department/agent as of the interaction."""
+
+    score: int
+    comment: str | None = None
+    agent: str | None = None
+    department: str
+    personal_fields: ClassVar[tuple[str, ...]] = ("comment",)
+
+
+class RecommendationScored(
+    ConversationEvent, frozen=True, kw_only=True, tag="RecommendationScored"
+):
+    """NPS answer (0-10), credited like `SatisfactionRated`."""
+
+    score: int
+    comment: str | None = None
+    agent: str | None = None
+    department: str
+    personal_fields: ClassVar[tuple[str, ...]] = ("comment",)
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class ConversationClosedError(InvalidTransition):
+    """Messages, notes and hand-offs need an open conversation."""
+
+
+class SurveyNotAllowedError(InvalidTransition):
+    """Survey answers only after closing, and at most one of each kind per closing."""
+
+
+# --- state ----------------------------------------------------------------------------
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    message_id: str
+    kind: Literal["message", "note"]
+    direction: str | None
+    author: str
+    content: str
+    sent_at: AwareDatetime
+    corrected: bool = False
+    retracted: bool = False
+    reason: str | None = None
+
+
+_when: EventAppliers[Conversation] = EventAppliers()
+
+
+class Conversation(Aggregate):
+    aggregate_type: ClassVar[str] = "conversation"
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        super().__init__(aggregate_id)
+        self.customer_id: UUID | None = None
+        self.channel = ""
+        self.subject = ""
+        self.department = ""
+        self.agent: str | None = None
+        self.participants: tuple[str, ...] = ()
+        self.status: Literal["open", "closed"] = "open"
+        self.messages: dict[str, Message] = {}
+        self.handoffs = 0
+        self.outcome: str | None = None
+        self.summary: str | None = None
+        self.opened_at: datetime | None = None
+        self.closed_at: datetime | None = None
+        self.closings = 0
+        self.csat_given = False
+        self.nps_given = False
+        self.last_csat: int | None = None
+        self.last_nps: int | None = None
+
+    # --- decisions --------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        ctx: Context,
+        *,
+        conversation_id: UUID,
+        customer: Customer,
+        channel: str,
+        subject: str,
+        department: str | None = None,
+        agent: str | None = None,
+        participants: tuple[str, ...] | list[str] = (),
+    ) -> Self:
+        """A new conversation; archived or erased customers take no new conversations."""
+        customer.require_open_for_work()
+        conversation = cls(conversation_id)
+        conversation._trigger(
+            ConversationOpened,
+            ctx,
+            customer_id=customer.id,
+            channel=check.one_of(channel.strip().lower(), CHANNELS, "channel"),
+            subject=check.text(subject, "subject"),
+            department=check.department(department or ctx.actor_department),
+            agent=check.optional_text(agent, "agent", 100),
+            participants=_participants(participants),
+        )
+        return conversation
+
+    def log_message(
+        self,
+        ctx: Context,
+        *,
+        message_id: str,
+        direction: str,
+        author: str,
+        content: str,
+        sent_at: datetime | None = None,
+    ) -> None:
+        self._require_open()
+        self._trigger(
+            MessageLogged,
+            ctx,
+            message_id=self._new_message_id(message_id),
+            direction=check.one_of(direction, DIRECTIONS, "direction"),
+            author=check.text(author, "author"),
+            content=check.text(content, "content", 20_000),
+            sent_at=check.aware(sent_at or ctx.occurred_at, "sent_at"),
+        )
+
+    def add_note(self, ctx: Context, *, message_id: str, content: str) -> None:
+        """An internal note: seen by staff only, authored by the acting principal."""
+        self._require_open()
+        self._trigger(
+            InternalNoteAdded,
+            ctx,
+            message_id=self._new_message_id(message_id),
+            author=ctx.actor,
+            content=check.text(content, "content", 20_000),
+        )
+
+    def correct_message(self, ctx: Context, message_id: str, *, content: str, reason: str) -> None:
+        """Allowed after closing too: the record may be fixed; the original stays in history."""
+        message = self._live_message(message_id)
+        new_content = check.text(content, "content", 20_000)
+        if new_content != message.content:
+            self._trigger(
+                MessageCorrected,
+                ctx,
+                message_id=message_id,
+                content=new_content,
+                reason=check.text(reason, "reason"),
+            )
+
+    def retract_message(self, ctx: Context, message_id: str, *, reason: str) -> None:
+        self._live_message(message_id)
+        self._trigger(
+            MessageRetracted, ctx, message_id=message_id, reason=check.text(reason, "reason")
+        )
+
+    def hand_off(
+        self,
+        ctx: Context,
+        *,
+        to_department: str,
+        to_agent: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Move the conversation to another department/agent; a move to itself is a no-op."""
+        self._require_open()
+        department = check.department(to_department, "to_department")
+        agent = check.optional_text(to_agent, "to_agent", 100)
+        if (department, agent) == (self.department, self.agent):
+            return
+        self._trigger(
+            ConversationHandedOff,
+            ctx,
+            from_department=self.department,
+            from_agent=self.agent,
+            to_department=department,
+            to_agent=agent,
+            note=check.optional_text(note, "note", 2_000),
+        )
+
+    def close(self, ctx: Context, *, outcome: str, summary: str | None = None) -> None:
+        self._require_open()
+        self._trigger(
+            ConversationClosed,
+            ctx,
+            outcome=check.one_of(outcome, OUTCOMES, "outcome"),
+            summary=check.optional_text(summary, "summary", 2_000),
+        )
+
+    def reopen(self, ctx: Context, *, reason: str) -> None:
+        if self.status != "closed":
+            raise InvalidTransition(f"conversation {self.id} is not closed")
+        self._trigger(ConversationReopened, ctx, reason=check.text(reason, "reason"))
+
+    def rate_satisfaction(self, ctx: Context, *, score: int, comment: str | None = None) -> None:
+        self._require_survey_open(self.csat_given, "CSAT")
+        self._trigger(SatisfactionRated, ctx, **self._survey(score, 1, 5, comment))
+
+    def score_recommendation(self, ctx: Context, *, score: int, comment: str | None = None) -> None:
+        self._require_survey_open(self.nps_given, "NPS")
+        self._trigger(RecommendationScored, ctx, **self._survey(score, 0, 10, comment))
+
+    def _survey(self, score: int, low: int, high: int, comment: str | None) -> dict[str, Any]:
+        """Fields of a survey answer; closed conversations cannot move, so the current
+        department/agent are those at closing time."""
+        return {
+            "score": check.score(score, low, high),
+            "comment": check.optional_text(comment, "comment", 2_000),
+            "agent": self.agent,
+            "department": self.department,
+        }
+
+    def _trigger(self, event_class: type[E], ctx: Context, **fields: Any) -> E:
+        """Every conversation event names the customer, the data subject of its text."""
+        fields.setdefault("customer_id", self.customer_id)
+        return super()._trigger(event_class, ctx, **fields)
+
+    def _require_open(self) -> None:
+        if self.status != "open":
+            raise ConversationClosedError(f"conversation {self.id} is closed")
+
+    def _require_survey_open(self, given: bool, kind: str) -> None:
+        if self.status != "closed":
+            raise SurveyNotAllowedError(f"{kind} answers only after the conversation closed")
+        if given:
+            raise SurveyNotAllowedError(f"{kind} already answered for this closing")
+
+    def _new_message_id(self, message_id: str) -> str:
+        checked = check.text(message_id, "message_id", 100)
+        if checked in self.messages:
+            raise ValidationFailed("message_id", f"message {checked!r} already exists")
+        return checked
+
+    def _live_message(self, message_id: str) -> Message:
+        message = self.messages.get(message_id)
+        if message is None:
+            raise ValidationFailed("message_id", f"unknown message {message_id!r}")
+        if message.retracted:
+            raise InvalidTransition(f"message {message_id!r} was retracted")
+        return message
+
+    # --- apply ------------------------------------------------------------------------
+
+    def apply(self, event: DomainEvent) -> None:
+        _when.apply(self, event)
+
+    @_when(ConversationOpened)
+    def _opened(self, e: ConversationOpened) -> None:
+        self.customer_id, self.channel, self.subject = e.customer_id, e.channel, e.subject
+        self.department, self.agent = e.department, e.agent
+        self.participants = e.participants
+        self.opened_at = e.occurred_at
+
+    @_when(MessageLogged)
+    def _message_logged(self, e: MessageLogged) -> None:
+        self.messages[e.message_id] = Message(
+            message_id=e.message_id,
+            kind="message",
+            direction=e.direction,
+            author=e.author,
+            content=e.content,
+            sent_at=e.sent_at,
+        )
+
+    @_when(InternalNoteAdded)
+    def _note_added(self, e: InternalNoteAdded) -> None:
+        self.messages[e.message_id] = Message(
+            message_id=e.message_id,
+            kind="note",
+            direction=None,
+            author=e.author,
+            content=e.content,
+            sent_at=e.occurred_at,
+        )
+
+    @_when(MessageCorrected)
+    def _corrected(self, e: MessageCorrected) -> None:
+        old = self.messages[e.message_id]
+        self.messages[e.message_id] = msgspec.structs.replace(
+            old, content=e.content, corrected=True, reason=e.reason
+        )
+
+    @_when(MessageRetracted)
+    def _retracted(self, e: MessageRetracted) -> None:
+        old = self.messages[e.message_id]
+        self.messages[e.message_id] = msgspec.structs.replace(old, retracted=True, reason=e.reason)
+
+    @_when(ConversationHandedOff)
+    def _handed_off(self, e: ConversationHandedOff) -> None:
+        self.department, self.agent = e.to_department, e.to_agent
+        if e.to_agent is not None:
+            self.participants = _participants((*self.participants, e.to_agent))
+        self.handoffs += 1
+
+    @_when(ConversationClosed)
+    def _closed(self, e: ConversationClosed) -> None:
+        self.status, self.outcome, self.summary = "closed", e.outcome, e.summary
+        self.closed_at = e.occurred_at
+        self.closings += 1
+        self.csat_given = self.nps_given = False
+
+    @_when(ConversationReopened)
+    def _reopened(self, e: ConversationReopened) -> None:
+        self.status, self.outcome, self.summary, self.closed_at = "open", None, None, None
+
+    @_when(SatisfactionRated)
+    def _rated(self, e: SatisfactionRated) -> None:
+        self.csat_given, self.last_csat = True, e.score
+
+    @_when(RecommendationScored)
+    def _scored(self, e: RecommendationScored) -> None:
+        self.nps_given, self.last_nps = True, e.score
+
+
+def _participants(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Sorted and unique, so the same people always give the same state."""
+    return tuple(sorted({check.text(n, "participants", 100) for n in names}))

@@ -1,0 +1,121 @@
+"""Checks and normalisations shared by the aggregates (email, phone, codes, free text).
+
+Each function returns the normalised value or raises `ValidationFailed` naming the
+field, so a decision method reads as a list of checks. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+
+from domain.base import ValidationFailed
+
+DEPARTMENT_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_:.-]{0,49}$")
+CODE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
+_PHONE_JUNK = re.compile(r"[\s().-]")
+_PHONE_DIGITS = re.compile(r"^\d{7,15}$")
+
+
+def department(value: str, field: str = "department") -> str:
+    """A department is a free lowercase code so new teams need no schema change."""
+    return _match(DEPARTMENT_PATTERN, value.strip().lower(), field, "not a department code")
+
+
+def code(value: str, field: str) -> str:
+    """A lowercase machine code (consent name, order status)."""
+    return _match(CODE_PATTERN, value.strip().lower(), field, "not a lowercase code")
+
+
+def tag(value: str, field: str = "tag") -> str:
+    """Tags compare case-insensitively, so they are stored lower-case."""
+    return _match(TAG_PATTERN, value.strip().lower(), field, "not a valid tag")
+
+
+def currency(value: str, field: str = "currency") -> str:
+    """ISO 4217 alphabetic code, upper-case."""
+    return _match(CURRENCY_PATTERN, value.strip().upper(), field, "not an ISO 4217 code")
+
+
+def email(value: str | None, field: str = "email") -> str | None:
+    """Lower-cased so that two spellings of one address are one address."""
+    if value is None:
+        return None
+    normalised = value.strip().lower()
+    if len(normalised) > 254 or not EMAIL_PATTERN.fullmatch(normalised):
+        raise ValidationFailed(field, "not a valid email address")
+    return normalised
+
+
+def phone(value: str | None, field: str = "phone") -> str | None:
+    """E.164-like `+<digits>`: accepts spaces, dashes, dots and parentheses, `+` or `00`."""
+    if value is None:
+        return None
+    compact = _PHONE_JUNK.sub("", value.strip())
+    if compact.startswith("+"):
+        digits = compact[1:]
+    elif compact.startswith("00"):
+        digits = compact[2:]
+    else:
+        raise ValidationFailed(field, "needs an international prefix (+ or 00)")
+    if not _PHONE_DIGITS.fullmatch(digits):
+        raise ValidationFailed(field, "needs 7 to 15 digits")
+    return "+" + digits
+
+
+def text(value: str, field: str, max_length: int = 200) -> str:
+    """Required free text: stripped, not empty, bounded."""
+    stripped = value.strip()
+    if not stripped:
+        raise ValidationFailed(field, "must not be empty")
+    if len(stripped) > max_length:
+        raise ValidationFailed(field, f"longer than {max_length} characters")
+    return stripped
+
+
+def optional_text(value: str | None, field: str, max_length: int = 200) -> str | None:
+    """Optional free text: blank means absent."""
+    if value is None or not value.strip():
+        return None
+    return text(value, field, max_length)
+
+
+def one_of(value: str, allowed: frozenset[str], field: str) -> str:
+    if value not in allowed:
+        raise ValidationFailed(field, f"must be one of {', '.join(sorted(allowed))}")
+    return value
+
+
+def score(value: int, low: int, high: int, field: str = "score") -> int:
+    """Survey and evaluation scores: integers (not bools) within a closed range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationFailed(field, f"must be an integer from {low} to {high}")
+    return value
+
+
+def aware(value: datetime, field: str) -> datetime:
+    """Times must carry a zone: naive times are ambiguous across offices."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationFailed(field, "must include a time zone")
+    return value
+
+
+def amount(value: Decimal | int | str, field: str = "amount") -> Decimal:
+    """Money as a finite, non-negative Decimal (refunds are a status, not a sign)."""
+    try:
+        result = Decimal(value)
+    except ArithmeticError as error:
+        raise ValidationFailed(field, "not a decimal number") from error
+    if not result.is_finite() or result < 0:
+        raise ValidationFailed(field, "must be a finite amount of at least 0")
+    return result
+
+
+def _match(pattern: re.Pattern[str], value: str, field: str, message: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ValidationFailed(field, message)
+    return value

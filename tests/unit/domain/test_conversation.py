@@ -1,0 +1,161 @@
+"""Conversation invariants: lifecycle, entries, hand-offs and survey attribution."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.base import InvalidTransition, ValidationFailed
+from domain.conversation import (
+    Conversation,
+    ConversationClosedError,
+    RecommendationScored,
+    SatisfactionRated,
+    SurveyNotAllowedError,
+)
+from domain.customer import CustomerArchivedError, CustomerErasedError
+from tests.unit.domain.factories import (
+    CONVERSATION_ID,
+    CUSTOMER_ID,
+    ctx,
+    customer,
+    emitted,
+    replay,
+)
+
+
+def opened() -> Conversation:
+    return Conversation.open(
+        ctx(department="support"),
+        conversation_id=CONVERSATION_ID,
+        customer=customer(),
+        channel="chat",
+        subject="Invoice question",
+        agent="agent-1",
+    )
+
+
+def test_open_defaults_department_and_names_the_customer() -> None:
+    conversation = opened()
+    (event,) = conversation.collect_events()
+    assert event.data_subject == CUSTOMER_ID
+    assert (conversation.department, conversation.status) == ("support", "open")
+    assert conversation.customer_id == CUSTOMER_ID
+
+
+def test_open_rejects_unknown_channel_and_archived_or_erased_customers() -> None:
+    with pytest.raises(ValidationFailed, match="channel"):
+        Conversation.open(
+            ctx(), conversation_id=CONVERSATION_ID, customer=customer(), channel="fax", subject="x"
+        )
+    archived, erased = customer(), customer()
+    archived.archive(ctx())
+    erased.erase(ctx())
+    for who, error in ((archived, CustomerArchivedError), (erased, CustomerErasedError)):
+        with pytest.raises(error):
+            Conversation.open(
+                ctx(), conversation_id=CONVERSATION_ID, customer=who, channel="chat", subject="x"
+            )
+
+
+def test_messages_notes_corrections_and_retractions() -> None:
+    conversation = opened()
+    conversation.log_message(
+        ctx(), message_id="m1", direction="inbound", author="Ada", content="Hello"
+    )
+    conversation.add_note(ctx(actor="agent-2"), message_id="n1", content="VIP, be nice")
+    conversation.correct_message(ctx(), "m1", content="Hello!", reason="typo")
+    conversation.retract_message(ctx(), "n1", reason="wrong customer")
+    assert conversation.messages["m1"].content == "Hello!"
+    assert conversation.messages["m1"].corrected
+    assert conversation.messages["n1"].author == "agent-2"
+    assert conversation.messages["n1"].retracted
+    with pytest.raises(InvalidTransition, match="retracted"):
+        conversation.correct_message(ctx(), "n1", content="x", reason="y")
+    with pytest.raises(ValidationFailed, match="unknown message"):
+        conversation.retract_message(ctx(), "zz", reason="y")
+    with pytest.raises(ValidationFailed, match="already exists"):
+        conversation.add_note(ctx(), message_id="m1", content="dup")
+    with pytest.raises(ValidationFailed, match="direction"):
+        conversation.log_message(ctx(), message_id="m9", direction="up", author="a", content="b")
+
+
+def test_closed_conversation_takes_no_entries_or_handoffs() -> None:
+    conversation = opened()
+    conversation.close(ctx(), outcome="resolved")
+    with pytest.raises(ConversationClosedError):
+        conversation.log_message(
+            ctx(), message_id="m", direction="inbound", author="a", content="b"
+        )
+    with pytest.raises(ConversationClosedError):
+        conversation.add_note(ctx(), message_id="n", content="b")
+    with pytest.raises(ConversationClosedError):
+        conversation.hand_off(ctx(), to_department="sales")
+    with pytest.raises(InvalidTransition):
+        conversation.close(ctx(), outcome="resolved")
+
+
+def test_hand_off_moves_department_and_counts() -> None:
+    conversation = opened()
+    conversation.hand_off(ctx(), to_department="sales", to_agent="agent-9", note="upsell")
+    conversation.hand_off(ctx(), to_department="sales", to_agent="agent-9")
+    assert (conversation.department, conversation.agent) == ("sales", "agent-9")
+    assert conversation.handoffs == 1
+    assert "agent-9" in conversation.participants
+
+
+def test_survey_answers_credit_the_closing_department_and_agent() -> None:
+    conversation = opened()
+    conversation.hand_off(ctx(), to_department="sales", to_agent="agent-9")
+    conversation.close(ctx(), outcome="sale", summary="bought the upgrade")
+    conversation.collect_events()
+    conversation.rate_satisfaction(ctx(actor="survey"), score=5, comment="great")
+    conversation.score_recommendation(ctx(actor="survey"), score=9)
+    csat, nps = conversation.collect_events()
+    assert isinstance(csat, SatisfactionRated)
+    assert isinstance(nps, RecommendationScored)
+    assert (csat.department, csat.agent) == ("sales", "agent-9")
+    assert (nps.department, nps.score) == ("sales", 9)
+
+
+def test_one_survey_answer_of_each_kind_per_closing() -> None:
+    conversation = opened()
+    with pytest.raises(SurveyNotAllowedError, match="after"):
+        conversation.rate_satisfaction(ctx(), score=4)
+    conversation.close(ctx(), outcome="resolved")
+    conversation.rate_satisfaction(ctx(), score=4)
+    with pytest.raises(SurveyNotAllowedError, match="already"):
+        conversation.rate_satisfaction(ctx(), score=5)
+    conversation.reopen(ctx(), reason="customer wrote again")
+    conversation.close(ctx(), outcome="resolved")
+    conversation.rate_satisfaction(ctx(), score=2)
+    assert (conversation.last_csat, conversation.closings) == (2, 2)
+
+
+@pytest.mark.parametrize(("method", "score"), [("csat", 0), ("csat", 6), ("nps", -1), ("nps", 11)])
+def test_survey_scores_are_bounded(method: str, score: int) -> None:
+    conversation = opened()
+    conversation.close(ctx(), outcome="resolved")
+    answer = (
+        conversation.rate_satisfaction if method == "csat" else conversation.score_recommendation
+    )
+    with pytest.raises(ValidationFailed, match="score"):
+        answer(ctx(), score=score)
+
+
+def test_reopen_needs_a_closed_conversation_and_replay_matches() -> None:
+    conversation = opened()
+    with pytest.raises(InvalidTransition):
+        conversation.reopen(ctx(), reason="x")
+    conversation.close(ctx(), outcome="unresolved")
+    conversation.reopen(ctx(), reason="new info")
+    assert conversation.status == "open"
+    assert conversation.outcome is None
+    assert emitted(conversation)[-2:] == ["ConversationClosed", "ConversationReopened"]
+
+
+def test_replay_gives_the_same_state() -> None:
+    conversation = opened()
+    conversation.log_message(ctx(), message_id="m1", direction="outbound", author="a", content="b")
+    conversation.close(ctx(), outcome="resolved")
+    conversation.score_recommendation(ctx(), score=3, comment="meh")
+    assert replay(conversation.collect_events()) == conversation

@@ -1,0 +1,97 @@
+"""Normalisation rules: one spelling per email, phone, code and currency."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+
+from domain import validation as check
+from domain.base import ValidationFailed
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (" Ada@Example.COM ", "ada@example.com"),
+        ("a.b+tag@sub.example.org", "a.b+tag@sub.example.org"),
+        (None, None),
+    ],
+)
+def test_email_is_normalised(raw: str | None, expected: str | None) -> None:
+    assert check.email(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "ada", "ada@", "@example.com", "ada@example", "a b@x.com"])
+def test_invalid_email_is_rejected(raw: str) -> None:
+    with pytest.raises(ValidationFailed, match="email"):
+        check.email(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("+44 20 7946 0958", "+442079460958"),
+        ("0049 (30) 123-4567", "+49301234567"),
+        ("+1.555.123.4567", "+15551234567"),
+        ("+1234567", "+1234567"),
+        (None, None),
+    ],
+)
+def test_phone_is_normalised_to_e164(raw: str | None, expected: str | None) -> None:
+    assert check.phone(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["020 7946 0958", "+123456", "+1234567890123456", "+44 20 ABC", "", "++4412345678"]
+)
+def test_invalid_phone_is_rejected(raw: str) -> None:
+    with pytest.raises(ValidationFailed, match="phone"):
+        check.phone(raw)
+
+
+@pytest.mark.parametrize("raw", ["sales", " Support ", "key-accounts_2"])
+def test_department_codes(raw: str) -> None:
+    assert check.department(raw) == raw.strip().lower()
+
+
+@pytest.mark.parametrize("raw", ["", "2nd-line", "sales team", "x" * 41])
+def test_invalid_department_is_rejected(raw: str) -> None:
+    with pytest.raises(ValidationFailed, match="department"):
+        check.department(raw)
+
+
+def test_currency_is_upper_case_iso_code() -> None:
+    assert check.currency(" eur ") == "EUR"
+    with pytest.raises(ValidationFailed, match="currency"):
+        check.currency("EURO")
+
+
+@pytest.mark.parametrize("raw", ["-1", "NaN", "Infinity", "twelve"])
+def test_invalid_amount_is_rejected(raw: str) -> None:
+    with pytest.raises(ValidationFailed, match="amount"):
+        check.amount(raw)
+
+
+def test_amount_keeps_its_precision() -> None:
+    assert str(check.amount("12.50")) == "12.50"
+    assert check.amount(3) == Decimal(3)
+
+
+def test_scores_reject_bools_and_out_of_range() -> None:
+    assert check.score(5, 1, 5) == 5
+    for bad in (0, 6, True):
+        with pytest.raises(ValidationFailed, match="score"):
+            check.score(bad, 1, 5)
+
+
+def test_naive_times_are_rejected() -> None:
+    with pytest.raises(ValidationFailed, match="due_at"):
+        check.aware(datetime(2024, 1, 1), "due_at")
+
+
+def test_blank_optional_text_means_absent() -> None:
+    assert check.optional_text("   ", "note") is None
+    with pytest.raises(ValidationFailed, match="longer than 3"):
+        check.text("abcd", "note", 3)
