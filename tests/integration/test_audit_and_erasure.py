@@ -1,0 +1,144 @@
+"""Auditors' reads and crypto-shredding, on SQLite and PostgreSQL event stores.
+
+History lists every event with its metadata; `as_of` resolves an instant to the last
+version that had occurred by then. Erasure destroys the customer's key: the stored log
+is untouched and still replays, but every personal field in it reads as `[erased]`,
+and nothing personal is stored in clear text in the first place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from uuid import uuid4
+
+import psycopg
+import pytest
+
+from consumers.key_stores import PostgresKeyStore, SqliteKeyStore
+from consumers.keyring import Keyring
+from domain.base import ERASED, NotFound
+from domain.conversation import Conversation
+from domain.customer import Customer
+from services.bootstrap import connect_pool
+from services.event_store import CrmApplication, open_event_store
+from tests.unit.domain.factories import T0, ctx
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CrmApplication]:
+    if request.param == "sqlite":
+        keyring = Keyring(SqliteKeyStore(tmp_path / "keys.db"))
+        app = open_event_store(None, tmp_path, keyring)
+        yield app
+    else:
+        url = request.getfixturevalue("pg_url")
+        pool = connect_pool(url)
+        app = open_event_store(url, None, Keyring(PostgresKeyStore(pool)))
+        yield app
+        pool.close()
+    app.close()
+
+
+def _customer_with_history(store: CrmApplication) -> Customer:
+    customer = Customer.register(
+        ctx(minutes=0),
+        customer_id=uuid4(),
+        name="Grace Hopper",
+        email="grace@example.com",
+        phone="+1 202 555 0143",
+        owner_department="sales",
+    )
+    store.record(customer)
+    customer.update_profile(ctx(minutes=10), company="Navy")
+    store.record(customer)
+    customer.share_with(ctx(minutes=20, actor="manager-1"), "support")
+    store.record(customer)
+    return customer
+
+
+def test_history_lists_every_event_with_its_metadata(store: CrmApplication) -> None:
+    customer = _customer_with_history(store)
+    history = store.history(customer.id)
+    assert [e.wire_name() for e in history] == [
+        "CustomerRegistered",
+        "CustomerProfileUpdated",
+        "CustomerShared",
+    ]
+    assert [e.originator_version for e in history] == [1, 2, 3]
+    assert history[2].actor == "manager-1"
+    assert history[2].occurred_at == T0 + timedelta(minutes=20)
+
+
+def test_state_as_of_an_instant(store: CrmApplication) -> None:
+    customer = _customer_with_history(store)
+    before_share = store.as_of(Customer, customer.id, T0 + timedelta(minutes=15))
+    assert before_share.version == 2
+    assert before_share.company == "Navy"
+    assert not before_share.shared_with
+    assert store.as_of(Customer, customer.id, T0 + timedelta(minutes=20)).version == 3
+    with pytest.raises(NotFound):
+        store.as_of(Customer, customer.id, T0 - timedelta(seconds=1))
+
+
+def test_personal_data_is_never_stored_in_clear(store: CrmApplication) -> None:
+    customer = _customer_with_history(store)
+    stored = store.recorder.select_notifications(start=1, limit=10)
+    payloads = b"".join(n.state for n in stored if n.originator_id == customer.id)
+    assert b"Grace" not in payloads
+    assert b"grace@example.com" not in payloads
+    assert b"enc:v1:" in payloads
+
+
+def test_erasure_shreds_history_but_the_log_still_replays(store: CrmApplication) -> None:
+    customer = _customer_with_history(store)
+    conversation = Conversation.open(
+        ctx(minutes=30), conversation_id=uuid4(), customer=customer, channel="chat", subject="Hi"
+    )
+    conversation.log_message(
+        ctx(minutes=31), message_id="m1", direction="inbound", author="Grace", content="call me"
+    )
+    store.record(conversation)
+    customer.erase(ctx(minutes=40, actor="admin"), reason="GDPR art. 17")
+    store.record(customer)
+    assert isinstance(store.cipher, Keyring)
+    store.cipher.erase(customer.id)
+
+    reloaded = store.load(Customer, customer.id)
+    assert reloaded.erased
+    assert reloaded.name == ERASED
+    assert store.history(customer.id)[0].name == ERASED  # type: ignore[attr-defined]
+    past = store.as_of(Customer, customer.id, T0 + timedelta(minutes=5))
+    assert past.email == ERASED
+    message = store.load(Conversation, conversation.id).messages["m1"]
+    assert message.content == ERASED
+    assert reloaded.company == "Navy"  # not personal: kept for statistics
+
+
+def test_erasure_holds_in_another_process(store: CrmApplication) -> None:
+    customer = _customer_with_history(store)
+    customer.erase(ctx(minutes=40, actor="admin"))
+    store.record(customer)
+    assert isinstance(store.cipher, Keyring)
+    store.cipher.erase(customer.id)
+    another_process = CrmApplication(store.env, Keyring(store.cipher.store))  # no cached keys
+    history = another_process.history(customer.id)
+    another_process.close()
+    assert history[0].name == ERASED  # type: ignore[attr-defined]
+
+
+def test_pg_key_table_holds_a_tombstone(pg_url: str) -> None:
+    pool = connect_pool(pg_url)
+    keyring = Keyring(PostgresKeyStore(pool))
+    subject = uuid4()
+    keyring.encrypt(subject, "secret")
+    keyring.erase(subject)
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute(
+            "SELECT key, erased_at FROM crm_subject_keys WHERE subject = %s", (subject,)
+        ).fetchone()
+    pool.close()
+    assert row is not None
+    assert row[0] is None
+    assert row[1] is not None
