@@ -28,8 +28,11 @@ RESULTS = Path(__file__).parent / "results"
 
 def machine() -> dict[str, Any]:
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor(),
     )
     memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
@@ -80,8 +83,14 @@ def main() -> int:
 def write(report: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["# Benchmark results", "", f"Run {report['started_at']}"
-             + (" (quick)" if report["quick"] else ""), "", "## Machine", ""]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Run {report['started_at']}" + (" (quick)" if report["quick"] else ""),
+        "",
+        "## Machine",
+        "",
+    ]
     lines += [f"- {key}: {value}" for key, value in report["machine"].items()]
     for name, figures in report["results"].items():
         lines += ["", f"## {name}", "", "| figure | value |", "|---|---|"]

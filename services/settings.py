@@ -74,7 +74,9 @@ def _bootstrap(value: str) -> str:
     for server in value.split(","):
         host, sep, port = server.strip().rpartition(":")
         if not (sep and host and port.isdigit()):
-            raise ConfigError("CRM_KAFKA_BOOTSTRAP", f"expected host:port[,host:port], got {value!r}")
+            raise ConfigError(
+                "CRM_KAFKA_BOOTSTRAP", f"expected host:port[,host:port], got {value!r}"
+            )
     return value
 
 
@@ -88,9 +90,7 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
 N = TypeVar("N", int, float)
 
 
-def _number(
-    env: Mapping[str, str], name: str, default: N, kind: type[N], *, minimum: float
-) -> N:
+def _number(env: Mapping[str, str], name: str, default: N, kind: type[N], *, minimum: float) -> N:
     raw = env.get(name)
     if raw is None:
         return default
