@@ -13,7 +13,7 @@ import bisect
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
@@ -39,7 +39,7 @@ class CrmApplication(Application[UUID]):
         self.cipher = cipher
         super().__init__(env)
 
-    def construct_mapper(self) -> CodecMapper:  # type: ignore[override]
+    def construct_mapper(self) -> CodecMapper:
         return CodecMapper(self.cipher)
 
     def record(self, *aggregates: Aggregate) -> list[Recording[UUID]]:
@@ -48,7 +48,7 @@ class CrmApplication(Application[UUID]):
 
     def load(self, kind: type[A], aggregate_id: UUID, version: int | None = None) -> A:
         try:
-            aggregate = self.repository.get(aggregate_id, version=version)
+            aggregate: Aggregate = self.repository.get(aggregate_id, version=version)
         except AggregateNotFoundError:
             raise NotFound(kind.aggregate_type, aggregate_id) from None
         if not isinstance(aggregate, kind):
@@ -57,7 +57,7 @@ class CrmApplication(Application[UUID]):
 
     def history(self, aggregate_id: UUID) -> list[DomainEvent]:
         """Every event of one aggregate, oldest first, with its metadata."""
-        return list(self.events.get(aggregate_id))
+        return [cast(DomainEvent, event) for event in self.events.get(aggregate_id)]
 
     def as_of(self, kind: type[A], aggregate_id: UUID, instant: datetime) -> A:
         """The aggregate as it was at `instant`: the last version that occurred by then."""

@@ -1,0 +1,162 @@
+"""The HTTP API's composition: `create_app(runtime)` builds the Litestar app.
+
+Everything the routes need is built here once from the runtime (command service with
+group commit, principals, idempotency store, metrics) and handed to the handlers as
+dependencies; routes live under `/v1`, operations (`/healthz`, `/readyz`, `/metrics`)
+at the root and under `/v1`, the OpenAPI UI at `/docs` and the schema at `/openapi.json`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from eventsourcing.persistence import PersistenceError
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from services.api.deps import Services, authenticate, command_call
+from services.api.errors import EXCEPTION_HANDLERS
+from services.api.events_stream import event_stream
+from services.api.observability import Metrics, RequestObserver
+from services.api.reads import reader
+from services.api.routes_conversations import conversations
+from services.api.routes_customers import customers
+from services.api.routes_ops import OPS, ReadinessCheck
+from services.api.routes_queries import queries
+from services.api.routes_tasks import tasks
+from services.bootstrap import Runtime
+from services.commands import CommandService, Committer
+from services.group_commit import GroupCommitter
+from services.idempotency import open_idempotency
+from services.principals import Principals, open_principals
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    committer: Committer | None = None,
+    principals: Principals | None = None,
+    queries_helper: Any = None,
+    applied_position: Callable[[], int] | None = None,
+    readiness: dict[str, ReadinessCheck] | None = None,
+) -> Litestar:
+    """The API over `runtime`; `queries_helper`/`applied_position` wire the read models."""
+    metrics = Metrics(runtime.app.head_position)
+    services = build_services(runtime, metrics, committer, principals)
+    services.queries, services.applied_position = queries_helper, applied_position
+    checks = default_checks(runtime, applied_position) | (readiness or {})
+    app = Litestar(
+        route_handlers=[
+            Router("/v1", route_handlers=[customers, conversations, tasks, queries, *OPS]),
+            *OPS,
+        ],
+        dependencies=_dependencies(services, metrics, checks),
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=_openapi(),
+        debug=False,
+    )
+    app.state.metrics = metrics
+    app.state.services = services
+    app.asgi_handler = RequestObserver(app.asgi_handler, metrics)
+    return app
+
+
+def build_services(
+    runtime: Runtime, metrics: Metrics, committer: Committer | None, principals: Principals | None
+) -> Services:
+    settings = runtime.settings
+    if committer is None:
+        committer = GroupCommitter(
+            runtime.app,
+            window_ms=settings.group_commit_window_ms,
+            max_batch=settings.group_commit_max_batch,
+            on_batch=metrics.batch,
+        )
+    return Services(
+        app=runtime.app,
+        commands=CommandService(runtime.app, committer, runtime.keyring),
+        principals=principals or open_principals(runtime.pool, settings.data_dir),
+        idempotency=open_idempotency(runtime.pool, settings.data_dir),
+        read_wait_seconds=settings.read_wait_seconds,
+    )
+
+
+def _dependencies(
+    services: Services, metrics: Metrics, checks: dict[str, ReadinessCheck]
+) -> dict[str, Provide]:
+    def provide_services() -> Services:
+        return services
+
+    def provide_metrics() -> Metrics:
+        return metrics
+
+    def provide_checks() -> dict[str, ReadinessCheck]:
+        return checks
+
+    inline = {"sync_to_thread": False}
+    return {
+        "services": Provide(provide_services, use_cache=True, **inline),
+        "metrics_registry": Provide(provide_metrics, use_cache=True, **inline),
+        "checks": Provide(provide_checks, use_cache=True, **inline),
+        "caller": Provide(authenticate, **inline),
+        "call": Provide(command_call, **inline),
+        "reader": Provide(reader, **inline),
+        "stream": Provide(event_stream, **inline),
+    }
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="CRM Collab",
+        version="1.0.0",
+        path="/docs",
+        render_plugins=[SwaggerRenderPlugin(path="/")],
+        components=Components(
+            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
+        ),
+        security=[{"bearer": []}],
+    )
+
+
+def default_checks(
+    runtime: Runtime, applied_position: Callable[[], int] | None
+) -> dict[str, ReadinessCheck]:
+    checks: dict[str, ReadinessCheck] = {"event_store": lambda: _store_check(runtime)}
+    if not runtime.settings.embedded:
+        checks["kafka"] = lambda: _kafka_check(runtime.settings.kafka_bootstrap)
+    if applied_position is not None:
+        checks["projections"] = lambda: _lag_check(runtime, applied_position)
+    return checks
+
+
+def _store_check(runtime: Runtime) -> str | None:
+    try:
+        runtime.app.head_position()
+    except (PersistenceError, OSError) as error:
+        return f"event store unavailable: {type(error).__name__}"
+    return None
+
+
+def _kafka_check(bootstrap: str) -> str | None:
+    """A TCP connect to any bootstrap server (the Kafka client lives in consumers/)."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+        except OSError:
+            continue
+        return None
+    return f"no Kafka broker reachable at {bootstrap}"
+
+
+LAG_LIMIT = 10_000
+
+
+def _lag_check(runtime: Runtime, applied_position: Callable[[], int]) -> str | None:
+    lag = runtime.app.head_position() - applied_position()
+    return None if lag <= LAG_LIMIT else f"projections {lag} events behind"

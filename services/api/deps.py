@@ -1,0 +1,167 @@
+"""What route handlers receive: the authenticated caller, a command runner, a reader.
+
+`CommandCall` is where If-Match and Idempotency-Key are honoured for every command,
+so each handler only decodes its body, names its decision and returns the answer.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.di import NamedDependency
+from litestar.params import HeaderParameter
+
+from domain.base import Aggregate
+from services.api.errors import BadRequest, NotCaughtUp, Unauthenticated
+from services.commands import Caller, CommandResult, CommandService, Decision
+from services.event_store import CrmApplication
+from services.idempotency import Idempotency, StoredAnswer, check_key, fingerprint
+from services.policy import Principal
+from services.principals import Principals
+
+A = TypeVar("A", bound=Aggregate)
+_encoder = msgspec.json.Encoder()
+_result_decoder = msgspec.json.Decoder(CommandResult)
+
+
+@dataclass
+class Services:
+    """Everything the HTTP layer uses, built once by `create_app`."""
+
+    app: CrmApplication
+    commands: CommandService
+    principals: Principals
+    idempotency: Idempotency
+    read_wait_seconds: float
+    queries: Any = None  # the projections' query helpers, once wired
+    applied_position: Callable[[], int] | None = None
+
+    def wait_for(self, position: int | None, applied: Callable[[], int]) -> None:
+        """Block (bounded) until `applied()` reaches `position`: read-your-writes."""
+        if position is None or applied() >= position:
+            return
+        deadline = time.monotonic() + self.read_wait_seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            if applied() >= position:
+                return
+        raise NotCaughtUp(position, applied(), self.read_wait_seconds)
+
+
+ServicesDep = NamedDependency[Services]
+CallerDep = NamedDependency[Caller]
+
+
+def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -> Caller:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send Authorization: Bearer <token>")
+    principal = services.principals.authenticate(token.strip())
+    if principal is None:
+        raise Unauthenticated("unknown or revoked token")
+    structlog.contextvars.bind_contextvars(principal=principal.name)
+    request.state.principal = principal.name
+    correlation = request.headers.get("x-request-id", "")[:100] or uuid.uuid4().hex
+    return Caller(principal=principal, correlation_id=correlation)
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """`"3"`, `W/"3"` or `3` -> 3; `*` or absent -> None (no precondition)."""
+    if value is None or value.strip() == "*":
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit() or len(text) > 18:
+        raise BadRequest(f'If-Match must be an ETag like "3", got {value[:40]!r}')
+    return int(text)
+
+
+@dataclass
+class CommandCall:
+    services: Services
+    caller: Caller
+    expected: int | None
+    key: str | None
+    method: str
+    path: str
+
+    @property
+    def principal(self) -> Principal:
+        return self.caller.principal
+
+    def change(
+        self, action: str, kind: type[A], aggregate_id: UUID, decide: Decision[A], body: object
+    ) -> Response[CommandResult]:
+        """A decision on an existing aggregate, under If-Match and Idempotency-Key."""
+        commands = self.services.commands
+        return self.run(
+            lambda expected: commands.change(
+                self.caller, action, kind, aggregate_id, decide, expected=expected
+            ),
+            body,
+        )
+
+    def run(
+        self, execute: Callable[[int | None], CommandResult], body: object, status: int = 200
+    ) -> Response[CommandResult]:
+        if self.key is None:
+            return answer(execute(self.expected), status)
+        owner = self.principal.name
+        request = fingerprint(self.method, self.path, _encoder.encode(body))
+        stored = self.services.idempotency.begin(owner, self.key, request)
+        if stored is not None:
+            return answer(_result_decoder.decode(stored.body), stored.status)
+        done = False
+        try:
+            result = execute(self.expected)
+            self.services.idempotency.complete(
+                owner, self.key, StoredAnswer(status, _encoder.encode(result))
+            )
+            done = True
+        finally:
+            if not done:  # the command failed and changed nothing: let a retry run it
+                self.services.idempotency.release(owner, self.key)
+        return answer(result, status)
+
+
+V = TypeVar("V", bound=msgspec.Struct)
+
+
+def tagged(view: V) -> Response[V]:
+    """A read with its version as ETag, ready for a following If-Match."""
+    return Response(view, headers={"ETag": f'"{getattr(view, "version", 0)}"'})
+
+
+def answer(result: CommandResult, status: int) -> Response[CommandResult]:
+    return Response(result, status_code=status, headers={"ETag": f'"{result.version}"'})
+
+
+def command_call(
+    request: Request[Any, Any, Any],
+    caller: CallerDep,
+    services: ServicesDep,
+    if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    idempotency_key: Annotated[
+        str | None, HeaderParameter(name="Idempotency-Key", required=False)
+    ] = None,
+) -> CommandCall:
+    if idempotency_key is not None:
+        check_key(idempotency_key)
+    return CommandCall(
+        services=services,
+        caller=caller,
+        expected=parse_if_match(if_match),
+        key=idempotency_key,
+        method=request.method,
+        path=request.url.path,
+    )
+
+
+Call = NamedDependency[CommandCall]

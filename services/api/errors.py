@@ -1,0 +1,139 @@
+"""RFC 9457 problem+json for every error: ONE table from exception class to status.
+
+`type` URIs are stable (clients switch on them); `title` is constant per type; `detail`
+is for humans. Domain errors keep their own codes; errors raised here (authentication,
+policy, idempotency, read-model waits) carry theirs. No client input may produce a 500:
+anything unmapped is logged with its traceback and answered as a generic 500 problem.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from domain.base import (
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+    VersionConflict,
+)
+from domain.codec import UnknownEventType
+from services.idempotency import BadIdempotencyKeyError, IdempotencyError
+from services.policy import Forbidden
+
+PROBLEM_BASE = "https://crm-collab.example/problems/"
+MEDIA_TYPE = "application/problem+json"
+log = structlog.get_logger("crm.api")
+
+
+class Unauthenticated(Exception):  # noqa: N818 - reads as the HTTP status it maps to
+    """No bearer token, or one that names no active principal."""
+
+
+class BadRequest(Exception):  # noqa: N818 - reads as the HTTP status it maps to
+    """A header or parameter this API parses itself (If-Match, as_of...) is malformed."""
+
+
+class ReadModelUnavailable(Exception):  # noqa: N818 - reads as the HTTP status it maps to
+    """The read model behind this query is not wired into this process."""
+
+
+class NotCaughtUp(Exception):  # noqa: N818 - reads as the HTTP status it maps to
+    """The read model did not reach `min_position` within the read wait."""
+
+    def __init__(self, position: int, applied: int, retry_after: float) -> None:
+        super().__init__(f"read model at position {applied}, asked for {position}")
+        self.retry_after = retry_after
+
+
+# exception class -> (status, type slug, title); looked up along the class's MRO.
+PROBLEMS: dict[type[BaseException], tuple[int, str, str]] = {
+    ValidationFailed: (422, "validation-failed", "A field has an unacceptable value"),
+    InvalidTransition: (409, "invalid-transition", "Not allowed in the current state"),
+    VersionConflict: (409, "version-conflict", "The resource changed since it was read"),
+    NotFound: (404, "not-found", "No such resource"),
+    PermissionDenied: (403, "not-allowed", "A business rule forbids this actor"),
+    DomainError: (422, "domain-rule-violated", "A business rule was violated"),
+    Forbidden: (403, "forbidden", "The access policy refused this request"),
+    Unauthenticated: (401, "unauthenticated", "A valid bearer token is required"),
+    BadRequest: (400, "bad-request", "The request is malformed"),
+    BadIdempotencyKeyError: (400, "bad-idempotency-key", "The Idempotency-Key is malformed"),
+    IdempotencyError: (409, "idempotency-conflict", "The Idempotency-Key cannot be used"),
+    UnknownEventType: (422, "unknown-event-type", "Unknown event type"),
+    ReadModelUnavailable: (501, "read-model-unavailable", "Read model not available yet"),
+    NotCaughtUp: (503, "not-caught-up", "The read model has not caught up yet"),
+    ValidationException: (400, "invalid-request", "The request does not match the schema"),
+}
+
+
+def problem_for(error: BaseException) -> tuple[int, str, str]:
+    for cls in type(error).__mro__:
+        if cls in PROBLEMS:
+            return PROBLEMS[cls]
+    if isinstance(error, HTTPException):
+        phrase = HTTPStatus(error.status_code).phrase
+        return error.status_code, phrase.lower().replace(" ", "-"), phrase
+    return 500, "internal-error", "Internal server error"
+
+
+def _extensions(error: BaseException) -> dict[str, Any]:
+    """Machine-readable details a client can act on."""
+    if isinstance(error, ValidationFailed):
+        return {"field": error.field}
+    if isinstance(error, VersionConflict):
+        return {"expected_version": error.expected, "actual_version": error.actual}
+    if isinstance(error, Forbidden):
+        return {"rule": error.rule}
+    if isinstance(error, IdempotencyError):
+        return {"reason": error.reason}
+    if isinstance(error, ValidationException) and error.extra:
+        return {"errors": msgspec.to_builtins(error.extra, str_keys=True, enc_hook=str)}
+    return {}
+
+
+def problem_response(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    status, slug, title = problem_for(error)
+    if status >= 500 and not isinstance(error, NotCaughtUp | ReadModelUnavailable):
+        log.error("unhandled", error=repr(error), exc_info=error)
+    detail = title if status == 500 else _detail(error)
+    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
+    body |= {"instance": request.url.path} | _extensions(error)
+    headers = _headers(error)
+    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _detail(error: BaseException) -> str:
+    if isinstance(error, HTTPException):
+        return str(error.detail)
+    return str(error) or type(error).__name__
+
+
+def _headers(error: BaseException) -> dict[str, str]:
+    if isinstance(error, NotCaughtUp):
+        return {"Retry-After": str(max(1, round(error.retry_after)))}
+    if isinstance(error, Unauthenticated):
+        return {"WWW-Authenticate": 'Bearer realm="crm"'}
+    if isinstance(error, HTTPException) and error.headers:
+        return dict(error.headers)
+    return {}
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    DomainError: problem_response,
+    Forbidden: problem_response,
+    Unauthenticated: problem_response,
+    BadRequest: problem_response,
+    IdempotencyError: problem_response,
+    UnknownEventType: problem_response,
+    ReadModelUnavailable: problem_response,
+    NotCaughtUp: problem_response,
+    HTTPException: problem_response,
+    500: problem_response,  # last resort: anything unmapped, logged with its traceback
+}

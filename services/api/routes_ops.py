@@ -1,0 +1,46 @@
+"""Operations: liveness, readiness (event store, Kafka, projection lag), metrics, schema."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar import MediaType, Request, Response, get
+from litestar.di import NamedDependency
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.api.observability import Metrics
+
+ReadinessCheck = Callable[[], str | None]
+"""Returns None when ready, else the reason it is not (shown in /readyz)."""
+
+
+@get("/healthz", sync_to_thread=False, include_in_schema=True, tags=["ops"])
+def healthz() -> dict[str, str]:
+    """The process is up (nothing else is checked: restarts will not fix a database)."""
+    return {"status": "ok"}
+
+
+@get("/readyz", sync_to_thread=True, tags=["ops"])
+def readyz(checks: NamedDependency[dict[str, ReadinessCheck]]) -> Response[dict[str, Any]]:
+    """Ready to serve: every check passes (event store, Kafka, projection lag)."""
+    results = {name: check() for name, check in checks.items()}
+    ready = all(reason is None for reason in results.values())
+    body = {
+        "status": "ready" if ready else "not ready",
+        "checks": {name: reason or "ok" for name, reason in results.items()},
+    }
+    return Response(body, status_code=200 if ready else 503)
+
+
+@get("/metrics", sync_to_thread=True, tags=["ops"], media_type=MediaType.TEXT)
+def metrics(metrics_registry: NamedDependency[Metrics]) -> Response[bytes]:
+    return Response(generate_latest(metrics_registry.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@get("/openapi.json", sync_to_thread=False, include_in_schema=False)
+def openapi_json(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    return Response(request.app.openapi_schema.to_schema(), media_type=MediaType.JSON)
+
+
+OPS = [healthz, readyz, metrics, openapi_json]

@@ -1,0 +1,86 @@
+"""Department views, statistics and the event stream: read models and the store's log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from litestar import Router, get
+from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.response import ServerSentEvent
+
+from services.api.events_stream import StreamDep
+from services.api.reads import ReaderDep
+
+MinPosition = Annotated[
+    int | None, QueryParameter(ge=0, description="wait until this position is applied")
+]
+Granularity = Literal["day", "week", "month"]
+
+
+@get("/departments/{department:str}/{view:str}", sync_to_thread=True)
+def department_view(
+    *,
+    department: FromPath[str],
+    view: FromPath[Literal["customers", "conversations", "tasks"]],
+    reader: ReaderDep,
+    status: FromQuery[str | None] = None,
+    tag: FromQuery[str | None] = None,
+    cursor: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+    min_position: MinPosition = None,
+) -> dict[str, Any]:
+    """A page of a department's read model; `next_cursor` fetches the following page."""
+    filters = {"status": status, "tag": tag, "cursor": cursor, "limit": limit}
+    return reader.department(view, department, min_position, **filters)  # type: ignore[no-any-return]
+
+
+@get("/stats/satisfaction", sync_to_thread=True)
+def satisfaction(
+    *,
+    reader: ReaderDep,
+    department: FromQuery[str | None] = None,
+    agent: FromQuery[str | None] = None,
+    from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
+    to: FromQuery[datetime | None] = None,
+    granularity: FromQuery[Granularity] = "day",
+    min_position: MinPosition = None,
+) -> dict[str, Any]:
+    """CSAT (% of 4-5 answers) and NPS (% 9-10 minus % 0-6) per period."""
+    filters = {"agent": agent, "start": from_, "end": to, "granularity": granularity}
+    return reader.stats("satisfaction", department, min_position, **filters)  # type: ignore[no-any-return]
+
+
+@get("/stats/tasks", sync_to_thread=True)
+def task_stats(
+    *,
+    reader: ReaderDep,
+    department: FromQuery[str | None] = None,
+    agent: FromQuery[str | None] = None,
+    from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
+    to: FromQuery[datetime | None] = None,
+    granularity: FromQuery[Granularity] = "day",
+    min_position: MinPosition = None,
+) -> dict[str, Any]:
+    """On-time rate, resolution time, evaluation scores and reassignments per period."""
+    filters = {"agent": agent, "start": from_, "end": to, "granularity": granularity}
+    return reader.stats("task", department, min_position, **filters)  # type: ignore[no-any-return]
+
+
+@get("/events/stream")
+async def events_stream(
+    stream: StreamDep,
+    department: FromQuery[str | None] = None,
+    after: Annotated[
+        int | None, QueryParameter(ge=0, description="resume after this position")
+    ] = None,
+) -> ServerSentEvent:
+    """Server-sent events of what this principal may see, masked; follows the store's log."""
+    return ServerSentEvent(stream.follow(department, after))
+
+
+queries = Router(
+    path="/",
+    route_handlers=[department_view, satisfaction, task_stats, events_stream],
+    tags=["queries"],
+)

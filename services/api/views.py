@@ -1,0 +1,172 @@
+"""What reads answer: aggregate state and event history as response Structs, masked.
+
+Every view passes through `masked()`, which applies `services.policy.mask` (the one
+masking rule) to the view's builtins form and converts back, so the OpenAPI schema
+stays typed while the hidden fields read as `[masked]`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID
+
+import msgspec
+
+from domain.base import DomainEvent
+from domain.conversation import Conversation
+from domain.customer import Customer
+from domain.task import Task
+from services.policy import EMAIL_CONSENT, Principal, mask
+
+V = TypeVar("V", bound=msgspec.Struct)
+
+
+class OrderView(msgspec.Struct, frozen=True, kw_only=True):
+    order_id: str
+    amount: Decimal
+    currency: str
+    status: str
+    ordered_at: datetime
+    updated_at: datetime
+
+
+class CustomerView(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    version: int
+    name: str
+    company: str | None
+    email: str | None
+    phone: str | None
+    address: str | None
+    owner_department: str
+    owner_agent: str | None
+    shared_with: list[str]
+    tags: list[str]
+    consents: dict[str, bool]
+    orders: list[OrderView]
+    archived: bool
+    erased: bool
+    created_on: datetime | None
+    modified_on: datetime | None
+
+
+class MessageView(msgspec.Struct, frozen=True, kw_only=True):
+    message_id: str
+    kind: str
+    direction: str | None
+    author: str
+    content: str
+    sent_at: datetime
+    corrected: bool
+    retracted: bool
+    reason: str | None
+
+
+class ConversationView(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    version: int
+    customer_id: UUID | None
+    channel: str
+    subject: str
+    department: str
+    agent: str | None
+    participants: list[str]
+    status: str
+    messages: list[MessageView]
+    handoffs: int
+    outcome: str | None
+    summary: str | None
+    opened_at: datetime | None
+    closed_at: datetime | None
+    last_csat: int | None
+    last_nps: int | None
+
+
+class TaskView(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    version: int
+    customer_id: UUID | None
+    conversation_id: UUID | None
+    title: str
+    description: str | None
+    department: str
+    assignee: str | None
+    due_at: datetime | None
+    priority: str
+    status: str
+    progress: int
+    resolution: str | None
+    on_time: bool | None
+    evaluation_score: int | None
+    reassignments: int
+
+
+class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    type: str
+    version: int
+    occurred_at: datetime
+    actor: str
+    actor_department: str
+    correlation_id: str
+    causation_id: str | None
+    data: dict[str, Any]
+
+
+def masked(principal: Principal, view: V, *, email_consent: bool = False) -> V:
+    document = msgspec.to_builtins(view)
+    hidden = mask(principal, document, email_consent=email_consent)
+    return msgspec.convert(hidden, type(view), strict=False)
+
+
+def _attributes(aggregate: Any, view: type[V], **overrides: Any) -> V:
+    values = {name: getattr(aggregate, name, None) for name in view.__struct_fields__}
+    return msgspec.convert(values | overrides, view, from_attributes=True, strict=False)
+
+
+def customer_view(principal: Principal, customer: Customer) -> CustomerView:
+    view = _attributes(
+        customer,
+        CustomerView,
+        shared_with=sorted(customer.shared_with),
+        tags=sorted(customer.tags),
+        orders=[msgspec.to_builtins(order) for order in customer.orders.values()],
+    )
+    return masked(principal, view, email_consent=customer.consents.get(EMAIL_CONSENT, False))
+
+
+def conversation_view(principal: Principal, conversation: Conversation) -> ConversationView:
+    messages = [msgspec.to_builtins(m) for m in conversation.messages.values()]
+    view = _attributes(
+        conversation,
+        ConversationView,
+        participants=list(conversation.participants),
+        messages=messages,
+    )
+    return masked(principal, view)
+
+
+def task_view(principal: Principal, task: Task) -> TaskView:
+    return masked(principal, _attributes(task, TaskView))
+
+
+_METADATA = frozenset(
+    {"originator_id", "originator_version", "occurred_at", "actor", "actor_department"}
+    | {"correlation_id", "causation_id"}
+)
+
+
+def history_entry(principal: Principal, event: DomainEvent) -> HistoryEntry:
+    data = msgspec.to_builtins(event)
+    entry = HistoryEntry(
+        type=event.wire_name(),
+        version=event.originator_version,
+        occurred_at=event.occurred_at,
+        actor=event.actor,
+        actor_department=event.actor_department,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        data={k: v for k, v in data.items() if k not in _METADATA and k != "type"},
+    )
+    return masked(principal, entry)

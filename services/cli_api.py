@@ -1,0 +1,284 @@
+"""`crm run`, `crm api`, `crm principals ...`, `crm audit ...`, `crm stats ...`, `crm demo`.
+
+`crm run` is the embedded default: SQLite event store in CRM_DATA_DIR, the API and the
+projections following the store in this one process. `crm api` serves the API against
+PostgreSQL (projections run elsewhere: `crm projections run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from services.bootstrap import Runtime, bootstrap
+from services.settings import ConfigError, Settings
+
+BOOTSTRAP_ADMIN = "admin"
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add this module's subcommands to `crm`."""
+    run = commands.add_parser("run", help="embedded: API + projections on SQLite, one process")
+    _serve_options(run)
+    run.set_defaults(handler=_run)
+    api = commands.add_parser("api", help="the HTTP API against PostgreSQL (CRM_DATABASE_URL)")
+    _serve_options(api)
+    api.set_defaults(handler=_api)
+    _register_principals(commands)
+    _register_audit(commands)
+    _register_stats(commands)
+    demo = commands.add_parser("demo", help="load a realistic scenario through the service layer")
+    demo.add_argument("--customers", type=int, default=300)
+    demo.set_defaults(handler=_demo)
+
+
+def _serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+
+
+def _register_principals(commands: argparse._SubParsersAction[Any]) -> None:
+    principals = commands.add_parser("principals", help="API principals and their tokens")
+    actions = principals.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="create a principal and print its token (once)")
+    add.add_argument("name")
+    add.add_argument("--department", required=True)
+    add.add_argument("--role", required=True, help="agent|manager|analyst|auditor|service|admin")
+    add.set_defaults(handler=_principals_add)
+    actions.add_parser("list", help="list principals").set_defaults(handler=_principals_list)
+    revoke = actions.add_parser("revoke", help="revoke a principal's token")
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=_principals_revoke)
+
+
+def _register_audit(commands: argparse._SubParsersAction[Any]) -> None:
+    audit = commands.add_parser("audit", help="history and past state of any aggregate")
+    actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    history = actions.add_parser("history", help="every event of one aggregate, as JSON lines")
+    history.add_argument("id", type=UUID)
+    history.set_defaults(handler=_audit_history)
+    as_of = actions.add_parser("as-of", help="an aggregate's state at an instant (RFC 3339)")
+    as_of.add_argument("id", type=UUID)
+    as_of.add_argument("time", type=datetime.fromisoformat)
+    as_of.set_defaults(handler=_audit_as_of)
+
+
+def _register_stats(commands: argparse._SubParsersAction[Any]) -> None:
+    stats = commands.add_parser("stats", help="satisfaction statistics")
+    actions = stats.add_subparsers(dest="action", required=True, metavar="ACTION")
+    satisfaction = actions.add_parser("satisfaction", help="CSAT and NPS per period")
+    satisfaction.add_argument("--department")
+    satisfaction.add_argument("--agent")
+    satisfaction.add_argument("--from", dest="start", type=datetime.fromisoformat)
+    satisfaction.add_argument("--to", dest="end", type=datetime.fromisoformat)
+    satisfaction.add_argument("--granularity", choices=("day", "week", "month"), default="day")
+    satisfaction.set_defaults(handler=_stats_satisfaction)
+
+
+# --- serving --------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.embedded:
+        raise ConfigError("CRM_DATABASE_URL", "`crm run` is embedded (SQLite); use `crm api`")
+    runtime = bootstrap(settings)
+    store, stop, follower = _start_follower(runtime)
+    try:
+        from consumers.follower import applied_position
+        from services.api import create_app
+
+        app = create_app(runtime, applied_position=lambda: applied_position(store))
+        _announce(runtime, app, args)
+        _serve(app, args)
+    finally:
+        stop.set()
+        follower.join(timeout=5)
+        runtime.close()
+    return 0
+
+
+def _start_follower(runtime: Runtime) -> tuple[Any, threading.Event, threading.Thread]:
+    """The projections follow the event store in a thread of this process."""
+    from consumers.follower import follow_event_store
+    from consumers.store_sqlite import SqliteStore
+    from projections import PROJECTIONS
+
+    store = SqliteStore(runtime.settings.data_dir / "readmodels.db")
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=follow_event_store,
+        args=(runtime.app, store, PROJECTIONS.values(), stop),
+        name="crm-follower",
+        daemon=True,
+    )
+    thread.start()
+    return store, stop, thread
+
+
+def _api(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.embedded:
+        raise ConfigError("CRM_DATABASE_URL", "`crm api` needs PostgreSQL; `crm run` is embedded")
+    runtime = bootstrap(settings)
+    try:
+        from services.api import create_app
+
+        app = create_app(runtime)
+        print(f"CRM Collab API docs: http://{args.host}:{args.port}/docs", flush=True)
+        _serve(app, args)
+    finally:
+        runtime.close()
+    return 0
+
+
+def _announce(runtime: Runtime, app: Any, args: argparse.Namespace) -> None:
+    principals = app.state.services.principals
+    print(f"CRM Collab API docs: http://{args.host}:{args.port}/docs", flush=True)
+    if not principals.exists(BOOTSTRAP_ADMIN):
+        token = principals.add(BOOTSTRAP_ADMIN, "admin", "admin")
+        print(f"Bootstrap admin token (shown once): {token}", flush=True)
+    else:
+        print(
+            "Principal 'admin' exists; make another token with "
+            "`crm principals add NAME --department D --role admin`",
+            flush=True,
+        )
+
+
+def _serve(app: Any, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+# --- principals -----------------------------------------------------------------------
+
+
+def _principals(settings: Settings) -> tuple[Runtime, Any]:
+    from services.principals import open_principals
+
+    runtime = bootstrap(settings)
+    return runtime, open_principals(runtime.pool, settings.data_dir)
+
+
+def _principals_add(args: argparse.Namespace, settings: Settings) -> int:
+    from services.principals import PrincipalError
+
+    runtime, principals = _principals(settings)
+    try:
+        token = principals.add(args.name, args.department, args.role)
+    except PrincipalError as error:
+        print(f"crm: {error}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.close()
+    print(token)
+    return 0
+
+
+def _principals_list(args: argparse.Namespace, settings: Settings) -> int:
+    runtime, principals = _principals(settings)
+    try:
+        for record in principals.list():
+            state = "revoked" if record.revoked else "active"
+            print(
+                f"{record.name}\t{record.department}\t{record.role}\t{state}\t{record.created_at}"
+            )
+    finally:
+        runtime.close()
+    return 0
+
+
+def _principals_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from services.principals import PrincipalError
+
+    runtime, principals = _principals(settings)
+    try:
+        principals.revoke(args.name)
+    except PrincipalError as error:
+        print(f"crm: {error}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.close()
+    print(f"revoked {args.name}")
+    return 0
+
+
+# --- audit and statistics -------------------------------------------------------------
+
+
+def _audit_history(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = bootstrap(settings)
+    try:
+        events = runtime.app.history(args.id)
+        for event in events:
+            sys.stdout.write(msgspec.json.encode(event).decode() + "\n")
+    finally:
+        runtime.close()
+    if not events:
+        print(f"crm: no events for {args.id}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _audit_as_of(args: argparse.Namespace, settings: Settings) -> int:
+    from domain.base import AGGREGATE_CLASSES, NotFound
+
+    if args.time.tzinfo is None:
+        print("crm: TIME needs a zone, e.g. 2025-01-31T12:00:00+00:00", file=sys.stderr)
+        return 2
+    runtime = bootstrap(settings)
+    try:
+        events = runtime.app.history(args.id)
+        if not events:
+            raise NotFound("aggregate", args.id)
+        kind = AGGREGATE_CLASSES[events[0].aggregate_type]
+        state = runtime.app.as_of(kind, args.id, args.time).state()
+        print(msgspec.json.encode(state, enc_hook=_jsonable).decode())
+    except NotFound as error:
+        print(f"crm: {error}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.close()
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise NotImplementedError(type(value).__name__)
+
+
+def _stats_satisfaction(args: argparse.Namespace, settings: Settings) -> int:
+    from services.satisfaction_report import satisfaction_report
+
+    runtime = bootstrap(settings)
+    try:
+        report = satisfaction_report(
+            runtime.app,
+            department=args.department,
+            agent=args.agent,
+            start=args.start,
+            end=args.end,
+            granularity=args.granularity,
+        )
+    finally:
+        runtime.close()
+    report.print()
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from services.demo import load_demo
+
+    runtime = bootstrap(settings)
+    try:
+        load_demo(runtime, customers=args.customers)
+    finally:
+        runtime.close()
+    return 0

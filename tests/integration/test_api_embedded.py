@@ -1,0 +1,207 @@
+"""The HTTP API on the embedded (SQLite) store: commands, concurrency, idempotency,
+authentication and authorisation, audit reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from services.api import create_app
+from services.bootstrap import Runtime, bootstrap
+from services.principals import Principals
+from services.settings import load_settings
+
+Client = TestClient[Any]
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    env = {"CRM_DATA_DIR": str(tmp_path), "CRM_READ_WAIT_SECONDS": "0.1"}
+    rt = bootstrap(load_settings(env))
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[Client]:
+    with TestClient(app=create_app(runtime)) as test_client:
+        yield test_client
+
+
+def token(client: Client, name: str, department: str, role: str) -> dict[str, str]:
+    principals: Principals = client.app.state.services.principals
+    return {"Authorization": f"Bearer {principals.add(name, department, role)}"}
+
+
+@pytest.fixture
+def sales(client: Client) -> dict[str, str]:
+    return token(client, "sam", "sales", "agent")
+
+
+def register(client: Client, headers: dict[str, str], **extra: Any) -> str:
+    body = {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+44 20 7946 0000"}
+    response = client.post("/v1/customers", json=body | extra, headers=headers)
+    assert response.status_code == 201, response.text
+    assert response.headers["etag"] == '"1"'
+    return str(response.json()["id"])
+
+
+def test_register_update_and_read_customer(client: Client, sales: dict[str, str]) -> None:
+    customer_id = register(client, sales)
+    response = client.patch(f"/v1/customers/{customer_id}", json={"company": "ACME"}, headers=sales)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["version"] == 2
+    assert answer["position"] == 2
+    read = client.get(f"/v1/customers/{customer_id}?min_position=2", headers=sales).json()
+    assert read["company"] == "ACME"
+    assert read["owner_department"] == "sales"
+
+
+def test_if_match_stale_version_is_409(client: Client, sales: dict[str, str]) -> None:
+    customer_id = register(client, sales)
+    url = f"/v1/customers/{customer_id}/tags"
+    ok = client.post(url, json={"tag": "vip"}, headers=sales | {"If-Match": '"1"'})
+    assert ok.status_code == 200
+    assert ok.headers["etag"] == '"2"'
+    stale = client.post(url, json={"tag": "gold"}, headers=sales | {"If-Match": '"1"'})
+    assert stale.status_code == 409
+    problem = stale.json()
+    assert stale.headers["content-type"].startswith("application/problem+json")
+    assert problem["type"].endswith("/version-conflict")
+    assert problem["actual_version"] == 2
+
+
+def test_idempotency_key_gives_first_answer_without_second_event(
+    client: Client, sales: dict[str, str]
+) -> None:
+    headers = sales | {"Idempotency-Key": "order-42"}
+    body = {"name": "Grace Hopper"}
+    first = client.post("/v1/customers", json=body, headers=headers)
+    again = client.post("/v1/customers", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert client.app.state.services.app.head_position() == 1
+    other = client.post("/v1/customers", json={"name": "Someone Else"}, headers=headers)
+    assert other.status_code == 409
+
+
+def test_unauthenticated_is_401_problem(client: Client) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}):
+        response = client.get("/v1/tasks/00000000-0000-0000-0000-000000000000", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["type"].endswith("/unauthenticated")
+
+
+def test_other_department_is_403_naming_the_rule(client: Client, sales: dict[str, str]) -> None:
+    customer_id = register(client, sales)
+    support = token(client, "sue", "support", "agent")
+    response = client.patch(f"/v1/customers/{customer_id}", json={"company": "X"}, headers=support)
+    assert response.status_code == 403
+    assert response.json()["rule"] == "agent:customer.update:own"
+    client.post(
+        f"/v1/customers/{customer_id}/shares", json={"department": "support"}, headers=sales
+    )
+    allowed = client.patch(f"/v1/customers/{customer_id}", json={"company": "X"}, headers=support)
+    assert allowed.status_code == 200
+
+
+def test_validation_failure_is_422_naming_the_field(client: Client, sales: dict[str, str]) -> None:
+    response = client.post("/v1/customers", json={"name": "A", "email": "nope"}, headers=sales)
+    assert response.status_code == 422
+    assert response.json()["field"] == "email"
+
+
+def test_conversation_flow_and_analyst_masking(client: Client, sales: dict[str, str]) -> None:
+    customer_id = register(client, sales)
+    opened = client.post(
+        "/v1/conversations",
+        json={"customer_id": customer_id, "channel": "email", "subject": "Quote"},
+        headers=sales,
+    ).json()
+    url = f"/v1/conversations/{opened['id']}"
+    message = {"direction": "inbound", "author": "Ada", "content": "Hello"}
+    logged = client.post(url + "/messages", json=message, headers=sales)
+    assert logged.status_code == 201
+    assert logged.json()["message_id"]
+    analyst = token(client, "ann", "analytics", "analyst")
+    seen = client.get(url, headers=analyst).json()
+    assert seen["messages"][0]["content"] == "[masked]"
+    customer = client.get(f"/v1/customers/{customer_id}", headers=analyst).json()
+    assert customer["email"] == "[masked]"
+    assert customer["phone"] == "[masked]"
+    assert client.get(url, headers=sales).json()["messages"][0]["content"] == "Hello"
+
+
+def test_auditor_history_and_as_of(client: Client, sales: dict[str, str]) -> None:
+    customer_id = register(client, sales)
+    auditor = token(client, "aud", "audit", "auditor")
+    first = client.get(f"/v1/customers/{customer_id}/history", headers=auditor).json()
+    instant = first[0]["occurred_at"]
+    client.patch(f"/v1/customers/{customer_id}", json={"company": "Later"}, headers=sales)
+    history = client.get(f"/v1/customers/{customer_id}/history", headers=auditor).json()
+    assert [h["type"] for h in history] == ["CustomerRegistered", "CustomerProfileUpdated"]
+    past = client.get(f"/v1/customers/{customer_id}", params={"as_of": instant}, headers=auditor)
+    assert past.status_code == 200
+    assert past.json()["company"] is None
+    assert client.post("/v1/customers", json={"name": "X"}, headers=auditor).status_code == 403
+    refused = client.get(f"/v1/customers/{customer_id}", params={"as_of": instant}, headers=sales)
+    assert refused.status_code == 403
+
+
+def test_erasure_needs_admin_and_erases(client: Client, sales: dict[str, str]) -> None:
+    customer_id = register(client, sales)
+    url = f"/v1/customers/{customer_id}/erasure"
+    assert client.post(url, json={}, headers=sales).status_code == 403
+    admin = token(client, "root", "it", "admin")
+    assert client.post(url, json={"reason": "GDPR request"}, headers=admin).status_code == 200
+    history = client.get(f"/v1/customers/{customer_id}/history", headers=admin).json()
+    assert history[0]["data"]["email"] == "[erased]"
+
+
+def test_min_position_not_reached_is_503_with_retry_after(
+    client: Client, sales: dict[str, str]
+) -> None:
+    customer_id = register(client, sales)
+    response = client.get(f"/v1/customers/{customer_id}?min_position=99", headers=sales)
+    assert response.status_code == 503
+    assert "retry-after" in response.headers
+
+
+def test_read_models_not_wired_answer_501(client: Client, sales: dict[str, str]) -> None:
+    response = client.get("/v1/departments/sales/customers", headers=sales)
+    assert response.status_code == 501
+    assert response.json()["type"].endswith("/read-model-unavailable")
+
+
+def test_task_lifecycle_with_evaluation(client: Client, sales: dict[str, str]) -> None:
+    customer_id = register(client, sales)
+    created = client.post(
+        "/v1/tasks", json={"customer_id": customer_id, "title": "Call back"}, headers=sales
+    ).json()
+    url = f"/v1/tasks/{created['id']}"
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("/assignment", {"assignee": "sam"}),
+        ("/start", {}),
+        ("/progress", {"note": "rang", "percent": 50}),
+        ("/complete", {"resolution": "done"}),
+    ]
+    for path, body in steps:
+        assert client.post(url + path, json=body, headers=sales).status_code == 200, path
+    own = client.post(url + "/evaluation", json={"score": 5}, headers=sales)
+    assert own.status_code == 403
+    assert own.json()["type"].endswith("/not-allowed")
+    manager = token(client, "max", "sales", "manager")
+    assert client.post(url + "/evaluation", json={"score": 4}, headers=manager).status_code == 200
+    assert client.get(url, headers=sales).json()["evaluation_score"] == 4
+
+
+def test_ops_endpoints(client: Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    assert "crm_http_requests" in client.get("/metrics").text
+    assert "/v1/customers" in client.get("/openapi.json").json()["paths"]
