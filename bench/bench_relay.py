@@ -1,0 +1,144 @@
+"""Relay throughput (event store -> Kafka) against the raw kafka-python producer.
+
+Stores N events in a fresh PostgreSQL database (batch saves, not timed), then times
+(1) the relay draining them to Kafka: read the log in pages, decode, wrap as CloudEvents,
+send, confirm, store the position; and (2) the raw kafka-python `KafkaProducer` sending
+the very same (topic, key, value, headers) records, prepared in advance, with the same
+producer settings and topic layout (fresh topics each). Target: relay >= 80 % of raw.
+
+`python -m bench.bench_relay [--quick]` (needs CRM_DATABASE_URL, CRM_KAFKA_BOOTSTRAP).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from consumers import kafka_io
+from consumers.envelope import HEADERS, all_topics
+from consumers.relay import Relay, encode_notification
+from consumers.relay_position import PostgresRelayPosition
+from domain.base import Context
+from domain.customer import Customer
+from services.event_store import CrmApplication, open_event_store
+
+PARTITIONS = 3
+PAGE_SIZE = 5000
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    name = f"crm_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def store_events(app: CrmApplication, events: int, versions: int = 10, per_save: int = 200) -> int:
+    """`events` customer events: registrations then tags, `per_save` aggregates a save."""
+    ctx = Context(
+        actor="bench", actor_department="sales", occurred_at=datetime.now(UTC), correlation_id="b"
+    )
+    customers = [
+        Customer.register(ctx, customer_id=uuid.uuid4(), name="N", owner_department="sales")
+        for _ in range(events // versions)
+    ]
+    for version in range(1, versions + 1):
+        for start in range(0, len(customers), per_save):
+            chunk = customers[start : start + per_save]
+            if version > 1:
+                for customer in chunk:
+                    customer.tag(ctx, f"tag{version}")
+            app.record(*chunk)
+    return len(customers) * versions
+
+
+def time_relay(app: CrmApplication, pg_url: str, bootstrap: str, prefix: str) -> float:
+    kafka_io.ensure_topics(bootstrap, all_topics(prefix), PARTITIONS)
+    pool = ConnectionPool(pg_url, min_size=1, max_size=2, open=True)
+    relay = Relay(
+        app.recorder,
+        lambda: kafka_io.Producer(bootstrap, client_id="bench-relay"),
+        PostgresRelayPosition(pool),
+        topic_prefix=prefix,
+        page_size=PAGE_SIZE,
+    )
+    try:
+        relay._ensure_producer()  # connect before the clock starts, as the raw run does
+        started = time.perf_counter()
+        relay.drain()
+        return time.perf_counter() - started
+    finally:
+        relay.close()
+        pool.close()
+
+
+def prepared_records(app: CrmApplication, prefix: str) -> list[tuple[str, bytes, bytes]]:
+    records = []
+    position = 0
+    while page := app.recorder.select_notifications(start=position + 1, limit=PAGE_SIZE):
+        records.extend(encode_notification(n, prefix) for n in page)
+        position = page[-1].id
+    return records
+
+
+def time_raw(records: list[tuple[str, bytes, bytes]], bootstrap: str, prefix: str) -> float:
+    """The baseline: kafka-python's own producer, same settings, bytes ready in memory."""
+    from kafka import KafkaProducer  # after kafka_io silenced kafka-python's import warning
+
+    kafka_io.ensure_topics(bootstrap, all_topics(prefix), PARTITIONS)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **kafka_io.PRODUCER_DEFAULTS)
+    headers = list(HEADERS)
+    try:
+        started = time.perf_counter()
+        for topic, key, value in records:
+            producer.send(topic, key=key, value=value, headers=headers)
+        producer.flush()
+        return time.perf_counter() - started
+    finally:
+        producer.close()
+
+
+def run(database_url: str, kafka_bootstrap: str, quick: bool = False) -> dict[str, Any]:
+    events = 20_000 if quick else 200_000
+    tag = uuid.uuid4().hex[:8]
+    relay_prefix, raw_prefix = f"bench{tag}.relay.", f"bench{tag}.raw."
+    with fresh_database(database_url) as pg_url:
+        app = open_event_store(pg_url, None)
+        try:
+            stored = store_events(app, events)
+            records = prepared_records(app, raw_prefix)
+            raw_s = time_raw(records, kafka_bootstrap, raw_prefix)
+            relay_s = time_relay(app, pg_url, kafka_bootstrap, relay_prefix)
+        finally:
+            app.close()
+    kafka_io.delete_topics(kafka_bootstrap, all_topics(relay_prefix) + all_topics(raw_prefix))
+    relay_rate, raw_rate = stored / relay_s, stored / raw_s
+    return {
+        "events": stored,
+        "mean_value_bytes": round(sum(len(r[2]) for r in records) / len(records)),
+        "relay_events_per_s": round(relay_rate),
+        "raw_events_per_s": round(raw_rate),
+        "ratio": round(relay_rate / raw_rate, 3),
+        "target_ratio": 0.8,
+    }
+
+
+if __name__ == "__main__":
+    urls = os.environ["CRM_DATABASE_URL"], os.environ["CRM_KAFKA_BOOTSTRAP"]
+    print(run(*urls, quick="--quick" in sys.argv))

@@ -1,0 +1,121 @@
+"""The wire contract on Kafka: one CloudEvents 1.0 event per record, structured JSON mode.
+
+Any CloudEvents SDK reads these records (header `content-type:
+application/cloudevents+json`). `data` is the event exactly as stored: sealed (personal
+fields stay encrypted with the data subject's key) and encoded by `domain.codec` — this
+module never encrypts, decrypts or JSON-encodes an event itself; it only wraps bytes.
+
+I/O: none.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from domain import codec
+from domain.base import DomainEvent
+
+SPEC_VERSION = "1.0"
+SOURCE = "crm-collab"
+CONTENT_TYPE = "application/cloudevents+json"
+HEADERS: tuple[tuple[str, bytes], ...] = (("content-type", CONTENT_TYPE.encode()),)
+AGGREGATE_TYPES: tuple[str, ...] = ("customer", "conversation", "task")
+TOPICS: tuple[str, ...] = tuple(f"crm.{kind}.v1" for kind in AGGREGATE_TYPES)
+
+
+class InvalidEnvelope(ValueError):  # noqa: N818 - public name others import
+    """A Kafka record is not a CloudEvent of this contract."""
+
+
+class CloudEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The attributes of one published event (CloudEvents 1.0 + our extensions).
+
+    Optional attributes are omitted when null, as the spec asks.
+    """
+
+    specversion: str
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: datetime
+    datacontenttype: str
+    data: msgspec.Raw
+    aggregatetype: str
+    aggregateversion: int
+    position: int
+    schemaversion: int
+    actor: str
+    actordepartment: str
+    correlationid: str
+    causationid: str | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(CloudEvent)
+
+
+def topic_name(aggregate_type: str, prefix: str = "") -> str:
+    """Topic of an aggregate type: `<prefix>crm.<aggregate_type>.v1`."""
+    return f"{prefix}crm.{aggregate_type}.v1"
+
+
+def all_topics(prefix: str = "") -> list[str]:
+    return [topic_name(kind, prefix) for kind in AGGREGATE_TYPES]
+
+
+def event_id(event: DomainEvent) -> str:
+    """Unique and stable across re-publication: `<aggregate id>/<version>` (dedup key)."""
+    return f"{event.originator_id}/{event.originator_version}"
+
+
+def to_cloudevent(event: DomainEvent, position: int, data: bytes | None = None) -> bytes:
+    """The record value for a sealed `event` at global `position`.
+
+    `data` may be the stored bytes of the event when they are already in the current
+    schema version (saves a re-encode); otherwise the codec encodes the event.
+    """
+    occurred = event.occurred_at
+    envelope = CloudEvent(
+        specversion=SPEC_VERSION,
+        id=event_id(event),
+        source=SOURCE,
+        type=event.wire_name(),
+        subject=str(event.originator_id),
+        time=occurred if occurred.tzinfo is not None else occurred.replace(tzinfo=UTC),
+        datacontenttype="application/json",
+        data=msgspec.Raw(codec.encode(event) if data is None else data),
+        aggregatetype=event.aggregate_type,
+        aggregateversion=event.originator_version,
+        position=position,
+        schemaversion=event.class_version,
+        actor=event.actor,
+        actordepartment=event.actor_department,
+        correlationid=event.correlation_id,
+        causationid=event.causation_id,
+    )
+    return _encoder.encode(envelope)
+
+
+def read_cloudevent(value: bytes) -> CloudEvent:
+    """The envelope's attributes, `data` left as raw JSON."""
+    try:
+        envelope = _decoder.decode(value)
+    except msgspec.DecodeError as error:
+        raise InvalidEnvelope(f"not a CloudEvent of this contract: {error}") from None
+    if envelope.specversion != SPEC_VERSION:
+        raise InvalidEnvelope(f"unsupported specversion {envelope.specversion!r}")
+    return envelope
+
+
+def from_cloudevent(value: bytes) -> tuple[DomainEvent, int]:
+    """The sealed event (upcast to the current schema) and its global position."""
+    envelope = read_cloudevent(value)
+    cls = codec.event_class(envelope.type)
+    try:
+        event = codec.decode(cls, bytes(envelope.data), envelope.schemaversion)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise InvalidEnvelope(f"{envelope.type} {envelope.id}: bad data: {error}") from None
+    return event, envelope.position

@@ -1,0 +1,362 @@
+"""The one Kafka adapter: producer, admin and consumer wrappers over kafka-python.
+
+No other module imports `kafka`. Callers see bytes in, bytes out, and two project
+exceptions: `BrokerUnavailable` (transient: retry later) and `KafkaFailure` (anything
+else the broker refused). Offsets are never committed to Kafka: projections keep
+them in PostgreSQL beside their rows, so `TopicConsumer` seeks where it is told.
+
+I/O: network to the brokers named by `bootstrap`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+import structlog
+
+with warnings.catch_warnings():
+    # kafka-python 3.0 reads its protocol schemas with importlib.resources.read_text,
+    # deprecated since 3.11: harmless, but pytest turns warnings into errors.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka import errors as kerrors
+    from kafka.admin import ConfigResource, ConfigResourceType
+    from kafka.structs import TopicPartition
+
+log = structlog.get_logger(__name__)
+
+TopicPartitionKey = tuple[str, int]
+Headers = Sequence[tuple[str, bytes]]
+T = TypeVar("T")
+
+SAFE_TOPIC_CONFIG: dict[str, str] = {
+    "retention.ms": "-1",
+    "retention.bytes": "-1",
+    "cleanup.policy": "delete",
+    "min.insync.replicas": "1",
+}
+"""Retention forever: the topics are the subscribers' history and the replay source."""
+
+
+class KafkaFailure(Exception):  # noqa: N818 - public name others import
+    """The broker refused a request for a reason that retrying will not fix."""
+
+
+class BrokerUnavailable(KafkaFailure):
+    """No broker answered in time; the operation may succeed later."""
+
+
+def _translate(error: BaseException) -> KafkaFailure:
+    transient = (kerrors.RetriableError, kerrors.BrokerNotAvailableError)
+    if isinstance(error, transient) or getattr(error, "retriable", False):
+        return BrokerUnavailable(f"Kafka broker unavailable: {error}")
+    return KafkaFailure(f"Kafka error: {error}")
+
+
+def _guarded(call: Callable[[], T]) -> T:
+    """Run `call`, turning kafka-python errors into the project's exceptions."""
+    try:
+        return call()
+    except kerrors.KafkaError as error:
+        raise _translate(error) from error
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+# --- producer ------------------------------------------------------------------------
+
+
+class SendResult:
+    """A pending acknowledgement; `wait()` raises a project exception on failure."""
+
+    def __init__(self, future: Any) -> None:
+        self._future = future
+
+    def wait(self, timeout: float | None = None) -> tuple[int, int]:
+        """(partition, offset) once the broker has acknowledged the record."""
+        metadata = _guarded(lambda: self._future.get(timeout=timeout))
+        return int(metadata.partition), int(metadata.offset)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self._future.is_done and self._future.failed())
+
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "enable_idempotence": True,
+    "linger_ms": 5,
+    "batch_size": 256 * 1024,
+    "metrics_enabled": False,
+    "max_in_flight_requests_per_connection": 5,
+    "max_block_ms": 5000,
+    "request_timeout_ms": 5000,
+    "delivery_timeout_ms": 15000,
+    "reconnect_backoff_max_ms": 1000,
+    "bootstrap_timeout_ms": 5000,
+    "allow_auto_create_topics": False,
+}
+"""Idempotent, acks=all; a few ms of linger and large batches for throughput; short
+timeouts so an outage surfaces as `BrokerUnavailable` within seconds, not minutes."""
+
+
+class Producer:
+    """Idempotent producer. `send` queues; `flush` waits for every acknowledgement."""
+
+    def __init__(self, bootstrap: str, *, client_id: str = "crm", **overrides: Any) -> None:
+        config = {**PRODUCER_DEFAULTS, **overrides}
+        self._producer: Any = _guarded(
+            lambda: KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, **config)
+        )
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()
+    ) -> SendResult:
+        future = _guarded(
+            lambda: self._producer.send(topic, key=key, value=value, headers=list(headers))
+        )
+        return SendResult(future)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every queued record is acknowledged or has failed."""
+        _guarded(lambda: self._producer.flush(timeout=timeout))
+
+    def confirm(self, results: Sequence[SendResult], timeout: float | None = None) -> None:
+        """Flush, then raise the first failure among `results` (flush alone does not)."""
+        self.flush(timeout)
+        for result in results:
+            if result.failed:
+                result.wait(0)
+
+    def close(self, timeout: float = 5.0) -> None:
+        try:
+            self._producer.close(timeout=timeout)
+        except kerrors.KafkaError as error:
+            log.warning("kafka producer close failed", error=str(error))
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- admin ---------------------------------------------------------------------------
+
+
+def _admin(bootstrap: str, timeout_ms: int = 10000) -> Any:
+    return _guarded(
+        lambda: KafkaAdminClient(
+            bootstrap_servers=bootstrap, client_id="crm-admin", request_timeout_ms=timeout_ms
+        )
+    )
+
+
+def wait_until_ready(bootstrap: str, timeout: float = 30.0) -> None:
+    """Return once the cluster answers an admin round trip; `BrokerUnavailable` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin = _admin(bootstrap, timeout_ms=5000)
+            try:
+                _guarded(admin.describe_cluster)
+                return
+            finally:
+                admin.close()
+        except BrokerUnavailable:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
+def ensure_topics(
+    bootstrap: str,
+    names: Sequence[str],
+    partitions: int = 3,
+    config: dict[str, str] | None = None,
+) -> list[str]:
+    """Create the missing topics (with `SAFE_TOPIC_CONFIG` by default); return the created."""
+    configs = dict(SAFE_TOPIC_CONFIG if config is None else config)
+    admin = _admin(bootstrap)
+    try:
+        existing = set(_guarded(admin.list_topics))
+        missing = [name for name in names if name not in existing]
+        if missing:
+            spec = {
+                name: {"num_partitions": partitions, "replication_factor": 1, "configs": configs}
+                for name in missing
+            }
+            _create(admin, spec)
+        return missing
+    finally:
+        admin.close()
+
+
+def _create(admin: Any, spec: dict[str, dict[str, Any]]) -> None:
+    try:
+        admin.create_topics(spec, timeout_ms=10000, wait_for_metadata=True)
+    except kerrors.TopicAlreadyExistsError:
+        admin.wait_for_topics(list(spec))  # created concurrently by another process
+    except kerrors.KafkaError as error:
+        raise _translate(error) from error
+
+
+def describe_topic_configs(bootstrap: str, names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Effective config values per existing topic (missing topics are left out)."""
+    admin = _admin(bootstrap)
+    try:
+        existing = set(_guarded(admin.list_topics))
+        wanted = [name for name in names if name in existing]
+        if not wanted:
+            return {}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in wanted]
+        raw = _guarded(lambda: admin.describe_configs(resources, config_filter="all"))
+        topics: dict[str, dict[str, Any]] = raw.get("topic", {})
+        return {
+            name: {key: str(entry.get("value")) for key, entry in entries.items()}
+            for name, entries in topics.items()
+        }
+    finally:
+        admin.close()
+
+
+def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
+    """Delete topics (tests and benchmarks clean up after themselves)."""
+    admin = _admin(bootstrap)
+    try:
+        existing = set(_guarded(admin.list_topics))
+        doomed = [name for name in names if name in existing]
+        if doomed:
+            _guarded(lambda: admin.delete_topics(doomed, timeout_ms=10000))
+    finally:
+        admin.close()
+
+
+# --- consumers -----------------------------------------------------------------------
+
+
+def _record(message: Any) -> Record:
+    headers = tuple((str(k), bytes(v)) for k, v in (message.headers or ()))
+    return Record(
+        message.topic, message.partition, message.offset, message.key, message.value, headers
+    )
+
+
+class _SeekingListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Seeks newly assigned partitions to the offsets the owner stored beside its rows."""
+
+    def __init__(self, owner: TopicConsumer) -> None:
+        self._owner = owner
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._owner.on_revoked([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        keys = [(tp.topic, tp.partition) for tp in assigned]
+        offsets = self._owner.on_assigned(keys) if keys else {}
+        consumer = self._owner.kafka
+        for tp in assigned:
+            offset = offsets.get((tp.topic, tp.partition))
+            if offset is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
+
+
+def _ignore(_: list[TopicPartitionKey]) -> None:
+    return None
+
+
+class TopicConsumer:
+    """A consumer-group member that never commits to Kafka (offsets live in PostgreSQL)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        on_assigned: Callable[[list[TopicPartitionKey]], dict[TopicPartitionKey, int]],
+        on_revoked: Callable[[list[TopicPartitionKey]], None] = _ignore,
+        max_poll_records: int = 2000,
+        client_id: str | None = None,
+    ) -> None:
+        self.on_assigned = on_assigned
+        self.on_revoked = on_revoked
+        self.kafka: Any = _guarded(
+            lambda: KafkaConsumer(
+                bootstrap_servers=bootstrap,
+                group_id=group_id,
+                client_id=client_id or group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=max_poll_records,
+                max_partition_fetch_bytes=8 * 1024 * 1024,
+            )
+        )
+        self.kafka.subscribe(list(topics), listener=_SeekingListener(self))
+
+    def poll(self, timeout_ms: int = 500) -> list[Record]:
+        batches = _guarded(lambda: self.kafka.poll(timeout_ms=timeout_ms))
+        return [_record(message) for messages in batches.values() for message in messages]
+
+    def end_offsets(self) -> dict[TopicPartitionKey, int]:
+        """The next offset to be written per assigned partition (for lag)."""
+        assigned = list(self.kafka.assignment())
+        if not assigned:
+            return {}
+        ends = _guarded(lambda: self.kafka.end_offsets(assigned))
+        return {(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}
+
+    def close(self) -> None:
+        self.kafka.close(autocommit=False)
+
+    def __enter__(self) -> TopicConsumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_all(
+    bootstrap: str, topics: Sequence[str], *, until_end: bool = True, poll_ms: int = 500
+) -> Iterator[Record]:
+    """Every record of `topics` from offset 0 without a group; stops at the end seen at
+    start when `until_end`, else follows forever. Per partition, in offset order."""
+    consumer: Any = _guarded(
+        lambda: KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    )
+    try:
+        parts = _partitions(consumer, topics)
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = _guarded(lambda: consumer.end_offsets(parts)) if until_end else {}
+        remaining = {tp for tp in parts if ends.get(tp, 1) > 0} if until_end else set(parts)
+        while remaining:
+            for tp, messages in _guarded(lambda: consumer.poll(timeout_ms=poll_ms)).items():
+                yield from (_record(message) for message in messages)
+                if until_end and consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _partitions(consumer: Any, topics: Sequence[str]) -> list[Any]:
+    parts: list[Any] = []
+    for topic in topics:
+        numbers: set[int] = _guarded(partial(consumer.partitions_for_topic, topic)) or set()
+        parts.extend(TopicPartition(topic, number) for number in sorted(numbers))
+    return parts

@@ -1,0 +1,286 @@
+"""The relay: tails the event store's notification log and publishes it to Kafka, in order.
+
+At-least-once, never a gap: a page of notifications is sent, the producer confirms every
+record, and only then is the page's last notification id stored as the position. Any
+send failure discards the in-flight page (the producer is closed) and the relay starts
+again from the stored position, so per-partition order holds and re-sends are duplicates
+(consumers deduplicate by `(aggregate id, version)`). Notification ids are in commit
+order (the store's table lock), so reading `> position` never skips a late commit.
+
+I/O: the recorder (PostgreSQL or SQLite), Kafka through `kafka_io`, the position store.
+Dependencies arrive as arguments; this module never reads settings.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import msgspec
+import psycopg
+import structlog
+from psycopg import sql
+
+from consumers.envelope import AGGREGATE_TYPES, HEADERS, all_topics, to_cloudevent, topic_name
+from consumers.kafka_io import BrokerUnavailable, Producer, SendResult, describe_topic_configs
+from consumers.relay_position import PositionStore
+from domain import codec
+
+log = structlog.get_logger("crm.relay")
+
+MAX_BACKOFF_S = 5.0
+
+
+class RelayPoisoned(Exception):  # noqa: N818 - public name others import
+    """A stored event cannot be published; the relay stops rather than skip it."""
+
+
+class UnsafeTopics(Exception):  # noqa: N818 - public name others import
+    """A topic's settings would let Kafka delete published events."""
+
+
+class Wakeup(Protocol):
+    """Blocks until new events may have been stored, or `timeout` seconds pass."""
+
+    def wait(self, timeout: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ListenWakeup:
+    """PostgreSQL LISTEN on the channel the event store NOTIFYs on every insert:
+    a commit wakes the relay within milliseconds instead of a polling interval."""
+
+    def __init__(self, conninfo: str, channel: str) -> None:
+        self._conn = psycopg.connect(conninfo, autocommit=True)
+        self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+    def wait(self, timeout: float) -> None:
+        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+            pass
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PollWakeup:
+    """For stores without notifications (SQLite): wait a short interval."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self._interval = interval
+
+    def wait(self, timeout: float) -> None:
+        time.sleep(min(timeout, self._interval))
+
+    def close(self) -> None:
+        return None
+
+
+def wakeup_for(recorder: Any, conninfo: str | None) -> Wakeup:
+    """LISTEN/NOTIFY on PostgreSQL, polling otherwise."""
+    channel = getattr(recorder, "channel_name", None)
+    if conninfo is not None and isinstance(channel, str):
+        return ListenWakeup(conninfo, channel)
+    return PollWakeup()
+
+
+def encode_notification(notification: Any, prefix: str) -> tuple[str, bytes, bytes]:
+    """(topic, key, CloudEvent value) of a stored notification; `RelayPoisoned` if it
+    cannot be decoded or published."""
+    try:
+        cls, version = codec.parse_topic(notification.topic)
+        event = codec.decode(cls, notification.state, version)
+        if event.aggregate_type not in AGGREGATE_TYPES:
+            raise ValueError(f"unknown aggregate type {event.aggregate_type!r}")
+        data = notification.state if version == cls.class_version else None
+        value = to_cloudevent(event, notification.id, data)
+    except (ValueError, TypeError, AttributeError, msgspec.MsgspecError) as error:
+        raise RelayPoisoned(
+            f"cannot publish notification {notification.id} (aggregate "
+            f"{notification.originator_id} version {notification.originator_version}, "
+            f"topic {notification.topic!r}): {error}"
+        ) from error
+    key = str(event.originator_id).encode()
+    return topic_name(event.aggregate_type, prefix), key, value
+
+
+def unsafe_settings(configs: dict[str, dict[str, str]]) -> list[str]:
+    """Human-readable problems: settings under which Kafka would delete events."""
+    problems = []
+    for topic, config in sorted(configs.items()):
+        for key in ("retention.ms", "retention.bytes"):
+            if config.get(key) != "-1":
+                problems.append(f"topic {topic}: {key}={config.get(key)} (must be -1)")
+        if "compact" in config.get("cleanup.policy", ""):
+            problems.append(f"topic {topic}: cleanup.policy={config['cleanup.policy']}")
+    return problems
+
+
+def verify_topics(bootstrap: str, prefix: str, *, allow_unsafe: bool = False) -> None:
+    """Refuse (`UnsafeTopics`) to publish to topics that would lose history."""
+    problems = unsafe_settings(describe_topic_configs(bootstrap, all_topics(prefix)))
+    if problems and not allow_unsafe:
+        raise UnsafeTopics(
+            "refusing to publish: " + "; ".join(problems) + " (--allow-unsafe-topics overrides)"
+        )
+    for problem in problems:
+        log.warning("unsafe topic setting allowed", problem=problem)
+
+
+class Relay:
+    """Publishes the notification log from the stored position, page by page."""
+
+    def __init__(
+        self,
+        recorder: Any,
+        producer_factory: Callable[[], Producer],
+        positions: PositionStore,
+        *,
+        topic_prefix: str = "",
+        wakeup: Wakeup | None = None,
+        page_size: int = 2000,
+        confirm_timeout: float = 30.0,
+    ) -> None:
+        self._recorder = recorder
+        self._new_producer = producer_factory
+        self._positions = positions
+        self._prefix = topic_prefix
+        self._wakeup = wakeup or PollWakeup()
+        self._page_size = page_size
+        self._confirm_timeout = confirm_timeout
+        self._producer: Producer | None = None
+        self._position = positions.load()
+        self._sent = self._position
+        self._pending: tuple[list[SendResult], int] | None = None
+        self._broker_down_since: float | None = None
+
+    @property
+    def position(self) -> int:
+        """The last notification id stored as acknowledged by the broker."""
+        return self._position
+
+    def publish_page(self) -> int:
+        """Send the next page; the number sent.
+
+        Pipelined: page k is confirmed (and its position stored) after page k+1 has been
+        handed to the producer, so Kafka is never idle while the log is read. A short page
+        means the relay has caught up: it is confirmed at once, for latency. A poison event
+        stops the relay, but only after everything before it is published and stored.
+        """
+        page: Sequence[Any] = self._recorder.select_notifications(
+            start=self._sent + 1, limit=self._page_size
+        )
+        started = time.perf_counter()
+        records: list[tuple[str, bytes, bytes]] = []
+        try:
+            for notification in page:
+                records.append(encode_notification(notification, self._prefix))
+        except RelayPoisoned:
+            self._send(records, page[len(records) - 1].id if records else self._sent)
+            self._confirm_pending()
+            raise
+        self._send(records, page[-1].id if page else self._sent)
+        if len(page) < self._page_size:
+            self._confirm_pending()
+        if page:
+            log.info(
+                "relay published",
+                count=len(page),
+                first=page[0].id,
+                sent=self._sent,
+                position=self._position,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        return len(page)
+
+    def _send(self, records: list[tuple[str, bytes, bytes]], last_id: int) -> None:
+        """Hand `records` to the producer, then confirm the page sent before them."""
+        if not records:
+            return
+        send = self._ensure_producer().send
+        results = [send(topic, key, value, HEADERS) for topic, key, value in records]
+        self._confirm_pending()
+        self._pending = (results, last_id)
+        self._sent = last_id
+
+    def _confirm_pending(self) -> None:
+        """Wait for every acknowledgement of the pending page, then store its position."""
+        if self._pending is None:
+            return
+        results, last_id = self._pending
+        assert self._producer is not None
+        self._producer.confirm(results, timeout=self._confirm_timeout)
+        self._positions.save(last_id)
+        self._position = last_id
+        self._pending = None
+
+    def _ensure_producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = self._new_producer()
+        return self._producer
+
+    def drain(self) -> int:
+        """Publish until the head seen at the start is reached; the number sent."""
+        head = int(self._recorder.max_notification_id() or 0)
+        total = 0
+        while self._sent < head:
+            sent = self.publish_page()
+            if sent == 0:
+                break
+            total += sent
+        self._confirm_pending()
+        return total
+
+    def run(self, stop: threading.Event, idle_wait: float = 0.5) -> None:
+        """Follow the log until `stop` is set; ride out broker outages with backoff."""
+        backoff = 0.2
+        log.info("relay started", position=self._position, prefix=self._prefix)
+        while not stop.is_set():
+            try:
+                sent = self.publish_page()
+            except BrokerUnavailable as error:
+                self._broker_lost(error, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = 0.2
+            self._broker_back()
+            if sent < self._page_size:
+                self._wakeup.wait(idle_wait)
+        self._stop_gracefully()
+
+    def _stop_gracefully(self) -> None:
+        """Confirm and store what was sent; if the broker is gone, the next run re-sends it."""
+        try:
+            self._confirm_pending()
+        except BrokerUnavailable as error:
+            log.warning("relay stopped with unconfirmed events", error=str(error))
+        log.info("relay stopped", position=self._position)
+
+    def _broker_lost(self, error: Exception, retry_in: float) -> None:
+        """Discard the in-flight page: resume from the stored position (duplicates, no gap)."""
+        self.close_producer(timeout=0)
+        self._pending = None
+        self._position = self._sent = self._positions.load()
+        if self._broker_down_since is None:
+            self._broker_down_since = time.monotonic()
+            log.warning("broker unavailable", error=str(error), position=self._position)
+        log.debug("relay retrying", retry_in_s=retry_in)
+
+    def _broker_back(self) -> None:
+        if self._broker_down_since is not None:
+            down = time.monotonic() - self._broker_down_since
+            self._broker_down_since = None
+            log.info("broker recovered", down_s=round(down, 1), position=self._position)
+
+    def close_producer(self, timeout: float = 5.0) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            producer.close(timeout=timeout)
+
+    def close(self) -> None:
+        """Release the producer and the wake-up connection (the position is already stored)."""
+        self.close_producer()
+        self._wakeup.close()

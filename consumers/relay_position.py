@@ -1,0 +1,118 @@
+"""Where the relay has got to: one row in PostgreSQL table `crm_relay_position`.
+
+The position is the highest notification id whose event — and every event before it —
+the broker has acknowledged. The relay writes it only after acknowledgement, so after a
+crash it re-sends from there (duplicates possible, gaps never). Also answers "how far
+behind is the relay" for `crm relay status` and `/metrics`.
+
+I/O: PostgreSQL (position row), the event store's recorder (head of the log).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import msgspec
+from psycopg_pool import ConnectionPool
+
+_CREATE = """
+CREATE TABLE IF NOT EXISTS crm_relay_position (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    position bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)"""
+_SELECT = "SELECT position FROM crm_relay_position WHERE singleton"
+_UPSERT = """
+INSERT INTO crm_relay_position (singleton, position, updated_at) VALUES (true, %s, now())
+ON CONFLICT (singleton) DO UPDATE SET position = EXCLUDED.position, updated_at = now()"""
+
+
+class PositionStore(Protocol):
+    """Durable relay position: `load()` gives 0 before the first `save()`."""
+
+    def load(self) -> int: ...
+
+    def save(self, position: int) -> None: ...
+
+
+class PostgresRelayPosition:
+    """The relay position row, in the same database as the event store."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        with pool.connection() as conn:
+            conn.execute(_CREATE)
+
+    def load(self) -> int:
+        with self._pool.connection() as conn:
+            row = conn.execute(_SELECT).fetchone()
+        return int(row[0]) if row else 0
+
+    def save(self, position: int) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(_UPSERT, (position,))
+
+
+class MemoryRelayPosition:
+    """In-process position for unit tests and the benchmark's baseline runs."""
+
+    def __init__(self, position: int = 0) -> None:
+        self.position = position
+
+    def load(self) -> int:
+        return self.position
+
+    def save(self, position: int) -> None:
+        self.position = position
+
+
+class RelayStatus(msgspec.Struct, frozen=True, kw_only=True):
+    position: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+
+
+class _OccurredAt(msgspec.Struct):
+    occurred_at: datetime
+
+
+_occurred_decoder = msgspec.json.Decoder(_OccurredAt)
+
+
+def relay_status(recorder: Any, positions: PositionStore) -> RelayStatus:
+    """Position, head of the log, and lag: events behind, and the age of the oldest
+    unpublished event (0 when caught up)."""
+    position = positions.load()
+    head = int(recorder.max_notification_id() or 0)
+    lag_seconds = 0.0
+    if head > position:
+        oldest = recorder.select_notifications(start=position + 1, limit=1)
+        if oldest:
+            occurred = _occurred_decoder.decode(oldest[0].state).occurred_at
+            if occurred.tzinfo is None:
+                occurred = occurred.replace(tzinfo=UTC)
+            lag_seconds = max(0.0, time.time() - occurred.timestamp())
+    return RelayStatus(
+        position=position,
+        head=head,
+        lag_events=max(0, head - position),
+        lag_seconds=round(lag_seconds, 3),
+    )
+
+
+def relay_metrics(runtime: Any) -> dict[str, float]:
+    """Gauges for `/metrics`: `crm_relay_position`, `crm_relay_head`, `crm_relay_lag_events`,
+    `crm_relay_lag_seconds`. `runtime` is the composition root's Runtime (PostgreSQL only;
+    empty in embedded mode, which has no relay)."""
+    if runtime.pool is None:
+        return {}
+    status = relay_status(runtime.app.recorder, PostgresRelayPosition(runtime.pool))
+    return {
+        "crm_relay_position": float(status.position),
+        "crm_relay_head": float(status.head),
+        "crm_relay_lag_events": float(status.lag_events),
+        "crm_relay_lag_seconds": status.lag_seconds,
+    }

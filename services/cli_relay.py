@@ -1,0 +1,180 @@
+"""`crm relay`, `crm relay status`, `crm topics ensure`: publishing the event log to Kafka.
+
+The relay needs PostgreSQL (CRM_DATABASE_URL): its position lives beside the event
+store. Exit codes: 0 stopped by a signal, 2 configuration, 3 poison event, 4 unsafe topics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+import msgspec
+import structlog
+
+from services.settings import Settings
+
+log = structlog.get_logger("crm.relay")
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add this module's subcommands to `crm`."""
+    relay = commands.add_parser(
+        "relay", help="publish the event log to Kafka, in order, at least once"
+    )
+    relay.add_argument(
+        "--allow-unsafe-topics",
+        action="store_true",
+        help="publish even if a topic's retention or compaction would delete events",
+    )
+    relay.set_defaults(handler=_run)
+    actions = relay.add_subparsers(dest="action", metavar="ACTION")
+    status = actions.add_parser("status", help="relay position, head of the log and lag")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.set_defaults(handler=_status)
+
+    topics = commands.add_parser("topics", help="the Kafka topics events are published to")
+    topic_actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ensure = topic_actions.add_parser(
+        "ensure", help="create missing topics with retention forever, check existing ones"
+    )
+    ensure.add_argument("--partitions", type=int, default=None, help="default CRM_KAFKA_PARTITIONS")
+    ensure.set_defaults(handler=_ensure)
+
+
+def _require_database(settings: Settings) -> str | None:
+    if settings.database_url is None:
+        print(
+            "crm relay: CRM_DATABASE_URL is required (the relay publishes the PostgreSQL "
+            "event store and keeps its position there)",
+            file=sys.stderr,
+        )
+    return settings.database_url
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.kafka_io import KafkaFailure
+    from consumers.relay import RelayPoisoned, UnsafeTopics
+
+    if _require_database(settings) is None:
+        return 2
+    stop = _stop_on_signals()
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the relay logs state changes
+    try:
+        _serve(settings, stop, allow_unsafe=args.allow_unsafe_topics)
+    except RelayPoisoned as error:
+        print(f"crm relay: {error}", file=sys.stderr)
+        return 3
+    except UnsafeTopics as error:
+        print(f"crm relay: {error}", file=sys.stderr)
+        return 4
+    except KafkaFailure as error:
+        print(f"crm relay: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> None:
+    from consumers.kafka_io import Producer
+    from consumers.relay import Relay, wakeup_for
+    from consumers.relay_position import PostgresRelayPosition
+    from services.bootstrap import bootstrap
+
+    runtime = bootstrap(settings)
+    try:
+        if not _prepare_topics(settings, stop, allow_unsafe=allow_unsafe):
+            return
+        recorder = runtime.app.recorder
+        assert runtime.pool is not None
+        relay = Relay(
+            recorder,
+            lambda: Producer(settings.kafka_bootstrap, client_id="crm-relay"),
+            PostgresRelayPosition(runtime.pool),
+            topic_prefix=settings.topic_prefix,
+            wakeup=wakeup_for(recorder, settings.database_url),
+        )
+        try:
+            relay.run(stop)
+        finally:
+            relay.close()
+    finally:
+        runtime.close()
+
+
+def _prepare_topics(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> bool:
+    """Wait for the broker, create missing topics, refuse unsafe ones; False if stopped."""
+    from consumers.envelope import all_topics
+    from consumers.kafka_io import BrokerUnavailable, ensure_topics
+    from consumers.relay import verify_topics
+
+    waiting = False
+    while not stop.is_set():
+        try:
+            bootstrap, prefix = settings.kafka_bootstrap, settings.topic_prefix
+            ensure_topics(bootstrap, all_topics(prefix), settings.kafka_partitions)
+            verify_topics(bootstrap, prefix, allow_unsafe=allow_unsafe)
+            log.info("broker connected", bootstrap=settings.kafka_bootstrap)
+            return True
+        except BrokerUnavailable as error:
+            if not waiting:
+                log.warning("broker unavailable", error=str(error))
+                waiting = True
+            stop.wait(2.0)
+    return False
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM/SIGINT finish the current page (confirm, store position), then exit."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("relay stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.relay_position import PostgresRelayPosition, relay_status
+    from services.bootstrap import bootstrap
+
+    if _require_database(settings) is None:
+        return 2
+    runtime = bootstrap(settings)
+    try:
+        assert runtime.pool is not None
+        status = relay_status(runtime.app.recorder, PostgresRelayPosition(runtime.pool))
+    finally:
+        runtime.close()
+    if args.json:
+        print(msgspec.json.encode(status).decode())
+    else:
+        print(f"position     {status.position}")
+        print(f"head         {status.head}")
+        print(f"lag events   {status.lag_events}")
+        print(f"lag seconds  {status.lag_seconds:.3f}")
+    return 0
+
+
+def _ensure(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.envelope import all_topics
+    from consumers.kafka_io import KafkaFailure, ensure_topics
+    from consumers.relay import UnsafeTopics, verify_topics
+
+    partitions = args.partitions or settings.kafka_partitions
+    topics = all_topics(settings.topic_prefix)
+    try:
+        created = set(ensure_topics(settings.kafka_bootstrap, topics, partitions))
+        for topic in topics:
+            print(f"{topic}: {'created' if topic in created else 'exists'}")
+        verify_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    except (UnsafeTopics, KafkaFailure) as error:
+        print(f"crm topics: {error}", file=sys.stderr)
+        return 4 if isinstance(error, UnsafeTopics) else 1
+    return 0
