@@ -1,15 +1,30 @@
-"""Commands/s and latency through the service layer on PostgreSQL, with and without
-group commit in the same run (16 concurrent callers), then requests/s through HTTP
-(uvicorn on loopback) for one command and one query endpoint.
+"""Commands/s and latency through the service layer on PostgreSQL (durable, fsync on),
+16 concurrent callers, all in one run on one fresh database:
 
-`python -m bench.bench_commands` (needs CRM_DATABASE_URL); `run()` returns the numbers.
-Each run uses its own fresh database, dropped afterwards.
+* `baseline`: one transaction per command, every command loads its aggregate from the
+  store (the service layer before group commit and the aggregate cache);
+* `direct_cached`, `group_commit_uncached`: one optimisation each, for attribution;
+* `group_commit`: group commit + aggregate cache (what the HTTP API uses): the target;
+* `group_commit_callers_1/4/64` (full run): the same with other numbers of callers. A
+  batch cannot hold more commands than there are callers, and a transaction costs
+  nearly as much for 1 event as for 16, so throughput follows the caller count;
+* `http`: requests/s through uvicorn on loopback for one command and one query endpoint.
+
+Each service-layer figure also says where the time went: CPU seconds of this Python
+process and of the PostgreSQL backends serving it, per second of wall time (a Python
+process cannot use more than ~1.0 of a core for Python code: the GIL), per-command
+CPU in microseconds, and the mean batch size and flush time.
+
+`python -m bench commands` (harness) or `python -m bench.bench_commands [--quick]`
+(needs CRM_DATABASE_URL). Each run uses its own fresh database, dropped afterwards.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -17,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +41,7 @@ import psycopg
 from psycopg import sql
 
 from domain.customer import Customer
+from services.aggregate_cache import AggregateCache
 from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandService, Committer
 from services.group_commit import DirectCommitter, GroupCommitter
@@ -35,6 +52,7 @@ from services.settings import load_settings
 CALLER = Caller(
     principal=Principal(name="bench", department="sales", role=Role.SERVICE), correlation_id="b"
 )
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -56,6 +74,30 @@ def _customers(service: CommandService, count: int) -> list[uuid.UUID]:
             range(count),
         )
         return [r.id for r in results]
+
+
+class CpuMeter:
+    """CPU seconds of this process and of the PostgreSQL backends of one database
+    (from /proc: the bench runs beside its PostgreSQL)."""
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+
+    def sample(self) -> tuple[float, float]:
+        return time.process_time(), sum(_proc_cpu(pid) for pid in self._backends())
+
+    def _backends(self) -> list[int]:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        with psycopg.connect(self._url, autocommit=True) as conn:
+            return [row[0] for row in conn.execute(query)]
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
 def _load(callers: int, seconds: float, command: Callable[[int, int], None]) -> dict[str, float]:
@@ -81,13 +123,54 @@ def _load(callers: int, seconds: float, command: Callable[[int, int], None]) -> 
         "p50_ms": round(statistics.median(flat) * 1000, 2),
         "p99_ms": round(flat[int(len(flat) * 0.99) - 1] * 1000, 2),
         "count": len(flat),
+        "seconds": round(elapsed, 2),
     }
 
 
+class BatchStats:
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.seconds: list[float] = []
+
+    def __call__(self, size: int, seconds: float) -> None:
+        self.sizes.append(size)
+        self.seconds.append(seconds)
+
+    def summary(self, elapsed: float) -> dict[str, float]:
+        """Batch size, flush time, and the share of wall time the writer was flushing
+        (the rest it waited for callers to load and decide)."""
+        if not self.sizes:
+            return {}
+        return {
+            "mean_batch": round(statistics.mean(self.sizes), 1),
+            "mean_flush_ms": round(statistics.mean(self.seconds) * 1000, 2),
+            "writer_flushing_share": round(sum(self.seconds) / elapsed, 2),
+        }
+
+
 def _service_layer(
-    runtime: Runtime, committer: Committer, ids: list[uuid.UUID], callers: int, seconds: float
+    runtime: Runtime,
+    meter: CpuMeter,
+    ids: list[uuid.UUID],
+    *,
+    group: bool,
+    cached: bool,
+    callers: int,
+    seconds: float,
 ) -> dict[str, float]:
-    service = CommandService(runtime.app, committer, runtime.keyring)
+    stats = BatchStats()
+    committer: Committer = (
+        GroupCommitter(
+            runtime.app,
+            window_ms=runtime.settings.group_commit_window_ms,
+            max_batch=runtime.settings.group_commit_max_batch,
+            on_batch=stats,
+        )
+        if group
+        else DirectCommitter(runtime.app)
+    )
+    cache = AggregateCache(max_size=len(ids) if cached else 0)
+    service = CommandService(runtime.app, committer, runtime.keyring, cache)
     share = len(ids) // callers
 
     def command(caller: int, n: int) -> None:
@@ -100,13 +183,32 @@ def _service_layer(
             lambda c, ctx: c.update_profile(ctx, company=f"co {n}"),
         )
 
-    return _load(callers, seconds, command)
+    if cached:  # one command per customer fills the cache: a long-running API's steady state
+        with ThreadPoolExecutor(callers) as pool:
+            list(pool.map(lambda i: command(i // share, -1 - i % share), range(share * callers)))
+    stats.sizes.clear()
+    stats.seconds.clear()
+    python_before, postgres_before = meter.sample()
+    figures = _load(callers, seconds, command)
+    python_after, postgres_after = meter.sample()
+    if isinstance(committer, GroupCommitter):
+        committer.close()
+    python_cpu, postgres_cpu = python_after - python_before, postgres_after - postgres_before
+    figures |= {
+        "python_cpu_per_wall_s": round(python_cpu / figures["seconds"], 2),
+        "postgres_cpu_per_wall_s": round(postgres_cpu / figures["seconds"], 2),
+        "python_cpu_us_per_command": round(python_cpu / figures["count"] * 1e6, 1),
+        "postgres_cpu_us_per_command": round(postgres_cpu / figures["count"] * 1e6, 1),
+    }
+    return figures | stats.summary(figures["seconds"])
 
 
 def _http(runtime: Runtime, ids: list[uuid.UUID], callers: int, seconds: float) -> dict[str, Any]:
     import uvicorn
 
     from services.api import create_app
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per request
 
     app = create_app(runtime)
     token = app.state.services.principals.add("bench-http", "sales", "service")
@@ -136,35 +238,46 @@ def _http(runtime: Runtime, ids: list[uuid.UUID], callers: int, seconds: float) 
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+        for client in clients:
+            client.close()
 
 
-def run(
-    database_url: str | None = None,
-    *,
-    callers: int = 16,
-    seconds: float = 5.0,
-    customers: int = 3200,
-) -> dict[str, Any]:
-    server_url = database_url or os.environ["CRM_DATABASE_URL"]
-    with fresh_database(server_url) as url, tempfile.TemporaryDirectory() as tmp:
+def run(database_url: str, kafka_bootstrap: str = "", quick: bool = False) -> dict[str, Any]:
+    """The figures (Kafka is not involved: `kafka_bootstrap` is unused)."""
+    seconds, customers, callers = (2.0, 1600, 16) if quick else (5.0, 3200, 16)
+    with fresh_database(database_url) as url, tempfile.TemporaryDirectory() as tmp:
         env = {"CRM_DATABASE_URL": url, "CRM_DATA_DIR": tmp, "CRM_LOG_LEVEL": "warning"}
         settings = load_settings(env)
         configure_logging(settings)  # no per-request log lines in the measurement
         runtime = bootstrap(settings)
+        meter = CpuMeter(url)
         try:
-            group = GroupCommitter(
-                runtime.app,
-                window_ms=settings.group_commit_window_ms,
-                max_batch=settings.group_commit_max_batch,
-            )
-            ids = _customers(CommandService(runtime.app, group, runtime.keyring), customers)
-            return {
-                "service_layer_direct": _service_layer(
-                    runtime, DirectCommitter(runtime.app), ids, callers, seconds
-                ),
-                "service_layer_group_commit": _service_layer(runtime, group, ids, callers, seconds),
-                "http": _http(runtime, ids, callers, seconds),
+            setup = CommandService(runtime.app, DirectCommitter(runtime.app), runtime.keyring)
+            ids = _customers(setup, customers)
+
+            def layer(group: bool, cached: bool, n: int = callers) -> dict[str, float]:
+                return _service_layer(
+                    runtime, meter, ids, group=group, cached=cached, callers=n, seconds=seconds
+                )
+
+            figures: dict[str, Any] = {
+                "callers": callers,
+                "customers": customers,
+                "load_average_before": os.getloadavg()[0],  # other work on the machine
             }
+            figures["baseline"] = layer(group=False, cached=False)
+            figures["direct_cached"] = layer(group=False, cached=True)
+            figures["group_commit_uncached"] = layer(group=True, cached=False)
+            figures["group_commit"] = layer(group=True, cached=True)
+            if not quick:
+                for n in (1, 4, 64):
+                    figures[f"group_commit_callers_{n}"] = layer(group=True, cached=True, n=n)
+            figures["ratio_vs_baseline"] = round(
+                figures["group_commit"]["per_second"] / figures["baseline"]["per_second"], 1
+            )
+            figures["http"] = _http(runtime, ids, callers, seconds)
+            figures["load_average_after"] = os.getloadavg()[0]
+            return figures
         finally:
             runtime.close()
 
@@ -172,4 +285,4 @@ def run(
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(run(), indent=2))
+    print(json.dumps(run(os.environ["CRM_DATABASE_URL"], "", "--quick" in sys.argv), indent=2))

@@ -6,6 +6,11 @@ Optimistic concurrency: `expected` (from If-Match) must equal the loaded version
 concurrent save that wins the race shows up as an IntegrityError, after which the
 command is decided again once on a fresh load (without If-Match) before giving up
 with `VersionConflict`.
+
+Commands take their aggregate from an `AggregateCache` (as this process last committed
+it) when they can, and trust it only for a decision that commits: a conflict, a
+refusal or a no-op decided on cached state is decided again on a fresh load, since
+another process may have written meanwhile (see `services.aggregate_cache`).
 I/O: the event store (through a committer) and the keyring.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -21,18 +27,23 @@ import msgspec
 from eventsourcing.persistence import IntegrityError
 
 from consumers.keyring import Keyring
-from domain.base import Aggregate, Context, VersionConflict
+from domain.base import Aggregate, Context, DomainError, VersionConflict
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
+from services.aggregate_cache import AggregateCache
 from services.event_store import CrmApplication
-from services.policy import Principal, authorize
+from services.policy import Forbidden, Principal, authorize
 
 A = TypeVar("A", bound=Aggregate)
 Decision = Callable[[A, Context], None]
 
 
 class Committer(Protocol):
+    def command(self) -> AbstractContextManager[None]:
+        """Wraps a whole command, so a group committer knows who is still deciding."""
+        ...
+
     def save(self, aggregate: Aggregate) -> tuple[int, int]: ...
 
 
@@ -69,11 +80,22 @@ def departments_of(aggregate: Aggregate) -> Iterable[str]:
     return ()
 
 
+class _NothingDecided(Exception):  # noqa: N818 - internal signal, never escapes
+    """A decision on cached state changed nothing: answer from a fresh load instead."""
+
+
 class CommandService:
-    def __init__(self, app: CrmApplication, committer: Committer, keyring: Keyring) -> None:
+    def __init__(
+        self,
+        app: CrmApplication,
+        committer: Committer,
+        keyring: Keyring,
+        cache: AggregateCache | None = None,
+    ) -> None:
         self.app = app
         self.committer = committer
         self.keyring = keyring
+        self.cache = AggregateCache() if cache is None else cache
 
     def change(
         self,
@@ -86,15 +108,16 @@ class CommandService:
         expected: int | None = None,
     ) -> CommandResult:
         """Apply one decision to an existing aggregate."""
-        try:
-            return self._attempt(caller, action, kind, aggregate_id, decide, expected=expected)
-        except IntegrityError:
-            if expected is not None:
-                raise self._conflict(kind, aggregate_id, expected) from None
-        try:
-            return self._attempt(caller, action, kind, aggregate_id, decide, expected=None)
-        except IntegrityError:
-            raise self._conflict(kind, aggregate_id, None) from None
+        with self.committer.command():
+            try:
+                return self._attempt(caller, action, kind, aggregate_id, decide, expected=expected)
+            except IntegrityError:
+                if expected is not None:
+                    raise self._conflict(kind, aggregate_id, expected) from None
+            try:
+                return self._attempt(caller, action, kind, aggregate_id, decide, expected=None)
+            except IntegrityError:
+                raise self._conflict(kind, aggregate_id, None) from None
 
     def _attempt(
         self,
@@ -106,11 +129,31 @@ class CommandService:
         *,
         expected: int | None,
     ) -> CommandResult:
+        cached = self.cache.take(aggregate_id)
+        if isinstance(cached, kind):
+            try:
+                return self._decide(caller, action, cached, decide, expected, cached=True)
+            except (DomainError, Forbidden, IntegrityError, _NothingDecided):
+                pass  # the cached state may be stale: decide again on a fresh load
         aggregate = self.app.load(kind, aggregate_id)
+        return self._decide(caller, action, aggregate, decide, expected, cached=False)
+
+    def _decide(
+        self,
+        caller: Caller,
+        action: str,
+        aggregate: A,
+        decide: Decision[A],
+        expected: int | None,
+        *,
+        cached: bool,
+    ) -> CommandResult:
         authorize(caller.principal, action, departments_of(aggregate))
         if expected is not None and aggregate.version != expected:
-            raise VersionConflict(aggregate_id, expected, aggregate.version)
+            raise VersionConflict(aggregate.id, expected, aggregate.version)
         decide(aggregate, caller.context())
+        if cached and not aggregate._pending:
+            raise _NothingDecided
         return self.save(aggregate)
 
     def _conflict(self, kind: type[A], aggregate_id: UUID, expected: int | None) -> VersionConflict:
@@ -124,6 +167,7 @@ class CommandService:
                 id=aggregate.id, version=aggregate.version, position=self.app.head_position()
             )
         version, position = self.committer.save(aggregate)
+        self.cache.give_back(aggregate)
         return CommandResult(id=aggregate.id, version=version, position=position)
 
     # --- creations: ids are made here, never in the domain ---------------------------
@@ -132,22 +176,25 @@ class CommandService:
         department = fields.get("owner_department") or caller.principal.department
         authorize(caller.principal, "customer.create", (str(department).strip().lower(),))
         fields["owner_department"] = department
-        customer = Customer.register(caller.context(), customer_id=uuid.uuid4(), **fields)
-        return self.save(customer)
+        with self.committer.command():
+            customer = Customer.register(caller.context(), customer_id=uuid.uuid4(), **fields)
+            return self.save(customer)
 
     def open_conversation(self, caller: Caller, customer_id: UUID, **fields: Any) -> CommandResult:
-        customer = self.app.load(Customer, customer_id)
-        authorize(caller.principal, "conversation.write", customer.departments)
-        conversation = Conversation.open(
-            caller.context(), conversation_id=uuid.uuid4(), customer=customer, **fields
-        )
-        return self.save(conversation)
+        with self.committer.command():
+            customer = self.app.load(Customer, customer_id)
+            authorize(caller.principal, "conversation.write", customer.departments)
+            conversation = Conversation.open(
+                caller.context(), conversation_id=uuid.uuid4(), customer=customer, **fields
+            )
+            return self.save(conversation)
 
     def create_task(self, caller: Caller, customer_id: UUID, **fields: Any) -> CommandResult:
-        customer = self.app.load(Customer, customer_id)
-        authorize(caller.principal, "task.write", customer.departments)
-        task = Task.create(caller.context(), task_id=uuid.uuid4(), customer=customer, **fields)
-        return self.save(task)
+        with self.committer.command():
+            customer = self.app.load(Customer, customer_id)
+            authorize(caller.principal, "task.write", customer.departments)
+            task = Task.create(caller.context(), task_id=uuid.uuid4(), customer=customer, **fields)
+            return self.save(task)
 
     def log_message(
         self, caller: Caller, conversation_id: UUID, expected: int | None, **fields: Any
@@ -189,4 +236,5 @@ class CommandService:
             expected=expected,
         )
         self.keyring.erase(customer_id)
+        self.cache.clear()  # cached aggregates may hold the erased plaintext
         return result

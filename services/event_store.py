@@ -4,13 +4,18 @@ One application means one notification log, so every event has one global positi
 (`notification id`) in commit order: the relay publishes in that order. PostgreSQL
 in production; a SQLite file in embedded mode; `popo` (in memory) for unit tests.
 Table creation is serialised by an advisory lock, since concurrent `CREATE TABLE`s
-from several processes crash one of them.
+from several processes crash one of them. On PostgreSQL, batches are inserted by
+`services.pg_batch_recorder` (same lock and ordering, one round trip).
+
+Hot paths avoid two eventsourcing 9.5.6 costs: `save()` and the default projector
+check every aggregate and event against runtime-checkable Protocols (`isinstance`
+on a Protocol costs ~40 us in Python 3.11, more than decoding the event).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -43,12 +48,19 @@ class CrmApplication(Application[UUID]):
         return CodecMapper(self.cipher)
 
     def record(self, *aggregates: Aggregate) -> list[Recording[UUID]]:
-        """Save the pending events of `aggregates` in one transaction."""
-        return self.save(*aggregates)
+        """Save the pending events of `aggregates` in one transaction.
+
+        What `save()` does for this application (no snapshots, no `notify` hooks),
+        without its per-aggregate Protocol checks.
+        """
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        return self.events.put(events)
 
     def load(self, kind: type[A], aggregate_id: UUID, version: int | None = None) -> A:
         try:
-            aggregate: Aggregate = self.repository.get(aggregate_id, version=version)
+            aggregate: Aggregate = self.repository.get(
+                aggregate_id, version=version, projector_func=_project
+            )
         except AggregateNotFoundError:
             raise NotFound(kind.aggregate_type, aggregate_id) from None
         if not isinstance(aggregate, kind):
@@ -71,6 +83,13 @@ class CrmApplication(Application[UUID]):
     def head_position(self) -> int:
         """The global position of the newest stored event (0 when empty)."""
         return self.recorder.max_notification_id() or 0
+
+
+def _project(aggregate: Aggregate | None, events: Iterable[DomainEvent]) -> Aggregate | None:
+    """Replay `events` onto `aggregate` (eventsourcing's projector, minus its Protocol check)."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
 
 
 def store_env(database_url: str | None, data_dir: Path | None) -> dict[str, str]:
@@ -96,6 +115,7 @@ def store_env(database_url: str | None, data_dir: Path | None) -> dict[str, str]
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_CONNECT_TIMEOUT": "5",
         "CREATE_TABLE": "n",
+        "APPLICATION_RECORDER_TOPIC": "services.pg_batch_recorder:BatchInsertRecorder",
     }
 
 

@@ -1,0 +1,61 @@
+"""Aggregates as this process last committed them, lent to one command at a time.
+
+Loading an aggregate costs a query plus decoding and decrypting its whole history
+(~0.5 ms and growing with history); a command that finds its aggregate here skips
+all of that. The cache never copies: `take` removes the aggregate, so the command
+owns it and may mutate it freely; only after its events are durable does the command
+`give_back` the aggregate, which then is exactly the committed state. A command that
+fails (domain error, conflict, crash) gives nothing back, so the next one loads fresh.
+Two commands on one aggregate at once: the second misses and loads from the store;
+the unique (id, version) key lets only one of them commit.
+
+Several API processes: another process may have written since we cached (the cache
+does not fast-forward, to save a query per command). That is safe because the command
+service trusts a cached aggregate only for a decision that then commits: a stale
+decision's events collide with the newer ones on (id, version) and the command is
+decided again on a fresh load; a refusal, a version mismatch or a no-op decided on
+cached state is likewise decided again on a fresh load before it is answered. Reads
+(GET, history, as-of) never use this cache. Erasure clears it, so no plaintext of an
+erased customer outlives the command that erased it (in this process).
+I/O: none.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from uuid import UUID
+
+from domain.base import Aggregate
+
+
+class AggregateCache:
+    def __init__(self, max_size: int = 10_000) -> None:
+        self._max_size = max_size
+        self._lent: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, aggregate_id: UUID) -> Aggregate | None:
+        """The cached aggregate, now owned by the caller (removed from the cache)."""
+        with self._lock:
+            return self._lent.pop(aggregate_id, None)
+
+    def give_back(self, aggregate: Aggregate) -> None:
+        """Cache `aggregate`, whose events are all durable, unless a newer one is cached."""
+        if aggregate._pending or self._max_size <= 0:
+            return
+        with self._lock:
+            cached = self._lent.get(aggregate.id)
+            if cached is not None and cached.version >= aggregate.version:
+                return
+            self._lent[aggregate.id] = aggregate
+            self._lent.move_to_end(aggregate.id)
+            if len(self._lent) > self._max_size:
+                self._lent.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._lent.clear()
+
+    def __len__(self) -> int:
+        return len(self._lent)

@@ -1,0 +1,148 @@
+"""The command-side aggregate cache: lends without copying, keeps only committed
+state, and never lets a stale entry decide an answer (two services stand for two
+API processes sharing one event store)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from consumers.keyring import Keyring, MemoryKeyStore
+from domain.base import Context
+from domain.customer import Customer
+from services.aggregate_cache import AggregateCache
+from services.commands import Caller, CommandService
+from services.event_store import CrmApplication
+from services.group_commit import DirectCommitter
+from services.policy import Principal, Role
+
+CTX = Context(
+    actor="t", actor_department="sales", occurred_at=datetime.now(UTC), correlation_id="c"
+)
+SERVICE = Caller(
+    principal=Principal(name="svc", department="sales", role=Role.SERVICE), correlation_id="c"
+)
+AGENT = Caller(
+    principal=Principal(name="ann", department="sales", role=Role.AGENT), correlation_id="c"
+)
+
+
+def saved_customer(version: int = 1) -> Customer:
+    customer = Customer.register(
+        CTX, customer_id=uuid.uuid4(), name="Ada", owner_department="sales"
+    )
+    for n in range(version - 1):
+        customer.update_profile(CTX, company=f"co {n}")
+    customer.collect_events()
+    return customer
+
+
+def test_take_lends_the_aggregate_itself_and_removes_it() -> None:
+    cache = AggregateCache()
+    customer = saved_customer()
+    cache.give_back(customer)
+    assert cache.take(customer.id) is customer
+    assert cache.take(customer.id) is None
+
+
+def test_only_committed_state_is_kept_and_never_an_older_version() -> None:
+    cache = AggregateCache()
+    newer, older = saved_customer(3), saved_customer(2)
+    older.id = newer.id
+    cache.give_back(newer)
+    cache.give_back(older)
+    assert cache.take(newer.id) is newer
+    undecided = saved_customer()
+    undecided.update_profile(CTX, company="pending")
+    cache.give_back(undecided)
+    assert len(cache) == 0
+
+
+def test_least_recently_used_entries_go_first() -> None:
+    cache = AggregateCache(max_size=2)
+    first, second, third = saved_customer(), saved_customer(), saved_customer()
+    for customer in (first, second, third):
+        cache.give_back(customer)
+    assert cache.take(first.id) is None
+    assert cache.take(third.id) is third
+
+
+def two_processes() -> tuple[CommandService, CommandService, CrmApplication]:
+    app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    keyring = Keyring(MemoryKeyStore())
+    return (
+        CommandService(app, DirectCommitter(app), keyring),
+        CommandService(app, DirectCommitter(app), keyring),
+        app,
+    )
+
+
+def set_company(
+    service: CommandService,
+    caller: Caller,
+    customer_id: uuid.UUID,
+    company: str,
+    expected: int | None = None,
+) -> int:
+    return service.change(
+        caller,
+        "customer.update",
+        Customer,
+        customer_id,
+        lambda c, ctx: c.update_profile(ctx, company=company),
+        expected=expected,
+    ).version
+
+
+def test_a_stale_cached_aggregate_is_decided_again_on_a_fresh_load() -> None:
+    mine, theirs, app = two_processes()
+    customer_id = mine.register_customer(SERVICE, name="Ada").id
+    assert set_company(mine, SERVICE, customer_id, "a") == 2  # cached at version 2
+    assert set_company(theirs, SERVICE, customer_id, "b") == 3
+    assert set_company(mine, SERVICE, customer_id, "c") == 4  # conflict, then fresh
+    assert app.load(Customer, customer_id).company == "c"
+
+
+def test_if_match_is_checked_against_the_store_not_a_stale_cache() -> None:
+    mine, theirs, _ = two_processes()
+    customer_id = mine.register_customer(SERVICE, name="Ada").id
+    set_company(mine, SERVICE, customer_id, "a")
+    set_company(theirs, SERVICE, customer_id, "b")
+    assert set_company(mine, SERVICE, customer_id, "c", expected=3) == 4
+
+
+def test_a_no_op_on_stale_state_is_decided_again() -> None:
+    mine, theirs, app = two_processes()
+    customer_id = mine.register_customer(SERVICE, name="Ada").id
+    set_company(mine, SERVICE, customer_id, "a")
+    set_company(theirs, SERVICE, customer_id, "b")
+    assert set_company(mine, SERVICE, customer_id, "a") == 4  # not a no-op in the store
+    assert app.load(Customer, customer_id).company == "a"
+
+
+def test_a_refusal_on_stale_state_is_decided_again() -> None:
+    mine, theirs, _ = two_processes()
+    customer_id = mine.register_customer(SERVICE, name="Ada").id
+
+    def move(service: CommandService, department: str) -> None:
+        service.change(
+            SERVICE,
+            "customer.update",
+            Customer,
+            customer_id,
+            lambda c, ctx: c.change_owner(ctx, department=department),
+        )
+
+    move(mine, "support")  # cached: owned by support, out of the sales agent's reach
+    move(theirs, "sales")
+    assert set_company(mine, AGENT, customer_id, "a") == 4
+
+
+def test_erasure_empties_the_cache() -> None:
+    service, _, _ = two_processes()
+    customer_id = service.register_customer(SERVICE, name="Ada").id
+    set_company(service, SERVICE, customer_id, "a")
+    assert len(service.cache) == 1
+    admin = Principal(name="root", department="it", role=Role.ADMIN)
+    service.erase_customer(Caller(principal=admin, correlation_id="c"), customer_id, None, "asked")
+    assert len(service.cache) == 0
