@@ -1,0 +1,197 @@
+"""Read-side queries over the stable read-model views, for the HTTP API and tools.
+
+Every function takes a `ReadModelStore` (PostgreSQL or SQLite) and returns plain
+dicts. Pages use keyset cursors (the last id of the previous page), never OFFSET,
+so a page costs the same at one million customers as at ten. Percentages come
+from `projections.satisfaction`, the one place that defines CSAT and NPS.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from consumers.readmodel_store import ReadModelStore
+from projections.satisfaction import ALL, bucket, csat, nps
+
+Row = dict[str, Any]
+OPEN = ("open", "in_progress")
+
+
+def department_customers(
+    store: ReadModelStore, department: str, *, after: UUID | None = None, limit: int = 50
+) -> list[Row]:
+    """Non-archived customers a department owns or shares, by id; `after` = the cursor."""
+    query = (
+        "SELECT c.*, m.role FROM {m} m JOIN {c} c ON c.customer_id = m.customer_id"
+        " WHERE m.department = %(department)s"
+        + ("" if after is None else " AND m.customer_id > %(after)s")
+        + " ORDER BY m.customer_id LIMIT %(limit)s"
+    )
+    tables = {"m": "shared.customer_departments", "c": "shared.customers"}
+    params = {"department": department, "after": after, "limit": limit}
+    return store.fetch(query, tables, params)
+
+
+def department_conversations(
+    store: ReadModelStore, department: str, *, status: str = "open", limit: int = 100
+) -> list[Row]:
+    """A department's conversation queue: longest waiting first (answered ones last)."""
+    query = (
+        "SELECT * FROM {v} WHERE department = %(department)s AND status = %(status)s"
+        " ORDER BY waiting_since IS NULL, waiting_since, conversation_id LIMIT %(limit)s"
+    )
+    params = {"department": department, "status": status, "limit": limit}
+    return store.fetch(query, {"v": "support.conversations"}, params)
+
+
+def department_tasks(
+    store: ReadModelStore,
+    department: str,
+    now: datetime,
+    *,
+    assignee: str | None = None,
+    status: str | None = None,
+    limit: int = 200,
+) -> list[Row]:
+    """The task board; `overdue` is computed against `now` here, never stored."""
+    query = (
+        "SELECT * FROM {v} WHERE department = %(department)s"
+        + ("" if assignee is None else " AND assignee = %(assignee)s")
+        + ("" if status is None else " AND status = %(status)s")
+        + " ORDER BY assignee, status, due_at, task_id LIMIT %(limit)s"
+    )
+    params = {"department": department, "assignee": assignee, "status": status, "limit": limit}
+    rows = store.fetch(query, {"v": "support.tasks"}, params)
+    for row in rows:
+        due = _instant(row["due_at"])
+        row["overdue"] = due is not None and due < now and row["status"] in OPEN
+    return rows
+
+
+def customer_360(store: ReadModelStore, customer_id: UUID) -> Row | None:
+    """Profile, owner, departments and orders of one customer (archived ones included)."""
+    found = store.fetch(
+        "SELECT * FROM {c} WHERE customer_id = %(id)s",
+        {"c": "shared.customers"},
+        {"id": customer_id},
+    )
+    if not found:
+        return None
+    orders = store.fetch(
+        "SELECT * FROM {o} WHERE customer_id = %(id)s ORDER BY ordered_at, order_id",
+        {"o": "shared.orders"},
+        {"id": customer_id},
+    )
+    return {**found[0], "departments": found[0]["departments"].split(","), "orders": orders}
+
+
+def timeline(
+    store: ReadModelStore, customer_id: UUID, *, limit: int = 200, offset: int = 0
+) -> list[Row]:
+    """Communication and task events of one customer, oldest first."""
+    query = (
+        "SELECT * FROM {t} WHERE customer_id = %(id)s ORDER BY occurred_at, entry_id"
+        " LIMIT %(limit)s OFFSET %(offset)s"
+    )
+    params = {"id": customer_id, "limit": limit, "offset": offset}
+    return store.fetch(query, {"t": "shared.timeline"}, params)
+
+
+def sales_open_tasks(store: ReadModelStore, customer_id: UUID) -> Row:
+    """Open follow-ups of a customer in the sales view: count and next due time."""
+    query = (
+        "SELECT count(*) AS open_tasks, min(due_at) AS next_due_at FROM {t}"
+        " WHERE customer_id = %(id)s AND status IN ('open', 'in_progress')"
+    )
+    return store.fetch(query, {"t": "sales.tasks"}, {"id": customer_id})[0]
+
+
+def satisfaction_stats(
+    store: ReadModelStore,
+    *,
+    department: str = ALL,
+    agent: str = ALL,
+    granularity: str = "all",
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[Row]:
+    """CSAT and NPS per bucket (or one total for `all`), credited as of the interaction."""
+    series = granularity if granularity != "all" or start or end else "all"
+    scope = "day" if series == "all" and (start or end) else series
+    query = (
+        "SELECT * FROM {s} WHERE department = %(department)s AND agent = %(agent)s"
+        " AND granularity = %(granularity)s"
+        + ("" if start is None else " AND bucket >= %(start)s")
+        + ("" if end is None else " AND bucket <= %(end)s")
+        + " ORDER BY bucket"
+    )
+    params = {
+        "department": department, "agent": agent, "granularity": scope,
+        "start": start and bucket(start, scope), "end": end and bucket(end, scope),
+    }  # fmt: skip
+    rows = store.fetch(query, {"s": "stats.satisfaction"}, params)
+    if granularity == "all" and scope != "all":
+        rows = [_total(rows, department, agent)]
+    return [_with_scores(r) for r in rows]
+
+
+def _total(rows: list[Row], department: str, agent: str) -> Row:
+    names = ("csat_answers", "csat_positive", "nps_answers", "promoters", "passives", "detractors")
+    total: Row = {"department": department, "agent": agent, "granularity": "all", "bucket": ALL}
+    return total | {n: sum(int(r[n]) for r in rows) for n in names}
+
+
+def _with_scores(row: Row) -> Row:
+    return {
+        **row,
+        "csat": csat(int(row["csat_answers"]), int(row["csat_positive"])),
+        "nps": nps(int(row["nps_answers"]), int(row["promoters"]), int(row["detractors"])),
+    }
+
+
+def task_stats(store: ReadModelStore, *, department: str = ALL, assignee: str = ALL) -> Row:
+    """Created, completed (on time), reassignments, mean evaluation, mean and p90 duration."""
+    found = store.fetch(
+        "SELECT * FROM {t} WHERE department = %(department)s AND assignee = %(assignee)s",
+        {"t": "stats.tasks"},
+        {"department": department, "assignee": assignee},
+    )
+    row: Row = found[0] if found else {"department": department, "assignee": assignee}
+    durations = sorted(float(d["seconds"]) for d in _durations(store, department, assignee))
+    evaluations = int(row.get("evaluations") or 0)
+    completed = int(row.get("completed") or 0)
+    return {
+        **row,
+        "on_time_rate": round(int(row["completed_on_time"]) * 100 / completed, 2)
+        if completed
+        else None,
+        "mean_evaluation": round(int(row["evaluation_sum"]) / evaluations, 2)
+        if evaluations
+        else None,
+        "mean_seconds": sum(durations) / len(durations) if durations else None,
+        "p90_seconds": percentile(durations, 90),
+    }
+
+
+def _durations(store: ReadModelStore, department: str, assignee: str) -> list[Row]:
+    query = (
+        "SELECT seconds FROM {d} WHERE true"
+        + ("" if department == ALL else " AND department = %(department)s")
+        + ("" if assignee == ALL else " AND assignee = %(assignee)s")
+    )
+    params = {"department": department, "assignee": assignee}
+    return store.fetch(query, {"d": "stats.task_durations"}, params)
+
+
+def percentile(ordered: list[float], pct: int) -> float | None:
+    """Nearest-rank percentile of sorted values: deterministic, always an observed value."""
+    if not ordered:
+        return None
+    rank = max(1, -(-pct * len(ordered) // 100))
+    return ordered[rank - 1]
+
+
+def _instant(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value

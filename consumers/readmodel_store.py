@@ -1,0 +1,149 @@
+"""The read-model store interface, and the logic both adapters share.
+
+A projection's tables live in a *generation* (PostgreSQL schema `sales_v3`; SQLite
+tables `sales_v3__customers`). Readers use the stable names (schema `sales` of
+views; SQLite views `sales__customers`) which point at the live generation. A
+rebuild fills a new generation beside the live one and `switch` repoints the views
+in one transaction, then drops the old generation: readers never see a half-built
+model. Tables whose name starts with `_` are working state and get no view.
+
+Per generation the store also keeps its bookkeeping, written in the same
+transaction as the rows: `_positions` (next Kafka offset per topic/partition, or
+the event-store position under topic `STORE_TOPIC`), `_applied` (last applied
+version per aggregate, for deduplication), `_dead_letters` and `_status`.
+
+I/O contract: adapters do all SQL; this module only shapes data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
+from uuid import UUID
+
+from projections.base import KeyValues, Projection, Row, Segment, SetOperation, Table
+
+STORE_TOPIC = "__event_store__"
+"""Pseudo-topic under which the embedded follower stores its event-store position."""
+
+PositionKey = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+    position: int
+    aggregate_id: UUID | None
+    aggregate_version: int | None
+    event_type: str
+    error: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    generation: int | None
+    events: int
+    last_event_at: datetime | None
+    last_position: int
+    dead_letters: int
+    positions: dict[PositionKey, int]
+    lag: int | None = None
+
+
+class TableWrites(NamedTuple):
+    """What one segment does to one table: upsert rows, delete keys, add to counters."""
+
+    table: Table
+    upserts: list[Row]
+    deletes: list[KeyValues]
+    increments: list[Row]
+
+
+class Session(Protocol):
+    """One read-model transaction of one projection generation."""
+
+    def lock_positions(self, keys: Sequence[PositionKey]) -> dict[PositionKey, int]: ...
+
+    def positions(self) -> dict[PositionKey, int]: ...
+
+    def load_rows(self, table: Table, keys: Sequence[KeyValues]) -> list[Row]: ...
+
+    def load_applied(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]: ...
+
+    def write(self, writes: Sequence[TableWrites], closing: Sequence[SetOperation]) -> None: ...
+
+    def save_applied(self, versions: dict[UUID, int]) -> None: ...
+
+    def save_positions(self, positions: dict[PositionKey, int]) -> None: ...
+
+    def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    def record_progress(
+        self, events: int, last_event_at: datetime | None, position: int, lag: int | None
+    ) -> None: ...
+
+    def take_dead_letters(self) -> list[tuple[int, bytes, str, int, int]]: ...
+
+
+class ReadModelStore(Protocol):
+    """A database holding read models; one adapter per database (PostgreSQL, SQLite)."""
+
+    dialect: str
+    transient_errors: tuple[type[Exception], ...]
+    """Database errors after which a batch is rolled back and retried (never dead letters)."""
+
+    def live_generation(self, name: str) -> int | None: ...
+
+    def install(self, projection: Projection) -> int: ...
+
+    def create_generation(self, projection: Projection) -> int: ...
+
+    def switch(self, projection: Projection, generation: int) -> None: ...
+
+    def drop_generation(self, name: str, generation: int) -> None: ...
+
+    def session(
+        self, projection: Projection, generation: int
+    ) -> AbstractContextManager[Session]: ...
+
+    def status(self, name: str, generation: int | None = None) -> Status: ...
+
+    def fetch(self, query: str, tables: dict[str, str], params: dict[str, Any]) -> list[Row]: ...
+
+    def dump(self, name: str, generation: int, table: Table) -> list[Row]: ...
+
+    def close(self) -> None: ...
+
+
+def table_writes(tables: dict[str, Table], segment: Segment) -> Iterator[TableWrites]:
+    """Group a segment's net changes by table, counters filled with 0 where absent."""
+    by_table: dict[str, TableWrites] = {}
+
+    def entry(name: str) -> TableWrites:
+        if name not in by_table:
+            by_table[name] = TableWrites(tables[name], [], [], [])
+        return by_table[name]
+
+    for (name, key), row in segment.rows.items():
+        if row is None:
+            entry(name).deletes.append(key)
+        else:
+            entry(name).upserts.append(row)
+    for (name, _), (key_row, deltas) in segment.counters.items():
+        spec = tables[name]
+        counters = {c: deltas.get(c, 0) for c in spec.column_names if c not in spec.key}
+        entry(name).increments.append({**key_row, **counters})
+    return iter(by_table.values())
+
+
+def public_tables(projection: Projection) -> list[Table]:
+    """The tables readers see through the stable views (not `_private` working state)."""
+    return [t for t in projection.tables if not t.name.startswith("_")]

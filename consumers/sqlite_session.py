@@ -1,0 +1,251 @@
+"""One SQLite read-model transaction (see `consumers.store_sqlite`).
+
+Identifiers are quoted by `ident` (they come from the projections' declarative
+schemas, never from users); values always travel as parameters.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from consumers.readmodel_store import DeadLetter, PositionKey, Status, TableWrites
+from domain.base import ERASED
+from projections.base import KeyValues, Row, Scrub, SetOperation, Table
+
+LITE_TYPES = {
+    "text": "TEXT", "int": "INTEGER", "bigint": "INTEGER", "bool": "INTEGER", "float": "REAL",
+    "numeric": "TEXT", "uuid": "TEXT", "timestamp": "TEXT",
+}  # fmt: skip
+_CHUNK = 300
+
+_BOOKKEEPING = (
+    "CREATE TABLE {p}___positions (topic TEXT, partition INTEGER, next_offset INTEGER NOT NULL,"
+    " PRIMARY KEY (topic, partition))",
+    "CREATE TABLE {p}___applied (aggregate_id TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+    "CREATE TABLE {p}___dead_letters (id INTEGER PRIMARY KEY, event_id TEXT, topic TEXT,"
+    " partition INTEGER, kafka_offset INTEGER, position INTEGER, aggregate_id TEXT,"
+    " aggregate_version INTEGER, event_type TEXT, error TEXT, payload BLOB,"
+    " at TEXT NOT NULL DEFAULT (datetime('now')))",
+    "CREATE TABLE {p}___status (id INTEGER PRIMARY KEY, events INTEGER NOT NULL,"
+    " last_event_at TEXT, last_position INTEGER NOT NULL, lag INTEGER, updated_at TEXT)",
+    "INSERT INTO {p}___status VALUES (1, 0, NULL, 0, NULL, datetime('now'))",
+)
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def placeholders(query: str) -> str:
+    """`%(name)s` (the psycopg style the shared queries use) to SQLite's `:name`."""
+    return re.sub(r"%\((\w+)\)s", r":\1", query)
+
+
+def to_sqlite(value: Any) -> Any:
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value
+
+
+def _from(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "uuid":
+        return UUID(value)
+    if kind == "timestamp":
+        return datetime.fromisoformat(value)
+    if kind == "numeric":
+        return Decimal(str(value))
+    return bool(value) if kind == "bool" else value
+
+
+def from_sqlite(table: Table, row: Sequence[Any]) -> Row:
+    return {c.name: _from(c.type, v) for c, v in zip(table.columns, row, strict=True)}
+
+
+def create_table(conn: sqlite3.Connection, prefix: str, spec: Table) -> None:
+    columns = ", ".join(f"{ident(c.name)} {LITE_TYPES[c.type]}" for c in spec.columns)
+    key = ", ".join(map(ident, spec.key))
+    name = f"{prefix}__{spec.name}"
+    conn.execute(f"CREATE TABLE {ident(name)} ({columns}, PRIMARY KEY ({key}))")
+    for number, index in enumerate(spec.indexes):
+        cols = ", ".join(map(ident, index))
+        conn.execute(f"CREATE INDEX {ident(f'{name}_ix{number}')} ON {ident(name)} ({cols})")
+
+
+def create_bookkeeping(conn: sqlite3.Connection, prefix: str) -> None:
+    for statement in _BOOKKEEPING:
+        conn.execute(statement.replace("{p}", prefix))
+
+
+class SqliteSession:
+    """`consumers.readmodel_store.Session` inside an open SQLite transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, prefix: str, tables: Sequence[Table]) -> None:
+        self.conn = conn
+        self.prefix = prefix
+        self.tables = {t.name: t for t in tables}
+
+    def _t(self, name: str) -> str:
+        return ident(f"{self.prefix}__{name}")
+
+    def lock_positions(self, keys: Sequence[PositionKey]) -> dict[PositionKey, int]:
+        """The transaction is BEGIN IMMEDIATE: the database is already write-locked."""
+        stored = self.positions()
+        return {key: stored[key] for key in keys if key in stored}
+
+    def positions(self) -> dict[PositionKey, int]:
+        rows = self.conn.execute(
+            f"SELECT topic, partition, next_offset FROM {self._t('_positions')}"
+        )
+        return {(r[0], r[1]): r[2] for r in rows.fetchall()}
+
+    def load_rows(self, table: Table, keys: Sequence[KeyValues]) -> list[Row]:
+        rows: list[Row] = []
+        width = len(table.key)
+        tuple_sql = "(" + ", ".join("?" * width) + ")"
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            values = ", ".join([tuple_sql] * len(chunk))
+            query = (
+                f"SELECT * FROM {self._t(table.name)} WHERE ({', '.join(map(ident, table.key))})"
+                f" IN (VALUES {values})"
+            )
+            params = [to_sqlite(v) for key in chunk for v in key]
+            rows.extend(from_sqlite(table, r) for r in self.conn.execute(query, params))
+        return rows
+
+    def load_applied(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
+        found: dict[UUID, int] = {}
+        for start in range(0, len(aggregate_ids), _CHUNK):
+            chunk = [str(a) for a in aggregate_ids[start : start + _CHUNK]]
+            query = (
+                f"SELECT aggregate_id, version FROM {self._t('_applied')}"
+                f" WHERE aggregate_id IN ({', '.join('?' * len(chunk))})"
+            )
+            found.update((UUID(r[0]), r[1]) for r in self.conn.execute(query, chunk))
+        return found
+
+    def write(self, writes: Sequence[TableWrites], closing: Sequence[SetOperation]) -> None:
+        for w in writes:
+            if w.deletes:
+                where = " AND ".join(f"{ident(k)} = ?" for k in w.table.key)
+                self.conn.executemany(
+                    f"DELETE FROM {self._t(w.table.name)} WHERE {where}",
+                    [[to_sqlite(v) for v in key] for key in w.deletes],
+                )
+            if w.upserts:
+                self._upsert(w.table, w.upserts, add=False)
+            if w.increments:
+                self._upsert(w.table, w.increments, add=True)
+        for operation in closing:
+            self._set_operation(operation)
+
+    def _upsert(self, table: Table, rows: list[Row], *, add: bool) -> None:
+        names = table.column_names
+        others = [n for n in names if n not in table.key]
+        target = self._t(table.name)
+        updates = ", ".join(
+            f"{ident(n)} = {target}.{ident(n)} + excluded.{ident(n)}"
+            if add
+            else f"{ident(n)} = excluded.{ident(n)}"
+            for n in others
+        )
+        action = f"DO UPDATE SET {updates}" if others else "DO NOTHING"
+        self.conn.executemany(
+            f"INSERT INTO {target} ({', '.join(map(ident, names))})"
+            f" VALUES ({', '.join('?' * len(names))})"
+            f" ON CONFLICT ({', '.join(map(ident, table.key))}) {action}",
+            [[to_sqlite(row[n]) for n in names] for row in rows],
+        )
+
+    def _set_operation(self, op: SetOperation) -> None:
+        if not isinstance(op, Scrub):
+            self.conn.execute(
+                f"DELETE FROM {self._t(op.table)} WHERE {ident(op.column)} = ?",
+                (to_sqlite(op.value),),
+            )
+            return
+        spec = self.tables[op.table]
+        assert spec.subject is not None
+        sets = ", ".join(
+            f"{ident(c)} = CASE WHEN {ident(c)} IS NULL THEN NULL ELSE :erased END"
+            for c in spec.personal
+        )
+        self.conn.execute(
+            f"UPDATE {self._t(op.table)} SET {sets} WHERE {ident(spec.subject)} = :subject",
+            {"erased": ERASED, "subject": to_sqlite(op.subject)},
+        )
+
+    def save_applied(self, versions: dict[UUID, int]) -> None:
+        self.conn.executemany(
+            f"INSERT INTO {self._t('_applied')} VALUES (?, ?) ON CONFLICT (aggregate_id)"
+            " DO UPDATE SET version = max(version, excluded.version)",
+            [(str(k), v) for k, v in versions.items()],
+        )
+
+    def save_positions(self, positions: dict[PositionKey, int]) -> None:
+        self.conn.executemany(
+            f"INSERT OR REPLACE INTO {self._t('_positions')} VALUES (?, ?, ?)",
+            [(k[0], k[1], v) for k, v in positions.items()],
+        )
+
+    def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        self.conn.executemany(
+            f"INSERT INTO {self._t('_dead_letters')} (event_id, topic, partition, kafka_offset,"
+            " position, aggregate_id, aggregate_version, event_type, error, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    d.event_id,
+                    d.topic,
+                    d.partition,
+                    d.offset,
+                    d.position,
+                    to_sqlite(d.aggregate_id),
+                    d.aggregate_version,
+                    d.event_type,
+                    d.error,
+                    d.payload,
+                )
+                for d in letters
+            ],
+        )
+
+    def record_progress(
+        self, events: int, last_event_at: datetime | None, position: int, lag: int | None
+    ) -> None:
+        self.conn.execute(
+            f"UPDATE {self._t('_status')} SET events = events + ?,"
+            " last_event_at = coalesce(?, last_event_at), last_position = max(last_position, ?),"
+            " lag = coalesce(?, lag), updated_at = datetime('now') WHERE id = 1",
+            (events, to_sqlite(last_event_at), position, lag),
+        )
+
+    def take_dead_letters(self) -> list[tuple[int, bytes, str, int, int]]:
+        table = self._t("_dead_letters")
+        rows = self.conn.execute(
+            f"SELECT id, payload, topic, partition, kafka_offset FROM {table} ORDER BY id"
+        ).fetchall()
+        self.conn.execute(f"DELETE FROM {table}")
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def read_status(conn: sqlite3.Connection, name: str, generation: int) -> Status:
+    session = SqliteSession(conn, f"{name}_v{generation}", ())
+    status = conn.execute(
+        f"SELECT events, last_event_at, last_position, lag FROM {session._t('_status')}"
+    ).fetchone()
+    count = conn.execute(f"SELECT count(*) FROM {session._t('_dead_letters')}").fetchone()
+    last = None if status[1] is None else datetime.fromisoformat(status[1])
+    return Status(
+        name, generation, status[0], last, status[2], count[0], session.positions(), status[3]
+    )

@@ -1,0 +1,187 @@
+"""Read models in PostgreSQL: schema `<name>_v<N>` per generation, views in `<name>`.
+
+Bulk I/O only: rows a batch needs are loaded with one `unnest` join per table and
+written with one `INSERT ... SELECT FROM unnest(...) ON CONFLICT` per table and
+kind of change, so a batch of thousands of events costs a handful of round trips.
+Every statement is composed with `psycopg.sql`; types come from a fixed mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import Connection, sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from consumers import pg_session
+from consumers.pg_session import PgSession, column_defs, q
+from consumers.readmodel_store import Status, public_tables
+from projections.base import Projection, Row, Table
+
+_REGISTRY = """
+CREATE TABLE IF NOT EXISTS crm_projections (
+    name text PRIMARY KEY,
+    live_generation integer,
+    newest_generation integer NOT NULL DEFAULT 0,
+    code_version integer,
+    switched_at timestamptz
+)"""
+_LOCK = 0x70726A  # advisory lock id for generation changes ("prj")
+
+
+class PostgresStore:
+    """`consumers.readmodel_store.ReadModelStore` on a psycopg pool."""
+
+    dialect = "postgresql"
+    transient_errors: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
+
+    def __init__(self, database_url: str, max_size: int = 4) -> None:
+        self.pool = ConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"options": "-c timezone=UTC"},
+            open=True,
+        )
+        with self.pool.connection() as conn:
+            conn.execute(_REGISTRY)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def live_generation(self, name: str) -> int | None:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT live_generation FROM crm_projections WHERE name = %s", (name,)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def install(self, projection: Projection) -> int:
+        """The live generation, creating the first one (and its views) if there is none."""
+        live = self.live_generation(projection.name)
+        if live is not None:
+            return live
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            live = self._live(conn, projection.name)
+            if live is None:
+                live = self._create(conn, projection)
+                self._switch(conn, projection, live)
+        return live
+
+    def create_generation(self, projection: Projection) -> int:
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            return self._create(conn, projection)
+
+    def switch(self, projection: Projection, generation: int) -> None:
+        """Repoint the stable views at `generation` and drop the old one, atomically."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            old = self._live(conn, projection.name)
+            self._switch(conn, projection, generation)
+            if old is not None and old != generation:
+                _drop_schema(conn, projection.name, old)
+
+    def drop_generation(self, name: str, generation: int) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            _drop_schema(conn, name, generation)
+
+    @contextmanager
+    def session(self, projection: Projection, generation: int) -> Iterator[PgSession]:
+        with self.pool.connection() as conn, conn.transaction():
+            yield PgSession(conn, f"{projection.name}_v{generation}", projection.tables)
+
+    def status(self, name: str, generation: int | None = None) -> Status:
+        generation = self.live_generation(name) if generation is None else generation
+        if generation is None:
+            return Status(name, None, 0, None, 0, 0, {})
+        with self.pool.connection() as conn:
+            return pg_session.read_status(conn, name, generation)
+
+    def fetch(self, query: str, tables: dict[str, str], params: dict[str, Any]) -> list[Row]:
+        names = {k: sql.Identifier(*v.split(".")) for k, v in tables.items()}
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql.SQL(query).format(**names), params)
+            return cur.fetchall()
+
+    def dump(self, name: str, generation: int, table: Table) -> list[Row]:
+        statement = sql.SQL("SELECT * FROM {} ORDER BY {}").format(
+            q(f"{name}_v{generation}", table.name),
+            sql.SQL(", ").join(map(sql.Identifier, table.key)),
+        )
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(statement).fetchall()
+
+    def _live(self, conn: Connection[Any], name: str) -> int | None:
+        row = conn.execute(
+            "SELECT live_generation FROM crm_projections WHERE name = %s FOR UPDATE", (name,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def _create(self, conn: Connection[Any], projection: Projection) -> int:
+        row = conn.execute(
+            "INSERT INTO crm_projections (name, newest_generation) VALUES (%s, 1)"
+            " ON CONFLICT (name) DO UPDATE"
+            " SET newest_generation = crm_projections.newest_generation + 1"
+            " RETURNING newest_generation",
+            (projection.name,),
+        ).fetchone()
+        assert row is not None
+        schema = f"{projection.name}_v{row[0]}"
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        for spec in projection.tables:
+            _create_table(conn, schema, spec)
+        pg_session.create_bookkeeping(conn, schema)
+        return int(row[0])
+
+    def _switch(self, conn: Connection[Any], projection: Projection, generation: int) -> None:
+        name, schema = projection.name, f"{projection.name}_v{generation}"
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        for spec in public_tables(projection):
+            conn.execute(
+                sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(
+                    q(name, spec.name), q(schema, spec.name)
+                )
+            )
+        conn.execute(
+            "UPDATE crm_projections SET live_generation = %s, code_version = %s,"
+            " switched_at = now() WHERE name = %s",
+            (generation, projection.version, name),
+        )
+
+
+def _create_table(conn: Connection[Any], schema: str, spec: Table) -> None:
+    conn.execute(
+        sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(
+            q(schema, spec.name),
+            column_defs(spec),
+            sql.SQL(", ").join(map(sql.Identifier, spec.key)),
+        )
+    )
+    for number, columns in enumerate(spec.indexes):
+        conn.execute(
+            sql.SQL("CREATE INDEX {} ON {} ({})").format(
+                sql.Identifier(f"{spec.name}_ix{number}"),
+                q(schema, spec.name),
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+            )
+        )
+
+
+def _drop_schema(conn: Connection[Any], name: str, generation: int) -> None:
+    schema = sql.Identifier(f"{name}_v{generation}")
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+
+
+def generations(conn: Connection[Any], name: str) -> Sequence[int]:
+    """Every generation schema of `name` present (live, building or abandoned)."""
+    rows = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{name}\\_v%",)
+    ).fetchall()
+    return sorted(int(r[0].rsplit("_v", 1)[1]) for r in rows)

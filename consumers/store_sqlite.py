@@ -1,0 +1,148 @@
+"""Read models in one SQLite file (embedded mode): the same contract as PostgreSQL.
+
+SQLite has no schemas, so a generation's tables are named `<name>_v<N>__<table>` and
+the stable views `<name>__<table>`. UUIDs, instants (UTC ISO 8601, so they sort) and
+decimals are stored as text and converted back by column type, so projections see
+the same Python values as with PostgreSQL. One connection behind a lock: the
+embedded follower and the HTTP handlers share it from several threads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from consumers import sqlite_session as lite
+from consumers.readmodel_store import Status, public_tables
+from consumers.sqlite_session import SqliteSession, ident
+from projections.base import Projection, Row, Table
+
+_REGISTRY = (
+    "CREATE TABLE IF NOT EXISTS crm_projections (name TEXT PRIMARY KEY,"
+    " live_generation INTEGER, newest_generation INTEGER NOT NULL DEFAULT 0,"
+    " code_version INTEGER, switched_at TEXT)"
+)
+
+
+class SqliteStore:
+    """`consumers.readmodel_store.ReadModelStore` on a SQLite file."""
+
+    dialect = "sqlite"
+    transient_errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+
+    def __init__(self, path: Path | str) -> None:
+        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(_REGISTRY)
+        self.lock = threading.RLock()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def live_generation(self, name: str) -> int | None:
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT live_generation FROM crm_projections WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def install(self, projection: Projection) -> int:
+        with self._transaction():
+            live = self.live_generation(projection.name)
+            if live is None:
+                live = self._create(projection)
+                self._switch(projection, live)
+        return live
+
+    def create_generation(self, projection: Projection) -> int:
+        with self._transaction():
+            return self._create(projection)
+
+    def switch(self, projection: Projection, generation: int) -> None:
+        with self._transaction():
+            old = self.live_generation(projection.name)
+            self._switch(projection, generation)
+            if old is not None and old != generation:
+                self._drop(projection.name, old)
+
+    def drop_generation(self, name: str, generation: int) -> None:
+        with self._transaction():
+            self._drop(name, generation)
+
+    @contextmanager
+    def session(self, projection: Projection, generation: int) -> Iterator[SqliteSession]:
+        with self._transaction() as conn:
+            yield SqliteSession(conn, f"{projection.name}_v{generation}", projection.tables)
+
+    def status(self, name: str, generation: int | None = None) -> Status:
+        generation = self.live_generation(name) if generation is None else generation
+        if generation is None:
+            return Status(name, None, 0, None, 0, 0, {})
+        with self.lock:
+            return lite.read_status(self.conn, name, generation)
+
+    def fetch(self, query: str, tables: dict[str, str], params: dict[str, Any]) -> list[Row]:
+        names = {k: ident(v.replace(".", "__")) for k, v in tables.items()}
+        text = lite.placeholders(query.format(**names))
+        with self.lock:
+            cursor = self.conn.execute(text, {k: lite.to_sqlite(v) for k, v in params.items()})
+            columns = [d[0] for d in cursor.description]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def dump(self, name: str, generation: int, table: Table) -> list[Row]:
+        target = ident(f"{name}_v{generation}__{table.name}")
+        order = ", ".join(map(ident, table.key))
+        with self.lock:
+            rows = self.conn.execute(f"SELECT * FROM {target} ORDER BY {order}").fetchall()
+        return [lite.from_sqlite(table, row) for row in rows]
+
+    def _create(self, projection: Projection) -> int:
+        self.conn.execute(
+            "INSERT INTO crm_projections (name, newest_generation) VALUES (?, 1)"
+            " ON CONFLICT (name) DO UPDATE SET newest_generation = newest_generation + 1",
+            (projection.name,),
+        )
+        row = self.conn.execute(
+            "SELECT newest_generation FROM crm_projections WHERE name = ?", (projection.name,)
+        ).fetchone()
+        prefix = f"{projection.name}_v{row[0]}"
+        for spec in projection.tables:
+            lite.create_table(self.conn, prefix, spec)
+        lite.create_bookkeeping(self.conn, prefix)
+        return int(row[0])
+
+    def _switch(self, projection: Projection, generation: int) -> None:
+        for spec in public_tables(projection):
+            view = ident(f"{projection.name}__{spec.name}")
+            source = ident(f"{projection.name}_v{generation}__{spec.name}")
+            self.conn.execute(f"DROP VIEW IF EXISTS {view}")
+            self.conn.execute(f"CREATE VIEW {view} AS SELECT * FROM {source}")
+        self.conn.execute(
+            "UPDATE crm_projections SET live_generation = ?, code_version = ?,"
+            " switched_at = datetime('now') WHERE name = ?",
+            (generation, projection.version, projection.name),
+        )
+
+    def _drop(self, name: str, generation: int) -> None:
+        prefix = f"{name}_v{generation}__"
+        tables = self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ?",
+            (len(prefix), prefix),
+        ).fetchall()
+        for (table,) in tables:
+            self.conn.execute(f"DROP TABLE {ident(table)}")

@@ -1,0 +1,173 @@
+"""Shared read model: the customer 360 and the per-customer timeline.
+
+`customers` is the 360 (profile, owner, departments, tags, order count);
+`customer_departments` says which departments see a customer (owner or shared) and
+is what department lists page through; archiving deletes those rows, so an archived
+customer vanishes from every department list while its 360 stays (flag `archived`).
+`timeline` has one entry per communication and task event, ordered by
+(`occurred_at`, `entry_id`). A message's entry is keyed by its message id, so a
+correction rewrites it (`corrected` true) and a retraction deletes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from domain import customer as cust
+from domain.base import DomainEvent
+from projections.base import Change, Delete, DeleteWhere, Key, Rows, Upsert, erase_everywhere, table
+from projections.dispatch import DispatchProjection, by_customer, changed
+from projections.timeline import register_timeline
+
+TABLES = (
+    table(
+        "customers",
+        ("customer_id",),
+        "customer_id:uuid name:text company:text email:text phone:text address:text"
+        " owner_department:text owner_agent:text departments:text tags:text order_count:int"
+        " archived:bool erased:bool registered_at:timestamp updated_at:timestamp",
+        subject="customer_id",
+        personal=("name", "email", "phone", "address"),
+    ),
+    table(
+        "customer_departments",
+        ("department", "customer_id"),
+        "department:text customer_id:uuid role:text",
+        indexes=(("customer_id",),),
+    ),
+    table(
+        "orders",
+        ("customer_id", "order_id"),
+        "customer_id:uuid order_id:text amount:numeric currency:text status:text"
+        " ordered_at:timestamp updated_at:timestamp",
+    ),
+    table(
+        "timeline",
+        ("customer_id", "entry_id"),
+        "customer_id:uuid entry_id:text occurred_at:timestamp aggregate_type:text"
+        " aggregate_id:uuid aggregate_version:int event_type:text actor:text"
+        " actor_department:text detail:text author:text content:text corrected:bool",
+        subject="customer_id",
+        personal=("author", "content"),
+    ),
+)
+
+shared = DispatchProjection("shared", 1, TABLES)
+on = shared.on
+_customer = by_customer("customers")
+
+
+def _departments(owner: str, others: list[str]) -> str:
+    return ",".join([owner, *sorted(set(others) - {owner})])
+
+
+def _membership(customer: Any, department: str, role: str) -> Upsert:
+    row = {"department": department, "customer_id": customer, "role": role}
+    return Upsert("customer_departments", row)
+
+
+@on(cust.CustomerRegistered, keys=_customer)
+def _registered(e: cust.CustomerRegistered, rows: Rows) -> list[Change]:
+    row = {
+        "customer_id": e.originator_id, "name": e.name, "company": e.company, "email": e.email,
+        "phone": e.phone, "address": e.address, "owner_department": e.owner_department,
+        "owner_agent": e.owner_agent, "departments": e.owner_department,
+        "tags": ",".join(sorted(set(e.tags))), "order_count": 0, "archived": False,
+        "erased": False, "registered_at": e.occurred_at, "updated_at": e.occurred_at,
+    }  # fmt: skip
+    return [Upsert("customers", row), _membership(e.originator_id, e.owner_department, "owner")]
+
+
+def _update(rows: Rows, e: DomainEvent, **values: Any) -> list[Change]:
+    row = rows.get("customers", (e.originator_id,))
+    if row is None:
+        return []
+    return [Upsert("customers", changed(row, updated_at=e.occurred_at, **values))]
+
+
+@on(cust.CustomerProfileUpdated, keys=_customer)
+def _profile(e: cust.CustomerProfileUpdated, rows: Rows) -> list[Change]:
+    fields = ("name", "company", "email", "phone", "address")
+    return _update(rows, e, **{f: v for f in fields if (v := getattr(e, f)) is not msgspec.UNSET})
+
+
+@on(cust.CustomerOwnerChanged, keys=_customer)
+def _owner(e: cust.CustomerOwnerChanged, rows: Rows) -> list[Change]:
+    row = rows.get("customers", (e.originator_id,))
+    if row is None or row["archived"]:
+        return []
+    others = row["departments"].split(",")[1:]
+    return [
+        Delete("customer_departments", (e.from_department, e.originator_id)),
+        *[_membership(e.originator_id, d, "shared") for d in others if d != e.to_department],
+        _membership(e.originator_id, e.to_department, "owner"),
+        *_update(rows, e, owner_department=e.to_department, owner_agent=e.to_agent,
+                 departments=_departments(e.to_department, others)),
+    ]  # fmt: skip
+
+
+@on(cust.CustomerShared, cust.CustomerUnshared, keys=_customer)
+def _sharing(e: cust.CustomerShared | cust.CustomerUnshared, rows: Rows) -> list[Change]:
+    row = rows.get("customers", (e.originator_id,))
+    if row is None or row["archived"] or e.department == row["owner_department"]:
+        return []
+    owner, *others = row["departments"].split(",")
+    if isinstance(e, cust.CustomerShared):
+        member: Change = _membership(e.originator_id, e.department, "shared")
+        others.append(e.department)
+    else:
+        member = Delete("customer_departments", (e.department, e.originator_id))
+        others = [d for d in others if d != e.department]
+    return [member, *_update(rows, e, departments=_departments(owner, others))]
+
+
+@on(cust.CustomerTagged, cust.CustomerUntagged, keys=_customer)
+def _tags(e: cust.CustomerTagged | cust.CustomerUntagged, rows: Rows) -> list[Change]:
+    row = rows.get("customers", (e.originator_id,))
+    if row is None:
+        return []
+    tags = {t for t in row["tags"].split(",") if t} - {e.tag}
+    if isinstance(e, cust.CustomerTagged):
+        tags.add(e.tag)
+    return _update(rows, e, tags=",".join(sorted(tags)))
+
+
+def _order_key(e: Any) -> list[Key]:
+    return [*_customer(e), ("orders", (e.originator_id, e.order_id))]
+
+
+@on(cust.OrderRecorded, keys=_order_key)
+def _order(e: cust.OrderRecorded, rows: Rows) -> list[Change]:
+    row = rows.get("customers", (e.originator_id,))
+    order = {
+        "customer_id": e.originator_id, "order_id": e.order_id, "amount": e.amount,
+        "currency": e.currency, "status": e.status, "ordered_at": e.ordered_at,
+        "updated_at": e.occurred_at,
+    }  # fmt: skip
+    count = [] if row is None else _update(rows, e, order_count=row["order_count"] + 1)
+    return [Upsert("orders", order), *count]
+
+
+@on(cust.OrderStatusChanged, keys=_order_key)
+def _order_status(e: cust.OrderStatusChanged, rows: Rows) -> list[Change]:
+    order = rows.get("orders", (e.originator_id, e.order_id))
+    if order is None:
+        return []
+    return [Upsert("orders", changed(order, status=e.to_status, updated_at=e.occurred_at))]
+
+
+@on(cust.CustomerArchived, keys=_customer)
+def _archived(e: cust.CustomerArchived, rows: Rows) -> list[Change]:
+    gone = DeleteWhere("customer_departments", "customer_id", e.originator_id)
+    return [gone, *_update(rows, e, archived=True)]
+
+
+@on(cust.CustomerErased, keys=_customer)
+def _erased(e: cust.CustomerErased, rows: Rows) -> list[Change]:
+    # the flag first: the scrub then blanks the updated row too
+    return [*_update(rows, e, erased=True), *erase_everywhere(TABLES, e.originator_id)]
+
+
+register_timeline(shared)

@@ -1,0 +1,176 @@
+"""`crm consume NAME` and `crm projections status|rebuild|verify|retry`.
+
+`consume` runs the projection runner for one projection (consumer group
+`crm.projection.NAME`) until SIGTERM/SIGINT. Exit codes: 0 done, 1 differences found
+by `verify` or events still failing after `retry`, 2 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Any
+
+from services.settings import Settings
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add this module's subcommands to `crm`."""
+    consume = commands.add_parser("consume", help="run one projection from Kafka")
+    consume.add_argument("name", help="sales | support | marketing | shared | stats")
+    consume.add_argument("--until-caught-up", action="store_true", help="exit when no lag")
+    consume.add_argument("--batch", type=int, default=5000, help="max records per batch")
+    consume.set_defaults(handler=_consume)
+    group = commands.add_parser("projections", help="read models: status and maintenance")
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    status = actions.add_parser("status", help="generation, lag, dead letters, last event")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.set_defaults(handler=_status)
+    for action, text, handler in (
+        ("rebuild", "rebuild beside the live version from offset 0, then switch", _rebuild),
+        ("verify", "rebuild into a scratch version and list rows that differ", _verify),
+        ("retry", "re-apply the dead letters", _retry),
+    ):
+        parser = actions.add_parser(action, help=text)
+        parser.add_argument("name")
+        parser.set_defaults(handler=handler)
+
+
+def _runtime(settings: Settings) -> Any:
+    from services.bootstrap import bootstrap
+
+    return bootstrap(settings)
+
+
+def _store(settings: Settings) -> Any:
+    from consumers.store_factory import open_store
+
+    return open_store(settings.database_url, settings.data_dir)
+
+
+def _projection(name: str) -> Any:
+    from projections import PROJECTIONS
+
+    if name not in PROJECTIONS:
+        print(f"crm: unknown projection {name!r}; one of {', '.join(PROJECTIONS)}", file=sys.stderr)
+        sys.exit(2)
+    return PROJECTIONS[name]
+
+
+def _source(settings: Settings, runtime: Any) -> Any:
+    from consumers.envelope import all_topics
+    from consumers.rebuild import Source
+
+    return Source(settings.kafka_bootstrap, all_topics(settings.topic_prefix), runtime.keyring)
+
+
+def _consume(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.envelope import all_topics
+    from consumers.runner import ProjectionRunner
+
+    _projection(args.name)
+    runtime, store = _runtime(settings), _store(settings)
+    runner = ProjectionRunner(
+        store, args.name, runtime.keyring, settings.kafka_bootstrap,
+        all_topics(settings.topic_prefix), max_poll_records=args.batch,
+    )  # fmt: skip
+    _stop_on_signals(runner.stop_event)
+    try:
+        runner.run(until_caught_up=args.until_caught_up)
+    finally:
+        store.close()
+        runtime.close()
+    return 0
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from projections import PROJECTIONS
+
+    store = _store(settings)
+    try:
+        rows = [_status_row(store.status(name)) for name in PROJECTIONS]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({r["name"]: r for r in rows}, default=str))
+        return 0
+    print(f"{'projection':<12}{'version':>8}{'events':>12}{'lag':>10}{'dead':>7}  last event")
+    for r in rows:
+        print(
+            f"{r['name']:<12}{r['generation'] or '-':>8}{r['events']:>12}"
+            f"{r['lag'] if r['lag'] is not None else '-':>10}{r['dead_letters']:>7}"
+            f"  {r['last_event_at'] or '-'}"
+        )
+    return 0
+
+
+def _status_row(status: Any) -> dict[str, Any]:
+    return {
+        "name": status.name, "generation": status.generation, "events": status.events,
+        "lag": status.lag, "dead_letters": status.dead_letters,
+        "last_event_at": status.last_event_at and status.last_event_at.isoformat(),
+    }  # fmt: skip
+
+
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.follower import rebuild_from_store
+    from consumers.rebuild import rebuild
+
+    projection = _projection(args.name)
+    runtime, store = _runtime(settings), _store(settings)
+    try:
+        if settings.embedded:  # no Kafka: replay the event store itself
+            generation = rebuild_from_store(runtime.app, store, projection)
+        else:
+            with _progress(f"rebuilding {args.name}") as advance:
+                generation = rebuild(store, projection, _source(settings, runtime), advance)
+        print(f"{args.name}: version {generation} is live")
+    finally:
+        store.close()
+        runtime.close()
+    return 0
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.rebuild import verify
+
+    projection = _projection(args.name)
+    runtime, store = _runtime(settings), _store(settings)
+    try:
+        with _progress(f"verifying {args.name}") as advance:
+            differences = verify(store, projection, _source(settings, runtime), advance)
+    finally:
+        store.close()
+        runtime.close()
+    for d in differences[:50]:
+        print(f"{d.table} {d.key}: live={d.live} rebuilt={d.rebuilt}")
+    print(f"{args.name}: {len(differences)} rows differ")
+    return 1 if differences else 0
+
+
+def _retry(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.rebuild import retry
+
+    projection = _projection(args.name)
+    runtime, store = _runtime(settings), _store(settings)
+    try:
+        retried, failing = retry(store, projection, runtime.keyring)
+    finally:
+        store.close()
+        runtime.close()
+    print(f"{args.name}: {retried} dead letters retried, {failing} still failing")
+    return 1 if failing else 0
+
+
+def _progress(title: str) -> Any:
+    from services.progress import progress_bar
+
+    return progress_bar(title)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
