@@ -58,27 +58,38 @@ def _version(command: list[str]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], default=list(BENCHMARKS))
+    parser.add_argument("names", nargs="*", help=f"any of {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="smaller workloads (smoke run)")
     args = parser.parse_args()
-    database_url = os.environ["CRM_DATABASE_URL"]
-    bootstrap = os.environ["CRM_KAFKA_BOOTSTRAP"]
+    run_benchmarks(
+        args.names,
+        quick=args.quick,
+        database_url=os.environ["CRM_DATABASE_URL"],
+        bootstrap=os.environ["CRM_KAFKA_BOOTSTRAP"],
+    )
+    return 0
+
+
+def run_benchmarks(names: list[str], *, quick: bool, database_url: str, bootstrap: str) -> None:
+    """Run the named benchmarks (all when empty) and write the results files."""
+    unknown = set(names) - set(BENCHMARKS)
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {sorted(unknown)}; known: {list(BENCHMARKS)}")
     report: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "quick": args.quick,
+        "quick": quick,
         "results": {},
     }
-    for name in args.names or list(BENCHMARKS):
+    for name in names or list(BENCHMARKS):
         started = time.monotonic()
         module = importlib.import_module(BENCHMARKS[name])
         print(f"== {name}", flush=True)
-        figures = module.run(database_url, bootstrap, args.quick)
+        figures = module.run(database_url, bootstrap, quick)
         figures["wall_seconds"] = round(time.monotonic() - started, 1)
         report["results"][name] = figures
         print(json.dumps(figures, indent=2), flush=True)
     write(report)
-    return 0
 
 
 def write(report: dict[str, Any]) -> None:

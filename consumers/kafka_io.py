@@ -160,7 +160,10 @@ class Producer:
 def _admin(bootstrap: str, timeout_ms: int = 10000) -> Any:
     return _guarded(
         lambda: KafkaAdminClient(
-            bootstrap_servers=bootstrap, client_id="crm-admin", request_timeout_ms=timeout_ms
+            bootstrap_servers=bootstrap,
+            client_id="crm-admin",
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
         )
     )
 
@@ -170,7 +173,8 @@ def wait_until_ready(bootstrap: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin = _admin(bootstrap, timeout_ms=5000)
+            remaining = max(deadline - time.monotonic(), 0.5)
+            admin = _admin(bootstrap, timeout_ms=int(min(remaining, 5.0) * 1000))
             try:
                 _guarded(admin.describe_cluster)
                 return

@@ -59,6 +59,23 @@ def check_database(database_url: str) -> None:
         raise ConfigError("CRM_DATABASE_URL", f"cannot connect: {reason}") from None
 
 
+def require_kafka(settings: Settings, timeout: float = 30.0) -> None:
+    """Fail with one line naming CRM_KAFKA_BOOTSTRAP when no broker answers at start.
+
+    Outages *after* a process has started are retried by the relay and the runner;
+    a broker that never answered is far more likely a wrong address.
+    """
+    from consumers.kafka_io import BrokerUnavailable, wait_until_ready
+
+    try:
+        wait_until_ready(settings.kafka_bootstrap, timeout=timeout)
+    except BrokerUnavailable:
+        raise ConfigError(
+            "CRM_KAFKA_BOOTSTRAP",
+            f"no Kafka broker answered at {settings.kafka_bootstrap} within {timeout:.0f} s",
+        ) from None
+
+
 def ensure_data_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)

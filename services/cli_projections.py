@@ -14,6 +14,7 @@ import sys
 import threading
 from typing import Any
 
+from services.bootstrap import require_kafka
 from services.settings import Settings
 
 
@@ -72,6 +73,7 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.runner import ProjectionRunner
 
     _projection(args.name)
+    require_kafka(settings)
     runtime, store = _runtime(settings), _store(settings)
     runner = ProjectionRunner(
         store, args.name, runtime.keyring, settings.kafka_bootstrap,

@@ -7,7 +7,6 @@ store. Exit codes: 0 stopped by a signal, 2 configuration, 3 poison event, 4 uns
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -16,6 +15,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from services.bootstrap import require_kafka
 from services.settings import Settings
 
 log = structlog.get_logger("crm.relay")
@@ -62,8 +62,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     if _require_database(settings) is None:
         return 2
+    require_kafka(settings)
     stop = _stop_on_signals()
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the relay logs state changes
     try:
         _serve(settings, stop, allow_unsafe=args.allow_unsafe_topics)
     except RelayPoisoned as error:
@@ -167,6 +167,7 @@ def _ensure(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.kafka_io import KafkaFailure, ensure_topics
     from consumers.relay import UnsafeTopics, verify_topics
 
+    require_kafka(settings)
     partitions = args.partitions or settings.kafka_partitions
     topics = all_topics(settings.topic_prefix)
     try:

@@ -35,3 +35,8 @@ def configure_logging(settings: Settings) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr)
+    # kafka-python logs every refused connection at ERROR; our relay and runner log one
+    # line per state change instead. Its own lines are kept for debugging.
+    logging.getLogger("kafka").setLevel(
+        logging.DEBUG if level <= logging.DEBUG else logging.CRITICAL
+    )
