@@ -4,6 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV_VERSION := 0.13.9
+UV := python3 -m uv
 VENV := .venv
 BIN := $(VENV)/bin
 SERVICES_ENV := var/services/env
@@ -18,8 +19,8 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(BIN)/uv-synced: pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	uv sync --frozen --quiet
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --quiet
 	@touch $@
 
 venv: $(BIN)/uv-synced ## create or update the virtualenv from uv.lock
