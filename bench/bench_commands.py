@@ -8,7 +8,9 @@
 * `group_commit_callers_1/4/64` (full run): the same with other numbers of callers. A
   batch cannot hold more commands than there are callers, and a transaction costs
   nearly as much for 1 event as for 16, so throughput follows the caller count;
-* `http`: requests/s through uvicorn on loopback for one command and one query endpoint.
+* `http`: requests/s through uvicorn on loopback for one command and one query endpoint,
+  the load coming from a separate process (`bench.http_load`) so that the figure measures
+  the server, not the server and its 16 clients sharing one GIL.
 
 Each service-layer figure also says where the time went: CPU seconds of this Python
 process and of the PostgreSQL backends serving it, per second of wall time (a Python
@@ -21,12 +23,10 @@ CPU in microseconds, and the mean batch size and flush time.
 
 from __future__ import annotations
 
-import logging
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import psycopg
 from psycopg import sql
 
@@ -204,42 +203,12 @@ def _service_layer(
 
 
 def _http(runtime: Runtime, ids: list[uuid.UUID], callers: int, seconds: float) -> dict[str, Any]:
-    import uvicorn
-
+    from bench.http_load import measure_http
     from services.api import create_app
-
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per request
 
     app = create_app(runtime)
     token = app.state.services.principals.add("bench-http", "sales", "service")
-    server = uvicorn.Server(uvicorn.Config(app, port=18799, log_level="error", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    clients = [
-        httpx.Client(
-            base_url="http://127.0.0.1:18799", headers={"Authorization": f"Bearer {token}"}
-        )
-        for _ in range(callers)
-    ]
-    share = len(ids) // callers
-
-    def patch(caller: int, n: int) -> None:
-        url = f"/v1/customers/{ids[caller * share + n % share]}"
-        assert clients[caller].patch(url, json={"company": f"h{n}"}).status_code == 200
-
-    def get(caller: int, n: int) -> None:
-        url = f"/v1/customers/{ids[caller * share + n % share]}"
-        assert clients[caller].get(url).status_code == 200
-
-    try:
-        return {"command": _load(callers, seconds, patch), "query": _load(callers, seconds, get)}
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
-        for client in clients:
-            client.close()
+    return measure_http(app, token, ids, callers, seconds)
 
 
 def run(database_url: str, kafka_bootstrap: str = "", quick: bool = False) -> dict[str, Any]:

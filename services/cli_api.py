@@ -2,7 +2,7 @@
 
 `crm run` is the embedded default: SQLite event store in CRM_DATA_DIR, the API and the
 projections following the store in this one process. `crm api` serves the API against
-PostgreSQL (projections run elsewhere: `crm projections run`).
+PostgreSQL and reads the read models the `crm consume NAME` processes keep there.
 """
 
 from __future__ import annotations
@@ -92,13 +92,19 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         from consumers.follower import applied_position
         from services.api import create_app
+        from services.api.read_models import ReadModels
 
-        app = create_app(runtime, applied_position=lambda: applied_position(store))
+        app = create_app(
+            runtime,
+            queries_helper=ReadModels(store),
+            applied_position=lambda names: applied_position(store, names),
+        )
         _announce(runtime, app, args)
         _serve(app, args)
     finally:
         stop.set()
         follower.join(timeout=5)
+        store.close()
         runtime.close()
     return 0
 
@@ -124,14 +130,21 @@ def _start_follower(runtime: Runtime) -> tuple[Any, threading.Event, threading.T
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     if settings.embedded:
         raise ConfigError("CRM_DATABASE_URL", "`crm api` needs PostgreSQL; `crm run` is embedded")
+    from consumers.store_factory import open_store
+
     runtime = bootstrap(settings)
+    store = open_store(settings.database_url, settings.data_dir)
     try:
         from services.api import create_app
+        from services.api.read_models import ReadModels
+        from services.api.read_positions import AppliedVersionsWatermark
 
-        app = create_app(runtime)
+        watermark = AppliedVersionsWatermark(store, runtime.app.recorder, runtime.app.head_position)
+        app = create_app(runtime, queries_helper=ReadModels(store), applied_position=watermark)
         print(f"CRM Collab API docs: http://{args.host}:{args.port}/docs", flush=True)
         _serve(app, args)
     finally:
+        store.close()
         runtime.close()
     return 0
 

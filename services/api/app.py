@@ -8,11 +8,6 @@ at the root and under `/v1`, the OpenAPI UI at `/docs` and the schema at `/opena
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable
-from typing import Any
-
-from eventsourcing.persistence import PersistenceError
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -23,10 +18,14 @@ from services.api.deps import Services, authenticate, command_call
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.events_stream import event_stream
 from services.api.observability import Metrics, RequestObserver
+from services.api.pipeline_metrics import register_pipeline_metrics
+from services.api.read_models import ReadModels
+from services.api.read_positions import AppliedPosition
+from services.api.readiness import ReadinessCheck, default_checks
 from services.api.reads import reader
 from services.api.routes_conversations import conversations
 from services.api.routes_customers import customers
-from services.api.routes_ops import OPS, ReadinessCheck
+from services.api.routes_ops import OPS
 from services.api.routes_queries import queries
 from services.api.routes_tasks import tasks
 from services.bootstrap import Runtime
@@ -41,15 +40,19 @@ def create_app(
     *,
     committer: Committer | None = None,
     principals: Principals | None = None,
-    queries_helper: Any = None,
-    applied_position: Callable[[], int] | None = None,
+    queries_helper: ReadModels | None = None,
+    applied_position: AppliedPosition | None = None,
     readiness: dict[str, ReadinessCheck] | None = None,
 ) -> Litestar:
-    """The API over `runtime`; `queries_helper`/`applied_position` wire the read models."""
+    """The API over `runtime`. `queries_helper` (the read models) and `applied_position`
+    (how far their projections got) wire the department views, timeline and statistics;
+    without them those answer 501."""
     metrics = Metrics(runtime.app.head_position)
     services = build_services(runtime, metrics, committer, principals)
     services.queries, services.applied_position = queries_helper, applied_position
-    checks = default_checks(runtime, applied_position) | (readiness or {})
+    store = None if queries_helper is None else queries_helper.store
+    register_pipeline_metrics(metrics.registry, runtime, store)
+    checks = default_checks(runtime, store, applied_position) | (readiness or {})
     app = Litestar(
         route_handlers=[
             Router("/v1", route_handlers=[customers, conversations, tasks, queries, *OPS]),
@@ -121,42 +124,3 @@ def _openapi() -> OpenAPIConfig:
         ),
         security=[{"bearer": []}],
     )
-
-
-def default_checks(
-    runtime: Runtime, applied_position: Callable[[], int] | None
-) -> dict[str, ReadinessCheck]:
-    checks: dict[str, ReadinessCheck] = {"event_store": lambda: _store_check(runtime)}
-    if not runtime.settings.embedded:
-        checks["kafka"] = lambda: _kafka_check(runtime.settings.kafka_bootstrap)
-    if applied_position is not None:
-        checks["projections"] = lambda: _lag_check(runtime, applied_position)
-    return checks
-
-
-def _store_check(runtime: Runtime) -> str | None:
-    try:
-        runtime.app.head_position()
-    except (PersistenceError, OSError) as error:
-        return f"event store unavailable: {type(error).__name__}"
-    return None
-
-
-def _kafka_check(bootstrap: str) -> str | None:
-    """A TCP connect to any bootstrap server (the Kafka client lives in consumers/)."""
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            socket.create_connection((host, int(port)), timeout=0.5).close()
-        except OSError:
-            continue
-        return None
-    return f"no Kafka broker reachable at {bootstrap}"
-
-
-LAG_LIMIT = 10_000
-
-
-def _lag_check(runtime: Runtime, applied_position: Callable[[], int]) -> str | None:
-    lag = runtime.app.head_position() - applied_position()
-    return None if lag <= LAG_LIMIT else f"projections {lag} events behind"

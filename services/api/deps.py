@@ -21,6 +21,8 @@ from litestar.params import HeaderParameter
 
 from domain.base import Aggregate
 from services.api.errors import BadRequest, NotCaughtUp, Unauthenticated
+from services.api.read_models import ReadModels
+from services.api.read_positions import AppliedPosition
 from services.commands import Caller, CommandResult, CommandService, Decision
 from services.event_store import CrmApplication
 from services.idempotency import Idempotency, StoredAnswer, check_key, fingerprint
@@ -41,16 +43,19 @@ class Services:
     principals: Principals
     idempotency: Idempotency
     read_wait_seconds: float
-    queries: Any = None  # the projections' query helpers, once wired
-    applied_position: Callable[[], int] | None = None
+    queries: ReadModels | None = None  # None: no read models in this process
+    applied_position: AppliedPosition | None = None
 
     def wait_for(self, position: int | None, applied: Callable[[], int]) -> None:
-        """Block (bounded) until `applied()` reaches `position`: read-your-writes."""
+        """Block (bounded) until `applied()` reaches `position`: read-your-writes.
+        Polls at 5 ms, backing off to 50 ms, so waiting readers stay cheap."""
         if position is None or applied() >= position:
             return
         deadline = time.monotonic() + self.read_wait_seconds
+        pause = 0.005
         while time.monotonic() < deadline:
-            time.sleep(0.01)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
             if applied() >= position:
                 return
         raise NotCaughtUp(position, applied(), self.read_wait_seconds)

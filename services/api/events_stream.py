@@ -44,9 +44,9 @@ class EventStream:
         self, department: str | None, after: int | None
     ) -> AsyncIterator[ServerSentEventMessage]:
         """Authorise now (so a refusal is a 403, not a broken stream), then stream."""
-        authorize(self.principal, "events.read", () if department is None else (department,))
         if department is None and scope_of(self.principal, "events.read") is not Scope.ANY:
-            department = self.principal.department
+            department = self.principal.department  # department-scoped roles: their own
+        authorize(self.principal, "events.read", () if department is None else (department,))
         start = self.services.app.head_position() if after is None else after
         return self._messages(department, start)
 

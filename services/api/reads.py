@@ -1,5 +1,6 @@
 """Reads: aggregate state straight from the event store (always current), history and
-as-of for auditors, and the read-model queries once the projections are wired.
+as-of for auditors, and the read models (department views, timeline, statistics), which
+wait for `?min_position=N` on exactly the projections they read.
 
 Each read is authorised by `services.policy` against the departments of what it
 returns, and masked by `views` on the way out.
@@ -20,6 +21,7 @@ from domain.customer import Customer
 from domain.task import Task
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import BadRequest, ReadModelUnavailable
+from services.api.read_models import READS, Page, ReadModels
 from services.api.views import (
     ConversationView,
     CustomerView,
@@ -80,31 +82,50 @@ class Reader:
 
     # --- read models (projections) ----------------------------------------------------
 
-    def timeline(self, customer_id: UUID, min_position: int | None) -> Any:
+    def timeline(self, customer_id: UUID, min_position: int | None, **page: Any) -> Page:
         customer = self.services.app.load(Customer, customer_id)
         authorize(self.principal, "timeline.read", customer.departments)
-        return self.query("timeline", min_position, customer_id=customer_id)
+        models = self._caught_up("timeline", min_position)
+        return self._masked_page(models.timeline(customer_id, **page))
 
     def department(
         self, view: str, department: str, min_position: int | None, **filters: Any
-    ) -> Any:
+    ) -> Page:
+        """A page of one department's customers, conversations or tasks."""
         authorize(self.principal, "department.read", (department,))
-        return self.query(f"department_{view}", min_position, department=department, **filters)
+        models = self._caught_up(view, min_position)
+        if view == "customers":
+            return self._masked_page(models.customers(department, **filters), consent=True)
+        if view == "conversations":
+            return self._masked_page(models.conversations(department, **filters))
+        return self._masked_page(models.tasks(department, **filters))
 
     def stats(
         self, name: str, department: str | None, min_position: int | None, **filters: Any
     ) -> Any:
         authorize(self.principal, "stats.read", () if department is None else (department,))
-        return self.query(f"{name}_stats", min_position, department=department, **filters)
+        models = self._caught_up(name, min_position)
+        if name == "satisfaction":
+            return mask(self.principal, models.satisfaction(department=department, **filters))
+        return mask(self.principal, models.task_stats(department=department, **filters))
 
-    def query(self, name: str, min_position: int | None, **arguments: Any) -> Any:
-        """Call the projections' query helper `name`, after waiting for `min_position`."""
-        queries = self.services.queries
-        helper = getattr(queries, name, None)
-        if helper is None or self.services.applied_position is None:
-            raise ReadModelUnavailable(f"read model not available yet ({name})")
-        self.services.wait_for(min_position, self.services.applied_position)
-        return mask(self.principal, helper(**arguments))
+    def _caught_up(self, query: str, min_position: int | None) -> ReadModels:
+        """The read models, once the projections `query` reads have applied `min_position`."""
+        models, applied = self.services.queries, self.services.applied_position
+        if models is None or applied is None:
+            raise ReadModelUnavailable(f"read model not available in this process ({query})")
+        names = READS[query]
+        self.services.wait_for(min_position, lambda: applied(names))
+        return models
+
+    def _masked_page(self, page: Page, *, consent: bool = False) -> Page:
+        """Each row masked by the policy; `consent`: rows carry `email_marketing`."""
+        principal = self.principal
+        items = [
+            mask(principal, row, email_consent=consent and bool(row.get("email_marketing")))
+            for row in page["items"]
+        ]
+        return page | {"items": items}
 
 
 def _aware(instant: datetime) -> datetime:

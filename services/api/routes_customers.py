@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Response, Router, delete, get, patch, post, put
@@ -165,9 +165,14 @@ def get_customer(
 
 @get(ID + "/timeline", sync_to_thread=True)
 def timeline(
-    customer_id: FromPath[UUID], reader: ReaderDep, min_position: MinPosition = None
-) -> object:
-    return reader.timeline(customer_id, min_position)
+    customer_id: FromPath[UUID],
+    reader: ReaderDep,
+    cursor: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+    min_position: MinPosition = None,
+) -> dict[str, Any]:
+    """Communication and task events of one customer, oldest first (`items`, `next_cursor`)."""
+    return reader.timeline(customer_id, min_position, cursor=cursor, limit=limit)
 
 
 @get(ID + "/history", sync_to_thread=True)

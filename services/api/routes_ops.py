@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from litestar import MediaType, Request, Response, get
@@ -10,9 +9,7 @@ from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.api.observability import Metrics
-
-ReadinessCheck = Callable[[], str | None]
-"""Returns None when ready, else the reason it is not (shown in /readyz)."""
+from services.api.readiness import ReadinessCheck
 
 
 @get("/healthz", sync_to_thread=False, include_in_schema=True, tags=["ops"])

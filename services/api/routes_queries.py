@@ -9,6 +9,7 @@ from litestar import Router, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import ServerSentEvent
 
+from services.api.errors import BadRequest
 from services.api.events_stream import StreamDep
 from services.api.reads import ReaderDep
 
@@ -16,6 +17,14 @@ MinPosition = Annotated[
     int | None, QueryParameter(ge=0, description="wait until this position is applied")
 ]
 Granularity = Literal["day", "week", "month"]
+
+
+FILTERS = {
+    "customers": ("tag",),
+    "conversations": ("status",),
+    "tasks": ("status", "assignee"),
+}
+"""The filters each department view takes (any other is a 400, not silently ignored)."""
 
 
 @get("/departments/{department:str}/{view:str}", sync_to_thread=True)
@@ -26,13 +35,22 @@ def department_view(
     reader: ReaderDep,
     status: FromQuery[str | None] = None,
     tag: FromQuery[str | None] = None,
+    assignee: FromQuery[str | None] = None,
     cursor: FromQuery[str | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     min_position: MinPosition = None,
 ) -> dict[str, Any]:
-    """A page of a department's read model; `next_cursor` fetches the following page."""
-    filters = {"status": status, "tag": tag, "cursor": cursor, "limit": limit}
-    return reader.department(view, department, min_position, **filters)  # type: ignore[no-any-return]
+    """A page of a department's read model (`items`); `next_cursor` fetches the next page.
+
+    customers: owned or shared, by id (`tag`); conversations: the queue, longest waiting
+    first (`status`, default open); tasks: the board with `overdue` (`status`, `assignee`).
+    """
+    given = {"status": status, "tag": tag, "assignee": assignee}
+    unsupported = [name for name, value in given.items() if value and name not in FILTERS[view]]
+    if unsupported:
+        raise BadRequest(f"{view} cannot be filtered by {', '.join(unsupported)}")
+    filters = {name: given[name] for name in FILTERS[view]} | {"cursor": cursor, "limit": limit}
+    return reader.department(view, department, min_position, **filters)
 
 
 @get("/stats/satisfaction", sync_to_thread=True)
@@ -46,7 +64,7 @@ def satisfaction(
     granularity: FromQuery[Granularity] = "day",
     min_position: MinPosition = None,
 ) -> dict[str, Any]:
-    """CSAT (% of 4-5 answers) and NPS (% 9-10 minus % 0-6) per period."""
+    """CSAT (% of 4-5 answers) and NPS (% 9-10 minus % 0-6) per period, and the total."""
     filters = {"agent": agent, "start": from_, "end": to, "granularity": granularity}
     return reader.stats("satisfaction", department, min_position, **filters)  # type: ignore[no-any-return]
 
@@ -57,14 +75,11 @@ def task_stats(
     reader: ReaderDep,
     department: FromQuery[str | None] = None,
     agent: FromQuery[str | None] = None,
-    from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
-    to: FromQuery[datetime | None] = None,
-    granularity: FromQuery[Granularity] = "day",
     min_position: MinPosition = None,
 ) -> dict[str, Any]:
-    """On-time rate, resolution time, evaluation scores and reassignments per period."""
-    filters = {"agent": agent, "start": from_, "end": to, "granularity": granularity}
-    return reader.stats("task", department, min_position, **filters)  # type: ignore[no-any-return]
+    """Created, completed (on time), on-time rate, reassignments, mean evaluation, mean and
+    p90 time to complete, over all time (the read model keeps no time buckets for tasks)."""
+    return reader.stats("task_stats", department, min_position, agent=agent)  # type: ignore[no-any-return]
 
 
 @get("/events/stream")

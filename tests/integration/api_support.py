@@ -1,0 +1,83 @@
+"""An embedded API with its read models, for integration tests.
+
+SQLite event store and read models in `tmp_path`; the follower runs when the test says
+so (`catch_up()`), so tests are deterministic and need no sleeps.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from consumers.follower import EventStoreFollower, applied_position
+from consumers.store_sqlite import SqliteStore
+from projections import PROJECTIONS
+from services.api import create_app
+from services.api.read_models import ReadModels
+from services.bootstrap import Runtime, bootstrap
+from services.principals import Principals
+from services.settings import load_settings
+from tests.e2e.processes import eventually, free_port
+
+Client = TestClient[Any]
+
+
+@dataclass
+class EmbeddedApi:
+    runtime: Runtime
+    store: SqliteStore
+    follower: EventStoreFollower
+    app: Litestar
+
+    def catch_up(self) -> None:
+        """Apply every stored event to every read model."""
+        while self.follower.step():
+            pass
+
+    def token(self, name: str, department: str, role: str) -> dict[str, str]:
+        principals: Principals = self.app.state.services.principals
+        return {"Authorization": f"Bearer {principals.add(name, department, role)}"}
+
+
+@contextmanager
+def embedded_api(tmp_path: Path, read_wait: str = "0.05") -> Iterator[EmbeddedApi]:
+    env = {"CRM_DATA_DIR": str(tmp_path), "CRM_READ_WAIT_SECONDS": read_wait}
+    runtime = bootstrap(load_settings(env))
+    store = SqliteStore(tmp_path / "readmodels.db")
+    follower = EventStoreFollower(runtime.app, store, PROJECTIONS.values())
+    app = create_app(
+        runtime,
+        queries_helper=ReadModels(store),
+        applied_position=lambda names: applied_position(store, names),
+    )
+    try:
+        yield EmbeddedApi(runtime, store, follower, app)
+    finally:
+        store.close()
+        runtime.close()
+
+
+@contextmanager
+def served(app: Litestar) -> Iterator[str]:
+    """`app` behind a real uvicorn on a free port in a thread (for streaming responses,
+    which the in-process TestClient buffers); yields the base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    config.timeout_graceful_shutdown = 1
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{config.port}"
+    try:
+        eventually(lambda: server.started or None, within=10, what="uvicorn")
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,214 @@
+"""The permission matrix as data: for every route, the policy action, the roles allowed
+(principals of the resource's department, `sales`) and how to call it on fresh resources.
+
+`tests/integration/test_permissions.py` checks it against the app's own routes, so a new
+route without an entry here fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+ROLES = {
+    "agent": ("sam", "sales"),
+    "manager": ("max", "sales"),
+    "analyst": ("ann", "analytics"),
+    "auditor": ("aud", "audit"),
+    "service": ("svc", "integration"),
+    "admin": ("root", "it"),
+}
+WRITERS = "agent manager service admin"
+READERS = "agent manager analyst auditor service admin"
+PUBLIC = ""
+
+
+@dataclass(frozen=True)
+class Ids:
+    customer: str
+    conversation: str
+    task: str
+    message: str
+
+
+Call = Callable[[Ids, str], tuple[str, str, dict[str, Any] | None]]  # (ids, caller name)
+
+
+@dataclass(frozen=True)
+class Case:
+    action: str  # "" for public routes
+    allowed: str
+    call: Call
+    stream: bool = False
+
+
+def _case(action: str, allowed: str, method: str, url: str, body: Any = None) -> Case:
+    def call(ids: Ids, me: str) -> tuple[str, str, dict[str, Any] | None]:
+        values = vars(ids) | {"me": me}
+        filled = None if body is None else {k: _fill(v, values) for k, v in body.items()}
+        return method, url.format(**values), filled
+
+    return Case(action, allowed, call)
+
+
+def _fill(value: Any, ids: dict[str, str]) -> Any:
+    return value.format(**ids) if isinstance(value, str) else value
+
+
+C, V, T = "/v1/customers/{customer}", "/v1/conversations/{conversation}", "/v1/tasks/{task}"
+CID, VID, TID = "{customer_id:uuid}", "{conversation_id:uuid}", "{task_id:uuid}"
+CUS, CON, TSK = f"/v1/customers/{CID}", f"/v1/conversations/{VID}", f"/v1/tasks/{TID}"
+NEW_CUSTOMER = {"name": "N", "owner_department": "sales"}
+ORDER = {"order_id": "o-9", "amount": "10.00", "currency": "EUR"}
+MESSAGE = {"direction": "outbound", "author": "sam", "content": "Hi"}
+OPS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
+DOCS = ("/docs", "/docs/{path:str}", "/docs/openapi.json", "/docs/oauth2-redirect.html")
+
+MATRIX: dict[tuple[str, str], list[Case]] = {
+    ("POST", "/v1/customers"): [
+        _case("customer.create", WRITERS, "POST", "/v1/customers", NEW_CUSTOMER)
+    ],
+    ("GET", CUS): [
+        _case("customer.read", READERS, "GET", C),
+        _case("as_of.read", "auditor admin", "GET", C + "?as_of=2030-01-01T00:00:00Z"),
+    ],
+    ("PATCH", CUS): [_case("customer.update", WRITERS, "PATCH", C, {"company": "X"})],
+    ("DELETE", CUS): [_case("customer.archive", WRITERS, "DELETE", C)],
+    ("PUT", CUS + "/owner"): [
+        _case("customer.update", WRITERS, "PUT", C + "/owner", {"department": "sales"})
+    ],
+    ("POST", CUS + "/shares"): [
+        _case("customer.share", WRITERS, "POST", C + "/shares", {"department": "support"})
+    ],
+    ("DELETE", CUS + "/shares/{department:str}"): [
+        _case("customer.share", WRITERS, "DELETE", C + "/shares/support")
+    ],
+    ("POST", CUS + "/tags"): [
+        _case("customer.update", WRITERS, "POST", C + "/tags", {"tag": "vip"})
+    ],
+    ("DELETE", CUS + "/tags/{tag_name:str}"): [
+        _case("customer.update", WRITERS, "DELETE", C + "/tags/gold")
+    ],
+    ("PUT", CUS + "/consents"): [
+        _case("customer.update", WRITERS, "PUT", C + "/consents", {"consents": {"sms": True}})
+    ],
+    ("POST", CUS + "/orders"): [_case("customer.order", WRITERS, "POST", C + "/orders", ORDER)],
+    ("PATCH", CUS + "/orders/{order_id:str}"): [
+        _case("customer.order", WRITERS, "PATCH", C + "/orders/o-1", {"status": "shipped"})
+    ],
+    ("POST", CUS + "/erasure"): [_case("customer.erase", "admin", "POST", C + "/erasure", {})],
+    ("GET", CUS + "/timeline"): [_case("timeline.read", READERS, "GET", C + "/timeline")],
+    ("GET", CUS + "/history"): [
+        _case("history.read", "manager auditor admin", "GET", C + "/history")
+    ],
+    ("POST", "/v1/conversations"): [
+        _case(
+            "conversation.write",
+            WRITERS,
+            "POST",
+            "/v1/conversations",
+            {"customer_id": "{customer}", "channel": "phone", "subject": "S"},
+        )
+    ],
+    ("GET", CON): [_case("conversation.read", READERS, "GET", V)],
+    ("POST", CON + "/messages"): [
+        _case("conversation.write", WRITERS, "POST", V + "/messages", MESSAGE)
+    ],
+    ("POST", CON + "/notes"): [
+        _case("conversation.write", WRITERS, "POST", V + "/notes", {"content": "n"})
+    ],
+    ("PATCH", CON + "/messages/{message_id:str}"): [
+        _case(
+            "conversation.write",
+            WRITERS,
+            "PATCH",
+            V + "/messages/{message}",
+            {"content": "c", "reason": "typo"},
+        )
+    ],
+    ("DELETE", CON + "/messages/{message_id:str}"): [
+        _case("conversation.write", WRITERS, "DELETE", V + "/messages/{message}?reason=wrong")
+    ],
+    ("POST", CON + "/handoffs"): [
+        _case("conversation.write", WRITERS, "POST", V + "/handoffs", {"to_department": "support"})
+    ],
+    ("POST", CON + "/close"): [
+        _case("conversation.write", WRITERS, "POST", V + "/close", {"outcome": "resolved"})
+    ],
+    ("POST", CON + "/reopen"): [
+        _case("conversation.write", WRITERS, "POST", V + "/reopen", {"reason": "again"})
+    ],
+    ("POST", CON + "/csat"): [
+        _case("conversation.survey", WRITERS, "POST", V + "/csat", {"score": 5})
+    ],
+    ("POST", CON + "/nps"): [
+        _case("conversation.survey", WRITERS, "POST", V + "/nps", {"score": 9})
+    ],
+    ("GET", CON + "/history"): [
+        _case("history.read", "manager auditor admin", "GET", V + "/history")
+    ],
+    ("POST", "/v1/tasks"): [
+        _case(
+            "task.write", WRITERS, "POST", "/v1/tasks", {"customer_id": "{customer}", "title": "T"}
+        )
+    ],
+    ("GET", TSK): [_case("task.read", READERS, "GET", T)],
+    ("PATCH", TSK): [_case("task.write", WRITERS, "PATCH", T, {"priority": "high"})],
+    ("POST", TSK + "/assignment"): [
+        _case(
+            "task.assign", "manager service admin", "POST", T + "/assignment", {"assignee": "zoe"}
+        ),
+        _case("task.assign_self", WRITERS, "POST", T + "/assignment", {"assignee": "{me}"}),
+    ],
+    ("POST", TSK + "/start"): [_case("task.write", WRITERS, "POST", T + "/start")],
+    ("POST", TSK + "/progress"): [
+        _case("task.write", WRITERS, "POST", T + "/progress", {"note": "n", "percent": 10})
+    ],
+    ("POST", TSK + "/complete"): [
+        _case("task.write", WRITERS, "POST", T + "/complete", {"resolution": "r"})
+    ],
+    ("POST", TSK + "/evaluation"): [
+        _case("task.evaluate", WRITERS, "POST", T + "/evaluation", {"score": 4})
+    ],
+    ("POST", TSK + "/reopen"): [
+        _case("task.write", WRITERS, "POST", T + "/reopen", {"reason": "again"})
+    ],
+    ("POST", TSK + "/cancel"): [
+        _case("task.write", WRITERS, "POST", T + "/cancel", {"reason": "no"})
+    ],
+    ("GET", TSK + "/history"): [
+        _case("history.read", "manager auditor admin", "GET", T + "/history")
+    ],
+    ("GET", "/v1/departments/{department:str}/{view:str}"): [
+        _case("department.read", READERS, "GET", f"/v1/departments/sales/{view}")
+        for view in ("customers", "conversations", "tasks")
+    ],
+    ("GET", "/v1/stats/satisfaction"): [
+        _case(
+            "stats.read",
+            "manager analyst auditor service admin",
+            "GET",
+            "/v1/stats/satisfaction?department=sales",
+        )
+    ],
+    ("GET", "/v1/stats/tasks"): [
+        _case(
+            "stats.read",
+            "manager analyst auditor service admin",
+            "GET",
+            "/v1/stats/tasks?department=sales",
+        )
+    ],
+    ("GET", "/v1/events/stream"): [
+        Case("events.read", READERS, lambda *_: ("GET", "/v1/events/stream", None), stream=True)
+    ],
+    **{
+        ("GET", path): [_case(PUBLIC, READERS, "GET", path)]
+        for path in (*OPS, *(f"/v1{p}" for p in OPS))
+    },
+    **{
+        ("GET", path): [_case(PUBLIC, READERS, "GET", path.replace("{path:str}", "index.html"))]
+        for path in DOCS
+    },
+}

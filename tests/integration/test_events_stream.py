@@ -1,0 +1,99 @@
+"""`GET /v1/events/stream`: a department sees its events as they happen, masked, and
+never another department's private events. Bounded: each stream reads N events, closes.
+Embedded mode, served by a real uvicorn (the in-process client buffers whole responses).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.api_support import EmbeddedApi, embedded_api, served
+
+Event = tuple[str, int, dict[str, Any]]  # type, position, data
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[EmbeddedApi]:
+    with embedded_api(tmp_path) as embedded:
+        yield embedded
+
+
+@pytest.fixture
+def http(api: EmbeddedApi) -> Iterator[httpx.Client]:
+    with served(api.app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        yield client
+
+
+def _read(lines: Iterator[str], count: int) -> list[Event]:
+    """The next `count` server-sent events (type, id, decoded data)."""
+    events: list[Event] = []
+    fields: dict[str, str] = {}
+    for line in lines:
+        if line:
+            name, _, value = line.partition(":")
+            fields[name] = value.strip()
+        elif "data" in fields:
+            events.append((fields["event"], int(fields["id"]), json.loads(fields["data"])))
+            fields = {}
+            if len(events) == count:
+                return events
+    raise AssertionError(f"stream ended after {len(events)} of {count} events")
+
+
+def _post(http: httpx.Client, url: str, body: dict[str, Any], headers: dict[str, str]) -> str:
+    response = http.post(url, json=body, headers=headers)
+    assert response.status_code in (200, 201), response.text
+    return str(response.json()["id"])
+
+
+def test_sales_sees_its_events_live_and_not_support_private_ones(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    sales, support = api.token("sam", "sales", "agent"), api.token("sue", "support", "agent")
+    private = _post(http, "/v1/customers", {"name": "Private", "email": "p@x.com"}, support)
+    ada = _post(http, "/v1/customers", {"name": "Ada", "email": "ada@x.com"}, sales)
+    with http.stream("GET", "/v1/events/stream?after=0", headers=sales) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        first = _read(lines, 1)
+        opened = {"customer_id": ada, "channel": "email", "subject": "Quote"}
+        conversation = _post(http, "/v1/conversations", opened, sales)  # while streaming
+        live = _read(lines, 1)
+    assert [(kind, data["originator_id"]) for kind, _, data in first + live] == [
+        ("CustomerRegistered", ada),
+        ("ConversationOpened", conversation),
+    ]
+    assert first[0][2]["email"] == "ada@x.com"  # agents see their customers' contacts
+    assert all(data["originator_id"] != private for _, _, data in first + live)
+
+
+def test_analyst_stream_is_masked_and_department_agents_stay_in_their_department(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    sales, analyst = api.token("sam", "sales", "agent"), api.token("ann", "analytics", "analyst")
+    ada = _post(http, "/v1/customers", {"name": "Ada", "email": "ada@x.com"}, sales)
+    opened = {"customer_id": ada, "channel": "email", "subject": "Quote"}
+    conversation = _post(http, "/v1/conversations", opened, sales)
+    message = {"direction": "inbound", "author": "Ada", "content": "Hello there"}
+    _post(http, f"/v1/conversations/{conversation}/messages", message, sales)
+    url = "/v1/events/stream?after=0&department=sales"
+    with http.stream("GET", url, headers=analyst) as stream:
+        events = _read(stream.iter_lines(), 3)
+    assert [kind for kind, _, _ in events] == [
+        "CustomerRegistered",
+        "ConversationOpened",
+        "MessageLogged",
+    ]
+    assert [position for _, position, _ in events] == [1, 2, 3]
+    assert events[0][2]["email"] == "[masked]"
+    assert events[2][2]["content"] == "[masked]"
+    refused = http.get("/v1/events/stream?department=support", headers=sales)
+    assert refused.status_code == 403
+    assert refused.json()["rule"] == "agent:events.read:own_department"

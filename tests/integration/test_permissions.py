@@ -1,0 +1,220 @@
+"""The permission matrix: every role x every endpoint, and what each role may read.
+
+The routes are enumerated from the app itself, so a new route without an entry in
+`MATRIX` fails `test_every_route_has_a_matrix_entry`. Each entry names the policy action,
+the roles allowed (for principals of the resource's department, `sales`) and how to call
+it on fresh resources. Denied means 403 naming the rule `role:action:denied`; allowed
+means anything but 401/403 (a domain answer such as 409 proves the policy let it
+through). Without a token every non-public route is 401. Embedded mode (SQLite), served by
+a real uvicorn in a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.api_support import EmbeddedApi, embedded_api, served
+from tests.integration.permission_matrix import (
+    MATRIX,
+    MESSAGE,
+    NEW_CUSTOMER,
+    ORDER,
+    PUBLIC,
+    ROLES,
+    Case,
+    Ids,
+)
+
+Client = httpx.Client
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedApi]:
+    with embedded_api(tmp_path_factory.mktemp("permissions")) as embedded:
+        yield embedded
+
+
+@pytest.fixture(scope="module")
+def client(api: EmbeddedApi) -> Iterator[Client]:
+    """A real server (the event stream needs one; one app lifespan for all requests)."""
+    with served(api.app) as base, httpx.Client(base_url=base, timeout=10) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def tokens(api: EmbeddedApi) -> dict[str, dict[str, str]]:
+    return {role: api.token(name, dept, role) for role, (name, dept) in ROLES.items()}
+
+
+def _fresh(client: Client, admin: dict[str, str]) -> Ids:
+    """A sales customer with an order and a tag, its conversation (one message) and task."""
+    body = NEW_CUSTOMER | {"email": "n@example.com", "tags": ["gold"]}
+    customer = client.post("/v1/customers", json=body, headers=admin).json()["id"]
+    client.post(f"/v1/customers/{customer}/orders", json=ORDER | {"order_id": "o-1"}, headers=admin)
+    opened = {"customer_id": customer, "channel": "phone", "subject": "S", "department": "sales"}
+    conversation = client.post("/v1/conversations", json=opened, headers=admin).json()["id"]
+    logged = client.post(f"/v1/conversations/{conversation}/messages", json=MESSAGE, headers=admin)
+    task = {"customer_id": customer, "title": "T", "department": "sales", "assignee": "zoe"}
+    created = client.post("/v1/tasks", json=task, headers=admin).json()["id"]
+    return Ids(customer, conversation, created, logged.json()["message_id"])
+
+
+def _routes(api: EmbeddedApi) -> set[tuple[str, str]]:
+    return {
+        (method, route.path)
+        for route in api.app.routes
+        for handler in getattr(route, "route_handlers", [])
+        for method in handler.http_methods
+        if method != "OPTIONS"
+    }
+
+
+def test_every_route_has_a_matrix_entry(api: EmbeddedApi) -> None:
+    routes = _routes(api)
+    assert sorted(routes - set(MATRIX)) == [], "routes without a permission-matrix entry"
+    assert sorted(set(MATRIX) - routes) == [], "matrix entries for routes that do not exist"
+
+
+@pytest.mark.parametrize("route", sorted(MATRIX), ids=" ".join)
+def test_matrix(
+    route: tuple[str, str],
+    client: Client,
+    tokens: dict[str, dict[str, str]],
+) -> None:
+    for case in MATRIX[route]:
+        for role, headers in tokens.items():
+            method, url, body = case.call(_fresh(client, tokens["admin"]), ROLES[role][0])
+            status, problem = _request(
+                client, case, method=method, url=url, body=body, headers=headers
+            )
+            if case.action == PUBLIC or role in case.allowed.split():
+                assert status not in (401, 403), (role, url, status, problem)
+            else:
+                assert status == 403, (role, url, status, problem)
+                assert problem["rule"] == f"{role}:{case.action}:denied", (role, url)
+        if case.action != PUBLIC:
+            method, url, body = case.call(_fresh(client, tokens["admin"]), "nobody")
+            assert (
+                _request(client, case, method=method, url=url, body=body, headers={})[0] == 401
+            ), url
+
+
+def _request(
+    client: Client,
+    case: Case,
+    *,
+    method: str,
+    url: str,
+    body: dict[str, Any] | None,
+    headers: dict[str, str],
+) -> tuple[int, dict[str, Any]]:
+    if case.stream:  # the in-process client would wait for the endless stream to end
+        with client.stream(method, url, headers=headers) as response:
+            if response.status_code < 400:
+                return response.status_code, {}
+            response.read()
+            return response.status_code, response.json()
+    response = client.request(method, url, json=body, headers=headers)
+    problem = response.json() if response.status_code in (401, 403) else {}
+    return response.status_code, problem
+
+
+# --- what each role may read ------------------------------------------------------------
+
+MASKED = "[masked]"
+CONTACT = {"email": "ada@example.com", "phone": "+442079460000"}
+
+
+def _reads(client: Client, api: EmbeddedApi, headers: dict[str, str], ids: Ids) -> dict[str, Any]:
+    """Every read of the customer's data, as the given principal sees it."""
+    api.catch_up()
+    department = client.get("/v1/departments/sales/customers?limit=500", headers=headers).json()
+    return {
+        "customer": client.get(f"/v1/customers/{ids.customer}", headers=headers).json(),
+        "listed": next(c for c in department["items"] if c["customer_id"] == ids.customer),
+        "message": client.get(f"/v1/conversations/{ids.conversation}", headers=headers).json()[
+            "messages"
+        ][0],
+        "timeline": client.get(f"/v1/customers/{ids.customer}/timeline", headers=headers).json()[
+            "items"
+        ],
+    }
+
+
+def _customer(client: Client, admin: dict[str, str], **extra: Any) -> Ids:
+    ids = _fresh(client, admin)
+    client.patch(f"/v1/customers/{ids.customer}", json=CONTACT, headers=admin)
+    for key, value in extra.items():
+        client.put(f"/v1/customers/{ids.customer}/{key}", json=value, headers=admin)
+    return ids
+
+
+def test_analysts_never_see_contacts_or_message_contents(
+    client: Client, api: EmbeddedApi, tokens: dict[str, dict[str, str]]
+) -> None:
+    ids = _customer(client, tokens["admin"])
+    seen = _reads(client, api, tokens["analyst"], ids)
+    for view in (seen["customer"], seen["listed"]):
+        assert (view["email"], view["phone"]) == (MASKED, MASKED)
+    assert seen["message"]["content"] == MASKED
+    assert seen["timeline"]
+    assert {entry["content"] for entry in seen["timeline"] if entry["content"]} == {MASKED}
+    history = client.get(f"/v1/customers/{ids.customer}/history", headers=tokens["auditor"])
+    updated = [h for h in history.json() if h["type"] == "CustomerProfileUpdated"]
+    assert updated[0]["data"]["email"] == CONTACT["email"]  # auditors read everything
+
+
+@pytest.mark.parametrize(("consent", "email"), [(True, CONTACT["email"]), (False, MASKED)])
+def test_marketing_sees_an_email_only_with_consent(
+    client: Client, api: EmbeddedApi, tokens: dict[str, dict[str, str]], consent: bool, email: str
+) -> None:
+    marketing = api.token(f"mia-{consent}", "marketing", "agent")
+    ids = _customer(client, tokens["admin"], consents={"consents": {"email_marketing": consent}})
+    client.post(
+        f"/v1/customers/{ids.customer}/shares",
+        json={"department": "marketing"},
+        headers=tokens["admin"],
+    )
+    api.catch_up()
+    customer = client.get(f"/v1/customers/{ids.customer}", headers=marketing).json()
+    listed = client.get("/v1/departments/marketing/customers?limit=500", headers=marketing).json()
+    row = next(c for c in listed["items"] if c["customer_id"] == ids.customer)
+    assert customer["email"] == row["email"] == email
+    assert customer["phone"] == row["phone"] == CONTACT["phone"]
+
+
+def test_other_roles_see_contacts_and_contents(
+    client: Client, api: EmbeddedApi, tokens: dict[str, dict[str, str]]
+) -> None:
+    ids = _customer(client, tokens["admin"])
+    for role in ("agent", "manager", "auditor", "service", "admin"):
+        seen = _reads(client, api, tokens[role], ids)
+        assert seen["customer"]["email"] == seen["listed"]["email"] == CONTACT["email"], role
+        assert seen["message"]["content"] == MESSAGE["content"], role
+
+
+def test_auditor_reads_history_and_as_of_but_changes_nothing(
+    client: Client, tokens: dict[str, dict[str, str]]
+) -> None:
+    ids = _customer(client, tokens["admin"])
+    auditor = tokens["auditor"]
+    history = client.get(f"/v1/customers/{ids.customer}/history", headers=auditor).json()
+    first = history[0]["occurred_at"]
+    past = client.get(f"/v1/customers/{ids.customer}", params={"as_of": first}, headers=auditor)
+    assert past.status_code == 200
+    assert past.json()["email"] == "n@example.com"  # before the update to CONTACT
+    head = _head(client)
+    refused = client.post(f"/v1/customers/{ids.customer}/tags", json={"tag": "x"}, headers=auditor)
+    assert refused.json()["rule"] == "auditor:customer.update:denied"
+    assert _head(client) == head
+
+
+def _head(client: Client) -> float:
+    metrics = client.get("/metrics").text
+    head = "crm_event_store_head_position"
+    line = next(text for text in metrics.splitlines() if text.startswith(head))
+    return float(line.split()[-1])
