@@ -36,7 +36,12 @@ def measure_http(
     """Serve `app` on loopback and drive it from a child process: command, then query."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, port=PORT, log_level="error", access_log=False))
+    from services.api_serving import HTTP, LOOP
+
+    config = uvicorn.Config(
+        app, port=PORT, log_level="error", access_log=False, loop=LOOP, http=HTTP
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -29,6 +29,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     run.set_defaults(handler=_run)
     api = commands.add_parser("api", help="the HTTP API against PostgreSQL (CRM_DATABASE_URL)")
     _serve_options(api)
+    api.add_argument(
+        "--workers", type=int, default=1, help="API processes (each with its own group commit)"
+    )
     api.set_defaults(handler=_api)
     _register_principals(commands)
     _register_audit(commands)
@@ -130,22 +133,17 @@ def _start_follower(runtime: Runtime) -> tuple[Any, threading.Event, threading.T
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     if settings.embedded:
         raise ConfigError("CRM_DATABASE_URL", "`crm api` needs PostgreSQL; `crm run` is embedded")
-    from consumers.store_factory import open_store
+    from services.api_serving import build_api_app, serve_workers
 
-    runtime = bootstrap(settings)
-    store = open_store(settings.database_url, settings.data_dir)
+    print(f"CRM Collab API docs: http://{args.host}:{args.port}/docs", flush=True)
+    if args.workers > 1:
+        serve_workers(args.host, args.port, args.workers)
+        return 0
+    app, close = build_api_app(settings)
     try:
-        from services.api import create_app
-        from services.api.read_models import ReadModels
-        from services.api.read_positions import AppliedVersionsWatermark
-
-        watermark = AppliedVersionsWatermark(store, runtime.app.recorder, runtime.app.head_position)
-        app = create_app(runtime, queries_helper=ReadModels(store), applied_position=watermark)
-        print(f"CRM Collab API docs: http://{args.host}:{args.port}/docs", flush=True)
         _serve(app, args)
     finally:
-        store.close()
-        runtime.close()
+        close()
     return 0
 
 
@@ -164,9 +162,9 @@ def _announce(runtime: Runtime, app: Any, args: argparse.Namespace) -> None:
 
 
 def _serve(app: Any, args: argparse.Namespace) -> None:
-    import uvicorn
+    from services.api_serving import serve
 
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    serve(app, args.host, args.port)
 
 
 # --- principals -----------------------------------------------------------------------

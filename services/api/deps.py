@@ -7,7 +7,6 @@ so each handler only decodes its body, names its decision and returns the answer
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -21,6 +20,7 @@ from litestar.params import HeaderParameter
 
 from domain.base import Aggregate
 from services.api.errors import BadRequest, NotCaughtUp, Unauthenticated
+from services.api.observability import new_request_id
 from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
 from services.commands import Caller, CommandResult, CommandService, Decision
@@ -74,7 +74,7 @@ def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -> Call
         raise Unauthenticated("unknown or revoked token")
     structlog.contextvars.bind_contextvars(principal=principal.name)
     request.state.principal = principal.name
-    correlation = request.headers.get("x-request-id", "")[:100] or uuid.uuid4().hex
+    correlation = request.headers.get("x-request-id", "")[:100] or new_request_id()
     return Caller(principal=principal, correlation_id=correlation)
 
 
