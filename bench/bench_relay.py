@@ -5,6 +5,8 @@ Stores N events in a fresh PostgreSQL database (batch saves, not timed), then ti
 send, confirm, store the position; and (2) the raw kafka-python `KafkaProducer` sending
 the very same (topic, key, value, headers) records, prepared in advance, with the same
 producer settings and topic layout (fresh topics each). Target: relay >= 80 % of raw.
+Then (3) latency under light load: one committed event every 20 ms, the time from the
+commit returning to the broker acknowledging it (the relay woken by LISTEN/NOTIFY).
 
 `python -m bench.bench_relay [--quick]` (needs CRM_DATABASE_URL, CRM_KAFKA_BOOTSTRAP).
 """
@@ -12,7 +14,9 @@ producer settings and topic layout (fresh topics each). Target: relay >= 80 % of
 from __future__ import annotations
 
 import os
+import statistics
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +31,7 @@ from psycopg_pool import ConnectionPool
 
 from consumers import kafka_io
 from consumers.envelope import HEADERS, all_topics
-from consumers.relay import Relay, encode_notification
+from consumers.relay import Relay, encode_notification, wakeup_for
 from consumers.relay_position import PostgresRelayPosition
 from domain.base import Context
 from domain.customer import Customer
@@ -114,10 +118,59 @@ def time_raw(records: list[tuple[str, bytes, bytes]], bootstrap: str, prefix: st
         producer.close()
 
 
+def measure_latency(
+    app: CrmApplication, pg_url: str, bootstrap: str, prefix: str, samples: int
+) -> list[float]:
+    """Milliseconds from a commit returning to the broker acknowledging that event.
+
+    One event every 20 ms (light load); the relay is woken by LISTEN/NOTIFY and moves
+    its position only once the broker has acknowledged everything up to it.
+    """
+    pool = ConnectionPool(pg_url, min_size=1, max_size=2, open=True)
+    relay = Relay(
+        app.recorder,
+        lambda: kafka_io.Producer(bootstrap, client_id="bench-latency"),
+        PostgresRelayPosition(pool),
+        topic_prefix=prefix,
+        wakeup=wakeup_for(app.recorder, pg_url),
+    )
+    relay.drain()  # start from the head: only the new events below count
+    stop = threading.Event()
+    relay_thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    relay_thread.start()
+    ctx = Context(
+        actor="bench", actor_department="sales", occurred_at=datetime.now(UTC), correlation_id="l"
+    )
+    latencies = []
+    try:
+        for _ in range(samples):
+            customer = Customer.register(
+                ctx, customer_id=uuid.uuid4(), name="N", owner_department="sales"
+            )
+            position = app.record(customer)[-1].notification.id
+            committed = time.perf_counter()
+            while relay.position < position and time.perf_counter() - committed < 10:
+                time.sleep(0.0005)
+            latencies.append((time.perf_counter() - committed) * 1000)
+            time.sleep(0.02)
+        return sorted(latencies)
+    finally:
+        stop.set()
+        relay_thread.join(timeout=20)
+        relay.close()
+        pool.close()
+
+
+def _percentile(ordered: list[float], pct: float) -> float:
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))], 1)
+
+
 def run(database_url: str, kafka_bootstrap: str, quick: bool = False) -> dict[str, Any]:
     events = 20_000 if quick else 200_000
     tag = uuid.uuid4().hex[:8]
     relay_prefix, raw_prefix = f"bench{tag}.relay.", f"bench{tag}.raw."
+    latency_prefix = f"bench{tag}.latency."
+    kafka_io.ensure_topics(kafka_bootstrap, all_topics(latency_prefix), PARTITIONS)
     with fresh_database(database_url) as pg_url:
         app = open_event_store(pg_url, None)
         try:
@@ -125,9 +178,15 @@ def run(database_url: str, kafka_bootstrap: str, quick: bool = False) -> dict[st
             records = prepared_records(app, raw_prefix)
             raw_s = time_raw(records, kafka_bootstrap, raw_prefix)
             relay_s = time_relay(app, pg_url, kafka_bootstrap, relay_prefix)
+            latencies = measure_latency(
+                app, pg_url, kafka_bootstrap, latency_prefix, 100 if quick else 500
+            )
         finally:
             app.close()
-    kafka_io.delete_topics(kafka_bootstrap, all_topics(relay_prefix) + all_topics(raw_prefix))
+    kafka_io.delete_topics(
+        kafka_bootstrap,
+        all_topics(relay_prefix) + all_topics(raw_prefix) + all_topics(latency_prefix),
+    )
     relay_rate, raw_rate = stored / relay_s, stored / raw_s
     return {
         "events": stored,
@@ -136,6 +195,10 @@ def run(database_url: str, kafka_bootstrap: str, quick: bool = False) -> dict[st
         "raw_events_per_s": round(raw_rate),
         "ratio": round(relay_rate / raw_rate, 3),
         "target_ratio": 0.8,
+        "commit_to_ack_samples": len(latencies),
+        "commit_to_ack_p50_ms": _percentile(latencies, 50),
+        "commit_to_ack_p99_ms": _percentile(latencies, 99),
+        "commit_to_ack_mean_ms": round(statistics.fmean(latencies), 1),
     }
 
 
