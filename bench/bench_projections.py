@@ -1,10 +1,11 @@
 """Projection replay from Kafka into PostgreSQL read models: events/s and consumer memory.
 
-Publishes N sealed CloudEvents of a seeded random workload to fresh topics (not
-timed), then for each projection runs `crm consume NAME --until-caught-up` as a
-subprocess against a fresh database and times it, sampling the process's VmRSS and
-VmHWM from /proc. Baseline in the same run: reading and decoding the same records
-from Kafka without projecting (the ceiling the runner could reach).
+Publishes N sealed CloudEvents of a seeded random workload to fresh topics
+(`bench.replay_data`, not timed), then for each projection runs `crm consume NAME
+--until-caught-up` as a subprocess against the same database and times it, sampling
+the process's VmRSS and VmHWM from /proc. Baselines in the same run, over the same
+records: kafka-python alone (consume, no decode) and consume + CloudEvent/event
+decode without projecting: the ceiling the runner could reach in one process.
 Targets: >= 20,000 events/s per projection; <= 200 MB RSS, flat.
 
 `python -m bench.bench_projections [--events N] [--only NAME ...]`
@@ -25,60 +26,20 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from bench.bench_relay import fresh_database
+from bench.replay_data import copy_keys, publish
 from consumers import kafka_io
-from consumers.envelope import all_topics, from_cloudevent, to_cloudevent, topic_name
-from consumers.key_stores import PostgresKeyStore
-from consumers.keyring import Keyring
-from domain import codec
-from domain.customer import CustomerErased
+from consumers.envelope import all_topics, from_cloudevent
 from projections import PROJECTIONS
-from tests.workload import Workload
 
-PARTITIONS = 3
-
-
-class BenchKeyStore:
-    """Keys in memory while publishing (a DB round trip per new customer would dominate
-    the set-up), copied to PostgreSQL in bulk afterwards for the consumers."""
-
-    def __init__(self) -> None:
-        self.keys: dict[uuid.UUID, bytes | None] = {}
-
-    def load(self, subject: uuid.UUID) -> bytes | None:
-        return self.keys.get(subject)
-
-    def create(self, subject: uuid.UUID, key: bytes) -> bytes | None:
-        return self.keys.setdefault(subject, key)
-
-    def destroy(self, subject: uuid.UUID) -> None:
-        self.keys[subject] = None
-
-    def copy_to(self, pool: ConnectionPool) -> None:
-        PostgresKeyStore(pool)  # creates the table
-        statement = "COPY crm_subject_keys (subject, key) FROM STDIN"
-        with pool.connection() as conn, conn.cursor() as cursor, cursor.copy(statement) as copy:
-            for subject, key in self.keys.items():
-                copy.write_row((subject, key))
+SAMPLE_SECONDS = 0.25
 
 
-def publish(bootstrap: str, prefix: str, events: int, keyring: Keyring) -> None:
-    """Stream the workload to Kafka (never all in memory), erasing keys like the service."""
-    kafka_io.ensure_topics(bootstrap, all_topics(prefix), partitions=PARTITIONS)
-    with kafka_io.Producer(bootstrap) as producer:
-        for position, event in enumerate(Workload(seed=42).events(events), start=1):
-            sealed = to_cloudevent(codec.seal(event, keyring), position)
-            topic = topic_name(event.aggregate_type, prefix)
-            producer.send(topic, str(event.originator_id).encode(), sealed)
-            if isinstance(event, CustomerErased):
-                keyring.erase(event.originator_id)
-        producer.flush()
-
-
-def baseline(bootstrap: str, prefix: str) -> float:
-    """Records/s of reading and decoding the topics without projecting."""
+def baseline(bootstrap: str, prefix: str, *, decode: bool) -> float:
+    """Records/s of reading the topics (and decoding each record) without projecting."""
     started, count = time.perf_counter(), 0
     for record in kafka_io.read_all(bootstrap, all_topics(prefix)):
-        from_cloudevent(record.value)
+        if decode:
+            from_cloudevent(record.value)
         count += 1
     return count / (time.perf_counter() - started)
 
@@ -92,18 +53,30 @@ def consume(name: str, env: dict[str, str], events: int) -> dict[str, Any]:
     peak = 0.0
     while process.poll() is None:
         rss, hwm = _memory(process.pid)
-        samples.append(rss)
+        if rss:  # 0 once the process has exited
+            samples.append(rss)
         peak = max(peak, hwm)
-        time.sleep(0.25)
+        time.sleep(SAMPLE_SECONDS)
     seconds = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"crm consume {name} exited with {process.returncode}")
-    quarter = [samples[int(len(samples) * q / 4)] for q in (1, 2, 3)] if samples else []
     return {
         "events_per_s": round(events / seconds),
         "seconds": round(seconds, 1),
         "peak_rss_mb": round(peak, 1),
-        "rss_at_25_50_75_pct_mb": [round(s, 1) for s in quarter],
+        **rss_profile(samples),
+    }
+
+
+def rss_profile(samples: list[float]) -> dict[str, Any]:
+    """VmRSS at every tenth of the run, and how much it moved over the second half."""
+    if not samples:
+        return {}
+    tenths = [round(samples[min(len(samples) - 1, len(samples) * i // 10)], 1) for i in range(11)]
+    second_half = samples[len(samples) // 2 :]
+    return {
+        "rss_by_tenth_mb": tenths,
+        "rss_second_half_range_mb": round(max(second_half) - min(second_half), 1),
     }
 
 
@@ -130,20 +103,21 @@ def run(
     figures: dict[str, Any] = {"events": count}
     with fresh_database(database_url) as keys_url, ConnectionPool(keys_url, open=True) as pool:
         started = time.perf_counter()
-        keys = BenchKeyStore()
-        publish(kafka_bootstrap, prefix, count, Keyring(keys))
-        keys.copy_to(pool)
-        figures["publish_seconds"] = round(time.perf_counter() - started, 1)
-        figures["baseline_read_decode_per_s"] = round(baseline(kafka_bootstrap, prefix))
+        copy_keys(publish(kafka_bootstrap, prefix, count), pool)
+        seconds = time.perf_counter() - started
+        figures["publish_msgs_per_s"] = round(count / seconds)
+        read = round(baseline(kafka_bootstrap, prefix, decode=False))
+        decoded = round(baseline(kafka_bootstrap, prefix, decode=True))
+        figures["baseline_read_per_s"], figures["baseline_read_decode_per_s"] = read, decoded
+        print(figures, flush=True)
         for name in only or list(PROJECTIONS):
             env = {
                 **os.environ, "CRM_DATABASE_URL": keys_url, "CRM_TOPIC_PREFIX": prefix,
                 "CRM_KAFKA_BOOTSTRAP": kafka_bootstrap, "CRM_LOG_LEVEL": "warning",
             }  # fmt: skip
             result = consume(name, env, count)
-            result["ratio_to_baseline"] = round(
-                result["events_per_s"] / figures["baseline_read_decode_per_s"], 3
-            )
+            result["ratio_to_read_decode"] = round(result["events_per_s"] / decoded, 3)
+            result["ratio_to_read"] = round(result["events_per_s"] / read, 3)
             figures[name] = result
             print(name, result, flush=True)
     kafka_io.delete_topics(kafka_bootstrap, all_topics(prefix))

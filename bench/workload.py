@@ -1,6 +1,7 @@
 """A seeded random workload of valid domain events (through the aggregates' decisions).
 
-Used by the projection tests (replay, determinism) and by the projection benchmark.
+Used by the projection benchmark and by the projection tests (replay, determinism),
+which import it from here: `bench/` never imports from `tests/`.
 """
 
 from __future__ import annotations

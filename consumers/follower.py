@@ -1,23 +1,27 @@
 """Embedded mode: the projections follow the event store directly, in process.
 
 No Kafka: the follower pages through the notification log (`select_notifications`),
-maps each record with the application's own mapper (which unseals personal fields)
-and applies every projection through the same `consumers.projecting.project` as the
-Kafka runner. Each projection stores the next notification id under the pseudo-topic
-`STORE_TOPIC` in the same transaction as its rows, so a restart resumes exactly.
-`applied_position(store)` is what read-your-writes (`?min_position=N`) waits on.
+decodes each record as the application's mapper does, loads the page's data keys in
+one query (`Keyring.preload`), unseals personal fields and applies every projection
+through the same `consumers.projecting.project` as the Kafka runner. Each projection
+stores the next notification id under the pseudo-topic `STORE_TOPIC` in the same
+transaction as its rows, so a restart resumes exactly. `applied_position(store)` is
+what read-your-writes (`?min_position=N`) waits on.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
+from consumers.keyring import Keyring
 from consumers.projecting import Item, project
 from consumers.readmodel_store import STORE_TOPIC, ReadModelStore, Status
+from domain import codec
 from domain.customer import CustomerErased
 from projections.base import Projection
 
@@ -58,7 +62,7 @@ class EventStoreFollower:
         notifications = self.app.recorder.select_notifications(start, self.batch_size)
         if not notifications:
             return 0
-        items = [self._item(n) for n in notifications]
+        items = self._items(notifications)
         lag = max(0, (self.app.recorder.max_notification_id() or 0) - notifications[-1].id)
         for projection in self.projections:
             generation = self.generations[projection.name]
@@ -72,18 +76,38 @@ class EventStoreFollower:
             _position(self.store.status(p.name, self.generations[p.name])) for p in self.projections
         )
 
-    def _item(self, notification: Any) -> Item:
-        n = notification
-        try:
-            event = self.app.mapper.to_domain_event(n)
-        except Exception as error:  # an unreadable stored event is a dead letter, by design
-            return Item(
-                STORE_TOPIC, 0, n.id, n.id, n.state, None, f"{type(error).__name__}: {error}"
+    def _items(self, notifications: list[Any]) -> list[Item]:
+        """Sealed events first, so the page's data keys load in one query, then opened."""
+        sealed = [self._sealed(n) for n in notifications]
+        cipher = getattr(self.app, "cipher", None)
+        if isinstance(cipher, Keyring):
+            cipher.preload(
+                i.event.data_subject for i in sealed if i.event and i.event.personal_fields
             )
-        forget = getattr(getattr(self.app, "cipher", None), "forget", None)
-        if isinstance(event, CustomerErased) and callable(forget):
-            forget(event.originator_id)
+        return [self._unsealed(item, cipher) for item in sealed]
+
+    def _sealed(self, n: Any) -> Item:
+        """What `CodecMapper.to_domain_event` does, minus the unsealing."""
+        try:
+            cls, version = codec.parse_topic(n.topic)
+            event = codec.decode(cls, n.state, version)
+        except Exception as error:  # an unreadable stored event is a dead letter, by design
+            return Item(STORE_TOPIC, 0, n.id, n.id, n.state, None, _reason(error))
         return Item(STORE_TOPIC, 0, n.id, n.id, n.state, event)
+
+    def _unsealed(self, item: Item, cipher: Any) -> Item:
+        if item.event is None or cipher is None:
+            return item
+        if isinstance(item.event, CustomerErased) and callable(getattr(cipher, "forget", None)):
+            cipher.forget(item.event.originator_id)
+        try:
+            return replace(item, event=codec.unseal(item.event, cipher))
+        except Exception as error:  # a field that does not open is a dead letter, by design
+            return replace(item, event=None, error=_reason(error))
+
+
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def applied_position(store: ReadModelStore, names: Iterable[str] | None = None) -> int:

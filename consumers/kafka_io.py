@@ -284,6 +284,15 @@ def _ignore(_: list[TopicPartitionKey]) -> None:
     return None
 
 
+CONSUMER_FETCH: dict[str, int] = {
+    "max_partition_fetch_bytes": 1024 * 1024,
+    "fetch_max_bytes": 4 * 1024 * 1024,
+}
+"""Fetch buffers bound a consumer's memory (kafka-python keeps whole fetch responses
+until their records are taken): 1 MB per partition, 4 MB per fetch keeps a replay's
+RSS flat, while still about a thousand ~900-byte records per partition per fetch."""
+
+
 class TopicConsumer:
     """A consumer-group member that never commits to Kafka (offsets live in PostgreSQL)."""
 
@@ -308,7 +317,7 @@ class TopicConsumer:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=max_poll_records,
-                max_partition_fetch_bytes=8 * 1024 * 1024,
+                **CONSUMER_FETCH,
             )
         )
         self.kafka.subscribe(list(topics), listener=_SeekingListener(self))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from uuid import UUID
 
@@ -19,6 +20,8 @@ CREATE TABLE IF NOT EXISTS crm_subject_keys (
     key bytea,
     erased_at timestamptz
 )"""
+_SQLITE_CHUNK = 500
+"""Subjects per `IN (...)`: below SQLite's bound-parameter limit."""
 
 
 class PostgresKeyStore:
@@ -33,6 +36,16 @@ class PostgresKeyStore:
                 "SELECT key FROM crm_subject_keys WHERE subject = %s", (subject,)
             ).fetchone()
         return None if row is None else row[0]
+
+    def load_many(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT subject, key FROM crm_subject_keys WHERE subject = ANY(%s)",
+                (list(subjects),),
+                binary=True,
+            ).fetchall()
+        found: dict[UUID, bytes | None] = {row[0]: row[1] for row in rows}
+        return {subject: found.get(subject) for subject in subjects}
 
     def create(self, subject: UUID, key: bytes) -> bytes | None:
         with self._pool.connection() as conn:
@@ -72,6 +85,17 @@ class SqliteKeyStore:
                 "SELECT key FROM crm_subject_keys WHERE subject = ?", (str(subject),)
             ).fetchone()
         return None if row is None else row[0]
+
+    def load_many(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        found: dict[str, bytes | None] = {}
+        texts = [str(subject) for subject in subjects]
+        with self._lock:
+            for start in range(0, len(texts), _SQLITE_CHUNK):
+                chunk = texts[start : start + _SQLITE_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                query = f"SELECT subject, key FROM crm_subject_keys WHERE subject IN ({marks})"
+                found.update(self._conn.execute(query, chunk).fetchall())
+        return {subject: found.get(text) for subject, text in zip(subjects, texts, strict=True)}
 
     def create(self, subject: UUID, key: bytes) -> bytes | None:
         with self._lock:

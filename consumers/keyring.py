@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import os
 import threading
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 from uuid import UUID
 
@@ -29,6 +30,10 @@ class KeyStore(Protocol):
     """Where data keys live. `None` from `load` means never created or destroyed."""
 
     def load(self, subject: UUID) -> bytes | None: ...
+
+    def load_many(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        """`load` for many subjects in one round trip: an entry for every subject."""
+        ...
 
     def create(self, subject: UUID, key: bytes) -> bytes | None:
         """Store `key` unless the subject has one or was erased; the key in force, or None."""
@@ -47,6 +52,9 @@ class MemoryKeyStore:
     def load(self, subject: UUID) -> bytes | None:
         return self._keys.get(subject)
 
+    def load_many(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        return {subject: self._keys.get(subject) for subject in subjects}
+
     def create(self, subject: UUID, key: bytes) -> bytes | None:
         with self._lock:
             return self._keys.setdefault(subject, key)
@@ -56,11 +64,24 @@ class MemoryKeyStore:
 
 
 class Keyring:
-    """Seals and opens personal fields (the codec's `PersonalDataCipher`), caching keys."""
+    """Seals and opens personal fields (the codec's `PersonalDataCipher`), caching keys.
+
+    Consumers call `preload` with a batch's subjects before opening it: one store
+    query instead of one per customer, and "no key" answers (erased customers) are
+    remembered until the next `preload` instead of being asked again per field. That
+    batch view only serves `decrypt`; `encrypt` never trusts a cached "no key" (the
+    subject may be new). `forget` drops a subject from both caches.
+    """
 
     def __init__(self, store: KeyStore) -> None:
         self.store = store
         self._cache: dict[UUID, bytes] = {}
+        self._batch: dict[UUID, bytes | None] = {}
+
+    def preload(self, subjects: Iterable[UUID]) -> None:
+        """Fetch the keys of `subjects` in one query; they replace the previous batch's."""
+        wanted = sorted(set(subjects) - self._cache.keys())
+        self._batch = self.store.load_many(wanted) if wanted else {}
 
     def encrypt(self, subject: UUID, plaintext: str) -> str:
         key = self._key(subject, create=True)
@@ -73,7 +94,7 @@ class Keyring:
     def decrypt(self, subject: UUID, sealed: str) -> str:
         if not sealed.startswith(PREFIX):
             return sealed  # stored before sealing existed, or already erased
-        key = self._key(subject, create=False)
+        key = self._batch[subject] if subject in self._batch else self._key(subject, create=False)
         if key is None:
             return ERASED
         raw = base64.urlsafe_b64decode(sealed[len(PREFIX) :])
@@ -87,6 +108,7 @@ class Keyring:
     def forget(self, subject: UUID) -> None:
         """Drop a cached key (another process erased it)."""
         self._cache.pop(subject, None)
+        self._batch.pop(subject, None)
 
     def _key(self, subject: UUID, *, create: bool) -> bytes | None:
         key = self._cache.get(subject)

@@ -1,7 +1,8 @@
 """One PostgreSQL read-model transaction: bulk loads and bulk writes (see store_postgres).
 
-Every bulk statement passes one typed array per column to `unnest`, so N rows cost
-one round trip; offsets, applied versions and dead letters are written in the same
+Bulk loads pass one typed array per column to `unnest`; row upserts and applied
+versions go through a binary COPY (`consumers.pg_copy`), so N rows cost a few round
+trips; offsets, applied versions and dead letters are written in the same
 transaction as the rows they account for.
 """
 
@@ -15,6 +16,7 @@ from uuid import UUID
 from psycopg import Connection, sql
 from psycopg.rows import dict_row
 
+from consumers.pg_copy import copy_upsert, staged_rows
 from consumers.readmodel_store import DeadLetter, PositionKey, Status, TableWrites
 from domain.base import ERASED
 from projections.base import KeyValues, Row, Scrub, SetOperation, Table
@@ -146,14 +148,12 @@ class PgSession:
             sql.SQL("{c} = " + template).format(c=sql.Identifier(n), t=target) for n in others
         )
         action = sql.SQL("DO UPDATE SET {}").format(updates) if others else sql.SQL("DO NOTHING")
-        statement = sql.SQL("INSERT INTO {} ({}) SELECT * FROM unnest({}) ON CONFLICT ({}) {}")
-        self.conn.execute(
-            statement.format(
-                target, _names(names), _arrays(table, names), _names(table.key), action
-            ),
-            [[row[n] for row in rows] for n in names],
-            binary=True,
-        )
+        staged = (names, self._pg_types(table.name, names), staged_rows(table, rows))
+        copy_upsert(self.conn, self.schema, table.name, table.key, action=action, staged=staged)
+
+    def _pg_types(self, table: str, names: Sequence[str]) -> list[str]:
+        types = {c.name: PG_TYPES[c.type] for c in self.tables[table].columns}
+        return [types[n] for n in names]
 
     def _set_operation(self, op: SetOperation) -> None:
         target = q(self.schema, op.table)
@@ -179,13 +179,12 @@ class PgSession:
 
     def save_applied(self, versions: dict[UUID, int]) -> None:
         if versions:
-            self.conn.execute(
-                sql.SQL(
-                    "INSERT INTO {} SELECT * FROM unnest(%s::uuid[], %s::integer[])"
-                    " ON CONFLICT (aggregate_id) DO UPDATE"
-                    " SET version = greatest({}.version, EXCLUDED.version)"
-                ).format(q(self.schema, "_applied"), q(self.schema, "_applied")),
-                (list(versions), list(versions.values())),
+            action = sql.SQL(
+                "DO UPDATE SET version = greatest({}.version, EXCLUDED.version)"
+            ).format(q(self.schema, "_applied"))
+            rows = (["aggregate_id", "version"], ["uuid", "integer"], list(versions.items()))
+            copy_upsert(
+                self.conn, self.schema, "_applied", ["aggregate_id"], action=action, staged=rows
             )
 
     def save_positions(self, positions: dict[PositionKey, int]) -> None:

@@ -3,11 +3,12 @@
 One generic loop for every projection (`crm consume NAME`): poll a batch, decode the
 CloudEvents, unseal personal fields with the keyring, and hand the batch to
 `consumers.projecting.project`, which writes rows, offsets and applied versions in
-one transaction. Offsets live only in the read-model database: on assignment the
-consumer seeks to them (the `on_assigned` callback), Kafka's own group offsets are
-never committed. A database error rolls back; the same batch is retried with
-backoff until it commits, so nothing is lost or applied twice. When a rebuild
-switches the live generation, the runner notices and restarts on the new one.
+one transaction. Offsets live only in the
+read-model database: on assignment the consumer seeks to them (the `on_assigned`
+callback), Kafka's own group offsets are never committed. A database error rolls
+back; the same batch is retried with backoff until it commits, so nothing is lost
+or applied twice. When a rebuild switches the live generation, the runner notices
+and restarts on the new one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -39,24 +40,37 @@ def group_id(name: str) -> str:
 def decode(records: list[Record], keyring: Keyring | None) -> list[Item]:
     """Records as items; undecodable ones keep their error (they become dead letters).
 
-    Without a keyring personal fields stay sealed: for projections that store none
-    (stats), which then never pay for key look-ups and decryption.
+    The batch's data keys are fetched in one query (`Keyring.preload`) before any
+    field is opened. Without a keyring personal fields stay sealed: for projections
+    that store none (stats), which then never pay for key look-ups and decryption.
     """
-    items = []
-    for record in records:
-        try:
-            sealed, position = envelope.from_cloudevent(record.value)
-            if keyring is None:
-                items.append(_item(record, position, sealed, None))
-                continue
-            if isinstance(sealed, CustomerErased):
-                keyring.forget(sealed.originator_id)
-            event = codec.unseal(sealed, keyring)
-        except Exception as error:  # any undecodable record is a dead letter, by design
-            items.append(_item(record, 0, None, f"{type(error).__name__}: {error}"))
-            continue
-        items.append(_item(record, position, event, None))
-    return items
+    opened = [_open(record) for record in records]
+    if keyring is None:
+        return opened
+    keyring.preload(
+        i.event.data_subject for i in opened if i.event is not None and i.event.personal_fields
+    )
+    return [_unseal(item, keyring) for item in opened]
+
+
+def _open(record: Record) -> Item:
+    try:
+        sealed, position = envelope.from_cloudevent(record.value)
+    except Exception as error:  # any undecodable record is a dead letter, by design
+        return _item(record, 0, None, f"{type(error).__name__}: {error}")
+    return _item(record, position, sealed, None)
+
+
+def _unseal(item: Item, keyring: Keyring) -> Item:
+    sealed = item.event
+    if sealed is None:
+        return item
+    if isinstance(sealed, CustomerErased):
+        keyring.forget(sealed.originator_id)
+    try:
+        return replace(item, event=codec.unseal(sealed, keyring))
+    except Exception as error:  # a field that does not open is a dead letter, by design
+        return replace(item, position=0, event=None, error=f"{type(error).__name__}: {error}")
 
 
 def _item(record: Record, position: int, event: DomainEvent | None, error: str | None) -> Item:
@@ -65,6 +79,15 @@ def _item(record: Record, position: int, event: DomainEvent | None, error: str |
 
 def _needs_personal_data(projection: Projection) -> bool:
     return any(table.personal for table in projection.tables)
+
+
+@dataclass(frozen=True)
+class Polled:
+    """One poll: its decoded items, the lag behind it, and whether nothing is left."""
+
+    items: list[Item]
+    lag: int | None
+    caught_up: bool = False
 
 
 @dataclass
@@ -98,22 +121,15 @@ class ProjectionRunner:
 
     def _consume(self, projection: Projection, generation: int, *, until_caught_up: bool) -> bool:
         """Consume one generation; True when done, False when the live generation moved."""
-        consumer = TopicConsumer(
-            self.bootstrap,
-            self.group or group_id(self.projection_name),
-            self.topics,
-            on_assigned=lambda keys: self._stored_offsets(projection, generation, keys),
-            max_poll_records=self.max_poll_records,
-        )
+        keyring = self.keyring if _needs_personal_data(projection) else None
+        consumer = self._open_consumer(projection, generation)
         checked = time.monotonic()
         try:
             while not self.stop_event.is_set():
-                records = consumer.poll(timeout_ms=500)
-                lag = self._lag(consumer, records)
-                if records:
-                    keyring = self.keyring if _needs_personal_data(projection) else None
-                    self._commit(projection, generation, decode(records, keyring), lag)
-                elif until_caught_up and lag == 0 and consumer.kafka.assignment():
+                polled = self._fetch(consumer, keyring)
+                if polled.items:
+                    self._commit(projection, generation, polled.items, polled.lag)
+                elif polled.caught_up and until_caught_up:
                     return True
                 if self.generation is None and time.monotonic() - checked > 2:
                     checked = time.monotonic()
@@ -122,6 +138,23 @@ class ProjectionRunner:
             return True
         finally:
             consumer.close()
+
+    def _open_consumer(self, projection: Projection, generation: int) -> TopicConsumer:
+        return TopicConsumer(
+            self.bootstrap,
+            self.group or group_id(self.projection_name),
+            self.topics,
+            on_assigned=lambda keys: self._stored_offsets(projection, generation, keys),
+            max_poll_records=self.max_poll_records,
+        )
+
+    def _fetch(self, consumer: TopicConsumer, keyring: Keyring | None) -> Polled:
+        """One poll, decoded, with the lag behind it."""
+        records = consumer.poll(timeout_ms=500)
+        lag = self._lag(consumer, records)
+        if records:
+            return Polled(decode(records, keyring), lag)
+        return Polled([], lag, caught_up=lag == 0 and bool(consumer.kafka.assignment()))
 
     def _stored_offsets(
         self, projection: Projection, generation: int, keys: list[PositionKey]

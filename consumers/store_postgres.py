@@ -1,8 +1,9 @@
 """Read models in PostgreSQL: schema `<name>_v<N>` per generation, views in `<name>`.
 
 Bulk I/O only: rows a batch needs are loaded with one `unnest` join per table and
-written with one `INSERT ... SELECT FROM unnest(...) ON CONFLICT` per table and
-kind of change, so a batch of thousands of events costs a handful of round trips.
+written with one binary COPY into a staging table plus one `INSERT ... ON CONFLICT`
+per table and kind of change (`consumers.pg_copy`), so a batch of thousands of
+events costs a handful of round trips.
 Every statement is composed with `psycopg.sql`; types come from a fixed mapping.
 """
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from bench.workload import Workload
 from consumers import readmodel_queries as rq
 from consumers.projecting import Item, project
 from consumers.projection_metrics import register_projection_metrics
@@ -16,7 +17,6 @@ from consumers.readmodel_store import ReadModelStore
 from consumers.store_postgres import PostgresStore
 from consumers.store_sqlite import SqliteStore
 from projections import PROJECTIONS
-from tests.workload import Workload
 
 EVENTS = list(Workload(seed=13).events(3000))
 NOW = datetime(2024, 1, 10, tzinfo=UTC)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.workload import Workload
 from consumers.envelope import all_topics
 from consumers.keyring import Keyring
 from consumers.rebuild import Source, build_generation, compare, rebuild
@@ -23,7 +24,6 @@ from consumers.runner import ProjectionRunner
 from consumers.store_postgres import PostgresStore
 from projections import PROJECTIONS
 from tests.integration.projection_support import pg_keyring, publish, tables_of
-from tests.workload import Workload
 
 pytestmark = [
     pytest.mark.integration,

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bench.workload import Workload
 from consumers.projecting import Item, project
 from consumers.readmodel_store import ReadModelStore, table_writes
 from consumers.store_postgres import PostgresStore
@@ -23,7 +24,6 @@ from domain.base import ERASED
 from projections import PROJECTIONS
 from projections.base import DeleteWhere, Scrub, Segment
 from tests.unit.projections.memory import replay
-from tests.workload import Workload
 
 EVENTS = list(Workload(seed=11).events(3000))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.workload import Workload
 from consumers.follower import EventStoreFollower, applied_position, rebuild_from_store
 from consumers.key_stores import SqliteKeyStore
 from consumers.keyring import Keyring
@@ -11,7 +12,6 @@ from consumers.store_sqlite import SqliteStore
 from projections import PROJECTIONS
 from services.event_store import open_event_store
 from tests.unit.projections.memory import replay
-from tests.workload import Workload
 
 
 def test_follower_applies_new_events_once_and_resumes(tmp_path: Path) -> None:

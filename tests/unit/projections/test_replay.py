@@ -7,6 +7,7 @@ from uuid import UUID
 
 import pytest
 
+from bench.workload import Workload
 from consumers.projecting import Item, project
 from domain import codec
 from domain.base import ERASED, DomainEvent
@@ -14,7 +15,6 @@ from projections import PROJECTIONS
 from projections.base import Change, Rows
 from projections.dispatch import DispatchProjection
 from tests.unit.projections.memory import MemorySession, replay
-from tests.workload import Workload
 
 EVENTS = list(Workload(seed=7).events(4000))
 
