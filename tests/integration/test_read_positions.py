@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from consumers.follower import EventStoreFollower
 from consumers.projecting import Item, project
 from consumers.store_postgres import PostgresStore
+from domain.base import DomainEvent
 from projections import PROJECTIONS
 from services.api.read_positions import AppliedVersionsWatermark
 from services.bootstrap import Runtime, bootstrap
@@ -52,8 +53,8 @@ def _apply(store: PostgresStore, runtime: Runtime, name: str, positions: list[in
     projection = PROJECTIONS[name]
     follower: Any = EventStoreFollower(runtime.app, store, [projection])
     notifications = runtime.app.recorder.select_notifications(1, 1000)
-    by_id = {n.id: follower._item(n) for n in notifications}
-    items = [Item("t", p, 0, p, b"", by_id[p].event) for p in positions]  # own partitions
+    events = {n.id: cast(DomainEvent, runtime.app.mapper.to_domain_event(n)) for n in notifications}
+    items = [Item("t", p, 0, p, b"", events[p]) for p in positions]  # own partitions
     with store.session(projection, follower.generations[name]) as session:
         project(session, projection, items)
 
