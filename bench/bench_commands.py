@@ -29,16 +29,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import sql
 
+from bench.databases import fresh_database
 from domain.customer import Customer
 from services.aggregate_cache import AggregateCache
 from services.bootstrap import Runtime, bootstrap
@@ -52,18 +50,6 @@ CALLER = Caller(
     principal=Principal(name="bench", department="sales", role=Role.SERVICE), correlation_id="b"
 )
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"crm_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _customers(service: CommandService, count: int) -> list[uuid.UUID]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
-from bench.bench_relay import fresh_database
+from bench.databases import fresh_database
 from bench.replay_data import copy_keys, publish
 from consumers import kafka_io
 from consumers.envelope import all_topics, from_cloudevent

@@ -19,16 +19,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from bench.databases import fresh_database
 from consumers import kafka_io
 from consumers.envelope import HEADERS, all_topics
 from consumers.relay import Relay, encode_notification, wakeup_for
@@ -39,18 +35,6 @@ from services.event_store import CrmApplication, open_event_store
 
 PARTITIONS = 3
 PAGE_SIZE = 5000
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"crm_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def store_events(app: CrmApplication, events: int, versions: int = 10, per_save: int = 200) -> int:
