@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from typing import Any
 
 from services.bootstrap import require_kafka
 from services.settings import Settings
+from services.shutdown import stop_on_signals
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -79,7 +78,7 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
         store, args.name, runtime.keyring, settings.kafka_bootstrap,
         all_topics(settings.topic_prefix), max_poll_records=args.batch,
     )  # fmt: skip
-    _stop_on_signals(runner.stop_event)
+    stop_on_signals(f"consume {args.name}", runner.stop_event)
     try:
         runner.run(until_caught_up=args.until_caught_up)
     finally:
@@ -171,8 +170,3 @@ def _progress(title: str) -> Any:
     from services.progress import progress_bar
 
     return progress_bar(title)
-
-
-def _stop_on_signals(stop: threading.Event) -> None:
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())

@@ -7,7 +7,6 @@ store. Exit codes: 0 stopped by a signal, 2 configuration, 3 poison event, 4 uns
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 from typing import Any
@@ -17,6 +16,7 @@ import structlog
 
 from services.bootstrap import require_kafka
 from services.settings import Settings
+from services.shutdown import stop_on_signals
 
 log = structlog.get_logger("crm.relay")
 
@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if _require_database(settings) is None:
         return 2
     require_kafka(settings)
-    stop = _stop_on_signals()
+    stop = stop_on_signals("relay")
     try:
         _serve(settings, stop, allow_unsafe=args.allow_unsafe_topics)
     except RelayPoisoned as error:
@@ -125,19 +125,6 @@ def _prepare_topics(settings: Settings, stop: threading.Event, *, allow_unsafe: 
                 waiting = True
             stop.wait(2.0)
     return False
-
-
-def _stop_on_signals() -> threading.Event:
-    """SIGTERM/SIGINT finish the current page (confirm, store position), then exit."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("relay stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stop
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
