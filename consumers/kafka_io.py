@@ -10,9 +10,10 @@ I/O: network to the brokers named by `bootstrap`.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ with warnings.catch_warnings():
     from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
     from kafka import errors as kerrors
     from kafka.admin import ConfigResource, ConfigResourceType
+    from kafka.partitioner.default import DefaultPartitioner, murmur2
     from kafka.structs import TopicPartition
 
 log = structlog.get_logger(__name__)
@@ -91,8 +93,35 @@ class SendResult:
         return int(metadata.partition), int(metadata.offset)
 
     @property
-    def failed(self) -> bool:
-        return bool(self._future.is_done and self._future.failed())
+    def succeeded(self) -> bool:
+        return bool(self._future.is_done and self._future.succeeded())
+
+
+class KeyHashCachingPartitioner(DefaultPartitioner):  # type: ignore[misc]
+    """kafka-python's default partitioner (murmur2 of the key, as the Java client),
+    with the hashes of recent keys memoized: its pure-Python murmur2 costs ~8 us a
+    record, and the events of one aggregate share a key. Same partitions, less CPU."""
+
+    def __init__(self, cached_keys: int = 65536) -> None:
+        self._hash = functools.lru_cache(maxsize=cached_keys)(murmur2)
+
+    def partition(  # noqa: PLR0917 - kafka-python's Partitioner signature
+        self,
+        topic: str,
+        key: Any,
+        serialized_key: bytes | None,
+        value: Any,
+        serialized_value: bytes | None,
+        cluster: Any,
+    ) -> int:
+        partitions = cluster.partitions_for_topic(topic)
+        if serialized_key is None or not partitions:
+            chosen: int = super().partition(
+                topic, key, serialized_key, value, serialized_value, cluster
+            )
+            return chosen
+        ordered = sorted(partitions)
+        return int(ordered[(self._hash(serialized_key) & 0x7FFFFFFF) % len(ordered)])
 
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -117,7 +146,7 @@ class Producer:
     """Idempotent producer. `send` queues; `flush` waits for every acknowledgement."""
 
     def __init__(self, bootstrap: str, *, client_id: str = "crm", **overrides: Any) -> None:
-        config = {**PRODUCER_DEFAULTS, **overrides}
+        config = {"partitioner": KeyHashCachingPartitioner(), **PRODUCER_DEFAULTS, **overrides}
         self._producer: Any = _guarded(
             lambda: KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, **config)
         )
@@ -130,16 +159,35 @@ class Producer:
         )
         return SendResult(future)
 
+    def send_many(
+        self, records: Iterable[tuple[str, bytes | None, bytes]], headers: Headers = ()
+    ) -> list[SendResult]:
+        """`send` for each (topic, key, value), all with the same headers."""
+        send, shared = self._producer.send, list(headers)
+        try:
+            return [SendResult(send(t, key=k, value=v, headers=shared)) for t, k, v in records]
+        except kerrors.KafkaError as error:
+            raise _translate(error) from error
+
     def flush(self, timeout: float | None = None) -> None:
         """Block until every queued record is acknowledged or has failed."""
         _guarded(lambda: self._producer.flush(timeout=timeout))
 
-    def confirm(self, results: Sequence[SendResult], timeout: float | None = None) -> None:
-        """Flush, then raise the first failure among `results` (flush alone does not)."""
-        self.flush(timeout)
+    def confirm(
+        self, results: Sequence[SendResult], timeout: float | None = None, *, flush: bool = True
+    ) -> None:
+        """Wait until every one of `results` is acknowledged; raise the first failure.
+
+        `flush=True` also sends whatever is lingering at once (for latency) and waits
+        for every queued record; `flush=False` waits for `results` only, so records
+        queued after them keep filling batches (for throughput).
+        """
+        if flush:
+            self.flush(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
         for result in results:
-            if result.failed:
-                result.wait(0)
+            if not result.succeeded:  # wait() returns at once for the finished ones
+                result.wait(None if deadline is None else max(deadline - time.monotonic(), 0))
 
     def close(self, timeout: float = 5.0) -> None:
         try:

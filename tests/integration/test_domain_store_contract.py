@@ -131,3 +131,27 @@ def test_unknown_customer_is_not_found(store: CrmApplication) -> None:
 
     with pytest.raises(NotFound):
         store.load(Customer, UUID(int=7))
+
+
+def test_notification_log_pages(store: CrmApplication) -> None:
+    """The relay's page read: every store (PostgreSQL through its binary fast path)
+    answers start / limit / inclusive_of_start the same way, in commit order."""
+    customers = [register(store) for _ in range(4)]
+    for customer in customers:
+        customer.tag(ctx(minutes=1), "b2b")
+    store.record(*customers)
+    log = store.recorder.select_notifications(start=None, limit=100)
+    assert [n.id for n in log] == list(range(1, 9))
+    assert [(n.originator_id, n.originator_version) for n in log[4:]] == [
+        (c.id, 2) for c in customers
+    ]
+    assert all(isinstance(n.state, bytes) and n.topic.endswith("@1") for n in log)
+    assert [n.id for n in store.recorder.select_notifications(start=3, limit=2)] == [3, 4]
+    page = store.recorder.select_notifications(start=3, limit=2, inclusive_of_start=False)
+    assert [n.id for n in page] == [4, 5]
+    assert store.recorder.select_notifications(start=9, limit=5) == []
+    assert [n.id for n in store.recorder.select_notifications(start=2, limit=9, stop=4)] == [
+        2,
+        3,
+        4,
+    ]
