@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -101,9 +100,9 @@ class EventStoreFollower:
         if isinstance(item.event, CustomerErased) and callable(getattr(cipher, "forget", None)):
             cipher.forget(item.event.originator_id)
         try:
-            return replace(item, event=codec.unseal(item.event, cipher))
+            return item._replace(event=codec.unseal(item.event, cipher))
         except Exception as error:  # a field that does not open is a dead letter, by design
-            return replace(item, event=None, error=_reason(error))
+            return item._replace(event=None, error=_reason(error))
 
 
 def _reason(error: Exception) -> str:

@@ -14,9 +14,8 @@ import functools
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 
@@ -68,8 +67,9 @@ def _guarded(call: Callable[[], T]) -> T:
         raise _translate(error) from error
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
+    """One consumed record (a tuple: a replay makes one per event)."""
+
     topic: str
     partition: int
     offset: int

@@ -13,15 +13,17 @@ Sealed values look like `enc:v1:<urlsafe base64 of nonce + ciphertext>`.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 from uuid import UUID
 
+import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from domain.base import ERASED
+from domain.base import ERASED, DomainEvent
 
 PREFIX = "enc:v1:"
 
@@ -63,6 +65,13 @@ class MemoryKeyStore:
         self._keys[subject] = None
 
 
+@functools.lru_cache(maxsize=4096)
+def _cipher(key: bytes) -> AESGCM:
+    """AES-GCM bound to `key`: building one costs about as much as a decryption, and
+    a customer's key opens several fields per batch. Bounded, so memory stays flat."""
+    return AESGCM(key)
+
+
 class Keyring:
     """Seals and opens personal fields (the codec's `PersonalDataCipher`), caching keys.
 
@@ -88,7 +97,7 @@ class Keyring:
         if key is None:
             return ERASED
         nonce = os.urandom(12)
-        sealed = nonce + AESGCM(key).encrypt(nonce, plaintext.encode(), subject.bytes)
+        sealed = nonce + _cipher(key).encrypt(nonce, plaintext.encode(), subject.bytes)
         return PREFIX + base64.urlsafe_b64encode(sealed).decode()
 
     def decrypt(self, subject: UUID, sealed: str) -> str:
@@ -98,7 +107,17 @@ class Keyring:
         if key is None:
             return ERASED
         raw = base64.urlsafe_b64decode(sealed[len(PREFIX) :])
-        return AESGCM(key).decrypt(raw[:12], raw[12:], subject.bytes).decode()
+        return _cipher(key).decrypt(raw[:12], raw[12:], subject.bytes).decode()
+
+    def unseal(self, event: DomainEvent, names: Iterable[str]) -> DomainEvent:
+        """`event` with its personal fields `names` opened (`codec.unseal` opens them all)."""
+        subject = event.data_subject
+        opened = {
+            name: self.decrypt(subject, value)
+            for name in names
+            if isinstance(value := getattr(event, name), str)
+        }
+        return msgspec.structs.replace(event, **opened) if opened else event
 
     def erase(self, subject: UUID) -> None:
         """Destroy the subject's key: everything sealed with it becomes unreadable."""

@@ -22,6 +22,8 @@ from consumers.runner import ProjectionRunner, decode, group_id
 from projections.base import Projection, Row
 
 Progress = Callable[[int], None]
+Position = tuple[str, int, int]
+"""(topic, partition, offset) of a record."""
 
 
 @dataclass(frozen=True)
@@ -97,13 +99,14 @@ def retry(store: ReadModelStore, projection: Projection, keyring: Keyring) -> tu
     generation = store.install(projection)
     with store.session(projection, generation) as session:
         letters = session.take_dead_letters()
-        items = [_item(keyring, payload, t, p, o) for _, payload, t, p, o in letters]
+        items = [_item(keyring, projection, payload, (t, p, o)) for _, payload, t, p, o in letters]
         outcome = project(session, projection, items, retry=True)
     return len(items), outcome.dead
 
 
-def _item(keyring: Keyring, payload: bytes, topic: str, partition: int, offset: int) -> Item:
+def _item(keyring: Keyring, projection: Projection, payload: bytes, where: Position) -> Item:
     from consumers.kafka_io import Record
 
-    (item,) = decode([Record(topic, partition, offset, None, bytes(payload))], keyring)
+    record = Record(*where, None, bytes(payload))
+    (item,) = decode([record], keyring, projection.personal_inputs)
     return item

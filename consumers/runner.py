@@ -13,10 +13,11 @@ and restarts on the new one.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -25,7 +26,6 @@ from consumers.kafka_io import Record, TopicConsumer
 from consumers.keyring import Keyring
 from consumers.projecting import Item, Outcome, project
 from consumers.readmodel_store import PositionKey, ReadModelStore
-from domain import codec
 from domain.base import DomainEvent
 from domain.customer import CustomerErased
 from projections.base import Projection
@@ -37,48 +37,52 @@ def group_id(name: str) -> str:
     return f"crm.projection.{name}"
 
 
-def decode(records: list[Record], keyring: Keyring | None) -> list[Item]:
+def decode(records: list[Record], keyring: Keyring, fields: frozenset[str]) -> list[Item]:
     """Records as items; undecodable ones keep their error (they become dead letters).
 
-    The batch's data keys are fetched in one query (`Keyring.preload`) before any
-    field is opened. Without a keyring personal fields stay sealed: for projections
-    that store none (stats), which then never pay for key look-ups and decryption.
+    Only the personal `fields` (the projection's `personal_inputs`) are opened; the
+    others stay sealed, so a projection that stores none (stats) or a few (marketing)
+    never pays for the rest. The batch's data keys are fetched in one query
+    (`Keyring.preload`) before any field is opened.
     """
     opened = [_open(record) for record in records]
-    if keyring is None:
+    if not fields:
         return opened
     keyring.preload(
-        i.event.data_subject for i in opened if i.event is not None and i.event.personal_fields
+        i.event.data_subject
+        for i in opened
+        if i.event is not None and _fields_to_open(type(i.event), fields)
     )
-    return [_unseal(item, keyring) for item in opened]
+    return [_unseal(item, keyring, fields) for item in opened]
 
 
 def _open(record: Record) -> Item:
     try:
         sealed, position = envelope.from_cloudevent(record.value)
     except Exception as error:  # any undecodable record is a dead letter, by design
-        return _item(record, 0, None, f"{type(error).__name__}: {error}")
-    return _item(record, position, sealed, None)
+        return Item(*record[:3], 0, record.value, None, f"{type(error).__name__}: {error}")
+    return Item(*record[:3], position, record.value, sealed)
 
 
-def _unseal(item: Item, keyring: Keyring) -> Item:
+def _unseal(item: Item, keyring: Keyring, fields: frozenset[str]) -> Item:
     sealed = item.event
     if sealed is None:
         return item
     if isinstance(sealed, CustomerErased):
         keyring.forget(sealed.originator_id)
+    names = _fields_to_open(type(sealed), fields)
+    if not names:
+        return item
     try:
-        return replace(item, event=codec.unseal(sealed, keyring))
+        return item._replace(event=keyring.unseal(sealed, names))
     except Exception as error:  # a field that does not open is a dead letter, by design
-        return replace(item, position=0, event=None, error=f"{type(error).__name__}: {error}")
+        return item._replace(position=0, event=None, error=f"{type(error).__name__}: {error}")
 
 
-def _item(record: Record, position: int, event: DomainEvent | None, error: str | None) -> Item:
-    return Item(record.topic, record.partition, record.offset, position, record.value, event, error)
-
-
-def _needs_personal_data(projection: Projection) -> bool:
-    return any(table.personal for table in projection.tables)
+@functools.cache  # a few dozen (event class, projection) pairs
+def _fields_to_open(cls: type[DomainEvent], fields: frozenset[str]) -> tuple[str, ...]:
+    """The personal fields of `cls` among `fields` (those the projection reads)."""
+    return tuple(name for name in cls.personal_fields if name in fields)
 
 
 @dataclass(frozen=True)
@@ -121,12 +125,11 @@ class ProjectionRunner:
 
     def _consume(self, projection: Projection, generation: int, *, until_caught_up: bool) -> bool:
         """Consume one generation; True when done, False when the live generation moved."""
-        keyring = self.keyring if _needs_personal_data(projection) else None
         consumer = self._open_consumer(projection, generation)
         checked = time.monotonic()
         try:
             while not self.stop_event.is_set():
-                polled = self._fetch(consumer, keyring)
+                polled = self._fetch(consumer, projection.personal_inputs)
                 if polled.items:
                     self._commit(projection, generation, polled.items, polled.lag)
                 elif polled.caught_up and until_caught_up:
@@ -148,12 +151,12 @@ class ProjectionRunner:
             max_poll_records=self.max_poll_records,
         )
 
-    def _fetch(self, consumer: TopicConsumer, keyring: Keyring | None) -> Polled:
+    def _fetch(self, consumer: TopicConsumer, fields: frozenset[str]) -> Polled:
         """One poll, decoded, with the lag behind it."""
         records = consumer.poll(timeout_ms=500)
         lag = self._lag(consumer, records)
         if records:
-            return Polled(decode(records, keyring), lag)
+            return Polled(decode(records, self.keyring, fields), lag)
         return Polled([], lag, caught_up=lag == 0 and bool(consumer.kafka.assignment()))
 
     def _stored_offsets(

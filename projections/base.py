@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple, Protocol, cast
 
+from domain import codec
 from domain.base import ERASED, DomainEvent
 
 ColumnType = Literal["text", "int", "bigint", "bool", "float", "numeric", "uuid", "timestamp"]
@@ -111,11 +112,17 @@ class Rows(Protocol):
 
 
 class Projection(Protocol):
-    """What the runner needs from a projection. `version` changes when its logic does."""
+    """What the runner needs from a projection. `version` changes when its logic does.
+
+    `personal_inputs` names the personal event fields `apply` reads: the runner opens
+    only those (decryption is a large part of a replay's cost); the others reach
+    `apply` still sealed.
+    """
 
     name: str
     version: int
     tables: tuple[Table, ...]
+    personal_inputs: frozenset[str]
 
     def keys(self, event: DomainEvent) -> Iterable[Key]: ...
 
@@ -138,7 +145,8 @@ class Batch:
         self.tables = {t.name: t for t in tables}
         self._rows: dict[Key, Row | None] = dict(loaded)
         self.segments: list[Segment] = [Segment()]
-        self._pending: list[tuple[str, str, Any, str]] = []
+        self._pending: dict[tuple[str, str], dict[Any, set[str]]] = {}
+        """Set operations of the open segment: (table, column) -> value -> kinds."""
         self._by_customer: dict[Any, set[Key]] = {}
         for key, row in loaded.items():
             self._index(key, row)
@@ -188,17 +196,21 @@ class Batch:
         self.segments[-1].closing.append(change)
         column = change.column if isinstance(change, DeleteWhere) else spec.subject
         kind = "scrub" if isinstance(change, Scrub) else "delete"
-        self._pending.append((change.table, column or "", _value(change), kind))
+        matching = self._pending.setdefault((change.table, column or ""), {})
+        matching.setdefault(_value(change), set()).add(kind)
 
     def _after_set_operation(self, table: str, row: Row | None) -> None:
         """Open a new segment if this row matches a set operation still to run."""
         if not self._pending or row is None:
             return
-        kinds = {kind for t, c, v, kind in self._pending if t == table and row.get(c) == v}
+        kinds: set[str] = set()
+        for (name, column), values in self._pending.items():
+            if name == table:
+                kinds.update(values.get(row.get(column), ()))
         if not kinds or (kinds == {"scrub"} and scrubbed(self.tables[table], row) == row):
             return  # no match, or already blank: the scrub after it changes nothing
         self.segments.append(Segment())
-        self._pending = []
+        self._pending = {}
 
     def _matching(self, spec: Table, change: SetOperation) -> Iterator[tuple[Key, Row]]:
         column, value = (
@@ -223,6 +235,11 @@ def scrubbed(spec: Table, row: Row) -> Row:
         name: (ERASED if name in spec.personal and value is not None else value)
         for name, value in row.items()
     }
+
+
+def every_personal_field() -> frozenset[str]:
+    """`personal_inputs` of a projection that reads every personal field of every event."""
+    return frozenset(f for cls in codec.event_types().values() for f in cls.personal_fields)
 
 
 def erase_everywhere(tables: Iterable[Table], subject: Any) -> list[Change]:

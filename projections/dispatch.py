@@ -27,6 +27,7 @@ class DispatchProjection:
     tables: tuple[Table, ...]
     key_rules: dict[type[DomainEvent], KeyRule] = field(default_factory=dict)
     appliers: dict[type[DomainEvent], Applier] = field(default_factory=dict)
+    personal_inputs: frozenset[str] = frozenset()
 
     def on(self, *event_types: type[DomainEvent], keys: KeyRule) -> Callable[[Applier], Applier]:
         """Decorator: register `func` for `event_types`, loading the rows `keys` names."""

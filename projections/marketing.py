@@ -61,7 +61,7 @@ TABLES = (
     ARCHIVED_TABLE,
 )
 
-marketing = DispatchProjection("marketing", 1, TABLES)
+marketing = DispatchProjection("marketing", 1, TABLES, personal_inputs=frozenset({"email"}))
 on = marketing.on
 on_active = marketing.on_active
 _customer_rows = by_customer("customers")

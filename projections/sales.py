@@ -74,7 +74,9 @@ TABLES = (
     ARCHIVED_TABLE,
 )
 
-sales = DispatchProjection("sales", 1, TABLES)
+sales = DispatchProjection(
+    "sales", 1, TABLES, personal_inputs=frozenset({"name", "email", "phone", "address", "title"})
+)
 on = sales.on
 on_active = sales.on_active
 

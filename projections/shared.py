@@ -17,7 +17,17 @@ import msgspec
 
 from domain import customer as cust
 from domain.base import DomainEvent
-from projections.base import Change, Delete, DeleteWhere, Key, Rows, Upsert, erase_everywhere, table
+from projections.base import (
+    Change,
+    Delete,
+    DeleteWhere,
+    Key,
+    Rows,
+    Upsert,
+    erase_everywhere,
+    every_personal_field,
+    table,
+)
 from projections.dispatch import DispatchProjection, by_customer, changed
 from projections.timeline import register_timeline
 
@@ -54,7 +64,7 @@ TABLES = (
     ),
 )
 
-shared = DispatchProjection("shared", 1, TABLES)
+shared = DispatchProjection("shared", 1, TABLES, personal_inputs=every_personal_field())
 on = shared.on
 _customer = by_customer("customers")
 

@@ -53,7 +53,7 @@ TABLES = (
     ARCHIVED_TABLE,
 )
 
-support = DispatchProjection("support", 1, TABLES)
+support = DispatchProjection("support", 1, TABLES, personal_inputs=frozenset({"subject", "title"}))
 on = support.on
 on_active = support.on_active
 _conversation = by_aggregate("conversations")
