@@ -1,5 +1,7 @@
 """Commands/s and latency through the service layer on PostgreSQL (durable, fsync on),
-16 concurrent callers, all in one run on one fresh database:
+16 concurrent callers, all in one run on one fresh database. A caller is a coroutine
+on one event loop, as an HTTP request is in the API; worker threads (one per caller)
+serve loads from the store and the baseline's transactions.
 
 * `baseline`: one transaction per command, every command loads its aggregate from the
   store (the service layer before group commit and the aggregate cache);
@@ -23,16 +25,17 @@ CPU in microseconds, and the mean batch size and flush time.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -50,15 +53,18 @@ CALLER = Caller(
     principal=Principal(name="bench", department="sales", role=Role.SERVICE), correlation_id="b"
 )
 TICKS = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
 
 
 def _customers(service: CommandService, count: int) -> list[uuid.UUID]:
-    with ThreadPoolExecutor(16) as pool:
-        results = pool.map(
-            lambda i: service.register_customer(CALLER, name=f"c{i}", owner_department="sales"),
-            range(count),
-        )
-        return [r.id for r in results]
+    async def register(i: int) -> uuid.UUID:
+        return (await service.register_customer(CALLER, name=f"c{i}", owner_department="sales")).id
+
+    return asyncio.run(_gather([register(i) for i in range(count)]))
+
+
+async def _gather(calls: list[Awaitable[T]]) -> list[T]:
+    return list(await asyncio.gather(*calls))
 
 
 class CpuMeter:
@@ -85,22 +91,38 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
-def _load(callers: int, seconds: float, command: Callable[[int, int], None]) -> dict[str, float]:
-    """`callers` threads issue commands for `seconds`; throughput and latency."""
-    latencies: list[list[float]] = [[] for _ in range(callers)]
-    stop = time.perf_counter() + seconds
+def _run(work: Awaitable[object], threads: int) -> None:
+    """Run `work` on a new event loop whose worker threads (loads from the store, and
+    the baseline's transactions) number `threads`: one per caller, as a thread each."""
 
-    def worker(caller: int) -> None:
+    async def main() -> None:
+        with ThreadPoolExecutor(threads) as pool:
+            asyncio.get_running_loop().set_default_executor(pool)
+            await work
+
+    asyncio.run(main())
+
+
+def _load(
+    callers: int, seconds: float, command: Callable[[int, int], Awaitable[object]]
+) -> dict[str, float]:
+    """`callers` concurrent coroutines issue commands for `seconds`; throughput, latency."""
+    latencies: list[list[float]] = [[] for _ in range(callers)]
+
+    async def worker(caller: int, stop: float) -> None:
         n = 0
         while time.perf_counter() < stop:
             started = time.perf_counter()
-            command(caller, n)
+            await command(caller, n)
             latencies[caller].append(time.perf_counter() - started)
             n += 1
 
+    async def run_all() -> None:
+        stop = time.perf_counter() + seconds
+        await asyncio.gather(*(worker(caller, stop) for caller in range(callers)))
+
     began = time.perf_counter()
-    with ThreadPoolExecutor(callers) as pool:
-        list(pool.map(worker, range(callers)))
+    _run(run_all(), callers)
     elapsed = time.perf_counter() - began
     flat = sorted(x for xs in latencies for x in xs)
     return {
@@ -152,15 +174,15 @@ def _service_layer(
             on_batch=stats,
         )
         if group
-        else DirectCommitter(runtime.app)
+        else DirectCommitter(runtime.app)  # a transaction per caller at once: see `_run`
     )
     cache = AggregateCache(max_size=len(ids) if cached else 0)
     service = CommandService(runtime.app, committer, runtime.keyring, cache)
     share = len(ids) // callers
 
-    def command(caller: int, n: int) -> None:
+    async def command(caller: int, n: int) -> None:
         customer_id = ids[caller * share + n % share]  # callers never collide
-        service.change(
+        await service.change(
             CALLER,
             "customer.update",
             Customer,
@@ -169,15 +191,13 @@ def _service_layer(
         )
 
     if cached:  # one command per customer fills the cache: a long-running API's steady state
-        with ThreadPoolExecutor(callers) as pool:
-            list(pool.map(lambda i: command(i // share, -1 - i % share), range(share * callers)))
+        warm_up = [command(i // share, -1 - i % share) for i in range(share * callers)]
+        _run(_gather(warm_up), callers)
     stats.sizes.clear()
     stats.seconds.clear()
     python_before, postgres_before = meter.sample()
     figures = _load(callers, seconds, command)
     python_after, postgres_after = meter.sample()
-    if isinstance(committer, GroupCommitter):
-        committer.close()
     python_cpu, postgres_cpu = python_after - python_before, postgres_after - postgres_before
     figures |= {
         "python_cpu_per_wall_s": round(python_cpu / figures["seconds"], 2),

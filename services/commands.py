@@ -7,6 +7,9 @@ concurrent save that wins the race shows up as an IntegrityError, after which th
 command is decided again once on a fresh load (without If-Match) before giving up
 with `VersionConflict`.
 
+Commands are coroutines: deciding runs on the event loop, the event store is reached
+through the committer (saves) and worker threads (loads, the log's head, the keyring).
+
 Commands take their aggregate from an `AggregateCache` (as this process last committed
 it) when they can, and trust it only for a decision that commits: a conflict, a
 refusal or a no-op decided on cached state is decided again on a fresh load, since
@@ -16,6 +19,7 @@ I/O: the event store (through a committer) and the keyring.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -44,7 +48,9 @@ class Committer(Protocol):
         """Wraps a whole command, so a group committer knows who is still deciding."""
         ...
 
-    def save(self, aggregate: Aggregate) -> tuple[int, int]: ...
+    async def save(self, aggregate: Aggregate) -> tuple[int, int]: ...
+
+    async def aclose(self) -> None: ...
 
 
 class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,7 +103,7 @@ class CommandService:
         self.keyring = keyring
         self.cache = AggregateCache() if cache is None else cache
 
-    def change(
+    async def change(
         self,
         caller: Caller,
         action: str,
@@ -110,16 +116,20 @@ class CommandService:
         """Apply one decision to an existing aggregate."""
         with self.committer.command():
             try:
-                return self._attempt(caller, action, kind, aggregate_id, decide, expected=expected)
+                return await self._attempt(
+                    caller, action, kind, aggregate_id, decide, expected=expected
+                )
             except IntegrityError:
                 if expected is not None:
-                    raise self._conflict(kind, aggregate_id, expected) from None
+                    raise await self._conflict(kind, aggregate_id, expected) from None
             try:
-                return self._attempt(caller, action, kind, aggregate_id, decide, expected=None)
+                return await self._attempt(
+                    caller, action, kind, aggregate_id, decide, expected=None
+                )
             except IntegrityError:
-                raise self._conflict(kind, aggregate_id, None) from None
+                raise await self._conflict(kind, aggregate_id, None) from None
 
-    def _attempt(
+    async def _attempt(
         self,
         caller: Caller,
         action: str,
@@ -132,13 +142,13 @@ class CommandService:
         cached = self.cache.take(aggregate_id)
         if isinstance(cached, kind):
             try:
-                return self._decide(caller, action, cached, decide, expected, cached=True)
+                return await self._decide(caller, action, cached, decide, expected, cached=True)
             except (DomainError, Forbidden, IntegrityError, _NothingDecided):
                 pass  # the cached state may be stale: decide again on a fresh load
-        aggregate = self.app.load(kind, aggregate_id)
-        return self._decide(caller, action, aggregate, decide, expected, cached=False)
+        aggregate = await self._load(kind, aggregate_id)
+        return await self._decide(caller, action, aggregate, decide, expected, cached=False)
 
-    def _decide(
+    async def _decide(
         self,
         caller: Caller,
         action: str,
@@ -154,49 +164,56 @@ class CommandService:
         decide(aggregate, caller.context())
         if cached and not aggregate._pending:
             raise _NothingDecided
-        return self.save(aggregate)
+        return await self.save(aggregate)
 
-    def _conflict(self, kind: type[A], aggregate_id: UUID, expected: int | None) -> VersionConflict:
-        actual = self.app.load(kind, aggregate_id).version
+    async def _load(self, kind: type[A], aggregate_id: UUID) -> A:
+        """From the store, on a worker thread (a query plus decoding the history)."""
+        return await asyncio.to_thread(self.app.load, kind, aggregate_id)
+
+    async def _conflict(
+        self, kind: type[A], aggregate_id: UUID, expected: int | None
+    ) -> VersionConflict:
+        actual = (await self._load(kind, aggregate_id)).version
         return VersionConflict(aggregate_id, actual - 1 if expected is None else expected, actual)
 
-    def save(self, aggregate: Aggregate) -> CommandResult:
+    async def save(self, aggregate: Aggregate) -> CommandResult:
         """Save pending events; a decision that changed nothing answers the current state."""
         if not aggregate._pending:  # a no-op decision must not write
-            return CommandResult(
-                id=aggregate.id, version=aggregate.version, position=self.app.head_position()
-            )
-        version, position = self.committer.save(aggregate)
+            position = await asyncio.to_thread(self.app.head_position)
+            return CommandResult(id=aggregate.id, version=aggregate.version, position=position)
+        version, position = await self.committer.save(aggregate)
         self.cache.give_back(aggregate)
         return CommandResult(id=aggregate.id, version=version, position=position)
 
     # --- creations: ids are made here, never in the domain ---------------------------
 
-    def register_customer(self, caller: Caller, **fields: Any) -> CommandResult:
+    async def register_customer(self, caller: Caller, **fields: Any) -> CommandResult:
         department = fields.get("owner_department") or caller.principal.department
         authorize(caller.principal, "customer.create", (str(department).strip().lower(),))
         fields["owner_department"] = department
         with self.committer.command():
             customer = Customer.register(caller.context(), customer_id=uuid.uuid4(), **fields)
-            return self.save(customer)
+            return await self.save(customer)
 
-    def open_conversation(self, caller: Caller, customer_id: UUID, **fields: Any) -> CommandResult:
+    async def open_conversation(
+        self, caller: Caller, customer_id: UUID, **fields: Any
+    ) -> CommandResult:
         with self.committer.command():
-            customer = self.app.load(Customer, customer_id)
+            customer = await self._load(Customer, customer_id)
             authorize(caller.principal, "conversation.write", customer.departments)
             conversation = Conversation.open(
                 caller.context(), conversation_id=uuid.uuid4(), customer=customer, **fields
             )
-            return self.save(conversation)
+            return await self.save(conversation)
 
-    def create_task(self, caller: Caller, customer_id: UUID, **fields: Any) -> CommandResult:
+    async def create_task(self, caller: Caller, customer_id: UUID, **fields: Any) -> CommandResult:
         with self.committer.command():
-            customer = self.app.load(Customer, customer_id)
+            customer = await self._load(Customer, customer_id)
             authorize(caller.principal, "task.write", customer.departments)
             task = Task.create(caller.context(), task_id=uuid.uuid4(), customer=customer, **fields)
-            return self.save(task)
+            return await self.save(task)
 
-    def log_message(
+    async def log_message(
         self, caller: Caller, conversation_id: UUID, expected: int | None, **fields: Any
     ) -> CommandResult:
         message_id = uuid.uuid4().hex
@@ -204,12 +221,12 @@ class CommandService:
         def decide(conversation: Conversation, ctx: Context) -> None:
             conversation.log_message(ctx, message_id=message_id, **fields)
 
-        result = self.change(
+        result = await self.change(
             caller, "conversation.write", Conversation, conversation_id, decide, expected=expected
         )
         return msgspec.structs.replace(result, message_id=message_id)
 
-    def add_note(
+    async def add_note(
         self, caller: Caller, conversation_id: UUID, expected: int | None, content: str
     ) -> CommandResult:
         message_id = uuid.uuid4().hex
@@ -217,17 +234,17 @@ class CommandService:
         def decide(conversation: Conversation, ctx: Context) -> None:
             conversation.add_note(ctx, message_id=message_id, content=content)
 
-        result = self.change(
+        result = await self.change(
             caller, "conversation.write", Conversation, conversation_id, decide, expected=expected
         )
         return msgspec.structs.replace(result, message_id=message_id)
 
-    def erase_customer(
+    async def erase_customer(
         self, caller: Caller, customer_id: UUID, expected: int | None, reason: str | None
     ) -> CommandResult:
         """Right to be forgotten: the key is destroyed only AFTER the event is durable,
         so a failed save leaves the customer readable and the request can be retried."""
-        result = self.change(
+        result = await self.change(
             caller,
             "customer.erase",
             Customer,
@@ -235,6 +252,6 @@ class CommandService:
             lambda customer, ctx: customer.erase(ctx, reason),
             expected=expected,
         )
-        self.keyring.erase(customer_id)
+        await asyncio.to_thread(self.keyring.erase, customer_id)
         self.cache.clear()  # cached aggregates may hold the erased plaintext
         return result

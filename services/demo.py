@@ -8,6 +8,7 @@ same story. Shows a rich progress bar.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from decimal import Decimal
@@ -42,19 +43,23 @@ CUSTOMER = _caller("survey-bot", "marketing", Role.SERVICE)
 
 
 def load_demo(runtime: Runtime, *, customers: int = 300, seed: int = 7) -> None:
+    asyncio.run(_load(runtime, customers, seed))
+    print(f"demo loaded: {customers} customers, head position {runtime.app.head_position()}")
+
+
+async def _load(runtime: Runtime, customers: int, seed: int) -> None:
     service = CommandService(runtime.app, DirectCommitter(runtime.app), runtime.keyring)
     rng = random.Random(seed)
     with Progress() as progress:
         bar = progress.add_task("loading demo customers", total=customers)
         for number in range(customers):
-            _customer_story(service, rng, number)
+            await _customer_story(service, rng, number)
             progress.advance(bar)
-    print(f"demo loaded: {customers} customers, head position {runtime.app.head_position()}")
 
 
-def _customer_story(service: CommandService, rng: random.Random, number: int) -> None:
+async def _customer_story(service: CommandService, rng: random.Random, number: int) -> None:
     first, last = rng.choice(FIRST), rng.choice(LAST)
-    customer = service.register_customer(
+    customer = await service.register_customer(
         SALES,
         name=f"{first} {last}",
         company=rng.choice(COMPANIES),
@@ -63,13 +68,13 @@ def _customer_story(service: CommandService, rng: random.Random, number: int) ->
         tags=rng.sample(TAGS, 2),
         consents={"email_marketing": rng.random() < 0.6},
     )
-    service.change(
+    await service.change(
         SALES, "customer.share", Customer, customer.id, lambda c, ctx: c.share_with(ctx, "support")
     )
     for order in range(rng.randrange(0, 3)):
         amount = Decimal(rng.randrange(1000, 500000)) / 100
         order_id = f"SO-{number}-{order}"
-        service.change(
+        await service.change(
             SALES,
             "customer.order",
             Customer,
@@ -77,31 +82,33 @@ def _customer_story(service: CommandService, rng: random.Random, number: int) ->
             _order(order_id, amount),
         )
     if rng.random() < 0.7:
-        _conversation_story(service, rng, customer.id)
+        await _conversation_story(service, rng, customer.id)
 
 
 def _order(order_id: str, amount: Decimal) -> Callable[[Customer, Context], None]:
     return lambda c, ctx: c.record_order(ctx, order_id=order_id, amount=amount, currency="EUR")
 
 
-def _conversation_story(service: CommandService, rng: random.Random, customer_id: UUID) -> None:
+async def _conversation_story(
+    service: CommandService, rng: random.Random, customer_id: UUID
+) -> None:
     """Sales hears a problem, hands it to support, support solves it, the customer rates."""
-    opened = service.open_conversation(
+    opened = await service.open_conversation(
         SALES, customer_id, channel=rng.choice(("email", "phone", "chat")), subject="Order question"
     )
     conversation_id = opened.id
     for direction in ("inbound", "outbound"):
-        service.log_message(
+        await service.log_message(
             SALES, conversation_id, None, direction=direction, author="demo", content="..."
         )
-    service.change(
+    await service.change(
         SALES,
         "conversation.write",
         Conversation,
         conversation_id,
         lambda c, ctx: c.hand_off(ctx, to_department="support", to_agent="sven", note="billing"),
     )
-    service.change(
+    await service.change(
         SUPPORT,
         "conversation.write",
         Conversation,
@@ -109,27 +116,27 @@ def _conversation_story(service: CommandService, rng: random.Random, customer_id
         lambda c, ctx: c.close(ctx, outcome=rng.choice(("resolved", "unresolved", "escalated"))),
     )
     csat, nps = rng.choice((5, 5, 4, 4, 3, 2)), rng.choice((10, 9, 9, 8, 7, 5, 3))
-    service.change(
+    await service.change(
         CUSTOMER,
         "conversation.survey",
         Conversation,
         conversation_id,
         lambda c, ctx: c.rate_satisfaction(ctx, score=csat),
     )
-    service.change(
+    await service.change(
         CUSTOMER,
         "conversation.survey",
         Conversation,
         conversation_id,
         lambda c, ctx: c.score_recommendation(ctx, score=nps),
     )
-    _task_story(service, rng, customer_id, conversation_id)
+    await _task_story(service, rng, customer_id, conversation_id)
 
 
-def _task_story(
+async def _task_story(
     service: CommandService, rng: random.Random, customer_id: UUID, conversation_id: UUID
 ) -> None:
-    created = service.create_task(
+    created = await service.create_task(
         SUPPORT,
         customer_id,
         title="Follow up",
@@ -143,9 +150,9 @@ def _task_story(
         lambda t, ctx: t.complete(ctx, resolution="refund issued"),
     ]
     for step in steps:
-        service.change(SUPPORT, "task.write", Task, created.id, step)
+        await service.change(SUPPORT, "task.write", Task, created.id, step)
     score = rng.choice((5, 4, 4, 3))
-    service.change(
+    await service.change(
         SUPPORT_LEAD,
         "task.evaluate",
         Task,

@@ -61,6 +61,7 @@ def create_app(
         dependencies=_dependencies(services, metrics, checks),
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=_openapi(),
+        on_shutdown=[services.commands.committer.aclose],  # write what is queued
         debug=False,
     )
     app.state.metrics = metrics

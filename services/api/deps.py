@@ -6,8 +6,9 @@ so each handler only decodes its body, names its decision and returns the answer
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
@@ -101,38 +102,41 @@ class CommandCall:
     def principal(self) -> Principal:
         return self.caller.principal
 
-    def change(
+    async def change(
         self, action: str, kind: type[A], aggregate_id: UUID, decide: Decision[A], body: object
     ) -> Response[CommandResult]:
         """A decision on an existing aggregate, under If-Match and Idempotency-Key."""
         commands = self.services.commands
-        return self.run(
+        return await self.run(
             lambda expected: commands.change(
                 self.caller, action, kind, aggregate_id, decide, expected=expected
             ),
             body,
         )
 
-    def run(
-        self, execute: Callable[[int | None], CommandResult], body: object, status: int = 200
+    async def run(
+        self,
+        execute: Callable[[int | None], Awaitable[CommandResult]],
+        body: object,
+        status: int = 200,
     ) -> Response[CommandResult]:
+        """Run a command (the idempotency store is reached on worker threads)."""
         if self.key is None:
-            return answer(execute(self.expected), status)
-        owner = self.principal.name
+            return answer(await execute(self.expected), status)
+        owner, idempotency = self.principal.name, self.services.idempotency
         request = fingerprint(self.method, self.path, _encoder.encode(body))
-        stored = self.services.idempotency.begin(owner, self.key, request)
+        stored = await asyncio.to_thread(idempotency.begin, owner, self.key, request)
         if stored is not None:
             return answer(_result_decoder.decode(stored.body), stored.status)
         done = False
         try:
-            result = execute(self.expected)
-            self.services.idempotency.complete(
-                owner, self.key, StoredAnswer(status, _encoder.encode(result))
-            )
+            result = await execute(self.expected)
+            stored = StoredAnswer(status, _encoder.encode(result))
+            await asyncio.to_thread(idempotency.complete, owner, self.key, stored)
             done = True
         finally:
             if not done:  # the command failed and changed nothing: let a retry run it
-                self.services.idempotency.release(owner, self.key)
+                await asyncio.to_thread(idempotency.release, owner, self.key)
         return answer(result, status)
 
 

@@ -23,23 +23,23 @@ ID = "/{conversation_id:uuid}"
 WRITE = "conversation.write"
 
 
-@post("/", status_code=201, sync_to_thread=True)
-def open_conversation(data: JSONBody[s.OpenConversation], call: Call) -> Answer:
+@post("/", status_code=201)
+async def open_conversation(data: JSONBody[s.OpenConversation], call: Call) -> Answer:
     fields = data.fields()
     customer_id = fields.pop("customer_id")
     commands = call.services.commands
-    return call.run(
+    return await call.run(
         lambda _: commands.open_conversation(call.caller, customer_id, **fields), data, 201
     )
 
 
-@post(ID + "/messages", status_code=201, sync_to_thread=True)
-def log_message(
+@post(ID + "/messages", status_code=201)
+async def log_message(
     conversation_id: FromPath[UUID], data: JSONBody[s.LogMessage], call: Call
 ) -> Answer:
     """Log an inbound/outbound message; the answer carries its new `message_id`."""
     commands = call.services.commands
-    return call.run(
+    return await call.run(
         lambda expected: commands.log_message(
             call.caller, conversation_id, expected, **data.fields()
         ),
@@ -48,25 +48,27 @@ def log_message(
     )
 
 
-@post(ID + "/notes", status_code=201, sync_to_thread=True)
-def add_note(conversation_id: FromPath[UUID], data: JSONBody[s.AddNote], call: Call) -> Answer:
+@post(ID + "/notes", status_code=201)
+async def add_note(
+    conversation_id: FromPath[UUID], data: JSONBody[s.AddNote], call: Call
+) -> Answer:
     commands = call.services.commands
-    return call.run(
+    return await call.run(
         lambda expected: commands.add_note(call.caller, conversation_id, expected, data.content),
         data,
         201,
     )
 
 
-@patch(ID + "/messages/{message_id:str}", sync_to_thread=True)
-def correct_message(
+@patch(ID + "/messages/{message_id:str}")
+async def correct_message(
     conversation_id: FromPath[UUID],
     message_id: FromPath[str],
     data: JSONBody[s.CorrectMessage],
     call: Call,
 ) -> Answer:
     """Correct an entry; the original stays in history."""
-    return call.change(
+    return await call.change(
         WRITE,
         Conversation,
         conversation_id,
@@ -75,14 +77,14 @@ def correct_message(
     )
 
 
-@delete(ID + "/messages/{message_id:str}", status_code=200, sync_to_thread=True)
-def retract_message(
+@delete(ID + "/messages/{message_id:str}", status_code=200)
+async def retract_message(
     conversation_id: FromPath[UUID],
     message_id: FromPath[str],
     call: Call,
     reason: Annotated[str, QueryParameter(min_length=1, description="why it is retracted")],
 ) -> Answer:
-    return call.change(
+    return await call.change(
         WRITE,
         Conversation,
         conversation_id,
@@ -91,31 +93,33 @@ def retract_message(
     )
 
 
-@post(ID + "/handoffs", status_code=200, sync_to_thread=True)
-def hand_off(conversation_id: FromPath[UUID], data: JSONBody[s.HandOff], call: Call) -> Answer:
-    return call.change(
+@post(ID + "/handoffs", status_code=200)
+async def hand_off(
+    conversation_id: FromPath[UUID], data: JSONBody[s.HandOff], call: Call
+) -> Answer:
+    return await call.change(
         WRITE, Conversation, conversation_id, lambda c, ctx: c.hand_off(ctx, **data.fields()), data
     )
 
 
-@post(ID + "/close", status_code=200, sync_to_thread=True)
-def close(conversation_id: FromPath[UUID], data: JSONBody[s.Close], call: Call) -> Answer:
-    return call.change(
+@post(ID + "/close", status_code=200)
+async def close(conversation_id: FromPath[UUID], data: JSONBody[s.Close], call: Call) -> Answer:
+    return await call.change(
         WRITE, Conversation, conversation_id, lambda c, ctx: c.close(ctx, **data.fields()), data
     )
 
 
-@post(ID + "/reopen", status_code=200, sync_to_thread=True)
-def reopen(conversation_id: FromPath[UUID], data: JSONBody[s.Reason], call: Call) -> Answer:
-    return call.change(
+@post(ID + "/reopen", status_code=200)
+async def reopen(conversation_id: FromPath[UUID], data: JSONBody[s.Reason], call: Call) -> Answer:
+    return await call.change(
         WRITE, Conversation, conversation_id, lambda c, ctx: c.reopen(ctx, reason=data.reason), data
     )
 
 
-@post(ID + "/csat", status_code=200, sync_to_thread=True)
-def csat(conversation_id: FromPath[UUID], data: JSONBody[s.Survey], call: Call) -> Answer:
+@post(ID + "/csat", status_code=200)
+async def csat(conversation_id: FromPath[UUID], data: JSONBody[s.Survey], call: Call) -> Answer:
     """A CSAT answer (1-5), credited to the department/agent of the interaction."""
-    return call.change(
+    return await call.change(
         "conversation.survey",
         Conversation,
         conversation_id,
@@ -124,10 +128,10 @@ def csat(conversation_id: FromPath[UUID], data: JSONBody[s.Survey], call: Call) 
     )
 
 
-@post(ID + "/nps", status_code=200, sync_to_thread=True)
-def nps(conversation_id: FromPath[UUID], data: JSONBody[s.Survey], call: Call) -> Answer:
+@post(ID + "/nps", status_code=200)
+async def nps(conversation_id: FromPath[UUID], data: JSONBody[s.Survey], call: Call) -> Answer:
     """An NPS answer (0-10), credited to the department/agent of the interaction."""
-    return call.change(
+    return await call.change(
         "conversation.survey",
         Conversation,
         conversation_id,

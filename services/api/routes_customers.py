@@ -24,26 +24,30 @@ MinPosition = Annotated[
 ]
 
 
-@post("/", status_code=201, sync_to_thread=True)
-def register_customer(data: JSONBody[s.RegisterCustomer], call: Call) -> Answer:
+@post("/", status_code=201)
+async def register_customer(data: JSONBody[s.RegisterCustomer], call: Call) -> Answer:
     """Register a customer; `owner_department` defaults to the caller's department."""
     commands = call.services.commands
-    return call.run(lambda _: commands.register_customer(call.caller, **data.fields()), data, 201)
+    return await call.run(
+        lambda _: commands.register_customer(call.caller, **data.fields()), data, 201
+    )
 
 
-@patch(ID, sync_to_thread=True)
-def update_profile(
+@patch(ID)
+async def update_profile(
     customer_id: FromPath[UUID], data: JSONBody[s.UpdateProfile], call: Call
 ) -> Answer:
     def decide(c: Customer, ctx: Context) -> None:
         c.update_profile(ctx, **data.fields())
 
-    return call.change("customer.update", Customer, customer_id, decide, data)
+    return await call.change("customer.update", Customer, customer_id, decide, data)
 
 
-@put(ID + "/owner", sync_to_thread=True)
-def change_owner(customer_id: FromPath[UUID], data: JSONBody[s.ChangeOwner], call: Call) -> Answer:
-    return call.change(
+@put(ID + "/owner")
+async def change_owner(
+    customer_id: FromPath[UUID], data: JSONBody[s.ChangeOwner], call: Call
+) -> Answer:
+    return await call.change(
         "customer.update",
         Customer,
         customer_id,
@@ -52,9 +56,9 @@ def change_owner(customer_id: FromPath[UUID], data: JSONBody[s.ChangeOwner], cal
     )
 
 
-@post(ID + "/shares", status_code=200, sync_to_thread=True)
-def share(customer_id: FromPath[UUID], data: JSONBody[s.Share], call: Call) -> Answer:
-    return call.change(
+@post(ID + "/shares", status_code=200)
+async def share(customer_id: FromPath[UUID], data: JSONBody[s.Share], call: Call) -> Answer:
+    return await call.change(
         "customer.share",
         Customer,
         customer_id,
@@ -63,9 +67,9 @@ def share(customer_id: FromPath[UUID], data: JSONBody[s.Share], call: Call) -> A
     )
 
 
-@delete(ID + "/shares/{department:str}", status_code=200, sync_to_thread=True)
-def unshare(customer_id: FromPath[UUID], department: FromPath[str], call: Call) -> Answer:
-    return call.change(
+@delete(ID + "/shares/{department:str}", status_code=200)
+async def unshare(customer_id: FromPath[UUID], department: FromPath[str], call: Call) -> Answer:
+    return await call.change(
         "customer.share",
         Customer,
         customer_id,
@@ -74,16 +78,16 @@ def unshare(customer_id: FromPath[UUID], department: FromPath[str], call: Call) 
     )
 
 
-@post(ID + "/tags", status_code=200, sync_to_thread=True)
-def tag(customer_id: FromPath[UUID], data: JSONBody[s.AddTag], call: Call) -> Answer:
-    return call.change(
+@post(ID + "/tags", status_code=200)
+async def tag(customer_id: FromPath[UUID], data: JSONBody[s.AddTag], call: Call) -> Answer:
+    return await call.change(
         "customer.update", Customer, customer_id, lambda c, ctx: c.tag(ctx, data.tag), data
     )
 
 
-@delete(ID + "/tags/{tag_name:str}", status_code=200, sync_to_thread=True)
-def untag(customer_id: FromPath[UUID], tag_name: FromPath[str], call: Call) -> Answer:
-    return call.change(
+@delete(ID + "/tags/{tag_name:str}", status_code=200)
+async def untag(customer_id: FromPath[UUID], tag_name: FromPath[str], call: Call) -> Answer:
+    return await call.change(
         "customer.update",
         Customer,
         customer_id,
@@ -92,18 +96,22 @@ def untag(customer_id: FromPath[UUID], tag_name: FromPath[str], call: Call) -> A
     )
 
 
-@put(ID + "/consents", sync_to_thread=True)
-def set_consents(customer_id: FromPath[UUID], data: JSONBody[s.SetConsents], call: Call) -> Answer:
+@put(ID + "/consents")
+async def set_consents(
+    customer_id: FromPath[UUID], data: JSONBody[s.SetConsents], call: Call
+) -> Answer:
     def decide(c: Customer, ctx: Context) -> None:
         for consent, granted in sorted(data.consents.items()):
             c.set_consent(ctx, consent, granted)
 
-    return call.change("customer.update", Customer, customer_id, decide, data)
+    return await call.change("customer.update", Customer, customer_id, decide, data)
 
 
-@post(ID + "/orders", status_code=200, sync_to_thread=True)
-def record_order(customer_id: FromPath[UUID], data: JSONBody[s.RecordOrder], call: Call) -> Answer:
-    return call.change(
+@post(ID + "/orders", status_code=200)
+async def record_order(
+    customer_id: FromPath[UUID], data: JSONBody[s.RecordOrder], call: Call
+) -> Answer:
+    return await call.change(
         "customer.order",
         Customer,
         customer_id,
@@ -112,14 +120,14 @@ def record_order(customer_id: FromPath[UUID], data: JSONBody[s.RecordOrder], cal
     )
 
 
-@patch(ID + "/orders/{order_id:str}", sync_to_thread=True)
-def change_order_status(
+@patch(ID + "/orders/{order_id:str}")
+async def change_order_status(
     customer_id: FromPath[UUID],
     order_id: FromPath[str],
     data: JSONBody[s.ChangeOrderStatus],
     call: Call,
 ) -> Answer:
-    return call.change(
+    return await call.change(
         "customer.order",
         Customer,
         customer_id,
@@ -128,12 +136,12 @@ def change_order_status(
     )
 
 
-@delete(ID, status_code=200, sync_to_thread=True)
-def archive(
+@delete(ID, status_code=200)
+async def archive(
     customer_id: FromPath[UUID], call: Call, reason: FromQuery[str | None] = None
 ) -> Answer:
     """Soft delete: gone from department views, history kept."""
-    return call.change(
+    return await call.change(
         "customer.archive",
         Customer,
         customer_id,
@@ -142,11 +150,11 @@ def archive(
     )
 
 
-@post(ID + "/erasure", status_code=200, sync_to_thread=True)
-def erase(customer_id: FromPath[UUID], data: JSONBody[s.Erase], call: Call) -> Answer:
+@post(ID + "/erasure", status_code=200)
+async def erase(customer_id: FromPath[UUID], data: JSONBody[s.Erase], call: Call) -> Answer:
     """Right to be forgotten (admin): the event, then the customer's key is destroyed."""
     commands = call.services.commands
-    return call.run(
+    return await call.run(
         lambda expected: commands.erase_customer(call.caller, customer_id, expected, data.reason),
         data,
     )

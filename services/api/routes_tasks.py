@@ -25,16 +25,18 @@ ID = "/{task_id:uuid}"
 WRITE = "task.write"
 
 
-@post("/", status_code=201, sync_to_thread=True)
-def create_task(data: JSONBody[s.CreateTask], call: Call) -> Answer:
+@post("/", status_code=201)
+async def create_task(data: JSONBody[s.CreateTask], call: Call) -> Answer:
     fields = data.fields()
     customer_id = fields.pop("customer_id")
     commands = call.services.commands
-    return call.run(lambda _: commands.create_task(call.caller, customer_id, **fields), data, 201)
+    return await call.run(
+        lambda _: commands.create_task(call.caller, customer_id, **fields), data, 201
+    )
 
 
-@patch(ID, sync_to_thread=True)
-def change_task(task_id: FromPath[UUID], data: JSONBody[s.PatchTask], call: Call) -> Answer:
+@patch(ID)
+async def change_task(task_id: FromPath[UUID], data: JSONBody[s.PatchTask], call: Call) -> Answer:
     """Change title/description/priority and/or the due time, in one event batch."""
 
     def decide(task: Task, ctx: Context) -> None:
@@ -44,24 +46,26 @@ def change_task(task_id: FromPath[UUID], data: JSONBody[s.PatchTask], call: Call
         if due_at is not UNSET:
             task.change_due(ctx, due_at)
 
-    return call.change(WRITE, Task, task_id, decide, data)
+    return await call.change(WRITE, Task, task_id, decide, data)
 
 
-@post(ID + "/assignment", status_code=200, sync_to_thread=True)
-def assign(task_id: FromPath[UUID], data: JSONBody[s.Assign], call: Call) -> Answer:
+@post(ID + "/assignment", status_code=200)
+async def assign(task_id: FromPath[UUID], data: JSONBody[s.Assign], call: Call) -> Answer:
     """(Re)assign: agents may take a task themselves; managers assign anyone."""
     action = "task.assign_self" if data.assignee == call.principal.name else "task.assign"
-    return call.change(action, Task, task_id, lambda t, ctx: t.assign(ctx, **data.fields()), data)
+    return await call.change(
+        action, Task, task_id, lambda t, ctx: t.assign(ctx, **data.fields()), data
+    )
 
 
-@post(ID + "/start", status_code=200, sync_to_thread=True)
-def start(task_id: FromPath[UUID], call: Call) -> Answer:
-    return call.change(WRITE, Task, task_id, lambda t, ctx: t.start(ctx), {"start": True})
+@post(ID + "/start", status_code=200)
+async def start(task_id: FromPath[UUID], call: Call) -> Answer:
+    return await call.change(WRITE, Task, task_id, lambda t, ctx: t.start(ctx), {"start": True})
 
 
-@post(ID + "/progress", status_code=200, sync_to_thread=True)
-def progress(task_id: FromPath[UUID], data: JSONBody[s.Progress], call: Call) -> Answer:
-    return call.change(
+@post(ID + "/progress", status_code=200)
+async def progress(task_id: FromPath[UUID], data: JSONBody[s.Progress], call: Call) -> Answer:
+    return await call.change(
         WRITE,
         Task,
         task_id,
@@ -70,17 +74,17 @@ def progress(task_id: FromPath[UUID], data: JSONBody[s.Progress], call: Call) ->
     )
 
 
-@post(ID + "/complete", status_code=200, sync_to_thread=True)
-def complete(task_id: FromPath[UUID], data: JSONBody[s.Complete], call: Call) -> Answer:
-    return call.change(
+@post(ID + "/complete", status_code=200)
+async def complete(task_id: FromPath[UUID], data: JSONBody[s.Complete], call: Call) -> Answer:
+    return await call.change(
         WRITE, Task, task_id, lambda t, ctx: t.complete(ctx, resolution=data.resolution), data
     )
 
 
-@post(ID + "/evaluation", status_code=200, sync_to_thread=True)
-def evaluate(task_id: FromPath[UUID], data: JSONBody[s.Evaluate], call: Call) -> Answer:
+@post(ID + "/evaluation", status_code=200)
+async def evaluate(task_id: FromPath[UUID], data: JSONBody[s.Evaluate], call: Call) -> Answer:
     """Score 1-5 and feedback, by someone other than the assignee."""
-    return call.change(
+    return await call.change(
         "task.evaluate",
         Task,
         task_id,
@@ -89,14 +93,18 @@ def evaluate(task_id: FromPath[UUID], data: JSONBody[s.Evaluate], call: Call) ->
     )
 
 
-@post(ID + "/reopen", status_code=200, sync_to_thread=True)
-def reopen(task_id: FromPath[UUID], data: JSONBody[s.Reason], call: Call) -> Answer:
-    return call.change(WRITE, Task, task_id, lambda t, ctx: t.reopen(ctx, reason=data.reason), data)
+@post(ID + "/reopen", status_code=200)
+async def reopen(task_id: FromPath[UUID], data: JSONBody[s.Reason], call: Call) -> Answer:
+    return await call.change(
+        WRITE, Task, task_id, lambda t, ctx: t.reopen(ctx, reason=data.reason), data
+    )
 
 
-@post(ID + "/cancel", status_code=200, sync_to_thread=True)
-def cancel(task_id: FromPath[UUID], data: JSONBody[s.Reason], call: Call) -> Answer:
-    return call.change(WRITE, Task, task_id, lambda t, ctx: t.cancel(ctx, reason=data.reason), data)
+@post(ID + "/cancel", status_code=200)
+async def cancel(task_id: FromPath[UUID], data: JSONBody[s.Reason], call: Call) -> Answer:
+    return await call.change(
+        WRITE, Task, task_id, lambda t, ctx: t.cancel(ctx, reason=data.reason), data
+    )
 
 
 @get(ID, sync_to_thread=True)

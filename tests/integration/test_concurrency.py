@@ -6,6 +6,7 @@ duplicate version stores nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -86,11 +87,13 @@ SERVICE = Caller(
 )
 
 
-def set_company(service: CommandService, customer_id: uuid.UUID, company: str) -> CommandResult:
+async def set_company(
+    service: CommandService, customer_id: uuid.UUID, company: str
+) -> CommandResult:
     def decide(customer: Customer, ctx: Context) -> None:
         customer.update_profile(ctx, company=company)
 
-    return service.change(SERVICE, "customer.update", Customer, customer_id, decide)
+    return await service.change(SERVICE, "customer.update", Customer, customer_id, decide)
 
 
 def test_group_commit_keeps_the_log_gapless_in_commit_order_and_notifies(
@@ -100,17 +103,21 @@ def test_group_commit_keeps_the_log_gapless_in_commit_order_and_notifies(
     is the stored (version, position), positions have no gaps, and listeners hear it."""
     committer = GroupCommitter(runtime.app, window_ms=5, max_batch=200)
     service = CommandService(runtime.app, committer, runtime.keyring)
-    ids = [service.register_customer(SERVICE, name=f"c{i}").id for i in range(16)]
+
+    async def update(customer_id: uuid.UUID) -> list[CommandResult]:
+        return [await set_company(service, customer_id, f"co {n}") for n in range(20)]
+
+    async def workload() -> list[CommandResult]:
+        registered = [service.register_customer(SERVICE, name=f"c{i}") for i in range(16)]
+        ids = [result.id for result in await asyncio.gather(*registered)]
+        updates = await asyncio.gather(*(update(customer_id) for customer_id in ids))
+        await committer.aclose()
+        return [answer for answers in updates for answer in answers]
+
     with psycopg.connect(pg_url, autocommit=True) as listener:
         listener.execute("LISTEN crm_events")
-
-        def update(caller: int) -> list[CommandResult]:
-            return [set_company(service, ids[caller], f"co {n}") for n in range(20)]
-
-        with ThreadPoolExecutor(16) as pool:
-            answers = [a for answers in pool.map(update, range(16)) for a in answers]
+        answers = asyncio.run(workload())
         assert next(listener.notifies(timeout=5, stop_after=1), None) is not None
-    committer.close()
     log = runtime.app.recorder.select_notifications(start=1, limit=10_000)
     assert [n.id for n in log] == list(range(1, 16 + 16 * 20 + 1))
     stored = {n.id: (n.originator_id, n.originator_version) for n in log}

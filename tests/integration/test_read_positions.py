@@ -7,6 +7,7 @@ batches, and the watermark must never claim a position whose event is not applie
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -44,8 +45,12 @@ def _register(runtime: Runtime, count: int) -> None:
     service = CommandService(runtime.app, DirectCommitter(runtime.app), runtime.keyring)
     principal = Principal(name="sam", department="sales", role=Role.AGENT)
     caller = Caller(principal=principal, correlation_id="test")
-    for number in range(count):
-        service.register_customer(caller, name=f"Customer {number}")
+
+    async def register() -> None:
+        for number in range(count):
+            await service.register_customer(caller, name=f"Customer {number}")
+
+    asyncio.run(register())
 
 
 def _apply(store: PostgresStore, runtime: Runtime, name: str, positions: list[int]) -> None:

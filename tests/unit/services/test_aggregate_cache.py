@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from consumers.keyring import Keyring, MemoryKeyStore
 from domain.base import Context
 from domain.customer import Customer
@@ -77,55 +79,60 @@ def two_processes() -> tuple[CommandService, CommandService, CrmApplication]:
     )
 
 
-def set_company(
+async def set_company(
     service: CommandService,
     caller: Caller,
     customer_id: uuid.UUID,
     company: str,
     expected: int | None = None,
 ) -> int:
-    return service.change(
+    result = await service.change(
         caller,
         "customer.update",
         Customer,
         customer_id,
         lambda c, ctx: c.update_profile(ctx, company=company),
         expected=expected,
-    ).version
+    )
+    return result.version
 
 
-def test_a_stale_cached_aggregate_is_decided_again_on_a_fresh_load() -> None:
+@pytest.mark.anyio
+async def test_a_stale_cached_aggregate_is_decided_again_on_a_fresh_load() -> None:
     mine, theirs, app = two_processes()
-    customer_id = mine.register_customer(SERVICE, name="Ada").id
-    assert set_company(mine, SERVICE, customer_id, "a") == 2  # cached at version 2
-    assert set_company(theirs, SERVICE, customer_id, "b") == 3
-    assert set_company(mine, SERVICE, customer_id, "c") == 4  # conflict, then fresh
+    customer_id = (await mine.register_customer(SERVICE, name="Ada")).id
+    assert await set_company(mine, SERVICE, customer_id, "a") == 2  # cached at version 2
+    assert await set_company(theirs, SERVICE, customer_id, "b") == 3
+    assert await set_company(mine, SERVICE, customer_id, "c") == 4  # conflict, then fresh
     assert app.load(Customer, customer_id).company == "c"
 
 
-def test_if_match_is_checked_against_the_store_not_a_stale_cache() -> None:
+@pytest.mark.anyio
+async def test_if_match_is_checked_against_the_store_not_a_stale_cache() -> None:
     mine, theirs, _ = two_processes()
-    customer_id = mine.register_customer(SERVICE, name="Ada").id
-    set_company(mine, SERVICE, customer_id, "a")
-    set_company(theirs, SERVICE, customer_id, "b")
-    assert set_company(mine, SERVICE, customer_id, "c", expected=3) == 4
+    customer_id = (await mine.register_customer(SERVICE, name="Ada")).id
+    await set_company(mine, SERVICE, customer_id, "a")
+    await set_company(theirs, SERVICE, customer_id, "b")
+    assert await set_company(mine, SERVICE, customer_id, "c", expected=3) == 4
 
 
-def test_a_no_op_on_stale_state_is_decided_again() -> None:
+@pytest.mark.anyio
+async def test_a_no_op_on_stale_state_is_decided_again() -> None:
     mine, theirs, app = two_processes()
-    customer_id = mine.register_customer(SERVICE, name="Ada").id
-    set_company(mine, SERVICE, customer_id, "a")
-    set_company(theirs, SERVICE, customer_id, "b")
-    assert set_company(mine, SERVICE, customer_id, "a") == 4  # not a no-op in the store
+    customer_id = (await mine.register_customer(SERVICE, name="Ada")).id
+    await set_company(mine, SERVICE, customer_id, "a")
+    await set_company(theirs, SERVICE, customer_id, "b")
+    assert await set_company(mine, SERVICE, customer_id, "a") == 4  # not a no-op in the store
     assert app.load(Customer, customer_id).company == "a"
 
 
-def test_a_refusal_on_stale_state_is_decided_again() -> None:
+@pytest.mark.anyio
+async def test_a_refusal_on_stale_state_is_decided_again() -> None:
     mine, theirs, _ = two_processes()
-    customer_id = mine.register_customer(SERVICE, name="Ada").id
+    customer_id = (await mine.register_customer(SERVICE, name="Ada")).id
 
-    def move(service: CommandService, department: str) -> None:
-        service.change(
+    async def move(service: CommandService, department: str) -> None:
+        await service.change(
             SERVICE,
             "customer.update",
             Customer,
@@ -133,16 +140,19 @@ def test_a_refusal_on_stale_state_is_decided_again() -> None:
             lambda c, ctx: c.change_owner(ctx, department=department),
         )
 
-    move(mine, "support")  # cached: owned by support, out of the sales agent's reach
-    move(theirs, "sales")
-    assert set_company(mine, AGENT, customer_id, "a") == 4
+    await move(mine, "support")  # cached: owned by support, out of the sales agent's reach
+    await move(theirs, "sales")
+    assert await set_company(mine, AGENT, customer_id, "a") == 4
 
 
-def test_erasure_empties_the_cache() -> None:
+@pytest.mark.anyio
+async def test_erasure_empties_the_cache() -> None:
     service, _, _ = two_processes()
-    customer_id = service.register_customer(SERVICE, name="Ada").id
-    set_company(service, SERVICE, customer_id, "a")
+    customer_id = (await service.register_customer(SERVICE, name="Ada")).id
+    await set_company(service, SERVICE, customer_id, "a")
     assert len(service.cache) == 1
     admin = Principal(name="root", department="it", role=Role.ADMIN)
-    service.erase_customer(Caller(principal=admin, correlation_id="c"), customer_id, None, "asked")
+    await service.erase_customer(
+        Caller(principal=admin, correlation_id="c"), customer_id, None, "asked"
+    )
     assert len(service.cache) == 0

@@ -1,10 +1,10 @@
-"""Group commit on the in-memory store: each concurrent caller gets its own answer,
+"""Group commit on the in-memory store: each concurrent command gets its own answer,
 a conflict in a batch fails only the conflicting command, a batch waits for exactly
-the callers still deciding, and the writer thread survives a broken batch."""
+the commands still deciding, and the committer survives a broken batch."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -17,6 +17,8 @@ from domain.customer import Customer
 from services.event_store import CrmApplication
 from services.group_commit import GroupCommitter, StoreFailedError
 
+pytestmark = pytest.mark.anyio
+
 CTX = Context(
     actor="t", actor_department="sales", occurred_at=datetime.now(UTC), correlation_id="c"
 )
@@ -26,102 +28,98 @@ def new_customer(name: str) -> Customer:
     return Customer.register(CTX, customer_id=uuid.uuid4(), name=name, owner_department="sales")
 
 
-def run_together(committer: GroupCommitter, customers: list[Customer]) -> list[object]:
-    answers: list[object] = [None] * len(customers)
-    start = threading.Barrier(len(customers))
-
-    def call(index: int) -> None:
-        start.wait()
-        try:
-            answers[index] = committer.save(customers[index])
-        except IntegrityError as error:
-            answers[index] = error
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(customers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return answers
+def popo() -> CrmApplication:
+    return CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
 
 
-def test_lone_command_is_saved_at_once() -> None:
-    app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+async def save_together(committer: GroupCommitter, customers: list[Customer]) -> list[object]:
+    """One command per customer, all deciding at once; answers or errors, in order."""
+
+    async def command(customer: Customer) -> object:
+        with committer.command():
+            await asyncio.sleep(0)  # every command has started before any saves
+            return await committer.save(customer)
+
+    calls = [command(customer) for customer in customers]
+    return list(await asyncio.gather(*calls, return_exceptions=True))
+
+
+async def test_lone_command_is_saved_at_once() -> None:
     batches: list[int] = []
     committer = GroupCommitter(
-        app, window_ms=50, max_batch=10, on_batch=lambda n, _: batches.append(n)
+        popo(), window_ms=5_000, max_batch=10, on_batch=lambda n, _: batches.append(n)
     )
-    assert committer.save(new_customer("Ada")) == (1, 1)
+    started = time.monotonic()
+    with committer.command():
+        assert await committer.save(new_customer("Ada")) == (1, 1)
     assert batches == [1]
+    assert time.monotonic() - started < 2  # not held for the window
 
 
-def test_concurrent_callers_each_get_their_own_answer() -> None:
-    app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    committer = GroupCommitter(app, window_ms=5, max_batch=8)
+async def test_concurrent_commands_each_get_their_own_answer() -> None:
+    app = popo()
+    batches: list[int] = []
+    committer = GroupCommitter(
+        app, window_ms=5, max_batch=8, on_batch=lambda n, _: batches.append(n)
+    )
     customers = [new_customer(f"c{i}") for i in range(40)]
-    answers = run_together(committer, customers)
+    answers = await save_together(committer, customers)
     positions = sorted(a[1] for a in answers if isinstance(a, tuple))
     assert positions == list(range(1, 41))
     for customer, answer in zip(customers, answers, strict=True):
         assert app.load(Customer, customer.id).version == answer[0] == 1  # type: ignore[index]
+    assert batches == [8] * 5  # max_batch holds
 
 
-def test_one_conflict_does_not_fail_the_others() -> None:
-    app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+async def test_one_conflict_does_not_fail_the_others() -> None:
+    app = popo()
     committer = GroupCommitter(app, window_ms=5, max_batch=50)
     saved = new_customer("Ada")
-    committer.save(saved)
+    await committer.save(saved)
     first, second = app.load(Customer, saved.id), app.load(Customer, saved.id)
     first.tag(CTX, "vip")
     second.tag(CTX, "gold")
     others = [new_customer(f"c{i}") for i in range(10)]
-    answers = run_together(committer, [first, second, *others])
+    answers = await save_together(committer, [first, second, *others])
     conflicts = [a for a in answers if isinstance(a, IntegrityError)]
     assert len(conflicts) == 1
     assert all(isinstance(a, tuple) for a in answers[2:])
     assert app.load(Customer, saved.id).version == 2
 
 
-def test_a_batch_holds_every_caller_in_a_command_and_no_longer() -> None:
-    app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+async def test_a_batch_holds_every_command_still_deciding_and_no_longer() -> None:
     batches: list[int] = []
     committer = GroupCommitter(
-        app, window_ms=5_000, max_batch=50, on_batch=lambda n, _: batches.append(n)
+        popo(), window_ms=5_000, max_batch=50, on_batch=lambda n, _: batches.append(n)
     )
-    callers = 8
-    deciding = threading.Barrier(callers)
 
-    def command(index: int) -> None:
+    async def command(index: int) -> None:
         with committer.command():
-            deciding.wait()  # all are deciding before anyone saves
-            committer.save(new_customer(f"c{index}"))
+            await asyncio.sleep(0.01 * index)  # e.g. loading from the store
+            await committer.save(new_customer(f"c{index}"))
 
     started = time.monotonic()
-    threads = [threading.Thread(target=command, args=(i,)) for i in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert batches == [callers]
+    await asyncio.gather(*(command(i) for i in range(8)))
+    assert batches == [8]
     assert time.monotonic() - started < 2  # flushed when all had saved, not at the window
 
 
-def test_a_caller_that_gives_up_does_not_hold_the_batch() -> None:
-    app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    committer = GroupCommitter(app, window_ms=5_000, max_batch=50)
-    gave_up = threading.Event()
+async def test_a_command_that_gives_up_does_not_hold_the_batch() -> None:
+    committer = GroupCommitter(popo(), window_ms=5_000, max_batch=50)
+    gave_up = asyncio.Event()
 
-    def refused_command() -> None:
+    async def refused_command() -> None:
         with committer.command():
-            gave_up.wait()  # e.g. a domain error: it never saves
+            await gave_up.wait()  # e.g. a domain error after a load: it never saves
 
-    other = threading.Thread(target=refused_command)
-    other.start()
+    async def saving_command() -> tuple[int, int]:
+        with committer.command():
+            asyncio.get_running_loop().call_later(0.05, gave_up.set)
+            return await committer.save(new_customer("Ada"))
+
     started = time.monotonic()
-    with committer.command():
-        threading.Timer(0.05, gave_up.set).start()
-        assert committer.save(new_customer("Ada")) == (1, 1)
-    other.join()
+    _, saved = await asyncio.gather(refused_command(), saving_command())
+    assert saved == (1, 1)
     assert time.monotonic() - started < 2
 
 
@@ -135,14 +133,14 @@ class BrokenOnce(CrmApplication):
         return super().record(*aggregates)
 
 
-def test_the_writer_outlives_a_broken_batch() -> None:
+async def test_the_committer_outlives_a_broken_batch() -> None:
     committer = GroupCommitter(
         BrokenOnce({"PERSISTENCE_MODULE": "eventsourcing.popo"}), window_ms=5, max_batch=10
     )
     with pytest.raises(StoreFailedError) as failed:
-        committer.save(new_customer("Ada"))
+        await committer.save(new_customer("Ada"))
     assert isinstance(failed.value.__cause__, ValueError)
-    assert committer.save(new_customer("Bob")) == (1, 1)
-    committer.close()
+    assert await committer.save(new_customer("Bob")) == (1, 1)
+    await committer.aclose()
     with pytest.raises(StoreFailedError):
-        committer.save(new_customer("Cy"))
+        await committer.save(new_customer("Cy"))
