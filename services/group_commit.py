@@ -163,7 +163,14 @@ class GroupCommitter:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
                 requests = [request for request, _ in batch]
-                await loop.run_in_executor(self._writer, self._flush, requests)
+                try:
+                    await loop.run_in_executor(self._writer, self._flush, requests)
+                except Exception as error:  # the writer itself is gone: answer anyway
+                    failure = StoreFailedError("the batch holding this command failed")
+                    failure.__cause__ = error
+                    for request in requests:
+                        if not request.finished:
+                            request.error = failure
                 for request, future in batch:
                     if future.cancelled():
                         continue
