@@ -1,14 +1,13 @@
 """The projection runner: Kafka topics -> one projection's read model, exactly once.
 
 One generic loop for every projection (`crm consume NAME`): poll a batch, decode the
-CloudEvents, unseal personal fields with the keyring, and hand the batch to
-`consumers.projecting.project`, which writes rows, offsets and applied versions in
-one transaction. Offsets live only in the
-read-model database: on assignment the consumer seeks to them (the `on_assigned`
-callback), Kafka's own group offsets are never committed. A database error rolls
-back; the same batch is retried with backoff until it commits, so nothing is lost
-or applied twice. When a rebuild switches the live generation, the runner notices
-and restarts on the new one.
+CloudEvents, open with the keyring the personal fields the projection reads, and hand
+the batch to `consumers.projecting.project`, which writes rows, offsets and applied
+versions in one transaction. Offsets live only in the read-model database: on
+assignment the consumer seeks to them (the `on_assigned` callback), Kafka's own group
+offsets are never committed. A database error rolls back; the same batch is retried
+with backoff until it commits, so nothing is lost or applied twice. When a rebuild
+switches the live generation, the runner notices and restarts on the new one.
 """
 
 from __future__ import annotations
@@ -60,8 +59,12 @@ def _open(record: Record) -> Item:
     try:
         sealed, position = envelope.from_cloudevent(record.value)
     except Exception as error:  # any undecodable record is a dead letter, by design
-        return Item(*record[:3], 0, record.value, None, f"{type(error).__name__}: {error}")
-    return Item(*record[:3], position, record.value, sealed)
+        return _item(record, 0, None, f"{type(error).__name__}: {error}")
+    return _item(record, position, sealed, None)
+
+
+def _item(record: Record, position: int, event: DomainEvent | None, error: str | None) -> Item:
+    return Item(record.topic, record.partition, record.offset, position, record.value, event, error)
 
 
 def _unseal(item: Item, keyring: Keyring, fields: frozenset[str]) -> Item:
@@ -74,7 +77,8 @@ def _unseal(item: Item, keyring: Keyring, fields: frozenset[str]) -> Item:
     if not names:
         return item
     try:
-        return item._replace(event=keyring.unseal(sealed, names))
+        opened = keyring.unseal(sealed, names)
+        return Item(item.topic, item.partition, item.offset, item.position, item.value, opened)
     except Exception as error:  # a field that does not open is a dead letter, by design
         return item._replace(position=0, event=None, error=f"{type(error).__name__}: {error}")
 
