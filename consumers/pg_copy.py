@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from psycopg import Connection, sql
@@ -27,9 +28,13 @@ def staged_rows(table: Table, rows: list[Row]) -> list[tuple[Any, ...]]:
 
     Binary COPY dumps by column type and refuses e.g. a float for `numeric`; the
     `unnest` path cast silently, so the projections may hand over either."""
-    names = list(table.column_names)
+    names = table.column_names
     fixes = [(i, _COERCE[c.type]) for i, c in enumerate(table.columns) if c.type in _COERCE]
-    values = [tuple(row[n] for n in names) for row in rows]
+    if len(names) == 1:
+        values = [(row[names[0]],) for row in rows]
+    else:
+        in_order = itemgetter(*names)  # one C call per row instead of a generator
+        values = [in_order(row) for row in rows]
     if fixes:
         values = [_coerced(value, fixes) for value in values]
     return values

@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import msgspec
+from msgspec import UNSET
 
 from domain import conversation as conv
 from domain import task as tk
@@ -52,7 +52,7 @@ def _entry(e: Any) -> dict[str, Any]:
         "aggregate_type": e.aggregate_type, "aggregate_id": e.originator_id,
         "aggregate_version": e.originator_version, "event_type": e.wire_name(),
         "actor": e.actor, "actor_department": e.actor_department,
-        "detail": " ".join(f"{f}={v}" for f, v in details if v not in (None, msgspec.UNSET)),
+        "detail": " ".join(f"{f}={v}" for f, v in details if v is not None and v is not UNSET),
         "author": getattr(e, "author", None), "content": "\n".join(texts) or None,
         "corrected": False,
     }  # fmt: skip
