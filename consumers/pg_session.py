@@ -76,7 +76,16 @@ class PgSession:
         self.tables = {t.name: t for t in tables}
 
     def lock_positions(self, keys: Sequence[PositionKey]) -> dict[PositionKey, int]:
-        """Stored next offsets, row-locked so a concurrent (revoked) writer waits and re-reads."""
+        """Stored next offsets, row-locked so a concurrent (revoked) writer waits and re-reads.
+
+        First the generation's `_status` row is locked: batches of one projection run one
+        at a time even across processes, since rows a batch loads (a customer's activity
+        from its customer and conversation topics) may be written by a batch from other
+        partitions; the loads below happen under this lock.
+        """
+        self.conn.execute(
+            sql.SQL("SELECT 1 FROM {} WHERE id = 1 FOR UPDATE").format(q(self.schema, "_status"))
+        )
         topics, partitions = [k[0] for k in keys], [k[1] for k in keys]
         self.conn.execute(
             sql.SQL(

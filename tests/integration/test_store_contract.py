@@ -6,6 +6,7 @@ through an adapter must give the same rows.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -106,3 +107,28 @@ def test_rebuild_switches_the_stable_views(store: ReadModelStore) -> None:
     assert store.live_generation("marketing") == new
     assert store.fetch(query, {"c": "marketing.customers"}, {})[0]["n"] == 0
     assert before > 0
+
+
+def test_batches_of_one_projection_run_one_at_a_time(store: ReadModelStore) -> None:
+    """Two consumers of one projection (other partitions, other processes) may touch the
+    same rows: the second batch waits for the first to commit before it loads anything."""
+    projection = PROJECTIONS["sales"]
+    generation = store.install(projection)
+    second_started = threading.Event()
+    order: list[str] = []
+
+    def second_batch() -> None:
+        second_started.set()
+        with store.session(projection, generation) as session:
+            session.lock_positions([("t", 1)])
+            order.append("second")
+
+    with store.session(projection, generation) as session:
+        session.lock_positions([("t", 0)])
+        other = threading.Thread(target=second_batch)
+        other.start()
+        second_started.wait()
+        other.join(timeout=0.5)  # blocked: it cannot finish while this batch is open
+        order.append("first")
+    other.join(timeout=10)
+    assert order == ["first", "second"]
