@@ -20,10 +20,9 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 from uuid import UUID
 
-import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from domain.base import ERASED, DomainEvent
+from domain.base import ERASED
 
 PREFIX = "enc:v1:"
 
@@ -108,16 +107,6 @@ class Keyring:
             return ERASED
         raw = base64.urlsafe_b64decode(sealed[len(PREFIX) :])
         return _cipher(key).decrypt(raw[:12], raw[12:], subject.bytes).decode()
-
-    def unseal(self, event: DomainEvent, names: Iterable[str]) -> DomainEvent:
-        """`event` with its personal fields `names` opened (`codec.unseal` opens them all)."""
-        subject = event.data_subject
-        opened = {
-            name: self.decrypt(subject, value)
-            for name in names
-            if isinstance(value := getattr(event, name), str)
-        }
-        return msgspec.structs.replace(event, **opened) if opened else event
 
     def erase(self, subject: UUID) -> None:
         """Destroy the subject's key: everything sealed with it becomes unreadable."""

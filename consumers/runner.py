@@ -25,6 +25,7 @@ from consumers.kafka_io import Record, TopicConsumer
 from consumers.keyring import Keyring
 from consumers.projecting import Item, Outcome, project
 from consumers.readmodel_store import PositionKey, ReadModelStore
+from domain import codec
 from domain.base import DomainEvent
 from domain.customer import CustomerErased
 from projections.base import Projection
@@ -77,7 +78,7 @@ def _unseal(item: Item, keyring: Keyring, fields: frozenset[str]) -> Item:
     if not names:
         return item
     try:
-        opened = keyring.unseal(sealed, names)
+        opened = codec.unseal(sealed, keyring, names)
         return Item(item.topic, item.partition, item.offset, item.position, item.value, opened)
     except Exception as error:  # a field that does not open is a dead letter, by design
         return item._replace(position=0, event=None, error=f"{type(error).__name__}: {error}")

@@ -15,6 +15,7 @@ I/O: none.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from functools import cache
 from typing import Any, Protocol
 from uuid import UUID
@@ -106,21 +107,24 @@ def decode(cls: type[DomainEvent], data: bytes | str, version: int | None = None
 
 def seal(event: DomainEvent, cipher: PersonalDataCipher) -> DomainEvent:
     """The event with its personal fields encrypted for storage and publication."""
-    return _transform(event, cipher.encrypt)
+    return _transform(event, cipher.encrypt, event.personal_fields)
 
 
-def unseal(event: DomainEvent, cipher: PersonalDataCipher) -> DomainEvent:
-    """The event with its personal fields readable (or `ERASED` once the key is gone)."""
-    return _transform(event, cipher.decrypt)
+def unseal(
+    event: DomainEvent, cipher: PersonalDataCipher, fields: Iterable[str] | None = None
+) -> DomainEvent:
+    """The event with its personal fields readable (or `ERASED` once the key is gone):
+    all of them, or only `fields` (a reader that needs a few saves decrypting the rest)."""
+    return _transform(event, cipher.decrypt, event.personal_fields if fields is None else fields)
 
 
-def _transform(event: DomainEvent, func: Any) -> DomainEvent:
-    if not event.personal_fields:
+def _transform(event: DomainEvent, func: Any, names: Iterable[str]) -> DomainEvent:
+    if not names:
         return event
     subject = event.data_subject
     changes = {
         name: func(subject, value)
-        for name in event.personal_fields
+        for name in names
         if isinstance(value := getattr(event, name), str)
     }
     return msgspec.structs.replace(event, **changes) if changes else event
