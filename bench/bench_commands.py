@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from bench import latency
 from bench.databases import fresh_database
 from domain.customer import Customer
 from services.aggregate_cache import AggregateCache
@@ -124,14 +125,7 @@ def _load(
     began = time.perf_counter()
     _run(run_all(), callers)
     elapsed = time.perf_counter() - began
-    flat = sorted(x for xs in latencies for x in xs)
-    return {
-        "per_second": round(len(flat) / elapsed, 1),
-        "p50_ms": round(statistics.median(flat) * 1000, 2),
-        "p99_ms": round(flat[int(len(flat) * 0.99) - 1] * 1000, 2),
-        "count": len(flat),
-        "seconds": round(elapsed, 2),
-    }
+    return latency.figures([x for xs in latencies for x in xs], elapsed)
 
 
 class BatchStats:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench import latency
 
 PORT = 18799
 
@@ -99,7 +100,7 @@ def _generate(
     elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     for client in clients:
         client.close()
-    return _summary(sorted(x for xs in latencies for x in xs), elapsed, cpu)
+    return _summary([x for xs in latencies for x in xs], elapsed, cpu)
 
 
 def _request(client: httpx.Client, kind: str, url: str, n: int) -> httpx.Response:
@@ -109,13 +110,8 @@ def _request(client: httpx.Client, kind: str, url: str, n: int) -> httpx.Respons
 
 
 def _summary(flat: list[float], elapsed: float, cpu: float) -> dict[str, Any]:
-    return {
-        "per_second": round(len(flat) / elapsed, 1),
-        "p50_ms": round(statistics.median(flat) * 1000, 2),
-        "p99_ms": round(flat[int(len(flat) * 0.99) - 1] * 1000, 2),
-        "count": len(flat),
-        "seconds": round(elapsed, 2),
-        "load_generator_cpu_per_wall_s": round(cpu / elapsed, 2),
+    return latency.figures(flat, elapsed) | {
+        "load_generator_cpu_per_wall_s": round(cpu / elapsed, 2)
     }
 
 

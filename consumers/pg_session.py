@@ -213,21 +213,7 @@ class PgSession:
                     " aggregate_id, aggregate_version, event_type, error, payload)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 ).format(q(self.schema, "_dead_letters")),
-                [
-                    (
-                        d.event_id,
-                        d.topic,
-                        d.partition,
-                        d.offset,
-                        d.position,
-                        d.aggregate_id,
-                        d.aggregate_version,
-                        d.event_type,
-                        d.error,
-                        d.payload,
-                    )
-                    for d in letters
-                ],
+                [d.values() for d in letters],
             )
 
     def record_progress(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
@@ -44,6 +44,10 @@ class DeadLetter:
     event_type: str
     error: str
     payload: bytes
+
+    def values(self) -> tuple[Any, ...]:
+        """The columns of a `_dead_letters` row, in the order of the fields above."""
+        return tuple(getattr(self, f.name) for f in fields(self))
 
 
 @dataclass(frozen=True)

@@ -203,21 +203,7 @@ class SqliteSession:
             f"INSERT INTO {self._t('_dead_letters')} (event_id, topic, partition, kafka_offset,"
             " position, aggregate_id, aggregate_version, event_type, error, payload)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    d.event_id,
-                    d.topic,
-                    d.partition,
-                    d.offset,
-                    d.position,
-                    to_sqlite(d.aggregate_id),
-                    d.aggregate_version,
-                    d.event_type,
-                    d.error,
-                    d.payload,
-                )
-                for d in letters
-            ],
+            [tuple(map(to_sqlite, d.values())) for d in letters],
         )
 
     def record_progress(

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pytest
 from psycopg_pool import ConnectionPool
 
 from consumers.envelope import all_topics, to_cloudevent, topic_name
@@ -14,6 +16,8 @@ from consumers.kafka_io import Producer, ensure_topics
 from consumers.key_stores import PostgresKeyStore
 from consumers.keyring import Keyring
 from consumers.readmodel_store import ReadModelStore
+from consumers.store_postgres import PostgresStore
+from consumers.store_sqlite import SqliteStore
 from domain import codec
 from domain.base import DomainEvent
 from domain.customer import CustomerErased
@@ -48,6 +52,13 @@ def pg_keyring(pg_url: str) -> Iterator[Keyring]:
     """Keys in the test database, so a `crm consume` subprocess can read them too."""
     with ConnectionPool(pg_url, min_size=1, max_size=2, open=True) as pool:
         yield Keyring(PostgresKeyStore(pool))
+
+
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> ReadModelStore:
+    """The read-model store a `params=["sqlite", "postgres"]` fixture asks for."""
+    if request.param == "sqlite":
+        return SqliteStore(tmp_path / "readmodels.db")
+    return PostgresStore(request.getfixturevalue("pg_url"))
 
 
 def normal(value: Any) -> Any:

@@ -14,9 +14,8 @@ from consumers import readmodel_queries as rq
 from consumers.projecting import Item, project
 from consumers.projection_metrics import register_projection_metrics
 from consumers.readmodel_store import ReadModelStore
-from consumers.store_postgres import PostgresStore
-from consumers.store_sqlite import SqliteStore
 from projections import PROJECTIONS
+from tests.integration.projection_support import open_store
 
 EVENTS = list(Workload(seed=13).events(3000))
 NOW = datetime(2024, 1, 10, tzinfo=UTC)
@@ -24,10 +23,7 @@ NOW = datetime(2024, 1, 10, tzinfo=UTC)
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReadModelStore]:
-    if request.param == "sqlite":
-        opened: ReadModelStore = SqliteStore(tmp_path / "readmodels.db")
-    else:
-        opened = PostgresStore(request.getfixturevalue("pg_url"))
+    opened = open_store(request, tmp_path)
     items = [Item("t", 0, i, i + 1, b"", e) for i, e in enumerate(EVENTS)]
     for projection in PROJECTIONS.values():
         generation = opened.install(projection)

@@ -19,11 +19,10 @@ import pytest
 from bench.workload import Workload
 from consumers.projecting import Item, project
 from consumers.readmodel_store import ReadModelStore, table_writes
-from consumers.store_postgres import PostgresStore
-from consumers.store_sqlite import SqliteStore
 from domain.base import ERASED
 from projections import PROJECTIONS
 from projections.base import DeleteWhere, Scrub, Segment
+from tests.integration.projection_support import normal, open_store
 from tests.unit.projections.memory import replay
 
 EVENTS = list(Workload(seed=11).events(3000))
@@ -31,16 +30,9 @@ EVENTS = list(Workload(seed=11).events(3000))
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReadModelStore]:
-    if request.param == "sqlite":
-        opened: ReadModelStore = SqliteStore(tmp_path / "readmodels.db")
-    else:
-        opened = PostgresStore(request.getfixturevalue("pg_url"))
+    opened = open_store(request, tmp_path)
     yield opened
     opened.close()
-
-
-def normal(value: Any) -> Any:
-    return round(float(value), 6) if isinstance(value, Decimal | float) else value
 
 
 def normalised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
