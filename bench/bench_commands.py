@@ -105,10 +105,19 @@ def _run(work: Awaitable[object], threads: int) -> None:
 
 
 def _load(
-    callers: int, seconds: float, command: Callable[[int, int], Awaitable[object]]
+    callers: int,
+    seconds: float,
+    command: Callable[[int, int], Awaitable[object]],
+    *,
+    warm_up: Callable[[], Awaitable[object]] | None = None,
+    close: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, float]:
-    """`callers` concurrent coroutines issue commands for `seconds`; throughput, latency."""
+    """`callers` concurrent coroutines issue commands for `seconds`; throughput, latency.
+
+    `warm_up` runs before and `close` after the timed part, on the same event loop (a
+    committer belongs to one loop)."""
     latencies: list[list[float]] = [[] for _ in range(callers)]
+    elapsed = 0.0
 
     async def worker(caller: int, stop: float) -> None:
         n = 0
@@ -119,12 +128,17 @@ def _load(
             n += 1
 
     async def run_all() -> None:
-        stop = time.perf_counter() + seconds
+        nonlocal elapsed
+        if warm_up is not None:
+            await warm_up()
+        began = time.perf_counter()
+        stop = began + seconds
         await asyncio.gather(*(worker(caller, stop) for caller in range(callers)))
+        elapsed = time.perf_counter() - began
+        if close is not None:
+            await close()
 
-    began = time.perf_counter()
     _run(run_all(), callers)
-    elapsed = time.perf_counter() - began
     return latency.figures([x for xs in latencies for x in xs], elapsed)
 
 
@@ -184,14 +198,18 @@ def _service_layer(
             lambda c, ctx: c.update_profile(ctx, company=f"co {n}"),
         )
 
-    if cached:  # one command per customer fills the cache: a long-running API's steady state
-        warm_up = [command(i // share, -1 - i % share) for i in range(share * callers)]
-        _run(_gather(warm_up), callers)
-    stats.sizes.clear()
-    stats.seconds.clear()
-    python_before, postgres_before = meter.sample()
-    figures = _load(callers, seconds, command)
+    before: list[tuple[float, float]] = []
+
+    async def warm_up() -> None:
+        if cached:  # one command per customer fills the cache: a long-running API's steady state
+            await _gather([command(i // share, -1 - i % share) for i in range(share * callers)])
+        stats.sizes.clear()
+        stats.seconds.clear()
+        before.append(meter.sample())
+
+    figures = _load(callers, seconds, command, warm_up=warm_up, close=committer.aclose)
     python_after, postgres_after = meter.sample()
+    python_before, postgres_before = before[0]
     python_cpu, postgres_cpu = python_after - python_before, postgres_after - postgres_before
     figures |= {
         "python_cpu_per_wall_s": round(python_cpu / figures["seconds"], 2),

@@ -24,10 +24,11 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Recording
+from eventsourcing.persistence import Notification, Recording, StoredEvent
 
 from domain.base import Aggregate, DomainEvent, NotFound
 from domain.codec import PLAINTEXT, CodecMapper, PersonalDataCipher
+from services.pg_batch_recorder import AsyncBatchWriter, BatchInsertRecorder
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -55,6 +56,27 @@ class CrmApplication(Application[UUID]):
         """
         events = [event for aggregate in aggregates for event in aggregate.collect_events()]
         return self.events.put(events)
+
+    def async_writer(self) -> AsyncBatchWriter | None:
+        """An insert path to await on an event loop (PostgreSQL only), for `record_async`."""
+        if isinstance(self.recorder, BatchInsertRecorder):
+            return AsyncBatchWriter(self.recorder)
+        return None
+
+    async def record_async(
+        self, writer: AsyncBatchWriter, *aggregates: Aggregate
+    ) -> list[Recording[UUID]]:
+        """`record`, with the insert awaited through `writer` (what `EventStore.put` does)."""
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        stored: list[StoredEvent] = [self.mapper.to_stored_event(event) for event in events]
+        ids = await writer.insert_events(stored)
+        return [
+            Recording(
+                event,
+                Notification(s.originator_id, s.originator_version, s.topic, s.state, i),
+            )
+            for event, s, i in zip(events, stored, ids, strict=True)
+        ]
 
     def load(self, kind: type[A], aggregate_id: UUID, version: int | None = None) -> A:
         try:

@@ -16,15 +16,27 @@ sent on commit, and a duplicate (originator_id, originator_version) raises
 Selected by `APPLICATION_RECORDER_TOPIC` (see `services.event_store.store_env`); the
 function is created with the tables (`CREATE OR REPLACE`, under the creation lock), so
 its lock timeout is the `POSTGRES_LOCK_TIMEOUT` of the process that last opened the store.
+
+`AsyncBatchWriter` makes the same call over a psycopg `AsyncConnection`, awaited on an
+event loop: group commit uses it so that a batch costs no thread hand-offs.
 I/O: PostgreSQL.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
+import psycopg
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    Notification,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg.rows import tuple_row
@@ -66,14 +78,22 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
                 lock_timeout=datastore.lock_timeout,
             )
         )
-        self._select_page = SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state"
-            " FROM {schema}.{table} WHERE notification_id >= %s"
-            " ORDER BY notification_id LIMIT %s"
-        ).format(schema=schema, table=Identifier(events_table_name))
-        self._insert_locked = SQL(
-            "SELECT notification_id FROM {schema}.{function}(%b, %b, %b, %b) AS notification_id"
-        ).format(schema=schema, function=function)
+        self._select_page = (
+            SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state"
+                " FROM {schema}.{table} WHERE notification_id >= %s"
+                " ORDER BY notification_id LIMIT %s"
+            )
+            .format(schema=schema, table=Identifier(events_table_name))
+            .as_bytes()
+        )
+        self._insert_locked = (
+            SQL(
+                "SELECT notification_id FROM {schema}.{function}(%b, %b, %b, %b) AS notification_id"
+            )
+            .format(schema=schema, function=function)
+            .as_bytes()
+        )  # composed once, not per call
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -84,14 +104,8 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
             return stock
         if not stored_events:
             return []
-        columns = (
-            [event.originator_id for event in stored_events],
-            [event.originator_version for event in stored_events],
-            [event.topic for event in stored_events],
-            [event.state for event in stored_events],
-        )
         with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
-            curs.execute(self._insert_locked, columns, prepare=True)
+            curs.execute(self._insert_locked, _columns(stored_events), prepare=True)
             ids: list[int] = [row["notification_id"] for row in curs.fetchall()]
         return ids
 
@@ -126,3 +140,70 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
                 )
                 for id_, originator_id, version, topic, state in curs.fetchall()
             ]
+
+
+def _columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
+    """The function's four arrays: ids, versions, topics, states."""
+    return (
+        [event.originator_id for event in stored_events],
+        [event.originator_version for event in stored_events],
+        [event.topic for event in stored_events],
+        [event.state for event in stored_events],
+    )
+
+
+class AsyncBatchWriter:
+    """`BatchInsertRecorder.insert_events` over one `AsyncConnection`, for one event loop.
+
+    A writer thread costs two hand-offs per batch (queue the batch, wake the loop with
+    the answer), each a thread wake-up: 0.5-0.8 ms per call measured on this VM against
+    a ~1 ms insert of 16 events. Awaiting the socket on the loop costs neither. Errors
+    are eventsourcing's, as from the recorder: a duplicate version is `IntegrityError`
+    (nothing of the batch stored); a lost connection is retried on a new one, like the
+    recorder's `@retry`, and then raised as `OperationalError`.
+    """
+
+    ATTEMPTS = 10
+    RETRY_WAIT = 0.2
+
+    def __init__(self, recorder: BatchInsertRecorder) -> None:
+        self._recorder = recorder
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def insert_events(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        if not stored_events:
+            return []
+        columns = _columns(stored_events)
+        for attempt in range(1, self.ATTEMPTS + 1):
+            try:
+                return await self._insert(columns)
+            except psycopg.IntegrityError as error:
+                raise IntegrityError(str(error)) from error
+            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                await self._discard()
+                if attempt == self.ATTEMPTS:
+                    raise OperationalError(str(error)) from error
+                await asyncio.sleep(self.RETRY_WAIT)
+            except psycopg.Error as error:
+                raise PersistenceError(str(error)) from error
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _insert(self, columns: tuple[list[Any], ...]) -> list[int]:
+        if self._conn is None or self._conn.closed:
+            pool = self._recorder.datastore.pool
+            assert isinstance(pool.kwargs, dict)  # eventsourcing passes its settings as a dict
+            kwargs = {k: v for k, v in pool.kwargs.items() if k != "row_factory"}
+            self._conn = await psycopg.AsyncConnection.connect(
+                autocommit=True, connect_timeout=max(1, round(pool.timeout)), **kwargs
+            )
+        async with self._conn.cursor(binary=True) as curs:
+            await curs.execute(self._recorder._insert_locked, columns, prepare=True)
+            return [row[0] for row in await curs.fetchall()]
+
+    async def _discard(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def aclose(self) -> None:
+        await self._discard()

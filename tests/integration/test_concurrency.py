@@ -2,7 +2,8 @@
 task with If-Match, exactly one wins per version, the rest get 409, and after retries
 nothing is lost. Through group commit and the one-statement batch insert: answers
 match the log, the log has no gaps, listeners are notified, and a batch with a
-duplicate version stores nothing."""
+duplicate version stores nothing, also through the insert awaited on the event loop,
+which reconnects after losing its connection."""
 
 from __future__ import annotations
 
@@ -142,3 +143,65 @@ def test_a_batch_with_a_duplicate_version_stores_nothing(runtime: Runtime) -> No
     assert app.head_position() == head + 1
     with pytest.raises(NotFound):
         app.load(Customer, second.id)
+
+
+def test_the_async_writer_stores_nothing_of_a_batch_with_a_duplicate_version(
+    runtime: Runtime,
+) -> None:
+    """The insert awaited on the event loop gives the recorder's answers and errors."""
+    app, ctx = runtime.app, SERVICE.context()
+    writer = app.async_writer()
+    assert writer is not None
+    first, second = (
+        Customer.register(ctx, customer_id=uuid.uuid4(), name=name, owner_department="sales")
+        for name in ("a", "b")
+    )
+
+    async def scenario() -> None:
+        try:
+            [recording] = await app.record_async(writer, first)
+            assert recording.notification.id == app.head_position()
+            stale, again = app.load(Customer, first.id), app.load(Customer, first.id)
+            stale.update_profile(ctx, company="x")
+            again.update_profile(ctx, company="y")
+            await app.record_async(writer, stale)
+            with pytest.raises(IntegrityError):
+                await app.record_async(writer, second, again)
+        finally:
+            await writer.aclose()
+
+    asyncio.run(scenario())
+    assert app.load(Customer, first.id).company == "x"
+    with pytest.raises(NotFound):
+        app.load(Customer, second.id)
+
+
+def test_the_async_writer_reconnects_after_losing_its_connection(
+    runtime: Runtime, pg_url: str
+) -> None:
+    app, ctx = runtime.app, SERVICE.context()
+    writer = app.async_writer()
+    assert writer is not None
+    customers = [
+        Customer.register(ctx, customer_id=uuid.uuid4(), name=name, owner_department="sales")
+        for name in ("a", "b")
+    ]
+
+    async def scenario() -> list[int]:
+        try:
+            positions = [r.notification.id for r in await app.record_async(writer, customers[0])]
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                terminated = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND query LIKE %s",
+                    ("%insert_locked%",),
+                ).fetchall()
+            assert terminated == [(True,)]  # the writer's connection, idle after its insert
+            positions += [r.notification.id for r in await app.record_async(writer, customers[1])]
+            return positions
+        finally:
+            await writer.aclose()
+
+    first, second = asyncio.run(scenario())
+    assert second == first + 1
+    assert app.load(Customer, customers[1].id).version == 1
