@@ -1,6 +1,7 @@
 """One PostgreSQL read-model transaction: bulk loads and bulk writes (see store_postgres).
 
-Bulk loads pass one typed array per column to `unnest`; row upserts and applied
+Bulk loads pass one typed array per column to `unnest`, in binary (a text array costs
+~4 us of Python per UUID to dump, a binary one ~0.5 us); row upserts and applied
 versions go through a binary COPY (`consumers.pg_copy`), so N rows cost a few round
 trips; offsets, applied versions and dead letters are written in the same
 transaction as the rows they account for.
@@ -60,7 +61,7 @@ def create_bookkeeping(conn: Connection[Any], schema: str) -> None:
 
 def _arrays(spec: Table, names: Sequence[str]) -> sql.Composed:
     types = {c.name: PG_TYPES[c.type] for c in spec.columns}
-    return sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(types[n])) for n in names)
+    return sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(types[n])) for n in names)
 
 
 def _names(names: Sequence[str]) -> sql.Composed:
@@ -89,7 +90,7 @@ class PgSession:
         topics, partitions = [k[0] for k in keys], [k[1] for k in keys]
         self.conn.execute(
             sql.SQL(
-                "INSERT INTO {} SELECT t, p, 0 FROM unnest(%s::text[], %s::integer[]) AS k(t, p)"
+                "INSERT INTO {} SELECT t, p, 0 FROM unnest(%b::text[], %b::integer[]) AS k(t, p)"
                 " ORDER BY t, p ON CONFLICT DO NOTHING"
             ).format(q(self.schema, "_positions")),
             (topics, partitions),
@@ -97,7 +98,7 @@ class PgSession:
         rows = self.conn.execute(
             sql.SQL(
                 "SELECT topic, partition, next_offset FROM {} WHERE (topic, partition) IN"
-                " (SELECT * FROM unnest(%s::text[], %s::integer[])) ORDER BY 1, 2 FOR UPDATE"
+                " (SELECT * FROM unnest(%b::text[], %b::integer[])) ORDER BY 1, 2 FOR UPDATE"
             ).format(q(self.schema, "_positions")),
             (topics, partitions),
         ).fetchall()
@@ -123,13 +124,11 @@ class PgSession:
             return cur.execute(statement, columns).fetchall()
 
     def load_applied(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
-        rows = self.conn.execute(
-            sql.SQL("SELECT aggregate_id, version FROM {} WHERE aggregate_id = ANY(%s)").format(
-                q(self.schema, "_applied")
-            ),
-            (list(aggregate_ids),),
-        ).fetchall()
-        return {r[0]: r[1] for r in rows}
+        statement = sql.SQL(
+            "SELECT aggregate_id, version FROM {} WHERE aggregate_id = ANY(%b::uuid[])"
+        ).format(q(self.schema, "_applied"))
+        with self.conn.cursor(binary=True) as cur:
+            return dict(cur.execute(statement, (list(aggregate_ids),)).fetchall())
 
     def write(self, writes: Sequence[TableWrites], closing: Sequence[SetOperation]) -> None:
         for w in writes:
@@ -199,7 +198,7 @@ class PgSession:
     def save_positions(self, positions: dict[PositionKey, int]) -> None:
         self.conn.execute(
             sql.SQL(
-                "INSERT INTO {} SELECT * FROM unnest(%s::text[], %s::integer[], %s::bigint[])"
+                "INSERT INTO {} SELECT * FROM unnest(%b::text[], %b::integer[], %b::bigint[])"
                 " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
             ).format(q(self.schema, "_positions")),
             ([k[0] for k in positions], [k[1] for k in positions], list(positions.values())),

@@ -25,9 +25,11 @@ segment.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
+from operator import itemgetter
 from typing import Any, Literal, NamedTuple, Protocol, cast
 
 from domain import codec
@@ -59,12 +61,17 @@ class Table:
     personal: tuple[str, ...] = ()
     indexes: tuple[tuple[str, ...], ...] = ()
 
-    @property
+    @cached_property
     def column_names(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns)
 
-    def key_of(self, row: Row) -> KeyValues:
-        return tuple(row[name] for name in self.key)
+    @cached_property
+    def key_of(self) -> Callable[[Row], KeyValues]:
+        """The primary-key values of a row, as a tuple (called per change in a replay)."""
+        if len(self.key) == 1:
+            (name,) = self.key
+            return lambda row: (row[name],)
+        return itemgetter(*self.key)
 
 
 def table(name: str, key: tuple[str, ...], columns: str, **options: Any) -> Table:
