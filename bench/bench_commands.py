@@ -8,8 +8,9 @@ serve loads from the store and the baseline's transactions.
 * `direct_cached`, `group_commit_uncached`: one optimisation each, for attribution;
 * `group_commit`: group commit + aggregate cache (what the HTTP API uses): the target;
 * `group_commit_callers_1/4/64` (full run): the same with other numbers of callers. A
-  batch cannot hold more commands than there are callers, and a transaction costs
-  nearly as much for 1 event as for 16, so throughput follows the caller count;
+  batch holds at most half of the callers (the other half decides meanwhile), and a
+  transaction costs nearly as much for 1 event as for 16, so throughput follows the
+  caller count;
 * `http`: requests/s through uvicorn on loopback for one command and one query endpoint,
   the load coming from a separate process (`bench.http_load`) so that the figure measures
   the server, not the server and its 16 clients sharing one GIL.

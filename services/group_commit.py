@@ -53,7 +53,7 @@ _undecided: ContextVar[bool] = ContextVar("undecided", default=False)
 class _Request:
     """An aggregate's decided events (kept so a failed batch can be saved again: the
     event store pops pending events off an aggregate even when the save fails), and
-    its outcome, set on the writer thread and handed to the caller on the loop."""
+    its outcome, set by the batch's write and handed to the caller's future."""
 
     def __init__(self, aggregate: Aggregate) -> None:
         self.id = aggregate.id
@@ -147,7 +147,7 @@ class GroupCommitter:
         return await future
 
     async def aclose(self) -> None:
-        """Refuse new saves, write what is queued, stop the writer thread."""
+        """Refuse new saves, write what is queued, close the writer's connection and thread."""
         self._closed = True
         if self._draining is not None:
             await self._draining

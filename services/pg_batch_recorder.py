@@ -78,6 +78,7 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
                 lock_timeout=datastore.lock_timeout,
             )
         )
+        # Both statements are composed to bytes once, not at every call.
         self._select_page = (
             SQL(
                 "SELECT notification_id, originator_id, originator_version, topic, state"
@@ -87,13 +88,14 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
             .format(schema=schema, table=Identifier(events_table_name))
             .as_bytes()
         )
-        self._insert_locked = (
+        self.insert_statement = (
             SQL(
                 "SELECT notification_id FROM {schema}.{function}(%b, %b, %b, %b) AS notification_id"
             )
             .format(schema=schema, function=function)
             .as_bytes()
-        )  # composed once, not per call
+        )
+        """The locked insert: four binary arrays (`insert_columns`) in, notification ids out."""
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -105,7 +107,7 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
         if not stored_events:
             return []
         with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
-            curs.execute(self._insert_locked, _columns(stored_events), prepare=True)
+            curs.execute(self.insert_statement, insert_columns(stored_events), prepare=True)
             ids: list[int] = [row["notification_id"] for row in curs.fetchall()]
         return ids
 
@@ -142,7 +144,7 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
             ]
 
 
-def _columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
+def insert_columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
     """The function's four arrays: ids, versions, topics, states."""
     return (
         [event.originator_id for event in stored_events],
@@ -173,7 +175,7 @@ class AsyncBatchWriter:
     async def insert_events(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         if not stored_events:
             return []
-        columns = _columns(stored_events)
+        columns = insert_columns(stored_events)
         for attempt in range(1, self.ATTEMPTS + 1):
             try:
                 return await self._insert(columns)
@@ -197,7 +199,7 @@ class AsyncBatchWriter:
                 autocommit=True, connect_timeout=max(1, round(pool.timeout)), **kwargs
             )
         async with self._conn.cursor(binary=True) as curs:
-            await curs.execute(self._recorder._insert_locked, columns, prepare=True)
+            await curs.execute(self._recorder.insert_statement, columns, prepare=True)
             return [row[0] for row in await curs.fetchall()]
 
     async def _discard(self) -> None:
