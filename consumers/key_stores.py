@@ -14,6 +14,8 @@ from uuid import UUID
 
 from psycopg_pool import ConnectionPool
 
+from consumers.pg_ddl import create_tables
+
 _PG_DDL = """
 CREATE TABLE IF NOT EXISTS crm_subject_keys (
     subject uuid PRIMARY KEY,
@@ -28,7 +30,7 @@ class PostgresKeyStore:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         with pool.connection() as conn:
-            conn.execute(_PG_DDL)
+            create_tables(conn, _PG_DDL)
 
     def load(self, subject: UUID) -> bytes | None:
         with self._pool.connection() as conn:

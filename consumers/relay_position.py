@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import msgspec
 from psycopg_pool import ConnectionPool
 
+from consumers.pg_ddl import create_tables
+
 _CREATE = """
 CREATE TABLE IF NOT EXISTS crm_relay_position (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -43,7 +45,7 @@ class PostgresRelayPosition:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         with pool.connection() as conn:
-            conn.execute(_CREATE)
+            create_tables(conn, _CREATE)
 
     def load(self) -> int:
         with self._pool.connection() as conn:

@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from consumers import pg_session
+from consumers.pg_ddl import create_tables
 from consumers.pg_session import PgSession, column_defs, q
 from consumers.readmodel_store import Status, public_tables
 from projections.base import Projection, Row, Table
@@ -49,7 +50,7 @@ class PostgresStore:
             open=True,
         )
         with self.pool.connection() as conn:
-            conn.execute(_REGISTRY)
+            create_tables(conn, _REGISTRY)
 
     def close(self) -> None:
         self.pool.close()

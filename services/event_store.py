@@ -26,13 +26,12 @@ import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Notification, Recording, StoredEvent
 
+from consumers.pg_ddl import CREATE_LOCK
 from domain.base import Aggregate, DomainEvent, NotFound
 from domain.codec import PLAINTEXT, CodecMapper, PersonalDataCipher
 from services.pg_batch_recorder import AsyncBatchWriter, BatchInsertRecorder
 
 A = TypeVar("A", bound=Aggregate)
-
-_CREATE_LOCK = 0x63726D  # advisory lock id ("crm")
 
 
 class CrmApplication(Application[UUID]):
@@ -150,11 +149,11 @@ def open_event_store(
     app = CrmApplication(store_env(database_url, data_dir), cipher)
     if database_url is not None:
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_CREATE_LOCK,))
+            conn.execute("SELECT pg_advisory_lock(%s)", (CREATE_LOCK,))
             try:
                 app.recorder.create_table()  # type: ignore[attr-defined]
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
+                conn.execute("SELECT pg_advisory_unlock(%s)", (CREATE_LOCK,))
     return app
 
 

@@ -21,6 +21,8 @@ from typing import Protocol
 import msgspec
 from psycopg_pool import ConnectionPool
 
+from consumers.pg_ddl import create_tables
+
 KEY_LIMIT = 200
 
 
@@ -102,7 +104,7 @@ class PostgresIdempotencyTable:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         with pool.connection() as conn:
-            conn.execute(_PG_DDL)
+            create_tables(conn, _PG_DDL)
 
     def reserve(
         self, owner: str, key: str, fingerprint: str

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import msgspec
 from psycopg_pool import ConnectionPool
 
+from consumers.pg_ddl import create_tables
 from domain.validation import DEPARTMENT_PATTERN
 from services.policy import Principal, Role
 
@@ -147,7 +148,7 @@ class PostgresPrincipalTable:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         with pool.connection() as conn:
-            conn.execute(self.DDL)
+            create_tables(conn, self.DDL)
 
     def insert(self, record: PrincipalRecord, token_hash: str) -> bool:
         with self._pool.connection() as conn:
