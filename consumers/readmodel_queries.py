@@ -20,18 +20,40 @@ OPEN = ("open", "in_progress")
 
 
 def department_customers(
-    store: ReadModelStore, department: str, *, after: UUID | None = None, limit: int = 50
+    store: ReadModelStore,
+    department: str,
+    *,
+    tag: str | None = None,
+    after: UUID | None = None,
+    limit: int = 50,
 ) -> list[Row]:
-    """Non-archived customers a department owns or shares, by id; `after` = the cursor."""
+    """Non-archived customers a department owns or shares, by id; `after` = the cursor;
+    `tag` keeps those with that tag; `email_marketing` is the customer's consent (false
+    when unknown), which the policy needs before showing marketing staff an email."""
     query = (
-        "SELECT c.*, m.role FROM {m} m JOIN {c} c ON c.customer_id = m.customer_id"
+        "SELECT c.*, m.role, coalesce(k.email_marketing, false) AS email_marketing"
+        " FROM {m} m JOIN {c} c ON c.customer_id = m.customer_id"
+        " LEFT JOIN {k} k ON k.customer_id = m.customer_id"
         " WHERE m.department = %(department)s"
         + ("" if after is None else " AND m.customer_id > %(after)s")
+        + ("" if tag is None else " AND (',' || c.tags || ',') LIKE %(tag)s ESCAPE '!'")
         + " ORDER BY m.customer_id LIMIT %(limit)s"
     )
-    tables = {"m": "shared.customer_departments", "c": "shared.customers"}
-    params = {"department": department, "after": after, "limit": limit}
+    tables = {
+        "m": "shared.customer_departments",
+        "c": "shared.customers",
+        "k": "marketing.customers",
+    }
+    params = {"department": department, "after": after, "limit": limit, "tag": _tag_pattern(tag)}
     return store.fetch(query, tables, params)
+
+
+def _tag_pattern(tag: str | None) -> str | None:
+    """A LIKE pattern matching `tag` as one item of the comma-separated `tags` column."""
+    if tag is None:
+        return None
+    escaped = tag.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%,{escaped},%"
 
 
 def department_conversations(

@@ -23,7 +23,6 @@ from consumers import readmodel_queries as rq
 from consumers.readmodel_store import ReadModelStore
 from projections.satisfaction import ALL
 from services.api.errors import BadRequest
-from services.api.query_gaps import department_customers
 
 Row = dict[str, Any]
 Page = dict[str, Any]
@@ -52,7 +51,9 @@ class ReadModels:
         self, department: str, *, tag: str | None, cursor: str | None, limit: int
     ) -> Page:
         after = _uuid_cursor(cursor)
-        rows = department_customers(self.store, department, tag=tag, after=after, limit=limit + 1)
+        rows = rq.department_customers(
+            self.store, department, tag=tag, after=after, limit=limit + 1
+        )
         more = len(rows) > limit
         return _page(rows[:limit], str(rows[limit - 1]["customer_id"]) if more else None)
 

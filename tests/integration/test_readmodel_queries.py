@@ -41,6 +41,26 @@ def test_department_customers_page_by_cursor(store: ReadModelStore) -> None:
     assert all(not row["archived"] for row in first + second)
 
 
+def test_department_customers_by_tag_with_their_email_consent(store: ReadModelStore) -> None:
+    everyone = rq.department_customers(store, "sales", limit=10_000)
+    tags = {tag for row in everyone for tag in row["tags"].split(",") if tag}
+    assert tags
+    for tag in tags:
+        tagged = rq.department_customers(store, "sales", tag=tag, limit=10_000)
+        expected = [r["customer_id"] for r in everyone if tag in r["tags"].split(",")]
+        assert [r["customer_id"] for r in tagged] == expected
+    wildcard = rq.department_customers(store, "sales", tag="%", limit=10_000)
+    assert wildcard == []  # LIKE wildcards in a tag are matched literally
+    marketing = store.fetch(
+        "SELECT customer_id, email_marketing FROM {k}", {"k": "marketing.customers"}, {}
+    )
+    consents = {row["customer_id"]: bool(row["email_marketing"]) for row in marketing}
+    assert any(consents.values())
+    assert [bool(r["email_marketing"]) for r in everyone] == [
+        consents.get(r["customer_id"], False) for r in everyone
+    ]
+
+
 def test_queue_board_360_and_timeline(store: ReadModelStore) -> None:
     queue = rq.department_conversations(store, "support")
     assert queue
