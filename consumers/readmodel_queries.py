@@ -1,15 +1,16 @@
 """Read-side queries over the stable read-model views, for the HTTP API and tools.
 
 Every function takes a `ReadModelStore` (PostgreSQL or SQLite) and returns plain
-dicts. Pages use keyset cursors (the last id of the previous page), never OFFSET,
-so a page costs the same at one million customers as at ten. Percentages come
+dicts. Pages use keyset cursors (the sort values of the previous page's last row),
+never OFFSET, so a page costs the same at one million customers as at ten. Percentages come
 from `projections.satisfaction`, the one place that defines CSAT and NPS.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
 from consumers.readmodel_store import ReadModelStore
@@ -17,6 +18,59 @@ from projections.satisfaction import ALL, bucket, csat, nps
 
 Row = dict[str, Any]
 OPEN = ("open", "in_progress")
+
+
+class SortKey(NamedTuple):
+    """One column of a list's order; `kind` says how a cursor spells its value."""
+
+    column: str
+    kind: Literal["uuid", "text", "timestamp"]
+    nullable: bool = False
+
+
+QUEUE_ORDER = (SortKey("waiting_since", "timestamp", True), SortKey("conversation_id", "uuid"))
+BOARD_ORDER = (
+    SortKey("assignee", "text", True),
+    SortKey("status", "text"),
+    SortKey("due_at", "timestamp", True),
+    SortKey("task_id", "uuid"),
+)
+TIMELINE_ORDER = (SortKey("occurred_at", "timestamp"), SortKey("entry_id", "text"))
+
+
+def order_by(keys: Sequence[SortKey]) -> str:
+    """`ORDER BY` the keys, NULLs last on both databases (SQLite puts them first)."""
+    terms = [
+        term
+        for k in keys
+        for term in ((f"{k.column} IS NULL",) if k.nullable else ()) + (k.column,)
+    ]
+    return " ORDER BY " + ", ".join(terms)
+
+
+def after_keys(keys: Sequence[SortKey], after: Sequence[Any] | None) -> tuple[str, Row]:
+    """A keyset condition (`AND ...`) for the rows after `after` in `order_by(keys)`
+    order, and its parameters: a page costs the same at any depth and a list that
+    changes between pages neither repeats nor skips the rows that stayed."""
+    if after is None:
+        return "", {}
+    if len(after) != len(keys):
+        raise ValueError(f"a cursor of this list has {len(keys)} values, not {len(after)}")
+    alternatives = []
+    for i, key in enumerate(keys):
+        if after[i] is None:  # nothing sorts after a NULL: NULLs are last
+            continue
+        same = [_same(keys[j], after[j], j) for j in range(i)]
+        later = f"{key.column} > %(k{i})s"
+        if key.nullable:
+            later = f"({later} OR {key.column} IS NULL)"
+        alternatives.append("(" + " AND ".join([*same, later]) + ")")
+    condition = " OR ".join(alternatives) or "1 = 0"
+    return f" AND ({condition})", {f"k{i}": value for i, value in enumerate(after)}
+
+
+def _same(key: SortKey, value: Any, i: int) -> str:
+    return f"{key.column} IS NULL" if value is None else f"{key.column} = %(k{i})s"
 
 
 def department_customers(
@@ -57,14 +111,21 @@ def _tag_pattern(tag: str | None) -> str | None:
 
 
 def department_conversations(
-    store: ReadModelStore, department: str, *, status: str = "open", limit: int = 100
+    store: ReadModelStore,
+    department: str,
+    *,
+    status: str = "open",
+    after: Sequence[Any] | None = None,
+    limit: int = 100,
 ) -> list[Row]:
-    """A department's conversation queue: longest waiting first (answered ones last)."""
+    """A department's conversation queue: longest waiting first (answered ones last);
+    `after` = the `QUEUE_ORDER` values of the previous page's last row."""
+    where, keyset = after_keys(QUEUE_ORDER, after)
     query = (
         "SELECT * FROM {v} WHERE department = %(department)s AND status = %(status)s"
-        " ORDER BY waiting_since IS NULL, waiting_since, conversation_id LIMIT %(limit)s"
-    )
-    params = {"department": department, "status": status, "limit": limit}
+        + where + order_by(QUEUE_ORDER) + " LIMIT %(limit)s"
+    )  # fmt: skip
+    params = {"department": department, "status": status, "limit": limit, **keyset}
     return store.fetch(query, {"v": "support.conversations"}, params)
 
 
@@ -75,16 +136,22 @@ def department_tasks(
     *,
     assignee: str | None = None,
     status: str | None = None,
+    after: Sequence[Any] | None = None,
     limit: int = 200,
 ) -> list[Row]:
-    """The task board; `overdue` is computed against `now` here, never stored."""
+    """The task board; `overdue` is computed against `now` here, never stored;
+    `after` = the `BOARD_ORDER` values of the previous page's last row."""
+    where, keyset = after_keys(BOARD_ORDER, after)
     query = (
         "SELECT * FROM {v} WHERE department = %(department)s"
         + ("" if assignee is None else " AND assignee = %(assignee)s")
         + ("" if status is None else " AND status = %(status)s")
-        + " ORDER BY assignee, status, due_at, task_id LIMIT %(limit)s"
-    )
-    params = {"department": department, "assignee": assignee, "status": status, "limit": limit}
+        + where + order_by(BOARD_ORDER) + " LIMIT %(limit)s"
+    )  # fmt: skip
+    params = {
+        "department": department, "assignee": assignee, "status": status, "limit": limit,
+        **keyset,
+    }  # fmt: skip
     rows = store.fetch(query, {"v": "support.tasks"}, params)
     for row in rows:
         due = _instant(row["due_at"])
@@ -110,14 +177,20 @@ def customer_360(store: ReadModelStore, customer_id: UUID) -> Row | None:
 
 
 def timeline(
-    store: ReadModelStore, customer_id: UUID, *, limit: int = 200, offset: int = 0
+    store: ReadModelStore,
+    customer_id: UUID,
+    *,
+    after: Sequence[Any] | None = None,
+    limit: int = 200,
 ) -> list[Row]:
-    """Communication and task events of one customer, oldest first."""
+    """Communication and task events of one customer, oldest first; `after` = the
+    `TIMELINE_ORDER` values of the previous page's last row."""
+    where, keyset = after_keys(TIMELINE_ORDER, after)
     query = (
-        "SELECT * FROM {t} WHERE customer_id = %(id)s ORDER BY occurred_at, entry_id"
-        " LIMIT %(limit)s OFFSET %(offset)s"
-    )
-    params = {"id": customer_id, "limit": limit, "offset": offset}
+        "SELECT * FROM {t} WHERE customer_id = %(id)s"
+        + where + order_by(TIMELINE_ORDER) + " LIMIT %(limit)s"
+    )  # fmt: skip
+    params = {"id": customer_id, "limit": limit, **keyset}
     return store.fetch(query, {"t": "shared.timeline"}, params)
 
 

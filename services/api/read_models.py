@@ -5,16 +5,18 @@ models) that shapes their rows into pages `{"items": [...], "next_cursor": ...}`
 says which projections each query reads (`READS`), so `?min_position=N` waits for
 exactly those. Masking is not done here: `services.api.reads` applies the policy.
 
-Cursors are opaque to clients. Department customer lists use a keyset cursor (the last
-customer id), so a page costs the same at any depth; conversation queues, task boards
-and timelines use an offset cursor (the query functions take no keyset yet; these lists
-are bounded by a department's open work or one customer's history).
+Cursors are opaque to clients and are keysets: the last customer id for customer lists,
+the sort values of the last row (base64 JSON) for conversation queues, task boards and
+timelines. A page costs the same at any depth, and a list that changes between pages
+(a queue does) neither repeats nor skips the rows that stayed in it.
 I/O: the read-model store (PostgreSQL or SQLite) through `consumers`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import json
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -60,11 +62,11 @@ class ReadModels:
     def conversations(
         self, department: str, *, status: str | None, cursor: str | None, limit: int
     ) -> Page:
-        offset = _offset_cursor(cursor)
         rows = rq.department_conversations(
-            self.store, department, status=status or "open", limit=offset + limit + 1
-        )
-        return _offset_page(rows, offset, limit)
+            self.store, department, status=status or "open",
+            after=_keyset_cursor(cursor, rq.QUEUE_ORDER), limit=limit + 1,
+        )  # fmt: skip
+        return _keyset_page(rows, limit, rq.QUEUE_ORDER)
 
     def tasks(
         self,
@@ -75,17 +77,16 @@ class ReadModels:
         cursor: str | None,
         limit: int,
     ) -> Page:
-        offset = _offset_cursor(cursor)
         rows = rq.department_tasks(
-            self.store, department, self.clock(),
-            assignee=assignee, status=status, limit=offset + limit + 1,
+            self.store, department, self.clock(), assignee=assignee, status=status,
+            after=_keyset_cursor(cursor, rq.BOARD_ORDER), limit=limit + 1,
         )  # fmt: skip
-        return _offset_page(rows, offset, limit)
+        return _keyset_page(rows, limit, rq.BOARD_ORDER)
 
     def timeline(self, customer_id: UUID, *, cursor: str | None, limit: int) -> Page:
-        offset = _offset_cursor(cursor)
-        rows = rq.timeline(self.store, customer_id, limit=limit + 1, offset=offset)
-        return _page(rows[:limit], str(offset + limit) if len(rows) > limit else None)
+        after = _keyset_cursor(cursor, rq.TIMELINE_ORDER)
+        rows = rq.timeline(self.store, customer_id, after=after, limit=limit + 1)
+        return _keyset_page(rows, limit, rq.TIMELINE_ORDER)
 
     def satisfaction(
         self,
@@ -129,9 +130,43 @@ def _page(items: list[Row], next_cursor: str | None) -> Page:
     return {"items": items, "next_cursor": next_cursor}
 
 
-def _offset_page(rows: list[Row], offset: int, limit: int) -> Page:
-    items = rows[offset : offset + limit]
-    return _page(items, str(offset + limit) if len(rows) > offset + limit else None)
+def _keyset_page(rows: list[Row], limit: int, keys: Sequence[rq.SortKey]) -> Page:
+    """The first `limit` rows (the query fetched one more to know if a next page exists)."""
+    if len(rows) <= limit:
+        return _page(rows, None)
+    last = rows[limit - 1]
+    values = [_spelled(last[key.column]) for key in keys]
+    return _page(rows[:limit], base64.urlsafe_b64encode(json.dumps(values).encode()).decode())
+
+
+def _spelled(value: Any) -> str | None:
+    """A sort value as a cursor spells it (PostgreSQL gives objects, SQLite text)."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _keyset_cursor(cursor: str | None, keys: Sequence[rq.SortKey]) -> list[Any] | None:
+    """The sort values a `_keyset_page` cursor carries, typed for the query."""
+    if cursor is None:
+        return None
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(values, list) or len(values) != len(keys):
+            raise ValueError("wrong shape")
+        return [_typed(key, value) for key, value in zip(keys, values, strict=True)]
+    except (ValueError, TypeError):  # binascii.Error and JSONDecodeError are ValueErrors
+        raise BadRequest(f"cursor {cursor[:40]!r} is not one this list gave") from None
+
+
+def _typed(key: rq.SortKey, value: Any) -> Any:
+    if value is None and key.nullable:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{key.column} must be text")
+    if key.kind == "uuid":
+        return UUID(value)
+    return datetime.fromisoformat(value) if key.kind == "timestamp" else value
 
 
 def _uuid_cursor(cursor: str | None) -> UUID | None:
@@ -141,11 +176,3 @@ def _uuid_cursor(cursor: str | None) -> UUID | None:
         return UUID(cursor)
     except ValueError:
         raise BadRequest(f"cursor {cursor[:40]!r} is not one this list gave") from None
-
-
-def _offset_cursor(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not cursor.isdigit() or len(cursor) > 9:
-        raise BadRequest(f"cursor {cursor[:40]!r} is not one this list gave")
-    return int(cursor)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -17,6 +19,7 @@ from consumers.readmodel_store import ReadModelStore
 from projections import PROJECTIONS
 from tests.integration.projection_support import open_store
 
+Row = dict[str, Any]
 EVENTS = list(Workload(seed=13).events(3000))
 NOW = datetime(2024, 1, 10, tzinfo=UTC)
 
@@ -59,6 +62,43 @@ def test_department_customers_by_tag_with_their_email_consent(store: ReadModelSt
     assert [bool(r["email_marketing"]) for r in everyone] == [
         consents.get(r["customer_id"], False) for r in everyone
     ]
+
+
+def pages(fetch: Callable[..., list[Row]], keys: Sequence[rq.SortKey]) -> list[Row]:
+    """Every row of a list, fetched 3 at a time by keyset."""
+    rows: list[Row] = []
+    while True:
+        after = [rows[-1][k.column] for k in keys] if rows else None
+        page = fetch(after=after, limit=3)
+        rows += page
+        if len(page) < 3:
+            return rows
+
+
+def test_keyset_pages_give_the_whole_list_once_in_order(store: ReadModelStore) -> None:
+    def ids(rows: list[Row], column: str) -> list[Any]:
+        return [row[column] for row in rows]
+
+    for status in ("open", "closed"):
+        queue = partial(rq.department_conversations, store, "support", status=status)
+        whole = queue(limit=10_000)
+        assert len(whole) > 3
+        assert any(row["waiting_since"] is None for row in whole)  # NULLs are paged too
+        assert ids(pages(queue, rq.QUEUE_ORDER), "conversation_id") == ids(whole, "conversation_id")
+    for department in ("sales", "support"):
+        board = partial(rq.department_tasks, store, department, NOW)
+        whole = board(limit=10_000)
+        assert len(whole) > 3
+        assert ids(pages(board, rq.BOARD_ORDER), "task_id") == ids(whole, "task_id")
+    busiest = store.fetch(
+        "SELECT customer_id, count(*) AS n FROM {t} GROUP BY customer_id ORDER BY n DESC LIMIT 1",
+        {"t": "shared.timeline"},
+        {},
+    )
+    history = partial(rq.timeline, store, busiest[0]["customer_id"])
+    whole = history(limit=10_000)
+    assert len(whole) > 3
+    assert ids(pages(history, rq.TIMELINE_ORDER), "entry_id") == ids(whole, "entry_id")
 
 
 def test_queue_board_360_and_timeline(store: ReadModelStore) -> None:
