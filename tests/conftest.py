@@ -13,11 +13,10 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
-from psycopg import sql
+
+from bench.databases import fresh_database
 
 
 def _require(variable: str) -> str:
@@ -39,15 +38,8 @@ def server_url() -> str:
 @pytest.fixture
 def pg_url(server_url: str) -> Iterator[str]:
     """A fresh, empty database for one test; dropped afterwards."""
-    name = f"crm_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    parts = urlsplit(server_url)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with fresh_database(server_url, prefix="crm_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
