@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import cast
@@ -74,20 +74,19 @@ class StoreFailedError(PersistenceError):
 
 
 class DirectCommitter:
-    """One transaction per command, each on a thread of `executor`: the baseline that
-    group commit is measured against, and a committer for sequential scripts."""
+    """One transaction per command, each on a worker thread of the loop's default
+    executor: the baseline that group commit is measured against, and a committer for
+    sequential scripts."""
 
-    def __init__(self, app: CrmApplication, executor: Executor | None = None) -> None:
+    def __init__(self, app: CrmApplication) -> None:
         self._app = app
-        self._executor = executor
 
     @contextmanager
     def command(self) -> Iterator[None]:
         yield
 
     async def save(self, aggregate: Aggregate) -> Saved:
-        loop = asyncio.get_running_loop()
-        recordings = await loop.run_in_executor(self._executor, self._app.record, aggregate)
+        recordings = await asyncio.to_thread(self._app.record, aggregate)
         return versions_by_id(recordings)[aggregate.id]
 
     async def aclose(self) -> None:
@@ -162,7 +161,7 @@ class GroupCommitter:
         return max(1, min(self._max_batch, (in_flight + 1) // 2))
 
     def _full(self) -> bool:
-        """Every command in progress has queued its save (or the batch is full)."""
+        """Every command in progress has queued its save, or the batch has its share."""
         return self._undecided <= 0 or len(self._queue) >= self._limit()
 
     def _wake_if_full(self) -> None:
