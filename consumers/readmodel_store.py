@@ -17,7 +17,7 @@ I/O contract: adapters do all SQL; this module only shapes data.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -103,6 +103,10 @@ class ReadModelStore(Protocol):
     dialect: str
     transient_errors: tuple[type[Exception], ...]
     """Database errors after which a batch is rolled back and retried (never dead letters)."""
+
+    def opener(self) -> Callable[[], ReadModelStore]:
+        """Opens this same store again; picklable, for a projection writer process."""
+        ...
 
     def live_generation(self, name: str) -> int | None: ...
 

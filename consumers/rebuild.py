@@ -43,7 +43,7 @@ def build_generation(
     runner = ProjectionRunner(
         store, projection.name, source.keyring, source.bootstrap, source.topics,
         generation=generation, group=f"{group_id(projection.name)}.v{generation}",
-        on_batch=None if progress is None else (lambda outcome, count: progress(count)),
+        on_batch=None if progress is None else (lambda written: progress(written.events)),
     )  # fmt: skip
     try:
         runner.run(until_caught_up=True)

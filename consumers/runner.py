@@ -2,12 +2,16 @@
 
 One generic loop for every projection (`crm consume NAME`): poll a batch, decode the
 CloudEvents, open with the keyring the personal fields the projection reads, and hand
-the batch to `consumers.projecting.project`, which writes rows, offsets and applied
-versions in one transaction. Offsets live only in the read-model database: on
-assignment the consumer seeks to them (the `on_assigned` callback), Kafka's own group
-offsets are never committed. A database error rolls back; the same batch is retried
-with backoff until it commits, so nothing is lost or applied twice. When a rebuild
-switches the live generation, the runner notices and restarts on the new one.
+the batch to a writer (`consumers.projection_writer`; by default a child process, so
+reading the next batch and writing this one use two cores), which writes rows, offsets
+and applied versions in one transaction. Offsets live only in the read-model
+database: on assignment the consumer seeks to them (the `on_assigned` callback),
+Kafka's own group offsets are never committed; records read again after a seek are
+dropped by the writer's transaction, which locks the stored offsets. A database error
+rolls back; the same batch is retried with backoff until it commits, so nothing is
+lost or applied twice. When a rebuild switches the live generation, the runner
+notices (between batches, or when a batch fails on the dropped generation) and
+restarts on the new one.
 """
 
 from __future__ import annotations
@@ -15,15 +19,24 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import structlog
 
 from consumers import envelope
-from consumers.kafka_io import Record, TopicConsumer
+from consumers.kafka_io import Consumed, TopicConsumer
 from consumers.keyring import Keyring
-from consumers.projecting import Item, Outcome, project
+from consumers.projecting import Item
+from consumers.projection_writer import (
+    BatchWriter,
+    Handed,
+    InlineWriter,
+    ProcessWriter,
+    Written,
+    items_of,
+)
 from consumers.readmodel_store import PositionKey, ReadModelStore
 from domain import codec
 from domain.base import DomainEvent
@@ -37,51 +50,72 @@ def group_id(name: str) -> str:
     return f"crm.projection.{name}"
 
 
-def decode(records: list[Record], keyring: Keyring, fields: frozenset[str]) -> list[Item]:
-    """Records as items; undecodable ones keep their error (they become dead letters).
+def hand_over(
+    records: Sequence[Consumed], keyring: Keyring, fields: frozenset[str]
+) -> list[Handed]:
+    """Records as a writer takes them; an undecodable one keeps its error (a dead letter).
 
-    Only the personal `fields` (the projection's `personal_inputs`) are opened; the
-    others stay sealed, so a projection that stores none (stats) or a few (marketing)
-    never pays for the rest. The batch's data keys are fetched in one query
-    (`Keyring.preload`) before any field is opened.
+    Only the personal `fields` (the projection's `personal_inputs`) are opened, after
+    the batch's data keys are fetched in one query (`Keyring.preload`). An event with
+    none of them to open, in the current schema, is passed on as the bytes it arrived
+    in: the writer decodes it anyway, so reading it here too would be wasted (for the
+    stats projection, which opens nothing, that is every event).
     """
-    opened = [_open(record) for record in records]
-    if not fields:
-        return opened
-    keyring.preload(
-        i.event.data_subject
-        for i in opened
-        if i.event is not None and _fields_to_open(type(i.event), fields)
-    )
-    return [_unseal(item, keyring, fields) for item in opened]
+    read = [_read(record, fields) for record in records]
+    if fields:
+        keyring.preload(
+            r.event.data_subject
+            for r in read
+            if r.event is not None and _fields_to_open(type(r.event), fields)
+        )
+    return [_hand(r, keyring, fields) for r in read]
 
 
-def _open(record: Record) -> Item:
+def decode(records: Sequence[Consumed], keyring: Keyring, fields: frozenset[str]) -> list[Item]:
+    """Records as items, events decoded and opened as a writer sees them."""
+    return items_of(hand_over(records, keyring, fields))
+
+
+class _Read(NamedTuple):
+    record: Consumed
+    position: int
+    data: bytes | None
+    """The event's codec JSON, to pass on as it is."""
+    event: DomainEvent | None = None
+    """The decoded event, when fields must be opened (or a data key forgotten)."""
+    error: str | None = None
+
+
+def _read(record: Consumed, fields: frozenset[str]) -> _Read:
     try:
-        sealed, position = envelope.from_cloudevent(record.value)
+        attributes = envelope.delivered(record.value)
+        cls = codec.event_class(attributes.type)
+        if attributes.schemaversion == cls.class_version and not _to_open(cls, fields):
+            return _Read(record, attributes.position, bytes(attributes.data))
+        return _Read(record, attributes.position, None, envelope.event_of(attributes))
     except Exception as error:  # any undecodable record is a dead letter, by design
-        return _item(record, 0, None, f"{type(error).__name__}: {error}")
-    return _item(record, position, sealed, None)
+        return _Read(record, 0, None, None, f"{type(error).__name__}: {error}")
 
 
-def _item(record: Record, position: int, event: DomainEvent | None, error: str | None) -> Item:
-    return Item(record.topic, record.partition, record.offset, position, record.value, event, error)
-
-
-def _unseal(item: Item, keyring: Keyring, fields: frozenset[str]) -> Item:
-    sealed = item.event
-    if sealed is None:
-        return item
-    if isinstance(sealed, CustomerErased):
-        keyring.forget(sealed.originator_id)
-    names = _fields_to_open(type(sealed), fields)
-    if not names:
-        return item
+def _hand(read: _Read, keyring: Keyring, fields: frozenset[str]) -> Handed:
+    r, event = read.record, read.event
+    if event is None:
+        return Handed(r.topic, r.partition, r.offset, read.position, r.value, read.data, read.error)
+    if isinstance(event, CustomerErased):
+        keyring.forget(event.originator_id)
     try:
-        opened = codec.unseal(sealed, keyring, names)
-        return Item(item.topic, item.partition, item.offset, item.position, item.value, opened)
+        opened = codec.unseal(event, keyring, _fields_to_open(type(event), fields))
     except Exception as error:  # a field that does not open is a dead letter, by design
-        return item._replace(position=0, event=None, error=f"{type(error).__name__}: {error}")
+        return Handed(
+            r.topic, r.partition, r.offset, 0, r.value, None, f"{type(error).__name__}: {error}"
+        )
+    return Handed(r.topic, r.partition, r.offset, read.position, r.value, codec.encode(opened))
+
+
+@functools.cache
+def _to_open(cls: type[DomainEvent], fields: frozenset[str]) -> bool:
+    """Whether the reader must decode `cls`: to open fields, or to forget an erased key."""
+    return bool(_fields_to_open(cls, fields)) or cls is CustomerErased
 
 
 @functools.cache  # a few dozen (event class, projection) pairs
@@ -92,9 +126,9 @@ def _fields_to_open(cls: type[DomainEvent], fields: frozenset[str]) -> tuple[str
 
 @dataclass(frozen=True)
 class Polled:
-    """One poll: its decoded items, the lag behind it, and whether nothing is left."""
+    """One poll: its records handed over, the lag behind it, and whether nothing is left."""
 
-    items: list[Item]
+    handed: list[Handed]
     lag: int | None
     caught_up: bool = False
 
@@ -111,7 +145,9 @@ class ProjectionRunner:
     generation: int | None = None
     group: str | None = None
     max_poll_records: int = 5000
-    on_batch: Callable[[Outcome, int], None] | None = None
+    on_batch: Callable[[Written], None] | None = None
+    writer_process: bool = True
+    """Write in a child process beside this reading one (`consumers.projection_writer`)."""
     stop_event: threading.Event = field(default_factory=threading.Event)
     _next: dict[PositionKey, int] = field(default_factory=dict)
 
@@ -131,21 +167,48 @@ class ProjectionRunner:
     def _consume(self, projection: Projection, generation: int, *, until_caught_up: bool) -> bool:
         """Consume one generation; True when done, False when the live generation moved."""
         consumer = self._open_consumer(projection, generation)
-        checked = time.monotonic()
         try:
-            while not self.stop_event.is_set():
-                polled = self._fetch(consumer, projection.personal_inputs)
-                if polled.items:
-                    self._commit(projection, generation, polled.items, polled.lag)
-                elif polled.caught_up and until_caught_up:
-                    return True
-                if self.generation is None and time.monotonic() - checked > 2:
-                    checked = time.monotonic()
-                    if self.store.live_generation(self.projection_name) != generation:
-                        return False
-            return True
+            writer = self._open_writer(projection, generation)
+            try:
+                return self._feed(consumer, writer, projection, generation, until_caught_up)
+            finally:
+                self._abandoned(writer.close())
         finally:
             consumer.close()
+
+    def _feed(
+        self,
+        consumer: TopicConsumer,
+        writer: BatchWriter,
+        projection: Projection,
+        generation: int,
+        until_caught_up: bool,
+    ) -> bool:
+        """Read and hand over batches; the writer's results arrive in order, maybe later."""
+        checked = time.monotonic()
+        while not self.stop_event.is_set():
+            polled = self._fetch(consumer, projection.personal_inputs)
+            if polled.handed:
+                if self._abandoned(writer.submit(polled.handed, polled.lag)):
+                    return False
+            elif polled.caught_up and until_caught_up:
+                return not self._abandoned(writer.drain())
+            if self.generation is None and time.monotonic() - checked > 2:
+                checked = time.monotonic()
+                if self.store.live_generation(self.projection_name) != generation:
+                    return False
+        return True
+
+    def _open_writer(self, projection: Projection, generation: int) -> BatchWriter:
+        follow_live = self.generation is None
+        if self.writer_process:
+            return ProcessWriter(
+                self.store, projection, generation,
+                follow_live=follow_live, stopping=self.stop_event.is_set,
+            )  # fmt: skip
+        return InlineWriter(
+            self.store, projection, generation, follow_live=follow_live, wait=self.stop_event.wait
+        )
 
     def _open_consumer(self, projection: Projection, generation: int) -> TopicConsumer:
         return TopicConsumer(
@@ -161,7 +224,7 @@ class ProjectionRunner:
         records = consumer.poll(timeout_ms=500)
         lag = self._lag(consumer, records)
         if records:
-            return Polled(decode(records, self.keyring, fields), lag)
+            return Polled(hand_over(records, self.keyring, fields), lag)
         return Polled([], lag, caught_up=lag == 0 and bool(consumer.kafka.assignment()))
 
     def _stored_offsets(
@@ -173,7 +236,7 @@ class ProjectionRunner:
         self._next.update(offsets)
         return offsets
 
-    def _lag(self, consumer: TopicConsumer, records: list[Record]) -> int | None:
+    def _lag(self, consumer: TopicConsumer, records: Sequence[Consumed]) -> int | None:
         """Records between what this batch reaches and the end of the assigned partitions."""
         for record in records:
             self._next[(record.topic, record.partition)] = record.offset + 1
@@ -182,30 +245,22 @@ class ProjectionRunner:
             return None
         return sum(max(0, end - self._next.get(key, 0)) for key, end in ends.items())
 
-    def _commit(
-        self, projection: Projection, generation: int, items: list[Item], lag: int | None
-    ) -> None:
-        delay = 0.1
-        while True:
-            try:
-                started = time.perf_counter()
-                with self.store.session(projection, generation) as session:
-                    outcome = project(session, projection, items, lag)
-            except self.store.transient_errors as error:
-                log.warning(
-                    "batch_retry", projection=self.projection_name, error=str(error), delay=delay
-                )
-                if self.stop_event.wait(delay):
-                    raise
-                delay = min(delay * 2, 5.0)
-                continue
-            self._report(outcome, len(items), time.perf_counter() - started, lag)
-            return
+    def _abandoned(self, results: list[Written]) -> bool:
+        """Log the batches' results (one line per batch); True if one was abandoned."""
+        abandoned = False
+        for written in results:
+            abandoned = self._report(written) or abandoned
+        return abandoned
 
-    def _report(self, outcome: Outcome, count: int, seconds: float, lag: int | None) -> None:
+    def _report(self, written: Written) -> bool:
+        if written.abandoned:
+            log.info("batch_abandoned", projection=self.projection_name, events=written.events)
+            return True
         log.info(
-            "batch", projection=self.projection_name, events=count, applied=outcome.applied,
-            skipped=outcome.skipped, dead=outcome.dead, ms=round(seconds * 1000, 1), lag=lag,
+            "batch", projection=self.projection_name, events=written.events,
+            applied=written.applied, skipped=written.skipped, dead=written.dead,
+            ms=round(written.seconds * 1000, 1), lag=written.lag,
         )  # fmt: skip
         if self.on_batch is not None:
-            self.on_batch(outcome, count)
+            self.on_batch(written)
+        return False

@@ -9,8 +9,9 @@ Every statement is composed with `psycopg.sql`; types come from a fixed mapping.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -21,7 +22,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from consumers import pg_session
 from consumers.pg_ddl import create_tables
 from consumers.pg_session import PgSession, column_defs, q
-from consumers.readmodel_store import Status, public_tables
+from consumers.readmodel_store import ReadModelStore, Status, public_tables
 from projections.base import Projection, Row, Table
 
 _REGISTRY = """
@@ -42,6 +43,7 @@ class PostgresStore:
     transient_errors: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
 
     def __init__(self, database_url: str, max_size: int = 4) -> None:
+        self.database_url = database_url
         self.pool = ConnectionPool(
             database_url,
             min_size=1,
@@ -54,6 +56,9 @@ class PostgresStore:
 
     def close(self) -> None:
         self.pool.close()
+
+    def opener(self) -> Callable[[], ReadModelStore]:
+        return partial(PostgresStore, self.database_url, max_size=2)
 
     def live_generation(self, name: str) -> int | None:
         with self.pool.connection() as conn:

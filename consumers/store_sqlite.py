@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from consumers import sqlite_session as lite
-from consumers.readmodel_store import Status, public_tables
+from consumers.readmodel_store import ReadModelStore, Status, public_tables
 from consumers.sqlite_session import SqliteSession, ident
 from projections.base import Projection, Row, Table
 
@@ -35,6 +36,7 @@ class SqliteStore:
     transient_errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 
     def __init__(self, path: Path | str) -> None:
+        self.path = path
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute(_REGISTRY)
@@ -42,6 +44,9 @@ class SqliteStore:
 
     def close(self) -> None:
         self.conn.close()
+
+    def opener(self) -> Callable[[], ReadModelStore]:
+        return partial(SqliteStore, self.path)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
