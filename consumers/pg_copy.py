@@ -5,22 +5,37 @@ binary COPY + INSERT ... SELECT ran at 43-85k rows/s, one `INSERT ... SELECT FRO
 unnest(typed arrays)` at 17-32k and `executemany` (pipeline mode) at 15-34k: psycopg
 formats COPY rows in C but array parameters in Python.
 
-I/O: SQL on the connection it is given, inside the caller's transaction.
+The statements of a table are composed and rendered once (`upsert_statements`; the
+caller keeps them), and each connection creates its staging tables once, in a
+transaction of their own (`create_staging_tables`), so an upsert costs the COPY and
+the INSERT and no Python to compose SQL.
+
+I/O: SQL on the connection it is given, inside the caller's transaction (staging
+tables: in their own, before it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
+from weakref import WeakKeyDictionary
 
 from psycopg import Connection, sql
 
 from projections.base import Row, Table
 
-Staged = tuple[Sequence[str], Sequence[str], Sequence[tuple[Any, ...]]]
-"""(column names, PostgreSQL type names, one value tuple per row)."""
+_CREATED: WeakKeyDictionary[Connection[Any], set[str]] = WeakKeyDictionary()
+"""Per connection, the schemas whose staging tables it has created (and committed)."""
+
+
+class UpsertStatements(NamedTuple):
+    """One table's upsert, rendered: COPY into its staging table, then move the rows."""
+
+    copy: bytes
+    insert: bytes
+    types: Sequence[str]
 
 
 def staged_rows(table: Table, rows: list[Row]) -> list[tuple[Any, ...]]:
@@ -55,37 +70,53 @@ def _to_decimal(value: Any) -> Any:
 _COERCE = {"numeric": _to_decimal, "float": float}
 
 
-def copy_upsert(
-    conn: Connection[Any],
-    schema: str,
-    table: str,
-    key: Sequence[str],
-    *,
-    action: sql.Composable,
-    staged: Staged,
-) -> None:
-    """Upsert `staged` rows into `schema.table`; `action` is the ON CONFLICT action.
+def _staging(schema: str, table: str) -> sql.Identifier:
+    return sql.Identifier(f"_in_{schema}__{table}")
 
-    The staging table is session-local (`TEMP`), created on first use, and emptied
-    by the same statement that moves its rows (and at commit, should that fail)."""
-    names, types, values = staged
-    target, staging = sql.Identifier(schema, table), sql.Identifier(f"_in_{schema}__{table}")
-    columns = sql.SQL(", ").join(map(sql.Identifier, names))
-    conn.execute(
-        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(
-            staging, target
-        )
+
+def create_staging_tables(conn: Connection[Any], schema: str, tables: Iterable[str]) -> None:
+    """Create the (`TEMP`) staging tables of `schema.tables` once per connection.
+
+    They live as long as the connection and are emptied by the statement that moves
+    their rows (and at commit, should that fail). Call it outside a transaction: they
+    are created in one of their own, as a batch that created them and then rolled
+    back would take them along while the connection believed they exist."""
+    created = _CREATED.setdefault(conn, set())
+    if schema in created:
+        return
+    create = sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS")
+    with conn.transaction():
+        for table in tables:
+            conn.execute(create.format(_staging(schema, table), sql.Identifier(schema, table)))
+    created.add(schema)
+
+
+def upsert_statements(
+    schema: str, table: str, key: Sequence[str], types: dict[str, str], action: sql.Composable
+) -> UpsertStatements:
+    """The statements upserting rows of `types` (column -> PostgreSQL type) into
+    `schema.table`; `action` is the ON CONFLICT action. Render once, use per batch."""
+    target, staging = sql.Identifier(schema, table), _staging(schema, table)
+    columns = sql.SQL(", ").join(map(sql.Identifier, types))
+    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(staging, columns)
+    insert = sql.SQL(
+        "WITH staged AS (DELETE FROM {} RETURNING {})"
+        " INSERT INTO {} ({}) SELECT * FROM staged ON CONFLICT ({}) {}"
+    ).format(
+        staging, columns, target, columns, sql.SQL(", ").join(map(sql.Identifier, key)), action
     )
+    return UpsertStatements(copy.as_bytes(), insert.as_bytes(), tuple(types.values()))
+
+
+def copy_upsert(
+    conn: Connection[Any], statements: UpsertStatements, values: Iterable[tuple[Any, ...]]
+) -> None:
+    """Upsert `values` (tuples in the order of the statements' columns).
+
+    The staging table must exist (`create_staging_tables`)."""
     with conn.cursor() as cur:
-        with cur.copy(
-            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(staging, columns)
-        ) as copy:
-            copy.set_types(list(types))
+        with cur.copy(statements.copy) as copy:
+            copy.set_types(statements.types)
             for value in values:
                 copy.write_row(value)
-        insert = sql.SQL(
-            "WITH staged AS (DELETE FROM {} RETURNING {})"
-            " INSERT INTO {} ({}) SELECT * FROM staged ON CONFLICT ({}) {}"
-        )
-        keys = sql.SQL(", ").join(map(sql.Identifier, key))
-        cur.execute(insert.format(staging, columns, target, columns, keys, action))
+        cur.execute(statements.insert)

@@ -5,19 +5,31 @@ Bulk loads pass one typed array per column to `unnest`, in binary (a text array 
 versions go through a binary COPY (`consumers.pg_copy`), so N rows cost a few round
 trips; offsets, applied versions and dead letters are written in the same
 transaction as the rows they account for.
+
+Every statement depends only on the schema and the table spec, so it is composed once
+per process and kept rendered (the `lru_cache`d functions below; rendered without a
+connection, as identifiers come from the projections' ASCII schemas): composing
+them again for every batch cost about a tenth of the writer's CPU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, LiteralString
 from uuid import UUID
 
 from psycopg import Connection, sql
 from psycopg.rows import dict_row
 
-from consumers.pg_copy import copy_upsert, staged_rows
+from consumers.pg_copy import (
+    UpsertStatements,
+    copy_upsert,
+    create_staging_tables,
+    staged_rows,
+    upsert_statements,
+)
 from consumers.readmodel_store import DeadLetter, PositionKey, Status, TableWrites
 from domain.base import ERASED
 from projections.base import KeyValues, Row, Scrub, SetOperation, Table
@@ -27,6 +39,7 @@ PG_TYPES = {
     "float": "double precision", "numeric": "numeric", "uuid": "uuid",
     "timestamp": "timestamptz",
 }  # fmt: skip
+_CACHED = 1024  # statements kept: a few dozen per projection generation
 
 _BOOKKEEPING = (
     "CREATE TABLE {}._positions (topic text, partition integer, next_offset bigint NOT NULL,"
@@ -40,6 +53,34 @@ _BOOKKEEPING = (
     " last_event_at timestamptz, last_position bigint NOT NULL, lag bigint,"
     " updated_at timestamptz)",
     "INSERT INTO {}._status VALUES (1, 0, NULL, 0, NULL, now())",
+)
+_LOCK_STATUS = "SELECT 1 FROM {}._status WHERE id = 1 FOR UPDATE"
+_ADD_POSITIONS = (
+    "INSERT INTO {}._positions SELECT t, p, 0 FROM unnest(%b::text[], %b::integer[]) AS k(t, p)"
+    " ORDER BY t, p ON CONFLICT DO NOTHING"
+)
+_LOCK_POSITIONS = (
+    "SELECT topic, partition, next_offset FROM {}._positions WHERE (topic, partition) IN"
+    " (SELECT * FROM unnest(%b::text[], %b::integer[])) ORDER BY 1, 2 FOR UPDATE"
+)
+_POSITIONS = "SELECT topic, partition, next_offset FROM {}._positions"
+_APPLIED = "SELECT aggregate_id, version FROM {}._applied WHERE aggregate_id = ANY(%b::uuid[])"
+_SAVE_POSITIONS = (
+    "INSERT INTO {}._positions SELECT * FROM unnest(%b::text[], %b::integer[], %b::bigint[])"
+    " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
+)
+_ADD_DEAD_LETTERS = (
+    "INSERT INTO {}._dead_letters (event_id, topic, partition, kafka_offset, position,"
+    " aggregate_id, aggregate_version, event_type, error, payload)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_PROGRESS = (
+    "UPDATE {}._status SET events = events + %s, last_event_at = coalesce(%s, last_event_at),"
+    " last_position = greatest(last_position, %s), lag = coalesce(%s, lag),"
+    " updated_at = now() WHERE id = 1"
+)
+_TAKE_DEAD_LETTERS = (
+    "DELETE FROM {}._dead_letters RETURNING id, payload, topic, partition, kafka_offset"
 )
 
 
@@ -59,13 +100,88 @@ def create_bookkeeping(conn: Connection[Any], schema: str) -> None:
         conn.execute(sql.SQL(statement).format(sql.Identifier(schema)))
 
 
+def create_staging(conn: Connection[Any], schema: str, tables: Sequence[Table]) -> None:
+    """The staging tables of every upsert target; call outside the batch's transaction."""
+    create_staging_tables(conn, schema, [*(t.name for t in tables), "_applied"])
+
+
+def _pg_type(spec: Table, column: str) -> sql.SQL:
+    return sql.SQL(next(PG_TYPES[c.type] for c in spec.columns if c.name == column))
+
+
 def _arrays(spec: Table, names: Sequence[str]) -> sql.Composed:
-    types = {c.name: PG_TYPES[c.type] for c in spec.columns}
-    return sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(types[n])) for n in names)
+    return sql.SQL(", ").join(sql.SQL("%b::{}[]").format(_pg_type(spec, n)) for n in names)
 
 
 def _names(names: Sequence[str]) -> sql.Composed:
     return sql.SQL(", ").join(map(sql.Identifier, names))
+
+
+@lru_cache(maxsize=_CACHED)
+def _rendered(template: LiteralString, schema: str) -> bytes:
+    """A bookkeeping statement: `template` with its `{}` the schema."""
+    return sql.SQL(template).format(sql.Identifier(schema)).as_bytes()
+
+
+@lru_cache(maxsize=_CACHED)
+def _load_rows(schema: str, table: Table) -> bytes:
+    statement = sql.SQL("SELECT t.* FROM {} t JOIN unnest({}) AS k({}) USING ({})")
+    key = _names(table.key)
+    return statement.format(q(schema, table.name), _arrays(table, table.key), key, key).as_bytes()
+
+
+@lru_cache(maxsize=_CACHED)
+def _delete(schema: str, table: Table) -> bytes:
+    statement = sql.SQL("DELETE FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))")
+    key = _names(table.key)
+    return statement.format(q(schema, table.name), key, _arrays(table, table.key)).as_bytes()
+
+
+@lru_cache(maxsize=_CACHED)
+def _upsert(schema: str, table: Table, *, add: bool) -> UpsertStatements:
+    """Upsert whole rows (`add`: counters added to the stored ones instead)."""
+    others = [n for n in table.column_names if n not in table.key]
+    target = q(schema, table.name)
+    template = "{t}.{c} + EXCLUDED.{c}" if add else "EXCLUDED.{c}"
+    updates = sql.SQL(", ").join(
+        sql.SQL("{c} = " + template).format(c=sql.Identifier(n), t=target) for n in others
+    )
+    action = sql.SQL("DO UPDATE SET {}").format(updates) if others else sql.SQL("DO NOTHING")
+    types = {c.name: PG_TYPES[c.type] for c in table.columns}
+    return upsert_statements(schema, table.name, table.key, types, action)
+
+
+@lru_cache(maxsize=_CACHED)
+def _save_applied(schema: str) -> UpsertStatements:
+    action = sql.SQL("DO UPDATE SET version = greatest({}.version, EXCLUDED.version)")
+    types = {"aggregate_id": "uuid", "version": "integer"}
+    target = q(schema, "_applied")
+    return upsert_statements(schema, "_applied", ["aggregate_id"], types, action.format(target))
+
+
+@lru_cache(maxsize=_CACHED)
+def _delete_where(schema: str, table: Table, column: str) -> bytes:
+    """Delete the rows whose `column` is any of an array of values."""
+    statement = sql.SQL("DELETE FROM {} WHERE {} = ANY(%b::{}[])")
+    kind = _pg_type(table, column)
+    return statement.format(q(schema, table.name), sql.Identifier(column), kind).as_bytes()
+
+
+@lru_cache(maxsize=_CACHED)
+def _scrub(schema: str, table: Table) -> bytes:
+    """Blank the personal columns (non-null values become `%(erased)s`) of the rows
+    whose subject is in the array `%(subjects)b`."""
+    assert table.subject is not None
+    blanks = sql.SQL(", ").join(
+        sql.SQL("{c} = CASE WHEN {c} IS NULL THEN NULL ELSE %(erased)s END").format(
+            c=sql.Identifier(c)
+        )
+        for c in table.personal
+    )
+    kind = _pg_type(table, table.subject)
+    statement = sql.SQL("UPDATE {} SET {} WHERE {} = ANY(%(subjects)b::{}[])")
+    target, subject = q(schema, table.name), sql.Identifier(table.subject)
+    return statement.format(target, blanks, subject, kind).as_bytes()
 
 
 class PgSession:
@@ -84,157 +200,107 @@ class PgSession:
         from its customer and conversation topics) may be written by a batch from other
         partitions; the loads below happen under this lock.
         """
-        self.conn.execute(
-            sql.SQL("SELECT 1 FROM {} WHERE id = 1 FOR UPDATE").format(q(self.schema, "_status"))
-        )
+        self.conn.execute(_rendered(_LOCK_STATUS, self.schema))
         topics, partitions = [k[0] for k in keys], [k[1] for k in keys]
-        self.conn.execute(
-            sql.SQL(
-                "INSERT INTO {} SELECT t, p, 0 FROM unnest(%b::text[], %b::integer[]) AS k(t, p)"
-                " ORDER BY t, p ON CONFLICT DO NOTHING"
-            ).format(q(self.schema, "_positions")),
-            (topics, partitions),
-        )
-        rows = self.conn.execute(
-            sql.SQL(
-                "SELECT topic, partition, next_offset FROM {} WHERE (topic, partition) IN"
-                " (SELECT * FROM unnest(%b::text[], %b::integer[])) ORDER BY 1, 2 FOR UPDATE"
-            ).format(q(self.schema, "_positions")),
-            (topics, partitions),
-        ).fetchall()
+        self.conn.execute(_rendered(_ADD_POSITIONS, self.schema), (topics, partitions))
+        lock = _rendered(_LOCK_POSITIONS, self.schema)
+        rows = self.conn.execute(lock, (topics, partitions)).fetchall()
         return {(r[0], r[1]): r[2] for r in rows}
 
     def positions(self) -> dict[PositionKey, int]:
-        rows = self.conn.execute(
-            sql.SQL("SELECT topic, partition, next_offset FROM {}").format(
-                q(self.schema, "_positions")
-            )
-        ).fetchall()
+        rows = self.conn.execute(_rendered(_POSITIONS, self.schema)).fetchall()
         return {(r[0], r[1]): r[2] for r in rows}
 
     def load_rows(self, table: Table, keys: Sequence[KeyValues]) -> list[Row]:
         if not keys:
             return []
-        statement = sql.SQL("SELECT t.* FROM {} t JOIN unnest({}) AS k({}) USING ({})").format(
-            q(self.schema, table.name), _arrays(table, table.key), _names(table.key),
-            _names(table.key),
-        )  # fmt: skip
         columns = [list(column) for column in zip(*keys, strict=True)]
         with self.conn.cursor(row_factory=dict_row, binary=True) as cur:
-            return cur.execute(statement, columns).fetchall()
+            return cur.execute(_load_rows(self.schema, table), columns).fetchall()
 
     def load_applied(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
-        statement = sql.SQL(
-            "SELECT aggregate_id, version FROM {} WHERE aggregate_id = ANY(%b::uuid[])"
-        ).format(q(self.schema, "_applied"))
         with self.conn.cursor(binary=True) as cur:
+            statement = _rendered(_APPLIED, self.schema)
             return dict(cur.execute(statement, (list(aggregate_ids),)).fetchall())
 
     def write(self, writes: Sequence[TableWrites], closing: Sequence[SetOperation]) -> None:
         for w in writes:
             if w.deletes:
-                self._delete(w.table, w.deletes)
+                columns = [list(c) for c in zip(*w.deletes, strict=True)]
+                self.conn.execute(_delete(self.schema, w.table), columns)
             if w.upserts:
-                self._upsert(w.table, w.upserts, add=False)
+                rows = staged_rows(w.table, w.upserts)
+                copy_upsert(self.conn, _upsert(self.schema, w.table, add=False), rows)
             if w.increments:
-                self._upsert(w.table, w.increments, add=True)
-        for operation in closing:
-            self._set_operation(operation)
+                rows = staged_rows(w.table, w.increments)
+                copy_upsert(self.conn, _upsert(self.schema, w.table, add=True), rows)
+        self._set_operations(closing)
 
-    def _delete(self, table: Table, keys: list[KeyValues]) -> None:
-        statement = sql.SQL("DELETE FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))").format(
-            q(self.schema, table.name), _names(table.key), _arrays(table, table.key)
-        )
-        self.conn.execute(statement, [list(c) for c in zip(*keys, strict=True)])
-
-    def _upsert(self, table: Table, rows: list[Row], *, add: bool) -> None:
-        names = table.column_names
-        others = [n for n in names if n not in table.key]
-        target = q(self.schema, table.name)
-        template = "{t}.{c} + EXCLUDED.{c}" if add else "EXCLUDED.{c}"
-        updates = sql.SQL(", ").join(
-            sql.SQL("{c} = " + template).format(c=sql.Identifier(n), t=target) for n in others
-        )
-        action = sql.SQL("DO UPDATE SET {}").format(updates) if others else sql.SQL("DO NOTHING")
-        staged = (names, self._pg_types(table.name, names), staged_rows(table, rows))
-        copy_upsert(self.conn, self.schema, table.name, table.key, action=action, staged=staged)
-
-    def _pg_types(self, table: str, names: Sequence[str]) -> list[str]:
-        types = {c.name: PG_TYPES[c.type] for c in self.tables[table].columns}
-        return [types[n] for n in names]
-
-    def _set_operation(self, op: SetOperation) -> None:
-        target = q(self.schema, op.table)
-        if not isinstance(op, Scrub):
-            statement = sql.SQL("DELETE FROM {} WHERE {} = %s").format(
-                target, sql.Identifier(op.column)
-            )
-            self.conn.execute(statement, (op.value,))
-            return
-        spec = self.tables[op.table]
-        assert spec.subject is not None
-        blanks = sql.SQL(", ").join(
-            sql.SQL("{c} = CASE WHEN {c} IS NULL THEN NULL ELSE %(erased)s END").format(
-                c=sql.Identifier(c)
-            )
-            for c in spec.personal
-        )
-        update = sql.SQL("UPDATE {} SET {} WHERE {} = %(subject)s")
-        self.conn.execute(
-            update.format(target, blanks, sql.Identifier(spec.subject)),
-            {"erased": ERASED, "subject": op.subject},
-        )
+    def _set_operations(self, closing: Sequence[SetOperation]) -> None:
+        """One statement per table, kind and column (`_grouped`), not one per operation."""
+        for (table, column), values in _grouped(closing, self.tables):
+            spec = self.tables[table]
+            if column is None:
+                parameters = {"erased": ERASED, "subjects": values}
+                self.conn.execute(_scrub(self.schema, spec), parameters)
+            else:
+                self.conn.execute(_delete_where(self.schema, spec, column), (values,))
 
     def save_applied(self, versions: dict[UUID, int]) -> None:
         if versions:
-            action = sql.SQL(
-                "DO UPDATE SET version = greatest({}.version, EXCLUDED.version)"
-            ).format(q(self.schema, "_applied"))
-            rows = (["aggregate_id", "version"], ["uuid", "integer"], list(versions.items()))
-            copy_upsert(
-                self.conn, self.schema, "_applied", ["aggregate_id"], action=action, staged=rows
-            )
+            copy_upsert(self.conn, _save_applied(self.schema), versions.items())
 
     def save_positions(self, positions: dict[PositionKey, int]) -> None:
         self.conn.execute(
-            sql.SQL(
-                "INSERT INTO {} SELECT * FROM unnest(%b::text[], %b::integer[], %b::bigint[])"
-                " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
-            ).format(q(self.schema, "_positions")),
+            _rendered(_SAVE_POSITIONS, self.schema),
             ([k[0] for k in positions], [k[1] for k in positions], list(positions.values())),
         )
 
     def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        statement = _rendered(_ADD_DEAD_LETTERS, self.schema)
         with self.conn.cursor() as cur:
-            cur.executemany(
-                sql.SQL(
-                    "INSERT INTO {} (event_id, topic, partition, kafka_offset, position,"
-                    " aggregate_id, aggregate_version, event_type, error, payload)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                ).format(q(self.schema, "_dead_letters")),
-                [d.values() for d in letters],
-            )
+            cur.executemany(statement, [d.values() for d in letters])
 
     def record_progress(
         self, events: int, last_event_at: datetime | None, position: int, lag: int | None
     ) -> None:
-        self.conn.execute(
-            sql.SQL(
-                "UPDATE {} SET events = events + %s, last_event_at = coalesce(%s, last_event_at),"
-                " last_position = greatest(last_position, %s), lag = coalesce(%s, lag),"
-                " updated_at = now() WHERE id = 1"
-            ).format(q(self.schema, "_status")),
-            (events, last_event_at, position, lag),
-        )
+        self.conn.execute(_rendered(_PROGRESS, self.schema), (events, last_event_at, position, lag))
 
     def take_dead_letters(self) -> list[tuple[int, bytes, str, int, int]]:
         """Remove and return (id, payload, topic, partition, offset) of every dead letter."""
-        rows = self.conn.execute(
-            sql.SQL("DELETE FROM {} RETURNING id, payload, topic, partition, kafka_offset").format(
-                q(self.schema, "_dead_letters")
-            )
-        ).fetchall()
+        statement = _rendered(_TAKE_DEAD_LETTERS, self.schema)
+        rows = self.conn.execute(statement).fetchall()
         return sorted((r[0], r[1], r[2], r[3], r[4]) for r in rows)
+
+
+SetTarget = tuple[str, str | None]
+"""(table, column) a set operation matches rows on; column None: a scrub, by subject."""
+
+
+def _grouped(
+    closing: Sequence[SetOperation], tables: dict[str, Table]
+) -> list[tuple[SetTarget, list[Any]]]:
+    """A segment's closing operations grouped by target, in order of first appearance.
+
+    They run after the segment's row writes (`projections.base.Batch`) and only delete
+    rows or blank personal columns, so they commute unless a delete matches on a
+    column a scrub blanks: a delete after a scrub removes the same rows, a scrub after
+    a delete finds nothing more to blank. Such a segment (no projection has one) keeps
+    its order, one operation per group.
+    """
+    targets = [_target(op) for op in closing]
+    if any(column in tables[table].personal for (table, column), _ in targets):
+        return [(target, [value]) for target, value in targets]
+    groups: dict[SetTarget, list[Any]] = {}
+    for target, value in targets:
+        groups.setdefault(target, []).append(value)
+    return list(groups.items())
+
+
+def _target(op: SetOperation) -> tuple[SetTarget, Any]:
+    if isinstance(op, Scrub):
+        return (op.table, None), op.subject
+    return (op.table, op.column), op.value
 
 
 def read_status(conn: Connection[Any], name: str, generation: int) -> Status:

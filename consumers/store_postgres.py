@@ -100,8 +100,11 @@ class PostgresStore:
 
     @contextmanager
     def session(self, projection: Projection, generation: int) -> Iterator[PgSession]:
-        with self.pool.connection() as conn, conn.transaction():
-            yield PgSession(conn, f"{projection.name}_v{generation}", projection.tables)
+        schema = f"{projection.name}_v{generation}"
+        with self.pool.connection() as conn:
+            pg_session.create_staging(conn, schema, projection.tables)
+            with conn.transaction():
+                yield PgSession(conn, schema, projection.tables)
 
     def status(self, name: str, generation: int | None = None) -> Status:
         generation = self.live_generation(name) if generation is None else generation

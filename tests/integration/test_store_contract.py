@@ -21,7 +21,7 @@ from consumers.projecting import Item, project
 from consumers.readmodel_store import ReadModelStore, table_writes
 from domain.base import ERASED
 from projections import PROJECTIONS
-from projections.base import DeleteWhere, Scrub, Segment
+from projections.base import DeleteWhere, Scrub, Segment, SetOperation
 from tests.integration.projection_support import normal, open_store
 from tests.unit.projections.memory import replay
 
@@ -82,6 +82,65 @@ def test_counters_and_set_operations(store: ReadModelStore) -> None:
     with store.session(projection, generation) as session:
         session.write([], [DeleteWhere("order_totals", "customer_id", customer)])
     assert store.dump("sales", generation, tables["order_totals"]) == []
+
+
+def _seed_customers(store: ReadModelStore, generation: int, emails: dict[uuid.UUID, str]) -> None:
+    """A `sales` customer and an order total per id, each customer with the given email."""
+    tables = {t.name: t for t in PROJECTIONS["sales"].tables}
+    segment = Segment()
+    for customer, email in emails.items():
+        segment.rows[("customers", (customer,))] = dict.fromkeys(
+            tables["customers"].column_names
+        ) | {"customer_id": customer, "name": "Ada", "email": email, "visible": True}
+        segment.rows[("order_totals", (customer, "EUR"))] = {
+            "customer_id": customer, "currency": "EUR", "orders": 1, "total": Decimal(1),
+        }  # fmt: skip
+    with store.session(PROJECTIONS["sales"], generation) as session:
+        session.write(list(table_writes(tables, segment)), [])
+
+
+def test_set_operations_closing_one_segment_give_the_rows_of_running_them_in_order(
+    store: ReadModelStore,
+) -> None:
+    """Archive and erasure operations of many customers in one write (an adapter may
+    group them): each deletes or blanks exactly what it would have on its own."""
+    projection = PROJECTIONS["sales"]
+    generation = store.install(projection)
+    tables = {t.name: t for t in projection.tables}
+    a, b, c = sorted(uuid.uuid4() for _ in range(3))
+    _seed_customers(store, generation, {a: "a@x.y", b: "b@x.y", c: "c@x.y"})
+    closing: list[SetOperation] = [
+        Scrub("customers", a), DeleteWhere("order_totals", "customer_id", a),
+        DeleteWhere("customers", "customer_id", b), Scrub("customers", c),
+        DeleteWhere("customers", "customer_id", a), Scrub("customers", b),
+    ]  # fmt: skip
+    with store.session(projection, generation) as session:
+        session.write([], closing)
+    customers = store.dump("sales", generation, tables["customers"])
+    assert [(r["customer_id"], r["name"], r["email"]) for r in customers] == [(c, ERASED, ERASED)]
+    totals = store.dump("sales", generation, tables["order_totals"])
+    assert [r["customer_id"] for r in totals] == [b, c]
+
+
+def test_a_delete_matching_a_personal_column_keeps_its_place_among_scrubs(
+    store: ReadModelStore,
+) -> None:
+    """Deleting by a column a scrub blanks does not commute with that scrub: the
+    customer scrubbed before the delete stays (blanked), the one scrubbed after is gone."""
+    projection = PROJECTIONS["sales"]
+    generation = store.install(projection)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    _seed_customers(store, generation, {first: "same@x.y", second: "same@x.y"})
+    closing: list[SetOperation] = [
+        Scrub("customers", first),
+        DeleteWhere("customers", "email", "same@x.y"),
+        Scrub("customers", second),
+    ]
+    with store.session(projection, generation) as session:
+        session.write([], closing)
+    spec = {t.name: t for t in projection.tables}["customers"]
+    customers = store.dump("sales", generation, spec)
+    assert [(r["customer_id"], r["email"]) for r in customers] == [(first, ERASED)]
 
 
 def test_rebuild_switches_the_stable_views(store: ReadModelStore) -> None:
