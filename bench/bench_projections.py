@@ -3,7 +3,9 @@
 Publishes N sealed CloudEvents of a seeded random workload to fresh topics
 (`bench.replay_data`, not timed), then for each projection runs `crm consume NAME
 --until-caught-up` as a subprocess against the same database and times it, sampling
-the process's VmRSS and VmHWM from /proc. Baselines in the same run, over the same
+VmRSS and VmHWM from /proc of the consumer and its writer process together (the
+consumer's memory is both: RSS is summed, and the peak is the sum of each process's
+own peak, an upper bound of their peak together). Baselines in the same run, over the same
 records: kafka-python alone (consume, no decode) and consume + CloudEvent/event
 decode without projecting: the ceiling the runner could reach in one process.
 Targets: >= 20,000 events/s per projection; <= 200 MB RSS, flat.
@@ -59,12 +61,13 @@ def consume(name: str, env: dict[str, str], events: int) -> dict[str, Any]:
     reader = threading.Thread(target=_batch_lines, args=(process.stdout, batches), daemon=True)
     reader.start()
     samples: list[float] = []
-    peak = 0.0
+    peaks: dict[int, float] = {}
     while process.poll() is None:
-        rss, hwm = _memory(process.pid)
-        if rss:  # 0 once the process has exited
+        pids = [process.pid, *_children(process.pid)]
+        memory = {pid: _memory(pid) for pid in pids}
+        if rss := sum(m[0] for m in memory.values()):  # 0 once the processes have exited
             samples.append(rss)
-        peak = max(peak, hwm)
+        peaks.update({pid: max(peaks.get(pid, 0.0), m[1]) for pid, m in memory.items()})
         time.sleep(SAMPLE_SECONDS)
     seconds = time.perf_counter() - started
     reader.join()
@@ -74,7 +77,8 @@ def consume(name: str, env: dict[str, str], events: int) -> dict[str, Any]:
         "events_per_s": round(events / seconds),
         "seconds": round(seconds, 1),
         **steady_rate(batches, started),
-        "peak_rss_mb": round(peak, 1),
+        "peak_rss_mb": round(sum(peaks.values()), 1),
+        "peak_rss_by_process_mb": [round(peak, 1) for peak in peaks.values()],
         **rss_profile(samples),
     }
 
@@ -109,6 +113,13 @@ def rss_profile(samples: list[float]) -> dict[str, Any]:
         "rss_by_tenth_mb": tenths,
         "rss_second_half_range_mb": round(max(second_half) - min(second_half), 1),
     }
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _memory(pid: int) -> tuple[float, float]:

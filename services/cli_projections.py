@@ -1,8 +1,10 @@
 """`crm consume NAME` and `crm projections status|rebuild|verify|retry`.
 
 `consume` runs the projection runner for one projection (consumer group
-`crm.projection.NAME`) until SIGTERM/SIGINT. Exit codes: 0 done, 1 differences found
-by `verify` or events still failing after `retry`, 2 configuration error.
+`crm.projection.NAME`) until SIGTERM/SIGINT; it writes through a child process
+(`consumers.projection_writer`) unless `--single-process`. Exit codes: 0 done,
+1 differences found by `verify`, events still failing after `retry`, or a writer
+process that failed; 2 configuration error.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     consume.add_argument("name", help="sales | support | marketing | shared | stats")
     consume.add_argument("--until-caught-up", action="store_true", help="exit when no lag")
     consume.add_argument("--batch", type=int, default=5000, help="max records per batch")
+    consume.add_argument(
+        "--single-process",
+        action="store_true",
+        help="write in this process instead of a child beside it (one core, or to profile)",
+    )
     consume.set_defaults(handler=_consume)
     group = commands.add_parser("projections", help="read models: status and maintenance")
     actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -77,6 +84,7 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     runner = ProjectionRunner(
         store, args.name, runtime.keyring, settings.kafka_bootstrap,
         all_topics(settings.topic_prefix), max_poll_records=args.batch,
+        writer_process=not args.single_process,
     )  # fmt: skip
     stop_on_signals(f"consume {args.name}", runner.stop_event)
     try:

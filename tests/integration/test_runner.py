@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -49,11 +50,18 @@ def keyring(pg_url: str) -> Iterator[Keyring]:
 
 
 def runner(
-    store: PostgresStore, name: str, keyring: Keyring, bootstrap: str, prefix: str
+    store: PostgresStore,
+    name: str,
+    keyring: Keyring,
+    bootstrap: str,
+    prefix: str,
+    *,
+    writer_process: bool = True,
 ) -> ProjectionRunner:
     return ProjectionRunner(
         store, name, keyring, bootstrap, all_topics(prefix),
         group=f"{prefix}crm.projection.{name}", max_poll_records=700,
+        writer_process=writer_process,
     )  # fmt: skip
 
 
@@ -66,13 +74,24 @@ def reference(
     return tables_of(store, name, generation)
 
 
+@pytest.mark.parametrize("writer_process", [True, False], ids=["writer-process", "inline"])
 def test_duplicates_and_redelivery_apply_once(
-    store: PostgresStore, keyring: Keyring, kafka_bootstrap: str, topic_prefix: str
+    store: PostgresStore,
+    keyring: Keyring,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    writer_process: bool,
 ) -> None:
+    def run() -> None:
+        once = runner(
+            store, "sales", keyring, kafka_bootstrap, topic_prefix, writer_process=writer_process
+        )
+        once.run(until_caught_up=True)
+
     publish(kafka_bootstrap, topic_prefix, EVENTS[:3000], keyring)
-    runner(store, "sales", keyring, kafka_bootstrap, topic_prefix).run(until_caught_up=True)
+    run()
     publish(kafka_bootstrap, topic_prefix, EVENTS[2000:], keyring, first=2001)  # relay re-sends
-    runner(store, "sales", keyring, kafka_bootstrap, topic_prefix).run(until_caught_up=True)
+    run()
     live = tables_of(store, "sales")
     assert live == reference(store, "sales", keyring, kafka_bootstrap, topic_prefix)
     assert store.status("sales").dead_letters == 0
@@ -90,13 +109,36 @@ def test_a_killed_consumer_resumes_without_loss_or_double_counting(
     deadline = time.monotonic() + 60
     while store.status("stats").events == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
+    writers = _children(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert writers  # its writer process, which must not outlive it
+    assert _all_gone(writers, within=15)
     assert 0 < store.status("stats").events < len(EVENTS)
     assert subprocess.run(command, env=env, timeout=120, check=False).returncode == 0
     assert tables_of(store, "stats") == reference(
         store, "stats", keyring, kafka_bootstrap, topic_prefix
     )
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _all_gone(pids: list[int], within: float) -> bool:
+    """True once none of `pids` runs any more (exited, or a zombie awaiting its reaper)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        states = []
+        for pid in pids:
+            try:
+                states.append(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:
+                continue
+        if all(state == "Z" for state in states):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_a_rebalance_between_two_consumers_changes_nothing(
@@ -159,3 +201,35 @@ def test_queries_answer_during_a_rebuild_and_from_the_new_version_after(
     assert store.live_generation("support") == new
     assert answers
     assert set(answers) == {expected}  # never empty, never half-built
+
+
+def test_a_live_consumer_keeps_up_through_a_rebuild_that_switches_under_it(
+    store: PostgresStore, keyring: Keyring, kafka_bootstrap: str, topic_prefix: str, pg_url: str
+) -> None:
+    """The rebuild drops the generation the live consumer writes to, maybe mid-batch; the
+    consumer must move to the new one and apply what is published after the switch."""
+    publish(kafka_bootstrap, topic_prefix, EVENTS[:1500], keyring)
+    with pg_keyring(pg_url) as own_keys:
+        live = runner(store, "support", own_keys, kafka_bootstrap, topic_prefix)
+        thread = threading.Thread(target=live.run)
+        thread.start()
+        during = threading.Thread(
+            target=publish, args=(kafka_bootstrap, topic_prefix, EVENTS[1500:3000], keyring, 1501)
+        )
+        during.start()
+        source = Source(kafka_bootstrap, all_topics(topic_prefix), keyring)
+        rebuilt = rebuild(store, PROJECTIONS["support"], source)
+        during.join()
+        publish(kafka_bootstrap, topic_prefix, EVENTS[3000:], keyring, first=3001)
+        deadline = time.monotonic() + 90
+        while store.status("support").last_position < len(EVENTS):
+            assert time.monotonic() < deadline, "the live consumer stopped applying events"
+            time.sleep(0.1)
+        live.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert store.live_generation("support") == rebuilt
+    assert store.status("support").last_position == len(EVENTS)
+    assert tables_of(store, "support") == reference(
+        store, "support", keyring, kafka_bootstrap, topic_prefix
+    )

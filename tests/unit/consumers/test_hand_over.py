@@ -1,0 +1,65 @@
+"""What the runner hands a writer: events it need not open pass through as they
+arrived; the writer then decodes exactly the events a full read would give."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.workload import Workload
+from consumers.envelope import delivered, from_cloudevent, to_cloudevent
+from consumers.kafka_io import Record
+from consumers.keyring import Keyring, MemoryKeyStore
+from consumers.projection_writer import items_of
+from consumers.runner import hand_over
+from domain import codec
+from domain.customer import CustomerErased
+from projections import PROJECTIONS
+
+EVENTS = list(Workload(seed=12).events(2500))
+
+
+@pytest.fixture(scope="module")
+def published() -> tuple[list[Record], Keyring]:
+    """The workload as published: sealed CloudEvents, erased customers' keys destroyed."""
+    keyring = Keyring(MemoryKeyStore())
+    records = [
+        Record("t", 0, offset, None, to_cloudevent(codec.seal(event, keyring), offset + 1))
+        for offset, event in enumerate(EVENTS)
+    ]
+    for event in EVENTS:
+        if isinstance(event, CustomerErased):
+            keyring.erase(event.originator_id)
+    return records, keyring
+
+
+@pytest.mark.parametrize("name", sorted(PROJECTIONS))
+def test_the_writer_decodes_what_a_full_read_gives(
+    name: str, published: tuple[list[Record], Keyring]
+) -> None:
+    records, keyring = published
+    fields = PROJECTIONS[name].personal_inputs
+    events = [i.event for i in items_of(hand_over(records, keyring, fields))]
+    full = [from_cloudevent(r.value)[0] for r in records]
+    expected = [codec.unseal(e, keyring, set(e.personal_fields) & fields) for e in full]
+    assert events == expected
+    assert sum(e != f for e, f in zip(events, full, strict=True)) > 0 or not fields
+
+
+def test_a_projection_that_opens_nothing_gets_the_events_as_they_arrived(
+    published: tuple[list[Record], Keyring],
+) -> None:
+    records, keyring = published
+    handed = hand_over(records, keyring, PROJECTIONS["stats"].personal_inputs)
+    arrived = [bytes(delivered(r.value).data) for r in records]
+    assert [h.event for h in handed] == arrived
+
+
+def test_an_unreadable_record_is_handed_over_as_a_dead_letter(
+    published: tuple[list[Record], Keyring],
+) -> None:
+    _, keyring = published
+    garbage = Record("t", 0, 99, None, b"not a cloudevent")
+    (item,) = items_of(hand_over([garbage], keyring, frozenset({"name"})))
+    assert item.event is None
+    assert item.error is not None
+    assert item.error.startswith("InvalidEnvelope")

@@ -1,0 +1,134 @@
+"""The projection writers: a child process writes exactly what the inline writer writes,
+results come back in order, and failures surface instead of hanging (SQLite files)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.workload import Workload
+from consumers.envelope import to_cloudevent
+from consumers.kafka_io import Record
+from consumers.keyring import Keyring, MemoryKeyStore
+from consumers.projection_writer import (
+    AHEAD,
+    BatchWriter,
+    Handed,
+    InlineWriter,
+    ProcessWriter,
+    WriterError,
+    Written,
+)
+from consumers.runner import hand_over
+from consumers.store_sqlite import SqliteStore
+from domain import codec
+from projections import PROJECTIONS
+
+EVENTS = list(Workload(seed=21).events(1500))
+BATCH = 300
+
+
+def _handed(name: str) -> list[Handed]:
+    keyring = Keyring(MemoryKeyStore())
+    records = [
+        Record("t", 0, offset, None, to_cloudevent(codec.seal(event, keyring), offset + 1))
+        for offset, event in enumerate(EVENTS)
+    ]
+    return hand_over(records, keyring, PROJECTIONS[name].personal_inputs)
+
+
+def _feed(writer: BatchWriter, handed: list[Handed]) -> list[Written]:
+    results: list[Written] = []
+    for start in range(0, len(handed), BATCH):
+        results += writer.submit(handed[start : start + BATCH], lag=len(handed) - start - BATCH)
+    return results + writer.close()
+
+
+def _tables(store: SqliteStore, name: str, generation: int) -> dict[str, object]:
+    return {t.name: store.dump(name, generation, t) for t in PROJECTIONS[name].tables}
+
+
+def _process_writer(store: SqliteStore, name: str, generation: int) -> ProcessWriter:
+    projection = PROJECTIONS[name]
+    return ProcessWriter(store, projection, generation, follow_live=False, stopping=lambda: False)
+
+
+@pytest.mark.parametrize("name", sorted(PROJECTIONS))
+def test_a_writer_process_writes_what_the_inline_writer_writes(tmp_path: Path, name: str) -> None:
+    projection, handed = PROJECTIONS[name], _handed(name)
+    inline_store, child_store = SqliteStore(tmp_path / "inline.db"), SqliteStore(tmp_path / "c.db")
+    inline = inline_store.install(projection)
+    by_child = child_store.install(projection)
+    _feed(InlineWriter(inline_store, projection, inline, follow_live=False, wait=bool), handed)
+    results = _feed(_process_writer(child_store, name, by_child), handed)
+    assert sum(r.applied + r.skipped + r.dead for r in results) == len(EVENTS)
+    assert _tables(child_store, name, by_child) == _tables(inline_store, name, inline)
+    assert child_store.status(name).events == inline_store.status(name).events > 0
+
+
+def test_results_come_back_in_order_with_at_most_two_batches_in_hand(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "rm.db")
+    writer = _process_writer(store, "stats", store.install(PROJECTIONS["stats"]))
+    handed, returned = _handed("stats"), 0
+    for number, start in enumerate(range(0, len(handed), BATCH), start=1):
+        results = writer.submit(handed[start : start + BATCH], lag=number)
+        assert [r.lag for r in results] == list(range(returned + 1, returned + 1 + len(results)))
+        returned += len(results)
+        assert number - returned <= AHEAD
+    assert [r.lag for r in writer.close()] == list(range(returned + 1, number + 1))
+
+
+def test_a_dead_writer_process_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "rm.db")
+    writer = _process_writer(store, "stats", store.install(PROJECTIONS["stats"]))
+    (child,) = [p for p in multiprocessing.active_children() if p.name == "crm-writer-stats"]
+    child.kill()
+    child.join()
+    with pytest.raises(WriterError, match="exited unexpectedly"):
+        _write_on(writer, _handed("stats")[:BATCH])
+
+
+def _write_on(writer: BatchWriter, batch: list[Handed]) -> None:
+    for _ in range(AHEAD + 1):  # the pipe may take a batch or two before it breaks
+        writer.submit(batch, lag=0)
+    writer.drain()
+
+
+def test_an_event_that_does_not_decode_is_a_dead_letter_and_the_rest_applies(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "rm.db")
+    writer = _process_writer(store, "stats", store.install(PROJECTIONS["stats"]))
+    handed = _handed("stats")[:BATCH]
+    handed[7] = handed[7]._replace(event=b'{"type": "TaskCreated", "title": 12}')
+    (written,) = _feed(writer, handed)
+    assert (written.dead, written.applied + written.skipped) == (1, BATCH - 1)
+    assert store.status("stats").dead_letters == 1
+
+
+def test_a_writer_following_the_live_generation_abandons_a_replaced_one(tmp_path: Path) -> None:
+    store, projection = SqliteStore(tmp_path / "rm.db"), PROJECTIONS["support"]
+    old = store.install(projection)
+    store.switch(projection, store.create_generation(projection))  # a rebuild; drops `old`
+    writer = ProcessWriter(store, projection, old, follow_live=True, stopping=lambda: False)
+    (written,) = _feed(writer, _handed("support")[:BATCH])
+    assert written.abandoned
+    assert written.applied == 0
+
+
+def test_stopping_ends_the_retries_of_a_writer_whose_tables_are_gone(tmp_path: Path) -> None:
+    store, projection = SqliteStore(tmp_path / "rm.db"), PROJECTIONS["support"]
+    generation = store.create_generation(projection)
+    store.drop_generation("support", generation)  # every attempt fails, retried forever
+    stop = threading.Event()
+    writer = ProcessWriter(store, projection, generation, follow_live=False, stopping=stop.is_set)
+    writer.submit(_handed("support")[:BATCH], lag=0)
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    (written,) = writer.close()
+    assert written.abandoned
+    assert time.monotonic() - started < 10
