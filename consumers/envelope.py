@@ -11,6 +11,7 @@ I/O: none.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import msgspec
 
@@ -66,6 +67,7 @@ class Delivered(msgspec.Struct):
     data: msgspec.Raw
 
 
+Attributes = TypeVar("Attributes", CloudEvent, Delivered)
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(CloudEvent)
 _delivered = msgspec.json.Decoder(Delivered)
@@ -121,19 +123,17 @@ def to_record(event: DomainEvent, position: int, data: bytes | None = None) -> t
 
 def read_cloudevent(value: bytes) -> CloudEvent:
     """The envelope's attributes, `data` left as raw JSON."""
-    try:
-        envelope = _decoder.decode(value)
-    except msgspec.DecodeError as error:
-        raise InvalidEnvelope(f"not a CloudEvent of this contract: {error}") from None
-    if envelope.specversion != SPEC_VERSION:
-        raise InvalidEnvelope(f"unsupported specversion {envelope.specversion!r}")
-    return envelope
+    return _read(_decoder, value)
 
 
 def delivered(value: bytes) -> Delivered:
     """The attributes a consumer needs (see `Delivered`); `InvalidEnvelope` if it is none."""
+    return _read(_delivered, value)
+
+
+def _read(decoder: msgspec.json.Decoder[Attributes], value: bytes) -> Attributes:
     try:
-        attributes = _delivered.decode(value)
+        attributes = decoder.decode(value)
     except msgspec.DecodeError as error:
         raise InvalidEnvelope(f"not a CloudEvent of this contract: {error}") from None
     if attributes.specversion != SPEC_VERSION:

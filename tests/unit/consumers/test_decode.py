@@ -5,15 +5,13 @@ from __future__ import annotations
 import pytest
 
 from bench.workload import Workload
-from consumers.envelope import to_cloudevent
 from consumers.kafka_io import Record
-from consumers.keyring import PREFIX, Keyring, MemoryKeyStore
+from consumers.keyring import PREFIX, Keyring
 from consumers.projecting import Item, project
 from consumers.runner import decode
-from domain import codec
-from domain.customer import CustomerErased
 from projections import PROJECTIONS
 from projections.base import every_personal_field
+from tests.unit.consumers.published import published
 from tests.unit.projections.memory import MemorySession
 
 EVENTS = list(Workload(seed=11).events(3000))
@@ -21,16 +19,7 @@ EVENTS = list(Workload(seed=11).events(3000))
 
 @pytest.fixture(scope="module")
 def sealed() -> tuple[list[Record], Keyring]:
-    """The workload as published: sealed CloudEvents, erased customers' keys destroyed."""
-    keyring = Keyring(MemoryKeyStore())
-    records = [
-        Record("t", 0, offset, None, to_cloudevent(codec.seal(event, keyring), offset + 1))
-        for offset, event in enumerate(EVENTS)
-    ]
-    for event in EVENTS:
-        if isinstance(event, CustomerErased):
-            keyring.erase(event.originator_id)
-    return records, keyring
+    return published(EVENTS)
 
 
 def _replay(name: str, items: list[Item]) -> MemorySession:

@@ -6,30 +6,21 @@ from __future__ import annotations
 import pytest
 
 from bench.workload import Workload
-from consumers.envelope import delivered, from_cloudevent, to_cloudevent
+from consumers.envelope import delivered, from_cloudevent
 from consumers.kafka_io import Record
-from consumers.keyring import Keyring, MemoryKeyStore
+from consumers.keyring import Keyring
 from consumers.projection_writer import items_of
 from consumers.runner import hand_over
 from domain import codec
-from domain.customer import CustomerErased
 from projections import PROJECTIONS
+from tests.unit.consumers.published import published
 
 EVENTS = list(Workload(seed=12).events(2500))
 
 
-@pytest.fixture(scope="module")
-def published() -> tuple[list[Record], Keyring]:
-    """The workload as published: sealed CloudEvents, erased customers' keys destroyed."""
-    keyring = Keyring(MemoryKeyStore())
-    records = [
-        Record("t", 0, offset, None, to_cloudevent(codec.seal(event, keyring), offset + 1))
-        for offset, event in enumerate(EVENTS)
-    ]
-    for event in EVENTS:
-        if isinstance(event, CustomerErased):
-            keyring.erase(event.originator_id)
-    return records, keyring
+@pytest.fixture(scope="module", name="published")
+def published_events() -> tuple[list[Record], Keyring]:
+    return published(EVENTS)
 
 
 @pytest.mark.parametrize("name", sorted(PROJECTIONS))

@@ -11,9 +11,6 @@ from pathlib import Path
 import pytest
 
 from bench.workload import Workload
-from consumers.envelope import to_cloudevent
-from consumers.kafka_io import Record
-from consumers.keyring import Keyring, MemoryKeyStore
 from consumers.projection_writer import (
     AHEAD,
     BatchWriter,
@@ -25,20 +22,15 @@ from consumers.projection_writer import (
 )
 from consumers.runner import hand_over
 from consumers.store_sqlite import SqliteStore
-from domain import codec
 from projections import PROJECTIONS
+from tests.unit.consumers.published import published
 
 EVENTS = list(Workload(seed=21).events(1500))
 BATCH = 300
 
 
 def _handed(name: str) -> list[Handed]:
-    keyring = Keyring(MemoryKeyStore())
-    records = [
-        Record("t", 0, offset, None, to_cloudevent(codec.seal(event, keyring), offset + 1))
-        for offset, event in enumerate(EVENTS)
-    ]
-    return hand_over(records, keyring, PROJECTIONS[name].personal_inputs)
+    return hand_over(*published(EVENTS), PROJECTIONS[name].personal_inputs)
 
 
 def _feed(writer: BatchWriter, handed: list[Handed]) -> list[Written]:
