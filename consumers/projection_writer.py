@@ -15,30 +15,30 @@ runner stops during a retry, or when the live generation it was written to has b
 replaced by a rebuild (its schema may be gone): the runner then starts again on the
 new generation, from that generation's stored offsets, so nothing is lost.
 
-Child protocol: two one-way pipes of msgpack frames. Runner -> writer: a `_Batch` of
+The child (`python -m consumers.writer_process`, started with only the modules it
+needs) talks over two one-way pipes of msgpack frames. Runner -> writer: a `Batch` of
 `Handed` records (events as `domain.codec` JSON, already opened; the pipe never leaves
-the machine). Writer -> runner: a `Written` per batch, in order. In the child a
-receiver thread reads and decodes the next batch while the main thread waits on the
-database. Closing the batch pipe stops the child after the batches in hand; their
-results still arrive. The child ignores SIGINT and SIGTERM: it lives exactly as long
-as its runner holds the pipe (a killed runner closes it too), so a terminal's Ctrl-C
-or a service manager's SIGTERM reaches the runner, which stops it in order.
+the machine). Writer -> runner: a `Written` per batch, in order, and a `Retrying`
+notice per failed attempt, which the runner logs (the child has no log of its own).
+Closing the batch pipe stops the child after the batches in hand; their results still
+arrive. The child ignores SIGINT and SIGTERM: it lives exactly as long as its runner
+holds the pipe (a killed runner closes it too), so a terminal's Ctrl-C or a service
+manager's SIGTERM reaches the runner, which stops it in order.
 
-I/O: a child process, two pipes and a thread; the read-model database, through the store.
+I/O: a child process and two pipes; the read-model database, through the store.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import multiprocessing
-import queue
-import signal
-import threading
+import os
+import pickle
+import subprocess
+import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, Pipe
 from typing import NamedTuple, Protocol
 
 import msgspec
@@ -91,7 +91,7 @@ class WriterError(RuntimeError):
     """The writer process died or hit an error that retrying cannot fix."""
 
 
-class Written(msgspec.Struct, array_like=True, frozen=True):
+class Written(msgspec.Struct, array_like=True, frozen=True, tag="written"):
     """What became of one batch: counts and commit time, or `abandoned` (nothing written)."""
 
     events: int
@@ -120,6 +120,17 @@ class BatchWriter(Protocol):
         ...
 
 
+class Retrying(msgspec.Struct, array_like=True, frozen=True, tag="retrying"):
+    """An attempt to commit failed on a transient error; the next one follows `delay` s."""
+
+    error: str
+    delay: float
+
+
+def log_retry(projection: str, notice: Retrying) -> None:
+    log.warning("batch_retry", projection=projection, error=notice.error, delay=notice.delay)
+
+
 def commit_batch(
     store: ReadModelStore,
     projection: Projection,
@@ -128,6 +139,7 @@ def commit_batch(
     *,
     follow_live: bool,
     wait: Callable[[float], bool],
+    on_retry: Callable[[Retrying], None],
 ) -> Written:
     """Apply a batch (items, lag) in one transaction; retry transient errors (see above).
 
@@ -143,7 +155,7 @@ def commit_batch(
         except store.transient_errors as error:
             if follow_live and _replaced(store, projection.name, generation):
                 return Written(len(items), lag, abandoned=True)
-            log.warning("batch_retry", projection=projection.name, error=str(error), delay=delay)
+            on_retry(Retrying(str(error), delay))
             if wait(delay):
                 return Written(len(items), lag, abandoned=True)
             delay = min(delay * 2, MAX_RETRY_DELAY)
@@ -175,8 +187,13 @@ class InlineWriter:
         self._follow_live, self._wait = follow_live, wait
 
     def submit(self, handed: list[Handed], lag: int | None) -> list[Written]:
-        batch = (items_of(handed), lag)
-        return [commit_batch(*self._target, batch, follow_live=self._follow_live, wait=self._wait)]
+        store, projection, generation = self._target
+        written = commit_batch(
+            store, projection, generation, (items_of(handed), lag),
+            follow_live=self._follow_live, wait=self._wait,
+            on_retry=lambda notice: log_retry(projection.name, notice),
+        )  # fmt: skip
+        return [written]
 
     def drain(self) -> list[Written]:
         return []
@@ -201,29 +218,35 @@ class ProcessWriter:
         follow_live: bool,
         stopping: Callable[[], bool],
     ) -> None:
-        self._stopping = stopping
-        context = multiprocessing.get_context("spawn")
-        batches_in, self._batches = context.Pipe(duplex=False)
-        self._results, results_out = context.Pipe(duplex=False)
+        self._stopping, self._name = stopping, projection.name
+        batches_in, self._batches = Pipe(duplex=False)
+        self._results, results_out = Pipe(duplex=False)
         for end in (self._batches, self._results):
             _widen(end)
-        self._process = context.Process(
-            target=serve,
-            args=(batches_in, results_out, store.opener(), projection.name, generation),
-            kwargs={"follow_live": follow_live},
-            name=f"crm-writer-{projection.name}",
+        fds = (batches_in.fileno(), results_out.fileno())
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "consumers.writer_process", *map(str, fds)],
+            stdin=subprocess.PIPE,
+            pass_fds=fds,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
         )
-        self._process.start()
+        assert self._process.stdin is not None
+        with self._process.stdin as setup:
+            pickle.dump((store.opener(), projection.name, generation, follow_live), setup)
         batches_in.close()
         results_out.close()
         self._in_hand = 0
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def submit(self, handed: list[Handed], lag: int | None) -> list[Written]:
         results = [self._take() for _ in range(self._in_hand - AHEAD + 1)]
         while self._in_hand and self._results.poll():
             results.append(self._take())
         try:
-            self._batches.send_bytes(_encoder.encode(_Batch(lag, handed)))
+            self._batches.send_bytes(encoder.encode(Batch(lag, handed)))
         except OSError:
             raise self._failure() from None
         self._in_hand += 1
@@ -238,28 +261,35 @@ class ProcessWriter:
             return self.drain()
         finally:
             self._results.close()
-            self._process.join(timeout=30)
-            if self._process.is_alive():
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 self._process.kill()
-                self._process.join()
+                self._process.wait()
 
     def _take(self) -> Written:
-        """The oldest batch's result (waiting for it)."""
-        while not self._results.poll(0.2):
-            if self._stopping():
-                self._batches.close()
+        """The oldest batch's result (waiting for it), logging retry notices on the way."""
+        while True:
+            while not self._results.poll(0.2):
+                if self._stopping():
+                    self._batches.close()
+            try:
+                report = _reports.decode(self._results.recv_bytes())
+            except EOFError:
+                raise self._failure() from None
+            if isinstance(report, Written):
+                break
+            log_retry(self._name, report)
         self._in_hand -= 1
-        try:
-            written = _written.decode(self._results.recv_bytes())
-        except EOFError:
-            raise self._failure() from None
-        if written.error is not None:
-            raise WriterError(f"projection writer failed:\n{written.error}")
-        return written
+        if report.error is not None:
+            raise WriterError(f"projection writer failed:\n{report.error}")
+        return report
 
     def _failure(self) -> WriterError:
-        self._process.join(timeout=5)
-        code = self._process.exitcode
+        try:
+            code: int | None = self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
         return WriterError(f"projection writer process exited unexpectedly (exit code {code})")
 
 
@@ -271,73 +301,10 @@ def _widen(end: Connection) -> None:
 # --- the wire between runner and writer ------------------------------------------------
 
 
-class _Batch(msgspec.Struct, array_like=True):
+class Batch(msgspec.Struct, array_like=True):
     lag: int | None
     handed: list[Handed]
 
 
-_encoder = msgspec.msgpack.Encoder()
-_batch = msgspec.msgpack.Decoder(_Batch)
-_written = msgspec.msgpack.Decoder(Written)
-
-Received = tuple[list[Item], int | None] | None
-"""A decoded batch, or None once the runner has closed the pipe."""
-
-
-# --- the child ----------------------------------------------------------------------
-
-
-def serve(
-    batches: Connection,
-    results: Connection,
-    open_store: Callable[[], ReadModelStore],
-    name: str,
-    generation: int,
-    *,
-    follow_live: bool,
-) -> None:
-    """The writer process: commit each batch that arrives until the pipe closes."""
-    from projections import PROJECTIONS
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    received: queue.Queue[Received | BaseException] = queue.Queue(maxsize=1)
-    closed = threading.Event()
-    threading.Thread(target=_receive, args=(batches, received, closed), daemon=True).start()
-    store = open_store()
-    try:
-        while (batch := received.get()) is not None:
-            if isinstance(batch, BaseException):
-                raise batch
-            written = commit_batch(
-                store, PROJECTIONS[name], generation, batch, follow_live=follow_live,
-                wait=closed.wait,  # set when the runner closed the pipe: it is stopping
-            )  # fmt: skip
-            results.send_bytes(_encoder.encode(written))
-    except BrokenPipeError:
-        return  # the runner went away while its last batches were written
-    except Exception:  # reported to the runner, which stops: nothing is written half
-        results.send_bytes(_encoder.encode(Written(0, error=traceback.format_exc())))
-    finally:
-        store.close()
-
-
-def _receive(
-    batches: Connection,
-    received: queue.Queue[Received | BaseException],
-    closed: threading.Event,
-) -> None:
-    """Receiver thread: read and decode batches ahead of the committing main thread."""
-    try:
-        while True:
-            try:
-                frame = batches.recv_bytes()
-            except EOFError:
-                return
-            batch = _batch.decode(frame)
-            received.put((items_of(batch.handed), batch.lag))
-    except Exception as error:  # handed to the main thread, which reports it
-        received.put(error)
-    finally:
-        closed.set()
-        received.put(None)
+encoder = msgspec.msgpack.Encoder()
+_reports = msgspec.msgpack.Decoder(Written | Retrying)

@@ -3,12 +3,14 @@ results come back in order, and failures surface instead of hanging (SQLite file
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import signal
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from bench.workload import Workload
 from consumers.projection_writer import (
@@ -77,9 +79,7 @@ def test_results_come_back_in_order_with_at_most_two_batches_in_hand(tmp_path: P
 def test_a_dead_writer_process_is_an_error_not_a_hang(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "rm.db")
     writer = _process_writer(store, "stats", store.install(PROJECTIONS["stats"]))
-    (child,) = [p for p in multiprocessing.active_children() if p.name == "crm-writer-stats"]
-    child.kill()
-    child.join()
+    os.kill(writer.pid, signal.SIGKILL)
     with pytest.raises(WriterError, match="exited unexpectedly"):
         _write_on(writer, _handed("stats")[:BATCH])
 
@@ -121,6 +121,10 @@ def test_stopping_ends_the_retries_of_a_writer_whose_tables_are_gone(tmp_path: P
     writer.submit(_handed("support")[:BATCH], lag=0)
     threading.Timer(0.5, stop.set).start()
     started = time.monotonic()
-    (written,) = writer.close()
+    with capture_logs() as logs:
+        (written,) = writer.close()
     assert written.abandoned
     assert time.monotonic() - started < 10
+    retries = [entry for entry in logs if entry["event"] == "batch_retry"]
+    assert retries  # the child's failed attempts, logged by the runner
+    assert "no such table" in retries[0]["error"]
