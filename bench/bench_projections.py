@@ -6,8 +6,9 @@ Publishes N sealed CloudEvents of a seeded random workload to fresh topics
 VmRSS and VmHWM from /proc of the consumer and its writer process together (the
 consumer's memory is both: RSS is summed, and the peak is the sum of each process's
 own peak, an upper bound of their peak together). Baselines in the same run, over the same
-records: kafka-python alone (consume, no decode) and consume + CloudEvent/event
-decode without projecting: the ceiling the runner could reach in one process.
+records: kafka-python alone (consume, no decode), consume + CloudEvent/event decode
+without projecting, and the same replay with `--single-process` (reading and writing
+in one process, as before the writer process existed).
 Targets: >= 20,000 events/s per projection; <= 200 MB RSS, flat.
 
 `python -m bench.bench_projections [--events N] [--only NAME ...]`
@@ -27,12 +28,14 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from bench.databases import fresh_database
 from bench.replay_data import copy_keys, publish
 from consumers import kafka_io
 from consumers.envelope import all_topics, from_cloudevent
+from consumers.store_postgres import PostgresStore, generations
 from projections import PROJECTIONS
 
 SAMPLE_SECONDS = 0.25
@@ -48,13 +51,14 @@ def baseline(bootstrap: str, prefix: str, *, decode: bool) -> float:
     return count / (time.perf_counter() - started)
 
 
-def consume(name: str, env: dict[str, str], events: int) -> dict[str, Any]:
+def consume(name: str, env: dict[str, str], events: int, *options: str) -> dict[str, Any]:
     """Run one consumer to the end of the topics; its rate and memory samples (MB).
 
     `events_per_s` is over the whole process, start-up included; `steady_events_per_s`
     is from its first committed batch to its last (read from its JSON batch lines),
     the rate a long replay converges to."""
     command = [sys.executable, "-m", "services.cli", "consume", name, "--until-caught-up"]
+    command += options
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE)  # noqa: S603 - fixed argv
     batches: list[tuple[float, int]] = []
@@ -81,6 +85,19 @@ def consume(name: str, env: dict[str, str], events: int) -> dict[str, Any]:
         "peak_rss_by_process_mb": [round(peak, 1) for peak in peaks.values()],
         **rss_profile(samples),
     }
+
+
+def forget(database_url: str, name: str) -> None:
+    """Drop every generation of projection `name` and its views: the next run starts over."""
+    store = PostgresStore(database_url)
+    try:
+        with store.pool.connection() as conn:
+            for generation in generations(conn, name):
+                store.drop_generation(name, generation)
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+            conn.execute("DELETE FROM crm_projections WHERE name = %s", (name,))
+    finally:
+        store.close()
 
 
 def _batch_lines(stream: IO[bytes], batches: list[tuple[float, int]]) -> None:
@@ -159,6 +176,12 @@ def run(
                 "CRM_LOG_FORMAT": "json",
             }  # fmt: skip
             result = consume(name, env, count)
+            forget(keys_url, name)  # the same replay again, in one process: the baseline
+            single = consume(name, env, count, "--single-process")
+            result["single_process"] = single
+            result["ratio_to_single_process"] = round(
+                result["events_per_s"] / single["events_per_s"], 3
+            )
             result["ratio_to_read_decode"] = round(result["events_per_s"] / decoded, 3)
             result["ratio_to_read"] = round(result["events_per_s"] / read, 3)
             if "steady_events_per_s" in result:

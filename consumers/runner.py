@@ -166,15 +166,15 @@ class ProjectionRunner:
 
     def _consume(self, projection: Projection, generation: int, *, until_caught_up: bool) -> bool:
         """Consume one generation; True when done, False when the live generation moved."""
-        consumer = self._open_consumer(projection, generation)
+        writer = self._open_writer(projection, generation)  # starts while the group is joined
         try:
-            writer = self._open_writer(projection, generation)
+            consumer = self._open_consumer(projection, generation)
             try:
                 return self._feed(consumer, writer, projection, generation, until_caught_up)
             finally:
-                self._abandoned(writer.close())
+                consumer.close()
         finally:
-            consumer.close()
+            self._abandoned(writer.close())
 
     def _feed(
         self,
