@@ -134,21 +134,18 @@ class ReadModelStore(Protocol):
 def table_writes(tables: dict[str, Table], segment: Segment) -> Iterator[TableWrites]:
     """Group a segment's net changes by table, counters filled with 0 where absent."""
     by_table: dict[str, TableWrites] = {}
-
-    def entry(name: str) -> TableWrites:
-        if name not in by_table:
-            by_table[name] = TableWrites(tables[name], [], [], [])
-        return by_table[name]
-
     for (name, key), row in segment.rows.items():
+        if (writes := by_table.get(name)) is None:
+            writes = by_table[name] = TableWrites(tables[name], [], [], [])
         if row is None:
-            entry(name).deletes.append(key)
+            writes.deletes.append(key)
         else:
-            entry(name).upserts.append(row)
+            writes.upserts.append(row)
     for (name, _), (key_row, deltas) in segment.counters.items():
-        spec = tables[name]
-        counters = {c: deltas.get(c, 0) for c in spec.column_names if c not in spec.key}
-        entry(name).increments.append({**key_row, **counters})
+        if (writes := by_table.get(name)) is None:
+            writes = by_table[name] = TableWrites(tables[name], [], [], [])
+        counters = {c: deltas.get(c, 0) for c in writes.table.value_columns}
+        writes.increments.append({**key_row, **counters})
     return iter(by_table.values())
 
 

@@ -63,14 +63,13 @@ def _combos(department: str, person: str | None) -> list[tuple[str, str]]:
 
 
 def _survey(e: Any, deltas: dict[str, Number]) -> list[Change]:
+    buckets = [(g, bucket(e.occurred_at, g)) for g in GRANULARITIES]  # once, not per combo
     return [
         Increment(
-            "satisfaction",
-            {"department": d, "agent": a, "granularity": g, "bucket": bucket(e.occurred_at, g)},
-            deltas,
+            "satisfaction", {"department": d, "agent": a, "granularity": g, "bucket": b}, deltas
         )
         for d, a in _combos(e.department, e.agent)
-        for g in GRANULARITIES
+        for g, b in buckets
     ]
 
 
