@@ -352,15 +352,16 @@ def _ignore(_: list[TopicPartitionKey]) -> None:
 
 
 CONSUMER_FETCH: dict[str, Any] = {
-    "max_partition_fetch_bytes": 1024 * 1024,
-    "fetch_max_bytes": 4 * 1024 * 1024,
+    "max_partition_fetch_bytes": 512 * 1024,
+    "fetch_max_bytes": 2 * 1024 * 1024,
     "metrics_enabled": False,
 }
 """Fetch buffers bound a consumer's memory (kafka-python keeps whole fetch responses
-until their records are taken): 1 MB per partition, 4 MB per fetch keeps a replay's
-RSS flat, while still about a thousand ~900-byte records per partition per fetch
-(4x larger buffers read no faster). kafka-python's own metrics (sensors updated per
-record) cost 15-20 % of a read's CPU and nothing reads them."""
+until their records are taken, and a poll's records are what the runner holds and
+hands to its writer): 512 kB per partition and 2 MB per fetch keep a replay's consumer
+and writer together under ~175 MB, where 1 MB / 4 MB took 225 MB, for about the same
+rate (a fetch still brings ~2,000 records of ~900 bytes). kafka-python's own metrics
+(sensors updated per record) cost 15-20 % of a read's CPU and nothing reads them."""
 
 
 class TopicConsumer:
