@@ -64,13 +64,13 @@ def consume(name: str, env: dict[str, str], events: int, *options: str) -> dict[
     batches: list[tuple[float, int]] = []
     reader = threading.Thread(target=_batch_lines, args=(process.stdout, batches), daemon=True)
     reader.start()
-    samples: list[float] = []
+    samples: list[tuple[float, float]] = []
     peaks: dict[int, float] = {}
     while process.poll() is None:
         pids = [process.pid, *_children(process.pid)]
         memory = {pid: _memory(pid) for pid in pids}
         if rss := sum(m[0] for m in memory.values()):  # 0 once the processes have exited
-            samples.append(rss)
+            samples.append((time.perf_counter(), rss))
         peaks.update({pid: max(peaks.get(pid, 0.0), m[1]) for pid, m in memory.items()})
         time.sleep(SAMPLE_SECONDS)
     seconds = time.perf_counter() - started
@@ -83,7 +83,7 @@ def consume(name: str, env: dict[str, str], events: int, *options: str) -> dict[
         **steady_rate(batches, started),
         "peak_rss_mb": round(sum(peaks.values()), 1),
         "peak_rss_by_process_mb": [round(peak, 1) for peak in peaks.values()],
-        **rss_profile(samples),
+        **rss_profile(samples, batches),
     }
 
 
@@ -120,8 +120,17 @@ def steady_rate(batches: list[tuple[float, int]], started: float) -> dict[str, A
     }
 
 
-def rss_profile(samples: list[float]) -> dict[str, Any]:
-    """VmRSS at every tenth of the run, and how much it moved over the second half."""
+def rss_profile(
+    timed: list[tuple[float, float]], batches: list[tuple[float, int]]
+) -> dict[str, Any]:
+    """VmRSS at every tenth of the replay, and how much it moved over its second half.
+
+    Only samples from the first committed batch to the last count: start-up (before
+    the writer process exists) and shut-down (after it exited) are not the replay."""
+    if batches:
+        first, last = batches[0][0], batches[-1][0]
+        timed = [sample for sample in timed if first <= sample[0] <= last] or timed
+    samples = [rss for _, rss in timed]
     if not samples:
         return {}
     tenths = [round(samples[min(len(samples) - 1, len(samples) * i // 10)], 1) for i in range(11)]
