@@ -79,7 +79,7 @@ def time_relay(app: CrmApplication, pg_url: str, bootstrap: str, prefix: str) ->
 
 
 def prepared_records(app: CrmApplication, prefix: str) -> list[tuple[str, bytes, bytes]]:
-    records = []
+    records: list[tuple[str, bytes, bytes]] = []
     position = 0
     while page := app.recorder.select_notifications(start=position + 1, limit=PAGE_SIZE):
         records.extend(encode_notification(n, prefix) for n in page)
