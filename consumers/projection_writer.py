@@ -12,8 +12,9 @@ Both writers commit through `commit_batch`: rows, offsets and applied versions i
 read-model transaction (`consumers.projecting.project`), retried on the store's
 transient errors until it commits. A batch is *abandoned* (nothing written) when the
 runner stops during a retry, or when the live generation it was written to has been
-replaced by a rebuild (its schema may be gone): the runner then starts again on the
-new generation, from that generation's stored offsets, so nothing is lost.
+replaced by a rebuild (its schema may be gone); every batch behind it is abandoned
+too. The runner then starts again on the live generation, from its stored offsets, so
+nothing is lost.
 
 The child (`python -m consumers.writer_process`, started with only the modules it
 needs) talks over two one-way pipes of msgpack frames. Runner -> writer: a `Batch` of

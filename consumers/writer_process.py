@@ -48,22 +48,29 @@ def serve(
     *,
     follow_live: bool,
 ) -> None:
-    """Commit each batch that arrives until the pipe closes; report every result."""
+    """Commit each batch that arrives until the pipe closes; report every result.
+
+    Once a batch is abandoned, the batches behind it are abandoned too: the runner
+    starts over from the stored offsets, which must not have moved past it."""
     from projections import PROJECTIONS
 
     received: queue.Queue[Received | BaseException] = queue.Queue(maxsize=1)
     closed = threading.Event()
     threading.Thread(target=_receive, args=(batches, received, closed), daemon=True).start()
-    store = open_store()
+    store, abandoned = open_store(), False
     try:
         while (batch := received.get()) is not None:
             if isinstance(batch, BaseException):
                 raise batch
-            written = commit_batch(
-                store, PROJECTIONS[name], generation, batch, follow_live=follow_live,
-                wait=closed.wait,  # set when the runner closed the pipe: it is stopping
-                on_retry=lambda notice: results.send_bytes(encoder.encode(notice)),
-            )  # fmt: skip
+            if abandoned:  # its offsets would pass over the abandoned batch's events
+                written = Written(len(batch[0]), batch[1], abandoned=True)
+            else:
+                written = commit_batch(
+                    store, PROJECTIONS[name], generation, batch, follow_live=follow_live,
+                    wait=closed.wait,  # set when the runner closed the pipe: it is stopping
+                    on_retry=lambda notice: results.send_bytes(encoder.encode(notice)),
+                )  # fmt: skip
+            abandoned = written.abandoned
             results.send_bytes(encoder.encode(written))
     except BrokenPipeError:
         return  # the runner went away while its last batches were written

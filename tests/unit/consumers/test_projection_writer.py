@@ -7,23 +7,29 @@ import os
 import signal
 import threading
 import time
+from multiprocessing.connection import Pipe
 from pathlib import Path
 
+import msgspec
 import pytest
 from structlog.testing import capture_logs
 
 from bench.workload import Workload
 from consumers.projection_writer import (
     AHEAD,
+    Batch,
     BatchWriter,
     Handed,
     InlineWriter,
     ProcessWriter,
+    Retrying,
     WriterError,
     Written,
+    encoder,
 )
 from consumers.runner import hand_over
 from consumers.store_sqlite import SqliteStore
+from consumers.writer_process import serve
 from projections import PROJECTIONS
 from tests.unit.consumers.published import published
 
@@ -128,3 +134,33 @@ def test_stopping_ends_the_retries_of_a_writer_whose_tables_are_gone(tmp_path: P
     retries = [entry for entry in logs if entry["event"] == "batch_retry"]
     assert retries  # the child's failed attempts, logged by the runner
     assert "no such table" in retries[0]["error"]
+
+
+def test_no_batch_is_written_after_an_abandoned_one(tmp_path: Path) -> None:
+    """The child's loop (`serve`, in a thread here): a batch behind an abandoned one
+    must not commit, or its offsets would pass over the abandoned batch's events."""
+    store, projection = SqliteStore(tmp_path / "rm.db"), PROJECTIONS["stats"]
+    generation = store.install(projection)
+    positions = f"stats_v{generation}___positions"
+    store.conn.execute(f"ALTER TABLE {positions} RENAME TO hidden")  # every attempt fails
+    batches_in, batches = Pipe(duplex=False)
+    results, results_out = Pipe(duplex=False)
+    child = threading.Thread(
+        target=serve, args=(batches_in, results_out, store.opener(), "stats", generation),
+        kwargs={"follow_live": False},
+    )  # fmt: skip
+    child.start()
+    handed = _handed("stats")
+    for lag, start in ((1, 0), (0, BATCH)):
+        batches.send_bytes(encoder.encode(Batch(lag, handed[start : start + BATCH])))
+    reports = msgspec.msgpack.Decoder(Written | Retrying)
+    while not (isinstance(r := reports.decode(results.recv_bytes()), Retrying) and r.delay > 0.3):
+        pass  # the first batch now waits out a back-off of 0.4 s or more
+    store.conn.execute(f"ALTER TABLE hidden RENAME TO {positions}")  # the second could commit
+    batches.close()  # the runner stops: the first batch is abandoned
+    child.join()
+    assert [reports.decode(results.recv_bytes()) for _ in range(2)] == [
+        Written(BATCH, lag=1, abandoned=True),
+        Written(BATCH, lag=0, abandoned=True),
+    ]
+    assert store.status("stats").events == 0
