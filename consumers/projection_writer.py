@@ -37,6 +37,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, Pipe
@@ -173,7 +174,10 @@ def _replaced(store: ReadModelStore, name: str, generation: int) -> bool:
 
 
 class InlineWriter:
-    """Writes each batch in the runner's own process, as soon as it is submitted."""
+    """Writes each batch in the runner's own process, as soon as it is submitted.
+
+    Once `stop` is set, a batch retrying through a database outage is abandoned.
+    """
 
     def __init__(
         self,
@@ -182,10 +186,10 @@ class InlineWriter:
         generation: int,
         *,
         follow_live: bool,
-        wait: Callable[[float], bool],
+        stop: threading.Event,
     ) -> None:
         self._target = (store, projection, generation)
-        self._follow_live, self._wait = follow_live, wait
+        self._follow_live, self._wait = follow_live, stop.wait
 
     def submit(self, handed: list[Handed], lag: int | None) -> list[Written]:
         store, projection, generation = self._target
@@ -206,8 +210,8 @@ class InlineWriter:
 class ProcessWriter:
     """Writes batches in a child process (see the module docstring).
 
-    `stopping()` is asked while waiting for a result: once it answers True the batch
-    pipe is closed, so a child retrying through a database outage gives up at once.
+    `stop` is checked while waiting for a result: once it is set the batch pipe is
+    closed, so a child retrying through a database outage gives up at once.
     """
 
     def __init__(
@@ -217,9 +221,9 @@ class ProcessWriter:
         generation: int,
         *,
         follow_live: bool,
-        stopping: Callable[[], bool],
+        stop: threading.Event,
     ) -> None:
-        self._stopping, self._name = stopping, projection.name
+        self._stopping, self._name = stop.is_set, projection.name
         batches_in, self._batches = Pipe(duplex=False)
         self._results, results_out = Pipe(duplex=False)
         for end in (self._batches, self._results):

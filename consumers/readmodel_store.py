@@ -134,16 +134,19 @@ class ReadModelStore(Protocol):
 def table_writes(tables: dict[str, Table], segment: Segment) -> Iterator[TableWrites]:
     """Group a segment's net changes by table, counters filled with 0 where absent."""
     by_table: dict[str, TableWrites] = {}
+
+    def writes_of(name: str) -> TableWrites:
+        if (writes := by_table.get(name)) is None:
+            writes = by_table[name] = TableWrites(tables[name], [], [], [])
+        return writes
+
     for (name, key), row in segment.rows.items():
-        if (writes := by_table.get(name)) is None:
-            writes = by_table[name] = TableWrites(tables[name], [], [], [])
         if row is None:
-            writes.deletes.append(key)
+            writes_of(name).deletes.append(key)
         else:
-            writes.upserts.append(row)
+            writes_of(name).upserts.append(row)
     for (name, _), (key_row, deltas) in segment.counters.items():
-        if (writes := by_table.get(name)) is None:
-            writes = by_table[name] = TableWrites(tables[name], [], [], [])
+        writes = writes_of(name)
         counters = {c: deltas.get(c, 0) for c in writes.table.value_columns}
         writes.increments.append({**key_row, **counters})
     return iter(by_table.values())

@@ -200,15 +200,9 @@ class ProjectionRunner:
         return True
 
     def _open_writer(self, projection: Projection, generation: int) -> BatchWriter:
-        follow_live = self.generation is None
-        if self.writer_process:
-            return ProcessWriter(
-                self.store, projection, generation,
-                follow_live=follow_live, stopping=self.stop_event.is_set,
-            )  # fmt: skip
-        return InlineWriter(
-            self.store, projection, generation, follow_live=follow_live, wait=self.stop_event.wait
-        )
+        writer = ProcessWriter if self.writer_process else InlineWriter
+        live = self.generation is None
+        return writer(self.store, projection, generation, follow_live=live, stop=self.stop_event)
 
     def _open_consumer(self, projection: Projection, generation: int) -> TopicConsumer:
         return TopicConsumer(

@@ -54,7 +54,7 @@ def _tables(store: SqliteStore, name: str, generation: int) -> dict[str, object]
 
 def _process_writer(store: SqliteStore, name: str, generation: int) -> ProcessWriter:
     projection = PROJECTIONS[name]
-    return ProcessWriter(store, projection, generation, follow_live=False, stopping=lambda: False)
+    return ProcessWriter(store, projection, generation, follow_live=False, stop=threading.Event())
 
 
 @pytest.mark.parametrize("name", sorted(PROJECTIONS))
@@ -63,7 +63,10 @@ def test_a_writer_process_writes_what_the_inline_writer_writes(tmp_path: Path, n
     inline_store, child_store = SqliteStore(tmp_path / "inline.db"), SqliteStore(tmp_path / "c.db")
     inline = inline_store.install(projection)
     by_child = child_store.install(projection)
-    _feed(InlineWriter(inline_store, projection, inline, follow_live=False, wait=bool), handed)
+    inline_writer = InlineWriter(
+        inline_store, projection, inline, follow_live=False, stop=threading.Event()
+    )
+    _feed(inline_writer, handed)
     results = _feed(_process_writer(child_store, name, by_child), handed)
     assert sum(r.applied + r.skipped + r.dead for r in results) == len(EVENTS)
     assert _tables(child_store, name, by_child) == _tables(inline_store, name, inline)
@@ -112,7 +115,7 @@ def test_a_writer_following_the_live_generation_abandons_a_replaced_one(tmp_path
     store, projection = SqliteStore(tmp_path / "rm.db"), PROJECTIONS["support"]
     old = store.install(projection)
     store.switch(projection, store.create_generation(projection))  # a rebuild; drops `old`
-    writer = ProcessWriter(store, projection, old, follow_live=True, stopping=lambda: False)
+    writer = ProcessWriter(store, projection, old, follow_live=True, stop=threading.Event())
     (written,) = _feed(writer, _handed("support")[:BATCH])
     assert written.abandoned
     assert written.applied == 0
@@ -123,7 +126,7 @@ def test_stopping_ends_the_retries_of_a_writer_whose_tables_are_gone(tmp_path: P
     generation = store.create_generation(projection)
     store.drop_generation("support", generation)  # every attempt fails, retried forever
     stop = threading.Event()
-    writer = ProcessWriter(store, projection, generation, follow_live=False, stopping=stop.is_set)
+    writer = ProcessWriter(store, projection, generation, follow_live=False, stop=stop)
     writer.submit(_handed("support")[:BATCH], lag=0)
     threading.Timer(0.5, stop.set).start()
     started = time.monotonic()
