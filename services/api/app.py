@@ -81,12 +81,15 @@ def build_services(
             max_batch=settings.group_commit_max_batch,
             on_batch=metrics.batch,
         )
+    access = runtime.access
     return Services(
         app=runtime.app,
-        commands=CommandService(runtime.app, committer, runtime.keyring),
-        principals=principals or open_principals(runtime.pool, settings.data_dir),
+        commands=CommandService(runtime.app, committer, runtime.keyring, access=access),
+        principals=principals
+        or open_principals(runtime.pool, settings.data_dir, settings.departments),
         idempotency=open_idempotency(runtime.pool, settings.data_dir),
         read_wait_seconds=settings.read_wait_seconds,
+        access=access,
     )
 
 
