@@ -55,7 +55,7 @@ def console_router() -> Router:
         directories=[STATIC],
         html_mode=True,
         name="console",
-        after_request=_secured,  # type: ignore[arg-type]  # the hook takes any Response
+        after_request=_secured,
         cache_control=CacheControlHeader(no_cache=True),
         include_in_schema=False,
     )

@@ -32,7 +32,7 @@ function show() {
   for (const link of document.querySelectorAll("#nav a")) {
     link.classList.toggle("current", link.dataset.page === page);
   }
-  const root = h("section", { class: `page ${page}`, id: `page-${page}` });
+  const root = h("section", { class: "page", id: `page-${page}` });
   replace(main, root);
   unmount = PAGES[page].mount(root, rest) || (() => {});
 }

@@ -9,6 +9,7 @@ import {
 } from "../dom.js";
 
 const FEED_LENGTH = 12;
+const DONE_SHOWN = 8;
 const COLUMNS = [
   ["open", "Open"], ["in_progress", "In progress"], ["done", "Done"],
 ];
@@ -42,12 +43,16 @@ function column(status) {
   return status === "open" || status === "in_progress" ? status : "done";
 }
 
-function drawTasks(target, rows) {
+// Open and in-progress cards all show; finished ones only the first DONE_SHOWN.
+function drawTasks(target, rows, more) {
   replace(target, COLUMNS.map(([key, title]) => {
     const cards = rows.filter((row) => column(row.status) === key);
+    const shown = key === "done" ? cards.slice(0, DONE_SHOWN) : cards;
+    const hidden = cards.length - shown.length;
     return h("div", { class: "column", dataset: { status: key } },
-      h("h3", {}, `${title} (${cards.length})`),
-      h("ul", { class: "cards-list" }, cards.map(taskCard)));
+      h("h3", {}, `${title} (${cards.length}${more ? "+" : ""})`),
+      h("ul", { class: "cards-list" }, shown.map(taskCard)),
+      hidden > 0 ? h("p", { class: "meta" }, `and ${hidden} more`) : null);
   }));
 }
 
@@ -89,7 +94,7 @@ export function mount(root) {
   replace(root,
     h("div", { class: "heading" }, h("h1", {}, "Department board"), field("Department", picker), live),
     problems,
-    h("div", { class: "board" },
+    h("div", { class: "board-grid" },
       h("section", { class: "panel" }, queueTitle, queue),
       h("section", { class: "panel wide" }, h("h2", {}, "Tasks"), tasks),
       h("aside", { class: "panel" }, h("h2", {}, "Live events"), feed)));
@@ -112,7 +117,7 @@ export function mount(root) {
       if (attempt !== latest) return;
       conversations = open.items;
       drawQueue();
-      drawTasks(tasks, board.items);
+      drawTasks(tasks, board.items, board.next_cursor !== null);
       root.dataset.position = String(position || 0);
       replace(problems);
     } catch (error) {

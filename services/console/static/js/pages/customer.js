@@ -77,7 +77,7 @@ function orders(customer) {
 }
 
 function timelineEntry(entry) {
-  return h("li", { class: `entry ${entry.aggregate_type}`, dataset: { at: entry.occurred_at } },
+  return h("li", { class: `entry entry-${entry.aggregate_type}`, dataset: { at: entry.occurred_at } },
     h("time", { datetime: entry.occurred_at }, instant(entry.occurred_at)),
     h("span", { class: `badge dept-${entry.actor_department}` }, entry.actor_department),
     h("span", { class: "type" }, `${entry.aggregate_type} · ${entry.event_type}`),
@@ -100,10 +100,13 @@ async function timeline(id) {
 }
 
 // The instants this principal may travel to: the events of /history, if both /history
-// and ?as_of= answer (auditors and admins today); null otherwise.
+// and ?as_of= answer (auditors and admins today); null when refused. Asked only when the
+// person opens time travel, so other roles' pages make no refused request.
 async function travels(id) {
   try {
-    const events = await get(`/v1/customers/${id}/history`);
+    const history = await get(`/v1/customers/${id}/history`);
+    // One stop per instant: ?as_of= shows every event up to and including it.
+    const events = history.filter((e, i) => history[i + 1]?.occurred_at !== e.occurred_at);
     if (events.length === 0) return null;
     await get(`/v1/customers/${id}`, { as_of: events[events.length - 1].occurred_at });
     return events;
@@ -167,33 +170,50 @@ function show360(root, id) {
     root.dataset.asOf = moment ?? "";
   }
 
+  async function openTravel(button) {
+    button.disabled = true;
+    let events = null;
+    try {
+      events = await travels(id);
+    } catch (error) {
+      replace(travel, notice(`Could not load the history: ${error.message}`, "error"));
+      return;
+    }
+    if (events === null) {
+      replace(travel, notice("Your role may not see past states of a customer "
+        + "(auditors and admins may).", "info"));
+      return;
+    }
+    replace(travel, slider(events, async (index) => {
+      if (index === events.length - 1) {
+        render(current);
+        asOf(null);
+        return;
+      }
+      const moment = events[index].occurred_at;
+      render(await get(`/v1/customers/${id}`, { as_of: moment }));
+      asOf(moment);
+    }));
+    document.getElementById("as-of").focus();
+  }
+
+  let current;
   async function load() {
-    let current;
     try {
       current = await get(`/v1/customers/${id}`);
     } catch (error) {
       replace(root, h("h1", {}, "Customer 360"), notice(error.notVisible
         ? "No customer with this id is visible to you." : `Could not load: ${error.message}`,
       "error"), h("a", { href: "#/customer" }, "Back to the customer list"));
-      root.dataset.state = "not-visible";
+      root.dataset.state = error.notVisible ? "not-visible" : "error";
       return;
     }
     render(current);
-    const [entries, events] = await Promise.all([timeline(id).catch(() => null), travels(id)]);
+    const entries = await timeline(id).catch(() => null);
     replace(timelineList, entries === null ? h("li", { class: "none" }, "Timeline not visible to you.")
       : entries.length ? entries.map(timelineEntry) : h("li", { class: "none" }, "Nothing yet."));
-    if (events) {
-      replace(travel, slider(events, async (index) => {
-        if (index === events.length - 1) {
-          render(current);
-          asOf(null);
-          return;
-        }
-        const moment = events[index].occurred_at;
-        render(await get(`/v1/customers/${id}`, { as_of: moment }));
-        asOf(moment);
-      }));
-    }
+    replace(travel, h("button", { type: "button", class: "quiet", id: "open-as-of",
+      onclick: (event) => openTravel(event.target) }, "Time travel…"));
     root.dataset.state = "ready";
   }
 
