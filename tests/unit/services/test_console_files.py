@@ -28,7 +28,8 @@ UPLOT = STATIC / "vendor" / "uplot"
 def test_the_page_has_no_inline_script_style_or_handler() -> None:
     html = (STATIC / "index.html").read_text()
     scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.S)
-    assert scripts and all(body.strip() == "" for body in scripts)
+    assert scripts
+    assert all(body.strip() == "" for body in scripts)
     assert all('src="/console/' in tag for tag in re.findall(r"<script\b[^>]*>", html))
     assert "<style" not in html
     assert not re.search(r"\sstyle\s*=", html)
