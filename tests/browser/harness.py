@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, sync_playwright
 
@@ -167,6 +169,15 @@ def crm_run(data_dir: Path) -> Iterator[Served]:
         base = f"http://127.0.0.1:{port}"
         wait_for_http(base, process)
         yield Served(base, processes)
+
+
+def call_api(base: str, token: str, method: str, path: str, body: Any = None) -> Any:
+    """One API call with a bearer token; its JSON answer (fails the test on an error)."""
+    answer = httpx.request(
+        method, f"{base}{path}", json=body, timeout=10, headers={"Authorization": f"Bearer {token}"}
+    )
+    answer.raise_for_status()
+    return answer.json()
 
 
 def embedded_env(data_dir: Path) -> dict[str, str]:

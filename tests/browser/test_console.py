@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.harness import (
     Watched,
+    call_api,
     chromium,
     crm_run,
     require_chromium,
@@ -45,16 +47,10 @@ class Console:
             yield watched
 
     def api(self, who: str, path: str, **params: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.scenario.token(who)}"}
-        answer = httpx.get(f"{self.base}{path}", params=params, headers=headers, timeout=10)
-        answer.raise_for_status()
-        return answer.json()
+        return call_api(self.base, self.scenario.token(who), "GET", f"{path}?{urlencode(params)}")
 
     def command(self, who: str, path: str, body: dict[str, Any]) -> Any:
-        headers = {"Authorization": f"Bearer {self.scenario.token(who)}"}
-        answer = httpx.post(f"{self.base}{path}", json=body, headers=headers, timeout=10)
-        answer.raise_for_status()
-        return answer.json()
+        return call_api(self.base, self.scenario.token(who), "POST", path, body)
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.browser.harness import (
     Watched,
+    call_api,
     chromium,
     crm_run,
     embedded_env,
@@ -45,12 +45,7 @@ class Demo:
     token: str
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        answer = httpx.request(
-            method, f"{self.base}{path}", json=body, timeout=10,
-            headers={"Authorization": f"Bearer {self.token}"},
-        )  # fmt: skip
-        answer.raise_for_status()
-        return answer.json()
+        return call_api(self.base, self.token, method, path, body)
 
 
 @pytest.fixture(scope="module")

@@ -39,50 +39,41 @@ function mount(container, options, data, labels) {
   return chart;
 }
 
+// Options shared by the period charts: the ordinal x axis, the legend's period name.
+function overPeriods(labels, height, scales, series) {
+  return {
+    height,
+    scales: { x: periodScale(labels), ...scales },
+    axes: [periodAxis(labels), {}],
+    series: [{ label: "period", value: (u, i) => (i === null ? "" : labels[i] ?? "") }, ...series],
+  };
+}
+
+function colour(s, i) {
+  return s.colour || COLOURS[i % COLOURS.length];
+}
+
 // One line per entry of `series` ({label, values, colour?}); gaps where a value is null.
 export function periodLines(container, labels, series, { height = 260, range = null } = {}) {
-  const x = labels.map((_, i) => i);
-  const options = {
-    height,
-    scales: {
-      x: periodScale(labels),
-      y: range ? { range: () => range } : {},
-    },
-    axes: [periodAxis(labels), {}],
-    series: [
-      { label: "period", value: (u, i) => (i === null ? "" : labels[i] ?? "") },
-      ...series.map((s, i) => ({
-        label: s.label,
-        stroke: s.colour || COLOURS[i % COLOURS.length],
-        width: 2,
-        points: { size: 7 },
-        spanGaps: false,
-      })),
-    ],
-  };
-  return mount(container, options, [x, ...series.map((s) => s.values)], labels);
+  const options = overPeriods(labels, height, { y: range ? { range: () => range } : {} },
+    series.map((s, i) => ({ label: s.label, stroke: colour(s, i), width: 2, points: { size: 7 } })));
+  return mount(container, options, [labels.map((_, i) => i), ...series.map((s) => s.values)],
+    labels);
 }
 
 // Bars per period: one series centred, two side by side (left and right of the tick).
 export function periodBars(container, labels, series, { height = 180 } = {}) {
-  const x = labels.map((_, i) => i);
   const slot = 0.8 / series.length;
-  const options = {
-    height,
-    scales: { x: periodScale(labels) },
-    axes: [periodAxis(labels), {}],
-    series: [
-      { label: "period", value: (u, i) => (i === null ? "" : labels[i] ?? "") },
-      ...series.map((s, i) => ({
-        label: s.label,
-        stroke: s.colour || COLOURS[i % COLOURS.length],
-        fill: `${s.colour || COLOURS[i % COLOURS.length]}99`,
-        paths: uPlot.paths.bars({ size: [slot, 48], align: series.length === 1 ? 0 : i === 0 ? -1 : 1 }),
-        points: { show: false },
-      })),
-    ],
-  };
-  return mount(container, options, [x, ...series.map((s) => s.values)], labels);
+  const align = (i) => (series.length === 1 ? 0 : i === 0 ? -1 : 1);
+  const options = overPeriods(labels, height, {}, series.map((s, i) => ({
+    label: s.label,
+    stroke: colour(s, i),
+    fill: `${colour(s, i)}99`,
+    paths: uPlot.paths.bars({ size: [slot, 48], align: align(i) }),
+    points: { show: false },
+  })));
+  return mount(container, options, [labels.map((_, i) => i), ...series.map((s) => s.values)],
+    labels);
 }
 
 // A line chart over wall-clock time (seconds), for samples taken while the page is open;
@@ -93,11 +84,7 @@ export function timeLines(container, times, series, { height = 200 } = {}) {
     scales: { x: { time: true, range: (u) => [Math.min(times[0], times.at(-1) - 60), times.at(-1)] } },
     series: [
       {},
-      ...series.map((s, i) => ({
-        label: s.label,
-        stroke: s.colour || COLOURS[i % COLOURS.length],
-        width: 2,
-      })),
+      ...series.map((s, i) => ({ label: s.label, stroke: colour(s, i), width: 2 })),
     ],
   };
   return mount(container, options, [times, ...series.map((s) => s.values)], null);
