@@ -38,7 +38,7 @@ class CustomerRef:
     owner: str
     email: str
     shared: set[str] = field(default_factory=set)
-    consent: bool = False
+    consent: bool | None = None  # e-mail marketing: never recorded, granted or withdrawn
     erased: bool = False
 
     @property

@@ -85,6 +85,11 @@ ORDER = {"order_id": "o-9", "amount": "10.00", "currency": "EUR"}
 MESSAGE = {"direction": "outbound", "author": "sam", "content": "Hi"}
 OPS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
 DOCS = ("/docs", "/docs/{path:str}", "/docs/openapi.json", "/docs/oauth2-redirect.html")
+CONSOLE = {  # the console's static files (services/console): route -> a file it serves
+    ("GET", "/console"): "/console",
+    ("GET", "/console/{file_path:path}"): "/console/js/main.js",
+    ("HEAD", "/console/{file_path:path}"): "/console/js/main.js",
+}
 
 MATRIX: dict[tuple[str, str], list[Case]] = {
     ("POST", "/v1/customers"): [
@@ -274,5 +279,9 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
             )
         ]
         for path in DOCS
+    },
+    **{
+        route: [_case(PUBLIC, READERS, route[0], url, outsider=200)]
+        for route, url in CONSOLE.items()
     },
 }
