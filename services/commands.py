@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager
@@ -48,8 +49,8 @@ from services.customer_commands import EraseCustomer
 from services.event_store import CrmApplication
 
 A = TypeVar("A", bound=Aggregate)
-RETRIES = 5
-RETRY_PAUSE = 0.002  # seconds, doubled per attempt: a random share of it is slept
+RETRY_SECONDS = 5.0  # how long a command without If-Match keeps deciding again
+RETRY_PAUSE = 0.002  # seconds, doubled per lost race up to 50 ms: a random share is slept
 
 
 class Committer(Protocol):
@@ -129,15 +130,20 @@ class CommandService:
         self, caller: Caller, target: UUID, command: Change[A], expected: int | None
     ) -> CommandResult:
         """Decide and save; when another process saved first, decide again on a fresh
-        load after a random pause, unless the caller named the version it expected."""
-        for attempt in range(RETRIES):
+        load after a random pause, unless the caller named the version it expected. Each
+        lost race means another command got through, so this ends; `RETRY_SECONDS`
+        bounds it anyway."""
+        give_up, pause = time.monotonic() + RETRY_SECONDS, RETRY_PAUSE
+        while True:
             try:
                 return await self._attempt(caller, target, command, expected=expected)
             except IntegrityError:
                 if expected is not None:
                     raise await self._conflict(command, target, expected) from None
-                await asyncio.sleep(random.uniform(0, RETRY_PAUSE * 2**attempt))
-        raise await self._conflict(command, target, None)
+                if time.monotonic() > give_up:
+                    raise await self._conflict(command, target, None) from None
+            await asyncio.sleep(random.uniform(0, pause))
+            pause = min(pause * 2, 0.05)
 
     async def create(self, caller: Caller, command: Creation) -> CommandResult:
         """Create an aggregate (a customer, or a conversation or task of one)."""

@@ -112,11 +112,13 @@ def test_unconditional_changes_never_conflict_across_processes(pg_url: str, tmp_
             CommandService(r.app, c, r.keyring)
             for r, c in zip((first, second), committers, strict=True)
         ]
-        created = await services[0].create(SERVICE, RegisterCustomer(name="Ada"))
-        changes = [set_company(services[n % 2], created.id, f"company {n}") for n in range(64)]
-        results = await asyncio.gather(*changes)
-        for committer in committers:
-            await committer.aclose()
+        try:
+            created = await services[0].create(SERVICE, RegisterCustomer(name="Ada"))
+            changes = [set_company(services[n % 2], created.id, f"company {n}") for n in range(64)]
+            results = await asyncio.gather(*changes)
+        finally:
+            for committer in committers:
+                await committer.aclose()
         return sorted(result.version for result in results)
 
     try:
