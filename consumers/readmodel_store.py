@@ -17,14 +17,22 @@ I/O contract: adapters do all SQL; this module only shapes data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
-from projections.base import KeyValues, Projection, Row, Segment, SetOperation, Table
+from projections.base import (
+    ColumnType,
+    KeyValues,
+    Projection,
+    Row,
+    Segment,
+    SetOperation,
+    Table,
+)
 
 STORE_TOPIC = "__event_store__"
 """Pseudo-topic under which the embedded follower stores its event-store position."""
@@ -124,7 +132,16 @@ class ReadModelStore(Protocol):
 
     def status(self, name: str, generation: int | None = None) -> Status: ...
 
-    def fetch(self, query: str, tables: dict[str, str], params: dict[str, Any]) -> list[Row]: ...
+    def fetch(
+        self,
+        query: str,
+        tables: dict[str, str],
+        params: dict[str, Any],
+        types: Mapping[str, ColumnType] | None = None,
+    ) -> list[Row]:
+        """Rows of `query`; a column named in `types` comes back as that type's Python
+        value (UUID, bool, aware datetime, Decimal), on SQLite as psycopg gives it."""
+        ...
 
     def dump(self, name: str, generation: int, table: Table) -> list[Row]: ...
 

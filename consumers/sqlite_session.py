@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from consumers.instants import canonical
 from consumers.readmodel_store import DeadLetter, PositionKey, Status, TableWrites
 from domain.base import ERASED
 from projections.base import KeyValues, Row, Scrub, SetOperation, Table
@@ -51,13 +52,14 @@ def to_sqlite(value: Any) -> Any:
     if isinstance(value, UUID | Decimal):
         return str(value)
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
+        return canonical(value).isoformat()  # UTC text: sorts as the instants do
     return value
 
 
-def _from(kind: str, value: Any) -> Any:
-    if value is None:
-        return None
+def from_value(kind: str | None, value: Any) -> Any:
+    """A stored value as the Python value of column type `kind` (None: as stored)."""
+    if value is None or kind is None:
+        return value
     if kind == "uuid":
         return UUID(value)
     if kind == "timestamp":
@@ -68,7 +70,7 @@ def _from(kind: str, value: Any) -> Any:
 
 
 def from_sqlite(table: Table, row: Sequence[Any]) -> Row:
-    return {c.name: _from(c.type, v) for c, v in zip(table.columns, row, strict=True)}
+    return {c.name: from_value(c.type, v) for c, v in zip(table.columns, row, strict=True)}
 
 
 def create_table(conn: sqlite3.Connection, prefix: str, spec: Table) -> None:

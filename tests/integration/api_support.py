@@ -18,7 +18,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from consumers.follower import EventStoreFollower, applied_position
-from consumers.store_sqlite import SqliteStore
+from consumers.readmodel_store import ReadModelStore
+from consumers.store_factory import open_store
 from projections import PROJECTIONS
 from services.api import create_app
 from services.api.read_models import ReadModels
@@ -33,7 +34,7 @@ Client = TestClient[Any]
 @dataclass
 class EmbeddedApi:
     runtime: Runtime
-    store: SqliteStore
+    store: ReadModelStore
     follower: EventStoreFollower
     app: Litestar
 
@@ -49,9 +50,22 @@ class EmbeddedApi:
 
 @contextmanager
 def embedded_api(tmp_path: Path, read_wait: str = "0.05") -> Iterator[EmbeddedApi]:
+    with followed_api(tmp_path, None, read_wait) as api:
+        yield api
+
+
+@contextmanager
+def followed_api(
+    tmp_path: Path, database_url: str | None, read_wait: str = "0.05"
+) -> Iterator[EmbeddedApi]:
+    """The API with the follower feeding its read models: SQLite files in `tmp_path`,
+    or event store and read models in PostgreSQL at `database_url` (the rows are those
+    the Kafka runner writes: both go through `consumers.projecting`)."""
     env = {"CRM_DATA_DIR": str(tmp_path), "CRM_READ_WAIT_SECONDS": read_wait}
+    if database_url is not None:
+        env["CRM_DATABASE_URL"] = database_url
     runtime = bootstrap(load_settings(env))
-    store = SqliteStore(tmp_path / "readmodels.db")
+    store = open_store(database_url, tmp_path)
     follower = EventStoreFollower(runtime.app, store, PROJECTIONS.values())
     app = create_app(
         runtime,
