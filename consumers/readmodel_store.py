@@ -58,6 +58,21 @@ class DeadLetter:
         return tuple(getattr(self, f.name) for f in fields(self))
 
 
+RecordKey = tuple[str, int, int]
+"""(topic, partition, offset) of a record: a Kafka record, or the event store's
+`STORE_TOPIC`, partition 0 and the notification id."""
+
+
+class StoredLetter(NamedTuple):
+    """What retrying a dead letter needs: where its record came from, and its bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    position: int
+    payload: bytes
+
+
 @dataclass(frozen=True)
 class Status:
     name: str
@@ -102,7 +117,13 @@ class Session(Protocol):
         self, events: int, last_event_at: datetime | None, position: int, lag: int | None
     ) -> None: ...
 
-    def take_dead_letters(self) -> list[tuple[int, bytes, str, int, int]]: ...
+    def dead_letters(self) -> list[StoredLetter]:
+        """Every dead letter, oldest first."""
+        ...
+
+    def drop_dead_letters(self, records: Sequence[RecordKey]) -> None:
+        """Delete the dead letters of these records (they are being retried)."""
+        ...
 
 
 class ReadModelStore(Protocol):

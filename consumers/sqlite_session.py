@@ -15,7 +15,14 @@ from typing import Any
 from uuid import UUID
 
 from consumers.instants import canonical
-from consumers.readmodel_store import DeadLetter, PositionKey, Status, TableWrites
+from consumers.readmodel_store import (
+    DeadLetter,
+    PositionKey,
+    RecordKey,
+    Status,
+    StoredLetter,
+    TableWrites,
+)
 from domain.base import ERASED
 from projections.base import KeyValues, Row, Scrub, SetOperation, Table
 
@@ -218,13 +225,19 @@ class SqliteSession:
             (events, to_sqlite(last_event_at), position, lag),
         )
 
-    def take_dead_letters(self) -> list[tuple[int, bytes, str, int, int]]:
-        table = self._t("_dead_letters")
+    def dead_letters(self) -> list[StoredLetter]:
         rows = self.conn.execute(
-            f"SELECT id, payload, topic, partition, kafka_offset FROM {table} ORDER BY id"
-        ).fetchall()
-        self.conn.execute(f"DELETE FROM {table}")
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            f"SELECT topic, partition, kafka_offset, position, payload"
+            f" FROM {self._t('_dead_letters')} ORDER BY id"
+        )
+        return [StoredLetter(*row) for row in rows.fetchall()]
+
+    def drop_dead_letters(self, records: Sequence[RecordKey]) -> None:
+        self.conn.executemany(
+            f"DELETE FROM {self._t('_dead_letters')}"
+            " WHERE topic = ? AND partition = ? AND kafka_offset = ?",
+            records,
+        )
 
 
 def read_status(conn: sqlite3.Connection, name: str, generation: int) -> Status:

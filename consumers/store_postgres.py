@@ -43,7 +43,15 @@ class PostgresStore:
     """`consumers.readmodel_store.ReadModelStore` on a psycopg pool."""
 
     dialect = "postgresql"
-    transient_errors: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
+    transient_errors: tuple[type[Exception], ...] = (
+        psycopg.OperationalError,  # connection lost, disk full, deadlock, shutdown...
+        psycopg.InterfaceError,
+        psycopg.InternalError,
+        psycopg.ProgrammingError,  # e.g. the generation's schema dropped by a switch
+        PoolTimeout,
+    )
+    """Not the value errors (`DataError`, `IntegrityError`...): those are an event's
+    fault, and `consumers.projecting.commit` dead-letters the event."""
 
     def __init__(self, database_url: str, max_size: int = 4) -> None:
         self.database_url = database_url

@@ -55,7 +55,8 @@ class SqliteStore:
             try:
                 yield self.conn
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # SQLite ends it itself on e.g. SQLITE_FULL
+                    self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
 

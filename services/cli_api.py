@@ -91,43 +91,40 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.embedded:
         raise ConfigError("CRM_DATABASE_URL", "`crm run` is embedded (SQLite); use `crm api`")
     runtime = bootstrap(settings)
-    store, stop, follower = _start_follower(runtime)
+    store, follower, thread = _start_follower(runtime)
     try:
         from consumers.follower import applied_position
         from services.api import create_app
         from services.api.read_models import ReadModels
+        from services.api.readiness import stalled_check
 
         app = create_app(
             runtime,
             queries_helper=ReadModels(store),
             applied_position=lambda names: applied_position(store, names),
+            readiness={"follower": stalled_check(lambda: follower.trouble)},
         )
         _announce(runtime, app, args)
         _serve(app, args)
     finally:
-        stop.set()
-        follower.join(timeout=5)
+        follower.stop()
+        thread.join(timeout=5)
         store.close()
         runtime.close()
     return 0
 
 
-def _start_follower(runtime: Runtime) -> tuple[Any, threading.Event, threading.Thread]:
+def _start_follower(runtime: Runtime) -> tuple[Any, Any, threading.Thread]:
     """The projections follow the event store in a thread of this process."""
-    from consumers.follower import follow_event_store
+    from consumers.follower import EventStoreFollower
     from consumers.store_sqlite import SqliteStore
     from projections import PROJECTIONS
 
     store = SqliteStore(runtime.settings.data_dir / "readmodels.db")
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=follow_event_store,
-        args=(runtime.app, store, PROJECTIONS.values(), stop),
-        name="crm-follower",
-        daemon=True,
-    )
+    follower = EventStoreFollower(runtime.app, store, PROJECTIONS.values())
+    thread = threading.Thread(target=follower.run, name="crm-follower", daemon=True)
     thread.start()
-    return store, stop, thread
+    return store, follower, thread
 
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
