@@ -21,7 +21,7 @@ from uuid import UUID
 from consumers.readmodel_store import ReadModelStore
 from projections import PROJECTIONS
 from projections.base import ColumnType
-from projections.satisfaction import ALL, bucket, csat, nps
+from projections.satisfaction import ALL, bucket_range, csat, nps
 
 Row = dict[str, Any]
 OPEN = ("open", "in_progress")
@@ -260,16 +260,18 @@ def satisfaction_stats(
     """CSAT and NPS per bucket (or one total for `all`), credited as of the interaction."""
     series = granularity if granularity != "all" or start or end else "all"
     scope = "day" if series == "all" and (start or end) else series
+    buckets = bucket_range(start, end, scope)
+    low, high = buckets or (None, None)
     query = (
         "SELECT * FROM {s} WHERE department = %(department)s AND agent = %(agent)s"
         " AND granularity = %(granularity)s"
-        + ("" if start is None else " AND bucket >= %(start)s")
-        + ("" if end is None else " AND bucket <= %(end)s")
+        + ("" if low is None else " AND bucket >= %(low)s")
+        + ("" if high is None else " AND bucket <= %(high)s")
+        + ("" if buckets else " AND false")
         + " ORDER BY bucket"
     )
     params = {
-        "department": department, "agent": agent, "granularity": scope,
-        "start": start and bucket(start, scope), "end": end and bucket(end, scope),
+        "department": department, "agent": agent, "granularity": scope, "low": low, "high": high,
     }  # fmt: skip
     rows = _fetch(store, query, {"s": "stats.satisfaction"}, params)
     if granularity == "all" and scope != "all":

@@ -78,10 +78,20 @@ def _register_stats(commands: argparse._SubParsersAction[Any]) -> None:
     satisfaction = actions.add_parser("satisfaction", help="CSAT and NPS per period")
     satisfaction.add_argument("--department")
     satisfaction.add_argument("--agent")
-    satisfaction.add_argument("--from", dest="start", type=datetime.fromisoformat)
-    satisfaction.add_argument("--to", dest="end", type=datetime.fromisoformat)
+    satisfaction.add_argument("--from", dest="start", type=_instant, help="RFC 3339, with a zone")
+    satisfaction.add_argument("--to", dest="end", type=_instant, help="RFC 3339, with a zone")
     satisfaction.add_argument("--granularity", choices=("day", "week", "month"), default="day")
+    satisfaction.add_argument(
+        "--json", action="store_true", help="what GET /v1/stats/satisfaction answers"
+    )
     satisfaction.set_defaults(handler=_stats_satisfaction)
+
+
+def _instant(text: str) -> datetime:
+    instant = datetime.fromisoformat(text)
+    if instant.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. {text}Z")
+    return instant
 
 
 # --- serving --------------------------------------------------------------------------
@@ -263,7 +273,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _stats_satisfaction(args: argparse.Namespace, settings: Settings) -> int:
-    from services.satisfaction_report import satisfaction_report
+    from services.satisfaction_report import print_report, satisfaction_report
 
     runtime = bootstrap(settings)
     try:
@@ -277,7 +287,10 @@ def _stats_satisfaction(args: argparse.Namespace, settings: Settings) -> int:
         )
     finally:
         runtime.close()
-    report.print()
+    if args.json:
+        print(msgspec.json.encode(report).decode())
+    else:
+        print_report(report)
     return 0
 
 
