@@ -2,15 +2,35 @@
 
 Each function returns the normalised value or raises `ValidationFailed` naming the
 field, so a decision method reads as a list of checks. Pure: no I/O, no clock.
+
+The bounds below are the one place saying what the domain accepts; the checks read
+them, and so does the test that proves every accepted value reaches every read model
+on both stores. Today they are what every store can hold: any RFC 3339 time, free
+text without NUL (PostgreSQL text cannot hold one), amounts a read model's totals can
+sum exactly. Narrower business limits belong here too, so that test follows them.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from domain.base import ValidationFailed
+
+MAX_UTC_OFFSET = timedelta(hours=23, minutes=59)
+"""The widest zone offset a time may carry (what RFC 3339 text can write)."""
+EARLIEST_INSTANT = datetime(1, 1, 1, tzinfo=timezone(MAX_UTC_OFFSET))
+LATEST_INSTANT = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(-MAX_UTC_OFFSET))
+"""The first and last instants a time may name (compared as instants, not as text)."""
+FORBIDDEN_IN_TEXT = "\x00"
+"""Characters no free text (names, messages, notes...) may contain."""
+MAX_AMOUNT = Decimal("1e18")
+"""Amounts are below this (exclusive) ..."""
+AMOUNT_PLACES = 8
+"""... with at most this many decimal places."""
+_AMOUNT_STEP = Decimal(1).scaleb(-AMOUNT_PLACES)
+_FORBIDDEN = re.compile(f"[{re.escape(FORBIDDEN_IN_TEXT)}]")
 
 DEPARTMENT_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_:.-]{0,49}$")
@@ -48,7 +68,7 @@ def email(value: str | None, field: str = "email") -> str | None:
     normalised = value.strip().lower()
     if len(normalised) > 254 or not EMAIL_PATTERN.fullmatch(normalised):
         raise ValidationFailed(field, "not a valid email address")
-    return normalised
+    return _allowed(normalised, field)
 
 
 def phone(value: str | None, field: str = "phone") -> str | None:
@@ -68,13 +88,19 @@ def phone(value: str | None, field: str = "phone") -> str | None:
 
 
 def text(value: str, field: str, max_length: int = 200) -> str:
-    """Required free text: stripped, not empty, bounded."""
+    """Required free text: stripped, not empty, bounded, no forbidden characters."""
     stripped = value.strip()
     if not stripped:
         raise ValidationFailed(field, "must not be empty")
     if len(stripped) > max_length:
         raise ValidationFailed(field, f"longer than {max_length} characters")
-    return stripped
+    return _allowed(stripped, field)
+
+
+def _allowed(value: str, field: str) -> str:
+    if _FORBIDDEN.search(value):
+        raise ValidationFailed(field, "contains a character text may not hold (NUL)")
+    return value
 
 
 def optional_text(value: str | None, field: str, max_length: int = 200) -> str | None:
@@ -98,9 +124,15 @@ def score(value: int, low: int, high: int, field: str = "score") -> int:
 
 
 def aware(value: datetime, field: str) -> datetime:
-    """Times must carry a zone: naive times are ambiguous across offices."""
-    if value.tzinfo is None or value.utcoffset() is None:
+    """Times must carry a zone (naive times are ambiguous across offices) of at most
+    `MAX_UTC_OFFSET`, and lie between `EARLIEST_INSTANT` and `LATEST_INSTANT`."""
+    offset = value.utcoffset()
+    if offset is None:
         raise ValidationFailed(field, "must include a time zone")
+    if abs(offset) > MAX_UTC_OFFSET:
+        raise ValidationFailed(field, "has a zone offset beyond ±23:59")
+    if not EARLIEST_INSTANT <= value <= LATEST_INSTANT:
+        raise ValidationFailed(field, f"must lie from {EARLIEST_INSTANT} to {LATEST_INSTANT}")
     return value
 
 
@@ -110,8 +142,10 @@ def amount(value: Decimal | int | str, field: str = "amount") -> Decimal:
         result = Decimal(value)
     except ArithmeticError as error:
         raise ValidationFailed(field, "not a decimal number") from error
-    if not result.is_finite() or result < 0:
-        raise ValidationFailed(field, "must be a finite amount of at least 0")
+    if not result.is_finite() or not 0 <= result < MAX_AMOUNT:
+        raise ValidationFailed(field, f"must be a finite amount from 0 to below {MAX_AMOUNT}")
+    if result != result.quantize(_AMOUNT_STEP):  # 12.50000000000 is fine, 1e-9 is not
+        raise ValidationFailed(field, f"has more than {AMOUNT_PLACES} decimal places")
     return result
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -95,3 +95,27 @@ def test_blank_optional_text_means_absent() -> None:
     assert check.optional_text("   ", "note") is None
     with pytest.raises(ValidationFailed, match="longer than 3"):
         check.text("abcd", "note", 3)
+
+
+@pytest.mark.parametrize("raw", ["1e18", "1e999999", "0.000000001"])
+def test_amounts_stay_within_the_bounds(raw: str) -> None:
+    with pytest.raises(ValidationFailed, match="amount"):
+        check.amount(raw)
+    assert check.amount(check.MAX_AMOUNT - Decimal("1e-8")) < check.MAX_AMOUNT
+
+
+def test_text_may_not_hold_nul() -> None:
+    with pytest.raises(ValidationFailed, match="NUL"):
+        check.text("a\x00b", "note")
+    with pytest.raises(ValidationFailed, match="NUL"):
+        check.email("a\x00@x.io")
+    kept = "tab\tand \U0001d518 newline\n ok"  # an astral-plane letter
+    assert check.text(kept, "note") == kept
+
+
+def test_times_span_every_offset_and_the_whole_calendar() -> None:
+    for edge in (check.EARLIEST_INSTANT, check.LATEST_INSTANT):
+        assert check.aware(edge, "due_at") == edge
+    beyond = datetime(2024, 1, 1, tzinfo=timezone(timedelta(hours=23, minutes=59, seconds=1)))
+    with pytest.raises(ValidationFailed, match="offset"):
+        check.aware(beyond, "due_at")
