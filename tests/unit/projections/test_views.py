@@ -121,3 +121,16 @@ def test_an_owner_taking_a_shared_customer_drops_it_from_shared_with() -> None:
     assert customer.shared_with == set()
     (row,) = rows("sales", "customers", customer.collect_events())
     assert (row["owner_department"], row["shared_with"], row["visible"]) == ("marketing", "", False)
+
+
+def test_a_consent_changed_after_archiving_brings_no_marketing_row_back() -> None:
+    """The domain lets an archived customer withdraw consent; marketing keeps no row of
+    an archived customer (the oracle test found the consent row coming back)."""
+    customer = Customer.register(
+        ctx(0), customer_id=uuid.uuid4(), name="Ada", owner_department="marketing",
+        consents={"email_marketing": True},
+    )  # fmt: skip
+    customer.archive(ctx(1))
+    customer.set_consent(ctx(2), "email_marketing", False)
+    events = customer.collect_events()
+    assert [rows("marketing", table, events) for table in ("customers", "consents")] == [[], []]
