@@ -21,7 +21,6 @@ from typing import Any, LiteralString
 from uuid import UUID
 
 from psycopg import Connection, sql
-from psycopg.rows import dict_row
 
 from consumers.pg_copy import (
     UpsertStatements,
@@ -30,6 +29,7 @@ from consumers.pg_copy import (
     staged_rows,
     upsert_statements,
 )
+from consumers.pg_times import with_edges
 from consumers.readmodel_store import (
     DeadLetter,
     PositionKey,
@@ -226,8 +226,8 @@ class PgSession:
         if not keys:
             return []
         columns = [list(column) for column in zip(*keys, strict=True)]
-        with self.conn.cursor(row_factory=dict_row, binary=True) as cur:
-            return cur.execute(_load_rows(self.schema, table), columns).fetchall()
+        statement = _load_rows(self.schema, table)
+        return with_edges(self.conn, lambda cur: cur.execute(statement, columns).fetchall())
 
     def load_applied(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
         with self.conn.cursor(binary=True) as cur:

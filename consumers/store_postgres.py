@@ -11,20 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 import psycopg
-from psycopg import Connection, pq, sql
-from psycopg.adapt import Buffer, Loader
-from psycopg.rows import dict_row
+from psycopg import Connection, sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from consumers import pg_session
-from consumers.instants import after_epoch
 from consumers.pg_ddl import create_tables
 from consumers.pg_session import PgSession, column_defs, q
+from consumers.pg_times import edge_cursor
 from consumers.readmodel_store import ReadModelStore, Status, public_tables
 from projections.base import ColumnType, Projection, Row, Table
 
@@ -60,7 +57,6 @@ class PostgresStore:
             min_size=1,
             max_size=max_size,
             kwargs={"options": "-c timezone=UTC"},
-            configure=_configure,
             open=True,
         )
         with self.pool.connection() as conn:
@@ -134,7 +130,7 @@ class PostgresStore:
     ) -> list[Row]:
         """`types` changes nothing here: psycopg gives every column its Python type."""
         names = {k: sql.Identifier(*v.split(".")) for k, v in tables.items()}
-        with self.pool.connection() as conn, _cursor(conn) as cur:
+        with self.pool.connection() as conn, edge_cursor(conn) as cur:
             cur.execute(sql.SQL(query).format(**names), params)
             return cur.fetchall()
 
@@ -143,7 +139,7 @@ class PostgresStore:
             q(f"{name}_v{generation}", table.name),
             sql.SQL(", ").join(map(sql.Identifier, table.key)),
         )
-        with self.pool.connection() as conn, _cursor(conn) as cur:
+        with self.pool.connection() as conn, edge_cursor(conn) as cur:
             return cur.execute(statement).fetchall()
 
     def _live(self, conn: Connection[Any], name: str) -> int | None:
@@ -183,39 +179,6 @@ class PostgresStore:
             " switched_at = now() WHERE name = %s",
             (generation, projection.version, name),
         )
-
-
-def _cursor(conn: Connection[Any]) -> psycopg.Cursor[Row]:
-    """Rows as dicts, in binary: the format `EdgeTimestamptzLoader` reads (see `_configure`)."""
-    return conn.cursor(row_factory=dict_row, binary=True)
-
-
-_TIMESTAMPTZ = psycopg.adapters.types["timestamptz"].oid
-_FAST_LOADER = psycopg.adapters.get_loader(_TIMESTAMPTZ, pq.Format.BINARY)
-
-
-class EdgeTimestamptzLoader(Loader):
-    """psycopg's binary timestamptz loader, which refuses instants outside years 1-9999
-    in UTC, plus those: `consumers.instants` gives them at ±23:59 (the domain accepts
-    them, see there). Read-model reads are binary for that reason."""
-
-    format = pq.Format.BINARY
-
-    def __init__(self, oid: int, context: Any = None) -> None:
-        super().__init__(oid, context)
-        assert _FAST_LOADER is not None
-        self._fast = _FAST_LOADER(oid, context)
-
-    def load(self, data: Buffer) -> datetime:
-        try:
-            loaded: datetime = self._fast.load(data)
-        except psycopg.DataError:
-            return after_epoch(timedelta(microseconds=int.from_bytes(data, "big", signed=True)))
-        return loaded
-
-
-def _configure(conn: Connection[Any]) -> None:
-    conn.adapters.register_loader(_TIMESTAMPTZ, EdgeTimestamptzLoader)
 
 
 def _create_table(conn: Connection[Any], schema: str, spec: Table) -> None:
