@@ -4,6 +4,7 @@ after a fix the service is ready again."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +45,26 @@ def test_dead_letters_make_the_service_not_ready_until_retried(
         assert client.get("/readyz").status_code == 200
         customers = client.get("/v1/departments/sales/customers", headers=headers).json()
         assert [c["name"] for c in customers["items"]] == ["Ada"]
+
+
+def test_times_at_the_calendar_edges_keep_the_read_side_going(tmp_path: Path) -> None:
+    """The issue's reproduction: a task due 0001-01-01T00:00:00+14:00 (year 0 in UTC) and
+    an order of 9999-12-31T23:59:59-23:59 (year 10000) stopped the embedded read side."""
+    with embedded_api(tmp_path) as api, TestClient(app=api.app) as client:
+        headers = api.token("sam", "sales", "agent")
+        body = {"name": "Ada", "owner_department": "sales"}
+        customer = client.post("/v1/customers", json=body, headers=headers).json()["id"]
+        order = {"order_id": "o-1", "amount": "1", "currency": "EUR"}
+        order["ordered_at"] = "9999-12-31T23:59:59-23:59"
+        url = f"/v1/customers/{customer}/orders"
+        assert client.post(url, json=order, headers=headers).status_code == 200
+        task = {"customer_id": customer, "title": "t", "due_at": "0001-01-01T00:00:00+14:00"}
+        created = client.post("/v1/tasks", json=task, headers=headers)
+        assert created.status_code == 201, created.text
+        api.catch_up()
+        position = created.json()["position"]
+        board = client.get(f"/v1/departments/sales/tasks?min_position={position}", headers=headers)
+        assert board.status_code == 200, board.text
+        (row,) = board.json()["items"]
+        assert datetime.fromisoformat(row["due_at"]) == datetime.fromisoformat(task["due_at"])
+        assert client.get("/readyz").status_code == 200
