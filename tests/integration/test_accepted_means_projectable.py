@@ -12,9 +12,10 @@ the aggregate's state says (`tests/unit/projections/oracle`).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -48,29 +49,21 @@ EXAMPLES = settings(
 )
 
 
+@dataclass
 class Stores:
     """Both read-model stores and a keyring, for every example of a test."""
 
-    def __init__(self, server_url: str, root: Path) -> None:
-        self.root = root
-        self._database = fresh_database(server_url, prefix="crm_test")
-        self.all: list[ReadModelStore] = [
-            SqliteStore(root / "readmodels.db"),
-            PostgresStore(self._database.__enter__()),
-        ]
-        self.keyring = Keyring(SqliteKeyStore(root / "keys.db"))
-
-    def close(self) -> None:
-        for store in self.all:
-            store.close()
-        self._database.__exit__(None, None, None)
+    all: list[ReadModelStore]
+    keyring: Keyring
 
 
 @pytest.fixture(scope="module")
 def stores(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
-    opened = Stores(server_url, tmp_path_factory.mktemp("projectable"))
-    yield opened
-    opened.close()
+    root = tmp_path_factory.mktemp("projectable")
+    with fresh_database(server_url, prefix="crm_test") as url, ExitStack() as opened:
+        sqlite = opened.enter_context(closing(SqliteStore(root / "readmodels.db")))
+        postgres = opened.enter_context(closing(PostgresStore(url)))
+        yield Stores([sqlite, postgres], Keyring(SqliteKeyStore(root / "keys.db")))
 
 
 def through_the_wire(events: list[DomainEvent], keyring: Keyring) -> list[Any]:

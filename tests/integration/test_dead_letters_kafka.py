@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -37,16 +38,10 @@ pytestmark = [
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[PostgresStore]:
-    opened = PostgresStore(pg_url)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def keyring(pg_url: str) -> Iterator[Keyring]:
-    with pg_keyring(pg_url) as ring:
-        yield ring
+def store_and_keys(pg_url: str) -> Iterator[tuple[PostgresStore, Keyring]]:
+    """The read-model store and the key store, both in the test's database."""
+    with closing(PostgresStore(pg_url)) as store, pg_keyring(pg_url) as keyring:
+        yield store, keyring
 
 
 def runner(
@@ -73,8 +68,9 @@ def nul_title_events() -> list[DomainEvent]:
 
 
 def test_a_value_postgres_cannot_hold_is_a_dead_letter_and_the_rest_applies(
-    store: PostgresStore, keyring: Keyring, kafka_bootstrap: str, topic_prefix: str
+    store_and_keys: tuple[PostgresStore, Keyring], kafka_bootstrap: str, topic_prefix: str
 ) -> None:
+    store, keyring = store_and_keys
     events = nul_title_events()
     publish(kafka_bootstrap, topic_prefix, events, keyring)
     consumer = runner(store, "support", keyring, kafka_bootstrap, topic_prefix)
@@ -97,12 +93,12 @@ def failing(event: Any, rows: Rows) -> list[Change]:
 
 
 def test_retry_reapplies_the_runners_dead_letters_after_a_fix(
-    store: PostgresStore,
-    keyring: Keyring,
+    store_and_keys: tuple[PostgresStore, Keyring],
     kafka_bootstrap: str,
     topic_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    store, keyring = store_and_keys
     events = list(Workload(seed=4).events(1500))
     answers = sum(isinstance(e, SatisfactionRated) for e in events)
     publish(kafka_bootstrap, topic_prefix, events, keyring)
