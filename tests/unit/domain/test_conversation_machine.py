@@ -9,6 +9,7 @@ from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from domain.base import DomainError, InvalidTransition, ValidationFailed
 from domain.conversation import Conversation, ConversationClosedError, SurveyNotAllowedError
+from domain.validation import FORBIDDEN_IN_TEXT
 from tests.unit.domain.factories import CONVERSATION_ID, customer
 from tests.unit.domain.machine_support import MACHINE_SETTINGS, AggregateMachine
 
@@ -45,7 +46,7 @@ class ConversationMachine(AggregateMachine):
         error = self.open_error()
         if error is None and message_id in self.model["messages"]:
             error = ValidationFailed
-        if error is None and not content.strip():
+        if error is None and (not content.strip() or set(content) & set(FORBIDDEN_IN_TEXT)):
             error = ValidationFailed
         conversation, ctx = self.conversation, self.next_ctx()
         if note:
