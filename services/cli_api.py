@@ -142,7 +142,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("CRM_DATABASE_URL", "`crm api` needs PostgreSQL; `crm run` is embedded")
     from services.api_serving import build_api_app, serve_workers
 
-    print(f"CRM Collab API docs: http://{args.host}:{args.port}/docs", flush=True)
+    _print_urls(args)
     if args.workers > 1:
         serve_workers(args.host, args.port, args.workers)
         return 0
@@ -156,7 +156,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
 
 def _announce(runtime: Runtime, app: Any, args: argparse.Namespace) -> None:
     principals = app.state.services.principals
-    print(f"CRM Collab API docs: http://{args.host}:{args.port}/docs", flush=True)
+    _print_urls(args)
     if not principals.exists(BOOTSTRAP_ADMIN):
         token = principals.add(BOOTSTRAP_ADMIN, "admin", "admin")
         print(f"Bootstrap admin token (shown once): {token}", flush=True)
@@ -166,6 +166,11 @@ def _announce(runtime: Runtime, app: Any, args: argparse.Namespace) -> None:
             "`crm principals add NAME --department D --role admin`",
             flush=True,
         )
+
+
+def _print_urls(args: argparse.Namespace) -> None:
+    print(f"CRM Collab API docs: http://{args.host}:{args.port}/docs", flush=True)
+    print(f"Console: http://{args.host}:{args.port}/console/", flush=True)
 
 
 def _serve(app: Any, args: argparse.Namespace) -> None:
@@ -181,7 +186,7 @@ def _principals(settings: Settings) -> tuple[Runtime, Any]:
     from services.principals import open_principals
 
     runtime = bootstrap(settings)
-    return runtime, open_principals(runtime.pool, settings.data_dir)
+    return runtime, open_principals(runtime.pool, settings.data_dir, settings.departments)
 
 
 def _principals_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -230,17 +235,38 @@ def _principals_revoke(args: argparse.Namespace, settings: Settings) -> int:
 # --- audit and statistics -------------------------------------------------------------
 
 
+OPERATOR_ROLE = "auditor"
+"""`crm audit` reads as an operator holding the database credentials, with an auditor's
+rights, decided by the access model like any API caller's."""
+
+
+def _audited(runtime: Runtime, aggregate_id: Any) -> list[Any]:
+    """The aggregate's events, once the access model let the operator read its history."""
+    from domain.base import AGGREGATE_CLASSES, NotFound
+    from services.access import Principal, Role, resource_of
+
+    events = runtime.app.history(aggregate_id)
+    if not events:
+        raise NotFound("aggregate", aggregate_id)
+    current = runtime.app.load(AGGREGATE_CLASSES[events[0].aggregate_type], aggregate_id)
+    operator = Principal(name="operator", department="it", role=Role(OPERATOR_ROLE))
+    runtime.access.read(operator, resource_of(current), "history.read")
+    return events
+
+
 def _audit_history(args: argparse.Namespace, settings: Settings) -> int:
+    from domain.base import NotFound
+
     runtime = bootstrap(settings)
     try:
-        events = runtime.app.history(args.id)
+        events = _audited(runtime, args.id)
         for event in events:
             sys.stdout.write(msgspec.json.encode(event).decode() + "\n")
-    finally:
-        runtime.close()
-    if not events:
+    except NotFound:
         print(f"crm: no events for {args.id}", file=sys.stderr)
         return 1
+    finally:
+        runtime.close()
     return 0
 
 
@@ -252,10 +278,7 @@ def _audit_as_of(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     runtime = bootstrap(settings)
     try:
-        events = runtime.app.history(args.id)
-        if not events:
-            raise NotFound("aggregate", args.id)
-        kind = AGGREGATE_CLASSES[events[0].aggregate_type]
+        kind = AGGREGATE_CLASSES[_audited(runtime, args.id)[0].aggregate_type]
         state = runtime.app.as_of(kind, args.id, args.time).state()
         print(msgspec.json.encode(state, enc_hook=_jsonable).decode())
     except NotFound as error:

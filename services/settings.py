@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from domain.validation import DEPARTMENT_PATTERN
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -36,6 +38,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     group_commit_window_ms: float
     group_commit_max_batch: int
     read_wait_seconds: float
+    departments: tuple[str, ...] = ("sales", "support", "marketing")
 
     @property
     def embedded(self) -> bool:
@@ -56,6 +59,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         group_commit_window_ms=_number(env, "CRM_GROUP_COMMIT_WINDOW_MS", 2.0, float, minimum=0),
         group_commit_max_batch=_number(env, "CRM_GROUP_COMMIT_MAX_BATCH", 200, int, minimum=1),
         read_wait_seconds=_number(env, "CRM_READ_WAIT_SECONDS", 2.0, float, minimum=0),
+        departments=_departments(env.get("CRM_DEPARTMENTS", "sales,support,marketing")),
     )
 
 
@@ -78,6 +82,17 @@ def _bootstrap(value: str) -> str:
                 "CRM_KAFKA_BOOTSTRAP", f"expected host:port[,host:port], got {value!r}"
             )
     return value
+
+
+def _departments(value: str) -> tuple[str, ...]:
+    """The closed set of departments: lowercase codes, comma-separated, at least one."""
+    names = tuple(dict.fromkeys(name.strip().lower() for name in value.split(",") if name.strip()))
+    bad = [name for name in names if not DEPARTMENT_PATTERN.fullmatch(name)]
+    if not names or bad:
+        raise ConfigError(
+            "CRM_DEPARTMENTS", f"expected lowercase codes like sales,support, got {value!r}"
+        )
+    return names
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:

@@ -19,7 +19,8 @@ from litestar.testing import TestClient
 
 from consumers.follower import EventStoreFollower, applied_position
 from consumers.readmodel_store import ReadModelStore
-from consumers.store_factory import open_store
+from consumers.store_postgres import PostgresStore
+from consumers.store_sqlite import SqliteStore
 from projections import PROJECTIONS
 from services.api import create_app
 from services.api.read_models import ReadModels
@@ -49,23 +50,21 @@ class EmbeddedApi:
 
 
 @contextmanager
-def embedded_api(tmp_path: Path, read_wait: str = "0.05") -> Iterator[EmbeddedApi]:
-    with followed_api(tmp_path, None, read_wait) as api:
-        yield api
-
-
-@contextmanager
-def followed_api(
-    tmp_path: Path, database_url: str | None, read_wait: str = "0.05"
+def embedded_api(
+    tmp_path: Path, read_wait: str = "0.05", database_url: str | None = None
 ) -> Iterator[EmbeddedApi]:
-    """The API with the follower feeding its read models: SQLite files in `tmp_path`,
-    or event store and read models in PostgreSQL at `database_url` (the rows are those
-    the Kafka runner writes: both go through `consumers.projecting`)."""
+    """The API with its read models on SQLite files in `tmp_path`, or with the event store
+    and read models in PostgreSQL at `database_url` (the projections still follow the event
+    store in process: no Kafka)."""
     env = {"CRM_DATA_DIR": str(tmp_path), "CRM_READ_WAIT_SECONDS": read_wait}
-    if database_url is not None:
-        env["CRM_DATABASE_URL"] = database_url
-    runtime = bootstrap(load_settings(env))
-    store = open_store(database_url, tmp_path)
+    runtime = bootstrap(
+        load_settings(env | ({"CRM_DATABASE_URL": database_url} if database_url else {}))
+    )
+    store: ReadModelStore = (
+        SqliteStore(tmp_path / "readmodels.db")
+        if database_url is None
+        else PostgresStore(database_url)
+    )
     follower = EventStoreFollower(runtime.app, store, PROJECTIONS.values())
     app = create_app(
         runtime,

@@ -13,7 +13,7 @@ from uuid import UUID
 import pytest
 from litestar.testing import TestClient
 
-from tests.integration.api_support import followed_api
+from tests.integration.api_support import embedded_api
 
 Client = TestClient[Any]
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
@@ -92,7 +92,10 @@ def answers(pg_url: str, tmp_path: Path) -> dict[str, dict[str, Any]]:
     """The same scenario's reads on the embedded default and on PostgreSQL."""
     found = {}
     for name, url in (("sqlite", None), ("postgres", pg_url)):
-        with followed_api(tmp_path / name, url) as api, TestClient(app=api.app) as client:
+        with (
+            embedded_api(tmp_path / name, database_url=url) as api,
+            TestClient(app=api.app) as client,
+        ):
             headers = api.token("mia", "sales", "manager")
             ids = scenario(client, headers)
             api.catch_up()
