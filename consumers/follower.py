@@ -7,6 +7,13 @@ through the same `consumers.projecting.project` as the Kafka runner. Each projec
 stores the next notification id under the pseudo-topic `STORE_TOPIC` in the same
 transaction as its rows, so a restart resumes exactly. `applied_position(store)` is
 what read-your-writes (`?min_position=N`) waits on.
+
+An event that cannot be applied or written becomes a dead letter (`commit`), so it
+never stops the read side. Anything else that fails a step (the disk is full, the
+database is locked or gone) is retried with backoff until it succeeds: `run` never
+ends on an error, and `trouble` says what keeps failing meanwhile (for `/readyz`).
+Dead letters are retried from the event store itself (`retry_from_store`), as their
+payload is the stored event.
 """
 
 from __future__ import annotations
@@ -18,13 +25,14 @@ from typing import Any
 import structlog
 
 from consumers.keyring import Keyring
-from consumers.projecting import Item, project
-from consumers.readmodel_store import STORE_TOPIC, ReadModelStore, Status
+from consumers.projecting import Item, commit, retry_letters
+from consumers.readmodel_store import STORE_TOPIC, ReadModelStore, Status, StoredLetter
 from domain import codec
 from domain.customer import CustomerErased
 from projections.base import Projection
 
 log = structlog.get_logger("crm.follower")
+MAX_RETRY_DELAY = 5.0
 
 
 class EventStoreFollower:
@@ -50,10 +58,23 @@ class EventStoreFollower:
         self.poll_interval = poll_interval
         self.stop_event = threading.Event()
         self.generations = {p.name: store.install(p) for p in self.projections}
+        self.trouble: str | None = None
+        """What made the last step fail (None once one succeeds): a stalled read side."""
 
     def run(self) -> None:
+        """Follow until `stop()`; a failing step is retried with backoff, never fatal."""
+        delay = self.poll_interval
         while not self.stop_event.is_set():
-            if self.step() == 0:
+            try:
+                read = self.step()
+            except Exception as error:  # retried until it passes: the read side must go on
+                self.trouble = f"{type(error).__name__}: {error}"
+                log.warning("follower_retry", error=self.trouble, delay=delay, exc_info=True)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, MAX_RETRY_DELAY)
+                continue
+            self.trouble, delay = None, self.poll_interval
+            if read == 0:
                 self.stop_event.wait(self.poll_interval)
 
     def stop(self) -> None:
@@ -68,9 +89,7 @@ class EventStoreFollower:
         items = self._items(notifications)
         lag = max(0, (self.app.recorder.max_notification_id() or 0) - notifications[-1].id)
         for projection in self.projections:
-            generation = self.generations[projection.name]
-            with self.store.session(projection, generation) as session:
-                project(session, projection, items, lag)
+            commit(self.store, projection, self.generations[projection.name], items, lag)
         self.on_applied()
         return len(items)
 
@@ -110,6 +129,23 @@ class EventStoreFollower:
             return item._replace(event=None, error=_reason(error))
 
 
+def retry_from_store(app: Any, store: ReadModelStore, projection: Projection) -> tuple[int, int]:
+    """Re-apply the embedded projection's dead letters, read again from the event store
+    at their positions: (retried, still failing)."""
+    follower = EventStoreFollower(app, store, [projection])
+
+    def items_of(letters: list[StoredLetter]) -> list[Item]:
+        return follower._items([_notification(app, letter) for letter in letters])
+
+    return retry_letters(store, projection, items_of)
+
+
+def _notification(app: Any, letter: StoredLetter) -> Any:
+    """The stored event a dead letter of the follower came from (its notification id)."""
+    (notification,) = app.recorder.select_notifications(letter.offset, 1, stop=letter.offset)
+    return notification
+
+
 def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
@@ -135,16 +171,3 @@ def rebuild_from_store(app: Any, store: ReadModelStore, projection: Projection) 
         pass
     store.switch(projection, generation)
     return generation
-
-
-def follow_event_store(
-    app: Any,
-    store: ReadModelStore,
-    projections: Iterable[Projection],
-    stop: threading.Event,
-    on_applied: Callable[[], None] = lambda: None,
-) -> None:
-    """Run a follower until `stop` is set (for a thread in `crm run`)."""
-    follower = EventStoreFollower(app, store, projections, on_applied=on_applied)
-    follower.stop_event = stop
-    follower.run()

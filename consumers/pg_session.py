@@ -21,7 +21,6 @@ from typing import Any, LiteralString
 from uuid import UUID
 
 from psycopg import Connection, sql
-from psycopg.rows import dict_row
 
 from consumers.pg_copy import (
     UpsertStatements,
@@ -30,7 +29,15 @@ from consumers.pg_copy import (
     staged_rows,
     upsert_statements,
 )
-from consumers.readmodel_store import DeadLetter, PositionKey, Status, TableWrites
+from consumers.pg_times import with_edges
+from consumers.readmodel_store import (
+    DeadLetter,
+    PositionKey,
+    RecordKey,
+    Status,
+    StoredLetter,
+    TableWrites,
+)
 from domain.base import ERASED
 from projections.base import KeyValues, Row, Scrub, SetOperation, Table
 
@@ -79,8 +86,12 @@ _PROGRESS = (
     " last_position = greatest(last_position, %s), lag = coalesce(%s, lag),"
     " updated_at = now() WHERE id = 1"
 )
-_TAKE_DEAD_LETTERS = (
-    "DELETE FROM {}._dead_letters RETURNING id, payload, topic, partition, kafka_offset"
+_DEAD_LETTERS = (
+    "SELECT topic, partition, kafka_offset, position, payload FROM {}._dead_letters ORDER BY id"
+)
+_DROP_DEAD_LETTERS = (
+    "DELETE FROM {}._dead_letters WHERE (topic, partition, kafka_offset) IN"
+    " (SELECT * FROM unnest(%b::text[], %b::integer[], %b::bigint[]))"
 )
 
 
@@ -215,8 +226,8 @@ class PgSession:
         if not keys:
             return []
         columns = [list(column) for column in zip(*keys, strict=True)]
-        with self.conn.cursor(row_factory=dict_row, binary=True) as cur:
-            return cur.execute(_load_rows(self.schema, table), columns).fetchall()
+        statement = _load_rows(self.schema, table)
+        return with_edges(self.conn, lambda cur: cur.execute(statement, columns).fetchall())
 
     def load_applied(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
         with self.conn.cursor(binary=True) as cur:
@@ -266,11 +277,13 @@ class PgSession:
     ) -> None:
         self.conn.execute(_rendered(_PROGRESS, self.schema), (events, last_event_at, position, lag))
 
-    def take_dead_letters(self) -> list[tuple[int, bytes, str, int, int]]:
-        """Remove and return (id, payload, topic, partition, offset) of every dead letter."""
-        statement = _rendered(_TAKE_DEAD_LETTERS, self.schema)
-        rows = self.conn.execute(statement).fetchall()
-        return sorted((r[0], r[1], r[2], r[3], r[4]) for r in rows)
+    def dead_letters(self) -> list[StoredLetter]:
+        rows = self.conn.execute(_rendered(_DEAD_LETTERS, self.schema)).fetchall()
+        return [StoredLetter(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+
+    def drop_dead_letters(self, records: Sequence[RecordKey]) -> None:
+        columns = [list(column) for column in zip(*records, strict=True)] or [[], [], []]
+        self.conn.execute(_rendered(_DROP_DEAD_LETTERS, self.schema), columns)
 
 
 SetTarget = tuple[str, str | None]

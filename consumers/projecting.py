@@ -6,8 +6,14 @@ partition in a rebalance then waits and sees the new owner's offsets), drop reco
 already covered by them, skip aggregate versions already applied (the relay is
 at-least-once), load every row the remaining events need in one query per table,
 apply, and write rows, applied versions, positions and dead letters together.
-An event whose `apply` raises becomes a dead letter and its offset still advances;
-a database error propagates and the caller rolls back and retries the whole batch.
+An event whose `apply` raises becomes a dead letter and its offset still advances.
+
+`commit` runs that transaction. A transient error of the store (connection lost, disk
+full, database locked) propagates: the caller retries the whole batch later, nothing
+is lost. Any other failure is caused by some event's values (one a store cannot hold,
+or a bug in the writing code), so `commit` finds the events that fail by halving the
+batch, in order, and writes each as a dead letter with the error: one bad event never
+stops a projection, and `crm projections retry` re-applies it after a fix.
 """
 
 from __future__ import annotations
@@ -20,13 +26,21 @@ from operator import attrgetter
 from typing import NamedTuple
 from uuid import UUID
 
-from consumers.readmodel_store import DeadLetter, PositionKey, Session, table_writes
+from consumers.readmodel_store import (
+    DeadLetter,
+    PositionKey,
+    ReadModelStore,
+    Session,
+    StoredLetter,
+    table_writes,
+)
 from domain.base import DomainEvent
 from projections.base import Batch, Key, KeyValues, Projection, Row
 
 
 class Item(NamedTuple):
     """One record: where it came from, its raw bytes, and its event (None if undecodable).
+    An `error` makes it a dead letter: why it could not be decoded, or written.
 
     A tuple: a replay makes one per event, and tuples are the cheapest to build."""
 
@@ -51,6 +65,53 @@ class Outcome:
     skipped: int = 0
     dead: int = 0
 
+    def __add__(self, other: Outcome) -> Outcome:
+        return Outcome(
+            self.applied + other.applied, self.skipped + other.skipped, self.dead + other.dead
+        )
+
+
+def commit(
+    store: ReadModelStore,
+    projection: Projection,
+    generation: int,
+    items: list[Item],
+    lag: int | None = None,
+    *,
+    retry: bool = False,
+) -> Outcome:
+    """`project` in one transaction, the events that make it fail dead-lettered (see the
+    module docstring); raises only the store's transient errors, or an error that even
+    a dead letter cannot be written through."""
+    try:
+        with store.session(projection, generation) as session:
+            return project(session, projection, items, lag, retry=retry)
+    except store.transient_errors:
+        raise
+    except Exception as error:  # an event's values: found by halving, by design
+        if len(items) <= 1:
+            if not items or items[0].error is not None:
+                raise
+            failed = items[0]._replace(error=f"{type(error).__name__}: {error}")
+            return commit(store, projection, generation, [failed], lag, retry=retry)
+    half = len(items) // 2
+    first = commit(store, projection, generation, items[:half], lag, retry=retry)
+    return first + commit(store, projection, generation, items[half:], lag, retry=retry)
+
+
+def retry_letters(
+    store: ReadModelStore,
+    projection: Projection,
+    items_of: Callable[[list[StoredLetter]], list[Item]],
+) -> tuple[int, int]:
+    """Re-apply the live generation's dead letters, read back as items by `items_of`:
+    (retried, still failing). Those failing again are dead letters again (`commit`)."""
+    generation = store.install(projection)
+    with store.session(projection, generation) as session:
+        letters = session.dead_letters()
+    items = items_of(letters)
+    return len(items), commit(store, projection, generation, items, retry=True).dead
+
 
 def project(
     session: Session,
@@ -62,12 +123,14 @@ def project(
 ) -> Outcome:
     """Apply `items` (in partition order) through `session`; see the module docstring.
 
-    `retry` re-applies dead letters: no offset or version filter, positions untouched.
+    `retry` re-applies dead letters: no offset or version filter, positions untouched,
+    and the items' dead letters dropped (those failing again are written anew).
     """
     lowest, last = _offset_ranges(items)
     stored = session.lock_positions(sorted(last))
     if retry:
         stored = {}
+        session.drop_dead_letters([(i.topic, i.partition, i.offset) for i in items])
     fresh, next_offsets = _fresh(items, stored, lowest, last)
     events = [i.event for i in fresh if i.event is not None]
     aggregates = {e.originator_id.int: e.originator_id for e in events}  # see `_Versions`
@@ -125,6 +188,9 @@ def _apply_all(
             letters.append(dead_letter(item, item.error or "undecodable record"))
         elif not versions.take(event):
             outcome.skipped += 1
+        elif item.error is not None:  # its writes failed (`commit`): taken, not applied
+            outcome.dead += 1
+            letters.append(dead_letter(item, item.error))
         else:
             try:
                 record(apply(event, batch))

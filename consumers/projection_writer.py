@@ -46,7 +46,7 @@ from typing import NamedTuple, Protocol
 import msgspec
 import structlog
 
-from consumers.projecting import Item, project
+from consumers.projecting import Item, commit
 from consumers.readmodel_store import ReadModelStore
 from domain import codec
 from projections.base import Projection
@@ -152,8 +152,7 @@ def commit_batch(
     while True:
         started = time.perf_counter()
         try:
-            with store.session(projection, generation) as session:
-                outcome = project(session, projection, items, lag)
+            outcome = commit(store, projection, generation, items, lag)  # dead-letters bad events
         except store.transient_errors as error:
             if follow_live and _replaced(store, projection.name, generation):
                 return Written(len(items), lag, abandoned=True)

@@ -1,20 +1,27 @@
 """Read-side queries over the stable read-model views, for the HTTP API and tools.
 
 Every function takes a `ReadModelStore` (PostgreSQL or SQLite) and returns plain
-dicts. Pages use keyset cursors (the sort values of the previous page's last row),
-never OFFSET, so a page costs the same at one million customers as at ten. Percentages come
-from `projections.satisfaction`, the one place that defines CSAT and NPS.
+dicts of the same Python values on both: each query names its views, and `_fetch`
+asks the store for the types the projections declare for their columns (SQLite keeps
+UUIDs, times and booleans as text and integers); comma-joined columns (`tags`,
+`departments`) become lists. Pages use keyset cursors (the sort values of the previous
+page's last row), never OFFSET, so a page costs the same at one million customers as at
+ten. Percentages come from `projections.satisfaction`, the one place that defines CSAT
+and NPS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
 from consumers.readmodel_store import ReadModelStore
-from projections.satisfaction import ALL, bucket, csat, nps
+from projections import PROJECTIONS
+from projections.base import ColumnType
+from projections.satisfaction import ALL, bucket_range, csat, nps
 
 Row = dict[str, Any]
 OPEN = ("open", "in_progress")
@@ -36,6 +43,41 @@ BOARD_ORDER = (
     SortKey("task_id", "uuid"),
 )
 TIMELINE_ORDER = (SortKey("occurred_at", "timestamp"), SortKey("entry_id", "text"))
+
+
+LISTS = ("tags", "departments")
+"""Columns that hold a comma-joined list (kept sorted, the owner first)."""
+
+
+def _fetch(
+    store: ReadModelStore,
+    query: str,
+    tables: dict[str, str],
+    params: dict[str, Any],
+    **computed: ColumnType,
+) -> list[Row]:
+    """`store.fetch` typed by the views' declared columns plus the `computed` ones."""
+    types = {**_column_types(tuple(sorted(tables.values()))), **computed}
+    return [_listed(row) for row in store.fetch(query, tables, params, types)]
+
+
+@cache
+def _column_types(views: tuple[str, ...]) -> dict[str, ColumnType]:
+    """Column name -> type over the named views (`projection.table`)."""
+    types: dict[str, ColumnType] = {}
+    for view in views:
+        name, table = view.split(".")
+        spec = next(t for t in PROJECTIONS[name].tables if t.name == table)
+        for column in spec.columns:
+            assert types.setdefault(column.name, column.type) == column.type, column.name
+    return types
+
+
+def _listed(row: Row) -> Row:
+    for column in LISTS:
+        if isinstance(value := row.get(column), str):
+            row[column] = [item for item in value.split(",") if item]
+    return row
 
 
 def order_by(keys: Sequence[SortKey]) -> str:
@@ -99,7 +141,7 @@ def department_customers(
         "k": "marketing.customers",
     }
     params = {"department": department, "after": after, "limit": limit, "tag": _tag_pattern(tag)}
-    return store.fetch(query, tables, params)
+    return _fetch(store, query, tables, params, role="text", email_marketing="bool")
 
 
 def _tag_pattern(tag: str | None) -> str | None:
@@ -126,7 +168,7 @@ def department_conversations(
         + where + order_by(QUEUE_ORDER) + " LIMIT %(limit)s"
     )  # fmt: skip
     params = {"department": department, "status": status, "limit": limit, **keyset}
-    return store.fetch(query, {"v": "support.conversations"}, params)
+    return _fetch(store, query, {"v": "support.conversations"}, params)
 
 
 def department_tasks(
@@ -152,28 +194,30 @@ def department_tasks(
         "department": department, "assignee": assignee, "status": status, "limit": limit,
         **keyset,
     }  # fmt: skip
-    rows = store.fetch(query, {"v": "support.tasks"}, params)
+    rows = _fetch(store, query, {"v": "support.tasks"}, params)
     for row in rows:
-        due = _instant(row["due_at"])
+        due = row["due_at"]
         row["overdue"] = due is not None and due < now and row["status"] in OPEN
     return rows
 
 
 def customer_360(store: ReadModelStore, customer_id: UUID) -> Row | None:
     """Profile, owner, departments and orders of one customer (archived ones included)."""
-    found = store.fetch(
+    found = _fetch(
+        store,
         "SELECT * FROM {c} WHERE customer_id = %(id)s",
         {"c": "shared.customers"},
         {"id": customer_id},
     )
     if not found:
         return None
-    orders = store.fetch(
+    orders = _fetch(
+        store,
         "SELECT * FROM {o} WHERE customer_id = %(id)s ORDER BY ordered_at, order_id",
         {"o": "shared.orders"},
         {"id": customer_id},
     )
-    return {**found[0], "departments": found[0]["departments"].split(","), "orders": orders}
+    return {**found[0], "orders": orders}
 
 
 def timeline(
@@ -196,7 +240,7 @@ def timeline(
         + where + order_by(TIMELINE_ORDER) + " LIMIT %(limit)s"
     )  # fmt: skip
     params = {"id": customer_id, "department": department, "limit": limit, **keyset}
-    return store.fetch(query, {"t": "shared.timeline", "w": "shared.work_items"}, params)
+    return _fetch(store, query, {"t": "shared.timeline", "w": "shared.work_items"}, params)
 
 
 def sales_open_tasks(store: ReadModelStore, customer_id: UUID) -> Row:
@@ -205,7 +249,8 @@ def sales_open_tasks(store: ReadModelStore, customer_id: UUID) -> Row:
         "SELECT count(*) AS open_tasks, min(due_at) AS next_due_at FROM {t}"
         " WHERE customer_id = %(id)s AND status IN ('open', 'in_progress')"
     )
-    return store.fetch(query, {"t": "sales.tasks"}, {"id": customer_id})[0]
+    found = _fetch(store, query, {"t": "sales.tasks"}, {"id": customer_id}, next_due_at="timestamp")
+    return found[0]
 
 
 def satisfaction_stats(
@@ -220,18 +265,20 @@ def satisfaction_stats(
     """CSAT and NPS per bucket (or one total for `all`), credited as of the interaction."""
     series = granularity if granularity != "all" or start or end else "all"
     scope = "day" if series == "all" and (start or end) else series
+    buckets = bucket_range(start, end, scope)
+    low, high = buckets or (None, None)
     query = (
         "SELECT * FROM {s} WHERE department = %(department)s AND agent = %(agent)s"
         " AND granularity = %(granularity)s"
-        + ("" if start is None else " AND bucket >= %(start)s")
-        + ("" if end is None else " AND bucket <= %(end)s")
+        + ("" if low is None else " AND bucket >= %(low)s")
+        + ("" if high is None else " AND bucket <= %(high)s")
+        + ("" if buckets else " AND false")
         + " ORDER BY bucket"
     )
     params = {
-        "department": department, "agent": agent, "granularity": scope,
-        "start": start and bucket(start, scope), "end": end and bucket(end, scope),
+        "department": department, "agent": agent, "granularity": scope, "low": low, "high": high,
     }  # fmt: skip
-    rows = store.fetch(query, {"s": "stats.satisfaction"}, params)
+    rows = _fetch(store, query, {"s": "stats.satisfaction"}, params)
     if granularity == "all" and scope != "all":
         rows = [_total(rows, department, agent)]
     return [_with_scores(r) for r in rows]
@@ -253,7 +300,8 @@ def _with_scores(row: Row) -> Row:
 
 def task_stats(store: ReadModelStore, *, department: str = ALL, assignee: str = ALL) -> Row:
     """Created, completed (on time), reassignments, mean evaluation, mean and p90 duration."""
-    found = store.fetch(
+    found = _fetch(
+        store,
         "SELECT * FROM {t} WHERE department = %(department)s AND assignee = %(assignee)s",
         {"t": "stats.tasks"},
         {"department": department, "assignee": assignee},
@@ -282,7 +330,7 @@ def _durations(store: ReadModelStore, department: str, assignee: str) -> list[Ro
         + ("" if assignee == ALL else " AND assignee = %(assignee)s")
     )
     params = {"department": department, "assignee": assignee}
-    return store.fetch(query, {"d": "stats.task_durations"}, params)
+    return _fetch(store, query, {"d": "stats.task_durations"}, params)
 
 
 def percentile(ordered: list[float], pct: int) -> float | None:
@@ -291,7 +339,3 @@ def percentile(ordered: list[float], pct: int) -> float | None:
         return None
     rank = max(1, -(-pct * len(ordered) // 100))
     return ordered[rank - 1]
-
-
-def _instant(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value

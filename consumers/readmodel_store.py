@@ -17,14 +17,22 @@ I/O contract: adapters do all SQL; this module only shapes data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
-from projections.base import KeyValues, Projection, Row, Segment, SetOperation, Table
+from projections.base import (
+    ColumnType,
+    KeyValues,
+    Projection,
+    Row,
+    Segment,
+    SetOperation,
+    Table,
+)
 
 STORE_TOPIC = "__event_store__"
 """Pseudo-topic under which the embedded follower stores its event-store position."""
@@ -48,6 +56,21 @@ class DeadLetter:
     def values(self) -> tuple[Any, ...]:
         """The columns of a `_dead_letters` row, in the order of the fields above."""
         return tuple(getattr(self, f.name) for f in fields(self))
+
+
+RecordKey = tuple[str, int, int]
+"""(topic, partition, offset) of a record: a Kafka record, or the event store's
+`STORE_TOPIC`, partition 0 and the notification id."""
+
+
+class StoredLetter(NamedTuple):
+    """What retrying a dead letter needs: where its record came from, and its bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    position: int
+    payload: bytes
 
 
 @dataclass(frozen=True)
@@ -94,7 +117,13 @@ class Session(Protocol):
         self, events: int, last_event_at: datetime | None, position: int, lag: int | None
     ) -> None: ...
 
-    def take_dead_letters(self) -> list[tuple[int, bytes, str, int, int]]: ...
+    def dead_letters(self) -> list[StoredLetter]:
+        """Every dead letter, oldest first."""
+        ...
+
+    def drop_dead_letters(self, records: Sequence[RecordKey]) -> None:
+        """Delete the dead letters of these records (they are being retried)."""
+        ...
 
 
 class ReadModelStore(Protocol):
@@ -124,7 +153,16 @@ class ReadModelStore(Protocol):
 
     def status(self, name: str, generation: int | None = None) -> Status: ...
 
-    def fetch(self, query: str, tables: dict[str, str], params: dict[str, Any]) -> list[Row]: ...
+    def fetch(
+        self,
+        query: str,
+        tables: dict[str, str],
+        params: dict[str, Any],
+        types: Mapping[str, ColumnType] | None = None,
+    ) -> list[Row]:
+        """Rows of `query`; a column named in `types` comes back as that type's Python
+        value (UUID, bool, aware datetime, Decimal), on SQLite as psycopg gives it."""
+        ...
 
     def dump(self, name: str, generation: int, table: Table) -> list[Row]: ...
 

@@ -6,7 +6,8 @@
   the new generation from that generation's stored offsets: nothing is lost.
 * `verify`: the same into a scratch generation, then compare every table with the
   live one row by row; the scratch generation is dropped either way.
-* `retry`: re-apply the dead letters (they stay dead letters if they fail again).
+* `retry`: re-apply the dead letters (they stay dead letters if they fail again); the
+  embedded default's are retried from the event store (`consumers.follower`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumers.keyring import Keyring
-from consumers.projecting import Item, project
-from consumers.readmodel_store import ReadModelStore
+from consumers.projecting import Item, retry_letters
+from consumers.readmodel_store import ReadModelStore, StoredLetter
 from consumers.runner import ProjectionRunner, decode, group_id
 from projections.base import Projection, Row
 
 Progress = Callable[[int], None]
-Position = tuple[str, int, int]
-"""(topic, partition, offset) of a record."""
 
 
 @dataclass(frozen=True)
@@ -95,18 +94,13 @@ def compare(store: ReadModelStore, projection: Projection, a: int, b: int) -> li
 
 
 def retry(store: ReadModelStore, projection: Projection, keyring: Keyring) -> tuple[int, int]:
-    """Re-apply every dead letter of the live generation: (retried, still failing)."""
-    generation = store.install(projection)
-    with store.session(projection, generation) as session:
-        letters = session.take_dead_letters()
-        items = [_item(keyring, projection, payload, (t, p, o)) for _, payload, t, p, o in letters]
-        outcome = project(session, projection, items, retry=True)
-    return len(items), outcome.dead
+    """Re-apply every dead letter of the live generation (records from Kafka, as the
+    runner stores them): (retried, still failing)."""
+    return retry_letters(store, projection, lambda letters: _items(keyring, projection, letters))
 
 
-def _item(keyring: Keyring, projection: Projection, payload: bytes, where: Position) -> Item:
+def _items(keyring: Keyring, projection: Projection, letters: list[StoredLetter]) -> list[Item]:
     from consumers.kafka_io import Record
 
-    record = Record(*where, None, bytes(payload))
-    (item,) = decode([record], keyring, projection.personal_inputs)
-    return item
+    records = [Record(t, p, o, None, bytes(payload)) for t, p, o, _, payload in letters]
+    return decode(records, keyring, projection.personal_inputs)

@@ -9,12 +9,20 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from consumers.readmodel_store import DeadLetter, PositionKey, Status, TableWrites
+from consumers.instants import canonical
+from consumers.readmodel_store import (
+    DeadLetter,
+    PositionKey,
+    RecordKey,
+    Status,
+    StoredLetter,
+    TableWrites,
+)
 from domain.base import ERASED
 from projections.base import KeyValues, Row, Scrub, SetOperation, Table
 
@@ -51,13 +59,14 @@ def to_sqlite(value: Any) -> Any:
     if isinstance(value, UUID | Decimal):
         return str(value)
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
+        return canonical(value).isoformat()  # UTC text: sorts as the instants do
     return value
 
 
-def _from(kind: str, value: Any) -> Any:
-    if value is None:
-        return None
+def from_value(kind: str | None, value: Any) -> Any:
+    """A stored value as the Python value of column type `kind` (None: as stored)."""
+    if value is None or kind is None:
+        return value
     if kind == "uuid":
         return UUID(value)
     if kind == "timestamp":
@@ -68,7 +77,7 @@ def _from(kind: str, value: Any) -> Any:
 
 
 def from_sqlite(table: Table, row: Sequence[Any]) -> Row:
-    return {c.name: _from(c.type, v) for c, v in zip(table.columns, row, strict=True)}
+    return {c.name: from_value(c.type, v) for c, v in zip(table.columns, row, strict=True)}
 
 
 def create_table(conn: sqlite3.Connection, prefix: str, spec: Table) -> None:
@@ -216,13 +225,19 @@ class SqliteSession:
             (events, to_sqlite(last_event_at), position, lag),
         )
 
-    def take_dead_letters(self) -> list[tuple[int, bytes, str, int, int]]:
-        table = self._t("_dead_letters")
+    def dead_letters(self) -> list[StoredLetter]:
         rows = self.conn.execute(
-            f"SELECT id, payload, topic, partition, kafka_offset FROM {table} ORDER BY id"
-        ).fetchall()
-        self.conn.execute(f"DELETE FROM {table}")
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            f"SELECT topic, partition, kafka_offset, position, payload"
+            f" FROM {self._t('_dead_letters')} ORDER BY id"
+        )
+        return [StoredLetter(*row) for row in rows.fetchall()]
+
+    def drop_dead_letters(self, records: Sequence[RecordKey]) -> None:
+        self.conn.executemany(
+            f"DELETE FROM {self._t('_dead_letters')}"
+            " WHERE topic = ? AND partition = ? AND kafka_offset = ?",
+            records,
+        )
 
 
 def read_status(conn: sqlite3.Connection, name: str, generation: int) -> Status:

@@ -9,21 +9,21 @@ Every statement is composed with `psycopg.sql`; types come from a fixed mapping.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 import psycopg
 from psycopg import Connection, sql
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from consumers import pg_session
 from consumers.pg_ddl import create_tables
 from consumers.pg_session import PgSession, column_defs, q
+from consumers.pg_times import edge_cursor
 from consumers.readmodel_store import ReadModelStore, Status, public_tables
-from projections.base import Projection, Row, Table
+from projections.base import ColumnType, Projection, Row, Table
 
 _REGISTRY = """
 CREATE TABLE IF NOT EXISTS crm_projections (
@@ -40,7 +40,15 @@ class PostgresStore:
     """`consumers.readmodel_store.ReadModelStore` on a psycopg pool."""
 
     dialect = "postgresql"
-    transient_errors: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
+    transient_errors: tuple[type[Exception], ...] = (
+        psycopg.OperationalError,  # connection lost, disk full, deadlock, shutdown...
+        psycopg.InterfaceError,
+        psycopg.InternalError,
+        psycopg.ProgrammingError,  # e.g. the generation's schema dropped by a switch
+        PoolTimeout,
+    )
+    """Not the value errors (`DataError`, `IntegrityError`...): those are an event's
+    fault, and `consumers.projecting.commit` dead-letters the event."""
 
     def __init__(self, database_url: str, max_size: int = 4) -> None:
         self.database_url = database_url
@@ -113,9 +121,16 @@ class PostgresStore:
         with self.pool.connection() as conn:
             return pg_session.read_status(conn, name, generation)
 
-    def fetch(self, query: str, tables: dict[str, str], params: dict[str, Any]) -> list[Row]:
+    def fetch(
+        self,
+        query: str,
+        tables: dict[str, str],
+        params: dict[str, Any],
+        types: Mapping[str, ColumnType] | None = None,
+    ) -> list[Row]:
+        """`types` changes nothing here: psycopg gives every column its Python type."""
         names = {k: sql.Identifier(*v.split(".")) for k, v in tables.items()}
-        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self.pool.connection() as conn, edge_cursor(conn) as cur:
             cur.execute(sql.SQL(query).format(**names), params)
             return cur.fetchall()
 
@@ -124,7 +139,7 @@ class PostgresStore:
             q(f"{name}_v{generation}", table.name),
             sql.SQL(", ").join(map(sql.Identifier, table.key)),
         )
-        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self.pool.connection() as conn, edge_cursor(conn) as cur:
             return cur.execute(statement).fetchall()
 
     def _live(self, conn: Connection[Any], name: str) -> int | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 from consumers import sqlite_session as lite
 from consumers.readmodel_store import ReadModelStore, Status, public_tables
 from consumers.sqlite_session import SqliteSession, ident
-from projections.base import Projection, Row, Table
+from projections.base import ColumnType, Projection, Row, Table
 
 _REGISTRY = (
     "CREATE TABLE IF NOT EXISTS crm_projections (name TEXT PRIMARY KEY,"
@@ -55,7 +55,8 @@ class SqliteStore:
             try:
                 yield self.conn
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # SQLite ends it itself on e.g. SQLITE_FULL
+                    self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
 
@@ -101,13 +102,24 @@ class SqliteStore:
         with self.lock:
             return lite.read_status(self.conn, name, generation)
 
-    def fetch(self, query: str, tables: dict[str, str], params: dict[str, Any]) -> list[Row]:
+    def fetch(
+        self,
+        query: str,
+        tables: dict[str, str],
+        params: dict[str, Any],
+        types: Mapping[str, ColumnType] | None = None,
+    ) -> list[Row]:
         names = {k: ident(v.replace(".", "__")) for k, v in tables.items()}
         text = lite.placeholders(query.format(**names))
         with self.lock:
             cursor = self.conn.execute(text, {k: lite.to_sqlite(v) for k, v in params.items()})
             columns = [d[0] for d in cursor.description]
-            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+            rows = cursor.fetchall()
+        kinds = [(types or {}).get(column) for column in columns]
+        return [
+            {c: lite.from_value(k, v) for c, k, v in zip(columns, kinds, row, strict=True)}
+            for row in rows
+        ]
 
     def dump(self, name: str, generation: int, table: Table) -> list[Row]:
         target = ident(f"{name}_v{generation}__{table.name}")

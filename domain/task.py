@@ -334,7 +334,9 @@ class Task(Aggregate):
 
     @_when(TaskCompleted)
     def _completed(self, e: TaskCompleted) -> None:
-        self.status, self.completed_at = "completed", e.occurred_at
+        """A completed task is done: its progress is 100, whatever was logged before
+        (the task board says the same). Reopening keeps it until progress is logged."""
+        self.status, self.completed_at, self.progress = "completed", e.occurred_at, 100
         self.resolution, self.on_time, self.evaluated = e.resolution, e.on_time, False
 
     @_when(TaskEvaluated)

@@ -8,11 +8,20 @@ field, so a decision method reads as a list of checks. The bounds come from
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from domain import fields as bound
 from domain.base import ValidationFailed
+
+MAX_UTC_OFFSET = timedelta(hours=23, minutes=59)
+"""The widest zone offset a time may carry (what RFC 3339 text can write)."""
+EARLIEST_INSTANT, LATEST_INSTANT = bound.EARLIEST, bound.LATEST
+"""The first and last instants a time may name (compared as instants, not as text)."""
+FORBIDDEN_IN_TEXT = "".join(map(chr, range(32))) + "\x7f"
+"""Characters no single-line text may contain (free text allows newline and tab)."""
+MAX_AMOUNT, AMOUNT_PLACES = bound.AMOUNT_LIMIT, bound.AMOUNT_PLACES
+"""Amounts are below MAX_AMOUNT, with at most AMOUNT_PLACES decimal places."""
 
 DEPARTMENT_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_:.-]{0,49}$")
@@ -112,8 +121,11 @@ def score(value: int, low: int, high: int, field: str = "score") -> int:
 def aware(value: datetime, field: str) -> datetime:
     """Times must carry a zone (naive times are ambiguous across offices) and lie within
     the range every store and projection can represent once converted to UTC."""
-    if value.tzinfo is None or value.utcoffset() is None:
+    offset = value.utcoffset()
+    if offset is None:
         raise ValidationFailed(field, "must include a time zone")
+    if abs(offset) > MAX_UTC_OFFSET:
+        raise ValidationFailed(field, "has a zone offset beyond ±23:59")
     try:
         utc = value.astimezone(UTC)
     except OverflowError:

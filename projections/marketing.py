@@ -6,6 +6,8 @@ private `_contacts` table (not exposed in the stable schema) so that a later con
 can reveal it without replaying history. Archived customers are deleted. The latest
 NPS answer lives in its own table (`nps`), not in `customers`: it comes from another
 aggregate, whose events may arrive before the registration on replay.
+Version 2: a consent changed after archiving (the domain allows it) no longer brings
+back a `consents` row of the archived customer.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ TABLES = (
     ARCHIVED_TABLE,
 )
 
-marketing = DispatchProjection("marketing", 1, TABLES, personal_inputs=frozenset({"email"}))
+marketing = DispatchProjection("marketing", 2, TABLES, personal_inputs=frozenset({"email"}))
 on = marketing.on
 on_active = marketing.on_active
 _customer_rows = by_customer("customers")
@@ -123,7 +125,7 @@ def _untagged(e: cust.CustomerUntagged, rows: Rows) -> list[Change]:
     return [Delete("tags", (e.originator_id, e.tag))]
 
 
-@on(cust.CustomerConsentChanged, keys=_rows)
+@on_active(cust.CustomerConsentChanged, keys=_rows)  # allowed on archived customers
 def _consent(e: cust.CustomerConsentChanged, rows: Rows) -> list[Change]:
     consent = Upsert(
         "consents", {"customer_id": e.originator_id, "consent": e.consent, "granted": e.granted}

@@ -9,6 +9,8 @@ Kafka orders events per aggregate only, so a value that depended on whether a ta
 event arrived before or after its customer's registration would differ between
 replays. Open tasks and the next due task are computed from `tasks` at query time.
 Private tables (leading `_`) are working state, not exposed in the stable schema.
+Version 2: a new owner leaves `shared_with` (version 1 kept it there, so rows of
+customers that moved to a department they were shared with need a rebuild).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ TABLES = (
 )
 
 sales = DispatchProjection(
-    "sales", 1, TABLES, personal_inputs=frozenset({"name", "email", "phone", "address", "title"})
+    "sales", 2, TABLES, personal_inputs=frozenset({"name", "email", "phone", "address", "title"})
 )
 on = sales.on
 on_active = sales.on_active
@@ -114,7 +116,14 @@ def _profile(e: cust.CustomerProfileUpdated, rows: Rows) -> list[Change]:
 
 @on(cust.CustomerOwnerChanged, keys=by_customer("customers"))
 def _owner(e: cust.CustomerOwnerChanged, rows: Rows) -> list[Change]:
-    return _update(rows, e, owner_department=e.to_department, owner_agent=e.to_agent)
+    """The new owner leaves `shared_with`, as in the domain (`Customer._owner_changed`)."""
+    row = rows.get("customers", (e.originator_id,))
+    if row is None:
+        return []
+    shared = ",".join(d for d in _shared(row) if d != e.to_department)
+    return _update(
+        rows, e, owner_department=e.to_department, owner_agent=e.to_agent, shared_with=shared
+    )
 
 
 @on(cust.CustomerShared, cust.CustomerUnshared, keys=by_customer("customers"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -79,10 +78,20 @@ def _register_stats(commands: argparse._SubParsersAction[Any]) -> None:
     satisfaction = actions.add_parser("satisfaction", help="CSAT and NPS per period")
     satisfaction.add_argument("--department")
     satisfaction.add_argument("--agent")
-    satisfaction.add_argument("--from", dest="start", type=datetime.fromisoformat)
-    satisfaction.add_argument("--to", dest="end", type=datetime.fromisoformat)
+    satisfaction.add_argument("--from", dest="start", type=_instant, help="RFC 3339, with a zone")
+    satisfaction.add_argument("--to", dest="end", type=_instant, help="RFC 3339, with a zone")
     satisfaction.add_argument("--granularity", choices=("day", "week", "month"), default="day")
+    satisfaction.add_argument(
+        "--json", action="store_true", help="what GET /v1/stats/satisfaction answers"
+    )
     satisfaction.set_defaults(handler=_stats_satisfaction)
+
+
+def _instant(text: str) -> datetime:
+    instant = datetime.fromisoformat(text)
+    if instant.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. {text}Z")
+    return instant
 
 
 # --- serving --------------------------------------------------------------------------
@@ -91,47 +100,34 @@ def _register_stats(commands: argparse._SubParsersAction[Any]) -> None:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.embedded:
         raise ConfigError("CRM_DATABASE_URL", "`crm run` is embedded (SQLite); use `crm api`")
-    from consumers.follower import applied_position
+    from consumers.follower import EventStoreFollower, applied_position
     from consumers.store_sqlite import SqliteStore
+    from projections import PROJECTIONS
     from services.api import create_app
     from services.api.read_models import ReadModels
+    from services.api.readiness import stalled_check
 
     runtime = bootstrap(settings)
     store = SqliteStore(runtime.settings.data_dir / "readmodels.db")
+    follower = EventStoreFollower(runtime.app, store, PROJECTIONS.values())
     app = create_app(
         runtime,
         queries_helper=ReadModels(store),
         applied_position=lambda names: applied_position(store, names),
+        readiness={"follower": stalled_check(lambda: follower.trouble)},
     )
-    stop, follower = _start_follower(runtime, store, app.state.services.positions.poke)
+    follower.on_applied = app.state.services.positions.poke  # wakes read-your-writes
+    thread = threading.Thread(target=follower.run, name="crm-follower", daemon=True)
+    thread.start()
     try:
         _announce(runtime, app, args)
         _serve(app, args)
     finally:
-        stop.set()
-        follower.join(timeout=5)
+        follower.stop()
+        thread.join(timeout=5)
         store.close()
         runtime.close()
     return 0
-
-
-def _start_follower(
-    runtime: Runtime, store: Any, on_applied: Callable[[], None]
-) -> tuple[threading.Event, threading.Thread]:
-    """The projections follow the event store in a thread of this process; each applied
-    page wakes the API's read-your-writes waiters (`on_applied`)."""
-    from consumers.follower import follow_event_store
-    from projections import PROJECTIONS
-
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=follow_event_store,
-        args=(runtime.app, store, PROJECTIONS.values(), stop, on_applied),
-        name="crm-follower",
-        daemon=True,
-    )
-    thread.start()
-    return stop, thread
 
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
@@ -293,7 +289,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _stats_satisfaction(args: argparse.Namespace, settings: Settings) -> int:
-    from services.satisfaction_report import satisfaction_report
+    from services.satisfaction_report import print_report, satisfaction_report
 
     runtime = bootstrap(settings)
     try:
@@ -307,7 +303,10 @@ def _stats_satisfaction(args: argparse.Namespace, settings: Settings) -> int:
         )
     finally:
         runtime.close()
-    report.print()
+    if args.json:
+        print(msgspec.json.encode(report).decode())
+    else:
+        print_report(report)
     return 0
 
 

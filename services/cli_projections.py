@@ -161,12 +161,17 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.rebuild import retry
+    from consumers.follower import retry_from_store
 
     projection = _projection(args.name)
     runtime, store = _runtime(settings), _store(settings)
     try:
-        retried, failing = retry(store, projection, runtime.keyring)
+        if settings.embedded:  # the follower's dead letters point into the event store
+            retried, failing = retry_from_store(runtime.app, store, projection)
+        else:
+            from consumers.rebuild import retry
+
+            retried, failing = retry(store, projection, runtime.keyring)
     finally:
         store.close()
         runtime.close()

@@ -3,15 +3,20 @@
 `type` URIs are stable (clients switch on them); `title` is constant per type; `detail`
 is for humans. Domain errors keep their own codes; errors raised here (authentication,
 policy, idempotency, read-model waits) carry theirs. No client input may produce a 500:
-anything unmapped is logged with its traceback and answered as a generic 500 problem.
+anything unmapped is logged with its traceback and answered as a generic 500 problem,
+except a full disk or database anywhere in its causes, which is a 503 `storage-full`
+with `Retry-After` (nothing is wrong with the request; it works once space returns).
 """
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 
 import msgspec
+import psycopg
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -96,18 +101,18 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
     actual_version: int | msgspec.UnsetType = msgspec.UNSET
 
 
-_OUTSIDE_THE_TABLE = {
-    413: ("request-entity-too-large", "The body is larger than 1 MiB"),
-    405: ("method-not-allowed", "The route does not take this method"),
-}
+STORAGE_FULL = (503, "storage-full", "The server's storage is full; retry later")
+STORAGE_RETRY_AFTER = "30"
+_OUTSIDE_THE_TABLE = [  # problems answered by other means than an exception class
+    (413, "request-entity-too-large", "The body is larger than 1 MiB"),
+    STORAGE_FULL,
+]
 
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI responses for `statuses`, each naming the problem types it may carry."""
     kinds: dict[int, list[str]] = {}
-    for status, slug, title in PROBLEMS.values():
-        kinds.setdefault(status, []).append(f"`{PROBLEM_BASE}{slug}`: {title}")
-    for status, (slug, title) in _OUTSIDE_THE_TABLE.items():
+    for status, slug, title in [*PROBLEMS.values(), *_OUTSIDE_THE_TABLE]:
         kinds.setdefault(status, []).append(f"`{PROBLEM_BASE}{slug}`: {title}")
     return {
         status: ResponseSpec(
@@ -130,10 +135,29 @@ def problem_for(error: BaseException) -> tuple[int, str, str]:
     for cls in type(error).__mro__:
         if cls in PROBLEMS:
             return PROBLEMS[cls]
+    if storage_full(error):
+        return STORAGE_FULL
     if isinstance(error, HTTPException):
         phrase = HTTPStatus(error.status_code).phrase
         return error.status_code, phrase.lower().replace(" ", "-"), phrase
     return 500, "internal-error", "Internal server error"
+
+
+def storage_full(error: BaseException) -> bool:
+    """Whether a full disk or database is among the causes of `error` (the stores wrap
+    their drivers' errors): SQLite's SQLITE_FULL, PostgreSQL's disk_full, ENOSPC."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:  # sqlite3.Error
+            return True
+        if isinstance(cause, psycopg.errors.DiskFull):
+            return True
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _extensions(error: BaseException) -> dict[str, Any]:
@@ -155,9 +179,12 @@ def _extensions(error: BaseException) -> dict[str, Any]:
 
 def problem_response(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     status, slug, title = problem_for(error)
-    if status >= 500 and not isinstance(error, NotCaughtUp | ReadModelUnavailable):
+    full = slug == STORAGE_FULL[1]
+    if full:
+        log.warning("storage_full", error=repr(error))  # an operator's problem, no bug
+    elif status >= 500 and not isinstance(error, NotCaughtUp | ReadModelUnavailable):
         log.error("unhandled", error=repr(error), exc_info=error)
-    detail = title if status == 500 else _detail(error)
+    detail = title if status == 500 or full else _detail(error)  # their text: internals
     body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
     body |= {"instance": request.url.path} | _extensions(error)
     headers = _headers(error)
@@ -173,6 +200,8 @@ def _detail(error: BaseException) -> str:
 def _headers(error: BaseException) -> dict[str, str]:
     if isinstance(error, NotCaughtUp):
         return {"Retry-After": str(max(1, round(error.retry_after)))}
+    if storage_full(error):
+        return {"Retry-After": STORAGE_RETRY_AFTER}
     if isinstance(error, Unauthenticated):
         return {"WWW-Authenticate": 'Bearer realm="crm"'}
     if isinstance(error, HTTPException) and error.headers:

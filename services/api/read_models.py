@@ -116,6 +116,8 @@ class ReadModels:
         granularity: str,
     ) -> Row:
         """CSAT and NPS per period plus the total over the same range."""
+        if any(t is not None and t.utcoffset() is None for t in (start, end)):
+            raise BadRequest("from and to must be RFC 3339 times with a zone")
         periods, totals = (
             rq.satisfaction_stats(
                 self.store, department=department or ALL, agent=agent or ALL,

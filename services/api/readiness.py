@@ -1,7 +1,14 @@
-"""What `/readyz` checks: the event store, Kafka (PostgreSQL mode) and read-model lag.
+"""What `/readyz` checks: the event store, Kafka (PostgreSQL mode), read-model lag and
+dead letters, and (embedded) whether the in-process follower is stalled.
 
 Each check returns None when fine, else one line saying what is wrong. They are cheap
 (a few indexed reads or one TCP connect), since orchestrators poll `/readyz` often.
+
+The dead-letter rule: not ready while any projection's live version holds a dead
+letter. Such a read model lacks an event's effect, so its answers about that event's
+customer are wrong, and nothing heals by itself: an operator fixes the cause, runs
+`crm projections retry NAME`, and readiness returns. Lag, by contrast, heals alone,
+so it only counts beyond `LAG_LIMIT`.
 I/O: the event store, the read-model store, one TCP connect to the broker.
 """
 
@@ -34,6 +41,8 @@ def default_checks(
             checks["projections"] = lambda: consumers_check(store)
     elif applied is not None:
         checks["projections"] = lambda: follower_check(runtime, applied)
+    if store is not None:
+        checks["dead_letters"] = lambda: dead_letters_check(store)
     return checks
 
 
@@ -75,3 +84,17 @@ def consumers_check(store: ReadModelStore) -> str | None:
         elif status.lag is not None and status.lag > LAG_LIMIT:
             problems.append(f"{name} {status.lag} records behind")
     return "; ".join(problems) or None
+
+
+def dead_letters_check(store: ReadModelStore) -> str | None:
+    """Not ready while a projection holds dead letters (the rule: see the module doc)."""
+    counts = {name: store.status(name).dead_letters for name in PROJECTIONS}
+    found = [f"{name} {count}" for name, count in counts.items() if count]
+    if not found:
+        return None
+    return f"dead letters: {', '.join(found)} (fix the cause, then `crm projections retry NAME`)"
+
+
+def stalled_check(trouble: Callable[[], str | None]) -> ReadinessCheck:
+    """Embedded: not ready while the follower's steps keep failing (it retries them)."""
+    return lambda: None if (reason := trouble()) is None else f"projections stalled: {reason}"

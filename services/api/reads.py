@@ -163,7 +163,7 @@ def _customer_resource(row: Row) -> Resource:
         kind="customer",
         id=_uuid(row["customer_id"]),
         owner=row["owner_department"],
-        departments=frozenset(departments.split(",") if isinstance(departments, str) else ()),
+        departments=frozenset(departments),  # a list on both stores (readmodel_queries)
         email_consent=bool(row.get("email_marketing")),
     )
 

@@ -68,7 +68,7 @@ class TaskMachine(AggregateMachine):
         error = self.needs("in_progress")
         self.run(error, lambda: self.task.complete(self.next_ctx(), resolution="done"))
         if error is None:
-            self.model |= {"status": "completed", "evaluated": False}
+            self.model |= {"status": "completed", "evaluated": False, "progress": 100}
 
     @rule(who=people, score=st.integers(0, 6))
     def evaluate(self, who: str, score: int) -> None:

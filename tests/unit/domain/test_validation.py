@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -95,3 +95,31 @@ def test_blank_optional_text_means_absent() -> None:
     assert check.optional_text("   ", "note") is None
     with pytest.raises(ValidationFailed, match="longer than 3"):
         check.text("abcd", "note", 3)
+
+
+@pytest.mark.parametrize("raw", ["1e12", "1e999999", "0.00001"])
+def test_amounts_stay_within_the_bounds(raw: str) -> None:
+    with pytest.raises(ValidationFailed, match="amount"):
+        check.amount(raw)
+    largest = check.MAX_AMOUNT - Decimal(1).scaleb(-check.AMOUNT_PLACES)
+    assert check.amount(largest) == largest
+
+
+def test_text_holds_no_control_character_but_free_text_keeps_newline_and_tab() -> None:
+    for bad in ("a\x00b", "red \x1b[31m", "bell\x07"):
+        with pytest.raises(ValidationFailed, match="control"):
+            check.text(bad, "note", multiline=True)
+    with pytest.raises(ValidationFailed, match="control"):
+        check.email("a\x00@x.io")
+    kept = "tab\tand \U0001d518 newline\n ok"  # an astral-plane letter
+    assert check.text(kept, "note", multiline=True) == kept
+    with pytest.raises(ValidationFailed, match="control"):
+        check.text(kept, "name")  # single-line text refuses them too
+
+
+def test_times_span_every_offset_and_the_whole_calendar() -> None:
+    for edge in (check.EARLIEST_INSTANT, check.LATEST_INSTANT):
+        assert check.aware(edge, "due_at") == edge
+    beyond = datetime(2024, 1, 1, tzinfo=timezone(timedelta(hours=23, minutes=59, seconds=1)))
+    with pytest.raises(ValidationFailed, match="offset"):
+        check.aware(beyond, "due_at")

@@ -7,7 +7,13 @@ from datetime import datetime
 from uuid import UUID
 
 from consumers.projecting import Item, project
-from consumers.readmodel_store import DeadLetter, PositionKey, TableWrites
+from consumers.readmodel_store import (
+    DeadLetter,
+    PositionKey,
+    RecordKey,
+    StoredLetter,
+    TableWrites,
+)
 from domain.base import DomainEvent
 from projections.base import KeyValues, Projection, Row, Scrub, SetOperation, Table, scrubbed
 
@@ -72,8 +78,13 @@ class MemorySession:
     ) -> None:
         return None
 
-    def take_dead_letters(self) -> list[tuple[int, bytes, str, int, int]]:
-        return []
+    def dead_letters(self) -> list[StoredLetter]:
+        return [
+            StoredLetter(d.topic, d.partition, d.offset, d.position, d.payload) for d in self.dead
+        ]
+
+    def drop_dead_letters(self, records: Sequence[RecordKey]) -> None:
+        self.dead = [d for d in self.dead if (d.topic, d.partition, d.offset) not in records]
 
     def sorted_rows(self, table: str) -> list[Row]:
         return [self.tables[table][k] for k in sorted(self.tables[table], key=repr)]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from domain.conversation import ConversationHandedOff, RecommendationScored, SatisfactionRated
 from projections import PROJECTIONS
-from projections.satisfaction import bucket, csat, nps, nps_category
+from projections.satisfaction import bucket, bucket_range, csat, nps, nps_category
 from tests.unit.projections.memory import replay
 
 CUSTOMER = uuid.uuid4()
@@ -92,3 +92,17 @@ def test_totals_and_buckets() -> None:
     day2 = row("*", "ann", "day", "2024-03-11")
     assert (day2["nps_answers"], day2["detractors"], day2["passives"]) == (2, 1, 1)
     assert row("support", "*", "month", "2024-03")["csat_answers"] == 3
+
+
+def test_a_range_takes_the_utc_buckets_it_touches_and_the_calendar_ends_bound_nothing() -> None:
+    east, west = timezone(timedelta(hours=14)), timezone(timedelta(hours=-14))
+    start = datetime(2024, 4, 1, 0, 30, tzinfo=east)  # 2024-03-31T10:30Z
+    end = datetime(2024, 3, 31, 23, 30, tzinfo=west)  # 2024-04-01T13:30Z
+    assert bucket_range(start, end, "day") == ("2024-03-31", "2024-04-01")
+    assert bucket_range(start, end, "week") == ("2024-W13", "2024-W14")
+    assert bucket_range(start, end, "month") == ("2024-03", "2024-04")
+    after = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(-timedelta(hours=23, minutes=59)))
+    before = datetime(1, 1, 1, tzinfo=east)
+    assert bucket_range(before, after, "day") == (None, None)
+    assert bucket_range(after, None, "day") is None
+    assert bucket_range(None, before, "month") is None

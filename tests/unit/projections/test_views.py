@@ -106,3 +106,31 @@ def test_erasure_blanks_personal_data_everywhere() -> None:
         for spec in projection.tables:
             for row in session.tables[spec.name].values():
                 assert all(row[c] in (None, ERASED) for c in spec.personal), (name, spec.name)
+
+
+def test_an_owner_taking_a_shared_customer_drops_it_from_shared_with() -> None:
+    """Owner support -> shared with sales -> owner sales -> owner marketing: the domain
+    dropped sales from `shared_with` when sales became the owner, so sales no longer
+    sees the customer once marketing owns it (the sales row kept `shared_with='sales'`)."""
+    customer = Customer.register(
+        ctx(0), customer_id=uuid.uuid4(), name="Ada", owner_department="support"
+    )
+    customer.share_with(ctx(1), "sales")
+    customer.change_owner(ctx(2), department="sales")
+    customer.change_owner(ctx(3), department="marketing")
+    assert customer.shared_with == set()
+    (row,) = rows("sales", "customers", customer.collect_events())
+    assert (row["owner_department"], row["shared_with"], row["visible"]) == ("marketing", "", False)
+
+
+def test_a_consent_changed_after_archiving_brings_no_marketing_row_back() -> None:
+    """The domain lets an archived customer withdraw consent; marketing keeps no row of
+    an archived customer (the oracle test found the consent row coming back)."""
+    customer = Customer.register(
+        ctx(0), customer_id=uuid.uuid4(), name="Ada", owner_department="marketing",
+        consents={"email_marketing": True},
+    )  # fmt: skip
+    customer.archive(ctx(1))
+    customer.set_consent(ctx(2), "email_marketing", False)
+    events = customer.collect_events()
+    assert [rows("marketing", table, events) for table in ("customers", "consents")] == [[], []]

@@ -35,7 +35,7 @@ function picker(root) {
         { limit: 50, cursor });
       list.append(...answer.items.map((row) => h("li", {},
         h("a", { href: `#/customer/${row.customer_id}` }, value(row.name)),
-        h("span", { class: "meta" }, [row.company, row.owner_department, row.tags]
+        h("span", { class: "meta" }, [row.company, row.owner_department, row.tags.join(", ")]
           .filter(Boolean).join(" · ")))));
       cursor = answer.next_cursor;
       more.hidden = !cursor;

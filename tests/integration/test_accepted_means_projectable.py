@@ -1,0 +1,149 @@
+"""Accepted means projectable, and read models say what the domain says, on both stores.
+
+Random command sequences with extreme but valid values (`tests/unit/projections/world`:
+the edges of every bound in `domain.validation`, astral-plane text, every zone offset,
+years 1 to 9999) run through the domain; every event it accepts goes the whole way: the
+event store's codec, sealing, the CloudEvents envelope and the runner's decoding, then
+every projection on SQLite and on PostgreSQL. None may become a dead letter, every
+read-model query must answer, and every row that mirrors an aggregate must equal what
+the aggregate's state says (`tests/unit/projections/oracle`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+from uuid import uuid4
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.databases import fresh_database
+from consumers import readmodel_queries as rq
+from consumers.envelope import to_cloudevent
+from consumers.kafka_io import Record
+from consumers.key_stores import SqliteKeyStore
+from consumers.keyring import Keyring
+from consumers.projecting import Item, commit
+from consumers.readmodel_store import ReadModelStore
+from consumers.runner import decode
+from consumers.store_postgres import PostgresStore
+from consumers.store_sqlite import SqliteStore
+from domain import codec
+from domain.base import DomainEvent
+from domain.customer import CustomerErased
+from projections import PROJECTIONS
+from tests.unit.projections.oracle import mismatches
+from tests.unit.projections.world import Step, World, steps
+
+EXAMPLES = settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@dataclass
+class Stores:
+    """Both read-model stores and a keyring, for every example of a test."""
+
+    all: list[ReadModelStore]
+    keyring: Keyring
+
+
+@pytest.fixture(scope="module")
+def stores(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
+    root = tmp_path_factory.mktemp("projectable")
+    with fresh_database(server_url, prefix="crm_test") as url, ExitStack() as opened:
+        sqlite = opened.enter_context(closing(SqliteStore(root / "readmodels.db")))
+        postgres = opened.enter_context(closing(PostgresStore(url)))
+        yield Stores([sqlite, postgres], Keyring(SqliteKeyStore(root / "keys.db")))
+
+
+def through_the_wire(events: list[DomainEvent], keyring: Keyring) -> list[Any]:
+    """The events as a projection receives them: stored (codec), sealed, enveloped as
+    CloudEvents and decoded and opened by the runner; `(name, items)` per projection."""
+    mapper = codec.CodecMapper(keyring)
+    stored = [mapper.to_stored_event(event) for event in events]
+    for event in events:  # as the erase command does, before anyone reads
+        if isinstance(event, CustomerErased):
+            keyring.erase(event.originator_id)
+    sealed = [_stored(s.topic, s.state) for s in stored]
+    topic = f"t{uuid4().hex}"
+    records = [
+        Record(topic, 0, number, None, to_cloudevent(event, number + 1))
+        for number, event in enumerate(sealed)
+    ]
+    return [(name, decode(records, keyring, p.personal_inputs)) for name, p in PROJECTIONS.items()]
+
+
+def _stored(topic: str, state: bytes) -> DomainEvent:
+    """A stored event read back as the relay does, still sealed."""
+    cls, version = codec.parse_topic(topic)
+    return codec.decode(cls, state, version)
+
+
+def apply_everywhere(stores: Stores, plan: list[Step], batch: int) -> World:
+    """Play `plan` and apply what the domain accepted to every projection on both stores;
+    no event may become a dead letter."""
+    world = World()
+    wired = through_the_wire(world.play(plan), stores.keyring)
+    for store in stores.all:
+        for name, items in wired:
+            projection, dead = PROJECTIONS[name], store.status(name).dead_letters
+            generation = store.install(projection)
+            for start in range(0, len(items), batch):
+                chunk: list[Item] = items[start : start + batch]
+                assert commit(store, projection, generation, chunk).dead == 0, name
+            assert store.status(name).dead_letters == dead, (store.dialect, name)
+    return world
+
+
+@EXAMPLES
+@given(plan=steps(), batch=st.integers(1, 40))
+def test_every_accepted_event_applies_and_every_query_answers(
+    stores: Stores, plan: list[Step], batch: int
+) -> None:
+    world = apply_everywhere(stores, plan, batch)
+    for store in stores.all:
+        answers = queries(store, world)
+        assert msgspec.json.encode(answers)  # what the API serves encodes as JSON
+
+
+def queries(store: ReadModelStore, world: World) -> list[Any]:
+    departments = {c.owner_department for c in world.customers} | {"sales"}
+    answers: list[Any] = []
+    for department in sorted(departments):
+        answers += rq.department_customers(store, department, limit=500)
+        answers += rq.department_conversations(store, department, limit=500)
+        answers += rq.department_tasks(store, department, datetime.now(UTC), limit=500)
+        answers += rq.satisfaction_stats(store, department=department, granularity="week")
+        answers.append(rq.task_stats(store, department=department))
+    for customer in world.customers:
+        answers += rq.timeline(store, customer.id, limit=500)
+        answers.append(rq.customer_360(store, customer.id))
+        answers.append(rq.sales_open_tasks(store, customer.id))
+    return answers
+
+
+@EXAMPLES
+@given(plan=steps(), batch=st.integers(1, 40))
+def test_read_model_rows_equal_the_aggregates_state_on_both_stores(
+    stores: Stores, plan: list[Step], batch: int
+) -> None:
+    world = apply_everywhere(stores, plan, batch)
+    for store in stores.all:
+        assert mismatches(world, partial(dumped, store)) == [], store.dialect
+
+
+def dumped(store: ReadModelStore, name: str, table: str) -> list[dict[str, Any]]:
+    generation = store.live_generation(name)
+    assert generation is not None
+    spec = next(t for t in PROJECTIONS[name].tables if t.name == table)
+    return store.dump(name, generation, spec)

@@ -1,0 +1,152 @@
+"""The read-model <-> domain oracle: what each row mirroring an aggregate must hold.
+
+For every table whose rows mirror aggregate state, `expected(world)` builds the rows
+the aggregates' current state implies (only the mirrored columns), and `mismatches`
+lists how the actual rows differ: a wrong value, a missing row, or a row that should
+not exist (e.g. an archived customer's). A deterministic projection bug (a handler
+that forgets what the domain does) shows here, where a rebuild repeats it.
+
+Personal text of an erased customer's conversations and tasks is not compared: the
+read models blank it (crypto-shredding), while the aggregates held in memory by the
+test still carry it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+from uuid import UUID
+
+from domain.conversation import Conversation
+from domain.customer import Customer
+from tests.unit.projections.world import World
+
+Row = dict[str, Any]
+Expected = dict[tuple[str, str], dict[tuple[Any, ...], Row]]
+"""(projection, table) -> primary key -> the mirrored columns."""
+Rows = Callable[[str, str], list[Row]]
+"""The actual rows of (projection, table)."""
+
+
+def _profile(c: Customer) -> Row:
+    return {"name": c.name, "company": c.company, "email": c.email, "phone": c.phone,
+            "address": c.address, "owner_department": c.owner_department,
+            "owner_agent": c.owner_agent, "order_count": len(c.orders),
+            "registered_at": c.created_on}  # fmt: skip
+
+
+def _customers(world: World) -> Iterator[tuple[str, str, tuple[Any, ...], Row]]:
+    for c in world.customers:
+        departments = [c.owner_department, *sorted(c.shared_with - {c.owner_department})]
+        yield "shared", "customers", (c.id,), _profile(c) | {
+            "departments": ",".join(departments), "tags": ",".join(sorted(c.tags)),
+            "archived": c.archived, "erased": c.erased,
+        }  # fmt: skip
+        for order in c.orders.values():
+            columns = ("amount", "currency", "status", "ordered_at", "updated_at")
+            yield "shared", "orders", (c.id, order.order_id), _of(order, columns)
+        if c.archived:
+            continue
+        yield "sales", "customers", (c.id,), _profile(c) | {
+            "shared_with": ",".join(sorted(c.shared_with)),
+            "visible": "sales" in (c.owner_department, *c.shared_with),
+        }  # fmt: skip
+        yield "shared", "customer_departments", (c.owner_department, c.id), {"role": "owner"}
+        for department in c.shared_with:
+            yield "shared", "customer_departments", (department, c.id), {"role": "shared"}
+        consent = c.consents.get("email_marketing", False)
+        yield "marketing", "customers", (c.id,), {
+            "company": c.company, "owner_department": c.owner_department,
+            "email_marketing": consent, "email": c.email if consent else None,
+            "registered_at": c.created_on,
+        }  # fmt: skip
+        for tag in c.tags:
+            yield "marketing", "tags", (c.id, tag), {}
+        for name, granted in c.consents.items():
+            yield "marketing", "consents", (c.id, name), {"granted": granted}
+
+
+def _tasks(world: World, active: set[UUID], kept: set[UUID]) -> Iterator[Any]:
+    for t in world.tasks:
+        if t.customer_id not in active:
+            continue
+        title = {"title": t.title} if t.customer_id in kept else {}
+        yield "sales", "tasks", (t.id,), title | _of(t, ("customer_id", "due_at", "status"))
+        columns = ("customer_id", "conversation_id", "department", "assignee", "status",
+                   "priority", "due_at", "created_at")  # fmt: skip
+        yield "support", "tasks", (t.id,), title | _of(t, columns) | {"percent": t.progress}
+
+
+def _conversations(world: World, active: set[UUID], kept: set[UUID]) -> Iterator[Any]:
+    for v in world.conversations:
+        if v.customer_id in active:
+            subject = {"subject": v.subject} if v.customer_id in kept else {}
+            columns = ("customer_id", "channel", "department", "agent", "status", "opened_at")
+            values = _of(v, columns) | {"handoffs": v.handoffs}
+            yield "support", "conversations", (v.id,), subject | values
+        yield from _messages(v, kept)
+
+
+def _messages(v: Conversation, kept: set[UUID]) -> Iterator[Any]:
+    for m in v.messages.values():
+        if not m.retracted:
+            text = {"content": m.content, "author": m.author} if v.customer_id in kept else {}
+            entry = (v.customer_id, f"{v.id}/m/{m.message_id}")
+            yield "shared", "timeline", entry, text | {"corrected": m.corrected}
+
+
+def _of(aggregate: Any, columns: tuple[str, ...]) -> Row:
+    return {name: getattr(aggregate, name) for name in columns}
+
+
+def expected(world: World) -> Expected:
+    active = {c.id for c in world.customers if not c.archived}
+    kept = {c.id for c in world.customers if not c.erased}
+    found: Expected = {}
+    for projection, table, key, row in (
+        *_customers(world),
+        *_tasks(world, active, kept),
+        *_conversations(world, active, kept),
+    ):
+        found.setdefault((projection, table), {})[key] = row
+    return found
+
+
+MIRRORS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("sales", "customers"): ("customer_id",), ("sales", "tasks"): ("task_id",),
+    ("support", "tasks"): ("task_id",), ("support", "conversations"): ("conversation_id",),
+    ("shared", "customers"): ("customer_id",), ("shared", "orders"): ("customer_id", "order_id"),
+    ("shared", "customer_departments"): ("department", "customer_id"),
+    ("shared", "timeline"): ("customer_id", "entry_id"),
+    ("marketing", "customers"): ("customer_id",), ("marketing", "tags"): ("customer_id", "tag"),
+    ("marketing", "consents"): ("customer_id", "consent"),
+}  # fmt: skip
+"""The tables whose rows mirror aggregate state, with their primary keys."""
+
+
+def mismatches(world: World, rows: Rows) -> list[str]:
+    """How the actual rows of this world's customers differ from the expected ones."""
+    wanted = expected(world)
+    ours = {c.id for c in world.customers}
+    problems = []
+    for (projection, table), key_columns in MIRRORS.items():
+        actual = {
+            tuple(row[k] for k in key_columns): row
+            for row in rows(projection, table)
+            if row["customer_id"] in ours and not _timeline_other(table, row)
+        }
+        expect = wanted.get((projection, table), {})
+        for key in sorted(actual.keys() | expect.keys(), key=repr):
+            where = f"{projection}.{table} {key}"
+            if key not in actual or key not in expect:
+                problems.append(f"{where}: {'missing' if key in expect else 'unexpected'}")
+                continue
+            for column, value in expect[key].items():
+                if actual[key][column] != value:
+                    problems.append(f"{where}: {column}={actual[key][column]!r}, not {value!r}")
+    return problems
+
+
+def _timeline_other(table: str, row: Row) -> bool:
+    """Timeline entries other than messages and notes mirror no state: not compared."""
+    return table == "timeline" and "/m/" not in row["entry_id"]
