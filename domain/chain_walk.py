@@ -55,16 +55,22 @@ class Break(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ChainWalk:
-    """Recomputes a chain from `(position, chain)`, by default the log's start. Only a
-    walk from the start also rebuilds the Merkle tree and counts the entries."""
+    """Recomputes a chain from `(position, chain)`, by default the log's start. A walk
+    from the start also rebuilds the Merkle tree and counts the entries; one from the
+    middle does so only if given the tree of the entries before it."""
 
     def __init__(
-        self, checkpoints: Sequence[Checkpoint] = (), *, position: int = 0, chain: bytes = GENESIS
+        self,
+        checkpoints: Sequence[Checkpoint] = (),
+        *,
+        position: int = 0,
+        chain: bytes = GENESIS,
+        tree: MerkleFrontier | None = None,
     ) -> None:
         self.position = position
         self.chain = chain
-        self.count = 0
-        self.tree = MerkleFrontier() if position == 0 else None
+        self.tree = MerkleFrontier() if tree is None and position == 0 else tree
+        self.count = 0 if self.tree is None else self.tree.size
         self.pending = sorted(checkpoints, key=lambda c: c.position, reverse=True)
         self.checked = 0
         self.mismatch: Entry | None = None

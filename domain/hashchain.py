@@ -38,10 +38,17 @@ def canonical_event(
     position: int, aggregate_id: UUID, version: int, topic: str, state: bytes
 ) -> bytes:
     """The bytes that are hashed for one stored event (see the module docstring)."""
+    return canonical_bytes(position, aggregate_id.bytes, version, topic, state)
+
+
+def canonical_bytes(
+    position: int, aggregate_id: bytes, version: int, topic: str, state: bytes
+) -> bytes:
+    """`canonical_event` with the aggregate id as its 16 bytes (as stores hold it)."""
     encoded_topic = topic.encode()
     return b"".join(
         (
-            _HEAD.pack(position, aggregate_id.bytes, version, len(encoded_topic)),
+            _HEAD.pack(position, aggregate_id, version, len(encoded_topic)),
             encoded_topic,
             _LENGTH.pack(len(state)),
             state,

@@ -120,8 +120,10 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(datastore.schema)
         function = Identifier(f"{events_table_name}_insert_locked")
+        self.events_table = Identifier(datastore.schema, events_table_name)
         self.chain_table = Identifier(datastore.schema, f"{events_table_name}_chain")
         self.checkpoints_table = Identifier(datastore.schema, f"{events_table_name}_checkpoints")
+        """Qualified names, for `services.audit_log_pg`."""
         chain = Identifier(f"{events_table_name}_chain")
         checkpoints = Identifier(f"{events_table_name}_checkpoints")
         self.sql_create_statements += [
@@ -205,6 +207,13 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
             ]
 
 
+def connect_kwargs(recorder: PostgresApplicationRecorder) -> dict[str, Any]:
+    """How the event store's pool connects (its row factory aside), for own connections."""
+    kwargs = recorder.datastore.pool.kwargs
+    assert isinstance(kwargs, dict)  # eventsourcing passes its settings as a dict
+    return {k: v for k, v in kwargs.items() if k != "row_factory"}
+
+
 def insert_columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
     """The function's four arrays: ids, versions, topics, states."""
     return (
@@ -253,11 +262,9 @@ class AsyncBatchWriter:
 
     async def _insert(self, columns: tuple[list[Any], ...]) -> list[int]:
         if self._conn is None or self._conn.closed:
-            pool = self._recorder.datastore.pool
-            assert isinstance(pool.kwargs, dict)  # eventsourcing passes its settings as a dict
-            kwargs = {k: v for k, v in pool.kwargs.items() if k != "row_factory"}
+            timeout = max(1, round(self._recorder.datastore.pool.timeout))
             self._conn = await psycopg.AsyncConnection.connect(
-                autocommit=True, connect_timeout=max(1, round(pool.timeout)), **kwargs
+                autocommit=True, connect_timeout=timeout, **connect_kwargs(self._recorder)
             )
         async with self._conn.cursor(binary=True) as curs:
             await curs.execute(self._recorder.insert_statement, columns, prepare=True)
