@@ -31,8 +31,9 @@ class Comparison(Protocol):
 
     def compare(self, entries: Sequence[Entry]) -> Break | None: ...
 
-    def finish(self, first: int, last: int) -> Break | None:
-        """After the walk of positions `first..last`: what was never compared."""
+    def finish(self, first: int, last: int, end: int) -> Break | None:
+        """After the walk of positions `first..last` of the store, asked to check up to
+        `end`: what was never compared."""
         ...
 
 
@@ -62,8 +63,9 @@ def verify_log(
     if forged is not None:
         report.broken = forged
         return report
-    upto = min(end if end is not None else END, log.last_position())
-    walk = _start(log, start, [c for c in signed if (start or 0) <= c.position <= upto])
+    end = END if end is None else end
+    upto = min(end, log.last_position())  # checkpoints up to `end` may lie past a truncation
+    walk = _start(log, start, [c for c in signed if (start or 0) <= c.position <= end])
     report.tree_checked = walk.tree is not None
     after = walk.position
     for entries, links in pages(log, after, upto, PAGE):
@@ -75,7 +77,7 @@ def verify_log(
             break
     else:
         report.broken = walk.finish() or next(
-            (b for c in comparisons if (b := c.finish(after + 1, walk.position)) is not None),
+            (b for c in comparisons if (b := c.finish(after + 1, upto, end)) is not None),
             None,
         )
     report.events, report.last = walk.count, walk.position

@@ -19,6 +19,7 @@ import structlog
 from consumers import kafka_io
 from domain import checkpoint as checkpoints
 from domain.checkpoint import Checkpoint
+from services.audit_kafka import read_topics
 from services.checkpointer import PublishFailed
 
 log = structlog.get_logger("crm.audit")
@@ -62,7 +63,7 @@ class KafkaCheckpointPublisher:
 
 def read_checkpoints(bootstrap: str, prefix: str) -> Iterator[Checkpoint]:
     """Every checkpoint on the topic, oldest first; records that are none are logged."""
-    for record in kafka_io.read_all(bootstrap, [checkpoint_topic(prefix)]):
+    for record in read_topics(bootstrap, [checkpoint_topic(prefix)]):
         try:
             yield checkpoints.decode(record.value)
         except msgspec.DecodeError:

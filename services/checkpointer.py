@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -68,7 +68,9 @@ class Checkpointer:
         every_events: int,
         every_seconds: float,
         publish: Publisher | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._clock = clock
         self._log = audit_log
         self._key = key
         self._every_events = every_events
@@ -84,7 +86,7 @@ class Checkpointer:
         checkpoint = latest[0]
         if head <= checkpoint.position:
             return False
-        age = datetime.now(UTC) - datetime.fromisoformat(checkpoint.signed_at)
+        age = self._clock() - datetime.fromisoformat(checkpoint.signed_at)
         new = head - checkpoint.position  # positions, an upper bound on events
         return new >= self._every_events or age.total_seconds() >= self._every_seconds
 
@@ -99,7 +101,7 @@ class Checkpointer:
         if walk.position == start or walk.tree is None:
             return None
         tree_head = walk.tree.root()
-        signed_at = datetime.now(UTC).isoformat(timespec="microseconds")
+        signed_at = self._clock().isoformat(timespec="microseconds")
         signature = self._key.sign(
             statement(walk.position, walk.count, walk.chain, tree_head, signed_at)
         )

@@ -76,10 +76,10 @@ def read_kept(path: Path) -> list[Checkpoint]:
 def comparisons(log: AuditLog, settings: Settings, *, kafka: bool) -> list[Comparison]:
     if not kafka:
         return []
-    from services.audit_kafka import KafkaComparison
+    from services.audit_kafka import kafka_comparison
 
     require_kafka(settings)
-    return [KafkaComparison(settings.kafka_bootstrap, settings.topic_prefix, log.relay_position())]
+    return [kafka_comparison(settings.kafka_bootstrap, settings.topic_prefix, log.relay_position())]
 
 
 def summary(report: Report) -> str:

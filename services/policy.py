@@ -108,6 +108,7 @@ RULES: Mapping[Role, Mapping[str, Scope]] = {
         "as_of.read": ANY,
         "stats.read": ANY,
         "events.read": ANY,
+        "audit.read": ANY,
     },
     Role.SERVICE: {
         **_grant(WRITE_CUSTOMER, ANY),

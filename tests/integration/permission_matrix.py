@@ -200,6 +200,9 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
             "/v1/stats/tasks?department=sales",
         )
     ],
+    ("GET", "/v1/audit/checkpoints"): [
+        _case("audit.read", "auditor admin", "GET", "/v1/audit/checkpoints")
+    ],
     ("GET", "/v1/events/stream"): [
         Case("events.read", READERS, lambda *_: ("GET", "/v1/events/stream", None), stream=True)
     ],
