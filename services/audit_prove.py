@@ -59,19 +59,8 @@ def prove(
     if position is None:
         raise ProveError(f"no event of {aggregate_id} with version {version}")
     checkpoint = _covering(log, position, at_checkpoint)
-    canonical = log.entries(position - 1, position, 1)[0][1]
+    event = CanonicalEvent(log.entries(position - 1, position, 1)[0][1])
     index = log.count_between(0, position - 1)
-    try:
-        path = inclusion_path(index, checkpoint.tree_size, _leaf_hashes(log, checkpoint.position))
-    except (StopIteration, ValueError):  # fewer events than the checkpoint signs
-        path = []
-    signed_head = bytes.fromhex(checkpoint.tree_head)
-    if root_from_path(index, checkpoint.tree_size, leaf_hash(canonical), path) != signed_head:
-        raise ProveError(
-            f"the store no longer gives the tree head signed at position {checkpoint.position}"
-            " (run `crm audit verify`)"
-        )
-    event = CanonicalEvent(canonical)
     return Evidence(
         event=ProvenEvent(
             position=position,
@@ -82,9 +71,26 @@ def prove(
         ),
         leaf_index=index,
         tree_size=checkpoint.tree_size,
-        audit_path=[sibling.hex() for sibling in path],
+        audit_path=[sibling.hex() for sibling in _path(log, checkpoint, index, event)],
         checkpoint=checkpoint,
     )
+
+
+def _path(log: AuditLog, checkpoint: Checkpoint, index: int, event: CanonicalEvent) -> list[bytes]:
+    """The audit path of leaf `index`, checked against the signed tree head."""
+    try:
+        path = inclusion_path(index, checkpoint.tree_size, _leaf_hashes(log, checkpoint.position))
+    except (StopIteration, ValueError):  # fewer events than the checkpoint signs
+        path = []
+    leaf = leaf_hash(event.at(event.position))
+    if root_from_path(index, checkpoint.tree_size, leaf, path) != bytes.fromhex(
+        checkpoint.tree_head
+    ):
+        raise ProveError(
+            f"the store no longer gives the tree head signed at position {checkpoint.position}"
+            " (run `crm audit verify`)"
+        )
+    return path
 
 
 def _covering(log: AuditLog, position: int, at_checkpoint: int | None) -> Checkpoint:

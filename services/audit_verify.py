@@ -58,31 +58,40 @@ def verify_log(
     progress: Callable[[int], None] = lambda _: None,
 ) -> Report:
     """Walk positions `start..end` (default: all) and report the first break, if any."""
-    report = Report()
     signed, forged = _signed(checkpoints, public_key)
     if forged is not None:
-        report.broken = forged
-        return report
+        return Report(broken=forged)
     end = END if end is None else end
     upto = min(end, log.last_position())  # checkpoints up to `end` may lie past a truncation
     walk = _start(log, start, [c for c in signed if (start or 0) <= c.position <= end])
-    report.tree_checked = walk.tree is not None
+    report = Report(tree_checked=walk.tree is not None)
     after = walk.position
-    for entries, links in pages(log, after, upto, PAGE):
+    broken = _walk(log, walk, report, upto=upto, comparisons=comparisons, progress=progress)
+    report.broken = broken or next(
+        (b for c in comparisons if (b := c.finish(after + 1, upto, end)) is not None), None
+    )
+    report.events, report.last = walk.count, walk.position
+    report.chain_head, report.checkpoints = walk.chain.hex(), walk.checked
+    return report
+
+
+def _walk(
+    log: AuditLog,
+    walk: ChainWalk,
+    report: Report,
+    *,
+    upto: int,
+    comparisons: Sequence[Comparison],
+    progress: Callable[[int], None],
+) -> Break | None:
+    """The first break of the chain, a checkpoint or a comparison, page by page."""
+    for entries, links in pages(log, walk.position, upto, PAGE):
         report.first = entries[0][0] if report.first is None and entries else report.first
         broken = walk.feed(entries, links) or _compare(comparisons, entries)
         progress(len(entries))
         if broken is not None:
-            report.broken = _reordered(log, walk, broken, links, upto) or broken
-            break
-    else:
-        report.broken = walk.finish() or next(
-            (b for c in comparisons if (b := c.finish(after + 1, upto, end)) is not None),
-            None,
-        )
-    report.events, report.last = walk.count, walk.position
-    report.chain_head, report.checkpoints = walk.chain.hex(), walk.checked
-    return report
+            return _reordered(log, walk, broken, links, upto) or broken
+    return walk.finish()
 
 
 def _signed(

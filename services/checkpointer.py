@@ -100,24 +100,24 @@ class Checkpointer:
                 raise CheckpointRefused(f"not signing: {broken}")
         if walk.position == start or walk.tree is None:
             return None
-        tree_head = walk.tree.root()
+        checkpoint = self._sign(walk.position, walk.count, walk.chain, walk.tree.root())
+        if not self._log.add_checkpoint(checkpoint, walk.tree.to_bytes()):
+            return None  # another signer got there first
+        log.info("checkpoint signed", position=checkpoint.position, events=checkpoint.tree_size)
+        return checkpoint
+
+    def _sign(self, position: int, size: int, chain_head: bytes, tree_head: bytes) -> Checkpoint:
         signed_at = self._clock().isoformat(timespec="microseconds")
-        signature = self._key.sign(
-            statement(walk.position, walk.count, walk.chain, tree_head, signed_at)
-        )
-        checkpoint = Checkpoint(
-            position=walk.position,
-            tree_size=walk.count,
-            chain_head=walk.chain.hex(),
+        signature = self._key.sign(statement(position, size, chain_head, tree_head, signed_at))
+        return Checkpoint(
+            position=position,
+            tree_size=size,
+            chain_head=chain_head.hex(),
             tree_head=tree_head.hex(),
             signed_at=signed_at,
             public_key=self._key.public_key.hex(),
             signature=signature.hex(),
         )
-        if not self._log.add_checkpoint(checkpoint, walk.tree.to_bytes()):
-            return None  # another signer got there first
-        log.info("checkpoint signed", position=checkpoint.position, events=checkpoint.tree_size)
-        return checkpoint
 
     def _walk_from_last(self) -> ChainWalk:
         latest = self._log.latest_checkpoint()

@@ -48,7 +48,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 CANONICAL_SQL: LiteralString = (
     "int8send(notification_id) || uuid_send(originator_id) || int8send(originator_version)"
@@ -124,21 +124,7 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
         self.chain_table = Identifier(datastore.schema, f"{events_table_name}_chain")
         self.checkpoints_table = Identifier(datastore.schema, f"{events_table_name}_checkpoints")
         """Qualified names, for `services.audit_log_pg`."""
-        chain = Identifier(f"{events_table_name}_chain")
-        checkpoints = Identifier(f"{events_table_name}_checkpoints")
-        self.sql_create_statements += [
-            SQL(_CHAIN_TABLE).format(schema=schema, chain=chain),
-            SQL(_CHECKPOINTS_TABLE).format(schema=schema, checkpoints=checkpoints),
-            SQL(_FUNCTION).format(
-                schema=schema,
-                function=function,
-                table=Identifier(events_table_name),
-                chain=chain,
-                channel=Identifier(self.channel_name),
-                lock_timeout=datastore.lock_timeout,
-                canonical=SQL(CANONICAL_SQL),
-            ),
-        ]
+        self.sql_create_statements += self._audit_statements(function)
         # Both statements are composed to bytes once, not at every call.
         self._select_page = (
             SQL(
@@ -157,6 +143,26 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
             .as_bytes()
         )
         """The locked insert: four binary arrays (`insert_columns`) in, notification ids out."""
+
+    def _audit_statements(self, function: Identifier) -> list[Composed]:
+        """The chain and checkpoint tables, and the locked insert that chains."""
+        names = {
+            "schema": Identifier(self.datastore.schema),
+            "table": Identifier(self.events_table_name),
+            "chain": Identifier(f"{self.events_table_name}_chain"),
+            "checkpoints": Identifier(f"{self.events_table_name}_checkpoints"),
+        }
+        return [
+            SQL(_CHAIN_TABLE).format(**names),
+            SQL(_CHECKPOINTS_TABLE).format(**names),
+            SQL(_FUNCTION).format(
+                **names,
+                function=function,
+                channel=Identifier(self.channel_name),
+                lock_timeout=self.datastore.lock_timeout,
+                canonical=SQL(CANONICAL_SQL),
+            ),
+        ]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
