@@ -37,8 +37,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     group_commit_max_batch: int
     read_wait_seconds: float
     audit_key_file: Path
+    """CRM_AUDIT_KEY_FILE: the Ed25519 key signing audit checkpoints (default in the data dir)."""
     audit_checkpoint_events: int
+    """CRM_AUDIT_CHECKPOINT_EVENTS: sign a checkpoint after this many new positions..."""
     audit_checkpoint_seconds: float
+    """CRM_AUDIT_CHECKPOINT_SECONDS: ...or this many seconds after the last, if any are new."""
 
     @property
     def embedded(self) -> bool:

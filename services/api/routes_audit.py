@@ -18,7 +18,7 @@ from litestar.params import QueryParameter
 
 from domain.checkpoint import Checkpoint
 from services.api.deps import CallerDep, ServicesDep
-from services.audit_log import open_audit_log
+from services.audit_log import END, open_audit_log
 from services.policy import authorize
 
 
@@ -32,7 +32,7 @@ def audit_checkpoints(
     *,
     services: ServicesDep,
     caller: CallerDep,
-    cursor: Annotated[int, QueryParameter(ge=0, description="last position seen")] = 0,
+    cursor: Annotated[int, QueryParameter(ge=0, le=END, description="last position seen")] = 0,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
 ) -> CheckpointPage:
     """Signed checkpoints (position, tree size, chain head, Merkle tree head, time,
