@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
+from domain import checkpoint as checkpoints
 from domain.chain_walk import Entry, Link
 from domain.checkpoint import Checkpoint
 from services.event_store import CrmApplication
@@ -83,6 +84,51 @@ class AuditLog(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class StatementLog:
+    """What both stores do alike: named statements (`_SQL` of each backend, with the
+    store's table names) run by the backend's `_rows`."""
+
+    def _rows(self, name: str, params: Sequence[Any] = (), *, bulk: bool = False) -> list[Any]:
+        raise NotImplementedError("each store runs its statements its own way")
+
+    def links(self, after: int, upto: int) -> list[Link]:
+        return self._rows("links", (after, upto), bulk=True)
+
+    def last_position(self) -> int:
+        return int(self._rows("last_position")[0][0])
+
+    def link_before(self, position: int) -> tuple[int, bytes] | None:
+        rows = self._rows("link_before", (position,))
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def count_between(self, after: int, upto: int) -> int:
+        return int(self._rows("count_between", (after, upto))[0][0])
+
+    def checkpoints(self, after: int = 0, limit: int = 1 << 31) -> list[Checkpoint]:
+        return [checkpoints.decode(row[0]) for row in self._rows("checkpoints", (after, limit))]
+
+    def latest_checkpoint(self) -> tuple[Checkpoint, bytes] | None:
+        rows = self._rows("latest_checkpoint")
+        return (checkpoints.decode(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def add_checkpoint(self, checkpoint: Checkpoint, frontier: bytes) -> bool:
+        document = checkpoints.encode(checkpoint)
+        return bool(self._rows("add_checkpoint", (checkpoint.position, document, frontier)))
+
+    def unpublished(self) -> list[Checkpoint]:
+        return [checkpoints.decode(row[0]) for row in self._rows("unpublished")]
+
+    def mark_published(self, positions: Sequence[int]) -> None:
+        for position in positions:
+            self._rows("mark_published", (position,))
+
+    def unchained(self) -> int:
+        return int(self._rows("unchained")[0][0])
+
+    def drop_links(self) -> None:
+        self._rows("drop_links")
 
 
 def open_audit_log(app: CrmApplication) -> AuditLog:

@@ -20,13 +20,12 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL
 
-from domain import checkpoint as checkpoints
 from domain.chain_walk import Entry, Link
-from domain.checkpoint import Checkpoint
+from services.audit_log import StatementLog
 from services.pg_batch_recorder import CANONICAL_SQL, BatchInsertRecorder, connect_kwargs
 
 
-class PostgresAuditLog:
+class PostgresAuditLog(StatementLog):
     def __init__(
         self, recorder: BatchInsertRecorder, connection: psycopg.Connection[Any] | None = None
     ) -> None:
@@ -63,39 +62,9 @@ class PostgresAuditLog:
     def entries(self, after: int, upto: int, limit: int) -> list[Entry]:
         return self._rows("entries", (after, upto, limit), bulk=True)
 
-    def links(self, after: int, upto: int) -> list[Link]:
-        return self._rows("links", (after, upto), bulk=True)
-
-    def last_position(self) -> int:
-        return int(self._rows("last_position")[0][0])
-
-    def link_before(self, position: int) -> tuple[int, bytes] | None:
-        rows = self._rows("link_before", (position,))
-        return (rows[0][0], rows[0][1]) if rows else None
-
     def position_of(self, aggregate_id: UUID, version: int) -> int | None:
         rows = self._rows("position_of", (aggregate_id, version))
         return int(rows[0][0]) if rows else None
-
-    def count_between(self, after: int, upto: int) -> int:
-        return int(self._rows("count_between", (after, upto))[0][0])
-
-    def checkpoints(self, after: int = 0, limit: int = 1 << 31) -> list[Checkpoint]:
-        return [checkpoints.decode(row[0]) for row in self._rows("checkpoints", (after, limit))]
-
-    def latest_checkpoint(self) -> tuple[Checkpoint, bytes] | None:
-        rows = self._rows("latest_checkpoint")
-        return (checkpoints.decode(rows[0][0]), rows[0][1]) if rows else None
-
-    def add_checkpoint(self, checkpoint: Checkpoint, frontier: bytes) -> bool:
-        document = checkpoints.encode(checkpoint)
-        return bool(self._rows("add_checkpoint", (checkpoint.position, document, frontier)))
-
-    def unpublished(self) -> list[Checkpoint]:
-        return [checkpoints.decode(row[0]) for row in self._rows("unpublished")]
-
-    def mark_published(self, positions: Sequence[int]) -> None:
-        self._rows("mark_published", (list(positions),))
 
     def relay_position(self) -> int | None:
         if self._rows("relay_table")[0][0] is None:
@@ -112,13 +81,6 @@ class PostgresAuditLog:
             for statement in self._recorder.lock_table_statements:
                 conn.execute(statement)
             yield PostgresAuditLog(self._recorder, conn)
-
-    def unchained(self) -> int:
-        return int(self._rows("unchained")[0][0])
-
-    def drop_links(self) -> None:
-        assert not self._owns_bulk, "drop_links runs inside exclusive()"
-        self._rows("drop_links")
 
     def append_links(self, links: Iterable[Link]) -> None:
         assert self._bulk is not None, "append_links runs inside exclusive()"
@@ -165,7 +127,7 @@ _SQL: dict[str, LiteralString] = {
     "add_checkpoint": "INSERT INTO {checkpoints} (position, checkpoint, frontier)"
     " VALUES (%s, %s, %s) ON CONFLICT (position) DO NOTHING RETURNING position",
     "unpublished": "SELECT checkpoint FROM {checkpoints} WHERE NOT published ORDER BY position",
-    "mark_published": "UPDATE {checkpoints} SET published = true WHERE position = ANY(%s)",
+    "mark_published": "UPDATE {checkpoints} SET published = true WHERE position = %s",
     "relay_table": "SELECT to_regclass('crm_relay_position')::text",
     "relay_position": "SELECT position FROM crm_relay_position",
     "unchained": "SELECT count(*) FROM {events} e"

@@ -16,14 +16,13 @@ from contextlib import closing, contextmanager
 from typing import Any
 from uuid import UUID
 
-from domain import checkpoint as checkpoints
 from domain.chain_walk import Entry, Link
-from domain.checkpoint import Checkpoint
 from domain.hashchain import canonical_bytes
+from services.audit_log import StatementLog
 from services.sqlite_recorder import ChainedSQLiteRecorder
 
 
-class SqliteAuditLog:
+class SqliteAuditLog(StatementLog):
     def __init__(
         self, recorder: ChainedSQLiteRecorder, connection: sqlite3.Connection | None = None
     ) -> None:
@@ -45,7 +44,7 @@ class SqliteAuditLog:
         with closing(sqlite3.connect(self._path, timeout=10, isolation_level=None)) as conn:
             yield conn
 
-    def _rows(self, name: str, params: Sequence[Any] = ()) -> list[Any]:
+    def _rows(self, name: str, params: Sequence[Any] = (), *, bulk: bool = False) -> list[Any]:
         with self._connect() as conn:
             return conn.execute(self._sql[name], params).fetchall()
 
@@ -58,40 +57,9 @@ class SqliteAuditLog:
             )
         ]
 
-    def links(self, after: int, upto: int) -> list[Link]:
-        return self._rows("links", (after, upto))
-
-    def last_position(self) -> int:
-        return int(self._rows("last_position")[0][0])
-
-    def link_before(self, position: int) -> tuple[int, bytes] | None:
-        rows = self._rows("link_before", (position,))
-        return (rows[0][0], rows[0][1]) if rows else None
-
     def position_of(self, aggregate_id: UUID, version: int) -> int | None:
         rows = self._rows("position_of", (aggregate_id.hex, version))
         return int(rows[0][0]) if rows else None
-
-    def count_between(self, after: int, upto: int) -> int:
-        return int(self._rows("count_between", (after, upto))[0][0])
-
-    def checkpoints(self, after: int = 0, limit: int = 1 << 31) -> list[Checkpoint]:
-        return [checkpoints.decode(row[0]) for row in self._rows("checkpoints", (after, limit))]
-
-    def latest_checkpoint(self) -> tuple[Checkpoint, bytes] | None:
-        rows = self._rows("latest_checkpoint")
-        return (checkpoints.decode(rows[0][0]), rows[0][1]) if rows else None
-
-    def add_checkpoint(self, checkpoint: Checkpoint, frontier: bytes) -> bool:
-        document = checkpoints.encode(checkpoint)
-        return bool(self._rows("add_checkpoint", (checkpoint.position, document, frontier)))
-
-    def unpublished(self) -> list[Checkpoint]:
-        return [checkpoints.decode(row[0]) for row in self._rows("unpublished")]
-
-    def mark_published(self, positions: Sequence[int]) -> None:
-        with self._connect() as conn:
-            conn.executemany(self._sql["mark_published"], [(p,) for p in positions])
 
     def relay_position(self) -> int | None:
         return None  # the relay keeps its position in PostgreSQL only
@@ -106,13 +74,6 @@ class SqliteAuditLog:
                 conn.rollback()
                 raise
             conn.commit()
-
-    def unchained(self) -> int:
-        return int(self._rows("unchained")[0][0])
-
-    def drop_links(self) -> None:
-        assert self._connection is not None, "drop_links runs inside exclusive()"
-        self._connection.execute(self._sql["drop_links"])
 
     def append_links(self, links: Iterable[Link]) -> None:
         assert self._connection is not None, "append_links runs inside exclusive()"

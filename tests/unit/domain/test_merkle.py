@@ -73,13 +73,18 @@ def test_frontier_survives_being_saved_and_continued(leaves: list[bytes], cut: i
     assert resumed.root() == _mth(leaves)
 
 
+def _proof(leaves: list[bytes], data: st.DataObject) -> tuple[int, list[bytes], list[bytes]]:
+    """A drawn leaf index, every leaf hash, and that leaf's audit path."""
+    index = data.draw(st.integers(min_value=0, max_value=len(leaves) - 1))
+    hashes = [leaf_hash(leaf) for leaf in leaves]
+    return index, hashes, inclusion_path(index, len(leaves), iter(hashes))
+
+
 @given(LEAVES, st.data())
 def test_inclusion_path_is_rfc_9162_path_and_verifies(
     leaves: list[bytes], data: st.DataObject
 ) -> None:
-    index = data.draw(st.integers(min_value=0, max_value=len(leaves) - 1))
-    hashes = [leaf_hash(leaf) for leaf in leaves]
-    path = inclusion_path(index, len(leaves), iter(hashes))
+    index, hashes, path = _proof(leaves, data)
     assert path == _path(index, leaves)
     assert root_from_path(index, len(leaves), hashes[index], path) == _mth(leaves)
 
@@ -88,9 +93,7 @@ def test_inclusion_path_is_rfc_9162_path_and_verifies(
 def test_a_path_fails_for_another_leaf_index_or_a_larger_tree(
     leaves: list[bytes], data: st.DataObject
 ) -> None:
-    index = data.draw(st.integers(min_value=0, max_value=len(leaves) - 1))
-    hashes = [leaf_hash(leaf) for leaf in leaves]
-    path = inclusion_path(index, len(leaves), hashes)
+    index, hashes, path = _proof(leaves, data)
     root = _mth(leaves)
     forged = leaf_hash(leaves[index] + b"!")
     assert root_from_path(index, len(leaves), forged, path) != root
