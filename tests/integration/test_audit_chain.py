@@ -54,6 +54,9 @@ def test_every_write_path_links_its_events(store: Audited) -> None:
         await committer.aclose()
 
     asyncio.run(group_commit())  # PostgreSQL: awaited batch writer; SQLite: writer thread
+    for customer in customers[:2]:
+        customer.untag(ctx(minutes=55), "silver")
+    store.app.save(*customers[:2])  # eventsourcing's own Application.save
     links = store.sql(f"SELECT position, previous FROM {store.chain} ORDER BY position")
     stored = positions(store)
     assert [p for p, _ in links] == stored
