@@ -150,3 +150,20 @@ def test_the_relay_process_signs_and_publishes_checkpoints(
             relay.wait(timeout=30)
         assert published in store.log.checkpoints()
         assert store.verify().broken is None
+
+
+def test_crm_audit_checkpoint_signs_now_and_publishes_beside_postgresql(
+    store: Audited, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    fill(store.app)
+    ensure_topics(kafka_bootstrap, [checkpoint_topic(topic_prefix)], partitions=1)
+    env = {"CRM_KAFKA_BOOTSTRAP": kafka_bootstrap, "CRM_TOPIC_PREFIX": topic_prefix}
+    signed = store.crm_with(env, "audit", "checkpoint")
+    assert signed.returncode == 0, signed.stderr
+    checkpoint = store.log.checkpoints()[0]
+    assert checkpoint.position == positions(store)[-1]
+    assert msgspec.json.encode(checkpoint).decode() in signed.stdout
+    again = store.crm_with(env, "audit", "checkpoint")
+    assert "nothing new to sign" in again.stdout
+    on_kafka = list(read_checkpoints(kafka_bootstrap, topic_prefix))
+    assert on_kafka == ([checkpoint] if store.backend == "postgres" else [])  # embedded: no Kafka
