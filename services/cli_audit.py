@@ -40,23 +40,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def _register_integrity(actions: argparse._SubParsersAction[Any]) -> None:
-    verify = actions.add_parser(
-        "verify", help="recompute the hash chain, check it against signed checkpoints"
-    )
-    verify.add_argument("--from", dest="start", type=int, help="first position to check")
-    verify.add_argument("--to", dest="end", type=int, help="last position to check")
-    verify.add_argument(
-        "--kafka", action="store_true", help="also check every record on the event topics"
-    )
-    verify.add_argument("--public-key", help="pinned key: 64 hex digits or a key file")
-    verify.add_argument(
-        "--checkpoints", type=Path, help="checkpoints kept elsewhere (JSON lines or API answer)"
-    )
-    verify.set_defaults(handler=_verify)
+    _register_verify(actions)
     prove = actions.add_parser("prove", help="inclusion evidence for one event (JSON)")
     prove.add_argument("id", type=UUID)
     prove.add_argument("version", type=int)
-    prove.add_argument("--checkpoint", type=int, help="position of the checkpoint to prove to")
+    prove.add_argument(
+        "--checkpoint", type=int, metavar="P", help="position of the checkpoint to prove to"
+    )
     prove.set_defaults(handler=_prove)
     checkpoint = actions.add_parser("checkpoint", help="sign a checkpoint at the head now")
     checkpoint.set_defaults(handler=_checkpoint)
@@ -67,6 +57,29 @@ def _register_integrity(actions: argparse._SubParsersAction[Any]) -> None:
         "seal-existing", help="once: chain the events recorded before the hash chain"
     )
     seal.set_defaults(handler=_seal_existing)
+
+
+def _register_verify(actions: argparse._SubParsersAction[Any]) -> None:
+    verify = actions.add_parser(
+        "verify", help="recompute the hash chain, check it against signed checkpoints"
+    )
+    verify.add_argument(
+        "--from", dest="start", type=int, metavar="P", help="first position to check"
+    )
+    verify.add_argument("--to", dest="end", type=int, metavar="P", help="last position to check")
+    verify.add_argument(
+        "--kafka", action="store_true", help="also check every record on the event topics"
+    )
+    verify.add_argument(
+        "--public-key", metavar="KEY", help="pinned key: 64 hex digits or a key file"
+    )
+    verify.add_argument(
+        "--checkpoints",
+        type=Path,
+        metavar="FILE",
+        help="checkpoints kept elsewhere (JSON lines or API answer)",
+    )
+    verify.set_defaults(handler=_verify)
 
 
 # --- history and past state ------------------------------------------------------------
