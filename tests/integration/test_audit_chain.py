@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from domain.chain_walk import BreakKind
@@ -154,3 +155,18 @@ def test_verify_checks_a_range(store: Audited) -> None:
     assert (report.first, report.last, report.events) == (stored[5], stored[-3], len(stored) - 7)
     assert not report.tree_checked
     assert _broken(store.verify(end=stored[4])) == (BreakKind.EDITED, stored[2])
+
+
+def test_checkpoints_an_auditor_kept_catch_a_rewrite_hidden_from_the_store(
+    store: Audited, tmp_path: Path
+) -> None:
+    fill(store.app)
+    kept = tmp_path / "kept.json"
+    kept.write_bytes(msgspec.json.encode({"items": [store.sign()], "next_cursor": None}))
+    stored = positions(store)
+    truncate(store, stored[-6])
+    store.sql(f"DELETE FROM {store.events}_checkpoints")
+    assert store.verify().broken is None  # nothing in the store shows it any more
+    result = store.crm("audit", "verify", "--checkpoints", str(kept))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"BROKEN: deleted at position {stored[-1]}" in result.stdout
