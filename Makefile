@@ -13,7 +13,7 @@ PORT ?= 8000
 NAME ?= sales
 
 .PHONY: help venv run check lint types unit test integration services-up services-down \
-        api relay consumer bench contract
+        api relay consumer bench contract browser screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,13 @@ test: venv ## install everything, start PostgreSQL + Kafka, run check + every te
 
 integration: venv ## integration + e2e tests against running services (make services-up first)
 	source $(SERVICES_ENV) && scripts/pytest.sh tests/integration tests/e2e
+
+browser: venv ## the console's tests in Debian's headless Chromium (installed if missing)
+	scripts/browser.sh
+	scripts/pytest.sh tests/browser
+
+screenshots: venv ## regenerate the README's console screenshots (docs/console) from the demo
+	scripts/console-screenshots.sh
 
 services-up: venv ## start (installing if needed) PostgreSQL and Kafka on 127.0.0.1
 	scripts/services.sh up

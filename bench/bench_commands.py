@@ -42,13 +42,13 @@ import psycopg
 
 from bench import latency
 from bench.databases import fresh_database
-from domain.customer import Customer
+from services.access import Principal, Role
 from services.aggregate_cache import AggregateCache
 from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandService, Committer
+from services.customer_commands import RegisterCustomer, UpdateProfile
 from services.group_commit import DirectCommitter, GroupCommitter
 from services.logs import configure_logging
-from services.policy import Principal, Role
 from services.settings import load_settings
 
 CALLER = Caller(
@@ -60,7 +60,7 @@ T = TypeVar("T")
 
 def _customers(service: CommandService, count: int) -> list[uuid.UUID]:
     async def register(i: int) -> uuid.UUID:
-        return (await service.register_customer(CALLER, name=f"c{i}", owner_department="sales")).id
+        return (await service.create(CALLER, RegisterCustomer(name=f"c{i}"))).id
 
     return asyncio.run(_gather([register(i) for i in range(count)]))
 
@@ -191,13 +191,7 @@ def _service_layer(
 
     async def command(caller: int, n: int) -> None:
         customer_id = ids[caller * share + n % share]  # callers never collide
-        await service.change(
-            CALLER,
-            "customer.update",
-            Customer,
-            customer_id,
-            lambda c, ctx: c.update_profile(ctx, company=f"co {n}"),
-        )
+        await service.change(CALLER, customer_id, UpdateProfile(company=f"co {n}"))
 
     before: list[tuple[float, float]] = []
 

@@ -47,6 +47,9 @@ class BenchKeyStore:
     def destroy(self, subject: uuid.UUID) -> None:
         self.keys[subject] = None
 
+    def destroyed(self, subject: uuid.UUID) -> bool:
+        return subject in self.keys and self.keys[subject] is None
+
 
 def copy_keys(keys: dict[uuid.UUID, bytes | None], pool: ConnectionPool) -> None:
     PostgresKeyStore(pool)  # creates the table

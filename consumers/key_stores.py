@@ -61,6 +61,13 @@ class PostgresKeyStore:
             ).fetchone()
         return None if row is None else row[0]
 
+    def destroyed(self, subject: UUID) -> bool:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT key IS NULL FROM crm_subject_keys WHERE subject = %s", (subject,)
+            ).fetchone()
+        return bool(row and row[0])
+
     def destroy(self, subject: UUID) -> None:
         with self._pool.connection() as conn:
             conn.execute(
@@ -106,6 +113,13 @@ class SqliteKeyStore:
                 (str(subject), key),
             )
         return self.load(subject)
+
+    def destroyed(self, subject: UUID) -> bool:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT key IS NULL FROM crm_subject_keys WHERE subject = ?", (str(subject),)
+            ).fetchone()
+        return bool(row and row[0])
 
     def destroy(self, subject: UUID) -> None:
         with self._lock:

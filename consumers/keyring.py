@@ -42,6 +42,10 @@ class KeyStore(Protocol):
 
     def destroy(self, subject: UUID) -> None: ...
 
+    def destroyed(self, subject: UUID) -> bool:
+        """Whether the subject's key was destroyed (erasure), as opposed to never made."""
+        ...
+
 
 class MemoryKeyStore:
     """Keys in a dict: for unit tests and throw-away stores."""
@@ -63,6 +67,9 @@ class MemoryKeyStore:
     def destroy(self, subject: UUID) -> None:
         self._keys[subject] = None
 
+    def destroyed(self, subject: UUID) -> bool:
+        return subject in self._keys and self._keys[subject] is None
+
 
 @functools.lru_cache(maxsize=4096)
 def _cipher(key: bytes) -> AESGCM:
@@ -78,13 +85,15 @@ class Keyring:
     query instead of one per customer, and "no key" answers (erased customers) are
     remembered until the next `preload` instead of being asked again per field. That
     batch view only serves `decrypt`; `encrypt` never trusts a cached "no key" (the
-    subject may be new). `forget` drops a subject from both caches.
+    subject may be new). `forget` drops a subject from both caches. Erasure is final, so
+    subjects known to be erased are remembered for good (`known_erased`).
     """
 
     def __init__(self, store: KeyStore) -> None:
         self.store = store
         self._cache: dict[UUID, bytes] = {}
         self._batch: dict[UUID, bytes | None] = {}
+        self._erased: set[UUID] = set()
 
     def preload(self, subjects: Iterable[UUID]) -> None:
         """Fetch the keys of `subjects` in one query; they replace the previous batch's."""
@@ -112,6 +121,23 @@ class Keyring:
         """Destroy the subject's key: everything sealed with it becomes unreadable."""
         self.store.destroy(subject)
         self.forget(subject)
+        self._erased.add(subject)
+
+    def known_erased(self, subject: UUID) -> bool | None:
+        """Erased (True), holding a key in this process (False), or not known (None)."""
+        if subject in self._erased:
+            return True
+        return False if subject in self._cache else None
+
+    def is_erased(self, subject: UUID) -> bool:
+        """Whether the subject's key was destroyed, asking the store when not known."""
+        known = self.known_erased(subject)
+        if known is not None:
+            return known
+        if self.store.destroyed(subject):
+            self._erased.add(subject)
+            return True
+        return False
 
     def forget(self, subject: UUID) -> None:
         """Drop a cached key (another process erased it)."""

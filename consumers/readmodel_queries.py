@@ -180,18 +180,23 @@ def timeline(
     store: ReadModelStore,
     customer_id: UUID,
     *,
+    department: str | None = None,
     after: Sequence[Any] | None = None,
     limit: int = 200,
 ) -> list[Row]:
-    """Communication and task events of one customer, oldest first; `after` = the
-    `TIMELINE_ORDER` values of the previous page's last row."""
+    """Communication and task events of one customer, oldest first, each with the current
+    `department` of its conversation or task; `department` keeps the entries of that
+    department's conversations and tasks; `after` = the `TIMELINE_ORDER` values of the
+    previous page's last row."""
     where, keyset = after_keys(TIMELINE_ORDER, after)
     query = (
-        "SELECT * FROM {t} WHERE customer_id = %(id)s"
+        "SELECT t.*, w.department FROM {t} t LEFT JOIN {w} w ON w.aggregate_id = t.aggregate_id"
+        " WHERE t.customer_id = %(id)s"
+        + ("" if department is None else " AND w.department = %(department)s")
         + where + order_by(TIMELINE_ORDER) + " LIMIT %(limit)s"
     )  # fmt: skip
-    params = {"id": customer_id, "limit": limit, **keyset}
-    return store.fetch(query, {"t": "shared.timeline"}, params)
+    params = {"id": customer_id, "department": department, "limit": limit, **keyset}
+    return store.fetch(query, {"t": "shared.timeline", "w": "shared.work_items"}, params)
 
 
 def sales_open_tasks(store: ReadModelStore, customer_id: UUID) -> Row:

@@ -69,7 +69,7 @@ class NotFound(DomainError):  # noqa: N818 - public name others import
 
     code = "not-found"
 
-    def __init__(self, kind: str, aggregate_id: UUID) -> None:
+    def __init__(self, kind: str, aggregate_id: UUID | str) -> None:
         super().__init__(f"{kind} {aggregate_id} not found")
         self.kind = kind
         self.aggregate_id = aggregate_id
@@ -149,6 +149,9 @@ class Aggregate:
     """
 
     aggregate_type: ClassVar[str] = ""
+    personal_fields: ClassVar[tuple[str, ...]] = ()
+    """The state's fields holding personal data, as paths: `name`, or `messages.*.content`
+    for a field of every item of a collection. Masking and opening derive from this."""
 
     def __init__(self, aggregate_id: UUID) -> None:
         self.id = aggregate_id

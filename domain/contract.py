@@ -198,8 +198,10 @@ def breaking_changes(
 ) -> list[str]:
     """What in `current` would break a subscriber of `released` (empty: compatible).
 
-    Breaking: a type disappears, a field disappears, a field's type changes, or a field
-    becomes required (old stored events lack it, so replays would fail to decode).
+    Breaking: a type disappears, a field disappears, a field's type changes, a field
+    becomes required (old stored events lack it, so replays would fail to decode), or a
+    field becomes personal (sealed) without a new schema version: a subscriber that read
+    it as text must be able to tell from `schemaversion` that it now holds ciphertext.
     """
     problems: list[str] = []
     for name, old in sorted(released.items()):
@@ -221,6 +223,9 @@ def _field_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             problems.append(f"field {field!r} changed type")
     newly_required = set(new.get("required", ())) - set(old.get("required", ()))
     problems.extend(f"field {f!r} became required" for f in sorted(newly_required))
+    if new.get("x-schema-version", 1) == old.get("x-schema-version", 1):
+        newly_sealed = set(new.get("x-personal-fields", ())) - set(old.get("x-personal-fields", ()))
+        problems.extend(f"field {f!r} became personal" for f in sorted(newly_sealed))
     return problems
 
 

@@ -69,15 +69,30 @@ class InternalNoteAdded(ConversationEvent, frozen=True, kw_only=True, tag="Inter
 
 
 class MessageCorrected(ConversationEvent, frozen=True, kw_only=True, tag="MessageCorrected"):
+    """Version 2: `reason` became personal (it often quotes the customer) and is sealed."""
+
     message_id: str
     content: str
     reason: str
-    personal_fields: ClassVar[tuple[str, ...]] = ("content",)
+    class_version: ClassVar[int] = 2
+    personal_fields: ClassVar[tuple[str, ...]] = ("content", "reason")
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Same shape: a v1 reason is plaintext, which opening passes through unchanged."""
 
 
 class MessageRetracted(ConversationEvent, frozen=True, kw_only=True, tag="MessageRetracted"):
+    """Version 2: `reason` became personal, as for `MessageCorrected`."""
+
     message_id: str
     reason: str
+    class_version: ClassVar[int] = 2
+    personal_fields: ClassVar[tuple[str, ...]] = ("reason",)
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Same shape: a v1 reason is plaintext, which opening passes through unchanged."""
 
 
 class ConversationHandedOff(
@@ -148,6 +163,9 @@ class SurveyNotAllowedError(InvalidTransition):
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of a conversation. Its author is personal: for an inbound message it is
+    the customer (a name or an address)."""
+
     message_id: str
     kind: Literal["message", "note"]
     direction: str | None
@@ -158,12 +176,19 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     retracted: bool = False
     reason: str | None = None
 
+    personal_fields: ClassVar[tuple[str, ...]] = ("author", "content", "reason")
+
 
 _when: EventAppliers[Conversation] = EventAppliers()
 
 
 class Conversation(Aggregate):
     aggregate_type: ClassVar[str] = "conversation"
+    personal_fields: ClassVar[tuple[str, ...]] = (
+        "subject",
+        "summary",
+        *(f"messages.*.{name}" for name in Message.personal_fields),
+    )
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)

@@ -142,6 +142,7 @@ _when: EventAppliers[Customer] = EventAppliers()
 
 class Customer(Aggregate):
     aggregate_type: ClassVar[str] = "customer"
+    personal_fields: ClassVar[tuple[str, ...]] = ("name", "email", "phone", "address")
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)

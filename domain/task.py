@@ -123,6 +123,7 @@ _ACTIVE = frozenset({"open", "in_progress"})
 
 class Task(Aggregate):
     aggregate_type: ClassVar[str] = "task"
+    personal_fields: ClassVar[tuple[str, ...]] = ("title", "description", "resolution")
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)

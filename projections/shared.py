@@ -6,7 +6,9 @@ is what department lists page through; archiving deletes those rows, so an archi
 customer vanishes from every department list while its 360 stays (flag `archived`).
 `timeline` has one entry per communication and task event, ordered by
 (`occurred_at`, `entry_id`). A message's entry is keyed by its message id, so a
-correction rewrites it (`corrected` true) and a retraction deletes it.
+correction rewrites it (`corrected` true) and a retraction deletes it. `work_items`
+holds each conversation's and task's handling department, so each timeline entry is
+shown only to who may read its own aggregate (at the read model's position).
 """
 
 from __future__ import annotations
@@ -62,9 +64,14 @@ TABLES = (
         subject="customer_id",
         personal=("author", "content"),
     ),
+    table(
+        "work_items",
+        ("aggregate_id",),
+        "aggregate_id:uuid aggregate_type:text department:text",
+    ),
 )
 
-shared = DispatchProjection("shared", 1, TABLES, personal_inputs=every_personal_field())
+shared = DispatchProjection("shared", 2, TABLES, personal_inputs=every_personal_field())
 on = shared.on
 _customer = by_customer("customers")
 

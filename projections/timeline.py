@@ -130,14 +130,33 @@ def _keys(e: Any) -> list[Key]:
     return [("timeline", (e.customer_id, _message_entry_id(e)))]
 
 
+_HANDLING_DEPARTMENT = {
+    conv.ConversationOpened: "department",
+    conv.ConversationHandedOff: "to_department",
+    tk.TaskCreated: "department",
+    tk.TaskAssigned: "department",
+}
+"""The events that set a conversation's or task's handling department, and the field."""
+
+
 def _adder(event_type: type[DomainEvent]) -> Applier:
-    """The applier adding `event_type`'s entry, its `_Shape` worked out here, once."""
+    """The applier adding `event_type`'s entry, its `_Shape` worked out here, once; events
+    that move their aggregate to a department also record it in `work_items`."""
     shape = _Shape.of(event_type)
+    moves = _HANDLING_DEPARTMENT.get(event_type, "")
 
     def add(e: Any, rows: Rows) -> list[Change]:
         return [Upsert("timeline", shape.entry(e))]
 
-    return add
+    def add_and_move(e: Any, rows: Rows) -> list[Change]:
+        item = {
+            "aggregate_id": e.originator_id,
+            "aggregate_type": shape.aggregate_type,
+            "department": getattr(e, moves),
+        }
+        return [Upsert("timeline", shape.entry(e)), Upsert("work_items", item)]
+
+    return add_and_move if moves else add
 
 
 def _corrected(e: conv.MessageCorrected, rows: Rows) -> list[Change]:

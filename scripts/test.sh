@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: lint, types, then every test against a real PostgreSQL and Kafka.
+# `make test`: lint, types, then every test against a real PostgreSQL and Kafka, and the
+# console's tests in a real headless Chromium (installed by scripts/browser.sh).
 # Starts the services unless they already run, and stops only what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ cleanup() {
 }
 trap cleanup EXIT
 scripts/services.sh up
+scripts/browser.sh  # Debian's Chromium for tests/browser (after services: one apt-get at a time)
 # shellcheck disable=SC1091
 source var/services/env
 export CRM_DATABASE_URL CRM_KAFKA_BOOTSTRAP

@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from consumers.key_stores import PostgresKeyStore, SqliteKeyStore
 from consumers.keyring import Keyring
+from services.access import AccessModel
 from services.event_store import CrmApplication, open_event_store
 from services.settings import ConfigError, Settings
 
@@ -26,6 +27,11 @@ class Runtime:
     keyring: Keyring
     pool: ConnectionPool | None = None
     closers: list[object] = field(default_factory=list)
+
+    @property
+    def access(self) -> AccessModel:
+        """The one access model, over the configured departments (`CRM_DEPARTMENTS`)."""
+        return AccessModel(self.settings.departments)
 
     def close(self) -> None:
         self.app.close()

@@ -121,7 +121,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("CRM_DATABASE_URL", "`crm api` needs PostgreSQL; `crm run` is embedded")
     from services.api_serving import build_api_app, serve_workers
 
-    print(f"CRM Collab API docs: http://{args.host}:{args.port}/docs", flush=True)
+    _print_urls(args)
     if args.workers > 1:
         serve_workers(args.host, args.port, args.workers)
         return 0
@@ -135,7 +135,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
 
 def _announce(runtime: Runtime, app: Any, args: argparse.Namespace) -> None:
     principals = app.state.services.principals
-    print(f"CRM Collab API docs: http://{args.host}:{args.port}/docs", flush=True)
+    _print_urls(args)
     if not principals.exists(BOOTSTRAP_ADMIN):
         token = principals.add(BOOTSTRAP_ADMIN, "admin", "admin")
         print(f"Bootstrap admin token (shown once): {token}", flush=True)
@@ -145,6 +145,11 @@ def _announce(runtime: Runtime, app: Any, args: argparse.Namespace) -> None:
             "`crm principals add NAME --department D --role admin`",
             flush=True,
         )
+
+
+def _print_urls(args: argparse.Namespace) -> None:
+    print(f"CRM Collab API docs: http://{args.host}:{args.port}/docs", flush=True)
+    print(f"Console: http://{args.host}:{args.port}/console/", flush=True)
 
 
 def _serve(app: Any, args: argparse.Namespace) -> None:
@@ -160,7 +165,7 @@ def _principals(settings: Settings) -> tuple[Runtime, Any]:
     from services.principals import open_principals
 
     runtime = bootstrap(settings)
-    return runtime, open_principals(runtime.pool, settings.data_dir)
+    return runtime, open_principals(runtime.pool, settings.data_dir, settings.departments)
 
 
 def _principals_add(args: argparse.Namespace, settings: Settings) -> int:

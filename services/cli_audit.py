@@ -85,17 +85,38 @@ def _register_verify(actions: argparse._SubParsersAction[Any]) -> None:
 # --- history and past state ------------------------------------------------------------
 
 
+OPERATOR_ROLE = "auditor"
+"""`crm audit` reads as an operator holding the database credentials, with an auditor's
+rights, decided by the access model like any API caller's."""
+
+
+def _audited(runtime: Runtime, aggregate_id: Any) -> list[Any]:
+    """The aggregate's events, once the access model let the operator read its history."""
+    from domain.base import AGGREGATE_CLASSES, NotFound
+    from services.access import Principal, Role, resource_of
+
+    events = runtime.app.history(aggregate_id)
+    if not events:
+        raise NotFound("aggregate", aggregate_id)
+    current = runtime.app.load(AGGREGATE_CLASSES[events[0].aggregate_type], aggregate_id)
+    operator = Principal(name="operator", department="it", role=Role(OPERATOR_ROLE))
+    runtime.access.read(operator, resource_of(current), "history.read")
+    return events
+
+
 def _history(args: argparse.Namespace, settings: Settings) -> int:
+    from domain.base import NotFound
+
     runtime = bootstrap(settings)
     try:
-        events = runtime.app.history(args.id)
+        events = _audited(runtime, args.id)
         for event in events:
             sys.stdout.write(msgspec.json.encode(event).decode() + "\n")
-    finally:
-        runtime.close()
-    if not events:
+    except NotFound:
         print(f"crm: no events for {args.id}", file=sys.stderr)
         return 1
+    finally:
+        runtime.close()
     return 0
 
 
@@ -107,10 +128,7 @@ def _as_of(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     runtime = bootstrap(settings)
     try:
-        events = runtime.app.history(args.id)
-        if not events:
-            raise NotFound("aggregate", args.id)
-        kind = AGGREGATE_CLASSES[events[0].aggregate_type]
+        kind = AGGREGATE_CLASSES[_audited(runtime, args.id)[0].aggregate_type]
         state = runtime.app.as_of(kind, args.id, args.time).state()
         print(msgspec.json.encode(state, enc_hook=_jsonable).decode())
     except NotFound as error:

@@ -1,7 +1,11 @@
 """The command service: load, authorise, decide, save, answer with primitives.
 
-Entry points (HTTP, CLI, demo) call these methods with a `Caller` (who, and the
-request's correlation id) and a decision (a function that calls one domain method).
+Entry points (HTTP, CLI, demo) hand it a `Caller` (who, and the request's correlation
+id) and a command (`services.command_base`: one class per use case). Every command goes
+through the one access model (`services.access`) before it decides (the target readable,
+the rules, the customer not erased) and after (a creation acts in its new department, a
+change never widens its caller's own view), so no entry point decides on its own.
+
 Optimistic concurrency: `expected` (from If-Match) must equal the loaded version; a
 concurrent save that wins the race shows up as an IntegrityError, after which the
 command is decided again once on a fresh load (without If-Match) before giving up
@@ -21,10 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -32,15 +35,14 @@ from eventsourcing.persistence import IntegrityError
 
 from consumers.keyring import Keyring
 from domain.base import Aggregate, Context, DomainError, VersionConflict
-from domain.conversation import Conversation
 from domain.customer import Customer
-from domain.task import Task
+from services.access import AccessModel, Forbidden, Principal, Resource, resource_of
 from services.aggregate_cache import AggregateCache
+from services.command_base import Change, Creation
+from services.customer_commands import EraseCustomer
 from services.event_store import CrmApplication
-from services.policy import Forbidden, Principal, authorize
 
 A = TypeVar("A", bound=Aggregate)
-Decision = Callable[[A, Context], None]
 
 
 class Committer(Protocol):
@@ -77,15 +79,6 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-def departments_of(aggregate: Aggregate) -> Iterable[str]:
-    """The departments a resource belongs to, for `own`-scoped policy rules."""
-    if isinstance(aggregate, Customer):
-        return aggregate.departments
-    if isinstance(aggregate, Conversation | Task):
-        return (aggregate.department,)
-    return ()
-
-
 class _NothingDecided(Exception):  # noqa: N818 - internal signal, never escapes
     """A decision on cached state changed nothing: answer from a fresh load instead."""
 
@@ -97,84 +90,111 @@ class CommandService:
         committer: Committer,
         keyring: Keyring,
         cache: AggregateCache | None = None,
+        access: AccessModel | None = None,
     ) -> None:
         self.app = app
         self.committer = committer
         self.keyring = keyring
         self.cache = AggregateCache() if cache is None else cache
+        self.access = AccessModel() if access is None else access
 
     async def change(
-        self,
-        caller: Caller,
-        action: str,
-        kind: type[A],
-        aggregate_id: UUID,
-        decide: Decision[A],
-        *,
-        expected: int | None = None,
+        self, caller: Caller, target: UUID, command: Change[A], *, expected: int | None = None
     ) -> CommandResult:
-        """Apply one decision to an existing aggregate."""
+        """Apply one command to an existing aggregate."""
+        command = command.with_defaults(caller.principal)
         with self.committer.command():
             try:
-                return await self._attempt(
-                    caller, action, kind, aggregate_id, decide, expected=expected
-                )
+                result = await self._attempt(caller, target, command, expected=expected)
             except IntegrityError:
                 if expected is not None:
-                    raise await self._conflict(kind, aggregate_id, expected) from None
-            try:
-                return await self._attempt(
-                    caller, action, kind, aggregate_id, decide, expected=None
-                )
-            except IntegrityError:
-                raise await self._conflict(kind, aggregate_id, None) from None
+                    raise await self._conflict(command, target, expected) from None
+                try:
+                    result = await self._attempt(caller, target, command, expected=None)
+                except IntegrityError:
+                    raise await self._conflict(command, target, None) from None
+        return msgspec.structs.replace(result, **command.answer())
+
+    async def create(self, caller: Caller, command: Creation) -> CommandResult:
+        """Create an aggregate (a customer, or a conversation or task of one)."""
+        principal = caller.principal
+        command = command.with_defaults(principal)
+        rules = command.rules()
+        with self.committer.command():
+            subject = command.belongs_to()
+            customer = None if subject is None else await self._load(Customer, subject)
+            self.access.command(
+                principal, rules, None if customer is None else resource_of(customer)
+            )
+            created = command.create(caller.context(), uuid.uuid4(), customer)
+            self.access.created(principal, rules, resource_of(created))
+            return await self.save(created)
+
+    async def erase_customer(
+        self, caller: Caller, target: UUID, command: EraseCustomer, expected: int | None
+    ) -> CommandResult:
+        """Right to be forgotten: the key is destroyed only AFTER the event is durable,
+        so a failed save leaves the customer readable and the request can be retried."""
+        result = await self.change(caller, target, command, expected=expected)
+        await asyncio.to_thread(self.keyring.erase, target)
+        self.cache.clear()  # cached aggregates may hold the erased plaintext
+        return result
 
     async def _attempt(
-        self,
-        caller: Caller,
-        action: str,
-        kind: type[A],
-        aggregate_id: UUID,
-        decide: Decision[A],
-        *,
-        expected: int | None,
+        self, caller: Caller, target: UUID, command: Change[A], *, expected: int | None
     ) -> CommandResult:
-        cached = self.cache.take(aggregate_id)
+        kind = command.aggregate_class()
+        cached = self.cache.take(target)
         if isinstance(cached, kind):
             try:
-                return await self._decide(caller, action, cached, decide, expected, cached=True)
+                return await self._decide(caller, cached, command, expected, cached=True)
             except (DomainError, Forbidden, IntegrityError, _NothingDecided):
                 pass  # the cached state may be stale: decide again on a fresh load
-        aggregate = await self._load(kind, aggregate_id)
-        return await self._decide(caller, action, aggregate, decide, expected, cached=False)
+        aggregate = await self._load(kind, target)
+        return await self._decide(caller, aggregate, command, expected, cached=False)
 
     async def _decide(
         self,
         caller: Caller,
-        action: str,
         aggregate: A,
-        decide: Decision[A],
+        command: Change[A],
         expected: int | None,
         *,
         cached: bool,
     ) -> CommandResult:
-        authorize(caller.principal, action, departments_of(aggregate))
+        principal, rules = caller.principal, command.rules()
+        before = await self._resource(aggregate)
+        self.access.command(principal, rules, before)
         if expected is not None and aggregate.version != expected:
             raise VersionConflict(aggregate.id, expected, aggregate.version)
-        decide(aggregate, caller.context())
+        command.decide(aggregate, caller.context())
+        self.access.changed(principal, rules, before, resource_of(aggregate, erased=before.erased))
         if cached and not aggregate._pending:
             raise _NothingDecided
         return await self.save(aggregate)
+
+    async def _resource(self, aggregate: Aggregate) -> Resource:
+        """The aggregate as the access model sees it; a conversation's or task's customer
+        erasure comes from the keyring (cached once known, so rarely a query)."""
+        if isinstance(aggregate, Customer):
+            return resource_of(aggregate)
+        customer_id: UUID | None = getattr(aggregate, "customer_id", None)
+        if customer_id is None:
+            return resource_of(aggregate)
+        erased = self.keyring.known_erased(customer_id)
+        if erased is None:
+            erased = await asyncio.to_thread(self.keyring.is_erased, customer_id)
+        return resource_of(aggregate, erased=erased)
 
     async def _load(self, kind: type[A], aggregate_id: UUID) -> A:
         """From the store, on a worker thread (a query plus decoding the history)."""
         return await asyncio.to_thread(self.app.load, kind, aggregate_id)
 
     async def _conflict(
-        self, kind: type[A], aggregate_id: UUID, expected: int | None
+        self, command: Change[A], target: UUID, expected: int | None
     ) -> VersionConflict:
-        actual = (await self._load(kind, aggregate_id)).version
-        return VersionConflict(aggregate_id, actual - 1 if expected is None else expected, actual)
+        actual = (await self._load(command.aggregate_class(), target)).version
+        return VersionConflict(target, actual - 1 if expected is None else expected, actual)
 
     async def save(self, aggregate: Aggregate) -> CommandResult:
         """Save pending events; a decision that changed nothing answers the current state."""
@@ -184,74 +204,3 @@ class CommandService:
         version, position = await self.committer.save(aggregate)
         self.cache.give_back(aggregate)
         return CommandResult(id=aggregate.id, version=version, position=position)
-
-    # --- creations: ids are made here, never in the domain ---------------------------
-
-    async def register_customer(self, caller: Caller, **fields: Any) -> CommandResult:
-        department = fields.get("owner_department") or caller.principal.department
-        authorize(caller.principal, "customer.create", (str(department).strip().lower(),))
-        fields["owner_department"] = department
-        with self.committer.command():
-            customer = Customer.register(caller.context(), customer_id=uuid.uuid4(), **fields)
-            return await self.save(customer)
-
-    async def open_conversation(
-        self, caller: Caller, customer_id: UUID, **fields: Any
-    ) -> CommandResult:
-        with self.committer.command():
-            customer = await self._load(Customer, customer_id)
-            authorize(caller.principal, "conversation.write", customer.departments)
-            conversation = Conversation.open(
-                caller.context(), conversation_id=uuid.uuid4(), customer=customer, **fields
-            )
-            return await self.save(conversation)
-
-    async def create_task(self, caller: Caller, customer_id: UUID, **fields: Any) -> CommandResult:
-        with self.committer.command():
-            customer = await self._load(Customer, customer_id)
-            authorize(caller.principal, "task.write", customer.departments)
-            task = Task.create(caller.context(), task_id=uuid.uuid4(), customer=customer, **fields)
-            return await self.save(task)
-
-    async def log_message(
-        self, caller: Caller, conversation_id: UUID, expected: int | None, **fields: Any
-    ) -> CommandResult:
-        message_id = uuid.uuid4().hex
-
-        def decide(conversation: Conversation, ctx: Context) -> None:
-            conversation.log_message(ctx, message_id=message_id, **fields)
-
-        result = await self.change(
-            caller, "conversation.write", Conversation, conversation_id, decide, expected=expected
-        )
-        return msgspec.structs.replace(result, message_id=message_id)
-
-    async def add_note(
-        self, caller: Caller, conversation_id: UUID, expected: int | None, content: str
-    ) -> CommandResult:
-        message_id = uuid.uuid4().hex
-
-        def decide(conversation: Conversation, ctx: Context) -> None:
-            conversation.add_note(ctx, message_id=message_id, content=content)
-
-        result = await self.change(
-            caller, "conversation.write", Conversation, conversation_id, decide, expected=expected
-        )
-        return msgspec.structs.replace(result, message_id=message_id)
-
-    async def erase_customer(
-        self, caller: Caller, customer_id: UUID, expected: int | None, reason: str | None
-    ) -> CommandResult:
-        """Right to be forgotten: the key is destroyed only AFTER the event is durable,
-        so a failed save leaves the customer readable and the request can be retried."""
-        result = await self.change(
-            caller,
-            "customer.erase",
-            Customer,
-            customer_id,
-            lambda customer, ctx: customer.erase(ctx, reason),
-            expected=expected,
-        )
-        await asyncio.to_thread(self.keyring.erase, customer_id)
-        self.cache.clear()  # cached aggregates may hold the erased plaintext
-        return result

@@ -14,6 +14,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from consumers.pg_ddl import create_tables
 from domain.validation import DEPARTMENT_PATTERN
-from services.policy import Principal, Role
+from services.access import Principal, Role
 
 CACHE_SECONDS = 5.0
 NAME_LIMIT = 100
@@ -61,8 +62,11 @@ class PrincipalTable(Protocol):
 class Principals:
     """Adds, lists, revokes principals and resolves a bearer token to a `Principal`."""
 
-    def __init__(self, table: PrincipalTable) -> None:
+    def __init__(self, table: PrincipalTable, departments: Iterable[str] | None = None) -> None:
+        """`departments`: the configured ones (`CRM_DEPARTMENTS`); agents and managers must
+        belong to one of them, since their rights are their department's."""
         self._table = table
+        self._departments = None if departments is None else frozenset(departments)
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
 
@@ -70,7 +74,7 @@ class Principals:
         """Create a principal and return its token: shown once, never stored."""
         record = PrincipalRecord(
             name=_check_name(name),
-            department=_check_department(department),
+            department=self._check_department(department, role),
             role=_check_role(role),
             revoked=False,
             created_at=datetime.now(UTC).isoformat(),
@@ -88,6 +92,14 @@ class Principals:
             raise PrincipalError(f"no principal named {name!r}")
         with self._lock:
             self._cache.clear()
+
+    def _check_department(self, department: str, role: str) -> str:
+        checked = _check_department(department)
+        staff = role in (Role.AGENT, Role.MANAGER)
+        if staff and self._departments is not None and checked not in self._departments:
+            known = ", ".join(sorted(self._departments))
+            raise PrincipalError(f"{role}s belong to a configured department ({known})")
+        return checked
 
     def exists(self, name: str) -> bool:
         return any(record.name == name for record in self._table.all())
@@ -218,8 +230,10 @@ class SqlitePrincipalTable:
             return cursor.rowcount == 1
 
 
-def open_principals(pool: ConnectionPool | None, data_dir: Path) -> Principals:
+def open_principals(
+    pool: ConnectionPool | None, data_dir: Path, departments: Iterable[str] | None = None
+) -> Principals:
     """PostgreSQL when a pool is configured, else the embedded SQLite file."""
     if pool is not None:
-        return Principals(PostgresPrincipalTable(pool))
-    return Principals(SqlitePrincipalTable(data_dir / "principals.db"))
+        return Principals(PostgresPrincipalTable(pool), departments)
+    return Principals(SqlitePrincipalTable(data_dir / "principals.db"), departments)

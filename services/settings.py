@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from domain.validation import DEPARTMENT_PATTERN
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -42,6 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """CRM_AUDIT_CHECKPOINT_EVENTS: sign a checkpoint after this many new positions..."""
     audit_checkpoint_seconds: float
     """CRM_AUDIT_CHECKPOINT_SECONDS: ...or this many seconds after the last, if any are new."""
+    departments: tuple[str, ...] = ("sales", "support", "marketing")
 
     @property
     def embedded(self) -> bool:
@@ -68,6 +71,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         audit_checkpoint_seconds=_number(
             env, "CRM_AUDIT_CHECKPOINT_SECONDS", 60.0, float, minimum=0.1
         ),
+        departments=_departments(env.get("CRM_DEPARTMENTS", "sales,support,marketing")),
     )
 
 
@@ -90,6 +94,17 @@ def _bootstrap(value: str) -> str:
                 "CRM_KAFKA_BOOTSTRAP", f"expected host:port[,host:port], got {value!r}"
             )
     return value
+
+
+def _departments(value: str) -> tuple[str, ...]:
+    """The closed set of departments: lowercase codes, comma-separated, at least one."""
+    names = tuple(dict.fromkeys(name.strip().lower() for name in value.split(",") if name.strip()))
+    bad = [name for name in names if not DEPARTMENT_PATTERN.fullmatch(name)]
+    if not names or bad:
+        raise ConfigError(
+            "CRM_DEPARTMENTS", f"expected lowercase codes like sales,support, got {value!r}"
+        )
+    return names
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:

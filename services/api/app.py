@@ -3,7 +3,8 @@
 Everything the routes need is built here once from the runtime (command service with
 group commit, principals, idempotency store, metrics) and handed to the handlers as
 dependencies; routes live under `/v1`, operations (`/healthz`, `/readyz`, `/metrics`)
-at the root and under `/v1`, the OpenAPI UI at `/docs` and the schema at `/openapi.json`.
+at the root and under `/v1`, the OpenAPI UI at `/docs` and the schema at `/openapi.json`,
+the console for people at `/console` (`services.console`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from services.api.routes_queries import queries
 from services.api.routes_tasks import tasks
 from services.bootstrap import Runtime
 from services.commands import CommandService, Committer
+from services.console import console_router
 from services.group_commit import GroupCommitter
 from services.idempotency import open_idempotency
 from services.principals import Principals, open_principals
@@ -58,6 +60,7 @@ def create_app(
         route_handlers=[
             Router("/v1", route_handlers=[customers, conversations, tasks, queries, *OPS, *AUDIT]),
             *OPS,
+            console_router(),  # /console: static files for people, under a strict CSP
         ],
         dependencies=_dependencies(services, metrics, checks),
         exception_handlers=EXCEPTION_HANDLERS,
@@ -82,12 +85,15 @@ def build_services(
             max_batch=settings.group_commit_max_batch,
             on_batch=metrics.batch,
         )
+    access = runtime.access
     return Services(
         app=runtime.app,
-        commands=CommandService(runtime.app, committer, runtime.keyring),
-        principals=principals or open_principals(runtime.pool, settings.data_dir),
+        commands=CommandService(runtime.app, committer, runtime.keyring, access=access),
+        principals=principals
+        or open_principals(runtime.pool, settings.data_dir, settings.departments),
         idempotency=open_idempotency(runtime.pool, settings.data_dir),
         read_wait_seconds=settings.read_wait_seconds,
+        access=access,
     )
 
 

@@ -1,7 +1,7 @@
 """What route handlers receive: the authenticated caller, a command runner, a reader.
 
 `CommandCall` is where If-Match and Idempotency-Key are honoured for every command,
-so each handler only decodes its body, names its decision and returns the answer.
+so each route only builds its command (`services.*_commands`) and returns the answer.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ from litestar.di import NamedDependency
 from litestar.params import HeaderParameter
 
 from domain.base import Aggregate
+from services.access import AccessModel, Principal
 from services.api.errors import BadRequest, NotCaughtUp, Unauthenticated
 from services.api.observability import new_request_id
 from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
-from services.commands import Caller, CommandResult, CommandService, Decision
+from services.command_base import Change, Creation
+from services.commands import Caller, CommandResult, CommandService
 from services.event_store import CrmApplication
 from services.idempotency import Idempotency, StoredAnswer, check_key, fingerprint
-from services.policy import Principal
 from services.principals import Principals
 
 A = TypeVar("A", bound=Aggregate)
@@ -44,6 +45,8 @@ class Services:
     principals: Principals
     idempotency: Idempotency
     read_wait_seconds: float
+    access: AccessModel
+    stream_poll_seconds: float = 0.5
     queries: ReadModels | None = None  # None: no read models in this process
     applied_position: AppliedPosition | None = None
 
@@ -66,11 +69,15 @@ ServicesDep = NamedDependency[Services]
 CallerDep = NamedDependency[Caller]
 
 
-def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -> Caller:
+def bearer_token(request: Request[Any, Any, Any]) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send Authorization: Bearer <token>")
-    principal = services.principals.authenticate(token.strip())
+    return token.strip()
+
+
+def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -> Caller:
+    principal = services.principals.authenticate(bearer_token(request))
     if principal is None:
         raise Unauthenticated("unknown or revoked token")
     structlog.contextvars.bind_contextvars(principal=principal.name)
@@ -103,16 +110,20 @@ class CommandCall:
         return self.caller.principal
 
     async def change(
-        self, action: str, kind: type[A], aggregate_id: UUID, decide: Decision[A], body: object
+        self, target: UUID, command: Change[A], status: int = 200
     ) -> Response[CommandResult]:
-        """A decision on an existing aggregate, under If-Match and Idempotency-Key."""
+        """A command on an existing aggregate, under If-Match and Idempotency-Key."""
         commands = self.services.commands
         return await self.run(
-            lambda expected: commands.change(
-                self.caller, action, kind, aggregate_id, decide, expected=expected
-            ),
-            body,
+            lambda expected: commands.change(self.caller, target, command, expected=expected),
+            command,
+            status,
         )
+
+    async def create(self, command: Creation) -> Response[CommandResult]:
+        """A command creating an aggregate (201), under Idempotency-Key."""
+        commands = self.services.commands
+        return await self.run(lambda _: commands.create(self.caller, command), command, 201)
 
     async def run(
         self,

@@ -25,8 +25,9 @@ from domain.base import (
     VersionConflict,
 )
 from domain.codec import UnknownEventType
+from domain.customer import CustomerErasedError
+from services.access import Forbidden
 from services.idempotency import BadIdempotencyKeyError, IdempotencyError
-from services.policy import Forbidden
 
 PROBLEM_BASE = "https://crm-collab.example/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -56,12 +57,13 @@ class NotCaughtUp(Exception):  # noqa: N818 - reads as the HTTP status it maps t
 # exception class -> (status, type slug, title); looked up along the class's MRO.
 PROBLEMS: dict[type[BaseException], tuple[int, str, str]] = {
     ValidationFailed: (422, "validation-failed", "A field has an unacceptable value"),
+    CustomerErasedError: (409, "customer-erased", "The customer was erased"),
     InvalidTransition: (409, "invalid-transition", "Not allowed in the current state"),
     VersionConflict: (409, "version-conflict", "The resource changed since it was read"),
     NotFound: (404, "not-found", "No such resource"),
     PermissionDenied: (403, "not-allowed", "A business rule forbids this actor"),
     DomainError: (422, "domain-rule-violated", "A business rule was violated"),
-    Forbidden: (403, "forbidden", "The access policy refused this request"),
+    Forbidden: (403, "forbidden", "The access model refused this request"),
     Unauthenticated: (401, "unauthenticated", "A valid bearer token is required"),
     BadRequest: (400, "bad-request", "The request is malformed"),
     BadIdempotencyKeyError: (400, "bad-idempotency-key", "The Idempotency-Key is malformed"),

@@ -1,40 +1,70 @@
-"""`GET /v1/events/stream`: server-sent events of what a department may see, masked.
+"""`GET /v1/events/stream`: server-sent events of what the caller may read, masked.
 
 Follows the event store's notification log (commit-ordered, gap-safe) by polling,
 which works on SQLite as well as PostgreSQL. Each message's `id` is the global
-position, so a client resumes with `?after=<last id>`. An event belongs to the
-departments it names plus those of its aggregate (owner/shared for customers,
-handling department for conversations and tasks).
+position; `?after=<id>` replays from there, for roles that may read history.
+
+Every event is judged by the one access model against its aggregate's state *as of that
+event* (the state the event leaves behind), so visibility follows shares, unshares,
+hand-offs and owner changes in both directions, and it is masked as a `GET` of that
+state would be. The stream re-authenticates its token on every page, so a revoked token
+ends its open streams as soon as plain requests are refused (within the principal cache's
+few seconds).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 
 import anyio
 import msgspec
+from litestar import Request
 from litestar.di import NamedDependency
 from litestar.response import ServerSentEventMessage
 
-from domain.base import AGGREGATE_CLASSES, DomainEvent, NotFound
-from services.api.deps import CallerDep, Services, ServicesDep
-from services.commands import Caller, departments_of
-from services.policy import Principal, Scope, authorize, mask, scope_of
+from domain.base import AGGREGATE_CLASSES, Aggregate, DomainEvent
+from services.access import Forbidden, Principal, mask, resource_of, rule_name
+from services.api.deps import CallerDep, Services, ServicesDep, bearer_token
+from services.commands import Caller
+from services.event_store import CrmApplication
 
 PAGE = 200
-POLL_SECONDS = 0.5
-_DEPARTMENT_FIELDS = ("department", "owner_department", "to_department", "from_department")
 _encoder = msgspec.json.Encoder()
+Delivered = tuple[int, DomainEvent, dict[str, object]]
+
+
+@dataclass
+class AggregatesAsOf:
+    """Aggregates as of the last event the stream passed, kept current by applying each
+    passing event with the domain's own `mutate` (so visibility rules are never written
+    twice); an aggregate seen first, or evicted, is loaded at that event's version."""
+
+    app: CrmApplication
+    size: int = 2_000
+    _states: OrderedDict[UUID, Aggregate] = field(default_factory=OrderedDict)
+
+    def after(self, event: DomainEvent) -> Aggregate:
+        aggregate = self._states.pop(event.originator_id, None)
+        if aggregate is not None and aggregate.version == event.originator_version - 1:
+            event.mutate(aggregate)
+        else:
+            kind = AGGREGATE_CLASSES[event.aggregate_type]
+            aggregate = self.app.load(kind, event.originator_id, version=event.originator_version)
+        self._states[event.originator_id] = aggregate
+        if len(self._states) > self.size:
+            self._states.popitem(last=False)
+        return aggregate
 
 
 @dataclass
 class EventStream:
     services: Services
     caller: Caller
-    _departments: dict[UUID, frozenset[str]] = field(default_factory=dict)
+    token: str
 
     @property
     def principal(self) -> Principal:
@@ -43,59 +73,62 @@ class EventStream:
     def follow(
         self, department: str | None, after: int | None
     ) -> AsyncIterator[ServerSentEventMessage]:
-        """Authorise now (so a refusal is a 403, not a broken stream), then stream."""
-        if department is None and scope_of(self.principal, "events.read") is not Scope.ANY:
-            department = self.principal.department  # department-scoped roles: their own
-        authorize(self.principal, "events.read", () if department is None else (department,))
+        """Authorise now (so a refusal is a 4xx, not a broken stream), then stream."""
+        access, principal = self.services.access, self.principal
+        scope = access.department_scope(principal, "events.read", department)
+        if after is not None and not access.may(principal, "history.read"):
+            rule = rule_name(principal, "history.read")
+            raise Forbidden(rule, "replaying past events (after=) needs history.read")
         start = self.services.app.head_position() if after is None else after
-        return self._messages(department, start)
+        return self._messages(scope, start)
 
     async def _messages(
         self, department: str | None, position: int
     ) -> AsyncIterator[ServerSentEventMessage]:
+        states = AggregatesAsOf(self.services.app)
         while True:
-            last, page = await anyio.to_thread.run_sync(self._page, department, position)
-            for notification_id, event in page:
-                yield self._message(notification_id, event)
+            principal = await anyio.to_thread.run_sync(self._still_authorised)
+            if principal is None:
+                return  # revoked: the stream ends like any other request would be refused
+            last, page = await anyio.to_thread.run_sync(
+                self.page, principal, department, position, states
+            )
+            for notification_id, event, document in page:
+                data = _encoder.encode(document).decode()
+                yield ServerSentEventMessage(
+                    data=data, event=event.wire_name(), id=str(notification_id)
+                )
             if last > position:
                 position = last
             else:
-                await anyio.sleep(POLL_SECONDS)
+                await anyio.sleep(self.services.stream_poll_seconds)
 
-    def _page(
-        self, department: str | None, position: int
-    ) -> tuple[int, list[tuple[int, DomainEvent]]]:
-        """The next page's last position and the events in it this stream may show."""
-        app = self.services.app
+    def _still_authorised(self) -> Principal | None:
+        return self.services.principals.authenticate(self.token)
+
+    def page(
+        self, principal: Principal, department: str | None, position: int, states: AggregatesAsOf
+    ) -> tuple[int, list[Delivered]]:
+        """The next page's last position and the events in it `principal` may read."""
+        app, access = self.services.app, self.services.access
         notifications = app.notification_log.select(position + 1, PAGE)
-        events = [(n.id, cast(DomainEvent, app.mapper.to_domain_event(n))) for n in notifications]
-        visible = [(i, e) for i, e in events if department is None or department in self._of(e)]
-        return (notifications[-1].id if notifications else position), visible
-
-    def _of(self, event: DomainEvent) -> frozenset[str]:
-        named = {d for f in _DEPARTMENT_FIELDS if isinstance(d := getattr(event, f, None), str)}
-        known = self._departments.get(event.originator_id)
-        if known is None:
-            known = frozenset(self._load_departments(event))
-            self._departments[event.originator_id] = known
-        self._departments[event.originator_id] = known | named
-        return known | named
-
-    def _load_departments(self, event: DomainEvent) -> Iterable[str]:
-        kind = AGGREGATE_CLASSES[event.aggregate_type]
-        try:
-            return departments_of(self.services.app.load(kind, event.originator_id))
-        except NotFound:
-            return ()
-
-    def _message(self, notification_id: int, event: DomainEvent) -> ServerSentEventMessage:
-        document = mask(self.principal, msgspec.to_builtins(event))
-        data = _encoder.encode(document).decode()
-        return ServerSentEventMessage(data=data, event=event.wire_name(), id=str(notification_id))
+        delivered: list[Delivered] = []
+        for notification in notifications:
+            event = cast(DomainEvent, app.mapper.to_domain_event(notification))
+            resource = resource_of(states.after(event))
+            if department is not None and department not in resource.departments:
+                continue
+            if access.readable(principal, resource):
+                fields = access.fields(principal, resource)
+                document = mask(msgspec.to_builtins(event), event.personal_fields, fields)
+                delivered.append((notification.id, event, document))
+        return (notifications[-1].id if notifications else position), delivered
 
 
-def event_stream(services: ServicesDep, caller: CallerDep) -> EventStream:
-    return EventStream(services, caller)
+def event_stream(
+    request: Request[Any, Any, Any], services: ServicesDep, caller: CallerDep
+) -> EventStream:
+    return EventStream(services, caller, bearer_token(request))
 
 
 StreamDep = NamedDependency[EventStream]

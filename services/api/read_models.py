@@ -23,11 +23,25 @@ from uuid import UUID
 
 from consumers import readmodel_queries as rq
 from consumers.readmodel_store import ReadModelStore
+from projections import PROJECTIONS
 from projections.satisfaction import ALL
 from services.api.errors import BadRequest
 
 Row = dict[str, Any]
 Page = dict[str, Any]
+
+
+def _personal(projection: str, table: str) -> tuple[str, ...]:
+    return next(t.personal for t in PROJECTIONS[projection].tables if t.name == table)
+
+
+PERSONAL: dict[str, tuple[str, ...]] = {
+    "customers": _personal("shared", "customers"),
+    "conversations": _personal("support", "conversations"),
+    "tasks": _personal("support", "tasks"),
+    "timeline": _personal("shared", "timeline"),
+}
+"""The personal columns of each list's rows, as their projection declares them."""
 
 READS: dict[str, tuple[str, ...]] = {
     "customers": ("shared", "marketing"),
@@ -83,9 +97,13 @@ class ReadModels:
         )  # fmt: skip
         return _keyset_page(rows, limit, rq.BOARD_ORDER)
 
-    def timeline(self, customer_id: UUID, *, cursor: str | None, limit: int) -> Page:
+    def timeline(
+        self, customer_id: UUID, *, department: str | None, cursor: str | None, limit: int
+    ) -> Page:
         after = _keyset_cursor(cursor, rq.TIMELINE_ORDER)
-        rows = rq.timeline(self.store, customer_id, after=after, limit=limit + 1)
+        rows = rq.timeline(
+            self.store, customer_id, department=department, after=after, limit=limit + 1
+        )
         return _keyset_page(rows, limit, rq.TIMELINE_ORDER)
 
     def satisfaction(

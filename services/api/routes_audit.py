@@ -4,7 +4,7 @@
 position of the previous page). Each is exactly what was signed and published to
 `crm.audit.checkpoints.v1`: an auditor who keeps these can later prove with
 `crm audit verify --checkpoints FILE` that the log was neither truncated nor rewritten.
-Policy action `audit.read` (auditor, admin).
+Access-model action `audit.read` (auditor, admin), on nothing in particular.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from litestar import get
 from litestar.params import QueryParameter
 
 from domain.checkpoint import Checkpoint
+from services.access import Forbidden, rule_name
 from services.api.deps import CallerDep, ServicesDep
 from services.audit_log import END, open_audit_log
-from services.policy import authorize
+
+AUDIT_READ = "audit.read"
 
 
 class CheckpointPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,7 +39,8 @@ def audit_checkpoints(
 ) -> CheckpointPage:
     """Signed checkpoints (position, tree size, chain head, Merkle tree head, time,
     public key, Ed25519 signature), oldest first."""
-    authorize(caller.principal, "audit.read")
+    if not services.access.may(caller.principal, AUDIT_READ):
+        raise Forbidden(rule_name(caller.principal, AUDIT_READ), "audit.read is for auditors")
     with closing(open_audit_log(services.app)) as log:
         items = log.checkpoints(after=cursor, limit=limit)
     more = len(items) == limit

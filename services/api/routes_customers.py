@@ -9,11 +9,11 @@ from uuid import UUID
 from litestar import Response, Router, delete, get, patch, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from domain.base import Context
 from domain.customer import Customer
-from services.api import schemas as s
+from services import customer_commands as cc
 from services.api.deps import Call, tagged
 from services.api.reads import ReaderDep
+from services.api.schemas import OrderStatusBody
 from services.api.views import CustomerView, HistoryEntry
 from services.commands import CommandResult
 
@@ -25,138 +25,92 @@ MinPosition = Annotated[
 
 
 @post("/", status_code=201)
-async def register_customer(data: JSONBody[s.RegisterCustomer], call: Call) -> Answer:
+async def register_customer(data: JSONBody[cc.RegisterCustomer], call: Call) -> Answer:
     """Register a customer; `owner_department` defaults to the caller's department."""
-    commands = call.services.commands
-    return await call.run(
-        lambda _: commands.register_customer(call.caller, **data.fields()), data, 201
-    )
+    return await call.create(data)
 
 
 @patch(ID)
 async def update_profile(
-    customer_id: FromPath[UUID], data: JSONBody[s.UpdateProfile], call: Call
+    customer_id: FromPath[UUID], data: JSONBody[cc.UpdateProfile], call: Call
 ) -> Answer:
-    def decide(c: Customer, ctx: Context) -> None:
-        c.update_profile(ctx, **data.fields())
-
-    return await call.change("customer.update", Customer, customer_id, decide, data)
+    """Change profile fields; only those given change."""
+    return await call.change(customer_id, data)
 
 
 @put(ID + "/owner")
 async def change_owner(
-    customer_id: FromPath[UUID], data: JSONBody[s.ChangeOwner], call: Call
+    customer_id: FromPath[UUID], data: JSONBody[cc.ChangeOwner], call: Call
 ) -> Answer:
-    return await call.change(
-        "customer.update",
-        Customer,
-        customer_id,
-        lambda c, ctx: c.change_owner(ctx, department=data.department, agent=data.agent),
-        data,
-    )
+    """Hand the customer to another department (the owning department, services, admins)."""
+    return await call.change(customer_id, data)
 
 
 @post(ID + "/shares", status_code=200)
-async def share(customer_id: FromPath[UUID], data: JSONBody[s.Share], call: Call) -> Answer:
-    return await call.change(
-        "customer.share",
-        Customer,
-        customer_id,
-        lambda c, ctx: c.share_with(ctx, data.department),
-        data,
-    )
+async def share(
+    customer_id: FromPath[UUID], data: JSONBody[cc.ShareCustomer], call: Call
+) -> Answer:
+    """Share with another department (the owning department decides)."""
+    return await call.change(customer_id, data)
 
 
 @delete(ID + "/shares/{department:str}", status_code=200)
 async def unshare(customer_id: FromPath[UUID], department: FromPath[str], call: Call) -> Answer:
-    return await call.change(
-        "customer.share",
-        Customer,
-        customer_id,
-        lambda c, ctx: c.unshare(ctx, department),
-        {"d": department},
-    )
+    return await call.change(customer_id, cc.UnshareCustomer(department=department))
 
 
 @post(ID + "/tags", status_code=200)
-async def tag(customer_id: FromPath[UUID], data: JSONBody[s.AddTag], call: Call) -> Answer:
-    return await call.change(
-        "customer.update", Customer, customer_id, lambda c, ctx: c.tag(ctx, data.tag), data
-    )
+async def tag(customer_id: FromPath[UUID], data: JSONBody[cc.TagCustomer], call: Call) -> Answer:
+    return await call.change(customer_id, data)
 
 
 @delete(ID + "/tags/{tag_name:str}", status_code=200)
 async def untag(customer_id: FromPath[UUID], tag_name: FromPath[str], call: Call) -> Answer:
-    return await call.change(
-        "customer.update",
-        Customer,
-        customer_id,
-        lambda c, ctx: c.untag(ctx, tag_name),
-        {"t": tag_name},
-    )
+    return await call.change(customer_id, cc.UntagCustomer(tag=tag_name))
 
 
 @put(ID + "/consents")
 async def set_consents(
-    customer_id: FromPath[UUID], data: JSONBody[s.SetConsents], call: Call
+    customer_id: FromPath[UUID], data: JSONBody[cc.SetConsents], call: Call
 ) -> Answer:
-    def decide(c: Customer, ctx: Context) -> None:
-        for consent, granted in sorted(data.consents.items()):
-            c.set_consent(ctx, consent, granted)
-
-    return await call.change("customer.update", Customer, customer_id, decide, data)
+    """Grant or withdraw consents; a change may not widen what its own caller sees."""
+    return await call.change(customer_id, data)
 
 
 @post(ID + "/orders", status_code=200)
 async def record_order(
-    customer_id: FromPath[UUID], data: JSONBody[s.RecordOrder], call: Call
+    customer_id: FromPath[UUID], data: JSONBody[cc.RecordOrder], call: Call
 ) -> Answer:
-    return await call.change(
-        "customer.order",
-        Customer,
-        customer_id,
-        lambda c, ctx: c.record_order(ctx, **data.fields()),
-        data,
-    )
+    return await call.change(customer_id, data)
 
 
 @patch(ID + "/orders/{order_id:str}")
 async def change_order_status(
     customer_id: FromPath[UUID],
     order_id: FromPath[str],
-    data: JSONBody[s.ChangeOrderStatus],
+    data: JSONBody[OrderStatusBody],
     call: Call,
 ) -> Answer:
-    return await call.change(
-        "customer.order",
-        Customer,
-        customer_id,
-        lambda c, ctx: c.change_order_status(ctx, order_id, data.status),
-        data,
-    )
+    command = cc.ChangeOrderStatus(order_id=order_id, status=data.status)
+    return await call.change(customer_id, command)
 
 
 @delete(ID, status_code=200)
 async def archive(
     customer_id: FromPath[UUID], call: Call, reason: FromQuery[str | None] = None
 ) -> Answer:
-    """Soft delete: gone from department views, history kept."""
-    return await call.change(
-        "customer.archive",
-        Customer,
-        customer_id,
-        lambda c, ctx: c.archive(ctx, reason),
-        {"r": reason},
-    )
+    """Soft delete by the owning department: gone from department views, history kept."""
+    return await call.change(customer_id, cc.ArchiveCustomer(reason=reason))
 
 
 @post(ID + "/erasure", status_code=200)
-async def erase(customer_id: FromPath[UUID], data: JSONBody[s.Erase], call: Call) -> Answer:
+async def erase(
+    customer_id: FromPath[UUID], data: JSONBody[cc.EraseCustomer], call: Call
+) -> Answer:
     """Right to be forgotten (admin): the event, then the customer's key is destroyed."""
     commands = call.services.commands
     return await call.run(
-        lambda expected: commands.erase_customer(call.caller, customer_id, expected, data.reason),
-        data,
+        lambda expected: commands.erase_customer(call.caller, customer_id, data, expected), data
     )
 
 

@@ -7,11 +7,9 @@ from uuid import UUID
 
 from litestar import Response, Router, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
-from msgspec import UNSET
 
-from domain.base import Context
 from domain.task import Task
-from services.api import schemas as s
+from services import task_commands as tc
 from services.api.deps import Call, tagged
 from services.api.reads import ReaderDep
 from services.api.views import HistoryEntry, TaskView
@@ -22,89 +20,55 @@ MinPosition = Annotated[
     int | None, QueryParameter(ge=0, description="wait until this position is applied")
 ]
 ID = "/{task_id:uuid}"
-WRITE = "task.write"
 
 
 @post("/", status_code=201)
-async def create_task(data: JSONBody[s.CreateTask], call: Call) -> Answer:
-    fields = data.fields()
-    customer_id = fields.pop("customer_id")
-    commands = call.services.commands
-    return await call.run(
-        lambda _: commands.create_task(call.caller, customer_id, **fields), data, 201
-    )
+async def create_task(data: JSONBody[tc.CreateTask], call: Call) -> Answer:
+    """A task in the caller's department; naming an assignee is an assignment."""
+    return await call.create(data)
 
 
 @patch(ID)
-async def change_task(task_id: FromPath[UUID], data: JSONBody[s.PatchTask], call: Call) -> Answer:
+async def change_task(task_id: FromPath[UUID], data: JSONBody[tc.ChangeTask], call: Call) -> Answer:
     """Change title/description/priority and/or the due time, in one event batch."""
-
-    def decide(task: Task, ctx: Context) -> None:
-        details = data.fields()
-        due_at = details.pop("due_at", UNSET)
-        task.change_details(ctx, **details)
-        if due_at is not UNSET:
-            task.change_due(ctx, due_at)
-
-    return await call.change(WRITE, Task, task_id, decide, data)
+    return await call.change(task_id, data)
 
 
 @post(ID + "/assignment", status_code=200)
-async def assign(task_id: FromPath[UUID], data: JSONBody[s.Assign], call: Call) -> Answer:
+async def assign(task_id: FromPath[UUID], data: JSONBody[tc.AssignTask], call: Call) -> Answer:
     """(Re)assign: agents may take a task themselves; managers assign anyone."""
-    action = "task.assign_self" if data.assignee == call.principal.name else "task.assign"
-    return await call.change(
-        action, Task, task_id, lambda t, ctx: t.assign(ctx, **data.fields()), data
-    )
+    return await call.change(task_id, data)
 
 
 @post(ID + "/start", status_code=200)
 async def start(task_id: FromPath[UUID], call: Call) -> Answer:
-    return await call.change(WRITE, Task, task_id, lambda t, ctx: t.start(ctx), {"start": True})
+    return await call.change(task_id, tc.StartTask())
 
 
 @post(ID + "/progress", status_code=200)
-async def progress(task_id: FromPath[UUID], data: JSONBody[s.Progress], call: Call) -> Answer:
-    return await call.change(
-        WRITE,
-        Task,
-        task_id,
-        lambda t, ctx: t.log_progress(ctx, note=data.note, percent=data.percent),
-        data,
-    )
+async def progress(task_id: FromPath[UUID], data: JSONBody[tc.LogProgress], call: Call) -> Answer:
+    return await call.change(task_id, data)
 
 
 @post(ID + "/complete", status_code=200)
-async def complete(task_id: FromPath[UUID], data: JSONBody[s.Complete], call: Call) -> Answer:
-    return await call.change(
-        WRITE, Task, task_id, lambda t, ctx: t.complete(ctx, resolution=data.resolution), data
-    )
+async def complete(task_id: FromPath[UUID], data: JSONBody[tc.CompleteTask], call: Call) -> Answer:
+    return await call.change(task_id, data)
 
 
 @post(ID + "/evaluation", status_code=200)
-async def evaluate(task_id: FromPath[UUID], data: JSONBody[s.Evaluate], call: Call) -> Answer:
+async def evaluate(task_id: FromPath[UUID], data: JSONBody[tc.EvaluateTask], call: Call) -> Answer:
     """Score 1-5 and feedback, by someone other than the assignee."""
-    return await call.change(
-        "task.evaluate",
-        Task,
-        task_id,
-        lambda t, ctx: t.evaluate(ctx, score=data.score, feedback=data.feedback),
-        data,
-    )
+    return await call.change(task_id, data)
 
 
 @post(ID + "/reopen", status_code=200)
-async def reopen(task_id: FromPath[UUID], data: JSONBody[s.Reason], call: Call) -> Answer:
-    return await call.change(
-        WRITE, Task, task_id, lambda t, ctx: t.reopen(ctx, reason=data.reason), data
-    )
+async def reopen(task_id: FromPath[UUID], data: JSONBody[tc.ReopenTask], call: Call) -> Answer:
+    return await call.change(task_id, data)
 
 
 @post(ID + "/cancel", status_code=200)
-async def cancel(task_id: FromPath[UUID], data: JSONBody[s.Reason], call: Call) -> Answer:
-    return await call.change(
-        WRITE, Task, task_id, lambda t, ctx: t.cancel(ctx, reason=data.reason), data
-    )
+async def cancel(task_id: FromPath[UUID], data: JSONBody[tc.CancelTask], call: Call) -> Answer:
+    return await call.change(task_id, data)
 
 
 @get(ID, sync_to_thread=True)

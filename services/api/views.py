@@ -1,12 +1,14 @@
 """What reads answer: aggregate state and event history as response Structs, masked.
 
-Every view passes through `masked()`, which applies `services.policy.mask` (the one
-masking rule) to the view's builtins form and converts back, so the OpenAPI schema
-stays typed while the hidden fields read as `[masked]`.
+Every view passes through `masked()`, which applies `services.access.mask` to the
+personal fields the domain declares (`personal_fields` of the aggregate, or of the
+event for history) with the caller's `FieldAccess`, and converts back, so the OpenAPI
+schema stays typed while hidden fields read as `[masked]`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -18,7 +20,7 @@ from domain.base import DomainEvent
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
-from services.policy import EMAIL_CONSENT, Principal, mask
+from services.access import EVERYTHING_VISIBLE, FieldAccess, mask
 
 V = TypeVar("V", bound=msgspec.Struct)
 
@@ -114,10 +116,11 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     data: dict[str, Any]
 
 
-def masked(principal: Principal, view: V, *, email_consent: bool = False) -> V:
-    document = msgspec.to_builtins(view)
-    hidden = mask(principal, document, email_consent=email_consent)
-    return msgspec.convert(hidden, type(view), strict=False)
+def masked(view: V, personal: Iterable[str], access: FieldAccess) -> V:
+    if access is EVERYTHING_VISIBLE:
+        return view
+    document = mask(msgspec.to_builtins(view), personal, access)
+    return msgspec.convert(document, type(view), strict=False)
 
 
 def _attributes(aggregate: Any, view: type[V], **overrides: Any) -> V:
@@ -125,7 +128,7 @@ def _attributes(aggregate: Any, view: type[V], **overrides: Any) -> V:
     return msgspec.convert(values | overrides, view, from_attributes=True, strict=False)
 
 
-def customer_view(principal: Principal, customer: Customer) -> CustomerView:
+def customer_view(customer: Customer, access: FieldAccess) -> CustomerView:
     view = _attributes(
         customer,
         CustomerView,
@@ -133,10 +136,10 @@ def customer_view(principal: Principal, customer: Customer) -> CustomerView:
         tags=sorted(customer.tags),
         orders=[msgspec.to_builtins(order) for order in customer.orders.values()],
     )
-    return masked(principal, view, email_consent=customer.consents.get(EMAIL_CONSENT, False))
+    return masked(view, Customer.personal_fields, access)
 
 
-def conversation_view(principal: Principal, conversation: Conversation) -> ConversationView:
+def conversation_view(conversation: Conversation, access: FieldAccess) -> ConversationView:
     messages = [msgspec.to_builtins(m) for m in conversation.messages.values()]
     view = _attributes(
         conversation,
@@ -144,11 +147,11 @@ def conversation_view(principal: Principal, conversation: Conversation) -> Conve
         participants=list(conversation.participants),
         messages=messages,
     )
-    return masked(principal, view)
+    return masked(view, Conversation.personal_fields, access)
 
 
-def task_view(principal: Principal, task: Task) -> TaskView:
-    return masked(principal, _attributes(task, TaskView))
+def task_view(task: Task, access: FieldAccess) -> TaskView:
+    return masked(_attributes(task, TaskView), Task.personal_fields, access)
 
 
 _METADATA = frozenset(
@@ -157,7 +160,7 @@ _METADATA = frozenset(
 )
 
 
-def history_entry(principal: Principal, event: DomainEvent) -> HistoryEntry:
+def history_entry(event: DomainEvent, access: FieldAccess) -> HistoryEntry:
     data = msgspec.to_builtins(event)
     entry = HistoryEntry(
         type=event.wire_name(),
@@ -169,4 +172,4 @@ def history_entry(principal: Principal, event: DomainEvent) -> HistoryEntry:
         causation_id=event.causation_id,
         data={k: v for k, v in data.items() if k not in _METADATA and k != "type"},
     )
-    return masked(principal, entry)
+    return masked(entry, [f"data.{name}" for name in event.personal_fields], access)

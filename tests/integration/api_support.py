@@ -18,6 +18,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from consumers.follower import EventStoreFollower, applied_position
+from consumers.readmodel_store import ReadModelStore
+from consumers.store_postgres import PostgresStore
 from consumers.store_sqlite import SqliteStore
 from projections import PROJECTIONS
 from services.api import create_app
@@ -33,7 +35,7 @@ Client = TestClient[Any]
 @dataclass
 class EmbeddedApi:
     runtime: Runtime
-    store: SqliteStore
+    store: ReadModelStore
     follower: EventStoreFollower
     app: Litestar
 
@@ -48,10 +50,21 @@ class EmbeddedApi:
 
 
 @contextmanager
-def embedded_api(tmp_path: Path, read_wait: str = "0.05") -> Iterator[EmbeddedApi]:
+def embedded_api(
+    tmp_path: Path, read_wait: str = "0.05", database_url: str | None = None
+) -> Iterator[EmbeddedApi]:
+    """The API with its read models on SQLite files in `tmp_path`, or with the event store
+    and read models in PostgreSQL at `database_url` (the projections still follow the event
+    store in process: no Kafka)."""
     env = {"CRM_DATA_DIR": str(tmp_path), "CRM_READ_WAIT_SECONDS": read_wait}
-    runtime = bootstrap(load_settings(env))
-    store = SqliteStore(tmp_path / "readmodels.db")
+    runtime = bootstrap(
+        load_settings(env | ({"CRM_DATABASE_URL": database_url} if database_url else {}))
+    )
+    store: ReadModelStore = (
+        SqliteStore(tmp_path / "readmodels.db")
+        if database_url is None
+        else PostgresStore(database_url)
+    )
     follower = EventStoreFollower(runtime.app, store, PROJECTIONS.values())
     app = create_app(
         runtime,

@@ -1,8 +1,10 @@
-"""The permission matrix as data: for every route, the policy action, the roles allowed
-(principals of the resource's department, `sales`) and how to call it on fresh resources.
+"""The permission matrix as data: for every route, the access-model actions it needs
+(each with the roles allowed it for principals of the resource's department, `sales`),
+what a principal of another department gets, and how to call it on fresh resources.
 
-`tests/integration/test_permissions.py` checks it against the app's own routes, so a new
-route without an entry here fails.
+Written independently of `services.access` (it is what the product must do, not a copy
+of how it does it). `tests/integration/test_permissions.py` checks it against the app's
+own routes, so a new route without an entry here fails.
 """
 
 from __future__ import annotations
@@ -37,19 +39,38 @@ Call = Callable[[Ids, str], tuple[str, str, dict[str, Any] | None]]  # (ids, cal
 
 @dataclass(frozen=True)
 class Case:
-    action: str  # "" for public routes
-    allowed: str
+    actions: tuple[tuple[str, str], ...]  # (action, roles allowed), checked in order
     call: Call
+    outsider: int  # what a support agent gets on sales' resources
     stream: bool = False
 
+    @property
+    def public(self) -> bool:
+        return not self.actions
 
-def _case(action: str, allowed: str, method: str, url: str, body: Any = None) -> Case:
+    def refusal(self, role: str) -> str | None:
+        """The rule refusing `role` (the first action it lacks), or None when allowed."""
+        for action, allowed in self.actions:
+            if role not in allowed.split():
+                return f"{role}:{action}:denied"
+        return None
+
+
+HIDDEN = 404  # an aggregate another department may not read does not exist for it
+
+
+def _case(
+    action: str, allowed: str, method: str, url: str, body: Any = None, **options: Any
+) -> Case:
+    actions = tuple(options.pop("also", ()))
+    outsider = options.pop("outsider", HIDDEN)
+
     def call(ids: Ids, me: str) -> tuple[str, str, dict[str, Any] | None]:
         values = vars(ids) | {"me": me}
         filled = None if body is None else {k: _fill(v, values) for k, v in body.items()}
         return method, url.format(**values), filled
 
-    return Case(action, allowed, call)
+    return Case(((action, allowed), *actions) if action else (), call, outsider, **options)
 
 
 def _fill(value: Any, ids: dict[str, str]) -> Any:
@@ -64,10 +85,15 @@ ORDER = {"order_id": "o-9", "amount": "10.00", "currency": "EUR"}
 MESSAGE = {"direction": "outbound", "author": "sam", "content": "Hi"}
 OPS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
 DOCS = ("/docs", "/docs/{path:str}", "/docs/openapi.json", "/docs/oauth2-redirect.html")
+CONSOLE = {  # the console's static files (services/console): route -> a file it serves
+    ("GET", "/console"): "/console",
+    ("GET", "/console/{file_path:path}"): "/console/js/main.js",
+    ("HEAD", "/console/{file_path:path}"): "/console/js/main.js",
+}
 
 MATRIX: dict[tuple[str, str], list[Case]] = {
     ("POST", "/v1/customers"): [
-        _case("customer.create", WRITERS, "POST", "/v1/customers", NEW_CUSTOMER)
+        _case("customer.create", WRITERS, "POST", "/v1/customers", NEW_CUSTOMER, outsider=403)
     ],
     ("GET", CUS): [
         _case("customer.read", READERS, "GET", C),
@@ -76,7 +102,7 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
     ("PATCH", CUS): [_case("customer.update", WRITERS, "PATCH", C, {"company": "X"})],
     ("DELETE", CUS): [_case("customer.archive", WRITERS, "DELETE", C)],
     ("PUT", CUS + "/owner"): [
-        _case("customer.update", WRITERS, "PUT", C + "/owner", {"department": "sales"})
+        _case("customer.owner", WRITERS, "PUT", C + "/owner", {"department": "support"})
     ],
     ("POST", CUS + "/shares"): [
         _case("customer.share", WRITERS, "POST", C + "/shares", {"department": "support"})
@@ -97,7 +123,9 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
     ("PATCH", CUS + "/orders/{order_id:str}"): [
         _case("customer.order", WRITERS, "PATCH", C + "/orders/o-1", {"status": "shipped"})
     ],
-    ("POST", CUS + "/erasure"): [_case("customer.erase", "admin", "POST", C + "/erasure", {})],
+    ("POST", CUS + "/erasure"): [
+        _case("customer.erase", "admin", "POST", C + "/erasure", {}, outsider=403)
+    ],
     ("GET", CUS + "/timeline"): [_case("timeline.read", READERS, "GET", C + "/timeline")],
     ("GET", CUS + "/history"): [
         _case("history.read", "manager auditor admin", "GET", C + "/history")
@@ -151,15 +179,37 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
     ("POST", "/v1/tasks"): [
         _case(
             "task.write", WRITERS, "POST", "/v1/tasks", {"customer_id": "{customer}", "title": "T"}
-        )
+        ),
+        _case(
+            "task.write",
+            WRITERS,
+            "POST",
+            "/v1/tasks",
+            {"customer_id": "{customer}", "title": "T", "assignee": "zoe"},
+            also=[("task.assign", "manager service admin")],
+            outsider=403,  # agents may never assign others: refused whatever the target
+        ),
     ],
     ("GET", TSK): [_case("task.read", READERS, "GET", T)],
     ("PATCH", TSK): [_case("task.write", WRITERS, "PATCH", T, {"priority": "high"})],
     ("POST", TSK + "/assignment"): [
         _case(
-            "task.assign", "manager service admin", "POST", T + "/assignment", {"assignee": "zoe"}
+            "task.write",
+            WRITERS,
+            "POST",
+            T + "/assignment",
+            {"assignee": "zoe"},
+            also=[("task.assign", "manager service admin")],
+            outsider=403,
         ),
-        _case("task.assign_self", WRITERS, "POST", T + "/assignment", {"assignee": "{me}"}),
+        _case(
+            "task.write",
+            WRITERS,
+            "POST",
+            T + "/assignment",
+            {"assignee": "{me}"},
+            also=[("task.assign_self", WRITERS)],
+        ),
     ],
     ("POST", TSK + "/start"): [_case("task.write", WRITERS, "POST", T + "/start")],
     ("POST", TSK + "/progress"): [
@@ -181,7 +231,7 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
         _case("history.read", "manager auditor admin", "GET", T + "/history")
     ],
     ("GET", "/v1/departments/{department:str}/{view:str}"): [
-        _case("department.read", READERS, "GET", f"/v1/departments/sales/{view}")
+        _case("department.read", READERS, "GET", f"/v1/departments/sales/{view}", outsider=403)
         for view in ("customers", "conversations", "tasks")
     ],
     ("GET", "/v1/stats/satisfaction"): [
@@ -190,6 +240,7 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
             "manager analyst auditor service admin",
             "GET",
             "/v1/stats/satisfaction?department=sales",
+            outsider=403,
         )
     ],
     ("GET", "/v1/stats/tasks"): [
@@ -198,20 +249,42 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
             "manager analyst auditor service admin",
             "GET",
             "/v1/stats/tasks?department=sales",
+            outsider=403,
         )
     ],
     ("GET", "/v1/audit/checkpoints"): [
         _case("audit.read", "auditor admin", "GET", "/v1/audit/checkpoints")
     ],
     ("GET", "/v1/events/stream"): [
-        Case("events.read", READERS, lambda *_: ("GET", "/v1/events/stream", None), stream=True)
+        _case("events.read", READERS, "GET", "/v1/events/stream", outsider=200, stream=True),
+        _case(
+            "events.read",
+            READERS,
+            "GET",
+            "/v1/events/stream?after=0",
+            also=[("history.read", "manager auditor admin")],
+            outsider=403,
+            stream=True,
+        ),
     ],
     **{
-        ("GET", path): [_case(PUBLIC, READERS, "GET", path)]
+        ("GET", path): [_case(PUBLIC, READERS, "GET", path, outsider=200)]
         for path in (*OPS, *(f"/v1{p}" for p in OPS))
     },
     **{
-        ("GET", path): [_case(PUBLIC, READERS, "GET", path.replace("{path:str}", "index.html"))]
+        ("GET", path): [
+            _case(
+                PUBLIC,
+                READERS,
+                "GET",
+                path.replace("{path:str}", "index.html"),
+                outsider=404 if "{path:str}" in path else 200,  # public; no such page
+            )
+        ]
         for path in DOCS
+    },
+    **{
+        route: [_case(PUBLIC, READERS, route[0], url, outsider=200)]
+        for route, url in CONSOLE.items()
     },
 }

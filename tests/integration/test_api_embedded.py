@@ -3,6 +3,7 @@ authentication and authorisation, audit reads."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,12 +98,15 @@ def test_unauthenticated_is_401_problem(client: Client) -> None:
         assert response.json()["type"].endswith("/unauthenticated")
 
 
-def test_other_department_is_403_naming_the_rule(client: Client, sales: dict[str, str]) -> None:
+def test_another_departments_customer_is_a_404_like_an_unknown_id(
+    client: Client, sales: dict[str, str]
+) -> None:
     customer_id = register(client, sales)
     support = token(client, "sue", "support", "agent")
     response = client.patch(f"/v1/customers/{customer_id}", json={"company": "X"}, headers=support)
-    assert response.status_code == 403
-    assert response.json()["rule"] == "agent:customer.update:own"
+    unknown = client.patch(f"/v1/customers/{uuid.uuid4()}", json={"company": "X"}, headers=support)
+    assert (response.status_code, unknown.status_code) == (404, 404)
+    assert response.json()["type"] == unknown.json()["type"]
     client.post(
         f"/v1/customers/{customer_id}/shares", json={"department": "support"}, headers=sales
     )

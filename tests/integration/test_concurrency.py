@@ -19,13 +19,14 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 from litestar.testing import TestClient
 
-from domain.base import Context, NotFound
+from domain.base import NotFound
 from domain.customer import Customer
+from services.access import Principal, Role
 from services.api import create_app
 from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandResult, CommandService
+from services.customer_commands import RegisterCustomer, UpdateProfile
 from services.group_commit import GroupCommitter
-from services.policy import Principal, Role
 from services.settings import load_settings
 
 WRITERS = 50
@@ -91,10 +92,7 @@ SERVICE = Caller(
 async def set_company(
     service: CommandService, customer_id: uuid.UUID, company: str
 ) -> CommandResult:
-    def decide(customer: Customer, ctx: Context) -> None:
-        customer.update_profile(ctx, company=company)
-
-    return await service.change(SERVICE, "customer.update", Customer, customer_id, decide)
+    return await service.change(SERVICE, customer_id, UpdateProfile(company=company))
 
 
 def test_group_commit_keeps_the_log_gapless_in_commit_order_and_notifies(
@@ -109,7 +107,7 @@ def test_group_commit_keeps_the_log_gapless_in_commit_order_and_notifies(
         return [await set_company(service, customer_id, f"co {n}") for n in range(20)]
 
     async def workload() -> list[CommandResult]:
-        registered = [service.register_customer(SERVICE, name=f"c{i}") for i in range(16)]
+        registered = [service.create(SERVICE, RegisterCustomer(name=f"c{i}")) for i in range(16)]
         ids = [result.id for result in await asyncio.gather(*registered)]
         updates = await asyncio.gather(*(update(customer_id) for customer_id in ids))
         await committer.aclose()

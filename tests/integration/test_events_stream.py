@@ -56,11 +56,11 @@ def test_sales_sees_its_events_live_and_not_support_private_ones(
     api: EmbeddedApi, http: httpx.Client
 ) -> None:
     sales, support = api.token("sam", "sales", "agent"), api.token("sue", "support", "agent")
-    private = _post(http, "/v1/customers", {"name": "Private", "email": "p@x.com"}, support)
-    ada = _post(http, "/v1/customers", {"name": "Ada", "email": "ada@x.com"}, sales)
-    with http.stream("GET", "/v1/events/stream?after=0", headers=sales) as stream:
+    with http.stream("GET", "/v1/events/stream", headers=sales) as stream:
         assert stream.status_code == 200
         assert stream.headers["content-type"].startswith("text/event-stream")
+        private = _post(http, "/v1/customers", {"name": "Private", "email": "p@x.com"}, support)
+        ada = _post(http, "/v1/customers", {"name": "Ada", "email": "ada@x.com"}, sales)
         lines = stream.iter_lines()
         first = _read(lines, 1)
         opened = {"customer_id": ada, "channel": "email", "subject": "Quote"}
@@ -78,13 +78,13 @@ def test_analyst_stream_is_masked_and_department_agents_stay_in_their_department
     api: EmbeddedApi, http: httpx.Client
 ) -> None:
     sales, analyst = api.token("sam", "sales", "agent"), api.token("ann", "analytics", "analyst")
-    ada = _post(http, "/v1/customers", {"name": "Ada", "email": "ada@x.com"}, sales)
-    opened = {"customer_id": ada, "channel": "email", "subject": "Quote"}
-    conversation = _post(http, "/v1/conversations", opened, sales)
-    message = {"direction": "inbound", "author": "Ada", "content": "Hello there"}
-    _post(http, f"/v1/conversations/{conversation}/messages", message, sales)
-    url = "/v1/events/stream?after=0&department=sales"
+    url = "/v1/events/stream?department=sales"
     with http.stream("GET", url, headers=analyst) as stream:
+        ada = _post(http, "/v1/customers", {"name": "Ada", "email": "ada@x.com"}, sales)
+        opened = {"customer_id": ada, "channel": "email", "subject": "Quote"}
+        conversation = _post(http, "/v1/conversations", opened, sales)
+        message = {"direction": "inbound", "author": "Ada", "content": "Hello there"}
+        _post(http, f"/v1/conversations/{conversation}/messages", message, sales)
         events = _read(stream.iter_lines(), 3)
     assert [kind for kind, _, _ in events] == [
         "CustomerRegistered",

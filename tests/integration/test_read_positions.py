@@ -19,11 +19,12 @@ from consumers.projecting import Item, project
 from consumers.store_postgres import PostgresStore
 from domain.base import DomainEvent
 from projections import PROJECTIONS
+from services.access import Principal, Role
 from services.api.read_positions import AppliedVersionsWatermark
 from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandService
+from services.customer_commands import RegisterCustomer
 from services.group_commit import DirectCommitter
-from services.policy import Principal, Role
 from services.settings import load_settings
 
 
@@ -48,7 +49,7 @@ def _register(runtime: Runtime, count: int) -> None:
 
     async def register() -> None:
         for number in range(count):
-            await service.register_customer(caller, name=f"Customer {number}")
+            await service.create(caller, RegisterCustomer(name=f"Customer {number}"))
 
     asyncio.run(register())
 

@@ -140,3 +140,13 @@ def test_a_newly_required_field_is_breaking(baseline: dict[str, dict[str, Any]])
     current["TaskStarted"]["properties"]["note"] = {"type": "string"}
     current["TaskStarted"]["required"] = [*current["TaskStarted"]["required"], "note"]
     assert breaking_changes(baseline, current) == ["TaskStarted: field 'note' became required"]
+
+
+def test_a_field_sealed_without_a_new_schema_version_is_breaking(
+    baseline: dict[str, dict[str, Any]],
+) -> None:
+    current = copy.deepcopy(baseline)
+    current["TaskCancelled"]["x-personal-fields"] = ["reason"]
+    assert breaking_changes(baseline, current) == ["TaskCancelled: field 'reason' became personal"]
+    current["TaskCancelled"]["x-schema-version"] += 1
+    assert breaking_changes(baseline, current) == []

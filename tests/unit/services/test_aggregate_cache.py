@@ -12,11 +12,12 @@ import pytest
 from consumers.keyring import Keyring, MemoryKeyStore
 from domain.base import Context
 from domain.customer import Customer
+from services.access import Principal, Role
 from services.aggregate_cache import AggregateCache
 from services.commands import Caller, CommandService
+from services.customer_commands import ChangeOwner, EraseCustomer, RegisterCustomer, UpdateProfile
 from services.event_store import CrmApplication
 from services.group_commit import DirectCommitter
-from services.policy import Principal, Role
 
 CTX = Context(
     actor="t", actor_department="sales", occurred_at=datetime.now(UTC), correlation_id="c"
@@ -87,12 +88,7 @@ async def set_company(
     expected: int | None = None,
 ) -> int:
     result = await service.change(
-        caller,
-        "customer.update",
-        Customer,
-        customer_id,
-        lambda c, ctx: c.update_profile(ctx, company=company),
-        expected=expected,
+        caller, customer_id, UpdateProfile(company=company), expected=expected
     )
     return result.version
 
@@ -100,7 +96,7 @@ async def set_company(
 @pytest.mark.anyio
 async def test_a_stale_cached_aggregate_is_decided_again_on_a_fresh_load() -> None:
     mine, theirs, app = two_processes()
-    customer_id = (await mine.register_customer(SERVICE, name="Ada")).id
+    customer_id = (await mine.create(SERVICE, RegisterCustomer(name="Ada"))).id
     assert await set_company(mine, SERVICE, customer_id, "a") == 2  # cached at version 2
     assert await set_company(theirs, SERVICE, customer_id, "b") == 3
     assert await set_company(mine, SERVICE, customer_id, "c") == 4  # conflict, then fresh
@@ -110,7 +106,7 @@ async def test_a_stale_cached_aggregate_is_decided_again_on_a_fresh_load() -> No
 @pytest.mark.anyio
 async def test_if_match_is_checked_against_the_store_not_a_stale_cache() -> None:
     mine, theirs, _ = two_processes()
-    customer_id = (await mine.register_customer(SERVICE, name="Ada")).id
+    customer_id = (await mine.create(SERVICE, RegisterCustomer(name="Ada"))).id
     await set_company(mine, SERVICE, customer_id, "a")
     await set_company(theirs, SERVICE, customer_id, "b")
     assert await set_company(mine, SERVICE, customer_id, "c", expected=3) == 4
@@ -119,7 +115,7 @@ async def test_if_match_is_checked_against_the_store_not_a_stale_cache() -> None
 @pytest.mark.anyio
 async def test_a_no_op_on_stale_state_is_decided_again() -> None:
     mine, theirs, app = two_processes()
-    customer_id = (await mine.register_customer(SERVICE, name="Ada")).id
+    customer_id = (await mine.create(SERVICE, RegisterCustomer(name="Ada"))).id
     await set_company(mine, SERVICE, customer_id, "a")
     await set_company(theirs, SERVICE, customer_id, "b")
     assert await set_company(mine, SERVICE, customer_id, "a") == 4  # not a no-op in the store
@@ -129,16 +125,10 @@ async def test_a_no_op_on_stale_state_is_decided_again() -> None:
 @pytest.mark.anyio
 async def test_a_refusal_on_stale_state_is_decided_again() -> None:
     mine, theirs, _ = two_processes()
-    customer_id = (await mine.register_customer(SERVICE, name="Ada")).id
+    customer_id = (await mine.create(SERVICE, RegisterCustomer(name="Ada"))).id
 
     async def move(service: CommandService, department: str) -> None:
-        await service.change(
-            SERVICE,
-            "customer.update",
-            Customer,
-            customer_id,
-            lambda c, ctx: c.change_owner(ctx, department=department),
-        )
+        await service.change(SERVICE, customer_id, ChangeOwner(department=department))
 
     await move(mine, "support")  # cached: owned by support, out of the sales agent's reach
     await move(theirs, "sales")
@@ -148,11 +138,12 @@ async def test_a_refusal_on_stale_state_is_decided_again() -> None:
 @pytest.mark.anyio
 async def test_erasure_empties_the_cache() -> None:
     service, _, _ = two_processes()
-    customer_id = (await service.register_customer(SERVICE, name="Ada")).id
+    customer_id = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
     await set_company(service, SERVICE, customer_id, "a")
     assert len(service.cache) == 1
     admin = Principal(name="root", department="it", role=Role.ADMIN)
+    erasure = EraseCustomer(reason="asked")
     await service.erase_customer(
-        Caller(principal=admin, correlation_id="c"), customer_id, None, "asked"
+        Caller(principal=admin, correlation_id="c"), customer_id, erasure, None
     )
     assert len(service.cache) == 0

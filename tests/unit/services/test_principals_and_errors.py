@@ -10,8 +10,8 @@ import pytest
 from litestar.exceptions import NotFoundException
 
 from domain.base import InvalidTransition, NotFound, ValidationFailed, VersionConflict
+from services.access import Forbidden, Role
 from services.api.errors import NotCaughtUp, Unauthenticated, problem_for
-from services.policy import Forbidden, Role
 from services.principals import PrincipalError, Principals, SqlitePrincipalTable, hash_token
 
 

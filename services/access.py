@@ -1,0 +1,375 @@
+"""The one access model: who may read what, which personal fields they see, which commands run.
+
+Every read path (a `GET`, history, `as_of`, timeline entries, department views, statistics,
+search, the event stream) and every command asks this module; nothing else decides
+visibility or permission. A decision is a pure function of a principal and a `Resource`:
+what the model needs of an aggregate's state at some position (its departments, its owner,
+the customer's e-mail consent, erasure).
+
+* **Visibility.** A resource the caller may not read does not exist for them: `NotFound`
+  (404), exactly as for an unknown id, so ids of other departments cannot be probed.
+  `Forbidden` (403, naming the rule) is for a resource they may read but may not act on in
+  that way.
+* **Rules.** `RULES` is the one table of role x action -> scope (`rules_table()` renders it
+  for the README). Field-level rules live here too: a command naming an assignee is an
+  assignment; a command never widens what its own caller may see; departments are a
+  closed, configured set.
+* **Fields.** Which fields are personal is declared once, in the domain (`personal_fields`
+  of aggregates, their state structs and events; read-model tables repeat it for their
+  columns). `FieldAccess` says which of them a caller may not read; `mask` applies it.
+
+I/O: none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from enum import StrEnum
+from typing import Any, ClassVar
+from uuid import UUID
+
+import msgspec
+
+from domain.base import Aggregate, NotFound, ValidationFailed
+from domain.conversation import Conversation
+from domain.customer import Customer, CustomerErasedError
+from domain.task import Task
+
+DEFAULT_DEPARTMENTS = ("sales", "support", "marketing")
+MASKED = "[masked]"
+MARKETING = "marketing"
+EMAIL_CONSENT = "email_marketing"
+
+
+class Role(StrEnum):
+    AGENT = "agent"
+    MANAGER = "manager"
+    ANALYST = "analyst"
+    AUDITOR = "auditor"
+    SERVICE = "service"
+    ADMIN = "admin"
+
+
+class Scope(StrEnum):
+    ANY = "any"  # every resource
+    OWN = "own"  # resources one of whose departments is the caller's (owner or shared)
+    OWNER = "owner"  # resources whose owning (handling) department is the caller's
+    OWN_DEPARTMENT = "own_department"  # department-wide views of the caller's department
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """An authenticated caller; `name` becomes the `actor` of the events it causes."""
+
+    name: str
+    department: str
+    role: Role
+
+
+class Forbidden(Exception):  # noqa: N818 - reads as the HTTP status it maps to
+    """The access model refused an action on something the caller may see; `rule` names
+    the table entry (`role:action:scope`) or the field-level rule that refused it."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class Resource(msgspec.Struct, frozen=True, kw_only=True):
+    """What access decisions need of an aggregate (or a read-model row) at a position."""
+
+    kind: str  # "customer" | "conversation" | "task"
+    id: UUID
+    owner: str  # the owning department (a conversation's or task's handling department)
+    departments: frozenset[str]  # every department that sees it (owner plus shared-with)
+    email_consent: bool = False
+    erased: bool = False
+
+
+def resource_of(aggregate: Aggregate, *, erased: bool = False) -> Resource:
+    """The resource an aggregate's current state describes; `erased`: its customer's
+    erasure, for conversations and tasks (their own state does not know it)."""
+    if isinstance(aggregate, Customer):
+        return Resource(
+            kind="customer",
+            id=aggregate.id,
+            owner=aggregate.owner_department,
+            departments=aggregate.departments,
+            email_consent=aggregate.consents.get(EMAIL_CONSENT, False),
+            erased=aggregate.erased,
+        )
+    if isinstance(aggregate, Conversation | Task):
+        department = aggregate.department
+        return Resource(
+            kind=aggregate.aggregate_type,
+            id=aggregate.id,
+            owner=department,
+            departments=frozenset((department,)),
+            erased=erased,
+        )
+    raise TypeError(f"no access rules for {type(aggregate).__name__}")
+
+
+# --- the rules ----------------------------------------------------------------------
+
+READ_ACTIONS = {
+    "customer": "customer.read",
+    "conversation": "conversation.read",
+    "task": "task.read",
+}
+WRITE_CUSTOMER = ("customer.create", "customer.update", "customer.order")
+WRITE_WORK = ("conversation.write", "conversation.survey", "task.write", "task.assign_self")
+OWNER_ONLY = ("customer.owner", "customer.share", "customer.archive")
+VIEWS = ("department.read", "events.read")
+OWN, OWNER, ANY, DEPT = Scope.OWN, Scope.OWNER, Scope.ANY, Scope.OWN_DEPARTMENT
+
+
+def _grant(actions: Iterable[str], scope: Scope) -> dict[str, Scope]:
+    return dict.fromkeys(actions, scope)
+
+
+_STAFF: Mapping[str, Scope] = {
+    **_grant(WRITE_CUSTOMER, OWN),
+    **_grant(OWNER_ONLY, OWNER),
+    **_grant(WRITE_WORK, OWN),
+    **_grant(READ_ACTIONS.values(), OWN),
+    **_grant(VIEWS, DEPT),
+    "task.evaluate": OWN,
+    "timeline.read": OWN,
+}
+_READ_ALL: Mapping[str, Scope] = {
+    **_grant(READ_ACTIONS.values(), ANY),
+    **_grant((*VIEWS, "timeline.read", "stats.read"), ANY),
+}
+RULES: Mapping[Role, Mapping[str, Scope]] = {
+    Role.AGENT: _STAFF,
+    Role.MANAGER: {**_STAFF, "task.assign": OWN, "history.read": OWN, "stats.read": DEPT},
+    Role.ANALYST: _READ_ALL,
+    Role.AUDITOR: {**_READ_ALL, "history.read": ANY, "as_of.read": ANY, "audit.read": ANY},
+    Role.SERVICE: {
+        **_READ_ALL,
+        **_grant((*WRITE_CUSTOMER, *OWNER_ONLY, *WRITE_WORK), ANY),
+        **_grant(("task.assign", "task.evaluate"), ANY),
+    },
+    Role.ADMIN: {},  # everything: see `scope_of`
+}
+"""Role x action -> scope; no entry: denied. Admins may do everything (`scope_of`)."""
+
+
+def scope_of(principal: Principal, action: str) -> Scope | None:
+    if principal.role is Role.ADMIN:
+        return Scope.ANY
+    return RULES[principal.role].get(action)
+
+
+def rule_name(principal: Principal, action: str) -> str:
+    return f"{principal.role}:{action}:{scope_of(principal, action) or 'denied'}"
+
+
+def allows(principal: Principal, action: str, resource: Resource) -> bool:
+    """Whether the rule for `action` covers `resource` (no exceptions, for filters)."""
+    scope = scope_of(principal, action)
+    if scope is Scope.ANY:
+        return True
+    if scope is Scope.OWN:
+        return principal.department in resource.departments
+    if scope is Scope.OWNER:
+        return principal.department == resource.owner
+    return False
+
+
+def authorize(principal: Principal, action: str, resource: Resource) -> None:
+    """Raise `Forbidden` unless the rule for `action` covers `resource`."""
+    if not allows(principal, action, resource):
+        raise Forbidden(rule_name(principal, action), f"{principal.role} may not {action} here")
+
+
+ACTIONS = tuple(sorted({a for rules in RULES.values() for a in rules} | {"customer.erase"}))
+"""Every action a rule may name (`customer.erase` is for admins only: no other entry)."""
+
+
+def rules_table() -> Iterator[tuple[str, list[str]]]:
+    """(action, scope per role in `Role` order) rows: the README's table, from `RULES`."""
+    for action in ACTIONS:
+        yield action, [str(scope_of(_ROLE_PROBES[role], action) or "-") for role in Role]
+
+
+def rules_markdown() -> str:
+    """The role x action table as Markdown (README, `crm access rules`)."""
+    lines = ["| action | " + " | ".join(Role) + " |", "|---" * (len(Role) + 1) + "|"]
+    lines += [f"| `{action}` | " + " | ".join(scopes) + " |" for action, scopes in rules_table()]
+    return "\n".join(lines) + "\n"
+
+
+_ROLE_PROBES = {role: Principal(name="probe", department="probe", role=role) for role in Role}
+
+
+# --- personal fields -----------------------------------------------------------------
+
+
+class FieldAccess(msgspec.Struct, frozen=True):
+    """Which personal fields a caller may not read: all of them, or those named (by the
+    last part of their path, e.g. `email`)."""
+
+    everything: bool = False
+    hidden: frozenset[str] = frozenset()
+
+    def hides(self, path: str) -> bool:
+        return self.everything or path.rpartition(".")[2] in self.hidden
+
+    def covers(self, other: FieldAccess) -> bool:
+        """True when this hides at least what `other` hides."""
+        return self.everything or (not other.everything and other.hidden <= self.hidden)
+
+
+EVERYTHING_VISIBLE = FieldAccess()
+
+
+def field_access(principal: Principal, resource: Resource) -> FieldAccess:
+    """Analysts read no personal data at all; marketing staff read a customer's e-mail
+    only while the customer consents to e-mail marketing; everyone else reads all."""
+    if principal.role is Role.ANALYST:
+        return FieldAccess(everything=True)
+    staff = principal.role in (Role.AGENT, Role.MANAGER)
+    if staff and principal.department == MARKETING and not resource.email_consent:
+        return FieldAccess(hidden=frozenset({"email"}))
+    return EVERYTHING_VISIBLE
+
+
+def mask(document: dict[str, Any], personal: Iterable[str], access: FieldAccess) -> dict[str, Any]:
+    """`document` (builtins) with each hidden personal path's value replaced by MASKED
+    (`None` stays `None`); a `*` step means every item of a list or dict. In place."""
+    if access is EVERYTHING_VISIBLE:
+        return document
+    for path in personal:
+        if access.hides(path):
+            _mask_path(document, path.split("."))
+    return document
+
+
+def _mask_path(value: Any, steps: list[str]) -> None:
+    step, rest = steps[0], steps[1:]
+    if step == "*":
+        items = value.values() if isinstance(value, dict) else value
+        for item in items if isinstance(items, Iterable) else ():
+            _mask_path(item, rest)
+    elif isinstance(value, dict) and step in value:
+        if rest:
+            _mask_path(value[step], rest)
+        elif value[step] is not None:
+            value[step] = MASKED
+
+
+# --- the model -----------------------------------------------------------------------
+
+
+class CommandRules(msgspec.Struct, frozen=True, kw_only=True):
+    """What a command tells the access model about itself (see `services.command_base`)."""
+
+    action: str
+    assignee: str | None = None  # a command naming an assignee is an assignment
+    departments: Mapping[str, str] = msgspec.field(default_factory=dict)  # field -> value
+
+
+class AccessModel:
+    """The decisions, with the configured departments (`CRM_DEPARTMENTS`)."""
+
+    ASSIGN_SELF: ClassVar[str] = "task.assign_self"
+    ASSIGN: ClassVar[str] = "task.assign"
+
+    def __init__(self, departments: Iterable[str] = DEFAULT_DEPARTMENTS) -> None:
+        self.departments = frozenset(departments)
+
+    # --- reads ------------------------------------------------------------------------
+
+    def readable(self, principal: Principal, resource: Resource) -> bool:
+        return allows(principal, READ_ACTIONS[resource.kind], resource)
+
+    def read(self, principal: Principal, resource: Resource, action: str = "") -> FieldAccess:
+        """The caller's field access to `resource`, after `NotFound` unless they may read
+        it and `Forbidden` unless they may also do `action` (history, as_of, timeline)."""
+        if not self.readable(principal, resource):
+            raise NotFound(resource.kind, resource.id)
+        if action:
+            authorize(principal, action, resource)
+        return field_access(principal, resource)
+
+    def fields(self, principal: Principal, resource: Resource) -> FieldAccess:
+        """Which personal fields of a readable resource the caller may not read."""
+        return field_access(principal, resource)
+
+    def entry_department(self, principal: Principal) -> str | None:
+        """The department whose conversations and tasks a caller may read (None: every
+        department's): lets a list query keep only those rows, so pages stay full."""
+        scopes = {scope_of(principal, READ_ACTIONS[kind]) for kind in ("conversation", "task")}
+        return None if scopes == {Scope.ANY} else principal.department
+
+    def department_scope(
+        self, principal: Principal, action: str, department: str | None
+    ) -> str | None:
+        """The department a department-wide read (view, statistics, stream) covers: the
+        asked one (404 if not configured, 403 if another department's and the caller's rule
+        is their own department's), the caller's own when none is asked and their rule is
+        department-scoped, else None (all departments)."""
+        scope = scope_of(principal, action)
+        if department is None and scope is Scope.OWN_DEPARTMENT:
+            department = principal.department
+        if department is not None and department not in self.departments:
+            raise NotFound("department", department[:40])
+        if scope is Scope.ANY or (scope is not None and department == principal.department):
+            return department
+        raise Forbidden(
+            rule_name(principal, action), f"{action} is limited to {principal.department}"
+        )
+
+    def may(self, principal: Principal, action: str) -> bool:
+        """Whether the caller's role has any rule for `action` (history replays...)."""
+        return scope_of(principal, action) is not None
+
+    # --- commands ---------------------------------------------------------------------
+
+    def command(self, principal: Principal, rules: CommandRules, target: Resource | None) -> None:
+        """Before deciding: a rule for each action at all (403), the configured departments
+        (422), the target readable (404), the rules on it (403), its customer not erased
+        (409). `target` is None for a new customer."""
+        actions = self._actions(principal, rules)
+        for action in actions:
+            if scope_of(principal, action) is None:  # refused whatever the target
+                raise Forbidden(rule_name(principal, action), f"{principal.role} may not {action}")
+        self._check_departments(rules)
+        if target is None:
+            return
+        if not self.readable(principal, target):
+            raise NotFound(target.kind, target.id)
+        for action in actions:
+            authorize(principal, action, target)
+        if target.erased:
+            raise CustomerErasedError(f"the customer of {target.kind} {target.id} was erased")
+
+    def created(self, principal: Principal, rules: CommandRules, new: Resource) -> None:
+        """After deciding a creation: acting in the new resource's department needs the rule
+        there too (an agent creates in their own department, then hands off)."""
+        for action in self._actions(principal, rules):
+            authorize(principal, action, new)
+
+    def changed(
+        self, principal: Principal, rules: CommandRules, before: Resource, after: Resource
+    ) -> None:
+        """After deciding a change: it must not widen what its own caller may see (a
+        marketing agent granting e-mail consent would unmask the e-mail for themselves)."""
+        if not field_access(principal, after).covers(field_access(principal, before)):
+            raise Forbidden(
+                f"{principal.role}:{rules.action}:widens-own-view",
+                "a change may not widen what its own caller may see",
+            )
+
+    def _actions(self, principal: Principal, rules: CommandRules) -> list[str]:
+        actions = [rules.action]
+        if rules.assignee is not None:
+            actions.append(self.ASSIGN_SELF if rules.assignee == principal.name else self.ASSIGN)
+        return actions
+
+    def _check_departments(self, rules: CommandRules) -> None:
+        for field, value in rules.departments.items():
+            if value not in self.departments:
+                known = ", ".join(sorted(self.departments))
+                raise ValidationFailed(field, f"unknown department {value[:40]!r} (one of {known})")

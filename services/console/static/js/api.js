@@ -1,0 +1,119 @@
+// The public HTTP API, with the bearer token the person signed in with.
+//
+// The token lives in sessionStorage: it survives a reload of this tab, and is gone
+// when the tab closes; other tabs sign in on their own. Nothing but this module reads it.
+import { SseParser } from "./sse.js";
+
+const KEY = "crm.console.token";
+
+export function token() {
+  return sessionStorage.getItem(KEY);
+}
+
+export function signOut() {
+  sessionStorage.removeItem(KEY);
+  window.dispatchEvent(new Event("crm:signed-out"));
+}
+
+// An answer the API refused: `status` and its RFC 9457 problem document (if any).
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail || problem?.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+
+  // Refused or unknown: after the access-model change a resource the caller may not
+  // read answers 404 like an unknown id; before it, 403. Both mean "not visible".
+  get notVisible() {
+    return this.status === 403 || this.status === 404;
+  }
+}
+
+function url(path, params = {}) {
+  const target = new URL(path, location.origin);
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== "") target.searchParams.set(name, value);
+  }
+  return target;
+}
+
+function headers(accept) {
+  const bearer = token();
+  return bearer ? { Accept: accept, Authorization: `Bearer ${bearer}` } : { Accept: accept };
+}
+
+async function problemOf(response) {
+  const type = response.headers.get("content-type") || "";
+  return type.includes("json") ? response.json().catch(() => null) : null;
+}
+
+// GET `path` as JSON. A 401 signs the person out (the token is unknown or revoked).
+export async function get(path, params = {}, { signal, ok = [200] } = {}) {
+  const response = await fetch(url(path, params), { headers: headers("application/json"), signal });
+  if (response.status === 401) {
+    signOut();
+    throw new ApiError(401, await problemOf(response));
+  }
+  if (!ok.includes(response.status)) throw new ApiError(response.status, await problemOf(response));
+  return response.json();
+}
+
+export async function text(path, { signal } = {}) {
+  const response = await fetch(url(path), { headers: headers("text/plain"), signal });
+  if (!response.ok) throw new ApiError(response.status, null);
+  return response.text();
+}
+
+// Is `candidate` a token the API knows? The API has no "who am I" endpoint; the event
+// stream is the one read every role may open (without `department`, department-scoped
+// roles get their own), so its answer tells: 401 unknown token, anything else a known
+// one. Only the headers are awaited; the stream is closed at once.
+export async function signIn(candidate) {
+  const controller = new AbortController();
+  const response = await fetch(url("/v1/events/stream"), {
+    headers: { Accept: "text/event-stream", Authorization: `Bearer ${candidate}` },
+    signal: controller.signal,
+  });
+  controller.abort();
+  if (response.status === 401) return false;
+  sessionStorage.setItem(KEY, candidate);
+  return true;
+}
+
+// Server-sent events read with fetch(): EventSource cannot send an Authorization header.
+// Calls `onEvent({id, event, data})` per message and `onState("live"|"reconnecting"|...)`;
+// reconnects after a dropped connection from the store's head, until `signal` aborts
+// (replaying with `after=` needs the right to read history, which most roles lack), so a
+// caller reloads what it shows on every "live".
+export async function follow(path, params, { onEvent, onState, signal }) {
+  let pause = 500;
+  while (!signal.aborted) {
+    try {
+      const response = await fetch(url(path, params), {
+        headers: headers("text/event-stream"),
+        signal,
+      });
+      if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+      onState("live");
+      pause = 500;
+      const parser = new SseParser();
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        for (const message of parser.push(value)) onEvent(message);
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+      if (error instanceof ApiError && error.status !== 503) {
+        if (error.status === 401) signOut();
+        onState("refused", error);
+        return;
+      }
+    }
+    onState("reconnecting");
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    pause = Math.min(pause * 2, 10000);
+  }
+}

@@ -1,0 +1,167 @@
+"""Conversation use cases: one command class each, with its policy action and its decision.
+
+I/O: none (`CommandService` loads, authorises and saves).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar, Self
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from domain.base import Aggregate, Context
+from domain.conversation import Conversation
+from domain.customer import Customer
+from services.access import Principal
+from services.command_base import Change, Creation, staff
+
+WRITE = "conversation.write"
+
+
+class OpenConversation(Creation, frozen=True, kw_only=True):
+    """A conversation in the caller's department (unless named); staff who open one in
+    their own department become its agent unless another agent is named."""
+
+    action: ClassVar[str] = WRITE
+    department_fields: ClassVar[tuple[str, ...]] = ("department",)
+    customer_id: UUID
+    channel: str
+    subject: str
+    department: str | None = None
+    agent: str | None = None
+    participants: list[str] = msgspec.field(default_factory=list)
+
+    def belongs_to(self) -> UUID:
+        return self.customer_id
+
+    def with_defaults(self, principal: Principal) -> Self:
+        department = self.department or principal.department
+        own = staff(principal) and department.strip().lower() == principal.department
+        agent = self.agent if self.agent is not None or not own else principal.name
+        return msgspec.structs.replace(self, department=department, agent=agent)
+
+    def create(self, ctx: Context, new_id: UUID, customer: Customer | None) -> Aggregate:
+        assert customer is not None, "a conversation needs its customer"
+        fields: dict[str, Any] = self.fields()
+        del fields["customer_id"]
+        return Conversation.open(ctx, conversation_id=new_id, customer=customer, **fields)
+
+
+class ConversationChange(Change[Conversation], frozen=True, kw_only=True):
+    action: ClassVar[str] = WRITE
+
+    @classmethod
+    def aggregate_class(cls) -> type[Conversation]:
+        return Conversation
+
+
+class LogMessage(ConversationChange, frozen=True, kw_only=True):
+    """An inbound or outbound message; `message_id` is made here unless the client names
+    one (a retry naming the same id is then refused as a duplicate)."""
+
+    direction: str
+    author: str
+    content: str
+    sent_at: datetime | None = None
+    message_id: str | UnsetType = UNSET
+
+    def with_defaults(self, principal: Principal) -> Self:
+        if self.message_id is not UNSET:
+            return self
+        return msgspec.structs.replace(self, message_id=uuid.uuid4().hex)
+
+    def decide(self, aggregate: Conversation, ctx: Context) -> None:
+        aggregate.log_message(ctx, **self.fields())
+
+    def answer(self) -> dict[str, Any]:
+        return {"message_id": self.message_id}
+
+
+class AddNote(ConversationChange, frozen=True, kw_only=True):
+    """An internal note, authored by its caller."""
+
+    content: str
+    message_id: str | UnsetType = UNSET
+
+    def with_defaults(self, principal: Principal) -> Self:
+        if self.message_id is not UNSET:
+            return self
+        return msgspec.structs.replace(self, message_id=uuid.uuid4().hex)
+
+    def decide(self, aggregate: Conversation, ctx: Context) -> None:
+        aggregate.add_note(ctx, **self.fields())
+
+    def answer(self) -> dict[str, Any]:
+        return {"message_id": self.message_id}
+
+
+class CorrectMessage(ConversationChange, frozen=True, kw_only=True):
+    """A correction; the original stays in history."""
+
+    message_id: str
+    content: str
+    reason: str
+
+    def decide(self, aggregate: Conversation, ctx: Context) -> None:
+        aggregate.correct_message(ctx, self.message_id, content=self.content, reason=self.reason)
+
+
+class RetractMessage(ConversationChange, frozen=True, kw_only=True):
+    message_id: str
+    reason: str
+
+    def decide(self, aggregate: Conversation, ctx: Context) -> None:
+        aggregate.retract_message(ctx, self.message_id, reason=self.reason)
+
+
+class HandOff(ConversationChange, frozen=True, kw_only=True):
+    """Move the conversation to another department and/or agent."""
+
+    department_fields: ClassVar[tuple[str, ...]] = ("to_department",)
+    to_department: str
+    to_agent: str | None = None
+    note: str | None = None
+
+    def decide(self, aggregate: Conversation, ctx: Context) -> None:
+        aggregate.hand_off(ctx, **self.fields())
+
+
+class CloseConversation(ConversationChange, frozen=True, kw_only=True):
+    outcome: str
+    summary: str | None = None
+
+    def decide(self, aggregate: Conversation, ctx: Context) -> None:
+        aggregate.close(ctx, **self.fields())
+
+
+class ReopenConversation(ConversationChange, frozen=True, kw_only=True):
+    reason: str
+
+    def decide(self, aggregate: Conversation, ctx: Context) -> None:
+        aggregate.reopen(ctx, reason=self.reason)
+
+
+class RateSatisfaction(ConversationChange, frozen=True, kw_only=True):
+    """A CSAT answer (1-5), credited to the department and agent of the interaction."""
+
+    action: ClassVar[str] = "conversation.survey"
+    score: int
+    comment: str | None = None
+
+    def decide(self, aggregate: Conversation, ctx: Context) -> None:
+        aggregate.rate_satisfaction(ctx, score=self.score, comment=self.comment)
+
+
+class ScoreRecommendation(ConversationChange, frozen=True, kw_only=True):
+    """An NPS answer (0-10), credited like a CSAT answer."""
+
+    action: ClassVar[str] = "conversation.survey"
+    score: int
+    comment: str | None = None
+
+    def decide(self, aggregate: Conversation, ctx: Context) -> None:
+        aggregate.score_recommendation(ctx, score=self.score, comment=self.comment)

@@ -1,0 +1,273 @@
+"""One test per way the API leaked data or let people act beyond their role before the one
+access model (issue 13), each of which failed on the code before it. Embedded mode, a real
+uvicorn (the event stream needs one)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.api_support import EmbeddedApi, embedded_api, served
+from tests.integration.stream_support import Stream, about
+
+Headers = dict[str, str]
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[EmbeddedApi]:
+    with embedded_api(tmp_path) as embedded:
+        embedded.app.state.services.stream_poll_seconds = 0.05
+        yield embedded
+
+
+@pytest.fixture
+def base(api: EmbeddedApi) -> Iterator[str]:
+    with served(api.app) as url:
+        yield url
+
+
+@pytest.fixture
+def http(base: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base, timeout=10) as client:
+        yield client
+
+
+def post(http: httpx.Client, url: str, body: dict[str, Any], headers: Headers) -> str:
+    response = http.post(url, json=body, headers=headers)
+    assert response.status_code in (200, 201), response.text
+    return str(response.json()["id"])
+
+
+def support_customer_shared_with_sales(http: httpx.Client, support: Headers) -> str:
+    body = {"name": "Grace Hopper", "email": "grace@example.com", "phone": "+44 20 7946 0001"}
+    customer = post(http, "/v1/customers", body, support)
+    post(http, f"/v1/customers/{customer}/shares", {"department": "sales"}, support)
+    return customer
+
+
+def test_the_timeline_shows_only_entries_of_readable_conversations_and_tasks(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    support, sales = api.token("sue", "support", "agent"), api.token("sam", "sales", "agent")
+    customer = support_customer_shared_with_sales(http, support)
+    opened = {"customer_id": customer, "channel": "phone", "subject": "secret-subject"}
+    conversation = post(http, "/v1/conversations", opened, support)
+    message = {"direction": "inbound", "author": "grace", "content": "secret-message"}
+    post(http, f"/v1/conversations/{conversation}/messages", message, support)
+    task = {"customer_id": customer, "title": "secret-title", "description": "secret-text"}
+    task_id = post(http, "/v1/tasks", task, support)
+    mine = post(http, "/v1/conversations", opened | {"subject": "sales-subject"}, sales)
+    api.catch_up()
+    assert http.get(f"/v1/conversations/{conversation}", headers=sales).status_code == 404
+    assert http.get(f"/v1/tasks/{task_id}", headers=sales).status_code == 404
+    timeline = http.get(f"/v1/customers/{customer}/timeline", headers=sales)
+    assert timeline.status_code == 200
+    assert {e["aggregate_id"] for e in timeline.json()["items"]} == {mine}
+    assert "secret" not in timeline.text
+    theirs = http.get(f"/v1/customers/{customer}/timeline", headers=support).json()["items"]
+    assert {e["aggregate_id"] for e in theirs} == {conversation, task_id, mine} - {mine}
+
+
+def test_the_stream_follows_unshares_hand_offs_and_owner_changes(
+    api: EmbeddedApi, http: httpx.Client, base: str
+) -> None:
+    support, sales = api.token("sue", "support", "agent"), api.token("sam", "sales", "agent")
+    stream = Stream(base, "/v1/events/stream", support)
+    try:
+        customer = post(http, "/v1/customers", {"name": "Ada", "email": "a@x.com"}, sales)
+        post(http, f"/v1/customers/{customer}/shares", {"department": "support"}, sales)
+        http.delete(f"/v1/customers/{customer}/shares/support", headers=sales)
+        contact = {"email": "new@x.com", "phone": "+44 20 7946 0002"}
+        assert http.patch(f"/v1/customers/{customer}", json=contact, headers=sales).is_success
+        opened = {"customer_id": customer, "channel": "chat", "subject": "s"}
+        handed = post(http, "/v1/conversations", opened, sales)
+        to_support = {"to_department": "support"}
+        post(http, f"/v1/conversations/{handed}/handoffs", to_support, sales)
+        post(http, f"/v1/conversations/{handed}/handoffs", {"to_department": "sales"}, support)
+        post(http, f"/v1/conversations/{handed}/close", {"outcome": "resolved"}, sales)
+        marker = post(http, "/v1/customers", {"name": "Marker"}, support)
+        seen = stream.until(about(marker), "support's own marker customer")
+    finally:
+        stream.close()
+    delivered = [(kind, data["originator_id"]) for kind, _, data in seen]
+    assert delivered == [
+        ("CustomerShared", customer),
+        ("ConversationHandedOff", handed),
+        ("CustomerRegistered", marker),
+    ]
+    assert "new@x.com" not in str(seen)
+
+
+def test_replaying_the_stream_needs_the_right_to_read_history(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    agent, manager = api.token("sam", "sales", "agent"), api.token("max", "sales", "manager")
+    refused = http.get("/v1/events/stream?after=0", headers=agent)
+    assert (refused.status_code, refused.json()["rule"]) == (403, "agent:history.read:denied")
+    with http.stream("GET", "/v1/events/stream?after=0", headers=manager) as allowed:
+        assert allowed.status_code == 200
+
+
+def test_a_revoked_token_ends_its_open_streams(
+    api: EmbeddedApi, http: httpx.Client, base: str
+) -> None:
+    sales = api.token("sam", "sales", "agent")
+    stream = Stream(base, "/v1/events/stream", sales)
+    try:
+        first = post(http, "/v1/customers", {"name": "Before"}, sales)
+        stream.until(about(first), "the event before revocation")
+        api.app.state.services.principals.revoke("sam")
+        assert stream.ended.wait(30), "the stream outlived its revoked token"
+        admin = api.token("root", "it", "admin")
+        post(http, "/v1/customers", {"name": "After", "owner_department": "sales"}, admin)
+    finally:
+        stream.close()
+    assert [data["originator_id"] for _, _, data in stream.events] == [first]
+
+
+def test_a_shared_with_department_cannot_take_a_customer_over(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    support, sales = api.token("sue", "support", "agent"), api.token("sam", "sales", "agent")
+    customer = support_customer_shared_with_sales(http, support)
+    taken = http.put(f"/v1/customers/{customer}/owner", json={"department": "sales"}, headers=sales)
+    assert (taken.status_code, taken.json()["rule"]) == (403, "agent:customer.owner:owner")
+    assert http.get(f"/v1/customers/{customer}", headers=support).json()["owner_department"] == (
+        "support"
+    )
+
+
+def test_a_consent_change_never_unmasks_for_its_caller(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    sales, marketing = api.token("sam", "sales", "agent"), api.token("mia", "marketing", "agent")
+    customer = post(http, "/v1/customers", {"name": "Ada", "email": "ada@x.com"}, sales)
+    post(http, f"/v1/customers/{customer}/shares", {"department": "marketing"}, sales)
+    grant = {"consents": {"email_marketing": True}}
+    refused = http.put(f"/v1/customers/{customer}/consents", json=grant, headers=marketing)
+    assert (refused.status_code, refused.json()["rule"]) == (
+        403,
+        "agent:customer.update:widens-own-view",
+    )
+    assert http.get(f"/v1/customers/{customer}", headers=marketing).json()["email"] == "[masked]"
+    assert http.put(f"/v1/customers/{customer}/consents", json=grant, headers=sales).is_success
+    withdraw = {"consents": {"email_marketing": False}}
+    assert http.put(
+        f"/v1/customers/{customer}/consents", json=withdraw, headers=marketing
+    ).is_success
+
+
+def test_creating_a_task_for_someone_else_is_an_assignment(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    sales = api.token("sam", "sales", "agent")
+    customer = post(http, "/v1/customers", {"name": "Ada"}, sales)
+    task = {"customer_id": customer, "title": "t", "assignee": "other.agent"}
+    refused = http.post("/v1/tasks", json=task, headers=sales)
+    assert (refused.status_code, refused.json()["rule"]) == (403, "agent:task.assign:denied")
+    assert http.post("/v1/tasks", json=task | {"assignee": "sam"}, headers=sales).status_code == 201
+
+
+def test_departments_are_a_configured_closed_set(api: EmbeddedApi, http: httpx.Client) -> None:
+    sales = api.token("sam", "sales", "agent")
+    customer = post(http, "/v1/customers", {"name": "Ada"}, sales)
+    opened = {"customer_id": customer, "channel": "phone", "subject": "s"}
+    nowhere = http.post(
+        "/v1/conversations", json=opened | {"department": "nonexistent-dept"}, headers=sales
+    )
+    assert (nowhere.status_code, nowhere.json()["field"]) == (422, "department")
+    share = http.post(
+        f"/v1/customers/{customer}/shares", json={"department": "nope"}, headers=sales
+    )
+    assert (share.status_code, share.json()["field"]) == (422, "department")
+
+
+def test_analysts_see_no_personal_field_on_any_read_path(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    sales, analyst = api.token("sam", "sales", "agent"), api.token("ann", "analytics", "analyst")
+    customer = post(http, "/v1/customers", {"name": "Zyxname", "email": "zyx@x.com"}, sales)
+    opened = {"customer_id": customer, "channel": "email", "subject": "Zyxsubject"}
+    conversation = post(http, "/v1/conversations", opened, sales)
+    message = {"direction": "inbound", "author": "zyx@x.com", "content": "Zyxcontent"}
+    logged = http.post(f"/v1/conversations/{conversation}/messages", json=message, headers=sales)
+    correction = {"content": "Zyxcorrected", "reason": "Zyxreason"}
+    message_id = logged.json()["message_id"]
+    http.patch(
+        f"/v1/conversations/{conversation}/messages/{message_id}", json=correction, headers=sales
+    )
+    task = {"customer_id": customer, "title": "Zyxtitle", "description": "Zyxdescription"}
+    task_id = post(http, "/v1/tasks", task, sales)
+    api.catch_up()
+    reads = [
+        http.get(f"/v1/conversations/{conversation}", headers=analyst),
+        http.get(f"/v1/tasks/{task_id}", headers=analyst),
+        http.get(f"/v1/customers/{customer}/timeline", headers=analyst),
+        http.get("/v1/departments/sales/conversations", headers=analyst),
+        http.get("/v1/departments/sales/tasks", headers=analyst),
+        http.get("/v1/departments/sales/customers", headers=analyst),
+    ]
+    for read in reads:
+        assert read.status_code == 200, read.text
+        assert "zyx" not in read.text.lower(), read.text
+
+
+def test_an_invisible_aggregate_is_indistinguishable_from_an_unknown_one(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    support, sales = api.token("sue", "support", "agent"), api.token("sam", "sales", "agent")
+    customer = post(http, "/v1/customers", {"name": "Private"}, support)
+    opened = {"customer_id": customer, "channel": "phone", "subject": "s"}
+    conversation = post(http, "/v1/conversations", opened, support)
+    task = post(http, "/v1/tasks", {"customer_id": customer, "title": "t"}, support)
+    for kind, hidden in (("customers", customer), ("conversations", conversation), ("tasks", task)):
+        for suffix in ("", "/history"):
+            seen = http.get(f"/v1/{kind}/{hidden}{suffix}", headers=sales)
+            unknown = http.get(f"/v1/{kind}/{uuid.uuid4()}{suffix}", headers=sales)
+            assert seen.status_code == unknown.status_code == 404, (kind, suffix)
+            assert seen.json()["type"] == unknown.json()["type"]
+            assert seen.json()["title"] == unknown.json()["title"]
+    written = http.post(f"/v1/customers/{customer}/tags", json={"tag": "x"}, headers=sales)
+    assert written.status_code == 404
+    opened_by_sales = http.post("/v1/conversations", json=opened, headers=sales)
+    assert opened_by_sales.status_code == 404
+
+
+def test_an_erased_customer_refuses_every_write(api: EmbeddedApi, http: httpx.Client) -> None:
+    sales, admin = api.token("sam", "sales", "agent"), api.token("root", "it", "admin")
+    customer = post(http, "/v1/customers", {"name": "Ada", "email": "ada@x.com"}, sales)
+    opened = {"customer_id": customer, "channel": "phone", "subject": "s"}
+    conversation = post(http, "/v1/conversations", opened, sales)
+    task = post(http, "/v1/tasks", {"customer_id": customer, "title": "t"}, sales)
+    post(http, f"/v1/customers/{customer}/erasure", {"reason": "asked"}, admin)
+    head = api.runtime.app.head_position()
+    message = {"direction": "inbound", "author": "ada", "content": "still here?"}
+    writes = [
+        http.post(f"/v1/conversations/{conversation}/messages", json=message, headers=sales),
+        http.post(f"/v1/conversations/{conversation}/notes", json={"content": "n"}, headers=sales),
+        http.patch(f"/v1/tasks/{task}", json={"description": "more"}, headers=sales),
+        http.patch(f"/v1/customers/{customer}", json={"company": "X"}, headers=sales),
+        http.post("/v1/conversations", json=opened, headers=sales),
+        http.post("/v1/tasks", json={"customer_id": customer, "title": "t"}, headers=sales),
+    ]
+    for write in writes:
+        assert write.status_code == 409, (write.url, write.text)
+        assert write.json()["type"].endswith("/customer-erased"), write.text
+    assert api.runtime.app.head_position() == head
+
+
+def test_staff_opening_a_conversation_become_its_agent(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    sales = api.token("sam", "sales", "agent")
+    customer = post(http, "/v1/customers", {"name": "Ada"}, sales)
+    opened = {"customer_id": customer, "channel": "phone", "subject": "s"}
+    mine = post(http, "/v1/conversations", opened, sales)
+    named = post(http, "/v1/conversations", opened | {"agent": "zoe"}, sales)
+    assert http.get(f"/v1/conversations/{mine}", headers=sales).json()["agent"] == "sam"
+    assert http.get(f"/v1/conversations/{named}", headers=sales).json()["agent"] == "zoe"

@@ -1,0 +1,179 @@
+"""The access model's decisions, one rule at a time (the whole matrix runs through HTTP in
+tests/integration/test_permissions.py, the reference model in test_access_model.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from domain.base import AGGREGATE_CLASSES, NotFound, ValidationFailed
+from domain.codec import event_types
+from domain.conversation import Message
+from domain.customer import CustomerErasedError
+from services.access import (
+    MASKED,
+    AccessModel,
+    CommandRules,
+    FieldAccess,
+    Forbidden,
+    Principal,
+    Resource,
+    Role,
+    field_access,
+    mask,
+    rules_table,
+)
+
+ACCESS = AccessModel(("sales", "support", "marketing"))
+
+
+def who(role: str, department: str = "sales", name: str = "sam") -> Principal:
+    return Principal(name=name, department=department, role=Role(role))
+
+
+def customer(owner: str = "support", *shared: str, consent: bool = False) -> Resource:
+    return Resource(
+        kind="customer",
+        id=uuid.uuid4(),
+        owner=owner,
+        departments=frozenset((owner, *shared)),
+        email_consent=consent,
+    )
+
+
+def test_a_resource_the_caller_may_not_read_is_not_found() -> None:
+    with pytest.raises(NotFound):
+        ACCESS.read(who("agent"), customer("support"))
+    assert ACCESS.read(who("agent"), customer("support", "sales")) == FieldAccess()
+
+
+def test_a_readable_resource_refuses_an_action_with_its_rule() -> None:
+    with pytest.raises(Forbidden) as refused:
+        ACCESS.read(who("agent"), customer("sales"), "history.read")
+    assert refused.value.rule == "agent:history.read:denied"
+
+
+def test_only_the_owning_department_changes_the_owner() -> None:
+    shared_with_sales = customer("support", "sales")
+    with pytest.raises(Forbidden) as refused:
+        ACCESS.command(who("agent"), CommandRules(action="customer.owner"), shared_with_sales)
+    assert refused.value.rule == "agent:customer.owner:owner"
+    ACCESS.command(
+        who("manager", "support"), CommandRules(action="customer.owner"), shared_with_sales
+    )
+
+
+def test_naming_an_assignee_is_an_assignment() -> None:
+    task = Resource(kind="task", id=uuid.uuid4(), owner="sales", departments=frozenset({"sales"}))
+    assigning = CommandRules(action="task.write", assignee="other.agent")
+    with pytest.raises(Forbidden) as refused:
+        ACCESS.command(who("agent"), assigning, task)
+    assert refused.value.rule == "agent:task.assign:denied"
+    ACCESS.command(who("agent"), CommandRules(action="task.write", assignee="sam"), task)
+    ACCESS.command(who("manager"), assigning, task)
+
+
+def test_departments_are_a_closed_set() -> None:
+    rules = CommandRules(action="conversation.write", departments={"department": "elsewhere"})
+    with pytest.raises(ValidationFailed) as refused:
+        ACCESS.command(who("service"), rules, None)
+    assert refused.value.field == "department"
+
+
+def test_commands_on_an_erased_customer_are_refused() -> None:
+    erased = Resource(
+        kind="conversation",
+        id=uuid.uuid4(),
+        owner="sales",
+        departments=frozenset({"sales"}),
+        erased=True,
+    )
+    with pytest.raises(CustomerErasedError):
+        ACCESS.command(who("agent"), CommandRules(action="conversation.write"), erased)
+
+
+def test_a_change_may_not_widen_its_callers_own_view() -> None:
+    marketer = who("agent", "marketing")
+    before, after = customer("sales", "marketing"), customer("sales", "marketing", consent=True)
+    rules = CommandRules(action="customer.update")
+    with pytest.raises(Forbidden) as refused:
+        ACCESS.changed(marketer, rules, before, after)
+    assert refused.value.rule == "agent:customer.update:widens-own-view"
+    ACCESS.changed(marketer, rules, after, before)  # withdrawing consent narrows: fine
+    ACCESS.changed(who("agent"), rules, before, after)  # sales sees e-mails anyway
+
+
+def test_field_access_by_role_and_consent() -> None:
+    assert field_access(who("analyst"), customer()).hides("messages.*.author")
+    assert field_access(who("agent", "marketing"), customer()).hides("email")
+    assert not field_access(who("agent", "marketing"), customer()).hides("phone")
+    assert not field_access(who("agent", "marketing"), customer(consent=True)).hides("email")
+    assert not field_access(who("auditor"), customer()).hides("email")
+
+
+def test_mask_follows_paths_into_collections_and_keeps_nulls() -> None:
+    document = {
+        "subject": "s",
+        "summary": None,
+        "messages": [{"author": "a@x.com", "content": "c", "kind": "message"}],
+    }
+    masked = mask(
+        document, ("subject", "summary", "messages.*.author"), FieldAccess(everything=True)
+    )
+    assert masked == {
+        "subject": MASKED,
+        "summary": None,
+        "messages": [{"author": MASKED, "content": "c", "kind": "message"}],
+    }
+
+
+def test_department_scope_of_department_wide_reads() -> None:
+    assert ACCESS.department_scope(who("manager"), "stats.read", None) == "sales"
+    assert ACCESS.department_scope(who("analyst"), "stats.read", None) is None
+    with pytest.raises(Forbidden):
+        ACCESS.department_scope(who("manager"), "stats.read", "support")
+    with pytest.raises(NotFound):
+        ACCESS.department_scope(who("analyst"), "department.read", "nonexistent")
+
+
+def test_the_rules_table_has_a_column_per_role() -> None:
+    rows = dict(rules_table())
+    assert rows["customer.erase"] == ["-", "-", "-", "-", "-", "any"]
+    assert rows["history.read"] == ["-", "own", "-", "any", "-", "any"]
+
+
+def test_every_personal_event_field_kept_in_state_is_declared_personal_there() -> None:
+    """Masking derives from the aggregates' declarations: a personal event field whose
+    value the state keeps (e.g. a task's title) must be personal in the state too."""
+    for cls in event_types().values():
+        aggregate = AGGREGATE_CLASSES[cls.aggregate_type]
+        state = vars(aggregate.blank(uuid.uuid4()))
+        leaves = {path.rpartition(".")[2] for path in aggregate.personal_fields}
+        kept = {f for f in cls.personal_fields if f in state or f in Message.__struct_fields__}
+        assert kept <= leaves, (cls.__name__, kept - leaves)
+
+
+def test_every_command_names_a_known_action() -> None:
+    from services import conversation_commands, customer_commands, task_commands
+    from services.access import ACTIONS
+    from services.command_base import Command
+
+    modules = (customer_commands, conversation_commands, task_commands)
+    commands = [
+        value
+        for module in modules
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, Command) and hasattr(value, "action")
+    ]
+    assert len(commands) > 25
+    assert {command.action for command in commands} <= set(ACTIONS)
+
+
+def test_the_readme_shows_the_rules_table_generated_from_the_code() -> None:
+    from pathlib import Path
+
+    from services.access import rules_markdown
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    assert rules_markdown() in readme, "README is stale: paste the output of `crm access rules`"
