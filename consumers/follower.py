@@ -12,7 +12,7 @@ what read-your-writes (`?min_position=N`) waits on.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -38,8 +38,12 @@ class EventStoreFollower:
         *,
         batch_size: int = 500,
         poll_interval: float = 0.05,
+        on_applied: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_applied` is called after each page is committed (read-your-writes waiters
+        are woken by it)."""
         self.app = app
+        self.on_applied = on_applied
         self.store = store
         self.projections = list(projections)
         self.batch_size = batch_size
@@ -67,6 +71,7 @@ class EventStoreFollower:
             generation = self.generations[projection.name]
             with self.store.session(projection, generation) as session:
                 project(session, projection, items, lag)
+        self.on_applied()
         return len(items)
 
     def position(self) -> int:
@@ -133,9 +138,13 @@ def rebuild_from_store(app: Any, store: ReadModelStore, projection: Projection) 
 
 
 def follow_event_store(
-    app: Any, store: ReadModelStore, projections: Iterable[Projection], stop: threading.Event
+    app: Any,
+    store: ReadModelStore,
+    projections: Iterable[Projection],
+    stop: threading.Event,
+    on_applied: Callable[[], None] = lambda: None,
 ) -> None:
     """Run a follower until `stop` is set (for a thread in `crm run`)."""
-    follower = EventStoreFollower(app, store, projections)
+    follower = EventStoreFollower(app, store, projections, on_applied=on_applied)
     follower.stop_event = stop
     follower.run()

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import msgspec
 
+from domain import fields as bound
 from domain import validation as check
 from domain.base import (
     Aggregate,
@@ -236,7 +237,7 @@ class Conversation(Aggregate):
             channel=check.one_of(channel.strip().lower(), CHANNELS, "channel"),
             subject=check.text(subject, "subject"),
             department=check.department(department or ctx.actor_department),
-            agent=check.optional_text(agent, "agent", 100),
+            agent=check.optional_text(agent, "agent", bound.PERSON),
             participants=_participants(participants),
         )
         return conversation
@@ -258,7 +259,7 @@ class Conversation(Aggregate):
             message_id=self._new_message_id(message_id),
             direction=check.one_of(direction, DIRECTIONS, "direction"),
             author=check.text(author, "author"),
-            content=check.text(content, "content", 20_000),
+            content=check.text(content, "content", bound.MESSAGE, multiline=True),
             sent_at=check.aware(sent_at or ctx.occurred_at, "sent_at"),
         )
 
@@ -270,13 +271,13 @@ class Conversation(Aggregate):
             ctx,
             message_id=self._new_message_id(message_id),
             author=ctx.actor,
-            content=check.text(content, "content", 20_000),
+            content=check.text(content, "content", bound.MESSAGE, multiline=True),
         )
 
     def correct_message(self, ctx: Context, message_id: str, *, content: str, reason: str) -> None:
         """Allowed after closing too: the record may be fixed; the original stays in history."""
         message = self._live_message(message_id)
-        new_content = check.text(content, "content", 20_000)
+        new_content = check.text(content, "content", bound.MESSAGE, multiline=True)
         if new_content != message.content:
             self._trigger(
                 MessageCorrected,
@@ -303,7 +304,7 @@ class Conversation(Aggregate):
         """Move the conversation to another department/agent; a move to itself is a no-op."""
         self._require_open()
         department = check.department(to_department, "to_department")
-        agent = check.optional_text(to_agent, "to_agent", 100)
+        agent = check.optional_text(to_agent, "to_agent", bound.PERSON)
         if (department, agent) == (self.department, self.agent):
             return
         self._trigger(
@@ -313,7 +314,7 @@ class Conversation(Aggregate):
             from_agent=self.agent,
             to_department=department,
             to_agent=agent,
-            note=check.optional_text(note, "note", 2_000),
+            note=check.optional_text(note, "note", bound.PARAGRAPH, multiline=True),
         )
 
     def close(self, ctx: Context, *, outcome: str, summary: str | None = None) -> None:
@@ -322,7 +323,7 @@ class Conversation(Aggregate):
             ConversationClosed,
             ctx,
             outcome=check.one_of(outcome, OUTCOMES, "outcome"),
-            summary=check.optional_text(summary, "summary", 2_000),
+            summary=check.optional_text(summary, "summary", bound.PARAGRAPH, multiline=True),
         )
 
     def reopen(self, ctx: Context, *, reason: str) -> None:
@@ -343,7 +344,7 @@ class Conversation(Aggregate):
         department/agent are those at closing time."""
         return {
             "score": check.score(score, low, high),
-            "comment": check.optional_text(comment, "comment", 2_000),
+            "comment": check.optional_text(comment, "comment", bound.PARAGRAPH, multiline=True),
             "agent": self.agent,
             "department": self.department,
         }
@@ -364,7 +365,7 @@ class Conversation(Aggregate):
             raise SurveyNotAllowedError(f"{kind} already answered for this closing")
 
     def _new_message_id(self, message_id: str) -> str:
-        checked = check.text(message_id, "message_id", 100)
+        checked = check.text(message_id, "message_id", bound.PERSON)
         if checked in self.messages:
             raise ValidationFailed("message_id", f"message {checked!r} already exists")
         return checked
@@ -452,4 +453,6 @@ class Conversation(Aggregate):
 
 def _participants(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Sorted and unique, so the same people always give the same state."""
-    return tuple(sorted({check.text(n, "participants", 100) for n in names}))
+    if len(names) > bound.MAX_PARTICIPANTS:
+        raise ValidationFailed("participants", f"more than {bound.MAX_PARTICIPANTS}")
+    return tuple(sorted({check.text(n, "participants", bound.PERSON) for n in names}))

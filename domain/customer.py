@@ -14,6 +14,7 @@ from uuid import UUID
 
 import msgspec
 
+from domain import fields as bound
 from domain import validation as check
 from domain.base import (
     ERASED,
@@ -189,9 +190,9 @@ class Customer(Aggregate):
             CustomerRegistered,
             ctx,
             owner_department=check.department(owner_department, "owner_department"),
-            owner_agent=check.optional_text(owner_agent, "owner_agent", 100),
-            tags=tuple(sorted({check.tag(t) for t in tags})),
-            consents={check.code(k, "consents"): bool(v) for k, v in (consents or {}).items()},
+            owner_agent=check.optional_text(owner_agent, "owner_agent", bound.PERSON),
+            tags=_tags(tags),
+            consents=_consents(consents or {}),
             **_profile(name=name, company=company, email=email, phone=phone, address=address),
         )
         return customer
@@ -210,7 +211,7 @@ class Customer(Aggregate):
     def change_owner(self, ctx: Context, *, department: str, agent: str | None = None) -> None:
         self._require_active()
         to_department = check.department(department)
-        to_agent = check.optional_text(agent, "agent", 100)
+        to_agent = check.optional_text(agent, "agent", bound.PERSON)
         if (to_department, to_agent) == (self.owner_department, self.owner_agent):
             return
         self._trigger(
@@ -265,7 +266,7 @@ class Customer(Aggregate):
         ordered_at: datetime | None = None,
     ) -> None:
         self._require_active()
-        oid = check.text(order_id, "order_id", 100)
+        oid = check.text(order_id, "order_id", bound.PERSON)
         if oid in self.orders:
             raise ValidationFailed("order_id", f"order {oid!r} already recorded")
         self._trigger(
@@ -397,9 +398,21 @@ def _profile(**fields: str | None) -> dict[str, str | None]:
         "company": lambda v: check.optional_text(v, "company"),
         "email": check.email,
         "phone": check.phone,
-        "address": lambda v: check.optional_text(v, "address", 500),
+        "address": lambda v: check.optional_text(v, "address", bound.ADDRESS, multiline=True),
     }
     return {name: rules[name](value) for name, value in fields.items()}
+
+
+def _tags(tags: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    if len(tags) > bound.MAX_TAGS:
+        raise ValidationFailed("tags", f"more than {bound.MAX_TAGS} tags")
+    return tuple(sorted({check.tag(t) for t in tags}))
+
+
+def _consents(consents: dict[str, bool]) -> dict[str, bool]:
+    if len(consents) > bound.MAX_CONSENTS:
+        raise ValidationFailed("consents", f"more than {bound.MAX_CONSENTS} consents")
+    return {check.code(k, "consents"): bool(v) for k, v in consents.items()}
 
 
 def _no_name() -> str:

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import msgspec
 
+from domain import fields as bound
 from domain import validation as check
 from domain.base import (
     Aggregate,
@@ -172,9 +173,11 @@ class Task(Aggregate):
             customer_id=customer.id,
             conversation_id=conversation_id,
             title=check.text(title, "title"),
-            description=check.optional_text(description, "description", 5_000),
+            description=check.optional_text(
+                description, "description", bound.DOCUMENT, multiline=True
+            ),
             department=check.department(department or ctx.actor_department),
-            assignee=check.optional_text(assignee, "assignee", 100),
+            assignee=check.optional_text(assignee, "assignee", bound.PERSON),
             due_at=None if due_at is None else check.aware(due_at, "due_at"),
             priority=check.one_of(priority, PRIORITIES, "priority"),
         )
@@ -190,7 +193,7 @@ class Task(Aggregate):
     ) -> None:
         """(Re)assign, optionally to another department; same person and place is a no-op."""
         self._require_status(_ACTIVE, "assign")
-        to_assignee = check.text(assignee, "assignee", 100)
+        to_assignee = check.text(assignee, "assignee", bound.PERSON)
         to_department = check.department(department or self.department)
         if (to_assignee, to_department) == (self.assignee, self.department):
             return
@@ -215,7 +218,7 @@ class Task(Aggregate):
         self._trigger(
             TaskProgressLogged,
             ctx,
-            note=check.text(note, "note", 5_000),
+            note=check.text(note, "note", bound.DOCUMENT, multiline=True),
             percent=check.score(percent, 0, 100, "percent"),
         )
 
@@ -239,7 +242,9 @@ class Task(Aggregate):
         if not isinstance(title, msgspec.UnsetType):
             given["title"] = check.text(title, "title")
         if not isinstance(description, msgspec.UnsetType):
-            given["description"] = check.optional_text(description, "description", 5_000)
+            given["description"] = check.optional_text(
+                description, "description", bound.DOCUMENT, multiline=True
+            )
         if not isinstance(priority, msgspec.UnsetType):
             given["priority"] = check.one_of(priority, PRIORITIES, "priority")
         changed = {k: v for k, v in given.items() if getattr(self, k) != v}
@@ -252,7 +257,7 @@ class Task(Aggregate):
         self._trigger(
             TaskCompleted,
             ctx,
-            resolution=check.text(resolution, "resolution", 5_000),
+            resolution=check.text(resolution, "resolution", bound.DOCUMENT, multiline=True),
             on_time=on_time,
         )
 
@@ -267,7 +272,7 @@ class Task(Aggregate):
             TaskEvaluated,
             ctx,
             score=check.score(score, 1, 5),
-            feedback=check.optional_text(feedback, "feedback", 5_000),
+            feedback=check.optional_text(feedback, "feedback", bound.DOCUMENT, multiline=True),
             evaluator=ctx.actor,
             assignee=self.assignee,
             department=self.department,

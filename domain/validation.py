@@ -1,15 +1,17 @@
 """Checks and normalisations shared by the aggregates (email, phone, codes, free text).
 
 Each function returns the normalised value or raises `ValidationFailed` naming the
-field, so a decision method reads as a list of checks. Pure: no I/O, no clock.
+field, so a decision method reads as a list of checks. The bounds come from
+`domain.fields`, which the command classes' schemas use too. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
+from domain import fields as bound
 from domain.base import ValidationFailed
 
 DEPARTMENT_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -18,6 +20,8 @@ CODE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
 _PHONE_JUNK = re.compile(r"[\s().-]")
+_SINGLE_LINE = re.compile(bound.SINGLE_LINE)
+_FREE_TEXT = re.compile(bound.FREE_TEXT)
 _PHONE_DIGITS = re.compile(r"^\d{7,15}$")
 
 
@@ -46,8 +50,10 @@ def email(value: str | None, field: str = "email") -> str | None:
     if value is None:
         return None
     normalised = value.strip().lower()
-    if len(normalised) > 254 or not EMAIL_PATTERN.fullmatch(normalised):
+    if len(normalised) > bound.EMAIL or not EMAIL_PATTERN.fullmatch(normalised):
         raise ValidationFailed(field, "not a valid email address")
+    if not _SINGLE_LINE.match(normalised):
+        raise ValidationFailed(field, "must not contain control characters")
     return normalised
 
 
@@ -67,21 +73,27 @@ def phone(value: str | None, field: str = "phone") -> str | None:
     return "+" + digits
 
 
-def text(value: str, field: str, max_length: int = 200) -> str:
-    """Required free text: stripped, not empty, bounded."""
+def text(value: str, field: str, max_length: int = bound.LINE, *, multiline: bool = False) -> str:
+    """Required text: stripped, not empty, bounded, and free of control characters (but
+    newline and tab in `multiline` text)."""
     stripped = value.strip()
     if not stripped:
         raise ValidationFailed(field, "must not be empty")
     if len(stripped) > max_length:
         raise ValidationFailed(field, f"longer than {max_length} characters")
+    allowed = _FREE_TEXT if multiline else _SINGLE_LINE
+    if not allowed.match(stripped):
+        raise ValidationFailed(field, "must not contain control characters")
     return stripped
 
 
-def optional_text(value: str | None, field: str, max_length: int = 200) -> str | None:
-    """Optional free text: blank means absent."""
+def optional_text(
+    value: str | None, field: str, max_length: int = bound.LINE, *, multiline: bool = False
+) -> str | None:
+    """Optional text: blank means absent."""
     if value is None or not value.strip():
         return None
-    return text(value, field, max_length)
+    return text(value, field, max_length, multiline=multiline)
 
 
 def one_of(value: str, allowed: frozenset[str], field: str) -> str:
@@ -98,20 +110,30 @@ def score(value: int, low: int, high: int, field: str = "score") -> int:
 
 
 def aware(value: datetime, field: str) -> datetime:
-    """Times must carry a zone: naive times are ambiguous across offices."""
+    """Times must carry a zone (naive times are ambiguous across offices) and lie within
+    the range every store and projection can represent once converted to UTC."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationFailed(field, "must include a time zone")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not bound.EARLIEST <= utc <= bound.LATEST:
+        raise ValidationFailed(field, "must lie between 1900-01-01 and 9999-12-31 in UTC")
     return value
 
 
 def amount(value: Decimal | int | str, field: str = "amount") -> Decimal:
-    """Money as a finite, non-negative Decimal (refunds are a status, not a sign)."""
+    """Money as a non-negative Decimal below 10^12 with at most 4 decimal places
+    (refunds are a status, not a sign)."""
     try:
         result = Decimal(value)
     except ArithmeticError as error:
         raise ValidationFailed(field, "not a decimal number") from error
-    if not result.is_finite() or result < 0:
-        raise ValidationFailed(field, "must be a finite amount of at least 0")
+    if not result.is_finite() or not 0 <= result < bound.AMOUNT_LIMIT:
+        raise ValidationFailed(field, "must be a decimal from 0 to 999999999999.9999")
+    if result.as_tuple().exponent < -bound.AMOUNT_PLACES:  # type: ignore[operator]  # finite
+        raise ValidationFailed(field, f"at most {bound.AMOUNT_PLACES} decimal places")
     return result
 
 

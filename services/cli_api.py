@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -74,19 +75,21 @@ def _register_stats(commands: argparse._SubParsersAction[Any]) -> None:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.embedded:
         raise ConfigError("CRM_DATABASE_URL", "`crm run` is embedded (SQLite); use `crm api`")
-    runtime = bootstrap(settings)
-    store, stop, follower = _start_follower(runtime)
-    try:
-        from consumers.follower import applied_position
-        from services.api import create_app
-        from services.api.read_models import ReadModels
-        from services.cli_audit import running_checkpointer
+    from consumers.follower import applied_position
+    from consumers.store_sqlite import SqliteStore
+    from services.api import create_app
+    from services.api.read_models import ReadModels
+    from services.cli_audit import running_checkpointer
 
-        app = create_app(
-            runtime,
-            queries_helper=ReadModels(store),
-            applied_position=lambda names: applied_position(store, names),
-        )
+    runtime = bootstrap(settings)
+    store = SqliteStore(runtime.settings.data_dir / "readmodels.db")
+    app = create_app(
+        runtime,
+        queries_helper=ReadModels(store),
+        applied_position=lambda names: applied_position(store, names),
+    )
+    stop, follower = _start_follower(runtime, store, app.state.services.positions.poke)
+    try:
         _announce(runtime, app, args)
         with running_checkpointer(runtime):
             _serve(app, args)
@@ -98,22 +101,23 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _start_follower(runtime: Runtime) -> tuple[Any, threading.Event, threading.Thread]:
-    """The projections follow the event store in a thread of this process."""
+def _start_follower(
+    runtime: Runtime, store: Any, on_applied: Callable[[], None]
+) -> tuple[threading.Event, threading.Thread]:
+    """The projections follow the event store in a thread of this process; each applied
+    page wakes the API's read-your-writes waiters (`on_applied`)."""
     from consumers.follower import follow_event_store
-    from consumers.store_sqlite import SqliteStore
     from projections import PROJECTIONS
 
-    store = SqliteStore(runtime.settings.data_dir / "readmodels.db")
     stop = threading.Event()
     thread = threading.Thread(
         target=follow_event_store,
-        args=(runtime.app, store, PROJECTIONS.values(), stop),
+        args=(runtime.app, store, PROJECTIONS.values(), stop, on_applied),
         name="crm-follower",
         daemon=True,
     )
     thread.start()
-    return store, stop, thread
+    return stop, thread
 
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:

@@ -6,10 +6,12 @@ through the one access model (`services.access`) before it decides (the target r
 the rules, the customer not erased) and after (a creation acts in its new department, a
 change never widens its caller's own view), so no entry point decides on its own.
 
-Optimistic concurrency: `expected` (from If-Match) must equal the loaded version; a
-concurrent save that wins the race shows up as an IntegrityError, after which the
-command is decided again once on a fresh load (without If-Match) before giving up
-with `VersionConflict`.
+Concurrency: commands on one aggregate take turns within a process (one in flight per
+aggregate), so they never collide here. Across processes a concurrent save that wins the
+race shows up as an IntegrityError: a command without If-Match is then decided again on
+a fresh load after a short random pause (a few times), since its caller expressed no
+precondition; with If-Match (`expected` must equal the loaded version) it is a
+`VersionConflict` (409), as it is for a command that keeps losing.
 
 Commands are coroutines: deciding runs on the event loop, the event store is reached
 through the committer (saves) and worker threads (loads, the log's head, the keyring).
@@ -24,11 +26,15 @@ I/O: the event store (through a committer) and the keyring.
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 import uuid
-from contextlib import AbstractContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 from uuid import UUID
+from weakref import WeakValueDictionary
 
 import msgspec
 from eventsourcing.persistence import IntegrityError
@@ -43,6 +49,8 @@ from services.customer_commands import EraseCustomer
 from services.event_store import CrmApplication
 
 A = TypeVar("A", bound=Aggregate)
+RETRY_SECONDS = 5.0  # how long a command without If-Match keeps deciding again
+RETRY_PAUSE = 0.002  # seconds, doubled per lost race up to 50 ms: a random share is slept
 
 
 class Committer(Protocol):
@@ -97,23 +105,45 @@ class CommandService:
         self.keyring = keyring
         self.cache = AggregateCache() if cache is None else cache
         self.access = AccessModel() if access is None else access
+        self._turns: WeakValueDictionary[UUID, asyncio.Lock] = WeakValueDictionary()
 
     async def change(
         self, caller: Caller, target: UUID, command: Change[A], *, expected: int | None = None
     ) -> CommandResult:
         """Apply one command to an existing aggregate."""
         command = command.with_defaults(caller.principal)
-        with self.committer.command():
+        async with self._turn(target):
+            with self.committer.command():
+                result = await self._decided(caller, target, command, expected)
+        return msgspec.structs.replace(result, **command.answer())
+
+    @asynccontextmanager
+    async def _turn(self, target: UUID) -> AsyncIterator[None]:
+        """One command per aggregate at a time in this process (waiting costs no thread)."""
+        lock = self._turns.get(target)
+        if lock is None:
+            lock = self._turns[target] = asyncio.Lock()
+        async with lock:
+            yield
+
+    async def _decided(
+        self, caller: Caller, target: UUID, command: Change[A], expected: int | None
+    ) -> CommandResult:
+        """Decide and save; when another process saved first, decide again on a fresh
+        load after a random pause, unless the caller named the version it expected. Each
+        lost race means another command got through, so this ends; `RETRY_SECONDS`
+        bounds it anyway."""
+        give_up, pause = time.monotonic() + RETRY_SECONDS, RETRY_PAUSE
+        while True:
             try:
-                result = await self._attempt(caller, target, command, expected=expected)
+                return await self._attempt(caller, target, command, expected=expected)
             except IntegrityError:
                 if expected is not None:
                     raise await self._conflict(command, target, expected) from None
-                try:
-                    result = await self._attempt(caller, target, command, expected=None)
-                except IntegrityError:
+                if time.monotonic() > give_up:
                     raise await self._conflict(command, target, None) from None
-        return msgspec.structs.replace(result, **command.answer())
+            await asyncio.sleep(random.uniform(0, pause))
+            pause = min(pause * 2, 0.05)
 
     async def create(self, caller: Caller, command: Creation) -> CommandResult:
         """Create an aggregate (a customer, or a conversation or task of one)."""

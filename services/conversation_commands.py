@@ -6,13 +6,13 @@ I/O: none (`CommandService` loads, authorises and saves).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any, ClassVar, Self
 from uuid import UUID
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from domain import fields as f
 from domain.base import Aggregate, Context
 from domain.conversation import Conversation
 from domain.customer import Customer
@@ -29,11 +29,11 @@ class OpenConversation(Creation, frozen=True, kw_only=True):
     action: ClassVar[str] = WRITE
     department_fields: ClassVar[tuple[str, ...]] = ("department",)
     customer_id: UUID
-    channel: str
-    subject: str
-    department: str | None = None
-    agent: str | None = None
-    participants: list[str] = msgspec.field(default_factory=list)
+    channel: f.Code
+    subject: f.Line
+    department: f.Code | None = None
+    agent: f.PersonName | None = None
+    participants: f.Participants = msgspec.field(default_factory=list)
 
     def belongs_to(self) -> UUID:
         return self.customer_id
@@ -63,11 +63,11 @@ class LogMessage(ConversationChange, frozen=True, kw_only=True):
     """An inbound or outbound message; `message_id` is made here unless the client names
     one (a retry naming the same id is then refused as a duplicate)."""
 
-    direction: str
-    author: str
-    content: str
-    sent_at: datetime | None = None
-    message_id: str | UnsetType = UNSET
+    direction: f.Code
+    author: f.Line
+    content: f.MessageText
+    sent_at: f.Instant | None = None
+    message_id: f.PersonName | UnsetType = UNSET
 
     def with_defaults(self, principal: Principal) -> Self:
         if self.message_id is not UNSET:
@@ -84,8 +84,8 @@ class LogMessage(ConversationChange, frozen=True, kw_only=True):
 class AddNote(ConversationChange, frozen=True, kw_only=True):
     """An internal note, authored by its caller."""
 
-    content: str
-    message_id: str | UnsetType = UNSET
+    content: f.MessageText
+    message_id: f.PersonName | UnsetType = UNSET
 
     def with_defaults(self, principal: Principal) -> Self:
         if self.message_id is not UNSET:
@@ -102,17 +102,17 @@ class AddNote(ConversationChange, frozen=True, kw_only=True):
 class CorrectMessage(ConversationChange, frozen=True, kw_only=True):
     """A correction; the original stays in history."""
 
-    message_id: str
-    content: str
-    reason: str
+    message_id: f.PersonName
+    content: f.MessageText
+    reason: f.Line
 
     def decide(self, aggregate: Conversation, ctx: Context) -> None:
         aggregate.correct_message(ctx, self.message_id, content=self.content, reason=self.reason)
 
 
 class RetractMessage(ConversationChange, frozen=True, kw_only=True):
-    message_id: str
-    reason: str
+    message_id: f.PersonName
+    reason: f.Line
 
     def decide(self, aggregate: Conversation, ctx: Context) -> None:
         aggregate.retract_message(ctx, self.message_id, reason=self.reason)
@@ -122,24 +122,24 @@ class HandOff(ConversationChange, frozen=True, kw_only=True):
     """Move the conversation to another department and/or agent."""
 
     department_fields: ClassVar[tuple[str, ...]] = ("to_department",)
-    to_department: str
-    to_agent: str | None = None
-    note: str | None = None
+    to_department: f.Code
+    to_agent: f.PersonName | None = None
+    note: f.Paragraph | None = None
 
     def decide(self, aggregate: Conversation, ctx: Context) -> None:
         aggregate.hand_off(ctx, **self.fields())
 
 
 class CloseConversation(ConversationChange, frozen=True, kw_only=True):
-    outcome: str
-    summary: str | None = None
+    outcome: f.Code
+    summary: f.Paragraph | None = None
 
     def decide(self, aggregate: Conversation, ctx: Context) -> None:
         aggregate.close(ctx, **self.fields())
 
 
 class ReopenConversation(ConversationChange, frozen=True, kw_only=True):
-    reason: str
+    reason: f.Line
 
     def decide(self, aggregate: Conversation, ctx: Context) -> None:
         aggregate.reopen(ctx, reason=self.reason)
@@ -149,8 +149,8 @@ class RateSatisfaction(ConversationChange, frozen=True, kw_only=True):
     """A CSAT answer (1-5), credited to the department and agent of the interaction."""
 
     action: ClassVar[str] = "conversation.survey"
-    score: int
-    comment: str | None = None
+    score: f.Score
+    comment: f.Paragraph | None = None
 
     def decide(self, aggregate: Conversation, ctx: Context) -> None:
         aggregate.rate_satisfaction(ctx, score=self.score, comment=self.comment)
@@ -160,8 +160,8 @@ class ScoreRecommendation(ConversationChange, frozen=True, kw_only=True):
     """An NPS answer (0-10), credited like a CSAT answer."""
 
     action: ClassVar[str] = "conversation.survey"
-    score: int
-    comment: str | None = None
+    score: f.Score
+    comment: f.Paragraph | None = None
 
     def decide(self, aggregate: Conversation, ctx: Context) -> None:
         aggregate.score_recommendation(ctx, score=self.score, comment=self.comment)

@@ -5,14 +5,13 @@ I/O: none (`CommandService` loads, authorises and saves).
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
 from typing import Any, ClassVar, Self
 from uuid import UUID
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from domain import fields as f
 from domain.base import Aggregate, Context
 from domain.customer import Customer
 from services.access import Principal
@@ -24,15 +23,15 @@ class RegisterCustomer(Creation, frozen=True, kw_only=True):
 
     action: ClassVar[str] = "customer.create"
     department_fields: ClassVar[tuple[str, ...]] = ("owner_department",)
-    name: str
-    company: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    address: str | None = None
-    owner_department: str | None = None
-    owner_agent: str | None = None
-    tags: list[str] = msgspec.field(default_factory=list)
-    consents: dict[str, bool] = msgspec.field(default_factory=dict)
+    name: f.Line
+    company: f.Line | None = None
+    email: f.EmailText | None = None
+    phone: f.PhoneText | None = None
+    address: f.Address | None = None
+    owner_department: f.Code | None = None
+    owner_agent: f.PersonName | None = None
+    tags: f.Tags = msgspec.field(default_factory=list)
+    consents: f.Consents = msgspec.field(default_factory=dict)
 
     def with_defaults(self, principal: Principal) -> Self:
         if self.owner_department is not None:
@@ -54,11 +53,11 @@ class UpdateProfile(CustomerChange, frozen=True, kw_only=True):
     """Only the fields given change; a field given as null is cleared."""
 
     action: ClassVar[str] = "customer.update"
-    name: str | UnsetType = UNSET
-    company: str | UnsetType | None = UNSET
-    email: str | UnsetType | None = UNSET
-    phone: str | UnsetType | None = UNSET
-    address: str | UnsetType | None = UNSET
+    name: f.Line | UnsetType = UNSET
+    company: f.Line | UnsetType | None = UNSET
+    email: f.EmailText | UnsetType | None = UNSET
+    phone: f.PhoneText | UnsetType | None = UNSET
+    address: f.Address | UnsetType | None = UNSET
 
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         aggregate.update_profile(ctx, **self.fields())
@@ -69,8 +68,8 @@ class ChangeOwner(CustomerChange, frozen=True, kw_only=True):
 
     action: ClassVar[str] = "customer.owner"
     department_fields: ClassVar[tuple[str, ...]] = ("department",)
-    department: str
-    agent: str | None = None
+    department: f.Code
+    agent: f.PersonName | None = None
 
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         aggregate.change_owner(ctx, department=self.department, agent=self.agent)
@@ -79,7 +78,7 @@ class ChangeOwner(CustomerChange, frozen=True, kw_only=True):
 class ShareCustomer(CustomerChange, frozen=True, kw_only=True):
     action: ClassVar[str] = "customer.share"
     department_fields: ClassVar[tuple[str, ...]] = ("department",)
-    department: str
+    department: f.Code
 
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         aggregate.share_with(ctx, self.department)
@@ -88,7 +87,7 @@ class ShareCustomer(CustomerChange, frozen=True, kw_only=True):
 class UnshareCustomer(CustomerChange, frozen=True, kw_only=True):
     action: ClassVar[str] = "customer.share"
     department_fields: ClassVar[tuple[str, ...]] = ("department",)
-    department: str
+    department: f.Code
 
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         aggregate.unshare(ctx, self.department)
@@ -96,7 +95,7 @@ class UnshareCustomer(CustomerChange, frozen=True, kw_only=True):
 
 class TagCustomer(CustomerChange, frozen=True, kw_only=True):
     action: ClassVar[str] = "customer.update"
-    tag: str
+    tag: f.TagName
 
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         aggregate.tag(ctx, self.tag)
@@ -104,7 +103,7 @@ class TagCustomer(CustomerChange, frozen=True, kw_only=True):
 
 class UntagCustomer(CustomerChange, frozen=True, kw_only=True):
     action: ClassVar[str] = "customer.update"
-    tag: str
+    tag: f.TagName
 
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         aggregate.untag(ctx, self.tag)
@@ -114,7 +113,7 @@ class SetConsents(CustomerChange, frozen=True, kw_only=True):
     """Grant or withdraw consents; never one that widens what its own caller sees."""
 
     action: ClassVar[str] = "customer.update"
-    consents: dict[str, bool]
+    consents: f.Consents
 
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         for consent, granted in sorted(self.consents.items()):
@@ -123,11 +122,11 @@ class SetConsents(CustomerChange, frozen=True, kw_only=True):
 
 class RecordOrder(CustomerChange, frozen=True, kw_only=True):
     action: ClassVar[str] = "customer.order"
-    order_id: str
-    amount: Decimal
-    currency: str
-    status: str = "placed"
-    ordered_at: datetime | None = None
+    order_id: f.PersonName
+    amount: f.Amount
+    currency: f.Currency
+    status: f.Code = "placed"
+    ordered_at: f.Instant | None = None
 
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         aggregate.record_order(ctx, **self.fields())
@@ -135,8 +134,8 @@ class RecordOrder(CustomerChange, frozen=True, kw_only=True):
 
 class ChangeOrderStatus(CustomerChange, frozen=True, kw_only=True):
     action: ClassVar[str] = "customer.order"
-    order_id: str
-    status: str
+    order_id: f.PersonName
+    status: f.Code
 
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         aggregate.change_order_status(ctx, self.order_id, self.status)
@@ -146,7 +145,7 @@ class ArchiveCustomer(CustomerChange, frozen=True, kw_only=True):
     """Soft delete by the owning department: gone from department views, history kept."""
 
     action: ClassVar[str] = "customer.archive"
-    reason: str | None = None
+    reason: f.Line | None = None
 
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         aggregate.archive(ctx, self.reason)
@@ -156,7 +155,7 @@ class EraseCustomer(CustomerChange, frozen=True, kw_only=True):
     """Right to be forgotten (admins): the event, then the customer's key is destroyed."""
 
     action: ClassVar[str] = "customer.erase"
-    reason: str | None = None
+    reason: f.Line | None = None
 
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         aggregate.erase(ctx, self.reason)

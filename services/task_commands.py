@@ -7,13 +7,13 @@ I/O: none (`CommandService` loads, authorises and saves).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar, Self
 from uuid import UUID
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from domain import fields as f
 from domain.base import Aggregate, Context
 from domain.customer import Customer
 from domain.task import Task
@@ -30,12 +30,12 @@ class CreateTask(Creation, frozen=True, kw_only=True):
     assignee_field: ClassVar[str | None] = "assignee"
     department_fields: ClassVar[tuple[str, ...]] = ("department",)
     customer_id: UUID
-    title: str
-    description: str | None = None
-    department: str | None = None
-    assignee: str | None = None
-    due_at: datetime | None = None
-    priority: str = "normal"
+    title: f.Line
+    description: f.Document | None = None
+    department: f.Code | None = None
+    assignee: f.PersonName | None = None
+    due_at: f.Instant | None = None
+    priority: f.Code = "normal"
     conversation_id: UUID | None = None
 
     def belongs_to(self) -> UUID:
@@ -64,10 +64,10 @@ class TaskChange(Change[Task], frozen=True, kw_only=True):
 class ChangeTask(TaskChange, frozen=True, kw_only=True):
     """Title, description, priority and/or the due time, in one batch of events."""
 
-    title: str | UnsetType = UNSET
-    description: str | UnsetType | None = UNSET
-    priority: str | UnsetType = UNSET
-    due_at: datetime | UnsetType | None = UNSET
+    title: f.Line | UnsetType = UNSET
+    description: f.Document | UnsetType | None = UNSET
+    priority: f.Code | UnsetType = UNSET
+    due_at: f.Instant | UnsetType | None = UNSET
 
     def decide(self, aggregate: Task, ctx: Context) -> None:
         details = self.fields()
@@ -83,9 +83,9 @@ class AssignTask(TaskChange, frozen=True, kw_only=True):
 
     assignee_field: ClassVar[str | None] = "assignee"
     department_fields: ClassVar[tuple[str, ...]] = ("department",)
-    assignee: str
-    reason: str | None = None
-    department: str | None = None
+    assignee: f.PersonName
+    reason: f.Line | None = None
+    department: f.Code | None = None
 
     def decide(self, aggregate: Task, ctx: Context) -> None:
         aggregate.assign(ctx, **self.fields())
@@ -97,15 +97,15 @@ class StartTask(TaskChange, frozen=True, kw_only=True):
 
 
 class LogProgress(TaskChange, frozen=True, kw_only=True):
-    note: str
-    percent: int
+    note: f.Document
+    percent: f.Percent
 
     def decide(self, aggregate: Task, ctx: Context) -> None:
         aggregate.log_progress(ctx, note=self.note, percent=self.percent)
 
 
 class CompleteTask(TaskChange, frozen=True, kw_only=True):
-    resolution: str
+    resolution: f.Document
 
     def decide(self, aggregate: Task, ctx: Context) -> None:
         aggregate.complete(ctx, resolution=self.resolution)
@@ -115,22 +115,22 @@ class EvaluateTask(TaskChange, frozen=True, kw_only=True):
     """Score 1-5 and feedback, by someone other than the assignee."""
 
     action: ClassVar[str] = "task.evaluate"
-    score: int
-    feedback: str | None = None
+    score: f.Score
+    feedback: f.Document | None = None
 
     def decide(self, aggregate: Task, ctx: Context) -> None:
         aggregate.evaluate(ctx, score=self.score, feedback=self.feedback)
 
 
 class ReopenTask(TaskChange, frozen=True, kw_only=True):
-    reason: str
+    reason: f.Line
 
     def decide(self, aggregate: Task, ctx: Context) -> None:
         aggregate.reopen(ctx, reason=self.reason)
 
 
 class CancelTask(TaskChange, frozen=True, kw_only=True):
-    reason: str
+    reason: f.Line
 
     def decide(self, aggregate: Task, ctx: Context) -> None:
         aggregate.cancel(ctx, reason=self.reason)

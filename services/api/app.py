@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from services.api.body_guard import MAX_BODY_BYTES, guard_body
 from services.api.deps import Services, authenticate, command_call
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.events_stream import event_stream
@@ -30,6 +31,7 @@ from services.api.routes_customers import customers
 from services.api.routes_ops import OPS
 from services.api.routes_queries import queries
 from services.api.routes_tasks import tasks
+from services.api.waiting import Positions
 from services.bootstrap import Runtime
 from services.commands import CommandService, Committer
 from services.console import console_router
@@ -51,8 +53,8 @@ def create_app(
     (how far their projections got) wire the department views, timeline and statistics;
     without them those answer 501."""
     metrics = Metrics(runtime.app.head_position)
-    services = build_services(runtime, metrics, committer, principals)
-    services.queries, services.applied_position = queries_helper, applied_position
+    services = build_services(runtime, metrics, committer, principals, applied_position)
+    services.queries = queries_helper
     store = None if queries_helper is None else queries_helper.store
     register_pipeline_metrics(metrics.registry, runtime, store)
     checks = default_checks(runtime, store, applied_position) | (readiness or {})
@@ -64,6 +66,8 @@ def create_app(
         ],
         dependencies=_dependencies(services, metrics, checks),
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=guard_body,
+        request_max_body_size=MAX_BODY_BYTES,
         openapi_config=_openapi(),
         on_shutdown=[services.commands.committer.aclose],  # write what is queued
         debug=False,
@@ -75,7 +79,11 @@ def create_app(
 
 
 def build_services(
-    runtime: Runtime, metrics: Metrics, committer: Committer | None, principals: Principals | None
+    runtime: Runtime,
+    metrics: Metrics,
+    committer: Committer | None,
+    principals: Principals | None,
+    applied_position: AppliedPosition | None = None,
 ) -> Services:
     settings = runtime.settings
     if committer is None:
@@ -92,8 +100,10 @@ def build_services(
         principals=principals
         or open_principals(runtime.pool, settings.data_dir, settings.departments),
         idempotency=open_idempotency(runtime.pool, settings.data_dir),
-        read_wait_seconds=settings.read_wait_seconds,
         access=access,
+        positions=Positions(
+            runtime.app.head_position, applied_position, settings.read_wait_seconds
+        ),
     )
 
 

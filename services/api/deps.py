@@ -7,7 +7,6 @@ so each route only builds its command (`services.*_commands`) and returns the an
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -21,10 +20,10 @@ from litestar.params import HeaderParameter
 
 from domain.base import Aggregate
 from services.access import AccessModel, Principal
-from services.api.errors import BadRequest, NotCaughtUp, Unauthenticated
+from services.api.errors import BadRequest, Unauthenticated
 from services.api.observability import new_request_id
 from services.api.read_models import ReadModels
-from services.api.read_positions import AppliedPosition
+from services.api.waiting import Positions
 from services.command_base import Change, Creation
 from services.commands import Caller, CommandResult, CommandService
 from services.event_store import CrmApplication
@@ -44,25 +43,10 @@ class Services:
     commands: CommandService
     principals: Principals
     idempotency: Idempotency
-    read_wait_seconds: float
     access: AccessModel
+    positions: Positions  # read-your-writes: `?min_position=` waits on the event loop
     stream_poll_seconds: float = 0.5
     queries: ReadModels | None = None  # None: no read models in this process
-    applied_position: AppliedPosition | None = None
-
-    def wait_for(self, position: int | None, applied: Callable[[], int]) -> None:
-        """Block (bounded) until `applied()` reaches `position`: read-your-writes.
-        Polls at 5 ms, backing off to 50 ms, so waiting readers stay cheap."""
-        if position is None or applied() >= position:
-            return
-        deadline = time.monotonic() + self.read_wait_seconds
-        pause = 0.005
-        while time.monotonic() < deadline:
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-            if applied() >= position:
-                return
-        raise NotCaughtUp(position, applied(), self.read_wait_seconds)
 
 
 ServicesDep = NamedDependency[Services]
@@ -132,8 +116,11 @@ class CommandCall:
         status: int = 200,
     ) -> Response[CommandResult]:
         """Run a command (the idempotency store is reached on worker threads)."""
+        positions = self.services.positions
         if self.key is None:
-            return answer(await execute(self.expected), status)
+            result = await execute(self.expected)
+            positions.advance(result.position)
+            return answer(result, status)
         owner, idempotency = self.principal.name, self.services.idempotency
         request = fingerprint(self.method, self.path, _encoder.encode(body))
         stored = await asyncio.to_thread(idempotency.begin, owner, self.key, request)
@@ -142,6 +129,7 @@ class CommandCall:
         done = False
         try:
             result = await execute(self.expected)
+            positions.advance(result.position)
             stored = StoredAnswer(status, _encoder.encode(result))
             await asyncio.to_thread(idempotency.complete, owner, self.key, stored)
             done = True

@@ -15,6 +15,7 @@ import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 
 from domain.base import (
     DomainError,
@@ -42,6 +43,10 @@ class BadRequest(Exception):  # noqa: N818 - reads as the HTTP status it maps to
     """A header or parameter this API parses itself (If-Match, as_of...) is malformed."""
 
 
+class UnsupportedMediaType(Exception):  # noqa: N818 - reads as the HTTP status it maps to
+    """A request body that does not say it is JSON (`Content-Type: application/json`)."""
+
+
 class ReadModelUnavailable(Exception):  # noqa: N818 - reads as the HTTP status it maps to
     """The read model behind this query is not wired into this process."""
 
@@ -66,6 +71,7 @@ PROBLEMS: dict[type[BaseException], tuple[int, str, str]] = {
     Forbidden: (403, "forbidden", "The access model refused this request"),
     Unauthenticated: (401, "unauthenticated", "A valid bearer token is required"),
     BadRequest: (400, "bad-request", "The request is malformed"),
+    UnsupportedMediaType: (415, "unsupported-media-type", "The body must be JSON"),
     BadIdempotencyKeyError: (400, "bad-idempotency-key", "The Idempotency-Key is malformed"),
     IdempotencyError: (409, "idempotency-conflict", "The Idempotency-Key cannot be used"),
     UnknownEventType: (422, "unknown-event-type", "Unknown event type"),
@@ -73,6 +79,51 @@ PROBLEMS: dict[type[BaseException], tuple[int, str, str]] = {
     NotCaughtUp: (503, "not-caught-up", "The read model has not caught up yet"),
     ValidationException: (400, "invalid-request", "The request does not match the schema"),
 }
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of every error (RFC 9457); extension members depend on the type."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    field: str | msgspec.UnsetType = msgspec.UNSET
+    rule: str | msgspec.UnsetType = msgspec.UNSET
+    reason: str | msgspec.UnsetType = msgspec.UNSET
+    expected_version: int | msgspec.UnsetType = msgspec.UNSET
+    actual_version: int | msgspec.UnsetType = msgspec.UNSET
+
+
+_OUTSIDE_THE_TABLE = {
+    413: ("request-entity-too-large", "The body is larger than 1 MiB"),
+    405: ("method-not-allowed", "The route does not take this method"),
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI responses for `statuses`, each naming the problem types it may carry."""
+    kinds: dict[int, list[str]] = {}
+    for status, slug, title in PROBLEMS.values():
+        kinds.setdefault(status, []).append(f"`{PROBLEM_BASE}{slug}`: {title}")
+    for status, (slug, title) in _OUTSIDE_THE_TABLE.items():
+        kinds.setdefault(status, []).append(f"`{PROBLEM_BASE}{slug}`: {title}")
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            media_type=MEDIA_TYPE,
+            description="; ".join(sorted(set(kinds.get(status, ["an error"])))),
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+COMMAND_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)
+"""What any command may answer besides its success."""
+READ_PROBLEMS = problem_responses(400, 401, 403, 404, 422, 501, 503)
+"""What any read may answer besides its success."""
 
 
 def problem_for(error: BaseException) -> tuple[int, str, str]:
@@ -96,7 +147,9 @@ def _extensions(error: BaseException) -> dict[str, Any]:
     if isinstance(error, IdempotencyError):
         return {"reason": error.reason}
     if isinstance(error, ValidationException) and error.extra:
-        return {"errors": msgspec.to_builtins(error.extra, str_keys=True, enc_hook=str)}
+        errors = msgspec.to_builtins(error.extra, str_keys=True, enc_hook=str)
+        first = errors[0] if isinstance(errors, list) and errors else {}
+        return {"field": first.get("key"), "errors": errors} if isinstance(first, dict) else {}
     return {}
 
 
@@ -132,6 +185,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     Forbidden: problem_response,
     Unauthenticated: problem_response,
     BadRequest: problem_response,
+    UnsupportedMediaType: problem_response,
     IdempotencyError: problem_response,
     UnknownEventType: problem_response,
     ReadModelUnavailable: problem_response,

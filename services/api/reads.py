@@ -1,6 +1,7 @@
 """Reads: aggregate state straight from the event store (always current), history and
 as-of for auditors, and the read models (department views, timeline, statistics), which
-wait for `?min_position=N` on exactly the projections they read.
+wait for `?min_position=N` on exactly the projections they read, on the event loop
+(`services.api.waiting`); the stores themselves are reached on worker threads.
 
 Every read asks the one access model (`services.access`): whether the caller may see
 what it is about to return (an aggregate they may not read is a 404, like an unknown
@@ -13,18 +14,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
+import anyio
 from litestar.di import NamedDependency
 
 from domain.base import Aggregate
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
+from domain.validation import aware
 from services.access import AccessModel, Principal, Resource, mask, resource_of
 from services.api.deps import CallerDep, Services, ServicesDep
-from services.api.errors import BadRequest, ReadModelUnavailable
+from services.api.errors import ReadModelUnavailable
 from services.api.read_models import PERSONAL, READS, Page, ReadModels, Row
 from services.api.views import (
     ConversationView,
@@ -39,6 +43,7 @@ from services.api.views import (
 from services.commands import Caller
 
 A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
 
 
 @dataclass
@@ -54,79 +59,86 @@ class Reader:
     def access(self) -> AccessModel:
         return self.services.access
 
-    def customer(
+    async def customer(
         self, customer_id: UUID, as_of: datetime | None, min_position: int | None
     ) -> CustomerView:
         """Current state, or (auditors) the state at `as_of`, of a customer they may read."""
-        customer = self._current(Customer, customer_id, min_position)
+        instant = None if as_of is None else aware(as_of, "as_of")
+        customer = await self._current(Customer, customer_id, min_position)
         fields = self.access.read(self.principal, resource_of(customer), "as_of.read" * bool(as_of))
-        if as_of is not None:
-            customer = self.services.app.as_of(Customer, customer_id, _aware(as_of))
+        if instant is not None:
+            customer = await _off_loop(self.services.app.as_of, Customer, customer_id, instant)
         return customer_view(customer, fields)
 
-    def conversation(self, conversation_id: UUID, min_position: int | None) -> ConversationView:
-        conversation = self._current(Conversation, conversation_id, min_position)
+    async def conversation(
+        self, conversation_id: UUID, min_position: int | None
+    ) -> ConversationView:
+        conversation = await self._current(Conversation, conversation_id, min_position)
         return conversation_view(conversation, self._fields(conversation))
 
-    def task(self, task_id: UUID, min_position: int | None) -> TaskView:
-        task = self._current(Task, task_id, min_position)
+    async def task(self, task_id: UUID, min_position: int | None) -> TaskView:
+        task = await self._current(Task, task_id, min_position)
         return task_view(task, self._fields(task))
 
-    def history(self, kind: type[A], aggregate_id: UUID) -> list[HistoryEntry]:
+    async def history(self, kind: type[A], aggregate_id: UUID) -> list[HistoryEntry]:
         """Every event of one aggregate with its metadata (auditors; managers: own)."""
-        fields = self._fields(self.services.app.load(kind, aggregate_id), "history.read")
-        return [history_entry(event, fields) for event in self.services.app.history(aggregate_id)]
+        app = self.services.app
+        fields = self._fields(await _off_loop(app.load, kind, aggregate_id), "history.read")
+        events = await _off_loop(app.history, aggregate_id)
+        return [history_entry(event, fields) for event in events]
 
     def _fields(self, aggregate: Aggregate, action: str = "") -> Any:
         return self.access.read(self.principal, resource_of(aggregate), action)
 
-    def _current(self, kind: type[A], aggregate_id: UUID, min_position: int | None) -> A:
-        app = self.services.app
-        self.services.wait_for(min_position, app.head_position)
-        return app.load(kind, aggregate_id)
+    async def _current(self, kind: type[A], aggregate_id: UUID, min_position: int | None) -> A:
+        """The aggregate as stored now; a `min_position` beyond the store's head is a 400
+        (any position up to it is already visible to a read of the event store)."""
+        await self.services.positions.within_head(min_position)
+        return await _off_loop(self.services.app.load, kind, aggregate_id)
 
     # --- read models (projections) ----------------------------------------------------
 
-    def timeline(self, customer_id: UUID, min_position: int | None, **page: Any) -> Page:
+    async def timeline(self, customer_id: UUID, min_position: int | None, **page: Any) -> Page:
         """A customer's timeline; each entry only if its own conversation or task is
         readable by the caller (the read model's `department` of it)."""
-        customer = self.services.app.load(Customer, customer_id)
+        customer = await _off_loop(self.services.app.load, Customer, customer_id)
         self.access.read(self.principal, resource_of(customer), "timeline.read")
-        models = self._caught_up("timeline", min_position)
+        models = await self._caught_up("timeline", min_position)
         department = self.access.entry_department(self.principal)
-        rows = models.timeline(customer_id, department=department, **page)
+        rows = await _off_loop(models.timeline, customer_id, department=department, **page)
         return self._judged(rows, "timeline", _entry_resource)
 
-    def department(
+    async def department(
         self, view: str, department: str, min_position: int | None, **filters: Any
     ) -> Page:
         """A page of one department's customers, conversations or tasks."""
         self.access.department_scope(self.principal, "department.read", department)
-        models = self._caught_up(view, min_position)
-        if view == "customers":
-            return self._judged(models.customers(department, **filters), view, _customer_resource)
-        if view == "conversations":
-            page = models.conversations(department, **filters)
-            return self._judged(page, view, _work_resource("conversation"))
-        return self._judged(models.tasks(department, **filters), view, _work_resource("task"))
+        models = await self._caught_up(view, min_position)
+        views: dict[str, tuple[Callable[..., Page], Callable[[Row], Resource]]] = {
+            "customers": (models.customers, _customer_resource),
+            "conversations": (models.conversations, _work_resource("conversation")),
+            "tasks": (models.tasks, _work_resource("task")),
+        }
+        query, resource = views[view]
+        return self._judged(await _off_loop(query, department, **filters), view, resource)
 
-    def stats(
+    async def stats(
         self, name: str, department: str | None, min_position: int | None, **filters: Any
-    ) -> Any:
+    ) -> Row:
         """Statistics of one department (department-scoped roles: their own) or all."""
         scope = self.access.department_scope(self.principal, "stats.read", department)
-        models = self._caught_up(name, min_position)
-        if name == "satisfaction":
-            return models.satisfaction(department=scope, **filters)
-        return models.task_stats(department=scope, **filters)
+        models = await self._caught_up(name, min_position)
+        query: Callable[..., Row] = (
+            models.satisfaction if name == "satisfaction" else models.task_stats
+        )
+        return await _off_loop(query, department=scope, **filters)
 
-    def _caught_up(self, query: str, min_position: int | None) -> ReadModels:
+    async def _caught_up(self, query: str, min_position: int | None) -> ReadModels:
         """The read models, once the projections `query` reads have applied `min_position`."""
-        models, applied = self.services.queries, self.services.applied_position
-        if models is None or applied is None:
+        models = self.services.queries
+        if models is None:
             raise ReadModelUnavailable(f"read model not available in this process ({query})")
-        names = READS[query]
-        self.services.wait_for(min_position, lambda: applied(names))
+        await self.services.positions.applied(READS[query], min_position)
         return models
 
     def _judged(self, page: Page, query: str, resource: Callable[[Row], Resource]) -> Page:
@@ -138,6 +150,11 @@ class Reader:
             if self.access.readable(principal, seen):
                 items.append(mask(row, personal, self.access.fields(principal, seen)))
         return page | {"items": items}
+
+
+async def _off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A store call on a worker thread, so the event loop keeps serving."""
+    return await anyio.to_thread.run_sync(partial(function, *args, **kwargs))
 
 
 def _customer_resource(row: Row) -> Resource:
@@ -175,12 +192,6 @@ def _entry_resource(row: Row) -> Resource:
 
 def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
-
-
-def _aware(instant: datetime) -> datetime:
-    if instant.tzinfo is None or instant.utcoffset() is None:
-        raise BadRequest("as_of must be an RFC 3339 time with a zone, e.g. 2025-01-31T12:00:00Z")
-    return instant
 
 
 def reader(services: ServicesDep, caller: CallerDep) -> Reader:

@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from domain.conversation import Conversation
 from services import conversation_commands as vc
 from services.api.deps import Call, tagged
+from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
 from services.api.reads import ReaderDep
 from services.api.schemas import CorrectionBody
 from services.api.views import ConversationView, HistoryEntry
@@ -23,13 +24,13 @@ MinPosition = Annotated[
 ID = "/{conversation_id:uuid}"
 
 
-@post("/", status_code=201)
+@post("/", status_code=201, responses=COMMAND_PROBLEMS)
 async def open_conversation(data: JSONBody[vc.OpenConversation], call: Call) -> Answer:
     """Open in the caller's department; staff become its agent unless another is named."""
     return await call.create(data)
 
 
-@post(ID + "/messages", status_code=201)
+@post(ID + "/messages", status_code=201, responses=COMMAND_PROBLEMS)
 async def log_message(
     conversation_id: FromPath[UUID], data: JSONBody[vc.LogMessage], call: Call
 ) -> Answer:
@@ -37,7 +38,7 @@ async def log_message(
     return await call.change(conversation_id, data, 201)
 
 
-@post(ID + "/notes", status_code=201)
+@post(ID + "/notes", status_code=201, responses=COMMAND_PROBLEMS)
 async def add_note(
     conversation_id: FromPath[UUID], data: JSONBody[vc.AddNote], call: Call
 ) -> Answer:
@@ -45,7 +46,7 @@ async def add_note(
     return await call.change(conversation_id, data, 201)
 
 
-@patch(ID + "/messages/{message_id:str}")
+@patch(ID + "/messages/{message_id:str}", responses=COMMAND_PROBLEMS)
 async def correct_message(
     conversation_id: FromPath[UUID],
     message_id: FromPath[str],
@@ -57,7 +58,7 @@ async def correct_message(
     return await call.change(conversation_id, command)
 
 
-@delete(ID + "/messages/{message_id:str}", status_code=200)
+@delete(ID + "/messages/{message_id:str}", status_code=200, responses=COMMAND_PROBLEMS)
 async def retract_message(
     conversation_id: FromPath[UUID],
     message_id: FromPath[str],
@@ -69,28 +70,28 @@ async def retract_message(
     )
 
 
-@post(ID + "/handoffs", status_code=200)
+@post(ID + "/handoffs", status_code=200, responses=COMMAND_PROBLEMS)
 async def hand_off(
     conversation_id: FromPath[UUID], data: JSONBody[vc.HandOff], call: Call
 ) -> Answer:
     return await call.change(conversation_id, data)
 
 
-@post(ID + "/close", status_code=200)
+@post(ID + "/close", status_code=200, responses=COMMAND_PROBLEMS)
 async def close(
     conversation_id: FromPath[UUID], data: JSONBody[vc.CloseConversation], call: Call
 ) -> Answer:
     return await call.change(conversation_id, data)
 
 
-@post(ID + "/reopen", status_code=200)
+@post(ID + "/reopen", status_code=200, responses=COMMAND_PROBLEMS)
 async def reopen(
     conversation_id: FromPath[UUID], data: JSONBody[vc.ReopenConversation], call: Call
 ) -> Answer:
     return await call.change(conversation_id, data)
 
 
-@post(ID + "/csat", status_code=200)
+@post(ID + "/csat", status_code=200, responses=COMMAND_PROBLEMS)
 async def csat(
     conversation_id: FromPath[UUID], data: JSONBody[vc.RateSatisfaction], call: Call
 ) -> Answer:
@@ -98,7 +99,7 @@ async def csat(
     return await call.change(conversation_id, data)
 
 
-@post(ID + "/nps", status_code=200)
+@post(ID + "/nps", status_code=200, responses=COMMAND_PROBLEMS)
 async def nps(
     conversation_id: FromPath[UUID], data: JSONBody[vc.ScoreRecommendation], call: Call
 ) -> Answer:
@@ -106,18 +107,20 @@ async def nps(
     return await call.change(conversation_id, data)
 
 
-@get(ID, sync_to_thread=True)
-def get_conversation(
+@get(ID, responses=READ_PROBLEMS)
+async def get_conversation(
     conversation_id: FromPath[UUID],
     reader: ReaderDep,
     min_position: MinPosition = None,
 ) -> Response[ConversationView]:
-    return tagged(reader.conversation(conversation_id, min_position))
+    return tagged(await reader.conversation(conversation_id, min_position))
 
 
-@get(ID + "/history", sync_to_thread=True)
-def conversation_history(conversation_id: FromPath[UUID], reader: ReaderDep) -> list[HistoryEntry]:
-    return reader.history(Conversation, conversation_id)
+@get(ID + "/history", responses=READ_PROBLEMS)
+async def conversation_history(
+    conversation_id: FromPath[UUID], reader: ReaderDep
+) -> list[HistoryEntry]:
+    return await reader.history(Conversation, conversation_id)
 
 
 conversations = Router(

@@ -12,6 +12,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from domain.customer import Customer
 from services import customer_commands as cc
 from services.api.deps import Call, tagged
+from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
 from services.api.reads import ReaderDep
 from services.api.schemas import OrderStatusBody
 from services.api.views import CustomerView, HistoryEntry
@@ -24,13 +25,13 @@ MinPosition = Annotated[
 ]
 
 
-@post("/", status_code=201)
+@post("/", status_code=201, responses=COMMAND_PROBLEMS)
 async def register_customer(data: JSONBody[cc.RegisterCustomer], call: Call) -> Answer:
     """Register a customer; `owner_department` defaults to the caller's department."""
     return await call.create(data)
 
 
-@patch(ID)
+@patch(ID, responses=COMMAND_PROBLEMS)
 async def update_profile(
     customer_id: FromPath[UUID], data: JSONBody[cc.UpdateProfile], call: Call
 ) -> Answer:
@@ -38,7 +39,7 @@ async def update_profile(
     return await call.change(customer_id, data)
 
 
-@put(ID + "/owner")
+@put(ID + "/owner", responses=COMMAND_PROBLEMS)
 async def change_owner(
     customer_id: FromPath[UUID], data: JSONBody[cc.ChangeOwner], call: Call
 ) -> Answer:
@@ -46,7 +47,7 @@ async def change_owner(
     return await call.change(customer_id, data)
 
 
-@post(ID + "/shares", status_code=200)
+@post(ID + "/shares", status_code=200, responses=COMMAND_PROBLEMS)
 async def share(
     customer_id: FromPath[UUID], data: JSONBody[cc.ShareCustomer], call: Call
 ) -> Answer:
@@ -54,22 +55,22 @@ async def share(
     return await call.change(customer_id, data)
 
 
-@delete(ID + "/shares/{department:str}", status_code=200)
+@delete(ID + "/shares/{department:str}", status_code=200, responses=COMMAND_PROBLEMS)
 async def unshare(customer_id: FromPath[UUID], department: FromPath[str], call: Call) -> Answer:
     return await call.change(customer_id, cc.UnshareCustomer(department=department))
 
 
-@post(ID + "/tags", status_code=200)
+@post(ID + "/tags", status_code=200, responses=COMMAND_PROBLEMS)
 async def tag(customer_id: FromPath[UUID], data: JSONBody[cc.TagCustomer], call: Call) -> Answer:
     return await call.change(customer_id, data)
 
 
-@delete(ID + "/tags/{tag_name:str}", status_code=200)
+@delete(ID + "/tags/{tag_name:str}", status_code=200, responses=COMMAND_PROBLEMS)
 async def untag(customer_id: FromPath[UUID], tag_name: FromPath[str], call: Call) -> Answer:
     return await call.change(customer_id, cc.UntagCustomer(tag=tag_name))
 
 
-@put(ID + "/consents")
+@put(ID + "/consents", responses=COMMAND_PROBLEMS)
 async def set_consents(
     customer_id: FromPath[UUID], data: JSONBody[cc.SetConsents], call: Call
 ) -> Answer:
@@ -77,14 +78,14 @@ async def set_consents(
     return await call.change(customer_id, data)
 
 
-@post(ID + "/orders", status_code=200)
+@post(ID + "/orders", status_code=200, responses=COMMAND_PROBLEMS)
 async def record_order(
     customer_id: FromPath[UUID], data: JSONBody[cc.RecordOrder], call: Call
 ) -> Answer:
     return await call.change(customer_id, data)
 
 
-@patch(ID + "/orders/{order_id:str}")
+@patch(ID + "/orders/{order_id:str}", responses=COMMAND_PROBLEMS)
 async def change_order_status(
     customer_id: FromPath[UUID],
     order_id: FromPath[str],
@@ -95,7 +96,7 @@ async def change_order_status(
     return await call.change(customer_id, command)
 
 
-@delete(ID, status_code=200)
+@delete(ID, status_code=200, responses=COMMAND_PROBLEMS)
 async def archive(
     customer_id: FromPath[UUID], call: Call, reason: FromQuery[str | None] = None
 ) -> Answer:
@@ -103,7 +104,7 @@ async def archive(
     return await call.change(customer_id, cc.ArchiveCustomer(reason=reason))
 
 
-@post(ID + "/erasure", status_code=200)
+@post(ID + "/erasure", status_code=200, responses=COMMAND_PROBLEMS)
 async def erase(
     customer_id: FromPath[UUID], data: JSONBody[cc.EraseCustomer], call: Call
 ) -> Answer:
@@ -114,19 +115,19 @@ async def erase(
     )
 
 
-@get(ID, sync_to_thread=True)
-def get_customer(
+@get(ID, responses=READ_PROBLEMS)
+async def get_customer(
     customer_id: FromPath[UUID],
     reader: ReaderDep,
     as_of: Annotated[datetime | None, QueryParameter(description="RFC 3339 instant")] = None,
     min_position: MinPosition = None,
 ) -> Response[CustomerView]:
     """Customer 360; with `as_of`, the state at that instant from the event store."""
-    return tagged(reader.customer(customer_id, as_of, min_position))
+    return tagged(await reader.customer(customer_id, as_of, min_position))
 
 
-@get(ID + "/timeline", sync_to_thread=True)
-def timeline(
+@get(ID + "/timeline", responses=READ_PROBLEMS)
+async def timeline(
     customer_id: FromPath[UUID],
     reader: ReaderDep,
     cursor: FromQuery[str | None] = None,
@@ -134,12 +135,12 @@ def timeline(
     min_position: MinPosition = None,
 ) -> dict[str, Any]:
     """Communication and task events of one customer, oldest first (`items`, `next_cursor`)."""
-    return reader.timeline(customer_id, min_position, cursor=cursor, limit=limit)
+    return await reader.timeline(customer_id, min_position, cursor=cursor, limit=limit)
 
 
-@get(ID + "/history", sync_to_thread=True)
-def customer_history(customer_id: FromPath[UUID], reader: ReaderDep) -> list[HistoryEntry]:
-    return reader.history(Customer, customer_id)
+@get(ID + "/history", responses=READ_PROBLEMS)
+async def customer_history(customer_id: FromPath[UUID], reader: ReaderDep) -> list[HistoryEntry]:
+    return await reader.history(Customer, customer_id)
 
 
 customers = Router(

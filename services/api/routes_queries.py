@@ -9,7 +9,7 @@ from litestar import Router, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import ServerSentEvent
 
-from services.api.errors import BadRequest
+from services.api.errors import READ_PROBLEMS, BadRequest
 from services.api.events_stream import StreamDep
 from services.api.reads import ReaderDep
 
@@ -27,8 +27,8 @@ FILTERS = {
 """The filters each department view takes (any other is a 400, not silently ignored)."""
 
 
-@get("/departments/{department:str}/{view:str}", sync_to_thread=True)
-def department_view(
+@get("/departments/{department:str}/{view:str}", responses=READ_PROBLEMS)
+async def department_view(
     *,
     department: FromPath[str],
     view: FromPath[Literal["customers", "conversations", "tasks"]],
@@ -50,11 +50,11 @@ def department_view(
     if unsupported:
         raise BadRequest(f"{view} cannot be filtered by {', '.join(unsupported)}")
     filters = {name: given[name] for name in FILTERS[view]} | {"cursor": cursor, "limit": limit}
-    return reader.department(view, department, min_position, **filters)
+    return await reader.department(view, department, min_position, **filters)
 
 
-@get("/stats/satisfaction", sync_to_thread=True)
-def satisfaction(
+@get("/stats/satisfaction", responses=READ_PROBLEMS)
+async def satisfaction(
     *,
     reader: ReaderDep,
     department: FromQuery[str | None] = None,
@@ -66,11 +66,11 @@ def satisfaction(
 ) -> dict[str, Any]:
     """CSAT (% of 4-5 answers) and NPS (% 9-10 minus % 0-6) per period, and the total."""
     filters = {"agent": agent, "start": from_, "end": to, "granularity": granularity}
-    return reader.stats("satisfaction", department, min_position, **filters)  # type: ignore[no-any-return]
+    return await reader.stats("satisfaction", department, min_position, **filters)
 
 
-@get("/stats/tasks", sync_to_thread=True)
-def task_stats(
+@get("/stats/tasks", responses=READ_PROBLEMS)
+async def task_stats(
     *,
     reader: ReaderDep,
     department: FromQuery[str | None] = None,
@@ -79,10 +79,10 @@ def task_stats(
 ) -> dict[str, Any]:
     """Created, completed (on time), on-time rate, reassignments, mean evaluation, mean and
     p90 time to complete, over all time (the read model keeps no time buckets for tasks)."""
-    return reader.stats("task_stats", department, min_position, agent=agent)  # type: ignore[no-any-return]
+    return await reader.stats("task_stats", department, min_position, agent=agent)
 
 
-@get("/events/stream")
+@get("/events/stream", responses=READ_PROBLEMS)
 async def events_stream(
     stream: StreamDep,
     department: FromQuery[str | None] = None,

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import msgspec
 
+from domain import fields as f
+
 
 class Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
 class OrderStatusBody(Body, frozen=True, kw_only=True):
-    status: str
+    status: f.Code
 
 
 class CorrectionBody(Body, frozen=True, kw_only=True):
-    content: str
-    reason: str
+    content: f.MessageText
+    reason: f.Line

@@ -167,13 +167,15 @@ def test_erasure_needs_admin_and_erases(client: Client, sales: dict[str, str]) -
     assert history[0]["data"]["email"] == "[erased]"
 
 
-def test_min_position_not_reached_is_503_with_retry_after(
+def test_a_min_position_beyond_the_head_is_refused_at_once(
     client: Client, sales: dict[str, str]
 ) -> None:
     customer_id = register(client, sales)
     response = client.get(f"/v1/customers/{customer_id}?min_position=99", headers=sales)
-    assert response.status_code == 503
-    assert "retry-after" in response.headers
+    assert response.status_code == 400
+    assert "head" in response.json()["detail"]
+    reached = client.get(f"/v1/customers/{customer_id}?min_position=1", headers=sales)
+    assert reached.status_code == 200
 
 
 def test_read_models_not_wired_answer_501(client: Client, sales: dict[str, str]) -> None:

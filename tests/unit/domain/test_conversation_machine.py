@@ -47,6 +47,10 @@ class ConversationMachine(AggregateMachine):
             error = ValidationFailed
         if error is None and not content.strip():
             error = ValidationFailed
+        if error is None and any(
+            (ord(c) < 32 and c not in "\n\t") or c == "\x7f" for c in content.strip()
+        ):
+            error = ValidationFailed  # free text: no control characters but newline and tab
         conversation, ctx = self.conversation, self.next_ctx()
         if note:
             self.run(

@@ -1,0 +1,67 @@
+"""The boundaries of every value a command carries, declared once.
+
+Each kind of field has one bound here: the domain's checks (`domain.validation`) enforce
+it for every caller, and the annotated types below carry it into the command classes,
+so the HTTP schemas refuse the same values before the domain sees them and the OpenAPI
+document shows them. Single-line text refuses every control character; free text allows
+only newline and tab among them (no NUL, no terminal escapes). Times must carry a zone
+and lie within 1900-01-01 .. 9999-12-31 once converted to UTC, so every store and every
+projection can represent them. Amounts are non-negative decimals below 10^12 with at
+most 4 decimal places.
+
+I/O: none.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated
+
+from msgspec import Meta
+
+SINGLE_LINE = r"^[^\x00-\x1f\x7f]*$"
+FREE_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+
+PERSON = 100  # an agent, an assignee, a participant, a message id, an order id
+LINE = 200  # a name, a company, a subject, a title, a reason
+ADDRESS = 500
+PARAGRAPH = 2_000  # a hand-off note, a closing summary, a survey comment
+DOCUMENT = 5_000  # a task's description, a progress note, a resolution, feedback
+MESSAGE = 65_536  # a message's or an internal note's content (64 kB)
+CODE = 40  # a department, a consent, an order status
+TAG = 50
+EMAIL = 254
+PHONE = 32  # as typed: spaces, dashes, dots and parentheses allowed
+MAX_TAGS = 50
+MAX_CONSENTS = 20
+MAX_PARTICIPANTS = 20
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+AMOUNT_LIMIT = Decimal(10) ** 12
+AMOUNT_PLACES = 4
+
+PersonName = Annotated[str, Meta(max_length=PERSON, pattern=SINGLE_LINE)]
+Line = Annotated[str, Meta(max_length=LINE, pattern=SINGLE_LINE)]
+Address = Annotated[str, Meta(max_length=ADDRESS, pattern=FREE_TEXT)]
+Paragraph = Annotated[str, Meta(max_length=PARAGRAPH, pattern=FREE_TEXT)]
+Document = Annotated[str, Meta(max_length=DOCUMENT, pattern=FREE_TEXT)]
+MessageText = Annotated[str, Meta(max_length=MESSAGE, pattern=FREE_TEXT)]
+Code = Annotated[str, Meta(max_length=CODE, pattern=SINGLE_LINE)]
+TagName = Annotated[str, Meta(max_length=TAG, pattern=SINGLE_LINE)]
+EmailText = Annotated[str, Meta(max_length=EMAIL, pattern=SINGLE_LINE)]
+PhoneText = Annotated[str, Meta(max_length=PHONE, pattern=SINGLE_LINE)]
+Currency = Annotated[str, Meta(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")]
+Tags = Annotated[list[TagName], Meta(max_length=MAX_TAGS)]
+Consents = Annotated[dict[Code, bool], Meta(max_length=MAX_CONSENTS)]
+Participants = Annotated[list[PersonName], Meta(max_length=MAX_PARTICIPANTS)]
+Percent = Annotated[int, Meta(ge=0, le=100)]
+Score = Annotated[int, Meta(ge=0, le=10)]  # CSAT 1-5, NPS 0-10, evaluations 1-5
+Instant = Annotated[
+    datetime,
+    Meta(tz=True, description="RFC 3339 with a zone, between 1900-01-01 and 9999-12-31 in UTC"),
+]
+Amount = Annotated[
+    Decimal,
+    Meta(description="A decimal from 0 to 999999999999.9999 (at most 4 decimal places)"),
+]

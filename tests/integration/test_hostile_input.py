@@ -1,0 +1,105 @@
+"""The most hostile bodies a client can send get a clear 4xx problem naming what is wrong,
+and store nothing (issue 14: each of these was a 500 or was accepted)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from tests.integration.api_support import EmbeddedApi, embedded_api
+
+Client = TestClient[Any]
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[EmbeddedApi]:
+    with embedded_api(tmp_path) as embedded:
+        yield embedded
+
+
+@pytest.fixture
+def client(api: EmbeddedApi) -> Iterator[Client]:
+    with TestClient(app=api.app) as test_client:
+        yield test_client
+
+
+def problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_deeply_nested_json_is_a_400_even_without_a_token(client: Client) -> None:
+    for body in ("[" * 1000 + "]" * 1000, '{"name":' + "[" * 1000 + "]" * 1000 + "}"):
+        sent = client.post(
+            "/v1/customers", content=body, headers={"content-type": "application/json"}
+        )
+        assert "nested" in problem(sent, 400)["detail"]
+
+
+def test_a_body_that_is_not_declared_json_is_a_415(client: Client, api: EmbeddedApi) -> None:
+    auth = api.token("sam", "sales", "agent")
+    sent = client.post(
+        "/v1/customers",
+        content=json.dumps({"name": "Ada"}),
+        headers=auth | {"content-type": "text/plain"},
+    )
+    assert problem(sent, 415)["type"].endswith("/unsupported-media-type")
+    assert api.runtime.app.head_position() == 0
+
+
+def test_oversized_lists_and_bodies_are_refused(client: Client, api: EmbeddedApi) -> None:
+    auth = api.token("sam", "sales", "agent")
+    huge = {"name": "Ada", "tags": [f"t{i}" for i in range(500_000)]}
+    assert client.post("/v1/customers", json=huge, headers=auth).status_code == 413
+    many = {"name": "Ada", "tags": [f"t{i}" for i in range(51)]}
+    assert problem(client.post("/v1/customers", json=many, headers=auth), 400)["field"] == "tags"
+    assert api.runtime.app.head_position() == 0
+
+
+def test_control_characters_are_refused_in_text(client: Client, api: EmbeddedApi) -> None:
+    auth = api.token("sam", "sales", "agent")
+    for name in ("Ada\x00Lovelace", "Ada \x1b[31mred"):
+        refused = client.post("/v1/customers", json={"name": name}, headers=auth)
+        assert problem(refused, 400)["field"] == "name"
+    customer = client.post("/v1/customers", json={"name": "Ada"}, headers=auth).json()["id"]
+    opened = {"customer_id": customer, "channel": "chat", "subject": "s"}
+    conversation = client.post("/v1/conversations", json=opened, headers=auth).json()["id"]
+    message = {"direction": "inbound", "author": "ada", "content": "line one\nline\ttwo"}
+    url = f"/v1/conversations/{conversation}/messages"
+    assert client.post(url, json=message, headers=auth).status_code == 201
+    escaped = message | {"content": "\x1b]0;pwned\x07"}
+    assert problem(client.post(url, json=escaped, headers=auth), 400)["field"] == "content"
+
+
+def test_limits_show_in_the_openapi_document(client: Client) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    name = schemas["RegisterCustomer"]["properties"]["name"]
+    assert (name["maxLength"], "pattern" in name) == (200, True)
+    assert schemas["RegisterCustomer"]["properties"]["tags"]["maxItems"] == 50
+    assert schemas["LogMessage"]["properties"]["content"]["maxLength"] == 65_536
+
+
+def test_every_route_declares_its_error_responses_as_problems(client: Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    operations = [
+        (path, method, operation)
+        for path, item in paths.items()
+        if path.startswith("/v1/") and "/healthz" not in path
+        for method, operation in item.items()
+        if method in ("get", "post", "put", "patch", "delete")
+        and path.rsplit("/", 1)[-1] not in ("readyz", "metrics", "openapi.json")
+    ]
+    assert len(operations) > 35
+    for path, method, operation in operations:
+        errors = {code: spec for code, spec in operation["responses"].items() if code >= "400"}
+        assert {"401", "403", "404"} <= set(errors), (method, path)
+        for code, spec in errors.items():
+            assert list(spec["content"]) == ["application/problem+json"], (method, path, code)
+            assert "problems/" in spec["description"], (method, path, code)
