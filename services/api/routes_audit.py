@@ -19,6 +19,7 @@ from litestar.params import QueryParameter
 from domain.checkpoint import Checkpoint
 from services.access import Forbidden, rule_name
 from services.api.deps import CallerDep, ServicesDep
+from services.api.errors import READ_PROBLEMS
 from services.audit_log import END, open_audit_log
 
 AUDIT_READ = "audit.read"
@@ -29,7 +30,7 @@ class CheckpointPage(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None
 
 
-@get("/audit/checkpoints", sync_to_thread=True, tags=["audit"])
+@get("/audit/checkpoints", sync_to_thread=True, tags=["audit"], responses=READ_PROBLEMS)
 def audit_checkpoints(
     *,
     services: ServicesDep,
