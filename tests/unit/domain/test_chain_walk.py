@@ -12,7 +12,7 @@ import struct
 from uuid import UUID, uuid4
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.chain_walk import Break, BreakKind, ChainWalk, Entry, Link, relinked_elsewhere
@@ -88,6 +88,7 @@ def _walk(
     return walk.finish(), walk
 
 
+@settings(deadline=None)  # a timing check, flaky on a shared machine
 @given(st.integers(min_value=0, max_value=40), st.integers(min_value=1, max_value=9))
 def test_an_untouched_log_walks_clean_in_any_page_size(count: int, page: int) -> None:
     entries, links = _log(count)
