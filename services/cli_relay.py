@@ -83,6 +83,7 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
     from consumers.relay import Relay, wakeup_for
     from consumers.relay_position import PostgresRelayPosition
     from services.bootstrap import bootstrap
+    from services.cli_audit import running_checkpointer
 
     runtime = bootstrap(settings)
     try:
@@ -98,7 +99,8 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
             wakeup=wakeup_for(recorder, settings.database_url),
         )
         try:
-            relay.run(stop)
+            with running_checkpointer(runtime):
+                relay.run(stop)
         finally:
             relay.close()
     finally:
@@ -110,12 +112,14 @@ def _prepare_topics(settings: Settings, stop: threading.Event, *, allow_unsafe: 
     from consumers.envelope import all_topics
     from consumers.kafka_io import BrokerUnavailable, ensure_topics
     from consumers.relay import verify_topics
+    from services.checkpoint_topic import ensure_checkpoint_topic
 
     waiting = False
     while not stop.is_set():
         try:
             bootstrap, prefix = settings.kafka_bootstrap, settings.topic_prefix
             ensure_topics(bootstrap, all_topics(prefix), settings.kafka_partitions)
+            ensure_checkpoint_topic(bootstrap, prefix)
             verify_topics(bootstrap, prefix, allow_unsafe=allow_unsafe)
             log.info("broker connected", bootstrap=settings.kafka_bootstrap)
             return True
@@ -153,13 +157,15 @@ def _ensure(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.envelope import all_topics
     from consumers.kafka_io import KafkaFailure, ensure_topics
     from consumers.relay import UnsafeTopics, verify_topics
+    from services.checkpoint_topic import checkpoint_topic, ensure_checkpoint_topic
 
     require_kafka(settings)
     partitions = args.partitions or settings.kafka_partitions
     topics = all_topics(settings.topic_prefix)
     try:
         created = set(ensure_topics(settings.kafka_bootstrap, topics, partitions))
-        for topic in topics:
+        created |= set(ensure_checkpoint_topic(settings.kafka_bootstrap, settings.topic_prefix))
+        for topic in [*topics, checkpoint_topic(settings.topic_prefix)]:
             print(f"{topic}: {'created' if topic in created else 'exists'}")
         verify_topics(settings.kafka_bootstrap, settings.topic_prefix)
     except (UnsafeTopics, KafkaFailure) as error:

@@ -25,6 +25,7 @@ from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
 from services.api.readiness import ReadinessCheck, default_checks
 from services.api.reads import reader
+from services.api.routes_audit import AUDIT
 from services.api.routes_conversations import conversations
 from services.api.routes_customers import customers
 from services.api.routes_ops import OPS
@@ -59,7 +60,7 @@ def create_app(
     checks = default_checks(runtime, store, applied_position) | (readiness or {})
     app = Litestar(
         route_handlers=[
-            Router("/v1", route_handlers=[customers, conversations, tasks, queries, *OPS]),
+            Router("/v1", route_handlers=[customers, conversations, tasks, queries, *OPS, *AUDIT]),
             *OPS,
             console_router(),  # /console: static files for people, under a strict CSP
         ],

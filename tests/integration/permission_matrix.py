@@ -252,6 +252,9 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
             outsider=403,
         )
     ],
+    ("GET", "/v1/audit/checkpoints"): [
+        _case("audit.read", "auditor admin", "GET", "/v1/audit/checkpoints", outsider=403)
+    ],
     ("GET", "/v1/events/stream"): [
         _case("events.read", READERS, "GET", "/v1/events/stream", outsider=200, stream=True),
         _case(
