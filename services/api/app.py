@@ -15,6 +15,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from services.access_log import AccessLog
+from services.access_log_store import open_access_store
 from services.api.body_guard import MAX_BODY_BYTES, guard_body
 from services.api.deps import Services, authenticate, command_call
 from services.api.errors import EXCEPTION_HANDLERS
@@ -69,7 +71,7 @@ def create_app(
         before_request=guard_body,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=_openapi(),
-        on_shutdown=[services.commands.committer.aclose],  # write what is queued
+        on_shutdown=[services.commands.committer.aclose, services.close_access_log],
         debug=False,
     )
     app.state.metrics = metrics
@@ -104,6 +106,7 @@ def build_services(
         positions=Positions(
             runtime.app.head_position, applied_position, settings.read_wait_seconds
         ),
+        access_log=AccessLog(open_access_store(runtime.pool, settings.data_dir)),
     )
 
 
