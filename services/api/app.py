@@ -71,7 +71,8 @@ def create_app(
         before_request=guard_body,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=_openapi(),
-        on_shutdown=[services.commands.committer.aclose, services.close_access_log],
+        on_startup=[services.start_access_log],
+        on_shutdown=[services.commands.committer.aclose, services.stop_access_log],
         debug=False,
     )
     app.state.metrics = metrics

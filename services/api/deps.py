@@ -48,10 +48,14 @@ class Services:
     positions: Positions  # read-your-writes: `?min_position=` waits on the event loop
     access_log: AccessLog | None = None  # who read whose personal data, unmasked
 
-    async def close_access_log(self) -> None:
+    def start_access_log(self) -> None:
+        if self.access_log is not None:
+            self.access_log.start()
+
+    async def stop_access_log(self) -> None:
         """At shutdown: store the queued access records (a graceful stop loses none)."""
         if self.access_log is not None:
-            await asyncio.to_thread(self.access_log.close)
+            await asyncio.to_thread(self.access_log.stop)
 
     stream_poll_seconds: float = 0.5
     queries: ReadModels | None = None  # None: no read models in this process
