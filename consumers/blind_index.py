@@ -90,7 +90,8 @@ class BlindIndex:
             normalised = check.email(value, field)
             return [self.term(field, fold(normalised or ""))]
         if field == "phone":
-            return [self.term(field, check.phone(value, field) or "")]
+            plus = "+" + value[1:] if value[:1] == " " else value  # an unencoded + in a URL
+            return [self.term(field, check.phone(plus, field) or "")]
         found = words(value)
         if not found:
             raise ValidationFailed(field, "needs at least one word")
