@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,9 @@ def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmbeddedApi]
             yield embedded
         return
     server_url: str = request.getfixturevalue("server_url")
-    with fresh_database(server_url, prefix="crm_search") as url:
-        with embedded_api(tmp_path, database_url=url) as embedded:
-            yield embedded
+    with ExitStack() as stack:
+        url = stack.enter_context(fresh_database(server_url, prefix="crm_search"))
+        yield stack.enter_context(embedded_api(tmp_path, database_url=url))
 
 
 def _found(client: Client, headers: dict[str, str], query: str) -> list[dict[str, Any]]:

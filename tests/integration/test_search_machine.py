@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,7 @@ def _digits(phone: str | None) -> str | None:
 
 def matches(person: Person, query: dict[str, str]) -> bool:
     """The product's rules, plainly: exact e-mail and phone, all words, company prefix."""
-    tests = {
+    tests: dict[str, Callable[[str], bool]] = {
         "email": lambda q: (person.email or "").casefold() == q.casefold(),
         "phone": lambda q: _digits(person.phone) == _digits(q),
         "name": lambda q: _words(q) <= _words(person.name),
