@@ -5,9 +5,9 @@ consents, assigns and erases, as principals of all six roles in the three depart
 and after every step holds every principal x every read path of the real API (served by
 uvicorn) against the reference: each `GET`, history, each timeline entry, each department
 view, customer search, statistics and, at the end of each run, every event each
-principal's open stream delivered (judged as of that event). Nothing visible that should not be; every personal
-field masked where it must be; every command answered as the reference says. Run on the
-embedded default and on PostgreSQL.
+principal's open stream delivered (judged as of that event). Nothing visible that should
+not be; every personal field masked where it must be; every command answered as the
+reference says. Run on the embedded default and on PostgreSQL.
 """
 
 from __future__ import annotations
