@@ -92,6 +92,8 @@ class EventStoreFollower:
         lag = max(0, (self.app.recorder.max_notification_id() or 0) - notifications[-1].id)
         for projection in self.projections:
             commit(self.store, projection, self.generations[projection.name], items, lag)
+        if any(isinstance(item.event, CustomerErased) for item in items):
+            self.store.after_erasure()
         self.on_applied()
         return len(items)
 

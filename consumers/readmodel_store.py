@@ -166,6 +166,10 @@ class ReadModelStore(Protocol):
 
     def dump(self, name: str, generation: int, table: Table) -> list[Row]: ...
 
+    def after_erasure(self) -> None:
+        """Make what an erasure overwrote leave the store's files, where the store can."""
+        ...
+
     def close(self) -> None: ...
 
 

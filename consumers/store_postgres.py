@@ -142,6 +142,11 @@ class PostgresStore:
         with self.pool.connection() as conn, edge_cursor(conn) as cur:
             return cur.execute(statement).fetchall()
 
+    def after_erasure(self) -> None:
+        """Nothing a store can do: old row versions stay in dead tuples until vacuumed
+        and in the WAL until recycled (README, "Erasure on PostgreSQL"). They hold only
+        sealed values, whose key the erasure destroyed."""
+
     def _live(self, conn: Connection[Any], name: str) -> int | None:
         row = conn.execute(
             "SELECT live_generation FROM crm_projections WHERE name = %s FOR UPDATE", (name,)
