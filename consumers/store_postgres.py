@@ -18,11 +18,11 @@ import psycopg
 from psycopg import Connection, sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from consumers import pg_session
+from consumers import analysts, pg_session
 from consumers.pg_ddl import create_tables
 from consumers.pg_session import PgSession, column_defs, q
 from consumers.pg_times import edge_cursor
-from consumers.readmodel_store import ReadModelStore, Status, public_tables
+from consumers.readmodel_store import ReadModelStore, Status, analyst_views, public_tables
 from projections.base import ColumnType, Projection, Row, Table
 
 _REGISTRY = """
@@ -179,6 +179,7 @@ class PostgresStore:
                     q(name, spec.name), q(schema, spec.name)
                 )
             )
+        analysts.grant_views(conn, name, analyst_views(projection))
         conn.execute(
             "UPDATE crm_projections SET live_generation = %s, code_version = %s,"
             " switched_at = now() WHERE name = %s",
