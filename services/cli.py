@@ -14,6 +14,7 @@ from services import (
     cli_access,
     cli_analysts,
     cli_api,
+    cli_audit,
     cli_bench,
     cli_contract,
     cli_projections,
@@ -25,8 +26,15 @@ from services.settings import ConfigError, Settings, load_settings
 Handler = Callable[[argparse.Namespace, Settings], int | None]
 
 COMMAND_MODULES = (
-    cli_api, cli_relay, cli_projections, cli_contract, cli_bench, cli_access, cli_analysts,
-)  # fmt: skip
+    cli_api,
+    cli_audit,
+    cli_relay,
+    cli_projections,
+    cli_contract,
+    cli_bench,
+    cli_access,
+    cli_analysts,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

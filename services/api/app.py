@@ -15,6 +15,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from services.access_log import AccessLog
+from services.access_log_store import open_access_store
 from services.api.body_guard import MAX_BODY_BYTES, guard_body
 from services.api.deps import Services, authenticate, command_call
 from services.api.errors import EXCEPTION_HANDLERS
@@ -25,6 +27,7 @@ from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
 from services.api.readiness import ReadinessCheck, default_checks
 from services.api.reads import reader
+from services.api.routes_audit import AUDIT
 from services.api.routes_conversations import conversations
 from services.api.routes_customers import customers
 from services.api.routes_ops import OPS
@@ -59,7 +62,7 @@ def create_app(
     checks = default_checks(runtime, store, applied_position) | (readiness or {})
     app = Litestar(
         route_handlers=[
-            Router("/v1", route_handlers=[customers, conversations, tasks, queries, *OPS]),
+            Router("/v1", route_handlers=[customers, conversations, tasks, queries, *OPS, *AUDIT]),
             *OPS,
             console_router(),  # /console: static files for people, under a strict CSP
         ],
@@ -68,7 +71,7 @@ def create_app(
         before_request=guard_body,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=_openapi(),
-        on_shutdown=[services.commands.committer.aclose],  # write what is queued
+        on_shutdown=[services.commands.committer.aclose, services.close_access_log],
         debug=False,
     )
     app.state.metrics = metrics
@@ -103,6 +106,7 @@ def build_services(
         positions=Positions(
             runtime.app.head_position, applied_position, settings.read_wait_seconds
         ),
+        access_log=AccessLog(open_access_store(runtime.pool, settings.data_dir)),
     )
 
 

@@ -13,7 +13,7 @@ page's keys, fetched in one query (`consumers.sealed_rows`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio
+from litestar import Request
 from litestar.di import NamedDependency
 
 from consumers.blind_index import BlindIndex, company_prefix
@@ -31,7 +32,8 @@ from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
 from domain.validation import aware
-from services.access import AccessModel, Principal, Resource, mask, resource_of
+from services.access import AccessModel, FieldAccess, Principal, Resource, mask, resource_of
+from services.access_log import revealed
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import ReadModelUnavailable
 from services.api.read_models import PERSONAL, READS, Page, ReadModels, Row
@@ -55,6 +57,7 @@ T = TypeVar("T")
 class Reader:
     services: Services
     caller: Caller
+    route: str = ""  # "GET /v1/customers/{customer_id}": what the access log names
 
     @property
     def principal(self) -> Principal:
@@ -77,24 +80,42 @@ class Reader:
         fields = self.access.read(self.principal, resource_of(customer), "as_of.read" * bool(as_of))
         if instant is not None:
             customer = await _off_loop(self.services.app.as_of, Customer, customer_id, instant)
+        self._reveal({customer.id: revealed(customer, Customer.personal_fields, fields)})
         return customer_view(customer, fields)
 
     async def conversation(
         self, conversation_id: UUID, min_position: int | None
     ) -> ConversationView:
         conversation = await self._current(Conversation, conversation_id, min_position)
-        return conversation_view(conversation, self._fields(conversation))
+        fields = self._fields(conversation)
+        shown = revealed(conversation, Conversation.personal_fields, fields)
+        self._reveal({conversation.customer_id: shown} if conversation.customer_id else {})
+        return conversation_view(conversation, fields)
 
     async def task(self, task_id: UUID, min_position: int | None) -> TaskView:
         task = await self._current(Task, task_id, min_position)
-        return task_view(task, self._fields(task))
+        fields = self._fields(task)
+        shown = revealed(task, Task.personal_fields, fields)
+        self._reveal({task.customer_id: shown} if task.customer_id else {})
+        return task_view(task, fields)
 
     async def history(self, kind: type[A], aggregate_id: UUID) -> list[HistoryEntry]:
         """Every event of one aggregate with its metadata (auditors; managers: own)."""
         app = self.services.app
         fields = self._fields(await _off_loop(app.load, kind, aggregate_id), "history.read")
         events = await _off_loop(app.history, aggregate_id)
+        shown: dict[UUID, set[str]] = {}
+        for event in events:
+            shown.setdefault(event.data_subject, set()).update(
+                revealed(event, event.personal_fields, fields)
+            )
+        self._reveal(shown)
         return [history_entry(event, fields) for event in events]
+
+    def _reveal(self, shown: Mapping[UUID, Iterable[str]]) -> None:
+        """Record what this response shows unmasked (the access log skips the empty)."""
+        if self.services.access_log is not None:
+            self.services.access_log.reveal(self.principal, self.route, shown)
 
     def _fields(self, aggregate: Aggregate, action: str = "") -> Any:
         return self.access.read(self.principal, resource_of(aggregate), action)
@@ -173,18 +194,24 @@ class Reader:
 
     async def _judged(self, page: Page, query: str, resource: Callable[[Row], Resource]) -> Page:
         """The page's rows the caller may read: the personal columns the access model
-        hides masked, the others opened (one key query for the page, if any is sealed)."""
+        hides masked, the others opened (one key query for the page, if any is sealed),
+        and what they show unmasked recorded in the access log."""
         principal, personal = self.principal, PERSONAL[query]
-        items, visible = [], []
+        judged: list[tuple[Row, FieldAccess]] = []
         for row in page["items"]:
             seen = resource(row)
             if self.access.readable(principal, seen):
-                access = self.access.fields(principal, seen)
-                items.append(mask(row, personal, access))
-                visible.append((row, [c for c in personal if not access.hides(c)]))
+                fields = self.access.fields(principal, seen)
+                judged.append((mask(row, personal, fields), fields))
+        visible = [(row, [c for c in personal if not fields.hides(c)]) for row, fields in judged]
         if _any_sealed(visible):
             await _off_loop(open_rows, self.keyring, visible)
-        return page | {"items": items}
+        shown: dict[UUID, set[str]] = {}
+        for row, fields in judged:
+            if unmasked := revealed(row, personal, fields):
+                shown.setdefault(_uuid(row["customer_id"]), set()).update(unmasked)
+        self._reveal(shown)
+        return page | {"items": [row for row, _ in judged]}
 
 
 async def _off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -233,8 +260,8 @@ def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-def reader(services: ServicesDep, caller: CallerDep) -> Reader:
-    return Reader(services, caller)
+def reader(request: Request[Any, Any, Any], services: ServicesDep, caller: CallerDep) -> Reader:
+    return Reader(services, caller, f"{request.method} {request.scope.get('path_template')}")
 
 
 ReaderDep = NamedDependency[Reader]
