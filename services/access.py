@@ -303,6 +303,12 @@ class AccessModel:
         scopes = {scope_of(principal, READ_ACTIONS[kind]) for kind in ("conversation", "task")}
         return None if scopes == {Scope.ANY} else principal.department
 
+    def customer_department(self, principal: Principal) -> str | None:
+        """The department whose customers a caller may read (None: every department's):
+        lets a customer search keep only those rows, so pages stay full."""
+        scope = scope_of(principal, READ_ACTIONS["customer"])
+        return None if scope is Scope.ANY else principal.department
+
     def department_scope(
         self, principal: Principal, action: str, department: str | None
     ) -> str | None:

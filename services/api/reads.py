@@ -6,12 +6,14 @@ wait for `?min_position=N` on exactly the projections they read, on the event lo
 Every read asks the one access model (`services.access`): whether the caller may see
 what it is about to return (an aggregate they may not read is a 404, like an unknown
 id), and which personal fields to mask. Read-model rows are judged one by one, each by
-the aggregate it shows, at the read model's position.
+the aggregate it shows, at the read model's position. Their personal columns are stored
+sealed: hidden ones are masked and never opened, visible ones are opened with the
+page's keys, fetched in one query (`consumers.sealed_rows`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -22,12 +24,15 @@ import anyio
 from litestar import Request
 from litestar.di import NamedDependency
 
+from consumers.blind_index import BlindIndex, company_prefix
+from consumers.keyring import Keyring
+from consumers.sealed_rows import Wanted, open_rows, sealed
 from domain.base import Aggregate
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
 from domain.validation import aware
-from services.access import AccessModel, Principal, Resource, mask, resource_of
+from services.access import AccessModel, FieldAccess, Principal, Resource, mask, resource_of
 from services.access_log import revealed
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import ReadModelUnavailable
@@ -61,6 +66,10 @@ class Reader:
     @property
     def access(self) -> AccessModel:
         return self.services.access
+
+    @property
+    def keyring(self) -> Keyring:
+        return self.services.commands.keyring
 
     async def customer(
         self, customer_id: UUID, as_of: datetime | None, min_position: int | None
@@ -127,7 +136,7 @@ class Reader:
         models = await self._caught_up("timeline", min_position)
         department = self.access.entry_department(self.principal)
         rows = await _off_loop(models.timeline, customer_id, department=department, **page)
-        return self._judged(rows, "timeline", _entry_resource)
+        return await self._judged(rows, "timeline", _entry_resource)
 
     async def department(
         self, view: str, department: str, min_position: int | None, **filters: Any
@@ -141,7 +150,28 @@ class Reader:
             "tasks": (models.tasks, _work_resource("task")),
         }
         query, resource = views[view]
-        return self._judged(await _off_loop(query, department, **filters), view, resource)
+        return await self._judged(await _off_loop(query, department, **filters), view, resource)
+
+    async def search(self, wanted: dict[str, str], min_position: int | None, **page: Any) -> Page:
+        """Customers the caller may read matching every `wanted` field (`email`, `phone`,
+        `name`, `company`, `tag`): the SQL keeps the caller's department's customers when
+        the access model limits them to it, then each row is judged like a list's."""
+        models = await self._caught_up("search", min_position)
+        department = self.access.customer_department(self.principal)
+        rows = await _off_loop(self._search, models, wanted, department, **page)
+        return await self._judged(rows, "customers", _customer_resource)
+
+    def _search(
+        self, models: ReadModels, wanted: dict[str, str], department: str | None, **page: Any
+    ) -> Page:
+        """On a worker thread: the query's terms (the search key may need a query)."""
+        index = BlindIndex(self.keyring.search_key())
+        fields = ("email", "phone", "name")
+        terms = [term for f in fields if f in wanted for term in index.wanted(f, wanted[f])]
+        company = company_prefix(wanted["company"]) if "company" in wanted else None
+        return models.search(
+            terms=terms, company=company, tag=wanted.get("tag"), department=department, **page
+        )
 
     async def stats(
         self, name: str, department: str | None, min_position: int | None, **filters: Any
@@ -162,26 +192,35 @@ class Reader:
         await self.services.positions.applied(READS[query], min_position)
         return models
 
-    def _judged(self, page: Page, query: str, resource: Callable[[Row], Resource]) -> Page:
-        """The page's rows the caller may read, each masked by the access model (and
-        what they show unmasked recorded in the access log)."""
+    async def _judged(self, page: Page, query: str, resource: Callable[[Row], Resource]) -> Page:
+        """The page's rows the caller may read: the personal columns the access model
+        hides masked, the others opened (one key query for the page, if any is sealed),
+        and what they show unmasked recorded in the access log."""
         principal, personal = self.principal, PERSONAL[query]
-        items: list[Row] = []
-        shown: dict[UUID, set[str]] = {}
+        judged: list[tuple[Row, FieldAccess]] = []
         for row in page["items"]:
             seen = resource(row)
             if self.access.readable(principal, seen):
                 fields = self.access.fields(principal, seen)
-                if unmasked := revealed(row, personal, fields):
-                    shown.setdefault(_uuid(row["customer_id"]), set()).update(unmasked)
-                items.append(mask(row, personal, fields))
+                judged.append((mask(row, personal, fields), fields))
+        visible = [(row, [c for c in personal if not fields.hides(c)]) for row, fields in judged]
+        if _any_sealed(visible):
+            await _off_loop(open_rows, self.keyring, visible)
+        shown: dict[UUID, set[str]] = {}
+        for row, fields in judged:
+            if unmasked := revealed(row, personal, fields):
+                shown.setdefault(_uuid(row["customer_id"]), set()).update(unmasked)
         self._reveal(shown)
-        return page | {"items": items}
+        return page | {"items": [row for row, _ in judged]}
 
 
 async def _off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """A store call on a worker thread, so the event loop keeps serving."""
     return await anyio.to_thread.run_sync(partial(function, *args, **kwargs))
+
+
+def _any_sealed(wanted: Sequence[Wanted]) -> bool:
+    return any(sealed(row[column]) for row, columns in wanted for column in columns)
 
 
 def _customer_resource(row: Row) -> Resource:

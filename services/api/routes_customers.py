@@ -14,6 +14,7 @@ from services import customer_commands as cc
 from services.api.deps import Call, tagged
 from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
 from services.api.reads import ReaderDep
+from services.api.routes_search import search_customers
 from services.api.schemas import OrderStatusBody
 from services.api.views import CustomerView, HistoryEntry
 from services.commands import CommandResult
@@ -146,6 +147,7 @@ async def customer_history(customer_id: FromPath[UUID], reader: ReaderDep) -> li
 customers = Router(
     path="/customers",
     route_handlers=[
+        search_customers,
         register_customer,
         update_profile,
         change_owner,

@@ -92,6 +92,9 @@ CONSOLE = {  # the console's static files (services/console): route -> a file it
 }
 
 MATRIX: dict[tuple[str, str], list[Case]] = {
+    ("GET", "/v1/customers"): [  # search: another department's customers are not found
+        _case("customer.read", READERS, "GET", "/v1/customers?tag=gold", outsider=200)
+    ],
     ("POST", "/v1/customers"): [
         _case("customer.create", WRITERS, "POST", "/v1/customers", NEW_CUSTOMER, outsider=403)
     ],
