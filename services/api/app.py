@@ -28,6 +28,7 @@ from services.api.reads import reader
 from services.api.routes_conversations import conversations
 from services.api.routes_customers import customers
 from services.api.routes_ops import OPS
+from services.api.routes_ping import ping
 from services.api.routes_queries import queries
 from services.api.routes_tasks import tasks
 from services.api.waiting import Positions
@@ -59,7 +60,7 @@ def create_app(
     checks = default_checks(runtime, store, applied_position) | (readiness or {})
     app = Litestar(
         route_handlers=[
-            Router("/v1", route_handlers=[customers, conversations, tasks, queries, *OPS]),
+            Router("/v1", route_handlers=[customers, conversations, tasks, queries, ping, *OPS]),
             *OPS,
             console_router(),  # /console: static files for people, under a strict CSP
         ],
