@@ -17,6 +17,7 @@ import msgspec
 from domain.validation import DEPARTMENT_PATTERN
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+HTTP_SERVERS = ("uvicorn", "granian")
 
 
 class ConfigError(Exception):
@@ -39,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     group_commit_max_batch: int
     read_wait_seconds: float
     departments: tuple[str, ...] = ("sales", "support", "marketing")
+    http_server: str = HTTP_SERVERS[0]
 
     @property
     def embedded(self) -> bool:
@@ -60,6 +62,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         group_commit_max_batch=_number(env, "CRM_GROUP_COMMIT_MAX_BATCH", 200, int, minimum=1),
         read_wait_seconds=_number(env, "CRM_READ_WAIT_SECONDS", 2.0, float, minimum=0),
         departments=_departments(env.get("CRM_DEPARTMENTS", "sales,support,marketing")),
+        http_server=_choice(env, "CRM_HTTP_SERVER", HTTP_SERVERS[0], HTTP_SERVERS),
     )
 
 
