@@ -35,8 +35,10 @@ from services.api.waiting import Positions
 from services.bootstrap import Runtime
 from services.commands import CommandService, Committer
 from services.console import console_router
+from services.current_state import CurrentState
 from services.group_commit import GroupCommitter
 from services.idempotency import open_idempotency
+from services.loop_reads import current_state_of, read_models_on_loop
 from services.principals import Principals, open_principals
 
 
@@ -53,8 +55,17 @@ def create_app(
     (how far their projections got) wire the department views, timeline and statistics;
     without them those answer 501."""
     metrics = Metrics(runtime.app.head_position)
-    services = build_services(runtime, metrics, committer, principals, applied_position)
+    current, pg_reads = current_state_of(runtime)  # reads on the loop: services.loop_reads
+    services = build_services(
+        runtime, metrics, committer, principals, applied_position, current=current
+    )
     services.queries = queries_helper
+    closing = [services.commands.committer.aclose]  # write what is queued
+    if queries_helper is not None:
+        services.queries_on_loop = read_models_on_loop(queries_helper, pg_reads)
+        closing.append(services.queries_on_loop.aclose)
+    if pg_reads is not None:
+        closing.append(pg_reads.aclose)
     store = None if queries_helper is None else queries_helper.store
     register_pipeline_metrics(metrics.registry, runtime, store)
     checks = default_checks(runtime, store, applied_position) | (readiness or {})
@@ -69,7 +80,7 @@ def create_app(
         before_request=guard_body,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=_openapi(),
-        on_shutdown=[services.commands.committer.aclose],  # write what is queued
+        on_shutdown=closing,
         debug=False,
     )
     app.state.metrics = metrics
@@ -84,6 +95,8 @@ def build_services(
     committer: Committer | None,
     principals: Principals | None,
     applied_position: AppliedPosition | None = None,
+    *,
+    current: CurrentState | None = None,
 ) -> Services:
     settings = runtime.settings
     if committer is None:
@@ -104,6 +117,7 @@ def build_services(
         positions=Positions(
             runtime.app.head_position, applied_position, settings.read_wait_seconds
         ),
+        current=current or current_state_of(runtime)[0],
     )
 
 

@@ -26,8 +26,10 @@ from services.api.read_models import ReadModels
 from services.api.waiting import Positions
 from services.command_base import Change, Creation
 from services.commands import Caller, CommandResult, CommandService
+from services.current_state import CurrentState
 from services.event_store import CrmApplication
 from services.idempotency import Idempotency, StoredAnswer, check_key, fingerprint
+from services.loop_reads import LoopReadModels
 from services.principals import Principals
 
 A = TypeVar("A", bound=Aggregate)
@@ -45,8 +47,10 @@ class Services:
     idempotency: Idempotency
     access: AccessModel
     positions: Positions  # read-your-writes: `?min_position=` waits on the event loop
+    current: CurrentState  # aggregates as stored now, read on the event loop
     stream_poll_seconds: float = 0.5
     queries: ReadModels | None = None  # None: no read models in this process
+    queries_on_loop: LoopReadModels | None = None  # `queries`, run on the event loop
 
 
 ServicesDep = NamedDependency[Services]
