@@ -24,9 +24,10 @@ I/O: through its `EventSource`.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -40,6 +41,10 @@ A = TypeVar("A", bound=Aggregate)
 
 
 class EventSource(Protocol):
+    async def head(self) -> int:
+        """The newest committed global position (0 when empty)."""
+        ...
+
     async def events_after(self, aggregate_id: UUID, version: int) -> Sequence[StoredEvent]:
         """The aggregate's stored events with a version above `version`, oldest first."""
         ...
@@ -49,36 +54,81 @@ class EventSource(Protocol):
         ...
 
 
+class _Kept(NamedTuple):
+    customer: Customer
+    head: int  # the store's head when a read last asked for this customer's new events
+
+
+class Heads:
+    """The store's head as read by a query that started after the caller asked, with
+    one query at a time serving every caller that asked before it started.
+
+    A kept customer read at head H is current while the head is still H: positions are
+    drawn in commit order (the table lock), so any event committed since would have
+    moved it. Concurrent reads then cost one head query between them, not a query
+    each, and stay linearizable across processes: the head a read compares is always
+    from a query that began after the read did.
+    """
+
+    def __init__(self, probe: Callable[[], Awaitable[int]]) -> None:
+        self._probe = probe
+        self._waiting: asyncio.Future[int] | None = None  # the next query's callers
+        self._running: asyncio.Future[int] | None = None  # the query under way
+
+    async def current(self) -> int:
+        if self._waiting is None:
+            self._waiting = asyncio.ensure_future(self._next())
+        return await asyncio.shield(self._waiting)
+
+    async def _next(self) -> int:
+        running = self._running
+        if running is not None:
+            await asyncio.wait([running])  # its callers asked before this query's did
+        mine = self._running = self._waiting
+        self._waiting = None  # callers from now on wait for the next query
+        try:
+            return await self._probe()
+        finally:
+            if self._running is mine:
+                self._running = None
+
+
 class CurrentState:
     def __init__(self, source: EventSource, keyring: Keyring, max_size: int = 10_000) -> None:
         self._source = source
         self._keyring = keyring
         self._max_size = max_size
-        self._customers: OrderedDict[UUID, Customer] = OrderedDict()
+        self._customers: OrderedDict[UUID, _Kept] = OrderedDict()
+        self._heads = Heads(source.head)
 
     async def load(self, kind: type[A], aggregate_id: UUID) -> A:
         """The aggregate with every event stored so far; `NotFound` if there is none of
         that kind."""
-        cached = self._customers.get(aggregate_id) if kind is Customer else None
-        known = 0 if cached is None else cached.version
-        stored = await self._source.events_after(aggregate_id, known)
-        aggregate: Aggregate | None = self._customers.get(aggregate_id, cached)
-        newer = [s for s in stored if aggregate is None or s.originator_version > aggregate.version]
-        for event in await self._opened(newer):
-            aggregate = event.mutate(aggregate)
+        head = await self._heads.current()
+        kept = self._customers.get(aggregate_id) if kind is Customer else None
+        if kept is not None and kept.head == head:
+            self._customers.move_to_end(aggregate_id)
+            return kept.customer  # type: ignore[return-value]
+        known = 0 if kept is None else kept.customer.version
+        events = await self._opened(await self._source.events_after(aggregate_id, known))
+        newest = self._customers.get(aggregate_id, kept)  # another read may have moved it
+        aggregate: Aggregate | None = None if newest is None else newest.customer
+        for event in events:  # no await from here on: nobody else touches `aggregate`
+            if aggregate is None or event.originator_version > aggregate.version:
+                aggregate = event.mutate(aggregate)
         if not isinstance(aggregate, kind):
             raise NotFound(kind.aggregate_type, aggregate_id)
         if isinstance(aggregate, Customer):
-            self._keep(aggregate)
+            self._keep(_Kept(aggregate, head if newest is None else max(head, newest.head)))
         return aggregate
 
     def forget(self, aggregate_id: UUID) -> None:
         """Drop a kept customer (this process erased it: nothing of its plaintext stays)."""
         self._customers.pop(aggregate_id, None)
 
-    def _keep(self, customer: Customer) -> None:
-        self._customers[customer.id] = customer
-        self._customers.move_to_end(customer.id)
+    def _keep(self, kept: _Kept) -> None:
+        self._customers[kept.customer.id] = kept
+        self._customers.move_to_end(kept.customer.id)
         if len(self._customers) > self._max_size:
             self._customers.popitem(last=False)
 

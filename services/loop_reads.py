@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from eventsourcing.persistence import AggregateRecorder, StoredEvent
+from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder
 
 from consumers.keyring import KeyStore
@@ -113,9 +113,12 @@ class StoreEvents:
     """`services.current_state.EventSource` over a local event store (SQLite or memory)
     and key store, queried on the loop."""
 
-    def __init__(self, recorder: AggregateRecorder, keys: KeyStore) -> None:
+    def __init__(self, recorder: ApplicationRecorder, keys: KeyStore) -> None:
         self._recorder = recorder
         self._keys = keys
+
+    async def head(self) -> int:
+        return self._recorder.max_notification_id() or 0
 
     async def events_after(self, aggregate_id: UUID, version: int) -> Sequence[StoredEvent]:
         return self._recorder.select_events(aggregate_id, gt=version)
