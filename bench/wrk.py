@@ -76,19 +76,23 @@ def run(
     path: str,
     body: str = "",
     ids_file: Path | None = None,
+    sequential: bool = False,
 ) -> dict[str, Any]:
     """Drive `method base_url+path` for `seconds` with `connections` open connections.
 
-    `path` and `body` may hold `{id}` (an id from `ids_file`, a random one per request)
-    and `{n}` (a number unique to the request, for bodies that must differ)."""
+    `path` and `body` may hold `{id}` (an id from `ids_file`, a random one per request,
+    or each in turn when `sequential`) and `{n}` (a number unique to the request, for
+    bodies that must differ)."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise WrkError("wrk is not installed: scripts/bench.sh installs it (apt-get install wrk)")
+    threads = min(THREADS, connections)
+    order = f"sequential:{threads}" if sequential else "random"
     command = [
-        wrk, f"-t{min(THREADS, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+        wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
         "--latency", "--timeout", "10s", "-H", f"Authorization: Bearer {token}",
         "-s", str(SCRIPT), base_url,
-        "--", method, path, body, str(ids_file or ""),
+        "--", method, path, body, str(ids_file or ""), order,
     ]  # fmt: skip
     # our own fixed argv (wrk from PATH, the bench's arguments), no shell
     done = subprocess.run(  # noqa: S603

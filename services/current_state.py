@@ -122,6 +122,16 @@ class CurrentState:
             self._keep(_Kept(aggregate, head if newest is None else max(head, newest.head)))
         return aggregate
 
+    async def rebuilt(self, kind: type[A], aggregate_id: UUID) -> A:
+        """A new aggregate from its whole stored history, owned by the caller (a command
+        may change it), built on the loop: what a command loads when its cache misses."""
+        aggregate: Aggregate | None = None
+        for event in await self._opened(await self._source.events_after(aggregate_id, 0)):
+            aggregate = event.mutate(aggregate)
+        if not isinstance(aggregate, kind):
+            raise NotFound(kind.aggregate_type, aggregate_id)
+        return aggregate
+
     def forget(self, aggregate_id: UUID) -> None:
         """Drop a kept customer (this process erased it: nothing of its plaintext stays)."""
         self._customers.pop(aggregate_id, None)

@@ -107,9 +107,12 @@ def build_services(
             on_batch=metrics.batch,
         )
     access = runtime.access
+    current = current or current_state_of(runtime)[0]
     return Services(
         app=runtime.app,
-        commands=CommandService(runtime.app, committer, runtime.keyring, access=access),
+        commands=CommandService(
+            runtime.app, committer, runtime.keyring, access=access, loader=current.rebuilt
+        ),
         principals=principals
         or open_principals(runtime.pool, settings.data_dir, settings.departments),
         idempotency=open_idempotency(runtime.pool, settings.data_dir),
@@ -117,7 +120,7 @@ def build_services(
         positions=Positions(
             runtime.app.head_position, applied_position, settings.read_wait_seconds
         ),
-        current=current or current_state_of(runtime)[0],
+        current=current,
     )
 
 
