@@ -22,6 +22,7 @@ BENCHMARKS = {
     "relay": "bench.bench_relay",
     "projections": "bench.bench_projections",
     "commands": "bench.bench_commands",
+    "audit": "bench.bench_audit",
     "http": "bench.bench_http",
 }
 RESULTS = Path(__file__).parent / "results"

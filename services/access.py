@@ -146,7 +146,7 @@ RULES: Mapping[Role, Mapping[str, Scope]] = {
     Role.AGENT: _STAFF,
     Role.MANAGER: {**_STAFF, "task.assign": OWN, "history.read": OWN, "stats.read": DEPT},
     Role.ANALYST: _READ_ALL,
-    Role.AUDITOR: {**_READ_ALL, "history.read": ANY, "as_of.read": ANY},
+    Role.AUDITOR: {**_READ_ALL, "history.read": ANY, "as_of.read": ANY, "audit.read": ANY},
     Role.SERVICE: {
         **_READ_ALL,
         **_grant((*WRITE_CUSTOMER, *OWNER_ONLY, *WRITE_WORK), ANY),

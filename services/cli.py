@@ -10,13 +10,29 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from services import cli_access, cli_api, cli_bench, cli_contract, cli_projections, cli_relay
+from services import (
+    cli_access,
+    cli_api,
+    cli_audit,
+    cli_bench,
+    cli_contract,
+    cli_projections,
+    cli_relay,
+)
 from services.logs import configure_logging
 from services.settings import ConfigError, Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int | None]
 
-COMMAND_MODULES = (cli_api, cli_relay, cli_projections, cli_contract, cli_bench, cli_access)
+COMMAND_MODULES = (
+    cli_api,
+    cli_audit,
+    cli_relay,
+    cli_projections,
+    cli_contract,
+    cli_bench,
+    cli_access,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""`crm run`, `crm api`, `crm principals ...`, `crm audit ...`, `crm stats ...`, `crm demo`.
+"""`crm run`, `crm api`, `crm principals ...`, `crm stats ...`, `crm demo`.
 
 `crm run` is the embedded default: SQLite event store in CRM_DATA_DIR, the API and the
 projections following the store in this one process. `crm api` serves the API against
@@ -12,7 +12,6 @@ import sys
 import threading
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import msgspec
 
@@ -34,7 +33,6 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     api.set_defaults(handler=_api)
     _register_principals(commands)
-    _register_audit(commands)
     _register_stats(commands)
     demo = commands.add_parser("demo", help="load a realistic scenario through the service layer")
     demo.add_argument("--customers", type=int, default=300)
@@ -61,18 +59,6 @@ def _register_principals(commands: argparse._SubParsersAction[Any]) -> None:
     revoke = actions.add_parser("revoke", help="revoke a principal's token")
     revoke.add_argument("name")
     revoke.set_defaults(handler=_principals_revoke)
-
-
-def _register_audit(commands: argparse._SubParsersAction[Any]) -> None:
-    audit = commands.add_parser("audit", help="history and past state of any aggregate")
-    actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
-    history = actions.add_parser("history", help="every event of one aggregate, as JSON lines")
-    history.add_argument("id", type=UUID)
-    history.set_defaults(handler=_audit_history)
-    as_of = actions.add_parser("as-of", help="an aggregate's state at an instant (RFC 3339)")
-    as_of.add_argument("id", type=UUID)
-    as_of.add_argument("time", type=datetime.fromisoformat)
-    as_of.set_defaults(handler=_audit_as_of)
 
 
 def _register_stats(commands: argparse._SubParsersAction[Any]) -> None:
@@ -109,6 +95,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from services.api import create_app
     from services.api.read_models import ReadModels
     from services.api.readiness import stalled_check
+    from services.cli_audit import running_checkpointer
 
     runtime = bootstrap(settings)
     store = SqliteStore(runtime.settings.data_dir / "readmodels.db")
@@ -124,7 +111,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     thread.start()
     try:
         _announce(runtime, app, args)
-        _serve(app, args, settings)
+        with running_checkpointer(runtime):
+            _serve(app, args, settings)
     finally:
         follower.stop()
         thread.join(timeout=5)
@@ -233,67 +221,7 @@ def _principals_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# --- audit and statistics -------------------------------------------------------------
-
-
-OPERATOR_ROLE = "auditor"
-"""`crm audit` reads as an operator holding the database credentials, with an auditor's
-rights, decided by the access model like any API caller's."""
-
-
-def _audited(runtime: Runtime, aggregate_id: Any) -> list[Any]:
-    """The aggregate's events, once the access model let the operator read its history."""
-    from domain.base import AGGREGATE_CLASSES, NotFound
-    from services.access import Principal, Role, resource_of
-
-    events = runtime.app.history(aggregate_id)
-    if not events:
-        raise NotFound("aggregate", aggregate_id)
-    current = runtime.app.load(AGGREGATE_CLASSES[events[0].aggregate_type], aggregate_id)
-    operator = Principal(name="operator", department="it", role=Role(OPERATOR_ROLE))
-    runtime.access.read(operator, resource_of(current), "history.read")
-    return events
-
-
-def _audit_history(args: argparse.Namespace, settings: Settings) -> int:
-    from domain.base import NotFound
-
-    runtime = bootstrap(settings)
-    try:
-        events = _audited(runtime, args.id)
-        for event in events:
-            sys.stdout.write(msgspec.json.encode(event).decode() + "\n")
-    except NotFound:
-        print(f"crm: no events for {args.id}", file=sys.stderr)
-        return 1
-    finally:
-        runtime.close()
-    return 0
-
-
-def _audit_as_of(args: argparse.Namespace, settings: Settings) -> int:
-    from domain.base import AGGREGATE_CLASSES, NotFound
-
-    if args.time.tzinfo is None:
-        print("crm: TIME needs a zone, e.g. 2025-01-31T12:00:00+00:00", file=sys.stderr)
-        return 2
-    runtime = bootstrap(settings)
-    try:
-        kind = AGGREGATE_CLASSES[_audited(runtime, args.id)[0].aggregate_type]
-        state = runtime.app.as_of(kind, args.id, args.time).state()
-        print(msgspec.json.encode(state, enc_hook=_jsonable).decode())
-    except NotFound as error:
-        print(f"crm: {error}", file=sys.stderr)
-        return 1
-    finally:
-        runtime.close()
-    return 0
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, set | frozenset):
-        return sorted(value)
-    raise NotImplementedError(type(value).__name__)
+# --- statistics and demo --------------------------------------------------------------
 
 
 def _stats_satisfaction(args: argparse.Namespace, settings: Settings) -> int:

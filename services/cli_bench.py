@@ -16,7 +16,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     bench = commands.add_parser(
         "bench", help="run the benchmarks (needs CRM_DATABASE_URL and CRM_KAFKA_BOOTSTRAP)"
     )
-    bench.add_argument("names", nargs="*", help="relay, projections, commands, http (default: all)")
+    bench.add_argument(
+        "names", nargs="*", help="relay, projections, commands, audit, http (default: all)"
+    )
     bench.add_argument("--quick", action="store_true", help="smaller workloads (smoke run)")
     bench.set_defaults(handler=_bench)
 

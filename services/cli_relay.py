@@ -82,7 +82,10 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
     from consumers.kafka_io import Producer
     from consumers.relay import Relay, wakeup_for
     from consumers.relay_position import PostgresRelayPosition
+    from services.access_log_store import open_access_store
+    from services.access_topic import running_access_publisher
     from services.bootstrap import bootstrap
+    from services.cli_audit import running_checkpointer
 
     runtime = bootstrap(settings)
     try:
@@ -97,8 +100,13 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
             topic_prefix=settings.topic_prefix,
             wakeup=wakeup_for(recorder, settings.database_url),
         )
+        access = open_access_store(runtime.pool, settings.data_dir)
+        publishing = running_access_publisher(
+            access, settings.kafka_bootstrap, settings.topic_prefix
+        )
         try:
-            relay.run(stop)
+            with running_checkpointer(runtime), publishing:
+                relay.run(stop)
         finally:
             relay.close()
     finally:
@@ -110,12 +118,16 @@ def _prepare_topics(settings: Settings, stop: threading.Event, *, allow_unsafe: 
     from consumers.envelope import all_topics
     from consumers.kafka_io import BrokerUnavailable, ensure_topics
     from consumers.relay import verify_topics
+    from services.access_topic import ensure_access_topic
+    from services.checkpoint_topic import ensure_checkpoint_topic
 
     waiting = False
     while not stop.is_set():
         try:
             bootstrap, prefix = settings.kafka_bootstrap, settings.topic_prefix
             ensure_topics(bootstrap, all_topics(prefix), settings.kafka_partitions)
+            ensure_checkpoint_topic(bootstrap, prefix)
+            ensure_access_topic(bootstrap, prefix)
             verify_topics(bootstrap, prefix, allow_unsafe=allow_unsafe)
             log.info("broker connected", bootstrap=settings.kafka_bootstrap)
             return True
@@ -153,13 +165,18 @@ def _ensure(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.envelope import all_topics
     from consumers.kafka_io import KafkaFailure, ensure_topics
     from consumers.relay import UnsafeTopics, verify_topics
+    from services.access_topic import access_topic, ensure_access_topic
+    from services.checkpoint_topic import checkpoint_topic, ensure_checkpoint_topic
 
     require_kafka(settings)
     partitions = args.partitions or settings.kafka_partitions
     topics = all_topics(settings.topic_prefix)
     try:
         created = set(ensure_topics(settings.kafka_bootstrap, topics, partitions))
-        for topic in topics:
+        created |= set(ensure_checkpoint_topic(settings.kafka_bootstrap, settings.topic_prefix))
+        created |= set(ensure_access_topic(settings.kafka_bootstrap, settings.topic_prefix))
+        prefix = settings.topic_prefix
+        for topic in [*topics, checkpoint_topic(prefix), access_topic(prefix)]:
             print(f"{topic}: {'created' if topic in created else 'exists'}")
         verify_topics(settings.kafka_bootstrap, settings.topic_prefix)
     except (UnsafeTopics, KafkaFailure) as error:

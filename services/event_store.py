@@ -122,6 +122,7 @@ def store_env(database_url: str | None, data_dir: Path | None) -> dict[str, str]
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(data_dir / "events.db"),
             "SQLITE_LOCK_TIMEOUT": "10",
+            "APPLICATION_RECORDER_TOPIC": "services.sqlite_recorder:ChainedSQLiteRecorder",
         }
     parts = urlsplit(database_url)
     return {

@@ -16,6 +16,14 @@ stock insert, a duplicate is found before any notification id is drawn (under th
 lock, so nobody inserts meanwhile): a race lost between API processes leaves no gap in
 the positions (only a failure after the insert, such as a lost connection, still can).
 
+The same function extends the hash chain (`domain.hashchain`, `docs/audit.md`) for the
+whole batch, under that lock and in that transaction: one SELECT of the chain's head, the
+links computed in the insert's loop (the canonical bytes built by `CANONICAL_SQL` from
+the inserted row), and one INSERT of the batch's rows into `<events table>_chain`
+(position, previous position, chain). The chain lives in its own table because
+eventsourcing owns the events table's schema. Any other write to the events table leaves
+events without links, which `crm audit verify` reports as inserted.
+
 Selected by `APPLICATION_RECORDER_TOPIC` (see `services.event_store.store_env`); the
 function is created with the tables (`CREATE OR REPLACE`, under the creation lock), so
 its lock timeout is the `POSTGRES_LOCK_TIMEOUT` of the process that last opened the store.
@@ -29,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from eventsourcing.persistence import (
@@ -43,12 +51,26 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
+
+CANONICAL_SQL: LiteralString = (
+    "int8send(notification_id) || uuid_send(originator_id) || int8send(originator_version)"
+    " || int4send(octet_length(convert_to(topic, 'UTF8'))) || convert_to(topic, 'UTF8')"
+    " || int4send(octet_length(state)) || state"
+)
+"""`domain.hashchain.canonical_event` of a row of the events table, in SQL."""
 
 _FUNCTION = """\
 CREATE OR REPLACE FUNCTION {schema}.{function}(
     ids uuid[], versions bigint[], topics text[], states bytea[]
 ) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
+DECLARE
+    head_position bigint;
+    head bytea;
+    positions bigint[] := '{{}}';
+    previous bigint[] := '{{}}';
+    chains bytea[] := '{{}}';
+    inserted record;
 BEGIN
     SET LOCAL lock_timeout = '{lock_timeout}s';
     LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;
@@ -59,12 +81,41 @@ BEGIN
         RAISE unique_violation USING MESSAGE = 'an event of this batch is stored already';
     END IF;
     NOTIFY {channel};
-    RETURN QUERY
+    SELECT position, chain INTO head_position, head
+        FROM {schema}.{chain} ORDER BY position DESC LIMIT 1;
+    IF NOT FOUND THEN
+        head_position := 0;
+        head := decode(repeat('00', 32), 'hex');
+    END IF;
+    FOR inserted IN
         INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)
         SELECT * FROM unnest(ids, versions, topics, states)
-        RETURNING notification_id;
+        RETURNING notification_id, {canonical} AS canonical
+    LOOP
+        head := sha256(head || inserted.canonical);
+        positions := positions || inserted.notification_id;
+        previous := previous || head_position;
+        chains := chains || head;
+        head_position := inserted.notification_id;
+    END LOOP;
+    INSERT INTO {schema}.{chain} (position, previous, chain)
+        SELECT * FROM unnest(positions, previous, chains);
+    RETURN QUERY SELECT unnest(positions);
 END
 $body$"""
+
+_CHAIN_TABLE = """\
+CREATE TABLE IF NOT EXISTS {schema}.{chain} (
+    position bigint PRIMARY KEY, previous bigint NOT NULL, chain bytea NOT NULL
+)"""
+
+_CHECKPOINTS_TABLE = """\
+CREATE TABLE IF NOT EXISTS {schema}.{checkpoints} (
+    position bigint PRIMARY KEY,
+    checkpoint bytea NOT NULL,
+    frontier bytea NOT NULL,
+    published boolean NOT NULL DEFAULT false
+)"""
 
 
 class BatchInsertRecorder(PostgresApplicationRecorder):
@@ -78,15 +129,11 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(datastore.schema)
         function = Identifier(f"{events_table_name}_insert_locked")
-        self.sql_create_statements.append(
-            SQL(_FUNCTION).format(
-                schema=schema,
-                function=function,
-                table=Identifier(events_table_name),
-                channel=Identifier(self.channel_name),
-                lock_timeout=datastore.lock_timeout,
-            )
-        )
+        self.events_table = Identifier(datastore.schema, events_table_name)
+        self.chain_table = Identifier(datastore.schema, f"{events_table_name}_chain")
+        self.checkpoints_table = Identifier(datastore.schema, f"{events_table_name}_checkpoints")
+        """Qualified names, for `services.audit_log_pg`."""
+        self.sql_create_statements += self._audit_statements(function)
         # Both statements are composed to bytes once, not at every call.
         self._select_page = (
             SQL(
@@ -106,13 +153,35 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
         )
         """The locked insert: four binary arrays (`insert_columns`) in, notification ids out."""
 
+    def _audit_statements(self, function: Identifier) -> list[Composed]:
+        """The chain and checkpoint tables, and the locked insert that chains."""
+        names = {
+            "schema": Identifier(self.datastore.schema),
+            "table": Identifier(self.events_table_name),
+            "chain": Identifier(f"{self.events_table_name}_chain"),
+            "checkpoints": Identifier(f"{self.events_table_name}_checkpoints"),
+        }
+        return [
+            SQL(_CHAIN_TABLE).format(**names),
+            SQL(_CHECKPOINTS_TABLE).format(**names),
+            SQL(_FUNCTION).format(
+                **names,
+                function=function,
+                channel=Identifier(self.channel_name),
+                lock_timeout=self.datastore.lock_timeout,
+                canonical=SQL(CANONICAL_SQL),
+            ),
+        ]
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        if kwargs.get("tracking") is not None:  # not used by this application
-            stock: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
-            return stock
+        if kwargs.get("tracking") is not None:
+            raise NotImplementedError(
+                "recording tracking with events: this application records none, and the"
+                " stock insert would leave the events out of the hash chain"
+            )
         if not stored_events:
             return []
         with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
@@ -151,6 +220,13 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
                 )
                 for id_, originator_id, version, topic, state in curs.fetchall()
             ]
+
+
+def connect_kwargs(recorder: PostgresApplicationRecorder) -> dict[str, Any]:
+    """How the event store's pool connects (its row factory aside), for own connections."""
+    kwargs = recorder.datastore.pool.kwargs
+    assert isinstance(kwargs, dict)  # eventsourcing passes its settings as a dict
+    return {k: v for k, v in kwargs.items() if k != "row_factory"}
 
 
 def insert_columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
@@ -201,11 +277,9 @@ class AsyncBatchWriter:
 
     async def _insert(self, columns: tuple[list[Any], ...]) -> list[int]:
         if self._conn is None or self._conn.closed:
-            pool = self._recorder.datastore.pool
-            assert isinstance(pool.kwargs, dict)  # eventsourcing passes its settings as a dict
-            kwargs = {k: v for k, v in pool.kwargs.items() if k != "row_factory"}
+            timeout = max(1, round(self._recorder.datastore.pool.timeout))
             self._conn = await psycopg.AsyncConnection.connect(
-                autocommit=True, connect_timeout=max(1, round(pool.timeout)), **kwargs
+                autocommit=True, connect_timeout=timeout, **connect_kwargs(self._recorder)
             )
         async with self._conn.cursor(binary=True) as curs:
             await curs.execute(self._recorder.insert_statement, columns, prepare=True)

@@ -39,6 +39,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     group_commit_window_ms: float
     group_commit_max_batch: int
     read_wait_seconds: float
+    audit_key_file: Path
+    """CRM_AUDIT_KEY_FILE: the Ed25519 key signing audit checkpoints (default in the data dir)."""
+    audit_checkpoint_events: int
+    """CRM_AUDIT_CHECKPOINT_EVENTS: sign a checkpoint after this many new positions..."""
+    audit_checkpoint_seconds: float
+    """CRM_AUDIT_CHECKPOINT_SECONDS: ...or this many seconds after the last, if any are new."""
     departments: tuple[str, ...] = ("sales", "support", "marketing")
     http_server: str = HTTP_SERVERS[0]
 
@@ -50,9 +56,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
+    data_dir = Path(env.get("CRM_DATA_DIR", "./var"))
     return Settings(
         database_url=_database_url(env.get("CRM_DATABASE_URL") or None),
-        data_dir=Path(env.get("CRM_DATA_DIR", "./var")),
+        data_dir=data_dir,
         kafka_bootstrap=_bootstrap(env.get("CRM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")),
         log_level=_choice(env, "CRM_LOG_LEVEL", "info", LOG_LEVELS),
         log_format=_choice(env, "CRM_LOG_FORMAT", "auto", ("auto", "json", "console")),
@@ -61,6 +68,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         group_commit_window_ms=_number(env, "CRM_GROUP_COMMIT_WINDOW_MS", 2.0, float, minimum=0),
         group_commit_max_batch=_number(env, "CRM_GROUP_COMMIT_MAX_BATCH", 200, int, minimum=1),
         read_wait_seconds=_number(env, "CRM_READ_WAIT_SECONDS", 2.0, float, minimum=0),
+        audit_key_file=Path(env.get("CRM_AUDIT_KEY_FILE") or data_dir / "audit-signing.key"),
+        audit_checkpoint_events=_number(env, "CRM_AUDIT_CHECKPOINT_EVENTS", 10000, int, minimum=1),
+        audit_checkpoint_seconds=_number(
+            env, "CRM_AUDIT_CHECKPOINT_SECONDS", 60.0, float, minimum=0.1
+        ),
         departments=_departments(env.get("CRM_DEPARTMENTS", "sales,support,marketing")),
         http_server=_choice(env, "CRM_HTTP_SERVER", HTTP_SERVERS[0], HTTP_SERVERS),
     )

@@ -15,6 +15,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from services.access_log import AccessLog
+from services.access_log_store import open_access_store
 from services.api.body_guard import MAX_BODY_BYTES, guard_body
 from services.api.deps import Services, authenticate, command_call
 from services.api.errors import EXCEPTION_HANDLERS
@@ -25,6 +27,7 @@ from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
 from services.api.readiness import ReadinessCheck, default_checks
 from services.api.reads import reader
+from services.api.routes_audit import AUDIT
 from services.api.routes_conversations import conversations
 from services.api.routes_customers import customers
 from services.api.routes_ops import OPS
@@ -60,7 +63,7 @@ def create_app(
         runtime, metrics, committer, principals, applied_position, current=current
     )
     services.queries = queries_helper
-    closing = [services.commands.committer.aclose]  # write what is queued
+    closing = [services.commands.committer.aclose, services.close_access_log]  # queued writes
     if queries_helper is not None:
         services.queries_on_loop = read_models_on_loop(queries_helper, pg_reads)
         closing.append(services.queries_on_loop.aclose)
@@ -71,7 +74,10 @@ def create_app(
     checks = default_checks(runtime, store, applied_position) | (readiness or {})
     app = Litestar(
         route_handlers=[
-            Router("/v1", route_handlers=[customers, conversations, tasks, queries, ping, *OPS]),
+            Router(
+                "/v1",
+                route_handlers=[customers, conversations, tasks, queries, ping, *OPS, *AUDIT],
+            ),
             *OPS,
             console_router(),  # /console: static files for people, under a strict CSP
         ],
@@ -121,6 +127,7 @@ def build_services(
             runtime.app.head_position, applied_position, settings.read_wait_seconds
         ),
         current=current,
+        access_log=AccessLog(open_access_store(runtime.pool, settings.data_dir)),
     )
 
 

@@ -20,6 +20,7 @@ from litestar.params import HeaderParameter
 
 from domain.base import Aggregate
 from services.access import AccessModel, Principal
+from services.access_log import AccessLog
 from services.api.errors import BadRequest, Unauthenticated
 from services.api.observability import new_request_id
 from services.api.read_models import ReadModels
@@ -48,6 +49,13 @@ class Services:
     access: AccessModel
     positions: Positions  # read-your-writes: `?min_position=` waits on the event loop
     current: CurrentState  # aggregates as stored now, read on the event loop
+    access_log: AccessLog | None = None  # who read whose personal data, unmasked
+
+    async def close_access_log(self) -> None:
+        """At shutdown: store the queued access records (a graceful stop loses none)."""
+        if self.access_log is not None:
+            await asyncio.to_thread(self.access_log.close)
+
     stream_poll_seconds: float = 0.5
     queries: ReadModels | None = None  # None: no read models in this process
     queries_on_loop: LoopReadModels | None = None  # `queries`, run on the event loop

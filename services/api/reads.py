@@ -13,7 +13,7 @@ the aggregate it shows, at the read model's position.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio
+from litestar import Request
 from litestar.di import NamedDependency
 
 from domain.base import Aggregate
@@ -29,6 +30,7 @@ from domain.customer import Customer
 from domain.task import Task
 from domain.validation import aware
 from services.access import AccessModel, Principal, Resource, mask, resource_of
+from services.access_log import revealed
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import ReadModelUnavailable
 from services.api.read_models import PERSONAL, READS, Page, ReadModels, Row
@@ -53,6 +55,7 @@ T = TypeVar("T")
 class Reader:
     services: Services
     caller: Caller
+    route: str = ""  # "GET /v1/customers/{customer_id}": what the access log names
 
     @property
     def principal(self) -> Principal:
@@ -71,24 +74,42 @@ class Reader:
         fields = self.access.read(self.principal, resource_of(customer), "as_of.read" * bool(as_of))
         if instant is not None:
             customer = await _off_loop(self.services.app.as_of, Customer, customer_id, instant)
+        self._reveal({customer.id: revealed(customer, Customer.personal_fields, fields)})
         return customer_view(customer, fields)
 
     async def conversation(
         self, conversation_id: UUID, min_position: int | None
     ) -> ConversationView:
         conversation = await self._current(Conversation, conversation_id, min_position)
-        return conversation_view(conversation, self._fields(conversation))
+        fields = self._fields(conversation)
+        shown = revealed(conversation, Conversation.personal_fields, fields)
+        self._reveal({conversation.customer_id: shown} if conversation.customer_id else {})
+        return conversation_view(conversation, fields)
 
     async def task(self, task_id: UUID, min_position: int | None) -> TaskView:
         task = await self._current(Task, task_id, min_position)
-        return task_view(task, self._fields(task))
+        fields = self._fields(task)
+        shown = revealed(task, Task.personal_fields, fields)
+        self._reveal({task.customer_id: shown} if task.customer_id else {})
+        return task_view(task, fields)
 
     async def history(self, kind: type[A], aggregate_id: UUID) -> list[HistoryEntry]:
         """Every event of one aggregate with its metadata (auditors; managers: own)."""
         app = self.services.app
         fields = self._fields(await self.services.current.load(kind, aggregate_id), "history.read")
         events = await _off_loop(app.history, aggregate_id)
+        shown: dict[UUID, set[str]] = {}
+        for event in events:
+            shown.setdefault(event.data_subject, set()).update(
+                revealed(event, event.personal_fields, fields)
+            )
+        self._reveal(shown)
         return [history_entry(event, fields) for event in events]
+
+    def _reveal(self, shown: Mapping[UUID, Iterable[str]]) -> None:
+        """Record what this response shows unmasked (the access log skips the empty)."""
+        if self.services.access_log is not None:
+            self.services.access_log.reveal(self.principal, self.route, shown)
 
     def _fields(self, aggregate: Aggregate, action: str = "") -> Any:
         return self.access.read(self.principal, resource_of(aggregate), action)
@@ -148,13 +169,19 @@ class Reader:
         return models
 
     def _judged(self, page: Page, query: str, resource: Callable[[Row], Resource]) -> Page:
-        """The page's rows the caller may read, each masked by the access model."""
+        """The page's rows the caller may read, each masked by the access model (and
+        what they show unmasked recorded in the access log)."""
         principal, personal = self.principal, PERSONAL[query]
-        items = []
+        items: list[Row] = []
+        shown: dict[UUID, set[str]] = {}
         for row in page["items"]:
             seen = resource(row)
             if self.access.readable(principal, seen):
-                items.append(mask(row, personal, self.access.fields(principal, seen)))
+                fields = self.access.fields(principal, seen)
+                if unmasked := revealed(row, personal, fields):
+                    shown.setdefault(_uuid(row["customer_id"]), set()).update(unmasked)
+                items.append(mask(row, personal, fields))
+        self._reveal(shown)
         return page | {"items": items}
 
 
@@ -200,8 +227,8 @@ def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-def reader(services: ServicesDep, caller: CallerDep) -> Reader:
-    return Reader(services, caller)
+def reader(request: Request[Any, Any, Any], services: ServicesDep, caller: CallerDep) -> Reader:
+    return Reader(services, caller, f"{request.method} {request.scope.get('path_template')}")
 
 
 ReaderDep = NamedDependency[Reader]

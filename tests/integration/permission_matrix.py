@@ -252,6 +252,18 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
             outsider=403,
         )
     ],
+    ("GET", "/v1/audit/checkpoints"): [
+        _case("audit.read", "auditor admin", "GET", "/v1/audit/checkpoints", outsider=403)
+    ],
+    ("GET", "/v1/audit/access"): [
+        _case(
+            "audit.read",
+            "auditor admin",
+            "GET",
+            "/v1/audit/access?customer={customer}",
+            outsider=403,
+        )
+    ],
     ("GET", "/v1/events/stream"): [
         _case("events.read", READERS, "GET", "/v1/events/stream", outsider=200, stream=True),
         _case(

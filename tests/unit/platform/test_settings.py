@@ -14,6 +14,15 @@ def test_defaults_are_the_embedded_mode() -> None:
     assert settings.kafka_bootstrap == "127.0.0.1:9092"
 
 
+def test_the_signing_key_lives_in_the_data_dir_unless_placed_elsewhere() -> None:
+    assert load_settings({"CRM_DATA_DIR": "/srv/crm"}).audit_key_file == Path(
+        "/srv/crm/audit-signing.key"
+    )
+    placed = load_settings({"CRM_AUDIT_KEY_FILE": "/etc/crm/signing.key"})
+    assert placed.audit_key_file == Path("/etc/crm/signing.key")
+    assert (placed.audit_checkpoint_events, placed.audit_checkpoint_seconds) == (10000, 60.0)
+
+
 def test_database_url_selects_postgres() -> None:
     settings = load_settings({"CRM_DATABASE_URL": "postgresql://crm:crm@127.0.0.1:5432/crm"})
     assert not settings.embedded
@@ -27,6 +36,8 @@ def test_database_url_selects_postgres() -> None:
         ("CRM_LOG_LEVEL", "chatty"),
         ("CRM_KAFKA_PARTITIONS", "0"),
         ("CRM_GROUP_COMMIT_WINDOW_MS", "soon"),
+        ("CRM_AUDIT_CHECKPOINT_EVENTS", "0"),
+        ("CRM_AUDIT_CHECKPOINT_SECONDS", "often"),
     ],
 )
 def test_a_bad_value_names_its_setting(variable: str, value: str) -> None:

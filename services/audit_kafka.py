@@ -1,0 +1,163 @@
+"""`crm audit verify --kafka`: every record on the event topics carries what the store holds.
+
+The topics are read once, from offset 0, and each record reduced to a digest of its
+value and the attributes that name its event (position, subject, version, type, schema
+version, data). Then, as the verify walks the store, each stored event is compared with
+the records at its position: the record must be exactly what the relay makes of the
+stored row today (`consumers.relay.encode_notification`), or, for an event stored in
+an older schema version (which the relay of its time published as stored, and today's
+relay would upcast), carry the stored bytes unchanged under the same identity.
+Duplicates (at-least-once) are fine.
+
+* `edited`: a record differs from the store;
+* `deleted`: a stored event the relay has published (up to its position) has no record;
+* `inserted`: a record names a position among the store's that it does not hold;
+* `deleted` too: a record names a position past the store's end (its tail was removed).
+
+I/O: Kafka (`consumers.kafka_io`), reading only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
+from uuid import UUID
+
+from consumers import kafka_io
+from consumers.envelope import InvalidEnvelope, all_topics, read_cloudevent
+from consumers.relay import RelayPoisoned, encode_notification
+from domain import codec
+from domain.chain_walk import Break, BreakKind, Entry
+from domain.hashchain import CanonicalEvent
+
+
+class _Seen(NamedTuple):
+    where: str
+    topic: str
+    key: bytes | None
+    value: bytes  # SHA-256 of the record's value
+    data: bytes  # SHA-256 of its `data`
+    schema: int
+    subject: str
+    version: int
+
+
+class _Notification(NamedTuple):
+    """What `encode_notification` reads of a stored event."""
+
+    id: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+class KafkaComparison:
+    """Takes every record of the topics first; then `compare` each page of the log."""
+
+    def __init__(
+        self, records: Iterable[kafka_io.Record], prefix: str, relay_position: int | None
+    ) -> None:
+        self._prefix = prefix
+        self._seen: dict[int, list[_Seen]] = {}
+        self.records = 0
+        self.broken: Break | None = None
+        for record in records:
+            self._remember(record)
+        highest = max(self._seen, default=0)
+        self._bound = highest if relay_position is None else min(highest, relay_position)
+
+    def _remember(self, record: kafka_io.Record) -> None:
+        self.records += 1
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        try:
+            envelope = read_cloudevent(record.value)
+        except InvalidEnvelope as error:
+            self.broken = self.broken or Break(
+                kind=BreakKind.INSERTED, position=0, detail=f"Kafka record {where}: {error}"
+            )
+            return
+        seen = _Seen(
+            where, record.topic, record.key, _digest(record.value), _digest(envelope.data),
+            envelope.schemaversion, envelope.subject, envelope.aggregateversion,
+        )  # fmt: skip
+        self._seen.setdefault(envelope.position, []).append(seen)
+
+    def compare(self, entries: Sequence[Entry]) -> Break | None:
+        if self.broken is not None:
+            return self.broken
+        for position, canonical in entries:
+            records = self._seen.pop(position, [])
+            if not records and position <= self._bound:
+                event = CanonicalEvent(canonical)
+                return Break(
+                    kind=BreakKind.DELETED,
+                    position=position,
+                    detail=f"{event} was published (the relay is past it) but no record"
+                    " on Kafka carries it",
+                )
+            for seen in records:
+                if not self._matches(seen, CanonicalEvent(canonical)):
+                    return Break(
+                        kind=BreakKind.EDITED,
+                        position=position,
+                        detail=f"Kafka record {seen.where} differs from "
+                        f"{CanonicalEvent(canonical)} as stored",
+                    )
+        return None
+
+    def _matches(self, seen: _Seen, event: CanonicalEvent) -> bool:
+        stored = _Notification(
+            event.position, event.aggregate_id, event.version, event.topic, event.state
+        )
+        try:
+            topic, key, value = encode_notification(stored, self._prefix)
+        except RelayPoisoned:
+            return False
+        if (seen.topic, seen.key, seen.value) == (topic, key, _digest(value)):
+            return True
+        cls, published_as = codec.parse_topic(event.topic)
+        if published_as == cls.class_version:
+            return False  # today's relay makes exactly this record: any difference is an edit
+        return (seen.topic, seen.key, seen.data, seen.schema, seen.subject, seen.version) == (
+            topic, key, _digest(event.state), published_as, str(event.aggregate_id), event.version,
+        )  # fmt: skip
+
+    def finish(self, first: int, last: int, end: int) -> Break | None:
+        """Records never matched: within the store's positions `first..last` they name
+        events it never held (inserted on Kafka); past its end, up to `end`, events it
+        no longer holds (every record read was published before the store's end was
+        read, so the store once held them: deleted from the store)."""
+        stray = sorted(p for p in self._seen if first <= p <= end)
+        if not stray:
+            return None
+        seen = self._seen[stray[0]][0]
+        named = f"Kafka record {seen.where} ({seen.subject} version {seen.version})"
+        if stray[0] <= last:
+            return Break(
+                kind=BreakKind.INSERTED,
+                position=stray[0],
+                detail=f"{named} names a position the store never held",
+            )
+        return Break(
+            kind=BreakKind.DELETED,
+            position=stray[0],
+            detail=f"{named} was published from the store, which now ends at {last}",
+        )
+
+
+def kafka_comparison(bootstrap: str, prefix: str, relay_position: int | None) -> KafkaComparison:
+    """The comparison with every record now on the event topics (read from offset 0)."""
+    return KafkaComparison(read_topics(bootstrap, all_topics(prefix)), prefix, relay_position)
+
+
+def read_topics(bootstrap: str, topics: list[str]) -> Iterator[kafka_io.Record]:
+    """Every record of those of `topics` that exist (none were published to the others)."""
+    existing = sorted(kafka_io.describe_topic_configs(bootstrap, topics))
+    if existing:
+        yield from kafka_io.read_all(bootstrap, existing)

@@ -1,0 +1,112 @@
+"""The Ed25519 key that signs checkpoints, kept in a file outside the event store.
+
+Whoever can write the event store's database cannot forge a checkpoint without this
+file (`CRM_AUDIT_KEY_FILE`, by default `audit-signing.key` in `CRM_DATA_DIR`): it is
+created on first use, readable by its owner only (PKCS #8 PEM). Auditors pin its public
+key (`crm audit public-key`, 64 hex digits) and check signatures against that, never
+against the key a checkpoint names.
+
+I/O: the key file.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from domain.checkpoint import Checkpoint
+
+SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+"""DER of an Ed25519 SubjectPublicKeyInfo before its 32 key bytes (RFC 8410)."""
+
+
+class KeyFileError(Exception):
+    """The key file or a given public key cannot be read."""
+
+
+class SigningKey:
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+        self.public_key = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    def sign(self, message: bytes) -> bytes:
+        return self._private.sign(message)
+
+    def public_pem(self) -> str:
+        return (
+            self._private.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+
+def load_or_create(path: Path) -> SigningKey:
+    """The key in `path`; a new one written there (mode 0600) if there is none."""
+    if not path.exists():
+        _create(path)
+    try:
+        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError) as error:
+        raise KeyFileError(f"cannot read the signing key {path}: {error}") from None
+    if not isinstance(private, Ed25519PrivateKey):
+        raise KeyFileError(f"{path} holds no Ed25519 private key")
+    return SigningKey(private)
+
+
+def _create(path: Path) -> None:
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # another process created it first: use theirs
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(pem)
+
+
+def read_public_key(spec: str) -> bytes:
+    """A pinned public key: 64 hex digits, or a file holding them, a PEM public key, or
+    the private key file itself."""
+    text = spec.strip()
+    if len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text):
+        return bytes.fromhex(text)
+    path = Path(spec)
+    try:
+        content = path.read_text().strip()
+    except OSError as error:
+        raise KeyFileError(f"{spec!r} is neither 64 hex digits nor a readable file") from error
+    if "PRIVATE KEY" in content:
+        return load_or_create(path).public_key
+    if "PUBLIC KEY" in content:
+        body = "".join(line for line in content.splitlines() if "-----" not in line)
+        der = base64.b64decode(body)
+        if len(der) == 44 and der.startswith(SPKI_PREFIX):
+            return der[len(SPKI_PREFIX) :]
+        raise KeyFileError(f"{path} holds no Ed25519 public key")
+    return read_public_key(content) if len(content) == 64 else _unreadable(path)
+
+
+def _unreadable(path: Path) -> bytes:
+    raise KeyFileError(f"{path} holds no Ed25519 key")
+
+
+def signature_valid(public_key: bytes, checkpoint: Checkpoint) -> bool:
+    """Whether `public_key` signed exactly this checkpoint's statement."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(
+            bytes.fromhex(checkpoint.signature), checkpoint.statement()
+        )
+    except (InvalidSignature, ValueError):
+        return False
+    return True

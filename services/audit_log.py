@@ -1,0 +1,172 @@
+"""What the audit commands read and write beside the event store: the log as canonical
+bytes, its chain links, and the signed checkpoints. One implementation per store.
+
+Tables (created with the event store, see `services.pg_batch_recorder` and
+`services.sqlite_recorder`): `<events>_chain (position, previous, chain)` and
+`<events>_checkpoints (position, checkpoint JSON, Merkle frontier, published)`.
+
+I/O: the event store's database, through `open_audit_log(app)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+from uuid import UUID
+
+from domain import checkpoint as checkpoints
+from domain.chain_walk import Entry, Link
+from domain.checkpoint import Checkpoint
+from services.event_store import CrmApplication
+
+END = (1 << 63) - 1
+"""Past every position."""
+
+
+class AuditLog(Protocol):
+    def entries(self, after: int, upto: int, limit: int) -> list[Entry]:
+        """Events with `after < position <= upto`, oldest first, at most `limit`."""
+        ...
+
+    def links(self, after: int, upto: int) -> list[Link]:
+        """Chain links with `after < position <= upto`, oldest first."""
+        ...
+
+    def last_position(self) -> int:
+        """The highest position of an event or a link, read in one snapshot: every
+        event and link at or below it is committed (positions follow commit order)."""
+        ...
+
+    def link_before(self, position: int) -> tuple[int, bytes] | None:
+        """The last link before `position`: (its position, chain value)."""
+        ...
+
+    def position_of(self, aggregate_id: UUID, version: int) -> int | None: ...
+
+    def count_between(self, after: int, upto: int) -> int:
+        """How many events have `after < position <= upto`."""
+        ...
+
+    def checkpoints(self, after: int = 0, limit: int = 1 << 31) -> list[Checkpoint]: ...
+
+    def latest_checkpoint(self) -> tuple[Checkpoint, bytes] | None:
+        """The newest checkpoint with the Merkle frontier saved beside it."""
+        ...
+
+    def add_checkpoint(self, checkpoint: Checkpoint, frontier: bytes) -> bool:
+        """Store a checkpoint; False if one already ends at its position."""
+        ...
+
+    def unpublished(self) -> list[Checkpoint]: ...
+
+    def mark_published(self, positions: Sequence[int]) -> None: ...
+
+    def relay_position(self) -> int | None:
+        """How far the relay has published (None: no relay keeps a position here)."""
+        ...
+
+    def exclusive(self) -> AbstractContextManager[AuditLog]:
+        """This log within one transaction that holds the store's write lock."""
+        ...
+
+    def unchained(self) -> int:
+        """How many events have no chain link."""
+        ...
+
+    def drop_links(self) -> None:
+        """Delete every link (inside `exclusive()` only)."""
+        ...
+
+    def append_links(self, links: Iterable[Link]) -> None:
+        """Store links (inside `exclusive()` only)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class StatementLog:
+    """What both stores do alike: named statements (`_SQL` of each backend, with the
+    store's table names) run by the backend's `_rows`."""
+
+    def _rows(self, name: str, params: Sequence[Any] = (), *, bulk: bool = False) -> list[Any]:
+        raise NotImplementedError("each store runs its statements its own way")
+
+    def links(self, after: int, upto: int) -> list[Link]:
+        return self._rows("links", (after, upto), bulk=True)
+
+    def last_position(self) -> int:
+        return int(self._rows("last_position")[0][0])
+
+    def link_before(self, position: int) -> tuple[int, bytes] | None:
+        rows = self._rows("link_before", (position,))
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def count_between(self, after: int, upto: int) -> int:
+        return int(self._rows("count_between", (after, upto))[0][0])
+
+    def checkpoints(self, after: int = 0, limit: int = 1 << 31) -> list[Checkpoint]:
+        return [checkpoints.decode(row[0]) for row in self._rows("checkpoints", (after, limit))]
+
+    def latest_checkpoint(self) -> tuple[Checkpoint, bytes] | None:
+        rows = self._rows("latest_checkpoint")
+        return (checkpoints.decode(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def add_checkpoint(self, checkpoint: Checkpoint, frontier: bytes) -> bool:
+        document = checkpoints.encode(checkpoint)
+        return bool(self._rows("add_checkpoint", (checkpoint.position, document, frontier)))
+
+    def unpublished(self) -> list[Checkpoint]:
+        return [checkpoints.decode(row[0]) for row in self._rows("unpublished")]
+
+    def mark_published(self, positions: Sequence[int]) -> None:
+        for position in positions:
+            self._rows("mark_published", (position,))
+
+    def unchained(self) -> int:
+        return int(self._rows("unchained")[0][0])
+
+    def drop_links(self) -> None:
+        self._rows("drop_links")
+
+
+def open_audit_log(app: CrmApplication) -> AuditLog:
+    """The audit log of `app`'s store (PostgreSQL or SQLite; the in-memory store has none)."""
+    from services.audit_log_pg import PostgresAuditLog
+    from services.audit_log_sqlite import SqliteAuditLog
+    from services.pg_batch_recorder import BatchInsertRecorder
+    from services.sqlite_recorder import ChainedSQLiteRecorder
+
+    recorder = app.recorder
+    if isinstance(recorder, BatchInsertRecorder):
+        return PostgresAuditLog(recorder)
+    if isinstance(recorder, ChainedSQLiteRecorder):
+        return SqliteAuditLog(recorder)
+    raise NotImplementedError(f"no hash chain on {type(recorder).__name__} (in-memory store)")
+
+
+def pages(
+    log: AuditLog, after: int = 0, upto: int = END, size: int = 5000
+) -> Iterator[tuple[list[Entry], list[Link]]]:
+    """The log and its links, page by page over the same position ranges: a page ends
+    at its last event; the last page takes every link left up to `upto`. The next page
+    is read on a thread while the caller works on this one (the database's time then
+    overlaps Python's: a verify's walk is as long as its reading)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-read") as reader:
+        pending = reader.submit(_page, log, after, upto, size)
+        while True:
+            entries, links, high = pending.result()
+            full = len(entries) == size
+            if full:
+                pending = reader.submit(_page, log, high, upto, size)
+            if entries or links:
+                yield entries, links
+            if not full:
+                return
+
+
+def _page(log: AuditLog, after: int, upto: int, size: int) -> tuple[list[Entry], list[Link], int]:
+    entries = log.entries(after, upto, size)
+    high = entries[-1][0] if len(entries) == size else upto
+    return entries, log.links(after, high), high

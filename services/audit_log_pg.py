@@ -1,0 +1,137 @@
+"""`AuditLog` on PostgreSQL: the events as canonical bytes (built by the server with the
+insert's own `CANONICAL_SQL`), their chain links and the signed checkpoints.
+
+Reads use binary tuples from the event store's own pool: a verify reads every event,
+and one bytea per row is the cheapest thing to hand to Python. `exclusive()` takes the
+same EXCLUSIVE table lock as every insert, so nothing is written meanwhile.
+
+I/O: PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, LiteralString
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL
+
+from domain.chain_walk import Entry, Link
+from services.audit_log import StatementLog
+from services.pg_batch_recorder import CANONICAL_SQL, BatchInsertRecorder, connect_kwargs
+
+
+class PostgresAuditLog(StatementLog):
+    def __init__(
+        self, recorder: BatchInsertRecorder, connection: psycopg.Connection[Any] | None = None
+    ) -> None:
+        self._recorder = recorder
+        self._bulk = connection
+        self._bulk_lock = threading.Lock()
+        self._owns_bulk = connection is None
+        names = {
+            "events": recorder.events_table,
+            "chain": recorder.chain_table,
+            "checkpoints": recorder.checkpoints_table,
+            "canonical": SQL(CANONICAL_SQL),
+        }
+        self._sql: dict[str, bytes] = {
+            name: SQL(statement).format(**names).as_bytes() for name, statement in _SQL.items()
+        }
+
+    def _rows(
+        self, name: str, params: Sequence[Any] = (), *, bulk: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement: page reads (`bulk`) on this log's own connection, where
+        they stay prepared; the rest on a connection of the event store's pool."""
+        if bulk or self._bulk is not None:
+            with self._bulk_lock:
+                return _run(self._bulk_connection(), self._sql[name], params)
+        with self._recorder.datastore.get_connection() as conn:
+            return _run(conn, self._sql[name], params)
+
+    def _bulk_connection(self) -> psycopg.Connection[Any]:
+        if self._bulk is None or self._bulk.closed:
+            self._bulk = psycopg.connect(autocommit=True, **connect_kwargs(self._recorder))
+        return self._bulk
+
+    def entries(self, after: int, upto: int, limit: int) -> list[Entry]:
+        return self._rows("entries", (after, upto, limit), bulk=True)
+
+    def position_of(self, aggregate_id: UUID, version: int) -> int | None:
+        rows = self._rows("position_of", (aggregate_id, version))
+        return int(rows[0][0]) if rows else None
+
+    def relay_position(self) -> int | None:
+        if self._rows("relay_table")[0][0] is None:
+            return None
+        rows = self._rows("relay_position")
+        return int(rows[0][0]) if rows else None
+
+    @contextmanager
+    def exclusive(self) -> Iterator[PostgresAuditLog]:
+        with (
+            psycopg.connect(**connect_kwargs(self._recorder)) as conn,
+            conn.transaction(),
+        ):
+            for statement in self._recorder.lock_table_statements:
+                conn.execute(statement)
+            yield PostgresAuditLog(self._recorder, conn)
+
+    def append_links(self, links: Iterable[Link]) -> None:
+        assert self._bulk is not None, "append_links runs inside exclusive()"
+        assert not self._owns_bulk, "append_links runs inside exclusive()"
+        copy = SQL("COPY {} (position, previous, chain) FROM STDIN (FORMAT BINARY)")
+        with (
+            self._bulk.cursor() as cursor,
+            cursor.copy(copy.format(self._recorder.chain_table)) as writer,
+        ):
+            writer.set_types(["int8", "int8", "bytea"])
+            for row in links:
+                writer.write_row(row)
+
+    def close(self) -> None:
+        """Close the page-reading connection (the pool belongs to the event store)."""
+        if self._owns_bulk and self._bulk is not None:
+            self._bulk.close()
+            self._bulk = None
+
+
+def _run(conn: psycopg.Connection[Any], statement: bytes, params: Sequence[Any]) -> list[Any]:
+    with conn.cursor(binary=True, row_factory=tuple_row) as cursor:
+        cursor.execute(statement, params, prepare=True)
+        return cursor.fetchall() if cursor.description else []
+
+
+_SQL: dict[str, LiteralString] = {
+    "entries": "SELECT notification_id, {canonical} FROM {events}"
+    " WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s",
+    "links": "SELECT position, previous, chain FROM {chain}"
+    " WHERE position > %s AND position <= %s ORDER BY position",
+    "last_position": "SELECT greatest((SELECT max(notification_id) FROM {events}),"
+    " (SELECT max(position) FROM {chain}), 0)",
+    "link_before": "SELECT position, chain FROM {chain} WHERE position < %s"
+    " ORDER BY position DESC LIMIT 1",
+    "position_of": "SELECT notification_id FROM {events}"
+    " WHERE originator_id = %s AND originator_version = %s",
+    "count_between": "SELECT count(*) FROM {events}"
+    " WHERE notification_id > %s AND notification_id <= %s",
+    "checkpoints": "SELECT checkpoint FROM {checkpoints} WHERE position > %s"
+    " ORDER BY position LIMIT %s",
+    "latest_checkpoint": "SELECT checkpoint, frontier FROM {checkpoints}"
+    " ORDER BY position DESC LIMIT 1",
+    "add_checkpoint": "INSERT INTO {checkpoints} (position, checkpoint, frontier)"
+    " VALUES (%s, %s, %s) ON CONFLICT (position) DO NOTHING RETURNING position",
+    "unpublished": "SELECT checkpoint FROM {checkpoints} WHERE NOT published ORDER BY position",
+    "mark_published": "UPDATE {checkpoints} SET published = true WHERE position = %s",
+    "relay_table": "SELECT to_regclass('crm_relay_position')::text",
+    "relay_position": "SELECT position FROM crm_relay_position",
+    "unchained": "SELECT count(*) FROM {events} e"
+    " WHERE NOT EXISTS (SELECT FROM {chain} c WHERE c.position = e.notification_id)",
+    "drop_links": "DELETE FROM {chain}",
+}
+"""Every statement, composed once per log with the store's table names."""

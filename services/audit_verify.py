@@ -1,0 +1,138 @@
+"""`crm audit verify`: recompute the chain over the store, check it against the signed
+checkpoints (signature, chain head, Merkle tree head), and name the first break.
+
+Checkpoints come from the store, and optionally from Kafka and from a file an auditor
+kept; each must carry a valid signature under the pinned public key (a checkpoint that
+does not is a break itself). The walk (`domain.chain_walk`) reads the log page by page;
+a `Comparison` (the Kafka check) sees the same pages. An edit that fits another event
+of the next `REORDER_WINDOW` events put back in place is reported as a reordering.
+
+I/O: the audit log; signature checks (`services.audit_keys`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
+
+import msgspec
+
+from domain.chain_walk import Break, BreakKind, ChainWalk, Entry, Link, relinked_elsewhere
+from domain.checkpoint import Checkpoint
+from services.audit_keys import signature_valid
+from services.audit_log import END, AuditLog, pages
+
+REORDER_WINDOW = 10_000
+PAGE = 5000
+
+
+class Comparison(Protocol):
+    """Something else checked against every page of the log (e.g. what Kafka holds)."""
+
+    def compare(self, entries: Sequence[Entry]) -> Break | None: ...
+
+    def finish(self, first: int, last: int, end: int) -> Break | None:
+        """After the walk of positions `first..last` of the store, asked to check up to
+        `end`: what was never compared."""
+        ...
+
+
+class Report(msgspec.Struct, kw_only=True):
+    events: int = 0
+    first: int | None = None
+    last: int = 0
+    chain_head: str = ""
+    checkpoints: int = 0
+    tree_checked: bool = True
+    broken: Break | None = None
+
+
+def verify_log(
+    log: AuditLog,
+    checkpoints: Iterable[Checkpoint],
+    public_key: bytes,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    comparisons: Sequence[Comparison] = (),
+    progress: Callable[[int], None] = lambda _: None,
+) -> Report:
+    """Walk positions `start..end` (default: all) and report the first break, if any."""
+    signed, forged = _signed(checkpoints, public_key)
+    if forged is not None:
+        return Report(broken=forged)
+    end = END if end is None else end
+    upto = min(end, log.last_position())  # checkpoints up to `end` may lie past a truncation
+    walk = _start(log, start, [c for c in signed if (start or 0) <= c.position <= end])
+    report = Report(tree_checked=walk.tree is not None)
+    after = walk.position
+    broken = _walk(log, walk, report, upto=upto, comparisons=comparisons, progress=progress)
+    report.broken = broken or next(
+        (b for c in comparisons if (b := c.finish(after + 1, upto, end)) is not None), None
+    )
+    report.events, report.last = walk.count, walk.position
+    report.chain_head, report.checkpoints = walk.chain.hex(), walk.checked
+    return report
+
+
+def _walk(
+    log: AuditLog,
+    walk: ChainWalk,
+    report: Report,
+    *,
+    upto: int,
+    comparisons: Sequence[Comparison],
+    progress: Callable[[int], None],
+) -> Break | None:
+    """The first break of the chain, a checkpoint or a comparison, page by page."""
+    for entries, links in pages(log, walk.position, upto, PAGE):
+        report.first = entries[0][0] if report.first is None and entries else report.first
+        broken = walk.feed(entries, links) or _compare(comparisons, entries)
+        progress(len(entries))
+        if broken is not None:
+            return _reordered(log, walk, broken, links, upto) or broken
+    return walk.finish()
+
+
+def _signed(
+    checkpoints: Iterable[Checkpoint], public_key: bytes
+) -> tuple[list[Checkpoint], Break | None]:
+    """The distinct checkpoints, or the first whose signature fails."""
+    distinct = {(c.position, c.tree_size, c.chain_head, c.tree_head): c for c in checkpoints}
+    for checkpoint in sorted(distinct.values(), key=lambda c: c.position):
+        if not signature_valid(public_key, checkpoint):
+            named = "another key" if checkpoint.public_key != public_key.hex() else "this key"
+            return [], Break(
+                kind=BreakKind.EDITED,
+                position=checkpoint.position,
+                detail=f"the checkpoint signed at {checkpoint.signed_at} does not carry a valid"
+                f" signature of the pinned key (it names {named}): forged or altered",
+            )
+    return list(distinct.values()), None
+
+
+def _start(log: AuditLog, start: int | None, checkpoints: list[Checkpoint]) -> ChainWalk:
+    """From the log's start, or from the stored link just before `start` (trusted)."""
+    before = None if not start else log.link_before(start)
+    if before is None:
+        return ChainWalk(checkpoints)
+    return ChainWalk(checkpoints, position=before[0], chain=before[1])
+
+
+def _compare(comparisons: Sequence[Comparison], entries: Sequence[Entry]) -> Break | None:
+    for comparison in comparisons:
+        broken = comparison.compare(entries)
+        if broken is not None:
+            return broken
+    return None
+
+
+def _reordered(
+    log: AuditLog, walk: ChainWalk, broken: Break, links: list[Link], upto: int
+) -> Break | None:
+    """A reordering, if the broken link fits one of the next events put back in place."""
+    if walk.mismatch is None or broken.kind is not BreakKind.EDITED:
+        return None
+    stored = next(chain for position, _, chain in links if position == broken.position)
+    later = log.entries(broken.position, upto, REORDER_WINDOW)
+    return relinked_elsewhere(walk, stored, later)

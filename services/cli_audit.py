@@ -1,0 +1,270 @@
+"""`crm audit ...`: what auditors run. History and past state of any aggregate, and the
+proof that the history is complete and unaltered: `verify`, `prove`, `checkpoint`,
+`public-key`, and the one-time `seal-existing` (see `docs/audit.md`).
+
+Exit codes: 0 done (verify: no break), 1 a break or a refusal, 2 configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from services import cli_audit_access
+from services.bootstrap import Runtime, bootstrap
+from services.settings import ConfigError, Settings
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add `crm audit` and its actions."""
+    audit = commands.add_parser(
+        "audit", help="history, past state, and proof that the log is complete and unaltered"
+    )
+    actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    history = actions.add_parser("history", help="every event of one aggregate, as JSON lines")
+    history.add_argument("id", type=UUID)
+    history.set_defaults(handler=_history)
+    as_of = actions.add_parser("as-of", help="an aggregate's state at an instant (RFC 3339)")
+    as_of.add_argument("id", type=UUID)
+    as_of.add_argument("time", type=datetime.fromisoformat)
+    as_of.set_defaults(handler=_as_of)
+    _register_integrity(actions)
+    cli_audit_access.register(actions)
+
+
+def _register_integrity(actions: argparse._SubParsersAction[Any]) -> None:
+    _register_verify(actions)
+    prove = actions.add_parser("prove", help="inclusion evidence for one event (JSON)")
+    prove.add_argument("id", type=UUID)
+    prove.add_argument("version", type=int)
+    prove.add_argument(
+        "--checkpoint", type=int, metavar="P", help="position of the checkpoint to prove to"
+    )
+    prove.set_defaults(handler=_prove)
+    checkpoint = actions.add_parser("checkpoint", help="sign a checkpoint at the head now")
+    checkpoint.set_defaults(handler=_checkpoint)
+    public_key = actions.add_parser("public-key", help="the checkpoint signing key, to pin")
+    public_key.add_argument("--pem", action="store_true", help="PEM instead of hex")
+    public_key.set_defaults(handler=_public_key)
+    seal = actions.add_parser(
+        "seal-existing", help="once: chain the events recorded before the hash chain"
+    )
+    seal.set_defaults(handler=_seal_existing)
+
+
+def _register_verify(actions: argparse._SubParsersAction[Any]) -> None:
+    verify = actions.add_parser(
+        "verify", help="recompute the hash chain, check it against signed checkpoints"
+    )
+    verify.add_argument(
+        "--from", dest="start", type=int, metavar="P", help="first position to check"
+    )
+    verify.add_argument("--to", dest="end", type=int, metavar="P", help="last position to check")
+    verify.add_argument(
+        "--kafka", action="store_true", help="also check every record on the event topics"
+    )
+    verify.add_argument(
+        "--public-key", metavar="KEY", help="pinned key: 64 hex digits or a key file"
+    )
+    verify.add_argument(
+        "--checkpoints",
+        type=Path,
+        metavar="FILE",
+        help="checkpoints kept elsewhere (JSON lines or API answer)",
+    )
+    verify.set_defaults(handler=_verify)
+
+
+# --- history and past state ------------------------------------------------------------
+
+
+OPERATOR_ROLE = "auditor"
+"""`crm audit` reads as an operator holding the database credentials, with an auditor's
+rights, decided by the access model like any API caller's."""
+
+
+def _audited(runtime: Runtime, aggregate_id: Any) -> list[Any]:
+    """The aggregate's events, once the access model let the operator read its history."""
+    from domain.base import AGGREGATE_CLASSES, NotFound
+    from services.access import Principal, Role, resource_of
+
+    events = runtime.app.history(aggregate_id)
+    if not events:
+        raise NotFound("aggregate", aggregate_id)
+    current = runtime.app.load(AGGREGATE_CLASSES[events[0].aggregate_type], aggregate_id)
+    operator = Principal(name="operator", department="it", role=Role(OPERATOR_ROLE))
+    runtime.access.read(operator, resource_of(current), "history.read")
+    return events
+
+
+def _history(args: argparse.Namespace, settings: Settings) -> int:
+    from domain.base import NotFound
+
+    runtime = bootstrap(settings)
+    try:
+        events = _audited(runtime, args.id)
+        for event in events:
+            sys.stdout.write(msgspec.json.encode(event).decode() + "\n")
+    except NotFound:
+        print(f"crm: no events for {args.id}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.close()
+    return 0
+
+
+def _as_of(args: argparse.Namespace, settings: Settings) -> int:
+    from domain.base import AGGREGATE_CLASSES, NotFound
+
+    if args.time.tzinfo is None:
+        print("crm: TIME needs a zone, e.g. 2025-01-31T12:00:00+00:00", file=sys.stderr)
+        return 2
+    runtime = bootstrap(settings)
+    try:
+        kind = AGGREGATE_CLASSES[_audited(runtime, args.id)[0].aggregate_type]
+        state = runtime.app.as_of(kind, args.id, args.time).state()
+        print(msgspec.json.encode(state, enc_hook=_jsonable).decode())
+    except NotFound as error:
+        print(f"crm: {error}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.close()
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise NotImplementedError(type(value).__name__)
+
+
+# --- integrity ---------------------------------------------------------------------------
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from services.audit_verify import verify_log
+    from services.cli_audit_support import checkpoints_to_check, comparisons, pinned_key, summary
+    from services.progress import progress_bar
+
+    public_key = pinned_key(args.public_key, settings)
+    with closing(bootstrap(settings)) as runtime, closing(_audit_log(runtime)) as log:
+        checkpoints = checkpoints_to_check(log, settings, args.checkpoints, kafka=args.kafka)
+        checks = comparisons(log, settings, kafka=args.kafka)
+        total = log.count_between((args.start or 1) - 1, args.end or (1 << 62))
+        with progress_bar("verifying", total) as advance:
+            report = verify_log(
+                log, checkpoints, public_key, start=args.start, end=args.end,
+                comparisons=checks, progress=advance,
+            )  # fmt: skip
+    print(summary(report))
+    return 1 if report.broken is not None else 0
+
+
+def _prove(args: argparse.Namespace, settings: Settings) -> int:
+    from services.audit_prove import ProveError, encode, prove
+
+    with closing(bootstrap(settings)) as runtime, closing(_audit_log(runtime)) as log:
+        try:
+            evidence = prove(log, args.id, args.version, args.checkpoint)
+        except ProveError as error:
+            print(f"crm audit prove: {error}", file=sys.stderr)
+            return 1
+    sys.stdout.write(encode(evidence).decode() + "\n")
+    return 0
+
+
+def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
+    from domain.checkpoint import encode
+    from services.checkpointer import CheckpointRefused, PublishFailed
+
+    with closing(bootstrap(settings)) as runtime, closing(_checkpointer(runtime)) as checkpointer:
+        try:
+            signed = checkpointer.checkpoint()
+            print(encode(signed).decode() if signed else "nothing new to sign")
+            checkpointer.publish_pending()
+        except CheckpointRefused as error:
+            print(f"crm audit checkpoint: {error}", file=sys.stderr)
+            return 1
+        except PublishFailed as error:
+            print(f"crm audit checkpoint: stored; {error} (the relay retries)", file=sys.stderr)
+    return 0
+
+
+def _public_key(args: argparse.Namespace, settings: Settings) -> int:
+    from services.audit_keys import load_or_create
+
+    key = load_or_create(settings.audit_key_file)
+    print(key.public_pem().strip() if args.pem else key.public_key.hex())
+    return 0
+
+
+def _seal_existing(args: argparse.Namespace, settings: Settings) -> int:
+    from services.audit_seal import SealRefused, seal_existing
+    from services.progress import progress_bar
+
+    with closing(bootstrap(settings)) as runtime, closing(_audit_log(runtime)) as log:
+        try:
+            with progress_bar("sealing", log.count_between(0, 1 << 62)) as advance:
+                chained = seal_existing(log, advance)
+        except SealRefused as error:
+            print(f"crm audit seal-existing: {error}", file=sys.stderr)
+            return 1
+    print(f"chained {chained} events" if chained else "nothing to seal: every event is chained")
+    return 0
+
+
+def _audit_log(runtime: Runtime) -> Any:
+    from services.audit_log import open_audit_log
+
+    return open_audit_log(runtime.app)
+
+
+def _checkpointer(runtime: Runtime) -> Any:
+    """A checkpointer for the runtime's store; it publishes to Kafka unless embedded."""
+    from services.audit_keys import KeyFileError, load_or_create
+    from services.checkpoint_topic import KafkaCheckpointPublisher
+    from services.checkpointer import Checkpointer
+
+    settings = runtime.settings
+    try:
+        key = load_or_create(settings.audit_key_file)
+    except KeyFileError as error:
+        raise ConfigError("CRM_AUDIT_KEY_FILE", str(error)) from None
+    publish = (
+        None
+        if settings.embedded
+        else KafkaCheckpointPublisher(settings.kafka_bootstrap, settings.topic_prefix)
+    )
+    return Checkpointer(
+        _audit_log(runtime),
+        key,
+        every_events=settings.audit_checkpoint_events,
+        every_seconds=settings.audit_checkpoint_seconds,
+        publish=publish,
+    )
+
+
+@contextmanager
+def running_checkpointer(runtime: Runtime) -> Iterator[None]:
+    """Sign (and, with Kafka, publish) checkpoints in a thread while the block runs."""
+    stop = threading.Event()
+    checkpointer = _checkpointer(runtime)
+    thread = threading.Thread(
+        target=checkpointer.run, args=(stop,), name="crm-checkpointer", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        checkpointer.close()

@@ -1,0 +1,100 @@
+"""What `crm audit verify` gathers before it walks, and how it reports.
+
+* the pinned public key: `--public-key`, else the signing key file's own
+  (`CRM_AUDIT_KEY_FILE`); never the key a checkpoint names;
+* the checkpoints: the store's, those on Kafka (`--kafka`) and an auditor's own file
+  (`--checkpoints`: JSON lines, or what `GET /v1/audit/checkpoints` answered);
+* the comparisons: the Kafka records (`--kafka`).
+
+I/O: the key file, the checkpoints file, Kafka.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from domain import checkpoint as checkpoints
+from domain.checkpoint import Checkpoint
+from services.audit_keys import KeyFileError, load_or_create, read_public_key
+from services.audit_log import AuditLog
+from services.audit_verify import Comparison, Report
+from services.bootstrap import require_kafka
+from services.settings import ConfigError, Settings
+
+
+class _Page(msgspec.Struct):
+    items: list[Checkpoint]
+
+
+def pinned_key(given: str | None, settings: Settings) -> bytes:
+    try:
+        if given is not None:
+            return read_public_key(given)
+        if settings.audit_key_file.exists():
+            return load_or_create(settings.audit_key_file).public_key
+    except KeyFileError as error:
+        raise ConfigError("CRM_AUDIT_KEY_FILE", str(error)) from None
+    raise ConfigError(
+        "CRM_AUDIT_KEY_FILE",
+        f"no signing key at {settings.audit_key_file} to check checkpoints against: pass"
+        " --public-key (`crm audit public-key` on the signing host prints it)",
+    )
+
+
+def checkpoints_to_check(
+    log: AuditLog, settings: Settings, kept: Path | None, *, kafka: bool
+) -> list[Checkpoint]:
+    found = log.checkpoints()
+    if kept is not None:
+        found += read_kept(kept)
+    if kafka:
+        from services.checkpoint_topic import read_checkpoints
+
+        require_kafka(settings)
+        found += read_checkpoints(settings.kafka_bootstrap, settings.topic_prefix)
+    return found
+
+
+def read_kept(path: Path) -> list[Checkpoint]:
+    """Checkpoints from a file: the API's answer (`{"items": [...]}`) or JSON lines."""
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise ConfigError("--checkpoints", f"cannot read {path}: {error.strerror}") from None
+    try:
+        return msgspec.json.decode(text, type=_Page).items
+    except msgspec.DecodeError:
+        pass
+    try:
+        return [checkpoints.decode(line) for line in text.splitlines() if line.strip()]
+    except msgspec.DecodeError as error:
+        raise ConfigError("--checkpoints", f"{path}: not checkpoints: {error}") from None
+
+
+def comparisons(log: AuditLog, settings: Settings, *, kafka: bool) -> list[Comparison]:
+    if not kafka:
+        return []
+    from services.audit_kafka import kafka_comparison
+
+    require_kafka(settings)
+    return [kafka_comparison(settings.kafka_bootstrap, settings.topic_prefix, log.relay_position())]
+
+
+def summary(report: Report) -> str:
+    """What an auditor reads: the range, the checkpoints, the head, or the first break."""
+    span = f"positions {report.first}..{report.last}" if report.first is not None else "none"
+    lines = [
+        f"events       {report.events} ({span})",
+        f"checkpoints  {report.checkpoints} matched"
+        + ("" if report.tree_checked else " (chain heads only: --from skips tree heads)"),
+        f"chain head   {report.chain_head}",
+    ]
+    if report.broken is None:
+        lines.append("result       intact")
+    else:
+        broken = report.broken
+        lines.append(f"result       BROKEN: {broken.kind} at position {broken.position}")
+        lines.append(f"             {broken.detail}")
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""The embedded event store's recorder: eventsourcing's SQLite recorder plus the hash chain.
+
+Each insert extends the chain (`domain.hashchain`) in the same transaction: the events
+are inserted first, which takes SQLite's write lock (the counterpart of PostgreSQL's
+table lock: one writer at a time, so positions are in commit order), then the chain's
+head is read and one `executemany` appends the batch's links to `<events table>_chain`.
+The table of signed checkpoints is created beside them. Selected by
+`APPLICATION_RECORDER_TOPIC` (see `services.event_store.store_env`).
+
+I/O: SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+
+from domain.hashchain import GENESIS, canonical_event, chain_rows
+
+
+class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
+        self.chain_table = f"{events_table_name}_chain"
+        self.checkpoints_table = f"{events_table_name}_checkpoints"
+        super().__init__(datastore, events_table_name)
+        self._select_head = (
+            f"SELECT position, chain FROM {self.chain_table} ORDER BY position DESC LIMIT 1"
+        )
+        self._insert_links = f"INSERT INTO {self.chain_table} VALUES (?, ?, ?)"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {self.chain_table} ("
+            "position INTEGER PRIMARY KEY, previous INTEGER NOT NULL, chain BLOB NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {self.checkpoints_table} ("
+            "position INTEGER PRIMARY KEY, checkpoint BLOB NOT NULL, frontier BLOB NOT NULL,"
+            " published INTEGER NOT NULL DEFAULT 0)",
+        ]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions: Sequence[int] | None = super()._insert_events(c, stored_events, **kwargs)
+        assert positions is not None  # the application recorder returns the rowids
+        c.execute(self._select_head)
+        head = c.fetchone()
+        head_position, head_chain = (head[0], head[1]) if head else (0, GENESIS)
+        canonicals = [
+            canonical_event(position, _uuid(event.originator_id), event.originator_version,
+                            event.topic, event.state)
+            for position, event in zip(positions, stored_events, strict=True)
+        ]  # fmt: skip
+        c.executemany(
+            self._insert_links, chain_rows(head_position, head_chain, positions, canonicals)
+        )
+        return positions
+
+
+def _uuid(originator_id: UUID | str) -> UUID:
+    return originator_id if isinstance(originator_id, UUID) else UUID(originator_id)

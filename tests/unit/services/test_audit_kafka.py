@@ -1,0 +1,116 @@
+"""The Kafka comparison of `crm audit verify --kafka`, over records held in memory.
+
+Records are built as the relay builds them (or as an older relay did, for an event
+stored in an older schema version), then tampered with as someone with broker access
+could: rewritten, dropped, slipped in.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from consumers.envelope import CloudEvent, read_cloudevent
+from consumers.kafka_io import Record
+from consumers.relay import encode_notification
+from domain.chain_walk import BreakKind, Entry
+from domain.codec import CodecMapper
+from domain.hashchain import canonical_event
+from services.audit_kafka import KafkaComparison
+from tests.unit.domain.factories import CONVERSATION_ID, ctx, customer
+
+GOLDEN = Path(__file__).parents[1] / "golden"
+
+
+class _Stored(msgspec.Struct, frozen=True):
+    id: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+def _log() -> list[_Stored]:
+    """Three events of a customer at positions 1..3 and a conversation closed in schema
+    version 1 (stored long ago) at position 4."""
+    ada = customer()
+    for tag in ("gold", "vip"):
+        ada.tag(ctx(minutes=5), tag)
+    mapper = CodecMapper()
+    stored = [mapper.to_stored_event(event) for event in ada.collect_events()]
+    old = json.loads((GOLDEN / "ConversationClosed@1.json").read_text())
+    rows = [
+        _Stored(i, s.originator_id, s.originator_version, s.topic, s.state)  # type: ignore[arg-type]
+        for i, s in enumerate(stored, start=1)
+    ]
+    return [*rows, _Stored(4, CONVERSATION_ID, 7, old["topic"], old["state"].encode())]
+
+
+def _entries(log: list[_Stored]) -> list[Entry]:
+    return [
+        (s.id, canonical_event(s.id, s.originator_id, s.originator_version, s.topic, s.state))
+        for s in log
+    ]
+
+
+def _records(log: list[_Stored]) -> list[Record]:
+    """What the relay publishes today; the old event as the relay of its time did."""
+    records = []
+    for offset, stored in enumerate(log):
+        topic, key, value = encode_notification(stored, "p.")
+        if stored.topic.endswith("@1") and stored.topic.startswith("ConversationClosed"):
+            old = read_cloudevent(value)
+            value = msgspec.json.encode(
+                msgspec.structs.replace(old, data=msgspec.Raw(stored.state), schemaversion=1)
+            )
+        records.append(Record(topic, 0, offset, key, value))
+    return records
+
+
+def _compare(records: list[Record], log: list[_Stored], relay: int | None = None) -> Any:
+    comparison = KafkaComparison(records, "p.", relay)
+    return comparison.compare(_entries(log)) or comparison.finish(1, log[-1].id, 1 << 62)
+
+
+def test_records_as_published_match_duplicates_and_older_schemas_included() -> None:
+    log = _log()
+    records = _records(log)
+    assert _compare([*records, records[1]], log) is None
+
+
+def test_a_rewritten_record_is_an_edit() -> None:
+    log = _log()
+    records = _records(log)
+    envelope: CloudEvent = read_cloudevent(records[2].value)
+    forged = msgspec.structs.replace(envelope, actor="intruder")
+    records[2] = records[2]._replace(value=msgspec.json.encode(forged))
+    broken = _compare(records, log)
+    assert (broken.kind, broken.position) == (BreakKind.EDITED, 3)
+
+
+def test_a_dropped_record_is_a_deletion_unless_the_relay_is_not_there_yet() -> None:
+    log = _log()
+    records = _records(log)
+    broken = _compare(records[:1] + records[2:], log)
+    assert (broken.kind, broken.position) == (BreakKind.DELETED, 2)
+    assert _compare(records[:2], log, relay=2) is None  # positions 3, 4 not published yet
+
+
+def test_a_record_for_a_position_the_store_never_held_is_an_insertion() -> None:
+    log = _log()
+    records = _records(log)
+    del log[2]  # the store has positions 1, 2, 4: position 3 was never committed
+    broken = _compare(records, log)
+    assert (broken.kind, broken.position) == (BreakKind.INSERTED, 3)
+
+
+def test_a_record_past_the_end_of_the_store_is_a_deletion_from_the_store() -> None:
+    log = _log()
+    records = _records(log)
+    broken = _compare(records, log[:2])
+    assert (broken.kind, broken.position) == (BreakKind.DELETED, 3)
+    assert "which now ends at 2" in broken.detail
