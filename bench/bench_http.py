@@ -103,7 +103,28 @@ def run(database_url: str, kafka_bootstrap: str = "", quick: bool = False) -> di
             )
             figures[store] = _store(env, logs, seeded, store, sizes.seconds)
     figures["load_average_after"] = os.getloadavg()[0]
+    print("\n".join(table(figures)), flush=True)
     return figures
+
+
+def table(figures: dict[str, Any]) -> list[str]:
+    """The figures as a Markdown table: one row per store, server, connections, endpoint."""
+    lines = [
+        "| store | server | conns | endpoint | requests/s | ratio | p50 / p99 ms | CPU us/req |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for store in SERVERS:
+        for server, by_connections in figures[store].items():
+            for connections, endpoints in by_connections.items():
+                for name, f in endpoints.items():
+                    failed = f["non_2xx"] + f["socket_errors"]
+                    lines.append(
+                        f"| {store} | {server} | {connections[1:]} | {name}"
+                        + (f" ({failed} failed)" if failed else "")
+                        + f" | {f['requests_per_s']:,.0f} | {f.get('ratio', '')}"
+                        + f" | {f['p50_ms']} / {f['p99_ms']} | {f['server_cpu_us_per_request']} |"
+                    )
+    return lines
 
 
 def _store(

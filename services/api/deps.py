@@ -180,7 +180,7 @@ def command_call(
         expected=parse_if_match(if_match),
         key=idempotency_key,
         method=request.method,
-        path=request.url.path,
+        path=request.scope["path"],  # not request.url: building a URL costs ~10 us
     )
 
 
