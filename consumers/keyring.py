@@ -189,6 +189,19 @@ class Keyring:
             return True
         return False
 
+    def missing(self, subjects: Iterable[UUID]) -> list[UUID]:
+        """Those of `subjects` whose key this process holds neither as a key nor as
+        destroyed: an async reader fetches them itself and hands them to `remember`."""
+        return [s for s in subjects if s not in self._erased and self._cached(s) is None]
+
+    def remember(self, subject: UUID, key: bytes | None) -> None:
+        """A key read from the store elsewhere; None: its row says it was destroyed."""
+        if key is None:
+            self._erased.add(subject)
+            self._cache.pop(subject, None)
+        else:
+            self._cache[subject] = (key, self._clock())
+
     def forget(self, subject: UUID) -> None:
         """Drop a cached key (another process erased it)."""
         self._cache.pop(subject, None)
@@ -207,6 +220,8 @@ class Keyring:
 
     def _key(self, subject: UUID, *, create: bool) -> bytes | None:
         key = self._cached(subject)
+        if key is None and subject in self._erased:
+            return None  # destroyed for good: no need to ask the store again
         if key is None:
             key = self.store.load(subject)
             if key is None and create:

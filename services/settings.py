@@ -17,6 +17,7 @@ import msgspec
 from domain.validation import DEPARTMENT_PATTERN
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+HTTP_SERVERS = ("uvicorn", "granian")
 
 
 class ConfigError(Exception):
@@ -45,6 +46,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audit_checkpoint_seconds: float
     """CRM_AUDIT_CHECKPOINT_SECONDS: ...or this many seconds after the last, if any are new."""
     departments: tuple[str, ...] = ("sales", "support", "marketing")
+    http_server: str = HTTP_SERVERS[0]
 
     @property
     def embedded(self) -> bool:
@@ -72,6 +74,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env, "CRM_AUDIT_CHECKPOINT_SECONDS", 60.0, float, minimum=0.1
         ),
         departments=_departments(env.get("CRM_DEPARTMENTS", "sales,support,marketing")),
+        http_server=_choice(env, "CRM_HTTP_SERVER", HTTP_SERVERS[0], HTTP_SERVERS),
     )
 
 

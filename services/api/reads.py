@@ -1,7 +1,9 @@
 """Reads: aggregate state straight from the event store (always current), history and
 as-of for auditors, and the read models (department views, timeline, statistics), which
 wait for `?min_position=N` on exactly the projections they read, on the event loop
-(`services.api.waiting`); the stores themselves are reached on worker threads.
+(`services.api.waiting`). Current state and read models are queried on the event loop
+too (`services.current_state`, `services.loop_reads`): no worker thread per request;
+history and as-of (auditors) still rebuild from the store on a worker thread.
 
 Every read asks the one access model (`services.access`): whether the caller may see
 what it is about to return (an aggregate they may not read is a 404, like an unknown
@@ -48,6 +50,7 @@ from services.api.views import (
     task_view,
 )
 from services.commands import Caller
+from services.loop_reads import LoopReadModels
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
@@ -102,7 +105,7 @@ class Reader:
     async def history(self, kind: type[A], aggregate_id: UUID) -> list[HistoryEntry]:
         """Every event of one aggregate with its metadata (auditors; managers: own)."""
         app = self.services.app
-        fields = self._fields(await _off_loop(app.load, kind, aggregate_id), "history.read")
+        fields = self._fields(await self.services.current.load(kind, aggregate_id), "history.read")
         events = await _off_loop(app.history, aggregate_id)
         shown: dict[UUID, set[str]] = {}
         for event in events:
@@ -124,18 +127,18 @@ class Reader:
         """The aggregate as stored now; a `min_position` beyond the store's head is a 400
         (any position up to it is already visible to a read of the event store)."""
         await self.services.positions.within_head(min_position)
-        return await _off_loop(self.services.app.load, kind, aggregate_id)
+        return await self.services.current.load(kind, aggregate_id)
 
     # --- read models (projections) ----------------------------------------------------
 
     async def timeline(self, customer_id: UUID, min_position: int | None, **page: Any) -> Page:
         """A customer's timeline; each entry only if its own conversation or task is
         readable by the caller (the read model's `department` of it)."""
-        customer = await _off_loop(self.services.app.load, Customer, customer_id)
+        customer = await self.services.current.load(Customer, customer_id)
         self.access.read(self.principal, resource_of(customer), "timeline.read")
         models = await self._caught_up("timeline", min_position)
         department = self.access.entry_department(self.principal)
-        rows = await _off_loop(models.timeline, customer_id, department=department, **page)
+        rows = await models.run(lambda m: m.timeline(customer_id, department=department, **page))
         return await self._judged(rows, "timeline", _entry_resource)
 
     async def department(
@@ -144,13 +147,16 @@ class Reader:
         """A page of one department's customers, conversations or tasks."""
         self.access.department_scope(self.principal, "department.read", department)
         models = await self._caught_up(view, min_position)
-        views: dict[str, tuple[Callable[..., Page], Callable[[Row], Resource]]] = {
-            "customers": (models.customers, _customer_resource),
-            "conversations": (models.conversations, _work_resource("conversation")),
-            "tasks": (models.tasks, _work_resource("task")),
+        views: dict[str, tuple[Callable[[ReadModels], Page], Callable[[Row], Resource]]] = {
+            "customers": (lambda m: m.customers(department, **filters), _customer_resource),
+            "conversations": (
+                lambda m: m.conversations(department, **filters),
+                _work_resource("conversation"),
+            ),
+            "tasks": (lambda m: m.tasks(department, **filters), _work_resource("task")),
         }
         query, resource = views[view]
-        return await self._judged(await _off_loop(query, department, **filters), view, resource)
+        return await self._judged(await models.run(query), view, resource)
 
     async def search(self, wanted: dict[str, str], min_position: int | None, **page: Any) -> Page:
         """Customers the caller may read matching every `wanted` field (`email`, `phone`,
@@ -158,20 +164,15 @@ class Reader:
         the access model limits them to it, then each row is judged like a list's."""
         models = await self._caught_up("search", min_position)
         department = self.access.customer_department(self.principal)
-        rows = await _off_loop(self._search, models, wanted, department, **page)
-        return await self._judged(rows, "customers", _customer_resource)
-
-    def _search(
-        self, models: ReadModels, wanted: dict[str, str], department: str | None, **page: Any
-    ) -> Page:
-        """On a worker thread: the query's terms (the search key may need a query)."""
-        index = BlindIndex(self.keyring.search_key())
+        index = BlindIndex(await _off_loop(self.keyring.search_key))  # kept once fetched
         fields = ("email", "phone", "name")
         terms = [term for f in fields if f in wanted for term in index.wanted(f, wanted[f])]
         company = company_prefix(wanted["company"]) if "company" in wanted else None
-        return models.search(
-            terms=terms, company=company, tag=wanted.get("tag"), department=department, **page
+        tag = wanted.get("tag")
+        rows = await models.run(
+            lambda m: m.search(terms=terms, company=company, tag=tag, department=department, **page)
         )
+        return await self._judged(rows, "customers", _customer_resource)
 
     async def stats(
         self, name: str, department: str | None, min_position: int | None, **filters: Any
@@ -179,14 +180,14 @@ class Reader:
         """Statistics of one department (department-scoped roles: their own) or all."""
         scope = self.access.department_scope(self.principal, "stats.read", department)
         models = await self._caught_up(name, min_position)
-        query: Callable[..., Row] = (
-            models.satisfaction if name == "satisfaction" else models.task_stats
-        )
-        return await _off_loop(query, department=scope, **filters)
+        if name == "satisfaction":
+            return await models.run(lambda m: m.satisfaction(department=scope, **filters))
+        return await models.run(lambda m: m.task_stats(department=scope, **filters))
 
-    async def _caught_up(self, query: str, min_position: int | None) -> ReadModels:
-        """The read models, once the projections `query` reads have applied `min_position`."""
-        models = self.services.queries
+    async def _caught_up(self, query: str, min_position: int | None) -> LoopReadModels:
+        """The read models (queried on the event loop: `services.loop_reads`), once the
+        projections `query` reads have applied `min_position`."""
+        models = self.services.queries_on_loop
         if models is None:
             raise ReadModelUnavailable(f"read model not available in this process ({query})")
         await self.services.positions.applied(READS[query], min_position)

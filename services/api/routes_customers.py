@@ -111,9 +111,13 @@ async def erase(
 ) -> Answer:
     """Right to be forgotten (admin): the event, then the customer's key is destroyed."""
     commands = call.services.commands
-    return await call.run(
-        lambda expected: commands.erase_customer(call.caller, customer_id, data, expected), data
-    )
+    try:
+        return await call.run(
+            lambda expected: commands.erase_customer(call.caller, customer_id, data, expected),
+            data,
+        )
+    finally:  # reads keep no plaintext of an erased customer in this process
+        call.services.current.forget(customer_id)
 
 
 @get(ID, responses=READ_PROBLEMS)
