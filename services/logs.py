@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO, cast
 
 import structlog
 
 from services.settings import Settings
+
+
+class _Stdout:
+    """`sys.stdout` as it is when a line is written, not when logging was configured
+    (a caller that swaps it, as pytest's capsys does, may close the one it replaced)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def configure_logging(settings: Settings) -> None:
@@ -31,7 +43,7 @@ def configure_logging(settings: Settings) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _Stdout())),  # write, flush
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr)
