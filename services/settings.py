@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audit_checkpoint_seconds: float
     """CRM_AUDIT_CHECKPOINT_SECONDS: ...or this many seconds after the last, if any are new."""
     departments: tuple[str, ...] = ("sales", "support", "marketing")
+    idempotency_lease_seconds: float = 30.0
+    idempotency_retention_seconds: float = 86_400.0
 
     @property
     def embedded(self) -> bool:
@@ -72,6 +74,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env, "CRM_AUDIT_CHECKPOINT_SECONDS", 60.0, float, minimum=0.1
         ),
         departments=_departments(env.get("CRM_DEPARTMENTS", "sales,support,marketing")),
+        **_idempotency(env),
     )
 
 
@@ -105,6 +108,20 @@ def _departments(value: str) -> tuple[str, ...]:
             "CRM_DEPARTMENTS", f"expected lowercase codes like sales,support, got {value!r}"
         )
     return names
+
+
+def _idempotency(env: Mapping[str, str]) -> dict[str, float]:
+    """How long a key in flight stays its holder's without renewal (the lease), and how
+    long a key is remembered (the retention: at least two leases, so that a retry never
+    mistakes a forgotten use of its key for its own attempt)."""
+    lease = _number(env, "CRM_IDEMPOTENCY_LEASE_SECONDS", 30.0, float, minimum=1)
+    retention = _number(env, "CRM_IDEMPOTENCY_RETENTION_SECONDS", 86_400.0, float, minimum=1)
+    if retention < 2 * lease:
+        raise ConfigError(
+            "CRM_IDEMPOTENCY_RETENTION_SECONDS",
+            f"must be at least twice the lease ({2 * lease:g}), got {retention:g}",
+        )
+    return {"idempotency_lease_seconds": lease, "idempotency_retention_seconds": retention}
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:

@@ -101,7 +101,12 @@ def build_services(
         commands=CommandService(runtime.app, committer, runtime.keyring, access=access),
         principals=principals
         or open_principals(runtime.pool, settings.data_dir, settings.departments),
-        idempotency=open_idempotency(runtime.pool, settings.data_dir),
+        idempotency=open_idempotency(
+            runtime.pool,
+            settings.data_dir,
+            lease_seconds=settings.idempotency_lease_seconds,
+            retention_seconds=settings.idempotency_retention_seconds,
+        ),
         access=access,
         positions=Positions(
             runtime.app.head_position, applied_position, settings.read_wait_seconds

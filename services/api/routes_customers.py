@@ -111,7 +111,9 @@ async def erase(
     """Right to be forgotten (admin): the event, then the customer's key is destroyed."""
     commands = call.services.commands
     return await call.run(
-        lambda expected: commands.erase_customer(call.caller, customer_id, data, expected), data
+        lambda expected: commands.erase_customer(call.caller, customer_id, data, expected),
+        data,
+        target=customer_id,
     )
 
 
