@@ -3,6 +3,7 @@ retention and the sweep, driven by an injected clock (no sleeping)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from services.idempotency import (
     IdempotencyError,
     Reservation,
     StoredAnswer,
+    lease_kept,
     open_idempotency,
 )
 
@@ -73,15 +75,15 @@ class Database:
     def __init__(self, directory: Path, pool: ConnectionPool | None) -> None:
         self.directory, self.pool, self.clock = directory, pool, Clock()
 
-    def open(self) -> Keys:
+    def open(self, lease: float = LEASE) -> Keys:
         keys = open_idempotency(
-            self.pool, self.directory, lease_seconds=LEASE, retention_seconds=RETENTION
+            self.pool, self.directory, lease_seconds=lease, retention_seconds=RETENTION
         )
         keys.clock = self.clock
         return Keys(keys, self.clock, self.rows)
 
     def rows(self) -> int:
-        return self.execute("SELECT count(*) FROM crm_idempotency")
+        return int(self.execute("SELECT count(*) FROM crm_idempotency"))
 
     def legacy(self) -> None:
         if self.pool is None:
@@ -91,8 +93,8 @@ class Database:
             self.execute(LEGACY_DDL.format(blob="bytea", time="timestamptz", now="now()"))
             self.execute(LEGACY_ROWS.format(body="'\\x7b7d'::bytea"))
 
-    def execute(self, statement: str) -> int:
-        """A statement's one number (a count), or 0."""
+    def execute(self, statement: str) -> float:
+        """A statement's one number, or 0."""
         if self.pool is None:
             with sqlite3.connect(self.directory / "idempotency.db") as conn:
                 row = conn.execute(statement).fetchone()
@@ -100,7 +102,7 @@ class Database:
             with self.pool.connection() as pg:
                 cursor = pg.execute(statement.encode())
                 row = cursor.fetchone() if cursor.description else None
-        return 0 if row is None else int(row[0])
+        return 0 if row is None else float(row[0])
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -220,3 +222,18 @@ def test_a_table_from_before_leases_is_upgraded_and_its_stuck_keys_freed(
     assert isinstance(upgraded.keys.begin("ann", "stuck", "A"), Reservation)
     upgraded.clock.now = time.time() + RETENTION + 60
     assert upgraded.keys.sweep() == 2
+
+
+def test_a_holder_renews_its_lease_while_its_command_runs(database: Database) -> None:
+    store = database.open(lease=0.03)  # renewed every 10 ms of real time
+    held = store.begin(T)
+
+    async def command_taking_longer_than_its_lease() -> None:
+        async with lease_kept(store.keys, held):
+            store.clock.now = T + 100  # far beyond the first lease
+            while database.execute("SELECT max(lease_until) FROM crm_idempotency") < T + 100:
+                await asyncio.sleep(0.01)  # until the renewal ran
+
+    asyncio.run(asyncio.wait_for(command_taking_longer_than_its_lease(), timeout=10))
+    assert store.refused(T + 100.01) == "idempotency-key-in-use"
+    assert store.begin(T + 101).recovering  # no renewal once the block is left
