@@ -186,23 +186,26 @@ class KeyTable:
     def reserve(
         self, held: Reservation, request: str, *, lease_until: float, forget_before: float
     ) -> KeyRow | None:
-        """Forget the key if it expired; insert it as `held`'s, else take it over from a
-        holder whose lease ran out; answer the row as it then is."""
+        """Insert the key as `held`'s (after forgetting it if it expired), else take it
+        over from a holder whose lease ran out; answer the row as it then is."""
         owner, key, holder = held.owner, held.key, held.holder
         now = held.reserved_at  # a new reservation is made now
+        mine = KeyRow(
+            fingerprint=request,
+            status=None,
+            body=None,
+            holder=holder,
+            reservation=str(held.reservation),
+            reserved_at=now,
+        )
+        insert = (owner, key, request, holder, mine.reservation, now, lease_until)
         with self._db.transaction() as run:
-            run(_FORGET_KEY, (owner, key, forget_before))
-            values = (str(held.reservation), now, lease_until)
-            if run(_INSERT, (owner, key, request, holder, *values)).rowcount == 1:
-                return KeyRow(
-                    fingerprint=request,
-                    status=None,
-                    body=None,
-                    holder=holder,
-                    reservation=str(held.reservation),
-                    reserved_at=held.reserved_at,
-                )
-            taking_over = (holder, lease_until, str(held.reservation), owner, key, request)
+            if run(_INSERT, insert).rowcount == 1:
+                return mine
+            forgotten = run(_FORGET_KEY, (owner, key, forget_before)).rowcount == 1
+            if forgotten and run(_INSERT, insert).rowcount == 1:
+                return mine
+            taking_over = (holder, lease_until, mine.reservation, owner, key, request)
             run(_TAKE_OVER, (*taking_over, now))
             row = run(_SELECT, (owner, key)).fetchone()
         return (
