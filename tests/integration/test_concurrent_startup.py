@@ -14,7 +14,7 @@ from consumers.key_stores import PostgresKeyStore
 from consumers.relay_position import PostgresRelayPosition
 from consumers.store_postgres import PostgresStore
 from services.event_store import open_event_store
-from services.idempotency import PostgresDatabase
+from services.idempotency_store import PostgresDatabase
 from services.principals import PostgresPrincipalTable
 
 ROUNDS = 3

@@ -15,7 +15,6 @@ from domain.conversation import Conversation
 from domain.customer import Customer
 from services.idempotency import (
     IdempotencyError,
-    KeyRow,
     Reservation,
     StoredAnswer,
     check_key,
@@ -23,6 +22,7 @@ from services.idempotency import (
     outcome,
 )
 from services.idempotency_recovery import attempt_events, recovered_result
+from services.idempotency_store import KeyRow
 from services.settings import ConfigError, load_settings
 from tests.unit.domain.factories import CONVERSATION_ID, CUSTOMER_ID, T0, ctx
 
