@@ -99,6 +99,19 @@ class DeadProcess:
         return asyncio.run(service.change(caller, target, command))
 
 
+GRACE = {"name": "Grace Hopper"}
+
+
+def dead_registration(api: EmbeddedApi, headers: Headers) -> Reservation:
+    """A registration of Grace whose process died before it committed."""
+    command = msgspec.convert(GRACE, cc.RegisterCustomer)
+    return DeadProcess(api, headers).reserved("POST", "/v1/customers", command)
+
+
+def keyed_registration(client: Client, headers: Headers, body: dict[str, str] = GRACE) -> Any:
+    return client.post("/v1/customers", json=body, headers=headers | {"Idempotency-Key": KEY})
+
+
 def head(api: EmbeddedApi) -> int:
     return api.runtime.app.head_position()
 
@@ -118,19 +131,15 @@ def test_a_dead_creation_that_committed_answers_its_result_without_a_second_even
     api: EmbeddedApi, client: Client, keys: Idempotency
 ) -> None:
     sales = api.token("sam", "sales", "agent")
-    body = {"name": "Grace Hopper"}
-    command = msgspec.convert(body, cc.RegisterCustomer)
-    dead = DeadProcess(api, sales)
-    held = dead.reserved("POST", "/v1/customers", command)
-    first = dead.committed(held, command)
+    held = dead_registration(api, sales)
+    first = DeadProcess(api, sales).committed(held, msgspec.convert(GRACE, cc.RegisterCustomer))
     assert first.id == created_id(held.reservation, "sam", KEY)
     events = head(api)
     later(keys, keys.lease_seconds + 1)
-    retry = client.post("/v1/customers", json=body, headers=sales | {"Idempotency-Key": KEY})
+    retry = keyed_registration(client, sales)
     assert (retry.status_code, retry.json()) == (201, as_json(first))
     assert retry.headers["ETag"] == f'"{first.version}"'
-    again = client.post("/v1/customers", json=body, headers=sales | {"Idempotency-Key": KEY})
-    assert again.json() == as_json(first)
+    assert keyed_registration(client, sales).json() == as_json(first)
     assert head(api) == events
 
 
@@ -158,16 +167,12 @@ def test_a_dead_creation_that_did_not_commit_runs_exactly_once(
     api: EmbeddedApi, client: Client, keys: Idempotency
 ) -> None:
     sales = api.token("sam", "sales", "agent")
-    body = {"name": "Grace Hopper"}
-    dead = DeadProcess(api, sales)
-    held = dead.reserved("POST", "/v1/customers", msgspec.convert(body, cc.RegisterCustomer))
+    held = dead_registration(api, sales)
     later(keys, keys.lease_seconds + 1)
-    retry = client.post("/v1/customers", json=body, headers=sales | {"Idempotency-Key": KEY})
+    retry = keyed_registration(client, sales)
     assert retry.status_code == 201
     assert retry.json()["id"] == str(created_id(held.reservation, "sam", KEY))
-    assert head(api) == 1
-    again = client.post("/v1/customers", json=body, headers=sales | {"Idempotency-Key": KEY})
-    assert again.json() == retry.json()
+    assert keyed_registration(client, sales).json() == retry.json()
     assert head(api) == 1
 
 
@@ -191,12 +196,9 @@ def test_a_live_key_in_flight_still_answers_409(
     api: EmbeddedApi, client: Client, keys: Idempotency
 ) -> None:
     sales = api.token("sam", "sales", "agent")
-    body = {"name": "Grace Hopper"}
-    DeadProcess(api, sales).reserved(
-        "POST", "/v1/customers", msgspec.convert(body, cc.RegisterCustomer)
-    )
+    dead_registration(api, sales)
     later(keys, keys.lease_seconds / 2)
-    retry = client.post("/v1/customers", json=body, headers=sales | {"Idempotency-Key": KEY})
+    retry = keyed_registration(client, sales)
     assert retry.status_code == 409
     assert retry.json()["reason"] == "idempotency-key-in-use"
     assert head(api) == 0
@@ -206,9 +208,7 @@ def test_a_retry_of_a_completed_key_returns_the_stored_answer(
     api: EmbeddedApi, client: Client
 ) -> None:
     sales = api.token("sam", "sales", "agent")
-    headers = sales | {"Idempotency-Key": KEY}
-    first = client.post("/v1/customers", json={"name": "Grace Hopper"}, headers=headers)
-    again = client.post("/v1/customers", json={"name": "Grace Hopper"}, headers=headers)
+    first, again = keyed_registration(client, sales), keyed_registration(client, sales)
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.json() == first.json()
     assert head(api) == 1
@@ -218,14 +218,9 @@ def test_a_different_request_with_the_key_is_refused_even_after_the_lease(
     api: EmbeddedApi, client: Client, keys: Idempotency
 ) -> None:
     sales = api.token("sam", "sales", "agent")
-    body = {"name": "Grace Hopper"}
-    DeadProcess(api, sales).reserved(
-        "POST", "/v1/customers", msgspec.convert(body, cc.RegisterCustomer)
-    )
+    dead_registration(api, sales)
     later(keys, keys.lease_seconds + 1)
-    other = client.post(
-        "/v1/customers", json={"name": "Ada"}, headers=sales | {"Idempotency-Key": KEY}
-    )
+    other = keyed_registration(client, sales, {"name": "Ada"})
     assert other.status_code == 409
     assert other.json()["reason"] == "idempotency-key-reused"
     assert head(api) == 0
@@ -235,11 +230,10 @@ def test_an_expired_key_is_forgotten_and_may_be_reused(
     api: EmbeddedApi, client: Client, keys: Idempotency
 ) -> None:
     sales = api.token("sam", "sales", "agent")
-    headers = sales | {"Idempotency-Key": KEY}
-    first = client.post("/v1/customers", json={"name": "Grace Hopper"}, headers=headers).json()
+    first = keyed_registration(client, sales).json()
     later(keys, keys.retention_seconds + 1)
-    again = client.post("/v1/customers", json={"name": "Grace Hopper"}, headers=headers)
-    other = client.post("/v1/customers", json={"name": "Ada"}, headers=headers)
+    again = keyed_registration(client, sales)
+    other = keyed_registration(client, sales, {"name": "Ada"})
     assert again.status_code == 201
     assert again.json()["id"] != first["id"]  # a new request: the old answer was forgotten
     assert other.status_code == 409  # ... and is now the key's request
