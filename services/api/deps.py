@@ -153,8 +153,8 @@ class CommandCall:
         done = False
         try:
             async with lease_kept(idempotency, held):
-                result = await self._recovered(held, target, extras)
-                result = result or await execute(self.expected)
+                recovered = await self._recovered(held, target, extras)
+                result = recovered or await execute(self.expected)
             positions.advance(result.position)
             stored = StoredAnswer(status, _encoder.encode(result))
             await asyncio.to_thread(idempotency.complete, held, stored)
