@@ -15,7 +15,7 @@ trap cleanup EXIT
 scripts/services.sh up
 scripts/browser.sh  # Debian's Chromium for tests/browser (after services: one apt-get at a time)
 # shellcheck disable=SC1091
-source var/services/env
+source "${CRM_SERVICES_DIR:-var/services}/env"
 export CRM_DATABASE_URL CRM_KAFKA_BOOTSTRAP
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
