@@ -35,8 +35,10 @@ def configure_logging(settings: Settings) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr)
-    # kafka-python logs every refused connection at ERROR; our relay and runner log one
-    # line per state change instead. Its own lines are kept for debugging.
-    logging.getLogger("kafka").setLevel(
-        logging.DEBUG if level <= logging.DEBUG else logging.CRITICAL
-    )
+    # kafka-python logs every refused connection at ERROR, psycopg_pool every failed
+    # reconnection at WARNING; our processes log one line when a dependency is lost and
+    # one when it is back instead (`consumers.outage`). Theirs are kept for debugging.
+    for library in ("kafka", "psycopg.pool"):
+        logging.getLogger(library).setLevel(
+            logging.DEBUG if level <= logging.DEBUG else logging.CRITICAL
+        )
