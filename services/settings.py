@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audit_checkpoint_seconds: float
     """CRM_AUDIT_CHECKPOINT_SECONDS: ...or this many seconds after the last, if any are new."""
     departments: tuple[str, ...] = ("sales", "support", "marketing")
+    consumer_watchdog_seconds: float = 60.0
 
     @property
     def embedded(self) -> bool:
@@ -72,6 +73,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env, "CRM_AUDIT_CHECKPOINT_SECONDS", 60.0, float, minimum=0.1
         ),
         departments=_departments(env.get("CRM_DEPARTMENTS", "sales,support,marketing")),
+        consumer_watchdog_seconds=_number(
+            env, "CRM_CONSUMER_WATCHDOG_SECONDS", 60.0, float, minimum=1
+        ),
     )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bench.workload import Workload
+from consumers.hand_over import decode
 from consumers.kafka_io import Record
 from consumers.keyring import PREFIX, Keyring
 from consumers.projecting import Item, project
-from consumers.runner import decode
 from projections import PROJECTIONS
 from projections.base import every_personal_field
 from tests.unit.consumers.published import published
