@@ -6,6 +6,12 @@ succeeded, `complete` stores the answer; if it failed, `release` frees the key s
 retry runs again (a failed command changed nothing). A second request with the same
 key while the first is still running, or with a different request, is refused.
 
+A reservation left unanswered for `LEASE_SECONDS` (its request was cut off by a database
+outage before it could `complete` or `release`) is taken over by the next identical
+request, so a client that retries is not refused forever. Known limit: if that first
+request had stored its events before losing the database, the retry stores them again
+(the key and the events are not written in one transaction).
+
 Storage: table `crm_idempotency` in PostgreSQL, or `idempotency.db` (SQLite) in the
 embedded data dir: one small adapter per database.
 """
@@ -24,6 +30,9 @@ from psycopg_pool import ConnectionPool
 from consumers.pg_ddl import create_tables
 
 KEY_LIMIT = 200
+LEASE_SECONDS = 30
+"""A command is decided and saved in milliseconds; one still unanswered after this long
+was cut off (see the module docstring)."""
 
 
 class IdempotencyError(Exception):
@@ -111,9 +120,11 @@ class PostgresIdempotencyTable:
     ) -> tuple[str, int | None, bytes | None] | None:
         with self._pool.connection() as conn:
             inserted = conn.execute(
-                "INSERT INTO crm_idempotency (owner, key, fingerprint) VALUES (%s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (owner, key, fingerprint),
+                "INSERT INTO crm_idempotency AS i (owner, key, fingerprint) VALUES (%s, %s, %s)"
+                " ON CONFLICT (owner, key) DO UPDATE SET created_at = now()"
+                " WHERE i.status IS NULL AND i.fingerprint = EXCLUDED.fingerprint"
+                " AND i.created_at < now() - make_interval(secs => %s)",
+                (owner, key, fingerprint, LEASE_SECONDS),
             ).rowcount
             if inserted == 1:
                 return None
@@ -154,8 +165,11 @@ class SqliteIdempotencyTable:
     ) -> tuple[str, int | None, bytes | None] | None:
         with self._lock:
             inserted = self._conn.execute(
-                "INSERT OR IGNORE INTO crm_idempotency (owner, key, fingerprint) VALUES (?, ?, ?)",
-                (owner, key, fingerprint),
+                "INSERT INTO crm_idempotency (owner, key, fingerprint) VALUES (?, ?, ?)"
+                " ON CONFLICT (owner, key) DO UPDATE SET created_at = CURRENT_TIMESTAMP"
+                " WHERE status IS NULL AND fingerprint = excluded.fingerprint"
+                " AND created_at < datetime('now', ?)",
+                (owner, key, fingerprint, f"-{LEASE_SECONDS} seconds"),
             ).rowcount
             if inserted == 1:
                 return None

@@ -23,7 +23,7 @@ from services.api.observability import Metrics, RequestObserver
 from services.api.pipeline_metrics import register_pipeline_metrics
 from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
-from services.api.readiness import ReadinessCheck, default_checks
+from services.api.readiness import DependencyProbe, ReadinessCheck, default_checks
 from services.api.reads import reader
 from services.api.routes_audit import AUDIT
 from services.api.routes_conversations import conversations
@@ -52,12 +52,13 @@ def create_app(
     """The API over `runtime`. `queries_helper` (the read models) and `applied_position`
     (how far their projections got) wire the department views, timeline and statistics;
     without them those answer 501."""
-    metrics = Metrics(runtime.app.head_position)
+    probe = DependencyProbe(runtime)
+    metrics = Metrics(probe.guarded(runtime.app.head_position))
     services = build_services(runtime, metrics, committer, principals, applied_position)
     services.queries = queries_helper
     store = None if queries_helper is None else queries_helper.store
-    register_pipeline_metrics(metrics.registry, runtime, store)
-    checks = default_checks(runtime, store, applied_position) | (readiness or {})
+    register_pipeline_metrics(metrics.registry, runtime, store, probe)
+    checks = default_checks(runtime, probe, store, applied_position) | (readiness or {})
     app = Litestar(
         route_handlers=[
             Router("/v1", route_handlers=[customers, conversations, tasks, queries, *OPS, *AUDIT]),
