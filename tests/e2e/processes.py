@@ -55,7 +55,10 @@ class Processes:
         return done.stdout
 
     def output(self, process: subprocess.Popen[bytes]) -> str:
-        return next(log.read_text() for _, p, log in self.running if p is process)
+        return self.log(process).read_text()
+
+    def log(self, process: subprocess.Popen[bytes]) -> Path:
+        return next(log for _, p, log in self.running if p is process)
 
     def stop_all(self) -> None:
         for _, process, _ in self.running:
