@@ -89,3 +89,8 @@ def log_events(log: Path, event: str) -> list[dict[str, object]]:
             if entry.get("event") == event:
                 lines.append(entry)
     return lines
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (a consumer's writer process)."""
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]

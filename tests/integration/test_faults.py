@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pytest
 from bench.soak.load import CommandLoad
 from tests.e2e.processes import Processes, crm_processes, eventually, free_port, wait_for_http
 from tests.integration.fault_support import (
+    children,
     health,
     log_events,
     missing_acks,
@@ -54,12 +58,22 @@ class Pipeline:
             assert process.poll() is None, f"crm {name} exited ({process.returncode})"
 
     def caught_up(self, load: CommandLoad) -> None:
-        """Every acknowledged command stored, published and applied."""
+        """Every acknowledged command stored, published and applied exactly once (the
+        live read model equals a replay from offset 0: `crm projections verify`)."""
+        assert load.tally.gave_up == 0, load.tally
         assert missing_acks(self.url, load.tally.acks) == []
         eventually(lambda: relay_caught_up(self.url), within=120, what="the relay")
         for name in self.consumers:
             caught_up = functools.partial(projection_caught_up, self.url, name)
             eventually(caught_up, within=120, what=f"projection {name}")
+            assert "0 rows differ" in self.crm.run("projections", "verify", name)
+
+    def logged_once(self, process: subprocess.Popen[bytes], dependency: str) -> None:
+        """`process` logged one line when `dependency` was lost and one when it was back."""
+        log = self.crm.log(process)
+        lost, back = log_events(log, "dependency lost"), log_events(log, "dependency back")
+        assert [e["dependency"] for e in lost] == [dependency], log.read_text()[-3000:]
+        assert [e["dependency"] for e in back] == [dependency], log.read_text()[-3000:]
 
 
 @pytest.fixture
@@ -84,9 +98,11 @@ def test_a_postgres_restart_is_ridden_out(
     with CommandLoad(pipeline.base, pipeline.token, callers=3) as load:
         eventually(lambda: load.acked >= 30 or None, what="commands before the restart")
         private_services.stop_postgres()
-        readiness = httpx.get(f"{pipeline.base}/readyz", timeout=30)
-        eventually(lambda: load.tally.outcomes["503"] or None, what="a 503 during the outage")
-        private_services.start_postgres()
+        try:
+            readiness = httpx.get(f"{pipeline.base}/readyz", timeout=30)
+            eventually(lambda: load.tally.outcomes["503"] or None, what="a 503 in the outage")
+        finally:
+            private_services.start_postgres()
         after = load.acked + 30
         eventually(lambda: load.acked >= after or None, within=120, what="commands after")
     pipeline.all_running()
@@ -94,8 +110,48 @@ def test_a_postgres_restart_is_ridden_out(
     assert "500" not in load.tally.outcomes, load.tally.outcomes
     pipeline.caught_up(load)
     for process in (pipeline.relay, *pipeline.consumers.values()):
-        log = pipeline.crm.log(process)
-        lost, back = log_events(log, "dependency lost"), log_events(log, "dependency back")
-        assert [e["dependency"] for e in lost] == ["postgres"], log.read_text()[-3000:]
-        assert [e["dependency"] for e in back] == ["postgres"], log.read_text()[-3000:]
+        pipeline.logged_once(process, "postgres")
     assert health(pipeline.url, "relay")[0] == []
+
+
+def test_a_broker_outage_is_ridden_out(
+    pipeline: Pipeline, private_services: PrivateServices
+) -> None:
+    processes = ["relay", *(f"consume {name}" for name in pipeline.consumers)]
+
+    def all_report(down: list[str]) -> bool | None:
+        return all(health(pipeline.url, p)[0] == down for p in processes) or None
+
+    with CommandLoad(pipeline.base, pipeline.token, callers=3) as load:
+        eventually(lambda: load.acked >= 30 or None, what="commands before the outage")
+        private_services.stop_broker(kill=True)
+        try:
+            eventually(lambda: all_report(["kafka"]), what="every process to report Kafka down")
+            readiness = httpx.get(f"{pipeline.base}/readyz", timeout=30)
+        finally:
+            private_services.start_broker()
+        eventually(lambda: all_report([]), within=120, what="every process to see Kafka back")
+        after = load.acked + 30
+        eventually(lambda: load.acked >= after or None, within=120, what="commands after")
+    pipeline.all_running()
+    assert (readiness.status_code, readiness.json()["status"]) == (200, "degraded")
+    pipeline.caught_up(load)
+    for process in (pipeline.relay, *pipeline.consumers.values()):
+        pipeline.logged_once(process, "kafka")
+
+
+def test_a_killed_writer_process_is_replaced(pipeline: Pipeline) -> None:
+    consumer = pipeline.consumers["stats"]
+    with CommandLoad(pipeline.base, pipeline.token, callers=3) as load:
+        eventually(lambda: load.acked >= 100 or None, what="commands before the kill")
+        (writer,) = children(consumer.pid)
+        os.kill(writer, signal.SIGKILL)
+        eventually(
+            lambda: children(consumer.pid) not in ([], [writer]) or None,
+            what="the consumer to start another writer process",
+        )
+        assert health(pipeline.url, "consume stats")[2] == 1  # counted for /metrics
+        after = load.acked + 100
+        eventually(lambda: load.acked >= after or None, within=120, what="commands after")
+    pipeline.all_running()
+    pipeline.caught_up(load)
