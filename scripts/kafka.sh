@@ -16,7 +16,9 @@
 #
 # Environment: CRM_SERVICES_DIR (state, default <project>/var/services),
 # CRM_KAFKA_HOME (jar cache, default <project>/var/kafka), CRM_KAFKA_PORT (29092),
-# CRM_KAFKA_CONTROLLER_PORT (29093), CRM_KAFKA_READY_TIMEOUT (90 seconds).
+# CRM_KAFKA_CONTROLLER_PORT (29093), CRM_KAFKA_READY_TIMEOUT (90 seconds),
+# CRM_KAFKA_PROXIED_LISTENER (unset; PORT:ADVERTISED adds a listener on PORT whose
+# clients are told to connect to ADVERTISED, where you run a TCP proxy: fault tests).
 # See scripts/kafka/README.md.
 set -euo pipefail
 CRM_COMPONENT=kafka
@@ -27,6 +29,7 @@ PORT="${CRM_KAFKA_PORT:-29092}"
 CPORT="${CRM_KAFKA_CONTROLLER_PORT:-29093}"
 BOOTSTRAP="127.0.0.1:$PORT"
 READY_TIMEOUT="${CRM_KAFKA_READY_TIMEOUT:-90}"
+PROXIED="${CRM_KAFKA_PROXIED_LISTENER:-}"
 KAFKA_HOME="${CRM_KAFKA_HOME:-$CRM_ROOT/var/kafka}"
 LIB="$KAFKA_HOME/lib"
 CONF_DIR="$CRM_ROOT/scripts/kafka"
@@ -100,6 +103,11 @@ ensure_jars() {
 render_props() {
   sed -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CPORT|g" -e "s|@LOG_DIRS@|$DATA|g" \
       "$CONF_DIR/server.properties.template" >"$PROPS"
+  [[ -n "$PROXIED" ]] || return 0
+  # A second listener whose clients are told to connect to a proxy in front of it.
+  sed -i -e "s|^listeners=.*|&,PROXIED://127.0.0.1:${PROXIED%%:*}|" \
+         -e "s|^advertised.listeners=.*|&,PROXIED://127.0.0.1:${PROXIED##*:}|" \
+         -e "s|^listener.security.protocol.map=.*|&,PROXIED:PLAINTEXT|" "$PROPS"
 }
 
 random_cluster_id() {  # URL-safe base64 of 16 random bytes, no padding: 22 chars
@@ -121,6 +129,7 @@ format_storage() {
 ports_free() {
   require_free_port "$PORT" CRM_KAFKA_PORT
   require_free_port "$CPORT" CRM_KAFKA_CONTROLLER_PORT
+  [[ -z "$PROXIED" ]] || require_free_port "${PROXIED%%:*}" CRM_KAFKA_PROXIED_LISTENER
 }
 
 start_java() {

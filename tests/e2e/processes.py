@@ -39,10 +39,13 @@ class Processes:
         self.logs = logs
         self.running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start `crm ARGS...` (`env`: variables to set for this process only)."""
         log = self.logs / f"{'-'.join(args)}.log"
         with log.open("wb") as out:
-            process = subprocess.Popen([CRM, *args], env=self.env, stdout=out, stderr=out)
+            process = subprocess.Popen(
+                [CRM, *args], env={**self.env, **(env or {})}, stdout=out, stderr=out
+            )
         self.running.append((" ".join(args), process, log))
         return process
 

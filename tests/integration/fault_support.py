@@ -69,15 +69,15 @@ def projection_caught_up(url: str, name: str) -> bool | None:
 
 
 def health(url: str, process: str) -> tuple[list[str], int, int]:
-    """(dependencies down, watchdog restarts, writer restarts) of `process`."""
+    """(dependencies down, watchdog restarts, writer restarts) of `process`; nothing
+    down and no restarts before the process has written its row."""
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT down, watchdog_restarts, writer_restarts FROM crm_process_health"
             " WHERE process = %s",
             (process,),
         ).fetchone()
-    assert row is not None, f"no health row for {process}"
-    return list(row[0]), row[1], row[2]
+    return ([], 0, 0) if row is None else (list(row[0]), row[1], row[2])
 
 
 def log_events(log: Path, event: str) -> list[dict[str, object]]:

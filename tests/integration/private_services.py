@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.databases import fresh_database
+from tests.integration.kafka_proxy import KafkaProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
@@ -49,16 +50,21 @@ class PrivateServices:
     def __init__(self, directory: Path) -> None:
         taken: set[int] = set()
         self.pg_port, self.kafka_port = free_port(taken), free_port(taken)
+        proxied, proxy = free_port(taken), free_port(taken)
         self.env = {
             **{k: v for k, v in os.environ.items() if k not in _SHARED},
             "CRM_SERVICES_DIR": str(directory),
             "CRM_PG_PORT": str(self.pg_port),
             "CRM_KAFKA_PORT": str(self.kafka_port),
             "CRM_KAFKA_CONTROLLER_PORT": str(free_port(taken)),
+            "CRM_KAFKA_PROXIED_LISTENER": f"{proxied}:{proxy}",
         }
         self.directory = directory
         self.database_url = f"postgresql://crm:crm@127.0.0.1:{self.pg_port}/crm"
         self.bootstrap = f"127.0.0.1:{self.kafka_port}"
+        self.proxy = KafkaProxy(proxy, proxied)
+        self.proxied_bootstrap = f"127.0.0.1:{proxy}"
+        """The broker reached through `proxy`, which can cut a client off its coordinator."""
 
     def start(self) -> None:
         self._script("services.sh", "up")
@@ -83,6 +89,7 @@ class PrivateServices:
 
     def remove(self) -> None:
         """Stop both (by recorded pid) and delete the PostgreSQL cluster."""
+        self.proxy.close()
         self._script("kafka.sh", "down", check=False)
         self._script("postgres.sh", "destroy", check=False)
 

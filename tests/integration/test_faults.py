@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -42,7 +43,9 @@ pytestmark = [
 class Pipeline:
     """API, relay and consumers of one test, with an admin token and the database URL."""
 
-    def __init__(self, crm: Processes, url: str) -> None:
+    def __init__(
+        self, crm: Processes, url: str, consumers: dict[str, dict[str, str]] | None = None
+    ) -> None:
         self.crm, self.url = crm, url
         crm.run("topics", "ensure", "--partitions", "3")
         self.token = crm.run("principals", "add", "ops", "--department", "sales", "--role", "admin")
@@ -50,7 +53,10 @@ class Pipeline:
         self.base = f"http://127.0.0.1:{free_port()}"
         self.api = crm.start("api", "--port", self.base.rsplit(":", 1)[1])
         self.relay = crm.start("relay")
-        self.consumers = {name: crm.start("consume", name) for name in ("sales", "stats")}
+        consumers = consumers or {"sales": {}, "stats": {}}
+        self.consumers = {
+            name: crm.start("consume", name, env=env) for name, env in consumers.items()
+        }
         wait_for_http(self.base, self.api)
 
     def all_running(self) -> None:
@@ -76,20 +82,29 @@ class Pipeline:
         assert [e["dependency"] for e in back] == [dependency], log.read_text()[-3000:]
 
 
+@contextmanager
+def running_pipeline(
+    services: PrivateServices, prefix: str, tmp_path: Path, **consumers: dict[str, str]
+) -> Iterator[Pipeline]:
+    """API, relay and `consumers` (name: their own variables; default sales and stats)."""
+    with services.database() as url:
+        env = {
+            "CRM_DATABASE_URL": url,
+            "CRM_KAFKA_BOOTSTRAP": services.bootstrap,
+            "CRM_TOPIC_PREFIX": prefix,
+            "CRM_DATA_DIR": str(tmp_path / "data"),
+        }
+        with crm_processes(env, tmp_path) as crm:
+            yield Pipeline(crm, url, consumers)
+    gc.collect()  # kafka-python's leaked sockets, while this module's warning filters apply
+
+
 @pytest.fixture
 def pipeline(
     private_services: PrivateServices, topic_prefix: str, tmp_path: Path
 ) -> Iterator[Pipeline]:
-    with private_services.database() as url:
-        env = {
-            "CRM_DATABASE_URL": url,
-            "CRM_KAFKA_BOOTSTRAP": private_services.bootstrap,
-            "CRM_TOPIC_PREFIX": topic_prefix,
-            "CRM_DATA_DIR": str(tmp_path / "data"),
-        }
-        with crm_processes(env, tmp_path) as crm:
-            yield Pipeline(crm, url)
-    gc.collect()  # kafka-python's leaked sockets, while this module's warning filters apply
+    with running_pipeline(private_services, topic_prefix, tmp_path) as running:
+        yield running
 
 
 def test_a_postgres_restart_is_ridden_out(
@@ -155,3 +170,38 @@ def test_a_killed_writer_process_is_replaced(pipeline: Pipeline) -> None:
         eventually(lambda: load.acked >= after or None, within=120, what="commands after")
     pipeline.all_running()
     pipeline.caught_up(load)
+
+
+def test_a_consumer_cut_off_from_its_coordinator_is_rebuilt_by_its_watchdog(
+    private_services: PrivateServices, topic_prefix: str, tmp_path: Path
+) -> None:
+    """It starts while every connection to its group coordinator goes silent (a
+    half-open connection: no error, no answer), so it never gets partitions and kafka-
+    python waits. Its watchdog (here after 3 s) notices records waiting and nothing
+    moving, and rebuilds the Kafka consumer until one reaches the coordinator."""
+    cut_off = {
+        "CRM_KAFKA_BOOTSTRAP": private_services.proxied_bootstrap,
+        "CRM_CONSUMER_WATCHDOG_SECONDS": "3",
+    }
+    proxy = private_services.proxy
+    with (
+        running_pipeline(private_services, topic_prefix, tmp_path, stats={}) as pipeline,
+        CommandLoad(pipeline.base, pipeline.token, callers=3) as load,
+    ):
+        eventually(lambda: load.acked >= 30 or None, what="commands before the consumer")
+        proxy.cut()
+        try:
+            consumer = pipeline.crm.start("consume", "sales", env=cut_off)
+            eventually(
+                lambda: health(pipeline.url, "consume sales")[1] >= 1 or None,
+                what="the watchdog to rebuild the consumer",
+            )
+        finally:
+            proxy.restore()
+        pipeline.consumers["sales"] = consumer
+        after = load.acked + 30
+        eventually(lambda: load.acked >= after or None, within=120, what="commands after")
+        load.stop()
+        pipeline.all_running()
+        pipeline.caught_up(load)
+        assert log_events(pipeline.crm.log(consumer), "watchdog_restart")
