@@ -1,11 +1,16 @@
 """structlog set-up: JSON lines on stdout in production, readable console on a terminal.
 
 Callers bind request or batch context with `structlog.contextvars.bind_contextvars`
-and emit one canonical line per request or batch.
+and emit one canonical line per request or batch. Every line is written out as it is
+logged, whatever stdout is (a terminal, a pipe, a file): structlog's printer flushes
+each line, and stdout and stderr are made line-buffered for everything else printed.
+A consumer's writer process calls this too (`consumers.projection_writer`), so its
+lines look and flush like its runner's.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 
@@ -15,6 +20,9 @@ from services.settings import Settings
 
 
 def configure_logging(settings: Settings) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
     level = getattr(logging, settings.log_level.upper())
     console = settings.log_format == "console" or (
         settings.log_format == "auto" and sys.stdout.isatty()
