@@ -13,7 +13,7 @@ PORT ?= 8000
 NAME ?= sales
 
 .PHONY: help venv run check lint types unit test integration services-up services-down \
-        api relay consumer bench contract browser screenshots
+        api relay consumer bench soak soak-quick contract browser screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -70,6 +70,12 @@ consumer: venv ## one projection consumer: make consumer NAME=sales
 
 bench: venv ## benchmarks with same-run baselines -> bench/results/latest.{json,md}
 	scripts/bench.sh
+
+soak: venv ## ~10 min: load + SIGKILLs + broker and PostgreSQL restarts, nothing lost (own services)
+	scripts/soak.sh
+
+soak-quick: venv ## the soak in ~3 minutes
+	scripts/soak.sh --quick
 
 contract: venv ## regenerate the event contract in docs/events
 	$(BIN)/crm contract generate

@@ -94,14 +94,14 @@ def crm_processes(env: dict[str, str], logs: Path) -> Iterator[Processes]:
 
 
 def eventually(probe: Callable[[], T | None], *, within: float = 60.0, what: str = "") -> T:
-    """Poll `probe` until it returns something; fail after `within` seconds.
-
-    A bound on waiting for an asynchronous pipeline, not a performance assertion.
+    """Poll `probe` until it returns something (neither None nor False); fail after
+    `within` seconds. A bound on waiting for an asynchronous pipeline, not a
+    performance assertion.
     """
     deadline = time.monotonic() + within
     while True:
         result = probe()
-        if result is not None:
+        if result is not None and result is not False:
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting after {within:.0f} s for {what or probe}")

@@ -20,16 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.soak.checks import health, missing_acks, projection_reached, relay_reached
+from bench.soak.fleet import children
 from bench.soak.load import CommandLoad
 from tests.e2e.processes import Processes, crm_processes, eventually, free_port, wait_for_http
-from tests.integration.fault_support import (
-    children,
-    health,
-    log_events,
-    missing_acks,
-    projection_caught_up,
-    relay_caught_up,
-)
+from tests.integration.fault_support import log_events
 from tests.integration.private_services import PrivateServices
 
 pytestmark = [
@@ -68,9 +63,9 @@ class Pipeline:
         live read model equals a replay from offset 0: `crm projections verify`)."""
         assert load.tally.gave_up == 0, load.tally
         assert missing_acks(self.url, load.tally.acks) == []
-        eventually(lambda: relay_caught_up(self.url), within=120, what="the relay")
+        eventually(functools.partial(relay_reached, self.url), within=120, what="the relay")
         for name in self.consumers:
-            caught_up = functools.partial(projection_caught_up, self.url, name)
+            caught_up = functools.partial(projection_reached, self.url, name)
             eventually(caught_up, within=120, what=f"projection {name}")
             assert "0 rows differ" in self.crm.run("projections", "verify", name)
 
