@@ -24,6 +24,16 @@ CRM = str(Path(sys.executable).with_name("crm"))
 T = TypeVar("T")
 
 
+def pipeline_env(database_url: str, bootstrap: str, prefix: str, tmp: Path) -> dict[str, str]:
+    """The variables of a test's `crm` processes on PostgreSQL + Kafka."""
+    return {
+        "CRM_DATABASE_URL": database_url,
+        "CRM_KAFKA_BOOTSTRAP": bootstrap,
+        "CRM_TOPIC_PREFIX": prefix,
+        "CRM_DATA_DIR": str(tmp / "data"),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

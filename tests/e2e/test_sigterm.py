@@ -15,7 +15,14 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.processes import Processes, crm_processes, eventually, free_port, wait_for_http
+from tests.e2e.processes import (
+    Processes,
+    crm_processes,
+    eventually,
+    free_port,
+    pipeline_env,
+    wait_for_http,
+)
 
 pytestmark = pytest.mark.e2e
 CUSTOMER = {"name": "Grace Hopper", "owner_department": "sales"}
@@ -61,12 +68,7 @@ def _in_embedded_view(base: str, token: str, customer: str) -> bool | None:
 def test_sigterm_stops_api_relay_and_consumer(
     pg_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    env = {
-        "CRM_DATABASE_URL": pg_url,
-        "CRM_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "CRM_TOPIC_PREFIX": topic_prefix,
-        "CRM_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = pipeline_env(pg_url, kafka_bootstrap, topic_prefix, tmp_path)
     with crm_processes(env, tmp_path) as crm:
         crm.run("topics", "ensure", "--partitions", "1")
         token = crm.run("principals", "add", "sam", "--department", "sales", "--role", "agent")

@@ -23,7 +23,14 @@ import pytest
 from bench.soak.checks import health, missing_acks, projection_reached, relay_reached
 from bench.soak.fleet import children
 from bench.soak.load import CommandLoad
-from tests.e2e.processes import Processes, crm_processes, eventually, free_port, wait_for_http
+from tests.e2e.processes import (
+    Processes,
+    crm_processes,
+    eventually,
+    free_port,
+    pipeline_env,
+    wait_for_http,
+)
 from tests.integration.fault_support import log_events
 from tests.integration.private_services import PrivateServices
 
@@ -83,12 +90,7 @@ def running_pipeline(
 ) -> Iterator[Pipeline]:
     """API, relay and `consumers` (name: their own variables; default sales and stats)."""
     with services.database() as url:
-        env = {
-            "CRM_DATABASE_URL": url,
-            "CRM_KAFKA_BOOTSTRAP": services.bootstrap,
-            "CRM_TOPIC_PREFIX": prefix,
-            "CRM_DATA_DIR": str(tmp_path / "data"),
-        }
+        env = pipeline_env(url, services.bootstrap, prefix, tmp_path)
         with crm_processes(env, tmp_path) as crm:
             yield Pipeline(crm, url, consumers)
     gc.collect()  # kafka-python's leaked sockets, while this module's warning filters apply
