@@ -36,6 +36,7 @@ from consumers.hand_over import hand_over
 from consumers.kafka_io import BrokerUnavailable, Consumed, TopicConsumer
 from consumers.keyring import Keyring
 from consumers.outage import KAFKA, POSTGRES, Dependencies
+from consumers.pg_pool import DATABASE_UNAVAILABLE
 from consumers.projection_writer import (
     BatchWriter,
     Handed,
@@ -223,8 +224,18 @@ class ProjectionRunner:
             return Polled([], None)
         lag = self._lag(consumer, records)
         if records:
-            return Polled(hand_over(records, self.keyring, fields), lag)
+            return Polled(self._hand_over(records, fields), lag)
         return Polled([], lag, caught_up=lag == 0 and bool(consumer.kafka.assignment()))
+
+    def _hand_over(self, records: Sequence[Consumed], fields: frozenset[str]) -> list[Handed]:
+        """`hand_over`, waiting out a key store that cannot be reached (the records stay
+        in hand; if the runner stops meanwhile, they are read again on the next start)."""
+        while not self.stop_event.is_set():
+            try:
+                return hand_over(records, self.keyring, fields)
+            except DATABASE_UNAVAILABLE as error:
+                self.stop_event.wait(self.deps.lost(POSTGRES, error))
+        return []
 
     def _stored_offsets(
         self, projection: Projection, generation: int, keys: list[PositionKey]
@@ -233,6 +244,7 @@ class ProjectionRunner:
             stored = session.positions()
         offsets = {key: stored.get(key, 0) for key in keys}
         self._next.update(offsets)
+        log.info("partitions_assigned", projection=self.projection_name, partitions=len(keys))
         return offsets
 
     def _lag(self, consumer: TopicConsumer, records: Sequence[Consumed]) -> int | None:
