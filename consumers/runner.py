@@ -179,9 +179,11 @@ class ProjectionRunner:
             ends = consumer.end_offsets(every_partition=True)
         except BrokerUnavailable:
             return True  # already reported by the poll loop's end offsets
-        except self.store.transient_errors as error:
+        except DATABASE_UNAVAILABLE as error:
             self.deps.lost(POSTGRES, error)
             return True
+        except self.store.transient_errors:
+            return False  # e.g. the generation was dropped since: look at the live one again
         self.deps.back(POSTGRES)
         if not watchdog.stuck(ends, stored):
             return True
