@@ -68,8 +68,8 @@ relay: venv ## the relay, event store -> Kafka (after services-up)
 consumer: venv ## one projection consumer: make consumer NAME=sales
 	source $(SERVICES_ENV) && $(BIN)/crm consume $(NAME)
 
-bench: venv ## benchmarks with same-run baselines -> bench/results/latest.{json,md}
-	scripts/bench.sh
+bench: venv ## benchmarks with same-run baselines -> bench/results/latest.{json,md} (ARGS="http --quick")
+	scripts/bench.sh $(ARGS)
 
 soak: venv ## ~10 min: load + SIGKILLs + broker and PostgreSQL restarts, nothing lost (own services)
 	scripts/soak.sh

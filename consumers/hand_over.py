@@ -1,9 +1,10 @@
-"""What a runner hands its writer: records decoded just enough, personal fields opened.
+"""What a runner hands its writer: records decoded just enough, search terms derived.
 
 The reader side of a projection consumer (`consumers.runner`): each Kafka record becomes
-a `Handed` (`consumers.projection_writer`), its event as current-schema codec JSON with
-the personal fields the projection reads opened, or the error that makes it a dead
-letter. Events with nothing to open pass as the bytes they arrived in.
+a `Handed` (`consumers.projection_writer`), its event as current-schema codec JSON (its
+personal fields stay sealed: read models store them so) with the blind-index terms of
+the projection's search fields, or the error that makes it a dead letter. Events with
+nothing to open pass as the bytes they arrived in.
 
 I/O: the keyring's data keys (one query per batch).
 """
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from consumers import envelope
+from consumers.blind_index import needs_terms, search_terms
 from consumers.kafka_io import Consumed
 from consumers.keyring import Keyring
 from consumers.projecting import Item
@@ -25,29 +27,41 @@ from domain.customer import CustomerErased
 
 
 def hand_over(
-    records: Sequence[Consumed], keyring: Keyring, fields: frozenset[str]
+    records: Sequence[Consumed],
+    keyring: Keyring,
+    fields: frozenset[str],
+    search: frozenset[str] = frozenset(),
 ) -> list[Handed]:
     """Records as a writer takes them; an undecodable one keeps its error (a dead letter).
 
-    Only the personal `fields` (the projection's `personal_inputs`) are opened, after
-    the batch's data keys are fetched in one query (`Keyring.preload`). An event with
-    none of them to open, in the current schema, is passed on as the bytes it arrived
-    in: the writer decodes it anyway, so reading it here too would be wasted (for the
-    stats projection, which opens nothing, that is every event).
+    Only the personal `fields` (the projection's `personal_inputs`, none since read
+    models store sealed values) are opened, and the customer fields in `search` (its
+    `search_fields`) only to derive their search terms (`consumers.blind_index`): the
+    event handed over stays sealed. The batch's data keys are fetched in one query
+    (`Keyring.preload`). An event with nothing to open, in the current schema, is passed
+    on as the bytes it arrived in: the writer decodes it anyway, so reading it here too
+    would be wasted (now that is nearly every event).
     """
-    read = [_read(record, fields) for record in records]
-    if fields:
+    decoding = fields | search
+    read = [_read(record, decoding) for record in records]
+    if fields or search:
         keyring.preload(
             r.event.data_subject
             for r in read
-            if r.event is not None and _fields_to_open(type(r.event), fields)
+            if r.event is not None
+            and (_fields_to_open(type(r.event), fields) or needs_terms(r.event, search))
         )
-    return [_hand(r, keyring, fields) for r in read]
+    return [_hand(r, keyring, fields, search) for r in read]
 
 
-def decode(records: Sequence[Consumed], keyring: Keyring, fields: frozenset[str]) -> list[Item]:
+def decode(
+    records: Sequence[Consumed],
+    keyring: Keyring,
+    fields: frozenset[str],
+    search: frozenset[str] = frozenset(),
+) -> list[Item]:
     """Records as items, events decoded and opened as a writer sees them."""
-    return items_of(hand_over(records, keyring, fields))
+    return items_of(hand_over(records, keyring, fields, search))
 
 
 class _Read(NamedTuple):
@@ -71,7 +85,7 @@ def _read(record: Consumed, fields: frozenset[str]) -> _Read:
         return _Read(record, 0, None, None, f"{type(error).__name__}: {error}")
 
 
-def _hand(read: _Read, keyring: Keyring, fields: frozenset[str]) -> Handed:
+def _hand(read: _Read, keyring: Keyring, fields: frozenset[str], search: frozenset[str]) -> Handed:
     r, event = read.record, read.event
     if event is None:
         return Handed(r.topic, r.partition, r.offset, read.position, r.value, read.data, read.error)
@@ -79,11 +93,13 @@ def _hand(read: _Read, keyring: Keyring, fields: frozenset[str]) -> Handed:
         keyring.forget(event.originator_id)
     try:
         opened = codec.unseal(event, keyring, _fields_to_open(type(event), fields))
+        terms = search_terms(event, keyring, search)
     except Exception as error:  # a field that does not open is a dead letter, by design
         return Handed(
             r.topic, r.partition, r.offset, 0, r.value, None, f"{type(error).__name__}: {error}"
         )
-    return Handed(r.topic, r.partition, r.offset, read.position, r.value, codec.encode(opened))
+    encoded = codec.encode(opened)
+    return Handed(r.topic, r.partition, r.offset, read.position, r.value, encoded, None, terms)
 
 
 @functools.cache

@@ -54,7 +54,7 @@ from consumers.pg_pool import DATABASE_UNAVAILABLE
 from consumers.projecting import Item, commit
 from consumers.readmodel_store import ReadModelStore
 from domain import codec
-from projections.base import Projection
+from projections.base import Projection, SearchTerms
 
 log = structlog.get_logger("crm.projections")
 
@@ -68,7 +68,8 @@ PIPE_BYTES = 1 << 20
 class Handed(NamedTuple):
     """One record as a runner hands it to a writer: its event as current-schema codec
     JSON (opened as far as the projection needs), or None and the error that makes it
-    a dead letter. The writer decodes the events: on its side of the pipe."""
+    a dead letter, and the search terms derived from it. The writer decodes the events:
+    on its side of the pipe."""
 
     topic: str
     partition: int
@@ -77,6 +78,7 @@ class Handed(NamedTuple):
     value: bytes
     event: bytes | None
     error: str | None = None
+    terms: SearchTerms | None = None
 
 
 def items_of(handed: Sequence[Handed]) -> list[Item]:
@@ -91,7 +93,7 @@ def _item(h: Handed) -> Item:
         event = codec.decode_tagged(h.event)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         return Item(h.topic, h.partition, h.offset, 0, h.value, None, f"InvalidEvent: {error}")
-    return Item(h.topic, h.partition, h.offset, h.position, h.value, event)
+    return Item(h.topic, h.partition, h.offset, h.position, h.value, event, None, h.terms)
 
 
 class WriterError(RuntimeError):

@@ -104,4 +104,4 @@ def _items(keyring: Keyring, projection: Projection, letters: list[StoredLetter]
     from consumers.kafka_io import Record
 
     records = [Record(t, p, o, None, bytes(payload)) for t, p, o, _, payload in letters]
-    return decode(records, keyring, projection.personal_inputs)
+    return decode(records, keyring, projection.personal_inputs, projection.search_fields)

@@ -156,7 +156,7 @@ class ProjectionRunner:
         watchdog = Watchdog(self.watchdog_seconds)
         checked = time.monotonic()
         while not self.stop_event.is_set():
-            polled = self._fetch(consumer, projection.personal_inputs)
+            polled = self._fetch(consumer, projection)
             if polled.handed:
                 watchdog.progressed()
                 if self._abandoned(writer.submit(polled.handed, polled.lag)):
@@ -217,7 +217,7 @@ class ProjectionRunner:
             max_poll_records=self.max_poll_records,
         )
 
-    def _fetch(self, consumer: TopicConsumer, fields: frozenset[str]) -> Polled:
+    def _fetch(self, consumer: TopicConsumer, projection: Projection) -> Polled:
         """One poll, decoded, with the lag behind it (None while the broker is away)."""
         try:
             records = consumer.poll(timeout_ms=500)
@@ -226,15 +226,16 @@ class ProjectionRunner:
             return Polled([], None)
         lag = self._lag(consumer, records)
         if records:
-            return Polled(self._hand_over(records, fields), lag)
+            return Polled(self._hand_over(records, projection), lag)
         return Polled([], lag, caught_up=lag == 0 and bool(consumer.kafka.assignment()))
 
-    def _hand_over(self, records: Sequence[Consumed], fields: frozenset[str]) -> list[Handed]:
+    def _hand_over(self, records: Sequence[Consumed], projection: Projection) -> list[Handed]:
         """`hand_over`, waiting out a key store that cannot be reached (the records stay
         in hand; if the runner stops meanwhile, they are read again on the next start)."""
+        fields, search = projection.personal_inputs, projection.search_fields
         while not self.stop_event.is_set():
             try:
-                return hand_over(records, self.keyring, fields)
+                return hand_over(records, self.keyring, fields, search)
             except DATABASE_UNAVAILABLE as error:
                 self.stop_event.wait(self.deps.lost(POSTGRES, error))
         return []

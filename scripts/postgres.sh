@@ -131,9 +131,12 @@ create_role_db() {
   local out rc=0
   out="$("${psql[@]}" -c "DO \$\$ BEGIN
       IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'crm') THEN
-        CREATE ROLE crm LOGIN CREATEDB PASSWORD 'crm';
+        CREATE ROLE crm LOGIN CREATEDB CREATEROLE PASSWORD 'crm';
       ELSE
-        ALTER ROLE crm LOGIN CREATEDB PASSWORD 'crm';
+        ALTER ROLE crm LOGIN CREATEDB CREATEROLE PASSWORD 'crm';
+      END IF;
+      IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pg_checkpoint') THEN
+        GRANT pg_checkpoint TO crm;
       END IF; END \$\$;" 2>&1)" || rc=$?
   (( rc == 0 )) || { printf '%s\n' "$out" >&2; die "could not create role crm" "$PGLOG"; }
   if [[ "$("${psql[@]}" -tA -c "SELECT 1 FROM pg_database WHERE datname = 'crm'")" != 1 ]]; then

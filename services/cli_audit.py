@@ -19,6 +19,7 @@ from uuid import UUID
 
 import msgspec
 
+from services import cli_audit_access
 from services.bootstrap import Runtime, bootstrap
 from services.settings import ConfigError, Settings
 
@@ -37,6 +38,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     as_of.add_argument("time", type=datetime.fromisoformat)
     as_of.set_defaults(handler=_as_of)
     _register_integrity(actions)
+    cli_audit_access.register(actions)
 
 
 def _register_integrity(actions: argparse._SubParsersAction[Any]) -> None:

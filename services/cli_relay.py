@@ -85,6 +85,8 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
     from consumers.relay import Relay
     from consumers.relay_position import PostgresRelayPosition
     from consumers.relay_wakeup import wakeup_for
+    from services.access_log_store import open_access_store
+    from services.access_topic import running_access_publisher
     from services.bootstrap import bootstrap
     from services.cli_audit import running_checkpointer
 
@@ -103,8 +105,12 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
             wakeup=wakeup_for(recorder, settings.database_url),
             dependencies=deps,
         )
+        access = open_access_store(runtime.pool, settings.data_dir)
+        publishing = running_access_publisher(
+            access, settings.kafka_bootstrap, settings.topic_prefix
+        )
         try:
-            with running_checkpointer(runtime):
+            with running_checkpointer(runtime), publishing:
                 relay.run(stop)
         finally:
             relay.close()
@@ -120,6 +126,7 @@ def _prepare_topics(
     from consumers.kafka_io import BrokerUnavailable, ensure_topics
     from consumers.outage import KAFKA
     from consumers.relay import verify_topics
+    from services.access_topic import ensure_access_topic
     from services.checkpoint_topic import ensure_checkpoint_topic
 
     while not stop.is_set():
@@ -127,6 +134,7 @@ def _prepare_topics(
             bootstrap, prefix = settings.kafka_bootstrap, settings.topic_prefix
             ensure_topics(bootstrap, all_topics(prefix), settings.kafka_partitions)
             ensure_checkpoint_topic(bootstrap, prefix)
+            ensure_access_topic(bootstrap, prefix)
             verify_topics(bootstrap, prefix, allow_unsafe=allow_unsafe)
             deps.back(KAFKA)
             return True
@@ -161,6 +169,7 @@ def _ensure(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.envelope import all_topics
     from consumers.kafka_io import KafkaFailure, ensure_topics
     from consumers.relay import UnsafeTopics, verify_topics
+    from services.access_topic import access_topic, ensure_access_topic
     from services.checkpoint_topic import checkpoint_topic, ensure_checkpoint_topic
 
     require_kafka(settings)
@@ -169,7 +178,9 @@ def _ensure(args: argparse.Namespace, settings: Settings) -> int:
     try:
         created = set(ensure_topics(settings.kafka_bootstrap, topics, partitions))
         created |= set(ensure_checkpoint_topic(settings.kafka_bootstrap, settings.topic_prefix))
-        for topic in [*topics, checkpoint_topic(settings.topic_prefix)]:
+        created |= set(ensure_access_topic(settings.kafka_bootstrap, settings.topic_prefix))
+        prefix = settings.topic_prefix
+        for topic in [*topics, checkpoint_topic(prefix), access_topic(prefix)]:
             print(f"{topic}: {'created' if topic in created else 'exists'}")
         verify_topics(settings.kafka_bootstrap, settings.topic_prefix)
     except (UnsafeTopics, KafkaFailure) as error:

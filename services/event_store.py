@@ -119,7 +119,7 @@ def store_env(database_url: str | None, data_dir: Path | None) -> dict[str, str]
         if data_dir is None:
             return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "PERSISTENCE_MODULE": "services.sqlite_events:SecureDeleteFactory",
             "SQLITE_DBNAME": str(data_dir / "events.db"),
             "SQLITE_LOCK_TIMEOUT": "10",
             "APPLICATION_RECORDER_TOPIC": "services.sqlite_recorder:ChainedSQLiteRecorder",

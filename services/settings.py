@@ -17,6 +17,7 @@ import msgspec
 from domain.validation import DEPARTMENT_PATTERN
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+HTTP_SERVERS = ("uvicorn", "granian")
 
 
 class ConfigError(Exception):
@@ -46,6 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """CRM_AUDIT_CHECKPOINT_SECONDS: ...or this many seconds after the last, if any are new."""
     departments: tuple[str, ...] = ("sales", "support", "marketing")
     consumer_watchdog_seconds: float = 60.0
+    http_server: str = HTTP_SERVERS[0]
 
     @property
     def embedded(self) -> bool:
@@ -76,6 +78,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         consumer_watchdog_seconds=_number(
             env, "CRM_CONSUMER_WATCHDOG_SECONDS", 60.0, float, minimum=1
         ),
+        http_server=_choice(env, "CRM_HTTP_SERVER", HTTP_SERVERS[0], HTTP_SERVERS),
     )
 
 

@@ -28,11 +28,13 @@ from litestar.response import ServerSentEventMessage
 
 from domain.base import AGGREGATE_CLASSES, Aggregate, DomainEvent
 from services.access import Forbidden, Principal, mask, resource_of, rule_name
+from services.access_log import revealed
 from services.api.deps import CallerDep, Services, ServicesDep, bearer_token
 from services.commands import Caller
 from services.event_store import CrmApplication
 
 PAGE = 200
+ROUTE = "GET /v1/events/stream"  # what the access log names
 _encoder = msgspec.json.Encoder()
 Delivered = tuple[int, DomainEvent, dict[str, object]]
 
@@ -113,6 +115,7 @@ class EventStream:
         app, access = self.services.app, self.services.access
         notifications = app.notification_log.select(position + 1, PAGE)
         delivered: list[Delivered] = []
+        shown: dict[UUID, set[str]] = {}
         for notification in notifications:
             event = cast(DomainEvent, app.mapper.to_domain_event(notification))
             resource = resource_of(states.after(event))
@@ -120,8 +123,12 @@ class EventStream:
                 continue
             if access.readable(principal, resource):
                 fields = access.fields(principal, resource)
+                if unmasked := revealed(event, event.personal_fields, fields):
+                    shown.setdefault(event.data_subject, set()).update(unmasked)
                 document = mask(msgspec.to_builtins(event), event.personal_fields, fields)
                 delivered.append((notification.id, event, document))
+        if shown and self.services.access_log is not None:
+            self.services.access_log.reveal(principal, ROUTE, shown)
         return (notifications[-1].id if notifications else position), delivered
 
 

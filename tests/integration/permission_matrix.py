@@ -92,6 +92,9 @@ CONSOLE = {  # the console's static files (services/console): route -> a file it
 }
 
 MATRIX: dict[tuple[str, str], list[Case]] = {
+    ("GET", "/v1/customers"): [  # search: another department's customers are not found
+        _case("customer.read", READERS, "GET", "/v1/customers?tag=gold", outsider=200)
+    ],
     ("POST", "/v1/customers"): [
         _case("customer.create", WRITERS, "POST", "/v1/customers", NEW_CUSTOMER, outsider=403)
     ],
@@ -255,6 +258,15 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
     ("GET", "/v1/audit/checkpoints"): [
         _case("audit.read", "auditor admin", "GET", "/v1/audit/checkpoints", outsider=403)
     ],
+    ("GET", "/v1/audit/access"): [
+        _case(
+            "audit.read",
+            "auditor admin",
+            "GET",
+            "/v1/audit/access?customer={customer}",
+            outsider=403,
+        )
+    ],
     ("GET", "/v1/events/stream"): [
         _case("events.read", READERS, "GET", "/v1/events/stream", outsider=200, stream=True),
         _case(
@@ -267,6 +279,7 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
             stream=True,
         ),
     ],
+    ("GET", "/v1/ping"): [_case("session.ping", READERS, "GET", "/v1/ping", outsider=200)],
     **{
         ("GET", path): [_case(PUBLIC, READERS, "GET", path, outsider=200)]
         for path in (*OPS, *(f"/v1{p}" for p in OPS))

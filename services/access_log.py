@@ -1,0 +1,187 @@
+"""The access log: who read whose personal data, unmasked, and when.
+
+Every response that shows personal data unmasked appends one record: principal, time,
+route, the customers whose data it showed and which personal fields. The reads hand in
+what the access model let through (`revealed`); recording is an append to an in-memory
+queue, and a writer thread stores the queue in batches, off the request path, in an
+append-only table of its own, chained like the event log (`domain.hashchain`): each
+record's link is SHA-256(previous link || position || record). `close()` (at the API's
+shutdown) stores what is queued, so a graceful stop loses nothing; a crash can lose the
+records of the last flush interval. The relay publishes stored records in order to the
+Kafka topic `crm.access.v1`; auditors query them over HTTP (`GET /v1/audit/access`) and
+with `crm audit access ID`.
+
+I/O: the store it is given (`services.access_log_store`), on its writer thread.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import msgspec
+import structlog
+
+from domain.base import ERASED
+from services.access import MASKED, FieldAccess, Principal
+
+log = structlog.get_logger("crm.access_log")
+_encoder = msgspec.json.Encoder()
+_POSITION = struct.Struct(">q")
+
+
+class AccessRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One response that showed personal data unmasked."""
+
+    at: datetime
+    principal: str
+    role: str
+    route: str
+    customers: list[UUID]
+    fields: list[str]
+
+
+class StoredAccess(msgspec.Struct, frozen=True, kw_only=True):
+    position: int
+    record: AccessRecord
+
+
+_decoder = msgspec.json.Decoder(AccessRecord)
+
+
+def encode(record: AccessRecord) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode(position: int, stored: bytes) -> StoredAccess:
+    return StoredAccess(position=position, record=_decoder.decode(stored))
+
+
+def canonical(position: int, stored: bytes) -> bytes:
+    """What a record's chain link hashes: its position (8 bytes) and its stored bytes."""
+    return _POSITION.pack(position) + stored
+
+
+class AccessStore(Protocol):
+    def append(self, records: Sequence[bytes]) -> None:
+        """Store records (encoded) in order: positions and chain links in one transaction."""
+        ...
+
+    def select(
+        self,
+        *,
+        customer: UUID | None = None,
+        principal: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[tuple[int, bytes]]:
+        """Stored records matching every filter given, after position `after`."""
+        ...
+
+    def entries(self, after: int, upto: int, limit: int) -> list[tuple[int, bytes]]:
+        """(position, canonical bytes) of records in `after < position <= upto`."""
+        ...
+
+    def links(self, after: int, upto: int) -> list[tuple[int, int, bytes]]:
+        """(position, previous position, chain) of records in `after < position <= upto`."""
+        ...
+
+    def records(self, after: int, limit: int) -> list[tuple[int, bytes]]: ...
+
+    def published(self, topic: str) -> int: ...
+
+    def mark_published(self, topic: str, position: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def revealed(item: Any, personal: Iterable[str], access: FieldAccess) -> list[str]:
+    """The personal paths of `item` (an aggregate, a row, an event) that the caller sees
+    with a value: not masked, not empty, not erased."""
+    if access.everything:
+        return []
+    return [path for path in personal if not access.hides(path) and _shown(item, path.split("."))]
+
+
+def _shown(value: Any, steps: list[str]) -> bool:
+    step, rest = steps[0], steps[1:]
+    if step == "*":
+        items = value.values() if isinstance(value, Mapping) else value
+        return any(_shown(item, rest) for item in items or ())
+    found = value.get(step) if isinstance(value, Mapping) else getattr(value, step, None)
+    if rest:
+        return found is not None and _shown(found, rest)
+    return found is not None and found not in (MASKED, ERASED)
+
+
+class AccessLog:
+    """Records queued by requests, stored in batches by a writer thread that runs from
+    `start()` to `stop()` (an app's lifespan, which may run more than once). The store
+    lives as long as the process: every append is committed when it returns."""
+
+    def __init__(self, store: AccessStore, *, flush_seconds: float = 0.2) -> None:
+        self.store = store
+        self.flush_seconds = flush_seconds
+        self._queue: deque[bytes] = deque()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Store queued records every `flush_seconds` until `stop()`."""
+        if self._thread is None:
+            self._wake.clear()
+            self._thread = threading.Thread(target=self._run, name="crm-access-log", daemon=True)
+            self._thread.start()
+
+    def reveal(self, principal: Principal, route: str, shown: Mapping[UUID, Iterable[str]]) -> None:
+        """A response showed `shown` (customer -> personal fields) unmasked to `principal`."""
+        fields = sorted({field for names in shown.values() for field in names})
+        if not fields:
+            return
+        customers = sorted(customer for customer, names in shown.items() if names)
+        record = AccessRecord(
+            at=datetime.now(UTC),
+            principal=principal.name,
+            role=str(principal.role),
+            route=route,
+            customers=customers,
+            fields=fields,
+        )
+        self._queue.append(encode(record))
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def flush(self) -> None:
+        """Store everything queued so far (the writer does this every `flush_seconds`)."""
+        batch = [self._queue.popleft() for _ in range(len(self._queue))]
+        if not batch:
+            return
+        try:
+            self.store.append(batch)
+        except Exception:  # keep them for the next flush: the store may be back by then
+            self._queue.extendleft(reversed(batch))
+            raise
+
+    def _run(self) -> None:
+        while not self._wake.is_set():
+            self._wake.wait(self.flush_seconds)
+            try:
+                self.flush()
+            except Exception as error:
+                log.warning("access records not stored yet", error=repr(error))
+
+    def stop(self) -> None:
+        """Stop the writer and store what is queued (a graceful stop loses nothing)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._wake.set()
+            thread.join(timeout=10)
+        self.flush()

@@ -1,0 +1,241 @@
+"""Where the access log lives: PostgreSQL beside the event store, or `access.db` (SQLite)
+in the embedded data dir. One adapter per database, the same statements.
+
+Tables: `crm_access_log(position, previous, chain, record, principal, at)` (append-only;
+`record` is the stored JSON, `chain` its link), `crm_access_subjects(customer_id,
+position)` (which customers each record names, for the auditor's query) and
+`crm_access_published(topic, position)` (how far the relay published). An append holds
+the log's write lock (PostgreSQL: LOCK TABLE; SQLite: BEGIN IMMEDIATE) while it reads
+the head and inserts, so positions follow commit order across processes and every link
+continues the one before it.
+
+I/O: PostgreSQL or SQLite.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from psycopg_pool import ConnectionPool
+
+from consumers.pg_ddl import create_tables
+from domain.chain_walk import Entry, Link
+from domain.hashchain import GENESIS, chain_rows
+from services.access_log import AccessStore, canonical, decode
+
+Row = tuple[int, bytes]
+
+_PG_DDL = """
+CREATE TABLE IF NOT EXISTS crm_access_log (
+    position bigint PRIMARY KEY, previous bigint NOT NULL, chain bytea NOT NULL,
+    record bytea NOT NULL, principal text NOT NULL, at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS crm_access_log_by_principal ON crm_access_log (principal, position);
+CREATE TABLE IF NOT EXISTS crm_access_subjects (
+    customer_id uuid NOT NULL, position bigint NOT NULL, PRIMARY KEY (customer_id, position)
+);
+CREATE TABLE IF NOT EXISTS crm_access_published (topic text PRIMARY KEY, position bigint NOT NULL)
+"""
+_SQLITE_DDL = """
+CREATE TABLE IF NOT EXISTS crm_access_log (
+    position INTEGER PRIMARY KEY, previous INTEGER NOT NULL, chain BLOB NOT NULL,
+    record BLOB NOT NULL, principal TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS crm_access_log_by_principal ON crm_access_log (principal, position);
+CREATE TABLE IF NOT EXISTS crm_access_subjects (
+    customer_id TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (customer_id, position)
+);
+CREATE TABLE IF NOT EXISTS crm_access_published (topic TEXT PRIMARY KEY, position INTEGER NOT NULL)
+"""
+_HEAD = "SELECT position, chain FROM crm_access_log ORDER BY position DESC LIMIT 1"
+_INSERT = "INSERT INTO crm_access_log VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
+_SUBJECT = "INSERT INTO crm_access_subjects VALUES ({p}, {p})"
+_RANGE = (
+    "SELECT position, record FROM crm_access_log WHERE position > {p} AND position <= {p}"
+    " ORDER BY position LIMIT {p}"
+)
+_LINKS = (
+    "SELECT position, previous, chain FROM crm_access_log"
+    " WHERE position > {p} AND position <= {p} ORDER BY position"
+)
+_PUBLISHED = "SELECT position FROM crm_access_published WHERE topic = {p}"
+_MARK = (
+    "INSERT INTO crm_access_published VALUES ({p}, {p})"
+    " ON CONFLICT (topic) DO UPDATE SET position = excluded.position"
+)
+
+
+def _query(placeholder: str, customer: bool, principal: bool, start: bool, end: bool) -> str:
+    p = placeholder
+    return (
+        f"SELECT position, record FROM crm_access_log WHERE position > {p}"
+        + (f" AND position IN (SELECT position FROM crm_access_subjects WHERE customer_id = {p})"
+           if customer else "")
+        + (f" AND principal = {p}" if principal else "")
+        + (f" AND at >= {p}" if start else "")
+        + (f" AND at < {p}" if end else "")
+        + f" ORDER BY position LIMIT {p}"
+    )  # fmt: skip
+
+
+class _Statements:
+    """What both stores do alike, given how to run a statement (`_run`) and to hold the
+    write lock (`_locked`)."""
+
+    placeholder = "%s"
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError("each store runs its statements its own way")
+
+    def _sql(self, template: str) -> str:
+        return template.format(p=self.placeholder)
+
+    def _rows_to_write(
+        self, head: tuple[int, bytes] | None, records: Sequence[bytes]
+    ) -> list[tuple[Any, ...]]:
+        after, chain = head if head is not None else (0, GENESIS)
+        positions = list(range(after + 1, after + 1 + len(records)))
+        canonicals = [canonical(p, r) for p, r in zip(positions, records, strict=True)]
+        rows = []
+        links = chain_rows(after, chain, positions, canonicals)
+        for (position, previous, value), record in zip(links, records, strict=True):
+            stored = decode(position, record).record
+            rows.append((position, previous, value, record, stored.principal, stored.at))
+        return rows
+
+    def select(
+        self,
+        *,
+        customer: UUID | None = None,
+        principal: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[Row]:
+        """Records naming `customer` (and read by `principal`, at or after `start`, before
+        `end`), after position `after`, oldest first."""
+        given = {"customer": self._id(customer), "principal": principal}
+        given |= {"start": _utc(start), "end": _utc(end)}
+        sql = _query(self.placeholder, *(value is not None for value in given.values()))
+        params = [after, *(value for value in given.values() if value is not None), limit]
+        return [(row[0], _bytes(row[1])) for row in self._run(sql, params)]
+
+    def entries(self, after: int, upto: int, limit: int) -> list[Entry]:
+        rows = self._run(self._sql(_RANGE), (after, upto, limit))
+        return [(position, canonical(position, _bytes(record))) for position, record in rows]
+
+    def links(self, after: int, upto: int) -> list[Link]:
+        rows = self._run(self._sql(_LINKS), (after, upto))
+        return [(position, previous, _bytes(chain)) for position, previous, chain in rows]
+
+    def records(self, after: int, limit: int) -> list[Row]:
+        """Stored records after `after` (for publishing), oldest first."""
+        rows = self._run(self._sql(_RANGE), (after, (1 << 63) - 1, limit))
+        return [(row[0], _bytes(row[1])) for row in rows]
+
+    def published(self, topic: str) -> int:
+        rows = self._run(self._sql(_PUBLISHED), (topic,))
+        return int(rows[0][0]) if rows else 0
+
+    def mark_published(self, topic: str, position: int) -> None:
+        self._run(self._sql(_MARK), (topic, position))
+
+    def _id(self, customer: UUID | None) -> Any:
+        return customer
+
+
+class PostgresAccessStore(_Statements):
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        with pool.connection() as conn:
+            create_tables(conn, _PG_DDL)
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._pool.connection() as conn:
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def append(self, records: Sequence[bytes]) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("LOCK TABLE crm_access_log IN EXCLUSIVE MODE")
+            head = conn.execute(_HEAD).fetchone()
+            rows = self._rows_to_write(None if head is None else (head[0], bytes(head[1])), records)
+            with conn.cursor() as cursor:
+                cursor.executemany(self._sql(_INSERT), rows)
+                cursor.executemany(self._sql(_SUBJECT), _subjects(rows))
+
+    def close(self) -> None:
+        """The pool is the runtime's: nothing of its own to close."""
+
+
+class SqliteAccessStore(_Statements):
+    """In `access.db`, its own file, so recording never waits for the event store."""
+
+    placeholder = "?"
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._lock = threading.Lock()
+        self._conn.executescript(_SQLITE_DDL)
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(sql, [_sqlite(v) for v in params]).fetchall()
+
+    def append(self, records: Sequence[bytes]) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                head = self._conn.execute(_HEAD).fetchone()
+                rows = self._rows_to_write(head, records)
+                self._conn.executemany(
+                    self._sql(_INSERT), [[_sqlite(v) for v in row] for row in rows]
+                )
+                self._conn.executemany(self._sql(_SUBJECT), _subjects(rows, text=True))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _id(self, customer: UUID | None) -> Any:
+        return None if customer is None else str(customer)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _subjects(rows: Sequence[tuple[Any, ...]], *, text: bool = False) -> list[tuple[Any, int]]:
+    return [
+        (str(customer) if text else customer, row[0])
+        for row in rows
+        for customer in decode(row[0], row[3]).record.customers
+    ]
+
+
+def _bytes(value: Any) -> bytes:
+    """A stored record or link as bytes (a tampered SQLite cell may come back as text)."""
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _utc(instant: datetime | None) -> datetime | None:
+    return None if instant is None else instant.astimezone(UTC)
+
+
+def _sqlite(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def open_access_store(pool: ConnectionPool | None, data_dir: Path) -> AccessStore:
+    """PostgreSQL when a pool is configured, else `access.db` in the embedded data dir."""
+    if pool is not None:
+        return PostgresAccessStore(pool)
+    return SqliteAccessStore(data_dir / "access.db")

@@ -1,0 +1,214 @@
+"""The access log: each read that shows personal data unmasked writes exactly one record
+naming the principal, the route, the customers and the fields; a masked read writes
+none; records are chained, queried by auditors (HTTP and CLI), kept on a graceful stop,
+and published in order to `crm.access.v1`."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import TestClient
+
+from bench.databases import fresh_database
+from services.access import Principal, Role
+from services.access_log import AccessLog, decode
+from services.access_log_store import PostgresAccessStore
+from services.access_topic import AccessPublisher, access_topic, ensure_access_topic
+from services.audit_kafka import read_topics
+from services.bootstrap import connect_pool
+from tests.integration.api_support import EmbeddedApi, embedded_api, served
+from tests.integration.stream_support import Stream, about
+
+Client = TestClient[Any]
+CRM = str(Path(sys.executable).with_name("crm"))
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[EmbeddedApi]:
+    with embedded_api(tmp_path) as embedded:
+        yield embedded
+
+
+@pytest.fixture
+def client(api: EmbeddedApi) -> Iterator[Client]:
+    with TestClient(app=api.app) as test_client:
+        yield test_client
+
+
+def records(api: EmbeddedApi) -> list[Any]:
+    log: AccessLog = api.app.state.services.access_log
+    log.flush()
+    rows = log.store.select(limit=1000)
+    return [decode(position, record).record for position, record in rows]
+
+
+def scenario(client: Client, api: EmbeddedApi) -> dict[str, str]:
+    sales = api.token("sam", "sales", "agent")
+    body = {"name": "Ada", "email": "ada@x.com", "phone": "+44 20 7946 0000"}
+    customer = client.post("/v1/customers", json=body, headers=sales).json()["id"]
+    opened = {"customer_id": customer, "channel": "chat", "subject": "Invoice"}
+    conversation = client.post("/v1/conversations", json=opened, headers=sales).json()["id"]
+    message = {"direction": "inbound", "author": "ada", "content": "hello"}
+    client.post(f"/v1/conversations/{conversation}/messages", json=message, headers=sales)
+    task = client.post("/v1/tasks", json={"customer_id": customer, "title": "t"}, headers=sales)
+    api.catch_up()
+    return {"customer": customer, "conversation": conversation, "task": task.json()["id"]}
+
+
+READS = {  # route -> (path, personal fields it shows unmasked to a sales manager)
+    # (history: no role that may read it sees masked data, so no masked half there)
+    "GET /v1/customers/{customer_id}": ("/v1/customers/{customer}", ["email", "name", "phone"]),
+    "GET /v1/conversations/{conversation_id}": (
+        "/v1/conversations/{conversation}",
+        ["messages.*.author", "messages.*.content", "subject"],
+    ),
+    "GET /v1/tasks/{task_id}": ("/v1/tasks/{task}", ["title"]),
+    "GET /v1/customers/{customer_id}/history": (
+        "/v1/customers/{customer}/history",
+        ["email", "name", "phone"],
+    ),
+    "GET /v1/customers/{customer_id}/timeline": (
+        "/v1/customers/{customer}/timeline",
+        ["author", "content"],
+    ),
+    "GET /v1/departments/{department}/{view}": (
+        "/v1/departments/sales/customers",
+        ["email", "name", "phone"],
+    ),
+}
+
+
+@pytest.mark.parametrize("route", sorted(READS))
+def test_each_unmasked_read_writes_one_record_and_a_masked_one_none(
+    client: Client, api: EmbeddedApi, route: str
+) -> None:
+    ids = scenario(client, api)
+    before = len(records(api))
+    path, fields = READS[route]
+    manager = api.token("max", "sales", "manager")
+    assert client.get(path.format(**ids), headers=manager).status_code == 200
+    (record,) = records(api)[before:]
+    assert (record.principal, record.role, record.route) == ("max", "manager", route)
+    assert [str(c) for c in record.customers] == [ids["customer"]]
+    assert record.fields == fields
+    if route.endswith("/history"):
+        return
+    analyst = api.token("ann", "analytics", "analyst")
+    assert client.get(path.format(**ids), headers=analyst).status_code == 200
+    assert len(records(api)) == before + 1  # analysts see everything masked: no record
+
+
+def test_auditors_query_the_log_by_customer_and_principal(client: Client, api: EmbeddedApi) -> None:
+    ids = scenario(client, api)
+    manager, auditor = api.token("max", "sales", "manager"), api.token("aud", "audit", "auditor")
+    client.get(f"/v1/customers/{ids['customer']}", headers=manager)
+    client.get(f"/v1/tasks/{ids['task']}", headers=manager)
+    records(api)
+    found = client.get(
+        f"/v1/audit/access?customer={ids['customer']}&principal=max", headers=auditor
+    )
+    assert found.status_code == 200, found.text
+    routes = [item["record"]["route"] for item in found.json()["items"]]
+    assert routes == ["GET /v1/customers/{customer_id}", "GET /v1/tasks/{task_id}"]
+    nobody = client.get("/v1/audit/access?principal=nobody", headers=auditor).json()
+    assert nobody["items"] == []
+    refused = client.get("/v1/audit/access", headers=manager)
+    assert (refused.status_code, refused.json()["rule"]) == (403, "manager:audit.read:denied")
+
+
+def test_a_graceful_stop_keeps_every_queued_record(tmp_path: Path) -> None:
+    with embedded_api(tmp_path) as api:
+        with TestClient(app=api.app) as client:
+            ids = scenario(client, api)
+            manager = api.token("max", "sales", "manager")
+            for _ in range(20):
+                client.get(f"/v1/customers/{ids['customer']}", headers=manager)
+        # the client's exit ran the app's shutdown: the queue was stored, none pending
+        with sqlite3.connect(tmp_path / "access.db") as db:
+            (stored,) = db.execute("SELECT count(*) FROM crm_access_log").fetchone()
+        assert stored >= 20
+
+
+def test_the_cli_lists_a_customers_records_and_verify_access_finds_tampering(
+    tmp_path: Path,
+) -> None:
+    with embedded_api(tmp_path) as api, TestClient(app=api.app) as client:
+        ids = scenario(client, api)
+        manager = api.token("max", "sales", "manager")
+        for path in ("/v1/customers/{customer}", "/v1/tasks/{task}"):
+            client.get(path.format(**ids), headers=manager)
+    env = {"CRM_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    listed = crm(env, "audit", "access", ids["customer"])
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.splitlines()) == 2
+    assert crm(env, "audit", "verify-access").returncode == 0
+    with sqlite3.connect(tmp_path / "access.db") as db:
+        db.execute(
+            "UPDATE crm_access_log SET record ="
+            " CAST(replace(CAST(record AS TEXT), 'max', 'bob') AS BLOB) WHERE position = 2"
+        )
+    broken = crm(env, "audit", "verify-access")
+    assert (broken.returncode, "edited" in broken.stderr) == (1, True), broken.stderr
+
+
+def crm(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [CRM, *args]
+    return subprocess.run(
+        command, check=False, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_records_are_chained_on_postgresql_and_published_in_order(
+    server_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    with fresh_database(server_url, prefix="crm_access") as url:
+        pool = connect_pool(url)
+        try:
+            store = PostgresAccessStore(pool)
+            log = AccessLog(store, flush_seconds=60)
+            who = Principal(name="max", department="sales", role=Role.MANAGER)
+            customers = [uuid.uuid4() for _ in range(3)]
+            for customer in customers:
+                log.reveal(who, "GET /v1/customers/{customer_id}", {customer: ["email"]})
+            log.flush()
+            links = store.links(0, 1 << 62)
+            assert [link[:2] for link in links] == [(1, 0), (2, 1), (3, 2)]
+            ensure_access_topic(kafka_bootstrap, topic_prefix)
+            publisher = AccessPublisher(store, kafka_bootstrap, topic_prefix)
+            assert publisher.publish_pending() == 3
+            assert publisher.publish_pending() == 0
+            publisher.close()
+            published = list(read_topics(kafka_bootstrap, [access_topic(topic_prefix)]))
+            assert [r.key for r in published] == [b"1", b"2", b"3"]
+            assert [decode(1, r.value).record.customers for r in published] == [
+                [c] for c in customers
+            ]
+        finally:
+            pool.close()
+
+
+def test_the_event_stream_records_what_it_delivered_unmasked(api: EmbeddedApi) -> None:
+    api.app.state.services.stream_poll_seconds = 0.05
+    sales, analyst = api.token("sam", "sales", "agent"), api.token("ann", "analytics", "analyst")
+    with served(api.app) as base, httpx.Client(base_url=base, timeout=10) as http:
+        streams = [Stream(base, "/v1/events/stream", who) for who in (sales, analyst)]
+        try:
+            body = {"name": "Ada", "email": "ada@x.com"}
+            customer = http.post("/v1/customers", json=body, headers=sales).json()["id"]
+            for stream in streams:
+                stream.until(about(customer), "the registration")
+        finally:
+            for stream in streams:
+                stream.close()
+        streamed = [r for r in records(api) if r.route == "GET /v1/events/stream"]
+    assert [(r.principal, [str(c) for c in r.customers], r.fields) for r in streamed] == [
+        ("sam", [customer], ["email", "name"])
+    ]
