@@ -24,7 +24,7 @@ from services.settings import load_settings
 EXAMPLES = 30
 
 
-def _app(tmp: Path) -> Any:
+def _app(tmp: Path) -> tuple[Any, str]:
     env = {"CRM_DATA_DIR": str(tmp), "CRM_READ_WAIT_SECONDS": "0.01"}
     store = SqliteStore(tmp / "readmodels.db")
     for projection in PROJECTIONS.values():
