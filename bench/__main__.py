@@ -23,6 +23,7 @@ BENCHMARKS = {
     "projections": "bench.bench_projections",
     "commands": "bench.bench_commands",
     "audit": "bench.bench_audit",
+    "http": "bench.bench_http",
 }
 RESULTS = Path(__file__).parent / "results"
 

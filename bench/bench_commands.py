@@ -11,9 +11,7 @@ serve loads from the store and the baseline's transactions.
   batch holds at most half of the callers (the other half decides meanwhile), and a
   transaction costs nearly as much for 1 event as for 16, so throughput follows the
   caller count;
-* `http`: requests/s through uvicorn on loopback for one command and one query endpoint,
-  the load coming from a separate process (`bench.http_load`) so that the figure measures
-  the server, not the server and its 16 clients sharing one GIL.
+HTTP figures are `bench.bench_http`'s (wrk, a native load generator).
 
 Each service-layer figure also says where the time went: CPU seconds of this Python
 process and of the PostgreSQL backends serving it, per second of wall time (a Python
@@ -35,13 +33,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 
 from bench import latency
 from bench.databases import fresh_database
+from bench.proc import proc_cpu
 from services.access import Principal, Role
 from services.aggregate_cache import AggregateCache
 from services.bootstrap import Runtime, bootstrap
@@ -54,7 +52,6 @@ from services.settings import load_settings
 CALLER = Caller(
     principal=Principal(name="bench", department="sales", role=Role.SERVICE), correlation_id="b"
 )
-TICKS = os.sysconf("SC_CLK_TCK")
 T = TypeVar("T")
 
 
@@ -77,20 +74,12 @@ class CpuMeter:
         self._url = database_url
 
     def sample(self) -> tuple[float, float]:
-        return time.process_time(), sum(_proc_cpu(pid) for pid in self._backends())
+        return time.process_time(), sum(proc_cpu(pid) for pid in self._backends())
 
     def _backends(self) -> list[int]:
         query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
         with psycopg.connect(self._url, autocommit=True) as conn:
             return [row[0] for row in conn.execute(query)]
-
-
-def _proc_cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
 def _run(work: Awaitable[object], threads: int) -> None:
@@ -215,15 +204,6 @@ def _service_layer(
     return figures | stats.summary(figures["seconds"])
 
 
-def _http(runtime: Runtime, ids: list[uuid.UUID], callers: int, seconds: float) -> dict[str, Any]:
-    from bench.http_load import measure_http
-    from services.api import create_app
-
-    app = create_app(runtime)
-    token = app.state.services.principals.add("bench-http", "sales", "service")
-    return measure_http(app, token, ids, callers, seconds)
-
-
 def run(database_url: str, kafka_bootstrap: str = "", quick: bool = False) -> dict[str, Any]:
     """The figures (Kafka is not involved: `kafka_bootstrap` is unused)."""
     seconds, customers, callers = (2.0, 1600, 16) if quick else (5.0, 3200, 16)
@@ -257,7 +237,6 @@ def run(database_url: str, kafka_bootstrap: str = "", quick: bool = False) -> di
             figures["ratio_vs_baseline"] = round(
                 figures["group_commit"]["per_second"] / figures["baseline"]["per_second"], 1
             )
-            figures["http"] = _http(runtime, ids, callers, seconds)
             figures["load_average_after"] = os.getloadavg()[0]
             return figures
         finally:

@@ -50,6 +50,9 @@ class BenchKeyStore:
     def destroyed(self, subject: uuid.UUID) -> bool:
         return subject in self.keys and self.keys[subject] is None
 
+    def search_key(self) -> bytes:
+        raise NotImplementedError("the publishing side computes no search terms")
+
 
 def copy_keys(keys: dict[uuid.UUID, bytes | None], pool: ConnectionPool) -> None:
     PostgresKeyStore(pool)  # creates the table

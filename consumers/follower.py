@@ -1,9 +1,10 @@
 """Embedded mode: the projections follow the event store directly, in process.
 
 No Kafka: the follower pages through the notification log (`select_notifications`),
-decodes each record as the application's mapper does, loads the page's data keys in
-one query (`Keyring.preload`), unseals personal fields and applies every projection
-through the same `consumers.projecting.project` as the Kafka runner. Each projection
+decodes each record as the application's mapper does but leaves it sealed (read models
+store sealed values), derives the search terms of customer events (loading the page's
+data keys in one query, `Keyring.preload`) and applies every projection through the
+same `consumers.projecting.project` as the Kafka runner. Each projection
 stores the next notification id under the pseudo-topic `STORE_TOPIC` in the same
 transaction as its rows, so a restart resumes exactly. `applied_position(store)` is
 what read-your-writes (`?min_position=N`) waits on.
@@ -24,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from consumers.blind_index import needs_terms, search_terms
 from consumers.keyring import Keyring
 from consumers.projecting import Item, commit, retry_letters
 from consumers.readmodel_store import STORE_TOPIC, ReadModelStore, Status, StoredLetter
@@ -90,6 +92,8 @@ class EventStoreFollower:
         lag = max(0, (self.app.recorder.max_notification_id() or 0) - notifications[-1].id)
         for projection in self.projections:
             commit(self.store, projection, self.generations[projection.name], items, lag)
+        if any(isinstance(item.event, CustomerErased) for item in items):
+            self.store.after_erasure()
         self.on_applied()
         return len(items)
 
@@ -100,14 +104,20 @@ class EventStoreFollower:
         )
 
     def _items(self, notifications: list[Any]) -> list[Item]:
-        """Sealed events first, so the page's data keys load in one query, then opened."""
+        """Sealed events first, so the page's data keys load in one query; then the fields
+        the projections open (none: they store sealed values) and the search terms."""
         sealed = [self._sealed(n) for n in notifications]
         cipher = getattr(self.app, "cipher", None)
-        if isinstance(cipher, Keyring):
-            cipher.preload(
-                i.event.data_subject for i in sealed if i.event and i.event.personal_fields
-            )
-        return [self._unsealed(item, cipher) for item in sealed]
+        if not isinstance(cipher, Keyring):
+            return sealed
+        fields = frozenset().union(*(p.personal_inputs for p in self.projections))
+        search = frozenset().union(*(p.search_fields for p in self.projections))
+        cipher.preload(
+            i.event.data_subject
+            for i in sealed
+            if i.event and (fields & set(i.event.personal_fields) or needs_terms(i.event, search))
+        )
+        return [self._prepared(item, cipher, fields, search) for item in sealed]
 
     def _sealed(self, n: Any) -> Item:
         """What `CodecMapper.to_domain_event` does, minus the unsealing."""
@@ -118,13 +128,17 @@ class EventStoreFollower:
             return Item(STORE_TOPIC, 0, n.id, n.id, n.state, None, _reason(error))
         return Item(STORE_TOPIC, 0, n.id, n.id, n.state, event)
 
-    def _unsealed(self, item: Item, cipher: Any) -> Item:
-        if item.event is None or cipher is None:
+    def _prepared(
+        self, item: Item, keyring: Keyring, fields: frozenset[str], search: frozenset[str]
+    ) -> Item:
+        event = item.event
+        if event is None:
             return item
-        if isinstance(item.event, CustomerErased) and callable(getattr(cipher, "forget", None)):
-            cipher.forget(item.event.originator_id)
+        if isinstance(event, CustomerErased):
+            keyring.forget(event.originator_id)
         try:
-            return item._replace(event=codec.unseal(item.event, cipher))
+            opened = codec.unseal(event, keyring, [f for f in event.personal_fields if f in fields])
+            return item._replace(event=opened, terms=search_terms(event, keyring, search))
         except Exception as error:  # a field that does not open is a dead letter, by design
             return item._replace(event=None, error=_reason(error))
 

@@ -1,11 +1,20 @@
 """Data-key stores on PostgreSQL and SQLite (see `consumers.keyring`).
 
 Table `crm_subject_keys(subject, key, erased_at)`: a destroyed key keeps its row with
-`key` NULL (a tombstone), so the subject can never get a fresh key by accident.
+`key` NULL (a tombstone), so the subject can never get a fresh key by accident. Table
+`crm_search_key` holds the one search key of customer search (`consumers.blind_index`).
+
+A destroyed key must leave no copy in the files. SQLite: the connection runs with
+`secure_delete` (freed content is overwritten with zeros) and a rollback journal, which
+is deleted after each commit; `destroy` also checkpoints, should the file ever be in WAL
+mode. PostgreSQL keeps the old row version in dead tuples, in its WAL, on replicas and
+in backups until vacuumed, recycled or rotated: what an operator does about that is in
+the README ("Erasure on PostgreSQL").
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -22,6 +31,11 @@ CREATE TABLE IF NOT EXISTS crm_subject_keys (
     key bytea,
     erased_at timestamptz
 )"""
+_PG_SEARCH_DDL = """
+CREATE TABLE IF NOT EXISTS crm_search_key (
+    id integer PRIMARY KEY CHECK (id = 1),
+    key bytea NOT NULL
+)"""
 _SQLITE_CHUNK = 500
 """Subjects per `IN (...)`: below SQLite's bound-parameter limit."""
 
@@ -30,7 +44,7 @@ class PostgresKeyStore:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         with pool.connection() as conn:
-            create_tables(conn, _PG_DDL)
+            create_tables(conn, _PG_DDL, _PG_SEARCH_DDL)
 
     def load(self, subject: UUID) -> bytes | None:
         with self._pool.connection() as conn:
@@ -76,6 +90,16 @@ class PostgresKeyStore:
                 (subject,),
             )
 
+    def search_key(self) -> bytes:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO crm_search_key (id, key) VALUES (1, %s) ON CONFLICT DO NOTHING",
+                (os.urandom(32),),
+            )
+            row = conn.execute("SELECT key FROM crm_search_key WHERE id = 1").fetchone()
+        assert row is not None
+        return bytes(row[0])
+
 
 class SqliteKeyStore:
     """Keys in their own SQLite file (not the event store's, to avoid lock contention)."""
@@ -83,9 +107,14 @@ class SqliteKeyStore:
     def __init__(self, path: Path) -> None:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._conn.execute("PRAGMA secure_delete = ON")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS crm_subject_keys"
             " (subject TEXT PRIMARY KEY, key BLOB, erased_at TEXT)"
+        )
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS crm_search_key"
+            " (id INTEGER PRIMARY KEY CHECK (id = 1), key BLOB NOT NULL)"
         )
 
     def load(self, subject: UUID) -> bytes | None:
@@ -129,3 +158,12 @@ class SqliteKeyStore:
                 " ON CONFLICT (subject) DO UPDATE SET key = NULL, erased_at = datetime('now')",
                 (str(subject),),
             )
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def search_key(self) -> bytes:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO crm_search_key (id, key) VALUES (1, ?)", (os.urandom(32),)
+            )
+            (key,) = self._conn.execute("SELECT key FROM crm_search_key WHERE id = 1").fetchone()
+        return bytes(key)

@@ -7,7 +7,14 @@ a dict in tests. Erasing a customer destroys the key but keeps a tombstone, so t
 immutable log stays replayable while its personal fields read as `[erased]` everywhere
 (history, rebuilt read models, Kafka payloads), and no new key can resurrect them.
 
-Sealed values look like `enc:v1:<urlsafe base64 of nonce + ciphertext>`.
+Sealed values look like `enc:v1:<urlsafe base64 of nonce + ciphertext>`. The key
+store also keeps the one *search key* under which customer search's blind-index terms
+are computed (`consumers.blind_index`).
+
+Key lifetime in memory. Another process may destroy a key at any moment (an erasure
+through another API worker or the CLI), so a process never trusts a key it fetched long
+ago: cached keys expire after `KEY_CACHE_SECONDS`, and `opener` (the API opening a page
+of read-model rows) fetches the page's keys anew, in one query, and keeps none.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import base64
 import functools
 import os
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 from uuid import UUID
 
@@ -25,6 +33,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from domain.base import ERASED
 
 PREFIX = "enc:v1:"
+KEY_CACHE_SECONDS = 2.0
+"""How long a fetched data key is used before it is fetched again: the longest a process
+may go on sealing or opening with a key another process has destroyed."""
+Opener = Callable[[UUID, str], str]
 
 
 class KeyStore(Protocol):
@@ -46,6 +58,10 @@ class KeyStore(Protocol):
         """Whether the subject's key was destroyed (erasure), as opposed to never made."""
         ...
 
+    def search_key(self) -> bytes:
+        """The search key (`consumers.blind_index`), created on first use."""
+        ...
+
 
 class MemoryKeyStore:
     """Keys in a dict: for unit tests and throw-away stores."""
@@ -53,6 +69,7 @@ class MemoryKeyStore:
     def __init__(self) -> None:
         self._keys: dict[UUID, bytes | None] = {}
         self._lock = threading.Lock()
+        self._search: bytes | None = None
 
     def load(self, subject: UUID) -> bytes | None:
         return self._keys.get(subject)
@@ -70,6 +87,12 @@ class MemoryKeyStore:
     def destroyed(self, subject: UUID) -> bool:
         return subject in self._keys and self._keys[subject] is None
 
+    def search_key(self) -> bytes:
+        with self._lock:
+            if self._search is None:
+                self._search = os.urandom(32)
+            return self._search
+
 
 @functools.lru_cache(maxsize=4096)
 def _cipher(key: bytes) -> AESGCM:
@@ -79,26 +102,53 @@ def _cipher(key: bytes) -> AESGCM:
 
 
 class Keyring:
-    """Seals and opens personal fields (the codec's `PersonalDataCipher`), caching keys.
+    """Seals and opens personal fields (the codec's `PersonalDataCipher`), caching keys
+    for `KEY_CACHE_SECONDS`.
 
     Consumers call `preload` with a batch's subjects before opening it: one store
     query instead of one per customer, and "no key" answers (erased customers) are
-    remembered until the next `preload` instead of being asked again per field. That
-    batch view only serves `decrypt`; `encrypt` never trusts a cached "no key" (the
-    subject may be new). `forget` drops a subject from both caches. Erasure is final, so
-    subjects known to be erased are remembered for good (`known_erased`).
+    remembered for that batch instead of being asked again per field. That batch view
+    only serves `decrypt`; `encrypt` never trusts a cached "no key" (the subject may be
+    new). `forget` drops a subject from both caches. Erasure is final, so subjects known
+    to be erased are remembered for good (`known_erased`). `opener` serves a page of
+    read-model rows with keys fetched for it alone.
     """
 
-    def __init__(self, store: KeyStore) -> None:
+    def __init__(self, store: KeyStore, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
-        self._cache: dict[UUID, bytes] = {}
+        self._clock = clock
+        self._cache: dict[UUID, tuple[bytes, float]] = {}
         self._batch: dict[UUID, bytes | None] = {}
+        self._batch_at = 0.0
         self._erased: set[UUID] = set()
+        self._search_key: bytes | None = None
 
     def preload(self, subjects: Iterable[UUID]) -> None:
         """Fetch the keys of `subjects` in one query; they replace the previous batch's."""
-        wanted = sorted(set(subjects) - self._cache.keys())
+        wanted = sorted(s for s in set(subjects) if self._cached(s) is None)
         self._batch = self.store.load_many(wanted) if wanted else {}
+        self._batch_at = self._clock()
+
+    def opener(self, subjects: Iterable[UUID]) -> Opener:
+        """A function opening values of `subjects` with their keys as the store holds
+        them now, fetched in one query and cached nowhere: a page of rows is never opened
+        with a key another process has destroyed. Erased subjects open as `ERASED`."""
+        wanted = sorted(set(subjects))
+        keys = self.store.load_many(wanted) if wanted else {}
+
+        def open_value(subject: UUID, sealed: str) -> str:
+            if not sealed.startswith(PREFIX):
+                return sealed
+            key = keys.get(subject)
+            return ERASED if key is None else _open(key, subject, sealed)
+
+        return open_value
+
+    def search_key(self) -> bytes:
+        """The search key (kept for the process's life: erasure never destroys it)."""
+        if self._search_key is None:
+            self._search_key = self.store.search_key()
+        return self._search_key
 
     def encrypt(self, subject: UUID, plaintext: str) -> str:
         key = self._key(subject, create=True)
@@ -111,11 +161,11 @@ class Keyring:
     def decrypt(self, subject: UUID, sealed: str) -> str:
         if not sealed.startswith(PREFIX):
             return sealed  # stored before sealing existed, or already erased
-        key = self._batch[subject] if subject in self._batch else self._key(subject, create=False)
-        if key is None:
-            return ERASED
-        raw = base64.urlsafe_b64decode(sealed[len(PREFIX) :])
-        return _cipher(key).decrypt(raw[:12], raw[12:], subject.bytes).decode()
+        if subject in self._batch and self._clock() - self._batch_at < KEY_CACHE_SECONDS:
+            key = self._batch[subject]
+        else:
+            key = self._key(subject, create=False)
+        return ERASED if key is None else _open(key, subject, sealed)
 
     def erase(self, subject: UUID) -> None:
         """Destroy the subject's key: everything sealed with it becomes unreadable."""
@@ -124,10 +174,10 @@ class Keyring:
         self._erased.add(subject)
 
     def known_erased(self, subject: UUID) -> bool | None:
-        """Erased (True), holding a key in this process (False), or not known (None)."""
+        """Erased (True), holding a fresh key in this process (False), or not known (None)."""
         if subject in self._erased:
             return True
-        return False if subject in self._cache else None
+        return False if self._cached(subject) is not None else None
 
     def is_erased(self, subject: UUID) -> bool:
         """Whether the subject's key was destroyed, asking the store when not known."""
@@ -139,17 +189,48 @@ class Keyring:
             return True
         return False
 
+    def missing(self, subjects: Iterable[UUID]) -> list[UUID]:
+        """Those of `subjects` whose key this process holds neither as a key nor as
+        destroyed: an async reader fetches them itself and hands them to `remember`."""
+        return [s for s in subjects if s not in self._erased and self._cached(s) is None]
+
+    def remember(self, subject: UUID, key: bytes | None) -> None:
+        """A key read from the store elsewhere; None: its row says it was destroyed."""
+        if key is None:
+            self._erased.add(subject)
+            self._cache.pop(subject, None)
+        else:
+            self._cache[subject] = (key, self._clock())
+
     def forget(self, subject: UUID) -> None:
         """Drop a cached key (another process erased it)."""
         self._cache.pop(subject, None)
         self._batch.pop(subject, None)
 
+    def _cached(self, subject: UUID) -> bytes | None:
+        """The cached key, unless it is older than `KEY_CACHE_SECONDS`."""
+        entry = self._cache.get(subject)
+        if entry is None:
+            return None
+        key, fetched = entry
+        if self._clock() - fetched < KEY_CACHE_SECONDS:
+            return key
+        self._cache.pop(subject, None)
+        return None
+
     def _key(self, subject: UUID, *, create: bool) -> bytes | None:
-        key = self._cache.get(subject)
+        key = self._cached(subject)
+        if key is None and subject in self._erased:
+            return None  # destroyed for good: no need to ask the store again
         if key is None:
             key = self.store.load(subject)
             if key is None and create:
                 key = self.store.create(subject, AESGCM.generate_key(bit_length=256))
             if key is not None:
-                self._cache[subject] = key
+                self._cache[subject] = (key, self._clock())
         return key
+
+
+def _open(key: bytes, subject: UUID, sealed: str) -> str:
+    raw = base64.urlsafe_b64decode(sealed[len(PREFIX) :])
+    return _cipher(key).decrypt(raw[:12], raw[12:], subject.bytes).decode()

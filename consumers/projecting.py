@@ -35,12 +35,13 @@ from consumers.readmodel_store import (
     table_writes,
 )
 from domain.base import DomainEvent
-from projections.base import Batch, Key, KeyValues, Projection, Row
+from projections.base import Batch, Fact, Key, KeyValues, Projection, Row, SearchTerms
 
 
 class Item(NamedTuple):
     """One record: where it came from, its raw bytes, and its event (None if undecodable).
-    An `error` makes it a dead letter: why it could not be decoded, or written.
+    An `error` makes it a dead letter: why it could not be decoded, or written. `terms`:
+    the search terms the consumer derived from the event, applied right after it.
 
     A tuple: a replay makes one per event, and tuples are the cheapest to build."""
 
@@ -51,6 +52,7 @@ class Item(NamedTuple):
     value: bytes
     event: DomainEvent | None
     error: str | None = None
+    terms: SearchTerms | None = None
 
 
 _partition: Callable[[Item], PositionKey] = attrgetter("topic", "partition")
@@ -135,7 +137,8 @@ def project(
     events = [i.event for i in fresh if i.event is not None]
     aggregates = {e.originator_id.int: e.originator_id for e in events}  # see `_Versions`
     versions = _Versions({} if retry else session.load_applied(list(aggregates.values())))
-    batch = Batch(projection.tables, _load(session, projection, events))
+    facts: list[Fact] = [*events, *(i.terms for i in fresh if i.terms is not None)]
+    batch = Batch(projection.tables, _load(session, projection, facts))
     outcome = Outcome(skipped=len(items) - len(fresh))
     letters = _apply_all(projection, batch, fresh, versions, outcome)
     _write(session, projection, batch, versions.taken(), letters)
@@ -194,6 +197,8 @@ def _apply_all(
         else:
             try:
                 record(apply(event, batch))
+                if item.terms is not None:
+                    record(apply(item.terms, batch))
             except Exception as error:  # any failure of pure code is a dead letter, by design
                 outcome.dead += 1
                 letters.append(dead_letter(item, f"{type(error).__name__}: {error}"))
@@ -202,7 +207,7 @@ def _apply_all(
     return letters
 
 
-def _load(session: Session, projection: Projection, events: list[DomainEvent]) -> dict[Key, Row]:
+def _load(session: Session, projection: Projection, events: list[Fact]) -> dict[Key, Row]:
     wanted: dict[str, set[KeyValues]] = defaultdict(set)
     for event in events:
         for table, key in projection.keys(event):

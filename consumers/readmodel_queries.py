@@ -49,7 +49,7 @@ LISTS = ("tags", "departments")
 """Columns that hold a comma-joined list (kept sorted, the owner first)."""
 
 
-def _fetch(
+def typed_fetch(
     store: ReadModelStore,
     query: str,
     tables: dict[str, str],
@@ -140,11 +140,11 @@ def department_customers(
         "c": "shared.customers",
         "k": "marketing.customers",
     }
-    params = {"department": department, "after": after, "limit": limit, "tag": _tag_pattern(tag)}
-    return _fetch(store, query, tables, params, role="text", email_marketing="bool")
+    params = {"department": department, "after": after, "limit": limit, "tag": tag_pattern(tag)}
+    return typed_fetch(store, query, tables, params, role="text", email_marketing="bool")
 
 
-def _tag_pattern(tag: str | None) -> str | None:
+def tag_pattern(tag: str | None) -> str | None:
     """A LIKE pattern matching `tag` as one item of the comma-separated `tags` column."""
     if tag is None:
         return None
@@ -168,7 +168,7 @@ def department_conversations(
         + where + order_by(QUEUE_ORDER) + " LIMIT %(limit)s"
     )  # fmt: skip
     params = {"department": department, "status": status, "limit": limit, **keyset}
-    return _fetch(store, query, {"v": "support.conversations"}, params)
+    return typed_fetch(store, query, {"v": "support.conversations"}, params)
 
 
 def department_tasks(
@@ -194,7 +194,7 @@ def department_tasks(
         "department": department, "assignee": assignee, "status": status, "limit": limit,
         **keyset,
     }  # fmt: skip
-    rows = _fetch(store, query, {"v": "support.tasks"}, params)
+    rows = typed_fetch(store, query, {"v": "support.tasks"}, params)
     for row in rows:
         due = row["due_at"]
         row["overdue"] = due is not None and due < now and row["status"] in OPEN
@@ -203,7 +203,7 @@ def department_tasks(
 
 def customer_360(store: ReadModelStore, customer_id: UUID) -> Row | None:
     """Profile, owner, departments and orders of one customer (archived ones included)."""
-    found = _fetch(
+    found = typed_fetch(
         store,
         "SELECT * FROM {c} WHERE customer_id = %(id)s",
         {"c": "shared.customers"},
@@ -211,7 +211,7 @@ def customer_360(store: ReadModelStore, customer_id: UUID) -> Row | None:
     )
     if not found:
         return None
-    orders = _fetch(
+    orders = typed_fetch(
         store,
         "SELECT * FROM {o} WHERE customer_id = %(id)s ORDER BY ordered_at, order_id",
         {"o": "shared.orders"},
@@ -240,7 +240,7 @@ def timeline(
         + where + order_by(TIMELINE_ORDER) + " LIMIT %(limit)s"
     )  # fmt: skip
     params = {"id": customer_id, "department": department, "limit": limit, **keyset}
-    return _fetch(store, query, {"t": "shared.timeline", "w": "shared.work_items"}, params)
+    return typed_fetch(store, query, {"t": "shared.timeline", "w": "shared.work_items"}, params)
 
 
 def sales_open_tasks(store: ReadModelStore, customer_id: UUID) -> Row:
@@ -249,7 +249,9 @@ def sales_open_tasks(store: ReadModelStore, customer_id: UUID) -> Row:
         "SELECT count(*) AS open_tasks, min(due_at) AS next_due_at FROM {t}"
         " WHERE customer_id = %(id)s AND status IN ('open', 'in_progress')"
     )
-    found = _fetch(store, query, {"t": "sales.tasks"}, {"id": customer_id}, next_due_at="timestamp")
+    found = typed_fetch(
+        store, query, {"t": "sales.tasks"}, {"id": customer_id}, next_due_at="timestamp"
+    )
     return found[0]
 
 
@@ -278,7 +280,7 @@ def satisfaction_stats(
     params = {
         "department": department, "agent": agent, "granularity": scope, "low": low, "high": high,
     }  # fmt: skip
-    rows = _fetch(store, query, {"s": "stats.satisfaction"}, params)
+    rows = typed_fetch(store, query, {"s": "stats.satisfaction"}, params)
     if granularity == "all" and scope != "all":
         rows = [_total(rows, department, agent)]
     return [_with_scores(r) for r in rows]
@@ -300,7 +302,7 @@ def _with_scores(row: Row) -> Row:
 
 def task_stats(store: ReadModelStore, *, department: str = ALL, assignee: str = ALL) -> Row:
     """Created, completed (on time), reassignments, mean evaluation, mean and p90 duration."""
-    found = _fetch(
+    found = typed_fetch(
         store,
         "SELECT * FROM {t} WHERE department = %(department)s AND assignee = %(assignee)s",
         {"t": "stats.tasks"},
@@ -330,7 +332,7 @@ def _durations(store: ReadModelStore, department: str, assignee: str) -> list[Ro
         + ("" if assignee == ALL else " AND assignee = %(assignee)s")
     )
     params = {"department": department, "assignee": assignee}
-    return _fetch(store, query, {"d": "stats.task_durations"}, params)
+    return typed_fetch(store, query, {"d": "stats.task_durations"}, params)
 
 
 def percentile(ordered: list[float], pct: int) -> float | None:

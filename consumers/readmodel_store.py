@@ -166,6 +166,10 @@ class ReadModelStore(Protocol):
 
     def dump(self, name: str, generation: int, table: Table) -> list[Row]: ...
 
+    def after_erasure(self) -> None:
+        """Make what an erasure overwrote leave the store's files, where the store can."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -193,3 +197,8 @@ def table_writes(tables: dict[str, Table], segment: Segment) -> Iterator[TableWr
 def public_tables(projection: Projection) -> list[Table]:
     """The tables readers see through the stable views (not `_private` working state)."""
     return [t for t in projection.tables if not t.name.startswith("_")]
+
+
+def analyst_views(projection: Projection) -> list[str]:
+    """The stable views the analysts' SQL role may read (not the search index)."""
+    return [t.name for t in public_tables(projection) if t.analysts]

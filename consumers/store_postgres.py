@@ -16,13 +16,14 @@ from typing import Any
 
 import psycopg
 from psycopg import Connection, sql
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
-from consumers import pg_session
+from consumers import analysts, pg_session
 from consumers.pg_ddl import create_tables
+from consumers.pg_pool import open_pool
 from consumers.pg_session import PgSession, column_defs, q
 from consumers.pg_times import edge_cursor
-from consumers.readmodel_store import ReadModelStore, Status, public_tables
+from consumers.readmodel_store import ReadModelStore, Status, analyst_views, public_tables
 from projections.base import ColumnType, Projection, Row, Table
 
 _REGISTRY = """
@@ -52,12 +53,8 @@ class PostgresStore:
 
     def __init__(self, database_url: str, max_size: int = 4) -> None:
         self.database_url = database_url
-        self.pool = ConnectionPool(
-            database_url,
-            min_size=1,
-            max_size=max_size,
-            kwargs={"options": "-c timezone=UTC"},
-            open=True,
+        self.pool = open_pool(
+            database_url, max_size=max_size, kwargs={"options": "-c timezone=UTC"}
         )
         with self.pool.connection() as conn:
             create_tables(conn, _REGISTRY)
@@ -142,6 +139,11 @@ class PostgresStore:
         with self.pool.connection() as conn, edge_cursor(conn) as cur:
             return cur.execute(statement).fetchall()
 
+    def after_erasure(self) -> None:
+        """Nothing a store can do: old row versions stay in dead tuples until vacuumed
+        and in the WAL until recycled (README, "Erasure on PostgreSQL"). They hold only
+        sealed values, whose key the erasure destroyed."""
+
     def _live(self, conn: Connection[Any], name: str) -> int | None:
         row = conn.execute(
             "SELECT live_generation FROM crm_projections WHERE name = %s FOR UPDATE", (name,)
@@ -174,6 +176,7 @@ class PostgresStore:
                     q(name, spec.name), q(schema, spec.name)
                 )
             )
+        analysts.grant_views(conn, name, analyst_views(projection))
         conn.execute(
             "UPDATE crm_projections SET live_generation = %s, code_version = %s,"
             " switched_at = now() WHERE name = %s",

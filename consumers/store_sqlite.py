@@ -4,7 +4,10 @@ SQLite has no schemas, so a generation's tables are named `<name>_v<N>__<table>`
 the stable views `<name>__<table>`. UUIDs, instants (UTC ISO 8601, so they sort) and
 decimals are stored as text and converted back by column type, so projections see
 the same Python values as with PostgreSQL. One connection behind a lock: the
-embedded follower and the HTTP handlers share it from several threads.
+embedded follower and the HTTP handlers share it from several threads. It runs with
+`secure_delete` (freed content is overwritten with zeros), and `after_erasure`
+checkpoints the WAL and truncates it, so the rows an erasure blanked or deleted are
+left in no file.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class SqliteStore:
         self.path = path
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA secure_delete = ON")
         self.conn.execute(_REGISTRY)
         self.lock = threading.RLock()
 
@@ -127,6 +131,10 @@ class SqliteStore:
         with self.lock:
             rows = self.conn.execute(f"SELECT * FROM {target} ORDER BY {order}").fetchall()
         return [lite.from_sqlite(table, row) for row in rows]
+
+    def after_erasure(self) -> None:
+        with self.lock:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _create(self, projection: Projection) -> int:
         self.conn.execute(

@@ -55,7 +55,9 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
-    """One read-model table. `subject` names the customer-id column used by erasure."""
+    """One read-model table. `subject` names the customer-id column used by erasure;
+    `personal` its columns that hold personal data, stored sealed; `analysts` False keeps
+    its view from the analysts' SQL role (a blind index shows which rows share a value)."""
 
     name: str
     columns: tuple[Column, ...]
@@ -63,6 +65,7 @@ class Table:
     subject: str | None = None
     personal: tuple[str, ...] = ()
     indexes: tuple[tuple[str, ...], ...] = ()
+    analysts: bool = True
 
     @cached_property
     def column_names(self) -> tuple[str, ...]:
@@ -131,22 +134,40 @@ class Rows(Protocol):
     def get(self, table: str, key: KeyValues) -> Row | None: ...
 
 
+class SearchTerms(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a consumer derived from one customer event for search: per field, the
+    blind-index terms of its new value (an empty list: the field was cleared or can no
+    longer be read); fields absent did not change. Never in the event log or on Kafka:
+    the consumer computes it from the opened value and the search key (see
+    `consumers.blind_index`), and the runner applies it right after its event."""
+
+    customer_id: UUID
+    terms: dict[str, list[str]]
+
+
+Fact = DomainEvent | SearchTerms
+"""What `apply` receives: an event, or the search terms a consumer derived from one."""
+
+
 class Projection(Protocol):
     """What the runner needs from a projection. `version` changes when its logic does.
 
-    `personal_inputs` names the personal event fields `apply` reads: the runner opens
-    only those (decryption is a large part of a replay's cost); the others reach
-    `apply` still sealed.
+    Read models store personal fields as they arrive, sealed: `personal_inputs` names
+    the personal event fields the runner must open before `apply` (none, in every
+    projection: the API opens them at read time for callers allowed to see them).
+    `search_fields` names the customer fields whose `SearchTerms` the projection
+    receives after each event that sets them.
     """
 
     name: str
     version: int
     tables: tuple[Table, ...]
     personal_inputs: frozenset[str]
+    search_fields: frozenset[str]
 
-    def keys(self, event: DomainEvent) -> Iterable[Key]: ...
+    def keys(self, event: Fact) -> Iterable[Key]: ...
 
-    def apply(self, event: DomainEvent, rows: Rows) -> list[Change]: ...
+    def apply(self, event: Fact, rows: Rows) -> list[Change]: ...
 
 
 @dataclass

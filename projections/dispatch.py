@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.base import DomainEvent
-from projections.base import Change, Key, Rows, Table, Upsert, table
+from projections.base import Change, Fact, Key, Rows, Table, Upsert, table
 
 KeyRule = Callable[[Any], list[Key]]
 Applier = Callable[[Any, Rows], list[Change]]
@@ -26,11 +26,12 @@ class DispatchProjection:
     name: str
     version: int
     tables: tuple[Table, ...]
-    key_rules: dict[type[DomainEvent], KeyRule] = field(default_factory=dict)
-    appliers: dict[type[DomainEvent], Applier] = field(default_factory=dict)
+    key_rules: dict[type[Fact], KeyRule] = field(default_factory=dict)
+    appliers: dict[type[Fact], Applier] = field(default_factory=dict)
     personal_inputs: frozenset[str] = frozenset()
+    search_fields: frozenset[str] = frozenset()
 
-    def on(self, *event_types: type[DomainEvent], keys: KeyRule) -> Callable[[Applier], Applier]:
+    def on(self, *event_types: type[Fact], keys: KeyRule) -> Callable[[Applier], Applier]:
         """Decorator: register `func` for `event_types`, loading the rows `keys` names."""
 
         def register(func: Applier) -> Applier:
@@ -61,11 +62,11 @@ class DispatchProjection:
 
         return register
 
-    def keys(self, event: DomainEvent) -> Iterable[Key]:
+    def keys(self, event: Fact) -> Iterable[Key]:
         rule = self.key_rules.get(type(event))
         return () if rule is None else rule(event)
 
-    def apply(self, event: DomainEvent, rows: Rows) -> list[Change]:
+    def apply(self, event: Fact, rows: Rows) -> list[Change]:
         func = self.appliers.get(type(event))
         return [] if func is None else func(event, rows)
 

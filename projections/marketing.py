@@ -8,6 +8,7 @@ NPS answer lives in its own table (`nps`), not in `customers`: it comes from ano
 aggregate, whose events may arrive before the registration on replay.
 Version 2: a consent changed after archiving (the domain allows it) no longer brings
 back a `consents` row of the archived customer.
+Version 3: the e-mail is kept sealed, as the event carries it (never plaintext).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ TABLES = (
     ARCHIVED_TABLE,
 )
 
-marketing = DispatchProjection("marketing", 2, TABLES, personal_inputs=frozenset({"email"}))
+marketing = DispatchProjection("marketing", 3, TABLES)
 on = marketing.on
 on_active = marketing.on_active
 _customer_rows = by_customer("customers")

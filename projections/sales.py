@@ -11,6 +11,8 @@ replays. Open tasks and the next due task are computed from `tasks` at query tim
 Private tables (leading `_`) are working state, not exposed in the stable schema.
 Version 2: a new owner leaves `shared_with` (version 1 kept it there, so rows of
 customers that moved to a department they were shared with need a rebuild).
+Version 3: personal columns hold the sealed values of the events (`enc:v1:...`), never
+plaintext; the API opens them for callers allowed to see them.
 """
 
 from __future__ import annotations
@@ -76,9 +78,7 @@ TABLES = (
     ARCHIVED_TABLE,
 )
 
-sales = DispatchProjection(
-    "sales", 2, TABLES, personal_inputs=frozenset({"name", "email", "phone", "address", "title"})
-)
+sales = DispatchProjection("sales", 3, TABLES)
 on = sales.on
 on_active = sales.on_active
 

@@ -9,6 +9,13 @@ customer vanishes from every department list while its 360 stays (flag `archived
 correction rewrites it (`corrected` true) and a retraction deletes it. `work_items`
 holds each conversation's and task's handling department, so each timeline entry is
 shown only to who may read its own aggregate (at the read model's position).
+`search_terms` is the customer search's blind index (`projections.search`).
+
+Personal columns hold the events' sealed values (`enc:v1:...`), never plaintext; a
+timeline entry's `content` joins the sealed values of its event with newlines (no
+sealed value holds one), which the API splits before opening. Erasure still blanks
+them (`Scrub`): the rows then hold no ciphertext of the erased customer at all.
+Version 3: sealed personal columns, and the search tables.
 """
 
 from __future__ import annotations
@@ -27,10 +34,11 @@ from projections.base import (
     Rows,
     Upsert,
     erase_everywhere,
-    every_personal_field,
     table,
 )
 from projections.dispatch import DispatchProjection, by_customer, changed
+from projections.search import FIELDS, fields_key, forget_terms, register_search
+from projections.search import TABLES as SEARCH_TABLES
 from projections.timeline import register_timeline
 
 TABLES = (
@@ -69,9 +77,10 @@ TABLES = (
         ("aggregate_id",),
         "aggregate_id:uuid aggregate_type:text department:text",
     ),
+    *SEARCH_TABLES,
 )
 
-shared = DispatchProjection("shared", 2, TABLES, personal_inputs=every_personal_field())
+shared = DispatchProjection("shared", 3, TABLES, search_fields=frozenset(FIELDS))
 on = shared.on
 _customer = by_customer("customers")
 
@@ -181,10 +190,15 @@ def _archived(e: cust.CustomerArchived, rows: Rows) -> list[Change]:
     return [gone, *_update(rows, e, archived=True)]
 
 
-@on(cust.CustomerErased, keys=_customer)
+@on(cust.CustomerErased, keys=lambda e: [*_customer(e), fields_key(e.originator_id)])
 def _erased(e: cust.CustomerErased, rows: Rows) -> list[Change]:
     # the flag first: the scrub then blanks the updated row too
-    return [*_update(rows, e, erased=True), *erase_everywhere(TABLES, e.originator_id)]
+    return [
+        *_update(rows, e, erased=True),
+        *erase_everywhere(TABLES, e.originator_id),
+        *forget_terms(rows, e.originator_id),
+    ]
 
 
 register_timeline(shared)
+register_search(shared)

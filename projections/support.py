@@ -8,6 +8,7 @@ an outbound reply clears it. Overdue tasks are computed at query time
 (`due_at < now()`), so the rows never depend on the wall clock and a rebuild gives
 identical rows. Archived customers' rows are deleted, and later events of theirs
 ignored (`on_active`), whatever order the topics are replayed in.
+Version 2: subjects and titles are kept sealed, as the events carry them.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ TABLES = (
     ARCHIVED_TABLE,
 )
 
-support = DispatchProjection("support", 1, TABLES, personal_inputs=frozenset({"subject", "title"}))
+support = DispatchProjection("support", 2, TABLES)
 on = support.on
 on_active = support.on_active
 _conversation = by_aggregate("conversations")

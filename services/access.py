@@ -120,6 +120,7 @@ WRITE_CUSTOMER = ("customer.create", "customer.update", "customer.order")
 WRITE_WORK = ("conversation.write", "conversation.survey", "task.write", "task.assign_self")
 OWNER_ONLY = ("customer.owner", "customer.share", "customer.archive")
 VIEWS = ("department.read", "events.read")
+PING = "session.ping"  # any valid token: the ceiling route of `make bench` (GET /v1/ping)
 OWN, OWNER, ANY, DEPT = Scope.OWN, Scope.OWNER, Scope.ANY, Scope.OWN_DEPARTMENT
 
 
@@ -135,10 +136,11 @@ _STAFF: Mapping[str, Scope] = {
     **_grant(VIEWS, DEPT),
     "task.evaluate": OWN,
     "timeline.read": OWN,
+    PING: ANY,
 }
 _READ_ALL: Mapping[str, Scope] = {
     **_grant(READ_ACTIONS.values(), ANY),
-    **_grant((*VIEWS, "timeline.read", "stats.read"), ANY),
+    **_grant((*VIEWS, "timeline.read", "stats.read", PING), ANY),
 }
 RULES: Mapping[Role, Mapping[str, Scope]] = {
     Role.AGENT: _STAFF,
@@ -303,6 +305,12 @@ class AccessModel:
         scopes = {scope_of(principal, READ_ACTIONS[kind]) for kind in ("conversation", "task")}
         return None if scopes == {Scope.ANY} else principal.department
 
+    def customer_department(self, principal: Principal) -> str | None:
+        """The department whose customers a caller may read (None: every department's):
+        lets a customer search keep only those rows, so pages stay full."""
+        scope = scope_of(principal, READ_ACTIONS["customer"])
+        return None if scope is Scope.ANY else principal.department
+
     def department_scope(
         self, principal: Principal, action: str, department: str | None
     ) -> str | None:
@@ -320,6 +328,12 @@ class AccessModel:
         raise Forbidden(
             rule_name(principal, action), f"{action} is limited to {principal.department}"
         )
+
+    def require(self, principal: Principal, action: str) -> None:
+        """Raise `Forbidden` unless the caller's role has a rule for `action` (actions on
+        no resource, such as `session.ping`)."""
+        if scope_of(principal, action) is None:
+            raise Forbidden(rule_name(principal, action), f"{principal.role} may not {action}")
 
     def may(self, principal: Principal, action: str) -> bool:
         """Whether the caller's role has any rule for `action` (history replays...)."""

@@ -122,16 +122,23 @@ def _shown(value: Any, steps: list[str]) -> bool:
 
 
 class AccessLog:
-    """Records queued by requests, stored by one writer thread in batches."""
+    """Records queued by requests, stored in batches by a writer thread that runs from
+    `start()` to `stop()` (an app's lifespan, which may run more than once). The store
+    lives as long as the process: every append is committed when it returns."""
 
     def __init__(self, store: AccessStore, *, flush_seconds: float = 0.2) -> None:
         self.store = store
         self.flush_seconds = flush_seconds
         self._queue: deque[bytes] = deque()
         self._wake = threading.Event()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="crm-access-log", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Store queued records every `flush_seconds` until `stop()`."""
+        if self._thread is None:
+            self._wake.clear()
+            self._thread = threading.Thread(target=self._run, name="crm-access-log", daemon=True)
+            self._thread.start()
 
     def reveal(self, principal: Principal, route: str, shown: Mapping[UUID, Iterable[str]]) -> None:
         """A response showed `shown` (customer -> personal fields) unmasked to `principal`."""
@@ -164,17 +171,17 @@ class AccessLog:
             raise
 
     def _run(self) -> None:
-        while not self._stopping:
+        while not self._wake.is_set():
             self._wake.wait(self.flush_seconds)
             try:
                 self.flush()
             except Exception as error:
                 log.warning("access records not stored yet", error=repr(error))
 
-    def close(self) -> None:
+    def stop(self) -> None:
         """Stop the writer and store what is queued (a graceful stop loses nothing)."""
-        self._stopping = True
-        self._wake.set()
-        self._thread.join(timeout=10)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._wake.set()
+            thread.join(timeout=10)
         self.flush()
-        self.store.close()

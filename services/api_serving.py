@@ -1,4 +1,5 @@
-"""Serving the HTTP API with uvicorn: one process, or `--workers N` processes.
+"""Serving the HTTP API: one process, or `--workers N` processes, with uvicorn or granian
+(`CRM_HTTP_SERVER`, `--server`; `services.granian_serving`).
 
 uvloop and httptools are used because the event loop thread is on every request's
 critical path and shares the GIL with the handler threads: h11 (pure Python) and the
@@ -26,19 +27,32 @@ if TYPE_CHECKING:
 LOOP, HTTP = "uvloop", "httptools"
 
 
-def serve(app: Any, host: str, port: int) -> None:
+def serve(app: Any, host: str, port: int, server: str = "uvicorn") -> None:
     """Serve an app built in this process (one worker)."""
+    if server == "granian":
+        from services.granian_serving import serve_granian
+
+        serve_granian(app, host, port)
+        return
     import uvicorn
 
     uvicorn.run(app, host=host, port=port, loop=LOOP, http=HTTP, **_QUIET)
 
 
-def serve_workers(host: str, port: int, workers: int) -> None:
+FACTORY = "services.api_serving:api_app_from_env"
+
+
+def serve_workers(host: str, port: int, workers: int, server: str = "uvicorn") -> None:
     """Serve `workers` processes, each building its app with `api_app_from_env`."""
+    if server == "granian":
+        from services.granian_serving import serve_granian_workers
+
+        serve_granian_workers(FACTORY, host, port, workers)
+        return
     import uvicorn
 
     uvicorn.run(
-        "services.api_serving:api_app_from_env",
+        FACTORY,
         factory=True,
         workers=workers,
         host=host,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from services import (
     cli_access,
+    cli_analysts,
     cli_api,
     cli_audit,
     cli_bench,
@@ -32,6 +33,7 @@ COMMAND_MODULES = (
     cli_contract,
     cli_bench,
     cli_access,
+    cli_analysts,
 )
 
 

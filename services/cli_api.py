@@ -16,7 +16,8 @@ from typing import Any
 import msgspec
 
 from services.bootstrap import Runtime, bootstrap
-from services.settings import ConfigError, Settings
+from services.settings import HTTP_SERVERS, ConfigError, Settings
+from services.shutdown import stop_on_signals
 
 BOOTSTRAP_ADMIN = "admin"
 
@@ -42,6 +43,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--server", choices=HTTP_SERVERS, help="HTTP server (default: CRM_HTTP_SERVER, uvicorn)"
+    )
 
 
 def _register_principals(commands: argparse._SubParsersAction[Any]) -> None:
@@ -86,6 +90,7 @@ def _instant(text: str) -> datetime:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.embedded:
         raise ConfigError("CRM_DATABASE_URL", "`crm run` is embedded (SQLite); use `crm api`")
+    _stop_like_ctrl_c("run")
     from consumers.follower import EventStoreFollower, applied_position
     from consumers.store_sqlite import SqliteStore
     from projections import PROJECTIONS
@@ -109,7 +114,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         _announce(runtime, app, args)
         with running_checkpointer(runtime):
-            _serve(app, args)
+            _serve(app, args, settings)
     finally:
         follower.stop()
         thread.join(timeout=5)
@@ -124,12 +129,13 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     from services.api_serving import build_api_app, serve_workers
 
     _print_urls(args)
+    _stop_like_ctrl_c("api")
     if args.workers > 1:
-        serve_workers(args.host, args.port, args.workers)
+        serve_workers(args.host, args.port, args.workers, _server(args, settings))
         return 0
     app, close = build_api_app(settings)
     try:
-        _serve(app, args)
+        _serve(app, args, settings)
     finally:
         close()
     return 0
@@ -154,10 +160,26 @@ def _print_urls(args: argparse.Namespace) -> None:
     print(f"Console: http://{args.host}:{args.port}/console/", flush=True)
 
 
-def _serve(app: Any, args: argparse.Namespace) -> None:
+def _serve(app: Any, args: argparse.Namespace, settings: Settings) -> None:
     from services.api_serving import serve
 
-    serve(app, args.host, args.port)
+    serve(app, args.host, args.port, _server(args, settings))
+
+
+def _server(args: argparse.Namespace, settings: Settings) -> str:
+    """`--server`, else `CRM_HTTP_SERVER`."""
+    return str(args.server or settings.http_server)
+
+
+def _stop_like_ctrl_c(process: str) -> None:
+    """SIGTERM (container runtimes, systemd) stops as SIGINT does, and both exit 0.
+
+    uvicorn handles both while it serves, then raises the signal again under the
+    handler that was there before: the default one would kill the process on SIGTERM
+    before it closes its databases (an SQLite WAL left unmerged). With ours, the caller's
+    `finally` runs.
+    """
+    stop_on_signals(process)
 
 
 # --- principals -----------------------------------------------------------------------

@@ -64,6 +64,10 @@ class Committer(Protocol):
     async def aclose(self) -> None: ...
 
 
+class Loader(Protocol):
+    async def __call__(self, kind: type[A], aggregate_id: UUID) -> A: ...
+
+
 class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
     """What every command answers: enough to read your own write (`min_position`)."""
 
@@ -116,8 +120,13 @@ class CommandService:
         keyring: Keyring,
         cache: AggregateCache | None = None,
         access: AccessModel | None = None,
+        *,
+        loader: Loader | None = None,
     ) -> None:
+        """`loader` builds an aggregate from the store on the event loop
+        (`CurrentState.rebuilt`); without one, loads run on a worker thread."""
         self.app = app
+        self._loader = loader
         self.committer = committer
         self.keyring = keyring
         self.cache = AggregateCache() if cache is None else cache
@@ -234,7 +243,10 @@ class CommandService:
         return resource_of(aggregate, erased=erased)
 
     async def _load(self, kind: type[A], aggregate_id: UUID) -> A:
-        """From the store, on a worker thread (a query plus decoding the history)."""
+        """From the store (a query plus decoding the history): on the loop with a
+        `loader`, else on a worker thread."""
+        if self._loader is not None:
+            return await self._loader(kind, aggregate_id)
         return await asyncio.to_thread(self.app.load, kind, aggregate_id)
 
     async def _conflict(

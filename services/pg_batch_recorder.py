@@ -11,7 +11,10 @@ the EXCLUSIVE table lock is taken before any notification id is drawn and is hel
 the implicit transaction commits, so notification ids stay in commit order for the relay
 (unlike `POSTGRES_ENABLE_DB_FUNCTIONS`, whose function takes no lock), the NOTIFY is
 sent on commit, and a duplicate (originator_id, originator_version) raises
-`eventsourcing.persistence.IntegrityError` with nothing of the batch stored.
+`eventsourcing.persistence.IntegrityError` with nothing of the batch stored. Unlike the
+stock insert, a duplicate is found before any notification id is drawn (under the same
+lock, so nobody inserts meanwhile): a race lost between API processes leaves no gap in
+the positions (only a failure after the insert, such as a lost connection, still can).
 
 The same function extends the hash chain (`domain.hashchain`, `docs/audit.md`) for the
 whole batch, under that lock and in that transaction: one SELECT of the chain's head, the
@@ -71,6 +74,12 @@ DECLARE
 BEGIN
     SET LOCAL lock_timeout = '{lock_timeout}s';
     LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;
+    IF EXISTS (
+        SELECT FROM {schema}.{table} t JOIN unnest(ids, versions) AS n(id, version)
+            ON t.originator_id = n.id AND t.originator_version = n.version
+    ) THEN  -- a lost race, refused before any position is drawn: positions stay gap-free
+        RAISE unique_violation USING MESSAGE = 'an event of this batch is stored already';
+    END IF;
     NOTIFY {channel};
     SELECT position, chain INTO head_position, head
         FROM {schema}.{chain} ORDER BY position DESC LIMIT 1;

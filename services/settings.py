@@ -17,6 +17,7 @@ import msgspec
 from domain.validation import DEPARTMENT_PATTERN
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+HTTP_SERVERS = ("uvicorn", "granian")
 
 
 class ConfigError(Exception):
@@ -47,6 +48,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     departments: tuple[str, ...] = ("sales", "support", "marketing")
     idempotency_lease_seconds: float = 30.0
     idempotency_retention_seconds: float = 86_400.0
+    consumer_watchdog_seconds: float = 60.0
+    http_server: str = HTTP_SERVERS[0]
 
     @property
     def embedded(self) -> bool:
@@ -75,6 +78,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         departments=_departments(env.get("CRM_DEPARTMENTS", "sales,support,marketing")),
         **_idempotency(env),
+        consumer_watchdog_seconds=_number(
+            env, "CRM_CONSUMER_WATCHDOG_SECONDS", 60.0, float, minimum=1
+        ),
+        http_server=_choice(env, "CRM_HTTP_SERVER", HTTP_SERVERS[0], HTTP_SERVERS),
     )
 
 

@@ -25,20 +25,23 @@ from services.api.observability import Metrics, RequestObserver
 from services.api.pipeline_metrics import register_pipeline_metrics
 from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
-from services.api.readiness import ReadinessCheck, default_checks
+from services.api.readiness import DependencyProbe, ReadinessCheck, default_checks
 from services.api.reads import reader
 from services.api.routes_audit import AUDIT
 from services.api.routes_conversations import conversations
 from services.api.routes_customers import customers
 from services.api.routes_ops import OPS
+from services.api.routes_ping import ping
 from services.api.routes_queries import queries
 from services.api.routes_tasks import tasks
 from services.api.waiting import Positions
 from services.bootstrap import Runtime
 from services.commands import CommandService, Committer
 from services.console import console_router
+from services.current_state import CurrentState
 from services.group_commit import GroupCommitter
 from services.idempotency import open_idempotency
+from services.loop_reads import current_state_of, read_models_on_loop
 from services.principals import Principals, open_principals
 
 
@@ -54,15 +57,28 @@ def create_app(
     """The API over `runtime`. `queries_helper` (the read models) and `applied_position`
     (how far their projections got) wire the department views, timeline and statistics;
     without them those answer 501."""
-    metrics = Metrics(runtime.app.head_position)
-    services = build_services(runtime, metrics, committer, principals, applied_position)
+    probe = DependencyProbe(runtime)
+    metrics = Metrics(probe.guarded(runtime.app.head_position))
+    current, pg_reads = current_state_of(runtime)  # reads on the loop: services.loop_reads
+    services = build_services(
+        runtime, metrics, committer, principals, applied_position, current=current
+    )
     services.queries = queries_helper
+    closing = [services.commands.committer.aclose, services.stop_access_log]  # queued writes
+    if queries_helper is not None:
+        services.queries_on_loop = read_models_on_loop(queries_helper, pg_reads)
+        closing.append(services.queries_on_loop.aclose)
+    if pg_reads is not None:
+        closing.append(pg_reads.aclose)
     store = None if queries_helper is None else queries_helper.store
-    register_pipeline_metrics(metrics.registry, runtime, store)
-    checks = default_checks(runtime, store, applied_position) | (readiness or {})
+    register_pipeline_metrics(metrics.registry, runtime, store, probe)
+    checks = default_checks(runtime, probe, store, applied_position) | (readiness or {})
     app = Litestar(
         route_handlers=[
-            Router("/v1", route_handlers=[customers, conversations, tasks, queries, *OPS, *AUDIT]),
+            Router(
+                "/v1",
+                route_handlers=[customers, conversations, tasks, queries, ping, *OPS, *AUDIT],
+            ),
             *OPS,
             console_router(),  # /console: static files for people, under a strict CSP
         ],
@@ -71,7 +87,8 @@ def create_app(
         before_request=guard_body,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=_openapi(),
-        on_shutdown=[services.commands.committer.aclose, services.close_access_log],
+        on_startup=[services.start_access_log],
+        on_shutdown=closing,
         debug=False,
     )
     app.state.metrics = metrics
@@ -86,6 +103,8 @@ def build_services(
     committer: Committer | None,
     principals: Principals | None,
     applied_position: AppliedPosition | None = None,
+    *,
+    current: CurrentState | None = None,
 ) -> Services:
     settings = runtime.settings
     if committer is None:
@@ -96,9 +115,12 @@ def build_services(
             on_batch=metrics.batch,
         )
     access = runtime.access
+    current = current or current_state_of(runtime)[0]
     return Services(
         app=runtime.app,
-        commands=CommandService(runtime.app, committer, runtime.keyring, access=access),
+        commands=CommandService(
+            runtime.app, committer, runtime.keyring, access=access, loader=current.rebuilt
+        ),
         principals=principals
         or open_principals(runtime.pool, settings.data_dir, settings.departments),
         idempotency=open_idempotency(
@@ -111,6 +133,7 @@ def build_services(
         positions=Positions(
             runtime.app.head_position, applied_position, settings.read_wait_seconds
         ),
+        current=current,
         access_log=AccessLog(open_access_store(runtime.pool, settings.data_dir)),
     )
 

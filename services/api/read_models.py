@@ -23,6 +23,7 @@ from uuid import UUID
 
 from consumers import readmodel_queries as rq
 from consumers.readmodel_store import ReadModelStore
+from consumers.search_queries import search_customers
 from projections import PROJECTIONS
 from projections.satisfaction import ALL
 from services.api.errors import BadRequest
@@ -45,6 +46,7 @@ PERSONAL: dict[str, tuple[str, ...]] = {
 
 READS: dict[str, tuple[str, ...]] = {
     "customers": ("shared", "marketing"),
+    "search": ("shared", "marketing"),
     "conversations": ("support",),
     "tasks": ("support",),
     "timeline": ("shared",),
@@ -70,8 +72,24 @@ class ReadModels:
         rows = rq.department_customers(
             self.store, department, tag=tag, after=after, limit=limit + 1
         )
-        more = len(rows) > limit
-        return _page(rows[:limit], str(rows[limit - 1]["customer_id"]) if more else None)
+        return _customer_page(rows, limit)
+
+    def search(
+        self,
+        *,
+        terms: list[str],
+        company: str | None,
+        tag: str | None,
+        department: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page:
+        """Customers with every blind-index term (`consumers.search_queries`)."""
+        rows = search_customers(
+            self.store, terms=terms, company=company, tag=tag, department=department,
+            after=_uuid_cursor(cursor), limit=limit + 1,
+        )  # fmt: skip
+        return _customer_page(rows, limit)
 
     def conversations(
         self, department: str, *, status: str | None, cursor: str | None, limit: int
@@ -148,6 +166,12 @@ def _no_answers() -> Row:
 
 def _page(items: list[Row], next_cursor: str | None) -> Page:
     return {"items": items, "next_cursor": next_cursor}
+
+
+def _customer_page(rows: list[Row], limit: int) -> Page:
+    """The first `limit` customers; the cursor is the last one's id."""
+    more = len(rows) > limit
+    return _page(rows[:limit], str(rows[limit - 1]["customer_id"]) if more else None)
 
 
 def _keyset_page(rows: list[Row], limit: int, keys: Sequence[rq.SortKey]) -> Page:

@@ -1,17 +1,21 @@
 """Reads: aggregate state straight from the event store (always current), history and
 as-of for auditors, and the read models (department views, timeline, statistics), which
 wait for `?min_position=N` on exactly the projections they read, on the event loop
-(`services.api.waiting`); the stores themselves are reached on worker threads.
+(`services.api.waiting`). Current state and read models are queried on the event loop
+too (`services.current_state`, `services.loop_reads`): no worker thread per request;
+history and as-of (auditors) still rebuild from the store on a worker thread.
 
 Every read asks the one access model (`services.access`): whether the caller may see
 what it is about to return (an aggregate they may not read is a 404, like an unknown
 id), and which personal fields to mask. Read-model rows are judged one by one, each by
-the aggregate it shows, at the read model's position.
+the aggregate it shows, at the read model's position. Their personal columns are stored
+sealed: hidden ones are masked and never opened, visible ones are opened with the
+page's keys, fetched in one query (`consumers.sealed_rows`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -22,12 +26,15 @@ import anyio
 from litestar import Request
 from litestar.di import NamedDependency
 
+from consumers.blind_index import BlindIndex, company_prefix
+from consumers.keyring import Keyring
+from consumers.sealed_rows import Wanted, open_rows, sealed
 from domain.base import Aggregate
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
 from domain.validation import aware
-from services.access import AccessModel, Principal, Resource, mask, resource_of
+from services.access import AccessModel, FieldAccess, Principal, Resource, mask, resource_of
 from services.access_log import revealed
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import ReadModelUnavailable
@@ -43,6 +50,7 @@ from services.api.views import (
     task_view,
 )
 from services.commands import Caller
+from services.loop_reads import LoopReadModels
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
@@ -61,6 +69,10 @@ class Reader:
     @property
     def access(self) -> AccessModel:
         return self.services.access
+
+    @property
+    def keyring(self) -> Keyring:
+        return self.services.commands.keyring
 
     async def customer(
         self, customer_id: UUID, as_of: datetime | None, min_position: int | None
@@ -93,7 +105,7 @@ class Reader:
     async def history(self, kind: type[A], aggregate_id: UUID) -> list[HistoryEntry]:
         """Every event of one aggregate with its metadata (auditors; managers: own)."""
         app = self.services.app
-        fields = self._fields(await _off_loop(app.load, kind, aggregate_id), "history.read")
+        fields = self._fields(await self.services.current.load(kind, aggregate_id), "history.read")
         events = await _off_loop(app.history, aggregate_id)
         shown: dict[UUID, set[str]] = {}
         for event in events:
@@ -115,19 +127,19 @@ class Reader:
         """The aggregate as stored now; a `min_position` beyond the store's head is a 400
         (any position up to it is already visible to a read of the event store)."""
         await self.services.positions.within_head(min_position)
-        return await _off_loop(self.services.app.load, kind, aggregate_id)
+        return await self.services.current.load(kind, aggregate_id)
 
     # --- read models (projections) ----------------------------------------------------
 
     async def timeline(self, customer_id: UUID, min_position: int | None, **page: Any) -> Page:
         """A customer's timeline; each entry only if its own conversation or task is
         readable by the caller (the read model's `department` of it)."""
-        customer = await _off_loop(self.services.app.load, Customer, customer_id)
+        customer = await self.services.current.load(Customer, customer_id)
         self.access.read(self.principal, resource_of(customer), "timeline.read")
         models = await self._caught_up("timeline", min_position)
         department = self.access.entry_department(self.principal)
-        rows = await _off_loop(models.timeline, customer_id, department=department, **page)
-        return self._judged(rows, "timeline", _entry_resource)
+        rows = await models.run(lambda m: m.timeline(customer_id, department=department, **page))
+        return await self._judged(rows, "timeline", _entry_resource)
 
     async def department(
         self, view: str, department: str, min_position: int | None, **filters: Any
@@ -135,13 +147,32 @@ class Reader:
         """A page of one department's customers, conversations or tasks."""
         self.access.department_scope(self.principal, "department.read", department)
         models = await self._caught_up(view, min_position)
-        views: dict[str, tuple[Callable[..., Page], Callable[[Row], Resource]]] = {
-            "customers": (models.customers, _customer_resource),
-            "conversations": (models.conversations, _work_resource("conversation")),
-            "tasks": (models.tasks, _work_resource("task")),
+        views: dict[str, tuple[Callable[[ReadModels], Page], Callable[[Row], Resource]]] = {
+            "customers": (lambda m: m.customers(department, **filters), _customer_resource),
+            "conversations": (
+                lambda m: m.conversations(department, **filters),
+                _work_resource("conversation"),
+            ),
+            "tasks": (lambda m: m.tasks(department, **filters), _work_resource("task")),
         }
         query, resource = views[view]
-        return self._judged(await _off_loop(query, department, **filters), view, resource)
+        return await self._judged(await models.run(query), view, resource)
+
+    async def search(self, wanted: dict[str, str], min_position: int | None, **page: Any) -> Page:
+        """Customers the caller may read matching every `wanted` field (`email`, `phone`,
+        `name`, `company`, `tag`): the SQL keeps the caller's department's customers when
+        the access model limits them to it, then each row is judged like a list's."""
+        models = await self._caught_up("search", min_position)
+        department = self.access.customer_department(self.principal)
+        index = BlindIndex(await _off_loop(self.keyring.search_key))  # kept once fetched
+        fields = ("email", "phone", "name")
+        terms = [term for f in fields if f in wanted for term in index.wanted(f, wanted[f])]
+        company = company_prefix(wanted["company"]) if "company" in wanted else None
+        tag = wanted.get("tag")
+        rows = await models.run(
+            lambda m: m.search(terms=terms, company=company, tag=tag, department=department, **page)
+        )
+        return await self._judged(rows, "customers", _customer_resource)
 
     async def stats(
         self, name: str, department: str | None, min_position: int | None, **filters: Any
@@ -149,39 +180,48 @@ class Reader:
         """Statistics of one department (department-scoped roles: their own) or all."""
         scope = self.access.department_scope(self.principal, "stats.read", department)
         models = await self._caught_up(name, min_position)
-        query: Callable[..., Row] = (
-            models.satisfaction if name == "satisfaction" else models.task_stats
-        )
-        return await _off_loop(query, department=scope, **filters)
+        if name == "satisfaction":
+            return await models.run(lambda m: m.satisfaction(department=scope, **filters))
+        return await models.run(lambda m: m.task_stats(department=scope, **filters))
 
-    async def _caught_up(self, query: str, min_position: int | None) -> ReadModels:
-        """The read models, once the projections `query` reads have applied `min_position`."""
-        models = self.services.queries
+    async def _caught_up(self, query: str, min_position: int | None) -> LoopReadModels:
+        """The read models (queried on the event loop: `services.loop_reads`), once the
+        projections `query` reads have applied `min_position`."""
+        models = self.services.queries_on_loop
         if models is None:
             raise ReadModelUnavailable(f"read model not available in this process ({query})")
         await self.services.positions.applied(READS[query], min_position)
         return models
 
-    def _judged(self, page: Page, query: str, resource: Callable[[Row], Resource]) -> Page:
-        """The page's rows the caller may read, each masked by the access model (and
-        what they show unmasked recorded in the access log)."""
+    async def _judged(self, page: Page, query: str, resource: Callable[[Row], Resource]) -> Page:
+        """The page's rows the caller may read: the personal columns the access model
+        hides masked, the others opened (one key query for the page, if any is sealed),
+        and what they show unmasked recorded in the access log."""
         principal, personal = self.principal, PERSONAL[query]
-        items: list[Row] = []
-        shown: dict[UUID, set[str]] = {}
+        judged: list[tuple[Row, FieldAccess]] = []
         for row in page["items"]:
             seen = resource(row)
             if self.access.readable(principal, seen):
                 fields = self.access.fields(principal, seen)
-                if unmasked := revealed(row, personal, fields):
-                    shown.setdefault(_uuid(row["customer_id"]), set()).update(unmasked)
-                items.append(mask(row, personal, fields))
+                judged.append((mask(row, personal, fields), fields))
+        visible = [(row, [c for c in personal if not fields.hides(c)]) for row, fields in judged]
+        if _any_sealed(visible):
+            await _off_loop(open_rows, self.keyring, visible)
+        shown: dict[UUID, set[str]] = {}
+        for row, fields in judged:
+            if unmasked := revealed(row, personal, fields):
+                shown.setdefault(_uuid(row["customer_id"]), set()).update(unmasked)
         self._reveal(shown)
-        return page | {"items": items}
+        return page | {"items": [row for row, _ in judged]}
 
 
 async def _off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """A store call on a worker thread, so the event loop keeps serving."""
     return await anyio.to_thread.run_sync(partial(function, *args, **kwargs))
+
+
+def _any_sealed(wanted: Sequence[Wanted]) -> bool:
+    return any(sealed(row[column]) for row, columns in wanted for column in columns)
 
 
 def _customer_resource(row: Row) -> Resource:

@@ -14,6 +14,7 @@ from services import customer_commands as cc
 from services.api.deps import Call, tagged
 from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
 from services.api.reads import ReaderDep
+from services.api.routes_search import search_customers
 from services.api.schemas import OrderStatusBody
 from services.api.views import CustomerView, HistoryEntry
 from services.commands import CommandResult
@@ -110,11 +111,14 @@ async def erase(
 ) -> Answer:
     """Right to be forgotten (admin): the event, then the customer's key is destroyed."""
     commands = call.services.commands
-    return await call.run(
-        lambda expected: commands.erase_customer(call.caller, customer_id, data, expected),
-        data,
-        target=customer_id,
-    )
+    try:
+        return await call.run(
+            lambda expected: commands.erase_customer(call.caller, customer_id, data, expected),
+            data,
+            target=customer_id,
+        )
+    finally:  # reads keep no plaintext of an erased customer in this process
+        call.services.current.forget(customer_id)
 
 
 @get(ID, responses=READ_PROBLEMS)
@@ -148,6 +152,7 @@ async def customer_history(customer_id: FromPath[UUID], reader: ReaderDep) -> li
 customers = Router(
     path="/customers",
     route_handlers=[
+        search_customers,
         register_customer,
         update_profile,
         change_owner,

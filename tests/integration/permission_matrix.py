@@ -92,6 +92,9 @@ CONSOLE = {  # the console's static files (services/console): route -> a file it
 }
 
 MATRIX: dict[tuple[str, str], list[Case]] = {
+    ("GET", "/v1/customers"): [  # search: another department's customers are not found
+        _case("customer.read", READERS, "GET", "/v1/customers?tag=gold", outsider=200)
+    ],
     ("POST", "/v1/customers"): [
         _case("customer.create", WRITERS, "POST", "/v1/customers", NEW_CUSTOMER, outsider=403)
     ],
@@ -276,6 +279,7 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
             stream=True,
         ),
     ],
+    ("GET", "/v1/ping"): [_case("session.ping", READERS, "GET", "/v1/ping", outsider=200)],
     **{
         ("GET", path): [_case(PUBLIC, READERS, "GET", path, outsider=200)]
         for path in (*OPS, *(f"/v1{p}" for p in OPS))

@@ -4,10 +4,10 @@ A hypothesis state machine registers, shares, unshares, hands off, changes owner
 consents, assigns and erases, as principals of all six roles in the three departments,
 and after every step holds every principal x every read path of the real API (served by
 uvicorn) against the reference: each `GET`, history, each timeline entry, each department
-view, statistics and, at the end of each run, every event each principal's open stream
-delivered (judged as of that event). Nothing visible that should not be; every personal
-field masked where it must be; every command answered as the reference says. Run on the
-embedded default and on PostgreSQL.
+view, customer search, statistics and, at the end of each run, every event each
+principal's open stream delivered (judged as of that event). Nothing visible that should
+not be; every personal field masked where it must be; every command answered as the
+reference says. Run on the embedded default and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -227,6 +227,7 @@ class AccessMachine(RuleBasedStateMachine):
         for who in PRINCIPALS:
             self.check_records(who)
             self.check_views(who)
+            self.check_search(who)
 
     def get(self, who: Who, url: str) -> httpx.Response:
         response = self.http.get(url, headers=self.tokens[who.name])
@@ -285,6 +286,20 @@ class AccessMachine(RuleBasedStateMachine):
                 assert items == there, (who, department, view)
                 if who.role == "analyst":
                     assert "Text " not in views[view].text
+
+    def check_search(self, who: Who) -> None:
+        """Every customer is a "Person N": searching that word finds exactly those the
+        principal may read and that are not erased, e-mails as `GET` shows them."""
+        found = self.get(who, "/v1/customers?name=PERSON&limit=500")
+        assert found.status_code == 200, (who, found.text)
+        rows = {row["customer_id"]: row["email"] for row in found.json()["items"]}
+        ref = self.ref
+        readable = {
+            c for c, r in ref.customers.items() if ref.sees_customer(who, c) and not r.erased
+        }
+        assert set(rows) == readable, (who, rows)
+        for customer, email in rows.items():
+            assert email == ref.email_seen(who, customer), (who, customer, email)
 
     # --- the streams, at the end of each run -------------------------------------------
 

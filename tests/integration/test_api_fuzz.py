@@ -1,5 +1,8 @@
 """Schemathesis from the app's own OpenAPI: no input gives a 5xx, every error is
-problem+json. Bounded and deterministic (fixed examples per operation, derandomized)."""
+problem+json. Bounded and deterministic (fixed examples per operation, derandomized).
+
+Each operation's test calls an app of its own: schemathesis runs an app's lifespan
+from its first call to the end of the test, and a served app's lifespan runs once."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from services.settings import load_settings
 EXAMPLES = 30
 
 
-def _app(tmp: Path) -> Any:
+def _app(tmp: Path) -> tuple[Any, str]:
     env = {"CRM_DATA_DIR": str(tmp), "CRM_READ_WAIT_SECONDS": "0.01"}
     store = SqliteStore(tmp / "readmodels.db")
     for projection in PROJECTIONS.values():
@@ -36,8 +39,14 @@ def _app(tmp: Path) -> Any:
 
 
 _tmp = Path(__import__("tempfile").mkdtemp(prefix="crm-fuzz-"))
-APP, TOKEN = _app(_tmp)
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path="/v1/events/stream")
+schema = schemathesis.openapi.from_asgi("/openapi.json", _app(_tmp)[0]).exclude(
+    path="/v1/events/stream"
+)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> tuple[Any, str]:
+    return _app(tmp_path)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -48,8 +57,9 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path="/v1/
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_no_server_errors_and_problem_json(case: Any) -> None:
-    response = case.call(headers={"Authorization": f"Bearer {TOKEN}"})
+def test_no_server_errors_and_problem_json(case: Any, served: tuple[Any, str]) -> None:
+    app, token = served
+    response = case.call(app=app, headers={"Authorization": f"Bearer {token}"})
     caught_up = response.status_code == 503 and "/not-caught-up" in response.text  # min_position
     assert response.status_code < 500 or caught_up, response.text
     if response.status_code >= 400:

@@ -1,0 +1,217 @@
+"""HTTP requests/s and latency of `crm api` (PostgreSQL) and `crm run` (embedded), each
+endpoint beside the same run's ceiling, with `wrk` (a native load generator).
+
+The ceiling is `GET /v1/ping`: the same server, app, middleware, token check and
+access-model decision as every route, and no store. Each endpoint's ratio is its
+requests/s over the mean of the ceiling measured just before and just after the
+endpoints (the spread of the two says how much the machine drifted meanwhile).
+
+Endpoints (`ENDPOINTS`), as a `sales` manager (reads judged row by row):
+`PATCH /v1/customers/{id}` (a unique company each), `POST /v1/conversations/{id}/messages`,
+`GET /v1/customers/{id}` (customers with a 10-event history), `GET
+/v1/departments/sales/customers` (a 50-row page) and `GET /v1/stats/satisfaction`
+(weekly CSAT and NPS over the workload's months), at 16 and 64 connections, once each
+server has touched every id in turn (steady state: its caches hold what a long-running
+API's would).
+
+Servers (`SERVERS`): PostgreSQL with uvicorn and granian, one worker and two; embedded
+(SQLite) with both servers. Each store is seeded once (`bench.http_data`) and shared by
+its servers in turn. Besides requests/s and p50/p90/p99, each figure has the server's
+CPU per request (all its processes, from /proc): on a shared machine, the steadier one.
+
+`python -m bench http [--quick]` (harness; needs CRM_DATABASE_URL) or `make bench`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from bench import wrk
+from bench.databases import fresh_database
+from bench.http_data import Seeded, seed
+from bench.http_servers import Served, served
+from services.settings import load_settings
+
+
+class Endpoint(NamedTuple):
+    method: str
+    path: str
+    body: str = ""
+    ids: str = ""  # "customers" | "conversations" | "readers": where {id} comes from
+
+
+CEILING = Endpoint("GET", "/v1/ping")
+ENDPOINTS = {
+    "patch_customer": Endpoint(
+        "PATCH", "/v1/customers/{id}", '{"company": "Company {n}"}', "customers"
+    ),
+    "post_message": Endpoint(
+        "POST",
+        "/v1/conversations/{id}/messages",
+        '{"direction": "outbound", "author": "bench", "content": "Message {n}"}',
+        "conversations",
+    ),
+    "get_customer": Endpoint("GET", "/v1/customers/{id}", ids="readers"),
+    "department_page": Endpoint("GET", "/v1/departments/sales/customers?limit=50"),
+    "satisfaction": Endpoint("GET", "/v1/stats/satisfaction?department=sales&granularity=week"),
+}
+CONNECTIONS = (16, 64)
+WARM_UP_RATE = 400  # requests/s a warm-up is planned for (the slowest endpoints' rate)
+SERVERS = {
+    "postgres": [("uvicorn", 1), ("granian", 1), ("uvicorn", 2), ("granian", 2)],
+    "embedded": [("uvicorn", 1), ("granian", 1)],
+}
+
+
+class Sizes(NamedTuple):
+    seconds: int
+    events: int
+    customers: int
+    readers: int
+    conversations: int
+
+
+FULL = Sizes(seconds=8, events=20_000, customers=2000, readers=1000, conversations=200)
+QUICK = Sizes(seconds=2, events=3000, customers=300, readers=200, conversations=50)
+
+
+def run(database_url: str, kafka_bootstrap: str = "", quick: bool = False) -> dict[str, Any]:
+    """Every store and server (Kafka is not involved: `kafka_bootstrap` is unused)."""
+    sizes = QUICK if quick else FULL
+    figures: dict[str, Any] = {
+        "load_average_before": os.getloadavg()[0],
+        "seconds_per_run": sizes.seconds,
+        "workload_events": sizes.events,
+    }
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(database_url) as url:
+        logs = Path(tmp)
+        for store in SERVERS:
+            env = {"CRM_DATA_DIR": str(logs / f"data-{store}")}
+            env["CRM_DATABASE_URL"] = url if store == "postgres" else ""
+            seeded = seed(
+                load_settings(env),
+                events=sizes.events,
+                customers=sizes.customers,
+                readers=sizes.readers,
+                conversations=sizes.conversations,
+            )
+            figures[store] = _store(env, logs, seeded, store, sizes.seconds)
+    figures["load_average_after"] = os.getloadavg()[0]
+    print("\n".join(table(figures)), flush=True)
+    return figures
+
+
+def table(figures: dict[str, Any]) -> list[str]:
+    """The figures as a Markdown table: one row per store, server, connections, endpoint."""
+    lines = [
+        "| store | server | conns | endpoint | requests/s | ratio | p50 / p99 ms | CPU us/req |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for store in SERVERS:
+        for server, by_connections in figures[store].items():
+            for connections, endpoints in by_connections.items():
+                for name, f in endpoints.items():
+                    failed = f["non_2xx"] + f["socket_errors"]
+                    lines.append(
+                        f"| {store} | {server} | {connections[1:]} | {name}"
+                        + (f" ({failed} failed)" if failed else "")
+                        + f" | {f['requests_per_s']:,.0f} | {f.get('ratio', '')}"
+                        + f" | {f['p50_ms']} / {f['p99_ms']} | {f['server_cpu_us_per_request']} |"
+                    )
+    return lines
+
+
+def _store(
+    env: dict[str, str], logs: Path, seeded: Seeded, store: str, seconds: float
+) -> dict[str, Any]:
+    ids = _id_files(logs / store, seeded)
+    results: dict[str, Any] = {}
+    for server, workers in SERVERS[store]:
+        name = f"{server}_workers_{workers}"
+        print(f"-- {store} {name}", flush=True)
+        embedded = store == "embedded"
+        with served(env, logs, embedded=embedded, server=server, workers=workers) as api:
+            _caught_up(api, seeded)
+            _warm_up(api, seeded, ids)
+            results[name] = {
+                f"c{connections}": _connections(api, seeded.token, ids, connections, seconds)
+                for connections in CONNECTIONS
+            }
+    return results
+
+
+def _connections(
+    api: Served, token: str, ids: dict[str, Path], connections: int, seconds: float
+) -> dict[str, Any]:
+    """The ceiling, every endpoint, the ceiling again; ratios against the ceilings' mean."""
+
+    def measure(endpoint: Endpoint) -> dict[str, Any]:
+        cpu = api.cpu_seconds()
+        figures = wrk.run(
+            api.base_url, connections=connections, seconds=seconds, token=token,
+            method=endpoint.method, path=endpoint.path, body=endpoint.body,
+            ids_file=ids.get(endpoint.ids),
+        )  # fmt: skip
+        used = api.cpu_seconds() - cpu
+        return figures | {"server_cpu_us_per_request": _per_request(used, figures["requests"])}
+
+    measure(CEILING)  # warm-up: connections, caches, the JIT-less interpreter's first paths
+    before = measure(CEILING)
+    endpoints = {name: measure(endpoint) for name, endpoint in ENDPOINTS.items()}
+    after = measure(CEILING)
+    ceiling = (before["requests_per_s"] + after["requests_per_s"]) / 2
+    for figures in endpoints.values():
+        figures["ratio"] = round(figures["requests_per_s"] / ceiling, 2)
+    return {"ceiling_before": before, "ceiling_after": after, **endpoints}
+
+
+def _warm_up(api: Served, seeded: Seeded, ids: dict[str, Path]) -> None:
+    """Every endpoint's ids in turn, so each is in the server's caches as in a
+    long-running API (a cold start loads every customer once: not what is measured)."""
+    for endpoint in ENDPOINTS.values():
+        count = len(getattr(seeded, endpoint.ids)) if endpoint.ids else 0
+        wrk.run(
+            api.base_url, connections=16, seconds=1 + math.ceil(count / WARM_UP_RATE),
+            token=seeded.token, method=endpoint.method, path=endpoint.path,
+            body=endpoint.body, ids_file=ids.get(endpoint.ids), sequential=True,
+        )  # fmt: skip
+
+
+def _per_request(cpu_seconds: float, requests: int) -> float:
+    return round(cpu_seconds / max(requests, 1) * 1e6, 1)
+
+
+def _id_files(directory: Path, seeded: Seeded) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in ("customers", "readers", "conversations"):
+        files[name] = directory / f"{name}.txt"
+        files[name].write_text("".join(f"{i}\n" for i in getattr(seeded, name)))
+    return files
+
+
+def _caught_up(api: Served, seeded: Seeded) -> None:
+    """Wait until the server's read models hold the seeded data (`crm run` applies it
+    as it starts): a department page at the seeded head answers 200."""
+    import httpx
+
+    url = f"{api.base_url}/v1/departments/sales/customers?min_position={seeded.head}"
+    headers = {"Authorization": f"Bearer {seeded.token}"}
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if httpx.get(url, headers=headers, timeout=30).status_code == 200:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the read models did not reach position {seeded.head}")
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(os.environ["CRM_DATABASE_URL"], "", "--quick" in sys.argv), indent=2))

@@ -1,0 +1,140 @@
+"""The analysts' SQL role on PostgreSQL: read the read models' stable views, nothing else.
+
+A group role per database, `<database>_analysts` (NOLOGIN), holds the privileges:
+`CONNECT` on the database, `USAGE` on each projection's stable schema (`sales`,
+`support`, `marketing`, `shared`, `stats`) and `SELECT` on its views, except those a
+projection keeps from analysts (`Table.analysts`: the search index). Nothing on the
+event store, the key store, principals, idempotency, the relay's position, the
+projections' generation schemas or their bookkeeping. Each analyst is a LOGIN role in
+that group, read-only by default (`default_transaction_read_only`), its password given
+to PostgreSQL as a SCRAM verifier so that no statement or log line carries it.
+
+A rebuild's switch drops and recreates a projection's stable schema; the switch calls
+`grant_views` in the same transaction, so the grants follow every new generation.
+
+Personal columns in the views hold sealed values: analysts see no personal data, as the
+API's masking would have it, whatever SQL they write.
+
+I/O: PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from psycopg import Connection, sql
+
+SCRAM_ITERATIONS = 4096
+
+
+class NotAnAnalyst(ValueError):  # noqa: N818 - reads as the refusal it is
+    """The name belongs to a role that is not an analysts' login: it is left alone."""
+
+
+def group_role(conn: Connection[Any]) -> str:
+    row = conn.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    return f"{row[0]}_analysts"[:63]
+
+
+def grant_views(conn: Connection[Any], schema: str, views: Iterable[str]) -> None:
+    """Let the analysts' group read `views` of `schema`, if the group exists yet."""
+    group = group_role(conn)
+    if not _exists(conn, group):
+        return
+    conn.execute(
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            sql.Identifier(schema), sql.Identifier(group)
+        )
+    )
+    for view in views:
+        conn.execute(
+            sql.SQL("GRANT SELECT ON {} TO {}").format(
+                sql.Identifier(schema, view), sql.Identifier(group)
+            )
+        )
+
+
+def grant_login(
+    conn: Connection[Any], name: str, password: str, schemas: dict[str, list[str]]
+) -> None:
+    """Create (or give a new password to) analyst `name`, in the group, which gets the
+    database and every view of `schemas` (schema -> views) that exists now."""
+    group = group_role(conn)
+    with conn.transaction():
+        if not _exists(conn, group):
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                _database(conn), sql.Identifier(group)
+            )
+        )
+        _login(conn, name, group, scram_verifier(password))
+        for schema, views in schemas.items():
+            if _schema_exists(conn, schema):
+                grant_views(conn, schema, views)
+
+
+def revoke_login(conn: Connection[Any], name: str) -> None:
+    """Drop analyst `name` (only a login of this database's analysts' group)."""
+    group = group_role(conn)
+    if not _exists(conn, name):
+        return
+    if not _member(conn, name, group):
+        raise NotAnAnalyst(f"role {name!r} is not an analyst login of this database")
+    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def _login(conn: Connection[Any], name: str, group: str, verifier: str) -> None:
+    role, secret = sql.Identifier(name), sql.Literal(verifier)
+    if not _exists(conn, name):
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                role, secret, sql.Identifier(group)
+            )
+        )
+    elif _member(conn, name, group):
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(role, secret))
+    else:
+        raise NotAnAnalyst(f"role {name!r} exists and is not an analyst login: left alone")
+    conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role))
+
+
+def _database(conn: Connection[Any]) -> sql.Identifier:
+    row = conn.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    return sql.Identifier(row[0])
+
+
+def _exists(conn: Connection[Any], role: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+
+def _member(conn: Connection[Any], role: str, group: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member"
+        " JOIN pg_roles g ON g.oid = m.roleid WHERE r.rolname = %s AND g.rolname = %s",
+        (role, group),
+    ).fetchone()
+    return row is not None
+
+
+def _schema_exists(conn: Connection[Any], schema: str) -> bool:
+    query = "SELECT 1 FROM pg_namespace WHERE nspname = %s"
+    return conn.execute(query, (schema,)).fetchone() is not None
+
+
+def scram_verifier(password: str, iterations: int = SCRAM_ITERATIONS) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/7677)."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    encoded = [base64.b64encode(part).decode() for part in (salt, stored_key, server_key)]
+    return f"SCRAM-SHA-256${iterations}:{encoded[0]}${encoded[1]}:{encoded[2]}"

@@ -1,0 +1,55 @@
+"""Opening the personal columns of read-model rows, which hold sealed values.
+
+Projections store personal fields as the events carry them, sealed under the customer's
+key (`enc:v1:...`); a column derived from several of them (a timeline entry's `content`)
+joins their sealed values with newlines, which no sealed value contains. Erasure blanks
+them to `ERASED`, and values stored before sealing existed are plaintext: both pass
+through unchanged. Whoever serves rows opens only the columns its reader may see,
+fetching the keys of the rows' customers in one query (`Keyring.opener`), and only when
+something is sealed at all.
+
+I/O: the key store, once per call that has something to open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+from consumers.keyring import PREFIX, Keyring, Opener
+from domain.base import ERASED
+from projections.base import Row
+
+JOIN = "\n"
+SUBJECT = "customer_id"
+"""The column naming the customer whose key seals a row's personal columns."""
+
+Wanted = tuple[Row, Iterable[str]]
+"""A row and the personal columns of it to open (those its reader may see)."""
+
+
+def sealed(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(PREFIX)
+
+
+def open_rows(keyring: Keyring, wanted: Sequence[Wanted], subject: str = SUBJECT) -> None:
+    """Open the named columns of each row, in place (one key query for them all)."""
+    cells = [(row, column) for row, columns in wanted for column in columns if sealed(row[column])]
+    if not cells:
+        return
+    open_value = keyring.opener({_uuid(row[subject]) for row, _ in cells})
+    for row, column in cells:
+        row[column] = open_column(open_value, _uuid(row[subject]), row[column])
+
+
+def open_column(open_value: Opener, subject: UUID, value: str) -> str:
+    """One column's value opened: one sealed value, or several joined by `JOIN`."""
+    parts = [open_value(subject, part) for part in value.split(JOIN)]
+    if all(part == ERASED for part in parts):
+        return ERASED
+    return JOIN.join(parts)
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))

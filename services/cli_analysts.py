@@ -1,0 +1,82 @@
+"""`crm analysts grant NAME` / `crm analysts revoke NAME`: read-only PostgreSQL logins
+for analysts, who may read the read models' stable views and nothing else
+(`consumers.analysts`). Needs PostgreSQL (`CRM_DATABASE_URL`) and a role allowed to
+create roles (CREATEROLE). `grant` prints the new password once; granting an existing
+analyst again gives it a new password."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from services.settings import ConfigError, Settings
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add this module's subcommands to `crm`."""
+    analysts = commands.add_parser("analysts", help="read-only SQL logins on the read models")
+    actions = analysts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    grant = actions.add_parser("grant", help="create an analyst login; prints its password once")
+    grant.add_argument("name")
+    grant.set_defaults(handler=_grant)
+    revoke = actions.add_parser("revoke", help="drop an analyst login")
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=_revoke)
+
+
+def _grant(args: argparse.Namespace, settings: Settings) -> int:
+    from psycopg.errors import InsufficientPrivilege
+
+    from consumers.analysts import NotAnAnalyst, grant_login
+    from consumers.readmodel_store import analyst_views
+    from projections import PROJECTIONS
+
+    password = secrets.token_urlsafe(24)
+    schemas = {name: analyst_views(projection) for name, projection in PROJECTIONS.items()}
+    try:
+        with _connect(settings) as conn:
+            grant_login(conn, args.name, password, schemas)
+    except (NotAnAnalyst, InsufficientPrivilege) as error:
+        print(f"crm: {str(error).strip()}", file=sys.stderr)
+        return 1
+    print(f"analyst {args.name}: password {password}")
+    print(f"connect with: {_url(settings, args.name, password)}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from psycopg.errors import InsufficientPrivilege
+
+    from consumers.analysts import NotAnAnalyst, revoke_login
+
+    try:
+        with _connect(settings) as conn:
+            revoke_login(conn, args.name)
+    except (NotAnAnalyst, InsufficientPrivilege) as error:
+        print(f"crm: {str(error).strip()}", file=sys.stderr)
+        return 1
+    print(f"analyst {args.name}: revoked")
+    return 0
+
+
+def _connect(settings: Settings) -> Any:
+    import psycopg
+
+    from services.bootstrap import check_database
+
+    if settings.database_url is None:
+        raise ConfigError("CRM_DATABASE_URL", "analysts' logins need PostgreSQL")
+    check_database(settings.database_url)
+    return psycopg.connect(settings.database_url, autocommit=True)
+
+
+def _url(settings: Settings, name: str, password: str) -> str:
+    """CRM_DATABASE_URL with the analyst's credentials instead of the service's."""
+    parts = urlsplit(settings.database_url or "")
+    host = parts.hostname or "127.0.0.1"
+    where = f"{host}:{parts.port}" if parts.port else host
+    login = f"{quote(name, safe='')}:{quote(password, safe='')}@{where}"
+    return urlunsplit(parts._replace(netloc=login, query=""))

@@ -1,0 +1,159 @@
+"""Aggregates as stored now, for reads, on the event loop: one small query per read.
+
+A read of current state (`GET` of a customer, conversation or task, and the access
+checks of history and timeline reads) used to rebuild the aggregate from its whole
+history on a worker thread: a thread hop (the loop and the worker then contend for the
+GIL) plus decoding and decrypting every event, every time. Here:
+
+* the store is asked only for the events newer than what this process already holds
+  (`EventSource.events_after`): on PostgreSQL an awaited query on the loop
+  (`services.pg_reads`), on SQLite a local query run on the loop itself;
+* customers are kept, as of their last read, in a bounded LRU (`max_size`), and each read
+  applies just the new events. Always current, across processes too: every read asks the
+  store what is newer, so nothing is trusted stale. Only customers are kept because their
+  erasure is one of their own events (it blanks their personal fields as it is applied);
+  a conversation's or task's personal fields belong to its customer's key, whose
+  destruction no event of theirs records, so they are rebuilt at every read;
+* the data keys needed to open personal fields are fetched without blocking the loop
+  when this process does not hold them yet (`EventSource.keys`), then kept by the keyring.
+
+Readers get the cached object itself: they must not change it, and they build their
+answer from it before awaiting anything else (the loop runs one coroutine at a time).
+I/O: through its `EventSource`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple, Protocol, TypeVar
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+from consumers.keyring import Keyring
+from domain import codec
+from domain.base import Aggregate, DomainEvent, NotFound
+from domain.customer import Customer
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class EventSource(Protocol):
+    async def head(self) -> int:
+        """The newest committed global position (0 when empty)."""
+        ...
+
+    async def events_after(self, aggregate_id: UUID, version: int) -> Sequence[StoredEvent]:
+        """The aggregate's stored events with a version above `version`, oldest first."""
+        ...
+
+    async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        """Data keys of those subjects that have a row: the key, or None once destroyed."""
+        ...
+
+
+class _Kept(NamedTuple):
+    customer: Customer
+    head: int  # the store's head when a read last asked for this customer's new events
+
+
+class Heads:
+    """The store's head as read by a query that started after the caller asked, with
+    one query at a time serving every caller that asked before it started.
+
+    A kept customer read at head H is current while the head is still H: positions are
+    drawn in commit order (the table lock), so any event committed since would have
+    moved it. Concurrent reads then cost one head query between them, not a query
+    each, and stay linearizable across processes: the head a read compares is always
+    from a query that began after the read did.
+    """
+
+    def __init__(self, probe: Callable[[], Awaitable[int]]) -> None:
+        self._probe = probe
+        self._waiting: asyncio.Future[int] | None = None  # the next query's callers
+        self._running: asyncio.Future[int] | None = None  # the query under way
+
+    async def current(self) -> int:
+        if self._waiting is None:
+            self._waiting = asyncio.ensure_future(self._next())
+        return await asyncio.shield(self._waiting)
+
+    async def _next(self) -> int:
+        running = self._running
+        if running is not None:
+            await asyncio.wait([running])  # its callers asked before this query's did
+        mine = self._running = self._waiting
+        self._waiting = None  # callers from now on wait for the next query
+        try:
+            return await self._probe()
+        finally:
+            if self._running is mine:
+                self._running = None
+
+
+class CurrentState:
+    def __init__(self, source: EventSource, keyring: Keyring, max_size: int = 10_000) -> None:
+        self._source = source
+        self._keyring = keyring
+        self._max_size = max_size
+        self._customers: OrderedDict[UUID, _Kept] = OrderedDict()
+        self._heads = Heads(source.head)
+
+    async def load(self, kind: type[A], aggregate_id: UUID) -> A:
+        """The aggregate with every event stored so far; `NotFound` if there is none of
+        that kind."""
+        head = await self._heads.current()
+        kept = self._customers.get(aggregate_id) if kind is Customer else None
+        if kept is not None and kept.head == head:
+            self._customers.move_to_end(aggregate_id)
+            return kept.customer  # type: ignore[return-value]
+        known = 0 if kept is None else kept.customer.version
+        events = await self._opened(await self._source.events_after(aggregate_id, known))
+        newest = self._customers.get(aggregate_id, kept)  # another read may have moved it
+        aggregate: Aggregate | None = None if newest is None else newest.customer
+        for event in events:  # no await from here on: nobody else touches `aggregate`
+            if aggregate is None or event.originator_version > aggregate.version:
+                aggregate = event.mutate(aggregate)
+        if not isinstance(aggregate, kind):
+            raise NotFound(kind.aggregate_type, aggregate_id)
+        if isinstance(aggregate, Customer):
+            self._keep(_Kept(aggregate, head if newest is None else max(head, newest.head)))
+        return aggregate
+
+    async def rebuilt(self, kind: type[A], aggregate_id: UUID) -> A:
+        """A new aggregate from its whole stored history, owned by the caller (a command
+        may change it), built on the loop: what a command loads when its cache misses."""
+        aggregate: Aggregate | None = None
+        for event in await self._opened(await self._source.events_after(aggregate_id, 0)):
+            aggregate = event.mutate(aggregate)
+        if not isinstance(aggregate, kind):
+            raise NotFound(kind.aggregate_type, aggregate_id)
+        return aggregate
+
+    def forget(self, aggregate_id: UUID) -> None:
+        """Drop a kept customer (this process erased it: nothing of its plaintext stays)."""
+        self._customers.pop(aggregate_id, None)
+
+    def _keep(self, kept: _Kept) -> None:
+        self._customers[kept.customer.id] = kept
+        self._customers.move_to_end(kept.customer.id)
+        if len(self._customers) > self._max_size:
+            self._customers.popitem(last=False)
+
+    async def _opened(self, stored: Sequence[StoredEvent]) -> list[DomainEvent]:
+        """Decoded with the one codec, then opened once the keys they need are held."""
+        sealed = [_decoded(s) for s in stored]
+        subjects = {e.data_subject for e in sealed if e.personal_fields}
+        missing = self._keyring.missing(subjects)
+        if missing:
+            for subject, key in (await self._source.keys(missing)).items():
+                self._keyring.remember(subject, key)
+        return [codec.unseal(event, self._keyring) for event in sealed]
+
+
+def _decoded(stored: StoredEvent) -> DomainEvent:
+    """What `CodecMapper.to_domain_event` does before it unseals."""
+    cls, version = codec.parse_topic(stored.topic)
+    return codec.decode(cls, stored.state, version)

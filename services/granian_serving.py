@@ -1,0 +1,51 @@
+"""Serving the HTTP API with granian (a Rust HTTP server; `CRM_HTTP_SERVER=granian`).
+
+One worker: granian's embedded server runs on this process's own uvloop event loop
+around the app built here (`crm run` needs that: its projections follow the store in
+a thread of the same process). SIGINT and SIGTERM stop it and `serve` returns, so the
+caller closes its stores. Several workers: granian's process manager starts each worker
+process, which builds its own app from the `CRM_` settings (`api_app_from_env`), as
+uvicorn's workers do.
+I/O: the listening socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+QUIET: dict[str, Any] = {"log_enabled": False, "log_access": False}
+
+
+def serve_granian(app: Any, host: str, port: int) -> None:
+    """Serve an app built in this process until SIGINT or SIGTERM."""
+    import uvloop
+    from granian.constants import Interfaces
+    from granian.server.embed import Server
+
+    async def main() -> None:
+        server = Server(app, address=host, port=port, interface=Interfaces.ASGI, **QUIET)
+        loop = asyncio.get_running_loop()
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(stop, server.stop)
+        await server.serve()
+
+    uvloop.run(main())
+
+
+def serve_granian_workers(target: str, host: str, port: int, workers: int) -> None:
+    """Serve `workers` processes, each building its app with the factory `target`."""
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    Granian(
+        target,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        loop=Loops.uvloop,
+        factory=True,
+        **QUIET,
+    ).serve()

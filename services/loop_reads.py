@@ -1,0 +1,147 @@
+"""The API's reads, run on its event loop: which source answers them on each store.
+
+* PostgreSQL: `services.pg_reads` awaits every query on the loop. Read-model queries
+  (`services.api.read_models.ReadModels` over `consumers.readmodel_queries`) are plain
+  synchronous functions calling `store.fetch`; `AwaitedReadModels` runs them unchanged
+  against a stand-in store that answers each `fetch` from rows already awaited, and
+  otherwise stops the function (`_Needed`) so the driver can await that query and run
+  it again. A query function costs a few microseconds of Python; a department page or
+  a statistic makes one or two queries, so it runs two or three times for one round
+  trip each, and no query function had to be written twice.
+* SQLite (embedded): local queries answer in tens of microseconds, faster than a hop to a
+  worker thread, so they run on the loop itself, on connections of their own (the
+  follower's writes never hold them up: WAL readers do not wait for a writer).
+I/O: through the stores it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+from eventsourcing.postgres import PostgresAggregateRecorder
+
+from consumers.keyring import KeyStore
+from consumers.readmodel_store import ReadModelStore
+from projections.base import ColumnType
+from services.api.read_models import ReadModels
+from services.bootstrap import Runtime
+from services.current_state import CurrentState
+from services.pg_reads import PostgresReads
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+
+class LoopReadModels(Protocol):
+    async def run(self, query: Callable[[ReadModels], T]) -> T:
+        """`query` (e.g. `lambda models: models.customers(...)`) without blocking the loop."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class DirectReadModels:
+    """Read models whose queries are fast enough to run on the loop (SQLite)."""
+
+    def __init__(self, models: ReadModels) -> None:
+        self._models = models
+
+    async def run(self, query: Callable[[ReadModels], T]) -> T:
+        return query(self._models)
+
+    async def aclose(self) -> None:
+        self._models.store.close()
+
+
+class AwaitedReadModels:
+    """Read models whose queries are awaited (PostgreSQL through `PostgresReads`)."""
+
+    def __init__(self, reads: PostgresReads, models: ReadModels) -> None:
+        self._reads = reads
+        self._models = models
+
+    async def run(self, query: Callable[[ReadModels], T]) -> T:
+        answers: list[list[Row]] = []
+        served: list[bool] = []
+        while True:
+            replay = _Replay(answers, served)
+            try:
+                return query(ReadModels(replay, self._models.clock))  # type: ignore[arg-type]
+            except _Needed as needed:
+                answers.append(await self._reads.fetch(*needed.request))
+                served.append(False)
+
+    async def aclose(self) -> None:
+        """Nothing of its own: the `PostgresReads` it awaits is closed by its owner."""
+
+
+class _Needed(Exception):  # noqa: N818 - a signal to the driver, never escapes `run`
+    def __init__(self, request: tuple[Any, ...]) -> None:
+        super().__init__("a read-model query to await")
+        self.request = request
+
+
+class _Replay:
+    """The `fetch` of a `ReadModelStore`, answered from rows awaited before, in order.
+    Rows served once are copied when served again: query functions may change them."""
+
+    def __init__(self, answers: list[list[Row]], served: list[bool]) -> None:
+        self._answers, self._served, self._next = answers, served, 0
+
+    def fetch(
+        self,
+        query: str,
+        tables: dict[str, str],
+        params: dict[str, Any],
+        types: Mapping[str, ColumnType] | None = None,
+    ) -> list[Row]:
+        index = self._next
+        if index == len(self._answers):
+            raise _Needed((query, tables, params, types))
+        self._next += 1
+        rows = self._answers[index]
+        if self._served[index]:
+            return [dict(row) for row in rows]
+        self._served[index] = True
+        return rows
+
+
+class StoreEvents:
+    """`services.current_state.EventSource` over a local event store (SQLite or memory)
+    and key store, queried on the loop."""
+
+    def __init__(self, recorder: ApplicationRecorder, keys: KeyStore) -> None:
+        self._recorder = recorder
+        self._keys = keys
+
+    async def head(self) -> int:
+        return self._recorder.max_notification_id() or 0
+
+    async def events_after(self, aggregate_id: UUID, version: int) -> Sequence[StoredEvent]:
+        return self._recorder.select_events(aggregate_id, gt=version)
+
+    async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        found = self._keys.load_many(subjects)
+        return {s: k for s, k in found.items() if k is not None or self._keys.destroyed(s)}
+
+
+def current_state_of(runtime: Runtime) -> tuple[CurrentState, PostgresReads | None]:
+    """Reads of current state for the API over `runtime`'s event store, and on
+    PostgreSQL the async reader that also serves its read models."""
+    recorder = runtime.app.recorder
+    url = runtime.settings.database_url
+    if url is not None and isinstance(recorder, PostgresAggregateRecorder):
+        reads = PostgresReads(url, recorder.datastore.schema, recorder.events_table_name)
+        return CurrentState(reads, runtime.keyring), reads
+    return CurrentState(StoreEvents(recorder, runtime.keyring.store), runtime.keyring), None
+
+
+def read_models_on_loop(models: ReadModels, reads: PostgresReads | None) -> LoopReadModels:
+    """Awaited on PostgreSQL; on SQLite, direct on a reader connection of its own."""
+    store: ReadModelStore = models.store
+    if reads is not None and store.dialect == "postgresql":
+        return AwaitedReadModels(reads, models)
+    return DirectReadModels(ReadModels(store.opener()(), models.clock))

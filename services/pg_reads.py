@@ -1,0 +1,151 @@
+"""PostgreSQL reads awaited on the API's event loop: no worker thread per request.
+
+Up to `POOL_SIZE` psycopg `AsyncConnection`s per process (made by the first reads, on
+the loop that serves the API; a plain queue of idle ones: psycopg_pool's machinery cost
+~30 us of Python per checkout) answer the read paths' questions (a connection whose
+query failed or was cancelled is closed, not reused):
+
+* `events_after`: an aggregate's stored events newer than a version (the event store's
+  table, a prepared binary statement; `services.current_state` keeps the rest);
+* `head`: the newest committed position (`services.current_state` asks it once for
+  many concurrent reads);
+* `keys`: the data keys of some customers (`crm_subject_keys`), once per customer and
+  process, so opening personal fields never blocks the loop;
+* `fetch`: a read-model query as `ReadModelStore.fetch` runs it (same SQL, views and
+  row types; times at the calendar's edges through the slower loader only when psycopg's
+  C loader refused one, as `consumers.pg_times.with_edges` does), for
+  `services.loop_reads`.
+
+Statements are composed once and kept as bytes. The connections belong to the event
+loop that first used them, as the group committer's connection does.
+I/O: PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import StoredEvent
+from psycopg import AsyncConnection, AsyncCursor, sql
+from psycopg.rows import dict_row, tuple_row
+
+from consumers.pg_times import TIMESTAMPTZ, EdgeTimestamptzLoader
+from projections.base import ColumnType
+
+Row = dict[str, Any]
+POOL_SIZE = 8
+_KEYS = b"SELECT subject, key FROM crm_subject_keys WHERE subject = ANY(%s)"
+
+
+class _Connection(NamedTuple):
+    """A connection with its two cursors, kept for its whole life (a cursor costs
+    ~30 us of Python to make; the statements are prepared once per connection)."""
+
+    conn: AsyncConnection[Any]
+    tuples: AsyncCursor[tuple[Any, ...]]
+    dicts: AsyncCursor[Row]
+    edges: AsyncCursor[Row]  # times at the calendar's edges: a Python loader, ~1 us a value
+
+
+class PostgresReads:
+    def __init__(self, database_url: str, schema: str, events_table: str) -> None:
+        self._url = database_url
+        table = sql.Identifier(schema), sql.Identifier(events_table)
+        self._events = (
+            sql.SQL(
+                "SELECT originator_version, topic, state FROM {}.{}"
+                " WHERE originator_id = %s AND originator_version > %s"
+                " ORDER BY originator_version"
+            )
+            .format(*table)
+            .as_bytes()
+        )
+        self._head = sql.SQL("SELECT max(notification_id) FROM {}.{}").format(*table).as_bytes()
+        self._composed: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
+        self._idle: asyncio.Queue[_Connection] | None = None
+        self._count = 0
+
+    async def events_after(self, aggregate_id: UUID, version: int) -> list[StoredEvent]:
+        async with self._connection() as c:
+            await c.tuples.execute(self._events, (aggregate_id, version), prepare=True)
+            rows = await c.tuples.fetchall()
+        return [StoredEvent(aggregate_id, v, topic, state) for v, topic, state in rows]
+
+    async def head(self) -> int:
+        """The newest committed global position (0 when empty)."""
+        async with self._connection() as c:
+            await c.tuples.execute(self._head, prepare=True)
+            row = await c.tuples.fetchone()
+        return int(row[0] or 0) if row else 0
+
+    async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        async with self._connection() as c:
+            await c.tuples.execute(_KEYS, (list(subjects),), prepare=True)
+            return dict(await c.tuples.fetchall())
+
+    async def fetch(
+        self,
+        query: str,
+        tables: dict[str, str],
+        params: dict[str, Any],
+        types: Mapping[str, ColumnType] | None = None,
+    ) -> list[Row]:
+        """`PostgresStore.fetch`, awaited (`types` changes nothing here either)."""
+        statement = self._statement(query, tables)
+        try:
+            async with self._connection() as c:
+                await c.dicts.execute(statement, params)
+                return await c.dicts.fetchall()
+        except psycopg.DataError:  # a time psycopg's C loader refused: at the calendar's edge
+            async with self._connection() as c:
+                await c.edges.execute(statement, params)
+                return await c.edges.fetchall()
+
+    def _statement(self, query: str, tables: dict[str, str]) -> bytes:
+        key = (query, tuple(sorted(tables.items())))
+        statement = self._composed.get(key)
+        if statement is None:
+            names = {k: sql.Identifier(*v.split(".")) for k, v in tables.items()}
+            statement = self._composed[key] = sql.SQL(query).format(**names).as_bytes()
+        return statement
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[_Connection]:
+        """An idle connection, or a new one while fewer than `POOL_SIZE` exist, else the
+        next one released. One that failed is closed and replaced by the next request."""
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+        if self._idle.empty() and self._count < POOL_SIZE:
+            self._count += 1
+            try:
+                self._idle.put_nowait(await self._connect())
+            except BaseException:
+                self._count -= 1
+                raise
+        connection = await self._idle.get()
+        try:
+            yield connection
+        except BaseException:  # lost, failed or cancelled mid-query: not reused
+            self._count -= 1
+            await connection.conn.close()
+            raise
+        self._idle.put_nowait(connection)
+
+    async def _connect(self) -> _Connection:
+        conn = await AsyncConnection.connect(
+            self._url, autocommit=True, options="-c timezone=UTC", connect_timeout=5
+        )
+        edges = conn.cursor(binary=True, row_factory=dict_row)
+        edges.adapters.register_loader(TIMESTAMPTZ, EdgeTimestamptzLoader)
+        tuples = conn.cursor(binary=True, row_factory=tuple_row)
+        return _Connection(conn, tuples, conn.cursor(binary=True, row_factory=dict_row), edges)
+
+    async def aclose(self) -> None:
+        while self._idle is not None and not self._idle.empty():
+            await self._idle.get_nowait().conn.close()
+            self._count -= 1

@@ -1,0 +1,130 @@
+"""`crm analysts grant NAME`: a read-only PostgreSQL login that reads the read models'
+stable views and nothing else, sees no personal data in them, and keeps its grants
+across a rebuild's switch."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from litestar.testing import TestClient
+from psycopg import errors, sql
+
+from bench.databases import fresh_database
+from consumers.follower import rebuild_from_store
+from consumers.readmodel_store import analyst_views, public_tables
+from projections import PROJECTIONS
+from services.cli import main
+from tests.integration.api_support import EmbeddedApi, embedded_api
+
+
+@pytest.fixture
+def database(server_url: str) -> Iterator[str]:
+    """A fresh database; its analysts' group role is dropped after it."""
+    with fresh_database(server_url, prefix="crm_analysts") as url:
+        yield url
+    group = f"{urlsplit(url).path.lstrip('/')}_analysts"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(group)))
+
+
+def _fill(api: EmbeddedApi, mark: str) -> None:
+    """A customer, a conversation and a task with personal values made of `mark`."""
+    admin = api.token("root", "it", "admin")
+    with TestClient(app=api.app) as client:
+        body = {"name": f"{mark} name", "email": f"{mark}@example.com", "address": mark,
+                "owner_department": "sales"}  # fmt: skip
+        customer = client.post("/v1/customers", json=body, headers=admin).json()["id"]
+        opened = {"customer_id": customer, "channel": "email", "subject": mark}
+        client.post("/v1/conversations", json=opened, headers=admin)
+        task = {"customer_id": customer, "title": mark, "department": "sales"}
+        keyed = admin | {"Idempotency-Key": mark}
+        assert client.post("/v1/tasks", json=task, headers=keyed).status_code == 201
+        api.catch_up()
+        found = client.get("/v1/customers", params={"email": f"{mark}@example.com"}, headers=admin)
+        assert found.json()["items"], found.text  # the search key exists, terms are stored
+
+
+def _grant(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str,
+           name: str) -> str:  # fmt: skip
+    monkeypatch.setenv("CRM_DATABASE_URL", url)
+    assert main(["analysts", "grant", name]) == 0
+    printed = capsys.readouterr().out
+    return printed.split("password ", 1)[1].split()[0]
+
+
+def _as(url: str, name: str, password: str) -> psycopg.Connection[Any]:
+    parts = urlsplit(url)
+    netloc = f"{quote(name)}:{quote(password)}@{parts.hostname}:{parts.port}"
+    return psycopg.connect(urlunsplit(parts._replace(netloc=netloc)), autocommit=True)
+
+
+def _everything_else(url: str) -> list[sql.Composable]:
+    """Every table of the database outside the stable views analysts may read."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT schemaname, tablename FROM pg_tables"
+            " WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+    tables: list[sql.Composable] = [sql.Identifier(schema, table) for schema, table in rows]
+    return [*tables, sql.Identifier("shared", "search_terms")]
+
+
+def test_an_analyst_reads_the_read_models_and_nothing_else(
+    database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    mark, name = f"zq{uuid.uuid4().hex[:10]}", f"ann_{uuid.uuid4().hex[:8]}"
+    with embedded_api(tmp_path, database_url=database) as api:
+        _fill(api, mark)
+        password = _grant(monkeypatch, capsys, database, name)
+        try:
+            with _as(database, name, password) as analyst:
+                _reads_views_without_personal_data(analyst, mark)
+                refused = _everything_else(database)
+                assert len(refused) > 20  # event store, keys, principals, generations...
+                for table in refused:
+                    with pytest.raises(errors.InsufficientPrivilege):
+                        analyst.execute(sql.SQL("SELECT * FROM {} LIMIT 1").format(table))
+                with pytest.raises(errors.ReadOnlySqlTransaction):
+                    analyst.execute("CREATE TEMP TABLE t (x int)")
+            rebuild_from_store(api.runtime.app, api.store, PROJECTIONS["shared"])
+            with _as(database, name, password) as analyst:  # grants follow the switch
+                _reads_views_without_personal_data(analyst, mark)
+        finally:
+            monkeypatch.setenv("CRM_DATABASE_URL", database)
+            assert main(["analysts", "revoke", name]) == 0
+
+
+def _reads_views_without_personal_data(analyst: psycopg.Connection[Any], mark: str) -> None:
+    seen: list[Any] = []
+    for projection in PROJECTIONS.values():
+        for view in analyst_views(projection):
+            query = sql.SQL("SELECT * FROM {}").format(sql.Identifier(projection.name, view))
+            seen += analyst.execute(query).fetchall()
+    names = [row for row in seen if any(str(v).startswith("enc:v1:") for v in row)]
+    assert names, "the views hold the sealed personal values"
+    assert mark not in repr(seen)
+
+
+def test_a_role_that_is_no_analyst_is_left_alone(
+    database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CRM_DATABASE_URL", database)
+    user = urlsplit(database).username or "crm"
+    assert main(["analysts", "grant", user]) == 1
+    assert "not an analyst" in capsys.readouterr().err
+    assert main(["analysts", "revoke", user]) == 1
+
+
+def test_every_projection_has_views_for_analysts() -> None:
+    for projection in PROJECTIONS.values():
+        assert analyst_views(projection), projection.name
+        assert set(analyst_views(projection)) <= {t.name for t in public_tables(projection)}

@@ -1,0 +1,147 @@
+"""Customer search (`GET /v1/customers?email=&phone=&name=&company=&tag=`) on both stores.
+
+Exact e-mail (any case) and phone (any spelling of the same number), whole words of the
+name, company by prefix, tags; only customers the caller may read, masked as `GET`
+masks them; nothing once erased. The read models hold no plaintext to search: the
+terms are keyed HMACs (`consumers.blind_index`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from bench.databases import fresh_database
+from tests.integration.api_support import EmbeddedApi, embedded_api
+
+Client = TestClient[Any]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmbeddedApi]:
+    if request.param == "sqlite":
+        with embedded_api(tmp_path) as embedded:
+            yield embedded
+        return
+    server_url: str = request.getfixturevalue("server_url")
+    with ExitStack() as stack:
+        url = stack.enter_context(fresh_database(server_url, prefix="crm_search"))
+        yield stack.enter_context(embedded_api(tmp_path, database_url=url))
+
+
+def _found(client: Client, headers: dict[str, str], query: str) -> list[dict[str, Any]]:
+    response = client.get(f"/v1/customers?{query}", headers=headers)
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+def _ids(client: Client, headers: dict[str, str], query: str) -> set[str]:
+    return {str(row["customer_id"]) for row in _found(client, headers, query)}
+
+
+def _register(client: Client, headers: dict[str, str], **fields: Any) -> str:
+    body = {"owner_department": "sales"} | fields
+    response = client.post("/v1/customers", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def test_search_finds_by_each_field_only_for_callers_who_may_read(api: EmbeddedApi) -> None:
+    mark = uuid.uuid4().hex[:10]
+    sales = api.token("sam", "sales", "agent")
+    support = api.token("sue", "support", "agent")
+    analyst = api.token("ann", "analytics", "analyst")
+    with TestClient(app=api.app) as client:
+        ada = _register(
+            client, sales, name=f"Ada Zq{mark} Lovelace", email=f"Ada.{mark}@Example.com",
+            phone="+49 30 1234-5678", company=f"Zeta{mark} Engines GmbH", tags=["vip"],
+        )  # fmt: skip
+        bob = _register(client, sales, name=f"Bob Zq{mark}", company=f"zeta{mark} Labs")
+        api.catch_up()
+        assert _ids(client, sales, f"email=ada.{mark}@EXAMPLE.com") == {ada}
+        assert _ids(client, sales, "phone=0049 (30) 12345678") == {ada}
+        assert _ids(client, sales, f"name=zq{mark}") == {ada, bob}
+        assert _ids(client, sales, f"name=LOVELACE zq{mark}") == {ada}
+        assert _ids(client, sales, f"name=Lovel zq{mark}") == set()  # whole words only
+        assert _ids(client, sales, f"company=ZETA{mark}") == {ada, bob}
+        assert _ids(client, sales, f"company=zeta{mark} e") == {ada}
+        assert _ids(client, sales, f"name=zq{mark}&tag=vip") == {ada}
+        assert _ids(client, sales, f"name=zq{mark}&email=bob.{mark}@example.com") == set()
+        (row,) = _found(client, sales, f"email=ada.{mark}@example.com")
+        assert row["email"] == f"ada.{mark}@example.com"  # opened for its department
+        assert row["name"] == f"Ada Zq{mark} Lovelace"
+        for query in (f"email=ada.{mark}@example.com", f"name=zq{mark}", f"company=zeta{mark}"):
+            assert _ids(client, support, query) == set()  # another department's customers
+        (seen,) = _found(client, analyst, f"email=ada.{mark}@example.com")
+        assert (seen["email"], seen["phone"], seen["name"]) == ("[masked]",) * 3
+        client.post(f"/v1/customers/{ada}/shares", json={"department": "support"}, headers=sales)
+        api.catch_up()
+        assert _ids(client, support, f"name=zq{mark}") == {ada}
+
+
+def test_search_pages_by_id_and_refuses_what_cannot_match(api: EmbeddedApi) -> None:
+    mark = uuid.uuid4().hex[:10]
+    admin = api.token("root", "it", "admin")
+    with TestClient(app=api.app) as client:
+        ids = {_register(client, admin, name=f"Cy Zq{mark} {n}") for n in range(3)}
+        api.catch_up()
+        pages: list[str] = []
+        cursor = ""
+        while True:
+            answer = client.get(f"/v1/customers?name=zq{mark}&limit=1{cursor}", headers=admin)
+            pages += [str(row["customer_id"]) for row in answer.json()["items"]]
+            if answer.json()["next_cursor"] is None:
+                break
+            cursor = f"&cursor={answer.json()['next_cursor']}"
+        assert pages == sorted(ids)
+        assert client.get("/v1/customers", headers=admin).status_code == 400
+        assert client.get("/v1/customers?email=nobody", headers=admin).status_code == 422
+        assert client.get("/v1/customers?phone=030123", headers=admin).status_code == 422
+        assert client.get("/v1/customers?name=--", headers=admin).status_code == 422
+
+
+def test_an_erased_customer_is_found_by_nothing(api: EmbeddedApi) -> None:
+    mark = uuid.uuid4().hex[:10]
+    admin = api.token("root", "it", "admin")
+    fields = {
+        "name": f"Eve Zq{mark}", "email": f"eve.{mark}@example.com", "phone": "+44 20 7946 0958",
+        "company": f"Omega{mark}", "tags": ["gone"],
+    }  # fmt: skip
+    queries = [
+        f"name=zq{mark}", f"email=eve.{mark}@example.com", "phone=%2B442079460958",
+        "phone=+44 20 79460958",  # an unencoded + reads as a space: still the number
+        f"company=omega{mark}", f"company=omega{mark}&tag=gone",
+    ]  # fmt: skip
+    with TestClient(app=api.app) as client:
+        eve = _register(client, admin, **fields)
+        api.catch_up()
+        assert [_ids(client, admin, q) for q in queries] == [{eve}] * len(queries)
+        erased = client.post(f"/v1/customers/{eve}/erasure", json={}, headers=admin)
+        assert erased.status_code == 200, erased.text
+        api.catch_up()
+        assert [_ids(client, admin, q) for q in queries] == [set()] * len(queries)
+        with api.store.session(_shared(), _live(api)) as session:
+            assert session.load_rows(_table("_search_fields"), [(uuid.UUID(eve),)]) == []
+
+
+def _shared() -> Any:
+    from projections import PROJECTIONS
+
+    return PROJECTIONS["shared"]
+
+
+def _live(api: EmbeddedApi) -> int:
+    generation = api.store.live_generation("shared")
+    assert generation is not None
+    return generation
+
+
+def _table(name: str) -> Any:
+    return next(t for t in _shared().tables if t.name == name)

@@ -1,0 +1,185 @@
+"""Reads of current state on the event loop (`services.current_state`): a kept customer
+costs one head query shared by concurrent reads; a moved head costs one query for the
+newer events only; nothing stale is ever served, erasure included; conversations are
+rebuilt at every read; missing data keys are fetched once, without blocking."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+import pytest
+from eventsourcing.persistence import StoredEvent
+
+from consumers.keyring import Keyring, MemoryKeyStore
+from domain.base import ERASED, Aggregate, Context, NotFound
+from domain.codec import CodecMapper
+from domain.conversation import Conversation
+from domain.customer import Customer
+from services.current_state import CurrentState, Heads
+
+CTX = Context(
+    actor="sam", actor_department="sales", occurred_at=datetime.now(UTC), correlation_id="t"
+)
+
+
+class Store:
+    """A hand-written event source: stored events in memory, with call counts."""
+
+    def __init__(self, keys: MemoryKeyStore) -> None:
+        self.mapper = CodecMapper(Keyring(keys))
+        self.keys_store = keys
+        self.stored: list[StoredEvent] = []
+        self.asked: list[tuple[str, object]] = []
+        self.gate: asyncio.Event | None = None  # holds head queries while set up
+
+    def save(self, aggregate: Aggregate) -> None:
+        self.stored += [self.mapper.to_stored_event(e) for e in aggregate.collect_events()]
+
+    async def head(self) -> int:
+        self.asked.append(("head", None))
+        seen = len(self.stored)  # what the query sees as it starts
+        if self.gate is not None:
+            await self.gate.wait()
+        return seen
+
+    async def events_after(self, aggregate_id: UUID, version: int) -> Sequence[StoredEvent]:
+        self.asked.append(("events", version))
+        return [
+            s
+            for s in self.stored
+            if s.originator_id == aggregate_id and s.originator_version > version
+        ]
+
+    async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        self.asked.append(("keys", len(subjects)))
+        return {s: k for s in subjects if (k := self.keys_store.load(s)) is not None}
+
+
+@pytest.fixture
+def store() -> Store:
+    return Store(MemoryKeyStore())
+
+
+def reads(store: Store) -> CurrentState:
+    """A reading process of its own: a keyring that holds no key yet."""
+    return CurrentState(store, Keyring(store.keys_store))
+
+
+def customer(store: Store) -> Customer:
+    registered = Customer.register(
+        CTX, customer_id=uuid4(), name="Ada", email="ada@example.com", owner_department="sales"
+    )
+    store.save(registered)
+    return registered
+
+
+def test_a_kept_customer_costs_a_head_query_until_the_head_moves(store: Store) -> None:
+    ada = customer(store)
+    current = reads(store)
+
+    async def scenario() -> list[tuple[str, str | None, int]]:
+        seen = []  # what each read answered, taken before the next (readers share the object)
+        for change in (False, False, True):
+            if change:
+                ada.update_profile(CTX, company="Acme")
+                store.save(ada)
+            read = await current.load(Customer, ada.id)
+            seen.append((read.name, read.company, read.version))
+        return seen
+
+    assert asyncio.run(scenario()) == [("Ada", None, 1), ("Ada", None, 1), ("Ada", "Acme", 2)]
+    assert store.asked == [
+        ("head", None), ("events", 0), ("keys", 1),  # first read, key fetched once
+        ("head", None),  # unchanged head: the kept customer
+        ("head", None), ("events", 1),  # moved head: only the newer event
+    ]  # fmt: skip
+
+
+def test_concurrent_reads_share_a_head_query_that_began_after_they_asked(store: Store) -> None:
+    ada = customer(store)
+    current = reads(store)
+
+    async def scenario() -> list[Customer]:
+        await current.load(Customer, ada.id)
+        store.gate = asyncio.Event()
+        early = [asyncio.create_task(current.load(Customer, ada.id)) for _ in range(5)]
+        await asyncio.sleep(0)  # their head query has started
+        ada.update_profile(CTX, company="Acme")
+        store.save(ada)  # committed while that query runs
+        late = [asyncio.create_task(current.load(Customer, ada.id)) for _ in range(5)]
+        await asyncio.sleep(0)
+        store.gate.set()
+        return list(await asyncio.gather(*early, *late))
+
+    seen = asyncio.run(scenario())
+
+    heads = [kind for kind, _ in store.asked].count("head")
+    assert heads == 3  # the first read, then one query for the early five, one for the late
+    assert all(c.company == "Acme" for c in seen[5:])  # asked after the commit: they see it
+
+
+def test_erasure_reaches_a_kept_customer(store: Store) -> None:
+    ada = customer(store)
+    current = reads(store)
+
+    async def scenario() -> Customer:
+        await current.load(Customer, ada.id)
+        ada.erase(CTX, reason="request")
+        store.save(ada)
+        return await current.load(Customer, ada.id)
+
+    erased = asyncio.run(scenario())
+
+    assert erased.erased
+    assert erased.name == ERASED
+    assert erased.email == ERASED
+
+
+def test_conversations_are_rebuilt_at_every_read(store: Store) -> None:
+    ada = customer(store)
+    opened = Conversation.open(
+        CTX, conversation_id=uuid4(), customer=ada, channel="email", subject="Invoice"
+    )
+    store.save(opened)
+    current = reads(store)
+
+    async def scenario() -> Conversation:
+        await current.load(Conversation, opened.id)
+        return await current.load(Conversation, opened.id)
+
+    again = asyncio.run(scenario())
+
+    assert again.subject == "Invoice"
+    assert [v for kind, v in store.asked if kind == "events"] == [0, 0]
+
+
+def test_another_kind_or_no_events_is_not_found(store: Store) -> None:
+    ada = customer(store)
+    current = reads(store)
+
+    with pytest.raises(NotFound):
+        asyncio.run(current.load(Conversation, ada.id))
+    with pytest.raises(NotFound):
+        asyncio.run(current.load(Customer, uuid4()))
+
+
+def test_a_failed_head_query_fails_its_readers_and_the_next_query_runs() -> None:
+    calls: list[int] = []
+
+    async def probe() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("lost")
+        return 7
+
+    heads = Heads(probe)
+
+    async def scenario() -> int:
+        with pytest.raises(ConnectionError):
+            await heads.current()
+        return await heads.current()
+
+    assert asyncio.run(scenario()) == 7
