@@ -7,13 +7,13 @@ UV_VERSION := 0.13.9
 UV := python3 -m uv
 VENV := .venv
 BIN := $(VENV)/bin
-SERVICES_ENV := var/services/env
+SERVICES_ENV := $(or $(CRM_SERVICES_DIR),var/services)/env
 HOST ?= 127.0.0.1
 PORT ?= 8000
 NAME ?= sales
 
 .PHONY: help venv run check lint types unit test integration services-up services-down \
-        api relay consumer bench contract browser screenshots
+        api relay consumer bench soak soak-quick contract browser screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -70,6 +70,12 @@ consumer: venv ## one projection consumer: make consumer NAME=sales
 
 bench: venv ## benchmarks with same-run baselines -> bench/results/latest.{json,md} (ARGS="http --quick")
 	scripts/bench.sh $(ARGS)
+
+soak: venv ## ~10 min: load + SIGKILLs + broker and PostgreSQL restarts, nothing lost (own services)
+	scripts/soak.sh
+
+soak-quick: venv ## the soak in ~3 minutes
+	scripts/soak.sh --quick
 
 contract: venv ## regenerate the event contract in docs/events
 	$(BIN)/crm contract generate

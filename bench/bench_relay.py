@@ -29,8 +29,9 @@ from psycopg_pool import ConnectionPool
 from bench.databases import fresh_database
 from consumers import kafka_io
 from consumers.envelope import HEADERS, all_topics
-from consumers.relay import Relay, encode_notification, wakeup_for
+from consumers.relay import Relay, encode_notification
 from consumers.relay_position import PostgresRelayPosition
+from consumers.relay_wakeup import wakeup_for
 from domain.base import Context
 from domain.customer import Customer
 from services.event_store import CrmApplication, open_event_store

@@ -337,7 +337,11 @@ class _SeekingListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         keys = [(tp.topic, tp.partition) for tp in assigned]
-        offsets = self._owner.on_assigned(keys) if keys else {}
+        try:
+            offsets = self._owner.on_assigned(keys) if keys else {}
+        except Exception as error:  # kafka-python wraps it: `poll` raises it unwrapped
+            self._owner.assignment_error = error
+            raise
         consumer = self._owner.kafka
         for tp in assigned:
             offset = offsets.get((tp.topic, tp.partition))
@@ -355,13 +359,24 @@ CONSUMER_FETCH: dict[str, Any] = {
     "max_partition_fetch_bytes": 512 * 1024,
     "fetch_max_bytes": 2 * 1024 * 1024,
     "metrics_enabled": False,
+    "session_timeout_ms": 10000,
+    "heartbeat_interval_ms": 3000,
+    "reconnect_backoff_max_ms": 1000,
+    "bootstrap_timeout_ms": 5000,
 }
-"""Fetch buffers bound a consumer's memory (kafka-python keeps whole fetch responses
+"""Group timings: a killed member's partitions move after 10 s, not kafka-python's 45 s,
+and after an outage the client tries the broker again every second, not every 30 s.
+
+Fetch buffers bound a consumer's memory (kafka-python keeps whole fetch responses
 until their records are taken, and a poll's records are what the runner holds and
 hands to its writer): 512 kB per partition and 2 MB per fetch keep a replay's consumer
 and writer together under ~175 MB, where 1 MB / 4 MB took 225 MB, for about the same
 rate (a fetch still brings ~2,000 records of ~900 bytes). kafka-python's own metrics
 (sensors updated per record) cost 15-20 % of a read's CPU and nothing reads them."""
+
+
+END_OFFSETS_TIMEOUT_MS = 5000
+CLOSE_TIMEOUT_MS = 5000
 
 
 class TopicConsumer:
@@ -380,6 +395,8 @@ class TopicConsumer:
     ) -> None:
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
+        self.assignment_error: Exception | None = None
+        self._topics = list(topics)
         self.kafka: Any = _guarded(
             lambda: KafkaConsumer(
                 bootstrap_servers=bootstrap,
@@ -394,20 +411,32 @@ class TopicConsumer:
         self.kafka.subscribe(list(topics), listener=_SeekingListener(self))
 
     def poll(self, timeout_ms: int = 500) -> list[Consumed]:
-        """The next records, in offset order per partition."""
-        batches = _guarded(lambda: self.kafka.poll(timeout_ms=timeout_ms))
+        """The next records, in offset order per partition. An exception of `on_assigned`
+        is raised as it is (after kafka-python finished the rebalance)."""
+        try:
+            batches = self.kafka.poll(timeout_ms=timeout_ms)
+        except kerrors.KafkaError as error:
+            failed, self.assignment_error = self.assignment_error, None
+            if failed is not None:
+                raise failed from error
+            raise _translate(error) from error
         return [message for messages in batches.values() for message in messages]
 
-    def end_offsets(self) -> dict[TopicPartitionKey, int]:
-        """The next offset to be written per assigned partition (for lag)."""
-        assigned = list(self.kafka.assignment())
-        if not assigned:
+    def end_offsets(self, *, every_partition: bool = False) -> dict[TopicPartitionKey, int]:
+        """The next offset to be written per assigned partition (for lag), or per partition
+        of the subscribed topics. `BrokerUnavailable` after `END_OFFSETS_TIMEOUT_MS`."""
+        if every_partition:
+            wanted = _partitions(self.kafka, self._topics)
+        else:
+            wanted = list(self.kafka.assignment())
+        if not wanted:
             return {}
-        ends = _guarded(lambda: self.kafka.end_offsets(assigned))
+        ends = _guarded(lambda: self.kafka.end_offsets(wanted, timeout_ms=END_OFFSETS_TIMEOUT_MS))
         return {(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}
 
     def close(self) -> None:
-        self.kafka.close(autocommit=False)
+        """Leave the group; within `CLOSE_TIMEOUT_MS` even if the coordinator is gone."""
+        self.kafka.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
 
     def __enter__(self) -> TopicConsumer:
         return self

@@ -20,11 +20,14 @@ The child (`python -m consumers.writer_process`, started with only the modules i
 needs) talks over two one-way pipes of msgpack frames. Runner -> writer: a `Batch` of
 `Handed` records (events as `domain.codec` JSON, already opened; the pipe never leaves
 the machine). Writer -> runner: a `Written` per batch, in order, and a `Retrying`
-notice per failed attempt, which the runner logs (the child has no log of its own).
-Closing the batch pipe stops the child after the batches in hand; their results still
-arrive. The child ignores SIGINT and SIGTERM: it lives exactly as long as its runner
-holds the pipe (a killed runner closes it too), so a terminal's Ctrl-C or a service
-manager's SIGTERM reaches the runner, which stops it in order.
+notice per failed attempt, which the runner reports (an unreachable database as one
+outage, `consumers.outage`). The child logs, if at all, as its runner does (the
+runner's logging set-up is passed to it). Closing the batch pipe stops the child after
+the batches in hand; their results still arrive. The child ignores SIGINT and SIGTERM:
+it lives exactly as long as its runner holds the pipe (a killed runner closes it too),
+so a terminal's Ctrl-C or a service manager's SIGTERM reaches the runner, which stops it
+in order. A child that dies (`WriterDied`) is replaced by the runner, which reads the
+batches it had in hand again from the stored offsets.
 
 I/O: a child process and two pipes; the read-model database, through the store.
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import pickle
 import subprocess
@@ -46,6 +50,7 @@ from typing import NamedTuple, Protocol
 import msgspec
 import structlog
 
+from consumers.pg_pool import DATABASE_UNAVAILABLE
 from consumers.projecting import Item, commit
 from consumers.readmodel_store import ReadModelStore
 from domain import codec
@@ -95,6 +100,13 @@ class WriterError(RuntimeError):
     """The writer process died or hit an error that retrying cannot fix."""
 
 
+class WriterDied(WriterError):  # noqa: N818 - reads as what happened to the writer
+    """The writer process exited without a word (killed, out of memory): start another.
+
+    Nothing it had in hand is lost: a batch it did not commit left no row and no offset,
+    so the runner reads it again from the stored offsets."""
+
+
 class Written(msgspec.Struct, array_like=True, frozen=True, tag="written"):
     """What became of one batch: counts and commit time, or `abandoned` (nothing written)."""
 
@@ -125,10 +137,18 @@ class BatchWriter(Protocol):
 
 
 class Retrying(msgspec.Struct, array_like=True, frozen=True, tag="retrying"):
-    """An attempt to commit failed on a transient error; the next one follows `delay` s."""
+    """An attempt to commit failed on a transient error; the next one follows `delay` s.
+    `unavailable`: the database could not be reached at all (rather than, say, a
+    deadlock), which the runner reports as an outage, once."""
 
     error: str
     delay: float
+    unavailable: bool = False
+    at: float = 0.0
+    """When the attempt failed (`time.time()`): the runner may read the notice later."""
+
+
+OnRetry = Callable[[Retrying], None]
 
 
 def log_retry(projection: str, notice: Retrying) -> None:
@@ -158,7 +178,9 @@ def commit_batch(
         except store.transient_errors as error:
             if follow_live and _replaced(store, projection.name, generation):
                 return Written(len(items), lag, abandoned=True)
-            on_retry(Retrying(str(error), delay))
+            unavailable = isinstance(error, DATABASE_UNAVAILABLE)
+            reason = f"{type(error).__name__}: {error}"
+            on_retry(Retrying(reason, delay, unavailable, time.time()))
             if wait(delay):
                 return Written(len(items), lag, abandoned=True)
             delay = min(delay * 2, MAX_RETRY_DELAY)
@@ -188,16 +210,17 @@ class InlineWriter:
         *,
         follow_live: bool,
         stop: threading.Event,
+        on_retry: OnRetry | None = None,
     ) -> None:
         self._target = (store, projection, generation)
         self._follow_live, self._wait = follow_live, stop.wait
+        self._on_retry = on_retry or functools.partial(log_retry, projection.name)
 
     def submit(self, handed: list[Handed], lag: int | None) -> list[Written]:
         store, projection, generation = self._target
         written = commit_batch(
             store, projection, generation, (items_of(handed), lag),
-            follow_live=self._follow_live, wait=self._wait,
-            on_retry=lambda notice: log_retry(projection.name, notice),
+            follow_live=self._follow_live, wait=self._wait, on_retry=self._on_retry,
         )  # fmt: skip
         return [written]
 
@@ -213,6 +236,7 @@ class ProcessWriter:
 
     `stop` is checked while waiting for a result: once it is set the batch pipe is
     closed, so a child retrying through a database outage gives up at once.
+    `log_setup` configures the child's logging as the runner's (it is pickled).
     """
 
     def __init__(
@@ -223,8 +247,11 @@ class ProcessWriter:
         *,
         follow_live: bool,
         stop: threading.Event,
+        on_retry: OnRetry | None = None,
+        log_setup: Callable[[], None] | None = None,
     ) -> None:
-        self._stopping, self._name = stop.is_set, projection.name
+        self._stopping = stop.is_set
+        self._on_retry = on_retry or functools.partial(log_retry, projection.name)
         batches_in, self._batches = Pipe(duplex=False)
         self._results, results_out = Pipe(duplex=False)
         for end in (self._batches, self._results):
@@ -238,7 +265,8 @@ class ProcessWriter:
         )
         assert self._process.stdin is not None
         with self._process.stdin as setup:
-            pickle.dump((store.opener(), projection.name, generation, follow_live), setup)
+            opener = store.opener()
+            pickle.dump((opener, projection.name, generation, follow_live, log_setup), setup)
         batches_in.close()
         results_out.close()
         self._in_hand = 0
@@ -262,9 +290,12 @@ class ProcessWriter:
         return [self._take() for _ in range(self._in_hand)]
 
     def close(self) -> list[Written]:
+        """Stop after the batches in hand (none if the child is already dead)."""
         self._batches.close()
         try:
             return self.drain()
+        except WriterDied:
+            return []
         finally:
             self._results.close()
             try:
@@ -285,18 +316,18 @@ class ProcessWriter:
                 raise self._failure() from None
             if isinstance(report, Written):
                 break
-            log_retry(self._name, report)
+            self._on_retry(report)
         self._in_hand -= 1
         if report.error is not None:
             raise WriterError(f"projection writer failed:\n{report.error}")
         return report
 
-    def _failure(self) -> WriterError:
+    def _failure(self) -> WriterDied:
         try:
             code: int | None = self._process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             code = None
-        return WriterError(f"projection writer process exited unexpectedly (exit code {code})")
+        return WriterDied(f"projection writer process exited unexpectedly (exit code {code})")
 
 
 def _widen(end: Connection) -> None:

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from consumers.hand_over import decode
 from consumers.keyring import Keyring
 from consumers.projecting import Item, retry_letters
 from consumers.readmodel_store import ReadModelStore, StoredLetter
-from consumers.runner import ProjectionRunner, decode, group_id
+from consumers.runner import ProjectionRunner, group_id
 from projections.base import Projection, Row
 
 Progress = Callable[[int], None]

@@ -7,6 +7,10 @@ again from the stored position, so per-partition order holds and re-sends are du
 (consumers deduplicate by `(aggregate id, version)`). Notification ids are in commit
 order (the store's table lock), so reading `> position` never skips a late commit.
 
+Outages are ridden out, never a reason to exit (`consumers.outage`): a broker outage
+as above; a database outage (reading the log, storing the position, the LISTEN
+connection) changes nothing in flight, the same step is simply tried again later.
+
 I/O: the recorder (PostgreSQL or SQLite), Kafka through `kafka_io`, the position store.
 Dependencies arrive as arguments; this module never reads settings.
 """
@@ -16,21 +20,24 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
-import psycopg
 import structlog
-from psycopg import sql
 
 from consumers.envelope import AGGREGATE_TYPES, HEADERS, all_topics, to_record, topic_name
 from consumers.kafka_io import BrokerUnavailable, Producer, SendResult, describe_topic_configs
+from consumers.outage import KAFKA, POSTGRES, Dependencies
+from consumers.pg_pool import DATABASE_UNAVAILABLE
 from consumers.relay_position import PositionStore
+from consumers.relay_wakeup import PollWakeup, Wakeup
 from domain import codec
 
 log = structlog.get_logger("crm.relay")
 
-MAX_BACKOFF_S = 5.0
+STOP_CONFIRM_S = 5.0
+"""How long a stopping relay waits for the broker to acknowledge what it sent."""
+STOP_ERRORS: tuple[type[Exception], ...] = (BrokerUnavailable, *DATABASE_UNAVAILABLE)
 
 
 class RelayPoisoned(Exception):  # noqa: N818 - public name others import
@@ -39,51 +46,6 @@ class RelayPoisoned(Exception):  # noqa: N818 - public name others import
 
 class UnsafeTopics(Exception):  # noqa: N818 - public name others import
     """A topic's settings would let Kafka delete published events."""
-
-
-class Wakeup(Protocol):
-    """Blocks until new events may have been stored, or `timeout` seconds pass."""
-
-    def wait(self, timeout: float) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class ListenWakeup:
-    """PostgreSQL LISTEN on the channel the event store NOTIFYs on every insert:
-    a commit wakes the relay within milliseconds instead of a polling interval."""
-
-    def __init__(self, conninfo: str, channel: str) -> None:
-        self._conn = psycopg.connect(conninfo, autocommit=True)
-        self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-
-    def wait(self, timeout: float) -> None:
-        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-            pass
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-class PollWakeup:
-    """For stores without notifications (SQLite): wait a short interval."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self._interval = interval
-
-    def wait(self, timeout: float) -> None:
-        time.sleep(min(timeout, self._interval))
-
-    def close(self) -> None:
-        return None
-
-
-def wakeup_for(recorder: Any, conninfo: str | None) -> Wakeup:
-    """LISTEN/NOTIFY on PostgreSQL, polling otherwise."""
-    channel = getattr(recorder, "channel_name", None)
-    if conninfo is not None and isinstance(channel, str):
-        return ListenWakeup(conninfo, channel)
-    return PollWakeup()
 
 
 def encode_notification(notification: Any, prefix: str) -> tuple[str, bytes, bytes]:
@@ -141,6 +103,7 @@ class Relay:
         wakeup: Wakeup | None = None,
         page_size: int = 2000,
         confirm_timeout: float = 30.0,
+        dependencies: Dependencies | None = None,
     ) -> None:
         self._recorder = recorder
         self._new_producer = producer_factory
@@ -153,7 +116,7 @@ class Relay:
         self._position = positions.load()
         self._sent = self._position
         self._pending: tuple[list[SendResult], int] | None = None
-        self._broker_down_since: float | None = None
+        self._deps = dependencies or Dependencies("relay")
 
     @property
     def position(self) -> int:
@@ -171,6 +134,7 @@ class Relay:
         page: Sequence[Any] = self._recorder.select_notifications(
             start=self._sent + 1, limit=self._page_size
         )
+        self._deps.back(POSTGRES)
         started = time.perf_counter()
         records: list[tuple[str, bytes, bytes]] = []
         try:
@@ -203,18 +167,21 @@ class Relay:
         self._pending = (results, last_id)
         self._sent = last_id
 
-    def _confirm_pending(self, *, flush: bool = False) -> None:
+    def _confirm_pending(self, *, flush: bool = False, timeout: float | None = None) -> None:
         """Wait for every acknowledgement of the pending page, then store its position.
 
         Without `flush` only that page is awaited: the page queued after it keeps the
         producer busy meanwhile. With it, lingering records go out at once (caught up).
+        If storing fails, the page stays pending: confirmed again (at once), then stored.
         """
         if self._pending is None:
             return
         results, last_id = self._pending
         assert self._producer is not None
-        self._producer.confirm(results, timeout=self._confirm_timeout, flush=flush)
+        self._producer.confirm(results, timeout=timeout or self._confirm_timeout, flush=flush)
+        self._deps.back(KAFKA)
         self._positions.save(last_id)
+        self._deps.back(POSTGRES)
         self._position = last_id
         self._pending = None
 
@@ -236,46 +203,33 @@ class Relay:
         return total
 
     def run(self, stop: threading.Event, idle_wait: float = 0.5) -> None:
-        """Follow the log until `stop` is set; ride out broker outages with backoff."""
-        backoff = 0.2
+        """Follow the log until `stop` is set; ride out broker and database outages."""
         log.info("relay started", position=self._position, prefix=self._prefix)
         while not stop.is_set():
             try:
-                sent = self.publish_page()
+                if self.publish_page() < self._page_size:
+                    self._wakeup.wait(idle_wait)
             except BrokerUnavailable as error:
-                self._broker_lost(error, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-                continue
-            backoff = 0.2
-            self._broker_back()
-            if sent < self._page_size:
-                self._wakeup.wait(idle_wait)
+                self._resend_from_stored_position()
+                stop.wait(self._deps.lost(KAFKA, error))
+            except DATABASE_UNAVAILABLE as error:
+                self._wakeup.close()  # its connection is dead too: the next wait listens again
+                stop.wait(self._deps.lost(POSTGRES, error))
         self._stop_gracefully()
 
     def _stop_gracefully(self) -> None:
-        """Confirm and store what was sent; if the broker is gone, the next run re-sends it."""
+        """Confirm and store what was sent; if that fails, the next run re-sends it."""
         try:
-            self._confirm_pending(flush=True)
-        except BrokerUnavailable as error:
+            self._confirm_pending(flush=True, timeout=STOP_CONFIRM_S)
+        except STOP_ERRORS as error:
             log.warning("relay stopped with unconfirmed events", error=str(error))
         log.info("relay stopped", position=self._position)
 
-    def _broker_lost(self, error: Exception, retry_in: float) -> None:
+    def _resend_from_stored_position(self) -> None:
         """Discard the in-flight page: resume from the stored position (duplicates, no gap)."""
         self.close_producer(timeout=0)
         self._pending = None
-        self._position = self._sent = self._positions.load()
-        if self._broker_down_since is None:
-            self._broker_down_since = time.monotonic()
-            log.warning("broker unavailable", error=str(error), position=self._position)
-        log.debug("relay retrying", retry_in_s=retry_in)
-
-    def _broker_back(self) -> None:
-        if self._broker_down_since is not None:
-            down = time.monotonic() - self._broker_down_since
-            self._broker_down_since = None
-            log.info("broker recovered", down_s=round(down, 1), position=self._position)
+        self._sent = self._position
 
     def close_producer(self, timeout: float = 5.0) -> None:
         if self._producer is not None:

@@ -12,131 +12,54 @@ rolls back; the same batch is retried with backoff until it commits, so nothing 
 lost or applied twice. When a rebuild switches the live generation, the runner
 notices (between batches, or when a batch fails on the dropped generation) and
 restarts on the new one.
+
+It keeps running through faults, without a supervisor: a broker outage (polls come
+back empty, end offsets time out) and a database outage (the writer retries the batch,
+the runner's own reads fail) are reported once each way (`consumers.outage`) and
+waited out; a writer process that dies is replaced; a rebalance whose offsets could not
+be read, and a consumer the watchdog finds stuck (`consumers.watchdog`), get a new
+Kafka consumer. Every restart resumes from the stored offsets: nothing is lost or
+applied twice.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal
 
 import structlog
 
-from consumers import envelope
-from consumers.blind_index import needs_terms, search_terms
-from consumers.kafka_io import Consumed, TopicConsumer
+from consumers.hand_over import hand_over
+from consumers.kafka_io import BrokerUnavailable, Consumed, TopicConsumer
 from consumers.keyring import Keyring
-from consumers.projecting import Item
+from consumers.outage import KAFKA, POSTGRES, Dependencies
+from consumers.pg_pool import DATABASE_UNAVAILABLE
 from consumers.projection_writer import (
     BatchWriter,
     Handed,
     InlineWriter,
     ProcessWriter,
+    Retrying,
+    WriterDied,
     Written,
-    items_of,
+    log_retry,
 )
 from consumers.readmodel_store import PositionKey, ReadModelStore
-from domain import codec
-from domain.base import DomainEvent
-from domain.customer import CustomerErased
+from consumers.watchdog import Watchdog
 from projections.base import Projection
 
 log = structlog.get_logger("crm.projections")
 
+CHECK_EVERY_S = 2.0
+"""How often the runner looks at the live generation and asks its watchdog."""
+Restart = Literal["watchdog_restarts", "writer_restarts"]
+
 
 def group_id(name: str) -> str:
     return f"crm.projection.{name}"
-
-
-def hand_over(
-    records: Sequence[Consumed],
-    keyring: Keyring,
-    fields: frozenset[str],
-    search: frozenset[str] = frozenset(),
-) -> list[Handed]:
-    """Records as a writer takes them; an undecodable one keeps its error (a dead letter).
-
-    Only the personal `fields` (the projection's `personal_inputs`, none since read
-    models store sealed values) are opened, and the customer fields in `search` (its
-    `search_fields`) only to derive their search terms (`consumers.blind_index`): the
-    event handed over stays sealed. The batch's data keys are fetched in one query
-    (`Keyring.preload`). An event with nothing to open, in the current schema, is passed
-    on as the bytes it arrived in: the writer decodes it anyway, so reading it here too
-    would be wasted (now that is nearly every event).
-    """
-    decoding = fields | search
-    read = [_read(record, decoding) for record in records]
-    if fields or search:
-        keyring.preload(
-            r.event.data_subject
-            for r in read
-            if r.event is not None
-            and (_fields_to_open(type(r.event), fields) or needs_terms(r.event, search))
-        )
-    return [_hand(r, keyring, fields, search) for r in read]
-
-
-def decode(
-    records: Sequence[Consumed],
-    keyring: Keyring,
-    fields: frozenset[str],
-    search: frozenset[str] = frozenset(),
-) -> list[Item]:
-    """Records as items, events decoded and opened as a writer sees them."""
-    return items_of(hand_over(records, keyring, fields, search))
-
-
-class _Read(NamedTuple):
-    record: Consumed
-    position: int
-    data: bytes | None
-    """The event's codec JSON, to pass on as it is."""
-    event: DomainEvent | None = None
-    """The decoded event, when fields must be opened (or a data key forgotten)."""
-    error: str | None = None
-
-
-def _read(record: Consumed, fields: frozenset[str]) -> _Read:
-    try:
-        attributes = envelope.delivered(record.value)
-        cls = codec.event_class(attributes.type)
-        if attributes.schemaversion == cls.class_version and not _to_open(cls, fields):
-            return _Read(record, attributes.position, bytes(attributes.data))
-        return _Read(record, attributes.position, None, envelope.event_of(attributes))
-    except Exception as error:  # any undecodable record is a dead letter, by design
-        return _Read(record, 0, None, None, f"{type(error).__name__}: {error}")
-
-
-def _hand(read: _Read, keyring: Keyring, fields: frozenset[str], search: frozenset[str]) -> Handed:
-    r, event = read.record, read.event
-    if event is None:
-        return Handed(r.topic, r.partition, r.offset, read.position, r.value, read.data, read.error)
-    if isinstance(event, CustomerErased):
-        keyring.forget(event.originator_id)
-    try:
-        opened = codec.unseal(event, keyring, _fields_to_open(type(event), fields))
-        terms = search_terms(event, keyring, search)
-    except Exception as error:  # a field that does not open is a dead letter, by design
-        return Handed(
-            r.topic, r.partition, r.offset, 0, r.value, None, f"{type(error).__name__}: {error}"
-        )
-    encoded = codec.encode(opened)
-    return Handed(r.topic, r.partition, r.offset, read.position, r.value, encoded, None, terms)
-
-
-@functools.cache
-def _to_open(cls: type[DomainEvent], fields: frozenset[str]) -> bool:
-    """Whether the reader must decode `cls`: to open fields, or to forget an erased key."""
-    return bool(_fields_to_open(cls, fields)) or cls is CustomerErased
-
-
-@functools.cache  # a few dozen (event class, projection) pairs
-def _fields_to_open(cls: type[DomainEvent], fields: frozenset[str]) -> tuple[str, ...]:
-    """The personal fields of `cls` among `fields` (those the projection reads)."""
-    return tuple(name for name in cls.personal_fields if name in fields)
 
 
 @dataclass(frozen=True)
@@ -163,8 +86,19 @@ class ProjectionRunner:
     on_batch: Callable[[Written], None] | None = None
     writer_process: bool = True
     """Write in a child process beside this reading one (`consumers.projection_writer`)."""
+    watchdog_seconds: float = 60.0
+    """Rebuild the Kafka consumer after this long without progress while records wait."""
+    dependencies: Dependencies | None = None
+    """Outage reporting; by default it only logs."""
+    on_restart: Callable[[Restart], None] | None = None
+    """Told each time the watchdog or a dead writer made the runner start again."""
+    log_setup: Callable[[], None] | None = None
+    """Configures logging in the writer process as in this one (picklable)."""
     stop_event: threading.Event = field(default_factory=threading.Event)
     _next: dict[PositionKey, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.deps = self.dependencies or Dependencies(f"consume {self.projection_name}")
 
     def run(self, *, until_caught_up: bool = False) -> None:
         """Consume until `stop()` (or, with `until_caught_up`, until no lag remains)."""
@@ -172,24 +106,43 @@ class ProjectionRunner:
 
         projection = PROJECTIONS[self.projection_name]
         while not self.stop_event.is_set():
-            generation = self.generation or self.store.install(projection)
-            if self._consume(projection, generation, until_caught_up=until_caught_up):
+            generation = self._generation(projection)
+            if generation is not None and self._consume(projection, generation, until_caught_up):
                 return
 
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _consume(self, projection: Projection, generation: int, *, until_caught_up: bool) -> bool:
-        """Consume one generation; True when done, False when the live generation moved."""
+    def _generation(self, projection: Projection) -> int | None:
+        """The generation to write (the live one, created if none); None while the
+        database is away."""
+        if self.generation is not None:
+            return self.generation
+        try:
+            live = self.store.install(projection)
+        except self.store.transient_errors as error:
+            self.stop_event.wait(self.deps.lost(POSTGRES, error))
+            return None
+        self.deps.back(POSTGRES)
+        return live
+
+    def _consume(self, projection: Projection, generation: int, until_caught_up: bool) -> bool:
+        """Consume one generation; True when done, False to start again (the live
+        generation moved, or a new Kafka consumer or writer process is needed)."""
         writer = self._open_writer(projection, generation)  # starts while the group is joined
         try:
-            consumer = self._open_consumer(projection, generation)
-            try:
+            with self._open_consumer(projection, generation) as consumer:
                 return self._feed(consumer, writer, projection, generation, until_caught_up)
-            finally:
-                consumer.close()
+        except BrokerUnavailable as error:  # no consumer without a broker
+            self.stop_event.wait(self.deps.lost(KAFKA, error))
+        except self.store.transient_errors as error:  # a rebalance could not read offsets
+            self.stop_event.wait(self.deps.lost(POSTGRES, error))
+        except WriterDied as error:
+            log.warning("writer_restart", projection=self.projection_name, error=str(error))
+            self._restarted("writer_restarts")
         finally:
             self._abandoned(writer.close())
+        return False
 
     def _feed(
         self,
@@ -200,24 +153,60 @@ class ProjectionRunner:
         until_caught_up: bool,
     ) -> bool:
         """Read and hand over batches; the writer's results arrive in order, maybe later."""
+        watchdog = Watchdog(self.watchdog_seconds)
         checked = time.monotonic()
         while not self.stop_event.is_set():
             polled = self._fetch(consumer, projection)
             if polled.handed:
+                watchdog.progressed()
                 if self._abandoned(writer.submit(polled.handed, polled.lag)):
                     return False
             elif polled.caught_up and until_caught_up:
                 return not self._abandoned(writer.drain())
-            if self.generation is None and time.monotonic() - checked > 2:
+            if time.monotonic() - checked > CHECK_EVERY_S:
                 checked = time.monotonic()
-                if self.store.live_generation(self.projection_name) != generation:
+                if not self._checkup(consumer, generation, watchdog):
                     return False
         return True
 
+    def _checkup(self, consumer: TopicConsumer, generation: int, watchdog: Watchdog) -> bool:
+        """False when this consumer must start again: the live generation moved, or the
+        watchdog finds it stuck. Unanswered questions (an outage) change nothing."""
+        try:
+            if self.generation is None and self._live() != generation:
+                return False
+            stored = self.store.status(self.projection_name, generation).positions
+            ends = consumer.end_offsets(every_partition=True)
+        except BrokerUnavailable:
+            return True  # already reported by the poll loop's end offsets
+        except DATABASE_UNAVAILABLE as error:
+            self.deps.lost(POSTGRES, error)
+            return True
+        except self.store.transient_errors:
+            return False  # e.g. the generation was dropped since: look at the live one again
+        self.deps.back(POSTGRES)
+        if not watchdog.stuck(ends, stored):
+            return True
+        log.warning(
+            "watchdog_restart", projection=self.projection_name, idle_s=watchdog.seconds,
+            behind=sum(max(0, end - stored.get(key, 0)) for key, end in ends.items()),
+        )  # fmt: skip
+        self._restarted("watchdog_restarts")
+        return False
+
+    def _live(self) -> int | None:
+        return self.store.live_generation(self.projection_name)
+
     def _open_writer(self, projection: Projection, generation: int) -> BatchWriter:
-        writer = ProcessWriter if self.writer_process else InlineWriter
-        live = self.generation is None
-        return writer(self.store, projection, generation, follow_live=live, stop=self.stop_event)
+        live, stop, on_retry = self.generation is None, self.stop_event, self._on_retry
+        if self.writer_process:
+            return ProcessWriter(
+                self.store, projection, generation, follow_live=live, stop=stop,
+                on_retry=on_retry, log_setup=self.log_setup,
+            )  # fmt: skip
+        return InlineWriter(
+            self.store, projection, generation, follow_live=live, stop=stop, on_retry=on_retry
+        )
 
     def _open_consumer(self, projection: Projection, generation: int) -> TopicConsumer:
         return TopicConsumer(
@@ -229,13 +218,27 @@ class ProjectionRunner:
         )
 
     def _fetch(self, consumer: TopicConsumer, projection: Projection) -> Polled:
-        """One poll, decoded, with the lag behind it."""
-        records = consumer.poll(timeout_ms=500)
+        """One poll, decoded, with the lag behind it (None while the broker is away)."""
+        try:
+            records = consumer.poll(timeout_ms=500)
+        except BrokerUnavailable as error:
+            self.stop_event.wait(self.deps.lost(KAFKA, error))
+            return Polled([], None)
         lag = self._lag(consumer, records)
         if records:
-            fields, search = projection.personal_inputs, projection.search_fields
-            return Polled(hand_over(records, self.keyring, fields, search), lag)
+            return Polled(self._hand_over(records, projection), lag)
         return Polled([], lag, caught_up=lag == 0 and bool(consumer.kafka.assignment()))
+
+    def _hand_over(self, records: Sequence[Consumed], projection: Projection) -> list[Handed]:
+        """`hand_over`, waiting out a key store that cannot be reached (the records stay
+        in hand; if the runner stops meanwhile, they are read again on the next start)."""
+        fields, search = projection.personal_inputs, projection.search_fields
+        while not self.stop_event.is_set():
+            try:
+                return hand_over(records, self.keyring, fields, search)
+            except DATABASE_UNAVAILABLE as error:
+                self.stop_event.wait(self.deps.lost(POSTGRES, error))
+        return []
 
     def _stored_offsets(
         self, projection: Projection, generation: int, keys: list[PositionKey]
@@ -244,16 +247,34 @@ class ProjectionRunner:
             stored = session.positions()
         offsets = {key: stored.get(key, 0) for key in keys}
         self._next.update(offsets)
+        log.info("partitions_assigned", projection=self.projection_name, partitions=len(keys))
         return offsets
 
     def _lag(self, consumer: TopicConsumer, records: Sequence[Consumed]) -> int | None:
         """Records between what this batch reaches and the end of the assigned partitions."""
         for record in records:
             self._next[(record.topic, record.partition)] = record.offset + 1
-        ends = consumer.end_offsets()
+        try:
+            ends = consumer.end_offsets()
+        except BrokerUnavailable as error:
+            self.deps.lost(KAFKA, error)
+            return None
+        if records or ends:  # the broker answered
+            self.deps.back(KAFKA)
         if not ends:
             return None
         return sum(max(0, end - self._next.get(key, 0)) for key, end in ends.items())
+
+    def _on_retry(self, notice: Retrying) -> None:
+        """A batch failed to commit and is tried again: an outage, or worth a line."""
+        if notice.unavailable:
+            self.deps.lost(POSTGRES, notice.error, at=notice.at)
+        else:
+            log_retry(self.projection_name, notice)
+
+    def _restarted(self, why: Restart) -> None:
+        if self.on_restart is not None:
+            self.on_restart(why)
 
     def _abandoned(self, results: list[Written]) -> bool:
         """Log the batches' results (one line per batch); True if one was abandoned."""
@@ -266,6 +287,7 @@ class ProjectionRunner:
         if written.abandoned:
             log.info("batch_abandoned", projection=self.projection_name, events=written.events)
             return True
+        self.deps.back(POSTGRES)
         log.info(
             "batch", projection=self.projection_name, events=written.events,
             applied=written.applied, skipped=written.skipped, dead=written.dead,

@@ -16,10 +16,11 @@ from typing import Any
 
 import psycopg
 from psycopg import Connection, sql
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from consumers import analysts, pg_session
 from consumers.pg_ddl import create_tables
+from consumers.pg_pool import open_pool
 from consumers.pg_session import PgSession, column_defs, q
 from consumers.pg_times import edge_cursor
 from consumers.readmodel_store import ReadModelStore, Status, analyst_views, public_tables
@@ -52,12 +53,8 @@ class PostgresStore:
 
     def __init__(self, database_url: str, max_size: int = 4) -> None:
         self.database_url = database_url
-        self.pool = ConnectionPool(
-            database_url,
-            min_size=1,
-            max_size=max_size,
-            kwargs={"options": "-c timezone=UTC"},
-            open=True,
+        self.pool = open_pool(
+            database_url, max_size=max_size, kwargs={"options": "-c timezone=UTC"}
         )
         with self.pool.connection() as conn:
             create_tables(conn, _REGISTRY)

@@ -1,11 +1,12 @@
 """The projection writer process: `python -m consumers.writer_process BATCHES RESULTS`.
 
 Started by `consumers.projection_writer.ProcessWriter` with two pipe descriptors and,
-on stdin, a pickle of (store opener, projection name, generation, follow_live). It
-imports only what writing needs, commits each batch that arrives until the batch
-pipe closes, and answers on the result pipe (see `consumers.projection_writer`). A
-receiver thread reads and decodes the next batch while the main thread waits on the
-database.
+on stdin, a pickle of (store opener, projection name, generation, follow_live, logging
+set-up). It imports only what writing needs, commits each batch that arrives until the
+batch pipe closes, and answers on the result pipe (see `consumers.projection_writer`).
+A receiver thread reads and decodes the next batch while the main thread waits on the
+database. A database that cannot be reached when the child starts (it may be started
+during an outage) is waited for, with the same notices as a batch that retries.
 
 I/O: two pipes, stdin once, and the read-model database through the store it opens.
 """
@@ -17,15 +18,19 @@ import queue
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 import msgspec
 
+from consumers.pg_pool import DATABASE_UNAVAILABLE
 from consumers.projecting import Item
 from consumers.projection_writer import (
+    MAX_RETRY_DELAY,
     Batch,
+    Retrying,
     Written,
     commit_batch,
     encoder,
@@ -57,7 +62,10 @@ def serve(
     received: queue.Queue[Received | BaseException] = queue.Queue(maxsize=1)
     closed = threading.Event()
     threading.Thread(target=_receive, args=(batches, received, closed), daemon=True).start()
-    store, abandoned = open_store(), False
+    store = _open(open_store, wait=closed.wait, results=results)
+    if store is None:
+        return  # the runner stopped while the database was away
+    abandoned = False
     try:
         while (batch := received.get()) is not None:
             if isinstance(batch, BaseException):
@@ -78,6 +86,25 @@ def serve(
         results.send_bytes(encoder.encode(Written(0, error=traceback.format_exc())))
     finally:
         store.close()
+
+
+def _open(
+    open_store: Callable[[], ReadModelStore],
+    *,
+    wait: Callable[[float], bool],
+    results: Connection,
+) -> ReadModelStore | None:
+    """The store, once the database answers; None if the runner stops first."""
+    delay = 0.1
+    while True:
+        try:
+            return open_store()
+        except DATABASE_UNAVAILABLE as error:
+            notice = Retrying(str(error), delay, unavailable=True, at=time.time())
+            results.send_bytes(encoder.encode(notice))
+            if wait(delay):
+                return None
+            delay = min(delay * 2, MAX_RETRY_DELAY)
 
 
 def _receive(
@@ -106,7 +133,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     batches, results = (int(fd) for fd in sys.argv[1:3])
     setup = pickle.load(sys.stdin.buffer)  # noqa: S301 - written by our runner, nobody else
-    opener, name, generation, follow_live = setup
+    opener, name, generation, follow_live, log_setup = setup
+    if log_setup is not None:
+        log_setup()
     serve(
         Connection(batches, writable=False),
         Connection(results, readable=False),

@@ -16,9 +16,18 @@ from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
 from uuid import UUID
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 """A datetime that must carry a zone: decoding rejects naive times, schemas say date-time."""
+
+IdempotencyKey = Annotated[
+    str,
+    msgspec.Meta(
+        description="the Idempotency-Key of the request that caused the event (absent when it"
+        " had none); keys are per actor"
+    ),
+]
 
 ERASED = "[erased]"
 """What a personal field reads as once its customer's key has been destroyed."""
@@ -76,13 +85,18 @@ class NotFound(DomainError):  # noqa: N818 - public name others import
 
 
 class Context(msgspec.Struct, frozen=True, kw_only=True):
-    """Who acts, why and when: copied into the metadata of every event a command emits."""
+    """Who acts, why and when: copied into the metadata of every event a command emits.
+
+    `idempotency_key`: the Idempotency-Key the command ran under, if any, so that a retry
+    can tell from the event store whether an attempt whose process died committed.
+    """
 
     actor: str
     actor_department: str
     occurred_at: datetime
     correlation_id: str
     causation_id: str | None = None
+    idempotency_key: str | None = None
 
 
 class DomainEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -91,6 +105,10 @@ class DomainEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
     `personal_fields` names the fields holding personal data: the codec encrypts them
     with the data subject's key, so erasing the key erases them everywhere.
+
+    `idempotency_key` (the request's Idempotency-Key, under its `actor`) is UNSET, and so
+    absent from the stored JSON, for a command sent without one: events stored before
+    the field existed and events without a key encode byte for byte alike.
     """
 
     originator_id: UUID
@@ -100,6 +118,7 @@ class DomainEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     actor_department: str
     correlation_id: str
     causation_id: str | None = None
+    idempotency_key: IdempotencyKey | UnsetType = UNSET
 
     aggregate_type: ClassVar[str] = ""
     class_version: ClassVar[int] = 1
@@ -201,6 +220,7 @@ class Aggregate:
             actor_department=ctx.actor_department,
             correlation_id=ctx.correlation_id,
             causation_id=ctx.causation_id,
+            idempotency_key=UNSET if ctx.idempotency_key is None else ctx.idempotency_key,
             **fields,
         )
         event.mutate(self)

@@ -31,7 +31,8 @@ from projections.dispatch import Applier, DispatchProjection, changed, no_rows
 
 _METADATA = frozenset(
     {"originator_id", "originator_version", "occurred_at", "actor", "actor_department",
-     "correlation_id", "causation_id", "customer_id", "author", "message_id"}
+     "correlation_id", "causation_id", "idempotency_key", "customer_id", "author",
+     "message_id"}
 )  # fmt: skip
 _MESSAGES = (conv.MessageLogged, conv.InternalNoteAdded)
 _EDITS = (conv.MessageCorrected, conv.MessageRetracted)

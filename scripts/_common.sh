@@ -47,6 +47,29 @@ read_pid() { [[ -f "$1" ]] && tr -dc '0-9' <"$1" || true; }
 # tcp_open HOST PORT: true if a TCP connect succeeds within 2 s.
 tcp_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 
+# port_taken PORT: true if a server could not bind 127.0.0.1:PORT now: something listens
+# there, or a connection holds it as its local port (a port in Linux's ephemeral range,
+# 32768-60999, can be taken by any outgoing connection). Bound with SO_REUSEADDR, as
+# PostgreSQL and Kafka bind, so a connection left in TIME-WAIT does not count.
+port_taken() {
+  ! python3 - "$1" 2>/dev/null <<'PYEOF'
+import socket, sys
+probe = socket.socket()
+probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+probe.bind(("127.0.0.1", int(sys.argv[1])))
+probe.close()
+PYEOF
+}
+
+# require_free_port PORT VARIABLE: stop with one line naming the port and what to set.
+require_free_port() {
+  if port_taken "$1"; then
+    printf '[%s] ERROR: port %s on 127.0.0.1 is taken by another process; set %s to a free port (below 32768)\n' \
+      "$CRM_COMPONENT" "$1" "$2" >&2
+    exit 1
+  fi
+}
+
 # stop_pid PID NAME: SIGTERM, wait up to 30 s, then SIGKILL. Only ever by pid.
 stop_pid() {
   local pid="$1" name="$2" i

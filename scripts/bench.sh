@@ -18,6 +18,6 @@ cleanup() { if [ "$started" -eq 1 ]; then scripts/services.sh down || true; fi; 
 trap cleanup EXIT
 scripts/services.sh up
 # shellcheck disable=SC1091
-source var/services/env
+source "${CRM_SERVICES_DIR:-var/services}/env"
 export CRM_DATABASE_URL CRM_KAFKA_BOOTSTRAP
 .venv/bin/python -m bench "$@"

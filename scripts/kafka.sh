@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real single-node Apache Kafka broker (KRaft, combined broker+controller) on
-# 127.0.0.1:59092 (controller 127.0.0.1:59093), from Maven Central jars. No Docker.
+# 127.0.0.1:29092 (controller 127.0.0.1:29093), from Maven Central jars. No Docker.
 #
 #   scripts/kafka.sh up            reuse $CRM_KAFKA_BOOTSTRAP if it answers an admin round
 #                                  trip, else fetch jars (cached), format a FRESH data dir,
@@ -15,18 +15,21 @@
 #   scripts/kafka.sh jars          only fetch the jars into $CRM_KAFKA_HOME/lib
 #
 # Environment: CRM_SERVICES_DIR (state, default <project>/var/services),
-# CRM_KAFKA_HOME (jar cache, default <project>/var/kafka), CRM_KAFKA_PORT (59092),
-# CRM_KAFKA_CONTROLLER_PORT (59093), CRM_KAFKA_READY_TIMEOUT (90 seconds).
+# CRM_KAFKA_HOME (jar cache, default <project>/var/kafka), CRM_KAFKA_PORT (29092),
+# CRM_KAFKA_CONTROLLER_PORT (29093), CRM_KAFKA_READY_TIMEOUT (90 seconds),
+# CRM_KAFKA_PROXIED_LISTENER (unset; PORT:ADVERTISED adds a listener on PORT whose
+# clients are told to connect to ADVERTISED, where you run a TCP proxy: fault tests).
 # See scripts/kafka/README.md.
 set -euo pipefail
 CRM_COMPONENT=kafka
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
 KAFKA_VERSION=4.1.2
-PORT="${CRM_KAFKA_PORT:-59092}"
-CPORT="${CRM_KAFKA_CONTROLLER_PORT:-59093}"
+PORT="${CRM_KAFKA_PORT:-29092}"
+CPORT="${CRM_KAFKA_CONTROLLER_PORT:-29093}"
 BOOTSTRAP="127.0.0.1:$PORT"
 READY_TIMEOUT="${CRM_KAFKA_READY_TIMEOUT:-90}"
+PROXIED="${CRM_KAFKA_PROXIED_LISTENER:-}"
 KAFKA_HOME="${CRM_KAFKA_HOME:-$CRM_ROOT/var/kafka}"
 LIB="$KAFKA_HOME/lib"
 CONF_DIR="$CRM_ROOT/scripts/kafka"
@@ -100,6 +103,11 @@ ensure_jars() {
 render_props() {
   sed -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CPORT|g" -e "s|@LOG_DIRS@|$DATA|g" \
       "$CONF_DIR/server.properties.template" >"$PROPS"
+  [[ -n "$PROXIED" ]] || return 0
+  # A second listener whose clients are told to connect to a proxy in front of it.
+  sed -i -e "s|^listeners=.*|&,PROXIED://127.0.0.1:${PROXIED%%:*}|" \
+         -e "s|^advertised.listeners=.*|&,PROXIED://127.0.0.1:${PROXIED##*:}|" \
+         -e "s|^listener.security.protocol.map=.*|&,PROXIED:PLAINTEXT|" "$PROPS"
 }
 
 random_cluster_id() {  # URL-safe base64 of 16 random bytes, no padding: 22 chars
@@ -119,12 +127,9 @@ format_storage() {
 }
 
 ports_free() {
-  local p
-  for p in "$PORT" "$CPORT"; do
-    if tcp_open 127.0.0.1 "$p"; then
-      die "port $p on 127.0.0.1 is already in use by another process (not our broker); set CRM_KAFKA_PORT/CRM_KAFKA_CONTROLLER_PORT or free it"
-    fi
-  done
+  require_free_port "$PORT" CRM_KAFKA_PORT
+  require_free_port "$CPORT" CRM_KAFKA_CONTROLLER_PORT
+  [[ -z "$PROXIED" ]] || require_free_port "${PROXIED%%:*}" CRM_KAFKA_PROXIED_LISTENER
 }
 
 start_java() {
@@ -151,6 +156,8 @@ wait_ready() {
   while :; do
     if ! pid_alive "$pid"; then
       rm -f "$PIDFILE"
+      # Taken between the check and the bind (a connection grabbed it): one line says so.
+      tail -n 300 "$LOGFILE" | grep -q 'Address already in use' && ports_free
       die "broker process (pid $pid) exited during start-up" "$LOGFILE"
     fi
     if (( tcp_ok == 0 )) && tcp_open 127.0.0.1 "$PORT"; then tcp_ok=1; fi

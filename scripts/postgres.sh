@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PostgreSQL for tests, benchmarks and CI: our OWN cluster on 127.0.0.1:55432.
+# PostgreSQL for tests, benchmarks and CI: our OWN cluster on 127.0.0.1:25432.
 #
 #   scripts/postgres.sh up       reuse $CRM_DATABASE_URL if it answers, else start our cluster
 #   scripts/postgres.sh down     stop only the postmaster that `up` started (by its pid)
@@ -17,7 +17,7 @@ set -euo pipefail
 CRM_COMPONENT=postgres
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
-PG_PORT="${CRM_PG_PORT:-55432}"
+PG_PORT="${CRM_PG_PORT:-25432}"
 PG_URL="postgresql://crm:crm@127.0.0.1:${PG_PORT}/crm"
 STATE="$CRM_SERVICES_DIR/postgres"
 PIDFILE="$STATE/postgres.pid"
@@ -177,15 +177,15 @@ cmd_up() {
     pid="$(head -n1 "$PGDATA/postmaster.pid")"
     log "our cluster in $PGDATA is already running (pid $pid): adopting it"
   else
-    if tcp_open 127.0.0.1 "$PG_PORT"; then
-      die "port $PG_PORT on 127.0.0.1 is already used by another process (not our cluster); set CRM_PG_PORT or free it"
-    fi
+    require_free_port "$PG_PORT" CRM_PG_PORT
     init_cluster
     : >"$PGLOG"; chown postgres:postgres "$PGLOG"
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT (data $PGDATA, log $PGLOG)"
     local rc=0
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -t 90 start >/dev/null 2>"$STATE/pg_ctl.err" || rc=$?
     if (( rc != 0 )); then
+      # Taken between the check and the start (a connection grabbed it): say so in one line.
+      grep -q 'could not bind.*Address already in use' "$PGLOG" && require_free_port "$PG_PORT" CRM_PG_PORT
       cat "$STATE/pg_ctl.err" >&2 || true
       die "pg_ctl start failed (exit $rc)" "$PGLOG"
     fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make test`: lint, types, then every test against a real PostgreSQL and Kafka, and the
-# console's tests in a real headless Chromium (installed by scripts/browser.sh).
+# `make test`: lint, types, then every test against a real PostgreSQL and Kafka, the
+# console's tests in a real headless Chromium (installed by scripts/browser.sh), then the
+# quick soak.
 # Starts the services unless they already run, and stops only what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +16,13 @@ trap cleanup EXIT
 scripts/services.sh up
 scripts/browser.sh  # Debian's Chromium for tests/browser (after services: one apt-get at a time)
 # shellcheck disable=SC1091
-source var/services/env
+source "${CRM_SERVICES_DIR:-var/services}/env"
 export CRM_DATABASE_URL CRM_KAFKA_BOOTSTRAP
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 scripts/pytest.sh tests -ra
+# The quick soak (~3 min on a quiet machine): the pipeline under load through SIGKILLs and
+# broker and PostgreSQL restarts, on its OWN services (it restarts them). CRM_SKIP_SOAK=1
+# leaves it out (e.g. locally, when `make soak-quick` runs separately).
+if [ "${CRM_SKIP_SOAK:-0}" != 1 ]; then scripts/soak.sh --quick; fi

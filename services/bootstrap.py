@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from consumers.key_stores import PostgresKeyStore, SqliteKeyStore
 from consumers.keyring import Keyring
+from consumers.pg_pool import open_pool
 from services.access import AccessModel
 from services.event_store import CrmApplication, open_event_store
 from services.settings import ConfigError, Settings
@@ -51,9 +52,10 @@ def bootstrap(settings: Settings) -> Runtime:
 
 
 def connect_pool(database_url: str, max_size: int = 8) -> ConnectionPool:
-    """A psycopg pool, after checking the server answers (one clear error if not)."""
+    """A psycopg pool (surviving server restarts), after checking the server answers
+    (one clear error if not)."""
     check_database(database_url)
-    return ConnectionPool(database_url, min_size=1, max_size=max_size, open=True)
+    return open_pool(database_url, max_size=max_size)
 
 
 def check_database(database_url: str) -> None:

@@ -17,6 +17,7 @@ import msgspec
 
 from services.bootstrap import Runtime, bootstrap
 from services.settings import HTTP_SERVERS, ConfigError, Settings
+from services.shutdown import stop_on_signals
 
 BOOTSTRAP_ADMIN = "admin"
 
@@ -89,6 +90,7 @@ def _instant(text: str) -> datetime:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.embedded:
         raise ConfigError("CRM_DATABASE_URL", "`crm run` is embedded (SQLite); use `crm api`")
+    _stop_like_ctrl_c("run")
     from consumers.follower import EventStoreFollower, applied_position
     from consumers.store_sqlite import SqliteStore
     from projections import PROJECTIONS
@@ -127,6 +129,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     from services.api_serving import build_api_app, serve_workers
 
     _print_urls(args)
+    _stop_like_ctrl_c("api")
     if args.workers > 1:
         serve_workers(args.host, args.port, args.workers, _server(args, settings))
         return 0
@@ -166,6 +169,17 @@ def _serve(app: Any, args: argparse.Namespace, settings: Settings) -> None:
 def _server(args: argparse.Namespace, settings: Settings) -> str:
     """`--server`, else `CRM_HTTP_SERVER`."""
     return str(args.server or settings.http_server)
+
+
+def _stop_like_ctrl_c(process: str) -> None:
+    """SIGTERM (container runtimes, systemd) stops as SIGINT does, and both exit 0.
+
+    uvicorn handles both while it serves, then raises the signal again under the
+    handler that was there before: the default one would kill the process on SIGTERM
+    before it closes its databases (an SQLite WAL left unmerged). With ours, the caller's
+    `finally` runs.
+    """
+    stop_on_signals(process)
 
 
 # --- principals -----------------------------------------------------------------------

@@ -2,19 +2,23 @@
 
 `consume` runs the projection runner for one projection (consumer group
 `crm.projection.NAME`) until SIGTERM/SIGINT; it writes through a child process
-(`consumers.projection_writer`) unless `--single-process`. Exit codes: 0 done,
-1 differences found by `verify`, events still failing after `retry`, or a writer
-process that failed; 2 configuration error.
+(`consumers.projection_writer`) unless `--single-process`. It rides out database and
+broker outages and reports them, with its watchdog's and writer's restarts, in
+`crm_process_health` (`consumers.process_health`) for the API's /readyz and /metrics.
+Exit codes: 0 done, 1 differences found by `verify`, events still failing after
+`retry`, or a writer process that failed; 2 configuration error.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from typing import Any
 
 from services.bootstrap import require_kafka
+from services.logs import configure_logging
 from services.settings import Settings
 from services.shutdown import stop_on_signals
 
@@ -76,17 +80,25 @@ def _source(settings: Settings, runtime: Any) -> Any:
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.envelope import all_topics
+    from consumers.outage import Dependencies
+    from consumers.process_health import HealthReport
     from consumers.runner import ProjectionRunner
 
     _projection(args.name)
     require_kafka(settings)
     runtime, store = _runtime(settings), _store(settings)
+    process = f"consume {args.name}"
+    health = None if runtime.pool is None else HealthReport(runtime.pool, process)
     runner = ProjectionRunner(
         store, args.name, runtime.keyring, settings.kafka_bootstrap,
         all_topics(settings.topic_prefix), max_poll_records=args.batch,
         writer_process=not args.single_process,
+        watchdog_seconds=settings.consumer_watchdog_seconds,
+        dependencies=Dependencies(process, on_change=health.down if health else None),
+        on_restart=health.count if health else None,
+        log_setup=functools.partial(configure_logging, settings),
     )  # fmt: skip
-    stop_on_signals(f"consume {args.name}", runner.stop_event)
+    stop_on_signals(process, runner.stop_event)
     try:
         runner.run(until_caught_up=args.until_caught_up)
     finally:

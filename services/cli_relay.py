@@ -9,16 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import structlog
 
 from services.bootstrap import require_kafka
 from services.settings import Settings
 from services.shutdown import stop_on_signals
 
-log = structlog.get_logger("crm.relay")
+if TYPE_CHECKING:
+    from consumers.outage import Dependencies
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -80,8 +80,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> None:
     from consumers.kafka_io import Producer
-    from consumers.relay import Relay, wakeup_for
+    from consumers.outage import Dependencies
+    from consumers.process_health import HealthReport
+    from consumers.relay import Relay
     from consumers.relay_position import PostgresRelayPosition
+    from consumers.relay_wakeup import wakeup_for
     from services.access_log_store import open_access_store
     from services.access_topic import running_access_publisher
     from services.bootstrap import bootstrap
@@ -89,16 +92,18 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
 
     runtime = bootstrap(settings)
     try:
-        if not _prepare_topics(settings, stop, allow_unsafe=allow_unsafe):
+        assert runtime.pool is not None
+        deps = Dependencies("relay", on_change=HealthReport(runtime.pool, "relay").down)
+        if not _prepare_topics(settings, stop, deps, allow_unsafe=allow_unsafe):
             return
         recorder = runtime.app.recorder
-        assert runtime.pool is not None
         relay = Relay(
             recorder,
             lambda: Producer(settings.kafka_bootstrap, client_id="crm-relay"),
             PostgresRelayPosition(runtime.pool),
             topic_prefix=settings.topic_prefix,
             wakeup=wakeup_for(recorder, settings.database_url),
+            dependencies=deps,
         )
         access = open_access_store(runtime.pool, settings.data_dir)
         publishing = running_access_publisher(
@@ -113,15 +118,17 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
         runtime.close()
 
 
-def _prepare_topics(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> bool:
+def _prepare_topics(
+    settings: Settings, stop: threading.Event, deps: Dependencies, *, allow_unsafe: bool
+) -> bool:
     """Wait for the broker, create missing topics, refuse unsafe ones; False if stopped."""
     from consumers.envelope import all_topics
     from consumers.kafka_io import BrokerUnavailable, ensure_topics
+    from consumers.outage import KAFKA
     from consumers.relay import verify_topics
     from services.access_topic import ensure_access_topic
     from services.checkpoint_topic import ensure_checkpoint_topic
 
-    waiting = False
     while not stop.is_set():
         try:
             bootstrap, prefix = settings.kafka_bootstrap, settings.topic_prefix
@@ -129,13 +136,10 @@ def _prepare_topics(settings: Settings, stop: threading.Event, *, allow_unsafe: 
             ensure_checkpoint_topic(bootstrap, prefix)
             ensure_access_topic(bootstrap, prefix)
             verify_topics(bootstrap, prefix, allow_unsafe=allow_unsafe)
-            log.info("broker connected", bootstrap=settings.kafka_bootstrap)
+            deps.back(KAFKA)
             return True
         except BrokerUnavailable as error:
-            if not waiting:
-                log.warning("broker unavailable", error=str(error))
-                waiting = True
-            stop.wait(2.0)
+            stop.wait(deps.lost(KAFKA, error))
     return False
 
 

@@ -47,6 +47,7 @@ from services.aggregate_cache import AggregateCache
 from services.command_base import Change, Creation
 from services.customer_commands import EraseCustomer
 from services.event_store import CrmApplication
+from services.idempotency import created_id
 
 A = TypeVar("A", bound=Aggregate)
 RETRY_SECONDS = 5.0  # how long a command without If-Match keeps deciding again
@@ -77,9 +78,15 @@ class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Caller(msgspec.Struct, frozen=True, kw_only=True):
+    """Who calls, for which request. Under an Idempotency-Key (`keyed`), the key goes into
+    the metadata of every event the command emits and a created aggregate's id derives
+    from the key's reservation, so a retry after a crash finds what the attempt did."""
+
     principal: Principal
     correlation_id: str
     causation_id: str | None = None
+    idempotency_key: str | None = None
+    reservation: UUID | None = None
 
     def context(self) -> Context:
         return Context(
@@ -88,7 +95,17 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
             occurred_at=datetime.now(UTC),
             correlation_id=self.correlation_id,
             causation_id=self.causation_id,
+            idempotency_key=self.idempotency_key,
         )
+
+    def keyed(self, key: str, reservation: UUID) -> Caller:
+        return msgspec.structs.replace(self, idempotency_key=key, reservation=reservation)
+
+    def new_id(self) -> UUID:
+        """The id of an aggregate this caller's command creates."""
+        if self.idempotency_key is None or self.reservation is None:
+            return uuid.uuid4()
+        return created_id(self.reservation, self.principal.name, self.idempotency_key)
 
 
 class _NothingDecided(Exception):  # noqa: N818 - internal signal, never escapes
@@ -165,7 +182,7 @@ class CommandService:
             self.access.command(
                 principal, rules, None if customer is None else resource_of(customer)
             )
-            created = command.create(caller.context(), uuid.uuid4(), customer)
+            created = command.create(caller.context(), caller.new_id(), customer)
             self.access.created(principal, rules, resource_of(created))
             return await self.save(created)
 

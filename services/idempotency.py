@@ -1,29 +1,53 @@
-"""Idempotency-Key: a retried command gets the first answer, and no second event.
+"""Idempotency-Key: a retried command gets the first answer and no second event, even
+when the process running the first attempt died.
 
-Protocol: `begin` reserves (principal, key) with a fingerprint of the request; if the
-key was already answered, it returns that stored answer instead. After the command
-succeeded, `complete` stores the answer; if it failed, `release` frees the key so a
-retry runs again (a failed command changed nothing). A second request with the same
-key while the first is still running, or with a different request, is refused.
+Protocol, per principal and key (`services.api.deps.CommandCall.run` drives it):
+* `begin` reserves the key for one request (a fingerprint of method, path and body) and
+  answers a `Reservation`, or the stored answer once the key's command completed. Another
+  request with the key is refused while the key is held (`idempotency-key-in-use`); a
+  different request with the key always (`idempotency-key-reused`).
+* A holder keeps its key by a lease of `lease_seconds`, renewed while its command runs
+  (`lease_kept`). Once a lease ran out without renewal (its process died), the next retry
+  of the same request takes the key over, `recovering`: whether the dead attempt
+  committed is then asked of the event store (`services.idempotency_recovery`).
+* `complete` stores the answer; `release` frees the key after a failed command (which
+  changed nothing) so that a retry runs it again. Both act only while the key is still
+  this holder's, so an attempt that lost its key cannot overwrite or free it.
+* A key is remembered for `retention_seconds` from its first reservation, then forgotten:
+  its row is deleted when the key is used again and by a sweep (at most once a minute,
+  while keys are used), and the key may serve a new request.
 
-Storage: table `crm_idempotency` in PostgreSQL, or `idempotency.db` (SQLite) in the
-embedded data dir: one small adapter per database.
+Storage: `services.idempotency_store`. Times are seconds since the epoch on the API
+process's clock (`clock`, injectable for tests).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
-import sqlite3
-import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Protocol
+from uuid import UUID
 
 import msgspec
+import structlog
 from psycopg_pool import ConnectionPool
 
-from consumers.pg_ddl import create_tables
+from services.idempotency_store import (
+    Database,
+    Hold,
+    KeyRow,
+    KeyTable,
+    PostgresDatabase,
+    SqliteDatabase,
+)
 
 KEY_LIMIT = 200
+SWEEP_EVERY = 60.0
+"""Seconds between two sweeps of forgotten keys by one process (while keys are used)."""
 
 
 class IdempotencyError(Exception):
@@ -34,13 +58,24 @@ class IdempotencyError(Exception):
         self.reason = reason
 
 
+class BadIdempotencyKeyError(IdempotencyError):
+    """The key itself is malformed (empty, too long, not printable ASCII)."""
+
+
 class StoredAnswer(msgspec.Struct, frozen=True):
     status: int
     body: bytes
 
 
-class BadIdempotencyKeyError(IdempotencyError):
-    """The key itself is malformed (empty, too long, not printable ASCII)."""
+class Reservation(Hold, frozen=True, kw_only=True):
+    """A key held by one attempt. `holder` is this attempt's proof (renew, complete,
+    release); `reservation` and `reserved_at` belong to the key and survive a takeover,
+    so the retry of a dead attempt derives the same new ids (`created_id`) and knows
+    since when to look for its events. `recovering`: taken over from a dead holder."""
+
+    reservation: UUID
+    reserved_at: float
+    recovering: bool
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -55,132 +90,123 @@ def check_key(key: str) -> str:
     return key
 
 
-class IdempotencyTable(Protocol):
-    def reserve(
-        self, owner: str, key: str, fingerprint: str
-    ) -> tuple[str, int | None, bytes | None] | None:
-        """None when newly reserved, else the existing (fingerprint, status, body)."""
-        ...
+def created_id(reservation: UUID, owner: str, key: str) -> UUID:
+    """The id of the aggregate a keyed command creates: the same for every attempt under
+    one reservation (a retry finds what a dead attempt created), another one once the key
+    was forgotten and reserved anew (so a reused key never collides with its past)."""
+    return uuid.uuid5(reservation, f"{owner}\n{key}")
 
-    def complete(self, owner: str, key: str, status: int, body: bytes) -> None: ...
-    def release(self, owner: str, key: str) -> None: ...
+
+def outcome(row: KeyRow | None, request: str, attempt: Reservation) -> Reservation | StoredAnswer:
+    """What `begin` answers, from the key's row after `attempt` (a new reservation) tried
+    to reserve the key or to take it over."""
+    if row is not None and row.fingerprint != request:
+        raise IdempotencyError(
+            "idempotency-key-reused", "this Idempotency-Key was used for another request"
+        )
+    if row is not None and row.holder == attempt.holder and row.status is None:
+        kept = UUID(row.reservation) if row.reservation else attempt.reservation
+        return msgspec.structs.replace(
+            attempt,
+            reservation=kept,
+            reserved_at=row.reserved_at,
+            recovering=kept != attempt.reservation,
+        )
+    if row is not None and row.status is not None and row.body is not None:
+        return StoredAnswer(row.status, row.body)
+    raise IdempotencyError(
+        "idempotency-key-in-use", "a request with this Idempotency-Key is still running"
+    )
 
 
 class Idempotency:
-    def __init__(self, table: IdempotencyTable) -> None:
+    """The protocol above over a `KeyTable`, with its lease, retention and clock."""
+
+    def __init__(
+        self,
+        table: KeyTable,
+        *,
+        lease_seconds: float = 30.0,
+        retention_seconds: float = 86_400.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._table = table
+        self.lease_seconds = lease_seconds
+        self.retention_seconds = retention_seconds
+        self.clock = clock
+        self._next_sweep = 0.0
 
-    def begin(self, owner: str, key: str, request_fingerprint: str) -> StoredAnswer | None:
-        """None: go ahead (and later `complete` or `release`); else the first answer."""
-        existing = self._table.reserve(owner, check_key(key), request_fingerprint)
-        if existing is None:
-            return None
-        stored_fingerprint, status, body = existing
-        if stored_fingerprint != request_fingerprint:
-            raise IdempotencyError(
-                "idempotency-key-reused", "this Idempotency-Key was used for another request"
-            )
-        if status is None or body is None:
-            raise IdempotencyError(
-                "idempotency-key-in-use", "a request with this Idempotency-Key is still running"
-            )
-        return StoredAnswer(status, body)
-
-    def complete(self, owner: str, key: str, answer: StoredAnswer) -> None:
-        self._table.complete(owner, key, answer.status, answer.body)
-
-    def release(self, owner: str, key: str) -> None:
-        self._table.release(owner, key)
-
-
-_PG_DDL = (
-    "CREATE TABLE IF NOT EXISTS crm_idempotency (owner text NOT NULL, key text NOT NULL,"
-    " fingerprint text NOT NULL, status integer, body bytea,"
-    " created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (owner, key))"
-)
-
-
-class PostgresIdempotencyTable:
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
-        with pool.connection() as conn:
-            create_tables(conn, _PG_DDL)
-
-    def reserve(
-        self, owner: str, key: str, fingerprint: str
-    ) -> tuple[str, int | None, bytes | None] | None:
-        with self._pool.connection() as conn:
-            inserted = conn.execute(
-                "INSERT INTO crm_idempotency (owner, key, fingerprint) VALUES (%s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (owner, key, fingerprint),
-            ).rowcount
-            if inserted == 1:
-                return None
-            row = conn.execute(
-                "SELECT fingerprint, status, body FROM crm_idempotency"
-                " WHERE owner = %s AND key = %s",
-                (owner, key),
-            ).fetchone()
-        return None if row is None else (row[0], row[1], row[2])
-
-    def complete(self, owner: str, key: str, status: int, body: bytes) -> None:
-        with self._pool.connection() as conn:
-            conn.execute(
-                "UPDATE crm_idempotency SET status = %s, body = %s WHERE owner = %s AND key = %s",
-                (status, body, owner, key),
-            )
-
-    def release(self, owner: str, key: str) -> None:
-        with self._pool.connection() as conn:
-            conn.execute(
-                "DELETE FROM crm_idempotency WHERE owner = %s AND key = %s AND status IS NULL",
-                (owner, key),
-            )
-
-
-class SqliteIdempotencyTable:
-    def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        self._conn.execute(
-            _PG_DDL.replace("timestamptz", "text")
-            .replace("bytea", "blob")
-            .replace("now()", "CURRENT_TIMESTAMP")
+    def begin(self, owner: str, key: str, request: str) -> Reservation | StoredAnswer:
+        """A `Reservation` (go ahead, then `complete` or `release`), or the first answer."""
+        now = self.clock()
+        if now >= self._next_sweep:
+            self.sweep()
+        held = Reservation(
+            owner=owner,
+            key=check_key(key),
+            holder=uuid.uuid4().hex,
+            reservation=uuid.uuid4(),
+            reserved_at=now,
+            recovering=False,
         )
+        row = self._table.reserve(
+            held,
+            request,
+            reservation=str(held.reservation),
+            now=now,
+            lease_until=now + self.lease_seconds,
+            forget_before=now - self.retention_seconds,
+        )
+        return outcome(row, request, held)
 
-    def reserve(
-        self, owner: str, key: str, fingerprint: str
-    ) -> tuple[str, int | None, bytes | None] | None:
-        with self._lock:
-            inserted = self._conn.execute(
-                "INSERT OR IGNORE INTO crm_idempotency (owner, key, fingerprint) VALUES (?, ?, ?)",
-                (owner, key, fingerprint),
-            ).rowcount
-            if inserted == 1:
-                return None
-            row = self._conn.execute(
-                "SELECT fingerprint, status, body FROM crm_idempotency WHERE owner = ? AND key = ?",
-                (owner, key),
-            ).fetchone()
-        return None if row is None else (row[0], row[1], row[2])
+    def renew(self, held: Reservation) -> bool:
+        """Extend `held`'s lease; False when the key is no longer `held`'s."""
+        return self._table.renew(held, self.clock() + self.lease_seconds)
 
-    def complete(self, owner: str, key: str, status: int, body: bytes) -> None:
-        with self._lock:
-            self._conn.execute(
-                "UPDATE crm_idempotency SET status = ?, body = ? WHERE owner = ? AND key = ?",
-                (status, body, owner, key),
-            )
+    def complete(self, held: Reservation, answer: StoredAnswer) -> None:
+        self._table.complete(held, answer.status, answer.body)
 
-    def release(self, owner: str, key: str) -> None:
-        with self._lock:
-            self._conn.execute(
-                "DELETE FROM crm_idempotency WHERE owner = ? AND key = ? AND status IS NULL",
-                (owner, key),
-            )
+    def release(self, held: Reservation) -> None:
+        self._table.release(held)
+
+    def sweep(self) -> int:
+        """Delete every forgotten key (reserved longer than the retention ago)."""
+        now = self.clock()
+        self._next_sweep = now + min(SWEEP_EVERY, self.retention_seconds)
+        return self._table.sweep(now - self.retention_seconds)
 
 
-def open_idempotency(pool: ConnectionPool | None, data_dir: Path) -> Idempotency:
-    if pool is not None:
-        return Idempotency(PostgresIdempotencyTable(pool))
-    return Idempotency(SqliteIdempotencyTable(data_dir / "idempotency.db"))
+@contextlib.asynccontextmanager
+async def lease_kept(idempotency: Idempotency, held: Reservation) -> AsyncIterator[None]:
+    """Renew `held`'s lease every third of it while the block runs, so that a live
+    holder keeps its key however long its command takes."""
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(idempotency.lease_seconds / 3)
+            if not await asyncio.to_thread(idempotency.renew, held):
+                structlog.get_logger().warning("idempotency_key_lost", key=held.key)
+                return
+
+    renewing = asyncio.create_task(renew())
+    try:
+        yield
+    finally:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
+
+
+def open_idempotency(
+    pool: ConnectionPool | None,
+    data_dir: Path,
+    *,
+    lease_seconds: float = 30.0,
+    retention_seconds: float = 86_400.0,
+) -> Idempotency:
+    database: Database = (
+        SqliteDatabase(data_dir / "idempotency.db") if pool is None else PostgresDatabase(pool)
+    )
+    return Idempotency(
+        KeyTable(database), lease_seconds=lease_seconds, retention_seconds=retention_seconds
+    )

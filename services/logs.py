@@ -1,11 +1,16 @@
 """structlog set-up: JSON lines on stdout in production, readable console on a terminal.
 
 Callers bind request or batch context with `structlog.contextvars.bind_contextvars`
-and emit one canonical line per request or batch.
+and emit one canonical line per request or batch. Every line is written out as it is
+logged, whatever stdout is (a terminal, a pipe, a file): structlog's printer flushes
+each line, and stdout and stderr are made line-buffered for everything else printed.
+A consumer's writer process calls this too (`consumers.projection_writer`), so its
+lines look and flush like its runner's.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from typing import TextIO, cast
@@ -27,6 +32,9 @@ class _Stdout:
 
 
 def configure_logging(settings: Settings) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
     level = getattr(logging, settings.log_level.upper())
     console = settings.log_format == "console" or (
         settings.log_format == "auto" and sys.stdout.isatty()
@@ -47,8 +55,10 @@ def configure_logging(settings: Settings) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr)
-    # kafka-python logs every refused connection at ERROR; our relay and runner log one
-    # line per state change instead. Its own lines are kept for debugging.
-    logging.getLogger("kafka").setLevel(
-        logging.DEBUG if level <= logging.DEBUG else logging.CRITICAL
-    )
+    # kafka-python logs every refused connection at ERROR, psycopg_pool every failed
+    # reconnection at WARNING; our processes log one line when a dependency is lost and
+    # one when it is back instead (`consumers.outage`). Theirs are kept for debugging.
+    for library in ("kafka", "psycopg.pool"):
+        logging.getLogger(library).setLevel(
+            logging.DEBUG if level <= logging.DEBUG else logging.CRITICAL
+        )

@@ -46,6 +46,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audit_checkpoint_seconds: float
     """CRM_AUDIT_CHECKPOINT_SECONDS: ...or this many seconds after the last, if any are new."""
     departments: tuple[str, ...] = ("sales", "support", "marketing")
+    idempotency_lease_seconds: float = 30.0
+    idempotency_retention_seconds: float = 86_400.0
+    consumer_watchdog_seconds: float = 60.0
     http_server: str = HTTP_SERVERS[0]
 
     @property
@@ -74,6 +77,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env, "CRM_AUDIT_CHECKPOINT_SECONDS", 60.0, float, minimum=0.1
         ),
         departments=_departments(env.get("CRM_DEPARTMENTS", "sales,support,marketing")),
+        **_idempotency(env),
+        consumer_watchdog_seconds=_number(
+            env, "CRM_CONSUMER_WATCHDOG_SECONDS", 60.0, float, minimum=1
+        ),
         http_server=_choice(env, "CRM_HTTP_SERVER", HTTP_SERVERS[0], HTTP_SERVERS),
     )
 
@@ -108,6 +115,20 @@ def _departments(value: str) -> tuple[str, ...]:
             "CRM_DEPARTMENTS", f"expected lowercase codes like sales,support, got {value!r}"
         )
     return names
+
+
+def _idempotency(env: Mapping[str, str]) -> dict[str, float]:
+    """How long a key in flight stays its holder's without renewal (the lease), and how
+    long a key is remembered (the retention: at least two leases, so that a retry never
+    mistakes a forgotten use of its key for its own attempt)."""
+    lease = _number(env, "CRM_IDEMPOTENCY_LEASE_SECONDS", 30.0, float, minimum=1)
+    retention = _number(env, "CRM_IDEMPOTENCY_RETENTION_SECONDS", 86_400.0, float, minimum=1)
+    if retention < 2 * lease:
+        raise ConfigError(
+            "CRM_IDEMPOTENCY_RETENTION_SECONDS",
+            f"must be at least twice the lease ({2 * lease:g}), got {retention:g}",
+        )
+    return {"idempotency_lease_seconds": lease, "idempotency_retention_seconds": retention}
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:

@@ -1,7 +1,8 @@
-"""Graceful stop for long-running commands (`crm relay`, `crm consume`).
+"""Graceful stop for long-running commands (`crm relay`, `crm consume`, `crm run`, `crm api`).
 
 SIGTERM and SIGINT set an event the process's loop checks, so it finishes the batch
-in hand (confirm, store its position or offsets) before exiting.
+in hand (confirm, store its position or offsets) before exiting; the HTTP servers
+stop through uvicorn, then close their stores. Either signal exits 0.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from services.api.observability import Metrics, RequestObserver
 from services.api.pipeline_metrics import register_pipeline_metrics
 from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
-from services.api.readiness import ReadinessCheck, default_checks
+from services.api.readiness import DependencyProbe, ReadinessCheck, default_checks
 from services.api.reads import reader
 from services.api.routes_audit import AUDIT
 from services.api.routes_conversations import conversations
@@ -57,7 +57,8 @@ def create_app(
     """The API over `runtime`. `queries_helper` (the read models) and `applied_position`
     (how far their projections got) wire the department views, timeline and statistics;
     without them those answer 501."""
-    metrics = Metrics(runtime.app.head_position)
+    probe = DependencyProbe(runtime)
+    metrics = Metrics(probe.guarded(runtime.app.head_position))
     current, pg_reads = current_state_of(runtime)  # reads on the loop: services.loop_reads
     services = build_services(
         runtime, metrics, committer, principals, applied_position, current=current
@@ -70,8 +71,8 @@ def create_app(
     if pg_reads is not None:
         closing.append(pg_reads.aclose)
     store = None if queries_helper is None else queries_helper.store
-    register_pipeline_metrics(metrics.registry, runtime, store)
-    checks = default_checks(runtime, store, applied_position) | (readiness or {})
+    register_pipeline_metrics(metrics.registry, runtime, store, probe)
+    checks = default_checks(runtime, probe, store, applied_position) | (readiness or {})
     app = Litestar(
         route_handlers=[
             Router(
@@ -122,7 +123,12 @@ def build_services(
         ),
         principals=principals
         or open_principals(runtime.pool, settings.data_dir, settings.departments),
-        idempotency=open_idempotency(runtime.pool, settings.data_dir),
+        idempotency=open_idempotency(
+            runtime.pool,
+            settings.data_dir,
+            lease_seconds=settings.idempotency_lease_seconds,
+            retention_seconds=settings.idempotency_retention_seconds,
+        ),
         access=access,
         positions=Positions(
             runtime.app.head_position, applied_position, settings.read_wait_seconds

@@ -29,7 +29,15 @@ from services.command_base import Change, Creation
 from services.commands import Caller, CommandResult, CommandService
 from services.current_state import CurrentState
 from services.event_store import CrmApplication
-from services.idempotency import Idempotency, StoredAnswer, check_key, fingerprint
+from services.idempotency import (
+    Idempotency,
+    Reservation,
+    StoredAnswer,
+    check_key,
+    fingerprint,
+    lease_kept,
+)
+from services.idempotency_recovery import committed_answer
 from services.loop_reads import LoopReadModels
 from services.principals import Principals
 
@@ -118,6 +126,8 @@ class CommandCall:
             lambda expected: commands.change(self.caller, target, command, expected=expected),
             command,
             status,
+            target=target,
+            extras=tuple(command.answer()),
         )
 
     async def create(self, command: Creation) -> Response[CommandResult]:
@@ -130,29 +140,50 @@ class CommandCall:
         execute: Callable[[int | None], Awaitable[CommandResult]],
         body: object,
         status: int = 200,
+        *,
+        target: UUID | None = None,
+        extras: tuple[str, ...] = (),
     ) -> Response[CommandResult]:
-        """Run a command (the idempotency store is reached on worker threads)."""
+        """Run a command; under an Idempotency-Key at most once (`services.idempotency`,
+        reached on worker threads). `target`: the aggregate it changes (None: the one it
+        creates); `extras`: its answer's fields beyond id, version and position."""
         positions = self.services.positions
         if self.key is None:
             result = await execute(self.expected)
             positions.advance(result.position)
             return answer(result, status)
-        owner, idempotency = self.principal.name, self.services.idempotency
+        idempotency = self.services.idempotency
         request = fingerprint(self.method, self.path, _encoder.encode(body))
-        stored = await asyncio.to_thread(idempotency.begin, owner, self.key, request)
-        if stored is not None:
-            return answer(_result_decoder.decode(stored.body), stored.status)
+        held = await asyncio.to_thread(idempotency.begin, self.principal.name, self.key, request)
+        if isinstance(held, StoredAnswer):
+            return answer(_result_decoder.decode(held.body), held.status)
+        self.caller = self.caller.keyed(held.key, held.reservation)
         done = False
         try:
-            result = await execute(self.expected)
+            async with lease_kept(idempotency, held):
+                recovered = await self._recovered(held, target, extras)
+                result = recovered or await execute(self.expected)
             positions.advance(result.position)
             stored = StoredAnswer(status, _encoder.encode(result))
-            await asyncio.to_thread(idempotency.complete, owner, self.key, stored)
+            await asyncio.to_thread(idempotency.complete, held, stored)
             done = True
         finally:
             if not done:  # the command failed and changed nothing: let a retry run it
-                await asyncio.to_thread(idempotency.release, owner, self.key)
+                await asyncio.to_thread(idempotency.release, held)
         return answer(result, status)
+
+    async def _recovered(
+        self, held: Reservation, target: UUID | None, extras: tuple[str, ...]
+    ) -> CommandResult | None:
+        """When this attempt took the key over from a dead one: that one's committed
+        answer, from the event store (`services.idempotency_recovery`)."""
+        if not held.recovering:
+            return None
+        aggregate = self.caller.new_id() if target is None else target
+        margin = self.services.idempotency.lease_seconds
+        return await committed_answer(
+            self.services.commands, aggregate, held, extras, margin=margin
+        )
 
 
 V = TypeVar("V", bound=msgspec.Struct)

@@ -6,6 +6,8 @@ policy, idempotency, read-model waits) carry theirs. No client input may produce
 anything unmapped is logged with its traceback and answered as a generic 500 problem,
 except a full disk or database anywhere in its causes, which is a 503 `storage-full`
 with `Retry-After` (nothing is wrong with the request; it works once space returns).
+While the database cannot be reached (a PostgreSQL restart), every request that needs it
+answers 503 `event-store-unavailable` with `Retry-After`: retrying is the right move.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
+from consumers.pg_pool import DATABASE_UNAVAILABLE
 from domain.base import (
     DomainError,
     InvalidTransition,
@@ -36,6 +39,8 @@ from services.access import Forbidden
 from services.idempotency import BadIdempotencyKeyError, IdempotencyError
 
 PROBLEM_BASE = "https://crm-collab.example/problems/"
+UNAVAILABLE_RETRY_AFTER_S = 2
+"""What a 503 `event-store-unavailable` tells clients to wait: a restart takes seconds."""
 MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger("crm.api")
 
@@ -103,9 +108,11 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
 
 STORAGE_FULL = (503, "storage-full", "The server's storage is full; retry later")
 STORAGE_RETRY_AFTER = "30"
+UNAVAILABLE = (503, "event-store-unavailable", "The event store cannot be reached; retry")
 _OUTSIDE_THE_TABLE = [  # problems answered by other means than an exception class
     (413, "request-entity-too-large", "The body is larger than 1 MiB"),
     STORAGE_FULL,
+    UNAVAILABLE,
 ]
 
 
@@ -137,6 +144,8 @@ def problem_for(error: BaseException) -> tuple[int, str, str]:
             return PROBLEMS[cls]
     if storage_full(error):
         return STORAGE_FULL
+    if isinstance(error, DATABASE_UNAVAILABLE):  # after storage_full: a full disk is one too
+        return UNAVAILABLE
     if isinstance(error, HTTPException):
         phrase = HTTPStatus(error.status_code).phrase
         return error.status_code, phrase.lower().replace(" ", "-"), phrase
@@ -182,7 +191,7 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
     full = slug == STORAGE_FULL[1]
     if full:
         log.warning("storage_full", error=repr(error))  # an operator's problem, no bug
-    elif status >= 500 and not isinstance(error, NotCaughtUp | ReadModelUnavailable):
+    elif status >= 500 and not isinstance(error, _EXPECTED):
         log.error("unhandled", error=repr(error), exc_info=error)
     detail = title if status == 500 or full else _detail(error)  # their text: internals
     body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
@@ -197,11 +206,17 @@ def _detail(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+_EXPECTED = (NotCaughtUp, ReadModelUnavailable, *DATABASE_UNAVAILABLE)
+"""5xx answers that are no bug: not logged as unhandled (the request line has them)."""
+
+
 def _headers(error: BaseException) -> dict[str, str]:
     if isinstance(error, NotCaughtUp):
         return {"Retry-After": str(max(1, round(error.retry_after)))}
     if storage_full(error):
         return {"Retry-After": STORAGE_RETRY_AFTER}
+    if isinstance(error, DATABASE_UNAVAILABLE):
+        return {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
     if isinstance(error, Unauthenticated):
         return {"WWW-Authenticate": 'Bearer realm="crm"'}
     if isinstance(error, HTTPException) and error.headers:
@@ -220,5 +235,6 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ReadModelUnavailable: problem_response,
     NotCaughtUp: problem_response,
     HTTPException: problem_response,
+    **dict.fromkeys(DATABASE_UNAVAILABLE, problem_response),
     500: problem_response,  # last resort: anything unmapped, logged with its traceback
 }

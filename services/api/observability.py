@@ -29,7 +29,7 @@ def new_request_id() -> str:
 
 
 class Metrics:
-    def __init__(self, head_position: Callable[[], int]) -> None:
+    def __init__(self, head_position: Callable[[], float]) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "crm_http_requests",
@@ -60,7 +60,7 @@ class Metrics:
             "Newest global position in the event store",
             registry=self.registry,
         )
-        position.set_function(lambda: float(head_position()))
+        position.set_function(head_position)
 
     def batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -1,9 +1,11 @@
-"""Relay and projection gauges on the API's Prometheus registry (`app.state.metrics`).
+"""Relay, projection and health gauges on the API's Prometheus registry (`app.state.metrics`).
 
 Read at scrape time from the databases, so they describe the relay and every
 `crm consume` process wherever they run. Cheap: the relay position row is created once
-here, never per scrape; each scrape is a few indexed reads per projection.
-I/O: PostgreSQL (relay position, event-store head), the read-model store.
+here, never per scrape; each scrape is a few indexed reads per projection. While the
+event store is unreachable the database gauges are left out (a scrape must not wait on
+a dead server) and the health gauges say so: `crm_dependency_up`, `crm_degraded`.
+I/O: PostgreSQL (relay position, event-store head, process health), the read-model store.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from consumers.pg_pool import DATABASE_UNAVAILABLE
+from consumers.process_health import ProcessHealth, read_health
 from consumers.projection_metrics import ProjectionCollector
 from consumers.readmodel_store import ReadModelStore
 from consumers.relay_position import PostgresRelayPosition, relay_status
+from services.api.readiness import DependencyProbe
 
 RELAY_GAUGES = {
     "crm_relay_position": ("position", "Newest event position the broker acknowledged"),
@@ -40,12 +45,81 @@ class RelayCollector(Collector):
             yield GaugeMetricFamily(name, text, value=float(getattr(status, field)))
 
 
+class WhileStoreUp(Collector):
+    """`collector`'s metrics, left out while the event store does not answer."""
+
+    def __init__(self, collector: Collector, probe: DependencyProbe) -> None:
+        self.collector, self.probe = collector, probe
+
+    def collect(self) -> Iterator[Any]:
+        if self.probe.event_store() is not None:
+            return
+        try:
+            metrics = list(self.collector.collect())
+        except DATABASE_UNAVAILABLE:
+            return
+        yield from metrics
+
+
+class HealthCollector(Collector):
+    """Which dependencies are down, for the API itself and for each pipeline process."""
+
+    def __init__(self, runtime: Any, probe: DependencyProbe) -> None:
+        self.runtime, self.probe = runtime, probe
+
+    def collect(self) -> Iterator[Any]:
+        up = GaugeMetricFamily(
+            "crm_dependency_up", "1 when the API reaches the dependency", labels=["dependency"]
+        )
+        own = {"event_store": self.probe.event_store()}
+        if not self.runtime.settings.embedded:
+            own["kafka"] = self.probe.kafka()
+        for name, problem in own.items():
+            up.add_metric([name], 0.0 if problem else 1.0)
+        processes = self._processes() if own["event_store"] is None else []
+        degraded = any(own.values()) or any(p.down for p in processes)
+        yield up
+        yield GaugeMetricFamily("crm_degraded", "1 while any dependency is down", value=degraded)
+        yield from process_metrics(processes)
+
+    def _processes(self) -> list[ProcessHealth]:
+        if self.runtime.pool is None:
+            return []
+        try:
+            return read_health(self.runtime.pool)
+        except DATABASE_UNAVAILABLE:
+            return []
+
+
+def process_metrics(processes: list[ProcessHealth]) -> Iterator[Any]:
+    """Per relay/consumer process: dependencies it reports down, and its restarts."""
+    down = GaugeMetricFamily(
+        "crm_process_dependency_down", "1 while the process reports the dependency down",
+        labels=["process", "dependency"],
+    )  # fmt: skip
+    watchdog = CounterMetricFamily(
+        "crm_watchdog_restarts", "Kafka consumers rebuilt by the consumer's watchdog",
+        labels=["process"],
+    )  # fmt: skip
+    writer = CounterMetricFamily(
+        "crm_writer_restarts", "Projection writer processes started again after dying",
+        labels=["process"],
+    )  # fmt: skip
+    for p in processes:
+        for dependency in p.down:
+            down.add_metric([p.process, dependency], 1.0)
+        watchdog.add_metric([p.process], p.watchdog_restarts)
+        writer.add_metric([p.process], p.writer_restarts)
+    yield from (down, watchdog, writer)
+
+
 def register_pipeline_metrics(
-    registry: CollectorRegistry, runtime: Any, store: ReadModelStore | None
+    registry: CollectorRegistry, runtime: Any, store: ReadModelStore | None, probe: DependencyProbe
 ) -> None:
-    """Relay gauges in PostgreSQL mode (embedded has no relay); projection lag and
-    dead letters whenever this process has a read-model store."""
+    """Health gauges always; relay gauges in PostgreSQL mode (embedded has no relay);
+    projection lag and dead letters whenever this process has a read-model store."""
+    registry.register(HealthCollector(runtime, probe))
     if runtime.pool is not None:
-        registry.register(RelayCollector(runtime))
+        registry.register(WhileStoreUp(RelayCollector(runtime), probe))
     if store is not None:
-        registry.register(ProjectionCollector(store))
+        registry.register(WhileStoreUp(ProjectionCollector(store), probe))

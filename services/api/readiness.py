@@ -1,8 +1,15 @@
 """What `/readyz` checks: the event store, Kafka (PostgreSQL mode), read-model lag and
-dead letters, and (embedded) whether the in-process follower is stalled.
+dead letters, the relay and consumers, and (embedded) whether the in-process follower is
+stalled.
 
-Each check returns None when fine, else one line saying what is wrong. They are cheap
-(a few indexed reads or one TCP connect), since orchestrators poll `/readyz` often.
+Each check returns None when fine, else one line saying what is wrong. Any failing check
+makes the API `degraded`; it is not ready (503) only while the event store is
+unreachable, a projection holds dead letters, or the follower is stalled: a Kafka outage
+or a lagging consumer delays the read models but leaves commands and reads working.
+The dependency probes answer within about a second even while PostgreSQL is down (a
+`SELECT 1` that waits at most a second for a connection, or one TCP connect), and each
+answer is kept for a second: orchestrators poll `/readyz` often, and `/metrics` asks
+the same questions.
 
 The dead-letter rule: not ready while any projection's live version holds a dead
 letter. Such a read model lacks an event's effect, so its answers about that event's
@@ -15,10 +22,14 @@ I/O: the event store, the read-model store, one TCP connect to the broker.
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Callable
 
 from eventsourcing.persistence import PersistenceError
 
+from consumers.pg_pool import DATABASE_UNAVAILABLE
+from consumers.process_health import read_health
 from consumers.readmodel_store import ReadModelStore
 from projections import PROJECTIONS
 from services.api.read_positions import AppliedPosition
@@ -27,31 +38,96 @@ from services.bootstrap import Runtime
 ReadinessCheck = Callable[[], str | None]
 """Returns None when ready, else the reason it is not (shown in /readyz)."""
 
+NOT_READY = ("event_store", "dead_letters", "follower")
+"""The checks whose failure makes /readyz answer 503 (see the module docstring)."""
 LAG_LIMIT = 10_000
-"""Events (embedded) or Kafka records (per projection) behind before we stop being ready."""
+"""Events (embedded) or Kafka records (per projection) behind before we call it degraded."""
+PROBE_TTL_S = 1.0
+_UNREACHABLE: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, PersistenceError, OSError)
+
+
+class DependencyProbe:
+    """The API's own view of the event store and Kafka (see the module docstring)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._answers: dict[str, tuple[float, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def event_store(self) -> str | None:
+        return self._cached("event_store", self._event_store)
+
+    def kafka(self) -> str | None:
+        return self._cached("kafka", lambda: kafka_check(self._runtime.settings.kafka_bootstrap))
+
+    def guarded(self, read: Callable[[], int]) -> Callable[[], float]:
+        """`read` as a gauge function: NaN instead of a wait and an error while the event
+        store is unreachable."""
+
+        def gauge() -> float:
+            if self.event_store() is not None:
+                return float("nan")
+            try:
+                return float(read())
+            except _UNREACHABLE:
+                return float("nan")
+
+        return gauge
+
+    def _cached(self, name: str, check: ReadinessCheck) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            answer = self._answers.get(name)
+        if answer is not None and now - answer[0] < PROBE_TTL_S:
+            return answer[1]
+        result = check()
+        with self._lock:
+            self._answers[name] = (time.monotonic(), result)
+        return result
+
+    def _event_store(self) -> str | None:
+        try:
+            if self._runtime.pool is None:
+                self._runtime.app.head_position()  # embedded: the SQLite file
+            else:
+                with self._runtime.pool.connection(timeout=1.0) as conn:
+                    conn.execute("SELECT 1")
+        except _UNREACHABLE as error:
+            return f"event store unavailable: {type(error).__name__}"
+        return None
 
 
 def default_checks(
-    runtime: Runtime, store: ReadModelStore | None, applied: AppliedPosition | None
+    runtime: Runtime,
+    probe: DependencyProbe,
+    store: ReadModelStore | None,
+    applied: AppliedPosition | None,
 ) -> dict[str, ReadinessCheck]:
-    checks: dict[str, ReadinessCheck] = {"event_store": lambda: store_check(runtime)}
+    checks: dict[str, ReadinessCheck] = {"event_store": probe.event_store}
     if not runtime.settings.embedded:
-        checks["kafka"] = lambda: kafka_check(runtime.settings.kafka_bootstrap)
+        checks["kafka"] = probe.kafka
         if store is not None:
-            checks["projections"] = lambda: consumers_check(store)
+            checks["projections"] = _if_store_up(probe, lambda: consumers_check(store))
+        checks["pipeline"] = _if_store_up(probe, lambda: pipeline_check(runtime))
     elif applied is not None:
         checks["projections"] = lambda: follower_check(runtime, applied)
     if store is not None:
-        checks["dead_letters"] = lambda: dead_letters_check(store)
+        checks["dead_letters"] = _if_store_up(probe, lambda: dead_letters_check(store))
     return checks
 
 
-def store_check(runtime: Runtime) -> str | None:
-    try:
-        runtime.app.head_position()
-    except (PersistenceError, OSError) as error:
-        return f"event store unavailable: {type(error).__name__}"
-    return None
+def _if_store_up(probe: DependencyProbe, check: ReadinessCheck) -> ReadinessCheck:
+    """`check` reads PostgreSQL: only asked while the event store answers."""
+
+    def guarded() -> str | None:
+        if probe.event_store() is not None:
+            return "unknown: the event store is unavailable"
+        try:
+            return check()
+        except DATABASE_UNAVAILABLE as error:
+            return f"unknown: {type(error).__name__}"
+
+    return guarded
 
 
 def kafka_check(bootstrap: str) -> str | None:
@@ -98,3 +174,11 @@ def dead_letters_check(store: ReadModelStore) -> str | None:
 def stalled_check(trouble: Callable[[], str | None]) -> ReadinessCheck:
     """Embedded: not ready while the follower's steps keep failing (it retries them)."""
     return lambda: None if (reason := trouble()) is None else f"projections stalled: {reason}"
+
+
+def pipeline_check(runtime: Runtime) -> str | None:
+    """The relay and consumers report no dependency down (`consumers.process_health`)."""
+    assert runtime.pool is not None
+    rows = read_health(runtime.pool)
+    problems = [f"{row.process}: {', '.join(row.down)} down" for row in rows if row.down]
+    return "; ".join(problems) or None

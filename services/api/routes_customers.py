@@ -115,6 +115,7 @@ async def erase(
         return await call.run(
             lambda expected: commands.erase_customer(call.caller, customer_id, data, expected),
             data,
+            target=customer_id,
         )
     finally:  # reads keep no plaintext of an erased customer in this process
         call.services.current.forget(customer_id)

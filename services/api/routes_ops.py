@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.api.observability import Metrics
-from services.api.readiness import ReadinessCheck
+from services.api.readiness import NOT_READY, ReadinessCheck
 
 
 @get("/healthz", sync_to_thread=False, include_in_schema=True, tags=["ops"])
@@ -20,13 +20,16 @@ def healthz() -> dict[str, str]:
 
 @get("/readyz", sync_to_thread=True, tags=["ops"])
 def readyz(checks: NamedDependency[dict[str, ReadinessCheck]]) -> Response[dict[str, Any]]:
-    """Ready to serve: every check passes (event store, Kafka, projection lag)."""
+    """`ready` when every check passes, else `degraded`; 503 (not ready) only while the
+    event store is unreachable, a projection holds dead letters or the follower is stalled
+    (`services.api.readiness`)."""
     results = {name: check() for name, check in checks.items()}
-    ready = all(reason is None for reason in results.values())
+    healthy = all(reason is None for reason in results.values())
     body = {
-        "status": "ready" if ready else "not ready",
+        "status": "ready" if healthy else "degraded",
         "checks": {name: reason or "ok" for name, reason in results.items()},
     }
+    ready = not any(results.get(name) for name in NOT_READY)
     return Response(body, status_code=200 if ready else 503)
 
 

@@ -114,6 +114,7 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str
     causation_id: str | None
     data: dict[str, Any]
+    idempotency_key: str | None = None
 
 
 def masked(view: V, personal: Iterable[str], access: FieldAccess) -> V:
@@ -156,7 +157,7 @@ def task_view(task: Task, access: FieldAccess) -> TaskView:
 
 _METADATA = frozenset(
     {"originator_id", "originator_version", "occurred_at", "actor", "actor_department"}
-    | {"correlation_id", "causation_id"}
+    | {"correlation_id", "causation_id", "idempotency_key"}
 )
 
 
@@ -170,6 +171,7 @@ def history_entry(event: DomainEvent, access: FieldAccess) -> HistoryEntry:
         actor_department=event.actor_department,
         correlation_id=event.correlation_id,
         causation_id=event.causation_id,
+        idempotency_key=event.idempotency_key or None,
         data={k: v for k, v in data.items() if k not in _METADATA and k != "type"},
     )
     return masked(entry, [f"data.{name}" for name in event.personal_fields], access)

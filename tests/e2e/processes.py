@@ -24,6 +24,16 @@ CRM = str(Path(sys.executable).with_name("crm"))
 T = TypeVar("T")
 
 
+def pipeline_env(database_url: str, bootstrap: str, prefix: str, tmp: Path) -> dict[str, str]:
+    """The variables of a test's `crm` processes on PostgreSQL + Kafka."""
+    return {
+        "CRM_DATABASE_URL": database_url,
+        "CRM_KAFKA_BOOTSTRAP": bootstrap,
+        "CRM_TOPIC_PREFIX": prefix,
+        "CRM_DATA_DIR": str(tmp / "data"),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -39,10 +49,13 @@ class Processes:
         self.logs = logs
         self.running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start `crm ARGS...` (`env`: variables to set for this process only)."""
         log = self.logs / f"{'-'.join(args)}.log"
         with log.open("wb") as out:
-            process = subprocess.Popen([CRM, *args], env=self.env, stdout=out, stderr=out)
+            process = subprocess.Popen(
+                [CRM, *args], env={**self.env, **(env or {})}, stdout=out, stderr=out
+            )
         self.running.append((" ".join(args), process, log))
         return process
 
@@ -55,7 +68,10 @@ class Processes:
         return done.stdout
 
     def output(self, process: subprocess.Popen[bytes]) -> str:
-        return next(log.read_text() for _, p, log in self.running if p is process)
+        return self.log(process).read_text()
+
+    def log(self, process: subprocess.Popen[bytes]) -> Path:
+        return next(log for _, p, log in self.running if p is process)
 
     def stop_all(self) -> None:
         for _, process, _ in self.running:
@@ -88,14 +104,14 @@ def crm_processes(env: dict[str, str], logs: Path) -> Iterator[Processes]:
 
 
 def eventually(probe: Callable[[], T | None], *, within: float = 60.0, what: str = "") -> T:
-    """Poll `probe` until it returns something; fail after `within` seconds.
-
-    A bound on waiting for an asynchronous pipeline, not a performance assertion.
+    """Poll `probe` until it returns something (neither None nor False); fail after
+    `within` seconds. A bound on waiting for an asynchronous pipeline, not a
+    performance assertion.
     """
     deadline = time.monotonic() + within
     while True:
         result = probe()
-        if result is not None:
+        if result is not None and result is not False:
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting after {within:.0f} s for {what or probe}")

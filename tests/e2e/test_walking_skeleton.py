@@ -19,7 +19,7 @@ import psycopg
 
 from consumers.envelope import from_cloudevent, topic_name
 from consumers.kafka_io import read_all
-from tests.e2e.processes import crm_processes, eventually, free_port, wait_for_http
+from tests.e2e.processes import crm_processes, eventually, free_port, pipeline_env, wait_for_http
 
 CUSTOMER = {"name": "Ada Lovelace", "email": "ada@example.com", "owner_department": "sales"}
 
@@ -28,12 +28,7 @@ def test_postgres_kafka_pipeline(
     pg_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = {
-        "CRM_DATABASE_URL": pg_url,
-        "CRM_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "CRM_TOPIC_PREFIX": topic_prefix,
-        "CRM_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = pipeline_env(pg_url, kafka_bootstrap, topic_prefix, tmp_path)
     with crm_processes(env, tmp_path) as crm:
         crm.run("topics", "ensure", "--partitions", "1")
         token = crm.run("principals", "add", "sam", "--department", "sales", "--role", "agent")

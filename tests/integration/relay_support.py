@@ -14,8 +14,9 @@ from psycopg_pool import ConnectionPool
 
 from consumers.envelope import all_topics, from_cloudevent
 from consumers.kafka_io import Producer, ensure_topics, read_all, wait_until_ready
-from consumers.relay import Relay, wakeup_for
+from consumers.relay import Relay
 from consumers.relay_position import PostgresRelayPosition
+from consumers.relay_wakeup import wakeup_for
 from domain.base import Context
 from domain.customer import Customer
 from services.event_store import CrmApplication

@@ -27,12 +27,12 @@ from hypothesis import strategies as st
 from bench.databases import fresh_database
 from consumers import readmodel_queries as rq
 from consumers.envelope import to_cloudevent
+from consumers.hand_over import decode
 from consumers.kafka_io import Record
 from consumers.key_stores import SqliteKeyStore
 from consumers.keyring import Keyring
 from consumers.projecting import Item, commit
 from consumers.readmodel_store import ReadModelStore
-from consumers.runner import decode
 from consumers.sealed_rows import open_rows
 from consumers.store_postgres import PostgresStore
 from consumers.store_sqlite import SqliteStore

@@ -14,7 +14,7 @@ from consumers.key_stores import PostgresKeyStore
 from consumers.relay_position import PostgresRelayPosition
 from consumers.store_postgres import PostgresStore
 from services.event_store import open_event_store
-from services.idempotency import PostgresIdempotencyTable
+from services.idempotency_store import PostgresDatabase
 from services.principals import PostgresPrincipalTable
 
 ROUNDS = 3
@@ -47,7 +47,7 @@ def test_every_table_creator_survives_starting_together(pg_url: str) -> None:
             lambda: PostgresStore(pg_url, max_size=1).close(),
             lambda: PostgresKeyStore(pool),
             lambda: PostgresRelayPosition(pool),
-            lambda: PostgresIdempotencyTable(pool),
+            lambda: PostgresDatabase(pool),
             lambda: PostgresPrincipalTable(pool),
             lambda: open_event_store(pg_url, None).close(),
         ]

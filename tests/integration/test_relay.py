@@ -28,6 +28,7 @@ from consumers.kafka_io import Producer, ensure_topics
 from consumers.relay import Relay, RelayPoisoned, UnsafeTopics, verify_topics
 from consumers.relay_position import PostgresRelayPosition, relay_status
 from services.event_store import CrmApplication, open_event_store
+from tests.integration.private_services import PrivateServices
 from tests.integration.relay_support import (
     assert_complete_in_order,
     published_versions,
@@ -104,31 +105,32 @@ def test_killed_relay_resumes_without_gaps(
     assert_complete_in_order(expected, seen, duplicates_allowed=True)
 
 
-def _kafka_script(action: str) -> None:
-    subprocess.run([str(ROOT / "scripts" / "kafka.sh"), action], check=True, timeout=180)
-
-
 # kafka-python 3.0.12 leaks the socket of every refused connect (kafka/net/inet.py
 # sock_connect never closes it), which is what a stopped broker produces: collected here.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
-def test_broker_outage_loses_nothing(
-    app: CrmApplication, pg_url: str, kafka_bootstrap: str, topic_prefix: str
-) -> None:
-    with running_relay(app, pg_url, kafka_bootstrap, topic_prefix) as positions:
-        expected = write_customers(app, customers=30, versions=5)
-        wait_until(lambda: positions.load() >= app.head_position(), 60, "relay before outage")
+def test_broker_outage_loses_nothing(private_services: PrivateServices, topic_prefix: str) -> None:
+    """On the private broker: the shared one serves other tests meanwhile."""
+    bootstrap = private_services.bootstrap
+    with private_services.database() as pg_url:
+        app = open_event_store(pg_url, None)
         try:
-            _kafka_script("stop-broker")
-            expected.update(write_customers(app, customers=30, versions=5))
-            time.sleep(3)
+            with running_relay(app, pg_url, bootstrap, topic_prefix) as positions:
+                expected = write_customers(app, customers=30, versions=5)
+                wait_until(lambda: positions.load() >= app.head_position(), 60, "relay")
+                try:
+                    private_services.stop_broker()
+                    expected.update(write_customers(app, customers=30, versions=5))
+                    time.sleep(3)
+                finally:
+                    private_services.start_broker()
+                expected.update(write_customers(app, customers=30, versions=5))
+                head = app.head_position()
+                wait_until(lambda: positions.load() >= head, 120, "relay to recover")
         finally:
-            _kafka_script("start-broker")
-        expected.update(write_customers(app, customers=30, versions=5))
-        head = app.head_position()
-        wait_until(lambda: positions.load() >= head, 120, "relay to recover")
+            app.close()
     gc.collect()  # the leaked sockets, while this test's warning filters apply
-    seen = published_versions(kafka_bootstrap, topic_prefix)
+    seen = published_versions(bootstrap, topic_prefix)
     assert_complete_in_order(expected, seen, duplicates_allowed=True)
 
 

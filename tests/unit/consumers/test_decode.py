@@ -9,10 +9,10 @@ import msgspec
 import pytest
 
 from bench.workload import Workload
+from consumers.hand_over import decode
 from consumers.kafka_io import Record
 from consumers.keyring import PREFIX, Keyring
 from consumers.projecting import Item, project
-from consumers.runner import decode
 from consumers.sealed_rows import JOIN, open_rows
 from domain.base import DomainEvent
 from projections import PROJECTIONS

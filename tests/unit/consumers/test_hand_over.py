@@ -7,10 +7,10 @@ import pytest
 
 from bench.workload import Workload
 from consumers.envelope import delivered, from_cloudevent
+from consumers.hand_over import hand_over
 from consumers.kafka_io import Record
 from consumers.keyring import Keyring
 from consumers.projection_writer import items_of
-from consumers.runner import hand_over
 from domain import codec
 from projections import PROJECTIONS
 from tests.unit.consumers.published import published

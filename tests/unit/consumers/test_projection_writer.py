@@ -15,6 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from bench.workload import Workload
+from consumers.hand_over import hand_over
 from consumers.projection_writer import (
     AHEAD,
     Batch,
@@ -27,7 +28,6 @@ from consumers.projection_writer import (
     Written,
     encoder,
 )
-from consumers.runner import hand_over
 from consumers.store_sqlite import SqliteStore
 from consumers.writer_process import serve
 from projections import PROJECTIONS

@@ -1,0 +1,1 @@
+"""`make soak`: the pipeline under load and faults, with nothing lost (see `__main__`)."""

@@ -1,0 +1,114 @@
+"""What a runner hands its writer: records decoded just enough, search terms derived.
+
+The reader side of a projection consumer (`consumers.runner`): each Kafka record becomes
+a `Handed` (`consumers.projection_writer`), its event as current-schema codec JSON (its
+personal fields stay sealed: read models store them so) with the blind-index terms of
+the projection's search fields, or the error that makes it a dead letter. Events with
+nothing to open pass as the bytes they arrived in.
+
+I/O: the keyring's data keys (one query per batch).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from consumers import envelope
+from consumers.blind_index import needs_terms, search_terms
+from consumers.kafka_io import Consumed
+from consumers.keyring import Keyring
+from consumers.projecting import Item
+from consumers.projection_writer import Handed, items_of
+from domain import codec
+from domain.base import DomainEvent
+from domain.customer import CustomerErased
+
+
+def hand_over(
+    records: Sequence[Consumed],
+    keyring: Keyring,
+    fields: frozenset[str],
+    search: frozenset[str] = frozenset(),
+) -> list[Handed]:
+    """Records as a writer takes them; an undecodable one keeps its error (a dead letter).
+
+    Only the personal `fields` (the projection's `personal_inputs`, none since read
+    models store sealed values) are opened, and the customer fields in `search` (its
+    `search_fields`) only to derive their search terms (`consumers.blind_index`): the
+    event handed over stays sealed. The batch's data keys are fetched in one query
+    (`Keyring.preload`). An event with nothing to open, in the current schema, is passed
+    on as the bytes it arrived in: the writer decodes it anyway, so reading it here too
+    would be wasted (now that is nearly every event).
+    """
+    decoding = fields | search
+    read = [_read(record, decoding) for record in records]
+    if fields or search:
+        keyring.preload(
+            r.event.data_subject
+            for r in read
+            if r.event is not None
+            and (_fields_to_open(type(r.event), fields) or needs_terms(r.event, search))
+        )
+    return [_hand(r, keyring, fields, search) for r in read]
+
+
+def decode(
+    records: Sequence[Consumed],
+    keyring: Keyring,
+    fields: frozenset[str],
+    search: frozenset[str] = frozenset(),
+) -> list[Item]:
+    """Records as items, events decoded and opened as a writer sees them."""
+    return items_of(hand_over(records, keyring, fields, search))
+
+
+class _Read(NamedTuple):
+    record: Consumed
+    position: int
+    data: bytes | None
+    """The event's codec JSON, to pass on as it is."""
+    event: DomainEvent | None = None
+    """The decoded event, when fields must be opened (or a data key forgotten)."""
+    error: str | None = None
+
+
+def _read(record: Consumed, fields: frozenset[str]) -> _Read:
+    try:
+        attributes = envelope.delivered(record.value)
+        cls = codec.event_class(attributes.type)
+        if attributes.schemaversion == cls.class_version and not _to_open(cls, fields):
+            return _Read(record, attributes.position, bytes(attributes.data))
+        return _Read(record, attributes.position, None, envelope.event_of(attributes))
+    except Exception as error:  # any undecodable record is a dead letter, by design
+        return _Read(record, 0, None, None, f"{type(error).__name__}: {error}")
+
+
+def _hand(read: _Read, keyring: Keyring, fields: frozenset[str], search: frozenset[str]) -> Handed:
+    r, event = read.record, read.event
+    if event is None:
+        return Handed(r.topic, r.partition, r.offset, read.position, r.value, read.data, read.error)
+    if isinstance(event, CustomerErased):
+        keyring.forget(event.originator_id)
+    try:
+        opened = codec.unseal(event, keyring, _fields_to_open(type(event), fields))
+        terms = search_terms(event, keyring, search)
+    except Exception as error:  # a field that does not open is a dead letter, by design
+        return Handed(
+            r.topic, r.partition, r.offset, 0, r.value, None, f"{type(error).__name__}: {error}"
+        )
+    encoded = codec.encode(opened)
+    return Handed(r.topic, r.partition, r.offset, read.position, r.value, encoded, None, terms)
+
+
+@functools.cache
+def _to_open(cls: type[DomainEvent], fields: frozenset[str]) -> bool:
+    """Whether the reader must decode `cls`: to open fields, or to forget an erased key."""
+    return bool(_fields_to_open(cls, fields)) or cls is CustomerErased
+
+
+@functools.cache  # a few dozen (event class, projection) pairs
+def _fields_to_open(cls: type[DomainEvent], fields: frozenset[str]) -> tuple[str, ...]:
+    """The personal fields of `cls` among `fields` (those the projection reads)."""
+    return tuple(name for name in cls.personal_fields if name in fields)

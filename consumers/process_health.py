@@ -1,0 +1,129 @@
+"""How the relay and each consumer are doing: table `crm_process_health` in PostgreSQL.
+
+The pipeline's processes serve no HTTP of their own, so each one keeps a row here that
+`/readyz` and `/metrics` of the API read (`services.api.pipeline_metrics`): which of its
+dependencies are down now (`consumers.outage`), since when, and how often its watchdog
+rebuilt the Kafka consumer or its writer process had to be started again.
+
+Writes are best-effort and never raise: a process reporting that PostgreSQL is down
+cannot write that to PostgreSQL. It keeps the newest state and the counts not yet
+written, and writes them with the next report that gets through. Each process starts
+its row afresh (nothing down), so a killed process does not leave a stale "down".
+
+I/O: PostgreSQL through a psycopg pool.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+import psycopg
+import structlog
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from consumers.pg_ddl import create_tables
+
+log = structlog.get_logger("crm.health")
+
+_CREATE = """
+CREATE TABLE IF NOT EXISTS crm_process_health (
+    process text PRIMARY KEY,
+    down text[] NOT NULL DEFAULT '{}',
+    down_since timestamptz,
+    watchdog_restarts bigint NOT NULL DEFAULT 0,
+    writer_restarts bigint NOT NULL DEFAULT 0,
+    pid integer,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)"""
+_UPSERT = """
+INSERT INTO crm_process_health AS h
+    (process, down, down_since, watchdog_restarts, writer_restarts, pid, updated_at)
+VALUES (%(process)s, %(down)s, %(since)s, %(watchdog)s, %(writer)s, %(pid)s, now())
+ON CONFLICT (process) DO UPDATE SET
+    down = EXCLUDED.down,
+    down_since = EXCLUDED.down_since,
+    watchdog_restarts = h.watchdog_restarts + EXCLUDED.watchdog_restarts,
+    writer_restarts = h.writer_restarts + EXCLUDED.writer_restarts,
+    pid = EXCLUDED.pid,
+    updated_at = now()"""
+_SELECT = """
+SELECT process, down, down_since, watchdog_restarts, writer_restarts, pid, updated_at
+FROM crm_process_health ORDER BY process"""
+
+Counter = Literal["watchdog_restarts", "writer_restarts"]
+_ERRORS = (psycopg.Error, PoolTimeout)
+
+
+class ProcessHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """One process's row."""
+
+    process: str
+    down: list[str]
+    down_since: datetime | None
+    watchdog_restarts: int
+    writer_restarts: int
+    pid: int | None
+    updated_at: datetime
+
+
+class HealthReport:
+    """This process's row: `down(...)` on every change, `count(...)` per intervention."""
+
+    def __init__(self, pool: ConnectionPool, process: str) -> None:
+        self._pool, self._process = pool, process
+        self._down: frozenset[str] = frozenset()
+        self._since: datetime | None = None
+        self._pending: dict[Counter, int] = {"watchdog_restarts": 0, "writer_restarts": 0}
+        with pool.connection() as conn:
+            create_tables(conn, _CREATE)
+        self._write()
+
+    def down(self, dependencies: frozenset[str]) -> None:
+        """The dependencies down now (empty: healthy)."""
+        if dependencies and not self._down:
+            self._since = datetime.now(UTC)
+        self._down = dependencies
+        if not dependencies:
+            self._since = None
+        self._write()
+
+    def count(self, counter: Counter) -> None:
+        self._pending[counter] += 1
+        self._write()
+
+    def _write(self) -> None:
+        values = {
+            "process": self._process, "down": sorted(self._down), "since": self._since,
+            "watchdog": self._pending["watchdog_restarts"],
+            "writer": self._pending["writer_restarts"], "pid": os.getpid(),
+        }  # fmt: skip
+        try:
+            with self._pool.connection(timeout=2) as conn, conn.transaction():
+                conn.execute(_UPSERT, values)
+        except _ERRORS as error:  # written with the next report that gets through
+            log.debug("health report not written", error=str(error))
+            return
+        self._pending = {"watchdog_restarts": 0, "writer_restarts": 0}
+
+
+def read_health(pool: ConnectionPool) -> list[ProcessHealth]:
+    """Every process's row (none before the first process started)."""
+    with pool.connection() as conn:
+        try:
+            rows = conn.execute(_SELECT).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+    return [_row(*row) for row in rows]
+
+
+def _row(  # noqa: PLR0917 - the columns of _SELECT, in order
+    process: str, down: list[str], since: datetime | None, watchdog: int, writer: int,
+    pid: int | None, updated: datetime,
+) -> ProcessHealth:  # fmt: skip
+    return ProcessHealth(
+        process=process, down=list(down), down_since=since, watchdog_restarts=watchdog,
+        writer_restarts=writer, pid=pid, updated_at=updated,
+    )  # fmt: skip

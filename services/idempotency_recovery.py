@@ -1,0 +1,106 @@
+"""Whether a keyed command whose process died committed: its answer, from the event store.
+
+An attempt whose holder died (its lease ran out, `services.idempotency`) may have
+committed or not, and could not store its answer. Every event a keyed command emits
+carries the key (`idempotency_key`, with `actor` the key's principal), so the retry that
+took the key over reads the target aggregate's events: those of this principal and key
+emitted since the key was reserved are the dead attempt's, and its answer is rebuilt
+from the last of them (its version, its global position, any answer field it holds,
+such as a new message's id), exactly as the attempt would have answered. None: nothing
+committed, so the retry runs the command.
+
+An aggregate is found by id: the target of a change, or the id a creation derives from
+the key's reservation (`services.idempotency.created_id`). A recovered erasure also
+destroys the customer's key: its attempt may have died between the event and that.
+
+I/O: the event store (one aggregate's events; one indexed query for a position) and, for
+an erasure, the keyring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+from domain.base import DomainEvent
+from domain.customer import CustomerErased
+from services.commands import CommandResult, CommandService
+from services.idempotency import Reservation
+
+
+def attempt_events(
+    events: Iterable[DomainEvent], owner: str, key: str, since: datetime
+) -> list[DomainEvent]:
+    """The events one keyed attempt emitted: its principal's, with its key, not older than
+    its reservation (an older use of the key was forgotten before it was reserved)."""
+    return [
+        event
+        for event in events
+        if event.idempotency_key == key and event.actor == owner and event.occurred_at >= since
+    ]
+
+
+def recovered_result(
+    events: Sequence[DomainEvent], position: int, extras: Iterable[str]
+) -> CommandResult:
+    """The answer the attempt that emitted `events` (in order) would have given."""
+    last = events[-1]
+    fields = {name: getattr(last, name) for name in extras if hasattr(last, name)}
+    return CommandResult(
+        id=last.originator_id, version=last.originator_version, position=position, **fields
+    )
+
+
+async def committed_answer(
+    commands: CommandService,
+    target: UUID,
+    held: Reservation,
+    extras: Iterable[str],
+    *,
+    margin: float,
+) -> CommandResult | None:
+    """The answer of `held`'s dead attempt on `target` if it committed, else None.
+    `margin` (seconds) allows for a clock stepped back between reserving and deciding."""
+    since = datetime.fromtimestamp(held.reserved_at - margin, UTC)
+    history = await asyncio.to_thread(commands.app.history, target)
+    events = attempt_events(history, held.owner, held.key, since)
+    if not events:
+        return None
+    version = events[-1].originator_version
+    position = await asyncio.to_thread(event_position, commands.app.recorder, target, version)
+    if any(isinstance(event, CustomerErased) for event in events):
+        await asyncio.to_thread(commands.keyring.erase, target)
+        commands.cache.clear()  # cached aggregates may hold the erased plaintext
+    return recovered_result(events, position, extras)
+
+
+def event_position(recorder: object, originator_id: UUID, version: int) -> int:
+    """The global position (notification id) of one stored event."""
+    row: Any
+    if isinstance(recorder, PostgresApplicationRecorder):
+        statement = SQL(
+            "SELECT notification_id FROM {}.{} WHERE originator_id = %s AND originator_version = %s"
+        ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+        with recorder.datastore.transaction(commit=False) as curs:
+            row = curs.execute(statement, (originator_id, version)).fetchone()
+    elif isinstance(recorder, SQLiteApplicationRecorder):
+        table = '"' + recorder.events_table_name.replace('"', '""') + '"'
+        with recorder.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT rowid AS notification_id FROM {table}"
+                " WHERE originator_id = ? AND originator_version = ?",
+                (originator_id.hex, version),
+            )
+            row = curs.fetchone()
+    else:
+        raise NotImplementedError(f"no position lookup on {type(recorder).__name__}")
+    if row is None:
+        raise LookupError(f"no stored event {originator_id} v{version}")
+    return int(row["notification_id"])
