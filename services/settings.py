@@ -47,6 +47,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """CRM_AUDIT_CHECKPOINT_SECONDS: ...or this many seconds after the last, if any are new."""
     departments: tuple[str, ...] = ("sales", "support", "marketing")
     http_server: str = HTTP_SERVERS[0]
+    access_log: bool = True
+    """CRM_ACCESS_LOG: `off` records no reads of personal data (to measure its cost)."""
 
     @property
     def embedded(self) -> bool:
@@ -75,6 +77,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         departments=_departments(env.get("CRM_DEPARTMENTS", "sales,support,marketing")),
         http_server=_choice(env, "CRM_HTTP_SERVER", HTTP_SERVERS[0], HTTP_SERVERS),
+        access_log=_choice(env, "CRM_ACCESS_LOG", "on", ("on", "off")) == "on",
     )
 
 
