@@ -61,6 +61,8 @@ ENDPOINTS = {
     "department_page": Endpoint("GET", "/v1/departments/sales/customers?limit=50"),
     "satisfaction": Endpoint("GET", "/v1/stats/satisfaction?department=sales&granularity=week"),
 }
+ACCESS_LOGGED = {name: ENDPOINTS[name] for name in ("get_customer", "department_page")}
+"""Reads that show personal data unmasked, each recorded in the access log."""
 CONNECTIONS = (16, 64)
 WARM_UP_RATE = 400  # requests/s a warm-up is planned for (the slowest endpoints' rate)
 SERVERS = {
@@ -115,6 +117,8 @@ def table(figures: dict[str, Any]) -> list[str]:
     ]
     for store in SERVERS:
         for server, by_connections in figures[store].items():
+            if server == "access_log_cost":
+                continue
             for connections, endpoints in by_connections.items():
                 for name, f in endpoints.items():
                     failed = f["non_2xx"] + f["socket_errors"]
@@ -124,6 +128,11 @@ def table(figures: dict[str, Any]) -> list[str]:
                         + f" | {f['requests_per_s']:,.0f} | {f.get('ratio', '')}"
                         + f" | {f['p50_ms']} / {f['p99_ms']} | {f['server_cpu_us_per_request']} |"
                     )
+    for name, cost in figures["postgres"].get("access_log_cost", {}).items():
+        lines.append(
+            f"\naccess log cost, {name}: {cost['cost']:.1%} (ratio {cost['ratio_on']} on,"
+            f" {cost['ratio_off']} off; target <= 10%)"
+        )
     return lines
 
 
@@ -143,11 +152,49 @@ def _store(
                 f"c{connections}": _connections(api, seeded.token, ids, connections, seconds)
                 for connections in CONNECTIONS
             }
+    if store == "postgres":
+        on = results["uvicorn_workers_1"]["c16"]
+        results["access_log_cost"] = _access_log_cost(env, logs, seeded, ids, seconds, on=on)
     return results
 
 
+def _access_log_cost(
+    env: dict[str, str],
+    logs: Path,
+    seeded: Seeded,
+    ids: dict[str, Path],
+    seconds: float,
+    *,
+    on: dict[str, Any],
+) -> dict[str, Any]:
+    """What recording reads costs: the access-logged reads served again with
+    CRM_ACCESS_LOG=off (uvicorn, one worker, 16 connections), each ratio to its own
+    run's ceiling against the same ratio with the log on; cost = 1 - on / off."""
+    print("-- postgres uvicorn_workers_1 CRM_ACCESS_LOG=off", flush=True)
+    off_env = env | {"CRM_ACCESS_LOG": "off"}
+    with served(off_env, logs, embedded=False, server="uvicorn") as api:
+        _caught_up(api, seeded)
+        _warm_up(api, seeded, ids, ACCESS_LOGGED)
+        off = _connections(api, seeded.token, ids, 16, seconds, endpoints=ACCESS_LOGGED)
+    return {
+        name: {
+            "ratio_on": on[name]["ratio"],
+            "ratio_off": off[name]["ratio"],
+            "requests_per_s_off": off[name]["requests_per_s"],
+            "cost": round(1 - on[name]["ratio"] / off[name]["ratio"], 3),
+        }
+        for name in ACCESS_LOGGED
+    }
+
+
 def _connections(
-    api: Served, token: str, ids: dict[str, Path], connections: int, seconds: float
+    api: Served,
+    token: str,
+    ids: dict[str, Path],
+    connections: int,
+    seconds: float,
+    *,
+    endpoints: dict[str, Endpoint] = ENDPOINTS,
 ) -> dict[str, Any]:
     """The ceiling, every endpoint, the ceiling again; ratios against the ceilings' mean."""
 
@@ -163,18 +210,20 @@ def _connections(
 
     measure(CEILING)  # warm-up: connections, caches, the JIT-less interpreter's first paths
     before = measure(CEILING)
-    endpoints = {name: measure(endpoint) for name, endpoint in ENDPOINTS.items()}
+    measured = {name: measure(endpoint) for name, endpoint in endpoints.items()}
     after = measure(CEILING)
     ceiling = (before["requests_per_s"] + after["requests_per_s"]) / 2
-    for figures in endpoints.values():
+    for figures in measured.values():
         figures["ratio"] = round(figures["requests_per_s"] / ceiling, 2)
-    return {"ceiling_before": before, "ceiling_after": after, **endpoints}
+    return {"ceiling_before": before, "ceiling_after": after, **measured}
 
 
-def _warm_up(api: Served, seeded: Seeded, ids: dict[str, Path]) -> None:
+def _warm_up(
+    api: Served, seeded: Seeded, ids: dict[str, Path], endpoints: dict[str, Endpoint] = ENDPOINTS
+) -> None:
     """Every endpoint's ids in turn, so each is in the server's caches as in a
     long-running API (a cold start loads every customer once: not what is measured)."""
-    for endpoint in ENDPOINTS.values():
+    for endpoint in endpoints.values():
         count = len(getattr(seeded, endpoint.ids)) if endpoint.ids else 0
         wrk.run(
             api.base_url, connections=16, seconds=1 + math.ceil(count / WARM_UP_RATE),

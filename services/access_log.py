@@ -126,9 +126,14 @@ class AccessLog:
     `start()` to `stop()` (an app's lifespan, which may run more than once). The store
     lives as long as the process: every append is committed when it returns."""
 
-    def __init__(self, store: AccessStore, *, flush_seconds: float = 0.2) -> None:
+    def __init__(
+        self, store: AccessStore, *, flush_seconds: float = 0.2, recording: bool = True
+    ) -> None:
         self.store = store
         self.flush_seconds = flush_seconds
+        self.recording = recording
+        if not recording:
+            log.warning("access log off: reads of personal data are not recorded (CRM_ACCESS_LOG)")
         self._queue: deque[bytes] = deque()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -142,6 +147,8 @@ class AccessLog:
 
     def reveal(self, principal: Principal, route: str, shown: Mapping[UUID, Iterable[str]]) -> None:
         """A response showed `shown` (customer -> personal fields) unmasked to `principal`."""
+        if not self.recording:
+            return
         fields = sorted({field for names in shown.values() for field in names})
         if not fields:
             return

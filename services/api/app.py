@@ -134,7 +134,9 @@ def build_services(
             runtime.app.head_position, applied_position, settings.read_wait_seconds
         ),
         current=current,
-        access_log=AccessLog(open_access_store(runtime.pool, settings.data_dir)),
+        access_log=AccessLog(
+            open_access_store(runtime.pool, settings.data_dir), recording=settings.access_log
+        ),
     )
 
 

@@ -38,6 +38,7 @@ def test_database_url_selects_postgres() -> None:
         ("CRM_GROUP_COMMIT_WINDOW_MS", "soon"),
         ("CRM_AUDIT_CHECKPOINT_EVENTS", "0"),
         ("CRM_AUDIT_CHECKPOINT_SECONDS", "often"),
+        ("CRM_ACCESS_LOG", "sometimes"),
     ],
 )
 def test_a_bad_value_names_its_setting(variable: str, value: str) -> None:
