@@ -83,6 +83,7 @@ READS = {  # route -> (path, personal fields it shows unmasked to a sales manage
         "/v1/departments/sales/customers",
         ["email", "name", "phone"],
     ),
+    "GET /v1/customers": ("/v1/customers?email=ADA@x.com", ["email", "name", "phone"]),
 }
 
 
