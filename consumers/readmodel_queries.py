@@ -128,13 +128,12 @@ def department_customers(
     when unknown), which the policy needs before showing marketing staff an email."""
     query = (
         "SELECT c.*, m.role, coalesce(k.email_marketing, false) AS email_marketing"
-        " FROM {m} m JOIN {c} c ON c.customer_id = m.customer_id"
-        " LEFT JOIN {k} k ON k.customer_id = m.customer_id"
-        " WHERE m.department = %(department)s"
-        + ("" if after is None else " AND m.customer_id > %(after)s")
+        " FROM {m} m JOIN {c} c ON c.customer_id = m.customer_id" + past("c", after)
+        + " LEFT JOIN {k} k ON k.customer_id = m.customer_id" + past("k", after)
+        + " WHERE m.department = %(department)s" + past("m", after)
         + ("" if tag is None else " AND (',' || c.tags || ',') LIKE %(tag)s ESCAPE '!'")
         + " ORDER BY m.customer_id LIMIT %(limit)s"
-    )
+    )  # fmt: skip
     tables = {
         "m": "shared.customer_departments",
         "c": "shared.customers",
@@ -142,6 +141,15 @@ def department_customers(
     }
     params = {"department": department, "after": after, "limit": limit, "tag": tag_pattern(tag)}
     return typed_fetch(store, query, tables, params, role="text", email_marketing="bool")
+
+
+def past(alias: str, after: UUID | None) -> str:
+    """`AND <alias>.customer_id > %(after)s` on a page after `after`, for every table of a
+    join by customer id, not just the one the page is ordered by. PostgreSQL derives no
+    inequality through a join's equality, and for `ORDER BY customer_id LIMIT n` it likes
+    a merge join, which would then read the other tables' keys from the first up to the
+    cursor: 30-70 ms a page at 100,000 customers, not 1 (`make bench`: `search`)."""
+    return "" if after is None else f" AND {alias}.customer_id > %(after)s"
 
 
 def tag_pattern(tag: str | None) -> str | None:

@@ -48,8 +48,8 @@ def search_customers(
     query = (
         "SELECT c.*, " + ("m.role" if department else "NULL AS role")
         + ", coalesce(k.email_marketing, false) AS email_marketing"
-        + _source(terms, company, department)
-        + " LEFT JOIN {k} k ON k.customer_id = c.customer_id"
+        + _source(terms, company, department, after)
+        + " LEFT JOIN {k} k ON k.customer_id = c.customer_id" + rq.past("k", after)
         + " WHERE NOT c.archived AND NOT c.erased"
         + "".join(_having(f"s.term = %(t{i})s") for i in range(1, len(terms)))
         + (_having("s.term LIKE %(company)s ESCAPE '!'") if company and terms else "")
@@ -60,9 +60,11 @@ def search_customers(
     return rq.typed_fetch(store, query, VIEWS, params, role="text", email_marketing="bool")
 
 
-def _source(terms: list[str], company: str | None, department: str | None) -> str:
+def _source(
+    terms: list[str], company: str | None, department: str | None, after: UUID | None
+) -> str:
     """FROM: the first term (or the company prefix) drives, then the customer and its
-    membership in `department`."""
+    membership in `department` (past the cursor: `readmodel_queries.past`)."""
     if terms:
         driver = " FROM {s} d JOIN {c} c ON c.customer_id = d.customer_id AND d.term = %(t0)s"
     elif company:
@@ -76,6 +78,7 @@ def _source(terms: list[str], company: str | None, department: str | None) -> st
         return driver
     return driver + (
         " JOIN {m} m ON m.customer_id = c.customer_id AND m.department = %(department)s"
+        + rq.past("m", after)
     )
 
 
