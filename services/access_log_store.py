@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS crm_access_published (topic TEXT PRIMARY KEY, positio
 _HEAD = "SELECT position, chain FROM crm_access_log ORDER BY position DESC LIMIT 1"
 _INSERT = "INSERT INTO crm_access_log VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
 _SUBJECT = "INSERT INTO crm_access_subjects VALUES ({p}, {p})"
+_PG_INSERT = (  # %b: arrays sent in binary, no text escaping
+    "INSERT INTO crm_access_log SELECT * FROM unnest("
+    "%b::bigint[], %b::bigint[], %b::bytea[], %b::bytea[], %b::text[], %b::timestamptz[])"
+)
+_PG_SUBJECTS = "INSERT INTO crm_access_subjects SELECT * FROM unnest(%b::uuid[], %b::bigint[])"
 _RANGE = (
     "SELECT position, record FROM crm_access_log WHERE position > {p} AND position <= {p}"
     " ORDER BY position LIMIT {p}"
@@ -98,16 +103,19 @@ class _Statements:
 
     def _rows_to_write(
         self, head: tuple[int, bytes] | None, records: Sequence[bytes]
-    ) -> list[tuple[Any, ...]]:
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[UUID, int]]]:
+        """The log's rows (position, previous, chain, record, principal, at) continuing
+        `head`, and the (customer, position) rows naming each record's customers."""
         after, chain = head if head is not None else (0, GENESIS)
         positions = list(range(after + 1, after + 1 + len(records)))
         canonicals = [canonical(p, r) for p, r in zip(positions, records, strict=True)]
-        rows = []
+        rows, subjects = [], []
         links = chain_rows(after, chain, positions, canonicals)
         for (position, previous, value), record in zip(links, records, strict=True):
             stored = decode(position, record).record
             rows.append((position, previous, value, record, stored.principal, stored.at))
-        return rows
+            subjects += [(customer, position) for customer in stored.customers]
+        return rows, subjects
 
     def select(
         self,
@@ -166,10 +174,14 @@ class PostgresAccessStore(_Statements):
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("LOCK TABLE crm_access_log IN EXCLUSIVE MODE")
             head = conn.execute(_HEAD).fetchone()
-            rows = self._rows_to_write(None if head is None else (head[0], bytes(head[1])), records)
-            with conn.cursor() as cursor:
-                cursor.executemany(self._sql(_INSERT), rows)
-                cursor.executemany(self._sql(_SUBJECT), _subjects(rows))
+            rows, subjects = self._rows_to_write(
+                None if head is None else (head[0], bytes(head[1])), records
+            )
+            # one statement per table, the rows as arrays: ~1 us a row, where executemany
+            # cost ~25 us of Python a row (the access log is written on the API's process)
+            conn.execute(_PG_INSERT, [list(column) for column in zip(*rows, strict=True)])
+            if subjects:
+                conn.execute(_PG_SUBJECTS, [list(column) for column in zip(*subjects, strict=True)])
 
     def close(self) -> None:
         """The pool is the runtime's: nothing of its own to close."""
@@ -195,11 +207,13 @@ class SqliteAccessStore(_Statements):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 head = self._conn.execute(_HEAD).fetchone()
-                rows = self._rows_to_write(head, records)
+                rows, subjects = self._rows_to_write(head, records)
                 self._conn.executemany(
                     self._sql(_INSERT), [[_sqlite(v) for v in row] for row in rows]
                 )
-                self._conn.executemany(self._sql(_SUBJECT), _subjects(rows, text=True))
+                self._conn.executemany(
+                    self._sql(_SUBJECT), [(str(customer), at) for customer, at in subjects]
+                )
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -211,14 +225,6 @@ class SqliteAccessStore(_Statements):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def _subjects(rows: Sequence[tuple[Any, ...]], *, text: bool = False) -> list[tuple[Any, int]]:
-    return [
-        (str(customer) if text else customer, row[0])
-        for row in rows
-        for customer in decode(row[0], row[3]).record.customers
-    ]
 
 
 def _bytes(value: Any) -> bytes:
