@@ -153,38 +153,44 @@ def _store(
                 for connections in CONNECTIONS
             }
     if store == "postgres":
-        on = results["uvicorn_workers_1"]["c16"]
-        results["access_log_cost"] = _access_log_cost(env, logs, seeded, ids, seconds, on=on)
+        results["access_log_cost"] = _access_log_cost(env, logs, seeded, ids, seconds)
     return results
 
 
 def _access_log_cost(
-    env: dict[str, str],
-    logs: Path,
-    seeded: Seeded,
-    ids: dict[str, Path],
-    seconds: float,
-    *,
-    on: dict[str, Any],
+    env: dict[str, str], logs: Path, seeded: Seeded, ids: dict[str, Path], seconds: float
 ) -> dict[str, Any]:
-    """What recording reads costs: the access-logged reads served again with
-    CRM_ACCESS_LOG=off (uvicorn, one worker, 16 connections), each ratio to its own
-    run's ceiling against the same ratio with the log on; cost = 1 - on / off."""
-    print("-- postgres uvicorn_workers_1 CRM_ACCESS_LOG=off", flush=True)
-    off_env = env | {"CRM_ACCESS_LOG": "off"}
-    with served(off_env, logs, embedded=False, server="uvicorn") as api:
-        _caught_up(api, seeded)
-        _warm_up(api, seeded, ids, ACCESS_LOGGED)
-        off = _connections(api, seeded.token, ids, 16, seconds, endpoints=ACCESS_LOGGED)
+    """What recording reads costs: the access-logged reads on two fresh servers in a row
+    (uvicorn, one worker, 16 connections), CRM_ACCESS_LOG on then off, each warmed up
+    alike and each endpoint's ratio to its own server's ceiling; cost = 1 - on / off."""
+    runs = {}
+    for recording in ("on", "off"):
+        print(f"-- postgres uvicorn_workers_1 CRM_ACCESS_LOG={recording}", flush=True)
+        with served(
+            env | {"CRM_ACCESS_LOG": recording}, logs, embedded=False, server="uvicorn"
+        ) as api:
+            _caught_up(api, seeded)
+            _warm_up(api, seeded, ids, ACCESS_LOGGED)
+            runs[recording] = _connections(
+                api, seeded.token, ids, 16, seconds, endpoints=ACCESS_LOGGED
+            )
+    on, off = runs["on"], runs["off"]
     return {
         name: {
             "ratio_on": on[name]["ratio"],
             "ratio_off": off[name]["ratio"],
+            "requests_per_s_on": on[name]["requests_per_s"],
             "requests_per_s_off": off[name]["requests_per_s"],
-            "cost": round(1 - on[name]["ratio"] / off[name]["ratio"], 3),
+            "cost": round(1 - _ratio(on, name) / _ratio(off, name), 3),
         }
         for name in ACCESS_LOGGED
     }
+
+
+def _ratio(run: dict[str, Any], name: str) -> float:
+    """An endpoint's requests/s over its run's ceiling, unrounded."""
+    ceilings = [float(run[c]["requests_per_s"]) for c in ("ceiling_before", "ceiling_after")]
+    return float(run[name]["requests_per_s"]) / (sum(ceilings) / 2)
 
 
 def _connections(
@@ -212,10 +218,10 @@ def _connections(
     before = measure(CEILING)
     measured = {name: measure(endpoint) for name, endpoint in endpoints.items()}
     after = measure(CEILING)
-    ceiling = (before["requests_per_s"] + after["requests_per_s"]) / 2
-    for figures in measured.values():
-        figures["ratio"] = round(figures["requests_per_s"] / ceiling, 2)
-    return {"ceiling_before": before, "ceiling_after": after, **measured}
+    run = {"ceiling_before": before, "ceiling_after": after, **measured}
+    for name, figures in measured.items():
+        figures["ratio"] = round(_ratio(run, name), 2)
+    return run
 
 
 def _warm_up(
