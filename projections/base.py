@@ -11,7 +11,8 @@ query per table, and `apply` returns changes instead of writing:
 * `Increment(table, key_row, deltas)`: add to counters without reading them first
   (statistics), so counters never need to be loaded;
 * `DeleteWhere(table, column, value)` / `Scrub(table, subject)`: rare set operations
-  (archive, erasure) that touch rows the batch did not load.
+  (archive, erasure) that touch rows the batch did not load; an erasure also leaves a
+  marker (`ERASED_TABLE`) so the rows later events write for the customer come blanked.
 
 `Batch` (also pure) is the in-memory overlay the runner applies a batch through: it
 answers `get` from loaded rows plus earlier changes in the same batch and folds the
@@ -305,6 +306,17 @@ def every_personal_field() -> frozenset[str]:
     return frozenset(f for cls in codec.event_types().values() for f in cls.personal_fields)
 
 
+ERASED_CUSTOMERS = "_erased"
+ERASED_TABLE = table(ERASED_CUSTOMERS, ("customer_id",), "customer_id:uuid")
+"""Customers erased so far, in every projection with personal columns. A scrub blanks
+only the rows that exist when the erasure is applied; Kafka orders events per aggregate
+only, so a conversation's or task's event may come after its customer's erasure in one
+replay and before it in another. Its rows then come blanked too (see
+`projections.dispatch`), and the rows never depend on that order."""
+
+
 def erase_everywhere(tables: Iterable[Table], subject: Any) -> list[Change]:
-    """Scrub every table that holds the subject's personal data (right to be forgotten)."""
-    return [Scrub(t.name, subject) for t in tables if t.subject and t.personal]
+    """Scrub every table that holds the subject's personal data (right to be forgotten),
+    and remember the erasure in `ERASED_TABLE` for the rows later events write."""
+    scrubs: list[Change] = [Scrub(t.name, subject) for t in tables if t.subject and t.personal]
+    return [*scrubs, Upsert(ERASED_CUSTOMERS, {CUSTOMER: subject})] if scrubs else []

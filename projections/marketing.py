@@ -9,6 +9,8 @@ aggregate, whose events may arrive before the registration on replay.
 Version 2: a consent changed after archiving (the domain allows it) no longer brings
 back a `consents` row of the archived customer.
 Version 3: the e-mail is kept sealed, as the event carries it (never plaintext).
+Version 4: erased customers are remembered (`_erased`), as in every projection with
+personal columns.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ import msgspec
 
 from domain import conversation as conv
 from domain import customer as cust
-from projections.base import Change, Delete, DeleteWhere, Rows, Upsert, erase_everywhere, table
+from projections.base import (
+    ERASED_TABLE,
+    Change,
+    Delete,
+    DeleteWhere,
+    Rows,
+    Upsert,
+    erase_everywhere,
+    table,
+)
 from projections.dispatch import (
     ARCHIVED_TABLE,
     DispatchProjection,
@@ -62,9 +73,11 @@ TABLES = (
         personal=("email",),
     ),
     ARCHIVED_TABLE,
+    ERASED_TABLE,
 )
 
-marketing = DispatchProjection("marketing", 3, TABLES)
+marketing = DispatchProjection("marketing", 4, TABLES)
+_MARKERS = (ARCHIVED_TABLE, ERASED_TABLE)
 on = marketing.on
 on_active = marketing.on_active
 _customer_rows = by_customer("customers")
@@ -151,7 +164,9 @@ def _nps(e: conv.RecommendationScored, rows: Rows) -> list[Change]:
 
 @on(cust.CustomerArchived, keys=_customer_rows)
 def _archived(e: cust.CustomerArchived, rows: Rows) -> list[Change]:
-    gone = [DeleteWhere(t.name, "customer_id", e.originator_id) for t in TABLES[:-1]]
+    gone = [
+        DeleteWhere(t.name, "customer_id", e.originator_id) for t in TABLES if t not in _MARKERS
+    ]
     return [*gone, archive_marker(e.originator_id)]
 
 

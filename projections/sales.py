@@ -13,6 +13,8 @@ Version 2: a new owner leaves `shared_with` (version 1 kept it there, so rows of
 customers that moved to a department they were shared with need a rebuild).
 Version 3: personal columns hold the sealed values of the events (`enc:v1:...`), never
 plaintext; the API opens them for callers allowed to see them.
+Version 4: a task of an erased customer consumed after the erasure is blanked too
+(`_erased`), so its title is `[erased]` whatever the topics' order.
 """
 
 from __future__ import annotations
@@ -24,7 +26,17 @@ import msgspec
 from domain import conversation as conv
 from domain import customer as cust
 from domain import task as tk
-from projections.base import Change, Delete, DeleteWhere, Increment, Rows, Upsert, table
+from projections.base import (
+    ERASED_CUSTOMERS,
+    ERASED_TABLE,
+    Change,
+    Delete,
+    DeleteWhere,
+    Increment,
+    Rows,
+    Upsert,
+    table,
+)
 from projections.base import erase_everywhere as _erase
 from projections.dispatch import (
     ARCHIVED,
@@ -76,9 +88,10 @@ TABLES = (
         indexes=(("customer_id",),),
     ),
     ARCHIVED_TABLE,
+    ERASED_TABLE,
 )
 
-sales = DispatchProjection("sales", 3, TABLES)
+sales = DispatchProjection("sales", 4, TABLES)
 on = sales.on
 on_active = sales.on_active
 
@@ -151,7 +164,7 @@ def _order(e: cust.OrderRecorded, rows: Rows) -> list[Change]:
 
 @on(cust.CustomerArchived, keys=by_customer("customers"))
 def _archived(e: cust.CustomerArchived, rows: Rows) -> list[Change]:
-    kept = ("customers", "activity", ARCHIVED)
+    kept = ("customers", "activity", ARCHIVED, ERASED_CUSTOMERS)
     gone = [
         DeleteWhere(t.name, "customer_id", e.originator_id) for t in TABLES if t.name not in kept
     ]

@@ -14,8 +14,11 @@ shown only to who may read its own aggregate (at the read model's position).
 Personal columns hold the events' sealed values (`enc:v1:...`), never plaintext; a
 timeline entry's `content` joins the sealed values of its event with newlines (no
 sealed value holds one), which the API splits before opening. Erasure still blanks
-them (`Scrub`): the rows then hold no ciphertext of the erased customer at all.
+them (`Scrub`), and so are the entries of conversation and task events consumed after the
+erasure (`_erased`, see `projections.dispatch`): the rows then hold no ciphertext of the
+erased customer at all, whatever the topics' order.
 Version 3: sealed personal columns, and the search tables.
+Version 4: entries consumed after their customer's erasure are blanked too.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import msgspec
 from domain import customer as cust
 from domain.base import DomainEvent
 from projections.base import (
+    ERASED_TABLE,
     Change,
     Delete,
     DeleteWhere,
@@ -78,9 +82,10 @@ TABLES = (
         "aggregate_id:uuid aggregate_type:text department:text",
     ),
     *SEARCH_TABLES,
+    ERASED_TABLE,
 )
 
-shared = DispatchProjection("shared", 3, TABLES, search_fields=frozenset(FIELDS))
+shared = DispatchProjection("shared", 4, TABLES, search_fields=frozenset(FIELDS))
 on = shared.on
 _customer = by_customer("customers")
 

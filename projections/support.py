@@ -9,6 +9,8 @@ an outbound reply clears it. Overdue tasks are computed at query time
 identical rows. Archived customers' rows are deleted, and later events of theirs
 ignored (`on_active`), whatever order the topics are replayed in.
 Version 2: subjects and titles are kept sealed, as the events carry them.
+Version 3: a conversation or task of an erased customer consumed after the erasure is
+blanked too (`_erased`), whatever the topics' order.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ import msgspec
 from domain import conversation as conv
 from domain import customer as cust
 from domain import task as tk
-from projections.base import Change, DeleteWhere, Rows, Upsert, erase_everywhere, table
+from projections.base import (
+    ERASED_TABLE,
+    Change,
+    DeleteWhere,
+    Rows,
+    Upsert,
+    erase_everywhere,
+    table,
+)
 from projections.dispatch import (
     ARCHIVED_TABLE,
     DispatchProjection,
@@ -52,9 +62,10 @@ TABLES = (
         indexes=(("department", "assignee", "status"), ("customer_id",)),
     ),
     ARCHIVED_TABLE,
+    ERASED_TABLE,
 )
 
-support = DispatchProjection("support", 2, TABLES)
+support = DispatchProjection("support", 3, TABLES)
 on = support.on
 on_active = support.on_active
 _conversation = by_aggregate("conversations")

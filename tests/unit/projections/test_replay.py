@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from uuid import UUID
 
 import pytest
 
 from bench.workload import Workload
+from consumers.keyring import PREFIX
 from consumers.projecting import Item, project
 from domain import codec
-from domain.base import ERASED, DomainEvent
+from domain.base import DomainEvent
 from projections import PROJECTIONS
 from projections.base import Change, Rows
 from projections.dispatch import DispatchProjection
@@ -56,30 +58,49 @@ def test_a_failing_event_is_a_dead_letter_and_the_rest_applies() -> None:
     assert session.offsets[("t", 0)] == len(EVENTS)
 
 
-class ErasingCipher:
-    """Opens personal fields like the keyring on replay: erased subjects read ERASED."""
-
-    def __init__(self, erased: set[UUID]) -> None:
-        self.erased = erased
+class SealingCipher:
+    """Seals like the keyring (`enc:v1:...`, never a newline): a projection stores the
+    sealed values its events carry, and nothing opens them on the way."""
 
     def encrypt(self, subject: UUID, plaintext: str) -> str:
-        return plaintext
+        return PREFIX + base64.urlsafe_b64encode(plaintext.encode()).decode()
 
     def decrypt(self, subject: UUID, sealed: str) -> str:
-        return ERASED if subject in self.erased else sealed
+        raise AssertionError("a projection's events reach it sealed")
 
 
 @pytest.mark.parametrize("name", sorted(PROJECTIONS))
 def test_topic_interleaving_does_not_change_the_rows(name: str) -> None:
-    """Kafka orders per aggregate only: any interleaving of the topics gives the same rows."""
-    erased = {e.originator_id for e in EVENTS if type(e).__name__ == "CustomerErased"}
-    events = [codec.unseal(e, ErasingCipher(erased)) for e in EVENTS]
+    """Kafka orders per aggregate only: any interleaving of the topics gives the same rows,
+    also where a conversation's or task's events reach a projection after its customer's
+    erasure, still sealed (the consumer opens nothing, and their key is gone)."""
+    events = [codec.seal(e, SealingCipher()) for e in EVENTS]
     by_topic = [
         [e for e in events if e.aggregate_type == t] for t in ("customer", "conversation", "task")
     ]
     reference = replay(PROJECTIONS[name], events).tables
     assert replay(PROJECTIONS[name], [e for t in by_topic for e in t]).tables == reference
     assert replay(PROJECTIONS[name], [e for t in reversed(by_topic) for e in t]).tables == reference
+
+
+@pytest.mark.parametrize("name", sorted(PROJECTIONS))
+def test_no_row_keeps_a_sealed_value_of_an_erased_customer(name: str) -> None:
+    """Erasure leaves none of the customer's ciphertext in a read model, whichever topic
+    comes first (here customers': every erasure is applied before its customer's
+    conversations and tasks)."""
+    events = [codec.seal(e, SealingCipher()) for e in EVENTS]
+    erased = {e.originator_id for e in events if type(e).__name__ == "CustomerErased"}
+    customers_first = sorted(events, key=lambda e: e.aggregate_type != "customer")
+    tables = replay(PROJECTIONS[name], customers_first).tables
+    kept = [
+        (spec.name, column)
+        for spec in PROJECTIONS[name].tables
+        for row in tables[spec.name].values()
+        for column in spec.personal
+        if row.get(spec.subject or "") in erased and str(row[column]).startswith(PREFIX)
+    ]
+    assert erased
+    assert kept == []
 
 
 def first(events: list[DomainEvent], name: str) -> Any:
