@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import msgspec
 import pytest
@@ -53,25 +53,27 @@ def runner(
     )  # fmt: skip
 
 
-def nul_title_events() -> list[DomainEvent]:
-    """Two tasks, the first titled with a NUL character (PostgreSQL text cannot hold one;
-    an older event, or one from before a validation rule, may carry it)."""
+def nul_assignee_events() -> tuple[list[DomainEvent], UUID]:
+    """Two tasks, the first assigned to a name with a NUL character (PostgreSQL text
+    cannot hold one; an older event, or one from before a validation rule, may carry it),
+    and the second task's id. The assignee, not a personal field: read models store
+    personal fields sealed (base64 text), which PostgreSQL holds whatever they seal."""
     at = Context(
         actor="ann", actor_department="support", occurred_at=datetime.now(UTC), correlation_id="c"
     )
     customer = Customer.register(at, customer_id=uuid4(), name="Ada", owner_department="support")
-    bad = Task.create(at, task_id=uuid4(), customer=customer, title="before")
-    good = Task.create(at, task_id=uuid4(), customer=customer, title="after")
+    bad = Task.create(at, task_id=uuid4(), customer=customer, title="before", assignee="bea")
+    good = Task.create(at, task_id=uuid4(), customer=customer, title="after", assignee="bea")
     (created,) = bad.collect_events()
-    poisoned = msgspec.structs.replace(created, title="a\x00b")
-    return [*customer.collect_events(), poisoned, *good.collect_events()]
+    poisoned = msgspec.structs.replace(created, assignee="b\x00ea")
+    return [*customer.collect_events(), poisoned, *good.collect_events()], good.id
 
 
 def test_a_value_postgres_cannot_hold_is_a_dead_letter_and_the_rest_applies(
     store_and_keys: tuple[PostgresStore, Keyring], kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     store, keyring = store_and_keys
-    events = nul_title_events()
+    events, good = nul_assignee_events()
     publish(kafka_bootstrap, topic_prefix, events, keyring)
     consumer = runner(store, "support", keyring, kafka_bootstrap, topic_prefix)
     thread = threading.Thread(target=consumer.run, kwargs={"until_caught_up": True})
@@ -84,7 +86,14 @@ def test_a_value_postgres_cannot_hold_is_a_dead_letter_and_the_rest_applies(
         consumer.stop()
         thread.join()
     tasks = tables_of(store, "support")["tasks"]
-    assert [t["title"] for t in tasks] == ["after"]
+    assert [(t["task_id"], t["assignee"]) for t in tasks] == [(good, "bea")]
+    letters = store.fetch(
+        "SELECT event_type, error FROM {d}",
+        {"d": f"support_v{store.live_generation('support')}._dead_letters"},
+        {},
+    )
+    assert [letter["event_type"] for letter in letters] == ["TaskCreated"]
+    assert letters[0]["error"].startswith("CharacterNotInRepertoire:")  # PostgreSQL's refusal
     assert store.status("support").dead_letters == 1
 
 
