@@ -36,6 +36,7 @@ import msgspec
 import structlog
 from psycopg_pool import ConnectionPool
 
+from consumers.pg_pool import DATABASE_UNAVAILABLE
 from services.idempotency_store import (
     Database,
     Hold,
@@ -184,7 +185,12 @@ async def lease_kept(idempotency: Idempotency, held: Reservation) -> AsyncIterat
     async def renew() -> None:
         while True:
             await asyncio.sleep(idempotency.lease_seconds / 3)
-            if not await asyncio.to_thread(idempotency.renew, held):
+            try:
+                kept = await asyncio.to_thread(idempotency.renew, held)
+            except DATABASE_UNAVAILABLE as error:  # a blip must not fail the command: next third
+                structlog.get_logger().warning("idempotency_lease_not_renewed", error=repr(error))
+                continue
+            if not kept:
                 structlog.get_logger().warning("idempotency_key_lost", key=held.key)
                 return
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -144,7 +145,7 @@ def problem_for(error: BaseException) -> tuple[int, str, str]:
             return PROBLEMS[cls]
     if storage_full(error):
         return STORAGE_FULL
-    if isinstance(error, DATABASE_UNAVAILABLE):  # after storage_full: a full disk is one too
+    if unavailable(error):  # after storage_full: a full disk is one too
         return UNAVAILABLE
     if isinstance(error, HTTPException):
         phrase = HTTPStatus(error.status_code).phrase
@@ -155,18 +156,28 @@ def problem_for(error: BaseException) -> tuple[int, str, str]:
 def storage_full(error: BaseException) -> bool:
     """Whether a full disk or database is among the causes of `error` (the stores wrap
     their drivers' errors): SQLite's SQLITE_FULL, PostgreSQL's disk_full, ENOSPC."""
+    return any(
+        getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL  # sqlite3.Error
+        or isinstance(cause, psycopg.errors.DiskFull)
+        or (isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT))
+        for cause in _causes(error)
+    )
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether the database could not be reached, however wrapped (a group-commit batch
+    that failed when PostgreSQL went away reaches its callers as `StoreFailedError`)."""
+    return any(isinstance(cause, DATABASE_UNAVAILABLE) for cause in _causes(error))
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then what caused it, and so on (each once)."""
     seen: set[int] = set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        if getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:  # sqlite3.Error
-            return True
-        if isinstance(cause, psycopg.errors.DiskFull):
-            return True
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
+        yield cause
         cause = cause.__cause__ or cause.__context__
-    return False
 
 
 def _extensions(error: BaseException) -> dict[str, Any]:
@@ -191,7 +202,7 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
     full = slug == STORAGE_FULL[1]
     if full:
         log.warning("storage_full", error=repr(error))  # an operator's problem, no bug
-    elif status >= 500 and not isinstance(error, _EXPECTED):
+    elif status >= 500 and not isinstance(error, _EXPECTED) and not unavailable(error):
         log.error("unhandled", error=repr(error), exc_info=error)
     detail = title if status == 500 or full else _detail(error)  # their text: internals
     body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
@@ -215,7 +226,7 @@ def _headers(error: BaseException) -> dict[str, str]:
         return {"Retry-After": str(max(1, round(error.retry_after)))}
     if storage_full(error):
         return {"Retry-After": STORAGE_RETRY_AFTER}
-    if isinstance(error, DATABASE_UNAVAILABLE):
+    if unavailable(error):
         return {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
     if isinstance(error, Unauthenticated):
         return {"WWW-Authenticate": 'Bearer realm="crm"'}

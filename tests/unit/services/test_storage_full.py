@@ -1,4 +1,5 @@
-"""A full disk or database is a 503 `storage-full` problem, wherever it is wrapped."""
+"""A full disk or database is a 503 `storage-full` problem, and a database out of reach a
+503 `event-store-unavailable`, wherever it is wrapped."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import psycopg
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import OperationalError, ProgrammingError
 
 from services.api.errors import problem_for, storage_full
 from services.group_commit import StoreFailedError
@@ -47,7 +48,15 @@ def test_full_storage_is_a_503_of_its_own(tmp_path: Path) -> None:
         assert problem_for(wrapped(cause))[:2] == (503, "storage-full")
 
 
+def test_a_database_out_of_reach_is_a_503_however_wrapped() -> None:
+    """A group-commit batch that failed when PostgreSQL went away (the soak saw a 500)."""
+    lost = wrapped(psycopg.OperationalError("server closed the connection unexpectedly"))
+    assert not storage_full(lost)
+    assert problem_for(lost)[:2] == (503, "event-store-unavailable")
+
+
 def test_other_storage_errors_stay_internal() -> None:
-    locked = wrapped(sqlite3.OperationalError("database is locked"))
-    assert not storage_full(locked)
-    assert problem_for(locked)[0] == 500
+    failed = StoreFailedError("the batch holding this command failed")
+    failed.__cause__ = ProgrammingError("no such table: stored_events")
+    assert not storage_full(failed)
+    assert problem_for(failed)[0] == 500
