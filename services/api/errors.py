@@ -217,8 +217,9 @@ def _detail(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-_EXPECTED = (NotCaughtUp, ReadModelUnavailable, *DATABASE_UNAVAILABLE)
-"""5xx answers that are no bug: not logged as unhandled (the request line has them)."""
+_EXPECTED = (NotCaughtUp, ReadModelUnavailable)
+"""5xx answers that are no bug (with a database out of reach, `unavailable`): not logged
+as unhandled (the request line has them)."""
 
 
 def _headers(error: BaseException) -> dict[str, str]:
