@@ -181,8 +181,9 @@ cmd_up() {
     init_cluster
     : >"$PGLOG"; chown postgres:postgres "$PGLOG"
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT (data $PGDATA, log $PGLOG)"
+    # -p: the port asked for now, even when an older cluster's config names another one.
     local rc=0
-    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -t 90 start >/dev/null 2>"$STATE/pg_ctl.err" || rc=$?
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -o "-p $PG_PORT" -w -t 90 start >/dev/null 2>"$STATE/pg_ctl.err" || rc=$?
     if (( rc != 0 )); then
       # Taken between the check and the start (a connection grabbed it): say so in one line.
       grep -q 'could not bind.*Address already in use' "$PGLOG" && require_free_port "$PG_PORT" CRM_PG_PORT
