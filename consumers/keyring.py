@@ -24,7 +24,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 from uuid import UUID
 
@@ -134,15 +134,7 @@ class Keyring:
         them now, fetched in one query and cached nowhere: a page of rows is never opened
         with a key another process has destroyed. Erased subjects open as `ERASED`."""
         wanted = sorted(set(subjects))
-        keys = self.store.load_many(wanted) if wanted else {}
-
-        def open_value(subject: UUID, sealed: str) -> str:
-            if not sealed.startswith(PREFIX):
-                return sealed
-            key = keys.get(subject)
-            return ERASED if key is None else _open(key, subject, sealed)
-
-        return open_value
+        return opener_of(self.store.load_many(wanted) if wanted else {})
 
     def search_key(self) -> bytes:
         """The search key (kept for the process's life: erasure never destroys it)."""
@@ -229,6 +221,20 @@ class Keyring:
             if key is not None:
                 self._cache[subject] = (key, self._clock())
         return key
+
+
+def opener_of(keys: Mapping[UUID, bytes | None]) -> Opener:
+    """A function opening values sealed under `keys` (fetched by the caller, for one
+    page, and kept nowhere): a subject without a key opens as `ERASED`, plaintext
+    passes through."""
+
+    def open_value(subject: UUID, sealed: str) -> str:
+        if not sealed.startswith(PREFIX):
+            return sealed
+        key = keys.get(subject)
+        return ERASED if key is None else _open(key, subject, sealed)
+
+    return open_value
 
 
 def _open(key: bytes, subject: UUID, sealed: str) -> str:

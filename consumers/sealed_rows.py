@@ -5,8 +5,8 @@ key (`enc:v1:...`); a column derived from several of them (a timeline entry's `c
 joins their sealed values with newlines, which no sealed value contains. Erasure blanks
 them to `ERASED`, and values stored before sealing existed are plaintext: both pass
 through unchanged. Whoever serves rows opens only the columns its reader may see,
-fetching the keys of the rows' customers in one query (`Keyring.opener`), and only when
-something is sealed at all.
+fetching the keys of the rows' customers in one query (`Keyring.opener`, or the caller's
+own query for `to_open`), and only when something is sealed at all.
 
 I/O: the key store, once per call that has something to open.
 """
@@ -35,12 +35,23 @@ def sealed(value: Any) -> bool:
 
 def open_rows(keyring: Keyring, wanted: Sequence[Wanted], subject: str = SUBJECT) -> None:
     """Open the named columns of each row, in place (one key query for them all)."""
-    cells = [(row, column) for row, columns in wanted for column in columns if sealed(row[column])]
-    if not cells:
-        return
-    open_value = keyring.opener({_uuid(row[subject]) for row, _ in cells})
-    for row, column in cells:
-        row[column] = open_column(open_value, _uuid(row[subject]), row[column])
+    subjects = to_open(wanted, subject)
+    if subjects:
+        open_rows_with(keyring.opener(subjects), wanted, subject)
+
+
+def to_open(wanted: Sequence[Wanted], subject: str = SUBJECT) -> set[UUID]:
+    """The customers whose keys opening `wanted` needs (none: nothing is sealed)."""
+    return {_uuid(row[subject]) for row, columns in wanted if any(sealed(row[c]) for c in columns)}
+
+
+def open_rows_with(open_value: Opener, wanted: Sequence[Wanted], subject: str = SUBJECT) -> None:
+    """Open the named columns of each row, in place, with keys the caller fetched for
+    them (`to_open`; `consumers.keyring.opener_of`)."""
+    for row, columns in wanted:
+        for column in columns:
+            if sealed(value := row[column]):
+                row[column] = open_column(open_value, _uuid(row[subject]), value)
 
 
 def open_column(open_value: Opener, subject: UUID, value: str) -> str:

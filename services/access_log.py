@@ -107,15 +107,21 @@ def revealed(item: Any, personal: Iterable[str], access: FieldAccess) -> list[st
     with a value: not masked, not empty, not erased."""
     if access.everything:
         return []
-    return [path for path in personal if not access.hides(path) and _shown(item, path.split("."))]
+    return shown(item, [path for path in personal if not access.hides(path)])
+
+
+def shown(item: Any, paths: Iterable[str]) -> list[str]:
+    """Those of `paths` (not masked for the caller) that `item` shows with a value."""
+    return [path for path in paths if _shown(item, path.split("."))]
 
 
 def _shown(value: Any, steps: list[str]) -> bool:
     step, rest = steps[0], steps[1:]
+    mapping = isinstance(value, (dict, Mapping))  # dict first: a row needs no ABC check
     if step == "*":
-        items = value.values() if isinstance(value, Mapping) else value
+        items = value.values() if mapping else value
         return any(_shown(item, rest) for item in items or ())
-    found = value.get(step) if isinstance(value, Mapping) else getattr(value, step, None)
+    found = value.get(step) if mapping else getattr(value, step, None)
     if rest:
         return found is not None and _shown(found, rest)
     return found is not None and found not in (MASKED, ERASED)

@@ -132,6 +132,12 @@ class CurrentState:
             raise NotFound(kind.aggregate_type, aggregate_id)
         return aggregate
 
+    async def keys_now(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        """The data keys of `subjects` as the store holds them now, kept nowhere (a page
+        of read-model rows is opened with them: an erasure in any process shows at once).
+        A subject without a key (never made, or destroyed) is absent or None."""
+        return await self._source.keys(subjects) if subjects else {}
+
     def forget(self, aggregate_id: UUID) -> None:
         """Drop a kept customer (this process erased it: nothing of its plaintext stays)."""
         self._customers.pop(aggregate_id, None)

@@ -15,7 +15,7 @@ page's keys, fetched in one query (`consumers.sealed_rows`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -27,15 +27,15 @@ from litestar import Request
 from litestar.di import NamedDependency
 
 from consumers.blind_index import BlindIndex, company_prefix
-from consumers.keyring import Keyring
-from consumers.sealed_rows import Wanted, open_rows, sealed
+from consumers.keyring import Keyring, opener_of
+from consumers.sealed_rows import open_rows_with, to_open
 from domain.base import Aggregate
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
 from domain.validation import aware
 from services.access import AccessModel, FieldAccess, Principal, Resource, mask, resource_of
-from services.access_log import revealed
+from services.access_log import revealed, shown
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import ReadModelUnavailable
 from services.api.read_models import PERSONAL, READS, Page, ReadModels, Row
@@ -91,15 +91,15 @@ class Reader:
     ) -> ConversationView:
         conversation = await self._current(Conversation, conversation_id, min_position)
         fields = self._fields(conversation)
-        shown = revealed(conversation, Conversation.personal_fields, fields)
-        self._reveal({conversation.customer_id: shown} if conversation.customer_id else {})
+        paths = revealed(conversation, Conversation.personal_fields, fields)
+        self._reveal({conversation.customer_id: paths} if conversation.customer_id else {})
         return conversation_view(conversation, fields)
 
     async def task(self, task_id: UUID, min_position: int | None) -> TaskView:
         task = await self._current(Task, task_id, min_position)
         fields = self._fields(task)
-        shown = revealed(task, Task.personal_fields, fields)
-        self._reveal({task.customer_id: shown} if task.customer_id else {})
+        paths = revealed(task, Task.personal_fields, fields)
+        self._reveal({task.customer_id: paths} if task.customer_id else {})
         return task_view(task, fields)
 
     async def history(self, kind: type[A], aggregate_id: UUID) -> list[HistoryEntry]:
@@ -107,18 +107,18 @@ class Reader:
         app = self.services.app
         fields = self._fields(await self.services.current.load(kind, aggregate_id), "history.read")
         events = await _off_loop(app.history, aggregate_id)
-        shown: dict[UUID, set[str]] = {}
+        unmasked: dict[UUID, set[str]] = {}
         for event in events:
-            shown.setdefault(event.data_subject, set()).update(
+            unmasked.setdefault(event.data_subject, set()).update(
                 revealed(event, event.personal_fields, fields)
             )
-        self._reveal(shown)
+        self._reveal(unmasked)
         return [history_entry(event, fields) for event in events]
 
-    def _reveal(self, shown: Mapping[UUID, Iterable[str]]) -> None:
+    def _reveal(self, unmasked: Mapping[UUID, Iterable[str]]) -> None:
         """Record what this response shows unmasked (the access log skips the empty)."""
         if self.services.access_log is not None:
-            self.services.access_log.reveal(self.principal, self.route, shown)
+            self.services.access_log.reveal(self.principal, self.route, unmasked)
 
     def _fields(self, aggregate: Aggregate, action: str = "") -> Any:
         return self.access.read(self.principal, resource_of(aggregate), action)
@@ -195,33 +195,34 @@ class Reader:
 
     async def _judged(self, page: Page, query: str, resource: Callable[[Row], Resource]) -> Page:
         """The page's rows the caller may read: the personal columns the access model
-        hides masked, the others opened (one key query for the page, if any is sealed),
-        and what they show unmasked recorded in the access log."""
+        hides masked, the others opened (with the page's keys, fetched now in one query
+        on the loop, if any is sealed), and what they show unmasked recorded in the
+        access log."""
         principal, personal = self.principal, PERSONAL[query]
-        judged: list[tuple[Row, FieldAccess]] = []
+        visible: dict[FieldAccess, list[str]] = {}  # a page meets one or two kinds
+        judged: list[tuple[Row, list[str]]] = []
         for row in page["items"]:
             seen = resource(row)
             if self.access.readable(principal, seen):
                 fields = self.access.fields(principal, seen)
-                judged.append((mask(row, personal, fields), fields))
-        visible = [(row, [c for c in personal if not fields.hides(c)]) for row, fields in judged]
-        if _any_sealed(visible):
-            await _off_loop(open_rows, self.keyring, visible)
-        shown: dict[UUID, set[str]] = {}
-        for row, fields in judged:
-            if unmasked := revealed(row, personal, fields):
-                shown.setdefault(_uuid(row["customer_id"]), set()).update(unmasked)
-        self._reveal(shown)
+                columns = visible.get(fields)
+                if columns is None:
+                    columns = visible[fields] = [c for c in personal if not fields.hides(c)]
+                judged.append((mask(row, personal, fields), columns))
+        if subjects := to_open(judged):
+            keys = await self.services.current.keys_now(sorted(subjects))
+            open_rows_with(opener_of(keys), judged)
+        unmasked: dict[UUID, set[str]] = {}
+        for row, columns in judged:
+            if paths := shown(row, columns):
+                unmasked.setdefault(_uuid(row["customer_id"]), set()).update(paths)
+        self._reveal(unmasked)
         return page | {"items": [row for row, _ in judged]}
 
 
 async def _off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """A store call on a worker thread, so the event loop keeps serving."""
     return await anyio.to_thread.run_sync(partial(function, *args, **kwargs))
-
-
-def _any_sealed(wanted: Sequence[Wanted]) -> bool:
-    return any(sealed(row[column]) for row, columns in wanted for column in columns)
 
 
 def _customer_resource(row: Row) -> Resource:
