@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -130,9 +131,10 @@ def table(figures: dict[str, Any]) -> list[str]:
                     )
     for name, cost in figures["postgres"].get("access_log_cost", {}).items():
         lines.append(
-            f"\naccess log cost, {name}: {cost['cost']:.1%} (ratio {cost['ratio_on']} on,"
-            f" {cost['ratio_off']} off; server CPU {cost['cpu_us_on']} / {cost['cpu_us_off']}"
-            " us a request; target <= 10%)"
+            f"\naccess log cost, {name}: {cost['cost']:.1%} of requests/s"
+            f" ({cost['requests_per_s_on']:,} on / {cost['requests_per_s_off']:,} off, one server,"
+            f" {SWITCH_WINDOWS} windows), {cost['cpu_cost']:.1%} of CPU"
+            f" ({cost['cpu_us_on']} / {cost['cpu_us_off']} us a request); target <= 10%"
         )
     return lines
 
@@ -161,33 +163,68 @@ def _store(
 def _access_log_cost(
     env: dict[str, str], logs: Path, seeded: Seeded, ids: dict[str, Path], seconds: float
 ) -> dict[str, Any]:
-    """What recording reads costs: the access-logged reads on two fresh servers in a row
-    (uvicorn, one worker, 16 connections), CRM_ACCESS_LOG on then off, each warmed up
-    alike and each endpoint's ratio to its own server's ceiling; cost = 1 - on / off."""
-    runs = {}
-    for recording in ("on", "off"):
-        print(f"-- postgres uvicorn_workers_1 CRM_ACCESS_LOG={recording}", flush=True)
-        with served(
-            env | {"CRM_ACCESS_LOG": recording}, logs, embedded=False, server="uvicorn"
-        ) as api:
-            _caught_up(api, seeded)
-            _warm_up(api, seeded, ids, ACCESS_LOGGED)
-            runs[recording] = _connections(
-                api, seeded.token, ids, 16, seconds, endpoints=ACCESS_LOGGED
-            )
-    on, off = runs["on"], runs["off"]
+    """What recording reads costs, within one server (uvicorn, one worker, 16
+    connections, `CRM_ACCESS_LOG=switch`): each access-logged read in `SWITCH_WINDOWS`
+    windows with recording on and off in turn (on, off, off, on, ...: a drift of the
+    machine weighs on both alike), SIGUSR1 switching between them. Two fresh servers of
+    one build differ by more than the log costs (±15 % in CPU per request here), so
+    comparing an `on` server with an `off` one cannot settle it.
+    cost = 1 - requests/s on / requests/s off, over all the windows of each."""
+    print("-- postgres uvicorn_workers_1 CRM_ACCESS_LOG=switch", flush=True)
+    figures: dict[str, Any] = {}
+    with served(env | {"CRM_ACCESS_LOG": "switch"}, logs, embedded=False, server="uvicorn") as api:
+        _caught_up(api, seeded)
+        _warm_up(api, seeded, ids, ACCESS_LOGGED)
+        recording = True
+        for name, endpoint in ACCESS_LOGGED.items():
+            windows: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
+            for window in range(SWITCH_WINDOWS):
+                wanted = window % 4 in (0, 3)  # on, off, off, on, on, off, ...
+                if wanted != recording:
+                    _switch_recording(api)
+                    recording = wanted
+                run = _measured(api, seeded.token, ids, endpoint, connections=16, seconds=seconds)
+                windows["on" if recording else "off"].append(run)
+            figures[name] = _switched(windows)
+    return figures
+
+
+SWITCH_WINDOWS = 8
+
+
+def _switch_recording(api: Served) -> None:
+    """SIGUSR1, then wait for the server's log line saying it switched."""
+    marker = b"access log recording switched"
+    before = api.log.read_bytes().count(marker)
+    os.kill(api.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while api.log.read_bytes().count(marker) == before:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not switch its access log: {api.log}")
+        time.sleep(0.05)
+
+
+def _switched(windows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    def rate(runs: list[dict[str, Any]]) -> float:
+        return float(sum(r["requests"] for r in runs) / sum(r["seconds"] for r in runs))
+
+    def cpu(runs: list[dict[str, Any]]) -> float:
+        weighted = sum(r["server_cpu_us_per_request"] * r["requests"] for r in runs)
+        return float(weighted / sum(r["requests"] for r in runs))
+
+    on, off = windows["on"], windows["off"]
     return {
-        name: {
-            "ratio_on": on[name]["ratio"],
-            "ratio_off": off[name]["ratio"],
-            "requests_per_s_on": on[name]["requests_per_s"],
-            "requests_per_s_off": off[name]["requests_per_s"],
-            "cost": round(1 - _ratio(on, name) / _ratio(off, name), 3),
-            # the server's CPU per request: steadier than requests/s on a shared machine
-            "cpu_us_on": on[name]["server_cpu_us_per_request"],
-            "cpu_us_off": off[name]["server_cpu_us_per_request"],
-        }
-        for name in ACCESS_LOGGED
+        "requests_per_s_on": round(rate(on)),
+        "requests_per_s_off": round(rate(off)),
+        "cost": round(1 - rate(on) / rate(off), 3),
+        "windows_on": [round(r["requests_per_s"]) for r in on],
+        "windows_off": [round(r["requests_per_s"]) for r in off],
+        # the server's CPU per request: steadier than requests/s on a shared machine
+        "cpu_us_on": round(cpu(on), 1),
+        "cpu_us_off": round(cpu(off), 1),
+        "cpu_cost": round(1 - cpu(off) / cpu(on), 3),
+        "p99_ms_on": max(r["p99_ms"] for r in on),
+        "p99_ms_off": max(r["p99_ms"] for r in off),
     }
 
 
@@ -209,14 +246,7 @@ def _connections(
     """The ceiling, every endpoint, the ceiling again; ratios against the ceilings' mean."""
 
     def measure(endpoint: Endpoint) -> dict[str, Any]:
-        cpu = api.cpu_seconds()
-        figures = wrk.run(
-            api.base_url, connections=connections, seconds=seconds, token=token,
-            method=endpoint.method, path=endpoint.path, body=endpoint.body,
-            ids_file=ids.get(endpoint.ids),
-        )  # fmt: skip
-        used = api.cpu_seconds() - cpu
-        return figures | {"server_cpu_us_per_request": _per_request(used, figures["requests"])}
+        return _measured(api, token, ids, endpoint, connections=connections, seconds=seconds)
 
     measure(CEILING)  # warm-up: connections, caches, the JIT-less interpreter's first paths
     before = measure(CEILING)
@@ -226,6 +256,26 @@ def _connections(
     for name, figures in measured.items():
         figures["ratio"] = round(_ratio(run, name), 2)
     return run
+
+
+def _measured(
+    api: Served,
+    token: str,
+    ids: dict[str, Path],
+    endpoint: Endpoint,
+    *,
+    connections: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """One `wrk` run of `endpoint`, with the server's CPU per request."""
+    cpu = api.cpu_seconds()
+    figures = wrk.run(
+        api.base_url, connections=connections, seconds=seconds, token=token,
+        method=endpoint.method, path=endpoint.path, body=endpoint.body,
+        ids_file=ids.get(endpoint.ids),
+    )  # fmt: skip
+    used = api.cpu_seconds() - cpu
+    return figures | {"server_cpu_us_per_request": _per_request(used, figures["requests"])}
 
 
 def _warm_up(

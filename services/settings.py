@@ -18,6 +18,7 @@ from domain.validation import DEPARTMENT_PATTERN
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 HTTP_SERVERS = ("uvicorn", "granian")
+ACCESS_LOG_MODES = ("on", "off", "switch")
 
 
 class ConfigError(Exception):
@@ -50,8 +51,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_retention_seconds: float = 86_400.0
     consumer_watchdog_seconds: float = 60.0
     http_server: str = HTTP_SERVERS[0]
-    access_log: bool = True
-    """CRM_ACCESS_LOG: `off` records no reads of personal data (to measure its cost)."""
+    access_log: str = "on"
+    """CRM_ACCESS_LOG: `off` records no reads of personal data; `switch` records, and
+    SIGUSR1 turns recording off and on (both only to measure its cost: `make bench`)."""
 
     @property
     def embedded(self) -> bool:
@@ -84,7 +86,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env, "CRM_CONSUMER_WATCHDOG_SECONDS", 60.0, float, minimum=1
         ),
         http_server=_choice(env, "CRM_HTTP_SERVER", HTTP_SERVERS[0], HTTP_SERVERS),
-        access_log=_choice(env, "CRM_ACCESS_LOG", "on", ("on", "off")) == "on",
+        access_log=_choice(env, "CRM_ACCESS_LOG", "on", ACCESS_LOG_MODES),
     )
 
 

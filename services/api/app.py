@@ -135,7 +135,7 @@ def build_services(
         ),
         current=current,
         access_log=AccessLog(
-            open_access_store(runtime.pool, settings.data_dir), recording=settings.access_log
+            open_access_store(runtime.pool, settings.data_dir), mode=settings.access_log
         ),
     )
 
