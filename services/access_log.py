@@ -22,6 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -34,6 +35,7 @@ from services.access import MASKED, FieldAccess, Principal
 log = structlog.get_logger("crm.access_log")
 _encoder = msgspec.json.Encoder()
 _POSITION = struct.Struct(">q")
+_as_int = attrgetter("int")  # a UUID's order, without UUID.__lt__ (Python) per comparison
 
 
 class AccessRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,7 +171,7 @@ class AccessLog:
         fields = sorted({field for names in shown.values() for field in names})
         if not fields:
             return
-        customers = sorted(customer for customer, names in shown.items() if names)
+        customers = sorted((c for c, names in shown.items() if names), key=_as_int)
         record = AccessRecord(
             at=datetime.now(UTC),
             principal=principal.name,

@@ -56,11 +56,22 @@ CREATE TABLE IF NOT EXISTS crm_access_published (topic TEXT PRIMARY KEY, positio
 _HEAD = "SELECT position, chain FROM crm_access_log ORDER BY position DESC LIMIT 1"
 _INSERT = "INSERT INTO crm_access_log VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
 _SUBJECT = "INSERT INTO crm_access_subjects VALUES ({p}, {p})"
-_PG_INSERT = (  # %b: arrays sent in binary, no text escaping
-    "INSERT INTO crm_access_log SELECT * FROM unnest("
-    "%b::bigint[], %b::bigint[], %b::bytea[], %b::bytea[], %b::text[], %b::timestamptz[])"
+_PG_APPEND = """
+WITH written AS (
+    SELECT position, previous, chain, record, convert_from(record, 'UTF8')::jsonb AS json
+    FROM unnest(%b::bigint[], %b::bigint[], %b::bytea[], %b::bytea[])
+        AS batch(position, previous, chain, record)
+), logged AS (
+    INSERT INTO crm_access_log
+    SELECT position, previous, chain, record, json->>'principal', (json->>'at')::timestamptz
+    FROM written
 )
-_PG_SUBJECTS = "INSERT INTO crm_access_subjects SELECT * FROM unnest(%b::uuid[], %b::bigint[])"
+INSERT INTO crm_access_subjects
+SELECT customer::uuid, position
+FROM written, jsonb_array_elements_text(json->'customers') AS customer
+"""  # the batch as arrays sent in binary (%b); the server reads principal, time and
+# customers out of each record: a page's record names 50 customers, and building their
+# rows in Python cost ~100 us a record on the API's process
 _RANGE = (
     "SELECT position, record FROM crm_access_log WHERE position > {p} AND position <= {p}"
     " ORDER BY position LIMIT {p}"
@@ -101,21 +112,13 @@ class _Statements:
     def _sql(self, template: str) -> str:
         return template.format(p=self.placeholder)
 
-    def _rows_to_write(
-        self, head: tuple[int, bytes] | None, records: Sequence[bytes]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[UUID, int]]]:
-        """The log's rows (position, previous, chain, record, principal, at) continuing
-        `head`, and the (customer, position) rows naming each record's customers."""
+    def _linked(self, head: tuple[int, bytes] | None, records: Sequence[bytes]) -> list[Any]:
+        """The log's rows (position, previous, chain, record) continuing `head`."""
         after, chain = head if head is not None else (0, GENESIS)
         positions = list(range(after + 1, after + 1 + len(records)))
         canonicals = [canonical(p, r) for p, r in zip(positions, records, strict=True)]
-        rows, subjects = [], []
         links = chain_rows(after, chain, positions, canonicals)
-        for (position, previous, value), record in zip(links, records, strict=True):
-            stored = decode(position, record).record
-            rows.append((position, previous, value, record, stored.principal, stored.at))
-            subjects += [(customer, position) for customer in stored.customers]
-        return rows, subjects
+        return [(*link, record) for link, record in zip(links, records, strict=True)]
 
     def select(
         self,
@@ -174,14 +177,8 @@ class PostgresAccessStore(_Statements):
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("LOCK TABLE crm_access_log IN EXCLUSIVE MODE")
             head = conn.execute(_HEAD).fetchone()
-            rows, subjects = self._rows_to_write(
-                None if head is None else (head[0], bytes(head[1])), records
-            )
-            # one statement per table, the rows as arrays: ~1 us a row, where executemany
-            # cost ~25 us of Python a row (the access log is written on the API's process)
-            conn.execute(_PG_INSERT, [list(column) for column in zip(*rows, strict=True)])
-            if subjects:
-                conn.execute(_PG_SUBJECTS, [list(column) for column in zip(*subjects, strict=True)])
+            rows = self._linked(None if head is None else (head[0], bytes(head[1])), records)
+            conn.execute(_PG_APPEND, [list(column) for column in zip(*rows, strict=True)])
 
     def close(self) -> None:
         """The pool is the runtime's: nothing of its own to close."""
@@ -207,13 +204,15 @@ class SqliteAccessStore(_Statements):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 head = self._conn.execute(_HEAD).fetchone()
-                rows, subjects = self._rows_to_write(head, records)
+                rows, subjects = [], []
+                for position, previous, chain, record in self._linked(head, records):
+                    stored = decode(position, record).record
+                    rows.append((position, previous, chain, record, stored.principal, stored.at))
+                    subjects += [(str(customer), position) for customer in stored.customers]
                 self._conn.executemany(
                     self._sql(_INSERT), [[_sqlite(v) for v in row] for row in rows]
                 )
-                self._conn.executemany(
-                    self._sql(_SUBJECT), [(str(customer), at) for customer, at in subjects]
-                )
+                self._conn.executemany(self._sql(_SUBJECT), subjects)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")

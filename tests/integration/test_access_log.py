@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ from litestar.testing import TestClient
 
 from bench.databases import fresh_database
 from services.access import Principal, Role
-from services.access_log import AccessLog, decode
-from services.access_log_store import PostgresAccessStore
+from services.access_log import AccessLog, AccessStore, decode
+from services.access_log_store import PostgresAccessStore, SqliteAccessStore
 from services.access_topic import AccessPublisher, access_topic, ensure_access_topic
 from services.audit_kafka import read_topics
 from services.bootstrap import connect_pool
@@ -213,3 +214,48 @@ def test_the_event_stream_records_what_it_delivered_unmasked(api: EmbeddedApi) -
     assert [(r.principal, [str(c) for c in r.customers], r.fields) for r in streamed] == [
         ("sam", [customer], ["email", "name"])
     ]
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AccessStore]:
+    if request.param == "sqlite":
+        sqlite_store = SqliteAccessStore(tmp_path / "access.db")
+        yield sqlite_store
+        sqlite_store.close()
+        return
+    with fresh_database(request.getfixturevalue("server_url"), prefix="crm_access") as url:
+        pool = connect_pool(url)
+        try:
+            yield PostgresAccessStore(pool)
+        finally:
+            pool.close()
+
+
+def test_each_store_finds_a_pages_record_by_any_customer_it_names(store: AccessStore) -> None:
+    """A page's record names many customers; each store files it under every one of
+    them, its principal and its time, however it derives them from the record."""
+    max_, ada = (Principal(name=n, department="sales", role=Role.MANAGER) for n in ("max", "ada"))
+    page = {uuid.uuid4(): ["email", "name"] for _ in range(50)}
+    first, alone = next(iter(page)), uuid.uuid4()
+    log = AccessLog(store, flush_seconds=60)
+    log.reveal(max_, "GET /v1/views/{department}/customers", page)
+    log.flush()
+    between = datetime.now(UTC)
+    log.reveal(ada, "GET /v1/customers/{customer_id}", {alone: ["phone"], first: ["phone"]})
+    log.flush()
+
+    def found(**given: Any) -> list[int]:
+        return [position for position, _ in store.select(**given)]
+
+    assert all(found(customer=customer)[:1] == [1] for customer in page)
+    assert found(customer=first) == [1, 2]
+    assert found(customer=alone) == [2]
+    assert found(customer=uuid.uuid4()) == []
+    assert found(principal="max") == [1]
+    assert found(principal="ada") == [2]
+    assert found(end=between) == [1]
+    assert found(start=between) == [2]
+    assert found(customer=alone, principal="max") == []
+    stored = decode(1, store.select(principal="max")[0][1]).record
+    assert stored.customers == sorted(page, key=lambda customer: customer.int)
+    assert stored.fields == ["email", "name"]
