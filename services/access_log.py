@@ -130,6 +130,12 @@ def _shown(value: Any, steps: list[str]) -> bool:
     return found is not None and found not in (MASKED, ERASED)
 
 
+BATCH = 256
+"""Records an append stores at most. The writer holds the GIL while it chains and
+encodes a batch, and requests wait that long: ~1.3 ms for 256 records, where one
+0.2-s flush at 5,000 reads/s held it ~5 ms (the switch interval) and added ~3 ms to p99."""
+
+
 class AccessLog:
     """Records queued by requests, stored in batches by a writer thread that runs from
     `start()` to `stop()` (an app's lifespan, which may run more than once). The store
@@ -186,15 +192,17 @@ class AccessLog:
         return len(self._queue)
 
     def flush(self) -> None:
-        """Store everything queued so far (the writer does this every `flush_seconds`)."""
-        batch = [self._queue.popleft() for _ in range(len(self._queue))]
-        if not batch:
-            return
-        try:
-            self.store.append(batch)
-        except Exception:  # keep them for the next flush: the store may be back by then
-            self._queue.extendleft(reversed(batch))
-            raise
+        """Store everything queued so far (the writer does this every `flush_seconds`),
+        `BATCH` records an append."""
+        left = len(self._queue)
+        while left:
+            batch = [self._queue.popleft() for _ in range(min(left, BATCH))]
+            try:
+                self.store.append(batch)
+            except Exception:  # keep them for the next flush: the store may be back by then
+                self._queue.extendleft(reversed(batch))
+                raise
+            left -= len(batch)
 
     def _run(self) -> None:
         while not self._wake.is_set():
