@@ -19,6 +19,7 @@ import pytest
 from litestar.testing import TestClient
 
 from bench.databases import fresh_database
+from domain.chain_walk import ChainWalk
 from services.access import Principal, Role
 from services.access_log import AccessLog, AccessStore, decode
 from services.access_log_store import PostgresAccessStore, SqliteAccessStore
@@ -233,7 +234,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AccessStor
 
 def test_each_store_finds_a_pages_record_by_any_customer_it_names(store: AccessStore) -> None:
     """A page's record names many customers; each store files it under every one of
-    them, its principal and its time, however it derives them from the record."""
+    them, its principal and its time, however it derives them from the record, and
+    stores each record byte for byte as it chained it."""
     max_, ada = (Principal(name=n, department="sales", role=Role.MANAGER) for n in ("max", "ada"))
     page = {uuid.uuid4(): ["email", "name"] for _ in range(50)}
     first, alone = next(iter(page)), uuid.uuid4()
@@ -256,6 +258,9 @@ def test_each_store_finds_a_pages_record_by_any_customer_it_names(store: AccessS
     assert found(end=between) == [1]
     assert found(start=between) == [2]
     assert found(customer=alone, principal="max") == []
+    walk = ChainWalk()  # what `crm audit verify-access` runs: each record as chained
+    assert walk.feed(store.entries(0, 1 << 62, 10), store.links(0, 1 << 62)) is None
+    assert walk.count == 2
     stored = decode(1, store.select(principal="max")[0][1]).record
     assert stored.customers == sorted(page, key=lambda customer: customer.int)
     assert stored.fields == ["email", "name"]
