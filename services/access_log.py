@@ -130,10 +130,14 @@ def _shown(value: Any, steps: list[str]) -> bool:
     return found is not None and found not in (MASKED, ERASED)
 
 
-BATCH = 256
-"""Records an append stores at most. The writer holds the GIL while it chains and
-encodes a batch, and requests wait that long: ~1.3 ms for 256 records, where one
-0.2-s flush at 5,000 reads/s held it ~5 ms (the switch interval) and added ~3 ms to p99."""
+BATCH = 1024
+"""Records an append stores at most. The writer holds the GIL while it chains a batch
+(~2 us a record), and requests wait that long: ~2 ms at most. Each append is a
+transaction with its own commit: at ~5,000 logged reads/s, flushing every 0.5 s rather
+than 0.2 s (fewer, fuller appends) brought the cost on GET customer from ~9.5 % to ~7 %
+(means of the benchmark's in-process switch, `bench/RESULTS.md`)."""
+FLUSH_SECONDS = 0.5
+"""How often the writer stores the queue, and what a crash (not a graceful stop) can lose."""
 
 
 class AccessLog:
@@ -141,7 +145,9 @@ class AccessLog:
     `start()` to `stop()` (an app's lifespan, which may run more than once). The store
     lives as long as the process: every append is committed when it returns."""
 
-    def __init__(self, store: AccessStore, *, flush_seconds: float = 0.2, mode: str = "on") -> None:
+    def __init__(
+        self, store: AccessStore, *, flush_seconds: float = FLUSH_SECONDS, mode: str = "on"
+    ) -> None:
         self.store = store
         self.flush_seconds = flush_seconds
         self.mode = mode  # CRM_ACCESS_LOG: on | off | switch
