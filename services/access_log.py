@@ -134,7 +134,7 @@ BATCH = 1024
 """Records an append stores at most. The writer holds the GIL while it chains a batch
 (~2 us a record), and requests wait that long: ~2 ms at most. Each append is a
 transaction with its own commit: at ~5,000 logged reads/s, flushing every 0.5 s rather
-than 0.2 s (fewer, fuller appends) brought the cost on GET customer from ~9.5 % to ~7 %
+than 0.2 s (fewer, fuller appends) brought the cost on GET customer from 9.7 % to 7.5 %
 (means of the benchmark's in-process switch, `bench/RESULTS.md`)."""
 FLUSH_SECONDS = 0.5
 """How often the writer stores the queue, and what a crash (not a graceful stop) can lose."""
