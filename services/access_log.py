@@ -160,6 +160,7 @@ class AccessLog:
         self._queue: deque[bytes] = deque()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._switches = self._said = 0  # SIGUSR1s received, and logged by the writer
 
     def start(self) -> None:
         """Store queued records every `flush_seconds` until `stop()`; in `switch` mode,
@@ -173,8 +174,15 @@ class AccessLog:
             signal.signal(signal.SIGUSR1, self._switch)
 
     def _switch(self, signum: int, frame: Any) -> None:
+        """Only flips the flag: a handler that wrote could interrupt a write of the main
+        thread to the same stream (a reentrant call). The writer logs the switch."""
         self.recording = not self.recording
-        log.warning("access log recording switched", recording=self.recording)
+        self._switches += 1
+
+    def _say_switched(self) -> None:
+        while self._said < self._switches:
+            self._said += 1
+            log.warning("access log recording switched", recording=self._said % 2 == 0)
 
     def reveal(self, principal: Principal, route: str, shown: Mapping[UUID, Iterable[str]]) -> None:
         """A response showed `shown` (customer -> personal fields) unmasked to `principal`."""
@@ -213,6 +221,7 @@ class AccessLog:
     def _run(self) -> None:
         while not self._wake.is_set():
             self._wake.wait(self.flush_seconds)
+            self._say_switched()
             try:
                 self.flush()
             except Exception as error:

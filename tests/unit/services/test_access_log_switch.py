@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from services.access import Principal, Role
 from services.access_log import AccessLog
@@ -59,16 +60,19 @@ def test_reveals_are_stored_only_while_recording(
 @pytest.mark.usefixtures("restored_sigusr1")
 def test_sigusr1_switches_recording_only_in_switch_mode(store: SqliteAccessStore) -> None:
     log = AccessLog(store, mode="switch")
-    log.start()
-    try:
-        _reveal_one(log)
-        os.kill(os.getpid(), signal.SIGUSR1)  # handled before os.kill returns (main thread)
-        _reveal_one(log)
-        os.kill(os.getpid(), signal.SIGUSR1)
-        _reveal_one(log)
-    finally:
-        log.stop()
+    with capture_logs() as logged:
+        log.start()
+        try:
+            _reveal_one(log)
+            os.kill(os.getpid(), signal.SIGUSR1)  # handled before os.kill returns (main thread)
+            _reveal_one(log)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            _reveal_one(log)
+        finally:
+            log.stop()
     assert len(store.records(0, 10)) == 2
+    switched = [e["recording"] for e in logged if e["event"] == "access log recording switched"]
+    assert switched == [False, True]  # said by the writer, not in the signal handler
 
 
 @pytest.mark.usefixtures("restored_sigusr1")
