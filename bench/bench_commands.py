@@ -35,11 +35,9 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import psycopg
-
 from bench import latency
 from bench.databases import fresh_database
-from bench.proc import proc_cpu
+from bench.proc import database_cpu
 from services.access import Principal, Role
 from services.aggregate_cache import AggregateCache
 from services.bootstrap import Runtime, bootstrap
@@ -74,12 +72,7 @@ class CpuMeter:
         self._url = database_url
 
     def sample(self) -> tuple[float, float]:
-        return time.process_time(), sum(proc_cpu(pid) for pid in self._backends())
-
-    def _backends(self) -> list[int]:
-        query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-        with psycopg.connect(self._url, autocommit=True) as conn:
-            return [row[0] for row in conn.execute(query)]
+        return time.process_time(), database_cpu(self._url)
 
 
 def _run(work: Awaitable[object], threads: int) -> None:

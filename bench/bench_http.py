@@ -134,7 +134,8 @@ def table(figures: dict[str, Any]) -> list[str]:
             f"\naccess log cost, {name}: {cost['cost']:.1%} of requests/s"
             f" ({cost['requests_per_s_on']:,} on / {cost['requests_per_s_off']:,} off, one server,"
             f" {SWITCH_WINDOWS} windows), {cost['cpu_cost']:.1%} of CPU"
-            f" ({cost['cpu_us_on']} / {cost['cpu_us_off']} us a request); target <= 10%"
+            f" ({cost['cpu_us_on']} / {cost['cpu_us_off']} us a request; PostgreSQL's"
+            f" {cost['postgres_us_on']} / {cost['postgres_us_off']} us); target <= 10%"
         )
     return lines
 
@@ -208,8 +209,8 @@ def _switched(windows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     def rate(runs: list[dict[str, Any]]) -> float:
         return float(sum(r["requests"] for r in runs) / sum(r["seconds"] for r in runs))
 
-    def cpu(runs: list[dict[str, Any]]) -> float:
-        weighted = sum(r["server_cpu_us_per_request"] * r["requests"] for r in runs)
+    def cpu(runs: list[dict[str, Any]], figure: str = "server_cpu_us_per_request") -> float:
+        weighted = sum(r.get(figure, 0.0) * r["requests"] for r in runs)
         return float(weighted / sum(r["requests"] for r in runs))
 
     on, off = windows["on"], windows["off"]
@@ -223,6 +224,9 @@ def _switched(windows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "cpu_us_on": round(cpu(on), 1),
         "cpu_us_off": round(cpu(off), 1),
         "cpu_cost": round(1 - cpu(off) / cpu(on), 3),
+        # PostgreSQL's CPU per request (storing the records): 0 when it runs elsewhere
+        "postgres_us_on": round(cpu(on, "postgres_cpu_us_per_request"), 1),
+        "postgres_us_off": round(cpu(off, "postgres_cpu_us_per_request"), 1),
         "p99_ms_on": max(r["p99_ms"] for r in on),
         "p99_ms_off": max(r["p99_ms"] for r in off),
     }
@@ -267,15 +271,21 @@ def _measured(
     connections: int,
     seconds: float,
 ) -> dict[str, Any]:
-    """One `wrk` run of `endpoint`, with the server's CPU per request."""
+    """One `wrk` run of `endpoint`, with the server's CPU per request and, on
+    PostgreSQL, its database backends' (0 when PostgreSQL runs on another machine)."""
+    database = api.database_cpu_seconds() if api.database_url else None
     cpu = api.cpu_seconds()
     figures = wrk.run(
         api.base_url, connections=connections, seconds=seconds, token=token,
         method=endpoint.method, path=endpoint.path, body=endpoint.body,
         ids_file=ids.get(endpoint.ids),
     )  # fmt: skip
-    used = api.cpu_seconds() - cpu
-    return figures | {"server_cpu_us_per_request": _per_request(used, figures["requests"])}
+    used, requests = api.cpu_seconds() - cpu, figures["requests"]
+    figures |= {"server_cpu_us_per_request": _per_request(used, requests)}
+    if database is not None:
+        used = api.database_cpu_seconds() - database
+        figures |= {"postgres_cpu_us_per_request": _per_request(used, requests)}
+    return figures
 
 
 def _warm_up(

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from bench.proc import proc_cpu, process_tree
+from bench.proc import database_cpu, proc_cpu, process_tree
 
 CRM = str(Path(sys.executable).with_name("crm"))
 START_SECONDS = 90.0
@@ -32,10 +32,16 @@ class Served(NamedTuple):
     base_url: str
     pid: int
     log: Path
+    database_url: str  # "" on the embedded default
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server and every process below it, so far."""
         return sum(proc_cpu(pid) for pid in process_tree(self.pid))
+
+    def database_cpu_seconds(self) -> float:
+        """CPU of the PostgreSQL backends of the server's database so far (0 when
+        PostgreSQL runs on another machine; only for a server on PostgreSQL)."""
+        return database_cpu(self.database_url)
 
 
 def free_port() -> int:
@@ -62,7 +68,7 @@ def served(
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(base, process, log)
-        yield Served(base, process.pid, log)
+        yield Served(base, process.pid, log, env.get("CRM_DATABASE_URL", ""))
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import psycopg
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -15,6 +17,26 @@ def proc_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def database_cpu(database_url: str) -> float:
+    """User + system CPU seconds so far of the PostgreSQL backends connected to one
+    database, when PostgreSQL runs on this machine (0 when it runs elsewhere). A backend
+    that ends between two samples takes its CPU with it: pools keep theirs."""
+    query = (
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute(query)]
+    return sum(proc_cpu(pid) for pid in pids if _command(pid) == "postgres")
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def process_tree(pid: int) -> list[int]:
