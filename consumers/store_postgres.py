@@ -91,7 +91,16 @@ class PostgresStore:
             return self._create(conn, projection)
 
     def switch(self, projection: Projection, generation: int) -> None:
-        """Repoint the stable views at `generation` and drop the old one, atomically."""
+        """Repoint the stable views at `generation` and drop the old one, atomically.
+        The new generation's tables are analyzed first: a rebuild fills them faster than
+        autovacuum looks, and without statistics PostgreSQL plans a department page as a
+        join of the whole department and a sort (2.1 ms instead of 0.2 ms at 640
+        customers, and growing with the department)."""
+        with self.pool.connection() as conn:
+            for spec in projection.tables:
+                conn.execute(
+                    sql.SQL("ANALYZE {}").format(q(_schema(projection.name, generation), spec.name))
+                )
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
             old = self._live(conn, projection.name)
@@ -105,7 +114,7 @@ class PostgresStore:
 
     @contextmanager
     def session(self, projection: Projection, generation: int) -> Iterator[PgSession]:
-        schema = f"{projection.name}_v{generation}"
+        schema = _schema(projection.name, generation)
         with self.pool.connection() as conn:
             pg_session.create_staging(conn, schema, projection.tables)
             with conn.transaction():
@@ -133,7 +142,7 @@ class PostgresStore:
 
     def dump(self, name: str, generation: int, table: Table) -> list[Row]:
         statement = sql.SQL("SELECT * FROM {} ORDER BY {}").format(
-            q(f"{name}_v{generation}", table.name),
+            q(_schema(name, generation), table.name),
             sql.SQL(", ").join(map(sql.Identifier, table.key)),
         )
         with self.pool.connection() as conn, edge_cursor(conn) as cur:
@@ -159,7 +168,7 @@ class PostgresStore:
             (projection.name,),
         ).fetchone()
         assert row is not None
-        schema = f"{projection.name}_v{row[0]}"
+        schema = _schema(projection.name, row[0])
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         for spec in projection.tables:
             _create_table(conn, schema, spec)
@@ -167,7 +176,7 @@ class PostgresStore:
         return int(row[0])
 
     def _switch(self, conn: Connection[Any], projection: Projection, generation: int) -> None:
-        name, schema = projection.name, f"{projection.name}_v{generation}"
+        name, schema = projection.name, _schema(projection.name, generation)
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
         for spec in public_tables(projection):
@@ -182,6 +191,11 @@ class PostgresStore:
             " switched_at = now() WHERE name = %s",
             (generation, projection.version, name),
         )
+
+
+def _schema(name: str, generation: int) -> str:
+    """The schema holding one generation of a projection's tables."""
+    return f"{name}_v{generation}"
 
 
 def _create_table(conn: Connection[Any], schema: str, spec: Table) -> None:
@@ -203,7 +217,7 @@ def _create_table(conn: Connection[Any], schema: str, spec: Table) -> None:
 
 
 def _drop_schema(conn: Connection[Any], name: str, generation: int) -> None:
-    schema = sql.Identifier(f"{name}_v{generation}")
+    schema = sql.Identifier(_schema(name, generation))
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
 
 
