@@ -9,11 +9,12 @@ fails (domain error, conflict, crash) gives nothing back, so the next one loads 
 Two commands on one aggregate at once: the second misses and loads from the store;
 the unique (id, version) key lets only one of them commit.
 
-Several API processes: another process may have written since we cached (the cache
-does not fast-forward, to save a query per command). That is safe because the command
-service trusts a cached aggregate only for a decision that then commits: a stale
-decision's events collide with the newer ones on (id, version) and the command is
-decided again on a fresh load; a refusal, a version mismatch or a no-op decided on
+Several API processes: another process may have written since we cached. The cache
+does not fast-forward by itself, to save a query per command; the command service does,
+for a while after it lost a race (`services.commands.CONTENDED_SECONDS`). Either way it
+is safe because the command service trusts a cached aggregate only for a decision that
+then commits: a stale decision's events collide with the newer ones on (id, version) and
+the command is decided again on a fresh load; a refusal, a version mismatch or a no-op decided on
 cached state is likewise decided again on a fresh load before it is answered. Reads
 (GET, history, as-of) never use this cache. Erasure clears it, so no plaintext of an
 erased customer outlives the command that erased it (in this process).

@@ -132,6 +132,14 @@ class CurrentState:
             raise NotFound(kind.aggregate_type, aggregate_id)
         return aggregate
 
+    async def caught_up(self, aggregate: A) -> A:
+        """`aggregate` (owned by the caller, every event of it stored) with the events
+        stored after its version applied, in place: one small query, not its history."""
+        stored = await self._source.events_after(aggregate.id, aggregate.version)
+        for event in await self._opened(stored):
+            event.mutate(aggregate)
+        return aggregate
+
     async def keys_now(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         """The data keys of `subjects` as the store holds them now, kept nowhere (a page
         of read-model rows is opened with them: an erasure in any process shows at once).

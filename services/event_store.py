@@ -88,6 +88,13 @@ class CrmApplication(Application[UUID]):
             raise NotFound(kind.aggregate_type, aggregate_id)
         return aggregate
 
+    def caught_up(self, aggregate: A) -> A:
+        """`aggregate` (every event of it stored) with the events stored after its
+        version applied, in place."""
+        for event in self.events.get(aggregate.id, gt=aggregate.version):
+            cast(DomainEvent, event).mutate(aggregate)
+        return aggregate
+
     def history(self, aggregate_id: UUID) -> list[DomainEvent]:
         """Every event of one aggregate, oldest first, with its metadata."""
         return [cast(DomainEvent, event) for event in self.events.get(aggregate_id)]

@@ -119,7 +119,12 @@ def build_services(
     return Services(
         app=runtime.app,
         commands=CommandService(
-            runtime.app, committer, runtime.keyring, access=access, loader=current.rebuilt
+            runtime.app,
+            committer,
+            runtime.keyring,
+            access=access,
+            loader=current.rebuilt,
+            catch_up=current.caught_up,
         ),
         principals=principals
         or open_principals(runtime.pool, settings.data_dir, settings.departments),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -147,3 +148,47 @@ async def test_erasure_empties_the_cache() -> None:
         Caller(principal=admin, correlation_id="c"), customer_id, erasure, None
     )
     assert len(service.cache) == 0
+
+
+def counting_loads(app: CrmApplication) -> list[str]:
+    """Calls of `app.load` (a rebuild from the whole history) and `app.caught_up`."""
+    calls: list[str] = []
+    load, caught_up = app.load, app.caught_up
+
+    def counted_load(*args: Any, **kwargs: Any) -> Any:
+        calls.append("load")
+        return load(*args, **kwargs)
+
+    def counted_catch_up(aggregate: Any) -> Any:
+        calls.append("caught_up")
+        return caught_up(aggregate)
+
+    app.load = counted_load  # type: ignore[method-assign]
+    app.caught_up = counted_catch_up  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.anyio
+async def test_after_a_lost_race_a_cached_aggregate_is_caught_up_not_rebuilt() -> None:
+    mine, theirs, app = two_processes()
+    customer_id = (await mine.create(SERVICE, RegisterCustomer(name="Ada"))).id
+    await set_company(mine, SERVICE, customer_id, "a")
+    await set_company(theirs, SERVICE, customer_id, "b")
+    calls = counting_loads(app)
+    assert await set_company(mine, SERVICE, customer_id, "c") == 4  # lost a race: rebuilt
+    assert calls == ["load"]
+    await set_company(theirs, SERVICE, customer_id, "d")  # v5, behind mine's cached v4
+    del calls[:]
+    assert await set_company(mine, SERVICE, customer_id, "e") == 6
+    assert calls == ["caught_up"]  # one query for v5, no conflict, no rebuild
+    assert app.load(Customer, customer_id).company == "e"
+
+
+@pytest.mark.anyio
+async def test_a_process_that_never_lost_a_race_never_catches_up() -> None:
+    mine, _, app = two_processes()
+    customer_id = (await mine.create(SERVICE, RegisterCustomer(name="Ada"))).id
+    calls = counting_loads(app)
+    for company in ("a", "b", "c"):
+        await set_company(mine, SERVICE, customer_id, company)
+    assert calls == []  # created, then served by the cache: never a query of its own

@@ -156,6 +156,24 @@ def test_conversations_are_rebuilt_at_every_read(store: Store) -> None:
     assert [v for kind, v in store.asked if kind == "events"] == [0, 0]
 
 
+def test_a_command_s_aggregate_is_caught_up_with_only_the_newer_events(store: Store) -> None:
+    ada = customer(store)
+    current = reads(store)
+
+    async def scenario() -> tuple[Customer, Customer]:
+        mine = await current.rebuilt(Customer, ada.id)  # what a command caches
+        ada.update_profile(CTX, email="ada@example.org")  # another process, twice
+        ada.erase(CTX, reason="request")
+        store.save(ada)
+        return mine, await current.caught_up(mine)
+
+    mine, caught_up = asyncio.run(scenario())
+
+    assert caught_up is mine  # in place: the command owns it
+    assert (caught_up.version, caught_up.erased, caught_up.email) == (3, True, ERASED)
+    assert [v for kind, v in store.asked if kind == "events"] == [0, 1]
+
+
 def test_another_kind_or_no_events_is_not_found(store: Store) -> None:
     ada = customer(store)
     current = reads(store)
