@@ -94,31 +94,31 @@ async def set_company(
     return result.version
 
 
-@pytest.mark.anyio
-async def test_a_stale_cached_aggregate_is_decided_again_on_a_fresh_load() -> None:
+async def stale_in_mine() -> tuple[CommandService, CommandService, CrmApplication, uuid.UUID]:
+    """`mine` holds a customer cached at version 2; `theirs` has saved version 3 since."""
     mine, theirs, app = two_processes()
     customer_id = (await mine.create(SERVICE, RegisterCustomer(name="Ada"))).id
-    assert await set_company(mine, SERVICE, customer_id, "a") == 2  # cached at version 2
+    assert await set_company(mine, SERVICE, customer_id, "a") == 2
     assert await set_company(theirs, SERVICE, customer_id, "b") == 3
+    return mine, theirs, app, customer_id
+
+
+@pytest.mark.anyio
+async def test_a_stale_cached_aggregate_is_decided_again_on_a_fresh_load() -> None:
+    mine, _, app, customer_id = await stale_in_mine()
     assert await set_company(mine, SERVICE, customer_id, "c") == 4  # conflict, then fresh
     assert app.load(Customer, customer_id).company == "c"
 
 
 @pytest.mark.anyio
 async def test_if_match_is_checked_against_the_store_not_a_stale_cache() -> None:
-    mine, theirs, _ = two_processes()
-    customer_id = (await mine.create(SERVICE, RegisterCustomer(name="Ada"))).id
-    await set_company(mine, SERVICE, customer_id, "a")
-    await set_company(theirs, SERVICE, customer_id, "b")
+    mine, _, _, customer_id = await stale_in_mine()
     assert await set_company(mine, SERVICE, customer_id, "c", expected=3) == 4
 
 
 @pytest.mark.anyio
 async def test_a_no_op_on_stale_state_is_decided_again() -> None:
-    mine, theirs, app = two_processes()
-    customer_id = (await mine.create(SERVICE, RegisterCustomer(name="Ada"))).id
-    await set_company(mine, SERVICE, customer_id, "a")
-    await set_company(theirs, SERVICE, customer_id, "b")
+    mine, _, app, customer_id = await stale_in_mine()
     assert await set_company(mine, SERVICE, customer_id, "a") == 4  # not a no-op in the store
     assert app.load(Customer, customer_id).company == "a"
 
@@ -170,10 +170,7 @@ def counting_loads(app: CrmApplication) -> list[str]:
 
 @pytest.mark.anyio
 async def test_after_a_lost_race_a_cached_aggregate_is_caught_up_not_rebuilt() -> None:
-    mine, theirs, app = two_processes()
-    customer_id = (await mine.create(SERVICE, RegisterCustomer(name="Ada"))).id
-    await set_company(mine, SERVICE, customer_id, "a")
-    await set_company(theirs, SERVICE, customer_id, "b")
+    mine, theirs, app, customer_id = await stale_in_mine()
     calls = counting_loads(app)
     assert await set_company(mine, SERVICE, customer_id, "c") == 4  # lost a race: rebuilt
     assert calls == ["load"]
