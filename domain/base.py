@@ -10,6 +10,7 @@ aggregate has `id`, `version` and `collect_events()`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
@@ -190,6 +191,16 @@ class Aggregate:
 
     def apply(self, event: DomainEvent) -> None:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement apply()")
+
+    def clone(self) -> Self:
+        """A copy that later events of this aggregate leave alone: each container of
+        its state copied one level. That is enough because their items are immutable
+        (strings, frozen structs), and `apply` replaces items, never changes one."""
+        twin = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, dict | set | list):
+                setattr(twin, name, value.copy())
+        return twin
 
     def state(self) -> dict[str, Any]:
         """Comparable snapshot of the state (for replay checks and audit)."""

@@ -74,11 +74,13 @@ class CatchUp(Protocol):
 
 CONTENDED_SECONDS = 60.0
 """For this long after losing a race to another process (a conflict on save), commands
-catch a cached aggregate up with the store before deciding on it: one small query each.
-Otherwise every command on an aggregate the other process wrote since would conflict
-and be decided again on a rebuild from the whole history, whose cost grows with it (two
-API processes posting messages to 50 conversations spent 40 % of their CPU rebuilding
-them). A process that never loses a race never pays the query."""
+catch a cached aggregate up with the store before deciding on it: one small query each,
+and a spare copy (`Aggregate.clone`) that a command losing the race again gives back to
+the cache, so its retry catches up too. Otherwise every command on an aggregate the
+other process wrote since would conflict and be decided again on a rebuild from the
+whole history, whose cost grows with it (two API processes posting messages to 50
+conversations spent 40 % of their CPU rebuilding them). A process that never loses a
+race never pays the query or the copy."""
 
 
 class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -219,11 +221,19 @@ class CommandService:
         kind = command.aggregate_class()
         cached = self.cache.take(target)
         if isinstance(cached, kind):
+            spare = None
             if time.monotonic() < self._contended_until:
                 cached = await self._caught_up(cached)
+                spare = cached.clone()
             try:
                 return await self._decide(caller, cached, command, expected, cached=True)
-            except (DomainError, Forbidden, IntegrityError, _NothingDecided):
+            except IntegrityError:
+                if spare is None:
+                    pass  # the cached state was stale: decide again on a fresh load
+                else:  # lost another race: the retry catches the spare up, no rebuild
+                    self.cache.give_back(spare)
+                    raise
+            except (DomainError, Forbidden, _NothingDecided):
                 pass  # the cached state may be stale: decide again on a fresh load
         aggregate = await self._load(kind, target)
         return await self._decide(caller, aggregate, command, expected, cached=False)

@@ -189,3 +189,26 @@ async def test_a_process_that_never_lost_a_race_never_catches_up() -> None:
     for company in ("a", "b", "c"):
         await set_company(mine, SERVICE, customer_id, company)
     assert calls == []  # created, then served by the cache: never a query of its own
+
+
+@pytest.mark.anyio
+async def test_a_race_lost_again_is_retried_on_the_caught_up_spare() -> None:
+    mine, _, app, customer_id = await stale_in_mine()
+    await set_company(mine, SERVICE, customer_id, "c")  # lost a race: contended from now
+    load, caught_up = app.load, app.caught_up
+    calls = counting_loads(app)
+
+    def raced_once(aggregate: Any) -> Any:
+        """Catch up, then let the other process save once more before mine saves."""
+        caught = caught_up(aggregate)
+        if "caught_up" not in calls:
+            theirs_copy = load(Customer, customer_id)
+            theirs_copy.update_profile(CTX, company="theirs")
+            app.record(theirs_copy)
+        calls.append("caught_up")
+        return caught
+
+    app.caught_up = raced_once  # type: ignore[method-assign]
+    assert await set_company(mine, SERVICE, customer_id, "e") == 6  # v5 was theirs
+    assert calls == ["caught_up", "caught_up"]  # the retry caught the spare up: no rebuild
+    assert app.load(Customer, customer_id).company == "e"
