@@ -228,11 +228,10 @@ class CommandService:
             try:
                 return await self._decide(caller, cached, command, expected, cached=True)
             except IntegrityError:
-                if spare is None:
-                    pass  # the cached state was stale: decide again on a fresh load
-                else:  # lost another race: the retry catches the spare up, no rebuild
+                if spare is not None:  # lost another race: the retry catches the spare up
                     self.cache.give_back(spare)
                     raise
+                # else the cached state was stale: decide again on a fresh load
             except (DomainError, Forbidden, _NothingDecided):
                 pass  # the cached state may be stale: decide again on a fresh load
         aggregate = await self._load(kind, target)
