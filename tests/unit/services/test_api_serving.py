@@ -11,7 +11,7 @@ import uvicorn
 from services import api_serving
 
 
-def test_what_was_built_before_serving_is_frozen_out_of_full_collections(
+def test_what_was_built_before_serving_is_frozen_out_of_full_collections_until_it_stops(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     frozen_when_served: list[int] = []
@@ -23,7 +23,9 @@ def test_what_was_built_before_serving_is_frozen_out_of_full_collections(
     gc.unfreeze()
     try:
         api_serving.serve(object(), "127.0.0.1", 0)
+        left_frozen = gc.get_freeze_count()
     finally:
-        gc.unfreeze()  # give the test process its collector back
+        gc.unfreeze()  # give the test process its collector back whatever happened
     assert frozen_when_served
     assert frozen_when_served[0] > 10_000  # the interpreter, the modules and the app
+    assert left_frozen == 0  # the process's exit finalizes everything again
