@@ -111,7 +111,12 @@ render_props() {
 }
 
 random_cluster_id() {  # URL-safe base64 of 16 random bytes, no padding: 22 chars
-  head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+  local id
+  while :; do  # not starting with '-', as Kafka's own ids: `-t -x...` reads as an option
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    [[ "$id" == -* ]] || break
+  done
+  printf '%s\n' "$id"
 }
 
 format_storage() {
