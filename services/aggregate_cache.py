@@ -5,7 +5,9 @@ Loading an aggregate costs a query plus decoding and decrypting its whole histor
 all of that. The cache never copies: `take` removes the aggregate, so the command
 owns it and may mutate it freely; only after its events are durable does the command
 `give_back` the aggregate, which then is exactly the committed state. A command that
-fails (domain error, conflict, crash) gives nothing back, so the next one loads fresh.
+fails (domain error, conflict, crash) gives nothing back, so the next one loads fresh;
+only a contended command that lost a race gives back its spare copy of the committed
+state it started from (`services.commands.CONTENDED_SECONDS`).
 Two commands on one aggregate at once: the second misses and loads from the store;
 the unique (id, version) key lets only one of them commit.
 
@@ -13,10 +15,10 @@ Several API processes: another process may have written since we cached. The cac
 does not fast-forward by itself, to save a query per command; the command service does,
 for a while after it lost a race (`services.commands.CONTENDED_SECONDS`). Either way it
 is safe because the command service trusts a cached aggregate only for a decision that
-then commits: a stale decision's events collide with the newer ones on (id, version) and
-the command is decided again on a fresh load; a refusal, a version mismatch or a no-op decided on
-cached state is likewise decided again on a fresh load before it is answered. Reads
-(GET, history, as-of) never use this cache. Erasure clears it, so no plaintext of an
+then commits: a stale decision's events collide with the newer ones on (id, version)
+and the command is decided again on a fresh load; a refusal, a version mismatch or a
+no-op decided on cached state is likewise decided again on a fresh load before it is
+answered. Reads (GET, history, as-of) never use this cache. Erasure clears it, so no plaintext of an
 erased customer outlives the command that erased it (in this process).
 I/O: none.
 """
