@@ -57,9 +57,9 @@ class Dependencies:
     def lost(self, dependency: str, error: BaseException | str, *, at: float = 0.0) -> float:
         """Record a failed attempt on `dependency`; the seconds to wait before the next.
 
-        `at` (wall-clock time of the failure) is for failures reported late, by another
-        process (a projection writer): one from before the dependency was last seen back
-        is old news, and changes nothing.
+        `at` (wall-clock time the failed attempt began) is for failures reported late, by
+        another process (a projection writer): an attempt begun before the dependency was
+        last seen back is old news, and changes nothing.
         """
         if at and at < self._back_at.get(dependency, 0.0):
             return self._first

@@ -145,7 +145,9 @@ class Retrying(msgspec.Struct, array_like=True, frozen=True, tag="retrying"):
     delay: float
     unavailable: bool = False
     at: float = 0.0
-    """When the attempt failed (`time.time()`): the runner may read the notice later."""
+    """When the failed attempt began (`time.time()`). The runner may read the notice
+    later, and an attempt begun before it saw the database back (one that waited
+    seconds for a connection through the outage) says nothing about the database now."""
 
 
 OnRetry = Callable[[Retrying], None]
@@ -172,7 +174,7 @@ def commit_batch(
     items, lag = batch
     delay = 0.1
     while True:
-        started = time.perf_counter()
+        began, started = time.time(), time.perf_counter()
         try:
             outcome = commit(store, projection, generation, items, lag)  # dead-letters bad events
         except store.transient_errors as error:
@@ -180,7 +182,7 @@ def commit_batch(
                 return Written(len(items), lag, abandoned=True)
             unavailable = isinstance(error, DATABASE_UNAVAILABLE)
             reason = f"{type(error).__name__}: {error}"
-            on_retry(Retrying(reason, delay, unavailable, time.time()))
+            on_retry(Retrying(reason, delay, unavailable, began))
             if wait(delay):
                 return Written(len(items), lag, abandoned=True)
             delay = min(delay * 2, MAX_RETRY_DELAY)

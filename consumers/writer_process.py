@@ -97,10 +97,11 @@ def _open(
     """The store, once the database answers; None if the runner stops first."""
     delay = 0.1
     while True:
+        began = time.time()
         try:
             return open_store()
         except DATABASE_UNAVAILABLE as error:
-            notice = Retrying(str(error), delay, unavailable=True, at=time.time())
+            notice = Retrying(str(error), delay, unavailable=True, at=began)
             results.send_bytes(encoder.encode(notice))
             if wait(delay):
                 return None

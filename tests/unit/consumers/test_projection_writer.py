@@ -7,10 +7,13 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Pipe
 from pathlib import Path
 
 import msgspec
+import psycopg
 import pytest
 from structlog.testing import capture_logs
 
@@ -26,11 +29,15 @@ from consumers.projection_writer import (
     Retrying,
     WriterError,
     Written,
+    commit_batch,
     encoder,
+    items_of,
 )
+from consumers.sqlite_session import SqliteSession
 from consumers.store_sqlite import SqliteStore
 from consumers.writer_process import serve
 from projections import PROJECTIONS
+from projections.base import Projection
 from tests.unit.consumers.published import published
 
 EVENTS = list(Workload(seed=21).events(1500))
@@ -167,3 +174,34 @@ def test_no_batch_is_written_after_an_abandoned_one(tmp_path: Path) -> None:
         Written(BATCH, lag=0, abandoned=True),
     ]
     assert store.status("stats").events == 0
+
+
+class _WaitsThroughAnOutage(SqliteStore):
+    """A store whose every session waits `WAIT_S` for a connection, then gets none."""
+
+    WAIT_S = 0.5
+    transient_errors = (*SqliteStore.transient_errors, psycopg.OperationalError)
+
+    @contextmanager
+    def session(self, projection: Projection, generation: int) -> Iterator[SqliteSession]:
+        time.sleep(self.WAIT_S)
+        raise psycopg.OperationalError("couldn't get a connection after 0.50 sec")
+
+
+def test_a_failed_attempt_is_dated_from_when_it_began(tmp_path: Path) -> None:
+    """An attempt that waited through the outage and failed after the database came
+    back says nothing about the database now: the runner reads its date against the
+    last time it saw the database back (`consumers.outage`), so it carries its start."""
+    store, projection = _WaitsThroughAnOutage(tmp_path / "rm.db"), PROJECTIONS["stats"]
+    generation = store.install(projection)
+    notices: list[Retrying] = []
+    began = time.time()
+    batch = (items_of(_handed("stats")[:10]), 0)
+    written = commit_batch(
+        store, projection, generation, batch, follow_live=False,
+        wait=lambda seconds: True, on_retry=notices.append,  # the runner stops: one attempt
+    )  # fmt: skip
+    assert written.abandoned
+    (notice,) = notices
+    assert notice.unavailable
+    assert began <= notice.at < began + _WaitsThroughAnOutage.WAIT_S / 2
