@@ -46,9 +46,18 @@ GETCONN_TIMEOUT_S = 5.0
 few seconds (a 503, an outage noted) rather than psycopg_pool's default 30."""
 
 
+RECONNECT_TIMEOUT_S = 5.0
+"""How long a pool keeps retrying a lost connection by itself. psycopg_pool retries in
+the background at doubling intervals (1, 3, 7, 15, 31, 63 s...) for 5 minutes by default:
+after a minute-long outage, its next attempt could come a minute after the server is
+back, and until then every caller times out. Once the pool gives up, the slot is free,
+and the next caller's request for a connection starts an attempt at once."""
+
+
 def open_pool(conninfo: str, *, max_size: int, **kwargs: Any) -> ConnectionPool:
-    """An open pool (one connection kept) that replaces connections the server closed."""
+    """An open pool (one connection kept) that replaces connections the server closed
+    and reconnects as soon as a caller asks after an outage."""
     return ConnectionPool(
         conninfo, min_size=1, max_size=max_size, check=check_if_readable,
-        timeout=GETCONN_TIMEOUT_S, open=True, **kwargs,
+        timeout=GETCONN_TIMEOUT_S, reconnect_timeout=RECONNECT_TIMEOUT_S, open=True, **kwargs,
     )  # fmt: skip

@@ -27,6 +27,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Notification, Recording, StoredEvent
 
 from consumers.pg_ddl import CREATE_LOCK
+from consumers.pg_pool import RECONNECT_TIMEOUT_S
 from domain.base import Aggregate, DomainEvent, NotFound
 from domain.codec import PLAINTEXT, CodecMapper, PersonalDataCipher
 from services.pg_batch_recorder import AsyncBatchWriter, BatchInsertRecorder
@@ -159,6 +160,9 @@ def open_event_store(
     """The `crm` application on the configured backend, its tables created if missing."""
     app = CrmApplication(store_env(database_url, data_dir), cipher)
     if database_url is not None:
+        # eventsourcing builds its pool with psycopg_pool's 5-minute reconnect_timeout
+        # and no setting for it (see consumers.pg_pool.RECONNECT_TIMEOUT_S).
+        app.recorder.datastore.pool.reconnect_timeout = RECONNECT_TIMEOUT_S  # type: ignore[attr-defined]
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (CREATE_LOCK,))
             try:

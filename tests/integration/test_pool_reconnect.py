@@ -1,0 +1,65 @@
+"""After a long PostgreSQL outage, pools connect as soon as a caller asks, not when their
+own backoff next allows (`consumers.pg_pool.RECONNECT_TIMEOUT_S`).
+
+psycopg_pool retries a lost connection in the background at 1, 3, 7, 15, 31, 63... s
+(each ±10 %). The private server here stays down until 35 s after the pools first
+failed, past the retry at 31 s (at most 34.1 s). `open_pool`'s pool left to that
+default would try next at 56.7 s at the earliest, and the caller after the outage
+fails (checked). The event store's pool may also recover through idle connections it
+finds dead only after the outage (each starts a fresh attempt at once); an API busy
+through the outage has found them all dead before, and then depends on the setting too.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from psycopg_pool import ConnectionPool
+
+from consumers.pg_pool import DATABASE_UNAVAILABLE, GETCONN_TIMEOUT_S, open_pool
+from services.event_store import CrmApplication, open_event_store
+from tests.integration.private_services import PrivateServices
+
+pytestmark = pytest.mark.integration
+
+BACK_AFTER_S = 35.0
+
+
+def _pool_answers(pool: ConnectionPool) -> bool:
+    """A connection within the wait `open_pool` gives every caller."""
+    try:
+        with pool.connection(timeout=GETCONN_TIMEOUT_S) as conn:
+            conn.execute("SELECT 1")
+            return True
+    except DATABASE_UNAVAILABLE:
+        return False
+
+
+def _store_answers(app: CrmApplication) -> bool:
+    """A query within the event store's own retries (what a command gets)."""
+    try:
+        app.head_position()
+        return True
+    except DATABASE_UNAVAILABLE:
+        return False
+
+
+def test_pools_connect_at_once_when_postgres_is_back_after_a_long_outage(
+    private_services: PrivateServices,
+) -> None:
+    with private_services.database() as url:
+        app, pool = open_event_store(url, None), open_pool(url, max_size=2)
+        try:
+            assert (_pool_answers(pool), _store_answers(app)) == (True, True)
+            private_services.stop_postgres()
+            try:
+                began = time.monotonic()
+                assert (_pool_answers(pool), _store_answers(app)) == (False, False)
+                time.sleep(max(0.0, BACK_AFTER_S - (time.monotonic() - began)))
+            finally:
+                private_services.start_postgres()
+            assert (_pool_answers(pool), _store_answers(app)) == (True, True)
+        finally:
+            pool.close()
+            app.close()
