@@ -7,6 +7,7 @@ consumers and services that need them; nothing below `services/` reads settings.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,10 @@ class Runtime:
     app: CrmApplication
     keyring: Keyring
     pool: ConnectionPool | None = None
-    closers: list[object] = field(default_factory=list)
+    closers: list[Callable[[], object]] = field(default_factory=list)
+    """What the services built on this runtime opened of their own (the embedded access
+    log's SQLite file), closed before the event store: explicitly, not by the finalizers
+    of the process's exit."""
 
     @property
     def access(self) -> AccessModel:
@@ -35,6 +39,8 @@ class Runtime:
         return AccessModel(self.settings.departments)
 
     def close(self) -> None:
+        while self.closers:
+            self.closers.pop()()
         self.app.close()
         if self.pool is not None:
             self.pool.close()

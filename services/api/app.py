@@ -116,6 +116,8 @@ def build_services(
         )
     access = runtime.access
     current = current or current_state_of(runtime)[0]
+    access_store = open_access_store(runtime.pool, settings.data_dir)
+    runtime.closers.append(access_store.close)
     return Services(
         app=runtime.app,
         commands=CommandService(
@@ -139,9 +141,7 @@ def build_services(
             runtime.app.head_position, applied_position, settings.read_wait_seconds
         ),
         current=current,
-        access_log=AccessLog(
-            open_access_store(runtime.pool, settings.data_dir), mode=settings.access_log
-        ),
+        access_log=AccessLog(access_store, mode=settings.access_log),
     )
 
 
