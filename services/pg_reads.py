@@ -1,9 +1,14 @@
 """PostgreSQL reads awaited on the API's event loop: no worker thread per request.
 
 Up to `POOL_SIZE` psycopg `AsyncConnection`s per process (made by the first reads, on
-the loop that serves the API; a plain queue of idle ones: psycopg_pool's machinery cost
-~30 us of Python per checkout) answer the read paths' questions (a connection whose
-query failed or was cancelled is closed, not reused):
+the loop that serves the API; a plain list of idle ones behind a fair semaphore:
+psycopg_pool's machinery cost ~30 us of Python per checkout) answer the read paths'
+questions (a connection whose query failed or was cancelled is closed, not reused).
+Requests get a connection in the order they asked: with an `asyncio.Queue` of idle
+connections, a request arriving just as one was released took it before the waiter it
+was handed to had run, and that waiter queued again at the back. Under saturation
+(16 callers, 8 connections) that starved a few requests: a p99 of 40-90 ms for a
+department page or the statistics, at a p50 of 7 ms.
 
 * `events_after`: an aggregate's stored events newer than a version (the event store's
   table, a prepared binary statement; `services.current_state` keeps the rest);
@@ -23,12 +28,12 @@ I/O: PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 from uuid import UUID
 
+import anyio
 import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg import AsyncConnection, AsyncCursor, sql
@@ -67,8 +72,8 @@ class PostgresReads:
         )
         self._head = sql.SQL("SELECT max(notification_id) FROM {}.{}").format(*table).as_bytes()
         self._composed: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
-        self._idle: asyncio.Queue[_Connection] | None = None
-        self._count = 0
+        self._idle: list[_Connection] = []
+        self._turns: anyio.Semaphore | None = None  # made on the serving loop
 
     async def events_after(self, aggregate_id: UUID, version: int) -> list[StoredEvent]:
         async with self._connection() as c:
@@ -117,24 +122,21 @@ class PostgresReads:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[_Connection]:
         """An idle connection, or a new one while fewer than `POOL_SIZE` exist, else the
-        next one released. One that failed is closed and replaced by the next request."""
-        if self._idle is None:
-            self._idle = asyncio.Queue()
-        if self._idle.empty() and self._count < POOL_SIZE:
-            self._count += 1
-            try:
-                self._idle.put_nowait(await self._connect())
-            except BaseException:
-                self._count -= 1
-                raise
-        connection = await self._idle.get()
+        next one released, in turn. One that failed is closed and replaced by the next
+        request."""
+        if self._turns is None:
+            self._turns = anyio.Semaphore(POOL_SIZE, fast_acquire=True)
+        await self._turns.acquire()  # FIFO: a release hands the turn to the oldest waiter
         try:
-            yield connection
-        except BaseException:  # lost, failed or cancelled mid-query: not reused
-            self._count -= 1
-            await connection.conn.close()
-            raise
-        self._idle.put_nowait(connection)
+            connection = self._idle.pop() if self._idle else await self._connect()
+            try:
+                yield connection
+            except BaseException:  # lost, failed or cancelled mid-query: not reused
+                await connection.conn.close()
+                raise
+            self._idle.append(connection)
+        finally:
+            self._turns.release()
 
     async def _connect(self) -> _Connection:
         conn = await AsyncConnection.connect(
@@ -146,6 +148,5 @@ class PostgresReads:
         return _Connection(conn, tuples, conn.cursor(binary=True, row_factory=dict_row), edges)
 
     async def aclose(self) -> None:
-        while self._idle is not None and not self._idle.empty():
-            await self._idle.get_nowait().conn.close()
-            self._count -= 1
+        while self._idle:
+            await self._idle.pop().conn.close()
