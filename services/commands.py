@@ -29,7 +29,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -70,6 +70,10 @@ class Loader(Protocol):
 
 class CatchUp(Protocol):
     async def __call__(self, aggregate: A) -> A: ...
+
+
+HoldKeys = Callable[[Iterable[UUID]], Awaitable[None]]
+"""Has the keyring hold the data keys of some customers (or know them destroyed)."""
 
 
 CONTENDED_SECONDS = 60.0
@@ -138,13 +142,16 @@ class CommandService:
         *,
         loader: Loader | None = None,
         catch_up: CatchUp | None = None,
+        hold_keys: HoldKeys | None = None,
     ) -> None:
         """`loader` builds an aggregate from the store on the event loop
-        (`CurrentState.rebuilt`) and `catch_up` brings one up to date there
-        (`CurrentState.caught_up`); without them, both run on a worker thread."""
+        (`CurrentState.rebuilt`), `catch_up` brings one up to date there
+        (`CurrentState.caught_up`) and `hold_keys` fetches customers' data keys there
+        (`CurrentState.hold_keys`); without them, each runs on a worker thread."""
         self.app = app
         self._loader = loader
         self._catch_up = catch_up
+        self._hold_keys = hold_keys
         self._contended_until = 0.0  # monotonic time: see CONTENDED_SECONDS
         self.committer = committer
         self.keyring = keyring
@@ -263,13 +270,25 @@ class CommandService:
 
     async def _resource(self, aggregate: Aggregate) -> Resource:
         """The aggregate as the access model sees it; a conversation's or task's customer
-        erasure comes from the keyring (cached once known, so rarely a query)."""
-        if isinstance(aggregate, Customer):
-            return resource_of(aggregate)
-        customer_id: UUID | None = getattr(aggregate, "customer_id", None)
+        erasure comes from the keyring (cached once known, so rarely a query).
+
+        With `hold_keys`, the customer's data key is fetched on the loop when the keyring
+        does not hold it, for a customer's own commands too: sealing the decision's
+        personal fields then needs no query (`Keyring.encrypt` is synchronous, and would
+        block the loop for one)."""
+        customer_id: UUID | None = (
+            aggregate.id
+            if isinstance(aggregate, Customer)
+            else getattr(aggregate, "customer_id", None)
+        )
         if customer_id is None:
             return resource_of(aggregate)
         erased = self.keyring.known_erased(customer_id)
+        if erased is None and self._hold_keys is not None:
+            await self._hold_keys((customer_id,))
+            erased = self.keyring.known_erased(customer_id) is True  # no key yet: none destroyed
+        if isinstance(aggregate, Customer):
+            return resource_of(aggregate)  # its erasure is one of its own events
         if erased is None:
             erased = await asyncio.to_thread(self.keyring.is_erased, customer_id)
         return resource_of(aggregate, erased=erased)

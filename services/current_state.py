@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
@@ -146,6 +146,14 @@ class CurrentState:
         A subject without a key (never made, or destroyed) is absent or None."""
         return await self._source.keys(subjects) if subjects else {}
 
+    async def hold_keys(self, subjects: Iterable[UUID]) -> None:
+        """Have the keyring hold the data key of each of `subjects`, or know it destroyed:
+        one query for those it lacks. A subject with no key yet (none made) stays unknown."""
+        missing = self._keyring.missing(subjects)
+        if missing:
+            for subject, key in (await self._source.keys(missing)).items():
+                self._keyring.remember(subject, key)
+
     def forget(self, aggregate_id: UUID) -> None:
         """Drop a kept customer (this process erased it: nothing of its plaintext stays)."""
         self._customers.pop(aggregate_id, None)
@@ -159,11 +167,7 @@ class CurrentState:
     async def _opened(self, stored: Sequence[StoredEvent]) -> list[DomainEvent]:
         """Decoded with the one codec, then opened once the keys they need are held."""
         sealed = [_decoded(s) for s in stored]
-        subjects = {e.data_subject for e in sealed if e.personal_fields}
-        missing = self._keyring.missing(subjects)
-        if missing:
-            for subject, key in (await self._source.keys(missing)).items():
-                self._keyring.remember(subject, key)
+        await self.hold_keys({e.data_subject for e in sealed if e.personal_fields})
         return [codec.unseal(event, self._keyring) for event in sealed]
 
 

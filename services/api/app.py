@@ -127,6 +127,7 @@ def build_services(
             access=access,
             loader=current.rebuilt,
             catch_up=current.caught_up,
+            hold_keys=current.hold_keys,
         ),
         principals=principals
         or open_principals(runtime.pool, settings.data_dir, settings.departments),

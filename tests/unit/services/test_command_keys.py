@@ -1,0 +1,97 @@
+"""A command seals its personal fields without a synchronous key query on the event loop:
+the customer's data key, when the keyring no longer holds it, is fetched on the loop
+before the decision (`CommandService(hold_keys=...)`), and tells the erasure too."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+import pytest
+
+import services.api  # noqa: F401 - before services.loop_reads, which is a cycle imported first
+from consumers.keyring import KEY_CACHE_SECONDS, Keyring, MemoryKeyStore
+from domain.conversation import Conversation
+from services.access import Principal, Role
+from services.commands import Caller, CommandService
+from services.conversation_commands import LogMessage, OpenConversation
+from services.current_state import CurrentState
+from services.customer_commands import RegisterCustomer, UpdateProfile
+from services.event_store import CrmApplication
+from services.group_commit import DirectCommitter
+from services.loop_reads import StoreEvents
+
+SERVICE = Caller(
+    principal=Principal(name="svc", department="sales", role=Role.SERVICE), correlation_id="c"
+)
+
+
+class CountingKeys(MemoryKeyStore):
+    """Counts the synchronous questions (`load`, `destroyed`: what `Keyring.encrypt` and
+    `Keyring.is_erased` ask) apart from the batched one the loop reads ask."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sync_queries = 0
+        self.batched: list[list[UUID]] = []
+
+    def load(self, subject: UUID) -> bytes | None:
+        self.sync_queries += 1
+        return super().load(subject)
+
+    def destroyed(self, subject: UUID) -> bool:
+        self.sync_queries += 1
+        return super().destroyed(subject)
+
+    def load_many(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        self.batched.append(list(subjects))
+        return {s: k for s, k in self._keys.items() if s in subjects}
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _service() -> tuple[CommandService, CountingKeys, Keyring, Clock]:
+    app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    keys, clock = CountingKeys(), Clock()
+    keyring = Keyring(keys, clock=clock)
+    current = CurrentState(StoreEvents(app.recorder, keys), keyring)
+    service = CommandService(
+        app, DirectCommitter(app), keyring, loader=current.rebuilt,
+        catch_up=current.caught_up, hold_keys=current.hold_keys,
+    )  # fmt: skip
+    return service, keys, keyring, clock
+
+
+@pytest.mark.anyio
+async def test_a_command_after_the_key_expired_fetches_it_on_the_loop_once() -> None:
+    service, keys, _, clock = _service()
+    customer = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
+    opened = OpenConversation(customer_id=customer, channel="email", subject="Hi")
+    conversation = (await service.create(SERVICE, opened)).id
+    message = LogMessage(direction="inbound", author="Ada", content="Hello")
+    clock.now += KEY_CACHE_SECONDS + 1  # the keyring no longer trusts the key it held
+    keys.sync_queries, keys.batched = 0, []
+    await service.change(SERVICE, conversation, message)
+    assert (keys.sync_queries, keys.batched) == (0, [[customer]])
+    clock.now += KEY_CACHE_SECONDS + 1
+    keys.sync_queries, keys.batched = 0, []
+    await service.change(SERVICE, customer, UpdateProfile(email="ada@example.com"))
+    assert (keys.sync_queries, keys.batched) == (0, [[customer]])
+
+
+@pytest.mark.anyio
+async def test_a_key_destroyed_elsewhere_shows_as_erased_to_the_access_model() -> None:
+    service, keys, keyring, clock = _service()
+    customer = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
+    opened = OpenConversation(customer_id=customer, channel="email", subject="Hi")
+    conversation = (await service.create(SERVICE, opened)).id
+    keys.destroy(customer)  # another process erased the customer
+    clock.now += KEY_CACHE_SECONDS + 1
+    aggregate = await service._load(Conversation, conversation)
+    assert (await service._resource(aggregate)).erased
+    assert keyring.known_erased(customer) is True
