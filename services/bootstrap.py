@@ -7,11 +7,13 @@ consumers and services that need them; nothing below `services/` reads settings.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import structlog
 from psycopg_pool import ConnectionPool
 
 from consumers.key_stores import PostgresKeyStore, SqliteKeyStore
@@ -20,6 +22,8 @@ from consumers.pg_pool import open_pool
 from services.access import AccessModel
 from services.event_store import CrmApplication, open_event_store
 from services.settings import ConfigError, Settings
+
+log = structlog.get_logger("crm.bootstrap")
 
 
 @dataclass
@@ -64,13 +68,34 @@ def connect_pool(database_url: str, max_size: int = 8) -> ConnectionPool:
     return open_pool(database_url, max_size=max_size)
 
 
-def check_database(database_url: str) -> None:
-    try:
-        with psycopg.connect(database_url, connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError("CRM_DATABASE_URL", f"cannot connect: {reason}") from None
+DATABASE_START_WAIT_S = 30.0
+"""How long a process that starts while PostgreSQL does not answer (a restart under way,
+a server still starting) waits for it before reporting `CRM_DATABASE_URL`: the grace
+`require_kafka` gives the broker."""
+
+
+def check_database(database_url: str, timeout: float = DATABASE_START_WAIT_S) -> None:
+    """Return once the server answers; after `timeout`, one clear error naming the setting.
+
+    Every failure is tried again until then, wrong credentials too: libpq reports a
+    refused login with no error code that tells it from a server shutting down. The
+    first failure is logged with its reason, so a wrong URL shows at once."""
+    deadline, delay, logged = time.monotonic() + timeout, 0.2, False
+    while True:
+        try:
+            with psycopg.connect(database_url, connect_timeout=5) as conn:
+                conn.execute("SELECT 1")
+            return
+        except psycopg.Error as error:
+            text = str(error).strip()
+            reason = text.splitlines()[0] if text else type(error).__name__
+            if time.monotonic() + delay >= deadline:
+                raise ConfigError("CRM_DATABASE_URL", f"cannot connect: {reason}") from None
+            if not logged:
+                log.warning("waiting for the database", reason=reason, up_to_s=timeout)
+                logged = True
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def require_kafka(settings: Settings, timeout: float = 30.0) -> None:
