@@ -31,6 +31,7 @@ CONTROL = textwrap.dedent(
     mount -t tmpfs -o size=8m tmpfs "$data"
     CRM_DATA_DIR="$data" CRM_DATABASE_URL= CRM_LOG_FORMAT=json "$CRM" run --port "$port" \\
         > "$control/run.log" 2>&1 &
+    crm=$!  # not `%1`: without job control, dash's `kill %1` fails, and crm run lived on
     while sleep 0.1; do
       if [ -e "$control/fill" ]; then
         rm "$control/fill"; dd if=/dev/zero of="$data/filler" bs=64k 2>/dev/null || true
@@ -38,7 +39,7 @@ CONTROL = textwrap.dedent(
       elif [ -e "$control/free" ]; then
         rm "$control/free" "$data/filler"; echo free > "$control/state"
       elif [ -e "$control/stop" ]; then
-        kill -TERM %1; wait; exit 0
+        kill -TERM "$crm"; wait "$crm"; exit 0
       fi
     done
     """
