@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -48,6 +50,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="~3 minutes instead of ~10")
     args = parser.parse_args()
     pace = PACES["quick" if args.quick else "full"]
+    # SIGTERM (a CI timeout, a stopped job) unwinds like Ctrl-C, through `fleet.stop()`:
+    # by default it ended this process at once and left its API, relay and consumers up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     logs = LOGS / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     started = time.monotonic()
     with fresh_database(os.environ["CRM_DATABASE_URL"], prefix="crm_soak") as url:
