@@ -7,7 +7,7 @@ questions (a connection whose query failed or was cancelled is closed, not reuse
 Requests get a connection in the order they asked: with an `asyncio.Queue` of idle
 connections, a request arriving just as one was released took it before the waiter it
 was handed to had run, and that waiter queued again at the back. Under saturation
-(16 callers, 8 connections) that starved a few requests: a p99 of 40-90 ms for a
+(16 callers, 8 connections) that starved a few requests: a p99 of 35-100 ms for a
 department page or the statistics, at a p50 of 7 ms.
 
 * `events_after`: an aggregate's stored events newer than a version (the event store's
