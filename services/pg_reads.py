@@ -19,7 +19,7 @@ department page or the statistics, at a p50 of 7 ms.
 * `fetch`: a read-model query as `ReadModelStore.fetch` runs it (same SQL, views and
   row types; times at the calendar's edges through the slower loader only when psycopg's
   C loader refused one, as `consumers.pg_times.with_edges` does), for
-  `services.loop_reads`.
+  `services.api.loop_reads`.
 
 Statements are composed once and kept as bytes. The connections belong to the event
 loop that first used them, as the group committer's connection does.

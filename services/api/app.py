@@ -21,6 +21,7 @@ from services.api.body_guard import MAX_BODY_BYTES, guard_body
 from services.api.deps import Services, authenticate, command_call
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.events_stream import event_stream
+from services.api.loop_reads import current_state_of, read_models_on_loop
 from services.api.observability import Metrics, RequestObserver
 from services.api.pipeline_metrics import register_pipeline_metrics
 from services.api.read_models import ReadModels
@@ -41,7 +42,6 @@ from services.console import console_router
 from services.current_state import CurrentState
 from services.group_commit import GroupCommitter
 from services.idempotency import open_idempotency
-from services.loop_reads import current_state_of, read_models_on_loop
 from services.principals import Principals, open_principals
 
 
@@ -59,7 +59,7 @@ def create_app(
     without them those answer 501."""
     probe = DependencyProbe(runtime)
     metrics = Metrics(probe.guarded(runtime.app.head_position))
-    current, pg_reads = current_state_of(runtime)  # reads on the loop: services.loop_reads
+    current, pg_reads = current_state_of(runtime)  # reads on the loop: services.api.loop_reads
     services = build_services(
         runtime, metrics, committer, principals, applied_position, current=current
     )

@@ -22,6 +22,7 @@ from domain.base import Aggregate
 from services.access import AccessModel, Principal
 from services.access_log import AccessLog
 from services.api.errors import BadRequest, Unauthenticated
+from services.api.loop_reads import LoopReadModels
 from services.api.observability import new_request_id
 from services.api.read_models import ReadModels
 from services.api.waiting import Positions
@@ -38,7 +39,6 @@ from services.idempotency import (
     lease_kept,
 )
 from services.idempotency_recovery import committed_answer
-from services.loop_reads import LoopReadModels
 from services.principals import Principals
 
 A = TypeVar("A", bound=Aggregate)

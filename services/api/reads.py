@@ -2,7 +2,7 @@
 as-of for auditors, and the read models (department views, timeline, statistics), which
 wait for `?min_position=N` on exactly the projections they read, on the event loop
 (`services.api.waiting`). Current state and read models are queried on the event loop
-too (`services.current_state`, `services.loop_reads`): no worker thread per request;
+too (`services.current_state`, `services.api.loop_reads`): no worker thread per request;
 history and as-of (auditors) still rebuild from the store on a worker thread.
 
 Every read asks the one access model (`services.access`): whether the caller may see
@@ -38,6 +38,7 @@ from services.access import AccessModel, FieldAccess, Principal, Resource, mask,
 from services.access_log import revealed, shown
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import ReadModelUnavailable
+from services.api.loop_reads import LoopReadModels
 from services.api.read_models import PERSONAL, READS, Page, ReadModels, Row
 from services.api.views import (
     ConversationView,
@@ -50,7 +51,6 @@ from services.api.views import (
     task_view,
 )
 from services.commands import Caller
-from services.loop_reads import LoopReadModels
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
@@ -185,7 +185,7 @@ class Reader:
         return await models.run(lambda m: m.task_stats(department=scope, **filters))
 
     async def _caught_up(self, query: str, min_position: int | None) -> LoopReadModels:
-        """The read models (queried on the event loop: `services.loop_reads`), once the
+        """The read models (queried on the event loop: `services.api.loop_reads`), once the
         projections `query` reads have applied `min_position`."""
         models = self.services.queries_on_loop
         if models is None:

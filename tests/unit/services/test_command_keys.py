@@ -9,17 +9,16 @@ from uuid import UUID
 
 import pytest
 
-import services.api  # noqa: F401 - before services.loop_reads, which is a cycle imported first
 from consumers.keyring import KEY_CACHE_SECONDS, Keyring, MemoryKeyStore
 from domain.conversation import Conversation
 from services.access import Principal, Role
+from services.api.loop_reads import StoreEvents
 from services.commands import Caller, CommandService
 from services.conversation_commands import LogMessage, OpenConversation
 from services.current_state import CurrentState
 from services.customer_commands import RegisterCustomer, UpdateProfile
 from services.event_store import CrmApplication
 from services.group_commit import DirectCommitter
-from services.loop_reads import StoreEvents
 
 SERVICE = Caller(
     principal=Principal(name="svc", department="sales", role=Role.SERVICE), correlation_id="c"
