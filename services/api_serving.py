@@ -92,8 +92,9 @@ def freeze_startup_objects() -> None:
     under way, about twice a minute under load. What is already garbage is collected
     first; afterwards a full collection walks only what requests made (~4 ms). When the
     server stops, everything is unfrozen again, so that the process's exit finalizes
-    what is left as before: frozen, an SQLite connection in a reference cycle (the
-    embedded access log's) would never be closed, and its WAL files would stay."""
+    what is left as before: frozen, an SQLite connection in a reference cycle would never
+    be closed, and its WAL files would stay (the embedded access log's is now closed by
+    `Runtime.close`; the key, principal and idempotency stores still rely on this)."""
     gc.collect()
     gc.freeze()
 

@@ -34,6 +34,9 @@ class CountingKeys(MemoryKeyStore):
         self.sync_queries = 0
         self.batched: list[list[UUID]] = []
 
+    def reset(self) -> None:
+        self.sync_queries, self.batched = 0, []
+
     def load(self, subject: UUID) -> bytes | None:
         self.sync_queries += 1
         return super().load(subject)
@@ -66,19 +69,23 @@ def _service() -> tuple[CommandService, CountingKeys, Keyring, Clock]:
     return service, keys, keyring, clock
 
 
+async def _customer_with_conversation(service: CommandService) -> tuple[UUID, UUID]:
+    customer = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
+    opened = OpenConversation(customer_id=customer, channel="email", subject="Hi")
+    return customer, (await service.create(SERVICE, opened)).id
+
+
 @pytest.mark.anyio
 async def test_a_command_after_the_key_expired_fetches_it_on_the_loop_once() -> None:
     service, keys, _, clock = _service()
-    customer = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
-    opened = OpenConversation(customer_id=customer, channel="email", subject="Hi")
-    conversation = (await service.create(SERVICE, opened)).id
+    customer, conversation = await _customer_with_conversation(service)
     message = LogMessage(direction="inbound", author="Ada", content="Hello")
     clock.now += KEY_CACHE_SECONDS + 1  # the keyring no longer trusts the key it held
-    keys.sync_queries, keys.batched = 0, []
+    keys.reset()
     await service.change(SERVICE, conversation, message)
     assert (keys.sync_queries, keys.batched) == (0, [[customer]])
     clock.now += KEY_CACHE_SECONDS + 1
-    keys.sync_queries, keys.batched = 0, []
+    keys.reset()
     await service.change(SERVICE, customer, UpdateProfile(email="ada@example.com"))
     assert (keys.sync_queries, keys.batched) == (0, [[customer]])
 
@@ -86,9 +93,7 @@ async def test_a_command_after_the_key_expired_fetches_it_on_the_loop_once() -> 
 @pytest.mark.anyio
 async def test_a_key_destroyed_elsewhere_shows_as_erased_to_the_access_model() -> None:
     service, keys, keyring, clock = _service()
-    customer = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
-    opened = OpenConversation(customer_id=customer, channel="email", subject="Hi")
-    conversation = (await service.create(SERVICE, opened)).id
+    customer, conversation = await _customer_with_conversation(service)
     keys.destroy(customer)  # another process erased the customer
     clock.now += KEY_CACHE_SECONDS + 1
     aggregate = await service._load(Conversation, conversation)
