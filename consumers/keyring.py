@@ -94,6 +94,11 @@ class MemoryKeyStore:
             return self._search
 
 
+def new_data_key() -> bytes:
+    """A fresh customer data key (AES-256)."""
+    return AESGCM.generate_key(bit_length=256)
+
+
 @functools.lru_cache(maxsize=4096)
 def _cipher(key: bytes) -> AESGCM:
     """AES-GCM bound to `key`: building one costs about as much as a decryption, and
@@ -217,7 +222,7 @@ class Keyring:
         if key is None:
             key = self.store.load(subject)
             if key is None and create:
-                key = self.store.create(subject, AESGCM.generate_key(bit_length=256))
+                key = self.store.create(subject, new_data_key())
             if key is not None:
                 self._cache[subject] = (key, self._clock())
         return key

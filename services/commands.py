@@ -29,7 +29,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -40,7 +40,7 @@ import msgspec
 from eventsourcing.persistence import IntegrityError
 
 from consumers.keyring import Keyring
-from domain.base import Aggregate, Context, DomainError, VersionConflict
+from domain.base import Aggregate, Context, DomainError, DomainEvent, VersionConflict
 from domain.customer import Customer
 from services.access import AccessModel, Forbidden, Principal, Resource, resource_of
 from services.aggregate_cache import AggregateCache
@@ -72,8 +72,11 @@ class CatchUp(Protocol):
     async def __call__(self, aggregate: A) -> A: ...
 
 
-HoldKeys = Callable[[Iterable[UUID]], Awaitable[None]]
-"""Has the keyring hold the data keys of some customers (or know them destroyed)."""
+class HoldKeys(Protocol):
+    async def __call__(self, subjects: Iterable[UUID], *, create: bool = False) -> None:
+        """Has the keyring hold the data keys of some customers (or know them
+        destroyed); with `create`, makes those that have none."""
+        ...
 
 
 CONTENDED_SECONDS = 60.0
@@ -316,6 +319,13 @@ class CommandService:
         if not aggregate._pending:  # a no-op decision must not write
             position = await asyncio.to_thread(self.app.head_position)
             return CommandResult(id=aggregate.id, version=aggregate.version, position=position)
+        if self._hold_keys is not None:  # sealing then needs no key query on the loop
+            await self._hold_keys(_subjects(aggregate._pending), create=True)
         version, position = await self.committer.save(aggregate)
         self.cache.give_back(aggregate)
         return CommandResult(id=aggregate.id, version=version, position=position)
+
+
+def _subjects(events: Iterable[DomainEvent]) -> set[UUID]:
+    """The customers whose data keys seal these events' personal fields."""
+    return {event.data_subject for event in events if event.personal_fields}

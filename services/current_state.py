@@ -32,7 +32,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from consumers.keyring import Keyring
+from consumers.keyring import Keyring, new_data_key
 from domain import codec
 from domain.base import Aggregate, DomainEvent, NotFound
 from domain.customer import Customer
@@ -51,6 +51,11 @@ class EventSource(Protocol):
 
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         """Data keys of those subjects that have a row: the key, or None once destroyed."""
+        ...
+
+    async def create_key(self, subject: UUID, key: bytes) -> bytes | None:
+        """Store `key` unless the subject has a key or was erased: the key in force, or
+        None once destroyed (`KeyStore.create`)."""
         ...
 
 
@@ -146,13 +151,20 @@ class CurrentState:
         A subject without a key (never made, or destroyed) is absent or None."""
         return await self._source.keys(subjects) if subjects else {}
 
-    async def hold_keys(self, subjects: Iterable[UUID]) -> None:
+    async def hold_keys(self, subjects: Iterable[UUID], *, create: bool = False) -> None:
         """Have the keyring hold the data key of each of `subjects`, or know it destroyed:
-        one query for those it lacks. A subject with no key yet (none made) stays unknown."""
+        one query for those it lacks. A subject with no key yet (none made) stays unknown,
+        or with `create` (its personal data is about to be sealed) gets one."""
         missing = self._keyring.missing(subjects)
-        if missing:
-            for subject, key in (await self._source.keys(missing)).items():
-                self._keyring.remember(subject, key)
+        if not missing:
+            return
+        found = await self._source.keys(missing)
+        for subject in missing:
+            if subject in found:
+                self._keyring.remember(subject, found[subject])
+            elif create:
+                made = await self._source.create_key(subject, new_data_key())
+                self._keyring.remember(subject, made)
 
     def forget(self, aggregate_id: UUID) -> None:
         """Drop a kept customer (this process erased it: nothing of its plaintext stays)."""

@@ -15,7 +15,8 @@ department page or the statistics, at a p50 of 7 ms.
 * `head`: the newest committed position (`services.current_state` asks it once for
   many concurrent reads);
 * `keys`: the data keys of some customers (`crm_subject_keys`), once per customer and
-  process, so opening personal fields never blocks the loop;
+  process, so opening personal fields never blocks the loop; `create_key`: a new
+  customer's, so sealing its registration does not either;
 * `fetch`: a read-model query as `ReadModelStore.fetch` runs it (same SQL, views and
   row types; times at the calendar's edges through the slower loader only when psycopg's
   C loader refused one, as `consumers.pg_times.with_edges` does), for
@@ -45,6 +46,10 @@ from projections.base import ColumnType
 Row = dict[str, Any]
 POOL_SIZE = 8
 _KEYS = b"SELECT subject, key FROM crm_subject_keys WHERE subject = ANY(%s)"
+_CREATE_KEY = (
+    b"INSERT INTO crm_subject_keys (subject, key) VALUES (%s, %s) ON CONFLICT (subject) DO NOTHING"
+)
+_KEY = b"SELECT key FROM crm_subject_keys WHERE subject = %s"
 
 
 class _Connection(NamedTuple):
@@ -92,6 +97,15 @@ class PostgresReads:
         async with self._connection() as c:
             await c.tuples.execute(_KEYS, (list(subjects),), prepare=True)
             return dict(await c.tuples.fetchall())
+
+    async def create_key(self, subject: UUID, key: bytes) -> bytes | None:
+        """`PostgresKeyStore.create`, awaited: the key is read back by a second statement,
+        whose snapshot sees a key another process stored meanwhile."""
+        async with self._connection() as c:
+            await c.tuples.execute(_CREATE_KEY, (subject, key))
+            await c.tuples.execute(_KEY, (subject,))
+            row = await c.tuples.fetchone()
+        return None if row is None else row[0]
 
     async def fetch(
         self,

@@ -127,6 +127,9 @@ class StoreEvents:
         found = self._keys.load_many(subjects)
         return {s: k for s, k in found.items() if k is not None or self._keys.destroyed(s)}
 
+    async def create_key(self, subject: UUID, key: bytes) -> bytes | None:
+        return self._keys.create(subject, key)
+
 
 def current_state_of(runtime: Runtime) -> tuple[CurrentState, PostgresReads | None]:
     """Reads of current state for the API over `runtime`'s event store, and on

@@ -8,6 +8,7 @@ and nothing personal is stored in clear text in the first place.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,14 +16,17 @@ from uuid import uuid4
 
 import psycopg
 import pytest
+from eventsourcing.postgres import PostgresAggregateRecorder
 
 from consumers.key_stores import PostgresKeyStore, SqliteKeyStore
-from consumers.keyring import Keyring
+from consumers.keyring import Keyring, new_data_key
 from domain.base import ERASED, NotFound
 from domain.conversation import Conversation
 from domain.customer import Customer
+from services.api.loop_reads import StoreEvents
 from services.bootstrap import connect_pool
 from services.event_store import CrmApplication, open_event_store
+from services.pg_reads import PostgresReads
 from tests.unit.domain.factories import T0, ctx
 
 
@@ -142,3 +146,32 @@ def test_pg_key_table_holds_a_tombstone(pg_url: str) -> None:
     assert row is not None
     assert row[0] is None
     assert row[1] is not None
+
+
+def test_a_key_made_on_the_loop_is_never_a_second_one_nor_after_erasure(
+    store: CrmApplication, request: pytest.FixtureRequest
+) -> None:
+    """`EventSource.create_key` (a registration's key, made on the API's event loop) keeps
+    the key in force, and a tombstone for good, as `KeyStore.create` does."""
+    assert isinstance(store.cipher, Keyring)
+    keys, recorder = store.cipher.store, store.recorder
+    new, erased = uuid4(), uuid4()
+    keys.destroy(erased)
+
+    async def scenario() -> tuple[bytes | None, ...]:
+        source: PostgresReads | StoreEvents
+        if isinstance(recorder, PostgresAggregateRecorder):
+            url = request.getfixturevalue("pg_url")
+            source = PostgresReads(url, recorder.datastore.schema, recorder.events_table_name)
+        else:
+            source = StoreEvents(recorder, keys)
+        made = [await source.create_key(s, new_data_key()) for s in (new, new, erased)]
+        if isinstance(source, PostgresReads):
+            await source.aclose()
+        return tuple(made)
+
+    first, again, after_erasure = asyncio.run(scenario())
+    assert first is not None
+    assert again == first == keys.load(new)
+    assert after_erasure is None
+    assert keys.load(erased) is None

@@ -1,6 +1,7 @@
 """A command seals its personal fields without a synchronous key query on the event loop:
 the customer's data key, when the keyring no longer holds it, is fetched on the loop
-before the decision (`CommandService(hold_keys=...)`), and tells the erasure too."""
+before the decision (`CommandService(hold_keys=...)`), and tells the erasure too; a
+registration's new key is made there too, before its events are sealed."""
 
 from __future__ import annotations
 
@@ -58,9 +59,9 @@ class Clock:
 
 
 def _service() -> tuple[CommandService, CountingKeys, Keyring, Clock]:
-    app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     keys, clock = CountingKeys(), Clock()
     keyring = Keyring(keys, clock=clock)
+    app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"}, keyring)  # seals with it
     current = CurrentState(StoreEvents(app.recorder, keys), keyring)
     service = CommandService(
         app, DirectCommitter(app), keyring, loader=current.rebuilt,
@@ -99,3 +100,15 @@ async def test_a_key_destroyed_elsewhere_shows_as_erased_to_the_access_model() -
     aggregate = await service._load(Conversation, conversation)
     assert (await service._resource(aggregate)).erased
     assert keyring.known_erased(customer) is True
+
+
+@pytest.mark.anyio
+async def test_a_registration_makes_its_customer_s_key_on_the_loop() -> None:
+    service, keys, keyring, _ = _service()
+    first = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
+    second = (await service.create(SERVICE, RegisterCustomer(name="Grace"))).id
+    assert (keys.sync_queries, keys.batched) == (0, [[first], [second]])
+    assert keyring.known_erased(first) is False  # held: the event was sealed with it
+    made = keys.load(first), keys.load(second)
+    assert None not in made
+    assert made[0] != made[1]

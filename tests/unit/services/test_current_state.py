@@ -55,7 +55,12 @@ class Store:
 
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         self.asked.append(("keys", len(subjects)))
-        return {s: k for s in subjects if (k := self.keys_store.load(s)) is not None}
+        found = self.keys_store.load_many(subjects)
+        return {s: k for s, k in found.items() if k is not None or self.keys_store.destroyed(s)}
+
+    async def create_key(self, subject: UUID, key: bytes) -> bytes | None:
+        self.asked.append(("create key", None))
+        return self.keys_store.create(subject, key)
 
 
 @pytest.fixture
@@ -201,3 +206,26 @@ def test_a_failed_head_query_fails_its_readers_and_the_next_query_runs() -> None
         return await heads.current()
 
     assert asyncio.run(scenario()) == 7
+
+
+def test_hold_keys_makes_a_key_only_when_asked_and_never_for_an_erased_customer(
+    store: Store,
+) -> None:
+    keyring = Keyring(store.keys_store)
+    current = CurrentState(store, keyring)
+    new, erased = uuid4(), uuid4()
+    store.keys_store.destroy(erased)
+
+    async def scenario() -> None:
+        await current.hold_keys([new, erased])
+        assert keyring.known_erased(new) is None  # no key made for a plain read
+        await current.hold_keys([new, erased], create=True)
+
+    asyncio.run(scenario())
+
+    made = store.keys_store.load(new)
+    assert made is not None
+    assert keyring.known_erased(new) is False
+    assert keyring.known_erased(erased) is True
+    assert store.keys_store.load(erased) is None
+    assert [kind for kind, _ in store.asked].count("create key") == 1  # not for the erased
