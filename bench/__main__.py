@@ -24,6 +24,7 @@ BENCHMARKS = {
     "commands": "bench.bench_commands",
     "audit": "bench.bench_audit",
     "http": "bench.bench_http",
+    "access_log": "bench.bench_access_log",
     "search": "bench.bench_search",
 }
 RESULTS = Path(__file__).parent / "results"

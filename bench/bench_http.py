@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -131,13 +132,26 @@ def table(figures: dict[str, Any]) -> list[str]:
                         + f" | {f['requests_per_s']:,.0f} | {f.get('ratio', '')}"
                         + f" | {f['p50_ms']} / {f['p99_ms']} | {f['server_cpu_us_per_request']} |"
                     )
-    for name, cost in figures["postgres"].get("access_log_cost", {}).items():
+    return lines + access_log_lines(figures["postgres"].get("access_log_cost", {}))
+
+
+def access_log_lines(costs: dict[str, Any]) -> list[str]:
+    """A line per access-logged read: what recording cost it (`_access_log_cost`)."""
+    lines = []
+    for name, cost in costs.items():
         lines.append(
             f"\naccess log cost, {name}: {cost['cost']:.1%} of requests/s"
             f" ({cost['requests_per_s_on']:,} on / {cost['requests_per_s_off']:,} off, one server,"
-            f" {SWITCH_WINDOWS} windows), {cost['cpu_cost']:.1%} of CPU"
+            f" {len(cost['windows_on']) + len(cost['windows_off'])} windows),"
+            f" {cost['cpu_cost']:.1%} of CPU"
             f" ({cost['cpu_us_on']} / {cost['cpu_us_off']} us a request; PostgreSQL's"
             f" {cost['postgres_us_on']} / {cost['postgres_us_off']} us); target <= 10%"
+            + (
+                f"; pairs of windows: mean {cost['pair_cost_mean']:.1%}, 95% interval"
+                f" {cost['pair_cost_ci95'][0]:.1%} to {cost['pair_cost_ci95'][1]:.1%}"
+                if "pair_cost_mean" in cost
+                else ""
+            )
         )
     return lines
 
@@ -163,16 +177,28 @@ def _store(
     return results
 
 
+SWITCH_WINDOWS = 8
+"""Windows per access-logged read in the HTTP benchmark (`bench.bench_access_log` takes
+more, for a narrower interval)."""
+
+
 def _access_log_cost(
-    env: dict[str, str], logs: Path, seeded: Seeded, ids: dict[str, Path], seconds: float
+    env: dict[str, str],
+    logs: Path,
+    seeded: Seeded,
+    ids: dict[str, Path],
+    seconds: float,
+    *,
+    windows: int = SWITCH_WINDOWS,
 ) -> dict[str, Any]:
     """What recording reads costs, within one server (uvicorn, one worker, 16
-    connections, `CRM_ACCESS_LOG=switch`): each access-logged read in `SWITCH_WINDOWS`
+    connections, `CRM_ACCESS_LOG=switch`): each access-logged read in `windows`
     windows with recording on and off in turn (on, off, off, on, ...: a drift of the
     machine weighs on both alike), SIGUSR1 switching between them. Two fresh servers of
     one build differ by more than the log costs (±15 % in CPU per request here), so
     comparing an `on` server with an `off` one cannot settle it.
-    cost = 1 - requests/s on / requests/s off, over all the windows of each."""
+    cost = 1 - requests/s on / requests/s off, over all the windows of each; and per
+    pair of neighbouring windows, with their mean's 95 % confidence interval."""
     print("-- postgres uvicorn_workers_1 CRM_ACCESS_LOG=switch", flush=True)
     figures: dict[str, Any] = {}
     with served(env | {"CRM_ACCESS_LOG": "switch"}, logs, embedded=False, server="uvicorn") as api:
@@ -180,19 +206,44 @@ def _access_log_cost(
         _warm_up(api, seeded, ids, ACCESS_LOGGED)
         recording = True
         for name, endpoint in ACCESS_LOGGED.items():
-            windows: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
-            for window in range(SWITCH_WINDOWS):
+            runs: list[tuple[bool, dict[str, Any]]] = []
+            for window in range(windows):
                 wanted = window % 4 in (0, 3)  # on, off, off, on, on, off, ...
                 if wanted != recording:
                     _switch_recording(api)
                     recording = wanted
                 run = _measured(api, seeded.token, ids, endpoint, connections=16, seconds=seconds)
-                windows["on" if recording else "off"].append(run)
-            figures[name] = _switched(windows)
+                runs.append((recording, run))
+            split = {"on": [r for on, r in runs if on], "off": [r for on, r in runs if not on]}
+            figures[name] = _switched(split) | _paired(runs)
     return figures
 
 
-SWITCH_WINDOWS = 8
+def _paired(runs: list[tuple[bool, dict[str, Any]]]) -> dict[str, Any]:
+    """The cost in each pair of neighbouring windows (one on, one off: the machine's
+    drift between pairs, which on a shared VM is larger than the cost, cancels), their
+    mean and its 95 % confidence interval (Student's t)."""
+    costs = []
+    for (first_on, first), (_, second) in zip(runs[0::2], runs[1::2], strict=False):
+        on, off = (first, second) if first_on else (second, first)
+        costs.append(1 - on["requests_per_s"] / off["requests_per_s"])
+    if len(costs) < 2:
+        return {"pair_costs": [round(c, 3) for c in costs]}
+    mean = statistics.fmean(costs)
+    t = T_95[min(len(costs) - 1, len(T_95)) - 1]
+    half = t * statistics.stdev(costs) / math.sqrt(len(costs))
+    return {
+        "pair_costs": [round(c, 3) for c in costs],
+        "pair_cost_mean": round(mean, 3),
+        "pair_cost_ci95": [round(mean - half, 3), round(mean + half, 3)],
+    }
+
+
+T_95 = (
+    12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13,
+    2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05, 2.05, 2.04,
+)  # fmt: skip
+"""Student's t, two-sided 95 %, for 1 to 30 degrees of freedom (30's serves beyond)."""
 
 
 def _switch_recording(api: Served) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.bench_http import _switched, table
+from bench.bench_http import _paired, _switched, table
 
 
 def _window(requests: int, server_us: float, postgres_us: float | None) -> dict[str, Any]:
@@ -41,3 +41,23 @@ def test_postgresql_elsewhere_counts_nothing_and_the_line_says_both() -> None:
     line = next(line for line in table(figures) if "access log cost" in line)
     assert "0.0% of requests/s" in line
     assert "250.0 / 200.0 us a request; PostgreSQL's 0.0 / 0.0 us" in line
+
+
+def test_pairs_of_neighbouring_windows_give_a_mean_and_its_interval() -> None:
+    """on, off, off, on, on, off: each pair's cost is taken within the pair, so a drift
+    of the machine between pairs (here the rate halves) does not count as cost."""
+    rates = [(True, 900), (False, 1000), (False, 500), (True, 440), (True, 460), (False, 500)]
+    runs = [(on, _window(rate * 2, 200.0, None)) for on, rate in rates]
+    paired = _paired(runs)
+    assert paired["pair_costs"] == [0.1, 0.12, 0.08]
+    assert paired["pair_cost_mean"] == 0.1
+    low, high = paired["pair_cost_ci95"]
+    assert (low, high) == (
+        round(0.1 - 4.30 * 0.02 / 3**0.5, 3),
+        round(0.1 + 4.30 * 0.02 / 3**0.5, 3),
+    )
+
+
+def test_one_pair_has_no_interval() -> None:
+    paired = _paired([(True, _window(180, 200.0, None)), (False, _window(200, 200.0, None))])
+    assert paired == {"pair_costs": [0.1]}
