@@ -5,7 +5,11 @@ beside everything else; on a shared 2-vCPU VM, single windows of one server then
 by more than the log costs. This runs only that measurement, with more windows
 (`WINDOWS`), and reports for each access-logged read (`GET` customer, a department
 page) the cost in each pair of neighbouring windows (one with recording on, one off),
-their mean and its 95 % confidence interval.
+their mean and its 95 % confidence interval, in requests/s and in the server's CPU per
+request. Twice: `shared`, everything on every CPU as in the HTTP benchmark; `pinned`,
+the server on a CPU of its own and PostgreSQL and `wrk` on the other, as if PostgreSQL
+ran on its own machine (`bench.proc.pin_apart`): on a 2-vCPU VM, PostgreSQL storing
+the records otherwise slows the server as much as the server's own recording does.
 
 `python -m bench access_log [--quick]` (harness; needs CRM_DATABASE_URL) or
 `make bench ARGS="access_log"`.
@@ -24,8 +28,8 @@ from bench.databases import fresh_database
 from bench.http_data import seed
 from services.settings import load_settings
 
-WINDOWS = 32
-"""Windows per read (16 pairs) in the full run; the quick run takes the HTTP benchmark's."""
+WINDOWS = 24
+"""Windows per read (12 pairs) in the full run; the quick run takes the HTTP benchmark's."""
 SECONDS = 4
 
 
@@ -44,10 +48,15 @@ def run(database_url: str, kafka_bootstrap: str = "", quick: bool = False) -> di
             conversations=sizes.conversations,
         )
         ids = _id_files(logs / "ids", seeded)
-        cost = _access_log_cost(env, logs, seeded, ids, seconds, windows=windows)
-    figures = {"seconds_per_window": seconds, "windows_per_read": windows, **cost}
-    print("\n".join(access_log_lines(cost)), flush=True)
-    return figures
+        costs = {
+            arrangement: _access_log_cost(
+                env, logs, seeded, ids, seconds, windows=windows, pinned=arrangement == "pinned"
+            )
+            for arrangement in ("shared", "pinned")
+        }
+    for arrangement, cost in costs.items():
+        print(f"\n{arrangement}:" + "".join(access_log_lines(cost)), flush=True)
+    return {"seconds_per_window": seconds, "windows_per_read": windows, **costs}
 
 
 if __name__ == "__main__":

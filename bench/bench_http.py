@@ -31,6 +31,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,6 +42,7 @@ from bench import wrk
 from bench.databases import fresh_database
 from bench.http_data import Seeded, seed
 from bench.http_servers import Served, served
+from bench.proc import pin_apart
 from services.settings import load_settings
 
 
@@ -147,8 +150,10 @@ def access_log_lines(costs: dict[str, Any]) -> list[str]:
             f" ({cost['cpu_us_on']} / {cost['cpu_us_off']} us a request; PostgreSQL's"
             f" {cost['postgres_us_on']} / {cost['postgres_us_off']} us); target <= 10%"
             + (
-                f"; pairs of windows: mean {cost['pair_cost_mean']:.1%}, 95% interval"
-                f" {cost['pair_cost_ci95'][0]:.1%} to {cost['pair_cost_ci95'][1]:.1%}"
+                f"; pairs of windows: mean {cost['pair_cost_mean']:.1%} (95% interval"
+                f" {cost['pair_cost_ci95'][0]:.1%} to {cost['pair_cost_ci95'][1]:.1%}),"
+                f" of CPU {cost['pair_cpu_cost_mean']:.1%} ({cost['pair_cpu_cost_ci95'][0]:.1%}"
+                f" to {cost['pair_cpu_cost_ci95'][1]:.1%})"
                 if "pair_cost_mean" in cost
                 else ""
             )
@@ -190,18 +195,23 @@ def _access_log_cost(
     seconds: float,
     *,
     windows: int = SWITCH_WINDOWS,
+    pinned: bool = False,
 ) -> dict[str, Any]:
     """What recording reads costs, within one server (uvicorn, one worker, 16
     connections, `CRM_ACCESS_LOG=switch`): each access-logged read in `windows`
     windows with recording on and off in turn (on, off, off, on, ...: a drift of the
     machine weighs on both alike), SIGUSR1 switching between them. Two fresh servers of
     one build differ by more than the log costs (±15 % in CPU per request here), so
-    comparing an `on` server with an `off` one cannot settle it.
+    comparing an `on` server with an `off` one cannot settle it. `pinned`: the server on
+    a CPU of its own, PostgreSQL and `wrk` on the other (`bench.proc.pin_apart`).
     cost = 1 - requests/s on / requests/s off, over all the windows of each; and per
     pair of neighbouring windows, with their mean's 95 % confidence interval."""
-    print("-- postgres uvicorn_workers_1 CRM_ACCESS_LOG=switch", flush=True)
+    print("-- postgres uvicorn_workers_1 CRM_ACCESS_LOG=switch" + (" pinned" * pinned), flush=True)
     figures: dict[str, Any] = {}
-    with served(env | {"CRM_ACCESS_LOG": "switch"}, logs, embedded=False, server="uvicorn") as api:
+    with (
+        served(env | {"CRM_ACCESS_LOG": "switch"}, logs, embedded=False, server="uvicorn") as api,
+        _pinned_apart(api, pinned),
+    ):
         _caught_up(api, seeded)
         _warm_up(api, seeded, ids, ACCESS_LOGGED)
         recording = True
@@ -219,24 +229,41 @@ def _access_log_cost(
     return figures
 
 
+@contextmanager
+def _pinned_apart(api: Served, pinned: bool) -> Iterator[None]:
+    restore = pin_apart(api.pid, api.database_url) if pinned else None
+    try:
+        yield
+    finally:
+        if restore is not None:
+            restore()
+
+
 def _paired(runs: list[tuple[bool, dict[str, Any]]]) -> dict[str, Any]:
     """The cost in each pair of neighbouring windows (one on, one off: the machine's
-    drift between pairs, which on a shared VM is larger than the cost, cancels), their
-    mean and its 95 % confidence interval (Student's t)."""
-    costs = []
-    for (first_on, first), (_, second) in zip(runs[0::2], runs[1::2], strict=False):
-        on, off = (first, second) if first_on else (second, first)
-        costs.append(1 - on["requests_per_s"] / off["requests_per_s"])
-    if len(costs) < 2:
-        return {"pair_costs": [round(c, 3) for c in costs]}
-    mean = statistics.fmean(costs)
-    t = T_95[min(len(costs) - 1, len(T_95)) - 1]
-    half = t * statistics.stdev(costs) / math.sqrt(len(costs))
-    return {
-        "pair_costs": [round(c, 3) for c in costs],
-        "pair_cost_mean": round(mean, 3),
-        "pair_cost_ci95": [round(mean - half, 3), round(mean + half, 3)],
-    }
+    drift between pairs, which on a shared VM is larger than the cost, cancels), in
+    requests/s and in the server's CPU per request, with each mean's 95 % confidence
+    interval (Student's t)."""
+    pairs = [
+        (first, second) if first_on else (second, first)
+        for (first_on, first), (_, second) in zip(runs[0::2], runs[1::2], strict=False)
+    ]
+    rate = [1 - on["requests_per_s"] / off["requests_per_s"] for on, off in pairs]
+    cpu = [
+        1 - off["server_cpu_us_per_request"] / on["server_cpu_us_per_request"] for on, off in pairs
+    ]
+    return _mean_interval("pair_cost", rate) | _mean_interval("pair_cpu_cost", cpu)
+
+
+def _mean_interval(name: str, values: list[float]) -> dict[str, Any]:
+    figures: dict[str, Any] = {f"{name}s": [round(v, 3) for v in values]}
+    if len(values) >= 2:
+        mean = statistics.fmean(values)
+        t = T_95[min(len(values) - 1, len(T_95)) - 1]
+        half = t * statistics.stdev(values) / math.sqrt(len(values))
+        figures[f"{name}_mean"] = round(mean, 3)
+        figures[f"{name}_ci95"] = [round(mean - half, 3), round(mean + half, 3)]
+    return figures
 
 
 T_95 = (

@@ -47,8 +47,10 @@ def test_pairs_of_neighbouring_windows_give_a_mean_and_its_interval() -> None:
     """on, off, off, on, on, off: each pair's cost is taken within the pair, so a drift
     of the machine between pairs (here the rate halves) does not count as cost."""
     rates = [(True, 900), (False, 1000), (False, 500), (True, 440), (True, 460), (False, 500)]
-    runs = [(on, _window(rate * 2, 200.0, None)) for on, rate in rates]
+    runs = [(on, _window(rate * 2, 220.0 if on else 200.0, None)) for on, rate in rates]
     paired = _paired(runs)
+    assert paired["pair_cpu_costs"] == [0.091] * 3
+    assert paired["pair_cpu_cost_ci95"] == [0.091, 0.091]
     assert paired["pair_costs"] == [0.1, 0.12, 0.08]
     assert paired["pair_cost_mean"] == 0.1
     low, high = paired["pair_cost_ci95"]
@@ -60,4 +62,4 @@ def test_pairs_of_neighbouring_windows_give_a_mean_and_its_interval() -> None:
 
 def test_one_pair_has_no_interval() -> None:
     paired = _paired([(True, _window(180, 200.0, None)), (False, _window(200, 200.0, None))])
-    assert paired == {"pair_costs": [0.1]}
+    assert paired == {"pair_costs": [0.1], "pair_cpu_costs": [0.0]}
