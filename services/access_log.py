@@ -16,6 +16,7 @@ I/O: the store it is given (`services.access_log_store`), on its writer thread.
 
 from __future__ import annotations
 
+import functools
 import signal
 import struct
 import threading
@@ -115,12 +116,25 @@ def revealed(item: Any, personal: Iterable[str], access: FieldAccess) -> list[st
 
 def shown(item: Any, paths: Iterable[str]) -> list[str]:
     """Those of `paths` (not masked for the caller) that `item` shows with a value."""
-    return [path for path in paths if _shown(item, path.split("."))]
+    return [path for path in paths if _shown(item, _steps(path))]
 
 
-def _shown(value: Any, steps: list[str]) -> bool:
+@functools.cache
+def _steps(path: str) -> tuple[str, ...]:
+    """A path's parts (the paths are the projections' and aggregates' declared few)."""
+    return tuple(path.split("."))
+
+
+@functools.cache
+def _is_mapping(kind: type) -> bool:
+    """Whether values of `kind` are read by key (rows) or by attribute: once per type,
+    not an ABC check per value."""
+    return issubclass(kind, Mapping)
+
+
+def _shown(value: Any, steps: tuple[str, ...]) -> bool:
     step, rest = steps[0], steps[1:]
-    mapping = isinstance(value, (dict, Mapping))  # dict first: a row needs no ABC check
+    mapping = value.__class__ is dict or _is_mapping(value.__class__)  # rows are dicts
     if step == "*":
         items = value.values() if mapping else value
         return any(_shown(item, rest) for item in items or ())

@@ -116,6 +116,8 @@ class EventStream:
         notifications = app.notification_log.select(position + 1, PAGE)
         delivered: list[Delivered] = []
         shown: dict[UUID, set[str]] = {}
+        log = self.services.access_log
+        recording = log is not None and log.recording
         for notification in notifications:
             event = cast(DomainEvent, app.mapper.to_domain_event(notification))
             resource = resource_of(states.after(event))
@@ -123,12 +125,12 @@ class EventStream:
                 continue
             if access.readable(principal, resource):
                 fields = access.fields(principal, resource)
-                if unmasked := revealed(event, event.personal_fields, fields):
+                if recording and (unmasked := revealed(event, event.personal_fields, fields)):
                     shown.setdefault(event.data_subject, set()).update(unmasked)
                 document = mask(msgspec.to_builtins(event), event.personal_fields, fields)
                 delivered.append((notification.id, event, document))
-        if shown and self.services.access_log is not None:
-            self.services.access_log.reveal(principal, ROUTE, shown)
+        if shown and log is not None:
+            log.reveal(principal, ROUTE, shown)
         return (notifications[-1].id if notifications else position), delivered
 
 

@@ -83,7 +83,8 @@ class Reader:
         fields = self.access.read(self.principal, resource_of(customer), "as_of.read" * bool(as_of))
         if instant is not None:
             customer = await _off_loop(self.services.app.as_of, Customer, customer_id, instant)
-        self._reveal({customer.id: revealed(customer, Customer.personal_fields, fields)})
+        if self._recording:
+            self._reveal({customer.id: revealed(customer, Customer.personal_fields, fields)})
         return customer_view(customer, fields)
 
     async def conversation(
@@ -91,15 +92,16 @@ class Reader:
     ) -> ConversationView:
         conversation = await self._current(Conversation, conversation_id, min_position)
         fields = self._fields(conversation)
-        paths = revealed(conversation, Conversation.personal_fields, fields)
-        self._reveal({conversation.customer_id: paths} if conversation.customer_id else {})
+        if self._recording and conversation.customer_id:
+            paths = revealed(conversation, Conversation.personal_fields, fields)
+            self._reveal({conversation.customer_id: paths})
         return conversation_view(conversation, fields)
 
     async def task(self, task_id: UUID, min_position: int | None) -> TaskView:
         task = await self._current(Task, task_id, min_position)
         fields = self._fields(task)
-        paths = revealed(task, Task.personal_fields, fields)
-        self._reveal({task.customer_id: paths} if task.customer_id else {})
+        if self._recording and task.customer_id:
+            self._reveal({task.customer_id: revealed(task, Task.personal_fields, fields)})
         return task_view(task, fields)
 
     async def history(self, kind: type[A], aggregate_id: UUID) -> list[HistoryEntry]:
@@ -107,13 +109,21 @@ class Reader:
         app = self.services.app
         fields = self._fields(await self.services.current.load(kind, aggregate_id), "history.read")
         events = await _off_loop(app.history, aggregate_id)
-        unmasked: dict[UUID, set[str]] = {}
-        for event in events:
-            unmasked.setdefault(event.data_subject, set()).update(
-                revealed(event, event.personal_fields, fields)
-            )
-        self._reveal(unmasked)
+        if self._recording:
+            unmasked: dict[UUID, set[str]] = {}
+            for event in events:
+                unmasked.setdefault(event.data_subject, set()).update(
+                    revealed(event, event.personal_fields, fields)
+                )
+            self._reveal(unmasked)
         return [history_entry(event, fields) for event in events]
+
+    @property
+    def _recording(self) -> bool:
+        """Whether reads are recorded (`CRM_ACCESS_LOG`): only then is what a response
+        shows unmasked worked out, so a server not recording pays nothing for it."""
+        log = self.services.access_log
+        return log is not None and log.recording
 
     def _reveal(self, unmasked: Mapping[UUID, Iterable[str]]) -> None:
         """Record what this response shows unmasked (the access log skips the empty)."""
@@ -212,11 +222,12 @@ class Reader:
         if subjects := to_open(judged):
             keys = await self.services.current.keys_now(sorted(subjects))
             open_rows_with(opener_of(keys), judged)
-        unmasked: dict[UUID, set[str]] = {}
-        for row, columns in judged:
-            if paths := shown(row, columns):
-                unmasked.setdefault(_uuid(row["customer_id"]), set()).update(paths)
-        self._reveal(unmasked)
+        if self._recording:
+            unmasked: dict[UUID, set[str]] = {}
+            for row, columns in judged:
+                if paths := shown(row, columns):
+                    unmasked.setdefault(_uuid(row["customer_id"]), set()).update(paths)
+            self._reveal(unmasked)
         return page | {"items": [row for row, _ in judged]}
 
 

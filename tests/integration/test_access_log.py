@@ -109,6 +109,27 @@ def test_each_unmasked_read_writes_one_record_and_a_masked_one_none(
     assert len(records(api)) == before + 1  # analysts see everything masked: no record
 
 
+@pytest.mark.parametrize("route", sorted(READS))
+def test_a_read_not_recorded_works_out_nothing_of_what_it_shows(
+    client: Client, api: EmbeddedApi, route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording off (`CRM_ACCESS_LOG=off`, or switched off): the read answers as before
+    and pays nothing for the log, so the benchmark's switch measures all it costs."""
+    ids = scenario(client, api)
+    before = len(records(api))
+
+    def not_asked(*args: object) -> list[str]:
+        raise AssertionError("worked out what a read shows while nothing is recorded")
+
+    monkeypatch.setattr("services.api.reads.revealed", not_asked)
+    monkeypatch.setattr("services.api.reads.shown", not_asked)
+    api.app.state.services.access_log.recording = False
+    path, _ = READS[route]
+    manager = api.token("max", "sales", "manager")
+    assert client.get(path.format(**ids), headers=manager).status_code == 200
+    assert len(records(api)) == before
+
+
 def test_auditors_query_the_log_by_customer_and_principal(client: Client, api: EmbeddedApi) -> None:
     ids = scenario(client, api)
     manager, auditor = api.token("max", "sales", "manager"), api.token("aud", "audit", "auditor")
