@@ -116,7 +116,18 @@ def revealed(item: Any, personal: Iterable[str], access: FieldAccess) -> list[st
 
 def shown(item: Any, paths: Iterable[str]) -> list[str]:
     """Those of `paths` (not masked for the caller) that `item` shows with a value."""
+    if item.__class__ is dict:  # a read-model row: its paths are mostly plain columns
+        get = item.get
+        return [
+            path
+            for path in paths
+            if (get(path) not in _NOTHING if "." not in path else _shown(item, _steps(path)))
+        ]
     return [path for path in paths if _shown(item, _steps(path))]
+
+
+_NOTHING = (None, MASKED, ERASED)
+"""What a field shows when it shows nothing: no value, masked, or erased."""
 
 
 @functools.cache
@@ -141,7 +152,7 @@ def _shown(value: Any, steps: tuple[str, ...]) -> bool:
     found = value.get(step) if mapping else getattr(value, step, None)
     if rest:
         return found is not None and _shown(found, rest)
-    return found is not None and found not in (MASKED, ERASED)
+    return found not in _NOTHING
 
 
 BATCH = 1024
@@ -202,10 +213,10 @@ class AccessLog:
         """A response showed `shown` (customer -> personal fields) unmasked to `principal`."""
         if not self.recording:
             return
-        fields = sorted({field for names in shown.values() for field in names})
+        fields = sorted(set().union(*shown.values()))
         if not fields:
             return
-        customers = sorted((c for c, names in shown.items() if names), key=_as_int)
+        customers = sorted([c for c, names in shown.items() if names], key=_as_int)
         record = AccessRecord(
             at=datetime.now(UTC),
             principal=principal.name,
