@@ -106,24 +106,40 @@ class AccessStore(Protocol):
     def close(self) -> None: ...
 
 
-def revealed(item: Any, personal: Iterable[str], access: FieldAccess) -> list[str]:
+def revealed(item: Any, personal: tuple[str, ...], access: FieldAccess) -> list[str]:
     """The personal paths of `item` (an aggregate, a row, an event) that the caller sees
     with a value: not masked, not empty, not erased."""
     if access.everything:
         return []
-    return shown(item, [path for path in personal if not access.hides(path)])
+    return shown(item, _unmasked(personal, access))
+
+
+@functools.lru_cache(maxsize=1024)
+def _unmasked(personal: tuple[str, ...], access: FieldAccess) -> tuple[str, ...]:
+    """The paths of `personal` that `access` does not mask (a class's paths meet a few
+    kinds of access: worked out once each, not at every read)."""
+    return tuple(path for path in personal if not access.hides(path))
 
 
 def shown(item: Any, paths: Iterable[str]) -> list[str]:
-    """Those of `paths` (not masked for the caller) that `item` shows with a value."""
-    if item.__class__ is dict:  # a read-model row: its paths are mostly plain columns
+    """Those of `paths` (not masked for the caller) that `item` shows with a value. A
+    plain path (a row's column, an aggregate's or event's attribute) is one lookup."""
+    if item.__class__ is dict or _is_mapping(item.__class__):
         get = item.get
         return [
             path
             for path in paths
             if (get(path) not in _NOTHING if "." not in path else _shown(item, _steps(path)))
         ]
-    return [path for path in paths if _shown(item, _steps(path))]
+    return [
+        path
+        for path in paths
+        if (
+            getattr(item, path, None) not in _NOTHING
+            if "." not in path
+            else _shown(item, _steps(path))
+        )
+    ]
 
 
 _NOTHING = (None, MASKED, ERASED)
@@ -213,10 +229,14 @@ class AccessLog:
         """A response showed `shown` (customer -> personal fields) unmasked to `principal`."""
         if not self.recording:
             return
-        fields = sorted(set().union(*shown.values()))
+        if len(shown) == 1:  # most reads show one customer
+            ((customer, names),) = shown.items()
+            fields, customers = sorted(names), [customer]
+        else:
+            fields = sorted(set().union(*shown.values()))
+            customers = sorted([c for c, names in shown.items() if names], key=_as_int)
         if not fields:
             return
-        customers = sorted([c for c, names in shown.items() if names], key=_as_int)
         record = AccessRecord(
             at=datetime.now(UTC),
             principal=principal.name,
