@@ -23,10 +23,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.bench_http import FULL, QUICK, _access_log_cost, _id_files, access_log_lines
+from bench.bench_http import (
+    FULL,
+    QUICK,
+    SWITCH_WINDOWS,
+    _access_log_cost,
+    _id_files,
+    access_log_lines,
+    seeded_store,
+)
 from bench.databases import fresh_database
-from bench.http_data import seed
-from services.settings import load_settings
 
 WINDOWS = 24
 """Windows per read (12 pairs) in the full run; the quick run takes the HTTP benchmark's."""
@@ -36,17 +42,11 @@ SECONDS = 4
 def run(database_url: str, kafka_bootstrap: str = "", quick: bool = False) -> dict[str, Any]:
     """PostgreSQL, uvicorn, one worker, 16 connections (Kafka is not involved)."""
     sizes = QUICK if quick else FULL
-    windows, seconds = (8, sizes.seconds) if quick else (WINDOWS, SECONDS)
+    windows, seconds = (SWITCH_WINDOWS, sizes.seconds) if quick else (WINDOWS, SECONDS)
     with tempfile.TemporaryDirectory() as tmp, fresh_database(database_url) as url:
         logs = Path(tmp)
         env = {"CRM_DATA_DIR": str(logs / "data"), "CRM_DATABASE_URL": url}
-        seeded = seed(
-            load_settings(env),
-            events=sizes.events,
-            customers=sizes.customers,
-            readers=sizes.readers,
-            conversations=sizes.conversations,
-        )
+        seeded = seeded_store(env, sizes)
         ids = _id_files(logs / "ids", seeded)
         costs = {
             arrangement: _access_log_cost(

@@ -103,17 +103,21 @@ def run(database_url: str, kafka_bootstrap: str = "", quick: bool = False) -> di
         for store in SERVERS:
             env = {"CRM_DATA_DIR": str(logs / f"data-{store}")}
             env["CRM_DATABASE_URL"] = url if store == "postgres" else ""
-            seeded = seed(
-                load_settings(env),
-                events=sizes.events,
-                customers=sizes.customers,
-                readers=sizes.readers,
-                conversations=sizes.conversations,
-            )
-            figures[store] = _store(env, logs, seeded, store, sizes.seconds)
+            figures[store] = _store(env, logs, seeded_store(env, sizes), store, sizes.seconds)
     figures["load_average_after"] = os.getloadavg()[0]
     print("\n".join(table(figures)), flush=True)
     return figures
+
+
+def seeded_store(env: dict[str, str], sizes: Sizes) -> Seeded:
+    """The store `env` names, seeded with the workload and targets `sizes` gives."""
+    return seed(
+        load_settings(env),
+        events=sizes.events,
+        customers=sizes.customers,
+        readers=sizes.readers,
+        conversations=sizes.conversations,
+    )
 
 
 def table(figures: dict[str, Any]) -> list[str]:
