@@ -20,6 +20,7 @@ of read-model rows) fetches the page's keys anew, in one query, and keeps none.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import os
 import threading
@@ -231,17 +232,32 @@ class Keyring:
 def opener_of(keys: Mapping[UUID, bytes | None]) -> Opener:
     """A function opening values sealed under `keys` (fetched by the caller, for one
     page, and kept nowhere): a subject without a key opens as `ERASED`, plaintext
-    passes through."""
+    passes through. Each subject's cipher and associated data are looked up once here,
+    not once per value: a page opens some hundred and fifty values."""
+    openers = {s: (_cipher(k).decrypt, s.bytes) for s, k in keys.items() if k is not None}
 
     def open_value(subject: UUID, sealed: str) -> str:
         if not sealed.startswith(PREFIX):
             return sealed
-        key = keys.get(subject)
-        return ERASED if key is None else _open(key, subject, sealed)
+        opener = openers.get(subject)
+        if opener is None:
+            return ERASED
+        decrypt, associated = opener
+        raw = _unbase64(sealed)
+        return decrypt(raw[:12], raw[12:], associated).decode()
 
     return open_value
 
 
 def _open(key: bytes, subject: UUID, sealed: str) -> str:
-    raw = base64.urlsafe_b64decode(sealed[len(PREFIX) :])
+    raw = _unbase64(sealed)
     return _cipher(key).decrypt(raw[:12], raw[12:], subject.bytes).decode()
+
+
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
+def _unbase64(sealed: str) -> bytes:
+    """The nonce and ciphertext of a sealed value (`base64.urlsafe_b64decode`, without
+    its argument checks: a third of the cost of opening a short value)."""
+    return binascii.a2b_base64(sealed[len(PREFIX) :].encode().translate(_FROM_URLSAFE))

@@ -49,13 +49,17 @@ def open_rows_with(open_value: Opener, wanted: Sequence[Wanted], subject: str = 
     """Open the named columns of each row, in place, with keys the caller fetched for
     them (`to_open`; `consumers.keyring.opener_of`)."""
     for row, columns in wanted:
+        owner = None  # the row's customer, parsed once it has something sealed
         for column in columns:
             if sealed(value := row[column]):
-                row[column] = open_column(open_value, _uuid(row[subject]), value)
+                owner = owner or _uuid(row[subject])
+                row[column] = open_column(open_value, owner, value)
 
 
 def open_column(open_value: Opener, subject: UUID, value: str) -> str:
     """One column's value opened: one sealed value, or several joined by `JOIN`."""
+    if JOIN not in value:
+        return open_value(subject, value)
     parts = [open_value(subject, part) for part in value.split(JOIN)]
     if all(part == ERASED for part in parts):
         return ERASED

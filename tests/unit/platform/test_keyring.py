@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
+import pytest
 from cryptography.exceptions import InvalidTag
 
 from consumers.key_stores import SqliteKeyStore
 from consumers.keyring import PREFIX, Keyring, MemoryKeyStore
+from consumers.sealed_rows import JOIN, open_rows
 from domain.base import ERASED
 
 
@@ -40,3 +43,23 @@ def test_keys_survive_a_restart(tmp_path: Path) -> None:
     subject = uuid4()
     sealed = Keyring(SqliteKeyStore(tmp_path / "keys.db")).encrypt(subject, "Bob")
     assert Keyring(SqliteKeyStore(tmp_path / "keys.db")).decrypt(subject, sealed) == "Bob"
+
+
+def test_a_page_opener_opens_each_row_with_its_own_customer_s_key_as_fetched() -> None:
+    store = MemoryKeyStore()
+    keyring = Keyring(store)
+    alice, bob, erased = uuid4(), uuid4(), uuid4()
+    rows: list[dict[str, Any]] = [
+        {"customer_id": alice, "name": keyring.encrypt(alice, "Alice"), "email": "old@x.io"},
+        {"customer_id": str(bob), "name": keyring.encrypt(bob, "Bob"), "email": None},
+        {"customer_id": erased, "name": keyring.encrypt(erased, "Eve"), "email": "e@x.io"},
+    ]
+    content = JOIN.join(keyring.encrypt(alice, part) for part in ("hello", "again"))
+    rows[0]["email"] = content
+    store.destroy(erased)  # erased elsewhere: the page's keys, fetched now, say so
+    open_rows(Keyring(store), [(row, ("name", "email")) for row in rows])
+    assert [row["name"] for row in rows] == ["Alice", "Bob", ERASED]
+    assert [row["email"] for row in rows] == ["hello\nagain", None, "e@x.io"]
+    mixed = keyring.encrypt(bob, "Bob")  # sealed under bob's key, claimed as alice's row
+    with pytest.raises(InvalidTag):
+        open_rows(keyring, [({"customer_id": alice, "name": mixed}, ("name",))])
