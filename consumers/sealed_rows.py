@@ -6,7 +6,7 @@ joins their sealed values with newlines, which no sealed value contains. Erasure
 them to `ERASED`, and values stored before sealing existed are plaintext: both pass
 through unchanged. Whoever serves rows opens only the columns its reader may see,
 fetching the keys of the rows' customers in one query (`Keyring.opener`, or the caller's
-own query for `to_open`), and only when something is sealed at all.
+own query for `owners(sealed_cells(...))`), and only when something is sealed at all.
 
 I/O: the key store, once per call that has something to open.
 """
@@ -35,25 +35,37 @@ def sealed(value: Any) -> bool:
 
 def open_rows(keyring: Keyring, wanted: Sequence[Wanted], subject: str = SUBJECT) -> None:
     """Open the named columns of each row, in place (one key query for them all)."""
-    subjects = to_open(wanted, subject)
-    if subjects:
-        open_rows_with(keyring.opener(subjects), wanted, subject)
+    if cells := sealed_cells(wanted, subject):
+        open_cells(keyring.opener(owners(cells)), cells)
 
 
-def to_open(wanted: Sequence[Wanted], subject: str = SUBJECT) -> set[UUID]:
-    """The customers whose keys opening `wanted` needs (none: nothing is sealed)."""
-    return {_uuid(row[subject]) for row, columns in wanted if any(sealed(row[c]) for c in columns)}
+Cell = tuple[Row, str, UUID]
+"""A row, one of its columns holding a sealed value, and the customer it belongs to."""
 
 
-def open_rows_with(open_value: Opener, wanted: Sequence[Wanted], subject: str = SUBJECT) -> None:
-    """Open the named columns of each row, in place, with keys the caller fetched for
-    them (`to_open`; `consumers.keyring.opener_of`)."""
+def sealed_cells(wanted: Sequence[Wanted], subject: str = SUBJECT) -> list[Cell]:
+    """The cells of `wanted` to open: its named columns that hold sealed values (none:
+    nothing to open, and no key to fetch)."""
+    cells: list[Cell] = []
     for row, columns in wanted:
         owner = None  # the row's customer, parsed once it has something sealed
         for column in columns:
-            if sealed(value := row[column]):
+            if sealed(row[column]):
                 owner = owner or _uuid(row[subject])
-                row[column] = open_column(open_value, owner, value)
+                cells.append((row, column, owner))
+    return cells
+
+
+def owners(cells: Iterable[Cell]) -> list[UUID]:
+    """The customers whose keys opening `cells` needs, each once."""
+    return list({owner for _, _, owner in cells})
+
+
+def open_cells(open_value: Opener, cells: Iterable[Cell]) -> None:
+    """Open each cell in place, with keys the caller fetched for them (`owners`;
+    `consumers.keyring.opener_of`)."""
+    for row, column, owner in cells:
+        row[column] = open_column(open_value, owner, row[column])
 
 
 def open_column(open_value: Opener, subject: UUID, value: str) -> str:

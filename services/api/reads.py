@@ -28,7 +28,7 @@ from litestar.di import NamedDependency
 
 from consumers.blind_index import BlindIndex, company_prefix
 from consumers.keyring import Keyring, opener_of
-from consumers.sealed_rows import open_rows_with, to_open
+from consumers.sealed_rows import open_cells, owners, sealed_cells
 from domain.base import Aggregate
 from domain.conversation import Conversation
 from domain.customer import Customer
@@ -219,9 +219,9 @@ class Reader:
                 if columns is None:
                     columns = visible[fields] = [c for c in personal if not fields.hides(c)]
                 judged.append((mask(row, personal, fields), columns))
-        if subjects := to_open(judged):
-            keys = await self.services.current.keys_now(sorted(subjects))
-            open_rows_with(opener_of(keys), judged)
+        if cells := sealed_cells(judged):
+            keys = await self.services.current.keys_now(owners(cells))
+            open_cells(opener_of(keys), cells)
         if self._recording:
             unmasked: dict[UUID, set[str]] = {}
             for row, columns in judged:
