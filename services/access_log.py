@@ -23,7 +23,6 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -36,7 +35,6 @@ from services.access import MASKED, FieldAccess, Principal
 log = structlog.get_logger("crm.access_log")
 _encoder = msgspec.json.Encoder()
 _POSITION = struct.Struct(">q")
-_as_int = attrgetter("int")  # a UUID's order, without UUID.__lt__ (Python) per comparison
 
 
 class AccessRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -142,6 +140,30 @@ def shown(item: Any, paths: Iterable[str]) -> list[str]:
     ]
 
 
+def rows_shown(
+    rows: Iterable[tuple[Mapping[str, Any], Sequence[str]]], subject: str
+) -> tuple[list[Any], set[str]]:
+    """Of read-model rows, each with the columns (plain names) its reader sees unmasked:
+    the `subject` of every row that shows one of them with a value, and which of those
+    columns any row shows. A page's record names both and nothing finer, so this costs a
+    row one lookup, not a list of its shown columns."""
+    rows = list(rows)
+    subjects = []
+    for row, columns in rows:
+        get = row.get
+        for column in columns:
+            if get(column) not in _NOTHING:
+                subjects.append(row[subject])
+                break
+    fields = {
+        column
+        for columns in {id(columns): columns for _, columns in rows}.values()
+        for column in columns
+        if any(row.get(column) not in _NOTHING for row, seen in rows if seen is columns)
+    }
+    return subjects, fields
+
+
 _NOTHING = (None, MASKED, ERASED)
 """What a field shows when it shows nothing: no value, masked, or erased."""
 
@@ -231,19 +253,30 @@ class AccessLog:
             return
         if len(shown) == 1:  # most reads show one customer
             ((customer, names),) = shown.items()
-            fields, customers = sorted(names), [customer]
+            self.record(principal, route, [customer], names)
         else:
-            fields = sorted(set().union(*shown.values()))
-            customers = sorted([c for c, names in shown.items() if names], key=_as_int)
-        if not fields:
+            customers = [c for c, names in shown.items() if names]
+            self.record(principal, route, customers, set().union(*shown.values()))
+
+    def record(
+        self, principal: Principal, route: str, customers: list[UUID], fields: Iterable[str]
+    ) -> None:
+        """A response showed `fields` of `customers` unmasked to `principal` (a page: the
+        customers its rows show something of, and the union of what they show)."""
+        if not self.recording or not customers:
             return
+        names = sorted(fields)
+        if not names:
+            return
+        if len(customers) > 1:  # each once, in order (by their ints: UUID hashes in Python)
+            customers = [c for _, c in sorted({c.int: c for c in customers}.items())]
         record = AccessRecord(
             at=datetime.now(UTC),
             principal=principal.name,
             role=str(principal.role),
             route=route,
             customers=customers,
-            fields=fields,
+            fields=names,
         )
         self._queue.append(encode(record))
 

@@ -35,7 +35,7 @@ from domain.customer import Customer
 from domain.task import Task
 from domain.validation import aware
 from services.access import AccessModel, FieldAccess, Principal, Resource, mask, resource_of
-from services.access_log import revealed, shown
+from services.access_log import revealed, rows_shown
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import ReadModelUnavailable
 from services.api.loop_reads import LoopReadModels
@@ -222,12 +222,11 @@ class Reader:
         if cells := sealed_cells(judged):
             keys = await self.services.current.keys_now(owners(cells))
             open_cells(opener_of(keys), cells)
-        if self._recording:
-            unmasked: dict[UUID, set[str]] = {}
-            for row, columns in judged:
-                if paths := shown(row, columns):
-                    unmasked.setdefault(_uuid(row["customer_id"]), set()).update(paths)
-            self._reveal(unmasked)
+        if self._recording and self.services.access_log is not None:
+            customers, names = rows_shown(judged, "customer_id")
+            self.services.access_log.record(
+                self.principal, self.route, [_uuid(c) for c in customers], names
+            )
         return page | {"items": [row for row, _ in judged]}
 
 
