@@ -130,6 +130,11 @@ class Reader:
         if self.services.access_log is not None:
             self.services.access_log.reveal(self.principal, self.route, unmasked)
 
+    def _record(self, customers: list[UUID], fields: Iterable[str]) -> None:
+        """Record that this response shows `fields` of `customers` unmasked (a page)."""
+        if self.services.access_log is not None:
+            self.services.access_log.record(self.principal, self.route, customers, fields)
+
     def _fields(self, aggregate: Aggregate, action: str = "") -> Any:
         return self.access.read(self.principal, resource_of(aggregate), action)
 
@@ -222,11 +227,9 @@ class Reader:
         if cells := sealed_cells(judged):
             keys = await self.services.current.keys_now(owners(cells))
             open_cells(opener_of(keys), cells)
-        if self._recording and self.services.access_log is not None:
+        if self._recording:
             customers, names = rows_shown(judged, "customer_id")
-            self.services.access_log.record(
-                self.principal, self.route, [_uuid(c) for c in customers], names
-            )
+            self._record([_uuid(c) for c in customers], names)
         return page | {"items": [row for row, _ in judged]}
 
 
