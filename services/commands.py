@@ -29,8 +29,8 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractContextManager, asynccontextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 from uuid import UUID
@@ -172,14 +172,13 @@ class CommandService:
                 result = await self._decided(caller, target, command, expected)
         return msgspec.structs.replace(result, **command.answer())
 
-    @asynccontextmanager
-    async def _turn(self, target: UUID) -> AsyncIterator[None]:
-        """One command per aggregate at a time in this process (waiting costs no thread)."""
+    def _turn(self, target: UUID) -> asyncio.Lock:
+        """The lock giving one command per aggregate at a time in this process (waiting
+        costs no thread); kept while a command holds or awaits it."""
         lock = self._turns.get(target)
         if lock is None:
             lock = self._turns[target] = asyncio.Lock()
-        async with lock:
-            yield
+        return lock
 
     async def _decided(
         self, caller: Caller, target: UUID, command: Change[A], expected: int | None
