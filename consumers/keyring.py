@@ -242,16 +242,19 @@ def opener_of(keys: Mapping[UUID, bytes | None]) -> Opener:
         opener = openers.get(subject)
         if opener is None:
             return ERASED
-        decrypt, associated = opener
-        raw = _unbase64(sealed)
-        return decrypt(raw[:12], raw[12:], associated).decode()
+        return _opened(*opener, sealed)
 
     return open_value
 
 
 def _open(key: bytes, subject: UUID, sealed: str) -> str:
+    return _opened(_cipher(key).decrypt, subject.bytes, sealed)
+
+
+def _opened(decrypt: Callable[[bytes, bytes, bytes], bytes], associated: bytes, sealed: str) -> str:
+    """A sealed value's plaintext: nonce (12 bytes) and ciphertext, bound to its subject."""
     raw = _unbase64(sealed)
-    return _cipher(key).decrypt(raw[:12], raw[12:], subject.bytes).decode()
+    return decrypt(raw[:12], raw[12:], associated).decode()
 
 
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")

@@ -28,7 +28,7 @@ from litestar.di import NamedDependency
 
 from consumers.blind_index import BlindIndex, company_prefix
 from consumers.keyring import Keyring, opener_of
-from consumers.sealed_rows import open_cells, owners, sealed_cells
+from consumers.sealed_rows import SUBJECT, open_cells, owners, sealed_cells
 from domain.base import Aggregate
 from domain.conversation import Conversation
 from domain.customer import Customer
@@ -228,7 +228,7 @@ class Reader:
             keys = await self.services.current.keys_now(owners(cells))
             open_cells(opener_of(keys), cells)
         if self._recording:
-            customers, names = rows_shown(judged, "customer_id")
+            customers, names = rows_shown(judged, SUBJECT)
             self._record([_uuid(c) for c in customers], names)
         return page | {"items": [row for row, _ in judged]}
 
