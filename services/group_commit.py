@@ -176,7 +176,8 @@ class GroupCommitter:
                 if not self._full() and self._window > 0:
                     everyone_queued.clear()
                     with suppress(TimeoutError):
-                        await asyncio.wait_for(everyone_queued.wait(), self._window)
+                        async with asyncio.timeout(self._window):  # no task, unlike wait_for
+                            await everyone_queued.wait()
                 limit = self._limit()
                 batch = self._queue[:limit]
                 del self._queue[:limit]

@@ -247,7 +247,9 @@ class AsyncBatchWriter:
     a ~1 ms insert of 16 events. Awaiting the socket on the loop costs neither. Errors
     are eventsourcing's, as from the recorder: a duplicate version is `IntegrityError`
     (nothing of the batch stored); a lost connection is retried on a new one, like the
-    recorder's `@retry`, and then raised as `OperationalError`.
+    recorder's `@retry`, and then raised as `OperationalError`. Its one cursor is kept
+    for the connection's life: a cursor made per batch found its dumpers again each time
+    (~18 us of Python a batch of 6 events, `bench/RESULTS.md`).
     """
 
     ATTEMPTS = 10
@@ -256,6 +258,7 @@ class AsyncBatchWriter:
     def __init__(self, recorder: BatchInsertRecorder) -> None:
         self._recorder = recorder
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._cursor: psycopg.AsyncCursor[Any] | None = None
 
     async def insert_events(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         if not stored_events:
@@ -276,16 +279,22 @@ class AsyncBatchWriter:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _insert(self, columns: tuple[list[Any], ...]) -> list[int]:
+        curs = self._cursor
+        if curs is None or curs.closed:
+            curs = self._cursor = (await self._connect()).cursor(binary=True)
+        await curs.execute(self._recorder.insert_statement, columns, prepare=True)
+        return [row[0] for row in await curs.fetchall()]
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
             timeout = max(1, round(self._recorder.datastore.pool.timeout))
             self._conn = await psycopg.AsyncConnection.connect(
                 autocommit=True, connect_timeout=timeout, **connect_kwargs(self._recorder)
             )
-        async with self._conn.cursor(binary=True) as curs:
-            await curs.execute(self._recorder.insert_statement, columns, prepare=True)
-            return [row[0] for row in await curs.fetchall()]
+        return self._conn
 
     async def _discard(self) -> None:
+        self._cursor = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
