@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from uuid import UUID
 
@@ -36,8 +36,19 @@ CREATE TABLE IF NOT EXISTS crm_search_key (
     id integer PRIMARY KEY CHECK (id = 1),
     key bytea NOT NULL
 )"""
+PG_LOAD_MANY = "SELECT subject, key FROM crm_subject_keys WHERE subject = ANY(%s::uuid[])"
+"""The keys of many subjects, named by one `uuid_array` parameter. psycopg sends a str
+untyped, so the cast types the parameter itself: it is parsed once per execution. (Cast
+from `text`, a prepared statement's generic plan parsed it again for every row a scan
+read: 7.7 ms of PostgreSQL's CPU for a page's keys, not ~0.2.)"""
 _SQLITE_CHUNK = 500
 """Subjects per `IN (...)`: below SQLite's bound-parameter limit."""
+
+
+def uuid_array(subjects: Iterable[UUID]) -> str:
+    """`subjects` as one PostgreSQL array literal (`PG_LOAD_MANY`): psycopg dumps a list of
+    UUIDs element by element in Python, ~35 us more for a page's fifty."""
+    return "{" + ",".join([subject.hex for subject in subjects]) + "}"
 
 
 class PostgresKeyStore:
@@ -55,11 +66,7 @@ class PostgresKeyStore:
 
     def load_many(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         with self._pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT subject, key FROM crm_subject_keys WHERE subject = ANY(%s)",
-                (list(subjects),),
-                binary=True,
-            ).fetchall()
+            rows = conn.execute(PG_LOAD_MANY, (uuid_array(subjects),), binary=True).fetchall()
         found: dict[UUID, bytes | None] = {row[0]: row[1] for row in rows}
         return {subject: found.get(subject) for subject in subjects}
 

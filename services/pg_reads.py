@@ -40,12 +40,12 @@ from eventsourcing.persistence import StoredEvent
 from psycopg import AsyncConnection, AsyncCursor, sql
 from psycopg.rows import dict_row, tuple_row
 
+from consumers.key_stores import PG_LOAD_MANY, uuid_array
 from consumers.pg_times import TIMESTAMPTZ, EdgeTimestamptzLoader
 from projections.base import ColumnType
 
 Row = dict[str, Any]
 POOL_SIZE = 8
-_KEYS = b"SELECT subject, key FROM crm_subject_keys WHERE subject = ANY(%s)"
 _CREATE_KEY = (
     b"INSERT INTO crm_subject_keys (subject, key) VALUES (%s, %s) ON CONFLICT (subject) DO NOTHING"
 )
@@ -95,7 +95,7 @@ class PostgresReads:
 
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         async with self._connection() as c:
-            await c.tuples.execute(_KEYS, (list(subjects),), prepare=True)
+            await c.tuples.execute(PG_LOAD_MANY, (uuid_array(subjects),), prepare=True)
             return dict(await c.tuples.fetchall())
 
     async def create_key(self, subject: UUID, key: bytes) -> bytes | None:

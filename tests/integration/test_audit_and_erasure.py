@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
@@ -175,3 +175,32 @@ def test_a_key_made_on_the_loop_is_never_a_second_one_nor_after_erasure(
     assert again == first == keys.load(new)
     assert after_erasure is None
     assert keys.load(erased) is None
+
+
+def test_many_keys_are_read_alike_by_the_store_and_on_the_loop(pg_url: str) -> None:
+    """`KeyStore.load_many` and `PostgresReads.keys` (a page's keys, named by one array
+    literal) give each subject its own key, None once destroyed, and nothing made up
+    for a subject without one, however many are asked for at once."""
+    pool = connect_pool(pg_url)
+    keys = PostgresKeyStore(pool)
+    made = {uuid4(): new_data_key() for _ in range(120)}
+    for subject, key in made.items():
+        keys.create(subject, key)
+    kept, destroyed, never = list(made)[3:], list(made)[:3], [uuid4() for _ in range(5)]
+    for subject in destroyed:
+        keys.destroy(subject)
+    asked = [*kept[:60], *never, *destroyed, *kept[60:]]  # a live key first and last
+
+    async def on_the_loop() -> dict[UUID, bytes | None]:
+        reads = PostgresReads(pg_url, "public", "stored_events")
+        try:
+            return await reads.keys(asked)
+        finally:
+            await reads.aclose()
+
+    by_store, on_loop = keys.load_many(asked), asyncio.run(on_the_loop())
+    pool.close()
+    expected = {s: None if s in destroyed else made.get(s) for s in asked}
+    assert by_store == expected
+    assert {s: on_loop.get(s) for s in asked} == expected
+    assert set(on_loop) <= set(made)  # a subject never given a key has no row
