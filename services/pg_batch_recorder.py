@@ -280,7 +280,7 @@ class AsyncBatchWriter:
 
     async def _insert(self, columns: tuple[list[Any], ...]) -> list[int]:
         curs = self._cursor
-        if curs is None or curs.closed:
+        if curs is None:  # a first batch, or the last connection was discarded
             curs = self._cursor = (await self._connect()).cursor(binary=True)
         await curs.execute(self._recorder.insert_statement, columns, prepare=True)
         return [row[0] for row in await curs.fetchall()]
