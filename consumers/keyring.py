@@ -233,13 +233,14 @@ def opener_of(keys: Mapping[UUID, bytes | None]) -> Opener:
     """A function opening values sealed under `keys` (fetched by the caller, for one
     page, and kept nowhere): a subject without a key opens as `ERASED`, plaintext
     passes through. Each subject's cipher and associated data are looked up once here,
-    not once per value: a page opens some hundred and fifty values."""
-    openers = {s: (_cipher(k).decrypt, s.bytes) for s, k in keys.items() if k is not None}
+    not once per value: a page opens some hundred and fifty values. They are found by the
+    subject's int: a `UUID`'s hash and equality are Python methods (~0.4 us a lookup)."""
+    openers = {s.int: (_cipher(k).decrypt, s.bytes) for s, k in keys.items() if k is not None}
 
     def open_value(subject: UUID, sealed: str) -> str:
         if not sealed.startswith(PREFIX):
             return sealed
-        opener = openers.get(subject)
+        opener = openers.get(subject.int)
         if opener is None:
             return ERASED
         return _opened(*opener, sealed)

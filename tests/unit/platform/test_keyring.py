@@ -53,13 +53,14 @@ def test_a_page_opener_opens_each_row_with_its_own_customer_s_key_as_fetched() -
         {"customer_id": alice, "name": keyring.encrypt(alice, "Alice"), "email": "old@x.io"},
         {"customer_id": str(bob), "name": keyring.encrypt(bob, "Bob"), "email": None},
         {"customer_id": erased, "name": keyring.encrypt(erased, "Eve"), "email": "e@x.io"},
-    ]
+        {"customer_id": str(alice), "name": keyring.encrypt(alice, "Al"), "email": None},
+    ]  # the last row: alice's again, as another object (a page of her conversations)
     content = JOIN.join(keyring.encrypt(alice, part) for part in ("hello", "again"))
     rows[0]["email"] = content
     store.destroy(erased)  # erased elsewhere: the page's keys, fetched now, say so
     open_rows(Keyring(store), [(row, ("name", "email")) for row in rows])
-    assert [row["name"] for row in rows] == ["Alice", "Bob", ERASED]
-    assert [row["email"] for row in rows] == ["hello\nagain", None, "e@x.io"]
+    assert [row["name"] for row in rows] == ["Alice", "Bob", ERASED, "Al"]
+    assert [row["email"] for row in rows] == ["hello\nagain", None, "e@x.io", None]
     mixed = keyring.encrypt(bob, "Bob")  # sealed under bob's key, claimed as alice's row
     with pytest.raises(InvalidTag):
         open_rows(keyring, [({"customer_id": alice, "name": mixed}, ("name",))])
