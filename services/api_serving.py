@@ -5,6 +5,7 @@ uvloop and httptools are used because the event loop thread is on every request'
 critical path and shares the GIL with the handler threads: h11 (pure Python) and the
 asyncio selector loop cost ~40% more CPU per request on the loop than httptools and
 uvloop, and each socket call there releases the GIL, which the loop then waits for.
+`crm run` (embedded) is the exception, see `loop_for`.
 
 Several workers: each process is a whole API (its own pool, group committer and
 aggregate cache) built by `api_app_from_env` from the same `CRM_` settings. That is
@@ -26,10 +27,23 @@ if TYPE_CHECKING:
     from services.settings import Settings
 
 LOOP, HTTP = "uvloop", "httptools"
+EMBEDDED_LOOP = "asyncio"
 
 
-def serve(app: Any, host: str, port: int, server: str = "uvicorn") -> None:
-    """Serve an app built in this process (one worker)."""
+def loop_for(settings: Settings) -> str:
+    """uvicorn's event loop for these settings: uvloop, but asyncio's own on the embedded
+    store. There the read models are SQLite, queried on the loop with nothing to await, so
+    a department page is ~1 ms of callbacks in a row; under saturation uvloop then started
+    newly read requests ahead of those already waiting (uvloop issue #123). At 64
+    connections the embedded page's p99 was 1.3-1.6 s with uvloop and 95 ms with asyncio,
+    at the same ~930 pages/s; cheaper requests lose 5-12 % of throughput
+    (`bench/RESULTS.md`). On PostgreSQL reads await their queries, and uvloop's tails
+    measured no worse than asyncio's, at 10-15 % more requests a second."""
+    return EMBEDDED_LOOP if settings.embedded else LOOP
+
+
+def serve(app: Any, host: str, port: int, server: str = "uvicorn", *, loop: str = LOOP) -> None:
+    """Serve an app built in this process (one worker; `loop`: uvicorn's, `loop_for`)."""
     freeze_startup_objects()
     try:
         if server == "granian":
@@ -39,7 +53,7 @@ def serve(app: Any, host: str, port: int, server: str = "uvicorn") -> None:
             return
         import uvicorn
 
-        uvicorn.run(app, host=host, port=port, loop=LOOP, http=HTTP, **_QUIET)
+        uvicorn.run(app, host=host, port=port, loop=loop, http=HTTP, **_QUIET)
     finally:
         gc.unfreeze()  # see freeze_startup_objects
 

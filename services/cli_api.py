@@ -161,9 +161,9 @@ def _print_urls(args: argparse.Namespace) -> None:
 
 
 def _serve(app: Any, args: argparse.Namespace, settings: Settings) -> None:
-    from services.api_serving import serve
+    from services.api_serving import loop_for, serve
 
-    serve(app, args.host, args.port, _server(args, settings))
+    serve(app, args.host, args.port, _server(args, settings), loop=loop_for(settings))
 
 
 def _server(args: argparse.Namespace, settings: Settings) -> str:
