@@ -31,7 +31,7 @@ EMBEDDED_LOOP = "asyncio"
 
 
 def loop_for(settings: Settings) -> str:
-    """uvicorn's event loop for these settings: uvloop, but asyncio's own on the embedded
+    """A serving process's event loop: uvloop, but asyncio's own on the embedded
     store. There the read models are SQLite, queried on the loop with nothing to await, so
     a department page is ~1 ms of callbacks in a row; under saturation uvloop then started
     newly read requests ahead of those already waiting (uvloop issue #123). At 64
@@ -43,13 +43,13 @@ def loop_for(settings: Settings) -> str:
 
 
 def serve(app: Any, host: str, port: int, server: str = "uvicorn", *, loop: str = LOOP) -> None:
-    """Serve an app built in this process (one worker; `loop`: uvicorn's, `loop_for`)."""
+    """Serve an app built in this process (one worker) on `loop` (`loop_for`)."""
     freeze_startup_objects()
     try:
         if server == "granian":
             from services.granian_serving import serve_granian
 
-            serve_granian(app, host, port)
+            serve_granian(app, host, port, loop)
             return
         import uvicorn
 

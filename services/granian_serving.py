@@ -1,7 +1,8 @@
 """Serving the HTTP API with granian (a Rust HTTP server; `CRM_HTTP_SERVER=granian`).
 
-One worker: granian's embedded server runs on this process's own uvloop event loop
-around the app built here (`crm run` needs that: its projections follow the store in
+One worker: granian's embedded server runs on this process's own event loop (uvloop,
+or asyncio's on the embedded store: `services.api_serving.loop_for`) around the app
+built here (`crm run` needs that: its projections follow the store in
 a thread of the same process). SIGINT and SIGTERM stop it and `serve` returns, so the
 caller closes its stores. Several workers: granian's process manager starts each worker
 process, which builds its own app from the `CRM_` settings (`api_app_from_env`), as
@@ -18,8 +19,8 @@ from typing import Any
 QUIET: dict[str, Any] = {"log_enabled": False, "log_access": False}
 
 
-def serve_granian(app: Any, host: str, port: int) -> None:
-    """Serve an app built in this process until SIGINT or SIGTERM."""
+def serve_granian(app: Any, host: str, port: int, loop: str = "uvloop") -> None:
+    """Serve an app built in this process until SIGINT or SIGTERM, on `loop`."""
     import uvloop
     from granian.constants import Interfaces
     from granian.server.embed import Server
@@ -31,7 +32,10 @@ def serve_granian(app: Any, host: str, port: int) -> None:
             loop.add_signal_handler(stop, server.stop)
         await server.serve()
 
-    uvloop.run(main())
+    if loop == "asyncio":
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
 
 
 def serve_granian_workers(target: str, host: str, port: int, workers: int) -> None:
