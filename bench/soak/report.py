@@ -79,5 +79,6 @@ def markdown(figures: Figures, *, quick: bool) -> str:
         f"restarted only after the soak's own SIGKILLs; writer processes started again "
         f"by their consumer: {figures.writer_restarts}",
     ]
+    lines += [f"  * refused: {refusal}" for refusal in tally.rejected[:5]]
     lines += [f"* FAILURE: {failure}" for failure in figures.failures]
     return "\n".join(lines) + "\n"
