@@ -152,6 +152,19 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
             .as_bytes()
         )
         """The locked insert: four binary arrays (`insert_columns`) in, notification ids out."""
+        self.stored_statement = (
+            SQL(
+                "SELECT e.notification_id, e.topic = b.topic AND e.state = b.state"
+                " FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[])"
+                " WITH ORDINALITY AS b(id, version, topic, state, n)"
+                " LEFT JOIN {schema}.{table} e"
+                " ON e.originator_id = b.id AND e.originator_version = b.version ORDER BY b.n"
+            )
+            .format(schema=schema, table=Identifier(events_table_name))
+            .as_bytes()
+        )
+        """A batch as stored, if it is (`insert_columns` in): each event's notification id,
+        and whether the stored one is that very event (topic and state, byte for byte)."""
 
     def _audit_statements(self, function: Identifier) -> list[Composed]:
         """The chain and checkpoint tables, and the locked insert that chains."""
@@ -247,9 +260,10 @@ class AsyncBatchWriter:
     a ~1 ms insert of 16 events. Awaiting the socket on the loop costs neither. Errors
     are eventsourcing's, as from the recorder: a duplicate version is `IntegrityError`
     (nothing of the batch stored); a lost connection is retried on a new one, like the
-    recorder's `@retry`, and then raised as `OperationalError`. Its one cursor is kept
-    for the connection's life: a cursor made per batch found its dumpers again each time
-    (~18 us of Python a batch of 6 events, `bench/RESULTS.md`).
+    recorder's `@retry`, and then raised as `OperationalError`; a retry that finds the
+    very batch stored (its commit happened, its answer was lost) answers its positions
+    (`_stored`). Its one cursor is kept for the connection's life: a cursor made per
+    batch found its dumpers again each time (~18 us of Python a batch of 6 events).
     """
 
     ATTEMPTS = 10
@@ -268,6 +282,8 @@ class AsyncBatchWriter:
             try:
                 return await self._insert(columns)
             except psycopg.IntegrityError as error:
+                if attempt > 1 and (ids := await self._stored(columns)) is not None:
+                    return ids  # the lost attempt had committed: only its answer was lost
                 raise IntegrityError(str(error)) from error
             except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                 await self._discard()
@@ -284,6 +300,17 @@ class AsyncBatchWriter:
             curs = self._cursor = (await self._connect()).cursor(binary=True)
         await curs.execute(self._recorder.insert_statement, columns, prepare=True)
         return [row[0] for row in await curs.fetchall()]
+
+    async def _stored(self, columns: tuple[list[Any], ...]) -> list[int] | None:
+        """The notification ids of this very batch if it is stored already, else None. A
+        connection lost during the commit hides whether it happened; retried, the batch
+        then conflicts with itself, and its command, decided again on what it had stored,
+        would refuse what it had done (a 409 for a conversation it had just closed)."""
+        curs = self._cursor
+        assert curs is not None  # the attempt that conflicted made it
+        await curs.execute(self._recorder.stored_statement, columns, prepare=True)
+        rows = await curs.fetchall()
+        return [position for position, _ in rows] if all(same for _, same in rows) else None
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:

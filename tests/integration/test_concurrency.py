@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from litestar.testing import TestClient
 
 from domain.base import NotFound
@@ -27,6 +27,7 @@ from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandResult, CommandService
 from services.customer_commands import RegisterCustomer, UpdateProfile
 from services.group_commit import GroupCommitter
+from services.pg_batch_recorder import BatchInsertRecorder, insert_columns
 from services.settings import load_settings
 
 WRITERS = 50
@@ -254,3 +255,54 @@ def test_the_async_writer_reconnects_after_losing_its_connection(
     first, second = asyncio.run(scenario())
     assert second == first + 1
     assert app.load(Customer, customers[1].id).version == 1
+
+
+def test_the_async_writer_answers_a_batch_its_lost_connection_had_stored(
+    runtime: Runtime, pg_url: str
+) -> None:
+    """A connection lost during the commit hides whether it happened. When it had, the
+    retry finds that very batch stored and answers its positions (the command is not
+    decided again on its own events); another event at the same version still conflicts."""
+    app, ctx = runtime.app, SERVICE.context()
+    recorder, writer = app.recorder, app.async_writer()
+    assert isinstance(recorder, BatchInsertRecorder)
+    assert writer is not None
+
+    def registered(name: str, customer_id: uuid.UUID) -> StoredEvent:
+        customer = Customer.register(ctx, customer_id=customer_id, name=name, owner_department="s")
+        return app.mapper.to_stored_event(customer.collect_events()[0])
+
+    c = uuid.uuid4()
+    batch = [registered("a", uuid.uuid4()), registered("b", uuid.uuid4())]
+    mine, rival = registered("c", c), registered("another c", c)
+
+    def committed_elsewhere(events: list[StoredEvent]) -> list[int]:
+        """Store `events` as the writer's lost attempt would have, then cut the writer's
+        connection (idle after its own last insert), so that its next attempt is a retry."""
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            stored = admin.execute(
+                recorder.insert_statement, insert_columns(events), binary=True
+            ).fetchall()
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname ="
+                " current_database() AND pid <> pg_backend_pid() AND query LIKE %s",
+                ("%insert_locked%",),
+            )
+        return [position for (position,) in stored]
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        try:
+            await writer.insert_events([registered("w", uuid.uuid4())])  # its connection
+            committed_elsewhere([rival])  # another process's first event of customer c
+            with pytest.raises(IntegrityError):
+                await writer.insert_events([mine])
+            await writer.insert_events([registered("w2", uuid.uuid4())])  # last: an insert
+            lost = committed_elsewhere(batch)
+            answered = await writer.insert_events(batch)
+            return lost, answered
+        finally:
+            await writer.aclose()
+
+    lost, answered = asyncio.run(scenario())
+    assert answered == lost
+    assert len(recorder.select_notifications(start=1, limit=100)) == 5  # w, c's, w2, a, b
