@@ -135,12 +135,12 @@ class Keyring:
         self._batch = self.store.load_many(wanted) if wanted else {}
         self._batch_at = self._clock()
 
-    def opener(self, subjects: Iterable[UUID]) -> Opener:
-        """A function opening values of `subjects` with their keys as the store holds
-        them now, fetched in one query and cached nowhere: a page of rows is never opened
-        with a key another process has destroyed. Erased subjects open as `ERASED`."""
-        wanted = sorted(set(subjects))
-        return opener_of(self.store.load_many(wanted) if wanted else {})
+    def opener(self, subjects: Sequence[UUID]) -> Opener:
+        """A function opening values of `subjects` (each once: `sealed_rows.owners`) with
+        their keys as the store holds them now, fetched in one query and cached nowhere:
+        a page of rows is never opened with a key another process has destroyed. Erased
+        subjects open as `ERASED`."""
+        return opener_of(self.store.load_many(subjects) if subjects else {})
 
     def search_key(self) -> bytes:
         """The search key (kept for the process's life: erasure never destroys it)."""

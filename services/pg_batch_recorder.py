@@ -295,11 +295,14 @@ class AsyncBatchWriter:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _insert(self, columns: tuple[list[Any], ...]) -> list[int]:
-        curs = self._cursor
-        if curs is None:  # a first batch, or the last connection was discarded
-            curs = self._cursor = (await self._connect()).cursor(binary=True)
-        await curs.execute(self._recorder.insert_statement, columns, prepare=True)
-        return [row[0] for row in await curs.fetchall()]
+        if self._cursor is None:  # a first batch, or the last connection was discarded
+            timeout = max(1, round(self._recorder.datastore.pool.timeout))
+            self._conn = await psycopg.AsyncConnection.connect(
+                autocommit=True, connect_timeout=timeout, **connect_kwargs(self._recorder)
+            )
+            self._cursor = self._conn.cursor(binary=True)
+        await self._cursor.execute(self._recorder.insert_statement, columns, prepare=True)
+        return [row[0] for row in await self._cursor.fetchall()]
 
     async def _stored(self, columns: tuple[list[Any], ...]) -> list[int] | None:
         """The notification ids of this very batch if it is stored already, else None. A
@@ -311,14 +314,6 @@ class AsyncBatchWriter:
         await curs.execute(self._recorder.stored_statement, columns, prepare=True)
         rows = await curs.fetchall()
         return [position for position, _ in rows] if all(same for _, same in rows) else None
-
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed:
-            timeout = max(1, round(self._recorder.datastore.pool.timeout))
-            self._conn = await psycopg.AsyncConnection.connect(
-                autocommit=True, connect_timeout=timeout, **connect_kwargs(self._recorder)
-            )
-        return self._conn
 
     async def _discard(self) -> None:
         self._cursor = None
