@@ -158,17 +158,22 @@ class CommandCall:
         if isinstance(held, StoredAnswer):
             return answer(_result_decoder.decode(held.body), held.status)
         self.caller = self.caller.keyed(held.key, held.reservation)
-        done = False
+        # Released only if the command did not run. Once it ran, the key stays held even
+        # when its answer cannot be stored (the key store unreachable): a retry recovers
+        # the committed answer once the lease expires (`_recovered`). Released, a retry
+        # would run it again: a 409 for a conversation it had just closed (a CI soak,
+        # across a PostgreSQL restart).
+        ran = False
         try:
             async with lease_kept(idempotency, held):
                 recovered = await self._recovered(held, target, extras)
                 result = recovered or await execute(self.expected)
+                ran = True
             positions.advance(result.position)
             stored = StoredAnswer(status, _encoder.encode(result))
             await asyncio.to_thread(idempotency.complete, held, stored)
-            done = True
         finally:
-            if not done:  # the command failed and changed nothing: let a retry run it
+            if not ran:  # the command failed and changed nothing: let a retry run it
                 await asyncio.to_thread(idempotency.release, held)
         return answer(result, status)
 

@@ -268,3 +268,36 @@ def test_a_recovered_erasure_destroys_the_customers_key(
     retry = client.post(path, json={"reason": "asked"}, headers=admin | {"Idempotency-Key": KEY})
     assert (retry.status_code, retry.json()) == (200, as_json(first))
     assert api.runtime.keyring.store.destroyed(customer)
+
+
+def test_a_change_whose_answer_could_not_be_stored_answers_it_on_retry(
+    api: EmbeddedApi, client: Client, keys: Idempotency, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command committed, then storing its answer failed (the key store unreachable
+    for a moment): the key is not released, so a retry is not run again (it would find
+    the conversation closed, a 409); once the lease expires it answers the committed
+    result, with nothing stored twice."""
+    support = api.token("sue", "support", "agent")
+    customer = register(client, support)
+    opened = {"customer_id": customer, "channel": "email", "subject": "Hi"}
+    conversation = client.post("/v1/conversations", json=opened, headers=support).json()["id"]
+    path, body = f"/v1/conversations/{conversation}/close", {"outcome": "resolved"}
+    keyed = support | {"Idempotency-Key": KEY}
+    complete = keys.complete
+
+    def unreachable(*args: Any) -> None:
+        monkeypatch.setattr(keys, "complete", complete)  # back after this once
+        raise ConnectionError("the key store is unreachable")
+
+    monkeypatch.setattr(keys, "complete", unreachable)
+    failed = client.post(path, json=body, headers=keyed)
+    assert failed.status_code >= 500
+    events = head(api)
+    in_flight = client.post(path, json=body, headers=keyed)
+    assert (in_flight.status_code, in_flight.json()["reason"]) == (409, "idempotency-key-in-use")
+    later(keys, keys.lease_seconds + 1)
+    retry = client.post(path, json=body, headers=keyed)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["position"] == events
+    assert client.post(path, json=body, headers=keyed).json() == retry.json()
+    assert head(api) == events
