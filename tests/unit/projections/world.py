@@ -187,8 +187,10 @@ class World:
             self._create_task(target, args)
         else:
             aggregate, action = self._action(name, target)
-            action(aggregate, self, args)
-            self.events += aggregate.collect_events()
+            try:
+                action(aggregate, self, args)
+            finally:  # a composite step refused part-way keeps what its first commands did
+                self.events += aggregate.collect_events()
 
     def _create_task(self, target: int, args: dict[str, Any]) -> None:
         customer = self._pick(self.customers, target)
