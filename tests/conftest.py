@@ -15,8 +15,15 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import core as hypothesis_core
+from hypothesis.vendor import pretty
 
 from bench.databases import fresh_database
+
+# Schemathesis' pytest plugin, loaded before this file, swaps Hypothesis' printer for one
+# that prints nothing (to speed up its own runs on large schemas). Every property test's
+# failure then reads `plan=,`, without the example it found. Put the real one back.
+hypothesis_core.RepresentationPrinter = pretty.RepresentationPrinter  # type: ignore[attr-defined]
 
 
 def _require(variable: str) -> str:
