@@ -186,10 +186,12 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
             ),
         ]
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        """A duplicate version is `IntegrityError`, unless it is this very batch, stored
+        by an attempt whose connection was lost during the commit (`@retry` then tried
+        again): its positions are the answer, as `AsyncBatchWriter` gives them."""
         if kwargs.get("tracking") is not None:
             raise NotImplementedError(
                 "recording tracking with events: this application records none, and the"
@@ -197,10 +199,24 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
             )
         if not stored_events:
             return []
-        with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
-            curs.execute(self.insert_statement, insert_columns(stored_events), prepare=True)
-            ids: list[int] = [row["notification_id"] for row in curs.fetchall()]
-        return ids
+        columns = insert_columns(stored_events)
+        try:
+            return [position for (position,) in self._run_batch(self.insert_statement, columns)]
+        except IntegrityError:
+            ids = stored_positions(self._run_batch(self.stored_statement, columns))
+            if ids is None:
+                raise
+            return ids
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _run_batch(self, statement: bytes, columns: tuple[list[Any], ...]) -> list[Any]:
+        """`statement` (the insert, or the stored batch's query) on a pooled connection."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(binary=True, row_factory=tuple_row) as curs,
+        ):
+            curs.execute(statement, columns, prepare=True)
+            return curs.fetchall()
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_notifications(
@@ -250,6 +266,13 @@ def insert_columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...
         [event.topic for event in stored_events],
         [event.state for event in stored_events],
     )
+
+
+def stored_positions(rows: Sequence[tuple[int | None, bool | None]]) -> list[int] | None:
+    """`stored_statement`'s rows: the batch's positions if that very batch is stored
+    (every event found, with its topic and state), else None."""
+    positions = [position for position, same in rows if same and position is not None]
+    return positions if len(positions) == len(rows) else None
 
 
 class AsyncBatchWriter:
@@ -312,8 +335,7 @@ class AsyncBatchWriter:
         curs = self._cursor
         assert curs is not None  # the attempt that conflicted made it
         await curs.execute(self._recorder.stored_statement, columns, prepare=True)
-        rows = await curs.fetchall()
-        return [position for position, _ in rows] if all(same for _, same in rows) else None
+        return stored_positions(await curs.fetchall())
 
     async def _discard(self) -> None:
         self._cursor = None
