@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from typing import Any, LiteralString
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import (
@@ -71,6 +72,7 @@ DECLARE
     previous bigint[] := '{{}}';
     chains bytea[] := '{{}}';
     inserted record;
+    taken text;
 BEGIN
     SET LOCAL lock_timeout = '{lock_timeout}s';
     LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;
@@ -78,7 +80,11 @@ BEGIN
         SELECT FROM {schema}.{table} t JOIN unnest(ids, versions) AS n(id, version)
             ON t.originator_id = n.id AND t.originator_version = n.version
     ) THEN  -- a lost race, refused before any position is drawn: positions stay gap-free
-        RAISE unique_violation USING MESSAGE = 'an event of this batch is stored already';
+        SELECT string_agg(DISTINCT n.id::text, ',') INTO taken
+            FROM {schema}.{table} t JOIN unnest(ids, versions) AS n(id, version)
+            ON t.originator_id = n.id AND t.originator_version = n.version;
+        RAISE unique_violation USING MESSAGE = 'an event of this batch is stored already',
+            DETAIL = taken;  -- the aggregates whose versions are taken: `BatchConflictError`
     END IF;
     NOTIFY {channel};
     SELECT position, chain INTO head_position, head
@@ -268,6 +274,25 @@ def insert_columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...
     )
 
 
+class BatchConflictError(IntegrityError):
+    """A batch refused because versions it holds are taken (another process saved those
+    aggregates first); nothing of it is stored. `aggregate_ids` names them when the
+    locked insert did (empty: unknown, e.g. a batch repeating a version of its own)."""
+
+    def __init__(self, message: str, aggregate_ids: frozenset[UUID] = frozenset()) -> None:
+        super().__init__(message)
+        self.aggregate_ids = aggregate_ids
+
+    @classmethod
+    def of(cls, error: psycopg.IntegrityError) -> BatchConflictError:
+        detail = error.diag.message_detail or ""
+        try:
+            taken = frozenset(UUID(text) for text in detail.split(",") if text)
+        except ValueError:  # not the locked insert's list: the stock unique index's detail
+            taken = frozenset()
+        return cls(str(error), taken)
+
+
 def stored_positions(rows: Sequence[tuple[int | None, bool | None]]) -> list[int] | None:
     """`stored_statement`'s rows: the batch's positions if that very batch is stored
     (every event found, with its topic and state), else None."""
@@ -307,7 +332,7 @@ class AsyncBatchWriter:
             except psycopg.IntegrityError as error:
                 if attempt > 1 and (ids := await self._stored(columns)) is not None:
                     return ids  # the lost attempt had committed: only its answer was lost
-                raise IntegrityError(str(error)) from error
+                raise BatchConflictError.of(error) from error
             except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                 await self._discard()
                 if attempt == self.ATTEMPTS:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -27,7 +27,12 @@ from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandResult, CommandService
 from services.customer_commands import RegisterCustomer, UpdateProfile
 from services.group_commit import GroupCommitter
-from services.pg_batch_recorder import BatchInsertRecorder, insert_columns
+from services.pg_batch_recorder import (
+    AsyncBatchWriter,
+    BatchConflictError,
+    BatchInsertRecorder,
+    insert_columns,
+)
 from services.settings import load_settings
 
 WRITERS = 50
@@ -175,6 +180,57 @@ def test_group_commit_keeps_the_log_gapless_in_commit_order_and_notifies(
     assert all(stored[a.position] == (a.id, a.version) for a in answers)
 
 
+def test_group_commit_saves_the_others_of_a_conflicting_batch_as_one_batch(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process took the version one command of a batch holds: that command
+    fails, and the batch's other commands are saved again together, in one transaction
+    (not one each, each under the table lock the other process waits for)."""
+    app, ctx = runtime.app, SERVICE.context()
+    writes: list[int] = []
+
+    class CountingWriter(AsyncBatchWriter):
+        async def insert_events(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+            writes.append(len(stored_events))
+            return await super().insert_events(stored_events)
+
+    recorder = app.recorder
+    assert isinstance(recorder, BatchInsertRecorder)
+    monkeypatch.setattr(app, "async_writer", lambda: CountingWriter(recorder))
+    taken = Customer.register(ctx, customer_id=uuid.uuid4(), name="t", owner_department="s")
+    app.record(taken)
+    stale, other = app.load(Customer, taken.id), app.load(Customer, taken.id)
+    other.update_profile(ctx, company="another process")
+    app.record(other)
+    stale.update_profile(ctx, company="stale")
+    fresh = [
+        Customer.register(ctx, customer_id=uuid.uuid4(), name=f"f{i}", owner_department="s")
+        for i in range(5)
+    ]
+    committer = GroupCommitter(app, window_ms=1_000, max_batch=10)
+
+    async def command(aggregate: Customer) -> object:
+        with committer.command():
+            await asyncio.sleep(0)  # all six decide before any saves
+            return await committer.save(aggregate)
+
+    async def scenario() -> list[object]:
+        try:
+            calls = [command(aggregate) for aggregate in [fresh[0], stale, *fresh[1:]]]
+            return list(await asyncio.gather(*calls, return_exceptions=True))
+        finally:
+            await committer.aclose()
+
+    answers = asyncio.run(scenario())
+    assert isinstance(answers.pop(1), IntegrityError)
+    # a batch takes half of the six in flight: the stale one's, again without it, the rest
+    assert writes == [3, 2, 3]
+    log = {n.id: n.originator_id for n in recorder.select_notifications(start=1, limit=100)}
+    saved = cast(list[tuple[int, int]], answers)  # (version, position) each
+    assert [log[position] for _, position in saved] == [f.id for f in fresh]
+    assert app.load(Customer, taken.id).company == "another process"
+
+
 def test_a_batch_with_a_duplicate_version_stores_nothing(runtime: Runtime) -> None:
     app, ctx = runtime.app, SERVICE.context()
     first, second = (
@@ -215,8 +271,9 @@ def test_the_async_writer_stores_nothing_of_a_batch_with_a_duplicate_version(
             stale.update_profile(ctx, company="x")
             again.update_profile(ctx, company="y")
             await app.record_async(writer, stale)
-            with pytest.raises(IntegrityError):
+            with pytest.raises(BatchConflictError) as refused:
                 await app.record_async(writer, second, again)
+            assert refused.value.aggregate_ids == {first.id}  # `second` is not taken
         finally:
             await writer.aclose()
 
