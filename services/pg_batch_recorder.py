@@ -14,7 +14,9 @@ sent on commit, and a duplicate (originator_id, originator_version) raises
 `eventsourcing.persistence.IntegrityError` with nothing of the batch stored. Unlike the
 stock insert, a duplicate is found before any notification id is drawn (under the same
 lock, so nobody inserts meanwhile): a race lost between API processes leaves no gap in
-the positions (only a failure after the insert, such as a lost connection, still can).
+the positions (only a failure after the insert, such as a lost connection, still can),
+and the error names the aggregates whose versions were taken (`BatchConflictError`), so
+that group commit saves the rest of the batch together.
 
 The same function extends the hash chain (`domain.hashchain`, `docs/audit.md`) for the
 whole batch, under that lock and in that transaction: one SELECT of the chain's head, the
