@@ -27,15 +27,13 @@ def serve_granian(app: Any, host: str, port: int, loop: str = "uvloop") -> None:
 
     async def main() -> None:
         server = Server(app, address=host, port=port, interface=Interfaces.ASGI, **QUIET)
-        loop = asyncio.get_running_loop()
+        running = asyncio.get_running_loop()
         for stop in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(stop, server.stop)
+            running.add_signal_handler(stop, server.stop)
         await server.serve()
 
-    if loop == "asyncio":
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
+    run = asyncio.run if loop == "asyncio" else uvloop.run
+    run(main())
 
 
 def serve_granian_workers(target: str, host: str, port: int, workers: int) -> None:

@@ -82,6 +82,7 @@ BEGIN
         SELECT FROM {schema}.{table} t JOIN unnest(ids, versions) AS n(id, version)
             ON t.originator_id = n.id AND t.originator_version = n.version
     ) THEN  -- a lost race, refused before any position is drawn: positions stay gap-free
+        -- (named by a second look only now: the common path runs the EXISTS alone)
         SELECT string_agg(DISTINCT n.id::text, ',') INTO taken
             FROM {schema}.{table} t JOIN unnest(ids, versions) AS n(id, version)
             ON t.originator_id = n.id AND t.originator_version = n.version;
