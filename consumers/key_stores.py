@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS crm_subject_keys (
     key bytea,
     erased_at timestamptz
 )"""
+_PG_ERASED_DDL = """
+CREATE INDEX IF NOT EXISTS crm_subject_keys_erased_at
+    ON crm_subject_keys (erased_at) WHERE key IS NULL"""
 _PG_SEARCH_DDL = """
 CREATE TABLE IF NOT EXISTS crm_search_key (
     id integer PRIMARY KEY CHECK (id = 1),
@@ -41,6 +44,14 @@ PG_LOAD_MANY = "SELECT subject, key FROM crm_subject_keys WHERE subject = ANY(%s
 untyped, so the cast types the parameter itself: it is parsed once per execution. (Cast
 from `text`, a prepared statement's generic plan parsed it again for every row a scan
 read: 7.7 ms of PostgreSQL's CPU for a page's keys, not ~0.2.)"""
+PG_ERASED_SINCE = (
+    "SELECT statement_timestamp(), ARRAY(SELECT subject FROM crm_subject_keys WHERE key IS NULL"
+    " AND erased_at >= coalesce(%s::timestamptz, statement_timestamp() - %s::interval))"
+)
+"""The database's time and the subjects whose keys were destroyed at or after the first
+parameter (None: the second, an interval, before now), found by a partial index: how an
+API process learns of erasures by others (`services.erasure_watch`). `destroy` stamps
+`erased_at` with the time it writes the tombstone, just before its commit."""
 _SQLITE_CHUNK = 500
 """Subjects per `IN (...)`: below SQLite's bound-parameter limit."""
 
@@ -55,7 +66,7 @@ class PostgresKeyStore:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         with pool.connection() as conn:
-            create_tables(conn, _PG_DDL, _PG_SEARCH_DDL)
+            create_tables(conn, _PG_DDL, _PG_ERASED_DDL, _PG_SEARCH_DDL)
 
     def load(self, subject: UUID) -> bytes | None:
         with self._pool.connection() as conn:
@@ -92,8 +103,9 @@ class PostgresKeyStore:
     def destroy(self, subject: UUID) -> None:
         with self._pool.connection() as conn:
             conn.execute(
-                "INSERT INTO crm_subject_keys (subject, key, erased_at) VALUES (%s, NULL, now())"
-                " ON CONFLICT (subject) DO UPDATE SET key = NULL, erased_at = now()",
+                "INSERT INTO crm_subject_keys (subject, key, erased_at)"
+                " VALUES (%s, NULL, clock_timestamp())"
+                " ON CONFLICT (subject) DO UPDATE SET key = NULL, erased_at = clock_timestamp()",
                 (subject,),
             )
 

@@ -13,8 +13,11 @@ are computed (`consumers.blind_index`).
 
 Key lifetime in memory. Another process may destroy a key at any moment (an erasure
 through another API worker or the CLI), so a process never trusts a key it fetched long
-ago: cached keys expire after `KEY_CACHE_SECONDS`, and `opener` (the API opening a page
-of read-model rows) fetches the page's keys anew, in one query, and keeps none.
+ago: cached keys expire after `KEY_CACHE_SECONDS`, unless the process checks for other
+processes' erasures (`checked`: an API process on PostgreSQL does, twice a second, in
+`services.erasure_watch`), in which case a key is trusted until `KEY_CACHE_SECONDS`
+after the latest check. `opener` (the API opening a page of read-model rows) fetches
+the page's keys anew, in one query, and keeps none.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -35,8 +39,9 @@ from domain.base import ERASED
 
 PREFIX = "enc:v1:"
 KEY_CACHE_SECONDS = 2.0
-"""How long a fetched data key is used before it is fetched again: the longest a process
-may go on sealing or opening with a key another process has destroyed."""
+"""How long a fetched data key is used before it is fetched again, or, in a process that
+checks for erasures, after the latest check: the longest a process may go on sealing or
+opening with a key another process has destroyed."""
 Opener = Callable[[UUID, str], str]
 
 
@@ -128,6 +133,9 @@ class Keyring:
         self._batch_at = 0.0
         self._erased: set[UUID] = set()
         self._search_key: bytes | None = None
+        self._checked_from: float | None = None  # when the first erasure check was sent
+        self._checked_at = float("-inf")  # when the latest erasure check was sent
+        self.checked_as_of: datetime | None = None  # the store's time at the latest check
 
     def preload(self, subjects: Iterable[UUID]) -> None:
         """Fetch the keys of `subjects` in one query; they replace the previous batch's."""
@@ -187,6 +195,27 @@ class Keyring:
             return True
         return False
 
+    def now(self) -> float:
+        """This keyring's clock: the time an erasure check is sent, for `checked`."""
+        return self._clock()
+
+    def checked(self, sent_at: float, as_of: datetime, erased: Iterable[UUID]) -> set[UUID]:
+        """An erasure check sent at `sent_at` (`now()`) read the store as of `as_of` (its
+        own clock) and found these subjects' keys destroyed, by any process, since shortly
+        before the previous check (`checked_as_of`). They are known erased from now on;
+        any other key held was still in force when the check was sent, so a key fetched
+        after the first check is trusted until `KEY_CACHE_SECONDS` after the latest one.
+        Returns the subjects this process had not known erased."""
+        news = {subject for subject in erased if subject not in self._erased}
+        for subject in news:
+            self.forget(subject)
+            self._erased.add(subject)
+        if self._checked_from is None:
+            self._checked_from = sent_at
+        self._checked_at = max(self._checked_at, sent_at)
+        self.checked_as_of = as_of
+        return news
+
     def missing(self, subjects: Iterable[UUID]) -> list[UUID]:
         """Those of `subjects` whose key this process holds neither as a key nor as
         destroyed: an async reader fetches them itself and hands them to `remember`."""
@@ -206,15 +235,25 @@ class Keyring:
         self._batch.pop(subject, None)
 
     def _cached(self, subject: UUID) -> bytes | None:
-        """The cached key, unless it is older than `KEY_CACHE_SECONDS`."""
+        """The cached key, unless it is stale (`_trusted`)."""
         entry = self._cache.get(subject)
         if entry is None:
             return None
         key, fetched = entry
-        if self._clock() - fetched < KEY_CACHE_SECONDS:
+        if self._trusted(fetched):
             return key
         self._cache.pop(subject, None)
         return None
+
+    def _trusted(self, fetched: float) -> bool:
+        """A key fetched at `fetched` is used for `KEY_CACHE_SECONDS`, or as long as
+        erasure checks keep coming if it was fetched after the first (an older key may
+        have been destroyed before this process checked)."""
+        now = self._clock()
+        if now - fetched < KEY_CACHE_SECONDS:
+            return True
+        first = self._checked_from
+        return first is not None and fetched >= first and now - self._checked_at < KEY_CACHE_SECONDS
 
     def _key(self, subject: UUID, *, create: bool) -> bytes | None:
         key = self._cached(subject)

@@ -16,7 +16,8 @@ department page or the statistics, at a p50 of 7 ms.
   many concurrent reads);
 * `keys`: the data keys of some customers (`crm_subject_keys`), once per customer and
   process, so opening personal fields never blocks the loop; `create_key`: a new
-  customer's, so sealing its registration does not either;
+  customer's, so sealing its registration does not either; `erased_since`: the keys
+  other processes destroyed lately (`services.erasure_watch`);
 * `fetch`: a read-model query as `ReadModelStore.fetch` runs it (same SQL, views and
   row types; times at the calendar's edges through the slower loader only when psycopg's
   C loader refused one, as `consumers.pg_times.with_edges` does), for
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -40,7 +42,7 @@ from eventsourcing.persistence import StoredEvent
 from psycopg import AsyncConnection, AsyncCursor, sql
 from psycopg.rows import dict_row, tuple_row
 
-from consumers.key_stores import PG_LOAD_MANY, uuid_array
+from consumers.key_stores import PG_ERASED_SINCE, PG_LOAD_MANY, uuid_array
 from consumers.pg_times import TIMESTAMPTZ, EdgeTimestamptzLoader
 from projections.base import ColumnType
 
@@ -97,6 +99,17 @@ class PostgresReads:
         async with self._connection() as c:
             await c.tuples.execute(PG_LOAD_MANY, (uuid_array(subjects),), prepare=True)
             return dict(await c.tuples.fetchall())
+
+    async def erased_since(
+        self, since: datetime | None, otherwise: timedelta
+    ) -> tuple[datetime, list[UUID]]:
+        """The database's time, and the customers whose keys were destroyed at or after
+        `since` (None: `otherwise` before that time): `PG_ERASED_SINCE`."""
+        async with self._connection() as c:
+            await c.tuples.execute(PG_ERASED_SINCE, (since, otherwise), prepare=True)
+            row = await c.tuples.fetchone()
+        assert row is not None  # one row, always
+        return row[0], row[1]
 
     async def create_key(self, subject: UUID, key: bytes) -> bytes | None:
         """`PostgresKeyStore.create`, awaited: the key is read back by a second statement,

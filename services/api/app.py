@@ -40,6 +40,7 @@ from services.bootstrap import Runtime
 from services.commands import CommandService, Committer
 from services.console import console_router
 from services.current_state import CurrentState
+from services.erasure_watch import ErasureWatch
 from services.group_commit import GroupCommitter
 from services.idempotency import open_idempotency
 from services.principals import Principals, open_principals
@@ -64,12 +65,15 @@ def create_app(
         runtime, metrics, committer, principals, applied_position, current=current
     )
     services.queries = queries_helper
+    starting = [services.start_access_log]
     closing = [services.commands.committer.aclose, services.stop_access_log]  # queued writes
     if queries_helper is not None:
         services.queries_on_loop = read_models_on_loop(queries_helper, pg_reads)
         closing.append(services.queries_on_loop.aclose)
     if pg_reads is not None:
-        closing.append(pg_reads.aclose)
+        watch = ErasureWatch(pg_reads, runtime.keyring, services.erased_elsewhere)
+        starting.append(watch.start)
+        closing += [watch.stop, pg_reads.aclose]
     store = None if queries_helper is None else queries_helper.store
     register_pipeline_metrics(metrics.registry, runtime, store, probe)
     checks = default_checks(runtime, probe, store, applied_position) | (readiness or {})
@@ -87,7 +91,7 @@ def create_app(
         before_request=guard_body,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=_openapi(),
-        on_startup=[services.start_access_log],
+        on_startup=starting,
         on_shutdown=closing,
         debug=False,
     )

@@ -59,6 +59,13 @@ class Services:
     current: CurrentState  # aggregates as stored now, read on the event loop
     access_log: AccessLog | None = None  # who read whose personal data, unmasked
 
+    def erased_elsewhere(self, customers: set[UUID]) -> None:
+        """Another process erased these customers (`services.erasure_watch`): drop the
+        plaintext this one holds of them, as the erasing process did."""
+        self.commands.cache.clear()
+        for customer in customers:
+            self.current.forget(customer)
+
     def start_access_log(self) -> None:
         if self.access_log is not None:
             self.access_log.start()

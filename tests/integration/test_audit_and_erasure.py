@@ -25,6 +25,7 @@ from domain.conversation import Conversation
 from domain.customer import Customer
 from services.api.loop_reads import StoreEvents
 from services.bootstrap import connect_pool
+from services.erasure_watch import ErasureWatch
 from services.event_store import CrmApplication, open_event_store
 from services.pg_reads import PostgresReads
 from tests.unit.domain.factories import T0, ctx
@@ -204,3 +205,49 @@ def test_many_keys_are_read_alike_by_the_store_and_on_the_loop(pg_url: str) -> N
     assert by_store == expected
     assert {s: on_loop.get(s) for s in asked} == expected
     assert set(on_loop) <= set(made)  # a subject never given a key has no row
+
+
+def test_an_erasure_by_another_process_reaches_a_watching_process(pg_url: str) -> None:
+    """An API process's erasure watch (`services.erasure_watch`) finds a key another
+    process destroyed at its next check, and the keyring stops using it; with its
+    connections cut (PostgreSQL restarting, say), the watch goes on checking."""
+    pool = connect_pool(pg_url)
+    keyring, elsewhere = Keyring(PostgresKeyStore(pool)), Keyring(PostgresKeyStore(pool))
+    subject, other = uuid4(), uuid4()
+    sealed = keyring.encrypt(subject, "Ada")
+    keyring.encrypt(other, "Bob")
+
+    async def scenario() -> tuple[str, set[UUID], list[set[UUID]], bool, bool]:
+        reads = PostgresReads(pg_url, "public", "stored_events")
+        told: list[set[UUID]] = []
+        watch = ErasureWatch(reads, keyring, told.append, interval=0.05)
+        try:
+            await watch.check()
+            elsewhere.erase(subject)
+            held = keyring.decrypt(subject, sealed)  # not told yet
+            found = await watch.check()
+            before = keyring.checked_as_of
+            pids = [c.conn.info.backend_pid for c in reads._idle]
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid", (pids,))
+            watch.start()
+            for _ in range(200):  # up to ten seconds
+                if keyring.checked_as_of != before:
+                    break
+                await asyncio.sleep(0.05)
+            await watch.stop()
+            now = {c.conn.info.backend_pid for c in reads._idle}
+            return held, found, told, keyring.checked_as_of != before, not now & set(pids)
+        finally:
+            await reads.aclose()
+
+    held, found, told, checked_again, reconnected = asyncio.run(scenario())
+    pool.close()
+    assert held == "Ada"
+    assert subject in found
+    assert other not in found
+    assert subject in set().union(*told)
+    assert keyring.decrypt(subject, sealed) == ERASED
+    assert keyring.known_erased(other) is False
+    assert checked_again
+    assert reconnected

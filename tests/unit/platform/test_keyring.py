@@ -1,14 +1,15 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from cryptography.exceptions import InvalidTag
 
 from consumers.key_stores import SqliteKeyStore
-from consumers.keyring import PREFIX, Keyring, MemoryKeyStore
+from consumers.keyring import KEY_CACHE_SECONDS, PREFIX, Keyring, MemoryKeyStore
 from consumers.sealed_rows import JOIN, open_rows
 from domain.base import ERASED
 
@@ -64,3 +65,66 @@ def test_a_page_opener_opens_each_row_with_its_own_customer_s_key_as_fetched() -
     mixed = keyring.encrypt(bob, "Bob")  # sealed under bob's key, claimed as alice's row
     with pytest.raises(InvalidTag):
         open_rows(keyring, [({"customer_id": alice, "name": mixed}, ("name",))])
+
+
+class _Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _CountingStore(MemoryKeyStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+
+    def load(self, subject: UUID) -> bytes | None:
+        self.loads += 1
+        return super().load(subject)
+
+
+AS_OF = datetime(2026, 12, 5, tzinfo=UTC)  # the store's time at a check (unused here)
+
+
+def test_a_key_is_trusted_past_its_cache_time_only_while_erasure_checks_keep_coming() -> None:
+    store, clock = _CountingStore(), _Clock()
+    keyring, subject = Keyring(store, clock=clock), uuid4()
+    keyring.checked(clock.now, AS_OF, [])
+    clock.now += 0.1
+    keyring.encrypt(subject, "Ada")  # fetched (and made) after the first check
+    for _ in range(10):
+        clock.now += 1.0
+        keyring.checked(clock.now, AS_OF, [])
+        keyring.encrypt(subject, "Ada")
+    assert store.loads == 1  # ten seconds on, never fetched again
+    clock.now += KEY_CACHE_SECONDS  # no check since (the store unreachable, say)
+    keyring.encrypt(subject, "Ada")
+    assert store.loads == 2
+
+
+def test_a_key_fetched_before_the_first_erasure_check_expires_as_without_checks() -> None:
+    store, clock = _CountingStore(), _Clock()
+    keyring, subject = Keyring(store, clock=clock), uuid4()
+    keyring.encrypt(subject, "Ada")  # an erasure before the first check could go unseen
+    for _ in range(3):
+        clock.now += 1.0
+        keyring.checked(clock.now, AS_OF, [])
+    keyring.encrypt(subject, "Ada")
+    assert store.loads == 2
+
+
+def test_an_erasure_check_makes_another_process_s_erasure_known_and_reports_it_once() -> None:
+    store, clock = MemoryKeyStore(), _Clock()
+    keyring, subject, other = Keyring(store, clock=clock), uuid4(), uuid4()
+    sealed = keyring.encrypt(subject, "Ada")
+    keyring.encrypt(other, "Bob")
+    assert keyring.checked(clock.now, AS_OF, []) == set()
+    store.destroy(subject)  # another process erased the customer
+    assert keyring.decrypt(subject, sealed) == "Ada"  # its key still held: not told yet
+    assert keyring.checked(clock.now, AS_OF, [subject]) == {subject}
+    assert keyring.decrypt(subject, sealed) == ERASED
+    assert keyring.encrypt(subject, "new personal data") == ERASED
+    assert (keyring.known_erased(subject), keyring.known_erased(other)) == (True, False)
+    assert keyring.checked(clock.now, AS_OF, [subject]) == set()  # known already
+    assert keyring.checked_as_of == AS_OF
