@@ -301,11 +301,10 @@ def _total(rows: list[Row], department: str, agent: str) -> Row:
 
 
 def _with_scores(row: Row) -> Row:
-    return {
-        **row,
-        "csat": csat(int(row["csat_answers"]), int(row["csat_positive"])),
-        "nps": nps(int(row["nps_answers"]), int(row["promoters"]), int(row["detractors"])),
-    }
+    """`row` (a fetched row, owned by the caller) with its CSAT and NPS."""
+    row["csat"] = csat(int(row["csat_answers"]), int(row["csat_positive"]))
+    row["nps"] = nps(int(row["nps_answers"]), int(row["promoters"]), int(row["detractors"]))
+    return row
 
 
 def task_stats(store: ReadModelStore, *, department: str = ALL, assignee: str = ALL) -> Row:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -63,21 +63,39 @@ def to_sqlite(value: Any) -> Any:
     return value
 
 
-def from_value(kind: str | None, value: Any) -> Any:
-    """A stored value as the Python value of column type `kind` (None: as stored)."""
-    if value is None or kind is None:
-        return value
-    if kind == "uuid":
-        return UUID(value)
-    if kind == "timestamp":
-        return datetime.fromisoformat(value)
-    if kind == "numeric":
-        return Decimal(str(value))
-    return bool(value) if kind == "bool" else value
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "uuid": UUID,
+    "timestamp": datetime.fromisoformat,
+    "numeric": lambda value: Decimal(str(value)),
+    "bool": bool,
+}
+"""Column types whose stored values are not their Python values already."""
 
 
-def from_sqlite(table: Table, row: Sequence[Any]) -> Row:
-    return {c.name: from_value(c.type, v) for c, v in zip(table.columns, row, strict=True)}
+def rows_of(
+    columns: Sequence[str], kinds: Sequence[str | None], rows: Iterable[Sequence[Any]]
+) -> list[Row]:
+    """Stored rows as dicts of the Python values of their columns' types (`kinds`; None:
+    as stored). Only the columns whose type needs converting are visited one by one; the
+    dict of the rest is built in C."""
+    typed = [
+        (number, column, convert)
+        for number, (column, kind) in enumerate(zip(columns, kinds, strict=True))
+        if kind is not None and (convert := _CONVERTERS.get(kind)) is not None
+    ]
+    records = []
+    for row in rows:
+        record = dict(zip(columns, row, strict=True))
+        for number, column, convert in typed:
+            if (value := row[number]) is not None:
+                record[column] = convert(value)
+        records.append(record)
+    return records
+
+
+def from_sqlite(table: Table, rows: Iterable[Sequence[Any]]) -> list[Row]:
+    """Rows of `table` as stored (`SELECT *`), as dicts of Python values."""
+    return rows_of([c.name for c in table.columns], [c.type for c in table.columns], rows)
 
 
 def create_table(conn: sqlite3.Connection, prefix: str, spec: Table) -> None:
@@ -129,7 +147,7 @@ class SqliteSession:
                 f" IN (VALUES {values})"
             )
             params = [to_sqlite(v) for key in chunk for v in key]
-            rows.extend(from_sqlite(table, r) for r in self.conn.execute(query, params))
+            rows.extend(from_sqlite(table, self.conn.execute(query, params)))
         return rows
 
     def load_applied(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
