@@ -290,14 +290,16 @@ def satisfaction_stats(
     }  # fmt: skip
     rows = typed_fetch(store, query, {"s": "stats.satisfaction"}, params)
     if granularity == "all" and scope != "all":
-        rows = [_total(rows, department, agent)]
+        return [satisfaction_total(rows, department, agent)]
     return [_with_scores(r) for r in rows]
 
 
-def _total(rows: list[Row], department: str, agent: str) -> Row:
+def satisfaction_total(rows: list[Row], department: str, agent: str) -> Row:
+    """The all-time row of `satisfaction_stats` that `rows` (periods of one granularity,
+    with or without their scores) add up to."""
     names = ("csat_answers", "csat_positive", "nps_answers", "promoters", "passives", "detractors")
     total: Row = {"department": department, "agent": agent, "granularity": "all", "bucket": ALL}
-    return total | {n: sum(int(r[n]) for r in rows) for n in names}
+    return _with_scores(total | {n: sum(int(r[n]) for r in rows) for n in names})
 
 
 def _with_scores(row: Row) -> Row:

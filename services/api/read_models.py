@@ -133,16 +133,22 @@ class ReadModels:
         end: datetime | None,
         granularity: str,
     ) -> Row:
-        """CSAT and NPS per period plus the total over the same range."""
+        """CSAT and NPS per period plus the total over the same range. Without a range the
+        total is the periods' sum: every answer counts in one period of each granularity
+        (`projections.stats`), so a second query for the all-time row would read the same
+        counters (~15 us of an embedded answer's ~140)."""
         if any(t is not None and t.utcoffset() is None for t in (start, end)):
             raise BadRequest("from and to must be RFC 3339 times with a zone")
-        periods, totals = (
-            rq.satisfaction_stats(
-                self.store, department=department or ALL, agent=agent or ALL,
-                granularity=series, start=start, end=end,
+        scope = {"department": department or ALL, "agent": agent or ALL}
+        periods = rq.satisfaction_stats(
+            self.store, **scope, granularity=granularity, start=start, end=end
+        )
+        if start is None and end is None:
+            totals = [rq.satisfaction_total(periods, **scope)] if periods else []
+        else:
+            totals = rq.satisfaction_stats(
+                self.store, **scope, granularity="all", start=start, end=end
             )
-            for series in (granularity, "all")
-        )  # fmt: skip
         total = totals[0] if totals else _no_answers()
         return {**_scope(department, agent), "granularity": granularity} | {
             "periods": periods,

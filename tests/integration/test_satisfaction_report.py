@@ -16,9 +16,11 @@ from uuid import uuid4
 import pytest
 from litestar.testing import TestClient
 
+from consumers.readmodel_queries import satisfaction_stats
 from domain.base import Context
 from domain.conversation import Conversation
 from domain.customer import Customer
+from projections.satisfaction import ALL
 from tests.e2e.processes import CRM
 from tests.integration.api_support import EmbeddedApi, embedded_api
 
@@ -128,3 +130,23 @@ def test_a_bound_beyond_the_utc_calendar_is_an_answer(
         assert response.status_code == 200, response.text
         everything = (bound == "to") == (instant == LAST)
         assert response.json()["total"]["csat_answers"] == (len(ANSWERS) if everything else 0)
+
+
+@pytest.mark.parametrize("granularity", ["day", "week", "month"])
+def test_the_total_without_a_range_is_the_stored_all_time_row(
+    api: tuple[EmbeddedApi, TestClient[Any]], granularity: str
+) -> None:
+    """Without a range the total is summed from the periods, not read from the all-time
+    row: both must be the same counters and scores."""
+    embedded, client = api
+    headers = embedded.token(f"ana-{granularity}", "support", "analyst")
+    for scope in ({"department": "support"}, {"department": "support", "agent": "ann"}, {}):
+        params = {"granularity": granularity} | scope
+        answer = client.get("/v1/stats/satisfaction", params=params, headers=headers).json()
+        stored = satisfaction_stats(
+            embedded.store, department=scope.get("department", ALL),
+            agent=scope.get("agent", ALL), granularity="all",
+        )  # fmt: skip
+        assert stored, scope  # the all-time row exists: answers were recorded
+        assert answer["total"] == stored[0]
+        assert answer["total"]["nps_answers"] == len(ANSWERS)
