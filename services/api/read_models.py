@@ -135,25 +135,22 @@ class ReadModels:
     ) -> Row:
         """CSAT and NPS per period plus the total over the same range. Without a range the
         total is the periods' sum: every answer counts in one period of each granularity
-        (`projections.stats`), so a second query for the all-time row would read the same
-        counters (~15 us of an embedded answer's ~140)."""
+        (`projections.stats`), so a query for the all-time row would read the same counters
+        (on PostgreSQL an awaited round trip: ~300 -> ~215 us of CPU a read)."""
         if any(t is not None and t.utcoffset() is None for t in (start, end)):
             raise BadRequest("from and to must be RFC 3339 times with a zone")
-        scope = {"department": department or ALL, "agent": agent or ALL}
+        scope = _scope(department, agent)
         periods = rq.satisfaction_stats(
             self.store, **scope, granularity=granularity, start=start, end=end
         )
         if start is None and end is None:
-            totals = [rq.satisfaction_total(periods, **scope)] if periods else []
+            total = rq.satisfaction_total(periods, **scope) if periods else _no_answers()
         else:
             totals = rq.satisfaction_stats(
                 self.store, **scope, granularity="all", start=start, end=end
             )
-        total = totals[0] if totals else _no_answers()
-        return {**_scope(department, agent), "granularity": granularity} | {
-            "periods": periods,
-            "total": total,
-        }
+            total = totals[0] if totals else _no_answers()
+        return {**scope, "granularity": granularity, "periods": periods, "total": total}
 
     def task_stats(self, *, department: str | None, agent: str | None) -> Row:
         """Counts, on-time rate, reassignments, mean evaluation and durations (all time)."""
