@@ -81,7 +81,8 @@ class HoldKeys(Protocol):
 
 CONTENDED_SECONDS = 60.0
 """For this long after losing a race to another process (a conflict on save), commands
-catch a cached aggregate up with the store before deciding on it: one small query each,
+catch a cached aggregate up with the store before deciding on it: one small query each
+(or fewer: `CurrentState.caught_up` asks for those of concurrent commands together),
 and a spare copy (`Aggregate.clone`) that a command losing the race again gives back to
 the cache, so its retry catches up too. Otherwise every command on an aggregate the
 other process wrote since would conflict and be decided again on a rebuild from the

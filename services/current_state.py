@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -38,6 +38,9 @@ from domain.base import Aggregate, DomainEvent, NotFound
 from domain.customer import Customer
 
 A = TypeVar("A", bound=Aggregate)
+Q = TypeVar("Q")
+R = TypeVar("R")
+After = tuple[UUID, int]  # an aggregate, and the version its events are wanted after
 
 
 class EventSource(Protocol):
@@ -47,6 +50,10 @@ class EventSource(Protocol):
 
     async def events_after(self, aggregate_id: UUID, version: int) -> Sequence[StoredEvent]:
         """The aggregate's stored events with a version above `version`, oldest first."""
+        ...
+
+    async def events_after_each(self, wanted: Sequence[After]) -> Sequence[Sequence[StoredEvent]]:
+        """`events_after` of each of `wanted`, in their order, asked all at once."""
         ...
 
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
@@ -64,35 +71,37 @@ class _Kept(NamedTuple):
     head: int  # the store's head when a read last asked for this customer's new events
 
 
-class Heads:
-    """The store's head as read by a query that started after the caller asked, with
-    one query at a time serving every caller that asked before it started.
+class Gathered(Generic[Q, R]):
+    """Questions asked on the event loop, answered by one query at a time: every question
+    asked while a query runs goes into the next query, which starts after each of its
+    questions was asked, so no answer is older than its question.
 
-    A kept customer read at head H is current while the head is still H: positions are
-    drawn in commit order (the table lock), so any event committed since would have
-    moved it. Concurrent reads then cost one head query between them, not a query
-    each, and stay linearizable across processes: the head a read compares is always
-    from a query that began after the read did.
+    `query` answers a list of questions with one answer each, in their order. A failed
+    query fails the callers whose questions it carried; the next query runs as usual.
     """
 
-    def __init__(self, probe: Callable[[], Awaitable[int]]) -> None:
-        self._probe = probe
-        self._waiting: asyncio.Future[int] | None = None  # the next query's callers
-        self._running: asyncio.Future[int] | None = None  # the query under way
+    def __init__(self, query: Callable[[list[Q]], Awaitable[Sequence[R]]]) -> None:
+        self._query = query
+        self._asked: list[Q] = []  # the next query's questions
+        self._waiting: asyncio.Future[Sequence[R]] | None = None  # the next query
+        self._running: asyncio.Future[Sequence[R]] | None = None  # the query under way
 
-    async def current(self) -> int:
+    async def ask(self, question: Q) -> R:
         if self._waiting is None:
             self._waiting = asyncio.ensure_future(self._next())
-        return await asyncio.shield(self._waiting)
+        index = len(self._asked)
+        self._asked.append(question)
+        return (await asyncio.shield(self._waiting))[index]
 
-    async def _next(self) -> int:
+    async def _next(self) -> Sequence[R]:
         running = self._running
         if running is not None:
             await asyncio.wait([running])  # its callers asked before this query's did
         mine = self._running = self._waiting
         self._waiting = None  # callers from now on wait for the next query
+        asked, self._asked = self._asked, []
         try:
-            return await self._probe()
+            return await self._query(asked)
         finally:
             if self._running is mine:
                 self._running = None
@@ -104,12 +113,13 @@ class CurrentState:
         self._keyring = keyring
         self._max_size = max_size
         self._customers: OrderedDict[UUID, _Kept] = OrderedDict()
-        self._heads = Heads(source.head)
+        self._heads: Gathered[None, int] = Gathered(self._head_each)
+        self._catch_ups: Gathered[After, Sequence[StoredEvent]] = Gathered(source.events_after_each)
 
     async def load(self, kind: type[A], aggregate_id: UUID) -> A:
         """The aggregate with every event stored so far; `NotFound` if there is none of
         that kind."""
-        head = await self._heads.current()
+        head = await self._heads.ask(None)
         kept = self._customers.get(aggregate_id) if kind is Customer else None
         if kept is not None and kept.head == head:
             self._customers.move_to_end(aggregate_id)
@@ -137,10 +147,23 @@ class CurrentState:
             raise NotFound(kind.aggregate_type, aggregate_id)
         return aggregate
 
+    async def _head_each(self, asked: list[None]) -> list[int]:
+        """One head query for every read that asked for it (`_heads`).
+
+        A kept customer read at head H is current while the head is still H: positions
+        are drawn in commit order (the table lock), so any event committed since would
+        have moved it. Concurrent reads then cost one head query between them, not a
+        query each, and stay linearizable across processes: the head a read compares is
+        always from a query that began after the read did."""
+        return [await self._source.head()] * len(asked)
+
     async def caught_up(self, aggregate: A) -> A:
         """`aggregate` (owned by the caller, every event of it stored) with the events
-        stored after its version applied, in place: one small query, not its history."""
-        stored = await self._source.events_after(aggregate.id, aggregate.version)
+        stored after its version applied, in place: not its history, and one query for
+        all the catch-ups asked while the one before ran. (A contended process catches up
+        every command's aggregate, `services.commands.CONTENDED_SECONDS`: two API
+        processes sharing 16 connections of PATCH asked 2.8 catch-ups a query.)"""
+        stored = await self._catch_ups.ask((aggregate.id, aggregate.version))
         for event in await self._opened(stored):
             event.mutate(aggregate)
         return aggregate

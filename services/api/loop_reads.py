@@ -123,6 +123,11 @@ class StoreEvents:
     async def events_after(self, aggregate_id: UUID, version: int) -> Sequence[StoredEvent]:
         return self._recorder.select_events(aggregate_id, gt=version)
 
+    async def events_after_each(
+        self, wanted: Sequence[tuple[UUID, int]]
+    ) -> list[Sequence[StoredEvent]]:
+        return [self._recorder.select_events(i, gt=version) for i, version in wanted]
+
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         found = self._keys.load_many(subjects)
         return {s: k for s, k in found.items() if k is not None or self._keys.destroyed(s)}

@@ -18,7 +18,7 @@ from domain.base import ERASED, Aggregate, Context, NotFound
 from domain.codec import CodecMapper
 from domain.conversation import Conversation
 from domain.customer import Customer
-from services.current_state import CurrentState, Heads
+from services.current_state import CurrentState, Gathered
 
 CTX = Context(
     actor="sam", actor_department="sales", occurred_at=datetime.now(UTC), correlation_id="t"
@@ -51,6 +51,18 @@ class Store:
             s
             for s in self.stored
             if s.originator_id == aggregate_id and s.originator_version > version
+        ]
+
+    async def events_after_each(
+        self, wanted: Sequence[tuple[UUID, int]]
+    ) -> list[Sequence[StoredEvent]]:
+        self.asked.append(("events of each", [version for _, version in wanted]))
+        seen = list(self.stored)  # what the query sees as it starts
+        if self.gate is not None:
+            await self.gate.wait()
+        return [
+            [s for s in seen if s.originator_id == i and s.originator_version > version]
+            for i, version in wanted
         ]
 
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
@@ -176,7 +188,33 @@ def test_a_command_s_aggregate_is_caught_up_with_only_the_newer_events(store: St
 
     assert caught_up is mine  # in place: the command owns it
     assert (caught_up.version, caught_up.erased, caught_up.email) == (3, True, ERASED)
-    assert [v for kind, v in store.asked if kind == "events"] == [0, 1]
+    assert store.asked[0] == ("events", 0)  # rebuilt from the whole history
+    assert store.asked[-1] == ("events of each", [1])  # caught up: only the newer events
+
+
+def test_catch_ups_asked_while_one_runs_share_the_next_query(store: Store) -> None:
+    ada, bob, cy = customer(store), customer(store), customer(store)
+    current = reads(store)
+
+    async def scenario() -> list[Customer]:
+        mine = [await current.rebuilt(Customer, c.id) for c in (ada, bob, cy)]
+        store.gate = asyncio.Event()
+        first = asyncio.create_task(current.caught_up(mine[0]))
+        await asyncio.sleep(0)  # its query has started
+        bob.update_profile(CTX, company="Acme")  # another process, while it runs
+        cy.update_profile(CTX, company="Initech")
+        store.save(bob)
+        store.save(cy)
+        later = [asyncio.create_task(current.caught_up(m)) for m in mine[1:]]
+        await asyncio.sleep(0)
+        store.gate.set()
+        return list(await asyncio.gather(first, *later))
+
+    seen = asyncio.run(scenario())
+
+    assert [kind for kind, _ in store.asked].count("events of each") == 2
+    assert ("events of each", [1, 1]) in store.asked  # bob's and cy's, in one query
+    assert [(c.company, c.version) for c in seen] == [(None, 1), ("Acme", 2), ("Initech", 2)]
 
 
 def test_another_kind_or_no_events_is_not_found(store: Store) -> None:
@@ -189,23 +227,24 @@ def test_another_kind_or_no_events_is_not_found(store: Store) -> None:
         asyncio.run(current.load(Customer, uuid4()))
 
 
-def test_a_failed_head_query_fails_its_readers_and_the_next_query_runs() -> None:
-    calls: list[int] = []
+def test_a_failed_query_fails_the_questions_it_carried_and_the_next_query_runs() -> None:
+    calls: list[list[int]] = []
 
-    async def probe() -> int:
-        calls.append(1)
+    async def query(asked: list[int]) -> list[int]:
+        calls.append(asked)
         if len(calls) == 1:
             raise ConnectionError("lost")
-        return 7
+        return [n * 10 for n in asked]
 
-    heads = Heads(probe)
+    gathered: Gathered[int, int] = Gathered(query)
 
-    async def scenario() -> int:
-        with pytest.raises(ConnectionError):
-            await heads.current()
-        return await heads.current()
+    async def scenario() -> list[int]:
+        failed = await asyncio.gather(gathered.ask(1), gathered.ask(2), return_exceptions=True)
+        assert all(isinstance(f, ConnectionError) for f in failed)
+        return list(await asyncio.gather(gathered.ask(3), gathered.ask(4)))
 
-    assert asyncio.run(scenario()) == 7
+    assert asyncio.run(scenario()) == [30, 40]  # each its own answer
+    assert calls == [[1, 2], [3, 4]]
 
 
 def test_hold_keys_makes_a_key_only_when_asked_and_never_for_an_erased_customer(

@@ -1,0 +1,66 @@
+"""The API's event sources (`services.current_state.EventSource`) over SQLite and a real
+PostgreSQL: the events of several aggregates asked at once (`events_after_each`, what
+concurrent catch-ups of contended commands share) are those each aggregate's own
+`events_after` gives, in the order asked, the same aggregate twice included."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from consumers.keyring import MemoryKeyStore
+from domain.customer import Customer
+from services.api.loop_reads import StoreEvents
+from services.event_store import CrmApplication, open_event_store
+from services.pg_reads import PostgresReads
+from tests.unit.domain.factories import ctx
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def stored(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CrmApplication, Any]]:
+    """An event store, and the API's event source over it."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    app = open_event_store(url, None if url else tmp_path)
+    recorder: Any = app.recorder
+    if url is None:
+        yield app, StoreEvents(recorder, MemoryKeyStore())
+    else:
+        yield app, PostgresReads(url, recorder.datastore.schema, recorder.events_table_name)
+    app.close()
+
+
+def test_events_of_each_are_each_aggregate_s_own(stored: tuple[CrmApplication, Any]) -> None:
+    store, source = stored
+    ada, bob = (
+        Customer.register(ctx(), customer_id=uuid4(), name=n, email=f"{n}@example.com",
+                          owner_department="sales")
+        for n in ("ada", "bob")
+    )  # fmt: skip
+    ada.update_profile(ctx(minutes=1), company="Acme")
+    ada.update_profile(ctx(minutes=2), company="Initech")
+    bob.update_profile(ctx(minutes=1), company="Globex")
+    store.record(ada, bob)
+    wanted = [(ada.id, 0), (bob.id, 1), (ada.id, 2), (bob.id, 2), (uuid4(), 0), (ada.id, 1)]
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        each = await source.events_after_each(wanted)
+        alone = [await source.events_after(i, version) for i, version in wanted]
+        if isinstance(source, PostgresReads):
+            await source.aclose()  # its connections belong to this loop
+        return list(each), alone
+
+    each, alone = asyncio.run(scenario())
+
+    versions = [[(e.originator_id, e.originator_version) for e in events] for events in each]
+    assert versions == [
+        [(ada.id, 1), (ada.id, 2), (ada.id, 3)], [(bob.id, 2)], [(ada.id, 3)], [], [],
+        [(ada.id, 2), (ada.id, 3)],
+    ]  # fmt: skip
+    assert [list(events) for events in each] == [list(events) for events in alone]
