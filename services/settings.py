@@ -95,8 +95,9 @@ def _database_url(url: str | None) -> str | None:
         return None
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
-        raise ConfigError(
-            "CRM_DATABASE_URL", f"expected postgresql://user:password@host:port/db, got {url!r}"
+        shown = url if parts.password is None else url.replace(f":{parts.password}@", ":***@", 1)
+        raise ConfigError(  # the password stays out of logs and terminals
+            "CRM_DATABASE_URL", f"expected postgresql://user:password@host:port/db, got {shown!r}"
         )
     return url
 

@@ -28,6 +28,13 @@ def test_database_url_selects_postgres() -> None:
     assert not settings.embedded
 
 
+def test_a_bad_database_url_is_shown_without_its_password() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"CRM_DATABASE_URL": "mysql://crm:s3cret@db:3306/crm"})
+    assert "s3cret" not in str(raised.value)
+    assert "mysql://crm:***@db:3306/crm" in str(raised.value)
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
