@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
+from operator import itemgetter
 from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
@@ -297,15 +298,20 @@ def satisfaction_stats(
 def satisfaction_total(rows: list[Row], department: str, agent: str) -> Row:
     """The all-time row of `satisfaction_stats` that `rows` (periods of one granularity,
     with or without their scores) add up to."""
-    names = ("csat_answers", "csat_positive", "nps_answers", "promoters", "passives", "detractors")
+    columns = zip(*map(_counters, rows), strict=True) if rows else [()] * len(_COUNTERS)
     total: Row = {"department": department, "agent": agent, "granularity": "all", "bucket": ALL}
-    return _with_scores(total | {n: sum(int(r[n]) for r in rows) for n in names})
+    return _with_scores(total | {n: sum(c) for n, c in zip(_COUNTERS, columns, strict=True)})
+
+
+_COUNTERS = ("csat_answers", "csat_positive", "nps_answers", "promoters", "passives", "detractors")
+_counters = itemgetter(*_COUNTERS)  # bigint columns: ints from either store
 
 
 def _with_scores(row: Row) -> Row:
     """`row` (a fetched row, owned by the caller) with its CSAT and NPS."""
-    row["csat"] = csat(int(row["csat_answers"]), int(row["csat_positive"]))
-    row["nps"] = nps(int(row["nps_answers"]), int(row["promoters"]), int(row["detractors"]))
+    csat_answers, positive, nps_answers, promoters, _, detractors = _counters(row)
+    row["csat"] = csat(csat_answers, positive)
+    row["nps"] = nps(nps_answers, promoters, detractors)
     return row
 
 
