@@ -163,8 +163,7 @@ def _scope(department: str | None, agent: str | None) -> Row:
 
 
 def _no_answers() -> Row:
-    names = ("csat_answers", "csat_positive", "nps_answers", "promoters", "passives", "detractors")
-    return dict.fromkeys(names, 0) | {"csat": None, "nps": None}
+    return dict.fromkeys(rq.SATISFACTION_COUNTERS, 0) | {"csat": None, "nps": None}
 
 
 def _page(items: list[Row], next_cursor: str | None) -> Page:
