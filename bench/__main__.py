@@ -46,9 +46,20 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(memory_kb / 2**20, 1),
         "python": platform.python_version(),
         "kernel": platform.release(),
+        "sched_autogroup": _autogroup(),
         "postgres": _version(["psql", "--version"]),
         "java": _version(["java", "-version"]),
     }
+
+
+def _autogroup() -> str:
+    """Whether the kernel schedules each session as one group: with PostgreSQL in a
+    session of its own and every core busy, its backends can wait whole stretches (the
+    two-worker tail in bench/RESULTS.md, eleventh session)."""
+    setting = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    if not setting.exists():
+        return "not in this kernel"
+    return "on" if setting.read_text().strip() == "1" else "off"
 
 
 def _version(command: list[str]) -> str:
