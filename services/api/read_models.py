@@ -144,12 +144,11 @@ class ReadModels:
             self.store, **scope, granularity=granularity, start=start, end=end
         )
         if start is None and end is None:
-            total = rq.satisfaction_total(periods, **scope) if periods else _no_answers()
-        else:
-            totals = rq.satisfaction_stats(
+            total = rq.satisfaction_total(periods, **scope)
+        else:  # summed from the days in range: one row, with or without answers
+            [total] = rq.satisfaction_stats(
                 self.store, **scope, granularity="all", start=start, end=end
             )
-            total = totals[0] if totals else _no_answers()
         return {**scope, "granularity": granularity, "periods": periods, "total": total}
 
     def task_stats(self, *, department: str | None, agent: str | None) -> Row:
@@ -160,10 +159,6 @@ class ReadModels:
 
 def _scope(department: str | None, agent: str | None) -> Row:
     return {"department": department or ALL, "agent": agent or ALL}
-
-
-def _no_answers() -> Row:
-    return dict.fromkeys(rq.SATISFACTION_COUNTERS, 0) | {"csat": None, "nps": None}
 
 
 def _page(items: list[Row], next_cursor: str | None) -> Page:

@@ -150,3 +150,26 @@ def test_the_total_without_a_range_is_the_stored_all_time_row(
         assert stored, scope  # the all-time row exists: answers were recorded
         assert answer["total"] == stored[0]
         assert answer["total"]["nps_answers"] == len(ANSWERS)
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+def test_a_total_without_answers_has_the_shape_of_a_stored_total(
+    api: tuple[EmbeddedApi, TestClient[Any]], bounded: bool
+) -> None:
+    """An agent who was never rated: zero counters and no scores, under the same keys as
+    a total that counted answers (department, agent, granularity and bucket included)."""
+    embedded, client = api
+    headers = embedded.token(f"ana-empty-{bounded}", "support", "analyst")
+    params = {"department": "support", "granularity": "month"}
+    if bounded:
+        params |= {"from": "2024-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}
+    rated = client.get("/v1/stats/satisfaction", params=params, headers=headers).json()
+    unrated = client.get(
+        "/v1/stats/satisfaction", params=params | {"agent": "nobody"}, headers=headers
+    ).json()
+    assert rated["total"]["csat_answers"] > 0
+    assert (unrated["periods"], unrated["total"].keys()) == ([], rated["total"].keys())
+    assert unrated["total"] == rated["total"] | {
+        "agent": "nobody", "csat_answers": 0, "csat_positive": 0, "nps_answers": 0,
+        "promoters": 0, "passives": 0, "detractors": 0, "csat": None, "nps": None,
+    }  # fmt: skip
