@@ -295,20 +295,19 @@ def satisfaction_stats(
     return [_with_scores(r) for r in rows]
 
 
-SATISFACTION_COUNTERS = (
+_COUNTERS = (
     "csat_answers", "csat_positive", "nps_answers", "promoters", "passives", "detractors",
 )  # fmt: skip
 """The counters of a satisfaction row, from which its CSAT and NPS are worked out."""
-_counters = itemgetter(*SATISFACTION_COUNTERS)  # bigint columns: ints from either store
+_counters = itemgetter(*_COUNTERS)  # bigint columns: ints from either store
 
 
 def satisfaction_total(rows: list[Row], department: str, agent: str) -> Row:
     """The all-time row of `satisfaction_stats` that `rows` (periods of one granularity,
     with or without their scores) add up to."""
-    names = SATISFACTION_COUNTERS
-    columns = zip(*map(_counters, rows), strict=True) if rows else [()] * len(names)
+    columns = zip(*map(_counters, rows), strict=True) if rows else [()] * len(_COUNTERS)
     total: Row = {"department": department, "agent": agent, "granularity": "all", "bucket": ALL}
-    return _with_scores(total | {n: sum(c) for n, c in zip(names, columns, strict=True)})
+    return _with_scores(total | {n: sum(c) for n, c in zip(_COUNTERS, columns, strict=True)})
 
 
 def _with_scores(row: Row) -> Row:
