@@ -17,7 +17,6 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from services.access_log import AccessLog
 from services.access_log_store import open_access_store
-from services.api.body_guard import MAX_BODY_BYTES, guard_body
 from services.api.deps import Services, authenticate, command_call
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.events_stream import event_stream
@@ -28,6 +27,7 @@ from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
 from services.api.readiness import DependencyProbe, ReadinessCheck, default_checks
 from services.api.reads import reader
+from services.api.request_guard import MAX_BODY_BYTES, guard_request
 from services.api.routes_audit import AUDIT
 from services.api.routes_conversations import conversations
 from services.api.routes_customers import customers
@@ -88,7 +88,7 @@ def create_app(
         ],
         dependencies=_dependencies(services, metrics, checks),
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=guard_body,
+        before_request=guard_request,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=_openapi(),
         on_startup=starting,

@@ -203,7 +203,7 @@ def _keyset_cursor(cursor: str | None, keys: Sequence[rq.SortKey]) -> list[Any] 
 def _typed(key: rq.SortKey, value: Any) -> Any:
     if value is None and key.nullable:
         return None
-    if not isinstance(value, str):
+    if not isinstance(value, str) or "\x00" in value:  # PostgreSQL text holds no NUL
         raise TypeError(f"{key.column} must be text")
     if key.kind == "uuid":
         return UUID(value)

@@ -3,10 +3,12 @@ and store nothing (issue 14: each of these was a 500 or was accepted)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from litestar.testing import TestClient
@@ -104,3 +106,30 @@ def test_every_route_declares_its_error_responses_as_problems(client: Client) ->
         for code, spec in errors.items():
             assert list(spec["content"]) == ["application/problem+json"], (method, path, code)
             assert "problems/" in spec["description"], (method, path, code)
+
+
+NUL_QUERIES = (
+    "/v1/departments/sales/customers?tag=a%00b",
+    "/v1/departments/sales/tasks?assignee=a%00b",
+    "/v1/customers?company=a%00b",
+    "/v1/stats/satisfaction?department=sales&agent=a%00b",
+    "/v1/stats/tasks?department=sales&agent=a%00b",
+)
+"""Filters a route passes to SQL as text: PostgreSQL text cannot hold a NUL."""
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_nul_in_a_query_or_a_cursor_is_a_400_on_both_stores(
+    store: str, pg_url: str, tmp_path: Path
+) -> None:
+    cursor = base64.urlsafe_b64encode(json.dumps(["a\x00b", "open", None, str(uuid4())]).encode())
+    with (
+        embedded_api(tmp_path, database_url=pg_url if store == "postgres" else None) as api,
+        TestClient(app=api.app) as client,
+    ):
+        headers = api.token("mia", "sales", "manager")
+        for url in (*NUL_QUERIES, f"/v1/departments/sales/tasks?cursor={cursor.decode()}"):
+            detail = problem(client.get(url, headers=headers), 400)["detail"]
+            assert "NUL" in detail or "cursor" in detail, (url, detail)
+        escaped = "/v1/departments/sales/tasks?assignee=a%2500b"  # a literal "%00", not a NUL
+        assert client.get(escaped, headers=headers).is_success

@@ -1,0 +1,73 @@
+"""What a request must be before any route parses it: a query without NUL characters,
+and a body that is JSON, said so, and shallow.
+
+Runs as the app's `before_request` hook (`guard_request`), ahead of parameter and body
+decoding and authentication, so hostile input is refused cheaply and the same way on
+every route:
+* a query parameter holding a NUL character (`%00`) is a 400. PostgreSQL text cannot
+  hold one, so a filter such as `?tag=a%00b` would otherwise fail in the database (a
+  500) on PostgreSQL while matching nothing on SQLite;
+* a body that is not declared `application/json` is a 415, one nested deeper than
+  `MAX_DEPTH` a 400 (msgspec would otherwise recurse until Python's limit). The size
+  bound (`MAX_BODY_BYTES`, 413) is Litestar's own `request_max_body_size`.
+
+Bodies are otherwise checked by the command classes' schemas and the domain (which
+refuses control characters in text).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Request
+
+from services.api.errors import BadRequest, UnsupportedMediaType
+
+MAX_DEPTH = 32
+MAX_BODY_BYTES = 1_048_576
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+async def guard_request(request: Request[Any, Any, Any]) -> None:
+    """Refuse a hostile query or body; None lets the route run."""
+    guard_query(request)
+    await guard_body(request)
+
+
+def guard_query(request: Request[Any, Any, Any]) -> None:
+    """Refuse a query string that decodes to a NUL character anywhere."""
+    raw = request.scope["query_string"]
+    if b"%00" not in raw and b"\x00" not in raw:
+        return
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise BadRequest(f"query parameter {name[:40]!r} must not contain NUL characters")
+
+
+async def guard_body(request: Request[Any, Any, Any]) -> None:
+    """Refuse a body that is not JSON or is nested too deep; None lets the route run."""
+    if request.method not in _WITH_BODY:
+        return
+    body = await request.body()
+    if not body.strip():
+        return
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"send the body as application/json, not {media[:60]!r}")
+    if nesting(body) > MAX_DEPTH:
+        raise BadRequest(f"the JSON body is nested deeper than {MAX_DEPTH} levels")
+
+
+def nesting(body: bytes) -> int:
+    """How deep arrays and objects nest in `body` (brackets inside strings do not count).
+    Bodies with few brackets, as every real command is, cost two byte counts."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return 0
+    deepest = depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", body)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
