@@ -10,7 +10,7 @@ import argparse
 import secrets
 import sys
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from services.settings import ConfigError, Settings
 
@@ -43,7 +43,7 @@ def _grant(args: argparse.Namespace, settings: Settings) -> int:
         print(f"crm: {str(error).strip()}", file=sys.stderr)
         return 1
     print(f"analyst {args.name}: password {password}")
-    print(f"connect with: {_url(settings, args.name, password)}")
+    print(f"connect with: {analyst_url(settings, args.name, password)}")
     return 0
 
 
@@ -73,10 +73,11 @@ def _connect(settings: Settings) -> Any:
     return psycopg.connect(settings.database_url, autocommit=True)
 
 
-def _url(settings: Settings, name: str, password: str) -> str:
-    """CRM_DATABASE_URL with the analyst's credentials instead of the service's."""
+def analyst_url(settings: Settings, name: str, password: str) -> str:
+    """CRM_DATABASE_URL with the analyst's credentials instead of the service's: the same
+    server (host:port, or a socket directory in `?host=`) and other parameters."""
     parts = urlsplit(settings.database_url or "")
-    host = parts.hostname or "127.0.0.1"
-    where = f"{host}:{parts.port}" if parts.port else host
-    login = f"{quote(name, safe='')}:{quote(password, safe='')}@{where}"
-    return urlunsplit(parts._replace(netloc=login, query=""))
+    server = parts.netloc.rpartition("@")[2]
+    login = f"{quote(name, safe='')}:{quote(password, safe='')}@{server}"
+    kept = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("user", "password")]
+    return urlunsplit(parts._replace(netloc=login, query=urlencode(kept)))

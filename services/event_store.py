@@ -19,12 +19,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
-from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Notification, Recording, StoredEvent
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.utils import Environment, EnvType
+from psycopg.conninfo import conninfo_to_dict
 
 from consumers.pg_ddl import CREATE_LOCK
 from consumers.pg_pool import RECONNECT_TIMEOUT_S
@@ -121,6 +123,25 @@ def _project(aggregate: Aggregate | None, events: Iterable[DomainEvent]) -> Aggr
     return aggregate
 
 
+_EVENTSOURCING_PARAMS = ("dbname", "host", "port", "user", "password")
+"""The connection parameters eventsourcing's settings take (`POSTGRES_DBNAME`...)."""
+
+
+class UrlPostgresFactory(PostgresFactory):
+    """eventsourcing's PostgreSQL factory whose pool connects with every parameter of
+    the database URL (`POSTGRES_URL`: `sslmode`, `sslrootcert`, a socket directory in
+    `?host=`...), as every other connection of the process does, not only the five its
+    settings take."""
+
+    POSTGRES_URL = "POSTGRES_URL"
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        url = self.env.get(self.POSTGRES_URL)
+        if url:  # before the recorders open the pool
+            self.datastore.pool.kwargs.update(conninfo_to_dict(url))  # type: ignore[union-attr]
+
+
 def store_env(database_url: str | None, data_dir: Path | None) -> dict[str, str]:
     """eventsourcing settings for PostgreSQL (`database_url`) or a SQLite file in `data_dir`."""
     if database_url is None:
@@ -132,14 +153,14 @@ def store_env(database_url: str | None, data_dir: Path | None) -> dict[str, str]
             "SQLITE_LOCK_TIMEOUT": "10",
             "APPLICATION_RECORDER_TOPIC": "services.sqlite_recorder:ChainedSQLiteRecorder",
         }
-    parts = urlsplit(database_url)
+    params = conninfo_to_dict(database_url)  # what is missing: libpq's default ("")
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
-        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-        "POSTGRES_PORT": str(parts.port or 5432),
-        "POSTGRES_USER": unquote(parts.username or ""),
-        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "PERSISTENCE_MODULE": "services.event_store:UrlPostgresFactory",
+        UrlPostgresFactory.POSTGRES_URL: database_url,
+        **{
+            f"POSTGRES_{name.upper()}": str(params.get(name) or "")
+            for name in _EVENTSOURCING_PARAMS
+        },
         "POSTGRES_POOL_SIZE": "8",
         "POSTGRES_MAX_OVERFLOW": "8",
         "POSTGRES_LOCK_TIMEOUT": "10",

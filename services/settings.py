@@ -7,18 +7,22 @@ Every setting is documented in the README's configuration table. A bad value rai
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from domain.validation import DEPARTMENT_PATTERN
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 HTTP_SERVERS = ("uvicorn", "granian")
 ACCESS_LOG_MODES = ("on", "off", "switch")
+_PASSWORD = re.compile(r"(//[^/@:]*:|[?&]password=)[^@&]*")
 
 
 class ConfigError(Exception):
@@ -91,13 +95,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def _database_url(url: str | None) -> str | None:
+    """A PostgreSQL URL as libpq reads it, naming its server: `host:port`, or a socket
+    directory (`postgresql://user@/db?host=/run/postgresql`). Its other parameters
+    (`sslmode`...) hold for every connection, the event store's too."""
     if url is None:
         return None
     parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
-        shown = url if parts.password is None else url.replace(f":{parts.password}@", ":***@", 1)
-        raise ConfigError(  # the password stays out of logs and terminals
-            "CRM_DATABASE_URL", f"expected postgresql://user:password@host:port/db, got {shown!r}"
+    try:
+        params = conninfo_to_dict(url) if parts.scheme in ("postgresql", "postgres") else {}
+    except psycopg.ProgrammingError:
+        params = {}
+    ports = str(params.get("port") or "5432").split(",")
+    if not params.get("host") or not all(port.isdigit() for port in ports):
+        shown = _PASSWORD.sub(r"\1***", url)  # the password stays out of logs and terminals
+        raise ConfigError(
+            "CRM_DATABASE_URL",
+            "expected postgresql://user:password@host:port/db (or a socket directory:"
+            f" postgresql://user@/db?host=/run/postgresql), got {shown!r}",
         )
     return url
 

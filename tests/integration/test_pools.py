@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
+import psycopg
 import pytest
+from litestar.testing import TestClient
 from psycopg_pool import ConnectionPool
 
 from consumers.pg_pool import DATABASE_UNAVAILABLE, GETCONN_TIMEOUT_S, open_pool
 from services.event_store import CrmApplication, open_event_store
 from services.pg_reads import POOL_SIZE, PostgresReads
+from tests.integration.api_support import embedded_api
 from tests.integration.private_services import PrivateServices
 
 pytestmark = pytest.mark.integration
@@ -96,3 +100,26 @@ def test_loop_reads_hand_a_released_connection_to_the_oldest_waiter(pg_url: str)
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=30))
     assert order == ["waiting", "arrived after the release"]
+
+
+def test_every_connection_carries_the_database_urls_parameters(pg_url: str, tmp_path: Path) -> None:
+    """A parameter of CRM_DATABASE_URL (here `application_name`; in production `sslmode`,
+    `sslrootcert`, a socket directory in `?host=`) holds for every connection the API
+    makes: the event store's pool and batch writer took only eventsourcing's five."""
+    named = f"{pg_url}?application_name=crm-url-parameters"
+    with embedded_api(tmp_path, database_url=named) as api, TestClient(api.app) as client:
+        auth = api.token("ann", "sales", "agent")
+        created = client.post("/v1/customers", json={"name": "Ada"}, headers=auth)
+        assert created.status_code == 201, created.text
+        assert client.get(f"/v1/customers/{created.json()['id']}", headers=auth).is_success
+        api.catch_up()
+        with psycopg.connect(pg_url, application_name="the-check") as check:
+            names: dict[str, int] = dict(
+                check.execute(
+                    "SELECT application_name, count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " GROUP BY 1"
+                ).fetchall()
+            )
+    assert names.keys() == {"crm-url-parameters"}, names
+    assert names["crm-url-parameters"] >= 3

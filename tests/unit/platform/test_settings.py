@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from services.cli_analysts import analyst_url
+from services.event_store import UrlPostgresFactory, store_env
 from services.settings import ConfigError, load_settings
 
 
@@ -33,6 +35,56 @@ def test_a_bad_database_url_is_shown_without_its_password() -> None:
         load_settings({"CRM_DATABASE_URL": "mysql://crm:s3cret@db:3306/crm"})
     assert "s3cret" not in str(raised.value)
     assert "mysql://crm:***@db:3306/crm" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://db.internal/crm",
+        "postgresql://crm@/crm?host=/run/postgresql",  # a socket directory
+        "postgresql://crm@%2Frun%2Fpostgresql/crm",  # the same, percent-encoded
+        "postgresql://crm:pw@db1:5432,db2:5433/crm?sslmode=verify-full&target_session_attrs=read-write",
+    ],
+)
+def test_a_database_url_libpq_reads_is_taken_as_written(url: str) -> None:
+    assert load_settings({"CRM_DATABASE_URL": url}).database_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql:///crm",  # no server named
+        "postgresql://crm:pw@db:port/crm",
+        "postgresql://crm@db/crm?sslmod=require",  # a parameter libpq does not know
+        "postgresql://crm@db/crm?password=s3cret&sslmod=require",
+    ],
+)
+def test_a_database_url_libpq_cannot_use_is_refused_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"CRM_DATABASE_URL": url})
+    assert "socket directory" in str(raised.value)
+    assert "s3cret" not in str(raised.value)
+
+
+def test_the_event_store_connects_with_every_parameter_of_the_url() -> None:
+    url = "postgresql://crm:pw@/crm?host=/run/postgresql&sslmode=require"
+    env = store_env(url, None)
+    assert (env["POSTGRES_HOST"], env["POSTGRES_PORT"], env["POSTGRES_DBNAME"]) == (
+        "/run/postgresql",
+        "",  # libpq's default
+        "crm",
+    )
+    pool = UrlPostgresFactory(env).datastore.pool  # not opened: connects to nothing
+    assert isinstance(pool.kwargs, dict)
+    assert pool.kwargs["host"] == "/run/postgresql"
+    assert pool.kwargs["sslmode"] == "require"
+    pool.close()
+
+
+def test_an_analysts_url_keeps_the_server_and_drops_the_services_credentials() -> None:
+    url = "postgresql://svc:svcpw@/crm?host=/run/postgresql&password=svcpw&sslmode=require"
+    shown = analyst_url(load_settings({"CRM_DATABASE_URL": url}), "ana", "p@ss")
+    assert shown == "postgresql://ana:p%40ss@/crm?host=%2Frun%2Fpostgresql&sslmode=require"
 
 
 @pytest.mark.parametrize(
