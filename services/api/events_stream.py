@@ -2,7 +2,8 @@
 
 Follows the event store's notification log (commit-ordered, gap-safe) by polling,
 which works on SQLite as well as PostgreSQL. Each message's `id` is the global
-position; `?after=<id>` replays from there, for roles that may read history.
+position; `?after=<id>` replays from there, for roles that may read history (a position
+beyond the store's head is a 400, as `min_position` is: none could ever follow it).
 
 Every event is judged by the one access model against its aggregate's state *as of that
 event* (the state the event leaves behind), so visibility follows shares, unshares,
@@ -30,6 +31,7 @@ from domain.base import AGGREGATE_CLASSES, Aggregate, DomainEvent
 from services.access import Forbidden, Principal, mask, resource_of, rule_name
 from services.access_log import revealed
 from services.api.deps import CallerDep, Services, ServicesDep, bearer_token
+from services.api.errors import BadRequest
 from services.commands import Caller
 from services.event_store import CrmApplication
 
@@ -81,8 +83,10 @@ class EventStream:
         if after is not None and not access.may(principal, "history.read"):
             rule = rule_name(principal, "history.read")
             raise Forbidden(rule, "replaying past events (after=) needs history.read")
-        start = self.services.app.head_position() if after is None else after
-        return self._messages(scope, start)
+        head = self.services.app.head_position()
+        if after is not None and after > head:  # no stored event could ever follow it
+            raise BadRequest(f"after {after} is beyond the event store's head")
+        return self._messages(scope, head if after is None else after)
 
     async def _messages(
         self, department: str | None, position: int

@@ -97,3 +97,25 @@ def test_analyst_stream_is_masked_and_department_agents_stay_in_their_department
     refused = http.get("/v1/events/stream?department=support", headers=sales)
     assert refused.status_code == 403
     assert refused.json()["rule"] == "agent:events.read:own_department"
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_replaying_after_a_position_beyond_the_head_is_a_400(
+    store: str, pg_url: str, tmp_path: Path
+) -> None:
+    """No event could ever follow it: on SQLite a position past 64 bits broke the stream
+    after its 200 (an OverflowError in the page query), on PostgreSQL it waited forever."""
+    with (
+        embedded_api(tmp_path, database_url=pg_url if store == "postgres" else None) as api,
+        served(api.app) as base,
+        httpx.Client(base_url=base, timeout=10) as http,
+    ):
+        auditor = api.token("aud", "audit", "auditor")
+        _post(http, "/v1/customers", {"name": "Ada"}, api.token("sam", "sales", "agent"))
+        for after in (2, 2**63, 10**30):
+            with http.stream("GET", f"/v1/events/stream?after={after}", headers=auditor) as sent:
+                assert sent.status_code == 400, after
+                sent.read()
+                assert "beyond the event store's head" in sent.json()["detail"]
+        with http.stream("GET", "/v1/events/stream?after=0", headers=auditor) as replay:
+            assert [kind for kind, _, _ in _read(replay.iter_lines(), 1)] == ["CustomerRegistered"]
