@@ -145,28 +145,35 @@ HOSTILE_VALUES = (
 LIKE metacharacters, integers past 64 bits, times past the calendar's edges."""
 
 
-def hostile_requests(paths: dict[str, Any]) -> list[tuple[str, str]]:
-    """(method, URL template) for every parameter of every route in the OpenAPI `paths`
-    set to each hostile value, the others valid: every query parameter of a GET (with
-    every department view), every path parameter of any method. Templates name the ids
+HOSTILE_HEADERS = ("", "x" * 5000, "-1", "9223372036854775808", "1" * 30, "NaN", "'", "*", '"')
+"""The same for a header (HTTP carries no NUL or raw non-Latin-1 there)."""
+
+Hostile = tuple[str, str, dict[str, str]]  # method, URL template, headers
+
+
+def hostile_requests(paths: dict[str, Any]) -> list[Hostile]:
+    """Every parameter (path, query, header) of every route in the OpenAPI `paths` set to
+    each hostile value, the others valid, department views each; reads first, so that the
+    writes some values let through change nothing read. Templates name the ids
     (`{customer_id}`...) so each store fills in its own."""
-    requests: list[tuple[str, str]] = []
+    requests: list[Hostile] = []
     for path, item in paths.items():
         for method, operation in item.items():
             if method not in ("get", "post", "put", "patch", "delete") or "stream" in path:
                 continue
-            parameters = operation.get("parameters", [])
-            named = [p["name"] for p in parameters if p["in"] == "path" and p["name"] != "view"]
+            parameters = [(p["in"], p["name"]) for p in operation.get("parameters", [])]
             views = ("customers", "conversations", "tasks") if "{view}" in path else ("",)
-            for view in views:
-                base = path.replace("{view}", view)
-                for name, value in [(n, v) for n in named for v in HOSTILE_VALUES if v]:
-                    requests.append((method, base.replace("{" + name + "}", value)))
-                queries = [p["name"] for p in parameters if p["in"] == "query"]
-                for name in queries if method == "get" else ():
-                    requests += [(method, f"{base}?{name}={value}") for value in HOSTILE_VALUES]
-                    requests.append((method, f"{base}?{name}=1&{name}=2"))
-    return requests
+            for base in (path.replace("{view}", view) for view in views):
+                for where, name in parameters:
+                    if where == "path" and name != "view":
+                        values = [v for v in HOSTILE_VALUES if v]
+                        requests += [(method, base.replace(f"{{{name}}}", v), {}) for v in values]
+                    elif where == "query":
+                        values = [*HOSTILE_VALUES, f"1&{name}=2"]  # and given twice
+                        requests += [(method, f"{base}?{name}={v}", {}) for v in values]
+                    elif where == "header":
+                        requests += [(method, base, {name: v}) for v in HOSTILE_HEADERS]
+    return sorted(requests, key=lambda request: request[0] != "get")
 
 
 def answers_to_hostile_parameters(database_url: str | None, tmp_path: Path) -> dict[str, int]:
@@ -195,14 +202,14 @@ def answers_to_hostile_parameters(database_url: str | None, tmp_path: Path) -> d
         api.catch_up()
         paths = client.get("/openapi.json").json()["paths"]
         answers: dict[str, int] = {}
-        for method, template in hostile_requests(paths):
+        for method, template, extra in hostile_requests(paths):
             url = template.format(**ids) if "{" in template else template
             for role, headers in roles.items():
-                sent = client.request(method.upper(), url, headers=headers, json={})
-                assert sent.status_code < 500, (role, method, url[:120], sent.text)
+                sent = client.request(method.upper(), url, headers=headers | extra, json={})
+                assert sent.status_code < 500, (role, method, url[:120], extra, sent.text)
                 if sent.status_code >= 400:
                     problem(sent, sent.status_code)
-                answers[f"{role} {method} {template[:120]}"] = sent.status_code
+                answers[f"{role} {method} {template[:120]} {extra}"[:300]] = sent.status_code
         return answers
 
 
