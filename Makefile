@@ -71,7 +71,7 @@ consumer: venv ## one projection consumer: make consumer NAME=sales
 bench: venv ## benchmarks with same-run baselines -> bench/results/latest.{json,md} (ARGS="http --quick")
 	scripts/bench.sh $(ARGS)
 
-soak: venv ## ~10 min: load + SIGKILLs + broker and PostgreSQL restarts, nothing lost (own services)
+soak: venv ## ~11 min: load + SIGKILLs + broker and PostgreSQL down a minute each, nothing lost (own services)
 	scripts/soak.sh
 
 soak-quick: venv ## the soak in ~3 minutes

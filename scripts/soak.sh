@@ -9,7 +9,7 @@
 # ${CRM_SOAK_KAFKA_CONTROLLER_PORT:-27093}); the Kafka jars come from the usual cache.
 # Both are stopped (by recorded pid) when the soak ends.
 #
-#   scripts/soak.sh [--quick]     ~10 minutes, or ~3 with --quick
+#   scripts/soak.sh [--quick]     ~11 minutes, or ~3 with --quick
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CRM_SERVICES_DIR="${CRM_SOAK_SERVICES_DIR:-$PWD/var/soak/services}"
