@@ -73,11 +73,21 @@ def _connect(settings: Settings) -> Any:
     return psycopg.connect(settings.database_url, autocommit=True)
 
 
+_SERVER_PARAMETERS = frozenset((
+    "host", "hostaddr", "port", "connect_timeout", "target_session_attrs", "load_balance_hosts",
+    "sslmode", "sslrootcert", "sslcrl", "sslcrldir", "sslsni", "channel_binding",
+    "ssl_min_protocol_version", "ssl_max_protocol_version", "gssencmode",
+))  # fmt: skip
+"""What an analyst's URL keeps of the service's: where the server is and how to check it
+is the real one; never the service's own credentials (password, passfile, client
+certificate and key)."""
+
+
 def analyst_url(settings: Settings, name: str, password: str) -> str:
     """CRM_DATABASE_URL with the analyst's credentials instead of the service's: the same
-    server (host:port, or a socket directory in `?host=`) and other parameters."""
+    server (host:port, or a socket directory in `?host=`) and server checks."""
     parts = urlsplit(settings.database_url or "")
     server = parts.netloc.rpartition("@")[2]
     login = f"{quote(name, safe='')}:{quote(password, safe='')}@{server}"
-    kept = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("user", "password")]
+    kept = [(k, v) for k, v in parse_qsl(parts.query) if k in _SERVER_PARAMETERS]
     return urlunsplit(parts._replace(netloc=login, query=urlencode(kept)))

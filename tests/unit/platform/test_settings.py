@@ -82,9 +82,12 @@ def test_the_event_store_connects_with_every_parameter_of_the_url() -> None:
 
 
 def test_an_analysts_url_keeps_the_server_and_drops_the_services_credentials() -> None:
-    url = "postgresql://svc:svcpw@/crm?host=/run/postgresql&password=svcpw&sslmode=require"
+    url = (
+        "postgresql://svc:svcpw@/crm?host=/run/postgresql&password=svcpw&sslmode=verify-full"
+        "&sslcert=/etc/crm/client.crt&sslkey=/etc/crm/client.key&passfile=/etc/crm/pgpass"
+    )
     shown = analyst_url(load_settings({"CRM_DATABASE_URL": url}), "ana", "p@ss")
-    assert shown == "postgresql://ana:p%40ss@/crm?host=%2Frun%2Fpostgresql&sslmode=require"
+    assert shown == "postgresql://ana:p%40ss@/crm?host=%2Frun%2Fpostgresql&sslmode=verify-full"
 
 
 @pytest.mark.parametrize(
