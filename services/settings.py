@@ -55,6 +55,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_retention_seconds: float = 86_400.0
     consumer_watchdog_seconds: float = 60.0
     http_server: str = HTTP_SERVERS[0]
+    streams_per_principal: int = 8
+    """CRM_STREAMS_PER_PRINCIPAL: event streams one principal may hold open per process."""
     access_log: str = "on"
     """CRM_ACCESS_LOG: `off` records no reads of personal data; `switch` records, and
     SIGUSR1 turns recording off and on (both only to measure its cost: `make bench`)."""
@@ -91,6 +93,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         http_server=_choice(env, "CRM_HTTP_SERVER", HTTP_SERVERS[0], HTTP_SERVERS),
         access_log=_choice(env, "CRM_ACCESS_LOG", "on", ACCESS_LOG_MODES),
+        streams_per_principal=_number(env, "CRM_STREAMS_PER_PRINCIPAL", 8, int, minimum=1),
     )
 
 

@@ -35,6 +35,7 @@ from services.api.routes_ops import OPS
 from services.api.routes_ping import ping
 from services.api.routes_queries import queries
 from services.api.routes_tasks import tasks
+from services.api.stream_slots import StreamSlots
 from services.api.waiting import Positions
 from services.bootstrap import Runtime
 from services.commands import CommandService, Committer
@@ -146,6 +147,7 @@ def build_services(
             runtime.app.head_position, applied_position, settings.read_wait_seconds
         ),
         current=current,
+        streams=StreamSlots(settings.streams_per_principal),
         access_log=AccessLog(access_store, mode=settings.access_log),
     )
 

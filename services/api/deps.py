@@ -25,6 +25,7 @@ from services.api.errors import BadRequest, Unauthenticated
 from services.api.loop_reads import LoopReadModels
 from services.api.observability import new_request_id
 from services.api.read_models import ReadModels
+from services.api.stream_slots import StreamSlots
 from services.api.waiting import Positions
 from services.command_base import Change, Creation
 from services.commands import Caller, CommandResult, CommandService
@@ -57,6 +58,7 @@ class Services:
     access: AccessModel
     positions: Positions  # read-your-writes: `?min_position=` waits on the event loop
     current: CurrentState  # aggregates as stored now, read on the event loop
+    streams: StreamSlots  # the event streams each principal holds open
     access_log: AccessLog | None = None  # who read whose personal data, unmasked
 
     def erased_elsewhere(self, customers: set[UUID]) -> None:

@@ -62,6 +62,10 @@ class ReadModelUnavailable(Exception):  # noqa: N818 - reads as the HTTP status 
     """The read model behind this query is not wired into this process."""
 
 
+class TooManyStreams(Exception):  # noqa: N818 - reads as the HTTP status it maps to
+    """The principal holds as many event streams open as it may (`StreamSlots`)."""
+
+
 class NotCaughtUp(Exception):  # noqa: N818 - reads as the HTTP status it maps to
     """The read model did not reach `min_position` within the read wait."""
 
@@ -88,6 +92,7 @@ PROBLEMS: dict[type[BaseException], tuple[int, str, str]] = {
     UnknownEventType: (422, "unknown-event-type", "Unknown event type"),
     ReadModelUnavailable: (501, "read-model-unavailable", "Read model not available yet"),
     NotCaughtUp: (503, "not-caught-up", "The read model has not caught up yet"),
+    TooManyStreams: (429, "too-many-streams", "Too many event streams open at once"),
     ValidationException: (400, "invalid-request", "The request does not match the schema"),
 }
 
@@ -109,6 +114,7 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
 
 STORAGE_FULL = (503, "storage-full", "The server's storage is full; retry later")
 STORAGE_RETRY_AFTER = "30"
+STREAM_RETRY_AFTER = "5"  # a closed stream's slot is free as soon as the server sees it go
 UNAVAILABLE = (503, "event-store-unavailable", "The event store cannot be reached; retry")
 _OUTSIDE_THE_TABLE = [  # problems answered by other means than an exception class
     (413, "request-entity-too-large", "The body is larger than 1 MiB"),
@@ -223,17 +229,27 @@ as unhandled (the request line has them)."""
 
 
 def _headers(error: BaseException) -> dict[str, str]:
-    if isinstance(error, NotCaughtUp):
-        return {"Retry-After": str(max(1, round(error.retry_after)))}
-    if storage_full(error):
-        return {"Retry-After": STORAGE_RETRY_AFTER}
-    if unavailable(error):
-        return {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+    retry_after = _retry_after(error)
+    if retry_after is not None:
+        return {"Retry-After": retry_after}
     if isinstance(error, Unauthenticated):
         return {"WWW-Authenticate": 'Bearer realm="crm"'}
     if isinstance(error, HTTPException) and error.headers:
         return dict(error.headers)
     return {}
+
+
+def _retry_after(error: BaseException) -> str | None:
+    """Seconds a client should wait before trying again, for errors that pass by."""
+    if isinstance(error, NotCaughtUp):
+        return str(max(1, round(error.retry_after)))
+    if isinstance(error, TooManyStreams):
+        return STREAM_RETRY_AFTER
+    if storage_full(error):
+        return STORAGE_RETRY_AFTER
+    if unavailable(error):
+        return str(UNAVAILABLE_RETRY_AFTER_S)
+    return None
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
@@ -246,6 +262,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     UnknownEventType: problem_response,
     ReadModelUnavailable: problem_response,
     NotCaughtUp: problem_response,
+    TooManyStreams: problem_response,
     HTTPException: problem_response,
     **dict.fromkeys(DATABASE_UNAVAILABLE, problem_response),
     500: problem_response,  # last resort: anything unmapped, logged with its traceback

@@ -10,13 +10,14 @@ event* (the state the event leaves behind), so visibility follows shares, unshar
 hand-offs and owner changes in both directions, and it is masked as a `GET` of that
 state would be. The stream re-authenticates its token on every page, so a revoked token
 ends its open streams as soon as plain requests are refused (within the principal cache's
-few seconds).
+few seconds). A principal holds at most `CRM_STREAMS_PER_PRINCIPAL` streams open per
+process (`services.api.stream_slots`): the next one is a 429.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
@@ -86,28 +87,34 @@ class EventStream:
         head = self.services.app.head_position()
         if after is not None and after > head:  # no stored event could ever follow it
             raise BadRequest(f"after {after} is beyond the event store's head")
-        return self._messages(scope, head if after is None else after)
+        start = head if after is None else after
+        return self.services.streams.open(
+            principal.name, lambda release: self._messages(scope, start, release)
+        )
 
     async def _messages(
-        self, department: str | None, position: int
+        self, department: str | None, position: int, release: Callable[[], None]
     ) -> AsyncIterator[ServerSentEventMessage]:
         states = AggregatesAsOf(self.services.app)
-        while True:
-            principal = await anyio.to_thread.run_sync(self._still_authorised)
-            if principal is None:
-                return  # revoked: the stream ends like any other request would be refused
-            last, page = await anyio.to_thread.run_sync(
-                self.page, principal, department, position, states
-            )
-            for notification_id, event, document in page:
-                data = _encoder.encode(document).decode()
-                yield ServerSentEventMessage(
-                    data=data, event=event.wire_name(), id=str(notification_id)
+        try:
+            while True:
+                principal = await anyio.to_thread.run_sync(self._still_authorised)
+                if principal is None:
+                    return  # revoked: the stream ends as any other request would be refused
+                last, page = await anyio.to_thread.run_sync(
+                    self.page, principal, department, position, states
                 )
-            if last > position:
-                position = last
-            else:
-                await anyio.sleep(self.services.stream_poll_seconds)
+                for notification_id, event, document in page:
+                    data = _encoder.encode(document).decode()
+                    yield ServerSentEventMessage(
+                        data=data, event=event.wire_name(), id=str(notification_id)
+                    )
+                if last > position:
+                    position = last
+                else:
+                    await anyio.sleep(self.services.stream_poll_seconds)
+        finally:
+            release()  # its slot (`StreamSlots`): the client went away, or the token did
 
     def _still_authorised(self) -> Principal | None:
         return self.services.principals.authenticate(self.token)

@@ -9,7 +9,7 @@ from litestar import Router, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import ServerSentEvent
 
-from services.api.errors import READ_PROBLEMS, BadRequest
+from services.api.errors import READ_PROBLEMS, BadRequest, problem_responses
 from services.api.events_stream import StreamDep
 from services.api.reads import ReaderDep
 
@@ -82,7 +82,7 @@ async def task_stats(
     return await reader.stats("task_stats", department, min_position, agent=agent)
 
 
-@get("/events/stream", responses=READ_PROBLEMS)
+@get("/events/stream", responses=READ_PROBLEMS | problem_responses(429))
 async def events_stream(
     stream: StreamDep,
     department: FromQuery[str | None] = None,
@@ -90,7 +90,8 @@ async def events_stream(
         int | None, QueryParameter(ge=0, description="resume after this position")
     ] = None,
 ) -> ServerSentEvent:
-    """Server-sent events of what this principal may see, masked; follows the store's log."""
+    """Server-sent events of what this principal may see, masked; follows the store's log.
+    A principal holds at most `CRM_STREAMS_PER_PRINCIPAL` open at once (429 beyond)."""
     return ServerSentEvent(stream.follow(department, after))
 
 

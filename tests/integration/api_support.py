@@ -51,12 +51,15 @@ class EmbeddedApi:
 
 @contextmanager
 def embedded_api(
-    tmp_path: Path, read_wait: str = "0.05", database_url: str | None = None
+    tmp_path: Path,
+    read_wait: str = "0.05",
+    database_url: str | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[EmbeddedApi]:
     """The API with its read models on SQLite files in `tmp_path`, or with the event store
     and read models in PostgreSQL at `database_url` (the projections still follow the event
-    store in process: no Kafka)."""
-    env = {"CRM_DATA_DIR": str(tmp_path), "CRM_READ_WAIT_SECONDS": read_wait}
+    store in process: no Kafka); `settings`: other `CRM_` variables."""
+    env = {"CRM_DATA_DIR": str(tmp_path), "CRM_READ_WAIT_SECONDS": read_wait, **(settings or {})}
     runtime = bootstrap(
         load_settings(env | ({"CRM_DATABASE_URL": database_url} if database_url else {}))
     )

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.processes import eventually
 from tests.integration.api_support import EmbeddedApi, embedded_api, served
 
 Event = tuple[str, int, dict[str, Any]]  # type, position, data
@@ -119,3 +120,32 @@ def test_replaying_after_a_position_beyond_the_head_is_a_400(
                 assert "beyond the event store's head" in sent.json()["detail"]
         with http.stream("GET", "/v1/events/stream?after=0", headers=auditor) as replay:
             assert [kind for kind, _, _ in _read(replay.iter_lines(), 1)] == ["CustomerRegistered"]
+
+
+def test_a_principal_holds_a_few_streams_open_and_gets_a_slot_back_when_one_closes(
+    tmp_path: Path,
+) -> None:
+    """One agent holding 1,500 idle streams kept the API busier than a core: each polls."""
+    with (
+        embedded_api(tmp_path, settings={"CRM_STREAMS_PER_PRINCIPAL": "2"}) as api,
+        served(api.app) as base,
+        httpx.Client(base_url=base, timeout=10) as http,
+    ):
+        sam, ann = api.token("sam", "sales", "agent"), api.token("ann", "sales", "agent")
+        url = "/v1/events/stream"
+        with http.stream("GET", url, headers=sam) as first:
+            with http.stream("GET", url, headers=sam) as second:
+                assert (first.status_code, second.status_code) == (200, 200)
+                refused = http.get(url, headers=sam)
+                assert refused.status_code == 429
+                assert refused.json()["type"].endswith("/too-many-streams")
+                assert refused.headers["retry-after"] == "5"
+                with http.stream("GET", url, headers=ann) as others:
+                    assert others.status_code == 200  # a slot is a principal's own
+            # `second` closed: the server notices, and sam may open one again
+
+            def reopened() -> bool | None:
+                with http.stream("GET", url, headers=sam) as again:
+                    return again.status_code == 200 or None
+
+            eventually(reopened, within=10, what="the closed stream's slot back")
