@@ -160,6 +160,14 @@ class SurveyNotAllowedError(InvalidTransition):
     """Survey answers only after closing, and at most one of each kind per closing."""
 
 
+class ConversationFullError(InvalidTransition):
+    """A conversation holds at most `MAX_ENTRIES` messages and notes, and
+    `CONVERSATION_TEXT` characters of them (corrections included): every read of it, and
+    of its history, carries all of them, so one client could otherwise make each read
+    cost gigabytes (5,000 posts of 64 kB each, ~320 MB). A longer exchange goes on in a
+    new conversation."""
+
+
 # --- state ----------------------------------------------------------------------------
 
 
@@ -201,6 +209,7 @@ class Conversation(Aggregate):
         self.participants: tuple[str, ...] = ()
         self.status: Literal["open", "closed"] = "open"
         self.messages: dict[str, Message] = {}
+        self._text_logged = 0  # characters of every content logged, noted or corrected
         self.handoffs = 0
         self.outcome: str | None = None
         self.summary: str | None = None
@@ -259,7 +268,7 @@ class Conversation(Aggregate):
             message_id=self._new_message_id(message_id),
             direction=check.one_of(direction, DIRECTIONS, "direction"),
             author=check.text(author, "author"),
-            content=check.text(content, "content", bound.MESSAGE, multiline=True),
+            content=self._room_for(check.text(content, "content", bound.MESSAGE, multiline=True)),
             sent_at=check.aware(sent_at or ctx.occurred_at, "sent_at"),
         )
 
@@ -271,7 +280,7 @@ class Conversation(Aggregate):
             ctx,
             message_id=self._new_message_id(message_id),
             author=ctx.actor,
-            content=check.text(content, "content", bound.MESSAGE, multiline=True),
+            content=self._room_for(check.text(content, "content", bound.MESSAGE, multiline=True)),
         )
 
     def correct_message(self, ctx: Context, message_id: str, *, content: str, reason: str) -> None:
@@ -283,7 +292,7 @@ class Conversation(Aggregate):
                 MessageCorrected,
                 ctx,
                 message_id=message_id,
-                content=new_content,
+                content=self._room_for(new_content, correction=True),
                 reason=check.text(reason, "reason"),
             )
 
@@ -364,6 +373,20 @@ class Conversation(Aggregate):
         if given:
             raise SurveyNotAllowedError(f"{kind} already answered for this closing")
 
+    def _room_for(self, content: str, *, correction: bool = False) -> str:
+        """`content`, if this conversation has room for it (`ConversationFullError`)."""
+        if not correction and len(self.messages) >= bound.MAX_ENTRIES:
+            raise ConversationFullError(
+                f"conversation {self.id} holds {bound.MAX_ENTRIES} messages and notes, the"
+                " most one may: go on in a new conversation"
+            )
+        if self._text_logged + len(content) > bound.CONVERSATION_TEXT:
+            raise ConversationFullError(
+                f"conversation {self.id} would hold more than {bound.CONVERSATION_TEXT}"
+                " characters of messages, notes and corrections: go on in a new conversation"
+            )
+        return content
+
     def _new_message_id(self, message_id: str) -> str:
         checked = check.text(message_id, "message_id", bound.PERSON)
         if checked in self.messages:
@@ -392,6 +415,7 @@ class Conversation(Aggregate):
 
     @_when(MessageLogged)
     def _message_logged(self, e: MessageLogged) -> None:
+        self._text_logged += len(e.content)
         self.messages[e.message_id] = Message(
             message_id=e.message_id,
             kind="message",
@@ -403,6 +427,7 @@ class Conversation(Aggregate):
 
     @_when(InternalNoteAdded)
     def _note_added(self, e: InternalNoteAdded) -> None:
+        self._text_logged += len(e.content)
         self.messages[e.message_id] = Message(
             message_id=e.message_id,
             kind="note",
@@ -414,6 +439,7 @@ class Conversation(Aggregate):
 
     @_when(MessageCorrected)
     def _corrected(self, e: MessageCorrected) -> None:
+        self._text_logged += len(e.content)
         old = self.messages[e.message_id]
         self.messages[e.message_id] = msgspec.structs.replace(
             old, content=e.content, corrected=True, reason=e.reason

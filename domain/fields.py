@@ -36,6 +36,8 @@ PHONE = 32  # as typed: spaces, dashes, dots and parentheses allowed
 MAX_TAGS = 50
 MAX_CONSENTS = 20
 MAX_PARTICIPANTS = 20
+MAX_ENTRIES = 10_000  # messages and notes one conversation holds
+CONVERSATION_TEXT = 4_000_000  # characters one conversation's messages, notes and corrections hold
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 AMOUNT_LIMIT = Decimal(10) ** 12

@@ -13,6 +13,7 @@ from uuid import uuid4
 import pytest
 from litestar.testing import TestClient
 
+from domain import fields as bound
 from tests.integration.api_support import EmbeddedApi, embedded_api
 
 Client = TestClient[Any]
@@ -232,3 +233,24 @@ def test_hostile_parameters_are_4xx_and_answered_alike_on_both_stores(
         if on_postgres.get((role, method, url, extra)) != status
     ]
     assert not differences
+
+
+def test_a_full_conversation_is_a_409_and_stores_nothing(
+    client: Client, api: EmbeddedApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every read of a conversation carries all its messages: its size is bounded, or a
+    writer could make each read cost gigabytes."""
+    monkeypatch.setattr(bound, "CONVERSATION_TEXT", 3 * 65_536)
+    auth = api.token("sam", "sales", "agent")
+    customer = client.post("/v1/customers", json={"name": "Ada"}, headers=auth).json()["id"]
+    opened = {"customer_id": customer, "channel": "chat", "subject": "s"}
+    conversation = client.post("/v1/conversations", json=opened, headers=auth).json()["id"]
+    url = f"/v1/conversations/{conversation}/messages"
+    message = {"direction": "inbound", "author": "Ada", "content": "x" * 65_536}
+    for _ in range(3):
+        assert client.post(url, json=message, headers=auth).status_code == 201
+    head = api.runtime.app.head_position()
+    full = problem(client.post(url, json=message, headers=auth), 409)
+    assert full["type"].endswith("/invalid-transition")
+    assert "new conversation" in full["detail"]
+    assert api.runtime.app.head_position() == head

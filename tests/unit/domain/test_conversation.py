@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from domain import fields as bound
 from domain.base import InvalidTransition, ValidationFailed
 from domain.conversation import (
     Conversation,
     ConversationClosedError,
+    ConversationFullError,
     RecommendationScored,
     SatisfactionRated,
     SurveyNotAllowedError,
@@ -159,3 +161,39 @@ def test_replay_gives_the_same_state() -> None:
     conversation.close(ctx(), outcome="resolved")
     conversation.score_recommendation(ctx(), score=3, comment="meh")
     assert replay(conversation.collect_events()) == conversation
+
+
+def test_a_conversation_holds_a_bounded_number_of_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bound, "MAX_ENTRIES", 2)
+    conversation = opened()
+    conversation.log_message(ctx(), message_id="m1", direction="inbound", author="a", content="b")
+    conversation.add_note(ctx(), message_id="n1", content="c")
+    with pytest.raises(ConversationFullError, match="2 messages and notes"):
+        conversation.log_message(
+            ctx(), message_id="m2", direction="inbound", author="a", content="d"
+        )
+    with pytest.raises(ConversationFullError):
+        conversation.add_note(ctx(), message_id="n2", content="e")
+    conversation.correct_message(ctx(), "m1", content="b!", reason="typo")  # no new entry
+    assert sorted(conversation.messages) == ["m1", "n1"]
+
+
+def test_a_conversation_holds_a_bounded_amount_of_text_corrections_included(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bound, "CONVERSATION_TEXT", 10)
+    conversation = opened()
+    conversation.log_message(
+        ctx(), message_id="m1", direction="inbound", author="a", content="12345"
+    )
+    conversation.correct_message(ctx(), "m1", content="1234", reason="typo")  # 9 logged
+    with pytest.raises(ConversationFullError, match="more than 10 characters"):
+        conversation.add_note(ctx(), message_id="n1", content="12")
+    with pytest.raises(ConversationFullError):
+        conversation.correct_message(ctx(), "m1", content="123", reason="again")
+    conversation.add_note(ctx(), message_id="n1", content="1")  # exactly full
+    assert isinstance(ConversationFullError("x"), InvalidTransition)  # a 409, as a closed one
+    full = replay(conversation.collect_events())  # the count is rebuilt from the events
+    assert isinstance(full, Conversation)
+    with pytest.raises(ConversationFullError):
+        full.add_note(ctx(), message_id="n2", content="x")
