@@ -2,7 +2,7 @@
 
 An open stream costs the process a poll of the event store every half second (two thread
 hops, and a query on PostgreSQL) for as long as its client keeps the connection: one
-agent holding 1,500 of them kept the API busier than one core. A principal holding
+principal holding 1,500 of them kept the API busier than one core. A principal holding
 `per_principal` streams gets a 429 for the next one (`TooManyStreams`, with
 `Retry-After`) until one of them ends. A stream's slot is given back when it ends for
 any reason (the client went away, the token was revoked, the process stops) and, should

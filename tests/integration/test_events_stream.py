@@ -125,7 +125,7 @@ def test_replaying_after_a_position_beyond_the_head_is_a_400(
 def test_a_principal_holds_a_few_streams_open_and_gets_a_slot_back_when_one_closes(
     tmp_path: Path,
 ) -> None:
-    """One agent holding 1,500 idle streams kept the API busier than a core: each polls."""
+    """One principal holding 1,500 idle streams kept the API busier than a core: each polls."""
     with (
         embedded_api(tmp_path, settings={"CRM_STREAMS_PER_PRINCIPAL": "2"}) as api,
         served(api.app) as base,
