@@ -68,8 +68,8 @@ def _register_stats(commands: argparse._SubParsersAction[Any]) -> None:
     satisfaction = actions.add_parser("satisfaction", help="CSAT and NPS per period")
     satisfaction.add_argument("--department")
     satisfaction.add_argument("--agent")
-    satisfaction.add_argument("--from", dest="start", type=_instant, help="RFC 3339, with a zone")
-    satisfaction.add_argument("--to", dest="end", type=_instant, help="RFC 3339, with a zone")
+    satisfaction.add_argument("--from", dest="start", type=zoned_time, help="RFC 3339, with a zone")
+    satisfaction.add_argument("--to", dest="end", type=zoned_time, help="RFC 3339, with a zone")
     satisfaction.add_argument("--granularity", choices=("day", "week", "month"), default="day")
     satisfaction.add_argument(
         "--json", action="store_true", help="what GET /v1/stats/satisfaction answers"
@@ -77,10 +77,16 @@ def _register_stats(commands: argparse._SubParsersAction[Any]) -> None:
     satisfaction.set_defaults(handler=_stats_satisfaction)
 
 
-def _instant(text: str) -> datetime:
-    instant = datetime.fromisoformat(text)
+def zoned_time(text: str) -> datetime:
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time, e.g. 2026-01-31T00:00:00Z"
+        ) from None
     if instant.utcoffset() is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. {text}Z")
+        zoned = f"{text}Z" if "T" in text or " " in text else f"{text}T00:00:00Z"
+        raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. {zoned}")
     return instant
 
 
