@@ -78,6 +78,7 @@ def _register_stats(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def zoned_time(text: str) -> datetime:
+    """An argparse type: an ISO 8601 time with a zone (a usage error otherwise)."""
     try:
         instant = datetime.fromisoformat(text)
     except ValueError:
