@@ -24,6 +24,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,8 +33,26 @@ from psycopg import Connection, sql
 SCRAM_ITERATIONS = 4096
 
 
+ANALYST_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,62}")
+"""A plain role name: PostgreSQL truncates longer ones to 63 bytes, so a longer name would
+make a login other than the one the printed URL names."""
+
+
 class NotAnAnalyst(ValueError):  # noqa: N818 - reads as the refusal it is
     """The name belongs to a role that is not an analysts' login: it is left alone."""
+
+
+class AnalystNameError(ValueError):
+    """A name that is not a plain role name (`ANALYST_NAME`)."""
+
+
+def checked_name(name: str) -> str:
+    if not ANALYST_NAME.fullmatch(name):
+        raise AnalystNameError(
+            f"bad analyst name {name[:80]!r}: a letter or _, then letters, digits, _ . -;"
+            " at most 63 in all"
+        )
+    return name
 
 
 def group_role(conn: Connection[Any]) -> str:
@@ -65,6 +84,7 @@ def grant_login(
 ) -> None:
     """Create (or give a new password to) analyst `name`, in the group, which gets the
     database and every view of `schemas` (schema -> views) that exists now."""
+    name = checked_name(name)
     group = group_role(conn)
     with conn.transaction():
         if not _exists(conn, group):
@@ -82,6 +102,7 @@ def grant_login(
 
 def revoke_login(conn: Connection[Any], name: str) -> None:
     """Drop analyst `name` (only a login of this database's analysts' group)."""
+    name = checked_name(name)
     group = group_role(conn)
     if not _exists(conn, name):
         return

@@ -30,7 +30,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 def _grant(args: argparse.Namespace, settings: Settings) -> int:
     from psycopg.errors import InsufficientPrivilege
 
-    from consumers.analysts import NotAnAnalyst, grant_login
+    from consumers.analysts import AnalystNameError, NotAnAnalyst, grant_login
     from consumers.readmodel_store import analyst_views
     from projections import PROJECTIONS
 
@@ -39,7 +39,7 @@ def _grant(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with _connect(settings) as conn:
             grant_login(conn, args.name, password, schemas)
-    except (NotAnAnalyst, InsufficientPrivilege) as error:
+    except (AnalystNameError, NotAnAnalyst, InsufficientPrivilege) as error:
         print(f"crm: {str(error).strip()}", file=sys.stderr)
         return 1
     print(f"analyst {args.name}: password {password}")
@@ -50,12 +50,12 @@ def _grant(args: argparse.Namespace, settings: Settings) -> int:
 def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     from psycopg.errors import InsufficientPrivilege
 
-    from consumers.analysts import NotAnAnalyst, revoke_login
+    from consumers.analysts import AnalystNameError, NotAnAnalyst, revoke_login
 
     try:
         with _connect(settings) as conn:
             revoke_login(conn, args.name)
-    except (NotAnAnalyst, InsufficientPrivilege) as error:
+    except (AnalystNameError, NotAnAnalyst, InsufficientPrivilege) as error:
         print(f"crm: {str(error).strip()}", file=sys.stderr)
         return 1
     print(f"analyst {args.name}: revoked")

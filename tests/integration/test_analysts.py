@@ -128,3 +128,19 @@ def test_every_projection_has_views_for_analysts() -> None:
     for projection in PROJECTIONS.values():
         assert analyst_views(projection), projection.name
         assert set(analyst_views(projection)) <= {t.name for t in public_tables(projection)}
+
+
+@pytest.mark.parametrize("name", ["", "a" * 64, 'x"; DROP ROLE crm; --', "two words"])
+def test_a_name_that_is_no_plain_role_name_is_refused_and_creates_nothing(
+    database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    name: str,
+) -> None:  # fmt: skip
+    """PostgreSQL truncates a role name to 63 bytes: a longer one made a login other than
+    the one the printed URL names; an empty one was an SQL error."""
+    monkeypatch.setenv("CRM_DATABASE_URL", database)
+    with psycopg.connect(database) as conn:
+        before = conn.execute("SELECT count(*) FROM pg_roles").fetchone()
+    assert main(["analysts", "grant", name]) == 1
+    assert "bad analyst name" in capsys.readouterr().err
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_roles").fetchone() == before
