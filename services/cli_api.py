@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from services.bootstrap import Runtime, bootstrap
+from services.cli_args import PORT, int_between, zoned_time
 from services.settings import HTTP_SERVERS, ConfigError, Settings
 from services.shutdown import stop_on_signals
 
@@ -30,19 +30,22 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     api = commands.add_parser("api", help="the HTTP API against PostgreSQL (CRM_DATABASE_URL)")
     _serve_options(api)
     api.add_argument(
-        "--workers", type=int, default=1, help="API processes (each with its own group commit)"
+        "--workers",
+        type=int_between(1, 64),
+        default=1,
+        help="API processes (each with its own group commit)",
     )
     api.set_defaults(handler=_api)
     _register_principals(commands)
     _register_stats(commands)
     demo = commands.add_parser("demo", help="load a realistic scenario through the service layer")
-    demo.add_argument("--customers", type=int, default=300)
+    demo.add_argument("--customers", type=int_between(1, 1_000_000), default=300)
     demo.set_defaults(handler=_demo)
 
 
 def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=PORT, default=8000)
     parser.add_argument(
         "--server", choices=HTTP_SERVERS, help="HTTP server (default: CRM_HTTP_SERVER, uvicorn)"
     )
@@ -75,20 +78,6 @@ def _register_stats(commands: argparse._SubParsersAction[Any]) -> None:
         "--json", action="store_true", help="what GET /v1/stats/satisfaction answers"
     )
     satisfaction.set_defaults(handler=_stats_satisfaction)
-
-
-def zoned_time(text: str) -> datetime:
-    """An argparse type: an ISO 8601 time with a zone (a usage error otherwise)."""
-    try:
-        instant = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time, e.g. 2026-01-31T00:00:00Z"
-        ) from None
-    if instant.utcoffset() is None:
-        zoned = f"{text}Z" if "T" in text or " " in text else f"{text}T00:00:00Z"
-        raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. {zoned}")
-    return instant
 
 
 # --- serving --------------------------------------------------------------------------

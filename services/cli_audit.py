@@ -21,6 +21,7 @@ import msgspec
 
 from services import cli_audit_access
 from services.bootstrap import Runtime, bootstrap
+from services.cli_args import POSITION, POSITION_LIMIT, int_between
 from services.settings import ConfigError, Settings
 
 
@@ -45,9 +46,9 @@ def _register_integrity(actions: argparse._SubParsersAction[Any]) -> None:
     _register_verify(actions)
     prove = actions.add_parser("prove", help="inclusion evidence for one event (JSON)")
     prove.add_argument("id", type=UUID)
-    prove.add_argument("version", type=int)
+    prove.add_argument("version", type=int_between(1, POSITION_LIMIT))
     prove.add_argument(
-        "--checkpoint", type=int, metavar="P", help="position of the checkpoint to prove to"
+        "--checkpoint", type=POSITION, metavar="P", help="position of the checkpoint to prove to"
     )
     prove.set_defaults(handler=_prove)
     checkpoint = actions.add_parser("checkpoint", help="sign a checkpoint at the head now")
@@ -66,9 +67,11 @@ def _register_verify(actions: argparse._SubParsersAction[Any]) -> None:
         "verify", help="recompute the hash chain, check it against signed checkpoints"
     )
     verify.add_argument(
-        "--from", dest="start", type=int, metavar="P", help="first position to check"
+        "--from", dest="start", type=POSITION, metavar="P", help="first position to check"
     )
-    verify.add_argument("--to", dest="end", type=int, metavar="P", help="last position to check")
+    verify.add_argument(
+        "--to", dest="end", type=POSITION, metavar="P", help="last position to check"
+    )
     verify.add_argument(
         "--kafka", action="store_true", help="also check every record on the event topics"
     )

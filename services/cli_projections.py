@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from services.bootstrap import require_kafka
+from services.cli_args import int_between
 from services.logs import configure_logging
 from services.settings import Settings
 from services.shutdown import stop_on_signals
@@ -28,7 +29,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     consume = commands.add_parser("consume", help="run one projection from Kafka")
     consume.add_argument("name", help="sales | support | marketing | shared | stats")
     consume.add_argument("--until-caught-up", action="store_true", help="exit when no lag")
-    consume.add_argument("--batch", type=int, default=5000, help="max records per batch")
+    consume.add_argument(
+        "--batch", type=int_between(1, 100_000), default=5000, help="max records per batch"
+    )
     consume.add_argument(
         "--single-process",
         action="store_true",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from services.bootstrap import require_kafka
+from services.cli_args import int_between
 from services.settings import Settings
 from services.shutdown import stop_on_signals
 
@@ -42,7 +43,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     ensure = topic_actions.add_parser(
         "ensure", help="create missing topics with retention forever, check existing ones"
     )
-    ensure.add_argument("--partitions", type=int, default=None, help="default CRM_KAFKA_PARTITIONS")
+    ensure.add_argument(
+        "--partitions",
+        type=int_between(1, 10_000),
+        default=None,
+        help="default CRM_KAFKA_PARTITIONS",
+    )
     ensure.set_defaults(handler=_ensure)
 
 

@@ -1,5 +1,5 @@
-"""`crm stats satisfaction --from/--to`: a malformed or zone-less time is a one-line
-usage error whose example is itself accepted."""
+"""The `crm` subcommands' argument types: a bad value is a one-line usage error, and a
+zone-less time's error gives an example that is itself accepted."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from services.cli_api import zoned_time
+from services.cli_args import PORT, int_between, zoned_time
 
 
 @pytest.mark.parametrize("text", ["2026-01-01", "2026-01-01T09:30", "2026-01-01 09:30:00"])
@@ -24,3 +24,15 @@ def test_a_malformed_time_is_a_usage_error_not_a_traceback() -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="not an ISO 8601 time"):
         zoned_time("notadate")
     assert zoned_time("2026-01-31T00:00:00Z").isoformat() == "2026-01-31T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("text", ["0", "65536", "-1", "99999", "8000.5", "eighty", ""])
+def test_a_port_outside_1_to_65535_is_a_usage_error(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        PORT(text)
+
+
+def test_an_integer_within_its_bounds_is_taken() -> None:
+    assert (PORT("1"), PORT("65535"), int_between(1, 64)(" 8 ")) == (1, 65_535, 8)
+    with pytest.raises(argparse.ArgumentTypeError, match="not between 1 and 64"):
+        int_between(1, 64)("0")
