@@ -125,7 +125,7 @@ class Principals:
 
 def _check_name(name: str) -> str:
     if not name or len(name) > NAME_LIMIT or not name.isprintable() or name != name.strip():
-        raise PrincipalError(f"bad principal name {name!r}")
+        raise PrincipalError(f"bad principal name {name[:80]!r}")
     return name
 
 
