@@ -104,17 +104,20 @@ def _database_url(url: str | None) -> str | None:
     if url is None:
         return None
     parts = urlsplit(url)
+    params, why = {}, ""
     try:
         params = conninfo_to_dict(url) if parts.scheme in ("postgresql", "postgres") else {}
-    except psycopg.ProgrammingError:
-        params = {}
+    except psycopg.ProgrammingError as error:
+        # Only this message is shown: others may quote a token of the password.
+        if str(error).startswith("invalid URI query parameter"):
+            why = f" ({str(error).strip()}: not a libpq parameter)"
     ports = str(params.get("port") or "5432").split(",")
     if not params.get("host") or not all(port.isdigit() for port in ports):
         shown = _PASSWORD.sub(r"\1***", url)  # the password stays out of logs and terminals
         raise ConfigError(
             "CRM_DATABASE_URL",
             "expected postgresql://user:password@host:port/db (or a socket directory:"
-            f" postgresql://user@/db?host=/run/postgresql), got {shown!r}",
+            f" postgresql://user@/db?host=/run/postgresql), got {shown!r}{why}",
         )
     return url
 

@@ -66,6 +66,15 @@ def test_a_database_url_libpq_cannot_use_is_refused_without_its_password(url: st
     assert "s3cret" not in str(raised.value)
 
 
+def test_an_unknown_parameter_is_named_and_a_bad_password_is_not_shown() -> None:
+    with pytest.raises(ConfigError) as unknown:
+        load_settings({"CRM_DATABASE_URL": "postgresql://u:pw@db/crm?schema=public"})
+    assert 'invalid URI query parameter: "schema"' in str(unknown.value)
+    with pytest.raises(ConfigError) as garbled:  # libpq's own message quotes the token
+        load_settings({"CRM_DATABASE_URL": "postgresql://u:s3%zzcret@db/crm"})
+    assert "zz" not in str(garbled.value).replace("***", "")
+
+
 def test_the_event_store_connects_with_every_parameter_of_the_url() -> None:
     url = "postgresql://crm:pw@/crm?host=/run/postgresql&sslmode=require"
     env = store_env(url, None)
