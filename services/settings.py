@@ -22,7 +22,8 @@ from domain.validation import DEPARTMENT_PATTERN
 LOG_LEVELS = ("debug", "info", "warning", "error")
 HTTP_SERVERS = ("uvicorn", "granian")
 ACCESS_LOG_MODES = ("on", "off", "switch")
-_PASSWORD = re.compile(r"(//[^/@:]*:|[?&]password=)[^@&]*")
+_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*(?=@)|([?&]password=)[^&]*")
+"""A URL's password, in its user part or its query: shown as `***`, the rest as given."""
 
 
 class ConfigError(Exception):
@@ -113,7 +114,7 @@ def _database_url(url: str | None) -> str | None:
             why = f" ({str(error).strip()}: not a libpq parameter)"
     ports = str(params.get("port") or "5432").split(",")
     if not params.get("host") or not all(port.isdigit() for port in ports):
-        shown = _PASSWORD.sub(r"\1***", url)  # the password stays out of logs and terminals
+        shown = _PASSWORD.sub(lambda m: f"{m[1] or m[2]}***", url)  # out of logs, terminals
         raise ConfigError(
             "CRM_DATABASE_URL",
             "expected postgresql://user:password@host:port/db (or a socket directory:"

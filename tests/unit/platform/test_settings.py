@@ -66,6 +66,22 @@ def test_a_database_url_libpq_cannot_use_is_refused_without_its_password(url: st
     assert "s3cret" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://crm@db:port/crm", "postgresql://crm@db:port/crm"),
+        ("postgresql://db:port/crm", "postgresql://db:port/crm"),
+        ("postgresql://crm:s3cret@db:port/crm", "postgresql://crm:***@db:port/crm"),
+        ("postgresql://db:x/crm?password=s3cret&sslmode=require",
+         "postgresql://db:x/crm?password=***&sslmode=require"),
+    ],
+)  # fmt: skip
+def test_a_refused_url_is_shown_as_given_but_its_password(url: str, shown: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"CRM_DATABASE_URL": url})
+    assert f"got {shown!r}" in str(refused.value)
+
+
 def test_an_unknown_parameter_is_named_and_a_bad_password_is_not_shown() -> None:
     with pytest.raises(ConfigError) as unknown:
         load_settings({"CRM_DATABASE_URL": "postgresql://u:pw@db/crm?schema=public"})
