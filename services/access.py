@@ -23,6 +23,7 @@ I/O: none.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -235,6 +236,13 @@ def field_access(principal: Principal, resource: Resource) -> FieldAccess:
     if staff and principal.department == MARKETING and not resource.email_consent:
         return FieldAccess(hidden=frozenset({"email"}))
     return EVERYTHING_VISIBLE
+
+
+@functools.lru_cache(maxsize=1024)
+def unmasked(personal: tuple[str, ...], access: FieldAccess) -> tuple[str, ...]:
+    """The paths of `personal` that `access` does not mask (a class's paths meet a few
+    kinds of access: worked out once each, not at every read)."""
+    return tuple(path for path in personal if not access.hides(path))
 
 
 def mask(document: dict[str, Any], personal: Iterable[str], access: FieldAccess) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import msgspec
 import structlog
 
 from domain.base import ERASED
-from services.access import MASKED, FieldAccess, Principal
+from services.access import MASKED, FieldAccess, Principal, unmasked
 
 log = structlog.get_logger("crm.access_log")
 _encoder = msgspec.json.Encoder()
@@ -109,14 +109,7 @@ def revealed(item: Any, personal: tuple[str, ...], access: FieldAccess) -> list[
     with a value: not masked, not empty, not erased."""
     if access.everything:
         return []
-    return shown(item, _unmasked(personal, access))
-
-
-@functools.lru_cache(maxsize=1024)
-def _unmasked(personal: tuple[str, ...], access: FieldAccess) -> tuple[str, ...]:
-    """The paths of `personal` that `access` does not mask (a class's paths meet a few
-    kinds of access: worked out once each, not at every read)."""
-    return tuple(path for path in personal if not access.hides(path))
+    return shown(item, unmasked(personal, access))
 
 
 def shown(item: Any, paths: Iterable[str]) -> list[str]:

@@ -20,28 +20,50 @@ and the command is decided again on a fresh load; a refusal, a version mismatch 
 no-op decided on cached state is likewise decided again on a fresh load before it is
 answered. Reads (GET, history, as-of) never use this cache. Erasure clears it, so no plaintext of an
 erased customer outlives the command that erased it (in this process).
+
+Cached aggregates hold personal data in plaintext (a decision may compare a new value
+with the current one), so none is kept longer than `IDLE_SECONDS` after its last
+command: what the cache serves is a burst of commands on one aggregate (a conversation's
+messages, an agent's edits), not a second copy of the store. Expired ones are dropped
+as commands come and, in a process that goes quiet, by `sweep`, which the API runs
+every second (`services.api.app`). CPython does not clear the memory a dropped object
+held; what this bounds is what the process keeps reachable.
 I/O: none.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from uuid import UUID
 
 from domain.base import Aggregate
 
+IDLE_SECONDS = 5.0
+"""How long a cached aggregate outlives its last command (see above)."""
+
 
 class AggregateCache:
-    def __init__(self, max_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        max_size: int = 10_000,
+        idle_seconds: float = IDLE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._max_size = max_size
-        self._lent: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._idle_seconds = idle_seconds
+        self._clock = clock
+        self._lent: OrderedDict[UUID, tuple[Aggregate, float]] = OrderedDict()  # oldest first
         self._lock = threading.Lock()
 
     def take(self, aggregate_id: UUID) -> Aggregate | None:
         """The cached aggregate, now owned by the caller (removed from the cache)."""
         with self._lock:
-            return self._lent.pop(aggregate_id, None)
+            self._expire()
+            entry = self._lent.pop(aggregate_id, None)
+        return None if entry is None else entry[0]
 
     def give_back(self, aggregate: Aggregate) -> None:
         """Cache `aggregate`, whose events are all durable, unless a newer one is cached."""
@@ -49,12 +71,17 @@ class AggregateCache:
             return
         with self._lock:
             cached = self._lent.get(aggregate.id)
-            if cached is not None and cached.version >= aggregate.version:
+            if cached is not None and cached[0].version >= aggregate.version:
                 return
-            self._lent[aggregate.id] = aggregate
+            self._lent[aggregate.id] = (aggregate, self._clock())
             self._lent.move_to_end(aggregate.id)
             if len(self._lent) > self._max_size:
                 self._lent.popitem(last=False)
+
+    def sweep(self) -> None:
+        """Drop the aggregates idle for longer than `idle_seconds`."""
+        with self._lock:
+            self._expire()
 
     def clear(self) -> None:
         with self._lock:
@@ -62,3 +89,10 @@ class AggregateCache:
 
     def __len__(self) -> int:
         return len(self._lent)
+
+    def _expire(self) -> None:
+        """Drop idle aggregates: the oldest are first, so this stops at the first kept."""
+        oldest = self._clock() - self._idle_seconds
+        lent = self._lent
+        while lent and next(iter(lent.values()))[1] < oldest:
+            lent.popitem(last=False)

@@ -14,10 +14,15 @@ GIL) plus decoding and decrypting every event, every time. Here:
   erasure is one of their own events (it blanks their personal fields as it is applied);
   a conversation's or task's personal fields belong to its customer's key, whose
   destruction no event of theirs records, so they are rebuilt at every read;
+* a kept customer holds its personal fields sealed, as stored: its events are applied
+  unopened, so no plaintext outlives the request that showed it. A read opens a copy
+  with only the fields its caller may see (`opened`): a few fields a read, fewer than
+  opening each event's would. An erased customer's fields open as `ERASED`, its key
+  gone, whether or not this process has applied its erasure yet;
 * the data keys needed to open personal fields are fetched without blocking the loop
   when this process does not hold them yet (`EventSource.keys`), then kept by the keyring.
 
-Readers get the cached object itself: they must not change it, and they build their
+Readers get the kept object itself: they must not change it, and they build their
 answer from it before awaiting anything else (the loop runs one coroutine at a time).
 I/O: through its `EventSource`.
 """
@@ -25,6 +30,7 @@ I/O: through its `EventSource`.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar
@@ -118,14 +124,16 @@ class CurrentState:
 
     async def load(self, kind: type[A], aggregate_id: UUID) -> A:
         """The aggregate with every event stored so far; `NotFound` if there is none of
-        that kind."""
+        that kind. A customer comes as kept, its personal fields sealed (`opened` gives
+        a request the plaintext it may show); a conversation or task comes opened."""
         head = await self._heads.ask(None)
         kept = self._customers.get(aggregate_id) if kind is Customer else None
         if kept is not None and kept.head == head:
             self._customers.move_to_end(aggregate_id)
             return kept.customer  # type: ignore[return-value]
         known = 0 if kept is None else kept.customer.version
-        events = await self._opened(await self._source.events_after(aggregate_id, known))
+        stored = await self._source.events_after(aggregate_id, known)
+        events = [_decoded(s) for s in stored] if kind is Customer else await self._opened(stored)
         newest = self._customers.get(aggregate_id, kept)  # another read may have moved it
         aggregate: Aggregate | None = None if newest is None else newest.customer
         for event in events:  # no await from here on: nobody else touches `aggregate`
@@ -189,9 +197,17 @@ class CurrentState:
                 made = await self._source.create_key(subject, new_data_key())
                 self._keyring.remember(subject, made)
 
-    def forget(self, aggregate_id: UUID) -> None:
-        """Drop a kept customer (this process erased it: nothing of its plaintext stays)."""
-        self._customers.pop(aggregate_id, None)
+    async def opened(self, customer: Customer, fields: Iterable[str]) -> Customer:
+        """A copy of a kept customer (`load`) with its personal `fields` opened, for one
+        request that may show them; the others stay sealed, to be masked."""
+        names = [name for name in fields if isinstance(getattr(customer, name), str)]
+        if not names:
+            return customer
+        await self.hold_keys((customer.id,))
+        opened = copy.copy(customer)
+        for name in names:
+            setattr(opened, name, self._keyring.decrypt(customer.id, getattr(customer, name)))
+        return opened
 
     def _keep(self, kept: _Kept) -> None:
         self._customers[kept.customer.id] = kept

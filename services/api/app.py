@@ -9,6 +9,11 @@ the console for people at `/console` (`services.console`).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
+from typing import Any
+
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -66,8 +71,9 @@ def create_app(
         runtime, metrics, committer, principals, applied_position, current=current
     )
     services.queries = queries_helper
-    starting = [services.start_access_log]
-    closing = [services.commands.committer.aclose, services.stop_access_log]  # queued writes
+    sweeping, unsweeping = _in_background(partial(_every, SWEEP_SECONDS, services.sweep))
+    starting = [services.start_access_log, sweeping]
+    closing = [services.commands.committer.aclose, services.stop_access_log, unsweeping]
     if queries_helper is not None:
         services.queries_on_loop = read_models_on_loop(queries_helper, pg_reads)
         closing.append(services.queries_on_loop.aclose)
@@ -150,6 +156,33 @@ def build_services(
         streams=StreamSlots(settings.streams_per_principal),
         access_log=AccessLog(access_store, mode=settings.access_log),
     )
+
+
+SWEEP_SECONDS = 1.0  # how often `Services.sweep` runs
+
+
+async def _every(seconds: float, action: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        action()
+
+
+def _in_background(
+    run: Callable[[], Coroutine[Any, Any, None]],
+) -> tuple[Callable[[], None], Callable[[], Awaitable[None]]]:
+    """Start and stop functions running `run()` as a task on the app's event loop."""
+    tasks: list[asyncio.Task[None]] = []
+
+    def start() -> None:
+        tasks.append(asyncio.get_running_loop().create_task(run()))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        tasks.clear()
+
+    return start, stop
 
 
 def _dependencies(

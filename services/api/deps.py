@@ -24,6 +24,7 @@ from services.access_log import AccessLog
 from services.api.errors import BadRequest, Unauthenticated
 from services.api.loop_reads import LoopReadModels
 from services.api.observability import new_request_id
+from services.api.parsed_queries import forget_parsed_queries
 from services.api.read_models import ReadModels
 from services.api.stream_slots import StreamSlots
 from services.api.waiting import Positions
@@ -63,10 +64,16 @@ class Services:
 
     def erased_elsewhere(self, customers: set[UUID]) -> None:
         """Another process erased these customers (`services.erasure_watch`): drop the
-        plaintext this one holds of them, as the erasing process did."""
+        plaintext this one holds of them, as the erasing process did (kept customers
+        hold theirs sealed: with the keys gone they open as erased)."""
         self.commands.cache.clear()
-        for customer in customers:
-            self.current.forget(customer)
+
+    def sweep(self) -> None:
+        """Drop the personal data this process still holds past the requests that used
+        it: idle aggregates lent to commands, parsed query strings (the API runs this
+        every second)."""
+        self.commands.cache.sweep()
+        forget_parsed_queries()
 
     def start_access_log(self) -> None:
         if self.access_log is not None:

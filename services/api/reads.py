@@ -34,7 +34,15 @@ from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
 from domain.validation import aware
-from services.access import AccessModel, FieldAccess, Principal, Resource, mask, resource_of
+from services.access import (
+    AccessModel,
+    FieldAccess,
+    Principal,
+    Resource,
+    mask,
+    resource_of,
+    unmasked,
+)
 from services.access_log import revealed, rows_shown
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import ReadModelUnavailable
@@ -79,10 +87,13 @@ class Reader:
     ) -> CustomerView:
         """Current state, or (auditors) the state at `as_of`, of a customer they may read."""
         instant = None if as_of is None else aware(as_of, "as_of")
-        customer = await self._current(Customer, customer_id, min_position)
+        customer = await self._current(Customer, customer_id, min_position)  # sealed
         fields = self.access.read(self.principal, resource_of(customer), "as_of.read" * bool(as_of))
         if instant is not None:
             customer = await _off_loop(self.services.app.as_of, Customer, customer_id, instant)
+        else:
+            shown = unmasked(Customer.personal_fields, fields)
+            customer = await self.services.current.opened(customer, shown)
         if self._recording:
             self._reveal({customer.id: revealed(customer, Customer.personal_fields, fields)})
         return customer_view(customer, fields)
@@ -110,12 +121,12 @@ class Reader:
         fields = self._fields(await self.services.current.load(kind, aggregate_id), "history.read")
         events = await _off_loop(app.history, aggregate_id)
         if self._recording:
-            unmasked: dict[UUID, set[str]] = {}
+            shown: dict[UUID, set[str]] = {}
             for event in events:
-                unmasked.setdefault(event.data_subject, set()).update(
+                shown.setdefault(event.data_subject, set()).update(
                     revealed(event, event.personal_fields, fields)
                 )
-            self._reveal(unmasked)
+            self._reveal(shown)
         return [history_entry(event, fields) for event in events]
 
     @property

@@ -111,14 +111,11 @@ async def erase(
 ) -> Answer:
     """Right to be forgotten (admin): the event, then the customer's key is destroyed."""
     commands = call.services.commands
-    try:
-        return await call.run(
-            lambda expected: commands.erase_customer(call.caller, customer_id, data, expected),
-            data,
-            target=customer_id,
-        )
-    finally:  # reads keep no plaintext of an erased customer in this process
-        call.services.current.forget(customer_id)
+    return await call.run(
+        lambda expected: commands.erase_customer(call.caller, customer_id, data, expected),
+        data,
+        target=customer_id,
+    )
 
 
 @get(ID, responses=READ_PROBLEMS)

@@ -212,3 +212,31 @@ async def test_a_race_lost_again_is_retried_on_the_caught_up_spare() -> None:
     assert await set_company(mine, SERVICE, customer_id, "e") == 6  # v5 was theirs
     assert calls == ["caught_up", "caught_up"]  # the retry caught the spare up: no rebuild
     assert app.load(Customer, customer_id).company == "e"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_aggregate_idle_past_idle_seconds_is_dropped_by_the_next_use_or_a_sweep() -> None:
+    clock = Clock()
+    cache = AggregateCache(idle_seconds=5.0, clock=clock)
+    early, late = saved_customer(), saved_customer()
+    cache.give_back(early)
+    clock.now += 3.0
+    cache.give_back(late)
+    clock.now += 2.5  # early idle 5.5 s, late 2.5 s
+    assert cache.take(early.id) is None
+    assert len(cache) == 1
+    assert cache.take(late.id) is late  # its next command
+    cache.give_back(late)  # idle from now
+    clock.now += 4.9
+    assert cache.take(late.id) is late
+    cache.give_back(late)
+    clock.now += 5.1
+    cache.sweep()  # a quiet process: nobody takes or gives back
+    assert len(cache) == 0

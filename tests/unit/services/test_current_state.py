@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from consumers.keyring import Keyring, MemoryKeyStore
+from consumers.keyring import PREFIX, Keyring, MemoryKeyStore
 from domain.base import ERASED, Aggregate, Context, NotFound
 from domain.codec import CodecMapper
 from domain.conversation import Conversation
@@ -104,15 +104,53 @@ def test_a_kept_customer_costs_a_head_query_until_the_head_moves(store: Store) -
                 ada.update_profile(CTX, company="Acme")
                 store.save(ada)
             read = await current.load(Customer, ada.id)
-            seen.append((read.name, read.company, read.version))
+            shown = await current.opened(read, Customer.personal_fields)
+            seen.append((shown.name, read.company, read.version))
         return seen
 
     assert asyncio.run(scenario()) == [("Ada", None, 1), ("Ada", None, 1), ("Ada", "Acme", 2)]
     assert store.asked == [
-        ("head", None), ("events", 0), ("keys", 1),  # first read, key fetched once
+        ("head", None), ("events", 0), ("keys", 1),  # first read, key fetched once to open
         ("head", None),  # unchanged head: the kept customer
         ("head", None), ("events", 1),  # moved head: only the newer event
     ]  # fmt: skip
+
+
+def test_a_kept_customer_holds_its_personal_fields_sealed_and_a_read_opens_a_copy(
+    store: Store,
+) -> None:
+    ada = customer(store)
+    current = reads(store)
+
+    async def scenario() -> tuple[Customer, Customer]:
+        kept = await current.load(Customer, ada.id)
+        return kept, await current.opened(kept, ["name"])
+
+    kept, shown = asyncio.run(scenario())
+
+    assert kept.name.startswith(PREFIX)
+    assert kept.email is not None
+    assert kept.email.startswith(PREFIX)  # as stored: no plaintext outlives a read
+    assert (shown.name, shown.email) == ("Ada", kept.email)  # only what the read may show
+    assert kept.name.startswith(PREFIX)  # opening made a copy
+    assert asyncio.run(current.load(Customer, ada.id)) is kept
+
+
+def test_a_kept_customer_erased_elsewhere_opens_as_erased_before_its_event_arrives(
+    store: Store,
+) -> None:
+    ada = customer(store)
+    keyring = Keyring(store.keys_store)
+    current = CurrentState(store, keyring)
+
+    async def scenario() -> list[str]:
+        kept = await current.load(Customer, ada.id)
+        before = (await current.opened(kept, ["name"])).name
+        store.keys_store.destroy(ada.id)  # another process erased Ada: the key is gone
+        keyring.checked(keyring.now(), datetime.now(UTC), [ada.id])  # its erasure watch
+        return [before, (await current.opened(kept, ["name", "email"])).name]
+
+    assert asyncio.run(scenario()) == ["Ada", ERASED]
 
 
 def test_concurrent_reads_share_a_head_query_that_began_after_they_asked(store: Store) -> None:

@@ -1,0 +1,121 @@
+"""Personal data is plaintext only in the memory of a request allowed to see it.
+
+Unique markers go through every personal field (`tests.e2e.at_rest.exercise`), every
+kind of read shows them, and then no object the API process can still reach holds one:
+kept customers hold theirs sealed (`services.current_state`), and the commands'
+aggregate cache drops what it lent once idle (`services.aggregate_cache`). The heap is
+searched through the garbage collector: every container it tracks, for a string
+referent holding a marker (strings are not containers, so each is found through what
+holds it).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+
+import pytest
+from litestar._parsers import parse_query_string
+from litestar.testing import TestClient
+
+from services.aggregate_cache import IDLE_SECONDS, AggregateCache
+from tests.e2e.at_rest import Markers, exercise
+from tests.e2e.processes import eventually
+from tests.integration.api_support import embedded_api
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_no_personal_plaintext_stays_reachable_once_the_requests_are_answered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="httpx")  # this test's client logs its URLs
+    markers, clock = Markers(), Clock()
+    with embedded_api(tmp_path) as api, TestClient(api.app) as client:
+        services = api.app.state.services
+        services.commands.cache = AggregateCache(clock=clock)
+        client.headers.update(api.token("ada", "sales", "admin"))
+        customer, _ = exercise(client, markers)
+        api.catch_up()
+        conversation = _first(
+            client, "/v1/departments/support/conversations?status=closed", "conversation_id"
+        )
+        task = _first(client, "/v1/departments/sales/tasks", "task_id")
+        for path in (
+            f"/v1/customers/{customer}",
+            f"/v1/customers/{customer}/history",
+            f"/v1/customers/{customer}/timeline",
+            f"/v1/conversations/{conversation}",
+            f"/v1/conversations/{conversation}/history",
+            f"/v1/tasks/{task}",
+            "/v1/departments/sales/customers",
+            "/v1/customers?name=" + markers("name2"),
+        ):
+            shown = client.get(path)
+            assert shown.status_code == 200, (path, shown.text)
+            assert markers.prefix in shown.text, path  # the read did open them
+        del shown
+        assert len(services.current._customers) == 1  # the customer read is kept
+
+        held = _holders(markers)  # the search finds what is still held:
+        assert {"Conversation", "Message", "Task"} <= set(held)  # lent to commands
+        assert "tuple" in held  # parsed queries (a search, a retraction's reason)
+
+        clock.now += IDLE_SECONDS + 0.1
+        services.sweep()  # what the API runs every second
+        assert _holders(markers) == []
+
+
+def test_the_api_sweeps_idle_aggregates_and_parsed_queries_every_second(
+    tmp_path: Path,
+) -> None:
+    with embedded_api(tmp_path) as api, TestClient(api.app) as client:
+        services = api.app.state.services
+        cache = services.commands.cache = AggregateCache(idle_seconds=0.0)
+        client.headers.update(api.token("ada", "sales", "admin"))
+        customer = client.post("/v1/customers", json={"name": "Ada", "owner_department": "sales"})
+        assert customer.status_code == 201, customer.text
+        assert client.get("/v1/customers?name=Ada").status_code == 200
+        assert len(cache) == 1
+        assert parse_query_string.cache_info().currsize > 0
+
+        eventually(
+            lambda: (len(cache) == 0 and parse_query_string.cache_info().currsize == 0) or None,
+            within=5,
+            what="the sweep",
+        )
+
+
+def _first(client: TestClient, path: str, key: str) -> str:  # type: ignore[type-arg]
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    return str(page.json()["items"][0][key])
+
+
+def _holders(markers: Markers) -> list[str]:
+    """The types of the reachable objects holding a string with a marker (but the
+    markers' own strings), looking into objects the collector does not track (a
+    msgspec Struct of strings, a tuple of them) through the tracked ones holding them."""
+    gc.collect()
+    own = {id(markers.prefix), id(markers.phone_digits)}
+    needles = (markers.prefix, markers.phone_digits)
+    found: list[str] = []
+
+    def search(holder: object, depth: int) -> None:
+        for item in gc.get_referents(holder):
+            if type(item) is str:
+                if id(item) not in own and any(n in item for n in needles):
+                    found.append(type(holder).__name__)
+            elif depth and not gc.is_tracked(item):
+                search(item, depth - 1)
+
+    for holder in gc.get_objects():
+        search(holder, 3)
+    return found
