@@ -167,11 +167,19 @@ class Keyring:
     def decrypt(self, subject: UUID, sealed: str) -> str:
         if not sealed.startswith(PREFIX):
             return sealed  # stored before sealing existed, or already erased
-        if subject in self._batch and self._clock() - self._batch_at < KEY_CACHE_SECONDS:
-            key = self._batch[subject]
-        else:
-            key = self._key(subject, create=False)
+        key = self._opening_key(subject)
         return ERASED if key is None else _open(key, subject, sealed)
+
+    def decrypt_each(self, subject: UUID, sealed: Sequence[str]) -> list[str]:
+        """`decrypt` of several values of one subject, its key looked up once."""
+        key = self._opening_key(subject)
+        if key is None:
+            return [ERASED if value.startswith(PREFIX) else value for value in sealed]
+        decrypt, associated = _cipher(key).decrypt, subject.bytes
+        return [
+            _opened(decrypt, associated, value) if value.startswith(PREFIX) else value
+            for value in sealed
+        ]
 
     def erase(self, subject: UUID) -> None:
         """Destroy the subject's key: everything sealed with it becomes unreadable."""
@@ -254,6 +262,12 @@ class Keyring:
             return True
         first = self._checked_from
         return first is not None and fetched >= first and now - self._checked_at < KEY_CACHE_SECONDS
+
+    def _opening_key(self, subject: UUID) -> bytes | None:
+        """The key to open the subject's values with: the batch's, else `_key`'s."""
+        if subject in self._batch and self._clock() - self._batch_at < KEY_CACHE_SECONDS:
+            return self._batch[subject]
+        return self._key(subject, create=False)
 
     def _key(self, subject: UUID, *, create: bool) -> bytes | None:
         key = self._cached(subject)

@@ -30,7 +30,6 @@ I/O: through its `EventSource`.
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar
@@ -200,13 +199,14 @@ class CurrentState:
     async def opened(self, customer: Customer, fields: Iterable[str]) -> Customer:
         """A copy of a kept customer (`load`) with its personal `fields` opened, for one
         request that may show them; the others stay sealed, to be masked."""
-        names = [name for name in fields if isinstance(getattr(customer, name), str)]
-        if not names:
+        sealed = {name: value for name in fields if isinstance(value := vars(customer)[name], str)}
+        if not sealed:
             return customer
         await self.hold_keys((customer.id,))
-        opened = copy.copy(customer)
-        for name in names:
-            setattr(opened, name, self._keyring.decrypt(customer.id, getattr(customer, name)))
+        opened = Customer.__new__(Customer)  # a shallow copy (copy.copy costs 4x as much)
+        vars(opened).update(vars(customer))
+        values = self._keyring.decrypt_each(customer.id, list(sealed.values()))
+        vars(opened).update(zip(sealed, values, strict=True))
         return opened
 
     def _keep(self, kept: _Kept) -> None:

@@ -40,6 +40,16 @@ def test_erasing_makes_old_ciphertext_unreadable_and_blocks_new_keys(tmp_path: P
     assert reopened.decrypt(subject, sealed) == ERASED
 
 
+def test_decrypt_each_opens_a_subject_s_values_as_decrypt_does() -> None:
+    keyring = Keyring(MemoryKeyStore())
+    subject = uuid4()
+    values = [keyring.encrypt(subject, "Ada"), ERASED, keyring.encrypt(subject, "ada@x.org")]
+    assert keyring.decrypt_each(subject, values) == ["Ada", ERASED, "ada@x.org"]
+    assert keyring.decrypt_each(subject, values) == [keyring.decrypt(subject, v) for v in values]
+    keyring.erase(subject)
+    assert keyring.decrypt_each(subject, values) == [ERASED] * 3
+
+
 def test_keys_survive_a_restart(tmp_path: Path) -> None:
     subject = uuid4()
     sealed = Keyring(SqliteKeyStore(tmp_path / "keys.db")).encrypt(subject, "Bob")
