@@ -114,6 +114,12 @@ def decode_tagged(data: bytes | memoryview) -> DomainEvent:
     return _tagged_decoder().decode(data)
 
 
+def sealed_event(stored: StoredEvent) -> DomainEvent:
+    """A stored event decoded, its personal fields still sealed (`unseal` opens them)."""
+    cls, version = parse_topic(stored.topic)
+    return decode(cls, stored.state, version)
+
+
 def seal(event: DomainEvent, cipher: PersonalDataCipher) -> DomainEvent:
     """The event with its personal fields encrypted for storage and publication."""
     return _transform(event, cipher.encrypt, event.personal_fields)
@@ -177,6 +183,4 @@ class CodecMapper(Mapper[UUID]):
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
-        cls, version = parse_topic(stored_event.topic)
-        sealed = decode(cls, stored_event.state, version)
-        return unseal(sealed, self.personal_data_cipher)
+        return unseal(sealed_event(stored_event), self.personal_data_cipher)

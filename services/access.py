@@ -24,7 +24,7 @@ I/O: none.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import StrEnum
 from typing import Any, ClassVar
 from uuid import UUID
@@ -245,28 +245,42 @@ def unmasked(personal: tuple[str, ...], access: FieldAccess) -> tuple[str, ...]:
     return tuple(path for path in personal if not access.hides(path))
 
 
-def mask(document: dict[str, Any], personal: Iterable[str], access: FieldAccess) -> dict[str, Any]:
+def mask(
+    document: dict[str, Any],
+    personal: Iterable[str],
+    access: FieldAccess,
+    opener: Callable[[str], str] | None = None,
+) -> dict[str, Any]:
     """`document` (builtins) with each hidden personal path's value replaced by MASKED
-    (`None` stays `None`); a `*` step means every item of a list or dict. In place."""
-    if access is EVERYTHING_VISIBLE:
+    (`None` stays `None`), and with `opener` each other one opened (a sealed document:
+    only what the caller may see is ever opened); a `*` step means every item of a list
+    or dict. In place."""
+    if access is EVERYTHING_VISIBLE and opener is None:
         return document
     for path in personal:
         if access.hides(path):
-            _mask_path(document, path.split("."))
+            _map_path(document, path.split("."), _masked)
+        elif opener is not None:
+            _map_path(document, path.split("."), opener)
     return document
 
 
-def _mask_path(value: Any, steps: list[str]) -> None:
+def _masked(value: str) -> str:
+    return MASKED
+
+
+def _map_path(value: Any, steps: list[str], func: Callable[[str], str]) -> None:
+    """`func` applied to the strings at the end of the path `steps` (in place)."""
     step, rest = steps[0], steps[1:]
     if step == "*":
         items = value.values() if isinstance(value, dict) else value
         for item in items if isinstance(items, Iterable) else ():
-            _mask_path(item, rest)
+            _map_path(item, rest, func)
     elif isinstance(value, dict) and step in value:
         if rest:
-            _mask_path(value[step], rest)
-        elif value[step] is not None:
-            value[step] = MASKED
+            _map_path(value[step], rest, func)
+        elif value[step] is not None:  # personal fields are text (or None)
+            value[step] = func(value[step])
 
 
 # --- the model -----------------------------------------------------------------------

@@ -14,11 +14,12 @@ GIL) plus decoding and decrypting every event, every time. Here:
   erasure is one of their own events (it blanks their personal fields as it is applied);
   a conversation's or task's personal fields belong to its customer's key, whose
   destruction no event of theirs records, so they are rebuilt at every read;
-* a kept customer holds its personal fields sealed, as stored: its events are applied
-  unopened, so no plaintext outlives the request that showed it. A read opens a copy
-  with only the fields its caller may see (`opened`): a few fields a read, fewer than
-  opening each event's would. An erased customer's fields open as `ERASED`, its key
-  gone, whether or not this process has applied its erasure yet;
+* what a read loads holds its personal fields sealed, as stored: events are applied
+  unopened, so no plaintext outlives the request that showed it, and a read opens only
+  the fields its caller may see, of the current state only (not of every event): a copy
+  of a kept customer (`opened`), a conversation's or task's view (`opener`). An erased
+  customer's fields open as `ERASED`, its key gone, whether or not this process has
+  applied its erasure yet;
 * the data keys needed to open personal fields are fetched without blocking the loop
   when this process does not hold them yet (`EventSource.keys`), then kept by the keyring.
 
@@ -30,6 +31,7 @@ I/O: through its `EventSource`.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar
@@ -122,9 +124,9 @@ class CurrentState:
         self._catch_ups: Gathered[After, Sequence[StoredEvent]] = Gathered(source.events_after_each)
 
     async def load(self, kind: type[A], aggregate_id: UUID) -> A:
-        """The aggregate with every event stored so far; `NotFound` if there is none of
-        that kind. A customer comes as kept, its personal fields sealed (`opened` gives
-        a request the plaintext it may show); a conversation or task comes opened."""
+        """The aggregate with every event stored so far, its personal fields sealed
+        (`opened` and `opener` give a request what it may show); `NotFound` if there is
+        none of that kind. A customer comes as kept (readers must not change it)."""
         head = await self._heads.ask(None)
         kept = self._customers.get(aggregate_id) if kind is Customer else None
         if kept is not None and kept.head == head:
@@ -132,7 +134,7 @@ class CurrentState:
             return kept.customer  # type: ignore[return-value]
         known = 0 if kept is None else kept.customer.version
         stored = await self._source.events_after(aggregate_id, known)
-        events = [_decoded(s) for s in stored] if kind is Customer else await self._opened(stored)
+        events = [codec.sealed_event(s) for s in stored]
         newest = self._customers.get(aggregate_id, kept)  # another read may have moved it
         aggregate: Aggregate | None = None if newest is None else newest.customer
         for event in events:  # no await from here on: nobody else touches `aggregate`
@@ -196,6 +198,11 @@ class CurrentState:
                 made = await self._source.create_key(subject, new_data_key())
                 self._keyring.remember(subject, made)
 
+    async def opener(self, subject: UUID) -> Callable[[str], str]:
+        """Opens values of `subject` (a customer): for one request that may show them."""
+        await self.hold_keys((subject,))
+        return functools.partial(self._keyring.decrypt, subject)
+
     async def opened(self, customer: Customer, fields: Iterable[str]) -> Customer:
         """A copy of a kept customer (`load`) with its personal `fields` opened, for one
         request that may show them; the others stay sealed, to be masked."""
@@ -217,12 +224,6 @@ class CurrentState:
 
     async def _opened(self, stored: Sequence[StoredEvent]) -> list[DomainEvent]:
         """Decoded with the one codec, then opened once the keys they need are held."""
-        sealed = [_decoded(s) for s in stored]
+        sealed = [codec.sealed_event(s) for s in stored]
         await self.hold_keys({e.data_subject for e in sealed if e.personal_fields})
         return [codec.unseal(event, self._keyring) for event in sealed]
-
-
-def _decoded(stored: StoredEvent) -> DomainEvent:
-    """What `CodecMapper.to_domain_event` does before it unseals."""
-    cls, version = codec.parse_topic(stored.topic)
-    return codec.decode(cls, stored.state, version)

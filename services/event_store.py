@@ -30,6 +30,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from consumers.pg_ddl import CREATE_LOCK
 from consumers.pg_pool import RECONNECT_TIMEOUT_S
+from domain import codec
 from domain.base import Aggregate, DomainEvent, NotFound
 from domain.codec import PLAINTEXT, CodecMapper, PersonalDataCipher
 from services.pg_batch_recorder import AsyncBatchWriter, BatchInsertRecorder
@@ -80,6 +81,15 @@ class CrmApplication(Application[UUID]):
             for event, s, i in zip(events, stored, ids, strict=True)
         ]
 
+    def sealed_load(self, kind: type[A], aggregate_id: UUID, version: int) -> A:
+        """`load` at `version`, the personal fields still sealed (nothing is decrypted)."""
+        aggregate: Aggregate | None = None
+        for stored in self.recorder.select_events(aggregate_id, lte=version):
+            aggregate = codec.sealed_event(stored).mutate(aggregate)
+        if not isinstance(aggregate, kind):
+            raise NotFound(kind.aggregate_type, aggregate_id)
+        return aggregate
+
     def load(self, kind: type[A], aggregate_id: UUID, version: int | None = None) -> A:
         try:
             aggregate: Aggregate = self.repository.get(
@@ -102,9 +112,13 @@ class CrmApplication(Application[UUID]):
         """Every event of one aggregate, oldest first, with its metadata."""
         return [cast(DomainEvent, event) for event in self.events.get(aggregate_id)]
 
+    def sealed_history(self, aggregate_id: UUID) -> list[DomainEvent]:
+        """`history` with the personal fields still sealed (`codec.unseal` opens them)."""
+        return [codec.sealed_event(s) for s in self.recorder.select_events(aggregate_id)]
+
     def as_of(self, kind: type[A], aggregate_id: UUID, instant: datetime) -> A:
         """The aggregate as it was at `instant`: the last version that occurred by then."""
-        events = self.history(aggregate_id)
+        events = self.sealed_history(aggregate_id)  # only times and versions are read
         times = [event.occurred_at for event in events]
         count = bisect.bisect_right(times, instant)
         if count == 0:

@@ -8,10 +8,11 @@ beyond the store's head is a 400, as `min_position` is: none could ever follow i
 Every event is judged by the one access model against its aggregate's state *as of that
 event* (the state the event leaves behind), so visibility follows shares, unshares,
 hand-offs and owner changes in both directions, and it is masked as a `GET` of that
-state would be. The stream re-authenticates its token on every page, so a revoked token
-ends its open streams as soon as plain requests are refused (within the principal cache's
-few seconds). A principal holds at most `CRM_STREAMS_PER_PRINCIPAL` streams open per
-process (`services.api.stream_slots`): the next one is a 429.
+state would be. Events are read sealed: only the fields of those delivered that the
+caller may see are ever opened. The stream re-authenticates its token on every page, so
+a revoked token ends its open streams as soon as plain requests are refused (within the
+principal cache's few seconds). A principal holds at most `CRM_STREAMS_PER_PRINCIPAL`
+streams open per process (`services.api.stream_slots`): the next one is a 429.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
 import anyio
@@ -28,8 +29,9 @@ from litestar import Request
 from litestar.di import NamedDependency
 from litestar.response import ServerSentEventMessage
 
+from domain import codec
 from domain.base import AGGREGATE_CLASSES, Aggregate, DomainEvent
-from services.access import Forbidden, Principal, mask, resource_of, rule_name
+from services.access import Forbidden, Principal, mask, resource_of, rule_name, unmasked
 from services.access_log import revealed
 from services.api.deps import CallerDep, Services, ServicesDep, bearer_token
 from services.api.errors import BadRequest
@@ -46,7 +48,8 @@ Delivered = tuple[int, DomainEvent, dict[str, object]]
 class AggregatesAsOf:
     """Aggregates as of the last event the stream passed, kept current by applying each
     passing event with the domain's own `mutate` (so visibility rules are never written
-    twice); an aggregate seen first, or evicted, is loaded at that event's version."""
+    twice); an aggregate seen first, or evicted, is loaded at that event's version. Their
+    personal fields stay sealed: judging visibility needs none of them."""
 
     app: CrmApplication
     size: int = 2_000
@@ -58,7 +61,7 @@ class AggregatesAsOf:
             event.mutate(aggregate)
         else:
             kind = AGGREGATE_CLASSES[event.aggregate_type]
-            aggregate = self.app.load(kind, event.originator_id, version=event.originator_version)
+            aggregate = self.app.sealed_load(kind, event.originator_id, event.originator_version)
         self._states[event.originator_id] = aggregate
         if len(self._states) > self.size:
             self._states.popitem(last=False)
@@ -129,15 +132,17 @@ class EventStream:
         shown: dict[UUID, set[str]] = {}
         log = self.services.access_log
         recording = log is not None and log.recording
+        keyring = self.services.commands.keyring
         for notification in notifications:
-            event = cast(DomainEvent, app.mapper.to_domain_event(notification))
+            event = codec.sealed_event(notification)
             resource = resource_of(states.after(event))
             if department is not None and department not in resource.departments:
                 continue
             if access.readable(principal, resource):
                 fields = access.fields(principal, resource)
-                if recording and (unmasked := revealed(event, event.personal_fields, fields)):
-                    shown.setdefault(event.data_subject, set()).update(unmasked)
+                event = codec.unseal(event, keyring, unmasked(event.personal_fields, fields))
+                if recording and (paths := revealed(event, event.personal_fields, fields)):
+                    shown.setdefault(event.data_subject, set()).update(paths)
                 document = mask(msgspec.to_builtins(event), event.personal_fields, fields)
                 delivered.append((notification.id, event, document))
         if shown and log is not None:

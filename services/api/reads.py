@@ -29,7 +29,8 @@ from litestar.di import NamedDependency
 from consumers.blind_index import BlindIndex, company_prefix
 from consumers.keyring import Keyring, opener_of
 from consumers.sealed_rows import SUBJECT, open_cells, owners, sealed_cells
-from domain.base import Aggregate
+from domain import codec
+from domain.base import Aggregate, DomainEvent
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
@@ -103,23 +104,24 @@ class Reader:
     ) -> ConversationView:
         conversation = await self._current(Conversation, conversation_id, min_position)
         fields = self._fields(conversation)
+        view = conversation_view(conversation, fields, await self._opener(conversation))
         if self._recording and conversation.customer_id:
-            paths = revealed(conversation, Conversation.personal_fields, fields)
+            paths = revealed(view, Conversation.personal_fields, fields)
             self._reveal({conversation.customer_id: paths})
-        return conversation_view(conversation, fields)
+        return view
 
     async def task(self, task_id: UUID, min_position: int | None) -> TaskView:
         task = await self._current(Task, task_id, min_position)
         fields = self._fields(task)
+        view = task_view(task, fields, await self._opener(task))
         if self._recording and task.customer_id:
-            self._reveal({task.customer_id: revealed(task, Task.personal_fields, fields)})
-        return task_view(task, fields)
+            self._reveal({task.customer_id: revealed(view, Task.personal_fields, fields)})
+        return view
 
     async def history(self, kind: type[A], aggregate_id: UUID) -> list[HistoryEntry]:
         """Every event of one aggregate with its metadata (auditors; managers: own)."""
-        app = self.services.app
         fields = self._fields(await self.services.current.load(kind, aggregate_id), "history.read")
-        events = await _off_loop(app.history, aggregate_id)
+        events = await _off_loop(self._opened_history, aggregate_id, fields)
         if self._recording:
             shown: dict[UUID, set[str]] = {}
             for event in events:
@@ -128,6 +130,20 @@ class Reader:
                 )
             self._reveal(shown)
         return [history_entry(event, fields) for event in events]
+
+    def _opened_history(self, aggregate_id: UUID, fields: FieldAccess) -> list[DomainEvent]:
+        """The aggregate's events with the personal fields `fields` shows opened, the
+        others left sealed (to be masked). On a worker thread: keys may be fetched."""
+        keyring = self.keyring
+        return [
+            codec.unseal(event, keyring, unmasked(event.personal_fields, fields))
+            for event in self.services.app.sealed_history(aggregate_id)
+        ]
+
+    async def _opener(self, aggregate: Conversation | Task) -> Callable[[str], str] | None:
+        """Opens the personal values of a conversation or task (its customer's)."""
+        subject = aggregate.customer_id
+        return None if subject is None else await self.services.current.opener(subject)
 
     @property
     def _recording(self) -> bool:

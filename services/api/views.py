@@ -1,14 +1,15 @@
 """What reads answer: aggregate state and event history as response Structs, masked.
 
-Every view passes through `masked()`, which applies `services.access.mask` to the
-personal fields the domain declares (`personal_fields` of the aggregate, or of the
-event for history) with the caller's `FieldAccess`, and converts back, so the OpenAPI
-schema stays typed while hidden fields read as `[masked]`.
+Every view passes through `services.access.mask`, applied to the personal fields the
+domain declares (`personal_fields` of the aggregate, or of the event for history) with
+the caller's `FieldAccess`, before it becomes a typed Struct, so the OpenAPI schema
+stays typed while hidden fields read as `[masked]`; a sealed aggregate's other personal
+fields are opened there, so nothing the caller may not see is ever opened.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ from domain.base import DomainEvent
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
-from services.access import EVERYTHING_VISIBLE, FieldAccess, mask
+from services.access import FieldAccess, mask
 
 V = TypeVar("V", bound=msgspec.Struct)
 
@@ -117,42 +118,54 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None = None
 
 
-def masked(view: V, personal: Iterable[str], access: FieldAccess) -> V:
-    if access is EVERYTHING_VISIBLE:
-        return view
-    document = mask(msgspec.to_builtins(view), personal, access)
-    return msgspec.convert(document, type(view), strict=False)
-
-
-def _attributes(aggregate: Any, view: type[V], **overrides: Any) -> V:
+def _view(
+    aggregate: Any,
+    view: type[V],
+    personal: Iterable[str],
+    access: FieldAccess,
+    opener: Callable[[str], str] | None = None,
+    **overrides: Any,
+) -> V:
+    """`view` of `aggregate`'s attributes (or `overrides`), its personal paths masked
+    where `access` hides them and, with `opener`, opened where it does not."""
     values = {name: getattr(aggregate, name, None) for name in view.__struct_fields__}
-    return msgspec.convert(values | overrides, view, from_attributes=True, strict=False)
+    document = mask(values | overrides, personal, access, opener)
+    return msgspec.convert(document, view, from_attributes=True, strict=False)
 
 
 def customer_view(customer: Customer, access: FieldAccess) -> CustomerView:
-    view = _attributes(
+    """Of a customer whose fields `access` shows are open (`CurrentState.opened`)."""
+    return _view(
         customer,
         CustomerView,
+        Customer.personal_fields,
+        access,
         shared_with=sorted(customer.shared_with),
         tags=sorted(customer.tags),
         orders=[msgspec.to_builtins(order) for order in customer.orders.values()],
     )
-    return masked(view, Customer.personal_fields, access)
 
 
-def conversation_view(conversation: Conversation, access: FieldAccess) -> ConversationView:
-    messages = [msgspec.to_builtins(m) for m in conversation.messages.values()]
-    view = _attributes(
+def conversation_view(
+    conversation: Conversation, access: FieldAccess, opener: Callable[[str], str] | None = None
+) -> ConversationView:
+    """`opener`: the conversation is sealed (`CurrentState.load`)."""
+    return _view(
         conversation,
         ConversationView,
+        Conversation.personal_fields,
+        access,
+        opener,
         participants=list(conversation.participants),
-        messages=messages,
+        messages=[msgspec.to_builtins(m) for m in conversation.messages.values()],
     )
-    return masked(view, Conversation.personal_fields, access)
 
 
-def task_view(task: Task, access: FieldAccess) -> TaskView:
-    return masked(_attributes(task, TaskView), Task.personal_fields, access)
+def task_view(
+    task: Task, access: FieldAccess, opener: Callable[[str], str] | None = None
+) -> TaskView:
+    """`opener`: the task is sealed (`CurrentState.load`)."""
+    return _view(task, TaskView, Task.personal_fields, access, opener)
 
 
 _METADATA = frozenset(
@@ -163,7 +176,7 @@ _METADATA = frozenset(
 
 def history_entry(event: DomainEvent, access: FieldAccess) -> HistoryEntry:
     data = msgspec.to_builtins(event)
-    entry = HistoryEntry(
+    return HistoryEntry(
         type=event.wire_name(),
         version=event.originator_version,
         occurred_at=event.occurred_at,
@@ -172,6 +185,9 @@ def history_entry(event: DomainEvent, access: FieldAccess) -> HistoryEntry:
         correlation_id=event.correlation_id,
         causation_id=event.causation_id,
         idempotency_key=event.idempotency_key or None,
-        data={k: v for k, v in data.items() if k not in _METADATA and k != "type"},
+        data=mask(
+            {k: v for k, v in data.items() if k not in _METADATA and k != "type"},
+            event.personal_fields,
+            access,
+        ),
     )
-    return masked(entry, [f"data.{name}" for name in event.personal_fields], access)

@@ -1,12 +1,15 @@
 """Personal data is plaintext only in the memory of a request allowed to see it.
 
-Unique markers go through every personal field (`tests.e2e.at_rest.exercise`), every
-kind of read shows them, and then no object the API process can still reach holds one:
-kept customers hold theirs sealed (`services.current_state`), and the commands'
-aggregate cache drops what it lent once idle (`services.aggregate_cache`). The heap is
-searched through the garbage collector: every container it tracks, for a string
-referent holding a marker (strings are not containers, so each is found through what
-holds it).
+* Unique markers go through every personal field (`tests.e2e.at_rest.exercise`), every
+  kind of read shows them, and then no object the API process can still reach holds
+  one: reads load aggregates sealed (`services.current_state`), the commands' aggregate
+  cache drops what it lent once idle (`services.aggregate_cache`), and parsed query
+  strings are forgotten (`services.api.parsed_queries`). The heap is searched through
+  the garbage collector: every container it tracks, for a string referent holding a
+  marker (strings are not containers, so each is found through what holds it).
+* Reads open only what their caller may see: a marketing manager's read of a customer
+  and of its history never opens the e-mail they may not see, and an event stream opens
+  only the events it delivers, judging the others by sealed states.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ import pytest
 from litestar._parsers import parse_query_string
 from litestar.testing import TestClient
 
+from services.access import Principal, Role
 from services.aggregate_cache import IDLE_SECONDS, AggregateCache
+from services.api.events_stream import AggregatesAsOf, EventStream
+from services.commands import Caller
 from tests.e2e.at_rest import Markers, exercise
 from tests.e2e.processes import eventually
 from tests.integration.api_support import embedded_api
@@ -119,3 +125,74 @@ def _holders(markers: Markers) -> list[str]:
     for holder in gc.get_objects():
         search(holder, 3)
     return found
+
+
+def test_the_event_stream_opens_only_what_it_delivers_unmasked(tmp_path: Path) -> None:
+    """A support agent's stream over everything the markers went through: a sales
+    customer, a conversation handed off to support, a sales task. Only the events it
+    delivers are opened, and the states it judges them by stay sealed."""
+    markers = Markers()
+    with embedded_api(tmp_path) as api, TestClient(api.app) as client:
+        client.headers.update(api.token("ada", "sales", "admin"))
+        exercise(client, markers)
+        services = api.app.state.services
+        keyring = services.commands.keyring
+        opened: list[str] = []
+        decrypt = keyring.decrypt
+        keyring.decrypt = lambda subject, sealed: _kept(opened, decrypt(subject, sealed))
+        sue = Principal(name="sue", department="support", role=Role.AGENT)
+        stream = EventStream(services, Caller(principal=sue, correlation_id="t"), token="")
+        states = AggregatesAsOf(services.app)
+
+        _, delivered = stream.page(sue, None, 0, states)
+
+    types = [event.wire_name() for _, event, _ in delivered]
+    assert types == [  # support sees the conversation from its hand-off on
+        "ConversationHandedOff",
+        "ConversationClosed",
+        "SatisfactionRated",
+        "RecommendationScored",
+    ]
+    shown = str([document for _, _, document in delivered])
+    assert [value for value in opened if markers.prefix in value]  # it did open those
+    assert all(value in shown for value in opened)  # and nothing it did not deliver
+    for state in states._states.values():  # judged by sealed states
+        assert markers.prefix not in str(vars(state)), type(state).__name__
+
+
+def _kept(opened: list[str], value: str) -> str:
+    opened.append(value)
+    return value
+
+
+def test_a_read_never_opens_a_field_its_caller_may_not_see(tmp_path: Path) -> None:
+    """Marketing staff see a customer's e-mail only with the customer's consent: their
+    reads of the customer and of its history mask it without ever opening it."""
+    markers = Markers()
+    with embedded_api(tmp_path) as api, TestClient(api.app) as client:
+        admin = api.token("ada", "sales", "admin")
+        body = {"name": markers("name"), "email": markers("mail") + "@example.com",
+                "owner_department": "sales"}  # fmt: skip
+        customer = client.post("/v1/customers", json=body, headers=admin).json()["id"]
+        shared = client.post(
+            f"/v1/customers/{customer}/shares", json={"department": "marketing"}, headers=admin
+        )
+        assert shared.status_code == 200, shared.text
+        keyring = api.app.state.services.commands.keyring
+        opened: list[str] = []
+        decrypt, decrypt_each = keyring.decrypt, keyring.decrypt_each
+        keyring.decrypt = lambda subject, sealed: _kept(opened, decrypt(subject, sealed))
+        keyring.decrypt_each = lambda subject, sealed: [
+            _kept(opened, value) for value in decrypt_each(subject, sealed)
+        ]
+        mia = api.token("mia", "marketing", "manager")
+
+        read = client.get(f"/v1/customers/{customer}", headers=mia)
+        history = client.get(f"/v1/customers/{customer}/history", headers=mia)
+
+    assert read.status_code == 200, read.text
+    assert history.status_code == 200, history.text
+    assert read.json()["email"] == "[masked]"
+    assert read.json()["name"] == markers("name")
+    assert markers("name") in opened  # opened for both reads
+    assert not [value for value in opened if markers("mail") in value]  # never the e-mail

@@ -201,13 +201,15 @@ def test_conversations_are_rebuilt_at_every_read(store: Store) -> None:
     store.save(opened)
     current = reads(store)
 
-    async def scenario() -> Conversation:
+    async def scenario() -> tuple[Conversation, str]:
         await current.load(Conversation, opened.id)
-        return await current.load(Conversation, opened.id)
+        again = await current.load(Conversation, opened.id)
+        return again, (await current.opener(ada.id))(again.subject)
 
-    again = asyncio.run(scenario())
+    again, subject = asyncio.run(scenario())
 
-    assert again.subject == "Invoice"
+    assert again.subject.startswith(PREFIX)  # sealed, as stored
+    assert subject == "Invoice"
     assert [v for kind, v in store.asked if kind == "events"] == [0, 0]
 
 
