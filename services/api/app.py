@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
 
+import structlog
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -50,6 +51,8 @@ from services.erasure_watch import ErasureWatch
 from services.group_commit import GroupCommitter
 from services.idempotency import open_idempotency
 from services.principals import Principals, open_principals
+
+log = structlog.get_logger("crm.api")
 
 
 def create_app(
@@ -162,9 +165,13 @@ SWEEP_SECONDS = 1.0  # how often `Services.sweep` runs
 
 
 async def _every(seconds: float, action: Callable[[], None]) -> None:
+    """`action` every `seconds` until cancelled; one that fails is logged, and run again."""
     while True:
         await asyncio.sleep(seconds)
-        action()
+        try:
+            action()
+        except Exception:
+            log.exception("background action failed; it runs again", action=repr(action))
 
 
 def _in_background(
