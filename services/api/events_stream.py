@@ -3,7 +3,9 @@
 Follows the event store's notification log (commit-ordered, gap-safe) by polling,
 which works on SQLite as well as PostgreSQL. Each message's `id` is the global
 position; `?after=<id>` replays from there, for roles that may read history (a position
-beyond the store's head is a 400, as `min_position` is: none could ever follow it).
+beyond the store's head is a 400, as `min_position` is: none could ever follow it), as
+does the `Last-Event-ID` header a reconnecting EventSource sends (ignored for the
+other roles: their stream starts at the head, as it did when they first connected).
 
 Every event is judged by the one access model against its aggregate's state *as of that
 event* (the state the event leaves behind), so visibility follows shares, unshares,
@@ -79,11 +81,18 @@ class EventStream:
         return self.caller.principal
 
     def follow(
-        self, department: str | None, after: int | None
+        self, department: str | None, after: int | None, last_event_id: int | None = None
     ) -> AsyncIterator[ServerSentEventMessage]:
-        """Authorise now (so a refusal is a 4xx, not a broken stream), then stream."""
+        """Authorise now (so a refusal is a 4xx, not a broken stream), then stream.
+
+        `last_event_id` (the `Last-Event-ID` a reconnecting EventSource sends) resumes
+        as `after` does for roles that may read history; for the others the stream
+        starts at the head, as on its first connection, since replaying what passed
+        meanwhile is reading history (a 403 would end their EventSource for good)."""
         access, principal = self.services.access, self.principal
         scope = access.department_scope(principal, "events.read", department)
+        if after is None and last_event_id is not None and access.may(principal, "history.read"):
+            after = last_event_id
         if after is not None and not access.may(principal, "history.read"):
             rule = rule_name(principal, "history.read")
             raise Forbidden(rule, "replaying past events (after=) needs history.read")

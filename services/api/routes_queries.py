@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Router, get
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent
 
 from services.api.errors import READ_PROBLEMS, BadRequest, problem_responses
@@ -89,10 +89,19 @@ async def events_stream(
     after: Annotated[
         int | None, QueryParameter(ge=0, description="resume after this position")
     ] = None,
+    last_event_id: Annotated[
+        int | None,
+        HeaderParameter(
+            name="Last-Event-ID",
+            ge=0,
+            required=False,
+            description="what a reconnecting EventSource sends: resume after it (as after=)",
+        ),
+    ] = None,
 ) -> ServerSentEvent:
     """Server-sent events of what this principal may see, masked; follows the store's log.
     A principal holds at most `CRM_STREAMS_PER_PRINCIPAL` open at once (429 beyond)."""
-    return ServerSentEvent(stream.follow(department, after))
+    return ServerSentEvent(stream.follow(department, after, last_event_id))
 
 
 queries = Router(

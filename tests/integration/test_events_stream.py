@@ -122,6 +122,40 @@ def test_replaying_after_a_position_beyond_the_head_is_a_400(
             assert [kind for kind, _, _ in _read(replay.iter_lines(), 1)] == ["CustomerRegistered"]
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_reconnecting_eventsource_resumes_after_its_last_event_id_if_it_may_read_history(
+    store: str, pg_url: str, tmp_path: Path
+) -> None:
+    """`Last-Event-ID` resumes as `after=` does for an auditor; an agent's stream starts
+    at the head as on its first connection (replaying what passed is reading history,
+    and a 403 would end its EventSource); a malformed one is a 400 for anyone."""
+    with (
+        embedded_api(tmp_path, database_url=pg_url if store == "postgres" else None) as api,
+        served(api.app) as base,
+        httpx.Client(base_url=base, timeout=10) as http,
+    ):
+        auditor, sales = api.token("aud", "audit", "auditor"), api.token("sam", "sales", "agent")
+        _post(http, "/v1/customers", {"name": "Ada"}, sales)
+        second = _post(http, "/v1/customers", {"name": "Bob"}, sales)
+        url = "/v1/events/stream"
+
+        with http.stream("GET", url, headers=auditor | {"Last-Event-ID": "1"}) as resumed:
+            replayed = _read(resumed.iter_lines(), 1)
+        with http.stream("GET", url, headers=sales | {"Last-Event-ID": "0"}) as agent:
+            third = _post(http, "/v1/customers", {"name": "Cy"}, sales)
+            live = _read(agent.iter_lines(), 1)
+        for hostile in ("abc", "-1", "1.5", ""):
+            for who in (auditor, sales):
+                refused = http.get(url, headers=who | {"Last-Event-ID": hostile})
+                assert refused.status_code == 400, (hostile, refused.text)
+        with http.stream("GET", url, headers=auditor | {"Last-Event-ID": str(10**30)}) as sent:
+            assert sent.status_code == 400  # beyond the head, as after= is
+            sent.read()
+
+    assert [(position, data["originator_id"]) for _, position, data in replayed] == [(2, second)]
+    assert [data["originator_id"] for _, _, data in live] == [third]  # nothing replayed
+
+
 def test_a_principal_holds_a_few_streams_open_and_gets_a_slot_back_when_one_closes(
     tmp_path: Path,
 ) -> None:
