@@ -147,9 +147,10 @@ def customer_view(customer: Customer, access: FieldAccess) -> CustomerView:
 
 
 def conversation_view(
-    conversation: Conversation, access: FieldAccess, opener: Callable[[str], str] | None = None
+    conversation: Conversation, access: FieldAccess, opener: Callable[[str], str] | None
 ) -> ConversationView:
-    """`opener`: the conversation is sealed (`CurrentState.load`)."""
+    """`opener` opens the fields of a sealed conversation (`CurrentState.load`); None:
+    they are open already."""
     return _view(
         conversation,
         ConversationView,
@@ -161,10 +162,9 @@ def conversation_view(
     )
 
 
-def task_view(
-    task: Task, access: FieldAccess, opener: Callable[[str], str] | None = None
-) -> TaskView:
-    """`opener`: the task is sealed (`CurrentState.load`)."""
+def task_view(task: Task, access: FieldAccess, opener: Callable[[str], str] | None) -> TaskView:
+    """`opener` opens the fields of a sealed task (`CurrentState.load`); None: they are
+    open already."""
     return _view(task, TaskView, Task.personal_fields, access, opener)
 
 
