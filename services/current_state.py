@@ -147,8 +147,14 @@ class CurrentState:
         return aggregate
 
     async def rebuilt(self, kind: type[A], aggregate_id: UUID) -> A:
-        """A new aggregate from its whole stored history, owned by the caller (a command
-        may change it), built on the loop: what a command loads when its cache misses."""
+        """A new aggregate, opened and owned by the caller (a command may change it),
+        built on the loop: what a command loads when its cache misses. A customer is a
+        copy of the kept one (`load`: only its newer events are read) with its fields
+        opened, so a command on a customer idle past the commands' cache costs no
+        rebuild of its history; a conversation or task is built from its whole history."""
+        if kind is Customer:
+            kept = await self.load(Customer, aggregate_id)
+            return await self._open(kept.clone(), Customer.personal_fields)  # type: ignore[return-value]
         aggregate: Aggregate | None = None
         for event in await self._opened(await self._source.events_after(aggregate_id, 0)):
             aggregate = event.mutate(aggregate)
@@ -206,15 +212,18 @@ class CurrentState:
     async def opened(self, customer: Customer, fields: Iterable[str]) -> Customer:
         """A copy of a kept customer (`load`) with its personal `fields` opened, for one
         request that may show them; the others stay sealed, to be masked."""
-        sealed = {name: value for name in fields if isinstance(value := vars(customer)[name], str)}
-        if not sealed:
-            return customer
-        await self.hold_keys((customer.id,))
         opened = Customer.__new__(Customer)  # a shallow copy (copy.copy costs 4x as much)
         vars(opened).update(vars(customer))
-        values = self._keyring.decrypt_each(customer.id, list(sealed.values()))
-        vars(opened).update(zip(sealed, values, strict=True))
-        return opened
+        return await self._open(opened, fields)
+
+    async def _open(self, customer: Customer, fields: Iterable[str]) -> Customer:
+        """`customer` (a copy of a kept one) with its sealed personal `fields` opened."""
+        sealed = {name: value for name in fields if isinstance(value := vars(customer)[name], str)}
+        if sealed:
+            await self.hold_keys((customer.id,))
+            values = self._keyring.decrypt_each(customer.id, list(sealed.values()))
+            vars(customer).update(zip(sealed, values, strict=True))
+        return customer
 
     def _keep(self, kept: _Kept) -> None:
         self._customers[kept.customer.id] = kept

@@ -228,8 +228,28 @@ def test_a_command_s_aggregate_is_caught_up_with_only_the_newer_events(store: St
 
     assert caught_up is mine  # in place: the command owns it
     assert (caught_up.version, caught_up.erased, caught_up.email) == (3, True, ERASED)
-    assert store.asked[0] == ("events", 0)  # rebuilt from the whole history
+    assert store.asked[:2] == [("head", None), ("events", 0)]  # loaded: the whole history
     assert store.asked[-1] == ("events of each", [1])  # caught up: only the newer events
+
+
+def test_a_command_s_customer_is_an_opened_copy_of_the_kept_one(store: Store) -> None:
+    ada = customer(store)
+    current = reads(store)
+
+    async def scenario() -> tuple[Customer, Customer]:
+        kept = await current.load(Customer, ada.id)  # a read keeps it
+        store.asked.clear()
+        mine = await current.rebuilt(Customer, ada.id)  # a command whose cache missed
+        mine.update_profile(CTX, email="ada@example.org")
+        return kept, mine
+
+    kept, mine = asyncio.run(scenario())
+
+    assert store.asked == [("head", None), ("keys", 1)]  # no history: the kept one is current
+    assert (mine.name, mine.email, mine.version) == ("Ada", "ada@example.org", 2)
+    assert mine.name is not kept.name
+    assert kept.name.startswith(PREFIX)  # the kept one stays sealed and unchanged
+    assert kept.version == 1
 
 
 def test_catch_ups_asked_while_one_runs_share_the_next_query(store: Store) -> None:
