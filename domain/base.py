@@ -56,6 +56,13 @@ class InvalidTransition(DomainError):  # noqa: N818 - public name others import
     code = "invalid-transition"
 
 
+class AggregateFullError(InvalidTransition):
+    """The aggregate holds `max_events` events, the most one of its kind may: each read of
+    it (and each command once the commands' cache dropped it) replays them all, so one
+    client closing and reopening a conversation, or logging a task's progress, in a loop
+    could otherwise make every read of it cost seconds. The work goes on in a new one."""
+
+
 class PermissionDenied(DomainError):  # noqa: N818 - public name others import
     """The acting principal may not do this (e.g. evaluating one's own task)."""
 
@@ -172,6 +179,9 @@ class Aggregate:
     personal_fields: ClassVar[tuple[str, ...]] = ()
     """The state's fields holding personal data, as paths: `name`, or `messages.*.content`
     for a field of every item of a collection. Masking and opening derive from this."""
+    max_events: ClassVar[int | None] = None
+    """The most events one may hold (`AggregateFullError`); None: unbounded (a customer,
+    whose reads and commands catch a kept copy up instead of replaying its history)."""
 
     def __init__(self, aggregate_id: UUID) -> None:
         self.id = aggregate_id
@@ -223,6 +233,12 @@ class Aggregate:
         """
         if ctx.occurred_at.utcoffset() is None:
             raise ValidationFailed("occurred_at", "must include a time zone")
+        if self.max_events is not None and self.version >= self.max_events:
+            kind = self.aggregate_type
+            raise AggregateFullError(
+                f"{kind} {self.id} holds {self.max_events} events, the most one may:"
+                f" go on in a new {kind}"
+            )
         event = event_class(
             originator_id=self.id,
             originator_version=self.version + 1,

@@ -193,6 +193,7 @@ _when: EventAppliers[Conversation] = EventAppliers()
 
 class Conversation(Aggregate):
     aggregate_type: ClassVar[str] = "conversation"
+    max_events: ClassVar[int | None] = bound.CONVERSATION_EVENTS
     personal_fields: ClassVar[tuple[str, ...]] = (
         "subject",
         "summary",

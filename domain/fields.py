@@ -38,6 +38,8 @@ MAX_CONSENTS = 20
 MAX_PARTICIPANTS = 20
 MAX_ENTRIES = 10_000  # messages and notes one conversation holds
 CONVERSATION_TEXT = 4_000_000  # characters one conversation's messages, notes and corrections hold
+CONVERSATION_EVENTS = 25_000  # room for MAX_ENTRIES and their corrections, hand-offs, closings
+TASK_EVENTS = 5_000  # a task's assignments, progress notes, completions and reopenings
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 AMOUNT_LIMIT = Decimal(10) ** 12

@@ -124,6 +124,7 @@ _ACTIVE = frozenset({"open", "in_progress"})
 
 class Task(Aggregate):
     aggregate_type: ClassVar[str] = "task"
+    max_events: ClassVar[int | None] = bound.TASK_EVENTS
     personal_fields: ClassVar[tuple[str, ...]] = ("title", "description", "resolution")
 
     def __init__(self, aggregate_id: UUID) -> None:

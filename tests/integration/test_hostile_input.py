@@ -14,6 +14,7 @@ import pytest
 from litestar.testing import TestClient
 
 from domain import fields as bound
+from domain.task import Task
 from tests.integration.api_support import EmbeddedApi, embedded_api
 
 Client = TestClient[Any]
@@ -253,4 +254,27 @@ def test_a_full_conversation_is_a_409_and_stores_nothing(
     full = problem(client.post(url, json=message, headers=auth), 409)
     assert full["type"].endswith("/invalid-transition")
     assert "new conversation" in full["detail"]
+    assert api.runtime.app.head_position() == head
+
+
+def test_a_task_at_its_event_bound_is_a_409_and_stores_nothing(
+    client: Client, api: EmbeddedApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each read of a task replays its events: progress notes logged in a loop would
+    otherwise make every read of it cost seconds."""
+    monkeypatch.setattr(Task, "max_events", 4)
+    auth = api.token("sam", "sales", "agent")
+    customer = client.post("/v1/customers", json={"name": "Ada"}, headers=auth).json()["id"]
+    created = {"customer_id": customer, "title": "Call", "assignee": "sam"}
+    task = client.post("/v1/tasks", json=created, headers=auth).json()["id"]
+    assert client.post(f"/v1/tasks/{task}/start", headers=auth).status_code == 200
+    url = f"/v1/tasks/{task}/progress"
+    for percent in (10, 20):
+        progress = {"note": "n", "percent": percent}
+        assert client.post(url, json=progress, headers=auth).status_code == 200
+    head = api.runtime.app.head_position()
+    full = problem(client.post(url, json={"note": "n", "percent": 30}, headers=auth), 409)
+    assert full["type"].endswith("/invalid-transition")
+    assert "holds 4 events" in full["detail"]
+    assert "new task" in full["detail"]
     assert api.runtime.app.head_position() == head

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from domain import fields as bound
-from domain.base import InvalidTransition, ValidationFailed
+from domain.base import AggregateFullError, InvalidTransition, ValidationFailed
 from domain.conversation import (
     Conversation,
     ConversationClosedError,
@@ -197,3 +197,19 @@ def test_a_conversation_holds_a_bounded_amount_of_text_corrections_included(
     assert isinstance(full, Conversation)
     with pytest.raises(ConversationFullError):
         full.add_note(ctx(), message_id="n2", content="x")
+
+
+def test_closing_and_reopening_in_a_loop_ends_at_max_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hand-offs and closings add events but no entries: the event bound ends the loop."""
+    assert Conversation.max_events == bound.CONVERSATION_EVENTS > bound.MAX_ENTRIES
+    monkeypatch.setattr(Conversation, "max_events", 5)
+    conversation = opened()
+    for _ in range(2):
+        conversation.close(ctx(), outcome="resolved")
+        conversation.reopen(ctx(), reason="again")
+    with pytest.raises(AggregateFullError, match=r"conversation .* holds 5 events"):
+        conversation.close(ctx(), outcome="resolved")
+    assert conversation.status == "open"
+    assert conversation.version == 5

@@ -7,8 +7,9 @@ from datetime import timedelta
 import msgspec
 import pytest
 
-from domain.base import InvalidTransition, PermissionDenied, ValidationFailed
+from domain.base import AggregateFullError, InvalidTransition, PermissionDenied, ValidationFailed
 from domain.customer import CustomerArchivedError
+from domain.fields import TASK_EVENTS
 from domain.task import Task, TaskCompleted, TaskEvaluated
 from tests.unit.domain.factories import T0, TASK_ID, ctx, customer, emitted, replay
 
@@ -82,6 +83,24 @@ def test_progress_is_bounded() -> None:
     assert task.progress == 50
     with pytest.raises(ValidationFailed, match="percent"):
         task.log_progress(ctx(), note="too far", percent=101)
+
+
+def test_a_task_holds_at_most_max_events_and_one_stored_beyond_still_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Task.max_events == TASK_EVENTS
+    monkeypatch.setattr(Task, "max_events", 4)
+    task = started()  # created, started: 2
+    task.log_progress(ctx(), note="a", percent=10)
+    task.log_progress(ctx(), note="b", percent=20)
+    with pytest.raises(AggregateFullError, match="holds 4 events, the most one may: go on in"):
+        task.log_progress(ctx(), note="c", percent=30)
+    assert task.version == 4  # nothing recorded
+    events = task.collect_events()
+    monkeypatch.setattr(Task, "max_events", 3)  # a lower bound later: stored ones still load
+    rebuilt = replay(events)
+    assert rebuilt is not None
+    assert rebuilt.version == 4
 
 
 @pytest.mark.parametrize(("minutes", "on_time"), [(60, True), (24 * 60 + 1, False)])
