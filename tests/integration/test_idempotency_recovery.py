@@ -26,19 +26,12 @@ from services.command_base import Change, Creation
 from services.commands import Caller, CommandResult, CommandService
 from services.group_commit import DirectCommitter
 from services.idempotency import Idempotency, Reservation, created_id, fingerprint
+from tests.fake_clock import Clock
 from tests.integration.api_support import EmbeddedApi, embedded_api
 
 Client = TestClient[Any]
 Headers = dict[str, str]
 KEY = "retry-7"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -21,17 +21,10 @@ from services.idempotency import (
     lease_kept,
     open_idempotency,
 )
+from tests.fake_clock import Clock
 
 LEASE, RETENTION = 30.0, 3600.0
 ANSWER = StoredAnswer(201, b'{"id":"x","version":1,"position":1}')
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Keys:
@@ -73,7 +66,7 @@ class Database:
     would), count its rows, or write the table the code before leases made."""
 
     def __init__(self, directory: Path, pool: ConnectionPool | None) -> None:
-        self.directory, self.pool, self.clock = directory, pool, Clock()
+        self.directory, self.pool, self.clock = directory, pool, Clock(1_000_000.0)
 
     def open(self, lease: float = LEASE) -> Keys:
         keys = open_idempotency(

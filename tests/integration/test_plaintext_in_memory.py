@@ -28,15 +28,8 @@ from services.api.events_stream import AggregatesAsOf, EventStream
 from services.commands import Caller
 from tests.e2e.at_rest import Markers, exercise
 from tests.e2e.processes import eventually
+from tests.fake_clock import Clock
 from tests.integration.api_support import embedded_api
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_no_personal_plaintext_stays_reachable_once_the_requests_are_answered(

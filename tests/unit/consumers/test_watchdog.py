@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 from consumers.watchdog import Watchdog
+from tests.fake_clock import Clock
 
 ENDS = {("t", 0): 100, ("t", 1): 50}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_it_fires_after_its_period_without_progress_while_records_wait() -> None:

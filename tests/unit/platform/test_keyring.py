@@ -12,6 +12,7 @@ from consumers.key_stores import SqliteKeyStore
 from consumers.keyring import KEY_CACHE_SECONDS, PREFIX, Keyring, MemoryKeyStore
 from consumers.sealed_rows import JOIN, open_rows
 from domain.base import ERASED
+from tests.fake_clock import Clock
 
 
 def test_sealed_text_opens_with_the_subjects_key_only() -> None:
@@ -77,13 +78,6 @@ def test_a_page_opener_opens_each_row_with_its_own_customer_s_key_as_fetched() -
         open_rows(keyring, [({"customer_id": alice, "name": mixed}, ("name",))])
 
 
-class _Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class _CountingStore(MemoryKeyStore):
     def __init__(self) -> None:
         super().__init__()
@@ -98,7 +92,7 @@ AS_OF = datetime(2026, 12, 5, tzinfo=UTC)  # the store's time at a check (unused
 
 
 def test_a_key_is_trusted_past_its_cache_time_only_while_erasure_checks_keep_coming() -> None:
-    store, clock = _CountingStore(), _Clock()
+    store, clock = _CountingStore(), Clock(1000.0)
     keyring, subject = Keyring(store, clock=clock), uuid4()
     keyring.checked(clock.now, AS_OF, [])
     clock.now += 0.1
@@ -114,7 +108,7 @@ def test_a_key_is_trusted_past_its_cache_time_only_while_erasure_checks_keep_com
 
 
 def test_a_key_fetched_before_the_first_erasure_check_expires_as_without_checks() -> None:
-    store, clock = _CountingStore(), _Clock()
+    store, clock = _CountingStore(), Clock(1000.0)
     keyring, subject = Keyring(store, clock=clock), uuid4()
     keyring.encrypt(subject, "Ada")  # an erasure before the first check could go unseen
     for _ in range(3):
@@ -125,7 +119,7 @@ def test_a_key_fetched_before_the_first_erasure_check_expires_as_without_checks(
 
 
 def test_an_erasure_check_makes_another_process_s_erasure_known_and_reports_it_once() -> None:
-    store, clock = MemoryKeyStore(), _Clock()
+    store, clock = MemoryKeyStore(), Clock(1000.0)
     keyring, subject, other = Keyring(store, clock=clock), uuid4(), uuid4()
     sealed = keyring.encrypt(subject, "Ada")
     keyring.encrypt(other, "Bob")

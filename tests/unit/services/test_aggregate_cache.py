@@ -19,6 +19,7 @@ from services.commands import Caller, CommandService
 from services.customer_commands import ChangeOwner, EraseCustomer, RegisterCustomer, UpdateProfile
 from services.event_store import CrmApplication
 from services.group_commit import DirectCommitter
+from tests.fake_clock import Clock
 
 CTX = Context(
     actor="t", actor_department="sales", occurred_at=datetime.now(UTC), correlation_id="c"
@@ -214,16 +215,8 @@ async def test_a_race_lost_again_is_retried_on_the_caught_up_spare() -> None:
     assert app.load(Customer, customer_id).company == "e"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_aggregate_idle_past_idle_seconds_is_dropped_by_the_next_use_or_a_sweep() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     cache = AggregateCache(idle_seconds=5.0, clock=clock)
     early, late = saved_customer(), saved_customer()
     cache.give_back(early)

@@ -20,6 +20,7 @@ from services.current_state import CurrentState
 from services.customer_commands import RegisterCustomer, UpdateProfile
 from services.event_store import CrmApplication
 from services.group_commit import DirectCommitter
+from tests.fake_clock import Clock
 
 SERVICE = Caller(
     principal=Principal(name="svc", department="sales", role=Role.SERVICE), correlation_id="c"
@@ -51,15 +52,8 @@ class CountingKeys(MemoryKeyStore):
         return {s: k for s, k in self._keys.items() if s in subjects}
 
 
-class Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _service() -> tuple[CommandService, CountingKeys, Keyring, Clock]:
-    keys, clock = CountingKeys(), Clock()
+    keys, clock = CountingKeys(), Clock(1000.0)
     keyring = Keyring(keys, clock=clock)
     app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"}, keyring)  # seals with it
     current = CurrentState(StoreEvents(app.recorder, keys), keyring)
