@@ -67,7 +67,7 @@ class AccessMachine(RuleBasedStateMachine):
             url = self.stack.enter_context(fresh_database(url, prefix="crm_access"))
         self.api: EmbeddedApi = self.stack.enter_context(embedded_api(run, database_url=url))
         self.api.app.state.services.stream_poll_seconds = 0.02
-        base = self.stack.enter_context(served(self.api.app))
+        base = self.base = self.stack.enter_context(served(self.api.app))
         self.http = self.stack.enter_context(httpx.Client(base_url=base, timeout=20))
         self.tokens = {w.name: self.api.token(w.name, w.department, w.role) for w in PRINCIPALS}
         self.streams = {
@@ -331,6 +331,27 @@ class AccessMachine(RuleBasedStateMachine):
             delivered = [(kind, data["originator_id"]) for kind, _, data in events]
             assert delivered == self.expected[who.name], (who, delivered, self.expected[who.name])
             self.check_masked(who, events)
+        self.check_resumed(admin, marker)
+
+    def check_resumed(self, admin: Who, marker: str) -> None:
+        """A reconnecting EventSource (`Last-Event-ID: 0`, where every stream started): the
+        roles that may read history get what their live stream got, judged alike; the
+        others start at the head, so they get only what follows."""
+        resumed = {
+            w.name: Stream(self.base, "/v1/events/stream", self.tokens[w.name] | RESUME)
+            for w in PRINCIPALS
+        }
+        try:
+            self.send(admin, "POST", f"/v1/customers/{marker}/tags", 200, {"tag": "resumed"})
+            last = ("CustomerTagged", marker)
+            for who in PRINCIPALS:
+                events = resumed[who.name].until(lambda e: _last(e) == last, f"{who} resumed")
+                delivered = [(kind, data["originator_id"]) for kind, _, data in events]
+                replayed = self.expected[who.name] if who.role in REPLAYS else []
+                assert delivered == [*replayed, last], (who, delivered)
+        finally:
+            for stream in resumed.values():
+                stream.close()
 
     def check_masked(self, who: Who, events: list[Event]) -> None:
         for kind, _, data in events:
@@ -342,6 +363,9 @@ class AccessMachine(RuleBasedStateMachine):
                 text = data["subject" if kind == "ConversationOpened" else "title"]
                 assert (text == MASKED) is (who.role == "analyst"), (who, data)
 
+
+RESUME = {"Last-Event-ID": "0"}  # what a reconnecting EventSource sends
+REPLAYS = {"manager", "auditor", "admin"}  # roles that may read history (the reference)
 
 RUNS = settings(
     max_examples=5,
