@@ -125,6 +125,13 @@ class CustomerArchivedError(InvalidTransition):
     """The customer was archived: no new work may start on them."""
 
 
+class CustomerFullError(InvalidTransition):
+    """The customer holds the most tags, consents or orders one may (`MAX_TAGS`,
+    `MAX_CONSENTS`, `MAX_ORDERS`): every read of a customer carries them all, and so
+    does every process keeping it, so one client adding them in a loop could otherwise
+    make each read cost megabytes."""
+
+
 # --- state ----------------------------------------------------------------------------
 
 
@@ -240,6 +247,7 @@ class Customer(Aggregate):
         self._require_active()
         name = check.tag(tag)
         if name not in self.tags:
+            self._require_room(len(self.tags), bound.MAX_TAGS, "tags")
             self._trigger(CustomerTagged, ctx, tag=name)
 
     def untag(self, ctx: Context, tag: str) -> None:
@@ -252,6 +260,8 @@ class Customer(Aggregate):
         """Allowed on archived customers too: withdrawing consent must always work."""
         self._require_not_erased()
         name = check.code(consent, "consent")
+        if name not in self.consents:
+            self._require_room(len(self.consents), bound.MAX_CONSENTS, "consents")
         if self.consents.get(name) is not bool(granted):
             self._trigger(CustomerConsentChanged, ctx, consent=name, granted=bool(granted))
 
@@ -269,6 +279,7 @@ class Customer(Aggregate):
         oid = check.text(order_id, "order_id", bound.PERSON)
         if oid in self.orders:
             raise ValidationFailed("order_id", f"order {oid!r} already recorded")
+        self._require_room(len(self.orders), bound.MAX_ORDERS, "orders")
         self._trigger(
             OrderRecorded,
             ctx,
@@ -304,6 +315,11 @@ class Customer(Aggregate):
         """Right to be forgotten; the service must also destroy the customer's key."""
         self._require_not_erased()
         self._trigger(CustomerErased, ctx, reason=check.optional_text(reason, "reason"))
+
+    def _require_room(self, held: int, most: int, what: str) -> None:
+        """Room for one more of `what` (a customer's tags, consents or orders)."""
+        if held >= most:
+            raise CustomerFullError(f"customer {self.id} holds {most} {what}, the most one may")
 
     def _require_not_erased(self) -> None:
         if self.erased:

@@ -35,6 +35,7 @@ EMAIL = 254
 PHONE = 32  # as typed: spaces, dashes, dots and parentheses allowed
 MAX_TAGS = 50
 MAX_CONSENTS = 20
+MAX_ORDERS = 10_000  # orders one customer holds: each read of the customer carries them all
 MAX_PARTICIPANTS = 20
 MAX_ENTRIES = 10_000  # messages and notes one conversation holds
 CONVERSATION_TEXT = 4_000_000  # characters one conversation's messages, notes and corrections hold

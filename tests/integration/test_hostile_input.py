@@ -257,6 +257,37 @@ def test_a_full_conversation_is_a_409_and_stores_nothing(
     assert api.runtime.app.head_position() == head
 
 
+def test_a_full_customer_is_a_409_and_stores_nothing(
+    client: Client, api: EmbeddedApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every read of a customer carries its tags, consents and orders: one at a time,
+    a client could otherwise add them without end."""
+    monkeypatch.setattr(bound, "MAX_ORDERS", 2)
+    auth = api.token("sam", "sales", "agent")
+    tags = [f"t{n}" for n in range(bound.MAX_TAGS)]
+    consents = {f"c{n}": True for n in range(bound.MAX_CONSENTS)}
+    registered = {"name": "Ada", "tags": tags, "consents": consents}
+    customer = client.post("/v1/customers", json=registered, headers=auth).json()["id"]
+    url = f"/v1/customers/{customer}"
+    for n in range(2):
+        order = {"order_id": f"o-{n}", "amount": "1", "currency": "EUR"}
+        assert client.post(f"{url}/orders", json=order, headers=auth).status_code == 200
+    head = api.runtime.app.head_position()
+    new_order = {"order_id": "o-2", "amount": "1", "currency": "EUR"}
+    new_consent = {"consents": {"one_more": True}}
+    one_more: list[tuple[str, str, dict[str, Any], str]] = [
+        ("POST", f"{url}/tags", {"tag": "one-more"}, f"{bound.MAX_TAGS} tags"),
+        ("PUT", f"{url}/consents", new_consent, f"{bound.MAX_CONSENTS} consents"),
+        ("POST", f"{url}/orders", new_order, "2 orders"),
+    ]
+    for method, path, body, held in one_more:
+        full = problem(client.request(method, path, json=body, headers=auth), 409)
+        assert full["type"].endswith("/invalid-transition")
+        assert f"holds {held}, the most one may" in full["detail"]
+    assert api.runtime.app.head_position() == head
+    assert len(client.get(url, headers=auth).json()["tags"]) == bound.MAX_TAGS
+
+
 def test_a_task_at_its_event_bound_is_a_409_and_stores_nothing(
     client: Client, api: EmbeddedApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:

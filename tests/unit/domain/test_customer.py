@@ -8,11 +8,13 @@ from decimal import Decimal
 import msgspec
 import pytest
 
+from domain import fields as bound
 from domain.base import ERASED, InvalidTransition, ValidationFailed
 from domain.customer import (
     Customer,
     CustomerArchivedError,
     CustomerErasedError,
+    CustomerFullError,
     CustomerProfileUpdated,
 )
 from tests.unit.domain.factories import CUSTOMER_ID, ctx, customer, emitted, replay
@@ -122,6 +124,40 @@ def test_order_errors() -> None:
         subject.change_order_status(ctx(), "o-2", "paid")
     with pytest.raises(ValidationFailed, match="currency"):
         subject.record_order(ctx(), order_id="o-3", amount=10, currency="dollars")
+
+
+def test_a_customer_holds_at_most_its_bounds_of_tags_consents_and_orders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each is refused once full, one at a time as at registration; what it already
+    holds still changes, and a full customer still replays."""
+    monkeypatch.setattr(bound, "MAX_ORDERS", 3)
+    subject = customer()
+    for n in range(bound.MAX_TAGS):
+        subject.tag(ctx(), f"t{n}")
+    for n in range(bound.MAX_CONSENTS):
+        subject.set_consent(ctx(), f"c{n}", True)
+    for n in range(3):
+        subject.record_order(ctx(), order_id=f"o-{n}", amount=1, currency="EUR")
+    version = subject.version
+    with pytest.raises(CustomerFullError, match=f"holds {bound.MAX_TAGS} tags"):
+        subject.tag(ctx(), "one-more")
+    with pytest.raises(CustomerFullError, match=f"holds {bound.MAX_CONSENTS} consents"):
+        subject.set_consent(ctx(), "one_more", False)
+    with pytest.raises(CustomerFullError, match="holds 3 orders"):
+        subject.record_order(ctx(), order_id="o-3", amount=1, currency="EUR")
+    assert subject.version == version
+    subject.tag(ctx(), "t0")  # already held: no event, no error
+    subject.set_consent(ctx(), "c0", False)  # withdrawing one it holds always works
+    subject.change_order_status(ctx(), "o-0", "shipped")
+    subject.untag(ctx(), "t1")
+    subject.tag(ctx(), "one-more")  # room again
+    events = subject.collect_events()
+    assert [event.wire_name() for event in events[-4:]] == [
+        "CustomerConsentChanged", "OrderStatusChanged", "CustomerUntagged", "CustomerTagged",
+    ]  # fmt: skip
+    assert isinstance(CustomerFullError("x"), InvalidTransition)  # a 409
+    assert replay(events) == subject
 
 
 def test_archived_customer_takes_no_new_work_but_consent_and_orders_move() -> None:
