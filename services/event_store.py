@@ -112,9 +112,13 @@ class CrmApplication(Application[UUID]):
         """Every event of one aggregate, oldest first, with its metadata."""
         return [cast(DomainEvent, event) for event in self.events.get(aggregate_id)]
 
-    def sealed_history(self, aggregate_id: UUID) -> list[DomainEvent]:
-        """`history` with the personal fields still sealed (`codec.unseal` opens them)."""
-        return [codec.sealed_event(s) for s in self.recorder.select_events(aggregate_id)]
+    def sealed_history(
+        self, aggregate_id: UUID, *, after: int = 0, limit: int | None = None
+    ) -> list[DomainEvent]:
+        """`history` with the personal fields still sealed (`codec.unseal` opens them):
+        the events after version `after`, at most `limit` of them."""
+        stored = self.recorder.select_events(aggregate_id, gt=after, limit=limit)
+        return [codec.sealed_event(s) for s in stored]
 
     def as_of(self, kind: type[A], aggregate_id: UUID, instant: datetime) -> A:
         """The aggregate as it was at `instant`: the last version that occurred by then."""

@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import anyio
-from litestar import Request
+from litestar import Request, Response
 from litestar.di import NamedDependency
+from litestar.params import QueryParameter
 
 from consumers.blind_index import BlindIndex, company_prefix
 from consumers.keyring import Keyring, opener_of
@@ -59,6 +60,7 @@ from services.api.views import (
     history_entry,
     task_view,
 )
+from services.cli_args import POSITION_LIMIT
 from services.commands import Caller
 
 A = TypeVar("A", bound=Aggregate)
@@ -118,10 +120,15 @@ class Reader:
             self._reveal({task.customer_id: revealed(view, Task.personal_fields, fields)})
         return view
 
-    async def history(self, kind: type[A], aggregate_id: UUID) -> list[HistoryEntry]:
-        """Every event of one aggregate with its metadata (auditors; managers: own)."""
+    async def history(
+        self, kind: type[A], aggregate_id: UUID, page: HistoryPage
+    ) -> Response[list[HistoryEntry]]:
+        """A page of one aggregate's events with their metadata, oldest first (auditors;
+        managers: own); a `Link` header names the next page when there is one."""
         fields = self._fields(await self.services.current.load(kind, aggregate_id), "history.read")
-        events = await _off_loop(self._opened_history, aggregate_id, fields)
+        events = await _off_loop(self._opened_history, aggregate_id, fields, page)
+        more = len(events) > page.limit
+        del events[page.limit :]
         if self._recording:
             shown: dict[UUID, set[str]] = {}
             for event in events:
@@ -129,15 +136,22 @@ class Reader:
                     revealed(event, event.personal_fields, fields)
                 )
             self._reveal(shown)
-        return [history_entry(event, fields) for event in events]
+        entries = [history_entry(event, fields) for event in events]
+        return Response(entries, headers=page.link(events[-1].originator_version) if more else {})
 
-    def _opened_history(self, aggregate_id: UUID, fields: FieldAccess) -> list[DomainEvent]:
-        """The aggregate's events with the personal fields `fields` shows opened, the
-        others left sealed (to be masked). On a worker thread: keys may be fetched."""
+    def _opened_history(
+        self, aggregate_id: UUID, fields: FieldAccess, page: HistoryPage
+    ) -> list[DomainEvent]:
+        """The page's events and one more (to tell whether a next page exists), with the
+        personal fields `fields` shows opened, the others left sealed (to be masked). On
+        a worker thread: keys may be fetched."""
         keyring = self.keyring
+        stored = self.services.app.sealed_history(
+            aggregate_id, after=page.cursor, limit=page.limit + 1
+        )
         return [
             codec.unseal(event, keyring, unmasked(event.personal_fields, fields))
-            for event in self.services.app.sealed_history(aggregate_id)
+            for event in stored
         ]
 
     async def _opener(self, aggregate: Conversation | Task) -> Callable[[str], str] | None:
@@ -307,3 +321,37 @@ def reader(request: Request[Any, Any, Any], services: ServicesDep, caller: Calle
 
 
 ReaderDep = NamedDependency[Reader]
+
+HISTORY_PAGE = 1_000
+"""The most events a page of history holds, and how many it holds unless `limit` says
+fewer: a customer's history has no bound (a conversation's and a task's have), and one
+answer holding all of it would hold it all in memory at once."""
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """Which page of a history to answer: the events after version `cursor`."""
+
+    cursor: int
+    limit: int
+    path: str
+
+    def link(self, last: int) -> dict[str, str]:
+        """The `Link` header (RFC 8288) naming the page after the one ending at `last`."""
+        return {"Link": f'<{self.path}?cursor={last}&limit={self.limit}>; rel="next"'}
+
+
+def history_page(
+    request: Request[Any, Any, Any],
+    cursor: Annotated[
+        int,
+        QueryParameter(
+            ge=0, le=POSITION_LIMIT, description="the last version of the previous page"
+        ),
+    ] = 0,
+    limit: Annotated[int, QueryParameter(ge=1, le=HISTORY_PAGE)] = HISTORY_PAGE,
+) -> HistoryPage:
+    return HistoryPage(cursor=cursor, limit=limit, path=request.url.path)
+
+
+HistoryPageDep = NamedDependency[HistoryPage]

@@ -12,7 +12,7 @@ from domain.conversation import Conversation
 from services import conversation_commands as vc
 from services.api.deps import Call, tagged
 from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
-from services.api.reads import ReaderDep
+from services.api.reads import HistoryPageDep, ReaderDep
 from services.api.schemas import CorrectionBody
 from services.api.views import ConversationView, HistoryEntry
 from services.commands import CommandResult
@@ -118,9 +118,11 @@ async def get_conversation(
 
 @get(ID + "/history", responses=READ_PROBLEMS)
 async def conversation_history(
-    conversation_id: FromPath[UUID], reader: ReaderDep
-) -> list[HistoryEntry]:
-    return await reader.history(Conversation, conversation_id)
+    conversation_id: FromPath[UUID], reader: ReaderDep, history_page: HistoryPageDep
+) -> Response[list[HistoryEntry]]:
+    """A conversation's events with their metadata, oldest first, a page at a time: a `Link`
+    header names the next page while there is one."""
+    return await reader.history(Conversation, conversation_id, history_page)
 
 
 conversations = Router(

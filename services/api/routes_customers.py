@@ -13,7 +13,7 @@ from domain.customer import Customer
 from services import customer_commands as cc
 from services.api.deps import Call, tagged
 from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
-from services.api.reads import ReaderDep
+from services.api.reads import HistoryPageDep, ReaderDep
 from services.api.routes_search import search_customers
 from services.api.schemas import OrderStatusBody
 from services.api.views import CustomerView, HistoryEntry
@@ -142,8 +142,12 @@ async def timeline(
 
 
 @get(ID + "/history", responses=READ_PROBLEMS)
-async def customer_history(customer_id: FromPath[UUID], reader: ReaderDep) -> list[HistoryEntry]:
-    return await reader.history(Customer, customer_id)
+async def customer_history(
+    customer_id: FromPath[UUID], reader: ReaderDep, history_page: HistoryPageDep
+) -> Response[list[HistoryEntry]]:
+    """A customer's events with their metadata, oldest first, a page at a time: a `Link`
+    header names the next page while there is one."""
+    return await reader.history(Customer, customer_id, history_page)
 
 
 customers = Router(

@@ -12,7 +12,7 @@ from domain.task import Task
 from services import task_commands as tc
 from services.api.deps import Call, tagged
 from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
-from services.api.reads import ReaderDep
+from services.api.reads import HistoryPageDep, ReaderDep
 from services.api.views import HistoryEntry, TaskView
 from services.commands import CommandResult
 
@@ -80,8 +80,12 @@ async def get_task(
 
 
 @get(ID + "/history", responses=READ_PROBLEMS)
-async def task_history(task_id: FromPath[UUID], reader: ReaderDep) -> list[HistoryEntry]:
-    return await reader.history(Task, task_id)
+async def task_history(
+    task_id: FromPath[UUID], reader: ReaderDep, history_page: HistoryPageDep
+) -> Response[list[HistoryEntry]]:
+    """A task's events with their metadata, oldest first, a page at a time: a `Link`
+    header names the next page while there is one."""
+    return await reader.history(Task, task_id, history_page)
 
 
 tasks = Router(

@@ -99,12 +99,26 @@ async function timeline(id) {
   return entries;
 }
 
+// Every event of /history, a page at a time: each page starts after the version the
+// last one ended at, and a page shorter than asked for is the last.
+const HISTORY_PAGE = 1000;
+
+async function wholeHistory(id) {
+  const events = [];
+  for (;;) {
+    const cursor = events.length ? events[events.length - 1].version : 0;
+    const page = await get(`/v1/customers/${id}/history`, { cursor, limit: HISTORY_PAGE });
+    events.push(...page);
+    if (page.length < HISTORY_PAGE) return events;
+  }
+}
+
 // The instants this principal may travel to: the events of /history, if both /history
 // and ?as_of= answer (auditors and admins today); null when refused. Asked only when the
 // person opens time travel, so other roles' pages make no refused request.
 async function travels(id) {
   try {
-    const history = await get(`/v1/customers/${id}/history`);
+    const history = await wholeHistory(id);
     // One stop per instant: ?as_of= shows every event up to and including it.
     const events = history.filter((e, i) => history[i + 1]?.occurred_at !== e.occurred_at);
     if (events.length === 0) return null;
