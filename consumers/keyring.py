@@ -181,6 +181,25 @@ class Keyring:
             for value in sealed
         ]
 
+    def open_fields(self, holder: object, subject: UUID, names: Iterable[str]) -> None:
+        """`holder`'s attributes `names` (values of `subject`, or None) opened in place:
+        the key looked up once, and held."""
+        state = vars(holder)
+        sealed = [name for name in names if isinstance(state[name], str)]
+        if sealed:
+            opened = self.decrypt_each(subject, [state[name] for name in sealed])
+            state.update(zip(sealed, opened, strict=True))
+
+    def sealed_fields(self, holder: object, subject: UUID, names: Iterable[str]) -> dict[str, str]:
+        """`holder`'s plaintext attributes `names` (values of `subject`, or None or
+        `ERASED`, which stay as they are) sealed: the values, by name."""
+        state = vars(holder)
+        return {
+            name: self.encrypt(subject, value)
+            for name in names
+            if isinstance(value := state[name], str) and value != ERASED
+        }
+
     def erase(self, subject: UUID) -> None:
         """Destroy the subject's key: everything sealed with it becomes unreadable."""
         self.store.destroy(subject)

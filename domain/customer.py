@@ -205,7 +205,9 @@ class Customer(Aggregate):
         return customer
 
     def update_profile(self, ctx: Context, **changes: Any) -> None:
-        """Record only the fields that really change; nothing at all if none does."""
+        """Record only the fields that really change; nothing at all if none does. A
+        field held sealed (its caller may not see it: `Change.compares`) is never equal
+        to a given value, so a change to it is recorded."""
         self._require_active()
         unknown = set(changes) - PROFILE_FIELDS
         if unknown:

@@ -74,6 +74,12 @@ class Change(Command, Generic[A], frozen=True, kw_only=True):
     def decide(self, aggregate: A, ctx: Context) -> None:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement decide()")
 
+    def compares(self) -> tuple[str, ...]:
+        """The personal fields of its aggregate its decision compares with what it is
+        given. The commands hold customers sealed and open just these for the decision,
+        and only those its caller may see: one left sealed never equals a given value."""
+        return ()
+
 
 class Creation(Command, frozen=True, kw_only=True):
     """A command that creates an aggregate (of a customer, unless it is the customer)."""

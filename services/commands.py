@@ -26,10 +26,11 @@ I/O: the event store (through a committer) and the keyring.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -38,11 +39,12 @@ from weakref import WeakValueDictionary
 
 import msgspec
 from eventsourcing.persistence import IntegrityError
+from msgspec import UNSET
 
 from consumers.keyring import Keyring
 from domain.base import Aggregate, Context, DomainError, DomainEvent, VersionConflict
 from domain.customer import Customer
-from services.access import AccessModel, Forbidden, Principal, Resource, resource_of
+from services.access import AccessModel, Forbidden, Principal, Resource, resource_of, unmasked
 from services.aggregate_cache import AggregateCache
 from services.command_base import Change, Creation
 from services.customer_commands import EraseCustomer
@@ -50,6 +52,7 @@ from services.event_store import CrmApplication
 from services.idempotency import created_id
 
 A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
 RETRY_SECONDS = 5.0  # how long a command without If-Match keeps deciding again
 RETRY_PAUSE = 0.002  # seconds, doubled per lost race up to 50 ms: a random share is slept
 
@@ -261,15 +264,40 @@ class CommandService:
         self.access.command(principal, rules, before)
         if expected is not None and aggregate.version != expected:
             raise VersionConflict(aggregate.id, expected, aggregate.version)
+        opened = await self._open_compared(principal, command, aggregate, before)
         command.decide(aggregate, caller.context())
         self.access.changed(principal, rules, before, resource_of(aggregate, erased=before.erased))
         if cached and not aggregate._pending:
             raise _NothingDecided
         try:
-            return await self.save(aggregate)
+            return await self.save(aggregate, opened)
         except IntegrityError:  # another process saved this aggregate first
             self._contended_until = time.monotonic() + CONTENDED_SECONDS
             raise
+
+    async def _open_compared(
+        self, principal: Principal, command: Change[A], aggregate: A, before: Resource
+    ) -> tuple[str, ...]:
+        """Opens, in place, those personal fields of a customer (held sealed) that the
+        decision compares (`Change.compares`) and its caller may see: the others stay
+        sealed, so a marketing agent's command never opens the e-mail they may not see.
+        The names opened."""
+        compared = command.compares()
+        if not compared or not isinstance(aggregate, Customer):
+            return ()
+        names = unmasked(compared, self.access.fields(principal, before))
+        if names:
+            opening = functools.partial(self.keyring.open_fields, aggregate, aggregate.id, names)
+            await self._keyed(aggregate.id, opening)
+        return names
+
+    async def _keyed(self, subject: UUID, work: Callable[[], T]) -> T:
+        """`work` with the keyring on `subject`'s values: on the loop once its key is held
+        (`hold_keys`), else on a worker thread, where the keyring may fetch it."""
+        if self._hold_keys is None:
+            return await asyncio.to_thread(work)
+        await self._hold_keys((subject,))
+        return work()
 
     async def _resource(self, aggregate: Aggregate) -> Resource:
         """The aggregate as the access model sees it; a conversation's or task's customer
@@ -301,12 +329,15 @@ class CommandService:
         `loader`, else on a worker thread."""
         if self._loader is not None:
             return await self._loader(kind, aggregate_id)
+        if kind is Customer:  # held sealed
+            return await asyncio.to_thread(self.app.sealed_load, kind, aggregate_id)
         return await asyncio.to_thread(self.app.load, kind, aggregate_id)
 
     async def _caught_up(self, aggregate: A) -> A:
         if self._catch_up is not None:
             return await self._catch_up(aggregate)
-        return await asyncio.to_thread(self.app.caught_up, aggregate)
+        sealed = isinstance(aggregate, Customer)  # held sealed
+        return await asyncio.to_thread(self.app.caught_up, aggregate, sealed=sealed)
 
     async def _conflict(
         self, command: Change[A], target: UUID, expected: int | None
@@ -314,16 +345,38 @@ class CommandService:
         actual = (await self._load(command.aggregate_class(), target)).version
         return VersionConflict(target, actual - 1 if expected is None else expected, actual)
 
-    async def save(self, aggregate: Aggregate) -> CommandResult:
-        """Save pending events; a decision that changed nothing answers the current state."""
+    async def save(self, aggregate: Aggregate, opened: Iterable[str] = ()) -> CommandResult:
+        """Save pending events; a decision that changed nothing answers the current state.
+        The saved aggregate goes back to the cache; a customer sealed again first (its
+        fields `opened` for the decision, and those its events set)."""
         if not aggregate._pending:  # a no-op decision must not write
             position = await asyncio.to_thread(self.app.head_position)
             return CommandResult(id=aggregate.id, version=aggregate.version, position=position)
         if self._hold_keys is not None:  # sealing then needs no key query on the loop
             await self._hold_keys(_subjects(aggregate._pending), create=True)
+        resealed = await self._resealed(aggregate, opened)
         version, position = await self.committer.save(aggregate)
+        if resealed:
+            vars(aggregate).update(resealed)
         self.cache.give_back(aggregate)
         return CommandResult(id=aggregate.id, version=version, position=position)
+
+    async def _resealed(self, aggregate: Aggregate, opened: Iterable[str]) -> dict[str, str]:
+        """The sealed values of a customer's plaintext fields: those `opened` for its
+        decision and those its pending events set (a customer's events name the fields
+        they set). Sealed before the save, so nothing can fail once it is done."""
+        if not isinstance(aggregate, Customer):
+            return {}
+        names = {*opened, *(n for e in aggregate._pending for n in _set_personal(e))}
+        if not names:
+            return {}
+        sealing = functools.partial(self.keyring.sealed_fields, aggregate, aggregate.id, names)
+        return await self._keyed(aggregate.id, sealing)
+
+
+def _set_personal(event: DomainEvent) -> Iterator[str]:
+    """The personal fields `event` gives a value (not UNSET: unchanged)."""
+    return (name for name in event.personal_fields if getattr(event, name) is not UNSET)
 
 
 def _subjects(events: Iterable[DomainEvent]) -> set[UUID]:

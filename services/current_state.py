@@ -147,14 +147,15 @@ class CurrentState:
         return aggregate
 
     async def rebuilt(self, kind: type[A], aggregate_id: UUID) -> A:
-        """A new aggregate, opened and owned by the caller (a command may change it),
-        built on the loop: what a command loads when its cache misses. A customer is a
-        copy of the kept one (`load`: only its newer events are read) with its fields
-        opened, so a command on a customer idle past the commands' cache costs no
-        rebuild of its history; a conversation or task is built from its whole history."""
+        """A new aggregate owned by the caller (a command may change it), built on the
+        loop: what a command loads when its cache misses. A customer is a copy of the
+        kept one (`load`: only its newer events are read), still sealed (the command
+        opens what its decision compares), so a command on a customer idle past the
+        commands' cache costs no rebuild of its history; a conversation or task is built
+        opened from its whole history."""
         if kind is Customer:
             kept = await self.load(Customer, aggregate_id)
-            return await self._open(kept.clone(), Customer.personal_fields)  # type: ignore[return-value]
+            return kept.clone()  # type: ignore[return-value]
         aggregate: Aggregate | None = None
         for event in await self._opened(await self._source.events_after(aggregate_id, 0)):
             aggregate = event.mutate(aggregate)
@@ -179,7 +180,11 @@ class CurrentState:
         every command's aggregate, `services.commands.CONTENDED_SECONDS`: two API
         processes sharing 16 connections of PATCH asked 2.8 catch-ups a query.)"""
         stored = await self._catch_ups.ask((aggregate.id, aggregate.version))
-        for event in await self._opened(stored):
+        if isinstance(aggregate, Customer):  # held sealed, as `rebuilt` gives it
+            events = [codec.sealed_event(s) for s in stored]
+        else:
+            events = await self._opened(stored)
+        for event in events:
             event.mutate(aggregate)
         return aggregate
 
@@ -209,21 +214,15 @@ class CurrentState:
         await self.hold_keys((subject,))
         return functools.partial(self._keyring.decrypt, subject)
 
-    async def opened(self, customer: Customer, fields: Iterable[str]) -> Customer:
+    async def opened(self, customer: Customer, fields: Sequence[str]) -> Customer:
         """A copy of a kept customer (`load`) with its personal `fields` opened, for one
         request that may show them; the others stay sealed, to be masked."""
         opened = Customer.__new__(Customer)  # a shallow copy (copy.copy costs 4x as much)
         vars(opened).update(vars(customer))
-        return await self._open(opened, fields)
-
-    async def _open(self, customer: Customer, fields: Iterable[str]) -> Customer:
-        """`customer` (a copy of a kept one) with its sealed personal `fields` opened."""
-        sealed = {name: value for name in fields if isinstance(value := vars(customer)[name], str)}
-        if sealed:
+        if fields:
             await self.hold_keys((customer.id,))
-            values = self._keyring.decrypt_each(customer.id, list(sealed.values()))
-            vars(customer).update(zip(sealed, values, strict=True))
-        return customer
+            self._keyring.open_fields(opened, customer.id, fields)
+        return opened
 
     def _keep(self, kept: _Kept) -> None:
         self._customers[kept.customer.id] = kept

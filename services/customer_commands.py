@@ -62,6 +62,11 @@ class UpdateProfile(CustomerChange, frozen=True, kw_only=True):
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         aggregate.update_profile(ctx, **self.fields())
 
+    def compares(self) -> tuple[str, ...]:
+        """Those of its personal fields given: a value equal to the current one changes
+        nothing."""
+        return tuple(f for f in Customer.personal_fields if getattr(self, f) is not UNSET)
+
 
 class ChangeOwner(CustomerChange, frozen=True, kw_only=True):
     """Only the owning department (or a service or admin) hands a customer over."""

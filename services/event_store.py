@@ -81,8 +81,8 @@ class CrmApplication(Application[UUID]):
             for event, s, i in zip(events, stored, ids, strict=True)
         ]
 
-    def sealed_load(self, kind: type[A], aggregate_id: UUID, version: int) -> A:
-        """`load` at `version`, the personal fields still sealed (nothing is decrypted)."""
+    def sealed_load(self, kind: type[A], aggregate_id: UUID, version: int | None = None) -> A:
+        """`load` (at `version`), the personal fields still sealed (nothing is decrypted)."""
         aggregate: Aggregate | None = None
         for stored in self.recorder.select_events(aggregate_id, lte=version):
             aggregate = codec.sealed_event(stored).mutate(aggregate)
@@ -101,9 +101,13 @@ class CrmApplication(Application[UUID]):
             raise NotFound(kind.aggregate_type, aggregate_id)
         return aggregate
 
-    def caught_up(self, aggregate: A) -> A:
+    def caught_up(self, aggregate: A, *, sealed: bool = False) -> A:
         """`aggregate` (every event of it stored) with the events stored after its
-        version applied, in place."""
+        version applied, in place: opened, or as stored with `sealed`."""
+        if sealed:
+            for stored in self.recorder.select_events(aggregate.id, gt=aggregate.version):
+                codec.sealed_event(stored).mutate(aggregate)
+            return aggregate
         for event in self.events.get(aggregate.id, gt=aggregate.version):
             cast(DomainEvent, event).mutate(aggregate)
         return aggregate

@@ -10,6 +10,8 @@
 * Reads open only what their caller may see: a marketing manager's read of a customer
   and of its history never opens the e-mail they may not see, and an event stream opens
   only the events it delivers, judging the others by sealed states.
+* So do commands: a customer's command opens only the fields its decision compares and
+  its caller may see, and the commands' cache holds customers sealed between commands.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 from litestar._parsers import parse_query_string
 from litestar.testing import TestClient
 
+from consumers.keyring import Keyring
 from services.access import Principal, Role
 from services.aggregate_cache import IDLE_SECONDS, AggregateCache
 from services.api.events_stream import AggregatesAsOf, EventStream
@@ -65,6 +68,7 @@ def test_no_personal_plaintext_stays_reachable_once_the_requests_are_answered(
 
         held = _holders(markers)  # the search finds what is still held:
         assert {"Conversation", "Message", "Task"} <= set(held)  # lent to commands
+        assert "Customer" not in held  # the commands hold customers sealed
         assert "tuple" in held  # parsed queries (a search, a retraction's reason)
 
         clock.now += IDLE_SECONDS + 0.1
@@ -158,26 +162,37 @@ def _kept(opened: list[str], value: str) -> str:
     return value
 
 
+def _opening_spied(keyring: Keyring) -> list[str]:
+    """Every value `keyring` opens from now on, as it opens it."""
+    opened: list[str] = []
+    decrypt, decrypt_each = keyring.decrypt, keyring.decrypt_each
+    keyring.decrypt = lambda subject, sealed: _kept(opened, decrypt(subject, sealed))  # type: ignore[method-assign]
+    keyring.decrypt_each = lambda subject, sealed: [  # type: ignore[method-assign]
+        _kept(opened, value) for value in decrypt_each(subject, sealed)
+    ]
+    return opened
+
+
+def _shared_with_marketing(client: TestClient, admin: dict[str, str], markers: Markers) -> str:  # type: ignore[type-arg]
+    """A sales customer shared with marketing, without e-mail consent: its id."""
+    body = {"name": markers("name"), "email": markers("mail") + "@example.com",
+            "owner_department": "sales"}  # fmt: skip
+    customer = str(client.post("/v1/customers", json=body, headers=admin).json()["id"])
+    shared = client.post(
+        f"/v1/customers/{customer}/shares", json={"department": "marketing"}, headers=admin
+    )
+    assert shared.status_code == 200, shared.text
+    return customer
+
+
 def test_a_read_never_opens_a_field_its_caller_may_not_see(tmp_path: Path) -> None:
     """Marketing staff see a customer's e-mail only with the customer's consent: their
     reads of the customer and of its history mask it without ever opening it."""
     markers = Markers()
     with embedded_api(tmp_path) as api, TestClient(api.app) as client:
         admin = api.token("ada", "sales", "admin")
-        body = {"name": markers("name"), "email": markers("mail") + "@example.com",
-                "owner_department": "sales"}  # fmt: skip
-        customer = client.post("/v1/customers", json=body, headers=admin).json()["id"]
-        shared = client.post(
-            f"/v1/customers/{customer}/shares", json={"department": "marketing"}, headers=admin
-        )
-        assert shared.status_code == 200, shared.text
-        keyring = api.app.state.services.commands.keyring
-        opened: list[str] = []
-        decrypt, decrypt_each = keyring.decrypt, keyring.decrypt_each
-        keyring.decrypt = lambda subject, sealed: _kept(opened, decrypt(subject, sealed))
-        keyring.decrypt_each = lambda subject, sealed: [
-            _kept(opened, value) for value in decrypt_each(subject, sealed)
-        ]
+        customer = _shared_with_marketing(client, admin, markers)
+        opened = _opening_spied(api.app.state.services.commands.keyring)
         mia = api.token("mia", "marketing", "manager")
 
         read = client.get(f"/v1/customers/{customer}", headers=mia)
@@ -189,3 +204,34 @@ def test_a_read_never_opens_a_field_its_caller_may_not_see(tmp_path: Path) -> No
     assert read.json()["name"] == markers("name")
     assert markers("name") in opened  # opened for both reads
     assert not [value for value in opened if markers("mail") in value]  # never the e-mail
+
+
+def test_a_command_never_opens_a_field_its_caller_may_not_see(tmp_path: Path) -> None:
+    """A marketing agent's commands on a customer whose e-mail they may not see, from the
+    commands' cache and from a load: none opens the e-mail. A change to it is recorded
+    unopened, even to the same value; a field they may see is still compared. Between
+    commands the cache holds the customer sealed: no marker is reachable."""
+    markers = Markers()
+    with embedded_api(tmp_path) as api, TestClient(api.app) as client:
+        admin = api.token("ada", "sales", "admin")
+        url = f"/v1/customers/{_shared_with_marketing(client, admin, markers)}"
+        commands = api.app.state.services.commands
+        opened = _opening_spied(commands.keyring)
+        mia = api.token("mia", "marketing", "agent")
+        new_mail = {"email": markers("mail2") + "@example.com"}
+
+        def version(method: str, path: str, body: dict[str, str]) -> int:
+            answer = client.request(method, path, json=body, headers=mia)
+            assert answer.status_code == 200, answer.text
+            return int(answer.json()["version"])
+
+        assert version("PATCH", url, {"name": markers("name")}) == 2  # cached: a no-op
+        assert version("POST", f"{url}/tags", {"tag": "vip"}) == 3
+        commands.cache.clear()
+        assert version("PATCH", url, new_mail) == 4  # loaded
+        assert version("PATCH", url, new_mail) == 5  # unopened: recorded again
+        assert version("PATCH", url, {"name": markers("name2")}) == 6
+        assert markers("name") in opened  # compared: the no-op was found so
+        assert not [value for value in opened if markers("mail") in value]  # never an e-mail
+        opened.clear()  # what the spy kept
+        assert _holders(markers) == []  # nothing held opened between commands

@@ -5,6 +5,7 @@ API processes sharing one event store)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -152,20 +153,21 @@ async def test_erasure_empties_the_cache() -> None:
 
 
 def counting_loads(app: CrmApplication) -> list[str]:
-    """Calls of `app.load` (a rebuild from the whole history) and `app.caught_up`."""
+    """Calls of `app.load` or `app.sealed_load` (a rebuild from the whole history; the
+    commands load customers sealed) and of `app.caught_up`."""
     calls: list[str] = []
-    load, caught_up = app.load, app.caught_up
+    load, sealed_load, caught_up = app.load, app.sealed_load, app.caught_up
 
-    def counted_load(*args: Any, **kwargs: Any) -> Any:
-        calls.append("load")
-        return load(*args, **kwargs)
+    def counted(function: Callable[..., Any], name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return function(*args, **kwargs)
 
-    def counted_catch_up(aggregate: Any) -> Any:
-        calls.append("caught_up")
-        return caught_up(aggregate)
+        return call
 
-    app.load = counted_load  # type: ignore[method-assign]
-    app.caught_up = counted_catch_up  # type: ignore[method-assign]
+    app.load = counted(load, "load")  # type: ignore[method-assign]
+    app.sealed_load = counted(sealed_load, "load")  # type: ignore[method-assign]
+    app.caught_up = counted(caught_up, "caught_up")  # type: ignore[method-assign]
     return calls
 
 
@@ -199,9 +201,9 @@ async def test_a_race_lost_again_is_retried_on_the_caught_up_spare() -> None:
     load, caught_up = app.load, app.caught_up
     calls = counting_loads(app)
 
-    def raced_once(aggregate: Any) -> Any:
+    def raced_once(aggregate: Any, **kwargs: Any) -> Any:
         """Catch up, then let the other process save once more before mine saves."""
-        caught = caught_up(aggregate)
+        caught = caught_up(aggregate, **kwargs)
         if "caught_up" not in calls:
             theirs_copy = load(Customer, customer_id)
             theirs_copy.update_profile(CTX, company="theirs")

@@ -232,7 +232,7 @@ def test_a_command_s_aggregate_is_caught_up_with_only_the_newer_events(store: St
     assert store.asked[-1] == ("events of each", [1])  # caught up: only the newer events
 
 
-def test_a_command_s_customer_is_an_opened_copy_of_the_kept_one(store: Store) -> None:
+def test_a_command_s_customer_is_a_sealed_copy_of_the_kept_one(store: Store) -> None:
     ada = customer(store)
     current = reads(store)
 
@@ -245,11 +245,28 @@ def test_a_command_s_customer_is_an_opened_copy_of_the_kept_one(store: Store) ->
 
     kept, mine = asyncio.run(scenario())
 
-    assert store.asked == [("head", None), ("keys", 1)]  # no history: the kept one is current
-    assert (mine.name, mine.email, mine.version) == ("Ada", "ada@example.org", 2)
-    assert mine.name is not kept.name
-    assert kept.name.startswith(PREFIX)  # the kept one stays sealed and unchanged
+    assert store.asked == [("head", None)]  # no history, no key: the kept one is current
+    assert mine.name.startswith(PREFIX)  # nothing opened: the command opens what it compares
+    assert (mine.email, mine.version) == ("ada@example.org", 2)
+    assert str(kept.email).startswith(PREFIX)  # the kept one unchanged
     assert kept.version == 1
+
+
+def test_a_command_s_customer_is_caught_up_sealed(store: Store) -> None:
+    ada = customer(store)
+    current = reads(store)
+
+    async def scenario() -> Customer:
+        mine = await current.rebuilt(Customer, ada.id)
+        ada.update_profile(CTX, name="Ada King")  # another process
+        store.save(ada)
+        return await current.caught_up(mine)
+
+    mine = asyncio.run(scenario())
+
+    assert mine.version == 2
+    assert mine.name.startswith(PREFIX)  # applied as stored: no key asked for
+    assert ("keys", 1) not in store.asked
 
 
 def test_catch_ups_asked_while_one_runs_share_the_next_query(store: Store) -> None:
