@@ -47,6 +47,7 @@ from domain.customer import Customer
 from services.access import AccessModel, Forbidden, Principal, Resource, resource_of, unmasked
 from services.aggregate_cache import AggregateCache
 from services.command_base import Change, Creation
+from services.current_state import held_sealed
 from services.customer_commands import EraseCustomer
 from services.event_store import CrmApplication
 from services.idempotency import created_id
@@ -278,17 +279,17 @@ class CommandService:
     async def _open_compared(
         self, principal: Principal, command: Change[A], aggregate: A, before: Resource
     ) -> tuple[str, ...]:
-        """Opens, in place, those personal fields of a customer (held sealed) that the
-        decision compares (`Change.compares`) and its caller may see: the others stay
-        sealed, so a marketing agent's command never opens the e-mail they may not see.
-        The names opened."""
-        compared = command.compares()
-        if not compared or not isinstance(aggregate, Customer):
+        """Opens, in place, those personal fields of an aggregate held sealed (a customer,
+        a task) that the decision compares (`Change.compares`) and its caller may see:
+        the others stay sealed, so a marketing agent's command never opens the e-mail
+        they may not see. The names opened."""
+        compared, subject = command.compares(), _subject(aggregate)
+        if not compared or subject is None or not held_sealed(type(aggregate)):
             return ()
         names = unmasked(compared, self.access.fields(principal, before))
         if names:
-            opening = functools.partial(self.keyring.open_fields, aggregate, aggregate.id, names)
-            await self._keyed(aggregate.id, opening)
+            opening = functools.partial(self.keyring.open_fields, aggregate, subject, names)
+            await self._keyed(subject, opening)
         return names
 
     async def _keyed(self, subject: UUID, work: Callable[[], T]) -> T:
@@ -307,11 +308,7 @@ class CommandService:
         does not hold it, for a customer's own commands too: sealing the decision's
         personal fields then needs no query (`Keyring.encrypt` is synchronous, and would
         block the loop for one)."""
-        customer_id: UUID | None = (
-            aggregate.id
-            if isinstance(aggregate, Customer)
-            else getattr(aggregate, "customer_id", None)
-        )
+        customer_id = _subject(aggregate)
         if customer_id is None:
             return resource_of(aggregate)
         erased = self.keyring.known_erased(customer_id)
@@ -329,14 +326,13 @@ class CommandService:
         `loader`, else on a worker thread."""
         if self._loader is not None:
             return await self._loader(kind, aggregate_id)
-        if kind is Customer:  # held sealed
-            return await asyncio.to_thread(self.app.sealed_load, kind, aggregate_id)
-        return await asyncio.to_thread(self.app.load, kind, aggregate_id)
+        load = self.app.sealed_load if held_sealed(kind) else self.app.load
+        return await asyncio.to_thread(load, kind, aggregate_id)
 
     async def _caught_up(self, aggregate: A) -> A:
         if self._catch_up is not None:
             return await self._catch_up(aggregate)
-        sealed = isinstance(aggregate, Customer)  # held sealed
+        sealed = held_sealed(type(aggregate))
         return await asyncio.to_thread(self.app.caught_up, aggregate, sealed=sealed)
 
     async def _conflict(
@@ -347,8 +343,8 @@ class CommandService:
 
     async def save(self, aggregate: Aggregate, opened: Iterable[str] = ()) -> CommandResult:
         """Save pending events; a decision that changed nothing answers the current state.
-        The saved aggregate goes back to the cache; a customer sealed again first (its
-        fields `opened` for the decision, and those its events set)."""
+        The saved aggregate goes back to the cache; one held sealed is sealed again
+        first (its fields `opened` for the decision, and those its events set)."""
         if not aggregate._pending:  # a no-op decision must not write
             position = await asyncio.to_thread(self.app.head_position)
             return CommandResult(id=aggregate.id, version=aggregate.version, position=position)
@@ -362,21 +358,33 @@ class CommandService:
         return CommandResult(id=aggregate.id, version=version, position=position)
 
     async def _resealed(self, aggregate: Aggregate, opened: Iterable[str]) -> dict[str, str]:
-        """The sealed values of a customer's plaintext fields: those `opened` for its
-        decision and those its pending events set (a customer's events name the fields
-        they set). Sealed before the save, so nothing can fail once it is done."""
-        if not isinstance(aggregate, Customer):
+        """The sealed values of the plaintext fields of an aggregate held sealed: those
+        `opened` for its decision and those its pending events set (a customer's and a
+        task's events name the state's fields they set). Sealed before the save, so
+        nothing can fail once it is done."""
+        if not held_sealed(type(aggregate)):
             return {}
-        names = {*opened, *(n for e in aggregate._pending for n in _set_personal(e))}
-        if not names:
+        personal = aggregate.personal_fields
+        names = {*opened, *(n for e in aggregate._pending for n in _set(e) if n in personal)}
+        subject = _subject(aggregate)
+        if not names or subject is None:
             return {}
-        sealing = functools.partial(self.keyring.sealed_fields, aggregate, aggregate.id, names)
-        return await self._keyed(aggregate.id, sealing)
+        sealing = functools.partial(self.keyring.sealed_fields, aggregate, subject, names)
+        return await self._keyed(subject, sealing)
 
 
-def _set_personal(event: DomainEvent) -> Iterator[str]:
+def _set(event: DomainEvent) -> Iterator[str]:
     """The personal fields `event` gives a value (not UNSET: unchanged)."""
     return (name for name in event.personal_fields if getattr(event, name) is not UNSET)
+
+
+def _subject(aggregate: Aggregate) -> UUID | None:
+    """Whose key seals the aggregate's personal fields: a customer's own, or that of
+    the customer a conversation or task belongs to."""
+    if isinstance(aggregate, Customer):
+        return aggregate.id
+    customer_id: UUID | None = getattr(aggregate, "customer_id", None)
+    return customer_id
 
 
 def _subjects(events: Iterable[DomainEvent]) -> set[UUID]:

@@ -73,6 +73,15 @@ class EventSource(Protocol):
         ...
 
 
+def held_sealed(kind: type[Aggregate]) -> bool:
+    """Whether commands hold aggregates of `kind` sealed, opening for a decision only
+    what it compares: those whose personal fields are all top-level (a customer, a
+    task), which are then opened and sealed by name. A conversation's are inside its
+    messages, and its text bound counts their plaintext: it is lent opened (whoever may
+    command one may see all of it)."""
+    return all("." not in path for path in kind.personal_fields)
+
+
 class _Kept(NamedTuple):
     customer: Customer
     head: int  # the store's head when a read last asked for this customer's new events
@@ -148,16 +157,18 @@ class CurrentState:
 
     async def rebuilt(self, kind: type[A], aggregate_id: UUID) -> A:
         """A new aggregate owned by the caller (a command may change it), built on the
-        loop: what a command loads when its cache misses. A customer is a copy of the
-        kept one (`load`: only its newer events are read), still sealed (the command
-        opens what its decision compares), so a command on a customer idle past the
-        commands' cache costs no rebuild of its history; a conversation or task is built
-        opened from its whole history."""
+        loop: what a command loads when its cache misses. One `held_sealed` stays sealed
+        (the command opens what its decision compares): a customer is a copy of the kept
+        one (`load`: only its newer events are read), so a command on a customer idle
+        past the commands' cache costs no rebuild of its history; a task is built from
+        its whole history. A conversation is built from it opened."""
         if kind is Customer:
             kept = await self.load(Customer, aggregate_id)
             return kept.clone()  # type: ignore[return-value]
+        stored = await self._source.events_after(aggregate_id, 0)
+        events = await self._applicable(kind, stored)
         aggregate: Aggregate | None = None
-        for event in await self._opened(await self._source.events_after(aggregate_id, 0)):
+        for event in events:
             aggregate = event.mutate(aggregate)
         if not isinstance(aggregate, kind):
             raise NotFound(kind.aggregate_type, aggregate_id)
@@ -180,13 +191,18 @@ class CurrentState:
         every command's aggregate, `services.commands.CONTENDED_SECONDS`: two API
         processes sharing 16 connections of PATCH asked 2.8 catch-ups a query.)"""
         stored = await self._catch_ups.ask((aggregate.id, aggregate.version))
-        if isinstance(aggregate, Customer):  # held sealed, as `rebuilt` gives it
-            events = [codec.sealed_event(s) for s in stored]
-        else:
-            events = await self._opened(stored)
-        for event in events:
+        for event in await self._applicable(type(aggregate), stored):
             event.mutate(aggregate)
         return aggregate
+
+    async def _applicable(
+        self, kind: type[Aggregate], stored: Sequence[StoredEvent]
+    ) -> list[DomainEvent]:
+        """`stored` decoded for a command's aggregate of `kind`: sealed if `held_sealed`,
+        else opened."""
+        if held_sealed(kind):
+            return [codec.sealed_event(s) for s in stored]
+        return await self._opened(stored)
 
     async def keys_now(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         """The data keys of `subjects` as the store holds them now, kept nowhere (a page

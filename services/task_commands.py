@@ -76,6 +76,11 @@ class ChangeTask(TaskChange, frozen=True, kw_only=True):
         if due_at is not UNSET:
             aggregate.change_due(ctx, due_at)
 
+    def compares(self) -> tuple[str, ...]:
+        """Those of its personal fields given: a value equal to the current one changes
+        nothing."""
+        return tuple(f for f in Task.personal_fields if getattr(self, f, UNSET) is not UNSET)
+
 
 class AssignTask(TaskChange, frozen=True, kw_only=True):
     """(Re)assign, optionally to another department: agents take tasks themselves,

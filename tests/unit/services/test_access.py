@@ -172,8 +172,8 @@ def test_every_command_names_a_known_action() -> None:
 
 
 def test_whoever_may_command_a_conversation_or_task_may_see_all_of_its_fields() -> None:
-    """The commands lend conversations and tasks opened (`services.commands`: only
-    customers are held sealed), which is right only while this holds."""
+    """The commands lend conversations opened (`services.current_state.held_sealed`),
+    and open a task's fields its decision compares: right only while this holds."""
     from services import conversation_commands, task_commands
     from services.command_base import Change
 

@@ -18,7 +18,8 @@ from domain.base import ERASED, Aggregate, Context, NotFound
 from domain.codec import CodecMapper
 from domain.conversation import Conversation
 from domain.customer import Customer
-from services.current_state import CurrentState, Gathered
+from domain.task import Task
+from services.current_state import CurrentState, Gathered, held_sealed
 
 CTX = Context(
     actor="sam", actor_department="sales", occurred_at=datetime.now(UTC), correlation_id="t"
@@ -267,6 +268,31 @@ def test_a_command_s_customer_is_caught_up_sealed(store: Store) -> None:
     assert mine.version == 2
     assert mine.name.startswith(PREFIX)  # applied as stored: no key asked for
     assert ("keys", 1) not in store.asked
+
+
+def test_a_command_s_task_is_built_sealed_and_its_conversation_opened(store: Store) -> None:
+    """Commands hold tasks sealed, as customers (their personal fields are top-level);
+    a conversation is lent opened."""
+    ada = customer(store)
+    task = Task.create(CTX, task_id=uuid4(), customer=ada, title="Call back")
+    talk = Conversation.open(
+        CTX, conversation_id=uuid4(), customer=ada, channel="email", subject="Invoice"
+    )
+    store.save(task)
+    store.save(talk)
+    current = reads(store)
+
+    async def scenario() -> tuple[Task, Conversation]:
+        return await current.rebuilt(Task, task.id), await current.rebuilt(Conversation, talk.id)
+
+    mine, conversation = asyncio.run(scenario())
+
+    assert (held_sealed(Task), held_sealed(Customer), held_sealed(Conversation)) == (
+        True, True, False,
+    )  # fmt: skip
+    assert mine.title.startswith(PREFIX)
+    assert conversation.subject == "Invoice"
+    assert [kind for kind, _ in store.asked].count("keys") == 1  # the conversation's
 
 
 def test_catch_ups_asked_while_one_runs_share_the_next_query(store: Store) -> None:
