@@ -36,8 +36,9 @@ from uuid import UUID
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from domain.base import ERASED
+from domain.codec import SEALED_PREFIX
 
-PREFIX = "enc:v1:"
+PREFIX = SEALED_PREFIX
 KEY_CACHE_SECONDS = 2.0
 """How long a fetched data key is used before it is fetched again, or, in a process that
 checks for erasures, after the latest check: the longest a process may go on sealing or
@@ -180,25 +181,6 @@ class Keyring:
             _opened(decrypt, associated, value) if value.startswith(PREFIX) else value
             for value in sealed
         ]
-
-    def open_fields(self, holder: object, subject: UUID, names: Iterable[str]) -> None:
-        """`holder`'s attributes `names` (values of `subject`, or None) opened in place:
-        the key looked up once, and held."""
-        state = vars(holder)
-        sealed = [name for name in names if isinstance(state[name], str)]
-        if sealed:
-            opened = self.decrypt_each(subject, [state[name] for name in sealed])
-            state.update(zip(sealed, opened, strict=True))
-
-    def sealed_fields(self, holder: object, subject: UUID, names: Iterable[str]) -> dict[str, str]:
-        """`holder`'s plaintext attributes `names` (values of `subject`, or None or
-        `ERASED`, which stay as they are) sealed: the values, by name."""
-        state = vars(holder)
-        return {
-            name: self.encrypt(subject, value)
-            for name in names
-            if isinstance(value := state[name], str) and value != ERASED
-        }
 
     def erase(self, subject: UUID) -> None:
         """Destroy the subject's key: everything sealed with it becomes unreadable."""

@@ -11,7 +11,7 @@ aggregate has `id`, `version` and `collect_events()`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
 from uuid import UUID
@@ -201,6 +201,15 @@ class Aggregate:
 
     def apply(self, event: DomainEvent) -> None:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement apply()")
+
+    def personal_targets(self, event: DomainEvent) -> Iterator[tuple[str, ...]]:
+        """Where this state holds the personal values `event` gives once applied: paths
+        of an attribute, then keys and fields (`services.sealed_state`). By default the
+        state's top-level personal fields named as the event's."""
+        top = {path for path in self.personal_fields if "." not in path}
+        for name in event.personal_fields:
+            if name in top and getattr(event, name) is not UNSET:
+                yield (name,)
 
     def clone(self) -> Self:
         """A copy that later events of this aggregate leave alone: each container of

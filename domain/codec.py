@@ -52,6 +52,22 @@ class _Plaintext:
 
 PLAINTEXT: PersonalDataCipher = _Plaintext()
 
+SEALED_PREFIX = "enc:v1:"
+"""How a sealed value begins: `enc:v1:<urlsafe base64, padded, of a 12-byte nonce, the
+ciphertext and a 16-byte tag>` (AES-GCM, written by `consumers.keyring`). The ciphertext
+is as long as the plaintext's UTF-8, so a sealed value tells its plaintext's size."""
+_SEALED_OVERHEAD = 12 + 16
+
+
+def text_size(value: str) -> int:
+    """The bytes of `value`'s UTF-8 plaintext, whether `value` is sealed or not: what a
+    conversation's text bound counts, so that a command can count it unopened."""
+    if not value.startswith(SEALED_PREFIX):
+        return len(value.encode())
+    encoded = len(value) - len(SEALED_PREFIX)
+    padding = len(value) - len(value.rstrip("="))
+    return max(0, encoded // 4 * 3 - padding - _SEALED_OVERHEAD)
+
 
 def event_types() -> dict[str, type[DomainEvent]]:
     """Every concrete event class by its wire name (its `type` tag)."""

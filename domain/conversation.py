@@ -8,12 +8,14 @@ so statistics never drift when a conversation or an agent later moves.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, ClassVar, Literal, Self
 from uuid import UUID
 
 import msgspec
 
+from domain import codec
 from domain import fields as bound
 from domain import validation as check
 from domain.base import (
@@ -162,7 +164,8 @@ class SurveyNotAllowedError(InvalidTransition):
 
 class ConversationFullError(InvalidTransition):
     """A conversation holds at most `MAX_ENTRIES` messages and notes, and
-    `CONVERSATION_TEXT` characters of them (corrections included): every read of it, and
+    `CONVERSATION_TEXT` bytes of them (UTF-8, corrections included; counted sealed or
+    not, `codec.text_size`): every read of it, and
     of its history, carries all of them, so one client could otherwise make each read
     cost gigabytes (5,000 posts of 64 kB each, ~320 MB). A longer exchange goes on in a
     new conversation."""
@@ -210,7 +213,7 @@ class Conversation(Aggregate):
         self.participants: tuple[str, ...] = ()
         self.status: Literal["open", "closed"] = "open"
         self.messages: dict[str, Message] = {}
-        self._text_logged = 0  # characters of every content logged, noted or corrected
+        self._text_logged = 0  # bytes (UTF-8) of every content logged, noted or corrected
         self.handoffs = 0
         self.outcome: str | None = None
         self.summary: str | None = None
@@ -359,6 +362,16 @@ class Conversation(Aggregate):
             "department": self.department,
         }
 
+    def personal_targets(self, event: DomainEvent) -> Iterator[tuple[str, ...]]:
+        """A message event's personal values are held by the message it names."""
+        message_id = getattr(event, "message_id", None)
+        if message_id is None:
+            yield from super().personal_targets(event)
+            return
+        for name in event.personal_fields:
+            if name in Message.personal_fields:
+                yield ("messages", message_id, name)
+
     def _trigger(self, event_class: type[E], ctx: Context, **fields: Any) -> E:
         """Every conversation event names the customer, the data subject of its text."""
         fields.setdefault("customer_id", self.customer_id)
@@ -381,10 +394,10 @@ class Conversation(Aggregate):
                 f"conversation {self.id} holds {bound.MAX_ENTRIES} messages and notes, the"
                 " most one may: go on in a new conversation"
             )
-        if self._text_logged + len(content) > bound.CONVERSATION_TEXT:
+        if self._text_logged + codec.text_size(content) > bound.CONVERSATION_TEXT:
             raise ConversationFullError(
                 f"conversation {self.id} would hold more than {bound.CONVERSATION_TEXT}"
-                " characters of messages, notes and corrections: go on in a new conversation"
+                " bytes of messages, notes and corrections: go on in a new conversation"
             )
         return content
 
@@ -416,7 +429,7 @@ class Conversation(Aggregate):
 
     @_when(MessageLogged)
     def _message_logged(self, e: MessageLogged) -> None:
-        self._text_logged += len(e.content)
+        self._text_logged += codec.text_size(e.content)
         self.messages[e.message_id] = Message(
             message_id=e.message_id,
             kind="message",
@@ -428,7 +441,7 @@ class Conversation(Aggregate):
 
     @_when(InternalNoteAdded)
     def _note_added(self, e: InternalNoteAdded) -> None:
-        self._text_logged += len(e.content)
+        self._text_logged += codec.text_size(e.content)
         self.messages[e.message_id] = Message(
             message_id=e.message_id,
             kind="note",
@@ -440,7 +453,7 @@ class Conversation(Aggregate):
 
     @_when(MessageCorrected)
     def _corrected(self, e: MessageCorrected) -> None:
-        self._text_logged += len(e.content)
+        self._text_logged += codec.text_size(e.content)
         old = self.messages[e.message_id]
         self.messages[e.message_id] = msgspec.structs.replace(
             old, content=e.content, corrected=True, reason=e.reason

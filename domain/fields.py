@@ -38,7 +38,7 @@ MAX_CONSENTS = 20
 MAX_ORDERS = 10_000  # orders one customer holds: each read of the customer carries them all
 MAX_PARTICIPANTS = 20
 MAX_ENTRIES = 10_000  # messages and notes one conversation holds
-CONVERSATION_TEXT = 4_000_000  # characters one conversation's messages, notes and corrections hold
+CONVERSATION_TEXT = 4_000_000  # UTF-8 bytes of one conversation's messages, notes, corrections
 CONVERSATION_EVENTS = 25_000  # room for MAX_ENTRIES and their corrections, hand-offs, closings
 TASK_EVENTS = 5_000  # a task's assignments, progress notes, completions and reopenings
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)

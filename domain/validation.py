@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from domain import fields as bound
 from domain.base import ValidationFailed
+from domain.codec import SEALED_PREFIX
 
 MAX_UTC_OFFSET = timedelta(hours=23, minutes=59)
 """The widest zone offset a time may carry (what RFC 3339 text can write)."""
@@ -83,8 +84,8 @@ def phone(value: str | None, field: str = "phone") -> str | None:
 
 
 def text(value: str, field: str, max_length: int = bound.LINE, *, multiline: bool = False) -> str:
-    """Required text: stripped, not empty, bounded, and free of control characters (but
-    newline and tab in `multiline` text)."""
+    """Required text: stripped, not empty, bounded, free of control characters (but
+    newline and tab in `multiline` text), and not in the form of a sealed value."""
     stripped = value.strip()
     if not stripped:
         raise ValidationFailed(field, "must not be empty")
@@ -93,6 +94,8 @@ def text(value: str, field: str, max_length: int = bound.LINE, *, multiline: boo
     allowed = _FREE_TEXT if multiline else _SINGLE_LINE
     if not allowed.match(stripped):
         raise ValidationFailed(field, "must not contain control characters")
+    if stripped.startswith(SEALED_PREFIX):  # it would be taken for a sealed value
+        raise ValidationFailed(field, f"must not begin with {SEALED_PREFIX!r}")
     return stripped
 
 

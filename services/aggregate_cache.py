@@ -1,9 +1,11 @@
 """Aggregates as this process last committed them, lent to one command at a time.
 
-Loading an aggregate costs a query plus decoding and decrypting its whole history
-(~0.5 ms and growing with history); a command that finds its aggregate here skips
-all of that. The cache never copies: `take` removes the aggregate, so the command
-owns it and may mutate it freely; only after its events are durable does the command
+Loading an aggregate costs a query plus decoding its whole history (~0.5 ms and
+growing with history); a command that finds its aggregate here skips all of that.
+Aggregates are kept sealed, as loaded (`services.commands` opens for a decision only
+what it compares, and seals it again before giving the aggregate back).
+The cache never copies: `take` removes the aggregate, so the command owns it and may
+mutate it freely; only after its events are durable does the command
 `give_back` the aggregate, which then is exactly the committed state. A command that
 fails (domain error, conflict, crash) gives nothing back, so the next one loads fresh;
 only a contended command that lost a race gives back its spare copy of the committed
@@ -18,16 +20,14 @@ is safe because the command service trusts a cached aggregate only for a decisio
 then commits: a stale decision's events collide with the newer ones on (id, version)
 and the command is decided again on a fresh load; a refusal, a version mismatch or a
 no-op decided on cached state is likewise decided again on a fresh load before it is
-answered. Reads (GET, history, as-of) never use this cache. Erasure clears it, so no plaintext of an
-erased customer outlives the command that erased it (in this process).
+answered. Reads (GET, history, as-of) never use this cache. Erasure clears it.
 
-Cached aggregates hold personal data in plaintext (a decision may compare a new value
-with the current one), so none is kept longer than `IDLE_SECONDS` after its last
-command: what the cache serves is a burst of commands on one aggregate (a conversation's
-messages, an agent's edits), not a second copy of the store. Expired ones are dropped
-as commands come and, in a process that goes quiet, by `sweep`, which the API runs
-every second (`services.api.app`). CPython does not clear the memory a dropped object
-held; what this bounds is what the process keeps reachable.
+None is kept longer than `IDLE_SECONDS` after its last command: what the cache serves
+is a burst of commands on one aggregate (a conversation's messages, an agent's edits),
+not a second copy of the store. Expired ones are dropped as commands come and, in a
+process that goes quiet, by `sweep`, which the API runs every second
+(`services.api.app`). CPython does not clear the memory a dropped object held; what
+this bounds is what the process keeps reachable.
 I/O: none.
 """
 

@@ -22,6 +22,7 @@ from msgspec import UNSET
 from domain.base import Aggregate, Context
 from domain.customer import Customer
 from services.access import CommandRules, Principal
+from services.sealed_state import Path
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -74,10 +75,11 @@ class Change(Command, Generic[A], frozen=True, kw_only=True):
     def decide(self, aggregate: A, ctx: Context) -> None:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement decide()")
 
-    def compares(self) -> tuple[str, ...]:
-        """The personal fields of its aggregate its decision compares with what it is
-        given. The commands hold customers sealed and open just these for the decision,
-        and only those its caller may see: one left sealed never equals a given value."""
+    def compares(self) -> tuple[Path, ...]:
+        """Where its aggregate holds the personal values its decision compares with what
+        it is given (`services.sealed_state` paths). The commands hold aggregates sealed
+        and open just these for the decision, and only those its caller may see: one
+        left sealed never equals a given value."""
         return ()
 
 

@@ -20,6 +20,12 @@ Commands take their aggregate from an `AggregateCache` (as this process last com
 it) when they can, and trust it only for a decision that commits: a conflict, a
 refusal or a no-op decided on cached state is decided again on a fresh load, since
 another process may have written meanwhile (see `services.aggregate_cache`).
+
+Aggregates are loaded and cached sealed. A command opens only the personal values its
+decision compares (`Change.compares`) and its caller may see, and before its aggregate
+goes back to the cache seals again what it opened and what its events gave
+(`Aggregate.personal_targets`, `services.sealed_state`): plaintext lives in the memory
+of the request that sent it, or may see it, and no longer.
 I/O: the event store (through a committer) and the keyring.
 """
 
@@ -30,7 +36,7 @@ import functools
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -39,18 +45,17 @@ from weakref import WeakValueDictionary
 
 import msgspec
 from eventsourcing.persistence import IntegrityError
-from msgspec import UNSET
 
 from consumers.keyring import Keyring
 from domain.base import Aggregate, Context, DomainError, DomainEvent, VersionConflict
 from domain.customer import Customer
-from services.access import AccessModel, Forbidden, Principal, Resource, resource_of, unmasked
+from services.access import AccessModel, Forbidden, Principal, Resource, resource_of
 from services.aggregate_cache import AggregateCache
 from services.command_base import Change, Creation
-from services.current_state import held_sealed
 from services.customer_commands import EraseCustomer
 from services.event_store import CrmApplication
 from services.idempotency import created_id
+from services.sealed_state import Path, open_at, sealed_at, set_each
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
@@ -226,7 +231,7 @@ class CommandService:
         so a failed save leaves the customer readable and the request can be retried."""
         result = await self.change(caller, target, command, expected=expected)
         await asyncio.to_thread(self.keyring.erase, target)
-        self.cache.clear()  # cached aggregates may hold the erased plaintext
+        self.cache.clear()  # no cached state of the erased customer outlives its key
         return result
 
     async def _attempt(
@@ -278,26 +283,28 @@ class CommandService:
 
     async def _open_compared(
         self, principal: Principal, command: Change[A], aggregate: A, before: Resource
-    ) -> tuple[str, ...]:
-        """Opens, in place, those personal fields of an aggregate held sealed (a customer,
-        a task) that the decision compares (`Change.compares`) and its caller may see:
-        the others stay sealed, so a marketing agent's command never opens the e-mail
-        they may not see. The names opened."""
+    ) -> tuple[Path, ...]:
+        """Opens, in place, the personal values the decision compares (`Change.compares`)
+        that its caller may see: the others stay sealed, so a marketing agent's command
+        never opens the e-mail they may not see. The paths opened."""
         compared, subject = command.compares(), _subject(aggregate)
-        if not compared or subject is None or not held_sealed(type(aggregate)):
+        if not compared or subject is None:
             return ()
-        names = unmasked(compared, self.access.fields(principal, before))
-        if names:
-            opening = functools.partial(self.keyring.open_fields, aggregate, subject, names)
+        fields = self.access.fields(principal, before)
+        paths = tuple(path for path in compared if not fields.hides(path[-1]))
+        if paths:
+            opening = functools.partial(open_at, self.keyring, aggregate, subject, paths)
             await self._keyed(subject, opening)
-        return names
+        return paths
 
     async def _keyed(self, subject: UUID, work: Callable[[], T]) -> T:
         """`work` with the keyring on `subject`'s values: on the loop once its key is held
-        (`hold_keys`), else on a worker thread, where the keyring may fetch it."""
-        if self._hold_keys is None:
+        (`hold_keys`, or already), else on a worker thread, where the keyring may fetch
+        it."""
+        if self._hold_keys is not None:
+            await self._hold_keys((subject,))
+        elif self.keyring.known_erased(subject) is not False:  # its key not held
             return await asyncio.to_thread(work)
-        await self._hold_keys((subject,))
         return work()
 
     async def _resource(self, aggregate: Aggregate) -> Resource:
@@ -326,14 +333,12 @@ class CommandService:
         `loader`, else on a worker thread."""
         if self._loader is not None:
             return await self._loader(kind, aggregate_id)
-        load = self.app.sealed_load if held_sealed(kind) else self.app.load
-        return await asyncio.to_thread(load, kind, aggregate_id)
+        return await asyncio.to_thread(self.app.sealed_load, kind, aggregate_id)
 
     async def _caught_up(self, aggregate: A) -> A:
         if self._catch_up is not None:
             return await self._catch_up(aggregate)
-        sealed = held_sealed(type(aggregate))
-        return await asyncio.to_thread(self.app.caught_up, aggregate, sealed=sealed)
+        return await asyncio.to_thread(self.app.caught_up, aggregate)
 
     async def _conflict(
         self, command: Change[A], target: UUID, expected: int | None
@@ -341,10 +346,10 @@ class CommandService:
         actual = (await self._load(command.aggregate_class(), target)).version
         return VersionConflict(target, actual - 1 if expected is None else expected, actual)
 
-    async def save(self, aggregate: Aggregate, opened: Iterable[str] = ()) -> CommandResult:
+    async def save(self, aggregate: Aggregate, opened: Iterable[Path] = ()) -> CommandResult:
         """Save pending events; a decision that changed nothing answers the current state.
-        The saved aggregate goes back to the cache; one held sealed is sealed again
-        first (its fields `opened` for the decision, and those its events set)."""
+        The saved aggregate goes back to the cache sealed again: the values `opened` for
+        its decision and those its events gave."""
         if not aggregate._pending:  # a no-op decision must not write
             position = await asyncio.to_thread(self.app.head_position)
             return CommandResult(id=aggregate.id, version=aggregate.version, position=position)
@@ -352,30 +357,20 @@ class CommandService:
             await self._hold_keys(_subjects(aggregate._pending), create=True)
         resealed = await self._resealed(aggregate, opened)
         version, position = await self.committer.save(aggregate)
-        if resealed:
-            vars(aggregate).update(resealed)
+        set_each(aggregate, resealed)
         self.cache.give_back(aggregate)
         return CommandResult(id=aggregate.id, version=version, position=position)
 
-    async def _resealed(self, aggregate: Aggregate, opened: Iterable[str]) -> dict[str, str]:
-        """The sealed values of the plaintext fields of an aggregate held sealed: those
-        `opened` for its decision and those its pending events set (a customer's and a
-        task's events name the state's fields they set). Sealed before the save, so
-        nothing can fail once it is done."""
-        if not held_sealed(type(aggregate)):
-            return {}
-        personal = aggregate.personal_fields
-        names = {*opened, *(n for e in aggregate._pending for n in _set(e) if n in personal)}
+    async def _resealed(self, aggregate: Aggregate, opened: Iterable[Path]) -> dict[Path, str]:
+        """The plaintext values of an aggregate after its decision sealed, by path: those
+        `opened` for it and those its pending events gave (`personal_targets`). Sealed
+        before the save, so nothing can fail once it is done."""
         subject = _subject(aggregate)
-        if not names or subject is None:
+        targets = {*opened, *(p for e in aggregate._pending for p in aggregate.personal_targets(e))}
+        if not targets or subject is None:
             return {}
-        sealing = functools.partial(self.keyring.sealed_fields, aggregate, subject, names)
+        sealing = functools.partial(sealed_at, self.keyring, aggregate, subject, targets)
         return await self._keyed(subject, sealing)
-
-
-def _set(event: DomainEvent) -> Iterator[str]:
-    """The personal fields `event` gives a value (not UNSET: unchanged)."""
-    return (name for name in event.personal_fields if getattr(event, name) is not UNSET)
 
 
 def _subject(aggregate: Aggregate) -> UUID | None:

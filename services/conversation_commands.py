@@ -18,6 +18,7 @@ from domain.conversation import Conversation
 from domain.customer import Customer
 from services.access import Principal
 from services.command_base import Change, Creation, staff
+from services.sealed_state import Path
 
 WRITE = "conversation.write"
 
@@ -108,6 +109,10 @@ class CorrectMessage(ConversationChange, frozen=True, kw_only=True):
 
     def decide(self, aggregate: Conversation, ctx: Context) -> None:
         aggregate.correct_message(ctx, self.message_id, content=self.content, reason=self.reason)
+
+    def compares(self) -> tuple[Path, ...]:
+        """The message's content: a correction to the same text changes nothing."""
+        return (("messages", self.message_id, "content"),)
 
 
 class RetractMessage(ConversationChange, frozen=True, kw_only=True):

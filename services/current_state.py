@@ -41,8 +41,9 @@ from eventsourcing.persistence import StoredEvent
 
 from consumers.keyring import Keyring, new_data_key
 from domain import codec
-from domain.base import Aggregate, DomainEvent, NotFound
+from domain.base import Aggregate, NotFound
 from domain.customer import Customer
+from services.sealed_state import open_at, top_level
 
 A = TypeVar("A", bound=Aggregate)
 Q = TypeVar("Q")
@@ -71,15 +72,6 @@ class EventSource(Protocol):
         """Store `key` unless the subject has a key or was erased: the key in force, or
         None once destroyed (`KeyStore.create`)."""
         ...
-
-
-def held_sealed(kind: type[Aggregate]) -> bool:
-    """Whether commands hold aggregates of `kind` sealed, opening for a decision only
-    what it compares: those whose personal fields are all top-level (a customer, a
-    task), which are then opened and sealed by name. A conversation's are inside its
-    messages, and its text bound counts their plaintext: it is lent opened (whoever may
-    command one may see all of it)."""
-    return all("." not in path for path in kind.personal_fields)
 
 
 class _Kept(NamedTuple):
@@ -157,19 +149,16 @@ class CurrentState:
 
     async def rebuilt(self, kind: type[A], aggregate_id: UUID) -> A:
         """A new aggregate owned by the caller (a command may change it), built on the
-        loop: what a command loads when its cache misses. One `held_sealed` stays sealed
-        (the command opens what its decision compares): a customer is a copy of the kept
-        one (`load`: only its newer events are read), so a command on a customer idle
-        past the commands' cache costs no rebuild of its history; a task is built from
-        its whole history. A conversation is built from it opened."""
+        loop, sealed: what a command loads when its cache misses (it opens what its
+        decision compares). A customer is a copy of the kept one (`load`: only its newer
+        events are read), so a command on a customer idle past the commands' cache costs
+        no rebuild of its history; a conversation or task is built from its history."""
         if kind is Customer:
             kept = await self.load(Customer, aggregate_id)
             return kept.clone()  # type: ignore[return-value]
-        stored = await self._source.events_after(aggregate_id, 0)
-        events = await self._applicable(kind, stored)
         aggregate: Aggregate | None = None
-        for event in events:
-            aggregate = event.mutate(aggregate)
+        for stored in await self._source.events_after(aggregate_id, 0):
+            aggregate = codec.sealed_event(stored).mutate(aggregate)
         if not isinstance(aggregate, kind):
             raise NotFound(kind.aggregate_type, aggregate_id)
         return aggregate
@@ -191,18 +180,9 @@ class CurrentState:
         every command's aggregate, `services.commands.CONTENDED_SECONDS`: two API
         processes sharing 16 connections of PATCH asked 2.8 catch-ups a query.)"""
         stored = await self._catch_ups.ask((aggregate.id, aggregate.version))
-        for event in await self._applicable(type(aggregate), stored):
-            event.mutate(aggregate)
+        for event in stored:
+            codec.sealed_event(event).mutate(aggregate)
         return aggregate
-
-    async def _applicable(
-        self, kind: type[Aggregate], stored: Sequence[StoredEvent]
-    ) -> list[DomainEvent]:
-        """`stored` decoded for a command's aggregate of `kind`: sealed if `held_sealed`,
-        else opened."""
-        if held_sealed(kind):
-            return [codec.sealed_event(s) for s in stored]
-        return await self._opened(stored)
 
     async def keys_now(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         """The data keys of `subjects` as the store holds them now, kept nowhere (a page
@@ -237,7 +217,7 @@ class CurrentState:
         vars(opened).update(vars(customer))
         if fields:
             await self.hold_keys((customer.id,))
-            self._keyring.open_fields(opened, customer.id, fields)
+            open_at(self._keyring, opened, customer.id, top_level(fields))
         return opened
 
     def _keep(self, kept: _Kept) -> None:
@@ -245,9 +225,3 @@ class CurrentState:
         self._customers.move_to_end(kept.customer.id)
         if len(self._customers) > self._max_size:
             self._customers.popitem(last=False)
-
-    async def _opened(self, stored: Sequence[StoredEvent]) -> list[DomainEvent]:
-        """Decoded with the one codec, then opened once the keys they need are held."""
-        sealed = [codec.sealed_event(s) for s in stored]
-        await self.hold_keys({e.data_subject for e in sealed if e.personal_fields})
-        return [codec.unseal(event, self._keyring) for event in sealed]

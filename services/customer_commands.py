@@ -16,6 +16,7 @@ from domain.base import Aggregate, Context
 from domain.customer import Customer
 from services.access import Principal
 from services.command_base import Change, Creation
+from services.sealed_state import Path
 
 
 class RegisterCustomer(Creation, frozen=True, kw_only=True):
@@ -62,10 +63,10 @@ class UpdateProfile(CustomerChange, frozen=True, kw_only=True):
     def decide(self, aggregate: Customer, ctx: Context) -> None:
         aggregate.update_profile(ctx, **self.fields())
 
-    def compares(self) -> tuple[str, ...]:
+    def compares(self) -> tuple[Path, ...]:
         """Those of its personal fields given: a value equal to the current one changes
         nothing."""
-        return tuple(f for f in Customer.personal_fields if getattr(self, f) is not UNSET)
+        return tuple((f,) for f in Customer.personal_fields if getattr(self, f, UNSET) is not UNSET)
 
 
 class ChangeOwner(CustomerChange, frozen=True, kw_only=True):

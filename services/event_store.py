@@ -101,15 +101,11 @@ class CrmApplication(Application[UUID]):
             raise NotFound(kind.aggregate_type, aggregate_id)
         return aggregate
 
-    def caught_up(self, aggregate: A, *, sealed: bool = False) -> A:
-        """`aggregate` (every event of it stored) with the events stored after its
-        version applied, in place: opened, or as stored with `sealed`."""
-        if sealed:
-            for stored in self.recorder.select_events(aggregate.id, gt=aggregate.version):
-                codec.sealed_event(stored).mutate(aggregate)
-            return aggregate
-        for event in self.events.get(aggregate.id, gt=aggregate.version):
-            cast(DomainEvent, event).mutate(aggregate)
+    def caught_up(self, aggregate: A) -> A:
+        """`aggregate` (every event of it stored, held sealed) with the events stored
+        after its version applied as stored, in place."""
+        for stored in self.recorder.select_events(aggregate.id, gt=aggregate.version):
+            codec.sealed_event(stored).mutate(aggregate)
         return aggregate
 
     def history(self, aggregate_id: UUID) -> list[DomainEvent]:

@@ -19,6 +19,7 @@ from domain.customer import Customer
 from domain.task import Task
 from services.access import Principal
 from services.command_base import Change, Creation
+from services.sealed_state import Path
 
 WRITE = "task.write"
 
@@ -76,10 +77,10 @@ class ChangeTask(TaskChange, frozen=True, kw_only=True):
         if due_at is not UNSET:
             aggregate.change_due(ctx, due_at)
 
-    def compares(self) -> tuple[str, ...]:
+    def compares(self) -> tuple[Path, ...]:
         """Those of its personal fields given: a value equal to the current one changes
         nothing."""
-        return tuple(f for f in Task.personal_fields if getattr(self, f, UNSET) is not UNSET)
+        return tuple((f,) for f in Task.personal_fields if getattr(self, f, UNSET) is not UNSET)
 
 
 class AssignTask(TaskChange, frozen=True, kw_only=True):

@@ -63,15 +63,15 @@ class Services:
     access_log: AccessLog | None = None  # who read whose personal data, unmasked
 
     def erased_elsewhere(self, customers: set[UUID]) -> None:
-        """Another process erased these customers (`services.erasure_watch`): drop the
-        plaintext this one holds of them, as the erasing process did (kept customers
-        hold theirs sealed: with the keys gone they open as erased)."""
+        """Another process erased these customers (`services.erasure_watch`): drop what
+        the commands' cache holds, as the erasing process did (it holds it sealed, as
+        kept customers do: with the keys gone they open as erased)."""
         self.commands.cache.clear()
 
     def sweep(self) -> None:
-        """Drop the personal data this process still holds past the requests that used
-        it: idle aggregates lent to commands, parsed query strings (the API runs this
-        every second)."""
+        """Drop what this process still holds past the requests that used it: idle
+        aggregates lent to commands, and parsed query strings, which hold personal data
+        in plaintext (the API runs this every second)."""
         self.commands.cache.sweep()
         forget_parsed_queries()
 

@@ -2,18 +2,16 @@
 
 * Unique markers go through every personal field (`tests.e2e.at_rest.exercise`), every
   kind of read shows them, and then no object the API process can still reach holds
-  one: reads load aggregates sealed (`services.current_state`), the commands hold
-  customers and tasks sealed and drop the conversations they lent once idle
-  (`services.aggregate_cache`), and parsed query strings are forgotten
-  (`services.api.parsed_queries`). The heap is searched through
+  one: reads load aggregates sealed (`services.current_state`), so do commands, which
+  keep them sealed between commands (`services.sealed_state`), and parsed query strings
+  are forgotten (`services.api.parsed_queries`). The heap is searched through
   the garbage collector: every container it tracks, for a string referent holding a
   marker (strings are not containers, so each is found through what holds it).
 * Reads open only what their caller may see: a marketing manager's read of a customer
   and of its history never opens the e-mail they may not see, and an event stream opens
   only the events it delivers, judging the others by sealed states.
-* So do commands: a customer's or task's command opens only the fields its decision
-  compares and its caller may see, and the commands' cache holds them sealed between
-  commands.
+* So do commands: a command opens only the values its decision compares and its caller
+  may see, and the commands' cache holds every aggregate sealed between commands.
 """
 
 from __future__ import annotations
@@ -69,9 +67,9 @@ def test_no_personal_plaintext_stays_reachable_once_the_requests_are_answered(
         assert len(services.current._customers) == 1  # the customer read is kept
 
         held = _holders(markers)  # the search finds what is still held:
-        assert {"Conversation", "Message"} <= set(held)  # lent to commands opened
-        assert not {"Customer", "Task"} & set(held)  # the commands hold these sealed
         assert "tuple" in held  # parsed queries (a search, a retraction's reason)
+        assert not {"Customer", "Conversation", "Message", "Task"} & set(held)  # sealed
+        assert len(services.commands.cache) == 3  # as the commands hold them
 
         clock.now += IDLE_SECONDS + 0.1
         services.sweep()  # what the API runs every second

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+from uuid import UUID
+
 import pytest
 
+from domain import codec
 from domain import fields as bound
-from domain.base import AggregateFullError, InvalidTransition, ValidationFailed
+from domain.base import Aggregate, AggregateFullError, InvalidTransition, ValidationFailed
+from domain.codec import CodecMapper
 from domain.conversation import (
     Conversation,
     ConversationClosedError,
@@ -186,17 +191,44 @@ def test_a_conversation_holds_a_bounded_amount_of_text_corrections_included(
     conversation.log_message(
         ctx(), message_id="m1", direction="inbound", author="a", content="12345"
     )
-    conversation.correct_message(ctx(), "m1", content="1234", reason="typo")  # 9 logged
-    with pytest.raises(ConversationFullError, match="more than 10 characters"):
-        conversation.add_note(ctx(), message_id="n1", content="12")
+    conversation.correct_message(ctx(), "m1", content="12é", reason="typo")  # 9 bytes logged
+    with pytest.raises(ConversationFullError, match="more than 10 bytes"):
+        conversation.add_note(ctx(), message_id="n1", content="é")  # 2 bytes, 1 character
     with pytest.raises(ConversationFullError):
         conversation.correct_message(ctx(), "m1", content="123", reason="again")
     conversation.add_note(ctx(), message_id="n1", content="1")  # exactly full
     assert isinstance(ConversationFullError("x"), InvalidTransition)  # a 409, as a closed one
-    full = replay(conversation.collect_events())  # the count is rebuilt from the events
+    events = conversation.collect_events()
+    full = replay(events)  # the count is rebuilt from the events
     assert isinstance(full, Conversation)
     with pytest.raises(ConversationFullError):
         full.add_note(ctx(), message_id="n2", content="x")
+    sealing = CodecMapper(_Sealing())
+    unopened: Aggregate | None = None
+    for event in events:  # as commands rebuild it: sealed, nothing opened
+        unopened = codec.sealed_event(sealing.to_stored_event(event)).mutate(unopened)
+    assert isinstance(unopened, Conversation)
+    assert unopened.messages["m1"].content.startswith(codec.SEALED_PREFIX)
+    with pytest.raises(ConversationFullError):
+        unopened.add_note(ctx(), message_id="n2", content="x")
+
+
+class _Sealing:
+    """Seals in the form `codec.SEALED_PREFIX` documents (nonce and tag zeroed), with
+    the plaintext in the clear inside: only its size matters here."""
+
+    def encrypt(self, subject: UUID, plaintext: str) -> str:
+        raw = bytes(12) + plaintext.encode() + bytes(16)
+        return codec.SEALED_PREFIX + base64.urlsafe_b64encode(raw).decode()
+
+    def decrypt(self, subject: UUID, sealed: str) -> str:
+        raise AssertionError("nothing is opened")
+
+
+@pytest.mark.parametrize("text", ["", "a", "ab", "abc", "é", "€uro", "x" * 65_536])
+def test_text_size_is_the_plaintext_s_bytes_sealed_or_not(text: str) -> None:
+    assert codec.text_size(text) == len(text.encode())
+    assert codec.text_size(_Sealing().encrypt(UUID(int=1), text)) == len(text.encode())
 
 
 def test_closing_and_reopening_in_a_loop_ends_at_max_events(

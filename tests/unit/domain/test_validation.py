@@ -117,6 +117,14 @@ def test_text_holds_no_control_character_but_free_text_keeps_newline_and_tab() -
         check.text(kept, "name")  # single-line text refuses them too
 
 
+def test_text_in_the_form_of_a_sealed_value_is_refused() -> None:
+    """It would be taken for one: counted by its envelope, passed through unopened."""
+    for bad in ("enc:v1:AAAA", "  enc:v1:", "enc:v1:" + "A" * 100):
+        with pytest.raises(ValidationFailed, match="must not begin with 'enc:v1:'"):
+            check.text(bad, "content", multiline=True)
+    assert check.text("about enc:v1: values", "content") == "about enc:v1: values"
+
+
 def test_times_span_every_offset_and_the_whole_calendar() -> None:
     for edge in (check.EARLIEST_INSTANT, check.LATEST_INSTANT):
         assert check.aware(edge, "due_at") == edge

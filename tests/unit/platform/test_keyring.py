@@ -12,6 +12,7 @@ from consumers.key_stores import SqliteKeyStore
 from consumers.keyring import KEY_CACHE_SECONDS, PREFIX, Keyring, MemoryKeyStore
 from consumers.sealed_rows import JOIN, open_rows
 from domain.base import ERASED
+from domain.codec import text_size
 from tests.fake_clock import Clock
 
 
@@ -51,29 +52,11 @@ def test_decrypt_each_opens_a_subject_s_values_as_decrypt_does() -> None:
     assert keyring.decrypt_each(subject, values) == [ERASED] * 3
 
 
-def test_an_object_s_fields_open_and_seal_in_place_by_name() -> None:
-    """What the commands do to a customer they hold sealed: open the fields a decision
-    compares, then seal those it set; None and ERASED stay as they are."""
-    keyring = Keyring(MemoryKeyStore())
-    subject = uuid4()
-
-    class Held:
-        def __init__(self) -> None:
-            self.name = keyring.encrypt(subject, "Ada")
-            self.email: str | None = keyring.encrypt(subject, "ada@x.org")
-            self.phone: str | None = None
-            self.address = ERASED
-
-    held = Held()
-    email = held.email
-    keyring.open_fields(held, subject, ("name", "phone", "address"))
-    assert (held.name, held.email, held.phone, held.address) == ("Ada", email, None, ERASED)
-    held.email = "new@x.org"  # a decision set it
-    sealed = keyring.sealed_fields(held, subject, ("name", "email", "phone", "address"))
-    assert set(sealed) == {"name", "email"}
-    assert all(value.startswith(PREFIX) for value in sealed.values())
-    assert keyring.decrypt_each(subject, [sealed["name"], sealed["email"]]) == ["Ada", "new@x.org"]
-    assert held.name == "Ada"  # sealed values are given, not set: the caller sets them
+def test_a_sealed_value_tells_its_plaintext_s_size() -> None:
+    """What a conversation's text bound counts, unopened (`codec.text_size`)."""
+    keyring, subject = Keyring(MemoryKeyStore()), uuid4()
+    for text in ("", "a", "ab", "abc", "abcd", "é", "😀 ok", "x" * 65_536):
+        assert text_size(keyring.encrypt(subject, text)) == len(text.encode()), text
 
 
 def test_keys_survive_a_restart(tmp_path: Path) -> None:

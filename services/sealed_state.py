@@ -1,0 +1,84 @@
+"""Personal values inside an aggregate's state, by path: what reads open of a kept
+customer, and what commands open for a decision and seal again afterwards (they hold
+every aggregate sealed, `services.commands`).
+
+A path names an attribute, then keys of a dict and fields of a frozen msgspec Struct:
+`("email",)`, `("messages", "m-1", "content")`. Setting a field of a Struct replaces
+the Struct where it is held. Which paths hold an event's personal values the domain
+says (`Aggregate.personal_targets`).
+
+I/O: none here; the keyring may fetch a key (callers hold it first on an event loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from consumers.keyring import Keyring
+from domain.base import ERASED
+
+Path = tuple[str, ...]
+
+
+def value_at(root: object, path: Path) -> Any:
+    """The value at `path`, or None where there is none."""
+    value: Any = root
+    for step in path:
+        value = value.get(step) if isinstance(value, dict) else getattr(value, step, None)
+        if value is None:
+            return None
+    return value
+
+
+def set_at(root: object, path: Path, value: str) -> None:
+    """`value` at `path`, in place (a Struct on the way replaced where it is held)."""
+    holders: list[Any] = [root]
+    for step in path[:-1]:
+        holder = holders[-1]
+        holders.append(holder[step] if isinstance(holder, dict) else getattr(holder, step))
+    new: Any = value
+    for holder, step in reversed(list(zip(holders, path, strict=True))):
+        if isinstance(holder, msgspec.Struct):
+            new = msgspec.structs.replace(holder, **{step: new})
+        elif isinstance(holder, dict):
+            holder[step] = new
+            return
+        else:
+            setattr(holder, step, new)
+            return
+
+
+def open_at(keyring: Keyring, root: object, subject: UUID, paths: Iterable[Path]) -> None:
+    """The sealed values at `paths` (values of `subject`) opened in place, its key looked
+    up once; None where there is no value."""
+    sealed = [(path, value) for path in paths if isinstance(value := value_at(root, path), str)]
+    if sealed:
+        opened = keyring.decrypt_each(subject, [value for _, value in sealed])
+        for (path, _), value in zip(sealed, opened, strict=True):
+            set_at(root, path, value)
+
+
+def sealed_at(
+    keyring: Keyring, root: object, subject: UUID, paths: Iterable[Path]
+) -> dict[Path, str]:
+    """The plaintext values at `paths` (of `subject`) sealed, by path: None and `ERASED`
+    left out. Not set: the caller sets them (`set_each`) when it is time."""
+    return {
+        path: keyring.encrypt(subject, value)
+        for path in paths
+        if isinstance(value := value_at(root, path), str) and value != ERASED
+    }
+
+
+def set_each(root: object, values: Mapping[Path, str]) -> None:
+    for path, value in values.items():
+        set_at(root, path, value)
+
+
+def top_level(names: Sequence[str]) -> list[Path]:
+    """Paths of attributes `names`."""
+    return [(name,) for name in names]

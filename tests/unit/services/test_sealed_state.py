@@ -1,0 +1,127 @@
+"""Commands hold aggregates sealed (`services.sealed_state`): what their cache keeps
+between commands holds no plaintext, and opens to exactly the state a rebuild from the
+store gives, whatever the commands did (the paths each event's values land on come
+from the domain, `Aggregate.personal_targets`)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+import pytest
+
+from consumers.keyring import PREFIX, Keyring, MemoryKeyStore
+from domain.base import ERASED, Aggregate
+from domain.conversation import Conversation, Message
+from domain.customer import Customer
+from domain.task import Task
+from services import conversation_commands as cc
+from services import task_commands as tc
+from services.access import Principal, Role
+from services.commands import Caller, CommandService
+from services.customer_commands import RegisterCustomer, UpdateProfile
+from services.event_store import CrmApplication
+from services.group_commit import DirectCommitter
+from services.sealed_state import open_at, sealed_at, set_at, set_each, value_at
+
+SVC = Caller(
+    principal=Principal(name="svc", department="sales", role=Role.SERVICE), correlation_id="c"
+)
+MARK = "zq-marker-"  # in every personal value the commands give
+
+
+def test_paths_reach_attributes_dict_entries_and_struct_fields() -> None:
+    conversation = Conversation(uuid.uuid4())
+    keyring, subject = Keyring(MemoryKeyStore()), uuid.uuid4()
+    conversation.subject = "Invoice"
+    conversation.messages["m.1"] = _message("hello")
+    path = ("messages", "m.1", "content")  # a dot in a key is no step
+    assert value_at(conversation, path) == "hello"
+    assert value_at(conversation, ("messages", "absent", "content")) is None
+    sealed = sealed_at(keyring, conversation, subject, [("subject",), path, ("summary",)])
+    assert set(sealed) == {("subject",), path}  # None is left out
+    before = conversation.messages["m.1"]
+    set_each(conversation, sealed)
+    assert conversation.messages["m.1"] is not before  # the frozen Struct was replaced
+    assert str(value_at(conversation, path)).startswith(PREFIX)
+    assert conversation.messages["m.1"].author == "Ada"  # its other fields kept
+    open_at(keyring, conversation, subject, [path, ("subject",), ("summary",)])
+    assert (conversation.subject, conversation.messages["m.1"].content) == ("Invoice", "hello")
+    set_at(conversation, ("subject",), ERASED)
+    assert sealed_at(keyring, conversation, subject, [("subject",)]) == {}  # ERASED stays
+
+
+def _message(content: str) -> Message:
+    return msgspec.convert(
+        {"message_id": "m.1", "kind": "message", "direction": "inbound", "author": "Ada",
+         "content": content, "sent_at": "2025-01-01T00:00:00Z"},
+        Message,
+    )  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_the_commands_cache_holds_aggregates_sealed_that_open_as_rebuilt() -> None:
+    keyring = Keyring(MemoryKeyStore())
+    app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"}, cipher=keyring)
+    service = CommandService(app, DirectCommitter(app), keyring)
+
+    registered = RegisterCustomer(
+        name=MARK + "Ada", email="zq-marker@example.com", phone="+4930123456",
+        address=MARK + "street",
+    )  # fmt: skip
+    customer = (await service.create(SVC, registered)).id
+    await service.change(SVC, customer, UpdateProfile(name=MARK + "Ada"))  # a no-op: dropped
+    await service.change(SVC, customer, UpdateProfile(name=MARK + "Ada K", address=None))
+
+    opened = cc.OpenConversation(customer_id=customer, channel="email", subject=MARK + "subj")
+    conversation = (await service.create(SVC, opened)).id
+    changes: list[Any] = [
+        cc.LogMessage(message_id="m.1", direction="inbound", author=MARK + "a", content=MARK + "c"),
+        cc.AddNote(message_id="n1", content=MARK + "note"),
+        cc.CorrectMessage(message_id="m.1", content=MARK + "fixed", reason=MARK + "typo"),
+        cc.CorrectMessage(message_id="m.1", content=MARK + "fixed", reason=MARK + "again"),
+        cc.RetractMessage(message_id="n1", reason=MARK + "wrong"),
+        cc.HandOff(to_department="support", note=MARK + "over"),
+        cc.CloseConversation(outcome="resolved", summary=MARK + "done"),
+        cc.RateSatisfaction(score=5, comment=MARK + "great"),
+        cc.ReopenConversation(reason=MARK + "more"),
+    ]
+    versions = [(await service.change(SVC, conversation, c)).version for c in changes]
+    assert versions == [2, 3, 4, 4, 5, 6, 7, 8, 9]  # the same correction changes nothing
+
+    created = tc.CreateTask(
+        customer_id=customer, title=MARK + "t", description=MARK + "d", assignee="svc"
+    )
+    task = (await service.create(SVC, created)).id
+    for change in (
+        tc.ChangeTask(title=MARK + "t2"),
+        tc.ChangeTask(title=MARK + "t2", description=MARK + "d"),  # a no-op
+        tc.StartTask(),
+        tc.LogProgress(note=MARK + "half", percent=50),
+        tc.CompleteTask(resolution=MARK + "res"),
+    ):
+        await service.change(SVC, task, change)
+
+    kinds: list[tuple[type[Aggregate], uuid.UUID]] = [
+        (Customer, customer), (Conversation, conversation), (Task, task),
+    ]  # fmt: skip
+    for kind, aggregate_id in kinds:
+        held = service.cache.take(aggregate_id)
+        assert isinstance(held, kind)
+        state = msgspec.to_builtins(held.state())
+        assert MARK not in str(state), kind  # sealed between commands
+        subject = customer
+        assert _opened(state, keyring, subject) == msgspec.to_builtins(
+            app.load(kind, aggregate_id).state()
+        ), kind
+
+
+def _opened(value: Any, keyring: Keyring, subject: uuid.UUID) -> Any:
+    if isinstance(value, str):
+        return keyring.decrypt(subject, value)
+    if isinstance(value, dict):
+        return {k: _opened(v, keyring, subject) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_opened(v, keyring, subject) for v in value]
+    return value
