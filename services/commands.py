@@ -298,13 +298,14 @@ class CommandService:
         return paths
 
     async def _keyed(self, subject: UUID, work: Callable[[], T]) -> T:
-        """`work` with the keyring on `subject`'s values: on the loop once its key is held
-        (`hold_keys`, or already), else on a worker thread, where the keyring may fetch
-        it."""
-        if self._hold_keys is not None:
-            await self._hold_keys((subject,))
-        elif self.keyring.known_erased(subject) is not False:  # its key not held
+        """`work` with the keyring on `subject`'s values: at once when its key is held,
+        else on the loop once it is (`hold_keys`), or on a worker thread, where the
+        keyring may fetch it."""
+        if self.keyring.known_erased(subject) is False:  # its key is held
+            return work()
+        if self._hold_keys is None:
             return await asyncio.to_thread(work)
+        await self._hold_keys((subject,))
         return work()
 
     async def _resource(self, aggregate: Aggregate) -> Resource:

@@ -34,7 +34,7 @@ def value_at(root: object, path: Path) -> Any:
     return value
 
 
-def set_at(root: object, path: Path, value: str) -> None:
+def set_at(root: object, path: Path, value: Any) -> None:
     """`value` at `path`, in place (a Struct on the way replaced where it is held)."""
     holders: list[Any] = [root]
     for step in path[:-1]:
@@ -67,16 +67,27 @@ def sealed_at(
 ) -> dict[Path, str]:
     """The plaintext values at `paths` (of `subject`) sealed, by path: None and `ERASED`
     left out. Not set: the caller sets them (`set_each`) when it is time."""
-    return {
-        path: keyring.encrypt(subject, value)
+    plain = [
+        (path, value)
         for path in paths
         if isinstance(value := value_at(root, path), str) and value != ERASED
-    }
+    ]
+    sealed = keyring.encrypt_each(subject, [value for _, value in plain])
+    return {path: value for (path, _), value in zip(plain, sealed, strict=True)}
 
 
 def set_each(root: object, values: Mapping[Path, str]) -> None:
+    """Each of `values` at its path; the fields of one Struct replaced together."""
+    by_holder: dict[Path, dict[str, str]] = {}
     for path, value in values.items():
-        set_at(root, path, value)
+        by_holder.setdefault(path[:-1], {})[path[-1]] = value
+    for holder_path, fields in by_holder.items():
+        holder = value_at(root, holder_path)
+        if isinstance(holder, msgspec.Struct):
+            set_at(root, holder_path, msgspec.structs.replace(holder, **fields))
+        else:
+            for name, value in fields.items():
+                set_at(root, (*holder_path, name), value)
 
 
 def top_level(names: Sequence[str]) -> list[Path]:
