@@ -8,6 +8,7 @@ Exit codes: 0 done (verify: no break), 1 a break or a refusal, 2 configuration.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import threading
 from collections.abc import Iterator
@@ -95,18 +96,20 @@ OPERATOR_ROLE = "auditor"
 rights, decided by the access model like any API caller's."""
 
 
-def _audited(runtime: Runtime, aggregate_id: Any) -> list[Any]:
-    """The aggregate's events, once the access model let the operator read its history."""
+def _audited(runtime: Runtime, aggregate_id: Any) -> Iterator[Any]:
+    """The aggregate's events, a page at a time, once the access model let the operator
+    read its history (judged by its current state, loaded sealed)."""
     from domain.base import AGGREGATE_CLASSES, NotFound
     from services.access import Principal, Role, resource_of
 
-    events = runtime.app.history(aggregate_id)
-    if not events:
+    events = runtime.app.opened_events(aggregate_id)
+    first = next(events, None)
+    if first is None:
         raise NotFound("aggregate", aggregate_id)
-    current = runtime.app.load(AGGREGATE_CLASSES[events[0].aggregate_type], aggregate_id)
+    current = runtime.app.sealed_load(AGGREGATE_CLASSES[first.aggregate_type], aggregate_id)
     operator = Principal(name="operator", department="it", role=Role(OPERATOR_ROLE))
     runtime.access.read(operator, resource_of(current), "history.read")
-    return events
+    return itertools.chain((first,), events)
 
 
 def _history(args: argparse.Namespace, settings: Settings) -> int:
@@ -114,8 +117,7 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
 
     runtime = bootstrap(settings)
     try:
-        events = _audited(runtime, args.id)
-        for event in events:
+        for event in _audited(runtime, args.id):
             sys.stdout.write(msgspec.json.encode(event).decode() + "\n")
     except NotFound:
         print(f"crm: no events for {args.id}", file=sys.stderr)
@@ -133,7 +135,7 @@ def _as_of(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     runtime = bootstrap(settings)
     try:
-        kind = AGGREGATE_CLASSES[_audited(runtime, args.id)[0].aggregate_type]
+        kind = AGGREGATE_CLASSES[next(_audited(runtime, args.id)).aggregate_type]
         state = runtime.app.as_of(kind, args.id, args.time).state()
         print(msgspec.json.encode(state, enc_hook=_jsonable).decode())
     except NotFound as error:

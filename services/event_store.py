@@ -14,8 +14,7 @@ on a Protocol costs ~40 us in Python 3.11, more than decoding the event).
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -36,6 +35,8 @@ from domain.codec import PLAINTEXT, CodecMapper, PersonalDataCipher
 from services.pg_batch_recorder import AsyncBatchWriter, BatchInsertRecorder
 
 A = TypeVar("A", bound=Aggregate)
+READ_PAGE = 1_000
+"""Stored events read at a time by `stored_events`."""
 
 
 class CrmApplication(Application[UUID]):
@@ -81,10 +82,23 @@ class CrmApplication(Application[UUID]):
             for event, s, i in zip(events, stored, ids, strict=True)
         ]
 
+    def stored_events(self, aggregate_id: UUID, *, after: int = 0) -> Iterator[StoredEvent]:
+        """The aggregate's stored events after version `after`, oldest first, read
+        `READ_PAGE` at a time: memory stays flat however long its history (a customer's
+        has no bound)."""
+        while True:
+            page = self.recorder.select_events(aggregate_id, gt=after, limit=READ_PAGE)
+            yield from page
+            if len(page) < READ_PAGE:
+                return
+            after = page[-1].originator_version
+
     def sealed_load(self, kind: type[A], aggregate_id: UUID, version: int | None = None) -> A:
         """`load` (at `version`), the personal fields still sealed (nothing is decrypted)."""
         aggregate: Aggregate | None = None
-        for stored in self.recorder.select_events(aggregate_id, lte=version):
+        for stored in self.stored_events(aggregate_id):
+            if version is not None and stored.originator_version > version:
+                break
             aggregate = codec.sealed_event(stored).mutate(aggregate)
         if not isinstance(aggregate, kind):
             raise NotFound(kind.aggregate_type, aggregate_id)
@@ -110,7 +124,12 @@ class CrmApplication(Application[UUID]):
 
     def history(self, aggregate_id: UUID) -> list[DomainEvent]:
         """Every event of one aggregate, oldest first, with its metadata."""
-        return [cast(DomainEvent, event) for event in self.events.get(aggregate_id)]
+        return list(self.opened_events(aggregate_id))
+
+    def opened_events(self, aggregate_id: UUID) -> Iterator[DomainEvent]:
+        """`history` a page at a time (`stored_events`), for a reader that keeps none."""
+        for stored in self.stored_events(aggregate_id):
+            yield cast(DomainEvent, self.mapper.to_domain_event(stored))
 
     def sealed_history(
         self, aggregate_id: UUID, *, after: int = 0, limit: int | None = None
@@ -121,13 +140,17 @@ class CrmApplication(Application[UUID]):
         return [codec.sealed_event(s) for s in stored]
 
     def as_of(self, kind: type[A], aggregate_id: UUID, instant: datetime) -> A:
-        """The aggregate as it was at `instant`: the last version that occurred by then."""
-        events = self.sealed_history(aggregate_id)  # only times and versions are read
-        times = [event.occurred_at for event in events]
-        count = bisect.bisect_right(times, instant)
-        if count == 0:
+        """The aggregate as it was at `instant`: its events up to the first that occurred
+        after it, read a page at a time, each opened only once it is applied."""
+        aggregate: Aggregate | None = None
+        for stored in self.stored_events(aggregate_id):
+            event = codec.sealed_event(stored)
+            if event.occurred_at > instant:
+                break
+            aggregate = codec.unseal(event, self.cipher).mutate(aggregate)
+        if not isinstance(aggregate, kind):
             raise NotFound(kind.aggregate_type, aggregate_id)
-        return self.load(kind, aggregate_id, version=events[count - 1].originator_version)
+        return aggregate
 
     def head_position(self) -> int:
         """The global position of the newest stored event (0 when empty)."""
