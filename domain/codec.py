@@ -63,7 +63,7 @@ def text_size(value: str) -> int:
     """The bytes of `value`'s UTF-8 plaintext, whether `value` is sealed or not: what a
     conversation's text bound counts, so that a command can count it unopened."""
     if not value.startswith(SEALED_PREFIX):
-        return len(value.encode())
+        return len(value) if value.isascii() else len(value.encode())  # no copy for ASCII
     encoded = len(value) - len(SEALED_PREFIX)
     padding = len(value) - len(value.rstrip("="))
     return max(0, encoded // 4 * 3 - padding - _SEALED_OVERHEAD)
