@@ -26,6 +26,8 @@ Path = tuple[str, ...]
 
 def value_at(root: object, path: Path) -> Any:
     """The value at `path`, or None where there is none."""
+    if len(path) == 1:  # an attribute: most paths, and a read's every one
+        return getattr(root, path[0], None)
     value: Any = root
     for step in path:
         value = value.get(step) if isinstance(value, dict) else getattr(value, step, None)
@@ -36,6 +38,9 @@ def value_at(root: object, path: Path) -> Any:
 
 def set_at(root: object, path: Path, value: Any) -> None:
     """`value` at `path`, in place (a Struct on the way replaced where it is held)."""
+    if len(path) == 1:
+        setattr(root, path[0], value)
+        return
     holders: list[Any] = [root]
     for step in path[:-1]:
         holder = holders[-1]
