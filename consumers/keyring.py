@@ -158,20 +158,12 @@ class Keyring:
         return self._search_key
 
     def encrypt(self, subject: UUID, plaintext: str) -> str:
-        return self.encrypt_each(subject, (plaintext,))[0]
-
-    def encrypt_each(self, subject: UUID, plaintexts: Sequence[str]) -> list[str]:
-        """`encrypt` of several values of one subject, its key looked up once."""
         key = self._key(subject, create=True)
         if key is None:
-            return [ERASED] * len(plaintexts)
-        encrypt, associated = _cipher(key).encrypt, subject.bytes
-        sealed = []
-        for plaintext in plaintexts:
-            nonce = os.urandom(12)
-            raw = nonce + encrypt(nonce, plaintext.encode(), associated)
-            sealed.append(PREFIX + base64.urlsafe_b64encode(raw).decode())
-        return sealed
+            return ERASED
+        nonce = os.urandom(12)
+        raw = nonce + _cipher(key).encrypt(nonce, plaintext.encode(), subject.bytes)
+        return PREFIX + base64.urlsafe_b64encode(raw).decode()
 
     def decrypt(self, subject: UUID, sealed: str) -> str:
         if not sealed.startswith(PREFIX):

@@ -204,8 +204,9 @@ class Aggregate:
 
     def personal_targets(self, event: DomainEvent) -> Iterator[tuple[str, ...]]:
         """Where this state holds the personal values `event` gives once applied: paths
-        of an attribute, then keys and fields (`services.sealed_state`). By default the
-        state's top-level personal fields named as the event's."""
+        of an attribute, then keys and fields (`services.sealed_state`), each ending with
+        the name of the event's field whose value it holds. By default the state's
+        top-level personal fields named as the event's."""
         top = {path for path in self.personal_fields if "." not in path}
         for name in event.personal_fields:
             if name in top and getattr(event, name) is not UNSET:

@@ -190,13 +190,19 @@ class CodecMapper(Mapper[UUID]):
         self.personal_data_cipher = cipher
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
-        event: DomainEvent = domain_event
-        return StoredEvent(
+        return self.sealed_and_stored(domain_event)[1]
+
+    def sealed_and_stored(self, event: DomainEvent) -> tuple[DomainEvent, StoredEvent]:
+        """The event sealed (its personal fields encrypted, once) and its stored form:
+        what a saver keeps of it holds what the store holds, never its plaintext."""
+        sealed = seal(event, self.personal_data_cipher)
+        stored = StoredEvent(
             originator_id=event.originator_id,
             originator_version=event.originator_version,
             topic=topic_of(event),
-            state=encode(seal(event, self.personal_data_cipher)),
+            state=encode(sealed),
         )
+        return sealed, stored
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         return unseal(sealed_event(stored_event), self.personal_data_cipher)

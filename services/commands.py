@@ -22,10 +22,12 @@ refusal or a no-op decided on cached state is decided again on a fresh load, sin
 another process may have written meanwhile (see `services.aggregate_cache`).
 
 Aggregates are loaded and cached sealed. A command opens only the personal values its
-decision compares (`Change.compares`) and its caller may see, and before its aggregate
-goes back to the cache seals again what it opened and what its events gave
+decision compares (`Change.compares`) and its caller may see. Before its aggregate goes
+back to the cache, what it opened is set back to the sealed values it opened, and what
+its events gave to the values its saved events hold, as the store sealed them once
 (`Aggregate.personal_targets`, `services.sealed_state`): plaintext lives in the memory
-of the request that sent it, or may see it, and no longer.
+of the request that sent it, or may see it, and no longer, and the cache holds what a
+sealed load would.
 I/O: the event store (through a committer) and the keyring.
 """
 
@@ -36,7 +38,7 @@ import functools
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -53,9 +55,9 @@ from services.access import AccessModel, Forbidden, Principal, Resource, resourc
 from services.aggregate_cache import AggregateCache
 from services.command_base import Change, Creation
 from services.customer_commands import EraseCustomer
-from services.event_store import CrmApplication
+from services.event_store import CrmApplication, Saved
 from services.idempotency import created_id
-from services.sealed_state import Path, open_at, sealed_at, set_each
+from services.sealed_state import Path, open_at, set_each
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
@@ -68,7 +70,7 @@ class Committer(Protocol):
         """Wraps a whole command, so a group committer knows who is still deciding."""
         ...
 
-    async def save(self, aggregate: Aggregate) -> tuple[int, int]: ...
+    async def save(self, aggregate: Aggregate) -> Saved: ...
 
     async def aclose(self) -> None: ...
 
@@ -283,19 +285,19 @@ class CommandService:
 
     async def _open_compared(
         self, principal: Principal, command: Change[A], aggregate: A, before: Resource
-    ) -> tuple[Path, ...]:
+    ) -> dict[Path, str]:
         """Opens, in place, the personal values the decision compares (`Change.compares`)
         that its caller may see: the others stay sealed, so a marketing agent's command
-        never opens the e-mail they may not see. The paths opened."""
+        never opens the e-mail they may not see. The sealed values opened, by path."""
         compared, subject = command.compares(), _subject(aggregate)
         if not compared or subject is None:
-            return ()
+            return {}
         fields = self.access.fields(principal, before)
         paths = tuple(path for path in compared if not fields.hides(path[-1]))
-        if paths:
-            opening = functools.partial(open_at, self.keyring, aggregate, subject, paths)
-            await self._keyed(subject, opening)
-        return paths
+        if not paths:
+            return {}
+        opening = functools.partial(open_at, self.keyring, aggregate, subject, paths)
+        return await self._keyed(subject, opening)
 
     async def _keyed(self, subject: UUID, work: Callable[[], T]) -> T:
         """`work` with the keyring on `subject`'s values: at once when its key is held,
@@ -347,31 +349,31 @@ class CommandService:
         actual = (await self._load(command.aggregate_class(), target)).version
         return VersionConflict(target, actual - 1 if expected is None else expected, actual)
 
-    async def save(self, aggregate: Aggregate, opened: Iterable[Path] = ()) -> CommandResult:
+    async def save(
+        self, aggregate: Aggregate, opened: Mapping[Path, str] | None = None
+    ) -> CommandResult:
         """Save pending events; a decision that changed nothing answers the current state.
-        The saved aggregate goes back to the cache sealed again: the values `opened` for
-        its decision and those its events gave."""
+        The saved aggregate goes back to the cache sealed: the values `opened` for its
+        decision as they were, those its events gave as the store sealed them."""
         if not aggregate._pending:  # a no-op decision must not write
             position = await asyncio.to_thread(self.app.head_position)
             return CommandResult(id=aggregate.id, version=aggregate.version, position=position)
         if self._hold_keys is not None:  # sealing then needs no key query on the loop
             await self._hold_keys(_subjects(aggregate._pending), create=True)
-        resealed = await self._resealed(aggregate, opened)
-        version, position = await self.committer.save(aggregate)
-        set_each(aggregate, resealed)
+        saved = await self.committer.save(aggregate)
+        set_each(aggregate, {**(opened or {}), **_sealed_values(aggregate, saved.events)})
         self.cache.give_back(aggregate)
-        return CommandResult(id=aggregate.id, version=version, position=position)
+        return CommandResult(id=aggregate.id, version=saved.version, position=saved.position)
 
-    async def _resealed(self, aggregate: Aggregate, opened: Iterable[Path]) -> dict[Path, str]:
-        """The plaintext values of an aggregate after its decision sealed, by path: those
-        `opened` for it and those its pending events gave (`personal_targets`). Sealed
-        before the save, so nothing can fail once it is done."""
-        subject = _subject(aggregate)
-        targets = {*opened, *(p for e in aggregate._pending for p in aggregate.personal_targets(e))}
-        if not targets or subject is None:
-            return {}
-        sealing = functools.partial(sealed_at, self.keyring, aggregate, subject, targets)
-        return await self._keyed(subject, sealing)
+
+def _sealed_values(aggregate: Aggregate, events: Iterable[DomainEvent]) -> dict[Path, str | None]:
+    """Where the aggregate's state holds the personal values of `events` (applied to it,
+    in order), and those values as the events hold them."""
+    return {
+        path: getattr(event, path[-1])
+        for event in events
+        for path in aggregate.personal_targets(event)
+    }
 
 
 def _subject(aggregate: Aggregate) -> UUID | None:

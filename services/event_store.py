@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import NamedTuple, TypeVar, cast
 from uuid import UUID
 
 import psycopg
@@ -53,13 +53,14 @@ class CrmApplication(Application[UUID]):
         return CodecMapper(self.cipher)
 
     def record(self, *aggregates: Aggregate) -> list[Recording[UUID]]:
-        """Save the pending events of `aggregates` in one transaction.
+        """Save the pending events of `aggregates` in one transaction; the recordings
+        hold the events as stored, sealed.
 
         What `save()` does for this application (no snapshots, no `notify` hooks),
         without its per-aggregate Protocol checks.
         """
-        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
-        return self.events.put(events)
+        sealed, stored = self._sealed(aggregates)
+        return _recordings(sealed, stored, self.recorder.insert_events(stored))
 
     def async_writer(self) -> AsyncBatchWriter | None:
         """An insert path to await on an event loop (PostgreSQL only), for `record_async`."""
@@ -70,17 +71,17 @@ class CrmApplication(Application[UUID]):
     async def record_async(
         self, writer: AsyncBatchWriter, *aggregates: Aggregate
     ) -> list[Recording[UUID]]:
-        """`record`, with the insert awaited through `writer` (what `EventStore.put` does)."""
-        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
-        stored: list[StoredEvent] = [self.mapper.to_stored_event(event) for event in events]
-        ids = await writer.insert_events(stored)
-        return [
-            Recording(
-                event,
-                Notification(s.originator_id, s.originator_version, s.topic, s.state, i),
-            )
-            for event, s, i in zip(events, stored, ids, strict=True)
-        ]
+        """`record`, with the insert awaited through `writer`."""
+        sealed, stored = self._sealed(aggregates)
+        return _recordings(sealed, stored, await writer.insert_events(stored))
+
+    def _sealed(
+        self, aggregates: Iterable[Aggregate]
+    ) -> tuple[list[DomainEvent], list[StoredEvent]]:
+        """The aggregates' pending events sealed, and their stored forms."""
+        mapper = cast(CodecMapper, self.mapper)
+        pairs = [mapper.sealed_and_stored(e) for a in aggregates for e in a.collect_events()]
+        return [sealed for sealed, _ in pairs], [stored for _, stored in pairs]
 
     def stored_events(self, aggregate_id: UUID, *, after: int = 0) -> Iterator[StoredEvent]:
         """The aggregate's stored events after version `after`, oldest first, read
@@ -234,10 +235,35 @@ def open_event_store(
     return app
 
 
-def versions_by_id(recordings: Sequence[Recording[UUID]]) -> dict[UUID, tuple[int, int]]:
-    """Per aggregate: its new version and the global position of its last event."""
-    result: dict[UUID, tuple[int, int]] = {}
+class Saved(NamedTuple):
+    """What saving an aggregate's pending events gave."""
+
+    version: int  # the aggregate's new version
+    position: int  # the global position of its last event
+    events: list[DomainEvent]  # the events as stored: sealed
+
+
+def saved_by_id(recordings: Sequence[Recording[UUID]]) -> dict[UUID, Saved]:
+    """What each aggregate's recordings gave."""
+    events: dict[UUID, list[DomainEvent]] = {}
+    last: dict[UUID, Recording[UUID]] = {}
     for recording in recordings:
-        event: Any = recording.domain_event
-        result[event.originator_id] = (event.originator_version, recording.notification.id)
-    return result
+        event = cast(DomainEvent, recording.domain_event)
+        events.setdefault(event.originator_id, []).append(event)
+        last[event.originator_id] = recording
+    return {
+        aggregate_id: Saved(
+            r.domain_event.originator_version, r.notification.id, events[aggregate_id]
+        )
+        for aggregate_id, r in last.items()
+    }
+
+
+def _recordings(
+    sealed: Sequence[DomainEvent], stored: Sequence[StoredEvent], ids: Sequence[int] | None
+) -> list[Recording[UUID]]:
+    """The recordings of events inserted as `stored` at notification `ids`."""
+    return [
+        Recording(event, Notification(s.originator_id, s.originator_version, s.topic, s.state, i))
+        for event, s, i in zip(sealed, stored, ids or (), strict=True)
+    ]

@@ -46,11 +46,8 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, PersistenceError, Recording
 
 from domain.base import Aggregate, DomainEvent
-from services.event_store import CrmApplication, versions_by_id
+from services.event_store import CrmApplication, Saved, saved_by_id
 from services.pg_batch_recorder import BatchConflictError
-
-Saved = tuple[int, int]
-"""(new version, global position of its last event)."""
 
 _undecided: ContextVar[bool] = ContextVar("undecided", default=False)
 """True inside a command that has not saved yet (per asyncio task)."""
@@ -93,7 +90,7 @@ class DirectCommitter:
 
     async def save(self, aggregate: Aggregate) -> Saved:
         recordings = await asyncio.to_thread(self._app.record, aggregate)
-        return versions_by_id(recordings)[aggregate.id]
+        return saved_by_id(recordings)[aggregate.id]
 
     async def aclose(self) -> None:
         return None
@@ -222,7 +219,7 @@ class GroupCommitter:
             for request in batch:
                 request.error = error
             return
-        saved: dict[UUID, Saved] = versions_by_id(recordings)
+        saved = saved_by_id(recordings)
         for request in batch:
             request.result = saved[request.id]
 

@@ -5,7 +5,8 @@ every aggregate sealed, `services.commands`).
 A path names an attribute, then keys of a dict and fields of a frozen msgspec Struct:
 `("email",)`, `("messages", "m-1", "content")`. Setting a field of a Struct replaces
 the Struct where it is held. Which paths hold an event's personal values the domain
-says (`Aggregate.personal_targets`).
+says (`Aggregate.personal_targets`); commands set there the values their saved events
+hold, as the store seals them.
 
 I/O: none here; the keyring may fetch a key (callers hold it first on an event loop).
 """
@@ -19,7 +20,6 @@ from uuid import UUID
 import msgspec
 
 from consumers.keyring import Keyring
-from domain.base import ERASED
 
 Path = tuple[str, ...]
 
@@ -57,33 +57,22 @@ def set_at(root: object, path: Path, value: Any) -> None:
             return
 
 
-def open_at(keyring: Keyring, root: object, subject: UUID, paths: Iterable[Path]) -> None:
-    """The sealed values at `paths` (values of `subject`) opened in place, its key looked
-    up once; None where there is no value."""
-    sealed = [(path, value) for path in paths if isinstance(value := value_at(root, path), str)]
-    if sealed:
-        opened = keyring.decrypt_each(subject, [value for _, value in sealed])
-        for (path, _), value in zip(sealed, opened, strict=True):
-            set_at(root, path, value)
-
-
-def sealed_at(
+def open_at(
     keyring: Keyring, root: object, subject: UUID, paths: Iterable[Path]
 ) -> dict[Path, str]:
-    """The plaintext values at `paths` (of `subject`) sealed, by path: None and `ERASED`
-    left out. Not set: the caller sets them (`set_each`) when it is time."""
-    plain = [
-        (path, value)
-        for path in paths
-        if isinstance(value := value_at(root, path), str) and value != ERASED
-    ]
-    sealed = keyring.encrypt_each(subject, [value for _, value in plain])
-    return {path: value for (path, _), value in zip(plain, sealed, strict=True)}
+    """The sealed values at `paths` (values of `subject`) opened in place, its key looked
+    up once; None where there is no value. The sealed values opened, by path."""
+    sealed = {path: value for path in paths if isinstance(value := value_at(root, path), str)}
+    if sealed:
+        opened = keyring.decrypt_each(subject, list(sealed.values()))
+        for path, value in zip(sealed, opened, strict=True):
+            set_at(root, path, value)
+    return sealed
 
 
-def set_each(root: object, values: Mapping[Path, str]) -> None:
+def set_each(root: object, values: Mapping[Path, str | None]) -> None:
     """Each of `values` at its path; the fields of one Struct replaced together."""
-    by_holder: dict[Path, dict[str, str]] = {}
+    by_holder: dict[Path, dict[str, str | None]] = {}
     for path, value in values.items():
         by_holder.setdefault(path[:-1], {})[path[-1]] = value
     for holder_path, fields in by_holder.items():

@@ -26,6 +26,7 @@ from services.api import create_app
 from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandResult, CommandService
 from services.customer_commands import RegisterCustomer, UpdateProfile
+from services.event_store import Saved
 from services.group_commit import GroupCommitter
 from services.pg_batch_recorder import (
     AsyncBatchWriter,
@@ -226,8 +227,8 @@ def test_group_commit_saves_the_others_of_a_conflicting_batch_as_one_batch(
     # a batch takes half of the six in flight: the stale one's, again without it, the rest
     assert writes == [3, 2, 3]
     log = {n.id: n.originator_id for n in recorder.select_notifications(start=1, limit=100)}
-    saved = cast(list[tuple[int, int]], answers)  # (version, position) each
-    assert [log[position] for _, position in saved] == [f.id for f in fresh]
+    saved = cast(list[Saved], answers)
+    assert [log[s.position] for s in saved] == [f.id for f in fresh]
     assert app.load(Customer, taken.id).company == "another process"
 
 

@@ -14,7 +14,7 @@ from eventsourcing.persistence import IntegrityError, Recording
 
 from domain.base import Aggregate, Context
 from domain.customer import Customer
-from services.event_store import CrmApplication
+from services.event_store import CrmApplication, Saved
 from services.group_commit import GroupCommitter, StoreFailedError
 
 pytestmark = pytest.mark.anyio
@@ -51,7 +51,8 @@ async def test_lone_command_is_saved_at_once() -> None:
     )
     started = time.monotonic()
     with committer.command():
-        assert await committer.save(new_customer("Ada")) == (1, 1)
+        saved = await committer.save(new_customer("Ada"))
+        assert (saved.version, saved.position) == (1, 1)
     assert batches == [1]
     assert time.monotonic() - started < 2  # not held for the window
 
@@ -136,14 +137,14 @@ async def test_a_command_that_gives_up_does_not_hold_the_batch() -> None:
         with committer.command():
             await gave_up.wait()  # e.g. a domain error after a load: it never saves
 
-    async def saving_command() -> tuple[int, int]:
+    async def saving_command() -> Saved:
         with committer.command():
             asyncio.get_running_loop().call_later(0.05, gave_up.set)
             return await committer.save(new_customer("Ada"))
 
     started = time.monotonic()
     _, saved = await asyncio.gather(refused_command(), saving_command())
-    assert saved == (1, 1)
+    assert (saved.version, saved.position) == (1, 1)
     assert time.monotonic() - started < 2
 
 
@@ -164,7 +165,8 @@ async def test_the_committer_outlives_a_broken_batch() -> None:
     with pytest.raises(StoreFailedError) as failed:
         await committer.save(new_customer("Ada"))
     assert isinstance(failed.value.__cause__, ValueError)
-    assert await committer.save(new_customer("Bob")) == (1, 1)
+    saved = await committer.save(new_customer("Bob"))
+    assert (saved.version, saved.position) == (1, 1)
     await committer.aclose()
     with pytest.raises(StoreFailedError):
         await committer.save(new_customer("Cy"))

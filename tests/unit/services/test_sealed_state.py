@@ -1,7 +1,7 @@
 """Commands hold aggregates sealed (`services.sealed_state`): what their cache keeps
-between commands holds no plaintext, and opens to exactly the state a rebuild from the
-store gives, whatever the commands did (the paths each event's values land on come
-from the domain, `Aggregate.personal_targets`)."""
+between commands holds no plaintext: it is exactly the state a sealed rebuild from the
+store gives, the values the store sealed, whatever the commands did (the paths each
+event's values land on come from the domain, `Aggregate.personal_targets`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from consumers.keyring import PREFIX, Keyring, MemoryKeyStore
-from domain.base import ERASED, Aggregate
+from consumers.keyring import Keyring, MemoryKeyStore
+from domain.base import Aggregate
 from domain.conversation import Conversation, Message
 from domain.customer import Customer
 from domain.task import Task
@@ -23,7 +23,7 @@ from services.commands import Caller, CommandService
 from services.customer_commands import RegisterCustomer, UpdateProfile
 from services.event_store import CrmApplication
 from services.group_commit import DirectCommitter
-from services.sealed_state import open_at, sealed_at, set_at, set_each, value_at
+from services.sealed_state import open_at, set_each, value_at
 
 SVC = Caller(
     principal=Principal(name="svc", department="sales", role=Role.SERVICE), correlation_id="c"
@@ -39,17 +39,21 @@ def test_paths_reach_attributes_dict_entries_and_struct_fields() -> None:
     path = ("messages", "m.1", "content")  # a dot in a key is no step
     assert value_at(conversation, path) == "hello"
     assert value_at(conversation, ("messages", "absent", "content")) is None
-    sealed = sealed_at(keyring, conversation, subject, [("subject",), path, ("summary",)])
-    assert set(sealed) == {("subject",), path}  # None is left out
+    sealed = {
+        ("subject",): keyring.encrypt(subject, "Invoice"),
+        path: keyring.encrypt(subject, "hello"),
+    }
     before = conversation.messages["m.1"]
     set_each(conversation, sealed)
     assert conversation.messages["m.1"] is not before  # the frozen Struct was replaced
-    assert str(value_at(conversation, path)).startswith(PREFIX)
+    assert value_at(conversation, path) == sealed[path]
     assert conversation.messages["m.1"].author == "Ada"  # its other fields kept
-    open_at(keyring, conversation, subject, [path, ("subject",), ("summary",)])
+    opened = open_at(keyring, conversation, subject, [path, ("subject",), ("summary",)])
+    assert opened == sealed  # what it opened, as it was; None is left out
     assert (conversation.subject, conversation.messages["m.1"].content) == ("Invoice", "hello")
-    set_at(conversation, ("subject",), ERASED)
-    assert sealed_at(keyring, conversation, subject, [("subject",)]) == {}  # ERASED stays
+    set_each(conversation, {("subject",): None, path: None})
+    assert conversation.subject is None
+    assert conversation.messages["m.1"].content is None
 
 
 def _message(content: str) -> Message:
@@ -111,17 +115,5 @@ async def test_the_commands_cache_holds_aggregates_sealed_that_open_as_rebuilt()
         assert isinstance(held, kind)
         state = msgspec.to_builtins(held.state())
         assert MARK not in str(state), kind  # sealed between commands
-        subject = customer
-        assert _opened(state, keyring, subject) == msgspec.to_builtins(
-            app.load(kind, aggregate_id).state()
-        ), kind
-
-
-def _opened(value: Any, keyring: Keyring, subject: uuid.UUID) -> Any:
-    if isinstance(value, str):
-        return keyring.decrypt(subject, value)
-    if isinstance(value, dict):
-        return {k: _opened(v, keyring, subject) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_opened(v, keyring, subject) for v in value]
-    return value
+        sealed = msgspec.to_builtins(app.sealed_load(kind, aggregate_id).state())
+        assert state == sealed, kind  # the very values stored: sealed once, by the store
