@@ -6,8 +6,10 @@ history on a worker thread: a thread hop (the loop and the worker then contend f
 GIL) plus decoding and decrypting every event, every time. Here:
 
 * the store is asked only for the events newer than what this process already holds
-  (`EventSource.events_after`): on PostgreSQL an awaited query on the loop
-  (`services.pg_reads`), on SQLite a local query run on the loop itself;
+  (`EventSource.events_after`), a page at a time (`READ_PAGE`): on PostgreSQL an
+  awaited query on the loop (`services.pg_reads`), on SQLite a local query run on the
+  loop itself. However long a history grows (a customer's has no bound), it is never
+  held whole, and other requests are served between its pages;
 * customers are kept, as of their last read, in a bounded LRU (`max_size`), and each read
   applies just the new events. Always current, across processes too: every read asks the
   store what is newer, so nothing is trusted stale. Only customers are kept because their
@@ -33,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
@@ -43,6 +45,7 @@ from consumers.keyring import Keyring, new_data_key
 from domain import codec
 from domain.base import Aggregate, NotFound
 from domain.customer import Customer
+from services.event_store import READ_PAGE
 from services.sealed_state import open_at, top_level
 
 A = TypeVar("A", bound=Aggregate)
@@ -56,8 +59,11 @@ class EventSource(Protocol):
         """The newest committed global position (0 when empty)."""
         ...
 
-    async def events_after(self, aggregate_id: UUID, version: int) -> Sequence[StoredEvent]:
-        """The aggregate's stored events with a version above `version`, oldest first."""
+    async def events_after(
+        self, aggregate_id: UUID, version: int, limit: int
+    ) -> Sequence[StoredEvent]:
+        """The aggregate's stored events with a version above `version`, oldest first, at
+        most `limit` of them."""
         ...
 
     async def events_after_each(self, wanted: Sequence[After]) -> Sequence[Sequence[StoredEvent]]:
@@ -133,17 +139,21 @@ class CurrentState:
         if kept is not None and kept.head == head:
             self._customers.move_to_end(aggregate_id)
             return kept.customer  # type: ignore[return-value]
-        known = 0 if kept is None else kept.customer.version
-        stored = await self._source.events_after(aggregate_id, known)
-        events = [codec.sealed_event(s) for s in stored]
-        newest = self._customers.get(aggregate_id, kept)  # another read may have moved it
-        aggregate: Aggregate | None = None if newest is None else newest.customer
-        for event in events:  # no await from here on: nobody else touches `aggregate`
-            if aggregate is None or event.originator_version > aggregate.version:
-                aggregate = event.mutate(aggregate)
+        aggregate: Aggregate | None = None if kept is None else kept.customer
+        async for stored in self._pages(
+            aggregate_id, 0 if aggregate is None else aggregate.version
+        ):
+            events = [codec.sealed_event(s) for s in stored]
+            newest = self._customers.get(aggregate_id)  # another read may have kept a newer one
+            if newest is not None and newest.customer.version > _version(aggregate):
+                aggregate = newest.customer
+            for event in events:  # no await from here on: nobody else touches `aggregate`
+                if event.originator_version > _version(aggregate):
+                    aggregate = event.mutate(aggregate)
         if not isinstance(aggregate, kind):
             raise NotFound(kind.aggregate_type, aggregate_id)
         if isinstance(aggregate, Customer):
+            newest = self._customers.get(aggregate_id)
             self._keep(_Kept(aggregate, head if newest is None else max(head, newest.head)))
         return aggregate
 
@@ -157,11 +167,24 @@ class CurrentState:
             kept = await self.load(Customer, aggregate_id)
             return kept.clone()  # type: ignore[return-value]
         aggregate: Aggregate | None = None
-        for stored in await self._source.events_after(aggregate_id, 0):
-            aggregate = codec.sealed_event(stored).mutate(aggregate)
+        async for stored in self._pages(aggregate_id, 0):
+            for event in stored:
+                aggregate = codec.sealed_event(event).mutate(aggregate)
         if not isinstance(aggregate, kind):
             raise NotFound(kind.aggregate_type, aggregate_id)
         return aggregate
+
+    async def _pages(self, aggregate_id: UUID, after: int) -> AsyncIterator[Sequence[StoredEvent]]:
+        """The aggregate's stored events after version `after`, `READ_PAGE` at a time
+        (the last page may be empty): a history of any length is never held whole, and
+        the loop serves other requests between its pages."""
+        while True:
+            page = await self._source.events_after(aggregate_id, after, READ_PAGE)
+            yield page
+            if len(page) < READ_PAGE:
+                return
+            after = page[-1].originator_version
+            await asyncio.sleep(0)  # a local store's query never gives the loop back
 
     async def _head_each(self, asked: list[None]) -> list[int]:
         """One head query for every read that asked for it (`_heads`).
@@ -225,3 +248,7 @@ class CurrentState:
         self._customers.move_to_end(kept.customer.id)
         if len(self._customers) > self._max_size:
             self._customers.popitem(last=False)
+
+
+def _version(aggregate: Aggregate | None) -> int:
+    return 0 if aggregate is None else aggregate.version

@@ -73,7 +73,7 @@ class PostgresReads:
             sql.SQL(
                 "SELECT originator_version, topic, state FROM {}.{}"
                 " WHERE originator_id = %s AND originator_version > %s"
-                " ORDER BY originator_version"
+                " ORDER BY originator_version LIMIT %s"
             )
             .format(*table)
             .as_bytes()
@@ -93,9 +93,9 @@ class PostgresReads:
         self._idle: list[_Connection] = []
         self._turns: anyio.Semaphore | None = None  # made on the serving loop
 
-    async def events_after(self, aggregate_id: UUID, version: int) -> list[StoredEvent]:
+    async def events_after(self, aggregate_id: UUID, version: int, limit: int) -> list[StoredEvent]:
         async with self._connection() as c:
-            await c.tuples.execute(self._events, (aggregate_id, version), prepare=True)
+            await c.tuples.execute(self._events, (aggregate_id, version, limit), prepare=True)
             rows = await c.tuples.fetchall()
         return [StoredEvent(aggregate_id, v, topic, state) for v, topic, state in rows]
 

@@ -120,8 +120,10 @@ class StoreEvents:
     async def head(self) -> int:
         return self._recorder.max_notification_id() or 0
 
-    async def events_after(self, aggregate_id: UUID, version: int) -> Sequence[StoredEvent]:
-        return self._recorder.select_events(aggregate_id, gt=version)
+    async def events_after(
+        self, aggregate_id: UUID, version: int, limit: int
+    ) -> Sequence[StoredEvent]:
+        return self._recorder.select_events(aggregate_id, gt=version, limit=limit)
 
     async def events_after_each(
         self, wanted: Sequence[tuple[UUID, int]]

@@ -1,7 +1,8 @@
 """The API's event sources (`services.current_state.EventSource`) over SQLite and a real
 PostgreSQL: the events of several aggregates asked at once (`events_after_each`, what
 concurrent catch-ups of contended commands share) are those each aggregate's own
-`events_after` gives, in the order asked, the same aggregate twice included."""
+`events_after` gives, in the order asked, the same aggregate twice included; and
+`events_after` answers at most the page it is asked for (reads page through histories)."""
 
 from __future__ import annotations
 
@@ -49,14 +50,15 @@ def test_events_of_each_are_each_aggregate_s_own(stored: tuple[CrmApplication, A
     store.record(ada, bob)
     wanted = [(ada.id, 0), (bob.id, 1), (ada.id, 2), (bob.id, 2), (uuid4(), 0), (ada.id, 1)]
 
-    async def scenario() -> tuple[list[Any], list[Any]]:
+    async def scenario() -> tuple[list[Any], list[Any], list[Any]]:
         each = await source.events_after_each(wanted)
-        alone = [await source.events_after(i, version) for i, version in wanted]
+        alone = [await source.events_after(i, version, 100) for i, version in wanted]
+        pages = [await source.events_after(ada.id, after, 2) for after in (0, 2, 3)]
         if isinstance(source, PostgresReads):
             await source.aclose()  # its connections belong to this loop
-        return list(each), alone
+        return list(each), alone, pages
 
-    each, alone = asyncio.run(scenario())
+    each, alone, pages = asyncio.run(scenario())
 
     versions = [[(e.originator_id, e.originator_version) for e in events] for events in each]
     assert versions == [
@@ -64,3 +66,4 @@ def test_events_of_each_are_each_aggregate_s_own(stored: tuple[CrmApplication, A
         [(ada.id, 2), (ada.id, 3)],
     ]  # fmt: skip
     assert [list(events) for events in each] == [list(events) for events in alone]
+    assert [[e.originator_version for e in page] for page in pages] == [[1, 2], [3], []]

@@ -19,6 +19,7 @@ from domain.codec import CodecMapper
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
+from services import current_state
 from services.current_state import CurrentState, Gathered
 
 CTX = Context(
@@ -46,13 +47,15 @@ class Store:
             await self.gate.wait()
         return seen
 
-    async def events_after(self, aggregate_id: UUID, version: int) -> Sequence[StoredEvent]:
+    async def events_after(
+        self, aggregate_id: UUID, version: int, limit: int
+    ) -> Sequence[StoredEvent]:
         self.asked.append(("events", version))
         return [
             s
             for s in self.stored
             if s.originator_id == aggregate_id and s.originator_version > version
-        ]
+        ][:limit]
 
     async def events_after_each(
         self, wanted: Sequence[tuple[UUID, int]]
@@ -212,6 +215,39 @@ def test_conversations_are_rebuilt_at_every_read(store: Store) -> None:
     assert again.subject.startswith(PREFIX)  # sealed, as stored
     assert subject == "Invoice"
     assert [v for kind, v in store.asked if kind == "events"] == [0, 0]
+
+
+def test_histories_are_read_a_page_at_a_time(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(current_state, "READ_PAGE", 2)
+    ada = customer(store)
+    for n in range(4):  # versions 2-5
+        ada.update_profile(CTX, company=f"Company {n}")
+    store.save(ada)
+    talk = Conversation.open(
+        CTX, conversation_id=uuid4(), customer=ada, channel="email", subject="Invoice"
+    )
+    for n in range(3):  # versions 2-4
+        talk.log_message(CTX, message_id=f"m{n}", direction="inbound", author="Ada", content="hi")
+    store.save(talk)
+    current = reads(store)
+
+    async def scenario() -> tuple[Customer, Customer, Conversation, int]:
+        kept = await current.load(Customer, ada.id)
+        first = kept.version
+        for n in range(3):  # versions 6-8, caught up from the kept one
+            ada.update_profile(CTX, company=f"Later {n}")
+        store.save(ada)
+        caught_up = await current.load(Customer, ada.id)
+        return kept, caught_up, await current.load(Conversation, talk.id), first
+
+    kept, caught_up, read, first = asyncio.run(scenario())
+
+    assert first == 5
+    assert caught_up is kept  # the kept customer, brought up to date in place
+    assert (caught_up.version, caught_up.company) == (8, "Later 2")
+    assert (read.version, list(read.messages)) == (4, ["m0", "m1", "m2"])
+    events = [v for kind, v in store.asked if kind == "events"]
+    assert events == [0, 2, 4, 5, 7, 0, 2, 4]  # pages of 2: 1-2 3-4 5, 6-7 8, 1-2 3-4 (none)
 
 
 def test_a_command_s_aggregate_is_caught_up_with_only_the_newer_events(store: Store) -> None:
