@@ -1,6 +1,6 @@
 """Personal values inside an aggregate's state, by path: what reads open of a kept
-customer, and what commands open for a decision and seal again afterwards (they hold
-every aggregate sealed, `services.commands`).
+customer, and what commands open for a decision and set back to sealed values
+afterwards (they hold every aggregate sealed, `services.commands`).
 
 A path names an attribute, then keys of a dict and fields of a frozen msgspec Struct:
 `("email",)`, `("messages", "m-1", "content")`. Setting a field of a Struct replaces
