@@ -1,5 +1,6 @@
 """`GET …/history` answers a page at a time, on both stores: a customer's history has
-no bound, and one answer holding all of it would hold it all in memory at once."""
+no bound, and one answer holding all of it would hold it all in memory at once. Reads of
+current state and commands read such a history a page at a time too."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from litestar.testing import TestClient
 
+from domain.customer import Customer
 from services.api.reads import HISTORY_PAGE
+from services.event_store import READ_PAGE
 from tests.integration.api_support import EmbeddedApi, embedded_api
+from tests.unit.domain.factories import ctx
 
 Client = TestClient[Any]
 
@@ -89,3 +94,33 @@ def test_every_history_route_declares_its_page_parameters(client: Client) -> Non
     for path in histories:
         names = {parameter["name"] for parameter in paths[path]["get"]["parameters"]}
         assert {"cursor", "limit"} <= names, path
+
+
+def test_a_history_longer_than_pages_reads_and_takes_commands_whole(
+    client: Client, api: EmbeddedApi
+) -> None:
+    sales = api.token("sam", "sales", "agent")
+    ada = Customer.register(
+        ctx(), customer_id=uuid4(), name="Ada", email="ada@example.com", owner_department="sales"
+    )
+    events = 2 * READ_PAGE + 1  # three pages from scratch: this process has read nothing
+    for n in range(1, events):
+        ada.update_profile(ctx(), company=f"Company {n}")
+    api.runtime.app.record(ada)
+    url = f"/v1/customers/{ada.id}"
+
+    read = client.get(url, headers=sales).json()
+    assert (read["version"], read["company"], read["name"]) == (
+        events,
+        f"Company {events - 1}",
+        "Ada",
+    )
+    patched = client.patch(url, json={"name": "Ada K"}, headers=sales)
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["version"] == events + 1
+    read = client.get(url, headers=sales).json()
+    assert (read["version"], read["name"], read["email"]) == (
+        events + 1,
+        "Ada K",
+        "ada@example.com",
+    )
