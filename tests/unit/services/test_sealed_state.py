@@ -65,7 +65,7 @@ def _message(content: str) -> Message:
 
 
 @pytest.mark.anyio
-async def test_the_commands_cache_holds_aggregates_sealed_that_open_as_rebuilt() -> None:
+async def test_the_commands_cache_holds_what_a_sealed_load_gives() -> None:
     keyring = Keyring(MemoryKeyStore())
     app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"}, cipher=keyring)
     service = CommandService(app, DirectCommitter(app), keyring)
