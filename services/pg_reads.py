@@ -82,7 +82,9 @@ class PostgresReads:
             sql.SQL(
                 "SELECT w.n, e.originator_id, e.originator_version, e.topic, e.state"
                 " FROM unnest(%s::uuid[], %s::int8[]) WITH ORDINALITY AS w(id, version, n)"
-                " JOIN {}.{} e ON e.originator_id = w.id AND e.originator_version > w.version"
+                " CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, state"
+                " FROM {}.{} WHERE originator_id = w.id AND originator_version > w.version"
+                " ORDER BY originator_version LIMIT %s) e"
                 " ORDER BY w.n, e.originator_version"
             )
             .format(*table)
@@ -100,13 +102,13 @@ class PostgresReads:
         return [StoredEvent(aggregate_id, v, topic, state) for v, topic, state in rows]
 
     async def events_after_each(
-        self, wanted: Sequence[tuple[UUID, int]]
+        self, wanted: Sequence[tuple[UUID, int]], limit: int
     ) -> list[list[StoredEvent]]:
         """`events_after` of each of `wanted` (an aggregate may come twice), one query."""
         ids = uuid_array(aggregate_id for aggregate_id, _ in wanted)
         versions = "{" + ",".join([str(version) for _, version in wanted]) + "}"
         async with self._connection() as c:
-            await c.tuples.execute(self._events_each, (ids, versions), prepare=True)
+            await c.tuples.execute(self._events_each, (ids, versions, limit), prepare=True)
             rows = await c.tuples.fetchall()
         each: list[list[StoredEvent]] = [[] for _ in wanted]
         for n, aggregate_id, version, topic, state in rows:

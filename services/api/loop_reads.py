@@ -126,9 +126,9 @@ class StoreEvents:
         return self._recorder.select_events(aggregate_id, gt=version, limit=limit)
 
     async def events_after_each(
-        self, wanted: Sequence[tuple[UUID, int]]
+        self, wanted: Sequence[tuple[UUID, int]], limit: int
     ) -> list[Sequence[StoredEvent]]:
-        return [self._recorder.select_events(i, gt=version) for i, version in wanted]
+        return [self._recorder.select_events(i, gt=version, limit=limit) for i, version in wanted]
 
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         found = self._keys.load_many(subjects)

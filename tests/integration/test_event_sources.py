@@ -2,7 +2,7 @@
 PostgreSQL: the events of several aggregates asked at once (`events_after_each`, what
 concurrent catch-ups of contended commands share) are those each aggregate's own
 `events_after` gives, in the order asked, the same aggregate twice included; and
-`events_after` answers at most the page it is asked for (reads page through histories)."""
+both answer at most the page they are asked for (reads page through histories)."""
 
 from __future__ import annotations
 
@@ -50,15 +50,16 @@ def test_events_of_each_are_each_aggregate_s_own(stored: tuple[CrmApplication, A
     store.record(ada, bob)
     wanted = [(ada.id, 0), (bob.id, 1), (ada.id, 2), (bob.id, 2), (uuid4(), 0), (ada.id, 1)]
 
-    async def scenario() -> tuple[list[Any], list[Any], list[Any]]:
-        each = await source.events_after_each(wanted)
+    async def scenario() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+        each = await source.events_after_each(wanted, 100)
+        firsts = await source.events_after_each(wanted, 1)
         alone = [await source.events_after(i, version, 100) for i, version in wanted]
         pages = [await source.events_after(ada.id, after, 2) for after in (0, 2, 3)]
         if isinstance(source, PostgresReads):
             await source.aclose()  # its connections belong to this loop
-        return list(each), alone, pages
+        return list(each), alone, pages, list(firsts)
 
-    each, alone, pages = asyncio.run(scenario())
+    each, alone, pages, firsts = asyncio.run(scenario())
 
     versions = [[(e.originator_id, e.originator_version) for e in events] for events in each]
     assert versions == [
@@ -67,3 +68,4 @@ def test_events_of_each_are_each_aggregate_s_own(stored: tuple[CrmApplication, A
     ]  # fmt: skip
     assert [list(events) for events in each] == [list(events) for events in alone]
     assert [[e.originator_version for e in page] for page in pages] == [[1, 2], [3], []]
+    assert [list(events) for events in firsts] == [list(events)[:1] for events in each]

@@ -58,14 +58,14 @@ class Store:
         ][:limit]
 
     async def events_after_each(
-        self, wanted: Sequence[tuple[UUID, int]]
+        self, wanted: Sequence[tuple[UUID, int]], limit: int
     ) -> list[Sequence[StoredEvent]]:
         self.asked.append(("events of each", [version for _, version in wanted]))
         seen = list(self.stored)  # what the query sees as it starts
         if self.gate is not None:
             await self.gate.wait()
         return [
-            [s for s in seen if s.originator_id == i and s.originator_version > version]
+            [s for s in seen if s.originator_id == i and s.originator_version > version][:limit]
             for i, version in wanted
         ]
 
@@ -248,6 +248,27 @@ def test_histories_are_read_a_page_at_a_time(store: Store, monkeypatch: pytest.M
     assert (read.version, list(read.messages)) == (4, ["m0", "m1", "m2"])
     events = [v for kind, v in store.asked if kind == "events"]
     assert events == [0, 2, 4, 5, 7, 0, 2, 4]  # pages of 2: 1-2 3-4 5, 6-7 8, 1-2 3-4 (none)
+
+
+def test_a_catch_up_further_behind_than_a_page_reads_the_rest_in_pages(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(current_state, "READ_PAGE", 2)
+    ada = customer(store)
+    current = reads(store)
+
+    async def scenario() -> Customer:
+        mine = await current.rebuilt(Customer, ada.id)
+        for n in range(5):  # another process: versions 2-6
+            ada.update_profile(CTX, company=f"Company {n}")
+        store.save(ada)
+        store.asked.clear()
+        return await current.caught_up(mine)
+
+    caught_up = asyncio.run(scenario())
+
+    assert (caught_up.version, caught_up.company) == (6, "Company 4")
+    assert store.asked == [("events of each", [1]), ("events", 3), ("events", 5)]
 
 
 def test_a_command_s_aggregate_is_caught_up_with_only_the_newer_events(store: Store) -> None:
