@@ -34,11 +34,10 @@ I/O: the event store (through a committer) and the keyring.
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -60,7 +59,6 @@ from services.idempotency import created_id
 from services.sealed_state import Path, open_at, set_each
 
 A = TypeVar("A", bound=Aggregate)
-T = TypeVar("T")
 RETRY_SECONDS = 5.0  # how long a command without If-Match keeps deciding again
 RETRY_PAUSE = 0.002  # seconds, doubled per lost race up to 50 ms: a random share is slept
 
@@ -296,19 +294,11 @@ class CommandService:
         paths = tuple(path for path in compared if not fields.hides(path[-1]))
         if not paths:
             return {}
-        opening = functools.partial(open_at, self.keyring, aggregate, subject, paths)
-        return await self._keyed(subject, opening)
-
-    async def _keyed(self, subject: UUID, work: Callable[[], T]) -> T:
-        """`work` with the keyring on `subject`'s values: at once when its key is held,
-        else on the loop once it is (`hold_keys`), or on a worker thread, where the
-        keyring may fetch it."""
-        if self.keyring.known_erased(subject) is False:  # its key is held
-            return work()
-        if self._hold_keys is None:
-            return await asyncio.to_thread(work)
-        await self._hold_keys((subject,))
-        return work()
+        if self.keyring.known_erased(subject) is not False:  # its key is not held yet
+            if self._hold_keys is None:  # the keyring may fetch it: on a worker thread
+                return await asyncio.to_thread(open_at, self.keyring, aggregate, subject, paths)
+            await self._hold_keys((subject,))
+        return open_at(self.keyring, aggregate, subject, paths)
 
     async def _resource(self, aggregate: Aggregate) -> Resource:
         """The aggregate as the access model sees it; a conversation's or task's customer

@@ -45,7 +45,7 @@ from consumers.keyring import Keyring, new_data_key
 from domain import codec
 from domain.base import Aggregate, NotFound
 from domain.customer import Customer
-from services.event_store import READ_PAGE
+from services.event_store import READ_PAGE, applied
 from services.sealed_state import open_at, top_level
 
 A = TypeVar("A", bound=Aggregate)
@@ -170,8 +170,7 @@ class CurrentState:
             return kept.clone()  # type: ignore[return-value]
         aggregate: Aggregate | None = None
         async for stored in self._pages(aggregate_id, 0):
-            for event in stored:
-                aggregate = codec.sealed_event(event).mutate(aggregate)
+            aggregate = applied(aggregate, stored)
         if not isinstance(aggregate, kind):
             raise NotFound(kind.aggregate_type, aggregate_id)
         return aggregate
@@ -206,12 +205,10 @@ class CurrentState:
         every command's aggregate, `services.commands.CONTENDED_SECONDS`: two API
         processes sharing 16 connections of PATCH asked 2.8 catch-ups a query.)"""
         stored = await self._catch_ups.ask((aggregate.id, aggregate.version))
-        for event in stored:
-            codec.sealed_event(event).mutate(aggregate)
+        applied(aggregate, stored)
         if len(stored) == READ_PAGE:  # more than a page behind: the rest a page at a time
             async for page in self._pages(aggregate.id, aggregate.version):
-                for event in page:
-                    codec.sealed_event(event).mutate(aggregate)
+                applied(aggregate, page)
         return aggregate
 
     async def _first_pages(self, wanted: Sequence[After]) -> Sequence[Sequence[StoredEvent]]:

@@ -119,8 +119,7 @@ class CrmApplication(Application[UUID]):
     def caught_up(self, aggregate: A) -> A:
         """`aggregate` (every event of it stored, held sealed) with the events stored
         after its version applied as stored, in place."""
-        for stored in self.recorder.select_events(aggregate.id, gt=aggregate.version):
-            codec.sealed_event(stored).mutate(aggregate)
+        applied(aggregate, self.stored_events(aggregate.id, after=aggregate.version))
         return aggregate
 
     def history(self, aggregate_id: UUID) -> list[DomainEvent]:
@@ -233,6 +232,14 @@ def open_event_store(
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (CREATE_LOCK,))
     return app
+
+
+def applied(aggregate: Aggregate | None, stored: Iterable[StoredEvent]) -> Aggregate | None:
+    """`stored` events decoded as stored (sealed) and applied to `aggregate`: in place,
+    or to a new one when it is None."""
+    for event in stored:
+        aggregate = codec.sealed_event(event).mutate(aggregate)
+    return aggregate
 
 
 class Saved(NamedTuple):
