@@ -16,6 +16,12 @@ GIL) plus decoding and decrypting every event, every time. Here:
   erasure is one of their own events (it blanks their personal fields as it is applied);
   a conversation's or task's personal fields belong to its customer's key, whose
   destruction no event of theirs records, so they are rebuilt at every read;
+* a customer's first read in a process (after a restart, or once it left the kept ones)
+  costs about two pages however long its history: when the first page is full, the
+  customer's newest snapshot (`domain.snapshot`), if newer than that page and in this
+  code's shape, is where it goes on from. A read that leaves a customer `SNAPSHOT_EVERY`
+  versions past its newest snapshot known here stores a new one (a query per so many
+  versions). A snapshot holds the state as a load gives it: sealed, no plaintext;
 * what a read loads holds its personal fields sealed, as stored: events are applied
   unopened, so no plaintext outlives the request that showed it, and a read opens only
   the fields its caller may see, of the current state only (not of every event): a copy
@@ -39,12 +45,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import Generic, NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
+import msgspec
+import structlog
 from eventsourcing.persistence import StoredEvent
 
 from consumers.keyring import Keyring, new_data_key
 from domain import codec
 from domain.base import Aggregate, NotFound
 from domain.customer import Customer
+from domain.snapshot import TAG, restored
+from domain.snapshot import snapshot as snapshot_of
 from services.event_store import READ_PAGE, applied
 from services.sealed_state import open_at, top_level
 
@@ -52,6 +62,11 @@ A = TypeVar("A", bound=Aggregate)
 Q = TypeVar("Q")
 R = TypeVar("R")
 After = tuple[UUID, int]  # an aggregate, and the version its events are wanted after
+log = structlog.get_logger("crm.current_state")
+SNAPSHOT_EVERY = READ_PAGE
+"""A customer read whose state is this many versions past its newest snapshot stores a
+new one: a later first read of it (after a restart, or once it left the kept ones)
+reads a page of its history, then the snapshot and the events after it."""
 
 
 class EventSource(Protocol):
@@ -72,6 +87,15 @@ class EventSource(Protocol):
         """`events_after` of each of `wanted`, in their order, asked all at once."""
         ...
 
+    async def snapshot(self, aggregate_id: UUID) -> StoredEvent | None:
+        """The aggregate's newest snapshot stored: its version, tag (as the topic) and
+        state (`domain.snapshot`); None if it has none."""
+        ...
+
+    async def put_snapshot(self, snapshot: StoredEvent) -> None:
+        """Store a snapshot, unless one of its version is stored already."""
+        ...
+
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         """Data keys of those subjects that have a row: the key, or None once destroyed."""
         ...
@@ -85,6 +109,7 @@ class EventSource(Protocol):
 class _Kept(NamedTuple):
     customer: Customer
     head: int  # the store's head when a read last asked for this customer's new events
+    snapshot: int  # the version of its newest snapshot known here (0: none)
 
 
 class Gathered(Generic[Q, R]):
@@ -142,22 +167,58 @@ class CurrentState:
             self._customers.move_to_end(aggregate_id)
             return kept.customer  # type: ignore[return-value]
         aggregate: Aggregate | None = None if kept is None else kept.customer
-        async for stored in self._pages(
-            aggregate_id, 0 if aggregate is None else aggregate.version
-        ):
+        snapshot = 0 if kept is None else kept.snapshot
+        after = _version(aggregate)
+        while True:
+            stored = await self._source.events_after(aggregate_id, after, READ_PAGE)
+            if aggregate is None and kind is Customer and len(stored) == READ_PAGE:
+                started = await self._snapshot(aggregate_id, stored[-1].originator_version)
+                if started is not None:  # a long history read cold: from its snapshot
+                    aggregate, after = started, started.version
+                    snapshot = started.version
+                    continue
             events = [codec.sealed_event(s) for s in stored]
             newest = self._customers.get(aggregate_id)  # another read may have kept a newer one
             if newest is not None and newest.customer.version > _version(aggregate):
-                aggregate = newest.customer
+                aggregate, snapshot = newest.customer, max(snapshot, newest.snapshot)
             for event in events:  # no await from here on: nobody else touches `aggregate`
                 if event.originator_version > _version(aggregate):
                     aggregate = event.mutate(aggregate)
+            if len(stored) < READ_PAGE:
+                break
+            after = stored[-1].originator_version
+            await asyncio.sleep(0)  # a local store's query never gives the loop back
         if not isinstance(aggregate, kind):
             raise NotFound(kind.aggregate_type, aggregate_id)
         if isinstance(aggregate, Customer):
-            newest = self._customers.get(aggregate_id)
-            self._keep(_Kept(aggregate, head if newest is None else max(head, newest.head)))
+            await self._kept_read(aggregate, head, snapshot)
         return aggregate
+
+    async def _snapshot(self, customer_id: UUID, read: int) -> Customer | None:
+        """The customer as its newest snapshot holds it, if it is in this code's shape
+        (`TAG`) and newer than version `read`. One that does not decode is passed over
+        (the history is read instead): a snapshot is a cache, never the record."""
+        found = await self._source.snapshot(customer_id)
+        if found is None or found.topic != TAG or found.originator_version <= read:
+            return None
+        try:
+            return restored(found.state)
+        except msgspec.DecodeError as error:
+            log.warning("snapshot passed over", customer=str(customer_id), error=str(error))
+            return None
+
+    async def _kept_read(self, customer: Customer, head: int, snapshot: int) -> None:
+        """Keep a customer a read brought up to `head` (or the newer head another read
+        kept it at), whose newest snapshot known is at version `snapshot`; store a new
+        one when it is `SNAPSHOT_EVERY` versions past that."""
+        newest = self._customers.get(customer.id)
+        head = head if newest is None else max(head, newest.head)
+        if customer.version - snapshot < SNAPSHOT_EVERY:
+            self._keep(_Kept(customer, head, snapshot))
+            return
+        taken = StoredEvent(customer.id, customer.version, TAG, snapshot_of(customer))
+        self._keep(_Kept(customer, head, customer.version))  # taken first: no await since
+        await self._source.put_snapshot(taken)
 
     async def rebuilt(self, kind: type[A], aggregate_id: UUID) -> A:
         """A new aggregate owned by the caller (a command may change it), built on the

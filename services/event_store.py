@@ -22,7 +22,7 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Notification, Recording, StoredEvent
+from eventsourcing.persistence import AggregateRecorder, Notification, Recording, StoredEvent
 from eventsourcing.postgres import PostgresFactory
 from eventsourcing.utils import Environment, EnvType
 from psycopg.conninfo import conninfo_to_dict
@@ -48,6 +48,10 @@ class CrmApplication(Application[UUID]):
     def __init__(self, env: Mapping[str, str], cipher: PersonalDataCipher = PLAINTEXT) -> None:
         self.cipher = cipher
         super().__init__(env)
+        self.customer_snapshots: AggregateRecorder = self.factory.aggregate_recorder("snapshots")
+        """Customers' states at some versions (`domain.snapshot`; a version per row, the
+        tag as its topic), for `services.current_state` to start long histories from.
+        Not eventsourcing's snapshotting, whose loads would decode them as events."""
 
     def construct_mapper(self) -> CodecMapper:
         return CodecMapper(self.cipher)
@@ -229,6 +233,7 @@ def open_event_store(
             conn.execute("SELECT pg_advisory_lock(%s)", (CREATE_LOCK,))
             try:
                 app.recorder.create_table()  # type: ignore[attr-defined]
+                app.customer_snapshots.create_table()  # type: ignore[attr-defined]
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (CREATE_LOCK,))
     return app

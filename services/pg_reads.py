@@ -13,6 +13,8 @@ department page or the statistics, at a p50 of 7 ms.
 * `events_after`: an aggregate's stored events newer than a version (the event store's
   table, a prepared binary statement; `services.current_state` keeps the rest), and
   `events_after_each`: those of several aggregates in one query;
+* `snapshot`, `put_snapshot`: a customer's newest snapshot (`domain.snapshot`), and a
+  new one;
 * `head`: the newest committed position (`services.current_state` asks it once for
   many concurrent reads);
 * `keys`: the data keys of some customers (`crm_subject_keys`), once per customer and
@@ -66,9 +68,28 @@ class _Connection(NamedTuple):
 
 
 class PostgresReads:
-    def __init__(self, database_url: str, schema: str, events_table: str) -> None:
+    def __init__(
+        self, database_url: str, schema: str, events_table: str, snapshots_table: str
+    ) -> None:
         self._url = database_url
         table = sql.Identifier(schema), sql.Identifier(events_table)
+        snapshots = sql.Identifier(schema), sql.Identifier(snapshots_table)
+        self._snapshot = (
+            sql.SQL(
+                "SELECT originator_version, topic, state FROM {}.{}"
+                " WHERE originator_id = %s ORDER BY originator_version DESC LIMIT 1"
+            )
+            .format(*snapshots)
+            .as_bytes()
+        )
+        self._put_snapshot = (
+            sql.SQL(
+                "INSERT INTO {}.{} (originator_id, originator_version, topic, state)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
+            )
+            .format(*snapshots)
+            .as_bytes()
+        )
         self._events = (
             sql.SQL(
                 "SELECT originator_version, topic, state FROM {}.{}"
@@ -114,6 +135,19 @@ class PostgresReads:
         for n, aggregate_id, version, topic, state in rows:
             each[n - 1].append(StoredEvent(aggregate_id, version, topic, state))
         return each
+
+    async def snapshot(self, aggregate_id: UUID) -> StoredEvent | None:
+        async with self._connection() as c:
+            await c.tuples.execute(self._snapshot, (aggregate_id,), prepare=True)
+            row = await c.tuples.fetchone()
+        return None if row is None else StoredEvent(aggregate_id, *row)
+
+    async def put_snapshot(self, snapshot: StoredEvent) -> None:
+        s = snapshot
+        async with self._connection() as c:
+            await c.tuples.execute(
+                self._put_snapshot, (s.originator_id, s.originator_version, s.topic, s.state)
+            )
 
     async def head(self) -> int:
         """The newest committed global position (0 when empty)."""

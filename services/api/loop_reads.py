@@ -16,11 +16,18 @@ I/O: through the stores it is given.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    IntegrityError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresAggregateRecorder
 
 from consumers.keyring import KeyStore
@@ -29,6 +36,7 @@ from projections.base import ColumnType
 from services.api.read_models import ReadModels
 from services.bootstrap import Runtime
 from services.current_state import CurrentState
+from services.event_store import CrmApplication
 from services.pg_reads import PostgresReads
 
 T = TypeVar("T")
@@ -113,8 +121,11 @@ class StoreEvents:
     """`services.current_state.EventSource` over a local event store (SQLite or memory)
     and key store, queried on the loop."""
 
-    def __init__(self, recorder: ApplicationRecorder, keys: KeyStore) -> None:
+    def __init__(
+        self, recorder: ApplicationRecorder, snapshots: AggregateRecorder, keys: KeyStore
+    ) -> None:
         self._recorder = recorder
+        self._snapshots = snapshots
         self._keys = keys
 
     async def head(self) -> int:
@@ -130,6 +141,15 @@ class StoreEvents:
     ) -> list[Sequence[StoredEvent]]:
         return [self._recorder.select_events(i, gt=version, limit=limit) for i, version in wanted]
 
+    async def snapshot(self, aggregate_id: UUID) -> StoredEvent | None:
+        newest = self._snapshots.select_events(aggregate_id, desc=True, limit=1)
+        return newest[0] if newest else None
+
+    async def put_snapshot(self, snapshot: StoredEvent) -> None:
+        """On a worker thread: a write may wait for the writer's lock on the file."""
+        with contextlib.suppress(IntegrityError):  # another read stored that version first
+            await asyncio.to_thread(self._snapshots.insert_events, [snapshot])
+
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         found = self._keys.load_many(subjects)
         return {s: k for s, k in found.items() if k is not None or self._keys.destroyed(s)}
@@ -141,12 +161,24 @@ class StoreEvents:
 def current_state_of(runtime: Runtime) -> tuple[CurrentState, PostgresReads | None]:
     """Reads of current state for the API over `runtime`'s event store, and on
     PostgreSQL the async reader that also serves its read models."""
-    recorder = runtime.app.recorder
-    url = runtime.settings.database_url
-    if url is not None and isinstance(recorder, PostgresAggregateRecorder):
-        reads = PostgresReads(url, recorder.datastore.schema, recorder.events_table_name)
-        return CurrentState(reads, runtime.keyring), reads
-    return CurrentState(StoreEvents(recorder, runtime.keyring.store), runtime.keyring), None
+    source = event_source(runtime.app, runtime.keyring.store, runtime.settings.database_url)
+    reads = source if isinstance(source, PostgresReads) else None
+    return CurrentState(source, runtime.keyring), reads
+
+
+def event_source(
+    app: CrmApplication, keys: KeyStore, database_url: str | None
+) -> PostgresReads | StoreEvents:
+    """The `EventSource` over `app`'s store: awaited queries on PostgreSQL (at
+    `database_url`), local ones otherwise."""
+    recorder, snapshots = app.recorder, app.customer_snapshots
+    if database_url is not None and isinstance(recorder, PostgresAggregateRecorder):
+        assert isinstance(snapshots, PostgresAggregateRecorder)
+        schema = recorder.datastore.schema
+        return PostgresReads(
+            database_url, schema, recorder.events_table_name, snapshots.events_table_name
+        )
+    return StoreEvents(recorder, snapshots, keys)
 
 
 def read_models_on_loop(models: ReadModels, reads: PostgresReads | None) -> LoopReadModels:

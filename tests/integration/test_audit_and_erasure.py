@@ -23,7 +23,7 @@ from consumers.keyring import Keyring, new_data_key
 from domain.base import ERASED, NotFound
 from domain.conversation import Conversation
 from domain.customer import Customer
-from services.api.loop_reads import StoreEvents
+from services.api.loop_reads import event_source
 from services.bootstrap import connect_pool
 from services.erasure_watch import ErasureWatch
 from services.event_store import CrmApplication, open_event_store
@@ -160,12 +160,8 @@ def test_a_key_made_on_the_loop_is_never_a_second_one_nor_after_erasure(
     keys.destroy(erased)
 
     async def scenario() -> tuple[bytes | None, ...]:
-        source: PostgresReads | StoreEvents
-        if isinstance(recorder, PostgresAggregateRecorder):
-            url = request.getfixturevalue("pg_url")
-            source = PostgresReads(url, recorder.datastore.schema, recorder.events_table_name)
-        else:
-            source = StoreEvents(recorder, keys)
+        postgres = isinstance(recorder, PostgresAggregateRecorder)
+        source = event_source(store, keys, request.getfixturevalue("pg_url") if postgres else None)
         made = [await source.create_key(s, new_data_key()) for s in (new, new, erased)]
         if isinstance(source, PostgresReads):
             await source.aclose()
@@ -193,7 +189,7 @@ def test_many_keys_are_read_alike_by_the_store_and_on_the_loop(pg_url: str) -> N
     asked = [*kept[:60], *never, *destroyed, *kept[60:]]  # a live key first and last
 
     async def on_the_loop() -> dict[UUID, bytes | None]:
-        reads = PostgresReads(pg_url, "public", "stored_events")
+        reads = PostgresReads(pg_url, "public", "stored_events", "stored_snapshots")
         try:
             return await reads.keys(asked)
         finally:
@@ -218,7 +214,7 @@ def test_an_erasure_by_another_process_reaches_a_watching_process(pg_url: str) -
     keyring.encrypt(other, "Bob")
 
     async def scenario() -> tuple[str, set[UUID], list[set[UUID]], bool, bool]:
-        reads = PostgresReads(pg_url, "public", "stored_events")
+        reads = PostgresReads(pg_url, "public", "stored_events", "stored_snapshots")
         told: list[set[UUID]] = []
         watch = ErasureWatch(reads, keyring, told.append, interval=0.05)
         try:

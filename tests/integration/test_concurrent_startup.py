@@ -55,7 +55,7 @@ def test_every_table_creator_survives_starting_together(pg_url: str) -> None:
             with pool.connection() as conn:  # every round starts from missing tables
                 conn.execute(
                     "DROP TABLE IF EXISTS crm_projections, crm_subject_keys, crm_relay_position,"
-                    " crm_idempotency, crm_principals, crm_events"
+                    " crm_idempotency, crm_principals, crm_events, crm_snapshots"
                 )
             errors = start_together(creators * STARTERS)
             assert errors == [], f"round {round_}: {errors[:3]}"

@@ -2,7 +2,8 @@
 PostgreSQL: the events of several aggregates asked at once (`events_after_each`, what
 concurrent catch-ups of contended commands share) are those each aggregate's own
 `events_after` gives, in the order asked, the same aggregate twice included; and
-both answer at most the page they are asked for (reads page through histories)."""
+both answer at most the page they are asked for (reads page through histories). A
+customer's snapshot stored by one read is what the next cold read starts from."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
-from consumers.keyring import MemoryKeyStore
+from consumers.keyring import Keyring, MemoryKeyStore
 from domain.customer import Customer
-from services.api.loop_reads import StoreEvents
+from domain.snapshot import TAG, restored
+from services import current_state
+from services.api.loop_reads import event_source
+from services.current_state import CurrentState
 from services.event_store import CrmApplication, open_event_store
 from services.pg_reads import PostgresReads
 from tests.unit.domain.factories import ctx
@@ -29,11 +33,7 @@ def stored(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Crm
     """An event store, and the API's event source over it."""
     url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
     app = open_event_store(url, None if url else tmp_path)
-    recorder: Any = app.recorder
-    if url is None:
-        yield app, StoreEvents(recorder, MemoryKeyStore())
-    else:
-        yield app, PostgresReads(url, recorder.datastore.schema, recorder.events_table_name)
+    yield app, event_source(app, MemoryKeyStore(), url)
     app.close()
 
 
@@ -69,3 +69,46 @@ def test_events_of_each_are_each_aggregate_s_own(stored: tuple[CrmApplication, A
     assert [list(events) for events in each] == [list(events) for events in alone]
     assert [[e.originator_version for e in page] for page in pages] == [[1, 2], [3], []]
     assert [list(events) for events in firsts] == [list(events)[:1] for events in each]
+
+
+def test_a_cold_read_of_a_long_history_starts_from_the_newest_snapshot_stored(
+    stored: tuple[CrmApplication, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first read of a history longer than a page stores a snapshot; the next process
+    to read it cold reads a page, then the snapshot and what came after it, and gets
+    the state the whole history gives. A snapshot stored twice is stored once."""
+    store, source = stored
+    monkeypatch.setattr(current_state, "READ_PAGE", 10)
+    monkeypatch.setattr(current_state, "SNAPSHOT_EVERY", 10)
+    ada = Customer.register(ctx(), customer_id=uuid4(), name="Ada", owner_department="sales")
+    for n in range(25):  # versions 2-26
+        ada.update_profile(ctx(minutes=n), company=f"Company {n}")
+    store.record(ada)
+    asked: list[int] = []
+    events_after = source.events_after
+
+    async def recorded(aggregate_id: UUID, version: int, limit: int) -> Any:
+        asked.append(version)
+        return await events_after(aggregate_id, version, limit)
+
+    async def scenario() -> tuple[Customer, Customer, Any]:
+        first = await CurrentState(source, Keyring(MemoryKeyStore())).load(Customer, ada.id)
+        for n in range(3):  # versions 27-29
+            ada.update_profile(ctx(minutes=30 + n), company=f"Later {n}")
+        store.record(ada)
+        monkeypatch.setattr(source, "events_after", recorded)
+        again = await CurrentState(source, Keyring(MemoryKeyStore())).load(Customer, ada.id)
+        newest = await source.snapshot(ada.id)
+        await source.put_snapshot(newest)  # a second read racing the first: no error
+        if isinstance(source, PostgresReads):
+            await source.aclose()  # its connections belong to this loop
+        return first, again, newest
+
+    first, again, newest = asyncio.run(scenario())
+
+    assert (newest.originator_version, newest.topic) == (26, TAG)
+    assert restored(newest.state) == first
+    assert asked == [0, 26]  # a full page (a long history), then from the snapshot
+    assert (again.version, again.company) == (29, "Later 2")
+    assert again == store.sealed_load(Customer, ada.id)
+    assert len(store.customer_snapshots.select_events(ada.id)) == 1

@@ -1,6 +1,7 @@
 """`GET …/history` answers a page at a time, on both stores: a customer's history has
 no bound, and one answer holding all of it would hold it all in memory at once. Reads of
-current state and commands read such a history a page at a time too."""
+current state and commands read such a history a page at a time too, and a first read
+of one stores a snapshot for the next process's first read to start from."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from litestar.testing import TestClient
 
 from domain.customer import Customer
+from domain.snapshot import TAG
 from services.api.reads import HISTORY_PAGE
 from services.event_store import READ_PAGE
 from tests.integration.api_support import EmbeddedApi, embedded_api
@@ -115,6 +117,9 @@ def test_a_history_longer_than_pages_reads_and_takes_commands_whole(
         f"Company {events - 1}",
         "Ada",
     )
+    (snapshot,) = api.runtime.app.customer_snapshots.select_events(ada.id)  # for a cold read
+    assert (snapshot.originator_version, snapshot.topic) == (events, TAG)
+    assert b"ada@example.com" not in snapshot.state  # sealed, as the events hold it
     patched = client.patch(url, json={"name": "Ada K"}, headers=sales)
     assert patched.status_code == 200, patched.text
     assert patched.json()["version"] == events + 1

@@ -80,7 +80,7 @@ def test_loop_reads_hand_a_released_connection_to_the_oldest_waiter(pg_url: str)
     order: list[str] = []
 
     async def scenario() -> None:
-        reads = PostgresReads(pg_url, "public", "stored_events")
+        reads = PostgresReads(pg_url, "public", "stored_events", "stored_snapshots")
         held = [reads._connection() for _ in range(POOL_SIZE)]
         for connection in held:
             await connection.__aenter__()

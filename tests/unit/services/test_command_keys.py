@@ -13,7 +13,7 @@ import pytest
 from consumers.keyring import KEY_CACHE_SECONDS, Keyring, MemoryKeyStore
 from domain.conversation import Conversation
 from services.access import Principal, Role
-from services.api.loop_reads import StoreEvents
+from services.api.loop_reads import event_source
 from services.commands import Caller, CommandService
 from services.conversation_commands import LogMessage, OpenConversation
 from services.current_state import CurrentState
@@ -56,7 +56,7 @@ def _service() -> tuple[CommandService, CountingKeys, Keyring, Clock]:
     keys, clock = CountingKeys(), Clock(1000.0)
     keyring = Keyring(keys, clock=clock)
     app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"}, keyring)  # seals with it
-    current = CurrentState(StoreEvents(app.recorder, keys), keyring)
+    current = CurrentState(event_source(app, keys, None), keyring)
     service = CommandService(
         app, DirectCommitter(app), keyring, loader=current.rebuilt,
         catch_up=current.caught_up, hold_keys=current.hold_keys,

@@ -1,0 +1,85 @@
+"""`domain.snapshot`: a customer's state written down and read back is the same state,
+for every customer a realistic workload makes (the customer machine checks it for
+random histories, at the middle of each); the snapshot names every attribute; its tag
+changes with its shape."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+import msgspec
+
+from bench.workload import Workload
+from domain import snapshot as snapshots
+from domain.base import ERASED, DomainEvent
+from domain.customer import Customer, Order
+from domain.snapshot import TAG, CustomerState, restored, snapshot, tag_of
+from tests.unit.domain.factories import ctx
+
+
+def test_the_snapshot_names_every_attribute_of_a_customer_s_state() -> None:
+    assert set(CustomerState.__struct_fields__) == set(Customer.blank(uuid4()).state())
+
+
+def test_every_customer_of_a_workload_reads_back_as_it_was_written() -> None:
+    streams: dict[UUID, list[DomainEvent]] = defaultdict(list)
+    for event in Workload(seed=7).events(3000):
+        if event.aggregate_type == "customer":
+            streams[event.originator_id].append(event)
+    for events in streams.values():
+        customer = None
+        for event in events:
+            customer = event.mutate(customer)
+            assert isinstance(customer, Customer)
+            again = restored(snapshot(customer))
+            assert again == customer
+            assert type(again) is Customer
+            assert again._pending == []
+    assert len(streams) > 10
+
+
+def test_values_keep_their_exact_form() -> None:
+    """Times keep their offset and amounts their scale: an answer built from a restored
+    customer is byte for byte the one built from its history."""
+    plus_two = timezone(timedelta(hours=2))
+    ada = Customer.register(ctx(), customer_id=uuid4(), name="Ada", owner_department="sales")
+    ada.created_on = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=plus_two)
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    ada.orders = {"o-1": Order(order_id="o-1", amount=Decimal("10.50"), currency="EUR",
+                               status="paid", ordered_at=when, updated_at=when)}  # fmt: skip
+    ada.name, ada.shared_with = ERASED, {"support"}
+
+    again = restored(snapshot(ada))
+
+    assert again.created_on is not None
+    assert again.created_on.utcoffset() == timedelta(hours=2)
+    assert str(again.orders["o-1"].amount) == "10.50"
+    assert again.state() == ada.state()
+
+
+def _shaped(fields: list[tuple[str, Any]]) -> type[msgspec.Struct]:
+    """A struct named and described as `CustomerState`, with `fields`."""
+    shaped = msgspec.defstruct("CustomerState", fields, kw_only=True, frozen=True)
+    shaped.__doc__ = CustomerState.__doc__
+    return shaped
+
+
+def test_the_tag_changes_with_the_shape_of_the_state_and_only_with_it() -> None:
+    fields = [(f.name, f.type) for f in msgspec.structs.fields(CustomerState)]
+    retyped = [(name, int if name == "archived" else kind) for name, kind in fields]
+
+    assert tag_of(_shaped(fields)) == TAG
+    assert tag_of(_shaped([*fields, ("nickname", str)])) != TAG
+    assert tag_of(_shaped(retyped)) != TAG
+    assert TAG.startswith(f"customer.v{snapshots.FORMAT}.")
+
+
+def test_a_snapshot_is_plain_json_with_no_pending_events() -> None:
+    ada = Customer.register(ctx(), customer_id=uuid4(), name="Ada", owner_department="sales")
+    decoded = msgspec.json.decode(snapshot(ada))
+    assert decoded["id"] == str(ada.id)
+    assert "_pending" not in decoded
