@@ -26,6 +26,7 @@ BENCHMARKS = {
     "http": "bench.bench_http",
     "access_log": "bench.bench_access_log",
     "search": "bench.bench_search",
+    "cold_reads": "bench.bench_cold_reads",
 }
 RESULTS = Path(__file__).parent / "results"
 

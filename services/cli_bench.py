@@ -17,7 +17,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "bench", help="run the benchmarks (needs CRM_DATABASE_URL and CRM_KAFKA_BOOTSTRAP)"
     )
     bench.add_argument(
-        "names", nargs="*", help="relay, projections, commands, audit, http, search (default: all)"
+        "names",
+        nargs="*",
+        help="relay, projections, commands, audit, http, access_log, search, cold_reads"
+        " (default: all)",
     )
     bench.add_argument("--quick", action="store_true", help="smaller workloads (smoke run)")
     bench.set_defaults(handler=_bench)
