@@ -62,7 +62,7 @@ def tag_of(state: type[msgspec.Struct]) -> str:
 TAG = tag_of(CustomerState)
 """Names the shape snapshots are written in here (see the module's docstring)."""
 
-_ENCODER = msgspec.json.Encoder(order="deterministic")
+_ENCODER = msgspec.json.Encoder()  # dicts in their order: a customer's orders are listed so
 _DECODER = msgspec.json.Decoder(CustomerState)
 
 

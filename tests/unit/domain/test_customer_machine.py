@@ -136,6 +136,8 @@ class CustomerMachine(AggregateMachine):
         for event in self.history[half:]:
             state = event.mutate(state)
         assert state == self.customer
+        assert isinstance(state, Customer)
+        assert list(state.orders) == list(self.customer.orders)  # answers list them so
 
 
 CustomerMachine.TestCase.settings = MACHINE_SETTINGS

@@ -37,24 +37,26 @@ def test_every_customer_of_a_workload_reads_back_as_it_was_written() -> None:
             assert isinstance(customer, Customer)
             again = restored(snapshot(customer))
             assert again == customer
+            assert list(again.orders) == list(customer.orders)  # listed in this order
             assert type(again) is Customer
             assert again._pending == []
     assert len(streams) > 10
 
 
 def test_values_keep_their_exact_form() -> None:
-    """Times keep their offset and amounts their scale, at the calendar's edges too (a
-    client gives an order's time and amount): an answer built from a restored customer
-    is byte for byte the one built from its history."""
+    """Times keep their offset, amounts their scale, at the calendar's edges too (a
+    client gives an order's time and amount), and orders the order they were recorded
+    in: an answer built from a restored customer is byte for byte the one built from
+    its history."""
     plus_two = timezone(timedelta(hours=2))
     ada = Customer.register(ctx(), customer_id=uuid4(), name="Ada", owner_department="sales")
     ada.created_on = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=plus_two)
     first = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
     last = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-14)))
-    ada.orders = {
-        "o-1": Order(order_id="o-1", amount=Decimal("10.50"), currency="EUR", status="paid",
+    ada.orders = {  # recorded in this order, which answers list them in
+        "o-2": Order(order_id="o-2", amount=Decimal("10.50"), currency="EUR", status="paid",
                      ordered_at=first, updated_at=last),
-        "o-2": Order(order_id="o-2", amount=Decimal("1E+30"), currency="EUR", status="paid",
+        "o-1": Order(order_id="o-1", amount=Decimal("1E+30"), currency="EUR", status="paid",
                      ordered_at=last, updated_at=datetime(2026, 1, 2, tzinfo=UTC)),
     }  # fmt: skip
     ada.name, ada.shared_with = ERASED, {"support"}
@@ -63,6 +65,7 @@ def test_values_keep_their_exact_form() -> None:
 
     assert again.created_on is not None
     assert again.created_on.utcoffset() == timedelta(hours=2)
+    assert list(again.orders) == ["o-2", "o-1"]
     assert [str(o.amount) for o in again.orders.values()] == ["10.50", "1E+30"]
     assert [o.ordered_at.isoformat() for o in again.orders.values()] == [
         "0001-01-01T00:00:00+14:00",
