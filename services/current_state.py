@@ -15,13 +15,15 @@ GIL) plus decoding and decrypting every event, every time. Here:
   store what is newer, so nothing is trusted stale. Only customers are kept because their
   erasure is one of their own events (it blanks their personal fields as it is applied);
   a conversation's or task's personal fields belong to its customer's key, whose
-  destruction no event of theirs records, so they are rebuilt at every read;
-* a customer's first read in a process (after a restart, or once it left the kept ones)
-  costs about two pages however long its history: when the first page is full, the
-  customer's newest snapshot (`domain.snapshot`), if newer than that page and in this
-  code's shape, is where it goes on from. A read that leaves a customer `SNAPSHOT_EVERY`
-  versions past its newest snapshot known here stores a new one (a query per so many
-  versions). A snapshot holds the state as a load gives it: sealed, no plaintext;
+  destruction no event of theirs records, so they are read anew at every read (and at
+  a command's load once the commands' cache let them go);
+* a read from nothing (a conversation or task, a customer's first read in a process,
+  after a restart or once it left the kept ones) costs about two pages however long the
+  history: when the first page is full, the aggregate's newest snapshot
+  (`domain.snapshot`), if newer than that page and in this code's shape, is where it
+  goes on from. A read that leaves an aggregate `SNAPSHOT_EVERY` versions past its newest
+  snapshot known stores a new one in place of the older (a query per so many versions).
+  A snapshot holds the state as a load gives it: sealed, no plaintext;
 * what a read loads holds its personal fields sealed, as stored: events are applied
   unopened, so no plaintext outlives the request that showed it, and a read opens only
   the fields its caller may see, of the current state only (not of every event): a copy
@@ -53,7 +55,7 @@ from consumers.keyring import Keyring, new_data_key
 from domain import codec
 from domain.base import Aggregate, NotFound
 from domain.customer import Customer
-from domain.snapshot import TAG, restored
+from domain.snapshot import TAGS, restored
 from domain.snapshot import snapshot as snapshot_of
 from services.event_store import READ_PAGE, applied
 from services.sealed_state import open_at, top_level
@@ -64,9 +66,9 @@ R = TypeVar("R")
 After = tuple[UUID, int]  # an aggregate, and the version its events are wanted after
 log = structlog.get_logger("crm.current_state")
 SNAPSHOT_EVERY = READ_PAGE
-"""A customer read whose state is this many versions past its newest snapshot stores a
-new one: a later first read of it (after a restart, or once it left the kept ones)
-reads a page of its history, then the snapshot and the events after it."""
+"""A read that leaves an aggregate this many versions past its newest snapshot stores a
+new one: a later read of it from nothing reads a page of its history, then the
+snapshot and the events after it."""
 
 
 class EventSource(Protocol):
@@ -93,7 +95,8 @@ class EventSource(Protocol):
         ...
 
     async def put_snapshot(self, snapshot: StoredEvent) -> None:
-        """Store a snapshot, unless one of its version is stored already."""
+        """Store a snapshot, unless one of its version is stored already, and remove
+        (from a database) the aggregate's older ones."""
         ...
 
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
@@ -166,16 +169,41 @@ class CurrentState:
         if kept is not None and kept.head == head:
             self._customers.move_to_end(aggregate_id)
             return kept.customer  # type: ignore[return-value]
+        aggregate, snapshot = await self._read(kind, aggregate_id, kept)
+        if isinstance(aggregate, Customer):
+            await self._kept_read(aggregate, head, snapshot)
+        else:
+            await self._snapshot_past(aggregate, snapshot)
+        return aggregate
+
+    async def rebuilt(self, kind: type[A], aggregate_id: UUID) -> A:
+        """A new aggregate owned by the caller (a command may change it), built on the
+        loop, sealed: what a command loads when its cache misses (it opens what its
+        decision compares). A customer is a copy of the kept one (`load`: only its newer
+        events are read), so a command on a customer idle past the commands' cache costs
+        no rebuild of its history; a conversation or task is read as `load` reads it."""
+        if kind is Customer:
+            kept = await self.load(Customer, aggregate_id)
+            return kept.clone()  # type: ignore[return-value]
+        aggregate, snapshot = await self._read(kind, aggregate_id, None)
+        await self._snapshot_past(aggregate, snapshot)
+        return aggregate
+
+    async def _read(self, kind: type[A], aggregate_id: UUID, kept: _Kept | None) -> tuple[A, int]:
+        """The aggregate brought up to date from `kept` (None: from nothing) a page at a
+        time, and the version of its newest snapshot known (0: none). Read from nothing,
+        a history longer than a page goes on from its newest snapshot if that is newer
+        than the page (`_snapshot`)."""
         aggregate: Aggregate | None = None if kept is None else kept.customer
         snapshot = 0 if kept is None else kept.snapshot
         after = _version(aggregate)
         while True:
             stored = await self._source.events_after(aggregate_id, after, READ_PAGE)
-            if aggregate is None and kind is Customer and len(stored) == READ_PAGE:
-                started = await self._snapshot(aggregate_id, stored[-1].originator_version)
+            if aggregate is None and len(stored) == READ_PAGE:
+                started = await self._snapshot(kind, aggregate_id, stored[-1].originator_version)
                 if started is not None:  # a long history read cold: from its snapshot
-                    aggregate, after = started, started.version
-                    snapshot = started.version
+                    aggregate = started
+                    after = snapshot = started.version
                     continue
             events = [codec.sealed_event(s) for s in stored]
             newest = self._customers.get(aggregate_id)  # another read may have kept a newer one
@@ -190,51 +218,39 @@ class CurrentState:
             await asyncio.sleep(0)  # a local store's query never gives the loop back
         if not isinstance(aggregate, kind):
             raise NotFound(kind.aggregate_type, aggregate_id)
-        if isinstance(aggregate, Customer):
-            await self._kept_read(aggregate, head, snapshot)
-        return aggregate
+        return aggregate, snapshot
 
-    async def _snapshot(self, customer_id: UUID, read: int) -> Customer | None:
-        """The customer as its newest snapshot holds it, if it is in this code's shape
-        (`TAG`) and newer than version `read`. One that does not decode is passed over
-        (the history is read instead): a snapshot is a cache, never the record."""
-        found = await self._source.snapshot(customer_id)
-        if found is None or found.topic != TAG or found.originator_version <= read:
+    async def _snapshot(self, kind: type[A], aggregate_id: UUID, read: int) -> A | None:
+        """The aggregate as its newest snapshot holds it, if that is of `kind`, in this
+        code's shape (`TAGS`) and newer than version `read`. One that does not decode is
+        passed over (the history is read instead): a snapshot is a cache, not the record."""
+        found = await self._source.snapshot(aggregate_id)
+        if found is None or found.topic != TAGS.get(kind) or found.originator_version <= read:
             return None
         try:
-            return restored(found.state)
+            return restored(kind, found.state)
         except msgspec.DecodeError as error:
-            log.warning("snapshot passed over", customer=str(customer_id), error=str(error))
+            log.warning("snapshot passed over", aggregate=str(aggregate_id), error=str(error))
             return None
+
+    async def _snapshot_past(self, aggregate: Aggregate, snapshot: int) -> None:
+        """Store a snapshot of `aggregate` if it is `SNAPSHOT_EVERY` versions past its
+        newest one known (at version `snapshot`)."""
+        if aggregate.version - snapshot >= SNAPSHOT_EVERY:
+            await self._source.put_snapshot(_snapshot_of(aggregate))
 
     async def _kept_read(self, customer: Customer, head: int, snapshot: int) -> None:
         """Keep a customer a read brought up to `head` (or the newer head another read
-        kept it at), whose newest snapshot known is at version `snapshot`; store a new
+        kept it at), whose newest snapshot known is at version `snapshot`, storing a new
         one when it is `SNAPSHOT_EVERY` versions past that."""
         newest = self._customers.get(customer.id)
         head = head if newest is None else max(head, newest.head)
         if customer.version - snapshot < SNAPSHOT_EVERY:
             self._keep(_Kept(customer, head, snapshot))
             return
-        taken = StoredEvent(customer.id, customer.version, TAG, snapshot_of(customer))
+        taken = _snapshot_of(customer)
         self._keep(_Kept(customer, head, customer.version))  # taken first: no await since
         await self._source.put_snapshot(taken)
-
-    async def rebuilt(self, kind: type[A], aggregate_id: UUID) -> A:
-        """A new aggregate owned by the caller (a command may change it), built on the
-        loop, sealed: what a command loads when its cache misses (it opens what its
-        decision compares). A customer is a copy of the kept one (`load`: only its newer
-        events are read), so a command on a customer idle past the commands' cache costs
-        no rebuild of its history; a conversation or task is built from its history."""
-        if kind is Customer:
-            kept = await self.load(Customer, aggregate_id)
-            return kept.clone()  # type: ignore[return-value]
-        aggregate: Aggregate | None = None
-        async for stored in self._pages(aggregate_id, 0):
-            aggregate = applied(aggregate, stored)
-        if not isinstance(aggregate, kind):
-            raise NotFound(kind.aggregate_type, aggregate_id)
-        return aggregate
 
     async def _pages(self, aggregate_id: UUID, after: int) -> AsyncIterator[Sequence[StoredEvent]]:
         """The aggregate's stored events after version `after`, `READ_PAGE` at a time
@@ -316,6 +332,12 @@ class CurrentState:
         self._customers.move_to_end(kept.customer.id)
         if len(self._customers) > self._max_size:
             self._customers.popitem(last=False)
+
+
+def _snapshot_of(aggregate: Aggregate) -> StoredEvent:
+    """A snapshot as the store keeps it: its version, its tag as the topic, its state."""
+    tag = TAGS[type(aggregate)]
+    return StoredEvent(aggregate.id, aggregate.version, tag, snapshot_of(aggregate))
 
 
 def _version(aggregate: Aggregate | None) -> int:

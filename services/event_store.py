@@ -48,8 +48,8 @@ class CrmApplication(Application[UUID]):
     def __init__(self, env: Mapping[str, str], cipher: PersonalDataCipher = PLAINTEXT) -> None:
         self.cipher = cipher
         super().__init__(env)
-        self.customer_snapshots: AggregateRecorder = self.factory.aggregate_recorder("snapshots")
-        """Customers' states at some versions (`domain.snapshot`; a version per row, the
+        self.snapshot_recorder: AggregateRecorder = self.factory.aggregate_recorder("snapshots")
+        """Aggregates' states at some versions (`domain.snapshot`; a version per row, the
         tag as its topic), for `services.current_state` to start long histories from.
         Not eventsourcing's snapshotting, whose loads would decode them as events."""
 
@@ -233,7 +233,7 @@ def open_event_store(
             conn.execute("SELECT pg_advisory_lock(%s)", (CREATE_LOCK,))
             try:
                 app.recorder.create_table()  # type: ignore[attr-defined]
-                app.customer_snapshots.create_table()  # type: ignore[attr-defined]
+                app.snapshot_recorder.create_table()  # type: ignore[attr-defined]
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (CREATE_LOCK,))
     return app

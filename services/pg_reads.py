@@ -13,8 +13,8 @@ department page or the statistics, at a p50 of 7 ms.
 * `events_after`: an aggregate's stored events newer than a version (the event store's
   table, a prepared binary statement; `services.current_state` keeps the rest), and
   `events_after_each`: those of several aggregates in one query;
-* `snapshot`, `put_snapshot`: a customer's newest snapshot (`domain.snapshot`), and a
-  new one;
+* `snapshot`, `put_snapshot`: an aggregate's newest snapshot (`domain.snapshot`), and a
+  new one in place of the older;
 * `head`: the newest committed position (`services.current_state` asks it once for
   many concurrent reads);
 * `keys`: the data keys of some customers (`crm_subject_keys`), once per customer and
@@ -82,10 +82,12 @@ class PostgresReads:
             .format(*snapshots)
             .as_bytes()
         )
-        self._put_snapshot = (
+        self._put_snapshot = (  # and remove the older ones: a state may weigh megabytes
             sql.SQL(
-                "INSERT INTO {}.{} (originator_id, originator_version, topic, state)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
+                "WITH older AS (DELETE FROM {0}.{1}"
+                " WHERE originator_id = %(id)s AND originator_version < %(version)s)"
+                " INSERT INTO {0}.{1} (originator_id, originator_version, topic, state)"
+                " VALUES (%(id)s, %(version)s, %(topic)s, %(state)s) ON CONFLICT DO NOTHING"
             )
             .format(*snapshots)
             .as_bytes()
@@ -143,10 +145,13 @@ class PostgresReads:
         return None if row is None else StoredEvent(aggregate_id, *row)
 
     async def put_snapshot(self, snapshot: StoredEvent) -> None:
+        """Store `snapshot` (unless one of its version is), and remove the aggregate's
+        older ones."""
         s = snapshot
+        values = {"id": s.originator_id, "version": s.originator_version}
         async with self._connection() as c:
             await c.tuples.execute(
-                self._put_snapshot, (s.originator_id, s.originator_version, s.topic, s.state)
+                self._put_snapshot, values | {"topic": s.topic, "state": s.state}
             )
 
     async def head(self) -> int:

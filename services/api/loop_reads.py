@@ -29,6 +29,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresAggregateRecorder
+from eventsourcing.sqlite import SQLiteAggregateRecorder
 
 from consumers.keyring import KeyStore
 from consumers.readmodel_store import ReadModelStore
@@ -147,8 +148,20 @@ class StoreEvents:
 
     async def put_snapshot(self, snapshot: StoredEvent) -> None:
         """On a worker thread: a write may wait for the writer's lock on the file."""
+        await asyncio.to_thread(self._put_snapshot, snapshot)
+
+    def _put_snapshot(self, snapshot: StoredEvent) -> None:
+        """Store `snapshot`, then remove the aggregate's older ones from the SQLite file
+        (a conversation's state may weigh megabytes; in memory, for tests, all stay)."""
         with contextlib.suppress(IntegrityError):  # another read stored that version first
-            await asyncio.to_thread(self._snapshots.insert_events, [snapshot])
+            self._snapshots.insert_events([snapshot])
+        if isinstance(self._snapshots, SQLiteAggregateRecorder):
+            table = self._snapshots.events_table_name
+            with self._snapshots.datastore.transaction(commit=True) as cursor:
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE originator_id = ? AND originator_version < ?",
+                    (UUID(str(snapshot.originator_id)).hex, snapshot.originator_version),
+                )
 
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         found = self._keys.load_many(subjects)
@@ -171,7 +184,7 @@ def event_source(
 ) -> PostgresReads | StoreEvents:
     """The `EventSource` over `app`'s store: awaited queries on PostgreSQL (at
     `database_url`), local ones otherwise."""
-    recorder, snapshots = app.recorder, app.customer_snapshots
+    recorder, snapshots = app.recorder, app.snapshot_recorder
     if database_url is not None and isinstance(recorder, PostgresAggregateRecorder):
         assert isinstance(snapshots, PostgresAggregateRecorder)
         schema = recorder.datastore.schema

@@ -14,10 +14,11 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from consumers.keyring import Keyring, MemoryKeyStore
 from domain.customer import Customer
-from domain.snapshot import TAG, restored
+from domain.snapshot import TAGS, restored, snapshot
 from services import current_state
 from services.api.loop_reads import event_source
 from services.current_state import CurrentState
@@ -76,7 +77,8 @@ def test_a_cold_read_of_a_long_history_starts_from_the_newest_snapshot_stored(
 ) -> None:
     """A first read of a history longer than a page stores a snapshot; the next process
     to read it cold reads a page, then the snapshot and what came after it, and gets
-    the state the whole history gives. A snapshot stored twice is stored once."""
+    the state the whole history gives. A snapshot stored twice is stored once; storing
+    one removes the older ones."""
     store, source = stored
     monkeypatch.setattr(current_state, "READ_PAGE", 10)
     monkeypatch.setattr(current_state, "SNAPSHOT_EVERY", 10)
@@ -91,7 +93,7 @@ def test_a_cold_read_of_a_long_history_starts_from_the_newest_snapshot_stored(
         asked.append(version)
         return await events_after(aggregate_id, version, limit)
 
-    async def scenario() -> tuple[Customer, Customer, Any]:
+    async def scenario() -> tuple[Customer, Customer, Any, Any, Any, list[int]]:
         first = await CurrentState(source, Keyring(MemoryKeyStore())).load(Customer, ada.id)
         for n in range(3):  # versions 27-29
             ada.update_profile(ctx(minutes=30 + n), company=f"Later {n}")
@@ -100,15 +102,23 @@ def test_a_cold_read_of_a_long_history_starts_from_the_newest_snapshot_stored(
         again = await CurrentState(source, Keyring(MemoryKeyStore())).load(Customer, ada.id)
         newest = await source.snapshot(ada.id)
         await source.put_snapshot(newest)  # a second read racing the first: no error
+        await source.put_snapshot(StoredEvent(ada.id, 29, newest.topic, snapshot(again)))
+        kept = await source.snapshot(ada.id)
+        alone = [s.originator_version for s in store.snapshot_recorder.select_events(ada.id)]
+        await source.put_snapshot(newest)  # an older one after it: the newest stays newest
+        last = await source.snapshot(ada.id)
         if isinstance(source, PostgresReads):
             await source.aclose()  # its connections belong to this loop
-        return first, again, newest
+        return first, again, newest, kept, last, alone
 
-    first, again, newest = asyncio.run(scenario())
+    first, again, newest, kept, last, alone = asyncio.run(scenario())
 
-    assert (newest.originator_version, newest.topic) == (26, TAG)
-    assert restored(newest.state) == first
+    assert (newest.originator_version, newest.topic) == (26, TAGS[Customer])
+    assert restored(Customer, newest.state) == first
     assert asked == [0, 26]  # a full page (a long history), then from the snapshot
     assert (again.version, again.company) == (29, "Later 2")
     assert again == store.sealed_load(Customer, ada.id)
-    assert len(store.customer_snapshots.select_events(ada.id)) == 1
+    assert (kept.originator_version, last.originator_version) == (29, 29)
+    assert alone == [29]  # storing 29 removed 26
+    versions = [s.originator_version for s in store.snapshot_recorder.select_events(ada.id)]
+    assert versions == [26, 29]  # the older removed when 29 came; 26 stored again after

@@ -14,8 +14,9 @@ from uuid import uuid4
 import pytest
 from litestar.testing import TestClient
 
+from domain.conversation import Conversation
 from domain.customer import Customer
-from domain.snapshot import TAG
+from domain.snapshot import TAGS
 from services.api.reads import HISTORY_PAGE
 from services.event_store import READ_PAGE
 from tests.integration.api_support import EmbeddedApi, embedded_api
@@ -117,8 +118,8 @@ def test_a_history_longer_than_pages_reads_and_takes_commands_whole(
         f"Company {events - 1}",
         "Ada",
     )
-    (snapshot,) = api.runtime.app.customer_snapshots.select_events(ada.id)  # for a cold read
-    assert (snapshot.originator_version, snapshot.topic) == (events, TAG)
+    (snapshot,) = api.runtime.app.snapshot_recorder.select_events(ada.id)  # for a cold read
+    assert (snapshot.originator_version, snapshot.topic) == (events, TAGS[Customer])
     assert b"ada@example.com" not in snapshot.state  # sealed, as the events hold it
     patched = client.patch(url, json={"name": "Ada K"}, headers=sales)
     assert patched.status_code == 200, patched.text
@@ -129,3 +130,40 @@ def test_a_history_longer_than_pages_reads_and_takes_commands_whole(
         "Ada K",
         "ada@example.com",
     )
+
+
+def test_a_long_conversation_reads_and_takes_commands_from_its_snapshot(
+    client: Client, api: EmbeddedApi
+) -> None:
+    """A conversation is not kept between reads: each read (and a command's load once
+    the commands' cache let it go) starts from its newest snapshot, which the first read
+    of its long history stored, sealed."""
+    sales = api.token("sam", "sales", "agent")
+    ada = Customer.register(
+        ctx(), customer_id=uuid4(), name="Ada", email="ada@example.com", owner_department="sales"
+    )
+    talk = Conversation.open(
+        ctx(), conversation_id=uuid4(), customer=ada, channel="email", subject="Invoice"
+    )
+    events = READ_PAGE + 1  # a full first page, then the rest
+    for n in range(1, events):
+        talk.log_message(ctx(), message_id=f"m{n}", direction="inbound", author="Ada",
+                         content=f"Secret {n}")  # fmt: skip
+    api.runtime.app.record(ada, talk)
+    url = f"/v1/conversations/{talk.id}"
+
+    read = client.get(url, headers=sales).json()
+    (snapshot,) = api.runtime.app.snapshot_recorder.select_events(talk.id)
+    api.app.state.services.commands.cache.clear()  # the command loads it as a read does
+    paid = {"direction": "outbound", "author": "Sam", "content": "Paid"}
+    logged = client.post(f"{url}/messages", json=paid, headers=sales)
+    again = client.get(url, headers=sales).json()
+
+    assert (read["version"], len(read["messages"])) == (events, events - 1)
+    assert read["messages"][-1]["content"] == f"Secret {events - 1}"
+    assert (snapshot.originator_version, snapshot.topic) == (events, TAGS[Conversation])
+    assert b"Secret" not in snapshot.state  # sealed, as the events hold it
+    assert logged.status_code == 201, logged.text
+    assert again["version"] == events + 1
+    assert again["messages"][:-1] == read["messages"]
+    assert again["messages"][-1]["content"] == "Paid"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from domain.base import Aggregate, Context, DomainEvent
@@ -59,3 +60,13 @@ def replay(events: Iterable[DomainEvent], mapper: CodecMapper | None = None) -> 
 def emitted(aggregate: Aggregate) -> list[str]:
     """Wire names of the events pending on `aggregate` (and clears them)."""
     return [event.wire_name() for event in aggregate.collect_events()]
+
+
+def exactly(aggregate: Aggregate) -> dict[str, Any]:
+    """Every attribute but the pending events, each dict's items in their order (answers
+    list a customer's orders and a conversation's messages in that order)."""
+    return {
+        name: list(value.items()) if isinstance(value, dict) else value
+        for name, value in vars(aggregate).items()
+        if name != "_pending"
+    }

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant
 
 from domain.base import Aggregate, Context, DomainError, DomainEvent
-from tests.unit.domain.factories import ctx, replay
+from domain.snapshot import restored, snapshot
+from tests.unit.domain.factories import ctx, exactly, replay
 
 MACHINE_SETTINGS = settings(
     max_examples=60,
@@ -57,6 +58,19 @@ class AggregateMachine(RuleBasedStateMachine):
     @invariant()
     def replaying_the_encoded_history_gives_the_same_state(self) -> None:
         assert replay(self.history) == self.subject()
+
+    @invariant()
+    def a_snapshot_and_the_events_after_it_give_the_same_state(self) -> None:
+        """From a snapshot taken halfway (`domain.snapshot`), the later events give
+        exactly the state the whole history gives: what a read of a long history
+        relies on."""
+        half = max(1, len(self.history) // 2)  # the creating event, at least
+        halfway = replay(self.history[:half])
+        assert halfway is not None
+        state: Aggregate = restored(type(halfway), snapshot(halfway))
+        for event in self.history[half:]:
+            state = event.mutate(state)
+        assert exactly(state) == exactly(self.subject())
 
 
 def later(minutes: int) -> timedelta:

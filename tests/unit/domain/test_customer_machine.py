@@ -7,10 +7,9 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
-from domain.base import Aggregate, DomainError
+from domain.base import DomainError
 from domain.customer import Customer, CustomerArchivedError, CustomerErasedError
-from domain.snapshot import restored, snapshot
-from tests.unit.domain.factories import CUSTOMER_ID, replay
+from tests.unit.domain.factories import CUSTOMER_ID
 from tests.unit.domain.machine_support import MACHINE_SETTINGS, AggregateMachine
 
 departments = st.sampled_from(["sales", "support", "marketing"])
@@ -124,20 +123,6 @@ class CustomerMachine(AggregateMachine):
         if not m["erased"]:
             assert c.email == m["email"]
         assert c.owner_department not in c.shared_with
-
-    @invariant()
-    def a_snapshot_and_the_events_after_it_give_the_same_state(self) -> None:
-        """From a snapshot taken halfway (`domain.snapshot`), the later events give the
-        state the whole history gives: what a first read of a long history relies on."""
-        half = max(1, len(self.history) // 2)  # the registration, at least
-        halfway = replay(self.history[:half])
-        assert isinstance(halfway, Customer)
-        state: Aggregate = restored(snapshot(halfway))
-        for event in self.history[half:]:
-            state = event.mutate(state)
-        assert state == self.customer
-        assert isinstance(state, Customer)
-        assert list(state.orders) == list(self.customer.orders)  # answers list them so
 
 
 CustomerMachine.TestCase.settings = MACHINE_SETTINGS

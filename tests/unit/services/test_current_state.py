@@ -19,10 +19,11 @@ from domain.base import ERASED, Aggregate, Context, NotFound
 from domain.codec import CodecMapper
 from domain.conversation import Conversation
 from domain.customer import Customer
-from domain.snapshot import TAG, snapshot
+from domain.snapshot import TAGS, snapshot
 from domain.task import Task
 from services import current_state
 from services.current_state import CurrentState, Gathered
+from tests.unit.domain.factories import exactly
 
 CTX = Context(
     actor="sam", actor_department="sales", occurred_at=datetime.now(UTC), correlation_id="t"
@@ -324,16 +325,43 @@ def test_a_snapshot_in_another_shape_not_newer_than_the_page_or_unreadable_is_no
     cat = _long(store, 5)
     store.snapshots = [
         StoredEvent(ada.id, 5, "customer.v0.0000000000000000", b"{}"),  # an older shape
-        StoredEvent(bob.id, 2, TAG, wrong),  # not past the first page
-        StoredEvent(cat.id, 4, TAG, b'{"id": "not a customer"}'),  # does not decode
+        StoredEvent(bob.id, 2, TAGS[Customer], wrong),  # not past the first page
+        StoredEvent(cat.id, 4, TAGS[Customer], b'{"id": "not a customer"}'),  # does not decode
     ]
 
     read = [asyncio.run(reads(store).load(Customer, c.id)) for c in (ada, bob, cat)]
 
     assert read == [_rebuilt_whole(store, c.id) for c in (ada, bob, cat)]
     assert [(s.originator_id, s.originator_version, s.topic) for s in store.snapshots[3:]] == [
-        (ada.id, 5, TAG), (bob.id, 5, TAG), (cat.id, 5, TAG),
+        (ada.id, 5, TAGS[Customer]), (bob.id, 5, TAGS[Customer]), (cat.id, 5, TAGS[Customer]),
     ]  # fmt: skip  # 5 events read since none usable: each stores one in this shape
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_a_long_conversation_is_read_and_rebuilt_from_its_snapshot(store: Store) -> None:
+    talk = Conversation.open(
+        CTX, conversation_id=uuid4(), customer=customer(store), channel="email", subject="Hi"
+    )
+    for n in range(8):  # versions 2-9
+        talk.log_message(CTX, message_id=f"m{n}", direction="inbound", author="Ada", content="hi")
+    store.save(talk)
+    assert talk.customer_id is not None
+    ada = _rebuilt_whole(store, talk.customer_id)
+    other_kind = StoredEvent(talk.id, 8, TAGS[Customer], snapshot(ada))  # not a conversation's
+    store.snapshots = [other_kind]
+
+    first = asyncio.run(reads(store).load(Conversation, talk.id))  # from nothing: stores 9
+    store.asked.clear()
+    mine = asyncio.run(reads(store).rebuilt(Conversation, talk.id))  # a command's, from 9
+    asked, store.asked = store.asked, []
+    mine.log_message(CTX, message_id="m9", direction="inbound", author="Ada", content="hi")
+    again = asyncio.run(reads(store).load(Conversation, talk.id))
+
+    assert [s.originator_version for s in store.snapshots[1:]] == [9]
+    assert asked == [("events", 0), ("snapshot", None), ("events", 9)]
+    assert exactly(mine) != exactly(first)  # the command's own, changed by it
+    assert exactly(again) == exactly(first)
+    assert list(again.messages) == [f"m{n}" for n in range(8)]
 
 
 def test_a_kept_customer_far_past_its_snapshot_stores_a_new_one(
