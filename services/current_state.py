@@ -170,10 +170,13 @@ class CurrentState:
             self._customers.move_to_end(aggregate_id)
             return kept.customer  # type: ignore[return-value]
         aggregate, snapshot = await self._read(kind, aggregate_id, kept)
+        due = _due_snapshot(aggregate, snapshot)  # taken now: no other read changed it yet
         if isinstance(aggregate, Customer):
-            await self._kept_read(aggregate, head, snapshot)
-        else:
-            await self._snapshot_past(aggregate, snapshot)
+            newest = self._customers.get(aggregate_id)
+            head = head if newest is None else max(head, newest.head)
+            self._keep(_Kept(aggregate, head, snapshot if due is None else aggregate.version))
+        if due is not None:
+            await self._source.put_snapshot(due)
         return aggregate
 
     async def rebuilt(self, kind: type[A], aggregate_id: UUID) -> A:
@@ -186,7 +189,9 @@ class CurrentState:
             kept = await self.load(Customer, aggregate_id)
             return kept.clone()  # type: ignore[return-value]
         aggregate, snapshot = await self._read(kind, aggregate_id, None)
-        await self._snapshot_past(aggregate, snapshot)
+        due = _due_snapshot(aggregate, snapshot)
+        if due is not None:
+            await self._source.put_snapshot(due)
         return aggregate
 
     async def _read(self, kind: type[A], aggregate_id: UUID, kept: _Kept | None) -> tuple[A, int]:
@@ -232,25 +237,6 @@ class CurrentState:
         except msgspec.DecodeError as error:
             log.warning("snapshot passed over", aggregate=str(aggregate_id), error=str(error))
             return None
-
-    async def _snapshot_past(self, aggregate: Aggregate, snapshot: int) -> None:
-        """Store a snapshot of `aggregate` if it is `SNAPSHOT_EVERY` versions past its
-        newest one known (at version `snapshot`)."""
-        if aggregate.version - snapshot >= SNAPSHOT_EVERY:
-            await self._source.put_snapshot(_snapshot_of(aggregate))
-
-    async def _kept_read(self, customer: Customer, head: int, snapshot: int) -> None:
-        """Keep a customer a read brought up to `head` (or the newer head another read
-        kept it at), whose newest snapshot known is at version `snapshot`, storing a new
-        one when it is `SNAPSHOT_EVERY` versions past that."""
-        newest = self._customers.get(customer.id)
-        head = head if newest is None else max(head, newest.head)
-        if customer.version - snapshot < SNAPSHOT_EVERY:
-            self._keep(_Kept(customer, head, snapshot))
-            return
-        taken = _snapshot_of(customer)
-        self._keep(_Kept(customer, head, customer.version))  # taken first: no await since
-        await self._source.put_snapshot(taken)
 
     async def _pages(self, aggregate_id: UUID, after: int) -> AsyncIterator[Sequence[StoredEvent]]:
         """The aggregate's stored events after version `after`, `READ_PAGE` at a time
@@ -334,8 +320,12 @@ class CurrentState:
             self._customers.popitem(last=False)
 
 
-def _snapshot_of(aggregate: Aggregate) -> StoredEvent:
-    """A snapshot as the store keeps it: its version, its tag as the topic, its state."""
+def _due_snapshot(aggregate: Aggregate, snapshot: int) -> StoredEvent | None:
+    """A snapshot of `aggregate` as the store keeps it (its version, its tag as the
+    topic, its state) if it is `SNAPSHOT_EVERY` versions past its newest one known (at
+    version `snapshot`)."""
+    if aggregate.version - snapshot < SNAPSHOT_EVERY:
+        return None
     tag = TAGS[type(aggregate)]
     return StoredEvent(aggregate.id, aggregate.version, tag, snapshot_of(aggregate))
 
