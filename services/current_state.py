@@ -22,8 +22,9 @@ GIL) plus decoding and decrypting every event, every time. Here:
   history: when the first page is full, the aggregate's newest snapshot
   (`domain.snapshot`), if newer than that page and in this code's shape, is where it
   goes on from. A read that leaves an aggregate `SNAPSHOT_EVERY` versions past its newest
-  snapshot known stores a new one in place of the older (a query per so many versions).
-  A snapshot holds the state as a load gives it: sealed, no plaintext;
+  snapshot known stores a new one in place of the older (a query per so many versions;
+  a snapshot the store cannot take is logged and the read goes on). A snapshot holds
+  the state as a load gives it: sealed, no plaintext;
 * what a read loads holds its personal fields sealed, as stored: events are applied
   unopened, so no plaintext outlives the request that showed it, and a read opens only
   the fields its caller may see, of the current state only (not of every event): a copy
@@ -96,7 +97,8 @@ class EventSource(Protocol):
 
     async def put_snapshot(self, snapshot: StoredEvent) -> None:
         """Store a snapshot, unless one of its version is stored already, and remove
-        (from a database) the aggregate's older ones."""
+        (from a database) the aggregate's older ones. A failure is logged
+        (`log_unstored`), not raised: the read that took it must not fail for a cache."""
         ...
 
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
@@ -318,6 +320,13 @@ class CurrentState:
         self._customers.move_to_end(kept.customer.id)
         if len(self._customers) > self._max_size:
             self._customers.popitem(last=False)
+
+
+def log_unstored(snapshot: StoredEvent, error: Exception) -> None:
+    """Logs a snapshot an `EventSource` could not store: the read that took it goes on
+    (a snapshot is a cache; a later read takes another)."""
+    aggregate, version = str(snapshot.originator_id), snapshot.originator_version
+    log.warning("snapshot not stored", aggregate=aggregate, version=version, error=str(error))
 
 
 def _due_snapshot(aggregate: Aggregate, snapshot: int) -> StoredEvent | None:

@@ -48,6 +48,7 @@ from psycopg.rows import dict_row, tuple_row
 from consumers.key_stores import PG_ERASED_SINCE, PG_LOAD_MANY, uuid_array
 from consumers.pg_times import TIMESTAMPTZ, EdgeTimestamptzLoader
 from projections.base import ColumnType
+from services.current_state import log_unstored
 
 Row = dict[str, Any]
 POOL_SIZE = 8
@@ -146,13 +147,16 @@ class PostgresReads:
 
     async def put_snapshot(self, snapshot: StoredEvent) -> None:
         """Store `snapshot` (unless one of its version is), and remove the aggregate's
-        older ones."""
+        older ones; a failure (a full disk, say) is logged, not raised."""
         s = snapshot
         values = {"id": s.originator_id, "version": s.originator_version}
-        async with self._connection() as c:
-            await c.tuples.execute(
-                self._put_snapshot, values | {"topic": s.topic, "state": s.state}
-            )
+        try:
+            async with self._connection() as c:
+                await c.tuples.execute(
+                    self._put_snapshot, values | {"topic": s.topic, "state": s.state}
+                )
+        except psycopg.Error as error:
+            log_unstored(snapshot, error)
 
     async def head(self) -> int:
         """The newest committed global position (0 when empty)."""

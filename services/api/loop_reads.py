@@ -26,6 +26,7 @@ from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
     IntegrityError,
+    PersistenceError,
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresAggregateRecorder
@@ -36,7 +37,7 @@ from consumers.readmodel_store import ReadModelStore
 from projections.base import ColumnType
 from services.api.read_models import ReadModels
 from services.bootstrap import Runtime
-from services.current_state import CurrentState
+from services.current_state import CurrentState, log_unstored
 from services.event_store import CrmApplication
 from services.pg_reads import PostgresReads
 
@@ -152,16 +153,24 @@ class StoreEvents:
 
     def _put_snapshot(self, snapshot: StoredEvent) -> None:
         """Store `snapshot`, then remove the aggregate's older ones from the SQLite file
-        (a conversation's state may weigh megabytes; in memory, for tests, all stay)."""
-        with contextlib.suppress(IntegrityError):  # another read stored that version first
-            self._snapshots.insert_events([snapshot])
-        if isinstance(self._snapshots, SQLiteAggregateRecorder):
-            table = self._snapshots.events_table_name
-            with self._snapshots.datastore.transaction(commit=True) as cursor:
-                cursor.execute(
-                    f"DELETE FROM {table} WHERE originator_id = ? AND originator_version < ?",
-                    (UUID(str(snapshot.originator_id)).hex, snapshot.originator_version),
-                )
+        (a conversation's state may weigh megabytes; in memory, for tests, all stay). A
+        failure (a full disk, say) is logged, not raised."""
+        try:
+            with contextlib.suppress(IntegrityError):  # another read stored that version
+                self._snapshots.insert_events([snapshot])
+            if isinstance(self._snapshots, SQLiteAggregateRecorder):
+                self._remove_older(self._snapshots, snapshot)
+        except PersistenceError as error:
+            log_unstored(snapshot, error)
+
+    @staticmethod
+    def _remove_older(recorder: SQLiteAggregateRecorder, snapshot: StoredEvent) -> None:
+        table = recorder.events_table_name
+        with recorder.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                f"DELETE FROM {table} WHERE originator_id = ? AND originator_version < ?",
+                (UUID(str(snapshot.originator_id)).hex, snapshot.originator_version),
+            )
 
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         found = self._keys.load_many(subjects)

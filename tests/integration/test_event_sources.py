@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.persistence import StoredEvent
+from structlog.testing import capture_logs
 
 from consumers.keyring import Keyring, MemoryKeyStore
 from domain.customer import Customer
@@ -122,3 +123,49 @@ def test_a_cold_read_of_a_long_history_starts_from_the_newest_snapshot_stored(
     assert alone == [29]  # storing 29 removed 26
     versions = [s.originator_version for s in store.snapshot_recorder.select_events(ada.id)]
     assert versions == [26, 29]  # the older removed when 29 came; 26 stored again after
+
+
+REFUSE_SNAPSHOTS = {  # a store that cannot take a snapshot (its disk full, say)
+    "postgres": [
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'no room'; END $$",
+        "CREATE TRIGGER refuse BEFORE INSERT ON crm_snapshots"
+        " FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ],
+    "sqlite": [
+        "CREATE TRIGGER refuse BEFORE INSERT ON stored_snapshots"
+        " BEGIN SELECT RAISE(FAIL, 'no room'); END",
+    ],
+}
+
+
+def test_a_snapshot_the_store_refuses_leaves_the_read_whole(
+    stored: tuple[CrmApplication, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, source = stored
+    backend = "postgres" if isinstance(source, PostgresReads) else "sqlite"
+    recorder: Any = store.snapshot_recorder
+    with recorder.datastore.transaction(commit=True) as cursor:
+        for statement in REFUSE_SNAPSHOTS[backend]:
+            cursor.execute(statement)
+    monkeypatch.setattr(current_state, "READ_PAGE", 10)
+    monkeypatch.setattr(current_state, "SNAPSHOT_EVERY", 10)
+    ada = Customer.register(ctx(), customer_id=uuid4(), name="Ada", owner_department="sales")
+    for n in range(25):  # versions 2-26
+        ada.update_profile(ctx(minutes=n), company=f"Company {n}")
+    store.record(ada)
+
+    async def scenario() -> Customer:
+        read = await CurrentState(source, Keyring(MemoryKeyStore())).load(Customer, ada.id)
+        if isinstance(source, PostgresReads):
+            await source.aclose()
+        return read
+
+    with capture_logs() as logs:
+        read = asyncio.run(scenario())
+
+    assert read == store.sealed_load(Customer, ada.id)
+    assert store.snapshot_recorder.select_events(ada.id) == []
+    if backend == "postgres":  # SQLite reports RAISE as a conflict: a version stored already
+        (logged,) = [entry for entry in logs if entry["event"] == "snapshot not stored"]
+        assert (logged["aggregate"], logged["version"]) == (str(ada.id), 26)
