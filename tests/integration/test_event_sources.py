@@ -73,6 +73,17 @@ def test_events_of_each_are_each_aggregate_s_own(stored: tuple[CrmApplication, A
     assert [list(events) for events in firsts] == [list(events)[:1] for events in each]
 
 
+def _long_customer(store: CrmApplication, monkeypatch: pytest.MonkeyPatch) -> Customer:
+    """A customer of 26 events stored, read 10 at a time, snapshotted every 10 versions."""
+    monkeypatch.setattr(current_state, "READ_PAGE", 10)
+    monkeypatch.setattr(current_state, "SNAPSHOT_EVERY", 10)
+    ada = Customer.register(ctx(), customer_id=uuid4(), name="Ada", owner_department="sales")
+    for n in range(25):  # versions 2-26
+        ada.update_profile(ctx(minutes=n), company=f"Company {n}")
+    store.record(ada)
+    return ada
+
+
 def test_a_cold_read_of_a_long_history_starts_from_the_newest_snapshot_stored(
     stored: tuple[CrmApplication, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -81,12 +92,7 @@ def test_a_cold_read_of_a_long_history_starts_from_the_newest_snapshot_stored(
     the state the whole history gives. A snapshot stored twice is stored once; storing
     one removes the older ones."""
     store, source = stored
-    monkeypatch.setattr(current_state, "READ_PAGE", 10)
-    monkeypatch.setattr(current_state, "SNAPSHOT_EVERY", 10)
-    ada = Customer.register(ctx(), customer_id=uuid4(), name="Ada", owner_department="sales")
-    for n in range(25):  # versions 2-26
-        ada.update_profile(ctx(minutes=n), company=f"Company {n}")
-    store.record(ada)
+    ada = _long_customer(store, monkeypatch)
     asked: list[int] = []
     events_after = source.events_after
 
@@ -148,12 +154,7 @@ def test_a_snapshot_the_store_refuses_leaves_the_read_whole(
     with recorder.datastore.transaction(commit=True) as cursor:
         for statement in REFUSE_SNAPSHOTS[backend]:
             cursor.execute(statement)
-    monkeypatch.setattr(current_state, "READ_PAGE", 10)
-    monkeypatch.setattr(current_state, "SNAPSHOT_EVERY", 10)
-    ada = Customer.register(ctx(), customer_id=uuid4(), name="Ada", owner_department="sales")
-    for n in range(25):  # versions 2-26
-        ada.update_profile(ctx(minutes=n), company=f"Company {n}")
-    store.record(ada)
+    ada = _long_customer(store, monkeypatch)
 
     async def scenario() -> Customer:
         read = await CurrentState(source, Keyring(MemoryKeyStore())).load(Customer, ada.id)
