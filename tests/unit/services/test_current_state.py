@@ -14,7 +14,6 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from consumers.keyring import PREFIX, Keyring, MemoryKeyStore
-from domain import codec
 from domain.base import ERASED, Aggregate, Context, NotFound
 from domain.codec import CodecMapper
 from domain.conversation import Conversation
@@ -23,6 +22,7 @@ from domain.snapshot import TAGS, snapshot
 from domain.task import Task
 from services import current_state
 from services.current_state import CurrentState, Gathered
+from services.event_store import applied
 from tests.unit.domain.factories import exactly
 
 CTX = Context(
@@ -308,10 +308,8 @@ def test_a_long_history_read_cold_starts_from_its_snapshot(store: Store) -> None
 
 
 def _rebuilt_whole(store: Store, customer_id: UUID) -> Customer:
-    rebuilt = None
-    for stored in store.stored:
-        if stored.originator_id == customer_id:
-            rebuilt = codec.sealed_event(stored).mutate(rebuilt)
+    """The customer from every event of it stored, sealed, as a rebuild applies them."""
+    rebuilt = applied(None, [s for s in store.stored if s.originator_id == customer_id])
     assert isinstance(rebuilt, Customer)
     return rebuilt
 
