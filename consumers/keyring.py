@@ -171,16 +171,14 @@ class Keyring:
         key = self._opening_key(subject)
         return ERASED if key is None else _open(key, subject, sealed)
 
-    def decrypt_each(self, subject: UUID, sealed: Sequence[str]) -> list[str]:
-        """`decrypt` of several values of one subject, its key looked up once."""
+    def subject_opener(self, subject: UUID) -> Callable[[str], str]:
+        """A function opening values of `subject`, as `decrypt` does, with the key held
+        now: the key and its cipher are looked up once, for the values one read shows (a
+        conversation's thousands of messages). Keep it no longer than that read."""
         key = self._opening_key(subject)
         if key is None:
-            return [ERASED if value.startswith(PREFIX) else value for value in sealed]
-        decrypt, associated = _cipher(key).decrypt, subject.bytes
-        return [
-            _opened(decrypt, associated, value) if value.startswith(PREFIX) else value
-            for value in sealed
-        ]
+            return _erased
+        return functools.partial(_opened_or_plain, _cipher(key).decrypt, subject.bytes)
 
     def erase(self, subject: UUID) -> None:
         """Destroy the subject's key: everything sealed with it becomes unreadable."""
@@ -304,6 +302,16 @@ def opener_of(keys: Mapping[UUID, bytes | None]) -> Opener:
 
 def _open(key: bytes, subject: UUID, sealed: str) -> str:
     return _opened(_cipher(key).decrypt, subject.bytes, sealed)
+
+
+def _erased(value: str) -> str:
+    return ERASED if value.startswith(PREFIX) else value
+
+
+def _opened_or_plain(
+    decrypt: Callable[[bytes, bytes, bytes], bytes], associated: bytes, value: str
+) -> str:
+    return _opened(decrypt, associated, value) if value.startswith(PREFIX) else value
 
 
 def _opened(decrypt: Callable[[bytes, bytes, bytes], bytes], associated: bytes, sealed: str) -> str:

@@ -42,7 +42,6 @@ I/O: through its `EventSource`.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar
@@ -303,7 +302,7 @@ class CurrentState:
     async def opener(self, subject: UUID) -> Callable[[str], str]:
         """Opens values of `subject` (a customer): for one request that may show them."""
         await self.hold_keys((subject,))
-        return functools.partial(self._keyring.decrypt, subject)
+        return self._keyring.subject_opener(subject)
 
     async def opened(self, customer: Customer, fields: Sequence[str]) -> Customer:
         """A copy of a kept customer (`load`) with its personal `fields` opened, for one

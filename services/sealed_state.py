@@ -64,9 +64,9 @@ def open_at(
     up once; None where there is no value. The sealed values opened, by path."""
     sealed = {path: value for path in paths if isinstance(value := value_at(root, path), str)}
     if sealed:
-        opened = keyring.decrypt_each(subject, list(sealed.values()))
-        for path, value in zip(sealed, opened, strict=True):
-            set_at(root, path, value)
+        open_value = keyring.subject_opener(subject)
+        for path, value in sealed.items():
+            set_at(root, path, open_value(value))
     return sealed
 
 

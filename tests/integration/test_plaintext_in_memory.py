@@ -165,11 +165,11 @@ def _kept(opened: list[str], value: str) -> str:
 def _opening_spied(keyring: Keyring) -> list[str]:
     """Every value `keyring` opens from now on, as it opens it."""
     opened: list[str] = []
-    decrypt, decrypt_each = keyring.decrypt, keyring.decrypt_each
+    decrypt, subject_opener = keyring.decrypt, keyring.subject_opener
     keyring.decrypt = lambda subject, sealed: _kept(opened, decrypt(subject, sealed))  # type: ignore[method-assign]
-    keyring.decrypt_each = lambda subject, sealed: [  # type: ignore[method-assign]
-        _kept(opened, value) for value in decrypt_each(subject, sealed)
-    ]
+    keyring.subject_opener = lambda subject: lambda sealed: _kept(  # type: ignore[method-assign]
+        opened, subject_opener(subject)(sealed)
+    )
     return opened
 
 

@@ -42,14 +42,18 @@ def test_erasing_makes_old_ciphertext_unreadable_and_blocks_new_keys(tmp_path: P
     assert reopened.decrypt(subject, sealed) == ERASED
 
 
-def test_decrypt_each_opens_a_subject_s_values_as_decrypt_does() -> None:
+def test_a_subject_s_opener_opens_its_values_as_decrypt_does() -> None:
     keyring = Keyring(MemoryKeyStore())
-    subject = uuid4()
-    values = [keyring.encrypt(subject, "Ada"), ERASED, keyring.encrypt(subject, "ada@x.org")]
-    assert keyring.decrypt_each(subject, values) == ["Ada", ERASED, "ada@x.org"]
-    assert keyring.decrypt_each(subject, values) == [keyring.decrypt(subject, v) for v in values]
+    subject, other = uuid4(), uuid4()
+    values = [keyring.encrypt(subject, "Ada"), ERASED, "plain", keyring.encrypt(subject, "a@x.org")]
+    open_value = keyring.subject_opener(subject)
+    assert [open_value(v) for v in values] == ["Ada", ERASED, "plain", "a@x.org"]
+    assert [open_value(v) for v in values] == [keyring.decrypt(subject, v) for v in values]
+    keyring.encrypt(other, "Bob")
+    with pytest.raises(InvalidTag):  # bound to its subject: another's opener cannot open it
+        keyring.subject_opener(other)(values[0])
     keyring.erase(subject)
-    assert keyring.decrypt_each(subject, values) == [ERASED] * 3
+    assert [keyring.subject_opener(subject)(v) for v in values] == [ERASED, ERASED, "plain", ERASED]
 
 
 def test_a_sealed_value_tells_its_plaintext_s_size() -> None:
