@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
+import anyio
 import msgspec
 import structlog
 from litestar import Request, Response
@@ -61,6 +62,9 @@ class Services:
     current: CurrentState  # aggregates as stored now, read on the event loop
     streams: StreamSlots  # the event streams each principal holds open
     access_log: AccessLog | None = None  # who read whose personal data, unmasked
+    # long answers built on a worker thread (`services.api.reads`), one at a time, so a
+    # read of the longest conversation takes the loop from other requests only in turns
+    long_answers: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
 
     def erased_elsewhere(self, customers: set[UUID]) -> None:
         """Another process erased these customers (`services.erasure_watch`): drop what

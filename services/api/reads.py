@@ -66,6 +66,12 @@ from services.commands import Caller
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
 
+LOOP_MESSAGES = 100
+"""A conversation holding more messages and notes is answered on a worker thread (one at
+a time: `Services.long_answers`). Opening and viewing one costs ~10 us, so the longest
+(`MAX_ENTRIES`, 10,000) would hold the event loop for ~150 ms; on a thread, Python hands
+the loop its turns every 5 ms. A short one costs less than the hop to a thread."""
+
 
 @dataclass
 class Reader:
@@ -106,11 +112,19 @@ class Reader:
     ) -> ConversationView:
         conversation = await self._current(Conversation, conversation_id, min_position)
         fields = self._fields(conversation)
-        view = conversation_view(conversation, fields, await self._opener(conversation))
-        if self._recording and conversation.customer_id:
-            paths = revealed(view, Conversation.personal_fields, fields)
-            self._reveal({conversation.customer_id: paths})
-        return view
+        opener = await self._opener(conversation)
+
+        def answer() -> ConversationView:
+            view = conversation_view(conversation, fields, opener)
+            if self._recording and conversation.customer_id:
+                paths = revealed(view, Conversation.personal_fields, fields)
+                self._reveal({conversation.customer_id: paths})
+            return view
+
+        if len(conversation.messages) <= LOOP_MESSAGES:
+            return answer()
+        limiter = self.services.long_answers
+        return await anyio.to_thread.run_sync(answer, limiter=limiter)
 
     async def task(self, task_id: UUID, min_position: int | None) -> TaskView:
         task = await self._current(Task, task_id, min_position)

@@ -5,6 +5,7 @@ of one stores a snapshot for the next process's first read to start from."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,10 @@ from litestar.testing import TestClient
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.snapshot import TAGS
-from services.api.reads import HISTORY_PAGE
+from services.access import MASKED
+from services.access_log import decode
+from services.api import reads
+from services.api.reads import HISTORY_PAGE, LOOP_MESSAGES
 from services.event_store import READ_PAGE
 from tests.integration.api_support import EmbeddedApi, embedded_api
 from tests.unit.domain.factories import ctx
@@ -167,3 +171,60 @@ def test_a_long_conversation_reads_and_takes_commands_from_its_snapshot(
     assert again["version"] == events + 1
     assert again["messages"][:-1] == read["messages"]
     assert again["messages"][-1]["content"] == "Paid"
+
+
+def test_a_long_conversation_is_answered_off_the_loop_exactly_as_on_it(
+    client: Client, api: EmbeddedApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conversation longer than `LOOP_MESSAGES` is opened and viewed on a worker
+    thread, so that it holds the event loop only in turns. Its answer, what it masks and
+    what the access log records are those of the same read on the loop."""
+    ada = Customer.register(
+        ctx(), customer_id=uuid4(), name="Ada", email="ada@example.com", owner_department="sales"
+    )
+    talk = Conversation.open(
+        ctx(), conversation_id=uuid4(), customer=ada, channel="email", subject="Invoice"
+    )
+    for n in range(LOOP_MESSAGES + 1):
+        talk.log_message(ctx(), message_id=f"m{n}", direction="inbound", author="Ada",
+                         content=f"Secret {n}")  # fmt: skip
+    api.runtime.app.record(ada, talk)
+    url = f"/v1/conversations/{talk.id}"
+    manager = api.token("max", "sales", "manager")
+    analyst = api.token("ann", "analytics", "analyst")
+    log = api.app.state.services.access_log
+    on_loop: list[bool] = []
+
+    def viewed(*args: Any) -> Any:
+        on_loop.append(_on_a_loop())
+        return view(*args)
+
+    def answers() -> tuple[Any, Any, list[tuple[str, list[str]]]]:
+        shown, masked = (client.get(url, headers=h) for h in (manager, analyst))
+        assert (shown.status_code, masked.status_code) == (200, 200), shown.text
+        log.flush()
+        stored = [decode(p, r).record for p, r in log.store.select(limit=1000)]
+        return shown.json(), masked.json(), [(r.principal, r.fields) for r in stored]
+
+    view = reads.conversation_view
+    monkeypatch.setattr(reads, "conversation_view", viewed)
+    off_loop = answers()
+    monkeypatch.setattr(reads, "LOOP_MESSAGES", len(talk.messages))
+    on_the_loop = answers()
+
+    shown, masked, recorded = off_loop
+    assert on_loop == [False, False, True, True]
+    assert (shown, masked) == on_the_loop[:2]
+    assert recorded == [("max", ["messages.*.author", "messages.*.content", "subject"])]
+    assert on_the_loop[2] == recorded * 2  # an analyst's reads are masked: no record
+    contents = [m["content"] for m in shown["messages"]]
+    assert contents == [f"Secret {n}" for n in range(LOOP_MESSAGES + 1)]
+    assert {m["content"] for m in masked["messages"]} == {MASKED}
+
+
+def _on_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
