@@ -27,6 +27,7 @@ BENCHMARKS = {
     "access_log": "bench.bench_access_log",
     "search": "bench.bench_search",
     "cold_reads": "bench.bench_cold_reads",
+    "long_reads": "bench.bench_long_reads",
 }
 RESULTS = Path(__file__).parent / "results"
 

@@ -19,7 +19,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     bench.add_argument(
         "names",
         nargs="*",
-        help="relay, projections, commands, audit, http, access_log, search, cold_reads"
+        help="relay, projections, commands, audit, http, access_log, search, cold_reads, long_reads"
         " (default: all)",
     )
     bench.add_argument("--quick", action="store_true", help="smaller workloads (smoke run)")
