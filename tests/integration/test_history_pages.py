@@ -22,6 +22,7 @@ from services.access import MASKED
 from services.access_log import decode
 from services.api import reads
 from services.api.reads import HISTORY_PAGE, LOOP_MESSAGES
+from services.api.views import conversation_view
 from services.event_store import READ_PAGE
 from tests.integration.api_support import EmbeddedApi, embedded_api
 from tests.unit.domain.factories import ctx
@@ -197,7 +198,7 @@ def test_a_long_conversation_is_answered_off_the_loop_exactly_as_on_it(
 
     def viewed(*args: Any) -> Any:
         on_loop.append(_on_a_loop())
-        return view(*args)
+        return conversation_view(*args)
 
     def answers() -> tuple[Any, Any, list[tuple[str, list[str]]]]:
         shown, masked = (client.get(url, headers=h) for h in (manager, analyst))
@@ -206,7 +207,6 @@ def test_a_long_conversation_is_answered_off_the_loop_exactly_as_on_it(
         stored = [decode(p, r).record for p, r in log.store.select(limit=1000)]
         return shown.json(), masked.json(), [(r.principal, r.fields) for r in stored]
 
-    view = reads.conversation_view
     monkeypatch.setattr(reads, "conversation_view", viewed)
     off_loop = answers()
     monkeypatch.setattr(reads, "LOOP_MESSAGES", len(talk.messages))

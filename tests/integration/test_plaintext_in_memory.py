@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from litestar._parsers import parse_query_string
@@ -167,9 +169,12 @@ def _opening_spied(keyring: Keyring) -> list[str]:
     opened: list[str] = []
     decrypt, subject_opener = keyring.decrypt, keyring.subject_opener
     keyring.decrypt = lambda subject, sealed: _kept(opened, decrypt(subject, sealed))  # type: ignore[method-assign]
-    keyring.subject_opener = lambda subject: lambda sealed: _kept(  # type: ignore[method-assign]
-        opened, subject_opener(subject)(sealed)
-    )
+
+    def spied_opener(subject: UUID) -> Callable[[str], str]:
+        open_value = subject_opener(subject)
+        return lambda sealed: _kept(opened, open_value(sealed))
+
+    keyring.subject_opener = spied_opener  # type: ignore[method-assign]
     return opened
 
 
