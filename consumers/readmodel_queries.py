@@ -236,20 +236,52 @@ def timeline(
     department: str | None = None,
     after: Sequence[Any] | None = None,
     limit: int = 200,
+    max_bytes: int | None = None,
 ) -> list[Row]:
     """Communication and task events of one customer, oldest first, each with the current
     `department` of its conversation or task; `department` keeps the entries of that
     department's conversations and tasks; `after` = the `TIMELINE_ORDER` values of the
-    previous page's last row."""
+    previous page's last row. With `max_bytes`, the entries stop at the first whose
+    `author` and `content` (sealed, as stored) bring the page to `max_bytes`, and each
+    entry says how many the page holds up to it (`page_bytes`): an entry may hold a
+    message of 64 kB, and the database hands over no more than the page shows."""
     where, keyset = after_keys(TIMELINE_ORDER, after)
-    query = (
-        "SELECT t.*, w.department FROM {t} t LEFT JOIN {w} w ON w.aggregate_id = t.aggregate_id"
+    order = order_by(TIMELINE_ORDER)
+    source = (
+        " FROM {t} t LEFT JOIN {w} w ON w.aggregate_id = t.aggregate_id"
         " WHERE t.customer_id = %(id)s"
         + ("" if department is None else " AND w.department = %(department)s")
-        + where + order_by(TIMELINE_ORDER) + " LIMIT %(limit)s"
+        + where
     )  # fmt: skip
     params = {"id": customer_id, "department": department, "limit": limit, **keyset}
-    return typed_fetch(store, query, {"t": "shared.timeline", "w": "shared.work_items"}, params)
+    tables = {"t": "shared.timeline", "w": "shared.work_items"}
+    if max_bytes is None:
+        query = "SELECT t.*, w.department" + source + order + " LIMIT %(limit)s"
+        return typed_fetch(store, query, tables, params)
+    # the entries' sizes first (no text handed over), then only the entries that fit
+    size = f"{_octets(store, 't.author')} + {_octets(store, 't.content')}"
+    sizes = f"SELECT t.entry_id AS kept, t.occurred_at, t.entry_id, {size} AS entry_bytes"
+    running = (
+        f"SELECT kept, entry_bytes, sum(entry_bytes) OVER ({order.strip()} ROWS UNBOUNDED"
+        f" PRECEDING) AS page_bytes FROM ({sizes}{source}{order} LIMIT %(limit)s) s"
+    )
+    query = (
+        f"SELECT t.*, w.department, r.page_bytes FROM ({running}) r"
+        " JOIN {t} t ON t.customer_id = %(id)s AND t.entry_id = r.kept"
+        " LEFT JOIN {w} w ON w.aggregate_id = t.aggregate_id"
+        " WHERE r.page_bytes - r.entry_bytes < %(max_bytes)s"
+        " ORDER BY " + ", ".join(f"t.{key.column}" for key in TIMELINE_ORDER)
+    )  # fmt: skip
+    return typed_fetch(store, query, tables, params | {"max_bytes": max_bytes})
+
+
+def _octets(store: ReadModelStore, column: str) -> str:
+    """SQL for the bytes a text `column` holds (0 for NULL). PostgreSQL's `octet_length`
+    takes a stored value's size from its header, without reading it; SQLite 3.40 has no
+    `octet_length`, and its `length` of text would count characters."""
+    if store.dialect == "postgresql":
+        return f"coalesce(octet_length({column}), 0)"
+    return f"coalesce(length(CAST({column} AS BLOB)), 0)"
 
 
 def sales_open_tasks(store: ReadModelStore, customer_id: UUID) -> Row:

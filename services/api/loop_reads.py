@@ -98,6 +98,8 @@ class _Replay:
     """The `fetch` of a `ReadModelStore`, answered from rows awaited before, in order.
     Rows served once are copied when served again: query functions may change them."""
 
+    dialect = "postgresql"  # the store whose rows it was given (`AwaitedReadModels`)
+
     def __init__(self, answers: list[list[Row]], served: list[bool]) -> None:
         self._answers, self._served, self._next = answers, served, 0
 

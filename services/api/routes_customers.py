@@ -137,7 +137,9 @@ async def timeline(
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     min_position: MinPosition = None,
 ) -> dict[str, Any]:
-    """Communication and task events of one customer, oldest first (`items`, `next_cursor`)."""
+    """Communication and task events of one customer, oldest first (`items`, `next_cursor`).
+    A page stops at `limit` entries or at the entry that brings its messages' text to
+    1 MB, whichever comes first: follow `next_cursor` until it is null."""
     return await reader.timeline(customer_id, min_position, cursor=cursor, limit=limit)
 
 

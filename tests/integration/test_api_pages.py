@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from services.api import read_models
 from tests.integration.api_support import EmbeddedApi, embedded_api
 
 Client = TestClient[Any]
@@ -90,6 +91,22 @@ def test_following_cursors_gives_the_whole_timeline_once(
     whole = client.get(url, params={"limit": 500}, headers=headers).json()["items"]
     assert len(whole) >= 3
     assert follow(client, url, headers, limit=1) == whole
+
+
+def test_a_timeline_page_stops_at_its_size_bound_and_its_cursor_names_the_rest(
+    api: tuple[EmbeddedApi, Client], headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page holds at most `TIMELINE_PAGE_BYTES` of messages' text past its first entry
+    (an entry may hold 64 kB): fewer entries than `limit`, and the rest on the next."""
+    _, client = api
+    customers = client.get("/v1/departments/sales/customers", headers=headers).json()["items"]
+    url = f"/v1/customers/{customers[1]['customer_id']}/timeline"
+    whole = client.get(url, params={"limit": 500}, headers=headers).json()["items"]
+    monkeypatch.setattr(read_models, "TIMELINE_PAGE_BYTES", 1)
+    first = client.get(url, params={"limit": 500}, headers=headers).json()
+    assert first["next_cursor"] is not None
+    assert 0 < len(first["items"]) < len(whole)
+    assert follow(client, url, headers, limit=500) == whole
 
 
 @pytest.mark.parametrize("cursor", ["not-a-cursor", "WzFd", "bnVsbA=="])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from functools import partial
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,40 @@ def test_keyset_pages_give_the_whole_list_once_in_order(store: ReadModelStore) -
     whole = history(limit=10_000)
     assert len(whole) > 3
     assert ids(pages(history, rq.TIMELINE_ORDER), "entry_id") == ids(whole, "entry_id")
+
+
+def test_a_timeline_page_stops_at_the_entry_that_fills_its_bytes(store: ReadModelStore) -> None:
+    """With `max_bytes`, entries stop at the first whose author and content (sealed, as
+    stored) bring the page to the bound, each telling the page's bytes up to it; an
+    entry larger than the bound still makes a page of its own."""
+    busiest = store.fetch(
+        "SELECT customer_id, count(*) AS n FROM {t} GROUP BY customer_id ORDER BY n DESC LIMIT 1",
+        {"t": "shared.timeline"},
+        {},
+    )
+    history = partial(rq.timeline, store, busiest[0]["customer_id"], limit=10_000)
+    whole = history()
+    sizes = [len((row["author"] or "").encode() + (row["content"] or "").encode()) for row in whole]
+    assert len(whole) > 3
+    assert sum(size > 0 for size in sizes) > 3
+    for bound in (1, sizes[0] + 1, sum(sizes) // 2, sum(sizes), sum(sizes) + 1):
+        page = history(max_bytes=bound)
+        expected = _filled(whole, sizes, bound)
+        assert [row.pop("page_bytes") for row in page] == list(accumulate(sizes[: len(expected)]))
+        assert page == expected
+    assert len(history(max_bytes=sum(sizes) + 1)) == len(whole)
+
+
+def _filled(rows: list[Row], sizes: list[int], bound: int) -> list[Row]:
+    """The reference: rows taken while the page holds fewer than `bound` bytes."""
+    page: list[Row] = []
+    held = 0
+    for row, size in zip(rows, sizes, strict=True):
+        if held >= bound:
+            break
+        page.append(row)
+        held += size
+    return page
 
 
 def test_queue_board_360_and_timeline(store: ReadModelStore) -> None:
