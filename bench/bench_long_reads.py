@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -127,17 +127,15 @@ def _beside(api: Served, token: str, path: str, seconds: int) -> dict[str, Any]:
     alone: list[dict[str, Any]] = []
     beside: list[dict[str, Any]] = []
     long: list[dict[str, Any]] = []
-    for _ in range(ROUNDS):
-        alone.append(_ceiling(api, token, seconds))
-        reader = threading.Thread(
-            target=lambda: long.append(
-                wrk.run(api.base_url, connections=1, seconds=seconds + 2, token=token, path=path)
+    with ThreadPoolExecutor(1) as reader:
+        for _ in range(ROUNDS):
+            alone.append(_ceiling(api, token, seconds))
+            reading = reader.submit(
+                wrk.run, api.base_url, connections=1, seconds=seconds + 2, token=token, path=path
             )
-        )
-        reader.start()
-        time.sleep(1.0)  # the reader under way first
-        beside.append(_ceiling(api, token, seconds))
-        reader.join()
+            time.sleep(1.0)  # the reader under way first
+            beside.append(_ceiling(api, token, seconds))
+            long.append(reading.result())
 
     def median(runs: list[dict[str, Any]], key: str) -> float:
         value: float = statistics.median(run[key] for run in runs)
