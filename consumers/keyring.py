@@ -175,10 +175,7 @@ class Keyring:
         """A function opening values of `subject`, as `decrypt` does, with the key held
         now: the key and its cipher are looked up once, for the values one read shows (a
         conversation's thousands of messages). Keep it no longer than that read."""
-        key = self._opening_key(subject)
-        if key is None:
-            return _erased
-        return functools.partial(_opened_or_plain, _cipher(key).decrypt, subject.bytes)
+        return _opener_with(subject, self._opening_key(subject))
 
     def erase(self, subject: UUID) -> None:
         """Destroy the subject's key: everything sealed with it becomes unreadable."""
@@ -287,17 +284,20 @@ def opener_of(keys: Mapping[UUID, bytes | None]) -> Opener:
     passes through. Each subject's cipher and associated data are looked up once here,
     not once per value: a page opens some hundred and fifty values. They are found by the
     subject's int: a `UUID`'s hash and equality are Python methods (~0.4 us a lookup)."""
-    openers = {s.int: (_cipher(k).decrypt, s.bytes) for s, k in keys.items() if k is not None}
+    openers = {s.int: _opener_with(s, k) for s, k in keys.items()}
 
     def open_value(subject: UUID, sealed: str) -> str:
-        if not sealed.startswith(PREFIX):
-            return sealed
-        opener = openers.get(subject.int)
-        if opener is None:
-            return ERASED
-        return _opened(*opener, sealed)
+        return openers.get(subject.int, _erased)(sealed)
 
     return open_value
+
+
+def _opener_with(subject: UUID, key: bytes | None) -> Callable[[str], str]:
+    """Opens values of `subject` sealed under `key`; plaintext passes through. Without a
+    key (destroyed, or never made) a sealed value opens as `ERASED`."""
+    if key is None:
+        return _erased
+    return functools.partial(_opened_or_plain, _cipher(key).decrypt, subject.bytes)
 
 
 def _open(key: bytes, subject: UUID, sealed: str) -> str:
