@@ -333,10 +333,11 @@ def _connections(
 ) -> dict[str, Any]:
     """The ceiling, every endpoint, the ceiling again; ratios against the ceilings' mean.
 
-    A command's window follows its own warm-up: the commands' cache drops an aggregate
-    idle for `IDLE_SECONDS` (`services.aggregate_cache`), which the windows in between
-    exceed, and a window measures commands on aggregates in use, as a busy API's are.
-    (A command on an idle one first rebuilds it from its history: RESULTS.md.)"""
+    A command's window follows its own warm-up: the commands' cache trusts an aggregate
+    as is for `IDLE_SECONDS` after its last command and first catches up one idle for
+    longer (`services.aggregate_cache`), which the windows in between exceed, and a
+    window measures commands on aggregates in use, as a busy API's are. (A command on
+    an idle one first catches it up: RESULTS.md.)"""
 
     def measure(endpoint: Endpoint) -> dict[str, Any]:
         if endpoint.method != "GET":

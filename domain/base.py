@@ -30,6 +30,12 @@ IdempotencyKey = Annotated[
     ),
 ]
 
+HELD_BASE = 1_536
+"""About the bytes of memory an aggregate's fixed state holds (`Aggregate.held_bytes`)."""
+HELD_ENTRY = 640
+"""About the bytes of one entry of a growing collection (a message, an order), its text
+aside."""
+
 ERASED = "[erased]"
 """What a personal field reads as once its customer's key has been destroyed."""
 
@@ -211,6 +217,12 @@ class Aggregate:
         for name in event.personal_fields:
             if name in top and getattr(event, name) is not UNSET:
                 yield (name,)
+
+    def held_bytes(self) -> int:
+        """About the bytes of memory this state holds, sealed as commands hold it, erring
+        high: what bounds the commands' cache (`services.aggregate_cache`). A fixed state's
+        by default; an aggregate whose state grows adds what it grows by."""
+        return HELD_BASE
 
     def clone(self) -> Self:
         """A copy that later events of this aggregate leave alone: each container of

@@ -19,6 +19,7 @@ from domain import codec
 from domain import fields as bound
 from domain import validation as check
 from domain.base import (
+    HELD_ENTRY,
     Aggregate,
     AwareDatetime,
     Context,
@@ -414,6 +415,10 @@ class Conversation(Aggregate):
         if message.retracted:
             raise InvalidTransition(f"message {message_id!r} was retracted")
         return message
+
+    def held_bytes(self) -> int:
+        """Each entry, and its text sealed (base64: 4 bytes for 3)."""
+        return super().held_bytes() + HELD_ENTRY * len(self.messages) + self._text_logged * 4 // 3
 
     # --- apply ------------------------------------------------------------------------
 

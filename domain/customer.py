@@ -18,6 +18,7 @@ from domain import fields as bound
 from domain import validation as check
 from domain.base import (
     ERASED,
+    HELD_ENTRY,
     Aggregate,
     AwareDatetime,
     Context,
@@ -335,6 +336,10 @@ class Customer(Aggregate):
     def require_open_for_work(self) -> None:
         """Conversations and tasks call this: no new work on archived/erased customers."""
         self._require_active()
+
+    def held_bytes(self) -> int:
+        """Each order (its other collections are bounded small: part of the fixed state)."""
+        return super().held_bytes() + HELD_ENTRY * len(self.orders)
 
     # --- apply ------------------------------------------------------------------------
 

@@ -238,12 +238,15 @@ class CommandService:
         self, caller: Caller, target: UUID, command: Change[A], *, expected: int | None
     ) -> CommandResult:
         kind = command.aggregate_class()
-        cached = self.cache.take(target)
-        if isinstance(cached, kind):
+        lent = self.cache.take(target)
+        if lent is not None and isinstance(lent.aggregate, kind):
+            cached: A = lent.aggregate
             spare = None
             if time.monotonic() < self._contended_until:
                 cached = await self._caught_up(cached)
                 spare = cached.clone()
+            elif not lent.recent:  # another process may have written since
+                cached = await self._caught_up(cached)
             try:
                 return await self._decide(caller, cached, command, expected, cached=True)
             except IntegrityError:

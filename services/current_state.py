@@ -184,7 +184,7 @@ class CurrentState:
         """A new aggregate owned by the caller (a command may change it), built on the
         loop, sealed: what a command loads when its cache misses (it opens what its
         decision compares). A customer is a copy of the kept one (`load`: only its newer
-        events are read), so a command on a customer idle past the commands' cache costs
+        events are read), so a command on a customer the commands' cache dropped costs
         no rebuild of its history; a conversation or task is read as `load` reads it."""
         if kind is Customer:
             kept = await self.load(Customer, aggregate_id)

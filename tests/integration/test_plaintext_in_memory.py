@@ -28,7 +28,7 @@ from litestar.testing import TestClient
 
 from consumers.keyring import Keyring
 from services.access import Principal, Role
-from services.aggregate_cache import IDLE_SECONDS, AggregateCache
+from services.aggregate_cache import KEPT_SECONDS, AggregateCache
 from services.api.events_stream import AggregatesAsOf, EventStream
 from services.commands import Caller
 from tests.e2e.at_rest import Markers, exercise
@@ -73,7 +73,7 @@ def test_no_personal_plaintext_stays_reachable_once_the_requests_are_answered(
         assert not {"Customer", "Conversation", "Message", "Task"} & set(held)  # sealed
         assert len(services.commands.cache) == 3  # as the commands hold them
 
-        clock.now += IDLE_SECONDS + 0.1
+        clock.now += KEPT_SECONDS + 0.1
         services.sweep()  # what the API runs every second
         assert _holders(markers) == []
 
@@ -83,7 +83,7 @@ def test_the_api_sweeps_idle_aggregates_and_parsed_queries_every_second(
 ) -> None:
     with embedded_api(tmp_path) as api, TestClient(api.app) as client:
         services = api.app.state.services
-        cache = services.commands.cache = AggregateCache(idle_seconds=0.0)
+        cache = services.commands.cache = AggregateCache(idle_seconds=0.0, kept_seconds=0.0)
         client.headers.update(api.token("ada", "sales", "admin"))
         customer = client.post("/v1/customers", json={"name": "Ada", "owner_department": "sales"})
         assert customer.status_code == 201, customer.text

@@ -111,7 +111,9 @@ async def test_the_commands_cache_holds_what_a_sealed_load_gives() -> None:
         (Customer, customer), (Conversation, conversation), (Task, task),
     ]  # fmt: skip
     for kind, aggregate_id in kinds:
-        held = service.cache.take(aggregate_id)
+        lent = service.cache.take(aggregate_id)
+        assert lent is not None
+        held = lent.aggregate
         assert isinstance(held, kind)
         state = msgspec.to_builtins(held.state())
         assert MARK not in str(state), kind  # sealed between commands
