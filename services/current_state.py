@@ -10,7 +10,9 @@ GIL) plus decoding and decrypting every event, every time. Here:
   awaited query on the loop (`services.pg_reads`), on SQLite a local query run on the
   loop itself. However long a history grows (a customer's has no bound), it is never
   held whole, and other requests are served between its pages;
-* customers are kept, as of their last read, in a bounded LRU (`max_size`), and each read
+* customers are kept, as of their last read, in an LRU bounded in number (`max_size`) and
+  in the bytes they hold by their own estimate (`KEPT_BYTES`, `Aggregate.held_bytes`:
+  a customer of 10,000 orders holds ~6 MB), and each read
   applies just the new events. Always current, across processes too: every read asks the
   store what is newer, so nothing is trusted stale. Only customers are kept because their
   erasure is one of their own events (it blanks their personal fields as it is applied);
@@ -65,6 +67,8 @@ Q = TypeVar("Q")
 R = TypeVar("R")
 After = tuple[UUID, int]  # an aggregate, and the version its events are wanted after
 log = structlog.get_logger("crm.current_state")
+KEPT_BYTES = 128 * 2**20
+"""The most the kept customers may hold, by their own estimate (see above)."""
 SNAPSHOT_EVERY = READ_PAGE
 """A read that leaves an aggregate this many versions past its newest snapshot stores a
 new one: a later read of it from nothing reads a page of its history, then the
@@ -114,6 +118,7 @@ class _Kept(NamedTuple):
     customer: Customer
     head: int  # the store's head when a read last asked for this customer's new events
     snapshot: int  # the version of its newest snapshot known here (0: none)
+    held: int  # its `held_bytes` when kept
 
 
 class Gathered(Generic[Q, R]):
@@ -153,11 +158,19 @@ class Gathered(Generic[Q, R]):
 
 
 class CurrentState:
-    def __init__(self, source: EventSource, keyring: Keyring, max_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        source: EventSource,
+        keyring: Keyring,
+        max_size: int = 10_000,
+        max_bytes: int = KEPT_BYTES,
+    ) -> None:
         self._source = source
         self._keyring = keyring
         self._max_size = max_size
+        self._max_bytes = max_bytes
         self._customers: OrderedDict[UUID, _Kept] = OrderedDict()
+        self._held = 0  # bytes the kept customers hold, by their estimate
         self._heads: Gathered[None, int] = Gathered(self._head_each)
         self._catch_ups: Gathered[After, Sequence[StoredEvent]] = Gathered(self._first_pages)
 
@@ -175,7 +188,8 @@ class CurrentState:
         if isinstance(aggregate, Customer):
             newest = self._customers.get(aggregate_id)
             head = head if newest is None else max(head, newest.head)
-            self._keep(_Kept(aggregate, head, snapshot if due is None else aggregate.version))
+            snapshot = snapshot if due is None else aggregate.version
+            self._keep(_Kept(aggregate, head, snapshot, aggregate.held_bytes()))
         if due is not None:
             await self._source.put_snapshot(due)
         return aggregate
@@ -315,10 +329,16 @@ class CurrentState:
         return opened
 
     def _keep(self, kept: _Kept) -> None:
-        self._customers[kept.customer.id] = kept
-        self._customers.move_to_end(kept.customer.id)
-        if len(self._customers) > self._max_size:
-            self._customers.popitem(last=False)
+        customers = self._customers
+        replaced = customers.pop(kept.customer.id, None)
+        if replaced is not None:
+            self._held -= replaced.held
+        if kept.held > self._max_bytes:
+            return
+        customers[kept.customer.id] = kept
+        self._held += kept.held
+        while len(customers) > self._max_size or self._held > self._max_bytes:
+            self._held -= customers.popitem(last=False)[1].held
 
 
 def log_unstored(snapshot: StoredEvent, error: Exception) -> None:

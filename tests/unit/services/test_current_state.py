@@ -133,6 +133,34 @@ def test_a_kept_customer_costs_a_head_query_until_the_head_moves(store: Store) -
     ]  # fmt: skip
 
 
+def test_kept_customers_hold_at_most_max_bytes_the_least_recently_read_going_first(
+    store: Store,
+) -> None:
+    ada, bob, cyd, dan = (customer(store) for _ in range(4))
+    for n in range(2):
+        cyd.record_order(CTX, order_id=f"o-{n}", amount="1.00", currency="EUR")
+    for n in range(5):
+        dan.record_order(CTX, order_id=f"o-{n}", amount="1.00", currency="EUR")
+    store.save(cyd)
+    store.save(dan)
+    bound = ada.held_bytes() * 3
+    assert bob.held_bytes() + cyd.held_bytes() <= bound < ada.held_bytes() * 2 + cyd.held_bytes()
+    assert dan.held_bytes() > bound
+    current = CurrentState(store, Keyring(store.keys_store), max_bytes=bound)
+
+    async def read(*who: Customer) -> list[object]:
+        del store.asked[:]
+        for one in who:
+            await current.load(Customer, one.id)
+        return [version for asked, version in store.asked if asked == "events"]
+
+    assert asyncio.run(read(ada, bob)) == [0, 0]
+    assert asyncio.run(read(ada, bob)) == []  # both kept
+    assert asyncio.run(read(cyd)) == [0]  # kept: ada, the least recently read, went
+    assert asyncio.run(read(bob, cyd, ada)) == [0]
+    assert asyncio.run(read(dan, dan)) == [0, 0]  # more than the whole bound: never kept
+
+
 def test_a_kept_customer_holds_its_personal_fields_sealed_and_a_read_opens_a_copy(
     store: Store,
 ) -> None:
