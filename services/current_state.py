@@ -174,6 +174,11 @@ class CurrentState:
         self._heads: Gathered[None, int] = Gathered(self._head_each)
         self._catch_ups: Gathered[After, Sequence[StoredEvent]] = Gathered(self._first_pages)
 
+    @property
+    def held(self) -> int:
+        """The bytes the kept customers hold, by their estimate (`Aggregate.held_bytes`)."""
+        return self._held
+
     async def load(self, kind: type[A], aggregate_id: UUID) -> A:
         """The aggregate with every event stored so far, its personal fields sealed
         (`opened` and `opener` give a request what it may show); `NotFound` if there is

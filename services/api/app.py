@@ -74,6 +74,16 @@ def create_app(
         runtime, metrics, committer, principals, applied_position, current=current
     )
     services.queries = queries_helper
+    metrics.gauge(
+        "crm_commands_cache_bytes",
+        "Bytes the commands' cache of aggregates holds, by their estimate",
+        lambda: services.commands.cache.held,
+    )
+    metrics.gauge(
+        "crm_kept_customers_bytes",
+        "Bytes the customers kept for reads hold, by their estimate",
+        lambda: current.held,
+    )
     sweeping, unsweeping = _in_background(partial(_every, SWEEP_SECONDS, services.sweep))
     starting = [services.start_access_log, sweeping]
     closing = [services.commands.committer.aclose, services.stop_access_log, unsweeping]

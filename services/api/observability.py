@@ -55,12 +55,15 @@ class Metrics:
             "Duration of one group-commit transaction",
             registry=self.registry,
         )
-        position = Gauge(
+        self.gauge(
             "crm_event_store_head_position",
             "Newest global position in the event store",
-            registry=self.registry,
+            head_position,
         )
-        position.set_function(head_position)
+
+    def gauge(self, name: str, text: str, value: Callable[[], float]) -> None:
+        """A gauge read from `value` at each scrape."""
+        Gauge(name, text, registry=self.registry).set_function(value)
 
     def batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
