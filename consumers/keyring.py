@@ -28,6 +28,7 @@ import functools
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -43,6 +44,10 @@ KEY_CACHE_SECONDS = 2.0
 """How long a fetched data key is used before it is fetched again, or, in a process that
 checks for erasures, after the latest check: the longest a process may go on sealing or
 opening with a key another process has destroyed."""
+KEYS_HELD = 100_000
+"""The most data keys a keyring holds (~300 bytes each); past it, the longest held goes
+and is fetched again when needed. Without a bound an API process trusting keys while
+it checks for erasures held the key of every customer it ever served."""
 Opener = Callable[[UUID, str], str]
 
 
@@ -129,7 +134,7 @@ class Keyring:
     def __init__(self, store: KeyStore, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self._clock = clock
-        self._cache: dict[UUID, tuple[bytes, float]] = {}
+        self._cache: OrderedDict[UUID, tuple[bytes, float]] = OrderedDict()  # oldest first
         self._batch: dict[UUID, bytes | None] = {}
         self._batch_at = 0.0
         self._erased: set[UUID] = set()
@@ -231,7 +236,7 @@ class Keyring:
             self._erased.add(subject)
             self._cache.pop(subject, None)
         else:
-            self._cache[subject] = (key, self._clock())
+            self._hold(subject, key)
 
     def forget(self, subject: UUID) -> None:
         """Drop a cached key (another process erased it)."""
@@ -274,8 +279,19 @@ class Keyring:
             if key is None and create:
                 key = self.store.create(subject, new_data_key())
             if key is not None:
-                self._cache[subject] = (key, self._clock())
+                self._hold(subject, key)
         return key
+
+    def _hold(self, subject: UUID, key: bytes) -> None:
+        """Hold `subject`'s key as fetched now, within `KEYS_HELD` (each step is atomic
+        under the GIL: other threads may hold keys at the same time)."""
+        cache = self._cache
+        cache[subject] = (key, self._clock())
+        while len(cache) > KEYS_HELD:
+            try:
+                cache.popitem(last=False)
+            except KeyError:  # another thread emptied it meanwhile
+                break
 
 
 def opener_of(keys: Mapping[UUID, bytes | None]) -> Opener:

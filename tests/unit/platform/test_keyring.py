@@ -8,8 +8,9 @@ from uuid import UUID, uuid4
 import pytest
 from cryptography.exceptions import InvalidTag
 
+from consumers import keyring as keyring_module
 from consumers.key_stores import SqliteKeyStore
-from consumers.keyring import KEY_CACHE_SECONDS, PREFIX, Keyring, MemoryKeyStore
+from consumers.keyring import KEY_CACHE_SECONDS, PREFIX, Keyring, MemoryKeyStore, new_data_key
 from consumers.sealed_rows import JOIN, open_rows
 from domain.base import ERASED
 from domain.codec import text_size
@@ -117,6 +118,26 @@ def test_a_key_is_trusted_past_its_cache_time_only_while_erasure_checks_keep_com
     clock.now += KEY_CACHE_SECONDS  # no check since (the store unreachable, say)
     keyring.encrypt(subject, "Ada")
     assert store.loads == 2
+
+
+def test_a_keyring_holds_at_most_keys_held_keys_the_longest_held_going_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(keyring_module, "KEYS_HELD", 3)
+    store, clock = _CountingStore(), Clock(1000.0)
+    keyring = Keyring(store, clock=clock)
+    keyring.checked(clock.now, AS_OF, [])  # keys trusted while checks come: held for good
+    subjects = [uuid4() for _ in range(4)]
+    for subject in subjects[:3]:
+        keyring.encrypt(subject, "Ada")
+    assert [keyring.known_erased(s) for s in subjects] == [False, False, False, None]
+    keyring.remember(subjects[3], store.create(subjects[3], new_data_key()))  # fetched elsewhere
+    assert [keyring.known_erased(s) for s in subjects] == [None, False, False, False]
+    loads = store.loads
+    sealed = keyring.encrypt(subjects[0], "Ada")  # fetched again
+    assert store.loads == loads + 1
+    assert keyring.decrypt(subjects[0], sealed) == "Ada"
+    assert [keyring.known_erased(s) for s in subjects] == [False, None, False, False]
 
 
 def test_a_key_fetched_before_the_first_erasure_check_expires_as_without_checks() -> None:
