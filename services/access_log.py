@@ -7,9 +7,12 @@ queue, and a writer thread stores the queue in batches, off the request path, in
 append-only table of its own, chained like the event log (`domain.hashchain`): each
 record's link is SHA-256(previous link || position || record). `close()` (at the API's
 shutdown) stores what is queued, so a graceful stop loses nothing; a crash can lose the
-records of the last flush interval. The relay publishes stored records in order to the
-Kafka topic `crm.access.v1`; auditors query them over HTTP (`GET /v1/audit/access`) and
-with `crm audit access ID`.
+records of the last flush interval. While the store refuses appends (a full disk), the
+queue keeps what it could not store, up to `PENDING_MAX` records: past that a read that
+would show personal data is refused (`AccessLogBacklogged`, a 503) rather than shown
+unrecorded or queued without bound, until the writer has stored them. The relay
+publishes stored records in order to the Kafka topic `crm.access.v1`; auditors query
+them over HTTP (`GET /v1/audit/access`) and with `crm audit access ID`.
 
 I/O: the store it is given (`services.access_log_store`), on its writer thread.
 """
@@ -194,6 +197,20 @@ than 0.2 s (fewer, fuller appends) brought the cost on GET customer from 9.7 % t
 (means of the benchmark's in-process switch, `bench/RESULTS.md`)."""
 FLUSH_SECONDS = 0.5
 """How often the writer stores the queue, and what a crash (not a graceful stop) can lose."""
+PENDING_MAX = 50_000
+"""Records the queue holds at most unstored (a few hundred bytes each; a page's name its
+customers): some 30 s of reads at this API's pace. See the module's docs."""
+
+
+class AccessLogBacklogged(Exception):  # noqa: N818 - reads as the HTTP status it maps to
+    """The access log holds `PENDING_MAX` records its store has not taken yet: a read
+    that would show personal data waits until they are stored (a 503 with Retry-After)."""
+
+    def __init__(self, pending: int) -> None:
+        super().__init__(
+            f"{pending} access records wait to be stored; reads of personal data resume"
+            " once they are"
+        )
 
 
 class AccessLog:
@@ -261,6 +278,8 @@ class AccessLog:
             return
         if len(customers) > 1:  # each once, in order (by their ints: UUID hashes in Python)
             customers = [c for _, c in sorted({c.int: c for c in customers}.items())]
+        if len(self._queue) >= PENDING_MAX:
+            raise AccessLogBacklogged(len(self._queue))
         record = AccessRecord(
             at=datetime.now(UTC),
             principal=principal.name,
@@ -273,6 +292,15 @@ class AccessLog:
 
     def pending(self) -> int:
         return len(self._queue)
+
+    def backlog(self) -> str | None:
+        """For `/readyz`: None while the writer keeps up, else what waits to be stored
+        (past a tenth of `PENDING_MAX`: appends are failing, not merely queued)."""
+        pending = len(self._queue)
+        if pending < max(1, PENDING_MAX // 10):
+            return None
+        refused = "; reads of personal data are refused" if pending >= PENDING_MAX else ""
+        return f"{pending} access records wait to be stored{refused}"
 
     def flush(self) -> None:
         """Store everything queued so far (the writer does this every `flush_seconds`),

@@ -97,6 +97,8 @@ def create_app(
     store = None if queries_helper is None else queries_helper.store
     register_pipeline_metrics(metrics.registry, runtime, store, probe)
     checks = default_checks(runtime, probe, store, applied_position) | (readiness or {})
+    if services.access_log is not None:
+        checks["access_log"] = services.access_log.backlog
     app = Litestar(
         route_handlers=[
             Router(

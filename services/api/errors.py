@@ -37,6 +37,7 @@ from domain.base import (
 from domain.codec import UnknownEventType
 from domain.customer import CustomerErasedError
 from services.access import Forbidden
+from services.access_log import AccessLogBacklogged
 from services.idempotency import BadIdempotencyKeyError, IdempotencyError
 
 PROBLEM_BASE = "https://crm-collab.example/problems/"
@@ -93,6 +94,11 @@ PROBLEMS: dict[type[BaseException], tuple[int, str, str]] = {
     ReadModelUnavailable: (501, "read-model-unavailable", "Read model not available yet"),
     NotCaughtUp: (503, "not-caught-up", "The read model has not caught up yet"),
     TooManyStreams: (429, "too-many-streams", "Too many event streams open at once"),
+    AccessLogBacklogged: (
+        503,
+        "access-log-unavailable",
+        "Reads of personal data wait until the access log is stored; retry later",
+    ),
     ValidationException: (400, "invalid-request", "The request does not match the schema"),
 }
 
@@ -223,7 +229,7 @@ def _detail(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-_EXPECTED = (NotCaughtUp, ReadModelUnavailable)
+_EXPECTED = (NotCaughtUp, ReadModelUnavailable, AccessLogBacklogged)
 """5xx answers that are no bug (with a database out of reach, `unavailable`): not logged
 as unhandled (the request line has them)."""
 
@@ -245,6 +251,8 @@ def _retry_after(error: BaseException) -> str | None:
         return str(max(1, round(error.retry_after)))
     if isinstance(error, TooManyStreams):
         return STREAM_RETRY_AFTER
+    if isinstance(error, AccessLogBacklogged):
+        return STORAGE_RETRY_AFTER
     if storage_full(error):
         return STORAGE_RETRY_AFTER
     if unavailable(error):
@@ -263,6 +271,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ReadModelUnavailable: problem_response,
     NotCaughtUp: problem_response,
     TooManyStreams: problem_response,
+    AccessLogBacklogged: problem_response,
     HTTPException: problem_response,
     **dict.fromkeys(DATABASE_UNAVAILABLE, problem_response),
     500: problem_response,  # last resort: anything unmapped, logged with its traceback

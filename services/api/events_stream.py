@@ -14,7 +14,9 @@ state would be. Events are read sealed: only the fields of those delivered that 
 caller may see are ever opened. The stream re-authenticates its token on every page, so
 a revoked token ends its open streams as soon as plain requests are refused (within the
 principal cache's few seconds). A principal holds at most `CRM_STREAMS_PER_PRINCIPAL`
-streams open per process (`services.api.stream_slots`): the next one is a 429.
+streams open per process (`services.api.stream_slots`): the next one is a 429. While
+the access log cannot take a page's record (`AccessLogBacklogged`), the stream waits and
+reads that page again: the caller sees it late, never unrecorded.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from litestar.response import ServerSentEventMessage
 from domain import codec
 from domain.base import AGGREGATE_CLASSES, Aggregate, DomainEvent
 from services.access import Forbidden, Principal, mask, resource_of, rule_name, unmasked
-from services.access_log import revealed
+from services.access_log import AccessLogBacklogged, revealed
 from services.api.deps import CallerDep, Services, ServicesDep, bearer_token
 from services.api.errors import BadRequest
 from services.commands import Caller
@@ -113,9 +115,13 @@ class EventStream:
                 principal = await anyio.to_thread.run_sync(self._still_authorised)
                 if principal is None:
                     return  # revoked: the stream ends as any other request would be refused
-                last, page = await anyio.to_thread.run_sync(
-                    self.page, principal, department, position, states
-                )
+                try:
+                    last, page = await anyio.to_thread.run_sync(
+                        self.page, principal, department, position, states
+                    )
+                except AccessLogBacklogged:  # none of it delivered: again once stored
+                    await anyio.sleep(self.services.stream_poll_seconds)
+                    continue
                 for notification_id, event, document in page:
                     data = _encoder.encode(document).decode()
                     yield ServerSentEventMessage(

@@ -1,6 +1,6 @@
 """What `/readyz` checks: the event store, Kafka (PostgreSQL mode), read-model lag and
-dead letters, the relay and consumers, and (embedded) whether the in-process follower is
-stalled.
+dead letters, the relay and consumers, (embedded) whether the in-process follower is
+stalled, and (`services.api.app`) the access log's records waiting to be stored.
 
 Each check returns None when fine, else one line saying what is wrong. Any failing check
 makes the API `degraded`; it is not ready (503) only while the event store is

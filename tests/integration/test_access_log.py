@@ -5,9 +5,11 @@ and published in order to `crm.access.v1`."""
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -217,6 +219,68 @@ def test_records_are_chained_on_postgresql_and_published_in_order(
             ]
         finally:
             pool.close()
+
+
+@pytest.mark.parametrize("route", sorted(READS))
+def test_a_read_that_cannot_be_recorded_is_refused_and_a_masked_one_answers(
+    client: Client, api: EmbeddedApi, route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The access log's store refuses appends (a full disk) and its queue holds as many
+    records as it may: a read that would show personal data is a 503 until they are
+    stored, and `/readyz` says why; a read that shows none answers as usual."""
+    ids = scenario(client, api)
+    before = len(records(api))
+    path, _ = READS[route]
+    manager = api.token("max", "sales", "manager")
+    log: AccessLog = api.app.state.services.access_log
+
+    def full(batch: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("services.access_log.PENDING_MAX", 1)
+    monkeypatch.setattr(log.store, "append", full)
+    assert client.get(path.format(**ids), headers=manager).status_code == 200  # queued
+    with pytest.raises(OSError):
+        log.flush()
+    refused = client.get(path.format(**ids), headers=manager)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["type"].endswith("/access-log-unavailable")
+    assert refused.headers["Retry-After"] == "30"
+    assert "ada@x.com" not in refused.text
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "degraded"
+    assert ready["checks"]["access_log"].endswith("reads of personal data are refused")
+    if not route.endswith("/history"):
+        analyst = api.token("ann", "analytics", "analyst")
+        assert client.get(path.format(**ids), headers=analyst).status_code == 200
+    monkeypatch.undo()  # space again
+    log.flush()
+    assert client.get(path.format(**ids), headers=manager).status_code == 200
+    assert len(records(api)) == before + 2  # the queued read's record and the last one's
+
+
+def test_the_event_stream_waits_while_its_reads_cannot_be_recorded(
+    api: EmbeddedApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.app.state.services.stream_poll_seconds = 0.05
+    sales, analyst = api.token("sam", "sales", "agent"), api.token("ann", "analytics", "analyst")
+    monkeypatch.setattr("services.access_log.PENDING_MAX", 0)
+    with served(api.app) as base, httpx.Client(base_url=base, timeout=10) as http:
+        shown, masked = (Stream(base, "/v1/events/stream", who) for who in (sales, analyst))
+        try:
+            body = {"name": "Ada", "email": "ada@x.com"}
+            customer = http.post("/v1/customers", json=body, headers=sales).json()["id"]
+            masked.until(about(customer), "the registration, masked")
+            time.sleep(0.3)  # some polls of the other stream, each refused its record
+            assert not any(about(customer)(event) for event in shown.events)
+            assert not shown.ended.is_set()  # it waits; it did not end
+            monkeypatch.undo()
+            shown.until(about(customer), "the registration, once it can be recorded")
+        finally:
+            shown.close()
+            masked.close()
+        streamed = [r for r in records(api) if r.route == "GET /v1/events/stream"]
+    assert [(r.principal, [str(c) for c in r.customers]) for r in streamed] == [("sam", [customer])]
 
 
 def test_the_event_stream_records_what_it_delivered_unmasked(api: EmbeddedApi) -> None:

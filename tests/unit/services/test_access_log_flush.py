@@ -1,6 +1,7 @@
 """A flush stores every queued record, in order, `BATCH` records an append at most (the
 writer holds the GIL while it prepares an append); an append that fails leaves its
-records and every later one queued, in order, for the next flush."""
+records and every later one queued, in order, for the next flush; past `PENDING_MAX`
+unstored records, a read that would show personal data is refused, not queued."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from services import access_log
 from services.access import Principal, Role
-from services.access_log import BATCH, AccessLog, decode
+from services.access_log import BATCH, AccessLog, AccessLogBacklogged, decode
 from services.access_log_store import SqliteAccessStore
 
 WHO = Principal(name="max", department="sales", role=Role.MANAGER)
@@ -67,4 +69,27 @@ def test_a_failed_append_keeps_its_records_and_the_later_ones_queued(tmp_path: P
     later = _revealed(log, 2)
     log.flush()
     assert _stored(store) == customers + later
+    store.close()
+
+
+def test_past_pending_max_unstored_records_a_reveal_is_refused_until_they_are_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(access_log, "PENDING_MAX", 5)
+    store = CountedStore(tmp_path / "access.db")
+    log = AccessLog(store)
+    store.failing = 1
+    customers = _revealed(log, 5)
+    with pytest.raises(ConnectionError):
+        log.flush()  # a full disk, say
+    assert log.backlog() == "5 access records wait to be stored; reads of personal data are refused"
+    with pytest.raises(AccessLogBacklogged):
+        _revealed(log, 1)
+    log.reveal(WHO, "GET /v1/customers/{customer_id}", {uuid.uuid4(): []})  # shows nothing
+    assert log.pending() == 5
+    log.flush()
+    assert log.backlog() is None
+    later = _revealed(log, 1)
+    log.flush()
+    assert _stored(store) == customers + later  # each once, none lost, none refused stored
     store.close()
