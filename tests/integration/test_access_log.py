@@ -240,7 +240,7 @@ def test_a_read_that_cannot_be_recorded_is_refused_and_a_masked_one_answers(
     monkeypatch.setattr("services.access_log.PENDING_MAX", 1)
     monkeypatch.setattr(log.store, "append", full)
     assert client.get(path.format(**ids), headers=manager).status_code == 200  # queued
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="No space left"):
         log.flush()
     refused = client.get(path.format(**ids), headers=manager)
     assert refused.status_code == 503, refused.text
