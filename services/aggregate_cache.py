@@ -45,12 +45,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 from uuid import UUID
 
 from domain.base import Aggregate
+from services.held import Held
 
 IDLE_SECONDS = 5.0
 """How long after its last command a cached aggregate is trusted as is (see above)."""
@@ -69,7 +69,6 @@ class Lent(NamedTuple):
 class _Entry(NamedTuple):
     aggregate: Aggregate
     used: float  # the clock's time of its last command
-    held: int  # its `held_bytes`, as given back
 
 
 class AggregateCache:
@@ -81,13 +80,10 @@ class AggregateCache:
         max_bytes: int = HELD_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._max_size = max_size
         self._idle_seconds = idle_seconds
         self._kept_seconds = kept_seconds
-        self._max_bytes = max_bytes
         self._clock = clock
-        self._lent: OrderedDict[UUID, _Entry] = OrderedDict()  # least recently used first
-        self._held = 0  # bytes the entries hold, by their estimate
+        self._lent: Held[UUID, _Entry] = Held(max_size, max_bytes)
         self._lock = threading.Lock()
 
     def take(self, aggregate_id: UUID) -> Lent | None:
@@ -95,29 +91,20 @@ class AggregateCache:
         with self._lock:
             now = self._clock()
             self._expire(now)
-            entry = self._lent.pop(aggregate_id, None)
-            if entry is None:
-                return None
-            self._held -= entry.held
+            entry = self._lent.pop(aggregate_id)
+        if entry is None:
+            return None
         return Lent(entry.aggregate, recent=now - entry.used <= self._idle_seconds)
 
     def give_back(self, aggregate: Aggregate) -> None:
         """Cache `aggregate`, whose events are all durable, unless a newer one is cached."""
-        if aggregate._pending or self._max_size <= 0:
+        if aggregate._pending:
             return
         held = aggregate.held_bytes()
         with self._lock:
             cached = self._lent.get(aggregate.id)
-            if cached is not None:
-                if cached.aggregate.version >= aggregate.version:
-                    return
-                self._held -= self._lent.pop(aggregate.id).held
-            if held > self._max_bytes:
-                return
-            self._lent[aggregate.id] = _Entry(aggregate, self._clock(), held)
-            self._held += held
-            while len(self._lent) > self._max_size or self._held > self._max_bytes:
-                self._held -= self._lent.popitem(last=False)[1].held
+            if cached is None or cached.aggregate.version < aggregate.version:
+                self._lent.put(aggregate.id, _Entry(aggregate, self._clock()), held)
 
     def sweep(self) -> None:
         """Drop the aggregates idle for longer than `kept_seconds`."""
@@ -127,7 +114,6 @@ class AggregateCache:
     def clear(self) -> None:
         with self._lock:
             self._lent.clear()
-            self._held = 0
 
     def __len__(self) -> int:
         return len(self._lent)
@@ -135,11 +121,10 @@ class AggregateCache:
     @property
     def held(self) -> int:
         """The bytes the cached aggregates hold, by their estimate."""
-        return self._held
+        return self._lent.held
 
     def _expire(self, now: float) -> None:
         """Drop expired aggregates: the oldest are first, so this stops at the first kept."""
         oldest = now - self._kept_seconds
-        lent = self._lent
-        while lent and next(iter(lent.values())).used < oldest:
-            self._held -= lent.popitem(last=False)[1].held
+        while (first := self._lent.oldest()) is not None and first.used < oldest:
+            self._lent.drop_oldest()

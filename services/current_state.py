@@ -44,7 +44,6 @@ I/O: through its `EventSource`.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar
 from uuid import UUID
@@ -60,6 +59,7 @@ from domain.customer import Customer
 from domain.snapshot import TAGS, restored
 from domain.snapshot import snapshot as snapshot_of
 from services.event_store import READ_PAGE, applied
+from services.held import Held
 from services.sealed_state import open_at, top_level
 
 A = TypeVar("A", bound=Aggregate)
@@ -118,7 +118,6 @@ class _Kept(NamedTuple):
     customer: Customer
     head: int  # the store's head when a read last asked for this customer's new events
     snapshot: int  # the version of its newest snapshot known here (0: none)
-    held: int  # its `held_bytes` when kept
 
 
 class Gathered(Generic[Q, R]):
@@ -167,17 +166,14 @@ class CurrentState:
     ) -> None:
         self._source = source
         self._keyring = keyring
-        self._max_size = max_size
-        self._max_bytes = max_bytes
-        self._customers: OrderedDict[UUID, _Kept] = OrderedDict()
-        self._held = 0  # bytes the kept customers hold, by their estimate
+        self._customers: Held[UUID, _Kept] = Held(max_size, max_bytes)
         self._heads: Gathered[None, int] = Gathered(self._head_each)
         self._catch_ups: Gathered[After, Sequence[StoredEvent]] = Gathered(self._first_pages)
 
     @property
     def held(self) -> int:
         """The bytes the kept customers hold, by their estimate (`Aggregate.held_bytes`)."""
-        return self._held
+        return self._customers.held
 
     async def load(self, kind: type[A], aggregate_id: UUID) -> A:
         """The aggregate with every event stored so far, its personal fields sealed
@@ -186,15 +182,14 @@ class CurrentState:
         head = await self._heads.ask(None)
         kept = self._customers.get(aggregate_id) if kind is Customer else None
         if kept is not None and kept.head == head:
-            self._customers.move_to_end(aggregate_id)
+            self._customers.touch(aggregate_id)
             return kept.customer  # type: ignore[return-value]
         aggregate, snapshot = await self._read(kind, aggregate_id, kept)
         due = _due_snapshot(aggregate, snapshot)  # taken now: no other read changed it yet
         if isinstance(aggregate, Customer):
             newest = self._customers.get(aggregate_id)
             head = head if newest is None else max(head, newest.head)
-            snapshot = snapshot if due is None else aggregate.version
-            self._keep(_Kept(aggregate, head, snapshot, aggregate.held_bytes()))
+            self._keep(_Kept(aggregate, head, snapshot if due is None else aggregate.version))
         if due is not None:
             await self._source.put_snapshot(due)
         return aggregate
@@ -334,16 +329,7 @@ class CurrentState:
         return opened
 
     def _keep(self, kept: _Kept) -> None:
-        customers = self._customers
-        replaced = customers.pop(kept.customer.id, None)
-        if replaced is not None:
-            self._held -= replaced.held
-        if kept.held > self._max_bytes:
-            return
-        customers[kept.customer.id] = kept
-        self._held += kept.held
-        while len(customers) > self._max_size or self._held > self._max_bytes:
-            self._held -= customers.popitem(last=False)[1].held
+        self._customers.put(kept.customer.id, kept, kept.customer.held_bytes())
 
 
 def log_unstored(snapshot: StoredEvent, error: Exception) -> None:

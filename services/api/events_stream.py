@@ -21,7 +21,6 @@ reads that page again: the caller sees it late, never unrecorded.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ from services.api.deps import CallerDep, Services, ServicesDep, bearer_token
 from services.api.errors import BadRequest
 from services.commands import Caller
 from services.event_store import CrmApplication
+from services.held import Held
 
 PAGE = 200
 ROUTE = "GET /v1/events/stream"  # what the access log names
@@ -48,27 +48,33 @@ _encoder = msgspec.json.Encoder()
 Delivered = tuple[int, DomainEvent, dict[str, object]]
 
 
+STATES_BYTES = 32 * 2**20
+"""The most one stream's states may hold, by their own estimate (`Aggregate.held_bytes`)."""
+
+
 @dataclass
 class AggregatesAsOf:
     """Aggregates as of the last event the stream passed, kept current by applying each
     passing event with the domain's own `mutate` (so visibility rules are never written
     twice); an aggregate seen first, or evicted, is loaded at that event's version. Their
-    personal fields stay sealed: judging visibility needs none of them."""
+    personal fields stay sealed: judging visibility needs none of them. At most `size`
+    of them and `STATES_BYTES`: a replay through long conversations keeps what it may."""
 
     app: CrmApplication
     size: int = 2_000
-    _states: OrderedDict[UUID, Aggregate] = field(default_factory=OrderedDict)
+    _states: Held[UUID, Aggregate] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._states = Held(self.size, STATES_BYTES)
 
     def after(self, event: DomainEvent) -> Aggregate:
-        aggregate = self._states.pop(event.originator_id, None)
+        aggregate = self._states.pop(event.originator_id)
         if aggregate is not None and aggregate.version == event.originator_version - 1:
             event.mutate(aggregate)
         else:
             kind = AGGREGATE_CLASSES[event.aggregate_type]
             aggregate = self.app.sealed_load(kind, event.originator_id, event.originator_version)
-        self._states[event.originator_id] = aggregate
-        if len(self._states) > self.size:
-            self._states.popitem(last=False)
+        self._states.put(event.originator_id, aggregate, aggregate.held_bytes())
         return aggregate
 
 
