@@ -15,7 +15,8 @@ the unique (id, version) key lets only one of them commit.
 
 Several API processes: another process may have written since we cached. The cache
 does not fast-forward by itself, to save a query per command; the command service does,
-for a while after it lost a race (`services.commands.CONTENDED_SECONDS`). Either way it
+for an aggregate idle past `IDLE_SECONDS` (below) and, for a while after it lost a race,
+for every one (`services.commands.CONTENDED_SECONDS`). Either way it
 is safe because the command service trusts a cached aggregate only for a decision that
 then commits: a stale decision's events collide with the newer ones on (id, version)
 and the command is decided again on a fresh load; a refusal, a version mismatch or a
