@@ -219,9 +219,9 @@ class Aggregate:
                 yield (name,)
 
     def held_bytes(self) -> int:
-        """About the bytes of memory this state holds, sealed as commands hold it, erring
-        high: what bounds the commands' cache (`services.aggregate_cache`). A fixed state's
-        by default; an aggregate whose state grows adds what it grows by."""
+        """About the bytes of memory this state holds, sealed as a process keeps it,
+        erring high: what bounds what it keeps between requests (`services.held`). A
+        fixed state's by default; an aggregate whose state grows adds what it grows by."""
         return HELD_BASE
 
     def clone(self) -> Self:
