@@ -10,17 +10,18 @@ GIL) plus decoding and decrypting every event, every time. Here:
   awaited query on the loop (`services.pg_reads`), on SQLite a local query run on the
   loop itself. However long a history grows (a customer's has no bound), it is never
   held whole, and other requests are served between its pages;
-* customers are kept, as of their last read, in an LRU bounded in number (`max_size`) and
-  in the bytes they hold by their own estimate (`KEPT_BYTES`, `Aggregate.held_bytes`:
-  a customer of 10,000 orders holds ~6 MB), and each read
-  applies just the new events. Always current, across processes too: every read asks the
-  store what is newer, so nothing is trusted stale. Only customers are kept because their
-  erasure is one of their own events (it blanks their personal fields as it is applied);
-  a conversation's or task's personal fields belong to its customer's key, whose
-  destruction no event of theirs records, so they are read anew at every read (and at
-  a command's load once the commands' cache let them go);
-* a read from nothing (a conversation or task, a customer's first read in a process,
-  after a restart or once it left the kept ones) costs about two pages however long the
+* aggregates are kept, as of their last read, in an LRU bounded in number (`max_size`)
+  and in the bytes they hold by their own estimate (`KEPT_BYTES`,
+  `Aggregate.held_bytes`: a customer of 10,000 orders holds ~6 MB, a conversation of
+  3,500 short messages ~2 MB), and each read applies just the new events. Always
+  current, across processes too: every read asks the store what is newer, so nothing is
+  trusted stale. They are kept sealed, so an erasure needs nothing of them: a
+  customer's is one of its own events (it blanks its personal fields as it is applied),
+  and a conversation's or task's values open with their customer's key as the keyring
+  holds it at each read, so a destroyed key opens them as `ERASED`. A command whose
+  cache let its aggregate go gets a copy of the kept one (`rebuilt`);
+* a read from nothing (an aggregate's first read in a process, after a restart or once
+  it left the kept ones) costs about two pages however long the
   history: when the first page is full, the aggregate's newest snapshot
   (`domain.snapshot`), if newer than that page and in this code's shape, is where it
   goes on from. A read that leaves an aggregate `SNAPSHOT_EVERY` versions past its newest
@@ -36,8 +37,9 @@ GIL) plus decoding and decrypting every event, every time. Here:
 * the data keys needed to open personal fields are fetched without blocking the loop
   when this process does not hold them yet (`EventSource.keys`), then kept by the keyring.
 
-Readers get the kept object itself: they must not change it, and they build their
-answer from it before awaiting anything else (the loop runs one coroutine at a time).
+Readers get the kept object itself: they must not change it, and nothing else does. A
+read that finds newer events applies them to a copy, which it keeps in its place, so a
+reader may build its answer across awaits or on a worker thread (a long conversation's).
 I/O: through its `EventSource`.
 """
 
@@ -68,7 +70,7 @@ R = TypeVar("R")
 After = tuple[UUID, int]  # an aggregate, and the version its events are wanted after
 log = structlog.get_logger("crm.current_state")
 KEPT_BYTES = 128 * 2**20
-"""The most the kept customers may hold, by their own estimate (see above)."""
+"""The most the kept aggregates may hold, by their own estimate (see above)."""
 SNAPSHOT_EVERY = READ_PAGE
 """A read that leaves an aggregate this many versions past its newest snapshot stores a
 new one: a later read of it from nothing reads a page of its history, then the
@@ -115,8 +117,8 @@ class EventSource(Protocol):
 
 
 class _Kept(NamedTuple):
-    customer: Customer
-    head: int  # the store's head when a read last asked for this customer's new events
+    aggregate: Aggregate  # never changed once kept: a newer state is a new object
+    head: int  # the store's head when a read last asked for this aggregate's new events
     snapshot: int  # the version of its newest snapshot known here (0: none)
 
 
@@ -166,72 +168,70 @@ class CurrentState:
     ) -> None:
         self._source = source
         self._keyring = keyring
-        self._customers: Held[UUID, _Kept] = Held(max_size, max_bytes)
+        self._kept: Held[UUID, _Kept] = Held(max_size, max_bytes)
         self._heads: Gathered[None, int] = Gathered(self._head_each)
         self._catch_ups: Gathered[After, Sequence[StoredEvent]] = Gathered(self._first_pages)
 
     @property
     def held(self) -> int:
-        """The bytes the kept customers hold, by their estimate (`Aggregate.held_bytes`)."""
-        return self._customers.held
+        """The bytes the kept aggregates hold, by their estimate (`Aggregate.held_bytes`)."""
+        return self._kept.held
 
     async def load(self, kind: type[A], aggregate_id: UUID) -> A:
         """The aggregate with every event stored so far, its personal fields sealed
         (`opened` and `opener` give a request what it may show); `NotFound` if there is
-        none of that kind. A customer comes as kept (readers must not change it)."""
+        none of that kind. It comes as kept: readers must not change it, and nothing
+        else does (a newer state is a new object), so it may be read across awaits and
+        on a worker thread."""
         head = await self._heads.ask(None)
-        kept = self._customers.get(aggregate_id) if kind is Customer else None
-        if kept is not None and kept.head == head:
-            self._customers.touch(aggregate_id)
-            return kept.customer  # type: ignore[return-value]
+        kept = self._kept.get(aggregate_id)
+        if kept is not None and kept.head == head and isinstance(kept.aggregate, kind):
+            self._kept.touch(aggregate_id)
+            return kept.aggregate
         aggregate, snapshot = await self._read(kind, aggregate_id, kept)
-        due = _due_snapshot(aggregate, snapshot)  # taken now: no other read changed it yet
-        if isinstance(aggregate, Customer):
-            newest = self._customers.get(aggregate_id)
-            head = head if newest is None else max(head, newest.head)
-            self._keep(_Kept(aggregate, head, snapshot if due is None else aggregate.version))
+        due = _due_snapshot(aggregate, snapshot)
+        newest = self._kept.get(aggregate_id)
+        head = head if newest is None else max(head, newest.head)
+        self._keep(_Kept(aggregate, head, snapshot if due is None else aggregate.version))
         if due is not None:
             await self._source.put_snapshot(due)
         return aggregate
 
     async def rebuilt(self, kind: type[A], aggregate_id: UUID) -> A:
-        """A new aggregate owned by the caller (a command may change it), built on the
-        loop, sealed: what a command loads when its cache misses (it opens what its
-        decision compares). A customer is a copy of the kept one (`load`: only its newer
-        events are read), so a command on a customer the commands' cache dropped costs
-        no rebuild of its history; a conversation or task is read as `load` reads it."""
-        if kind is Customer:
-            kept = await self.load(Customer, aggregate_id)
-            return kept.clone()  # type: ignore[return-value]
-        aggregate, snapshot = await self._read(kind, aggregate_id, None)
-        due = _due_snapshot(aggregate, snapshot)
-        if due is not None:
-            await self._source.put_snapshot(due)
-        return aggregate
+        """A new aggregate owned by the caller (a command may change it), sealed: what a
+        command loads when its cache misses (it opens what its decision compares). A
+        copy of the kept one (`load`: only its newer events are read), so a command on
+        an aggregate the commands' cache dropped costs no rebuild of its history."""
+        return (await self.load(kind, aggregate_id)).clone()
 
     async def _read(self, kind: type[A], aggregate_id: UUID, kept: _Kept | None) -> tuple[A, int]:
         """The aggregate brought up to date from `kept` (None: from nothing) a page at a
-        time, and the version of its newest snapshot known (0: none). Read from nothing,
-        a history longer than a page goes on from its newest snapshot if that is newer
+        time, and the version of its newest snapshot known (0: none). A kept aggregate is
+        copied before the first event is applied, never changed. Read from nothing, a
+        history longer than a page goes on from its newest snapshot if that is newer
         than the page (`_snapshot`)."""
-        aggregate: Aggregate | None = None if kept is None else kept.customer
+        aggregate: Aggregate | None = None if kept is None else kept.aggregate
         snapshot = 0 if kept is None else kept.snapshot
+        owned = False  # whether `aggregate` is this read's own to change, not a kept one
         after = _version(aggregate)
         while True:
             stored = await self._source.events_after(aggregate_id, after, READ_PAGE)
             if aggregate is None and len(stored) == READ_PAGE:
                 started = await self._snapshot(kind, aggregate_id, stored[-1].originator_version)
                 if started is not None:  # a long history read cold: from its snapshot
-                    aggregate = started
+                    aggregate, owned = started, True
                     after = snapshot = started.version
                     continue
             events = [codec.sealed_event(s) for s in stored]
-            newest = self._customers.get(aggregate_id)  # another read may have kept a newer one
-            if newest is not None and newest.customer.version > _version(aggregate):
-                aggregate, snapshot = newest.customer, max(snapshot, newest.snapshot)
+            newest = self._kept.get(aggregate_id)  # another read may have kept a newer one
+            if newest is not None and newest.aggregate.version > _version(aggregate):
+                aggregate, owned = newest.aggregate, False
+                snapshot = max(snapshot, newest.snapshot)
             for event in events:  # no await from here on: nobody else touches `aggregate`
                 if event.originator_version > _version(aggregate):
-                    aggregate = event.mutate(aggregate)
+                    if aggregate is not None and not owned:
+                        aggregate = aggregate.clone()
+                    aggregate, owned = event.mutate(aggregate), True
             if len(stored) < READ_PAGE:
                 break
             after = stored[-1].originator_version
@@ -268,7 +268,7 @@ class CurrentState:
     async def _head_each(self, asked: list[None]) -> list[int]:
         """One head query for every read that asked for it (`_heads`).
 
-        A kept customer read at head H is current while the head is still H: positions
+        A kept aggregate read at head H is current while the head is still H: positions
         are drawn in commit order (the table lock), so any event committed since would
         have moved it. Concurrent reads then cost one head query between them, not a
         query each, and stay linearizable across processes: the head a read compares is
@@ -329,7 +329,7 @@ class CurrentState:
         return opened
 
     def _keep(self, kept: _Kept) -> None:
-        self._customers.put(kept.customer.id, kept, kept.customer.held_bytes())
+        self._kept.put(kept.aggregate.id, kept, kept.aggregate.held_bytes())
 
 
 def log_unstored(snapshot: StoredEvent, error: Exception) -> None:

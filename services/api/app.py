@@ -80,8 +80,8 @@ def create_app(
         lambda: services.commands.cache.held,
     )
     metrics.gauge(
-        "crm_kept_customers_bytes",
-        "Bytes the customers kept for reads hold, by their estimate",
+        "crm_kept_aggregates_bytes",
+        "Bytes the aggregates kept for reads hold, by their estimate",
         lambda: current.held,
     )
     sweeping, unsweeping = _in_background(partial(_every, SWEEP_SECONDS, services.sweep))

@@ -215,10 +215,10 @@ def test_ops_endpoints(client: Client) -> None:
 def test_metrics_show_what_the_caches_hold(client: Client, sales: dict[str, str]) -> None:
     def held() -> dict[str, float]:
         lines = client.get("/metrics").text.splitlines()
-        names = ("crm_commands_cache_bytes", "crm_kept_customers_bytes")
+        names = ("crm_commands_cache_bytes", "crm_kept_aggregates_bytes")
         return {n: float(line.split()[-1]) for line in lines for n in names if line.startswith(n)}
 
-    assert held() == {"crm_commands_cache_bytes": 0.0, "crm_kept_customers_bytes": 0.0}
+    assert held() == {"crm_commands_cache_bytes": 0.0, "crm_kept_aggregates_bytes": 0.0}
     customer_id = register(client, sales)  # the commands' cache holds it
     assert client.get(f"/v1/customers/{customer_id}", headers=sales).status_code == 200  # kept
     assert all(bytes_held > 0 for bytes_held in held().values()), held()

@@ -66,7 +66,7 @@ def test_no_personal_plaintext_stays_reachable_once_the_requests_are_answered(
             assert shown.status_code == 200, (path, shown.text)
             assert markers.prefix in shown.text, path  # the read did open them
         del shown
-        assert len(services.current._customers) == 1  # the customer read is kept
+        assert len(services.current._kept) == 3  # the customer, conversation and task read
 
         held = _holders(markers)  # the search finds what is still held:
         assert "tuple" in held  # parsed queries (a search, a retraction's reason)

@@ -1,7 +1,7 @@
-"""Reads of current state on the event loop (`services.current_state`): a kept customer
+"""Reads of current state on the event loop (`services.current_state`): a kept aggregate
 costs one head query shared by concurrent reads; a moved head costs one query for the
-newer events only; nothing stale is ever served, erasure included; conversations are
-rebuilt at every read; missing data keys are fetched once, without blocking."""
+newer events only, applied to a copy; nothing stale is ever served, erasure included;
+missing data keys are fetched once, without blocking."""
 
 from __future__ import annotations
 
@@ -238,24 +238,58 @@ def test_erasure_reaches_a_kept_customer(store: Store) -> None:
     assert erased.email == ERASED
 
 
-def test_conversations_are_rebuilt_at_every_read(store: Store) -> None:
+def test_conversations_are_kept_sealed_and_open_as_erased_once_their_key_is_gone(
+    store: Store,
+) -> None:
     ada = customer(store)
     opened = Conversation.open(
         CTX, conversation_id=uuid4(), customer=ada, channel="email", subject="Invoice"
     )
     store.save(opened)
+    keyring = Keyring(store.keys_store)
+    current = CurrentState(store, keyring)
+
+    async def scenario() -> tuple[Conversation, list[str]]:
+        first = await current.load(Conversation, opened.id)
+        again = await current.load(Conversation, opened.id)
+        assert again is first  # kept
+        subjects = [(await current.opener(ada.id))(again.subject)]
+        store.keys_store.destroy(ada.id)  # another process erased Ada: the key is gone
+        keyring.checked(keyring.now(), datetime.now(UTC), [ada.id])  # its erasure watch
+        kept = await current.load(Conversation, opened.id)
+        subjects.append((await current.opener(ada.id))(kept.subject))
+        return kept, subjects
+
+    kept, subjects = asyncio.run(scenario())
+
+    assert kept.subject.startswith(PREFIX)  # sealed, as stored
+    assert subjects == ["Invoice", ERASED]
+    assert [v for kind, v in store.asked if kind == "events"] == [0]  # read once
+
+
+def test_a_kept_aggregate_is_never_changed_a_newer_state_is_a_copy(store: Store) -> None:
+    """A reader may hold what `load` gave across awaits, or on a worker thread."""
+    ada = customer(store)
+    talk = Conversation.open(
+        CTX, conversation_id=uuid4(), customer=ada, channel="email", subject="Invoice"
+    )
+    store.save(talk)
     current = reads(store)
 
-    async def scenario() -> tuple[Conversation, str]:
-        await current.load(Conversation, opened.id)
-        again = await current.load(Conversation, opened.id)
-        return again, (await current.opener(ada.id))(again.subject)
+    async def scenario() -> tuple[Conversation, Conversation, Conversation]:
+        held = await current.load(Conversation, talk.id)
+        talk.log_message(CTX, message_id="m", direction="inbound", author="Ada", content="hi")
+        store.save(talk)
+        newer = await current.load(Conversation, talk.id)
+        mine = await current.rebuilt(Conversation, talk.id)  # a command's own copy
+        mine.log_message(CTX, message_id="n", direction="inbound", author="Ada", content="hi")
+        return held, newer, await current.load(Conversation, talk.id)
 
-    again, subject = asyncio.run(scenario())
+    held, newer, last = asyncio.run(scenario())
 
-    assert again.subject.startswith(PREFIX)  # sealed, as stored
-    assert subject == "Invoice"
-    assert [v for kind, v in store.asked if kind == "events"] == [0, 0]
+    assert (held.version, list(held.messages)) == (1, [])
+    assert (newer.version, list(newer.messages)) == (2, ["m"])
+    assert last is newer  # the command's change is its own until it is stored
 
 
 def test_histories_are_read_a_page_at_a_time(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -284,8 +318,8 @@ def test_histories_are_read_a_page_at_a_time(store: Store, monkeypatch: pytest.M
     kept, caught_up, read, first = asyncio.run(scenario())
 
     assert first == 5
-    assert caught_up is kept  # the kept customer, brought up to date in place
-    assert (caught_up.version, caught_up.company) == (8, "Later 2")
+    assert (kept.version, kept.company) == (5, "Company 3")  # as it was kept: unchanged
+    assert (caught_up.version, caught_up.company) == (8, "Later 2")  # a copy, caught up
     assert (read.version, list(read.messages)) == (4, ["m0", "m1", "m2"])
     events = [v for kind, v in store.asked if kind == "events"]
     assert events == [0, 2, 4, 5, 7, 0, 2, 4]  # pages of 2: 1-2 3-4 5, 6-7 8, 1-2 3-4 (none)
@@ -384,7 +418,7 @@ def test_a_long_conversation_is_read_and_rebuilt_from_its_snapshot(store: Store)
     again = asyncio.run(reads(store).load(Conversation, talk.id))
 
     assert [s.originator_version for s in store.snapshots[1:]] == [9]
-    assert asked == [("events", 0), ("snapshot", None), ("events", 9)]
+    assert asked == [("head", None), ("events", 0), ("snapshot", None), ("events", 9)]
     assert exactly(mine) != exactly(first)  # the command's own, changed by it
     assert exactly(again) == exactly(first)
     assert list(again.messages) == [f"m{n}" for n in range(8)]
