@@ -58,7 +58,8 @@ IDLE_SECONDS = 5.0
 KEPT_SECONDS = 300.0
 """How long after its last command a cached aggregate is kept at all (see above)."""
 HELD_BYTES = 128 * 2**20
-"""The most the cached aggregates may hold, by their own estimate (see above)."""
+"""The most the cached aggregates may hold, by their own estimate (see above); the API
+sets it from `CRM_CACHE_MB`."""
 
 
 class Lent(NamedTuple):

@@ -70,7 +70,8 @@ R = TypeVar("R")
 After = tuple[UUID, int]  # an aggregate, and the version its events are wanted after
 log = structlog.get_logger("crm.current_state")
 KEPT_BYTES = 128 * 2**20
-"""The most the kept aggregates may hold, by their own estimate (see above)."""
+"""The most the kept aggregates may hold, by their own estimate (see above); the API sets
+it from `CRM_CACHE_MB`."""
 SNAPSHOT_EVERY = READ_PAGE
 """A read that leaves an aggregate this many versions past its newest snapshot stores a
 new one: a later read of it from nothing reads a page of its history, then the

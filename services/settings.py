@@ -58,6 +58,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_server: str = HTTP_SERVERS[0]
     streams_per_principal: int = 8
     """CRM_STREAMS_PER_PRINCIPAL: event streams one principal may hold open per process."""
+    cache_mb: int = 128
+    """CRM_CACHE_MB: the most each of an API process's two keepers of aggregates (the
+    commands' cache, the reads' kept aggregates) holds, in MiB by the aggregates' own
+    estimate (`Aggregate.held_bytes`)."""
     access_log: str = "on"
     """CRM_ACCESS_LOG: `off` records no reads of personal data; `switch` records, and
     SIGUSR1 turns recording off and on (both only to measure its cost: `make bench`)."""
@@ -95,6 +99,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_server=_choice(env, "CRM_HTTP_SERVER", HTTP_SERVERS[0], HTTP_SERVERS),
         access_log=_choice(env, "CRM_ACCESS_LOG", "on", ACCESS_LOG_MODES),
         streams_per_principal=_number(env, "CRM_STREAMS_PER_PRINCIPAL", 8, int, minimum=1),
+        cache_mb=_number(env, "CRM_CACHE_MB", 128, int, minimum=0),
     )
 
 

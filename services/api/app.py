@@ -23,6 +23,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from services.access_log import AccessLog
 from services.access_log_store import open_access_store
+from services.aggregate_cache import AggregateCache
 from services.api.deps import Services, authenticate, command_call
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.events_stream import event_stream
@@ -150,6 +151,7 @@ def build_services(
             runtime.app,
             committer,
             runtime.keyring,
+            AggregateCache(max_bytes=settings.cache_mb * 2**20),
             access=access,
             loader=current.rebuilt,
             catch_up=current.caught_up,

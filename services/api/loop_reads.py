@@ -187,7 +187,8 @@ def current_state_of(runtime: Runtime) -> tuple[CurrentState, PostgresReads | No
     PostgreSQL the async reader that also serves its read models."""
     source = event_source(runtime.app, runtime.keyring.store, runtime.settings.database_url)
     reads = source if isinstance(source, PostgresReads) else None
-    return CurrentState(source, runtime.keyring), reads
+    kept = runtime.settings.cache_mb * 2**20
+    return CurrentState(source, runtime.keyring, max_bytes=kept), reads
 
 
 def event_source(

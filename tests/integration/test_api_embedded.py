@@ -222,4 +222,18 @@ def test_metrics_show_what_the_caches_hold(client: Client, sales: dict[str, str]
     customer_id = register(client, sales)  # the commands' cache holds it
     assert client.get(f"/v1/customers/{customer_id}", headers=sales).status_code == 200  # kept
     assert all(bytes_held > 0 for bytes_held in held().values()), held()
+
+
+def test_crm_cache_mb_bounds_what_the_api_keeps_of_aggregates(tmp_path: Path) -> None:
+    env = {"CRM_DATA_DIR": str(tmp_path), "CRM_CACHE_MB": "0"}
+    runtime = bootstrap(load_settings(env))
+    try:
+        with TestClient(app=create_app(runtime)) as client:
+            sales = token(client, "sam", "sales", "agent")
+            customer_id = register(client, sales)
+            assert client.get(f"/v1/customers/{customer_id}", headers=sales).status_code == 200
+            services = client.app.state.services
+            assert (len(services.commands.cache), len(services.current._kept)) == (0, 0)
+    finally:
+        runtime.close()
     assert "/v1/customers" in client.get("/openapi.json").json()["paths"]

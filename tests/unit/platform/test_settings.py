@@ -133,3 +133,12 @@ def test_a_bad_value_names_its_setting(variable: str, value: str) -> None:
         load_settings({variable: value})
     assert raised.value.setting == variable
     assert str(raised.value).startswith(f"{variable}: ")
+
+
+def test_crm_cache_mb_is_a_whole_number_of_mib_not_below_zero() -> None:
+    assert load_settings({}).cache_mb == 128
+    assert load_settings({"CRM_CACHE_MB": "512"}).cache_mb == 512
+    for bad in ("-1", "1.5", "lots"):
+        with pytest.raises(ConfigError) as raised:
+            load_settings({"CRM_CACHE_MB": bad})
+        assert "CRM_CACHE_MB" in str(raised.value)
