@@ -198,8 +198,8 @@ than 0.2 s (fewer, fuller appends) brought the cost on GET customer from 9.7 % t
 FLUSH_SECONDS = 0.5
 """How often the writer stores the queue, and what a crash (not a graceful stop) can lose."""
 PENDING_MAX = 50_000
-"""Records the queue holds at most unstored (a few hundred bytes each; a page's name its
-customers): some 30 s of reads at this API's pace. See the module's docs."""
+"""Records the queue holds at most unstored (a few hundred bytes each, a page's more: it
+names its customers): some 30 s of reads at this API's pace. See the module's docs."""
 
 
 class AccessLogBacklogged(Exception):  # noqa: N818 - reads as the HTTP status it maps to
