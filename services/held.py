@@ -43,13 +43,16 @@ class Held(Generic[K, V]):
     def put(self, key: K, value: V, held: int) -> None:
         """Keep `value` (holding `held` bytes) as the most recently used, in place of any
         entry of `key`; then drop the least recently used while past a bound."""
-        self.pop(key)
+        entries = self._entries
+        replaced = entries.pop(key, None)
+        if replaced is not None:
+            self._held -= replaced[1]
         if held > self._max_bytes or self._max_size <= 0:
             return
-        self._entries[key] = (value, held)
+        entries[key] = (value, held)
         self._held += held
-        while len(self._entries) > self._max_size or self._held > self._max_bytes:
-            self._held -= self._entries.popitem(last=False)[1][1]
+        while len(entries) > self._max_size or self._held > self._max_bytes:
+            self._held -= entries.popitem(last=False)[1][1]
 
     def values(self) -> Iterator[V]:
         """The values, the least recently used first."""
@@ -57,7 +60,9 @@ class Held(Generic[K, V]):
 
     def oldest(self) -> V | None:
         """The least recently used value, if any."""
-        return next(self.values(), None)
+        for value, _ in self._entries.values():  # the first (a command asks each time)
+            return value
+        return None
 
     def drop_oldest(self) -> None:
         self._held -= self._entries.popitem(last=False)[1][1]
