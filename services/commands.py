@@ -241,12 +241,10 @@ class CommandService:
         lent = self.cache.take(target)
         if lent is not None and isinstance(lent.aggregate, kind):
             cached: A = lent.aggregate
-            spare = None
-            if time.monotonic() < self._contended_until:
+            contended = time.monotonic() < self._contended_until
+            if contended or not lent.recent:  # another process may have written since
                 cached = await self._caught_up(cached)
-                spare = cached.clone()
-            elif not lent.recent:  # another process may have written since
-                cached = await self._caught_up(cached)
+            spare = cached.clone() if contended else None
             try:
                 return await self._decide(caller, cached, command, expected, cached=True)
             except IntegrityError:
