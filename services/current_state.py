@@ -21,13 +21,13 @@ GIL) plus decoding and decrypting every event, every time. Here:
   holds it at each read, so a destroyed key opens them as `ERASED`. A command whose
   cache let its aggregate go gets a copy of the kept one (`rebuilt`);
 * a read from nothing (an aggregate's first read in a process, after a restart or once
-  it left the kept ones) costs about two pages however long the
-  history: when the first page is full, the aggregate's newest snapshot
-  (`domain.snapshot`), if newer than that page and in this code's shape, is where it
-  goes on from. A read that leaves an aggregate `SNAPSHOT_EVERY` versions past its newest
-  snapshot known stores a new one in place of the older (a query per so many versions;
-  a snapshot the store cannot take is logged and the read goes on). A snapshot holds
-  the state as a load gives it: sealed, no plaintext;
+  it left the kept ones) costs about a page however long the history: it starts from
+  the aggregate's newest snapshot (`domain.snapshot`), if in this code's shape, asked
+  for together with the page of events after it (`EventSource.from_snapshot`). A read
+  that leaves an aggregate `SNAPSHOT_EVERY` versions past its newest snapshot known
+  stores a new one in place of the older (a query per so many versions; a snapshot the
+  store cannot take is logged and the read goes on). A snapshot holds the state as a
+  load gives it: sealed, no plaintext;
 * what a read loads holds its personal fields sealed, as stored: events are applied
   unopened, so no plaintext outlives the request that showed it, and a read opens only
   the fields its caller may see, of the current state only (not of every event): a copy
@@ -74,8 +74,7 @@ KEPT_BYTES = 128 * 2**20
 it from `CRM_CACHE_MB`."""
 SNAPSHOT_EVERY = READ_PAGE
 """A read that leaves an aggregate this many versions past its newest snapshot stores a
-new one: a later read of it from nothing reads a page of its history, then the
-snapshot and the events after it."""
+new one: a later read of it from nothing reads the snapshot and the events after it."""
 
 
 class EventSource(Protocol):
@@ -96,9 +95,12 @@ class EventSource(Protocol):
         """`events_after` of each of `wanted`, in their order, asked all at once."""
         ...
 
-    async def snapshot(self, aggregate_id: UUID) -> StoredEvent | None:
-        """The aggregate's newest snapshot stored: its version, tag (as the topic) and
-        state (`domain.snapshot`); None if it has none."""
+    async def from_snapshot(
+        self, aggregate_id: UUID, limit: int
+    ) -> tuple[StoredEvent | None, Sequence[StoredEvent]]:
+        """A read from nothing, asked at once: the aggregate's newest snapshot stored
+        (its version, tag as the topic, and state: `domain.snapshot`; None if it has
+        none), and `events_after` its version (0 without one)."""
         ...
 
     async def put_snapshot(self, snapshot: StoredEvent) -> None:
@@ -206,23 +208,20 @@ class CurrentState:
         return (await self.load(kind, aggregate_id)).clone()
 
     async def _read(self, kind: type[A], aggregate_id: UUID, kept: _Kept | None) -> tuple[A, int]:
-        """The aggregate brought up to date from `kept` (None: from nothing) a page at a
-        time, and the version of its newest snapshot known (0: none). A kept aggregate is
-        copied before the first event is applied, never changed. Read from nothing, a
-        history longer than a page goes on from its newest snapshot if that is newer
-        than the page (`_snapshot`)."""
-        aggregate: Aggregate | None = None if kept is None else kept.aggregate
-        snapshot = 0 if kept is None else kept.snapshot
-        owned = False  # whether `aggregate` is this read's own to change, not a kept one
-        after = _version(aggregate)
+        """The aggregate brought up to date from `kept` a page at a time, and the version
+        of its newest snapshot known (0: none). A kept aggregate is copied before the
+        first event is applied, never changed. Read from nothing, it starts from its
+        newest snapshot, the first page after it asked with it (`_from_snapshot`)."""
+        aggregate: Aggregate | None
+        if kept is None:
+            aggregate, stored = await self._from_snapshot(kind, aggregate_id)
+            snapshot, owned = _version(aggregate), True  # a snapshot's is this read's own
+        else:
+            aggregate, snapshot, owned = kept.aggregate, kept.snapshot, False
+            stored = await self._source.events_after(
+                aggregate_id, kept.aggregate.version, READ_PAGE
+            )
         while True:
-            stored = await self._source.events_after(aggregate_id, after, READ_PAGE)
-            if aggregate is None and len(stored) == READ_PAGE:
-                started = await self._snapshot(kind, aggregate_id, stored[-1].originator_version)
-                if started is not None:  # a long history read cold: from its snapshot
-                    aggregate, owned = started, True
-                    after = snapshot = started.version
-                    continue
             events = [codec.sealed_event(s) for s in stored]
             newest = self._kept.get(aggregate_id)  # another read may have kept a newer one
             if newest is not None and newest.aggregate.version > _version(aggregate):
@@ -235,24 +234,30 @@ class CurrentState:
                     aggregate, owned = event.mutate(aggregate), True
             if len(stored) < READ_PAGE:
                 break
-            after = stored[-1].originator_version
             await asyncio.sleep(0)  # a local store's query never gives the loop back
+            after = stored[-1].originator_version
+            stored = await self._source.events_after(aggregate_id, after, READ_PAGE)
         if not isinstance(aggregate, kind):
             raise NotFound(kind.aggregate_type, aggregate_id)
         return aggregate, snapshot
 
-    async def _snapshot(self, kind: type[A], aggregate_id: UUID, read: int) -> A | None:
-        """The aggregate as its newest snapshot holds it, if that is of `kind`, in this
-        code's shape (`TAGS`) and newer than version `read`. One that does not decode is
-        passed over (the history is read instead): a snapshot is a cache, not the record."""
-        found = await self._source.snapshot(aggregate_id)
-        if found is None or found.topic != TAGS.get(kind) or found.originator_version <= read:
-            return None
-        try:
-            return restored(kind, found.state)
-        except msgspec.DecodeError as error:
-            log.warning("snapshot passed over", aggregate=str(aggregate_id), error=str(error))
-            return None
+    async def _from_snapshot(
+        self, kind: type[A], aggregate_id: UUID
+    ) -> tuple[A | None, Sequence[StoredEvent]]:
+        """The aggregate as its newest snapshot holds it (None: it has none) and the
+        first page of its events after it, in one question: a long history read cold
+        reads no page before its snapshot. A snapshot not of `kind`, not in this code's
+        shape (`TAGS`) or that does not decode is passed over, and the history read from
+        its first event: a snapshot is a cache, not the record."""
+        found, stored = await self._source.from_snapshot(aggregate_id, READ_PAGE)
+        if found is None:
+            return None, stored
+        if found.topic == TAGS.get(kind):
+            try:
+                return restored(kind, found.state), stored
+            except msgspec.DecodeError as error:
+                log.warning("snapshot passed over", aggregate=str(aggregate_id), error=str(error))
+        return None, await self._source.events_after(aggregate_id, 0, READ_PAGE)
 
     async def _pages(self, aggregate_id: UUID, after: int) -> AsyncIterator[Sequence[StoredEvent]]:
         """The aggregate's stored events after version `after`, `READ_PAGE` at a time

@@ -13,8 +13,8 @@ department page or the statistics, at a p50 of 7 ms.
 * `events_after`: an aggregate's stored events newer than a version (the event store's
   table, a prepared binary statement; `services.current_state` keeps the rest), and
   `events_after_each`: those of several aggregates in one query;
-* `snapshot`, `put_snapshot`: an aggregate's newest snapshot (`domain.snapshot`), and a
-  new one in place of the older;
+* `from_snapshot`, `put_snapshot`: an aggregate's newest snapshot (`domain.snapshot`)
+  with the events after it, and a new one in place of the older;
 * `head`: the newest committed position (`services.current_state` asks it once for
   many concurrent reads);
 * `keys`: the data keys of some customers (`crm_subject_keys`), once per customer and
@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -75,12 +76,17 @@ class PostgresReads:
         self._url = database_url
         table = sql.Identifier(schema), sql.Identifier(events_table)
         snapshots = sql.Identifier(schema), sql.Identifier(snapshots_table)
-        self._snapshot = (
+        self._from_snapshot = (  # the snapshot's row (true), and the events' (false)
             sql.SQL(
-                "SELECT originator_version, topic, state FROM {}.{}"
-                " WHERE originator_id = %s ORDER BY originator_version DESC LIMIT 1"
+                "WITH s AS (SELECT originator_version, topic, state FROM {0}.{1}"
+                " WHERE originator_id = %(id)s ORDER BY originator_version DESC LIMIT 1)"
+                " SELECT true, originator_version, topic, state FROM s"
+                " UNION ALL (SELECT false, originator_version, topic, state FROM {2}.{3}"
+                " WHERE originator_id = %(id)s"
+                " AND originator_version > coalesce((SELECT originator_version FROM s), 0)"
+                " ORDER BY originator_version LIMIT %(limit)s)"
             )
-            .format(*snapshots)
+            .format(*snapshots, *table)
             .as_bytes()
         )
         self._put_snapshot = (  # and remove the older ones: a state may weigh megabytes
@@ -139,11 +145,24 @@ class PostgresReads:
             each[n - 1].append(StoredEvent(aggregate_id, version, topic, state))
         return each
 
-    async def snapshot(self, aggregate_id: UUID) -> StoredEvent | None:
+    async def from_snapshot(
+        self, aggregate_id: UUID, limit: int
+    ) -> tuple[StoredEvent | None, list[StoredEvent]]:
+        """The newest snapshot and the events after it, one query (`EventSource`). The
+        rows come in no promised order; they are sorted here, not by PostgreSQL (which
+        copied a page of states to sort them: 0.8 ms of a 4 ms query)."""
+        values = {"id": aggregate_id, "limit": limit}
         async with self._connection() as c:
-            await c.tuples.execute(self._snapshot, (aggregate_id,), prepare=True)
-            row = await c.tuples.fetchone()
-        return None if row is None else StoredEvent(aggregate_id, *row)
+            await c.tuples.execute(self._from_snapshot, values, prepare=True)
+            rows = await c.tuples.fetchall()
+        found, stored = None, []
+        for is_snapshot, version, topic, state in rows:
+            if is_snapshot:
+                found = StoredEvent(aggregate_id, version, topic, state)
+            else:
+                stored.append(StoredEvent(aggregate_id, version, topic, state))
+        stored.sort(key=attrgetter("originator_version"))  # as a rule in order: one pass
+        return found, stored
 
     async def put_snapshot(self, snapshot: StoredEvent) -> None:
         """Store `snapshot` (unless one of its version is), and remove the aggregate's

@@ -145,9 +145,13 @@ class StoreEvents:
     ) -> list[Sequence[StoredEvent]]:
         return [self._recorder.select_events(i, gt=version, limit=limit) for i, version in wanted]
 
-    async def snapshot(self, aggregate_id: UUID) -> StoredEvent | None:
+    async def from_snapshot(
+        self, aggregate_id: UUID, limit: int
+    ) -> tuple[StoredEvent | None, Sequence[StoredEvent]]:
         newest = self._snapshots.select_events(aggregate_id, desc=True, limit=1)
-        return newest[0] if newest else None
+        after = newest[0].originator_version if newest else 0
+        stored = self._recorder.select_events(aggregate_id, gt=after, limit=limit)
+        return newest[0] if newest else None, stored
 
     async def put_snapshot(self, snapshot: StoredEvent) -> None:
         """On a worker thread: a write may wait for the writer's lock on the file."""

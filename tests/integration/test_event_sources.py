@@ -88,41 +88,54 @@ def test_a_cold_read_of_a_long_history_starts_from_the_newest_snapshot_stored(
     stored: tuple[CrmApplication, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A first read of a history longer than a page stores a snapshot; the next process
-    to read it cold reads a page, then the snapshot and what came after it, and gets
-    the state the whole history gives. A snapshot stored twice is stored once; storing
-    one removes the older ones."""
+    to read it cold asks once for the snapshot and what came after it, and gets the
+    state the whole history gives. A snapshot stored twice is stored once; storing one
+    removes the older ones."""
     store, source = stored
     ada = _long_customer(store, monkeypatch)
-    asked: list[int] = []
-    events_after = source.events_after
+    asked: list[tuple[str, int]] = []
+    events_after, from_snapshot = source.events_after, source.from_snapshot
 
-    async def recorded(aggregate_id: UUID, version: int, limit: int) -> Any:
-        asked.append(version)
+    async def recorded_events(aggregate_id: UUID, version: int, limit: int) -> Any:
+        asked.append(("events", version))
         return await events_after(aggregate_id, version, limit)
 
-    async def scenario() -> tuple[Customer, Customer, Any, Any, Any, list[int]]:
+    async def recorded_snapshot(aggregate_id: UUID, limit: int) -> Any:
+        found, after = await from_snapshot(aggregate_id, limit)
+        asked.append(("from snapshot", 0 if found is None else found.originator_version))
+        return found, after
+
+    async def scenario() -> tuple[Customer, Customer, Any, Any, Any, list[int], list[Any]]:
+        none_yet = await source.from_snapshot(ada.id, 10)
         first = await CurrentState(source, Keyring(MemoryKeyStore())).load(Customer, ada.id)
         for n in range(3):  # versions 27-29
             ada.update_profile(ctx(minutes=30 + n), company=f"Later {n}")
         store.record(ada)
-        monkeypatch.setattr(source, "events_after", recorded)
+        monkeypatch.setattr(source, "events_after", recorded_events)
+        monkeypatch.setattr(source, "from_snapshot", recorded_snapshot)
         again = await CurrentState(source, Keyring(MemoryKeyStore())).load(Customer, ada.id)
-        newest = await source.snapshot(ada.id)
+        newest, after_it = await from_snapshot(ada.id, 10)
         await source.put_snapshot(newest)  # a second read racing the first: no error
         await source.put_snapshot(StoredEvent(ada.id, 29, newest.topic, snapshot(again)))
-        kept = await source.snapshot(ada.id)
+        kept, _ = await from_snapshot(ada.id, 10)
         alone = [s.originator_version for s in store.snapshot_recorder.select_events(ada.id)]
         await source.put_snapshot(newest)  # an older one after it: the newest stays newest
-        last = await source.snapshot(ada.id)
+        last, none_after = await from_snapshot(ada.id, 10)
         if isinstance(source, PostgresReads):
             await source.aclose()  # its connections belong to this loop
-        return first, again, newest, kept, last, alone
+        pages = [none_yet, (newest, after_it), (last, none_after)]
+        return first, again, newest, kept, last, alone, pages
 
-    first, again, newest, kept, last, alone = asyncio.run(scenario())
+    first, again, newest, kept, last, alone, pages = asyncio.run(scenario())
 
+    assert [(found, [e.originator_version for e in after]) for found, after in pages] == [
+        (None, list(range(1, 11))),  # no snapshot yet: the first page of the history
+        (newest, [27, 28, 29]),
+        (last, []),
+    ]
     assert (newest.originator_version, newest.topic) == (26, TAGS[Customer])
     assert restored(Customer, newest.state) == first
-    assert asked == [0, 26]  # a full page (a long history), then from the snapshot
+    assert asked == [("from snapshot", 26)]  # one question: the snapshot, 27-29 after it
     assert (again.version, again.company) == (29, "Later 2")
     assert again == store.sealed_load(Customer, ada.id)
     assert (kept.originator_version, last.originator_version) == (29, 29)

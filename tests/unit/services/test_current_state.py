@@ -28,6 +28,8 @@ from tests.unit.domain.factories import exactly
 CTX = Context(
     actor="sam", actor_department="sales", occurred_at=datetime.now(UTC), correlation_id="t"
 )
+READS = ("events", "from snapshot")
+"""What the hand-written source records for a read of an aggregate's events."""
 
 
 class Store:
@@ -73,10 +75,17 @@ class Store:
             for i, version in wanted
         ]
 
-    async def snapshot(self, aggregate_id: UUID) -> StoredEvent | None:
-        self.asked.append(("snapshot", None))
+    async def from_snapshot(
+        self, aggregate_id: UUID, limit: int
+    ) -> tuple[StoredEvent | None, Sequence[StoredEvent]]:
         mine = [s for s in self.snapshots if s.originator_id == aggregate_id]
-        return max(mine, key=lambda s: s.originator_version, default=None)
+        newest = max(mine, key=lambda s: s.originator_version, default=None)
+        after = 0 if newest is None else newest.originator_version
+        self.asked.append(("from snapshot", after))
+        stored = self.stored
+        return newest, [
+            s for s in stored if s.originator_id == aggregate_id and s.originator_version > after
+        ][:limit]
 
     async def put_snapshot(self, snapshot: StoredEvent) -> None:
         self.asked.append(("put snapshot", snapshot.originator_version))
@@ -127,7 +136,7 @@ def test_a_kept_customer_costs_a_head_query_until_the_head_moves(store: Store) -
 
     assert asyncio.run(scenario()) == [("Ada", None, 1), ("Ada", None, 1), ("Ada", "Acme", 2)]
     assert store.asked == [
-        ("head", None), ("events", 0), ("keys", 1),  # first read, key fetched once to open
+        ("head", None), ("from snapshot", 0), ("keys", 1),  # first read, key fetched once
         ("head", None),  # unchanged head: the kept customer
         ("head", None), ("events", 1),  # moved head: only the newer event
     ]  # fmt: skip
@@ -152,7 +161,7 @@ def test_kept_customers_hold_at_most_max_bytes_the_least_recently_read_going_fir
         del store.asked[:]
         for one in who:
             await current.load(Customer, one.id)
-        return [version for asked, version in store.asked if asked == "events"]
+        return [version for asked, version in store.asked if asked in READS]
 
     assert asyncio.run(read(ada, bob)) == [0, 0]
     assert asyncio.run(read(ada, bob)) == []  # both kept
@@ -264,7 +273,7 @@ def test_conversations_are_kept_sealed_and_open_as_erased_once_their_key_is_gone
 
     assert kept.subject.startswith(PREFIX)  # sealed, as stored
     assert subjects == ["Invoice", ERASED]
-    assert [v for kind, v in store.asked if kind == "events"] == [0]  # read once
+    assert [v for kind, v in store.asked if kind in READS] == [0]  # read once
 
 
 def test_a_kept_aggregate_is_never_changed_a_newer_state_is_a_copy(store: Store) -> None:
@@ -321,7 +330,7 @@ def test_histories_are_read_a_page_at_a_time(store: Store, monkeypatch: pytest.M
     assert (kept.version, kept.company) == (5, "Company 3")  # as it was kept: unchanged
     assert (caught_up.version, caught_up.company) == (8, "Later 2")  # a copy, caught up
     assert (read.version, list(read.messages)) == (4, ["m0", "m1", "m2"])
-    events = [v for kind, v in store.asked if kind == "events"]
+    events = [v for kind, v in store.asked if kind in READS]
     assert events == [0, 2, 4, 5, 7, 0, 2, 4]  # pages of 2: 1-2 3-4 5, 6-7 8, 1-2 3-4 (none)
 
 
@@ -354,17 +363,15 @@ def test_a_long_history_read_cold_starts_from_its_snapshot(store: Store) -> None
     store.save(ada)
     later = asyncio.run(reads(store).load(Customer, ada.id))
 
-    assert [v for kind, v in asked_first if "snapshot" in kind] == [None, 9]  # none; put 9
+    assert [v for kind, v in asked_first if "snapshot" in kind] == [0, 9]  # none; put 9
     assert [(k, v) for k, v in asked_again if k != "head"] == [
-        ("events", 0),  # a full first page: a long history
-        ("snapshot", None),  # at 9: newer than the page
-        ("events", 9),  # nothing after it
+        ("from snapshot", 9),  # one question: the snapshot at 9 and nothing after it
     ]
     assert again.state() == first.state()
     assert again is not first
     assert [(k, v) for k, v in store.asked if k != "head"] == [
-        ("events", 0), ("snapshot", None), ("events", 9), ("events", 11),
-    ]  # fmt: skip  # 10-12 after the snapshot; 12 - 9 < 4: no new one
+        ("from snapshot", 9), ("events", 11),
+    ]  # fmt: skip  # 10-11 with the snapshot, then 12; 12 - 9 < 4: no new one
     assert (later.version, later.company) == (12, "Later 2")
     assert later == _rebuilt_whole(store, ada.id)
 
@@ -377,24 +384,40 @@ def _rebuilt_whole(store: Store, customer_id: UUID) -> Customer:
 
 
 @pytest.mark.usefixtures("small_pages")
-def test_a_snapshot_in_another_shape_not_newer_than_the_page_or_unreadable_is_not_used(
-    store: Store,
-) -> None:
-    ada, bob = _long(store, 5), _long(store, 5)
-    wrong = snapshot(_rebuilt_whole(store, ada.id))
-    cat = _long(store, 5)
+def test_a_snapshot_in_another_shape_or_unreadable_is_passed_over(store: Store) -> None:
+    ada, cat = _long(store, 5), _long(store, 5)
     store.snapshots = [
         StoredEvent(ada.id, 5, "customer.v0.0000000000000000", b"{}"),  # an older shape
-        StoredEvent(bob.id, 2, TAGS[Customer], wrong),  # not past the first page
         StoredEvent(cat.id, 4, TAGS[Customer], b'{"id": "not a customer"}'),  # does not decode
     ]
 
-    read = [asyncio.run(reads(store).load(Customer, c.id)) for c in (ada, bob, cat)]
+    read = [asyncio.run(reads(store).load(Customer, c.id)) for c in (ada, cat)]
 
-    assert read == [_rebuilt_whole(store, c.id) for c in (ada, bob, cat)]
-    assert [(s.originator_id, s.originator_version, s.topic) for s in store.snapshots[3:]] == [
-        (ada.id, 5, TAGS[Customer]), (bob.id, 5, TAGS[Customer]), (cat.id, 5, TAGS[Customer]),
+    assert read == [_rebuilt_whole(store, c.id) for c in (ada, cat)]
+    assert [(k, v) for k, v in store.asked if k in READS] == [
+        ("from snapshot", 5), ("events", 0), ("events", 2), ("events", 4),
+        ("from snapshot", 4), ("events", 0), ("events", 2), ("events", 4),
+    ]  # fmt: skip  # each read from its first event, a page of 2 at a time
+    assert [(s.originator_id, s.originator_version, s.topic) for s in store.snapshots[2:]] == [
+        (ada.id, 5, TAGS[Customer]), (cat.id, 5, TAGS[Customer]),
     ]  # fmt: skip  # 5 events read since none usable: each stores one in this shape
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_a_snapshot_is_where_a_cold_read_starts_whatever_its_version(store: Store) -> None:
+    ada = _long(store, 3)
+    kept = _rebuilt_whole(store, ada.id)
+    store.snapshots = [StoredEvent(ada.id, 3, TAGS[Customer], snapshot(kept))]
+    for n in range(2):  # versions 4-5
+        ada.update_profile(CTX, company=f"Later {n}")
+    store.save(ada)
+
+    read = asyncio.run(reads(store).load(Customer, ada.id))
+
+    assert read == _rebuilt_whole(store, ada.id)
+    assert [(k, v) for k, v in store.asked if k in READS] == [
+        ("from snapshot", 3), ("events", 5),  # 4-5 with the snapshot, then none after 5
+    ]  # fmt: skip
 
 
 @pytest.mark.usefixtures("small_pages")
@@ -418,7 +441,7 @@ def test_a_long_conversation_is_read_and_rebuilt_from_its_snapshot(store: Store)
     again = asyncio.run(reads(store).load(Conversation, talk.id))
 
     assert [s.originator_version for s in store.snapshots[1:]] == [9]
-    assert asked == [("head", None), ("events", 0), ("snapshot", None), ("events", 9)]
+    assert asked == [("head", None), ("from snapshot", 9)]  # nothing after it
     assert exactly(mine) != exactly(first)  # the command's own, changed by it
     assert exactly(again) == exactly(first)
     assert list(again.messages) == [f"m{n}" for n in range(8)]
@@ -480,7 +503,7 @@ def test_a_command_s_aggregate_is_caught_up_with_only_the_newer_events(store: St
 
     assert caught_up is mine  # in place: the command owns it
     assert (caught_up.version, caught_up.erased, caught_up.email) == (3, True, ERASED)
-    assert store.asked[:2] == [("head", None), ("events", 0)]  # loaded: the whole history
+    assert store.asked[:2] == [("head", None), ("from snapshot", 0)]  # none: the history
     assert store.asked[-1] == ("events of each", [1])  # caught up: only the newer events
 
 
