@@ -115,11 +115,12 @@ def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -> Call
 
 
 def parse_if_match(value: str | None) -> int | None:
-    """`"3"`, `W/"3"` or `3` -> 3; `*` or absent -> None (no precondition)."""
+    """`"3"`, `W/"3"` or `3` -> 3; `*` or absent -> None (no precondition). ASCII digits
+    only: a header is Latin-1, whose superscripts `str.isdigit` takes and `int` refuses."""
     if value is None or value.strip() == "*":
         return None
     text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise BadRequest(f'If-Match must be an ETag like "3", got {value[:40]!r}')
     return int(text)
 

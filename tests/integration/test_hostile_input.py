@@ -4,6 +4,7 @@ and store nothing (issue 14: each of these was a 500 or was accepted)."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -16,7 +17,7 @@ from litestar.testing import TestClient
 
 from domain import fields as bound
 from domain.task import Task
-from tests.integration.api_support import EmbeddedApi, embedded_api
+from tests.integration.api_support import EmbeddedApi, embedded_api, served
 
 Client = TestClient[Any]
 
@@ -235,6 +236,50 @@ def test_hostile_parameters_are_4xx_and_answered_alike_on_both_stores(
         if on_postgres.get((role, method, url, extra)) != status
     ]
     assert not differences
+
+
+LATIN_1_HEADERS = ("\xb9", '"\xb2"', 'W/"\xb3"', "1\xbd", "\xaa", "\xff")
+"""Header values HTTP does carry: Latin-1 bytes (superscript digits, a fraction, an
+ordinal, y-umlaut). The in-process client re-encodes them as UTF-8, so these go to a
+real server."""
+
+
+def test_latin_1_header_values_are_4xx_on_a_real_server(api: EmbeddedApi) -> None:
+    """Every header parameter the OpenAPI document declares, given Latin-1 characters
+    that Python calls digits but `int` refuses (an If-Match of `"\xb2"` was a 500)."""
+    admin = api.token("ann", "sales", "admin")
+    with served(api.app) as base:
+        port = int(base.rpartition(":")[2])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("POST", "/v1/customers", json.dumps({"name": "Ada"}), _json(admin))
+        customer = json.loads(connection.getresponse().read())["id"]
+        connection.request("GET", "/openapi.json")
+        paths = json.loads(connection.getresponse().read())["paths"]
+        for method, path, name in _header_parameters(paths):
+            url = path.replace("{customer_id}", customer)
+            for value in LATIN_1_HEADERS:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                connection.request(method, url, "{}", _json(admin) | {name: value})
+                status = connection.getresponse().status
+                connection.close()
+                assert status < 500, (method, url, name, value)
+
+
+def _header_parameters(paths: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(method, path, header) of every header parameter of a customer's or the stream's
+    routes (the others take the same dependencies)."""
+    return [
+        (method.upper(), path, parameter["name"])
+        for path, item in paths.items()
+        if path.startswith("/v1/customers/{customer_id}") or path == "/v1/events/stream"
+        for method, operation in item.items()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "header"
+    ]
+
+
+def _json(headers: dict[str, str]) -> dict[str, str]:
+    return headers | {"Content-Type": "application/json"}
 
 
 def test_a_full_conversation_is_a_409_and_stores_nothing(
