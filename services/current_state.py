@@ -222,6 +222,8 @@ class CurrentState:
                 aggregate_id, kept.aggregate.version, READ_PAGE
             )
         while True:
+            if not _of_kind(kind, aggregate, stored):  # no later page can change that
+                raise NotFound(kind.aggregate_type, aggregate_id)
             events = [codec.sealed_event(s) for s in stored]
             newest = self._kept.get(aggregate_id)  # another read may have kept a newer one
             if newest is not None and newest.aggregate.version > _version(aggregate):
@@ -353,6 +355,18 @@ def _due_snapshot(aggregate: Aggregate, snapshot: int) -> StoredEvent | None:
         return None
     tag = TAGS[type(aggregate)]
     return StoredEvent(aggregate.id, aggregate.version, tag, snapshot_of(aggregate))
+
+
+def _of_kind(
+    kind: type[Aggregate], aggregate: Aggregate | None, stored: Sequence[StoredEvent]
+) -> bool:
+    """Whether an aggregate read so far (`aggregate`, then `stored`) may be of `kind`: its
+    first event says what it is. Asked before reading on, since another kind's id (a
+    customer's, whose history has no bound, asked for as a task) is a 404 however long
+    its history, and must not cost reading all of it."""
+    if aggregate is not None:
+        return isinstance(aggregate, kind)
+    return not stored or codec.parse_topic(stored[0].topic)[0].aggregate_type == kind.aggregate_type
 
 
 def _version(aggregate: Aggregate | None) -> int:

@@ -137,6 +137,39 @@ def test_a_history_longer_than_pages_reads_and_takes_commands_whole(
     )
 
 
+def test_another_kinds_id_is_a_404_after_one_page_of_its_history(
+    client: Client, api: EmbeddedApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A customer's history has no bound, and its id asked for as a conversation or a
+    task (a read, its history, a command) was read to its end before the 404: pages of
+    decoding on the event loop for each such request, from any principal. The first
+    event says what an aggregate is."""
+    admin = api.token("root", "it", "admin")
+    ada = Customer.register(ctx(), customer_id=uuid4(), name="Ada", owner_department="sales")
+    for n in range(1, 2 * READ_PAGE + 1):
+        ada.update_profile(ctx(), company=f"Company {n}")
+    api.runtime.app.record(ada)
+    source = api.app.state.services.current._source
+    pages: list[int] = []
+    events_after = source.events_after
+
+    async def counted(aggregate_id: Any, version: int, limit: int) -> Any:
+        pages.append(version)
+        return await events_after(aggregate_id, version, limit)
+
+    monkeypatch.setattr(source, "events_after", counted)
+    for kind in ("conversations", "tasks"):
+        for method, url, body in (
+            ("GET", f"/v1/{kind}/{ada.id}", None),
+            ("GET", f"/v1/{kind}/{ada.id}/history", None),
+            ("POST", f"/v1/{kind}/{ada.id}/reopen", {"reason": "again"}),
+        ):
+            pages.clear()
+            sent = client.request(method, url, json=body, headers=admin)
+            assert sent.status_code == 404, (url, sent.text)
+            assert len(pages) <= 1, (url, pages)
+
+
 def test_a_long_conversation_reads_and_takes_commands_from_its_snapshot(
     client: Client, api: EmbeddedApi
 ) -> None:
