@@ -220,7 +220,12 @@ def _typed(key: rq.SortKey, value: Any) -> Any:
         raise TypeError(f"{key.column} must be text")
     if key.kind == "uuid":
         return UUID(value)
-    return datetime.fromisoformat(value) if key.kind == "timestamp" else value
+    if key.kind != "timestamp":
+        return value
+    instant = datetime.fromisoformat(value)
+    if instant.utcoffset() is None:  # every cursor given names its zone; a store would
+        raise TypeError(f"{key.column} must name its zone")  # read one without as local
+    return instant
 
 
 def _uuid_cursor(cursor: str | None) -> UUID | None:

@@ -4,6 +4,9 @@ whole list exactly once, in order; a cursor this API did not give is a 400 probl
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,3 +121,24 @@ def test_a_cursor_this_api_did_not_give_is_a_400_problem(
         answer = client.get(url, params={"cursor": cursor}, headers=headers)
         assert answer.status_code == 400, answer.text
         assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("time", ["0001-01-01T00:00:00", "2030-01-01T10:00:00", "2030-01-01"])
+def test_a_cursor_time_without_a_zone_is_a_400_problem(
+    api: tuple[EmbeddedApi, Client], headers: dict[str, str], time: str
+) -> None:
+    """Cursors carry their times with a zone; one without was read in the server's local
+    zone (on SQLite, year 1 then failed in the store: a 500)."""
+    _, client = api
+    customer = client.get("/v1/departments/sales/customers", headers=headers).json()["items"][0]
+    row_id = str(uuid.uuid4())
+    forged = {
+        "/v1/departments/sales/conversations": [time, row_id],
+        "/v1/departments/sales/tasks": ["mia", "open", time, row_id],
+        f"/v1/customers/{customer['customer_id']}/timeline": [time, "entry"],
+    }
+    for url, values in forged.items():
+        cursor = base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
+        answer = client.get(url, params={"cursor": cursor}, headers=headers)
+        assert answer.status_code == 400, (url, answer.text)
+        assert "cursor" in answer.json()["detail"]
