@@ -321,6 +321,19 @@ class AccessModel:
         """Which personal fields of a readable resource the caller may not read."""
         return field_access(principal, resource)
 
+    def listed(
+        self, principal: Principal, resource: Resource, searched: Iterable[str] = ()
+    ) -> FieldAccess | None:
+        """The caller's field access to a row of a list (None: left out), found by the
+        personal fields `searched` (a search's): a row they may read, and each of those
+        fields of it. Finding a customer by a value tells the value, so a field masked
+        for the caller finds nothing (an analyst's search by e-mail, or a marketing
+        agent's for a customer not consenting to e-mail marketing)."""
+        if not self.readable(principal, resource):
+            return None
+        fields = field_access(principal, resource)
+        return None if any(fields.hides(name) for name in searched) else fields
+
     def entry_department(self, principal: Principal) -> str | None:
         """The department whose conversations and tasks a caller may read (None: every
         department's): lets a list query keep only those rows, so pages stay full."""

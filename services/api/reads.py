@@ -242,7 +242,8 @@ class Reader:
         rows = await models.run(
             lambda m: m.search(terms=terms, company=company, tag=tag, department=department, **page)
         )
-        return await self._judged(rows, "customers", _customer_resource)
+        searched = [name for name in wanted if name in Customer.personal_fields]
+        return await self._judged(rows, "customers", _customer_resource, searched)
 
     async def stats(
         self, name: str, department: str | None, min_position: int | None, **filters: Any
@@ -263,18 +264,23 @@ class Reader:
         await self.services.positions.applied(READS[query], min_position)
         return models
 
-    async def _judged(self, page: Page, query: str, resource: Callable[[Row], Resource]) -> Page:
-        """The page's rows the caller may read: the personal columns the access model
-        hides masked, the others opened (with the page's keys, fetched now in one query
-        on the loop, if any is sealed), and what they show unmasked recorded in the
-        access log."""
+    async def _judged(
+        self,
+        page: Page,
+        query: str,
+        resource: Callable[[Row], Resource],
+        searched: Iterable[str] = (),
+    ) -> Page:
+        """The page's rows the caller may read (and, found by the personal fields
+        `searched`, read those of): the personal columns the access model hides masked,
+        the others opened (with the page's keys, fetched now in one query on the loop,
+        if any is sealed), and what they show unmasked recorded in the access log."""
         principal, personal = self.principal, PERSONAL[query]
         visible: dict[FieldAccess, list[str]] = {}  # a page meets one or two kinds
         judged: list[tuple[Row, list[str]]] = []
         for row in page["items"]:
-            seen = resource(row)
-            if self.access.readable(principal, seen):
-                fields = self.access.fields(principal, seen)
+            fields = self.access.listed(principal, resource(row), searched)
+            if fields is not None:
                 columns = visible.get(fields)
                 if columns is None:
                     columns = visible[fields] = [c for c in personal if not fields.hides(c)]

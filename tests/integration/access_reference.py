@@ -76,6 +76,10 @@ class Reference:
     def reads_history(self, who: Who) -> bool:
         return who.role in ("manager", "auditor", "admin")
 
+    def reads_names(self, who: Who) -> bool:
+        """Whether `who` reads customers' names, and so may find customers by them."""
+        return who.role != "analyst"
+
     def email_seen(self, who: Who, customer: str) -> str:
         """The e-mail as `who` must read it."""
         ref = self.customers[customer]

@@ -290,13 +290,16 @@ class AccessMachine(RuleBasedStateMachine):
 
     def check_search(self, who: Who) -> None:
         """Every customer is a "Person N": searching that word finds exactly those the
-        principal may read and that are not erased, e-mails as `GET` shows them."""
+        principal may read, names included, and that are not erased, e-mails as `GET`
+        shows them."""
         found = self.get(who, "/v1/customers?name=PERSON&limit=500")
         assert found.status_code == 200, (who, found.text)
         rows = {row["customer_id"]: row["email"] for row in found.json()["items"]}
         ref = self.ref
         readable = {
-            c for c, r in ref.customers.items() if ref.sees_customer(who, c) and not r.erased
+            c
+            for c, r in ref.customers.items()
+            if ref.sees_customer(who, c) and ref.reads_names(who) and not r.erased
         }
         assert set(rows) == readable, (who, rows)
         for customer, email in rows.items():

@@ -79,11 +79,41 @@ def test_search_finds_by_each_field_only_for_callers_who_may_read(api: EmbeddedA
         assert row["name"] == f"Ada Zq{mark} Lovelace"
         for query in (f"email=ada.{mark}@example.com", f"name=zq{mark}", f"company=zeta{mark}"):
             assert _ids(client, support, query) == set()  # another department's customers
-        (seen,) = _found(client, analyst, f"email=ada.{mark}@example.com")
+        (seen,) = _found(client, analyst, f"company=zeta{mark} e")
         assert (seen["email"], seen["phone"], seen["name"]) == ("[masked]",) * 3
         client.post(f"/v1/customers/{ada}/shares", json={"department": "support"}, headers=sales)
         api.catch_up()
         assert _ids(client, support, f"name=zq{mark}") == {ada}
+
+
+def test_nobody_finds_a_customer_by_a_field_they_may_not_read(api: EmbeddedApi) -> None:
+    """A search by a personal field is a question about its value: finding a customer by
+    an e-mail shown masked told the searcher the e-mail. Marketing staff read e-mails
+    only of customers consenting to e-mail marketing, analysts no personal field."""
+    mark = uuid.uuid4().hex[:10]
+    sales = api.token("sam", "sales", "agent")
+    marketing = api.token("max", "marketing", "agent")
+    analyst = api.token("ann", "analytics", "analyst")
+    with TestClient(app=api.app) as client:
+        fields = {"name": f"Ida Zq{mark}", "company": f"Kappa{mark}", "phone": "+49 30 555-0101"}
+        silent = _register(client, sales, **fields, email=f"ida.{mark}@example.com")
+        keen = _register(
+            client, sales, name=f"Kim Zq{mark}", email=f"kim.{mark}@example.com",
+            consents={"email_marketing": True},
+        )  # fmt: skip
+        for customer in (silent, keen):
+            shared = {"department": "marketing"}
+            sent = client.post(f"/v1/customers/{customer}/shares", json=shared, headers=sales)
+            assert sent.status_code == 200, sent.text
+        api.catch_up()
+        assert _ids(client, marketing, f"email=ida.{mark}@example.com") == set()
+        (found,) = _found(client, marketing, f"email=kim.{mark}@example.com")
+        assert (found["customer_id"], found["email"]) == (keen, f"kim.{mark}@example.com")
+        assert _ids(client, marketing, "phone=+49 30 5550101") == {silent}  # theirs to read
+        for query in (f"email=ida.{mark}@example.com", "phone=+49 30 5550101", f"name=zq{mark}"):
+            assert _ids(client, analyst, query) == set(), query
+            assert _ids(client, analyst, f"{query}&company=kappa{mark}") == set(), query
+        assert _ids(client, analyst, f"company=kappa{mark}") == {silent}
 
 
 def test_search_pages_by_id_and_refuses_what_cannot_match(api: EmbeddedApi) -> None:
