@@ -47,6 +47,8 @@ def configure_logging(settings: Settings) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # before the renderer: a plain traceback, never the console's pretty one,
+            # which prints each frame's locals (plaintext a request had opened)
             structlog.processors.format_exc_info,
             renderer,
         ],
