@@ -5,10 +5,16 @@ there is nothing to brute-force that a slow hash would protect. Stored in Postgr
 table `crm_principals`, or in `principals.db` (SQLite) in the data dir in embedded mode.
 Lookups are cached for a few seconds, so a revocation in another process takes effect
 within `CACHE_SECONDS`; in this process it takes effect at once.
+
+The API resolves tokens on its event loop (`resolve`): a cached answer at once, a lookup
+on a worker thread, one per token at a time. A lookup on the loop held it for the
+pool's whole wait while PostgreSQL was down (5 s per request whose token had left the
+cache): `/healthz`, event streams and every other request stalled behind it in turn.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import sqlite3
@@ -69,6 +75,7 @@ class Principals:
         self._departments = None if departments is None else frozenset(departments)
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
+        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}  # `resolve`'s
 
     def add(self, name: str, department: str, role: str) -> str:
         """Create a principal and return its token: shown once, never stored."""
@@ -107,10 +114,36 @@ class Principals:
     def authenticate(self, token: str) -> Principal | None:
         """The active principal holding `token`, or None."""
         digest = hash_token(token)
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and now - cached[0] < CACHE_SECONDS:
+        cached = self._cached(digest)
+        return cached[1] if cached is not None else self._looked_up(digest)
+
+    async def resolve(self, token: str) -> Principal | None:
+        """`authenticate` for an event loop: the lookup (a query) on a worker thread,
+        shared by every request of the same token meanwhile (see the module)."""
+        digest = hash_token(token)
+        cached = self._cached(digest)
+        if cached is not None:
             return cached[1]
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = asyncio.ensure_future(asyncio.to_thread(self._looked_up, digest))
+            self._lookups[digest] = lookup
+            lookup.add_done_callback(lambda done: self._lookup_done(digest, done))
+        return await asyncio.shield(lookup)
+
+    def _lookup_done(self, digest: str, done: asyncio.Future[Principal | None]) -> None:
+        self._lookups.pop(digest, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: its requests may all have gone meanwhile
+
+    def _cached(self, digest: str) -> tuple[float, Principal | None] | None:
+        cached = self._cache.get(digest)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached
+        return None
+
+    def _looked_up(self, digest: str) -> Principal | None:
+        now = time.monotonic()
         record = self._table.by_hash(digest)
         principal = None
         if record is not None and not record.revoked:

@@ -223,7 +223,7 @@ def _dependencies(
         "services": Provide(provide_services, use_cache=True, **inline),
         "metrics_registry": Provide(provide_metrics, use_cache=True, **inline),
         "checks": Provide(provide_checks, use_cache=True, **inline),
-        "caller": Provide(authenticate, **inline),
+        "caller": Provide(authenticate),
         "call": Provide(command_call, **inline),
         "reader": Provide(reader, **inline),
         "history_page": Provide(history_page, **inline),

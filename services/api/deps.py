@@ -104,8 +104,9 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
     return token.strip()
 
 
-def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -> Caller:
-    principal = services.principals.authenticate(bearer_token(request))
+async def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -> Caller:
+    """The caller of `request`, without holding the event loop (`Principals.resolve`)."""
+    principal = await services.principals.resolve(bearer_token(request))
     if principal is None:
         raise Unauthenticated("unknown or revoked token")
     structlog.contextvars.bind_contextvars(principal=principal.name)
