@@ -180,6 +180,11 @@ class CurrentState:
         """The bytes the kept aggregates hold, by their estimate (`Aggregate.held_bytes`)."""
         return self._kept.held
 
+    async def head(self) -> int:
+        """The store's newest committed position, awaited on the loop (one query for
+        every read asking meanwhile)."""
+        return await self._heads.ask(None)
+
     async def load(self, kind: type[A], aggregate_id: UUID) -> A:
         """The aggregate with every event stored so far, its personal fields sealed
         (`opened` and `opener` give a request what it may show); `NotFound` if there is

@@ -88,7 +88,7 @@ class EventStream:
     def principal(self) -> Principal:
         return self.caller.principal
 
-    def follow(
+    async def follow(
         self, department: str | None, after: int | None, last_event_id: int | None = None
     ) -> AsyncIterator[ServerSentEventMessage]:
         """Authorise now (so a refusal is a 4xx, not a broken stream), then stream.
@@ -104,7 +104,7 @@ class EventStream:
         if after is not None and not access.may(principal, "history.read"):
             rule = rule_name(principal, "history.read")
             raise Forbidden(rule, "replaying past events (after=) needs history.read")
-        head = self.services.app.head_position()
+        head = await self.services.current.head()  # on the loop, never holding it
         if after is not None and after > head:  # no stored event could ever follow it
             raise BadRequest(f"after {after} is beyond the event store's head")
         start = head if after is None else after

@@ -101,7 +101,7 @@ async def events_stream(
 ) -> ServerSentEvent:
     """Server-sent events of what this principal may see, masked; follows the store's log.
     A principal holds at most `CRM_STREAMS_PER_PRINCIPAL` open at once (429 beyond)."""
-    return ServerSentEvent(stream.follow(department, after, last_event_id))
+    return ServerSentEvent(await stream.follow(department, after, last_event_id))
 
 
 queries = Router(

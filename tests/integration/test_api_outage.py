@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.principals import CACHE_SECONDS
 from tests.e2e.processes import Processes, crm_processes, eventually, free_port, wait_for_http
 from tests.integration.private_services import PrivateServices
 
@@ -94,3 +95,21 @@ def test_tokens_looked_up_in_an_outage_leave_the_probes_answering(
             what="a token looked up once PostgreSQL is back",
         )
         assert back
+
+
+def test_an_event_stream_opened_in_an_outage_leaves_the_probes_answering(
+    private_services: PrivateServices, tmp_path: Path
+) -> None:
+    """Its token still cached, the stream reads the store's head as it opens."""
+    with running_api(private_services, tmp_path) as api:
+        admin = api.token("admin")
+        assert httpx.get(f"{api.base}/v1/ping", headers=admin).is_success  # cached from now
+        cached_at = time.monotonic()
+        with postgres_down(private_services), ThreadPoolExecutor(1) as pool:
+            stream = f"{api.base}/v1/events/stream"
+            opened = pool.submit(httpx.get, stream, headers=admin, timeout=60)
+            time.sleep(0.5)
+            assert time.monotonic() - cached_at < CACHE_SECONDS - 1, "the token left the cache"
+            alive = [api.probe("/healthz").status_code for _ in range(3)]
+            assert opened.result().status_code == 503
+        assert alive == [200, 200, 200]
