@@ -16,7 +16,12 @@ a revoked token ends its open streams as soon as plain requests are refused (wit
 principal cache's few seconds). A principal holds at most `CRM_STREAMS_PER_PRINCIPAL`
 streams open per process (`services.api.stream_slots`): the next one is a 429. While
 the access log cannot take a page's record (`AccessLogBacklogged`), the stream waits and
-reads that page again: the caller sees it late, never unrecorded.
+reads that page again: the caller sees it late, never unrecorded. So it does while the
+database cannot be reached (its token cannot be checked nor its page read): it waits,
+with the backoff of `consumers.outage`, and goes on from where it was once the database
+is back, on the same connection. A stream that ended there would have lost what was
+stored before its client came back for the roles that start at the head, and an
+EventSource gives up for good when its reconnection gets the outage's 503.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from litestar import Request
 from litestar.di import NamedDependency
 from litestar.response import ServerSentEventMessage
 
+from consumers.outage import POSTGRES, Dependencies
+from consumers.pg_pool import DATABASE_UNAVAILABLE
 from domain import codec
 from domain.base import AGGREGATE_CLASSES, Aggregate, DomainEvent
 from services.access import Forbidden, Principal, mask, resource_of, rule_name, unmasked
@@ -116,18 +123,23 @@ class EventStream:
         self, department: str | None, position: int, release: Callable[[], None]
     ) -> AsyncIterator[ServerSentEventMessage]:
         states = AggregatesAsOf(self.services.app)
+        database = Dependencies(f"event stream of {self.principal.name}")
         try:
             while True:
-                principal = await anyio.to_thread.run_sync(self._still_authorised)
-                if principal is None:
-                    return  # revoked: the stream ends as any other request would be refused
                 try:
+                    principal = await anyio.to_thread.run_sync(self._still_authorised)
+                    if principal is None:
+                        return  # revoked: the stream ends as any other request is refused
                     last, page = await anyio.to_thread.run_sync(
                         self.page, principal, department, position, states
                     )
                 except AccessLogBacklogged:  # none of it delivered: again once stored
                     await anyio.sleep(self.services.stream_poll_seconds)
                     continue
+                except DATABASE_UNAVAILABLE as error:  # none of it delivered either
+                    await anyio.sleep(database.lost(POSTGRES, error))
+                    continue
+                database.back(POSTGRES)
                 for notification_id, event, document in page:
                     data = _encoder.encode(document).decode()
                     yield ServerSentEventMessage(

@@ -11,6 +11,7 @@ database would turn into a restarted API.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -113,3 +114,32 @@ def test_an_event_stream_opened_in_an_outage_leaves_the_probes_answering(
             alive = [api.probe("/healthz").status_code for _ in range(3)]
             assert opened.result().status_code == 503
         assert alive == [200, 200, 200]
+
+
+def test_an_open_event_stream_rides_out_an_outage(
+    private_services: PrivateServices, tmp_path: Path
+) -> None:
+    """An agent's stream (no history: a new stream starts at the head, and EventSource
+    gives up on a 503) delivers what is stored after the outage on the same connection."""
+    with running_api(private_services, tmp_path) as api:
+        agent, admin = api.token("agent", role="agent"), api.token("admin")
+        url = f"{api.base}/v1/events/stream?department=sales"
+        timeout = httpx.Timeout(30, read=120)
+        with httpx.stream("GET", url, headers=agent, timeout=timeout) as stream:
+            assert stream.status_code == 200
+            events = (json.loads(line[5:]) for line in stream.iter_lines() if line[:5] == "data:")
+            before = api.customer(admin, "Before")
+            assert next(events)["originator_id"] == before
+            with postgres_down(private_services):
+                time.sleep(3 * CACHE_SECONDS)  # the token left the cache; reads fail
+            after = eventually(
+                lambda: _stored_customer(api, admin), within=60, what="a command after"
+            )
+            assert next(events)["originator_id"] == after
+        assert api.process.poll() is None
+
+
+def _stored_customer(api: Api, headers: dict[str, str]) -> str | None:
+    body = {"name": "After", "owner_department": "sales"}
+    created = httpx.post(f"{api.base}/v1/customers", json=body, headers=headers, timeout=30)
+    return str(created.json()["id"]) if created.status_code == 201 else None
