@@ -85,6 +85,18 @@ class Status:
     lag: int | None = None
 
 
+class ReadModelNotBuilt(Exception):  # noqa: N818 - a state, like the HTTP status it maps to
+    """A query named a read model whose projection has never run, so its views do not
+    exist yet: an operator's step is missing (`crm consume NAME`), not a bug."""
+
+    def __init__(self, tables: Mapping[str, str]) -> None:
+        names = ", ".join(sorted({name.split(".")[0] for name in tables.values()}))
+        super().__init__(
+            f"not every read model of this query ({names}) is built yet: a projection"
+            " has never run (/readyz names it)"
+        )
+
+
 class TableWrites(NamedTuple):
     """What one segment does to one table: upsert rows, delete keys, add to counters."""
 
@@ -161,7 +173,8 @@ class ReadModelStore(Protocol):
         types: Mapping[str, ColumnType] | None = None,
     ) -> list[Row]:
         """Rows of `query`; a column named in `types` comes back as that type's Python
-        value (UUID, bool, aware datetime, Decimal), on SQLite as psycopg gives it."""
+        value (UUID, bool, aware datetime, Decimal), on SQLite as psycopg gives it.
+        `ReadModelNotBuilt` when a read model it names has no views yet."""
         ...
 
     def dump(self, name: str, generation: int, table: Table) -> list[Row]: ...

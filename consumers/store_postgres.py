@@ -23,7 +23,13 @@ from consumers.pg_ddl import create_tables
 from consumers.pg_pool import open_pool
 from consumers.pg_session import PgSession, column_defs, q
 from consumers.pg_times import edge_cursor
-from consumers.readmodel_store import ReadModelStore, Status, analyst_views, public_tables
+from consumers.readmodel_store import (
+    ReadModelNotBuilt,
+    ReadModelStore,
+    Status,
+    analyst_views,
+    public_tables,
+)
 from projections.base import ColumnType, Projection, Row, Table
 
 _REGISTRY = """
@@ -137,7 +143,10 @@ class PostgresStore:
         """`types` changes nothing here: psycopg gives every column its Python type."""
         names = {k: sql.Identifier(*v.split(".")) for k, v in tables.items()}
         with self.pool.connection() as conn, edge_cursor(conn) as cur:
-            cur.execute(sql.SQL(query).format(**names), params)
+            try:
+                cur.execute(sql.SQL(query).format(**names), params)
+            except psycopg.errors.UndefinedTable as error:
+                raise ReadModelNotBuilt(tables) from error
             return cur.fetchall()
 
     def dump(self, name: str, generation: int, table: Table) -> list[Row]:

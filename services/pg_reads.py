@@ -48,6 +48,7 @@ from psycopg.rows import dict_row, tuple_row
 
 from consumers.key_stores import PG_ERASED_SINCE, PG_LOAD_MANY, uuid_array
 from consumers.pg_times import TIMESTAMPTZ, EdgeTimestamptzLoader
+from consumers.readmodel_store import ReadModelNotBuilt
 from projections.base import ColumnType
 from services.current_state import log_unstored
 
@@ -222,6 +223,8 @@ class PostgresReads:
             async with self._connection() as c:
                 await c.dicts.execute(statement, params)
                 return await c.dicts.fetchall()
+        except psycopg.errors.UndefinedTable as error:
+            raise ReadModelNotBuilt(tables) from error
         except psycopg.DataError:  # a time psycopg's C loader refused: at the calendar's edge
             async with self._connection() as c:
                 await c.edges.execute(statement, params)

@@ -8,6 +8,8 @@ except a full disk or database anywhere in its causes, which is a 503 `storage-f
 with `Retry-After` (nothing is wrong with the request; it works once space returns).
 While the database cannot be reached (a PostgreSQL restart), every request that needs it
 answers 503 `event-store-unavailable` with `Retry-After`: retrying is the right move.
+So does a read of a read model whose projection has never run (503
+`read-model-not-built`): an API started before its consumers, or a new read model.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
 from consumers.pg_pool import DATABASE_UNAVAILABLE
+from consumers.readmodel_store import ReadModelNotBuilt
 from domain.base import (
     DomainError,
     InvalidTransition,
@@ -93,6 +96,7 @@ PROBLEMS: dict[type[BaseException], tuple[int, str, str]] = {
     UnknownEventType: (422, "unknown-event-type", "Unknown event type"),
     ReadModelUnavailable: (501, "read-model-unavailable", "Read model not available yet"),
     NotCaughtUp: (503, "not-caught-up", "The read model has not caught up yet"),
+    ReadModelNotBuilt: (503, "read-model-not-built", "The read model has not been built yet"),
     TooManyStreams: (429, "too-many-streams", "Too many event streams open at once"),
     AccessLogBacklogged: (
         503,
@@ -229,7 +233,7 @@ def _detail(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-_EXPECTED = (NotCaughtUp, ReadModelUnavailable, AccessLogBacklogged)
+_EXPECTED = (NotCaughtUp, ReadModelUnavailable, ReadModelNotBuilt, AccessLogBacklogged)
 """5xx answers that are no bug (with a database out of reach, `unavailable`): not logged
 as unhandled (the request line has them)."""
 
@@ -251,7 +255,7 @@ def _retry_after(error: BaseException) -> str | None:
         return str(max(1, round(error.retry_after)))
     if isinstance(error, TooManyStreams):
         return STREAM_RETRY_AFTER
-    if isinstance(error, AccessLogBacklogged):
+    if isinstance(error, AccessLogBacklogged | ReadModelNotBuilt):
         return STORAGE_RETRY_AFTER
     if storage_full(error):
         return STORAGE_RETRY_AFTER
@@ -270,6 +274,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     UnknownEventType: problem_response,
     ReadModelUnavailable: problem_response,
     NotCaughtUp: problem_response,
+    ReadModelNotBuilt: problem_response,
     TooManyStreams: problem_response,
     AccessLogBacklogged: problem_response,
     HTTPException: problem_response,
