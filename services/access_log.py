@@ -32,6 +32,7 @@ from uuid import UUID
 import msgspec
 import structlog
 
+from consumers.outage import Dependencies
 from domain.base import ERASED
 from services.access import MASKED, FieldAccess, Principal, unmasked
 
@@ -197,6 +198,8 @@ than 0.2 s (fewer, fuller appends) brought the cost on GET customer from 9.7 % t
 (means of the benchmark's in-process switch, `bench/RESULTS.md`)."""
 FLUSH_SECONDS = 0.5
 """How often the writer stores the queue, and what a crash (not a graceful stop) can lose."""
+STORE = "access log store"
+"""The dependency the writer reports lost and back (PostgreSQL, or the SQLite file)."""
 PENDING_MAX = 50_000
 """Records the queue holds at most unstored (a few hundred bytes each, a page's more: it
 names its customers): some 30 s of reads at this API's pace. See the module's docs."""
@@ -316,13 +319,20 @@ class AccessLog:
             left -= len(batch)
 
     def _run(self) -> None:
+        """Store every `flush_seconds`. A store that refuses (PostgreSQL away, a full disk)
+        is tried again at the same pace, since reads of personal data wait on it, and
+        logged once when it starts refusing and once when it takes records again
+        (`consumers.outage`), not at every attempt."""
+        store = Dependencies("access log writer")
         while not self._wake.is_set():
             self._wake.wait(self.flush_seconds)
             self._say_switched()
             try:
                 self.flush()
             except Exception as error:
-                log.warning("access records not stored yet", error=repr(error))
+                store.lost(STORE, error)
+            else:
+                store.back(STORE)
 
     def stop(self) -> None:
         """Stop the writer and store what is queued (a graceful stop loses nothing)."""

@@ -19,6 +19,9 @@ from contextlib import contextmanager
 import structlog
 
 from consumers import kafka_io
+from consumers.kafka_io import BrokerUnavailable
+from consumers.outage import KAFKA, POSTGRES, Dependencies
+from consumers.pg_pool import DATABASE_UNAVAILABLE
 from services.access_log import AccessStore
 
 log = structlog.get_logger("crm.access_log")
@@ -58,14 +61,27 @@ class AccessPublisher:
         return len(rows)
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:
-        """Publish until `stop`; a broker or database away is waited out, not fatal."""
+        """Publish until `stop`. A broker or database away is waited out, not fatal: one
+        line when it is lost and one when it is back, with the relay's backoff between
+        (`consumers.outage`), not a line a retry; any other failure is logged each time."""
+        deps = Dependencies("access publisher")
         while not stop.is_set():
             try:
                 if self.publish_pending() == BATCH:
                     continue
+            except BrokerUnavailable as error:
+                self.close()
+                stop.wait(deps.lost(KAFKA, error))
+                continue
+            except DATABASE_UNAVAILABLE as error:
+                stop.wait(deps.lost(POSTGRES, error))
+                continue
             except Exception as error:
                 log.warning("access records not published yet", error=repr(error))
                 self.close()
+            else:
+                deps.back(KAFKA)
+                deps.back(POSTGRES)
             stop.wait(interval)
 
     def close(self) -> None:

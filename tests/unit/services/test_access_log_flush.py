@@ -5,11 +5,13 @@ unstored records, a read that would show personal data is refused, not queued.""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import structlog
 
 from services import access_log
 from services.access import Principal, Role
@@ -92,4 +94,29 @@ def test_past_pending_max_unstored_records_a_reveal_is_refused_until_they_are_st
     later = _revealed(log, 1)
     log.flush()
     assert _stored(store) == customers + later  # each once, none lost, none refused stored
+    store.close()
+
+
+def test_the_writer_logs_a_refusing_store_once_when_lost_and_once_when_back(
+    tmp_path: Path,
+) -> None:
+    """An outage of the store (PostgreSQL away) is one line down and one back, as the
+    relay's and consumers' are, not a line at every attempt (ten a second here)."""
+    store = CountedStore(tmp_path / "access.db")
+    log = AccessLog(store, flush_seconds=0.01)
+    store.failing = 20
+    customers = _revealed(log, 3)
+    with structlog.testing.capture_logs() as lines:
+        log.start()
+        deadline = time.monotonic() + 30
+        while store.failing or log.pending():
+            assert time.monotonic() < deadline, "the writer never stored the records"
+            time.sleep(0.01)
+        log.stop()
+    outage = [(line["event"], line["dependency"]) for line in lines if "dependency" in line]
+    assert outage == [
+        ("dependency lost", "access log store"),
+        ("dependency back", "access log store"),
+    ]
+    assert _stored(store) == customers
     store.close()
