@@ -149,9 +149,9 @@ class StoreEvents:
         self, aggregate_id: UUID, limit: int
     ) -> tuple[StoredEvent | None, Sequence[StoredEvent]]:
         newest = self._snapshots.select_events(aggregate_id, desc=True, limit=1)
-        after = newest[0].originator_version if newest else 0
-        stored = self._recorder.select_events(aggregate_id, gt=after, limit=limit)
-        return newest[0] if newest else None, stored
+        found = newest[0] if newest else None
+        after = 0 if found is None else found.originator_version
+        return found, self._recorder.select_events(aggregate_id, gt=after, limit=limit)
 
     async def put_snapshot(self, snapshot: StoredEvent) -> None:
         """On a worker thread: a write may wait for the writer's lock on the file."""
