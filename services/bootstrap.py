@@ -7,23 +7,28 @@ consumers and services that need them; nothing below `services/` reads settings.
 from __future__ import annotations
 
 import os
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-import psycopg
-import structlog
 from psycopg_pool import ConnectionPool
 
 from consumers.key_stores import PostgresKeyStore, SqliteKeyStore
 from consumers.keyring import Keyring
+from consumers.outage import KAFKA, POSTGRES, Dependencies
 from consumers.pg_pool import open_pool
+from consumers.reachability import (
+    Misconfigured,
+    Unavailable,
+    reach_kafka,
+    reach_postgres,
+    wait_until_reachable,
+)
 from services.access import AccessModel
 from services.event_store import CrmApplication, open_event_store
 from services.settings import ConfigError, Settings
-
-log = structlog.get_logger("crm.bootstrap")
 
 
 @dataclass
@@ -68,51 +73,63 @@ def connect_pool(database_url: str, max_size: int = 8) -> ConnectionPool:
     return open_pool(database_url, max_size=max_size)
 
 
-DATABASE_START_WAIT_S = 30.0
-"""How long a process that starts while PostgreSQL does not answer (a restart under way,
-a server still starting) waits for it before reporting `CRM_DATABASE_URL`: the grace
-`require_kafka` gives the broker."""
+START_WAIT_S = 30.0
+"""How long a short command (`crm principals add`, `crm topics ensure`...) waits for
+PostgreSQL or Kafka that does not answer before reporting the setting; the processes
+that run until stopped (`wait_for_dependencies`) wait as long as it takes."""
 
 
-def check_database(database_url: str, timeout: float = DATABASE_START_WAIT_S) -> None:
-    """Return once the server answers; after `timeout`, one clear error naming the setting.
-
-    Every failure is tried again until then, wrong credentials too: libpq reports a
-    refused login with no error code that tells it from a server shutting down. The
-    first failure is logged with its reason, so a wrong URL shows at once."""
-    deadline, delay, logged = time.monotonic() + timeout, 0.2, False
-    while True:
-        try:
-            with psycopg.connect(database_url, connect_timeout=5) as conn:
-                conn.execute("SELECT 1")
-            return
-        except psycopg.Error as error:
-            text = str(error).strip()
-            reason = text.splitlines()[0] if text else type(error).__name__
-            if time.monotonic() + delay >= deadline:
-                raise ConfigError("CRM_DATABASE_URL", f"cannot connect: {reason}") from None
-            if not logged:
-                log.warning("waiting for the database", reason=reason, up_to_s=timeout)
-                logged = True
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+def wait_for_dependencies(
+    settings: Settings, process: str, stop: threading.Event, *, kafka: bool = True
+) -> bool:
+    """For `crm api`, `crm relay` and `crm consume` as they start: wait as long as it
+    takes for PostgreSQL (when configured), then Kafka (with `kafka`), as a running
+    process rides out an outage, with its one line when lost and one when back. False
+    if `stop` was set meanwhile (a signal: exit 0). A reason no waiting fixes
+    (`consumers.reachability`) is a `ConfigError` naming the setting."""
+    deps = Dependencies(process)
+    url = settings.database_url
+    return (url is None or _wait(POSTGRES, url, deps, stop)) and (
+        not kafka or _wait(KAFKA, settings.kafka_bootstrap, deps, stop)
+    )
 
 
-def require_kafka(settings: Settings, timeout: float = 30.0) -> None:
-    """Fail with one line naming CRM_KAFKA_BOOTSTRAP when no broker answers at start.
+def check_database(database_url: str, timeout: float = START_WAIT_S) -> None:
+    """Return once the server answers; a `ConfigError` naming the setting at once for a
+    reason no waiting fixes, else after `timeout`."""
+    _wait(POSTGRES, database_url, Dependencies("crm"), threading.Event(), within=timeout)
 
-    Outages *after* a process has started are retried by the relay and the runner;
-    a broker that never answered is far more likely a wrong address.
-    """
-    from consumers.kafka_io import BrokerUnavailable, wait_until_ready
 
+def require_kafka(settings: Settings, timeout: float = START_WAIT_S) -> None:
+    """Fail with one line naming CRM_KAFKA_BOOTSTRAP when no broker answers at start
+    within `timeout` (at once when no bootstrap host name exists)."""
+    _wait(KAFKA, settings.kafka_bootstrap, Dependencies("crm"), threading.Event(), within=timeout)
+
+
+_SETTINGS = {POSTGRES: "CRM_DATABASE_URL", KAFKA: "CRM_KAFKA_BOOTSTRAP"}
+
+
+def _wait(
+    dependency: str,
+    address: str,
+    deps: Dependencies,
+    stop: threading.Event,
+    *,
+    within: float | None = None,
+) -> bool:
+    """`wait_until_reachable` for `dependency` at `address` (URL or bootstrap servers),
+    its failures told as the `ConfigError` of its setting."""
+    reach = reach_postgres if dependency == POSTGRES else reach_kafka
     try:
-        wait_until_ready(settings.kafka_bootstrap, timeout=timeout)
-    except BrokerUnavailable:
-        raise ConfigError(
-            "CRM_KAFKA_BOOTSTRAP",
-            f"no Kafka broker answered at {settings.kafka_bootstrap} within {timeout:.0f} s",
-        ) from None
+        return wait_until_reachable(partial(reach, address), dependency, deps, stop, within=within)
+    except Misconfigured as error:
+        raise ConfigError(_SETTINGS[dependency], f"cannot connect: {error}") from None
+    except Unavailable as error:
+        if dependency == KAFKA:
+            message = f"no Kafka broker answered at {address} within {within:.0f} s"
+        else:
+            message = f"cannot connect: {error}"
+        raise ConfigError(_SETTINGS[dependency], message) from None
 
 
 def ensure_data_dir(path: Path) -> Path:

@@ -13,13 +13,15 @@ from uuid import UUID, uuid4
 from psycopg_pool import ConnectionPool
 
 from consumers.envelope import all_topics, from_cloudevent
-from consumers.kafka_io import Producer, ensure_topics, read_all, wait_until_ready
+from consumers.kafka_io import Producer, ensure_topics, read_all
 from consumers.relay import Relay
 from consumers.relay_position import PostgresRelayPosition
 from consumers.relay_wakeup import wakeup_for
 from domain.base import Context
 from domain.customer import Customer
+from services.bootstrap import require_kafka
 from services.event_store import CrmApplication
+from services.settings import load_settings
 
 
 def ctx() -> Context:
@@ -107,7 +109,8 @@ def running_relay(
     app: CrmApplication, pg_url: str, bootstrap: str, prefix: str
 ) -> Iterator[PostgresRelayPosition]:
     """A relay following the log in a thread, stopped and closed on exit."""
-    wait_until_ready(bootstrap, timeout=120)  # another test may be restarting the broker
+    # another test may be restarting the broker
+    require_kafka(load_settings({"CRM_KAFKA_BOOTSTRAP": bootstrap}), timeout=120)
     ensure_topics(bootstrap, all_topics(prefix), partitions=3)
     pool = ConnectionPool(pg_url, min_size=1, max_size=2, open=True)
     positions = PostgresRelayPosition(pool)
