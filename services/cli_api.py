@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from services.bootstrap import Runtime, bootstrap
+from services.bootstrap import Runtime, bootstrap, wait_for_dependencies
 from services.cli_args import PORT, int_between, zoned_time
 from services.settings import HTTP_SERVERS, ConfigError, Settings
 from services.shutdown import stop_on_signals
@@ -125,7 +125,8 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     from services.api_serving import build_api_app, serve_workers
 
     _print_urls(args)
-    _stop_like_ctrl_c("api")
+    if not wait_for_dependencies(settings, "api", _stop_like_ctrl_c("api"), kafka=False):
+        return 0  # stopped while PostgreSQL was away
     if args.workers > 1:
         serve_workers(args.host, args.port, args.workers, _server(args, settings))
         return 0
@@ -167,15 +168,16 @@ def _server(args: argparse.Namespace, settings: Settings) -> str:
     return str(args.server or settings.http_server)
 
 
-def _stop_like_ctrl_c(process: str) -> None:
-    """SIGTERM (container runtimes, systemd) stops as SIGINT does, and both exit 0.
+def _stop_like_ctrl_c(process: str) -> threading.Event:
+    """SIGTERM (container runtimes, systemd) stops as SIGINT does, and both exit 0; the
+    event is set by either (before serving: while waiting for PostgreSQL).
 
     uvicorn handles both while it serves, then raises the signal again under the
     handler that was there before: the default one would kill the process on SIGTERM
     before it closes its databases (an SQLite WAL left unmerged). With ours, the caller's
     `finally` runs.
     """
-    stop_on_signals(process)
+    return stop_on_signals(process)
 
 
 # --- principals -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from services.bootstrap import require_kafka
+from services.bootstrap import wait_for_dependencies
 from services.cli_args import int_between
 from services.logs import configure_logging
 from services.settings import Settings
@@ -88,9 +88,11 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.runner import ProjectionRunner
 
     _projection(args.name)
-    require_kafka(settings)
-    runtime, store = _runtime(settings), _store(settings)
     process = f"consume {args.name}"
+    stop = stop_on_signals(process)
+    if not wait_for_dependencies(settings, process, stop):
+        return 0
+    runtime, store = _runtime(settings), _store(settings)
     health = None if runtime.pool is None else HealthReport(runtime.pool, process)
     runner = ProjectionRunner(
         store, args.name, runtime.keyring, settings.kafka_bootstrap,
@@ -99,9 +101,8 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
         watchdog_seconds=settings.consumer_watchdog_seconds,
         dependencies=Dependencies(process, on_change=health.down if health else None),
         on_restart=health.count if health else None,
-        log_setup=functools.partial(configure_logging, settings),
+        log_setup=functools.partial(configure_logging, settings), stop_event=stop,
     )  # fmt: skip
-    stop_on_signals(process, runner.stop_event)
     try:
         runner.run(until_caught_up=args.until_caught_up)
     finally:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from services.bootstrap import require_kafka
+from services.bootstrap import require_kafka, wait_for_dependencies
 from services.cli_args import int_between
 from services.settings import Settings
 from services.shutdown import stop_on_signals
@@ -68,8 +68,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     if _require_database(settings) is None:
         return 2
-    require_kafka(settings)
     stop = stop_on_signals("relay")
+    if not wait_for_dependencies(settings, "relay", stop):
+        return 0
     try:
         _serve(settings, stop, allow_unsafe=args.allow_unsafe_topics)
     except RelayPoisoned as error:
