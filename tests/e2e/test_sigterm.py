@@ -4,6 +4,7 @@ Each process first does real work, so there is something to close."""
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
 import subprocess
@@ -91,3 +92,24 @@ def _in_sales(url: str, customer: str) -> bool | None:
         except psycopg.errors.UndefinedTable:
             return None
     return row is not None or None
+
+
+@pytest.mark.parametrize("command", [("api",), ("relay",), ("consume", "sales")])
+def test_sigterm_stops_a_process_waiting_for_its_database(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Started while PostgreSQL is away, it waits (`services.bootstrap`); a signal ends
+    that wait as it ends serving (nothing listens on the URL's port: refused)."""
+    url = f"postgresql://crm:crm@127.0.0.1:{free_port()}/crm"
+    env = {"CRM_DATABASE_URL": url, "CRM_DATA_DIR": str(tmp_path / "data")}
+    with crm_processes(env, tmp_path) as crm:
+        args = (*command, "--port", str(free_port())) if command == ("api",) else command
+        process = crm.start(*args)
+        waiting = functools.partial(_logged, crm, process, "dependency lost")
+        eventually(waiting, within=60, what="the process to find PostgreSQL lost")
+        _terminated(crm, process)
+
+
+def _logged(crm: Processes, process: subprocess.Popen[bytes], event: str) -> bool | None:
+    assert process.poll() is None, crm.output(process)[-3000:]
+    return f'"event": "{event}"' in crm.output(process) or None
