@@ -5,6 +5,7 @@ step, no CDN) that call only the public HTTP API with the bearer token a person 
 in with, so it shows exactly what that principal may see. Its one chart library,
 uPlot, is vendored at a pinned version (`static/vendor/uplot/VERSION`).
 
+A path the console has no file for is a 404, whatever its bytes (`ConsoleFiles`).
 Every console response carries `CONSOLE_HEADERS`: a Content-Security-Policy that allows
 scripts, styles, images and connections from this origin only (no inline script, no
 inline style element or attribute, no framing), plus the usual hardening headers.
@@ -14,10 +15,14 @@ I/O: reads the files under `static/`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from litestar import Response, Router
 from litestar.datastructures import CacheControlHeader
+from litestar.file_system import BaseLocalFileSystem
 from litestar.static_files import create_static_files_router
+from litestar.types import PathType
+from litestar.types.file_types import FileInfo
 
 STATIC = Path(__file__).with_name("static")
 
@@ -42,6 +47,19 @@ CONSOLE_HEADERS = {
 }
 
 
+class ConsoleFiles(BaseLocalFileSystem):
+    """The static files, where a name no file can have is a missing file. Litestar's
+    own file system lets the OS's refusal escape as a 500: a NUL in the path (ValueError),
+    a name or path too long, a file taken for a directory (OSError).
+    The route's own check keeps every path inside `STATIC`."""
+
+    async def info(self, path: PathType, **kwargs: Any) -> FileInfo:
+        try:
+            return await super().info(path, **kwargs)
+        except (ValueError, OSError) as error:
+            raise FileNotFoundError(str(path)[:200]) from error
+
+
 def _secured(response: Response[object]) -> Response[object]:
     response.headers.update(CONSOLE_HEADERS)
     return response
@@ -53,6 +71,7 @@ def console_router() -> Router:
     return create_static_files_router(
         path="/console",
         directories=[STATIC],
+        file_system=ConsoleFiles(),
         html_mode=True,
         name="console",
         after_request=_secured,
