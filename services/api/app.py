@@ -4,7 +4,8 @@ Everything the routes need is built here once from the runtime (command service 
 group commit, principals, idempotency store, metrics) and handed to the handlers as
 dependencies; routes live under `/v1`, operations (`/healthz`, `/readyz`, `/metrics`)
 at the root and under `/v1`, the OpenAPI UI at `/docs` and the schema at `/openapi.json`,
-the console for people at `/console` (`services.console`).
+the console for people at `/console` (`services.console`). Every answer but the
+console's and the docs' says store nothing (`services.api.response_headers`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from services.api.read_positions import AppliedPosition
 from services.api.readiness import DependencyProbe, ReadinessCheck, default_checks
 from services.api.reads import history_page, reader
 from services.api.request_guard import MAX_BODY_BYTES, guard_request
+from services.api.response_headers import ApiHeaders
 from services.api.routes_audit import AUDIT
 from services.api.routes_conversations import conversations
 from services.api.routes_customers import customers
@@ -120,7 +122,7 @@ def create_app(
     )
     app.state.metrics = metrics
     app.state.services = services
-    app.asgi_handler = RequestObserver(app.asgi_handler, metrics)
+    app.asgi_handler = RequestObserver(ApiHeaders(app.asgi_handler), metrics)
     return app
 
 

@@ -334,3 +334,38 @@ def test_the_browser_enforces_the_console_csp(console: Console) -> None:
     assert violations["injected"] is False
     assert violations["colour"] != "rgb(255, 0, 0)"
     assert set(violations["seen"]) >= {"script-src-elem", "style-src-attr", "connect-src"}
+
+
+# --- what the browser keeps after sign-out ------------------------------------------------
+
+
+def test_nothing_personal_stays_in_the_browser_cache_after_sign_out(console: Console) -> None:
+    """The API's answers carry personal data in plaintext: the browser must not keep them
+    (a customer's profile was still readable from its HTTP cache, with no token, after
+    the person signed out)."""
+    customer = str(console.scenario.renamed)
+    with console.page() as watched:
+        page = watched.page
+        sign_in(watched, console.scenario.token("aud"), f"#/customer/{customer}")
+        wait_ready(page, "customer")
+        expect(page.locator("#customer-name")).to_have_text("Ada King")
+        page.click("#sign-out")
+        page.wait_for_selector("#sign-in")
+        cached = page.evaluate(
+            """async (id) => {
+                 const found = {};
+                 for (const path of [`/v1/customers/${id}`,
+                                     `/v1/customers/${id}/timeline?limit=500`]) {
+                   try {
+                     const answer = await fetch(path, {cache: "only-if-cached",
+                                                       mode: "same-origin"});
+                     found[path] = await answer.text();
+                   } catch {
+                     // not in the cache: only-if-cached fails rather than ask the network
+                   }
+                 }
+                 return found;
+               }""",
+            customer,
+        )
+    assert cached == {}, f"still in the browser's cache after sign-out: {cached}"
