@@ -5,7 +5,8 @@ uvloop and httptools are used because the event loop thread is on every request'
 critical path and shares the GIL with the handler threads: h11 (pure Python) and the
 asyncio selector loop cost ~40% more CPU per request on the loop than httptools and
 uvloop, and each socket call there releases the GIL, which the loop then waits for.
-`crm run` (embedded) is the exception, see `loop_for`.
+`crm run` (embedded) is the exception, see `loop_for`. httptools sets no bound on a
+request head: uvicorn serves it through `services.http_head_limit`, which does.
 
 Several workers: each process is a whole API (its own pool, group committer and
 aggregate cache) built by `api_app_from_env` from the same `CRM_` settings. That is
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from services.settings import Settings
 
-LOOP, HTTP = "uvloop", "httptools"
+LOOP = "uvloop"
 EMBEDDED_LOOP = "asyncio"
 
 
@@ -53,7 +54,9 @@ def serve(app: Any, host: str, port: int, server: str = "uvicorn", *, loop: str 
             return
         import uvicorn
 
-        uvicorn.run(app, host=host, port=port, loop=loop, http=HTTP, **_QUIET)
+        from services.http_head_limit import BoundedHttpToolsProtocol
+
+        uvicorn.run(app, host=host, port=port, loop=loop, http=BoundedHttpToolsProtocol, **_QUIET)
     finally:
         gc.unfreeze()  # see freeze_startup_objects
 
@@ -70,6 +73,8 @@ def serve_workers(host: str, port: int, workers: int, server: str = "uvicorn") -
         return
     import uvicorn
 
+    from services.http_head_limit import BoundedHttpToolsProtocol
+
     uvicorn.run(
         FACTORY,
         factory=True,
@@ -77,7 +82,7 @@ def serve_workers(host: str, port: int, workers: int, server: str = "uvicorn") -
         host=host,
         port=port,
         loop=LOOP,
-        http=HTTP,
+        http=BoundedHttpToolsProtocol,
         **_QUIET,
     )
 
