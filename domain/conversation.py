@@ -284,7 +284,7 @@ class Conversation(Aggregate):
             InternalNoteAdded,
             ctx,
             message_id=self._new_message_id(message_id),
-            author=ctx.actor,
+            author=check.text(ctx.actor, "author", bound.PERSON),  # personal: not sealed-looking
             content=self._room_for(check.text(content, "content", bound.MESSAGE, multiline=True)),
         )
 

@@ -29,11 +29,14 @@ import msgspec
 from psycopg_pool import ConnectionPool
 
 from consumers.pg_ddl import create_tables
+from domain import fields as bound
+from domain import validation as check
+from domain.base import ValidationFailed
 from domain.validation import DEPARTMENT_PATTERN
 from services.access import Principal, Role
 
 CACHE_SECONDS = 5.0
-NAME_LIMIT = 100
+NAME_LIMIT = bound.PERSON
 
 
 class PrincipalError(ValueError):
@@ -157,8 +160,17 @@ class Principals:
 
 
 def _check_name(name: str) -> str:
-    if not name or len(name) > NAME_LIMIT or not name.isprintable() or name != name.strip():
-        raise PrincipalError(f"bad principal name {name[:80]!r}")
+    """A name the domain takes for a person: it is the actor of every event the principal
+    causes and the author of its internal notes (a personal field, where a name in the
+    form of a sealed value would be taken for one). Printable, too: no format characters
+    (a right-to-left override) and nothing that would break `crm principals list`."""
+    try:
+        checked = check.text(name, "name", NAME_LIMIT)
+    except ValidationFailed as refused:
+        reason = str(refused).removeprefix("name: ")
+        raise PrincipalError(f"bad principal name {name[:80]!r}: {reason}") from None
+    if checked != name or not name.isprintable():
+        raise PrincipalError(f"bad principal name {name[:80]!r}: not printable, or padded")
     return name
 
 
