@@ -33,6 +33,7 @@ _PHONE_JUNK = re.compile(r"[\s().-]")
 _SINGLE_LINE = re.compile(bound.SINGLE_LINE)
 _FREE_TEXT = re.compile(bound.FREE_TEXT)
 _PHONE_DIGITS = re.compile(r"^\d{7,15}$")
+_UNIT = Decimal(1)
 
 
 def department(value: str, field: str = "department") -> str:
@@ -140,16 +141,19 @@ def aware(value: datetime, field: str) -> datetime:
 
 def amount(value: Decimal | int | str, field: str = "amount") -> Decimal:
     """Money as a non-negative Decimal below 10^12 with at most 4 decimal places
-    (refunds are a status, not a sign)."""
+    (refunds are a status, not a sign), in plain form: no sign on a zero and no
+    exponent (`-0` is `0`, `1E+11` is `100000000000`, `0E+999999` is `0`), so one amount
+    reads the same in the event, the API, the console and every read-model store."""
     try:
         result = Decimal(value)
     except ArithmeticError as error:
         raise ValidationFailed(field, "not a decimal number") from error
     if not result.is_finite() or not 0 <= result < bound.AMOUNT_LIMIT:
         raise ValidationFailed(field, "must be a decimal from 0 to 999999999999.9999")
-    if result.as_tuple().exponent < -bound.AMOUNT_PLACES:  # type: ignore[operator]  # finite
+    exponent: int = result.as_tuple().exponent  # type: ignore[assignment]  # finite
+    if exponent < -bound.AMOUNT_PLACES:
         raise ValidationFailed(field, f"at most {bound.AMOUNT_PLACES} decimal places")
-    return result
+    return (result.quantize(_UNIT) if exponent > 0 else result).copy_abs()
 
 
 def _match(pattern: re.Pattern[str], value: str, field: str, message: str) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
+from litestar.testing import TestClient
 from msgspec.structs import replace
 
 from consumers import readmodel_queries as rq
@@ -22,6 +23,7 @@ from domain.base import Context, DomainEvent
 from domain.customer import Customer
 from domain.task import Task
 from projections import PROJECTIONS
+from tests.integration.api_support import embedded_api
 from tests.integration.projection_support import open_store
 
 FIRST = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
@@ -87,3 +89,35 @@ def dump(store: ReadModelStore, name: str, table: str) -> list[dict[str, object]
     assert generation is not None
     spec = next(t for t in PROJECTIONS[name].tables if t.name == table)
     return store.dump(name, generation, spec)
+
+
+AMOUNTS = {  # as sent (JSON strings) -> as stored, shown and projected on both stores
+    "0E+999999999999999999": "0",
+    "-0": "0",
+    "-0.00": "0.00",
+    "1E+11": "100000000000",
+    "12.5E+1": "125",
+    "99.90": "99.90",
+}
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_an_amount_is_kept_in_one_plain_form(database: str, pg_url: str, tmp_path: Path) -> None:
+    """Money without a sign and without an exponent: `-0` and `0E+999999999999999999`
+    were stored as sent, shown so by the console, and projected as `0` on PostgreSQL
+    but as sent on SQLite."""
+    url = pg_url if database == "postgres" else None
+    with embedded_api(tmp_path, database_url=url) as api, TestClient(app=api.app) as client:
+        admin = api.token("root", "sales", "admin")
+        customer = client.post("/v1/customers", json={"name": "Ada"}, headers=admin).json()["id"]
+        for number, amount in enumerate(AMOUNTS):
+            order = {"order_id": f"o-{number}", "amount": amount, "currency": "EUR"}
+            recorded = client.post(f"/v1/customers/{customer}/orders", json=order, headers=admin)
+            assert recorded.status_code == 200, recorded.text
+        api.catch_up()
+        shown = client.get(f"/v1/customers/{customer}", headers=admin).json()["orders"]
+        projected = rq.customer_360(api.store, UUID(customer))
+        assert projected is not None
+        expected = list(AMOUNTS.values())
+        assert [order["amount"] for order in shown] == expected
+        assert [str(order["amount"]) for order in projected["orders"]] == expected
