@@ -6,9 +6,10 @@ kept a customer's profile in its HTTP cache, readable with no token after the pe
 signed out). Nor may one be sniffed as another type or rendered as a page.
 
 `ApiHeaders` wraps the whole ASGI app (outside routing and error handling, like the
-request observer), so 401s, 404s and problem documents carry them too. The console's
-static files (`/console`, with their own CSP and `no-cache` revalidation) and the
-OpenAPI UI (`/docs`, which loads Swagger UI's scripts) keep theirs.
+request observer), so 401s, 404s and problem documents carry them too. A header the
+answer sets itself wins: the console's static files keep their CSP and `no-cache`
+revalidation (`services.console`), while its 404s get these. The OpenAPI UI (`/docs`,
+which loads Swagger UI's scripts and styles) is left as it is.
 I/O: none.
 """
 
@@ -22,8 +23,8 @@ API_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
-OWN_HEADERS = ("/console", "/docs")
-"""Path prefixes whose answers set their own headers."""
+OWN_HEADERS = ("/docs",)
+"""Path prefixes whose answers are left as they are."""
 
 _ENCODED = [(name.lower().encode(), value.encode()) for name, value in API_HEADERS.items()]
 

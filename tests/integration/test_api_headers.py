@@ -1,7 +1,7 @@
 """What every API answer tells the browsers and caches that carry it: store nothing
 (`Cache-Control: no-store`: answers hold personal data in plaintext, and a browser kept
 them in its HTTP cache after the person signed out), sniff nothing, render nothing.
-The console's static files keep their own headers (`services.console`)."""
+The console's static files keep their own headers (`services.console`), its 404s get these."""
 
 from __future__ import annotations
 
@@ -44,3 +44,7 @@ def test_every_api_answer_says_store_nothing(pg_url: str, tmp_path: Path) -> Non
         assert console.headers["cache-control"] == "no-cache"
         csp = console.headers["content-security-policy"]
         assert csp == CONSOLE_HEADERS["Content-Security-Policy"]
+        missing = client.get("/console/no-such-file.js")
+        assert missing.status_code == 404
+        assert missing.headers["cache-control"] == "no-store"
+        assert missing.headers["x-content-type-options"] == "nosniff"
