@@ -43,7 +43,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._reading_head:
             self._head_bytes += len(data)
         super().data_received(data)
-        if self._reading_head and self._head_bytes > MAX_HEAD_BYTES:
+        over = self._reading_head and self._head_bytes > MAX_HEAD_BYTES
+        if over and not self.transport.is_closing():  # (closing: uvicorn answered a 400)
             self._refuse()
 
     def on_headers_complete(self) -> None:
