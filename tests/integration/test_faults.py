@@ -31,15 +31,10 @@ from tests.e2e.processes import (
     pipeline_env,
     wait_for_http,
 )
-from tests.integration.fault_support import log_events
+from tests.integration.fault_support import OUTAGE_MARKS, log_events
 from tests.integration.private_services import PrivateServices
 
-pytestmark = [
-    pytest.mark.integration,
-    # kafka-python 3.0.12 leaks the socket of every refused connect while a broker is down.
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+pytestmark = OUTAGE_MARKS
 
 
 class Pipeline:

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from bench.soak.checks import head, projection_reached, relay_reached
 from tests.e2e.processes import (
@@ -28,15 +27,10 @@ from tests.e2e.processes import (
     pipeline_env,
     wait_for_http,
 )
-from tests.integration.fault_support import log_events
+from tests.integration.fault_support import OUTAGE_MARKS, log_events
 from tests.integration.private_services import PrivateServices
 
-pytestmark = [
-    pytest.mark.integration,
-    # kafka-python 3.0.12 leaks the socket of every refused connect while a broker is down.
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+pytestmark = OUTAGE_MARKS
 
 OUTAGE_S = 40.0
 """How long the dependency stays away after the processes started: past the old limit."""
