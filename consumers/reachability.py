@@ -94,7 +94,7 @@ def reach_kafka(bootstrap: str) -> None:
     else `Unavailable`."""
     from consumers.kafka_io import BrokerUnavailable, check_broker  # imports in ~0.7 s
 
-    servers = _servers(bootstrap)
+    servers = bootstrap_servers(bootstrap)
     unknown = [host for host, port in servers if _unknown(host, port)]
     if len(unknown) == len(servers):
         raise Misconfigured(f"no such host: {', '.join(unknown)}")
@@ -104,7 +104,9 @@ def reach_kafka(bootstrap: str) -> None:
         raise Unavailable(first_line(error)) from error
 
 
-def _servers(bootstrap: str) -> list[tuple[str, int]]:
+def bootstrap_servers(bootstrap: str) -> list[tuple[str, int]]:
+    """The (host, port) of each server of a bootstrap list (`host:port,...`, checked by
+    the settings; an IPv6 host may be in brackets)."""
     pairs = (server.strip().rpartition(":") for server in bootstrap.split(","))
     return [(host.strip("[]"), int(port)) for host, _, port in pairs]
 

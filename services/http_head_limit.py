@@ -17,12 +17,15 @@ from __future__ import annotations
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from services.api.errors import PROBLEM_BASE
+
 MAX_HEAD_BYTES = 65_536
 
 _BODY = (
-    b'{"type":"https://crm-collab.example/problems/request-header-fields-too-large",'
+    b'{"type":"%srequest-header-fields-too-large",'
     b'"title":"Request Header Fields Too Large","status":431,'
-    b'"detail":"the request line and headers exceed %d bytes"}' % MAX_HEAD_BYTES
+    b'"detail":"the request line and headers exceed %d bytes"}'
+    % (PROBLEM_BASE.encode(), MAX_HEAD_BYTES)
 )
 _REFUSAL = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"

@@ -30,6 +30,7 @@ from eventsourcing.persistence import PersistenceError
 
 from consumers.pg_pool import DATABASE_UNAVAILABLE
 from consumers.process_health import read_health
+from consumers.reachability import bootstrap_servers
 from consumers.readmodel_store import ReadModelStore
 from projections import PROJECTIONS
 from services.api.read_positions import AppliedPosition
@@ -133,10 +134,9 @@ def _if_store_up(probe: DependencyProbe, check: ReadinessCheck) -> ReadinessChec
 def kafka_check(bootstrap: str) -> str | None:
     """A TCP connect to any bootstrap server (a listening broker, not a full round trip:
     the Kafka client lives in `consumers/`, and the relay reports publishing problems)."""
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
+    for host, port in bootstrap_servers(bootstrap):
         try:
-            socket.create_connection((host, int(port)), timeout=0.5).close()
+            socket.create_connection((host, port), timeout=0.5).close()
         except OSError:
             continue
         return None
