@@ -223,6 +223,14 @@ class FieldAccess(msgspec.Struct, frozen=True):
         """True when this hides at least what `other` hides."""
         return self.everything or (not other.everything and other.hidden <= self.hidden)
 
+    def __or__(self, other: FieldAccess) -> FieldAccess:
+        """What hides what either hides (one of the two when it covers the other)."""
+        if self.covers(other):
+            return self
+        if other.covers(self):
+            return other
+        return FieldAccess(hidden=self.hidden | other.hidden)
+
 
 EVERYTHING_VISIBLE = FieldAccess()
 
@@ -232,10 +240,15 @@ def field_access(principal: Principal, resource: Resource) -> FieldAccess:
     only while the customer consents to e-mail marketing; everyone else reads all."""
     if principal.role is Role.ANALYST:
         return FieldAccess(everything=True)
-    staff = principal.role in (Role.AGENT, Role.MANAGER)
-    if staff and principal.department == MARKETING and not resource.email_consent:
+    if _consent_decides(principal, resource.kind) and not resource.email_consent:
         return FieldAccess(hidden=frozenset({"email"}))
     return EVERYTHING_VISIBLE
+
+
+def _consent_decides(principal: Principal, kind: str) -> bool:
+    """Whether the customer's e-mail consent decides what the caller reads of `kind`."""
+    staff = principal.role in (Role.AGENT, Role.MANAGER)
+    return staff and principal.department == MARKETING and kind == "customer"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -333,6 +346,41 @@ class AccessModel:
             return None
         fields = field_access(principal, resource)
         return None if any(fields.hides(name) for name in searched) else fields
+
+    # --- the past: history, as_of and the event stream --------------------------------
+    #
+    # What an event (or a past state) shows is judged by the state it left *and* by the
+    # state now: a consent withdrawn since hides the e-mails it once showed, and one given
+    # since does not show those stored without it; a replayed event of an aggregate the
+    # caller may no longer read is left out, as a `GET` of it is a 404.
+
+    def past_fields(self, principal: Principal, then: Resource, now: Resource) -> FieldAccess:
+        """The caller's field access to a past state `then` of what is `now`: each field
+        hidden in either."""
+        return field_access(principal, then) | field_access(principal, now)
+
+    def fields_follow_state(self, principal: Principal, kind: str) -> bool:
+        """Whether the caller's field access to a `kind` can change with its state (so a
+        path showing the past must know the state each event left)."""
+        return _consent_decides(principal, kind)
+
+    def replayed(
+        self, principal: Principal, then: Resource, now: Callable[[], Resource] | None = None
+    ) -> FieldAccess | None:
+        """The caller's field access to a replayed event (None: left out): readable as
+        of the event and now (`now()`, asked only when it could change the answer;
+        None: a live event, whose state now is the one it left)."""
+        if not self.readable(principal, then):
+            return None
+        unchanging = scope_of(principal, READ_ACTIONS[then.kind]) is Scope.ANY
+        if now is None or (unchanging and not self.fields_follow_state(principal, then.kind)):
+            return field_access(principal, then)
+        current = now()
+        return (
+            self.past_fields(principal, then, current)
+            if self.readable(principal, current)
+            else None
+        )
 
     def entry_department(self, principal: Principal) -> str | None:
         """The department whose conversations and tasks a caller may read (None: every

@@ -10,7 +10,10 @@ other roles: their stream starts at the head, as it did when they first connecte
 Every event is judged by the one access model against its aggregate's state *as of that
 event* (the state the event leaves behind), so visibility follows shares, unshares,
 hand-offs and owner changes in both directions, and it is masked as a `GET` of that
-state would be. Events are read sealed: only the fields of those delivered that the
+state would be. A replayed event (one stored before the stream began) is judged by its
+aggregate's state now as well (`AccessModel.replayed`): one the caller may no longer
+read is left out, and a field hidden now (a consent withdrawn since) stays masked. Events
+are read sealed: only the fields of those delivered that the
 caller may see are ever opened. The stream re-authenticates its token on every page, so
 a revoked token ends its open streams as soon as plain requests are refused (within the
 principal cache's few seconds). A principal holds at most `CRM_STREAMS_PER_PRINCIPAL`
@@ -27,7 +30,8 @@ EventSource gives up for good when its reconnection gets the outage's 503.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -40,49 +44,18 @@ from litestar.response import ServerSentEventMessage
 from consumers.outage import POSTGRES, Dependencies
 from consumers.pg_pool import DATABASE_UNAVAILABLE
 from domain import codec
-from domain.base import AGGREGATE_CLASSES, Aggregate, DomainEvent
+from domain.base import DomainEvent
 from services.access import Forbidden, Principal, mask, resource_of, rule_name, unmasked
 from services.access_log import AccessLogBacklogged, revealed
 from services.api.deps import CallerDep, Services, ServicesDep, bearer_token
 from services.api.errors import BadRequest
 from services.commands import Caller
-from services.event_store import CrmApplication
-from services.held import Held
+from services.states_as_of import AggregatesAsOf
 
 PAGE = 200
 ROUTE = "GET /v1/events/stream"  # what the access log names
 _encoder = msgspec.json.Encoder()
 Delivered = tuple[int, DomainEvent, dict[str, object]]
-
-
-STATES_BYTES = 32 * 2**20
-"""The most one stream's states may hold, by their own estimate (`Aggregate.held_bytes`)."""
-
-
-@dataclass
-class AggregatesAsOf:
-    """Aggregates as of the last event the stream passed, kept current by applying each
-    passing event with the domain's own `mutate` (so visibility rules are never written
-    twice); an aggregate seen first, or evicted, is loaded at that event's version. Their
-    personal fields stay sealed: judging visibility needs none of them. At most `size`
-    of them and `STATES_BYTES`: a replay through long conversations keeps what it may."""
-
-    app: CrmApplication
-    size: int = 2_000
-    _states: Held[UUID, Aggregate] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._states = Held(self.size, STATES_BYTES)
-
-    def after(self, event: DomainEvent) -> Aggregate:
-        aggregate = self._states.pop(event.originator_id)
-        if aggregate is not None and aggregate.version == event.originator_version - 1:
-            event.mutate(aggregate)
-        else:
-            kind = AGGREGATE_CLASSES[event.aggregate_type]
-            aggregate = self.app.sealed_load(kind, event.originator_id, event.originator_version)
-        self._states.put(event.originator_id, aggregate, aggregate.held_bytes())
-        return aggregate
 
 
 @dataclass
@@ -116,11 +89,11 @@ class EventStream:
             raise BadRequest(f"after {after} is beyond the event store's head")
         start = head if after is None else after
         return self.services.streams.open(
-            principal.name, lambda release: self._messages(scope, start, release)
+            principal.name, lambda release: self._messages(scope, start, head, release)
         )
 
     async def _messages(
-        self, department: str | None, position: int, release: Callable[[], None]
+        self, department: str | None, position: int, head: int, release: Callable[[], None]
     ) -> AsyncIterator[ServerSentEventMessage]:
         states = AggregatesAsOf(self.services.app)
         database = Dependencies(f"event stream of {self.principal.name}")
@@ -131,7 +104,7 @@ class EventStream:
                     if principal is None:
                         return  # revoked: the stream ends as any other request is refused
                     last, page = await anyio.to_thread.run_sync(
-                        self.page, principal, department, position, states
+                        self.page, principal, department, position, states, head
                     )
                 except AccessLogBacklogged:  # none of it delivered: again once stored
                     await anyio.sleep(self.services.stream_poll_seconds)
@@ -156,9 +129,16 @@ class EventStream:
         return self.services.principals.authenticate(self.token)
 
     def page(
-        self, principal: Principal, department: str | None, position: int, states: AggregatesAsOf
+        self,
+        principal: Principal,
+        department: str | None,
+        position: int,
+        states: AggregatesAsOf,
+        replayed: int = 0,
     ) -> tuple[int, list[Delivered]]:
-        """The next page's last position and the events in it `principal` may read."""
+        """The next page's last position and the events in it `principal` may read: each
+        judged by the state it left and, up to position `replayed` (the head when a
+        replay began), by its aggregate's state now (`AccessModel.replayed`)."""
         app, access = self.services.app, self.services.access
         notifications = app.notification_log.select(position + 1, PAGE)
         delivered: list[Delivered] = []
@@ -168,16 +148,18 @@ class EventStream:
         keyring = self.services.commands.keyring
         for notification in notifications:
             event = codec.sealed_event(notification)
-            resource = resource_of(states.after(event))
-            if department is not None and department not in resource.departments:
+            then = resource_of(states.after(event))
+            if department is not None and department not in then.departments:
                 continue
-            if access.readable(principal, resource):
-                fields = access.fields(principal, resource)
-                event = codec.unseal(event, keyring, unmasked(event.personal_fields, fields))
-                if recording and (paths := revealed(event, event.personal_fields, fields)):
-                    shown.setdefault(event.data_subject, set()).update(paths)
-                document = mask(msgspec.to_builtins(event), event.personal_fields, fields)
-                delivered.append((notification.id, event, document))
+            now = partial(states.now, event) if notification.id <= replayed else None
+            fields = access.replayed(principal, then, now)
+            if fields is None:
+                continue
+            event = codec.unseal(event, keyring, unmasked(event.personal_fields, fields))
+            if recording and (paths := revealed(event, event.personal_fields, fields)):
+                shown.setdefault(event.data_subject, set()).update(paths)
+            document = mask(msgspec.to_builtins(event), event.personal_fields, fields)
+            delivered.append((notification.id, event, document))
         if shown and log is not None:
             log.reveal(principal, ROUTE, shown)
         return (notifications[-1].id if notifications else position), delivered

@@ -62,6 +62,7 @@ from services.api.views import (
 )
 from services.cli_args import POSITION_LIMIT
 from services.commands import Caller
+from services.states_as_of import AggregatesAsOf
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
@@ -99,7 +100,9 @@ class Reader:
         customer = await self._current(Customer, customer_id, min_position)  # sealed
         fields = self.access.read(self.principal, resource_of(customer), "as_of.read" * bool(as_of))
         if instant is not None:
+            now = resource_of(customer)
             customer = await _off_loop(self.services.app.as_of, Customer, customer_id, instant)
+            fields = self.access.past_fields(self.principal, resource_of(customer), now)
         else:
             shown = unmasked(Customer.personal_fields, fields)
             customer = await self.services.current.opened(customer, shown)
@@ -138,34 +141,43 @@ class Reader:
         self, kind: type[A], aggregate_id: UUID, page: HistoryPage
     ) -> Response[list[HistoryEntry]]:
         """A page of one aggregate's events with their metadata, oldest first (auditors;
-        managers: own); a `Link` header names the next page when there is one."""
-        fields = self._fields(await self.services.current.load(kind, aggregate_id), "history.read")
-        events = await _off_loop(self._opened_history, aggregate_id, fields, page)
-        more = len(events) > page.limit
-        del events[page.limit :]
+        managers: own); a `Link` header names the next page when there is one. Each
+        event is masked as the access model shows the past (`AccessModel.past_fields`)."""
+        now = await self.services.current.load(kind, aggregate_id)
+        fields = self._fields(now, "history.read")
+        judged = await _off_loop(self._opened_history, now, fields, page)
+        more = len(judged) > page.limit
+        del judged[page.limit :]
         if self._recording:
             shown: dict[UUID, set[str]] = {}
-            for event in events:
+            for event, access in judged:
                 shown.setdefault(event.data_subject, set()).update(
-                    revealed(event, event.personal_fields, fields)
+                    revealed(event, event.personal_fields, access)
                 )
             self._reveal(shown)
-        entries = [history_entry(event, fields) for event in events]
-        return Response(entries, headers=page.link(events[-1].originator_version) if more else {})
+        entries = [history_entry(event, access) for event, access in judged]
+        return Response(entries, headers=page.link(entries[-1].version) if more else {})
 
     def _opened_history(
-        self, aggregate_id: UUID, fields: FieldAccess, page: HistoryPage
-    ) -> list[DomainEvent]:
-        """The page's events and one more (to tell whether a next page exists), with the
-        personal fields `fields` shows opened, the others left sealed (to be masked). On
-        a worker thread: keys may be fetched."""
-        keyring = self.keyring
-        stored = self.services.app.sealed_history(
-            aggregate_id, after=page.cursor, limit=page.limit + 1
-        )
+        self, now: Aggregate, fields: FieldAccess, page: HistoryPage
+    ) -> list[tuple[DomainEvent, FieldAccess]]:
+        """The page's events and one more (to tell whether a next page exists), each
+        with the caller's field access to it (`fields`, theirs to the aggregate `now`,
+        unless it follows the aggregate's state: then also that of the state the event
+        left), the fields it shows opened, the others left sealed (to be masked). On a
+        worker thread: keys may be fetched."""
+        keyring, access, principal = self.keyring, self.access, self.principal
+        stored = self.services.app.sealed_history(now.id, after=page.cursor, limit=page.limit + 1)
+        judged = [(event, fields) for event in stored]
+        if access.fields_follow_state(principal, now.aggregate_type):
+            states, current = AggregatesAsOf(self.services.app), resource_of(now)
+            judged = [
+                (event, access.past_fields(principal, resource_of(states.after(event)), current))
+                for event in stored
+            ]
         return [
-            codec.unseal(event, keyring, unmasked(event.personal_fields, fields))
-            for event in stored
+            (codec.unseal(event, keyring, unmasked(event.personal_fields, access)), access)
+            for event, access in judged
         ]
 
     async def _opener(self, aggregate: Conversation | Task) -> Callable[[str], str] | None:

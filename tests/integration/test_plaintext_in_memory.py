@@ -29,8 +29,9 @@ from litestar.testing import TestClient
 from consumers.keyring import Keyring
 from services.access import Principal, Role
 from services.aggregate_cache import KEPT_SECONDS, AggregateCache
-from services.api.events_stream import AggregatesAsOf, EventStream
+from services.api.events_stream import EventStream
 from services.commands import Caller
+from services.states_as_of import AggregatesAsOf
 from tests.e2e.at_rest import Markers, exercise
 from tests.e2e.processes import eventually
 from tests.fake_clock import Clock

@@ -4,6 +4,7 @@ tests/integration/test_permissions.py, the reference model in test_access_model.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -110,6 +111,69 @@ def test_field_access_by_role_and_consent() -> None:
     assert not field_access(who("agent", "marketing"), customer()).hides("phone")
     assert not field_access(who("agent", "marketing"), customer(consent=True)).hides("email")
     assert not field_access(who("auditor"), customer()).hides("email")
+
+
+def test_the_past_hides_what_its_state_or_todays_hides() -> None:
+    marketer, then, now = who("manager", "marketing"), customer("marketing"), customer("marketing")
+    consenting = customer("marketing", consent=True)
+    assert ACCESS.past_fields(marketer, consenting, consenting) == FieldAccess()
+    for before, after in ((then, consenting), (consenting, now), (then, now)):
+        assert ACCESS.past_fields(marketer, before, after).hides("email")
+        hidden = FieldAccess(hidden=frozenset({"email"}))
+        assert ACCESS.replayed(marketer, before, _now(after)) == hidden
+    assert ACCESS.past_fields(who("analyst"), consenting, consenting) == FieldAccess(
+        everything=True
+    )
+    assert ACCESS.past_fields(who("auditor"), then, now) == FieldAccess()
+
+
+def _now(resource: Resource) -> Callable[[], Resource]:
+    return lambda: resource
+
+
+def test_a_replayed_event_needs_its_aggregate_readable_then_and_now() -> None:
+    sales, shared = customer("support"), customer("support", "sales")
+    assert ACCESS.replayed(who("manager"), shared, _now(shared)) == FieldAccess()
+    assert ACCESS.replayed(who("manager"), shared, _now(sales)) is None  # unshared since
+    assert ACCESS.replayed(who("manager"), sales, _now(shared)) is None  # shared only since
+    assert ACCESS.replayed(who("manager"), shared) == FieldAccess()  # live: as it left it
+
+
+def test_a_replay_asks_for_the_state_now_only_when_it_could_change_the_answer() -> None:
+    def now() -> Resource:
+        raise AssertionError("asked for the state now")
+
+    then = customer("marketing")
+    for role in ("analyst", "auditor", "service", "admin"):
+        assert ACCESS.replayed(who(role), then, now) == field_access(who(role), then)
+    assert ACCESS.replayed(who("manager", "sales"), then, now) is None  # unreadable then
+    with pytest.raises(AssertionError):
+        ACCESS.replayed(who("manager", "marketing"), then, now)
+
+
+def test_only_a_customers_consent_makes_field_access_follow_its_state() -> None:
+    marketer = who("agent", "marketing")
+    assert ACCESS.fields_follow_state(marketer, "customer")
+    for kind in ("conversation", "task"):
+        assert not ACCESS.fields_follow_state(marketer, kind)
+        work = Resource(kind=kind, id=uuid.uuid4(), owner="sales", departments=frozenset())
+        assert field_access(marketer, work) == FieldAccess()
+    for role in ("agent", "analyst", "auditor", "service", "admin"):
+        assert not ACCESS.fields_follow_state(who(role), "customer")
+
+
+def test_field_access_joined_hides_what_either_hides() -> None:
+    email, phone = (
+        FieldAccess(hidden=frozenset({"email"})),
+        FieldAccess(hidden=frozenset({"phone"})),
+    )
+    assert (email | phone) == FieldAccess(hidden=frozenset({"email", "phone"}))
+    everything = FieldAccess(everything=True)
+    assert (email | everything) is everything
+    assert (everything | email) is everything
+    visible = FieldAccess()
+    assert (visible | email) is email
+    assert (email | visible) is email
 
 
 def test_mask_follows_paths_into_collections_and_keeps_nulls() -> None:

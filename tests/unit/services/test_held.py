@@ -12,10 +12,10 @@ import pytest
 from domain import codec
 from domain.conversation import Conversation
 from domain.customer import Customer
-from services.api import events_stream
-from services.api.events_stream import AggregatesAsOf
+from services import states_as_of
 from services.event_store import CrmApplication
 from services.held import Held
+from services.states_as_of import AggregatesAsOf
 from tests.unit.domain.factories import ctx
 
 
@@ -69,7 +69,7 @@ def test_an_event_streams_states_stay_within_their_bytes(monkeypatch: pytest.Mon
     events = [codec.sealed_event(s) for c in (large, small) for s in app.stored_events(c.id)]
     bound = Conversation(uuid.uuid4()).held_bytes() + 10_000
     assert small.held_bytes() < bound < large.held_bytes()
-    monkeypatch.setattr(events_stream, "STATES_BYTES", bound)
+    monkeypatch.setattr(states_as_of, "STATES_BYTES", bound)
     states = AggregatesAsOf(app)
     loads: list[int] = []
     sealed_load = app.sealed_load
