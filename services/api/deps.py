@@ -98,7 +98,14 @@ CallerDep = NamedDependency[Caller]
 
 
 def bearer_token(request: Request[Any, Any, Any]) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    """The one place a token is read, for every route (the event stream re-checks it on
+    each page). Two credentials are ambiguous, whichever is valid: a 400. They come as
+    two header lines, or folded into one by a proxy or client library (`Bearer a, Bearer
+    b`; httpx folds them): a bearer token (RFC 6750's token68) never holds a comma."""
+    sent = request.headers.getall("authorization", [])
+    if len(sent) > 1 or "," in "".join(sent):
+        raise BadRequest("send one Authorization header with one bearer token, not two")
+    scheme, _, token = (sent[0] if sent else "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send Authorization: Bearer <token>")
     return token.strip()

@@ -3,6 +3,7 @@ authentication and authorisation, audit reads."""
 
 from __future__ import annotations
 
+import http.client
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from services.api import create_app
 from services.bootstrap import Runtime, bootstrap
 from services.principals import Principals
 from services.settings import load_settings
+from tests.integration.api_support import embedded_api, served
 
 Client = TestClient[Any]
 
@@ -96,6 +98,64 @@ def test_unauthenticated_is_401_problem(client: Client) -> None:
         response = client.get("/v1/tasks/00000000-0000-0000-0000-000000000000", headers=headers)
         assert response.status_code == 401
         assert response.json()["type"].endswith("/unauthenticated")
+
+
+TOKEN_ROUTES = (
+    ("GET", "/v1/ping"),
+    ("POST", "/v1/customers"),
+    ("GET", "/v1/events/stream?department=sales"),
+    ("GET", "/v1/audit/checkpoints"),
+    ("GET", f"/v1/audit/access?customer={uuid.UUID(int=0)}"),
+)
+"""A route of each kind that reads a token: a command, reads, the stream, the audit's."""
+
+
+def credential_pairs(valid: str) -> Iterator[tuple[str, str]]:
+    """Two credentials, a valid one first or second: neither may be used."""
+    for other in ("Bearer nope", valid, "Basic eDp5"):
+        yield from ((valid, other), (other, valid))
+
+
+def assert_ambiguous(status: int, body: bytes, what: object) -> None:
+    assert status == 400, (what, body)
+    assert b"one Authorization header" in body, (what, body)
+
+
+@pytest.mark.parametrize(("method", "url"), TOKEN_ROUTES)
+def test_two_authorization_headers_are_a_400_on_a_real_server(
+    method: str, url: str, tmp_path: Path
+) -> None:
+    """Two header lines, as a client sends them: uvicorn passes both on."""
+    with embedded_api(tmp_path) as api, served(api.app) as base:
+        valid = api.token("ada", "sales", "auditor")["Authorization"]
+        for pair in credential_pairs(valid):
+            connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
+            connection.putrequest(method, url)
+            for value in pair:
+                connection.putheader("Authorization", value)
+            body = b'{"name": "Ada"}'
+            connection.putheader("Content-Type", "application/json")
+            connection.putheader("Content-Length", str(len(body)))
+            connection.endheaders(body)
+            answer = connection.getresponse()
+            assert_ambiguous(answer.status, answer.read(), pair)
+            assert answer.getheader("content-type", "").startswith("application/problem+json")
+            connection.close()
+        assert api.runtime.app.head_position() == 0
+
+
+@pytest.mark.parametrize(("method", "url"), TOKEN_ROUTES)
+def test_two_credentials_folded_into_one_header_are_a_400(
+    client: Client, method: str, url: str
+) -> None:
+    """The same two, folded into one line (`Bearer a, Bearer b`), as a proxy or a client
+    library may (httpx does): a bearer token never holds a comma."""
+    valid = token(client, "ada", "sales", "auditor")["Authorization"]
+    for pair in credential_pairs(valid):
+        headers = [("Authorization", value) for value in pair]
+        sent = client.request(method, url, headers=headers, json={"name": "Ada"})
+        assert_ambiguous(sent.status_code, sent.content, pair)
+    assert client.app.state.services.app.head_position() == 0
 
 
 def test_another_departments_customer_is_a_404_like_an_unknown_id(
