@@ -1,5 +1,5 @@
 """What a request must be before any route parses it: a query without NUL characters,
-and a body that is JSON, said so, and shallow.
+and a body that is JSON, said so, sent unencoded, and shallow.
 
 Runs as the app's `before_request` hook (`guard_request`), ahead of parameter and body
 decoding and authentication, so hostile input is refused cheaply and the same way on
@@ -7,6 +7,9 @@ every route:
 * a query parameter holding a NUL character (`%00`) is a 400. PostgreSQL text cannot
   hold one, so a filter such as `?tag=a%00b` would otherwise fail in the database (a
   500) on PostgreSQL while matching nothing on SQLite;
+* a body with a `Content-Encoding` (other than `identity`) is a 400: the API decodes
+  none, so one labelled gzip was read as plain JSON, and one really gzipped failed as
+  malformed JSON;
 * a body that is not declared `application/json` is a 415, one nested deeper than
   `MAX_DEPTH` a 400 (msgspec would otherwise recurse until Python's limit). The size
   bound (`MAX_BODY_BYTES`, 413) is Litestar's own `request_max_body_size`.
@@ -54,11 +57,23 @@ async def guard_body(request: Request[Any, Any, Any]) -> None:
     body = await request.body()
     if not body.strip():
         return
+    if codings := content_codings(request):
+        raise BadRequest(
+            f"send the body without Content-Encoding (this API reads it as sent), "
+            f"not {', '.join(codings)[:60]!r}"
+        )
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(f"send the body as application/json, not {media[:60]!r}")
     if nesting(body) > MAX_DEPTH:
         raise BadRequest(f"the JSON body is nested deeper than {MAX_DEPTH} levels")
+
+
+def content_codings(request: Request[Any, Any, Any]) -> list[str]:
+    """The codings a body says it was compressed with, over every `Content-Encoding`
+    line (`identity` is none)."""
+    listed = ",".join(request.headers.getall("content-encoding", [])).lower().split(",")
+    return [coding for coding in map(str.strip, listed) if coding not in ("", "identity")]
 
 
 def nesting(body: bytes) -> int:

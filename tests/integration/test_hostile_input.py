@@ -4,6 +4,7 @@ and store nothing (issue 14: each of these was a 500 or was accepted)."""
 from __future__ import annotations
 
 import base64
+import gzip
 import http.client
 import json
 from collections.abc import Callable, Iterator
@@ -58,6 +59,25 @@ def test_a_body_that_is_not_declared_json_is_a_415(client: Client, api: Embedded
     )
     assert problem(sent, 415)["type"].endswith("/unsupported-media-type")
     assert api.runtime.app.head_position() == 0
+
+
+@pytest.mark.parametrize(
+    ("coding", "compress"),
+    [("gzip", bytes), ("gzip", gzip.compress), ("GZip, identity", bytes), ("br", bytes)],
+)
+def test_a_body_with_a_content_encoding_is_a_400_not_read_as_plain(
+    client: Client, api: EmbeddedApi, coding: str, compress: Callable[[bytes], bytes]
+) -> None:
+    """The API reads bodies as sent: one labelled compressed was read as plain JSON
+    (and a really compressed one was a 400 saying the JSON was malformed)."""
+    auth = api.token("sam", "sales", "agent")
+    plain = json.dumps({"name": "Ada"}).encode()
+    headers = auth | {"content-type": "application/json", "content-encoding": coding}
+    sent = client.post("/v1/customers", content=compress(plain), headers=headers)
+    assert "Content-Encoding" in problem(sent, 400)["detail"]
+    assert api.runtime.app.head_position() == 0
+    identity = headers | {"content-encoding": "identity"}
+    assert client.post("/v1/customers", content=plain, headers=identity).status_code == 201
 
 
 def test_oversized_lists_and_bodies_are_refused(client: Client, api: EmbeddedApi) -> None:
