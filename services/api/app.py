@@ -36,6 +36,7 @@ from services.api.read_positions import AppliedPosition
 from services.api.readiness import DependencyProbe, ReadinessCheck, default_checks
 from services.api.reads import history_page, reader
 from services.api.request_guard import MAX_BODY_BYTES, guard_request
+from services.api.request_json import ApiRequest
 from services.api.response_headers import ApiHeaders
 from services.api.routes_audit import AUDIT
 from services.api.routes_conversations import conversations
@@ -114,6 +115,7 @@ def create_app(
         dependencies=_dependencies(services, metrics, checks),
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=guard_request,
+        request_class=ApiRequest,  # JSON numbers exact: an amount as sent
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=_openapi(),
         on_startup=starting,

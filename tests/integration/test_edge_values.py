@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -121,3 +122,76 @@ def test_an_amount_is_kept_in_one_plain_form(database: str, pg_url: str, tmp_pat
         expected = list(AMOUNTS.values())
         assert [order["amount"] for order in shown] == expected
         assert [str(order["amount"]) for order in projected["orders"]] == expected
+
+
+NUMBERS = {  # amounts sent as JSON numbers -> as stored: the digits the client sent
+    "99.90": "99.90",
+    "0.1": "0.1",
+    "1e2": "100",
+    "12.5E+1": "125",
+    "-0.0": "0.0",
+    "7": "7",
+}
+TOO_PRECISE = ("0.10000000000000001", "1.00000", "1e-5", "1E-400", "1e400", "-1e400")
+"""Numbers a float rounded into amounts the domain takes (`0.10000000000000001` was
+stored as `0.1`), or that were out of a float's range (a 400 from the JSON decoder)."""
+
+
+def test_an_amount_sent_as_a_json_number_reaches_the_domain_as_sent(tmp_path: Path) -> None:
+    with embedded_api(tmp_path) as api, TestClient(app=api.app) as client:
+        admin = api.token("root", "sales", "admin") | {"Content-Type": "application/json"}
+        customer = client.post("/v1/customers", json={"name": "Ada"}, headers=admin).json()["id"]
+        url = f"/v1/customers/{customer}/orders"
+        for number, amount in enumerate([*NUMBERS, *TOO_PRECISE]):
+            body = f'{{"order_id": "o-{number}", "amount": {amount}, "currency": "EUR"}}'
+            recorded = client.post(url, content=body, headers=admin)
+            expected = (422, "amount") if amount in TOO_PRECISE else (200, None)
+            assert (recorded.status_code, recorded.json().get("field")) == expected, amount
+        shown = client.get(f"/v1/customers/{customer}", headers=admin).json()["orders"]
+        assert [order["amount"] for order in shown] == list(NUMBERS.values())
+
+
+SCORES = (  # route, body with {} for the number, an integer it takes
+    ("/v1/conversations/{closed}/csat", '{{"score": {}}}', "4"),
+    ("/v1/conversations/{closed}/nps", '{{"score": {}}}', "9"),
+    ("/v1/tasks/{started}/progress", '{{"note": "n", "percent": {}}}', "50"),
+    ("/v1/tasks/{completed}/evaluation", '{{"score": {}}}', "3"),
+)
+NOT_INTEGERS = ("4.5", "4.0", "1e400", "-1e400", "NaN", "Infinity", '"NaN"')
+
+
+def test_integer_fields_take_integers_and_refuse_other_numbers(tmp_path: Path) -> None:
+    """Scores and percentages, beside amounts read exactly: an integer is taken; a
+    fraction, a number out of range, NaN or Infinity is a 400, as it was, and so is
+    `4.0` (taken as 4 while every such number passed through a float)."""
+    with embedded_api(tmp_path) as api, TestClient(app=api.app) as client:
+        admin = api.token("root", "sales", "admin")
+        ids = scored_aggregates(client, admin)
+        for route, body, integer in SCORES:
+            url = route.format(**ids)
+            sent = admin | {"Content-Type": "application/json"}
+            for number in NOT_INTEGERS:
+                refused = client.post(url, content=body.format(number), headers=sent)
+                assert refused.status_code == 400, (url, number, refused.text)
+            assert client.post(url, content=body.format(integer), headers=sent).status_code == 200
+
+
+def scored_aggregates(client: TestClient[Any], auth: dict[str, str]) -> dict[str, str]:
+    """A closed conversation, a started task, and a completed task of someone else's."""
+
+    def sent(url: str, body: dict[str, str]) -> str:
+        answer = client.post(url, json=body, headers=auth)
+        assert answer.status_code < 300, answer.text
+        return str(answer.json()["id"])
+
+    customer = sent("/v1/customers", {"name": "Ada"})
+    closed = sent("/v1/conversations", {"customer_id": customer, "channel": "chat", "subject": "s"})
+    sent(f"/v1/conversations/{closed}/close", {"outcome": "resolved"})
+    started, completed = (
+        sent("/v1/tasks", {"customer_id": customer, "title": "t", "assignee": "bob"})
+        for _ in range(2)
+    )
+    for task in (started, completed):
+        sent(f"/v1/tasks/{task}/start", {})
+    sent(f"/v1/tasks/{completed}/complete", {"resolution": "done"})
+    return {"closed": closed, "started": started, "completed": completed}
