@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from services.bootstrap import Runtime, bootstrap, wait_for_dependencies
-from services.cli_args import PORT, int_between, zoned_time
+from services.cli_args import PORT, add_range, int_between, zoned_time
 from services.settings import HTTP_SERVERS, ConfigError, Settings
 from services.shutdown import stop_on_signals
 
@@ -71,8 +71,7 @@ def _register_stats(commands: argparse._SubParsersAction[Any]) -> None:
     satisfaction = actions.add_parser("satisfaction", help="CSAT and NPS per period")
     satisfaction.add_argument("--department")
     satisfaction.add_argument("--agent")
-    satisfaction.add_argument("--from", dest="start", type=zoned_time, help="RFC 3339, with a zone")
-    satisfaction.add_argument("--to", dest="end", type=zoned_time, help="RFC 3339, with a zone")
+    add_range(satisfaction, zoned_time, first="RFC 3339, with a zone", last="RFC 3339, with a zone")
     satisfaction.add_argument("--granularity", choices=("day", "week", "month"), default="day")
     satisfaction.add_argument(
         "--json", action="store_true", help="what GET /v1/stats/satisfaction answers"

@@ -22,7 +22,7 @@ import msgspec
 
 from services import cli_audit_access
 from services.bootstrap import Runtime, bootstrap
-from services.cli_args import POSITION, POSITION_LIMIT, int_between
+from services.cli_args import POSITION, POSITION_LIMIT, add_range, int_between
 from services.settings import ConfigError, Settings
 
 
@@ -67,11 +67,12 @@ def _register_verify(actions: argparse._SubParsersAction[Any]) -> None:
     verify = actions.add_parser(
         "verify", help="recompute the hash chain, check it against signed checkpoints"
     )
-    verify.add_argument(
-        "--from", dest="start", type=POSITION, metavar="P", help="first position to check"
-    )
-    verify.add_argument(
-        "--to", dest="end", type=POSITION, metavar="P", help="last position to check"
+    add_range(
+        verify,
+        POSITION,
+        metavar="P",
+        first="first position to check",
+        last="last position to check",
     )
     verify.add_argument(
         "--kafka", action="store_true", help="also check every record on the event topics"

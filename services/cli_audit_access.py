@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import closing
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import msgspec
 
 from services.bootstrap import Runtime, bootstrap
+from services.cli_args import add_range, zoned_time
 from services.settings import Settings
 
 PAGE = 5000
@@ -29,8 +29,13 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     )
     access.add_argument("id", type=UUID, help="the customer")
     access.add_argument("--principal", help="only what this principal read")
-    access.add_argument("--from", dest="start", type=datetime.fromisoformat, metavar="TIME")
-    access.add_argument("--to", dest="end", type=datetime.fromisoformat, metavar="TIME")
+    add_range(
+        access,
+        zoned_time,
+        metavar="TIME",
+        first="records read at or after TIME (with a zone)",
+        last="records read before TIME (with a zone)",
+    )
     access.set_defaults(handler=_access)
     verify = actions.add_parser(
         "verify-access", help="recompute the access log's hash chain; name the first break"

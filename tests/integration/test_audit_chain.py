@@ -82,6 +82,18 @@ def test_an_untouched_log_verifies_after_an_erasure(store: Audited) -> None:
     assert "result       intact" in result.stdout
 
 
+def test_a_range_ending_before_its_start_is_a_usage_error_not_intact(store: Audited) -> None:
+    """`--from 5 --to 2` checked no event and reported the log intact (exit 0)."""
+    fill(store.app)
+    store.sign()
+    reversed_range = store.crm("audit", "verify", "--from", "5", "--to", "2")
+    assert (reversed_range.returncode, reversed_range.stdout) == (2, "")
+    error = reversed_range.stderr.strip().splitlines()[-1]
+    assert error == "crm audit verify: error: --to 2 is before --from 5"
+    one_position = store.crm("audit", "verify", "--from", "5", "--to", "5")
+    assert "result       intact" in one_position.stdout, one_position.stderr
+
+
 def test_a_flipped_byte_in_a_payload_is_an_edit(store: Audited) -> None:
     fill(store.app)
     store.sign()

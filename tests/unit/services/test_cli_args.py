@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import re
+from uuid import UUID
 
 import pytest
 
+from services.cli import build_parser
 from services.cli_args import PORT, int_between, zoned_time
 
 
@@ -36,3 +38,34 @@ def test_an_integer_within_its_bounds_is_taken() -> None:
     assert (PORT("1"), PORT("65535"), int_between(1, 64)(" 8 ")) == (1, 65_535, 8)
     with pytest.raises(argparse.ArgumentTypeError, match="not between 1 and 64"):
         int_between(1, 64)("0")
+
+
+RANGES = (  # every `--from/--to` range of the CLI: a command, an end before its start
+    (["audit", "verify"], "5", "2"),
+    (["stats", "satisfaction"], "2026-02-01T00:00:00Z", "2026-01-31T23:59:59+00:00"),
+    (["audit", "access", str(UUID(int=1))], "2026-02-01T00:00Z", "2026-01-01T00:00Z"),
+)
+
+
+@pytest.mark.parametrize(("command", "start", "end"), RANGES)
+def test_a_range_ending_before_its_start_is_a_usage_error_in_either_order(
+    command: list[str], start: str, end: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It checked nothing and said so as a success (`audit verify` printed "intact")."""
+    for options in (["--from", start, "--to", end], ["--to", end, "--from", start]):
+        with pytest.raises(SystemExit) as exited:
+            build_parser().parse_args([*command, *options])
+        assert exited.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error.startswith(f"crm {' '.join(command[:2])}: error: --to "), error
+        assert "before --from" in error
+    for options in (["--from", start, "--to", start], ["--from", end, "--to", start]):
+        args = build_parser().parse_args([*command, *options])
+        assert args.start <= args.end
+
+
+def test_access_times_need_a_zone_as_the_other_ranges_do() -> None:
+    """Without a zone a time was the machine's local time, and one range could not
+    compare a zoned `--from` with a zone-less `--to`."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["audit", "access", str(UUID(int=1)), "--from", "2026-01-01"])
