@@ -62,6 +62,11 @@ class UnsupportedMediaType(Exception):  # noqa: N818 - reads as the HTTP status 
     """A request body that does not say it is JSON (`Content-Type: application/json`)."""
 
 
+class UnsupportedContentCoding(UnsupportedMediaType):
+    """A request body sent with a content coding (gzip...): the API reads bodies as sent,
+    and says so with `Accept-Encoding: identity` (RFC 9110, 12.5.3)."""
+
+
 class ReadModelUnavailable(Exception):  # noqa: N818 - reads as the HTTP status it maps to
     """The read model behind this query is not wired into this process."""
 
@@ -91,6 +96,11 @@ PROBLEMS: dict[type[BaseException], tuple[int, str, str]] = {
     Unauthenticated: (401, "unauthenticated", "A valid bearer token is required"),
     BadRequest: (400, "bad-request", "The request is malformed"),
     UnsupportedMediaType: (415, "unsupported-media-type", "The body must be JSON"),
+    UnsupportedContentCoding: (
+        415,
+        "unsupported-content-coding",
+        "The body must be sent without Content-Encoding",
+    ),
     BadIdempotencyKeyError: (400, "bad-idempotency-key", "The Idempotency-Key is malformed"),
     IdempotencyError: (409, "idempotency-conflict", "The Idempotency-Key cannot be used"),
     UnknownEventType: (422, "unknown-event-type", "Unknown event type"),
@@ -244,6 +254,8 @@ def _headers(error: BaseException) -> dict[str, str]:
         return {"Retry-After": retry_after}
     if isinstance(error, Unauthenticated):
         return {"WWW-Authenticate": 'Bearer realm="crm"'}
+    if isinstance(error, UnsupportedContentCoding):
+        return {"Accept-Encoding": "identity"}
     if isinstance(error, HTTPException) and error.headers:
         return dict(error.headers)
     return {}

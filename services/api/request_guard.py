@@ -7,9 +7,9 @@ every route:
 * a query parameter holding a NUL character (`%00`) is a 400. PostgreSQL text cannot
   hold one, so a filter such as `?tag=a%00b` would otherwise fail in the database (a
   500) on PostgreSQL while matching nothing on SQLite;
-* a body with a `Content-Encoding` (other than `identity`) is a 400: the API decodes
-  none, so one labelled gzip was read as plain JSON, and one really gzipped failed as
-  malformed JSON;
+* a body with a `Content-Encoding` (other than `identity`) is a 415 with
+  `Accept-Encoding: identity`: the API decodes none, so one labelled gzip was read as
+  plain JSON, and one really gzipped failed as malformed JSON;
 * a body that is not declared `application/json` is a 415, one nested deeper than
   `MAX_DEPTH` a 400 (msgspec would otherwise recurse until Python's limit). The size
   bound (`MAX_BODY_BYTES`, 413) is Litestar's own `request_max_body_size`.
@@ -25,7 +25,7 @@ from typing import Any
 
 from litestar import Request
 
-from services.api.errors import BadRequest, UnsupportedMediaType
+from services.api.errors import BadRequest, UnsupportedContentCoding, UnsupportedMediaType
 
 MAX_DEPTH = 32
 MAX_BODY_BYTES = 1_048_576
@@ -58,7 +58,7 @@ async def guard_body(request: Request[Any, Any, Any]) -> None:
     if not body.strip():
         return
     if codings := content_codings(request):
-        raise BadRequest(
+        raise UnsupportedContentCoding(
             f"send the body without Content-Encoding (this API reads it as sent), "
             f"not {', '.join(codings)[:60]!r}"
         )
