@@ -2,7 +2,8 @@
 
 Table `crm_subject_keys(subject, key, erased_at)`: a destroyed key keeps its row with
 `key` NULL (a tombstone), so the subject can never get a fresh key by accident. Table
-`crm_search_key` holds the one search key of customer search (`consumers.blind_index`).
+`crm_search_key` holds the one search key of customer search (`consumers.blind_index`),
+which also keys the fingerprints of Idempotency-Key requests (`services.idempotency`).
 
 A destroyed key must leave no copy in the files. SQLite: the connection runs with
 `secure_delete` (freed content is overwritten with zeros) and a rollback journal, which

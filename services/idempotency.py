@@ -2,7 +2,7 @@
 when the process running the first attempt died.
 
 Protocol, per principal and key (`services.api.deps.CommandCall.run` drives it):
-* `begin` reserves the key for one request (a fingerprint of method, path and body) and
+* `begin` reserves the key for one request (its `fingerprint`: method, path and body) and
   answers a `Reservation`, or the stored answer once the key's command completed. Another
   request with the key is refused while the key is held (`idempotency-key-in-use`); a
   different request with the key always (`idempotency-key-reused`).
@@ -19,6 +19,12 @@ Protocol, per principal and key (`services.api.deps.CommandCall.run` drives it):
 
 Storage: `services.idempotency_store`. Times are seconds since the epoch on the API
 process's clock (`clock`, injectable for tests).
+
+A fingerprint is keyed (HMAC-SHA-256 under a key derived from a secret of the key store,
+the search key): a request's body carries personal values in plaintext, and its row is
+kept for a day, erasure or not. An unkeyed hash would let anyone who reads the table
+test a guessed phone number or e-mail against it; a keyed one tells them only whether
+two requests were the same.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -47,6 +54,9 @@ from services.idempotency_store import (
 )
 
 KEY_LIMIT = 200
+FINGERPRINTS = b"crm idempotency fingerprints"
+"""What the fingerprints' key is derived for from the secret. It holds no colon, so it is
+no search term's input (`field:value`, `consumers.blind_index`) under the same key."""
 SWEEP_EVERY = 60.0
 """Seconds between two sweeps of forgotten keys by one process (while keys are used)."""
 
@@ -77,10 +87,6 @@ class Reservation(Hold, frozen=True, kw_only=True):
     reservation: UUID
     reserved_at: float
     recovering: bool
-
-
-def fingerprint(method: str, path: str, body: bytes) -> str:
-    return hashlib.sha256(b"%s %s\n%s" % (method.encode(), path.encode(), body)).hexdigest()
 
 
 def check_key(key: str) -> str:
@@ -127,15 +133,22 @@ class Idempotency:
         self,
         table: KeyTable,
         *,
+        secret: bytes,
         lease_seconds: float = 30.0,
         retention_seconds: float = 86_400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._table = table
+        self._key = hmac.new(secret, FINGERPRINTS, hashlib.sha256).digest()
         self.lease_seconds = lease_seconds
         self.retention_seconds = retention_seconds
         self.clock = clock
         self._next_sweep = 0.0
+
+    def fingerprint(self, method: str, path: str, body: bytes) -> str:
+        """The `request` of `begin`: the same for the same request, keyed."""
+        request = b"%s %s\n%s" % (method.encode(), path.encode(), body)
+        return hmac.new(self._key, request, hashlib.sha256).hexdigest()
 
     def begin(self, owner: str, key: str, request: str) -> Reservation | StoredAnswer:
         """A `Reservation` (go ahead, then `complete` or `release`), or the first answer."""
@@ -207,12 +220,18 @@ def open_idempotency(
     pool: ConnectionPool | None,
     data_dir: Path,
     *,
+    secret: bytes,
     lease_seconds: float = 30.0,
     retention_seconds: float = 86_400.0,
 ) -> Idempotency:
+    """`secret`: the key store's search key (`Keyring.search_key`), which keys the
+    fingerprints; every API process of a deployment has the same."""
     database: Database = (
         SqliteDatabase(data_dir / "idempotency.db") if pool is None else PostgresDatabase(pool)
     )
     return Idempotency(
-        KeyTable(database), lease_seconds=lease_seconds, retention_seconds=retention_seconds
+        KeyTable(database),
+        secret=secret,
+        lease_seconds=lease_seconds,
+        retention_seconds=retention_seconds,
     )

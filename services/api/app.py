@@ -166,6 +166,7 @@ def build_services(
         idempotency=open_idempotency(
             runtime.pool,
             settings.data_dir,
+            secret=runtime.keyring.search_key(),
             lease_seconds=settings.idempotency_lease_seconds,
             retention_seconds=settings.idempotency_retention_seconds,
         ),

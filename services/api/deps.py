@@ -38,7 +38,6 @@ from services.idempotency import (
     Reservation,
     StoredAnswer,
     check_key,
-    fingerprint,
     lease_kept,
 )
 from services.idempotency_recovery import committed_answer
@@ -182,7 +181,7 @@ class CommandCall:
             positions.advance(result.position)
             return answer(result, status)
         idempotency = self.services.idempotency
-        request = fingerprint(self.method, self.path, _encoder.encode(body))
+        request = idempotency.fingerprint(self.method, self.path, _encoder.encode(body))
         held = await asyncio.to_thread(idempotency.begin, self.principal.name, self.key, request)
         if isinstance(held, StoredAnswer):
             return answer(_result_decoder.decode(held.body), held.status)

@@ -25,7 +25,7 @@ from services.access import Principal
 from services.command_base import Change, Creation
 from services.commands import Caller, CommandResult, CommandService
 from services.group_commit import DirectCommitter
-from services.idempotency import Idempotency, Reservation, created_id, fingerprint
+from services.idempotency import Idempotency, Reservation, created_id
 from tests.fake_clock import Clock
 from tests.integration.api_support import EmbeddedApi, embedded_api
 
@@ -70,7 +70,7 @@ class DeadProcess:
         self.principal, self.keys = principal, services.idempotency
 
     def reserved(self, method: str, path: str, command: object, key: str = KEY) -> Reservation:
-        request = fingerprint(method, path, msgspec.json.encode(command))
+        request = self.keys.fingerprint(method, path, msgspec.json.encode(command))
         held = self.keys.begin(self.principal.name, key, request)
         assert isinstance(held, Reservation)
         return held

@@ -12,7 +12,6 @@ import pytest
 from litestar.testing import TestClient
 
 from services import customer_commands as cc
-from services.idempotency import fingerprint
 from tests.integration.api_support import embedded_api
 
 
@@ -22,12 +21,12 @@ def test_a_key_in_flight_when_the_process_died_is_free_after_a_restart(
 ) -> None:
     url = None if backend == "sqlite" else request.getfixturevalue("pg_url")
     body = {"name": "Grace Hopper"}
-    command = msgspec.convert(body, cc.RegisterCustomer)
-    request_id = fingerprint("POST", "/v1/customers", msgspec.json.encode(command))
+    command = msgspec.json.encode(msgspec.convert(body, cc.RegisterCustomer))
     with embedded_api(tmp_path, database_url=url) as killed:
         sales = killed.token("sam", "sales", "agent") | {"Idempotency-Key": "order-42"}
         # The request was running when the process was killed: its key reserved, no answer.
-        killed.app.state.services.idempotency.begin("sam", "order-42", request_id)
+        keys = killed.app.state.services.idempotency
+        keys.begin("sam", "order-42", keys.fingerprint("POST", "/v1/customers", command))
     with embedded_api(tmp_path, database_url=url) as restarted, TestClient(restarted.app) as client:
         restarted.app.state.services.idempotency.clock = lambda: time.time() + 3600
         retry = client.post("/v1/customers", json=body, headers=sales)

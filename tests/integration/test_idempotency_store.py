@@ -25,6 +25,7 @@ from tests.fake_clock import Clock
 
 LEASE, RETENTION = 30.0, 3600.0
 ANSWER = StoredAnswer(201, b'{"id":"x","version":1,"position":1}')
+SECRET = bytes(32)  # the key store's search key, which keys fingerprints
 
 
 class Keys:
@@ -70,7 +71,11 @@ class Database:
 
     def open(self, lease: float = LEASE) -> Keys:
         keys = open_idempotency(
-            self.pool, self.directory, lease_seconds=lease, retention_seconds=RETENTION
+            self.pool,
+            self.directory,
+            secret=SECRET,
+            lease_seconds=lease,
+            retention_seconds=RETENTION,
         )
         keys.clock = self.clock
         return Keys(keys, self.clock, self.rows)
