@@ -295,6 +295,15 @@ def describe_topic_configs(bootstrap: str, names: Sequence[str]) -> dict[str, di
         admin.close()
 
 
+def list_topics(bootstrap: str) -> list[str]:
+    """The names of every topic on the cluster."""
+    admin = _admin(bootstrap)
+    try:
+        return sorted(_guarded(admin.list_topics))
+    finally:
+        admin.close()
+
+
 def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
     """Delete topics (tests and benchmarks clean up after themselves)."""
     admin = _admin(bootstrap)

@@ -6,8 +6,17 @@ number. `exercise` sends them through the API: registration, a profile change, a
 conversation's subject, messages (their author and content), a note, a correction and
 its reason, a retraction's reason, a hand-off note, the closing summary, survey
 comments, a task's title and description, a details change, progress notes, the
-resolution and the evaluation's feedback. `scan` lists the files under a directory
-holding any of the needles.
+resolution and the evaluation's feedback, and a message long enough for PostgreSQL to
+compress a plaintext copy of it (which a file scan would then miss; the row sweeps do
+not). `refusals` sends them where the API refuses them (schema and domain validation,
+a reused Idempotency-Key, a stale If-Match, searches, a body that is not JSON...): the
+caller gets a problem, and no log may echo the value.
+
+Where they must not be: `scan` lists the files under a directory holding any needle
+(the stores' files, the processes' logs); `rows_holding` every table of every schema
+of a PostgreSQL database with a row holding one (as text, bytea as hex: whatever a
+table compresses); `records_holding` every topic of a prefix with a record holding
+one (key, value or header).
 """
 
 from __future__ import annotations
@@ -19,6 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+from psycopg import sql
+
+from consumers.kafka_io import list_topics, read_all
 
 CHUNK = 1 << 22
 
@@ -55,6 +68,7 @@ def exercise(client: httpx.Client, m: Markers) -> tuple[str, int]:
     inbound = {"direction": "inbound", "author": m("author"), "content": m("msg")}
     first = _send(client, "POST", f"{c}/messages", inbound)["message_id"]
     second = _send(client, "POST", f"{c}/messages", inbound | {"content": m("msg2")})
+    _send(client, "POST", f"{c}/messages", inbound | {"content": m("long ") * 400})  # 8 kB
     _send(client, "POST", f"{c}/notes", {"content": m("note")})
     _send(client, "PATCH", f"{c}/messages/{first}", {"content": m("fix"), "reason": m("why")})
     _send(client, "DELETE", f"{c}/messages/{second['message_id']}?reason={m('retract')}")
@@ -71,6 +85,79 @@ def exercise(client: httpx.Client, m: Markers) -> tuple[str, int]:
     _send(client, "POST", f"{t}/complete", {"resolution": m("resolution")})
     last = _send(client, "POST", f"{t}/evaluation", {"score": 4, "feedback": m("feedback")})
     return str(customer), int(last["position"])
+
+
+def refusals(client: httpx.Client, m: Markers, customer: str) -> None:
+    """Markers where the API refuses them, or finds nothing with them: each a 4xx (or an
+    empty search), and none leaves the request."""
+    sales, bad_json = {"owner_department": "sales"}, {"content-type": "application/json"}
+    text = {"content-type": "text/plain"}
+    refused: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/v1/customers", {"json": sales | {"name": m("n"), "email": m("e") + "@@x"}}),
+        ("POST", "/v1/customers", {"json": sales | {"name": m("n"), "phone": m("p")}}),
+        ("POST", "/v1/customers", {"json": sales | {"name": m("long") * 40}}),
+        ("POST", "/v1/customers", {"json": sales | {"name": m("ctl") + "\x01"}}),
+        ("POST", "/v1/customers", {"json": sales | {"name": "enc:v1:" + m("sealed")}}),
+        ("POST", "/v1/customers", {"json": sales | {"name": m("n"), "extra": m("extra")}}),
+        ("POST", "/v1/customers", {"content": '{"name": "' + m("cut"), "headers": bad_json}),
+        ("POST", "/v1/customers", {"content": m("text"), "headers": text}),
+        ("POST", "/v1/customers", {"json": {"name": m("big") * 100_000}}),
+        ("PATCH", f"/v1/customers/{customer}", {"json": {"name": m("stale")},
+                                                 "headers": {"If-Match": '"1"'}}),
+        ("GET", "/v1/customers", {"params": {"email": m("x") * 300}}),
+        ("GET", "/v1/customers", {"params": {"name": m("nul") + "\x00"}}),
+        ("POST", "/v1/conversations", {"json": {"customer_id": customer, "channel": "email",
+                                                "subject": m("s"), "department": m("d")}}),
+    ]  # fmt: skip
+    for method, url, options in refused:
+        answer = client.request(method, url, **options)
+        assert 400 <= answer.status_code < 500, (method, url, answer.text)
+    keyed = {"Idempotency-Key": "signup-1"}  # a key is no personal field: events carry it
+    first = client.post("/v1/customers", json=sales | {"name": m("idem")}, headers=keyed)
+    assert first.status_code == 201, first.text
+    reused = client.post("/v1/customers", json=sales | {"name": m("idem2")}, headers=keyed)
+    assert reused.status_code == 409, reused.text
+    found = client.get("/v1/customers", params={"email": m("none") + "@example.com"})
+    assert found.json()["items"] == [], found.text
+
+
+def rows_holding(database_url: str, needles: list[bytes]) -> list[str]:
+    """`schema.table` of every table (and materialised view) of the database, in any
+    schema but the system's, holding a needle in any row: each row read as text, so a
+    value PostgreSQL compressed or moved out of line counts; bytea shows as hex."""
+    forms = [form for n in needles for form in (n.decode(), n.hex())]
+    found: list[str] = []
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm')"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            " AND n.nspname NOT LIKE 'pg_toast%'"
+        ).fetchall()
+        assert tables, "no table to sweep"
+        for schema, name in tables:
+            rows = conn.execute(
+                sql.SQL("SELECT t::text FROM {} t").format(sql.Identifier(schema, name))
+            )
+            if any(form in row for (row,) in rows for form in forms):
+                found.append(f"{schema}.{name}")
+    return found
+
+
+def records_holding(bootstrap: str, prefix: str, needles: list[bytes]) -> list[str]:
+    """Every topic named with `prefix` having a record that holds a needle in its key,
+    value or headers (read through the client: whatever the broker compressed)."""
+    topics = [name for name in list_topics(bootstrap) if name.startswith(prefix)]
+    assert topics, f"no topic of {prefix}"
+    found: set[str] = set()
+    records = list(read_all(bootstrap, topics))
+    assert records, f"no record on the topics of {prefix}"
+    for record in records:
+        parts = [record.key or b"", record.value or b""]
+        parts += [name.encode() + value for name, value in record.headers]
+        if any(needle in part for part in parts for needle in needles):
+            found.add(record.topic)
+    return sorted(found)
 
 
 def _send(client: httpx.Client, method: str, url: str, body: Any = None) -> dict[str, Any]:

@@ -1,9 +1,14 @@
 """No personal data in plaintext at rest, on both stores, and erasure leaves nothing.
 
-Unique markers go through every personal field (`tests.e2e.at_rest`); then no file of
-the embedded data dir (while `crm run` runs, and after it stopped gracefully), of
-PostgreSQL's data directory after `CHECKPOINT` (`pg_wal` included), or of Kafka's log
-directory (this test's partitions and the broker's own) holds any of them. On the
+Unique markers go through every personal field (`tests.e2e.at_rest`), and where the API
+refuses them; then no file of the embedded data dir (while `crm run` runs, and after it
+stopped gracefully), of PostgreSQL's data directory after `CHECKPOINT` (`pg_wal`
+included), or of Kafka's log directory (this test's partitions and the broker's own)
+holds any of them, nor does any row of any table of the test's database or any record
+of its topics (found in the catalogue and the cluster: a new table or topic is swept
+too), nor the log of any `crm` process. A read model that refuses a row makes a dead
+letter whose reason is PostgreSQL's error, the failing row included (`DETAIL`): it
+holds only the sealed values. On the
 embedded default an erasure also leaves the destroyed key in no file (the key store's
 `secure_delete`) and no ciphertext of the customer in the read models' files (blanked
 rows, `secure_delete`, WAL truncated).
@@ -21,14 +26,24 @@ import signal
 import sqlite3
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 
 from consumers.store_postgres import PostgresStore
 from projections import PROJECTIONS
-from tests.e2e.at_rest import Markers, caught_up, exercise, scan
+from tests.e2e.at_rest import (
+    Markers,
+    caught_up,
+    exercise,
+    records_holding,
+    refusals,
+    rows_holding,
+    scan,
+)
 from tests.e2e.processes import crm_processes, eventually, free_port, wait_for_http
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -47,8 +62,9 @@ def test_embedded_data_dir_holds_no_personal_plaintext(tmp_path: Path) -> None:
         auth = {"Authorization": f"Bearer {token.group(1)}"}
         with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
             customer, position = exercise(client, markers)
+            refusals(client, markers, customer)
             caught_up(client, customer, position, markers)
-            assert scan(data, markers.needles) == []  # while running
+            assert scan(tmp_path, markers.needles) == []  # the data dir and the log, running
             key = _key(data / "keys.db", customer)
             sealed_name = _sealed_name(data / "readmodels.db", customer)
             erased = client.post(f"/v1/customers/{customer}/erasure", json={})
@@ -62,7 +78,7 @@ def test_embedded_data_dir_holds_no_personal_plaintext(tmp_path: Path) -> None:
             assert [f for f, _ in remnants if "readmodels" in f] == []
         service.send_signal(signal.SIGINT)  # a graceful stop (Ctrl-C)
         assert service.wait(timeout=30) == 0, crm.output(service)
-    assert scan(data, [*markers.needles, *pieces(key, 8)]) == []
+    assert scan(tmp_path, [*markers.needles, *pieces(key, 8)]) == []
 
 
 def test_postgres_and_kafka_hold_no_personal_plaintext(
@@ -86,16 +102,50 @@ def test_postgres_and_kafka_hold_no_personal_plaintext(
         auth = {"Authorization": f"Bearer {token.strip().splitlines()[-1]}"}
         with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
             customer, position = exercise(client, markers)
+            refusals(client, markers, customer)
             caught_up(client, customer, position, markers)
             _every_projection_applied(pg_url, position)
             email = markers("mail") + "@example.com"  # the consumer's terms, through Kafka
             found = client.get("/v1/customers", params={"email": email}).json()["items"]
             assert [row["customer_id"] for row in found] == [customer]
+            reason = _refused_row(pg_url, client, customer, markers)
+            assert "DETAIL:  Failing row contains" in reason, reason
+            assert "enc:v1:" in reason, reason  # the row's personal values, sealed
+    assert rows_holding(pg_url, markers.needles) == []
+    assert records_holding(kafka_bootstrap, topic_prefix, markers.needles) == []
+    assert scan(tmp_path, markers.needles) == []  # the processes' logs
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
     assert scan(pg_data, markers.needles) == []
     for entry in _ours(kafka_logs, topic_prefix):
         assert scan(entry, markers.needles) == []
+
+
+def _refused_row(pg_url: str, client: httpx.Client, customer: str, m: Markers) -> str:
+    """Make the live `sales` read model refuse the customer's row (a check the rows
+    break), change the customer's name, and answer the dead letter's reason."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        live = conn.execute("SELECT live_generation FROM crm_projections WHERE name = 'sales'")
+        generation = _one(live.fetchone())
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT refused CHECK (name IS NULL) NOT VALID").format(
+                sql.Identifier(f"sales_v{generation}", "customers")
+            )
+        )
+    changed = client.patch(f"/v1/customers/{customer}", json={"name": m("refused")})
+    assert changed.status_code == 200, changed.text
+    _every_projection_applied(pg_url, changed.json()["position"])
+    letters = sql.SQL("SELECT error FROM {}").format(
+        sql.Identifier(f"sales_v{generation}", "_dead_letters")
+    )
+    with psycopg.connect(pg_url) as conn:
+        return str(_one(conn.execute(letters).fetchone()))
+
+
+def _one(row: tuple[Any, ...] | None) -> Any:
+    assert row is not None
+    (value,) = row
+    return value
 
 
 def _ours(kafka_logs: Path, topic_prefix: str) -> list[Path]:
