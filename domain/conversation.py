@@ -127,7 +127,15 @@ class ConversationClosed(ConversationEvent, frozen=True, kw_only=True, tag="Conv
 class ConversationReopened(
     ConversationEvent, frozen=True, kw_only=True, tag="ConversationReopened"
 ):
+    """Version 2: `reason` became personal, as for `MessageCorrected`."""
+
     reason: str
+    class_version: ClassVar[int] = 2
+    personal_fields: ClassVar[tuple[str, ...]] = ("reason",)
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Same shape: a v1 reason is plaintext, which opening passes through unchanged."""
 
 
 class SatisfactionRated(ConversationEvent, frozen=True, kw_only=True, tag="SatisfactionRated"):

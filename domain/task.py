@@ -54,10 +54,18 @@ class TaskCreated(TaskEvent, frozen=True, kw_only=True, tag="TaskCreated"):
 
 
 class TaskAssigned(TaskEvent, frozen=True, kw_only=True, tag="TaskAssigned"):
+    """Version 2: `reason` became personal (free text about the customer's work)."""
+
     from_assignee: str | None = None
     to_assignee: str
     department: str
     reason: str | None = None
+    class_version: ClassVar[int] = 2
+    personal_fields: ClassVar[tuple[str, ...]] = ("reason",)
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Same shape: a v1 reason is plaintext, which opening passes through unchanged."""
 
 
 class TaskStarted(TaskEvent, frozen=True, kw_only=True, tag="TaskStarted"):
@@ -102,11 +110,27 @@ class TaskEvaluated(TaskEvent, frozen=True, kw_only=True, tag="TaskEvaluated"):
 
 
 class TaskReopened(TaskEvent, frozen=True, kw_only=True, tag="TaskReopened"):
+    """Version 2: `reason` became personal, as for `TaskAssigned`."""
+
     reason: str
+    class_version: ClassVar[int] = 2
+    personal_fields: ClassVar[tuple[str, ...]] = ("reason",)
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Same shape: a v1 reason is plaintext, which opening passes through unchanged."""
 
 
 class TaskCancelled(TaskEvent, frozen=True, kw_only=True, tag="TaskCancelled"):
+    """Version 2: `reason` became personal, as for `TaskAssigned`."""
+
     reason: str
+    class_version: ClassVar[int] = 2
+    personal_fields: ClassVar[tuple[str, ...]] = ("reason",)
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Same shape: a v1 reason is plaintext, which opening passes through unchanged."""
 
 
 # --- errors ---------------------------------------------------------------------------

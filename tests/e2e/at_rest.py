@@ -5,8 +5,9 @@ by every text marker (so one search per file finds any of them) and a random pho
 number. `exercise` sends them through the API: registration, a profile change, a
 conversation's subject, messages (their author and content), a note, a correction and
 its reason, a retraction's reason, a hand-off note, the closing summary, survey
-comments, a task's title and description, a details change, progress notes, the
-resolution and the evaluation's feedback, and a message long enough for PostgreSQL to
+comments, a reopening's reason, a task's title and description, a details change,
+progress notes, the resolution, the evaluation's feedback, the reasons of a reopening,
+a reassignment and a cancellation, and a message long enough for PostgreSQL to
 compress a plaintext copy of it (which a file scan would then miss; the row sweeps do
 not). `refusals` sends them where the API refuses them (schema and domain validation,
 a reused Idempotency-Key, a stale If-Match, searches, a body that is not JSON...): the
@@ -76,6 +77,7 @@ def exercise(client: httpx.Client, m: Markers) -> tuple[str, int]:
     _send(client, "POST", f"{c}/close", {"outcome": "resolved", "summary": m("summary")})
     _send(client, "POST", f"{c}/csat", {"score": 5, "comment": m("csat")})
     _send(client, "POST", f"{c}/nps", {"score": 9, "comment": m("nps")})
+    _send(client, "POST", f"{c}/reopen", {"reason": m("reopened")})
     created = {"customer_id": customer, "title": m("title"), "description": m("desc"),
                "department": "sales", "assignee": "zoe"}  # fmt: skip
     t = "/v1/tasks/" + _send(client, "POST", "/v1/tasks", created)["id"]
@@ -83,7 +85,10 @@ def exercise(client: httpx.Client, m: Markers) -> tuple[str, int]:
     _send(client, "POST", f"{t}/start")
     _send(client, "POST", f"{t}/progress", {"note": m("progress"), "percent": 50})
     _send(client, "POST", f"{t}/complete", {"resolution": m("resolution")})
-    last = _send(client, "POST", f"{t}/evaluation", {"score": 4, "feedback": m("feedback")})
+    _send(client, "POST", f"{t}/evaluation", {"score": 4, "feedback": m("feedback")})
+    _send(client, "POST", f"{t}/reopen", {"reason": m("again")})
+    _send(client, "POST", f"{t}/assignment", {"assignee": "amy", "reason": m("handover")})
+    last = _send(client, "POST", f"{t}/cancel", {"reason": m("cancelled")})
     return str(customer), int(last["position"])
 
 
@@ -177,7 +182,7 @@ def caught_up(client: httpx.Client, customer: str, position: int, m: Markers) ->
     assert m("fix") in timeline.text
     listed = client.get(f"/v1/departments/sales/customers?{wait}")
     assert m("name2") in listed.text, listed.text
-    queue = client.get(f"/v1/departments/support/conversations?status=closed&{wait}")
+    queue = client.get(f"/v1/departments/support/conversations?status=open&{wait}")
     assert m("subj") in queue.text, queue.text
 
 

@@ -146,7 +146,9 @@ def test_a_field_sealed_without_a_new_schema_version_is_breaking(
     baseline: dict[str, dict[str, Any]],
 ) -> None:
     current = copy.deepcopy(baseline)
-    current["TaskCancelled"]["x-personal-fields"] = ["reason"]
-    assert breaking_changes(baseline, current) == ["TaskCancelled: field 'reason' became personal"]
-    current["TaskCancelled"]["x-schema-version"] += 1
+    current["CustomerArchived"]["x-personal-fields"] = ["reason"]
+    assert breaking_changes(baseline, current) == [
+        "CustomerArchived: field 'reason' became personal"
+    ]
+    current["CustomerArchived"]["x-schema-version"] += 1
     assert breaking_changes(baseline, current) == []
