@@ -6,12 +6,13 @@ so (`catch_up()`), so tests are deterministic and need no sleeps.
 
 from __future__ import annotations
 
+import http.client
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import uvicorn
 from litestar import Litestar
@@ -97,3 +98,28 @@ def served(app: Litestar) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+class RawAnswer(NamedTuple):
+    status: int
+    content_type: str
+    body: bytes
+
+
+def send_raw(
+    base: str, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes = b""
+) -> RawAnswer:
+    """`headers` sent to the server at `base` one line each, in order, a name repeated as
+    given: httpx (and so the TestClient) folds repeated headers into one line. A body is
+    sent with its Content-Length."""
+    connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
+    try:
+        connection.putrequest(method, url)
+        for name, value in headers:
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        answer = connection.getresponse()
+        return RawAnswer(answer.status, answer.getheader("content-type", ""), answer.read())
+    finally:
+        connection.close()

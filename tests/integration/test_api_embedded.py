@@ -3,7 +3,6 @@ authentication and authorisation, audit reads."""
 
 from __future__ import annotations
 
-import http.client
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from services.api import create_app
 from services.bootstrap import Runtime, bootstrap
 from services.principals import Principals
 from services.settings import load_settings
-from tests.integration.api_support import embedded_api, served
+from tests.integration.api_support import embedded_api, send_raw, served
 
 Client = TestClient[Any]
 
@@ -100,6 +99,8 @@ def test_unauthenticated_is_401_problem(client: Client) -> None:
         assert response.json()["type"].endswith("/unauthenticated")
 
 
+JSON = ("Content-Type", "application/json")
+
 TOKEN_ROUTES = (
     ("GET", "/v1/ping"),
     ("POST", "/v1/customers"),
@@ -129,18 +130,10 @@ def test_two_authorization_headers_are_a_400_on_a_real_server(
     with embedded_api(tmp_path) as api, served(api.app) as base:
         valid = api.token("ada", "sales", "auditor")["Authorization"]
         for pair in credential_pairs(valid):
-            connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
-            connection.putrequest(method, url)
-            for value in pair:
-                connection.putheader("Authorization", value)
-            body = b'{"name": "Ada"}'
-            connection.putheader("Content-Type", "application/json")
-            connection.putheader("Content-Length", str(len(body)))
-            connection.endheaders(body)
-            answer = connection.getresponse()
-            assert_ambiguous(answer.status, answer.read(), pair)
-            assert answer.getheader("content-type", "").startswith("application/problem+json")
-            connection.close()
+            headers = [("Authorization", value) for value in pair]
+            sent = send_raw(base, method, url, [*headers, JSON], b'{"name": "Ada"}')
+            assert_ambiguous(sent.status, sent.body, pair)
+            assert sent.content_type.startswith("application/problem+json")
         assert api.runtime.app.head_position() == 0
 
 
