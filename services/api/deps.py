@@ -7,7 +7,7 @@ so each route only builds its command (`services.*_commands`) and returns the an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
@@ -27,6 +27,7 @@ from services.api.loop_reads import LoopReadModels
 from services.api.observability import new_request_id
 from services.api.parsed_queries import forget_parsed_queries
 from services.api.read_models import ReadModels
+from services.api.request_guard import one_header
 from services.api.stream_slots import StreamSlots
 from services.api.waiting import Positions
 from services.command_base import Change, Creation
@@ -99,12 +100,13 @@ CallerDep = NamedDependency[Caller]
 def bearer_token(request: Request[Any, Any, Any]) -> str:
     """The one place a token is read, for every route (the event stream re-checks it on
     each page). Two credentials are ambiguous, whichever is valid: a 400. They come as
-    two header lines, or folded into one by a proxy or client library (`Bearer a, Bearer
-    b`; httpx folds them): a bearer token (RFC 6750's token68) never holds a comma."""
-    sent = request.headers.getall("authorization", [])
-    if len(sent) > 1 or "," in "".join(sent):
+    two header lines (`one_header`), or folded into one by a proxy or client library
+    (`Bearer a, Bearer b`; httpx folds them): a bearer token (RFC 6750's token68) never
+    holds a comma."""
+    sent = one_header(request, "Authorization") or ""
+    if "," in sent:
         raise BadRequest("send one Authorization header with one bearer token, not two")
-    scheme, _, token = (sent[0] if sent else "").partition(" ")
+    scheme, _, token = sent.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send Authorization: Bearer <token>")
     return token.strip()
@@ -121,10 +123,20 @@ async def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -
     return Caller(principal=principal, correlation_id=correlation)
 
 
-def parse_if_match(value: str | None) -> int | None:
-    """`"3"`, `W/"3"` or `3` -> 3; `*` or absent -> None (no precondition). ASCII digits
-    only: a header is Latin-1, whose superscripts `str.isdigit` takes and `int` refuses."""
-    if value is None or value.strip() == "*":
+def parse_if_match(sent: Sequence[str]) -> int | None:
+    """The version a command is conditional on, from its If-Match lines: `"3"`, `W/"3"`
+    or `3` -> 3; `*` or none -> None (no precondition). RFC 9110 lets If-Match list
+    entity tags, any of which may match, in one line or several (the same list); a
+    command here is conditional on one version, so a list is a 400, never its first tag
+    used. ASCII digits only: a header is Latin-1, whose superscripts `str.isdigit` takes
+    and `int` refuses."""
+    value = ",".join(sent)
+    if len(listed := value.split(",")) > 1:
+        raise BadRequest(
+            f"If-Match takes one ETag (a command is conditional on one version), "
+            f"not a list of {len(listed)}: {value[:40]!r}"
+        )
+    if not sent or value.strip() == "*":
         return None
     text = value.strip().removeprefix("W/").strip('"')
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
@@ -240,13 +252,16 @@ def command_call(
         str | None, HeaderParameter(name="Idempotency-Key", required=False)
     ] = None,
 ) -> CommandCall:
-    if idempotency_key is not None:
-        check_key(idempotency_key)
+    """`if_match` and `idempotency_key` declare the headers (for the OpenAPI document);
+    the framework gives the first of two lines, so both are read here from every line."""
+    key = one_header(request, "Idempotency-Key")
+    if key is not None:
+        check_key(key)
     return CommandCall(
         services=services,
         caller=caller,
-        expected=parse_if_match(if_match),
-        key=idempotency_key,
+        expected=parse_if_match(request.headers.getall("if-match", [])),
+        key=key,
         method=request.method,
         path=request.scope["path"],  # not request.url: building a URL costs ~10 us
     )

@@ -69,6 +69,16 @@ async def guard_body(request: Request[Any, Any, Any]) -> None:
         raise BadRequest(f"the JSON body is nested deeper than {MAX_DEPTH} levels")
 
 
+def one_header(request: Request[Any, Any, Any], name: str) -> str | None:
+    """The value of a header that comes once (Authorization, Content-Type,
+    Idempotency-Key), None when absent. The framework would read the first of two lines:
+    two are ambiguous, whichever the sender meant, so they are a 400 naming the header."""
+    sent = request.headers.getall(name, [])
+    if len(sent) > 1:
+        raise BadRequest(f"send one {name} header, not {len(sent)}")
+    return sent[0] if sent else None
+
+
 def content_codings(request: Request[Any, Any, Any]) -> list[str]:
     """The codings a body says it was compressed with, over every `Content-Encoding`
     line (`identity` is none)."""

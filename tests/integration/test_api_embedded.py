@@ -3,6 +3,7 @@ authentication and authorisation, audit reads."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +101,7 @@ def test_unauthenticated_is_401_problem(client: Client) -> None:
 
 
 JSON = ("Content-Type", "application/json")
+PROBLEM = "application/problem+json"
 
 TOKEN_ROUTES = (
     ("GET", "/v1/ping"),
@@ -149,6 +151,43 @@ def test_two_credentials_folded_into_one_header_are_a_400(
         sent = client.request(method, url, headers=headers, json={"name": "Ada"})
         assert_ambiguous(sent.status_code, sent.content, pair)
     assert client.app.state.services.app.head_position() == 0
+
+
+def test_two_if_match_or_idempotency_key_headers_are_a_400_on_a_real_server(
+    tmp_path: Path,
+) -> None:
+    """The first line was used: `If-Match: "1"` and `If-Match: "7"` changed the customer
+    (200), two keys created one (201). A command is conditional on one version and
+    retried under one key: two of either are ambiguous, in either order."""
+    with embedded_api(tmp_path) as api, served(api.app) as base:
+        [auth] = api.token("sam", "sales", "agent").items()
+        created = send_raw(base, "POST", "/v1/customers", [auth, JSON], b'{"name": "Ada"}')
+        tags = f"/v1/customers/{json.loads(created.body)['id']}/tags"
+        for pair in (['"1"', '"7"'], ['"7"', '"1"'], ['"1"', '"1"']):
+            headers = [auth, JSON, *(("If-Match", etag) for etag in pair)]
+            sent = send_raw(base, "POST", tags, headers, b'{"tag": "vip"}')
+            assert (sent.status, sent.content_type) == (400, PROBLEM), (pair, sent)
+            assert b"If-Match takes one ETag" in sent.body, sent.body
+        for keys in (["a", "b"], ["a", "a"]):
+            headers = [auth, JSON, *(("Idempotency-Key", key) for key in keys)]
+            sent = send_raw(base, "POST", "/v1/customers", headers, b'{"name": "Bob"}')
+            assert (sent.status, sent.content_type) == (400, PROBLEM), (keys, sent)
+            assert b"one Idempotency-Key header" in sent.body, sent.body
+        assert api.runtime.app.head_position() == 1
+
+
+@pytest.mark.parametrize("listed", ['"1", "7"', '"7","1"', '"1", "1"', '*, "1"', 'W/"1", "1"'])
+def test_a_list_of_entity_tags_in_if_match_is_a_400_naming_it(
+    client: Client, sales: dict[str, str], listed: str
+) -> None:
+    """RFC 9110 lets If-Match list entity tags, any of which may match; a command here is
+    conditional on one version, so a list (one line, or lines folded by a proxy) says so
+    rather than that the ETag is malformed."""
+    url = f"/v1/customers/{register(client, sales)}/tags"
+    sent = client.post(url, json={"tag": "vip"}, headers=sales | {"If-Match": listed})
+    assert sent.status_code == 400, sent.text
+    assert sent.json()["detail"].startswith("If-Match takes one ETag"), sent.text
+    assert client.app.state.services.app.head_position() == 1
 
 
 def test_another_departments_customer_is_a_404_like_an_unknown_id(
