@@ -10,6 +10,8 @@ every route:
 * a body with a `Content-Encoding` (other than `identity`) is a 415 with
   `Accept-Encoding: identity`: the API decodes none, so one labelled gzip was read as
   plain JSON, and one really gzipped failed as malformed JSON;
+* a body declared twice (two `Content-Type` lines: the framework would read the first)
+  is a 400, as two lines of any header that comes once are (`one_header`);
 * a body that is not declared `application/json` is a 415, one nested deeper than
   `MAX_DEPTH` a 400 (msgspec would otherwise recurse until Python's limit). The size
   bound (`MAX_BODY_BYTES`, 413) is Litestar's own `request_max_body_size`.
@@ -62,7 +64,7 @@ async def guard_body(request: Request[Any, Any, Any]) -> None:
             f"send the body without Content-Encoding (this API reads it as sent), "
             f"not {', '.join(codings)[:60]!r}"
         )
-    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    media = (one_header(request, "Content-Type") or "").partition(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(f"send the body as application/json, not {media[:60]!r}")
     if nesting(body) > MAX_DEPTH:

@@ -18,7 +18,7 @@ from litestar.testing import TestClient
 
 from domain import fields as bound
 from domain.task import Task
-from tests.integration.api_support import EmbeddedApi, embedded_api, served
+from tests.integration.api_support import EmbeddedApi, embedded_api, send_raw, served
 
 Client = TestClient[Any]
 
@@ -58,6 +58,21 @@ def test_a_body_that_is_not_declared_json_is_a_415(client: Client, api: Embedded
         headers=auth | {"content-type": "text/plain"},
     )
     assert problem(sent, 415)["type"].endswith("/unsupported-media-type")
+    assert api.runtime.app.head_position() == 0
+
+
+def test_two_content_type_headers_are_a_400_on_a_real_server(api: EmbeddedApi) -> None:
+    """The first line was used: a body declared `application/json` and `text/plain` ran
+    its command (201). Which one the sender meant is unknown: a 400, in either order."""
+    [auth] = api.token("sam", "sales", "agent").items()
+    declared = ("application/json", "text/plain")
+    with served(api.app) as base:
+        for pair in (declared, declared[::-1], declared[:1] * 2):
+            headers = [auth, *(("Content-Type", media) for media in pair)]
+            sent = send_raw(base, "POST", "/v1/customers", headers, b'{"name": "Ada"}')
+            assert sent.status == 400, (pair, sent)
+            assert sent.content_type.startswith("application/problem+json")
+            assert b"one Content-Type header" in sent.body, sent.body
     assert api.runtime.app.head_position() == 0
 
 
