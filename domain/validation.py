@@ -122,13 +122,18 @@ def score(value: int, low: int, high: int, field: str = "score") -> int:
     return value
 
 
-def aware(value: datetime, field: str) -> datetime:
-    """Times must carry a zone (naive times are ambiguous across offices) and lie within
-    the range every store and projection can represent once converted to UTC."""
-    offset = value.utcoffset()
-    if offset is None:
+def zoned(value: datetime, field: str) -> datetime:
+    """A time must carry a zone: naive times are ambiguous across offices."""
+    if value.utcoffset() is None:
         raise ValidationFailed(field, "must include a time zone")
-    if abs(offset) > MAX_UTC_OFFSET:
+    return value
+
+
+def aware(value: datetime, field: str) -> datetime:
+    """Times must carry a zone (`zoned`) and lie within the range every store and
+    projection can represent once converted to UTC."""
+    offset = zoned(value, field).utcoffset()
+    if offset is None or abs(offset) > MAX_UTC_OFFSET:
         raise ValidationFailed(field, "has a zone offset beyond ±23:59")
     try:
         utc = value.astimezone(UTC)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from services.ranges import backwards
+
 POSITION_LIMIT = 2**63 - 1  # the event store's positions and versions are bigints
 
 
@@ -76,10 +78,6 @@ class _RangeBound(argparse.Action):
         option_string: str | None = None,
     ) -> None:
         setattr(namespace, self.dest, values)
-        start, end = namespace.start, namespace.end
-        if start is not None and end is not None and end < start:
-            parser.error(f"--to {_shown(end)} is before --from {_shown(start)}")
-
-
-def _shown(bound: object) -> str:
-    return bound.isoformat() if isinstance(bound, datetime) else str(bound)
+        refused = backwards(namespace.start, namespace.end, first="--from", last="--to")
+        if refused is not None:
+            parser.error(refused)

@@ -13,7 +13,6 @@ on nothing in particular.
 from __future__ import annotations
 
 from contextlib import closing
-from datetime import datetime
 from functools import partial
 from typing import Annotated
 from uuid import UUID
@@ -24,11 +23,11 @@ from litestar import get
 from litestar.params import FromQuery, QueryParameter
 
 from domain.checkpoint import Checkpoint
-from domain.validation import aware
 from services.access import Forbidden, Principal, rule_name
 from services.access_log import StoredAccess, decode
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import READ_PROBLEMS, ReadModelUnavailable
+from services.api.time_range import TimeRangeDep
 from services.audit_log import END, open_audit_log
 
 AUDIT_READ = "audit.read"
@@ -73,8 +72,7 @@ async def audit_access(
     caller: CallerDep,
     customer: FromQuery[UUID | None] = None,
     principal: FromQuery[str | None] = None,
-    from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
-    to: FromQuery[datetime | None] = None,
+    time_range: TimeRangeDep,
     cursor: Cursor = 0,
     limit: Limit = 100,
 ) -> AccessPage:
@@ -83,9 +81,7 @@ async def audit_access(
     _auditor(services, caller.principal)
     if services.access_log is None:
         raise ReadModelUnavailable("no access log in this process")
-    start, end = (
-        None if t is None else aware(t, name) for t, name in ((from_, "from"), (to, "to"))
-    )
+    start, end = time_range.in_calendar()
     rows = await anyio.to_thread.run_sync(
         partial(
             services.access_log.store.select,

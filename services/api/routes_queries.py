@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Router, get
@@ -12,6 +11,7 @@ from litestar.response import ServerSentEvent
 from services.api.errors import READ_PROBLEMS, BadRequest, problem_responses
 from services.api.events_stream import StreamDep
 from services.api.reads import ReaderDep
+from services.api.time_range import TimeRangeDep
 
 MinPosition = Annotated[
     int | None, QueryParameter(ge=0, description="wait until this position is applied")
@@ -59,13 +59,13 @@ async def satisfaction(
     reader: ReaderDep,
     department: FromQuery[str | None] = None,
     agent: FromQuery[str | None] = None,
-    from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
-    to: FromQuery[datetime | None] = None,
+    time_range: TimeRangeDep,
     granularity: FromQuery[Granularity] = "day",
     min_position: MinPosition = None,
 ) -> dict[str, Any]:
     """CSAT (% of 4-5 answers) and NPS (% 9-10 minus % 0-6) per period, and the total."""
-    filters = {"agent": agent, "start": from_, "end": to, "granularity": granularity}
+    start, end = time_range
+    filters = {"agent": agent, "start": start, "end": end, "granularity": granularity}
     return await reader.stats("satisfaction", department, min_position, **filters)
 
 

@@ -1,0 +1,61 @@
+"""`?from=&to=`, for every route that takes a time range (satisfaction statistics, the
+access log): read here once, as the `time_range` dependency. Each bound is a time with a
+zone (`domain.validation.zoned`: else a 422 naming it), and a range ending before its
+start is a 400 naming both (`services.ranges`): it would find nothing and answer an empty
+success. Statistics take any zoned bound (one beyond the UTC calendar is before or after
+every answer); the access log's store takes those it can convert (`in_calendar`).
+I/O: none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Annotated, NamedTuple
+
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+
+from domain.validation import aware, zoned
+from services.api.errors import BadRequest
+from services.ranges import backwards
+
+NAMES = ("from", "to")
+
+
+class TimeRange(NamedTuple):
+    start: datetime | None  # None: open
+    end: datetime | None
+
+    def in_calendar(self) -> TimeRange:
+        """The range, its bounds within what every store holds once converted to UTC
+        (`domain.validation.aware`: else a 422 naming the bound)."""
+        return _checked(aware, self)
+
+
+def time_range(
+    from_: Annotated[
+        datetime | None, QueryParameter(name="from", description="RFC 3339, with a zone")
+    ] = None,
+    to: Annotated[
+        datetime | None, QueryParameter(description="RFC 3339, with a zone; not before from")
+    ] = None,
+) -> TimeRange:
+    given = _checked(zoned, (from_, to))
+    refused = backwards(*given)
+    if refused is not None:
+        raise BadRequest(refused)
+    return given
+
+
+def _checked(
+    check: Callable[[datetime, str], datetime], bounds: Iterable[datetime | None]
+) -> TimeRange:
+    """`bounds` each passed through `check` with its parameter's name."""
+    start, end = (
+        None if t is None else check(t, name) for t, name in zip(bounds, NAMES, strict=True)
+    )
+    return TimeRange(start, end)
+
+
+TimeRangeDep = NamedDependency[TimeRange]
