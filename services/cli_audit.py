@@ -13,7 +13,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -22,7 +21,7 @@ import msgspec
 
 from services import cli_audit_access
 from services.bootstrap import Runtime, bootstrap
-from services.cli_args import POSITION, POSITION_LIMIT, add_range, int_between
+from services.cli_args import POSITION, POSITION_LIMIT, add_range, int_between, zoned_time
 from services.settings import ConfigError, Settings
 
 
@@ -37,7 +36,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     history.set_defaults(handler=_history)
     as_of = actions.add_parser("as-of", help="an aggregate's state at an instant (RFC 3339)")
     as_of.add_argument("id", type=UUID)
-    as_of.add_argument("time", type=datetime.fromisoformat)
+    as_of.add_argument("time", type=zoned_time, help="RFC 3339, with a zone")
     as_of.set_defaults(handler=_as_of)
     _register_integrity(actions)
     cli_audit_access.register(actions)
@@ -131,9 +130,6 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
 def _as_of(args: argparse.Namespace, settings: Settings) -> int:
     from domain.base import AGGREGATE_CLASSES, NotFound
 
-    if args.time.tzinfo is None:
-        print("crm: TIME needs a zone, e.g. 2025-01-31T12:00:00+00:00", file=sys.stderr)
-        return 2
     runtime = bootstrap(settings)
     try:
         kind = AGGREGATE_CLASSES[next(_audited(runtime, args.id)).aggregate_type]
