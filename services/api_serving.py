@@ -6,7 +6,8 @@ critical path and shares the GIL with the handler threads: h11 (pure Python) and
 asyncio selector loop cost ~40% more CPU per request on the loop than httptools and
 uvloop, and each socket call there releases the GIL, which the loop then waits for.
 `crm run` (embedded) is the exception, see `loop_for`. httptools sets no bound on a
-request head: uvicorn serves it through `services.http_head_limit`, which does.
+request head nor a time to receive one: uvicorn serves it through
+`services.http_request_bounds`, which does (`CRM_HTTP_RECEIVE_SECONDS`).
 
 Several workers: each process is a whole API (its own pool, group committer and
 aggregate cache) built by `api_app_from_env` from the same `CRM_` settings. That is
@@ -20,15 +21,39 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 if TYPE_CHECKING:
+    import asyncio
+
     from litestar import Litestar
 
     from services.settings import Settings
 
 LOOP = "uvloop"
 EMBEDDED_LOOP = "asyncio"
+
+
+class HttpLimits(NamedTuple):
+    """What the HTTP server allows a client's connection (`CRM_HTTP_*`)."""
+
+    receive_seconds: float = 30.0  # to send a whole request (`services.http_request_bounds`)
+
+    @classmethod
+    def of(cls, settings: Settings) -> HttpLimits:
+        return cls(receive_seconds=settings.http_receive_seconds)
+
+    def uvicorn_protocol(self) -> type[asyncio.Protocol]:
+        """uvicorn's `http`: a factory it only calls (typed as the class it stands for),
+        picklable for the worker processes."""
+        from services.http_request_bounds import BoundedHttpToolsProtocol
+
+        bounded = partial(BoundedHttpToolsProtocol, receive_seconds=self.receive_seconds)
+        return cast("type[asyncio.Protocol]", bounded)
+
+
+DEFAULT_LIMITS = HttpLimits()
 
 
 def loop_for(settings: Settings) -> str:
@@ -43,20 +68,27 @@ def loop_for(settings: Settings) -> str:
     return EMBEDDED_LOOP if settings.embedded else LOOP
 
 
-def serve(app: Any, host: str, port: int, server: str = "uvicorn", *, loop: str = LOOP) -> None:
+def serve(
+    app: Any,
+    host: str,
+    port: int,
+    server: str = "uvicorn",
+    *,
+    loop: str = LOOP,
+    limits: HttpLimits = DEFAULT_LIMITS,
+) -> None:
     """Serve an app built in this process (one worker) on `loop` (`loop_for`)."""
     freeze_startup_objects()
     try:
         if server == "granian":
             from services.granian_serving import serve_granian
 
-            serve_granian(app, host, port, loop)
+            serve_granian(app, host, port, limits, loop)
             return
         import uvicorn
 
-        from services.http_head_limit import BoundedHttpToolsProtocol
-
-        uvicorn.run(app, host=host, port=port, loop=loop, http=BoundedHttpToolsProtocol, **_QUIET)
+        http = limits.uvicorn_protocol()
+        uvicorn.run(app, host=host, port=port, loop=loop, http=http, **_QUIET)
     finally:
         gc.unfreeze()  # see freeze_startup_objects
 
@@ -64,16 +96,16 @@ def serve(app: Any, host: str, port: int, server: str = "uvicorn", *, loop: str 
 FACTORY = "services.api_serving:api_app_from_env"
 
 
-def serve_workers(host: str, port: int, workers: int, server: str = "uvicorn") -> None:
+def serve_workers(
+    host: str, port: int, workers: int, server: str, limits: HttpLimits = DEFAULT_LIMITS
+) -> None:
     """Serve `workers` processes, each building its app with `api_app_from_env`."""
     if server == "granian":
         from services.granian_serving import serve_granian_workers
 
-        serve_granian_workers(FACTORY, host, port, workers)
+        serve_granian_workers(FACTORY, host, port, workers, limits)
         return
     import uvicorn
-
-    from services.http_head_limit import BoundedHttpToolsProtocol
 
     uvicorn.run(
         FACTORY,
@@ -82,7 +114,7 @@ def serve_workers(host: str, port: int, workers: int, server: str = "uvicorn") -
         host=host,
         port=port,
         loop=LOOP,
-        http=BoundedHttpToolsProtocol,
+        http=limits.uvicorn_protocol(),
         **_QUIET,
     )
 

@@ -121,13 +121,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     if settings.embedded:
         raise ConfigError("CRM_DATABASE_URL", "`crm api` needs PostgreSQL; `crm run` is embedded")
-    from services.api_serving import build_api_app, serve_workers
+    from services.api_serving import HttpLimits, build_api_app, serve_workers
 
     _print_urls(args)
     if not wait_for_dependencies(settings, "api", _stop_like_ctrl_c("api"), kafka=False):
         return 0  # stopped while PostgreSQL was away
     if args.workers > 1:
-        serve_workers(args.host, args.port, args.workers, _server(args, settings))
+        server = _server(args, settings)
+        serve_workers(args.host, args.port, args.workers, server, HttpLimits.of(settings))
         return 0
     app, close = build_api_app(settings)
     try:
@@ -157,9 +158,10 @@ def _print_urls(args: argparse.Namespace) -> None:
 
 
 def _serve(app: Any, args: argparse.Namespace, settings: Settings) -> None:
-    from services.api_serving import loop_for, serve
+    from services.api_serving import HttpLimits, loop_for, serve
 
-    serve(app, args.host, args.port, _server(args, settings), loop=loop_for(settings))
+    server, limits = _server(args, settings), HttpLimits.of(settings)
+    serve(app, args.host, args.port, server, loop=loop_for(settings), limits=limits)
 
 
 def _server(args: argparse.Namespace, settings: Settings) -> str:

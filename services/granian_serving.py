@@ -14,19 +14,34 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from services.api_serving import HttpLimits
 
 QUIET: dict[str, Any] = {"log_enabled": False, "log_access": False}
 
 
-def serve_granian(app: Any, host: str, port: int, loop: str = "uvloop") -> None:
+def bounded(limits: HttpLimits) -> dict[str, Any]:
+    """granian's own bounds on a connection: a request head not received within
+    `receive_seconds` closes it (hyper's header read timeout, which starts with the
+    head's first byte; granian has none for a body, nor for a connection that sends
+    nothing)."""
+    from granian.http import HTTP1Settings
+
+    return {"http1_settings": HTTP1Settings(header_read_timeout=int(limits.receive_seconds * 1000))}
+
+
+def serve_granian(app: Any, host: str, port: int, limits: HttpLimits, loop: str = "uvloop") -> None:
     """Serve an app built in this process until SIGINT or SIGTERM, on `loop`."""
     import uvloop
     from granian.constants import Interfaces
     from granian.server.embed import Server
 
     async def main() -> None:
-        server = Server(app, address=host, port=port, interface=Interfaces.ASGI, **QUIET)
+        server = Server(
+            app, address=host, port=port, interface=Interfaces.ASGI, **bounded(limits), **QUIET
+        )
         running = asyncio.get_running_loop()
         for stop in (signal.SIGINT, signal.SIGTERM):
             running.add_signal_handler(stop, server.stop)
@@ -36,7 +51,9 @@ def serve_granian(app: Any, host: str, port: int, loop: str = "uvloop") -> None:
     run(main())
 
 
-def serve_granian_workers(target: str, host: str, port: int, workers: int) -> None:
+def serve_granian_workers(
+    target: str, host: str, port: int, workers: int, limits: HttpLimits
+) -> None:
     """Serve `workers` processes, each building its app with the factory `target`."""
     from granian import Granian
     from granian.constants import Interfaces, Loops
@@ -49,5 +66,6 @@ def serve_granian_workers(target: str, host: str, port: int, workers: int) -> No
         workers=workers,
         loop=Loops.uvloop,
         factory=True,
+        **bounded(limits),
         **QUIET,
     ).serve()

@@ -56,6 +56,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_retention_seconds: float = 86_400.0
     consumer_watchdog_seconds: float = 60.0
     http_server: str = HTTP_SERVERS[0]
+    http_receive_seconds: float = 30.0
+    """CRM_HTTP_RECEIVE_SECONDS: how long a client may take to send a whole request."""
     streams_per_principal: int = 8
     """CRM_STREAMS_PER_PRINCIPAL: event streams one principal may hold open per process."""
     cache_mb: int = 128
@@ -97,6 +99,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env, "CRM_CONSUMER_WATCHDOG_SECONDS", 60.0, float, minimum=1
         ),
         http_server=_choice(env, "CRM_HTTP_SERVER", HTTP_SERVERS[0], HTTP_SERVERS),
+        http_receive_seconds=_number(env, "CRM_HTTP_RECEIVE_SECONDS", 30.0, float, minimum=1),
         access_log=_choice(env, "CRM_ACCESS_LOG", "on", ACCESS_LOG_MODES),
         streams_per_principal=_number(env, "CRM_STREAMS_PER_PRINCIPAL", 8, int, minimum=1),
         cache_mb=_number(env, "CRM_CACHE_MB", 128, int, minimum=0),

@@ -67,6 +67,11 @@ class UnsupportedContentCoding(UnsupportedMediaType):
     and says so with `Accept-Encoding: identity` (RFC 9110, 12.5.3)."""
 
 
+class RequestNotReceived(Exception):  # noqa: N818 - reads as the HTTP status it maps to
+    """The client stopped sending before its body's end (or was cut off, too slow:
+    `services.http_request_bounds`); nobody reads the answer, the log line does."""
+
+
 class ReadModelUnavailable(Exception):  # noqa: N818 - reads as the HTTP status it maps to
     """The read model behind this query is not wired into this process."""
 
@@ -101,6 +106,7 @@ PROBLEMS: dict[type[BaseException], tuple[int, str, str]] = {
         "unsupported-content-coding",
         "The body must be sent without Content-Encoding",
     ),
+    RequestNotReceived: (408, "request-timeout", "The request was not received whole"),
     BadIdempotencyKeyError: (400, "bad-idempotency-key", "The Idempotency-Key is malformed"),
     IdempotencyError: (409, "idempotency-conflict", "The Idempotency-Key cannot be used"),
     UnknownEventType: (422, "unknown-event-type", "Unknown event type"),

@@ -14,7 +14,8 @@ every route:
   is a 400, as two lines of any header that comes once are (`one_header`);
 * a body that is not declared `application/json` is a 415, one nested deeper than
   `MAX_DEPTH` a 400 (msgspec would otherwise recurse until Python's limit). The size
-  bound (`MAX_BODY_BYTES`, 413) is Litestar's own `request_max_body_size`.
+  bound (`MAX_BODY_BYTES`, 413) is Litestar's own `request_max_body_size`; a body cut
+  short (the client gone, or too slow: `services.http_request_bounds`) is a 408.
 
 Bodies are otherwise checked by the command classes' schemas and the domain (which
 refuses control characters in text).
@@ -26,8 +27,14 @@ import re
 from typing import Any
 
 from litestar import Request
+from litestar.exceptions import InternalServerException
 
-from services.api.errors import BadRequest, UnsupportedContentCoding, UnsupportedMediaType
+from services.api.errors import (
+    BadRequest,
+    RequestNotReceived,
+    UnsupportedContentCoding,
+    UnsupportedMediaType,
+)
 
 MAX_DEPTH = 32
 MAX_BODY_BYTES = 1_048_576
@@ -56,7 +63,10 @@ async def guard_body(request: Request[Any, Any, Any]) -> None:
     """Refuse a body that is not JSON or is nested too deep; None lets the route run."""
     if request.method not in _WITH_BODY:
         return
-    body = await request.body()
+    try:
+        body = await request.body()
+    except InternalServerException:  # Litestar's word for the client gone mid-body
+        raise RequestNotReceived("the connection closed before the body's end") from None
     if not body.strip():
         return
     if codings := content_codings(request):

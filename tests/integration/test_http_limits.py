@@ -1,17 +1,22 @@
 """What the HTTP server itself refuses before the app sees a request: a request head
 (request line and headers) larger than `MAX_HEAD_BYTES` is a 431 and the connection
 closes. httptools keeps a head in memory until it ends, however long: 400 MiB of one
-header grew `crm run` from 86 MB to 654 MB, and the request was never answered."""
+header grew `crm run` from 86 MB to 654 MB, and the request was never answered. A
+request not received whole within `CRM_HTTP_RECEIVE_SECONDS` is a 408, and a
+connection that sends nothing is closed: uvicorn kept both forever."""
 
 from __future__ import annotations
 
+import resource
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
 
-from services.http_head_limit import MAX_HEAD_BYTES
-from tests.e2e.processes import crm_processes, free_port, wait_for_http
+from services.http_request_bounds import MAX_HEAD_BYTES
+from tests.e2e.processes import crm_processes, eventually, free_port, wait_for_http
+from tests.integration.stream_support import Stream, about
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +72,87 @@ def pipelined(port: int, count: int) -> int:
         while answers.count(b"HTTP/1.1 ") < count and (chunk := connection.recv(65_536)):
             answers += chunk
     return answers.count(b"HTTP/1.1 200 ")
+
+
+SLOW_CLIENTS = {"CRM_HTTP_RECEIVE_SECONDS": "1"}
+SLOW_HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+SLOW_BODY = b"POST /v1/customers HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n{"
+
+
+def trickled(connection: socket.socket, start: bytes) -> bytes:
+    """Send `start`, then one byte every 0.2 s until the server answers or closes (a
+    guard of 100 bytes); the head of its answer (b"" if it closed without a word)."""
+    connection.settimeout(0.2)
+    connection.sendall(start)
+    for _ in range(100):
+        try:
+            answer = connection.recv(65_536)
+        except TimeoutError:
+            connection.sendall(b"a")
+            continue
+        while answer and b"\r\n\r\n" not in answer and (more := connection.recv(65_536)):
+            answer += more
+        return answer
+    return b"(still open)"
+
+
+@pytest.mark.parametrize("command", ["api", "run"])
+def test_a_request_not_received_in_time_is_a_408_and_a_silent_connection_is_closed(
+    command: str, pg_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {"CRM_DATABASE_URL": pg_url if command == "api" else "", "CRM_DATA_DIR": str(tmp_path)}
+    with crm_processes(env | SLOW_CLIENTS, tmp_path) as crm:
+        process = crm.start(command, "--host", "127.0.0.1", "--port", str(port))
+        wait_for_http(f"http://127.0.0.1:{port}", process)
+        token = crm.run("principals", "add", "eve", "--department", "sales", "--role", "admin")
+        headers = {"Authorization": f"Bearer {token.strip().splitlines()[-1]}"}
+        stream = Stream(f"http://127.0.0.1:{port}", "/v1/events/stream", headers)
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as silent:
+            assert silent.recv(1) == b""  # closed, nothing said
+        for start in (SLOW_HEAD, SLOW_BODY):
+            with socket.create_connection(("127.0.0.1", port)) as connection:
+                answer = trickled(connection, start)
+                assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as kept_alive:
+            kept_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = b""
+            while not first.endswith(b"}"):  # its head and body: the answer whole
+                first += kept_alive.recv(65_536)
+            assert first.startswith(b"HTTP/1.1 200 "), first
+            answer = trickled(kept_alive, SLOW_HEAD)  # the next request on it: timed again
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert pipelined(port, 20) == 20
+        body = {"name": "Ada", "company": "Acme", "owner_department": "sales"}
+        created = httpx.post(f"http://127.0.0.1:{port}/v1/customers", json=body, headers=headers)
+        try:  # a request received whole is not timed while it is answered: a stream goes on
+            stream.until(about(created.json()["id"]), "the stream to deliver after the deadline")
+        finally:
+            stream.close()
+        assert process.poll() is None
+
+
+def test_slow_clients_cannot_keep_every_file_descriptor(pg_url: str, tmp_path: Path) -> None:
+    """`crm api` allowed 256 descriptors, 300 clients that connect and send a head a
+    byte at a time: the server drops them in time, and a plain request is answered."""
+    port = free_port()
+    with crm_processes({"CRM_DATABASE_URL": pg_url} | SLOW_CLIENTS, tmp_path) as crm:
+        process = crm.start("api", "--host", "127.0.0.1", "--port", str(port))
+        wait_for_http(f"http://127.0.0.1:{port}", process)
+        resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (256, 256))
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]
+        try:
+            for connection in slow:
+                connection.sendall(SLOW_HEAD)
+
+            def answered() -> bool | None:
+                try:
+                    return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).is_success
+                except httpx.TransportError:  # not accepted, or accepted and dropped
+                    return None
+
+            assert eventually(answered, within=60, what="a plain request to be answered")
+        finally:
+            for connection in slow:
+                connection.close()
+        assert process.poll() is None

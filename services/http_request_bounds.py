@@ -1,0 +1,148 @@
+"""uvicorn's httptools protocol with bounds on receiving a request: its head at most
+`MAX_HEAD_BYTES` (else a 431), and the whole request, head and body, within
+`receive_seconds` (else a 408; a connection that sent nothing is closed without a word).
+Either way the connection closes.
+
+httptools (llhttp) sets no limit of its own, and uvicorn none for it (h11 has one):
+a head is kept in memory until its blank line comes, however long. One connection
+sending 400 MiB of a single header grew `crm run` from 86 MB to 654 MB and was never
+answered; a few at once would take the process down. h11's default bound is 16 KiB,
+nginx's 32 KiB; a bearer token and the usual headers need well under 4 KiB.
+
+Bytes are counted as they arrive while a head is being read (from the start of the
+connection or the end of the previous request), so the bound holds however the head
+is split: a long URL, one long header, or many short ones.
+
+uvicorn times out only a connection idle between two requests (its keep-alive, 5 s,
+which any byte cancels): a connection that never sends its first request, or sends a
+head or body a byte at a time, was kept forever, with its file descriptor. 200 of
+those left a `crm api` limited to 256 descriptors answering nobody. The deadline
+counts from the connection, or from the previous answer, to the request's last byte,
+and no byte extends it: a slow sender gets as long as a silent one, then the door.
+While a request received whole waits for its answer (a command, an event stream)
+nothing is counted.
+I/O: the connection's transport (the 431 or 408, the close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from services.api.errors import PROBLEM_BASE
+
+MAX_HEAD_BYTES = 65_536
+
+
+def _refusal(status: int, reason: str, kind: str, detail: str) -> bytes:
+    """A whole HTTP answer: a problem document, and the connection closes."""
+    body = b'{"type":"%s%s","title":"%s","status":%d,"detail":"%s"}' % (
+        PROBLEM_BASE.encode(),
+        kind.encode(),
+        reason.encode(),
+        status,
+        detail.encode(),
+    )
+    return (
+        b"HTTP/1.1 %d %s\r\n"
+        b"content-type: application/problem+json\r\n"
+        b"cache-control: no-store\r\n"
+        b"content-length: %d\r\n"
+        b"connection: close\r\n\r\n%s" % (status, reason.encode(), len(body), body)
+    )
+
+
+_TOO_LARGE = _refusal(
+    431,
+    "Request Header Fields Too Large",
+    "request-header-fields-too-large",
+    f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
+)
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """`HttpToolsProtocol` refusing a request head longer than `MAX_HEAD_BYTES` and a
+    request not received whole within `receive_seconds` (`CRM_HTTP_RECEIVE_SECONDS`)."""
+
+    _reading_head = True  # False from a head's end until its request is answered
+    _head_bytes = 0  # received while reading the current head
+
+    def __init__(self, *args: Any, receive_seconds: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.receive_seconds = receive_seconds
+        self._too_slow = _refusal(
+            408,
+            "Request Timeout",
+            "request-timeout",
+            f"the request was not received whole within {receive_seconds:g} s",
+        )
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        over = self._reading_head and self._head_bytes > MAX_HEAD_BYTES
+        if over and not self.transport.is_closing():  # (closing: uvicorn answered a 400)
+            self.logger.warning("Request head over %d bytes refused (431).", MAX_HEAD_BYTES)
+            self._refuse(_TOO_LARGE)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._stop_deadline()  # received whole: its answer is the app's to give
+        super().on_message_complete()
+        self._reading_head, self._head_bytes = True, 0
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        cycle = self.cycle  # the latest request: this one, or one pipelined after it
+        whole_unanswered = not (cycle.more_body or cycle.response_complete)
+        if not self.transport.is_closing() and not whole_unanswered:
+            self._start_deadline()
+
+    def _start_deadline(self) -> None:
+        self._stop_deadline()
+        self._deadline = self.loop.call_later(self.receive_seconds, self._receive_expired)
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _receive_expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self._reading_head and not self._head_bytes:
+            self.transport.close()  # nothing of a request came: no one to answer
+            return
+        self.logger.warning("Request not received within %g s (408).", self.receive_seconds)
+        if self._reading_head or not self.cycle.response_started:
+            self._refuse(self._too_slow)
+        else:
+            self.transport.close()
+
+    def _refuse(self, answer: bytes) -> None:
+        """Answer `answer` in the app's stead and close; the app, if it runs, sees the
+        client gone (as `connection_lost` would tell it)."""
+        self._reading_head = False
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.write(answer)
+        self.transport.close()
