@@ -13,6 +13,7 @@ I/O: the listening socket.
 from __future__ import annotations
 
 import asyncio
+import resource
 import signal
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +24,26 @@ QUIET: dict[str, Any] = {"log_enabled": False, "log_access": False}
 
 
 def bounded(limits: HttpLimits) -> dict[str, Any]:
-    """granian's own bounds on a connection: a request head not received within
-    `receive_seconds` closes it (hyper's header read timeout, which starts with the
-    head's first byte; granian has none for a body, nor for a connection that sends
-    nothing)."""
+    """granian's own bounds on connections.
+
+    * A request head not received within `receive_seconds` closes its connection
+      (hyper's header read timeout, which starts with the head's first byte). granian
+      has none for a body, nor for a connection that sends nothing (upstream declined
+      a body timeout: emmett-framework/granian#728).
+    * `backpressure`: how many connections a worker serves at once. Its default is the
+      listen backlog (128 for the embedded server): the 129th connection waited in the
+      kernel's queue, unanswered, until one of the others closed. 128 idle connections
+      (nothing sent, so never timed out) or 128 open event streams (the console opens
+      one per board) stopped a worker answering anyone. Here it is the process's
+      descriptor limit, the bound uvicorn's workers have.
+    """
     from granian.http import HTTP1Settings
 
-    return {"http1_settings": HTTP1Settings(header_read_timeout=int(limits.receive_seconds * 1000))}
+    timeout_ms = int(limits.receive_seconds * 1000)
+    return {
+        "http1_settings": HTTP1Settings(header_read_timeout=timeout_ms),
+        "backpressure": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+    }
 
 
 def serve_granian(app: Any, host: str, port: int, limits: HttpLimits, loop: str = "uvloop") -> None:

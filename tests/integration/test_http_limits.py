@@ -156,3 +156,28 @@ def test_slow_clients_cannot_keep_every_file_descriptor(pg_url: str, tmp_path: P
             for connection in slow:
                 connection.close()
         assert process.poll() is None
+
+
+@pytest.mark.parametrize("command", ["api", "run"])
+def test_granian_answers_while_more_connections_than_its_backlog_are_open(
+    command: str, pg_url: str, tmp_path: Path
+) -> None:
+    """granian's default bound on connections was its listen backlog (128): 200 open
+    connections that send nothing left it answering nobody. Its head deadline is
+    `CRM_HTTP_RECEIVE_SECONDS`, as uvicorn's."""
+    port = free_port()
+    env = {"CRM_DATABASE_URL": pg_url if command == "api" else "", "CRM_DATA_DIR": str(tmp_path)}
+    env |= SLOW_CLIENTS | {"CRM_HTTP_SERVER": "granian"}
+    with crm_processes(env, tmp_path) as crm:
+        process = crm.start(command, "--host", "127.0.0.1", "--port", str(port))
+        wait_for_http(f"http://127.0.0.1:{port}", process)
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
+        try:
+            answered = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30)
+            assert answered.status_code == 200
+            with socket.create_connection(("127.0.0.1", port)) as connection:
+                assert trickled(connection, SLOW_HEAD) == b""  # granian closes it silently
+        finally:
+            for connection in idle:
+                connection.close()
+        assert process.poll() is None
