@@ -60,6 +60,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """CRM_HTTP_RECEIVE_SECONDS: how long a client may take to send a whole request."""
     streams_per_principal: int = 8
     """CRM_STREAMS_PER_PRINCIPAL: event streams one principal may hold open per process."""
+    streams_max: int = 64
+    """CRM_STREAMS_MAX: event streams all principals together may hold open per process."""
     cache_mb: int = 128
     """CRM_CACHE_MB: the most each of an API process's two keepers of aggregates (the
     commands' cache, the reads' kept aggregates) holds, in MiB by the aggregates' own
@@ -102,6 +104,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_receive_seconds=_number(env, "CRM_HTTP_RECEIVE_SECONDS", 30.0, float, minimum=1),
         access_log=_choice(env, "CRM_ACCESS_LOG", "on", ACCESS_LOG_MODES),
         streams_per_principal=_number(env, "CRM_STREAMS_PER_PRINCIPAL", 8, int, minimum=1),
+        streams_max=_number(env, "CRM_STREAMS_MAX", 64, int, minimum=1),
         cache_mb=_number(env, "CRM_CACHE_MB", 128, int, minimum=0),
     )
 

@@ -176,7 +176,7 @@ def build_services(
             runtime.app.head_position, applied_position, settings.read_wait_seconds
         ),
         current=current,
-        streams=StreamSlots(settings.streams_per_principal),
+        streams=StreamSlots(settings.streams_per_principal, settings.streams_max),
         access_log=AccessLog(access_store, mode=settings.access_log),
     )
 

@@ -80,6 +80,10 @@ class TooManyStreams(Exception):  # noqa: N818 - reads as the HTTP status it map
     """The principal holds as many event streams open as it may (`StreamSlots`)."""
 
 
+class StreamsFull(Exception):  # noqa: N818 - reads as the problem it maps to
+    """This process holds as many event streams, of all principals, as it may."""
+
+
 class NotCaughtUp(Exception):  # noqa: N818 - reads as the HTTP status it maps to
     """The read model did not reach `min_position` within the read wait."""
 
@@ -114,6 +118,7 @@ PROBLEMS: dict[type[BaseException], tuple[int, str, str]] = {
     NotCaughtUp: (503, "not-caught-up", "The read model has not caught up yet"),
     ReadModelNotBuilt: (503, "read-model-not-built", "The read model has not been built yet"),
     TooManyStreams: (429, "too-many-streams", "Too many event streams open at once"),
+    StreamsFull: (503, "streams-full", "The server holds as many event streams as it may"),
     AccessLogBacklogged: (
         503,
         "access-log-unavailable",
@@ -165,7 +170,7 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
-COMMAND_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)
+COMMAND_PROBLEMS = problem_responses(400, 401, 403, 404, 408, 409, 413, 415, 422, 503)
 """What any command may answer besides its success."""
 READ_PROBLEMS = problem_responses(400, 401, 403, 404, 422, 501, 503)
 """What any read may answer besides its success."""
@@ -271,7 +276,7 @@ def _retry_after(error: BaseException) -> str | None:
     """Seconds a client should wait before trying again, for errors that pass by."""
     if isinstance(error, NotCaughtUp):
         return str(max(1, round(error.retry_after)))
-    if isinstance(error, TooManyStreams):
+    if isinstance(error, TooManyStreams | StreamsFull):
         return STREAM_RETRY_AFTER
     if isinstance(error, AccessLogBacklogged | ReadModelNotBuilt):
         return STORAGE_RETRY_AFTER
@@ -294,6 +299,8 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     NotCaughtUp: problem_response,
     ReadModelNotBuilt: problem_response,
     TooManyStreams: problem_response,
+    StreamsFull: problem_response,
+    RequestNotReceived: problem_response,
     AccessLogBacklogged: problem_response,
     HTTPException: problem_response,
     **dict.fromkeys(DATABASE_UNAVAILABLE, problem_response),

@@ -159,9 +159,12 @@ def test_a_reconnecting_eventsource_resumes_after_its_last_event_id_if_it_may_re
 def test_a_principal_holds_a_few_streams_open_and_gets_a_slot_back_when_one_closes(
     tmp_path: Path,
 ) -> None:
-    """One principal holding 1,500 idle streams kept the API busier than a core: each polls."""
+    """One principal holding 1,500 idle streams kept the API busier than a core: each polls.
+    And a limit per principal alone let the number of principals decide how many streams,
+    each polling and holding a page and its aggregates, one process took on."""
+    settings = {"CRM_STREAMS_PER_PRINCIPAL": "2", "CRM_STREAMS_MAX": "3"}
     with (
-        embedded_api(tmp_path, settings={"CRM_STREAMS_PER_PRINCIPAL": "2"}) as api,
+        embedded_api(tmp_path, settings=settings) as api,
         served(api.app) as base,
         httpx.Client(base_url=base, timeout=10) as http,
     ):
@@ -176,6 +179,10 @@ def test_a_principal_holds_a_few_streams_open_and_gets_a_slot_back_when_one_clos
                 assert refused.headers["retry-after"] == "5"
                 with http.stream("GET", url, headers=ann) as others:
                     assert others.status_code == 200  # a slot is a principal's own
+                    full = http.get(url, headers=api.token("bob", "sales", "agent"))
+                    assert full.status_code == 503  # ...of the process's CRM_STREAMS_MAX
+                    assert full.json()["type"].endswith("/streams-full")
+                    assert full.headers["retry-after"] == "5"
             # `second` closed: the server notices, and sam may open one again
 
             def reopened() -> bool | None:

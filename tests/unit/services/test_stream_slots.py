@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import pytest
 
-from services.api.errors import TooManyStreams, problem_for
+from services.api.errors import StreamsFull, TooManyStreams, problem_for
 from services.api.stream_slots import StreamSlots
 
 
@@ -25,7 +25,7 @@ def counting(release: Callable[[], None]) -> AsyncGenerator[int, None]:
 
 
 def test_a_principal_holding_all_its_slots_is_refused_and_others_are_not() -> None:
-    slots = StreamSlots(2)
+    slots = StreamSlots(2, per_process=100)
     kept = [slots.open("sam", counting), slots.open("sam", counting)]
     with pytest.raises(TooManyStreams) as refused:
         slots.open("sam", counting)
@@ -34,8 +34,20 @@ def test_a_principal_holding_all_its_slots_is_refused_and_others_are_not() -> No
     assert (slots.held("sam"), slots.held("ann"), len(kept)) == (2, 1, 3)
 
 
+def test_once_the_process_holds_its_most_every_principal_is_refused_until_one_ends() -> None:
+    slots = StreamSlots(2, per_process=3)
+    kept = [slots.open("sam", counting), slots.open("sam", counting), slots.open("ann", counting)]
+    for principal in ("ann", "bob"):
+        with pytest.raises(StreamsFull) as refused:
+            slots.open(principal, counting)
+        assert problem_for(refused.value)[:2] == (503, "streams-full")
+    assert asyncio.run(_drain(kept.pop())) == [1, 2]  # ann's ends: a slot for anyone
+    kept.append(slots.open("bob", counting))
+    assert (slots.held("sam"), slots.held("ann"), slots.held("bob")) == (2, 0, 1)
+
+
 def test_a_stream_that_ends_gives_its_slot_back_once() -> None:
-    slots = StreamSlots(1)
+    slots = StreamSlots(1, per_process=100)
 
     async def read_all() -> list[int]:
         return [item async for item in slots.open("sam", counting)]
@@ -50,7 +62,7 @@ def test_a_stream_that_ends_gives_its_slot_back_once() -> None:
 
 
 def test_a_stream_cut_off_midway_gives_its_slot_back() -> None:
-    slots = StreamSlots(1)
+    slots = StreamSlots(1, per_process=100)
 
     async def first_only() -> None:
         stream = slots.open("sam", counting)
@@ -63,7 +75,7 @@ def test_a_stream_cut_off_midway_gives_its_slot_back() -> None:
 
 
 def test_a_stream_never_started_gives_its_slot_back_when_collected() -> None:
-    slots = StreamSlots(1)
+    slots = StreamSlots(1, per_process=100)
     opened = slots.open("sam", counting)
     assert slots.held("sam") == 1
     del opened
