@@ -4,8 +4,8 @@ process: at most a few each, and at most `per_process` in all.
 An open stream costs the process a poll of the event store every half second (two thread
 hops, and a query on PostgreSQL) for as long as its client keeps the connection: one
 principal holding 1,500 of them kept the API busier than one core. It also holds a
-page of events and the aggregates it judges them by (`STATES_BYTES`): four streams
-replaying 480 messages of 60 kB grew the API by 170-275 MB. A principal holding
+page of events (`PAGE_BYTES`) and the aggregates it judges them by (`STATES_BYTES`).
+A principal holding
 `per_principal` streams gets a 429 for the next one (`TooManyStreams`, with
 `Retry-After`) until one of them ends; once the process holds `per_process`, every
 principal gets a 503 (`StreamsFull`, with `Retry-After`): the limit per principal
