@@ -50,7 +50,7 @@ def test_no_personal_plaintext_stays_reachable_once_the_requests_are_answered(
         customer, _ = exercise(client, markers)
         api.catch_up()
         conversation = _first(
-            client, "/v1/departments/support/conversations?status=closed", "conversation_id"
+            client, "/v1/departments/support/conversations?status=open", "conversation_id"
         )
         task = _first(client, "/v1/departments/sales/tasks", "task_id")
         for path in (
@@ -152,6 +152,7 @@ def test_the_event_stream_opens_only_what_it_delivers_unmasked(tmp_path: Path) -
         "ConversationClosed",
         "SatisfactionRated",
         "RecommendationScored",
+        "ConversationReopened",
     ]
     shown = str([document for _, _, document in delivered])
     assert [value for value in opened if markers.prefix in value]  # it did open those
