@@ -11,8 +11,9 @@ from typing import Any
 
 from litestar.testing import TestClient
 
-from services.api.events_stream import PAGE_BYTES, AggregatesAsOf, EventStream
+from services.api.events_stream import PAGE_BYTES, EventStream
 from services.commands import Caller
+from services.states_as_of import AggregatesAsOf
 from tests.integration.api_support import EmbeddedApi, embedded_api
 
 MESSAGE = "x" * 60_000
