@@ -46,7 +46,6 @@ from services.api.routes_ping import ping
 from services.api.routes_queries import queries
 from services.api.routes_tasks import tasks
 from services.api.stream_slots import StreamSlots
-from services.api.time_range import time_range
 from services.api.waiting import Positions
 from services.bootstrap import Runtime
 from services.commands import CommandService, Committer
@@ -233,7 +232,6 @@ def _dependencies(
         "call": Provide(command_call, **inline),
         "reader": Provide(reader, **inline),
         "history_page": Provide(history_page, **inline),
-        "time_range": Provide(time_range, **inline),
         "stream": Provide(event_stream, **inline),
     }
 

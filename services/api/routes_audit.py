@@ -27,7 +27,7 @@ from services.access import Forbidden, Principal, rule_name
 from services.access_log import StoredAccess, decode
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import READ_PROBLEMS, ReadModelUnavailable
-from services.api.time_range import TimeRangeDep
+from services.api.time_range import From, To, time_range
 from services.audit_log import END, open_audit_log
 
 AUDIT_READ = "audit.read"
@@ -72,7 +72,8 @@ async def audit_access(
     caller: CallerDep,
     customer: FromQuery[UUID | None] = None,
     principal: FromQuery[str | None] = None,
-    time_range: TimeRangeDep,
+    from_: From = None,
+    to: To = None,
     cursor: Cursor = 0,
     limit: Limit = 100,
 ) -> AccessPage:
@@ -81,7 +82,7 @@ async def audit_access(
     _auditor(services, caller.principal)
     if services.access_log is None:
         raise ReadModelUnavailable("no access log in this process")
-    start, end = time_range.in_calendar()
+    start, end = time_range(from_, to).in_calendar()
     rows = await anyio.to_thread.run_sync(
         partial(
             services.access_log.store.select,

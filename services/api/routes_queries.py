@@ -11,7 +11,7 @@ from litestar.response import ServerSentEvent
 from services.api.errors import READ_PROBLEMS, BadRequest, problem_responses
 from services.api.events_stream import StreamDep
 from services.api.reads import ReaderDep
-from services.api.time_range import TimeRangeDep
+from services.api.time_range import From, To, time_range
 
 MinPosition = Annotated[
     int | None, QueryParameter(ge=0, description="wait until this position is applied")
@@ -59,12 +59,13 @@ async def satisfaction(
     reader: ReaderDep,
     department: FromQuery[str | None] = None,
     agent: FromQuery[str | None] = None,
-    time_range: TimeRangeDep,
+    from_: From = None,
+    to: To = None,
     granularity: FromQuery[Granularity] = "day",
     min_position: MinPosition = None,
 ) -> dict[str, Any]:
     """CSAT (% of 4-5 answers) and NPS (% 9-10 minus % 0-6) per period, and the total."""
-    start, end = time_range
+    start, end = time_range(from_, to)
     filters = {"agent": agent, "start": start, "end": end, "granularity": granularity}
     return await reader.stats("satisfaction", department, min_position, **filters)
 
