@@ -5,13 +5,13 @@ An open stream costs the process a poll of the event store every half second (tw
 hops, and a query on PostgreSQL) for as long as its client keeps the connection: one
 principal holding 1,500 of them kept the API busier than one core. It also holds a
 page of events (`PAGE_BYTES`) and the aggregates it judges them by (`STATES_BYTES`).
-A principal holding
-`per_principal` streams gets a 429 for the next one (`TooManyStreams`, with
-`Retry-After`) until one of them ends; once the process holds `per_process`, every
-principal gets a 503 (`StreamsFull`, with `Retry-After`): the limit per principal
-alone let the number of principals decide what the process took on. A stream's slot is
-given back when it ends for any reason (the client went away, the token was revoked,
-the process stops) and, should the stream never have started, when it is collected.
+A principal holding `per_principal` streams gets a 429 for the next one
+(`TooManyStreams`, with `Retry-After`) until one of them ends; once the process holds
+`per_process`, every principal gets a 503 (`StreamsFull`, with `Retry-After`): the
+limit per principal alone let the number of principals decide what the process took
+on. A stream's slot is given back when it ends for any reason (the client went away,
+the token was revoked, the process stops) and, should the stream never have started,
+when it is collected.
 I/O: none.
 """
 
