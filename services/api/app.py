@@ -34,7 +34,7 @@ from services.api.pipeline_metrics import register_pipeline_metrics
 from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
 from services.api.readiness import DependencyProbe, ReadinessCheck, default_checks
-from services.api.reads import history_page, reader
+from services.api.reads import reader
 from services.api.request_guard import MAX_BODY_BYTES, guard_request
 from services.api.request_json import ApiRequest
 from services.api.response_headers import ApiHeaders
@@ -231,7 +231,6 @@ def _dependencies(
         "caller": Provide(authenticate),
         "call": Provide(command_call, **inline),
         "reader": Provide(reader, **inline),
-        "history_page": Provide(history_page, **inline),
         "stream": Provide(event_stream, **inline),
     }
 

@@ -373,17 +373,13 @@ class HistoryPage:
         return {"Link": f'<{self.path}?cursor={last}&limit={self.limit}>; rel="next"'}
 
 
-def history_page(
-    request: Request[Any, Any, Any],
-    cursor: Annotated[
-        int,
-        QueryParameter(
-            ge=0, le=POSITION_LIMIT, description="the last version of the previous page"
-        ),
-    ] = 0,
-    limit: Annotated[int, QueryParameter(ge=1, le=HISTORY_PAGE)] = HISTORY_PAGE,
-) -> HistoryPage:
-    return HistoryPage(cursor=cursor, limit=limit, path=request.url.path)
-
-
-HistoryPageDep = NamedDependency[HistoryPage]
+HistoryCursor = Annotated[
+    int,
+    QueryParameter(ge=0, le=POSITION_LIMIT, description="the last version of the previous page"),
+]
+HistoryLimit = Annotated[int, QueryParameter(ge=1, le=HISTORY_PAGE)]
+MinPosition = Annotated[
+    int | None, QueryParameter(ge=0, description="wait until this position is applied")
+]
+"""Query parameters the routes declare themselves: a second dependency beside `reader`
+would have Litestar resolve the two in an anyio task group (~200 us of CPU a request)."""

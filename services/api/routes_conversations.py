@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Response, Router, delete, get, patch, post
+from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from domain.conversation import Conversation
 from services import conversation_commands as vc
 from services.api.deps import Call, tagged
 from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
-from services.api.reads import HistoryPageDep, ReaderDep
+from services.api.reads import (
+    HISTORY_PAGE,
+    HistoryCursor,
+    HistoryLimit,
+    HistoryPage,
+    MinPosition,
+    ReaderDep,
+)
 from services.api.schemas import CorrectionBody
 from services.api.views import ConversationView, HistoryEntry
 from services.commands import CommandResult
 
 Answer = Response[CommandResult]
-MinPosition = Annotated[
-    int | None, QueryParameter(ge=0, description="wait until this position is applied")
-]
 ID = "/{conversation_id:uuid}"
 
 
@@ -118,11 +122,17 @@ async def get_conversation(
 
 @get(ID + "/history", responses=READ_PROBLEMS)
 async def conversation_history(
-    conversation_id: FromPath[UUID], reader: ReaderDep, history_page: HistoryPageDep
+    request: Request[Any, Any, Any],
+    conversation_id: FromPath[UUID],
+    reader: ReaderDep,
+    cursor: HistoryCursor = 0,
+    limit: HistoryLimit = HISTORY_PAGE,
 ) -> Response[list[HistoryEntry]]:
     """A conversation's events with their metadata, oldest first, a page at a time: a `Link`
     header names the next page while there is one."""
-    return await reader.history(Conversation, conversation_id, history_page)
+    return await reader.history(
+        Conversation, conversation_id, HistoryPage(cursor, limit, request.url.path)
+    )
 
 
 conversations = Router(

@@ -6,14 +6,21 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Response, Router, delete, get, patch, post, put
+from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from domain.customer import Customer
 from services import customer_commands as cc
 from services.api.deps import Call, tagged
 from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
-from services.api.reads import HistoryPageDep, ReaderDep
+from services.api.reads import (
+    HISTORY_PAGE,
+    HistoryCursor,
+    HistoryLimit,
+    HistoryPage,
+    MinPosition,
+    ReaderDep,
+)
 from services.api.routes_search import search_customers
 from services.api.schemas import OrderStatusBody
 from services.api.views import CustomerView, HistoryEntry
@@ -21,9 +28,6 @@ from services.commands import CommandResult
 
 Answer = Response[CommandResult]
 ID = "/{customer_id:uuid}"
-MinPosition = Annotated[
-    int | None, QueryParameter(ge=0, description="wait until this position is applied")
-]
 
 
 @post("/", status_code=201, responses=COMMAND_PROBLEMS)
@@ -145,11 +149,15 @@ async def timeline(
 
 @get(ID + "/history", responses=READ_PROBLEMS)
 async def customer_history(
-    customer_id: FromPath[UUID], reader: ReaderDep, history_page: HistoryPageDep
+    request: Request[Any, Any, Any],
+    customer_id: FromPath[UUID],
+    reader: ReaderDep,
+    cursor: HistoryCursor = 0,
+    limit: HistoryLimit = HISTORY_PAGE,
 ) -> Response[list[HistoryEntry]]:
     """A customer's events with their metadata, oldest first, a page at a time: a `Link`
     header names the next page while there is one."""
-    return await reader.history(Customer, customer_id, history_page)
+    return await reader.history(Customer, customer_id, HistoryPage(cursor, limit, request.url.path))
 
 
 customers = Router(

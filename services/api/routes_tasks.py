@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 from uuid import UUID
 
-from litestar import Response, Router, get, patch, post
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar import Request, Response, Router, get, patch, post
+from litestar.params import FromPath, JSONBody
 
 from domain.task import Task
 from services import task_commands as tc
 from services.api.deps import Call, tagged
 from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
-from services.api.reads import HistoryPageDep, ReaderDep
+from services.api.reads import (
+    HISTORY_PAGE,
+    HistoryCursor,
+    HistoryLimit,
+    HistoryPage,
+    MinPosition,
+    ReaderDep,
+)
 from services.api.views import HistoryEntry, TaskView
 from services.commands import CommandResult
 
 Answer = Response[CommandResult]
-MinPosition = Annotated[
-    int | None, QueryParameter(ge=0, description="wait until this position is applied")
-]
 ID = "/{task_id:uuid}"
 
 
@@ -81,11 +85,15 @@ async def get_task(
 
 @get(ID + "/history", responses=READ_PROBLEMS)
 async def task_history(
-    task_id: FromPath[UUID], reader: ReaderDep, history_page: HistoryPageDep
+    request: Request[Any, Any, Any],
+    task_id: FromPath[UUID],
+    reader: ReaderDep,
+    cursor: HistoryCursor = 0,
+    limit: HistoryLimit = HISTORY_PAGE,
 ) -> Response[list[HistoryEntry]]:
     """A task's events with their metadata, oldest first, a page at a time: a `Link`
     header names the next page while there is one."""
-    return await reader.history(Task, task_id, history_page)
+    return await reader.history(Task, task_id, HistoryPage(cursor, limit, request.url.path))
 
 
 tasks = Router(
