@@ -90,9 +90,13 @@ class Reservation(Hold, frozen=True, kw_only=True):
 
 
 def check_key(key: str) -> str:
-    if not 0 < len(key) <= KEY_LIMIT or not key.isascii() or not key.isprintable():
+    """A key is 1-KEY_LIMIT printable ASCII without a comma: a proxy or client library
+    folds two header lines into one joined by a comma, so `a, b` could be two keys."""
+    if not 0 < len(key) <= KEY_LIMIT or not key.isascii() or not key.isprintable() or "," in key:
         raise BadIdempotencyKeyError(
-            "bad-idempotency-key", f"Idempotency-Key must be 1-{KEY_LIMIT} printable ASCII"
+            "bad-idempotency-key",
+            f"Idempotency-Key must be 1-{KEY_LIMIT} printable ASCII characters but a comma "
+            "(one that holds a comma may be two keys folded into one line)",
         )
     return key
 

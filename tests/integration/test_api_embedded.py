@@ -173,6 +173,11 @@ def test_two_if_match_or_idempotency_key_headers_are_a_400_on_a_real_server(
             sent = send_raw(base, "POST", "/v1/customers", headers, b'{"name": "Bob"}')
             assert (sent.status, sent.content_type) == (400, PROBLEM), (keys, sent)
             assert b"one Idempotency-Key header" in sent.body, sent.body
+        for folded in ("a, b", "a,a"):  # two lines joined by a proxy, or a key with a comma
+            headers = [auth, JSON, ("Idempotency-Key", folded)]
+            sent = send_raw(base, "POST", "/v1/customers", headers, b'{"name": "Bob"}')
+            assert (sent.status, sent.content_type) == (400, PROBLEM), (folded, sent)
+            assert json.loads(sent.body)["reason"] == "bad-idempotency-key", sent.body
         assert api.runtime.app.head_position() == 1
 
 

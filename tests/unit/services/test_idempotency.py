@@ -94,7 +94,7 @@ def test_created_ids_are_stable_per_reservation_and_differ_per_principal_key_res
     assert len(others) == 3
 
 
-@pytest.mark.parametrize("key", ["", "x" * 201, "caf\u00e9", "tab\there"])
+@pytest.mark.parametrize("key", ["", "x" * 201, "caf\u00e9", "tab\there", "a, b", "a,b"])
 def test_malformed_keys_are_refused(key: str) -> None:
     with pytest.raises(IdempotencyError) as refused:
         check_key(key)
