@@ -19,13 +19,13 @@ import structlog
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from services.access_log import AccessLog
 from services.access_log_store import open_access_store
 from services.aggregate_cache import AggregateCache
 from services.api.deps import Services, authenticate, command_call
+from services.api.docs_page import PinnedSwagger
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.events_stream import event_stream
 from services.api.loop_reads import current_state_of, read_models_on_loop
@@ -240,7 +240,7 @@ def _openapi() -> OpenAPIConfig:
         title="CRM Collab",
         version="1.0.0",
         path="/docs",
-        render_plugins=[SwaggerRenderPlugin(path="/")],
+        render_plugins=[PinnedSwagger(path="/")],
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
         ),

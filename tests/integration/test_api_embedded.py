@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from litestar.testing import TestClient
 
 from services.api import create_app
+from services.api.docs_page import SWAGGER_SHA384
 from services.bootstrap import Runtime, bootstrap
 from services.principals import Principals
 from services.settings import load_settings
@@ -348,3 +350,33 @@ def test_no_route_resolves_its_dependencies_in_a_task_group(client: Client) -> N
             if any(len(batch) > 1 for batch in batches):
                 concurrent.add(route.path.partition("/{")[0])
     assert concurrent == set()
+
+
+class _External(HTMLParser):
+    """The attributes of every tag loading a file from another origin."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if str(found.get("src") or found.get("href") or "").startswith(("http:", "https:", "//")):
+            self.loaded.append(found)
+
+
+def test_the_docs_page_pins_every_file_it_loads_from_another_origin(client: Client) -> None:
+    """Swagger UI comes from a CDN and runs on the API's origin, where a bearer token
+    may be pasted into it: a changed file must be refused by the browser (Subresource
+    Integrity), not run. The hashes are of the npm package (`services.api.docs_page`)."""
+    page = client.get("/docs")
+    assert page.status_code == 200, page.text
+    external = _External()
+    external.feed(page.text)
+    files = {str(tag.get("src") or tag.get("href")).rpartition("/")[2] for tag in external.loaded}
+    assert files == set(SWAGGER_SHA384)
+    for tag in external.loaded:
+        name = str(tag.get("src") or tag.get("href")).rpartition("/")[2]
+        assert tag.get("integrity") == f"sha384-{SWAGGER_SHA384[name]}", tag
+        assert "crossorigin" in tag, tag  # a CORS request, which the check needs
+        assert tag["crossorigin"] in (None, "anonymous"), tag  # None: bare, anonymous
