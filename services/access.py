@@ -425,14 +425,10 @@ class AccessModel:
     # --- commands ---------------------------------------------------------------------
 
     def command(self, principal: Principal, rules: CommandRules, target: Resource | None) -> None:
-        """Before deciding: a rule for each action at all (403), the configured departments
-        (422), the target readable (404), the rules on it (403), its customer not erased
+        """Before deciding: what refuses it whatever its target (`before_target`: 403,
+        422), the target readable (404), the rules on it (403), its customer not erased
         (409). `target` is None for a new customer."""
-        actions = self._actions(principal, rules)
-        for action in actions:
-            if scope_of(principal, action) is None:  # refused whatever the target
-                raise Forbidden(rule_name(principal, action), f"{principal.role} may not {action}")
-        self._check_departments(rules)
+        actions = self.before_target(principal, rules)
         if target is None:
             return
         if not self.readable(principal, target):
@@ -441,6 +437,19 @@ class AccessModel:
             authorize(principal, action, target)
         if target.erased:
             raise CustomerErasedError(f"the customer of {target.kind} {target.id} was erased")
+
+    def before_target(self, principal: Principal, rules: CommandRules) -> list[str]:
+        """What refuses a command whatever its target: an action the caller's role has no
+        rule for (403), a department not configured (422). Asked before the target is
+        even looked up (`services.commands`), so that such a refusal answers alike for an
+        id the caller may not read and one that does not exist: found first, only ids that
+        exist would get the 403 or 422, and the others a 404. The command's actions."""
+        actions = self._actions(principal, rules)
+        for action in actions:
+            if scope_of(principal, action) is None:
+                raise Forbidden(rule_name(principal, action), f"{principal.role} may not {action}")
+        self._check_departments(rules)
+        return actions
 
     def created(self, principal: Principal, rules: CommandRules, new: Resource) -> None:
         """After deciding a creation: acting in the new resource's department needs the rule

@@ -2,9 +2,11 @@
 
 Entry points (HTTP, CLI, demo) hand it a `Caller` (who, and the request's correlation
 id) and a command (`services.command_base`: one class per use case). Every command goes
-through the one access model (`services.access`) before it decides (the target readable,
-the rules, the customer not erased) and after (a creation acts in its new department, a
-change never widens its caller's own view), so no entry point decides on its own.
+through the one access model (`services.access`) before it looks its target up (what
+refuses it whatever the target, so that a refusal never tells whether an id exists),
+before it decides (the target readable, the rules, the customer not erased) and after (a
+creation acts in its new department, a change never widens its caller's own view), so
+no entry point decides on its own.
 
 Concurrency: commands on one aggregate take turns within a process (one in flight per
 aggregate), so they never collide here. Across processes a concurrent save that wins the
@@ -177,6 +179,7 @@ class CommandService:
     ) -> CommandResult:
         """Apply one command to an existing aggregate."""
         command = command.with_defaults(caller.principal)
+        self.access.before_target(caller.principal, command.rules())  # before the lookup
         async with self._turn(target):
             with self.committer.command():
                 result = await self._decided(caller, target, command, expected)
@@ -214,6 +217,7 @@ class CommandService:
         principal = caller.principal
         command = command.with_defaults(principal)
         rules = command.rules()
+        self.access.before_target(principal, rules)  # before the customer's lookup
         with self.committer.command():
             subject = command.belongs_to()
             customer = None if subject is None else await self._load(Customer, subject)

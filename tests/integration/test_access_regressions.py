@@ -238,6 +238,45 @@ def test_an_invisible_aggregate_is_indistinguishable_from_an_unknown_one(
     assert opened_by_sales.status_code == 404
 
 
+def test_a_refusal_whatever_the_target_tells_no_hidden_id_from_an_unknown_one(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    """A command refused by the caller's role, or naming a department that is not
+    configured, was refused only once its target was found: a 403 or 422 for another
+    department's ids, a 404 for ids that exist nowhere, so any id could be probed."""
+    support, sales = api.token("sue", "support", "agent"), api.token("sam", "sales", "agent")
+    customer = post(http, "/v1/customers", {"name": "Private"}, support)
+    opened = {"customer_id": customer, "channel": "phone", "subject": "s"}
+    hidden = {
+        "c": customer,
+        "v": post(http, "/v1/conversations", opened, support),
+        "t": post(http, "/v1/tasks", {"customer_id": customer, "title": "t"}, support),
+    }
+    unknown = {kind: str(uuid.uuid4()) for kind in hidden}
+    nowhere = {"department": "nowhere"}
+    writes: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("POST", "/v1/customers/{c}/erasure", {}),  # agents may not erase: 403
+        ("POST", "/v1/tasks/{t}/assignment", {"assignee": "zoe"}),  # nor assign others
+        ("POST", "/v1/tasks", {"customer_id": "{c}", "title": "t", "assignee": "zoe"}),
+        ("POST", "/v1/customers/{c}/shares", nowhere),  # no such department: 422
+        ("PUT", "/v1/customers/{c}/owner", nowhere),
+        ("DELETE", "/v1/customers/{c}/shares/nowhere", None),
+        ("POST", "/v1/conversations/{v}/handoffs", {"to_department": "nowhere"}),
+        ("POST", "/v1/tasks/{t}/assignment", {"assignee": "sam"} | nowhere),
+        ("POST", "/v1/tasks", {"customer_id": "{c}", "title": "t"} | nowhere),
+        ("POST", "/v1/conversations", opened | {"customer_id": "{c}"} | nowhere),
+    ]
+    for method, url, body in writes:
+        answers = []
+        for ids in (hidden, unknown):
+            filled = None if body is None else {k: str(v).format(**ids) for k, v in body.items()}
+            answer = http.request(method, url.format(**ids), json=filled, headers=sales)
+            problem = answer.json()
+            answers.append((answer.status_code, problem["type"], problem.get("rule")))
+        assert answers[0] == answers[1], (method, url, body, answers)
+        assert answers[0][0] in (403, 422), (method, url, answers)
+
+
 def test_an_erased_customer_refuses_every_write(api: EmbeddedApi, http: httpx.Client) -> None:
     sales, admin = api.token("sam", "sales", "agent"), api.token("root", "it", "admin")
     customer = post(http, "/v1/customers", {"name": "Ada", "email": "ada@x.com"}, sales)

@@ -6,12 +6,14 @@ actions, the roles allowed each (for principals of the resource's department, `s
 what a support agent gets on sales' resources, and how to call it on fresh resources.
 Denied means 403 naming the rule `role:action:denied`; allowed means neither 401, 403,
 404 nor any 5xx (a domain answer such as 409 proves the access model let it through).
-Without a token every non-public route is 401. Embedded mode (SQLite), served by a real
-uvicorn in a thread.
+Without a token every non-public route is 401. What the outsider gets on sales'
+resources, they get on ids that exist nowhere (status, problem type, rule and field
+alike). Embedded mode (SQLite), served by a real uvicorn in a thread.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,6 +65,19 @@ def _fresh(client: Client, admin: dict[str, str]) -> Ids:
     return Ids(customer, conversation, created, logged.json()["message_id"])
 
 
+def _absent() -> Ids:
+    """Ids no aggregate has: what they answer an outsider, the other department's must
+    answer too (an aggregate they may not read does not exist for them)."""
+    return Ids(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4().hex)
+
+
+def _kind(answer: tuple[int, dict[str, Any]]) -> tuple[Any, ...]:
+    """An answer as far as it may not depend on whether the ids exist: status, problem
+    type, refusing rule and field."""
+    status, problem = answer
+    return status, *(problem.get(name) for name in ("type", "rule", "field"))
+
+
 def _routes(api: EmbeddedApi) -> set[tuple[str, str]]:
     return {
         (method, route.path)
@@ -107,6 +122,9 @@ def test_matrix(
             client, case, method=method, url=url, body=body, headers=outsider
         )
         assert status == case.outsider, ("outsider", url, status, problem)
+        method, url, body = case.call(_absent(), stranger)  # ids that exist nowhere
+        unknown = _request(client, case, method=method, url=url, body=body, headers=outsider)
+        assert _kind(unknown) == _kind((status, problem)), ("outsider", url, unknown, problem)
         if not case.public:
             method, url, body = case.call(_fresh(client, tokens["admin"]), "nobody")
             assert (
