@@ -62,6 +62,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """CRM_STREAMS_PER_PRINCIPAL: event streams one principal may hold open per process."""
     streams_max: int = 64
     """CRM_STREAMS_MAX: event streams all principals together may hold open per process."""
+    streams_cache_mb: int = 128
+    """CRM_STREAMS_CACHE_MB: the most the event streams of an API process keep together of
+    the aggregates they judge events by, in MiB by the aggregates' own estimate."""
     cache_mb: int = 128
     """CRM_CACHE_MB: the most each of an API process's two keepers of aggregates (the
     commands' cache, the reads' kept aggregates) holds, in MiB by the aggregates' own
@@ -105,6 +108,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         access_log=_choice(env, "CRM_ACCESS_LOG", "on", ACCESS_LOG_MODES),
         streams_per_principal=_number(env, "CRM_STREAMS_PER_PRINCIPAL", 8, int, minimum=1),
         streams_max=_number(env, "CRM_STREAMS_MAX", 64, int, minimum=1),
+        streams_cache_mb=_number(env, "CRM_STREAMS_CACHE_MB", 128, int, minimum=0),
         cache_mb=_number(env, "CRM_CACHE_MB", 128, int, minimum=0),
     )
 

@@ -13,10 +13,11 @@ from uuid import UUID
 from domain.base import AGGREGATE_CLASSES, Aggregate, DomainEvent
 from services.access import Resource, resource_of
 from services.event_store import CrmApplication
-from services.held import Held
+from services.held import Budget, SharedHeld
 
 STATES_BYTES = 32 * 2**20
-"""The most one reader's states may hold, by their own estimate (`Aggregate.held_bytes`)."""
+"""The most a reader's states hold, by their own estimate (`Aggregate.held_bytes`), when
+it shares no `Budget` with others (a `/history` answer's)."""
 RESOURCE_BYTES = 512  # a `Resource`, about: its departments, an id, a few flags
 
 
@@ -26,17 +27,24 @@ class AggregatesAsOf:
     event with the domain's own `mutate` (so visibility rules are never written twice);
     an aggregate seen first, or evicted, is loaded at that event's version. Their
     personal fields stay sealed: judging visibility needs none of them. At most `size`
-    of them and `STATES_BYTES`: a replay through long conversations keeps what it may.
-    `now` gives what an aggregate is now, loaded once (again if evicted)."""
+    of them, within the bytes of `budget` (shared by the event streams of a process,
+    `CRM_STREAMS_CACHE_MB`; else `STATES_BYTES` of its own): a replay through long
+    conversations keeps what it may. `now` gives what an aggregate is now, loaded once
+    (again if evicted). `close` gives what it holds back to the budget."""
 
     app: CrmApplication
+    budget: Budget = field(default_factory=lambda: Budget(STATES_BYTES))
     size: int = 2_000
-    _states: Held[UUID, Aggregate] = field(init=False)
-    _now: Held[UUID, Resource] = field(init=False)
+    _states: SharedHeld[UUID, Aggregate] = field(init=False)
+    _now: SharedHeld[UUID, Resource] = field(init=False)
 
     def __post_init__(self) -> None:
-        self._states = Held(self.size, STATES_BYTES)
-        self._now = Held(self.size * 10, self.size * 10 * RESOURCE_BYTES)
+        self._states = self.budget.share(self.size)
+        self._now = self.budget.share(self.size * 10)
+
+    def close(self) -> None:
+        self._states.close()
+        self._now.close()
 
     def after(self, event: DomainEvent) -> Aggregate:
         aggregate = self._states.pop(event.originator_id)

@@ -88,6 +88,11 @@ def create_app(
         "Bytes the aggregates kept for reads hold, by their estimate",
         lambda: current.held,
     )
+    metrics.gauge(
+        "crm_stream_states_bytes",
+        "Bytes the event streams' aggregates hold together, by their estimate",
+        lambda: services.streams.states.held,
+    )
     sweeping, unsweeping = _in_background(partial(_every, SWEEP_SECONDS, services.sweep))
     starting = [services.start_access_log, sweeping]
     closing = [services.commands.committer.aclose, services.stop_access_log, unsweeping]
@@ -175,7 +180,11 @@ def build_services(
             runtime.app.head_position, applied_position, settings.read_wait_seconds
         ),
         current=current,
-        streams=StreamSlots(settings.streams_per_principal, settings.streams_max),
+        streams=StreamSlots(
+            settings.streams_per_principal,
+            settings.streams_max,
+            states_bytes=settings.streams_cache_mb * 2**20,
+        ),
         access_log=AccessLog(access_store, mode=settings.access_log),
     )
 

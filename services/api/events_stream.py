@@ -102,7 +102,7 @@ class EventStream:
     async def _messages(
         self, department: str | None, position: int, head: int, release: Callable[[], None]
     ) -> AsyncIterator[ServerSentEventMessage]:
-        states = AggregatesAsOf(self.services.app)
+        states = self.states()
         database = Dependencies(f"event stream of {self.principal.name}")
         try:
             while True:
@@ -130,7 +130,13 @@ class EventStream:
                 else:
                     await anyio.sleep(self.services.stream_poll_seconds)
         finally:
+            states.close()  # what it kept, given back to the streams' budget
             release()  # its slot (`StreamSlots`): the client went away, or the token did
+
+    def states(self) -> AggregatesAsOf:
+        """This stream's aggregates as of each event, within what all streams of the
+        process keep together (`StreamSlots.states`, `CRM_STREAMS_CACHE_MB`)."""
+        return AggregatesAsOf(self.services.app, self.services.streams.states)
 
     def _still_authorised(self) -> Principal | None:
         return self.services.principals.authenticate(self.token)

@@ -4,7 +4,9 @@ process: at most a few each, and at most `per_process` in all.
 An open stream costs the process a poll of the event store every half second (two thread
 hops, and a query on PostgreSQL) for as long as its client keeps the connection: one
 principal holding 1,500 of them kept the API busier than one core. It also holds a
-page of events (`PAGE_BYTES`) and the aggregates it judges them by (`STATES_BYTES`).
+page of events (`PAGE_BYTES`) and the aggregates it judges them by: those of all streams
+together within `states` (`CRM_STREAMS_CACHE_MB`), a bound of the process rather than of
+each stream, which let 64 replays keep 32 MiB each.
 A principal holding `per_principal` streams gets a 429 for the next one
 (`TooManyStreams`, with `Retry-After`) until one of them ends; once the process holds
 `per_process`, every principal gets a 503 (`StreamsFull`, with `Retry-After`): the
@@ -24,13 +26,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from services.api.errors import StreamsFull, TooManyStreams
+from services.held import Budget
 
 S = TypeVar("S", bound=AsyncIterator[Any])
 
 
 class StreamSlots:
-    def __init__(self, per_principal: int, per_process: int) -> None:
+    def __init__(self, per_principal: int, per_process: int, states_bytes: int = 2**27) -> None:
         self.per_principal, self.per_process = per_principal, per_process
+        self.states = Budget(states_bytes)  # what the streams' `AggregatesAsOf` share
         self._open: Counter[str] = Counter()
         self._lock = threading.Lock()  # collection may give a slot back on any thread
 

@@ -5,7 +5,9 @@ A marketing manager reads a customer's e-mail only while the customer consents t
 marketing. So an e-mail stored before the consent was given stays masked in history, and
 one stored while it was given is masked once it is withdrawn, in history and in a replay
 of the stream alike; a live stream shows it as it happens. A replay leaves out the events
-of a customer the caller's department may no longer read. Embedded mode, a real server.
+of a customer the caller's department may no longer read. Embedded mode, a real server;
+the streams also with no aggregate kept between events (`CRM_STREAMS_CACHE_MB=0`: each
+state read again from the store at that event's version, and now).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ Client = httpx.Client
 BEFORE, DURING, AFTER = "before@example.com", "during@example.com", "after@example.com"
 
 
-@pytest.fixture
-def api(tmp_path: Any) -> Iterator[EmbeddedApi]:
-    with embedded_api(tmp_path) as embedded:
+@pytest.fixture(params=["kept", "none-kept"])
+def api(tmp_path: Any, request: pytest.FixtureRequest) -> Iterator[EmbeddedApi]:
+    settings = {"CRM_STREAMS_CACHE_MB": "0"} if request.param == "none-kept" else {}
+    with embedded_api(tmp_path, settings=settings) as embedded:
         yield embedded
 
 

@@ -31,7 +31,6 @@ from services.access import Principal, Role
 from services.aggregate_cache import KEPT_SECONDS, AggregateCache
 from services.api.events_stream import EventStream
 from services.commands import Caller
-from services.states_as_of import AggregatesAsOf
 from tests.e2e.at_rest import Markers, exercise
 from tests.e2e.processes import eventually
 from tests.fake_clock import Clock
@@ -145,7 +144,7 @@ def test_the_event_stream_opens_only_what_it_delivers_unmasked(tmp_path: Path) -
         keyring.decrypt = lambda subject, sealed: _kept(opened, decrypt(subject, sealed))
         sue = Principal(name="sue", department="support", role=Role.AGENT)
         stream = EventStream(services, Caller(principal=sue, correlation_id="t"), token="")
-        states = AggregatesAsOf(services.app)
+        states = stream.states()
 
         _, delivered = stream.page(sue, None, 0, states)
 

@@ -60,3 +60,49 @@ def test_a_stream_page_holds_about_page_bytes_of_events_however_long_they_are(
             tracemalloc.stop()
     assert delivered == stored  # every event, in pages
     assert max(peaks) < 12 * PAGE_BYTES, [peak // 2**20 for peak in peaks]
+
+
+REPLAYS = 6  # streams replaying at once, each through all 4 long conversations
+BUDGET_MB = 8
+
+
+def test_replays_at_once_keep_their_states_within_one_budget_of_the_process(
+    tmp_path: Path,
+) -> None:
+    """Each stream kept up to 32 MiB of aggregates (`STATES_BYTES`), so 64 streams of a
+    process could keep 2 GiB: here 6 replays kept 16 MiB each (96 MiB). They now share
+    `CRM_STREAMS_CACHE_MB`, and each still delivers every event."""
+    settings = {"CRM_STREAMS_CACHE_MB": str(BUDGET_MB)}
+    with embedded_api(tmp_path, settings=settings) as api:
+        headers = api.token("root", "sales", "admin")
+        stored = _conversations_of_long_messages(api, headers)
+        services = api.app.state.services
+        token = headers["Authorization"].removeprefix("Bearer ")
+        principal = services.principals.authenticate(token)
+        caller = Caller(principal=principal, correlation_id="t")
+        streams = [EventStream(services, caller, token) for _ in range(REPLAYS)]
+        tracemalloc.start()
+        try:
+            kept, delivered = _replayed_together(streams, principal)
+        finally:
+            tracemalloc.stop()
+    assert delivered == [stored] * REPLAYS
+    assert max(kept) < (BUDGET_MB + 2) * 2**20, [held // 2**20 for held in kept]
+
+
+def _replayed_together(streams: list[EventStream], principal: Any) -> tuple[list[int], list[int]]:
+    """Every stream replays from the start, a page of each in turn; what is still
+    allocated after each turn (the states the streams keep), and what each delivered."""
+    states = [stream.states() for stream in streams]
+    positions, delivered, kept = [0] * len(streams), [0] * len(streams), []
+    before = tracemalloc.get_traced_memory()[0]
+    while True:
+        moved = False
+        for n, stream in enumerate(streams):
+            last, page = stream.page(principal, None, positions[n], states[n])
+            moved |= last > positions[n]
+            positions[n], delivered[n] = last, delivered[n] + len(page)
+        del page
+        kept.append(tracemalloc.get_traced_memory()[0] - before)
+        if not moved:
+            return kept, delivered

@@ -135,10 +135,12 @@ def test_a_bad_value_names_its_setting(variable: str, value: str) -> None:
     assert str(raised.value).startswith(f"{variable}: ")
 
 
-def test_crm_cache_mb_is_a_whole_number_of_mib_not_below_zero() -> None:
-    assert load_settings({}).cache_mb == 128
-    assert load_settings({"CRM_CACHE_MB": "512"}).cache_mb == 512
+@pytest.mark.parametrize("variable", ["CRM_CACHE_MB", "CRM_STREAMS_CACHE_MB"])
+def test_a_cache_is_a_whole_number_of_mib_not_below_zero(variable: str) -> None:
+    field = variable.removeprefix("CRM_").lower()
+    assert getattr(load_settings({}), field) == 128
+    assert getattr(load_settings({variable: "512"}), field) == 512
     for bad in ("-1", "1.5", "lots"):
         with pytest.raises(ConfigError) as raised:
-            load_settings({"CRM_CACHE_MB": bad})
-        assert "CRM_CACHE_MB" in str(raised.value)
+            load_settings({variable: bad})
+        assert variable in str(raised.value)

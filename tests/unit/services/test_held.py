@@ -1,6 +1,7 @@
-"""`Held`: kept least recently used first, within a number and a byte bound; and the
-event stream's states (`AggregatesAsOf`), which a replay through long conversations
-cannot grow past their byte bound."""
+"""`Held`: kept least recently used first, within a number and a byte bound; shares of
+one `Budget`, which readers hold together; and the event stream's states
+(`AggregatesAsOf`), which a replay through long conversations cannot grow past their
+byte bound."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from domain.conversation import Conversation
 from domain.customer import Customer
 from services import states_as_of
 from services.event_store import CrmApplication
-from services.held import Held
+from services.held import Budget, Held
 from services.states_as_of import AggregatesAsOf
 from tests.unit.domain.factories import ctx
 
@@ -44,6 +45,24 @@ def test_an_entry_larger_than_the_byte_bound_is_not_kept_and_drops_its_older_one
     assert ([held.get(k) for k in "ab"], held.held) == ([None, "B"], 10)
     held.clear()
     assert (len(held), held.held, held.oldest()) == (0, 0, None)
+
+
+def test_shares_of_a_budget_hold_its_bytes_together_the_least_recently_used_going_first() -> None:
+    budget = Budget(100)
+    idle, busy = budget.share(10), budget.share(10)
+    idle.put("a", "A", 30)
+    idle.put("b", "B", 30)
+    busy.put("c", "C", 30)
+    busy.put("d", "D", 30)  # past the budget: the idle share's oldest goes
+    assert ([idle.get("a"), idle.get("b")], budget.held) == ([None, "B"], 90)
+    busy.put("e", "E", 50)  # the idle share's last, then the busy share's own oldest
+    assert [idle.get("b"), busy.get("c"), busy.get("d"), busy.get("e")] == [None, None, "D", "E"]
+    assert (idle.held, busy.held, budget.held) == (0, 80, 80)
+    assert (busy.pop("d"), budget.held) == ("D", 50)
+    idle.put("f", "F", 101)  # larger than the whole budget: not kept
+    assert (idle.get("f"), budget.held) == (None, 50)
+    busy.close()  # a reader gone gives its bytes back
+    assert (busy.held, budget.held) == (0, 0)
 
 
 def test_an_event_streams_states_stay_within_their_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
