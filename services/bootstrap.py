@@ -76,22 +76,25 @@ def connect_pool(database_url: str, max_size: int = 8) -> ConnectionPool:
 START_WAIT_S = 30.0
 """How long a short command (`crm principals add`, `crm topics ensure`...) waits for
 PostgreSQL or Kafka that does not answer before reporting the setting; the processes
-that run until stopped (`wait_for_dependencies`) wait as long as it takes."""
+that run until stopped (`wait_for_database`, `wait_for_kafka`) wait as long as it takes."""
 
 
-def wait_for_dependencies(
-    settings: Settings, process: str, stop: threading.Event, *, kafka: bool = True
-) -> bool:
+def wait_for_database(settings: Settings, process: str, stop: threading.Event) -> bool:
     """For `crm api`, `crm relay` and `crm consume` as they start: wait as long as it
-    takes for PostgreSQL (when configured), then Kafka (with `kafka`), as a running
-    process rides out an outage, with its one line when lost and one when back. False
-    if `stop` was set meanwhile (a signal: exit 0). A reason no waiting fixes
-    (`consumers.reachability`) is a `ConfigError` naming the setting."""
-    deps = Dependencies(process)
+    takes for PostgreSQL (when configured), as a running process rides out an outage,
+    with its one line when lost and one when back. False if `stop` was set meanwhile (a
+    signal: exit 0). A reason no waiting fixes (`consumers.reachability`) is a
+    `ConfigError` naming the setting. The relay and consumers then open their health
+    row, and wait for Kafka (`wait_for_kafka`) with it saying so."""
     url = settings.database_url
-    return (url is None or _wait(POSTGRES, url, deps, stop)) and (
-        not kafka or _wait(KAFKA, settings.kafka_bootstrap, deps, stop)
-    )
+    return url is None or _wait(POSTGRES, url, Dependencies(process), stop)
+
+
+def wait_for_kafka(settings: Settings, deps: Dependencies, stop: threading.Event) -> bool:
+    """`wait_for_database` for the broker, with the process's own `deps`: while no
+    broker answers, its `on_change` (`HealthReport.down`) has its row in
+    `crm_process_health` say `kafka` is down, which `/readyz` and `/metrics` show."""
+    return _wait(KAFKA, settings.kafka_bootstrap, deps, stop)
 
 
 def check_database(database_url: str, timeout: float = START_WAIT_S) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from services.bootstrap import Runtime, bootstrap, wait_for_dependencies
+from services.bootstrap import Runtime, bootstrap, wait_for_database
 from services.cli_args import PORT, add_range, int_between, zoned_time
 from services.settings import HTTP_SERVERS, ConfigError, Settings
 from services.shutdown import stop_on_signals
@@ -124,7 +124,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     from services.api_serving import HttpLimits, build_api_app, serve_workers
 
     _print_urls(args)
-    if not wait_for_dependencies(settings, "api", _stop_like_ctrl_c("api"), kafka=False):
+    if not wait_for_database(settings, "api", _stop_like_ctrl_c("api")):
         return 0  # stopped while PostgreSQL was away
     if args.workers > 1:
         server = _server(args, settings)

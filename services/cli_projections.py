@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from services.bootstrap import wait_for_dependencies
+from services.bootstrap import wait_for_database, wait_for_kafka
 from services.cli_args import int_between
 from services.logs import configure_logging
 from services.settings import Settings
@@ -90,20 +90,22 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     _projection(args.name)
     process = f"consume {args.name}"
     stop = stop_on_signals(process)
-    if not wait_for_dependencies(settings, process, stop):
+    if not wait_for_database(settings, process, stop):
         return 0
     runtime, store = _runtime(settings), _store(settings)
-    health = None if runtime.pool is None else HealthReport(runtime.pool, process)
-    runner = ProjectionRunner(
-        store, args.name, runtime.keyring, settings.kafka_bootstrap,
-        all_topics(settings.topic_prefix), max_poll_records=args.batch,
-        writer_process=not args.single_process,
-        watchdog_seconds=settings.consumer_watchdog_seconds,
-        dependencies=Dependencies(process, on_change=health.down if health else None),
-        on_restart=health.count if health else None,
-        log_setup=functools.partial(configure_logging, settings), stop_event=stop,
-    )  # fmt: skip
     try:
+        health = None if runtime.pool is None else HealthReport(runtime.pool, process)
+        deps = Dependencies(process, on_change=health.down if health else None)
+        if not wait_for_kafka(settings, deps, stop):  # its row says so meanwhile
+            return 0
+        runner = ProjectionRunner(
+            store, args.name, runtime.keyring, settings.kafka_bootstrap,
+            all_topics(settings.topic_prefix), max_poll_records=args.batch,
+            writer_process=not args.single_process,
+            watchdog_seconds=settings.consumer_watchdog_seconds, dependencies=deps,
+            on_restart=health.count if health else None,
+            log_setup=functools.partial(configure_logging, settings), stop_event=stop,
+        )  # fmt: skip
         runner.run(until_caught_up=args.until_caught_up)
     finally:
         store.close()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from services.bootstrap import require_kafka, wait_for_dependencies
+from services.bootstrap import require_kafka, wait_for_database, wait_for_kafka
 from services.cli_args import int_between
 from services.settings import Settings
 from services.shutdown import stop_on_signals
@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if _require_database(settings) is None:
         return 2
     stop = stop_on_signals("relay")
-    if not wait_for_dependencies(settings, "relay", stop):
+    if not wait_for_database(settings, "relay", stop):
         return 0
     try:
         _serve(settings, stop, allow_unsafe=args.allow_unsafe_topics)
@@ -101,6 +101,8 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
     try:
         assert runtime.pool is not None
         deps = Dependencies("relay", on_change=HealthReport(runtime.pool, "relay").down)
+        if not wait_for_kafka(settings, deps, stop):  # its row says so meanwhile
+            return
         if not _prepare_topics(settings, stop, deps, allow_unsafe=allow_unsafe):
             return
         recorder = runtime.app.recorder

@@ -1,7 +1,10 @@
 """No supervisor needed at start either: `crm api`, `crm relay` and `crm consume` started
 while PostgreSQL or the broker is away wait for it as long as it takes (here longer
 than the 30 s after which they used to exit 2, reporting the setting), log one line
-when they find it lost and one when it is back, then work.
+when they find it lost and one when it is back, then work. Meanwhile an operator sees
+what they wait for: the relay and consumers, once PostgreSQL answers, say in their
+health row that they wait for the broker, which the API's `/readyz` shows (they wrote
+no row until the broker answered).
 
 Real processes on the private PostgreSQL and Kafka (`private_services`), which these
 tests stop before starting the processes and start again after `OUTAGE_S`.
@@ -79,6 +82,16 @@ class Started:
             assert [line["dependency"] for line in back] == [dependency], self.crm.output(process)
             assert process.poll() is None, self.crm.output(process)[-3000:]
 
+    def pipeline_shown_waiting(self, dependency: str) -> None:
+        """The API's /readyz names the relay and the consumer as waiting for `dependency`."""
+
+        def shown() -> str | None:
+            checks = httpx.get(f"{self.base}/readyz", headers=self.headers).json()["checks"]
+            waiting = [f"{name}: {dependency} down" for name in ("relay", "consume sales")]
+            return checks["pipeline"] if all(w in checks["pipeline"] for w in waiting) else None
+
+        eventually(shown, what=f"/readyz to show the pipeline waiting for {dependency}")
+
     def logged(self, process: subprocess.Popen[bytes], event: str) -> list[dict[str, object]]:
         return log_events(self.crm.log(process), event)
 
@@ -128,5 +141,6 @@ def test_processes_started_while_the_broker_is_down_wait_for_it(
         wait_for_http(crm.base, api)
         with away(private_services.stop_broker, private_services.start_broker):
             processes = crm.pipeline()
+            crm.pipeline_shown_waiting("kafka")
             crm.waited_through(processes, "kafka")
         crm.works(processes, "kafka")
