@@ -79,15 +79,22 @@ PostgreSQL or Kafka that does not answer before reporting the setting; the proce
 that run until stopped (`wait_for_database`, `wait_for_kafka`) wait as long as it takes."""
 
 
-def wait_for_database(settings: Settings, process: str, stop: threading.Event) -> bool:
+def wait_for_database(
+    settings: Settings,
+    process: str,
+    stop: threading.Event,
+    on_change: Callable[[frozenset[str]], None] | None = None,
+) -> bool:
     """For `crm api`, `crm relay` and `crm consume` as they start: wait as long as it
     takes for PostgreSQL (when configured), as a running process rides out an outage,
-    with its one line when lost and one when back. False if `stop` was set meanwhile (a
-    signal: exit 0). A reason no waiting fixes (`consumers.reachability`) is a
-    `ConfigError` naming the setting. The relay and consumers then open their health
-    row, and wait for Kafka (`wait_for_kafka`) with it saying so."""
+    with its one line when lost and one when back (and `on_change`: the API answers
+    meanwhile, `services.api_waiting`). False if `stop` was set meanwhile (a signal:
+    exit 0). A reason no waiting fixes (`consumers.reachability`) is a `ConfigError`
+    naming the setting. The relay and consumers then open their health row, and wait
+    for Kafka (`wait_for_kafka`) with it saying so."""
     url = settings.database_url
-    return url is None or _wait(POSTGRES, url, Dependencies(process), stop)
+    deps = Dependencies(process, on_change=on_change)
+    return url is None or _wait(POSTGRES, url, deps, stop)
 
 
 def wait_for_kafka(settings: Settings, deps: Dependencies, stop: threading.Event) -> bool:

@@ -122,15 +122,19 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     if settings.embedded:
         raise ConfigError("CRM_DATABASE_URL", "`crm api` needs PostgreSQL; `crm run` is embedded")
     from services.api_serving import HttpLimits, build_api_app, serve_workers
+    from services.api_waiting import WaitingAnswers
 
     _print_urls(args)
-    if not wait_for_database(settings, "api", _stop_like_ctrl_c("api")):
-        return 0  # stopped while PostgreSQL was away
-    if args.workers > 1:
+    stop = _stop_like_ctrl_c("api")
+    with WaitingAnswers(args.host, args.port, settings.http_receive_seconds) as waiting:
+        if not wait_for_database(settings, "api", stop, on_change=waiting.down):
+            return 0  # stopped while PostgreSQL was away
+        built = None if args.workers > 1 else build_api_app(settings)
+    if built is None:
         server = _server(args, settings)
         serve_workers(args.host, args.port, args.workers, server, HttpLimits.of(settings))
         return 0
-    app, close = build_api_app(settings)
+    app, close = built
     try:
         _serve(app, args, settings)
     finally:

@@ -2,9 +2,10 @@
 while PostgreSQL or the broker is away wait for it as long as it takes (here longer
 than the 30 s after which they used to exit 2, reporting the setting), log one line
 when they find it lost and one when it is back, then work. Meanwhile an operator sees
-what they wait for: the relay and consumers, once PostgreSQL answers, say in their
-health row that they wait for the broker, which the API's `/readyz` shows (they wrote
-no row until the broker answered).
+what they wait for: the API, waiting for PostgreSQL, answers its probes (it listened on
+no port), and the relay and consumers, once PostgreSQL answers, say in their health row
+that they wait for the broker, which the API's `/readyz` shows (they wrote no row until
+the broker answered).
 
 Real processes on the private PostgreSQL and Kafka (`private_services`), which these
 tests stop before starting the processes and start again after `OUTAGE_S`.
@@ -82,6 +83,18 @@ class Started:
             assert [line["dependency"] for line in back] == [dependency], self.crm.output(process)
             assert process.poll() is None, self.crm.output(process)[-3000:]
 
+    def answers_while_waiting(self) -> None:
+        """The API waiting for PostgreSQL answers as a running API does in an outage."""
+        eventually(self._answering, what="the waiting API to answer /healthz")
+        ready = httpx.get(f"{self.base}/readyz")
+        assert ready.status_code == 503, ready.text
+        assert "PostgreSQL" in ready.json()["checks"]["event_store"], ready.text
+        body = {"name": "During the outage", "owner_department": "sales"}
+        refused = httpx.post(f"{self.base}/v1/customers", json=body, headers=self.headers)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["type"].endswith("/event-store-unavailable"), refused.text
+        assert refused.headers["Retry-After"] == "2"
+
     def pipeline_shown_waiting(self, dependency: str) -> None:
         """The API's /readyz names the relay and the consumer as waiting for `dependency`."""
 
@@ -91,6 +104,13 @@ class Started:
             return checks["pipeline"] if all(w in checks["pipeline"] for w in waiting) else None
 
         eventually(shown, what=f"/readyz to show the pipeline waiting for {dependency}")
+
+    def _answering(self) -> bool | None:
+        try:
+            answer = httpx.get(f"{self.base}/healthz").json()
+            return answer.get("waiting_for") == "postgres" or None
+        except httpx.TransportError:
+            return None
 
     def logged(self, process: subprocess.Popen[bytes], event: str) -> list[dict[str, object]]:
         return log_events(self.crm.log(process), event)
@@ -128,6 +148,7 @@ def test_processes_started_while_postgres_is_down_wait_for_it(
         with away(private_services.stop_postgres, private_services.start_postgres):
             api = crm.api()
             processes = [api, *crm.pipeline()]
+            crm.answers_while_waiting()
             crm.waited_through(processes, "postgres")
         wait_for_http(crm.base, api)
         crm.works(processes, "postgres")
