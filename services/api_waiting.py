@@ -10,8 +10,9 @@ database), naming what it waits for; `/readyz` 503, its `event_store` check sayi
 as a running API's does in an outage; anything else the 503 problem a running API
 answers then. An API whose database answers at once never starts it.
 
-Standard library HTTP, a thread a connection, each closed after one answer or after
-`CRM_HTTP_RECEIVE_SECONDS` without one; a body is read (at most 1 MiB) and dropped. Should
+Standard library HTTP, a thread a connection (at most `CONNECTIONS` at once: more are
+closed unanswered), each closed after one answer or after `CRM_HTTP_RECEIVE_SECONDS`
+without one; a body is read (at most 1 MiB) and dropped. Should
 the address be taken, the API waits without it, and its server reports the address later.
 I/O: one listening socket, while waiting.
 """
@@ -23,6 +24,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 
 import structlog
 
@@ -35,6 +37,37 @@ WAITING_FOR = "postgres"
 BODY_BYTES = 2**20  # what is read of a request's body, to answer before closing
 WHY = "PostgreSQL cannot be reached: the API waits for it to start"
 READYZ = {"status": "degraded", "checks": {"event_store": WHY}}
+CONNECTIONS = 64
+"""Connections answered at once: each holds a thread for up to `CRM_HTTP_RECEIVE_SECONDS`,
+so without a bound a client opening thousands would have the process start thousands."""
+
+
+class _Server(ThreadingHTTPServer):
+    """`ThreadingHTTPServer` with at most `CONNECTIONS` threads: past them, a connection
+    is closed at once (a probe retries; nothing is lost while nothing can be served)."""
+
+    daemon_threads = True
+    request_queue_size = CONNECTIONS  # the listen backlog (socketserver's is 5)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Answers(BaseHTTPRequestHandler):
@@ -93,7 +126,7 @@ class WaitingAnswers:
 
     def __init__(self, host: str, port: int, receive_seconds: float) -> None:
         self._address, self._receive_seconds = (host, port), receive_seconds
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
 
     def down(self, dependencies: frozenset[str]) -> None:
         """`Dependencies.on_change`: start answering when the first is found down."""
@@ -101,7 +134,7 @@ class WaitingAnswers:
             return
         handler = type("Answers", (_Answers,), {"timeout": self._receive_seconds})
         try:
-            self._server = ThreadingHTTPServer(self._address, handler)
+            self._server = _Server(self._address, handler)
         except OSError as error:
             log.warning("not answering while waiting", address=self._address, error=str(error))
             return
