@@ -35,7 +35,7 @@ from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
 from services.api.readiness import DependencyProbe, ReadinessCheck, default_checks
 from services.api.reads import reader
-from services.api.request_guard import MAX_BODY_BYTES, guard_request
+from services.api.request_guard import MAX_BODY_BYTES, RequestGuard
 from services.api.request_json import ApiRequest
 from services.api.response_headers import ApiHeaders
 from services.api.routes_audit import AUDIT
@@ -108,6 +108,7 @@ def create_app(
     checks = default_checks(runtime, probe, store, applied_position) | (readiness or {})
     if services.access_log is not None:
         checks["access_log"] = services.access_log.backlog
+    guard = RequestGuard()
     app = Litestar(
         route_handlers=[
             Router(
@@ -119,7 +120,7 @@ def create_app(
         ],
         dependencies=_dependencies(services, metrics, checks),
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=guard_request,
+        before_request=guard,
         request_class=ApiRequest,  # JSON numbers exact: an amount as sent
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=_openapi(),
@@ -127,6 +128,7 @@ def create_app(
         on_shutdown=closing,
         debug=False,
     )
+    guard.learn(app)  # what each route's query may hold, read once
     app.state.metrics = metrics
     app.state.services = services
     app.asgi_handler = RequestObserver(ApiHeaders(app.asgi_handler), metrics)

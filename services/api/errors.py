@@ -58,6 +58,15 @@ class BadRequest(Exception):  # noqa: N818 - reads as the HTTP status it maps to
     """A header or parameter this API parses itself (If-Match, as_of...) is malformed."""
 
 
+class BadQuery(BadRequest):
+    """A query parameter the route does not take, or takes once and was sent twice
+    (`services.api.request_guard`); names it as `field`, as a schema error does."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"query parameter {name[:40]!r} {why}")
+        self.field = name[:40]
+
+
 class UnsupportedMediaType(Exception):  # noqa: N818 - reads as the HTTP status it maps to
     """A request body that does not say it is JSON (`Content-Type: application/json`)."""
 
@@ -219,7 +228,7 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
 
 def _extensions(error: BaseException) -> dict[str, Any]:
     """Machine-readable details a client can act on."""
-    if isinstance(error, ValidationFailed):
+    if isinstance(error, ValidationFailed | BadQuery):
         return {"field": error.field}
     if isinstance(error, VersionConflict):
         return {"expected_version": error.expected, "actual_version": error.actual}

@@ -8,17 +8,23 @@ from litestar import MediaType, Request, Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.api.errors import problem_responses
 from services.api.observability import Metrics
 from services.api.readiness import NOT_READY, ReadinessCheck
 
+QUERY_PROBLEMS = problem_responses(400)
+"""What an operations route may answer besides its own: a query it does not take."""
 
-@get("/healthz", sync_to_thread=False, include_in_schema=True, tags=["ops"])
+
+@get(
+    "/healthz", sync_to_thread=False, include_in_schema=True, tags=["ops"], responses=QUERY_PROBLEMS
+)
 def healthz() -> dict[str, str]:
     """The process is up (nothing else is checked: restarts will not fix a database)."""
     return {"status": "ok"}
 
 
-@get("/readyz", sync_to_thread=True, tags=["ops"])
+@get("/readyz", sync_to_thread=True, tags=["ops"], responses=QUERY_PROBLEMS)
 def readyz(checks: NamedDependency[dict[str, ReadinessCheck]]) -> Response[dict[str, Any]]:
     """`ready` when every check passes, else `degraded`; 503 (not ready) only while the
     event store is unreachable, a projection holds dead letters or the follower is stalled
@@ -33,7 +39,13 @@ def readyz(checks: NamedDependency[dict[str, ReadinessCheck]]) -> Response[dict[
     return Response(body, status_code=200 if ready else 503)
 
 
-@get("/metrics", sync_to_thread=True, tags=["ops"], media_type=MediaType.TEXT)
+@get(
+    "/metrics",
+    sync_to_thread=True,
+    tags=["ops"],
+    media_type=MediaType.TEXT,
+    responses=QUERY_PROBLEMS,
+)
 def metrics(metrics_registry: NamedDependency[Metrics]) -> Response[bytes]:
     return Response(generate_latest(metrics_registry.registry), media_type=CONTENT_TYPE_LATEST)
 

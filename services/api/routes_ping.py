@@ -14,7 +14,7 @@ from services.api.deps import CallerDep, ServicesDep
 from services.api.errors import problem_responses
 
 
-@get("/ping", sync_to_thread=False, responses=problem_responses(401, 403), tags=["ops"])
+@get("/ping", sync_to_thread=False, responses=problem_responses(400, 401, 403), tags=["ops"])
 def ping(caller: CallerDep, services: ServicesDep) -> dict[str, str]:
     """Who the token belongs to; nothing is read or written."""
     principal = caller.principal

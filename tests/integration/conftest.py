@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import _require
+from tests.integration.api_support import EmbeddedApi, embedded_api
 from tests.integration.private_services import PrivateServices
 
 
@@ -22,3 +24,12 @@ def private_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Priva
         yield services
     finally:
         services.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def api_on_each_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmbeddedApi]:
+    """The embedded API with its event store and read models on SQLite, then on
+    PostgreSQL (a fresh database)."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    with embedded_api(tmp_path, database_url=url) as embedded:
+        yield embedded

@@ -1,0 +1,107 @@
+"""A query parameter a route does not take, or one it takes once sent twice, is a 400
+naming it, on every route of the OpenAPI document and on both stores: either was
+answered as if it had not been sent (`/v1/stats/tasks?from=&to=` gave all-time
+figures), or one of the two values was used without a word."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from tests.integration.api_support import EmbeddedApi
+
+Client = TestClient[Any]
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+@pytest.fixture
+def api(api_on_each_store: EmbeddedApi) -> EmbeddedApi:
+    return api_on_each_store
+
+
+@pytest.fixture
+def client(api: EmbeddedApi) -> Iterator[Client]:
+    with TestClient(app=api.app) as test_client:
+        yield test_client
+
+
+def operations(client: Client) -> list[tuple[str, str, list[str]]]:
+    """(method, path with its parameters filled in, query parameter names) of every
+    operation of the OpenAPI document: a new route is covered by being declared. Each
+    declares the 400 it may now answer."""
+    paths: dict[str, Any] = client.get("/openapi.json").json()["paths"]
+    found = [
+        (method, _filled(path), _query(operation))
+        for path, item in paths.items()
+        for method, operation in item.items()
+        if method in METHODS and "400" in operation["responses"]
+    ]
+    assert len(found) == sum(method in METHODS for item in paths.values() for method in item)
+    assert len(found) > 40
+    return found
+
+
+def _query(operation: dict[str, Any]) -> list[str]:
+    return sorted(p["name"] for p in operation.get("parameters", []) if p["in"] == "query")
+
+
+def _filled(path: str) -> str:
+    """`path` with each `{name}` a well-formed id (the query is refused before any is read)."""
+    parts = path.split("/")
+    return "/".join("00000000-0000-4000-8000-000000000001" if p[:1] == "{" else p for p in parts)
+
+
+def problem(response: Any) -> str:
+    assert response.status_code == 400, (response.request.url, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json")
+    detail: str = response.json()["detail"]
+    return detail
+
+
+def test_a_parameter_a_route_does_not_take_is_a_400_listing_those_it_takes(
+    client: Client, api: EmbeddedApi
+) -> None:
+    """Which names a route takes agrees with the OpenAPI document, both ways: any other is
+    refused, naming what the document lists, and none it lists is (sent without a token,
+    so no route runs: each answers 401)."""
+    admin = api.token("ann", "sales", "admin")
+    ranged = client.get(
+        "/v1/stats/tasks?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z", headers=admin
+    )  # answered all-time figures, as if the range applied
+    assert problem(ranged) == (
+        "query parameter 'from' is not one this route takes "
+        "(it takes agent, department, min_position)"
+    )
+    assert ranged.json()["field"] == "from"
+    assert "'Email'" in problem(client.get("/v1/customers?Email=a@x.io", headers=admin))
+    for method, path, names in operations(client):
+        sent = client.request(method, f"{path}?min_positon=3", headers=admin, json={})
+        takes = ", ".join(names) or "none"
+        expected = f"query parameter 'min_positon' is not one this route takes (it takes {takes})"
+        assert problem(sent) == expected, (method, path)
+        for name in names:
+            taken = client.request(method, f"{path}?{name}=1", json={})
+            assert taken.status_code == 401, (method, path, name, taken.text)
+
+
+def test_a_parameter_sent_twice_is_a_400_naming_it(client: Client, api: EmbeddedApi) -> None:
+    """Each value alone is served; together the last was used without a word
+    (`limit=1000&limit=10` answered 10 rows, `min_position=99&min_position=1` waited
+    for 1), whatever the first said."""
+    admin = api.token("ann", "sales", "admin")
+    once = client.get("/v1/departments/sales/customers?limit=10", headers=admin)
+    assert once.status_code == 200, once.text
+    twice = client.get("/v1/departments/sales/customers?limit=10&limit=10", headers=admin)
+    assert problem(twice) == "query parameter 'limit' is sent 2 times: send it once"
+    assert twice.json()["field"] == "limit"
+    repeated = 0
+    for method, path, names in operations(client):
+        for name in names:
+            sent = client.request(method, f"{path}?{name}=1&{name}=2", headers=admin, json={})
+            expected = f"query parameter {name!r} is sent 2 times: send it once"
+            assert problem(sent) == expected, (method, path)
+            repeated += 1
+    assert repeated > 30
