@@ -124,24 +124,32 @@ async def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -
 
 
 def parse_if_match(sent: Sequence[str]) -> int | None:
-    """The version a command is conditional on, from its If-Match lines: `"3"`, `W/"3"`
-    or `3` -> 3; `*` or none -> None (no precondition). RFC 9110 lets If-Match list
+    """The version a command is conditional on, from its If-Match lines: `"3"` (or `3`)
+    -> 3; `*` or none -> None (no precondition: `*` asks only that the aggregate exist,
+    and a command on one that does not is a 404 anyway). RFC 9110 lets If-Match list
     entity tags, any of which may match, in one line or several (the same list); a
     command here is conditional on one version, so a list is a 400, never its first tag
-    used. ASCII digits only: a header is Latin-1, whose superscripts `str.isdigit` takes
-    and `int` refuses."""
+    used. A weak tag (`W/"3"`) is a 400 too: If-Match compares strongly (RFC 9110,
+    13.1.1), so it could never match, and this API gives only strong ones. ASCII digits
+    only: a header is Latin-1, whose superscripts `str.isdigit` takes and `int` refuses."""
     value = ",".join(sent)
     if len(listed := value.split(",")) > 1:
         raise BadRequest(
             f"If-Match takes one ETag (a command is conditional on one version), "
             f"not a list of {len(listed)}: {value[:40]!r}"
         )
-    if not sent or value.strip() == "*":
+    text = value.strip()
+    if not sent or text == "*":
         return None
-    text = value.strip().removeprefix("W/").strip('"')
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+    if text.startswith("W/"):
+        raise BadRequest(
+            f'If-Match takes a strong ETag like "3", not the weak {value[:40]!r}: '
+            f"If-Match compares strongly, so a weak ETag never matches (RFC 9110, 13.1.1)"
+        )
+    digits = text[1:-1] if len(text) > 1 and text[0] == text[-1] == '"' else text
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
         raise BadRequest(f'If-Match must be an ETag like "3", got {value[:40]!r}')
-    return int(text)
+    return int(digits)
 
 
 @dataclass
@@ -171,7 +179,14 @@ class CommandCall:
         )
 
     async def create(self, command: Creation) -> Response[CommandResult]:
-        """A command creating an aggregate (201), under Idempotency-Key."""
+        """A command creating an aggregate (201), under Idempotency-Key. With an If-Match
+        naming a version a 400: there is none to match yet, and the command ran as if
+        the condition held."""
+        if self.expected is not None:
+            raise BadRequest(
+                "If-Match names a version, and a command creating an aggregate has none "
+                "to match: send it without If-Match (or with If-Match: *)"
+            )
         commands = self.services.commands
         return await self.run(lambda _: commands.create(self.caller, command), command, 201)
 
