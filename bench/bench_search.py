@@ -51,6 +51,7 @@ from consumers.follower import applied_position
 from consumers.keyring import Keyring
 from consumers.sealed_rows import open_rows
 from consumers.store_postgres import PostgresStore
+from services.access import Findable
 from services.api import create_app
 from services.api.read_models import PERSONAL, ReadModels
 from services.bootstrap import bootstrap
@@ -77,8 +78,9 @@ def time_calls(calls: Iterable[Callable[[], object]]) -> dict[str, float]:
 def search_once(models: ReadModels, index: BlindIndex, field: str, probe: Probe) -> None:
     """One search as `Reader.search` makes it, for any department; it must find `probe`."""
     terms = index.wanted(field, getattr(probe, field))
+    anyone = Findable(department=None, consenting=False)
     page = models.search(
-        terms=terms, company=None, tag=None, department=None, cursor=None, limit=50
+        terms=terms, company=None, tag=None, findable=anyone, cursor=None, limit=50
     )
     assert probe.customer_id in {row["customer_id"] for row in page["items"]}, (field, probe)
 

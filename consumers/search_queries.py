@@ -37,11 +37,13 @@ def search_customers(
     company: str | None = None,
     tag: str | None = None,
     department: str | None = None,
+    consenting: bool = False,
     after: UUID | None = None,
     limit: int = 50,
 ) -> list[Row]:
     """Customers with all `terms`, a company term starting with `company` (a term
-    prefix, `c:...`) and `tag`, in `department` (None: any), by id after `after`."""
+    prefix, `c:...`) and `tag`, in `department` (None: any), with `consenting` only
+    those consenting to e-mail marketing, by id after `after`."""
     params: Row = {"department": department, "after": after, "limit": limit}
     params |= {"tag": rq.tag_pattern(tag), "company": _prefix_pattern(company)}
     params |= {f"t{i}": term for i, term in enumerate(terms)}
@@ -54,6 +56,7 @@ def search_customers(
         + "".join(_having(f"s.term = %(t{i})s") for i in range(1, len(terms)))
         + (_having("s.term LIKE %(company)s ESCAPE '!'") if company and terms else "")
         + ("" if tag is None else " AND (',' || c.tags || ',') LIKE %(tag)s ESCAPE '!'")
+        + (" AND k.email_marketing" if consenting else "")
         + ("" if after is None else " AND c.customer_id > %(after)s")
         + " ORDER BY c.customer_id LIMIT %(limit)s"
     )  # fmt: skip

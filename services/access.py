@@ -299,6 +299,27 @@ def _map_path(value: Any, steps: list[str], func: Callable[[str], str]) -> None:
 # --- the model -----------------------------------------------------------------------
 
 
+class Findable(msgspec.Struct, frozen=True, kw_only=True):
+    """The customers a search may find (`AccessModel.findable`)."""
+
+    department: str | None  # only this department's (None: every department's)
+    consenting: bool  # only those consenting to e-mail marketing
+
+
+def _finds(principal: Principal, searched: tuple[str, ...], *, consenting: bool) -> bool:
+    """Whether the caller reads every field of `searched` of a customer they may read
+    that consents to e-mail marketing, or does not."""
+    probe = Resource(
+        kind="customer",
+        id=UUID(int=0),
+        owner=principal.department,
+        departments=frozenset((principal.department,)),
+        email_consent=consenting,
+    )
+    fields = field_access(principal, probe)
+    return not any(fields.hides(name) for name in searched)
+
+
 class CommandRules(msgspec.Struct, frozen=True, kw_only=True):
     """What a command tells the access model about itself (see `services.command_base`)."""
 
@@ -393,6 +414,21 @@ class AccessModel:
         lets a customer search keep only those rows, so pages stay full."""
         scope = scope_of(principal, READ_ACTIONS["customer"])
         return None if scope is Scope.ANY else principal.department
+
+    def findable(self, principal: Principal, searched: Iterable[str]) -> Findable | None:
+        """Which customers a search by the personal fields `searched` may find for the
+        caller, for its query to keep only those (None: none, so nothing is searched).
+        A row `listed` leaves out must never reach the query's page: a page's cursor is
+        its last row's id, so a page of rows left out would still name a customer
+        having the searched value (an analyst's search by name, a marketing agent's by
+        the e-mail of a customer not consenting)."""
+        searched = tuple(searched)
+        if not _finds(principal, searched, consenting=True):
+            return None
+        return Findable(
+            department=self.customer_department(principal),
+            consenting=not _finds(principal, searched, consenting=False),
+        )
 
     def department_scope(
         self, principal: Principal, action: str, department: str | None

@@ -26,6 +26,7 @@ from consumers.readmodel_store import ReadModelStore
 from consumers.search_queries import search_customers
 from projections import PROJECTIONS
 from projections.satisfaction import ALL
+from services.access import Findable
 from services.api.errors import BadRequest
 
 Row = dict[str, Any]
@@ -86,14 +87,15 @@ class ReadModels:
         terms: list[str],
         company: str | None,
         tag: str | None,
-        department: str | None,
+        findable: Findable,
         cursor: str | None,
         limit: int,
     ) -> Page:
-        """Customers with every blind-index term (`consumers.search_queries`)."""
+        """Customers with every blind-index term (`consumers.search_queries`), of those
+        the caller may find (`AccessModel.findable`)."""
         rows = search_customers(
-            self.store, terms=terms, company=company, tag=tag, department=department,
-            after=_uuid_cursor(cursor), limit=limit + 1,
+            self.store, terms=terms, company=company, tag=tag, department=findable.department,
+            consenting=findable.consenting, after=_uuid_cursor(cursor), limit=limit + 1,
         )  # fmt: skip
         return _customer_page(rows, limit)
 

@@ -242,19 +242,23 @@ class Reader:
 
     async def search(self, wanted: dict[str, str], min_position: int | None, **page: Any) -> Page:
         """Customers the caller may read matching every `wanted` field (`email`, `phone`,
-        `name`, `company`, `tag`): the SQL keeps the caller's department's customers when
-        the access model limits them to it, then each row is judged like a list's."""
+        `name`, `company`, `tag`): the SQL keeps only the customers the access model says
+        the caller may find by those fields (`AccessModel.findable`: their department's,
+        those consenting...), then each row is judged like a list's."""
         models = await self._caught_up("search", min_position)
-        department = self.access.customer_department(self.principal)
+        searched = [name for name in wanted if name in Customer.personal_fields]
+        findable = self.access.findable(self.principal, searched)
+        if findable is None:  # a field the caller reads of no customer finds nobody
+            return {"items": [], "next_cursor": None}
         index = BlindIndex(await _off_loop(self.keyring.search_key))  # kept once fetched
         fields = ("email", "phone", "name")
         terms = [term for f in fields if f in wanted for term in index.wanted(f, wanted[f])]
         company = company_prefix(wanted["company"]) if "company" in wanted else None
-        tag = wanted.get("tag")
         rows = await models.run(
-            lambda m: m.search(terms=terms, company=company, tag=tag, department=department, **page)
+            lambda m: m.search(
+                terms=terms, company=company, tag=wanted.get("tag"), findable=findable, **page
+            )
         )
-        searched = [name for name in wanted if name in Customer.personal_fields]
         return await self._judged(rows, "customers", _customer_resource, searched)
 
     async def stats(

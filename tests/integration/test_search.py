@@ -116,6 +116,34 @@ def test_nobody_finds_a_customer_by_a_field_they_may_not_read(api: EmbeddedApi) 
         assert _ids(client, analyst, f"company=kappa{mark}") == {silent}
 
 
+def test_no_cursor_names_a_customer_the_searcher_may_not_find(api: EmbeddedApi) -> None:
+    """A page's `next_cursor` is its last row's id. Rows the searcher may not find by the
+    value searched were left out of the answer but not of the query, so a page of them
+    answered no row and a cursor naming the first: to an analyst, whose customer has the
+    name searched; to marketing staff, whose customer not consenting has the e-mail."""
+    mark = uuid.uuid4().hex[:10]
+    sales = api.token("sam", "sales", "agent")
+    marketing = api.token("max", "marketing", "agent")
+    analyst = api.token("ann", "analytics", "analyst")
+    twins = {"name": f"Ida Zq{mark}", "email": f"ida.{mark}@example.com"}
+    with TestClient(app=api.app) as client:
+        for _ in range(2):  # not consenting to e-mail marketing
+            customer = _register(client, sales, **twins)
+            shared = {"department": "marketing"}
+            sent = client.post(f"/v1/customers/{customer}/shares", json=shared, headers=sales)
+            assert sent.status_code == 200, sent.text
+        api.catch_up()
+        pages = [
+            (analyst, f"name=zq{mark}"),
+            (analyst, f"email=ida.{mark}@example.com"),
+            (marketing, f"email=ida.{mark}@example.com"),
+        ]
+        for headers, query in pages:
+            page = client.get(f"/v1/customers?{query}&limit=1", headers=headers).json()
+            assert page == {"items": [], "next_cursor": None}, query
+        assert len(_ids(client, marketing, f"name=zq{mark}")) == 2  # theirs to find by name
+
+
 def test_search_pages_by_id_and_refuses_what_cannot_match(api: EmbeddedApi) -> None:
     mark = uuid.uuid4().hex[:10]
     admin = api.token("root", "it", "admin")

@@ -1,10 +1,12 @@
 """Customer search against a reference dictionary, as a hypothesis state machine.
 
 Registrations, profile changes (values shared by several customers, spelled in other
-cases, cleared), shares, archives and erasures, then after every step every query of
-every kind, as principals of two departments and an analyst (who finds nobody by a
-personal field): the ids found must be exactly those the dictionary (plain Python,
-written here) says. Embedded default.
+cases, cleared), shares, e-mail consents, archives and erasures, then after every step
+every query of every kind, as principals of three departments and an analyst (who finds
+nobody by a personal field; marketing staff find by e-mail only customers consenting to
+e-mail marketing): the ids found must be exactly those the dictionary (plain Python,
+written here) says, and a page's `next_cursor` (its last row's id) must name one of them.
+Embedded default.
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ PHONES = ["+49 30 1111111", "0049301111111", "+44 20 2222222", None]
 NAMES = ["Ann Smith", "ann BO", "Bo Smith-Cy", "Cy"]
 COMPANIES = ["Acme", "acme Labs", "Beta", None]
 TAGS = ["vip", "new"]
-SEARCHERS = {"sales": ("agent", "sales"), "support": ("agent", "support"), "ann": ("analyst", "x")}
+SEARCHERS = {
+    "sales": ("agent", "sales"),
+    "support": ("agent", "support"),
+    "mia": ("agent", "marketing"),
+    "ann": ("analyst", "x"),
+}
 QUERIES: list[dict[str, str]] = [
     *({"email": e} for e in ("ann@example.com", "BO@example.org")),
     *({"phone": p} for p in ("+49301111111", "+44202222222")),
@@ -57,6 +64,7 @@ class Person:
     company: str | None
     tags: set[str]
     shared: set[str] = field(default_factory=set)
+    consents: bool = False  # to e-mail marketing
     gone: bool = False  # archived or erased
 
 
@@ -134,13 +142,22 @@ class SearchMachine(RuleBasedStateMachine):
         self.send("PATCH", f"/v1/customers/{customer}", {change: value})
         setattr(person, change, value)
 
-    @rule(customer=customers)
-    def share_with_support(self, customer: str) -> None:
+    @rule(customer=customers, department=st.sampled_from(["support", "marketing"]))
+    def share(self, customer: str, department: str) -> None:
         person = self.people[customer]
-        if person.gone or person.owner == "support" or "support" in person.shared:
+        if person.gone or department in {person.owner, *person.shared}:
             return
-        self.send("POST", f"/v1/customers/{customer}/shares", {"department": "support"})
-        person.shared.add("support")
+        self.send("POST", f"/v1/customers/{customer}/shares", {"department": department})
+        person.shared.add(department)
+
+    @rule(customer=customers, granted=st.booleans())
+    def consent(self, customer: str, granted: bool) -> None:
+        person = self.people[customer]
+        if person.gone:
+            return
+        consents = {"consents": {"email_marketing": granted}}
+        self.send("PUT", f"/v1/customers/{customer}/consents", consents)
+        person.consents = granted
 
     @rule(customer=customers, erase=st.booleans())
     def archive_or_erase(self, customer: str, erase: bool) -> None:
@@ -169,13 +186,31 @@ class SearchMachine(RuleBasedStateMachine):
                     if matches(p, query) and _may_find(role, department, p, query)
                 }
                 assert found == expected, (searcher, query)
+                matching = {c for c, p in self.people.items() if matches(p, query)}
+                if len(matching) > 1 and matching - expected:  # a cursor could name one
+                    self.first_page_names_only_what_is_found(searcher, query, expected)
+
+    def first_page_names_only_what_is_found(
+        self, searcher: str, query: dict[str, str], expected: set[str]
+    ) -> None:
+        """A one-row page's cursor is a customer the searcher finds, never one left out
+        (with fewer than two customers matching, none has a cursor): it would tell them
+        that customer has the value searched."""
+        answer = self.client.get(
+            f"/v1/customers?{urlencode(query)}&limit=1", headers=self.tokens[searcher]
+        )
+        cursor = answer.json()["next_cursor"]
+        assert cursor is None or cursor in expected, (searcher, query, cursor)
 
 
 def _may_find(role: str, department: str, person: Person, query: dict[str, str]) -> bool:
-    """Agents find their departments' customers; analysts, who read no personal field,
-    find every customer, but only by what is not personal (company, tag)."""
+    """Agents find their departments' customers (marketing's by e-mail only those
+    consenting to e-mail marketing, as only theirs it reads); analysts, who read no
+    personal field, find every customer, but only by what is not personal (company, tag)."""
     if role == "analyst":
         return not {"email", "phone", "name"} & set(query)
+    if department == "marketing" and "email" in query and not person.consents:
+        return False
     return department in {person.owner, *person.shared}
 
 

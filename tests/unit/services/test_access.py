@@ -17,6 +17,7 @@ from services.access import (
     AccessModel,
     CommandRules,
     FieldAccess,
+    Findable,
     Forbidden,
     Principal,
     Resource,
@@ -249,3 +250,23 @@ def test_the_readme_shows_the_rules_table_generated_from_the_code() -> None:
 
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     assert rules_markdown() in readme, "README is stale: paste the output of `crm access rules`"
+
+
+def test_a_search_finds_only_by_what_its_caller_reads() -> None:
+    """What a search's query may keep (`findable`): analysts find nobody by a personal
+    field, marketing staff by e-mail only customers consenting to e-mail marketing."""
+    assert ACCESS.findable(who("analyst", "x"), ["name"]) is None
+    assert ACCESS.findable(who("analyst", "x"), []) == Findable(department=None, consenting=False)
+    marketing = who("agent", "marketing")
+    assert ACCESS.findable(marketing, ["email"]) == Findable(
+        department="marketing", consenting=True
+    )
+    assert ACCESS.findable(marketing, ["name"]) == Findable(
+        department="marketing", consenting=False
+    )
+    assert ACCESS.findable(who("manager"), ["email", "phone"]) == Findable(
+        department="sales", consenting=False
+    )
+    assert ACCESS.findable(who("service", "x"), ["email"]) == Findable(
+        department=None, consenting=False
+    )
