@@ -131,7 +131,8 @@ def create_app(
     guard.learn(app)  # what each route's query may hold, read once
     app.state.metrics = metrics
     app.state.services = services
-    app.asgi_handler = RequestObserver(ApiHeaders(app.asgi_handler), metrics)
+    routes = [route.path for route in app.routes]
+    app.asgi_handler = RequestObserver(ApiHeaders(app.asgi_handler), metrics, routes)
     return app
 
 

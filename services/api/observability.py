@@ -4,13 +4,23 @@
 every response is counted and logged once, including 401s and unknown paths: method,
 path, route, status, duration_ms, principal. Each app has its own registry, so tests
 can build many apps; the lead can register relay/projection collectors on it.
+
+What a client sends reaches neither the log nor a label as it was sent (`LoggedPath`):
+a path may hold anything, personal data too (`/v1/customers/by-email/jane@example.com`,
+an e-mail sent as a tag to untag), and personal data is plaintext only in the memory of
+a request allowed to see it. A line names its route's template with the ids it was
+called with (UUIDs and integers, as parsed) and its text parameters by name; a path
+no route matched, by the route words it holds, each other segment a `*`. A method is
+one of HTTP's or `OTHER`: labels take a bounded set of values, or every new one a
+client sends would be a new time series kept for the life of the process.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -70,10 +80,72 @@ class Metrics:
         self.batch_seconds.observe(seconds)
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_SEGMENTS = 12
+"""The most segments of an unmatched path a line names (a longer one ends in `/…`)."""
+_PARAMETER = re.compile(r"\{([^}:]+)(?::([^}]*))?\}")
+
+
+class LoggedPath:
+    """The path a request's line names (see the module), from the app's route paths:
+    their words, and how to name each route's path (worked out once): as sent when its
+    parameters are all ids (`uuid` or `int`), else its template with those ids filled in."""
+
+    def __init__(self, route_paths: Iterable[str]) -> None:
+        paths = set(route_paths)
+        self._words = frozenset(
+            word for path in paths for word in path.split("/") if word and "{" not in word
+        )
+        self._named: dict[str, tuple[str, ...] | None] = {  # by template (types dropped)
+            _PARAMETER.sub(r"{\1}", path): _naming(path) for path in paths
+        }
+
+    def __call__(self, scope: Any) -> str:
+        template: str = scope.get("path_template") or ""
+        if not template:
+            return self._unmatched(scope["path"])
+        parts = self._named.get(template, ())
+        if parts is None:
+            path: str = scope["path"]  # its parameters parsed as ids: nothing else
+            return path
+        if len(parts) < 2:
+            return template  # no id to fill in (or a template of no route: named as is)
+        params = scope.get("path_params") or {}
+        return "".join(str(params.get(p)) if i % 2 else p for i, p in enumerate(parts))
+
+    def _unmatched(self, path: str) -> str:
+        segments = path.split("/")[1:]
+        kept = ["" if not s else s if s in self._words else "*" for s in segments]
+        more = "/…" if len(kept) > UNMATCHED_SEGMENTS else ""
+        return "/" + "/".join(kept[:UNMATCHED_SEGMENTS]) + more
+
+
+_IDS = ("uuid", "int")
+
+
+def _naming(path: str) -> tuple[str, ...] | None:
+    """None: a route path whose parameters are all ids, named as sent. Else its template
+    split into text and the names of its id parameters (odd places), text parameters
+    left in the text as `{name}`."""
+    parameters = _PARAMETER.findall(path)
+    if all(kind in _IDS for _, kind in parameters):
+        return None
+    split = _PARAMETER.split(path)  # text, (name, kind, text)...
+    parts = [split[0]]
+    for at in range(1, len(split), 3):
+        name, kind, text = split[at : at + 3]
+        if kind in _IDS:
+            parts += [name, text]
+        else:
+            parts[-1] += "{" + name + "}" + text
+    return tuple(parts)
+
+
 class RequestObserver:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, route_paths: Iterable[str] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        self.logged_path = LoggedPath(route_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -96,14 +168,14 @@ class RequestObserver:
 
     def _record(self, scope: Any, status: int, seconds: float) -> None:
         route = scope.get("path_template") or "unmatched"
-        method = scope["method"]
+        method = scope["method"] if scope["method"] in METHODS else "OTHER"
         self.metrics.requests.labels(method, route, str(status)).inc()
         self.metrics.latency.labels(method, route).observe(seconds)
         state = scope.get("state") or {}
         log.info(
             "request",
             method=method,
-            path=scope["path"],
+            path=self.logged_path(scope),
             route=route,
             status=status,
             duration_ms=round(seconds * 1000, 2),
