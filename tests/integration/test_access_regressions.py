@@ -277,6 +277,28 @@ def test_a_refusal_whatever_the_target_tells_no_hidden_id_from_an_unknown_one(
         assert answers[0][0] in (403, 422), (method, url, answers)
 
 
+def test_an_idempotency_key_replays_only_to_the_principal_who_used_it(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    """Another principal sending the same Idempotency-Key and body gets no stored answer
+    (which would name an aggregate they may not read) and no sign that the key was used:
+    theirs is another key, and their request is judged by the access model as any."""
+    support, sales = api.token("sue", "support", "agent"), api.token("sam", "sales", "agent")
+    key = {"Idempotency-Key": "shared-key"}
+    body = {"name": "Private", "owner_department": "support"}
+    first = http.post("/v1/customers", json=body, headers=support | key)
+    customer = first.json()["id"]
+    theirs = http.post("/v1/customers", json=body, headers=sales | key)
+    assert (theirs.status_code, theirs.json()["rule"]) == (403, "agent:customer.create:own")
+    tag, tag_key = {"tag": "vip"}, {"Idempotency-Key": "tag-key"}
+    tagged = http.post(f"/v1/customers/{customer}/tags", json=tag, headers=support | tag_key)
+    assert tagged.is_success, tagged.text
+    replayed = http.post(f"/v1/customers/{customer}/tags", json=tag, headers=sales | tag_key)
+    assert replayed.status_code == 404, replayed.text  # as for a customer that does not exist
+    again = http.post("/v1/customers", json=body, headers=support | key)
+    assert (again.status_code, again.json()) == (201, first.json())  # the first answer
+
+
 def test_an_erased_customer_refuses_every_write(api: EmbeddedApi, http: httpx.Client) -> None:
     sales, admin = api.token("sam", "sales", "agent"), api.token("root", "it", "admin")
     customer = post(http, "/v1/customers", {"name": "Ada", "email": "ada@x.com"}, sales)
