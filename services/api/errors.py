@@ -236,10 +236,8 @@ def _extensions(error: BaseException) -> dict[str, Any]:
         return {"rule": error.rule}
     if isinstance(error, IdempotencyError):
         return {"reason": error.reason}
-    if isinstance(error, ValidationException) and error.extra:
-        errors = msgspec.to_builtins(error.extra, str_keys=True, enc_hook=str)
-        first = errors[0] if isinstance(errors, list) and errors else {}
-        return {"field": first.get("key"), "errors": errors} if isinstance(first, dict) else {}
+    if isinstance(error, ValidationException) and (errors := _schema_errors(error)):
+        return {"field": errors[0].get("key"), "errors": errors}
     return {}
 
 
@@ -258,9 +256,26 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
 
 
 def _detail(error: BaseException) -> str:
+    if isinstance(error, ValidationException):
+        return _schema_detail(error)
     if isinstance(error, HTTPException):
         return str(error.detail)
     return str(error) or type(error).__name__
+
+
+def _schema_detail(error: ValidationException) -> str:
+    """Which parameters failed, by name. The framework's own detail repeats the request's
+    URL with its query string, so a 400 for one parameter repeated every other value
+    sent with it: the e-mail, phone or name of a search with a malformed `limit`."""
+    errors = _schema_errors(error)
+    named = [f"{e.get('source', '')} {e.get('key', '')}".strip() for e in errors]
+    return "Validation failed for " + (", ".join(named) or "the request")
+
+
+def _schema_errors(error: ValidationException) -> list[dict[str, Any]]:
+    """The framework's list of what failed (`message`, `key`, `source`), as builtins."""
+    errors = msgspec.to_builtins(error.extra or [], str_keys=True, enc_hook=str)
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
 _EXPECTED = (NotCaughtUp, ReadModelUnavailable, ReadModelNotBuilt, AccessLogBacklogged)

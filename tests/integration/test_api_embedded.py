@@ -219,6 +219,20 @@ def test_validation_failure_is_422_naming_the_field(client: Client, sales: dict[
     assert response.json()["field"] == "email"
 
 
+def test_a_schema_error_names_the_parameter_not_the_others_values(
+    client: Client, sales: dict[str, str]
+) -> None:
+    """The framework's detail repeated the URL with its query string: a search by e-mail
+    with a malformed limit answered the e-mail back in the problem document."""
+    sent = client.get("/v1/customers?email=ada.lovelace@example.com&limit=many", headers=sales)
+    assert sent.status_code == 400
+    assert (sent.json()["field"], sent.json()["detail"]) == (
+        "limit",
+        "Validation failed for query limit",
+    )
+    assert "lovelace" not in sent.text
+
+
 def test_conversation_flow_and_analyst_masking(client: Client, sales: dict[str, str]) -> None:
     customer_id = register(client, sales)
     opened = client.post(
