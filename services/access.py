@@ -306,18 +306,37 @@ class Findable(msgspec.Struct, frozen=True, kw_only=True):
     consenting: bool  # only those consenting to e-mail marketing
 
 
+def _customer_department(principal: Principal) -> str | None:
+    scope = scope_of(principal, READ_ACTIONS["customer"])
+    return None if scope is Scope.ANY else principal.department
+
+
+@functools.lru_cache(maxsize=1024)
+def _findable(principal: Principal, searched: tuple[str, ...]) -> Findable | None:
+    """`AccessModel.findable`, worked out once per principal and fields searched."""
+    if not _finds(principal, searched, consenting=True):
+        return None
+    return Findable(
+        department=_customer_department(principal),
+        consenting=not _finds(principal, searched, consenting=False),
+    )
+
+
 def _finds(principal: Principal, searched: tuple[str, ...], *, consenting: bool) -> bool:
     """Whether the caller reads every field of `searched` of a customer they may read
     that consents to e-mail marketing, or does not."""
-    probe = Resource(
-        kind="customer",
-        id=UUID(int=0),
-        owner=principal.department,
-        departments=frozenset((principal.department,)),
-        email_consent=consenting,
-    )
-    fields = field_access(principal, probe)
+    fields = field_access(principal, _CUSTOMERS[consenting])
     return not any(fields.hides(name) for name in searched)
+
+
+_CUSTOMERS = {
+    consenting: Resource(
+        kind="customer", id=UUID(int=0), owner="", departments=frozenset(), email_consent=consenting
+    )
+    for consenting in (False, True)
+}
+"""A customer consenting to e-mail marketing and one not, as field access sees them
+(what it reads of a customer: its kind and that consent)."""
 
 
 class CommandRules(msgspec.Struct, frozen=True, kw_only=True):
@@ -412,8 +431,7 @@ class AccessModel:
     def customer_department(self, principal: Principal) -> str | None:
         """The department whose customers a caller may read (None: every department's):
         lets a customer search keep only those rows, so pages stay full."""
-        scope = scope_of(principal, READ_ACTIONS["customer"])
-        return None if scope is Scope.ANY else principal.department
+        return _customer_department(principal)
 
     def findable(self, principal: Principal, searched: Iterable[str]) -> Findable | None:
         """Which customers a search by the personal fields `searched` may find for the
@@ -422,13 +440,7 @@ class AccessModel:
         its last row's id, so a page of rows left out would still name a customer
         having the searched value (an analyst's search by name, a marketing agent's by
         the e-mail of a customer not consenting)."""
-        searched = tuple(searched)
-        if not _finds(principal, searched, consenting=True):
-            return None
-        return Findable(
-            department=self.customer_department(principal),
-            consenting=not _finds(principal, searched, consenting=False),
-        )
+        return _findable(principal, tuple(searched))
 
     def department_scope(
         self, principal: Principal, action: str, department: str | None
