@@ -307,6 +307,8 @@ class Findable(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _customer_department(principal: Principal) -> str | None:
+    """The department whose customers a caller may read (None: every department's):
+    lets a customer search keep only those rows, so pages stay full."""
     scope = scope_of(principal, READ_ACTIONS["customer"])
     return None if scope is Scope.ANY else principal.department
 
@@ -427,11 +429,6 @@ class AccessModel:
         department's): lets a list query keep only those rows, so pages stay full."""
         scopes = {scope_of(principal, READ_ACTIONS[kind]) for kind in ("conversation", "task")}
         return None if scopes == {Scope.ANY} else principal.department
-
-    def customer_department(self, principal: Principal) -> str | None:
-        """The department whose customers a caller may read (None: every department's):
-        lets a customer search keep only those rows, so pages stay full."""
-        return _customer_department(principal)
 
     def findable(self, principal: Principal, searched: Iterable[str]) -> Findable | None:
         """Which customers a search by the personal fields `searched` may find for the
