@@ -7,7 +7,8 @@ and was stored, where the domain refuses an amount with more than 4 decimals, an
 `1e400` was a float out of range. Here such numbers decode as `decimal.Decimal`, so an
 amount reaches the domain's validation as sent (`domain.validation.amount`). Integer
 fields (scores, percentages) take JSON integers, and refuse a fraction as they did; no
-command field is a float.
+command field is a float. A body that is not UTF-8 (which JSON must be, RFC 8259) is the
+same 400: msgspec raises `UnicodeDecodeError` for it, not `DecodeError`, and it was a 500.
 
 I/O: none (the body is already read when `json()` decodes it).
 """
@@ -33,3 +34,6 @@ class ApiRequest(Request[Any, Any, Any]):
             return _decoder.decode(await self.body() or b"null")
         except msgspec.DecodeError as error:
             raise SerializationException(str(error)) from error
+        except UnicodeDecodeError as error:  # raised for the body's bytes, nothing else
+            detail = "JSON must be UTF-8: a string holds bytes that are no UTF-8 character"
+            raise SerializationException(detail) from error

@@ -50,6 +50,31 @@ def test_deeply_nested_json_is_a_400_even_without_a_token(client: Client) -> Non
         assert "nested" in problem(sent, 400)["detail"]
 
 
+NOT_UTF_8 = (
+    b"\xed\xa0\x80",  # a surrogate encoded as UTF-8 (CESU-8): no character
+    b"\xff",  # a byte UTF-8 never holds
+    b"\xc0\xaf",  # an overlong '/'
+    b"\xe2\x82",  # a sequence cut short
+    b"\xf4\x90\x80\x80",  # past U+10FFFF
+)
+
+
+def test_a_body_that_is_not_utf_8_is_a_400_and_stores_nothing(
+    client: Client, api: EmbeddedApi
+) -> None:
+    """JSON is UTF-8 (RFC 8259): such a body was a 500 (the decoder's UnicodeDecodeError
+    escaped), where an escaped lone surrogate (`"\\ud800"`) was already a 400."""
+    auth = api.token("sam", "sales", "agent") | {"content-type": "application/json"}
+    for raw in NOT_UTF_8:
+        for body in (b'{"name": "Ada' + raw + b'"}', b'{"name": "Ada", "x' + raw + b'": 1}'):
+            sent = client.post("/v1/customers", content=body, headers=auth)
+            assert "UTF-8" in problem(sent, 400)["detail"], body
+    for escaped in (rb'"\ud800"', rb'"\udc00x"', rb'"a\ud800\ud800"'):
+        sent = client.post("/v1/customers", content=b'{"name": ' + escaped + b"}", headers=auth)
+        problem(sent, 400)
+    assert api.runtime.app.head_position() == 0
+
+
 def test_a_body_that_is_not_declared_json_is_a_415(client: Client, api: EmbeddedApi) -> None:
     auth = api.token("sam", "sales", "agent")
     sent = client.post(
