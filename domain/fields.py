@@ -3,7 +3,8 @@
 Each kind of field has one bound here: the domain's checks (`domain.validation`) enforce
 it for every caller, and the annotated types below carry it into the command classes,
 so the HTTP schemas refuse the same values before the domain sees them and the OpenAPI
-document shows them. Single-line text refuses every control character; free text allows
+document shows them. Single-line text refuses every control character, C0 (U+0000-U+001F),
+DEL and C1 (U+0080-U+009F: U+009B is a terminal's one-character CSI); free text allows
 only newline and tab among them (no NUL, no terminal escapes). Times must carry a zone
 and lie within 1900-01-01 .. 9999-12-31 once converted to UTC, so every store and every
 projection can represent them. Amounts are non-negative decimals below 10^12 with at
@@ -20,8 +21,8 @@ from typing import Annotated
 
 from msgspec import Meta
 
-SINGLE_LINE = r"^[^\x00-\x1f\x7f]*$"
-FREE_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+SINGLE_LINE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+FREE_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
 
 PERSON = 100  # an agent, an assignee, a participant, a message id, an order id
 LINE = 200  # a name, a company, a subject, a title, a reason

@@ -19,7 +19,7 @@ MAX_UTC_OFFSET = timedelta(hours=23, minutes=59)
 """The widest zone offset a time may carry (what RFC 3339 text can write)."""
 EARLIEST_INSTANT, LATEST_INSTANT = bound.EARLIEST, bound.LATEST
 """The first and last instants a time may name (compared as instants, not as text)."""
-FORBIDDEN_IN_TEXT = "".join(map(chr, range(32))) + "\x7f"
+FORBIDDEN_IN_TEXT = "".join(map(chr, [*range(0x20), *range(0x7F, 0xA0)]))
 """Characters no single-line text may contain (free text allows newline and tab)."""
 MAX_AMOUNT, AMOUNT_PLACES = bound.AMOUNT_LIMIT, bound.AMOUNT_PLACES
 """Amounts are below MAX_AMOUNT, with at most AMOUNT_PLACES decimal places."""

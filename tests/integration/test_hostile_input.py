@@ -132,8 +132,10 @@ def test_oversized_lists_and_bodies_are_refused(client: Client, api: EmbeddedApi
 
 
 def test_control_characters_are_refused_in_text(client: Client, api: EmbeddedApi) -> None:
+    """C0 and C1 controls alike: U+009B is the one-character CSI and U+009D the OSC of a
+    terminal (they were accepted, and `crm audit history` prints events as stored)."""
     auth = api.token("sam", "sales", "agent")
-    for name in ("Ada\x00Lovelace", "Ada \x1b[31mred"):
+    for name in ("Ada\x00Lovelace", "Ada \x1b[31mred", "Ada \x9b31mred", "Ada\x85Lovelace"):
         refused = client.post("/v1/customers", json={"name": name}, headers=auth)
         assert problem(refused, 400)["field"] == "name"
     customer = client.post("/v1/customers", json={"name": "Ada"}, headers=auth).json()["id"]
@@ -142,8 +144,10 @@ def test_control_characters_are_refused_in_text(client: Client, api: EmbeddedApi
     message = {"direction": "inbound", "author": "ada", "content": "line one\nline\ttwo"}
     url = f"/v1/conversations/{conversation}/messages"
     assert client.post(url, json=message, headers=auth).status_code == 201
-    escaped = message | {"content": "\x1b]0;pwned\x07"}
-    assert problem(client.post(url, json=escaped, headers=auth), 400)["field"] == "content"
+    for content in ("\x1b]0;pwned\x07", "\x9d0;pwned\x9c", "a\x80b"):
+        escaped = message | {"content": content}
+        assert problem(client.post(url, json=escaped, headers=auth), 400)["field"] == "content"
+    assert api.runtime.app.head_position() == 3
 
 
 def test_limits_show_in_the_openapi_document(client: Client) -> None:

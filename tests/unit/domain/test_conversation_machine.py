@@ -7,6 +7,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
+from domain import validation as check
 from domain.base import DomainError, InvalidTransition, ValidationFailed
 from domain.conversation import Conversation, ConversationClosedError, SurveyNotAllowedError
 from tests.unit.domain.factories import CONVERSATION_ID, customer
@@ -48,7 +49,7 @@ class ConversationMachine(AggregateMachine):
         if error is None and not content.strip():
             error = ValidationFailed
         if error is None and any(
-            (ord(c) < 32 and c not in "\n\t") or c == "\x7f" for c in content.strip()
+            c in check.FORBIDDEN_IN_TEXT and c not in "\n\t" for c in content.strip()
         ):
             error = ValidationFailed  # free text: no control characters but newline and tab
         conversation, ctx = self.conversation, self.next_ctx()
