@@ -7,18 +7,42 @@ store. Personal data is plaintext only in the memory of a request allowed to see
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import pytest
+import structlog
 from litestar.testing import TestClient
 from structlog.testing import capture_logs
 
+from services.api import observability
 from tests.integration.api_support import embedded_api
 
 SECRET = "jane.doe@example.com"
 
 
-def test_no_log_line_or_metric_repeats_what_a_client_put_in_a_path(tmp_path: Path) -> None:
+@contextmanager
+def request_lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MutableMapping[str, Any]]]:
+    """The request lines logged meanwhile, whatever logging an earlier test in this
+    process configured: `configure_logging` filters by level (a test may have set
+    warning) and caches each logger on first use, past what `capture_logs` changes."""
+    configured = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    try:
+        with capture_logs() as logs:
+            monkeypatch.setattr(observability, "log", structlog.get_logger("crm.api"))
+            yield logs
+    finally:
+        structlog.configure(wrapper_class=configured)
+
+
+def test_no_log_line_or_metric_repeats_what_a_client_put_in_a_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with embedded_api(tmp_path) as api, TestClient(app=api.app) as client:
         sales = api.token("sam", "sales", "agent")
         customer = client.post("/v1/customers", json={"name": "Ada"}, headers=sales).json()["id"]
@@ -33,7 +57,7 @@ def test_no_log_line_or_metric_repeats_what_a_client_put_in_a_path(tmp_path: Pat
             ("GET", f"/console/{SECRET}"),
             (SECRET.upper().replace("@", "-"), "/v1/ping"),  # a method is a client's token
         ]
-        with capture_logs() as logs:
+        with request_lines(monkeypatch) as logs:
             for method, path in sent:
                 assert client.request(method, path, headers=sales).status_code >= 400, path
             client.get(f"/v1/customers/{customer}", headers=sales)
