@@ -31,6 +31,9 @@ from typing import Any
 from psycopg import Connection, sql
 
 SCRAM_ITERATIONS = 4096
+SESSION_END_WAIT_MS = 5000
+"""How long a revoke waits for each of the login's sessions to end (and drop its
+temporary tables) before dropping what it owns."""
 
 
 ANALYST_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,62}")
@@ -101,14 +104,32 @@ def grant_login(
 
 
 def revoke_login(conn: Connection[Any], name: str) -> None:
-    """Drop analyst `name` (only a login of this database's analysts' group)."""
+    """Drop analyst `name` (only a login of this database's analysts' group), with its
+    sessions and what it owns.
+
+    A session can leave read-only mode (`BEGIN READ WRITE`) and make what PostgreSQL lets
+    every role make: temporary tables, large objects (`lo_create`). Those made `DROP ROLE`
+    fail, so the login stayed, and a session open at the revoke went on. So: no new
+    sessions, its sessions ended (on every database of the server), what it owns here
+    dropped, then the role. `conn` must be in autocommit: the first steps hold even if
+    the drop fails (it owns objects in another database: `DependentObjectsStillExist`)."""
     name = checked_name(name)
     group = group_role(conn)
     if not _exists(conn, name):
         return
     if not _member(conn, name, group):
         raise NotAnAnalyst(f"role {name!r} is not an analyst login of this database")
-    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    role = sql.Identifier(name)
+    conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(role))
+    # membership lets a CREATEROLE service end the role's sessions and drop what it owns
+    conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
+    conn.execute(
+        "SELECT pg_terminate_backend(pid, %s) FROM pg_stat_activity WHERE usename = %s",
+        (SESSION_END_WAIT_MS, name),
+    )
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+        conn.execute(sql.SQL("DROP ROLE {}").format(role))
 
 
 def _login(conn: Connection[Any], name: str, group: str, verifier: str) -> None:

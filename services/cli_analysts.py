@@ -48,7 +48,7 @@ def _grant(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from psycopg.errors import InsufficientPrivilege
+    from psycopg.errors import DependentObjectsStillExist, InsufficientPrivilege
 
     from consumers.analysts import AnalystNameError, NotAnAnalyst, revoke_login
 
@@ -57,6 +57,11 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
             revoke_login(conn, args.name)
     except (AnalystNameError, NotAnAnalyst, InsufficientPrivilege) as error:
         print(f"crm: {str(error).strip()}", file=sys.stderr)
+        return 1
+    except DependentObjectsStillExist as error:  # it owns objects in another database
+        print(f"crm: {str(error).strip()}", file=sys.stderr)
+        print(f"crm: analyst {args.name} can no longer log in; drop those objects and"
+              " revoke again", file=sys.stderr)  # fmt: skip
         return 1
     print(f"analyst {args.name}: revoked")
     return 0

@@ -114,6 +114,31 @@ def _reads_views_without_personal_data(analyst: psycopg.Connection[Any], mark: s
     assert mark not in repr(seen)
 
 
+def test_a_revoke_ends_the_analysts_sessions_and_drops_what_it_made(
+    database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A session may leave read-only mode and make a large object and a temporary table:
+    `DROP ROLE` then failed (a traceback), the login stayed and its session read on."""
+    name = f"ann_{uuid.uuid4().hex[:8]}"
+    password = _grant(monkeypatch, capsys, database, name)
+    analyst = _as(database, name, password)
+    with analyst.transaction():
+        analyst.execute("SET TRANSACTION READ WRITE")
+        made = analyst.execute("SELECT lo_create(0)").fetchone()
+        analyst.execute("CREATE TEMP TABLE kept (x int) ON COMMIT PRESERVE ROWS")
+    assert made is not None
+    assert main(["analysts", "revoke", name]) == 0
+    with pytest.raises(psycopg.OperationalError):  # its session was ended
+        analyst.execute("SELECT 1")
+    analyst.close()
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None
+        lo = conn.execute("SELECT 1 FROM pg_largeobject_metadata WHERE oid = %s", made)
+        assert lo.fetchone() is None
+    with pytest.raises(psycopg.OperationalError):
+        _as(database, name, password)
+
+
 def test_a_role_that_is_no_analyst_is_left_alone(
     database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
