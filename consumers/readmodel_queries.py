@@ -19,6 +19,7 @@ from operator import itemgetter
 from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
+from consumers.byte_pages import octets
 from consumers.readmodel_store import ReadModelStore
 from projections import PROJECTIONS
 from projections.base import ColumnType
@@ -259,7 +260,7 @@ def timeline(
         query = "SELECT t.*, w.department" + source + order + " LIMIT %(limit)s"
         return typed_fetch(store, query, tables, params)
     # the entries' sizes first (no text handed over), then only the entries that fit
-    size = f"{_octets(store, 't.author')} + {_octets(store, 't.content')}"
+    size = f"{octets(store.dialect, 't.author')} + {octets(store.dialect, 't.content')}"
     sizes = f"SELECT t.entry_id AS kept, t.occurred_at, t.entry_id, {size} AS entry_bytes"
     running = (
         f"SELECT kept, entry_bytes, sum(entry_bytes) OVER ({order.strip()} ROWS UNBOUNDED"
@@ -273,15 +274,6 @@ def timeline(
         " ORDER BY " + ", ".join(f"t.{key.column}" for key in TIMELINE_ORDER)
     )  # fmt: skip
     return typed_fetch(store, query, tables, params | {"max_bytes": max_bytes})
-
-
-def _octets(store: ReadModelStore, column: str) -> str:
-    """SQL for the bytes a text `column` holds (0 for NULL). PostgreSQL's `octet_length`
-    takes a stored value's size from its header, without reading it; SQLite 3.40 has no
-    `octet_length`, and its `length` of text would count characters."""
-    if store.dialect == "postgresql":
-        return f"coalesce(octet_length({column}), 0)"
-    return f"coalesce(length(CAST({column} AS BLOB)), 0)"
 
 
 def sales_open_tasks(store: ReadModelStore, customer_id: UUID) -> Row:

@@ -4,7 +4,8 @@ Each insert extends the chain (`domain.hashchain`) in the same transaction: the 
 are inserted first, which takes SQLite's write lock (the counterpart of PostgreSQL's
 table lock: one writer at a time, so positions are in commit order), then the chain's
 head is read and one `executemany` appends the batch's links to `<events table>_chain`.
-The table of signed checkpoints is created beside them. Selected by
+The table of signed checkpoints is created beside them. `select_notifications_within` is
+the embedded follower's page read, bounded in bytes (`consumers.byte_pages`). Selected by
 `APPLICATION_RECORDER_TOPIC` (see `services.event_store.store_env`).
 
 I/O: SQLite.
@@ -16,9 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
+from consumers.byte_pages import notifications_within, within_params
 from domain.hashchain import GENESIS, canonical_event, chain_rows
 
 
@@ -31,6 +33,7 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
             f"SELECT position, chain FROM {self.chain_table} ORDER BY position DESC LIMIT 1"
         )
         self._insert_links = f"INSERT INTO {self.chain_table} VALUES (?, ?, ?)"
+        self._select_within = notifications_within("sqlite", events_table_name, "rowid", "?")
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -59,6 +62,24 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
             self._insert_links, chain_rows(head_position, head_chain, positions, canonicals)
         )
         return positions
+
+    def select_notifications_within(
+        self, start: int, limit: int, max_bytes: int
+    ) -> Sequence[Notification]:
+        """`select_notifications(start, limit)` cut by bytes in the database: it stops at
+        the notification whose state brings the page to `max_bytes` (`consumers.byte_pages`)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._select_within, within_params(start, limit, max_bytes))
+            return [
+                Notification(
+                    id=id_,
+                    originator_id=self.convert_originator_id(originator_id),
+                    originator_version=version,
+                    topic=topic,
+                    state=state,
+                )
+                for id_, originator_id, version, topic, state in c.fetchall()
+            ]
 
 
 def _uuid(originator_id: UUID | str) -> UUID:
