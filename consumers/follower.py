@@ -1,6 +1,7 @@
 """Embedded mode: the projections follow the event store directly, in process.
 
-No Kafka: the follower pages through the notification log (`select_notifications`),
+No Kafka: the follower pages through the notification log (`select_notifications_within`:
+at most `batch_size` events, and `page_bytes` of stored states bar the last event's),
 decodes each record as the application's mapper does but leaves it sealed (read models
 store sealed values), derives the search terms of customer events (loading the page's
 data keys in one query, `Keyring.preload`) and applies every projection through the
@@ -26,6 +27,7 @@ from typing import Any
 import structlog
 
 from consumers.blind_index import needs_terms, search_terms
+from consumers.byte_pages import PAGE_BYTES
 from consumers.keyring import Keyring
 from consumers.projecting import Item, commit, retry_letters
 from consumers.readmodel_store import STORE_TOPIC, ReadModelStore, Status, StoredLetter
@@ -47,6 +49,7 @@ class EventStoreFollower:
         projections: Iterable[Projection],
         *,
         batch_size: int = 500,
+        page_bytes: int = PAGE_BYTES,
         poll_interval: float = 0.05,
         on_applied: Callable[[], None] = lambda: None,
     ) -> None:
@@ -57,6 +60,7 @@ class EventStoreFollower:
         self.store = store
         self.projections = list(projections)
         self.batch_size = batch_size
+        self.page_bytes = page_bytes
         self.poll_interval = poll_interval
         self.stop_event = threading.Event()
         self.generations = {p.name: store.install(p) for p in self.projections}
@@ -85,7 +89,9 @@ class EventStoreFollower:
     def step(self) -> int:
         """Apply one page of new events to every projection; how many events were read."""
         start = self.position() + 1
-        notifications = self.app.recorder.select_notifications(start, self.batch_size)
+        notifications = self.app.recorder.select_notifications_within(
+            start, self.batch_size, self.page_bytes
+        )
         if not notifications:
             return 0
         items = self._items(notifications)

@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from consumers.byte_pages import PAGE_BYTES, cut_short
 from consumers.envelope import AGGREGATE_TYPES, HEADERS, all_topics, to_record, topic_name
 from consumers.kafka_io import BrokerUnavailable, Producer, SendResult, describe_topic_configs
 from consumers.outage import KAFKA, POSTGRES, Dependencies
@@ -102,6 +103,7 @@ class Relay:
         topic_prefix: str = "",
         wakeup: Wakeup | None = None,
         page_size: int = 2000,
+        page_bytes: int = PAGE_BYTES,
         confirm_timeout: float = 30.0,
         dependencies: Dependencies | None = None,
     ) -> None:
@@ -111,12 +113,15 @@ class Relay:
         self._prefix = topic_prefix
         self._wakeup = wakeup or PollWakeup()
         self._page_size = page_size
+        self._page_bytes = page_bytes
         self._confirm_timeout = confirm_timeout
         self._producer: Producer | None = None
         self._position = positions.load()
         self._sent = self._position
         self._pending: tuple[list[SendResult], int] | None = None
         self._deps = dependencies or Dependencies("relay")
+        self.caught_up = False
+        """Whether the last page read reached the end of the log (then `run` waits)."""
 
     @property
     def position(self) -> int:
@@ -127,12 +132,15 @@ class Relay:
         """Send the next page; the number sent.
 
         Pipelined: page k is confirmed (and its position stored) after page k+1 has been
-        handed to the producer, so Kafka is never idle while the log is read. A short page
-        means the relay has caught up: it is confirmed at once, for latency. A poison event
-        stops the relay, but only after everything before it is published and stored.
+        handed to the producer, so Kafka is never idle while the log is read. A page is
+        at most `page_size` events and stops at the one whose state brings it to
+        `page_bytes` (read so by the database: the largest events are ~350 kB). A page
+        short of both means the relay has caught up: it is confirmed at once, for
+        latency. A poison event stops the relay, but only after everything before it is
+        published and stored.
         """
-        page: Sequence[Any] = self._recorder.select_notifications(
-            start=self._sent + 1, limit=self._page_size
+        page: Sequence[Any] = self._recorder.select_notifications_within(
+            self._sent + 1, self._page_size, self._page_bytes
         )
         self._deps.back(POSTGRES)
         started = time.perf_counter()
@@ -145,7 +153,8 @@ class Relay:
             self._confirm_pending(flush=True)
             raise
         self._send(records, page[-1].id if page else self._sent)
-        if len(page) < self._page_size:
+        self.caught_up = not cut_short(page, self._page_size, self._page_bytes)
+        if self.caught_up:
             self._confirm_pending(flush=True)
         if page:
             log.info(
@@ -207,7 +216,8 @@ class Relay:
         log.info("relay started", position=self._position, prefix=self._prefix)
         while not stop.is_set():
             try:
-                if self.publish_page() < self._page_size:
+                self.publish_page()
+                if self.caught_up:
                     self._wakeup.wait(idle_wait)
             except BrokerUnavailable as error:
                 self._resend_from_stored_position()

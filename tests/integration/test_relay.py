@@ -12,8 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -23,8 +25,8 @@ from cloudevents.core.formats.json import JSONFormat
 from eventsourcing.persistence import StoredEvent
 from psycopg_pool import ConnectionPool
 
-from consumers.envelope import all_topics
-from consumers.kafka_io import Producer, ensure_topics
+from consumers.envelope import all_topics, from_cloudevent
+from consumers.kafka_io import Producer, ensure_topics, read_all
 from consumers.relay import Relay, RelayPoisoned, UnsafeTopics, verify_topics
 from consumers.relay_position import PostgresRelayPosition, relay_status
 from services.event_store import CrmApplication, open_event_store
@@ -190,6 +192,73 @@ def _check_cloudevents_sdk(message: object) -> None:
     for name in ("aggregatetype", "aggregateversion", "position", "schemaversion", "actor"):
         assert event.get_extension(name) == attrs[name]
     assert event.get_data() is not None
+
+
+class _SavedPositions(PostgresRelayPosition):
+    """The real position store, noting every position saved: each page's last id."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        super().__init__(pool)
+        self.saved: list[int] = []
+
+    def save(self, position: int) -> None:
+        super().save(position)
+        self.saved.append(position)
+
+
+class _StopAtFirstWait:
+    """A wake-up that stops the relay the first time it would wait for new events,
+    noting the position stored by then."""
+
+    def __init__(self, stop: threading.Event, positions: _SavedPositions) -> None:
+        self._stop, self._positions = stop, positions
+        self.waited_at: list[int] = []
+
+    def wait(self, timeout: float) -> None:
+        self.waited_at.append(self._positions.saved[-1] if self._positions.saved else 0)
+        self._stop.set()
+
+    def close(self) -> None:
+        return None
+
+
+def test_pages_cut_by_bytes_publish_everything_once_without_waiting(
+    app: CrmApplication, pg_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    expected = write_customers(app, customers=6, versions=8)
+    sizes = {n.id: len(n.state) for n in app.recorder.select_notifications(1, 1000)}
+    head, budget = max(sizes), sum(sizes.values()) // 8
+    ensure_topics(kafka_bootstrap, all_topics(topic_prefix), partitions=1)
+    pool = ConnectionPool(pg_url, min_size=1, max_size=1, open=True)
+    positions = _SavedPositions(pool)
+    stop = threading.Event()
+    wakeup = _StopAtFirstWait(stop, positions)
+    relay = Relay(
+        app.recorder,
+        lambda: Producer(kafka_bootstrap),
+        positions,
+        topic_prefix=topic_prefix,
+        wakeup=wakeup,
+        page_bytes=budget,
+    )
+    try:
+        relay.run(stop, idle_wait=3600)  # until it first waits: caught up, or not
+    finally:
+        relay.close()
+        pool.close()
+    assert wakeup.waited_at == [head]  # no wait between the pages cut by bytes
+    bounds = [0, *positions.saved]  # every page's last id is stored once it is confirmed
+    assert bounds == sorted(set(bounds)), bounds
+    assert len(bounds) > 5, bounds  # the pages were cut by bytes
+    for first, last in pairwise(bounds):
+        page = [sizes[i] for i in range(first + 1, last + 1)]
+        assert sum(page[:-1]) < budget, (first, last, page)
+        assert last == head or sum(page) >= budget, (first, last, page)
+    records = read_all(kafka_bootstrap, all_topics(topic_prefix))
+    assert [from_cloudevent(r.value)[1] for r in records] == list(range(1, head + 1))
+    assert_complete_in_order(
+        expected, published_versions(kafka_bootstrap, topic_prefix), duplicates_allowed=False
+    )
 
 
 def test_unsafe_topics_are_refused(kafka_bootstrap: str, topic_prefix: str, pg_url: str) -> None:

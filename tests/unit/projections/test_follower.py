@@ -57,6 +57,31 @@ def test_follower_applies_new_events_once_and_resumes(tmp_path: Path) -> None:
         app.close()
 
 
+def test_follower_pages_are_bounded_in_bytes(tmp_path: Path) -> None:
+    """A page stops at the event whose stored state brings it to `page_bytes`, however
+    many `batch_size` allows; the pages still apply every event, in order."""
+    keyring = Keyring(SqliteKeyStore(tmp_path / "keys.db"))
+    app = open_event_store(None, tmp_path, keyring)
+    store = SqliteStore(tmp_path / "readmodels.db")
+    try:
+        app.events.put(list(Workload(seed=5).events(120)))
+        sizes = [len(n.state) for n in app.recorder.select_notifications(1, 1000)]
+        budget = sum(sizes) // 10
+        follower = EventStoreFollower(
+            app, store, PROJECTIONS.values(), batch_size=500, page_bytes=budget
+        )
+        first = 0
+        while read := follower.step():
+            page = sizes[first : first + read]
+            assert sum(page[:-1]) < budget, page
+            assert first + read == len(sizes) or sum(page) >= budget, page
+            first += read
+        assert first == len(sizes) == applied_position(store) == app.head_position()
+    finally:
+        store.close()
+        app.close()
+
+
 def test_follower_applies_times_at_the_edges_of_the_calendar(tmp_path: Path) -> None:
     """`due_at` 0001-01-01T00:00+14:00 is year 0 in UTC, `ordered_at`
     9999-12-31T23:59:59-23:59 year 10000. The domain refuses both now (times lie within
