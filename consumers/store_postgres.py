@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import Connection, sql
@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS crm_projections (
     code_version integer,
     switched_at timestamptz
 )"""
-_LOCK = 0x70726A  # advisory lock id for generation changes ("prj")
+_GENERATIONS_LOCK: LiteralString = "LOCK TABLE crm_projections IN SHARE ROW EXCLUSIVE MODE"
+"""Generation changes take turns (the mode conflicts with itself; reads go on). A table's
+lock, not an advisory one, which any role that can log in (an analyst) could hold."""
 
 
 class PostgresStore:
@@ -84,7 +86,7 @@ class PostgresStore:
         if live is not None:
             return live
         with self.pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            conn.execute(_GENERATIONS_LOCK)
             live = self._live(conn, projection.name)
             if live is None:
                 live = self._create(conn, projection)
@@ -93,7 +95,7 @@ class PostgresStore:
 
     def create_generation(self, projection: Projection) -> int:
         with self.pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            conn.execute(_GENERATIONS_LOCK)
             return self._create(conn, projection)
 
     def switch(self, projection: Projection, generation: int) -> None:
@@ -108,7 +110,7 @@ class PostgresStore:
                     sql.SQL("ANALYZE {}").format(q(_schema(projection.name, generation), spec.name))
                 )
         with self.pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            conn.execute(_GENERATIONS_LOCK)
             old = self._live(conn, projection.name)
             self._switch(conn, projection, generation)
             if old is not None and old != generation:

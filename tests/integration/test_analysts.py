@@ -4,6 +4,7 @@ across a rebuild's switch."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +15,16 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 from psycopg import errors, sql
+from psycopg_pool import ConnectionPool
 
 from bench.databases import fresh_database
 from consumers.follower import rebuild_from_store
 from consumers.readmodel_store import analyst_views, public_tables
+from consumers.relay_position import PostgresRelayPosition
+from consumers.store_postgres import PostgresStore
 from projections import PROJECTIONS
 from services.cli import main
+from services.event_store import open_event_store
 from tests.integration.api_support import EmbeddedApi, embedded_api
 
 
@@ -169,3 +174,46 @@ def test_a_name_that_is_no_plain_role_name_is_refused_and_creates_nothing(
     assert "bad analyst name" in capsys.readouterr().err
     with psycopg.connect(database) as conn:
         assert conn.execute("SELECT count(*) FROM pg_roles").fetchone() == before
+
+
+def test_no_lock_an_analyst_can_take_keeps_the_processes_from_starting_or_rebuilding(
+    database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every process creating its tables, and every generation change, waited for an
+    advisory lock, which any login may take: an analyst holding them kept every `crm`
+    process from starting until their session ended. The locks are tables' now, which
+    an analyst may not lock."""
+    open_event_store(database, None).close()  # the tables exist, as in any restart
+    PostgresStore(database, max_size=1).close()
+    name = f"eve_{uuid.uuid4().hex[:8]}"
+    analyst = _as(database, name, _grant(monkeypatch, capsys, database, name))
+    for advisory in (0x63726D, 0x70726A):  # the ids the processes used, read from the source
+        analyst.execute("SELECT pg_advisory_lock(%s)", (advisory,))
+    for table in ("crm_ddl_lock", "crm_projections"):
+        with pytest.raises(errors.InsufficientPrivilege), analyst.transaction():
+            analyst.execute(sql.SQL("LOCK TABLE {}").format(sql.Identifier(table)))
+    projection = PROJECTIONS["sales"]
+    errors_seen: list[BaseException] = []
+
+    def start_and_rebuild() -> None:
+        try:
+            open_event_store(database, None).close()
+            with ConnectionPool(database, min_size=1, max_size=2, open=True) as pool:
+                PostgresRelayPosition(pool)
+            store = PostgresStore(database, max_size=2)
+            try:
+                store.install(projection)
+                store.switch(projection, store.create_generation(projection))
+            finally:
+                store.close()
+        except BaseException as error:  # asserted below
+            errors_seen.append(error)
+
+    starting = threading.Thread(target=start_and_rebuild, daemon=True)
+    starting.start()
+    starting.join(timeout=120)  # a bound on waiting for ever, not a speed
+    still_waiting = starting.is_alive()
+    analyst.close()  # its locks go with it: a thread still waiting ends now
+    starting.join()
+    assert not still_waiting, "a process start or a rebuild waited for the analyst's lock"
+    assert errors_seen == []

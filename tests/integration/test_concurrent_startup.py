@@ -1,7 +1,7 @@
 """Processes that start together (`crm api`, `crm relay`, `crm consume ...`) all create
 their tables if missing. `CREATE TABLE IF NOT EXISTS` is not safe against a concurrent
 twin (the loser fails on a unique violation in `pg_type`), so every creator runs under
-one advisory lock (`consumers.pg_ddl`); here many start at once on a fresh database."""
+one lock (`consumers.pg_ddl`); here many start at once on a fresh database."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_every_table_creator_survives_starting_together(pg_url: str) -> None:
             with pool.connection() as conn:  # every round starts from missing tables
                 conn.execute(
                     "DROP TABLE IF EXISTS crm_projections, crm_subject_keys, crm_relay_position,"
-                    " crm_idempotency, crm_principals, crm_events, crm_snapshots"
+                    " crm_idempotency, crm_principals, crm_events, crm_snapshots, crm_ddl_lock"
                 )
             errors = start_together(creators * STARTERS)
             assert errors == [], f"round {round_}: {errors[:3]}"
