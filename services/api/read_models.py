@@ -75,7 +75,7 @@ class ReadModels:
     def customers(
         self, department: str, *, tag: str | None, cursor: str | None, limit: int
     ) -> Page:
-        after = _uuid_cursor(cursor)
+        after = uuid_cursor(cursor)
         rows = rq.department_customers(
             self.store, department, tag=tag, after=after, limit=limit + 1
         )
@@ -95,7 +95,7 @@ class ReadModels:
         the caller may find (`AccessModel.findable`)."""
         rows = search_customers(
             self.store, terms=terms, company=company, tag=tag, department=findable.department,
-            consenting=findable.consenting, after=_uuid_cursor(cursor), limit=limit + 1,
+            consenting=findable.consenting, after=uuid_cursor(cursor), limit=limit + 1,
         )  # fmt: skip
         return _customer_page(rows, limit)
 
@@ -230,7 +230,7 @@ def _typed(key: rq.SortKey, value: Any) -> Any:
     return instant
 
 
-def _uuid_cursor(cursor: str | None) -> UUID | None:
+def uuid_cursor(cursor: str | None) -> UUID | None:
     if cursor is None:
         return None
     try:

@@ -144,6 +144,23 @@ def test_no_cursor_names_a_customer_the_searcher_may_not_find(api: EmbeddedApi) 
         assert len(_ids(client, marketing, f"name=zq{mark}")) == 2  # theirs to find by name
 
 
+def test_a_search_that_finds_nobody_checks_its_input_as_any_search(api: EmbeddedApi) -> None:
+    """An analyst finds nobody by a personal field, so the search answered an empty page
+    before reading its input: a malformed cursor or e-mail was a 200 to them and a 400
+    to anyone else."""
+    analyst = api.token("ann", "analytics", "analyst")
+    admin = api.token("root", "it", "admin")
+    with TestClient(app=api.app) as client:
+        for query in ("name=ida&cursor=not-a-cursor", "email=not-an-e-mail", "phone=x"):
+            answers = {
+                role: client.get(f"/v1/customers?{query}", headers=headers).status_code
+                for role, headers in (("analyst", analyst), ("admin", admin))
+            }
+            assert answers["analyst"] == answers["admin"] in (400, 422), (query, answers)
+        found = client.get("/v1/customers?name=ida", headers=analyst)
+        assert found.json() == {"items": [], "next_cursor": None}, found.text
+
+
 def test_search_pages_by_id_and_refuses_what_cannot_match(api: EmbeddedApi) -> None:
     mark = uuid.uuid4().hex[:10]
     admin = api.token("root", "it", "admin")
