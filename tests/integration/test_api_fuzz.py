@@ -6,6 +6,7 @@ from its first call to the end of the test, and a served app's lifespan runs onc
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,8 @@ def _app(tmp: Path) -> tuple[Any, str]:
     return app, token
 
 
-_tmp = Path(__import__("tempfile").mkdtemp(prefix="crm-fuzz-"))
-schema = schemathesis.openapi.from_asgi("/openapi.json", _app(_tmp)[0]).exclude(
+_schema_dir = tempfile.TemporaryDirectory(prefix="crm-fuzz-")  # removed at exit: it holds keys
+schema = schemathesis.openapi.from_asgi("/openapi.json", _app(Path(_schema_dir.name))[0]).exclude(
     path="/v1/events/stream"
 )
 
