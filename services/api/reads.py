@@ -30,7 +30,6 @@ from litestar.params import QueryParameter
 from consumers.blind_index import BlindIndex, company_prefix
 from consumers.keyring import Keyring, opener_of
 from consumers.sealed_rows import SUBJECT, open_cells, owners, sealed_cells
-from domain import codec
 from domain.base import Aggregate, DomainEvent
 from domain.conversation import Conversation
 from domain.customer import Customer
@@ -62,7 +61,7 @@ from services.api.views import (
 )
 from services.cli_args import POSITION_LIMIT
 from services.commands import Caller
-from services.states_as_of import AggregatesAsOf
+from services.past_reads import PastReads, shown_in_events
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
@@ -100,9 +99,7 @@ class Reader:
         customer = await self._current(Customer, customer_id, min_position)  # sealed
         fields = self.access.read(self.principal, resource_of(customer), "as_of.read" * bool(as_of))
         if instant is not None:
-            now = resource_of(customer)
-            customer = await _off_loop(self.services.app.as_of, Customer, customer_id, instant)
-            fields = self.access.past_fields(self.principal, resource_of(customer), now)
+            customer, fields = await _off_loop(self._past.state, customer, instant)
         else:
             shown = unmasked(Customer.personal_fields, fields)
             customer = await self.services.current.opened(customer, shown)
@@ -149,41 +146,27 @@ class Reader:
         more = len(judged) > page.limit
         del judged[page.limit :]
         if self._recording:
-            shown: dict[UUID, set[str]] = {}
-            for event, access in judged:
-                shown.setdefault(event.data_subject, set()).update(
-                    revealed(event, event.personal_fields, access)
-                )
-            self._reveal(shown)
+            self._reveal(shown_in_events(judged))
         entries = [history_entry(event, access) for event, access in judged]
         return Response(entries, headers=page.link(entries[-1].version) if more else {})
 
     def _opened_history(
         self, now: Aggregate, fields: FieldAccess, page: HistoryPage
     ) -> list[tuple[DomainEvent, FieldAccess]]:
-        """The page's events and one more (to tell whether a next page exists), each
-        with the caller's field access to it (`fields`, theirs to the aggregate `now`,
-        unless it follows the aggregate's state: then also that of the state the event
-        left), the fields it shows opened, the others left sealed (to be masked). On a
-        worker thread: keys may be fetched."""
-        keyring, access, principal = self.keyring, self.access, self.principal
+        """The page's events and one more (to tell whether a next page exists), judged
+        (`services.past_reads.PastReads.events`). On a worker thread: keys may be fetched."""
         stored = self.services.app.sealed_history(now.id, after=page.cursor, limit=page.limit + 1)
-        judged = [(event, fields) for event in stored]
-        if access.fields_follow_state(principal, now.aggregate_type):
-            states, current = AggregatesAsOf(self.services.app), resource_of(now)
-            judged = [
-                (event, access.past_fields(principal, resource_of(states.after(event)), current))
-                for event in stored
-            ]
-        return [
-            (codec.unseal(event, keyring, unmasked(event.personal_fields, access)), access)
-            for event, access in judged
-        ]
+        return list(self._past.events(now, fields, stored))
 
     async def _opener(self, aggregate: Conversation | Task) -> Callable[[str], str] | None:
         """Opens the personal values of a conversation or task (its customer's)."""
         subject = aggregate.customer_id
         return None if subject is None else await self.services.current.opener(subject)
+
+    @property
+    def _past(self) -> PastReads:
+        """The caller's reads of the past (history, as of)."""
+        return PastReads(self.services.app, self.keyring, self.access, self.principal)
 
     @property
     def _recording(self) -> bool:
