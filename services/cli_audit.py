@@ -1,4 +1,5 @@
-"""`crm audit ...`: what auditors run. History and past state of any aggregate, and the
+"""`crm audit ...`: what auditors run. History and past state of any aggregate
+(`services.cli_audit_past`), the access log (`services.cli_audit_access`), and the
 proof that the history is complete and unaltered: `verify`, `prove`, `checkpoint`,
 `public-key`, and the one-time `seal-existing` (see `docs/audit.md`).
 
@@ -8,7 +9,6 @@ Exit codes: 0 done (verify: no break), 1 a break or a refusal, 2 configuration.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import threading
 from collections.abc import Iterator
@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import msgspec
-
-from services import cli_audit_access
+from services import cli_audit_access, cli_audit_past
 from services.bootstrap import Runtime, bootstrap
-from services.cli_args import POSITION, POSITION_LIMIT, add_range, int_between, zoned_time
+from services.cli_args import POSITION, POSITION_LIMIT, add_range, int_between
 from services.settings import ConfigError, Settings
 
 
@@ -31,13 +29,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "audit", help="history, past state, and proof that the log is complete and unaltered"
     )
     actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
-    history = actions.add_parser("history", help="every event of one aggregate, as JSON lines")
-    history.add_argument("id", type=UUID)
-    history.set_defaults(handler=_history)
-    as_of = actions.add_parser("as-of", help="an aggregate's state at an instant (RFC 3339)")
-    as_of.add_argument("id", type=UUID)
-    as_of.add_argument("time", type=zoned_time, help="RFC 3339, with a zone")
-    as_of.set_defaults(handler=_as_of)
+    cli_audit_past.register(actions)
     _register_integrity(actions)
     cli_audit_access.register(actions)
 
@@ -86,67 +78,6 @@ def _register_verify(actions: argparse._SubParsersAction[Any]) -> None:
         help="checkpoints kept elsewhere (JSON lines or API answer)",
     )
     verify.set_defaults(handler=_verify)
-
-
-# --- history and past state ------------------------------------------------------------
-
-
-OPERATOR_ROLE = "auditor"
-"""`crm audit` reads as an operator holding the database credentials, with an auditor's
-rights, decided by the access model like any API caller's."""
-
-
-def _audited(runtime: Runtime, aggregate_id: Any) -> Iterator[Any]:
-    """The aggregate's events, a page at a time, once the access model let the operator
-    read its history (judged by its current state, loaded sealed)."""
-    from domain.base import AGGREGATE_CLASSES, NotFound
-    from services.access import Principal, Role, resource_of
-
-    events = runtime.app.opened_events(aggregate_id)
-    first = next(events, None)
-    if first is None:
-        raise NotFound("aggregate", aggregate_id)
-    current = runtime.app.sealed_load(AGGREGATE_CLASSES[first.aggregate_type], aggregate_id)
-    operator = Principal(name="operator", department="it", role=Role(OPERATOR_ROLE))
-    runtime.access.read(operator, resource_of(current), "history.read")
-    return itertools.chain((first,), events)
-
-
-def _history(args: argparse.Namespace, settings: Settings) -> int:
-    from domain.base import NotFound
-
-    runtime = bootstrap(settings)
-    try:
-        for event in _audited(runtime, args.id):
-            sys.stdout.write(msgspec.json.encode(event).decode() + "\n")
-    except NotFound:
-        print(f"crm: no events for {args.id}", file=sys.stderr)
-        return 1
-    finally:
-        runtime.close()
-    return 0
-
-
-def _as_of(args: argparse.Namespace, settings: Settings) -> int:
-    from domain.base import AGGREGATE_CLASSES, NotFound
-
-    runtime = bootstrap(settings)
-    try:
-        kind = AGGREGATE_CLASSES[next(_audited(runtime, args.id)).aggregate_type]
-        state = runtime.app.as_of(kind, args.id, args.time).state()
-        print(msgspec.json.encode(state, enc_hook=_jsonable).decode())
-    except NotFound as error:
-        print(f"crm: {error}", file=sys.stderr)
-        return 1
-    finally:
-        runtime.close()
-    return 0
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, set | frozenset):
-        return sorted(value)
-    raise NotImplementedError(type(value).__name__)
 
 
 # --- integrity ---------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """`crm audit access ID` and `crm audit verify-access`: the access log from the command line.
 
-Reads as the operator `crm audit` reads as (an auditor's rights, decided by the access
-model). `access` prints the records naming a customer as JSON lines, oldest first;
-`verify-access` recomputes the access log's hash chain and names its first break
-(edited, deleted, inserted, reordered), exit 1.
+Reads as the operator `crm audit` reads as (`services.cli_audit_past.operator`: an
+auditor's rights, decided by the access model). `access` prints the records naming a
+customer as JSON lines, oldest first; `verify-access` recomputes the access log's hash
+chain and names its first break (edited, deleted, inserted, reordered), exit 1.
 """
 
 from __future__ import annotations
@@ -44,10 +44,11 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
 
 
 def _store(runtime: Runtime) -> Any:
-    from services.access import Forbidden, Principal, Role, rule_name
+    from services.access import Forbidden, rule_name
     from services.access_log_store import open_access_store
+    from services.cli_audit_past import operator as operator_principal
 
-    operator = Principal(name="operator", department="it", role=Role.AUDITOR)
+    operator = operator_principal()
     if not runtime.access.may(operator, "audit.read"):
         raise Forbidden(rule_name(operator, "audit.read"), "audit.read is for auditors")
     return open_access_store(runtime.pool, runtime.settings.data_dir)

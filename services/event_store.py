@@ -135,6 +135,14 @@ class CrmApplication(Application[UUID]):
         for stored in self.stored_events(aggregate_id):
             yield cast(DomainEvent, self.mapper.to_domain_event(stored))
 
+    def sealed_events(self, aggregate_id: UUID, *, upto: int) -> Iterator[DomainEvent]:
+        """The aggregate's events up to version `upto`, oldest first, their personal
+        fields still sealed, read a page at a time (`stored_events`)."""
+        for stored in self.stored_events(aggregate_id):
+            if stored.originator_version > upto:
+                return
+            yield codec.sealed_event(stored)
+
     def sealed_history(
         self, aggregate_id: UUID, *, after: int = 0, limit: int | None = None
     ) -> list[DomainEvent]:

@@ -2,7 +2,8 @@
 at an instant (as of), each judged by the one access model as the past is judged
 (`AccessModel.past_fields`), and which personal fields of which customers it shows
 unmasked (what the access log records). One path for the API's `history` and `?as_of`
-(`services.api.reads`), for any other reader of the past to share.
+(`services.api.reads`) and for `crm audit history` and `crm audit as-of`
+(`services.cli_audit_past`), so neither decides visibility on its own.
 
 I/O: the event store and the keyring handed in, on the caller's thread.
 """
@@ -18,6 +19,8 @@ from uuid import UUID
 from consumers.keyring import Keyring
 from domain import codec
 from domain.base import Aggregate, DomainEvent
+from domain.conversation import Conversation
+from domain.task import Task
 from services.access import AccessModel, FieldAccess, Principal, resource_of, unmasked
 from services.access_log import revealed
 from services.event_store import CrmApplication
@@ -69,3 +72,11 @@ def shown_in_events(judged: Iterable[Judged]) -> dict[UUID, set[str]]:
         paths = revealed(event, event.personal_fields, seen)
         shown.setdefault(event.data_subject, set()).update(paths)
     return shown
+
+
+def shown_in_state(state: Aggregate, fields: FieldAccess) -> dict[UUID, list[str]]:
+    """Customer -> the personal fields an (opened) aggregate shows with a value."""
+    subject = state.customer_id if isinstance(state, Conversation | Task) else state.id
+    if subject is None:
+        return {}
+    return {subject: revealed(state, type(state).personal_fields, fields)}
