@@ -1,8 +1,10 @@
 """Projection replay from Kafka into PostgreSQL read models: events/s and consumer memory.
 
-Publishes N sealed CloudEvents of a seeded random workload to fresh topics
-(`bench.replay_data`, not timed), then for each projection runs `crm consume NAME
---until-caught-up` as a subprocess against the same database and times it, sampling
+Stores N events of a seeded random workload in the event store of a fresh database and
+publishes them, as the relay does, to fresh topics (`bench.replay_data`, not timed):
+the consumers check every record against that store (`consumers.as_stored`). Then for
+each projection runs `crm consume NAME --until-caught-up` as a subprocess against the
+same database and times it, sampling
 VmRSS and VmHWM from /proc of the consumer and its writer process together (the
 consumer's memory is both: RSS is summed, and the peak is the sum of each process's
 own peak, an upper bound of their peak together). Baselines in the same run, over the same
@@ -171,7 +173,7 @@ def run(
     figures: dict[str, Any] = {"events": count}
     with fresh_database(database_url) as keys_url, ConnectionPool(keys_url, open=True) as pool:
         started = time.perf_counter()
-        copy_keys(publish(kafka_bootstrap, prefix, count), pool)
+        copy_keys(publish(kafka_bootstrap, prefix, count, keys_url), pool)
         seconds = time.perf_counter() - started
         figures["publish_msgs_per_s"] = round(count / seconds)
         read = round(baseline(kafka_bootstrap, prefix, decode=False))

@@ -108,7 +108,7 @@ def run(database_url: str, bootstrap: str, events: int) -> dict[str, Any]:
     kafka = {"bootstrap": bootstrap, "topics": all_topics(prefix), "events": events}
     figures: dict[str, Any] = {"events": events}
     with fresh_database(database_url) as url, ConnectionPool(url, open=True) as keys:
-        copy_keys(publish(bootstrap, prefix, events), keys)
+        copy_keys(publish(bootstrap, prefix, events, url), keys)
         store = PostgresStore(url)
         try:
             for turn, (name, opened) in enumerate(OPENED_BEFORE.items()):
