@@ -41,6 +41,8 @@ from consumers.runner import Polled, ProjectionRunner
 from consumers.store_postgres import PostgresStore
 from projections.base import Projection, every_personal_field
 from projections.dispatch import DispatchProjection
+from services.bootstrap import as_stored
+from services.event_store import open_event_store
 
 OPENED_BEFORE = {
     "sales": frozenset({"name", "email", "phone", "address", "title"}),
@@ -69,7 +71,8 @@ def replay(
     """Replay every record into a fresh generation of `name`; rate and CPU per event."""
     batches: list[tuple[float, int]] = []
     runner = OpeningRunner(
-        store, name, Keyring(PostgresKeyStore(keys)), kafka["bootstrap"], kafka["topics"],
+        store, name, Keyring(PostgresKeyStore(keys)), kafka["stored"], kafka["bootstrap"],
+        kafka["topics"],
         group=f"bench.sealed.{uuid.uuid4().hex[:8]}", opened=opened,
         on_batch=lambda written: batches.append((time.perf_counter(), written.events)),
     )  # fmt: skip
@@ -109,7 +112,8 @@ def run(database_url: str, bootstrap: str, events: int) -> dict[str, Any]:
     figures: dict[str, Any] = {"events": events}
     with fresh_database(database_url) as url, ConnectionPool(url, open=True) as keys:
         copy_keys(publish(bootstrap, prefix, events, url), keys)
-        store = PostgresStore(url)
+        store, app = PostgresStore(url), open_event_store(url, None)
+        kafka["stored"] = as_stored(app, keys)  # what the runner checks records against
         try:
             for turn, (name, opened) in enumerate(OPENED_BEFORE.items()):
                 ways = {"now": frozenset[str](), "before": opened}
@@ -121,5 +125,6 @@ def run(database_url: str, bootstrap: str, events: int) -> dict[str, Any]:
                 print(name, figures[name], flush=True)
         finally:
             store.close()
+            app.close()
     kafka_io.delete_topics(bootstrap, all_topics(prefix))
     return figures

@@ -4,9 +4,13 @@ The reader side of a projection consumer (`consumers.runner`): each Kafka record
 a `Handed` (`consumers.projection_writer`), its event as current-schema codec JSON (its
 personal fields stay sealed: read models store them so) with the blind-index terms of
 the projection's search fields, or the error that makes it a dead letter. Events with
-nothing to open pass as the bytes they arrived in.
+nothing to open pass as the bytes they arrived in. A record is handed over only if the
+event store holds it at its position (`consumers.as_stored`): anyone who can produce to
+the topics could forge one, and the event store is the one truth.
 
-I/O: the keyring's data keys (one query per batch).
+I/O: the event store (one query per batch, `StoredEvents`) and the keyring's data keys
+(one query per batch). Either being unreachable raises (`DATABASE_UNAVAILABLE`): the
+runner waits it out with the records in hand, nothing is skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from consumers import envelope
+from consumers.as_stored import StoredEvents, mismatches
 from consumers.blind_index import needs_terms, search_terms
 from consumers.kafka_io import Consumed
 from consumers.keyring import Keyring
@@ -29,10 +34,12 @@ from domain.customer import CustomerErased
 def hand_over(
     records: Sequence[Consumed],
     keyring: Keyring,
+    stored: StoredEvents,
     fields: frozenset[str],
     search: frozenset[str] = frozenset(),
 ) -> list[Handed]:
-    """Records as a writer takes them; an undecodable one keeps its error (a dead letter).
+    """Records as a writer takes them; one that does not decode, or that is not what the
+    event store holds at its position (`stored`), keeps its error (a dead letter).
 
     Only the personal `fields` (the projection's `personal_inputs`, none since read
     models store sealed values) are opened, and the customer fields in `search` (its
@@ -43,7 +50,7 @@ def hand_over(
     would be wasted (now that is nearly every event).
     """
     decoding = fields | search
-    read = [_read(record, decoding) for record in records]
+    read = _as_stored([_read(record, decoding) for record in records], stored)
     if fields or search:
         keyring.preload(
             r.event.data_subject
@@ -57,11 +64,12 @@ def hand_over(
 def decode(
     records: Sequence[Consumed],
     keyring: Keyring,
+    stored: StoredEvents,
     fields: frozenset[str],
     search: frozenset[str] = frozenset(),
 ) -> list[Item]:
     """Records as items, events decoded and opened as a writer sees them."""
-    return items_of(hand_over(records, keyring, fields, search))
+    return items_of(hand_over(records, keyring, stored, fields, search))
 
 
 class _Read(NamedTuple):
@@ -72,6 +80,8 @@ class _Read(NamedTuple):
     event: DomainEvent | None = None
     """The decoded event, when fields must be opened (or a data key forgotten)."""
     error: str | None = None
+    attributes: envelope.Delivered | None = None
+    """What the record says it is, to compare with the event store."""
 
 
 def _read(record: Consumed, fields: frozenset[str]) -> _Read:
@@ -79,10 +89,23 @@ def _read(record: Consumed, fields: frozenset[str]) -> _Read:
         attributes = envelope.delivered(record.value)
         cls = codec.event_class(attributes.type)
         if attributes.schemaversion == cls.class_version and not _to_open(cls, fields):
-            return _Read(record, attributes.position, bytes(attributes.data))
-        return _Read(record, attributes.position, None, envelope.event_of(attributes))
+            data = bytes(attributes.data)
+            return _Read(record, attributes.position, data, None, None, attributes)
+        event = envelope.event_of(attributes)
+        return _Read(record, attributes.position, None, event, None, attributes)
     except Exception as error:  # any undecodable record is a dead letter, by design
         return _Read(record, 0, None, None, f"{type(error).__name__}: {error}")
+
+
+def _as_stored(read: list[_Read], stored: StoredEvents) -> list[_Read]:
+    """`read`, each record that is not what the event store holds at its position made
+    a dead letter (`consumers.as_stored`): one query for the batch."""
+    reasons = iter(mismatches([r.attributes for r in read if r.attributes is not None], stored))
+    return [
+        r if r.attributes is None or (reason := next(reasons)) is None
+        else _Read(r.record, 0, None, None, reason)
+        for r in read
+    ]  # fmt: skip
 
 
 def _hand(read: _Read, keyring: Keyring, fields: frozenset[str], search: frozenset[str]) -> Handed:

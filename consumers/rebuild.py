@@ -8,6 +8,10 @@
   live one row by row; the scratch generation is dropped either way.
 * `retry`: re-apply the dead letters (they stay dead letters if they fail again); the
   embedded default's are retried from the event store (`consumers.follower`).
+
+All of them read through `consumers.hand_over`, so they too apply only records that
+the event store holds at their positions (`consumers.as_stored`): a forged record on the
+topics is a dead letter in a rebuild as in the live consumer, and stays one on retry.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from consumers.as_stored import StoredEvents
 from consumers.hand_over import decode
 from consumers.keyring import Keyring
 from consumers.projecting import Item, retry_letters
@@ -28,11 +33,13 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True)
 class Source:
-    """Where the events come from: the broker and the projection's topics."""
+    """Where the events come from: the broker and the projection's topics; and what
+    the records are checked against (the event store) and opened with (the keyring)."""
 
     bootstrap: str
     topics: list[str]
     keyring: Keyring
+    stored: StoredEvents
 
 
 def build_generation(
@@ -41,7 +48,7 @@ def build_generation(
     """A new generation of `projection`, filled from offset 0 until no lag remains."""
     generation = store.create_generation(projection)
     runner = ProjectionRunner(
-        store, projection.name, source.keyring, source.bootstrap, source.topics,
+        store, projection.name, source.keyring, source.stored, source.bootstrap, source.topics,
         generation=generation, group=f"{group_id(projection.name)}.v{generation}",
         on_batch=None if progress is None else (lambda written: progress(written.events)),
     )  # fmt: skip
@@ -94,14 +101,20 @@ def compare(store: ReadModelStore, projection: Projection, a: int, b: int) -> li
     return differences
 
 
-def retry(store: ReadModelStore, projection: Projection, keyring: Keyring) -> tuple[int, int]:
+def retry(
+    store: ReadModelStore, projection: Projection, keyring: Keyring, stored: StoredEvents
+) -> tuple[int, int]:
     """Re-apply every dead letter of the live generation (records from Kafka, as the
-    runner stores them): (retried, still failing)."""
-    return retry_letters(store, projection, lambda letters: _items(keyring, projection, letters))
+    runner stores them, checked against the event store again): (retried, still failing)."""
+    return retry_letters(
+        store, projection, lambda letters: _items(keyring, stored, projection, letters)
+    )
 
 
-def _items(keyring: Keyring, projection: Projection, letters: list[StoredLetter]) -> list[Item]:
+def _items(
+    keyring: Keyring, stored: StoredEvents, projection: Projection, letters: list[StoredLetter]
+) -> list[Item]:
     from consumers.kafka_io import Record
 
     records = [Record(t, p, o, None, bytes(payload)) for t, p, o, _, payload in letters]
-    return decode(records, keyring, projection.personal_inputs, projection.search_fields)
+    return decode(records, keyring, stored, projection.personal_inputs, projection.search_fields)

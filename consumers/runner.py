@@ -1,7 +1,9 @@
 """The projection runner: Kafka topics -> one projection's read model, exactly once.
 
 One generic loop for every projection (`crm consume NAME`): poll a batch, decode the
-CloudEvents, open with the keyring the personal fields the projection reads, and hand
+CloudEvents, keep only what the event store holds at their positions (the rest are dead
+letters: `consumers.as_stored`), open with the keyring the personal fields the
+projection reads, and hand
 the batch to a writer (`consumers.projection_writer`; by default a child process, so
 reading the next batch and writing this one use two cores), which writes rows, offsets
 and applied versions in one transaction. Offsets live only in the read-model
@@ -32,6 +34,7 @@ from typing import Literal
 
 import structlog
 
+from consumers.as_stored import StoredEvents
 from consumers.hand_over import hand_over
 from consumers.kafka_io import BrokerUnavailable, Consumed, TopicConsumer
 from consumers.keyring import Keyring
@@ -78,6 +81,8 @@ class ProjectionRunner:
     store: ReadModelStore
     projection_name: str
     keyring: Keyring
+    stored: StoredEvents
+    """The event store the records are checked against (`consumers.as_stored`)."""
     bootstrap: str
     topics: list[str]
     generation: int | None = None
@@ -230,12 +235,13 @@ class ProjectionRunner:
         return Polled([], lag, caught_up=lag == 0 and bool(consumer.kafka.assignment()))
 
     def _hand_over(self, records: Sequence[Consumed], projection: Projection) -> list[Handed]:
-        """`hand_over`, waiting out a key store that cannot be reached (the records stay
-        in hand; if the runner stops meanwhile, they are read again on the next start)."""
+        """`hand_over`, waiting out an event store or key store that cannot be reached
+        (the records stay in hand; if the runner stops meanwhile, they are read again on
+        the next start)."""
         fields, search = projection.personal_inputs, projection.search_fields
         while not self.stop_event.is_set():
             try:
-                return hand_over(records, self.keyring, fields, search)
+                return hand_over(records, self.keyring, self.stored, fields, search)
             except DATABASE_UNAVAILABLE as error:
                 self.stop_event.wait(self.deps.lost(POSTGRES, error))
         return []

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from psycopg_pool import ConnectionPool
 
+from consumers.as_stored import PostgresStoredEvents
 from consumers.key_stores import PostgresKeyStore, SqliteKeyStore
 from consumers.keyring import Keyring
 from consumers.outage import KAFKA, POSTGRES, Dependencies
@@ -28,6 +29,7 @@ from consumers.reachability import (
 )
 from services.access import AccessModel
 from services.event_store import CrmApplication, open_event_store
+from services.pg_batch_recorder import BatchInsertRecorder
 from services.settings import ConfigError, Settings
 
 
@@ -47,6 +49,14 @@ class Runtime:
         """The one access model, over the configured departments (`CRM_DEPARTMENTS`)."""
         return AccessModel(self.settings.departments)
 
+    def as_stored(self) -> PostgresStoredEvents:
+        """The event store as Kafka consumers check their records against it
+        (`consumers.as_stored`): PostgreSQL only (the embedded default has no consumers
+        of Kafka; its follower reads the store itself)."""
+        if self.pool is None:
+            raise TypeError("Kafka records are checked against the PostgreSQL event store only")
+        return as_stored(self.app, self.pool)
+
     def close(self) -> None:
         while self.closers:
             self.closers.pop()()
@@ -64,6 +74,19 @@ def bootstrap(settings: Settings) -> Runtime:
     pool = connect_pool(settings.database_url)
     keyring = Keyring(PostgresKeyStore(pool))
     return Runtime(settings, open_event_store(settings.database_url, None, keyring), keyring, pool)
+
+
+def as_stored(app: CrmApplication, pool: ConnectionPool) -> PostgresStoredEvents:
+    """`Runtime.as_stored` of the PostgreSQL event store `app`, queried on `pool`: the
+    process's own (`consumers.pg_pool`), which reconnects as soon as it is asked after
+    an outage. Not the event store's pool: psycopg_pool's own reconnect backoff left it
+    without a connection for seconds after PostgreSQL was back, and the recorder rides
+    that out by retrying each call for ~12 s, where a consumer would report the outage
+    anew."""
+    recorder = app.recorder
+    if not isinstance(recorder, BatchInsertRecorder):
+        raise TypeError("Kafka records are checked against the PostgreSQL event store only")
+    return PostgresStoredEvents(pool.connection, recorder.events_table)
 
 
 def connect_pool(database_url: str, max_size: int = 8) -> ConnectionPool:

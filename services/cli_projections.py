@@ -5,8 +5,12 @@
 (`consumers.projection_writer`) unless `--single-process`. It rides out database and
 broker outages and reports them, with its watchdog's and writer's restarts, in
 `crm_process_health` (`consumers.process_health`) for the API's /readyz and /metrics.
-Exit codes: 0 done, 1 differences found by `verify`, events still failing after
-`retry`, or a writer process that failed; 2 configuration error.
+Every one that reads Kafka checks each record against the PostgreSQL event store
+(`consumers.as_stored`), so `consume` and `verify` need `CRM_DATABASE_URL` (the
+embedded default has no Kafka consumers: its projections follow the event store, and
+`rebuild` and `retry` replay it). Exit codes: 0 done, 1 differences found by `verify`,
+events still failing after `retry`, or a writer process that failed; 2 configuration
+error.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 from services.bootstrap import wait_for_database, wait_for_kafka
 from services.cli_args import int_between
 from services.logs import configure_logging
-from services.settings import Settings
+from services.settings import ConfigError, Settings
 from services.shutdown import stop_on_signals
 
 
@@ -78,7 +82,18 @@ def _source(settings: Settings, runtime: Any) -> Any:
     from consumers.envelope import all_topics
     from consumers.rebuild import Source
 
-    return Source(settings.kafka_bootstrap, all_topics(settings.topic_prefix), runtime.keyring)
+    topics = all_topics(settings.topic_prefix)
+    return Source(settings.kafka_bootstrap, topics, runtime.keyring, runtime.as_stored())
+
+
+def _require_database(settings: Settings, command: str) -> None:
+    """Reading Kafka needs the PostgreSQL event store its records are checked against."""
+    if settings.embedded:
+        raise ConfigError(
+            "CRM_DATABASE_URL",
+            f"required: crm {command} checks each Kafka record against the PostgreSQL event"
+            " store (the embedded default's projections follow their own store, no Kafka)",
+        )
 
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
@@ -88,6 +103,7 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.runner import ProjectionRunner
 
     _projection(args.name)
+    _require_database(settings, "consume")
     process = f"consume {args.name}"
     stop = stop_on_signals(process)
     if not wait_for_database(settings, process, stop):
@@ -99,8 +115,9 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
         if not wait_for_kafka(settings, deps, stop):  # its row says so meanwhile
             return 0
         runner = ProjectionRunner(
-            store, args.name, runtime.keyring, settings.kafka_bootstrap,
-            all_topics(settings.topic_prefix), max_poll_records=args.batch,
+            store, args.name, runtime.keyring, runtime.as_stored(),
+            settings.kafka_bootstrap, all_topics(settings.topic_prefix),
+            max_poll_records=args.batch,
             writer_process=not args.single_process,
             watchdog_seconds=settings.consumer_watchdog_seconds, dependencies=deps,
             on_restart=health.count if health else None,
@@ -165,6 +182,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.rebuild import verify
 
     projection = _projection(args.name)
+    _require_database(settings, "projections verify")
     runtime, store = _runtime(settings), _store(settings)
     try:
         with _progress(f"verifying {args.name}") as advance:
@@ -189,7 +207,7 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
         else:
             from consumers.rebuild import retry
 
-            retried, failing = retry(store, projection, runtime.keyring)
+            retried, failing = retry(store, projection, runtime.keyring, runtime.as_stored())
     finally:
         store.close()
         runtime.close()

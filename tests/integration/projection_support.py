@@ -1,4 +1,4 @@
-"""Helpers for the projection runner tests: publish events, read tables, compare."""
+"""Helpers for the projection runner tests: store and publish events, read tables, compare."""
 
 from __future__ import annotations
 
@@ -7,44 +7,103 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import Notification
+from psycopg.sql import SQL
 from psycopg_pool import ConnectionPool
 
-from consumers.envelope import all_topics, to_cloudevent, topic_name
+from consumers.envelope import HEADERS, all_topics
 from consumers.kafka_io import Producer, ensure_topics
 from consumers.key_stores import PostgresKeyStore
 from consumers.keyring import Keyring
+from consumers.pg_pool import open_pool
 from consumers.readmodel_store import ReadModelStore
+from consumers.rebuild import Source
+from consumers.relay import encode_notification
 from consumers.store_postgres import PostgresStore
 from consumers.store_sqlite import SqliteStore
 from domain import codec
 from domain.base import DomainEvent
 from domain.customer import CustomerErased
 from projections import PROJECTIONS
+from services.bootstrap import as_stored
+from services.event_store import open_event_store
+
+_HELD = (
+    "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
+    " WHERE (originator_id, originator_version) IN"
+    " (SELECT * FROM unnest(%s::uuid[], %s::bigint[])) ORDER BY notification_id"
+)
 
 
-def publish(
-    bootstrap: str, prefix: str, events: Sequence[DomainEvent], keyring: Keyring, first: int = 1
-) -> None:
-    """Seal and publish `events` as CloudEvents (positions from `first`), like the relay.
+class EventLog:
+    """The real event store of a test's database, and the relay's part: events are
+    stored there (sealed with `keyring`) and published as the relay publishes what is
+    stored, so consumers find them there when they check (`consumers.as_stored`).
+    `stored` is that check's view of the store, for runners built in the test."""
 
-    Like the erase command, it destroys an erased customer's key before any consumer
-    can see the `CustomerErased` event.
-    """
-    ensure_topics(bootstrap, all_topics(prefix), partitions=3)
-    with Producer(bootstrap) as producer:
-        for position, event in enumerate(events, start=first):
-            sealed = codec.seal(event, keyring)
-            producer.send(
-                topic_name(event.aggregate_type, prefix),
-                str(event.originator_id).encode(),
-                to_cloudevent(sealed, position),
+    def __init__(self, database_url: str, keyring: Keyring) -> None:
+        self.app = open_event_store(database_url, None)
+        self._pool = open_pool(database_url, max_size=4)
+        self.stored = as_stored(self.app, self._pool)
+        self.keyring, self._mapper = keyring, codec.CodecMapper(keyring)
+        self._held = SQL(_HELD).format(self.app.recorder.events_table)  # type: ignore[attr-defined]
+
+    def store(self, events: Sequence[DomainEvent]) -> list[Notification]:
+        """`events` as stored, in the store's order: those it does not hold yet are
+        stored first, in one insert (and, like the erase command, an erased customer's
+        key is destroyed before any consumer can see the `CustomerErased` event)."""
+        held = self._notifications(events)
+        new = [e for e in events if (e.originator_id, e.originator_version) not in held]
+        if new:
+            self.app.recorder.insert_events([self._mapper.to_stored_event(e) for e in new])
+            for event in new:
+                if isinstance(event, CustomerErased):
+                    self.keyring.erase(event.originator_id)
+            held = self._notifications(events)
+        return sorted(held.values(), key=lambda n: n.id)
+
+    def publish(self, bootstrap: str, prefix: str, events: Sequence[DomainEvent]) -> None:
+        """Store `events` (those not stored yet) and publish them all as the relay
+        does: those stored already again, as the relay re-sends after a failure."""
+        ensure_topics(bootstrap, all_topics(prefix), partitions=3)
+        notifications = self.store(events)
+        with Producer(bootstrap) as producer:
+            for notification in notifications:
+                producer.send(*encode_notification(notification, prefix), HEADERS)
+            producer.flush()
+
+    def source(self, bootstrap: str, prefix: str) -> Source:
+        """Where a rebuild reads: the topics under `prefix`, checked against this store."""
+        return Source(bootstrap, all_topics(prefix), self.keyring, self.stored)
+
+    def _notifications(self, events: Sequence[DomainEvent]) -> dict[tuple[UUID, int], Notification]:
+        ids = [e.originator_id for e in events]
+        versions = [e.originator_version for e in events]
+        with self._pool.connection() as conn:
+            rows = conn.execute(self._held, (ids, versions)).fetchall()
+        return {
+            (originator, version): Notification(
+                id=position, originator_id=originator, originator_version=version,
+                topic=topic, state=bytes(state),
             )
-        producer.flush()
-    for event in events:
-        if isinstance(event, CustomerErased):
-            keyring.erase(event.originator_id)
+            for position, originator, version, topic, state in rows
+        }  # fmt: skip
+
+    def close(self) -> None:
+        self._pool.close()
+        self.app.close()
+
+
+@contextmanager
+def event_log(database_url: str, keyring: Keyring) -> Iterator[EventLog]:
+    log = EventLog(database_url, keyring)
+    try:
+        yield log
+    finally:
+        log.close()
 
 
 @contextmanager

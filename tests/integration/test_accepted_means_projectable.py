@@ -3,7 +3,8 @@
 Random command sequences with extreme but valid values (`tests/unit/projections/world`:
 the edges of every bound in `domain.validation`, astral-plane text, every zone offset,
 years 1 to 9999) run through the domain; every event it accepts goes the whole way: the
-event store's codec, sealing, the CloudEvents envelope and the runner's decoding, then
+event store (sealed, stored in PostgreSQL), the relay's CloudEvents envelope and the
+runner's decoding (with its check against the event store, `consumers.as_stored`), then
 every projection on SQLite and on PostgreSQL. None may become a dead letter, every
 read-model query must answer, and every row that mirrors an aggregate must equal what
 the aggregate's state says (`tests/unit/projections/oracle`).
@@ -26,20 +27,19 @@ from hypothesis import strategies as st
 
 from bench.databases import fresh_database
 from consumers import readmodel_queries as rq
-from consumers.envelope import to_cloudevent
 from consumers.hand_over import decode
 from consumers.kafka_io import Record
 from consumers.key_stores import SqliteKeyStore
 from consumers.keyring import Keyring
 from consumers.projecting import Item, commit
 from consumers.readmodel_store import ReadModelStore
+from consumers.relay import encode_notification
 from consumers.sealed_rows import open_rows
 from consumers.store_postgres import PostgresStore
 from consumers.store_sqlite import SqliteStore
-from domain import codec
 from domain.base import DomainEvent
-from domain.customer import CustomerErased
 from projections import PROJECTIONS
+from tests.integration.projection_support import EventLog, event_log
 from tests.unit.projections.oracle import mismatches
 from tests.unit.projections.world import Step, World, steps
 
@@ -52,10 +52,12 @@ EXAMPLES = settings(
 
 @dataclass
 class Stores:
-    """Both read-model stores and a keyring, for every example of a test."""
+    """Both read-model stores, the event store and a keyring, for every example of a
+    test."""
 
     all: list[ReadModelStore]
     keyring: Keyring
+    log: EventLog
 
 
 @pytest.fixture(scope="module")
@@ -64,37 +66,31 @@ def stores(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     with fresh_database(server_url, prefix="crm_test") as url, ExitStack() as opened:
         sqlite = opened.enter_context(closing(SqliteStore(root / "readmodels.db")))
         postgres = opened.enter_context(closing(PostgresStore(url)))
-        yield Stores([sqlite, postgres], Keyring(SqliteKeyStore(root / "keys.db")))
+        keyring = Keyring(SqliteKeyStore(root / "keys.db"))
+        log = opened.enter_context(event_log(url, keyring))
+        yield Stores([sqlite, postgres], keyring, log)
 
 
-def through_the_wire(events: list[DomainEvent], keyring: Keyring) -> list[Any]:
-    """The events as a projection receives them: stored (codec), sealed, enveloped as
-    CloudEvents and decoded and opened by the runner; `(name, items)` per projection."""
-    mapper = codec.CodecMapper(keyring)
-    stored = [mapper.to_stored_event(event) for event in events]
-    for event in events:  # as the erase command does, before anyone reads
-        if isinstance(event, CustomerErased):
-            keyring.erase(event.originator_id)
-    sealed = [_stored(s.topic, s.state) for s in stored]
+def through_the_wire(events: list[DomainEvent], stores: Stores) -> list[Any]:
+    """The events as a projection receives them: sealed and stored in the event store,
+    enveloped as CloudEvents by the relay, and checked, decoded and opened by the
+    runner; `(name, items)` per projection."""
     topic = f"t{uuid4().hex}"
     records = [
-        Record(topic, 0, number, None, to_cloudevent(event, number + 1))
-        for number, event in enumerate(sealed)
+        Record(topic, 0, number, None, encode_notification(notification, "")[2])
+        for number, notification in enumerate(stores.log.store(events))
     ]
-    return [(name, decode(records, keyring, p.personal_inputs)) for name, p in PROJECTIONS.items()]
-
-
-def _stored(topic: str, state: bytes) -> DomainEvent:
-    """A stored event read back as the relay does, still sealed."""
-    cls, version = codec.parse_topic(topic)
-    return codec.decode(cls, state, version)
+    return [
+        (name, decode(records, stores.keyring, stores.log.stored, p.personal_inputs))
+        for name, p in PROJECTIONS.items()
+    ]
 
 
 def apply_everywhere(stores: Stores, plan: list[Step], batch: int) -> World:
     """Play `plan` and apply what the domain accepted to every projection on both stores;
     no event may become a dead letter."""
     world = World()
-    wired = through_the_wire(world.play(plan), stores.keyring)
+    wired = through_the_wire(world.play(plan), stores)
     for store in stores.all:
         for name, items in wired:
             projection, dead = PROJECTIONS[name], store.status(name).dead_letters

@@ -16,8 +16,7 @@ import pytest
 
 from bench.workload import Workload
 from consumers.envelope import all_topics
-from consumers.keyring import Keyring
-from consumers.rebuild import Source, build_generation, retry
+from consumers.rebuild import build_generation, retry
 from consumers.runner import ProjectionRunner
 from consumers.store_postgres import PostgresStore
 from domain.base import Context, DomainEvent
@@ -28,7 +27,7 @@ from projections import PROJECTIONS
 from projections.base import Change, Rows
 from projections.dispatch import DispatchProjection
 from tests.e2e.processes import eventually
-from tests.integration.projection_support import pg_keyring, publish, tables_of
+from tests.integration.projection_support import EventLog, event_log, pg_keyring, tables_of
 
 pytestmark = [
     pytest.mark.integration,
@@ -38,17 +37,22 @@ pytestmark = [
 
 
 @pytest.fixture
-def store_and_keys(pg_url: str) -> Iterator[tuple[PostgresStore, Keyring]]:
-    """The read-model store and the key store, both in the test's database."""
-    with closing(PostgresStore(pg_url)) as store, pg_keyring(pg_url) as keyring:
-        yield store, keyring
+def store_and_log(pg_url: str) -> Iterator[tuple[PostgresStore, EventLog]]:
+    """The read-model store, the event store and the key store, all in the test's
+    database."""
+    with (
+        closing(PostgresStore(pg_url)) as store,
+        pg_keyring(pg_url) as keyring,
+        event_log(pg_url, keyring) as log,
+    ):
+        yield store, log
 
 
 def runner(
-    store: PostgresStore, name: str, keyring: Keyring, bootstrap: str, prefix: str, **options: Any
+    store: PostgresStore, name: str, log: EventLog, bootstrap: str, prefix: str, **options: Any
 ) -> ProjectionRunner:
     return ProjectionRunner(
-        store, name, keyring, bootstrap, all_topics(prefix),
+        store, name, log.keyring, log.stored, bootstrap, all_topics(prefix),
         group=f"{prefix}crm.projection.{name}", **options,
     )  # fmt: skip
 
@@ -70,12 +74,12 @@ def nul_assignee_events() -> tuple[list[DomainEvent], UUID]:
 
 
 def test_a_value_postgres_cannot_hold_is_a_dead_letter_and_the_rest_applies(
-    store_and_keys: tuple[PostgresStore, Keyring], kafka_bootstrap: str, topic_prefix: str
+    store_and_log: tuple[PostgresStore, EventLog], kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    store, keyring = store_and_keys
+    store, log = store_and_log
     events, good = nul_assignee_events()
-    publish(kafka_bootstrap, topic_prefix, events, keyring)
-    consumer = runner(store, "support", keyring, kafka_bootstrap, topic_prefix)
+    log.publish(kafka_bootstrap, topic_prefix, events)
+    consumer = runner(store, "support", log, kafka_bootstrap, topic_prefix)
     thread = threading.Thread(target=consumer.run, kwargs={"until_caught_up": True})
     thread.start()
     try:
@@ -102,26 +106,25 @@ def failing(event: Any, rows: Rows) -> list[Change]:
 
 
 def test_retry_reapplies_the_runners_dead_letters_after_a_fix(
-    store_and_keys: tuple[PostgresStore, Keyring],
+    store_and_log: tuple[PostgresStore, EventLog],
     kafka_bootstrap: str,
     topic_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store, keyring = store_and_keys
+    store, log = store_and_log
     events = list(Workload(seed=4).events(1500))
     answers = sum(isinstance(e, SatisfactionRated) for e in events)
-    publish(kafka_bootstrap, topic_prefix, events, keyring)
+    log.publish(kafka_bootstrap, topic_prefix, events)
     stats = PROJECTIONS["stats"]
     assert isinstance(stats, DispatchProjection)
     with monkeypatch.context() as broken:  # a bug, in this process: an inline writer
         kind: type[DomainEvent] = SatisfactionRated
         broken.setitem(stats.appliers, kind, failing)
-        runner(store, "stats", keyring, kafka_bootstrap, topic_prefix, writer_process=False).run(
+        runner(store, "stats", log, kafka_bootstrap, topic_prefix, writer_process=False).run(
             until_caught_up=True
         )
     assert store.status("stats").dead_letters == answers > 0
-    assert retry(store, stats, keyring) == (answers, 0)
+    assert retry(store, stats, log.keyring, log.stored) == (answers, 0)
     assert store.status("stats").dead_letters == 0
-    source = Source(kafka_bootstrap, all_topics(topic_prefix), keyring)
-    clean = build_generation(store, stats, source, None)
+    clean = build_generation(store, stats, log.source(kafka_bootstrap, topic_prefix), None)
     assert tables_of(store, "stats") == tables_of(store, "stats", clean)

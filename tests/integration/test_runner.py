@@ -21,11 +21,11 @@ from bench.workload import Workload
 from consumers.envelope import all_topics
 from consumers.keyring import Keyring
 from consumers.readmodel_store import Status
-from consumers.rebuild import Source, build_generation, compare, rebuild
+from consumers.rebuild import build_generation, compare, rebuild
 from consumers.runner import ProjectionRunner
 from consumers.store_postgres import PostgresStore
 from projections import PROJECTIONS
-from tests.integration.projection_support import pg_keyring, publish, tables_of
+from tests.integration.projection_support import EventLog, event_log, pg_keyring, tables_of
 
 pytestmark = [
     pytest.mark.integration,
@@ -45,63 +45,64 @@ def store(pg_url: str) -> Iterator[PostgresStore]:
 
 
 @pytest.fixture
-def keyring(pg_url: str) -> Iterator[Keyring]:
-    with pg_keyring(pg_url) as ring:
-        yield ring
+def log(pg_url: str) -> Iterator[EventLog]:
+    """The test database's event store, its keys there too (`crm consume` reads both)."""
+    with pg_keyring(pg_url) as keyring, event_log(pg_url, keyring) as opened:
+        yield opened
 
 
 def runner(
     store: PostgresStore,
     name: str,
-    keyring: Keyring,
+    log: EventLog,
     bootstrap: str,
     prefix: str,
     *,
     writer_process: bool = True,
+    keyring: Keyring | None = None,
 ) -> ProjectionRunner:
     return ProjectionRunner(
-        store, name, keyring, bootstrap, all_topics(prefix),
+        store, name, keyring or log.keyring, log.stored, bootstrap, all_topics(prefix),
         group=f"{prefix}crm.projection.{name}", max_poll_records=700,
         writer_process=writer_process,
     )  # fmt: skip
 
 
 def reference(
-    store: PostgresStore, name: str, keyring: Keyring, bootstrap: str, prefix: str
+    store: PostgresStore, name: str, log: EventLog, bootstrap: str, prefix: str
 ) -> dict[str, object]:
     """A clean single replay into a fresh generation (never switched to)."""
-    source = Source(bootstrap, all_topics(prefix), keyring)
-    generation = build_generation(store, PROJECTIONS[name], source, None)
+    generation = build_generation(store, PROJECTIONS[name], log.source(bootstrap, prefix), None)
     return tables_of(store, name, generation)
 
 
 @pytest.mark.parametrize("writer_process", [True, False], ids=["writer-process", "inline"])
 def test_duplicates_and_redelivery_apply_once(
     store: PostgresStore,
-    keyring: Keyring,
+    log: EventLog,
     kafka_bootstrap: str,
     topic_prefix: str,
     writer_process: bool,
 ) -> None:
     def run() -> None:
         once = runner(
-            store, "sales", keyring, kafka_bootstrap, topic_prefix, writer_process=writer_process
+            store, "sales", log, kafka_bootstrap, topic_prefix, writer_process=writer_process
         )
         once.run(until_caught_up=True)
 
-    publish(kafka_bootstrap, topic_prefix, EVENTS[:3000], keyring)
+    log.publish(kafka_bootstrap, topic_prefix, EVENTS[:3000])
     run()
-    publish(kafka_bootstrap, topic_prefix, EVENTS[2000:], keyring, first=2001)  # relay re-sends
+    log.publish(kafka_bootstrap, topic_prefix, EVENTS[2000:])  # relay re-sends
     run()
     live = tables_of(store, "sales")
-    assert live == reference(store, "sales", keyring, kafka_bootstrap, topic_prefix)
+    assert live == reference(store, "sales", log, kafka_bootstrap, topic_prefix)
     assert store.status("sales").dead_letters == 0
 
 
 def test_a_killed_consumer_resumes_without_loss_or_double_counting(
-    store: PostgresStore, keyring: Keyring, kafka_bootstrap: str, topic_prefix: str, pg_url: str
+    store: PostgresStore, log: EventLog, kafka_bootstrap: str, topic_prefix: str, pg_url: str
 ) -> None:
-    publish(kafka_bootstrap, topic_prefix, EVENTS, keyring)
+    log.publish(kafka_bootstrap, topic_prefix, EVENTS)
     env = {**os.environ, "CRM_DATABASE_URL": pg_url, "CRM_KAFKA_BOOTSTRAP": kafka_bootstrap,
            "CRM_TOPIC_PREFIX": topic_prefix, "CRM_LOG_LEVEL": "warning"}  # fmt: skip
     command = [sys.executable, "-m", "services.cli", "consume", "stats", "--until-caught-up"]
@@ -118,7 +119,7 @@ def test_a_killed_consumer_resumes_without_loss_or_double_counting(
     assert 0 < store.status("stats").events < len(EVENTS)
     assert subprocess.run(command, env=env, timeout=120, check=False).returncode == 0
     assert tables_of(store, "stats") == reference(
-        store, "stats", keyring, kafka_bootstrap, topic_prefix
+        store, "stats", log, kafka_bootstrap, topic_prefix
     )
 
 
@@ -143,33 +144,33 @@ def _all_gone(pids: list[int], within: float) -> bool:
 
 
 def test_a_rebalance_between_two_consumers_changes_nothing(
-    store: PostgresStore, keyring: Keyring, kafka_bootstrap: str, topic_prefix: str
+    store: PostgresStore, log: EventLog, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    publish(kafka_bootstrap, topic_prefix, EVENTS, keyring)
-    first = runner(store, "shared", keyring, kafka_bootstrap, topic_prefix)
+    log.publish(kafka_bootstrap, topic_prefix, EVENTS)
+    first = runner(store, "shared", log, kafka_bootstrap, topic_prefix)
     thread = threading.Thread(target=first.run)
     thread.start()
     while store.status("shared").events < 500:
         time.sleep(0.01)
-    second = runner(store, "shared", keyring, kafka_bootstrap, topic_prefix)
+    second = runner(store, "shared", log, kafka_bootstrap, topic_prefix)
     second.run(until_caught_up=True)  # joins the group: partitions move between the two
     first.stop()
     thread.join()
-    runner(store, "shared", keyring, kafka_bootstrap, topic_prefix).run(until_caught_up=True)
+    runner(store, "shared", log, kafka_bootstrap, topic_prefix).run(until_caught_up=True)
     assert tables_of(store, "shared") == reference(
-        store, "shared", keyring, kafka_bootstrap, topic_prefix
+        store, "shared", log, kafka_bootstrap, topic_prefix
     )
 
 
 @pytest.mark.parametrize("name", sorted(PROJECTIONS))
 def test_replay_from_zero_equals_live(
-    store: PostgresStore, keyring: Keyring, kafka_bootstrap: str, topic_prefix: str, name: str
+    store: PostgresStore, log: EventLog, kafka_bootstrap: str, topic_prefix: str, name: str
 ) -> None:
     """Live saw half the history in plaintext before later erasures destroyed keys."""
     for first in (0, 2000):
-        publish(kafka_bootstrap, topic_prefix, EVENTS[first : first + 2000], keyring, first + 1)
-        runner(store, name, keyring, kafka_bootstrap, topic_prefix).run(until_caught_up=True)
-    source = Source(kafka_bootstrap, all_topics(topic_prefix), keyring)
+        log.publish(kafka_bootstrap, topic_prefix, EVENTS[first : first + 2000])
+        runner(store, name, log, kafka_bootstrap, topic_prefix).run(until_caught_up=True)
+    source = log.source(kafka_bootstrap, topic_prefix)
     live = store.live_generation(name)
     assert live is not None
     scratch = build_generation(store, PROJECTIONS[name], source, None)
@@ -178,15 +179,15 @@ def test_replay_from_zero_equals_live(
 
 
 def test_crm_projections_verify_agrees_with_erasures_before_and_after_a_rebuild(
-    store: PostgresStore, keyring: Keyring, kafka_bootstrap: str, topic_prefix: str, pg_url: str
+    store: PostgresStore, log: EventLog, kafka_bootstrap: str, topic_prefix: str, pg_url: str
 ) -> None:
     """`crm projections verify` compares the live rows with a fresh rebuild: here a rebuild
     that saw some erasures, to which the live consumer then applied the rest of history."""
-    publish(kafka_bootstrap, topic_prefix, EVENTS[:2000], keyring)
-    source = Source(kafka_bootstrap, all_topics(topic_prefix), keyring)
+    log.publish(kafka_bootstrap, topic_prefix, EVENTS[:2000])
+    source = log.source(kafka_bootstrap, topic_prefix)
     rebuild(store, PROJECTIONS["shared"], source)
-    publish(kafka_bootstrap, topic_prefix, EVENTS[2000:], keyring, first=2001)
-    runner(store, "shared", keyring, kafka_bootstrap, topic_prefix).run(until_caught_up=True)
+    log.publish(kafka_bootstrap, topic_prefix, EVENTS[2000:])
+    runner(store, "shared", log, kafka_bootstrap, topic_prefix).run(until_caught_up=True)
     env = {**os.environ, "CRM_DATABASE_URL": pg_url, "CRM_KAFKA_BOOTSTRAP": kafka_bootstrap,
            "CRM_TOPIC_PREFIX": topic_prefix, "CRM_LOG_LEVEL": "warning"}  # fmt: skip
     command = [sys.executable, "-m", "services.cli", "projections", "verify", "shared"]
@@ -204,10 +205,10 @@ def _caught_up(status: Status, last: int) -> bool:
 
 
 def test_queries_answer_during_a_rebuild_and_from_the_new_version_after(
-    store: PostgresStore, keyring: Keyring, kafka_bootstrap: str, topic_prefix: str
+    store: PostgresStore, log: EventLog, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    publish(kafka_bootstrap, topic_prefix, EVENTS, keyring)
-    runner(store, "support", keyring, kafka_bootstrap, topic_prefix).run(until_caught_up=True)
+    log.publish(kafka_bootstrap, topic_prefix, EVENTS)
+    runner(store, "support", log, kafka_bootstrap, topic_prefix).run(until_caught_up=True)
     query = "SELECT count(*) AS n FROM {t}"
     expected = store.fetch(query, {"t": "support.tasks"}, {})[0]["n"]
     answers: list[int] = []
@@ -220,7 +221,7 @@ def test_queries_answer_during_a_rebuild_and_from_the_new_version_after(
     reader = threading.Thread(target=read)
     reader.start()
     old = store.live_generation("support")
-    source = Source(kafka_bootstrap, all_topics(topic_prefix), keyring)
+    source = log.source(kafka_bootstrap, topic_prefix)
     new = rebuild(store, PROJECTIONS["support"], source)
     done.set()
     reader.join()
@@ -231,23 +232,23 @@ def test_queries_answer_during_a_rebuild_and_from_the_new_version_after(
 
 
 def test_a_live_consumer_keeps_up_through_a_rebuild_that_switches_under_it(
-    store: PostgresStore, keyring: Keyring, kafka_bootstrap: str, topic_prefix: str, pg_url: str
+    store: PostgresStore, log: EventLog, kafka_bootstrap: str, topic_prefix: str, pg_url: str
 ) -> None:
     """The rebuild drops the generation the live consumer writes to, maybe mid-batch; the
     consumer must move to the new one and apply what is published after the switch."""
-    publish(kafka_bootstrap, topic_prefix, EVENTS[:1500], keyring)
+    log.publish(kafka_bootstrap, topic_prefix, EVENTS[:1500])
     with pg_keyring(pg_url) as own_keys:
-        live = runner(store, "support", own_keys, kafka_bootstrap, topic_prefix)
+        live = runner(store, "support", log, kafka_bootstrap, topic_prefix, keyring=own_keys)
         thread = threading.Thread(target=live.run)
         thread.start()
         during = threading.Thread(
-            target=publish, args=(kafka_bootstrap, topic_prefix, EVENTS[1500:3000], keyring, 1501)
+            target=log.publish, args=(kafka_bootstrap, topic_prefix, EVENTS[1500:3000])
         )
         during.start()
-        source = Source(kafka_bootstrap, all_topics(topic_prefix), keyring)
+        source = log.source(kafka_bootstrap, topic_prefix)
         rebuilt = rebuild(store, PROJECTIONS["support"], source)
         during.join()
-        publish(kafka_bootstrap, topic_prefix, EVENTS[3000:], keyring, first=3001)
+        log.publish(kafka_bootstrap, topic_prefix, EVENTS[3000:])
         deadline = time.monotonic() + 90
         while not _caught_up(store.status("support"), len(EVENTS)):
             assert time.monotonic() < deadline, "the live consumer stopped applying events"
@@ -258,5 +259,5 @@ def test_a_live_consumer_keeps_up_through_a_rebuild_that_switches_under_it(
     assert store.live_generation("support") == rebuilt
     assert store.status("support").last_position == len(EVENTS)
     assert tables_of(store, "support") == reference(
-        store, "support", keyring, kafka_bootstrap, topic_prefix
+        store, "support", log, kafka_bootstrap, topic_prefix
     )

@@ -17,14 +17,17 @@ from consumers.sealed_rows import JOIN, open_rows
 from domain.base import DomainEvent
 from projections import PROJECTIONS
 from projections.base import every_personal_field
-from tests.unit.consumers.published import published
+from tests.unit.consumers.published import MemoryStoredEvents, published
 from tests.unit.projections.memory import MemorySession
 
 EVENTS = list(Workload(seed=11).events(3000))
 
 
+Sealed = tuple[list[Record], Keyring, MemoryStoredEvents]
+
+
 @pytest.fixture(scope="module")
-def sealed() -> tuple[list[Record], Keyring]:
+def sealed() -> Sealed:
     return published(EVENTS)
 
 
@@ -35,10 +38,11 @@ def _replay(name: str, items: list[Item]) -> MemorySession:
     return session
 
 
-def _projected(name: str, records: list[Record], keyring: Keyring, opened: bool) -> MemorySession:
+def _projected(name: str, sealed: Sealed, opened: bool) -> MemorySession:
+    records, keyring, stored = sealed
     projection = PROJECTIONS[name]
     fields = every_personal_field() if opened else projection.personal_inputs
-    return _replay(name, decode(records, keyring, fields, projection.search_fields))
+    return _replay(name, decode(records, keyring, stored, fields, projection.search_fields))
 
 
 @pytest.mark.parametrize("name", sorted(PROJECTIONS))
@@ -47,12 +51,10 @@ def test_no_projection_opens_a_personal_field(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(PROJECTIONS))
-def test_opening_the_sealed_rows_gives_the_rows_of_opened_events(
-    name: str, sealed: tuple[list[Record], Keyring]
-) -> None:
-    records, keyring = sealed
-    stored = _projected(name, records, keyring, opened=False)
-    opened = _projected(name, records, keyring, opened=True)
+def test_opening_the_sealed_rows_gives_the_rows_of_opened_events(name: str, sealed: Sealed) -> None:
+    keyring = sealed[1]
+    stored = _projected(name, sealed, opened=False)
+    opened = _projected(name, sealed, opened=True)
     wanted = [
         (row, spec.personal)
         for spec in PROJECTIONS[name].tables
@@ -63,11 +65,8 @@ def test_opening_the_sealed_rows_gives_the_rows_of_opened_events(
 
 
 @pytest.mark.parametrize("name", sorted(PROJECTIONS))
-def test_no_personal_plaintext_reaches_a_read_model(
-    name: str, sealed: tuple[list[Record], Keyring]
-) -> None:
-    records, keyring = sealed
-    stored = _projected(name, records, keyring, opened=False)
+def test_no_personal_plaintext_reaches_a_read_model(name: str, sealed: Sealed) -> None:
+    stored = _projected(name, sealed, opened=False)
     cells = {
         part
         for rows in stored.tables.values()
@@ -93,9 +92,9 @@ def _personal_plaintexts(events: list[DomainEvent]) -> set[str]:
     return personal - other
 
 
-def test_fields_outside_the_inputs_stay_sealed(sealed: tuple[list[Record], Keyring]) -> None:
-    records, keyring = sealed
-    items = decode(records, keyring, frozenset({"email"}))
+def test_fields_outside_the_inputs_stay_sealed(sealed: Sealed) -> None:
+    records, keyring, stored = sealed
+    items = decode(records, keyring, stored, frozenset({"email"}))
     registered = next(i.event for i in items if type(i.event).__name__ == "CustomerRegistered")
     assert not str(getattr(registered, "email", "")).startswith(PREFIX)
     assert str(getattr(registered, "name", "")).startswith(PREFIX)

@@ -13,23 +13,22 @@ from consumers.keyring import Keyring
 from consumers.projection_writer import items_of
 from domain import codec
 from projections import PROJECTIONS
-from tests.unit.consumers.published import published
+from tests.unit.consumers.published import MemoryStoredEvents, published
 
 EVENTS = list(Workload(seed=12).events(2500))
+Published = tuple[list[Record], Keyring, MemoryStoredEvents]
 
 
 @pytest.fixture(scope="module", name="published")
-def published_events() -> tuple[list[Record], Keyring]:
+def published_events() -> Published:
     return published(EVENTS)
 
 
 @pytest.mark.parametrize("name", sorted(PROJECTIONS))
-def test_the_writer_decodes_what_a_full_read_gives(
-    name: str, published: tuple[list[Record], Keyring]
-) -> None:
-    records, keyring = published
+def test_the_writer_decodes_what_a_full_read_gives(name: str, published: Published) -> None:
+    records, keyring, stored = published
     fields = PROJECTIONS[name].personal_inputs
-    events = [i.event for i in items_of(hand_over(records, keyring, fields))]
+    events = [i.event for i in items_of(hand_over(records, keyring, stored, fields))]
     full = [from_cloudevent(r.value)[0] for r in records]
     expected = [codec.unseal(e, keyring, set(e.personal_fields) & fields) for e in full]
     assert events == expected
@@ -37,20 +36,20 @@ def test_the_writer_decodes_what_a_full_read_gives(
 
 
 def test_a_projection_that_opens_nothing_gets_the_events_as_they_arrived(
-    published: tuple[list[Record], Keyring],
+    published: Published,
 ) -> None:
-    records, keyring = published
-    handed = hand_over(records, keyring, PROJECTIONS["stats"].personal_inputs)
+    records, keyring, stored = published
+    handed = hand_over(records, keyring, stored, PROJECTIONS["stats"].personal_inputs)
     arrived = [bytes(delivered(r.value).data) for r in records]
     assert [h.event for h in handed] == arrived
 
 
 def test_an_unreadable_record_is_handed_over_as_a_dead_letter(
-    published: tuple[list[Record], Keyring],
+    published: Published,
 ) -> None:
-    _, keyring = published
+    _, keyring, stored = published
     garbage = Record("t", 0, 99, None, b"not a cloudevent")
-    (item,) = items_of(hand_over([garbage], keyring, frozenset({"name"})))
+    (item,) = items_of(hand_over([garbage], keyring, stored, frozenset({"name"})))
     assert item.event is None
     assert item.error is not None
     assert item.error.startswith("InvalidEnvelope")

@@ -195,8 +195,8 @@ def test_a_failed_attempt_is_dated_from_when_it_began(tmp_path: Path) -> None:
     store, projection = _WaitsThroughAnOutage(tmp_path / "rm.db"), PROJECTIONS["stats"]
     generation = store.install(projection)
     notices: list[Retrying] = []
-    began = time.time()
     batch = (items_of(_handed("stats")[:10]), 0)
+    began = time.time()
     written = commit_batch(
         store, projection, generation, batch, follow_live=False,
         wait=lambda seconds: True, on_retry=notices.append,  # the runner stops: one attempt
