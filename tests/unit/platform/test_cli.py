@@ -65,3 +65,19 @@ def test_bad_configuration_is_one_line_naming_the_setting(
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"crm: configuration error: {setting}: ")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [("consume", "sales"), ("projections", "verify", "sales")])
+def test_reading_kafka_needs_the_postgresql_event_store_to_check_records_against(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    """The embedded default has no relay: nothing on Kafka is its events (it waited for
+    a broker, then applied whatever the topics held)."""
+    env = {"CRM_DATABASE_URL": "", "CRM_DATA_DIR": str(tmp_path)}
+    done = _crm(*command, **env, CRM_KAFKA_BOOTSTRAP="127.0.0.1:1")
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"crm: configuration error: CRM_DATABASE_URL: required: crm {' '.join(command[:-1])}"
+        " checks each Kafka record against the PostgreSQL event store (the embedded"
+        " default's projections follow their own store, no Kafka)\n"
+    )
