@@ -6,8 +6,9 @@ version, data). Then, as the verify walks the store, each stored event is compar
 the records at its position: the record must be exactly what the relay makes of the
 stored row today (`consumers.relay.encode_notification`), or, for an event stored in
 an older schema version (which the relay of its time published as stored, and today's
-relay would upcast), carry the stored bytes unchanged under the same identity.
-Duplicates (at-least-once) are fine.
+relay would upcast), carry the stored bytes unchanged under the same identity, type and
+schema version (`consumers.as_stored.digest_mismatch`, the rule by which consumers too
+refuse records). Duplicates (at-least-once) are fine.
 
 * `edited`: a record differs from the store;
 * `deleted`: a stored event the relay has published (up to its position) has no record;
@@ -19,15 +20,15 @@ I/O: Kafka (`consumers.kafka_io`), reading only.
 
 from __future__ import annotations
 
-import hashlib
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 from uuid import UUID
 
 from consumers import kafka_io
+from consumers.as_stored import Stored, digest, digest_mismatch, upcast_on_publication
 from consumers.envelope import InvalidEnvelope, all_topics, read_cloudevent
 from consumers.relay import RelayPoisoned, encode_notification
-from domain import codec
 from domain.chain_walk import Break, BreakKind, Entry
 from domain.hashchain import CanonicalEvent
 
@@ -38,6 +39,7 @@ class _Seen(NamedTuple):
     key: bytes | None
     value: bytes  # SHA-256 of the record's value
     data: bytes  # SHA-256 of its `data`
+    type: str  # interned: a few dozen types over every record read
     schema: int
     subject: str
     version: int
@@ -51,10 +53,6 @@ class _Notification(NamedTuple):
     originator_version: int
     topic: str
     state: bytes
-
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
 
 
 class KafkaComparison:
@@ -83,8 +81,9 @@ class KafkaComparison:
             )
             return
         seen = _Seen(
-            where, record.topic, record.key, _digest(record.value), _digest(envelope.data),
-            envelope.schemaversion, envelope.subject, envelope.aggregateversion,
+            where, record.topic, record.key, digest(record.value), digest(envelope.data),
+            sys.intern(envelope.type), envelope.schemaversion, envelope.subject,
+            envelope.aggregateversion,
         )  # fmt: skip
         self._seen.setdefault(envelope.position, []).append(seen)
 
@@ -119,14 +118,14 @@ class KafkaComparison:
             topic, key, value = encode_notification(stored, self._prefix)
         except RelayPoisoned:
             return False
-        if (seen.topic, seen.key, seen.value) == (topic, key, _digest(value)):
+        if (seen.topic, seen.key, seen.value) == (topic, key, digest(value)):
             return True
-        cls, published_as = codec.parse_topic(event.topic)
-        if published_as == cls.class_version:
+        if not upcast_on_publication(event.topic):
             return False  # today's relay makes exactly this record: any difference is an edit
-        return (seen.topic, seen.key, seen.data, seen.schema, seen.subject, seen.version) == (
-            topic, key, _digest(event.state), published_as, str(event.aggregate_id), event.version,
-        )  # fmt: skip
+        held = Stored(event.topic, digest(event.state))
+        return (seen.topic, seen.key, seen.subject, seen.version) == (
+            topic, key, str(event.aggregate_id), event.version,
+        ) and digest_mismatch(seen.type, seen.schema, seen.data, held) is None  # fmt: skip
 
     def finish(self, first: int, last: int, end: int) -> Break | None:
         """Records never matched: within the store's positions `first..last` they name

@@ -82,13 +82,17 @@ def test_records_as_published_match_duplicates_and_older_schemas_included() -> N
     assert _compare([*records, records[1]], log) is None
 
 
+def _rewritten(records: list[Record], index: int, **changes: Any) -> list[Record]:
+    """`records`, the one at `index` with its envelope's attributes changed."""
+    envelope: CloudEvent = read_cloudevent(records[index].value)
+    forged = msgspec.structs.replace(envelope, **changes)
+    return [*records[:index], records[index]._replace(value=msgspec.json.encode(forged)),
+            *records[index + 1 :]]  # fmt: skip
+
+
 def test_a_rewritten_record_is_an_edit() -> None:
     log = _log()
-    records = _records(log)
-    envelope: CloudEvent = read_cloudevent(records[2].value)
-    forged = msgspec.structs.replace(envelope, actor="intruder")
-    records[2] = records[2]._replace(value=msgspec.json.encode(forged))
-    broken = _compare(records, log)
+    broken = _compare(_rewritten(_records(log), 2, actor="intruder"), log)
     assert (broken.kind, broken.position) == (BreakKind.EDITED, 3)
 
 
@@ -114,3 +118,11 @@ def test_a_record_past_the_end_of_the_store_is_a_deletion_from_the_store() -> No
     broken = _compare(records, log[:2])
     assert (broken.kind, broken.position) == (BreakKind.DELETED, 3)
     assert "which now ends at 2" in broken.detail
+
+
+def test_an_older_schemas_record_relabelled_as_another_type_is_an_edit() -> None:
+    """Its data as stored, but its `type` another event's: a consumer would decode it as
+    that event (`consumers.as_stored` refuses it, by the same rule)."""
+    log = _log()
+    broken = _compare(_rewritten(_records(log), 3, type="ConversationReopened"), log)
+    assert (broken.kind, broken.position) == (BreakKind.EDITED, 4)
