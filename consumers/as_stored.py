@@ -20,11 +20,11 @@ stored in an older schema version is published upcast by today's relay (and was
 published as stored by the relay of its time): its record is compared decoded with the
 stored event, whose state is fetched for that alone (one more query, only in a batch
 holding such an event). `crm audit verify --kafka` compares its records by the same
-rule (`services.audit_kafka`, `digest_mismatch`).
+rule (`unlike`; `services.audit_kafka`).
 
 I/O: PostgreSQL, through `PostgresStoredEvents` (one query per batch, binary tuples, on
-the event store's pool); the embedded default has no Kafka consumers (its follower reads
-the event store itself).
+a pool of the consumer's process: `services.bootstrap.as_stored`); the embedded default
+has no Kafka consumers (its follower reads the event store itself).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, Protocol
 
 import psycopg
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Composable
+from psycopg.sql import SQL, Composable, Literal
 
 from consumers.envelope import Delivered, event_of
 from domain import codec
@@ -45,20 +45,33 @@ from domain import codec
 LARGEST_POSITION = 2**63 - 1
 """A notification id is a PostgreSQL bigint: a record claiming a position past it (or
 below 1) names nothing the store could hold, and is not asked about."""
+WHOLE_BYTES = 4096
+"""Stored states up to this size are fetched whole and compared byte for byte with a
+record's data (no hashing on either side: most events are a few hundred bytes, and
+SHA-256 cost more than the query); a larger one comes as its SHA-256, so records
+forged to name the positions of the largest events cost at most this much memory
+each."""
 
 
-class Stored(NamedTuple):
-    """What the store holds at a position: its topic (`<type>@<schema version>`) and the
-    SHA-256 of its state."""
+class Held(NamedTuple):
+    """What the store holds at a position: its topic (`<type>@<schema version>`), the
+    length of its state, and the state (or its SHA-256, past `WHOLE_BYTES`)."""
 
     topic: str
-    digest: bytes
+    length: int
+    state: bytes
+
+    def holds(self, data: Any) -> bool:
+        """Whether `data` (bytes, or a record's raw `data`) is the stored state."""
+        if len(data) != self.length:
+            return False
+        return self.state == (bytes(data) if self.length <= WHOLE_BYTES else digest(data))
 
 
 class StoredEvents(Protocol):
     """The event store, as far as a consumer asks it about records."""
 
-    def digests(self, positions: Sequence[int]) -> dict[int, Stored]:
+    def held(self, positions: Sequence[int]) -> dict[int, Held]:
         """What is stored at those of `positions` the store holds (one query)."""
         ...
 
@@ -91,36 +104,33 @@ def upcast_on_publication(topic: str) -> bool:
     return _stored_as(topic)[2]
 
 
-def digest_mismatch(
-    kind: str, schemaversion: int, data_digest: bytes, stored: Stored
-) -> str | None:
-    """Why a record of type `kind` in `schemaversion`, whose data has `data_digest`, is
-    not the stored event byte for byte; None when it is."""
-    stored_kind, stored_version, _ = _stored_as(stored.topic)
+def unlike(kind: str, schemaversion: int, same_data: bool, topic: str) -> str | None:
+    """Why a record of type `kind` in `schemaversion`, whose data is the stored state
+    or not (`same_data`), is not the event stored under `topic`; None when it is."""
+    stored_kind, stored_version, _ = _stored_as(topic)
     if (kind, schemaversion) != (stored_kind, stored_version):
         return (
             f"it is a {kind} in schema version {schemaversion}; the event store holds a"
             f" {stored_kind} in schema version {stored_version}"
         )
-    if data_digest != stored.digest:
-        return f"its data differs from the stored {kind}"
-    return None
+    return None if same_data else f"its data differs from the stored {kind}"
 
 
 def mismatches(delivered: Sequence[Delivered], events: StoredEvents) -> list[str | None]:
     """For each record (its delivered attributes), why it is not what the event store
     holds at its position (`not as stored at position P: ...`), or None when it is."""
     asked = [d.position for d in delivered if 0 < d.position <= LARGEST_POSITION]
-    stored = events.digests(sorted(set(asked))) if asked else {}
+    stored = events.held(sorted(set(asked))) if asked else {}
     reasons: list[str | None] = []
     upcast: dict[int, str] = {}  # index -> stored topic, to compare decoded
     for index, record in enumerate(delivered):
         held = stored.get(record.position)
-        reason = "the event store holds no event there" if held is None else None
-        if held is not None:
-            reason = digest_mismatch(record.type, record.schemaversion, digest(record.data), held)
-            if reason is not None and _upcast_kind(record, held):
-                upcast[index] = held.topic
+        if held is None:
+            reasons.append("the event store holds no event there")
+            continue
+        reason = unlike(record.type, record.schemaversion, held.holds(record.data), held.topic)
+        if reason is not None and _upcast_kind(record, held):
+            upcast[index] = held.topic
         reasons.append(reason)
     if upcast:
         _compare_decoded(delivered, upcast, events, reasons)
@@ -128,7 +138,7 @@ def mismatches(delivered: Sequence[Delivered], events: StoredEvents) -> list[str
             for d, r in zip(delivered, reasons, strict=True)]  # fmt: skip
 
 
-def _upcast_kind(record: Delivered, held: Stored) -> bool:
+def _upcast_kind(record: Delivered, held: Held) -> bool:
     """Whether `record` may be the upcast publication of the event `held`: one stored
     in an older schema version, under the record's type."""
     kind, _, upcast = _stored_as(held.topic)
@@ -167,17 +177,19 @@ class PostgresStoredEvents:
         events_table: Composable,
     ) -> None:
         self._connection = connection
-        where = " FROM {} WHERE notification_id = ANY(%b::bigint[])"
-        self._digests = SQL("SELECT notification_id, topic, sha256(state)" + where)
-        self._states = SQL("SELECT notification_id, state" + where)
-        self._digests_bytes = self._digests.format(events_table).as_bytes()
-        self._states_bytes = self._states.format(events_table).as_bytes()
+        where = SQL(" FROM {} WHERE notification_id = ANY(%b::bigint[])").format(events_table)
+        held = SQL(
+            "SELECT notification_id, topic, octet_length(state), CASE WHEN"
+            " octet_length(state) <= {whole} THEN state ELSE sha256(state) END"
+        ).format(whole=Literal(WHOLE_BYTES))
+        self._held = (held + where).as_bytes()
+        self._states = (SQL("SELECT notification_id, state") + where).as_bytes()
 
-    def digests(self, positions: Sequence[int]) -> dict[int, Stored]:
-        return {p: Stored(t, d) for p, t, d in self._rows(self._digests_bytes, positions)}
+    def held(self, positions: Sequence[int]) -> dict[int, Held]:
+        return {p: Held(t, n, bytes(s)) for p, t, n, s in self._rows(self._held, positions)}
 
     def states(self, positions: Sequence[int]) -> dict[int, bytes]:
-        return {p: bytes(s) for p, s in self._rows(self._states_bytes, positions)}
+        return {p: bytes(s) for p, s in self._rows(self._states, positions)}
 
     def _rows(self, statement: bytes, positions: Sequence[int]) -> list[Any]:
         with (

@@ -7,7 +7,7 @@ the records at its position: the record must be exactly what the relay makes of 
 stored row today (`consumers.relay.encode_notification`), or, for an event stored in
 an older schema version (which the relay of its time published as stored, and today's
 relay would upcast), carry the stored bytes unchanged under the same identity, type and
-schema version (`consumers.as_stored.digest_mismatch`, the rule by which consumers too
+schema version (`consumers.as_stored.unlike`, the rule by which consumers too
 refuse records). Duplicates (at-least-once) are fine.
 
 * `edited`: a record differs from the store;
@@ -26,7 +26,7 @@ from typing import NamedTuple
 from uuid import UUID
 
 from consumers import kafka_io
-from consumers.as_stored import Stored, digest, digest_mismatch, upcast_on_publication
+from consumers.as_stored import digest, unlike, upcast_on_publication
 from consumers.envelope import InvalidEnvelope, all_topics, read_cloudevent
 from consumers.relay import RelayPoisoned, encode_notification
 from domain.chain_walk import Break, BreakKind, Entry
@@ -122,10 +122,10 @@ class KafkaComparison:
             return True
         if not upcast_on_publication(event.topic):
             return False  # today's relay makes exactly this record: any difference is an edit
-        held = Stored(event.topic, digest(event.state))
+        same_data = seen.data == digest(event.state)
         return (seen.topic, seen.key, seen.subject, seen.version) == (
             topic, key, str(event.aggregate_id), event.version,
-        ) and digest_mismatch(seen.type, seen.schema, seen.data, held) is None  # fmt: skip
+        ) and unlike(seen.type, seen.schema, same_data, event.topic) is None  # fmt: skip
 
     def finish(self, first: int, last: int, end: int) -> Break | None:
         """Records never matched: within the store's positions `first..last` they name

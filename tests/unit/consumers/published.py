@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 from uuid import UUID
 
-from consumers.as_stored import Stored, digest
+from consumers.as_stored import WHOLE_BYTES, Held, digest
 from consumers.kafka_io import Record
 from consumers.keyring import Keyring, MemoryKeyStore
 from consumers.relay import encode_notification
@@ -32,30 +32,35 @@ class MemoryStoredEvents:
     each position, and how often it was asked."""
 
     def __init__(self) -> None:
-        self.held: dict[int, Notification] = {}
+        self.events: dict[int, Notification] = {}
         self.queries = 0
 
     def store(self, event: DomainEvent, keyring: Keyring) -> Notification:
         """Seal and store `event` at the next position, as the event store does."""
         stored = codec.CodecMapper(keyring).to_stored_event(event)
         held = Notification(
-            len(self.held) + 1, event.originator_id, event.originator_version, stored.topic,
+            len(self.events) + 1, event.originator_id, event.originator_version, stored.topic,
             stored.state,
         )  # fmt: skip
         return self.hold(held)
 
     def hold(self, notification: Notification) -> Notification:
-        self.held[notification.id] = notification
+        self.events[notification.id] = notification
         return notification
 
-    def digests(self, positions: Sequence[int]) -> dict[int, Stored]:
+    def held(self, positions: Sequence[int]) -> dict[int, Held]:
+        """As `consumers.as_stored.PostgresStoredEvents` answers."""
         self.queries += 1
-        held = (self.held[p] for p in positions if p in self.held)
-        return {n.id: Stored(n.topic, digest(n.state)) for n in held}
+        found = (self.events[p] for p in positions if p in self.events)
+        return {n.id: Held(n.topic, len(n.state), _whole_or_digest(n.state)) for n in found}
 
     def states(self, positions: Sequence[int]) -> dict[int, bytes]:
         self.queries += 1
-        return {p: self.held[p].state for p in positions if p in self.held}
+        return {p: self.events[p].state for p in positions if p in self.events}
+
+
+def _whole_or_digest(state: bytes) -> bytes:
+    return state if len(state) <= WHOLE_BYTES else digest(state)
 
 
 def record(notification: Notification, offset: int) -> Record:

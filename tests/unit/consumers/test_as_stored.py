@@ -14,7 +14,7 @@ import msgspec
 import psycopg
 import pytest
 
-from consumers.as_stored import Stored, mismatches
+from consumers.as_stored import Held, mismatches
 from consumers.envelope import CloudEvent, delivered, read_cloudevent
 from consumers.hand_over import hand_over
 from consumers.kafka_io import Record
@@ -110,11 +110,11 @@ def _old_conversation_closed() -> tuple[MemoryStoredEvents, Record]:
 
 def test_an_event_stored_in_an_older_schema_passes_upcast_and_as_stored() -> None:
     stored, today = _old_conversation_closed()
-    state = stored.held[1].state
+    state = stored.events[1].state
     then = _rewritten(today.value, data=msgspec.Raw(state), schemaversion=1)
     assert delivered(today.value).schemaversion == 2
     assert _reasons([today.value, then], stored) == [None, None]
-    assert stored.queries == 2  # the digests, then the old event's state
+    assert stored.queries == 2  # what is held, then the old event's state
 
 
 def test_an_event_stored_in_an_older_schema_with_its_data_changed_is_not_as_stored() -> None:
@@ -146,7 +146,7 @@ def test_hand_over_makes_a_forged_record_a_dead_letter_that_touches_no_version()
 
 
 class _Unreachable(MemoryStoredEvents):
-    def digests(self, positions: Sequence[int]) -> dict[int, Stored]:
+    def held(self, positions: Sequence[int]) -> dict[int, Held]:
         raise psycopg.OperationalError("connection refused")
 
 
