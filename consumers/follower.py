@@ -15,7 +15,8 @@ never stops the read side. Anything else that fails a step (the disk is full, th
 database is locked or gone) is retried with backoff until it succeeds: `run` never
 ends on an error, and `trouble` says what keeps failing meanwhile (for `/readyz`).
 Dead letters are retried from the event store itself (`retry_from_store`), as their
-payload is the stored event.
+payload is the stored event. What it applies is what the store holds, so it needs none
+of the Kafka consumers' check of each record against the store (`consumers.as_stored`).
 """
 
 from __future__ import annotations

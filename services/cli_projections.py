@@ -5,10 +5,10 @@
 (`consumers.projection_writer`) unless `--single-process`. It rides out database and
 broker outages and reports them, with its watchdog's and writer's restarts, in
 `crm_process_health` (`consumers.process_health`) for the API's /readyz and /metrics.
-Every one that reads Kafka checks each record against the PostgreSQL event store
+Those that read Kafka check each record against the PostgreSQL event store
 (`consumers.as_stored`), so `consume` and `verify` need `CRM_DATABASE_URL` (the
 embedded default has no Kafka consumers: its projections follow the event store, and
-`rebuild` and `retry` replay it). Exit codes: 0 done, 1 differences found by `verify`,
+its `rebuild` and `retry` replay it). Exit codes: 0 done, 1 differences found by `verify`,
 events still failing after `retry`, or a writer process that failed; 2 configuration
 error.
 """
