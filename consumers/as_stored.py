@@ -169,7 +169,8 @@ def _compare_decoded(
 
 class PostgresStoredEvents:
     """`StoredEvents` on the PostgreSQL event store: its events table, queried on
-    connections `connection()` lends (the event store's pool)."""
+    connections `connection()` lends (the consumer process's own pool, not the event
+    store's: `services.bootstrap.as_stored`)."""
 
     def __init__(
         self,
