@@ -11,7 +11,10 @@ consumer of the event topics (the live one, a rebuild, a verify and a retry: all
 through `consumers.hand_over`) applies a record only if the event store of its own
 database holds, at the record's position, an event of the record's type and schema
 version whose stored bytes are the record's `data`, as the relay publishes it
-(`consumers.relay.encode_notification`). A record that is not is a dead letter.
+(`consumers.relay.encode_notification`). A record that is not is rejected: recorded,
+never applied or retried (`consumers.projecting`). A genuine record copied to another
+partition or topic passes this check; the order of its aggregate's versions is what
+stops it there.
 
 What a consumer reads of a record is its `type`, `schemaversion`, `position` and
 `data` (`consumers.envelope.Delivered`); the data names the aggregate and its version

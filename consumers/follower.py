@@ -30,7 +30,7 @@ import structlog
 from consumers.blind_index import needs_terms, search_terms
 from consumers.byte_pages import PAGE_BYTES
 from consumers.keyring import Keyring
-from consumers.projecting import Item, commit, retry_letters
+from consumers.projecting import Item, Retried, commit, retry_letters
 from consumers.readmodel_store import STORE_TOPIC, ReadModelStore, Status, StoredLetter
 from domain import codec
 from domain.customer import CustomerErased
@@ -132,7 +132,8 @@ class EventStoreFollower:
             cls, version = codec.parse_topic(n.topic)
             event = codec.decode(cls, n.state, version)
         except Exception as error:  # an unreadable stored event is a dead letter, by design
-            return Item(STORE_TOPIC, 0, n.id, n.id, n.state, None, _reason(error))
+            origin = (n.originator_id, n.originator_version)
+            return Item(STORE_TOPIC, 0, n.id, n.id, n.state, None, _reason(error), origin=origin)
         return Item(STORE_TOPIC, 0, n.id, n.id, n.state, event)
 
     def _prepared(
@@ -147,12 +148,13 @@ class EventStoreFollower:
             opened = codec.unseal(event, keyring, [f for f in event.personal_fields if f in fields])
             return item._replace(event=opened, terms=search_terms(event, keyring, search))
         except Exception as error:  # a field that does not open is a dead letter, by design
-            return item._replace(event=None, error=_reason(error))
+            origin = (event.originator_id, event.originator_version)
+            return item._replace(event=None, error=_reason(error), origin=origin)
 
 
-def retry_from_store(app: Any, store: ReadModelStore, projection: Projection) -> tuple[int, int]:
+def retry_from_store(app: Any, store: ReadModelStore, projection: Projection) -> Retried:
     """Re-apply the embedded projection's dead letters, read again from the event store
-    at their positions: (retried, still failing)."""
+    at their positions."""
     follower = EventStoreFollower(app, store, [projection])
 
     def items_of(letters: list[StoredLetter]) -> list[Item]:

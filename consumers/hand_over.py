@@ -4,9 +4,11 @@ The reader side of a projection consumer (`consumers.runner`): each Kafka record
 a `Handed` (`consumers.projection_writer`), its event as current-schema codec JSON (its
 personal fields stay sealed: read models store them so) with the blind-index terms of
 the projection's search fields, or the error that makes it a dead letter. Events with
-nothing to open pass as the bytes they arrived in. A record is handed over only if the
-event store holds it at its position (`consumers.as_stored`): anyone who can produce to
-the topics could forge one, and the event store is the one truth.
+nothing to open pass as the bytes they arrived in. A record is handed over to be applied
+only if the event store holds it at its position (`consumers.as_stored`): anyone who
+can produce to the topics could forge one, and the event store is the one truth. One
+that it does not hold is handed over refused (a rejected record, which readiness does
+not wait for: `consumers.projecting`).
 
 I/O: the event store (one query per batch, `StoredEvents`) and the keyring's data keys
 (one query per batch). Either being unreachable raises (`DATABASE_UNAVAILABLE`): the
@@ -24,7 +26,7 @@ from consumers.as_stored import StoredEvents, mismatches
 from consumers.blind_index import needs_terms, search_terms
 from consumers.kafka_io import Consumed
 from consumers.keyring import Keyring
-from consumers.projecting import Item
+from consumers.projecting import Item, Origin, origin_of
 from consumers.projection_writer import Handed, items_of
 from domain import codec
 from domain.base import DomainEvent
@@ -38,8 +40,10 @@ def hand_over(
     fields: frozenset[str],
     search: frozenset[str] = frozenset(),
 ) -> list[Handed]:
-    """Records as a writer takes them; one that does not decode, or that is not what the
-    event store holds at its position (`stored`), keeps its error (a dead letter).
+    """Records as a writer takes them. One that is not what the event store holds at
+    its position (`stored`), or not a CloudEvent of the contract at all, is refused
+    (a rejected record, `consumers.projecting`); a genuine one that does not decode
+    keeps its error (a dead letter).
 
     Only the personal `fields` (the projection's `personal_inputs`, none since read
     models store sealed values) are opened, and the customer fields in `search` (its
@@ -82,44 +86,66 @@ class _Read(NamedTuple):
     error: str | None = None
     attributes: envelope.Delivered | None = None
     """What the record says it is, to compare with the event store."""
+    refused: bool = False
+    """Not a record of the event store: `error` says why (a rejected record)."""
+    origin: Origin | None = None
+    """(aggregate, version) of a genuine record that did not decode."""
 
 
 def _read(record: Consumed, fields: frozenset[str]) -> _Read:
     try:
         attributes = envelope.delivered(record.value)
+    except Exception as error:  # no relay wrote it: any such record is refused, by design
+        return _Read(record, 0, None, None, _reason(error), refused=True)
+    try:
         cls = codec.event_class(attributes.type)
         if attributes.schemaversion == cls.class_version and not _to_open(cls, fields):
             data = bytes(attributes.data)
             return _Read(record, attributes.position, data, None, None, attributes)
         event = envelope.event_of(attributes)
         return _Read(record, attributes.position, None, event, None, attributes)
-    except Exception as error:  # any undecodable record is a dead letter, by design
-        return _Read(record, 0, None, None, f"{type(error).__name__}: {error}")
+    except Exception as error:  # a dead letter if the event store holds it, by design
+        return _Read(record, attributes.position, None, None, _reason(error), attributes)
 
 
 def _as_stored(read: list[_Read], stored: StoredEvents) -> list[_Read]:
-    """`read`, each record that is not what the event store holds at its position made
-    a dead letter (`consumers.as_stored`): one query for the batch."""
+    """`read`, each record that is not what the event store holds at its position
+    refused (`consumers.as_stored`: one query for the batch), and each genuine one that
+    did not decode given its origin."""
     reasons = iter(mismatches([r.attributes for r in read if r.attributes is not None], stored))
-    return [
-        r if r.attributes is None or (reason := next(reasons)) is None
-        else _Read(r.record, 0, None, None, reason)
-        for r in read
-    ]  # fmt: skip
+    checked = []
+    for r in read:
+        if r.attributes is None:
+            checked.append(r)
+        elif (reason := next(reasons)) is not None:
+            checked.append(_Read(r.record, 0, None, None, reason, refused=True))
+        elif r.error is not None:
+            checked.append(r._replace(origin=origin_of(r.attributes.data)))
+        else:
+            checked.append(r)
+    return checked
+
+
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def _hand(read: _Read, keyring: Keyring, fields: frozenset[str], search: frozenset[str]) -> Handed:
     r, event = read.record, read.event
     if event is None:
-        return Handed(r.topic, r.partition, r.offset, read.position, r.value, read.data, read.error)
+        return Handed(
+            r.topic, r.partition, r.offset, read.position, r.value, read.data, read.error,
+            None, read.refused, read.origin,
+        )  # fmt: skip
     if isinstance(event, CustomerErased):
         keyring.forget(event.originator_id)
     try:
         opened = codec.unseal(event, keyring, _fields_to_open(type(event), fields))
         terms = search_terms(event, keyring, search)
     except Exception as error:  # a field that does not open is a dead letter, by design
+        origin = (event.originator_id, event.originator_version)
         return Handed(
-            r.topic, r.partition, r.offset, 0, r.value, None, f"{type(error).__name__}: {error}"
+            r.topic, r.partition, r.offset, 0, r.value, None, _reason(error), origin=origin
         )
     encoded = codec.encode(opened)
     return Handed(r.topic, r.partition, r.offset, read.position, r.value, encoded, None, terms)

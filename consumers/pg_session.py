@@ -34,6 +34,7 @@ from consumers.readmodel_store import (
     DeadLetter,
     PositionKey,
     RecordKey,
+    Rejected,
     Status,
     StoredLetter,
     TableWrites,
@@ -48,6 +49,12 @@ PG_TYPES = {
 }  # fmt: skip
 _CACHED = 1024  # statements kept: a few dozen per projection generation
 
+REJECTED_TABLE: LiteralString = (
+    "CREATE TABLE IF NOT EXISTS {}._rejected (id bigserial PRIMARY KEY, topic text,"
+    " partition integer, kafka_offset bigint, position bigint, reason text,"
+    " at timestamptz NOT NULL DEFAULT now())"
+)
+"""Also run on generations an older version created (`PostgresStore`): it had none."""
 _BOOKKEEPING = (
     "CREATE TABLE {}._positions (topic text, partition integer, next_offset bigint NOT NULL,"
     " PRIMARY KEY (topic, partition))",
@@ -56,6 +63,7 @@ _BOOKKEEPING = (
     " partition integer, kafka_offset bigint, position bigint, aggregate_id uuid,"
     " aggregate_version integer, event_type text, error text, payload bytea,"
     " at timestamptz NOT NULL DEFAULT now())",
+    REJECTED_TABLE,
     "CREATE TABLE {}._status (id integer PRIMARY KEY, events bigint NOT NULL,"
     " last_event_at timestamptz, last_position bigint NOT NULL, lag bigint,"
     " updated_at timestamptz)",
@@ -80,6 +88,10 @@ _ADD_DEAD_LETTERS = (
     "INSERT INTO {}._dead_letters (event_id, topic, partition, kafka_offset, position,"
     " aggregate_id, aggregate_version, event_type, error, payload)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_ADD_REJECTED = (
+    "INSERT INTO {}._rejected (topic, partition, kafka_offset, position, reason)"
+    " VALUES (%s, %s, %s, %s, %s)"
 )
 _PROGRESS = (
     "UPDATE {}._status SET events = events + %s, last_event_at = coalesce(%s, last_event_at),"
@@ -272,6 +284,11 @@ class PgSession:
         with self.conn.cursor() as cur:
             cur.executemany(statement, [d.values() for d in letters])
 
+    def add_rejected(self, records: Sequence[Rejected]) -> None:
+        statement = _rendered(_ADD_REJECTED, self.schema)
+        with self.conn.cursor() as cur:
+            cur.executemany(statement, [r.values() for r in records])
+
     def record_progress(
         self, events: int, last_event_at: datetime | None, position: int, lag: int | None
     ) -> None:
@@ -323,9 +340,15 @@ def read_status(conn: Connection[Any], name: str, generation: int) -> Status:
             q(schema, "_status")
         )
     ).fetchone()
-    letters = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(q(schema, "_dead_letters")))
+    counts = conn.execute(
+        sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
+            q(schema, "_dead_letters"), q(schema, "_rejected")
+        )
+    ).fetchone()
     positions = PgSession(conn, schema).positions()
-    count = letters.fetchone()
     assert status is not None
-    assert count is not None
-    return Status(name, generation, status[0], status[1], status[2], count[0], positions, status[3])
+    assert counts is not None
+    return Status(
+        name, generation, status[0], status[1], status[2], counts[0], positions, status[3],
+        counts[1],
+    )  # fmt: skip

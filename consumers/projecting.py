@@ -3,10 +3,26 @@
 Shared by the Kafka runner and the embedded follower. Inside the transaction:
 lock the stored positions of the batch's partitions (a consumer that lost a
 partition in a rebalance then waits and sees the new owner's offsets), drop records
-already covered by them, skip aggregate versions already applied (the relay is
-at-least-once), load every row the remaining events need in one query per table,
-apply, and write rows, applied versions, positions and dead letters together.
+already covered by them, apply each aggregate's versions one after another (below),
+load every row the remaining events need in one query per table, apply, and write
+rows, applied versions, positions, dead letters and rejected records together.
 An event whose `apply` raises becomes a dead letter and its offset still advances.
+
+Order: the event store numbers an aggregate's events 1, 2, 3... and the relay
+publishes them in that order to one partition, again and again maybe (at-least-once),
+so a projection meets each aggregate's versions in order, with repeats. A version at
+or below the last one applied is a repeat, and skipped. A version past the next one
+cannot come from the relay: it is a genuine record copied to another partition or
+topic, read before the versions it follows (which would then be skipped as repeats
+and lost). It is *rejected*, and the genuine record applies in its turn.
+
+Dead letters and rejected records: a dead letter is an event the read model lacks (it
+did not decode, or its rows could not be written); readiness waits for it and
+`crm projections retry` re-applies it after a fix. A rejected record (`Item.refused`,
+or out of order) lacks nothing: the event store does not hold it as published
+(`consumers.as_stored`), or its genuine twin applies in its turn. It is recorded with
+its reason, never applied, never retried, and readiness does not wait for it: whoever
+can produce to the topics must not be able to take the API out of service.
 
 `commit` runs that transaction. A transient error of the store (connection lost, disk
 full, database locked) propagates: the caller retries the whole batch later, nothing
@@ -26,10 +42,13 @@ from operator import attrgetter
 from typing import NamedTuple
 from uuid import UUID
 
+import msgspec
+
 from consumers.readmodel_store import (
     DeadLetter,
     PositionKey,
     ReadModelStore,
+    Rejected,
     Session,
     StoredLetter,
     table_writes,
@@ -37,11 +56,37 @@ from consumers.readmodel_store import (
 from domain.base import DomainEvent
 from projections.base import Batch, Fact, Key, KeyValues, Projection, Row, SearchTerms
 
+Origin = tuple[UUID, int]
+"""(aggregate id, version) of an event."""
+
+
+class _Origin(msgspec.Struct):
+    """The two fields every event's codec JSON holds, whatever its type (`DomainEvent`)."""
+
+    originator_id: UUID
+    originator_version: int
+
+
+_origin_of = msgspec.json.Decoder(_Origin)
+
+
+def origin_of(data: bytes | memoryview) -> Origin | None:
+    """The origin in an event's codec JSON, or None if it holds none (for a genuine
+    record whose event does not decode: its version is taken all the same)."""
+    try:
+        origin = _origin_of.decode(data)
+    except msgspec.DecodeError:
+        return None
+    return origin.originator_id, origin.originator_version
+
 
 class Item(NamedTuple):
     """One record: where it came from, its raw bytes, and its event (None if undecodable).
-    An `error` makes it a dead letter: why it could not be decoded, or written. `terms`:
-    the search terms the consumer derived from the event, applied right after it.
+    An `error` makes it a dead letter: why it could not be decoded, or written; with
+    `refused`, a rejected record instead (see the module docstring). `terms`: the search
+    terms the consumer derived from the event, applied right after it. `origin`: the
+    (aggregate, version) of a genuine record whose event did not decode, so that its
+    version is taken like any other.
 
     A tuple: a replay makes one per event, and tuples are the cheapest to build."""
 
@@ -53,6 +98,8 @@ class Item(NamedTuple):
     event: DomainEvent | None
     error: str | None = None
     terms: SearchTerms | None = None
+    refused: bool = False
+    origin: Origin | None = None
 
 
 _partition: Callable[[Item], PositionKey] = attrgetter("topic", "partition")
@@ -66,11 +113,13 @@ class Outcome:
     applied: int = 0
     skipped: int = 0
     dead: int = 0
+    rejected: int = 0
 
     def __add__(self, other: Outcome) -> Outcome:
         return Outcome(
-            self.applied + other.applied, self.skipped + other.skipped, self.dead + other.dead
-        )
+            self.applied + other.applied, self.skipped + other.skipped,
+            self.dead + other.dead, self.rejected + other.rejected,
+        )  # fmt: skip
 
 
 def commit(
@@ -81,38 +130,51 @@ def commit(
     lag: int | None = None,
     *,
     retry: bool = False,
+    in_order: bool = True,
 ) -> Outcome:
     """`project` in one transaction, the events that make it fail dead-lettered (see the
     module docstring); raises only the store's transient errors, or an error that even
     a dead letter cannot be written through."""
+
+    def again(part: list[Item]) -> Outcome:
+        return commit(store, projection, generation, part, lag, retry=retry, in_order=in_order)
+
     try:
         with store.session(projection, generation) as session:
-            return project(session, projection, items, lag, retry=retry)
+            return project(session, projection, items, lag, retry=retry, in_order=in_order)
     except store.transient_errors:
         raise
     except Exception as error:  # an event's values: found by halving, by design
         if len(items) <= 1:
             if not items or items[0].error is not None:
                 raise
-            failed = items[0]._replace(error=f"{type(error).__name__}: {error}")
-            return commit(store, projection, generation, [failed], lag, retry=retry)
+            return again([items[0]._replace(error=f"{type(error).__name__}: {error}")])
     half = len(items) // 2
-    first = commit(store, projection, generation, items[:half], lag, retry=retry)
-    return first + commit(store, projection, generation, items[half:], lag, retry=retry)
+    return again(items[:half]) + again(items[half:])
+
+
+class Retried(NamedTuple):
+    """What `crm projections retry` did: dead letters retried, still failing, and now
+    rejected (letters that an older version kept, of records it applies no more)."""
+
+    retried: int
+    failing: int
+    rejected: int
 
 
 def retry_letters(
     store: ReadModelStore,
     projection: Projection,
     items_of: Callable[[list[StoredLetter]], list[Item]],
-) -> tuple[int, int]:
-    """Re-apply the live generation's dead letters, read back as items by `items_of`:
-    (retried, still failing). Those failing again are dead letters again (`commit`)."""
+) -> Retried:
+    """Re-apply the live generation's dead letters, read back as items by `items_of`.
+    Those failing again are dead letters again (`commit`)."""
     generation = store.install(projection)
     with store.session(projection, generation) as session:
         letters = session.dead_letters()
     items = items_of(letters)
-    return len(items), commit(store, projection, generation, items, retry=True).dead
+    outcome = commit(store, projection, generation, items, retry=True)
+    return Retried(len(items), outcome.dead, outcome.rejected)
 
 
 def project(
@@ -122,11 +184,14 @@ def project(
     lag: int | None = None,
     *,
     retry: bool = False,
+    in_order: bool = True,
 ) -> Outcome:
     """Apply `items` (in partition order) through `session`; see the module docstring.
 
-    `retry` re-applies dead letters: no offset or version filter, positions untouched,
-    and the items' dead letters dropped (those failing again are written anew).
+    `retry` re-applies dead letters: no offset, version or order filter, positions
+    untouched, and the items' dead letters dropped (those failing again are written anew).
+    Not `in_order`: the items are some of each aggregate's events (a report of the
+    surveys alone), so a version past the next one is no sign of a copy.
     """
     lowest, last = _offset_ranges(items)
     stored = session.lock_positions(sorted(last))
@@ -136,12 +201,14 @@ def project(
     fresh, next_offsets = _fresh(items, stored, lowest, last)
     events = [i.event for i in fresh if i.event is not None]
     aggregates = {e.originator_id.int: e.originator_id for e in events}  # see `_Versions`
-    versions = _Versions({} if retry else session.load_applied(list(aggregates.values())))
+    aggregates.update((o[0].int, o[0]) for i in fresh if (o := i.origin) is not None)
+    applied = {} if retry else session.load_applied(list(aggregates.values()))
+    versions = _Versions(applied, in_order=in_order and not retry)
     facts: list[Fact] = [*events, *(i.terms for i in fresh if i.terms is not None)]
     batch = Batch(projection.tables, _load(session, projection, facts))
     outcome = Outcome(skipped=len(items) - len(fresh))
-    letters = _apply_all(projection, batch, fresh, versions, outcome)
-    _write(session, projection, batch, versions.taken(), letters)
+    letters, rejected = _apply_all(projection, batch, fresh, versions, outcome)
+    _write(session, projection, batch, versions.taken(), letters=letters, rejected=rejected)
     if not retry:
         session.save_positions(next_offsets)
     newest = max(map(_occurred_at, events), default=None)
@@ -149,48 +216,67 @@ def project(
     return outcome
 
 
+TAKEN, REPEAT, EARLY = 0, 1, 2
+"""What `_Versions.take` says of a version: the next one, one applied already, or one
+past the next (see the module docstring)."""
+
+
 class _Versions:
-    """The last version of each aggregate: which events to skip, and what to save.
+    """The last version of each aggregate: which events to take, and what to save.
 
     Kept by `UUID.int`: a UUID hashes in Python (`uuid.UUID.__hash__`, about a thousand
     instructions) and its int in C, and a replay looks up every event's aggregate twice.
+    Not `in_order` (a retry), every version past the last is taken.
     """
 
-    def __init__(self, stored: dict[UUID, int]) -> None:
+    def __init__(self, stored: dict[UUID, int], *, in_order: bool = True) -> None:
         self._last = {aggregate.int: version for aggregate, version in stored.items()}
-        self._taken: dict[int, DomainEvent] = {}
+        self._taken: dict[int, UUID] = {}
+        self._in_order = in_order
 
-    def take(self, event: DomainEvent) -> bool:
-        """Whether `event` is newer than its aggregate's last version (and now the last)."""
-        number, version = event.originator_id.int, event.originator_version
-        if version <= self._last.get(number, 0):
-            return False
+    def take(self, aggregate: UUID, version: int) -> int:
+        """`TAKEN` (and now the last), `REPEAT` or `EARLY`: see the constants."""
+        number = aggregate.int
+        last = self._last.get(number, 0)
+        if version != last + 1:
+            if version <= last:
+                return REPEAT
+            if self._in_order:
+                return EARLY
         self._last[number] = version
-        self._taken[number] = event
-        return True
+        self._taken[number] = aggregate
+        return TAKEN
+
+    def last(self, aggregate: UUID) -> int:
+        return self._last.get(aggregate.int, 0)
 
     def taken(self) -> dict[UUID, int]:
         """The last version taken per aggregate (the ones to save)."""
-        return {e.originator_id: e.originator_version for e in self._taken.values()}
+        return {aggregate: self._last[number] for number, aggregate in self._taken.items()}
 
 
 def _apply_all(
     projection: Projection, batch: Batch, items: list[Item], versions: _Versions, outcome: Outcome
-) -> list[DeadLetter]:
-    """Apply the items in order into `batch`; the dead letters.
+) -> tuple[list[DeadLetter], list[Rejected]]:
+    """Apply the items in order into `batch`; the dead letters and rejected records.
 
     The loop body runs for every event of a replay, hence one loop here rather than a
     call per item.
     """
-    apply, record = projection.apply, batch.record
+    apply, record, take = projection.apply, batch.record, versions.take
     letters: list[DeadLetter] = []
+    rejected: list[Rejected] = []
     for item in items:
         event = item.event
         if event is None:
-            outcome.dead += 1
-            letters.append(dead_letter(item, item.error or "undecodable record"))
-        elif not versions.take(event):
+            _unapplied(item, versions, outcome, letters, rejected)
+            continue
+        order = take(event.originator_id, event.originator_version)
+        if order == REPEAT:
             outcome.skipped += 1
+        elif order == EARLY:
+            outcome.rejected += 1
+            rejected.append(_early(item, (event.originator_id, event.originator_version), versions))
         elif item.error is not None:  # its writes failed (`commit`): taken, not applied
             outcome.dead += 1
             letters.append(dead_letter(item, item.error))
@@ -204,7 +290,42 @@ def _apply_all(
                 letters.append(dead_letter(item, f"{type(error).__name__}: {error}"))
             else:
                 outcome.applied += 1
-    return letters
+    return letters, rejected
+
+
+def _unapplied(
+    item: Item,
+    versions: _Versions,
+    outcome: Outcome,
+    letters: list[DeadLetter],
+    rejected: list[Rejected],
+) -> None:
+    """An item without an event: a refused record, or a genuine one that did not decode
+    (a dead letter whose version, when known, is taken like any other)."""
+    if item.refused:
+        outcome.rejected += 1
+        reason = item.error or "not a record of the event store"
+        rejected.append(Rejected(item.topic, item.partition, item.offset, item.position, reason))
+        return
+    origin = item.origin
+    order = TAKEN if origin is None else versions.take(*origin)
+    if order == REPEAT:
+        outcome.skipped += 1
+    elif order == EARLY and origin is not None:
+        outcome.rejected += 1
+        rejected.append(_early(item, origin, versions))
+    else:
+        outcome.dead += 1
+        letters.append(dead_letter(item, item.error or "undecodable record"))
+
+
+def _early(item: Item, origin: Origin, versions: _Versions) -> Rejected:
+    aggregate, version = origin
+    reason = (
+        f"out of order: version {version} of aggregate {aggregate} before version"
+        f" {versions.last(aggregate) + 1} (a copy of a record, read before the ones it follows)"
+    )
+    return Rejected(item.topic, item.partition, item.offset, item.position, reason)
 
 
 def _load(session: Session, projection: Projection, events: list[Fact]) -> dict[Key, Row]:
@@ -225,13 +346,17 @@ def _write(
     projection: Projection,
     batch: Batch,
     versions: dict[UUID, int],
+    *,
     letters: list[DeadLetter],
+    rejected: list[Rejected],
 ) -> None:
     for segment in batch.segments:
         session.write(list(table_writes(batch.tables, segment)), segment.closing)
     session.save_applied(versions)
     if letters:
         session.add_dead_letters(letters)
+    if rejected:
+        session.add_rejected(rejected)
 
 
 def _offset_ranges(items: list[Item]) -> tuple[dict[PositionKey, int], dict[PositionKey, int]]:
@@ -276,15 +401,16 @@ def _next_offsets(items: list[Item]) -> dict[PositionKey, int]:
 
 def dead_letter(item: Item, error: str) -> DeadLetter:
     event = item.event
+    origin = item.origin if event is None else (event.originator_id, event.originator_version)
     return DeadLetter(
-        event_id="" if event is None else f"{event.originator_id}:{event.originator_version}",
+        event_id="" if origin is None else f"{origin[0]}:{origin[1]}",
         topic=item.topic,
         partition=item.partition,
         offset=item.offset,
         position=item.position,
-        aggregate_id=None if event is None else event.originator_id,
-        aggregate_version=None if event is None else event.originator_version,
+        aggregate_id=None if origin is None else origin[0],
+        aggregate_version=None if origin is None else origin[1],
         event_type="" if event is None else event.wire_name(),
-        error=error[:2000],
+        error=error,
         payload=item.value,
     )

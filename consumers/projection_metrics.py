@@ -1,4 +1,4 @@
-"""Prometheus metrics of the read models: lag, dead letters, progress (for /metrics).
+"""Prometheus metrics of the read models: lag, dead letters, rejected records, progress.
 
 A custom collector reads each projection's status at scrape time, so the numbers are
 those of the database (every consumer process and the embedded follower alike),
@@ -31,6 +31,11 @@ class ProjectionCollector(Collector):
         dead = GaugeMetricFamily(
             "crm_projection_dead_letters", "Events in the dead-letter table", labels=["projection"]
         )
+        rejected = GaugeMetricFamily(
+            "crm_projection_rejected_records",
+            "Records refused: not as the event store holds them, or out of order",
+            labels=["projection"],
+        )
         events = GaugeMetricFamily(
             "crm_projection_events", "Events applied to the live version", labels=["projection"]
         )
@@ -43,10 +48,11 @@ class ProjectionCollector(Collector):
             if status.lag is not None:
                 lag.add_metric([name], status.lag)
             dead.add_metric([name], status.dead_letters)
+            rejected.add_metric([name], status.rejected)
             events.add_metric([name], status.events)
             if status.last_event_at is not None:
                 last.add_metric([name], status.last_event_at.timestamp())
-        yield from (lag, dead, events, last)
+        yield from (lag, dead, rejected, events, last)
 
 
 def register_projection_metrics(

@@ -51,7 +51,7 @@ import msgspec
 import structlog
 
 from consumers.pg_pool import DATABASE_UNAVAILABLE
-from consumers.projecting import Item, commit
+from consumers.projecting import Item, Origin, commit, origin_of
 from consumers.readmodel_store import ReadModelStore
 from domain import codec
 from projections.base import Projection, SearchTerms
@@ -68,8 +68,9 @@ PIPE_BYTES = 1 << 20
 class Handed(NamedTuple):
     """One record as a runner hands it to a writer: its event as current-schema codec
     JSON (opened as far as the projection needs), or None and the error that makes it
-    a dead letter, and the search terms derived from it. The writer decodes the events:
-    on its side of the pipe."""
+    a dead letter (or, `refused`, a rejected record), and the search terms derived from
+    it; `origin` as in `consumers.projecting.Item`. The writer decodes the events: on
+    its side of the pipe."""
 
     topic: str
     partition: int
@@ -79,6 +80,8 @@ class Handed(NamedTuple):
     event: bytes | None
     error: str | None = None
     terms: SearchTerms | None = None
+    refused: bool = False
+    origin: Origin | None = None
 
 
 def items_of(handed: Sequence[Handed]) -> list[Item]:
@@ -88,11 +91,17 @@ def items_of(handed: Sequence[Handed]) -> list[Item]:
 
 def _item(h: Handed) -> Item:
     if h.event is None:
-        return Item(h.topic, h.partition, h.offset, h.position, h.value, None, h.error)
+        return Item(
+            h.topic, h.partition, h.offset, h.position, h.value, None, h.error, None, h.refused,
+            h.origin,
+        )  # fmt: skip
     try:
         event = codec.decode_tagged(h.event)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
-        return Item(h.topic, h.partition, h.offset, 0, h.value, None, f"InvalidEvent: {error}")
+        reason = f"InvalidEvent: {error}"
+        return Item(
+            h.topic, h.partition, h.offset, 0, h.value, None, reason, origin=origin_of(h.event)
+        )
     return Item(h.topic, h.partition, h.offset, h.position, h.value, event, None, h.terms)
 
 
@@ -115,6 +124,7 @@ class Written(msgspec.Struct, array_like=True, frozen=True, tag="written"):
     applied: int = 0
     skipped: int = 0
     dead: int = 0
+    rejected: int = 0
     seconds: float = 0.0
     abandoned: bool = False
     error: str | None = None
@@ -188,7 +198,10 @@ def commit_batch(
             delay = min(delay * 2, MAX_RETRY_DELAY)
             continue
         seconds = time.perf_counter() - started
-        return Written(len(items), lag, outcome.applied, outcome.skipped, outcome.dead, seconds)
+        return Written(
+            len(items), lag, outcome.applied, outcome.skipped, outcome.dead, outcome.rejected,
+            seconds,
+        )  # fmt: skip
 
 
 def _replaced(store: ReadModelStore, name: str, generation: int) -> bool:

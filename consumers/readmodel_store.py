@@ -10,7 +10,9 @@ model. Tables whose name starts with `_` are working state and get no view.
 Per generation the store also keeps its bookkeeping, written in the same
 transaction as the rows: `_positions` (next Kafka offset per topic/partition, or
 the event-store position under topic `STORE_TOPIC`), `_applied` (last applied
-version per aggregate, for deduplication), `_dead_letters` and `_status`.
+version per aggregate, for deduplication and order), `_dead_letters` (events the read
+model lacks), `_rejected` (records it must never apply: `consumers.projecting`) and
+`_status`.
 
 I/O contract: adapters do all SQL; this module only shapes data.
 """
@@ -55,7 +57,36 @@ class DeadLetter:
 
     def values(self) -> tuple[Any, ...]:
         """The columns of a `_dead_letters` row, in the order of the fields above."""
-        return tuple(getattr(self, f.name) for f in fields(self))
+        row = tuple(getattr(self, f.name) for f in fields(self))
+        return (*row[:8], storable(self.error), self.payload)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record a consumer refused (`consumers.projecting`): where it came from, its
+    event's position (0 for a record the event store does not hold: the reason says
+    what it claimed), and why. Not its bytes: whoever produced it chose them, and the
+    record stays on its topic for anyone who must look."""
+
+    topic: str
+    partition: int
+    offset: int
+    position: int
+    reason: str
+
+    def values(self) -> tuple[Any, ...]:
+        """The columns of a `_rejected` row, in the order of the fields above."""
+        return (self.topic, self.partition, self.offset, self.position, storable(self.reason))
+
+
+def storable(text: str) -> str:
+    """`text` as a text column holds it, at most 2,000 characters: an error or a reason
+    may quote what a record claims (its `type`), and a NUL or a lone surrogate there,
+    which PostgreSQL cannot store, must not stop a consumer."""
+    text = text[:2000]
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
 
 
 RecordKey = tuple[str, int, int]
@@ -83,6 +114,8 @@ class Status:
     dead_letters: int
     positions: dict[PositionKey, int]
     lag: int | None = None
+    rejected: int = 0
+    """Records refused as not the event store's, or out of their aggregate's order."""
 
 
 class ReadModelNotBuilt(Exception):  # noqa: N818 - a state, like the HTTP status it maps to
@@ -124,6 +157,8 @@ class Session(Protocol):
     def save_positions(self, positions: dict[PositionKey, int]) -> None: ...
 
     def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    def add_rejected(self, records: Sequence[Rejected]) -> None: ...
 
     def record_progress(
         self, events: int, last_event_at: datetime | None, position: int, lag: int | None

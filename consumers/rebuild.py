@@ -23,7 +23,7 @@ from typing import Any
 from consumers.as_stored import StoredEvents
 from consumers.hand_over import decode
 from consumers.keyring import Keyring
-from consumers.projecting import Item, retry_letters
+from consumers.projecting import Item, Retried, retry_letters
 from consumers.readmodel_store import ReadModelStore, StoredLetter
 from consumers.runner import ProjectionRunner, group_id
 from projections.base import Projection, Row
@@ -103,9 +103,9 @@ def compare(store: ReadModelStore, projection: Projection, a: int, b: int) -> li
 
 def retry(
     store: ReadModelStore, projection: Projection, keyring: Keyring, stored: StoredEvents
-) -> tuple[int, int]:
+) -> Retried:
     """Re-apply every dead letter of the live generation (records from Kafka, as the
-    runner stores them, checked against the event store again): (retried, still failing)."""
+    runner stores them, checked against the event store again)."""
     return retry_letters(
         store, projection, lambda letters: _items(keyring, stored, projection, letters)
     )

@@ -296,7 +296,7 @@ class ProjectionRunner:
         log.info(
             "batch", projection=self.projection_name, events=written.events,
             applied=written.applied, skipped=written.skipped, dead=written.dead,
-            ms=round(written.seconds * 1000, 1), lag=written.lag,
+            rejected=written.rejected, ms=round(written.seconds * 1000, 1), lag=written.lag,
         )  # fmt: skip
         if self.on_batch is not None:
             self.on_batch(written)

@@ -19,6 +19,7 @@ from consumers.readmodel_store import (
     DeadLetter,
     PositionKey,
     RecordKey,
+    Rejected,
     Status,
     StoredLetter,
     TableWrites,
@@ -32,6 +33,12 @@ LITE_TYPES = {
 }  # fmt: skip
 _CHUNK = 300
 
+REJECTED_TABLE = (
+    "CREATE TABLE IF NOT EXISTS {p}___rejected (id INTEGER PRIMARY KEY, topic TEXT,"
+    " partition INTEGER, kafka_offset INTEGER, position INTEGER, reason TEXT,"
+    " at TEXT NOT NULL DEFAULT (datetime('now')))"
+)
+"""Also run on generations an older version created (`SqliteStore`): it had none."""
 _BOOKKEEPING = (
     "CREATE TABLE {p}___positions (topic TEXT, partition INTEGER, next_offset INTEGER NOT NULL,"
     " PRIMARY KEY (topic, partition))",
@@ -40,6 +47,7 @@ _BOOKKEEPING = (
     " partition INTEGER, kafka_offset INTEGER, position INTEGER, aggregate_id TEXT,"
     " aggregate_version INTEGER, event_type TEXT, error TEXT, payload BLOB,"
     " at TEXT NOT NULL DEFAULT (datetime('now')))",
+    REJECTED_TABLE,
     "CREATE TABLE {p}___status (id INTEGER PRIMARY KEY, events INTEGER NOT NULL,"
     " last_event_at TEXT, last_position INTEGER NOT NULL, lag INTEGER, updated_at TEXT)",
     "INSERT INTO {p}___status VALUES (1, 0, NULL, 0, NULL, datetime('now'))",
@@ -233,6 +241,13 @@ class SqliteSession:
             [tuple(map(to_sqlite, d.values())) for d in letters],
         )
 
+    def add_rejected(self, records: Sequence[Rejected]) -> None:
+        self.conn.executemany(
+            f"INSERT INTO {self._t('_rejected')} (topic, partition, kafka_offset, position,"
+            " reason) VALUES (?, ?, ?, ?, ?)",
+            [r.values() for r in records],
+        )
+
     def record_progress(
         self, events: int, last_event_at: datetime | None, position: int, lag: int | None
     ) -> None:
@@ -263,8 +278,12 @@ def read_status(conn: sqlite3.Connection, name: str, generation: int) -> Status:
     status = conn.execute(
         f"SELECT events, last_event_at, last_position, lag FROM {session._t('_status')}"
     ).fetchone()
-    count = conn.execute(f"SELECT count(*) FROM {session._t('_dead_letters')}").fetchone()
+    counts = conn.execute(
+        f"SELECT (SELECT count(*) FROM {session._t('_dead_letters')}),"
+        f" (SELECT count(*) FROM {session._t('_rejected')})"
+    ).fetchone()
     last = None if status[1] is None else datetime.fromisoformat(status[1])
     return Status(
-        name, generation, status[0], last, status[2], count[0], session.positions(), status[3]
-    )
+        name, generation, status[0], last, status[2], counts[0], session.positions(), status[3],
+        counts[1],
+    )  # fmt: skip

@@ -66,6 +66,7 @@ class PostgresStore:
         )
         with self.pool.connection() as conn:
             create_tables(conn, _REGISTRY)
+            _add_rejected_tables(conn)
 
     def close(self) -> None:
         self.pool.close()
@@ -238,3 +239,16 @@ def generations(conn: Connection[Any], name: str) -> Sequence[int]:
         "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{name}\\_v%",)
     ).fetchall()
     return sorted(int(r[0].rsplit("_v", 1)[1]) for r in rows)
+
+
+def _add_rejected_tables(conn: Connection[Any]) -> None:
+    """Give the live generations an older version created their `_rejected` table (under
+    the generations lock: no generation changes meanwhile, and no twin creates it)."""
+    with conn.transaction():
+        conn.execute(_GENERATIONS_LOCK)
+        live = conn.execute(
+            "SELECT name, live_generation FROM crm_projections WHERE live_generation IS NOT NULL"
+        ).fetchall()
+        for name, generation in live:
+            rejected = sql.SQL(pg_session.REJECTED_TABLE)
+            conn.execute(rejected.format(sql.Identifier(_schema(name, generation))))

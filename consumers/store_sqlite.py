@@ -45,6 +45,11 @@ class SqliteStore:
         self.conn.execute("PRAGMA secure_delete = ON")
         self.conn.execute(_REGISTRY)
         self.lock = threading.RLock()
+        with self._transaction() as conn:  # generations an older version made lack one
+            live = conn.execute("SELECT name, live_generation FROM crm_projections").fetchall()
+            for name, generation in live:
+                if generation is not None:
+                    conn.execute(lite.REJECTED_TABLE.replace("{p}", f"{name}_v{generation}"))
 
     def close(self) -> None:
         self.conn.close()

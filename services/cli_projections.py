@@ -44,7 +44,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     consume.set_defaults(handler=_consume)
     group = commands.add_parser("projections", help="read models: status and maintenance")
     actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
-    status = actions.add_parser("status", help="generation, lag, dead letters, last event")
+    status = actions.add_parser(
+        "status", help="generation, lag, dead letters, rejected records, last event"
+    )
     status.add_argument("--json", action="store_true", help="one JSON object")
     status.set_defaults(handler=_status)
     for action, text, handler in (
@@ -141,12 +143,15 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps({r["name"]: r for r in rows}, default=str))
         return 0
-    print(f"{'projection':<12}{'version':>8}{'events':>12}{'lag':>10}{'dead':>7}  last event")
+    print(
+        f"{'projection':<12}{'version':>8}{'events':>12}{'lag':>10}{'dead':>7}{'rejected':>10}"
+        "  last event"
+    )
     for r in rows:
         print(
             f"{r['name']:<12}{r['generation'] or '-':>8}{r['events']:>12}"
             f"{r['lag'] if r['lag'] is not None else '-':>10}{r['dead_letters']:>7}"
-            f"  {r['last_event_at'] or '-'}"
+            f"{r['rejected']:>10}  {r['last_event_at'] or '-'}"
         )
     return 0
 
@@ -154,7 +159,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 def _status_row(status: Any) -> dict[str, Any]:
     return {
         "name": status.name, "generation": status.generation, "events": status.events,
-        "lag": status.lag, "dead_letters": status.dead_letters,
+        "lag": status.lag, "dead_letters": status.dead_letters, "rejected": status.rejected,
         "last_event_at": status.last_event_at and status.last_event_at.isoformat(),
     }  # fmt: skip
 
@@ -203,16 +208,18 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
     runtime, store = _runtime(settings), _store(settings)
     try:
         if settings.embedded:  # the follower's dead letters point into the event store
-            retried, failing = retry_from_store(runtime.app, store, projection)
+            done = retry_from_store(runtime.app, store, projection)
         else:
             from consumers.rebuild import retry
 
-            retried, failing = retry(store, projection, runtime.keyring, runtime.as_stored())
+            done = retry(store, projection, runtime.keyring, runtime.as_stored())
     finally:
         store.close()
         runtime.close()
-    print(f"{args.name}: {retried} dead letters retried, {failing} still failing")
-    return 1 if failing else 0
+    rejected = f", {done.rejected} rejected (`status`)" if done.rejected else ""
+    failing = f"{done.failing} still failing{rejected}"
+    print(f"{args.name}: {done.retried} dead letters retried, {failing}")
+    return 1 if done.failing else 0
 
 
 def _progress(title: str) -> Any:

@@ -43,7 +43,7 @@ def satisfaction_report(
         stats = PROJECTIONS["stats"]
         generation = store.install(stats)
         for items in _survey_items(app):
-            commit(store, stats, generation, items)
+            commit(store, stats, generation, items, in_order=False)  # the surveys alone
         return ReadModels(store).satisfaction(
             department=department, agent=agent, start=start, end=end, granularity=granularity
         )

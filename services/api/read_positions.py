@@ -12,8 +12,8 @@ events in order. So "every event up to N is applied" holds exactly when no event
 N has a version above its aggregate's applied version: one anti-join of the event store
 with `_applied` (both in the same database). The verified position per projection only
 moves forward, so each check scans only the events above it.
-Known limit: an event the consumer could not even decode (dead letter without an
-aggregate) holds the watermark back; `/metrics` shows the dead letter.
+A genuine event a consumer could not decode is a dead letter whose version is taken
+(`consumers.projecting`), as one whose apply failed: neither holds the watermark back.
 I/O: PostgreSQL, through the read-model store's `fetch`.
 """
 

@@ -14,8 +14,10 @@ the same questions.
 The dead-letter rule: not ready while any projection's live version holds a dead
 letter. Such a read model lacks an event's effect, so its answers about that event's
 customer are wrong, and nothing heals by itself: an operator fixes the cause, runs
-`crm projections retry NAME`, and readiness returns. Lag, by contrast, heals alone,
-so it only counts beyond `LAG_LIMIT`.
+`crm projections retry NAME`, and readiness returns. Rejected records (forged or
+copied ones, `consumers.projecting`) do not count: they lack nothing in the read model,
+and whoever can produce to the topics must not take the API out of service. Lag, by
+contrast, heals alone, so it only counts beyond `LAG_LIMIT`.
 I/O: the event store, the read-model store, one TCP connect to the broker.
 """
 

@@ -124,7 +124,7 @@ def test_retry_reapplies_the_runners_dead_letters_after_a_fix(
             until_caught_up=True
         )
     assert store.status("stats").dead_letters == answers > 0
-    assert retry(store, stats, log.keyring, log.stored) == (answers, 0)
+    assert retry(store, stats, log.keyring, log.stored) == (answers, 0, 0)
     assert store.status("stats").dead_letters == 0
     clean = build_generation(store, stats, log.source(kafka_bootstrap, topic_prefix), None)
     assert tables_of(store, "stats") == tables_of(store, "stats", clean)

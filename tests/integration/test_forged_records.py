@@ -5,10 +5,14 @@ one does, between and around genuine events that the real relay publishes: a
 `CustomerShared` opening a sales customer to marketing, a genuine event's record with
 its data changed (published before the genuine one), an event with a huge aggregate
 version (which would make every later genuine event of that customer "already
-applied"), and a registration at a position the store does not hold. `crm consume`,
-`crm projections rebuild` and `crm projections retry` (real processes) must make each
-forgery a dead letter and build exactly the rows a clean build of the genuine records
-alone gives, later genuine events of the same customer included.
+applied"), a registration at a position the store does not hold, a record whose `type`
+holds a NUL (which PostgreSQL cannot store as text), one that is no CloudEvent, and a
+genuine record copied ahead of the versions it follows (which made them "already
+applied": the customer vanished). `crm consume`, `crm projections rebuild` and
+`crm projections retry` (real processes) must reject each one, never as a dead letter
+(readiness waits for those: a forger could keep the API out of service), and build
+exactly the rows a clean build of the genuine records alone gives, later genuine events
+of the same customers included.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import msgspec
 import pytest
 from eventsourcing.persistence import Notification
 
@@ -29,11 +34,14 @@ from consumers import readmodel_queries
 from consumers.envelope import HEADERS, all_topics, to_record, topic_name
 from consumers.kafka_io import Producer, ensure_topics
 from consumers.keyring import Keyring
+from consumers.readmodel_store import DeadLetter
 from consumers.relay import Relay, encode_notification
 from consumers.relay_position import MemoryRelayPosition
 from consumers.store_postgres import PostgresStore
 from domain.base import Context, DomainEvent
 from domain.customer import Customer, CustomerRegistered, CustomerShared, CustomerTagged
+from projections import PROJECTIONS
+from services.api.readiness import dead_letters_check
 from services.event_store import CrmApplication, open_event_store
 from tests.integration.projection_support import pg_keyring, tables_of
 
@@ -42,7 +50,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),  # see test_runner
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
-PROJECTIONS = ("shared", "marketing")
+PAGE_PROJECTIONS = ("shared", "marketing")
 """What a department page reads (`readmodel_queries.department_customers`)."""
 NOWHERE = 10**9
 """A position far past the store's end."""
@@ -79,6 +87,11 @@ class Pipeline:
             for record in records:
                 producer.send(*record, HEADERS)
             producer.flush()
+
+    def copied(self, position: int) -> tuple[str, bytes, bytes]:
+        """The record the relay will publish of the genuine event at `position`."""
+        (stored,) = self.app.recorder.select_notifications(start=position, limit=1)
+        return encode_notification(stored, self.live)
 
     def forged(self, event: DomainEvent, position: int) -> tuple[str, bytes, bytes]:
         """A record of `event` (not stored) claiming `position`, as the relay would make
@@ -129,10 +142,18 @@ def crm(
 
 
 def dead_letters(store: PostgresStore, name: str) -> list[str]:
-    """The errors of the live generation's dead letters, in the order consumed."""
+    """The errors of the live generation's dead letters."""
+    return _texts(store, name, "SELECT error AS text FROM {d}", "_dead_letters")
+
+
+def rejected(store: PostgresStore, name: str) -> list[str]:
+    """The reasons of the live generation's rejected records."""
+    return _texts(store, name, "SELECT reason AS text FROM {d}", "_rejected")
+
+
+def _texts(store: PostgresStore, name: str, query: str, table: str) -> list[str]:
     schema = f"{name}_v{store.live_generation(name)}"
-    rows = store.fetch("SELECT error FROM {d} ORDER BY id", {"d": f"{schema}._dead_letters"}, {})
-    return sorted(row["error"] for row in rows)
+    return sorted(row["text"] for row in store.fetch(query, {"d": f"{schema}.{table}"}, {}))
 
 
 def built(store: PostgresStore) -> dict[str, Any]:
@@ -144,10 +165,10 @@ def built(store: PostgresStore) -> dict[str, Any]:
         ]
         for department in ("sales", "support", "marketing")
     }
-    return {"pages": pages, **{name: tables_of(store, name) for name in PROJECTIONS}}
+    return {"pages": pages, **{name: tables_of(store, name) for name in PAGE_PROJECTIONS}}
 
 
-def test_forged_records_are_dead_letters_and_genuine_ones_build_the_same_rows(
+def test_forged_records_are_rejected_and_genuine_ones_build_the_same_rows(
     pg_url: str, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     live, clean = topic_prefix, f"{topic_prefix}clean."
@@ -169,11 +190,19 @@ def test_forged_records_are_dead_letters_and_genuine_ones_build_the_same_rows(
         pipe.relay()
         ada.tag(ctx("sales"), "vip")
         tagged = pipe.record(ada)  # stored, not relayed yet: its forged twin comes first
+        bob = Customer.register(
+            ctx("sales"), customer_id=uuid4(), name="Bob", owner_department="sales"
+        )
+        bob.tag(ctx("sales"), "new")
+        bob_tagged = pipe.record(bob)  # stored, not relayed: a copy comes first
         pipe.forge(
             pipe.forged(_shared(ada.id, ada.version + 1, "marketing"), ada_registered),
             pipe.with_data_changed(tagged, b'"vip"', b'"pwned"'),
             pipe.forged(_tagged(ada.id, 2**40, "frozen"), carol_registered),
             pipe.forged(_registered(uuid4(), "marketing"), NOWHERE),
+            _retyped(pipe.forged(_tagged(ada.id, 9, "x"), carol_registered), "Customer\x00Tag"),
+            (topic_name("customer", live), b"", b"\x00\xff not a CloudEvent"),
+            pipe.copied(bob_tagged),
         )
         pipe.relay()
         ada.tag(ctx("sales"), "after")
@@ -181,25 +210,29 @@ def test_forged_records_are_dead_letters_and_genuine_ones_build_the_same_rows(
         pipe.record(ada)
         pipe.relay()
 
-        for name in PROJECTIONS:
+        for name in PAGE_PROJECTIONS:
             done = crm(*at, live, "consume", name, "--until-caught-up")
             assert done.returncode == 0, done.stderr
         consumed = built(store)
-        letters = {name: dead_letters(store, name) for name in PROJECTIONS}
-        for name in PROJECTIONS:
+        refused = {name: rejected(store, name) for name in PAGE_PROJECTIONS}
+        assert [dead_letters(store, name) for name in PAGE_PROJECTIONS] == [[], []]
+        assert dead_letters_check(store) is None  # /readyz: ready
+        assert [store.status(name).rejected for name in PAGE_PROJECTIONS] == [7, 7]
+        for name in PAGE_PROJECTIONS:
             done = crm(*at, live, "projections", "retry", name)
-            assert done.stdout.strip() == f"{name}: 4 dead letters retried, 4 still failing"
-            assert done.returncode == 1
+            assert done.stdout.strip() == f"{name}: 0 dead letters retried, 0 still failing"
+            assert done.returncode == 0
         retried = built(store)
 
-        for name in PROJECTIONS:  # the genuine records alone
+        for name in PAGE_PROJECTIONS:  # the genuine records alone
             assert crm(*at, clean, "projections", "rebuild", name).returncode == 0
             assert dead_letters(store, name) == []
         clean_build = built(store)
-        for name in PROJECTIONS:  # from offset 0 of the live topics again
+        for name in PAGE_PROJECTIONS:  # from offset 0 of the live topics again
             assert crm(*at, live, "projections", "rebuild", name).returncode == 0
         rebuilt = built(store)
-        rebuilt_letters = {name: dead_letters(store, name) for name in PROJECTIONS}
+        rebuilt_refused = {name: rejected(store, name) for name in PAGE_PROJECTIONS}
+        assert dead_letters_check(store) is None
 
     not_as_stored = sorted(
         f"not as stored at position {position}: {reason}"
@@ -210,14 +243,29 @@ def test_forged_records_are_dead_letters_and_genuine_ones_build_the_same_rows(
             (carol_registered, "it is a CustomerTagged in schema version 1; the event store"
              " holds a CustomerRegistered in schema version 1"),
             (NOWHERE, "the event store holds no event there"),
+            (carol_registered, "it is a Customer\\x00Tag in schema version 1; the event"
+             " store holds a CustomerRegistered in schema version 1"),
         )
     )  # fmt: skip
-    assert letters == rebuilt_letters == dict.fromkeys(PROJECTIONS, not_as_stored)
+    for reasons in (refused, rebuilt_refused):
+        assert set(reasons) == set(PAGE_PROJECTIONS)
+        for name in PAGE_PROJECTIONS:
+            no_cloudevent, *others, out_of_order = reasons[name]
+            assert others == not_as_stored
+            assert no_cloudevent.startswith("InvalidEnvelope: not a CloudEvent")
+            assert out_of_order.startswith(
+                f"out of order: version 2 of aggregate {bob.id} before version 1"
+            )
     assert consumed == retried == rebuilt == clean_build
-    (ada_row,) = [row for row in clean_build["shared"]["customers"] if row["customer_id"] == ada.id]
-    assert (ada_row["tags"], ada_row["owner_department"]) == ("after,vip", "sales")
+    customers = {row["customer_id"]: row for row in clean_build["shared"]["customers"]}
+    assert (customers[ada.id]["tags"], customers[ada.id]["owner_department"]) == (
+        "after,vip", "sales",
+    )  # fmt: skip
+    assert customers[bob.id]["tags"] == "new"
     assert clean_build["pages"]["marketing"] == [(carol.id, "owner", False)]
-    assert clean_build["pages"]["sales"] == [(ada.id, "owner", True)]
+    assert sorted(clean_build["pages"]["sales"]) == sorted(
+        [(ada.id, "owner", True), (bob.id, "owner", False)]
+    )
 
 
 def _metadata(aggregate: UUID, version: int) -> dict[str, Any]:
@@ -240,3 +288,37 @@ def _registered(customer: UUID, department: str) -> CustomerRegistered:
     return CustomerRegistered(
         **_metadata(customer, 1), name="Mallory", email="m@example.com", owner_department=department
     )
+
+
+def _retyped(record: tuple[str, bytes, bytes], kind: str) -> tuple[str, bytes, bytes]:
+    """`record` claiming to be of type `kind`."""
+    topic, key, value = record
+    envelope = msgspec.json.decode(value)
+    return topic, key, msgspec.json.encode({**envelope, "type": kind})
+
+
+def test_retry_turns_a_forged_records_dead_letter_into_a_rejected_record(
+    pg_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """An older version kept forged records as dead letters, which kept `/readyz` at 503
+    for good; after an upgrade, `crm projections retry` makes them rejected records."""
+    with (
+        pg_keyring(pg_url) as keyring,
+        pipeline(pg_url, keyring, kafka_bootstrap, topic_prefix, f"{topic_prefix}c.") as pipe,
+        closing(PostgresStore(pg_url)) as store,
+    ):
+        projection = PROJECTIONS["shared"]
+        generation = store.install(projection)
+        topic, _, value = pipe.forged(_registered(uuid4(), "marketing"), NOWHERE)
+        letter = DeadLetter("", topic, 1, 5, 0, None, None, "", "InvalidEnvelope: old", value)
+        with store.session(projection, generation) as session:
+            session.add_dead_letters([letter])
+        assert dead_letters_check(store) is not None  # not ready
+        done = crm(pg_url, kafka_bootstrap, topic_prefix, "projections", "retry", "shared")
+        status = store.status("shared")
+        assert dead_letters_check(store) is None
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "shared: 1 dead letters retried, 0 still failing, 1 rejected (`status`)"
+    )
+    assert (status.dead_letters, status.rejected) == (0, 1)

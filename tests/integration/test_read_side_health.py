@@ -44,7 +44,7 @@ def test_dead_letters_make_the_service_not_ready_until_retried(
         assert ready.status_code == 503
         assert "sales 1" in ready.json()["checks"]["dead_letters"]
         assert 'crm_projection_dead_letters{projection="sales"} 1.0' in client.get("/metrics").text
-        assert retry_from_store(api.runtime.app, api.store, sales) == (1, 0)
+        assert retry_from_store(api.runtime.app, api.store, sales) == (1, 0, 0)
         assert client.get("/readyz").status_code == 200
         customers = client.get("/v1/departments/sales/customers", headers=headers).json()
         assert [c["name"] for c in customers["items"]] == ["Ada"]

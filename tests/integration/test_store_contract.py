@@ -20,6 +20,7 @@ from bench.workload import Workload
 from consumers.projecting import Item, project
 from consumers.readmodel_store import ReadModelStore, table_writes
 from consumers.store_postgres import PostgresStore
+from consumers.store_sqlite import SqliteStore
 from domain.base import ERASED
 from projections import PROJECTIONS
 from projections.base import DeleteWhere, Scrub, Segment, SetOperation
@@ -210,3 +211,38 @@ def test_batches_of_one_projection_run_one_at_a_time(store: ReadModelStore) -> N
         order.append("first")
     other.join(timeout=10)
     assert order == ["first", "second"]
+
+
+def test_rejected_records_are_kept_apart_and_older_generations_get_their_table(
+    store: ReadModelStore,
+) -> None:
+    projection = PROJECTIONS["stats"]
+    generation = store.install(projection)
+    refused = Item("t", 0, 0, 0, b"x", None, "not as stored: \x00\ud800", refused=True)
+    with store.session(projection, generation) as session:
+        project(session, projection, [refused])
+    status = store.status("stats")
+    assert (status.rejected, status.dead_letters, status.positions) == (1, 0, {("t", 0): 1})
+    table = f"stats_v{generation}._rejected"
+    assert store.fetch("SELECT reason FROM {r}", {"r": table}, {}) == [
+        {"reason": "not as stored: \\x00\\ud800"}
+    ]
+    _drop_rejected_table(store, generation)  # as a generation an older version made
+    reopened = store.opener()()
+    try:
+        assert reopened.status("stats").rejected == 0
+        with reopened.session(projection, generation) as session:
+            project(session, projection, [refused._replace(offset=1)])
+        assert reopened.status("stats").rejected == 1
+    finally:
+        reopened.close()
+
+
+def _drop_rejected_table(store: ReadModelStore, generation: int) -> None:
+    if isinstance(store, PostgresStore):
+        with store.pool.connection() as conn:
+            conn.execute(f'DROP TABLE "stats_v{generation}"._rejected')
+    else:
+        assert isinstance(store, SqliteStore)
+        with store.lock:
+            store.conn.execute(f'DROP TABLE "stats_v{generation}___rejected"')

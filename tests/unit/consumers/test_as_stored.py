@@ -1,6 +1,6 @@
 """A consumer hands over only records the event store holds at their positions: forged
 ones (a share nobody made, a genuine record's data changed, a huge version, a position
-the store never held, a type or schema version relabelled) are dead letters, while
+the store never held, a type or schema version relabelled) are refused, while
 records of events stored in an older schema version pass both as the relay of their
 time published them and as today's relay does (upcast)."""
 
@@ -136,12 +136,13 @@ def test_an_event_stored_in_an_older_schema_with_its_data_changed_is_not_as_stor
     assert reasons == [differs, differs, differs]
 
 
-def test_hand_over_makes_a_forged_record_a_dead_letter_that_touches_no_version() -> None:
+def test_hand_over_refuses_a_forged_record_which_touches_no_version() -> None:
     records, keyring, stored = _genuine()
     forged = Record("t", 0, 3, None, _forged_share(keyring, version=2**40, position=99))
     items = items_of(hand_over([*records, forged], keyring, stored, frozenset()))
-    assert [i.event is None for i in items] == [False, False, False, True]
+    assert [(i.event is None, i.refused) for i in items] == [(False, False)] * 3 + [(True, True)]
     assert items[3].error == "not as stored at position 99: the event store holds no event there"
+    assert (items[3].position, items[3].origin) == (0, None)
     assert stored.queries == 1
 
 

@@ -44,12 +44,14 @@ def test_a_projection_that_opens_nothing_gets_the_events_as_they_arrived(
     assert [h.event for h in handed] == arrived
 
 
-def test_an_unreadable_record_is_handed_over_as_a_dead_letter(
-    published: Published,
+@pytest.mark.parametrize(
+    "value", [b"not a cloudevent", b"", b"null", b'{"specversion": "0.3"}', None]
+)
+def test_a_record_that_is_no_cloudevent_is_refused(
+    value: bytes | None, published: Published
 ) -> None:
     _, keyring, stored = published
-    garbage = Record("t", 0, 99, None, b"not a cloudevent")
+    garbage = Record("t", 0, 99, None, value)  # type: ignore[arg-type]  # a tombstone: None
     (item,) = items_of(hand_over([garbage], keyring, stored, frozenset({"name"})))
-    assert item.event is None
+    assert (item.event, item.refused, item.position, item.origin) == (None, True, 0, None)
     assert item.error is not None
-    assert item.error.startswith("InvalidEnvelope")

@@ -112,7 +112,10 @@ def test_an_event_that_does_not_decode_is_a_dead_letter_and_the_rest_applies(
     store = SqliteStore(tmp_path / "rm.db")
     writer = _process_writer(store, "stats", store.install(PROJECTIONS["stats"]))
     handed = _handed("stats")[:BATCH]
-    handed[7] = handed[7]._replace(event=b'{"type": "TaskCreated", "title": 12}')
+    event = msgspec.json.decode(handed[7].event or b"")
+    origin = {name: event[name] for name in ("originator_id", "originator_version")}
+    broken = msgspec.json.encode({"type": "TaskCreated", "title": 12, **origin})
+    handed[7] = handed[7]._replace(event=broken)
     (written,) = _feed(writer, handed)
     assert (written.dead, written.applied + written.skipped) == (1, BATCH - 1)
     assert store.status("stats").dead_letters == 1
