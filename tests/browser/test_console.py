@@ -301,6 +301,7 @@ def test_pipeline_health_shows_readiness_lag_and_dead_letters(console: Console) 
                 f"{metric(metrics, 'crm_projection_events', projection):g}", timeout=15_000
             )
             expect(row.locator("[data-column=dead_letters]")).to_have_text("0")
+            expect(row.locator("[data-column=rejected]")).to_have_text("0")
             expect(row.locator("[data-column=lag]")).to_have_text("0")
         assert page.eval_on_selector("#lag-chart", "c => c.uplot.series.length") == 6
         watched.assert_clean()

@@ -1,7 +1,7 @@
 // Pipeline health: readiness (GET /readyz) and, from the Prometheus text of GET /metrics,
 // the event store's head, the relay's lag (PostgreSQL mode; the embedded default has no
-// relay), and each projection's lag, dead letters and newest event. Sampled every
-// few seconds while the page is open; the lag chart shows those samples.
+// relay), and each projection's lag, dead letters, rejected records and newest event.
+// Sampled every few seconds while the page is open; the lag chart shows those samples.
 import { text } from "../api.js";
 import { timeLines } from "../charts.js";
 import { age, figure, h, notice, replace } from "../dom.js";
@@ -45,18 +45,22 @@ function projectionsPanel(samples) {
   const events = byLabel(samples, "crm_projection_events", "projection");
   const lag = byLabel(samples, "crm_projection_lag", "projection");
   const dead = byLabel(samples, "crm_projection_dead_letters", "projection");
+  const rejected = byLabel(samples, "crm_projection_rejected_records", "projection");
   const newest = byLabel(samples, "crm_projection_last_event_timestamp_seconds", "projection");
   const names = Object.keys(events);
   return h("section", { class: "panel wide" }, h("h2", {}, "Projections"),
     h("table", { class: "figures", id: "projections" },
       h("thead", {}, h("tr", {}, ["Projection", "Events applied", "Lag", "Dead letters",
-        "Newest event"].map((t) => h("th", { scope: "col" }, t)))),
+        "Rejected records", "Newest event"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, names.map((name) => h("tr", { dataset: { projection: name } },
         h("th", { scope: "row" }, name),
         h("td", { dataset: { column: "events" } }, figure(events[name])),
         h("td", { dataset: { column: "lag" } }, figure(lag[name] ?? null)),
         h("td", { dataset: { column: "dead_letters" }, class: dead[name] > 0 ? "bad" : "" },
           figure(dead[name])),
+        h("td", { dataset: { column: "rejected" }, class: rejected[name] > 0 ? "bad" : "",
+          title: "records refused: not as the event store holds them, or out of order" },
+          figure(rejected[name] ?? null)),
         h("td", {}, newest[name] ? `${age(new Date(newest[name] * 1000).toISOString())} ago`
           : "—"))))));
 }
