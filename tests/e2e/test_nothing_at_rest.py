@@ -103,8 +103,8 @@ def test_postgres_and_kafka_hold_no_personal_plaintext(
         with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
             customer, position = exercise(client, markers)
             refusals(client, markers, customer)
+            _every_projection_applied(pg_url, position)  # consumers may start slowly
             caught_up(client, customer, position, markers)
-            _every_projection_applied(pg_url, position)
             email = markers("mail") + "@example.com"  # the consumer's terms, through Kafka
             found = client.get("/v1/customers", params={"email": email}).json()["items"]
             assert [row["customer_id"] for row in found] == [customer]
