@@ -49,12 +49,15 @@ PG_TYPES = {
 }  # fmt: skip
 _CACHED = 1024  # statements kept: a few dozen per projection generation
 
-REJECTED_TABLE: LiteralString = (
+REJECTED: tuple[LiteralString, ...] = (
     "CREATE TABLE IF NOT EXISTS {}._rejected (id bigserial PRIMARY KEY, topic text,"
     " partition integer, kafka_offset bigint, position bigint, reason text,"
-    " at timestamptz NOT NULL DEFAULT now())"
+    " at timestamptz NOT NULL DEFAULT now())",
+    "ALTER TABLE {}._status ADD COLUMN IF NOT EXISTS rejected bigint NOT NULL DEFAULT 0",
 )
-"""Also run on generations an older version created (`PostgresStore`): it had none."""
+"""The rejected records and their count (`_status.rejected`: what status reads, so that
+a forger's millions of rows cost /readyz and /metrics no count). Also run on the
+generations an older version created (`PostgresStore`): they had neither."""
 _BOOKKEEPING = (
     "CREATE TABLE {}._positions (topic text, partition integer, next_offset bigint NOT NULL,"
     " PRIMARY KEY (topic, partition))",
@@ -63,11 +66,11 @@ _BOOKKEEPING = (
     " partition integer, kafka_offset bigint, position bigint, aggregate_id uuid,"
     " aggregate_version integer, event_type text, error text, payload bytea,"
     " at timestamptz NOT NULL DEFAULT now())",
-    REJECTED_TABLE,
     "CREATE TABLE {}._status (id integer PRIMARY KEY, events bigint NOT NULL,"
     " last_event_at timestamptz, last_position bigint NOT NULL, lag bigint,"
     " updated_at timestamptz)",
     "INSERT INTO {}._status VALUES (1, 0, NULL, 0, NULL, now())",
+    *REJECTED,
 )
 _LOCK_STATUS = "SELECT 1 FROM {}._status WHERE id = 1 FOR UPDATE"
 _ADD_POSITIONS = (
@@ -93,6 +96,7 @@ _ADD_REJECTED = (
     "INSERT INTO {}._rejected (topic, partition, kafka_offset, position, reason)"
     " VALUES (%s, %s, %s, %s, %s)"
 )
+_COUNT_REJECTED = "UPDATE {}._status SET rejected = rejected + %s WHERE id = 1"
 _PROGRESS = (
     "UPDATE {}._status SET events = events + %s, last_event_at = coalesce(%s, last_event_at),"
     " last_position = greatest(last_position, %s), lag = coalesce(%s, lag),"
@@ -288,6 +292,7 @@ class PgSession:
         statement = _rendered(_ADD_REJECTED, self.schema)
         with self.conn.cursor() as cur:
             cur.executemany(statement, [r.values() for r in records])
+        self.conn.execute(_rendered(_COUNT_REJECTED, self.schema), (len(records),))
 
     def record_progress(
         self, events: int, last_event_at: datetime | None, position: int, lag: int | None
@@ -335,20 +340,15 @@ def _target(op: SetOperation) -> tuple[SetTarget, Any]:
 
 def read_status(conn: Connection[Any], name: str, generation: int) -> Status:
     schema = f"{name}_v{generation}"
-    status = conn.execute(
-        sql.SQL("SELECT events, last_event_at, last_position, lag FROM {}").format(
-            q(schema, "_status")
-        )
-    ).fetchone()
-    counts = conn.execute(
-        sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
-            q(schema, "_dead_letters"), q(schema, "_rejected")
-        )
+    row = conn.execute(
+        sql.SQL(
+            "SELECT events, last_event_at, last_position, lag, rejected,"
+            " (SELECT count(*) FROM {}) FROM {}"
+        ).format(q(schema, "_dead_letters"), q(schema, "_status"))
     ).fetchone()
     positions = PgSession(conn, schema).positions()
-    assert status is not None
-    assert counts is not None
+    assert row is not None
+    events, last_event_at, last_position, lag, rejected, dead = row
     return Status(
-        name, generation, status[0], status[1], status[2], counts[0], positions, status[3],
-        counts[1],
-    )  # fmt: skip
+        name, generation, events, last_event_at, last_position, dead, positions, lag, rejected
+    )

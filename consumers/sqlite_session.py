@@ -33,12 +33,14 @@ LITE_TYPES = {
 }  # fmt: skip
 _CHUNK = 300
 
-REJECTED_TABLE = (
+REJECTED = (
     "CREATE TABLE IF NOT EXISTS {p}___rejected (id INTEGER PRIMARY KEY, topic TEXT,"
     " partition INTEGER, kafka_offset INTEGER, position INTEGER, reason TEXT,"
-    " at TEXT NOT NULL DEFAULT (datetime('now')))"
+    " at TEXT NOT NULL DEFAULT (datetime('now')))",
+    "ALTER TABLE {p}___status ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0",
 )
-"""Also run on generations an older version created (`SqliteStore`): it had none."""
+"""The rejected records and their count (`_status.rejected`), as `pg_session.REJECTED`;
+also run on generations an older version created (`SqliteStore`): they had neither."""
 _BOOKKEEPING = (
     "CREATE TABLE {p}___positions (topic TEXT, partition INTEGER, next_offset INTEGER NOT NULL,"
     " PRIMARY KEY (topic, partition))",
@@ -47,10 +49,10 @@ _BOOKKEEPING = (
     " partition INTEGER, kafka_offset INTEGER, position INTEGER, aggregate_id TEXT,"
     " aggregate_version INTEGER, event_type TEXT, error TEXT, payload BLOB,"
     " at TEXT NOT NULL DEFAULT (datetime('now')))",
-    REJECTED_TABLE,
     "CREATE TABLE {p}___status (id INTEGER PRIMARY KEY, events INTEGER NOT NULL,"
     " last_event_at TEXT, last_position INTEGER NOT NULL, lag INTEGER, updated_at TEXT)",
-    "INSERT INTO {p}___status VALUES (1, 0, NULL, 0, NULL, datetime('now'))",
+    *REJECTED,
+    "INSERT INTO {p}___status VALUES (1, 0, NULL, 0, NULL, datetime('now'), 0)",
 )
 
 
@@ -247,6 +249,9 @@ class SqliteSession:
             " reason) VALUES (?, ?, ?, ?, ?)",
             [r.values() for r in records],
         )
+        self.conn.execute(
+            f"UPDATE {self._t('_status')} SET rejected = rejected + ? WHERE id = 1", (len(records),)
+        )
 
     def record_progress(
         self, events: int, last_event_at: datetime | None, position: int, lag: int | None
@@ -275,15 +280,17 @@ class SqliteSession:
 
 def read_status(conn: sqlite3.Connection, name: str, generation: int) -> Status:
     session = SqliteSession(conn, f"{name}_v{generation}", ())
-    status = conn.execute(
-        f"SELECT events, last_event_at, last_position, lag FROM {session._t('_status')}"
+    events, last_event_at, last_position, lag, rejected, dead = conn.execute(
+        f"SELECT events, last_event_at, last_position, lag, rejected,"
+        f" (SELECT count(*) FROM {session._t('_dead_letters')}) FROM {session._t('_status')}"
     ).fetchone()
-    counts = conn.execute(
-        f"SELECT (SELECT count(*) FROM {session._t('_dead_letters')}),"
-        f" (SELECT count(*) FROM {session._t('_rejected')})"
-    ).fetchone()
-    last = None if status[1] is None else datetime.fromisoformat(status[1])
+    last = None if last_event_at is None else datetime.fromisoformat(last_event_at)
     return Status(
-        name, generation, status[0], last, status[2], counts[0], session.positions(), status[3],
-        counts[1],
-    )  # fmt: skip
+        name, generation, events, last, last_position, dead, session.positions(), lag, rejected
+    )
+
+
+def outdated(conn: sqlite3.Connection, prefix: str) -> bool:
+    """Whether the generation `prefix` lacks what `REJECTED` adds (an older version's)."""
+    columns = conn.execute(f"PRAGMA table_info({ident(f'{prefix}___status')})").fetchall()
+    return bool(columns) and all(column[1] != "rejected" for column in columns)

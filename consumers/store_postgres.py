@@ -66,7 +66,7 @@ class PostgresStore:
         )
         with self.pool.connection() as conn:
             create_tables(conn, _REGISTRY)
-            _add_rejected_tables(conn)
+            _upgrade_generations(conn)
 
     def close(self) -> None:
         self.pool.close()
@@ -241,14 +241,23 @@ def generations(conn: Connection[Any], name: str) -> Sequence[int]:
     return sorted(int(r[0].rsplit("_v", 1)[1]) for r in rows)
 
 
-def _add_rejected_tables(conn: Connection[Any]) -> None:
-    """Give the live generations an older version created their `_rejected` table (under
-    the generations lock: no generation changes meanwhile, and no twin creates it)."""
+_OUTDATED = (
+    "SELECT name, live_generation FROM crm_projections WHERE live_generation IS NOT NULL"
+    " AND NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attname = 'rejected' AND NOT"
+    " attisdropped AND attrelid = to_regclass(quote_ident(name || '_v' || live_generation)"
+    " || '._status'))"
+)
+"""The live generations an older version created: without `_rejected` (`pg_session`)."""
+
+
+def _upgrade_generations(conn: Connection[Any]) -> None:
+    """Give the live generations an older version created what this one writes (under
+    the generations lock, and only when one lacks it: no generation changes meanwhile,
+    and no twin adds it)."""
     with conn.transaction():
+        if not conn.execute(_OUTDATED).fetchone():
+            return
         conn.execute(_GENERATIONS_LOCK)
-        live = conn.execute(
-            "SELECT name, live_generation FROM crm_projections WHERE live_generation IS NOT NULL"
-        ).fetchall()
-        for name, generation in live:
-            rejected = sql.SQL(pg_session.REJECTED_TABLE)
-            conn.execute(rejected.format(sql.Identifier(_schema(name, generation))))
+        for name, generation in conn.execute(_OUTDATED).fetchall():
+            for statement in pg_session.REJECTED:
+                conn.execute(sql.SQL(statement).format(sql.Identifier(_schema(name, generation))))

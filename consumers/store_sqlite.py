@@ -45,11 +45,20 @@ class SqliteStore:
         self.conn.execute("PRAGMA secure_delete = ON")
         self.conn.execute(_REGISTRY)
         self.lock = threading.RLock()
-        with self._transaction() as conn:  # generations an older version made lack one
-            live = conn.execute("SELECT name, live_generation FROM crm_projections").fetchall()
-            for name, generation in live:
-                if generation is not None:
-                    conn.execute(lite.REJECTED_TABLE.replace("{p}", f"{name}_v{generation}"))
+        self._upgrade_generations()
+
+    def _upgrade_generations(self) -> None:
+        """Give the live generations an older version created what this one writes
+        (`sqlite_session.REJECTED`), in a write transaction only when one lacks it."""
+        live = self.conn.execute("SELECT name, live_generation FROM crm_projections").fetchall()
+        prefixes = [f"{name}_v{generation}" for name, generation in live if generation]
+        if not any(lite.outdated(self.conn, prefix) for prefix in prefixes):
+            return
+        with self._transaction() as conn:
+            for prefix in prefixes:
+                if lite.outdated(conn, prefix):  # again, now that no other writer runs
+                    for statement in lite.REJECTED:
+                        conn.execute(statement.replace("{p}", prefix))
 
     def close(self) -> None:
         self.conn.close()

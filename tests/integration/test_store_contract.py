@@ -239,10 +239,13 @@ def test_rejected_records_are_kept_apart_and_older_generations_get_their_table(
 
 
 def _drop_rejected_table(store: ReadModelStore, generation: int) -> None:
+    """The generation as an older version made it: no `_rejected`, no count of them."""
     if isinstance(store, PostgresStore):
         with store.pool.connection() as conn:
             conn.execute(f'DROP TABLE "stats_v{generation}"._rejected')
+            conn.execute(f'ALTER TABLE "stats_v{generation}"._status DROP COLUMN rejected')
     else:
         assert isinstance(store, SqliteStore)
         with store.lock:
             store.conn.execute(f'DROP TABLE "stats_v{generation}___rejected"')
+            store.conn.execute(f'ALTER TABLE "stats_v{generation}___status" DROP COLUMN rejected')
