@@ -8,11 +8,18 @@ stored row today (`consumers.relay.encode_notification`), or, for an event store
 an older schema version (which the relay of its time published as stored, and today's
 relay would upcast), carry the stored bytes unchanged under the same identity, type and
 schema version (`consumers.as_stored.unlike`, the rule by which consumers too
-refuse records). Duplicates (at-least-once) are fine.
+refuse records). Duplicates (at-least-once) are fine. Where the records sit is checked
+too, as the relay places them: all of an aggregate's records in one partition of its
+topic, its versions in order there (repeats aside). A genuine record copied into
+another partition, or ahead of the versions it follows, carries exactly what the store
+holds, and consumers that read it early reject it (`consumers.projecting`); this finds
+it however it was read.
 
 * `edited`: a record differs from the store;
 * `deleted`: a stored event the relay has published (up to its position) has no record;
-* `inserted`: a record names a position among the store's that it does not hold;
+* `inserted`: a record names a position among the store's that it does not hold, or is
+  a copy out of its place (another partition than its aggregate's others, or a version
+  ahead of the ones it follows);
 * `deleted` too: a record names a position past the store's end (its tail was removed).
 
 I/O: Kafka (`consumers.kafka_io`), reading only.
@@ -55,6 +62,35 @@ class _Notification(NamedTuple):
     state: bytes
 
 
+class Placement:
+    """Whether records sit where the relay puts them: all of an aggregate's records in
+    one partition of its topic, its versions one after another there, again maybe from
+    an earlier one (the relay's re-sends), so that those read in a partition always
+    form one unbroken range. Records come in offset order per partition
+    (`kafka_io.read_all`)."""
+
+    def __init__(self) -> None:
+        self._placed: dict[tuple[str, str], tuple[int, int, int]] = {}
+        """(topic, aggregate) -> (its partition, the lowest and highest version read)."""
+
+    def check(self, topic: str, partition: int, aggregate: str, version: int) -> str | None:
+        """Why the next record, of `aggregate` at `version`, is out of its place; None
+        when it is where the relay would have put it."""
+        key = (topic, aggregate)
+        where, low, high = self._placed.get(key, (partition, version, version))
+        if where != partition:
+            return (
+                f"is in partition {partition}, the aggregate's other records in {where}: one"
+                " of them is a copy"
+            )
+        if version < low:
+            return f"comes after version {low} in its partition: that one is a copy put ahead"
+        if version > high + 1:
+            return f"comes before version {high + 1} in its partition: it is a copy put ahead"
+        self._placed[key] = (where, low, max(high, version))
+        return None
+
+
 class KafkaComparison:
     """Takes every record of the topics first; then `compare` each page of the log."""
 
@@ -63,6 +99,9 @@ class KafkaComparison:
     ) -> None:
         self._prefix = prefix
         self._seen: dict[int, list[_Seen]] = {}
+        self._placement = Placement()
+        self.out_of_place: list[Break] = []
+        """The records not where the relay puts them (`finish` reports the first)."""
         self.records = 0
         self.broken: Break | None = None
         for record in records:
@@ -86,6 +125,14 @@ class KafkaComparison:
             envelope.aggregateversion,
         )  # fmt: skip
         self._seen.setdefault(envelope.position, []).append(seen)
+        misplaced = self._placement.check(
+            record.topic, record.partition, seen.subject, seen.version
+        )
+        if misplaced is not None:
+            self.out_of_place.append(Break(
+                kind=BreakKind.INSERTED, position=envelope.position,
+                detail=f"Kafka record {where} ({seen.subject} version {seen.version}) {misplaced}",
+            ))  # fmt: skip
 
     def compare(self, entries: Sequence[Entry]) -> Break | None:
         if self.broken is not None:
@@ -131,10 +178,12 @@ class KafkaComparison:
         """Records never matched: within the store's positions `first..last` they name
         events it never held (inserted on Kafka); past its end, up to `end`, events it
         no longer holds (every record read was published before the store's end was
-        read, so the store once held them: deleted from the store)."""
+        read, so the store once held them: deleted from the store). Else the first
+        record out of its place in `first..end`, if any (after every other break: a
+        record the store lacks, or one deleted, also leaves a range broken)."""
         stray = sorted(p for p in self._seen if first <= p <= end)
         if not stray:
-            return None
+            return next((b for b in self.out_of_place if first <= b.position <= end), None)
         seen = self._seen[stray[0]][0]
         named = f"Kafka record {seen.where} ({seen.subject} version {seen.version})"
         if stray[0] <= last:

@@ -126,3 +126,31 @@ def test_an_older_schemas_record_relabelled_as_another_type_is_an_edit() -> None
     log = _log()
     broken = _compare(_rewritten(_records(log), 3, type="ConversationReopened"), log)
     assert (broken.kind, broken.position) == (BreakKind.EDITED, 4)
+
+
+def _moved(record: Record, partition: int, offset: int) -> Record:
+    return record._replace(partition=partition, offset=offset)
+
+
+def test_a_genuine_record_copied_into_another_partition_is_an_insertion() -> None:
+    log = _log()
+    records = _records(log)
+    broken = _compare([*records, _moved(records[2], 1, 0)], log)
+    assert (broken.kind, broken.position) == (BreakKind.INSERTED, 3)
+    assert "is in partition 1, the aggregate's other records in 0" in broken.detail
+
+
+def test_a_genuine_record_copied_ahead_of_the_versions_it_follows_is_an_insertion() -> None:
+    """Consumers reading it there would reject it (out of order); the audit finds it
+    however the consumers read it. The relay's re-sends, from an earlier version again,
+    are no such thing."""
+    log = _log()
+    v1, v2, v3, closed = _records(log)
+    assert _compare([v1, v2, v3, v2, v3, closed], log) is None
+    for order, detail in (
+        ([v3, v1, v2, v3], "version 1) comes after version 3 in its partition: that one is"),
+        ([v1, v3, v2, v3], "version 3) comes before version 2 in its partition: it is a copy"),
+    ):
+        broken = _compare([*order, closed], log)
+        assert (broken.kind, broken.position) == (BreakKind.INSERTED, 1 if order[0] is v3 else 3)
+        assert detail in broken.detail
