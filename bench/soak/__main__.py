@@ -7,12 +7,12 @@ as `scripts/soak.sh` sets them), since it restarts both. Under a load of command
 carry Idempotency-Keys and are retried until answered, it SIGKILLs the relay three
 times, each consumer once and one writer process, and restarts the broker and
 PostgreSQL (`bench.soak.faults`; in the full soak each stays down a minute), timing the
-recovery from each. Then it checks: every
-acknowledged command is stored; every stored event is on Kafka (duplicates counted);
-every projection has caught up and `crm projections verify` finds no difference; every
-process is still running (restarted only by the soak, after its own SIGKILL); the API
-never answered 500. Exit 0 when all hold, else 1. The report goes to stdout and to
-`<logs>/report.md`, beside every process's log.
+recovery from each. Then it checks: every acknowledged command is stored; every stored
+event is on Kafka (duplicates counted); every projection has caught up, rejected no
+record, and `crm projections verify` finds no difference; every process is still
+running (restarted only by the soak, after its own SIGKILL); the API never answered 500.
+Exit 0 when all hold, else 1. The report goes to stdout and to `<logs>/report.md`,
+beside every process's log.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ def _soak(fleet: Fleet, url: str, pace: Pace) -> report.Figures:
         published=checks.published(url, os.environ["CRM_KAFKA_BOOTSTRAP"], prefix),
         caught_up=caught_up,
         verified={name: _verified(fleet, name) for name in PROJECTIONS},
+        rejected={name: checks.rejected(url, name) for name in PROJECTIONS},
         exits=fleet.unexpected_exits(),
         restarts={m.role: (m.kills, m.starts) for m in fleet.members.values()},
         writer_restarts=checks.health(url, "consume shared")[2],

@@ -21,6 +21,7 @@ from psycopg import sql
 from bench.soak.load import Ack
 from consumers.envelope import all_topics, read_cloudevent
 from consumers.kafka_io import read_all
+from services.audit_kafka import Placement
 
 
 def missing_acks(url: str, acks: list[Ack]) -> list[Ack]:
@@ -75,6 +76,20 @@ def projection_reached(url: str, name: str, position: int | None = None) -> bool
     return behind is None
 
 
+def rejected(url: str, name: str) -> int:
+    """Records the live generation of `name` rejected (`consumers.projecting`): under
+    the soak's faults, with no forger about, a genuine record rejected would be lost."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT live_generation FROM crm_projections WHERE name = %s", (name,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return 0
+        status = sql.Identifier(f"{name}_v{row[0]}", "_status")
+        count = conn.execute(sql.SQL("SELECT rejected FROM {}").format(status)).fetchone()
+    return 0 if count is None else int(count[0])
+
+
 def health(url: str, process: str) -> tuple[list[str], int, int]:
     """(dependencies down, watchdog restarts, writer restarts) of `process`; nothing
     down and no restarts before the process has written its row."""
@@ -95,15 +110,24 @@ class Published:
     records: int
     lost: list[tuple[UUID, int]]
     duplicates: int
+    out_of_place: list[str]
+    """Records not where the relay puts them (`services.audit_kafka.Placement`): none may
+    be, whatever faults the relay rode out, or the audit and the consumers would be
+    wrong to refuse such records."""
 
 
 def published(url: str, bootstrap: str, prefix: str) -> Published:
-    """Every stored event looked up on Kafka by (aggregate, version)."""
+    """Every stored event looked up on Kafka by (aggregate, version), and where it sits."""
     with psycopg.connect(url) as conn:
         stored = set(conn.execute("SELECT originator_id, originator_version FROM crm_events"))
     seen: Counter[tuple[UUID, int]] = Counter()
+    placement, out_of_place = Placement(), []
     for record in read_all(bootstrap, all_topics(prefix)):
         attributes = read_cloudevent(record.value)
-        seen[(UUID(attributes.subject), attributes.aggregateversion)] += 1
+        subject, version = attributes.subject, attributes.aggregateversion
+        seen[(UUID(subject), version)] += 1
+        if (why := placement.check(record.topic, record.partition, subject, version)) is not None:
+            out_of_place.append(f"{record.topic}[{record.partition}]@{record.offset} {why}")
     lost = sorted(stored - set(seen))
-    return Published(len(stored), sum(seen.values()), lost, sum(seen.values()) - len(seen))
+    duplicates = sum(seen.values()) - len(seen)
+    return Published(len(stored), sum(seen.values()), lost, duplicates, out_of_place)

@@ -20,6 +20,8 @@ class Figures:
     published: Published
     caught_up: bool
     verified: dict[str, bool]
+    rejected: dict[str, int]
+    """Per projection: records rejected (none is forged here: any would be a loss)."""
     exits: list[str]
     """Processes that ended without the soak killing them."""
     restarts: dict[str, tuple[int, int]]
@@ -32,9 +34,12 @@ class Figures:
         found = [f"not recovered: {r.fault}" for r in self.recoveries if r.recovered_s is None]
         found += [f"acknowledged but not stored: {a}" for a in self.missing[:10]]
         found += [f"stored but not on Kafka: {lost}" for lost in self.published.lost[:10]]
+        found += [f"out of its place on Kafka: {r}" for r in self.published.out_of_place[:10]]
         found += [] if self.caught_up else ["the pipeline did not catch up"]
         found += [f"crm projections verify {n} found differences" for n, ok in
                   self.verified.items() if not ok]  # fmt: skip
+        found += [f"{n} rejected {count} genuine records" for n, count in
+                  self.rejected.items() if count]  # fmt: skip
         found += self.exits
         found += [f"{role} started {s} times for {k} SIGKILLs" for role, (k, s) in
                   self.restarts.items() if s != k + 1]  # fmt: skip
@@ -71,10 +76,13 @@ def markdown(figures: Figures, *, quick: bool) -> str:
         f"given up: {tally.gave_up}; refused: {len(tally.rejected)}",
         f"* every attempt's outcome: {outcomes}",
         f"* events stored: {published.stored}; records on Kafka: {published.records}; "
-        f"lost: {len(published.lost)}; duplicates: {published.duplicates}",
+        f"lost: {len(published.lost)}; duplicates: {published.duplicates}; out of their"
+        f" place: {len(published.out_of_place)}",
         f"* projections caught up: {'yes' if figures.caught_up else 'NO'}; "
         f"`crm projections verify`: "
-        + ", ".join(f"{n} {'clean' if ok else 'DIFFERS'}" for n, ok in figures.verified.items()),
+        + ", ".join(f"{n} {'clean' if ok else 'DIFFERS'}" for n, ok in figures.verified.items())
+        + "; records rejected: "
+        + ", ".join(f"{n} {count}" for n, count in figures.rejected.items()),
         f"* processes: {'all running' if not figures.exits else '; '.join(figures.exits)}; "
         f"restarted only after the soak's own SIGKILLs; writer processes started again "
         f"by their consumer: {figures.writer_restarts}",
