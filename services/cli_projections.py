@@ -1,4 +1,4 @@
-"""`crm consume NAME` and `crm projections status|rebuild|verify|retry`.
+"""`crm consume NAME` and `crm projections status|rejected|rebuild|verify|retry`.
 
 `consume` runs the projection runner for one projection (consumer group
 `crm.projection.NAME`) until SIGTERM/SIGINT; it writes through a child process
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import sys
 from typing import Any
 
@@ -49,6 +50,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     status.add_argument("--json", action="store_true", help="one JSON object")
     status.set_defaults(handler=_status)
+    rejected = actions.add_parser(
+        "rejected", help="the newest rejected records of one projection: where and why"
+    )
+    rejected.add_argument("name")
+    rejected.add_argument("--limit", type=int_between(1, 100_000), default=50)
+    rejected.add_argument("--json", action="store_true", help="one JSON array")
+    rejected.set_defaults(handler=_rejected)
     for action, text, handler in (
         ("rebuild", "rebuild beside the live version from offset 0, then switch", _rebuild),
         ("verify", "rebuild into a scratch version and list rows that differ", _verify),
@@ -162,6 +170,34 @@ def _status_row(status: Any) -> dict[str, Any]:
         "lag": status.lag, "dead_letters": status.dead_letters, "rejected": status.rejected,
         "last_event_at": status.last_event_at and status.last_event_at.isoformat(),
     }  # fmt: skip
+
+
+_REJECTED = (
+    "SELECT topic, partition, kafka_offset, position, at, reason FROM {rejected}"
+    " ORDER BY id DESC LIMIT %(limit)s"
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _rejected(args: argparse.Namespace, settings: Settings) -> int:
+    """The newest rejected records (`consumers.projecting`) of the live version. A
+    reason may quote what a record claimed: control characters are shown escaped."""
+    projection, store = _projection(args.name), _store(settings)
+    try:
+        generation = store.live_generation(projection.name)
+        table = {"rejected": f"{projection.name}_v{generation}._rejected"}
+        limit = {"limit": args.limit}
+        rows = [] if generation is None else store.fetch(_REJECTED, table, limit)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    for r in rows:
+        where = f"{r['topic']}[{r['partition']}]@{r['kafka_offset']}"
+        reason = _CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", r["reason"])
+        print(f"{r['at']}  {where}  position {r['position']}  {reason}")
+    return 0
 
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,6 +17,7 @@ of the same customers included.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +53,8 @@ pytestmark = [
 ]
 PAGE_PROJECTIONS = ("shared", "marketing")
 """What a department page reads (`readmodel_queries.department_customers`)."""
+NASTY_TYPE = "Customer\x00Tag\x1b[2J"
+"""A `type` with a NUL (no PostgreSQL text holds one) and a terminal's clear-screen."""
 NOWHERE = 10**9
 """A position far past the store's end."""
 
@@ -200,7 +203,7 @@ def test_forged_records_are_rejected_and_genuine_ones_build_the_same_rows(
             pipe.with_data_changed(tagged, b'"vip"', b'"pwned"'),
             pipe.forged(_tagged(ada.id, 2**40, "frozen"), carol_registered),
             pipe.forged(_registered(uuid4(), "marketing"), NOWHERE),
-            _retyped(pipe.forged(_tagged(ada.id, 9, "x"), carol_registered), "Customer\x00Tag"),
+            _retyped(pipe.forged(_tagged(ada.id, 9, "x"), carol_registered), NASTY_TYPE),
             (topic_name("customer", live), b"", b"\x00\xff not a CloudEvent"),
             pipe.copied(bob_tagged),
         )
@@ -223,6 +226,8 @@ def test_forged_records_are_rejected_and_genuine_ones_build_the_same_rows(
             assert done.stdout.strip() == f"{name}: 0 dead letters retried, 0 still failing"
             assert done.returncode == 0
         retried = built(store)
+        listed = crm(*at, live, "projections", "rejected", "shared", "--json")
+        shown = crm(*at, live, "projections", "rejected", "shared")
 
         for name in PAGE_PROJECTIONS:  # the genuine records alone
             assert crm(*at, clean, "projections", "rebuild", name).returncode == 0
@@ -243,10 +248,15 @@ def test_forged_records_are_rejected_and_genuine_ones_build_the_same_rows(
             (carol_registered, "it is a CustomerTagged in schema version 1; the event store"
              " holds a CustomerRegistered in schema version 1"),
             (NOWHERE, "the event store holds no event there"),
-            (carol_registered, "it is a Customer\\x00Tag in schema version 1; the event"
+            (carol_registered, "it is a Customer\\x00Tag\x1b[2J in schema version 1; the event"
              " store holds a CustomerRegistered in schema version 1"),
         )
     )  # fmt: skip
+    assert listed.returncode == shown.returncode == 0, listed.stderr + shown.stderr
+    assert sorted(row["reason"] for row in json.loads(listed.stdout)) == refused["shared"]
+    assert len(shown.stdout.splitlines()) == 7
+    assert "Customer\\x00Tag\\x1b[2J" in shown.stdout  # no terminal control from a forger
+    assert "\x1b" not in shown.stdout
     for reasons in (refused, rebuilt_refused):
         assert set(reasons) == set(PAGE_PROJECTIONS)
         for name in PAGE_PROJECTIONS:
