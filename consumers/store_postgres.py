@@ -247,7 +247,8 @@ _OUTDATED = (
     " attisdropped AND attrelid = to_regclass(quote_ident(name || '_v' || live_generation)"
     " || '._status'))"
 )
-"""The live generations an older version created: without `_rejected` (`pg_session`)."""
+"""The live generations an older version created: without what `pg_session.REJECTED`
+adds (told by the column it adds to `_status`)."""
 
 
 def _upgrade_generations(conn: Connection[Any]) -> None:
