@@ -30,7 +30,7 @@ import structlog
 from consumers.blind_index import needs_terms, search_terms
 from consumers.byte_pages import PAGE_BYTES
 from consumers.keyring import Keyring
-from consumers.projecting import Item, Retried, commit, retry_letters
+from consumers.projecting import Item, Retried, commit, reason, retry_letters
 from consumers.readmodel_store import STORE_TOPIC, ReadModelStore, Status, StoredLetter
 from domain import codec
 from domain.customer import CustomerErased
@@ -133,7 +133,7 @@ class EventStoreFollower:
             event = codec.decode(cls, n.state, version)
         except Exception as error:  # an unreadable stored event is a dead letter, by design
             origin = (n.originator_id, n.originator_version)
-            return Item(STORE_TOPIC, 0, n.id, n.id, n.state, None, _reason(error), origin=origin)
+            return Item(STORE_TOPIC, 0, n.id, n.id, n.state, None, reason(error), origin=origin)
         return Item(STORE_TOPIC, 0, n.id, n.id, n.state, event)
 
     def _prepared(
@@ -149,7 +149,7 @@ class EventStoreFollower:
             return item._replace(event=opened, terms=search_terms(event, keyring, search))
         except Exception as error:  # a field that does not open is a dead letter, by design
             origin = (event.originator_id, event.originator_version)
-            return item._replace(event=None, error=_reason(error), origin=origin)
+            return item._replace(event=None, error=reason(error), origin=origin)
 
 
 def retry_from_store(app: Any, store: ReadModelStore, projection: Projection) -> Retried:
@@ -167,10 +167,6 @@ def _notification(app: Any, letter: StoredLetter) -> Any:
     """The stored event a dead letter of the follower came from (its notification id)."""
     (notification,) = app.recorder.select_notifications(letter.offset, 1, stop=letter.offset)
     return notification
-
-
-def _reason(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 def applied_position(store: ReadModelStore, names: Iterable[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from consumers.as_stored import StoredEvents, mismatches
 from consumers.blind_index import needs_terms, search_terms
 from consumers.kafka_io import Consumed
 from consumers.keyring import Keyring
-from consumers.projecting import Item, Origin, origin_of
+from consumers.projecting import Item, Origin, origin_of, reason
 from consumers.projection_writer import Handed, items_of
 from domain import codec
 from domain.base import DomainEvent
@@ -96,7 +96,7 @@ def _read(record: Consumed, fields: frozenset[str]) -> _Read:
     try:
         attributes = envelope.delivered(record.value)
     except Exception as error:  # no relay wrote it: any such record is refused, by design
-        return _Read(record, 0, None, None, _reason(error), refused=True)
+        return _Read(record, 0, None, None, reason(error), refused=True)
     try:
         cls = codec.event_class(attributes.type)
         if attributes.schemaversion == cls.class_version and not _to_open(cls, fields):
@@ -105,7 +105,7 @@ def _read(record: Consumed, fields: frozenset[str]) -> _Read:
         event = envelope.event_of(attributes)
         return _Read(record, attributes.position, None, event, None, attributes)
     except Exception as error:  # a dead letter if the event store holds it, by design
-        return _Read(record, attributes.position, None, None, _reason(error), attributes)
+        return _Read(record, attributes.position, None, None, reason(error), attributes)
 
 
 def _as_stored(read: list[_Read], stored: StoredEvents) -> list[_Read]:
@@ -117,17 +117,13 @@ def _as_stored(read: list[_Read], stored: StoredEvents) -> list[_Read]:
     for r in read:
         if r.attributes is None:
             checked.append(r)
-        elif (reason := next(reasons)) is not None:
-            checked.append(_Read(r.record, 0, None, None, reason, refused=True))
+        elif (why := next(reasons)) is not None:
+            checked.append(_Read(r.record, 0, None, None, why, refused=True))
         elif r.error is not None:
             checked.append(r._replace(origin=origin_of(r.attributes.data)))
         else:
             checked.append(r)
     return checked
-
-
-def _reason(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 def _hand(read: _Read, keyring: Keyring, fields: frozenset[str], search: frozenset[str]) -> Handed:
@@ -145,7 +141,7 @@ def _hand(read: _Read, keyring: Keyring, fields: frozenset[str], search: frozens
     except Exception as error:  # a field that does not open is a dead letter, by design
         origin = (event.originator_id, event.originator_version)
         return Handed(
-            r.topic, r.partition, r.offset, 0, r.value, None, _reason(error), origin=origin
+            r.topic, r.partition, r.offset, 0, r.value, None, reason(error), origin=origin
         )
     encoded = codec.encode(opened)
     return Handed(r.topic, r.partition, r.offset, read.position, r.value, encoded, None, terms)

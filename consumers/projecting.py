@@ -148,7 +148,7 @@ def commit(
         if len(items) <= 1:
             if not items or items[0].error is not None:
                 raise
-            return again([items[0]._replace(error=f"{type(error).__name__}: {error}")])
+            return again([items[0]._replace(error=reason(error))])
     half = len(items) // 2
     return again(items[:half]) + again(items[half:])
 
@@ -287,7 +287,7 @@ def _apply_all(
                     record(apply(item.terms, batch))
             except Exception as error:  # any failure of pure code is a dead letter, by design
                 outcome.dead += 1
-                letters.append(dead_letter(item, f"{type(error).__name__}: {error}"))
+                letters.append(dead_letter(item, reason(error)))
             else:
                 outcome.applied += 1
     return letters, rejected
@@ -304,8 +304,8 @@ def _unapplied(
     (a dead letter whose version, when known, is taken like any other)."""
     if item.refused:
         outcome.rejected += 1
-        reason = item.error or "not a record of the event store"
-        rejected.append(Rejected(item.topic, item.partition, item.offset, item.position, reason))
+        why = item.error or "not a record of the event store"
+        rejected.append(Rejected(item.topic, item.partition, item.offset, item.position, why))
         return
     origin = item.origin
     order = TAKEN if origin is None else versions.take(*origin)
@@ -321,11 +321,11 @@ def _unapplied(
 
 def _early(item: Item, origin: Origin, versions: _Versions) -> Rejected:
     aggregate, version = origin
-    reason = (
+    why = (
         f"out of order: version {version} of aggregate {aggregate} before version"
         f" {versions.last(aggregate) + 1} (a copy of a record, read before the ones it follows)"
     )
-    return Rejected(item.topic, item.partition, item.offset, item.position, reason)
+    return Rejected(item.topic, item.partition, item.offset, item.position, why)
 
 
 def _load(session: Session, projection: Projection, events: list[Fact]) -> dict[Key, Row]:
@@ -397,6 +397,11 @@ def _next_offsets(items: list[Item]) -> dict[PositionKey, int]:
     for item in items:
         offsets[(item.topic, item.partition)] = item.offset + 1
     return offsets
+
+
+def reason(error: Exception) -> str:
+    """What a dead letter says of the error that made it: its type and message."""
+    return f"{type(error).__name__}: {error}"
 
 
 def dead_letter(item: Item, error: str) -> DeadLetter:

@@ -9,9 +9,11 @@
 * `retry`: re-apply the dead letters (they stay dead letters if they fail again); the
   embedded default's are retried from the event store (`consumers.follower`).
 
-All of them read through `consumers.hand_over`, so they too apply only records that
-the event store holds at their positions (`consumers.as_stored`): a forged record on the
-topics is a dead letter in a rebuild as in the live consumer, and stays one on retry.
+All of them read through `consumers.hand_over` and apply through `consumers.projecting`,
+so they too apply only records that the event store holds at their positions
+(`consumers.as_stored`), each aggregate's versions in order: a forged or copied record
+on the topics is rejected in a rebuild as in the live consumer, and a dead letter an
+older version kept of one becomes a rejected record on retry.
 """
 
 from __future__ import annotations

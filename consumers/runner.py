@@ -1,18 +1,18 @@
 """The projection runner: Kafka topics -> one projection's read model, exactly once.
 
 One generic loop for every projection (`crm consume NAME`): poll a batch, decode the
-CloudEvents, keep only what the event store holds at their positions (the rest are dead
-letters: `consumers.as_stored`), open with the keyring the personal fields the
-projection reads, and hand the batch to a writer (`consumers.projection_writer`; by
-default a child process, so reading the next batch and writing this one use two cores),
-which writes rows, offsets and applied versions in one transaction. Offsets live only in
-the read-model database: on assignment the consumer seeks to them (the `on_assigned`
-callback), Kafka's own group offsets are never committed; records read again after a
-seek are dropped by the writer's transaction, which locks the stored offsets. A database
-error rolls back; the same batch is retried with backoff until it commits, so nothing is
-lost or applied twice. When a rebuild switches the live generation, the runner notices
-(between batches, or when a batch fails on the dropped generation) and restarts on the
-new one.
+CloudEvents, refuse what the event store does not hold at their positions (rejected
+records: `consumers.as_stored`, `consumers.projecting`), open with the keyring the
+personal fields the projection reads, and hand the batch to a writer
+(`consumers.projection_writer`; by default a child process, so reading the next batch
+and writing this one use two cores), which writes rows, offsets and applied versions in
+one transaction. Offsets live only in the read-model database: on assignment the
+consumer seeks to them (the `on_assigned` callback), Kafka's own group offsets are never
+committed; records read again after a seek are dropped by the writer's transaction,
+which locks the stored offsets. A database error rolls back; the same batch is retried
+with backoff until it commits, so nothing is lost or applied twice. When a rebuild
+switches the live generation, the runner notices (between batches, or when a batch fails
+on the dropped generation) and restarts on the new one.
 
 It keeps running through faults, without a supervisor: a broker outage (polls come
 back empty, end offsets time out) and a database outage (the writer retries the batch,

@@ -32,6 +32,8 @@ from services.event_store import CrmApplication, open_event_store
 from services.pg_batch_recorder import BatchInsertRecorder
 from services.settings import ConfigError, Settings
 
+_POSTGRES_ONLY = "Kafka records are checked against the PostgreSQL event store only"
+
 
 @dataclass
 class Runtime:
@@ -54,7 +56,7 @@ class Runtime:
         (`consumers.as_stored`): PostgreSQL only (the embedded default has no consumers
         of Kafka; its follower reads the store itself)."""
         if self.pool is None:
-            raise TypeError("Kafka records are checked against the PostgreSQL event store only")
+            raise TypeError(_POSTGRES_ONLY)
         return as_stored(self.app, self.pool)
 
     def close(self) -> None:
@@ -85,7 +87,7 @@ def as_stored(app: CrmApplication, pool: ConnectionPool) -> PostgresStoredEvents
     anew."""
     recorder = app.recorder
     if not isinstance(recorder, BatchInsertRecorder):
-        raise TypeError("Kafka records are checked against the PostgreSQL event store only")
+        raise TypeError(_POSTGRES_ONLY)
     return PostgresStoredEvents(pool.connection, recorder.events_table)
 
 
