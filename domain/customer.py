@@ -108,11 +108,29 @@ class OrderStatusChanged(CustomerEvent, frozen=True, kw_only=True, tag="OrderSta
 
 
 class CustomerArchived(CustomerEvent, frozen=True, kw_only=True, tag="CustomerArchived"):
+    """Version 2: `reason` became personal (free text about the customer, as a task's)."""
+
     reason: str | None = None
+    class_version: ClassVar[int] = 2
+    personal_fields: ClassVar[tuple[str, ...]] = ("reason",)
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Same shape: a v1 reason is plaintext, which opening passes through unchanged."""
 
 
 class CustomerErased(CustomerEvent, frozen=True, kw_only=True, tag="CustomerErased"):
+    """Version 2: `reason` became personal, as for `CustomerArchived`. It is sealed with
+    the key the erasure then destroys, so it reads as `ERASED` to everyone: who erased
+    the customer and when stay readable, and free text about them does not outlive them."""
+
     reason: str | None = None
+    class_version: ClassVar[int] = 2
+    personal_fields: ClassVar[tuple[str, ...]] = ("reason",)
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Same shape: a v1 reason is plaintext, which opening passes through unchanged."""
 
 
 # --- errors ---------------------------------------------------------------------------

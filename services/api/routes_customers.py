@@ -105,7 +105,8 @@ async def change_order_status(
 async def archive(
     customer_id: FromPath[UUID], call: Call, reason: FromQuery[str | None] = None
 ) -> Answer:
-    """Soft delete by the owning department: gone from department views, history kept."""
+    """Soft delete by the owning department: gone from department views, history kept.
+    The `reason` is personal data (sealed, readable as the customer's name is)."""
     return await call.change(customer_id, cc.ArchiveCustomer(reason=reason))
 
 
@@ -113,7 +114,9 @@ async def archive(
 async def erase(
     customer_id: FromPath[UUID], data: JSONBody[cc.EraseCustomer], call: Call
 ) -> Answer:
-    """Right to be forgotten (admin): the event, then the customer's key is destroyed."""
+    """Right to be forgotten (admin): the event, then the customer's key is destroyed.
+    The `reason` is personal data sealed with that key: it reads as `[erased]` at once
+    (who erased the customer and when stay readable in the history)."""
     commands = call.services.commands
     return await call.run(
         lambda expected: commands.erase_customer(call.caller, customer_id, data, expected),
