@@ -474,8 +474,13 @@ class Conversation(Aggregate):
 
     @_when(MessageRetracted)
     def _retracted(self, e: MessageRetracted) -> None:
+        """The entry stays (its id, kind and time, and why it was retracted), not what it
+        said nor who said it: those belong to the history now (`/history`, for who may
+        read it), as a corrected message's original text does."""
         old = self.messages[e.message_id]
-        self.messages[e.message_id] = msgspec.structs.replace(old, retracted=True, reason=e.reason)
+        self.messages[e.message_id] = msgspec.structs.replace(
+            old, author="", content="", retracted=True, reason=e.reason
+        )
 
     @_when(ConversationHandedOff)
     def _handed_off(self, e: ConversationHandedOff) -> None:

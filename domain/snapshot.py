@@ -32,8 +32,9 @@ from domain.conversation import Conversation, Message
 from domain.customer import Customer, Order
 from domain.task import Status, Task
 
-FORMAT = 1
-"""Bumped by hand when applying an event gives a different state than before."""
+FORMAT = 2
+"""Bumped by hand when applying an event gives a different state than before (2: a
+retracted message keeps neither its text nor its author)."""
 
 A = TypeVar("A", bound=Aggregate)
 

@@ -332,3 +332,30 @@ def test_staff_opening_a_conversation_become_its_agent(
     named = post(http, "/v1/conversations", opened | {"agent": "zoe"}, sales)
     assert http.get(f"/v1/conversations/{mine}", headers=sales).json()["agent"] == "sam"
     assert http.get(f"/v1/conversations/{named}", headers=sales).json()["agent"] == "zoe"
+
+
+def test_a_retracted_message_is_read_only_in_the_history(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    """A retraction took the text out of the timeline but not out of the conversation's
+    own `GET`, which every reader of it gets (a department it is handed to included)."""
+    sales, manager = api.token("sam", "sales", "agent"), api.token("max", "sales", "manager")
+    customer = post(http, "/v1/customers", {"name": "Ada"}, sales)
+    opened = {"customer_id": customer, "channel": "phone", "subject": "s"}
+    conversation = post(http, "/v1/conversations", opened, sales)
+    pasted = {"direction": "inbound", "author": "Eve Other", "content": "pasted-by-mistake"}
+    logged = http.post(f"/v1/conversations/{conversation}/messages", json=pasted, headers=sales)
+    message = logged.json()["message_id"]
+    retracted = http.delete(
+        f"/v1/conversations/{conversation}/messages/{message}?reason=wrong", headers=sales
+    )
+    assert retracted.status_code == 200, retracted.text
+    for who in (sales, manager):
+        read = http.get(f"/v1/conversations/{conversation}", headers=who)
+        assert read.status_code == 200, read.text
+        (entry,) = read.json()["messages"]
+        assert (entry["retracted"], entry["reason"]) == (True, "wrong"), entry
+        assert "pasted-by-mistake" not in read.text
+        assert "Eve Other" not in read.text
+    history = http.get(f"/v1/conversations/{conversation}/history", headers=manager)
+    assert "pasted-by-mistake" in history.text  # who may read the history still can

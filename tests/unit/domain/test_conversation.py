@@ -15,6 +15,7 @@ from domain.conversation import (
     Conversation,
     ConversationClosedError,
     ConversationFullError,
+    InternalNoteAdded,
     RecommendationScored,
     SatisfactionRated,
     SurveyNotAllowedError,
@@ -74,8 +75,11 @@ def test_messages_notes_corrections_and_retractions() -> None:
     conversation.retract_message(ctx(), "n1", reason="wrong customer")
     assert conversation.messages["m1"].content == "Hello!"
     assert conversation.messages["m1"].corrected
-    assert conversation.messages["n1"].author == "agent-2"
-    assert conversation.messages["n1"].retracted
+    retracted = conversation.messages["n1"]
+    assert (retracted.retracted, retracted.reason) == (True, "wrong customer")
+    assert (retracted.author, retracted.content) == ("", "")  # in the history only
+    note = next(e for e in conversation.collect_events() if isinstance(e, InternalNoteAdded))
+    assert (note.author, note.content) == ("agent-2", "VIP, be nice")
     with pytest.raises(InvalidTransition, match="retracted"):
         conversation.correct_message(ctx(), "n1", content="x", reason="y")
     with pytest.raises(ValidationFailed, match="unknown message"):
