@@ -65,7 +65,7 @@ def email(value: str | None, field: str = "email") -> str | None:
         raise ValidationFailed(field, "not a valid email address")
     if not _SINGLE_LINE.match(normalised):
         raise ValidationFailed(field, "must not contain control characters")
-    return normalised
+    return _unsealed(normalised, field)
 
 
 def phone(value: str | None, field: str = "phone") -> str | None:
@@ -81,7 +81,7 @@ def phone(value: str | None, field: str = "phone") -> str | None:
         raise ValidationFailed(field, "needs an international prefix (+ or 00)")
     if not _PHONE_DIGITS.fullmatch(digits):
         raise ValidationFailed(field, "needs 7 to 15 digits")
-    return "+" + digits
+    return _unsealed("+" + digits, field)
 
 
 def text(value: str, field: str, max_length: int = bound.LINE, *, multiline: bool = False) -> str:
@@ -95,9 +95,7 @@ def text(value: str, field: str, max_length: int = bound.LINE, *, multiline: boo
     allowed = _FREE_TEXT if multiline else _SINGLE_LINE
     if not allowed.match(stripped):
         raise ValidationFailed(field, "must not contain control characters")
-    if stripped.startswith(SEALED_PREFIX):  # it would be taken for a sealed value
-        raise ValidationFailed(field, f"must not begin with {SEALED_PREFIX!r}")
-    return stripped
+    return _unsealed(stripped, field)
 
 
 def optional_text(
@@ -164,4 +162,13 @@ def amount(value: Decimal | int | str, field: str = "amount") -> Decimal:
 def _match(pattern: re.Pattern[str], value: str, field: str, message: str) -> str:
     if not pattern.fullmatch(value):
         raise ValidationFailed(field, message)
+    return _unsealed(value, field)
+
+
+def _unsealed(value: str, field: str) -> str:
+    """Every kind of text (free text, e-mail, phone, codes, tags) passes here last: a
+    value in the form of a sealed one would be taken for one (counted by its envelope,
+    passed through unopened, shown as sealed), so no text may begin with the prefix."""
+    if value.startswith(SEALED_PREFIX):
+        raise ValidationFailed(field, f"must not begin with {SEALED_PREFIX!r}")
     return value

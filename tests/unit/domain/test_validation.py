@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -123,6 +124,24 @@ def test_text_in_the_form_of_a_sealed_value_is_refused() -> None:
         with pytest.raises(ValidationFailed, match="must not begin with 'enc:v1:'"):
             check.text(bad, "content", multiline=True)
     assert check.text("about enc:v1: values", "content") == "about enc:v1: values"
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw"),
+    [
+        (check.email, "enc:v1:AAAA@y.de"),
+        (check.email, " ENC:V1:AAAA@y.de"),  # lower-cased into the form
+        (check.tag, "enc:v1:aaaa"),
+    ],
+)
+def test_no_kind_of_text_may_take_the_form_of_a_sealed_value(
+    kind: Callable[[str, str], str | None], raw: str
+) -> None:
+    """The red team's `enc:v1:AAAA@y.de` was a valid e-mail address: one rule for every
+    kind of text, whatever else its kind allows."""
+    with pytest.raises(ValidationFailed, match="field: must not begin with 'enc:v1:'"):
+        kind(raw, "field")
+    assert check.email("x.enc:v1:@y.de") == "x.enc:v1:@y.de"
 
 
 def test_times_span_every_offset_and_the_whole_calendar() -> None:
