@@ -177,7 +177,7 @@ class ConversationFullError(InvalidTransition):
     not, `codec.text_size`): every read of it, and
     of its history, carries all of them, so one client could otherwise make each read
     cost gigabytes (5,000 posts of 64 kB each, ~320 MB). A longer exchange goes on in a
-    new conversation."""
+    new conversation. So does one that would take more than `MAX_PARTICIPANTS` agents."""
 
 
 # --- state ----------------------------------------------------------------------------
@@ -329,6 +329,7 @@ class Conversation(Aggregate):
         agent = check.optional_text(to_agent, "to_agent", bound.PERSON)
         if (department, agent) == (self.department, self.agent):
             return
+        self._require_room_for(agent)
         self._trigger(
             ConversationHandedOff,
             ctx,
@@ -410,6 +411,18 @@ class Conversation(Aggregate):
             )
         return content
 
+    def _require_room_for(self, agent: str | None) -> None:
+        """A hand-off to an agent not yet taking part makes them a participant: the
+        bound is checked here, where the request names them, never when applying."""
+        if agent is None or agent in self.participants:
+            return
+        if len(self.participants) >= bound.MAX_PARTICIPANTS:
+            raise ConversationFullError(
+                f"conversation {self.id} has {bound.MAX_PARTICIPANTS} participants, the most"
+                f" one may: to_agent {agent!r} would be one more; hand it off to one of them"
+                " or go on in a new conversation"
+            )
+
     def _new_message_id(self, message_id: str) -> str:
         checked = check.text(message_id, "message_id", bound.PERSON)
         if checked in self.messages:
@@ -485,8 +498,8 @@ class Conversation(Aggregate):
     @_when(ConversationHandedOff)
     def _handed_off(self, e: ConversationHandedOff) -> None:
         self.department, self.agent = e.to_department, e.to_agent
-        if e.to_agent is not None:
-            self.participants = _participants((*self.participants, e.to_agent))
+        if e.to_agent is not None and e.to_agent not in self.participants:
+            self.participants = tuple(sorted((*self.participants, e.to_agent)))
         self.handoffs += 1
 
     @_when(ConversationClosed)
@@ -510,7 +523,8 @@ class Conversation(Aggregate):
 
 
 def _participants(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Sorted and unique, so the same people always give the same state."""
+    """Sorted and unique, so the same people always give the same state (a decision's
+    check: appliers take the names an event holds, whatever the bound is now)."""
     if len(names) > bound.MAX_PARTICIPANTS:
         raise ValidationFailed("participants", f"more than {bound.MAX_PARTICIPANTS}")
     return tuple(sorted({check.text(n, "participants", bound.PERSON) for n in names}))

@@ -114,6 +114,50 @@ def test_hand_off_moves_department_and_counts() -> None:
     assert "agent-9" in conversation.participants
 
 
+def crowded(monkeypatch: pytest.MonkeyPatch, most: int) -> Conversation:
+    """Open, with `most` participants, the most one may (`MAX_PARTICIPANTS` lowered)."""
+    monkeypatch.setattr(bound, "MAX_PARTICIPANTS", most)
+    return Conversation.open(
+        ctx(),
+        conversation_id=CONVERSATION_ID,
+        customer=customer(),
+        channel="chat",
+        subject="s",
+        participants=[f"p{n}" for n in range(most)],
+    )
+
+
+def test_a_hand_off_to_one_agent_too_many_is_refused_naming_to_agent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It was a 422 naming `participants`, which the request did not send, raised while
+    applying the event: the decision refuses it now, as a full conversation."""
+    conversation = crowded(monkeypatch, 3)
+    with pytest.raises(ConversationFullError, match=r"3 participants.*to_agent 'newcomer'"):
+        conversation.hand_off(ctx(), to_department="sales", to_agent="newcomer")
+    assert conversation.version == 1
+    conversation.hand_off(ctx(), to_department="sales", to_agent="p1")  # one of them
+    conversation.hand_off(ctx(), to_department="support")  # to a department only
+    assert conversation.participants == ("p0", "p1", "p2")
+    assert conversation.handoffs == 2
+
+
+def test_stored_events_beyond_the_participants_bound_still_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An applier never checks a bound: lowering `MAX_PARTICIPANTS` later (or events
+    stored before a bound existed) must not make a conversation fail to load."""
+    conversation = crowded(monkeypatch, 3)
+    monkeypatch.setattr(bound, "MAX_PARTICIPANTS", 4)
+    conversation.hand_off(ctx(), to_department="sales", to_agent="p3")
+    events = conversation.collect_events()
+    monkeypatch.setattr(bound, "MAX_PARTICIPANTS", 2)
+    loaded = replay(events)
+    assert isinstance(loaded, Conversation)
+    assert loaded.participants == ("p0", "p1", "p2", "p3")
+    assert loaded.agent == "p3"
+
+
 def test_survey_answers_credit_the_closing_department_and_agent() -> None:
     conversation = opened()
     conversation.hand_off(ctx(), to_department="sales", to_agent="agent-9")
