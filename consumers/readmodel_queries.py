@@ -23,7 +23,7 @@ from consumers.byte_pages import octets
 from consumers.readmodel_store import ReadModelStore
 from projections import PROJECTIONS
 from projections.base import ColumnType
-from projections.satisfaction import ALL, bucket_range, csat, nps
+from projections.satisfaction import ALL, ALL_TIME, bucket_range, csat, nps
 
 Row = dict[str, Any]
 OPEN = ("open", "in_progress")
@@ -291,13 +291,14 @@ def sales_open_tasks(store: ReadModelStore, customer_id: UUID) -> Row:
 def satisfaction_stats(
     store: ReadModelStore,
     *,
-    department: str = ALL,
-    agent: str = ALL,
+    department: str | None = None,
+    agent: str | None = None,
     granularity: str = "all",
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> list[Row]:
-    """CSAT and NPS per bucket (or one total for `all`), credited as of the interaction."""
+    """CSAT and NPS per bucket (or one total for `all`), credited as of the interaction.
+    None is "all departments" / "all agents", and so is it in the rows answered."""
     series = granularity if granularity != "all" or start or end else "all"
     scope = "day" if series == "all" and (start or end) else series
     buckets = bucket_range(start, end, scope)
@@ -307,16 +308,28 @@ def satisfaction_stats(
         " AND granularity = %(granularity)s"
         + ("" if low is None else " AND bucket >= %(low)s")
         + ("" if high is None else " AND bucket <= %(high)s")
-        + ("" if buckets else " AND false")
+        + ("" if buckets and _selectable(department, agent) else " AND false")
         + " ORDER BY bucket"
     )
     params = {
-        "department": department, "agent": agent, "granularity": scope, "low": low, "high": high,
+        "department": _key(department), "agent": _key(agent), "granularity": scope,
+        "low": low, "high": high,
     }  # fmt: skip
     rows = typed_fetch(store, query, {"s": "stats.satisfaction"}, params)
     if granularity == "all" and scope != "all":
         return [satisfaction_total(rows, department, agent)]
-    return [_with_scores(r) for r in rows]
+    return [_with_scores(r | {"department": department, "agent": agent}) for r in rows]
+
+
+def _key(name: str | None) -> str:
+    """The stats key of a filter: `ALL` for None (no filter), else the name itself."""
+    return ALL if name is None else name
+
+
+def _selectable(*names: str | None) -> bool:
+    """False if a filter names the `ALL` key itself: no name is `ALL`, so it selects no
+    row rather than everyone's counters."""
+    return ALL not in names
 
 
 _COUNTERS = (
@@ -326,11 +339,13 @@ _COUNTERS = (
 _counters = itemgetter(*_COUNTERS)  # bigint columns: ints from either store
 
 
-def satisfaction_total(rows: list[Row], department: str, agent: str) -> Row:
+def satisfaction_total(rows: list[Row], department: str | None, agent: str | None) -> Row:
     """The all-time row of `satisfaction_stats` that `rows` (periods of one granularity,
     with or without their scores) add up to."""
     columns = zip(*map(_counters, rows), strict=True) if rows else [()] * len(_COUNTERS)
-    total: Row = {"department": department, "agent": agent, "granularity": "all", "bucket": ALL}
+    total: Row = {
+        "department": department, "agent": agent, "granularity": "all", "bucket": ALL_TIME,
+    }  # fmt: skip
     return _with_scores(total | {n: sum(c) for n, c in zip(_COUNTERS, columns, strict=True)})
 
 
@@ -342,15 +357,19 @@ def _with_scores(row: Row) -> Row:
     return row
 
 
-def task_stats(store: ReadModelStore, *, department: str = ALL, assignee: str = ALL) -> Row:
-    """Created, completed (on time), reassignments, mean evaluation, mean and p90 duration."""
+def task_stats(
+    store: ReadModelStore, *, department: str | None = None, assignee: str | None = None
+) -> Row:
+    """Created, completed (on time), reassignments, mean evaluation, mean and p90 duration.
+    None is "all departments" / "all assignees"; `""` is the tasks nobody is assigned."""
     found = typed_fetch(
         store,
-        "SELECT * FROM {t} WHERE department = %(department)s AND assignee = %(assignee)s",
+        "SELECT * FROM {t} WHERE department = %(department)s AND assignee = %(assignee)s"
+        + ("" if _selectable(department, assignee) else " AND false"),
         {"t": "stats.tasks"},
-        {"department": department, "assignee": assignee},
+        {"department": _key(department), "assignee": _key(assignee)},
     )
-    row: Row = found[0] if found else {"department": department, "assignee": assignee}
+    row: Row = (found[0] if found else {}) | {"department": department, "assignee": assignee}
     durations = sorted(float(d["seconds"]) for d in _durations(store, department, assignee))
     evaluations = int(row.get("evaluations") or 0)
     completed = int(row.get("completed") or 0)
@@ -367,11 +386,13 @@ def task_stats(store: ReadModelStore, *, department: str = ALL, assignee: str = 
     }
 
 
-def _durations(store: ReadModelStore, department: str, assignee: str) -> list[Row]:
+def _durations(store: ReadModelStore, department: str | None, assignee: str | None) -> list[Row]:
+    """The durations of the tasks a filter covers (rows of `task_durations` hold names,
+    never `ALL`: a filter naming it matches none)."""
     query = (
         "SELECT seconds FROM {d} WHERE true"
-        + ("" if department == ALL else " AND department = %(department)s")
-        + ("" if assignee == ALL else " AND assignee = %(assignee)s")
+        + ("" if department is None else " AND department = %(department)s")
+        + ("" if assignee is None else " AND assignee = %(assignee)s")
     )
     params = {"department": department, "assignee": assignee}
     return typed_fetch(store, query, {"d": "stats.task_durations"}, params)

@@ -16,8 +16,13 @@ from typing import Literal
 
 NpsCategory = Literal["promoter", "passive", "detractor"]
 GRANULARITIES = ("day", "week", "month", "all")
-ALL = "*"
-"""Stands for "all departments" / "all agents" / the whole history in stats keys."""
+ALL = " (all)"
+"""Stands for "all departments" / "all agents" in stats keys. It starts with a space and
+no name can: the domain strips every name (and has since its first release), so a
+department, agent or assignee named `*` or `(all)` is counted as itself, never as everyone,
+and a query naming one cannot select this row (`consumers.readmodel_queries`)."""
+ALL_TIME = "*"
+"""The one bucket of granularity `all` (the granularity, part of the key, tells it apart)."""
 
 
 def csat(answers: int, positive: int) -> float | None:
@@ -39,7 +44,7 @@ def nps_category(score: int) -> NpsCategory:
 
 
 def bucket(at: datetime, granularity: str) -> str:
-    """The bucket label of an instant: `2024-05-31`, `2024-W22`, `2024-05`, or `*`."""
+    """The bucket label of an instant: `2024-05-31`, `2024-W22`, `2024-05`, or `ALL_TIME`."""
     utc = at.astimezone(UTC)
     if granularity == "day":
         return utc.strftime("%Y-%m-%d")
@@ -48,7 +53,7 @@ def bucket(at: datetime, granularity: str) -> str:
         return f"{year}-W{week:02d}"
     if granularity == "month":
         return utc.strftime("%Y-%m")
-    return ALL
+    return ALL_TIME
 
 
 _FIRST_BUCKET = datetime(1, 1, 1, tzinfo=UTC)

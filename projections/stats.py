@@ -1,8 +1,9 @@
 """Statistics: satisfaction (CSAT, NPS) and task performance, as additive counters.
 
 Every row is a set of counters keyed by department, agent (or assignee) and time
-bucket, where `*` means "all": a survey answer increments the rows for
-(department, agent), (department, *), (*, agent) and (*, *) at each granularity
+bucket, where `ALL` (`projections.satisfaction`: a key no name can be, so an agent
+named `*` is not everyone) means "all": a survey answer increments the rows for
+(department, agent), (department, ALL), (ALL, agent) and (ALL, ALL) at each granularity
 (day, ISO week, month, all time), so any filter is one indexed lookup plus a sum.
 Counters are written as increments and never read back, so the runner never loads
 them. Survey answers are credited to the department and agent carried in the event
@@ -52,7 +53,7 @@ TABLES = (
     ),
 )
 
-stats = DispatchProjection("stats", 1, TABLES)
+stats = DispatchProjection("stats", 2, TABLES)  # 2: ALL was `*`, a valid name
 on = stats.on
 _task = by_aggregate("_tasks")
 

@@ -25,7 +25,6 @@ from consumers import readmodel_queries as rq
 from consumers.readmodel_store import ReadModelStore
 from consumers.search_queries import search_customers
 from projections import PROJECTIONS
-from projections.satisfaction import ALL
 from services.access import Findable
 from services.api.errors import BadRequest
 
@@ -165,12 +164,14 @@ class ReadModels:
 
     def task_stats(self, *, department: str | None, agent: str | None) -> Row:
         """Counts, on-time rate, reassignments, mean evaluation and durations (all time)."""
-        row = rq.task_stats(self.store, department=department or ALL, assignee=agent or ALL)
+        row = rq.task_stats(self.store, department=department or None, assignee=agent or None)
         return _scope(department, agent) | {k: v for k, v in row.items() if k != "assignee"}
 
 
 def _scope(department: str | None, agent: str | None) -> Row:
-    return {"department": department or ALL, "agent": agent or ALL}
+    """The filters of a statistics query: None (an empty one too) is "all", answered as
+    null; an agent named `*` is that agent, never everyone."""
+    return {"department": department or None, "agent": agent or None}
 
 
 def _page(items: list[Row], next_cursor: str | None) -> Page:

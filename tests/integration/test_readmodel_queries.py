@@ -18,6 +18,7 @@ from consumers.projecting import Item, project
 from consumers.projection_metrics import register_projection_metrics
 from consumers.readmodel_store import ReadModelStore
 from projections import PROJECTIONS
+from projections.satisfaction import ALL
 from tests.integration.projection_support import open_store
 
 Row = dict[str, Any]
@@ -165,6 +166,15 @@ def test_satisfaction_and_task_stats(store: ReadModelStore) -> None:
     assert tasks["created"] > 0
     assert tasks["p90_seconds"] is not None
     assert rq.percentile([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], 90) == 9.0
+
+
+def test_a_filter_naming_the_all_key_selects_no_row(store: ReadModelStore) -> None:
+    """No name is `ALL`: sent as one, it must not answer everyone's counters."""
+    assert rq.satisfaction_stats(store)[0]["csat_answers"] > 0
+    assert rq.satisfaction_stats(store, agent=ALL) == []
+    assert rq.satisfaction_stats(store, department=ALL, granularity="day") == []
+    assert rq.task_stats(store, assignee=ALL).get("created") is None
+    assert rq.task_stats(store, department=ALL)["p90_seconds"] is None
 
 
 def test_metrics_expose_lag_and_dead_letters(store: ReadModelStore) -> None:

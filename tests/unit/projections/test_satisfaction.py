@@ -8,7 +8,7 @@ from typing import Any
 
 from domain.conversation import ConversationHandedOff, RecommendationScored, SatisfactionRated
 from projections import PROJECTIONS
-from projections.satisfaction import bucket, bucket_range, csat, nps, nps_category
+from projections.satisfaction import ALL, ALL_TIME, bucket, bucket_range, csat, nps, nps_category
 from tests.unit.projections.memory import replay
 
 CUSTOMER = uuid.uuid4()
@@ -68,7 +68,7 @@ def test_formulas() -> None:
 
 
 def test_agent_keeps_credit_after_hand_off() -> None:
-    ann = row("support", "ann", "all", "*")
+    ann = row("support", "ann", "all", ALL_TIME)
     assert (ann["csat_answers"], ann["csat_positive"]) == (3, 2)
     assert (ann["nps_answers"], ann["promoters"], ann["passives"], ann["detractors"]) == (
         4,
@@ -78,20 +78,20 @@ def test_agent_keeps_credit_after_hand_off() -> None:
     )
     assert csat(ann["csat_answers"], ann["csat_positive"]) == 66.67
     assert nps(ann["nps_answers"], ann["promoters"], ann["detractors"]) == 25.0
-    bob = row("sales", "bob", "all", "*")
+    bob = row("sales", "bob", "all", ALL_TIME)
     assert (bob["csat_answers"], bob["csat_positive"], bob["detractors"]) == (1, 0, 1)
 
 
 def test_totals_and_buckets() -> None:
-    everyone = row("*", "*", "all", "*")
+    everyone = row(ALL, ALL, "all", ALL_TIME)
     assert csat(everyone["csat_answers"], everyone["csat_positive"]) == 50.0  # 2 of 4
     assert nps(everyone["nps_answers"], everyone["promoters"], everyone["detractors"]) == 0.0
     assert bucket(DAY1, "week") == "2024-W10"
-    week10 = row("support", "*", "week", "2024-W10")
+    week10 = row("support", ALL, "week", "2024-W10")
     assert (week10["csat_answers"], week10["csat_positive"]) == (2, 2)
-    day2 = row("*", "ann", "day", "2024-03-11")
+    day2 = row(ALL, "ann", "day", "2024-03-11")
     assert (day2["nps_answers"], day2["detractors"], day2["passives"]) == (2, 1, 1)
-    assert row("support", "*", "month", "2024-03")["csat_answers"] == 3
+    assert row("support", ALL, "month", "2024-03")["csat_answers"] == 3
 
 
 def test_a_range_takes_the_utc_buckets_it_touches_and_the_calendar_ends_bound_nothing() -> None:
