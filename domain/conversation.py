@@ -424,7 +424,7 @@ class Conversation(Aggregate):
             )
 
     def _new_message_id(self, message_id: str) -> str:
-        checked = check.text(message_id, "message_id", bound.PERSON)
+        checked = check.path_id(message_id, "message_id")
         if checked in self.messages:
             raise ValidationFailed("message_id", f"message {checked!r} already exists")
         return checked

@@ -297,7 +297,7 @@ class Customer(Aggregate):
         ordered_at: datetime | None = None,
     ) -> None:
         self._require_active()
-        oid = check.text(order_id, "order_id", bound.PERSON)
+        oid = check.path_id(order_id, "order_id")
         if oid in self.orders:
             raise ValidationFailed("order_id", f"order {oid!r} already recorded")
         self._require_room(len(self.orders), bound.MAX_ORDERS, "orders")

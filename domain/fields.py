@@ -5,7 +5,14 @@ it for every caller, and the annotated types below carry it into the command cla
 so the HTTP schemas refuse the same values before the domain sees them and the OpenAPI
 document shows them. Single-line text refuses every control character, C0 (U+0000-U+001F),
 DEL and C1 (U+0080-U+009F: U+009B is a terminal's one-character CSI); free text allows
-only newline and tab among them (no NUL, no terminal escapes). Times must carry a zone
+only newline and tab among them (no NUL, no terminal escapes). An id a client names
+again as a URL path segment (an order's, a message's: `PathId`) is single-line text
+that one segment carries unambiguously once percent-encoded: no `/` (the router splits
+the decoded path there, so `a%2Fb` was recorded and then unreachable, a 404), no
+backslash (WHATWG URL parsers, browsers' among them, read it as `/`), no `%` (a proxy
+or client that decodes a path once more reads `a%41` as `aA`), and not `.` or `..`
+(clients resolve them as dot segments, however the rest is encoded). Other characters
+(`#`, `?`, spaces, any letter) are carried once percent-encoded. Times must carry a zone
 and lie within 1900-01-01 .. 9999-12-31 once converted to UTC, so every store and every
 projection can represent them. Amounts are non-negative decimals below 10^12 with at
 most 4 decimal places.
@@ -23,6 +30,7 @@ from msgspec import Meta
 
 SINGLE_LINE = r"^[^\x00-\x1f\x7f-\x9f]*$"
 FREE_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+PATH_SEGMENT = r"^(?!\.\.?$)[^\x00-\x1f\x7f-\x9f/\\%]*$"
 
 PERSON = 100  # an agent, an assignee, a participant, a message id, an order id
 LINE = 200  # a name, a company, a subject, a title, a reason
@@ -48,6 +56,14 @@ AMOUNT_LIMIT = Decimal(10) ** 12
 AMOUNT_PLACES = 4
 
 PersonName = Annotated[str, Meta(max_length=PERSON, pattern=SINGLE_LINE)]
+PathId = Annotated[
+    str,
+    Meta(
+        max_length=PERSON,
+        pattern=PATH_SEGMENT,
+        description="An id later named in a URL path: no '/', '\\' or '%', and not '.' or '..'",
+    ),
+]
 Line = Annotated[str, Meta(max_length=LINE, pattern=SINGLE_LINE)]
 Address = Annotated[str, Meta(max_length=ADDRESS, pattern=FREE_TEXT)]
 Paragraph = Annotated[str, Meta(max_length=PARAGRAPH, pattern=FREE_TEXT)]

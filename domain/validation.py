@@ -32,6 +32,7 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
 _PHONE_JUNK = re.compile(r"[\s().-]")
 _SINGLE_LINE = re.compile(bound.SINGLE_LINE)
 _FREE_TEXT = re.compile(bound.FREE_TEXT)
+_PATH_SEGMENT = re.compile(bound.PATH_SEGMENT)
 _PHONE_DIGITS = re.compile(r"^\d{7,15}$")
 _UNIT = Decimal(1)
 
@@ -96,6 +97,18 @@ def text(value: str, field: str, max_length: int = bound.LINE, *, multiline: boo
     if not allowed.match(stripped):
         raise ValidationFailed(field, "must not contain control characters")
     return _unsealed(stripped, field)
+
+
+def path_id(value: str, field: str) -> str:
+    """An id a client names again in a URL path (an order's, a message's): text that one
+    path segment carries unambiguously (`fields.PATH_SEGMENT` says why). Only where an
+    id is first recorded: one recorded under older rules is still looked up as it is."""
+    checked = text(value, field, bound.PERSON)
+    if not _PATH_SEGMENT.match(checked):
+        raise ValidationFailed(
+            field, "must not hold '/', '\\' or '%', nor be '.' or '..': URLs name it in a path"
+        )
+    return checked
 
 
 def optional_text(

@@ -68,7 +68,7 @@ class LogMessage(ConversationChange, frozen=True, kw_only=True):
     author: f.Line
     content: f.MessageText
     sent_at: f.Instant | None = None
-    message_id: f.PersonName | UnsetType = UNSET
+    message_id: f.PathId | UnsetType = UNSET
 
     def with_defaults(self, principal: Principal) -> Self:
         if self.message_id is not UNSET:
@@ -86,7 +86,7 @@ class AddNote(ConversationChange, frozen=True, kw_only=True):
     """An internal note, authored by its caller."""
 
     content: f.MessageText
-    message_id: f.PersonName | UnsetType = UNSET
+    message_id: f.PathId | UnsetType = UNSET
 
     def with_defaults(self, principal: Principal) -> Self:
         if self.message_id is not UNSET:
@@ -101,7 +101,8 @@ class AddNote(ConversationChange, frozen=True, kw_only=True):
 
 
 class CorrectMessage(ConversationChange, frozen=True, kw_only=True):
-    """A correction; the original stays in history."""
+    """A correction; the original stays in history. `message_id` names an entry logged
+    earlier, perhaps before `PathId` was its rule (so for `RetractMessage`)."""
 
     message_id: f.PersonName
     content: f.MessageText

@@ -128,7 +128,7 @@ class SetConsents(CustomerChange, frozen=True, kw_only=True):
 
 class RecordOrder(CustomerChange, frozen=True, kw_only=True):
     action: ClassVar[str] = "customer.order"
-    order_id: f.PersonName
+    order_id: f.PathId
     amount: f.Amount
     currency: f.Currency
     status: f.Code = "placed"
@@ -139,6 +139,8 @@ class RecordOrder(CustomerChange, frozen=True, kw_only=True):
 
 
 class ChangeOrderStatus(CustomerChange, frozen=True, kw_only=True):
+    """`order_id` names an order recorded earlier, perhaps before `PathId` was its rule."""
+
     action: ClassVar[str] = "customer.order"
     order_id: f.PersonName
     status: f.Code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from uuid import UUID
 
+import msgspec
 import pytest
 
 from domain import codec
@@ -88,6 +89,22 @@ def test_messages_notes_corrections_and_retractions() -> None:
         conversation.add_note(ctx(), message_id="m1", content="dup")
     with pytest.raises(ValidationFailed, match="direction"):
         conversation.log_message(ctx(), message_id="m9", direction="up", author="a", content="b")
+
+
+def test_a_message_id_that_a_url_path_cannot_carry_is_refused_yet_loads_when_stored() -> None:
+    conversation = opened()
+    with pytest.raises(ValidationFailed, match=r"^message_id: must not hold '/'"):
+        conversation.log_message(
+            ctx(), message_id="a/b", direction="inbound", author="Ada", content="Hi"
+        )
+    with pytest.raises(ValidationFailed, match=r"^message_id: must not hold '/'"):
+        conversation.add_note(ctx(), message_id="..", content="Hi")
+    conversation.add_note(ctx(), message_id="n1", content="Hi")
+    opening, noted = conversation.collect_events()
+    stored = replay([opening, msgspec.structs.replace(noted, message_id="a/b")])
+    assert isinstance(stored, Conversation)
+    stored.retract_message(ctx(), "a/b", reason="old id")
+    assert stored.messages["a/b"].retracted
 
 
 def test_closed_conversation_takes_no_entries_or_handoffs() -> None:

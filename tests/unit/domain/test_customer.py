@@ -126,6 +126,20 @@ def test_order_errors() -> None:
         subject.record_order(ctx(), order_id="o-3", amount=10, currency="dollars")
 
 
+def test_an_order_id_that_a_url_path_cannot_carry_is_refused_yet_loads_when_stored() -> None:
+    """New ids are checked (`check.path_id`); an event stored before the rule decodes,
+    applies and names an order that still changes status (events check nothing)."""
+    subject = customer()
+    with pytest.raises(ValidationFailed, match=r"^order_id: must not hold '/'"):
+        subject.record_order(ctx(), order_id="a/b", amount=10, currency="USD")
+    subject.record_order(ctx(), order_id="o-1", amount=10, currency="USD")
+    registered, recorded = subject.collect_events()
+    stored = replay([registered, msgspec.structs.replace(recorded, order_id="a/b")])
+    assert isinstance(stored, Customer)
+    stored.change_order_status(ctx(), "a/b", "shipped")
+    assert stored.orders["a/b"].status == "shipped"
+
+
 def test_a_customer_holds_at_most_its_bounds_of_tags_consents_and_orders(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -144,6 +144,20 @@ def test_no_kind_of_text_may_take_the_form_of_a_sealed_value(
     assert check.email("x.enc:v1:@y.de") == "x.enc:v1:@y.de"
 
 
+@pytest.mark.parametrize("raw", ["a/b", "/", "a\\b", "50%", "a%2Fb", ".", " .. "])
+def test_an_id_named_in_a_url_path_holds_nothing_a_segment_cannot_carry(raw: str) -> None:
+    """`a/b` was recorded as an order id, then `PATCH .../orders/a%2Fb` was a 404."""
+    with pytest.raises(ValidationFailed, match=r"^order_id: must not hold '/'"):
+        check.path_id(raw, "order_id")
+
+
+def test_an_id_named_in_a_url_path_may_hold_what_percent_encoding_carries() -> None:
+    for kept in ("SO-2024-001", "#1234", "a b?c", "...", ".x", "Bestellung-ä"):
+        assert check.path_id(kept, "order_id") == kept
+    with pytest.raises(ValidationFailed, match="must not begin with 'enc:v1:'"):
+        check.path_id("enc:v1:x", "message_id")
+
+
 def test_times_span_every_offset_and_the_whole_calendar() -> None:
     for edge in (check.EARLIEST_INSTANT, check.LATEST_INSTANT):
         assert check.aware(edge, "due_at") == edge
