@@ -187,6 +187,8 @@ class SqliteSession:
             self._set_operation(operation)
 
     def _upsert(self, table: Table, rows: list[Row], *, add: bool) -> None:
+        if add and any(c.type == "numeric" for c in table.columns):
+            rows, add = self._added(table, rows), False
         names = table.column_names
         others = [n for n in names if n not in table.key]
         target = self._t(table.name)
@@ -203,6 +205,14 @@ class SqliteSession:
             f" ON CONFLICT ({', '.join(map(ident, table.key))}) {action}",
             [[to_sqlite(row[n]) for n in names] for row in rows],
         )
+
+    def _added(self, table: Table, increments: list[Row]) -> list[Row]:
+        """The rows `increments` (one per key) leave, added up here from the stored rows:
+        SQLite would add a `numeric` column (TEXT) as REAL, leaving 1000000000000.3 where
+        PostgreSQL's numeric keeps 1000000000000.3003; Decimals add exactly."""
+        key_of = table.key_of
+        stored = {key_of(r): r for r in self.load_rows(table, [key_of(r) for r in increments])}
+        return [_plus(table, stored.get(key_of(row)), row) for row in increments]
 
     def _set_operation(self, op: SetOperation) -> None:
         if not isinstance(op, Scrub):
@@ -276,6 +286,17 @@ class SqliteSession:
             " WHERE topic = ? AND partition = ? AND kafka_offset = ?",
             records,
         )
+
+
+def _plus(table: Table, stored: Row | None, increment: Row) -> Row:
+    """`increment` added to the `stored` row's counters, as SQL adds (NULL + x is NULL)."""
+    if stored is None:
+        return increment
+    return {n: v if n in table.key else _sum(stored[n], v) for n, v in increment.items()}
+
+
+def _sum(stored: Any, delta: Any) -> Any:
+    return None if stored is None or delta is None else stored + delta
 
 
 def read_status(conn: sqlite3.Connection, name: str, generation: int) -> Status:

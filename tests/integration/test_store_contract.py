@@ -23,7 +23,7 @@ from consumers.store_postgres import PostgresStore
 from consumers.store_sqlite import SqliteStore
 from domain.base import ERASED
 from projections import PROJECTIONS
-from projections.base import DeleteWhere, Scrub, Segment, SetOperation
+from projections.base import DeleteWhere, Number, Scrub, Segment, SetOperation
 from tests.integration.projection_support import normal, open_store
 from tests.unit.projections.memory import replay
 
@@ -84,6 +84,25 @@ def test_counters_and_set_operations(store: ReadModelStore) -> None:
     with store.session(projection, generation) as session:
         session.write([], [DeleteWhere("order_totals", "customer_id", customer)])
     assert store.dump("sales", generation, tables["order_totals"]) == []
+
+
+def test_numeric_counters_add_exactly_across_batches(store: ReadModelStore) -> None:
+    """Each order in its own batch, so the store adds the stored total (SQLite added its
+    TEXT as REAL: 1000000000000.3 where PostgreSQL's numeric keeps 1000000000000.3003)."""
+    projection = PROJECTIONS["sales"]
+    generation = store.install(projection)
+    tables = {t.name: t for t in projection.tables}
+    key: dict[str, Any] = {"customer_id": uuid.uuid4(), "currency": "EUR"}
+    amounts = ("999999999999.9999", "0.0001", "0.1", "0.2", "0.0003")
+    for amount in amounts:
+        segment = Segment()
+        counters: dict[str, Number] = {"orders": 1, "total": Decimal(amount)}
+        segment.counters[("order_totals", tuple(key.values()))] = (key, counters)
+        with store.session(projection, generation) as session:
+            session.write(list(table_writes(tables, segment)), [])
+    (totals,) = store.dump("sales", generation, tables["order_totals"])
+    assert (totals["orders"], totals["total"]) == (5, Decimal("1000000000000.3003"))
+    assert str(totals["total"]) == "1000000000000.3003"
 
 
 def _seed_customers(store: ReadModelStore, generation: int, emails: dict[uuid.UUID, str]) -> None:
