@@ -22,8 +22,10 @@ every route:
   plain JSON, and one really gzipped failed as malformed JSON;
 * a body declared twice (two `Content-Type` lines: the framework would read the first)
   is a 400, as two lines of any header that comes once are (`one_header`);
-* a body that is not declared `application/json` is a 415, one nested deeper than
-  `MAX_DEPTH` a 400 (msgspec would otherwise recurse until Python's limit). The size
+* a body that is not declared `application/json` is a 415, and so is one declared in
+  a charset other than UTF-8 (`charset=latin-1`, `utf-16`: JSON is UTF-8, RFC 8259, and
+  such a body was read as UTF-8 whatever it said); one nested deeper than `MAX_DEPTH` is
+  a 400 (msgspec would otherwise recurse until Python's limit). The size
   bound (`MAX_BODY_BYTES`, 413) is Litestar's own `request_max_body_size`; a body cut
   short (the client gone, or too slow: `services.http_request_bounds`) is a 408.
 
@@ -58,6 +60,7 @@ MAX_BODY_BYTES = 1_048_576
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
+_UTF_8 = frozenset({"utf-8", "utf8"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +143,22 @@ async def guard_body(request: Request[Any, Any, Any]) -> None:
             f"send the body without Content-Encoding (this API reads it as sent), "
             f"not {', '.join(codings)[:60]!r}"
         )
-    media = (one_header(request, "Content-Type") or "").partition(";")[0].strip().lower()
-    if media != "application/json" and not media.endswith("+json"):
-        raise UnsupportedMediaType(f"send the body as application/json, not {media[:60]!r}")
+    require_json(one_header(request, "Content-Type") or "")
     if nesting(body) > MAX_DEPTH:
         raise BadRequest(f"the JSON body is nested deeper than {MAX_DEPTH} levels")
+
+
+def require_json(content_type: str) -> None:
+    """Refuse a body not declared JSON, or declared in a charset other than UTF-8."""
+    media, *parameters = content_type.split(";")
+    media = media.strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"send the body as application/json, not {media[:60]!r}")
+    for charset in charsets(parameters):
+        if charset not in _UTF_8:
+            raise UnsupportedMediaType(
+                f"send the body in UTF-8, as JSON is (RFC 8259), not charset {charset[:40]!r}"
+            )
 
 
 def one_header(request: Request[Any, Any, Any], name: str) -> str | None:
@@ -155,6 +169,17 @@ def one_header(request: Request[Any, Any, Any], name: str) -> str | None:
     if len(sent) > 1:
         raise BadRequest(f"send one {name} header, not {len(sent)}")
     return sent[0] if sent else None
+
+
+def charsets(parameters: Sequence[str]) -> list[str]:
+    """The values of the `charset` parameters among a media type's, unquoted and
+    lower-cased (a body may declare none: JSON is UTF-8)."""
+    pairs = (parameter.partition("=") for parameter in parameters)
+    return [
+        value.strip().strip('"').lower()
+        for name, _, value in pairs
+        if name.strip().lower() == "charset"
+    ]
 
 
 def content_codings(request: Request[Any, Any, Any]) -> list[str]:

@@ -86,6 +86,26 @@ def test_a_body_that_is_not_declared_json_is_a_415(client: Client, api: Embedded
     assert api.runtime.app.head_position() == 0
 
 
+@pytest.mark.parametrize(
+    "charset", ["latin-1", "utf-16", "ISO-8859-1", '"utf-16"', "", "utf-8; charset=latin-1"]
+)
+def test_a_body_declared_in_another_charset_than_utf_8_is_a_415(
+    client: Client, api: EmbeddedApi, charset: str
+) -> None:
+    """JSON is UTF-8 (RFC 8259): a body declaring Latin-1 or UTF-16 was read as UTF-8
+    and its command run, whatever its sender meant its bytes to say."""
+    auth = api.token("sam", "sales", "agent")
+    declared = auth | {"content-type": f"application/json; charset={charset}"}
+    sent = client.post("/v1/customers", content=b'{"name": "Ada"}', headers=declared)
+    assert "UTF-8" in problem(sent, 415)["detail"]
+    assert problem(sent, 415)["type"].endswith("/unsupported-media-type")
+    assert api.runtime.app.head_position() == 0
+    for utf_8 in ("utf-8", "UTF-8", '"utf-8"', "utf8"):
+        declared = auth | {"content-type": f"application/json;charset={utf_8}"}
+        sent = client.post("/v1/customers", content=b'{"name": "Ada"}', headers=declared)
+        assert sent.status_code == 201, sent.text
+
+
 def test_two_content_type_headers_are_a_400_on_a_real_server(api: EmbeddedApi) -> None:
     """The first line was used: a body declared `application/json` and `text/plain` ran
     its command (201). Which one the sender meant is unknown: a 400, in either order."""
