@@ -140,12 +140,21 @@ def zoned(value: datetime, field: str) -> datetime:
     return value
 
 
-def aware(value: datetime, field: str) -> datetime:
-    """Times must carry a zone (`zoned`) and lie within the range every store and
-    projection can represent once converted to UTC."""
+def rfc3339(value: datetime, field: str) -> datetime:
+    """A time with a zone (`zoned`) no wider than RFC 3339 writes (±23:59), at any instant.
+    Python takes offsets up to a microsecond short of 24 hours; at the calendar's ends no
+    store holds those (`consumers.instants`), while both hold every instant within ±23:59
+    alike, those outside `aware`'s range too (releases before it stored some)."""
     offset = zoned(value, field).utcoffset()
     if offset is None or abs(offset) > MAX_UTC_OFFSET:
         raise ValidationFailed(field, "has a zone offset beyond ±23:59")
+    return value
+
+
+def aware(value: datetime, field: str) -> datetime:
+    """Times must carry a zone RFC 3339 can write (`rfc3339`) and lie within the range
+    every store and projection can represent once converted to UTC."""
+    rfc3339(value, field)
     try:
         utc = value.astimezone(UTC)
     except OverflowError:

@@ -8,14 +8,13 @@ exactly those. Masking is not done here: `services.api.reads` applies the policy
 Cursors are opaque to clients and are keysets: the last customer id for customer lists,
 the sort values of the last row (base64 JSON) for conversation queues, task boards and
 timelines. A page costs the same at any depth, and a list that changes between pages
-(a queue does) neither repeats nor skips the rows that stayed in it.
+(a queue does) neither repeats nor skips the rows that stayed in it. A cursor sent
+back is read by `services.api.cursors`, as hostile input.
 I/O: the read-model store (PostgreSQL or SQLite) through `consumers`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +25,7 @@ from consumers.readmodel_store import ReadModelStore
 from consumers.search_queries import search_customers
 from projections import PROJECTIONS
 from services.access import Findable
+from services.api.cursors import keyset_after, keyset_cursor, spelled, uuid_after
 from services.api.errors import BadRequest
 
 Row = dict[str, Any]
@@ -74,7 +74,7 @@ class ReadModels:
     def customers(
         self, department: str, *, tag: str | None, cursor: str | None, limit: int
     ) -> Page:
-        after = uuid_cursor(cursor)
+        after = uuid_after(cursor)
         rows = rq.department_customers(
             self.store, department, tag=tag, after=after, limit=limit + 1
         )
@@ -94,7 +94,7 @@ class ReadModels:
         the caller may find (`AccessModel.findable`)."""
         rows = search_customers(
             self.store, terms=terms, company=company, tag=tag, department=findable.department,
-            consenting=findable.consenting, after=uuid_cursor(cursor), limit=limit + 1,
+            consenting=findable.consenting, after=uuid_after(cursor), limit=limit + 1,
         )  # fmt: skip
         return _customer_page(rows, limit)
 
@@ -103,7 +103,7 @@ class ReadModels:
     ) -> Page:
         rows = rq.department_conversations(
             self.store, department, status=status or "open",
-            after=_keyset_cursor(cursor, rq.QUEUE_ORDER), limit=limit + 1,
+            after=keyset_after(cursor, rq.QUEUE_ORDER), limit=limit + 1,
         )  # fmt: skip
         return _keyset_page(rows, limit, rq.QUEUE_ORDER)
 
@@ -118,14 +118,14 @@ class ReadModels:
     ) -> Page:
         rows = rq.department_tasks(
             self.store, department, self.clock(), assignee=assignee, status=status,
-            after=_keyset_cursor(cursor, rq.BOARD_ORDER), limit=limit + 1,
+            after=keyset_after(cursor, rq.BOARD_ORDER), limit=limit + 1,
         )  # fmt: skip
         return _keyset_page(rows, limit, rq.BOARD_ORDER)
 
     def timeline(
         self, customer_id: UUID, *, department: str | None, cursor: str | None, limit: int
     ) -> Page:
-        after = _keyset_cursor(cursor, rq.TIMELINE_ORDER)
+        after = keyset_after(cursor, rq.TIMELINE_ORDER)
         rows = rq.timeline(
             self.store, customer_id, department=department, after=after, limit=limit + 1,
             max_bytes=TIMELINE_PAGE_BYTES,
@@ -192,49 +192,4 @@ def _keyset_page(
     if len(rows) <= limit and not full:
         return _page(rows, None)
     kept = rows[:limit]
-    values = [_spelled(kept[-1][key.column]) for key in keys]
-    return _page(kept, base64.urlsafe_b64encode(json.dumps(values).encode()).decode())
-
-
-def _spelled(value: Any) -> str | None:
-    """A sort value as a cursor spells it (PostgreSQL gives objects, SQLite text)."""
-    if value is None or isinstance(value, str):
-        return value
-    return value.isoformat() if isinstance(value, datetime) else str(value)
-
-
-def _keyset_cursor(cursor: str | None, keys: Sequence[rq.SortKey]) -> list[Any] | None:
-    """The sort values a `_keyset_page` cursor carries, typed for the query."""
-    if cursor is None:
-        return None
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not isinstance(values, list) or len(values) != len(keys):
-            raise ValueError("wrong shape")
-        return [_typed(key, value) for key, value in zip(keys, values, strict=True)]
-    except (ValueError, TypeError):  # binascii.Error and JSONDecodeError are ValueErrors
-        raise BadRequest(f"cursor {cursor[:40]!r} is not one this list gave") from None
-
-
-def _typed(key: rq.SortKey, value: Any) -> Any:
-    if value is None and key.nullable:
-        return None
-    if not isinstance(value, str) or "\x00" in value:  # PostgreSQL text holds no NUL
-        raise TypeError(f"{key.column} must be text")
-    if key.kind == "uuid":
-        return UUID(value)
-    if key.kind != "timestamp":
-        return value
-    instant = datetime.fromisoformat(value)
-    if instant.utcoffset() is None:  # every cursor given names its zone; a store would
-        raise TypeError(f"{key.column} must name its zone")  # read one without as local
-    return instant
-
-
-def uuid_cursor(cursor: str | None) -> UUID | None:
-    if cursor is None:
-        return None
-    try:
-        return UUID(cursor)
-    except ValueError:
-        raise BadRequest(f"cursor {cursor[:40]!r} is not one this list gave") from None
+    return _page(kept, keyset_cursor([spelled(kept[-1][key.column]) for key in keys]))

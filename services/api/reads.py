@@ -45,10 +45,11 @@ from services.access import (
     unmasked,
 )
 from services.access_log import revealed, rows_shown
+from services.api.cursors import uuid_after
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import ReadModelUnavailable
 from services.api.loop_reads import LoopReadModels
-from services.api.read_models import PERSONAL, READS, Page, ReadModels, Row, uuid_cursor
+from services.api.read_models import PERSONAL, READS, Page, ReadModels, Row
 from services.api.views import (
     ConversationView,
     CustomerView,
@@ -236,7 +237,7 @@ class Reader:
         terms = [term for f in fields if f in wanted for term in index.wanted(f, wanted[f])]
         company = company_prefix(wanted["company"]) if "company" in wanted else None
         if findable is None:  # a field the caller reads of no customer finds nobody,
-            uuid_cursor(page.get("cursor"))  # once its input is checked as any search's
+            uuid_after(page.get("cursor"))  # once its input is checked as any search's
             return {"items": [], "next_cursor": None}
         rows = await models.run(
             lambda m: m.search(
