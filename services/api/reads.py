@@ -355,7 +355,14 @@ class HistoryPage:
 
     cursor: int
     limit: int
-    path: str
+    path: str  # the history's path, its id spelled as this API spells it (`of`)
+
+    @classmethod
+    def of(cls, request: Request[Any, Any, Any], cursor: int, limit: int) -> HistoryPage:
+        """The page a history route was asked for. Its path is the route's, with the id
+        the route parsed, not as sent: Python's `UUID` reads Unicode digits (fullwidth,
+        Arabic-Indic), which the `Link` header, Latin-1, cannot carry (it was a 500)."""
+        return cls(cursor, limit, request.scope["path_template"].format_map(request.path_params))
 
     def link(self, last: int) -> dict[str, str]:
         """The `Link` header (RFC 8288) naming the page after the one ending at `last`."""

@@ -131,7 +131,7 @@ async def conversation_history(
     """A conversation's events with their metadata, oldest first, a page at a time: a `Link`
     header names the next page while there is one."""
     return await reader.history(
-        Conversation, conversation_id, HistoryPage(cursor, limit, request.url.path)
+        Conversation, conversation_id, HistoryPage.of(request, cursor, limit)
     )
 
 

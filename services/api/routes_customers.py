@@ -160,7 +160,7 @@ async def customer_history(
 ) -> Response[list[HistoryEntry]]:
     """A customer's events with their metadata, oldest first, a page at a time: a `Link`
     header names the next page while there is one."""
-    return await reader.history(Customer, customer_id, HistoryPage(cursor, limit, request.url.path))
+    return await reader.history(Customer, customer_id, HistoryPage.of(request, cursor, limit))
 
 
 customers = Router(

@@ -93,7 +93,7 @@ async def task_history(
 ) -> Response[list[HistoryEntry]]:
     """A task's events with their metadata, oldest first, a page at a time: a `Link`
     header names the next page while there is one."""
-    return await reader.history(Task, task_id, HistoryPage(cursor, limit, request.url.path))
+    return await reader.history(Task, task_id, HistoryPage.of(request, cursor, limit))
 
 
 tasks = Router(
