@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from domain.base import ValidationFailed
+from domain.validation import aware
 from services.ranges import backwards
 
 POSITION_LIMIT = 2**63 - 1  # the event store's positions and versions are bigints
@@ -36,7 +38,10 @@ POSITION = int_between(0, POSITION_LIMIT)
 
 
 def zoned_time(text: str) -> datetime:
-    """An argparse type: an ISO 8601 time with a zone (a usage error otherwise)."""
+    """An argparse type: an ISO 8601 time with a zone, one the domain accepts
+    (`domain.validation.aware`: an offset within ±23:59, within 1900..9999 in UTC), a
+    usage error otherwise (`--from 9999-12-31T23:59:59-23:59:59` was an OverflowError
+    where the access log converted it to UTC)."""
     try:
         instant = datetime.fromisoformat(text)
     except ValueError:
@@ -46,7 +51,10 @@ def zoned_time(text: str) -> datetime:
     if instant.utcoffset() is None:
         zoned = f"{text}Z" if "T" in text or " " in text else f"{text}T00:00:00Z"
         raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. {zoned}")
-    return instant
+    try:
+        return aware(instant, repr(text))
+    except ValidationFailed as refused:
+        raise argparse.ArgumentTypeError(str(refused)) from None
 
 
 def add_range(

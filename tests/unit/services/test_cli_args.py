@@ -86,3 +86,27 @@ def test_every_cli_time_needs_a_zone_as_a_usage_error(
         error = capsys.readouterr().err.strip().splitlines()[-1]
         assert error.startswith(f"crm {' '.join(command[:2])}: error: argument {argument}")
         assert (example or "not an ISO 8601 time") in error, error
+
+
+@pytest.mark.parametrize(("command", "argument"), TIMES)
+def test_every_cli_time_no_store_can_hold_is_a_usage_error(
+    command: list[str], argument: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Python reads offsets up to a microsecond short of 24 hours and local times of year 1:
+    `crm audit access ID --from 9999-12-31T23:59:59.999999-23:59:59.999999` printed an
+    OverflowError's traceback where the access log converted it to UTC. Every CLI time is
+    held to what the domain accepts (`domain.validation.aware`): argparse's one line,
+    exit 2, naming what is wrong."""
+    refused = (
+        ("9999-12-31T23:59:59.999999-23:59:59.999999", "has a zone offset beyond ±23:59"),
+        ("2026-01-01T00:00:00+23:59:01", "has a zone offset beyond ±23:59"),
+        ("0001-01-01T00:00:00+14:00", "must lie between 1900-01-01 and 9999-12-31 in UTC"),
+    )
+    for text, why in refused:
+        with pytest.raises(SystemExit) as exited:
+            build_parser().parse_args([*command, text])
+        assert exited.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error == f"crm {' '.join(command[:2])}: error: argument {argument}: {text!r}: {why}"
+    edge = "9999-12-31T23:59:59.999999+00:00"
+    assert build_parser().parse_args([*command, edge]) is not None
