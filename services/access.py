@@ -406,16 +406,24 @@ class AccessModel:
         path showing the past must know the state each event left)."""
         return _consent_decides(principal, kind)
 
-    def replayed(
+    def past_depends_on_state(self, principal: Principal, kind: str) -> bool:
+        """Whether the caller's view of a past event of a `kind` can depend on the state
+        it left (`past_event`): their reads are scoped, or their fields follow state."""
+        scoped = scope_of(principal, READ_ACTIONS[kind]) is not Scope.ANY
+        return scoped or self.fields_follow_state(principal, kind)
+
+    def past_event(
         self, principal: Principal, then: Resource, now: Callable[[], Resource] | None = None
     ) -> FieldAccess | None:
-        """The caller's field access to a replayed event (None: left out): readable as
-        of the event and now (`now()`, asked only when it could change the answer;
-        None: a live event, whose state now is the one it left)."""
+        """The caller's field access to a past event (None: left out), `then` the state it
+        left: readable as of the event and now (`now()`, asked only when it could change
+        the answer; None: a live event, whose state now is the one it left), each field
+        hidden then or now. The one rule of the stream's replay and of `history`: what
+        a customer was before it was shared with the caller's department, a conversation
+        before it was handed to it, stays out."""
         if not self.readable(principal, then):
             return None
-        unchanging = scope_of(principal, READ_ACTIONS[then.kind]) is Scope.ANY
-        if now is None or (unchanging and not self.fields_follow_state(principal, then.kind)):
+        if now is None or not self.past_depends_on_state(principal, then.kind):
             return field_access(principal, then)
         current = now()
         return (

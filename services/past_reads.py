@@ -18,7 +18,7 @@ from uuid import UUID
 
 from consumers.keyring import Keyring
 from domain import codec
-from domain.base import Aggregate, DomainEvent
+from domain.base import Aggregate, DomainEvent, NotFound
 from domain.conversation import Conversation
 from domain.task import Task
 from services.access import AccessModel, FieldAccess, Principal, resource_of, unmasked
@@ -43,26 +43,35 @@ class PastReads:
     def events(
         self, now: Aggregate, fields: FieldAccess, stored: Iterable[DomainEvent]
     ) -> Iterator[Judged]:
-        """The events `stored` (sealed, of the aggregate `now`, oldest first), each with
-        the caller's field access to it, the fields it shows opened and the others left
-        sealed (to be masked). `fields` is theirs to the aggregate now (`AccessModel.read`);
-        when their access follows its state, each event is judged by the state it left too."""
-        access, principal = self.access, self.principal
-        judged: Iterator[Judged] = ((event, fields) for event in stored)
-        if access.fields_follow_state(principal, now.aggregate_type):
-            states, current = AggregatesAsOf(self.app), resource_of(now)
-            judged = (
-                (event, access.past_fields(principal, resource_of(states.after(event)), current))
-                for event in stored
-            )
-        for event, seen in judged:
-            yield codec.unseal(event, self.keyring, unmasked(event.personal_fields, seen)), seen
+        """The events `stored` (sealed, of the aggregate `now`, oldest first) the caller
+        may see, each with their field access to it, the fields it shows opened and the
+        others left sealed (to be masked). `fields` is theirs to the aggregate now
+        (`AccessModel.read`); when their view of the past can depend on the state each
+        event left, each is judged by it too (`AccessModel.past_event`): an event that
+        left a state they could not read (before a customer was shared with their
+        department...) is left out."""
+        access, principal, current = self.access, self.principal, resource_of(now)
+        states = None
+        if access.past_depends_on_state(principal, now.aggregate_type):
+            states = AggregatesAsOf(self.app)
+        for event in stored:
+            if states is not None:
+                then = resource_of(states.after(event))
+                seen = access.past_event(principal, then, lambda: current)
+            else:
+                seen = fields
+            if seen is not None:
+                yield codec.unseal(event, self.keyring, unmasked(event.personal_fields, seen)), seen
 
     def state(self, now: A, instant: datetime) -> tuple[A, FieldAccess]:
         """The aggregate `now` as it was at `instant` (opened: `CrmApplication.as_of`),
-        with the caller's field access to it: each field hidden then or now."""
+        with the caller's field access to it (`AccessModel.past_event`): `NotFound` if
+        they could not read it then, as if it did not exist yet."""
         then = self.app.as_of(type(now), now.id, instant)
-        return then, self.access.past_fields(self.principal, resource_of(then), resource_of(now))
+        seen = self.access.past_event(self.principal, resource_of(then), lambda: resource_of(now))
+        if seen is None:
+            raise NotFound(now.aggregate_type, now.id)
+        return then, seen
 
 
 def shown_in_events(judged: Iterable[Judged]) -> dict[UUID, set[str]]:

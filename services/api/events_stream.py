@@ -166,7 +166,7 @@ class EventStream:
             if department is not None and department not in then.departments:
                 continue
             now = partial(states.now, event) if notification.id <= replayed else None
-            fields = access.replayed(principal, then, now)
+            fields = access.past_event(principal, then, now)
             if fields is None:
                 continue
             event = codec.unseal(event, keyring, unmasked(event.personal_fields, fields))

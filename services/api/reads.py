@@ -140,24 +140,28 @@ class Reader:
     ) -> Response[list[HistoryEntry]]:
         """A page of one aggregate's events with their metadata, oldest first (auditors;
         managers: own); a `Link` header names the next page when there is one. Each
-        event is masked as the access model shows the past (`AccessModel.past_fields`)."""
+        event is shown as the access model shows the past (`AccessModel.past_event`): one
+        the caller could not read then is left out, so a page may hold fewer than `limit`."""
         now = await self.services.current.load(kind, aggregate_id)
         fields = self._fields(now, "history.read")
-        judged = await _off_loop(self._opened_history, now, fields, page)
-        more = len(judged) > page.limit
-        del judged[page.limit :]
+        judged, last = await _off_loop(self._opened_history, now, fields, page)
         if self._recording:
             self._reveal(shown_in_events(judged))
         entries = [history_entry(event, access) for event, access in judged]
-        return Response(entries, headers=page.link(entries[-1].version) if more else {})
+        return Response(entries, headers={} if last is None else page.link(last))
 
     def _opened_history(
         self, now: Aggregate, fields: FieldAccess, page: HistoryPage
-    ) -> list[tuple[DomainEvent, FieldAccess]]:
-        """The page's events and one more (to tell whether a next page exists), judged
-        (`services.past_reads.PastReads.events`). On a worker thread: keys may be fetched."""
-        stored = self.services.app.sealed_history(now.id, after=page.cursor, limit=page.limit + 1)
-        return list(self._past.events(now, fields, stored))
+    ) -> tuple[list[tuple[DomainEvent, FieldAccess]], int | None]:
+        """The page's events the caller may see, judged (`PastReads.events`), and the
+        version the next page starts after (None: this is the last page), read from one
+        more stored event. On a worker thread: keys may be fetched."""
+        app = self.services.app
+        stored = app.sealed_history(now.id, after=page.cursor, limit=page.limit + 1)
+        more = len(stored) > page.limit
+        del stored[page.limit :]
+        last = stored[-1].originator_version if more else None
+        return list(self._past.events(now, fields, stored)), last
 
     async def _opener(self, aggregate: Conversation | Task) -> Callable[[str], str] | None:
         """Opens the personal values of a conversation or task (its customer's)."""

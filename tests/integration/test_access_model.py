@@ -259,13 +259,30 @@ class AccessMachine(RuleBasedStateMachine):
             for page in ("", "?cursor=1&limit=1"):  # a later page is judged alike
                 history = self.get(who, f"/v1/customers/{customer}/history{page}").status_code
                 assert history == (200 if ref.reads_history(who) else 403), (who, page, history)
+            self.check_history(who, f"/v1/customers/{customer}", customer)
         for item, work in ref.work.items():
             seen = self.get(who, f"/v1/{work.kind}s/{item}")
             if not ref.sees_work(who, item):
                 assert seen.status_code == 404, (who, item, seen.text)
                 continue
+            self.check_history(who, f"/v1/{work.kind}s/{item}", item)
             text = seen.json()["subject" if work.kind == "conversation" else "title"]
             assert text == ref.text_seen(who, item), (who, item)
+
+    def check_history(self, who: Who, path: str, aggregate: str) -> None:
+        """A history (every page, two events a page) holds the events of `aggregate` the
+        caller's live stream got, judged as of each event, which they may still read
+        now: what a replay of their stream delivers of it (a history is judged alike)."""
+        if not self.ref.reads_history(who):
+            return
+        url, kinds = f"{path}/history?limit=2", []
+        while url:
+            page = self.get(who, url)
+            assert page.status_code == 200, (who, url, page.text)
+            kinds += [entry["type"] for entry in page.json()]
+            url = page.links.get("next", {}).get("url", "")
+        wanted = [kind for kind, item in self.expected[who.name] if item == aggregate]
+        assert kinds == wanted, (who, aggregate, kinds, wanted)
 
     def check_views(self, who: Who) -> None:
         ref = self.ref

@@ -359,3 +359,35 @@ def test_a_retracted_message_is_read_only_in_the_history(
         assert "Eve Other" not in read.text
     history = http.get(f"/v1/conversations/{conversation}/history", headers=manager)
     assert "pasted-by-mistake" in history.text  # who may read the history still can
+
+
+def test_history_leaves_out_what_a_department_could_not_read_then(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    """A manager's `/history` showed a customer's events from before it was shared with
+    their department (its superseded name, e-mail and phone), which the stream's replay
+    left out: both now ask `AccessModel.past_event`. Paging follows stored versions, so
+    pages of left-out events still lead on to the rest."""
+    sales, support = api.token("sam", "sales", "agent"), api.token("sue", "support", "manager")
+    old = {"name": "Eve Before", "email": "eve@old.example", "phone": "+49 30 1111111"}
+    customer = post(http, "/v1/customers", old, sales)
+    new = {"name": "Eve After", "email": "eve@new.example", "phone": "+49 30 2222222"}
+    assert http.patch(f"/v1/customers/{customer}", json=new, headers=sales).status_code == 200
+    post(http, f"/v1/customers/{customer}/shares", {"department": "support"}, sales)
+    post(http, f"/v1/customers/{customer}/tags", {"tag": "vip"}, sales)
+    url, seen = f"/v1/customers/{customer}/history?limit=1", []
+    while url:
+        page = http.get(url, headers=support)
+        assert page.status_code == 200, page.text
+        assert "Before" not in page.text, page.text
+        assert "old.example" not in page.text, page.text
+        seen += [entry["type"] for entry in page.json()]
+        url = page.links.get("next", {}).get("url", "")
+    assert seen == ["CustomerShared", "CustomerTagged"]
+    everything = http.get(
+        f"/v1/customers/{customer}/history", headers=api.token("al", "it", "admin")
+    )
+    assert [e["type"] for e in everything.json()][:2] == [
+        "CustomerRegistered",
+        "CustomerProfileUpdated",
+    ]

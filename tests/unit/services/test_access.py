@@ -121,7 +121,7 @@ def test_the_past_hides_what_its_state_or_todays_hides() -> None:
     for before, after in ((then, consenting), (consenting, now), (then, now)):
         assert ACCESS.past_fields(marketer, before, after).hides("email")
         hidden = FieldAccess(hidden=frozenset({"email"}))
-        assert ACCESS.replayed(marketer, before, _now(after)) == hidden
+        assert ACCESS.past_event(marketer, before, _now(after)) == hidden
     assert ACCESS.past_fields(who("analyst"), consenting, consenting) == FieldAccess(
         everything=True
     )
@@ -134,10 +134,10 @@ def _now(resource: Resource) -> Callable[[], Resource]:
 
 def test_a_replayed_event_needs_its_aggregate_readable_then_and_now() -> None:
     sales, shared = customer("support"), customer("support", "sales")
-    assert ACCESS.replayed(who("manager"), shared, _now(shared)) == FieldAccess()
-    assert ACCESS.replayed(who("manager"), shared, _now(sales)) is None  # unshared since
-    assert ACCESS.replayed(who("manager"), sales, _now(shared)) is None  # shared only since
-    assert ACCESS.replayed(who("manager"), shared) == FieldAccess()  # live: as it left it
+    assert ACCESS.past_event(who("manager"), shared, _now(shared)) == FieldAccess()
+    assert ACCESS.past_event(who("manager"), shared, _now(sales)) is None  # unshared since
+    assert ACCESS.past_event(who("manager"), sales, _now(shared)) is None  # shared only since
+    assert ACCESS.past_event(who("manager"), shared) == FieldAccess()  # live: as it left it
 
 
 def test_a_replay_asks_for_the_state_now_only_when_it_could_change_the_answer() -> None:
@@ -146,10 +146,10 @@ def test_a_replay_asks_for_the_state_now_only_when_it_could_change_the_answer() 
 
     then = customer("marketing")
     for role in ("analyst", "auditor", "service", "admin"):
-        assert ACCESS.replayed(who(role), then, now) == field_access(who(role), then)
-    assert ACCESS.replayed(who("manager", "sales"), then, now) is None  # unreadable then
+        assert ACCESS.past_event(who(role), then, now) == field_access(who(role), then)
+    assert ACCESS.past_event(who("manager", "sales"), then, now) is None  # unreadable then
     with pytest.raises(AssertionError):
-        ACCESS.replayed(who("manager", "marketing"), then, now)
+        ACCESS.past_event(who("manager", "marketing"), then, now)
 
 
 def test_only_a_customers_consent_makes_field_access_follow_its_state() -> None:
