@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.base import ValidationFailed
-from domain.validation import aware
+from domain.validation import aware, rfc3339
 from services.ranges import backwards
 
 POSITION_LIMIT = 2**63 - 1  # the event store's positions and versions are bigints
@@ -37,24 +37,37 @@ PORT = int_between(1, 65_535)
 POSITION = int_between(0, POSITION_LIMIT)
 
 
-def zoned_time(text: str) -> datetime:
-    """An argparse type: an ISO 8601 time with a zone, one the domain accepts
-    (`domain.validation.aware`: an offset within ±23:59, within 1900..9999 in UTC), a
-    usage error otherwise (`--from 9999-12-31T23:59:59-23:59:59` was an OverflowError
-    where the access log converted it to UTC)."""
-    try:
-        instant = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time, e.g. 2026-01-31T00:00:00Z"
-        ) from None
-    if instant.utcoffset() is None:
-        zoned = f"{text}Z" if "T" in text or " " in text else f"{text}T00:00:00Z"
-        raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. {zoned}")
-    try:
-        return aware(instant, repr(text))
-    except ValidationFailed as refused:
-        raise argparse.ArgumentTypeError(str(refused)) from None
+def _time(check: Callable[[datetime, str], datetime]) -> Callable[[str], datetime]:
+    """An argparse type: an ISO 8601 time with a zone that `check` (a
+    `domain.validation` rule) accepts; a usage error otherwise."""
+
+    def parse(text: str) -> datetime:
+        try:
+            instant = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not an ISO 8601 time, e.g. 2026-01-31T00:00:00Z"
+            ) from None
+        if instant.utcoffset() is None:
+            zoned = f"{text}Z" if "T" in text or " " in text else f"{text}T00:00:00Z"
+            raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. {zoned}")
+        try:
+            return check(instant, repr(text))
+        except ValidationFailed as refused:
+            raise argparse.ArgumentTypeError(str(refused)) from None
+
+    return parse
+
+
+zoned_time = _time(rfc3339)
+"""Any instant with a zone RFC 3339 writes (within ±23:59): a statistics bound, as `GET
+/v1/stats/satisfaction` takes it (one beyond the UTC calendar is before or after every
+answer)."""
+calendar_time = _time(aware)
+"""A time every store holds once converted to UTC (`domain.validation.aware`), as the
+API's `?as_of=` and the access log's range take it: `crm audit access ID --from
+9999-12-31T23:59:59.999999-23:59:59.999999` was an OverflowError's traceback where the
+access log converted it to UTC."""
 
 
 def add_range(

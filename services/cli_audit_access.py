@@ -17,7 +17,7 @@ from uuid import UUID
 import msgspec
 
 from services.bootstrap import Runtime, bootstrap
-from services.cli_args import add_range, zoned_time
+from services.cli_args import add_range, calendar_time
 from services.settings import Settings
 
 PAGE = 5000
@@ -31,7 +31,7 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     access.add_argument("--principal", help="only what this principal read")
     add_range(
         access,
-        zoned_time,
+        calendar_time,
         metavar="TIME",
         first="records read at or after TIME (with a zone)",
         last="records read before TIME (with a zone)",

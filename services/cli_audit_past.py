@@ -35,7 +35,7 @@ from services.access import FieldAccess, Forbidden, Principal, Role, mask, resou
 from services.access_log import AccessLog
 from services.access_log_store import open_access_store
 from services.bootstrap import Runtime, bootstrap
-from services.cli_args import zoned_time
+from services.cli_args import calendar_time
 from services.past_reads import PastReads, shown_in_events, shown_in_state
 from services.settings import Settings
 
@@ -49,7 +49,7 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     history.set_defaults(handler=_history)
     as_of = actions.add_parser("as-of", help="an aggregate's state at an instant (RFC 3339)")
     as_of.add_argument("id", type=UUID)
-    as_of.add_argument("time", type=zoned_time, help="RFC 3339, with a zone")
+    as_of.add_argument("time", type=calendar_time, help="RFC 3339, with a zone")
     as_of.set_defaults(handler=_as_of)
 
 

@@ -2,10 +2,12 @@
 access log): the routes declare `From` and `To` and call `time_range` (a function, not
 a dependency: a second dependency of a route is resolved in a task group of its own,
 ~200 us a request, a quarter of a statistics read's CPU). Each bound is a time with a
-zone (`domain.validation.zoned`: else a 422 naming it), and a range ending before its
-start is a 400 naming both (`services.ranges`): it would find nothing and answer an empty
-success. Statistics take any zoned bound (one beyond the UTC calendar is before or after
-every answer); the access log's store takes those it can convert (`in_calendar`).
+zone RFC 3339 writes (`domain.validation.rfc3339`, within ±23:59: else a 422 naming
+it), and a range ending before its start is a 400 naming both (`services.ranges`): it
+would find nothing and answer an empty success. Statistics take any such bound (one
+beyond the UTC calendar is before or after every answer); the access log's store takes
+those it can convert (`in_calendar`). The CLI's times are the same rules
+(`services.cli_args`).
 I/O: none.
 """
 
@@ -17,7 +19,7 @@ from typing import Annotated, NamedTuple
 
 from litestar.params import QueryParameter
 
-from domain.validation import aware, zoned
+from domain.validation import aware, rfc3339
 from services.api.errors import BadRequest
 from services.ranges import backwards
 
@@ -41,7 +43,7 @@ To = Annotated[
 
 
 def time_range(from_: datetime | None, to: datetime | None) -> TimeRange:
-    given = _checked(zoned, (from_, to))
+    given = _checked(rfc3339, (from_, to))
     refused = backwards(*given)
     if refused is not None:
         raise BadRequest(refused)
