@@ -118,7 +118,11 @@ READ_ACTIONS = {
     "task": "task.read",
 }
 WRITE_CUSTOMER = ("customer.create", "customer.update", "customer.order")
-WRITE_WORK = ("conversation.write", "conversation.survey", "task.write", "task.assign_self")
+WRITE_WORK = ("conversation.write", "task.write", "task.assign_self")
+SURVEY = "conversation.survey"
+"""Recording a customer's CSAT or NPS answer: the survey's integration (a service), never
+staff, whose figures the answers make (an agent could credit made-up answers to
+themselves or to any colleague a conversation names)."""
 OWNER_ONLY = ("customer.owner", "customer.share", "customer.archive")
 VIEWS = ("department.read", "events.read")
 PING = "session.ping"  # any valid token: the ceiling route of `make bench` (GET /v1/ping)
@@ -150,7 +154,7 @@ RULES: Mapping[Role, Mapping[str, Scope]] = {
     Role.AUDITOR: {**_READ_ALL, "history.read": ANY, "as_of.read": ANY, "audit.read": ANY},
     Role.SERVICE: {
         **_READ_ALL,
-        **_grant((*WRITE_CUSTOMER, *OWNER_ONLY, *WRITE_WORK), ANY),
+        **_grant((*WRITE_CUSTOMER, *OWNER_ONLY, *WRITE_WORK, SURVEY), ANY),
         **_grant(("task.assign", "task.evaluate"), ANY),
     },
     Role.ADMIN: {},  # everything: see `scope_of`

@@ -26,6 +26,7 @@ PEOPLE = {
     "sal": ("sales", "agent"),
     "max": ("sales", "manager"),
     "ann": ("analytics", "analyst"),
+    "survey": ("integration", "service"),
     "root": ("it", "admin"),
 }
 
@@ -99,12 +100,12 @@ def _scenario(api: Api) -> dict[str, str]:
     reply = {"direction": "outbound", "author": "sam", "content": "Quote sent"}
     api.do("sam", f"/v1/conversations/{handed}/messages", reply)
     api.do("sam", f"/v1/conversations/{handed}/close", {"outcome": "resolved"})
-    api.do("sam", f"/v1/conversations/{handed}/csat", {"score": 5})
-    api.do("sam", f"/v1/conversations/{handed}/nps", {"score": 9})
+    api.do("survey", f"/v1/conversations/{handed}/csat", {"score": 5})
+    api.do("survey", f"/v1/conversations/{handed}/nps", {"score": 9})
     unhappy = api.do("sue", "/v1/conversations", call | {"subject": "Invoice"})
     api.do("sue", f"/v1/conversations/{unhappy}/close", {"outcome": "unresolved"})
-    api.do("sue", f"/v1/conversations/{unhappy}/csat", {"score": 2})
-    api.do("sue", f"/v1/conversations/{unhappy}/nps", {"score": 3})
+    api.do("survey", f"/v1/conversations/{unhappy}/csat", {"score": 2})
+    api.do("survey", f"/v1/conversations/{unhappy}/nps", {"score": 3})
     due = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     task = {"customer_id": ada, "title": "Send contract", "assignee": "sam", "due_at": due}
     task_id = api.do("sam", "/v1/tasks", task | {"conversation_id": handed})

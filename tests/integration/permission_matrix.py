@@ -171,10 +171,14 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
         _case("conversation.write", WRITERS, "POST", V + "/reopen", {"reason": "again"})
     ],
     ("POST", CON + "/csat"): [
-        _case("conversation.survey", WRITERS, "POST", V + "/csat", {"score": 5})
+        _case(
+            "conversation.survey", "service admin", "POST", V + "/csat", {"score": 5}, outsider=403
+        )
     ],
     ("POST", CON + "/nps"): [
-        _case("conversation.survey", WRITERS, "POST", V + "/nps", {"score": 9})
+        _case(
+            "conversation.survey", "service admin", "POST", V + "/nps", {"score": 9}, outsider=403
+        )
     ],
     ("GET", CON + "/history"): [
         _case("history.read", "manager auditor admin", "GET", V + "/history")

@@ -39,8 +39,9 @@ def _format(text: str) -> str:
         return "string"
 
 
-def scenario(client: Client, headers: dict[str, str]) -> dict[str, Any]:
-    """Commands through HTTP, then every read-model query; the answers by name."""
+def scenario(client: Client, headers: dict[str, str], survey: dict[str, str]) -> dict[str, Any]:
+    """Commands through HTTP (the survey's answers by its service), then every read-model
+    query; the answers by name."""
     customer = {"name": "Ada", "email": "ada@example.com", "tags": ["vip", "b2b"],
                 "owner_department": "sales", "consents": {"email_marketing": True}}  # fmt: skip
     cid = post(client, "/v1/customers", customer, headers)
@@ -52,8 +53,8 @@ def scenario(client: Client, headers: dict[str, str]) -> dict[str, Any]:
     message = {"direction": "inbound", "author": "Ada", "content": "hello"}
     post(client, f"/v1/conversations/{conversation}/messages", message, headers)
     post(client, f"/v1/conversations/{conversation}/close", {"outcome": "resolved"}, headers)
-    post(client, f"/v1/conversations/{conversation}/csat", {"score": 5}, headers)
-    post(client, f"/v1/conversations/{conversation}/nps", {"score": 9}, headers)
+    post(client, f"/v1/conversations/{conversation}/csat", {"score": 5}, survey)
+    post(client, f"/v1/conversations/{conversation}/nps", {"score": 9}, survey)
     task = {"customer_id": cid, "title": "call", "assignee": "sam"}
     task["due_at"] = "2099-01-01T00:00:00Z"
     tid = post(client, "/v1/tasks", task, headers)
@@ -97,7 +98,7 @@ def answers(pg_url: str, tmp_path: Path) -> dict[str, dict[str, Any]]:
             TestClient(app=api.app) as client,
         ):
             headers = api.token("mia", "sales", "manager")
-            ids = scenario(client, headers)
+            ids = scenario(client, headers, api.token("survey", "integration", "service"))
             api.catch_up()
             found[name] = reads(client, headers, ids)
     return found
