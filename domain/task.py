@@ -25,7 +25,9 @@ from domain.base import (
     EventAppliers,
     InvalidTransition,
     PermissionDenied,
+    ValidationFailed,
 )
+from domain.conversation import Conversation
 from domain.customer import Customer
 
 PRIORITIES = frozenset({"low", "normal", "high", "urgent"})
@@ -187,16 +189,22 @@ class Task(Aggregate):
         assignee: str | None = None,
         due_at: datetime | None = None,
         priority: str = "normal",
-        conversation_id: UUID | None = None,
+        conversation: Conversation | None = None,
     ) -> Self:
-        """A new task; archived or erased customers take no new work."""
+        """A new task; archived or erased customers take no new work. A task from a
+        `conversation` is of the conversation's customer."""
         customer.require_open_for_work()
+        if conversation is not None and conversation.customer_id != customer.id:
+            raise ValidationFailed(
+                "conversation_id",
+                f"conversation {conversation.id} is not with customer {customer.id}",
+            )
         task = cls(task_id)
         task._trigger(
             TaskCreated,
             ctx,
             customer_id=customer.id,
-            conversation_id=conversation_id,
+            conversation_id=None if conversation is None else conversation.id,
             title=check.text(title, "title"),
             description=check.optional_text(
                 description, "description", bound.DOCUMENT, multiline=True

@@ -20,6 +20,7 @@ import msgspec
 from msgspec import UNSET
 
 from domain.base import Aggregate, Context
+from domain.conversation import Conversation
 from domain.customer import Customer
 from services.access import CommandRules, Principal
 from services.sealed_state import Path
@@ -90,8 +91,17 @@ class Creation(Command, frozen=True, kw_only=True):
         """The existing customer the new aggregate belongs to (None: a new customer)."""
         return None
 
+    def from_conversation(self) -> UUID | None:
+        """The existing conversation the new aggregate comes from, named by the field
+        `conversation_id` (None: none). It must be one the caller may read."""
+        return None
+
     def create(
-        self, ctx: Context, new_id: UUID, customer: Customer | None
+        self,
+        ctx: Context,
+        new_id: UUID,
+        customer: Customer | None,
+        conversation: Conversation | None = None,
     ) -> Aggregate:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement create()")
 

@@ -50,7 +50,16 @@ import msgspec
 from eventsourcing.persistence import IntegrityError
 
 from consumers.keyring import Keyring
-from domain.base import Aggregate, Context, DomainError, DomainEvent, VersionConflict
+from domain.base import (
+    Aggregate,
+    Context,
+    DomainError,
+    DomainEvent,
+    NotFound,
+    ValidationFailed,
+    VersionConflict,
+)
+from domain.conversation import Conversation
 from domain.customer import Customer
 from services.access import AccessModel, Forbidden, Principal, Resource, resource_of
 from services.aggregate_cache import AggregateCache
@@ -224,7 +233,9 @@ class CommandService:
             self.access.command(
                 principal, rules, None if customer is None else resource_of(customer)
             )
-            created = command.create(caller.context(), caller.new_id(), customer)
+            linked = command.from_conversation()
+            talk = None if linked is None else await self._readable(principal, linked)
+            created = command.create(caller.context(), caller.new_id(), customer, talk)
             self.access.created(principal, rules, resource_of(created))
             return await self.save(created)
 
@@ -325,6 +336,20 @@ class CommandService:
         if erased is None:
             erased = await asyncio.to_thread(self.keyring.is_erased, customer_id)
         return resource_of(aggregate, erased=erased)
+
+    async def _readable(self, principal: Principal, conversation_id: UUID) -> Conversation:
+        """The conversation a new aggregate comes from, if the caller may read it: the
+        same refusal for one they may not and one that does not exist (a 422 naming
+        `conversation_id`), so the field tells nothing of another department's work."""
+        try:
+            conversation = await self._load(Conversation, conversation_id)
+        except NotFound:
+            conversation = None
+        if conversation is None or not self.access.readable(principal, resource_of(conversation)):
+            raise ValidationFailed(
+                "conversation_id", f"no conversation {conversation_id} you may read"
+            )
+        return conversation
 
     async def _load(self, kind: type[A], aggregate_id: UUID) -> A:
         """From the store (a query plus decoding the history): on the loop with a

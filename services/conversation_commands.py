@@ -45,7 +45,13 @@ class OpenConversation(Creation, frozen=True, kw_only=True):
         agent = self.agent if self.agent is not None or not own else principal.name
         return msgspec.structs.replace(self, department=department, agent=agent)
 
-    def create(self, ctx: Context, new_id: UUID, customer: Customer | None) -> Aggregate:
+    def create(
+        self,
+        ctx: Context,
+        new_id: UUID,
+        customer: Customer | None,
+        conversation: Conversation | None = None,
+    ) -> Aggregate:
         assert customer is not None, "a conversation needs its customer"
         fields: dict[str, Any] = self.fields()
         del fields["customer_id"]

@@ -13,6 +13,7 @@ from msgspec import UNSET, UnsetType
 
 from domain import fields as f
 from domain.base import Aggregate, Context
+from domain.conversation import Conversation
 from domain.customer import Customer
 from services.access import Principal
 from services.command_base import Change, Creation
@@ -39,7 +40,13 @@ class RegisterCustomer(Creation, frozen=True, kw_only=True):
             return self
         return msgspec.structs.replace(self, owner_department=principal.department)
 
-    def create(self, ctx: Context, new_id: UUID, customer: Customer | None) -> Aggregate:
+    def create(
+        self,
+        ctx: Context,
+        new_id: UUID,
+        customer: Customer | None,
+        conversation: Conversation | None = None,
+    ) -> Aggregate:
         fields: dict[str, Any] = self.fields()
         return Customer.register(ctx, customer_id=new_id, **fields)
 

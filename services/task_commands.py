@@ -15,6 +15,7 @@ from msgspec import UNSET, UnsetType
 
 from domain import fields as f
 from domain.base import Aggregate, Context
+from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
 from services.access import Principal
@@ -47,11 +48,22 @@ class CreateTask(Creation, frozen=True, kw_only=True):
             return self
         return msgspec.structs.replace(self, department=principal.department)
 
-    def create(self, ctx: Context, new_id: UUID, customer: Customer | None) -> Aggregate:
+    def from_conversation(self) -> UUID | None:
+        return self.conversation_id
+
+    def create(
+        self,
+        ctx: Context,
+        new_id: UUID,
+        customer: Customer | None,
+        conversation: Conversation | None = None,
+    ) -> Aggregate:
         assert customer is not None, "a task needs its customer"
         fields: dict[str, Any] = self.fields()
-        del fields["customer_id"]
-        return Task.create(ctx, task_id=new_id, customer=customer, **fields)
+        del fields["customer_id"], fields["conversation_id"]
+        return Task.create(
+            ctx, task_id=new_id, customer=customer, conversation=conversation, **fields
+        )
 
 
 class TaskChange(Change[Task], frozen=True, kw_only=True):

@@ -391,3 +391,33 @@ def test_history_leaves_out_what_a_department_could_not_read_then(
         "CustomerRegistered",
         "CustomerProfileUpdated",
     ]
+
+
+def test_a_task_comes_only_from_a_conversation_its_caller_may_read(
+    api: EmbeddedApi, http: httpx.Client
+) -> None:
+    """`conversation_id` of a new task was never checked: a sales agent linked their task
+    to support's conversation about another customer, or to no conversation at all. Now
+    the conversation must be one they may read, with the task's customer; one they may
+    not read and one that does not exist are refused alike."""
+    support, sales = api.token("sue", "support", "agent"), api.token("sam", "sales", "agent")
+    ada = post(http, "/v1/customers", {"name": "Ada"}, sales)
+    bob = post(http, "/v1/customers", {"name": "Bob"}, support)
+    opened = {"channel": "phone", "subject": "s"}
+    theirs = post(http, "/v1/conversations", opened | {"customer_id": bob}, support)
+    mine = post(http, "/v1/conversations", opened | {"customer_id": ada}, sales)
+    head = api.runtime.app.head_position()
+    refusals = []
+    for conversation in (theirs, str(uuid.uuid4()), bob):
+        task = {"customer_id": ada, "title": "t", "conversation_id": conversation}
+        refused = http.post("/v1/tasks", json=task, headers=sales)
+        assert refused.status_code == 422, refused.text
+        refusals.append(refused.json()["detail"].replace(conversation, "ID"))
+    assert len(set(refusals)) == 1, refusals  # nothing tells theirs from none
+    other = post(http, "/v1/customers", {"name": "Cy"}, sales)
+    elsewhere = {"customer_id": other, "title": "t", "conversation_id": mine}
+    assert http.post("/v1/tasks", json=elsewhere, headers=sales).status_code == 422
+    assert api.runtime.app.head_position() == head + 1  # Cy only
+    linked = {"customer_id": ada, "title": "t", "conversation_id": mine}
+    created = post(http, "/v1/tasks", linked, sales)
+    assert http.get(f"/v1/tasks/{created}", headers=sales).json()["conversation_id"] == mine

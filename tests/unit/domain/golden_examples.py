@@ -53,13 +53,17 @@ def conversation_examples() -> list[DomainEvent]:
 
 
 def task_examples() -> list[DomainEvent]:
+    who = customer()
+    talk = Conversation.open(
+        ctx(), conversation_id=CONVERSATION_ID, customer=who, channel="email", subject="Hi"
+    )
     t = Task.create(
         ctx(),
         task_id=TASK_ID,
-        customer=customer(),
+        customer=who,
         title="Call back",
         due_at=T0 + timedelta(days=1),
-        conversation_id=CONVERSATION_ID,
+        conversation=talk,
     )
     t.assign(ctx(minutes=1), assignee="agent-1", reason="owner")
     t.start(ctx(minutes=2))

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import msgspec
 import pytest
 
 from domain.base import AggregateFullError, InvalidTransition, PermissionDenied, ValidationFailed
+from domain.conversation import Conversation
 from domain.customer import CustomerArchivedError
 from domain.fields import TASK_EVENTS
 from domain.task import Task, TaskCompleted, TaskEvaluated
-from tests.unit.domain.factories import T0, TASK_ID, ctx, customer, emitted, replay
+from tests.unit.domain.factories import (
+    CONVERSATION_ID,
+    T0,
+    TASK_ID,
+    ctx,
+    customer,
+    emitted,
+    replay,
+)
 
 
 def created(assignee: str | None = "agent-1", hours_due: int | None = 24) -> Task:
@@ -41,6 +51,18 @@ def test_create_defaults_department_and_rejects_archived_customers() -> None:
         Task.create(ctx(), task_id=TASK_ID, customer=archived, title="x")
     with pytest.raises(ValidationFailed, match="priority"):
         Task.create(ctx(), task_id=TASK_ID, customer=customer(), title="x", priority="asap")
+
+
+def test_a_task_from_a_conversation_is_of_the_conversation_s_customer() -> None:
+    ada, bob = customer(), customer(uuid.uuid4())
+    talk = Conversation.open(
+        ctx(), conversation_id=CONVERSATION_ID, customer=ada, channel="email", subject="Hi"
+    )
+    task = Task.create(ctx(), task_id=TASK_ID, customer=ada, title="x", conversation=talk)
+    assert task.conversation_id == CONVERSATION_ID
+    with pytest.raises(ValidationFailed, match="conversation_id") as refused:
+        Task.create(ctx(), task_id=TASK_ID, customer=bob, title="x", conversation=talk)
+    assert str(ada.id) not in str(refused.value)  # names the conversation and the task's
 
 
 @pytest.mark.parametrize(

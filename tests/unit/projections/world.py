@@ -195,10 +195,10 @@ class World:
     def _create_task(self, target: int, args: dict[str, Any]) -> None:
         customer = self._pick(self.customers, target)
         talks = [c for c in self.conversations if c.customer_id == customer.id]
-        conversation = talks[0].id if talks and args.pop("conversation") else None
+        conversation = talks[0] if talks and args.pop("conversation") else None
         args.pop("conversation", None)
         task = Task.create(
-            self.ctx(), task_id=uuid4(), customer=customer, conversation_id=conversation, **args
+            self.ctx(), task_id=uuid4(), customer=customer, conversation=conversation, **args
         )
         self._keep(self.tasks, task)
 
