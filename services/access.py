@@ -239,13 +239,23 @@ class FieldAccess(msgspec.Struct, frozen=True):
 EVERYTHING_VISIBLE = FieldAccess()
 
 
+MARKETING_NEVER = frozenset({"phone", "address"})
+"""A customer's fields marketing staff never read: their department's read model holds
+none of them (`projections.marketing`), and no consent the product records covers them."""
+_MARKETING = {
+    True: FieldAccess(hidden=MARKETING_NEVER),
+    False: FieldAccess(hidden=MARKETING_NEVER | {"email"}),
+}
+
+
 def field_access(principal: Principal, resource: Resource) -> FieldAccess:
-    """Analysts read no personal data at all; marketing staff read a customer's e-mail
-    only while the customer consents to e-mail marketing; everyone else reads all."""
+    """Analysts read no personal data at all; marketing staff read no customer's phone
+    or address, and their e-mail only while the customer consents to e-mail marketing;
+    everyone else reads all."""
     if principal.role is Role.ANALYST:
         return FieldAccess(everything=True)
-    if _consent_decides(principal, resource.kind) and not resource.email_consent:
-        return FieldAccess(hidden=frozenset({"email"}))
+    if _consent_decides(principal, resource.kind):
+        return _MARKETING[resource.email_consent]
     return EVERYTHING_VISIBLE
 
 

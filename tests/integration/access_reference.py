@@ -37,6 +37,7 @@ PRINCIPALS = (
 class CustomerRef:
     owner: str
     email: str
+    phone: str
     shared: set[str] = field(default_factory=set)
     consent: bool | None = None  # e-mail marketing: never recorded, granted or withdrawn
     erased: bool = False
@@ -87,6 +88,12 @@ class Reference:
             who.role in STAFF and who.department == "marketing" and not ref.consent
         )
         return MASKED if hidden else (ERASED if ref.erased else ref.email)
+
+    def phone_seen(self, who: Who, customer: str) -> str:
+        """The phone as `who` must read it: never by analysts nor marketing staff."""
+        ref = self.customers[customer]
+        hidden = who.role == "analyst" or (who.role in STAFF and who.department == "marketing")
+        return MASKED if hidden else (ERASED if ref.erased else ref.phone)
 
     def text_seen(self, who: Who, item: str) -> str:
         """A conversation's subject or a task's title as `who` must read it."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
 from hypothesis import HealthCheck, settings
@@ -102,13 +103,15 @@ class AccessMachine(RuleBasedStateMachine):
     def register(self, who: Who, department: str) -> str | None:
         expected = self.ref.register(who, department)
         number = next(numbers)
-        email = f"person{number}@example.com"
-        body = {"name": f"Person {number}", "email": email, "owner_department": department}
-        answer = self.send(who, "POST", "/v1/customers", expected, body)
+        email, phone = f"person{number}@example.com", f"+4420794{number:05d}"
+        body = {"name": f"Person {number}", "email": email, "phone": phone}
+        answer = self.send(
+            who, "POST", "/v1/customers", expected, body | {"owner_department": department}
+        )
         if expected != 201:
             return None
         customer = str(answer["id"])
-        self.ref.customers[customer] = CustomerRef(owner=department, email=email)
+        self.ref.customers[customer] = CustomerRef(owner=department, email=email, phone=phone)
         self.delivered("CustomerRegistered", customer, self.sees_customer(customer))
         return customer
 
@@ -248,6 +251,7 @@ class AccessMachine(RuleBasedStateMachine):
                 assert seen.status_code == 404, (who, customer, seen.text)
                 continue
             assert seen.json()["email"] == ref.email_seen(who, customer), (who, seen.text)
+            assert seen.json()["phone"] == ref.phone_seen(who, customer), (who, seen.text)
             timeline = self.get(who, f"/v1/customers/{customer}/timeline?limit=500").json()
             entries = {e["aggregate_id"] for e in timeline["items"]}
             visible = {
@@ -327,6 +331,10 @@ class AccessMachine(RuleBasedStateMachine):
         assert set(rows) == readable, (who, rows)
         for customer, email in rows.items():
             assert email == ref.email_seen(who, customer), (who, customer, email)
+        for customer, r in ref.customers.items():  # found by phone only where it is read
+            by_phone = self.get(who, f"/v1/customers?phone={quote(r.phone)}").json()
+            wanted = customer in readable and ref.phone_seen(who, customer) == r.phone
+            assert [row["customer_id"] for row in by_phone["items"]] == [customer] * wanted
 
     # --- the streams, at the end of each run -------------------------------------------
 
@@ -389,6 +397,7 @@ class AccessMachine(RuleBasedStateMachine):
                 marketer = who.role in ("agent", "manager") and who.department == "marketing"
                 hidden = who.role == "analyst" or marketer  # no consent at registration
                 assert (data["email"] == MASKED) is hidden, (who, data)
+                assert (data["phone"] == MASKED) is hidden, (who, data)  # never for marketing
             if kind in ("ConversationOpened", "TaskCreated"):
                 text = data["subject" if kind == "ConversationOpened" else "title"]
                 assert (text == MASKED) is (who.role == "analyst"), (who, data)

@@ -205,10 +205,13 @@ class SearchMachine(RuleBasedStateMachine):
 
 def _may_find(role: str, department: str, person: Person, query: dict[str, str]) -> bool:
     """Agents find their departments' customers (marketing's by e-mail only those
-    consenting to e-mail marketing, as only theirs it reads); analysts, who read no
-    personal field, find every customer, but only by what is not personal (company, tag)."""
+    consenting to e-mail marketing, as only theirs it reads, and none by phone, which it
+    never reads); analysts, who read no personal field, find every customer, but only by
+    what is not personal (company, tag)."""
     if role == "analyst":
         return not {"email", "phone", "name"} & set(query)
+    if department == "marketing" and "phone" in query:
+        return False
     if department == "marketing" and "email" in query and not person.consents:
         return False
     return department in {person.owner, *person.shared}

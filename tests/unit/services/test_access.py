@@ -109,18 +109,23 @@ def test_a_change_may_not_widen_its_callers_own_view() -> None:
 def test_field_access_by_role_and_consent() -> None:
     assert field_access(who("analyst"), customer()).hides("messages.*.author")
     assert field_access(who("agent", "marketing"), customer()).hides("email")
-    assert not field_access(who("agent", "marketing"), customer()).hides("phone")
-    assert not field_access(who("agent", "marketing"), customer(consent=True)).hides("email")
+    consenting = field_access(who("agent", "marketing"), customer(consent=True))
+    assert not consenting.hides("email")
+    assert consenting.hides("phone")  # never, whatever the consent
+    assert consenting.hides("address")
+    assert not consenting.hides("name")
+    assert not field_access(who("agent", "sales"), customer()).hides("phone")
     assert not field_access(who("auditor"), customer()).hides("email")
 
 
 def test_the_past_hides_what_its_state_or_todays_hides() -> None:
     marketer, then, now = who("manager", "marketing"), customer("marketing"), customer("marketing")
     consenting = customer("marketing", consent=True)
-    assert ACCESS.past_fields(marketer, consenting, consenting) == FieldAccess()
+    never = FieldAccess(hidden=frozenset({"phone", "address"}))
+    assert ACCESS.past_fields(marketer, consenting, consenting) == never
     for before, after in ((then, consenting), (consenting, now), (then, now)):
         assert ACCESS.past_fields(marketer, before, after).hides("email")
-        hidden = FieldAccess(hidden=frozenset({"email"}))
+        hidden = FieldAccess(hidden=frozenset({"email", "phone", "address"}))
         assert ACCESS.past_event(marketer, before, _now(after)) == hidden
     assert ACCESS.past_fields(who("analyst"), consenting, consenting) == FieldAccess(
         everything=True
@@ -254,7 +259,8 @@ def test_the_readme_shows_the_rules_table_generated_from_the_code() -> None:
 
 def test_a_search_finds_only_by_what_its_caller_reads() -> None:
     """What a search's query may keep (`findable`): analysts find nobody by a personal
-    field, marketing staff by e-mail only customers consenting to e-mail marketing."""
+    field, marketing staff by e-mail only customers consenting to e-mail marketing and by
+    phone nobody."""
     assert ACCESS.findable(who("analyst", "x"), ["name"]) is None
     assert ACCESS.findable(who("analyst", "x"), []) == Findable(department=None, consenting=False)
     marketing = who("agent", "marketing")
@@ -264,6 +270,7 @@ def test_a_search_finds_only_by_what_its_caller_reads() -> None:
     assert ACCESS.findable(marketing, ["name"]) == Findable(
         department="marketing", consenting=False
     )
+    assert ACCESS.findable(marketing, ["phone"]) is None  # never read, never found by
     assert ACCESS.findable(who("manager"), ["email", "phone"]) == Findable(
         department="sales", consenting=False
     )
