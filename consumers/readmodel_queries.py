@@ -126,23 +126,18 @@ def department_customers(
     limit: int = 50,
 ) -> list[Row]:
     """Non-archived customers a department owns or shares, by id; `after` = the cursor;
-    `tag` keeps those with that tag; `email_marketing` is the customer's consent (false
-    when unknown), which the policy needs before showing marketing staff an email."""
+    `tag` keeps those with that tag; `email_marketing` is the customer's consent as of
+    the row's values, which the policy needs before showing marketing staff an email."""
     query = (
-        "SELECT c.*, m.role, coalesce(k.email_marketing, false) AS email_marketing"
+        "SELECT c.*, m.role"
         " FROM {m} m JOIN {c} c ON c.customer_id = m.customer_id" + past("c", after)
-        + " LEFT JOIN {k} k ON k.customer_id = m.customer_id" + past("k", after)
         + " WHERE m.department = %(department)s" + past("m", after)
         + ("" if tag is None else " AND (',' || c.tags || ',') LIKE %(tag)s ESCAPE '!'")
         + " ORDER BY m.customer_id LIMIT %(limit)s"
     )  # fmt: skip
-    tables = {
-        "m": "shared.customer_departments",
-        "c": "shared.customers",
-        "k": "marketing.customers",
-    }
+    tables = {"m": "shared.customer_departments", "c": "shared.customers"}
     params = {"department": department, "after": after, "limit": limit, "tag": tag_pattern(tag)}
-    return typed_fetch(store, query, tables, params, role="text", email_marketing="bool")
+    return typed_fetch(store, query, tables, params, role="text")
 
 
 def past(alias: str, after: UUID | None) -> str:

@@ -25,7 +25,6 @@ Row = dict[str, Any]
 VIEWS = {
     "c": "shared.customers",
     "m": "shared.customer_departments",
-    "k": "marketing.customers",
     "s": "shared.search_terms",
 }
 
@@ -49,18 +48,16 @@ def search_customers(
     params |= {f"t{i}": term for i, term in enumerate(terms)}
     query = (
         "SELECT c.*, " + ("m.role" if department else "NULL AS role")
-        + ", coalesce(k.email_marketing, false) AS email_marketing"
         + _source(terms, company, department, after)
-        + " LEFT JOIN {k} k ON k.customer_id = c.customer_id" + rq.past("k", after)
         + " WHERE NOT c.archived AND NOT c.erased"
         + "".join(_having(f"s.term = %(t{i})s") for i in range(1, len(terms)))
         + (_having("s.term LIKE %(company)s ESCAPE '!'") if company and terms else "")
         + ("" if tag is None else " AND (',' || c.tags || ',') LIKE %(tag)s ESCAPE '!'")
-        + (" AND k.email_marketing" if consenting else "")
+        + (" AND c.email_marketing" if consenting else "")
         + ("" if after is None else " AND c.customer_id > %(after)s")
         + " ORDER BY c.customer_id LIMIT %(limit)s"
     )  # fmt: skip
-    return rq.typed_fetch(store, query, VIEWS, params, role="text", email_marketing="bool")
+    return rq.typed_fetch(store, query, VIEWS, params, role="text")
 
 
 def _source(

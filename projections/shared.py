@@ -19,6 +19,10 @@ erasure (`_erased`, see `projections.dispatch`): the rows then hold no ciphertex
 erased customer at all, whatever the topics' order.
 Version 3: sealed personal columns, and the search tables.
 Version 4: entries consumed after their customer's erasure are blanked too.
+Version 5: the customer's e-mail consent (`email_marketing`) beside the e-mail it governs:
+the API judged a row's e-mail by `marketing`'s consent, which another consumer applies at
+its own pace (a withdrawn consent not yet applied there showed marketing staff an e-mail
+stored after it here).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from projections.base import (
     table,
 )
 from projections.dispatch import DispatchProjection, by_customer, changed
+from projections.marketing import EMAIL_CONSENT
 from projections.search import FIELDS, fields_key, forget_terms, register_search
 from projections.search import TABLES as SEARCH_TABLES
 from projections.timeline import register_timeline
@@ -51,7 +56,8 @@ TABLES = (
         ("customer_id",),
         "customer_id:uuid name:text company:text email:text phone:text address:text"
         " owner_department:text owner_agent:text departments:text tags:text order_count:int"
-        " archived:bool erased:bool registered_at:timestamp updated_at:timestamp",
+        " archived:bool erased:bool registered_at:timestamp updated_at:timestamp"
+        " email_marketing:bool",
         subject="customer_id",
         personal=("name", "email", "phone", "address"),
     ),
@@ -85,7 +91,7 @@ TABLES = (
     ERASED_TABLE,
 )
 
-shared = DispatchProjection("shared", 4, TABLES, search_fields=frozenset(FIELDS))
+shared = DispatchProjection("shared", 5, TABLES, search_fields=frozenset(FIELDS))
 on = shared.on
 _customer = by_customer("customers")
 
@@ -107,6 +113,7 @@ def _registered(e: cust.CustomerRegistered, rows: Rows) -> list[Change]:
         "owner_agent": e.owner_agent, "departments": e.owner_department,
         "tags": ",".join(sorted(set(e.tags))), "order_count": 0, "archived": False,
         "erased": False, "registered_at": e.occurred_at, "updated_at": e.occurred_at,
+        "email_marketing": e.consents.get(EMAIL_CONSENT, False),
     }  # fmt: skip
     return [Upsert("customers", row), _membership(e.originator_id, e.owner_department, "owner")]
 
@@ -122,6 +129,13 @@ def _update(rows: Rows, e: DomainEvent, **values: Any) -> list[Change]:
 def _profile(e: cust.CustomerProfileUpdated, rows: Rows) -> list[Change]:
     fields = ("name", "company", "email", "phone", "address")
     return _update(rows, e, **{f: v for f in fields if (v := getattr(e, f)) is not msgspec.UNSET})
+
+
+@on(cust.CustomerConsentChanged, keys=_customer)
+def _consent(e: cust.CustomerConsentChanged, rows: Rows) -> list[Change]:
+    if e.consent != EMAIL_CONSENT:
+        return []
+    return _update(rows, e, email_marketing=e.granted)
 
 
 @on(cust.CustomerOwnerChanged, keys=_customer)
