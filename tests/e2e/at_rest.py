@@ -5,14 +5,14 @@ by every text marker (so one search per file finds any of them) and a random pho
 number. `exercise` sends them through the API: registration, a profile change, a
 conversation's subject, messages (their author and content), a note, a correction and
 its reason, a retraction's reason, a hand-off note, the closing summary, survey
-comments, a reopening's reason, the reasons of another customer's archiving and of a
-third's erasure, a task's title and description, a details change, progress notes, the
-resolution, the evaluation's feedback, the reasons of a reopening, a reassignment and a
-cancellation, and a message long enough for PostgreSQL to compress a plaintext copy of
-it (which a file scan would then miss; the row sweeps do not). `refusals` sends them
-where the API refuses them (schema and domain validation, a reused Idempotency-Key, a
-stale If-Match, searches, a body that is not JSON...): the caller gets a problem, and
-no log may echo the value.
+comments, a reopening's reason, a task's title and description, a details change,
+progress notes, the resolution, the evaluation's feedback, the reasons of a reopening, a
+reassignment and a cancellation, and a message long enough for PostgreSQL to compress a
+plaintext copy of it (which a file scan would then miss; the row sweeps do not);
+`endings` the reasons of another customer's archiving and of a third's erasure.
+`refusals` sends them where the API refuses them (schema and domain validation, a reused
+Idempotency-Key, a stale If-Match, searches, a body that is not JSON...): the caller
+gets a problem, and no log may echo the value.
 
 Where they must not be: `scan` lists the files under a directory holding any needle
 (the stores' files, the processes' logs); `rows_holding` every table of every schema
@@ -79,15 +79,6 @@ def exercise(client: httpx.Client, m: Markers) -> tuple[str, int]:
     _send(client, "POST", f"{c}/csat", {"score": 5, "comment": m("csat")})
     _send(client, "POST", f"{c}/nps", {"score": 9, "comment": m("nps")})
     _send(client, "POST", f"{c}/reopen", {"reason": m("reopened")})
-    for other, reason in (("archived", "archive"), ("erased", "erasure")):
-        registered = {"name": m(other), "owner_department": "sales"}
-        gone = _send(client, "POST", "/v1/customers", registered)["id"]
-        if other == "archived":
-            _send(client, "DELETE", f"/v1/customers/{gone}?reason={m(reason)}")
-            history = client.get(f"/v1/customers/{gone}/history").text
-            assert m(reason) in history, history  # sealed, and opened for an admin
-        else:
-            _send(client, "POST", f"/v1/customers/{gone}/erasure", {"reason": m(reason)})
     created = {"customer_id": customer, "title": m("title"), "description": m("desc"),
                "department": "sales", "assignee": "zoe"}  # fmt: skip
     t = "/v1/tasks/" + _send(client, "POST", "/v1/tasks", created)["id"]
@@ -100,6 +91,20 @@ def exercise(client: httpx.Client, m: Markers) -> tuple[str, int]:
     _send(client, "POST", f"{t}/assignment", {"assignee": "amy", "reason": m("handover")})
     last = _send(client, "POST", f"{t}/cancel", {"reason": m("cancelled")})
     return str(customer), int(last["position"])
+
+
+def endings(client: httpx.Client, m: Markers) -> int:
+    """Markers through the reasons of two more customers' ends: one archived, one
+    erased; the last command's position."""
+    for other, reason in (("archived", "archive"), ("erased", "erasure")):
+        registered = {"name": m(other), "owner_department": "sales"}
+        gone = _send(client, "POST", "/v1/customers", registered)["id"]
+        if other == "archived":
+            _send(client, "DELETE", f"/v1/customers/{gone}?reason={m(reason)}")
+            history = client.get(f"/v1/customers/{gone}/history").text
+            assert m(reason) in history, history  # sealed, and opened for an admin
+    last = _send(client, "POST", f"/v1/customers/{gone}/erasure", {"reason": m(reason)})
+    return int(last["position"])
 
 
 def refusals(client: httpx.Client, m: Markers, customer: str) -> None:

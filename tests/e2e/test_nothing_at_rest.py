@@ -38,6 +38,7 @@ from projections import PROJECTIONS
 from tests.e2e.at_rest import (
     Markers,
     caught_up,
+    endings,
     exercise,
     records_holding,
     refusals,
@@ -61,7 +62,8 @@ def test_embedded_data_dir_holds_no_personal_plaintext(tmp_path: Path) -> None:
         assert token, crm.output(service)
         auth = {"Authorization": f"Bearer {token.group(1)}"}
         with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
-            customer, position = exercise(client, markers)
+            customer, _ = exercise(client, markers)
+            position = endings(client, markers)  # after the exercise's last command
             refusals(client, markers, customer)
             caught_up(client, customer, position, markers)
             assert scan(tmp_path, markers.needles) == []  # the data dir and the log, running
@@ -101,7 +103,8 @@ def test_postgres_and_kafka_hold_no_personal_plaintext(
         wait_for_http(base, api)
         auth = {"Authorization": f"Bearer {token.strip().splitlines()[-1]}"}
         with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
-            customer, position = exercise(client, markers)
+            customer, _ = exercise(client, markers)
+            position = endings(client, markers)  # after the exercise's last command
             refusals(client, markers, customer)
             _every_projection_applied(pg_url, position)  # consumers may start slowly
             caught_up(client, customer, position, markers)
