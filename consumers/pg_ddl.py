@@ -11,7 +11,7 @@ role that can log in may take any advisory lock, and an analyst (`crm analysts g
 holding the one every process asked for as it started kept them all from starting
 (`SELECT pg_advisory_lock(...)`, its id read from the source). `LOCK TABLE` needs a
 privilege on the table, which only the service's role has. The lock table is itself created by the
-first process, retried should a twin create it at the same instant.
+first process, retried should a twin create it at the same instant (`_CREATED_BY_A_TWIN`).
 I/O: PostgreSQL.
 """
 
@@ -20,11 +20,15 @@ from __future__ import annotations
 from typing import Any, LiteralString
 
 from psycopg import Connection
-from psycopg.errors import UniqueViolation
+from psycopg.errors import DuplicateObject, DuplicateTable, UniqueViolation
 
 LOCK_TABLE = "crm_ddl_lock"
 _CREATE_LOCK_TABLE: LiteralString = "CREATE TABLE IF NOT EXISTS crm_ddl_lock ()"
 _ATTEMPTS = 5
+_CREATED_BY_A_TWIN = (UniqueViolation, DuplicateObject, DuplicateTable)
+"""What `CREATE TABLE IF NOT EXISTS` raises when a twin creates the table at the same
+instant: a unique violation on `pg_type`, or, depending on where the two meet, `type
+"crm_ddl_lock" already exists` (seen in CI, 1 of 18 concurrent creators) or the table's."""
 
 
 def create_tables(conn: Connection[Any], *statements: LiteralString) -> None:
@@ -43,7 +47,7 @@ def creation_lock(conn: Connection[Any]) -> None:
             with conn.transaction():  # a savepoint inside the caller's transaction
                 conn.execute(_CREATE_LOCK_TABLE)
             break
-        except UniqueViolation:  # a twin created it meanwhile: it exists now
+        except _CREATED_BY_A_TWIN:  # it exists now
             if attempt == _ATTEMPTS - 1:
                 raise
     conn.execute("LOCK TABLE crm_ddl_lock IN EXCLUSIVE MODE")
