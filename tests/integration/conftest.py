@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from litestar.testing import TestClient
 
 from tests.conftest import _require
-from tests.integration.api_support import EmbeddedApi, embedded_api
+from tests.integration.api_support import Client, EmbeddedApi, embedded_api
 from tests.integration.private_services import PrivateServices
 
 
@@ -33,3 +34,17 @@ def api_on_each_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
     with embedded_api(tmp_path, database_url=url) as embedded:
         yield embedded
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[EmbeddedApi]:
+    """The embedded API on SQLite files in `tmp_path` (a module may define its own)."""
+    with embedded_api(tmp_path) as embedded:
+        yield embedded
+
+
+@pytest.fixture
+def client(api: EmbeddedApi) -> Iterator[Client]:
+    """A test client of `api` (in process, no server)."""
+    with TestClient(app=api.app) as test_client:
+        yield test_client

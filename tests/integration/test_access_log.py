@@ -35,18 +35,6 @@ Client = TestClient[Any]
 CRM = str(Path(sys.executable).with_name("crm"))
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[EmbeddedApi]:
-    with embedded_api(tmp_path) as embedded:
-        yield embedded
-
-
-@pytest.fixture
-def client(api: EmbeddedApi) -> Iterator[Client]:
-    with TestClient(app=api.app) as test_client:
-        yield test_client
-
-
 def records(api: EmbeddedApi) -> list[Any]:
     log: AccessLog = api.app.state.services.access_log
     log.flush()

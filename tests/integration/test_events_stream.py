@@ -20,12 +20,6 @@ Event = tuple[str, int, dict[str, Any]]  # type, position, data
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[EmbeddedApi]:
-    with embedded_api(tmp_path) as embedded:
-        yield embedded
-
-
-@pytest.fixture
 def http(api: EmbeddedApi) -> Iterator[httpx.Client]:
     with served(api.app) as base, httpx.Client(base_url=base, timeout=10) as client:
         yield client

@@ -7,7 +7,7 @@ import base64
 import gzip
 import http.client
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,18 +21,6 @@ from domain.task import Task
 from tests.integration.api_support import EmbeddedApi, embedded_api, send_raw, served
 
 Client = TestClient[Any]
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[EmbeddedApi]:
-    with embedded_api(tmp_path) as embedded:
-        yield embedded
-
-
-@pytest.fixture
-def client(api: EmbeddedApi) -> Iterator[Client]:
-    with TestClient(app=api.app) as test_client:
-        yield test_client
 
 
 def problem(response: Any, status: int) -> dict[str, Any]:

@@ -5,32 +5,17 @@ correction and retraction) was a 404. Such an id is refused where it is first se
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 from litestar.testing import TestClient
 
-from tests.integration.api_support import EmbeddedApi, embedded_api
+from tests.integration.api_support import EmbeddedApi
 
 Client = TestClient[Any]
 Headers = dict[str, str]
 UNREACHABLE = ("a/b", "a\\b", "a%2Fb", "50%", ".", "..")
 REACHABLE = "#12 a?b;c ä"
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[EmbeddedApi]:
-    with embedded_api(tmp_path) as embedded:
-        yield embedded
-
-
-@pytest.fixture
-def client(api: EmbeddedApi) -> Iterator[Client]:
-    with TestClient(app=api.app) as test_client:
-        yield test_client
 
 
 def refused(api: EmbeddedApi, answer: Any, field: str) -> None:
