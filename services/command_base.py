@@ -13,7 +13,7 @@ I/O: none.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, Self, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -84,6 +84,14 @@ class Change(Command, Generic[A], frozen=True, kw_only=True):
         return ()
 
 
+class Existing(NamedTuple):
+    """The stored aggregates a new one is made with: its customer (`Creation.belongs_to`;
+    None for a new customer) and the conversation it comes from (`from_conversation`)."""
+
+    customer: Customer | None = None
+    conversation: Conversation | None = None
+
+
 class Creation(Command, frozen=True, kw_only=True):
     """A command that creates an aggregate (of a customer, unless it is the customer)."""
 
@@ -97,11 +105,7 @@ class Creation(Command, frozen=True, kw_only=True):
         return None
 
     def create(
-        self,
-        ctx: Context,
-        new_id: UUID,
-        customer: Customer | None,
-        conversation: Conversation | None = None,
+        self, ctx: Context, new_id: UUID, existing: Existing
     ) -> Aggregate:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement create()")
 

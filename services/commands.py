@@ -63,7 +63,7 @@ from domain.conversation import Conversation
 from domain.customer import Customer
 from services.access import AccessModel, Forbidden, Principal, Resource, resource_of
 from services.aggregate_cache import AggregateCache
-from services.command_base import Change, Creation
+from services.command_base import Change, Creation, Existing
 from services.customer_commands import EraseCustomer
 from services.event_store import CrmApplication, Saved
 from services.idempotency import created_id
@@ -235,7 +235,8 @@ class CommandService:
             )
             linked = command.from_conversation()
             talk = None if linked is None else await self._readable(principal, linked)
-            created = command.create(caller.context(), caller.new_id(), customer, talk)
+            existing = Existing(customer, talk)
+            created = command.create(caller.context(), caller.new_id(), existing)
             self.access.created(principal, rules, resource_of(created))
             return await self.save(created)
 

@@ -15,9 +15,8 @@ from msgspec import UNSET, UnsetType
 from domain import fields as f
 from domain.base import Aggregate, Context
 from domain.conversation import Conversation
-from domain.customer import Customer
 from services.access import Principal
-from services.command_base import Change, Creation, staff
+from services.command_base import Change, Creation, Existing, staff
 from services.sealed_state import Path
 
 WRITE = "conversation.write"
@@ -45,17 +44,11 @@ class OpenConversation(Creation, frozen=True, kw_only=True):
         agent = self.agent if self.agent is not None or not own else principal.name
         return msgspec.structs.replace(self, department=department, agent=agent)
 
-    def create(
-        self,
-        ctx: Context,
-        new_id: UUID,
-        customer: Customer | None,
-        conversation: Conversation | None = None,
-    ) -> Aggregate:
-        assert customer is not None, "a conversation needs its customer"
+    def create(self, ctx: Context, new_id: UUID, existing: Existing) -> Aggregate:
+        assert existing.customer is not None, "a conversation needs its customer"
         fields: dict[str, Any] = self.fields()
         del fields["customer_id"]
-        return Conversation.open(ctx, conversation_id=new_id, customer=customer, **fields)
+        return Conversation.open(ctx, conversation_id=new_id, customer=existing.customer, **fields)
 
 
 class ConversationChange(Change[Conversation], frozen=True, kw_only=True):

@@ -13,10 +13,9 @@ from msgspec import UNSET, UnsetType
 
 from domain import fields as f
 from domain.base import Aggregate, Context
-from domain.conversation import Conversation
 from domain.customer import Customer
 from services.access import Principal
-from services.command_base import Change, Creation
+from services.command_base import Change, Creation, Existing
 from services.sealed_state import Path
 
 
@@ -40,13 +39,7 @@ class RegisterCustomer(Creation, frozen=True, kw_only=True):
             return self
         return msgspec.structs.replace(self, owner_department=principal.department)
 
-    def create(
-        self,
-        ctx: Context,
-        new_id: UUID,
-        customer: Customer | None,
-        conversation: Conversation | None = None,
-    ) -> Aggregate:
+    def create(self, ctx: Context, new_id: UUID, existing: Existing) -> Aggregate:
         fields: dict[str, Any] = self.fields()
         return Customer.register(ctx, customer_id=new_id, **fields)
 

@@ -15,11 +15,9 @@ from msgspec import UNSET, UnsetType
 
 from domain import fields as f
 from domain.base import Aggregate, Context
-from domain.conversation import Conversation
-from domain.customer import Customer
 from domain.task import Task
 from services.access import Principal
-from services.command_base import Change, Creation
+from services.command_base import Change, Creation, Existing
 from services.sealed_state import Path
 
 WRITE = "task.write"
@@ -51,13 +49,8 @@ class CreateTask(Creation, frozen=True, kw_only=True):
     def from_conversation(self) -> UUID | None:
         return self.conversation_id
 
-    def create(
-        self,
-        ctx: Context,
-        new_id: UUID,
-        customer: Customer | None,
-        conversation: Conversation | None = None,
-    ) -> Aggregate:
+    def create(self, ctx: Context, new_id: UUID, existing: Existing) -> Aggregate:
+        customer, conversation = existing
         assert customer is not None, "a task needs its customer"
         fields: dict[str, Any] = self.fields()
         del fields["customer_id"], fields["conversation_id"]
