@@ -1,5 +1,5 @@
 """Aggregates as of each event passing by, and as they are now: what the paths showing
-the past (the event stream, history) judge an event by (`AccessModel.replayed`,
+the past (the event stream, history) judge an event by (`AccessModel.past_event`,
 `AccessModel.past_fields`).
 
 I/O: the event store, through `CrmApplication.sealed_load`.

@@ -11,7 +11,7 @@ Every event is judged by the one access model against its aggregate's state *as 
 event* (the state the event leaves behind), so visibility follows shares, unshares,
 hand-offs and owner changes in both directions, and it is masked as a `GET` of that
 state would be. A replayed event (one stored before the stream began) is judged by its
-aggregate's state now as well (`AccessModel.replayed`): one the caller may no longer
+aggregate's state now as well (`AccessModel.past_event`): one the caller may no longer
 read is left out, and a field hidden now (a consent withdrawn since) stays masked. Events
 are read sealed: only the fields of those delivered that the
 caller may see are ever opened. The stream re-authenticates its token on every page, so
@@ -151,7 +151,7 @@ class EventStream:
     ) -> tuple[int, list[Delivered]]:
         """The next page's last position and the events in it `principal` may read: each
         judged by the state it left and, up to position `replayed` (the head when a
-        replay began), by its aggregate's state now (`AccessModel.replayed`)."""
+        replay began), by its aggregate's state now (`AccessModel.past_event`)."""
         app, access = self.services.app, self.services.access
         notifications = app.notification_log.select(position + 1, self.rows)
         self.rows = rows_within(PAGE_BYTES, notifications, self.rows)

@@ -6,15 +6,18 @@ Embedded mode, served by a real uvicorn (the in-process client buffers whole res
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.e2e.processes import eventually
 from tests.integration.api_support import EmbeddedApi, embedded_api, served
+from tests.integration.stream_support import Stream, about
 
 Event = tuple[str, int, dict[str, Any]]  # type, position, data
 
@@ -184,3 +187,47 @@ def test_a_principal_holds_a_few_streams_open_and_gets_a_slot_back_when_one_clos
                     return again.status_code == 200 or None
 
             eventually(reopened, within=10, what="the closed stream's slot back")
+
+
+def test_streams_stuck_on_a_locked_event_store_leave_the_api_ready_and_go_on_after_it(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Each open stream polls the event store on a worker thread. With `crm_events`
+    locked (a writer stalled holding its lock), 48 streams wait on it, more than the
+    threads anyio lends a process (40) and the connections of the event store's pool
+    (16): `/readyz`, whose probe has a pool of its own, still answers at once (the read
+    timeout is 5 s), and once the lock is gone the streams go on by themselves."""
+    settings = {"CRM_STREAMS_PER_PRINCIPAL": "64", "CRM_STREAMS_MAX": "64"}
+    with (
+        embedded_api(tmp_path, database_url=pg_url, settings=settings) as api,
+        served(api.app) as base,
+        httpx.Client(base_url=base, timeout=httpx.Timeout(10, read=5)) as http,
+        psycopg.connect(pg_url) as locker,
+    ):
+        sam = api.token("sam", "sales", "agent")
+        streams = [Stream(base, "/v1/events/stream", sam) for _ in range(48)]
+        try:
+            assert {stream.status for stream in streams} == {200}
+            locker.execute("LOCK TABLE crm_events IN ACCESS EXCLUSIVE MODE")
+
+            def waiting() -> int | None:
+                row = locker.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND query ILIKE '%crm_events%'"
+                ).fetchone()
+                return row[0] if row and row[0] else None
+
+            eventually(waiting, within=10, what="streams waiting for the locked event store")
+            time.sleep(2)  # every stream has polled since (each polls twice a second)
+            ready = http.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["checks"]["event_store"] == "ok"
+            locker.rollback()
+            ann = api.token("ann", "sales", "agent")  # the streams still poll, and go on
+            body = {"name": "Ann", "email": "a@x.de"}
+            posted = http.post("/v1/customers", json=body, headers=ann)
+            assert posted.status_code == 201, posted.text
+            streams[0].until(about(posted.json()["id"]), "the new customer on a stream")
+        finally:
+            for stream in streams:
+                stream.close()
