@@ -41,6 +41,10 @@ change)."""
 
 ERASED = "[erased]"
 """What a personal field reads as once its customer's key has been destroyed."""
+MASKED = "[masked]"
+"""What a field reads as to a caller whose role may not see it (`services.access`)."""
+MARKERS = frozenset({ERASED, MASKED})
+"""Values that stand for a field's absence: no text a command carries may be one."""
 
 
 class DomainError(Exception):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from domain import fields as bound
-from domain.base import ValidationFailed
+from domain.base import MARKERS, ValidationFailed
 from domain.codec import SEALED_PREFIX
 
 MAX_UTC_OFFSET = timedelta(hours=23, minutes=59)
@@ -190,7 +190,11 @@ def _match(pattern: re.Pattern[str], value: str, field: str, message: str) -> st
 def _unsealed(value: str, field: str) -> str:
     """Every kind of text (free text, e-mail, phone, codes, tags) passes here last: a
     value in the form of a sealed one would be taken for one (counted by its envelope,
-    passed through unopened, shown as sealed), so no text may begin with the prefix."""
+    passed through unopened, shown as sealed), so no text may begin with the prefix.
+    Nor may a text be a marker (`[masked]`, `[erased]`): an agent's stored "[erased]"
+    address read to an auditor exactly as an erasure does, in the API and the console."""
     if value.startswith(SEALED_PREFIX):
         raise ValidationFailed(field, f"must not begin with {SEALED_PREFIX!r}")
+    if value in MARKERS:
+        raise ValidationFailed(field, f"{value!r} stands for a hidden or erased value")
     return value

@@ -31,13 +31,12 @@ from uuid import UUID
 
 import msgspec
 
-from domain.base import Aggregate, NotFound, ValidationFailed
+from domain.base import MASKED, Aggregate, NotFound, ValidationFailed
 from domain.conversation import Conversation
 from domain.customer import Customer, CustomerErasedError
 from domain.task import Task
 
 DEFAULT_DEPARTMENTS = ("sales", "support", "marketing")
-MASKED = "[masked]"
 MARKETING = "marketing"
 EMAIL_CONSENT = "email_marketing"
 

@@ -33,8 +33,8 @@ import msgspec
 import structlog
 
 from consumers.outage import Dependencies
-from domain.base import ERASED
-from services.access import MASKED, FieldAccess, Principal, unmasked
+from domain.base import ERASED, MASKED
+from services.access import FieldAccess, Principal, unmasked
 
 log = structlog.get_logger("crm.access_log")
 _encoder = msgspec.json.Encoder()

@@ -23,9 +23,9 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from domain.base import ERASED
+from domain.base import ERASED, MASKED
 from services import access, cli_audit_past, event_store
-from services.access import MASKED, FieldAccess, Principal, Resource, Role
+from services.access import FieldAccess, Principal, Resource, Role
 from services.cli import main
 from tests.integration.api_support import Client, EmbeddedApi, embedded_api
 

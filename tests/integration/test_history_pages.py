@@ -15,10 +15,10 @@ from uuid import uuid4
 import pytest
 from litestar.testing import TestClient
 
+from domain.base import MASKED
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.snapshot import TAGS
-from services.access import MASKED
 from services.access_log import decode
 from services.api import reads
 from services.api.reads import HISTORY_PAGE, LOOP_MESSAGES

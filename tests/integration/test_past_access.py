@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.access import MASKED
+from domain.base import MASKED
 from tests.integration.api_support import EmbeddedApi, embedded_api, served
 from tests.integration.stream_support import Stream
 

@@ -144,6 +144,25 @@ def test_no_kind_of_text_may_take_the_form_of_a_sealed_value(
     assert check.email("x.enc:v1:@y.de") == "x.enc:v1:@y.de"
 
 
+@pytest.mark.parametrize(
+    ("kind", "raw"),
+    [
+        (lambda raw, field: check.text(raw, field), " [masked] "),
+        (lambda raw, field: check.text(raw, field, multiline=True), "[erased]"),
+        (check.path_id, "[masked]"),
+    ],
+)
+def test_no_text_may_be_a_marker_standing_for_a_hidden_or_erased_value(
+    kind: Callable[[str, str], str | None], raw: str
+) -> None:
+    """The red team stored an address "[erased]" and a message "[masked]": an auditor
+    read them as an erasure and as text hidden from their role, in the API and the
+    console alike."""
+    with pytest.raises(ValidationFailed, match=r"^field: '\[\w+\]' stands for a hidden"):
+        kind(raw, "field")
+    assert check.text("[masked] by whom?", "note") == "[masked] by whom?"
+
+
 @pytest.mark.parametrize("raw", ["a/b", "/", "a\\b", "50%", "a%2Fb", ".", " .. "])
 def test_an_id_named_in_a_url_path_holds_nothing_a_segment_cannot_carry(raw: str) -> None:
     """`a/b` was recorded as an order id, then `PATCH .../orders/a%2Fb` was a 404."""

@@ -8,12 +8,11 @@ from collections.abc import Callable
 
 import pytest
 
-from domain.base import AGGREGATE_CLASSES, NotFound, ValidationFailed
+from domain.base import AGGREGATE_CLASSES, MASKED, NotFound, ValidationFailed
 from domain.codec import event_types
 from domain.conversation import Conversation, Message
 from domain.customer import Customer, CustomerErasedError, OrderRecorded, OrderStatusChanged
 from services.access import (
-    MASKED,
     AccessModel,
     CommandRules,
     FieldAccess,
