@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from services.api.response_headers import API_HEADERS
+from services.api.response_headers import API_HEADERS, DOCS_HEADERS
 from services.console import CONSOLE_HEADERS
 from tests.integration.api_support import embedded_api
 
@@ -48,3 +48,16 @@ def test_every_api_answer_says_store_nothing(pg_url: str, tmp_path: Path) -> Non
         assert missing.status_code == 404
         assert missing.headers["cache-control"] == "no-store"
         assert missing.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_openapi_ui_is_never_framed_nor_sniffed(tmp_path: Path) -> None:
+    """`/docs` (its inline script and CDN files need a policy of their own) was left
+    without headers: the red team framed it on another origin, under its "Authorize"
+    button and a token typed there."""
+    with embedded_api(tmp_path) as api, TestClient(app=api.app) as client:
+        for path in ("/docs", "/docs/oauth2-redirect.html", "/docs/openapi.json"):
+            answer = client.get(path)
+            assert answer.status_code == 200, path
+            for name, value in DOCS_HEADERS.items():
+                assert answer.headers.get(name) == value, (path, name)
+        assert "frame-ancestors 'none'" in DOCS_HEADERS["Content-Security-Policy"]
