@@ -142,9 +142,9 @@ def commit(
     try:
         with store.session(projection, generation) as session:
             return project(session, projection, items, lag, retry=retry, in_order=in_order)
-    except store.transient_errors:
-        raise
     except Exception as error:  # an event's values: found by halving, by design
+        if isinstance(error, store.transient_errors) and not isinstance(error, store.value_errors):
+            raise
         if len(items) <= 1:
             if not items or items[0].error is not None:
                 raise

@@ -179,6 +179,10 @@ class ReadModelStore(Protocol):
     dialect: str
     transient_errors: tuple[type[Exception], ...]
     """Database errors after which a batch is rolled back and retried (never dead letters)."""
+    value_errors: tuple[type[Exception], ...]
+    """Those of `transient_errors` that are an event's fault all the same (a value beyond
+    one of the database's limits): retried, they would fail for good, so the event that
+    raises them is dead-lettered like any other whose rows cannot be written."""
 
     def opener(self) -> Callable[[], ReadModelStore]:
         """Opens this same store again; picklable, for a projection writer process."""

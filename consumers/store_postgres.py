@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any, LiteralString
 
 import psycopg
-from psycopg import Connection, sql
+from psycopg import Connection, errors, sql
 from psycopg_pool import PoolTimeout
 
 from consumers import analysts, pg_session
@@ -58,6 +58,14 @@ class PostgresStore:
     )
     """Not the value errors (`DataError`, `IntegrityError`...): those are an event's
     fault, and `consumers.projecting.commit` dead-letters the event."""
+    value_errors: tuple[type[Exception], ...] = (
+        errors.ProgramLimitExceeded,  # class 54: a value beyond a limit (an index entry)
+        errors.StatementTooComplex,
+        errors.TooManyColumns,
+        errors.TooManyArguments,
+    )
+    """`OperationalError`s all the same, but an event's fault: a text of 8 kB in an indexed
+    column fails on every retry, and the projection stopped for good behind it."""
 
     def __init__(self, database_url: str, max_size: int = 4) -> None:
         self.database_url = database_url

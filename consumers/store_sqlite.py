@@ -37,6 +37,7 @@ class SqliteStore:
 
     dialect = "sqlite"
     transient_errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+    value_errors: tuple[type[Exception], ...] = ()
 
     def __init__(self, path: Path | str) -> None:
         self.path = path

@@ -6,6 +6,8 @@ through an adapter must give the same rows.
 
 from __future__ import annotations
 
+import base64
+import random
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,13 +19,15 @@ from typing import Any
 import pytest
 
 from bench.workload import Workload
-from consumers.projecting import Item, project
+from consumers.projecting import Item, commit, project
 from consumers.readmodel_store import ReadModelStore, table_writes
 from consumers.store_postgres import PostgresStore
 from consumers.store_sqlite import SqliteStore
 from domain.base import ERASED
+from domain.task import TaskStarted
 from projections import PROJECTIONS
-from projections.base import DeleteWhere, Number, Scrub, Segment, SetOperation
+from projections.base import DeleteWhere, Number, Scrub, Segment, SetOperation, Upsert, table
+from projections.dispatch import DispatchProjection, no_rows
 from tests.integration.projection_support import normal, open_store
 from tests.unit.projections.memory import replay
 
@@ -268,3 +272,32 @@ def _drop_rejected_table(store: ReadModelStore, generation: int) -> None:
         with store.lock:
             store.conn.execute(f'DROP TABLE "stats_v{generation}___rejected"')
             store.conn.execute(f'ALTER TABLE "stats_v{generation}___status" DROP COLUMN rejected')
+
+
+def _labelled(event: Any, rows: Any) -> list[Any]:
+    """A row whose indexed label is beyond what a PostgreSQL index entry holds (2,704
+    bytes, after compression: random text barely compresses), for every started task."""
+    label = base64.b64encode(random.Random(event.originator_id.int).randbytes(12_000)).decode()
+    return [Upsert("labels", {"task_id": event.originator_id, "label": label})]
+
+
+def test_an_event_beyond_a_database_limit_is_a_dead_letter_not_retried_for_good(
+    pg_url: str,
+) -> None:
+    """PostgreSQL reports a value beyond one of its limits (an index entry too large) as an
+    `OperationalError`, the class a lost connection raises, so the batch was retried for
+    ever and the projection stood still behind one event. It is the event's fault: a dead
+    letter, and the events around it apply."""
+    labels = table("labels", ("task_id",), "task_id:uuid label:text", indexes=(("label",),))
+    projection = DispatchProjection("limits", 1, (labels,))
+    projection.on(TaskStarted, keys=no_rows)(_labelled)
+    store = PostgresStore(pg_url)
+    try:
+        generation = store.install(projection)
+        items = [Item("t", 0, i, i + 1, b"", e) for i, e in enumerate(EVENTS[:600])]
+        started = sum(isinstance(item.event, TaskStarted) for item in items)
+        outcome = commit(store, projection, generation, items)
+        assert outcome.dead == store.status("limits").dead_letters == started > 0
+        assert store.status("limits").positions == {("t", 0): len(items)}
+    finally:
+        store.close()
