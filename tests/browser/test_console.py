@@ -9,57 +9,16 @@ waits for an observable change (generous, so CI is not flaky), never timing asse
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.browser.harness import (
-    Watched,
-    call_api,
-    chromium,
-    crm_run,
-    require_chromium,
-    sign_in,
-    watched_page,
-)
-from tests.browser.scenario import Scenario, seed
+from tests.browser.conftest import Console
+from tests.browser.harness import sign_in
 
 pytestmark = pytest.mark.browser
-
-
-@dataclass
-class Console:
-    base: str
-    browser: Browser
-    scenario: Scenario
-
-    @contextmanager
-    def page(self) -> Iterator[Watched]:
-        with watched_page(self.browser, self.base) as watched:
-            yield watched
-
-    def api(self, who: str, path: str, **params: Any) -> Any:
-        return call_api(self.base, self.scenario.token(who), "GET", f"{path}?{urlencode(params)}")
-
-    def command(self, who: str, path: str, body: dict[str, Any]) -> Any:
-        return call_api(self.base, self.scenario.token(who), "POST", path, body)
-
-
-@pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    require_chromium()
-    data_dir: Path = tmp_path_factory.mktemp("console")
-    scenario = seed(data_dir, datetime.now(UTC))
-    with crm_run(data_dir) as served, chromium() as browser:
-        yield Console(served.base, browser, scenario)
 
 
 # --- satisfaction ----------------------------------------------------------------------

@@ -30,8 +30,58 @@ export class ApiError extends Error {
   }
 }
 
-function url(path, params = {}) {
-  const target = new URL(path, location.origin);
+// An API path made by `path` below; url() takes nothing else, so every request's path
+// has been built (and its segments checked) in one place.
+class ApiPath {
+  #text;
+
+  constructor(text) {
+    this.#text = text;
+  }
+
+  toString() {
+    return this.#text;
+  }
+}
+
+// "." or ".." (also percent-encoded: the URL parser resolves "%2e" as a dot too).
+const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
+
+function segment(value) {
+  const raw = String(value);
+  const encoded = encodeURIComponent(raw);
+  if (encoded === "" || DOT_SEGMENT.test(raw) || DOT_SEGMENT.test(encoded)) {
+    throw new RangeError(`not a path segment: ${JSON.stringify(raw)}`);
+  }
+  return encoded;
+}
+
+// An API path with each value as one whole, percent-encoded segment:
+// path`/v1/customers/${id}/timeline`. A value that is empty or a dot segment is refused
+// (RangeError): a value taken from the page's address must never change which resource
+// is requested, as `#/customer/..` made the console request GET /v1/ .
+export function path(strings, ...values) {
+  let text = strings[0];
+  values.forEach((value, i) => {
+    const after = strings[i + 1];
+    if (!text.endsWith("/") || !(after === "" || after.startsWith("/"))) {
+      throw new RangeError(`a value must be a whole segment of ${strings.join("…")}`);
+    }
+    text += segment(value) + after;
+  });
+  return new ApiPath(text);
+}
+
+// Ids in the console's addresses are UUIDs; anything else names no resource.
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isId(text) {
+  return UUID.test(text);
+}
+
+function url(resource, params = {}) {
+  if (!(resource instanceof ApiPath)) throw new TypeError("an API path is made by api.path``");
+  const target = new URL(String(resource), location.origin);
   for (const [name, value] of Object.entries(params)) {
     if (value !== null && value !== undefined && value !== "") target.searchParams.set(name, value);
   }
@@ -48,9 +98,12 @@ async function problemOf(response) {
   return type.includes("json") ? response.json().catch(() => null) : null;
 }
 
-// GET `path` as JSON. A 401 signs the person out (the token is unknown or revoked).
-export async function get(path, params = {}, { signal, ok = [200] } = {}) {
-  const response = await fetch(url(path, params), { headers: headers("application/json"), signal });
+// GET `resource` (made by `path`) as JSON. A 401 signs the person out (the token is
+// unknown or revoked).
+export async function get(resource, params = {}, { signal, ok = [200] } = {}) {
+  const response = await fetch(url(resource, params), {
+    headers: headers("application/json"), signal,
+  });
   if (response.status === 401) {
     signOut();
     throw new ApiError(401, await problemOf(response));
@@ -59,8 +112,25 @@ export async function get(path, params = {}, { signal, ok = [200] } = {}) {
   return response.json();
 }
 
-export async function text(path, { signal } = {}) {
-  const response = await fetch(url(path), { headers: headers("text/plain"), signal });
+// Every list of the API answers pages {items, next_cursor}. `list` follows them from
+// `cursor` for at most `pages` requests, so memory and requests stay bounded, and returns
+// {items, cursor}: `cursor` is null once the list has ended, else where the rest begins.
+// When it is not null the view MUST say that more exist (dom.js `moreLine`, a "+" on
+// the count) and may go on from it: no list stops silently.
+export async function list(resource, params = {}, { pages = 1, cursor = null, signal } = {}) {
+  const items = [];
+  let next = cursor;
+  for (let page = 0; page < pages; page += 1) {
+    const answer = await get(resource, { ...params, cursor: next }, { signal });
+    items.push(...answer.items);
+    next = answer.next_cursor ?? null;
+    if (next === null) break;
+  }
+  return { items, cursor: next };
+}
+
+export async function text(resource, { signal } = {}) {
+  const response = await fetch(url(resource), { headers: headers("text/plain"), signal });
   if (!response.ok) throw new ApiError(response.status, null);
   return response.text();
 }
@@ -71,7 +141,7 @@ export async function text(path, { signal } = {}) {
 // one. Only the headers are awaited; the stream is closed at once.
 export async function signIn(candidate) {
   const controller = new AbortController();
-  const response = await fetch(url("/v1/events/stream"), {
+  const response = await fetch(url(path`/v1/events/stream`), {
     headers: { Accept: "text/event-stream", Authorization: `Bearer ${candidate}` },
     signal: controller.signal,
   });
@@ -86,11 +156,12 @@ export async function signIn(candidate) {
 // reconnects after a dropped connection from the store's head, until `signal` aborts
 // (replaying with `after=` needs the right to read history, which most roles lack), so a
 // caller reloads what it shows on every "live".
-export async function follow(path, params, { onEvent, onState, signal }) {
+export async function follow(resource, params, { onEvent, onState, signal }) {
+  const target = url(resource, params);  // a wrong path throws here, not in the retries
   let pause = 500;
   while (!signal.aborted) {
     try {
-      const response = await fetch(url(path, params), {
+      const response = await fetch(target, {
         headers: headers("text/event-stream"),
         signal,
       });

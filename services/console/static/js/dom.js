@@ -101,3 +101,35 @@ export function setRouteParams(page, params) {
 }
 
 export const DEPARTMENTS = ["sales", "support", "marketing"];
+
+// What a page shows for a department from the address that the console does not know:
+// it asks the API nothing about it (a name such as ".." would change the path asked).
+export function unknownDepartment(root, title, page, department) {
+  replace(root, h("h1", {}, title),
+    notice(`Unknown department: "${department}".`, "error"),
+    h("p", {}, "Choose one: ", DEPARTMENTS.map((known, i) => [i ? ", " : "",
+      h("a", { href: `#/${page}?department=${known}` }, known)])));
+  root.dataset.state = "unknown-department";
+}
+
+// The line under a list of which the API holds more than is shown (api.js `list` gave
+// a cursor): no list stops silently. `say(text)` shows it with `text`, `say(null)` hides
+// it; its button runs `onMore` (disabled until that has finished).
+export function moreLine(id, onMore) {
+  const said = h("span");
+  const button = h("button", { type: "button", class: "quiet" }, "Load more");
+  const element = h("p", { class: "more", id, role: "status", hidden: true }, said, " ", button);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await onMore();
+    } finally {
+      button.disabled = false;
+    }
+  });
+  function say(text) {
+    element.hidden = text === null;
+    said.textContent = text ?? "";
+  }
+  return { element, say };
+}

@@ -9,14 +9,16 @@ import * as customer from "./pages/customer.js";
 import * as pipeline from "./pages/pipeline.js";
 import * as satisfaction from "./pages/satisfaction.js";
 
-const PAGES = { satisfaction, board, customer, pipeline };
+// A Map, not an object: `#/constructor` or `#/__proto__` must not find what every
+// object inherits (an unknown page shows the satisfaction page, like any other).
+const PAGES = new Map(Object.entries({ satisfaction, board, customer, pipeline }));
 const main = document.getElementById("main");
 let unmount = () => {};
 
 function route() {
   const [path] = location.hash.replace(/^#\/?/, "").split("?");
   const [page, ...rest] = path.split("/");
-  return { page: PAGES[page] ? page : "satisfaction", rest };
+  return { page: PAGES.has(page) ? page : "satisfaction", rest };
 }
 
 function show() {
@@ -34,7 +36,7 @@ function show() {
   }
   const root = h("section", { class: "page", id: `page-${page}` });
   replace(main, root);
-  unmount = PAGES[page].mount(root, rest) || (() => {});
+  unmount = PAGES.get(page).mount(root, rest) || (() => {});
 }
 
 function signInForm() {

@@ -3,11 +3,16 @@
 // Live: the department's event stream (GET /v1/events/stream) says something changed;
 // the board then reloads with ?min_position=<that event's position>, so what it shows
 // already includes the change (read-your-writes), without polling.
-import { follow, get } from "../api.js";
+// Each list shows its first page of PAGE rows; when the API holds more, the page says so
+// and "Load more" adds a page, which every later reload reads again: requests and memory
+// grow only with what the person asked to see.
+import { follow, list, path } from "../api.js";
 import {
-  DEPARTMENTS, age, field, h, instant, notice, replace, routeParams, select, setRouteParams,
+  DEPARTMENTS, age, field, h, instant, moreLine, notice, replace, routeParams, select,
+  setRouteParams, unknownDepartment,
 } from "../dom.js";
 
+const PAGE = 200;
 const FEED_LENGTH = 12;
 const DONE_SHOWN = 8;
 const COLUMNS = [
@@ -72,17 +77,25 @@ export function mount(root) {
   const params = routeParams();
   const department = params.get("department") || sessionStorage.getItem("crm.console.board")
     || "support";
+  if (!DEPARTMENTS.includes(department)) {
+    unknownDepartment(root, "Department board", "board", department);
+    return undefined;
+  }
   sessionStorage.setItem("crm.console.board", department);
   setRouteParams("board", { department });
   const controller = new AbortController();
   const { signal } = controller;
   const live = h("span", { class: "live-state", id: "live-state" }, "connecting…");
   const queue = h("ol", { class: "queue", id: "queue" });
-  const queueTitle = h("h2", {}, "Open conversations");
+  const queueTitle = h("h2", { id: "queue-title" }, "Open conversations");
+  const queueMore = moreLine("queue-more", () => loadMore("queue"));
   const tasks = h("div", { class: "board-columns", id: "tasks" });
+  const tasksMore = moreLine("tasks-more", () => loadMore("tasks"));
   const feed = h("ol", { class: "feed", id: "feed" });
   const problems = h("div", { id: "board-problems" });
   let conversations = [];
+  let queueCursor = null;  // not null: the API holds more open conversations than shown
+  const pages = { queue: 1, tasks: 1 };
   let pending = null;
   let wanted = 0;
   let latest = 0;  // answers of an older load that arrive late are dropped
@@ -95,29 +108,42 @@ export function mount(root) {
     h("div", { class: "heading" }, h("h1", {}, "Department board"), field("Department", picker), live),
     problems,
     h("div", { class: "board-grid" },
-      h("section", { class: "panel" }, queueTitle, queue),
-      h("section", { class: "panel wide" }, h("h2", {}, "Tasks"), tasks),
+      h("section", { class: "panel" }, queueTitle, queue, queueMore.element),
+      h("section", { class: "panel wide" }, h("h2", {}, "Tasks"), tasks, tasksMore.element),
       h("aside", { class: "panel" }, h("h2", {}, "Live events"), feed)));
 
   function drawQueue() {
     const now = Date.now();
-    queueTitle.textContent = `Open conversations (${conversations.length}), longest waiting first`;
+    const more = queueCursor !== null;
+    queueTitle.textContent = `Open conversations (${conversations.length}${more ? "+" : ""}), `
+      + "longest waiting first";
     replace(queue, conversations.length ? conversations.map((row) => conversationItem(row, now))
       : h("li", { class: "none" }, "No open conversation."));
+    queueMore.say(more ? `${conversations.length} shown; more open conversations not shown.`
+      : null);
+  }
+
+  function loadMore(which) {
+    pages[which] += 1;
+    return load(wanted);
   }
 
   async function load(position) {
-    const query = { limit: 200, min_position: position || null };
+    const query = { limit: PAGE, min_position: position || null };
     const attempt = ++latest;
     try {
       const [open, board] = await Promise.all([
-        get(`/v1/departments/${encodeURIComponent(department)}/conversations`, query, { signal }),
-        get(`/v1/departments/${encodeURIComponent(department)}/tasks`, query, { signal }),
+        list(path`/v1/departments/${department}/conversations`, query,
+          { pages: pages.queue, signal }),
+        list(path`/v1/departments/${department}/tasks`, query, { pages: pages.tasks, signal }),
       ]);
       if (attempt !== latest) return;
       conversations = open.items;
+      queueCursor = open.cursor;
       drawQueue();
-      drawTasks(tasks, board.items, board.next_cursor !== null);
+      drawTasks(tasks, board.items, board.cursor !== null);
+      tasksMore.say(board.cursor === null ? null : `${board.items.length} tasks shown; `
+        + "more not shown (a count ending in + has more).");
       root.dataset.position = String(position || 0);
       replace(problems);
     } catch (error) {
@@ -142,7 +168,7 @@ export function mount(root) {
     }, 100);
   }
 
-  follow("/v1/events/stream", { department }, {
+  follow(path`/v1/events/stream`, { department }, {
     signal,
     onEvent(message) {
       feed.prepend(feedItem(message));

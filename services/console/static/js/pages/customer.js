@@ -3,19 +3,27 @@
 // (GET /v1/customers/{id}, /timeline). For principals that may read the past
 // (/history and ?as_of=, auditors and admins today), a time slider walks through the
 // customer's versions: each stop is the instant of one event of /history.
-import { get } from "../api.js";
+import { get, isId, list, path } from "../api.js";
 import {
-  DEPARTMENTS, field, h, instant, micros, notice, replace, routeParams, select, setRouteParams, value,
+  DEPARTMENTS, field, h, instant, micros, moreLine, notice, replace, routeParams, select,
+  setRouteParams, unknownDepartment, value,
 } from "../dom.js";
 
+// What one load of the timeline reads at most: 20 pages of up to 500 entries and 1 MB
+// of messages each. Past that, "Load more" reads the next 20 (oldest first, so what is
+// left out is the newest, and the page says so).
 const TIMELINE_PAGES = 20;
 
 function picker(root) {
   const params = routeParams();
   const department = params.get("department") || "sales";
+  if (!DEPARTMENTS.includes(department)) {
+    unknownDepartment(root, "Customer 360", "customer", department);
+    return;
+  }
   setRouteParams("customer", { department });
-  const list = h("ul", { class: "customer-list", id: "customer-list" });
-  const more = h("button", { type: "button", class: "quiet", hidden: true }, "More");
+  const customers = h("ul", { class: "customer-list", id: "customer-list" });
+  const more = moreLine("customer-more", () => page());
   const problems = h("div");
   const id = h("input", { name: "customer-id", id: "customer-id", placeholder: "customer id",
     pattern: "[0-9a-fA-F-]{36}", required: true });
@@ -31,22 +39,23 @@ function picker(root) {
   let cursor = null;
   async function page() {
     try {
-      const answer = await get(`/v1/departments/${encodeURIComponent(department)}/customers`,
-        { limit: 50, cursor });
-      list.append(...answer.items.map((row) => h("li", {},
+      const part = await list(path`/v1/departments/${department}/customers`, { limit: 50 },
+        { cursor });
+      customers.append(...part.items.map((row) => h("li", {},
         h("a", { href: `#/customer/${row.customer_id}` }, value(row.name)),
         h("span", { class: "meta" }, [row.company, row.owner_department, row.tags.join(", ")]
           .filter(Boolean).join(" · ")))));
-      cursor = answer.next_cursor;
-      more.hidden = !cursor;
+      cursor = part.cursor;
+      more.say(cursor === null ? null
+        : `${customers.children.length} customers shown; more not shown.`);
     } catch (error) {
       replace(problems, notice(error.notVisible
         ? `Your role may not list ${department}'s customers.` : error.message, "error"));
     }
   }
-  more.addEventListener("click", page);
   replace(root, h("h1", {}, "Customer 360"), open,
-    h("div", { class: "filters" }, field("Customers of", choose)), problems, list, more);
+    h("div", { class: "filters" }, field("Customers of", choose)), problems, customers,
+    more.element);
   page();
 }
 
@@ -77,7 +86,8 @@ function orders(customer) {
 }
 
 function timelineEntry(entry) {
-  return h("li", { class: `entry entry-${entry.aggregate_type}`, dataset: { at: entry.occurred_at } },
+  return h("li", { class: `entry entry-${entry.aggregate_type}`,
+    dataset: { at: entry.occurred_at, id: entry.aggregate_id } },
     h("time", { datetime: entry.occurred_at }, instant(entry.occurred_at)),
     h("span", { class: `badge dept-${entry.actor_department}` }, entry.actor_department),
     h("span", { class: "type" }, `${entry.aggregate_type} · ${entry.event_type}`),
@@ -87,16 +97,10 @@ function timelineEntry(entry) {
       value(entry.content)) : null);
 }
 
-async function timeline(id) {
-  const entries = [];
-  let cursor = null;
-  for (let page = 0; page < TIMELINE_PAGES; page += 1) {
-    const answer = await get(`/v1/customers/${id}/timeline`, { limit: 500, cursor });
-    entries.push(...answer.items);
-    cursor = answer.next_cursor;
-    if (!cursor) break;
-  }
-  return entries;
+// The timeline from `cursor` on, as far as one load reads: {items, cursor}.
+function timeline(id, cursor = null) {
+  return list(path`/v1/customers/${id}/timeline`, { limit: 500 },
+    { pages: TIMELINE_PAGES, cursor });
 }
 
 // Every event of /history, a page at a time: each page starts after the version the
@@ -107,7 +111,7 @@ async function wholeHistory(id) {
   const events = [];
   for (;;) {
     const cursor = events.length ? events[events.length - 1].version : 0;
-    const page = await get(`/v1/customers/${id}/history`, { cursor, limit: HISTORY_PAGE });
+    const page = await get(path`/v1/customers/${id}/history`, { cursor, limit: HISTORY_PAGE });
     events.push(...page);
     if (page.length < HISTORY_PAGE) return events;
   }
@@ -122,7 +126,7 @@ async function travels(id) {
     // One stop per instant: ?as_of= shows every event up to and including it.
     const events = history.filter((e, i) => history[i + 1]?.occurred_at !== e.occurred_at);
     if (events.length === 0) return null;
-    await get(`/v1/customers/${id}`, { as_of: events[events.length - 1].occurred_at });
+    await get(path`/v1/customers/${id}`, { as_of: events[events.length - 1].occurred_at });
     return events;
   } catch (error) {
     if (error.notVisible) return null;
@@ -164,8 +168,12 @@ function show360(root, id) {
   const pastBanner = h("div", { id: "as-of-banner" });
   const profilePanel = h("section", { class: "panel" });
   const ordersPanel = h("section", { class: "panel" });
+  const timelineTitle = h("h2", { id: "timeline-title" }, "Timeline across departments");
   const timelineList = h("ol", { class: "timeline", id: "timeline" });
+  const timelineMore = moreLine("timeline-more", () => moreTimeline());
   const travel = h("div");
+  let timelineCursor = null;
+  let shownAsOf = null;
 
   function render(customer) {
     name.textContent = customer.name;
@@ -175,10 +183,14 @@ function show360(root, id) {
     replace(ordersPanel, h("h2", {}, "Orders"), orders(customer));
   }
 
+  function dim(items) {
+    const after = shownAsOf === null ? Infinity : micros(shownAsOf);
+    for (const item of items) item.classList.toggle("after", micros(item.dataset.at) > after);
+  }
+
   function asOf(moment) {
-    for (const item of timelineList.children) {
-      item.classList.toggle("after", moment !== null && micros(item.dataset.at) > micros(moment));
-    }
+    shownAsOf = moment;
+    dim(timelineList.children);
     replace(pastBanner, moment === null ? null
       : notice(`Showing the customer as of ${instant(moment)}; later timeline entries are dimmed.`));
     root.dataset.asOf = moment ?? "";
@@ -205,16 +217,37 @@ function show360(root, id) {
         return;
       }
       const moment = events[index].occurred_at;
-      render(await get(`/v1/customers/${id}`, { as_of: moment }));
+      render(await get(path`/v1/customers/${id}`, { as_of: moment }));
       asOf(moment);
     }));
     document.getElementById("as-of").focus();
   }
 
+  // Adds a part of the timeline and says so if newer entries are left out.
+  function showTimeline(part) {
+    const entries = part.items.map(timelineEntry);
+    dim(entries);
+    timelineList.append(...entries);
+    timelineCursor = part.cursor;
+    const shown = timelineList.querySelectorAll("li.entry").length;
+    const more = timelineCursor !== null;
+    const counted = more ? `${shown}+, newer entries not shown below` : String(shown);
+    timelineTitle.textContent = `Timeline across departments (${counted})`;
+    timelineMore.say(more ? `${shown} entries shown, oldest first: newer ones not shown.` : null);
+  }
+
+  async function moreTimeline() {
+    try {
+      showTimeline(await timeline(id, timelineCursor));
+    } catch (error) {
+      timelineMore.say(`Could not load more of the timeline: ${error.message}`);
+    }
+  }
+
   let current;
   async function load() {
     try {
-      current = await get(`/v1/customers/${id}`);
+      current = await get(path`/v1/customers/${id}`);
     } catch (error) {
       replace(root, h("h1", {}, "Customer 360"), notice(error.notVisible
         ? "No customer with this id is visible to you." : `Could not load: ${error.message}`,
@@ -223,9 +256,11 @@ function show360(root, id) {
       return;
     }
     render(current);
-    const entries = await timeline(id).catch(() => null);
-    replace(timelineList, entries === null ? h("li", { class: "none" }, "Timeline not visible to you.")
-      : entries.length ? entries.map(timelineEntry) : h("li", { class: "none" }, "Nothing yet."));
+    const first = await timeline(id).catch(() => null);
+    replace(timelineList, first === null
+      ? h("li", { class: "none" }, "Timeline not visible to you.")
+      : first.items.length ? null : h("li", { class: "none" }, "Nothing yet."));
+    if (first !== null) showTimeline(first);
     replace(travel, h("button", { type: "button", class: "quiet", id: "open-as-of",
       onclick: (event) => openTravel(event.target) }, "Time travel…"));
     root.dataset.state = "ready";
@@ -235,11 +270,21 @@ function show360(root, id) {
     h("div", { class: "heading" }, name, badges, h("a", { href: "#/customer", class: "quiet" }, "All customers")),
     travel, pastBanner,
     h("div", { class: "grid" }, profilePanel, ordersPanel),
-    h("section", { class: "panel" }, h("h2", {}, "Timeline across departments"), timelineList));
+    h("section", { class: "panel" }, timelineTitle, timelineList,
+      timelineMore.element));
   load();
 }
 
+// An address whose id is no UUID names no customer: the API is not asked (an id such as
+// ".." would change the path asked).
+function notFound(root) {
+  replace(root, h("h1", {}, "Customer 360"), notice("No customer has this id.", "error"),
+    h("a", { href: "#/customer" }, "Back to the customer list"));
+  root.dataset.state = "not-found";
+}
+
 export function mount(root, rest) {
-  if (rest[0]) show360(root, encodeURIComponent(rest[0]));
-  else picker(root);
+  if (!rest[0]) picker(root);
+  else if (isId(rest[0])) show360(root, rest[0]);
+  else notFound(root);
 }

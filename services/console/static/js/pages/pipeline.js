@@ -2,7 +2,7 @@
 // the event store's head, the relay's lag (PostgreSQL mode; the embedded default has no
 // relay), and each projection's lag, dead letters, rejected records and newest event.
 // Sampled every few seconds while the page is open; the lag chart shows those samples.
-import { text } from "../api.js";
+import { get, path, text } from "../api.js";
 import { timeLines } from "../charts.js";
 import { age, figure, h, notice, replace } from "../dom.js";
 import { byLabel, parse, valueOf } from "../prometheus.js";
@@ -10,9 +10,8 @@ import { byLabel, parse, valueOf } from "../prometheus.js";
 const EVERY_MS = 5000;
 const SAMPLES = 120;
 
-async function readiness(signal) {
-  const response = await fetch("/readyz", { headers: { Accept: "application/json" }, signal });
-  return response.json();  // 200 ready, 503 not ready: both carry the checks
+function readiness(signal) {
+  return get(path`/readyz`, {}, { signal, ok: [200, 503] });  // both carry the checks
 }
 
 function readinessPanel(ready) {
@@ -94,7 +93,8 @@ export function mount(root) {
 
   async function sample() {
     try {
-      const [ready, exposition] = await Promise.all([readiness(signal), text("/metrics", { signal })]);
+      const [ready, exposition] = await Promise.all([
+        readiness(signal), text(path`/metrics`, { signal })]);
       const samples = parse(exposition);
       replace(status, readinessPanel(ready), relayPanel(samples), projectionsPanel(samples));
       remember(samples);

@@ -1,13 +1,13 @@
 // Satisfaction: CSAT and NPS per period for a department and/or agent, with answer
 // counts, from GET /v1/stats/satisfaction. Every figure shown is the API's own number
 // (the one formula lives in projections/satisfaction.py); nothing is recomputed here.
-import { get } from "../api.js";
+import { get, path } from "../api.js";
 import { periodBars, periodLines } from "../charts.js";
 import {
   DEPARTMENTS, field, figure, h, notice, replace, routeParams, select, setRouteParams,
 } from "../dom.js";
 
-const PATH = "/v1/stats/satisfaction";
+const PATH = path`/v1/stats/satisfaction`;
 
 function filtersForm(params, onChange) {
   const form = h(
