@@ -2,9 +2,10 @@
 
 Whoever can write the event store's database cannot forge a checkpoint without this
 file (`CRM_AUDIT_KEY_FILE`, by default `audit-signing.key` in `CRM_DATA_DIR`): it is
-created on first use, readable by its owner only (PKCS #8 PEM). Auditors pin its public
-key (`crm audit public-key`, 64 hex digits) and check signatures against that, never
-against the key a checkpoint names.
+created on first use, readable by its owner only (PKCS #8 PEM), and never again once the
+store holds checkpoints (`services.signer_memory`): a new key would orphan them. Auditors
+pin its public key (`crm audit public-key`, 64 hex digits) and check signatures against
+that, never against the key a checkpoint names.
 
 I/O: the key file.
 """
@@ -29,37 +30,82 @@ class KeyFileError(Exception):
     """The key file or a given public key cannot be read."""
 
 
+class KeyMissing(KeyFileError):  # noqa: N818 - reads as what happened
+    """There is no key file (and it is not for this caller to create one)."""
+
+
 class SigningKey:
-    def __init__(self, private: Ed25519PrivateKey) -> None:
-        self._private = private
-        self.public_key = private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    """The private key in its file `path`. Read when given, or on first use; a missing
+    file is created (mode 0600) on first use only: the checkpointer asks `exists()`
+    first and refuses to have one made over a store that holds checkpoints."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._private: Ed25519PrivateKey | None = None
+
+    def exists(self) -> bool:
+        return self._private is not None or self.path.exists()
+
+    def load(self) -> SigningKey:
+        """Read the file now; `KeyMissing` if there is none, `KeyFileError` if unreadable."""
+        self._private = _read(self.path)
+        return self
+
+    @property
+    def public_key(self) -> bytes:
+        return (
+            self._key()
+            .public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         )
 
     def sign(self, message: bytes) -> bytes:
-        return self._private.sign(message)
+        return self._key().sign(message)
 
     def public_pem(self) -> str:
         return (
-            self._private.public_key()
+            self._key()
+            .public_key()
             .public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
             .decode()
         )
 
+    def _key(self) -> Ed25519PrivateKey:
+        if self._private is None:
+            if not self.path.exists():
+                _create(self.path)
+            self._private = _read(self.path)
+        return self._private
+
 
 def load_or_create(path: Path) -> SigningKey:
-    """The key in `path`; a new one written there (mode 0600) if there is none."""
-    if not path.exists():
-        _create(path)
+    """The key in `path`, read now if the file exists (so a bad file is a configuration
+    error at start), else created there on first use (see `SigningKey`)."""
+    key = SigningKey(path)
+    return key.load() if path.exists() else key
+
+
+def load_existing(path: Path) -> SigningKey:
+    """The key in `path`; `KeyMissing` if there is none (nothing is created)."""
+    return SigningKey(path).load()
+
+
+def _read(path: Path) -> Ed25519PrivateKey:
     try:
-        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError) as error:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyMissing(f"there is no signing key at {path}") from None
+    except OSError as error:
+        raise KeyFileError(f"cannot read the signing key {path}: {error}") from None
+    try:
+        private = serialization.load_pem_private_key(data, password=None)
+    except ValueError as error:
         raise KeyFileError(f"cannot read the signing key {path}: {error}") from None
     if not isinstance(private, Ed25519PrivateKey):
         raise KeyFileError(f"{path} holds no Ed25519 private key")
-    return SigningKey(private)
+    return private
 
 
 def _create(path: Path) -> None:
@@ -87,7 +133,7 @@ def read_public_key(spec: str) -> bytes:
     except OSError as error:
         raise KeyFileError(f"{spec!r} is neither 64 hex digits nor a readable file") from error
     if "PRIVATE KEY" in content:
-        return load_or_create(path).public_key
+        return load_existing(path).public_key
     if "PUBLIC KEY" in content:
         body = "".join(line for line in content.splitlines() if "-----" not in line)
         der = base64.b64decode(body)

@@ -1,25 +1,30 @@
 """Signed checkpoints: every N events or T seconds, sign the log's position, chain head
 and Merkle tree head, store the checkpoint and publish it.
 
-Before signing, the checkpointer walks the events since the previous checkpoint and
-recomputes their chain and tree from that checkpoint's heads (its Merkle frontier is
-saved beside it), so it never signs over a break: it refuses, says where, and keeps
-refusing until the store is repaired. Walking only the new events keeps a checkpoint's
-cost proportional to them, not to the log.
+Before signing, the checkpointer walks the events since the checkpoint it signed last
+and recomputes their chain and tree from that checkpoint's heads, as its own record
+beside the key remembers them (`services.signer_memory`), never from the database's
+rows: it refuses to sign over a break, over a store whose newest checkpoint its key did
+not sign, or over a log that no longer extends what it signed, says why, and keeps
+refusing until the store (or the key and its record) is restored. Walking only the new
+events keeps a checkpoint's cost proportional to them, not to the log.
 
 It runs as a thread of one process per store: `crm relay` (PostgreSQL: the one
 process that already follows the whole log and talks to Kafka) or `crm run` (embedded,
 nothing to publish to); `crm audit checkpoint` signs one on demand. Two signers are
-harmless: a position is signed once (the store keeps the first).
+harmless: a position is signed once (the store keeps the first). The thread survives
+any failure (logged, retried after its interval); how it is doing (`SignerStatus`) is
+what `/readyz` and `/metrics` of an API in the same process report.
 
-I/O: the audit log (event store database), the signing key, `publish`.
+I/O: the audit log (event store database), the signing key and its record, `publish`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -27,11 +32,19 @@ import psycopg
 import structlog
 from eventsourcing.persistence import PersistenceError
 
-from domain.chain_walk import ChainWalk
 from domain.checkpoint import Checkpoint, statement
-from domain.merkle import MerkleFrontier
 from services.audit_keys import SigningKey
 from services.audit_log import AuditLog, pages
+from services.signer_memory import (
+    CheckpointRefused,
+    LastSigned,
+    read_record,
+    record_path,
+    resume,
+    write_record,
+)
+
+__all__ = ["CheckpointRefused", "Checkpointer", "PublishFailed", "SignerStatus"]
 
 
 class PublishFailed(Exception):  # noqa: N818 - reads as what happened
@@ -55,10 +68,6 @@ class Publisher(Protocol):
     def close(self) -> None: ...
 
 
-class CheckpointRefused(Exception):  # noqa: N818 - reads as what happened
-    """The log does not match its chain or the last checkpoint: nothing is signed."""
-
-
 class Checkpointer:
     def __init__(
         self,
@@ -76,6 +85,7 @@ class Checkpointer:
         self._every_events = every_events
         self._every_seconds = every_seconds
         self._publish = publish
+        self.status = SignerStatus()
 
     def due(self) -> bool:
         """N new positions since the last checkpoint, or T seconds and at least one."""
@@ -91,19 +101,27 @@ class Checkpointer:
         return new >= self._every_events or age.total_seconds() >= self._every_seconds
 
     def checkpoint(self) -> Checkpoint | None:
-        """Sign a checkpoint at the head of the log; None if there is nothing new."""
-        walk = self._walk_from_last()
+        """Sign a checkpoint at the head of the log; None if there is nothing new.
+        The record is written before the row: a crash between them leaves a record the
+        next signing finds ahead of the store, and stores again (`signer_memory`)."""
+        memory = record_path(self._key)
+        walk = resume(self._log, self._key, read_record(memory))
         start = walk.position
         for entries, links in pages(self._log, start, self._log.last_position()):
             broken = walk.feed(entries, links)
             if broken is not None:
                 raise CheckpointRefused(f"not signing: {broken}")
+        if (broken := walk.finish()) is not None:
+            raise CheckpointRefused(f"not signing: {broken}")
         if walk.position == start or walk.tree is None:
             return None
         checkpoint = self._sign(walk.position, walk.count, walk.chain, walk.tree.root())
-        if not self._log.add_checkpoint(checkpoint, walk.tree.to_bytes()):
+        frontier = walk.tree.to_bytes()
+        write_record(memory, LastSigned(checkpoint=checkpoint, frontier=frontier.hex()))
+        if not self._log.add_checkpoint(checkpoint, frontier):
             return None  # another signer got there first
         log.info("checkpoint signed", position=checkpoint.position, events=checkpoint.tree_size)
+        self.status.signed += 1
         return checkpoint
 
     def _sign(self, position: int, size: int, chain_head: bytes, tree_head: bytes) -> Checkpoint:
@@ -118,20 +136,6 @@ class Checkpointer:
             public_key=self._key.public_key.hex(),
             signature=signature.hex(),
         )
-
-    def _walk_from_last(self) -> ChainWalk:
-        latest = self._log.latest_checkpoint()
-        if latest is None:
-            return ChainWalk()
-        checkpoint, saved = latest
-        tree = MerkleFrontier.from_bytes(checkpoint.tree_size, saved)
-        if tree.root().hex() != checkpoint.tree_head:
-            raise CheckpointRefused(
-                f"not signing: the Merkle frontier saved with the checkpoint at "
-                f"{checkpoint.position} does not give its tree head"
-            )
-        chain = bytes.fromhex(checkpoint.chain_head)
-        return ChainWalk(position=checkpoint.position, chain=chain, tree=tree)
 
     def publish_pending(self) -> int:
         """Publish the checkpoints not yet published; how many."""
@@ -155,15 +159,85 @@ class Checkpointer:
         self.publish_pending()
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
-        """Sign and publish until `stop` is set. Failures are logged once and retried:
-        a refusal stays until the store is repaired, a broker outage until it is back."""
-        last_error = ""
-        while not stop.is_set():
-            try:
-                self.tick()
-                last_error = ""
-            except (CheckpointRefused, *RETRIED) as error:
-                if str(error) != last_error:
-                    log.error("checkpoint failed", error=str(error), kind=type(error).__name__)
-                    last_error = str(error)
-            stop.wait(min(poll_seconds, self._every_seconds))
+        """Sign and publish until `stop` is set. Any failure is logged (once while it
+        repeats; an unexpected one with its traceback) and retried after the interval:
+        a refusal stays until the store is repaired, a broker outage until it is back,
+        and a bad row until it is gone. `self.status` says which, while running."""
+        with self.status.running():
+            while not stop.is_set():
+                self._attempt()
+                stop.wait(min(poll_seconds, self._every_seconds))
+
+    def _attempt(self) -> None:
+        try:
+            self.tick()
+        except CheckpointRefused as error:
+            if self.status.failed(error, refused=True):
+                log.error("checkpoint refused", error=str(error))
+        except RETRIED as error:
+            if self.status.failed(error, refused=False):
+                log.error("checkpoint failed", error=str(error), kind=type(error).__name__)
+        except Exception as error:  # the one blanket catch: a bad row or a bug must not
+            # end the thread (signing would stop for good while /readyz said ready)
+            if self.status.failed(error, refused=False):
+                log.exception("checkpoint failed unexpectedly", kind=type(error).__name__)
+        else:
+            self.status.succeeded()
+
+
+FAILING_AFTER = 3
+"""Failed attempts in a row (about a second apart) before a transient failure counts."""
+_RUNNING: list[SignerStatus] = []
+_RUNNING_LOCK = threading.Lock()
+
+
+class SignerStatus:
+    """How a signer's attempts went, for `/readyz` and `/metrics`. Written by its thread,
+    read by the API's: each field is one assignment, so a reader sees old or new."""
+
+    def __init__(self) -> None:
+        self.signed = 0
+        self.refusals = 0
+        self.failures = 0
+        self.in_a_row = 0
+        self.error: str | None = None
+        self.refusing = False
+
+    def failed(self, error: Exception, *, refused: bool) -> bool:
+        """Count a failed attempt; whether it is news (to be logged)."""
+        text = f"{type(error).__name__}: {error}" if not refused else str(error)
+        news = text != self.error
+        if refused:
+            self.refusals += 1
+        else:
+            self.failures += 1
+        self.in_a_row += 1
+        self.error, self.refusing = text, refused
+        return news
+
+    def succeeded(self) -> None:
+        self.in_a_row, self.error, self.refusing = 0, None, False
+
+    def trouble(self) -> str | None:
+        """One line for /readyz, None while it signs (or a blip has not repeated)."""
+        if self.error is None or (not self.refusing and self.in_a_row < FAILING_AFTER):
+            return None
+        if self.refusing:
+            return f"refusing to sign: {self.error}"
+        return f"failing ({self.in_a_row} attempts in a row): {self.error}"
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with _RUNNING_LOCK:
+            _RUNNING.append(self)
+        try:
+            yield
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.remove(self)
+
+
+def running_signers() -> list[SignerStatus]:
+    """The signers running in this process (`crm run`: the API's own)."""
+    with _RUNNING_LOCK:
+        return list(_RUNNING)
