@@ -5,7 +5,10 @@ Read at scrape time from the databases, so they describe the relay and every
 here, never per scrape; each scrape is a few indexed reads per projection. While the
 event store is unreachable the database gauges are left out (a scrape must not wait on
 a dead server) and the health gauges say so: `crm_dependency_up`, `crm_degraded`.
-I/O: PostgreSQL (relay position, event-store head, process health), the read-model store.
+The audit signer's counts are those of a signer in this process (`crm run`); how far
+checkpoints lag the log is read from the store, wherever the signer runs.
+I/O: PostgreSQL (relay position, event-store head, process health), the read-model store,
+the event store's checkpoints.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from consumers.process_health import ProcessHealth, read_health
 from consumers.projection_metrics import ProjectionCollector
 from consumers.readmodel_store import ReadModelStore
 from consumers.relay_position import PostgresRelayPosition, relay_status
-from services.api.readiness import DependencyProbe
+from services.api.readiness import DependencyProbe, SignerWatch
+from services.checkpointer import running_signers
 
 RELAY_GAUGES = {
     "crm_relay_position": ("position", "Newest event position the broker acknowledged"),
@@ -113,13 +117,56 @@ def process_metrics(processes: list[ProcessHealth]) -> Iterator[Any]:
     yield from (down, watchdog, writer)
 
 
+class SignerCollector(Collector):
+    """The audit signer: this process's signers' counts, and (while the store answers)
+    how long and how far the newest checkpoint has been behind the log."""
+
+    def __init__(self, watch: SignerWatch, probe: DependencyProbe) -> None:
+        self.watch, self.probe = watch, probe
+
+    def collect(self) -> Iterator[Any]:
+        signers = running_signers()
+        for name, field, text in SIGNER_COUNTS:
+            yield CounterMetricFamily(name, text, value=sum(getattr(s, field) for s in signers))
+        troubled = any(s.trouble() is not None for s in signers)
+        yield GaugeMetricFamily(
+            "crm_audit_signer_trouble", "1 while a signer in this process refuses or keeps "
+            "failing", value=float(troubled),
+        )  # fmt: skip
+        if self.probe.event_store() is not None:
+            return
+        try:
+            behind, waited = self.watch.unsigned()
+            stale = self.watch.stale() is not None
+        except DATABASE_UNAVAILABLE:
+            return
+        yield GaugeMetricFamily("crm_audit_unsigned_positions", "Positions after the newest "
+                                "checkpoint", value=float(behind))  # fmt: skip
+        yield GaugeMetricFamily("crm_audit_unsigned_seconds", "How long the newest checkpoint "
+                                "has been behind the log", value=waited)  # fmt: skip
+        yield GaugeMetricFamily("crm_audit_signer_stale", "1 while nothing is signed though the"
+                                " log grows, or the newest checkpoint does not decode",
+                                value=float(stale))  # fmt: skip
+
+
+SIGNER_COUNTS = (
+    ("crm_audit_checkpoints_signed", "signed", "Checkpoints signed by this process"),
+    ("crm_audit_checkpoint_refusals", "refusals", "Signing attempts refused (tampering "
+     "suspected: see the log)"),
+    ("crm_audit_checkpoint_failures", "failures", "Signing attempts that failed otherwise"),
+)  # fmt: skip
+
+
 def register_pipeline_metrics(
     registry: CollectorRegistry, runtime: Any, store: ReadModelStore | None, probe: DependencyProbe
 ) -> None:
     """Health gauges always; relay gauges in PostgreSQL mode (embedded has no relay);
-    projection lag and dead letters whenever this process has a read-model store."""
+    projection lag and dead letters whenever this process has a read-model store; the
+    audit signer's whenever the store is chained (not the in-memory one)."""
     registry.register(HealthCollector(runtime, probe))
     if runtime.pool is not None:
         registry.register(WhileStoreUp(RelayCollector(runtime), probe))
     if store is not None:
         registry.register(WhileStoreUp(ProjectionCollector(store), probe))
+    if (watch := SignerWatch.of(runtime)) is not None:
+        registry.register(SignerCollector(watch, probe))

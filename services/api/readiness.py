@@ -1,6 +1,7 @@
 """What `/readyz` checks: the event store, Kafka (PostgreSQL mode), read-model lag and
 dead letters, the relay and consumers, (embedded) whether the in-process follower is
-stalled, and (`services.api.app`) the access log's records waiting to be stored.
+stalled, the audit checkpoint signer, and (`services.api.app`) the access log's records
+waiting to be stored.
 
 Each check returns None when fine, else one line saying what is wrong. Any failing check
 makes the API `degraded`; it is not ready (503) only while the event store is
@@ -18,6 +19,11 @@ customer are wrong, and nothing heals by itself: an operator fixes the cause, ru
 copied ones, `consumers.projecting`) do not count: they lack nothing in the read model,
 and whoever can produce to the topics must not take the API out of service. Lag, by
 contrast, heals alone, so it only counts beyond `LAG_LIMIT`.
+
+The signer (`audit_signer`, degraded only): a signer in this process (`crm run`) that
+refuses, or keeps failing, says why; any signer, wherever it runs, that has signed
+nothing for `STALE_FACTOR` intervals (plus `STALE_GRACE_S`) although the log grew, or a
+newest checkpoint row that does not decode, shows in the store (`SignerWatch`).
 I/O: the event store, the read-model store, one TCP connect to the broker.
 """
 
@@ -28,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import msgspec
 from eventsourcing.persistence import PersistenceError
 
 from consumers.pg_pool import DATABASE_UNAVAILABLE
@@ -36,7 +43,9 @@ from consumers.reachability import bootstrap_servers
 from consumers.readmodel_store import ReadModelStore
 from projections import PROJECTIONS
 from services.api.read_positions import AppliedPosition
+from services.audit_log import AuditLog, open_audit_log
 from services.bootstrap import Runtime
+from services.checkpointer import running_signers
 
 ReadinessCheck = Callable[[], str | None]
 """Returns None when ready, else the reason it is not (shown in /readyz)."""
@@ -46,6 +55,8 @@ NOT_READY = ("event_store", "dead_letters", "follower")
 LAG_LIMIT = 10_000
 """Events (embedded) or Kafka records (per projection) behind before we call it degraded."""
 PROBE_TTL_S = 1.0
+STALE_FACTOR = 3
+STALE_GRACE_S = 30.0
 _UNREACHABLE: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, PersistenceError, OSError)
 
 
@@ -116,7 +127,70 @@ def default_checks(
         checks["projections"] = lambda: follower_check(runtime, applied)
     if store is not None:
         checks["dead_letters"] = _if_store_up(probe, lambda: dead_letters_check(store))
+    if (watch := SignerWatch.of(runtime)) is not None:
+        checks["audit_signer"] = _if_store_up(probe, watch.check)
     return checks
+
+
+class SignerWatch:
+    """Whether checkpoints keep up with the log (see the module docstring). It remembers
+    since when (its own clock) the newest checkpoint has been behind the log's head, so
+    it needs no clock of the signer's host; a new checkpoint starts the wait afresh."""
+
+    def __init__(
+        self, log: AuditLog, interval_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._log, self._clock = log, clock
+        self.limit_s = STALE_FACTOR * interval_s + STALE_GRACE_S
+        self._behind: tuple[int, float] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> SignerWatch | None:
+        """The watch over `runtime`'s store; None for the in-memory one (never signed)."""
+        try:
+            log = open_audit_log(runtime.app)
+        except NotImplementedError:
+            return None
+        return cls(log, runtime.settings.audit_checkpoint_seconds)
+
+    def check(self) -> str | None:
+        for signer in running_signers():
+            if (trouble := signer.trouble()) is not None:
+                return f"audit signer {trouble}"
+        return self.stale()
+
+    def unsigned(self) -> tuple[int, float]:
+        """(positions the newest checkpoint is behind the head, seconds it has been)."""
+        try:
+            latest = self._log.latest_checkpoint()
+        except msgspec.DecodeError:
+            latest = None
+        signed = 0 if latest is None else latest[0].position
+        behind = max(self._log.last_position() - signed, 0)
+        now = self._clock()
+        with self._lock:
+            if behind == 0:
+                self._behind = None
+            elif self._behind is None or self._behind[0] != signed:
+                self._behind = (signed, now)
+            return behind, 0.0 if self._behind is None else now - self._behind[1]
+
+    def stale(self) -> str | None:
+        try:
+            self._log.latest_checkpoint()
+        except msgspec.DecodeError as error:
+            return (
+                f"audit signer stopped: the store's newest checkpoint row does not decode "
+                f"({error}); no checkpoint is signed until it is repaired or removed"
+            )
+        behind, waited = self.unsigned()
+        if waited < self.limit_s:
+            return None
+        return (
+            f"audit signer: nothing signed for {waited:.0f} s although {behind} positions"
+            " were added (see the log of `crm run` or `crm relay`)"
+        )
 
 
 def _if_store_up(probe: DependencyProbe, check: ReadinessCheck) -> ReadinessCheck:

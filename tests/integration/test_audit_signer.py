@@ -10,17 +10,20 @@ ended the signer's thread for good while `/readyz` said ready (F7).
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from domain.hashchain import chain_rows
+from services.api.readiness import SignerWatch
 from services.audit_keys import load_or_create, signature_valid
 from services.audit_log import END
 from services.audit_seal import seal_existing
-from services.checkpointer import CheckpointRefused
+from services.checkpointer import Checkpointer, CheckpointRefused
 from services.signer_memory import adopt, record_path
 from tests.integration.audit_support import Audited, audited, fill, flip_byte, positions
 
@@ -163,3 +166,41 @@ def test_a_new_store_gets_its_key_with_its_first_checkpoint(store: Audited) -> N
     store.sign()
     assert stat.S_IMODE(store.key.path.stat().st_mode) == 0o600
     assert record_path(store.key).exists()
+
+
+def _until(condition: Callable[[], bool], seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_signer_thread_outlives_an_undecodable_row_and_readiness_says_so(
+    store: Audited,
+) -> None:
+    fill(store.app)
+    signer = Checkpointer(store.log, store.key, every_events=1, every_seconds=0.05)
+    stop = threading.Event()
+    thread = threading.Thread(target=signer.run, args=(stop, 0.05), daemon=True)
+    thread.start()
+    try:
+        assert _until(lambda: len(store.log.checkpoints()) == 1)
+        insert = f"INSERT INTO {_checkpoints(store)} (position, checkpoint, frontier)"
+        store.sql(f"{insert} VALUES (?, ?, ?)", 1_000_000, b"not json", b"")
+        assert _until(lambda: signer.status.in_a_row >= 3)
+        assert thread.is_alive()
+        watch = SignerWatch(store.log, 0.05)
+        problem = watch.check()
+        assert problem is not None
+        assert "failing" in problem
+        assert "DecodeError" in problem
+        store.sql(f"DELETE FROM {_checkpoints(store)} WHERE position = ?", 1_000_000)
+        fill(store.app, customers=1)
+        assert _until(lambda: store.log.checkpoints()[-1].tree_size == len(positions(store)))
+        assert _until(lambda: watch.check() is None)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert signer.status.failures >= 3

@@ -1,0 +1,134 @@
+"""The signer's health as `/readyz` and `/metrics` see it, with a hand-written log.
+
+F7 (red team): one undecodable checkpoint row ended the signer's thread with a
+traceback, nothing was signed again, and `/readyz` said ready. The loop now survives
+any failure and says how it is doing; the API also sees, from the store alone, a signer
+that signs nothing although the log grows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from prometheus_client import CollectorRegistry, generate_latest
+
+from domain.checkpoint import Checkpoint
+from services.api.pipeline_metrics import SignerCollector
+from services.api.readiness import STALE_GRACE_S, SignerWatch
+from services.audit_keys import load_or_create
+from services.checkpointer import FAILING_AFTER, Checkpointer, running_signers
+
+
+class FakeLog:
+    """The two reads the watch and `due()` make; `broken` makes them raise."""
+
+    def __init__(self) -> None:
+        self.head = 0
+        self.signed: Checkpoint | None = None
+        self.broken: Exception | None = None
+
+    def latest_checkpoint(self) -> tuple[Checkpoint, bytes] | None:
+        if self.broken is not None:
+            raise self.broken
+        return None if self.signed is None else (self.signed, b"")
+
+    def last_position(self) -> int:
+        return self.head
+
+    def sign(self, position: int) -> None:
+        self.signed = Checkpoint(
+            position=position, tree_size=position, chain_head="", tree_head="",
+            signed_at="2026-01-01T00:00:00+00:00", public_key="", signature="",
+        )  # fmt: skip
+
+
+class UpProbe:
+    def event_store(self) -> str | None:
+        return None
+
+
+def _watch(log: FakeLog, now: list[float]) -> SignerWatch:
+    return SignerWatch(log, 10.0, clock=lambda: now[0])  # type: ignore[arg-type]  # a fake
+
+
+def test_a_signer_behind_the_log_for_three_intervals_is_reported() -> None:
+    log, now = FakeLog(), [0.0]
+    watch = _watch(log, now)
+    log.head = 5
+    assert watch.check() is None  # the wait starts now
+    now[0] = 30 + STALE_GRACE_S - 1
+    assert watch.check() is None
+    now[0] += 2
+    assert "nothing signed for" in (watch.check() or "")
+    log.sign(5)
+    assert watch.check() is None
+    log.head = 9  # new events: a new wait, from the checkpoint that caught up
+    now[0] += 30 + STALE_GRACE_S - 1
+    assert watch.check() is None
+
+
+def test_an_undecodable_newest_row_is_reported_at_once() -> None:
+    log = FakeLog()
+    log.broken = msgspec.DecodeError("JSON is malformed")
+    problem = _watch(log, [0.0]).check()
+    assert problem is not None
+    assert "does not decode" in problem
+
+
+def _until(condition: Callable[[], bool]) -> bool:
+    done = threading.Event()
+    for _ in range(400):
+        if condition():
+            return True
+        done.wait(0.01)
+    return False
+
+
+def test_the_loop_survives_any_error_and_readiness_and_metrics_say_so(tmp_path: Path) -> None:
+    log = FakeLog()
+    log.broken = RuntimeError("a bug, or a row nobody expected")
+    signer = Checkpointer(
+        log,  # type: ignore[arg-type]  # a fake with the reads `due()` makes
+        load_or_create(tmp_path / "k.key"),
+        every_events=1,
+        every_seconds=0.01,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=signer.run, args=(stop, 0.01), daemon=True)
+    thread.start()
+    try:
+        assert _until(lambda: signer.status.in_a_row >= FAILING_AFTER)
+        assert thread.is_alive()
+        assert signer.status in running_signers()
+        problem = _watch(FakeLog(), [0.0]).check()
+        assert problem is not None
+        assert "RuntimeError: a bug" in problem
+        registry = CollectorRegistry()
+        probe: Any = UpProbe()  # the one question the collector asks the probe
+        registry.register(SignerCollector(_watch(FakeLog(), [0.0]), probe))
+        scraped = generate_latest(registry).decode()
+        assert "crm_audit_signer_trouble 1.0" in scraped
+        assert "crm_audit_checkpoint_failures_total" in scraped
+        log.broken = None  # repaired: nothing new to sign, the next attempt succeeds
+        assert _until(lambda: signer.status.trouble() is None)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert signer.status not in running_signers()
+
+
+def test_a_refusal_is_reported_at_once_a_blip_only_when_it_repeats() -> None:
+    from services.checkpointer import CheckpointRefused, SignerStatus
+
+    status: Any = SignerStatus()
+    assert status.failed(OSError("blip"), refused=False)
+    assert status.trouble() is None
+    assert not status.failed(OSError("blip"), refused=False)  # logged once
+    status.succeeded()
+    status.failed(CheckpointRefused("not signing: edited at position 3"), refused=True)
+    assert status.trouble() == "refusing to sign: not signing: edited at position 3"
+    assert status.refusals == 1
