@@ -259,7 +259,7 @@ class Conversation(Aggregate):
             channel=check.one_of(channel.strip().lower(), CHANNELS, "channel"),
             subject=check.text(subject, "subject"),
             department=check.department(department or ctx.actor_department),
-            agent=check.optional_text(agent, "agent", bound.PERSON),
+            agent=check.optional_person(agent, "agent"),
             participants=_participants(participants),
         )
         return conversation
@@ -280,7 +280,7 @@ class Conversation(Aggregate):
             ctx,
             message_id=self._new_message_id(message_id),
             direction=check.one_of(direction, DIRECTIONS, "direction"),
-            author=check.text(author, "author"),
+            author=check.text(author, "author"),  # as written, by anyone: no rule compares it
             content=self._room_for(check.text(content, "content", bound.MESSAGE, multiline=True)),
             sent_at=check.aware(sent_at or ctx.occurred_at, "sent_at"),
         )
@@ -292,7 +292,7 @@ class Conversation(Aggregate):
             InternalNoteAdded,
             ctx,
             message_id=self._new_message_id(message_id),
-            author=check.text(ctx.actor, "author", bound.PERSON),  # personal: not sealed-looking
+            author=check.person(ctx.actor, "author"),  # a principal: personal, not sealed-looking
             content=self._room_for(check.text(content, "content", bound.MESSAGE, multiline=True)),
         )
 
@@ -326,7 +326,7 @@ class Conversation(Aggregate):
         """Move the conversation to another department/agent; a move to itself is a no-op."""
         self._require_open()
         department = check.department(to_department, "to_department")
-        agent = check.optional_text(to_agent, "to_agent", bound.PERSON)
+        agent = check.optional_person(to_agent, "to_agent")
         if (department, agent) == (self.department, self.agent):
             return
         self._require_room_for(agent)
@@ -527,4 +527,4 @@ def _participants(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     check: appliers take the names an event holds, whatever the bound is now)."""
     if len(names) > bound.MAX_PARTICIPANTS:
         raise ValidationFailed("participants", f"more than {bound.MAX_PARTICIPANTS}")
-    return tuple(sorted({check.text(n, "participants", bound.PERSON) for n in names}))
+    return tuple(sorted({check.person(n, "participants") for n in names}))

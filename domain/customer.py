@@ -216,7 +216,7 @@ class Customer(Aggregate):
             CustomerRegistered,
             ctx,
             owner_department=check.department(owner_department, "owner_department"),
-            owner_agent=check.optional_text(owner_agent, "owner_agent", bound.PERSON),
+            owner_agent=check.optional_person(owner_agent, "owner_agent"),
             tags=_tags(tags),
             consents=_consents(consents or {}),
             **_profile(name=name, company=company, email=email, phone=phone, address=address),
@@ -239,7 +239,7 @@ class Customer(Aggregate):
     def change_owner(self, ctx: Context, *, department: str, agent: str | None = None) -> None:
         self._require_active()
         to_department = check.department(department)
-        to_agent = check.optional_text(agent, "agent", bound.PERSON)
+        to_agent = check.optional_person(agent, "agent")
         if (to_department, to_agent) == (self.owner_department, self.owner_agent):
             return
         self._trigger(

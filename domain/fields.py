@@ -12,7 +12,12 @@ the decoded path there, so `a%2Fb` was recorded and then unreachable, a 404), no
 backslash (WHATWG URL parsers, browsers' among them, read it as `/`), no `%` (a proxy
 or client that decodes a path once more reads `a%41` as `aA`), and not `.` or `..`
 (clients resolve them as dot segments, however the rest is encoded). Other characters
-(`#`, `?`, spaces, any letter) are carried once percent-encoded. Times must carry a zone
+(`#`, `?`, spaces, any letter) are carried once percent-encoded. A person's name
+(`PersonName`: an assignee, an agent, a participant, a customer's owner, a principal) is
+single-line text that is printable too: no format character (a zero-width space, a
+right-to-left override) and nothing else invisible, so two names that read alike are
+one name; the domain (`validation.person`) checks that, the schema only what a pattern
+can say. Times must carry a zone
 and lie within 1900-01-01 .. 9999-12-31 once converted to UTC, so every store and every
 projection can represent them. Amounts are non-negative decimals below 10^12 with at
 most 4 decimal places.
@@ -32,7 +37,7 @@ SINGLE_LINE = r"^[^\x00-\x1f\x7f-\x9f]*$"
 FREE_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
 PATH_SEGMENT = r"^(?!\.\.?$)[^\x00-\x1f\x7f-\x9f/\\%]*$"
 
-PERSON = 100  # an agent, an assignee, a participant, a message id, an order id
+PERSON = 100  # a person's name (agent, assignee, participant), a message id, an order id
 LINE = 200  # a name, a company, a subject, a title, a reason
 ADDRESS = 500
 PARAGRAPH = 2_000  # a hand-off note, a closing summary, a survey comment
@@ -55,7 +60,17 @@ LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 AMOUNT_LIMIT = Decimal(10) ** 12
 AMOUNT_PLACES = 4
 
-PersonName = Annotated[str, Meta(max_length=PERSON, pattern=SINGLE_LINE)]
+PersonName = Annotated[
+    str,
+    Meta(
+        max_length=PERSON,
+        pattern=SINGLE_LINE,
+        description="A person's name: printable, no invisible or format characters",
+    ),
+]
+RecordedId = Annotated[str, Meta(max_length=PERSON, pattern=SINGLE_LINE)]
+"""An id recorded earlier (a message's, an order's), named to find it: perhaps recorded
+before `PathId` was its rule, so only what any single-line text is."""
 PathId = Annotated[
     str,
     Meta(

@@ -210,7 +210,7 @@ class Task(Aggregate):
                 description, "description", bound.DOCUMENT, multiline=True
             ),
             department=check.department(department or ctx.actor_department),
-            assignee=check.optional_text(assignee, "assignee", bound.PERSON),
+            assignee=check.optional_person(assignee, "assignee"),
             due_at=None if due_at is None else check.aware(due_at, "due_at"),
             priority=check.one_of(priority, PRIORITIES, "priority"),
         )
@@ -226,7 +226,7 @@ class Task(Aggregate):
     ) -> None:
         """(Re)assign, optionally to another department; same person and place is a no-op."""
         self._require_status(_ACTIVE, "assign")
-        to_assignee = check.text(assignee, "assignee", bound.PERSON)
+        to_assignee = check.person(assignee, "assignee")
         to_department = check.department(department or self.department)
         if (to_assignee, to_department) == (self.assignee, self.department):
             return
@@ -295,11 +295,12 @@ class Task(Aggregate):
         )
 
     def evaluate(self, ctx: Context, *, score: int, feedback: str | None = None) -> None:
-        """Once per completion, by anyone but the assignee, who is credited."""
+        """Once per completion, by anyone but the assignee, who is credited: anyone whose
+        name is not the assignee's however it is spelled (`validation.same_person`)."""
         self._require_status({"completed"}, "evaluate")
         if self.evaluated:
             raise InvalidTransition(f"task {self.id} was already evaluated")
-        if ctx.actor == self.assignee:
+        if check.same_person(ctx.actor, self.assignee):
             raise SelfEvaluationError("the assignee may not evaluate their own task")
         self._trigger(
             TaskEvaluated,

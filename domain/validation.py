@@ -8,6 +8,7 @@ field, so a decision method reads as a list of checks. The bounds come from
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -35,6 +36,12 @@ _FREE_TEXT = re.compile(bound.FREE_TEXT)
 _PATH_SEGMENT = re.compile(bound.PATH_SEGMENT)
 _PHONE_DIGITS = re.compile(r"^\d{7,15}$")
 _UNIT = Decimal(1)
+_INVISIBLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+"""The default-ignorable code points `str.isprintable` lets through (it refuses the rest
+of Unicode's Default_Ignorable_Code_Point, which are format characters or unassigned):
+fillers, variation selectors and joiners that show nothing after a letter."""
 
 
 def department(value: str, field: str = "department") -> str:
@@ -97,6 +104,42 @@ def text(value: str, field: str, max_length: int = bound.LINE, *, multiline: boo
     if not allowed.match(stripped):
         raise ValidationFailed(field, "must not contain control characters")
     return _unsealed(stripped, field)
+
+
+def person(value: str, field: str) -> str:
+    """A name that stands for a person the rules tell apart (an assignee, an agent, a
+    participant, a principal): `text` of at most `fields.PERSON` characters, and
+    printable (`str.isprintable`: no format characters such as a zero-width space or a
+    right-to-left override, no space but U+0020, nothing invisible), so that two names
+    that read alike are one name (`person_key` compares what remains)."""
+    checked = text(value, field, bound.PERSON)
+    if not checked.isprintable() or _INVISIBLE.search(checked):
+        raise ValidationFailed(field, "must be printable: no invisible or format characters")
+    return checked
+
+
+def optional_person(value: str | None, field: str) -> str | None:
+    """An optional `person`: blank means absent."""
+    if value is None or not value.strip():
+        return None
+    return person(value, field)
+
+
+def person_key(name: str) -> str:
+    """What two names of one person share: Unicode compatibility-normalised (NFKC) and
+    case-folded, without format or invisible characters, so `Mgr`, `mgr` in fullwidth
+    letters and a `mgr\u200b` stored before `person` refused it are all `mgr`. For
+    comparing only; names are stored as sent."""
+    visible = _INVISIBLE.sub("", "".join(c for c in name if unicodedata.category(c) != "Cf"))
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", visible).casefold())
+    return folded.strip()
+
+
+def same_person(a: str | None, b: str | None) -> bool:
+    """Whether two names stand for one person: the one comparison every rule that tells
+    someone from themselves makes (a self-evaluation, a self-assignment). No name is
+    nobody's."""
+    return a is not None and b is not None and person_key(a) == person_key(b)
 
 
 def path_id(value: str, field: str) -> str:

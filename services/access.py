@@ -35,6 +35,7 @@ from domain.base import MASKED, Aggregate, NotFound, ValidationFailed
 from domain.conversation import Conversation
 from domain.customer import Customer, CustomerErasedError
 from domain.task import Task
+from domain.validation import same_person
 
 DEFAULT_DEPARTMENTS = ("sales", "support", "marketing")
 MARKETING = "marketing"
@@ -537,7 +538,8 @@ class AccessModel:
     def _actions(self, principal: Principal, rules: CommandRules) -> list[str]:
         actions = [rules.action]
         if rules.assignee is not None:
-            actions.append(self.ASSIGN_SELF if rules.assignee == principal.name else self.ASSIGN)
+            yourself = same_person(rules.assignee, principal.name)  # however it is spelled
+            actions.append(self.ASSIGN_SELF if yourself else self.ASSIGN)
         return actions
 
     def _check_departments(self, rules: CommandRules) -> None:

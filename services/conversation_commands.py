@@ -103,7 +103,7 @@ class CorrectMessage(ConversationChange, frozen=True, kw_only=True):
     """A correction; the original stays in history. `message_id` names an entry logged
     earlier, perhaps before `PathId` was its rule (so for `RetractMessage`)."""
 
-    message_id: f.PersonName
+    message_id: f.RecordedId
     content: f.MessageText
     reason: f.Line
 
@@ -116,7 +116,7 @@ class CorrectMessage(ConversationChange, frozen=True, kw_only=True):
 
 
 class RetractMessage(ConversationChange, frozen=True, kw_only=True):
-    message_id: f.PersonName
+    message_id: f.RecordedId
     reason: f.Line
 
     def decide(self, aggregate: Conversation, ctx: Context) -> None:

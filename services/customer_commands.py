@@ -142,7 +142,7 @@ class ChangeOrderStatus(CustomerChange, frozen=True, kw_only=True):
     """`order_id` names an order recorded earlier, perhaps before `PathId` was its rule."""
 
     action: ClassVar[str] = "customer.order"
-    order_id: f.PersonName
+    order_id: f.RecordedId
     status: f.Code
 
     def decide(self, aggregate: Customer, ctx: Context) -> None:

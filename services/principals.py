@@ -3,8 +3,12 @@
 A token is `secrets.token_urlsafe(32)` (256 random bits), so a plain SHA-256 is enough:
 there is nothing to brute-force that a slow hash would protect. Stored in PostgreSQL
 table `crm_principals`, or in `principals.db` (SQLite) in the data dir in embedded mode.
-Lookups are cached for a few seconds, so a revocation in another process takes effect
-within `CACHE_SECONDS`; in this process it takes effect at once.
+Each row keeps its name's `person_key` too (`name_key`, unique), so no principal is added
+whom the rules could not tell from one that exists (`mgr` and `Mgr`), whatever adds them
+at once; rows stored before the column are given theirs as the table opens (of twins
+stored then, the first by name; the other keeps none). Lookups are cached for a few
+seconds, so a revocation in another process takes effect within `CACHE_SECONDS`; in this
+process it takes effect at once.
 
 The API resolves tokens on its event loop (`resolve`): a cached answer at once, a lookup
 on a worker thread, one per token at a time. A lookup on the loop held it for the
@@ -26,17 +30,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
+from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from consumers.pg_ddl import create_tables
-from domain import fields as bound
 from domain import validation as check
 from domain.base import ValidationFailed
 from domain.validation import DEPARTMENT_PATTERN
 from services.access import Principal, Role
 
 CACHE_SECONDS = 5.0
-NAME_LIMIT = bound.PERSON
 
 
 class PrincipalError(ValueError):
@@ -62,7 +65,14 @@ def new_token() -> str:
 class PrincipalTable(Protocol):
     """The storage adapter: one implementation per database."""
 
-    def insert(self, record: PrincipalRecord, token_hash: str) -> bool: ...
+    def insert(self, record: PrincipalRecord, token_hash: str) -> bool:
+        """False if a principal has its name or its name's `person_key` already."""
+        ...
+
+    def named_alike(self, name_key: str) -> str | None:
+        """The name of the principal whose name's `person_key` is `name_key`, if any."""
+        ...
+
     def by_hash(self, token_hash: str) -> PrincipalRecord | None: ...
     def all(self) -> list[PrincipalRecord]: ...
     def revoke(self, name: str) -> bool: ...
@@ -81,9 +91,11 @@ class Principals:
         self._lookups: dict[str, asyncio.Future[Principal | None]] = {}  # `resolve`'s
 
     def add(self, name: str, department: str, role: str) -> str:
-        """Create a principal and return its token: shown once, never stored."""
+        """Create a principal and return its token: shown once, never stored. Refused if
+        one exists already that the rules would take for the same person."""
+        self._refuse_alike(_check_name(name))
         record = PrincipalRecord(
-            name=_check_name(name),
+            name=name,
             department=self._check_department(department, role),
             role=_check_role(role),
             revoked=False,
@@ -91,8 +103,18 @@ class Principals:
         )
         token = new_token()
         if not self._table.insert(record, hash_token(token)):
+            self._refuse_alike(name)  # added meanwhile, by another process
             raise PrincipalError(f"a principal named {name!r} already exists")
         return token
+
+    def _refuse_alike(self, name: str) -> None:
+        alike = self._table.named_alike(check.person_key(name))
+        if alike == name:
+            raise PrincipalError(f"a principal named {name!r} already exists")
+        if alike is not None:
+            raise PrincipalError(
+                f"a principal named {alike!r} already exists: {name!r} reads as it"
+            )
 
     def list(self) -> list[PrincipalRecord]:
         return self._table.all()
@@ -160,17 +182,18 @@ class Principals:
 
 
 def _check_name(name: str) -> str:
-    """A name the domain takes for a person: it is the actor of every event the principal
-    causes and the author of its internal notes (a personal field, where a name in the
-    form of a sealed value would be taken for one). Printable, too: no format characters
-    (a right-to-left override) and nothing that would break `crm principals list`."""
+    """A name the domain takes for a person (`validation.person`, the rule of every
+    assignee and agent): it is the actor of every event the principal causes and the
+    author of its internal notes (a personal field, where a name in the form of a sealed
+    value would be taken for one). Printable, so nothing that would break `crm principals
+    list`, and unpadded: the name is given once, exactly as it will be sent."""
     try:
-        checked = check.text(name, "name", NAME_LIMIT)
+        checked = check.person(name, "name")
     except ValidationFailed as refused:
         reason = str(refused).removeprefix("name: ")
         raise PrincipalError(f"bad principal name {name[:80]!r}: {reason}") from None
-    if checked != name or not name.isprintable():
-        raise PrincipalError(f"bad principal name {name[:80]!r}: not printable, or padded")
+    if checked != name:
+        raise PrincipalError(f"bad principal name {name[:80]!r}: padded")
     return name
 
 
@@ -187,6 +210,16 @@ def _check_role(role: str) -> str:
 
 
 _COLUMNS = "name, department, role, revoked, created_at"
+_INSERTED = "name, department, role, token_hash, created_at, name_key"
+_UNKEYED = "SELECT name FROM crm_principals WHERE name_key IS NULL ORDER BY name"
+"""Rows stored before `name_key`: given theirs as the table opens."""
+
+
+def _inserted(record: PrincipalRecord, token_hash: str) -> tuple[str, ...]:
+    return (
+        *(record.name, record.department, record.role, token_hash, record.created_at),
+        check.person_key(record.name),
+    )
 
 
 def _record(row: Any) -> PrincipalRecord:
@@ -201,20 +234,44 @@ class PostgresPrincipalTable:
         " NOT NULL, role text NOT NULL, token_hash text NOT NULL UNIQUE, revoked boolean"
         " NOT NULL DEFAULT false, created_at text NOT NULL)"
     )
+    KEY_INDEX = (
+        "CREATE UNIQUE INDEX IF NOT EXISTS crm_principals_name_key ON crm_principals (name_key)"
+    )
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         with pool.connection() as conn:
-            create_tables(conn, self.DDL)
+            create_tables(
+                conn,
+                self.DDL,
+                "ALTER TABLE crm_principals ADD COLUMN IF NOT EXISTS name_key text",
+                self.KEY_INDEX,
+            )
+            for (name,) in conn.execute(_UNKEYED).fetchall():
+                try:
+                    with conn.transaction():
+                        conn.execute(
+                            "UPDATE crm_principals SET name_key = %s WHERE name = %s",
+                            (check.person_key(name), name),
+                        )
+                except errors.UniqueViolation:
+                    continue  # a twin stored before the key: `named_alike` finds the other
 
     def insert(self, record: PrincipalRecord, token_hash: str) -> bool:
         with self._pool.connection() as conn:
             cursor = conn.execute(
-                "INSERT INTO crm_principals (name, department, role, token_hash, created_at)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
-                (record.name, record.department, record.role, token_hash, record.created_at),
+                f"INSERT INTO crm_principals ({_INSERTED}) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                _inserted(record, token_hash),
             )
             return cursor.rowcount == 1
+
+    def named_alike(self, name_key: str) -> str | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT name FROM crm_principals WHERE name_key = %s", (name_key,)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def by_hash(self, token_hash: str) -> PrincipalRecord | None:
         with self._pool.connection() as conn:
@@ -243,15 +300,30 @@ class SqlitePrincipalTable:
         self._conn.execute(
             PostgresPrincipalTable.DDL.replace("boolean", "integer").replace("false", "0")
         )
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(crm_principals)")}
+        if "name_key" not in columns:
+            self._conn.execute("ALTER TABLE crm_principals ADD COLUMN name_key text")
+        self._conn.execute(PostgresPrincipalTable.KEY_INDEX)
+        for (name,) in self._conn.execute(_UNKEYED).fetchall():
+            self._conn.execute(  # OR IGNORE: a twin stored before the key keeps none
+                "UPDATE OR IGNORE crm_principals SET name_key = ? WHERE name = ?",
+                (check.person_key(name), name),
+            )
 
     def insert(self, record: PrincipalRecord, token_hash: str) -> bool:
         with self._lock:
             cursor = self._conn.execute(
-                "INSERT OR IGNORE INTO crm_principals"
-                " (name, department, role, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                (record.name, record.department, record.role, token_hash, record.created_at),
+                f"INSERT OR IGNORE INTO crm_principals ({_INSERTED}) VALUES (?, ?, ?, ?, ?, ?)",
+                _inserted(record, token_hash),
             )
             return cursor.rowcount == 1
+
+    def named_alike(self, name_key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT name FROM crm_principals WHERE name_key = ?", (name_key,)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def by_hash(self, token_hash: str) -> PrincipalRecord | None:
         with self._lock:

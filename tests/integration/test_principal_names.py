@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from services.principals import PrincipalError
 from tests.e2e.processes import CRM
 from tests.integration.api_support import embedded_api
 
@@ -73,3 +74,33 @@ def test_a_note_by_a_principal_named_like_a_sealed_value_breaks_no_read(
         api.catch_up()
         for path in (f"/v1/conversations/{conversation}", f"/v1/customers/{customer}/timeline"):
             assert client.get(path, headers=admin).status_code == 200, path
+
+
+def test_a_manager_may_not_evaluate_their_own_task_under_a_look_alike_name(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The red team's self-evaluation: `mgr\u200b` (a zero-width space after it) and
+    `\u200bmgr` are a 422 naming the assignee; `Mgr` and fullwidth `mgr` are `mgr`,
+    who may not evaluate their own task (403); and no principal `Mgr` can be added."""
+    with embedded_api(tmp_path, database_url=pg_url) as api, TestClient(app=api.app) as client:
+        mgr = api.token("mgr", "support", "manager")
+        body = {"name": "Ann", "owner_department": "support"}
+        customer = client.post("/v1/customers", json=body, headers=mgr).json()["id"]
+        for hidden in ("mgr\u200b", "\u200bmgr", "\u202emgr"):
+            task = {"customer_id": customer, "title": "t", "assignee": hidden}
+            refused = client.post("/v1/tasks", json=task, headers=mgr)
+            assert refused.status_code == 422, (hidden, refused.text)
+            assert refused.json()["field"] == "assignee"
+        for alike in ("mgr", "Mgr", "\uff4d\uff47\uff52"):
+            task = {"customer_id": customer, "title": "t", "assignee": alike}
+            created = client.post("/v1/tasks", json=task, headers=mgr)
+            assert created.status_code == 201, created.text
+            path = f"/v1/tasks/{created.json()['id']}"
+            assert client.post(f"{path}/start", json={}, headers=mgr).status_code == 200
+            done = client.post(f"{path}/complete", json={"resolution": "r"}, headers=mgr)
+            assert done.status_code == 200, done.text
+            own = client.post(f"{path}/evaluation", json={"score": 5}, headers=mgr)
+            assert own.status_code == 403, (alike, own.text)
+        principals = api.app.state.services.principals
+        with pytest.raises(PrincipalError, match="'mgr' already exists"):
+            principals.add("Mgr", "support", "agent")

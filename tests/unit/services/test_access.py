@@ -75,6 +75,18 @@ def test_naming_an_assignee_is_an_assignment() -> None:
     ACCESS.command(who("manager"), assigning, task)
 
 
+@pytest.mark.parametrize("yourself", ["sam", "Sam", "SAM", "\uff53\uff41\uff4d", "sam\u200b"])
+def test_assigning_yourself_is_so_however_your_name_is_spelled(yourself: str) -> None:
+    """`Sam` is `sam` to every rule (`validation.same_person`): assigning them is
+    `task.assign_self`, as an evaluation by them is their own (a `sam\u200b` the domain
+    then refuses, 422)."""
+    task = Resource(kind="task", id=uuid.uuid4(), owner="sales", departments=frozenset({"sales"}))
+    ACCESS.command(who("agent"), CommandRules(action="task.write", assignee=yourself), task)
+    with pytest.raises(Forbidden) as refused:
+        ACCESS.command(who("agent"), CommandRules(action="task.write", assignee="sam2"), task)
+    assert refused.value.rule == "agent:task.assign:denied"
+
+
 def test_departments_are_a_closed_set() -> None:
     rules = CommandRules(action="conversation.write", departments={"department": "elsewhere"})
     with pytest.raises(ValidationFailed) as refused:

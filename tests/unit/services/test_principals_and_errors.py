@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -12,7 +13,13 @@ from litestar.exceptions import NotFoundException
 from domain.base import InvalidTransition, NotFound, ValidationFailed, VersionConflict
 from services.access import Forbidden, Role
 from services.api.errors import NotCaughtUp, Unauthenticated, problem_for
-from services.principals import PrincipalError, Principals, SqlitePrincipalTable, hash_token
+from services.principals import (
+    PostgresPrincipalTable,
+    PrincipalError,
+    Principals,
+    SqlitePrincipalTable,
+    hash_token,
+)
 
 
 def test_only_a_sha256_of_the_token_is_stored(tmp_path: Path) -> None:
@@ -46,6 +53,45 @@ def test_bad_principals_are_refused(tmp_path: Path) -> None:
     ]:
         with pytest.raises(PrincipalError):
             principals.add(name, department, role)
+
+
+@pytest.mark.parametrize("name", ["mgr\u200b", "\u200bmgr", "\u202emgr", "mgr\u3164", " mgr"])
+def test_a_principal_s_name_follows_the_rule_of_every_person_s_name(
+    tmp_path: Path, name: str
+) -> None:
+    with pytest.raises(PrincipalError, match="bad principal name"):
+        Principals(SqlitePrincipalTable(tmp_path / "p.db")).add(name, "sales", "agent")
+
+
+@pytest.mark.parametrize("alike", ["Mgr", "MGR", "\uff4d\uff47\uff52"])
+def test_no_principal_reads_as_one_that_exists(tmp_path: Path, alike: str) -> None:
+    """The rules take `Mgr` for `mgr` (`validation.same_person`): two principals so
+    named would be one person to them."""
+    principals = Principals(SqlitePrincipalTable(tmp_path / "p.db"))
+    principals.add("mgr", "sales", "manager")
+    with pytest.raises(PrincipalError, match="'mgr' already exists"):
+        principals.add(alike, "support", "agent")
+    principals.add("mgr2", "sales", "agent")
+    assert [record.name for record in principals.list()] == ["mgr", "mgr2"]
+
+
+def test_principals_stored_before_the_name_key_are_given_theirs(tmp_path: Path) -> None:
+    """A table of an earlier release has no `name_key`: its rows get theirs as it opens,
+    the first of two look-alikes stored then by name, and no third is added."""
+    with sqlite3.connect(tmp_path / "p.db") as old:
+        old.execute(PostgresPrincipalTable.DDL.replace("boolean", "integer"))
+        for name, token in [("Mgr", "t1"), ("mgr", "t2")]:
+            old.execute(
+                "INSERT INTO crm_principals (name, department, role, token_hash, created_at)"
+                " VALUES (?, 'sales', 'manager', ?, '2024-01-01')",
+                (name, hash_token(token)),
+            )
+    old.close()
+    principals = Principals(SqlitePrincipalTable(tmp_path / "p.db"))
+    for alike in ("mgr", "MGR"):
+        with pytest.raises(PrincipalError, match="'Mgr' already exists"):
+            principals.add(alike, "sales", "agent")
+    assert principals.authenticate("t2") is not None  # both still work as they were
 
 
 @pytest.mark.parametrize(
