@@ -24,6 +24,7 @@ from consumers.readmodel_store import ReadModelStore
 from projections import PROJECTIONS
 from projections.base import ColumnType
 from projections.satisfaction import ALL, ALL_TIME, bucket_range, csat, nps
+from projections.stats import on_time_rate
 
 Row = dict[str, Any]
 OPEN = ("open", "in_progress")
@@ -356,7 +357,8 @@ def task_stats(
     store: ReadModelStore, *, department: str | None = None, assignee: str | None = None
 ) -> Row:
     """Created, completed (on time), reassignments, mean evaluation, mean and p90 duration.
-    None is "all departments" / "all assignees"; `""` is the tasks nobody is assigned."""
+    None is "all departments" / "all assignees"; `""` is the tasks nobody is assigned.
+    The on-time rate leaves out the tasks that had no due time (`projections.stats`)."""
     found = typed_fetch(
         store,
         "SELECT * FROM {t} WHERE department = %(department)s AND assignee = %(assignee)s"
@@ -367,12 +369,10 @@ def task_stats(
     row: Row = (found[0] if found else {}) | {"department": department, "assignee": assignee}
     durations = sorted(float(d["seconds"]) for d in _durations(store, department, assignee))
     evaluations = int(row.get("evaluations") or 0)
-    completed = int(row.get("completed") or 0)
+    on_time, late = int(row.get("completed_on_time") or 0), int(row.get("completed_late") or 0)
     return {
         **row,
-        "on_time_rate": round(int(row["completed_on_time"]) * 100 / completed, 2)
-        if completed
-        else None,
+        "on_time_rate": on_time_rate(on_time, late),
         "mean_evaluation": round(int(row["evaluation_sum"]) / evaluations, 2)
         if evaluations
         else None,

@@ -19,6 +19,8 @@ from uuid import UUID
 
 from domain.conversation import Conversation
 from domain.customer import Customer
+from domain.task import Task
+from projections.satisfaction import ALL
 from tests.unit.projections.world import World
 
 Row = dict[str, Any]
@@ -150,3 +152,69 @@ def mismatches(world: World, rows: Rows) -> list[str]:
 def _timeline_other(table: str, row: Row) -> bool:
     """Timeline entries other than messages and notes mirror no state: not compared."""
     return table == "timeline" and "/m/" not in row["entry_id"]
+
+
+TASK_OUTCOMES = ("completed", "completed_on_time", "completed_late", "evaluations",
+                 "evaluation_sum", "cancelled")  # fmt: skip
+"""The counters of `stats.tasks` that a task's current state decides."""
+
+
+def _outcome(t: Task) -> Row:
+    """What a task counts for, by its state: its latest outcome only."""
+    if t.status == "cancelled":
+        return {"cancelled": 1}
+    if t.status != "completed":
+        return {}
+    return {"completed": 1, "completed_on_time": int(t.on_time is True),
+            "completed_late": int(t.on_time is False), "evaluations": int(t.evaluated),
+            "evaluation_sum": t.evaluation_score if t.evaluated else 0}  # fmt: skip
+
+
+def expected_task_stats(world: World) -> dict[tuple[str, str], Row]:
+    """`stats.tasks` outcome counters per (department, assignee), "all" rows included; a
+    done or cancelled task cannot be reassigned, so its place is where it is now."""
+    found: dict[tuple[str, str], Row] = {}
+    for t in world.tasks:
+        who = t.assignee or ""
+        for key in ((t.department, who), (t.department, ALL), (ALL, who), (ALL, ALL)):
+            counters = found.setdefault(key, {})
+            for name, value in _outcome(t).items():
+                counters[name] = counters.get(name, 0) + value
+    return found
+
+
+def stats_mismatches(world: World, rows: Rows) -> list[str]:
+    """How `stats` differs from what the tasks' states imply: outcome counters, one
+    duration per completed task (creation to latest completion), and the totals of
+    created tasks and reassignments. Only for a read model of this world alone."""
+    actual = {(r["department"], r["assignee"]): r for r in rows("stats", "tasks")}
+    wanted = expected_task_stats(world)
+    problems = [
+        f"stats.tasks {key}: {name}={actual.get(key, {}).get(name, 0)}, not {value}"
+        for key in sorted(actual.keys() | wanted.keys())
+        for name in TASK_OUTCOMES
+        if (value := wanted.get(key, {}).get(name, 0)) != actual.get(key, {}).get(name, 0)
+    ]
+    everything = actual.get((ALL, ALL), {})
+    totals = {
+        "created": len(world.tasks),
+        "reassignments": sum(t.reassignments for t in world.tasks),
+    }
+    problems += [
+        f"stats.tasks all: {name}={everything.get(name, 0)}, not {value}"
+        for name, value in totals.items()
+        if everything.get(name, 0) != value
+    ]
+    durations = {r["task_id"]: (r["department"], r["assignee"], r["seconds"])
+                 for r in rows("stats", "task_durations")}  # fmt: skip
+    if durations != _durations(world):
+        problems.append(f"stats.task_durations: {durations}, not {_durations(world)}")
+    return problems
+
+
+def _durations(world: World) -> dict[UUID, tuple[str, str, float]]:
+    return {
+        t.id: (t.department, t.assignee or "", (t.completed_at - t.created_at).total_seconds())
+        for t in world.tasks
+        if t.status == "completed" and t.completed_at and t.created_at
+    }

@@ -125,12 +125,14 @@ COMMANDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "reopen_task": {"reason": TEXT},
     "cancel": {"reason": TEXT},
     "work": {"percent": st.integers(0, 100), "resolution": LONGER},
+    "rework": {"reason": TEXT, "percent": st.integers(0, 100), "resolution": LONGER,
+               "score": st.integers(1, 5), "cancel": st.booleans()},
     "survey": {"outcome": st.sampled_from(sorted(OUTCOMES)), "csat": st.integers(1, 5),
                "nps": st.integers(0, 10)},
 }  # fmt: skip
-"""Each command's arguments; `work` and `survey` are a few commands in a row (a task
-started, progressed and completed; a conversation closed and answered), which random
-single steps rarely line up."""
+"""Each command's arguments; `work`, `rework` and `survey` are a few commands in a row (a
+task started, progressed and completed; a task done and evaluated, reopened, then done or
+cancelled again; a conversation closed and answered), which random single steps rarely line up."""
 
 
 CREATING = ("open", "create", "work", "survey")
@@ -248,6 +250,26 @@ def _work(task: Task, world: World, args: dict[str, Any]) -> None:
     task.complete(world.ctx(), resolution=args["resolution"])
 
 
+def _rework(task: Task, world: World, args: dict[str, Any]) -> None:
+    """Done (if it is not yet) and evaluated, reopened, then done or cancelled again."""
+    if task.status in ("open", "in_progress"):
+        _finish(task, world, args)
+    if task.status == "completed" and not task.evaluated:
+        _evaluate(task, world, {"score": args["score"]})
+    task.reopen(world.ctx(), reason=args["reason"])
+    if args["cancel"]:
+        task.cancel(world.ctx(), reason=args["reason"])
+    else:
+        _finish(task, world, args)
+
+
+def _finish(task: Task, world: World, args: dict[str, Any]) -> None:
+    if task.status == "open":
+        _work(task, world, args)
+    else:
+        task.complete(world.ctx(), resolution=args["resolution"])
+
+
 def _survey(talk: Conversation, world: World, args: dict[str, Any]) -> None:
     talk.close(world.ctx(), outcome=args["outcome"])
     talk.rate_satisfaction(world.ctx(), score=args["csat"])
@@ -290,4 +312,5 @@ TASK_ACTIONS: dict[str, Action] = {
     "reopen_task": _call("reopen"),
     "cancel": _call("cancel"),
     "work": _work,
+    "rework": _rework,
 }
