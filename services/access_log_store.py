@@ -25,7 +25,7 @@ from uuid import UUID
 from psycopg_pool import ConnectionPool
 
 from consumers.pg_ddl import create_tables
-from domain.chain_walk import Entry, Link
+from domain.chain_walk import Break, BreakKind, Entry, Link
 from domain.hashchain import GENESIS, chain_rows
 from services.access_log import AccessStore, canonical, decode
 
@@ -88,6 +88,14 @@ _RANGE = (
 )
 _LINKS = (
     "SELECT position, previous, chain FROM crm_access_log"
+    " WHERE position > {p} AND position <= {p} ORDER BY position"
+)
+_FILED = (
+    "SELECT position, principal, at FROM crm_access_log"
+    " WHERE position > {p} AND position <= {p} ORDER BY position"
+)
+_SUBJECTS = (
+    "SELECT position, customer_id FROM crm_access_subjects"
     " WHERE position > {p} AND position <= {p} ORDER BY position"
 )
 _PUBLISHED = "SELECT position FROM crm_access_published WHERE topic = {p}"
@@ -155,6 +163,30 @@ class _Statements:
     def links(self, after: int, upto: int) -> list[Link]:
         rows = self._run(self._sql(_LINKS), (after, upto))
         return [(position, previous, _bytes(chain)) for position, previous, chain in rows]
+
+    def misfiled(self, entries: Sequence[Entry]) -> Break | None:
+        """The first of `entries` (chained records, as `entries` gives them) whose columns
+        that `select` filters on (principal, at, the customers in `crm_access_subjects`)
+        are not what the record itself says: none of them is chained, so a changed or
+        deleted one hides the record from an auditor's query while the chain holds."""
+        if not entries:
+            return None
+        after, upto = entries[0][0] - 1, entries[-1][0]
+        filed = {row[0]: row[1:] for row in self._run(self._sql(_FILED), (after, upto))}
+        subjects: dict[int, set[str]] = {}
+        for position, customer in self._run(self._sql(_SUBJECTS), (after, upto)):
+            subjects.setdefault(position, set()).add(str(customer))
+        for position, canonical_bytes in entries:
+            record = decode(position, canonical_bytes[8:]).record
+            expected = (record.principal, self._at(record.at))
+            customers = {str(self._id(customer)) for customer in record.customers}
+            found = filed.get(position)
+            if found != expected or subjects.get(position, set()) != customers:
+                return _misfiled(position, expected, found, customers, subjects.get(position))
+        return None
+
+    def _at(self, instant: datetime) -> Any:
+        return instant
 
     def records(self, after: int, limit: int) -> list[Row]:
         """Stored records after `after` (for publishing), oldest first."""
@@ -236,9 +268,33 @@ class SqliteAccessStore(_Statements):
     def _id(self, customer: UUID | None) -> Any:
         return None if customer is None else str(customer)
 
+    def _at(self, instant: datetime) -> Any:
+        return _sqlite(instant)  # as `append` files it: the text `at >= ?` compares
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _misfiled(
+    position: int,
+    expected: tuple[str, Any],
+    found: tuple[Any, ...] | None,
+    customers: set[str],
+    filed: set[str] | None,
+) -> Break:
+    if found is None or found[0] != expected[0]:
+        column = f"principal {None if found is None else found[0]!r}, not {expected[0]!r}"
+    elif found[1] != expected[1]:
+        column = f"at {found[1]!s}, not {expected[1]!s}"
+    else:
+        column = f"customers {sorted(filed or ())}, not {sorted(customers)}"
+    return Break(
+        kind=BreakKind.EDITED,
+        position=position,
+        detail=f"the record is filed under {column} (what it says): queries on the"
+        " access log no longer find it where it belongs",
+    )
 
 
 def _bytes(value: Any) -> bytes:
