@@ -188,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         proof = json.loads(args.proof.read_text())
         problems = check(proof, _public_key(args.public_key))
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, struct.error, RecursionError) as error:
+        # struct.error: a number out of its field's range (a position of 2**64);
+        # RecursionError: JSON nested deeper than the parser recurses. Both are input
+        # no proof could be, not a proof that failed.
         print(f"unusable input: {error!r}", file=sys.stderr)
         return 2
     event = proof["event"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import base64
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -122,3 +123,36 @@ def test_audit_paths_agree_with_the_project(leaves: list[bytes], data: st.DataOb
     assert verifier.root_from_path(index, len(leaves), leaves[index], path) == merkle.tree_head(
         leaves
     )
+
+
+def _proof(position: int) -> dict[str, object]:
+    """A proof of the right shape whose event has `position` (nothing in it holds)."""
+    checkpoint = {
+        "position": 1, "tree_size": 1, "chain_head": "00" * 32, "tree_head": "00" * 32,
+        "signed_at": "2026-01-01T00:00:00Z", "public_key": "00" * 32, "signature": "00" * 64,
+    }  # fmt: skip
+    event = {
+        "position": position, "aggregate_id": str(UUID(int=1)), "version": 1,
+        "topic": "t", "state": "",
+    }  # fmt: skip
+    return {
+        "format": "crm-collab inclusion proof v1", "event": event, "leaf_index": 0,
+        "tree_size": 1, "audit_path": [], "checkpoint": checkpoint,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps(_proof(2**64)),  # struct.error: no position is that large
+        "[" * 100_000 + "]" * 100_000,  # RecursionError in the JSON parser
+    ],
+    ids=["position-2**64", "deeply-nested"],
+)
+def test_crafted_input_is_unusable_not_unproven(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proof = tmp_path / "proof.json"
+    proof.write_text(text)
+    assert verifier.main([str(proof), "--public-key", "00" * 32]) == 2
+    assert "unusable input" in capsys.readouterr().err
