@@ -5,6 +5,11 @@ Reads use binary tuples from the event store's own pool: a verify reads every ev
 and one bytea per row is the cheapest thing to hand to Python. `exclusive()` takes the
 same EXCLUSIVE table lock as every insert, so nothing is written meanwhile.
 
+Every field of the canonical bytes has one stored form here: the id is a `uuid` column
+(no other spelling of it can be stored), the version `bigint`, the topic `text` and the
+state `bytea`, each compared by eventsourcing exactly as the canonical bytes take it.
+So the SQLite store's `Malformed` rows have no counterpart on PostgreSQL.
+
 I/O: PostgreSQL.
 """
 
@@ -20,6 +25,7 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL
 
+from consumers.byte_pages import notifications_within, within_params
 from domain.chain_walk import Entry, Link
 from services.audit_log import StatementLog
 from services.pg_batch_recorder import CANONICAL_SQL, BatchInsertRecorder, connect_kwargs
@@ -59,8 +65,13 @@ class PostgresAuditLog(StatementLog):
             self._bulk = psycopg.connect(autocommit=True, **connect_kwargs(self._recorder))
         return self._bulk
 
-    def entries(self, after: int, upto: int, limit: int) -> list[Entry]:
-        return self._rows("entries", (after, upto, limit), bulk=True)
+    def entries(
+        self, after: int, upto: int, limit: int, max_bytes: int | None = None
+    ) -> list[Entry]:
+        if max_bytes is None:
+            return self._rows("entries", (after, upto, limit), bulk=True)
+        params = (*within_params(after + 1, limit, max_bytes), upto)
+        return self._rows("entries_within", params, bulk=True)
 
     def position_of(self, aggregate_id: UUID, version: int) -> int | None:
         rows = self._rows("position_of", (aggregate_id, version))
@@ -110,6 +121,9 @@ def _run(conn: psycopg.Connection[Any], statement: bytes, params: Sequence[Any])
 _SQL: dict[str, LiteralString] = {
     "entries": "SELECT notification_id, {canonical} FROM {events}"
     " WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s",
+    "entries_within": "SELECT notification_id, {canonical} FROM"
+    f" ({notifications_within('postgresql', '{events}', 'notification_id', '%s')}) AS page"
+    " WHERE notification_id <= %s ORDER BY notification_id",
     "links": "SELECT position, previous, chain FROM {chain}"
     " WHERE position > %s AND position <= %s ORDER BY position",
     "last_position": "SELECT greatest((SELECT max(notification_id) FROM {events}),"

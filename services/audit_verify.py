@@ -5,7 +5,15 @@ Checkpoints come from the store, and optionally from Kafka and from a file an au
 kept; each must carry a valid signature under the pinned public key (a checkpoint that
 does not is a break itself). The walk (`domain.chain_walk`) reads the log page by page;
 a `Comparison` (the Kafka check) sees the same pages. An edit that fits another event
-of the next `REORDER_WINDOW` events put back in place is reported as a reordering.
+of the next `REORDER_WINDOW` events put back in place is reported as a reordering. A row
+the store holds in another form than it writes (`Malformed`) is an edit, whatever its
+bytes hash to: the application no longer reads it as the event the chain links.
+
+What no signature covers yet is said, not passed over: how many events lie after the
+last signed checkpoint (an intruder may delete them, links and all, unseen), and
+whether any checkpoint anchored the walk at all (an empty store and one wiped of its
+events, links and checkpoints look alike). Where the relay keeps its position
+(PostgreSQL), a head below what the relay already published is a deletion.
 
 I/O: the audit log; signature checks (`services.audit_keys`).
 """
@@ -19,8 +27,9 @@ import msgspec
 
 from domain.chain_walk import Break, BreakKind, ChainWalk, Entry, Link, relinked_elsewhere
 from domain.checkpoint import Checkpoint
+from domain.hashchain import CanonicalEvent
 from services.audit_keys import signature_valid
-from services.audit_log import END, AuditLog, pages
+from services.audit_log import END, PAGE_BYTES, AuditLog, Malformed, pages
 
 REORDER_WINDOW = 10_000
 PAGE = 5000
@@ -43,6 +52,11 @@ class Report(msgspec.Struct, kw_only=True):
     last: int = 0
     chain_head: str = ""
     checkpoints: int = 0
+    """Signed checkpoints the walk matched (one that failed is not counted)."""
+    signed_upto: int | None = None
+    """The position of the last signed checkpoint in the range walked, if any."""
+    unsigned: int = 0
+    """Events walked after `signed_upto` (all of them if None): no signature covers them."""
     tree_checked: bool = True
     broken: Break | None = None
 
@@ -67,12 +81,49 @@ def verify_log(
     report = Report(tree_checked=walk.tree is not None)
     after = walk.position
     broken = _walk(log, walk, report, upto=upto, comparisons=comparisons, progress=progress)
-    report.broken = broken or next(
-        (b for c in comparisons if (b := c.finish(after + 1, upto, end)) is not None), None
+    report.broken = (
+        broken
+        or next((b for c in comparisons if (b := c.finish(after + 1, upto, end)) is not None), None)
+        or _below_relay(log, upto, end)
     )
-    report.events, report.last = walk.count, walk.position
-    report.chain_head, report.checkpoints = walk.chain.hex(), walk.checked
+    report.events, report.last, report.chain_head = walk.count, walk.position, walk.chain.hex()
+    report.checkpoints = walk.checked - (1 if _failed_checkpoint(walk, report.broken) else 0)
+    _unsigned(log, walk, report, [c.position for c in signed if after < c.position <= upto])
     return report
+
+
+def _unsigned(log: AuditLog, walk: ChainWalk, report: Report, positions: list[int]) -> None:
+    """How many walked events no checkpoint signs: those after the last one in range."""
+    report.signed_upto = max(positions, default=None)
+    if report.signed_upto is None:
+        report.unsigned = walk.count  # from the start, or from `start` on: what was walked
+    elif walk.position > report.signed_upto:
+        report.unsigned = log.count_between(report.signed_upto, walk.position)
+
+
+def _failed_checkpoint(walk: ChainWalk, broken: Break | None) -> bool:
+    """Whether the break is the last checkpoint the walk checked (counted as checked by
+    `ChainWalk`, not as matched): it sits where the walk stopped and names it."""
+    return (
+        broken is not None
+        and walk.checked > 0
+        and broken.position == walk.position
+        and broken.detail.startswith("the checkpoint signed at")
+    )
+
+
+def _below_relay(log: AuditLog, upto: int, end: int) -> Break | None:
+    """A head below the position the relay already published: events were removed."""
+    published = log.relay_position()
+    if published is None or published <= upto or end < published:
+        return None
+    return Break(
+        kind=BreakKind.DELETED,
+        position=published,
+        detail=f"the relay already published the events up to position {published} to"
+        f" Kafka, but the store ends at {upto}: events after it were removed"
+        " (`--kafka` compares what the topics hold)",
+    )
 
 
 def _walk(
@@ -85,13 +136,34 @@ def _walk(
     progress: Callable[[int], None],
 ) -> Break | None:
     """The first break of the chain, a checkpoint or a comparison, page by page."""
-    for entries, links in pages(log, walk.position, upto, PAGE):
-        report.first = entries[0][0] if report.first is None and entries else report.first
+    for page, page_links in pages(log, walk.position, upto, PAGE):
+        report.first = page[0][0] if report.first is None and page else report.first
+        malformed = next((e for e in page if type(e[1]) is Malformed), None)
+        entries, links = _before(malformed, page, page_links)  # walk up to it: it is the break
         broken = walk.feed(entries, links) or _compare(comparisons, entries)
         progress(len(entries))
         if broken is not None:
             return _reordered(log, walk, broken, links, upto) or broken
+        if malformed is not None:
+            return _edited_in_place(*malformed)
     return walk.finish()
+
+
+def _before(
+    malformed: Entry | None, entries: list[Entry], links: list[Link]
+) -> tuple[list[Entry], list[Link]]:
+    if malformed is None:
+        return entries, links
+    return [e for e in entries if e[0] < malformed[0]], [k for k in links if k[0] < malformed[0]]
+
+
+def _edited_in_place(position: int, canonical: bytes) -> Break:
+    reason = canonical.reason if isinstance(canonical, Malformed) else "not as stored"
+    return Break(
+        kind=BreakKind.EDITED,
+        position=position,
+        detail=f"{CanonicalEvent(canonical)} is not stored as the store writes it: {reason}",
+    )
 
 
 def _signed(
@@ -134,5 +206,5 @@ def _reordered(
     if walk.mismatch is None or broken.kind is not BreakKind.EDITED:
         return None
     stored = next(chain for position, _, chain in links if position == broken.position)
-    later = log.entries(broken.position, upto, REORDER_WINDOW)
+    later = log.entries(broken.position, upto, REORDER_WINDOW, PAGE_BYTES)
     return relinked_elsewhere(walk, stored, later)

@@ -3,12 +3,15 @@
 proof that the history is complete and unaltered: `verify`, `prove`, `checkpoint`,
 `public-key`, and the one-time `seal-existing` (see `docs/audit.md`).
 
-Exit codes: 0 done (verify: no break), 1 a break or a refusal, 2 configuration.
+Exit codes: 0 done (verify: no break, and signed checkpoints anchor the log), 1 a break
+or a refusal, 2 configuration or usage, 3 (verify) no break, but no signed checkpoint
+lies in the range walked: nothing proves the events are the ones once recorded.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 from collections.abc import Iterator
@@ -56,7 +59,15 @@ def _register_integrity(actions: argparse._SubParsersAction[Any]) -> None:
 
 def _register_verify(actions: argparse._SubParsersAction[Any]) -> None:
     verify = actions.add_parser(
-        "verify", help="recompute the hash chain, check it against signed checkpoints"
+        "verify",
+        help="recompute the hash chain, check it against signed checkpoints",
+        description="Recompute the hash chain and Merkle tree, check them against the"
+        " signed checkpoints, and name the first break. The summary says how many events"
+        " lie after the last signed checkpoint (not yet signed: deleting them is seen only"
+        " against the relay's position on PostgreSQL, or checkpoints signed later).",
+        epilog="exit status: 0 intact; 1 a break (edited, deleted, inserted, reordered);"
+        " 2 configuration or usage error; 3 no break, but no signed checkpoint lies in the"
+        " range walked (an empty store, or one whose checkpoints are gone: unanchored)",
     )
     add_range(
         verify,
@@ -85,7 +96,13 @@ def _register_verify(actions: argparse._SubParsersAction[Any]) -> None:
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from services.audit_verify import verify_log
-    from services.cli_audit_support import checkpoints_to_check, comparisons, pinned_key, summary
+    from services.cli_audit_support import (
+        checkpoints_to_check,
+        comparisons,
+        exit_code,
+        pinned_key,
+        summary,
+    )
     from services.progress import progress_bar
 
     public_key = pinned_key(args.public_key, settings)
@@ -99,7 +116,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
                 comparisons=checks, progress=advance,
             )  # fmt: skip
     print(summary(report))
-    return 1 if report.broken is not None else 0
+    return exit_code(report)
 
 
 def _prove(args: argparse.Namespace, settings: Settings) -> int:
@@ -119,10 +136,15 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     from domain.checkpoint import encode
     from services.checkpointer import CheckpointRefused, PublishFailed
 
-    with closing(bootstrap(settings)) as runtime, closing(_checkpointer(runtime)) as checkpointer:
+    out = sys.stdout  # the checkpoint alone, so that `> file` is what --checkpoints reads
+    with (
+        contextlib.redirect_stdout(sys.stderr),  # log lines (services.logs: stdout) to stderr
+        closing(bootstrap(settings)) as runtime,
+        closing(_checkpointer(runtime)) as checkpointer,
+    ):
         try:
             signed = checkpointer.checkpoint()
-            print(encode(signed).decode() if signed else "nothing new to sign")
+            print(encode(signed).decode() if signed else "nothing new to sign", file=out)
             checkpointer.publish_pending()
         except CheckpointRefused as error:
             print(f"crm audit checkpoint: {error}", file=sys.stderr)

@@ -36,6 +36,8 @@ def pinned_key(given: str | None, settings: Settings) -> bytes:
             return load_or_create(settings.audit_key_file).public_key
     except KeyFileError as error:
         raise ConfigError("CRM_AUDIT_KEY_FILE", str(error)) from None
+    except ValueError as error:  # a PEM's bad base64 (binascii.Error), a binary file (Unicode)
+        raise ConfigError("--public-key", f"not a public key: {error}") from None
     raise ConfigError(
         "CRM_AUDIT_KEY_FILE",
         f"no signing key at {settings.audit_key_file} to check checkpoints against: pass"
@@ -83,18 +85,42 @@ def comparisons(log: AuditLog, settings: Settings, *, kafka: bool) -> list[Compa
 
 
 def summary(report: Report) -> str:
-    """What an auditor reads: the range, the checkpoints, the head, or the first break."""
+    """What an auditor reads: the range, the checkpoints, what no signature covers yet,
+    the head, and the result: intact, intact but unsigned, or the first break."""
     span = f"positions {report.first}..{report.last}" if report.first is not None else "none"
     lines = [
         f"events       {report.events} ({span})",
         f"checkpoints  {report.checkpoints} matched"
         + ("" if report.tree_checked else " (chain heads only: --from skips tree heads)"),
+        *([f"unsigned     {_unsigned(report)}"] if report.broken is None else []),
         f"chain head   {report.chain_head}",
     ]
-    if report.broken is None:
+    if report.broken is None and report.signed_upto is None:
+        lines.append(
+            "result       intact but UNSIGNED: no signed checkpoint lies in the range walked;"
+            " a store rewritten or emptied with its links and checkpoints looks the same"
+            " (check against checkpoints kept elsewhere: --checkpoints, --kafka)"
+        )
+    elif report.broken is None:
         lines.append("result       intact")
     else:
         broken = report.broken
         lines.append(f"result       BROKEN: {broken.kind} at position {broken.position}")
         lines.append(f"             {broken.detail}")
     return "\n".join(lines)
+
+
+def _unsigned(report: Report) -> str:
+    if report.signed_upto is None:
+        return f"{report.unsigned} events, no signed checkpoint covers any of them"
+    return (
+        f"{report.unsigned} events after the last signed checkpoint"
+        f" (position {report.signed_upto}), not yet signed"
+    )
+
+
+def exit_code(report: Report) -> int:
+    """1: a break; 3: no break, but no signed checkpoint anchored the walk; 0: intact."""
+    if report.broken is not None:
+        return 1
+    return 3 if report.signed_upto is None else 0
