@@ -282,7 +282,7 @@ class Conversation(Aggregate):
             direction=check.one_of(direction, DIRECTIONS, "direction"),
             author=check.text(author, "author"),  # as written, by anyone: no rule compares it
             content=self._room_for(check.text(content, "content", bound.MESSAGE, multiline=True)),
-            sent_at=check.aware(sent_at or ctx.occurred_at, "sent_at"),
+            sent_at=check.happened(sent_at or ctx.occurred_at, ctx.occurred_at, "sent_at"),
         )
 
     def add_note(self, ctx: Context, *, message_id: str, content: str) -> None:

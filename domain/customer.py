@@ -308,7 +308,7 @@ class Customer(Aggregate):
             amount=check.amount(amount),
             currency=check.currency(currency),
             status=check.code(status, "status"),
-            ordered_at=check.aware(ordered_at or ctx.occurred_at, "ordered_at"),
+            ordered_at=check.happened(ordered_at or ctx.occurred_at, ctx.occurred_at, "ordered_at"),
         )
 
     def change_order_status(self, ctx: Context, order_id: str, status: str) -> None:

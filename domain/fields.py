@@ -27,7 +27,7 @@ I/O: none.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated
 
@@ -57,6 +57,9 @@ CONVERSATION_EVENTS = 25_000  # room for MAX_ENTRIES and their corrections, hand
 TASK_EVENTS = 5_000  # a task's assignments, progress notes, completions and reopenings
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of the command's own time a client's clock may put a time it reports as
+past (a message's `sent_at`, an order's `ordered_at`)."""
 AMOUNT_LIMIT = Decimal(10) ** 12
 AMOUNT_PLACES = 4
 

@@ -207,6 +207,17 @@ def aware(value: datetime, field: str) -> datetime:
     return value
 
 
+def happened(value: datetime, now: datetime, field: str) -> datetime:
+    """A time the client reports as past (a message sent, an order placed): `aware`, and
+    not after `now` (the command's own time) by more than `fields.CLOCK_SKEW`. One dated
+    9999 stood first, or last, in every "latest" a read model keeps (a customer's last
+    contact, for good) and at the end of the support queue."""
+    aware(value, field)
+    if value > now + bound.CLOCK_SKEW:
+        raise ValidationFailed(field, "must not lie in the future")
+    return value
+
+
 def amount(value: Decimal | int | str, field: str = "amount") -> Decimal:
     """Money as a non-negative Decimal below 10^12 with at most 4 decimal places
     (refunds are a status, not a sign), in plain form: no sign on a zero and no

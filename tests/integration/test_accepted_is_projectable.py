@@ -164,3 +164,13 @@ def test_extreme_amounts_and_times_are_refused_with_the_field_named(served: Serv
     late = order | {"amount": "1", "ordered_at": "9999-12-31T23:59:59-23:59"}
     refused = client.post(f"/v1/customers/{cid}/orders", json=late, headers=auth)
     assert (refused.status_code, refused.json()["field"]) == (422, "ordered_at")
+    opened = {"customer_id": cid, "channel": "chat", "subject": "s"}
+    conversation = client.post("/v1/conversations", json=opened, headers=auth).json()["id"]
+    ahead = {
+        "direction": "inbound",
+        "author": "a",
+        "content": "c",
+        "sent_at": "9000-01-01T00:00:00Z",
+    }
+    refused = client.post(f"/v1/conversations/{conversation}/messages", json=ahead, headers=auth)
+    assert (refused.status_code, refused.json()["field"]) == (422, "sent_at")  # never last

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -183,3 +183,15 @@ def test_times_span_every_offset_and_the_whole_calendar() -> None:
     beyond = datetime(2024, 1, 1, tzinfo=timezone(timedelta(hours=23, minutes=59, seconds=1)))
     with pytest.raises(ValidationFailed, match="offset"):
         check.aware(beyond, "due_at")
+
+
+def test_a_time_reported_as_past_may_not_lie_in_the_future() -> None:
+    """A message `sent_at` 9999 stood last in the support queue and froze a customer's
+    last contact at 9999 for good (red team): a clock ahead by a few minutes passes."""
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    ahead = now + timedelta(minutes=4)
+    assert check.happened(ahead, now, "sent_at") == ahead
+    assert check.happened(datetime(1900, 1, 1, tzinfo=UTC), now, "sent_at").year == 1900
+    for late in (now + timedelta(minutes=6), datetime(9999, 12, 31, tzinfo=UTC)):
+        with pytest.raises(ValidationFailed, match=r"^sent_at: must not lie in the future"):
+            check.happened(late, now, "sent_at")

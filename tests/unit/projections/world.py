@@ -37,17 +37,18 @@ def text(limit: int) -> st.SearchStrategy[str]:
     return st.one_of(st.text(letters, min_size=1, max_size=12), st.sampled_from(edges))
 
 
-def _instants() -> st.SearchStrategy[datetime]:
+def _instants(latest: datetime = bounds.LATEST_INSTANT) -> st.SearchStrategy[datetime]:
+    """Instants of the whole calendar, its edges included, up to `latest`."""
     minutes = int(bounds.MAX_UTC_OFFSET.total_seconds() // 60)
     zones = st.integers(-minutes, minutes).map(lambda m: timezone(timedelta(minutes=m)))
     low = bounds.EARLIEST_INSTANT.replace(tzinfo=None)
-    high = bounds.LATEST_INSTANT.replace(tzinfo=None)
+    high = latest.replace(tzinfo=None)
     local = st.datetimes(min_value=low, max_value=high)
-    edges = [bounds.EARLIEST_INSTANT, bounds.LATEST_INSTANT]
+    edges = [bounds.EARLIEST_INSTANT, latest]
     edges += [low.replace(tzinfo=timezone(timedelta(hours=14))), high.replace(tzinfo=UTC)]
     drawn = st.builds(lambda at, zone: at.replace(tzinfo=zone), local, zones)
     return st.one_of(st.sampled_from(edges), drawn).filter(
-        lambda at: bounds.EARLIEST_INSTANT <= at <= bounds.LATEST_INSTANT
+        lambda at: bounds.EARLIEST_INSTANT <= at <= latest
     )
 
 
@@ -61,6 +62,7 @@ def _amounts() -> st.SearchStrategy[Decimal]:
 SHORT, TEXT, ADDRESS, LONG, LONGER, LONGEST = map(text, (100, 200, 500, 2_000, 5_000, 20_000))
 """Free text at each length limit the domain's fields have."""
 INSTANT = _instants()
+PAST = _instants(NOW)  # a message sent, an order placed: never after the command
 DEPARTMENT = st.one_of(
     st.sampled_from(DEPARTMENTS), st.from_regex(bounds.DEPARTMENT_PATTERN, fullmatch=True)
 )
@@ -94,7 +96,7 @@ COMMANDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "untag": {"tag": TAG},
     "set_consent": {"consent": CODE, "granted": st.booleans()},
     "record_order": {"order_id": ORDER, "amount": _amounts(), "currency": st.just("EUR"),
-                     "status": CODE, "ordered_at": INSTANT},
+                     "status": CODE, "ordered_at": PAST},
     "change_order_status": {"order_id": ORDER, "status": CODE},
     "archive": {"reason": _maybe(TEXT)},
     "erase": {"reason": _maybe(TEXT)},
@@ -102,7 +104,7 @@ COMMANDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
              "department": _maybe(DEPARTMENT), "agent": AGENT,
              "participants": st.lists(SHORT, max_size=2)},
     "log_message": {"message_id": MESSAGE, "direction": st.sampled_from(sorted(DIRECTIONS)),
-                    "author": TEXT, "content": LONGEST, "sent_at": INSTANT},
+                    "author": TEXT, "content": LONGEST, "sent_at": PAST},
     "add_note": {"message_id": MESSAGE, "content": LONGEST},
     "correct_message": {"message_id": MESSAGE, "content": LONGEST, "reason": TEXT},
     "retract_message": {"message_id": MESSAGE, "reason": TEXT},
