@@ -130,13 +130,16 @@ def read_public_key(spec: str) -> bytes:
     path = Path(spec)
     try:
         content = path.read_text().strip()
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:  # a binary file is no key either
         raise KeyFileError(f"{spec!r} is neither 64 hex digits nor a readable file") from error
     if "PRIVATE KEY" in content:
         return load_existing(path).public_key
     if "PUBLIC KEY" in content:
         body = "".join(line for line in content.splitlines() if "-----" not in line)
-        der = base64.b64decode(body)
+        try:
+            der = base64.b64decode(body, validate=True)
+        except ValueError as error:  # binascii.Error: not base64
+            raise KeyFileError(f"{path} holds no Ed25519 public key: {error}") from None
         if len(der) == 44 and der.startswith(SPKI_PREFIX):
             return der[len(SPKI_PREFIX) :]
         raise KeyFileError(f"{path} holds no Ed25519 public key")

@@ -17,13 +17,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from services import cli_audit_access, cli_audit_past
 from services.bootstrap import Runtime, bootstrap
 from services.cli_args import POSITION, POSITION_LIMIT, add_range, int_between
 from services.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from services.audit_keys import SigningKey
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -47,6 +50,13 @@ def _register_integrity(actions: argparse._SubParsersAction[Any]) -> None:
     )
     prove.set_defaults(handler=_prove)
     checkpoint = actions.add_parser("checkpoint", help="sign a checkpoint at the head now")
+    checkpoint.add_argument(
+        "--adopt",
+        action="store_true",
+        help="once, after upgrading to a signer that keeps <key file>.last-signed (or after"
+        " losing that file with its backup): verify the whole log, then take the store's"
+        " newest checkpoint, which this key must have signed, as what it signed last",
+    )
     checkpoint.set_defaults(handler=_checkpoint)
     public_key = actions.add_parser("public-key", help="the checkpoint signing key, to pin")
     public_key.add_argument("--pem", action="store_true", help="PEM instead of hex")
@@ -136,6 +146,8 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     from domain.checkpoint import encode
     from services.checkpointer import CheckpointRefused, PublishFailed
 
+    if args.adopt:
+        return _adopt(settings)
     out = sys.stdout  # the checkpoint alone, so that `> file` is what --checkpoints reads
     with (
         contextlib.redirect_stdout(sys.stderr),  # log lines (services.logs: stdout) to stderr
@@ -154,12 +166,45 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _public_key(args: argparse.Namespace, settings: Settings) -> int:
-    from services.audit_keys import load_or_create
+def _adopt(settings: Settings) -> int:
+    from domain.checkpoint import encode
+    from services.signer_memory import CheckpointRefused, adopt
 
-    key = load_or_create(settings.audit_key_file)
+    key = _signing_key(settings, create=False)
+    with closing(bootstrap(settings)) as runtime, closing(_audit_log(runtime)) as log:
+        try:
+            record = adopt(log, key)
+        except CheckpointRefused as error:
+            print(f"crm audit checkpoint: {error}", file=sys.stderr)
+            return 1
+    print(encode(record.checkpoint).decode())
+    return 0
+
+
+def _public_key(args: argparse.Namespace, settings: Settings) -> int:
+    from services.signer_memory import CheckpointRefused, refuse_new_key
+
+    key = _signing_key(settings, create=True)
+    if not key.exists():  # made by printing it: only for a store that holds no checkpoint
+        with closing(bootstrap(settings)) as runtime, closing(_audit_log(runtime)) as log:
+            try:
+                refuse_new_key(log, key)
+            except CheckpointRefused as error:
+                print(f"crm audit public-key: {error}", file=sys.stderr)
+                return 1
     print(key.public_pem().strip() if args.pem else key.public_key.hex())
     return 0
+
+
+def _signing_key(settings: Settings, *, create: bool) -> SigningKey:
+    """The key `CRM_AUDIT_KEY_FILE` names (a missing one made on first use if `create`);
+    an unreadable or (without `create`) missing file is a configuration error."""
+    from services.audit_keys import KeyFileError, load_existing, load_or_create
+
+    try:
+        return (load_or_create if create else load_existing)(settings.audit_key_file)
+    except KeyFileError as error:
+        raise ConfigError("CRM_AUDIT_KEY_FILE", str(error)) from None
 
 
 def _seal_existing(args: argparse.Namespace, settings: Settings) -> int:
@@ -185,15 +230,11 @@ def _audit_log(runtime: Runtime) -> Any:
 
 def _checkpointer(runtime: Runtime) -> Any:
     """A checkpointer for the runtime's store; it publishes to Kafka unless embedded."""
-    from services.audit_keys import KeyFileError, load_or_create
     from services.checkpoint_topic import KafkaCheckpointPublisher
     from services.checkpointer import Checkpointer
 
     settings = runtime.settings
-    try:
-        key = load_or_create(settings.audit_key_file)
-    except KeyFileError as error:
-        raise ConfigError("CRM_AUDIT_KEY_FILE", str(error)) from None
+    key = _signing_key(settings, create=True)
     publish = (
         None
         if settings.embedded

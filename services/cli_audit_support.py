@@ -17,7 +17,7 @@ import msgspec
 
 from domain import checkpoint as checkpoints
 from domain.checkpoint import Checkpoint
-from services.audit_keys import KeyFileError, load_or_create, read_public_key
+from services.audit_keys import KeyFileError, load_existing, read_public_key
 from services.audit_log import AuditLog
 from services.audit_verify import Comparison, Report
 from services.bootstrap import require_kafka
@@ -29,15 +29,16 @@ class _Page(msgspec.Struct):
 
 
 def pinned_key(given: str | None, settings: Settings) -> bytes:
-    try:
-        if given is not None:
+    if given is not None:
+        try:
             return read_public_key(given)
+        except KeyFileError as error:
+            raise ConfigError("--public-key", str(error)) from None
+    try:
         if settings.audit_key_file.exists():
-            return load_or_create(settings.audit_key_file).public_key
+            return load_existing(settings.audit_key_file).public_key
     except KeyFileError as error:
         raise ConfigError("CRM_AUDIT_KEY_FILE", str(error)) from None
-    except ValueError as error:  # a PEM's bad base64 (binascii.Error), a binary file (Unicode)
-        raise ConfigError("--public-key", f"not a public key: {error}") from None
     raise ConfigError(
         "CRM_AUDIT_KEY_FILE",
         f"no signing key at {settings.audit_key_file} to check checkpoints against: pass"

@@ -107,9 +107,8 @@ def resume(log: AuditLog, key: SigningKey, record: LastSigned | None) -> ChainWa
     latest = log.latest_checkpoint()
     newest = None if latest is None else latest[0]
     if not key.exists():
-        if newest is None and record is None:
-            return ChainWalk()  # a new store: the key is created when signing
-        raise CheckpointRefused(_no_key(key, newest))
+        _refuse_new_key(key, newest, record)
+        return ChainWalk()  # a new store: the key is created when signing
     if newest is not None and not signature_valid(key.public_key, newest):
         raise CheckpointRefused(
             f"not signing: the store's newest checkpoint (position {newest.position}, signed "
@@ -197,6 +196,20 @@ def adopt(log: AuditLog, key: SigningKey) -> LastSigned:
     record = LastSigned(checkpoint=newest, frontier=frontier.hex())
     write_record(record_path(key), record)
     return record
+
+
+def refuse_new_key(log: AuditLog, key: SigningKey) -> None:
+    """`CheckpointRefused` when `key` has no file and none may be made for it: the store
+    (or the signer's record) holds checkpoints a new key would leave unverifiable. Asked
+    by everything that would create the key (signing, `crm audit public-key`)."""
+    if not key.exists():
+        latest = log.latest_checkpoint()
+        _refuse_new_key(key, None if latest is None else latest[0], read_record(record_path(key)))
+
+
+def _refuse_new_key(key: SigningKey, newest: Checkpoint | None, record: LastSigned | None) -> None:
+    if newest is not None or record is not None:
+        raise CheckpointRefused(_no_key(key, newest))
 
 
 def _no_key(key: SigningKey, newest: Checkpoint | None) -> str:

@@ -153,10 +153,37 @@ def test_a_lost_key_is_not_replaced_once_the_store_holds_checkpoints(
     assert refused.returncode == 1, refused.stdout
     assert "there is no signing key at" in refused.stderr
     assert "restore the key file" in refused.stderr
+    printing = store.crm("audit", "public-key")  # made a new key to print it, too
+    assert printing.returncode == 1, printing.stdout
+    assert "there is no signing key at" in printing.stderr
     assert not key_file.exists()
     moved.rename(key_file)
     again = store.crm("audit", "checkpoint")
     assert again.returncode == 0, again.stderr
+    assert store.verify().broken is None
+
+
+def test_an_upgraded_store_is_adopted_once_through_the_cli(store: Audited) -> None:
+    """A store signed by a release that kept no record: the signer refuses it until the
+    operator adopts its newest checkpoint, which verifies the log first."""
+    fill(store.app)
+    store.sign()
+    record_path(store.key).unlink()
+    fill(store.app, customers=1)
+    refused = store.crm("audit", "checkpoint")
+    assert refused.returncode == 1
+    assert "no record of what it signed" in refused.stderr
+    flip_byte(store, positions(store)[1])
+    broken = store.crm("audit", "checkpoint", "--adopt")
+    assert broken.returncode == 1
+    assert "not adopting" in broken.stderr, broken.stderr
+    assert not record_path(store.key).exists()
+    flip_byte(store, positions(store)[1])  # back as it was
+    adopted = store.crm("audit", "checkpoint", "--adopt")
+    assert adopted.returncode == 0, adopted.stderr
+    assert msgspec.json.decode(adopted.stdout)["position"] == store.log.checkpoints()[-1].position
+    signed = store.crm("audit", "checkpoint")
+    assert signed.returncode == 0, signed.stderr
     assert store.verify().broken is None
 
 
