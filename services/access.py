@@ -126,6 +126,7 @@ themselves or to any colleague a conversation names)."""
 OWNER_ONLY = ("customer.owner", "customer.share", "customer.archive")
 VIEWS = ("department.read", "events.read")
 PING = "session.ping"  # any valid token: the ceiling route of `make bench` (GET /v1/ping)
+DEPARTMENTS = "departments.list"  # any valid token: the configured departments' names
 OWN, OWNER, ANY, DEPT = Scope.OWN, Scope.OWNER, Scope.ANY, Scope.OWN_DEPARTMENT
 
 
@@ -142,10 +143,11 @@ _STAFF: Mapping[str, Scope] = {
     "task.evaluate": OWN,
     "timeline.read": OWN,
     PING: ANY,
+    DEPARTMENTS: ANY,
 }
 _READ_ALL: Mapping[str, Scope] = {
     **_grant(READ_ACTIONS.values(), ANY),
-    **_grant((*VIEWS, "timeline.read", "stats.read", PING), ANY),
+    **_grant((*VIEWS, "timeline.read", "stats.read", PING, DEPARTMENTS), ANY),
 }
 RULES: Mapping[Role, Mapping[str, Scope]] = {
     Role.AGENT: _STAFF,
@@ -370,7 +372,8 @@ class AccessModel:
     ASSIGN: ClassVar[str] = "task.assign"
 
     def __init__(self, departments: Iterable[str] = DEFAULT_DEPARTMENTS) -> None:
-        self.departments = frozenset(departments)
+        self.names = tuple(dict.fromkeys(departments))  # as configured, for pickers
+        self.departments = frozenset(self.names)
 
     # --- reads ------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from litestar import Router, get
 from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent
 
+from services.access import DEPARTMENTS
+from services.api.deps import CallerDep, ServicesDep
 from services.api.errors import READ_PROBLEMS, BadRequest, problem_responses
 from services.api.events_stream import StreamDep
 from services.api.reads import ReaderDep
@@ -25,6 +27,14 @@ FILTERS = {
     "tasks": ("status", "assignee"),
 }
 """The filters each department view takes (any other is a 400, not silently ignored)."""
+
+
+@get("/departments", sync_to_thread=False, responses=problem_responses(400, 401, 403))
+def departments(caller: CallerDep, services: ServicesDep) -> dict[str, list[str]]:
+    """The departments this deployment knows (`CRM_DEPARTMENTS`, as configured), for
+    clients that offer a choice of them (the console's pickers); any valid token."""
+    services.access.require(caller.principal, DEPARTMENTS)
+    return {"departments": list(services.access.names)}
 
 
 @get("/departments/{department:str}/{view:str}", responses=READ_PROBLEMS)
@@ -107,6 +117,6 @@ async def events_stream(
 
 queries = Router(
     path="/",
-    route_handlers=[department_view, satisfaction, task_stats, events_stream],
+    route_handlers=[departments, department_view, satisfaction, task_stats, events_stream],
     tags=["queries"],
 )

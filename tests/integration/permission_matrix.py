@@ -284,6 +284,9 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
         ),
     ],
     ("GET", "/v1/ping"): [_case("session.ping", READERS, "GET", "/v1/ping", outsider=200)],
+    ("GET", "/v1/departments"): [
+        _case("departments.list", READERS, "GET", "/v1/departments", outsider=200)
+    ],
     **{
         ("GET", path): [_case(PUBLIC, READERS, "GET", path, outsider=200)]
         for path in (*OPS, *(f"/v1{p}" for p in OPS))

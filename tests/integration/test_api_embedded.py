@@ -394,3 +394,14 @@ def test_the_docs_page_pins_every_file_it_loads_from_another_origin(client: Clie
         assert tag.get("integrity") == f"sha384-{SWAGGER_SHA384[name]}", tag
         assert "crossorigin" in tag, tag  # a CORS request, which the check needs
         assert tag["crossorigin"] in (None, "anonymous"), tag  # None: bare, anonymous
+
+
+def test_the_departments_are_listed_as_configured(tmp_path: Path) -> None:
+    """For clients offering a choice (the console's pickers knew only the default three,
+    so a deployment's `legal` could not be chosen, nor its board shown)."""
+    settings = {"CRM_DEPARTMENTS": "support,legal,sales"}
+    with embedded_api(tmp_path, settings=settings) as api, TestClient(app=api.app) as client:
+        listed = client.get("/v1/departments", headers=api.token("lea", "legal", "agent"))
+        assert listed.status_code == 200, listed.text
+        assert listed.json() == {"departments": ["support", "legal", "sales"]}
+        assert client.get("/v1/departments").status_code == 401
