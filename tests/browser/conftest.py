@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,10 +43,18 @@ class Console:
         return call_api(self.base, self.scenario.token(who), "POST", path, body)
 
 
+@contextmanager
+def serve_console(data_dir: Path, settings: Mapping[str, str] | None = None) -> Iterator[Console]:
+    """The seeded scenario in `data_dir`, served by `crm run` with `settings` (added to its
+    environment), and one Chromium. The bootstrap admin's token is the scenario's "admin"."""
+    scenario = seed(data_dir, datetime.now(UTC))
+    with crm_run(data_dir, settings) as served, chromium() as browser:
+        scenario.tokens["admin"] = served.admin_token()
+        yield Console(served.base, browser, scenario)
+
+
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     require_chromium()
-    data_dir: Path = tmp_path_factory.mktemp("console")
-    scenario = seed(data_dir, datetime.now(UTC))
-    with crm_run(data_dir) as served, chromium() as browser:
-        yield Console(served.base, browser, scenario)
+    with serve_console(tmp_path_factory.mktemp("console")) as served:
+        yield served

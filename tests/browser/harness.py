@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,10 +161,11 @@ class Served:
 
 
 @contextmanager
-def crm_run(data_dir: Path) -> Iterator[Served]:
-    """`crm run` (the embedded default: API + projections in one process) on `data_dir`."""
+def crm_run(data_dir: Path, settings: Mapping[str, str] | None = None) -> Iterator[Served]:
+    """`crm run` (the embedded default: API + projections in one process) on `data_dir`,
+    with `settings` (e.g. CRM_DEPARTMENTS) added to its environment."""
     port = free_port()
-    with crm_processes(embedded_env(data_dir), data_dir) as processes:
+    with crm_processes(embedded_env(data_dir) | dict(settings or {}), data_dir) as processes:
         process = processes.start("run", "--host", "127.0.0.1", "--port", str(port))
         base = f"http://127.0.0.1:{port}"
         wait_for_http(base, process)

@@ -169,7 +169,8 @@ def test_dot_segments_in_the_address_request_no_other_api_path(console: Console)
                 expect(page.locator("main .page[data-state=unknown-department]")).to_contain_text(
                     "Unknown department"
                 )
-        assert api_paths(watched) == ["/v1/events/stream"]  # the sign-in's, nothing else
+        # the sign-in's and the deployment's departments (read once), nothing else
+        assert api_paths(watched) == ["/v1/events/stream", "/v1/departments"]
         assert page.evaluate("sessionStorage.getItem('crm.console.board')") is None
 
         refused = page.evaluate(

@@ -5,6 +5,7 @@
 import { SseParser } from "./sse.js";
 
 const KEY = "crm.console.token";
+let known = null;  // the departments read with a token: {bearer, answer} (`departments`)
 
 export function token() {
   return sessionStorage.getItem(KEY);
@@ -12,6 +13,7 @@ export function token() {
 
 export function signOut() {
   sessionStorage.removeItem(KEY);
+  known = null;
   window.dispatchEvent(new Event("crm:signed-out"));
 }
 
@@ -148,7 +150,24 @@ export async function signIn(candidate) {
   controller.abort();
   if (response.status === 401) return false;
   sessionStorage.setItem(KEY, candidate);
+  known = null;  // a new sign-in reads the departments again
   return true;
+}
+
+// The departments this deployment knows (`CRM_DEPARTMENTS`, in its order), from
+// GET /v1/departments: read once per sign-in and kept in memory for the tab, with the
+// token it was read with (a reload of the tab reads it again). A failed read is not
+// kept, so the next page asks again; there is no built-in list to fall back on.
+export function departments() {
+  const bearer = token();
+  if (known?.bearer !== bearer) {
+    const answer = get(path`/v1/departments`).then((body) => body.departments);
+    known = { bearer, answer };
+    answer.catch(() => {
+      if (known?.answer === answer) known = null;
+    });
+  }
+  return known.answer;
 }
 
 // Server-sent events read with fetch(): EventSource cannot send an Authorization header.

@@ -100,15 +100,38 @@ export function setRouteParams(page, params) {
   if (location.hash !== next) history.replaceState(null, "", next);
 }
 
-export const DEPARTMENTS = ["sales", "support", "marketing"];
+// Draws a page that offers the deployment's departments once `departments` (api.js
+// `departments()`, a promise of their names) is read: `draw(known)` returns what stops
+// the page, as a page's `mount` does. When the list cannot be read the page says so,
+// as any failed load; it has no list of its own to guess with. Returns the page's stop.
+export function withDepartments(root, title, departments, draw) {
+  let stop = null;
+  let stopped = false;
+  root.dataset.state = "loading";
+  departments.then((known) => {
+    if (stopped) return;
+    delete root.dataset.state;
+    stop = draw(known) || null;
+  }, (error) => {
+    if (stopped) return;
+    replace(root, h("h1", {}, title),
+      notice(`Could not load the departments: ${error.message}`, "error"));
+    root.dataset.state = "error";
+  });
+  return () => {
+    stopped = true;
+    stop?.();
+  };
+}
 
-// What a page shows for a department from the address that the console does not know:
-// it asks the API nothing about it (a name such as ".." would change the path asked).
-export function unknownDepartment(root, title, page, department) {
+// What a page shows for a department from the address that is not one of `known`
+// (the deployment's): it asks the API nothing about it (a name such as ".." would
+// change the path asked).
+export function unknownDepartment(root, title, page, department, known) {
   replace(root, h("h1", {}, title),
     notice(`Unknown department: "${department}".`, "error"),
-    h("p", {}, "Choose one: ", DEPARTMENTS.map((known, i) => [i ? ", " : "",
-      h("a", { href: `#/${page}?department=${known}` }, known)])));
+    h("p", {}, "Choose one: ", known.map((name, i) => [i ? ", " : "",
+      h("a", { href: `#/${page}?department=${encodeURIComponent(name)}` }, name)])));
   root.dataset.state = "unknown-department";
 }
 

@@ -6,10 +6,10 @@
 // Each list shows its first page of PAGE rows; when the API holds more, the page says so
 // and "Load more" adds a page, which every later reload reads again: requests and memory
 // grow only with what the person asked to see.
-import { follow, list, path } from "../api.js";
+import { departments, follow, list, path } from "../api.js";
 import {
-  DEPARTMENTS, age, field, h, instant, moreLine, notice, replace, routeParams, select,
-  setRouteParams, unknownDepartment,
+  age, field, h, instant, moreLine, notice, replace, routeParams, select, setRouteParams,
+  unknownDepartment, withDepartments,
 } from "../dom.js";
 
 const PAGE = 200;
@@ -74,11 +74,18 @@ function feedItem(message) {
 }
 
 export function mount(root) {
+  return withDepartments(root, "Department board", departments(), (known) => showBoard(root, known));
+}
+
+// Without a department in the address: the last one shown in this tab, else support,
+// else the deployment's first (each only if the deployment knows it).
+function showBoard(root, known) {
   const params = routeParams();
-  const department = params.get("department") || sessionStorage.getItem("crm.console.board")
-    || "support";
-  if (!DEPARTMENTS.includes(department)) {
-    unknownDepartment(root, "Department board", "board", department);
+  const department = params.get("department")
+    || [sessionStorage.getItem("crm.console.board"), "support"].find((d) => known.includes(d))
+    || known[0];
+  if (!known.includes(department)) {
+    unknownDepartment(root, "Department board", "board", department, known);
     return undefined;
   }
   sessionStorage.setItem("crm.console.board", department);
@@ -100,7 +107,7 @@ export function mount(root) {
   let wanted = 0;
   let latest = 0;  // answers of an older load that arrive late are dropped
 
-  const picker = select("department", DEPARTMENTS.map((d) => [d, d]), department);
+  const picker = select("department", known.map((d) => [d, d]), department);
   picker.addEventListener("change", () => {
     location.hash = `#/board?department=${encodeURIComponent(picker.value)}`;
   });

@@ -3,10 +3,10 @@
 // (GET /v1/customers/{id}, /timeline). For principals that may read the past
 // (/history and ?as_of=, auditors and admins today), a time slider walks through the
 // customer's versions: each stop is the instant of one event of /history.
-import { get, isId, list, path } from "../api.js";
+import { departments, get, isId, list, path } from "../api.js";
 import {
-  DEPARTMENTS, field, h, instant, micros, moreLine, notice, replace, routeParams, select,
-  setRouteParams, unknownDepartment, value,
+  field, h, instant, micros, moreLine, notice, replace, routeParams, select,
+  setRouteParams, unknownDepartment, value, withDepartments,
 } from "../dom.js";
 
 // What one load of the timeline reads at most: 20 pages of up to 500 entries and 1 MB
@@ -14,11 +14,12 @@ import {
 // left out is the newest, and the page says so).
 const TIMELINE_PAGES = 20;
 
-function picker(root) {
+// Without a department in the address: sales, else the deployment's first.
+function picker(root, known) {
   const params = routeParams();
-  const department = params.get("department") || "sales";
-  if (!DEPARTMENTS.includes(department)) {
-    unknownDepartment(root, "Customer 360", "customer", department);
+  const department = params.get("department") || (known.includes("sales") ? "sales" : known[0]);
+  if (!known.includes(department)) {
+    unknownDepartment(root, "Customer 360", "customer", department, known);
     return;
   }
   setRouteParams("customer", { department });
@@ -32,7 +33,7 @@ function picker(root) {
     event.preventDefault();
     location.hash = `#/customer/${id.value.trim()}`;
   });
-  const choose = select("department", DEPARTMENTS.map((d) => [d, d]), department);
+  const choose = select("department", known.map((d) => [d, d]), department);
   choose.addEventListener("change", () => {
     location.hash = `#/customer?department=${encodeURIComponent(choose.value)}`;
   });
@@ -284,7 +285,10 @@ function notFound(root) {
 }
 
 export function mount(root, rest) {
-  if (!rest[0]) picker(root);
-  else if (isId(rest[0])) show360(root, rest[0]);
+  if (!rest[0]) {
+    return withDepartments(root, "Customer 360", departments(), (known) => picker(root, known));
+  }
+  if (isId(rest[0])) show360(root, rest[0]);
   else notFound(root);
+  return undefined;
 }

@@ -1,20 +1,20 @@
 // Satisfaction: CSAT and NPS per period for a department and/or agent, with answer
 // counts, from GET /v1/stats/satisfaction. Every figure shown is the API's own number
 // (the one formula lives in projections/satisfaction.py); nothing is recomputed here.
-import { get, path } from "../api.js";
+import { departments, get, path } from "../api.js";
 import { periodBars, periodLines } from "../charts.js";
 import {
-  DEPARTMENTS, field, figure, h, notice, replace, routeParams, select, setRouteParams,
+  field, figure, h, notice, replace, routeParams, select, setRouteParams, withDepartments,
 } from "../dom.js";
 
 const PATH = path`/v1/stats/satisfaction`;
 
-function filtersForm(params, onChange) {
+function filtersForm(params, known, onChange) {
   const form = h(
     "form",
     { class: "filters", id: "satisfaction-filters" },
     field("Department", select("department", [["", "All departments"],
-      ...DEPARTMENTS.map((d) => [d, d])], params.get("department") || "")),
+      ...known.map((d) => [d, d])], params.get("department") || "")),
     field("Agent", h("input", { name: "agent", id: "agent", value: params.get("agent") || "",
       placeholder: "all agents" })),
     field("Per", select("granularity", [["day", "day"], ["week", "week"], ["month", "month"]],
@@ -72,8 +72,8 @@ function table(periods) {
   );
 }
 
-async function byDepartment(target, filters, signal) {
-  const rows = await Promise.all(DEPARTMENTS.map(async (department) => {
+async function byDepartment(target, filters, known, signal) {
+  const rows = await Promise.all(known.map(async (department) => {
     try {
       const answer = await get(PATH, { ...query(filters), department }, { signal });
       return [department, answer.total];
@@ -121,9 +121,13 @@ function draw(output, answer) {
 }
 
 export function mount(root) {
+  return withDepartments(root, "Satisfaction", departments(), (known) => show(root, known));
+}
+
+function show(root, known) {
   const params = routeParams();
   const output = h("div", { id: "satisfaction-output", "aria-live": "polite" });
-  const departments = h("div", { id: "satisfaction-departments" });
+  const perDepartment = h("div", { id: "satisfaction-departments" });
   let controller = new AbortController();
 
   async function load(filters) {
@@ -135,11 +139,11 @@ export function mount(root) {
     try {
       const answer = await get(PATH, query(filters), { signal });
       draw(output, answer);
-      await byDepartment(departments, filters, signal);
+      await byDepartment(perDepartment, filters, known, signal);
       root.dataset.state = "ready";
     } catch (error) {
       if (error.name === "AbortError") return;
-      replace(departments);
+      replace(perDepartment);
       replace(output, notice(error.notVisible
         ? "Your role may not read these statistics." : `Could not load: ${error.message}`,
       "error"));
@@ -147,7 +151,8 @@ export function mount(root) {
     }
   }
 
-  replace(root, h("h1", {}, "Satisfaction"), filtersForm(params, load), output, departments);
+  replace(root, h("h1", {}, "Satisfaction"), filtersForm(params, known, load), output,
+    perDepartment);
   load(Object.fromEntries(params));
   return () => controller.abort();
 }
