@@ -7,6 +7,9 @@ two read exactly as `mgr` wherever the task is shown."""
 
 from __future__ import annotations
 
+import re
+import sys
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +42,8 @@ INVISIBLE_IN_NAMES = (
     "mgr\u3164",  # Hangul filler: a letter that shows nothing
     "mgr\ufe0f",  # variation selector
     "mgr\u034f",  # combining grapheme joiner
+    "mgr\u2800",  # Braille blank: a symbol that draws nothing (red team, second round)
+    "\u2800mgr",
 )
 SPACED = "m\u00a0gr"  # a no-break space: not printable either, but a space, as in `m gr`
 
@@ -73,6 +78,37 @@ def test_an_optional_person_may_be_absent() -> None:
 def test_names_that_read_alike_are_one_person(alike: str) -> None:
     assert check.person_key(alike) == "mgr"
     assert check.same_person(alike, "mgr")
+
+
+@pytest.mark.parametrize("name", ["\u041cgr", "m\u0261r\u0399", "\u0410lex \u03b1"])
+def test_a_name_mixing_latin_greek_and_cyrillic_letters_is_refused(name: str) -> None:
+    """Cyrillic EM for Latin M passed for `mgr`, and its evaluation counted (red team)."""
+    with pytest.raises(ValidationFailed, match="must not mix Latin, Greek and Cyrillic"):
+        check.person(name, "assignee")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u041c\u0430\u0440\u0438\u044f",
+        "\u03a3\u03c9\u03ba\u03c1\u03ac\u03c4\u03b7\u03c2",
+        "Zo\u00eb 42",
+        "\u674e\u96f7 Li",
+    ],
+)
+def test_a_name_in_one_of_them_or_with_other_scripts_is_kept(name: str) -> None:
+    assert check.person(name, "agent") == name
+
+
+def test_the_format_characters_written_out_are_unicode_s() -> None:
+    """`_FORMAT` lists category Cf by hand (finding it by category was slow): the same
+    set as this Python's `unicodedata`, so a newer Unicode fails here, not silently."""
+    written = re.compile(f"[{check._FORMAT}]")
+    every = [chr(c) for c in range(sys.maxunicode + 1)]
+    assert {c for c in every if written.fullmatch(c)} == {
+        c for c in every if unicodedata.category(c) == "Cf"
+    }
+    assert all(check._IGNORED.fullmatch(c) for c in every if unicodedata.category(c) == "Cf")
 
 
 def test_different_names_are_different_people() -> None:

@@ -163,6 +163,17 @@ def test_no_text_may_be_a_marker_standing_for_a_hidden_or_erased_value(
     assert check.text("[masked] by whom?", "note") == "[masked] by whom?"
 
 
+@pytest.mark.parametrize(
+    "raw", ["[erased]\u200b", "\u2060[masked]", "[masked]\ufeff", "[eras\u200ded]", "[ERASED]"]
+)
+def test_a_text_reading_as_a_marker_is_one(raw: str) -> None:
+    """An invisible character or another case made the markers pass (red team, second
+    round): what a person reads is what counts."""
+    for multiline in (False, True):
+        with pytest.raises(ValidationFailed, match="stands for a hidden or erased value"):
+            check.text(raw, "note", multiline=multiline)
+
+
 @pytest.mark.parametrize("raw", ["a/b", "/", "a\\b", "50%", "a%2Fb", ".", " .. "])
 def test_an_id_named_in_a_url_path_holds_nothing_a_segment_cannot_carry(raw: str) -> None:
     """`a/b` was recorded as an order id, then `PATCH .../orders/a%2Fb` was a 404."""
