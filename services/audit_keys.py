@@ -119,6 +119,18 @@ def _create(path: Path) -> None:
         return  # another process created it first: use theirs
     with os.fdopen(descriptor, "wb") as file:
         file.write(pem)
+        file.flush()
+        os.fsync(file.fileno())  # on disk before anything is signed with it: a key lost
+    sync_directory(path.parent)  # in a power cut, over checkpoints, is refused for good
+
+
+def sync_directory(directory: Path) -> None:
+    """Make the names just created or replaced in `directory` durable."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def read_public_key(spec: str) -> bytes:

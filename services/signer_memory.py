@@ -30,7 +30,7 @@ import structlog
 from domain.chain_walk import ChainWalk
 from domain.checkpoint import Checkpoint
 from domain.merkle import MerkleFrontier
-from services.audit_keys import SigningKey, signature_valid
+from services.audit_keys import SigningKey, signature_valid, sync_directory
 from services.audit_log import AuditLog
 
 _log = structlog.get_logger("crm.audit")
@@ -95,11 +95,7 @@ def write_record(path: Path, record: LastSigned) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    sync_directory(path.parent)
 
 
 def resume(log: AuditLog, key: SigningKey, record: LastSigned | None) -> ChainWalk:
@@ -185,6 +181,8 @@ def adopt(log: AuditLog, key: SigningKey) -> LastSigned:
     if latest is None:
         raise CheckpointRefused("nothing to adopt: the store holds no checkpoint")
     newest, frontier = latest
+    if (kept := read_record(record_path(key))) is not None:
+        _may_replace(log, key, kept, newest)
     report = verify_log(log, log.checkpoints(), key.load().public_key)
     if report.broken is not None:
         raise CheckpointRefused(f"not adopting: {report.broken}")
@@ -196,6 +194,23 @@ def adopt(log: AuditLog, key: SigningKey) -> LastSigned:
     record = LastSigned(checkpoint=newest, frontier=frontier.hex())
     write_record(record_path(key), record)
     return record
+
+
+def _may_replace(log: AuditLog, key: SigningKey, kept: LastSigned, newest: Checkpoint) -> None:
+    """Adopting never takes the record back: a record ahead of the store's newest
+    checkpoint is the signer's evidence that checkpoints went missing (an intruder's
+    rewrite after them, which the store alone no longer shows), and one whose chain head
+    the log no longer holds says the log was rewritten (`_check_record`)."""
+    if newest.position < kept.checkpoint.position:
+        raise CheckpointRefused(
+            f"not adopting: this signer's record {record_path(key)} says it signed up to"
+            f" position {kept.checkpoint.position}, past the store's newest checkpoint"
+            f" ({newest.position}): checkpoints were deleted, or the database restored from"
+            " an older backup. Check the log against a kept copy (`crm audit verify"
+            " --checkpoints`); to give up what it signed after that, move the record away"
+            " yourself first"
+        )
+    _check_record(log, key, kept)
 
 
 def refuse_new_key(log: AuditLog, key: SigningKey) -> None:

@@ -102,6 +102,27 @@ def test_a_key_without_its_record_refuses_until_it_adopts_a_verified_store(
     assert store.verify().broken is None
 
 
+def test_adopting_never_takes_the_record_back_over_a_rewrite(store: Audited) -> None:
+    """Red team, second round: with the newest checkpoint row deleted and the log
+    rewritten after the one before, the signer refused, and `adopt` then took the older
+    checkpoint as its record, after which the rewrite was signed."""
+    fill(store.app)
+    first = store.sign()
+    fill(store.app, customers=2)
+    second = store.sign()
+    store.sql(f"DELETE FROM {_checkpoints(store)} WHERE position = ?", second.position)
+    flip_byte(store, next(p for p in positions(store) if p > first.position))
+    _rechain_after(store, first.position, first.chain_head)
+    with pytest.raises(CheckpointRefused):
+        store.sign()
+    assert store.verify().broken is None  # the store alone no longer tells
+    with pytest.raises(CheckpointRefused, match="past the store's newest checkpoint"):
+        adopt(store.log, store.key)
+    assert msgspec.json.decode(record_path(store.key).read_bytes())["checkpoint"]["position"] == (
+        second.position
+    )
+
+
 def test_a_record_behind_the_store_walks_on_through_the_newer_checkpoint(
     store: Audited,
 ) -> None:
