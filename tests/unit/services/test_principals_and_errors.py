@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import queue
 import sqlite3
+import threading
 import uuid
 from pathlib import Path
 
@@ -92,6 +95,38 @@ def test_principals_stored_before_the_name_key_are_given_theirs(tmp_path: Path) 
         with pytest.raises(PrincipalError, match="'Mgr' already exists"):
             principals.add(alike, "sales", "agent")
     assert principals.authenticate("t2") is not None  # both still work as they were
+
+
+def _open_at(path: Path, start: threading.Barrier, answers: queue.Queue[str]) -> None:
+    start.wait()
+    try:
+        SqlitePrincipalTable(path)
+        answers.put("ok")
+    except sqlite3.Error as error:
+        answers.put(f"{type(error).__name__}: {error}")
+
+
+def test_two_processes_opening_an_older_table_at_once_both_open_it(tmp_path: Path) -> None:
+    """`crm run` and `crm principals add` starting together after the upgrade: both added
+    `name_key`, and one failed with "duplicate column name" (red team, 30 runs of 30)."""
+    for attempt in range(2):
+        path = tmp_path / f"p{attempt}.db"
+        with sqlite3.connect(path) as old:
+            old.execute(PostgresPrincipalTable.DDL.replace("boolean", "integer"))
+            old.executemany(
+                "INSERT INTO crm_principals (name, department, role, token_hash, created_at)"
+                " VALUES (?, 'sales', 'agent', ?, '2024-01-01')",
+                [(f"user{n}", hash_token(f"t{n}")) for n in range(200)],
+            )
+        old.close()
+        context = multiprocessing.get_context("spawn")
+        start, answers = context.Barrier(2), context.Queue()
+        twins = [context.Process(target=_open_at, args=(path, start, answers)) for _ in "ab"]
+        for twin in twins:
+            twin.start()
+        for twin in twins:
+            twin.join(timeout=60)
+        assert sorted(answers.get(timeout=5) for _ in twins) == ["ok", "ok"]
 
 
 @pytest.mark.parametrize(
