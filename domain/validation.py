@@ -166,6 +166,19 @@ def same_person(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and person_key(a) == person_key(b)
 
 
+def _reads_as_marker(value: str) -> bool:
+    """Whether `value` reads as `[masked]` or `[erased]` (`person_key`). Only a short
+    text can: normalising a 64 kB message took 1.6 ms, and removing what draws nothing
+    from it ~0.8 ms, which an ASCII text skips."""
+    visible = value if value.isascii() else _IGNORED.sub("", value)  # ASCII: all shows
+    return len(visible) <= MARKER_LENGTH and person_key(visible) in MARKERS
+
+
+MARKER_LENGTH = 4 * max(len(marker) for marker in MARKERS)
+"""Longer than this, no text normalises to a marker (compatibility forms expand text,
+composition joins a letter and its accents, and a marker holds neither)."""
+
+
 def path_id(value: str, field: str) -> str:
     """An id a client names again in a URL path (an order's, a message's): text that one
     path segment carries unambiguously (`fields.PATH_SEGMENT` says why). Only where an
@@ -274,6 +287,6 @@ def _unsealed(value: str, field: str) -> str:
     exactly as an erasure does, in the API and the console."""
     if value.startswith(SEALED_PREFIX):
         raise ValidationFailed(field, f"must not begin with {SEALED_PREFIX!r}")
-    if "]" in value and person_key(value) in MARKERS:  # `[Erased]\u200b` reads as one too
+    if "]" in value and _reads_as_marker(value):  # `[Erased]` and a zero-width one too
         raise ValidationFailed(field, f"{value!r} stands for a hidden or erased value")
     return value
