@@ -23,6 +23,7 @@ from typing import Any
 from consumers import sqlite_session as lite
 from consumers.readmodel_store import ReadModelStore, Status, public_tables
 from consumers.sqlite_session import SqliteSession, ident
+from consumers.sqlite_tx import immediate
 from projections.base import ColumnType, Projection, Row, Table
 
 _REGISTRY = (
@@ -69,15 +70,8 @@ class SqliteStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                if self.conn.in_transaction:  # SQLite ends it itself on e.g. SQLITE_FULL
-                    self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+        with self.lock, immediate(self.conn) as conn:
+            yield conn
 
     def live_generation(self, name: str) -> int | None:
         with self.lock:

@@ -25,6 +25,7 @@ from uuid import UUID
 from psycopg_pool import ConnectionPool
 
 from consumers.pg_ddl import create_tables
+from consumers.sqlite_tx import immediate
 from domain.chain_walk import Break, BreakKind, Entry, Link
 from domain.hashchain import GENESIS, chain_rows
 from services.access_log import AccessStore, canonical, decode
@@ -247,23 +248,15 @@ class SqliteAccessStore(_Statements):
             return self._conn.execute(sql, [_sqlite(v) for v in params]).fetchall()
 
     def append(self, records: Sequence[bytes]) -> None:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                head = self._conn.execute(_HEAD).fetchone()
-                rows, subjects = [], []
-                for position, previous, chain, record in self._linked(head, records):
-                    stored = decode(position, record).record
-                    rows.append((position, previous, chain, record, stored.principal, stored.at))
-                    subjects.append((position, record.decode()))
-                self._conn.executemany(
-                    self._sql(_INSERT), [[_sqlite(v) for v in row] for row in rows]
-                )
-                self._conn.executemany(_SQLITE_SUBJECTS, subjects)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._lock, immediate(self._conn) as conn:
+            head = conn.execute(_HEAD).fetchone()
+            rows, subjects = [], []
+            for position, previous, chain, record in self._linked(head, records):
+                stored = decode(position, record).record
+                rows.append((position, previous, chain, record, stored.principal, stored.at))
+                subjects.append((position, record.decode()))
+            conn.executemany(self._sql(_INSERT), [[_sqlite(v) for v in row] for row in rows])
+            conn.executemany(_SQLITE_SUBJECTS, subjects)
 
     def _id(self, customer: UUID | None) -> Any:
         return None if customer is None else str(customer)

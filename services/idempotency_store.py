@@ -24,6 +24,7 @@ import msgspec
 from psycopg_pool import ConnectionPool
 
 from consumers.pg_ddl import create_tables
+from consumers.sqlite_tx import immediate
 
 
 class Hold(msgspec.Struct, frozen=True, kw_only=True):
@@ -208,14 +209,8 @@ class SqliteDatabase:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Run]:
         """BEGIN IMMEDIATE: the whole operation is atomic across processes too."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._run
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._lock, immediate(self._conn):
+            yield self._run
 
     def _run(self, statement: LiteralString, params: tuple[Any, ...]) -> sqlite3.Cursor:
         return self._conn.execute(statement.replace("%s", "?"), params)

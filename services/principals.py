@@ -34,6 +34,7 @@ from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from consumers.pg_ddl import create_tables
+from consumers.sqlite_tx import immediate
 from domain import validation as check
 from domain.base import ValidationFailed
 from domain.validation import DEPARTMENT_PATTERN
@@ -299,24 +300,19 @@ class SqlitePrincipalTable:
         self._lock = threading.Lock()
         # One write transaction: two processes opening an older file at once (`crm run`
         # and `crm principals add` after an upgrade) both added the column, and one failed.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._conn.execute(
+        with immediate(self._conn) as conn:
+            conn.execute(
                 PostgresPrincipalTable.DDL.replace("boolean", "integer").replace("false", "0")
             )
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(crm_principals)")}
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(crm_principals)")}
             if "name_key" not in columns:
-                self._conn.execute("ALTER TABLE crm_principals ADD COLUMN name_key text")
-            self._conn.execute(PostgresPrincipalTable.KEY_INDEX)
-            for (name,) in self._conn.execute(_UNKEYED).fetchall():
-                self._conn.execute(  # OR IGNORE: a twin stored before the key keeps none
+                conn.execute("ALTER TABLE crm_principals ADD COLUMN name_key text")
+            conn.execute(PostgresPrincipalTable.KEY_INDEX)
+            for (name,) in conn.execute(_UNKEYED).fetchall():
+                conn.execute(  # OR IGNORE: a twin stored before the key keeps none
                     "UPDATE OR IGNORE crm_principals SET name_key = ? WHERE name = ?",
                     (check.person_key(name), name),
                 )
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     def insert(self, record: PrincipalRecord, token_hash: str) -> bool:
         with self._lock:

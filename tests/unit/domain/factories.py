@@ -13,6 +13,7 @@ from uuid import UUID
 
 from domain.base import Aggregate, Context, DomainEvent
 from domain.codec import CodecMapper
+from domain.conversation import Conversation
 from domain.customer import Customer
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
@@ -45,6 +46,12 @@ def customer(customer_id: UUID = CUSTOMER_ID) -> Customer:
         email="ada@example.com",
         owner_department="sales",
     )
+
+
+def new_conversation(**given: Any) -> Conversation:
+    """A chat about `customer()`, opened at T0; `given` adds to or overrides its fields."""
+    fields: dict[str, Any] = {"channel": "chat", "subject": "s"} | given
+    return Conversation.open(ctx(), conversation_id=CONVERSATION_ID, customer=customer(), **fields)
 
 
 def replay(events: Iterable[DomainEvent], mapper: CodecMapper | None = None) -> Aggregate | None:

@@ -28,6 +28,7 @@ from tests.unit.domain.factories import (
     ctx,
     customer,
     emitted,
+    new_conversation,
     replay,
 )
 
@@ -134,14 +135,7 @@ def test_hand_off_moves_department_and_counts() -> None:
 def crowded(monkeypatch: pytest.MonkeyPatch, most: int) -> Conversation:
     """Open, with `most` participants, the most one may (`MAX_PARTICIPANTS` lowered)."""
     monkeypatch.setattr(bound, "MAX_PARTICIPANTS", most)
-    return Conversation.open(
-        ctx(),
-        conversation_id=CONVERSATION_ID,
-        customer=customer(),
-        channel="chat",
-        subject="s",
-        participants=[f"p{n}" for n in range(most)],
-    )
+    return new_conversation(participants=[f"p{n}" for n in range(most)])
 
 
 def test_a_hand_off_to_one_agent_too_many_is_refused_naming_to_agent(

@@ -22,11 +22,11 @@ from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task, TaskCreated
 from tests.unit.domain.factories import (
-    CONVERSATION_ID,
     CUSTOMER_ID,
     TASK_ID,
     ctx,
     customer,
+    new_conversation,
     replay,
 )
 
@@ -156,14 +156,7 @@ def test_a_name_stored_before_the_rule_still_loads_and_is_still_its_person() -> 
 
 
 def opened(**given: Any) -> Conversation:
-    return Conversation.open(
-        ctx(),
-        conversation_id=CONVERSATION_ID,
-        customer=customer(),
-        channel="email",
-        subject="s",
-        **given,
-    )
+    return new_conversation(channel="email", **given)
 
 
 def _reassigned(name: str) -> None:
