@@ -6,7 +6,8 @@ position, chain)`. It recomputes the chain (and, from the start of the log, the 
 tree) and checks them against the links and against signed checkpoints. Kinds:
 
 * `deleted`: a link (or a checkpoint, or a link's `previous`) names a position the log
-  no longer holds, or a checkpoint signs more entries than the log has (truncation);
+  no longer holds, or a checkpoint signs more entries than the log has (truncation), or
+  the log ends below what the relay already published (`below_published`);
 * `inserted`: an entry without a link, or one the next link skips over, or more entries
   than a checkpoint signs;
 * `reordered`: the link at a position fits an entry that now sits elsewhere
@@ -211,3 +212,16 @@ def relinked_elsewhere(walk: ChainWalk, stored: bytes, later: Iterable[Entry]) -
                 f"{elsewhere} and {here} here instead",
             )
     return None
+
+
+def below_published(published: int, last: int, records: str, hint: str) -> Break | None:
+    """A log ending at `last`, below `published`, the position up to which the relay
+    already published it (it publishes only what is stored): `records` were removed."""
+    if published <= last:
+        return None
+    return Break(
+        kind=BreakKind.DELETED,
+        position=published,
+        detail=f"the relay already published the {records} up to position {published} to"
+        f" Kafka, but the store ends at {last}: {records} after it were removed ({hint})",
+    )

@@ -4,10 +4,11 @@ in the embedded data dir. One adapter per database, the same statements.
 Tables: `crm_access_log(position, previous, chain, record, principal, at)` (append-only;
 `record` is the stored JSON, `chain` its link), `crm_access_subjects(customer_id,
 position)` (which customers each record names, for the auditor's query) and
-`crm_access_published(topic, position)` (how far the relay published). An append holds
-the log's write lock (PostgreSQL: LOCK TABLE; SQLite: BEGIN IMMEDIATE) while it reads
-the head and inserts, so positions follow commit order across processes and every link
-continues the one before it.
+`crm_access_published(topic, position)` (how far the relay published; `crm audit
+verify-access` holds the log to reach it). An append holds the log's write lock
+(PostgreSQL: LOCK TABLE; SQLite: BEGIN IMMEDIATE) while it reads the head and inserts,
+so positions follow commit order across processes and every link continues the one
+before it.
 
 I/O: PostgreSQL or SQLite.
 """
@@ -100,6 +101,7 @@ _SUBJECTS = (
     " WHERE position > {p} AND position <= {p} ORDER BY position"
 )
 _PUBLISHED = "SELECT position FROM crm_access_published WHERE topic = {p}"
+_HIGHEST_PUBLISHED = "SELECT max(position) FROM crm_access_published"
 _MARK = (
     "INSERT INTO crm_access_published VALUES ({p}, {p})"
     " ON CONFLICT (topic) DO UPDATE SET position = excluded.position"
@@ -200,6 +202,12 @@ class _Statements:
 
     def mark_published(self, topic: str, position: int) -> None:
         self._run(self._sql(_MARK), (topic, position))
+
+    def highest_published(self) -> int:
+        """The highest position the relay recorded as published, to any topic prefix
+        (every one was published from this store); 0 before it published any."""
+        rows = self._run(_HIGHEST_PUBLISHED)
+        return int(rows[0][0] or 0)
 
     def _id(self, customer: UUID | None) -> Any:
         return customer

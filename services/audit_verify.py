@@ -25,7 +25,15 @@ from typing import Protocol
 
 import msgspec
 
-from domain.chain_walk import Break, BreakKind, ChainWalk, Entry, Link, relinked_elsewhere
+from domain.chain_walk import (
+    Break,
+    BreakKind,
+    ChainWalk,
+    Entry,
+    Link,
+    below_published,
+    relinked_elsewhere,
+)
 from domain.checkpoint import Checkpoint
 from domain.hashchain import CanonicalEvent
 from services.audit_keys import signature_valid
@@ -115,15 +123,9 @@ def _failed_checkpoint(walk: ChainWalk, broken: Break | None) -> bool:
 def _below_relay(log: AuditLog, upto: int, end: int) -> Break | None:
     """A head below the position the relay already published: events were removed."""
     published = log.relay_position()
-    if published is None or published <= upto or end < published:
+    if published is None or end < published:
         return None
-    return Break(
-        kind=BreakKind.DELETED,
-        position=published,
-        detail=f"the relay already published the events up to position {published} to"
-        f" Kafka, but the store ends at {upto}: events after it were removed"
-        " (`--kafka` compares what the topics hold)",
-    )
+    return below_published(published, upto, "events", "`--kafka` compares what the topics hold")
 
 
 def _walk(

@@ -4,7 +4,10 @@ Reads as the operator `crm audit` reads as (`services.cli_audit_past.operator`: 
 auditor's rights, decided by the access model). `access` prints the records naming a
 customer as JSON lines, oldest first; `verify-access` recomputes the access log's hash
 chain and names its first break (edited, deleted, inserted, reordered), exit 1, a record
-filed under another principal, time or customers than it says being an edit.
+filed under another principal, time or customers than it says being an edit. A store
+ending below the position the relay recorded as published (`crm_access_published`)
+lost its tail; with `--kafka`, every record on the access topic must be what the store
+holds (`services.access_kafka`), which still holds when that row was lowered too.
 """
 
 from __future__ import annotations
@@ -13,17 +16,26 @@ import argparse
 import sys
 from collections.abc import Sequence
 from contextlib import closing
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 import msgspec
 
-from domain.chain_walk import Break, ChainWalk, Entry, Link
-from services.bootstrap import Runtime, bootstrap
+from domain.chain_walk import Break, ChainWalk, Entry, Link, below_published
+from services.bootstrap import Runtime, bootstrap, require_kafka
 from services.cli_args import add_range, calendar_time
 from services.settings import Settings
 
+if TYPE_CHECKING:  # at run time only `--kafka` needs them (the CLI imports every command)
+    from services.access_kafka import AccessKafkaComparison
+    from services.audit_verify import Comparison
+
 PAGE = 5000
+END = (1 << 63) - 1
+_LOWERED = (
+    "an intruder who removes records may lower crm_access_published as well, unseen here:"
+    " `--kafka` compares what the topic holds"
+)
 
 
 def register(actions: argparse._SubParsersAction[Any]) -> None:
@@ -41,7 +53,18 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     )
     access.set_defaults(handler=_access)
     verify = actions.add_parser(
-        "verify-access", help="recompute the access log's hash chain; name the first break"
+        "verify-access",
+        help="recompute the access log's hash chain; name the first break",
+        description="Recompute the access log's hash chain, check that each record is filed"
+        " as it says and that the log still reaches the position the relay recorded as"
+        " published, and name the first break. The chain is not signed: a chain rewritten"
+        " whole, or a tail removed with crm_access_published lowered, shows only against"
+        " what the relay published (--kafka).",
+        epilog="exit status: 0 intact; 1 a break (edited, deleted, inserted, reordered);"
+        " 2 configuration or usage error",
+    )
+    verify.add_argument(
+        "--kafka", action="store_true", help="also check every record on the access topic"
     )
     verify.set_defaults(handler=_verify_access)
 
@@ -74,12 +97,22 @@ def _access(args: argparse.Namespace, settings: Settings) -> int:
 
 def _verify_access(args: argparse.Namespace, settings: Settings) -> int:
     with closing(bootstrap(settings)) as runtime, closing(_store(runtime)) as store:
-        count, broken = verify_access(store)
+        kafka = _kafka(settings) if args.kafka else None
+        count, broken = verify_access(store, () if kafka is None else (kafka,))
     if broken is not None:
         print(f"crm audit verify-access: {broken}", file=sys.stderr)
         return 1
-    print(f"access log intact: {count} records")
+    matched = "" if kafka is None else f", as are the {kafka.records} records on Kafka"
+    print(f"access log intact: {count} records{matched}")
     return 0
+
+
+def _kafka(settings: Settings) -> AccessKafkaComparison:
+    """The access topic's records, read once (after the access model let the operator in)."""
+    from services.access_kafka import access_kafka_comparison
+
+    require_kafka(settings)
+    return access_kafka_comparison(settings.kafka_bootstrap, settings.topic_prefix)
 
 
 class _Filed(Protocol):
@@ -91,26 +124,47 @@ class _Filed(Protocol):
 
     def misfiled(self, entries: Sequence[Entry]) -> Break | None: ...
 
+    def highest_published(self) -> int: ...
 
-def verify_access(store: _Filed) -> tuple[int, Break | None]:
+
+def verify_access(
+    store: _Filed, comparisons: Sequence[Comparison] = ()
+) -> tuple[int, Break | None]:
     """Walk the access log's chain page by page, and check that every record is filed
-    (principal, time, customers: the columns queries filter on) as it says. The
-    records walked, and the first break."""
+    (principal, time, customers: the columns queries filter on) as it says, and is what
+    each of `comparisons` holds; then that the store still reaches what the relay
+    published. The records walked, and the first break."""
+    published = store.highest_published()  # before the walk: the store held it by then
     walk = ChainWalk()
-    after, end = 0, (1 << 63) - 1
-    while entries := store.entries(after, end, PAGE):
-        upto = entries[-1][0] if len(entries) == PAGE else end
-        if broken := _first_break(store, walk, entries, store.links(after, upto)):
+    after = 0
+    while entries := store.entries(after, END, PAGE):
+        upto = entries[-1][0] if len(entries) == PAGE else END
+        links = store.links(after, upto)
+        if broken := _first_break(store, walk, entries, links, comparisons):
             return walk.count, broken
         after = upto
-    return walk.count, walk.feed([], store.links(after, end))
+    return walk.count, (
+        walk.feed([], store.links(after, END))
+        or _finished(comparisons, walk.position)
+        or below_published(published, walk.position, "access records", _LOWERED)
+    )
 
 
 def _first_break(
-    store: _Filed, walk: ChainWalk, entries: list[Entry], links: list[Link]
+    store: _Filed,
+    walk: ChainWalk,
+    entries: list[Entry],
+    links: list[Link],
+    comparisons: Sequence[Comparison],
 ) -> Break | None:
     """The chain's break in this page, or an earlier record filed otherwise than it says
-    (checked only for the records the chain vouches for)."""
+    or contradicted by a comparison (checked only for the records the chain vouches for)."""
     broken = walk.feed(entries, links)
     vouched = [e for e in entries if broken is None or e[0] < broken.position]
-    return store.misfiled(vouched) or broken
+    compared = (b for c in comparisons if (b := c.compare(vouched)) is not None)
+    return store.misfiled(vouched) or next(compared, None) or broken
+
+
+def _finished(comparisons: Sequence[Comparison], last: int) -> Break | None:
+    """What a comparison holds past the walk of the store's positions `1..last`."""
+    return next((b for c in comparisons if (b := c.finish(1, last, END)) is not None), None)
