@@ -3,7 +3,9 @@
 The pipeline's processes serve no HTTP of their own, so each one keeps a row here that
 `/readyz` and `/metrics` of the API read (`services.api.pipeline_metrics`): which of its
 dependencies are down now (`consumers.outage`), since when, and how often its watchdog
-rebuilt the Kafka consumer or its writer process had to be started again.
+rebuilt the Kafka consumer or its writer process had to be started again, and what else
+keeps it from its work (`trouble`: the relay's audit signer refusing or failing, which
+only that process sees).
 
 Writes are best-effort and never raise: a process reporting that PostgreSQL is down
 cannot write that to PostgreSQL. It keeps the newest state and the counts not yet
@@ -36,22 +38,29 @@ CREATE TABLE IF NOT EXISTS crm_process_health (
     watchdog_restarts bigint NOT NULL DEFAULT 0,
     writer_restarts bigint NOT NULL DEFAULT 0,
     pid integer,
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    trouble text
 )"""
+_ADD_TROUBLE = "ALTER TABLE crm_process_health ADD COLUMN IF NOT EXISTS trouble text"
 _UPSERT = """
 INSERT INTO crm_process_health AS h
-    (process, down, down_since, watchdog_restarts, writer_restarts, pid, updated_at)
-VALUES (%(process)s, %(down)s, %(since)s, %(watchdog)s, %(writer)s, %(pid)s, now())
+    (process, down, down_since, watchdog_restarts, writer_restarts, pid, updated_at, trouble)
+VALUES (%(process)s, %(down)s, %(since)s, %(watchdog)s, %(writer)s, %(pid)s, now(),
+    %(trouble)s)
 ON CONFLICT (process) DO UPDATE SET
     down = EXCLUDED.down,
     down_since = EXCLUDED.down_since,
     watchdog_restarts = h.watchdog_restarts + EXCLUDED.watchdog_restarts,
     writer_restarts = h.writer_restarts + EXCLUDED.writer_restarts,
     pid = EXCLUDED.pid,
-    updated_at = now()"""
+    updated_at = now(),
+    trouble = EXCLUDED.trouble"""
 _SELECT = """
-SELECT process, down, down_since, watchdog_restarts, writer_restarts, pid, updated_at
-FROM crm_process_health ORDER BY process"""
+SELECT process, down, down_since, watchdog_restarts, writer_restarts, pid, updated_at,
+    to_jsonb(h) ->> 'trouble'
+FROM crm_process_health h ORDER BY process"""
+"""`trouble` read through `to_jsonb`: NULL from a table whose processes predate it (an
+API upgraded first reads it before a new process has added the column)."""
 
 Counter = Literal["watchdog_restarts", "writer_restarts"]
 _ERRORS = (psycopg.Error, PoolTimeout)
@@ -67,6 +76,7 @@ class ProcessHealth(msgspec.Struct, frozen=True, kw_only=True):
     writer_restarts: int
     pid: int | None
     updated_at: datetime
+    trouble: str | None = None
 
 
 class HealthReport:
@@ -77,8 +87,9 @@ class HealthReport:
         self._down: frozenset[str] = frozenset()
         self._since: datetime | None = None
         self._pending: dict[Counter, int] = {"watchdog_restarts": 0, "writer_restarts": 0}
+        self._trouble: str | None = None
         with pool.connection() as conn:
-            create_tables(conn, _CREATE)
+            create_tables(conn, _CREATE, _ADD_TROUBLE)
         self._write()
 
     def down(self, dependencies: frozenset[str]) -> None:
@@ -90,6 +101,11 @@ class HealthReport:
             self._since = None
         self._write()
 
+    def trouble(self, text: str | None) -> None:
+        """What else keeps the process from its work now (None: nothing)."""
+        self._trouble = text
+        self._write()
+
     def count(self, counter: Counter) -> None:
         self._pending[counter] += 1
         self._write()
@@ -99,6 +115,7 @@ class HealthReport:
             "process": self._process, "down": sorted(self._down), "since": self._since,
             "watchdog": self._pending["watchdog_restarts"],
             "writer": self._pending["writer_restarts"], "pid": os.getpid(),
+            "trouble": self._trouble,
         }  # fmt: skip
         try:
             with self._pool.connection(timeout=2) as conn, conn.transaction():
@@ -124,9 +141,9 @@ def read_health(pool: ConnectionPool) -> list[ProcessHealth]:
 
 def _row(  # noqa: PLR0917 - the columns of _SELECT, in order
     process: str, down: list[str], since: datetime | None, watchdog: int, writer: int,
-    pid: int | None, updated: datetime,
+    pid: int | None, updated: datetime, trouble: str | None,
 ) -> ProcessHealth:  # fmt: skip
     return ProcessHealth(
         process=process, down=list(down), down_since=since, watchdog_restarts=watchdog,
-        writer_restarts=writer, pid=pid, updated_at=updated,
+        writer_restarts=writer, pid=pid, updated_at=updated, trouble=trouble,
     )  # fmt: skip

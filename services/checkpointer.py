@@ -158,14 +158,27 @@ class Checkpointer:
             self.checkpoint()
         self.publish_pending()
 
-    def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        poll_seconds: float = 1.0,
+        report: Callable[[str | None], None] | None = None,
+    ) -> None:
         """Sign and publish until `stop` is set. Any failure is logged (once while it
         repeats; an unexpected one with its traceback) and retried after the interval:
         a refusal stays until the store is repaired, a broker outage until it is back,
-        and a bad row until it is gone. `self.status` says which, while running."""
+        and a bad row until it is gone. `self.status` says which, while running, to
+        this process; `report` is told each change of `status.trouble()`, for a
+        process whose status the API cannot see (`crm relay`: its health row)."""
+        reported: str | None = None  # the error last reported (its count aside)
         with self.status.running():
             while not stop.is_set():
                 self._attempt()
+                trouble = self.status.trouble()
+                error = None if trouble is None else self.status.error
+                if report is not None and error != reported:
+                    reported = error
+                    report(None if trouble is None else f"audit signer {trouble}")
                 stop.wait(min(poll_seconds, self._every_seconds))
 
     def _attempt(self) -> None:

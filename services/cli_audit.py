@@ -14,7 +14,7 @@ import argparse
 import contextlib
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -250,13 +250,17 @@ def _checkpointer(runtime: Runtime) -> Any:
 
 
 @contextmanager
-def running_checkpointer(runtime: Runtime) -> Iterator[None]:
-    """Sign (and, with Kafka, publish) checkpoints in a thread while the block runs."""
+def running_checkpointer(
+    runtime: Runtime, report: Callable[[str | None], None] | None = None
+) -> Iterator[None]:
+    """Sign (and, with Kafka, publish) checkpoints in a thread while the block runs;
+    `report` is told each change of its trouble (`Checkpointer.run`)."""
     stop = threading.Event()
     checkpointer = _checkpointer(runtime)
     thread = threading.Thread(
-        target=checkpointer.run, args=(stop,), name="crm-checkpointer", daemon=True
-    )
+        target=checkpointer.run, args=(stop, 1.0, report), name="crm-checkpointer",
+        daemon=True,
+    )  # fmt: skip
     thread.start()
     try:
         yield

@@ -100,7 +100,8 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
     runtime = bootstrap(settings)
     try:
         assert runtime.pool is not None
-        deps = Dependencies("relay", on_change=HealthReport(runtime.pool, "relay").down)
+        health = HealthReport(runtime.pool, "relay")
+        deps = Dependencies("relay", on_change=health.down)
         if not wait_for_kafka(settings, deps, stop):  # its row says so meanwhile
             return
         if not _prepare_topics(settings, stop, deps, allow_unsafe=allow_unsafe):
@@ -119,7 +120,7 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
             access, settings.kafka_bootstrap, settings.topic_prefix
         )
         try:
-            with running_checkpointer(runtime), publishing:
+            with running_checkpointer(runtime, report=health.trouble), publishing:
                 relay.run(stop)
         finally:
             relay.close()

@@ -81,7 +81,7 @@ class HealthCollector(Collector):
         for name, problem in own.items():
             up.add_metric([name], 0.0 if problem else 1.0)
         processes = self._processes() if own["event_store"] is None else []
-        degraded = any(own.values()) or any(p.down for p in processes)
+        degraded = any(own.values()) or any(p.down or p.trouble for p in processes)
         yield up
         yield GaugeMetricFamily("crm_degraded", "1 while any dependency is down", value=degraded)
         yield from process_metrics(processes)
@@ -96,10 +96,15 @@ class HealthCollector(Collector):
 
 
 def process_metrics(processes: list[ProcessHealth]) -> Iterator[Any]:
-    """Per relay/consumer process: dependencies it reports down, and its restarts."""
+    """Per relay/consumer process: dependencies it reports down, other trouble (the
+    relay's audit signer), and its restarts."""
     down = GaugeMetricFamily(
         "crm_process_dependency_down", "1 while the process reports the dependency down",
         labels=["process", "dependency"],
+    )  # fmt: skip
+    trouble = GaugeMetricFamily(
+        "crm_process_trouble", "1 while the process reports trouble beyond its "
+        "dependencies (the relay's audit signer refusing or failing)", labels=["process"],
     )  # fmt: skip
     watchdog = CounterMetricFamily(
         "crm_watchdog_restarts", "Kafka consumers rebuilt by the consumer's watchdog",
@@ -112,9 +117,10 @@ def process_metrics(processes: list[ProcessHealth]) -> Iterator[Any]:
     for p in processes:
         for dependency in p.down:
             down.add_metric([p.process, dependency], 1.0)
+        trouble.add_metric([p.process], float(p.trouble is not None))
         watchdog.add_metric([p.process], p.watchdog_restarts)
         writer.add_metric([p.process], p.writer_restarts)
-    yield from (down, watchdog, writer)
+    yield from (down, trouble, watchdog, writer)
 
 
 class SignerCollector(Collector):

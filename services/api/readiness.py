@@ -253,8 +253,13 @@ def stalled_check(trouble: Callable[[], str | None]) -> ReadinessCheck:
 
 
 def pipeline_check(runtime: Runtime) -> str | None:
-    """The relay and consumers report no dependency down (`consumers.process_health`)."""
+    """The relay and consumers report no dependency down and no other trouble (the
+    relay's audit signer refusing: `consumers.process_health`)."""
     assert runtime.pool is not None
-    rows = read_health(runtime.pool)
-    problems = [f"{row.process}: {', '.join(row.down)} down" for row in rows if row.down]
+    problems = []
+    for row in read_health(runtime.pool):
+        if row.down:
+            problems.append(f"{row.process}: {', '.join(row.down)} down")
+        if row.trouble:
+            problems.append(f"{row.process}: {row.trouble}")
     return "; ".join(problems) or None

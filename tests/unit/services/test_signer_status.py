@@ -135,3 +135,34 @@ def test_a_refusal_is_reported_at_once_a_blip_only_when_it_repeats() -> None:
     status.failed(CheckpointRefused("not signing: edited at position 3"), refused=True)
     assert status.trouble() == "refusing to sign: not signing: edited at position 3"
     assert status.refusals == 1
+
+
+def test_the_loop_tells_its_report_each_change_of_trouble_once(tmp_path: Path) -> None:
+    """`crm relay` signs where the API cannot see its status: the loop hands each change
+    of its trouble to the relay's health row (F: a refusal showed only in its log)."""
+    log = FakeLog()
+    log.broken = RuntimeError("a bug")
+    signer = Checkpointer(
+        log,  # type: ignore[arg-type]  # a fake with the reads `due()` makes
+        load_or_create(tmp_path / "k.key"),
+        every_events=1,
+        every_seconds=0.01,
+    )
+    told: list[str | None] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=signer.run, args=(stop, 0.01, told.append), daemon=True)
+    thread.start()
+    try:
+        assert _until(lambda: len(told) == 1)
+        assert told[0] is not None
+        assert told[0].startswith("audit signer failing")
+        assert "RuntimeError: a bug" in told[0]
+        stays = signer.status.in_a_row
+        assert _until(lambda: signer.status.in_a_row > stays + 2)
+        assert len(told) == 1  # the same trouble again is not news
+        log.broken = None
+        assert _until(lambda: len(told) == 2)
+        assert told[1] is None
+    finally:
+        stop.set()
+        thread.join(timeout=60)
