@@ -5,7 +5,10 @@ is for humans. Domain errors keep their own codes; errors raised here (authentic
 policy, idempotency, read-model waits) carry theirs. No client input may produce a 500:
 anything unmapped is logged with its traceback and answered as a generic 500 problem,
 except a full disk or database anywhere in its causes, which is a 503 `storage-full`
-with `Retry-After` (nothing is wrong with the request; it works once space returns).
+with `Retry-After` (nothing is wrong with the request; it works once space returns), and
+a store held locked by another connection past its wait (SQLite's "database is locked",
+PostgreSQL's `lock_timeout`), a 503 `storage-busy` with `Retry-After`: a backup or
+another process's long write passes.
 While the database cannot be reached (a PostgreSQL restart), every request that needs it
 answers 503 `event-store-unavailable` with `Retry-After`: retrying is the right move.
 So does a read of a read model whose projection has never run (503
@@ -154,11 +157,19 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
 
 STORAGE_FULL = (503, "storage-full", "The server's storage is full; retry later")
 STORAGE_RETRY_AFTER = "30"
+STORAGE_BUSY = (
+    503,
+    "storage-busy",
+    "A store this request needs stayed locked by another connection; retry shortly",
+)
+BUSY_RETRY_AFTER = "5"  # as long as the stores wait for a lock (`key_stores.LOCK_SECONDS`)
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 STREAM_RETRY_AFTER = "5"  # a closed stream's slot is free as soon as the server sees it go
 UNAVAILABLE = (503, "event-store-unavailable", "The event store cannot be reached; retry")
 _OUTSIDE_THE_TABLE = [  # problems answered by other means than an exception class
     (413, "request-entity-too-large", "The body is larger than 1 MiB"),
     STORAGE_FULL,
+    STORAGE_BUSY,
     UNAVAILABLE,
 ]
 
@@ -191,7 +202,9 @@ def problem_for(error: BaseException) -> tuple[int, str, str]:
             return PROBLEMS[cls]
     if storage_full(error):
         return STORAGE_FULL
-    if unavailable(error):  # after storage_full: a full disk is one too
+    if busy(error):
+        return STORAGE_BUSY
+    if unavailable(error):  # after storage_full and busy: both are ones too
         return UNAVAILABLE
     if isinstance(error, HTTPException):
         phrase = HTTPStatus(error.status_code).phrase
@@ -206,6 +219,17 @@ def storage_full(error: BaseException) -> bool:
         getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL  # sqlite3.Error
         or isinstance(cause, psycopg.errors.DiskFull)
         or (isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT))
+        for cause in _causes(error)
+    )
+
+
+def busy(error: BaseException) -> bool:
+    """Whether a store stayed locked by another connection past its wait, however
+    wrapped: SQLite's SQLITE_BUSY or SQLITE_LOCKED (any extended code of them: "database
+    is locked"), PostgreSQL's lock_not_available (`lock_timeout` ran out)."""
+    return any(
+        ((getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF) in _BUSY_CODES  # sqlite3.Error
+        or isinstance(cause, psycopg.errors.LockNotAvailable)
         for cause in _causes(error)
     )
 
@@ -243,12 +267,12 @@ def _extensions(error: BaseException) -> dict[str, Any]:
 
 def problem_response(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     status, slug, title = problem_for(error)
-    full = slug == STORAGE_FULL[1]
-    if full:
-        log.warning("storage_full", error=repr(error))  # an operator's problem, no bug
+    storage = slug in (STORAGE_FULL[1], STORAGE_BUSY[1])
+    if storage:
+        log.warning(slug.replace("-", "_"), error=repr(error))  # an operator's problem, no bug
     elif status >= 500 and not isinstance(error, _EXPECTED) and not unavailable(error):
         log.error("unhandled", error=repr(error), exc_info=error)
-    detail = title if status == 500 or full else _detail(error)  # their text: internals
+    detail = title if status == 500 or storage else _detail(error)  # their text: internals
     body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
     body |= {"instance": request.url.path} | _extensions(error)
     headers = _headers(error)
@@ -304,11 +328,15 @@ def _retry_after(error: BaseException) -> str | None:
         return STREAM_RETRY_AFTER
     if isinstance(error, AccessLogBacklogged | ReadModelNotBuilt):
         return STORAGE_RETRY_AFTER
-    if storage_full(error):
-        return STORAGE_RETRY_AFTER
-    if unavailable(error):
-        return str(UNAVAILABLE_RETRY_AFTER_S)
-    return None
+    return next((after for cause, after in _STORES_RETRY_AFTER if cause(error)), None)
+
+
+_STORES_RETRY_AFTER = (
+    (storage_full, STORAGE_RETRY_AFTER),
+    (busy, BUSY_RETRY_AFTER),
+    (unavailable, str(UNAVAILABLE_RETRY_AFTER_S)),
+)
+"""What a store's passing trouble tells clients to wait, in `problem_for`'s order."""
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {

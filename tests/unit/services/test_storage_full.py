@@ -1,5 +1,6 @@
-"""A full disk or database is a 503 `storage-full` problem, and a database out of reach a
-503 `event-store-unavailable`, wherever it is wrapped."""
+"""A full disk or database is a 503 `storage-full` problem, a store locked by another
+connection past its wait a 503 `storage-busy`, and a database out of reach a 503
+`event-store-unavailable`, wherever it is wrapped."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import psycopg
 from eventsourcing.persistence import OperationalError, ProgrammingError
 
-from services.api.errors import problem_for, storage_full
+from services.api.errors import busy, problem_for, storage_full
 from services.group_commit import StoreFailedError
 
 
@@ -60,3 +61,35 @@ def test_other_storage_errors_stay_internal() -> None:
     failed.__cause__ = ProgrammingError("no such table: stored_events")
     assert not storage_full(failed)
     assert problem_for(failed)[0] == 500
+
+
+def sqlite_locked(tmp_path: Path) -> sqlite3.Error:
+    """SQLite's "database is locked" (SQLITE_BUSY): another connection holds the file's
+    write lock past this one's wait, as a backup or another process may."""
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    waiter = sqlite3.connect(tmp_path / "locked.db", isolation_level=None, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        waiter.execute("CREATE TABLE t (x)")
+    except sqlite3.OperationalError as error:
+        return error
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        waiter.close()
+    raise AssertionError("the write did not wait for the lock")
+
+
+def test_a_store_locked_past_its_wait_is_a_503_of_its_own(tmp_path: Path) -> None:
+    """A locked SQLite key store answered a 500 `internal-error` (red team: the erasure
+    whose key it could not destroy)."""
+    for cause in (
+        sqlite_locked(tmp_path),
+        psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"),
+    ):
+        for error in (cause, wrapped(cause)):
+            assert busy(error), error
+            assert not storage_full(error), error
+            assert problem_for(error)[:2] == (503, "storage-busy")
+    assert not busy(wrapped(psycopg.OperationalError("server closed the connection")))
+    assert not busy(sqlite_full(tmp_path))
