@@ -58,6 +58,15 @@ class BenchKeyStore:
     def destroyed(self, subject: uuid.UUID) -> bool:
         return subject in self.keys and self.keys[subject] is None
 
+    def owe_erasure(self, subject: uuid.UUID) -> None:
+        """Nothing owed: the workload's erasures destroy their keys at once."""
+
+    def owed_erasures(self) -> list[uuid.UUID]:
+        return []
+
+    def drop_owed_erasure(self, subject: uuid.UUID, older_than: float) -> None:
+        """Nothing owed (`owe_erasure`)."""
+
     def search_key(self) -> bytes:
         raise NotImplementedError("the publishing side computes no search terms")
 

@@ -11,6 +11,15 @@ is deleted after each commit; `destroy` also checkpoints, should the file ever b
 mode. PostgreSQL keeps the old row version in dead tuples, in its WAL, on replicas and
 in backups until vacuumed, recycled or rotated: what an operator does about that is in
 the README ("Erasure on PostgreSQL").
+
+Table `crm_erasures_owed(subject, since)` holds the erasures whose key is still to be
+destroyed: an erasure marks itself owed (`owe_erasure`) before its event is stored, and
+`destroy` clears the mark in the transaction that writes the tombstone, so an erasure
+whose destruction failed after its event is found and finished later
+(`services.erasure_sweep`). The writes an erasure makes wait `lock_seconds` for a lock
+another connection holds (SQLite's busy wait; PostgreSQL's `lock_timeout`), then fail
+(`sqlite3.OperationalError` "database is locked", `psycopg.errors.LockNotAvailable`):
+without it a key row locked on PostgreSQL held an erasure for as long as the lock.
 """
 
 from __future__ import annotations
@@ -18,13 +27,17 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
+from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from consumers.pg_ddl import create_tables
+from consumers.sqlite_tx import immediate
 
 _PG_DDL = """
 CREATE TABLE IF NOT EXISTS crm_subject_keys (
@@ -40,6 +53,22 @@ CREATE TABLE IF NOT EXISTS crm_search_key (
     id integer PRIMARY KEY CHECK (id = 1),
     key bytea NOT NULL
 )"""
+_PG_OWED_DDL = """
+CREATE TABLE IF NOT EXISTS crm_erasures_owed (
+    subject uuid PRIMARY KEY,
+    since timestamptz NOT NULL
+)"""
+_PG_OWE = """
+INSERT INTO crm_erasures_owed (subject, since)
+SELECT %(subject)s, clock_timestamp() WHERE NOT EXISTS
+    (SELECT FROM crm_subject_keys WHERE subject = %(subject)s AND key IS NULL)
+ON CONFLICT (subject) DO UPDATE SET since = excluded.since"""
+_PG_DROP_OWED = """
+DELETE FROM crm_erasures_owed
+WHERE subject = %s AND since < clock_timestamp() - make_interval(secs => %s)"""
+LOCK_SECONDS = 5.0
+"""How long an erasure's write waits for a lock another connection holds, then fails (a
+503 `storage-busy`, retried): SQLite's own default busy wait, on PostgreSQL too."""
 PG_LOAD_MANY = "SELECT subject, key FROM crm_subject_keys WHERE subject = ANY(%s::uuid[])"
 """The keys of many subjects, named by one `uuid_array` parameter. psycopg sends a str
 untyped, so the cast types the parameter itself: it is parsed once per execution. (Cast
@@ -53,6 +82,13 @@ PG_ERASED_SINCE = (
 parameter (None: the second, an interval, before now), found by a partial index: how an
 API process learns of erasures by others (`services.erasure_watch`). `destroy` stamps
 `erased_at` with the time it writes the tombstone, just before its commit."""
+_SQLITE_NOW = "CAST(strftime('%s', 'now') AS INTEGER)"  # seconds since the epoch
+_SQLITE_OWE = f"""
+INSERT INTO crm_erasures_owed (subject, since)
+SELECT ?1, {_SQLITE_NOW} WHERE NOT EXISTS
+    (SELECT 1 FROM crm_subject_keys WHERE subject = ?1 AND key IS NULL)
+ON CONFLICT (subject) DO UPDATE SET since = excluded.since"""
+_SQLITE_DROP_OWED = f"DELETE FROM crm_erasures_owed WHERE subject = ? AND since < {_SQLITE_NOW} - ?"
 _SQLITE_CHUNK = 500
 """Subjects per `IN (...)`: below SQLite's bound-parameter limit."""
 
@@ -64,10 +100,11 @@ def uuid_array(subjects: Iterable[UUID]) -> str:
 
 
 class PostgresKeyStore:
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, lock_seconds: float = LOCK_SECONDS) -> None:
         self._pool = pool
+        self._lock_timeout = f"{round(lock_seconds * 1000)}ms"  # a setting's text
         with pool.connection() as conn:
-            create_tables(conn, _PG_DDL, _PG_ERASED_DDL, _PG_SEARCH_DDL)
+            create_tables(conn, _PG_DDL, _PG_ERASED_DDL, _PG_SEARCH_DDL, _PG_OWED_DDL)
 
     def load(self, subject: UUID) -> bytes | None:
         with self._pool.connection() as conn:
@@ -102,13 +139,35 @@ class PostgresKeyStore:
         return bool(row and row[0])
 
     def destroy(self, subject: UUID) -> None:
-        with self._pool.connection() as conn:
+        """The tombstone, and the erasure no longer owed, in one transaction."""
+        with self._erasure_write() as conn:
             conn.execute(
                 "INSERT INTO crm_subject_keys (subject, key, erased_at)"
                 " VALUES (%s, NULL, clock_timestamp())"
                 " ON CONFLICT (subject) DO UPDATE SET key = NULL, erased_at = clock_timestamp()",
                 (subject,),
             )
+            conn.execute("DELETE FROM crm_erasures_owed WHERE subject = %s", (subject,))
+
+    def owe_erasure(self, subject: UUID) -> None:
+        with self._erasure_write() as conn:
+            conn.execute(_PG_OWE, {"subject": subject})
+
+    def owed_erasures(self) -> list[UUID]:
+        with self._pool.connection() as conn:
+            rows = conn.execute("SELECT subject FROM crm_erasures_owed").fetchall()
+        return [row[0] for row in rows]
+
+    def drop_owed_erasure(self, subject: UUID, older_than: float) -> None:
+        with self._erasure_write() as conn:
+            conn.execute(_PG_DROP_OWED, (subject, older_than))
+
+    @contextmanager
+    def _erasure_write(self) -> Iterator[Connection[Any]]:
+        """A transaction whose statements wait `lock_seconds` for a lock, then fail."""
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
+            yield conn
 
     def search_key(self) -> bytes:
         with self._pool.connection() as conn:
@@ -124,13 +183,19 @@ class PostgresKeyStore:
 class SqliteKeyStore:
     """Keys in their own SQLite file (not the event store's, to avoid lock contention)."""
 
-    def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    def __init__(self, path: Path, lock_seconds: float = LOCK_SECONDS) -> None:
+        self._conn = sqlite3.connect(
+            path, timeout=lock_seconds, check_same_thread=False, isolation_level=None
+        )
         self._lock = threading.Lock()
         self._conn.execute("PRAGMA secure_delete = ON")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS crm_subject_keys"
             " (subject TEXT PRIMARY KEY, key BLOB, erased_at TEXT)"
+        )
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS crm_erasures_owed"
+            " (subject TEXT PRIMARY KEY, since INTEGER NOT NULL)"
         )
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS crm_search_key"
@@ -171,14 +236,30 @@ class SqliteKeyStore:
         return bool(row and row[0])
 
     def destroy(self, subject: UUID) -> None:
+        """The tombstone, and the erasure no longer owed, in one transaction."""
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO crm_subject_keys (subject, key, erased_at)"
-                " VALUES (?, NULL, datetime('now'))"
-                " ON CONFLICT (subject) DO UPDATE SET key = NULL, erased_at = datetime('now')",
-                (str(subject),),
-            )
+            with immediate(self._conn) as conn:
+                conn.execute(
+                    "INSERT INTO crm_subject_keys (subject, key, erased_at)"
+                    " VALUES (?, NULL, datetime('now'))"
+                    " ON CONFLICT (subject) DO UPDATE SET key = NULL, erased_at = datetime('now')",
+                    (str(subject),),
+                )
+                conn.execute("DELETE FROM crm_erasures_owed WHERE subject = ?", (str(subject),))
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def owe_erasure(self, subject: UUID) -> None:
+        with self._lock:
+            self._conn.execute(_SQLITE_OWE, (str(subject),))
+
+    def owed_erasures(self) -> list[UUID]:
+        with self._lock:
+            rows = self._conn.execute("SELECT subject FROM crm_erasures_owed").fetchall()
+        return [UUID(subject) for (subject,) in rows]
+
+    def drop_owed_erasure(self, subject: UUID, older_than: float) -> None:
+        with self._lock:
+            self._conn.execute(_SQLITE_DROP_OWED, (str(subject), older_than))
 
     def search_key(self) -> bytes:
         with self._lock:

@@ -64,10 +64,26 @@ class KeyStore(Protocol):
         """Store `key` unless the subject has one or was erased; the key in force, or None."""
         ...
 
-    def destroy(self, subject: UUID) -> None: ...
+    def destroy(self, subject: UUID) -> None:
+        """Leave a tombstone for the key, and the subject's erasure no longer owed."""
+        ...
 
     def destroyed(self, subject: UUID) -> bool:
         """Whether the subject's key was destroyed (erasure), as opposed to never made."""
+        ...
+
+    def owe_erasure(self, subject: UUID) -> None:
+        """Record that the subject's key is to be destroyed (an erasure is about to be
+        stored), unless it was: `owed_erasures` lists it until `destroy`."""
+        ...
+
+    def owed_erasures(self) -> list[UUID]:
+        """The subjects whose erasure is owed (`services.erasure_sweep` finishes them)."""
+        ...
+
+    def drop_owed_erasure(self, subject: UUID, older_than: float) -> None:
+        """No longer owe the subject's erasure if it was last owed more than `older_than`
+        seconds ago (by the store's clock): its event was never stored."""
         ...
 
     def search_key(self) -> bytes:
@@ -78,8 +94,10 @@ class KeyStore(Protocol):
 class MemoryKeyStore:
     """Keys in a dict: for unit tests and throw-away stores."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._keys: dict[UUID, bytes | None] = {}
+        self._owed: dict[UUID, float] = {}  # subject -> when its erasure was last owed
+        self._clock = clock
         self._lock = threading.Lock()
         self._search: bytes | None = None
 
@@ -94,10 +112,26 @@ class MemoryKeyStore:
             return self._keys.setdefault(subject, key)
 
     def destroy(self, subject: UUID) -> None:
-        self._keys[subject] = None
+        with self._lock:
+            self._keys[subject] = None
+            self._owed.pop(subject, None)
 
     def destroyed(self, subject: UUID) -> bool:
         return subject in self._keys and self._keys[subject] is None
+
+    def owe_erasure(self, subject: UUID) -> None:
+        with self._lock:
+            if not self.destroyed(subject):
+                self._owed[subject] = self._clock()
+
+    def owed_erasures(self) -> list[UUID]:
+        return list(self._owed)
+
+    def drop_owed_erasure(self, subject: UUID, older_than: float) -> None:
+        with self._lock:
+            since = self._owed.get(subject)
+            if since is not None and since < self._clock() - older_than:
+                del self._owed[subject]
 
     def search_key(self) -> bytes:
         with self._lock:
@@ -182,6 +216,11 @@ class Keyring:
         conversation's thousands of messages). Keep it no longer than that read."""
         return _opener_with(subject, self._opening_key(subject))
 
+    def owe_erasure(self, subject: UUID) -> None:
+        """Before an erasure's event is stored: its key is owed destruction (`erase`
+        pays it), so an erasure whose `erase` fails is found and finished later."""
+        self.store.owe_erasure(subject)
+
     def erase(self, subject: UUID) -> None:
         """Destroy the subject's key: everything sealed with it becomes unreadable."""
         self.store.destroy(subject)
@@ -199,6 +238,14 @@ class Keyring:
         known = self.known_erased(subject)
         if known is not None:
             return known
+        if self.store.destroyed(subject):
+            self._erased.add(subject)
+            return True
+        return False
+
+    def destroyed(self, subject: UUID) -> bool:
+        """Whether the store holds the subject's key destroyed, asked now: unlike
+        `is_erased`, which trusts a key this process holds."""
         if self.store.destroyed(subject):
             self._erased.add(subject)
             return True

@@ -508,6 +508,14 @@ class AccessModel:
         if target.erased:
             raise CustomerErasedError(f"the customer of {target.kind} {target.id} was erased")
 
+    def finishing_erasure(
+        self, principal: Principal, rules: CommandRules, target: Resource
+    ) -> None:
+        """Before finishing an erasure stored earlier whose key outlived it
+        (`CommandService.erase_customer`): `command`'s checks but the customer's erasure,
+        which is what it finishes (404, 403 as for erasing a customer not erased)."""
+        self.command(principal, rules, msgspec.structs.replace(target, erased=False))
+
     def before_target(self, principal: Principal, rules: CommandRules) -> list[str]:
         """What refuses a command whatever its target: an action the caller's role has no
         rule for (403), a department not configured (422). Asked before the target is

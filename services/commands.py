@@ -60,11 +60,12 @@ from domain.base import (
     VersionConflict,
 )
 from domain.conversation import Conversation
-from domain.customer import Customer
+from domain.customer import Customer, CustomerErasedError
 from services.access import AccessModel, Forbidden, Principal, Resource, resource_of
 from services.aggregate_cache import AggregateCache
 from services.command_base import Change, Creation, Existing
 from services.customer_commands import EraseCustomer
+from services.event_positions import event_position
 from services.event_store import CrmApplication, Saved
 from services.idempotency import created_id
 from services.sealed_state import Path, open_at, set_each
@@ -244,11 +245,37 @@ class CommandService:
         self, caller: Caller, target: UUID, command: EraseCustomer, expected: int | None
     ) -> CommandResult:
         """Right to be forgotten: the key is destroyed only AFTER the event is durable,
-        so a failed save leaves the customer readable and the request can be retried."""
-        result = await self.change(caller, target, command, expected=expected)
+        so a failed save leaves the customer readable and the request can be retried.
+
+        Should destroying the key fail after the event (the key store locked), the
+        erasure is owed: marked so in the key store before the event is saved
+        (`Keyring.owe_erasure`, cleared with the key), so the API's sweep finishes it if
+        nobody retries (`services.erasure_sweep`), and a retry finishes it at once: an
+        erased customer whose key the store still holds is no 409, the key is destroyed
+        and the answer is the stored erasure's (no second `CustomerErased`)."""
+        self.access.before_target(caller.principal, command.rules())  # nothing owed if refused
+        await asyncio.to_thread(self.keyring.owe_erasure, target)
+        try:
+            result = await self.change(caller, target, command, expected=expected)
+        except CustomerErasedError as refused:
+            result = await self._owed_erasure(caller, target, command, refused)
         await asyncio.to_thread(self.keyring.erase, target)
         self.cache.clear()  # no cached state of the erased customer outlives its key
         return result
+
+    async def _owed_erasure(
+        self, caller: Caller, target: UUID, command: EraseCustomer, refused: CustomerErasedError
+    ) -> CommandResult:
+        """The answer of a stored erasure whose key the store still holds, for its caller to
+        finish it; `refused` (409) once the key is destroyed. `If-Match` is not compared:
+        finishing stores nothing, and the answer is the erasure's as stored."""
+        customer = await self._load(Customer, target)
+        self.access.finishing_erasure(caller.principal, command.rules(), resource_of(customer))
+        if not customer.erased or await asyncio.to_thread(self.keyring.destroyed, target):
+            raise refused
+        version = customer.version  # its erasure: nothing is stored after one
+        position = await asyncio.to_thread(event_position, self.app.recorder, target, version)
+        return CommandResult(id=target, version=version, position=position)
 
     async def _attempt(
         self, caller: Caller, target: UUID, command: Change[A], *, expected: int | None

@@ -22,16 +22,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
-
-from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder
-from psycopg.sql import SQL, Identifier
 
 from domain.base import DomainEvent
 from domain.customer import CustomerErased
 from services.commands import CommandResult, CommandService
+from services.event_positions import event_position
 from services.idempotency import Reservation
 
 
@@ -79,28 +75,3 @@ async def committed_answer(
         await asyncio.to_thread(commands.keyring.erase, target)
         commands.cache.clear()  # cached aggregates may hold the erased plaintext
     return recovered_result(events, position, extras)
-
-
-def event_position(recorder: object, originator_id: UUID, version: int) -> int:
-    """The global position (notification id) of one stored event."""
-    row: Any
-    if isinstance(recorder, PostgresApplicationRecorder):
-        statement = SQL(
-            "SELECT notification_id FROM {}.{} WHERE originator_id = %s AND originator_version = %s"
-        ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
-        with recorder.datastore.transaction(commit=False) as curs:
-            row = curs.execute(statement, (originator_id, version)).fetchone()
-    elif isinstance(recorder, SQLiteApplicationRecorder):
-        table = '"' + recorder.events_table_name.replace('"', '""') + '"'
-        with recorder.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                f"SELECT rowid AS notification_id FROM {table}"
-                " WHERE originator_id = ? AND originator_version = ?",
-                (originator_id.hex, version),
-            )
-            row = curs.fetchone()
-    else:
-        raise NotImplementedError(f"no position lookup on {type(recorder).__name__}")
-    if row is None:
-        raise LookupError(f"no stored event {originator_id} v{version}")
-    return int(row["notification_id"])

@@ -1,0 +1,114 @@
+"""An erasure whose key outlived its event is finished, by a retry or by the sweep.
+
+The command stores `CustomerErased`, then destroys the customer's data key; when the
+destruction fails, the erasure stays owed (marked in the key store before the event).
+A retry destroys the key and answers as the erasure did, storing nothing; once the key
+is destroyed, erasing again is the 409 every command on an erased customer gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from uuid import UUID
+
+import pytest
+
+from consumers.keyring import Keyring, MemoryKeyStore
+from domain.customer import CustomerErased, CustomerErasedError
+from services.access import Forbidden, Principal, Role
+from services.commands import Caller, CommandResult, CommandService
+from services.customer_commands import EraseCustomer, RegisterCustomer
+from services.event_store import CrmApplication
+from services.group_commit import DirectCommitter
+from tests.fake_clock import Clock
+
+
+def caller(role: Role) -> Caller:
+    return Caller(
+        principal=Principal(name=f"{role.value}-1", department="sales", role=role),
+        correlation_id="c",
+    )
+
+
+ADMIN, SERVICE = caller(Role.ADMIN), caller(Role.SERVICE)
+ERASE = EraseCustomer(reason="asked")
+
+
+class LockedOnce(MemoryKeyStore):
+    """A key store whose next `destroy` fails, as a locked one does (the key kept)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__(clock)
+        self.locked = False
+
+    def destroy(self, subject: UUID) -> None:
+        if self.locked:
+            self.locked = False
+            raise TimeoutError("the key store is locked")
+        super().destroy(subject)
+
+
+def _service() -> tuple[CommandService, LockedOnce, Clock]:
+    clock = Clock(1000.0)
+    keys = LockedOnce(clock)
+    keyring = Keyring(keys)
+    app = CrmApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"}, keyring)
+    return CommandService(app, DirectCommitter(app), keyring), keys, clock
+
+
+async def _half_erased(service: CommandService, keys: LockedOnce) -> UUID:
+    """A customer whose erasure is stored and whose key its destruction could not destroy."""
+    customer = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
+    keys.locked = True
+    with pytest.raises(TimeoutError):
+        await service.erase_customer(ADMIN, customer, ERASE, None)
+    return customer
+
+
+def _erasures(service: CommandService, customer: UUID) -> int:
+    return sum(isinstance(e, CustomerErased) for e in service.app.history(customer))
+
+
+def test_a_retried_erasure_destroys_the_key_and_answers_as_the_erasure_did() -> None:
+    async def scenario() -> None:
+        service, keys, _ = _service()
+        customer = await _half_erased(service, keys)
+        assert service.app.history(customer)[-1].wire_name() == "CustomerErased"
+        assert keys.load(customer) is not None
+        assert keys.owed_erasures() == [customer]
+
+        retried = await service.erase_customer(ADMIN, customer, ERASE, expected=1)
+        assert retried == CommandResult(id=customer, version=2, position=2)
+        assert keys.destroyed(customer)
+        assert keys.owed_erasures() == []
+        assert _erasures(service, customer) == 1  # nothing stored twice
+
+        with pytest.raises(CustomerErasedError):  # the key is gone: as for any command
+            await service.erase_customer(ADMIN, customer, ERASE, None)
+        assert _erasures(service, customer) == 1
+        assert keys.owed_erasures() == []  # the refused retry owes nothing
+
+    asyncio.run(scenario())
+
+
+def test_only_who_may_erase_finishes_an_erasure() -> None:
+    async def scenario() -> None:
+        service, keys, _ = _service()
+        customer = await _half_erased(service, keys)
+        with pytest.raises(Forbidden):
+            await service.erase_customer(SERVICE, customer, ERASE, None)
+        assert not keys.destroyed(customer)
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_erasure_owes_nothing() -> None:
+    async def scenario() -> None:
+        service, keys, _ = _service()
+        customer = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
+        with pytest.raises(Forbidden):
+            await service.erase_customer(SERVICE, customer, ERASE, None)
+        assert keys.owed_erasures() == []
+
+    asyncio.run(scenario())
