@@ -51,6 +51,7 @@ from services.bootstrap import Runtime
 from services.commands import CommandService, Committer
 from services.console import console_router
 from services.current_state import CurrentState
+from services.erasure_sweep import ErasureSweep
 from services.erasure_watch import ErasureWatch
 from services.group_commit import GroupCommitter
 from services.idempotency import open_idempotency
@@ -94,8 +95,14 @@ def create_app(
         lambda: services.streams.states.held,
     )
     sweeping, unsweeping = _in_background(partial(_every, SWEEP_SECONDS, services.sweep))
-    starting = [services.start_access_log, sweeping]
-    closing = [services.commands.committer.aclose, services.stop_access_log, unsweeping]
+    erasures = ErasureSweep(runtime.app, runtime.keyring, services.erased_elsewhere)
+    starting = [services.start_access_log, sweeping, erasures.start]
+    closing = [
+        services.commands.committer.aclose,
+        services.stop_access_log,
+        unsweeping,
+        erasures.stop,
+    ]
     if queries_helper is not None:
         services.queries_on_loop = read_models_on_loop(queries_helper, pg_reads)
         closing.append(services.queries_on_loop.aclose)

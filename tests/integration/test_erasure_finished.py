@@ -4,8 +4,8 @@ Red team: `CustomerErased` was stored, destroying the customer's data key then f
 (another connection held `keys.db` locked past its 5 s wait), the API answered a 500,
 and every retry a 409 `customer-erased`: the key lived on for good, and the history
 still showed the e-mail. Now a locked key store is a 503 `storage-busy` with
-Retry-After, and a retry destroys the key and answers as the erasure did (nothing
-stored twice).
+Retry-After, a retry destroys the key and answers as the erasure did (nothing stored
+twice), and an erasure nobody retries is finished when the API starts.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from litestar.testing import TestClient
 from consumers.key_stores import PostgresKeyStore, SqliteKeyStore
 from consumers.keyring import KeyStore, new_data_key
 from services.bootstrap import connect_pool
+from tests.e2e.processes import eventually
 from tests.integration.api_support import Client, EmbeddedApi, embedded_api
 
 HELD_PAST_THE_WAIT = 8.0
@@ -181,3 +182,34 @@ def test_a_key_store_locked_through_the_erasure_stores_nothing_and_a_retry_erase
         assert api.runtime.keyring.store.destroyed(customer)
         shown = client.get(f"/v1/customers/{customer}/history", headers=admin)
         assert "grace@example.com" not in shown.text
+
+
+def test_an_erasure_nobody_retries_is_finished_when_the_api_starts(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    with (
+        embedded_api(tmp_path, database_url=database_url) as api,
+        TestClient(api.app) as client,
+    ):
+        admin = api.token("root", "sales", "admin")
+        customer = register(client, admin)
+        with key_locked_at_destruction(api, tmp_path, database_url, customer):
+            first = client.post(f"/v1/customers/{customer}/erasure", json={}, headers=admin)
+        assert first.status_code >= 500
+        assert not api.runtime.keyring.store.destroyed(customer)
+
+    with (
+        embedded_api(tmp_path, database_url=database_url) as restarted,
+        TestClient(restarted.app) as client,
+    ):
+        keys = restarted.runtime.keyring.store
+        eventually(lambda: keys.destroyed(customer), within=10, what="the key destroyed")
+        assert keys.owed_erasures() == []
+        auditor = restarted.token("audrey", "sales", "auditor")
+        shown = client.get(f"/v1/customers/{customer}/history", headers=auditor)
+        assert shown.status_code == 200, shown.text
+        assert "grace@example.com" not in shown.text
+        assert history_types(client, customer, auditor) == [
+            "CustomerRegistered",
+            "CustomerErased",
+        ]

@@ -3,22 +3,25 @@
 The command stores `CustomerErased`, then destroys the customer's data key; when the
 destruction fails, the erasure stays owed (marked in the key store before the event).
 A retry destroys the key and answers as the erasure did, storing nothing; once the key
-is destroyed, erasing again is the 409 every command on an erased customer gets.
+is destroyed, erasing again is the 409 every command on an erased customer gets. The
+API's sweep (`services.erasure_sweep`) finishes an owed erasure nobody retries.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
+from structlog.testing import capture_logs
 
 from consumers.keyring import Keyring, MemoryKeyStore
 from domain.customer import CustomerErased, CustomerErasedError
 from services.access import Forbidden, Principal, Role
 from services.commands import Caller, CommandResult, CommandService
 from services.customer_commands import EraseCustomer, RegisterCustomer
+from services.erasure_sweep import GRACE_SECONDS, finish_owed_erasures
 from services.event_store import CrmApplication
 from services.group_commit import DirectCommitter
 from tests.fake_clock import Clock
@@ -112,3 +115,32 @@ def test_a_refused_erasure_owes_nothing() -> None:
         assert keys.owed_erasures() == []
 
     asyncio.run(scenario())
+
+
+def test_the_sweep_finishes_an_erasure_nobody_retried() -> None:
+    async def scenario() -> None:
+        service, keys, _ = _service()
+        customer = await _half_erased(service, keys)
+        with capture_logs() as logs:
+            assert finish_owed_erasures(service.app, service.keyring) == {customer}
+            assert finish_owed_erasures(service.app, service.keyring) == set()  # once
+        assert [(e["log_level"], e["customer"]) for e in logs] == [("warning", str(customer))]
+        assert keys.destroyed(customer)
+        assert service.keyring.known_erased(customer) is True
+        assert _erasures(service, customer) == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_sweep_drops_an_owed_erasure_never_stored_once_past_the_grace() -> None:
+    """Its save failed, or its process died before it: the customer keeps its key. A
+    younger one may be in flight (here or in another process) and stays owed."""
+    service, keys, clock = _service()
+    customer = uuid4()
+    keys.owe_erasure(customer)
+    assert finish_owed_erasures(service.app, service.keyring) == set()
+    assert keys.owed_erasures() == [customer]
+    clock.now += GRACE_SECONDS + 1
+    assert finish_owed_erasures(service.app, service.keyring) == set()
+    assert keys.owed_erasures() == []
+    assert not keys.destroyed(customer)
