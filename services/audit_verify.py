@@ -1,11 +1,24 @@
 """`crm audit verify`: recompute the chain over the store, check it against the signed
 checkpoints (signature, chain head, Merkle tree head), and name the first break.
 
-Checkpoints come from the store, and optionally from Kafka and from a file an auditor
-kept; each must carry a valid signature under the pinned public key (a checkpoint that
-does not is a break itself). The walk (`domain.chain_walk`) reads the log page by page;
-a `Comparison` (the Kafka check) sees the same pages. An edit that fits another event
-of the next `REORDER_WINDOW` events put back in place is reported as a reordering. A row
+Checkpoints come from the store, and optionally from a file an auditor kept and from
+Kafka. What a checkpoint that fails its signature under the pinned public key means
+depends on who can write where it came from:
+
+* the store's, and the auditor's file (`--checkpoints`: the API's answer, which serves
+  the store's, or what `crm audit checkpoint` printed), are evidence someone answers
+  for: one that fails is the store or the kept copy altered (or the wrong key pinned),
+  a break itself, reported before anything is walked;
+* Kafka's (`untrusted`: topic `crm.audit.checkpoints.v1`, which any client with produce
+  rights can write) prove nothing about the store unless the pinned key signed them:
+  one that fails is *ignored* (counted in `Report.ignored`, its position named), and
+  the walk uses the ones that verify. Otherwise one junk record, kept forever, would
+  fail every later `verify --kafka`, and would hide the break (a truncation) that the
+  genuine checkpoints beside it exist to catch.
+
+The walk (`domain.chain_walk`) reads the log page by page; a `Comparison` (the Kafka
+check) sees the same pages. An edit that fits another event of the next
+`REORDER_WINDOW` events put back in place is reported as a reordering. A row
 the store holds in another form than it writes (`Malformed`) is an edit, whatever its
 bytes hash to: the application no longer reads it as the event the chain links.
 
@@ -21,7 +34,7 @@ I/O: the audit log; signature checks (`services.audit_keys`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import msgspec
 
@@ -41,6 +54,9 @@ from services.audit_log import END, PAGE_BYTES, AuditLog, Malformed, pages
 
 REORDER_WINDOW = 10_000
 PAGE = 5000
+IGNORED_NAMED = 5
+"""Ignored checkpoints whose positions a report names (the first read); the rest are
+counted only: whoever writes them could write millions."""
 
 
 class Comparison(Protocol):
@@ -67,6 +83,10 @@ class Report(msgspec.Struct, kw_only=True):
     """Events walked after `signed_upto` (all of them if None): no signature covers them."""
     tree_checked: bool = True
     broken: Break | None = None
+    ignored: int = 0
+    """Untrusted checkpoints (Kafka's) the pinned key did not sign: not used."""
+    ignored_positions: list[int] = msgspec.field(default_factory=list)
+    """The positions the first `IGNORED_NAMED` of them claim."""
 
 
 def verify_log(
@@ -76,17 +96,21 @@ def verify_log(
     *,
     start: int | None = None,
     end: int | None = None,
+    untrusted: Iterable[Checkpoint] = (),
     comparisons: Sequence[Comparison] = (),
     progress: Callable[[int], None] = lambda _: None,
 ) -> Report:
-    """Walk positions `start..end` (default: all) and report the first break, if any."""
-    signed, forged = _signed(checkpoints, public_key)
+    """Walk positions `start..end` (default: all) and report the first break, if any.
+    `checkpoints` are evidence (a bad signature is a break); `untrusted` ones come from
+    a channel anyone may write (a bad signature is ignored): see the module docstring."""
+    signed, forged, ignored = _signed(checkpoints, untrusted, public_key)
     if forged is not None:
-        return Report(broken=forged)
+        return Report(broken=forged, ignored=ignored.records, ignored_positions=ignored.positions)
     end = END if end is None else end
     upto = min(end, log.last_position())  # checkpoints up to `end` may lie past a truncation
     walk = _start(log, start, [c for c in signed if (start or 0) <= c.position <= end])
     report = Report(tree_checked=walk.tree is not None)
+    report.ignored, report.ignored_positions = ignored.records, ignored.positions
     after = walk.position
     broken = _walk(log, walk, report, upto=upto, comparisons=comparisons, progress=progress)
     report.broken = (
@@ -168,21 +192,58 @@ def _edited_in_place(position: int, canonical: bytes) -> Break:
     )
 
 
+class Ignored(NamedTuple):
+    """Untrusted checkpoints the pinned key did not sign: how many, and the positions
+    the first `IGNORED_NAMED` claim."""
+
+    records: int
+    positions: list[int]
+
+
 def _signed(
-    checkpoints: Iterable[Checkpoint], public_key: bytes
-) -> tuple[list[Checkpoint], Break | None]:
-    """The distinct checkpoints, or the first whose signature fails."""
-    distinct = {(c.position, c.tree_size, c.chain_head, c.tree_head): c for c in checkpoints}
-    for checkpoint in sorted(distinct.values(), key=lambda c: c.position):
-        if not signature_valid(public_key, checkpoint):
-            named = "another key" if checkpoint.public_key != public_key.hex() else "this key"
-            return [], Break(
-                kind=BreakKind.EDITED,
-                position=checkpoint.position,
-                detail=f"the checkpoint signed at {checkpoint.signed_at} does not carry a valid"
-                f" signature of the pinned key (it names {named}): forged or altered",
-            )
-    return list(distinct.values()), None
+    checkpoints: Iterable[Checkpoint], untrusted: Iterable[Checkpoint], public_key: bytes
+) -> tuple[list[Checkpoint], Break | None, Ignored]:
+    """The distinct checkpoints the pinned key signed; the break of the first (by
+    position) of `checkpoints` it did not sign, if any; the `untrusted` ones it did not.
+
+    Each copy is checked before copies are merged: a junk copy of a genuine checkpoint
+    (its signature changed) must not stand in for it."""
+    evidence = list(dict.fromkeys(checkpoints))
+    valid = {c: None for c in evidence if signature_valid(public_key, c)}
+    forged = min((c for c in evidence if c not in valid), key=_position, default=None)
+    ignored = _add_untrusted(valid, untrusted, public_key)
+    distinct = {(c.position, c.tree_size, c.chain_head, c.tree_head): c for c in valid}
+    broken = None if forged is None else _forged(forged, public_key)
+    return list(distinct.values()), broken, ignored
+
+
+def _position(checkpoint: Checkpoint) -> int:
+    return checkpoint.position
+
+
+def _add_untrusted(
+    valid: dict[Checkpoint, None], untrusted: Iterable[Checkpoint], public_key: bytes
+) -> Ignored:
+    """Add to `valid` the untrusted checkpoints the pinned key signed; the others are
+    read as they come and only counted: whoever writes them could write millions."""
+    count, named = 0, list[int]()
+    for checkpoint in untrusted:
+        if checkpoint in valid or signature_valid(public_key, checkpoint):
+            valid[checkpoint] = None
+        else:
+            count += 1
+            named += [checkpoint.position][: IGNORED_NAMED - len(named)]
+    return Ignored(count, named)
+
+
+def _forged(checkpoint: Checkpoint, public_key: bytes) -> Break:
+    named = "another key" if checkpoint.public_key != public_key.hex() else "this key"
+    return Break(
+        kind=BreakKind.EDITED,
+        position=checkpoint.position,
+        detail=f"the checkpoint signed at {checkpoint.signed_at} does not carry a valid"
+        f" signature of the pinned key (it names {named}): forged or altered",
+    )
 
 
 def _start(log: AuditLog, start: int | None, checkpoints: list[Checkpoint]) -> ChainWalk:

@@ -77,7 +77,10 @@ def _register_verify(actions: argparse._SubParsersAction[Any]) -> None:
         " against the relay's position on PostgreSQL, or checkpoints signed later).",
         epilog="exit status: 0 intact; 1 a break (edited, deleted, inserted, reordered);"
         " 2 configuration or usage error; 3 no break, but no signed checkpoint lies in the"
-        " range walked (an empty store, or one whose checkpoints are gone: unanchored)",
+        " range walked (an empty store, or one whose checkpoints are gone: unanchored)."
+        " A checkpoint on Kafka that the pinned key did not sign is ignored with a warning"
+        " (anyone who can produce to the topic can write one); in the store or in"
+        " --checkpoints FILE it is a break",
     )
     add_range(
         verify,
@@ -87,7 +90,10 @@ def _register_verify(actions: argparse._SubParsersAction[Any]) -> None:
         last="last position to check",
     )
     verify.add_argument(
-        "--kafka", action="store_true", help="also check every record on the event topics"
+        "--kafka",
+        action="store_true",
+        help="also check every record on the event topics, against the checkpoints on"
+        " crm.audit.checkpoints.v1 too",
     )
     verify.add_argument(
         "--public-key", metavar="KEY", help="pinned key: 64 hex digits or a key file"
@@ -117,13 +123,15 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
 
     public_key = pinned_key(args.public_key, settings)
     with closing(bootstrap(settings)) as runtime, closing(_audit_log(runtime)) as log:
-        checkpoints = checkpoints_to_check(log, settings, args.checkpoints, kafka=args.kafka)
+        checkpoints, on_kafka = checkpoints_to_check(
+            log, settings, args.checkpoints, kafka=args.kafka
+        )
         checks = comparisons(log, settings, kafka=args.kafka)
         total = log.count_between((args.start or 1) - 1, args.end or (1 << 62))
         with progress_bar("verifying", total) as advance:
             report = verify_log(
                 log, checkpoints, public_key, start=args.start, end=args.end,
-                comparisons=checks, progress=advance,
+                untrusted=on_kafka, comparisons=checks, progress=advance,
             )  # fmt: skip
     print(summary(report))
     return exit_code(report)

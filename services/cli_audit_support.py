@@ -2,8 +2,9 @@
 
 * the pinned public key: `--public-key`, else the signing key file's own
   (`CRM_AUDIT_KEY_FILE`); never the key a checkpoint names;
-* the checkpoints: the store's, those on Kafka (`--kafka`) and an auditor's own file
-  (`--checkpoints`: JSON lines, or what `GET /v1/audit/checkpoints` answered);
+* the checkpoints: the store's and an auditor's own file (`--checkpoints`: JSON lines,
+  or what `GET /v1/audit/checkpoints` answered), evidence; and, apart, those on Kafka
+  (`--kafka`), which anyone with produce rights can write (`services.audit_verify`);
 * the comparisons: the Kafka records (`--kafka`).
 
 I/O: the key file, the checkpoints file, Kafka.
@@ -11,6 +12,7 @@ I/O: the key file, the checkpoints file, Kafka.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
@@ -48,16 +50,18 @@ def pinned_key(given: str | None, settings: Settings) -> bytes:
 
 def checkpoints_to_check(
     log: AuditLog, settings: Settings, kept: Path | None, *, kafka: bool
-) -> list[Checkpoint]:
+) -> tuple[list[Checkpoint], Iterable[Checkpoint]]:
+    """The checkpoints vouched for (the store's, `kept`), and those read from Kafka
+    (as the walk consumes them: untrusted, see `services.audit_verify`)."""
     found = log.checkpoints()
     if kept is not None:
         found += read_kept(kept)
-    if kafka:
-        from services.checkpoint_topic import read_checkpoints
+    if not kafka:
+        return found, ()
+    from services.checkpoint_topic import read_checkpoints
 
-        require_kafka(settings)
-        found += read_checkpoints(settings.kafka_bootstrap, settings.topic_prefix)
-    return found
+    require_kafka(settings)
+    return found, read_checkpoints(settings.kafka_bootstrap, settings.topic_prefix)
 
 
 def read_kept(path: Path) -> list[Checkpoint]:
@@ -92,7 +96,9 @@ def summary(report: Report) -> str:
     lines = [
         f"events       {report.events} ({span})",
         f"checkpoints  {report.checkpoints} matched"
-        + ("" if report.tree_checked else " (chain heads only: --from skips tree heads)"),
+        + ("" if report.tree_checked else " (chain heads only: --from skips tree heads)")
+        + (f", {report.ignored} ignored" if report.ignored else ""),
+        *([f"warning      {_ignored(report)}"] if report.ignored else []),
         *([f"unsigned     {_unsigned(report)}"] if report.broken is None else []),
         f"chain head   {report.chain_head}",
     ]
@@ -111,6 +117,16 @@ def summary(report: Report) -> str:
     return "\n".join(lines)
 
 
+def _ignored(report: Report) -> str:
+    positions = ", ".join(map(str, report.ignored_positions))
+    more = ", ..." if report.ignored > len(report.ignored_positions) else ""
+    return (
+        f"{report.ignored} checkpoints on Kafka do not carry a valid signature of the pinned"
+        f" key (claiming positions {positions}{more}): ignored, as anyone who can produce to"
+        " the topic can write one; the log was checked against the others"
+    )
+
+
 def _unsigned(report: Report) -> str:
     if report.signed_upto is None:
         return f"{report.unsigned} events, no signed checkpoint covers any of them"
@@ -121,7 +137,9 @@ def _unsigned(report: Report) -> str:
 
 
 def exit_code(report: Report) -> int:
-    """1: a break; 3: no break, but no signed checkpoint anchored the walk; 0: intact."""
+    """1: a break; 3: no break, but no signed checkpoint anchored the walk; 0: intact.
+    Ignored checkpoints (Kafka's, badly signed) change none of these: they are a warning
+    about the topic, not evidence about the log."""
     if report.broken is not None:
         return 1
     return 3 if report.signed_upto is None else 0
