@@ -9,6 +9,14 @@ projections' generation schemas or their bookkeeping. Each analyst is a LOGIN ro
 that group, read-only by default (`default_transaction_read_only`), its password given
 to PostgreSQL as a SCRAM verifier so that no statement or log line carries it.
 
+Each login's role settings (`role_settings`) also bound how long its transactions may
+sit idle and its statements run, so that a forgotten transaction does not hold a view's
+lock for hours. They are defaults a session may change (`SET`), as it may leave
+read-only mode; a rebuild's switch does not rely on them (`consumers.pg_lock_wait`).
+Every grant gives every login of the group this version's settings (its password left
+as it is), so granting anyone after an upgrade brings the older logins up to date; a
+session takes them as it connects.
+
 A rebuild's switch drops and recreates a projection's stable schema; the switch calls
 `grant_views` in the same transaction, so the grants follow every new generation.
 
@@ -31,6 +39,14 @@ from typing import Any
 from psycopg import Connection, sql
 
 SCRAM_ITERATIONS = 4096
+IDLE_IN_TRANSACTION_TIMEOUT = "60s"
+"""An analyst's session whose transaction stays idle this long is ended by the server
+(`idle_in_transaction_session_timeout`). A transaction left open after one `SELECT` (a BI
+tool, psycopg without autocommit) holds its views' locks: a rebuild's switch waits for
+it (`consumers.pg_lock_wait`)."""
+STATEMENT_TIMEOUT = "5min"
+"""An analyst's statement running this long is cancelled (`statement_timeout`): it too
+holds its views' locks while it runs."""
 SESSION_END_WAIT_MS = 5000
 """How long a revoke waits for each of the login's sessions to end (and drop its
 temporary tables) before dropping what it owns."""
@@ -86,7 +102,8 @@ def grant_login(
     conn: Connection[Any], name: str, password: str, schemas: dict[str, list[str]]
 ) -> None:
     """Create (or give a new password to) analyst `name`, in the group, which gets the
-    database and every view of `schemas` (schema -> views) that exists now."""
+    database and every view of `schemas` (schema -> views) that exists now; `name` and
+    every other login of the group get `role_settings`."""
     name = checked_name(name)
     group = group_role(conn)
     with conn.transaction():
@@ -98,6 +115,8 @@ def grant_login(
             )
         )
         _login(conn, name, group, scram_verifier(password))
+        for login in _logins(conn, group):
+            _apply_settings(conn, login)
         for schema, views in schemas.items():
             if _schema_exists(conn, schema):
                 grant_views(conn, schema, views)
@@ -144,7 +163,36 @@ def _login(conn: Connection[Any], name: str, group: str, verifier: str) -> None:
         conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(role, secret))
     else:
         raise NotAnAnalyst(f"role {name!r} exists and is not an analyst login: left alone")
-    conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role))
+
+
+def role_settings() -> dict[str, str]:
+    """What every analyst's login has set (`ALTER ROLE ... SET`): read-only by default,
+    and the timeouts."""
+    return {
+        "default_transaction_read_only": "on",
+        "idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION_TIMEOUT,
+        "statement_timeout": STATEMENT_TIMEOUT,
+    }
+
+
+def _apply_settings(conn: Connection[Any], login: str) -> None:
+    for setting, value in role_settings().items():
+        conn.execute(
+            sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                sql.Identifier(login), sql.Identifier(setting), sql.Literal(value)
+            )
+        )
+
+
+def _logins(conn: Connection[Any], group: str) -> list[str]:
+    """The roles that can log in and are members of the analysts' group."""
+    rows = conn.execute(
+        "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member"
+        " JOIN pg_roles g ON g.oid = m.roleid WHERE g.rolname = %s AND r.rolcanlogin"
+        " ORDER BY r.rolname",
+        (group,),
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def _database(conn: Connection[Any]) -> sql.Identifier:

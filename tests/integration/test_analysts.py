@@ -1,6 +1,6 @@
 """`crm analysts grant NAME`: a read-only PostgreSQL login that reads the read models'
-stable views and nothing else, sees no personal data in them, and keeps its grants
-across a rebuild's switch."""
+stable views and nothing else, sees no personal data in them, keeps its grants across a
+rebuild's switch, and whose forgotten transactions and long statements the server ends."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from psycopg import errors, sql
 from psycopg_pool import ConnectionPool
 
 from bench.databases import fresh_database
+from consumers import analysts
 from consumers.follower import rebuild_from_store
 from consumers.readmodel_store import analyst_views, public_tables
 from consumers.relay_position import PostgresRelayPosition
@@ -25,6 +26,7 @@ from consumers.store_postgres import PostgresStore
 from projections import PROJECTIONS
 from services.cli import main
 from services.event_store import open_event_store
+from tests.e2e.processes import eventually
 from tests.integration.api_support import EmbeddedApi, embedded_api
 
 
@@ -217,3 +219,68 @@ def test_no_lock_an_analyst_can_take_keeps_the_processes_from_starting_or_rebuil
     starting.join()
     assert not still_waiting, "a process start or a rebuild waited for the analyst's lock"
     assert errors_seen == []
+
+
+def _settings(database: str, name: str) -> dict[str, str]:
+    """The role settings of login `name` (every database)."""
+    with psycopg.connect(database) as conn:
+        row = conn.execute(
+            "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"
+            " WHERE r.rolname = %s AND s.setdatabase = 0",
+            (name,),
+        ).fetchone()
+    return dict(entry.split("=", 1) for entry in (row[0] if row else []))
+
+
+def test_an_analyst_login_carries_the_timeouts_and_a_grant_gives_them_to_older_logins(
+    database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A transaction left open after one `SELECT` held its views' locks for as long as the
+    session lasted (a rebuild's switch waited for it): the server now ends it."""
+    older, newer = f"ann_{uuid.uuid4().hex[:8]}", f"bob_{uuid.uuid4().hex[:8]}"
+    expected = {
+        "default_transaction_read_only": "on",
+        "idle_in_transaction_session_timeout": analysts.IDLE_IN_TRANSACTION_TIMEOUT,
+        "statement_timeout": analysts.STATEMENT_TIMEOUT,
+    }
+    try:
+        password = _grant(monkeypatch, capsys, database, older)
+        assert _settings(database, older) == expected
+        with psycopg.connect(database, autocommit=True) as conn:  # as an older version left it
+            role = sql.Identifier(older)
+            conn.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(role))
+            conn.execute(
+                sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role)
+            )
+        _grant(monkeypatch, capsys, database, newer)
+        assert _settings(database, newer) == expected
+        assert _settings(database, older) == expected  # brought up to date...
+        with _as(database, older, password) as session:  # ...its password left as it was
+            shown = session.execute("SHOW statement_timeout").fetchone()
+            assert shown == (analysts.STATEMENT_TIMEOUT,)
+    finally:
+        for name in (older, newer):
+            assert main(["analysts", "revoke", name]) == 0
+
+
+def test_the_server_ends_an_analysts_idle_transaction(
+    database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(analysts, "IDLE_IN_TRANSACTION_TIMEOUT", "1s")  # not a minute's wait
+    name = f"ann_{uuid.uuid4().hex[:8]}"
+    analyst = _as(database, name, _grant(monkeypatch, capsys, database, name))
+    try:
+        analyst.execute("BEGIN")
+        analyst.execute("SELECT 1")  # and leaves the transaction open
+
+        def ended() -> bool:
+            with psycopg.connect(database) as conn:
+                query = "SELECT 1 FROM pg_stat_activity WHERE usename = %s"
+                return conn.execute(query, (name,)).fetchone() is None
+
+        eventually(ended, within=60, what="the server ending the idle transaction's session")
+        with pytest.raises((errors.IdleInTransactionSessionTimeout, psycopg.OperationalError)):
+            analyst.execute("SELECT 1")
+    finally:
+        analyst.close()
+        assert main(["analysts", "revoke", name]) == 0
