@@ -31,7 +31,13 @@ from consumers.blind_index import needs_terms, search_terms
 from consumers.byte_pages import PAGE_BYTES
 from consumers.keyring import Keyring
 from consumers.projecting import Item, Retried, commit, reason, retry_letters
-from consumers.readmodel_store import STORE_TOPIC, ReadModelStore, Status, StoredLetter
+from consumers.readmodel_store import (
+    STORE_TOPIC,
+    ReadModelStore,
+    Status,
+    StoredLetter,
+    switch_or_drop,
+)
 from domain import codec
 from domain.customer import CustomerErased
 from projections.base import Projection
@@ -188,5 +194,5 @@ def rebuild_from_store(app: Any, store: ReadModelStore, projection: Projection) 
     follower.generations = {projection.name: generation}
     while follower.step():
         pass
-    store.switch(projection, generation)
+    switch_or_drop(store, projection, generation)
     return generation

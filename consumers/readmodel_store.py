@@ -130,6 +130,21 @@ class ReadModelNotBuilt(Exception):  # noqa: N818 - a state, like the HTTP statu
         )
 
 
+class LocksHeld(RuntimeError):  # noqa: N818 - a state, like ReadModelNotBuilt
+    """A schema change (a rebuild's switch) gave up waiting for locks other sessions held
+    on a projection's read model: it was rolled back whole, the live generation is as it
+    was (`consumers.pg_lock_wait`)."""
+
+    def __init__(self, projection: str, waited_s: float, holders: list[str]) -> None:
+        self.projection, self.holders = projection, holders
+        held = "; ".join(holders) or "sessions that let go before they could be named"
+        super().__init__(
+            f"{projection}: gave up after {waited_s:.0f} s waiting for locks on its read"
+            f" model, held by {held}. Nothing was switched. End those sessions"
+            " (SELECT pg_terminate_backend(pid)) or wait for them, then run it again."
+        )
+
+
 class TableWrites(NamedTuple):
     """What one segment does to one table: upsert rows, delete keys, add to counters."""
 
@@ -254,3 +269,15 @@ def public_tables(projection: Projection) -> list[Table]:
 def analyst_views(projection: Projection) -> list[str]:
     """The stable views the analysts' SQL role may read (not the search index)."""
     return [t.name for t in public_tables(projection) if t.analysts]
+
+
+def switch_or_drop(store: ReadModelStore, projection: Projection, generation: int) -> None:
+    """Switch to the rebuilt `generation`; if the switch gives up waiting for locks others
+    hold (`LocksHeld`: rolled back, the live generation unchanged), drop it, as a rebuild
+    that fails leaves nothing behind, and say so."""
+    try:
+        store.switch(projection, generation)
+    except LocksHeld as error:
+        store.drop_generation(projection.name, generation)
+        error.add_note(f"The rebuilt version {generation} was dropped.")
+        raise

@@ -26,7 +26,7 @@ from consumers.as_stored import StoredEvents
 from consumers.hand_over import decode
 from consumers.keyring import Keyring
 from consumers.projecting import Item, Retried, retry_letters
-from consumers.readmodel_store import ReadModelStore, StoredLetter
+from consumers.readmodel_store import ReadModelStore, StoredLetter, switch_or_drop
 from consumers.runner import ProjectionRunner, group_id
 from projections.base import Projection, Row
 
@@ -68,7 +68,7 @@ def rebuild(
     """Rebuild beside the live generation and switch to it atomically; the new generation."""
     store.install(projection)
     generation = build_generation(store, projection, source, progress)
-    store.switch(projection, generation)
+    switch_or_drop(store, projection, generation)
     return generation
 
 

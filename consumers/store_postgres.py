@@ -20,6 +20,7 @@ from psycopg_pool import PoolTimeout
 
 from consumers import analysts, pg_session
 from consumers.pg_ddl import create_tables
+from consumers.pg_lock_wait import PATIENCE_S, patiently
 from consumers.pg_pool import open_pool
 from consumers.pg_session import PgSession, column_defs, q
 from consumers.pg_times import edge_cursor
@@ -69,6 +70,8 @@ class PostgresStore:
 
     def __init__(self, database_url: str, max_size: int = 4) -> None:
         self.database_url = database_url
+        self.lock_patience = PATIENCE_S
+        """How long a switch waits for locks others hold before `LocksHeld`."""
         self.pool = open_pool(
             database_url, max_size=max_size, kwargs={"options": "-c timezone=UTC"}
         )
@@ -94,13 +97,8 @@ class PostgresStore:
         live = self.live_generation(projection.name)
         if live is not None:
             return live
-        with self.pool.connection() as conn, conn.transaction():
-            conn.execute(_GENERATIONS_LOCK)
-            live = self._live(conn, projection.name)
-            if live is None:
-                live = self._create(conn, projection)
-                self._switch(conn, projection, live)
-        return live
+        return patiently(self.pool, projection.name, partial(self._install, projection),
+                         self.lock_patience)  # fmt: skip
 
     def create_generation(self, projection: Projection) -> int:
         with self.pool.connection() as conn, conn.transaction():
@@ -108,7 +106,10 @@ class PostgresStore:
             return self._create(conn, projection)
 
     def switch(self, projection: Projection, generation: int) -> None:
-        """Repoint the stable views at `generation` and drop the old one, atomically.
+        """Repoint the stable views at `generation` and drop the old one, atomically,
+        waiting for sessions that hold their locks without queueing readers behind it
+        for longer than `consumers.pg_lock_wait.LOCK_TIMEOUT_S` (`LocksHeld` after
+        `lock_patience` seconds, nothing switched).
         The new generation's tables are analyzed first: a rebuild fills them faster than
         autovacuum looks, and without statistics PostgreSQL plans a department page as a
         join of the whole department and a sort (2.1 ms instead of 0.2 ms at 640
@@ -118,12 +119,8 @@ class PostgresStore:
                 conn.execute(
                     sql.SQL("ANALYZE {}").format(q(_schema(projection.name, generation), spec.name))
                 )
-        with self.pool.connection() as conn, conn.transaction():
-            conn.execute(_GENERATIONS_LOCK)
-            old = self._live(conn, projection.name)
-            self._switch(conn, projection, generation)
-            if old is not None and old != generation:
-                _drop_schema(conn, projection.name, old)
+        switch = partial(self._switch_to, projection, generation)
+        patiently(self.pool, projection.name, switch, self.lock_patience)
 
     def drop_generation(self, name: str, generation: int) -> None:
         with self.pool.connection() as conn, conn.transaction():
@@ -172,6 +169,21 @@ class PostgresStore:
         """Nothing a store can do: old row versions stay in dead tuples until vacuumed
         and in the WAL until recycled (README, "Erasure on PostgreSQL"). They hold only
         sealed values, whose key the erasure destroyed."""
+
+    def _install(self, projection: Projection, conn: Connection[Any]) -> int:
+        conn.execute(_GENERATIONS_LOCK)
+        live = self._live(conn, projection.name)
+        if live is None:
+            live = self._create(conn, projection)
+            self._switch(conn, projection, live)
+        return live
+
+    def _switch_to(self, projection: Projection, generation: int, conn: Connection[Any]) -> None:
+        conn.execute(_GENERATIONS_LOCK)
+        old = self._live(conn, projection.name)
+        self._switch(conn, projection, generation)
+        if old is not None and old != generation:
+            _drop_schema(conn, projection.name, old)
 
     def _live(self, conn: Connection[Any], name: str) -> int | None:
         row = conn.execute(

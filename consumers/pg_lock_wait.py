@@ -1,0 +1,150 @@
+"""Schema changes that others read through wait for their locks without stalling readers.
+
+A switch (`consumers.store_postgres`) drops a projection's stable schema and its old
+generation: ACCESS EXCLUSIVE on every view and table in them. PostgreSQL grants locks in
+the order they are asked for, so while that request waits for a session holding ACCESS
+SHARE, every later reader of those relations waits behind it. An analyst's transaction
+left open after one `SELECT` (a BI tool, psycopg without autocommit) held a switch, and
+with it the API's department reads, until the analyst's session ended.
+
+`patiently` therefore runs such a transaction under `lock_timeout` (`LOCK_TIMEOUT_S`):
+a lock request waits at most that long, and a reader queued behind it as long. On
+`LockNotAvailable`, or `DeadlockDetected` (a reader of a join holding one view while the
+switch holds the next), the whole transaction rolls back: nothing is half switched. It
+logs who holds locks on the projection's schemas (pid, user, application, state) when
+they differ from the last it named, waits until those sessions let go (looking every
+`POLL_S`; no lock is asked for meanwhile, so readers go on), tries again at the latest
+after `RETRY_EVERY_S` (a session may let go and take again between two looks), and gives
+up after `PATIENCE_S` with `LocksHeld`, naming them.
+
+Why give up at all: an analyst's login ends a transaction left idle for a minute and a
+statement running for five (`consumers.analysts`), so an analyst's forgotten transaction
+is gone long before `PATIENCE_S`. A session that still holds on then keeps working, or is
+another role's; someone has to end it or wait for it, and a `crm projections rebuild`
+says who rather than hang.
+
+I/O: PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
+
+import structlog
+from psycopg import Connection, errors
+from psycopg_pool import ConnectionPool
+
+from consumers.readmodel_store import LocksHeld
+
+log = structlog.get_logger("crm.projections")
+
+T = TypeVar("T")
+
+LOCK_TIMEOUT_S = 2.0
+"""How long one attempt waits for any one lock, and so about the longest a reader of the
+projection queues behind it. Above PostgreSQL's `deadlock_timeout` (1 s by default): a
+deadlock with a reader is broken by the server first, ending whichever of the two waited
+longer (the attempt tries again; a reader's request is a 503, as in any deadlock)."""
+RETRY_EVERY_S = 15.0
+"""After a failed attempt, the next comes once the sessions that held the locks let go,
+or after this long at the latest."""
+POLL_S = 0.25
+"""How often `pg_locks` is read while waiting for holders to let go."""
+PATIENCE_S = 600.0
+"""How long to keep trying before `LocksHeld`: longer than an analyst's statement timeout
+and idle-transaction timeout together (`consumers.analysts`)."""
+
+_LOCK_WAITS = (errors.LockNotAvailable, errors.DeadlockDetected)
+_HOLDERS = """
+SELECT l.pid, a.usename, a.application_name, a.state,
+       extract(epoch FROM now() - a.xact_start)::float8,
+       array_agg(DISTINCT format('%%I.%%I', n.nspname, c.relname))
+FROM pg_locks l
+JOIN pg_class c ON c.oid = l.relation
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND (n.nspname = %(name)s OR n.nspname LIKE %(generations)s
+       OR c.oid = to_regclass('crm_projections'))
+GROUP BY 1, 2, 3, 4, 5
+ORDER BY 1"""
+"""Sessions holding a lock on a relation of the projection's schemas (stable views and
+generations) or on the generations registry, with those relations. PostgreSQL shows
+another role's state and transaction start only to its members and `pg_read_all_stats`:
+those may be NULL."""
+
+
+class Holder(NamedTuple):
+    pid: int
+    user: str | None
+    application: str | None
+    state: str | None
+    in_transaction_s: float | None
+    relations: list[str]
+
+    def __str__(self) -> str:
+        since = "" if self.in_transaction_s is None else f" for {self.in_transaction_s:.0f} s"
+        state = self.state or "state not visible"
+        shown = ", ".join(self.relations[:3]) + (", ..." if len(self.relations) > 3 else "")
+        return (
+            f"pid {self.pid} ({self.user}, application {self.application or ''!r},"
+            f" {state}{since}; holds {shown})"
+        )
+
+
+def patiently(
+    pool: ConnectionPool,
+    projection: str,
+    work: Callable[[Connection[Any]], T],
+    patience: float = PATIENCE_S,
+) -> T:
+    """`work(conn)` in one transaction whose lock waits are bounded, tried again until
+    it is done or `patience` seconds have gone (`LocksHeld`; nothing of it done)."""
+    started = time.monotonic()
+    named: frozenset[int] | None = None
+    while True:
+        try:
+            return _attempt(pool, work)
+        except _LOCK_WAITS as error:
+            held, reason = holders(pool, projection), type(error).__name__
+        waited = time.monotonic() - started
+        if waited >= patience:
+            raise LocksHeld(projection, waited, [str(h) for h in held])
+        pids = frozenset(h.pid for h in held)
+        if pids != named:  # named once, while the same sessions hold on
+            log.warning("lock_wait", projection=projection, reason=reason,
+                        holders=[str(h) for h in held], retry_within_s=RETRY_EVERY_S,
+                        gives_up_after_s=patience)  # fmt: skip
+            named = pids
+        else:
+            log.info("lock_wait_continues", projection=projection, waited_s=round(waited))
+        _until_released(
+            pool, projection, pids, min(started + patience, time.monotonic() + RETRY_EVERY_S)
+        )
+
+
+def holders(pool: ConnectionPool, projection: str) -> list[Holder]:
+    """Who holds a lock on the projection's relations or the generations registry now."""
+    params = {"name": projection, "generations": f"{projection}\\_v%"}
+    with pool.connection() as conn:
+        return [Holder(*row) for row in conn.execute(_HOLDERS, params).fetchall()]
+
+
+def _attempt(pool: ConnectionPool, work: Callable[[Connection[Any]], T]) -> T:
+    with pool.connection() as conn, conn.transaction():
+        timeout = f"{round(LOCK_TIMEOUT_S * 1000)}ms"
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (timeout,))  # SET LOCAL
+        return work(conn)
+
+
+def _until_released(
+    pool: ConnectionPool, projection: str, pids: frozenset[int], until: float
+) -> None:
+    """Return once none of `pids` holds a lock the work needs, or at `until`."""
+    while time.monotonic() < until:
+        time.sleep(min(POLL_S, max(0.0, until - time.monotonic())))
+        if not pids & {h.pid for h in holders(pool, projection)}:
+            return
