@@ -9,8 +9,9 @@ Those that read Kafka check each record against the PostgreSQL event store
 (`consumers.as_stored`), so `consume` and `verify` need `CRM_DATABASE_URL` (the
 embedded default has no Kafka consumers: its projections follow the event store, and
 its `rebuild` and `retry` replay it). Exit codes: 0 done, 1 differences found by `verify`,
-events still failing after `retry`, or a writer process that failed; 2 configuration
-error.
+events still failing after `retry`, a writer process that failed, or a `rebuild` whose
+switch gave up waiting for locks other sessions held (named; nothing switched); 2
+configuration error.
 """
 
 from __future__ import annotations
@@ -202,6 +203,7 @@ def _rejected(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.follower import rebuild_from_store
+    from consumers.readmodel_store import LocksHeld
     from consumers.rebuild import rebuild
 
     projection = _projection(args.name)
@@ -213,6 +215,9 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
             with _progress(f"rebuilding {args.name}") as advance:
                 generation = rebuild(store, projection, _source(settings, runtime), advance)
         print(f"{args.name}: version {generation} is live")
+    except LocksHeld as error:  # the switch gave up: rolled back, the rebuilt version dropped
+        print(f"crm: {error}", *getattr(error, "__notes__", []), file=sys.stderr)
+        return 1
     finally:
         store.close()
         runtime.close()
