@@ -22,6 +22,7 @@ from uuid import UUID
 
 from psycopg import Connection, sql
 
+from consumers import rejected_runs
 from consumers.pg_copy import (
     UpsertStatements,
     copy_upsert,
@@ -49,15 +50,25 @@ PG_TYPES = {
 }  # fmt: skip
 _CACHED = 1024  # statements kept: a few dozen per projection generation
 
+RUN_COLUMNS: LiteralString = (
+    "ALTER TABLE {}._rejected ADD COLUMN IF NOT EXISTS last_offset bigint,"
+    " ADD COLUMN IF NOT EXISTS records bigint NOT NULL DEFAULT 1,"
+    " ADD COLUMN IF NOT EXISTS last_at timestamptz"
+)
+"""What a `_rejected` row holds of a run (`consumers.rejected_runs`) besides its first
+record's offset (`kafka_offset`) and time (`at`): absent from rows written one per
+record (read as one record: `last_offset` NULL is `kafka_offset`)."""
 REJECTED: tuple[LiteralString, ...] = (
     "CREATE TABLE IF NOT EXISTS {}._rejected (id bigserial PRIMARY KEY, topic text,"
     " partition integer, kafka_offset bigint, position bigint, reason text,"
     " at timestamptz NOT NULL DEFAULT now())",
     "ALTER TABLE {}._status ADD COLUMN IF NOT EXISTS rejected bigint NOT NULL DEFAULT 0",
+    RUN_COLUMNS,
 )
-"""The rejected records and their count (`_status.rejected`: what status reads, so that
-a forger's millions of rows cost /readyz and /metrics no count). Also run on the
-generations an older version created (`PostgresStore`): they had neither."""
+"""The rejected records (runs of them) and their count (`_status.rejected`: what status
+reads, so that a forger's millions of records cost /readyz and /metrics no count).
+Also run on the generations an older version created (`PostgresStore`, and
+`create_staging` for those that have the count but not the runs' columns)."""
 _BOOKKEEPING = (
     "CREATE TABLE {}._positions (topic text, partition integer, next_offset bigint NOT NULL,"
     " PRIMARY KEY (topic, partition))",
@@ -92,11 +103,29 @@ _ADD_DEAD_LETTERS = (
     " aggregate_id, aggregate_version, event_type, error, payload)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
+_NEWEST_REJECTED = (
+    "SELECT DISTINCT ON (topic, partition) id, topic, partition, kafka_offset,"
+    " coalesce(last_offset, kafka_offset), position, reason, records, at FROM {}._rejected"
+    " WHERE (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::integer[]))"
+    " ORDER BY topic, partition, id DESC"
+)
+_DROP_REJECTED = "DELETE FROM {}._rejected WHERE id = ANY(%s::bigint[])"
 _ADD_REJECTED = (
-    "INSERT INTO {}._rejected (topic, partition, kafka_offset, position, reason)"
-    " VALUES (%s, %s, %s, %s, %s)"
+    "INSERT INTO {}._rejected (topic, partition, kafka_offset, last_offset, position,"
+    " reason, records, at, last_at) VALUES (%s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()),"
+    " now())"
+)
+_TRIM_REJECTED = (
+    "DELETE FROM {0}._rejected WHERE id < (SELECT id FROM {0}._rejected ORDER BY id DESC"
+    " OFFSET %s LIMIT 1)"
 )
 _COUNT_REJECTED = "UPDATE {}._status SET rejected = rejected + %s WHERE id = 1"
+_HAS_RUNS = (
+    "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(%s) || '._rejected')"
+    " AND attname = 'records' AND NOT attisdropped"
+)
+_WITH_RUNS: set[str] = set()
+"""Schemas seen with the runs' columns, by this process."""
 _PROGRESS = (
     "UPDATE {}._status SET events = events + %s, last_event_at = coalesce(%s, last_event_at),"
     " last_position = greatest(last_position, %s), lag = coalesce(%s, lag),"
@@ -128,8 +157,22 @@ def create_bookkeeping(conn: Connection[Any], schema: str) -> None:
 
 
 def create_staging(conn: Connection[Any], schema: str, tables: Sequence[Table]) -> None:
-    """The staging tables of every upsert target; call outside the batch's transaction."""
+    """The staging tables of every upsert target, and the runs' columns of `_rejected`
+    on a generation made before them; call outside the batch's transaction."""
     create_staging_tables(conn, schema, [*(t.name for t in tables), "_applied"])
+    _add_run_columns(conn, schema)
+
+
+def _add_run_columns(conn: Connection[Any], schema: str) -> None:
+    """Once per process and schema: `PostgresStore` upgrades only the generations that
+    lack the count (`REJECTED`), not those made with the count but without the runs."""
+    if schema in _WITH_RUNS:
+        return
+    with conn.transaction():
+        if conn.execute(_HAS_RUNS, (schema,)).fetchone() is None:
+            for statement in REJECTED:
+                conn.execute(_rendered(statement, schema))
+    _WITH_RUNS.add(schema)
 
 
 def _pg_type(spec: Table, column: str) -> sql.SQL:
@@ -289,10 +332,26 @@ class PgSession:
             cur.executemany(statement, [d.values() for d in letters])
 
     def add_rejected(self, records: Sequence[Rejected]) -> None:
-        statement = _rendered(_ADD_REJECTED, self.schema)
+        """As runs, at most `rejected_runs.ROWS` rows kept; counted one by one."""
+        batch = rejected_runs.runs(records)
+        rows, taken = rejected_runs.joined(batch, self._newest_rejected(batch))
+        if taken:
+            self.conn.execute(_rendered(_DROP_REJECTED, self.schema), (taken,))
         with self.conn.cursor() as cur:
-            cur.executemany(statement, [r.values() for r in records])
+            cur.executemany(_rendered(_ADD_REJECTED, self.schema), rows)
+        self.conn.execute(_rendered(_TRIM_REJECTED, self.schema), (rejected_runs.ROWS - 1,))
         self.conn.execute(_rendered(_COUNT_REJECTED, self.schema), (len(records),))
+
+    def _newest_rejected(
+        self, batch: Sequence[rejected_runs.Run]
+    ) -> dict[PositionKey, rejected_runs.StoredRun]:
+        keys = sorted({(r.topic, r.partition) for r in batch})
+        parameters = ([k[0] for k in keys], [k[1] for k in keys])
+        rows = self.conn.execute(_rendered(_NEWEST_REJECTED, self.schema), parameters)
+        return {
+            (r[1], r[2]): rejected_runs.StoredRun(r[0], rejected_runs.Run(*r[1:]))
+            for r in rows.fetchall()
+        }
 
     def record_progress(
         self, events: int, last_event_at: datetime | None, position: int, lag: int | None

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from consumers import rejected_runs
 from consumers.instants import canonical
 from consumers.readmodel_store import (
     DeadLetter,
@@ -33,14 +34,21 @@ LITE_TYPES = {
 }  # fmt: skip
 _CHUNK = 300
 
+_ADDED = (
+    ("_status", "rejected", "INTEGER NOT NULL DEFAULT 0"),
+    ("_rejected", "last_offset", "INTEGER"),
+    ("_rejected", "records", "INTEGER NOT NULL DEFAULT 1"),
+    ("_rejected", "last_at", "TEXT"),
+)
 REJECTED = (
     "CREATE TABLE IF NOT EXISTS {p}___rejected (id INTEGER PRIMARY KEY, topic TEXT,"
     " partition INTEGER, kafka_offset INTEGER, position INTEGER, reason TEXT,"
     " at TEXT NOT NULL DEFAULT (datetime('now')))",
-    "ALTER TABLE {p}___status ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0",
+    *(f"ALTER TABLE {{p}}__{table} ADD COLUMN {column} {kind}" for table, column, kind in _ADDED),
 )
-"""The rejected records and their count (`_status.rejected`), as `pg_session.REJECTED`;
-also run on generations an older version created (`SqliteStore`): they had neither."""
+"""The rejected records (runs of them: `consumers.rejected_runs`) and their count
+(`_status.rejected`), as `pg_session.REJECTED`; what a generation an older version
+created lacks of it is added (`lacking`, `SqliteStore`)."""
 _BOOKKEEPING = (
     "CREATE TABLE {p}___positions (topic TEXT, partition INTEGER, next_offset INTEGER NOT NULL,"
     " PRIMARY KEY (topic, partition))",
@@ -254,14 +262,38 @@ class SqliteSession:
         )
 
     def add_rejected(self, records: Sequence[Rejected]) -> None:
+        """As runs, at most `rejected_runs.ROWS` rows kept; counted one by one."""
+        batch = rejected_runs.runs(records)
+        rows, taken = rejected_runs.joined(batch, self._newest_rejected())
+        table = self._t("_rejected")
+        self.conn.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in taken])
         self.conn.executemany(
-            f"INSERT INTO {self._t('_rejected')} (topic, partition, kafka_offset, position,"
-            " reason) VALUES (?, ?, ?, ?, ?)",
-            [r.values() for r in records],
+            f"INSERT INTO {table} (topic, partition, kafka_offset, last_offset, position,"
+            " reason, records, at, last_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, coalesce(?, datetime('now')), datetime('now'))",
+            rows,
+        )
+        self.conn.execute(
+            f"DELETE FROM {table} WHERE id < (SELECT id FROM {table} ORDER BY id DESC"
+            " LIMIT 1 OFFSET ?)",
+            (rejected_runs.ROWS - 1,),
         )
         self.conn.execute(
             f"UPDATE {self._t('_status')} SET rejected = rejected + ? WHERE id = 1", (len(records),)
         )
+
+    def _newest_rejected(self) -> dict[PositionKey, rejected_runs.StoredRun]:
+        """Each partition's newest row (of at most `rejected_runs.ROWS`)."""
+        table = self._t("_rejected")
+        rows = self.conn.execute(
+            "SELECT id, topic, partition, kafka_offset, coalesce(last_offset, kafka_offset),"
+            f" position, reason, records, at FROM {table}"
+            f" WHERE id IN (SELECT max(id) FROM {table} GROUP BY topic, partition)"
+        )
+        return {
+            (r[1], r[2]): rejected_runs.StoredRun(r[0], rejected_runs.Run(*r[1:]))
+            for r in rows.fetchall()
+        }
 
     def record_progress(
         self, events: int, last_event_at: datetime | None, position: int, lag: int | None
@@ -311,7 +343,18 @@ def read_status(conn: sqlite3.Connection, name: str, generation: int) -> Status:
     )
 
 
-def outdated(conn: sqlite3.Connection, prefix: str) -> bool:
-    """Whether the generation `prefix` lacks what `REJECTED` adds (an older version's)."""
-    columns = conn.execute(f"PRAGMA table_info({ident(f'{prefix}___status')})").fetchall()
-    return bool(columns) and all(column[1] != "rejected" for column in columns)
+def lacking(conn: sqlite3.Connection, prefix: str) -> list[str]:
+    """The statements of `REJECTED` the generation `prefix` lacks (an older version made
+    it), `{p}` still in them; none if it has no `_status` (no such generation)."""
+    if not _columns(conn, f"{prefix}___status"):
+        return []
+    alters = [
+        statement
+        for statement, (table, column, _) in zip(REJECTED[1:], _ADDED, strict=True)
+        if column not in _columns(conn, f"{prefix}__{table}")
+    ]
+    return [REJECTED[0], *alters] if alters else []
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {column[1] for column in conn.execute(f"PRAGMA table_info({ident(table)})")}

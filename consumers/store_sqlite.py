@@ -54,13 +54,12 @@ class SqliteStore:
         (`sqlite_session.REJECTED`), in a write transaction only when one lacks it."""
         live = self.conn.execute("SELECT name, live_generation FROM crm_projections").fetchall()
         prefixes = [f"{name}_v{generation}" for name, generation in live if generation]
-        if not any(lite.outdated(self.conn, prefix) for prefix in prefixes):
+        if not any(lite.lacking(self.conn, prefix) for prefix in prefixes):
             return
         with self._transaction() as conn:
             for prefix in prefixes:
-                if lite.outdated(conn, prefix):  # again, now that no other writer runs
-                    for statement in lite.REJECTED:
-                        conn.execute(statement.replace("{p}", prefix))
+                for statement in lite.lacking(conn, prefix):  # again: no other writer now
+                    conn.execute(statement.replace("{p}", prefix))
 
     def close(self) -> None:
         self.conn.close()

@@ -52,7 +52,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     status.add_argument("--json", action="store_true", help="one JSON object")
     status.set_defaults(handler=_status)
     rejected = actions.add_parser(
-        "rejected", help="the newest rejected records of one projection: where and why"
+        "rejected",
+        help="the newest rejected records of one projection: where and why",
+        description="The newest rows of the live version's rejected records. A row is a"
+        " run: consecutive rejections in one partition claiming the same position for the"
+        " same reason (offsets FIRST..LAST, how many, since when). Only the newest 1,000"
+        " rows are kept; `status` counts every rejected record.",  # rejected_runs.ROWS
     )
     rejected.add_argument("name")
     rejected.add_argument("--limit", type=int_between(1, 100_000), default=50)
@@ -173,10 +178,9 @@ def _status_row(status: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-_REJECTED = (
-    "SELECT topic, partition, kafka_offset, position, at, reason FROM {rejected}"
-    " ORDER BY id DESC LIMIT %(limit)s"
-)
+_REJECTED = "SELECT * FROM {rejected} ORDER BY id DESC LIMIT %(limit)s"
+"""Every column: a generation no consumer has written since the runs' columns were added
+(`consumers.rejected_runs`) has rows of one record each without them."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -188,17 +192,32 @@ def _rejected(args: argparse.Namespace, settings: Settings) -> int:
         generation = store.live_generation(projection.name)
         table = {"rejected": f"{projection.name}_v{generation}._rejected"}
         limit = {"limit": args.limit}
-        rows = [] if generation is None else store.fetch(_REJECTED, table, limit)
+        found = [] if generation is None else store.fetch(_REJECTED, table, limit)
     finally:
         store.close()
+    rows = [_run(r) for r in found]
     if args.json:
         print(json.dumps(rows, default=str))
         return 0
     for r in rows:
         where = f"{r['topic']}[{r['partition']}]@{r['kafka_offset']}"
+        if r["records"] > 1:
+            where += f"..{r['last_offset']} ({r['records']} records since {r['at']})"
         reason = _CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", r["reason"])
-        print(f"{r['at']}  {where}  position {r['position']}  {reason}")
+        print(f"{r['last_at']}  {where}  position {r['position']}  {reason}")
     return 0
+
+
+def _run(row: dict[str, Any]) -> dict[str, Any]:
+    """A `_rejected` row as a run (one written one per record is a run of one)."""
+    last_offset, last_at = row.get("last_offset"), row.get("last_at")
+    return {
+        "topic": row["topic"], "partition": row["partition"],
+        "kafka_offset": row["kafka_offset"],
+        "last_offset": row["kafka_offset"] if last_offset is None else last_offset,
+        "records": row.get("records", 1), "position": row["position"], "reason": row["reason"],
+        "at": row["at"], "last_at": row["at"] if last_at is None else last_at,
+    }  # fmt: skip
 
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
