@@ -61,6 +61,7 @@ class ValidationFailed(DomainError):  # noqa: N818 - public name others import
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.reason = message  # without the field: for a caller that names it its own way
 
 
 class InvalidTransition(DomainError):  # noqa: N818 - public name others import

@@ -20,7 +20,11 @@ one name; the domain (`validation.person`) checks that, the schema only what a p
 can say. Times must carry a zone
 and lie within 1900-01-01 .. 9999-12-31 once converted to UTC, so every store and every
 projection can represent them. Amounts are non-negative decimals below 10^12 with at
-most 4 decimal places.
+most 4 decimal places, sent as a JSON number or as a string of plain decimal digits
+(`12.50`); a `Decimal` field cannot say so (msgspec reads a string into one as Python
+does: `5_000`, an Arabic-Indic five, ` +1e3 `), so a command keeps the amount as sent
+and the domain reads it (`validation.amount`). A whole number a request carries as
+text (a position, a version, a page size) is written as `WHOLE` says, at most `BIGINT`.
 
 I/O: none.
 """
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from msgspec import Meta
 
@@ -62,6 +66,15 @@ CLOCK_SKEW = timedelta(minutes=5)
 past (a message's `sent_at`, an order's `ordered_at`)."""
 AMOUNT_LIMIT = Decimal(10) ** 12
 AMOUNT_PLACES = 4
+BIGINT = 2**63 - 1
+"""The largest position, version or count a store holds (a PostgreSQL bigint)."""
+WHOLE = r"(?:0|[1-9][0-9]*)"
+"""A whole number as JSON writes one, and this API: ASCII digits (`[0-9]`, never `\\d`),
+no sign, no leading zero, no `_`, space or exponent. Python's `int` and `Decimal` take
+each of those and any Unicode decimal digit (an Arabic-Indic or a fullwidth five is 5),
+`Decimal` also `NaN`, `Infinity` and `1e3`; `str.isdigit` is true for `²` as well."""
+PLAIN_DECIMAL = rf"^{WHOLE}(?:\.[0-9]+)?$"
+"""A decimal written as text: a whole number with an optional fraction (`12.50`)."""
 
 PersonName = Annotated[
     str,
@@ -101,7 +114,19 @@ Instant = Annotated[
     datetime,
     Meta(tz=True, description="RFC 3339 with a zone, between 1900-01-01 and 9999-12-31 in UTC"),
 ]
-Amount = Annotated[
-    Decimal,
-    Meta(description="A decimal from 0 to 999999999999.9999 (at most 4 decimal places)"),
+_AMOUNT_FORMS = [
+    {"type": "string", "pattern": PLAIN_DECIMAL},
+    {"type": "number", "minimum": 0, "exclusiveMaximum": 10**12},
 ]
+Amount = Annotated[
+    Any,
+    Meta(
+        description="A decimal from 0 to 999999999999.9999 (at most 4 decimal places): a JSON"
+        ' number, or a string of plain decimal digits such as "12.50" (no sign, exponent,'
+        " spaces, underscores or digits other than 0-9)",
+        examples=["12.50"],
+        extra_json_schema={"extra": {"one_of": _AMOUNT_FORMS}},  # what the OpenAPI shows
+    ),
+]
+"""As sent: the domain reads it (`validation.amount`), since a `Decimal` field would read
+a string as Python's `Decimal` does, not as an amount is written."""

@@ -11,6 +11,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from uuid import UUID
 
 from domain import fields as bound
 from domain.base import MARKERS, ValidationFailed
@@ -36,6 +37,14 @@ _FREE_TEXT = re.compile(bound.FREE_TEXT)
 _PATH_SEGMENT = re.compile(bound.PATH_SEGMENT)
 _PHONE_DIGITS = re.compile(r"^\d{7,15}$")
 _UNIT = Decimal(1)
+_WHOLE_NUMBER = re.compile(bound.WHOLE)
+_PLAIN_DECIMAL = re.compile(bound.PLAIN_DECIMAL)
+_UUID = re.compile(
+    r"[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{12}"
+)
+"""An id as this API reads one in a body (msgspec): 8-4-4-4-12 hex digits, or the 32
+without hyphens, in either case. Python's `UUID` also takes braces, `urn:uuid:`, Unicode
+digits and, among 32 characters, a sign, a space or an `_` (which then names another id)."""
 _FORMAT = (
     "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
     "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
@@ -255,21 +264,64 @@ def happened(value: datetime, now: datetime, field: str) -> datetime:
     return value
 
 
-def amount(value: Decimal | int | str, field: str = "amount") -> Decimal:
+def amount(value: object, field: str = "amount") -> Decimal:
     """Money as a non-negative Decimal below 10^12 with at most 4 decimal places
-    (refunds are a status, not a sign), in plain form: no sign on a zero and no
-    exponent (`-0` is `0`, `1E+11` is `100000000000`, `0E+999999` is `0`), so one amount
+    (refunds are a status, not a sign). Sent as text, it is plain decimal digits
+    (`decimal_text`); as a number (a JSON number reaches here as a `Decimal`, exactly as
+    written: `services.api.request_json`), any whose value is one, kept in plain form:
+    no sign on a zero and no exponent (`-0.0` is `0.0`, `1E+2` is `100`), so one amount
     reads the same in the event, the API, the console and every read-model store."""
-    try:
-        result = Decimal(value)
-    except ArithmeticError as error:
-        raise ValidationFailed(field, "not a decimal number") from error
+    if isinstance(value, str):
+        value = decimal_text(value, field)
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise ValidationFailed(field, 'must be a number, or a string of digits like "12.50"')
+    result = Decimal(value)
     if not result.is_finite() or not 0 <= result < bound.AMOUNT_LIMIT:
         raise ValidationFailed(field, "must be a decimal from 0 to 999999999999.9999")
     exponent: int = result.as_tuple().exponent  # type: ignore[assignment]  # finite
     if exponent < -bound.AMOUNT_PLACES:
         raise ValidationFailed(field, f"at most {bound.AMOUNT_PLACES} decimal places")
     return (result.quantize(_UNIT) if exponent > 0 else result).copy_abs()
+
+
+def decimal_text(value: str, field: str) -> Decimal:
+    """A decimal written as text: ASCII digits with an optional fraction (`12.50`), as
+    JSON writes a number but without sign or exponent. Not what Python's `Decimal`
+    reads: `5_000`, Arabic-Indic or fullwidth digits, ` 7 `, `+3`, `-0`, `1e3`, `NaN`, `.5`."""
+    if not _PLAIN_DECIMAL.fullmatch(value):
+        raise ValidationFailed(
+            field,
+            f'must be plain decimal text like "12.50" or "0.5" (digits 0-9; no sign, '
+            f"exponent, space, underscore or leading zero), not {value[:40]!r}",
+        )
+    return Decimal(value)
+
+
+def whole_number(value: str, field: str) -> int:
+    """A whole number written as text (a position, a version, a page size): ASCII
+    digits, no sign, no leading zero (the form this API writes, `fields.WHOLE`), at most
+    `fields.BIGINT`, which every store holds."""
+    if not _WHOLE_NUMBER.fullmatch(value):
+        raise ValidationFailed(
+            field,
+            f"must be a whole number in ASCII digits (no sign, leading zero, space, "
+            f"exponent or underscore), not {value[:40]!r}",
+        )
+    if len(value) > _BIGINT_DIGITS or int(value) > bound.BIGINT:  # no `int` of 1 MB
+        raise ValidationFailed(field, f"must be at most {bound.BIGINT}, not {value[:40]!r}")
+    return int(value)
+
+
+_BIGINT_DIGITS = len(str(bound.BIGINT))
+
+
+def uuid_text(value: str, field: str) -> UUID:
+    """An id written as text (in a URL path, a cursor), read as a body's is (`_UUID`)."""
+    if not _UUID.fullmatch(value):
+        raise ValidationFailed(
+            field, f"must be a UUID like 0b7c3b9e-0d6f-4f7e-9a53-2f0c6d7e8a91, not {value[:40]!r}"
+        )
+    return UUID(value)
 
 
 def _match(pattern: re.Pattern[str], value: str, field: str, message: str) -> str:

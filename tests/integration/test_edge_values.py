@@ -92,7 +92,7 @@ def dump(store: ReadModelStore, name: str, table: str) -> list[dict[str, object]
     return store.dump(name, generation, spec)
 
 
-AMOUNTS = {  # as sent (JSON strings) -> as stored, shown and projected on both stores
+AMOUNTS = {  # as sent (JSON numbers) -> as stored, shown and projected on both stores
     "0E+999999999999999999": "0",
     "-0": "0",
     "-0.00": "0.00",
@@ -106,14 +106,17 @@ AMOUNTS = {  # as sent (JSON strings) -> as stored, shown and projected on both 
 def test_an_amount_is_kept_in_one_plain_form(database: str, pg_url: str, tmp_path: Path) -> None:
     """Money without a sign and without an exponent: `-0` and `0E+999999999999999999`
     were stored as sent, shown so by the console, and projected as `0` on PostgreSQL
-    but as sent on SQLite."""
+    but as sent on SQLite. Sent as JSON numbers: as text, an amount is plain decimal
+    digits (`test_an_amount_in_text_is_plain_decimal_digits`)."""
     url = pg_url if database == "postgres" else None
     with embedded_api(tmp_path, database_url=url) as api, TestClient(app=api.app) as client:
         admin = api.token("root", "sales", "admin")
         customer = client.post("/v1/customers", json={"name": "Ada"}, headers=admin).json()["id"]
+        json_body = admin | {"Content-Type": "application/json"}
         for number, amount in enumerate(AMOUNTS):
-            order = {"order_id": f"o-{number}", "amount": amount, "currency": "EUR"}
-            recorded = client.post(f"/v1/customers/{customer}/orders", json=order, headers=admin)
+            order = f'{{"order_id": "o-{number}", "amount": {amount}, "currency": "EUR"}}'
+            orders = f"/v1/customers/{customer}/orders"
+            recorded = client.post(orders, content=order, headers=json_body)
             assert recorded.status_code == 200, recorded.text
         api.catch_up()
         shown = client.get(f"/v1/customers/{customer}", headers=admin).json()["orders"]
@@ -149,6 +152,33 @@ def test_an_amount_sent_as_a_json_number_reaches_the_domain_as_sent(tmp_path: Pa
             assert (recorded.status_code, recorded.json().get("field")) == expected, amount
         shown = client.get(f"/v1/customers/{customer}", headers=admin).json()["orders"]
         assert [order["amount"] for order in shown] == list(NUMBERS.values())
+
+
+NOT_PLAIN = ("5_000", "\u0665", "\uff11\uff12", "1e3", "1E+11", "-0", "+3", " 7 ", "007", ".5",
+             "1.", "NaN", "Infinity", "0x10", "twelve")  # fmt: skip
+"""Amounts in text that Python's `Decimal` reads (all but the last two) and that no
+amount is written as: `5_000` was stored as 5000, an Arabic-Indic five as 5."""
+
+
+def test_an_amount_in_text_is_plain_decimal_digits(tmp_path: Path) -> None:
+    """Each is a 422 naming the amount and quoting it, as `-1` is, and nothing is stored
+    (`0x10` and `twelve` were the schema's 400, `NaN` and `Infinity` a 422, the others
+    were recorded); plain digits are kept as written."""
+    with embedded_api(tmp_path) as api, TestClient(app=api.app) as client:
+        admin = api.token("root", "sales", "admin")
+        customer = client.post("/v1/customers", json={"name": "Ada"}, headers=admin).json()["id"]
+        url = f"/v1/customers/{customer}/orders"
+        for number, amount in enumerate(NOT_PLAIN):
+            order = {"order_id": f"o-{number}", "amount": amount, "currency": "EUR"}
+            sent = client.post(url, json=order, headers=admin)
+            assert (sent.status_code, sent.json().get("field")) == (422, "amount"), sent.text
+            assert repr(amount) in sent.json()["detail"], sent.text
+        assert api.runtime.app.head_position() == 1
+        for amount in ("0", "0.5", "12.50", "999999999999.9999"):
+            order = {"order_id": f"o-{amount}", "amount": amount, "currency": "EUR"}
+            assert client.post(url, json=order, headers=admin).status_code == 200
+        shown = client.get(f"/v1/customers/{customer}", headers=admin).json()["orders"]
+        assert [order["amount"] for order in shown] == ["0", "0.5", "12.50", "999999999999.9999"]
 
 
 SCORES = (  # route, body with {} for the number, an integer it takes
