@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
@@ -19,7 +20,8 @@ from litestar import Request, Response
 from litestar.di import NamedDependency
 from litestar.params import HeaderParameter
 
-from domain.base import Aggregate
+from domain.base import Aggregate, ValidationFailed
+from domain.validation import whole_number
 from services.access import AccessModel, Principal
 from services.access_log import AccessLog
 from services.api.errors import BadRequest, Unauthenticated
@@ -124,14 +126,21 @@ async def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -
 
 
 def parse_if_match(sent: Sequence[str]) -> int | None:
-    """The version a command is conditional on, from its If-Match lines: `"3"` (or `3`)
-    -> 3; `*` or none -> None (no precondition: `*` asks only that the aggregate exist,
+    """The version a command is conditional on, from its If-Match lines: `"3"` -> 3;
+    `*` or none -> None (no precondition: `*` asks only that the aggregate exist,
     and a command on one that does not is a 404 anyway). RFC 9110 lets If-Match list
     entity tags, any of which may match, in one line or several (the same list); a
     command here is conditional on one version, so a list is a 400, never its first tag
     used. A weak tag (`W/"3"`) is a 400 too: If-Match compares strongly (RFC 9110,
-    13.1.1), so it could never match, and this API gives only strong ones. ASCII digits
-    only: a header is Latin-1, whose superscripts `str.isdigit` takes and `int` refuses."""
+    13.1.1), so it could never match, and this API gives only strong ones.
+
+    Only a tag in the form `ETag` gives is read: a version in ASCII digits, quoted, no
+    sign or leading zero (`validation.whole_number`). `3` unquoted (no entity tag at
+    all), `"03"`, `"+3"`, `"3_0"`, `" 3"` or `"\xb2"` is a 400, not version 3 (Python's
+    `int` reads most of them), since no `ETag` ever said so. A tag in that form that is
+    not the current version (`"0"`, one far ahead) is the 409 of a stale one, with both
+    versions: entity tags compare as opaque strings, and none but the current one
+    matches."""
     value = ",".join(sent)
     if len(listed := value.split(",")) > 1:
         raise BadRequest(
@@ -146,10 +155,13 @@ def parse_if_match(sent: Sequence[str]) -> int | None:
             f'If-Match takes a strong ETag like "3", not the weak {value[:40]!r}: '
             f"If-Match compares strongly, so a weak ETag never matches (RFC 9110, 13.1.1)"
         )
-    digits = text[1:-1] if len(text) > 1 and text[0] == text[-1] == '"' else text
-    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
-        raise BadRequest(f'If-Match must be an ETag like "3", got {value[:40]!r}')
-    return int(digits)
+    if len(text) > 1 and text[0] == text[-1] == '"':
+        with suppress(ValidationFailed):
+            return whole_number(text[1:-1], "If-Match")
+    raise BadRequest(
+        f'If-Match must be an ETag like "3" (a version as the ETag header gives it: '
+        f"ASCII digits in quotes, no sign or leading zero), got {value[:40]!r}"
+    )
 
 
 @dataclass

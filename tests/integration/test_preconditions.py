@@ -72,3 +72,26 @@ def test_if_match_on_a_command_that_creates_is_a_400_unless_a_star(api: Embedded
         assert client.post(tags, json={"tag": "vip"}, headers=star).json()["version"] == 2
         unknown = "/v1/customers/00000000-0000-4000-8000-000000000001/tags"
         assert client.post(unknown, json={"tag": "vip"}, headers=star).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "etag", ['"00001"', '"01"', '"+1"', '"1_0"', '"1e0"', '" 1"', "1", '"9223372036854775808"']
+)
+def test_an_if_match_not_in_the_form_an_etag_is_given_is_a_400(api: EmbeddedApi, etag: str) -> None:
+    """The API gives `ETag: "1"`; `"00001"` and an unquoted `1` were read as version 1
+    and the command ran. A tag in that form naming no version the customer has is the
+    409 of a stale one (tags compare as opaque strings: only the current one matches)."""
+    with TestClient(app=api.app) as client:
+        auth = api.token("sam", "sales", "agent")
+        customer = client.post("/v1/customers", json={"name": "Ada"}, headers=auth).json()
+        url = f"/v1/customers/{customer['id']}/tags"
+        sent = client.post(url, json={"tag": "vip"}, headers=auth | {"If-Match": etag})
+        detail = refused(sent, api, head=1)
+        assert detail.startswith('If-Match must be an ETag like "3"'), detail
+        assert repr(etag) in detail
+        for never_given in ('"0"', '"2"', '"9223372036854775807"'):
+            stale = client.post(url, json={"tag": "vip"}, headers=auth | {"If-Match": never_given})
+            assert stale.status_code == 409, stale.text
+            assert stale.json()["actual_version"] == 1
+        matched = client.post(url, json={"tag": "vip"}, headers=auth | {"If-Match": '"1"'})
+        assert matched.status_code == 200, matched.text
