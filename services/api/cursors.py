@@ -12,6 +12,7 @@ given is a 400 naming it:
   encode it: a 500 on both stores);
 * each text value is held to what a query parameter is: no NUL (PostgreSQL text holds
   none) and at most `TEXT_LIMIT` characters;
+* each id is written as ids are (`domain.validation.uuid_text`);
 * each time must carry a zone RFC 3339 can write (`domain.validation.rfc3339`: at most
   ±23:59), as every time a store gives back does. An offset of -23:59:59.999999
   overflowed converting to UTC on SQLite (a 500) and was served on PostgreSQL. Any
@@ -34,7 +35,7 @@ import msgspec
 from consumers.readmodel_queries import BOARD_ORDER, QUEUE_ORDER, TIMELINE_ORDER, SortKey
 from domain import fields as bound
 from domain.base import ValidationFailed
-from domain.validation import rfc3339
+from domain.validation import rfc3339, uuid_text
 from services.api.errors import BadRequest
 
 TEXT_LIMIT = bound.LINE
@@ -71,12 +72,13 @@ def keyset_after(cursor: str | None, keys: Sequence[SortKey]) -> list[Any] | Non
 
 
 def uuid_after(cursor: str | None) -> UUID | None:
-    """The customer id a customer list's cursor names."""
+    """The customer id a customer list's cursor names, written as ids are (Python's
+    `UUID` takes Unicode digits, braces and, among 32 characters, a `+` or `_`)."""
     if cursor is None:
         return None
     try:
-        return UUID(cursor)
-    except ValueError:
+        return uuid_text(cursor, "cursor")
+    except ValidationFailed:
         raise _not_given(cursor) from None
 
 
@@ -86,7 +88,7 @@ def _typed(key: SortKey, value: str | None) -> Any:
             return None
         raise ValueError(f"{key.column} must not be null")
     if key.kind == "uuid":
-        return UUID(value)
+        return uuid_text(value, key.column)
     if key.kind == "timestamp":  # with a zone: a store would read one without as local
         return rfc3339(datetime.fromisoformat(value), key.column)
     return value

@@ -6,6 +6,10 @@ position; `?after=<id>` replays from there, for roles that may read history (a p
 beyond the store's head is a 400, as `min_position` is: none could ever follow it), as
 does the `Last-Event-ID` header a reconnecting EventSource sends (ignored for the
 other roles: their stream starts at the head, as it did when they first connected).
+An EventSource sends back exactly the last id it got (the SSE standard), and an id is
+written in ASCII digits, so either position written otherwise (`1e3`, `-0`, `007`, a
+sign, non-ASCII digits, past 2**63 - 1) is a 400 for every role, before anything is
+read (`services.api.request_guard`: the framework read `1e3` as 1000 and `-0` as 0).
 
 Every event is judged by the one access model against its aggregate's state *as of that
 event* (the state the event leaves behind), so visibility follows shares, unshares,

@@ -17,6 +17,15 @@ every route:
 * a query parameter holding a NUL character (`%00`) is a 400. PostgreSQL text cannot
   hold one, so a filter such as `?tag=a%00b` would otherwise fail in the database (a
   500) on PostgreSQL while matching nothing on SQLite;
+* an integer query parameter or header a route declares (`?min_position=`, `?after=`,
+  `?limit=`, a history's `?cursor=`, `Last-Event-ID`) holds a whole number as this API
+  writes one (`domain.validation.whole_number`: ASCII digits, no sign or leading zero,
+  at most 2**63 - 1), else a 400 naming it: the framework reads one as a JSON number,
+  so `1e3` was 1000 and `-0` was 0;
+* an id in a path (`/v1/customers/{customer_id}`) is written as a body's is
+  (`domain.validation.uuid_text`), else a 404, as any path segment that is no id is:
+  Python's `UUID`, which the framework reads it with, took fullwidth and Arabic-Indic
+  digits, braces and `urn:uuid:`, and `+` or `_` among 32 characters, naming another id;
 * a body with a `Content-Encoding` (other than `identity`) is a 415 with
   `Accept-Encoding: identity`: the API decodes none, so one labelled gzip was read as
   plain JSON, and one really gzipped failed as malformed JSON;
@@ -39,14 +48,20 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from litestar import Litestar, Request
 from litestar._kwargs import KwargsModel
+from litestar._kwargs.parameter_definition import ParameterDefinition
 from litestar._parsers import parse_query_string
-from litestar.exceptions import InternalServerException
+from litestar.exceptions import InternalServerException, NotFoundException
 from litestar.handlers import BaseRouteHandler
 from litestar.routes import HTTPRoute
+from litestar.types.internal_types import PathParameterDefinition
+from litestar.typing import FieldDefinition
 
+from domain.base import ValidationFailed
+from domain.validation import uuid_text, whole_number
 from services.api.errors import (
     BadQuery,
     BadRequest,
@@ -65,23 +80,26 @@ _UTF_8 = frozenset({"utf-8", "utf8"})
 
 @dataclass(frozen=True, slots=True)
 class QueryRule:
-    """The query parameters one route takes, and those of them it takes as a list."""
+    """The query parameters one route takes, those of them it takes as a list, and those
+    that are integers."""
 
     names: frozenset[str]
     lists: frozenset[str]
+    integers: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, model: KwargsModel) -> QueryRule | None:
+    def of(cls, model: KwargsModel, handler: BaseRouteHandler) -> QueryRule | None:
         """What the framework extracts for a route (None: it takes the whole query)."""
         if "query" in model.expected_reserved_kwargs:
             return None
         names = frozenset(p.field_alias for p in model.expected_query_params)
-        return cls(names, frozenset(model.sequence_query_parameter_names))
+        integers = integer_parameters(model.expected_query_params, handler)
+        return cls(names, frozenset(model.sequence_query_parameter_names), integers)
 
     def check(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Refuse a name this route does not take, then one it takes once sent again
-        (the first in the query). A query that passes costs a set of its names and two
-        comparisons."""
+        (the first in the query), then an integer not written as one. A query that
+        passes costs a set of its names, two comparisons and a look at each integer."""
         sent = {name for name, _ in pairs}
         if not sent <= self.names:
             name = next(name for name, _ in pairs if name not in self.names)
@@ -94,6 +112,38 @@ class QueryRule:
                     times = sum(given == name for given, _ in pairs)
                     raise BadQuery(name, f"is sent {times} times: send it once")
                 seen.add(name)
+        for name, value in pairs:
+            if name in self.integers:
+                try:
+                    whole_number(value, name)
+                except ValidationFailed as refused:
+                    raise BadQuery(name, refused.reason) from None
+
+
+def integer_parameters(
+    parameters: set[ParameterDefinition], handler: BaseRouteHandler
+) -> frozenset[str]:
+    """The names, as sent, of the `parameters` that `handler` declares integers (`int`,
+    `int | None`)."""
+    declared = handler.parsed_fn_signature.parameters
+    return frozenset(p.field_alias for p in parameters if is_integer(declared.get(p.field_name)))
+
+
+def is_integer(field: FieldDefinition | None) -> bool:
+    if field is None:  # a dependency's parameter (If-Match, Idempotency-Key: text)
+        return False
+    types = {inner.annotation for inner in field.inner_types} or {field.annotation}
+    return types - {type(None)} == {int}
+
+
+def path_ids(route: HTTPRoute) -> tuple[int, ...]:
+    """Where the ids stand among a route's path segments, counted from its end."""
+    parts = route.path_components
+    return tuple(
+        index - len(parts)
+        for index, part in enumerate(parts)
+        if isinstance(part, PathParameterDefinition) and part.type is UUID
+    )
 
 
 class RequestGuard:
@@ -101,6 +151,8 @@ class RequestGuard:
 
     def __init__(self) -> None:
         self.queries: dict[BaseRouteHandler, QueryRule | None] = {}
+        self.integer_headers: dict[BaseRouteHandler, frozenset[str]] = {}
+        self.ids: dict[BaseRouteHandler, tuple[int, ...]] = {}
 
     def learn(self, app: Litestar) -> None:
         """What each route of the OpenAPI document takes, as the framework resolved it."""
@@ -108,17 +160,46 @@ class RequestGuard:
             if isinstance(route, HTTPRoute):
                 for handler, model in route.route_handler_map.values():
                     if handler.resolve_include_in_schema():
-                        self.queries[handler] = QueryRule.of(model)
+                        self.queries[handler] = QueryRule.of(model, handler)
+                        if headers := integer_parameters(model.expected_header_params, handler):
+                            self.integer_headers[handler] = headers
+                        if ids := path_ids(route):
+                            self.ids[handler] = ids
 
     async def __call__(self, request: Request[Any, Any, Any]) -> None:
-        """Refuse a hostile query or body; None lets the route run."""
+        """Refuse a hostile path, query, header or body; None lets the route run."""
+        handler = request.scope["route_handler"]
+        if ids := self.ids.get(handler):
+            refuse_unwritten_ids(request.scope["path"], ids)
         raw = request.scope["query_string"]
         if raw:
             if raw.find(b"%00") != -1 or raw.find(b"\x00") != -1:  # 2x faster than `in`
                 refuse_nul(parse_query_string(raw))
-            if rule := self.queries.get(request.scope["route_handler"]):
+            if rule := self.queries.get(handler):
                 rule.check(parse_query_string(raw))  # cached: the route's parse reuses it
+        if headers := self.integer_headers.get(handler):
+            refuse_unwritten_integers(request, headers)
         await guard_body(request)
+
+
+def refuse_unwritten_ids(path: str, ids: tuple[int, ...]) -> None:
+    """A 404 when an id in `path` (at `ids`, from its end) is not written as ids are."""
+    segments = [segment for segment in path.split("/") if segment]  # as the router splits
+    for index in ids:
+        try:
+            uuid_text(segments[index], "id")
+        except ValidationFailed:
+            raise NotFoundException() from None
+
+
+def refuse_unwritten_integers(request: Request[Any, Any, Any], names: frozenset[str]) -> None:
+    """A 400 naming an integer header not written as this API writes whole numbers."""
+    for name in names:
+        for value in request.headers.getall(name, []):
+            try:
+                whole_number(value, name)
+            except ValidationFailed as refused:
+                raise BadRequest(f"{name} {refused.reason}") from None
 
 
 def refuse_nul(pairs: Sequence[tuple[str, str]]) -> None:

@@ -223,14 +223,22 @@ def test_a_schema_error_names_the_parameter_not_the_others_values(
     client: Client, sales: dict[str, str]
 ) -> None:
     """The framework's detail repeated the URL with its query string: a search by e-mail
-    with a malformed limit answered the e-mail back in the problem document."""
+    with a malformed limit answered the e-mail back in the problem document. (A limit
+    not written as a whole number is refused before the framework reads it.)"""
     sent = client.get("/v1/customers?email=ada.lovelace@example.com&limit=many", headers=sales)
     assert sent.status_code == 400
     assert (sent.json()["field"], sent.json()["detail"]) == (
         "limit",
-        "Validation failed for query limit",
+        "query parameter 'limit' must be a whole number in ASCII digits (no sign, leading "
+        "zero, space, exponent or underscore), not 'many'",
     )
     assert "lovelace" not in sent.text
+    beyond = client.get("/v1/customers?email=ada.lovelace@example.com&limit=501", headers=sales)
+    assert (beyond.json()["field"], beyond.json()["detail"]) == (
+        "limit",
+        "Validation failed for query limit",
+    )
+    assert "lovelace" not in beyond.text
 
 
 def test_conversation_flow_and_analyst_masking(client: Client, sales: dict[str, str]) -> None:

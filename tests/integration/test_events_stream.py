@@ -102,7 +102,9 @@ def test_replaying_after_a_position_beyond_the_head_is_a_400(
     store: str, pg_url: str, tmp_path: Path
 ) -> None:
     """No event could ever follow it: on SQLite a position past 64 bits broke the stream
-    after its 200 (an OverflowError in the page query), on PostgreSQL it waited forever."""
+    after its 200 (an OverflowError in the page query), on PostgreSQL it waited forever.
+    One past what a bigint holds is refused before the head is read, as any integer a
+    request carries is (`request_guard`)."""
     with (
         embedded_api(tmp_path, database_url=pg_url if store == "postgres" else None) as api,
         served(api.app) as base,
@@ -110,12 +112,49 @@ def test_replaying_after_a_position_beyond_the_head_is_a_400(
     ):
         auditor = api.token("aud", "audit", "auditor")
         _post(http, "/v1/customers", {"name": "Ada"}, api.token("sam", "sales", "agent"))
-        for after in (2, 2**63, 10**30):
+        beyond = {2: "beyond the event store's head", 2**63: "must be at most", 10**30: "at most"}
+        for after, why in beyond.items():
             with http.stream("GET", f"/v1/events/stream?after={after}", headers=auditor) as sent:
                 assert sent.status_code == 400, after
                 sent.read()
-                assert "beyond the event store's head" in sent.json()["detail"]
+                assert why in sent.json()["detail"]
         with http.stream("GET", "/v1/events/stream?after=0", headers=auditor) as replay:
+            assert [kind for kind, _, _ in _read(replay.iter_lines(), 1)] == ["CustomerRegistered"]
+
+
+NOT_AS_SENT = ("1e0", "1E0", "1.0", "10e-1", "-0", "-0.0", "0e5", "+1", "01", "1_0")
+"""Positions the framework read as the JSON numbers 1 and 0, or Python's `int` as 1:
+the stream writes each event's id in ASCII digits, and an EventSource sends back exactly
+the last one it got (the SSE standard), so none of these came from one."""
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_last_event_id_or_after_not_written_as_an_event_id_is_a_400(
+    store: str, pg_url: str, tmp_path: Path
+) -> None:
+    """`Last-Event-ID: 1e0` or `?after=-0` replayed from there (`-0` streamed everything
+    from the start), for any role: refused as malformed, as `abc` is, naming the value."""
+    with (
+        embedded_api(tmp_path, database_url=pg_url if store == "postgres" else None) as api,
+        served(api.app) as base,
+        httpx.Client(base_url=base, timeout=10) as http,
+    ):
+        auditor = api.token("aud", "audit", "auditor")
+        _post(http, "/v1/customers", {"name": "Ada"}, api.token("sam", "sales", "agent"))
+        url = "/v1/events/stream"
+        for position in NOT_AS_SENT:
+            for sent in (
+                {"params": {"after": position}},
+                {"headers": {"Last-Event-ID": position}},
+            ):
+                headers = auditor | sent.get("headers", {})
+                with http.stream("GET", url, params=sent.get("params"), headers=headers) as got:
+                    assert got.status_code == 400, (position, sent)
+                    got.read()
+                    detail = got.json()["detail"]
+                    assert "must be a whole number in ASCII digits" in detail, detail
+                    assert repr(position) in detail
+        with http.stream("GET", url, headers=auditor | {"Last-Event-ID": "0"}) as replay:
             assert [kind for kind, _, _ in _read(replay.iter_lines(), 1)] == ["CustomerRegistered"]
 
 

@@ -9,7 +9,7 @@ import base64
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -107,30 +107,71 @@ def digits(zero: int) -> dict[int, int]:
     return str.maketrans("0123456789", "".join(chr(zero + n) for n in range(10)))
 
 
-SPELLINGS = {
-    "fullwidth digits": digits(0xFF10),
-    "Arabic-Indic digits": digits(0x0660),
-    "upper case": str.maketrans("abcdef", "ABCDEF"),
+SPELLINGS: dict[str, Callable[[str], str]] = {
+    "upper case": lambda aggregate: aggregate.upper(),
+    "without hyphens": lambda aggregate: aggregate.replace("-", ""),
 }
+"""Spellings of an id a body takes too (msgspec reads ids in bodies)."""
 
 
 @pytest.mark.parametrize("spelling", SPELLINGS.values(), ids=SPELLINGS.keys())
 def test_a_history_link_names_the_id_as_this_api_spells_it(
-    history: tuple[httpx.Client, Headers, dict[str, str]], spelling: dict[int, int]
+    history: tuple[httpx.Client, Headers, dict[str, str]], spelling: Callable[[str], str]
 ) -> None:
-    """Python's UUID reads Unicode digits, and the `Link` header echoed the path as sent:
-    a header is Latin-1, so an id written with fullwidth digits was a 500."""
+    """The `Link` header echoed the path as sent: a header is Latin-1, so an id written
+    with fullwidth digits, which Python's UUID read, was a 500 (now such an id is a 404:
+    `test_an_id_in_a_path_not_written_as_ids_are_is_a_404`)."""
     http, headers, ids = history
     for kind, aggregate in ids.items():
-        first = http.get(
-            f"/v1/{kind}/{aggregate.translate(spelling)}/history?limit=1", headers=headers
-        )
+        first = http.get(f"/v1/{kind}/{spelling(aggregate)}/history?limit=1", headers=headers)
         assert first.status_code == 200, first.text
         assert first.headers["link"] == (
             f'</v1/{kind}/{aggregate}/history?cursor=1&limit=1>; rel="next"'
         )
         following = http.get(first.links["next"]["url"], headers=headers)
         assert [e["version"] for e in following.json()] == [2], following.text
+
+
+def signed(aggregate: str) -> str:
+    """32 characters Python's UUID reads as another id: `+` for the first hex digit (so
+    an aggregate whose id begins with 0 was reached by it)."""
+    return "+" + aggregate.replace("-", "")[1:]
+
+
+def underscored(aggregate: str) -> str:
+    """32 characters Python's UUID reads as another id: `_` for the fifth hex digit."""
+    hexed = aggregate.replace("-", "")
+    return hexed[:4] + "_" + hexed[5:]
+
+
+NOT_IDS: dict[str, Callable[[str], str]] = {
+    "fullwidth digits": lambda aggregate: aggregate.translate(digits(0xFF10)),
+    "Arabic-Indic digits": lambda aggregate: aggregate.translate(digits(0x0660)),
+    "braces": lambda aggregate: "{" + aggregate + "}",
+    "a URN": lambda aggregate: "urn:uuid:" + aggregate,
+    "a sign": signed,
+    "an underscore": underscored,
+}
+
+
+@pytest.mark.parametrize("spelling", NOT_IDS.values(), ids=NOT_IDS.keys())
+def test_an_id_in_a_path_not_written_as_ids_are_is_a_404(
+    history: tuple[httpx.Client, Headers, dict[str, str]], spelling: Callable[[str], str]
+) -> None:
+    """Python's `UUID`, which read ids in paths, takes each of these (a sign or an `_`
+    among 32 characters as another id): a 404 as `/v1/customers/xyz` is, on every route
+    naming an id, whatever the method, before anything is read or changed."""
+    http, headers, ids = history
+    for kind, aggregate in ids.items():
+        for suffix in ("", "/history"):
+            sent = http.get(f"/v1/{kind}/{spelling(aggregate)}{suffix}", headers=headers)
+            assert sent.status_code == 404, (kind, suffix, sent.text)
+            assert sent.json()["detail"] == "Not Found"
+    customer = spelling(ids["customers"])
+    tagged = http.post(f"/v1/customers/{customer}/tags", json={"tag": "vip"}, headers=headers)
+    assert tagged.status_code == 404, tagged.text
+    current = http.get(f"/v1/customers/{ids['customers']}", headers=headers).json()
+    assert current["tags"] == []
 
 
 def test_a_cli_time_beyond_what_the_stores_hold_is_a_usage_error(tmp_path: Path) -> None:

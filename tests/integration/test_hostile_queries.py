@@ -105,3 +105,41 @@ def test_a_parameter_sent_twice_is_a_400_naming_it(client: Client, api: Embedded
             assert problem(sent) == expected, (method, path)
             repeated += 1
     assert repeated > 30
+
+
+def integer_parameters(client: Client) -> list[tuple[str, str, str]]:
+    """(method, filled path, name) of every integer query parameter the document lists."""
+    paths: dict[str, Any] = client.get("/openapi.json").json()["paths"]
+    return [
+        (method, _filled(path), parameter["name"])
+        for path, item in paths.items()
+        for method, operation in item.items()
+        if method in METHODS
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "query" and _is_integer(parameter["schema"])
+    ]
+
+
+def _is_integer(schema: dict[str, Any]) -> bool:
+    types = {option.get("type") for option in schema.get("oneOf", [schema])}
+    return types - {"null"} == {"integer"}
+
+
+@pytest.mark.parametrize("value", ["1e0", "-0", "1.0", "10e-1", "01", "+1", "\u0661", "1_0"])
+def test_an_integer_parameter_not_written_in_ascii_digits_is_a_400_naming_it(
+    client: Client, api: EmbeddedApi, value: str
+) -> None:
+    """The framework read a query integer as a JSON number: `?min_position=1e0` waited
+    for position 1, `?cursor=-0` paged a history from its start and `?limit=10e-1` gave
+    one row. Each is refused as malformed, on every route, before anything is read."""
+    admin = api.token("ann", "sales", "admin")
+    checked = 0
+    for method, path, name in integer_parameters(client):
+        sent = client.request(method, path, params={name: value}, headers=admin)
+        assert sent.json()["field"] == name, (method, path, sent.text)
+        assert problem(sent) == (
+            f"query parameter {name!r} must be a whole number in ASCII digits "
+            f"(no sign, leading zero, space, exponent or underscore), not {value!r}"
+        )
+        checked += 1
+    assert checked > 15

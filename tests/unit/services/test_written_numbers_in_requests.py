@@ -1,0 +1,54 @@
+"""Whole numbers and ids a request carries as text (integer query parameters, a
+customer list's cursor) are read as the API writes them (`domain.validation`), never as
+Python's `int` or `UUID`, or the framework's JSON-number reading, would: `?after=1e3`
+was 1000, `?min_position=-0` was 0, a cursor in fullwidth digits named a customer."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+
+from services.api.cursors import uuid_after
+from services.api.errors import BadQuery, BadRequest
+from services.api.request_guard import QueryRule
+
+
+def integer_rule() -> QueryRule:
+    """A route taking `after` and `limit`, integers, and `tag`, text."""
+    return QueryRule(
+        frozenset({"after", "limit", "tag"}), frozenset(), frozenset({"after", "limit"})
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1e3", "1E3", "-0", "-0.0", "1.0", "10e-1", "0e5", "+1", "007", " 7", "5_000", "\u0665",
+     "\xb2", "", "9223372036854775808"],
+)  # fmt: skip
+def test_an_integer_query_parameter_is_a_whole_number_as_written(value: str) -> None:
+    """The framework reads `1e3`, `1.0`, `-0` and `10e-1` as integers (JSON numbers)."""
+    with pytest.raises(BadQuery) as refused:
+        integer_rule().check([("tag", "1e3"), ("after", value)])
+    assert refused.value.field == "after"
+    assert str(refused.value).startswith("query parameter 'after' must be")
+    assert repr(value) in str(refused.value)
+
+
+def test_an_integer_query_parameter_as_written_passes_and_text_is_not_one() -> None:
+    rule = integer_rule()
+    rule.check([("after", "0"), ("limit", "500"), ("tag", "1e3")])
+    rule.check([("after", str(2**63 - 1))])
+
+
+def test_a_customer_list_cursor_names_an_id_written_as_ids_are() -> None:
+    """Python's `UUID` read fullwidth digits and braces, and `+` among 32 characters as
+    another id."""
+    uid = uuid4()
+    assert uuid_after(uid.hex.upper()) == uid
+    fullwidth = str(uid).translate(
+        str.maketrans("0123456789", "".join(map(chr, range(0xFF10, 0xFF1A))))
+    )
+    for cursor in (fullwidth, "{" + str(uid) + "}", "+" + uid.hex[1:], "urn:uuid:" + str(uid)):
+        with pytest.raises(BadRequest, match="is not one this list gave"):
+            uuid_after(cursor)
