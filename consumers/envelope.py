@@ -134,8 +134,9 @@ def delivered(value: bytes) -> Delivered:
 def _read(decoder: msgspec.json.Decoder[Attributes], value: bytes) -> Attributes:
     try:
         attributes = decoder.decode(value)
-    except msgspec.DecodeError as error:
-        raise InvalidEnvelope(f"not a CloudEvent of this contract: {error}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:  # a string not UTF-8: the latter
+        detail = "no value (empty, or null: a tombstone)" if not value else str(error)
+        raise InvalidEnvelope(f"not a CloudEvent of this contract: {detail}") from None
     if attributes.specversion != SPEC_VERSION:
         raise InvalidEnvelope(f"unsupported specversion {attributes.specversion!r}")
     return attributes

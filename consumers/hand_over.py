@@ -24,7 +24,7 @@ from typing import NamedTuple
 from consumers import envelope
 from consumers.as_stored import StoredEvents, mismatches
 from consumers.blind_index import needs_terms, search_terms
-from consumers.kafka_io import Consumed
+from consumers.kafka_io import Consumed, Record
 from consumers.keyring import Keyring
 from consumers.projecting import Item, Origin, origin_of, reason
 from consumers.projection_writer import Handed, items_of
@@ -41,9 +41,10 @@ def hand_over(
     search: frozenset[str] = frozenset(),
 ) -> list[Handed]:
     """Records as a writer takes them. One that is not what the event store holds at
-    its position (`stored`), or not a CloudEvent of the contract at all, is refused
-    (a rejected record, `consumers.projecting`); a genuine one that does not decode
-    keeps its error (a dead letter).
+    its position (`stored`), or not a CloudEvent of the contract at all (a null value
+    too, and one kafka-python could not parse: `consumers.kafka_io`), is refused (a
+    rejected record, `consumers.projecting`); a genuine one that does not decode keeps
+    its error (a dead letter).
 
     Only the personal `fields` (the projection's `personal_inputs`, none since read
     models store sealed values) are opened, and the customer fields in `search` (its
@@ -96,7 +97,8 @@ def _read(record: Consumed, fields: frozenset[str]) -> _Read:
     try:
         attributes = envelope.delivered(record.value)
     except Exception as error:  # no relay wrote it: any such record is refused, by design
-        return _Read(record, 0, None, None, reason(error), refused=True)
+        unreadable = record.unreadable if isinstance(record, Record) else None
+        return _Read(record, 0, None, None, unreadable or reason(error), refused=True)
     try:
         cls = codec.event_class(attributes.type)
         if attributes.schemaversion == cls.class_version and not _to_open(cls, fields):

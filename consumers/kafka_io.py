@@ -5,15 +5,23 @@ exceptions: `BrokerUnavailable` (transient: retry later) and `KafkaFailure` (any
 else the broker refused). Offsets are never committed to Kafka: projections keep
 them in PostgreSQL beside their rows, so `TopicConsumer` seeks where it is told.
 
+Anyone who can produce to a topic can write what kafka-python will not hand over as a
+record, and a consumer must read past it, not stop (the consumers reject it): a null
+value (a tombstone) is read as `b""` (nothing here gives one a meaning: the topics are
+never compacted), and a record kafka-python cannot parse (`_UNREADABLE`: a header name
+that is not UTF-8, a codec not installed) is read as an empty `Record` saying why
+(`unreadable`), the consumer moved past it (`_past_unreadable`).
+
 I/O: network to the brokers named by `bootstrap`.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from functools import partial
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -70,7 +78,8 @@ def _guarded(call: Callable[[], T]) -> T:
 class Consumed(Protocol):
     """What a consumer reads of a record. `TopicConsumer.poll` hands out kafka-python's
     own records, which have these attributes: converting each one cost ~8 % of a
-    replay's reading."""
+    replay's reading (one with a null value is copied with `b""`), and a `Record` for
+    one it could not parse."""
 
     @property
     def topic(self) -> str: ...
@@ -93,7 +102,11 @@ class Record(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
+    """`b""` for a null value (a tombstone) too."""
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    unreadable: str | None = None
+    """Why kafka-python could not parse the record (then its key is None, its value
+    `b""`): it can be neither read nor applied, only passed over (`_past_unreadable`)."""
 
 
 # --- producer ------------------------------------------------------------------------
@@ -320,11 +333,73 @@ def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
 
 
 def _record(message: Any) -> Record:
-    """kafka-python's record as ours; its headers already are (str, bytes) pairs."""
+    """kafka-python's record as ours (a null value as `b""`); its headers already are
+    (str, bytes) pairs. A `Record` (`_past_unreadable`'s) as it is."""
+    if isinstance(message, Record):
+        return message
     headers = tuple(message.headers) if message.headers else ()
-    return Record(
-        message.topic, message.partition, message.offset, message.key, message.value, headers
-    )
+    value = b"" if message.value is None else message.value
+    return Record(message.topic, message.partition, message.offset, message.key, value, headers)
+
+
+def _valued(message: Any) -> Any:
+    """A kafka-python record whose value is null (a tombstone), with `b""` instead."""
+    return message._replace(value=b"")
+
+
+_UNREADABLE = (kerrors.CorruptRecordError, kerrors.UnsupportedCodecError)
+"""What kafka-python raises out of `poll` for a record it cannot parse: a header name
+that is not UTF-8 (any client but kafka-python can write one), a broken record
+structure, a batch compressed with a codec whose library is not installed."""
+
+
+def _polled(consumer: Any, timeout_ms: int) -> dict[Any, list[Any]]:
+    """`consumer.poll`, except that a record kafka-python cannot parse comes back as an
+    unreadable `Record` (`_past_unreadable`), alone."""
+    try:
+        polled: dict[Any, list[Any]] = consumer.poll(timeout_ms=timeout_ms)
+    except _UNREADABLE as error:
+        partition = _stuck_partition(consumer)
+        if partition is None:
+            raise
+        return {partition: [_past_unreadable(consumer, partition, error)]}
+    return polled
+
+
+def _past_unreadable(consumer: Any, partition: Any, error: Exception) -> Record:
+    """The record at `partition`'s position, which kafka-python failed to parse, as an
+    unreadable `Record`; the consumer is moved past it (what the Java client's error
+    asks for: "please seek past the record to continue consumption").
+
+    The position is that record's offset: kafka-python advances it past every record
+    it returns, and raises only when it has none to return (an offset it never
+    returns, a transaction marker, may lie between: it is passed over first, the
+    same way). A batch holding such a record is one client's (the relay's hold
+    none), and kafka-python, fetching any of its later offsets, reads the batch again
+    from its start and fails at the same record: its later records are each passed
+    over this way too, one per poll."""
+    offset = int(consumer.position(partition))
+    consumer.seek(partition, offset + 1)
+    why = f"unreadable record: {error}"
+    where = {"topic": partition.topic, "partition": partition.partition, "offset": offset}
+    log.warning("kafka_record_unreadable", **where, error=str(error))
+    return Record(partition.topic, partition.partition, offset, None, b"", (), why)
+
+
+def _stuck_partition(consumer: Any) -> Any:
+    """The partition whose record kafka-python just failed to parse; None if it cannot
+    tell (then the caller raises: polling again would not get past it).
+
+    kafka-python names no partition in the error, and keeps the failed partition's
+    records in hand (`Fetcher._next_partition_records`, private): their iterator has
+    ended, yet is not marked drained, so the next `poll` takes nothing from them
+    forever, at 100 % CPU (kafka-python 3.0.12). A `seek` to another offset makes it
+    drop them. This reads that private state, and only here; the unit test
+    `tests/unit/consumers/test_unreadable_records.py` pins the behaviour relied on."""
+    held = getattr(getattr(consumer, "_fetcher", None), "_next_partition_records", None)
+    if not held:  # None, or records already drained: not what failed
+        return None
+    return getattr(held, "topic_partition", None)
 
 
 class _SeekingListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -415,13 +490,17 @@ class TopicConsumer:
         """The next records, in offset order per partition. An exception of `on_assigned`
         is raised as it is (after kafka-python finished the rebalance)."""
         try:
-            batches = self.kafka.poll(timeout_ms=timeout_ms)
+            batches = _polled(self.kafka, timeout_ms)
         except kerrors.KafkaError as error:
             failed, self.assignment_error = self.assignment_error, None
             if failed is not None:
                 raise failed from error
             raise _translate(error) from error
-        return [message for messages in batches.values() for message in messages]
+        return [
+            message if message.value is not None else _valued(message)
+            for messages in batches.values()
+            for message in messages
+        ]
 
     def end_offsets(self, *, every_partition: bool = False) -> dict[TopicPartitionKey, int]:
         """The next offset to be written per assigned partition (for lag), or per partition
@@ -448,9 +527,15 @@ class TopicConsumer:
 
 def read_all(
     bootstrap: str, topics: Sequence[str], *, until_end: bool = True, poll_ms: int = 500
-) -> Iterator[Record]:
+) -> Generator[Record, None, None]:
     """Every record of `topics` from offset 0 without a group; stops at the end seen at
-    start when `until_end`, else follows forever. Per partition, in offset order."""
+    start when `until_end`, else follows forever. Per partition, in offset order; one
+    kafka-python cannot parse is a `Record` saying so (`unreadable`).
+
+    Close it (`contextlib.closing`) when done with it before its end: the consumer is
+    closed then. One left to the garbage collector at interpreter exit (abandoned by an
+    exception, say) is not closed: kafka-python's close would wait for its network
+    thread, stopped by then, and the process would never end."""
     consumer: Any = _guarded(
         lambda: KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     )
@@ -461,12 +546,13 @@ def read_all(
         ends = _guarded(lambda: consumer.end_offsets(parts)) if until_end else {}
         remaining = {tp for tp in parts if ends.get(tp, 1) > 0} if until_end else set(parts)
         while remaining:
-            for tp, messages in _guarded(lambda: consumer.poll(timeout_ms=poll_ms)).items():
+            for tp, messages in _guarded(lambda: _polled(consumer, poll_ms)).items():
                 yield from (_record(message) for message in messages)
                 if until_end and consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
-        consumer.close(autocommit=False)
+        if not sys.is_finalizing():  # see the docstring
+            consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
 
 
 def _partitions(consumer: Any, topics: Sequence[str]) -> list[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -114,3 +115,19 @@ def test_unknown_type_is_rejected() -> None:
     attrs["type"] = "NoSuchEvent"
     with pytest.raises(codec.UnknownEventType):
         envelope.from_cloudevent(json.dumps(attrs).encode())
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (b"", "no value (empty, or null: a tombstone)"),
+        (b'{"specversion": "\xff"}', "'utf-8' codec can't decode byte 0xff"),
+    ],
+    ids=["tombstone", "not-utf8"],
+)
+def test_an_empty_or_non_utf8_value_is_no_cloudevent(value: bytes, said: str) -> None:
+    """Both readers of envelopes raise `InvalidEnvelope` alone (the audit's catches no
+    other): msgspec raises `UnicodeDecodeError` for a string that is not UTF-8."""
+    for read in (envelope.read_cloudevent, envelope.delivered):
+        with pytest.raises(envelope.InvalidEnvelope, match=re.escape(said)):
+            read(value)
