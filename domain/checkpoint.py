@@ -69,5 +69,9 @@ def encode(checkpoint: Checkpoint) -> bytes:
 
 
 def decode(data: bytes | str) -> Checkpoint:
-    """A checkpoint from its JSON; `msgspec.DecodeError` if it is none."""
-    return _decoder.decode(data)
+    """A checkpoint from its JSON; `msgspec.DecodeError` if it is none (a string that is
+    not UTF-8 too, which msgspec raises as `UnicodeDecodeError`)."""
+    try:
+        return _decoder.decode(data)
+    except UnicodeDecodeError as error:
+        raise msgspec.DecodeError(f"JSON is malformed: {error}") from None

@@ -12,7 +12,11 @@ before the walk read it, so the store held each one then:
   though the intruder may have relinked the chain and lowered `crm_access_published`);
   or a stored record has no record on Kafka though a later one has (the relay publishes
   in order);
-* `inserted`: a record whose key is not a position as the relay writes it.
+* `inserted`: a record whose key is not a position as the relay writes it, or that
+  kafka-python could not parse (`kafka_io.Record.unreadable`).
+
+A null value (a tombstone) is read as an empty one (`consumers.kafka_io`): at a position
+the store holds, an edit.
 
 I/O: Kafka (`services.audit_kafka.read_topics`), reading only.
 """
@@ -20,6 +24,7 @@ I/O: Kafka (`services.audit_kafka.read_topics`), reading only.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from typing import NamedTuple
 
 from consumers import kafka_io
@@ -53,6 +58,13 @@ class AccessKafkaComparison:
     def _remember(self, record: kafka_io.Record) -> None:
         self.records += 1
         where = f"{record.topic}[{record.partition}]@{record.offset}"
+        if record.unreadable is not None:  # no relay wrote it
+            self.broken = self.broken or Break(
+                kind=BreakKind.INSERTED,
+                position=0,
+                detail=f"Kafka record {where}: {record.unreadable}",
+            )
+            return
         position = _position(record.key)
         if position is None:
             self.broken = self.broken or Break(
@@ -107,7 +119,8 @@ class AccessKafkaComparison:
 
 def access_kafka_comparison(bootstrap: str, prefix: str) -> AccessKafkaComparison:
     """The comparison with every record now on the access topic (read from offset 0)."""
-    return AccessKafkaComparison(read_topics(bootstrap, [access_topic(prefix)]))
+    with closing(read_topics(bootstrap, [access_topic(prefix)])) as records:
+        return AccessKafkaComparison(records)
 
 
 def _position(key: bytes | None) -> int | None:

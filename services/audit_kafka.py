@@ -19,7 +19,8 @@ it however it was read.
 * `deleted`: a stored event the relay has published (up to its position) has no record;
 * `inserted`: a record names a position among the store's that it does not hold, or is
   a copy out of its place (another partition than its aggregate's others, or a version
-  ahead of the ones it follows);
+  ahead of the ones it follows), or is no CloudEvent of the contract at all (a null
+  value, one kafka-python could not parse: `consumers.kafka_io`);
 * `deleted` too: a record names a position past the store's end (its tail was removed).
 
 I/O: Kafka (`consumers.kafka_io`), reading only.
@@ -28,13 +29,14 @@ I/O: Kafka (`consumers.kafka_io`), reading only.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
+from contextlib import closing
 from typing import NamedTuple
 from uuid import UUID
 
 from consumers import kafka_io
 from consumers.as_stored import digest, unlike, upcast_on_publication
-from consumers.envelope import InvalidEnvelope, all_topics, read_cloudevent
+from consumers.envelope import CloudEvent, InvalidEnvelope, all_topics, read_cloudevent
 from consumers.relay import RelayPoisoned, encode_notification
 from domain.chain_walk import Break, BreakKind, Entry
 from domain.hashchain import CanonicalEvent
@@ -112,11 +114,10 @@ class KafkaComparison:
     def _remember(self, record: kafka_io.Record) -> None:
         self.records += 1
         where = f"{record.topic}[{record.partition}]@{record.offset}"
-        try:
-            envelope = read_cloudevent(record.value)
-        except InvalidEnvelope as error:
+        envelope = _envelope(record)
+        if isinstance(envelope, str):  # no relay wrote it
             self.broken = self.broken or Break(
-                kind=BreakKind.INSERTED, position=0, detail=f"Kafka record {where}: {error}"
+                kind=BreakKind.INSERTED, position=0, detail=f"Kafka record {where}: {envelope}"
             )
             return
         seen = _Seen(
@@ -180,7 +181,11 @@ class KafkaComparison:
         no longer holds (every record read was published before the store's end was
         read, so the store once held them: deleted from the store). Else the first
         record out of its place in `first..end`, if any (after every other break: a
-        record the store lacks, or one deleted, also leaves a range broken)."""
+        record the store lacks, or one deleted, also leaves a range broken). A record
+        that is no CloudEvent comes first, as in `compare`, which a walk of an empty
+        store never calls."""
+        if self.broken is not None:
+            return self.broken
         stray = sorted(p for p in self._seen if first <= p <= end)
         if not stray:
             return next((b for b in self.out_of_place if first <= b.position <= end), None)
@@ -199,13 +204,26 @@ class KafkaComparison:
         )
 
 
+def _envelope(record: kafka_io.Record) -> CloudEvent | str:
+    """The record's CloudEvent, or why it is none: not one of this contract (a null value
+    too), or a record kafka-python could not parse (`kafka_io.Record.unreadable`)."""
+    if record.unreadable is not None:
+        return record.unreadable
+    try:
+        return read_cloudevent(record.value)
+    except InvalidEnvelope as error:
+        return str(error)
+
+
 def kafka_comparison(bootstrap: str, prefix: str, relay_position: int | None) -> KafkaComparison:
     """The comparison with every record now on the event topics (read from offset 0)."""
-    return KafkaComparison(read_topics(bootstrap, all_topics(prefix)), prefix, relay_position)
+    with closing(read_topics(bootstrap, all_topics(prefix))) as records:
+        return KafkaComparison(records, prefix, relay_position)
 
 
-def read_topics(bootstrap: str, topics: list[str]) -> Iterator[kafka_io.Record]:
-    """Every record of those of `topics` that exist (none were published to the others)."""
+def read_topics(bootstrap: str, topics: list[str]) -> Generator[kafka_io.Record, None, None]:
+    """Every record of those of `topics` that exist (none were published to the others).
+    Close it when done before its end (`contextlib.closing`: `kafka_io.read_all`)."""
     existing = sorted(kafka_io.describe_topic_configs(bootstrap, topics))
     if existing:
         yield from kafka_io.read_all(bootstrap, existing)

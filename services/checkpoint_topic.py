@@ -11,7 +11,8 @@ I/O: Kafka through `consumers.kafka_io`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
+from contextlib import closing
 
 import msgspec
 import structlog
@@ -61,10 +62,14 @@ class KafkaCheckpointPublisher:
             producer.close()
 
 
-def read_checkpoints(bootstrap: str, prefix: str) -> Iterator[Checkpoint]:
-    """Every checkpoint on the topic, oldest first; records that are none are logged."""
-    for record in read_topics(bootstrap, [checkpoint_topic(prefix)]):
-        try:
-            yield checkpoints.decode(record.value)
-        except msgspec.DecodeError:
-            log.warning("not a checkpoint", topic=record.topic, offset=record.offset)
+def read_checkpoints(bootstrap: str, prefix: str) -> Generator[Checkpoint, None, None]:
+    """Every checkpoint on the topic, oldest first; records that are none (a null value
+    too, or one kafka-python could not parse) are logged and passed over. Close it when
+    done before its end (`contextlib.closing`: `kafka_io.read_all`)."""
+    with closing(read_topics(bootstrap, [checkpoint_topic(prefix)])) as records:
+        for record in records:
+            try:
+                yield checkpoints.decode(record.value)
+            except msgspec.DecodeError as error:
+                why = record.unreadable or str(error)
+                log.warning("not a checkpoint", topic=record.topic, offset=record.offset, why=why)

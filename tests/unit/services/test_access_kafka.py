@@ -138,3 +138,23 @@ def test_a_key_the_relay_never_writes_is_named_on_an_empty_store_too() -> None:
     broken = _compare([Record(TOPIC, 0, 0, b"x", b"{}")], [])
     assert broken is not None
     assert broken.kind is BreakKind.INSERTED
+
+
+UNREADABLE = "unreadable record: [Error 2] CorruptRecordError: Found invalid record structure"
+
+
+def test_a_record_kafka_python_could_not_parse_is_an_insertion() -> None:
+    stored = _stored()
+    unreadable = Record(TOPIC, 0, 5, None, b"", (), UNREADABLE)
+    broken = _compare([*_records(stored), unreadable], stored)
+    assert broken is not None
+    assert (broken.kind, broken.position) == (BreakKind.INSERTED, 0)
+    assert f"{TOPIC}[0]@5: {UNREADABLE}" in broken.detail
+
+
+def test_a_tombstone_at_a_stored_position_is_an_edit() -> None:
+    """A null value is read as an empty one (`consumers.kafka_io`)."""
+    stored = _stored()
+    broken = _compare([*_records(stored), Record(TOPIC, 0, 5, b"2", b"")], stored)
+    assert broken is not None
+    assert (broken.kind, broken.position) == (BreakKind.EDITED, 2)

@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+import pytest
 
 from consumers.envelope import CloudEvent, read_cloudevent
 from consumers.kafka_io import Record
@@ -154,3 +155,33 @@ def test_a_genuine_record_copied_ahead_of_the_versions_it_follows_is_an_insertio
         broken = _compare([*order, closed], log)
         assert (broken.kind, broken.position) == (BreakKind.INSERTED, 1 if order[0] is v3 else 3)
         assert detail in broken.detail
+
+
+@pytest.mark.parametrize(
+    ("value", "unreadable", "said"),
+    [
+        (b"", None, "no value (empty, or null: a tombstone)"),
+        (b'{"specversion": "\xff"}', None, "can't decode byte 0xff"),
+        (b"", "unreadable record: [Error 2] CorruptRecordError", "CorruptRecordError"),
+    ],
+    ids=["tombstone", "not-utf8", "unreadable"],
+)
+def test_a_record_that_is_no_cloudevent_is_an_insertion_not_a_traceback(
+    value: bytes, unreadable: str | None, said: str
+) -> None:
+    """A tombstone (read as `b""`: `consumers.kafka_io`), a value that is not UTF-8, a
+    record kafka-python could not parse."""
+    log = _log()
+    slipped = Record("p.crm.customer.v1", 0, 9, b"k", value, (), unreadable)
+    broken = _compare([*_records(log), slipped], log)
+    assert (broken.kind, broken.position) == (BreakKind.INSERTED, 0)
+    assert "Kafka record p.crm.customer.v1[0]@9: " in broken.detail
+    assert said in broken.detail
+
+
+def test_a_record_that_is_no_cloudevent_is_named_on_an_empty_store_too() -> None:
+    """A walk of an empty store compares no page: `finish` reports it."""
+    slipped = Record("p.crm.customer.v1", 0, 0, b"k", b"")
+    broken = KafkaComparison([slipped], "p.", None).finish(1, 0, 1 << 62)
+    assert broken is not None
+    assert (broken.kind, broken.position) == (BreakKind.INSERTED, 0)
