@@ -11,21 +11,23 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from domain import fields as bound
 from domain.base import ValidationFailed
-from domain.validation import aware, rfc3339
+from domain.validation import aware, rfc3339, whole_number
 from services.ranges import backwards
 
-POSITION_LIMIT = 2**63 - 1  # the event store's positions and versions are bigints
+POSITION_LIMIT = bound.BIGINT  # the event store's positions and versions are bigints
 
 
 def int_between(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: an integer from `low` to `high`."""
+    """An argparse type: an integer from `low` to `high`, written as the API reads one
+    (`domain.validation.whole_number`: ASCII digits; `int` took Arabic-Indic digits and '5_000')."""
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+            value = whole_number(text.strip(), "")  # a pasted space aside
+        except ValidationFailed:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
         return value

@@ -34,6 +34,13 @@ def test_a_port_outside_1_to_65535_is_a_usage_error(text: str) -> None:
         PORT(text)
 
 
+@pytest.mark.parametrize("text", ["5_000", "\u0665", "\uff15", "1e3", "+5", "-0", "05", "9" * 5000])
+def test_an_integer_is_written_in_ascii_digits_as_the_api_reads_one(text: str) -> None:
+    """`int` took '5_000', Arabic-Indic and fullwidth digits, '+5' and '-0'."""
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a whole number"):
+        int_between(0, 2**63 - 1)(text)
+
+
 def test_an_integer_within_its_bounds_is_taken() -> None:
     assert (PORT("1"), PORT("65535"), int_between(1, 64)(" 8 ")) == (1, 65_535, 8)
     with pytest.raises(argparse.ArgumentTypeError, match="not between 1 and 64"):
