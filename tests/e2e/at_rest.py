@@ -174,7 +174,7 @@ def records_holding(bootstrap: str, prefix: str, needles: list[bytes]) -> list[s
     assert records, f"no record on the topics of {prefix}"
     for record in records:
         parts = [record.key or b"", record.value or b""]
-        parts += [name.encode() + value for name, value in record.headers]
+        parts += [name.encode() + (value or b"") for name, value in record.headers]
         if any(needle in part for part in parts for needle in needles):
             found.add(record.topic)
     return sorted(found)
