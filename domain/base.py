@@ -28,6 +28,14 @@ IdempotencyKey = Annotated[
         " had none); keys are per actor"
     ),
 ]
+CorrelationId = Annotated[
+    str,
+    msgspec.Meta(
+        description="the id of the request that caused the event: the client's X-Request-Id"
+        " when it was an opaque id (a UUID or 16-64 hex digits), else one the API made;"
+        " events stored before that rule hold the header's first 100 characters as sent"
+    ),
+]
 
 HELD_BASE = 1_536
 """About the bytes of memory an aggregate's fixed state holds (`Aggregate.held_bytes`)."""
@@ -138,7 +146,7 @@ class DomainEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     occurred_at: AwareDatetime
     actor: str
     actor_department: str
-    correlation_id: str
+    correlation_id: CorrelationId
     causation_id: str | None = None
     idempotency_key: IdempotencyKey | UnsetType = UNSET
 

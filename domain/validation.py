@@ -45,6 +45,11 @@ _UUID = re.compile(
 """An id as this API reads one in a body (msgspec): 8-4-4-4-12 hex digits, or the 32
 without hyphens, in either case. Python's `UUID` also takes braces, `urn:uuid:`, Unicode
 digits and, among 32 characters, a sign, a space or an `_` (which then names another id)."""
+_REQUEST_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{16,64}"
+)
+"""A request id as tracing systems make one (`request_id` says which)."""
 _FORMAT = (
     "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
     "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
@@ -322,6 +327,24 @@ def uuid_text(value: str, field: str) -> UUID:
             field, f"must be a UUID like 0b7c3b9e-0d6f-4f7e-9a53-2f0c6d7e8a91, not {value[:40]!r}"
         )
     return UUID(value)
+
+
+def request_id(value: str, field: str = "X-Request-Id") -> str:
+    """A request id a client may give (X-Request-Id), kept for good as its events'
+    `correlation_id`, in the hash-chained log and on Kafka, where no erasure reaches:
+    an opaque token only, a UUID (8-4-4-4-12 hex digits) or 16-64 hex digits, either
+    case. That is what tracing systems make (this API's own ids, nginx's `$request_id`,
+    Envoy's and Heroku's UUIDs, W3C and OpenTelemetry trace ids), and what no one writes
+    a name, an e-mail or an address in: `signup-grace.hopper@example.com` is refused,
+    and so are `grace_hopper_1906` (letters past `f`, the habit of naming a request by
+    its person), `@`, `.`, spaces, controls, anything not ASCII, braces and `urn:uuid:`.
+    The API takes another id for a request whose id is refused, never refuses the
+    request (`services.api.observability.chosen_request_id`)."""
+    if len(value) > 64 or not _REQUEST_ID.fullmatch(value):
+        raise ValidationFailed(
+            field, "must be a UUID or 16-64 hex digits (an opaque id, never personal data)"
+        )
+    return value
 
 
 def _match(pattern: re.Pattern[str], value: str, field: str, message: str) -> str:

@@ -26,7 +26,7 @@ from services.access import AccessModel, Principal
 from services.access_log import AccessLog
 from services.api.errors import BadRequest, Unauthenticated
 from services.api.loop_reads import LoopReadModels
-from services.api.observability import new_request_id
+from services.api.observability import request_id_of
 from services.api.parsed_queries import forget_parsed_queries
 from services.api.read_models import ReadModels
 from services.api.request_guard import one_header
@@ -115,14 +115,16 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
 
 
 async def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -> Caller:
-    """The caller of `request`, without holding the event loop (`Principals.resolve`)."""
+    """The caller of `request`, without holding the event loop (`Principals.resolve`).
+    Its events' `correlation_id` is the request's id, the one its log lines and its
+    answer's X-Request-Id name (`observability.chosen_request_id`): never the header
+    as sent."""
     principal = await services.principals.resolve(bearer_token(request))
     if principal is None:
         raise Unauthenticated("unknown or revoked token")
     structlog.contextvars.bind_contextvars(principal=principal.name)
     request.state.principal = principal.name
-    correlation = request.headers.get("x-request-id", "")[:100] or new_request_id()
-    return Caller(principal=principal, correlation_id=correlation)
+    return Caller(principal=principal, correlation_id=request_id_of(request.scope))
 
 
 def parse_if_match(sent: Sequence[str]) -> int | None:

@@ -13,6 +13,11 @@ called with (UUIDs and integers, as parsed) and its text parameters by name; a p
 no route matched, by the route words it holds, each other segment a `*`. A method is
 one of HTTP's or `OTHER`: labels take a bounded set of values, or every new one a
 client sends would be a new time series kept for the life of the process.
+
+Each request has one id (`chosen_request_id`): the client's X-Request-Id if it is an
+opaque id, else a new one. Every log line of the request names it (`request_id`), the
+events its command stores carry it (`correlation_id`, `services.api.deps.authenticate`)
+and the answer returns it in X-Request-Id, whatever its status.
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from typing import Any
 
 import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from domain import validation
+from domain.base import ValidationFailed
 
 log = structlog.get_logger("crm.api")
 
@@ -36,6 +45,30 @@ def new_request_id() -> str:
     `os.urandom` syscall releases the GIL, and under load the event loop then waits
     up to a switch interval (5 ms) to get it back, on every request."""
     return f"{random.getrandbits(128):032x}"
+
+
+REQUEST_ID = "request_id"
+"""Where a request's id is kept in its scope's state (`chosen_request_id`)."""
+_REQUEST_ID_HEADER = b"x-request-id"
+
+
+def chosen_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """A request's id: the client's X-Request-Id when it sent one line holding an opaque
+    id (`domain.validation.request_id`), else a new one. Never a refusal: a client that
+    sends an e-mail, a name or control characters there gets an id of ours instead, and
+    reads it in the answer's X-Request-Id. The id names the request's log lines and is
+    the `correlation_id` of the events it stores, for good, where no erasure reaches."""
+    sent = [value for name, value in headers if name.lower() == _REQUEST_ID_HEADER]
+    if len(sent) == 1:
+        with suppress(ValidationFailed):
+            return validation.request_id(sent[0].decode("latin-1"))
+    return new_request_id()
+
+
+def request_id_of(scope: Any) -> str:
+    """The id `RequestObserver` chose for the request of `scope` (a new one if none did)."""
+    chosen = (scope.get("state") or {}).get(REQUEST_ID)
+    return chosen if isinstance(chosen, str) else new_request_id()
 
 
 class Metrics:
@@ -151,14 +184,18 @@ class RequestObserver:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        request_id = chosen_request_id(scope["headers"])
+        scope.setdefault("state", {})[REQUEST_ID] = request_id
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=new_request_id()[:16])
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        answered = (_REQUEST_ID_HEADER, request_id.encode("ascii"))
         started = time.perf_counter()
         status = [500]
 
         async def observe(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()), answered]
             await send(message)
 
         try:
