@@ -24,8 +24,9 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 IdempotencyKey = Annotated[
     str,
     msgspec.Meta(
-        description="the Idempotency-Key of the request that caused the event (absent when it"
-        " had none); keys are per actor"
+        description="a keyed digest (hmac: and 32 hex digits) of the actor and the"
+        " Idempotency-Key of the request that caused the event, never the key (absent when"
+        " it had none); events stored before digests hold the key as sent"
     ),
 ]
 CorrelationId = Annotated[
@@ -117,8 +118,11 @@ class NotFound(DomainError):  # noqa: N818 - public name others import
 class Context(msgspec.Struct, frozen=True, kw_only=True):
     """Who acts, why and when: copied into the metadata of every event a command emits.
 
-    `idempotency_key`: the Idempotency-Key the command ran under, if any, so that a retry
-    can tell from the event store whether an attempt whose process died committed.
+    `idempotency_key`: a keyed digest of the Idempotency-Key the command ran under, if
+    any (`services.idempotency.Idempotency.event_key`), so that a retry can tell from the
+    event store whether an attempt whose process died committed. Metadata is kept for
+    good, unsealed, where no erasure reaches: neither it nor `correlation_id` is ever a
+    value a client wrote freely (`validation.request_id`).
     """
 
     actor: str
@@ -136,9 +140,10 @@ class DomainEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     `personal_fields` names the fields holding personal data: the codec encrypts them
     with the data subject's key, so erasing the key erases them everywhere.
 
-    `idempotency_key` (the request's Idempotency-Key, under its `actor`) is UNSET, and so
-    absent from the stored JSON, for a command sent without one: events stored before
-    the field existed and events without a key encode byte for byte alike.
+    `idempotency_key` (a keyed digest of the request's Idempotency-Key and its `actor`;
+    the key as sent in events stored before digests) is UNSET, and so absent from the
+    stored JSON, for a command sent without one: events stored before the field existed
+    and events without a key encode byte for byte alike.
     """
 
     originator_id: UUID

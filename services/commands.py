@@ -67,7 +67,7 @@ from services.command_base import Change, Creation, Existing
 from services.customer_commands import EraseCustomer
 from services.event_positions import event_position
 from services.event_store import CrmApplication, Saved
-from services.idempotency import created_id
+from services.idempotency import Reservation, created_id
 from services.sealed_state import Path, open_at, set_each
 
 A = TypeVar("A", bound=Aggregate)
@@ -122,15 +122,17 @@ class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Caller(msgspec.Struct, frozen=True, kw_only=True):
-    """Who calls, for which request. Under an Idempotency-Key (`keyed`), the key goes into
-    the metadata of every event the command emits and a created aggregate's id derives
-    from the key's reservation, so a retry after a crash finds what the attempt did."""
+    """Who calls, for which request. Under an Idempotency-Key (`keyed`), a keyed digest of
+    the key (`event_key`, never the key: `services.idempotency`) goes into the metadata
+    of every event the command emits, and a created aggregate's id derives from the
+    key's reservation, so a retry after a crash finds what the attempt did."""
 
     principal: Principal
     correlation_id: str
     causation_id: str | None = None
-    idempotency_key: str | None = None
+    idempotency_key: str | None = None  # as sent, for `new_id` only: no event holds it
     reservation: UUID | None = None
+    event_key: str | None = None
 
     def context(self) -> Context:
         return Context(
@@ -139,11 +141,14 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
             occurred_at=datetime.now(UTC),
             correlation_id=self.correlation_id,
             causation_id=self.causation_id,
-            idempotency_key=self.idempotency_key,
+            idempotency_key=self.event_key,
         )
 
-    def keyed(self, key: str, reservation: UUID) -> Caller:
-        return msgspec.structs.replace(self, idempotency_key=key, reservation=reservation)
+    def keyed(self, held: Reservation) -> Caller:
+        """This caller under `held`'s key: its events carry `held.event_key`."""
+        return msgspec.structs.replace(
+            self, idempotency_key=held.key, reservation=held.reservation, event_key=held.event_key
+        )
 
     def new_id(self) -> UUID:
         """The id of an aggregate this caller's command creates."""

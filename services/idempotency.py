@@ -25,6 +25,16 @@ the search key): a request's body carries personal values in plaintext, and its 
 kept for a day, erasure or not. An unkeyed hash would let anyone who reads the table
 test a guessed phone number or e-mail against it; a keyed one tells them only whether
 two requests were the same.
+
+Events carry a keyed digest of the key, never the key (`event_key`): a client may name
+a request after its person (`Idempotency-Key: signup-grace.hopper@example.com`), and an
+event's metadata is kept for good, in plaintext, in the hash-chained log and on Kafka,
+where no erasure reaches, and shown to every reader of the event (an analyst too). The
+digest is `hmac:` and 32 hex digits (128 bits) of HMAC-SHA-256, under another key
+derived from the same secret, of the principal and the key: it tells a reader of events
+only which events one keyed command emitted, and tests no guess without the secret.
+Events stored by releases before it carry the key as sent (the log is immutable), and a
+retry that recovers a dead attempt matches either (`services.idempotency_recovery`).
 """
 
 from __future__ import annotations
@@ -57,6 +67,12 @@ KEY_LIMIT = 200
 FINGERPRINTS = b"crm idempotency fingerprints"
 """What the fingerprints' key is derived for from the secret. It holds no colon, so it is
 no search term's input (`field:value`, `consumers.blind_index`) under the same key."""
+EVENT_KEYS = b"crm idempotency keys in events"
+"""What the key of events' digests (`Idempotency.event_key`) is derived for from the
+secret; like `FINGERPRINTS`, without a colon."""
+EVENT_KEY_PREFIX = "hmac:"
+EVENT_KEY_HEX = 32
+"""A digest in an event is `EVENT_KEY_PREFIX` and this many hex digits (128 bits)."""
 SWEEP_EVERY = 60.0
 """Seconds between two sweeps of forgotten keys by one process (while keys are used)."""
 
@@ -82,11 +98,13 @@ class Reservation(Hold, frozen=True, kw_only=True):
     """A key held by one attempt. `holder` is this attempt's proof (renew, complete,
     release); `reservation` and `reserved_at` belong to the key and survive a takeover,
     so the retry of a dead attempt derives the same new ids (`created_id`) and knows
-    since when to look for its events. `recovering`: taken over from a dead holder."""
+    since when to look for its events. `recovering`: taken over from a dead holder.
+    `event_key`: what the events of its command carry for the key (`Idempotency.event_key`)."""
 
     reservation: UUID
     reserved_at: float
     recovering: bool
+    event_key: str
 
 
 def check_key(key: str) -> str:
@@ -144,6 +162,7 @@ class Idempotency:
     ) -> None:
         self._table = table
         self._key = hmac.new(secret, FINGERPRINTS, hashlib.sha256).digest()
+        self._event_key = hmac.new(secret, EVENT_KEYS, hashlib.sha256).digest()
         self.lease_seconds = lease_seconds
         self.retention_seconds = retention_seconds
         self.clock = clock
@@ -153,6 +172,14 @@ class Idempotency:
         """The `request` of `begin`: the same for the same request, keyed."""
         request = b"%s %s\n%s" % (method.encode(), path.encode(), body)
         return hmac.new(self._key, request, hashlib.sha256).hexdigest()
+
+    def event_key(self, owner: str, key: str) -> str:
+        """What events carry for `owner`'s `key` (see the module): the same in every
+        process of a deployment, another for another principal's same key. A key holds
+        no newline (`check_key`), so `owner` and `key` are told apart."""
+        named = f"{owner}\n{key}".encode()
+        digest = hmac.new(self._event_key, named, hashlib.sha256).hexdigest()
+        return EVENT_KEY_PREFIX + digest[:EVENT_KEY_HEX]
 
     def begin(self, owner: str, key: str, request: str) -> Reservation | StoredAnswer:
         """A `Reservation` (go ahead, then `complete` or `release`), or the first answer."""
@@ -166,6 +193,7 @@ class Idempotency:
             reservation=uuid.uuid4(),
             reserved_at=now,
             recovering=False,
+            event_key=self.event_key(owner, key),
         )
         row = self._table.reserve(
             held,
@@ -208,7 +236,7 @@ async def lease_kept(idempotency: Idempotency, held: Reservation) -> AsyncIterat
                 structlog.get_logger().warning("idempotency_lease_not_renewed", error=repr(error))
                 continue
             if not kept:
-                structlog.get_logger().warning("idempotency_key_lost", key=held.key)
+                structlog.get_logger().warning("idempotency_key_lost", key=held.event_key)
                 return
 
     renewing = asyncio.create_task(renew())

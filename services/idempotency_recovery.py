@@ -2,9 +2,12 @@
 
 An attempt whose holder died (its lease ran out, `services.idempotency`) may have
 committed or not, and could not store its answer. Every event a keyed command emits
-carries the key (`idempotency_key`, with `actor` the key's principal), so the retry that
-took the key over reads the target aggregate's events: those of this principal and key
-emitted since the key was reserved are the dead attempt's, and its answer is rebuilt
+carries the key (`idempotency_key`, with `actor` the key's principal): a keyed digest of
+it (`Reservation.event_key`), or, stored by a release before digests, the key as sent.
+So the retry that took the key over reads the target aggregate's events: those of this
+principal with either form of the key, emitted since the key was reserved, are the dead
+attempt's (an attempt in flight across an upgrade wrote the key as sent, and its
+retry runs the new release), and its answer is rebuilt
 from the last of them (its version, its global position, any answer field it holds,
 such as a new message's id), exactly as the attempt would have answered. None: nothing
 committed, so the retry runs the command.
@@ -32,14 +35,18 @@ from services.idempotency import Reservation
 
 
 def attempt_events(
-    events: Iterable[DomainEvent], owner: str, key: str, since: datetime
+    events: Iterable[DomainEvent], held: Reservation, since: datetime
 ) -> list[DomainEvent]:
-    """The events one keyed attempt emitted: its principal's, with its key, not older than
-    its reservation (an older use of the key was forgotten before it was reserved)."""
+    """The events `held`'s attempt emitted: its principal's, with its key's digest or,
+    from a release before digests, its key as sent, not older than `since` (its
+    reservation: an older use of the key was forgotten before it was reserved)."""
+    keys = {held.event_key, held.key}
     return [
         event
         for event in events
-        if event.idempotency_key == key and event.actor == owner and event.occurred_at >= since
+        if event.idempotency_key in keys
+        and event.actor == held.owner
+        and event.occurred_at >= since
     ]
 
 
@@ -66,7 +73,7 @@ async def committed_answer(
     `margin` (seconds) allows for a clock stepped back between reserving and deciding."""
     since = datetime.fromtimestamp(held.reserved_at - margin, UTC)
     history = await asyncio.to_thread(commands.app.history, target)
-    events = attempt_events(history, held.owner, held.key, since)
+    events = attempt_events(history, held, since)
     if not events:
         return None
     version = events[-1].originator_version

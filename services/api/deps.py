@@ -226,7 +226,7 @@ class CommandCall:
         held = await asyncio.to_thread(idempotency.begin, self.principal.name, self.key, request)
         if isinstance(held, StoredAnswer):
             return answer(_result_decoder.decode(held.body), held.status)
-        self.caller = self.caller.keyed(held.key, held.reservation)
+        self.caller = self.caller.keyed(held)
         # Released only if the command did not run. Once it ran, the key stays held even
         # when its answer cannot be stored (the key store unreachable): a retry recovers
         # the committed answer once the lease expires (`_recovered`). Released, a retry

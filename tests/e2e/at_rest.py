@@ -132,7 +132,7 @@ def refusals(client: httpx.Client, m: Markers, customer: str) -> None:
     for method, url, options in refused:
         answer = client.request(method, url, **options)
         assert 400 <= answer.status_code < 500, (method, url, answer.text)
-    keyed = {"Idempotency-Key": "signup-1"}  # a key is no personal field: events carry it
+    keyed = {"Idempotency-Key": "signup-1"}  # events carry its keyed digest, not the key
     first = client.post("/v1/customers", json=sales | {"name": m("idem")}, headers=keyed)
     assert first.status_code == 201, first.text
     reused = client.post("/v1/customers", json=sales | {"name": m("idem2")}, headers=keyed)

@@ -76,15 +76,21 @@ class DeadProcess:
         return held
 
     def committed(
-        self, held: Reservation, command: Creation | Change[Any], target: uuid.UUID | None = None
+        self,
+        held: Reservation,
+        command: Creation | Change[Any],
+        target: uuid.UUID | None = None,
+        *,
+        as_sent: bool = False,
     ) -> CommandResult:
+        """`as_sent`: as a release before digests did, the events carry the key as sent."""
         runtime = self.api.runtime
         service = CommandService(
             runtime.app, DirectCommitter(runtime.app), runtime.keyring, access=runtime.access
         )
-        caller = Caller(principal=self.principal, correlation_id="died").keyed(
-            held.key, held.reservation
-        )
+        caller = Caller(principal=self.principal, correlation_id="died").keyed(held)
+        if as_sent:
+            caller = msgspec.structs.replace(caller, event_key=held.key)
         if target is None:
             assert isinstance(command, Creation)
             return asyncio.run(service.create(caller, command))
@@ -133,6 +139,46 @@ def test_a_dead_creation_that_committed_answers_its_result_without_a_second_even
     assert (retry.status_code, retry.json()) == (201, as_json(first))
     assert retry.headers["ETag"] == f'"{first.version}"'
     assert keyed_registration(client, sales).json() == as_json(first)
+    assert head(api) == events
+
+
+def test_a_dead_attempts_events_carry_the_keys_digest_not_the_key(
+    api: EmbeddedApi, client: Client, keys: Idempotency
+) -> None:
+    sales = api.token("sam", "sales", "agent")
+    held = dead_registration(api, sales)
+    first = DeadProcess(api, sales).committed(held, msgspec.convert(GRACE, cc.RegisterCustomer))
+    (event,) = api.runtime.app.history(first.id)
+    assert event.idempotency_key == held.event_key == keys.event_key("sam", KEY)
+    assert KEY not in event.idempotency_key
+
+
+@pytest.mark.parametrize("digests", [True, False], ids=["digest", "key-as-sent"])
+def test_a_dead_attempt_of_either_release_that_committed_answers_without_a_second_event(
+    api: EmbeddedApi, client: Client, keys: Idempotency, digests: bool
+) -> None:
+    """Events stored by a release before digests carry the key as sent; the retry of an
+    attempt in flight across the upgrade (the new release) still finds them."""
+    sales = api.token("sam", "sales", "agent")
+    customer = register(client, sales)
+    dead = DeadProcess(api, sales)
+    held = dead_registration(api, sales)
+    made = dead.committed(held, msgspec.convert(GRACE, cc.RegisterCustomer), as_sent=not digests)
+    path, body = f"/v1/customers/{customer}", {"company": "Navy"}
+    command = msgspec.convert(body, cc.UpdateProfile)
+    changed = dead.committed(dead.reserved("PATCH", path, command, "retry-8"), command,
+                             uuid.UUID(customer), as_sent=not digests)  # fmt: skip
+    stored = [api.runtime.app.history(made.id)[-1], api.runtime.app.history(changed.id)[-1]]
+    assert [e.idempotency_key for e in stored] == (
+        [keys.event_key("sam", KEY), keys.event_key("sam", "retry-8")] if digests
+        else [KEY, "retry-8"]
+    )  # fmt: skip
+    events = head(api)
+    later(keys, keys.lease_seconds + 1)
+    retried = keyed_registration(client, sales)
+    assert (retried.status_code, retried.json()) == (201, as_json(made))
+    again = client.patch(path, json=body, headers=sales | {"Idempotency-Key": "retry-8"})
+    assert (again.status_code, again.json()) == (200, as_json(changed))
     assert head(api) == events
 
 

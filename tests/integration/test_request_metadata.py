@@ -6,7 +6,7 @@ event stream, an analyst's too. A client that names a request after its person
 (`Idempotency-Key: signup-grace.hopper@example.com`) stored the e-mail there; C1 control
 characters got through a real uvicorn into the log. Now an X-Request-Id is the request's
 id only when it is an opaque id (else the API makes one, and the answer names the one
-used (red team)."""
+used); events carry a keyed digest of the Idempotency-Key (red team)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import http.client
 import json
 import logging
 import re
+import tempfile
 import uuid
 from collections.abc import Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
@@ -26,11 +27,15 @@ import structlog
 from litestar.testing import TestClient
 from structlog.testing import capture_logs
 
+from consumers.envelope import to_record
 from services.api import observability
-from tests.integration.api_support import embedded_api, served
+from services.idempotency import Idempotency
+from tests.integration.api_support import EmbeddedApi, embedded_api, served
 
 EMAIL = "grace.hopper@example.com"
+KEY = f"signup-{EMAIL}"
 OURS = re.compile(r"[0-9a-f]{32}")
+DIGEST = re.compile(r"hmac:[0-9a-f]{32}")
 OPAQUE = "0B7C3B9E-0D6F-4F7E-9A53-2F0C6D7E8A91"
 
 
@@ -54,6 +59,12 @@ def send(base: str, method: str, url: str, headers: Sequence[tuple[str, str | by
         return Answer(answer.status, answer.getheader("x-request-id"), answer.read())
     finally:
         connection.close()
+
+
+def stored_states(api: EmbeddedApi) -> list[bytes]:
+    """Every event as the log holds it (what the relay puts on Kafka)."""
+    recorder = api.runtime.app.recorder
+    return [n.state for n in recorder.select_notifications(start=1, limit=1000)]
 
 
 HOSTILE: list[str | bytes] = [
@@ -128,3 +139,60 @@ def test_the_request_line_the_answer_and_the_event_name_one_id(
     assert line["request_id"] == event.correlation_id
     assert made.headers.get("x-request-id") == event.correlation_id
     assert (event.correlation_id == OPAQUE) is (sent == OPAQUE)
+
+
+def _events(lines: Iterator[str], count: int) -> list[dict[str, Any]]:
+    found, fields = [], {}
+    for line in lines:
+        if line:
+            name, _, value = line.partition(":")
+            fields[name] = value.strip()
+        elif "data" in fields:
+            found.append(json.loads(fields["data"]))
+            fields = {}
+            if len(found) == count:
+                break
+    return found
+
+
+def test_an_idempotency_key_reaches_no_event_stream_or_log_and_outlives_no_erasure() -> None:
+    """The red team's case: an analyst's stream, `/history` after the erasure, the stored
+    log and the Kafka record hold neither the e-mail nor the key; the events carry the
+    key's digest under the principal, and a retry still gets the stored answer."""
+    with tempfile.TemporaryDirectory() as tmp, embedded_api(Path(tmp)) as api:
+        sam = api.token("sam", "sales", "agent")
+        ann = api.token("ann", "analytics", "analyst")
+        root = api.token("root", "sales", "admin")
+        keyed = sam | {"Idempotency-Key": KEY, "X-Request-Id": EMAIL}
+        body = {"name": "Grace Hopper", "email": EMAIL}
+        with served(api.app) as base, httpx.Client(base_url=base, timeout=10) as http:
+            with http.stream("GET", "/v1/events/stream?department=sales", headers=ann) as live:
+                made = http.post("/v1/customers", json=body, headers=keyed)
+                assert made.status_code == 201, made.text
+                seen = _events(live.iter_lines(), 1)[0]
+            again = http.post("/v1/customers", json=body, headers=keyed)
+            customer = made.json()["id"]
+            tagged = http.post(f"/v1/customers/{customer}/tags", json={"tag": "vip"},
+                               headers=sam | {"Idempotency-Key": KEY + "-tag"})  # fmt: skip
+            assert tagged.status_code in (200, 201), tagged.text
+            erased = http.post(f"/v1/customers/{customer}/erasure", json={}, headers=root)
+            assert erased.status_code == 200, erased.text
+            history = http.get(f"/v1/customers/{customer}/history", headers=root).json()
+        events = api.runtime.app.history(uuid.UUID(customer))
+        states = stored_states(api)
+        records = [to_record(event, n)[1] for n, event in enumerate(events, 1)]
+        keys: Idempotency = api.app.state.services.idempotency
+    print("analyst's stream:", {k: seen[k] for k in ("email", "correlation_id", "idempotency_key")})
+    print("history:", [(e["type"], e["correlation_id"], e["idempotency_key"]) for e in history])
+    assert (again.status_code, again.json()) == (201, made.json())  # the stored answer
+    assert len(events) == 3  # registered, tagged, erased: the retry stored nothing
+    assert seen["email"] == "[masked]"
+    for where, text in [("stream", json.dumps(seen)), ("history", json.dumps(history)),
+                        ("log", repr(states)), ("kafka", repr(records))]:  # fmt: skip
+        for written in ("grace", "hopper", "signup"):
+            assert written not in text.lower(), f"{written!r} in the {where}"
+    assert all(DIGEST.fullmatch(str(e.idempotency_key)) for e in events[:2])
+    assert seen["idempotency_key"] == keys.event_key("sam", KEY)
+    assert [e["idempotency_key"] for e in history] == [
+        keys.event_key("sam", KEY), keys.event_key("sam", KEY + "-tag"), None
+    ]  # fmt: skip

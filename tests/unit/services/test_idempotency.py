@@ -26,6 +26,7 @@ from services.idempotency_store import KeyRow
 from services.settings import ConfigError, load_settings
 from tests.unit.domain.factories import CONVERSATION_ID, CUSTOMER_ID, T0, ctx
 
+DIGEST = "hmac:" + "0" * 32
 ATTEMPT = Reservation(
     owner="ann",
     key="k-1",
@@ -33,6 +34,7 @@ ATTEMPT = Reservation(
     reservation=uuid.uuid4(),
     reserved_at=100.0,
     recovering=False,
+    event_key=DIGEST,
 )
 
 
@@ -117,14 +119,23 @@ def events_of(actor: str, key: str | None, minutes: int) -> list[DomainEvent]:
 
 
 def test_an_attempts_events_are_its_principals_with_its_key_since_its_reservation() -> None:
-    mine = events_of("ann", "k-1", 10)
+    mine = events_of("ann", DIGEST, 10)
     noise = [
-        *events_of("bob", "k-1", 10),  # another principal's key
-        *events_of("ann", "k-2", 10),  # another key
+        *events_of("bob", DIGEST, 10),  # another principal's key
+        *events_of("ann", "hmac:" + "1" * 32, 10),  # another key
         *events_of("ann", None, 10),  # no key
-        *events_of("ann", "k-1", 0),  # an older, forgotten use of the key
+        *events_of("ann", DIGEST, 0),  # an older, forgotten use of the key
     ]
-    found = attempt_events([*noise, *mine], "ann", "k-1", T0 + timedelta(minutes=5))
+    found = attempt_events([*noise, *mine], ATTEMPT, T0 + timedelta(minutes=5))
+    assert found == mine
+
+
+def test_an_attempts_events_stored_before_digests_hold_its_key_as_sent() -> None:
+    """An attempt in flight across the upgrade wrote the key as sent; its retry, by the
+    new release, finds them, and another key as sent or another principal's are not."""
+    mine = events_of("ann", "k-1", 10)
+    noise = [*events_of("bob", "k-1", 10), *events_of("ann", "k-2", 10)]
+    found = attempt_events([*noise, *mine], ATTEMPT, T0 + timedelta(minutes=5))
     assert found == mine
 
 
