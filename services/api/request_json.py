@@ -1,39 +1,80 @@
-"""How the API reads a request's JSON body: every number exactly as the client wrote it.
+"""How the API reads a request's JSON body: straight into the route's command, strictly,
+with every number exactly as the client wrote it.
 
-Litestar decodes a body into plain values, then converts them into the route's body
-type (its command class). Decoded its way, a JSON number with a fraction or an exponent
-passed through a float: an amount of `0.10000000000000001` reached the domain as `0.1`
-and was stored, where the domain refuses an amount with more than 4 decimals, and
-`1e400` was a float out of range. Here such numbers decode as `decimal.Decimal`, so an
-amount reaches the domain's validation as sent (`domain.validation.amount`). Integer
-fields (scores, percentages) take JSON integers, and refuse a fraction as they did; no
-command field is a float. A body that is not UTF-8 (which JSON must be, RFC 8259) is the
-same 400: msgspec raises `UnicodeDecodeError` for it, not `DecodeError`, and it was a 500.
+Litestar decodes a body into plain values, then converts them, with the route's path,
+query and header parameters, into its handler's arguments with msgspec's lax
+conversion (`strict=False`), which is right for parameters that only ever arrive as
+text and wrong for a JSON body: a score or a percentage sent as text ("4", "4e0",
+"40e-1", "4.9999999999999999", read through a float as 5) was stored as an integer, a
+consent given as "true" or 1 as true, and a time sent as a number (`1e9`) as a Unix
+timestamp. Here the body is decoded into the handler's `data` type at once, with
+`strict=True`: each field takes the JSON type its schema says (an integer field a JSON
+integer, a boolean `true` or `false`, a time an RFC 3339 string), else the 400 any
+body that does not match its schema gets, naming the field. The framework's own
+conversion then passes the decoded command through as it is.
+
+A JSON number with a fraction or an exponent is read as `decimal.Decimal` where a field
+takes any value (an amount, which the command keeps as sent for
+`domain.validation.amount`): through a float, `0.10000000000000001` reached the domain
+as `0.1`, and `1e400` was a float out of range. No command field is a float. A body
+that is not UTF-8 (which JSON must be, RFC 8259) is a 400 too: msgspec raises
+`UnicodeDecodeError` for it, not `DecodeError`, and it was a 500.
 
 I/O: none (the body is already read when `json()` decodes it).
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 import msgspec
 from litestar import Request
-from litestar.exceptions import SerializationException
+from litestar.exceptions import SerializationException, ValidationException
+from litestar.handlers import BaseRouteHandler
 
-_decoder = msgspec.json.Decoder(float_hook=Decimal)
+_untyped = msgspec.json.Decoder(float_hook=Decimal)
+_WHERE = re.compile(r" - at `\$\.?(.*)`$")
+"""Where msgspec says a value failed (`... - at `$.score``): `$` alone is the body."""
 
 
 class ApiRequest(Request[Any, Any, Any]):
-    """The request class of the API (`create_app`): Litestar's, with exact numbers."""
+    """The request class of the API (`create_app`): Litestar's, with bodies decoded
+    strictly into their command and numbers exact."""
 
     async def json(self) -> Any:
-        """The body as plain values; a malformed body is Litestar's 400, as before."""
+        """The body as the route's `data` (plain values for a route that takes none); a
+        malformed body is Litestar's 400, as before."""
+        decoder = body_decoder(self.route_handler)
         try:
-            return _decoder.decode(await self.body() or b"null")
+            return decoder.decode(await self.body() or b"null")
+        except msgspec.ValidationError as error:  # before DecodeError: a subclass of it
+            raise schema_refusal(error) from error
         except msgspec.DecodeError as error:
             raise SerializationException(str(error)) from error
         except UnicodeDecodeError as error:  # raised for the body's bytes, nothing else
             detail = "JSON must be UTF-8: a string holds bytes that are no UTF-8 character"
             raise SerializationException(detail) from error
+
+
+def body_decoder(handler: BaseRouteHandler) -> msgspec.json.Decoder[Any]:
+    """The decoder of `handler`'s body: its `data` argument's type, strictly."""
+    data = handler.parsed_fn_signature.parameters.get("data")
+    return _untyped if data is None else _strict(data.annotation)
+
+
+@cache  # one per command type, built on its first request
+def _strict(body_type: Any) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(body_type, strict=True, float_hook=Decimal)
+
+
+def schema_refusal(error: msgspec.ValidationError) -> ValidationException:
+    """The 400 the framework answers a body that does not match its schema with: what
+    failed (msgspec's words) and where (`score`, `tags[0]`; `data`: the body itself)."""
+    message, where = str(error), "data"
+    if found := _WHERE.search(message):
+        message, where = message[: found.start()], found.group(1) or "data"
+    failed = {"message": message, "key": where, "source": "body"}
+    return ValidationException(detail=f"Validation failed for body {where}", extra=[failed])

@@ -7,6 +7,7 @@ same instants, so later events that load their rows apply too.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -204,6 +205,39 @@ def test_integer_fields_take_integers_and_refuse_other_numbers(tmp_path: Path) -
                 refused = client.post(url, content=body.format(number), headers=sent)
                 assert refused.status_code == 400, (url, number, refused.text)
             assert client.post(url, content=body.format(integer), headers=sent).status_code == 200
+
+
+INTEGERS_AS_TEXT = ('"4"', '"4.0"', '"4e0"', '"0.4e1"', '"40e-1"', '"4.9999999999999999"', '"5e1"')
+OTHERWISE_TYPED = (  # route, a body whose value is not the JSON type its field says
+    ("/v1/customers", '{"name": "Ada", "consents": {"email": "true"}}'),
+    ("/v1/customers", '{"name": "Ada", "consents": {"email": 1}}'),
+    ("/v1/tasks", '{"customer_id": "{customer}", "title": "t", "due_at": 1000000000}'),
+    ("/v1/tasks", '{"customer_id": "{customer}", "title": "t", "due_at": "1e9"}'),
+)
+
+
+def test_a_body_s_values_are_the_json_type_their_field_says(tmp_path: Path) -> None:
+    """Bodies are decoded strictly: an integer written as text, a boolean as "true" or
+    1, a time as a number (in text or not) is the 400 naming the field that `4.0` is,
+    and nothing is stored. The framework converted them leniently: "4", "4e0" and
+    "40e-1" were stored as score 4, "4.9999999999999999" (read through a float) as 5,
+    "5e1" as 50 %, a consent "true" or 1 as granted, a `due_at` of 1000000000 or "1e9"
+    as 2001-09-09 (a Unix timestamp)."""
+    with embedded_api(tmp_path) as api, TestClient(app=api.app) as client:
+        admin = api.token("root", "sales", "admin")
+        ids = scored_aggregates(client, admin)
+        customer = client.post("/v1/customers", json={"name": "Ada"}, headers=admin).json()["id"]
+        sent = admin | {"Content-Type": "application/json"}
+        head = api.runtime.app.head_position()
+        for (route, body, _), number in itertools.product(SCORES, INTEGERS_AS_TEXT):
+            refused = client.post(route.format(**ids), content=body.format(number), headers=sent)
+            assert refused.status_code == 400, (route, number, refused.text)
+            assert refused.json()["field"] in ("score", "percent"), refused.text
+        for route, body in OTHERWISE_TYPED:
+            refused = client.post(route, content=body.replace("{customer}", customer), headers=sent)
+            assert refused.status_code == 400, (body, refused.text)
+            assert refused.json()["field"] in ("consents[...]", "due_at"), refused.text
+        assert api.runtime.app.head_position() == head
 
 
 def scored_aggregates(client: TestClient[Any], auth: dict[str, str]) -> dict[str, str]:
