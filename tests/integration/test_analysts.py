@@ -170,12 +170,19 @@ def test_a_name_that_is_no_plain_role_name_is_refused_and_creates_nothing(
     """PostgreSQL truncates a role name to 63 bytes: a longer one made a login other than
     the one the printed URL names; an empty one was an SQL error."""
     monkeypatch.setenv("CRM_DATABASE_URL", database)
+    # Roles are the server's, shared with tests running at the same time: this test's
+    # are the ones its names could make (as sent, or as PostgreSQL truncates them), and
+    # the group this database's logins join.
+    mine = "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) OR rolname LIKE %s ORDER BY 1"
+    names = [name, name[:63]]
+    group = f"{database.rsplit('/', 1)[1]}_analysts"
     with psycopg.connect(database) as conn:
-        before = conn.execute("SELECT count(*) FROM pg_roles").fetchone()
+        before = conn.execute(mine, (names, f"{group}%")).fetchall()
     assert main(["analysts", "grant", name]) == 1
     assert "bad analyst name" in capsys.readouterr().err
     with psycopg.connect(database) as conn:
-        assert conn.execute("SELECT count(*) FROM pg_roles").fetchone() == before
+        assert conn.execute(mine, (names, f"{group}%")).fetchall() == before
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'crm'").fetchone()
 
 
 def test_no_lock_an_analyst_can_take_keeps_the_processes_from_starting_or_rebuilding(
