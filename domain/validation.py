@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
+import msgspec
+
 from domain import fields as bound
 from domain.base import MARKERS, ValidationFailed
 from domain.codec import SEALED_PREFIX
@@ -327,6 +329,21 @@ def uuid_text(value: str, field: str) -> UUID:
             field, f"must be a UUID like 0b7c3b9e-0d6f-4f7e-9a53-2f0c6d7e8a91, not {value[:40]!r}"
         )
     return UUID(value)
+
+
+def instant_text(value: str, field: str) -> datetime:
+    """A time written as text (`?as_of=`, `?from=`), read as a body's is: RFC 3339 as
+    msgspec reads it (`2026-01-31T00:00:00Z`, `...+01:00`), with a zone (`rfc3339`).
+    Not a Unix timestamp in any form (`1e9`, `-0`, `1700000000.5`: the framework's lax
+    reading of a query took them), nor a date alone or ISO 8601's other forms."""
+    try:
+        instant = msgspec.convert(value, datetime, strict=True)
+    except msgspec.ValidationError:
+        raise ValidationFailed(
+            field,
+            f"must be an RFC 3339 time with a zone, like 2026-01-31T00:00:00Z, not {value[:40]!r}",
+        ) from None
+    return rfc3339(instant, field)
 
 
 def request_id(value: str, field: str = "X-Request-Id") -> str:

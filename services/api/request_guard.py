@@ -22,6 +22,10 @@ every route:
   writes one (`domain.validation.whole_number`: ASCII digits, no sign or leading zero,
   at most 2**63 - 1), else a 400 naming it: the framework reads one as a JSON number,
   so `1e3` was 1000 and `-0` was 0;
+* a time query parameter a route declares (`?as_of=`, `?from=`, `?to=`) holds an RFC
+  3339 time with a zone, read as a body's is (`domain.validation.instant_text`), else a
+  400 naming it: the framework read a number as a Unix timestamp, so `?from=1e9` was
+  2001-09-09 and `?as_of=4e9` answered a customer "as of" 2096;
 * an id in a path (`/v1/customers/{customer_id}`) is written as a body's is
   (`domain.validation.uuid_text`), else a 404, as any path segment that is no id is:
   Python's `UUID`, which the framework reads it with, took fullwidth and Arabic-Indic
@@ -45,8 +49,9 @@ refuses control characters in text).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -61,7 +66,7 @@ from litestar.types.internal_types import PathParameterDefinition
 from litestar.typing import FieldDefinition
 
 from domain.base import ValidationFailed
-from domain.validation import uuid_text, whole_number
+from domain.validation import instant_text, uuid_text, whole_number
 from services.api.errors import (
     BadQuery,
     BadRequest,
@@ -80,26 +85,30 @@ _UTF_8 = frozenset({"utf-8", "utf8"})
 
 @dataclass(frozen=True, slots=True)
 class QueryRule:
-    """The query parameters one route takes, those of them it takes as a list, and those
-    that are integers."""
+    """The query parameters one route takes, those of them it takes as a list, those
+    that are integers and those that are times."""
 
     names: frozenset[str]
     lists: frozenset[str]
     integers: frozenset[str] = frozenset()
+    times: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, model: KwargsModel, handler: BaseRouteHandler) -> QueryRule | None:
         """What the framework extracts for a route (None: it takes the whole query)."""
         if "query" in model.expected_reserved_kwargs:
             return None
-        names = frozenset(p.field_alias for p in model.expected_query_params)
-        integers = integer_parameters(model.expected_query_params, handler)
-        return cls(names, frozenset(model.sequence_query_parameter_names), integers)
+        query = model.expected_query_params
+        names = frozenset(p.field_alias for p in query)
+        lists = frozenset(model.sequence_query_parameter_names)
+        integers = declared_parameters(query, handler, int)
+        return cls(names, lists, integers, declared_parameters(query, handler, datetime))
 
     def check(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Refuse a name this route does not take, then one it takes once sent again
-        (the first in the query), then an integer not written as one. A query that
-        passes costs a set of its names, two comparisons and a look at each integer."""
+        (the first in the query), then an integer or a time not written as one. A query
+        that passes costs a set of its names, two comparisons and a look at each integer
+        and time."""
         sent = {name for name, _ in pairs}
         if not sent <= self.names:
             name = next(name for name, _ in pairs if name not in self.names)
@@ -113,27 +122,36 @@ class QueryRule:
                     raise BadQuery(name, f"is sent {times} times: send it once")
                 seen.add(name)
         for name, value in pairs:
-            if name in self.integers:
+            read = self.reader(name)
+            if read is not None:
                 try:
-                    whole_number(value, name)
+                    read(value, name)
                 except ValidationFailed as refused:
                     raise BadQuery(name, refused.reason) from None
 
+    def reader(self, name: str) -> Callable[[str, str], object] | None:
+        """How parameter `name` is written, where the framework would read it leniently."""
+        if name in self.integers:
+            return whole_number
+        return instant_text if name in self.times else None
 
-def integer_parameters(
-    parameters: set[ParameterDefinition], handler: BaseRouteHandler
+
+def declared_parameters(
+    parameters: set[ParameterDefinition], handler: BaseRouteHandler, kind: type
 ) -> frozenset[str]:
-    """The names, as sent, of the `parameters` that `handler` declares integers (`int`,
-    `int | None`)."""
+    """The names, as sent, of the `parameters` that `handler` declares of type `kind`
+    (`int`, `int | None`; `datetime`...)."""
     declared = handler.parsed_fn_signature.parameters
-    return frozenset(p.field_alias for p in parameters if is_integer(declared.get(p.field_name)))
+    return frozenset(
+        p.field_alias for p in parameters if is_declared(declared.get(p.field_name), kind)
+    )
 
 
-def is_integer(field: FieldDefinition | None) -> bool:
+def is_declared(field: FieldDefinition | None, kind: type) -> bool:
     if field is None:  # a dependency's parameter (If-Match, Idempotency-Key: text)
         return False
     types = {inner.annotation for inner in field.inner_types} or {field.annotation}
-    return types - {type(None)} == {int}
+    return types - {type(None)} == {kind}
 
 
 def path_ids(route: HTTPRoute) -> tuple[int, ...]:
@@ -161,7 +179,8 @@ class RequestGuard:
                 for handler, model in route.route_handler_map.values():
                     if handler.resolve_include_in_schema():
                         self.queries[handler] = QueryRule.of(model, handler)
-                        if headers := integer_parameters(model.expected_header_params, handler):
+                        headers = declared_parameters(model.expected_header_params, handler, int)
+                        if headers:
                             self.integer_headers[handler] = headers
                         if ids := path_ids(route):
                             self.ids[handler] = ids

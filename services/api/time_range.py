@@ -2,12 +2,14 @@
 access log): the routes declare `From` and `To` and call `time_range` (a function, not
 a dependency: a second dependency of a route is resolved in a task group of its own,
 ~200 us a request, a quarter of a statistics read's CPU). Each bound is a time with a
-zone RFC 3339 writes (`domain.validation.rfc3339`, within ±23:59: else a 422 naming
-it), and a range ending before its start is a 400 naming both (`services.ranges`): it
-would find nothing and answer an empty success. Statistics take any such bound (one
-beyond the UTC calendar is before or after every answer); the access log's store takes
-those it can convert (`in_calendar`). The CLI's times are the same rules
-(`services.cli_args`).
+zone RFC 3339 writes: the request guard refuses any other text, a number among them
+(the framework read `?from=1e9` as a Unix timestamp), with a 400 naming it before the
+route runs (`domain.validation.instant_text`); `time_range` checks the zone again
+(`rfc3339`, a 422) for callers the guard does not see. A range ending before its
+start is a 400 naming both (`services.ranges`): it would find nothing and answer an
+empty success. Statistics take any such bound (one beyond the UTC calendar is before or
+after every answer); the access log's store takes those it can convert
+(`in_calendar`). The CLI's times are the same rules (`services.cli_args`).
 I/O: none.
 """
 

@@ -6,6 +6,7 @@ characters, a `+` or `_` that makes it another id."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -119,3 +120,28 @@ def test_an_id_in_text_is_read_as_a_body_reads_one() -> None:
             check.uuid_text(text, "id")
         with pytest.raises(msgspec.ValidationError):
             msgspec.convert(text, UUID)
+
+
+NOT_INSTANTS = ("1e9", "0", "-0", "1700000000.5", "4e9", "1" * 30, "", "yesterday",
+                "2024-01-01", "20240101T000000Z", "2024-01-01T00:00Z", "2024-01-01T00:00:00+01",
+                "2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T00:00:00+24:00",
+                digits("2024-01-01T00:00:00Z", 0xFF10))  # fmt: skip
+"""Unix timestamps, which the framework's lax reading of a query took (`?from=1e9` was
+2001-09-09), and times RFC 3339 does not write (ISO 8601's other forms, a date alone,
+an hour 24, an offset of 24 hours, fullwidth digits)."""
+
+
+@pytest.mark.parametrize("text", NOT_INSTANTS)
+def test_a_time_in_text_is_rfc_3339(text: str) -> None:
+    with pytest.raises(ValidationFailed, match="from: must be an RFC 3339 time with a zone"):
+        check.instant_text(text, "from")
+
+
+def test_a_time_in_text_has_a_zone_and_is_read_as_a_body_reads_one() -> None:
+    """Taken as msgspec takes an `Instant` in a body, at any instant; a time without a
+    zone is refused as `rfc3339` refuses it."""
+    for text in ("2024-01-01T00:00:00Z", "2024-01-01t00:00:00.25z", "2024-01-01T00:00:00+01:00",
+                 "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59.999999-23:59"):  # fmt: skip
+        assert check.instant_text(text, "as_of") == msgspec.convert(text, datetime, strict=True)
+    with pytest.raises(ValidationFailed, match="as_of: must include a time zone"):
+        check.instant_text("2024-01-01T00:00:00", "as_of")

@@ -1,7 +1,8 @@
-"""Whole numbers and ids a request carries as text (integer query parameters, a
-customer list's cursor) are read as the API writes them (`domain.validation`), never as
-Python's `int` or `UUID`, or the framework's JSON-number reading, would: `?after=1e3`
-was 1000, `?min_position=-0` was 0, a cursor in fullwidth digits named a customer."""
+"""Whole numbers, times and ids a request carries as text (integer and time query
+parameters, a customer list's cursor) are read as the API writes them
+(`domain.validation`), never as Python's `int` or `UUID`, or the framework's
+JSON-number reading, would: `?after=1e3` was 1000, `?min_position=-0` was 0,
+`?from=1e9` was 2001-09-09, a cursor in fullwidth digits named a customer."""
 
 from __future__ import annotations
 
@@ -39,6 +40,24 @@ def test_an_integer_query_parameter_as_written_passes_and_text_is_not_one() -> N
     rule = integer_rule()
     rule.check([("after", "0"), ("limit", "500"), ("tag", "1e3")])
     rule.check([("after", str(2**63 - 1))])
+
+
+def time_rule() -> QueryRule:
+    """A route taking `from` and `to`, times, and `limit`, an integer."""
+    names = frozenset({"from", "to", "limit"})
+    return QueryRule(names, frozenset(), frozenset({"limit"}), frozenset({"from", "to"}))
+
+
+@pytest.mark.parametrize("value", ["1e9", "-0", "0", "1700000000.5", "2024-01-01", ""])
+def test_a_time_query_parameter_is_an_rfc_3339_time_with_a_zone(value: str) -> None:
+    """The framework read a number as a Unix timestamp: `?from=1e9` was 2001-09-09."""
+    with pytest.raises(BadQuery) as refused:
+        time_rule().check([("from", "2024-01-01T00:00:00Z"), ("to", value)])
+    assert refused.value.field == "to"
+    assert str(refused.value).startswith("query parameter 'to' must be an RFC 3339 time")
+    with pytest.raises(BadQuery, match="'to' must include a time zone"):
+        time_rule().check([("to", "2024-01-01T00:00:00")])
+    time_rule().check([("from", "2024-01-01T00:00:00+01:00"), ("limit", "1")])
 
 
 def test_a_customer_list_cursor_names_an_id_written_as_ids_are() -> None:
