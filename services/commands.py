@@ -67,7 +67,7 @@ from services.command_base import Change, Creation, Existing
 from services.customer_commands import EraseCustomer
 from services.event_positions import event_position
 from services.event_store import CrmApplication, Saved
-from services.idempotency import Reservation, created_id
+from services.idempotency import Reservation, created_id, emitted_under
 from services.sealed_state import Path, open_at, set_each
 
 A = TypeVar("A", bound=Aggregate)
@@ -155,6 +155,13 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
         if self.idempotency_key is None or self.reservation is None:
             return uuid.uuid4()
         return created_id(self.reservation, self.principal.name, self.idempotency_key)
+
+    def emitted(self, event: DomainEvent) -> bool:
+        """Whether `event` was emitted under this caller's Idempotency-Key, by its
+        principal (`emitted_under`): never for an unkeyed caller."""
+        if self.idempotency_key is None or self.event_key is None:
+            return False
+        return emitted_under(event, self.principal.name, self.idempotency_key, self.event_key)
 
 
 class _NothingDecided(Exception):  # noqa: N818 - internal signal, never escapes
@@ -257,7 +264,8 @@ class CommandService:
         (`Keyring.owe_erasure`, cleared with the key), so the API's sweep finishes it if
         nobody retries (`services.erasure_sweep`), and a retry finishes it at once: an
         erased customer whose key the store still holds is no 409, the key is destroyed
-        and the answer is the stored erasure's (no second `CustomerErased`)."""
+        and the answer is the stored erasure's (no second `CustomerErased`). The keyed
+        request that stored it gets that answer after the sweep too (`_owed_erasure`)."""
         self.access.before_target(caller.principal, command.rules())  # nothing owed if refused
         await asyncio.to_thread(self.keyring.owe_erasure, target)
         try:
@@ -272,15 +280,29 @@ class CommandService:
         self, caller: Caller, target: UUID, command: EraseCustomer, refused: CustomerErasedError
     ) -> CommandResult:
         """The answer of a stored erasure whose key the store still holds, for its caller to
-        finish it; `refused` (409) once the key is destroyed. `If-Match` is not compared:
-        finishing stores nothing, and the answer is the erasure's as stored."""
+        finish it. Once the key is destroyed, the answer of the keyed request that stored
+        the erasure, retried (`_stored_by`): the API's sweep may have destroyed the key
+        before the client's retry, which got 200 or 409 depending on which came first;
+        `refused` (409) for anyone else. `If-Match` is not compared: finishing stores
+        nothing, and the answer is the erasure's as stored."""
         customer = await self._load(Customer, target)
         self.access.finishing_erasure(caller.principal, command.rules(), resource_of(customer))
-        if not customer.erased or await asyncio.to_thread(self.keyring.destroyed, target):
-            raise refused
         version = customer.version  # its erasure: nothing is stored after one
+        if not customer.erased or (
+            await asyncio.to_thread(self.keyring.destroyed, target)
+            and not await self._stored_by(caller, target, version)
+        ):
+            raise refused
         position = await asyncio.to_thread(event_position, self.app.recorder, target, version)
         return CommandResult(id=target, version=version, position=position)
+
+    async def _stored_by(self, caller: Caller, target: UUID, version: int) -> bool:
+        """Whether `caller`'s keyed request stored `target`'s event at `version` (read
+        sealed: only its metadata is compared)."""
+        stored = await asyncio.to_thread(
+            self.app.sealed_history, target, after=version - 1, limit=1
+        )
+        return bool(stored) and caller.emitted(stored[0])
 
     async def _attempt(
         self, caller: Caller, target: UUID, command: Change[A], *, expected: int | None

@@ -33,8 +33,11 @@ where no erasure reaches, and shown to every reader of the event (an analyst too
 digest is `hmac:` and 32 hex digits (128 bits) of HMAC-SHA-256, under another key
 derived from the same secret, of the principal and the key: it tells a reader of events
 only which events one keyed command emitted, and tests no guess without the secret.
-Events stored by releases before it carry the key as sent (the log is immutable), and a
-retry that recovers a dead attempt matches either (`services.idempotency_recovery`).
+Events stored by releases before it carry the key as sent (the log is immutable): which
+events a keyed command emitted is read one way (`emitted_under`: its principal, and
+either form of its key), by a retry that recovers a dead attempt
+(`services.idempotency_recovery`) and by the retry of an erasure the sweep finished
+(`services.commands`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ import structlog
 from psycopg_pool import ConnectionPool
 
 from consumers.pg_pool import DATABASE_UNAVAILABLE
+from domain.base import DomainEvent
 from services.idempotency_store import (
     Database,
     Hold,
@@ -105,6 +109,13 @@ class Reservation(Hold, frozen=True, kw_only=True):
     reserved_at: float
     recovering: bool
     event_key: str
+
+
+def emitted_under(event: DomainEvent, owner: str, key: str, event_key: str) -> bool:
+    """Whether `event` was emitted by a command of principal `owner` under `key`: it
+    carries the key's digest (`event_key`) or, stored by a release before digests, the
+    key as sent, and `owner` as its actor (keys are per principal)."""
+    return event.actor == owner and event.idempotency_key in (event_key, key)
 
 
 def check_key(key: str) -> str:

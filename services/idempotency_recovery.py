@@ -31,7 +31,7 @@ from domain.base import DomainEvent
 from domain.customer import CustomerErased
 from services.commands import CommandResult, CommandService
 from services.event_positions import event_position
-from services.idempotency import Reservation
+from services.idempotency import Reservation, emitted_under
 
 
 def attempt_events(
@@ -40,13 +40,10 @@ def attempt_events(
     """The events `held`'s attempt emitted: its principal's, with its key's digest or,
     from a release before digests, its key as sent, not older than `since` (its
     reservation: an older use of the key was forgotten before it was reserved)."""
-    keys = {held.event_key, held.key}
     return [
         event
         for event in events
-        if event.idempotency_key in keys
-        and event.actor == held.owner
-        and event.occurred_at >= since
+        if emitted_under(event, held.owner, held.key, held.event_key) and event.occurred_at >= since
     ]
 
 

@@ -25,6 +25,7 @@ from litestar.testing import TestClient
 from consumers.key_stores import PostgresKeyStore, SqliteKeyStore
 from consumers.keyring import KeyStore, new_data_key
 from services.bootstrap import connect_pool
+from services.erasure_sweep import finish_owed_erasures
 from tests.e2e.processes import eventually
 from tests.integration.api_support import Client, EmbeddedApi, embedded_api
 
@@ -161,6 +162,36 @@ def test_a_retry_finishes_an_erasure_whose_key_outlived_its_event(
         again = client.post(path, json={"reason": "asked"}, headers=admin)  # key gone: as before
         assert again.status_code == 409, again.text
         assert again.json()["type"].endswith("/customer-erased")
+
+
+def test_a_keyed_retry_after_the_sweep_answers_as_the_erasure_did(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """The sweep (at start-up, then every 30 s, in every API process) destroyed the key
+    between the 503 and the client's retry with the same Idempotency-Key: the request
+    that erased the customer was answered 409 `customer-erased`, where a retry that came
+    first got 200. Now 200 either way; unkeyed, erasing again is the 409, as before."""
+    with (
+        embedded_api(tmp_path, database_url=database_url) as api,
+        TestClient(api.app) as client,
+    ):
+        admin = api.token("root", "sales", "admin")
+        customer = register(client, admin)
+        path, keyed = f"/v1/customers/{customer}/erasure", admin | {"Idempotency-Key": "e-1"}
+        with key_locked_at_destruction(api, tmp_path, database_url, customer):
+            first = client.post(path, json={"reason": "asked"}, headers=keyed)
+        assert_busy(first)
+        assert finish_owed_erasures(api.runtime.app, api.runtime.keyring) == {customer}
+
+        retry = client.post(path, json={"reason": "asked"}, headers=keyed)
+        assert retry.status_code == 200, retry.text
+        erased_at = api.runtime.app.head_position()  # nothing stored since the erasure
+        assert retry.json() == {"id": str(customer), "version": 2, "position": erased_at}
+        assert history_types(client, customer, admin) == ["CustomerRegistered", "CustomerErased"]
+        again = client.post(path, json={"reason": "asked"}, headers=admin)
+        assert again.status_code == 409, again.text
+        other_key = admin | {"Idempotency-Key": "e-2"}
+        assert client.post(path, json={"reason": "asked"}, headers=other_key).status_code == 409
 
 
 def test_a_key_store_locked_through_the_erasure_stores_nothing_and_a_retry_erases(

@@ -3,8 +3,9 @@
 The command stores `CustomerErased`, then destroys the customer's data key; when the
 destruction fails, the erasure stays owed (marked in the key store before the event).
 A retry destroys the key and answers as the erasure did, storing nothing; once the key
-is destroyed, erasing again is the 409 every command on an erased customer gets. The
-API's sweep (`services.erasure_sweep`) finishes an owed erasure nobody retries.
+is destroyed, erasing again is the 409 every command on an erased customer gets, but
+for the keyed request that stored the erasure, retried. The API's sweep
+(`services.erasure_sweep`) finishes an owed erasure nobody retries.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 from collections.abc import Callable
 from uuid import UUID, uuid4
 
+import msgspec
 import pytest
 from structlog.testing import capture_logs
 
@@ -144,3 +146,62 @@ def test_the_sweep_drops_an_owed_erasure_never_stored_once_past_the_grace() -> N
     assert finish_owed_erasures(service.app, service.keyring) == set()
     assert keys.owed_erasures() == []
     assert not keys.destroyed(customer)
+
+
+def keyed(who: Caller, key: str, event_key: str) -> Caller:
+    """`who` under Idempotency-Key `key`, its events carrying `event_key`."""
+    return msgspec.structs.replace(
+        who, idempotency_key=key, reservation=uuid4(), event_key=event_key
+    )
+
+
+def test_the_keyed_erasure_retried_after_the_sweep_answers_as_the_erasure_did() -> None:
+    """The sweep (every 30 s, in every API process) destroyed the key before the client's
+    retry of the erasure answered 503: that retry was a 409 `customer-erased`, and a 200
+    had the retry come first. Its own request (its principal, its key) is answered as
+    the erasure was; anyone else, the same principal unkeyed or with another key, and
+    another principal with the same key, gets the 409."""
+
+    async def scenario() -> None:
+        service, keys, _ = _service()
+        customer = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
+        first = keyed(ADMIN, "e-1", "hmac:" + "1" * 32)
+        keys.locked = True
+        with pytest.raises(TimeoutError):
+            await service.erase_customer(first, customer, ERASE, None)
+        assert finish_owed_erasures(service.app, service.keyring) == {customer}
+        other_admin = Caller(
+            principal=Principal(name="admin-2", department="sales", role=Role.ADMIN),
+            correlation_id="c",
+        )
+        for anyone_else in (
+            ADMIN,
+            keyed(ADMIN, "e-2", "hmac:" + "2" * 32),
+            keyed(other_admin, "e-1", "hmac:" + "1" * 32),
+        ):
+            with pytest.raises(CustomerErasedError):
+                await service.erase_customer(anyone_else, customer, ERASE, None)
+        retried = await service.erase_customer(first, customer, ERASE, None)
+        assert retried == CommandResult(id=customer, version=2, position=2)
+        assert _erasures(service, customer) == 1
+        assert keys.owed_erasures() == []
+
+    asyncio.run(scenario())
+
+
+def test_an_erasure_stored_with_the_key_as_sent_is_its_retry_s_too() -> None:
+    """Releases before digests stored the key as sent (`emitted_under`, as recovery)."""
+
+    async def scenario() -> None:
+        service, keys, _ = _service()
+        customer = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
+        keys.locked = True
+        with pytest.raises(TimeoutError):
+            await service.erase_customer(keyed(ADMIN, "e-1", "e-1"), customer, ERASE, None)
+        finish_owed_erasures(service.app, service.keyring)
+        retried = await service.erase_customer(
+            keyed(ADMIN, "e-1", "hmac:" + "1" * 32), customer, ERASE, None
+        )
+        assert retried.version == 2
+
+    asyncio.run(scenario())
