@@ -241,13 +241,19 @@ def unavailable(error: BaseException) -> bool:
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:
-    """`error`, then what caused it, and so on (each once)."""
+    """`error`, then what it wraps, and so on (each once): the explicit causes only
+    (`raise Wrapper(...) from error`, or `__cause__` set), as every wrapper between a
+    driver and the API chains them (eventsourcing's recorders, the group committer's
+    `StoreFailedError`; ruff's B904 asks it of this code). An exception's implicit
+    context (`__context__`) is not followed: it is one raised while another was being
+    handled, a different error (a bug in clean-up code while a lock timed out), which
+    was answered as the one it interrupted, a 503 logged without its traceback."""
     seen: set[int] = set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
         yield cause
-        cause = cause.__cause__ or cause.__context__
+        cause = cause.__cause__
 
 
 def _extensions(error: BaseException) -> dict[str, Any]:

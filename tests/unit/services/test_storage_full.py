@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 from eventsourcing.persistence import OperationalError, ProgrammingError
 
-from services.api.errors import busy, problem_for, storage_full
+from services.api.errors import busy, problem_for, storage_full, unavailable
 from services.group_commit import StoreFailedError
 
 
@@ -93,3 +93,41 @@ def test_a_store_locked_past_its_wait_is_a_503_of_its_own(tmp_path: Path) -> Non
             assert problem_for(error)[:2] == (503, "storage-busy")
     assert not busy(wrapped(psycopg.OperationalError("server closed the connection")))
     assert not busy(sqlite_full(tmp_path))
+
+
+def raised_while_handling(cause: BaseException, *, chained: bool) -> BaseException:
+    """An error raised in an `except` block handling `cause`: `raise ... from cause`
+    (`chained`, a wrapper), or a bug there (a KeyError in clean-up code)."""
+    try:
+        raise cause
+    except type(cause):
+        try:
+            if chained:
+                raise RuntimeError("wrapped") from cause
+            raise KeyError("a bug in the clean-up")
+        except (RuntimeError, KeyError) as error:
+            return error
+    raise AssertionError("nothing raised")
+
+
+def test_an_error_raised_while_handling_a_store_s_trouble_is_its_own(tmp_path: Path) -> None:
+    """`busy`, `storage_full` and `unavailable` followed `__context__` too, so a bug in
+    code handling a lock timeout, a full disk or a lost connection was answered as that
+    trouble: a 503 logged as a warning, without its traceback. Explicit wrapping (`from`)
+    is still seen through."""
+    for cause, slug in (
+        (sqlite_locked(tmp_path), "storage-busy"),
+        (
+            psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"),
+            "storage-busy",
+        ),
+        (sqlite_full(tmp_path), "storage-full"),
+        (OSError(errno.ENOSPC, "No space left on device"), "storage-full"),
+        (psycopg.OperationalError("server closed the connection"), "event-store-unavailable"),
+    ):
+        bug = raised_while_handling(cause, chained=False)
+        assert bug.__context__ is cause
+        assert problem_for(bug)[:2] == (500, "internal-error"), (cause, problem_for(bug))
+        assert [busy(bug), storage_full(bug), unavailable(bug)] == [False, False, False]
+        wrapper = raised_while_handling(cause, chained=True)
+        assert problem_for(wrapper)[:2] == (503, slug), cause
