@@ -353,7 +353,12 @@ that is not UTF-8 (any client but kafka-python can write one), a broken record
 structure, a batch compressed with a codec whose library is not installed."""
 
 
-def _polled(consumer: Any, timeout_ms: int) -> dict[Any, list[Any]]:
+Suspects = dict[Any, int]
+"""Per partition, the offset at which kafka-python last failed to parse a record, to be
+fetched afresh before anything is passed over (`_past_unreadable`)."""
+
+
+def _polled(consumer: Any, timeout_ms: int, suspects: Suspects) -> dict[Any, list[Any]]:
     """`consumer.poll`, except that a record kafka-python cannot parse comes back as an
     unreadable `Record` (`_past_unreadable`), alone."""
     try:
@@ -362,28 +367,46 @@ def _polled(consumer: Any, timeout_ms: int) -> dict[Any, list[Any]]:
         partition = _stuck_partition(consumer)
         if partition is None:
             raise
-        return {partition: [_past_unreadable(consumer, partition, error)]}
+        return _past_unreadable(consumer, partition, error, suspects)
+    for partition in polled:
+        suspects.pop(partition, None)
     return polled
 
 
-def _past_unreadable(consumer: Any, partition: Any, error: Exception) -> Record:
+def _past_unreadable(
+    consumer: Any, partition: Any, error: Exception, suspects: Suspects
+) -> dict[Any, list[Any]]:
     """The record at `partition`'s position, which kafka-python failed to parse, as an
-    unreadable `Record`; the consumer is moved past it (what the Java client's error
-    asks for: "please seek past the record to continue consumption").
+    unreadable `Record` once a fresh fetch from that very offset failed there again; the
+    consumer is then moved past it (what the Java client's error asks for: "please seek
+    past the record to continue consumption").
 
-    The position is that record's offset: kafka-python advances it past every record
-    it returns, and raises only when it has none to return (an offset it never
-    returns, a transaction marker, may lie between: it is passed over first, the
-    same way). A batch holding such a record is one client's (the relay's hold
-    none), and kafka-python, fetching any of its later offsets, reads the batch again
-    from its start and fails at the same record: its later records are each passed
-    over this way too, one per poll."""
+    The first failure at an offset only drops the records kafka-python holds and
+    fetches again from it (nothing is returned): kafka-python takes a record's offset
+    from the delta its producer wrote, and the broker does not check those of an
+    uncompressed batch, so a batch lying about them put the position on the relay's
+    next genuine record, which was passed over as unreadable (red team). A fetch from
+    that offset reads the batch the broker holds there: the genuine one parses, and
+    only a record that is itself unreadable fails again at the same offset.
+
+    A batch holding such a record is one client's (the relay's hold none), and
+    kafka-python, fetching any of its later offsets, reads the batch again from its
+    start and fails at the same record: its later records are each passed over this
+    way too, two polls each."""
     offset = int(consumer.position(partition))
+    if suspects.get(partition) != offset:
+        suspects[partition] = offset
+        _drop_held(consumer)
+        consumer.seek(partition, offset)
+        return {}
+    del suspects[partition]
     consumer.seek(partition, offset + 1)
-    why = f"unreadable record: {error}"
+    text = str(error)
+    why = f"unreadable record: {text[:200]}"  # kafka-python quotes the whole bad header
     where = {"topic": partition.topic, "partition": partition.partition, "offset": offset}
-    log.warning("kafka_record_unreadable", **where, error=str(error))
-    return Record(partition.topic, partition.partition, offset, None, b"", (), why)
+    log.warning("kafka_record_unreadable", **where, error=text[:200])
+    record = Record(partition.topic, partition.partition, offset, None, b"", (), why)
+    return {partition: [record]}
 
 
 def _stuck_partition(consumer: Any) -> Any:
@@ -400,6 +423,13 @@ def _stuck_partition(consumer: Any) -> Any:
     if not held:  # None, or records already drained: not what failed
         return None
     return getattr(held, "topic_partition", None)
+
+
+def _drop_held(consumer: Any) -> None:
+    """Make kafka-python drop the records it holds of the partition that failed, so the
+    next `poll` fetches again (a `seek` to the same offset would take them again, and
+    spin): the same private state `_stuck_partition` reads."""
+    consumer._fetcher._next_partition_records = None
 
 
 class _SeekingListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -485,12 +515,13 @@ class TopicConsumer:
             )
         )
         self.kafka.subscribe(list(topics), listener=_SeekingListener(self))
+        self._suspects: Suspects = {}
 
     def poll(self, timeout_ms: int = 500) -> list[Consumed]:
         """The next records, in offset order per partition. An exception of `on_assigned`
         is raised as it is (after kafka-python finished the rebalance)."""
         try:
-            batches = _polled(self.kafka, timeout_ms)
+            batches = _polled(self.kafka, timeout_ms, self._suspects)
         except kerrors.KafkaError as error:
             failed, self.assignment_error = self.assignment_error, None
             if failed is not None:
@@ -545,8 +576,9 @@ def read_all(
         consumer.seek_to_beginning(*parts)
         ends = _guarded(lambda: consumer.end_offsets(parts)) if until_end else {}
         remaining = {tp for tp in parts if ends.get(tp, 1) > 0} if until_end else set(parts)
+        suspects: Suspects = {}
         while remaining:
-            for tp, messages in _guarded(lambda: _polled(consumer, poll_ms)).items():
+            for tp, messages in _guarded(lambda: _polled(consumer, poll_ms, suspects)).items():
                 yield from (_record(message) for message in messages)
                 if until_end and consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)

@@ -50,14 +50,16 @@ class RawName(str):
 BAD: Entry = (b"{}", [(RawName("x"), b"")])
 
 
-def _batch(base: int, entries: list[Entry]) -> bytes:
+def _batch(base: int, entries: list[Entry], claimed: dict[int, int] | None = None) -> bytes:
     """One record batch (magic 2, uncompressed) at offsets `base`... (what one producer's
-    send of these records becomes on the broker)."""
+    send of these records becomes on the broker); record i claims offset delta
+    `claimed[i]` if given (the broker checks no delta of an uncompressed batch)."""
     builder = DefaultRecordBatchBuilder(
         magic=2, compression_type=0, is_transactional=False, producer_id=-1,
         producer_epoch=-1, base_sequence=-1, batch_size=1 << 20,
     )  # fmt: skip
-    for delta, (value, headers) in enumerate(entries):
+    for place, (value, headers) in enumerate(entries):
+        delta = (claimed or {}).get(place, place)
         builder.append(delta, timestamp=None, key=b"k", value=value, headers=headers)
     built = builder.build()
     struct.pack_into(">q", built, 0, base)  # the base offset, which the broker assigns
@@ -68,11 +70,14 @@ class Broker:
     """A partition's log of batches, answering fetches as a broker does: from the start
     of the batch holding the fetched offset."""
 
-    def __init__(self, *batches: list[Entry]) -> None:
+    def __init__(
+        self, *batches: list[Entry], claimed: dict[int, dict[int, int]] | None = None
+    ) -> None:
         self.log: list[tuple[int, int, bytes]] = []
         base = 0
-        for entries in batches:
-            self.log.append((base, base + len(entries), _batch(base, entries)))
+        for number, entries in enumerate(batches):
+            lies = (claimed or {}).get(number)
+            self.log.append((base, base + len(entries), _batch(base, entries, lies)))
             base += len(entries)
         self.end = base
 
@@ -120,8 +125,9 @@ class OfflineConsumer:
 def _read(consumer: OfflineConsumer) -> list[Record]:
     """Every record of the log through `kafka_io._polled`, as `read_all` reads them."""
     read: list[Record] = []
+    suspects: kafka_io.Suspects = {}
     while consumer.position(TP) < consumer.broker.end:
-        for records in kafka_io._polled(consumer, 0).values():
+        for records in kafka_io._polled(consumer, 0, suspects).values():
             read += [kafka_io._record(r) for r in records]
     return read
 
@@ -130,8 +136,8 @@ def _read(consumer: OfflineConsumer) -> list[Record]:
 def offline() -> Any:
     made: list[OfflineConsumer] = []
 
-    def make(*batches: list[Entry]) -> OfflineConsumer:
-        made.append(OfflineConsumer(Broker(*batches)))
+    def make(*batches: list[Entry], claimed: dict[int, dict[int, int]] | None = None) -> Any:
+        made.append(OfflineConsumer(Broker(*batches, claimed=claimed)))
         return made[-1]
 
     yield make
@@ -178,6 +184,21 @@ def test_the_rest_of_a_batch_after_an_unreadable_record_is_passed_over(offline: 
     assert [r.unreadable is not None for r in read] == [False, True, True, True, False]
 
 
+def test_a_batch_lying_about_its_offsets_does_not_pass_over_the_next_genuine_record(
+    offline: Any,
+) -> None:
+    """Red team: an intruder's batch (true offsets 1-3) whose second record claims the
+    third's offset put kafka-python's position on the relay's record after it (4) when
+    its unreadable third record failed; that genuine record was passed over as
+    unreadable, and every later version of its aggregate rejected as out of order. A
+    fresh fetch from 4 reads the relay's batch, which parses."""
+    lying = [(b"{}", []), (b"{}", []), BAD]
+    consumer = offline([(b"a", [])], lying, [(b"c", [])], claimed={1: {1: 2}})
+    read = _read(consumer)
+    assert (read[-1].offset, read[-1].value, read[-1].unreadable) == (4, b"c", None)
+    assert all(r.unreadable is None for r in read)
+
+
 def test_an_error_with_no_partition_held_is_raised(offline: Any) -> None:
     """Without the failed partition in hand, polling again would not get past it."""
 
@@ -189,7 +210,7 @@ def test_an_error_with_no_partition_held_is_raised(offline: Any) -> None:
     failing = Failing(consumer.broker)
     try:
         with pytest.raises(kerrors.CorruptRecordError):
-            kafka_io._polled(failing, 0)
+            kafka_io._polled(failing, 0, {})
     finally:
         failing.close()
 
