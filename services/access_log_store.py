@@ -101,7 +101,8 @@ _SUBJECTS = (
     " WHERE position > {p} AND position <= {p} ORDER BY position"
 )
 _PUBLISHED = "SELECT position FROM crm_access_published WHERE topic = {p}"
-_HIGHEST_PUBLISHED = "SELECT max(position) FROM crm_access_published"
+_PUBLISHED_ALL = "SELECT position FROM crm_access_published"
+_LAST = "SELECT max(position) FROM crm_access_log"
 _MARK = (
     "INSERT INTO crm_access_published VALUES ({p}, {p})"
     " ON CONFLICT (topic) DO UPDATE SET position = excluded.position"
@@ -203,11 +204,24 @@ class _Statements:
     def mark_published(self, topic: str, position: int) -> None:
         self._run(self._sql(_MARK), (topic, position))
 
-    def highest_published(self) -> int:
-        """The highest position the relay recorded as published, to any topic prefix
-        (every one was published from this store); 0 before it published any."""
-        rows = self._run(_HIGHEST_PUBLISHED)
+    def last_position(self) -> int:
+        """The newest record's position (0: none)."""
+        rows = self._run(_LAST)
         return int(rows[0][0] or 0)
+
+    def highest_published(self) -> int | Break:
+        """The highest position the relay recorded as published, to any topic prefix
+        (every one was published from this store); 0 before it published any. A value
+        that is no position (SQLite's INTEGER column takes text, which its `max` ranks
+        above every number) is a break: the relay writes none (it was a traceback)."""
+        values = [row[0] for row in self._run(_PUBLISHED_ALL)]
+        if odd := [v for v in values if type(v) is not int or v < 0]:
+            return Break(
+                kind=BreakKind.EDITED, position=0,
+                detail=f"crm_access_published holds {str(odd[0])[:40]!r}, which is no position:"
+                " the relay writes none",
+            )  # fmt: skip
+        return max(values, default=0)
 
     def _id(self, customer: UUID | None) -> Any:
         return customer

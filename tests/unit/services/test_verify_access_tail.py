@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -137,3 +138,39 @@ def _rewrite(store: SqliteAccessStore, tmp_path: Path, position: int) -> None:
     _sql(tmp_path, "UPDATE crm_access_log SET record = ? WHERE position = ?", record, position)
     for linked, chain in links:
         _sql(tmp_path, "UPDATE crm_access_log SET chain = ? WHERE position = ?", chain, linked)
+
+
+@pytest.mark.parametrize("value", ["x", b"\x00", "1e400", "", -1])
+def test_a_published_row_that_is_no_position_is_a_break_not_a_traceback(
+    store: SqliteAccessStore, tmp_path: Path, value: object
+) -> None:
+    """SQLite's INTEGER column takes text (ranked above every number by `max`): an
+    intruder's value made verify-access end in a ValueError (red team)."""
+    store.mark_published(access_topic("other."), 2)
+    _sql(tmp_path, "UPDATE crm_access_published SET position = ? WHERE topic = ?", value, TOPIC)
+    count, broken = verify_access(store)
+    assert broken is not None
+    assert (count, broken.kind) == (0, BreakKind.EDITED)
+    assert "is no position" in broken.detail
+
+
+class GrowingStore:
+    """The store, with records stored by the API between the walk's reads of a page's
+    entries and of their links (a busy log: 12 runs of 12 said "deleted", red team)."""
+
+    def __init__(self, store: SqliteAccessStore) -> None:
+        self.store = store
+        self.entries = store.entries
+        self.misfiled = store.misfiled
+        self.highest_published = store.highest_published
+        self.last_position = store.last_position
+
+    def links(self, after: int, upto: int) -> list[tuple[int, int, bytes]]:
+        self.store.append([access_record(6)])
+        return self.store.links(after, upto)
+
+
+def test_records_stored_during_the_walk_are_no_break(store: SqliteAccessStore) -> None:
+    busy: Any = GrowingStore(store)  # the reads verify_access makes
+    count, broken = verify_access(busy)
+    assert (count, broken) == (5, None)  # the log as it stood when the walk began
