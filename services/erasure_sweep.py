@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from contextlib import suppress
 from uuid import UUID
 
 import structlog
@@ -36,6 +35,7 @@ from consumers.keyring import Keyring
 from domain import codec
 from domain.customer import CustomerErased
 from services.event_store import CrmApplication
+from services.periodic import Periodic
 
 SWEEP_SECONDS = 30.0
 GRACE_SECONDS = 3600.0
@@ -63,7 +63,7 @@ def finish_owed_erasures(app: CrmApplication, keyring: Keyring) -> set[UUID]:
     return finished
 
 
-class ErasureSweep:
+class ErasureSweep(Periodic):
     def __init__(
         self,
         app: CrmApplication,
@@ -76,39 +76,13 @@ class ErasureSweep:
         self._app = app
         self._keyring = keyring
         self._on_erased = on_erased
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(interval, "erasure sweep", log)
+
+    async def step(self) -> set[UUID]:
+        return await self.sweep()
 
     async def sweep(self) -> set[UUID]:
         finished = await asyncio.to_thread(finish_owed_erasures, self._app, self._keyring)
         if finished:
             self._on_erased(finished)
         return finished
-
-    async def run(self) -> None:
-        """Sweep now, then every `interval` seconds until cancelled, whatever one raises."""
-        failing = False
-        while True:
-            try:
-                await self.sweep()
-            except Exception as error:  # the store away or locked: the next sweep retries
-                if not failing:
-                    log.warning("erasure sweep failed; trying again", error=repr(error))
-                failing = True
-            else:
-                if failing:
-                    log.info("erasure sweeps resumed")
-                failing = False
-            await asyncio.sleep(self._interval)
-
-    def start(self) -> None:
-        """Run on the current event loop (the API's, at startup)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task

@@ -22,9 +22,7 @@ I/O: through its `ErasureSource` (`services.pg_reads.PostgresReads`).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -32,6 +30,7 @@ from uuid import UUID
 import structlog
 
 from consumers.keyring import Keyring
+from services.periodic import Periodic
 
 CHECK_SECONDS = 0.5
 OVERLAP = timedelta(seconds=60)
@@ -47,7 +46,7 @@ class ErasureSource(Protocol):
         ...
 
 
-class ErasureWatch:
+class ErasureWatch(Periodic):
     def __init__(
         self,
         source: ErasureSource,
@@ -58,8 +57,10 @@ class ErasureWatch:
         self._source = source
         self._keyring = keyring
         self._on_erased = on_erased
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(interval, "erasure check", log)
+
+    async def step(self) -> set[UUID]:
+        return await self.check()
 
     async def check(self) -> set[UUID]:
         """One check; the customers it found erased that this process had not known."""
@@ -71,31 +72,3 @@ class ErasureWatch:
         if news:
             self._on_erased(news)
         return news
-
-    async def run(self) -> None:
-        """Check every `interval` seconds until cancelled, whatever a check raises."""
-        failing = False
-        while True:
-            try:
-                await self.check()
-            except Exception as error:  # the store away: keys expire meanwhile
-                if not failing:
-                    log.warning("erasure check failed; trying again", error=str(error))
-                failing = True
-            else:
-                if failing:
-                    log.info("erasure checks resumed")
-                failing = False
-            await asyncio.sleep(self._interval)
-
-    def start(self) -> None:
-        """Run on the current event loop (the API's, at startup)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
