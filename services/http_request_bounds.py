@@ -68,6 +68,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     _reading_head = True  # False from a head's end until its request is answered
     _head_bytes = 0  # received while reading the current head
+    _tail = b""  # the last bytes received, for a head's end split across reads
 
     def __init__(self, *args: Any, receive_seconds: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -90,7 +91,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
+            # A head over the bound that ends in this same read is refused before it is
+            # parsed: counted only after, it was whole by then and was served (ci-fresh:
+            # 80 kB of short header lines and the head's end arrived in one read).
+            ends = (self._tail + data).find(b"\r\n\r\n")
+            head = len(data) if ends < 0 else max(ends + 4 - len(self._tail), 0)
+            if self._head_bytes + head > MAX_HEAD_BYTES and not self.transport.is_closing():
+                self.logger.warning("Request head over %d bytes refused (431).", MAX_HEAD_BYTES)
+                self._refuse(_TOO_LARGE)
+                return
             self._head_bytes += len(data)
+        self._tail = data[-3:]  # a head's end may straddle two reads
         super().data_received(data)
         over = self._reading_head and self._head_bytes > MAX_HEAD_BYTES
         if over and not self.transport.is_closing():  # (closing: uvicorn answered a 400)
