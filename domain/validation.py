@@ -331,19 +331,24 @@ def uuid_text(value: str, field: str) -> UUID:
     return UUID(value)
 
 
-def instant_text(value: str, field: str) -> datetime:
-    """A time written as text (`?as_of=`, `?from=`), read as a body's is: RFC 3339 as
-    msgspec reads it (`2026-01-31T00:00:00Z`, `...+01:00`), with a zone (`rfc3339`).
-    Not a Unix timestamp in any form (`1e9`, `-0`, `1700000000.5`: the framework's lax
-    reading of a query took them), nor a date alone or ISO 8601's other forms."""
+def time_text(value: str, field: str) -> datetime:
+    """A time written as text, read as a body's is: RFC 3339 as msgspec reads it
+    (`2026-01-31T00:00:00Z`, `...+01:00`; naive when it has no zone). Not a Unix
+    timestamp in any form (`1e9`, `-0`, `1700000000.5`: the framework's lax reading of a
+    query took them), nor a date alone or ISO 8601's other forms (`20260131T000000Z`,
+    `2026-W05-6`, minutes without seconds: `datetime.fromisoformat` took them)."""
     try:
-        instant = msgspec.convert(value, datetime, strict=True)
+        return msgspec.convert(value, datetime, strict=True)
     except msgspec.ValidationError:
         raise ValidationFailed(
             field,
             f"must be an RFC 3339 time with a zone, like 2026-01-31T00:00:00Z, not {value[:40]!r}",
         ) from None
-    return rfc3339(instant, field)
+
+
+def instant_text(value: str, field: str) -> datetime:
+    """A time written as text (`?as_of=`, `?from=`): `time_text`, with a zone (`rfc3339`)."""
+    return rfc3339(time_text(value, field), field)
 
 
 def request_id(value: str, field: str = "X-Request-Id") -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from domain import fields as bound
 from domain.base import ValidationFailed
-from domain.validation import aware, rfc3339, whole_number
+from domain.validation import aware, instant_text, rfc3339, time_text, whole_number
 from services.ranges import backwards
 
 POSITION_LIMIT = bound.BIGINT  # the event store's positions and versions are bigints
@@ -40,25 +40,39 @@ POSITION = int_between(0, POSITION_LIMIT)
 
 
 def _time(check: Callable[[datetime, str], datetime]) -> Callable[[str], datetime]:
-    """An argparse type: an ISO 8601 time with a zone that `check` (a
-    `domain.validation` rule) accepts; a usage error otherwise."""
+    """An argparse type: an RFC 3339 time with a zone, read as the API reads one
+    (`domain.validation.time_text`), that `check` (a `domain.validation` rule) accepts;
+    a usage error otherwise, with an example when a zone is all it lacks."""
 
     def parse(text: str) -> datetime:
         try:
-            instant = datetime.fromisoformat(text)
-        except ValueError:
+            instant = time_text(text, repr(text))
+        except ValidationFailed:
+            instant = None
+        if instant is None or instant.utcoffset() is None:
+            example = _zoned(text)
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not an ISO 8601 time, e.g. 2026-01-31T00:00:00Z"
-            ) from None
-        if instant.utcoffset() is None:
-            zoned = f"{text}Z" if "T" in text or " " in text else f"{text}T00:00:00Z"
-            raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. {zoned}")
+                f"{text[:40]!r} needs a zone, e.g. {example}"
+                if example
+                else f"{text[:40]!r} is not an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"
+            )
         try:
             return check(instant, repr(text))
         except ValidationFailed as refused:
             raise argparse.ArgumentTypeError(str(refused)) from None
 
     return parse
+
+
+def _zoned(text: str) -> str | None:
+    """`text` with a zone (and the time of day it lacks) when that makes it a time, else None."""
+    for example in (f"{text}Z", f"{text}:00Z", f"{text}T00:00:00Z"):
+        try:
+            instant_text(example, "")
+        except ValidationFailed:
+            continue
+        return example
+    return None
 
 
 zoned_time = _time(rfc3339)

@@ -13,11 +13,12 @@ given is a 400 naming it:
 * each text value is held to what a query parameter is: no NUL (PostgreSQL text holds
   none) and at most `TEXT_LIMIT` characters;
 * each id is written as ids are (`domain.validation.uuid_text`);
-* each time must carry a zone RFC 3339 can write (`domain.validation.rfc3339`: at most
-  ±23:59), as every time a store gives back does. An offset of -23:59:59.999999
-  overflowed converting to UTC on SQLite (a 500) and was served on PostgreSQL. Any
-  instant is taken: rows stored before the domain bounded times to 1900..9999 in UTC
-  hold some outside, and a page ending at one names it.
+* each time is RFC 3339 with a zone, read as a query's time is
+  (`domain.validation.instant_text`: an offset of at most ±23:59), as every time a
+  store gives back is. An offset of -23:59:59.999999 overflowed converting to UTC on
+  SQLite (a 500) and was served on PostgreSQL. Any instant is taken: rows stored
+  before the domain bounded times to 1900..9999 in UTC hold some outside, and a page
+  ending at one names it.
 I/O: none.
 """
 
@@ -35,7 +36,7 @@ import msgspec
 from consumers.readmodel_queries import BOARD_ORDER, QUEUE_ORDER, TIMELINE_ORDER, SortKey
 from domain import fields as bound
 from domain.base import ValidationFailed
-from domain.validation import rfc3339, uuid_text
+from domain.validation import instant_text, uuid_text
 from services.api.errors import BadRequest
 
 TEXT_LIMIT = bound.LINE
@@ -90,7 +91,7 @@ def _typed(key: SortKey, value: str | None) -> Any:
     if key.kind == "uuid":
         return uuid_text(value, key.column)
     if key.kind == "timestamp":  # with a zone: a store would read one without as local
-        return rfc3339(datetime.fromisoformat(value), key.column)
+        return instant_text(value, key.column)
     return value
 
 

@@ -9,8 +9,10 @@ from uuid import UUID
 
 import pytest
 
+from domain.base import ValidationFailed
+from domain.validation import instant_text
 from services.cli import build_parser
-from services.cli_args import PORT, int_between, zoned_time
+from services.cli_args import PORT, calendar_time, int_between, zoned_time
 
 
 @pytest.mark.parametrize("text", ["2026-01-01", "2026-01-01T09:30", "2026-01-01 09:30:00"])
@@ -23,9 +25,29 @@ def test_a_time_without_a_zone_is_refused_with_an_example_that_parses(text: str)
 
 
 def test_a_malformed_time_is_a_usage_error_not_a_traceback() -> None:
-    with pytest.raises(argparse.ArgumentTypeError, match="not an ISO 8601 time"):
+    with pytest.raises(argparse.ArgumentTypeError, match="not an RFC 3339 time"):
         zoned_time("notadate")
     assert zoned_time("2026-01-31T00:00:00Z").isoformat() == "2026-01-31T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "20260131T000000Z",  # ISO 8601's basic format
+        "2026-W05-6T00:00:00Z",  # a week date
+        "2026-01-31T00:00Z",  # minutes without seconds
+        "2026-01-31T00:00:00+23:59:59",  # an offset with seconds
+        "2026-01-31T00:00:00\u066b5Z",  # an Arabic decimal separator
+    ],
+)
+def test_a_time_the_api_refuses_is_refused_here_too(text: str) -> None:
+    """`datetime.fromisoformat` read ISO 8601's other forms, which `?as_of=` and
+    `?from=` refuse: the CLI reads a time as the API does (`validation.time_text`)."""
+    with pytest.raises(ValidationFailed):
+        instant_text(text, "as_of")
+    for parse in (zoned_time, calendar_time):
+        with pytest.raises(argparse.ArgumentTypeError, match="not an RFC 3339 time"):
+            parse(text)
 
 
 @pytest.mark.parametrize("text", ["0", "65536", "-1", "99999", "8000.5", "eighty", ""])
@@ -50,7 +72,7 @@ def test_an_integer_within_its_bounds_is_taken() -> None:
 RANGES = (  # every `--from/--to` range of the CLI: a command, an end before its start
     (["audit", "verify"], "5", "2"),
     (["stats", "satisfaction"], "2026-02-01T00:00:00Z", "2026-01-31T23:59:59+00:00"),
-    (["audit", "access", str(UUID(int=1))], "2026-02-01T00:00Z", "2026-01-01T00:00Z"),
+    (["audit", "access", str(UUID(int=1))], "2026-02-01T00:00:00Z", "2026-01-01T00:00:00Z"),
 )
 
 
@@ -92,7 +114,7 @@ def test_every_cli_time_needs_a_zone_as_a_usage_error(
         assert exited.value.code == 2
         error = capsys.readouterr().err.strip().splitlines()[-1]
         assert error.startswith(f"crm {' '.join(command[:2])}: error: argument {argument}")
-        assert (example or "not an ISO 8601 time") in error, error
+        assert (example or "not an RFC 3339 time") in error, error
 
 
 @pytest.mark.parametrize(("command", "argument"), TIMES)
@@ -105,20 +127,21 @@ def test_every_cli_time_no_store_can_hold_is_a_usage_error(
     held to what its API twin accepts: argparse's one line, exit 2, naming what is wrong.
     A statistics bound may lie beyond the UTC calendar, as the API's may (it is then
     before or after every answer); the access log's and `as-of` may not."""
-    refused = [
-        ("9999-12-31T23:59:59.999999-23:59:59.999999", "has a zone offset beyond ±23:59"),
-        ("2026-01-01T00:00:00+23:59:01", "has a zone offset beyond ±23:59"),
+    refused = [  # RFC 3339 writes no offset beyond ±23:59, nor seconds in one
+        (text, f"{text[:40]!r} is not an RFC 3339 time, e.g. 2026-01-31T00:00:00Z")
+        for text in ("9999-12-31T23:59:59.999999-23:59:59.999999", "2026-01-01T00:00:00+24:00")
     ]
     beyond = "0001-01-01T00:00:00+14:00"
     if command[0] == "stats":
         assert build_parser().parse_args([*command, beyond]) is not None
     else:
-        refused.append((beyond, "must lie between 1900-01-01 and 9999-12-31 in UTC"))
+        why = "must lie between 1900-01-01 and 9999-12-31 in UTC"
+        refused.append((beyond, f"{beyond!r}: {why}"))
     for text, why in refused:
         with pytest.raises(SystemExit) as exited:
             build_parser().parse_args([*command, text])
         assert exited.value.code == 2
         error = capsys.readouterr().err.strip().splitlines()[-1]
-        assert error == f"crm {' '.join(command[:2])}: error: argument {argument}: {text!r}: {why}"
+        assert error == f"crm {' '.join(command[:2])}: error: argument {argument}: {why}"
     edge = "9999-12-31T23:59:59.999999+00:00"
     assert build_parser().parse_args([*command, edge]) is not None
