@@ -104,14 +104,19 @@ class RawAnswer(NamedTuple):
     status: int
     content_type: str
     body: bytes
+    headers: dict[str, str]  # by lower-cased name (a repeated one: its last line)
 
 
 def send_raw(
-    base: str, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes = b""
+    base: str,
+    method: str,
+    url: str,
+    headers: Sequence[tuple[str, str | bytes]],
+    body: bytes = b"",
 ) -> RawAnswer:
     """`headers` sent to the server at `base` one line each, in order, a name repeated as
-    given: httpx (and so the TestClient) folds repeated headers into one line. A body is
-    sent with its Content-Length."""
+    given: httpx (and so the TestClient) folds repeated headers into one line. A value
+    given as bytes goes out byte for byte. A body is sent with its Content-Length."""
     connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
     try:
         connection.putrequest(method, url)
@@ -120,6 +125,7 @@ def send_raw(
         connection.putheader("Content-Length", str(len(body)))
         connection.endheaders(body)
         answer = connection.getresponse()
-        return RawAnswer(answer.status, answer.getheader("content-type", ""), answer.read())
+        named = {name.lower(): value for name, value in answer.getheaders()}
+        return RawAnswer(answer.status, named.get("content-type", ""), answer.read(), named)
     finally:
         connection.close()

@@ -10,16 +10,15 @@ used); events carry a keyed digest of the Idempotency-Key (red team)."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import re
 import tempfile
 import uuid
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import httpx
 import pytest
@@ -30,35 +29,13 @@ from structlog.testing import capture_logs
 from consumers.envelope import to_record
 from services.api import observability
 from services.idempotency import Idempotency
-from tests.integration.api_support import EmbeddedApi, embedded_api, served
+from tests.integration.api_support import EmbeddedApi, embedded_api, send_raw, served
 
 EMAIL = "grace.hopper@example.com"
 KEY = f"signup-{EMAIL}"
 OURS = re.compile(r"[0-9a-f]{32}")
 DIGEST = re.compile(r"hmac:[0-9a-f]{32}")
 OPAQUE = "0B7C3B9E-0D6F-4F7E-9A53-2F0C6D7E8A91"
-
-
-class Answer(NamedTuple):
-    status: int
-    request_id: str | None
-    body: bytes
-
-
-def send(base: str, method: str, url: str, headers: Sequence[tuple[str, str | bytes]],
-         body: bytes = b"") -> Answer:  # fmt: skip
-    """One request whose header values go out byte for byte (UTF-8 bytes as given)."""
-    connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
-    try:
-        connection.putrequest(method, url)
-        for name, value in headers:
-            connection.putheader(name, value)
-        connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body)
-        answer = connection.getresponse()
-        return Answer(answer.status, answer.getheader("x-request-id"), answer.read())
-    finally:
-        connection.close()
 
 
 def stored_states(api: EmbeddedApi) -> list[bytes]:
@@ -84,17 +61,17 @@ def test_a_request_id_not_opaque_is_replaced_and_the_answer_names_the_one_used(
     with embedded_api(tmp_path) as api, served(api.app) as base:
         root = api.token("root", "sales", "admin")["Authorization"]
         auth = [("Authorization", root), ("Content-Type", "application/json")]
-        made = send(base, "POST", "/v1/customers", auth, b'{"name": "Grace Hopper"}')
+        made = send_raw(base, "POST", "/v1/customers", auth, b'{"name": "Grace Hopper"}')
         assert made.status == 201, made.body
         customer = json.loads(made.body)["id"]
-        answered = [made.request_id]
+        answered = [made.headers.get("x-request-id")]
         for n, sent in enumerate([*HOSTILE, OPAQUE]):
             body = b'{"company": "C%d"}' % n
-            changed = send(base, "PATCH", f"/v1/customers/{customer}",
-                           [*auth, ("X-Request-Id", sent)], body)  # fmt: skip
+            headers = [*auth, ("X-Request-Id", sent)]
+            changed = send_raw(base, "PATCH", f"/v1/customers/{customer}", headers, body)
             assert changed.status == 200, (sent, changed.body)
-            answered.append(changed.request_id)
-        refused = send(base, "GET", "/v1/customers", [("X-Request-Id", EMAIL)])
+            answered.append(changed.headers.get("x-request-id"))
+        refused = send_raw(base, "GET", "/v1/customers", [("X-Request-Id", EMAIL)])
         history = httpx.get(f"{base}/v1/customers/{customer}/history",
                             headers={"Authorization": root}).json()  # fmt: skip
     print("answered:", answered)
@@ -105,7 +82,7 @@ def test_a_request_id_not_opaque_is_replaced_and_the_answer_names_the_one_used(
     assert len(set(answered)) == len(answered)
     assert [e["correlation_id"] for e in history] == answered
     assert refused.status == 401  # any answer names its id
-    assert OURS.fullmatch(refused.request_id or "")
+    assert OURS.fullmatch(refused.headers.get("x-request-id", ""))
 
 
 @contextmanager
