@@ -124,6 +124,26 @@ def history_types(client: Client, customer: uuid.UUID, headers: dict[str, str]) 
     return [event["type"] for event in history]
 
 
+def erased_while_key_locked(
+    api: EmbeddedApi,
+    client: Client,
+    tmp_path: Path,
+    database_url: str | None,
+    admin: dict[str, str],
+    *,
+    idempotency_key: str | None = None,
+) -> tuple[uuid.UUID, str, Response]:
+    """A customer registered, then erased (with `idempotency_key`, if any) while another
+    connection holds their key locked (`key_locked_at_destruction`): the customer, the
+    erasure's path and its first answer."""
+    customer = register(client, admin)
+    path = f"/v1/customers/{customer}/erasure"
+    keyed = admin | ({"Idempotency-Key": idempotency_key} if idempotency_key else {})
+    with key_locked_at_destruction(api, tmp_path, database_url, customer):
+        first = client.post(path, json={"reason": "asked"}, headers=keyed)
+    return customer, path, first
+
+
 def assert_busy(answer: Response) -> None:
     assert answer.status_code == 503, answer.text
     assert answer.json()["type"].endswith("/storage-busy"), answer.text
@@ -138,10 +158,10 @@ def test_a_retry_finishes_an_erasure_whose_key_outlived_its_event(
         TestClient(api.app) as client,
     ):
         admin = api.token("root", "sales", "admin")
-        customer = register(client, admin)
-        path, keyed = f"/v1/customers/{customer}/erasure", admin | {"Idempotency-Key": "e-1"}
-        with key_locked_at_destruction(api, tmp_path, database_url, customer):
-            first = client.post(path, json={"reason": "asked"}, headers=keyed)
+        keyed = admin | {"Idempotency-Key": "e-1"}
+        customer, path, first = erased_while_key_locked(
+            api, client, tmp_path, database_url, admin, idempotency_key="e-1"
+        )
         assert_busy(first)
         assert history_types(client, customer, admin)[-1] == "CustomerErased"
         keys = api.runtime.keyring.store
@@ -176,10 +196,10 @@ def test_a_keyed_retry_after_the_sweep_answers_as_the_erasure_did(
         TestClient(api.app) as client,
     ):
         admin = api.token("root", "sales", "admin")
-        customer = register(client, admin)
-        path, keyed = f"/v1/customers/{customer}/erasure", admin | {"Idempotency-Key": "e-1"}
-        with key_locked_at_destruction(api, tmp_path, database_url, customer):
-            first = client.post(path, json={"reason": "asked"}, headers=keyed)
+        keyed = admin | {"Idempotency-Key": "e-1"}
+        customer, path, first = erased_while_key_locked(
+            api, client, tmp_path, database_url, admin, idempotency_key="e-1"
+        )
         assert_busy(first)
         assert finish_owed_erasures(api.runtime.app, api.runtime.keyring) == {customer}
 
@@ -223,9 +243,7 @@ def test_an_erasure_nobody_retries_is_finished_when_the_api_starts(
         TestClient(api.app) as client,
     ):
         admin = api.token("root", "sales", "admin")
-        customer = register(client, admin)
-        with key_locked_at_destruction(api, tmp_path, database_url, customer):
-            first = client.post(f"/v1/customers/{customer}/erasure", json={}, headers=admin)
+        customer, _, first = erased_while_key_locked(api, client, tmp_path, database_url, admin)
         assert first.status_code >= 500
         assert not api.runtime.keyring.store.destroyed(customer)
 
