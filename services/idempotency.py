@@ -37,7 +37,9 @@ Events stored by releases before it carry the key as sent (the log is immutable)
 events a keyed command emitted is read one way (`emitted_under`: its principal, and
 either form of its key), by a retry that recovers a dead attempt
 (`services.idempotency_recovery`) and by the retry of an erasure the sweep finished
-(`services.commands`).
+(`services.commands`). The key table knows a key by the same digest: its rows are kept
+a day, and no erasure reaches them either. Rows a release before stored by the key as
+sent are given their digest when the table is opened (`digest_sent_keys`).
 """
 
 from __future__ import annotations
@@ -103,12 +105,13 @@ class Reservation(Hold, frozen=True, kw_only=True):
     release); `reservation` and `reserved_at` belong to the key and survive a takeover,
     so the retry of a dead attempt derives the same new ids (`created_id`) and knows
     since when to look for its events. `recovering`: taken over from a dead holder.
-    `event_key`: what the events of its command carry for the key (`Idempotency.event_key`)."""
+    `event_key`: what the events of its command carry for the key (`Idempotency.event_key`),
+    and what the table knows it by; `key`: the key as sent, held in memory only."""
 
+    key: str
     reservation: UUID
     reserved_at: float
     recovering: bool
-    event_key: str
 
 
 def emitted_under(event: DomainEvent, owner: str, key: str, event_key: str) -> bool:
@@ -226,6 +229,11 @@ class Idempotency:
     def release(self, held: Reservation) -> None:
         self._table.release(held)
 
+    def digest_sent_keys(self) -> int:
+        """Key the rows a release before digests stored by the key as sent by its digest
+        instead (`KeyTable.digest_sent_keys`); how many there were."""
+        return self._table.digest_sent_keys(self.event_key, EVENT_KEY_PREFIX)
+
     def sweep(self) -> int:
         """Delete every forgotten key (reserved longer than the retention ago)."""
         now = self.clock()
@@ -272,9 +280,11 @@ def open_idempotency(
     database: Database = (
         SqliteDatabase(data_dir / "idempotency.db") if pool is None else PostgresDatabase(pool)
     )
-    return Idempotency(
+    idempotency = Idempotency(
         KeyTable(database),
         secret=secret,
         lease_seconds=lease_seconds,
         retention_seconds=retention_seconds,
     )
+    idempotency.digest_sent_keys()
+    return idempotency

@@ -2,7 +2,9 @@
 `idempotency.db` (SQLite) in the embedded data dir, the same statements on both (`%s`
 placeholders; the SQLite adapter rewrites them). Each operation is one transaction.
 
-A row is a key of one principal (`owner`): the request's fingerprint, the attempt
+A row is a key of one principal (`owner`), known by its keyed digest (`key`, never the
+key as sent; rows of releases before digests are given theirs when the table is
+opened: `digest_sent_keys`): the request's fingerprint, the attempt
 holding it (`holder`) and its lease, the key's `reservation` and when it was made
 (`reserved_at`, seconds since the epoch), and once completed its answer (`status`,
 `body`). Tables made before leases and retention are upgraded when opened: their keys'
@@ -28,10 +30,12 @@ from consumers.sqlite_tx import immediate
 
 
 class Hold(msgspec.Struct, frozen=True, kw_only=True):
-    """Who holds which key: a principal's key, held by one attempt."""
+    """Who holds which key: a principal's key, held by one attempt. The table knows the
+    key by its keyed digest (`event_key`, `services.idempotency.Idempotency.event_key`),
+    never as sent: a client may name a request after its person."""
 
     owner: str
-    key: str
+    event_key: str
     holder: str
 
 
@@ -51,6 +55,8 @@ class Cursor(Protocol):
     def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
 
 
 Run = Callable[[LiteralString, tuple[Any, ...]], Cursor]
@@ -90,6 +96,12 @@ _RELEASE: LiteralString = (
     "DELETE FROM crm_idempotency WHERE owner = %s AND key = %s AND holder = %s AND status IS NULL"
 )
 _SWEEP: LiteralString = "DELETE FROM crm_idempotency WHERE reserved_at < %s"
+_SENT_KEYS: LiteralString = "SELECT owner, key FROM crm_idempotency WHERE substr(key, 1, 5) <> %s"
+_DIGEST_KEY: LiteralString = (
+    "UPDATE crm_idempotency SET key = %s WHERE owner = %s AND key = %s"
+    " AND NOT EXISTS (SELECT 1 FROM crm_idempotency WHERE owner = %s AND key = %s)"
+)
+_DROP_KEY: LiteralString = "DELETE FROM crm_idempotency WHERE owner = %s AND key = %s"
 
 
 class KeyTable:
@@ -110,7 +122,7 @@ class KeyTable:
     ) -> KeyRow | None:
         """Insert the key as `held`'s (after forgetting it if it expired), else take it
         over from a holder whose lease ran out; answer the row as it then is."""
-        owner, key, holder = held.owner, held.key, held.holder
+        owner, key, holder = held.owner, held.event_key, held.holder
         mine = KeyRow(
             fingerprint=request,
             status=None,
@@ -135,19 +147,32 @@ class KeyTable:
 
     def renew(self, held: Hold, lease_until: float) -> bool:
         with self._db.transaction() as run:
-            return run(_RENEW, (lease_until, held.owner, held.key, held.holder)).rowcount == 1
+            return run(_RENEW, (lease_until, held.owner, held.event_key, held.holder)).rowcount == 1
 
     def complete(self, held: Hold, status: int, body: bytes) -> None:
         with self._db.transaction() as run:
-            run(_COMPLETE, (status, body, held.owner, held.key, held.holder))
+            run(_COMPLETE, (status, body, held.owner, held.event_key, held.holder))
 
     def release(self, held: Hold) -> None:
         with self._db.transaction() as run:
-            run(_RELEASE, (held.owner, held.key, held.holder))
+            run(_RELEASE, (held.owner, held.event_key, held.holder))
 
     def sweep(self, forget_before: float) -> int:
         with self._db.transaction() as run:
             return run(_SWEEP, (forget_before,)).rowcount
+
+    def digest_sent_keys(self, digest: Callable[[str, str], str], prefix: str) -> int:
+        """Rows a release before digests keyed by the key as sent (none begins with
+        `prefix`, as every digest does) are keyed by `digest(owner, key)` instead, so a
+        retry finds them and nobody reads the key here; a row some process already holds
+        under the digest wins. Answers how many rows were keyed as sent."""
+        with self._db.transaction() as run:
+            sent = run(_SENT_KEYS, (prefix,)).fetchall()
+            for owner, key in sent:
+                stored = digest(owner, key)
+                run(_DIGEST_KEY, (stored, owner, key, owner, stored))
+                run(_DROP_KEY, (owner, key))
+        return len(sent)
 
 
 _PG_DDL: tuple[LiteralString, ...] = (

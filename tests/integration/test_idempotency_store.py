@@ -215,11 +215,47 @@ def test_a_table_from_before_leases_is_upgraded_and_its_stuck_keys_freed(
 ) -> None:
     database.legacy()
     upgraded = database.open()
+    sent = "SELECT count(*) FROM crm_idempotency WHERE key IN ('done', 'stuck')"
+    assert (database.execute(sent), database.rows()) == (0, 2)  # known by their digests
     upgraded.clock.now = time.time()  # the legacy rows are as old as the database says
     assert upgraded.keys.begin("ann", "done", "A") == StoredAnswer(201, b"{}")
     assert isinstance(upgraded.keys.begin("ann", "stuck", "A"), Reservation)
     upgraded.clock.now = time.time() + RETENTION + 60
     assert upgraded.keys.sweep() == 2
+
+
+EMAIL_KEY = "signup-grace.hopper@example.com"
+
+
+def test_the_table_knows_a_key_by_its_digest_never_as_sent(database: Database) -> None:
+    """A client may name a request after its person; the row is kept a day, and no
+    erasure reaches it. It holds the key's digest, as the command's events do."""
+    store = database.open()
+    held = store.keys.begin("ann", EMAIL_KEY, "A")
+    assert isinstance(held, Reservation)
+    store.keys.complete(held, ANSWER)
+    digest = store.keys.event_key("ann", EMAIL_KEY)
+    assert database.execute(f"SELECT count(*) FROM crm_idempotency WHERE key = '{digest}'") == 1
+    assert database.execute("SELECT count(*) FROM crm_idempotency WHERE key LIKE '%grace%'") == 0
+    assert database.open().keys.begin("ann", EMAIL_KEY, "A") == ANSWER  # found again
+
+
+def test_a_key_stored_as_sent_gives_way_to_the_same_key_held_under_its_digest(
+    database: Database,
+) -> None:
+    """A process of the release before digests stored `k-1` as sent while one of this
+    release held it under its digest: opening keeps the held row and drops the other."""
+    store = database.open()
+    held = store.begin(T)
+    database.execute(
+        "INSERT INTO crm_idempotency (owner, key, fingerprint, status, body, reserved_at)"
+        f" VALUES ('ann', 'k-1', 'A', 201, {'X' if database.pool is None else ''}'7b7d', {T})"
+    )
+    assert database.rows() == 2
+    reopened = database.open()
+    assert database.rows() == 1
+    assert reopened.refused(T + 1) == "idempotency-key-in-use"  # still held
+    assert reopened.begin(T + LEASE + 1).reservation == held.reservation
 
 
 def test_a_holder_renews_its_lease_while_its_command_runs(database: Database) -> None:
