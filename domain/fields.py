@@ -11,8 +11,13 @@ that one segment carries unambiguously once percent-encoded: no `/` (the router 
 the decoded path there, so `a%2Fb` was recorded and then unreachable, a 404), no
 backslash (WHATWG URL parsers, browsers' among them, read it as `/`), no `%` (a proxy
 or client that decodes a path once more reads `a%41` as `aA`), and not `.` or `..`
-(clients resolve them as dot segments, however the rest is encoded). Other characters
-(`#`, `?`, spaces, any letter) are carried once percent-encoded. A person's name
+(clients resolve them as dot segments, however the rest is encoded). Nor `@` or white
+space: such an id is stored in plaintext (it must be found again by what the URL names),
+in the log, on Kafka and in the read models, where no erasure reaches and every reader,
+an analyst too, sees it, so it is an opaque token, never an address or a name (an
+e-mail's `<frida@example.com>` Message-ID as a message's id, `Frida Fischer 1990-01-01`
+as an order's). Other characters (`#`, `?`, any letter) are carried once
+percent-encoded. A person's name
 (`PersonName`: an assignee, an agent, a participant, a customer's owner, a principal) is
 single-line text that is printable too: no format character (a zero-width space, a
 right-to-left override) and nothing else invisible, so two names that read alike are
@@ -39,7 +44,7 @@ from msgspec import Meta
 
 SINGLE_LINE = r"^[^\x00-\x1f\x7f-\x9f]*$"
 FREE_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
-PATH_SEGMENT = r"^(?!\.\.?$)[^\x00-\x1f\x7f-\x9f/\\%]*$"
+PATH_SEGMENT = r"^(?!\.\.?$)[^\x00-\x1f\x7f-\x9f/\\%@\s]*$"
 
 PERSON = 100  # a person's name (agent, assignee, participant), a message id, an order id
 LINE = 200  # a name, a company, a subject, a title, a reason
@@ -92,7 +97,10 @@ PathId = Annotated[
     Meta(
         max_length=PERSON,
         pattern=PATH_SEGMENT,
-        description="An id later named in a URL path: no '/', '\\' or '%', and not '.' or '..'",
+        description=(
+            "An opaque id later named in a URL path: no '/', '\\', '%', '@' or white space,"
+            " and not '.' or '..'"
+        ),
     ),
 ]
 Line = Annotated[str, Meta(max_length=LINE, pattern=SINGLE_LINE)]

@@ -198,11 +198,15 @@ composition joins a letter and its accents, and a marker holds neither)."""
 def path_id(value: str, field: str) -> str:
     """An id a client names again in a URL path (an order's, a message's): text that one
     path segment carries unambiguously (`fields.PATH_SEGMENT` says why). Only where an
-    id is first recorded: one recorded under older rules is still looked up as it is."""
+    id is first recorded: one recorded under older rules is still looked up as it is.
+    Not personal data, which such an id would carry past an erasure: no `@`, no spaces."""
     checked = text(value, field, bound.PERSON)
     if not _PATH_SEGMENT.match(checked):
         raise ValidationFailed(
-            field, "must not hold '/', '\\' or '%', nor be '.' or '..': URLs name it in a path"
+            field,
+            "must be an opaque id: no '/', '\\' or '%', nor '.' or '..' (URLs name it in a"
+            " path), no '@' or white space (it is stored in plaintext: never an address or a"
+            " name)",
         )
     return checked
 
