@@ -29,6 +29,16 @@ with the backoff of `consumers.outage`, and goes on from where it was once the d
 is back, on the same connection. A stream that ended there would have lost what was
 stored before its client came back for the roles that start at the head, and an
 EventSource gives up for good when its reconnection gets the outage's 503.
+
+A stream's client must keep taking what it is sent. A quiet stream writes an SSE comment
+(`: keep-alive`) every `KEEP_ALIVE_SECONDS`, so a client gone without a word (a NAT's
+timeout, a laptop changing networks, a peer dropping packets) is found by writes that
+fail, and proxies keep the connection. A client that holds the connection but stops
+reading is given `SEND_SECONDS` to take each message (`bounded_sends`), then its stream
+ends: either way its slot is given back, and the page it held (opened for it, and kept
+past an erasure or a revocation only as long as that) goes. Without both, such clients
+kept their slots until the process stopped: eight of them, one principal's 429 for good;
+`CRM_STREAMS_MAX` of them, everyone's 503 (red team).
 """
 
 from __future__ import annotations
@@ -41,10 +51,12 @@ from uuid import UUID
 
 import anyio
 import msgspec
+import structlog
 from eventsourcing.persistence import Notification
 from litestar import Request
 from litestar.di import NamedDependency
 from litestar.response import ServerSentEventMessage
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from consumers.outage import POSTGRES, Dependencies
 from consumers.pg_pool import DATABASE_UNAVAILABLE
@@ -64,6 +76,12 @@ one stream take ~42 MiB at its peak (the rows, their events sealed and opened, t
 documents); a page now reads as many rows as the previous page's fit in this."""
 FIRST_PAGE = 16  # rows of a stream's first page, before it knows how long they are
 ROUTE = "GET /v1/events/stream"  # what the access log names
+KEEP_ALIVE_SECONDS = 15.0
+"""A stream with nothing to send writes a comment this often (see the module)."""
+SEND_SECONDS = 30.0
+"""How long a stream's client may take to take one message before the stream ends."""
+KEEP_ALIVE = ServerSentEventMessage(data=None, comment="keep-alive")
+log = structlog.get_logger("crm.events_stream")
 _encoder = msgspec.json.Encoder()
 Delivered = tuple[int, DomainEvent, dict[str, object]]
 
@@ -108,6 +126,7 @@ class EventStream:
     ) -> AsyncIterator[ServerSentEventMessage]:
         states = self.states()
         database = Dependencies(f"event stream of {self.principal.name}")
+        quiet_since = anyio.current_time()
         try:
             while True:
                 try:
@@ -129,6 +148,10 @@ class EventStream:
                     yield ServerSentEventMessage(
                         data=data, event=event.wire_name(), id=str(notification_id)
                     )
+                    quiet_since = anyio.current_time()
+                if anyio.current_time() - quiet_since >= KEEP_ALIVE_SECONDS:
+                    yield KEEP_ALIVE
+                    quiet_since = anyio.current_time()
                 if last > position:
                     position = last
                 else:
@@ -181,6 +204,47 @@ class EventStream:
         if shown and log is not None:
             log.reveal(principal, ROUTE, shown)
         return (notifications[-1].id if notifications else position), delivered
+
+
+def bounded_sends(app: ASGIApp) -> ASGIApp:
+    """The stream route's middleware: each message must be taken by the client within
+    `SEND_SECONDS`. One that is not ends the stream as the client's leaving would (the
+    framework is told the client disconnected: it stops the stream, whose slot and page
+    go), and what is still to send is dropped. The server then closes the connection."""
+
+    async def bounded(scope: Scope, receive: Receive, send: Send) -> None:
+        stalled = anyio.Event()
+
+        async def send_within(message: Message) -> None:
+            if stalled.is_set():
+                return  # the stream is ending: nothing more reaches this client
+            try:
+                with anyio.fail_after(SEND_SECONDS):
+                    await send(message)
+            except TimeoutError:
+                log.warning(
+                    "event stream ended: its client took no message for SEND_SECONDS",
+                    seconds=SEND_SECONDS,
+                    client=str(scope.get("client")),
+                )
+                stalled.set()
+
+        async def receive_or_stalled() -> ReceiveMessage:
+            async with anyio.create_task_group() as waiting:
+                received: list[ReceiveMessage] = []
+
+                async def real() -> None:
+                    received.append(await receive())
+                    waiting.cancel_scope.cancel()
+
+                waiting.start_soon(real)
+                await stalled.wait()
+                waiting.cancel_scope.cancel()
+            return received[0] if received else {"type": "http.disconnect"}
+
+        await app(scope, receive_or_stalled, send_within)
+
+    return bounded
 
 
 def rows_within(budget: int, notifications: Sequence[Notification], rows: int) -> int:

@@ -11,7 +11,7 @@ from litestar.response import ServerSentEvent
 from services.access import DEPARTMENTS
 from services.api.deps import CallerDep, ServicesDep
 from services.api.errors import READ_PROBLEMS, BadRequest, problem_responses
-from services.api.events_stream import StreamDep
+from services.api.events_stream import StreamDep, bounded_sends
 from services.api.reads import ReaderDep
 from services.api.time_range import From, To, time_range
 
@@ -93,7 +93,11 @@ async def task_stats(
     return await reader.stats("task_stats", department, min_position, agent=agent)
 
 
-@get("/events/stream", responses=READ_PROBLEMS | problem_responses(429))
+@get(
+    "/events/stream",
+    responses=READ_PROBLEMS | problem_responses(429),
+    middleware=[bounded_sends],
+)
 async def events_stream(
     stream: StreamDep,
     department: FromQuery[str | None] = None,
