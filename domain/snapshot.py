@@ -109,6 +109,7 @@ class TaskState(_State, frozen=True, kw_only=True):
     evaluation_score: int | None
     evaluated: bool
     reassignments: int
+    late_due_setter: str | None
 
 
 STATES: dict[type[Aggregate], type[_State]] = {

@@ -3,7 +3,10 @@
 Order: events, errors, state, decisions, apply. Status moves
 open -> in_progress -> completed, with cancel from open/in_progress and reopen from
 completed/cancelled back to open. An evaluation credits the assignee of the completion
-and must come from someone else.
+and must come from someone else, and so must every decision that changes how the work is
+judged once it is: reopening a completion that was evaluated or late (the statistics take
+back what it counted) and moving a due time that has passed (the on-time verdict). Who set
+a passed due time anew is not assigned the task: it would judge their own work.
 """
 
 from __future__ import annotations
@@ -139,7 +142,8 @@ class TaskCancelled(TaskEvent, frozen=True, kw_only=True, tag="TaskCancelled"):
 
 
 class SelfEvaluationError(PermissionDenied):
-    """The assignee may not evaluate their own work."""
+    """The assignee may not judge their own work: evaluate it, take back a judgement of it
+    or move the deadline it is judged by once that has passed."""
 
 
 # --- state ----------------------------------------------------------------------------
@@ -173,6 +177,7 @@ class Task(Aggregate):
         self.evaluation_score: int | None = None
         self.evaluated = False
         self.reassignments = 0
+        self.late_due_setter: str | None = None
 
     # --- decisions --------------------------------------------------------------------
 
@@ -230,6 +235,11 @@ class Task(Aggregate):
         to_department = check.department(department or self.department)
         if (to_assignee, to_department) == (self.assignee, self.department):
             return
+        if check.same_person(to_assignee, self.late_due_setter):
+            raise SelfEvaluationError(
+                "whoever set this task's due time after the one before had passed may not"
+                " be its assignee: once someone else sets the due time, they may"
+            )
         self._trigger(
             TaskAssigned,
             ctx,
@@ -256,10 +266,15 @@ class Task(Aggregate):
         )
 
     def change_due(self, ctx: Context, due_at: datetime | None) -> None:
+        """Anyone may move a due time before it passes (a deadline renegotiated); after,
+        moving it changes the on-time verdict of a late task, which is not its assignee's."""
         self._require_status(_ACTIVE, "change the due time of")
         to_due = None if due_at is None else check.aware(due_at, "due_at")
-        if to_due != self.due_at:
-            self._trigger(TaskDueDateChanged, ctx, from_due_at=self.due_at, to_due_at=to_due)
+        if to_due == self.due_at:
+            return
+        if _passed(self.due_at, ctx.occurred_at):
+            self._require_not_assignee(ctx, "move a due time that has passed")
+        self._trigger(TaskDueDateChanged, ctx, from_due_at=self.due_at, to_due_at=to_due)
 
     def change_details(
         self,
@@ -300,8 +315,7 @@ class Task(Aggregate):
         self._require_status({"completed"}, "evaluate")
         if self.evaluated:
             raise InvalidTransition(f"task {self.id} was already evaluated")
-        if check.same_person(ctx.actor, self.assignee):
-            raise SelfEvaluationError("the assignee may not evaluate their own task")
+        self._require_not_assignee(ctx, "evaluate their own task")
         self._trigger(
             TaskEvaluated,
             ctx,
@@ -313,7 +327,11 @@ class Task(Aggregate):
         )
 
     def reopen(self, ctx: Context, *, reason: str) -> None:
+        """Reopening takes back what the completion counted (`projections.stats`): not
+        for the assignee once it judges them, evaluated or late."""
         self._require_status({"completed", "cancelled"}, "reopen")
+        if self.status == "completed" and (self.evaluated or self.on_time is False):
+            self._require_not_assignee(ctx, "reopen a completion that was evaluated or late")
         self._trigger(TaskReopened, ctx, reason=check.text(reason, "reason"))
 
     def cancel(self, ctx: Context, *, reason: str) -> None:
@@ -323,6 +341,11 @@ class Task(Aggregate):
     def _require_status(self, allowed: frozenset[str] | set[str], action: str) -> None:
         if self.status not in allowed:
             raise InvalidTransition(f"cannot {action} a task that is {self.status}")
+
+    def _require_not_assignee(self, ctx: Context, action: str) -> None:
+        """Refuses the assignee however their name is spelled (`validation.same_person`)."""
+        if check.same_person(ctx.actor, self.assignee):
+            raise SelfEvaluationError(f"the assignee may not {action}: someone else may")
 
     def _trigger(self, event_class: type[E], ctx: Context, **fields: Any) -> E:
         """Every task event names the customer, the data subject of its free text."""
@@ -357,6 +380,11 @@ class Task(Aggregate):
 
     @_when(TaskDueDateChanged)
     def _due_changed(self, e: TaskDueDateChanged) -> None:
+        """Remembers who set a due time over a passed one, until someone else sets it."""
+        if _passed(e.from_due_at, e.occurred_at):
+            self.late_due_setter = e.actor
+        elif e.actor != self.late_due_setter:
+            self.late_due_setter = None
         self.due_at = e.to_due_at
 
     @_when(TaskDetailsChanged)
@@ -384,3 +412,8 @@ class Task(Aggregate):
     @_when(TaskCancelled)
     def _cancelled(self, e: TaskCancelled) -> None:
         self.status = "cancelled"
+
+
+def _passed(due_at: datetime | None, at: datetime) -> bool:
+    """Whether `due_at` had passed at `at`: a completion at the due time is on time."""
+    return due_at is not None and due_at < at

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from domain.base import AggregateFullError, InvalidTransition, PermissionDenied, ValidationFailed
+from domain.base import (
+    AggregateFullError,
+    Context,
+    InvalidTransition,
+    PermissionDenied,
+    ValidationFailed,
+)
 from domain.conversation import Conversation
 from domain.customer import CustomerArchivedError
 from domain.fields import TASK_EVENTS
-from domain.task import Task, TaskCompleted, TaskEvaluated
+from domain.task import SelfEvaluationError, Task, TaskCompleted, TaskEvaluated
 from tests.unit.domain.factories import (
     CONVERSATION_ID,
     T0,
@@ -153,7 +163,7 @@ def test_evaluation_by_someone_else_once_per_completion() -> None:
     event = task.collect_events()[-1]
     assert isinstance(event, TaskEvaluated)
     assert (event.evaluator, event.assignee, event.department) == ("boss", "agent-1", "support")
-    task.reopen(ctx(), reason="not really done")
+    task.reopen(ctx(actor="boss"), reason="not really done")
     task.start(ctx())
     task.complete(ctx(), resolution="now done")
     task.evaluate(ctx(actor="boss"), score=5)
@@ -190,3 +200,119 @@ def test_replay_gives_the_same_state() -> None:
     task.complete(ctx(), resolution="done")
     task.evaluate(ctx(actor="boss"), score=3)
     assert replay(task.collect_events()) == task
+
+
+# --- the assignee never judges their own work -------------------------------------------
+
+LATE = 24 * 60 + 1  # minutes after T0: `created()`'s due time has passed
+AGENT_1 = ["agent-1", "Agent-1", "agent\u200b-1"]  # the assignee, however spelled
+
+
+def completed(minutes: int, evaluator: str | None = None) -> Task:
+    """agent-1's task, due T0 + 24 h, completed `minutes` after T0 and evaluated 1 by
+    `evaluator` if given, its events collected."""
+    task = started()
+    task.complete(ctx(minutes=minutes), resolution="done")
+    if evaluator is not None:
+        task.evaluate(ctx(actor=evaluator, minutes=minutes), score=1)
+    task.collect_events()
+    return task
+
+
+@pytest.mark.parametrize("assignee", AGENT_1)
+@pytest.mark.parametrize(("minutes", "evaluator"), [(60, "boss"), (LATE, None), (LATE, "boss")])
+def test_the_assignee_may_not_reopen_a_completion_that_was_evaluated_or_late(
+    assignee: str, minutes: int, evaluator: str | None
+) -> None:
+    """Reopening takes back the evaluation and the lateness the statistics count: the
+    assignee reopening an evaluated task emptied its evaluation for a colleague's 5."""
+    task = completed(minutes, evaluator)
+    with pytest.raises(SelfEvaluationError, match="assignee may not reopen"):
+        task.reopen(ctx(actor=assignee, minutes=LATE + 60), reason="more to do")
+    assert (task.status, task.collect_events()) == ("completed", [])
+    task.reopen(ctx(actor="agent-2", minutes=LATE + 60), reason="more to do")  # a colleague
+    assert task.status == "open"
+
+
+def test_the_assignee_may_reopen_only_what_judges_nobody() -> None:
+    """An on-time completion nobody evaluated yet, and a cancelled task (one whose
+    evaluated completion someone else reopened included), until it is evaluated."""
+    task = completed(60)
+    task.reopen(ctx(minutes=61), reason="forgot the invoice")
+    evaluated = completed(60, "boss")
+    evaluated.reopen(ctx(actor="boss", minutes=61), reason="not done")
+    for each in (task, evaluated):
+        each.cancel(ctx(minutes=62), reason="withdrawn")
+        each.reopen(ctx(minutes=63), reason="back")
+        each.start(ctx(minutes=64))
+        each.complete(ctx(minutes=65), resolution="done")
+        each.evaluate(ctx(actor="boss", minutes=66), score=2)
+        with pytest.raises(SelfEvaluationError):
+            each.reopen(ctx(minutes=67), reason="again")
+
+
+@pytest.mark.parametrize("to_due", [T0 + timedelta(days=30), None])
+def test_the_assignee_may_move_a_due_time_until_it_has_passed(to_due: datetime | None) -> None:
+    """Renegotiating a deadline is work; moving one that has passed sets the on-time
+    figure of a late task (completed late, then reopened by someone else, included)."""
+    task = started()
+    task.change_due(ctx(minutes=24 * 60), to_due)  # at the due time: still on time
+    assert task.due_at == to_due
+    reopened = completed(LATE)
+    reopened.reopen(ctx(actor="boss", minutes=LATE), reason="redo")
+    for late in (started(), reopened):
+        for assignee in AGENT_1:
+            with pytest.raises(SelfEvaluationError, match="due time that has passed"):
+                late.change_due(ctx(actor=assignee, minutes=LATE), to_due)
+        late.change_due(ctx(minutes=LATE), late.due_at)  # no change: nothing to refuse
+        late.change_due(ctx(actor="boss", minutes=LATE), to_due)
+        assert late.due_at == to_due
+
+
+def test_whoever_moved_a_passed_due_time_is_not_assigned_the_task() -> None:
+    """The way round: hand the task to a colleague, move its due time, take it back."""
+    task = started()
+    task.assign(ctx(actor="agent-1", minutes=LATE), assignee="agent-2")
+    task.change_due(ctx(actor="agent-1", minutes=LATE), T0 + timedelta(days=30))
+    task.change_due(ctx(actor="agent-1", minutes=LATE), T0 + timedelta(days=31))  # still theirs
+    for assignee in ("agent-1", "Agent-1"):  # a name given is printable (`validation.person`)
+        with pytest.raises(SelfEvaluationError, match="may not be its assignee"):
+            task.assign(ctx(actor="boss", minutes=LATE), assignee=assignee)
+    assert task.assignee == "agent-2"
+    task.change_due(ctx(actor="boss", minutes=LATE), T0 + timedelta(days=29))
+    task.assign(ctx(actor="boss", minutes=LATE), assignee="agent-1")
+    assert (task.assignee, task.late_due_setter) == ("agent-1", None)
+    assert replay(task.collect_events()) == task
+
+
+ALONE: dict[str, Callable[[Task, Context], object]] = {
+    "reopen": lambda task, c: task.reopen(c, reason="more"),
+    "start": lambda task, c: task.start(c),
+    "due": lambda task, c: task.change_due(c, T0 + timedelta(days=365)),
+    "complete": lambda task, c: task.complete(c, resolution="again"),
+    "cancel": lambda task, c: task.cancel(c, reason="gone"),
+    "hand off": lambda task, c: task.assign(c, assignee="agent-2"),
+    "take": lambda task, c: task.assign(c, assignee="agent-1"),
+}
+
+
+@given(
+    steps=st.lists(st.sampled_from(sorted(ALONE)), max_size=12),
+    judged=st.sampled_from(["overdue", "late", "evaluated"]),
+)
+def test_alone_the_assignee_never_makes_their_work_look_better(
+    steps: list[str], judged: str
+) -> None:
+    """Whatever agent-1 does by themselves to their overdue task or their late or
+    evaluated completion: a completion of theirs stays late, and one judged stays."""
+    if judged == "overdue":
+        task = started()
+    else:
+        task = completed(LATE, "boss" if judged == "evaluated" else None)
+    for minute, step in enumerate(steps, start=LATE + 1):
+        with contextlib.suppress(InvalidTransition, PermissionDenied):
+            ALONE[step](task, ctx(minutes=minute))
+        if task.status == "completed" and task.assignee == "agent-1":
+            assert task.on_time is False
+    if judged != "overdue":
+        assert (task.status, task.evaluated) == ("completed", judged == "evaluated")
