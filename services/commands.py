@@ -68,6 +68,7 @@ from services.customer_commands import EraseCustomer
 from services.event_positions import event_position
 from services.event_store import CrmApplication, Saved
 from services.idempotency import Reservation, created_id, emitted_under
+from services.pg_batch_recorder import ErasedSubjectError
 from services.sealed_state import Path, open_at, set_each
 
 A = TypeVar("A", bound=Aggregate)
@@ -435,7 +436,11 @@ class CommandService:
             return CommandResult(id=aggregate.id, version=aggregate.version, position=position)
         if self._hold_keys is not None:  # sealing then needs no key query on the loop
             await self._hold_keys(_subjects(aggregate._pending), create=True)
-        saved = await self.committer.save(aggregate)
+        try:
+            saved = await self.committer.save(aggregate)
+        except ErasedSubjectError:  # erased through another process, unknown here yet
+            kind = aggregate.aggregate_type
+            raise CustomerErasedError(f"the customer of {kind} {aggregate.id} was erased") from None
         set_each(aggregate, {**(opened or {}), **_sealed_values(aggregate, saved.events)})
         self.cache.give_back(aggregate)
         return CommandResult(id=aggregate.id, version=saved.version, position=saved.position)

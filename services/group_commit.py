@@ -27,8 +27,10 @@ not fail the others. On PostgreSQL the error names the aggregates whose versions
 taken (`BatchConflictError`): their commands fail, and the others are saved again as
 one batch. Otherwise the batch is saved again one aggregate at a time. With two API
 processes on hot aggregates, a batch saved one by one cost a transaction per command,
-each under the table lock the other process waits for. Each caller gets its own answer
-or error.
+each under the table lock the other process waits for. A batch refused for events about
+an erased customer (`ErasedSubjectError`, which names their aggregates: another process
+erased the customer and this one does not know it yet) fails their commands and saves
+the others again alike. Each caller gets its own answer or error.
 The committer belongs to the event loop that first saves through it.
 """
 
@@ -47,7 +49,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError, Recordin
 
 from domain.base import Aggregate, DomainEvent
 from services.event_store import CrmApplication, Saved, saved_by_id
-from services.pg_batch_recorder import BatchConflictError
+from services.pg_batch_recorder import BatchConflictError, ErasedSubjectError
 
 _undecided: ContextVar[bool] = ContextVar("undecided", default=False)
 """True inside a command that has not saved yet (per asyncio task)."""
@@ -212,8 +214,8 @@ class GroupCommitter:
     async def _save_together(self, batch: list[_Request]) -> None:
         try:
             recordings = await self._record(*[cast(Aggregate, request) for request in batch])
-        except IntegrityError as conflict:
-            await self._after_conflict(batch, conflict)
+        except (IntegrityError, ErasedSubjectError) as refused:
+            await self._after_refusal(batch, refused)
             return
         except PersistenceError as error:
             for request in batch:
@@ -223,20 +225,24 @@ class GroupCommitter:
         for request in batch:
             request.result = saved[request.id]
 
-    async def _after_conflict(self, batch: list[_Request], conflict: IntegrityError) -> None:
-        """Fail the commands whose versions another process took; save the others again,
-        as one batch. When the error does not say which, each command on its own."""
-        taken = conflict.aggregate_ids if isinstance(conflict, BatchConflictError) else ()
+    async def _after_refusal(
+        self, batch: list[_Request], refused: IntegrityError | ErasedSubjectError
+    ) -> None:
+        """Fail the commands the store refused (versions another process took, events
+        about an erased customer); save the others again, as one batch. When the error
+        does not say which, each command on its own."""
+        named = (BatchConflictError, ErasedSubjectError)
+        taken = refused.aggregate_ids if isinstance(refused, named) else ()
         lost = [request for request in batch if request.id in taken]
         if not lost:  # the error does not say which
             if len(batch) == 1:
-                batch[0].error = conflict
+                batch[0].error = refused
             else:
                 for request in batch:
                     await self._save_together([request])
             return
         for request in lost:
-            request.error = conflict
+            request.error = refused
         if rest := [request for request in batch if request.id not in taken]:
             await self._save_together(rest)
 
