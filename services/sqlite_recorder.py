@@ -4,9 +4,15 @@ Each insert extends the chain (`domain.hashchain`) in the same transaction: the 
 are inserted first, which takes SQLite's write lock (the counterpart of PostgreSQL's
 table lock: one writer at a time, so positions are in commit order), then the chain's
 head is read and one `executemany` appends the batch's links to `<events table>_chain`.
-The table of signed checkpoints is created beside them. `select_notifications_within` is
-the embedded follower's page read, bounded in bytes (`consumers.byte_pages`). Selected by
-`APPLICATION_RECORDER_TOPIC` (see `services.event_store.store_env`).
+The table of signed checkpoints is created beside them. In the same transaction, once
+the inserts hold the write lock, a batch's events about an erased customer are refused
+as on PostgreSQL (`services.pg_batch_recorder`, `ErasedSubjectError`): an event whose
+data subject's newest event stored before it is that customer's `CustomerErased`. The
+API's own check trusts the keyring, which learns of an erasure only once its key is
+destroyed, after its event is stored: commands racing an erasure were stored after it.
+`select_notifications_within` is the embedded follower's page read, bounded in bytes
+(`consumers.byte_pages`). Selected by `APPLICATION_RECORDER_TOPIC` (see
+`services.event_store.store_env`).
 
 I/O: SQLite.
 """
@@ -21,7 +27,9 @@ from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from consumers.byte_pages import notifications_within, within_params
+from domain.customer import CustomerErased
 from domain.hashchain import GENESIS, canonical_event, chain_rows
+from services.pg_batch_recorder import ErasedSubjectError, data_subject
 
 
 class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
@@ -34,6 +42,11 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
         )
         self._insert_links = f"INSERT INTO {self.chain_table} VALUES (?, ?, ?)"
         self._select_within = notifications_within("sqlite", events_table_name, "rowid", "?")
+        self._select_newest_before = (
+            f"SELECT topic FROM {events_table_name} WHERE originator_id = ? AND rowid < ?"
+            " ORDER BY originator_version DESC LIMIT 1"
+        )
+        self._erased_topic = f"{CustomerErased.wire_name()}@"
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -50,6 +63,7 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
     ) -> Sequence[int] | None:
         positions: Sequence[int] | None = super()._insert_events(c, stored_events, **kwargs)
         assert positions is not None  # the application recorder returns the rowids
+        self._refuse_erased_subjects(c, stored_events, positions)
         c.execute(self._select_head)
         head = c.fetchone()
         head_position, head_chain = (head[0], head[1]) if head else (0, GENESIS)
@@ -62,6 +76,22 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
             self._insert_links, chain_rows(head_position, head_chain, positions, canonicals)
         )
         return positions
+
+    def _refuse_erased_subjects(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], positions: Sequence[int]
+    ) -> None:
+        """`ErasedSubjectError` (the transaction rolled back) naming the aggregates of the
+        events whose data subject was erased before them: one indexed look-up each."""
+        refused = set()
+        for event, position in zip(stored_events, positions, strict=True):
+            c.execute(self._select_newest_before, (data_subject(event).hex, position))
+            newest = c.fetchone()
+            if newest is not None and newest[0].startswith(self._erased_topic):
+                refused.add(_uuid(event.originator_id))
+        if refused:
+            raise ErasedSubjectError(
+                "an event of this batch is about an erased customer", frozenset(refused)
+            )
 
     def select_notifications_within(
         self, start: int, limit: int, max_bytes: int

@@ -1,10 +1,11 @@
-"""The batch insert refuses events about an erased customer, and only those.
+"""The batch insert refuses events about an erased customer, and only those, on
+PostgreSQL and SQLite.
 
-Under the table lock, an event whose data subject's newest stored event is
-`CustomerErased`, or whose subject's erasure comes earlier in the same batch, refuses
-the batch (`ErasedSubjectError`, naming the refused events' aggregates) with nothing
-stored; group commit fails those commands and saves the others of the batch. An
-erasure itself, and events before it in its batch, are stored.
+Under the table lock (SQLite: its write transaction), an event whose data subject's
+newest stored event is `CustomerErased`, or whose subject's erasure comes earlier in the
+same batch, refuses the batch (`ErasedSubjectError`, naming the refused events'
+aggregates) with nothing stored; group commit fails those commands and saves the others
+of the batch. An erasure itself, and events before it in its batch, are stored.
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ A = TypeVar("A", bound=Aggregate)
 MESSAGE = LogMessage(direction="inbound", author="Bob", content="call me on +49 30 1234")
 
 
-@pytest.fixture
-def runtime(pg_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    runtime = bootstrap(load_settings({"CRM_DATABASE_URL": pg_url, "CRM_DATA_DIR": str(tmp_path)}))
+@pytest.fixture(params=["sqlite", "postgres"])
+def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
+    """The event store on SQLite (one process: its write transaction is the lock; an
+    erasure racing commands of the same process stored them after it) or PostgreSQL."""
+    env = {"CRM_DATA_DIR": str(tmp_path)}
+    if request.param == "postgres":
+        env["CRM_DATABASE_URL"] = str(request.getfixturevalue("pg_url"))
+    runtime = bootstrap(load_settings(env))
     yield runtime
     runtime.close()
 
