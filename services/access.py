@@ -394,16 +394,24 @@ class AccessModel:
         return field_access(principal, resource)
 
     def listed(
-        self, principal: Principal, resource: Resource, searched: Iterable[str] = ()
+        self,
+        principal: Principal,
+        resource: Resource,
+        searched: Iterable[str] = (),
+        now: Resource | None = None,
     ) -> FieldAccess | None:
         """The caller's field access to a row of a list (None: left out), found by the
         personal fields `searched` (a search's): a row they may read, and each of those
         fields of it. Finding a customer by a value tells the value, so a field masked
         for the caller finds nothing (an analyst's search by e-mail, or a marketing
-        agent's for a customer not consenting to e-mail marketing)."""
-        if not self.readable(principal, resource):
+        agent's for a customer not consenting to e-mail marketing). `now`: the state
+        now of an aggregate whose row is older (its read model has not applied all its
+        events): the row is then a past state, judged as `past_event` judges one, so a
+        change the read model lags behind (a consent withdrawn, a customer unshared, a
+        conversation handed off) leaves it out or masks it at once, as a `GET` does."""
+        fields = self.past_event(principal, resource, None if now is None else lambda: now)
+        if fields is None:
             return None
-        fields = field_access(principal, resource)
         return None if any(fields.hides(name) for name in searched) else fields
 
     # --- the past: history, as_of and the event stream --------------------------------

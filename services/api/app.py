@@ -104,7 +104,9 @@ def create_app(
         erasures.stop,
     ]
     if queries_helper is not None:
-        services.queries_on_loop = read_models_on_loop(queries_helper, pg_reads)
+        services.queries_on_loop = read_models_on_loop(
+            queries_helper, pg_reads, runtime.app.recorder
+        )
         closing.append(services.queries_on_loop.aclose)
     if pg_reads is not None:
         watch = ErasureWatch(pg_reads, runtime.keyring, services.erased_elsewhere)

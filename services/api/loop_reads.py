@@ -11,6 +11,22 @@
 * SQLite (embedded): local queries answer in tens of microseconds, faster than a hop to a
   worker thread, so they run on the loop itself, on connections of their own (the
   follower's writes never hold them up: WAL readers do not wait for a writer).
+
+A list's page also says which of its rows show an aggregate with stored events their
+projection has not applied (`behind`), so that the access model judges those by the
+aggregate's state now as well: normally none, but every change since while a consumer
+is down. One small indexed query a page finds them, on each store the cheapest exact way:
+
+* PostgreSQL: each projection stores, with its rows, the last version it applied of each
+  aggregate (`_applied`, in its live generation's schema, named once and kept), and the
+  event store is in the same database: an aggregate is behind when the store holds a
+  version above it (one index probe each, `_UNAPPLIED`), asked after the page's query
+  (another statement, so another snapshot: a version applied between the two is taken
+  for the row's, which then shows a state a moment old, as any read-model read does);
+* SQLite: the follower stores the event-store position it applied up to with the rows;
+  read *before* the page's query (its rows are at least that new), an aggregate is
+  behind when its newest stored event is past it (one step of the event store's primary
+  key each, `_NEWER`; the store is another file). An in-memory store says all are.
 I/O: through the stores it is given.
 """
 
@@ -18,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -30,12 +47,13 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresAggregateRecorder
-from eventsourcing.sqlite import SQLiteAggregateRecorder
+from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder
 
+from consumers.key_stores import uuid_array
 from consumers.keyring import KeyStore
-from consumers.readmodel_store import ReadModelStore
+from consumers.readmodel_store import STORE_TOPIC, ReadModelNotBuilt, ReadModelStore
 from projections.base import ColumnType
-from services.api.read_models import ReadModels
+from services.api.read_models import Page, ReadModels, Rows
 from services.bootstrap import Runtime
 from services.current_state import CurrentState, log_unstored
 from services.event_store import CrmApplication
@@ -50,28 +68,87 @@ class LoopReadModels(Protocol):
         """`query` (e.g. `lambda models: models.customers(...)`) without blocking the loop."""
         ...
 
+    async def behind(
+        self, query: Callable[[ReadModels], Page], rows: Rows | None
+    ) -> tuple[Page, set[UUID]]:
+        """`query`'s page, and of the aggregates its rows show, those with stored events
+        `rows.projection` has not applied (None: not asked, none)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
 class DirectReadModels:
     """Read models whose queries are fast enough to run on the loop (SQLite)."""
 
-    def __init__(self, models: ReadModels) -> None:
+    def __init__(self, models: ReadModels, events: ApplicationRecorder) -> None:
         self._models = models
+        self._events = events
+        self._generations: dict[str, int] = {}
 
     async def run(self, query: Callable[[ReadModels], T]) -> T:
         return query(self._models)
+
+    async def behind(
+        self, query: Callable[[ReadModels], Page], rows: Rows | None
+    ) -> tuple[Page, set[UUID]]:
+        if rows is None:
+            return query(self._models), set()
+        position = self._applied_position(rows.projection)  # before the page: see above
+        page = query(self._models)
+        return page, self._newer(position, _aggregates(page, rows))
+
+    def _applied_position(self, projection: str) -> int:
+        """The event-store position `projection`'s live generation applied up to (the
+        generation is kept: a rebuild's switch drops the old one's tables)."""
+        store = self._models.store
+        for _ in range(2):
+            generation = self._generations.get(projection) or store.live_generation(projection)
+            if generation is None:
+                return 0
+            try:
+                found = store.fetch(_POSITION, {"p": f"{projection}_v{generation}._positions"}, {})
+            except sqlite3.OperationalError:  # no such table: switched since
+                self._generations.pop(projection, None)
+                continue
+            self._generations[projection] = generation
+            return int(found[0]["next_offset"]) - 1 if found else 0
+        return 0
+
+    def _newer(self, position: int, ids: list[UUID]) -> set[UUID]:
+        """Of `ids`, the aggregates whose newest stored event is past `position`."""
+        events = self._events
+        if not ids:
+            return set()
+        if not isinstance(events, SQLiteApplicationRecorder):  # in memory (tests): all
+            return set(ids)
+        values = ", ".join(["(?)"] * len(ids))
+        query = _NEWER.format(values=values, events=events.events_table_name)
+        with events.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, [*(i.hex for i in ids), position])
+            return {UUID(row[0]) for row in cursor.fetchall()}
 
     async def aclose(self) -> None:
         self._models.store.close()
 
 
+_POSITION = f"SELECT next_offset FROM {{p}} WHERE topic = '{STORE_TOPIC}' AND partition = 0"
+_NEWER = (
+    "SELECT column1 FROM (VALUES {values}) WHERE (SELECT rowid FROM {events}"
+    " WHERE originator_id = column1 ORDER BY originator_version DESC LIMIT 1) > ?"
+)
+"""An aggregate's newest event is the last of its primary key (id, version), and its
+rowid is its position: one step of the index each, however long the history."""
+
+
 class AwaitedReadModels:
     """Read models whose queries are awaited (PostgreSQL through `PostgresReads`)."""
 
-    def __init__(self, reads: PostgresReads, models: ReadModels) -> None:
+    def __init__(self, reads: PostgresReads, models: ReadModels, events: str) -> None:
         self._reads = reads
         self._models = models
+        self._events = events  # the event store's table, "schema.table"
+        self._generations: dict[str, int] = {}
 
     async def run(self, query: Callable[[ReadModels], T]) -> T:
         answers: list[list[Row]] = []
@@ -84,8 +161,50 @@ class AwaitedReadModels:
                 answers.append(await self._reads.fetch(*needed.request))
                 served.append(False)
 
+    async def behind(
+        self, query: Callable[[ReadModels], Page], rows: Rows | None
+    ) -> tuple[Page, set[UUID]]:
+        page = await self.run(query)
+        ids = [] if rows is None else _aggregates(page, rows)
+        return page, await self._unapplied(rows.projection, ids) if rows and ids else set()
+
+    async def _unapplied(self, projection: str, ids: list[UUID]) -> set[UUID]:
+        """Of `ids`, the aggregates with a stored version above the one `projection`'s
+        live generation applied (the generation is kept: a rebuild's switch drops the
+        old one's schema, and the query then names the new one)."""
+        for _ in range(2):
+            generation = self._generations.get(projection) or await self._generation(projection)
+            if generation is None:
+                return set(ids)
+            tables = {"a": f"{projection}_v{generation}._applied", "e": self._events}
+            try:
+                found = await self._reads.fetch(_UNAPPLIED, tables, {"ids": uuid_array(ids)})
+            except ReadModelNotBuilt:  # switched since
+                self._generations.pop(projection, None)
+                continue
+            self._generations[projection] = generation
+            return {row["id"] for row in found}
+        return set(ids)
+
+    async def _generation(self, projection: str) -> int | None:
+        found = await self._reads.fetch(_GENERATION, {}, {"name": projection})
+        return found[0]["live_generation"] if found else None
+
     async def aclose(self) -> None:
         """Nothing of its own: the `PostgresReads` it awaits is closed by its owner."""
+
+
+_GENERATION = "SELECT live_generation FROM crm_projections WHERE name = %(name)s"
+_UNAPPLIED = (
+    "SELECT w.id FROM unnest(%(ids)s::uuid[]) AS w(id) LEFT JOIN {a} a ON a.aggregate_id = w.id"
+    " WHERE EXISTS (SELECT FROM {e} e WHERE e.originator_id = w.id"
+    " AND e.originator_version > coalesce(a.version, 0))"
+)
+
+
+def _aggregates(page: Page, rows: Rows) -> list[UUID]:
+    """The aggregates a page's rows show, each once."""
+    return list(dict.fromkeys(row[rows.aggregate] for row in page["items"]))
 
 
 class _Needed(Exception):  # noqa: N818 - a signal to the driver, never escapes `run`
@@ -210,9 +329,14 @@ def event_source(
     return StoreEvents(recorder, snapshots, keys)
 
 
-def read_models_on_loop(models: ReadModels, reads: PostgresReads | None) -> LoopReadModels:
-    """Awaited on PostgreSQL; on SQLite, direct on a reader connection of its own."""
+def read_models_on_loop(
+    models: ReadModels, reads: PostgresReads | None, events: ApplicationRecorder
+) -> LoopReadModels:
+    """Awaited on PostgreSQL; on SQLite, direct on a reader connection of its own.
+    `events`: the event store's recorder (what a page's rows may lag behind)."""
     store: ReadModelStore = models.store
     if reads is not None and store.dialect == "postgresql":
-        return AwaitedReadModels(reads, models)
-    return DirectReadModels(ReadModels(store.opener()(), models.clock))
+        assert isinstance(events, PostgresAggregateRecorder)  # `reads` are its database's
+        table = f"{events.datastore.schema or 'public'}.{events.events_table_name}"
+        return AwaitedReadModels(reads, models, table)
+    return DirectReadModels(ReadModels(store.opener()(), models.clock), events)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from consumers import readmodel_queries as rq
@@ -54,6 +54,26 @@ READS: dict[str, tuple[str, ...]] = {
     "task_stats": ("stats",),
 }
 """Which projections each query reads: its read-your-writes wait covers all of them."""
+
+
+class Rows(NamedTuple):
+    """What a list's rows show: the projection that wrote them, the column naming the
+    aggregate each row shows, and the kinds of those aggregates."""
+
+    projection: str
+    aggregate: str
+    kinds: tuple[str, ...]
+
+
+ROWS: dict[str, Rows] = {
+    "customers": Rows("shared", "customer_id", ("customer",)),
+    "conversations": Rows("support", "conversation_id", ("conversation",)),
+    "tasks": Rows("support", "task_id", ("task",)),
+    "timeline": Rows("shared", "aggregate_id", ("conversation", "task")),
+}
+"""Of each list (a search's rows are the customers list's): whose rows they are, so a
+row whose aggregate has events that projection has not applied is found
+(`services.api.loop_reads`) and judged by its state now as well."""
 
 TIMELINE_PAGE_BYTES = 1_048_576
 """A timeline page stops at the entry whose author and content (sealed: ~4/3 of their

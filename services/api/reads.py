@@ -8,13 +8,18 @@ history and as-of (auditors) still rebuild from the store on a worker thread.
 Every read asks the one access model (`services.access`): whether the caller may see
 what it is about to return (an aggregate they may not read is a 404, like an unknown
 id), and which personal fields to mask. Read-model rows are judged one by one, each by
-the aggregate it shows, at the read model's position. Their personal columns are stored
-sealed: hidden ones are masked and never opened, visible ones are opened with the
-page's keys, fetched in one query (`consumers.sealed_rows`).
+the aggregate it shows, at the read model's position; a row whose aggregate has events
+its read model has not applied yet (found by one query a page: `LoopReadModels.behind`)
+is judged by that aggregate's state now as well (`AccessModel.listed(now=...)`), so a
+read model lagging behind (while a consumer is down: without bound) never shows what a
+`GET` already hides. Their personal columns are stored sealed: hidden ones are masked
+and never opened, visible ones are opened with the page's keys, fetched in one query
+(`consumers.sealed_rows`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,7 +54,7 @@ from services.api.cursors import uuid_after
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import ReadModelUnavailable
 from services.api.loop_reads import LoopReadModels
-from services.api.read_models import PERSONAL, READS, Page, ReadModels, Row
+from services.api.read_models import PERSONAL, READS, ROWS, Page, ReadModels, Row
 from services.api.views import (
     ConversationView,
     CustomerView,
@@ -208,8 +213,12 @@ class Reader:
         self.access.read(self.principal, resource_of(customer), "timeline.read")
         models = await self._caught_up("timeline", min_position)
         department = self.access.entry_department(self.principal)
-        rows = await models.run(lambda m: m.timeline(customer_id, department=department, **page))
-        return await self._judged(rows, "timeline", _entry_resource)
+        return await self._listed(
+            models,
+            lambda m: m.timeline(customer_id, department=department, **page),
+            "timeline",
+            _entry_resource,
+        )
 
     async def department(
         self, view: str, department: str, min_position: int | None, **filters: Any
@@ -226,7 +235,7 @@ class Reader:
             "tasks": (lambda m: m.tasks(department, **filters), _work_resource("task")),
         }
         query, resource = views[view]
-        return await self._judged(await models.run(query), view, resource)
+        return await self._listed(models, query, view, resource)
 
     async def search(self, wanted: dict[str, str], min_position: int | None, **page: Any) -> Page:
         """Customers the caller may read matching every `wanted` field (`email`, `phone`,
@@ -243,12 +252,15 @@ class Reader:
         if findable is None:  # a field the caller reads of no customer finds nobody,
             uuid_after(page.get("cursor"))  # once its input is checked as any search's
             return {"items": [], "next_cursor": None}
-        rows = await models.run(
+        return await self._listed(
+            models,
             lambda m: m.search(
                 terms=terms, company=company, tag=wanted.get("tag"), findable=findable, **page
-            )
+            ),
+            "customers",
+            _customer_resource,
+            searched,
         )
-        return await self._judged(rows, "customers", _customer_resource, searched)
 
     async def stats(
         self, name: str, department: str | None, min_position: int | None, **filters: Any
@@ -269,22 +281,53 @@ class Reader:
         await self.services.positions.applied(READS[query], min_position)
         return models
 
+    async def _listed(
+        self,
+        models: LoopReadModels,
+        query: Callable[[ReadModels], Page],
+        name: str,
+        resource: Callable[[Row], Resource],
+        searched: Iterable[str] = (),
+    ) -> Page:
+        """The page `query` answers of the list `name`, judged (`_judged`), the rows whose
+        aggregate has events their read model has not applied by its state now as well.
+        Asked only of a caller whose view of a row could depend on its state now (a
+        department's staff; not an auditor, who reads every row alike)."""
+        rows = ROWS[name]
+        asks = any(self.access.past_depends_on_state(self.principal, k) for k in rows.kinds)
+        page, behind = await models.behind(query, rows if asks else None)
+        now = await self._states_now(page, resource, behind) if behind else {}
+        return await self._judged(page, name, resource, searched, now)
+
+    async def _states_now(
+        self, page: Page, resource: Callable[[Row], Resource], behind: set[UUID]
+    ) -> dict[UUID, Resource]:
+        """The state now of each aggregate in `behind` that the page's rows show (kept
+        aggregates: `services.current_state`), loaded side by side."""
+        kinds = {r.id: r.kind for r in map(resource, page["items"]) if r.id in behind}
+        current = self.services.current
+        loaded = await asyncio.gather(*(current.load(KINDS[k], i) for i, k in kinds.items()))
+        return {aggregate.id: resource_of(aggregate) for aggregate in loaded}
+
     async def _judged(
         self,
         page: Page,
         query: str,
         resource: Callable[[Row], Resource],
-        searched: Iterable[str] = (),
+        searched: Iterable[str],
+        now: Mapping[UUID, Resource],
     ) -> Page:
         """The page's rows the caller may read (and, found by the personal fields
-        `searched`, read those of): the personal columns the access model hides masked,
-        the others opened (with the page's keys, fetched now in one query on the loop,
-        if any is sealed), and what they show unmasked recorded in the access log."""
+        `searched`, read those of), each judged then and `now` where its aggregate has
+        changed since: the personal columns the access model hides masked, the others
+        opened (with the page's keys, fetched now in one query on the loop, if any is
+        sealed), and what they show unmasked recorded in the access log."""
         principal, personal = self.principal, PERSONAL[query]
         visible: dict[FieldAccess, list[str]] = {}  # a page meets one or two kinds
         judged: list[tuple[Row, list[str]]] = []
         for row in page["items"]:
-            fields = self.access.listed(principal, resource(row), searched)
+            then = resource(row)
+            fields = self.access.listed(principal, then, searched, now.get(then.id))
             if fields is not None:
                 columns = visible.get(fields)
                 if columns is None:
@@ -302,6 +345,13 @@ class Reader:
 async def _off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """A store call on a worker thread, so the event loop keeps serving."""
     return await anyio.to_thread.run_sync(partial(function, *args, **kwargs))
+
+
+KINDS: dict[str, type[Aggregate]] = {
+    "customer": Customer,
+    "conversation": Conversation,
+    "task": Task,
+}
 
 
 def _customer_resource(row: Row) -> Resource:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+import msgspec
 import pytest
 
 from domain.base import AGGREGATE_CLASSES, MASKED, NotFound, ValidationFailed
@@ -166,6 +167,33 @@ def test_a_replay_asks_for_the_state_now_only_when_it_could_change_the_answer() 
     assert ACCESS.past_event(who("manager", "sales"), then, now) is None  # unreadable then
     with pytest.raises(AssertionError):
         ACCESS.past_event(who("manager", "marketing"), then, now)
+
+
+def test_a_listed_row_older_than_its_aggregate_is_judged_then_and_now() -> None:
+    """A row of a read model lagging behind its aggregate (`listed(now=...)`): left out
+    unless readable then and now, each field hidden then or now masked, found by no field
+    hidden now; as a live row (no `now`) for roles whose view follows no state."""
+    marketer = who("agent", "marketing")
+    consenting = customer("sales", "marketing", consent=True)
+    withdrawn = msgspec.structs.replace(consenting, email_consent=False)
+    unshared = msgspec.structs.replace(consenting, departments=frozenset({"sales"}))
+    live = FieldAccess(hidden=frozenset({"phone", "address"}))
+    assert ACCESS.listed(marketer, consenting) == live
+    assert ACCESS.listed(marketer, consenting, now=consenting) == live
+    masked = FieldAccess(hidden=frozenset({"email", "phone", "address"}))
+    assert ACCESS.listed(marketer, consenting, now=withdrawn) == masked
+    assert ACCESS.listed(marketer, consenting, ["email"], now=withdrawn) is None
+    assert ACCESS.listed(marketer, consenting, ["name"], now=withdrawn) == masked
+    assert ACCESS.listed(marketer, withdrawn, ["email"], now=consenting) is None  # hidden then
+    assert ACCESS.listed(marketer, consenting, now=unshared) is None
+    assert ACCESS.listed(who("agent"), unshared, now=consenting) == FieldAccess()
+    queued, handed = (
+        Resource(kind="conversation", id=consenting.id, owner=d, departments=frozenset((d,)))
+        for d in ("support", "sales")
+    )
+    assert ACCESS.listed(who("agent", "support"), queued, now=handed) is None
+    for role in ("analyst", "auditor", "admin"):
+        assert ACCESS.listed(who(role), queued, now=handed) == ACCESS.listed(who(role), queued)
 
 
 def test_only_a_customers_consent_makes_field_access_follow_its_state() -> None:
