@@ -63,12 +63,12 @@ from domain.conversation import Conversation
 from domain.customer import Customer, CustomerErasedError
 from services.access import AccessModel, Forbidden, Principal, Resource, resource_of
 from services.aggregate_cache import AggregateCache
+from services.batch_refusals import ErasedSubjectError
 from services.command_base import Change, Creation, Existing
 from services.customer_commands import EraseCustomer
 from services.event_positions import event_position
 from services.event_store import CrmApplication, Saved
 from services.idempotency import Reservation, created_id, emitted_under
-from services.pg_batch_recorder import ErasedSubjectError
 from services.sealed_state import Path, open_at, set_each
 
 A = TypeVar("A", bound=Aggregate)

@@ -48,8 +48,8 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, PersistenceError, Recording
 
 from domain.base import Aggregate, DomainEvent
+from services.batch_refusals import BatchConflictError, ErasedSubjectError
 from services.event_store import CrmApplication, Saved, saved_by_id
-from services.pg_batch_recorder import BatchConflictError, ErasedSubjectError
 
 _undecided: ContextVar[bool] = ContextVar("undecided", default=False)
 """True inside a command that has not saved yet (per asyncio task)."""

@@ -71,8 +71,8 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from consumers.byte_pages import notifications_within, within_params
-from domain import codec
 from domain.customer import CustomerErased
+from services.batch_refusals import BatchConflictError, ErasedSubjectError, data_subject
 
 CANONICAL_SQL: LiteralString = (
     "int8send(notification_id) || uuid_send(originator_id) || int8send(originator_version)"
@@ -274,7 +274,7 @@ class BatchInsertRecorder(PostgresApplicationRecorder):
             try:
                 curs.execute(statement, columns, prepare=True)
             except psycopg.Error as error:  # the datastore would make it a DatabaseError
-                if (refused := ErasedSubjectError.of(error)) is not None:
+                if (refused := erased_subjects(error)) is not None:
                     raise refused from error
                 raise
             return curs.fetchall()
@@ -343,48 +343,20 @@ def insert_columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...
     )
 
 
-def data_subject(stored: StoredEvent) -> UUID:
-    """The stored event's data subject (`DomainEvent.data_subject`); for bytes this code
-    cannot read as an event (a tool's or a test's raw insert), its aggregate."""
+def batch_conflict(error: psycopg.IntegrityError) -> BatchConflictError:
+    """A duplicate version the locked insert refused, naming the aggregates it listed."""
     try:
-        return codec.sealed_event(stored).data_subject
-    except (ValueError, KeyError):  # an unknown topic, undecodable state, a failed upcast
-        return UUID(str(stored.originator_id))
+        taken = named_aggregates(error)
+    except ValueError:  # not the locked insert's list: the stock unique index's detail
+        taken = frozenset()
+    return BatchConflictError(str(error), taken)
 
 
-class BatchConflictError(IntegrityError):
-    """A batch refused because versions it holds are taken (another process saved those
-    aggregates first); nothing of it is stored. `aggregate_ids` names them when the
-    locked insert did (empty: unknown, e.g. a batch repeating a version of its own)."""
-
-    def __init__(self, message: str, aggregate_ids: frozenset[UUID] = frozenset()) -> None:
-        super().__init__(message)
-        self.aggregate_ids = aggregate_ids
-
-    @classmethod
-    def of(cls, error: psycopg.IntegrityError) -> BatchConflictError:
-        try:
-            taken = named_aggregates(error)
-        except ValueError:  # not the locked insert's list: the stock unique index's detail
-            taken = frozenset()
-        return cls(str(error), taken)
-
-
-class ErasedSubjectError(PersistenceError):
-    """A batch refused because events of it are about an erased customer; nothing of it
-    is stored, and `aggregate_ids` names those events' aggregates. Not an
-    `IntegrityError`: deciding again would be refused again."""
-
-    def __init__(self, message: str, aggregate_ids: frozenset[UUID]) -> None:
-        super().__init__(message)
-        self.aggregate_ids = aggregate_ids
-
-    @classmethod
-    def of(cls, error: psycopg.Error) -> ErasedSubjectError | None:
-        """The refusal `error` is, if it is one (`ERASED_STATE`)."""
-        if error.sqlstate != ERASED_STATE:
-            return None
-        return cls(str(error), named_aggregates(error))
+def erased_subjects(error: psycopg.Error) -> ErasedSubjectError | None:
+    """The refusal `error` is, if it is the locked insert's (`ERASED_STATE`)."""
+    if error.sqlstate != ERASED_STATE:
+        return None
+    return ErasedSubjectError(str(error), named_aggregates(error))
 
 
 def named_aggregates(error: psycopg.Error) -> frozenset[UUID]:
@@ -433,14 +405,14 @@ class AsyncBatchWriter:
             except psycopg.IntegrityError as error:
                 if attempt > 1 and (ids := await self._stored(columns)) is not None:
                     return ids  # the lost attempt had committed: only its answer was lost
-                raise BatchConflictError.of(error) from error
+                raise batch_conflict(error) from error
             except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                 await self._discard()
                 if attempt == self.ATTEMPTS:
                     raise OperationalError(str(error)) from error
                 await asyncio.sleep(self.RETRY_WAIT)
             except psycopg.Error as error:
-                raise ErasedSubjectError.of(error) or PersistenceError(str(error)) from error
+                raise erased_subjects(error) or PersistenceError(str(error)) from error
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _insert(self, columns: tuple[list[Any], ...]) -> list[int]:

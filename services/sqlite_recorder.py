@@ -29,7 +29,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 from consumers.byte_pages import notifications_within, within_params
 from domain.customer import CustomerErased
 from domain.hashchain import GENESIS, canonical_event, chain_rows
-from services.pg_batch_recorder import ErasedSubjectError, data_subject
+from services.batch_refusals import ErasedSubjectError, data_subject
 
 
 class ChainedSQLiteRecorder(SQLiteApplicationRecorder):

@@ -23,17 +23,13 @@ from domain.base import NotFound
 from domain.customer import Customer
 from services.access import Principal, Role
 from services.api import create_app
+from services.batch_refusals import BatchConflictError
 from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandResult, CommandService
 from services.customer_commands import RegisterCustomer, UpdateProfile
 from services.event_store import Saved
 from services.group_commit import GroupCommitter
-from services.pg_batch_recorder import (
-    AsyncBatchWriter,
-    BatchConflictError,
-    BatchInsertRecorder,
-    insert_columns,
-)
+from services.pg_batch_recorder import AsyncBatchWriter, BatchInsertRecorder, insert_columns
 from services.settings import load_settings
 
 WRITERS = 50

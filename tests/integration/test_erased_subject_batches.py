@@ -22,6 +22,7 @@ from domain.base import Aggregate
 from domain.conversation import Conversation
 from domain.customer import Customer
 from services.access import Principal, Role
+from services.batch_refusals import ErasedSubjectError
 from services.bootstrap import Runtime, bootstrap
 from services.command_base import Change
 from services.commands import Caller, CommandService
@@ -29,7 +30,6 @@ from services.conversation_commands import LogMessage, OpenConversation
 from services.customer_commands import EraseCustomer, RegisterCustomer, UpdateProfile
 from services.event_store import Saved
 from services.group_commit import DirectCommitter, GroupCommitter
-from services.pg_batch_recorder import ErasedSubjectError
 from services.settings import load_settings
 
 AGENT = Caller(
