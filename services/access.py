@@ -408,11 +408,25 @@ class AccessModel:
         now of an aggregate whose row is older (its read model has not applied all its
         events): the row is then a past state, judged as `past_event` judges one, so a
         change the read model lags behind (a consent withdrawn, a customer unshared, a
-        conversation handed off) leaves it out or masks it at once, as a `GET` does."""
+        conversation handed off) leaves it out or masks it at once, as a `GET` does. A
+        customer erased now is found by none of their personal values: the search terms
+        go once the read model applies the erasure, and the answer would confirm them."""
         fields = self.past_event(principal, resource, None if now is None else lambda: now)
-        if fields is None:
+        if fields is None or (searched and now is not None and now.erased):
             return None
         return None if any(fields.hides(name) for name in searched) else fields
+
+    def listed_depends_on_state(
+        self, principal: Principal, kinds: Iterable[str], searched: Iterable[str] = ()
+    ) -> bool:
+        """Whether a list's row of one of `kinds`, found by the personal fields `searched`,
+        can show the caller more than its aggregate's state now does (so `listed` must be
+        given the state now of one whose read model lags): their view follows state
+        (`past_depends_on_state`), or a personal value found it, which an erasure since
+        takes back."""
+        return bool(tuple(searched)) or any(
+            self.past_depends_on_state(principal, kind) for kind in kinds
+        )
 
     # --- the past: history, as_of and the event stream --------------------------------
     #

@@ -292,9 +292,10 @@ class Reader:
         """The page `query` answers of the list `name`, judged (`_judged`), the rows whose
         aggregate has events their read model has not applied by its state now as well.
         Asked only of a caller whose view of a row could depend on its state now (a
-        department's staff; not an auditor, who reads every row alike)."""
+        department's staff, anyone searching by a personal value; not an auditor
+        listing, who reads every row alike: `AccessModel.listed_depends_on_state`)."""
         rows = ROWS[name]
-        asks = any(self.access.past_depends_on_state(self.principal, k) for k in rows.kinds)
+        asks = self.access.listed_depends_on_state(self.principal, rows.kinds, searched)
         page, behind = await models.behind(query, rows if asks else None)
         now = await self._states_now(page, resource, behind) if behind else {}
         return await self._judged(page, name, resource, searched, now)

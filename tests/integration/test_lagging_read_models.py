@@ -132,3 +132,23 @@ def test_work_handed_to_another_department_since_leaves_the_old_ones_pages(
     assert _shown(_rows(client, queue, support), "conversation_id") == {stays}
     assert _rows(client, board, support) == []
     assert _shown(_rows(client, timeline, support), "aggregate_id") == {stays}
+
+
+def test_a_customer_erased_since_is_found_by_none_of_their_values(
+    api: EmbeddedApi, client: Client, sales: Headers
+) -> None:
+    """Until the read model applies the erasure, its search terms find the customer,
+    and the answer would confirm the e-mail searched; for any role, an admin too."""
+    erased = _customer(client, sales, shared_with="marketing")
+    api.catch_up()
+    admin = api.token("root", "sales", "admin")
+    for who in (sales, admin):
+        assert _shown(_rows(client, SEARCH, who, email=EMAIL)) == {erased}
+
+    _ok(client, "POST", f"/v1/customers/{erased}/erasure", admin, {"reason": "asked"})
+
+    for who in (sales, admin):  # not applied: the terms are still there
+        assert _rows(client, SEARCH, who, email=EMAIL) == []
+        assert _rows(client, SEARCH, who, name="Ann Lee") == []
+    api.catch_up()
+    assert _rows(client, SEARCH, admin, email=EMAIL) == []
