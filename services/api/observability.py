@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
@@ -32,7 +33,7 @@ from typing import Any
 import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from domain import validation
 from domain.base import ValidationFailed
@@ -71,9 +72,18 @@ def request_id_of(scope: Any) -> str:
     return chosen if isinstance(chosen, str) else new_request_id()
 
 
+EXPOSITION_SECONDS = 1.0
+"""How long a rendering of `/metrics` is answered again (`Metrics.exposition`)."""
+
+
 class Metrics:
-    def __init__(self, head_position: Callable[[], float]) -> None:
+    def __init__(
+        self, head_position: Callable[[], float], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.registry = CollectorRegistry()
+        self._clock = clock
+        self._rendered: tuple[float, bytes] | None = None
+        self._rendering = threading.Lock()
         self.requests = Counter(
             "crm_http_requests",
             "HTTP requests",
@@ -103,6 +113,17 @@ class Metrics:
             "Newest global position in the event store",
             head_position,
         )
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus' text format, rendered at most once every
+        `EXPOSITION_SECONDS` (concurrent scrapes wait for the one rendering): `/metrics`
+        takes no token, and a rendering asks the stores the gauges' questions, ~15 times
+        what `/healthz` costs (red team). Scrapers poll every few seconds."""
+        with self._rendering:
+            now = self._clock()
+            if self._rendered is None or now - self._rendered[0] >= EXPOSITION_SECONDS:
+                self._rendered = (now, generate_latest(self.registry))
+            return self._rendered[1]
 
     def gauge(self, name: str, text: str, value: Callable[[], float]) -> None:
         """A gauge read from `value` at each scrape."""

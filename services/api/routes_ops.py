@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import MediaType, Request, Response, get
 from litestar.di import NamedDependency
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from services.api.errors import problem_responses
 from services.api.observability import Metrics
@@ -47,7 +47,8 @@ def readyz(checks: NamedDependency[dict[str, ReadinessCheck]]) -> Response[dict[
     responses=QUERY_PROBLEMS,
 )
 def metrics(metrics_registry: NamedDependency[Metrics]) -> Response[bytes]:
-    return Response(generate_latest(metrics_registry.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus' text format, rendered at most once a second (`Metrics.exposition`)."""
+    return Response(metrics_registry.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @get("/openapi.json", sync_to_thread=False, include_in_schema=False)
