@@ -22,7 +22,7 @@ from domain.snapshot import TAGS
 from services.access_log import decode
 from services.api import reads
 from services.api.reads import HISTORY_PAGE, LOOP_MESSAGES
-from services.api.views import conversation_view
+from services.api.views import conversation_view, customer_view
 from services.event_store import READ_PAGE
 from tests.integration.api_support import EmbeddedApi, embedded_api
 from tests.unit.domain.factories import ctx
@@ -253,6 +253,37 @@ def test_a_long_conversation_is_answered_off_the_loop_exactly_as_on_it(
     contents = [m["content"] for m in shown["messages"]]
     assert contents == [f"Secret {n}" for n in range(LOOP_MESSAGES + 1)]
     assert {m["content"] for m in masked["messages"]} == {MASKED}
+
+
+def test_a_customer_with_many_orders_is_viewed_off_the_loop_exactly_as_on_it(
+    client: Client, api: EmbeddedApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A customer holding more than `LOOP_ORDERS` orders is viewed on a worker thread
+    (10,000 held the loop ~8 ms a read); the answer is the same read's on the loop."""
+    ada = Customer.register(
+        ctx(), customer_id=uuid4(), name="Ada", email="ada@example.com", owner_department="sales"
+    )
+    for n in range(3):
+        ada.record_order(ctx(), order_id=f"o{n}", amount="12.50", currency="EUR")
+    api.runtime.app.record(ada)
+    manager = api.token("max", "sales", "manager")
+    on_loop: list[bool] = []
+
+    def viewed(*args: Any) -> Any:
+        on_loop.append(_on_a_loop())
+        return customer_view(*args)
+
+    monkeypatch.setattr(reads, "customer_view", viewed)
+    answers = []
+    for limit in (2, 3):  # fewer than its orders, then as many
+        monkeypatch.setattr(reads, "LOOP_ORDERS", limit)
+        answer = client.get(f"/v1/customers/{ada.id}", headers=manager)
+        assert answer.status_code == 200, answer.text
+        answers.append(answer.json())
+    assert on_loop == [False, True]
+    assert answers[0] == answers[1]
+    assert [o["order_id"] for o in answers[0]["orders"]] == ["o0", "o1", "o2"]
+    assert answers[0]["email"] == "ada@example.com"
 
 
 def _on_a_loop() -> bool:
