@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from domain.base import Context, DomainError, DomainEvent
 from domain.conversation import Conversation
-from domain.customer import Customer
+from domain.customer import Customer, CustomerErasedError
 from domain.task import Task
 
 DEPARTMENTS = ("sales", "support", "marketing")
@@ -31,6 +31,7 @@ class Workload:
         self.customers: list[Customer] = []
         self.conversations: list[Conversation] = []
         self.tasks: list[Task] = []
+        self.erased: set[uuid.UUID] = set()
 
     def ctx(self, department: str | None = None) -> Context:
         self.now += timedelta(seconds=self.rng.randint(1, 600))
@@ -103,7 +104,14 @@ class Workload:
             c.archive(ctx, reason="inactive")
         else:
             c.erase(ctx, reason="request")
+            self.erased.add(c.id)
         return c
+
+    def _not_erased(self, customer_id: uuid.UUID | None) -> None:
+        """No conversation or task of an erased customer changes: the product refuses
+        every command about one, the event store's insert too (`services.batch_refusals`)."""
+        if customer_id in self.erased:
+            raise CustomerErasedError(f"customer {customer_id} was erased")
 
     def _new_conversation(self) -> Conversation:
         customer = self.rng.choice(self.customers[-200:])
@@ -116,6 +124,7 @@ class Workload:
         return conversation
 
     def _conversation_change(self, c: Conversation) -> Conversation:
+        self._not_erased(c.customer_id)
         ctx, r = self.ctx(), self.rng.random()
         if r < 0.45:
             direction = self.rng.choice(["inbound", "outbound"])
@@ -145,6 +154,7 @@ class Workload:
         return task
 
     def _task_change(self, t: Task) -> Task:
+        self._not_erased(t.customer_id)
         ctx, r = self.ctx(), self.rng.random()
         if r < 0.2:
             t.assign(ctx, assignee=self.rng.choice(AGENTS), reason="load")
