@@ -10,6 +10,19 @@ was handed to had run, and that waiter queued again at the back. Under saturatio
 (16 callers, 8 connections) that starved a few requests: a p99 of 35-100 ms for a
 department page or the statistics, at a p50 of 7 ms.
 
+Two bounds keep one costly read from stalling the others:
+
+* every statement has a deadline (`statement_timeout`, `CRM_READ_QUERY_SECONDS`, 1 s by
+  default; PostgreSQL cancels it and psycopg raises `QueryCanceled`, answered as a 503
+  `query-timeout`). A read-model query normally takes milliseconds; one whose filter
+  matches nothing scans its whole department (1.5-2.9 s at a million customers). The
+  point reads share the bound: index probes, far below it, and a connection they hold
+  past it would be as lost to the others as a list's;
+* read-model queries (`fetch`: department pages, search, timelines, statistics) take at
+  most `LIST_SHARE` of the connections at once, so a point read (an aggregate's events,
+  keys, the head) always finds one: eight looping requests for a missing tag held all
+  eight, and another principal's `GET /v1/customers/{id}` waited up to 5.3 s.
+
 * `events_after`: an aggregate's stored events newer than a version (the event store's
   table, a prepared binary statement; `services.current_state` keeps the rest), and
   `events_after_each`: those of several aggregates in one query;
@@ -44,6 +57,7 @@ import anyio
 import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg import AsyncConnection, AsyncCursor, sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 
 from consumers.key_stores import PG_ERASED_SINCE, PG_LOAD_MANY, uuid_array
@@ -54,6 +68,10 @@ from services.current_state import log_unstored
 
 Row = dict[str, Any]
 POOL_SIZE = 8
+LIST_SHARE = POOL_SIZE // 2
+"""The most connections read-model queries hold at once; the rest serve point reads."""
+QUERY_SECONDS = 1.0
+"""The default of `CRM_READ_QUERY_SECONDS` (`services.settings`)."""
 _CREATE_KEY = (
     b"INSERT INTO crm_subject_keys (subject, key) VALUES (%s, %s) ON CONFLICT (subject) DO NOTHING"
 )
@@ -72,9 +90,17 @@ class _Connection(NamedTuple):
 
 class PostgresReads:
     def __init__(
-        self, database_url: str, schema: str, events_table: str, snapshots_table: str
+        self,
+        database_url: str,
+        schema: str,
+        events_table: str,
+        snapshots_table: str,
+        query_seconds: float = QUERY_SECONDS,
     ) -> None:
         self._url = database_url
+        self._options = (
+            f"-c timezone=UTC -c statement_timeout={max(1, round(query_seconds * 1000))}"
+        )
         table = sql.Identifier(schema), sql.Identifier(events_table)
         snapshots = sql.Identifier(schema), sql.Identifier(snapshots_table)
         self._from_snapshot = (  # the snapshot's row (true), and the events' (false)
@@ -125,6 +151,7 @@ class PostgresReads:
         self._composed: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
         self._idle: list[_Connection] = []
         self._turns: anyio.Semaphore | None = None  # made on the serving loop
+        self._list_turns: anyio.Semaphore | None = None  # `LIST_SHARE` of them
 
     async def events_after(self, aggregate_id: UUID, version: int, limit: int) -> list[StoredEvent]:
         async with self._connection() as c:
@@ -217,18 +244,22 @@ class PostgresReads:
         params: dict[str, Any],
         types: Mapping[str, ColumnType] | None = None,
     ) -> list[Row]:
-        """`PostgresStore.fetch`, awaited (`types` changes nothing here either)."""
+        """`PostgresStore.fetch`, awaited (`types` changes nothing here either), on at
+        most `LIST_SHARE` connections at once."""
         statement = self._statement(query, tables)
-        try:
-            async with self._connection() as c:
-                await c.dicts.execute(statement, params)
-                return await c.dicts.fetchall()
-        except psycopg.errors.UndefinedTable as error:
-            raise ReadModelNotBuilt(tables) from error
-        except psycopg.DataError:  # a time psycopg's C loader refused: at the calendar's edge
-            async with self._connection() as c:
-                await c.edges.execute(statement, params)
-                return await c.edges.fetchall()
+        if self._list_turns is None:
+            self._list_turns = anyio.Semaphore(LIST_SHARE, fast_acquire=True)
+        async with self._list_turns:
+            try:
+                async with self._connection() as c:
+                    await c.dicts.execute(statement, params)
+                    return await c.dicts.fetchall()
+            except psycopg.errors.UndefinedTable as error:
+                raise ReadModelNotBuilt(tables) from error
+            except psycopg.DataError:  # a time psycopg's C loader refused: at the calendar's edge
+                async with self._connection() as c:
+                    await c.edges.execute(statement, params)
+                    return await c.edges.fetchall()
 
     def _statement(self, query: str, tables: dict[str, str]) -> bytes:
         key = (query, tuple(sorted(tables.items())))
@@ -242,7 +273,7 @@ class PostgresReads:
     async def _connection(self) -> AsyncIterator[_Connection]:
         """An idle connection, or a new one while fewer than `POOL_SIZE` exist, else the
         next one released, in turn. One that failed is closed and replaced by the next
-        request."""
+        request; one whose statement ran past its deadline is idle again, and kept."""
         if self._turns is None:
             self._turns = anyio.Semaphore(POOL_SIZE, fast_acquire=True)
         await self._turns.acquire()  # FIFO: a release hands the turn to the oldest waiter
@@ -250,8 +281,11 @@ class PostgresReads:
             connection = self._idle.pop() if self._idle else await self._connect()
             try:
                 yield connection
-            except BaseException:  # lost, failed or cancelled mid-query: not reused
-                await connection.conn.close()
+            except BaseException as error:  # lost, failed or cancelled mid-query: not reused
+                if _timed_out(error, connection.conn):
+                    self._idle.append(connection)
+                else:
+                    await connection.conn.close()
                 raise
             self._idle.append(connection)
         finally:
@@ -259,7 +293,7 @@ class PostgresReads:
 
     async def _connect(self) -> _Connection:
         conn = await AsyncConnection.connect(
-            self._url, autocommit=True, options="-c timezone=UTC", connect_timeout=5
+            self._url, autocommit=True, options=self._options, connect_timeout=5
         )
         edges = conn.cursor(binary=True, row_factory=dict_row)
         edges.adapters.register_loader(TIMESTAMPTZ, EdgeTimestamptzLoader)
@@ -269,3 +303,9 @@ class PostgresReads:
     async def aclose(self) -> None:
         while self._idle:
             await self._idle.pop().conn.close()
+
+
+def _timed_out(error: BaseException, conn: AsyncConnection[Any]) -> bool:
+    """Whether `error` is the deadline's cancel of a statement on `conn`, idle again."""
+    idle = conn.info.transaction_status == TransactionStatus.IDLE
+    return isinstance(error, psycopg.errors.QueryCanceled) and idle

@@ -69,6 +69,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """CRM_CACHE_MB: the most each of an API process's two keepers of aggregates (the
     commands' cache, the reads' kept aggregates) holds, in MiB by the aggregates' own
     estimate (`Aggregate.held_bytes`)."""
+    read_query_seconds: float = 1.0
+    """CRM_READ_QUERY_SECONDS: the longest one query of the API's reads may run (a
+    department page, a search, a timeline, a statistic; on PostgreSQL the point reads of
+    the same connections too); past it, it is cancelled and the request answers 503
+    `query-timeout`. They answer in milliseconds at a million customers; the bound is what
+    one request whose filter scans a whole department can cost."""
     access_log: str = "on"
     """CRM_ACCESS_LOG: `off` records no reads of personal data; `switch` records, and
     SIGUSR1 turns recording off and on (both only to measure its cost: `make bench`)."""
@@ -110,6 +116,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         streams_max=_number(env, "CRM_STREAMS_MAX", 64, int, minimum=1),
         streams_cache_mb=_number(env, "CRM_STREAMS_CACHE_MB", 128, int, minimum=0),
         cache_mb=_number(env, "CRM_CACHE_MB", 128, int, minimum=0),
+        read_query_seconds=_number(env, "CRM_READ_QUERY_SECONDS", 1.0, float, minimum=0.01),
     )
 
 

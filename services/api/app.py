@@ -105,7 +105,7 @@ def create_app(
     ]
     if queries_helper is not None:
         services.queries_on_loop = read_models_on_loop(
-            queries_helper, pg_reads, runtime.app.recorder
+            queries_helper, pg_reads, runtime.app.recorder, runtime.settings.read_query_seconds
         )
         closing.append(services.queries_on_loop.aclose)
     if pg_reads is not None:

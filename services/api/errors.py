@@ -8,7 +8,10 @@ except a full disk or database anywhere in its causes, which is a 503 `storage-f
 with `Retry-After` (nothing is wrong with the request; it works once space returns), and
 a store held locked by another connection past its wait (SQLite's "database is locked",
 PostgreSQL's `lock_timeout`), a 503 `storage-busy` with `Retry-After`: a backup or
-another process's long write passes.
+another process's long write passes. A read-model query cancelled past its deadline
+(`CRM_READ_QUERY_SECONDS`: PostgreSQL's `statement_timeout`, SQLite's interrupt) is a
+503 `query-timeout` with `Retry-After`: the server was too busy for it, or its filter
+made it scan too much (then a narrower one answers).
 While the database cannot be reached (a PostgreSQL restart), every request that needs it
 answers 503 `event-store-unavailable` with `Retry-After`: retrying is the right move.
 So does a read of a read model whose projection has never run (503
@@ -166,10 +169,17 @@ BUSY_RETRY_AFTER = "5"  # as long as the stores wait for a lock (`key_stores.LOC
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 STREAM_RETRY_AFTER = "5"  # a closed stream's slot is free as soon as the server sees it go
 UNAVAILABLE = (503, "event-store-unavailable", "The event store cannot be reached; retry")
+QUERY_TIMEOUT = (
+    503,
+    "query-timeout",
+    "A query of this request ran past its deadline; retry later, or narrow its filters",
+)
+QUERY_RETRY_AFTER = "2"  # the list queries ahead of a retry have met their deadline by then
 _OUTSIDE_THE_TABLE = [  # problems answered by other means than an exception class
     (413, "request-entity-too-large", "The body is larger than 1 MiB"),
     STORAGE_FULL,
     STORAGE_BUSY,
+    QUERY_TIMEOUT,
     UNAVAILABLE,
 ]
 
@@ -200,12 +210,9 @@ def problem_for(error: BaseException) -> tuple[int, str, str]:
     for cls in type(error).__mro__:
         if cls in PROBLEMS:
             return PROBLEMS[cls]
-    if storage_full(error):
-        return STORAGE_FULL
-    if busy(error):
-        return STORAGE_BUSY
-    if unavailable(error):  # after storage_full and busy: both are ones too
-        return UNAVAILABLE
+    for trouble, problem, _ in _STORE_TROUBLES:
+        if trouble(error):
+            return problem
     if isinstance(error, HTTPException):
         phrase = HTTPStatus(error.status_code).phrase
         return error.status_code, phrase.lower().replace(" ", "-"), phrase
@@ -230,6 +237,17 @@ def busy(error: BaseException) -> bool:
     return any(
         ((getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF) in _BUSY_CODES  # sqlite3.Error
         or isinstance(cause, psycopg.errors.LockNotAvailable)
+        for cause in _causes(error)
+    )
+
+
+def timed_out(error: BaseException) -> bool:
+    """Whether a query ran past its deadline and was cancelled, however wrapped:
+    PostgreSQL's query_canceled (`statement_timeout`), SQLite's SQLITE_INTERRUPT (the
+    API's read connections: `services.api.loop_reads`)."""
+    return any(
+        getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT  # sqlite3.Error
+        or isinstance(cause, psycopg.errors.QueryCanceled)
         for cause in _causes(error)
     )
 
@@ -273,7 +291,7 @@ def _extensions(error: BaseException) -> dict[str, Any]:
 
 def problem_response(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     status, slug, title = problem_for(error)
-    storage = slug in (STORAGE_FULL[1], STORAGE_BUSY[1])
+    storage = slug in (STORAGE_FULL[1], STORAGE_BUSY[1], QUERY_TIMEOUT[1])
     if storage:
         log.warning(slug.replace("-", "_"), error=repr(error))  # an operator's problem, no bug
     elif status >= 500 and not isinstance(error, _EXPECTED) and not unavailable(error):
@@ -334,15 +352,17 @@ def _retry_after(error: BaseException) -> str | None:
         return STREAM_RETRY_AFTER
     if isinstance(error, AccessLogBacklogged | ReadModelNotBuilt):
         return STORAGE_RETRY_AFTER
-    return next((after for cause, after in _STORES_RETRY_AFTER if cause(error)), None)
+    return next((after for trouble, _, after in _STORE_TROUBLES if trouble(error)), None)
 
 
-_STORES_RETRY_AFTER = (
-    (storage_full, STORAGE_RETRY_AFTER),
-    (busy, BUSY_RETRY_AFTER),
-    (unavailable, str(UNAVAILABLE_RETRY_AFTER_S)),
+_STORE_TROUBLES = (
+    (storage_full, STORAGE_FULL, STORAGE_RETRY_AFTER),
+    (timed_out, QUERY_TIMEOUT, QUERY_RETRY_AFTER),
+    (busy, STORAGE_BUSY, BUSY_RETRY_AFTER),
+    (unavailable, UNAVAILABLE, str(UNAVAILABLE_RETRY_AFTER_S)),  # last: the others are too
 )
-"""What a store's passing trouble tells clients to wait, in `problem_for`'s order."""
+"""A store's passing troubles, the first that matches answering: its problem, and what
+it tells clients to wait."""
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {

@@ -10,7 +10,12 @@
   trip each, and no query function had to be written twice.
 * SQLite (embedded): local queries answer in tens of microseconds, faster than a hop to a
   worker thread, so they run on the loop itself, on connections of their own (the
-  follower's writes never hold them up: WAL readers do not wait for a writer).
+  follower's writes never hold them up: WAL readers do not wait for a writer). One that
+  runs past `ON_LOOP_SECONDS` (a filter matching nothing scans its whole department:
+  557 ms at 200,000 customers, with every other caller waiting) is interrupted (a
+  progress handler) and run again on a worker thread, on a connection of its own, one
+  query at a time, up to `CRM_READ_QUERY_SECONDS`; past that, interrupted again (503
+  `query-timeout`, as PostgreSQL's `statement_timeout` is there).
 
 A list's page also says which of its rows show an aggregate with stored events their
 projection has not applied (`behind`), so that the access model judges those by the
@@ -34,11 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
+from anyio import to_thread
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
@@ -52,12 +60,13 @@ from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecor
 from consumers.key_stores import uuid_array
 from consumers.keyring import KeyStore
 from consumers.readmodel_store import STORE_TOPIC, ReadModelNotBuilt, ReadModelStore
+from consumers.store_sqlite import SqliteStore
 from projections.base import ColumnType
 from services.api.read_models import Page, ReadModels, Rows
 from services.bootstrap import Runtime
 from services.current_state import CurrentState, log_unstored
 from services.event_store import CrmApplication
-from services.pg_reads import PostgresReads
+from services.pg_reads import QUERY_SECONDS, PostgresReads
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -78,24 +87,81 @@ class LoopReadModels(Protocol):
     async def aclose(self) -> None: ...
 
 
-class DirectReadModels:
-    """Read models whose queries are fast enough to run on the loop (SQLite)."""
+ON_LOOP_SECONDS = 0.02
+"""How long a read-model query may hold the loop (SQLite) before it is run again off it:
+a page answers in well under a millisecond; a query past this scans."""
 
-    def __init__(self, models: ReadModels, events: ApplicationRecorder) -> None:
+
+class _Deadline:
+    """Interrupts the statements of one SQLite connection that run past `until` (checked
+    every `steps` virtual-machine instructions: ~1 us of Python a check; 1,000 steps
+    take some 10-50 us, 100,000 a few ms)."""
+
+    def __init__(self, conn: sqlite3.Connection, steps: int) -> None:
+        self.until = math.inf
+        conn.set_progress_handler(self._passed, steps)
+
+    def _passed(self) -> bool:
+        return time.monotonic() > self.until
+
+    @contextlib.contextmanager
+    def within(self, seconds: float) -> Iterator[None]:
+        self.until = time.monotonic() + seconds
+        try:
+            yield
+        finally:
+            self.until = math.inf
+
+
+def _interrupted(error: sqlite3.OperationalError) -> bool:
+    return error.sqlite_errorcode == sqlite3.SQLITE_INTERRUPT
+
+
+class DirectReadModels:
+    """Read models whose queries are fast enough to run on the loop (SQLite), and the
+    rare one that is not, run again off it (see above)."""
+
+    def __init__(
+        self, models: ReadModels, events: ApplicationRecorder, query_seconds: float
+    ) -> None:
         self._models = models
         self._events = events
         self._generations: dict[str, int] = {}
+        self._query_seconds = query_seconds
+        store = models.store
+        self._on_loop = _Deadline(store.conn, 1000) if isinstance(store, SqliteStore) else None
+        self._off_loop: tuple[ReadModels, _Deadline] | None = None  # made when first needed
+        self._off_loop_turn = asyncio.Lock()
 
     async def run(self, query: Callable[[ReadModels], T]) -> T:
-        return query(self._models)
+        if self._on_loop is None:  # in memory (tests)
+            return query(self._models)
+        try:
+            with self._on_loop.within(ON_LOOP_SECONDS):
+                return query(self._models)
+        except sqlite3.OperationalError as error:
+            if not _interrupted(error):
+                raise
+        async with self._off_loop_turn:  # one at a time: the loop needs a core too
+            # not abandoned when the request is cancelled: the connection is in use till then
+            return await to_thread.run_sync(self._run_off_loop, query)
+
+    def _run_off_loop(self, query: Callable[[ReadModels], T]) -> T:
+        if self._off_loop is None:
+            store = self._models.store.opener()()
+            assert isinstance(store, SqliteStore)
+            self._off_loop = ReadModels(store, self._models.clock), _Deadline(store.conn, 100_000)
+        models, deadline = self._off_loop
+        with deadline.within(self._query_seconds):
+            return query(models)
 
     async def behind(
         self, query: Callable[[ReadModels], Page], rows: Rows | None
     ) -> tuple[Page, set[UUID]]:
         if rows is None:
-            return query(self._models), set()
+            return await self.run(query), set()
         position = self._applied_position(rows.projection)  # before the page: see above
-        page = query(self._models)
+        page = await self.run(query)
         return page, self._newer(position, _aggregates(page, rows))
 
     def _applied_position(self, projection: str) -> int:
@@ -130,6 +196,8 @@ class DirectReadModels:
 
     async def aclose(self) -> None:
         self._models.store.close()
+        if self._off_loop is not None:
+            self._off_loop[0].store.close()
 
 
 _POSITION = f"SELECT next_offset FROM {{p}} WHERE topic = '{STORE_TOPIC}' AND partition = 0"
@@ -308,35 +376,46 @@ class StoreEvents:
 def current_state_of(runtime: Runtime) -> tuple[CurrentState, PostgresReads | None]:
     """Reads of current state for the API over `runtime`'s event store, and on
     PostgreSQL the async reader that also serves its read models."""
-    source = event_source(runtime.app, runtime.keyring.store, runtime.settings.database_url)
+    settings = runtime.settings
+    source = event_source(
+        runtime.app, runtime.keyring.store, settings.database_url, settings.read_query_seconds
+    )
     reads = source if isinstance(source, PostgresReads) else None
     kept = runtime.settings.cache_mb * 2**20
     return CurrentState(source, runtime.keyring, max_bytes=kept), reads
 
 
 def event_source(
-    app: CrmApplication, keys: KeyStore, database_url: str | None
+    app: CrmApplication,
+    keys: KeyStore,
+    database_url: str | None,
+    query_seconds: float = QUERY_SECONDS,
 ) -> PostgresReads | StoreEvents:
     """The `EventSource` over `app`'s store: awaited queries on PostgreSQL (at
-    `database_url`), local ones otherwise."""
+    `database_url`, each bounded by `query_seconds`), local ones otherwise."""
     recorder, snapshots = app.recorder, app.snapshot_recorder
     if database_url is not None and isinstance(recorder, PostgresAggregateRecorder):
         assert isinstance(snapshots, PostgresAggregateRecorder)
-        schema = recorder.datastore.schema
+        schema, table = recorder.datastore.schema, recorder.events_table_name
         return PostgresReads(
-            database_url, schema, recorder.events_table_name, snapshots.events_table_name
+            database_url, schema, table, snapshots.events_table_name, query_seconds
         )
     return StoreEvents(recorder, snapshots, keys)
 
 
 def read_models_on_loop(
-    models: ReadModels, reads: PostgresReads | None, events: ApplicationRecorder
+    models: ReadModels,
+    reads: PostgresReads | None,
+    events: ApplicationRecorder,
+    query_seconds: float = QUERY_SECONDS,
 ) -> LoopReadModels:
-    """Awaited on PostgreSQL; on SQLite, direct on a reader connection of its own.
-    `events`: the event store's recorder (what a page's rows may lag behind)."""
+    """Awaited on PostgreSQL; on SQLite, direct on a reader connection of its own, each
+    query bounded by `query_seconds` (`reads` bound their own). `events`: the event
+    store's recorder (what a page's rows may lag behind)."""
     store: ReadModelStore = models.store
     if reads is not None and store.dialect == "postgresql":
         assert isinstance(events, PostgresAggregateRecorder)  # `reads` are its database's
         table = f"{events.datastore.schema or 'public'}.{events.events_table_name}"
         return AwaitedReadModels(reads, models, table)
-    return DirectReadModels(ReadModels(store.opener()(), models.clock), events)
+    own = ReadModels(store.opener()(), models.clock)
+    return DirectReadModels(own, events, query_seconds)
