@@ -24,7 +24,6 @@ import base64
 import hashlib
 import hmac
 import re
-import unicodedata
 
 from msgspec import UNSET
 
@@ -34,6 +33,7 @@ from domain import validation as check
 from domain.base import ERASED, DomainEvent, ValidationFailed
 from domain.customer import CustomerProfileUpdated, CustomerRegistered
 from projections.base import SearchTerms
+from projections.facets import fold
 
 COMPANY_PREFIX = "c:"
 TERM_BYTES = 16
@@ -41,11 +41,6 @@ TERM_BYTES = 16
 terms) and the index is half as large as with the whole digest."""
 _WORD = re.compile(r"\w+")
 _INDEXED: tuple[type[DomainEvent], ...] = (CustomerRegistered, CustomerProfileUpdated)
-
-
-def fold(text: str) -> str:
-    """Unicode-normalised and case-folded: one spelling per value."""
-    return unicodedata.normalize("NFKC", text).casefold()
 
 
 def words(text: str) -> list[str]:

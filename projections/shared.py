@@ -23,6 +23,9 @@ Version 5: the customer's e-mail consent (`email_marketing`) beside the e-mail i
 the API judged a row's e-mail by `marketing`'s consent, which another consumer applies at
 its own pace (a withdrawn consent not yet applied there showed marketing staff an e-mail
 stored after it here).
+Version 6: `customer_facets` (`projections.facets`), the tags and company starts of the
+listed customers per department, so a tag or company filter reads an index range in page
+order instead of walking the department.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from projections.base import (
     table,
 )
 from projections.dispatch import DispatchProjection, by_customer, changed
+from projections.facets import TABLE as FACETS
+from projections.facets import refaceted
 from projections.marketing import EMAIL_CONSENT
 from projections.search import FIELDS, fields_key, forget_terms, register_search
 from projections.search import TABLES as SEARCH_TABLES
@@ -87,11 +92,12 @@ TABLES = (
         ("aggregate_id",),
         "aggregate_id:uuid aggregate_type:text department:text",
     ),
+    FACETS,
     *SEARCH_TABLES,
     ERASED_TABLE,
 )
 
-shared = DispatchProjection("shared", 5, TABLES, search_fields=frozenset(FIELDS))
+shared = DispatchProjection("shared", 6, TABLES, search_fields=frozenset(FIELDS))
 on = shared.on
 _customer = by_customer("customers")
 
@@ -115,14 +121,20 @@ def _registered(e: cust.CustomerRegistered, rows: Rows) -> list[Change]:
         "erased": False, "registered_at": e.occurred_at, "updated_at": e.occurred_at,
         "email_marketing": e.consents.get(EMAIL_CONSENT, False),
     }  # fmt: skip
-    return [Upsert("customers", row), _membership(e.originator_id, e.owner_department, "owner")]
+    owner = _membership(e.originator_id, e.owner_department, "owner")
+    return [*_rewritten(rows.get("customers", (e.originator_id,)), row), owner]
 
 
 def _update(rows: Rows, e: DomainEvent, **values: Any) -> list[Change]:
     row = rows.get("customers", (e.originator_id,))
     if row is None:
         return []
-    return [Upsert("customers", changed(row, updated_at=e.occurred_at, **values))]
+    return _rewritten(row, changed(row, updated_at=e.occurred_at, **values))
+
+
+def _rewritten(before: dict[str, Any] | None, after: dict[str, Any]) -> list[Change]:
+    """The customer's new row, and its facets rewritten to match."""
+    return [Upsert("customers", after), *refaceted(before, after)]
 
 
 @on(cust.CustomerProfileUpdated, keys=_customer)

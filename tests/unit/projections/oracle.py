@@ -13,6 +13,7 @@ test still carry it.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
@@ -64,8 +65,19 @@ def _customers(world: World) -> Iterator[tuple[str, str, tuple[Any, ...], Row]]:
         }  # fmt: skip
         for tag in c.tags:
             yield "marketing", "tags", (c.id, tag), {}
+        yield from _facets(c, departments)
         for name, granted in c.consents.items():
             yield "marketing", "consents", (c.id, name), {"granted": granted}
+
+
+def _facets(c: Customer, departments: list[str]) -> Iterator[Any]:
+    """A listed customer's tags and (until erased) the starts of its company, by each
+    department listing it and `ALL`."""
+    company = unicodedata.normalize("NFKC", c.company or "").casefold().strip()
+    starts = [] if c.erased else [company[:n] for n in range(1, min(len(company), 3) + 1)]
+    for facet in [*(f"t:{tag}" for tag in c.tags), *(f"p:{start}" for start in starts)]:
+        for department in (*departments, ALL):
+            yield "shared", "customer_facets", (facet, department, c.id), {}
 
 
 def _tasks(world: World, active: set[UUID], kept: set[UUID]) -> Iterator[Any]:
@@ -119,6 +131,7 @@ MIRRORS: dict[tuple[str, str], tuple[str, ...]] = {
     ("support", "tasks"): ("task_id",), ("support", "conversations"): ("conversation_id",),
     ("shared", "customers"): ("customer_id",), ("shared", "orders"): ("customer_id", "order_id"),
     ("shared", "customer_departments"): ("department", "customer_id"),
+    ("shared", "customer_facets"): ("facet", "department", "customer_id"),
     ("shared", "timeline"): ("customer_id", "entry_id"),
     ("marketing", "customers"): ("customer_id",), ("marketing", "tags"): ("customer_id", "tag"),
     ("marketing", "consents"): ("customer_id", "consent"),
