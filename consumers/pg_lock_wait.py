@@ -42,11 +42,13 @@ log = structlog.get_logger("crm.projections")
 
 T = TypeVar("T")
 
-LOCK_TIMEOUT_S = 2.0
+LOCK_TIMEOUT_S = 0.5
 """How long one attempt waits for any one lock, and so about the longest a reader of the
-projection queues behind it. Above PostgreSQL's `deadlock_timeout` (1 s by default): a
-deadlock with a reader is broken by the server first, ending whichever of the two waited
-longer (the attempt tries again; a reader's request is a 503, as in any deadlock)."""
+projection queues behind it: well within the API's read deadline
+(`CRM_READ_QUERY_SECONDS`, 1 s by default), which answered a department read queued
+behind a 2 s attempt 503 `query-timeout`. Below PostgreSQL's `deadlock_timeout` (1 s by
+default): in a deadlock with a reader the attempt gives up first and tries again, and
+the reader goes on."""
 RETRY_EVERY_S = 15.0
 """After a failed attempt, the next comes once the sessions that held the locks let go,
 or after this long at the latest."""
