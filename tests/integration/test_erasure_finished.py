@@ -144,6 +144,19 @@ def erased_while_key_locked(
     return customer, path, first
 
 
+def keyed_erasure_left_busy(
+    api: EmbeddedApi, client: Client, tmp_path: Path, database_url: str | None
+) -> tuple[dict[str, str], dict[str, str], uuid.UUID, str]:
+    """An admin's erasure under Idempotency-Key `e-1` answered 503 `storage-busy`, its
+    key locked at destruction: the admin's headers, with the key, the customer, the path."""
+    admin = api.token("root", "sales", "admin")
+    customer, path, first = erased_while_key_locked(
+        api, client, tmp_path, database_url, admin, idempotency_key="e-1"
+    )
+    assert_busy(first)
+    return admin, admin | {"Idempotency-Key": "e-1"}, customer, path
+
+
 def assert_busy(answer: Response) -> None:
     assert answer.status_code == 503, answer.text
     assert answer.json()["type"].endswith("/storage-busy"), answer.text
@@ -157,12 +170,7 @@ def test_a_retry_finishes_an_erasure_whose_key_outlived_its_event(
         embedded_api(tmp_path, database_url=database_url) as api,
         TestClient(api.app) as client,
     ):
-        admin = api.token("root", "sales", "admin")
-        keyed = admin | {"Idempotency-Key": "e-1"}
-        customer, path, first = erased_while_key_locked(
-            api, client, tmp_path, database_url, admin, idempotency_key="e-1"
-        )
-        assert_busy(first)
+        admin, keyed, customer, path = keyed_erasure_left_busy(api, client, tmp_path, database_url)
         assert history_types(client, customer, admin)[-1] == "CustomerErased"
         keys = api.runtime.keyring.store
         assert not keys.destroyed(customer)
@@ -195,12 +203,7 @@ def test_a_keyed_retry_after_the_sweep_answers_as_the_erasure_did(
         embedded_api(tmp_path, database_url=database_url) as api,
         TestClient(api.app) as client,
     ):
-        admin = api.token("root", "sales", "admin")
-        keyed = admin | {"Idempotency-Key": "e-1"}
-        customer, path, first = erased_while_key_locked(
-            api, client, tmp_path, database_url, admin, idempotency_key="e-1"
-        )
-        assert_busy(first)
+        admin, keyed, customer, path = keyed_erasure_left_busy(api, client, tmp_path, database_url)
         assert finish_owed_erasures(api.runtime.app, api.runtime.keyring) == {customer}
 
         retry = client.post(path, json={"reason": "asked"}, headers=keyed)
