@@ -5,19 +5,19 @@ key (`enc:v1:...`); a column derived from several of them (a timeline entry's `c
 joins their sealed values with newlines, which no sealed value contains. Erasure blanks
 them to `ERASED`, and values stored before sealing existed are plaintext: both pass
 through unchanged. Whoever serves rows opens only the columns its reader may see,
-fetching the keys of the rows' customers in one query (`Keyring.opener`, or the caller's
-own query for `owners(sealed_cells(...))`), and only when something is sealed at all.
+fetching the keys of the rows' customers in one query (`Keyring.keys_now`, or the
+caller's own query for `owners(sealed_cells(...))`), and only when something is sealed.
 
 I/O: the key store, once per call that has something to open.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from consumers.keyring import PREFIX, Keyring, Opener
+from consumers.keyring import PREFIX, Keyring, value_opener
 from domain.base import ERASED
 from projections.base import Row
 
@@ -36,7 +36,7 @@ def sealed(value: Any) -> bool:
 def open_rows(keyring: Keyring, wanted: Sequence[Wanted], subject: str = SUBJECT) -> None:
     """Open the named columns of each row, in place (one key query for them all)."""
     if cells := sealed_cells(wanted, subject):
-        open_cells(keyring.opener(owners(cells)), cells)
+        open_cells(keyring.keys_now(owners(cells)), cells)
 
 
 Cell = tuple[Row, str, UUID]
@@ -50,7 +50,8 @@ def sealed_cells(wanted: Sequence[Wanted], subject: str = SUBJECT) -> list[Cell]
     for row, columns in wanted:
         owner = None  # the row's customer, parsed once it has something sealed
         for column in columns:
-            if sealed(row[column]):
+            value = row[column]  # `sealed`, written out: a page has ~150 of them
+            if isinstance(value, str) and value.startswith(PREFIX):
                 owner = owner or _uuid(row[subject])
                 cells.append((row, column, owner))
     return cells
@@ -62,18 +63,26 @@ def owners(cells: Iterable[Cell]) -> list[UUID]:
     return list({owner.int: owner for _, _, owner in cells}.values())
 
 
-def open_cells(open_value: Opener, cells: Iterable[Cell]) -> None:
-    """Open each cell in place, with keys the caller fetched for them (`owners`;
-    `consumers.keyring.opener_of`)."""
+def open_cells(keys: Mapping[UUID, bytes | None], cells: Iterable[Cell]) -> None:
+    """Open each cell in place, with the keys the caller fetched for them (`owners`): a
+    subject without one (erased) opens as `ERASED`. Each subject's opener is made once,
+    when its first cell comes (a row's cells come together, sharing their owner)."""
+    openers: dict[int, Callable[[str], str]] = {}  # by the subject's int: see `owners`
+    last, open_value = None, None
     for row, column, owner in cells:
-        row[column] = open_column(open_value, owner, row[column])
+        if owner is not last:
+            open_value = openers.get(owner.int)
+            if open_value is None:
+                open_value = openers[owner.int] = value_opener(owner, keys.get(owner))
+            last = owner
+        assert open_value is not None
+        value = row[column]
+        row[column] = open_value(value) if JOIN not in value else _joined(open_value, value)
 
 
-def open_column(open_value: Opener, subject: UUID, value: str) -> str:
-    """One column's value opened: one sealed value, or several joined by `JOIN`."""
-    if JOIN not in value:
-        return open_value(subject, value)
-    parts = [open_value(subject, part) for part in value.split(JOIN)]
+def _joined(open_value: Callable[[str], str], value: str) -> str:
+    """A column holding several sealed values joined by `JOIN`, opened."""
+    parts = [open_value(part) for part in value.split(JOIN)]
     if all(part == ERASED for part in parts):
         return ERASED
     return JOIN.join(parts)

@@ -33,7 +33,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from consumers.blind_index import BlindIndex, company_prefix
-from consumers.keyring import Keyring, opener_of
+from consumers.keyring import Keyring
 from consumers.sealed_rows import SUBJECT, open_cells, owners, sealed_cells
 from domain.base import Aggregate, DomainEvent
 from domain.conversation import Conversation
@@ -343,7 +343,7 @@ class Reader:
                 judged.append((mask(row, personal, fields), columns))
         if cells := sealed_cells(judged):
             keys = await self.services.current.keys_now(owners(cells))
-            open_cells(opener_of(keys), cells)
+            open_cells(keys, cells)
         if self._recording:
             customers, names = rows_shown(judged, SUBJECT)
             self._record([_uuid(c) for c in customers], names)
