@@ -483,7 +483,10 @@ class AccessModel:
         A row `listed` leaves out must never reach the query's page: a page's cursor is
         its last row's id, so a page of rows left out would still name a customer
         having the searched value (an analyst's search by name, a marketing agent's by
-        the e-mail of a customer not consenting)."""
+        the e-mail of a customer not consenting). Rows the query keeps that `listed`
+        leaves out (its read model lagging: a customer erased, unshared since) never
+        name one either: a page and its cursor are made of the rows kept alone
+        (`services.api.read_models.Assembly`)."""
         return _findable(principal, tuple(searched))
 
     def department_scope(

@@ -12,9 +12,10 @@ the aggregate it shows, at the read model's position; a row whose aggregate has 
 its read model has not applied yet (found by one query a page: `LoopReadModels.behind`)
 is judged by that aggregate's state now as well (`AccessModel.listed(now=...)`), so a
 read model lagging behind (while a consumer is down: without bound) never shows what a
-`GET` already hides. Their personal columns are stored sealed: hidden ones are masked
-and never opened, visible ones are opened with the page's keys, fetched in one query
-(`consumers.sealed_rows`).
+`GET` already hides. A page is made of the rows kept alone, its `next_cursor` too
+(`read_models.Assembly`): one that left rows out reads on, server-side. Their personal
+columns are stored sealed: hidden ones are masked and never opened, visible ones are
+opened with the page's keys, fetched in one query (`consumers.sealed_rows`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,16 @@ from services.api.cursors import uuid_after
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import ReadModelUnavailable
 from services.api.loop_reads import LoopReadModels
-from services.api.read_models import PERSONAL, READS, ROWS, Page, ReadModels, Row
+from services.api.read_models import (
+    PERSONAL,
+    READS,
+    ROWS,
+    Assembly,
+    Fetched,
+    Page,
+    ReadModels,
+    Row,
+)
 from services.api.views import (
     ConversationView,
     CustomerView,
@@ -71,6 +81,10 @@ from services.past_reads import PastReads, shown_in_events
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
+ListQuery = Callable[[ReadModels, str | None, int], Fetched]
+"""Reads a list's next rows: after a cursor (None: from its start), how many."""
+Shown = tuple[Row, list[str]]
+"""A row as a page shows it (masked), and its personal columns shown (to open)."""
 
 LOOP_MESSAGES = 100
 """A conversation holding more messages and notes is answered on a worker thread (one at
@@ -222,9 +236,12 @@ class Reader:
         department = self.access.entry_department(self.principal)
         return await self._listed(
             models,
-            lambda m: m.timeline(customer_id, department=department, **page),
+            lambda m, cursor, rows: m.timeline(
+                customer_id, department=department, cursor=cursor, limit=rows
+            ),
             "timeline",
             _entry_resource,
+            **page,
         )
 
     async def department(
@@ -233,16 +250,25 @@ class Reader:
         """A page of one department's customers, conversations or tasks."""
         self.access.department_scope(self.principal, "department.read", department)
         models = await self._caught_up(view, min_position)
-        views: dict[str, tuple[Callable[[ReadModels], Page], Callable[[Row], Resource]]] = {
-            "customers": (lambda m: m.customers(department, **filters), _customer_resource),
+        cursor, limit = filters.pop("cursor"), filters.pop("limit")
+        views: dict[str, tuple[ListQuery, Callable[[Row], Resource]]] = {
+            "customers": (
+                lambda m, after, rows: m.customers(department, cursor=after, limit=rows, **filters),
+                _customer_resource,
+            ),
             "conversations": (
-                lambda m: m.conversations(department, **filters),
+                lambda m, after, rows: m.conversations(
+                    department, cursor=after, limit=rows, **filters
+                ),
                 _work_resource("conversation"),
             ),
-            "tasks": (lambda m: m.tasks(department, **filters), _work_resource("task")),
+            "tasks": (
+                lambda m, after, rows: m.tasks(department, cursor=after, limit=rows, **filters),
+                _work_resource("task"),
+            ),
         }
         query, resource = views[view]
-        return await self._listed(models, query, view, resource)
+        return await self._listed(models, query, view, resource, cursor=cursor, limit=limit)
 
     async def search(self, wanted: dict[str, str], min_position: int | None, **page: Any) -> Page:
         """Customers the caller may read matching every `wanted` field (`email`, `phone`,
@@ -259,15 +285,14 @@ class Reader:
         if findable is None:  # a field the caller reads of no customer finds nobody,
             uuid_after(page.get("cursor"))  # once its input is checked as any search's
             return {"items": [], "next_cursor": None}
-        return await self._listed(
-            models,
-            lambda m: m.search(
-                terms=terms, company=company, tag=wanted.get("tag"), findable=findable, **page
-            ),
-            "customers",
-            _customer_resource,
-            searched,
-        )
+        tag = wanted.get("tag")
+
+        def found(m: ReadModels, cursor: str | None, rows: int) -> Fetched:
+            return m.search(
+                terms=terms, company=company, tag=tag, findable=findable, cursor=cursor, limit=rows
+            )
+
+        return await self._listed(models, found, "customers", _customer_resource, searched, **page)
 
     async def stats(
         self, name: str, department: str | None, min_position: int | None, **filters: Any
@@ -291,24 +316,58 @@ class Reader:
     async def _listed(
         self,
         models: LoopReadModels,
-        query: Callable[[ReadModels], Page],
+        query: ListQuery,
         name: str,
         resource: Callable[[Row], Resource],
         searched: Iterable[str] = (),
+        *,
+        cursor: str | None,
+        limit: int,
     ) -> Page:
-        """The page `query` answers of the list `name`, judged (`_judged`), the rows whose
-        aggregate has events their read model has not applied by its state now as well.
-        Asked only of a caller whose view of a row could depend on its state now (a
-        department's staff, anyone searching by a personal value; not an auditor
-        listing, who reads every row alike: `AccessModel.listed_depends_on_state`)."""
-        rows = ROWS[name]
-        asks = self.access.listed_depends_on_state(self.principal, rows.kinds, searched)
-        page, behind = await models.behind(query, rows if asks else None)
-        now = await self._states_now(page, resource, behind) if behind else {}
-        return await self._judged(page, name, resource, searched, now)
+        """A page of the list `name` (`query` reads its rows after a cursor) made of the
+        rows the caller may read (`_judged`) alone, items and `next_cursor` both
+        (`read_models.Assembly`): a read that left rows out is read on after, server-side.
+        Then the page's rows are opened and recorded (`_shown`)."""
+        assembly: Assembly[Shown] = Assembly(name, limit)
+        after = cursor
+        while True:
+            fetched, now = await self._read(
+                models, query, name, resource=resource, searched=searched, after=after,
+                rows=assembly.rows,
+            )  # fmt: skip
+            judged = self._judged(fetched["items"], name, resource, searched, now)
+            after = assembly.take(fetched, judged)
+            if after is None:
+                break
+        items, next_cursor = assembly.page()
+        return {"items": await self._shown(items), "next_cursor": next_cursor}
+
+    async def _read(
+        self,
+        models: LoopReadModels,
+        query: ListQuery,
+        name: str,
+        *,
+        resource: Callable[[Row], Resource],
+        searched: Iterable[str],
+        after: str | None,
+        rows: int,
+    ) -> tuple[Fetched, dict[UUID, Resource]]:
+        """`rows` rows of the list `name` after the cursor `after`, and the state now of
+        those whose aggregate has events their read model has not applied. Asked only of
+        a caller whose view of a row could depend on its state now (a department's
+        staff, anyone searching by a personal value; not an auditor listing, who reads
+        every row alike: `AccessModel.listed_depends_on_state`)."""
+        kinds = ROWS[name]
+        asks = self.access.listed_depends_on_state(self.principal, kinds.kinds, searched)
+        fetched, behind = await models.behind(
+            lambda m: query(m, after, rows), kinds if asks else None
+        )
+        now = await self._states_now(fetched, resource, behind) if behind else {}
+        return fetched, now
 
     async def _states_now(
-        self, page: Page, resource: Callable[[Row], Resource], behind: set[UUID]
+        self, page: Fetched, resource: Callable[[Row], Resource], behind: set[UUID]
     ) -> dict[UUID, Resource]:
         """The state now of each aggregate in `behind` that the page's rows show (kept
         aggregates: `services.current_state`), loaded side by side."""
@@ -317,37 +376,44 @@ class Reader:
         loaded = await asyncio.gather(*(current.load(KINDS[k], i) for i, k in kinds.items()))
         return {aggregate.id: resource_of(aggregate) for aggregate in loaded}
 
-    async def _judged(
+    def _judged(
         self,
-        page: Page,
+        rows: list[Row],
         query: str,
         resource: Callable[[Row], Resource],
         searched: Iterable[str],
         now: Mapping[UUID, Resource],
-    ) -> Page:
-        """The page's rows the caller may read (and, found by the personal fields
-        `searched`, read those of), each judged then and `now` where its aggregate has
-        changed since: the personal columns the access model hides masked, the others
-        opened (with the page's keys, fetched now in one query on the loop, if any is
-        sealed), and what they show unmasked recorded in the access log."""
+    ) -> list[Shown | None]:
+        """Of each row, what a page would show (None: the caller may not read it, or,
+        found by the personal fields `searched`, read those of it), judged then and `now`
+        where its aggregate has changed since (`AccessModel.listed`): the row with the
+        personal columns the access model hides masked, and the columns it shows."""
         principal, personal = self.principal, PERSONAL[query]
         visible: dict[FieldAccess, list[str]] = {}  # a page meets one or two kinds
-        judged: list[tuple[Row, list[str]]] = []
-        for row in page["items"]:
+        judged: list[Shown | None] = []
+        for row in rows:
             then = resource(row)
             fields = self.access.listed(principal, then, searched, now.get(then.id))
-            if fields is not None:
-                columns = visible.get(fields)
-                if columns is None:
-                    columns = visible[fields] = [c for c in personal if not fields.hides(c)]
-                judged.append((mask(row, personal, fields), columns))
-        if cells := sealed_cells(judged):
+            if fields is None:
+                judged.append(None)
+                continue
+            columns = visible.get(fields)
+            if columns is None:
+                columns = visible[fields] = [c for c in personal if not fields.hides(c)]
+            judged.append((mask(row, personal, fields), columns))
+        return judged
+
+    async def _shown(self, shown: list[Shown]) -> list[Row]:
+        """A page's rows as answered: the shown columns opened (with the page's keys,
+        fetched now in one query on the loop, if any is sealed), and what they show
+        unmasked recorded in the access log."""
+        if cells := sealed_cells(shown):
             keys = await self.services.current.keys_now(owners(cells))
             open_cells(keys, cells)
         if self._recording:
-            customers, names = rows_shown(judged, SUBJECT)
+            customers, names = rows_shown(shown, SUBJECT)
             self._record([_uuid(c) for c in customers], names)
-        return page | {"items": [row for row, _ in judged]}
+        return [row for row, _ in shown]
 
 
 async def _off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
