@@ -24,6 +24,7 @@ from domain.base import Aggregate, ValidationFailed
 from domain.validation import whole_number
 from services.access import AccessModel, Principal
 from services.access_log import AccessLog
+from services.api.command_outcome import stored_nothing
 from services.api.errors import BadRequest, Unauthenticated
 from services.api.loop_reads import LoopReadModels
 from services.api.observability import request_id_of
@@ -227,24 +228,33 @@ class CommandCall:
         if isinstance(held, StoredAnswer):
             return answer(_result_decoder.decode(held.body), held.status)
         self.caller = self.caller.keyed(held)
-        # Released only if the command did not run. Once it ran, the key stays held even
-        # when its answer cannot be stored (the key store unreachable): a retry recovers
-        # the committed answer once the lease expires (`_recovered`). Released, a retry
-        # would run it again: a 409 for a conversation it had just closed (a CI soak,
-        # across a PostgreSQL restart).
-        ran = False
-        try:
-            async with lease_kept(idempotency, held):
-                recovered = await self._recovered(held, target, extras)
-                result = recovered or await execute(self.expected)
-                ran = True
-            positions.advance(result.position)
-            stored = StoredAnswer(status, _encoder.encode(result))
-            await asyncio.to_thread(idempotency.complete, held, stored)
-        finally:
-            if not ran:  # the command failed and changed nothing: let a retry run it
-                await asyncio.to_thread(idempotency.release, held)
+        # The key stays held unless the command's failure proves it stored nothing
+        # (`_executed`): also when its answer cannot be stored (the key store
+        # unreachable), and when finding a dead attempt's answer failed (its reservation
+        # is the one its events and a created id derive from). A retry recovers the
+        # committed answer once the lease expires (`_recovered`).
+        async with lease_kept(idempotency, held):
+            recovered = await self._recovered(held, target, extras)
+            result = recovered or await self._executed(execute, held)
+        positions.advance(result.position)
+        stored = StoredAnswer(status, _encoder.encode(result))
+        await asyncio.to_thread(idempotency.complete, held, stored)
         return answer(result, status)
+
+    async def _executed(
+        self, execute: Callable[[int | None], Awaitable[CommandResult]], held: Reservation
+    ) -> CommandResult:
+        """Run the keyed command; when it fails, release its key only if the failure
+        proves it stored nothing (`command_outcome.stored_nothing`), so that a retry runs
+        it again. After any other failure (the database gone while its batch committed,
+        or not) a retry that ran it again could store it twice: a second message, a
+        second customer (red team, a commit's answer lost in a PostgreSQL outage)."""
+        try:
+            return await execute(self.expected)
+        except Exception as error:
+            if stored_nothing(error):
+                await asyncio.to_thread(self.services.idempotency.release, held)
+            raise
 
     async def _recovered(
         self, held: Reservation, target: UUID | None, extras: tuple[str, ...]
