@@ -302,8 +302,21 @@ def command_call(
         expected=parse_if_match(request.headers.getall("if-match", [])),
         key=key,
         method=request.method,
-        path=request.scope["path"],  # not request.url: building a URL costs ~10 us
+        path=canonical_path(request),
     )
+
+
+def canonical_path(request: Request[Any, Any, Any]) -> str:
+    """The path an Idempotency-Key's fingerprint names: the route's, with the parameters
+    it parsed, as this API spells them (`reads.HistoryPage.of`), not as sent. A retry
+    spelling an id otherwise (upper case, without hyphens, in braces) is the same
+    request, which answered 409 `idempotency-key-reused`. Two commands never share it:
+    a route's parameter is one segment, never holding a `/` (a `%2F` is no route), and
+    no two command routes of one method have templates that such segments could make
+    equal (`tests/unit/services/test_canonical_command_path.py`). Not `request.url`:
+    building a URL costs ~10 us."""
+    template: str = request.scope["path_template"]
+    return template.format_map(request.path_params)
 
 
 Call = NamedDependency[CommandCall]

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
+from litestar.testing import TestClient
 from psycopg.sql import SQL
 
 from domain import codec
@@ -248,3 +249,23 @@ def test_keyed_commands_sharing_a_lost_commit_are_each_stored_once(
         for request in sent
     }
     assert cut.cut_ids <= stored
+
+
+def test_a_retry_spelling_the_id_in_upper_case_gets_the_first_answer(tmp_path: Path) -> None:
+    """The fingerprint names the path as the route parsed it, not as sent (was a 409
+    `idempotency-key-reused`)."""
+    with embedded_api(tmp_path) as api, TestClient(api.app) as client:
+        agent = api.token("sam", "sales", "agent")
+        made = client.post("/v1/customers", json={"name": "Ann Lee"}, headers=agent)
+        customer = made.json()["id"]
+        keyed = agent | {"Idempotency-Key": "tag-1"}
+        path = "/v1/customers/{}/tags"
+        first = client.post(path.format(customer), json={"tag": "vip"}, headers=keyed)
+        retry = client.post(path.format(customer.upper()), json={"tag": "vip"}, headers=keyed)
+        assert first.status_code == 200, first.text
+        assert (retry.status_code, retry.json()) == (200, first.json()), retry.text
+        manager = api.token("max", "sales", "manager")  # agents read no history
+        history = client.get(f"/v1/customers/{customer}/history", headers=manager).json()
+        assert [event["type"] for event in history].count("CustomerTagged") == 1
+        other = client.post(path.format(customer.upper()), json={"tag": "new"}, headers=keyed)
+        assert other.json()["reason"] == "idempotency-key-reused", other.text
