@@ -13,15 +13,20 @@ department page or the statistics, at a p50 of 7 ms.
 Two bounds keep one costly read from stalling the others:
 
 * every statement has a deadline (`statement_timeout`, `CRM_READ_QUERY_SECONDS`, 1 s by
-  default; PostgreSQL cancels it and psycopg raises `QueryCanceled`, answered as a 503
-  `query-timeout`). A read-model query normally takes milliseconds; one whose filter
-  matches nothing scans its whole department (1.5-2.9 s at a million customers). The
-  point reads share the bound: index probes, far below it, and a connection they hold
-  past it would be as lost to the others as a list's;
+  default; PostgreSQL cancels it, psycopg raises `QueryCanceled` and the reads raise
+  `QueryTimeoutError` from it, answered as a 503 `query-timeout`). A read-model query
+  normally takes milliseconds; one whose filter matches nothing scans its whole
+  department (1.5-2.9 s at a million customers). The point reads share the bound: index
+  probes, far below it, and a connection they hold past it would be as lost to the
+  others as a list's;
 * read-model queries (`fetch`: department pages, search, timelines, statistics) take at
   most `LIST_SHARE` of the connections at once, so a point read (an aggregate's events,
   keys, the head) always finds one: eight looping requests for a missing tag held all
-  eight, and another principal's `GET /v1/customers/{id}` waited up to 5.3 s.
+  eight, and another principal's `GET /v1/customers/{id}` waited up to 5.3 s. Of
+  those, one principal's queries hold at most `LIST_SHARE_EACH` (its turns are taken
+  before `fetch` is asked: `services.api.query_turns`), so another principal's list
+  finds one of the others: one agent's eight looping slow lists held the whole share
+  (four then), and another's department page waited 2-3 s.
 
 * `events_after`: an aggregate's stored events newer than a version (the event store's
   table, a prepared binary statement; `services.current_state` keeps the rest), and
@@ -65,11 +70,18 @@ from consumers.pg_times import TIMESTAMPTZ, EdgeTimestamptzLoader
 from consumers.readmodel_store import ReadModelNotBuilt
 from projections.base import ColumnType
 from services.current_state import log_unstored
+from services.read_deadline import QueryTimeoutError
 
 Row = dict[str, Any]
 POOL_SIZE = 8
-LIST_SHARE = POOL_SIZE // 2
-"""The most connections read-model queries hold at once; the rest serve point reads."""
+LIST_SHARE_EACH = 4
+"""The most connections one principal's read-model queries hold at once (`QueryTurns`):
+what all principals' could hold before. With two, one principal's 16 callers (as `make
+bench`'s) cost 14-24 % more CPU a department page or statistic, at fewer requests/s
+(`uvicorn`, one worker, alternating runs)."""
+LIST_SHARE = LIST_SHARE_EACH + 2
+"""The most connections read-model queries hold at once: one principal's part and two
+for everyone else's; the rest (two) serve point reads."""
 QUERY_SECONDS = 1.0
 """The default of `CRM_READ_QUERY_SECONDS` (`services.settings`)."""
 _CREATE_KEY = (
@@ -98,6 +110,7 @@ class PostgresReads:
         query_seconds: float = QUERY_SECONDS,
     ) -> None:
         self._url = database_url
+        self._query_seconds = query_seconds
         self._options = (
             f"-c timezone=UTC -c statement_timeout={max(1, round(query_seconds * 1000))}"
         )
@@ -202,7 +215,7 @@ class PostgresReads:
                 await c.tuples.execute(
                     self._put_snapshot, values | {"topic": s.topic, "state": s.state}
                 )
-        except psycopg.Error as error:
+        except (psycopg.Error, QueryTimeoutError) as error:
             log_unstored(snapshot, error)
 
     async def head(self) -> int:
@@ -273,7 +286,8 @@ class PostgresReads:
     async def _connection(self) -> AsyncIterator[_Connection]:
         """An idle connection, or a new one while fewer than `POOL_SIZE` exist, else the
         next one released, in turn. One that failed is closed and replaced by the next
-        request; one whose statement ran past its deadline is idle again, and kept."""
+        request; one whose statement ran past its deadline is idle again, and kept (and
+        the statement's `QueryCanceled` raised as the `QueryTimeoutError` it is)."""
         if self._turns is None:
             self._turns = anyio.Semaphore(POOL_SIZE, fast_acquire=True)
         await self._turns.acquire()  # FIFO: a release hands the turn to the oldest waiter
@@ -284,8 +298,8 @@ class PostgresReads:
             except BaseException as error:  # lost, failed or cancelled mid-query: not reused
                 if _timed_out(error, connection.conn):
                     self._idle.append(connection)
-                else:
-                    await connection.conn.close()
+                    raise QueryTimeoutError(self._query_seconds) from error
+                await connection.conn.close()
                 raise
             self._idle.append(connection)
         finally:

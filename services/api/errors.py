@@ -10,8 +10,11 @@ a store held locked by another connection past its wait (SQLite's "database is l
 PostgreSQL's `lock_timeout`), a 503 `storage-busy` with `Retry-After`: a backup or
 another process's long write passes. A read-model query cancelled past its deadline
 (`CRM_READ_QUERY_SECONDS`: PostgreSQL's `statement_timeout`, SQLite's interrupt) is a
-503 `query-timeout` with `Retry-After`: the server was too busy for it, or its filter
-made it scan too much (then a narrower one answers).
+503 `query-timeout` with `Retry-After` (the deadline, in whole seconds: the queries
+ahead of a retry have met theirs by then): the server was too busy for it, or its filter
+made it scan too much (then a narrower one answers). A principal whose own read-model
+queries hold all its turns for as long (`services.api.query_turns`) is a 429
+`too-many-queries`: its own load, which waiting for its queries to end relieves.
 While the database cannot be reached (a PostgreSQL restart), every request that needs it
 answers 503 `event-store-unavailable` with `Retry-After`: retrying is the right move.
 So does a read of a read model whose projection has never run (503
@@ -48,6 +51,7 @@ from domain.customer import CustomerErasedError
 from services.access import Forbidden
 from services.access_log import AccessLogBacklogged
 from services.idempotency import BadIdempotencyKeyError, IdempotencyError
+from services.read_deadline import QueryTimeoutError
 
 PROBLEM_BASE = "https://crm-collab.example/problems/"
 UNAVAILABLE_RETRY_AFTER_S = 2
@@ -95,6 +99,15 @@ class TooManyStreams(Exception):  # noqa: N818 - reads as the HTTP status it map
     """The principal holds as many event streams open as it may (`StreamSlots`)."""
 
 
+class TooManyQueries(Exception):  # noqa: N818 - reads as the HTTP status it maps to
+    """The principal's read-model queries held all its turns while this one waited as
+    long as a query may run (`QueryTurns`); `retry_after`: that long, in whole seconds."""
+
+    def __init__(self, message: str, retry_after: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class StreamsFull(Exception):  # noqa: N818 - reads as the problem it maps to
     """This process holds as many event streams, of all principals, as it may."""
 
@@ -133,6 +146,7 @@ PROBLEMS: dict[type[BaseException], tuple[int, str, str]] = {
     NotCaughtUp: (503, "not-caught-up", "The read model has not caught up yet"),
     ReadModelNotBuilt: (503, "read-model-not-built", "The read model has not been built yet"),
     TooManyStreams: (429, "too-many-streams", "Too many event streams open at once"),
+    TooManyQueries: (429, "too-many-queries", "Too many read-model queries of this caller at once"),
     StreamsFull: (503, "streams-full", "The server holds as many event streams as it may"),
     AccessLogBacklogged: (
         503,
@@ -174,7 +188,9 @@ QUERY_TIMEOUT = (
     "query-timeout",
     "A query of this request ran past its deadline; retry later, or narrow its filters",
 )
-QUERY_RETRY_AFTER = "2"  # the list queries ahead of a retry have met their deadline by then
+QUERY_RETRY_AFTER = "1"
+"""What a query cancelled by no deadline of the API's (`QueryTimeoutError` says its own: an
+operator's `pg_cancel_backend`) tells clients to wait: the default deadline's."""
 _OUTSIDE_THE_TABLE = [  # problems answered by other means than an exception class
     (413, "request-entity-too-large", "The body is larger than 1 MiB"),
     STORAGE_FULL,
@@ -244,10 +260,11 @@ def busy(error: BaseException) -> bool:
 def timed_out(error: BaseException) -> bool:
     """Whether a query ran past its deadline and was cancelled, however wrapped:
     PostgreSQL's query_canceled (`statement_timeout`), SQLite's SQLITE_INTERRUPT (the
-    API's read connections: `services.api.loop_reads`)."""
+    API's read connections: `services.api.loop_reads`), as the reads raise them
+    (`QueryTimeoutError`) or not."""
     return any(
         getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT  # sqlite3.Error
-        or isinstance(cause, psycopg.errors.QueryCanceled)
+        or isinstance(cause, psycopg.errors.QueryCanceled | QueryTimeoutError)
         for cause in _causes(error)
     )
 
@@ -350,6 +367,10 @@ def _retry_after(error: BaseException) -> str | None:
         return str(max(1, round(error.retry_after)))
     if isinstance(error, TooManyStreams | StreamsFull):
         return STREAM_RETRY_AFTER
+    if isinstance(error, TooManyQueries):
+        return error.retry_after
+    if deadline := next((c for c in _causes(error) if isinstance(c, QueryTimeoutError)), None):
+        return deadline.retry_after
     if isinstance(error, AccessLogBacklogged | ReadModelNotBuilt):
         return STORAGE_RETRY_AFTER
     return next((after for trouble, _, after in _STORE_TROUBLES if trouble(error)), None)
@@ -377,6 +398,8 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     NotCaughtUp: problem_response,
     ReadModelNotBuilt: problem_response,
     TooManyStreams: problem_response,
+    TooManyQueries: problem_response,
+    QueryTimeoutError: problem_response,
     StreamsFull: problem_response,
     RequestNotReceived: problem_response,
     AccessLogBacklogged: problem_response,

@@ -17,6 +17,16 @@
   query at a time, up to `CRM_READ_QUERY_SECONDS`; past that, interrupted again (503
   `query-timeout`, as PostgreSQL's `statement_timeout` is there).
 
+Each principal's read-model queries take turns of their own first
+(`services.api.query_turns`): on PostgreSQL `LIST_SHARE_EACH` of the list share at once,
+embedded one query at a time. So the worker thread's queue holds at most one query of
+each principal, and a slow query waits behind at most one of each other principal's
+(at most the deadline each), not behind all that one principal looped; a principal's
+queries past its slow one wait behind it before they take the loop at all (each is
+tried on the loop first, and a slow one holds it for `ON_LOOP_SECONDS`).
+A query whose principal's turn did not come within the deadline is a 429
+`too-many-queries`.
+
 A list's page also says which of its rows show an aggregate with stored events their
 projection has not applied (`behind`), so that the access model judges those by the
 aggregate's state now as well: normally none, but every change since while a consumer
@@ -62,23 +72,26 @@ from consumers.keyring import KeyStore
 from consumers.readmodel_store import STORE_TOPIC, ReadModelNotBuilt, ReadModelStore
 from consumers.store_sqlite import SqliteStore
 from projections.base import ColumnType
+from services.api.query_turns import QueryTurns
 from services.api.read_models import Page, ReadModels, Rows
 from services.bootstrap import Runtime
 from services.current_state import CurrentState, log_unstored
 from services.event_store import CrmApplication
-from services.pg_reads import QUERY_SECONDS, PostgresReads
+from services.pg_reads import LIST_SHARE_EACH, QUERY_SECONDS, PostgresReads
+from services.read_deadline import QueryTimeoutError
 
 T = TypeVar("T")
 Row = dict[str, Any]
 
 
 class LoopReadModels(Protocol):
-    async def run(self, query: Callable[[ReadModels], T]) -> T:
-        """`query` (e.g. `lambda models: models.customers(...)`) without blocking the loop."""
+    async def run(self, query: Callable[[ReadModels], T], principal: str) -> T:
+        """`query` (e.g. `lambda models: models.customers(...)`) without blocking the loop,
+        in one of `principal`'s turns (its name: `QueryTurns`)."""
         ...
 
     async def behind(
-        self, query: Callable[[ReadModels], Page], rows: Rows | None
+        self, query: Callable[[ReadModels], Page], rows: Rows | None, principal: str
     ) -> tuple[Page, set[UUID]]:
         """`query`'s page, and of the aggregates its rows show, those with stored events
         `rows.projection` has not applied (None: not asked, none)."""
@@ -90,6 +103,9 @@ class LoopReadModels(Protocol):
 ON_LOOP_SECONDS = 0.02
 """How long a read-model query may hold the loop (SQLite) before it is run again off it:
 a page answers in well under a millisecond; a query past this scans."""
+OFF_LOOP_EACH = 1
+"""The read-model queries one principal runs at once, embedded (`QueryTurns`): on the
+loop they never overlap, and the worker thread runs one at a time anyway."""
 
 
 class _Deadline:
@@ -132,19 +148,21 @@ class DirectReadModels:
         self._on_loop = _Deadline(store.conn, 1000) if isinstance(store, SqliteStore) else None
         self._off_loop: tuple[ReadModels, _Deadline] | None = None  # made when first needed
         self._off_loop_turn = asyncio.Lock()
+        self._turns = QueryTurns(OFF_LOOP_EACH, query_seconds)
 
-    async def run(self, query: Callable[[ReadModels], T]) -> T:
+    async def run(self, query: Callable[[ReadModels], T], principal: str) -> T:
         if self._on_loop is None:  # in memory (tests)
             return query(self._models)
-        try:
-            with self._on_loop.within(ON_LOOP_SECONDS):
-                return query(self._models)
-        except sqlite3.OperationalError as error:
-            if not _interrupted(error):
-                raise
-        async with self._off_loop_turn:  # one at a time: the loop needs a core too
-            # not abandoned when the request is cancelled: the connection is in use till then
-            return await to_thread.run_sync(self._run_off_loop, query)
+        async with self._turns.turn(principal):  # its slow one first: see above
+            try:
+                with self._on_loop.within(ON_LOOP_SECONDS):
+                    return query(self._models)
+            except sqlite3.OperationalError as error:
+                if not _interrupted(error):
+                    raise
+            async with self._off_loop_turn:  # one at a time: the loop needs a core too
+                # not abandoned when the request is cancelled: the connection is in use till then
+                return await to_thread.run_sync(self._run_off_loop, query)
 
     def _run_off_loop(self, query: Callable[[ReadModels], T]) -> T:
         if self._off_loop is None:
@@ -152,16 +170,21 @@ class DirectReadModels:
             assert isinstance(store, SqliteStore)
             self._off_loop = ReadModels(store, self._models.clock), _Deadline(store.conn, 100_000)
         models, deadline = self._off_loop
-        with deadline.within(self._query_seconds):
-            return query(models)
+        try:
+            with deadline.within(self._query_seconds):
+                return query(models)
+        except sqlite3.OperationalError as error:
+            if _interrupted(error):
+                raise QueryTimeoutError(self._query_seconds) from error
+            raise
 
     async def behind(
-        self, query: Callable[[ReadModels], Page], rows: Rows | None
+        self, query: Callable[[ReadModels], Page], rows: Rows | None, principal: str
     ) -> tuple[Page, set[UUID]]:
         if rows is None:
-            return await self.run(query), set()
+            return await self.run(query, principal), set()
         position = self._applied_position(rows.projection)  # before the page: see above
-        page = await self.run(query)
+        page = await self.run(query, principal)
         return page, self._newer(position, _aggregates(page, rows))
 
     def _applied_position(self, projection: str) -> int:
@@ -212,13 +235,20 @@ rowid is its position: one step of the index each, however long the history."""
 class AwaitedReadModels:
     """Read models whose queries are awaited (PostgreSQL through `PostgresReads`)."""
 
-    def __init__(self, reads: PostgresReads, models: ReadModels, events: str) -> None:
+    def __init__(
+        self,
+        reads: PostgresReads,
+        models: ReadModels,
+        events: str,
+        query_seconds: float = QUERY_SECONDS,
+    ) -> None:
         self._reads = reads
         self._models = models
         self._events = events  # the event store's table, "schema.table"
         self._generations: dict[str, int] = {}
+        self._turns = QueryTurns(LIST_SHARE_EACH, query_seconds)
 
-    async def run(self, query: Callable[[ReadModels], T]) -> T:
+    async def run(self, query: Callable[[ReadModels], T], principal: str) -> T:
         answers: list[list[Row]] = []
         served: list[bool] = []
         while True:
@@ -226,27 +256,42 @@ class AwaitedReadModels:
             try:
                 return query(ReadModels(replay, self._models.clock))  # type: ignore[arg-type]
             except _Needed as needed:
-                answers.append(await self._reads.fetch(*needed.request))
+                answers.append(await self._fetch(principal, *needed.request))
                 served.append(False)
 
     async def behind(
-        self, query: Callable[[ReadModels], Page], rows: Rows | None
+        self, query: Callable[[ReadModels], Page], rows: Rows | None, principal: str
     ) -> tuple[Page, set[UUID]]:
-        page = await self.run(query)
+        page = await self.run(query, principal)
         ids = [] if rows is None else _aggregates(page, rows)
-        return page, await self._unapplied(rows.projection, ids) if rows and ids else set()
+        if not (rows and ids):
+            return page, set()
+        return page, await self._unapplied(rows.projection, ids, principal)
 
-    async def _unapplied(self, projection: str, ids: list[UUID]) -> set[UUID]:
+    async def _fetch(
+        self,
+        principal: str,
+        query: str,
+        tables: dict[str, str],
+        params: dict[str, Any],
+        types: Mapping[str, ColumnType] | None = None,
+    ) -> list[Row]:
+        """`PostgresReads.fetch` in one of `principal`'s turns."""
+        async with self._turns.turn(principal):
+            return await self._reads.fetch(query, tables, params, types)
+
+    async def _unapplied(self, projection: str, ids: list[UUID], principal: str) -> set[UUID]:
         """Of `ids`, the aggregates with a stored version above the one `projection`'s
         live generation applied (the generation is kept: a rebuild's switch drops the
         old one's schema, and the query then names the new one)."""
         for _ in range(2):
-            generation = self._generations.get(projection) or await self._generation(projection)
+            generation = self._generations.get(projection)
+            generation = generation or await self._generation(projection, principal)
             if generation is None:
                 return set(ids)
             tables = {"a": f"{projection}_v{generation}._applied", "e": self._events}
             try:
-                found = await self._reads.fetch(_UNAPPLIED, tables, {"ids": uuid_array(ids)})
+                found = await self._fetch(principal, _UNAPPLIED, tables, {"ids": uuid_array(ids)})
             except ReadModelNotBuilt:  # switched since
                 self._generations.pop(projection, None)
                 continue
@@ -254,8 +299,8 @@ class AwaitedReadModels:
             return {row["id"] for row in found}
         return set(ids)
 
-    async def _generation(self, projection: str) -> int | None:
-        found = await self._reads.fetch(_GENERATION, {}, {"name": projection})
+    async def _generation(self, projection: str, principal: str) -> int | None:
+        found = await self._fetch(principal, _GENERATION, {}, {"name": projection})
         return found[0]["live_generation"] if found else None
 
     async def aclose(self) -> None:
@@ -416,6 +461,6 @@ def read_models_on_loop(
     if reads is not None and store.dialect == "postgresql":
         assert isinstance(events, PostgresAggregateRecorder)  # `reads` are its database's
         table = f"{events.datastore.schema or 'public'}.{events.events_table_name}"
-        return AwaitedReadModels(reads, models, table)
+        return AwaitedReadModels(reads, models, table, query_seconds)
     own = ReadModels(store.opener()(), models.clock)
     return DirectReadModels(own, events, query_seconds)

@@ -299,10 +299,10 @@ class Reader:
     ) -> Row:
         """Statistics of one department (department-scoped roles: their own) or all."""
         scope = self.access.department_scope(self.principal, "stats.read", department)
-        models = await self._caught_up(name, min_position)
+        models, by = await self._caught_up(name, min_position), self.principal.name
         if name == "satisfaction":
-            return await models.run(lambda m: m.satisfaction(department=scope, **filters))
-        return await models.run(lambda m: m.task_stats(department=scope, **filters))
+            return await models.run(lambda m: m.satisfaction(department=scope, **filters), by)
+        return await models.run(lambda m: m.task_stats(department=scope, **filters), by)
 
     async def _caught_up(self, query: str, min_position: int | None) -> LoopReadModels:
         """The read models (queried on the event loop: `services.api.loop_reads`), once the
@@ -361,7 +361,7 @@ class Reader:
         kinds = ROWS[name]
         asks = self.access.listed_depends_on_state(self.principal, kinds.kinds, searched)
         fetched, behind = await models.behind(
-            lambda m: query(m, after, rows), kinds if asks else None
+            lambda m: query(m, after, rows), kinds if asks else None, self.principal.name
         )
         now = await self._states_now(fetched, resource, behind) if behind else {}
         return fetched, now

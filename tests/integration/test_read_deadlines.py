@@ -1,11 +1,15 @@
-"""A read-model query has a deadline, and lists leave point reads their connections.
+"""A read-model query has a deadline, lists leave point reads their connections, and one
+principal's lists leave other principals theirs.
 
 A filter matching nothing scans a whole department (seconds at a million customers):
 such a query is cancelled past `CRM_READ_QUERY_SECONDS` and answered 503
-`query-timeout` with `Retry-After`, on PostgreSQL (`statement_timeout`) and SQLite (an
-interrupt); on PostgreSQL, read-model queries hold at most `LIST_SHARE` of the API's
-read connections, so `GET /v1/customers/{id}` is answered while they are all stuck; on
-SQLite, a slow query leaves the event loop to the other requests.
+`query-timeout` with `Retry-After` (the deadline's ceiling), on PostgreSQL
+(`statement_timeout`) and SQLite (an interrupt); on PostgreSQL, read-model queries hold
+at most `LIST_SHARE` of the API's read connections, so `GET /v1/customers/{id}` is
+answered while they are all stuck, and one principal's at most `LIST_SHARE_EACH`, so
+another principal's list is answered while the first's are stuck; on SQLite, a slow
+query leaves the event loop to the other requests, and waits behind at most one of each
+other principal's.
 
 The slowness is made on purpose, whatever the read model's indexes: on PostgreSQL a
 lock the test holds on the read model's table (a query waits for it, as it would
@@ -27,14 +31,18 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
+from services.api.errors import TooManyQueries
 from services.api.loop_reads import DirectReadModels
-from services.pg_reads import LIST_SHARE, POOL_SIZE
+from services.api.read_models import ReadModels
+from services.pg_reads import LIST_SHARE, LIST_SHARE_EACH, POOL_SIZE
+from services.read_deadline import QueryTimeoutError
 from tests.e2e.processes import eventually
 from tests.integration.api_support import Client, EmbeddedApi, embedded_api, served
 
 pytestmark = pytest.mark.integration
 
 PAGE = "/v1/departments/sales/customers?limit=5"
+TASKS = "/v1/departments/sales/tasks?limit=5"  # another read model: no lock holds it up
 TIMEOUT = "https://crm-collab.example/problems/query-timeout"
 
 
@@ -82,7 +90,7 @@ def _waiting_on_locks(pg_url: str) -> int:
 def test_a_list_query_past_its_deadline_answers_query_timeout_on_postgres(
     pg_url: str, tmp_path: Path
 ) -> None:
-    settings = {"CRM_READ_QUERY_SECONDS": "0.2"}
+    settings = {"CRM_READ_QUERY_SECONDS": "1.5"}
     with (
         embedded_api(tmp_path, database_url=pg_url, settings=settings) as api,
         TestClient(api.app) as client,
@@ -93,7 +101,7 @@ def test_a_list_query_past_its_deadline_answers_query_timeout_on_postgres(
             release.set()
         assert answer.status_code == 503, answer.text
         assert answer.json()["type"] == TIMEOUT
-        assert answer.headers["Retry-After"] == "2"
+        assert answer.headers["Retry-After"] == "2"  # the deadline's ceiling
         assert client.get(PAGE, headers=auth).status_code == 200  # the connection is fine
         assert client.get(f"/v1/customers/{customer}", headers=auth).status_code == 200
 
@@ -101,9 +109,10 @@ def test_a_list_query_past_its_deadline_answers_query_timeout_on_postgres(
 def test_a_point_read_is_answered_while_list_queries_hold_their_share(
     pg_url: str, tmp_path: Path
 ) -> None:
-    """Twice as many stuck department pages as the API has read connections: they hold
-    `LIST_SHARE` of them, and a customer's GET (nothing kept in memory: it reads the
-    event store) finds one of the others."""
+    """Twice as many stuck department pages as the API has read connections, of as many
+    principals as fill the share with their parts: they hold `LIST_SHARE` of them, and a
+    customer's GET (nothing kept in memory: it reads the event store) finds one of the
+    others."""
     settings = {"CRM_READ_QUERY_SECONDS": "60", "CRM_CACHE_MB": "0"}
     with (
         embedded_api(tmp_path, database_url=pg_url, settings=settings) as api,
@@ -111,13 +120,14 @@ def test_a_point_read_is_answered_while_list_queries_hold_their_share(
         httpx.Client(base_url=base, timeout=30) as http,
     ):
         auth, customer = _registered(api, http)
+        agents = [auth] + [api.token(f"agent{n}", "sales", "agent") for n in range(1, LIST_SHARE)]
         with _customers_locked(pg_url, api) as release, ThreadPoolExecutor(2 * POOL_SIZE) as pool:
 
-            def page() -> int:
+            def page(n: int) -> int:
                 with httpx.Client(base_url=base, timeout=30) as own:
-                    return own.get(PAGE, headers=auth).status_code
+                    return own.get(PAGE, headers=agents[n % len(agents)]).status_code
 
-            pages = [pool.submit(page) for _ in range(2 * POOL_SIZE)]
+            pages = [pool.submit(page, n) for n in range(2 * POOL_SIZE)]
             eventually(lambda: _waiting_on_locks(pg_url) >= LIST_SHARE, within=20, what="lists")
             point = http.get(f"/v1/customers/{customer}", headers=auth, timeout=10)
             stuck = _waiting_on_locks(pg_url)
@@ -126,6 +136,40 @@ def test_a_point_read_is_answered_while_list_queries_hold_their_share(
         assert point.status_code == 200, point.text
         assert stuck == LIST_SHARE
         assert statuses == [200] * len(pages)  # served in turn once the lock went
+
+
+def test_another_principal_s_list_is_answered_while_one_principal_s_lists_are_stuck(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """One agent's eight stuck department pages hold `LIST_SHARE_EACH` connections (the
+    rest of them wait for its own turns), and another agent's list is answered while
+    they still do. Before, they held the whole share, and the other agent's list waited
+    until the lock went."""
+    settings = {"CRM_READ_QUERY_SECONDS": "60"}
+    with (
+        embedded_api(tmp_path, database_url=pg_url, settings=settings) as api,
+        served(api.app) as base,
+        httpx.Client(base_url=base, timeout=30) as http,
+    ):
+        auth, _ = _registered(api, http)
+        other = api.token("bob", "sales", "agent")
+        with _customers_locked(pg_url, api) as release, ThreadPoolExecutor(POOL_SIZE) as pool:
+
+            def page() -> int:
+                with httpx.Client(base_url=base, timeout=30) as own:
+                    return own.get(PAGE, headers=auth).status_code
+
+            pages = [pool.submit(page) for _ in range(POOL_SIZE)]
+            eventually(
+                lambda: _waiting_on_locks(pg_url) >= LIST_SHARE_EACH, within=20, what="lists"
+            )
+            tasks = http.get(TASKS, headers=other)
+            stuck = _waiting_on_locks(pg_url)  # ann's, still: bob's list came first
+            release.set()
+            statuses = [p.result() for p in pages]
+        assert tasks.status_code == 200, tasks.text
+        assert stuck == LIST_SHARE_EACH
+        assert statuses == [200] * len(pages)  # ann's served in turn once the lock went
 
 
 @pytest.fixture
@@ -158,7 +202,7 @@ def test_a_list_query_past_its_deadline_answers_query_timeout_on_sqlite(
     answer = client.get(PAGE, headers=auth)
     assert answer.status_code == 503, answer.text
     assert answer.json()["type"] == TIMEOUT
-    assert answer.headers["Retry-After"] == "2"
+    assert answer.headers["Retry-After"] == "1"  # 0.3 s, rounded up
     assert client.get("/v1/ping", headers=auth).status_code == 200
 
 
@@ -184,8 +228,8 @@ def test_a_slow_sqlite_query_leaves_the_event_loop_to_others(
         await asyncio.sleep(0)  # it has started
         ticks.clear()
         try:
-            await models.run(lambda m: m.customers("sales", tag=None, cursor=None, limit=5))
-        except sqlite3.OperationalError as error:
+            await models.run(lambda m: m.customers("sales", tag=None, cursor=None, limit=5), "ann")
+        except QueryTimeoutError as error:
             return error
         finally:
             querying = False
@@ -194,5 +238,34 @@ def test_a_slow_sqlite_query_leaves_the_event_loop_to_others(
 
     error = asyncio.run(scenario())
     assert ticks, "the loop ran nothing else while the query ran"
-    assert isinstance(error, sqlite3.OperationalError)
-    assert error.sqlite_errorcode == sqlite3.SQLITE_INTERRUPT
+    assert isinstance(error, QueryTimeoutError)
+    assert isinstance(error.__cause__, sqlite3.OperationalError)
+    assert error.__cause__.sqlite_errorcode == sqlite3.SQLITE_INTERRUPT
+
+
+def test_a_slow_sqlite_query_waits_behind_at_most_one_of_another_principal_s(
+    slow_sqlite_api: tuple[EmbeddedApi, Client, dict[str, str]],
+) -> None:
+    """Three slow pages of ann's, then one of bob's: bob's runs after ann's first, and
+    ann's others wait behind hers (or, their turn not come within the deadline, are
+    refused). Before, bob's ran after all three of ann's."""
+    models = slow_sqlite_api[0].app.state.services.queries_on_loop
+    assert isinstance(models, DirectReadModels)
+    ended: list[tuple[str, type[BaseException]]] = []
+
+    def page(m: ReadModels) -> object:
+        return m.customers("sales", tag=None, cursor=None, limit=5)
+
+    async def query(principal: str) -> None:
+        try:
+            await models.run(page, principal)
+        except (QueryTimeoutError, TooManyQueries) as error:
+            ended.append((principal, type(error)))
+
+    async def scenario() -> None:
+        await asyncio.gather(*(query(p) for p in ["ann", "ann", "ann", "bob"]))
+
+    asyncio.run(scenario())
+    before_bob = ended[: ended.index(("bob", QueryTimeoutError))]
+    assert before_bob.count(("ann", QueryTimeoutError)) == 1, ended
+    assert ("ann", TooManyQueries) in ended, ended
