@@ -171,6 +171,29 @@ def test_satisfaction_and_task_stats(store: ReadModelStore) -> None:
     assert rq.percentile([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], 90) == 9.0
 
 
+def test_task_durations_are_summed_up_by_the_database_as_from_every_duration(
+    store: ReadModelStore,
+) -> None:
+    """The mean and the nearest-rank p90 of each filter's durations, worked out by the
+    database (every duration was read into the API and sorted there: ~1.1 s of the event
+    loop a request at a million), are those of the durations read one by one."""
+    rows = store.fetch("SELECT * FROM {d}", {"d": "stats.task_durations"}, {})
+    pairs = sorted({(r["department"], r["assignee"]) for r in rows})
+    assert len(pairs) > 1
+    departments = sorted({(d, None) for d, _ in pairs})
+    filters = [(None, None), *departments, *pairs[:4], (None, pairs[0][1])]
+    for department, assignee in filters:
+        durations = sorted(
+            float(r["seconds"])
+            for r in rows
+            if department in (None, r["department"]) and assignee in (None, r["assignee"])
+        )
+        figures = rq.task_stats(store, department=department, assignee=assignee)
+        assert figures["p90_seconds"] == rq.percentile(durations, 90), (department, assignee)
+        mean = sum(durations) / len(durations)
+        assert figures["mean_seconds"] == pytest.approx(mean, abs=0.001), (department, assignee)
+
+
 def test_a_filter_naming_the_all_key_selects_no_row(store: ReadModelStore) -> None:
     """No name is `ALL`: sent as one, it must not answer everyone's counters."""
     assert rq.satisfaction_stats(store)[0]["csat_answers"] > 0
