@@ -220,6 +220,10 @@ COMMAND_PROBLEMS = problem_responses(400, 401, 403, 404, 408, 409, 413, 415, 422
 """What any command may answer besides its success."""
 READ_PROBLEMS = problem_responses(400, 401, 403, 404, 422, 501, 503)
 """What any read may answer besides its success."""
+LIST_PROBLEMS = READ_PROBLEMS | problem_responses(429)
+"""What a read of the read models (a list, search, timeline or statistic) may answer: a
+read's problems, and 429 when its principal's own queries hold its turns too long
+(`services.api.query_turns`)."""
 
 
 def problem_for(error: BaseException) -> tuple[int, str, str]:

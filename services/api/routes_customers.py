@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from domain.customer import Customer
 from services import customer_commands as cc
 from services.api.deps import Call, tagged
-from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
+from services.api.errors import COMMAND_PROBLEMS, LIST_PROBLEMS, READ_PROBLEMS
 from services.api.reads import (
     HISTORY_PAGE,
     HistoryCursor,
@@ -136,7 +136,7 @@ async def get_customer(
     return tagged(await reader.customer(customer_id, as_of, min_position))
 
 
-@get(ID + "/timeline", responses=READ_PROBLEMS)
+@get(ID + "/timeline", responses=LIST_PROBLEMS)
 async def timeline(
     customer_id: FromPath[UUID],
     reader: ReaderDep,

@@ -10,7 +10,7 @@ from litestar.response import ServerSentEvent
 
 from services.access import DEPARTMENTS
 from services.api.deps import CallerDep, ServicesDep
-from services.api.errors import READ_PROBLEMS, BadRequest, problem_responses
+from services.api.errors import LIST_PROBLEMS, READ_PROBLEMS, BadRequest, problem_responses
 from services.api.events_stream import StreamDep, bounded_sends
 from services.api.reads import ReaderDep
 from services.api.time_range import From, To, time_range
@@ -37,7 +37,7 @@ def departments(caller: CallerDep, services: ServicesDep) -> dict[str, list[str]
     return {"departments": list(services.access.names)}
 
 
-@get("/departments/{department:str}/{view:str}", responses=READ_PROBLEMS)
+@get("/departments/{department:str}/{view:str}", responses=LIST_PROBLEMS)
 async def department_view(
     *,
     department: FromPath[str],
@@ -63,7 +63,7 @@ async def department_view(
     return await reader.department(view, department, min_position, **filters)
 
 
-@get("/stats/satisfaction", responses=READ_PROBLEMS)
+@get("/stats/satisfaction", responses=LIST_PROBLEMS)
 async def satisfaction(
     *,
     reader: ReaderDep,
@@ -80,7 +80,7 @@ async def satisfaction(
     return await reader.stats("satisfaction", department, min_position, **filters)
 
 
-@get("/stats/tasks", responses=READ_PROBLEMS)
+@get("/stats/tasks", responses=LIST_PROBLEMS)
 async def task_stats(
     *,
     reader: ReaderDep,

@@ -9,7 +9,7 @@ from litestar import get
 from litestar.params import FromQuery, QueryParameter
 
 from domain import fields as bound
-from services.api.errors import READ_PROBLEMS, BadRequest
+from services.api.errors import LIST_PROBLEMS, BadRequest
 from services.api.reads import ReaderDep
 
 MinPosition = Annotated[
@@ -33,7 +33,7 @@ Company = Annotated[
 Tag = Annotated[str | None, QueryParameter(max_length=bound.TAG, description="a tag it has")]
 
 
-@get("/", responses=READ_PROBLEMS)
+@get("/", responses=LIST_PROBLEMS)
 async def search_customers(
     *,
     reader: ReaderDep,

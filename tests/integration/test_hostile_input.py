@@ -187,6 +187,22 @@ def test_every_route_declares_its_error_responses_as_problems(client: Client) ->
             assert "problems/" in spec["description"], (method, path, code)
 
 
+def test_read_model_reads_declare_their_429(client: Client) -> None:
+    """A principal's list, search, timeline or statistics query waiting too long behind
+    its own answers 429 `too-many-queries` (`services.api.query_turns`)."""
+    paths = client.get("/openapi.json").json()["paths"]
+    turned = [
+        "/v1/departments/{department}/{view}",
+        "/v1/customers",
+        "/v1/customers/{customer_id}/timeline",
+        "/v1/stats/satisfaction",
+        "/v1/stats/tasks",
+    ]
+    assert {path: "429" in paths[path]["get"]["responses"] for path in turned} == dict.fromkeys(
+        turned, True
+    )
+
+
 NUL_QUERIES = (
     "/v1/departments/sales/customers?tag=a%00b",
     "/v1/departments/sales/tasks?assignee=a%00b",
