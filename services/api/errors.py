@@ -310,12 +310,18 @@ def _extensions(error: BaseException) -> dict[str, Any]:
     return {}
 
 
+_OPERATORS = {problem[1] for problem in (STORAGE_FULL, STORAGE_BUSY, QUERY_TIMEOUT, UNAVAILABLE)}
+"""Problems of the stores, logged for operators and answered by their titles alone: a
+driver's text names the database's host and port (`connection to server at "10.0.0.5",
+port 5432 failed`), tables and statements."""
+
+
 def problem_response(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     status, slug, title = problem_for(error)
-    storage = slug in (STORAGE_FULL[1], STORAGE_BUSY[1], QUERY_TIMEOUT[1])
+    storage = slug in _OPERATORS
     if storage:
         log.warning(slug.replace("-", "_"), error=repr(error))  # an operator's problem, no bug
-    elif status >= 500 and not isinstance(error, _EXPECTED) and not unavailable(error):
+    elif status >= 500 and not isinstance(error, _EXPECTED):
         log.error("unhandled", error=repr(error), exc_info=error)
     detail = title if status == 500 or storage else _detail(error)  # their text: internals
     body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}

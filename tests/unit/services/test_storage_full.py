@@ -10,8 +10,16 @@ from pathlib import Path
 
 import psycopg
 from eventsourcing.persistence import OperationalError, ProgrammingError
+from litestar import Request
 
-from services.api.errors import busy, problem_for, storage_full, unavailable
+from services.api.errors import (
+    UNAVAILABLE,
+    busy,
+    problem_for,
+    problem_response,
+    storage_full,
+    unavailable,
+)
 from services.group_commit import StoreFailedError
 
 
@@ -54,6 +62,19 @@ def test_a_database_out_of_reach_is_a_503_however_wrapped() -> None:
     lost = wrapped(psycopg.OperationalError("server closed the connection unexpectedly"))
     assert not storage_full(lost)
     assert problem_for(lost)[:2] == (503, "event-store-unavailable")
+
+
+def test_a_database_out_of_reach_is_answered_without_its_address() -> None:
+    """The driver's text names the database's host and port: the log has it, not the
+    client (red-team review: any token holder read `connection to server at ...`)."""
+    lost = wrapped(
+        psycopg.OperationalError(
+            'connection failed: connection to server at "10.0.0.5", port 5432 failed'
+        )
+    )
+    scope = {"type": "http", "method": "POST", "path": "/v1/customers", "headers": []}
+    answer = problem_response(Request(scope), lost)  # type: ignore[arg-type]
+    assert (answer.status_code, answer.content["detail"]) == (503, UNAVAILABLE[2])
 
 
 def test_other_storage_errors_stay_internal() -> None:
