@@ -44,7 +44,6 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 from uuid import UUID
-from weakref import WeakValueDictionary
 
 import msgspec
 from eventsourcing.persistence import IntegrityError
@@ -165,6 +164,19 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
         return emitted_under(event, self.principal.name, self.idempotency_key, self.event_key)
 
 
+class _Turn:
+    """One command per aggregate at a time in this process (waiting costs no thread):
+    the aggregate's lock, kept while a command holds or awaits it (`users`). A plain
+    dict and a count: a `WeakValueDictionary` made a weak reference, and a callback to
+    drop it, for most commands (five Python calls more)."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class _NothingDecided(Exception):  # noqa: N818 - internal signal, never escapes
     """A decision on cached state changed nothing: answer from a fresh load instead."""
 
@@ -195,7 +207,7 @@ class CommandService:
         self.keyring = keyring
         self.cache = AggregateCache() if cache is None else cache
         self.access = AccessModel() if access is None else access
-        self._turns: WeakValueDictionary[UUID, asyncio.Lock] = WeakValueDictionary()
+        self._turns: dict[UUID, _Turn] = {}
 
     async def change(
         self, caller: Caller, target: UUID, command: Change[A], *, expected: int | None = None
@@ -203,18 +215,20 @@ class CommandService:
         """Apply one command to an existing aggregate."""
         command = command.with_defaults(caller.principal)
         self.access.before_target(caller.principal, command.rules())  # before the lookup
-        async with self._turn(target):
-            with self.committer.command():
-                result = await self._decided(caller, target, command, expected)
-        return msgspec.structs.replace(result, **command.answer())
-
-    def _turn(self, target: UUID) -> asyncio.Lock:
-        """The lock giving one command per aggregate at a time in this process (waiting
-        costs no thread); kept while a command holds or awaits it."""
-        lock = self._turns.get(target)
-        if lock is None:
-            lock = self._turns[target] = asyncio.Lock()
-        return lock
+        turn = self._turns.get(target)
+        if turn is None:
+            turn = self._turns[target] = _Turn()
+        turn.users += 1
+        try:
+            async with turn.lock:
+                with self.committer.command():
+                    result = await self._decided(caller, target, command, expected)
+        finally:
+            turn.users -= 1
+            if not turn.users:
+                del self._turns[target]
+        extras = command.answer()
+        return msgspec.structs.replace(result, **extras) if extras else result
 
     async def _decided(
         self, caller: Caller, target: UUID, command: Change[A], expected: int | None
@@ -359,8 +373,8 @@ class CommandService:
         """Opens, in place, the personal values the decision compares (`Change.compares`)
         that its caller may see: the others stay sealed, so a marketing agent's command
         never opens the e-mail they may not see. The sealed values opened, by path."""
-        compared, subject = command.compares(), _subject(aggregate)
-        if not compared or subject is None:
+        compared = command.compares()
+        if not compared or (subject := _subject(aggregate)) is None:
             return {}
         fields = self.access.fields(principal, before)
         paths = tuple(path for path in compared if not fields.hides(path[-1]))
