@@ -274,6 +274,8 @@ class Conversation(Aggregate):
         content: str,
         sent_at: datetime | None = None,
     ) -> None:
+        """`sent_at` as the client reports it, checked as a past time; absent, the
+        command's own time: the event's `occurred_at`, as every event takes it (`_trigger`)."""
         self._require_open()
         self._trigger(
             MessageLogged,
@@ -282,7 +284,9 @@ class Conversation(Aggregate):
             direction=check.one_of(direction, DIRECTIONS, "direction"),
             author=check.text(author, "author"),  # as written, by anyone: no rule compares it
             content=self._room_for(check.text(content, "content", bound.MESSAGE, multiline=True)),
-            sent_at=check.happened(sent_at or ctx.occurred_at, ctx.occurred_at, "sent_at"),
+            sent_at=ctx.occurred_at
+            if sent_at is None
+            else check.happened(sent_at, ctx.occurred_at, "sent_at"),
         )
 
     def add_note(self, ctx: Context, *, message_id: str, content: str) -> None:
