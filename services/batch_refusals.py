@@ -8,6 +8,7 @@ so that group commit (`services.group_commit`) fails their commands and saves th
   stored event (or one earlier in the batch) is its `CustomerErased`.
 An event's data subject, the customer whose key seals it, is read from its stored state
 (`data_subject`). The stores: `services.pg_batch_recorder`, `services.sqlite_recorder`.
+And what an insert cannot tell: `CommitUnknownError`, a batch sent whose answer was lost.
 I/O: none.
 """
 
@@ -15,7 +16,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+)
 
 from domain import codec
 
@@ -47,3 +53,9 @@ class ErasedSubjectError(PersistenceError):
     def __init__(self, message: str, aggregate_ids: frozenset[UUID]) -> None:
         super().__init__(message)
         self.aggregate_ids = aggregate_ids
+
+
+class CommitUnknownError(OperationalError):
+    """A batch whose insert was sent, whose answer was lost with its connection, and
+    whose retries could not reach the database to learn whether it committed: it may be
+    stored. Still an `OperationalError` (the database is out of reach)."""

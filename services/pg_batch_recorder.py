@@ -72,7 +72,12 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from consumers.byte_pages import notifications_within, within_params
 from domain.customer import CustomerErased
-from services.batch_refusals import BatchConflictError, ErasedSubjectError, data_subject
+from services.batch_refusals import (
+    BatchConflictError,
+    CommitUnknownError,
+    ErasedSubjectError,
+    data_subject,
+)
 
 CANONICAL_SQL: LiteralString = (
     "int8send(notification_id) || uuid_send(originator_id) || int8send(originator_version)"
@@ -381,7 +386,8 @@ class AsyncBatchWriter:
     are eventsourcing's, as from the recorder: a duplicate version is `IntegrityError`,
     an event about an erased customer `ErasedSubjectError` (nothing of the batch stored
     either way); a lost connection is retried on a new one, like the
-    recorder's `@retry`, and then raised as `OperationalError`; a retry that finds the
+    recorder's `@retry`, and then raised as `OperationalError`, or `CommitUnknownError`
+    when an attempt had sent the batch (it may have committed); a retry that finds the
     very batch stored (its commit happened, its answer was lost) answers its positions
     (`_stored`). Its one cursor is kept for the connection's life: a cursor made per
     batch found its dumpers again each time (~18 us of Python a batch of 6 events).
@@ -394,11 +400,13 @@ class AsyncBatchWriter:
         self._recorder = recorder
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._cursor: psycopg.AsyncCursor[Any] | None = None
+        self._sent = False  # the batch being inserted went out, on some attempt
 
     async def insert_events(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         if not stored_events:
             return []
         columns = insert_columns(stored_events)
+        self._sent = False
         for attempt in range(1, self.ATTEMPTS + 1):
             try:
                 return await self._insert(columns)
@@ -409,7 +417,8 @@ class AsyncBatchWriter:
             except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                 await self._discard()
                 if attempt == self.ATTEMPTS:
-                    raise OperationalError(str(error)) from error
+                    lost = CommitUnknownError if self._sent else OperationalError
+                    raise lost(str(error)) from error
                 await asyncio.sleep(self.RETRY_WAIT)
             except psycopg.Error as error:
                 raise erased_subjects(error) or PersistenceError(str(error)) from error
@@ -422,6 +431,7 @@ class AsyncBatchWriter:
                 autocommit=True, connect_timeout=timeout, **connect_kwargs(self._recorder)
             )
             self._cursor = self._conn.cursor(binary=True)
+        self._sent = True  # from here its outcome is the server's, whatever we hear
         await self._cursor.execute(self._recorder.insert_statement, columns, prepare=True)
         return [row[0] for row in await self._cursor.fetchall()]
 

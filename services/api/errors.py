@@ -50,6 +50,7 @@ from domain.codec import UnknownEventType
 from domain.customer import CustomerErasedError
 from services.access import Forbidden
 from services.access_log import AccessLogBacklogged
+from services.batch_refusals import CommitUnknownError
 from services.idempotency import BadIdempotencyKeyError, IdempotencyError
 from services.read_deadline import QueryTimeoutError
 
@@ -183,6 +184,12 @@ BUSY_RETRY_AFTER = "5"  # as long as the stores wait for a lock (`key_stores.LOC
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 STREAM_RETRY_AFTER = "5"  # a closed stream's slot is free as soon as the server sees it go
 UNAVAILABLE = (503, "event-store-unavailable", "The event store cannot be reached; retry")
+OUTCOME_UNKNOWN = (
+    503,
+    "outcome-unknown",
+    "The event store went away as this command was stored: it may have been; retry it with"
+    " the same Idempotency-Key to learn which",
+)
 QUERY_TIMEOUT = (
     503,
     "query-timeout",
@@ -197,6 +204,7 @@ _OUTSIDE_THE_TABLE = [  # problems answered by other means than an exception cla
     STORAGE_BUSY,
     QUERY_TIMEOUT,
     UNAVAILABLE,
+    OUTCOME_UNKNOWN,
 ]
 
 
@@ -273,6 +281,13 @@ def timed_out(error: BaseException) -> bool:
     )
 
 
+def outcome_unknown(error: BaseException) -> bool:
+    """Whether a command's batch went out to the database, which was lost before it
+    answered and stayed out of reach (`CommitUnknownError`, however wrapped): it may be
+    stored, so a retry without its `Idempotency-Key` may store it twice."""
+    return any(isinstance(cause, CommitUnknownError) for cause in _causes(error))
+
+
 def unavailable(error: BaseException) -> bool:
     """Whether the database could not be reached, however wrapped (a group-commit batch
     that failed when PostgreSQL went away reaches its callers as `StoreFailedError`)."""
@@ -310,7 +325,9 @@ def _extensions(error: BaseException) -> dict[str, Any]:
     return {}
 
 
-_OPERATORS = {problem[1] for problem in (STORAGE_FULL, STORAGE_BUSY, QUERY_TIMEOUT, UNAVAILABLE)}
+_OPERATORS = {
+    slug for _, slug, _ in (STORAGE_FULL, STORAGE_BUSY, QUERY_TIMEOUT, UNAVAILABLE, OUTCOME_UNKNOWN)
+}
 """Problems of the stores, logged for operators and answered by their titles alone: a
 driver's text names the database's host and port (`connection to server at "10.0.0.5",
 port 5432 failed`), tables and statements."""
@@ -390,6 +407,7 @@ _STORE_TROUBLES = (
     (storage_full, STORAGE_FULL, STORAGE_RETRY_AFTER),
     (timed_out, QUERY_TIMEOUT, QUERY_RETRY_AFTER),
     (busy, STORAGE_BUSY, BUSY_RETRY_AFTER),
+    (outcome_unknown, OUTCOME_UNKNOWN, str(UNAVAILABLE_RETRY_AFTER_S)),
     (unavailable, UNAVAILABLE, str(UNAVAILABLE_RETRY_AFTER_S)),  # last: the others are too
 )
 """A store's passing troubles, the first that matches answering: its problem, and what

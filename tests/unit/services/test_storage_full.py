@@ -20,6 +20,7 @@ from services.api.errors import (
     storage_full,
     unavailable,
 )
+from services.batch_refusals import CommitUnknownError
 from services.group_commit import StoreFailedError
 
 
@@ -62,6 +63,16 @@ def test_a_database_out_of_reach_is_a_503_however_wrapped() -> None:
     lost = wrapped(psycopg.OperationalError("server closed the connection unexpectedly"))
     assert not storage_full(lost)
     assert problem_for(lost)[:2] == (503, "event-store-unavailable")
+
+
+def test_a_batch_sent_and_lost_is_an_outcome_unknown() -> None:
+    """Its insert went out and its answer was lost: it may be stored (a client retrying
+    without its Idempotency-Key may store it twice), unlike a batch never sent."""
+    sent = CommitUnknownError("server closed the connection unexpectedly")
+    sent.__cause__ = psycopg.OperationalError("server closed the connection unexpectedly")
+    failed = StoreFailedError("the batch holding this command failed")
+    failed.__cause__ = sent
+    assert problem_for(failed)[:2] == (503, "outcome-unknown")
 
 
 def test_a_database_out_of_reach_is_answered_without_its_address() -> None:
