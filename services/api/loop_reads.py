@@ -41,7 +41,11 @@ is down. One small indexed query a page finds them, on each store the cheapest e
 * SQLite: the follower stores the event-store position it applied up to with the rows;
   read *before* the page's query (its rows are at least that new), an aggregate is
   behind when its newest stored event is past it (one step of the event store's primary
-  key each, `_NEWER`; the store is another file). An in-memory store says all are.
+  key each, `_NEWER`; the store is another file). When the store's head, read after that
+  position, is no further, nothing is behind and `_NEWER` is not asked (a ninth of a
+  page's CPU): every event stored before the request read the head is applied, and one
+  stored after is concurrent with the read, which answers as of that moment, as it
+  would had it come a moment earlier. An in-memory store says all are.
 I/O: through the stores it is given.
 """
 
@@ -184,8 +188,16 @@ class DirectReadModels:
         if rows is None:
             return await self.run(query, principal), set()
         position = self._applied_position(rows.projection)  # before the page: see above
+        caught_up = self._head() <= position  # read after the position: see above
         page = await self.run(query, principal)
-        return page, self._newer(position, _aggregates(page, rows))
+        return page, set() if caught_up else self._newer(position, _aggregates(page, rows))
+
+    def _head(self) -> float:
+        """The event store's newest position (in memory, tests: none known, infinite)."""
+        events = self._events
+        if not isinstance(events, SQLiteApplicationRecorder):
+            return math.inf
+        return events.max_notification_id() or 0
 
     def _applied_position(self, projection: str) -> int:
         """The event-store position `projection`'s live generation applied up to (the
