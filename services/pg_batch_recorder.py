@@ -409,12 +409,13 @@ class AsyncBatchWriter:
         self._sent = False
         for attempt in range(1, self.ATTEMPTS + 1):
             try:
-                return await self._insert(columns)
-            except psycopg.IntegrityError as error:
-                if attempt > 1 and (ids := await self._stored(columns)) is not None:
-                    return ids  # the lost attempt had committed: only its answer was lost
-                raise batch_conflict(error) from error
-            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                try:
+                    return await self._insert(columns)
+                except psycopg.IntegrityError as error:
+                    if attempt > 1 and (ids := await self._stored(columns)) is not None:
+                        return ids  # the lost attempt had committed: only its answer was lost
+                    raise batch_conflict(error) from error
+            except (psycopg.OperationalError, psycopg.InterfaceError) as error:  # `_stored`'s too
                 await self._discard()
                 if attempt == self.ATTEMPTS:
                     lost = CommitUnknownError if self._sent else OperationalError

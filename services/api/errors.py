@@ -404,10 +404,10 @@ def _retry_after(error: BaseException) -> str | None:
 
 
 _STORE_TROUBLES = (
-    (storage_full, STORAGE_FULL, STORAGE_RETRY_AFTER),
+    (outcome_unknown, OUTCOME_UNKNOWN, str(UNAVAILABLE_RETRY_AFTER_S)),  # first: it may be
+    (storage_full, STORAGE_FULL, STORAGE_RETRY_AFTER),  # stored, whatever the last try met
     (timed_out, QUERY_TIMEOUT, QUERY_RETRY_AFTER),
     (busy, STORAGE_BUSY, BUSY_RETRY_AFTER),
-    (outcome_unknown, OUTCOME_UNKNOWN, str(UNAVAILABLE_RETRY_AFTER_S)),
     (unavailable, UNAVAILABLE, str(UNAVAILABLE_RETRY_AFTER_S)),  # last: the others are too
 )
 """A store's passing troubles, the first that matches answering: its problem, and what
