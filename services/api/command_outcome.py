@@ -37,7 +37,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from domain.base import DomainError
 from services.access import Forbidden
-from services.api.errors import BadRequest, _causes, busy, storage_full
+from services.api.errors import BadRequest, busy, causes, storage_full
 from services.batch_refusals import ErasedSubjectError
 from services.idempotency import IdempotencyError
 
@@ -65,7 +65,7 @@ def _from_postgres_writes(error: BaseException) -> bool:
     an eventsourcing `PersistenceError` wraps (its recorders, the batch writer, the group
     committer's `StoreFailedError`). Loads are there too: they store nothing, but a
     failure there keeping the key only delays a retry by the lease."""
-    causes = list(_causes(error))  # the explicit causes, as the problem table reads them
-    return any(isinstance(cause, PersistenceError) for cause in causes) and any(
-        isinstance(cause, psycopg.Error) for cause in causes
+    chain = list(causes(error))  # the explicit causes, as the problem table reads them
+    return any(isinstance(cause, PersistenceError) for cause in chain) and any(
+        isinstance(cause, psycopg.Error) for cause in chain
     )

@@ -254,7 +254,7 @@ def storage_full(error: BaseException) -> bool:
         getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL  # sqlite3.Error
         or isinstance(cause, psycopg.errors.DiskFull)
         or (isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT))
-        for cause in _causes(error)
+        for cause in causes(error)
     )
 
 
@@ -265,7 +265,7 @@ def busy(error: BaseException) -> bool:
     return any(
         ((getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF) in _BUSY_CODES  # sqlite3.Error
         or isinstance(cause, psycopg.errors.LockNotAvailable)
-        for cause in _causes(error)
+        for cause in causes(error)
     )
 
 
@@ -277,7 +277,7 @@ def timed_out(error: BaseException) -> bool:
     return any(
         getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT  # sqlite3.Error
         or isinstance(cause, psycopg.errors.QueryCanceled | QueryTimeoutError)
-        for cause in _causes(error)
+        for cause in causes(error)
     )
 
 
@@ -285,16 +285,16 @@ def outcome_unknown(error: BaseException) -> bool:
     """Whether a command's batch went out to the database, which was lost before it
     answered and stayed out of reach (`CommitUnknownError`, however wrapped): it may be
     stored, so a retry without its `Idempotency-Key` may store it twice."""
-    return any(isinstance(cause, CommitUnknownError) for cause in _causes(error))
+    return any(isinstance(cause, CommitUnknownError) for cause in causes(error))
 
 
 def unavailable(error: BaseException) -> bool:
     """Whether the database could not be reached, however wrapped (a group-commit batch
     that failed when PostgreSQL went away reaches its callers as `StoreFailedError`)."""
-    return any(isinstance(cause, DATABASE_UNAVAILABLE) for cause in _causes(error))
+    return any(isinstance(cause, DATABASE_UNAVAILABLE) for cause in causes(error))
 
 
-def _causes(error: BaseException) -> Iterator[BaseException]:
+def causes(error: BaseException) -> Iterator[BaseException]:
     """`error`, then what it wraps, and so on (each once): the explicit causes only
     (`raise Wrapper(...) from error`, or `__cause__` set), as every wrapper between a
     driver and the API chains them (eventsourcing's recorders, the group committer's
@@ -396,7 +396,7 @@ def _retry_after(error: BaseException) -> str | None:
         return STREAM_RETRY_AFTER
     if isinstance(error, TooManyQueries):
         return error.retry_after
-    if deadline := next((c for c in _causes(error) if isinstance(c, QueryTimeoutError)), None):
+    if deadline := next((c for c in causes(error) if isinstance(c, QueryTimeoutError)), None):
         return deadline.retry_after
     if isinstance(error, AccessLogBacklogged | ReadModelNotBuilt):
         return STORAGE_RETRY_AFTER
