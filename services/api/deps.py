@@ -307,8 +307,8 @@ def command_call(
 
 
 def canonical_path(request: Request[Any, Any, Any]) -> str:
-    """The path an Idempotency-Key's fingerprint names: the route's, with the parameters
-    it parsed, as this API spells them (`reads.HistoryPage.of`), not as sent. A retry
+    """The path an Idempotency-Key's fingerprint and a history's `Link` name: the route's,
+    with the parameters it parsed, as this API spells them, not as sent. A retry
     spelling an id otherwise (upper case, without hyphens, in braces) is the same
     request, which answered 409 `idempotency-key-reused`. Two commands never share it:
     a route's parameter is one segment, never holding a `/` (a `%2F` is no route), and

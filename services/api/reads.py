@@ -52,7 +52,7 @@ from services.access import (
 )
 from services.access_log import revealed, rows_shown
 from services.api.cursors import uuid_after
-from services.api.deps import CallerDep, Services, ServicesDep
+from services.api.deps import CallerDep, Services, ServicesDep, canonical_path
 from services.api.errors import ReadModelUnavailable
 from services.api.loop_reads import LoopReadModels
 from services.api.read_models import (
@@ -490,7 +490,7 @@ class HistoryPage:
         """The page a history route was asked for. Its path is the route's, with the id
         the route parsed, not as sent: Python's `UUID` reads Unicode digits (fullwidth,
         Arabic-Indic), which the `Link` header, Latin-1, cannot carry (it was a 500)."""
-        return cls(cursor, limit, request.scope["path_template"].format_map(request.path_params))
+        return cls(cursor, limit, canonical_path(request))
 
     def link(self, last: int) -> dict[str, str]:
         """The `Link` header (RFC 8288) naming the page after the one ending at `last`."""
