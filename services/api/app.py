@@ -28,6 +28,7 @@ from services.api.deps import Services, authenticate, command_call
 from services.api.docs_page import PinnedSwagger
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.events_stream import event_stream
+from services.api.list_reads import list_reader
 from services.api.loop_reads import current_state_of, read_models_on_loop
 from services.api.observability import Metrics, RequestObserver
 from services.api.pipeline_metrics import register_pipeline_metrics
@@ -252,6 +253,7 @@ def _dependencies(
         "caller": Provide(authenticate),
         "call": Provide(command_call, **inline),
         "reader": Provide(reader, **inline),
+        "lists": Provide(list_reader, **inline),
         "stream": Provide(event_stream, **inline),
     }
 

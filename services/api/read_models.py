@@ -3,7 +3,7 @@
 A thin adapter over `consumers.readmodel_queries` (the query functions of the read
 models) whose rows `Assembly` makes into pages `{"items": [...], "next_cursor": ...}`, and
 says which projections each query reads (`READS`), so `?min_position=N` waits for
-exactly those. Masking is not done here: `services.api.reads` applies the policy.
+exactly those. Masking is not done here: `services.api.list_reads` applies the policy.
 
 Cursors are opaque to clients and are keysets: the last customer id for customer lists,
 the sort values of the last row (base64 JSON) for conversation queues, task boards and
@@ -12,7 +12,7 @@ timelines. A page costs the same at any depth, and a list that changes between p
 back is read by `services.api.cursors`, as hostile input.
 
 A query here reads rows (`Fetched`); which of them its caller may read is the access
-model's to say (`services.api.reads`), and `Assembly` makes the page of those alone: its
+model's to say (`services.api.list_reads`), and `Assembly` makes the page of those alone: its
 items and its `next_cursor` are the rows kept, and whether one more was kept, never a
 row left out (rows are left out that the read model, lagging, still holds: the SQL keeps
 only readable ones). A page that left rows out reads on, after the last row read, until
@@ -97,7 +97,7 @@ entries are unchanged."""
 
 
 class ReadModels:
-    """The queries of `services.api.reads.Reader`, over one read-model store. A list
+    """The queries of `services.api.list_reads.ListReader`, over one read-model store. A list
     query reads the `limit` rows after `cursor` (`Fetched`); its page is `Assembly`'s."""
 
     def __init__(

@@ -1,26 +1,15 @@
-"""Reads: aggregate state straight from the event store (always current), history and
-as-of for auditors, and the read models (department views, timeline, statistics), which
-wait for `?min_position=N` on exactly the projections they read, on the event loop
-(`services.api.waiting`). Current state and read models are queried on the event loop
-too (`services.current_state`, `services.api.loop_reads`): no worker thread per request;
-history and as-of (auditors) still rebuild from the store on a worker thread.
+"""Reads of the event store: aggregate state straight from it (always current), queried
+on the event loop (`services.current_state`): no worker thread per request; history and
+as-of for auditors, rebuilt from the store on a worker thread. The read models' reads
+(department views, timeline, search, statistics) are `services.api.list_reads`.
 
 Every read asks the one access model (`services.access`): whether the caller may see
 what it is about to return (an aggregate they may not read is a 404, like an unknown
-id), and which personal fields to mask. Read-model rows are judged one by one, each by
-the aggregate it shows, at the read model's position; a row whose aggregate has events
-its read model has not applied yet (found by one query a page: `LoopReadModels.behind`)
-is judged by that aggregate's state now as well (`AccessModel.listed(now=...)`), so a
-read model lagging behind (while a consumer is down: without bound) never shows what a
-`GET` already hides. A page is made of the rows kept alone, its `next_cursor` too
-(`read_models.Assembly`): one that left rows out reads on, server-side. Their personal
-columns are stored sealed: hidden ones are masked and never opened, visible ones are
-opened with the page's keys, fetched in one query (`consumers.sealed_rows`).
+id), and which personal fields to mask.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,9 +22,7 @@ from litestar import Request, Response
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
-from consumers.blind_index import BlindIndex, company_prefix
 from consumers.keyring import Keyring
-from consumers.sealed_rows import SUBJECT, open_cells, owners, sealed_cells
 from domain.base import Aggregate, DomainEvent
 from domain.conversation import Conversation
 from domain.customer import Customer
@@ -45,23 +32,13 @@ from services.access import (
     AccessModel,
     FieldAccess,
     Principal,
-    Resource,
-    mask,
     resource_of,
     unmasked,
 )
-from services.access_log import revealed, rows_shown
-from services.api.cursors import uuid_after
+from services.access_log import revealed
 from services.api.deps import CallerDep, Services, ServicesDep, canonical_path
-from services.api.errors import ReadModelUnavailable
-from services.api.loop_reads import LoopReadModels
 from services.api.read_models import (
-    PERSONAL,
-    READS,
-    ROWS,
-    Assembly,
     Fetched,
-    Page,
     ReadModels,
     Row,
 )
@@ -98,7 +75,9 @@ loop for ~8 ms, and two clients reading one put another caller's p99 at 135 ms (
 
 
 @dataclass
-class Reader:
+class Reading:
+    """One caller's reads in one request (`route`), whatever they read."""
+
     services: Services
     caller: Caller
     route: str = ""  # "GET /v1/customers/{customer_id}": what the access log names
@@ -115,6 +94,19 @@ class Reader:
     def keyring(self) -> Keyring:
         return self.services.commands.keyring
 
+    @property
+    def _recording(self) -> bool:
+        """Whether reads are recorded (`CRM_ACCESS_LOG`): only then is what a response
+        shows unmasked worked out, so a server not recording pays nothing for it."""
+        log = self.services.access_log
+        return log is not None and log.recording
+
+
+@dataclass
+class Reader(Reading):
+    """The caller's reads of the event store: aggregates as they are now, and (auditors,
+    managers: own) their history and state as of an instant."""
+
     async def customer(
         self, customer_id: UUID, as_of: datetime | None, min_position: int | None
     ) -> CustomerView:
@@ -123,7 +115,7 @@ class Reader:
         customer = await self._current(Customer, customer_id, min_position)  # sealed
         fields = self.access.read(self.principal, resource_of(customer), "as_of.read" * bool(as_of))
         if instant is not None:
-            customer, fields = await _off_loop(self._past.state, customer, instant)
+            customer, fields = await off_loop(self._past.state, customer, instant)
         else:
             shown = unmasked(Customer.personal_fields, fields)
             customer = await self.services.current.opened(customer, shown)
@@ -170,7 +162,7 @@ class Reader:
         the caller could not read then is left out, so a page may hold fewer than `limit`."""
         now = await self.services.current.load(kind, aggregate_id)
         fields = self._fields(now, "history.read")
-        judged, last = await _off_loop(self._opened_history, now, fields, page)
+        judged, last = await off_loop(self._opened_history, now, fields, page)
         if self._recording:
             self._reveal(shown_in_events(judged))
         entries = [history_entry(event, access) for event, access in judged]
@@ -199,22 +191,10 @@ class Reader:
         """The caller's reads of the past (history, as of)."""
         return PastReads(self.services.app, self.keyring, self.access, self.principal)
 
-    @property
-    def _recording(self) -> bool:
-        """Whether reads are recorded (`CRM_ACCESS_LOG`): only then is what a response
-        shows unmasked worked out, so a server not recording pays nothing for it."""
-        log = self.services.access_log
-        return log is not None and log.recording
-
     def _reveal(self, unmasked: Mapping[UUID, Iterable[str]]) -> None:
         """Record what this response shows unmasked (the access log skips the empty)."""
         if self.services.access_log is not None:
             self.services.access_log.reveal(self.principal, self.route, unmasked)
-
-    def _record(self, customers: list[UUID], fields: Iterable[str]) -> None:
-        """Record that this response shows `fields` of `customers` unmasked (a page)."""
-        if self.services.access_log is not None:
-            self.services.access_log.record(self.principal, self.route, customers, fields)
 
     def _fields(self, aggregate: Aggregate, action: str = "") -> Any:
         return self.access.read(self.principal, resource_of(aggregate), action)
@@ -225,244 +205,10 @@ class Reader:
         await self.services.positions.within_head(min_position)
         return await self.services.current.load(kind, aggregate_id)
 
-    # --- read models (projections) ----------------------------------------------------
 
-    async def timeline(self, customer_id: UUID, min_position: int | None, **page: Any) -> Page:
-        """A customer's timeline; each entry only if its own conversation or task is
-        readable by the caller (the read model's `department` of it)."""
-        customer = await self.services.current.load(Customer, customer_id)
-        self.access.read(self.principal, resource_of(customer), "timeline.read")
-        models = await self._caught_up("timeline", min_position)
-        department = self.access.entry_department(self.principal)
-        return await self._listed(
-            models,
-            lambda m, cursor, rows: m.timeline(
-                customer_id, department=department, cursor=cursor, limit=rows
-            ),
-            "timeline",
-            _entry_resource,
-            **page,
-        )
-
-    async def department(
-        self, view: str, department: str, min_position: int | None, **filters: Any
-    ) -> Page:
-        """A page of one department's customers, conversations or tasks."""
-        self.access.department_scope(self.principal, "department.read", department)
-        models = await self._caught_up(view, min_position)
-        cursor, limit = filters.pop("cursor"), filters.pop("limit")
-        views: dict[str, tuple[ListQuery, Callable[[Row], Resource]]] = {
-            "customers": (
-                lambda m, after, rows: m.customers(department, cursor=after, limit=rows, **filters),
-                _customer_resource,
-            ),
-            "conversations": (
-                lambda m, after, rows: m.conversations(
-                    department, cursor=after, limit=rows, **filters
-                ),
-                _work_resource("conversation"),
-            ),
-            "tasks": (
-                lambda m, after, rows: m.tasks(department, cursor=after, limit=rows, **filters),
-                _work_resource("task"),
-            ),
-        }
-        query, resource = views[view]
-        return await self._listed(models, query, view, resource, cursor=cursor, limit=limit)
-
-    async def search(self, wanted: dict[str, str], min_position: int | None, **page: Any) -> Page:
-        """Customers the caller may read matching every `wanted` field (`email`, `phone`,
-        `name`, `company`, `tag`): the SQL keeps only the customers the access model says
-        the caller may find by those fields (`AccessModel.findable`: their department's,
-        those consenting...), then each row is judged like a list's."""
-        models = await self._caught_up("search", min_position)
-        searched = [name for name in wanted if name in Customer.personal_fields]
-        findable = self.access.findable(self.principal, searched)
-        index = BlindIndex(await _off_loop(self.keyring.search_key))  # kept once fetched
-        fields = ("email", "phone", "name")
-        terms = [term for f in fields if f in wanted for term in index.wanted(f, wanted[f])]
-        company = company_prefix(wanted["company"]) if "company" in wanted else None
-        if findable is None:  # a field the caller reads of no customer finds nobody,
-            uuid_after(page.get("cursor"))  # once its input is checked as any search's
-            return {"items": [], "next_cursor": None}
-        tag = wanted.get("tag")
-
-        def found(m: ReadModels, cursor: str | None, rows: int) -> Fetched:
-            return m.search(
-                terms=terms, company=company, tag=tag, findable=findable, cursor=cursor, limit=rows
-            )
-
-        return await self._listed(models, found, "customers", _customer_resource, searched, **page)
-
-    async def stats(
-        self, name: str, department: str | None, min_position: int | None, **filters: Any
-    ) -> Row:
-        """Statistics of one department (department-scoped roles: their own) or all."""
-        scope = self.access.department_scope(self.principal, "stats.read", department)
-        models, by = await self._caught_up(name, min_position), self.principal.name
-        if name == "satisfaction":
-            return await models.run(lambda m: m.satisfaction(department=scope, **filters), by)
-        return await models.run(lambda m: m.task_stats(department=scope, **filters), by)
-
-    async def _caught_up(self, query: str, min_position: int | None) -> LoopReadModels:
-        """The read models (queried on the event loop: `services.api.loop_reads`), once the
-        projections `query` reads have applied `min_position`."""
-        models = self.services.queries_on_loop
-        if models is None:
-            raise ReadModelUnavailable(f"read model not available in this process ({query})")
-        await self.services.positions.applied(READS[query], min_position)
-        return models
-
-    async def _listed(
-        self,
-        models: LoopReadModels,
-        query: ListQuery,
-        name: str,
-        resource: Callable[[Row], Resource],
-        searched: Iterable[str] = (),
-        *,
-        cursor: str | None,
-        limit: int,
-    ) -> Page:
-        """A page of the list `name` (`query` reads its rows after a cursor) made of the
-        rows the caller may read (`_judged`) alone, items and `next_cursor` both
-        (`read_models.Assembly`): a read that left rows out is read on after, server-side.
-        Then the page's rows are opened and recorded (`_shown`)."""
-        assembly: Assembly[Shown] = Assembly(name, limit)
-        after = cursor
-        while True:
-            fetched, now = await self._read(
-                models, query, name, resource=resource, searched=searched, after=after,
-                rows=assembly.rows,
-            )  # fmt: skip
-            judged = self._judged(fetched["items"], name, resource, searched, now)
-            after = assembly.take(fetched, judged)
-            if after is None:
-                break
-        items, next_cursor = assembly.page()
-        return {"items": await self._shown(items), "next_cursor": next_cursor}
-
-    async def _read(
-        self,
-        models: LoopReadModels,
-        query: ListQuery,
-        name: str,
-        *,
-        resource: Callable[[Row], Resource],
-        searched: Iterable[str],
-        after: str | None,
-        rows: int,
-    ) -> tuple[Fetched, dict[UUID, Resource]]:
-        """`rows` rows of the list `name` after the cursor `after`, and the state now of
-        those whose aggregate has events their read model has not applied. Asked only of
-        a caller whose view of a row could depend on its state now (a department's
-        staff, anyone searching by a personal value; not an auditor listing, who reads
-        every row alike: `AccessModel.listed_depends_on_state`)."""
-        kinds = ROWS[name]
-        asks = self.access.listed_depends_on_state(self.principal, kinds.kinds, searched)
-        fetched, behind = await models.behind(
-            lambda m: query(m, after, rows), kinds if asks else None, self.principal.name
-        )
-        now = await self._states_now(fetched, resource, behind) if behind else {}
-        return fetched, now
-
-    async def _states_now(
-        self, page: Fetched, resource: Callable[[Row], Resource], behind: set[UUID]
-    ) -> dict[UUID, Resource]:
-        """The state now of each aggregate in `behind` that the page's rows show (kept
-        aggregates: `services.current_state`), loaded side by side."""
-        kinds = {r.id: r.kind for r in map(resource, page["items"]) if r.id in behind}
-        current = self.services.current
-        loaded = await asyncio.gather(*(current.load(KINDS[k], i) for i, k in kinds.items()))
-        return {aggregate.id: resource_of(aggregate) for aggregate in loaded}
-
-    def _judged(
-        self,
-        rows: list[Row],
-        query: str,
-        resource: Callable[[Row], Resource],
-        searched: Iterable[str],
-        now: Mapping[UUID, Resource],
-    ) -> list[Shown | None]:
-        """Of each row, what a page would show (None: the caller may not read it, or,
-        found by the personal fields `searched`, read those of it), judged then and `now`
-        where its aggregate has changed since (`AccessModel.listed`): the row with the
-        personal columns the access model hides masked, and the columns it shows."""
-        principal, personal = self.principal, PERSONAL[query]
-        visible: dict[FieldAccess, list[str]] = {}  # a page meets one or two kinds
-        judged: list[Shown | None] = []
-        for row in rows:
-            then = resource(row)
-            fields = self.access.listed(principal, then, searched, now.get(then.id))
-            if fields is None:
-                judged.append(None)
-                continue
-            columns = visible.get(fields)
-            if columns is None:
-                columns = visible[fields] = [c for c in personal if not fields.hides(c)]
-            judged.append((mask(row, personal, fields), columns))
-        return judged
-
-    async def _shown(self, shown: list[Shown]) -> list[Row]:
-        """A page's rows as answered: the shown columns opened (with the page's keys,
-        fetched now in one query on the loop, if any is sealed), and what they show
-        unmasked recorded in the access log."""
-        if cells := sealed_cells(shown):
-            keys = await self.services.current.keys_now(owners(cells))
-            open_cells(keys, cells)
-        if self._recording:
-            customers, names = rows_shown(shown, SUBJECT)
-            self._record([_uuid(c) for c in customers], names)
-        return [row for row, _ in shown]
-
-
-async def _off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """A store call on a worker thread, so the event loop keeps serving."""
     return await anyio.to_thread.run_sync(partial(function, *args, **kwargs))
-
-
-KINDS: dict[str, type[Aggregate]] = {
-    "customer": Customer,
-    "conversation": Conversation,
-    "task": Task,
-}
-
-
-def _customer_resource(row: Row) -> Resource:
-    departments = row["departments"]
-    return Resource(
-        kind="customer",
-        id=_uuid(row["customer_id"]),
-        owner=row["owner_department"],
-        departments=frozenset(departments),  # a list on both stores (readmodel_queries)
-        email_consent=bool(row.get("email_marketing")),
-    )
-
-
-def _work_resource(kind: str) -> Callable[[Row], Resource]:
-    key = f"{kind}_id"
-
-    def resource(row: Row) -> Resource:
-        department = row["department"]
-        return Resource(
-            kind=kind, id=_uuid(row[key]), owner=department, departments=frozenset((department,))
-        )
-
-    return resource
-
-
-def _entry_resource(row: Row) -> Resource:
-    department = row.get("department") or ""
-    return Resource(
-        kind=row["aggregate_type"],
-        id=_uuid(row["aggregate_id"]),
-        owner=department,
-        departments=frozenset((department,)),
-    )
-
-
-def _uuid(value: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
 
 
 def reader(request: Request[Any, Any, Any], services: ServicesDep, caller: CallerDep) -> Reader:
@@ -505,5 +251,5 @@ HistoryLimit = Annotated[int, QueryParameter(ge=1, le=HISTORY_PAGE)]
 MinPosition = Annotated[
     int | None, QueryParameter(ge=0, description="wait until this position is applied")
 ]
-"""Query parameters the routes declare themselves: a second dependency beside `reader`
+"""Query parameters the routes declare themselves: a second dependency beside `reader` (`lists`)
 would have Litestar resolve the two in an anyio task group (~200 us of CPU a request)."""

@@ -13,6 +13,7 @@ from domain.customer import Customer
 from services import customer_commands as cc
 from services.api.deps import Call, tagged
 from services.api.errors import COMMAND_PROBLEMS, LIST_PROBLEMS, READ_PROBLEMS
+from services.api.list_reads import ListReaderDep
 from services.api.reads import (
     HISTORY_PAGE,
     HistoryCursor,
@@ -139,7 +140,7 @@ async def get_customer(
 @get(ID + "/timeline", responses=LIST_PROBLEMS)
 async def timeline(
     customer_id: FromPath[UUID],
-    reader: ReaderDep,
+    lists: ListReaderDep,
     cursor: FromQuery[str | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     min_position: MinPosition = None,
@@ -147,7 +148,7 @@ async def timeline(
     """Communication and task events of one customer, oldest first (`items`, `next_cursor`).
     A page stops at `limit` entries or at the entry that brings its messages' text to
     1 MB, whichever comes first: follow `next_cursor` until it is null."""
-    return await reader.timeline(customer_id, min_position, cursor=cursor, limit=limit)
+    return await lists.timeline(customer_id, min_position, cursor=cursor, limit=limit)
 
 
 @get(ID + "/history", responses=READ_PROBLEMS)

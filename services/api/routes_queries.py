@@ -12,12 +12,10 @@ from services.access import DEPARTMENTS
 from services.api.deps import CallerDep, ServicesDep
 from services.api.errors import LIST_PROBLEMS, READ_PROBLEMS, BadRequest, problem_responses
 from services.api.events_stream import StreamDep, bounded_sends
-from services.api.reads import ReaderDep
+from services.api.list_reads import ListReaderDep
+from services.api.reads import MinPosition
 from services.api.time_range import From, To, time_range
 
-MinPosition = Annotated[
-    int | None, QueryParameter(ge=0, description="wait until this position is applied")
-]
 Granularity = Literal["day", "week", "month"]
 
 
@@ -42,7 +40,7 @@ async def department_view(
     *,
     department: FromPath[str],
     view: FromPath[Literal["customers", "conversations", "tasks"]],
-    reader: ReaderDep,
+    lists: ListReaderDep,
     status: FromQuery[str | None] = None,
     tag: FromQuery[str | None] = None,
     assignee: FromQuery[str | None] = None,
@@ -60,13 +58,13 @@ async def department_view(
     if unsupported:
         raise BadRequest(f"{view} cannot be filtered by {', '.join(unsupported)}")
     filters = {name: given[name] for name in FILTERS[view]} | {"cursor": cursor, "limit": limit}
-    return await reader.department(view, department, min_position, **filters)
+    return await lists.department(view, department, min_position, **filters)
 
 
 @get("/stats/satisfaction", responses=LIST_PROBLEMS)
 async def satisfaction(
     *,
-    reader: ReaderDep,
+    lists: ListReaderDep,
     department: FromQuery[str | None] = None,
     agent: FromQuery[str | None] = None,
     from_: From = None,
@@ -77,20 +75,20 @@ async def satisfaction(
     """CSAT (% of 4-5 answers) and NPS (% 9-10 minus % 0-6) per period, and the total."""
     start, end = time_range(from_, to)
     filters = {"agent": agent, "start": start, "end": end, "granularity": granularity}
-    return await reader.stats("satisfaction", department, min_position, **filters)
+    return await lists.stats("satisfaction", department, min_position, **filters)
 
 
 @get("/stats/tasks", responses=LIST_PROBLEMS)
 async def task_stats(
     *,
-    reader: ReaderDep,
+    lists: ListReaderDep,
     department: FromQuery[str | None] = None,
     agent: FromQuery[str | None] = None,
     min_position: MinPosition = None,
 ) -> dict[str, Any]:
     """Created, completed (on time), on-time rate, reassignments, mean evaluation, mean and
     p90 time to complete, over all time (the read model keeps no time buckets for tasks)."""
-    return await reader.stats("task_stats", department, min_position, agent=agent)
+    return await lists.stats("task_stats", department, min_position, agent=agent)
 
 
 @get(

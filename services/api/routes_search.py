@@ -10,12 +10,8 @@ from litestar.params import FromQuery, QueryParameter
 
 from domain import fields as bound
 from services.api.errors import LIST_PROBLEMS, BadRequest
-from services.api.reads import ReaderDep
-
-MinPosition = Annotated[
-    int | None, QueryParameter(ge=0, description="wait until this position is applied")
-]
-
+from services.api.list_reads import ListReaderDep
+from services.api.reads import MinPosition
 
 Email = Annotated[
     str | None, QueryParameter(max_length=bound.EMAIL, description="exact e-mail, any case")
@@ -36,7 +32,7 @@ Tag = Annotated[str | None, QueryParameter(max_length=bound.TAG, description="a 
 @get("/", responses=LIST_PROBLEMS)
 async def search_customers(
     *,
-    reader: ReaderDep,
+    lists: ListReaderDep,
     email: Email = None,
     phone: Phone = None,
     name: Name = None,
@@ -54,4 +50,4 @@ async def search_customers(
     wanted = {field: value for field, value in given.items() if value and value.strip()}
     if not wanted:
         raise BadRequest("search by at least one of email, phone, name, company, tag")
-    return await reader.search(wanted, min_position, cursor=cursor, limit=limit)
+    return await lists.search(wanted, min_position, cursor=cursor, limit=limit)

@@ -112,7 +112,7 @@ def test_a_read_not_recorded_works_out_nothing_of_what_it_shows(
         raise AssertionError("worked out what a read shows while nothing is recorded")
 
     monkeypatch.setattr("services.api.reads.revealed", not_asked)
-    monkeypatch.setattr("services.api.reads.rows_shown", not_asked)
+    monkeypatch.setattr("services.api.list_reads.rows_shown", not_asked)
     api.app.state.services.access_log.recording = False
     path, _ = READS[route]
     manager = api.token("max", "sales", "manager")

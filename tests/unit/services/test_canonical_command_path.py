@@ -59,7 +59,7 @@ def test_a_parameter_is_one_segment() -> None:
 
 DEPENDENCIES = {  # each its own callable: Litestar refuses one provider under two names
     name: Provide(lambda: None, sync_to_thread=False)
-    for name in ("services", "caller", "call", "reader")
+    for name in ("services", "caller", "call", "reader", "lists")
 }
 """What the command routes declare; no request is sent to them."""
 
