@@ -1,6 +1,7 @@
 """`crm api` (PostgreSQL) serves the console like `crm run` does (tests/browser drives
 that one in Chromium): the page, its modules and the vendored chart library, each under
-the console's Content-Security-Policy, and the URL is announced at start."""
+the console's Content-Security-Policy, revalidated with a 304, and the URL is announced
+at start."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ def test_crm_api_serves_the_console_under_its_csp(pg_url: str, tmp_path: Path) -
             csp = answer.headers["content-security-policy"]
             assert csp == CONSOLE_HEADERS["Content-Security-Policy"]
         assert 'src="/console/js/main.js"' in httpx.get(f"{base}/console/", timeout=10).text
+        with httpx.Client(base_url=base, timeout=10) as client:  # one connection, kept
+            etag = client.get("/console/js/main.js").headers["etag"]
+            for _ in range(2):  # a 304 leaves the connection fit for the next request
+                again = client.get("/console/js/main.js", headers={"If-None-Match": etag})
+                assert (again.status_code, again.content) == (304, b"")
+                assert "transfer-encoding" not in again.headers
+            assert client.get("/console/js/main.js").status_code == 200
         announced = f"Console: http://127.0.0.1:{port}/console/"
         eventually(lambda: announced in crm.output(api) or None, within=10, what="the URL")
 

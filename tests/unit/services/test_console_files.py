@@ -75,3 +75,23 @@ def test_every_console_response_carries_the_strict_csp() -> None:
     assert "default-src 'none'" in csp
     assert "'unsafe-inline'" not in csp
     assert "'unsafe-eval'" not in csp
+
+
+def test_a_file_revalidated_with_its_etag_is_a_304_without_a_body() -> None:
+    with TestClient(Litestar(route_handlers=[console_router()])) as client:
+        for path in ("/console/", "/console/js/main.js"):
+            first = client.get(path)
+            etag = first.headers["etag"]
+            for sent in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+                again = client.get(path, headers={"If-None-Match": sent})
+                assert again.status_code == 304, (path, sent)
+                assert again.content == b""
+                assert again.headers["etag"] == etag
+                assert "content-type" not in again.headers
+                for name, value in CONSOLE_HEADERS.items():
+                    assert again.headers[name] == value, (path, name)
+            changed = client.get(path, headers={"If-None-Match": '"other"'})
+            assert changed.status_code == 200
+            assert changed.content == first.content
+        missing = client.get("/console/nothing.js", headers={"If-None-Match": "*"})
+        assert missing.status_code == 404
