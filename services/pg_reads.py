@@ -26,7 +26,12 @@ Two bounds keep one costly read from stalling the others:
   those, one principal's queries hold at most `LIST_SHARE_EACH` (its turns are taken
   before `fetch` is asked: `services.api.query_turns`), so another principal's list
   finds one of the others: one agent's eight looping slow lists held the whole share
-  (four then), and another's department page waited 2-3 s.
+  (four then), and another's department page waited 2-3 s. A read-model query takes
+  its places (of the share, then a connection) as its caller says (`Take`: its turn's,
+  which waits at most the deadline for one not free, as held up by others). Two
+  principals' parts fill the share: a query of the second's past it held its turn,
+  unbounded, for as long as the share stayed full, and its principal's next query was
+  refused 429, as if for its own load.
 
 * `events_after`: an aggregate's stored events newer than a version (the event store's
   table, a prepared binary statement; `services.current_state` keeps the rest), and
@@ -51,7 +56,7 @@ I/O: PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -82,12 +87,20 @@ bench`'s) cost 14-24 % more CPU a department page or statistic, at fewer request
 LIST_SHARE = LIST_SHARE_EACH + 2
 """The most connections read-model queries hold at once: one principal's part and two
 for everyone else's; the rest (two) serve point reads."""
+Take = Callable[[anyio.Semaphore], Awaitable[None]]
+"""How a read-model query takes a place it shares with others' (`PostgresReads.fetch`):
+`QueryTurns`' turns bound the wait and keep it from their principal's account."""
 QUERY_SECONDS = 1.0
 """The default of `CRM_READ_QUERY_SECONDS` (`services.settings`)."""
 _CREATE_KEY = (
     b"INSERT INTO crm_subject_keys (subject, key) VALUES (%s, %s) ON CONFLICT (subject) DO NOTHING"
 )
 _KEY = b"SELECT key FROM crm_subject_keys WHERE subject = %s"
+
+
+async def _acquired(place: anyio.Semaphore) -> None:
+    """`Take` for reads that need no bound of their own: `place` in turn."""
+    await place.acquire()
 
 
 class _Connection(NamedTuple):
@@ -256,23 +269,26 @@ class PostgresReads:
         tables: dict[str, str],
         params: dict[str, Any],
         types: Mapping[str, ColumnType] | None = None,
+        take: Take = _acquired,
     ) -> list[Row]:
         """`PostgresStore.fetch`, awaited (`types` changes nothing here either), on at
-        most `LIST_SHARE` connections at once."""
+        most `LIST_SHARE` connections at once, each place taken by `take`."""
         statement = self._statement(query, tables)
         if self._list_turns is None:
             self._list_turns = anyio.Semaphore(LIST_SHARE, fast_acquire=True)
-        async with self._list_turns:
-            try:
-                async with self._connection() as c:
-                    await c.dicts.execute(statement, params)
-                    return await c.dicts.fetchall()
-            except psycopg.errors.UndefinedTable as error:
-                raise ReadModelNotBuilt(tables) from error
-            except psycopg.DataError:  # a time psycopg's C loader refused: at the calendar's edge
-                async with self._connection() as c:
-                    await c.edges.execute(statement, params)
-                    return await c.edges.fetchall()
+        await take(self._list_turns)
+        try:
+            async with self._connection(take) as c:
+                await c.dicts.execute(statement, params)
+                return await c.dicts.fetchall()
+        except psycopg.errors.UndefinedTable as error:
+            raise ReadModelNotBuilt(tables) from error
+        except psycopg.DataError:  # a time psycopg's C loader refused: at the calendar's edge
+            async with self._connection(take) as c:
+                await c.edges.execute(statement, params)
+                return await c.edges.fetchall()
+        finally:
+            self._list_turns.release()
 
     def _statement(self, query: str, tables: dict[str, str]) -> bytes:
         key = (query, tuple(sorted(tables.items())))
@@ -283,14 +299,14 @@ class PostgresReads:
         return statement
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[_Connection]:
+    async def _connection(self, take: Take = _acquired) -> AsyncIterator[_Connection]:
         """An idle connection, or a new one while fewer than `POOL_SIZE` exist, else the
-        next one released, in turn. One that failed is closed and replaced by the next
-        request; one whose statement ran past its deadline is idle again, and kept (and
-        the statement's `QueryCanceled` raised as the `QueryTimeoutError` it is)."""
+        next one released, in turn (`take`n). One that failed is closed and replaced by
+        the next request; one whose statement ran past its deadline is idle again, and
+        kept (and the statement's `QueryCanceled` raised as the `QueryTimeoutError` it is)."""
         if self._turns is None:
             self._turns = anyio.Semaphore(POOL_SIZE, fast_acquire=True)
-        await self._turns.acquire()  # FIFO: a release hands the turn to the oldest waiter
+        await take(self._turns)  # FIFO: a release hands the turn to the oldest waiter
         try:
             connection = self._idle.pop() if self._idle else await self._connect()
             try:

@@ -12,9 +12,12 @@ another process's long write passes. A read-model query cancelled past its deadl
 (`CRM_READ_QUERY_SECONDS`: PostgreSQL's `statement_timeout`, SQLite's interrupt) is a
 503 `query-timeout` with `Retry-After` (the deadline, in whole seconds: the queries
 ahead of a retry have met theirs by then): the server was too busy for it, or its filter
-made it scan too much (then a narrower one answers). A principal whose own read-model
-queries hold all its turns for as long (`services.api.query_turns`) is a 429
-`too-many-queries`: its own load, which waiting for its queries to end relieves.
+made it scan too much (then a narrower one answers); so is a read-model query that
+waited as long for a place other principals' queries held, or for a turn of its
+principal's held by such a wait (`SharedReadsBusy`: the server was too busy for it). A
+principal whose own running read-model queries hold all its turns for as long
+(`services.api.query_turns`) is a 429 `too-many-queries`: its own load, which waiting
+for its queries to end relieves.
 While the database cannot be reached (a PostgreSQL restart), every request that needs it
 answers 503 `event-store-unavailable` with `Retry-After`: retrying is the right move.
 So does a read of a read model whose projection has never run (503
@@ -107,6 +110,17 @@ class TooManyQueries(Exception):  # noqa: N818 - reads as the HTTP status it map
     def __init__(self, message: str, retry_after: str) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SharedReadsBusy(QueryTimeoutError):  # noqa: N818 - reads as the problem it maps to
+    """A read-model query waited its deadline of `seconds` for a place other principals'
+    queries held (the worker thread, a list connection), or for its principal's turn
+    while a query of its principal's waited so (`QueryTurns`): the server was too busy
+    for it, not its caller. A 503 `query-timeout`, as a query cancelled past it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.args = (f"waited past the read deadline of {seconds:g} s for others' queries",)
 
 
 class StreamsFull(Exception):  # noqa: N818 - reads as the problem it maps to

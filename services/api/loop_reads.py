@@ -25,7 +25,10 @@ each principal, and a slow query waits behind at most one of each other principa
 queries past its slow one wait behind it before they take the loop at all (each is
 tried on the loop first, and a slow one holds it for `ON_LOOP_SECONDS`).
 A query whose principal's turn did not come within the deadline is a 429
-`too-many-queries`.
+`too-many-queries`, its own load; a place shared with other principals (the worker
+thread; a list connection) is taken through the turn (`take`), and waited for at most
+the deadline: past it, or when its principal's turn was held by such a wait, the query
+is a 503 `query-timeout` (`SharedReadsBusy`), others' load.
 
 A list's page also says which of its rows show an aggregate with stored events their
 projection has not applied (`behind`), so that the access model judges those by the
@@ -60,6 +63,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
+import anyio
 from anyio import to_thread
 from eventsourcing.persistence import (
     AggregateRecorder,
@@ -151,22 +155,25 @@ class DirectReadModels:
         store = models.store
         self._on_loop = _Deadline(store.conn, 1000) if isinstance(store, SqliteStore) else None
         self._off_loop: tuple[ReadModels, _Deadline] | None = None  # made when first needed
-        self._off_loop_turn = asyncio.Lock()
+        self._off_loop_turn = anyio.Semaphore(1, fast_acquire=True)
         self._turns = QueryTurns(OFF_LOOP_EACH, query_seconds)
 
     async def run(self, query: Callable[[ReadModels], T], principal: str) -> T:
         if self._on_loop is None:  # in memory (tests)
             return query(self._models)
-        async with self._turns.turn(principal):  # its slow one first: see above
+        async with self._turns.turn(principal) as turn:  # its slow one first: see above
             try:
                 with self._on_loop.within(ON_LOOP_SECONDS):
                     return query(self._models)
             except sqlite3.OperationalError as error:
                 if not _interrupted(error):
                     raise
-            async with self._off_loop_turn:  # one at a time: the loop needs a core too
+            await turn.take(self._off_loop_turn)  # one at a time: the loop needs a core too
+            try:
                 # not abandoned when the request is cancelled: the connection is in use till then
                 return await to_thread.run_sync(self._run_off_loop, query)
+            finally:
+                self._off_loop_turn.release()
 
     def _run_off_loop(self, query: Callable[[ReadModels], T]) -> T:
         if self._off_loop is None:
@@ -288,9 +295,9 @@ class AwaitedReadModels:
         params: dict[str, Any],
         types: Mapping[str, ColumnType] | None = None,
     ) -> list[Row]:
-        """`PostgresReads.fetch` in one of `principal`'s turns."""
-        async with self._turns.turn(principal):
-            return await self._reads.fetch(query, tables, params, types)
+        """`PostgresReads.fetch` in one of `principal`'s turns, which takes its places."""
+        async with self._turns.turn(principal) as turn:
+            return await self._reads.fetch(query, tables, params, types, turn.take)
 
     async def _unapplied(self, projection: str, ids: list[UUID], principal: str) -> set[UUID]:
         """Of `ids`, the aggregates with a stored version above the one `projection`'s

@@ -12,14 +12,25 @@ shared place: the shared queue holds at most that many queries of any one princi
 and a query waits behind at most that many of each other principal's.
 
 A principal whose turns stay taken for `wait_seconds` (the read deadline: its queries
-ahead run that long, at most) is answered 429 `too-many-queries` with `Retry-After`
-(`TooManyQueries`): it asks more at once than its part serves, as a principal holding
-all its event streams does when it opens another (`services.api.stream_slots`), and the
-remedy is the same, to wait for its own to end. A 503 would say the server is in trouble
-(and `query-timeout`, to narrow a filter), which it is not. Unlike a stream, a query
-waits for its turn before it is refused: a turn lasts milliseconds (at most the
-deadline), so a client loading a few lists side by side is served in turn, and one that
-loops costly queries is answered at the pace of its own turns.
+ahead run that long, at most) by its own running queries is answered 429
+`too-many-queries` with `Retry-After` (`TooManyQueries`): it asks more at once than its
+part serves, as a principal holding all its event streams does when it opens another
+(`services.api.stream_slots`), and the remedy is the same, to wait for its own to end. A
+503 would say the server is in trouble (and `query-timeout`, to narrow a filter), which
+it is not. Unlike a stream, a query waits for its turn before it is refused: a turn
+lasts milliseconds (at most the deadline), so a client loading a few lists side by side
+is served in turn, and one that loops costly queries is answered at the pace of its own
+turns.
+
+A turn's query takes its shared place through the turn (`take`), and a place not free at
+once is waited for at most `wait_seconds`, as held up by others: the worker thread,
+embedded, may run other principals' slow queries first, one after another, and on
+PostgreSQL two principals' parts fill the list share. Such a wait past the deadline is
+a 503 `query-timeout` (`SharedReadsBusy`: the server was too busy for it), and so is
+the refusal of a query whose principal's turns were held, at any moment of its wait, by
+a query waiting so: its wait was (also) others', and a 429 would blame the caller for
+it. Before, the holder's wait had no bound, and its principal's next query was a 429
+"by its own queries" when the one ahead of it had not even started.
 I/O: none.
 """
 
@@ -27,21 +38,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 from types import TracebackType
 
-from services.api.errors import TooManyQueries
+import anyio
+
+from services.api.errors import SharedReadsBusy, TooManyQueries
 from services.read_deadline import retry_after
 
 
 class _Part:
-    """One principal's turns taken, and its queries waiting for one, oldest first."""
+    """One principal's turns taken, and its queries waiting for one, oldest first; how
+    many of its turns' queries wait for a shared place now (`queued`), and when the last
+    such wait ended (`queued_until`, the loop's clock)."""
 
-    __slots__ = ("taken", "waiting")
+    __slots__ = ("queued", "queued_until", "taken", "waiting")
 
     def __init__(self) -> None:
         self.taken = 0
         self.waiting: deque[asyncio.Future[None]] = deque()
+        self.queued = 0
+        self.queued_until = -math.inf
 
 
 class QueryTurns:
@@ -56,8 +74,10 @@ class QueryTurns:
         self._parts: dict[str, _Part] = {}
 
     def turn(self, principal: str) -> _Turn:
-        """One of `principal`'s turns for as long as the `async with` block runs;
-        `TooManyQueries` when none came within `wait_seconds`."""
+        """One of `principal`'s turns for as long as the `async with` block runs (which
+        gets the turn, to `take` a shared place in); when none came within
+        `wait_seconds`, `TooManyQueries`, or `SharedReadsBusy` when a turn's query
+        waited for a shared place meanwhile (see above)."""
         return _Turn(self, principal)
 
     def held(self, principal: str) -> int:
@@ -72,7 +92,8 @@ class QueryTurns:
         if part.taken < self.per_principal and not part.waiting:
             part.taken += 1
             return
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter, since = loop.create_future(), loop.time()
         part.waiting.append(waiter)
         try:
             async with asyncio.timeout(self.wait_seconds):
@@ -85,8 +106,22 @@ class QueryTurns:
                     part.waiting.remove(waiter)
                 self._forget_idle(principal, part)
             if isinstance(error, TimeoutError):
-                raise self._refused(principal) from None
+                raise self._refused(principal, part, since) from None
             raise
+
+    async def _queued(self, principal: str, place: anyio.Semaphore) -> None:
+        """`place` in turn for a query holding one of `principal`'s turns, at most
+        `wait_seconds`; meanwhile (and for its waiters, since) its part is held up."""
+        part = self._parts[principal]  # kept: the query holds one of its turns
+        part.queued += 1
+        try:
+            async with asyncio.timeout(self.wait_seconds):
+                await place.acquire()
+        except TimeoutError:
+            raise SharedReadsBusy(self.wait_seconds) from None
+        finally:
+            part.queued -= 1
+            part.queued_until = asyncio.get_running_loop().time()
 
     def _give_back(self, principal: str) -> None:
         """The turn to the oldest waiting query (still waiting), else back to none."""
@@ -103,7 +138,10 @@ class QueryTurns:
         if not part.taken and not part.waiting and self._parts.get(principal) is part:
             del self._parts[principal]
 
-    def _refused(self, principal: str) -> TooManyQueries:
+    def _refused(self, principal: str, part: _Part, since: float) -> Exception:
+        """What a query of `principal`'s waiting for a turn since `since` is answered."""
+        if part.queued or part.queued_until > since:  # its turns waited for others'
+            return SharedReadsBusy(self.wait_seconds)
         return TooManyQueries(
             f"{principal}'s {self.per_principal} read-model queries at a time stayed taken"
             f" for {self.wait_seconds:g} s by its own queries; retry once they end",
@@ -119,8 +157,19 @@ class _Turn:
     def __init__(self, turns: QueryTurns, principal: str) -> None:
         self._turns, self._principal = turns, principal
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> _Turn:
         await self._turns._take(self._principal)
+        return self
+
+    async def take(self, place: anyio.Semaphore) -> None:
+        """`place`, shared with other principals' queries (a worker thread, a list
+        connection), for this turn's query: at once when one is free, else in turn, for
+        at most the deadline (`SharedReadsBusy` past it), as held up by others. The
+        caller releases it."""
+        if place.value:  # free, and none waits for it (a release hands it to a waiter)
+            place.acquire_nowait()
+            return
+        await self._turns._queued(self._principal, place)
 
     async def __aexit__(
         self,

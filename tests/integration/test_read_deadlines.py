@@ -246,9 +246,10 @@ def test_a_slow_sqlite_query_leaves_the_event_loop_to_others(
 def test_a_slow_sqlite_query_waits_behind_at_most_one_of_another_principal_s(
     slow_sqlite_api: tuple[EmbeddedApi, Client, dict[str, str]],
 ) -> None:
-    """Three slow pages of ann's, then one of bob's: bob's runs after ann's first, and
-    ann's others wait behind hers (or, their turn not come within the deadline, are
-    refused). Before, bob's ran after all three of ann's."""
+    """Three slow pages of ann's, then one of bob's: bob's runs after ann's first (or,
+    the worker thread not free within the deadline, gives up: a 503 too), and ann's
+    others wait behind hers (or, their turn not come within the deadline, are refused).
+    Before, bob's ran after all three of ann's."""
     models = slow_sqlite_api[0].app.state.services.queries_on_loop
     assert isinstance(models, DirectReadModels)
     ended: list[tuple[str, type[BaseException]]] = []
@@ -259,13 +260,15 @@ def test_a_slow_sqlite_query_waits_behind_at_most_one_of_another_principal_s(
     async def query(principal: str) -> None:
         try:
             await models.run(page, principal)
-        except (QueryTimeoutError, TooManyQueries) as error:
-            ended.append((principal, type(error)))
+        except QueryTimeoutError:  # a 503 `query-timeout`, having run or waited for others
+            ended.append((principal, QueryTimeoutError))
+        except TooManyQueries:
+            ended.append((principal, TooManyQueries))
 
     async def scenario() -> None:
         await asyncio.gather(*(query(p) for p in ["ann", "ann", "ann", "bob"]))
 
     asyncio.run(scenario())
     before_bob = ended[: ended.index(("bob", QueryTimeoutError))]
-    assert before_bob.count(("ann", QueryTimeoutError)) == 1, ended
+    assert before_bob.count(("ann", QueryTimeoutError)) <= 1, ended
     assert ("ann", TooManyQueries) in ended, ended
