@@ -4,8 +4,9 @@ when the process running the first attempt died.
 Protocol, per principal and key (`services.api.deps.CommandCall.run` drives it):
 * `begin` reserves the key for one request (its `fingerprint`: method, path and body) and
   answers a `Reservation`, or the stored answer once the key's command completed. Another
-  request with the key is refused while the key is held (`idempotency-key-in-use`); a
-  different request with the key always (`idempotency-key-reused`).
+  request with the key is refused while the key is held (`idempotency-key-in-use`, with
+  `Retry-After`: the seconds left of the holder's lease, `KeyInUseError`); a different
+  request with the key always (`idempotency-key-reused`).
 * A holder keeps its key by a lease of `lease_seconds`, renewed while its command runs
   (`lease_kept`). Once a lease ran out without renewal (its process died), the next retry
   of the same request takes the key over, `recovering`: whether the dead attempt
@@ -48,6 +49,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -89,6 +91,18 @@ class IdempotencyError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class KeyInUseError(IdempotencyError):
+    """Another attempt holds the key (`idempotency-key-in-use`). `retry_after`: the whole
+    seconds left of its lease (at least one), after which a retry may take the key over
+    if its holder died (a live holder renews it, and a retry then is told again)."""
+
+    def __init__(self, retry_after: str) -> None:
+        super().__init__(
+            "idempotency-key-in-use", "a request with this Idempotency-Key is still running"
+        )
+        self.retry_after = retry_after
 
 
 class BadIdempotencyKeyError(IdempotencyError):
@@ -141,8 +155,8 @@ def created_id(reservation: UUID, owner: str, key: str) -> UUID:
 
 
 def outcome(row: KeyRow | None, request: str, attempt: Reservation) -> Reservation | StoredAnswer:
-    """What `begin` answers, from the key's row after `attempt` (a new reservation) tried
-    to reserve the key or to take it over."""
+    """What `begin` answers, from the key's row after `attempt` (a new reservation, made
+    now: its `reserved_at`) tried to reserve the key or to take it over."""
     if row is not None and row.fingerprint != request:
         raise IdempotencyError(
             "idempotency-key-reused", "this Idempotency-Key was used for another request"
@@ -157,9 +171,9 @@ def outcome(row: KeyRow | None, request: str, attempt: Reservation) -> Reservati
         )
     if row is not None and row.status is not None and row.body is not None:
         return StoredAnswer(row.status, row.body)
-    raise IdempotencyError(
-        "idempotency-key-in-use", "a request with this Idempotency-Key is still running"
-    )
+    until = None if row is None else row.lease_until  # no row: released meanwhile
+    left = 0.0 if until is None else until - attempt.reserved_at  # reserved now
+    raise KeyInUseError(str(max(1, math.ceil(left))))
 
 
 class Idempotency:

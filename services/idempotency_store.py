@@ -48,6 +48,7 @@ class KeyRow(msgspec.Struct, frozen=True, kw_only=True):
     holder: str | None
     reservation: str | None
     reserved_at: float
+    lease_until: float | None = None  # while held: till when, unless its holder renews
 
 
 class Cursor(Protocol):
@@ -81,8 +82,8 @@ _TAKE_OVER: LiteralString = (
     " AND fingerprint = %s AND status IS NULL AND (lease_until IS NULL OR lease_until < %s)"
 )
 _SELECT: LiteralString = (
-    "SELECT fingerprint, status, body, holder, reservation, reserved_at FROM crm_idempotency"
-    " WHERE owner = %s AND key = %s"
+    "SELECT fingerprint, status, body, holder, reservation, reserved_at, lease_until"
+    " FROM crm_idempotency WHERE owner = %s AND key = %s"
 )
 _RENEW: LiteralString = (
     "UPDATE crm_idempotency SET lease_until = %s"
@@ -130,6 +131,7 @@ class KeyTable:
             holder=holder,
             reservation=reservation,
             reserved_at=now,
+            lease_until=lease_until,
         )
         insert = (owner, key, request, holder, mine.reservation, now, lease_until)
         with self._db.transaction() as run:

@@ -2,11 +2,12 @@
 
 A keyed command that failed releases its key (`CommandCall.run`) only when its failure
 proves that the attempt stored nothing, so that a retry runs it again. On any other
-failure the key stays held: a retry answers 409 `idempotency-key-in-use` until the
-lease runs out, then takes the key over and asks the event store whether the attempt
-committed (`services.idempotency_recovery`), exactly as after a dead process. Released
-after a commit whose answer was lost, a retry ran the command a second time (a second
-message, a second customer: red team, a batch committed as PostgreSQL went away).
+failure the key stays held: a retry answers 409 `idempotency-key-in-use` (with
+`Retry-After`: the seconds left of the lease) until the lease runs out, then takes the
+key over and asks the event store whether the attempt committed
+(`services.idempotency_recovery`), exactly as after a dead process. Released after a
+commit whose answer was lost, a retry ran the command a second time (a second message,
+a second customer: red team, a batch committed as PostgreSQL went away).
 
 A failure proves nothing stored when it is:
 * a decision (`DECISIONS`): the domain's (a field, a rule, a version conflict, an

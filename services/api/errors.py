@@ -17,7 +17,8 @@ waited as long for a place other principals' queries held, or for a turn of its
 principal's held by such a wait (`SharedReadsBusy`: the server was too busy for it). A
 principal whose own running read-model queries hold all its turns for as long
 (`services.api.query_turns`) is a 429 `too-many-queries`: its own load, which waiting
-for its queries to end relieves.
+for its queries to end relieves. A keyed retry while its key is held (409, `reason`
+`idempotency-key-in-use`) says with `Retry-After` when the holder's lease runs out.
 While the database cannot be reached (a PostgreSQL restart), every request that needs it
 answers 503 `event-store-unavailable` with `Retry-After`: retrying is the right move.
 So does a read of a read model whose projection has never run (503
@@ -54,7 +55,7 @@ from domain.customer import CustomerErasedError
 from services.access import Forbidden
 from services.access_log import AccessLogBacklogged
 from services.batch_refusals import CommitUnknownError
-from services.idempotency import BadIdempotencyKeyError, IdempotencyError
+from services.idempotency import BadIdempotencyKeyError, IdempotencyError, KeyInUseError
 from services.read_deadline import QueryTimeoutError
 
 PROBLEM_BASE = "https://crm-collab.example/problems/"
@@ -408,7 +409,7 @@ def _retry_after(error: BaseException) -> str | None:
         return str(max(1, round(error.retry_after)))
     if isinstance(error, TooManyStreams | StreamsFull):
         return STREAM_RETRY_AFTER
-    if isinstance(error, TooManyQueries):
+    if isinstance(error, TooManyQueries | KeyInUseError):
         return error.retry_after
     if deadline := next((c for c in causes(error) if isinstance(c, QueryTimeoutError)), None):
         return deadline.retry_after
