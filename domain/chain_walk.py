@@ -9,7 +9,7 @@ tree) and checks them against the links and against signed checkpoints. Kinds:
   no longer holds, or a checkpoint signs more entries than the log has (truncation), or
   the log ends below what the relay already published (`below_published`);
 * `inserted`: an entry without a link, or one the next link skips over, or more entries
-  than a checkpoint signs;
+  than a checkpoint signs, or one stored at a position below 1 (`stray`);
 * `reordered`: the link at a position fits an entry that now sits elsewhere
   (`relinked_elsewhere`, given the entries that follow);
 * `edited`: the entry's bytes no longer give its link, or the log (chain rewritten with
@@ -224,4 +224,16 @@ def below_published(published: int, last: int, records: str, hint: str) -> Break
         position=published,
         detail=f"the relay already published the {records} up to position {published} to"
         f" Kafka, but the store ends at {last}: {records} after it were removed ({hint})",
+    )
+
+
+def stray(position: int | None, event: str) -> Break:
+    """`event`, stored at `position` below 1 (None: no position at all), where no walk
+    of the log reads it, though the application does (by aggregate id and version)."""
+    return Break(
+        kind=BreakKind.INSERTED,
+        position=0 if position is None else position,
+        detail=f"{event} is stored at position {position}, below the first a walk reads (1):"
+        " the application reads it as its aggregate's event, and no link or checkpoint"
+        " covers it",
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from domain import checkpoint as checkpoints
@@ -45,6 +45,19 @@ class Malformed(bytes):
         return made
 
 
+class Stray(NamedTuple):
+    """An event stored at a position no walk reads (below 1): the application reads it
+    all the same (it loads by aggregate id and version), so it is an insertion."""
+
+    position: int | None
+    aggregate_id: str
+    version: int
+    topic: str
+
+    def __str__(self) -> str:  # as `CanonicalEvent` names an event
+        return f"{self.topic.partition('@')[0]} of {self.aggregate_id} version {self.version}"
+
+
 class AuditLog(Protocol):
     def entries(
         self, after: int, upto: int, limit: int, max_bytes: int | None = None
@@ -69,6 +82,11 @@ class AuditLog(Protocol):
         ...
 
     def position_of(self, aggregate_id: UUID, version: int) -> int | None: ...
+
+    def first_stray(self) -> Stray | None:
+        """The first event at a position below 1 (or none at all), which no walk of
+        positions reads: there are none unless written behind the application's back."""
+        ...
 
     def count_between(self, after: int, upto: int) -> int:
         """How many events have `after < position <= upto`."""
@@ -152,8 +170,23 @@ class StatementLog:
     def unchained(self) -> int:
         return int(self._rows("unchained")[0][0])
 
+    def first_stray(self) -> Stray | None:
+        rows = self._rows("first_stray")
+        if not rows:
+            return None
+        position, aggregate, version, topic = rows[0]
+        return Stray(position, _spelled(aggregate), version, str(topic))
+
     def drop_links(self) -> None:
         self._rows("drop_links")
+
+
+def _spelled(aggregate: object) -> str:
+    """An aggregate id as a report spells it (SQLite stores it as `UUID.hex`)."""
+    try:
+        return str(aggregate if isinstance(aggregate, UUID) else UUID(str(aggregate)))
+    except ValueError:  # no id at all: as stored
+        return repr(aggregate)
 
 
 def open_audit_log(app: CrmApplication) -> AuditLog:

@@ -147,5 +147,8 @@ _SQL: dict[str, LiteralString] = {
     "unchained": "SELECT count(*) FROM {events} e"
     " WHERE NOT EXISTS (SELECT FROM {chain} c WHERE c.position = e.notification_id)",
     "drop_links": "DELETE FROM {chain}",
+    "first_stray": "SELECT notification_id, originator_id, originator_version, topic"
+    " FROM {events} WHERE notification_id <= 0 OR notification_id IS NULL"
+    " ORDER BY notification_id NULLS FIRST LIMIT 1",
 }
 """Every statement, composed once per log with the store's table names."""

@@ -183,6 +183,8 @@ _SQL = {
     "unchained": "SELECT count(*) FROM {events} e"
     " WHERE NOT EXISTS (SELECT 1 FROM {chain} c WHERE c.position = e.rowid)",
     "drop_links": "DELETE FROM {chain}",
+    "first_stray": "SELECT rowid, originator_id, originator_version, topic FROM {events}"
+    " WHERE rowid <= 0 ORDER BY rowid LIMIT 1",  # a rowid is never NULL
     "insert_link": "INSERT INTO {chain} (position, previous, chain) VALUES (?, ?, ?)",
 }
 """Every statement, with the store's table names filled in per log (fixed identifiers)."""

@@ -26,7 +26,9 @@ What no signature covers yet is said, not passed over: how many events lie after
 last signed checkpoint (an intruder may delete them, links and all, unseen), and
 whether any checkpoint anchored the walk at all (an empty store and one wiped of its
 events, links and checkpoints look alike). Where the relay keeps its position
-(PostgreSQL), a head below what the relay already published is a deletion.
+(PostgreSQL), a head below what the relay already published is a deletion. An event
+stored below position 1, where no walk reads but the application does (it loads by
+aggregate id and version), is an insertion, whatever the range walked.
 
 I/O: the audit log; signature checks (`services.audit_keys`).
 """
@@ -46,6 +48,7 @@ from domain.chain_walk import (
     Link,
     below_published,
     relinked_elsewhere,
+    stray,
 )
 from domain.checkpoint import Checkpoint
 from domain.hashchain import CanonicalEvent
@@ -117,6 +120,7 @@ def verify_log(
         broken
         or next((b for c in comparisons if (b := c.finish(after + 1, upto, end)) is not None), None)
         or _below_relay(log, upto, end)
+        or _stray(log)
     )
     report.events, report.last, report.chain_head = walk.count, walk.position, walk.chain.hex()
     report.checkpoints = walk.checked - (1 if _failed_checkpoint(walk, report.broken) else 0)
@@ -142,6 +146,13 @@ def _failed_checkpoint(walk: ChainWalk, broken: Break | None) -> bool:
         and broken.position == walk.position
         and broken.detail.startswith("the checkpoint signed at")
     )
+
+
+def _stray(log: AuditLog) -> Break | None:
+    """An event below position 1, which no range walks: in every verify, whatever its
+    `--from` and `--to` (the application reads it whatever the range)."""
+    found = log.first_stray()
+    return None if found is None else stray(found.position, str(found))
 
 
 def _below_relay(log: AuditLog, upto: int, end: int) -> Break | None:

@@ -5,7 +5,8 @@ Before signing, the checkpointer walks the events since the checkpoint it signed
 and recomputes their chain and tree from that checkpoint's heads, as its own record
 beside the key remembers them (`services.signer_memory`), never from the database's
 rows: it refuses to sign over a break, over a store whose newest checkpoint its key did
-not sign, or over a log that no longer extends what it signed, says why, and keeps
+not sign, over an event stored below position 1 (where no walk reads it, though the
+application does), or over a log that no longer extends what it signed, says why, and keeps
 refusing until the store (or the key and its record) is restored. Walking only the new
 events keeps a checkpoint's cost proportional to them, not to the log.
 
@@ -32,6 +33,7 @@ import psycopg
 import structlog
 from eventsourcing.persistence import PersistenceError
 
+from domain.chain_walk import stray
 from domain.checkpoint import Checkpoint, statement
 from services.audit_keys import SigningKey
 from services.audit_log import AuditLog, pages
@@ -106,6 +108,8 @@ class Checkpointer:
         next signing finds ahead of the store, and stores again (`signer_memory`)."""
         memory = record_path(self._key)
         walk = resume(self._log, self._key, read_record(memory))
+        if (found := self._log.first_stray()) is not None:
+            raise CheckpointRefused(f"not signing: {stray(found.position, str(found))}")
         start = walk.position
         for entries, links in pages(self._log, start, self._log.last_position()):
             broken = walk.feed(entries, links)

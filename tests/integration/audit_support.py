@@ -12,14 +12,15 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from uuid import uuid4
+from typing import Any, cast
+from uuid import UUID, uuid4
 
 import psycopg
 
 from consumers.key_stores import PostgresKeyStore, SqliteKeyStore
 from consumers.keyring import Keyring
 from domain.checkpoint import Checkpoint
+from domain.codec import CodecMapper
 from domain.conversation import Conversation
 from domain.customer import Customer
 from services.audit_keys import SigningKey, load_or_create
@@ -189,3 +190,20 @@ def truncate(store: Audited, keep: int) -> None:
     """Delete every event after position `keep`, and its link: a tidy intruder."""
     store.sql(f"DELETE FROM {store.events} WHERE {store.position} > ?", keep)
     store.sql(f"DELETE FROM {store.chain} WHERE position > ?", keep)
+
+
+def hide(store: Audited, customer: UUID, position: int) -> None:
+    """Store, behind the application's back, the customer's next events (another owner
+    department, a share with support) at `position` and below: where no walk reads."""
+    changed = store.app.load(Customer, customer)
+    changed.change_owner(ctx(actor="intruder", minutes=90), department="marketing")
+    changed.share_with(ctx(actor="intruder", minutes=91), "support")
+    for event in changed.collect_events():
+        _, stored = cast(CodecMapper, store.app.mapper).sealed_and_stored(event)
+        aggregate: Any = stored.originator_id if store.backend == "postgres" else customer.hex
+        store.sql(
+            f"INSERT INTO {store.events} ({store.position}, originator_id, originator_version,"
+            " topic, state) VALUES (?, ?, ?, ?, ?)",
+            position, aggregate, stored.originator_version, stored.topic, stored.state,
+        )  # fmt: skip
+        position -= 1
