@@ -1,5 +1,6 @@
 """What the audit commands read and write beside the event store: the log as canonical
-bytes, its chain links, and the signed checkpoints. One implementation per store.
+bytes, its chain links, and the signed checkpoints; and, to check them against the
+events, the aggregates' snapshots. One implementation per store.
 
 Tables (created with the event store, see `services.pg_batch_recorder` and
 `services.sqlite_recorder`): `<events>_chain (position, previous, chain)` and
@@ -15,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
 
 from domain import checkpoint as checkpoints
 from domain.chain_walk import Entry, Link
@@ -58,6 +61,10 @@ class Stray(NamedTuple):
         return f"{self.topic.partition('@')[0]} of {self.aggregate_id} version {self.version}"
 
 
+SnapshotKey = tuple[UUID | None, int, str]
+"""A stored snapshot's aggregate id, version and tag (`domain.snapshot.TAGS`)."""
+
+
 class AuditLog(Protocol):
     def entries(
         self, after: int, upto: int, limit: int, max_bytes: int | None = None
@@ -82,6 +89,22 @@ class AuditLog(Protocol):
         ...
 
     def position_of(self, aggregate_id: UUID, version: int) -> int | None: ...
+
+    def snapshot_keys(self) -> list[SnapshotKey]:
+        """Every stored snapshot's aggregate (None: an id the store never spells so, which
+        the application never reads), version and tag."""
+        ...
+
+    def snapshot_state(self, aggregate_id: UUID, version: int) -> bytes | None:
+        """The state of the aggregate's snapshot at `version` (None: there is none)."""
+        ...
+
+    def aggregate_events(
+        self, aggregate_id: UUID, after: int, upto: int, limit: int
+    ) -> list[StoredEvent]:
+        """The aggregate's events with `after < version <= upto`, oldest first, at most
+        `limit`: what the application reads of it, whatever their positions."""
+        ...
 
     def first_stray(self) -> Stray | None:
         """The first event at a position below 1 (or none at all), which no walk of
@@ -170,6 +193,27 @@ class StatementLog:
     def unchained(self) -> int:
         return int(self._rows("unchained")[0][0])
 
+    def _stored_id(self, aggregate_id: UUID) -> Any:
+        """An aggregate id as the store's queries take it."""
+        raise NotImplementedError("each store spells ids its own way")
+
+    def position_of(self, aggregate_id: UUID, version: int) -> int | None:
+        rows = self._rows("position_of", (self._stored_id(aggregate_id), version))
+        return int(rows[0][0]) if rows else None
+
+    def snapshot_state(self, aggregate_id: UUID, version: int) -> bytes | None:
+        rows = self._rows("snapshot_state", (self._stored_id(aggregate_id), version))
+        return bytes(rows[0][0]) if rows else None
+
+    def aggregate_events(
+        self, aggregate_id: UUID, after: int, upto: int, limit: int
+    ) -> list[StoredEvent]:
+        params = (self._stored_id(aggregate_id), after, upto, limit)
+        return [
+            StoredEvent(aggregate_id, version, topic, bytes(state))
+            for version, topic, state in self._rows("aggregate_events", params, bulk=True)
+        ]
+
     def first_stray(self) -> Stray | None:
         rows = self._rows("first_stray")
         if not rows:
@@ -191,16 +235,22 @@ def _spelled(aggregate: object) -> str:
 
 def open_audit_log(app: CrmApplication) -> AuditLog:
     """The audit log of `app`'s store (PostgreSQL or SQLite; the in-memory store has none)."""
+    from eventsourcing.postgres import PostgresAggregateRecorder
+    from eventsourcing.sqlite import SQLiteAggregateRecorder
+
     from services.audit_log_pg import PostgresAuditLog
     from services.audit_log_sqlite import SqliteAuditLog
     from services.pg_batch_recorder import BatchInsertRecorder
     from services.sqlite_recorder import ChainedSQLiteRecorder
 
     recorder = app.recorder
+    snapshots = app.snapshot_recorder
     if isinstance(recorder, BatchInsertRecorder):
-        return PostgresAuditLog(recorder)
+        assert isinstance(snapshots, PostgresAggregateRecorder)
+        return PostgresAuditLog(recorder, snapshots=snapshots.events_table_name)
     if isinstance(recorder, ChainedSQLiteRecorder):
-        return SqliteAuditLog(recorder)
+        assert isinstance(snapshots, SQLiteAggregateRecorder)
+        return SqliteAuditLog(recorder, snapshots=snapshots.events_table_name)
     raise NotImplementedError(f"no hash chain on {type(recorder).__name__} (in-memory store)")
 
 

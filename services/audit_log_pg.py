@@ -23,19 +23,24 @@ from uuid import UUID
 
 import psycopg
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Identifier
 
 from consumers.byte_pages import notifications_within, within_params
 from domain.chain_walk import Entry, Link
-from services.audit_log import StatementLog
+from services.audit_log import SnapshotKey, StatementLog
 from services.pg_batch_recorder import CANONICAL_SQL, BatchInsertRecorder, connect_kwargs
 
 
 class PostgresAuditLog(StatementLog):
     def __init__(
-        self, recorder: BatchInsertRecorder, connection: psycopg.Connection[Any] | None = None
+        self,
+        recorder: BatchInsertRecorder,
+        connection: psycopg.Connection[Any] | None = None,
+        *,
+        snapshots: str = "crm_snapshots",
     ) -> None:
         self._recorder = recorder
+        self._snapshots = snapshots
         self._bulk = connection
         self._bulk_lock = threading.Lock()
         self._owns_bulk = connection is None
@@ -43,6 +48,7 @@ class PostgresAuditLog(StatementLog):
             "events": recorder.events_table,
             "chain": recorder.chain_table,
             "checkpoints": recorder.checkpoints_table,
+            "snapshots": Identifier(recorder.datastore.schema, snapshots),
             "canonical": SQL(CANONICAL_SQL),
         }
         self._sql: dict[str, bytes] = {
@@ -73,9 +79,11 @@ class PostgresAuditLog(StatementLog):
         params = (*within_params(after + 1, limit, max_bytes), upto)
         return self._rows("entries_within", params, bulk=True)
 
-    def position_of(self, aggregate_id: UUID, version: int) -> int | None:
-        rows = self._rows("position_of", (aggregate_id, version))
-        return int(rows[0][0]) if rows else None
+    def _stored_id(self, aggregate_id: UUID) -> UUID:
+        return aggregate_id
+
+    def snapshot_keys(self) -> list[SnapshotKey]:
+        return self._rows("snapshot_keys")
 
     def relay_position(self) -> int | None:
         if self._rows("relay_table")[0][0] is None:
@@ -91,7 +99,7 @@ class PostgresAuditLog(StatementLog):
         ):
             for statement in self._recorder.lock_table_statements:
                 conn.execute(statement)
-            yield PostgresAuditLog(self._recorder, conn)
+            yield PostgresAuditLog(self._recorder, conn, snapshots=self._snapshots)
 
     def append_links(self, links: Iterable[Link]) -> None:
         assert self._bulk is not None, "append_links runs inside exclusive()"
@@ -147,6 +155,12 @@ _SQL: dict[str, LiteralString] = {
     "unchained": "SELECT count(*) FROM {events} e"
     " WHERE NOT EXISTS (SELECT FROM {chain} c WHERE c.position = e.notification_id)",
     "drop_links": "DELETE FROM {chain}",
+    "snapshot_keys": "SELECT originator_id, originator_version, topic FROM {snapshots}",
+    "snapshot_state": "SELECT state FROM {snapshots}"
+    " WHERE originator_id = %s AND originator_version = %s",
+    "aggregate_events": "SELECT originator_version, topic, state FROM {events}"
+    " WHERE originator_id = %s AND originator_version > %s AND originator_version <= %s"
+    " ORDER BY originator_version LIMIT %s",
     "first_stray": "SELECT notification_id, originator_id, originator_version, topic"
     " FROM {events} WHERE notification_id <= 0 OR notification_id IS NULL"
     " ORDER BY notification_id NULLS FIRST LIMIT 1",

@@ -26,21 +26,27 @@ from uuid import UUID
 from consumers.byte_pages import notifications_within, within_params
 from domain.chain_walk import Entry, Link
 from domain.hashchain import canonical_bytes
-from services.audit_log import Malformed, StatementLog
+from services.audit_log import Malformed, SnapshotKey, StatementLog
 from services.sqlite_recorder import ChainedSQLiteRecorder
 
 
 class SqliteAuditLog(StatementLog):
     def __init__(
-        self, recorder: ChainedSQLiteRecorder, connection: sqlite3.Connection | None = None
+        self,
+        recorder: ChainedSQLiteRecorder,
+        connection: sqlite3.Connection | None = None,
+        *,
+        snapshots: str = "stored_snapshots",
     ) -> None:
         self._recorder = recorder
+        self._snapshots = snapshots
         self._path = recorder.datastore.pool.db_name
         self._connection = connection
         names = {
             "events": recorder.events_table_name,
             "chain": recorder.chain_table,
             "checkpoints": recorder.checkpoints_table,
+            "snapshots": snapshots,
         }
         self._sql = {name: statement.format(**names) for name, statement in _SQL.items()}
 
@@ -86,9 +92,12 @@ class SqliteAuditLog(StatementLog):
                              " application no longer finds this event")  # fmt: skip
         return Malformed(canonical, f"topic {topic!r} is not UTF-8 text")
 
-    def position_of(self, aggregate_id: UUID, version: int) -> int | None:
-        rows = self._rows("position_of", (aggregate_id.hex, version))
-        return int(rows[0][0]) if rows else None
+    def _stored_id(self, aggregate_id: UUID) -> str:
+        return aggregate_id.hex
+
+    def snapshot_keys(self) -> list[SnapshotKey]:
+        rows = self._rows("snapshot_keys")
+        return [(_stored_uuid(aggregate), version, topic) for aggregate, version, topic in rows]
 
     def relay_position(self) -> int | None:
         return None  # the relay keeps its position in PostgreSQL only
@@ -98,7 +107,7 @@ class SqliteAuditLog(StatementLog):
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                yield SqliteAuditLog(self._recorder, conn)
+                yield SqliteAuditLog(self._recorder, conn, snapshots=self._snapshots)
             except BaseException:
                 conn.rollback()
                 raise
@@ -132,6 +141,12 @@ def _id_bytes(aggregate: bytes) -> bytes | None:
     except ValueError:  # not ASCII, not hex digits
         return None
     return raw if len(raw) == 16 and raw.hex().encode() == aggregate else None
+
+
+def _stored_uuid(aggregate: bytes) -> UUID | None:
+    """The id of a row the application finds by `UUID.hex`, None for another spelling."""
+    raw = _id_bytes(aggregate)
+    return None if raw is None else UUID(bytes=raw)
 
 
 def _lenient_id(aggregate: bytes) -> bytes:
@@ -183,6 +198,13 @@ _SQL = {
     "unchained": "SELECT count(*) FROM {events} e"
     " WHERE NOT EXISTS (SELECT 1 FROM {chain} c WHERE c.position = e.rowid)",
     "drop_links": "DELETE FROM {chain}",
+    "snapshot_keys": "SELECT CAST(originator_id AS BLOB), originator_version, topic"
+    " FROM {snapshots}",
+    "snapshot_state": "SELECT state FROM {snapshots}"
+    " WHERE originator_id = ? AND originator_version = ?",
+    "aggregate_events": "SELECT originator_version, topic, state FROM {events}"
+    " WHERE originator_id = ? AND originator_version > ? AND originator_version <= ?"
+    " ORDER BY originator_version LIMIT ?",
     "first_stray": "SELECT rowid, originator_id, originator_version, topic FROM {events}"
     " WHERE rowid <= 0 ORDER BY rowid LIMIT 1",  # a rowid is never NULL
     "insert_link": "INSERT INTO {chain} (position, previous, chain) VALUES (?, ?, ?)",

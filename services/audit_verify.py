@@ -28,7 +28,9 @@ whether any checkpoint anchored the walk at all (an empty store and one wiped of
 events, links and checkpoints look alike). Where the relay keeps its position
 (PostgreSQL), a head below what the relay already published is a deletion. An event
 stored below position 1, where no walk reads but the application does (it loads by
-aggregate id and version), is an insertion, whatever the range walked.
+aggregate id and version), is an insertion, whatever the range walked. A walk of the
+whole log that found it intact then checks every snapshot against the events
+(`services.audit_snapshots`): a read starts from one, so a forged one is an edit.
 
 I/O: the audit log; signature checks (`services.audit_keys`).
 """
@@ -54,6 +56,7 @@ from domain.checkpoint import Checkpoint
 from domain.hashchain import CanonicalEvent
 from services.audit_keys import signature_valid
 from services.audit_log import END, PAGE_BYTES, AuditLog, Malformed, pages
+from services.audit_snapshots import check_snapshots
 
 REORDER_WINDOW = 10_000
 PAGE = 5000
@@ -103,9 +106,11 @@ def verify_log(
     comparisons: Sequence[Comparison] = (),
     progress: Callable[[int], None] = lambda _: None,
 ) -> Report:
-    """Walk positions `start..end` (default: all) and report the first break, if any.
-    `checkpoints` are evidence (a bad signature is a break); `untrusted` ones come from
-    a channel anyone may write (a bad signature is ignored): see the module docstring."""
+    """Walk positions `start..end` (default: all) and report the first break, if any;
+    after a whole walk, check the snapshots too. `checkpoints` are evidence (a bad
+    signature is a break); `untrusted` ones come from a channel anyone may write (a bad
+    signature is ignored): see the module docstring."""
+    whole = not start and end is None
     signed, forged, ignored = _signed(checkpoints, untrusted, public_key)
     if forged is not None:
         return Report(broken=forged, ignored=ignored.records, ignored_positions=ignored.positions)
@@ -121,6 +126,7 @@ def verify_log(
         or next((b for c in comparisons if (b := c.finish(after + 1, upto, end)) is not None), None)
         or _below_relay(log, upto, end)
         or _stray(log)
+        or (check_snapshots(log) if whole else None)
     )
     report.events, report.last, report.chain_head = walk.count, walk.position, walk.chain.hex()
     report.checkpoints = walk.checked - (1 if _failed_checkpoint(walk, report.broken) else 0)

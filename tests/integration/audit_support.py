@@ -16,13 +16,16 @@ from typing import Any, cast
 from uuid import UUID, uuid4
 
 import psycopg
+from eventsourcing.persistence import StoredEvent
 
 from consumers.key_stores import PostgresKeyStore, SqliteKeyStore
 from consumers.keyring import Keyring
+from domain.base import Aggregate
 from domain.checkpoint import Checkpoint
 from domain.codec import CodecMapper
 from domain.conversation import Conversation
 from domain.customer import Customer
+from domain.snapshot import TAGS, snapshot
 from services.audit_keys import SigningKey, load_or_create
 from services.audit_log import AuditLog, open_audit_log
 from services.audit_verify import Comparison, Report, verify_log
@@ -207,3 +210,11 @@ def hide(store: Audited, customer: UUID, position: int) -> None:
             position, aggregate, stored.originator_version, stored.topic, stored.state,
         )  # fmt: skip
         position -= 1
+
+
+def put_snapshot(store: Audited, aggregate: Aggregate, version: int | None = None) -> None:
+    """Store a snapshot of `aggregate` (as loaded sealed) as the API's reads do, at its
+    version or at `version`: genuine, or forged if `aggregate` was changed first."""
+    at = aggregate.version if version is None else version
+    stored = StoredEvent(aggregate.id, at, TAGS[type(aggregate)], snapshot(aggregate))
+    store.app.snapshot_recorder.insert_events([stored])
