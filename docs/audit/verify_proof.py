@@ -107,7 +107,7 @@ def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
 
 def canonical_event(event: dict[str, Any]) -> bytes:
     """position (8) | aggregate id (16) | version (8) | topic (4 + n) | state (4 + n)."""
-    topic = event["topic"].encode()
+    topic: bytes = event["topic"].encode()
     state = base64.b64decode(event["state"])
     aggregate = uuid.UUID(event["aggregate_id"]).bytes
     head = struct.pack(">q16sqI", event["position"], aggregate, event["version"], len(topic))
@@ -120,7 +120,7 @@ def _node(left: bytes, right: bytes) -> bytes:
 
 def root_from_path(index: int, size: int, leaf: bytes, path: list[bytes]) -> bytes | None:
     """RFC 9162 §2.1.3.2: the tree head an audit path leads to, None if it cannot."""
-    if index >= size:
+    if not 0 <= index < size:
         return None
     fn, sn, result = index, size - 1, hashlib.sha256(b"\x00" + leaf).digest()
     for sibling in path:
@@ -152,7 +152,12 @@ def statement(checkpoint: dict[str, Any]) -> bytes:
 
 
 def check(proof: dict[str, Any], public_key: bytes) -> list[str]:
-    """Every reason the proof fails; empty if it holds."""
+    """Every reason the proof fails; empty if it holds. `ValueError` for a leaf index or
+    tree size that is no count (negative, not a whole number): no proof has one."""
+    for field in ("leaf_index", "tree_size"):
+        value = proof[field]
+        if type(value) is not int or value < 0:
+            raise ValueError(f"{field} must be a whole number from 0 up, not {value!r}")
     problems = []
     event, checkpoint = proof["event"], proof["checkpoint"]
     if proof.get("format") != "crm-collab inclusion proof v1":

@@ -125,7 +125,7 @@ def test_audit_paths_agree_with_the_project(leaves: list[bytes], data: st.DataOb
     )
 
 
-def _proof(position: int) -> dict[str, object]:
+def _proof(position: int, leaf_index: object = 0) -> dict[str, object]:
     """A proof of the right shape whose event has `position` (nothing in it holds)."""
     checkpoint = {
         "position": 1, "tree_size": 1, "chain_head": "00" * 32, "tree_head": "00" * 32,
@@ -136,7 +136,7 @@ def _proof(position: int) -> dict[str, object]:
         "topic": "t", "state": "",
     }  # fmt: skip
     return {
-        "format": "crm-collab inclusion proof v1", "event": event, "leaf_index": 0,
+        "format": "crm-collab inclusion proof v1", "event": event, "leaf_index": leaf_index,
         "tree_size": 1, "audit_path": [], "checkpoint": checkpoint,
     }  # fmt: skip
 
@@ -156,3 +156,13 @@ def test_crafted_input_is_unusable_not_unproven(
     proof.write_text(text)
     assert verifier.main([str(proof), "--public-key", "00" * 32]) == 2
     assert "unusable input" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("leaf_index", [-1, -(2**70), 0.5, True, "0"])
+def test_a_leaf_index_that_is_no_count_is_unusable(
+    leaf_index: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proof = tmp_path / "proof.json"
+    proof.write_text(json.dumps(_proof(1, leaf_index)))
+    assert verifier.main([str(proof), "--public-key", "00" * 32]) == 2
+    assert "leaf_index must be a whole number from 0 up" in capsys.readouterr().err
