@@ -167,10 +167,12 @@ class Keyring:
     def __init__(self, store: KeyStore, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self._clock = clock
-        self._cache: OrderedDict[UUID, tuple[bytes, float]] = OrderedDict()  # oldest first
+        # keys held and subjects erased, by `UUID.int`: a `UUID` hashes in Python (two
+        # calls), and a command looks its customer up here several times
+        self._cache: OrderedDict[int, tuple[bytes, float]] = OrderedDict()  # oldest first
         self._batch: dict[UUID, bytes | None] = {}
         self._batch_at = 0.0
-        self._erased: set[UUID] = set()
+        self._erased: set[int] = set()
         self._search_key: bytes | None = None
         self._checked_from: float | None = None  # when the first erasure check was sent
         self._checked_at = float("-inf")  # when the latest erasure check was sent
@@ -224,11 +226,11 @@ class Keyring:
         """Destroy the subject's key: everything sealed with it becomes unreadable."""
         self.store.destroy(subject)
         self.forget(subject)
-        self._erased.add(subject)
+        self._erased.add(subject.int)
 
     def known_erased(self, subject: UUID) -> bool | None:
         """Erased (True), holding a fresh key in this process (False), or not known (None)."""
-        if subject in self._erased:
+        if subject.int in self._erased:
             return True
         return False if self._cached(subject) is not None else None
 
@@ -238,7 +240,7 @@ class Keyring:
         if known is not None:
             return known
         if self.store.destroyed(subject):
-            self._erased.add(subject)
+            self._erased.add(subject.int)
             return True
         return False
 
@@ -246,7 +248,7 @@ class Keyring:
         """Whether the store holds the subject's key destroyed, asked now: unlike
         `is_erased`, which trusts a key this process holds."""
         if self.store.destroyed(subject):
-            self._erased.add(subject)
+            self._erased.add(subject.int)
             return True
         return False
 
@@ -261,10 +263,10 @@ class Keyring:
         any other key held was still in force when the check was sent, so a key fetched
         after the first check is trusted until `KEY_CACHE_SECONDS` after the latest one.
         Returns the subjects this process had not known erased."""
-        news = {subject for subject in erased if subject not in self._erased}
+        news = {subject for subject in erased if subject.int not in self._erased}
         for subject in news:
             self.forget(subject)
-            self._erased.add(subject)
+            self._erased.add(subject.int)
         if self._checked_from is None:
             self._checked_from = sent_at
         self._checked_at = max(self._checked_at, sent_at)
@@ -274,30 +276,31 @@ class Keyring:
     def missing(self, subjects: Iterable[UUID]) -> list[UUID]:
         """Those of `subjects` whose key this process holds neither as a key nor as
         destroyed: an async reader fetches them itself and hands them to `remember`."""
-        return [s for s in subjects if s not in self._erased and self._cached(s) is None]
+        erased = self._erased
+        return [s for s in subjects if s.int not in erased and self._cached(s) is None]
 
     def remember(self, subject: UUID, key: bytes | None) -> None:
         """A key read from the store elsewhere; None: its row says it was destroyed."""
         if key is None:
-            self._erased.add(subject)
-            self._cache.pop(subject, None)
+            self._erased.add(subject.int)
+            self._cache.pop(subject.int, None)
         else:
             self._hold(subject, key)
 
     def forget(self, subject: UUID) -> None:
         """Drop a cached key (another process erased it)."""
-        self._cache.pop(subject, None)
+        self._cache.pop(subject.int, None)
         self._batch.pop(subject, None)
 
     def _cached(self, subject: UUID) -> bytes | None:
         """The cached key, unless it is stale (`_trusted`)."""
-        entry = self._cache.get(subject)
+        entry = self._cache.get(subject.int)
         if entry is None:
             return None
         key, fetched = entry
         if self._trusted(fetched):
             return key
-        self._cache.pop(subject, None)
+        self._cache.pop(subject.int, None)
         return None
 
     def _trusted(self, fetched: float) -> bool:
@@ -318,7 +321,7 @@ class Keyring:
 
     def _key(self, subject: UUID, *, create: bool) -> bytes | None:
         key = self._cached(subject)
-        if key is None and subject in self._erased:
+        if key is None and subject.int in self._erased:
             return None  # destroyed for good: no need to ask the store again
         if key is None:
             key = self.store.load(subject)
@@ -332,7 +335,7 @@ class Keyring:
         """Hold `subject`'s key as fetched now, within `KEYS_HELD` (each step is atomic
         under the GIL: other threads may hold keys at the same time)."""
         cache = self._cache
-        cache[subject] = (key, self._clock())
+        cache[subject.int] = (key, self._clock())
         while len(cache) > KEYS_HELD:
             try:
                 cache.popitem(last=False)

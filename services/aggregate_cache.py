@@ -85,7 +85,9 @@ class AggregateCache:
         self._idle_seconds = idle_seconds
         self._kept_seconds = kept_seconds
         self._clock = clock
-        self._lent: Held[UUID, _Entry] = Held(max_size, max_bytes)
+        # keyed by `UUID.int`: hashing a `UUID` is a Python call (two with its `hash`),
+        # and the `OrderedDict` hashes its keys again as it is walked and reordered
+        self._lent: Held[int, _Entry] = Held(max_size, max_bytes)
         self._lock = threading.Lock()
 
     def take(self, aggregate_id: UUID) -> Lent | None:
@@ -93,7 +95,7 @@ class AggregateCache:
         with self._lock:
             now = self._clock()
             self._expire(now)
-            entry = self._lent.pop(aggregate_id)
+            entry = self._lent.pop(aggregate_id.int)
         if entry is None:
             return None
         return Lent(entry.aggregate, recent=now - entry.used <= self._idle_seconds)
@@ -102,11 +104,11 @@ class AggregateCache:
         """Cache `aggregate`, whose events are all durable, unless a newer one is cached."""
         if aggregate._pending:
             return
-        held = aggregate.held_bytes()
+        held, key = aggregate.held_bytes(), aggregate.id.int
         with self._lock:
-            cached = self._lent.get(aggregate.id)
+            cached = self._lent.get(key)
             if cached is None or cached.aggregate.version < aggregate.version:
-                self._lent.put(aggregate.id, _Entry(aggregate, self._clock()), held)
+                self._lent.put(key, _Entry(aggregate, self._clock()), held)
 
     def sweep(self) -> None:
         """Drop the aggregates idle for longer than `kept_seconds`."""

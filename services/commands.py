@@ -207,7 +207,7 @@ class CommandService:
         self.keyring = keyring
         self.cache = AggregateCache() if cache is None else cache
         self.access = AccessModel() if access is None else access
-        self._turns: dict[UUID, _Turn] = {}
+        self._turns: dict[int, _Turn] = {}  # by `UUID.int`: a UUID hashes in Python
 
     async def change(
         self, caller: Caller, target: UUID, command: Change[A], *, expected: int | None = None
@@ -215,9 +215,10 @@ class CommandService:
         """Apply one command to an existing aggregate."""
         command = command.with_defaults(caller.principal)
         self.access.before_target(caller.principal, command.rules())  # before the lookup
-        turn = self._turns.get(target)
+        key = target.int
+        turn = self._turns.get(key)
         if turn is None:
-            turn = self._turns[target] = _Turn()
+            turn = self._turns[key] = _Turn()
         turn.users += 1
         try:
             async with turn.lock:
@@ -226,7 +227,7 @@ class CommandService:
         finally:
             turn.users -= 1
             if not turn.users:
-                del self._turns[target]
+                del self._turns[key]
         extras = command.answer()
         return msgspec.structs.replace(result, **extras) if extras else result
 

@@ -32,6 +32,21 @@ def test_sealed_text_opens_with_the_subjects_key_only() -> None:
     assert opened is None
 
 
+def test_a_subject_is_known_by_its_id_whichever_uuid_object_names_it() -> None:
+    """The keyring holds keys and erasures by `UUID.int`: ids come parsed from requests,
+    rows and events, each its own object."""
+    keyring, subject = Keyring(MemoryKeyStore()), uuid4()
+    sealed = keyring.encrypt(subject, "Ada")
+    same = UUID(str(subject))
+    assert keyring.known_erased(same) is False
+    assert keyring.missing([same]) == []
+    assert keyring.decrypt(same, sealed) == "Ada"
+    keyring.erase(UUID(str(subject)))
+    assert keyring.known_erased(subject) is True
+    assert keyring.missing([same]) == []
+    assert keyring.encrypt(same, "Ada") == ERASED
+
+
 def test_erasing_makes_old_ciphertext_unreadable_and_blocks_new_keys(tmp_path: Path) -> None:
     keyring = Keyring(SqliteKeyStore(tmp_path / "keys.db"))
     subject = uuid4()

@@ -54,6 +54,17 @@ def test_take_lends_the_aggregate_itself_and_removes_it() -> None:
     assert cache.take(customer.id) is None
 
 
+def test_an_aggregate_is_found_by_its_id_whichever_uuid_object_names_it() -> None:
+    """The cache keys aggregates by `UUID.int`: an id parsed from a request's path is
+    another object than the aggregate's own, equal to it."""
+    cache = AggregateCache()
+    customer, other = saved_customer(), saved_customer()
+    cache.give_back(customer)
+    assert cache.take(other.id) is None
+    assert lent(cache, uuid.UUID(str(customer.id))) is customer
+    assert cache.take(customer.id) is None
+
+
 def test_only_committed_state_is_kept_and_never_an_older_version() -> None:
     cache = AggregateCache()
     newer, older = saved_customer(3), saved_customer(2)
