@@ -524,8 +524,12 @@ class AccessModel:
         422), the target readable (404), the rules on it (403), its customer not erased
         (409). `target` is None for a new customer."""
         actions = self.before_target(principal, rules)
-        if target is None:
-            return
+        if target is not None:
+            self.on_target(principal, actions, target)
+
+    def on_target(self, principal: Principal, actions: Iterable[str], target: Resource) -> None:
+        """`command`'s checks of its target, for a command whose `before_target` passed
+        and gave `actions` (a command deciding again on a fresh load asks it once)."""
         if not self.readable(principal, target):
             raise NotFound(target.kind, target.id)
         for action in actions:

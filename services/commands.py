@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -60,7 +60,14 @@ from domain.base import (
 )
 from domain.conversation import Conversation
 from domain.customer import Customer, CustomerErasedError
-from services.access import AccessModel, Forbidden, Principal, Resource, resource_of
+from services.access import (
+    AccessModel,
+    CommandRules,
+    Forbidden,
+    Principal,
+    Resource,
+    resource_of,
+)
 from services.aggregate_cache import AggregateCache
 from services.batch_refusals import ErasedSubjectError
 from services.command_base import Change, Creation, Existing
@@ -177,6 +184,15 @@ class _Turn:
         self.users = 0
 
 
+class _Allowed(NamedTuple):
+    """A change's rules and the actions `AccessModel.before_target` allowed for them,
+    asked once before its target is looked up: each attempt's decision then checks its
+    target only (`AccessModel.on_target`)."""
+
+    rules: CommandRules
+    actions: list[str]
+
+
 class _NothingDecided(Exception):  # noqa: N818 - internal signal, never escapes
     """A decision on cached state changed nothing: answer from a fresh load instead."""
 
@@ -214,7 +230,9 @@ class CommandService:
     ) -> CommandResult:
         """Apply one command to an existing aggregate."""
         command = command.with_defaults(caller.principal)
-        self.access.before_target(caller.principal, command.rules())  # before the lookup
+        rules = command.rules()
+        actions = self.access.before_target(caller.principal, rules)  # before the lookup
+        allowed = _Allowed(rules, actions)
         key = target.int
         turn = self._turns.get(key)
         if turn is None:
@@ -223,7 +241,7 @@ class CommandService:
         try:
             async with turn.lock:
                 with self.committer.command():
-                    result = await self._decided(caller, target, command, expected)
+                    result = await self._decided(caller, target, command, expected, allowed)
         finally:
             turn.users -= 1
             if not turn.users:
@@ -232,7 +250,12 @@ class CommandService:
         return msgspec.structs.replace(result, **extras) if extras else result
 
     async def _decided(
-        self, caller: Caller, target: UUID, command: Change[A], expected: int | None
+        self,
+        caller: Caller,
+        target: UUID,
+        command: Change[A],
+        expected: int | None,
+        allowed: _Allowed,
     ) -> CommandResult:
         """Decide and save; when another process saved first, decide again on a fresh
         load after a random pause, unless the caller named the version it expected. Each
@@ -241,7 +264,7 @@ class CommandService:
         give_up, pause = time.monotonic() + RETRY_SECONDS, RETRY_PAUSE
         while True:
             try:
-                return await self._attempt(caller, target, command, expected=expected)
+                return await self._attempt(caller, target, command, expected, allowed)
             except IntegrityError:
                 if expected is not None:
                     raise await self._conflict(command, target, expected) from None
@@ -321,7 +344,12 @@ class CommandService:
         return bool(stored) and caller.emitted(stored[0])
 
     async def _attempt(
-        self, caller: Caller, target: UUID, command: Change[A], *, expected: int | None
+        self,
+        caller: Caller,
+        target: UUID,
+        command: Change[A],
+        expected: int | None,
+        allowed: _Allowed,
     ) -> CommandResult:
         kind = command.aggregate_class()
         lent = self.cache.take(target)
@@ -332,7 +360,7 @@ class CommandService:
                 cached = await self._caught_up(cached)
             spare = cached.clone() if contended else None
             try:
-                return await self._decide(caller, cached, command, expected, cached=True)
+                return await self._decide(caller, cached, command, expected, allowed, cached=True)
             except IntegrityError:
                 if spare is not None:  # lost another race: the retry catches the spare up
                     self.cache.give_back(spare)
@@ -341,7 +369,7 @@ class CommandService:
             except (DomainError, Forbidden, _NothingDecided):
                 pass  # the cached state may be stale: decide again on a fresh load
         aggregate = await self._load(kind, target)
-        return await self._decide(caller, aggregate, command, expected, cached=False)
+        return await self._decide(caller, aggregate, command, expected, allowed, cached=False)
 
     async def _decide(
         self,
@@ -349,17 +377,19 @@ class CommandService:
         aggregate: A,
         command: Change[A],
         expected: int | None,
+        allowed: _Allowed,
         *,
         cached: bool,
     ) -> CommandResult:
-        principal, rules = caller.principal, command.rules()
+        principal = caller.principal
         before = await self._resource(aggregate)
-        self.access.command(principal, rules, before)
+        self.access.on_target(principal, allowed.actions, before)
         if expected is not None and aggregate.version != expected:
             raise VersionConflict(aggregate.id, expected, aggregate.version)
         opened = await self._open_compared(principal, command, aggregate, before)
         command.decide(aggregate, caller.context())
-        self.access.changed(principal, rules, before, resource_of(aggregate, erased=before.erased))
+        after = resource_of(aggregate, erased=before.erased)
+        self.access.changed(principal, allowed.rules, before, after)
         if cached and not aggregate._pending:
             raise _NothingDecided
         try:
