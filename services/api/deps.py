@@ -124,7 +124,9 @@ async def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -
     if principal is None:
         raise Unauthenticated("unknown or revoked token")
     structlog.contextvars.bind_contextvars(principal=principal.name)
-    request.state.principal = principal.name
+    # for the request's log line (`RequestObserver`): what `request.state.principal = `
+    # writes (the app gives every scope a state dict), without building a `State` for it
+    request.scope["state"]["principal"] = principal.name
     return Caller(principal=principal, correlation_id=request_id_of(request.scope))
 
 
