@@ -9,7 +9,8 @@ creation acts in its new department, a change never widens its caller's own view
 no entry point decides on its own.
 
 Concurrency: commands on one aggregate take turns within a process (one in flight per
-aggregate), so they never collide here. Across processes a concurrent save that wins the
+aggregate, handed round the principals waiting: `services.fair_turns`), so they never
+collide here. Across processes a concurrent save that wins the
 race shows up as an IntegrityError: a command without If-Match is then decided again on
 a fresh load after a short random pause (a few times), since its caller expressed no
 precondition; with If-Match (`expected` must equal the loaded version) it is a
@@ -74,6 +75,7 @@ from services.command_base import Change, Creation, Existing
 from services.customer_commands import EraseCustomer
 from services.event_positions import event_position
 from services.event_store import CrmApplication, Saved
+from services.fair_turns import FairTurn
 from services.idempotency import Reservation, created_id, emitted_under
 from services.sealed_state import Path, open_at, set_each
 
@@ -171,19 +173,6 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
         return emitted_under(event, self.principal.name, self.idempotency_key, self.event_key)
 
 
-class _Turn:
-    """One command per aggregate at a time in this process (waiting costs no thread):
-    the aggregate's lock, kept while a command holds or awaits it (`users`). A plain
-    dict and a count: a `WeakValueDictionary` made a weak reference, and a callback to
-    drop it, for most commands (five Python calls more)."""
-
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-
-
 class _Allowed(NamedTuple):
     """A change's rules and the actions `AccessModel.before_target` allowed for them,
     asked once before its target is looked up: each attempt's decision then checks its
@@ -223,7 +212,10 @@ class CommandService:
         self.keyring = keyring
         self.cache = AggregateCache() if cache is None else cache
         self.access = AccessModel() if access is None else access
-        self._turns: dict[int, _Turn] = {}  # by `UUID.int`: a UUID hashes in Python
+        # each aggregate's turn (one command at a time, in rotation among principals),
+        # kept while a command holds or awaits it: a plain dict and a count, by
+        # `UUID.int` (a UUID hashes in Python; a `WeakValueDictionary` cost five calls)
+        self._turns: dict[int, FairTurn] = {}
 
     async def change(
         self, caller: Caller, target: UUID, command: Change[A], *, expected: int | None = None
@@ -236,12 +228,15 @@ class CommandService:
         key = target.int
         turn = self._turns.get(key)
         if turn is None:
-            turn = self._turns[key] = _Turn()
+            turn = self._turns[key] = FairTurn()
         turn.users += 1
         try:
-            async with turn.lock:
+            await turn.take(caller.principal.name)
+            try:
                 with self.committer.command():
                     result = await self._decided(caller, target, command, expected, allowed)
+            finally:
+                turn.give_back()
         finally:
             turn.users -= 1
             if not turn.users:
