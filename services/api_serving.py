@@ -7,7 +7,8 @@ asyncio selector loop cost ~40% more CPU per request on the loop than httptools 
 uvloop, and each socket call there releases the GIL, which the loop then waits for.
 `crm run` (embedded) is the exception, see `loop_for`. httptools sets no bound on a
 request head nor a time to receive one: uvicorn serves it through
-`services.http_request_bounds`, which does (`CRM_HTTP_RECEIVE_SECONDS`).
+`services.http_request_bounds`, which does (`CRM_HTTP_RECEIVE_SECONDS`), and which aborts
+a connection whose client takes nothing it is sent (`CRM_HTTP_SEND_SECONDS`).
 
 Several workers: each process is a whole API (its own pool, group committer and
 aggregate cache) built by `api_app_from_env` from the same `CRM_` settings. That is
@@ -39,17 +40,22 @@ class HttpLimits(NamedTuple):
     """What the HTTP server allows a client's connection (`CRM_HTTP_*`)."""
 
     receive_seconds: float = 30.0  # to send a whole request (`services.http_request_bounds`)
+    send_seconds: float = 30.0  # to take anything of an answer (uvicorn only, as above)
 
     @classmethod
     def of(cls, settings: Settings) -> HttpLimits:
-        return cls(receive_seconds=settings.http_receive_seconds)
+        return cls(settings.http_receive_seconds, settings.http_send_seconds)
 
     def uvicorn_protocol(self) -> type[asyncio.Protocol]:
         """uvicorn's `http`: a factory it only calls (typed as the class it stands for),
         picklable for the worker processes."""
         from services.http_request_bounds import BoundedHttpToolsProtocol
 
-        bounded = partial(BoundedHttpToolsProtocol, receive_seconds=self.receive_seconds)
+        bounded = partial(
+            BoundedHttpToolsProtocol,
+            receive_seconds=self.receive_seconds,
+            send_seconds=self.send_seconds,
+        )
         return cast("type[asyncio.Protocol]", bounded)
 
 

@@ -21,19 +21,41 @@ counts from the connection, or from the previous answer, to the request's last b
 and no byte extends it: a slow sender gets as long as a silent one, then the door.
 While a request received whole waits for its answer (a command, an event stream)
 nothing is counted.
-I/O: the connection's transport (the 431 or 408, the close).
+
+Sending is bounded too: a client that takes nothing of what it is sent for
+`send_seconds` (`CRM_HTTP_SEND_SECONDS`) has its connection aborted, and the bytes of
+its answer still waiting to go out with it. An answer is handed to the transport whole
+(uvicorn writes a body as the app gives it), and a client that asked for a large one and
+never read kept it in the process for as long as it kept the connection: 150 such
+connections to a 5 MB conversation grew `crm api` by 730 MB, and 16 of 20 were still
+held after 240 s (red team). Neither uvicorn's keep-alive nor the receive deadline
+helped: `close` waits for the buffer to drain, which it never does. The clock runs only
+while the transport is paused for writing (more than its high-water mark waits to go
+out), and it starts again whenever the client took something in the meantime: a slow
+client that keeps reading is not cut, however long its answer takes. It covers event
+streams as well (their own `SEND_SECONDS` per message ends a stream under granian too,
+`services.api.events_stream.bounded_sends`): the stream sees its client gone, and its
+slot and page go.
+I/O: the connection's transport (the 431 or 408, the close, the abort).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import struct
+import termios
+from contextlib import suppress
+from socket import SO_LINGER, SOL_SOCKET
 from typing import Any
 
+import structlog
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from services.api.errors import PROBLEM_BASE
 
 MAX_HEAD_BYTES = 65_536
+log = structlog.get_logger("crm.http")
 
 
 def _refusal(status: int, reason: str, kind: str, detail: str) -> bytes:
@@ -64,15 +86,19 @@ _TOO_LARGE = _refusal(
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """`HttpToolsProtocol` refusing a request head longer than `MAX_HEAD_BYTES` and a
-    request not received whole within `receive_seconds` (`CRM_HTTP_RECEIVE_SECONDS`)."""
+    request not received whole within `receive_seconds` (`CRM_HTTP_RECEIVE_SECONDS`),
+    and aborting a connection whose client takes nothing it is sent for `send_seconds`
+    (`CRM_HTTP_SEND_SECONDS`)."""
 
     _reading_head = True  # False from a head's end until its request is answered
     _head_bytes = 0  # received while reading the current head
     _tail = b""  # the last bytes received, for a head's end split across reads
 
-    def __init__(self, *args: Any, receive_seconds: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, receive_seconds: float, send_seconds: float = 30.0, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.receive_seconds = receive_seconds
+        self.receive_seconds, self.send_seconds = receive_seconds, send_seconds
         self._too_slow = _refusal(
             408,
             "Request Timeout",
@@ -80,6 +106,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             f"the request was not received whole within {receive_seconds:g} s",
         )
         self._deadline: asyncio.TimerHandle | None = None
+        self._stalled: asyncio.TimerHandle | None = None  # armed while writing is paused
+        self._unsent = 0  # bytes not taken by the client when the clock last (re)started
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -87,7 +115,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_deadline()
+        self._stop_send_clock()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stalled is None:
+            self._start_send_clock()
+
+    def resume_writing(self) -> None:
+        self._stop_send_clock()
+        super().resume_writing()
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
@@ -146,6 +184,44 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(self._too_slow)
         else:
             self.transport.close()
+
+    def _start_send_clock(self) -> None:
+        self._unsent = self._untaken()
+        self._stalled = self.loop.call_later(self.send_seconds, self._send_expired)
+
+    def _stop_send_clock(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
+    def _send_expired(self) -> None:
+        """Still paused `send_seconds` on: abort, unless the client took something."""
+        self._stalled = None
+        untaken = self._untaken()
+        if untaken < self._unsent:  # slow, but reading: a new period
+            self._start_send_clock()
+            return
+        log.warning(
+            "connection aborted: its client took nothing it was sent for send_seconds",
+            seconds=self.send_seconds,
+            unsent_bytes=untaken,
+        )
+        connection = self.transport.get_extra_info("socket")
+        with suppress(OSError, AttributeError):  # a reset: the kernel's queue goes too
+            connection.setsockopt(SOL_SOCKET, SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()  # `close` would wait for the buffer to drain: never
+
+    def _untaken(self) -> int:
+        """Bytes sent that the client has not taken: in the transport's buffer, and in
+        the kernel's send queue, unacknowledged (Linux's SIOCOUTQ; elsewhere only the
+        former). The transport alone misses a client that reads: it moves nothing into
+        a full kernel queue until half of that queue is acknowledged, megabytes apart."""
+        untaken = self.transport.get_write_buffer_size()
+        connection = self.transport.get_extra_info("socket")
+        with suppress(OSError, AttributeError):
+            queued = fcntl.ioctl(connection.fileno(), termios.TIOCOUTQ, bytes(4))
+            untaken += int(struct.unpack("i", queued)[0])
+        return untaken
 
     def _refuse(self, answer: bytes) -> None:
         """Answer `answer` in the app's stead and close; the app, if it runs, sees the

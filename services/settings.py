@@ -58,6 +58,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_server: str = HTTP_SERVERS[0]
     http_receive_seconds: float = 30.0
     """CRM_HTTP_RECEIVE_SECONDS: how long a client may take to send a whole request."""
+    http_send_seconds: float = 30.0
+    """CRM_HTTP_SEND_SECONDS: how long a client may take nothing it is sent before its
+    connection is aborted (uvicorn: `services.http_request_bounds`)."""
     streams_per_principal: int = 8
     """CRM_STREAMS_PER_PRINCIPAL: event streams one principal may hold open per process."""
     streams_max: int = 64
@@ -111,6 +114,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         http_server=_choice(env, "CRM_HTTP_SERVER", HTTP_SERVERS[0], HTTP_SERVERS),
         http_receive_seconds=_number(env, "CRM_HTTP_RECEIVE_SECONDS", 30.0, float, minimum=1),
+        http_send_seconds=_number(env, "CRM_HTTP_SEND_SECONDS", 30.0, float, minimum=1),
         access_log=_choice(env, "CRM_ACCESS_LOG", "on", ACCESS_LOG_MODES),
         streams_per_principal=_number(env, "CRM_STREAMS_PER_PRINCIPAL", 8, int, minimum=1),
         streams_max=_number(env, "CRM_STREAMS_MAX", 64, int, minimum=1),

@@ -79,7 +79,8 @@ ROUTE = "GET /v1/events/stream"  # what the access log names
 KEEP_ALIVE_SECONDS = 15.0
 """A stream with nothing to send writes a comment this often (see the module)."""
 SEND_SECONDS = 30.0
-"""How long a stream's client may take to take one message before the stream ends."""
+"""How long a stream's client may take to take one message before the stream ends (under
+uvicorn the connection's own bound, `CRM_HTTP_SEND_SECONDS`, usually ends it first)."""
 KEEP_ALIVE = ServerSentEventMessage(data=None, comment="keep-alive")
 log = structlog.get_logger("crm.events_stream")
 _encoder = msgspec.json.Encoder()
