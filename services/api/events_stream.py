@@ -26,7 +26,10 @@ the access log cannot take a page's record (`AccessLogBacklogged`), the stream w
 reads that page again: the caller sees it late, never unrecorded. So it does while the
 database cannot be reached (its token cannot be checked nor its page read): it waits,
 with the backoff of `consumers.outage`, and goes on from where it was once the database
-is back, on the same connection. A stream that ended there would have lost what was
+is back, on the same connection. So it does, too, while a store it reads stays locked by
+another connection past its wait (`services.api.errors.busy`: another process holding
+the embedded principals.db or keys.db, which answers plain requests a 503
+`storage-busy`). A stream that ended there would have lost what was
 stored before its client came back for the roles that start at the head, and an
 EventSource gives up for good when its reconnection gets the outage's 503.
 
@@ -65,7 +68,7 @@ from domain.base import DomainEvent
 from services.access import Forbidden, Principal, mask, resource_of, rule_name, unmasked
 from services.access_log import AccessLogBacklogged, revealed
 from services.api.deps import CallerDep, Services, ServicesDep, bearer_token
-from services.api.errors import BadRequest
+from services.api.errors import BadRequest, busy
 from services.commands import Caller
 from services.states_as_of import AggregatesAsOf
 
@@ -81,6 +84,7 @@ KEEP_ALIVE_SECONDS = 15.0
 SEND_SECONDS = 30.0
 """How long a stream's client may take to take one message before the stream ends (under
 uvicorn the connection's own bound, `CRM_HTTP_SEND_SECONDS`, usually ends it first)."""
+LOCKED = "locked store"  # what `Dependencies` names a store held locked (see the module)
 KEEP_ALIVE = ServerSentEventMessage(data=None, comment="keep-alive")
 log = structlog.get_logger("crm.events_stream")
 _encoder = msgspec.json.Encoder()
@@ -143,7 +147,13 @@ class EventStream:
                 except DATABASE_UNAVAILABLE as error:  # none of it delivered either
                     await anyio.sleep(database.lost(POSTGRES, error))
                     continue
+                except Exception as error:  # a store held locked (a backup, `sqlite3`)
+                    if not busy(error):
+                        raise
+                    await anyio.sleep(database.lost(LOCKED, error))
+                    continue
                 database.back(POSTGRES)
+                database.back(LOCKED)
                 for notification_id, event, document in page:
                     data = _encoder.encode(document).decode()
                     yield ServerSentEventMessage(
