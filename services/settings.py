@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import msgspec
 import psycopg
@@ -24,6 +24,24 @@ HTTP_SERVERS = ("uvicorn", "granian")
 ACCESS_LOG_MODES = ("on", "off", "switch")
 _PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*(?=@)|([?&]password=)[^&]*")
 """A URL's password, in its user part or its query: shown as `***`, the rest as given."""
+
+
+DEAD_PEER_DEFAULTS = {
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
+"""libpq parameters every PostgreSQL connection gets unless CRM_DATABASE_URL sets its own:
+how a connection whose server went silent (a fail-over that moved the address, a dropped
+route, NAT or firewall state lost: packets vanish, no reset comes) is found dead. Without
+them a statement waits for the kernel to give up on its retransmissions, ~16 minutes,
+and `statement_timeout`, enforced by the unreachable server, cannot help. A connection
+idle for 5 s is probed every 2 s; one whose sent data or probes go unacknowledged for
+10 s (`tcp_user_timeout`, ms) is closed, and its statement fails as the connection lost
+(a 503). A slow query is not cut: the server's kernel acknowledges the query and answers
+the probes while it runs. Unix-socket connections ignore them."""
 
 
 class ConfigError(Exception):
@@ -127,7 +145,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def _database_url(url: str | None) -> str | None:
     """A PostgreSQL URL as libpq reads it, naming its server: `host:port`, or a socket
     directory (`postgresql://user@/db?host=/run/postgresql`). Its other parameters
-    (`sslmode`...) hold for every connection, the event store's too."""
+    (`sslmode`...) hold for every connection, the event store's too, and so do the
+    `DEAD_PEER_DEFAULTS` it does not set."""
     if url is None:
         return None
     parts = urlsplit(url)
@@ -146,7 +165,17 @@ def _database_url(url: str | None) -> str | None:
             "expected postgresql://user:password@host:port/db (or a socket directory:"
             f" postgresql://user@/db?host=/run/postgresql), got {shown!r}{why}",
         )
-    return url
+    return with_dead_peer_detection(url, params)
+
+
+def with_dead_peer_detection(url: str, params: Mapping[str, object]) -> str:
+    """`url` (whose libpq parameters are `params`) with the `DEAD_PEER_DEFAULTS` it lacks
+    added to its query: its own values win."""
+    missing = {name: value for name, value in DEAD_PEER_DEFAULTS.items() if name not in params}
+    if not missing:
+        return url
+    joint = "" if url.endswith(("?", "&")) else "&" if "?" in url else "?"
+    return f"{url}{joint}{urlencode(missing)}"
 
 
 def _bootstrap(value: str) -> str:

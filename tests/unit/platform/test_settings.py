@@ -3,10 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from services.cli_analysts import analyst_url
 from services.event_store import UrlPostgresFactory, store_env
-from services.settings import ConfigError, load_settings
+from services.settings import DEAD_PEER_DEFAULTS, ConfigError, load_settings
 
 
 def test_defaults_are_the_embedded_mode() -> None:
@@ -47,7 +48,36 @@ def test_a_bad_database_url_is_shown_without_its_password() -> None:
     ],
 )
 def test_a_database_url_libpq_reads_is_taken_as_written(url: str) -> None:
-    assert load_settings({"CRM_DATABASE_URL": url}).database_url == url
+    """As written, with only the dead-peer defaults it lacks added to its query."""
+    taken = load_settings({"CRM_DATABASE_URL": url}).database_url
+    assert taken is not None
+    assert taken.startswith(url)
+    assert conninfo_to_dict(taken) == conninfo_to_dict(url) | DEAD_PEER_DEFAULTS
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://crm@db/crm",
+        "postgresql://crm@db/crm?",
+        "postgresql://crm@db/crm?sslmode=require&",
+        "postgresql://crm@db1:5432,db2:5433/crm?target_session_attrs=read-write",
+    ],
+)
+def test_every_connection_finds_a_silent_server_dead_by_default(url: str) -> None:
+    taken = load_settings({"CRM_DATABASE_URL": url}).database_url
+    assert taken is not None
+    params = conninfo_to_dict(taken)
+    assert {name: params[name] for name in DEAD_PEER_DEFAULTS} == DEAD_PEER_DEFAULTS
+
+
+def test_the_operators_dead_peer_settings_win() -> None:
+    url = "postgresql://crm@db/crm?keepalives_idle=60&tcp_user_timeout=0&sslmode=require"
+    params = conninfo_to_dict(load_settings({"CRM_DATABASE_URL": url}).database_url or "")
+    assert (params["keepalives_idle"], params["tcp_user_timeout"]) == ("60", "0")
+    assert (params["keepalives_interval"], params["sslmode"]) == ("2", "require")
+    every = "".join(f"&{name}=7" for name in DEAD_PEER_DEFAULTS)
+    assert load_settings({"CRM_DATABASE_URL": url + every}).database_url == url + every
 
 
 @pytest.mark.parametrize(
