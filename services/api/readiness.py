@@ -7,10 +7,12 @@ Each check returns None when fine, else one line saying what is wrong. Any faili
 makes the API `degraded`; it is not ready (503) only while the event store is
 unreachable, a projection holds dead letters, or the follower is stalled: a Kafka outage
 or a lagging consumer delays the read models but leaves commands and reads working.
-The dependency probes answer within about a second even while PostgreSQL is down (a
-`SELECT 1` that waits at most a second for a connection, or one TCP connect), and each
+The dependency probes answer within about a second even while PostgreSQL is down or
+silent (a `SELECT 1` given `EVENT_STORE_DEADLINE_S` in all, or one TCP connect), and each
 answer is kept for a second: orchestrators poll `/readyz` often, and `/metrics` asks
-the same questions.
+the same questions. The `SELECT 1` runs on a thread of its own, one at a time: on a
+connection whose server went silent it waits until the kernel finds the peer dead
+(`services.settings.DEAD_PEER_DEFAULTS`), and meanwhile every probe answers "no answer".
 
 The dead-letter rule: not ready while any projection's live version holds a dead
 letter. Such a read model lacks an event's effect, so its answers about that event's
@@ -33,6 +35,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import msgspec
 from eventsourcing.persistence import PersistenceError
@@ -55,6 +58,8 @@ NOT_READY = ("event_store", "dead_letters", "follower")
 LAG_LIMIT = 10_000
 """Events (embedded) or Kafka records (per projection) behind before we call it degraded."""
 PROBE_TTL_S = 1.0
+EVENT_STORE_DEADLINE_S = 1.5
+"""The longest the event store's probe waits for a pooled connection and its `SELECT 1`."""
 STALE_FACTOR = 3
 STALE_GRACE_S = 30.0
 _UNREACHABLE: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, PersistenceError, OSError)
@@ -67,6 +72,7 @@ class DependencyProbe:
         self._runtime = runtime
         self._answers: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
+        self._select: Future[None] | None = None  # the event store's probe in flight
 
     def event_store(self) -> str | None:
         return self._cached("event_store", self._event_store)
@@ -104,11 +110,32 @@ class DependencyProbe:
             if self._runtime.pool is None:
                 self._runtime.app.head_position()  # embedded: the SQLite file
             else:
-                with self._runtime.pool.connection(timeout=1.0) as conn:
-                    conn.execute("SELECT 1")
+                self._selecting().result(timeout=EVENT_STORE_DEADLINE_S)
+        except TimeoutError:
+            return f"event store unavailable: no answer within {EVENT_STORE_DEADLINE_S:g} s"
         except _UNREACHABLE as error:
             return f"event store unavailable: {type(error).__name__}"
         return None
+
+    def _selecting(self) -> Future[None]:
+        """The `SELECT 1` in flight, or a new one on a thread of its own."""
+        with self._lock:
+            if self._select is None or self._select.done():
+                self._select = Future()
+                name = "readyz-event-store"
+                threading.Thread(target=self._select_one, args=(self._select,), name=name,
+                                 daemon=True).start()  # fmt: skip
+            return self._select
+
+    def _select_one(self, answer: Future[None]) -> None:
+        assert self._runtime.pool is not None
+        try:
+            with self._runtime.pool.connection(timeout=EVENT_STORE_DEADLINE_S) as conn:
+                conn.execute("SELECT 1")
+        except Exception as error:  # any: the waiting probe sorts it (`_event_store`)
+            answer.set_exception(error)
+        else:
+            answer.set_result(None)
 
 
 def default_checks(

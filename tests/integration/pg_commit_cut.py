@@ -9,6 +9,10 @@ fail-over). Connections opened before keep working. The proxy reads only message
 lengths, and the insert's first parameter (the events' aggregate ids, `cut_ids`).
 Start-up is forwarded unread: connect with `sslmode=disable&gssencmode=disable`.
 
+`hold()` stops forwarding on every link, open or new, keeping the sockets open: a
+partition, as the clients see it but for their keepalive probes, which the kernel of
+this host still answers. `release()` forwards what was held, and everything after.
+
 I/O: sockets on 127.0.0.1, threads of the test process.
 """
 
@@ -95,6 +99,8 @@ class CommitCut:
         self._least: int | None = None  # armed: the aggregates a batch to cut holds at least
         self._refusing_until = 0.0
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._sockets: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
@@ -104,10 +110,21 @@ class CommitCut:
         with self._lock:
             self._least = least
 
+    def hold(self) -> None:
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
+    def _forward(self, to: socket.socket, data: bytes) -> None:
+        self._flowing.wait()
+        to.sendall(data)
+
     def refusing(self) -> bool:
         return time.monotonic() < self._refusing_until
 
     def close(self) -> None:
+        self.release()  # the held pumps end on the closed sockets
         _end(self._listener)
         with self._lock:
             for sock in self._sockets:
@@ -134,7 +151,7 @@ class CommitCut:
         try:
             head = _exactly(link.client, 4)  # the start-up message: no type byte
             (size,) = struct.unpack("!I", head)
-            link.server.sendall(head + _exactly(link.client, size - 4))
+            self._forward(link.server, head + _exactly(link.client, size - 4))
             while True:
                 kind, body = _message(link.client)
                 link.writer = link.writer or (kind == b"P" and INSERT_MARK in body)
@@ -142,7 +159,7 @@ class CommitCut:
                     link.bound = bound_ids(body)
                 if kind == b"E" and link.writer:
                     link.cutting = self._take(link.bound)
-                link.server.sendall(kind + body)
+                self._forward(link.server, kind + body)
         except (EOFError, OSError):
             _end(link.server)
 
@@ -160,7 +177,7 @@ class CommitCut:
             while True:
                 kind, body = _message(link.server)
                 if not link.cutting:
-                    link.client.sendall(kind + body)
+                    self._forward(link.client, kind + body)
                 elif kind == b"Z":  # it ran and committed: lose the answer, and the server
                     self._refusing_until = time.monotonic() + self.seconds
                     link.client.setsockopt(

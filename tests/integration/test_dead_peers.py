@@ -1,10 +1,12 @@
 """A PostgreSQL server gone silent (a fail-over that moved its address, a partition: no
-reset ever comes) is found dead by every connection.
+reset ever comes) is found dead by every connection, and `/readyz` says so in time.
 
 What the kernel does with the libpq settings (`services.settings.DEAD_PEER_DEFAULTS`)
 needs a network that drops packets, which a proxy cannot fake: its own kernel answers
 the keepalive probes. So these tests check that the settings reach the socket of each
-kind of connection the product opens.
+kind of connection the product opens, and, through a proxy that holds every byte, that
+the readiness probe answers on its own deadline. The drop itself is
+`test_dead_peers_netns` (a network namespace, where one can be made).
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from litestar.testing import TestClient
 
 from consumers.relay_wakeup import ListenWakeup
 from consumers.store_factory import open_store
@@ -28,6 +33,8 @@ from services.api.loop_reads import current_state_of
 from services.bootstrap import Runtime, bootstrap
 from services.pg_batch_recorder import connect_kwargs
 from services.settings import load_settings
+from tests.integration.api_support import embedded_api
+from tests.integration.pg_commit_cut import CommitCut
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +43,8 @@ EXPECTED = {
     "TCP_USER_TIMEOUT": 10_000,
 }  # fmt: skip
 """What the kernel holds for a connection given the defaults."""
+LIVENESS_S = 30.0
+"""The test fails rather than waits longer: a bound on hanging, not a speed."""
 
 
 def socket_options(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> dict[str, int]:
@@ -104,3 +113,52 @@ def test_the_operators_own_settings_reach_the_socket(tmp_path: Path, pg_url: str
         options = socket_options(conn)
     assert (options["TCP_KEEPIDLE"], options["TCP_USER_TIMEOUT"]) == (30, 0)
     assert (options["SO_KEEPALIVE"], options["TCP_KEEPINTVL"]) == (1, 2)
+
+
+def test_readyz_answers_while_the_server_is_silent(tmp_path: Path, pg_url: str) -> None:
+    """Every byte held, open links and new: `/readyz` answers 503 within its deadline,
+    again and again, and is ready again once the bytes flow."""
+    parts = urlsplit(pg_url)
+    proxy = CommitCut((parts.hostname or "127.0.0.1", parts.port or 5432), seconds=0)
+    through = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
+    plain = "sslmode=disable&gssencmode=disable"  # the proxy forwards start-up unread
+    url = urlunsplit(parts._replace(netloc=through, query=plain))
+    with (
+        closing(proxy),
+        embedded_api(tmp_path, database_url=url) as api,
+        TestClient(app=api.app) as client,
+    ):
+        assert client.get("/readyz").json()["checks"]["event_store"] == "ok"
+        proxy.hold()
+        try:
+            time.sleep(1.1)  # past the cached answer
+            answers = [_timed(client, "/readyz") for _ in range(3)]
+        finally:
+            proxy.release()
+        back = _eventually_ready(client)
+    for status, body, took in answers:
+        assert (status, body["status"]) == (503, "degraded")
+        assert body["checks"]["event_store"].startswith("event store unavailable: no answer")
+        assert took < LIVENESS_S
+    assert back
+
+
+def _timed(client: TestClient[Any], path: str) -> tuple[int, dict[str, Any], float]:
+    """`path`'s answer, or a failure after `LIVENESS_S` (the in-process client has no
+    timeout of its own); the proxy's release then ends the request left waiting."""
+    began = time.monotonic()
+    pool = ThreadPoolExecutor(1)
+    try:
+        answer = pool.submit(client.get, path).result(timeout=LIVENESS_S)
+    finally:
+        pool.shutdown(wait=False)
+    return answer.status_code, answer.json(), time.monotonic() - began
+
+
+def _eventually_ready(client: TestClient[Any]) -> bool:
+    deadline = time.monotonic() + LIVENESS_S
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return True
+        time.sleep(0.2)
+    return False
