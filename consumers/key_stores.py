@@ -20,6 +20,10 @@ whose destruction failed after its event is found and finished later
 another connection holds (SQLite's busy wait; PostgreSQL's `lock_timeout`), then fail
 (`sqlite3.OperationalError` "database is locked", `psycopg.errors.LockNotAvailable`):
 without it a key row locked on PostgreSQL held an erasure for as long as the lock.
+
+SQLite's reads of keys and `create` are also made on a connection that waits for no lock
+(`SqliteKeysAtOnce`): the API's event loop tries them there, and does again through the
+store, which waits, on a worker thread only when another connection holds keys.db.
 """
 
 from __future__ import annotations
@@ -89,8 +93,16 @@ SELECT ?1, {_SQLITE_NOW} WHERE NOT EXISTS
     (SELECT 1 FROM crm_subject_keys WHERE subject = ?1 AND key IS NULL)
 ON CONFLICT (subject) DO UPDATE SET since = excluded.since"""
 _SQLITE_DROP_OWED = f"DELETE FROM crm_erasures_owed WHERE subject = ? AND since < {_SQLITE_NOW} - ?"
+_SQLITE_CREATE = "INSERT OR IGNORE INTO crm_subject_keys (subject, key) VALUES (?, ?)"
+_SQLITE_KEY = "SELECT key FROM crm_subject_keys WHERE subject = ?"
 _SQLITE_CHUNK = 500
 """Subjects per `IN (...)`: below SQLite's bound-parameter limit."""
+
+
+def locked(error: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused `error`'s statement for a lock another connection held
+    (SQLITE_BUSY or SQLITE_LOCKED, any extended code of them: "database is locked")."""
+    return (error.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def uuid_array(subjects: Iterable[UUID]) -> str:
@@ -184,11 +196,9 @@ class SqliteKeyStore:
     """Keys in their own SQLite file (not the event store's, to avoid lock contention)."""
 
     def __init__(self, path: Path, lock_seconds: float = LOCK_SECONDS) -> None:
-        self._conn = sqlite3.connect(
-            path, timeout=lock_seconds, check_same_thread=False, isolation_level=None
-        )
+        self._path = path
+        self._conn = _connect(path, lock_seconds)
         self._lock = threading.Lock()
-        self._conn.execute("PRAGMA secure_delete = ON")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS crm_subject_keys"
             " (subject TEXT PRIMARY KEY, key BLOB, erased_at TEXT)"
@@ -204,29 +214,24 @@ class SqliteKeyStore:
 
     def load(self, subject: UUID) -> bytes | None:
         with self._lock:
-            row = self._conn.execute(
-                "SELECT key FROM crm_subject_keys WHERE subject = ?", (str(subject),)
-            ).fetchone()
+            row = self._conn.execute(_SQLITE_KEY, (str(subject),)).fetchone()
         return None if row is None else row[0]
 
     def load_many(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
-        found: dict[str, bytes | None] = {}
         texts = [str(subject) for subject in subjects]
         with self._lock:
-            for start in range(0, len(texts), _SQLITE_CHUNK):
-                chunk = texts[start : start + _SQLITE_CHUNK]
-                marks = ", ".join("?" * len(chunk))
-                query = f"SELECT subject, key FROM crm_subject_keys WHERE subject IN ({marks})"
-                found.update(self._conn.execute(query, chunk).fetchall())
+            found = _key_rows(self._conn, texts)
         return {subject: found.get(text) for subject, text in zip(subjects, texts, strict=True)}
 
     def create(self, subject: UUID, key: bytes) -> bytes | None:
         with self._lock:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO crm_subject_keys (subject, key) VALUES (?, ?)",
-                (str(subject), key),
-            )
+            self._conn.execute(_SQLITE_CREATE, (str(subject), key))
         return self.load(subject)
+
+    def at_once(self) -> SqliteKeysAtOnce:
+        """Reads of keys and `create` on this file that wait for no lock (for one thread:
+        a connection of its own, the caller's to close)."""
+        return SqliteKeysAtOnce(self._path)
 
     def destroyed(self, subject: UUID) -> bool:
         with self._lock:
@@ -268,3 +273,64 @@ class SqliteKeyStore:
             )
             (key,) = self._conn.execute("SELECT key FROM crm_search_key WHERE id = 1").fetchone()
         return bytes(key)
+
+
+class SqliteKeysAtOnce:
+    """The key rows of subjects, and `SqliteKeyStore.create`, on a connection of its own
+    that waits for no lock (busy timeout 0): for the API's event loop, which must not
+    stall while another process holds keys.db (a backup, `sqlite3` in a shell, the CLI).
+    The file keeps a rollback journal (see above), whose readers do wait for a writer's
+    exclusive lock: then a call raises at once (`sqlite3.OperationalError`, `locked`),
+    having changed nothing, and the caller asks the `SqliteKeyStore` instead, which
+    waits. The connection runs as the store's does (`secure_delete`, the rollback
+    journal), so a key it wrote leaves no copy once destroyed either. One thread at a
+    time; `close` it."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = _connect(path, 0.0)
+
+    def rows(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        """The keys of those of `subjects` that have a row: the key, or None once
+        destroyed (`services.current_state.EventSource.keys`), in one query a chunk."""
+        texts = {str(subject): subject for subject in subjects}
+        return {texts[text]: key for text, key in _key_rows(self._conn, list(texts)).items()}
+
+    def create(self, subject: UUID, key: bytes) -> bytes | None:
+        """`SqliteKeyStore.create`, in one write transaction taken at once or not at all
+        (its commit too: refused while another connection reads, it is rolled back)."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_SQLITE_CREATE, (str(subject), key))
+            row = conn.execute(_SQLITE_KEY, (str(subject),)).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return None if row is None else row[0]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _connect(path: Path, lock_seconds: float) -> sqlite3.Connection:
+    """A connection to the key file, waiting `lock_seconds` for a lock another connection
+    holds, erasing freed content (`secure_delete`: see above). Autocommit."""
+    conn = sqlite3.connect(
+        path, timeout=lock_seconds, check_same_thread=False, isolation_level=None
+    )
+    conn.execute("PRAGMA secure_delete = ON")
+    return conn
+
+
+def _key_rows(conn: sqlite3.Connection, texts: Sequence[str]) -> dict[str, bytes | None]:
+    """The key rows of the subjects named by `texts` that have one, by subject: the key,
+    or None (a tombstone)."""
+    found: dict[str, bytes | None] = {}
+    for start in range(0, len(texts), _SQLITE_CHUNK):
+        chunk = texts[start : start + _SQLITE_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        query = f"SELECT subject, key FROM crm_subject_keys WHERE subject IN ({marks})"
+        found.update(conn.execute(query, chunk).fetchall())
+    return found

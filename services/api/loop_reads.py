@@ -75,7 +75,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder
 
-from consumers.key_stores import uuid_array
+from consumers.key_stores import LOCK_SECONDS, SqliteKeyStore, locked, uuid_array
 from consumers.keyring import KeyStore
 from consumers.readmodel_store import STORE_TOPIC, ReadModelNotBuilt, ReadModelStore
 from consumers.store_sqlite import SqliteStore
@@ -374,7 +374,16 @@ class _Replay:
 
 class StoreEvents:
     """`services.current_state.EventSource` over a local event store (SQLite or memory)
-    and key store, queried on the loop."""
+    and key store, queried on the loop.
+
+    Keys (SQLite): keys.db keeps a rollback journal (`consumers.key_stores`), so another
+    process writing it (a backup, `sqlite3` in a shell) holds off its readers too. Each
+    read of keys and `create_key` is tried on the loop without waiting for a lock
+    (`SqliteKeysAtOnce`); refused for one, it is done again on a worker thread through
+    the key store, which waits for the lock up to `LOCK_SECONDS` (then 503
+    `storage-busy`). One at a time there (the store's connection serves one anyway),
+    each waiting its turn at most `LOCK_SECONDS`; the loop serves all else meanwhile.
+    (Waiting on the loop, one locked read stopped every request, /healthz too, 5 s.)"""
 
     def __init__(
         self, recorder: ApplicationRecorder, snapshots: AggregateRecorder, keys: KeyStore
@@ -382,6 +391,8 @@ class StoreEvents:
         self._recorder = recorder
         self._snapshots = snapshots
         self._keys = keys
+        self._keys_at_once = keys.at_once() if isinstance(keys, SqliteKeyStore) else None
+        self._keys_turn = anyio.Semaphore(1, fast_acquire=True)
 
     async def head(self) -> int:
         return self._recorder.max_notification_id() or 0
@@ -430,11 +441,49 @@ class StoreEvents:
             )
 
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        if self._keys_at_once is None:  # in memory (tests)
+            return self._key_rows(subjects)
+        try:
+            return self._keys_at_once.rows(subjects)
+        except sqlite3.OperationalError as error:
+            if not locked(error):
+                raise
+            refused = error
+        return await self._waiting(refused, self._key_rows, subjects)
+
+    async def create_key(self, subject: UUID, key: bytes) -> bytes | None:
+        if self._keys_at_once is None:  # in memory (tests)
+            return self._keys.create(subject, key)
+        try:
+            return self._keys_at_once.create(subject, key)
+        except sqlite3.OperationalError as error:
+            if not locked(error):
+                raise
+            refused = error
+        return await self._waiting(refused, self._keys.create, subject, key)
+
+    def _key_rows(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         found = self._keys.load_many(subjects)
         return {s: k for s, k in found.items() if k is not None or self._keys.destroyed(s)}
 
-    async def create_key(self, subject: UUID, key: bytes) -> bytes | None:
-        return self._keys.create(subject, key)
+    async def _waiting(
+        self, refused: sqlite3.OperationalError, call: Callable[..., T], *args: Any
+    ) -> T:
+        """`call(*args)` on a worker thread, in the keys' turn (see the class), after the
+        loop's attempt was `refused` for a lock; `refused` again if the turn did not come."""
+        with anyio.move_on_after(LOCK_SECONDS) as waited:
+            await self._keys_turn.acquire()
+        if waited.cancelled_caught:
+            raise refused
+        try:
+            # not abandoned when the request is cancelled: the connection is in use till then
+            return await to_thread.run_sync(call, *args)
+        finally:
+            self._keys_turn.release()
+
+    def close(self) -> None:
+        if self._keys_at_once is not None:
+            self._keys_at_once.close()
 
 
 def current_state_of(runtime: Runtime) -> tuple[CurrentState, PostgresReads | None]:
@@ -445,6 +494,8 @@ def current_state_of(runtime: Runtime) -> tuple[CurrentState, PostgresReads | No
         runtime.app, runtime.keyring.store, settings.database_url, settings.read_query_seconds
     )
     reads = source if isinstance(source, PostgresReads) else None
+    if isinstance(source, StoreEvents):
+        runtime.closers.append(source.close)
     kept = runtime.settings.cache_mb * 2**20
     return CurrentState(source, runtime.keyring, max_bytes=kept), reads
 
