@@ -22,7 +22,7 @@ and no byte extends it: a slow sender gets as long as a silent one, then the doo
 While a request received whole waits for its answer (a command, an event stream)
 nothing is counted.
 
-Sending is bounded too: a client that takes nothing of what it is sent for
+Sending is bounded too: a client that takes (next to) nothing of what it is sent for
 `send_seconds` (`CRM_HTTP_SEND_SECONDS`) has its connection aborted, and the bytes of
 its answer still waiting to go out with it. An answer is handed to the transport whole
 (uvicorn writes a body as the app gives it), and a client that asked for a large one and
@@ -31,8 +31,10 @@ connections to a 5 MB conversation grew `crm api` by 730 MB, and 16 of 20 were s
 held after 240 s (red team). Neither uvicorn's keep-alive nor the receive deadline
 helped: `close` waits for the buffer to drain, which it never does. The clock runs only
 while the transport is paused for writing (more than its high-water mark waits to go
-out), and it starts again whenever the client took something in the meantime: a slow
-client that keeps reading is not cut, however long its answer takes. It covers event
+out), and it starts again whenever the client took `TAKEN_BYTES` in the meantime: a
+slow client that keeps reading is not cut, however long its answer takes. Less does not
+count: a client's kernel takes a few kB on its own (a zero-window probe), and one that
+reads a few bytes now and then would otherwise hold its answer for good. It covers event
 streams as well (their own `SEND_SECONDS` per message ends a stream under granian too,
 `services.api.events_stream.bounded_sends`): the stream sees its client gone, and its
 slot and page go.
@@ -55,6 +57,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from services.api.errors import PROBLEM_BASE
 
 MAX_HEAD_BYTES = 65_536
+TAKEN_BYTES = 65_536
+"""The least a client must take of what it is sent each `send_seconds` while writing is
+paused (the transport's own high-water mark): 2 KiB/s at the default 30 s."""
 log = structlog.get_logger("crm.http")
 
 
@@ -195,15 +200,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._stalled = None
 
     def _send_expired(self) -> None:
-        """Still paused `send_seconds` on: abort, unless the client took something."""
+        """Still paused `send_seconds` on: abort, unless the client took its share."""
         self._stalled = None
         untaken = self._untaken()
-        if untaken < self._unsent:  # slow, but reading: a new period
+        if self._unsent - untaken >= TAKEN_BYTES:  # slow, but reading: a new period
             self._start_send_clock()
             return
         log.warning(
-            "connection aborted: its client took nothing it was sent for send_seconds",
+            "connection aborted: its client took too little of its answer in send_seconds",
             seconds=self.send_seconds,
+            taken_bytes=self._unsent - untaken,
             unsent_bytes=untaken,
         )
         connection = self.transport.get_extra_info("socket")
