@@ -170,12 +170,23 @@ def _database_url(url: str | None) -> str | None:
 
 def with_dead_peer_detection(url: str, params: Mapping[str, object]) -> str:
     """`url` (whose libpq parameters are `params`) with the `DEAD_PEER_DEFAULTS` it lacks
-    added to its query: its own values win."""
+    added to its query: its own values win, and `keepalives=0` keeps them all off."""
     missing = {name: value for name, value in DEAD_PEER_DEFAULTS.items() if name not in params}
-    if not missing:
+    if not missing or str(params.get("keepalives")) == "0":
         return url
-    joint = "" if url.endswith(("?", "&")) else "&" if "?" in url else "?"
+    joint = "?" if not _has_query(url) else "" if url.endswith(("?", "&")) else "&"
     return f"{url}{joint}{urlencode(missing)}"
+
+
+def _has_query(url: str) -> bool:
+    """Whether `url` has a query, found as libpq finds it: the user info runs to an `@`
+    met before any `/` (a password may hold a `?`: `postgresql://u:p?x@h/db` has none),
+    and the query from the first `?` after it."""
+    rest = url.partition("://")[2]
+    ends = [i for i in (rest.find("@"), rest.find("/")) if i >= 0]
+    if ends and rest[min(ends)] == "@":
+        rest = rest[min(ends) + 1 :]
+    return "?" in rest
 
 
 def _bootstrap(value: str) -> str:

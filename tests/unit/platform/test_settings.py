@@ -45,6 +45,8 @@ def test_a_bad_database_url_is_shown_without_its_password() -> None:
         "postgresql://crm@/crm?host=/run/postgresql",  # a socket directory
         "postgresql://crm@%2Frun%2Fpostgresql/crm",  # the same, percent-encoded
         "postgresql://crm:pw@db1:5432,db2:5433/crm?sslmode=verify-full&target_session_attrs=read-write",
+        "postgresql://crm:p?w@db:5432/crm",  # a `?` in the password: no query (review)
+        "postgresql://crm:p?w@db:5432/crm?sslmode=require",
     ],
 )
 def test_a_database_url_libpq_reads_is_taken_as_written(url: str) -> None:
@@ -78,6 +80,8 @@ def test_the_operators_dead_peer_settings_win() -> None:
     assert (params["keepalives_interval"], params["sslmode"]) == ("2", "require")
     every = "".join(f"&{name}=7" for name in DEAD_PEER_DEFAULTS)
     assert load_settings({"CRM_DATABASE_URL": url + every}).database_url == url + every
+    off = "postgresql://crm@db/crm?keepalives=0"  # off: nothing added, tcp_user_timeout too
+    assert load_settings({"CRM_DATABASE_URL": off}).database_url == off
 
 
 @pytest.mark.parametrize(
