@@ -203,7 +203,10 @@ class StatementLog:
 
     def snapshot_state(self, aggregate_id: UUID, version: int) -> bytes | None:
         rows = self._rows("snapshot_state", (self._stored_id(aggregate_id), version))
-        return bytes(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        state = rows[0][0]  # a row written behind the store's back may hold anything
+        return bytes(state) if isinstance(state, bytes | bytearray | memoryview) else b""
 
     def aggregate_events(
         self, aggregate_id: UUID, after: int, upto: int, limit: int

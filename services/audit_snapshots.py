@@ -42,8 +42,17 @@ def check_snapshots(log: AuditLog) -> Break | None:
     wanted: dict[UUID, list[tuple[int, type[Aggregate]]]] = {}
     for aggregate_id, version, tag in log.snapshot_keys():
         kind = _KINDS.get(tag)
-        if aggregate_id is not None and kind is not None:  # the others are never read
-            wanted.setdefault(aggregate_id, []).append((version, kind))
+        if aggregate_id is None or kind is None:  # the others are never read
+            continue
+        if type(version) is not int:  # SQLite keeps text in an INTEGER column (review)
+            return Break(
+                kind=BreakKind.EDITED,
+                position=0,
+                detail=f"a snapshot of {kind.aggregate_type} {aggregate_id} names the version"
+                f" {str(version)[:40]!r}, which is no version: reads may start from it"
+                " (forged or altered)",
+            )
+        wanted.setdefault(aggregate_id, []).append((version, kind))
     for aggregate_id, snapshots in wanted.items():
         broken = _check_aggregate(log, aggregate_id, sorted(snapshots, key=_version_of))
         if broken is not None:

@@ -121,6 +121,40 @@ def test_a_snapshot_that_does_not_decode_is_an_edit(store: Audited) -> None:
     assert "does not decode" in broken.detail
 
 
+def test_a_snapshot_row_holding_no_version_or_no_state_is_an_edit(tmp_path: Path) -> None:
+    """SQLite keeps text in an INTEGER column and NULL anywhere: a row with the version
+    `'x'` (the newest a reader finds: text sorts after numbers) or no state is reported,
+    not a crash of verify (review)."""
+    with audited("sqlite", tmp_path, None) as store:
+        victim = _snapshotted(store)[0]
+        state = store.app.sealed_load(Customer, victim.id)
+        store.sql(
+            f"UPDATE {_snapshots(store)} SET state = NULL WHERE originator_version = 3"
+            " AND originator_id = ?",
+            victim.id.hex,
+        )
+        broken = store.verify().broken
+        assert broken is not None
+        assert "does not decode" in broken.detail
+        store.sql(
+            f"DELETE FROM {_snapshots(store)} WHERE originator_version = 3 AND originator_id = ?",
+            victim.id.hex,
+        )
+        put_snapshot(store, state)  # genuine again: verify passes
+        assert store.verify().broken is None
+        store.sql(
+            f"UPDATE {_snapshots(store)} SET originator_version = 'x'"
+            " WHERE originator_version = 3 AND originator_id = ?",
+            victim.id.hex,
+        )
+        broken = store.verify().broken
+        assert broken is not None
+        assert "names the version 'x'" in broken.detail
+        result = store.crm("audit", "verify")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_a_verify_of_a_range_does_not_replay(store: Audited) -> None:
     victim = _snapshotted(store)[1]
     forged = store.app.sealed_load(Customer, victim.id)
