@@ -34,7 +34,13 @@ while the transport is paused for writing (more than its high-water mark waits t
 out), and it starts again whenever the client took `TAKEN_BYTES` in the meantime: a
 slow client that keeps reading is not cut, however long its answer takes. Less does not
 count: a client's kernel takes a few kB on its own (a zero-window probe), and one that
-reads a few bytes now and then would otherwise hold its answer for good. It covers event
+reads a few bytes now and then would otherwise hold its answer for good. What is taken
+is what the client's kernel acknowledges, and a receiving kernel reopens a full window
+only once 1/16 of its buffer is free (at least one segment): a slow reader with a large
+receive buffer (autotuned up to `tcp_rmem`'s maximum, 32 MB here: 2 MB a step) can take
+nothing for a whole period though it reads, and is cut (review: 25 KB/s with a 4 MB
+buffer, `send_seconds` 3). Telling it from a silent client needs a longer look than one
+period; not done. It covers event
 streams as well (their own `SEND_SECONDS` per message ends a stream under granian too,
 `services.api.events_stream.bounded_sends`): the stream sees its client gone, and its
 slot and page go.
@@ -59,7 +65,8 @@ from services.api.errors import PROBLEM_BASE
 MAX_HEAD_BYTES = 65_536
 TAKEN_BYTES = 65_536
 """The least a client must take of what it is sent each `send_seconds` while writing is
-paused (the transport's own high-water mark): 2 KiB/s at the default 30 s."""
+paused (the transport's own high-water mark): 2 KiB/s at the default 30 s, as its kernel
+acknowledges it (see above: a reader with a large receive buffer acknowledges in steps)."""
 log = structlog.get_logger("crm.http")
 
 
