@@ -34,6 +34,11 @@ def pipeline_env(database_url: str, bootstrap: str, prefix: str, tmp: Path) -> d
     }
 
 
+def server_env(command: str, database_url: str, data: Path) -> dict[str, str]:
+    """The environment of `crm api` (on `database_url`) or `crm run` (embedded, in `data`)."""
+    return {"CRM_DATABASE_URL": database_url if command == "api" else "", "CRM_DATA_DIR": str(data)}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -57,6 +62,12 @@ class Processes:
                 [CRM, *args], env={**self.env, **(env or {})}, stdout=out, stderr=out
             )
         self.running.append((" ".join(args), process, log))
+        return process
+
+    def serve(self, command: str, port: int) -> subprocess.Popen[bytes]:
+        """Start `crm run` or `crm api` on 127.0.0.1:`port`, once it answers HTTP."""
+        process = self.start(command, "--host", "127.0.0.1", "--port", str(port))
+        wait_for_http(f"http://127.0.0.1:{port}", process)
         return process
 
     def run(self, *args: str) -> str:

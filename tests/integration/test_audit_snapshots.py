@@ -111,11 +111,7 @@ def test_a_snapshot_of_another_kind_or_shape(store: Audited) -> None:
 
 def test_a_snapshot_that_does_not_decode_is_an_edit(store: Audited) -> None:
     victim = _snapshotted(store)[0]
-    store.sql(
-        f"UPDATE {_snapshots(store)} SET state = ? WHERE originator_version = 3"
-        " AND originator_id = ?",
-        b'{"id": 1}', victim.id if store.backend == "postgres" else victim.id.hex,
-    )  # fmt: skip
+    _at_version_3(store, victim.id, "UPDATE {table} SET state = ?", b'{"id": 1}')
     broken = store.verify().broken
     assert broken is not None
     assert "does not decode" in broken.detail
@@ -128,25 +124,14 @@ def test_a_snapshot_row_holding_no_version_or_no_state_is_an_edit(tmp_path: Path
     with audited("sqlite", tmp_path, None) as store:
         victim = _snapshotted(store)[0]
         state = store.app.sealed_load(Customer, victim.id)
-        store.sql(
-            f"UPDATE {_snapshots(store)} SET state = NULL WHERE originator_version = 3"
-            " AND originator_id = ?",
-            victim.id.hex,
-        )
+        _at_version_3(store, victim.id, "UPDATE {table} SET state = NULL")
         broken = store.verify().broken
         assert broken is not None
         assert "does not decode" in broken.detail
-        store.sql(
-            f"DELETE FROM {_snapshots(store)} WHERE originator_version = 3 AND originator_id = ?",
-            victim.id.hex,
-        )
+        _at_version_3(store, victim.id, "DELETE FROM {table}")
         put_snapshot(store, state)  # genuine again: verify passes
         assert store.verify().broken is None
-        store.sql(
-            f"UPDATE {_snapshots(store)} SET originator_version = 'x'"
-            " WHERE originator_version = 3 AND originator_id = ?",
-            victim.id.hex,
-        )
+        _at_version_3(store, victim.id, "UPDATE {table} SET originator_version = 'x'")
         broken = store.verify().broken
         assert broken is not None
         assert "names the version 'x'" in broken.detail
@@ -165,6 +150,13 @@ def test_a_verify_of_a_range_does_not_replay(store: Audited) -> None:
 
 def _snapshots(store: Audited) -> str:
     return "crm_snapshots" if store.backend == "postgres" else "stored_snapshots"
+
+
+def _at_version_3(store: Audited, customer: UUID, statement: str, *params: object) -> None:
+    """`statement` (its table `{table}`) on `customer`'s snapshot row at version 3."""
+    stored_id = customer if store.backend == "postgres" else customer.hex
+    where = " WHERE originator_version = 3 AND originator_id = ?"
+    store.sql(statement.format(table=_snapshots(store)) + where, *params, stored_id)
 
 
 def _conversation(store: Audited) -> UUID:

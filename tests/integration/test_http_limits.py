@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from services.http_request_bounds import MAX_HEAD_BYTES
-from tests.e2e.processes import crm_processes, eventually, free_port, wait_for_http
+from tests.e2e.processes import crm_processes, eventually, free_port, server_env
 from tests.integration.stream_support import Stream, about
 
 pytestmark = pytest.mark.integration
@@ -43,10 +43,9 @@ def head_answer(port: int, head: bytes, filler_bytes: int) -> bytes:
 @pytest.mark.parametrize("command", ["api", "run"])
 def test_a_huge_request_head_is_a_431(command: str, pg_url: str, tmp_path: Path) -> None:
     port = free_port()
-    env = {"CRM_DATABASE_URL": pg_url if command == "api" else "", "CRM_DATA_DIR": str(tmp_path)}
+    env = server_env(command, pg_url, tmp_path)
     with crm_processes(env, tmp_path) as crm:
-        process = crm.start(command, "--host", "127.0.0.1", "--port", str(port))
-        wait_for_http(f"http://127.0.0.1:{port}", process)
+        process = crm.serve(command, port)
         head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
         ordinary = head_answer(port, head + b"a" * (MAX_HEAD_BYTES // 2), 0)
         assert ordinary.startswith(b"HTTP/1.1 200 "), ordinary[:200]
@@ -105,10 +104,9 @@ def test_a_request_not_received_in_time_is_a_408_and_a_silent_connection_is_clos
     command: str, pg_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = {"CRM_DATABASE_URL": pg_url if command == "api" else "", "CRM_DATA_DIR": str(tmp_path)}
+    env = server_env(command, pg_url, tmp_path)
     with crm_processes(env | SLOW_CLIENTS, tmp_path) as crm:
-        process = crm.start(command, "--host", "127.0.0.1", "--port", str(port))
-        wait_for_http(f"http://127.0.0.1:{port}", process)
+        process = crm.serve(command, port)
         token = crm.run("principals", "add", "eve", "--department", "sales", "--role", "admin")
         headers = {"Authorization": f"Bearer {token.strip().splitlines()[-1]}"}
         stream = Stream(f"http://127.0.0.1:{port}", "/v1/events/stream", headers)
@@ -141,8 +139,7 @@ def test_slow_clients_cannot_keep_every_file_descriptor(pg_url: str, tmp_path: P
     byte at a time: the server drops them in time, and a plain request is answered."""
     port = free_port()
     with crm_processes({"CRM_DATABASE_URL": pg_url} | SLOW_CLIENTS, tmp_path) as crm:
-        process = crm.start("api", "--host", "127.0.0.1", "--port", str(port))
-        wait_for_http(f"http://127.0.0.1:{port}", process)
+        process = crm.serve("api", port)
         resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (256, 256))
         slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]
         try:
@@ -170,11 +167,10 @@ def test_granian_answers_while_more_connections_than_its_backlog_are_open(
     connections that send nothing left it answering nobody. Its head deadline is
     `CRM_HTTP_RECEIVE_SECONDS`, as uvicorn's."""
     port = free_port()
-    env = {"CRM_DATABASE_URL": pg_url if command == "api" else "", "CRM_DATA_DIR": str(tmp_path)}
+    env = server_env(command, pg_url, tmp_path)
     env |= SLOW_CLIENTS | {"CRM_HTTP_SERVER": "granian"}
     with crm_processes(env, tmp_path) as crm:
-        process = crm.start(command, "--host", "127.0.0.1", "--port", str(port))
-        wait_for_http(f"http://127.0.0.1:{port}", process)
+        process = crm.serve(command, port)
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
         try:
             answered = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30)

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.processes import Processes, crm_processes, free_port, wait_for_http
+from tests.e2e.processes import Processes, crm_processes, free_port, server_env
 
 pytestmark = pytest.mark.integration
 
@@ -93,11 +93,10 @@ def test_a_client_that_reads_nothing_is_cut_and_one_that_reads_is_served(
     command: str, pg_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = {"CRM_DATABASE_URL": pg_url if command == "api" else "", "CRM_DATA_DIR": str(tmp_path)}
+    env = server_env(command, pg_url, tmp_path)
     with crm_processes(env | {"CRM_HTTP_SEND_SECONDS": SEND_SECONDS}, tmp_path) as crm:
-        process = crm.start(command, "--host", "127.0.0.1", "--port", str(port))
+        process = crm.serve(command, port)
         base = f"http://127.0.0.1:{port}"
-        wait_for_http(base, process)
         token = admin_token(crm, process)
         with httpx.Client(base_url=base, headers=token, timeout=60) as http:
             path = large_conversation(http)
