@@ -28,6 +28,9 @@ from consumers.relay_position import PostgresRelayPosition, relay_status
 from services.api.readiness import DependencyProbe, SignerWatch
 from services.checkpointer import running_signers
 
+_NO_ANSWER: tuple[type[Exception], ...] = (TimeoutError, *DATABASE_UNAVAILABLE)
+"""A store's gauges are left out of a scrape that meets these (`DependencyProbe.ask`)."""
+
 RELAY_GAUGES = {
     "crm_relay_position": ("position", "Newest event position the broker acknowledged"),
     "crm_relay_head": ("head", "Newest event position in the event store"),
@@ -59,10 +62,13 @@ class WhileStoreUp(Collector):
         if self.probe.event_store() is not None:
             return
         try:
-            metrics = list(self.collector.collect())
-        except DATABASE_UNAVAILABLE:
+            metrics = self.probe.ask(type(self.collector).__name__, self._collected)
+        except _NO_ANSWER:
             return
         yield from metrics
+
+    def _collected(self) -> list[Any]:
+        return list(self.collector.collect())
 
 
 class HealthCollector(Collector):
@@ -142,9 +148,8 @@ class SignerCollector(Collector):
         if self.probe.event_store() is not None:
             return
         try:
-            behind, waited = self.watch.unsigned()
-            stale = self.watch.stale() is not None
-        except DATABASE_UNAVAILABLE:
+            (behind, waited), stale = self.probe.ask("audit_unsigned", self._unsigned)
+        except _NO_ANSWER:
             return
         yield GaugeMetricFamily("crm_audit_unsigned_positions", "Positions after the newest "
                                 "checkpoint", value=float(behind))  # fmt: skip
@@ -153,6 +158,9 @@ class SignerCollector(Collector):
         yield GaugeMetricFamily("crm_audit_signer_stale", "1 while nothing is signed though the"
                                 " log grows, or the newest checkpoint does not decode",
                                 value=float(stale))  # fmt: skip
+
+    def _unsigned(self) -> tuple[tuple[int, float], bool]:
+        return self.watch.unsigned(), self.watch.stale() is not None
 
 
 SIGNER_COUNTS = (

@@ -8,11 +8,15 @@ makes the API `degraded`; it is not ready (503) only while the event store is
 unreachable, a projection holds dead letters, or the follower is stalled: a Kafka outage
 or a lagging consumer delays the read models but leaves commands and reads working.
 The dependency probes answer within about a second even while PostgreSQL is down or
-silent (a `SELECT 1` given `EVENT_STORE_DEADLINE_S` in all, or one TCP connect), and each
+silent (a `SELECT 1` given `PROBE_DEADLINE_S` in all, or one TCP connect), and each
 answer is kept for a second: orchestrators poll `/readyz` often, and `/metrics` asks
-the same questions. The `SELECT 1` runs on a thread of its own, one at a time: on a
-connection whose server went silent it waits until the kernel finds the peer dead
-(`services.settings.DEAD_PEER_DEFAULTS`), and meanwhile every probe answers "no answer".
+the same questions. Every question to a database (the `SELECT 1`, and the read-model,
+pipeline and signer checks and gauges) runs on a thread of its own, one at a time per
+question (`DependencyProbe.ask`): on a connection whose server went silent it waits until
+the kernel finds the peer dead (`services.settings.DEAD_PEER_DEFAULTS`), behind a lock
+(a table held by a migration) as long as the lock, and meanwhile every probe answers
+"no answer" after `PROBE_DEADLINE_S` instead of holding one more of the server's
+threads.
 
 The dead-letter rule: not ready while any projection's live version holds a dead
 letter. Such a read model lacks an event's effect, so its answers about that event's
@@ -36,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any, TypeVar
 
 import msgspec
 from eventsourcing.persistence import PersistenceError
@@ -58,11 +63,12 @@ NOT_READY = ("event_store", "dead_letters", "follower")
 LAG_LIMIT = 10_000
 """Events (embedded) or Kafka records (per projection) behind before we call it degraded."""
 PROBE_TTL_S = 1.0
-EVENT_STORE_DEADLINE_S = 1.5
-"""The longest the event store's probe waits for a pooled connection and its `SELECT 1`."""
+PROBE_DEADLINE_S = 1.5
+"""The longest a probe waits for a database's answer (a pooled connection and a query)."""
 STALE_FACTOR = 3
 STALE_GRACE_S = 30.0
 _UNREACHABLE: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, PersistenceError, OSError)
+T = TypeVar("T")
 
 
 class DependencyProbe:
@@ -72,7 +78,7 @@ class DependencyProbe:
         self._runtime = runtime
         self._answers: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
-        self._select: Future[None] | None = None  # the event store's probe in flight
+        self._asked: dict[str, Future[Any]] = {}  # each question's answer in flight
 
     def event_store(self) -> str | None:
         return self._cached("event_store", self._event_store)
@@ -94,6 +100,19 @@ class DependencyProbe:
 
         return gauge
 
+    def ask(self, question: str, read: Callable[[], T]) -> T:
+        """`read()`'s answer, or its error; `TimeoutError` after `PROBE_DEADLINE_S`. It runs
+        on a thread of its own, and while one runs, whoever asks the same question waits
+        for that one's answer instead of starting another."""
+        with self._lock:
+            answer = self._asked.get(question)
+            if answer is None or answer.done():
+                answer = self._asked[question] = Future()
+                threading.Thread(target=_settle, args=(answer, read), name=f"probe-{question}",
+                                 daemon=True).start()  # fmt: skip
+        result: T = answer.result(timeout=PROBE_DEADLINE_S)
+        return result
+
     def _cached(self, name: str, check: ReadinessCheck) -> str | None:
         now = time.monotonic()
         with self._lock:
@@ -110,32 +129,27 @@ class DependencyProbe:
             if self._runtime.pool is None:
                 self._runtime.app.head_position()  # embedded: the SQLite file
             else:
-                self._selecting().result(timeout=EVENT_STORE_DEADLINE_S)
+                self.ask("event_store", self._select_one)
         except TimeoutError:
-            return f"event store unavailable: no answer within {EVENT_STORE_DEADLINE_S:g} s"
+            return f"event store unavailable: {NO_ANSWER}"
         except _UNREACHABLE as error:
             return f"event store unavailable: {type(error).__name__}"
         return None
 
-    def _selecting(self) -> Future[None]:
-        """The `SELECT 1` in flight, or a new one on a thread of its own."""
-        with self._lock:
-            if self._select is None or self._select.done():
-                self._select = Future()
-                name = "readyz-event-store"
-                threading.Thread(target=self._select_one, args=(self._select,), name=name,
-                                 daemon=True).start()  # fmt: skip
-            return self._select
-
-    def _select_one(self, answer: Future[None]) -> None:
+    def _select_one(self) -> None:
         assert self._runtime.pool is not None
-        try:
-            with self._runtime.pool.connection(timeout=EVENT_STORE_DEADLINE_S) as conn:
-                conn.execute("SELECT 1")
-        except Exception as error:  # any: the waiting probe sorts it (`_event_store`)
-            answer.set_exception(error)
-        else:
-            answer.set_result(None)
+        with self._runtime.pool.connection(timeout=PROBE_DEADLINE_S) as conn:
+            conn.execute("SELECT 1")
+
+
+NO_ANSWER = f"no answer within {PROBE_DEADLINE_S:g} s"
+
+
+def _settle(answer: Future[T], read: Callable[[], T]) -> None:
+    try:
+        answer.set_result(read())
+    except Exception as error:  # any: whoever waits for the answer sorts it
+        answer.set_exception(error)
 
 
 def default_checks(
@@ -145,18 +159,19 @@ def default_checks(
     applied: AppliedPosition | None,
 ) -> dict[str, ReadinessCheck]:
     checks: dict[str, ReadinessCheck] = {"event_store": probe.event_store}
+    reads: dict[str, ReadinessCheck] = {}  # asked of PostgreSQL while the event store answers
     if not runtime.settings.embedded:
         checks["kafka"] = probe.kafka
         if store is not None:
-            checks["projections"] = _if_store_up(probe, lambda: consumers_check(store))
-        checks["pipeline"] = _if_store_up(probe, lambda: pipeline_check(runtime))
+            reads["projections"] = lambda: consumers_check(store)
+        reads["pipeline"] = lambda: pipeline_check(runtime)
     elif applied is not None:
         checks["projections"] = lambda: follower_check(runtime, applied)
     if store is not None:
-        checks["dead_letters"] = _if_store_up(probe, lambda: dead_letters_check(store))
+        reads["dead_letters"] = lambda: dead_letters_check(store)
     if (watch := SignerWatch.of(runtime)) is not None:
-        checks["audit_signer"] = _if_store_up(probe, watch.check)
-    return checks
+        reads["audit_signer"] = watch.check
+    return checks | {name: _if_store_up(probe, name, check) for name, check in reads.items()}
 
 
 class SignerWatch:
@@ -220,14 +235,17 @@ class SignerWatch:
         )
 
 
-def _if_store_up(probe: DependencyProbe, check: ReadinessCheck) -> ReadinessCheck:
-    """`check` reads PostgreSQL: only asked while the event store answers."""
+def _if_store_up(probe: DependencyProbe, name: str, check: ReadinessCheck) -> ReadinessCheck:
+    """`check` reads PostgreSQL: only asked while the event store answers, and given
+    `PROBE_DEADLINE_S` (`DependencyProbe.ask`)."""
 
     def guarded() -> str | None:
         if probe.event_store() is not None:
             return "unknown: the event store is unavailable"
         try:
-            return check()
+            return probe.ask(name, check)
+        except TimeoutError:
+            return f"unknown: {NO_ANSWER}"
         except DATABASE_UNAVAILABLE as error:
             return f"unknown: {type(error).__name__}"
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import uvicorn
+from httpx import Response
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -31,6 +34,8 @@ from services.settings import load_settings
 from tests.e2e.processes import eventually, free_port
 
 Client = TestClient[Any]
+LIVENESS_S = 30.0
+"""A test fails rather than waits longer for an answer: a bound on hanging, not a speed."""
 
 
 @dataclass
@@ -129,3 +134,25 @@ def send_raw(
         return RawAnswer(answer.status, named.get("content-type", ""), answer.read(), named)
     finally:
         connection.close()
+
+
+def answered_within_liveness(client: Client, path: str) -> tuple[Response, float]:
+    """`path`'s answer and the seconds it took, or a failure after `LIVENESS_S` (the
+    in-process client has no timeout of its own; whatever held the request ends it)."""
+    began = time.monotonic()
+    pool = ThreadPoolExecutor(1)
+    try:
+        answer = pool.submit(client.get, path).result(timeout=LIVENESS_S)
+    finally:
+        pool.shutdown(wait=False)
+    return answer, time.monotonic() - began
+
+
+def eventually_ready(client: Client) -> bool:
+    """`/readyz` answers 200 within `LIVENESS_S`."""
+    deadline = time.monotonic() + LIVENESS_S
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return True
+        time.sleep(0.2)
+    return False

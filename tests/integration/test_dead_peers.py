@@ -16,7 +16,6 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,12 @@ from services.api.loop_reads import current_state_of
 from services.bootstrap import Runtime, bootstrap
 from services.pg_batch_recorder import connect_kwargs
 from services.settings import load_settings
-from tests.integration.api_support import embedded_api
+from tests.integration.api_support import (
+    LIVENESS_S,
+    answered_within_liveness,
+    embedded_api,
+    eventually_ready,
+)
 from tests.integration.pg_commit_cut import CommitCut
 
 pytestmark = pytest.mark.integration
@@ -43,8 +47,6 @@ EXPECTED = {
     "TCP_USER_TIMEOUT": 10_000,
 }  # fmt: skip
 """What the kernel holds for a connection given the defaults."""
-LIVENESS_S = 30.0
-"""The test fails rather than waits longer: a bound on hanging, not a speed."""
 
 
 def socket_options(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> dict[str, int]:
@@ -132,33 +134,13 @@ def test_readyz_answers_while_the_server_is_silent(tmp_path: Path, pg_url: str) 
         proxy.hold()
         try:
             time.sleep(1.1)  # past the cached answer
-            answers = [_timed(client, "/readyz") for _ in range(3)]
+            answers = [answered_within_liveness(client, "/readyz") for _ in range(3)]
         finally:
             proxy.release()
-        back = _eventually_ready(client)
-    for status, body, took in answers:
-        assert (status, body["status"]) == (503, "degraded")
+        back = eventually_ready(client)
+    for answer, took in answers:
+        body = answer.json()
+        assert (answer.status_code, body["status"]) == (503, "degraded")
         assert body["checks"]["event_store"].startswith("event store unavailable: no answer")
         assert took < LIVENESS_S
     assert back
-
-
-def _timed(client: TestClient[Any], path: str) -> tuple[int, dict[str, Any], float]:
-    """`path`'s answer, or a failure after `LIVENESS_S` (the in-process client has no
-    timeout of its own); the proxy's release then ends the request left waiting."""
-    began = time.monotonic()
-    pool = ThreadPoolExecutor(1)
-    try:
-        answer = pool.submit(client.get, path).result(timeout=LIVENESS_S)
-    finally:
-        pool.shutdown(wait=False)
-    return answer.status_code, answer.json(), time.monotonic() - began
-
-
-def _eventually_ready(client: TestClient[Any]) -> bool:
-    deadline = time.monotonic() + LIVENESS_S
-    while time.monotonic() < deadline:
-        if client.get("/readyz").status_code == 200:
-            return True
-        time.sleep(0.2)
-    return False

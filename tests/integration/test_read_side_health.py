@@ -1,6 +1,7 @@
 """Dead letters show: `/readyz` is not ready while a projection holds one (the embedded
 default here, as with PostgreSQL), `/metrics` counts them, and once they are retried
-after a fix the service is ready again."""
+after a fix the service is ready again. And a read-model store that does not answer
+(its tables locked) leaves `/readyz` and `/metrics` answering."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
 import pytest
 from litestar.testing import TestClient
 from msgspec.structs import replace
@@ -20,7 +22,12 @@ from domain.task import Task
 from projections import PROJECTIONS
 from projections.base import Change, Rows
 from projections.dispatch import DispatchProjection
-from tests.integration.api_support import embedded_api
+from tests.integration.api_support import (
+    LIVENESS_S,
+    answered_within_liveness,
+    embedded_api,
+    eventually_ready,
+)
 
 
 def failing(event: Any, rows: Rows) -> list[Change]:
@@ -48,6 +55,30 @@ def test_dead_letters_make_the_service_not_ready_until_retried(
         assert client.get("/readyz").status_code == 200
         customers = client.get("/v1/departments/sales/customers", headers=headers).json()
         assert [c["name"] for c in customers["items"]] == ["Ada"]
+
+
+def test_probes_answer_while_the_read_models_are_locked(tmp_path: Path, pg_url: str) -> None:
+    """A migration holding the projections' table (ACCESS EXCLUSIVE) made each `/readyz`
+    and `/metrics` wait as long as the lock, holding one of the server's threads apiece.
+    They answer now, again and again, and the read models' checks say they got no
+    answer; once the lock goes, the service is ready again."""
+    with embedded_api(tmp_path, database_url=pg_url) as api, TestClient(app=api.app) as client:
+        api.catch_up()
+        assert client.get("/readyz").json()["checks"]["dead_letters"] == "ok"
+        with psycopg.connect(pg_url, autocommit=True) as migration, migration.transaction():
+            migration.execute("LOCK TABLE crm_projections IN ACCESS EXCLUSIVE MODE")
+            answers = [answered_within_liveness(client, "/readyz") for _ in range(3)]
+            scrape, _ = answered_within_liveness(client, "/metrics")
+        back = eventually_ready(client)
+    for answer, took in answers:
+        body = answer.json()
+        assert (answer.status_code, body["checks"]["event_store"]) == (503, "ok")
+        assert body["checks"]["dead_letters"].startswith("unknown: no answer within")
+        assert body["checks"]["projections"].startswith("unknown: no answer within")
+        assert took < LIVENESS_S
+    assert scrape.status_code == 200
+    assert "crm_projection_dead_letters" not in scrape.text  # left out, not waited for
+    assert back
 
 
 def test_times_at_the_calendar_edges_keep_the_read_side_going(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
@@ -22,6 +22,8 @@ from services.api.pipeline_metrics import SignerCollector
 from services.api.readiness import STALE_GRACE_S, SignerWatch
 from services.audit_keys import load_or_create
 from services.checkpointer import FAILING_AFTER, Checkpointer, running_signers
+
+T = TypeVar("T")
 
 
 class FakeLog:
@@ -48,8 +50,13 @@ class FakeLog:
 
 
 class UpProbe:
+    """A probe whose event store answers, and which asks its questions at once."""
+
     def event_store(self) -> str | None:
         return None
+
+    def ask(self, question: str, read: Callable[[], T]) -> T:
+        return read()
 
 
 def _watch(log: FakeLog, now: list[float]) -> SignerWatch:
@@ -111,7 +118,7 @@ def test_the_loop_survives_any_error_and_readiness_and_metrics_say_so(tmp_path: 
         assert problem is not None
         assert "RuntimeError: a bug" in problem
         registry = CollectorRegistry()
-        probe: Any = UpProbe()  # the one question the collector asks the probe
+        probe: Any = UpProbe()  # the questions the collector asks the probe
         registry.register(SignerCollector(_watch(FakeLog(), [0.0]), probe))
         scraped = generate_latest(registry).decode()
         assert "crm_audit_signer_trouble 1.0" in scraped
