@@ -41,12 +41,14 @@ _PHONE_DIGITS = re.compile(r"^\d{7,15}$")
 _UNIT = Decimal(1)
 _WHOLE_NUMBER = re.compile(bound.WHOLE)
 _PLAIN_DECIMAL = re.compile(bound.PLAIN_DECIMAL)
-_UUID = re.compile(
+UUID_TEXT = re.compile(
     r"[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{12}"
 )
-"""An id as this API reads one in a body (msgspec): 8-4-4-4-12 hex digits, or the 32
-without hyphens, in either case. Python's `UUID` also takes braces, `urn:uuid:`, Unicode
-digits and, among 32 characters, a sign, a space or an `_` (which then names another id)."""
+"""An id as this API reads one in a body (msgspec), to be matched whole (`fullmatch`):
+8-4-4-4-12 hex digits, or the 32 without hyphens, in either case. Python's `UUID` also
+takes braces, `urn:uuid:`, Unicode digits and, among 32 characters, a sign, a space or
+an `_` (which then names another id). `uuid_text` reads one; a check that needs no
+`UUID` (a path's id, which the framework reads) matches it alone, ~1 us less."""
 _REQUEST_ID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{16,64}"
@@ -327,8 +329,8 @@ _BIGINT_DIGITS = len(str(bound.BIGINT))
 
 
 def uuid_text(value: str, field: str) -> UUID:
-    """An id written as text (in a URL path, a cursor), read as a body's is (`_UUID`)."""
-    if not _UUID.fullmatch(value):
+    """An id written as text (in a URL path, a cursor), read as a body's is (`UUID_TEXT`)."""
+    if not UUID_TEXT.fullmatch(value):
         raise ValidationFailed(
             field, f"must be a UUID like 0b7c3b9e-0d6f-4f7e-9a53-2f0c6d7e8a91, not {value[:40]!r}"
         )

@@ -9,10 +9,13 @@ from __future__ import annotations
 from uuid import uuid4
 
 import pytest
+from litestar.exceptions import NotFoundException
 
+from domain.base import ValidationFailed
+from domain.validation import uuid_text
 from services.api.cursors import uuid_after
 from services.api.errors import BadQuery, BadRequest
-from services.api.request_guard import QueryRule
+from services.api.request_guard import QueryRule, refuse_unwritten_ids
 
 
 def integer_rule() -> QueryRule:
@@ -71,3 +74,24 @@ def test_a_customer_list_cursor_names_an_id_written_as_ids_are() -> None:
     for cursor in (fullwidth, "{" + str(uid) + "}", "+" + uid.hex[1:], "urn:uuid:" + str(uid)):
         with pytest.raises(BadRequest, match="is not one this list gave"):
             uuid_after(cursor)
+
+
+def test_an_id_in_a_path_is_written_as_a_body_writes_one() -> None:
+    """The guard matches a path's id against `UUID_TEXT` (the framework makes the
+    `UUID`): it takes what `uuid_text` takes and refuses, as a 404, what it refuses."""
+    uid = uuid4()
+    at = (-2,)  # /v1/conversations/{id}/messages
+    for text in (str(uid), str(uid).upper(), uid.hex, uid.hex.upper()):
+        refuse_unwritten_ids(f"/v1/conversations/{text}/messages", at)
+        refuse_unwritten_ids(f"//v1/conversations/{text}/messages/", at)  # as routed
+    fullwidth = str(uid).translate(
+        str.maketrans("0123456789", "".join(map(chr, range(0xFF10, 0xFF1A))))
+    )
+    refused = (fullwidth, "{" + str(uid) + "}", "urn:uuid:" + str(uid), "+" + uid.hex[1:],
+               uid.hex[:4] + "_" + uid.hex[5:], str(uid).replace("-", "", 1), str(uid) + "\n",
+               "messages")  # fmt: skip
+    for text in refused:
+        with pytest.raises(ValidationFailed):
+            uuid_text(text, "id")
+        with pytest.raises(NotFoundException):
+            refuse_unwritten_ids(f"/v1/conversations/{text}/messages", at)
