@@ -118,7 +118,7 @@ class DirectCommitter:
 
     async def save(self, aggregate: Aggregate) -> Saved:
         recordings = await asyncio.to_thread(self._app.record, aggregate)
-        return saved_by_id(recordings)[aggregate.id]
+        return saved_by_id(recordings)[aggregate.id.int]
 
     async def aclose(self) -> None:
         return None
@@ -238,7 +238,7 @@ class GroupCommitter:
             return
         saved = saved_by_id(recordings)
         for request in batch:
-            request.result = saved[request.id]
+            request.result = saved[request.id.int]
 
     async def _after_refusal(
         self, batch: list[_Request], refused: IntegrityError | ErasedSubjectError
