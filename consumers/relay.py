@@ -11,6 +11,10 @@ Outages are ridden out, never a reason to exit (`consumers.outage`): a broker ou
 as above; a database outage (reading the log, storing the position, the LISTEN
 connection) changes nothing in flight, the same step is simply tried again later.
 
+Given a `PublishedChain`, the relay also folds the hash chain over each event it sends,
+as it read it (one SHA-256 an event), and hands the head at each acknowledged position
+to the audit signer of its process: what the signer may sign up to (`docs/audit.md`).
+
 I/O: the recorder (PostgreSQL or SQLite), Kafka through `kafka_io`, the position store.
 Dependencies arrive as arguments; this module never reads settings.
 """
@@ -30,7 +34,7 @@ from consumers.envelope import AGGREGATE_TYPES, HEADERS, all_topics, to_record, 
 from consumers.kafka_io import BrokerUnavailable, Producer, SendResult, describe_topic_configs
 from consumers.outage import KAFKA, POSTGRES, Dependencies
 from consumers.pg_pool import DATABASE_UNAVAILABLE
-from consumers.relay_position import PositionStore
+from consumers.relay_position import PositionStore, PublishedChain, fold
 from consumers.relay_wakeup import PollWakeup, Wakeup
 from domain import codec
 
@@ -106,6 +110,7 @@ class Relay:
         page_bytes: int = PAGE_BYTES,
         confirm_timeout: float = 30.0,
         dependencies: Dependencies | None = None,
+        published: PublishedChain | None = None,
     ) -> None:
         self._recorder = recorder
         self._new_producer = producer_factory
@@ -118,7 +123,11 @@ class Relay:
         self._producer: Producer | None = None
         self._position = positions.load()
         self._sent = self._position
-        self._pending: tuple[list[SendResult], int] | None = None
+        self._published = published
+        self._chain = None if published is None else published.start(self._position)
+        """The chain at `_position` (None: not folded), and below, at `_sent`."""
+        self._sent_chain = self._chain
+        self._pending: tuple[list[SendResult], int, bytes | None] | None = None
         self._deps = dependencies or Dependencies("relay")
         self.caught_up = False
         """Whether the last page read reached the end of the log (then `run` waits)."""
@@ -145,14 +154,17 @@ class Relay:
         self._deps.back(POSTGRES)
         started = time.perf_counter()
         records: list[tuple[str, bytes, bytes]] = []
+        chain = self._sent_chain
         try:
             for notification in page:
                 records.append(encode_notification(notification, self._prefix))
+                if chain is not None:
+                    chain = fold(chain, notification)
         except RelayPoisoned:
-            self._send(records, page[len(records) - 1].id if records else self._sent)
+            self._send(records, page[len(records) - 1].id if records else self._sent, chain)
             self._confirm_pending(flush=True)
             raise
-        self._send(records, page[-1].id if page else self._sent)
+        self._send(records, page[-1].id if page else self._sent, chain)
         self.caught_up = not cut_short(page, self._page_size, self._page_bytes)
         if self.caught_up:
             self._confirm_pending(flush=True)
@@ -167,14 +179,17 @@ class Relay:
             )
         return len(page)
 
-    def _send(self, records: list[tuple[str, bytes, bytes]], last_id: int) -> None:
-        """Hand `records` to the producer, then confirm the page sent before them."""
+    def _send(
+        self, records: list[tuple[str, bytes, bytes]], last_id: int, chain: bytes | None
+    ) -> None:
+        """Hand `records` to the producer, then confirm the page sent before them;
+        `chain` is the head after them."""
         if not records:
             return
         results = self._ensure_producer().send_many(records, HEADERS)
         self._confirm_pending()
-        self._pending = (results, last_id)
-        self._sent = last_id
+        self._pending = (results, last_id, chain)
+        self._sent, self._sent_chain = last_id, chain
 
     def _confirm_pending(self, *, flush: bool = False, timeout: float | None = None) -> None:
         """Wait for every acknowledgement of the pending page, then store its position.
@@ -185,14 +200,16 @@ class Relay:
         """
         if self._pending is None:
             return
-        results, last_id = self._pending
+        results, last_id, chain = self._pending
         assert self._producer is not None
         self._producer.confirm(results, timeout=timeout or self._confirm_timeout, flush=flush)
         self._deps.back(KAFKA)
         self._positions.save(last_id)
         self._deps.back(POSTGRES)
-        self._position = last_id
+        self._position, self._chain = last_id, chain
         self._pending = None
+        if self._published is not None and chain is not None:
+            self._published.published(last_id, chain)
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:
@@ -239,7 +256,7 @@ class Relay:
         """Discard the in-flight page: resume from the stored position (duplicates, no gap)."""
         self.close_producer(timeout=0)
         self._pending = None
-        self._sent = self._position
+        self._sent, self._sent_chain = self._position, self._chain
 
     def close_producer(self, timeout: float = 5.0) -> None:
         if self._producer is not None:

@@ -5,12 +5,18 @@ the broker has acknowledged. The relay writes it only after acknowledgement, so 
 crash it re-sends from there (duplicates possible, gaps never). Also answers "how far
 behind is the relay" for `crm relay status` and `/metrics`.
 
-I/O: PostgreSQL (position row), the event store's recorder (head of the log).
+`PublishedChain` is the relay's other half of "where it has got to": the hash chain
+folded over the events it published, as it read them, handed in memory to the audit
+signer of the same process (`services.checkpointer`), which signs only up to there.
+
+I/O: PostgreSQL (position row), the event store's recorder (head of the log); none in
+`PublishedChain` (its `anchor` reads the store, given by the composition root).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -18,6 +24,7 @@ import msgspec
 from psycopg_pool import ConnectionPool
 
 from consumers.pg_ddl import create_tables
+from domain.hashchain import GENESIS, canonical_bytes, link
 
 _CREATE = """
 CREATE TABLE IF NOT EXISTS crm_relay_position (
@@ -68,6 +75,49 @@ class MemoryRelayPosition:
 
     def save(self, position: int) -> None:
         self.position = position
+
+
+class PublishedChain:
+    """The chain head at the relay's published position: `(position, chain)`, where
+    `chain` is `domain.hashchain`'s chain folded over the canonical bytes of the events
+    the relay published, as it read them (never read back from the database), from the
+    head it started from. None until the relay has one (`start`).
+
+    The relay starts from the store's own link at its stored position (`anchor`): it did
+    not see the events before it in this process, so up to there the head is only what
+    the store says. From then on it is the relay's: a row (and its link) rewritten after
+    the relay read it no longer gives it. Written by the relay's thread (one assignment),
+    read by the signer's."""
+
+    def __init__(self, anchor: Callable[[int], bytes | None]) -> None:
+        self._anchor = anchor
+        self.head: tuple[int, bytes] | None = None
+        self.started_at: int | None = None
+        """The position the relay started from, whose chain is the store's."""
+
+    def start(self, position: int) -> bytes | None:
+        """The chain at `position` to fold on from (the store's link there; GENESIS at
+        0), also made the head; None, and no head, if the store has no link there."""
+        chain = GENESIS if position == 0 else self._anchor(position)
+        self.head = None if chain is None else (position, chain)
+        self.started_at = position
+        return chain
+
+    def published(self, position: int, chain: bytes) -> None:
+        """The broker acknowledged every event up to `position`; `chain` is the head there."""
+        self.head = (position, chain)
+
+
+def fold(chain: bytes, notification: Any) -> bytes:
+    """The chain after a stored notification, from its fields as read: one SHA-256."""
+    canonical = canonical_bytes(
+        notification.id,
+        notification.originator_id.bytes,
+        notification.originator_version,
+        notification.topic,
+        notification.state,
+    )
+    return link(chain, canonical)
 
 
 class RelayStatus(msgspec.Struct, frozen=True, kw_only=True):

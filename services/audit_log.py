@@ -257,6 +257,12 @@ def open_audit_log(app: CrmApplication) -> AuditLog:
     raise NotImplementedError(f"no hash chain on {type(recorder).__name__} (in-memory store)")
 
 
+def chain_at(log: AuditLog, position: int) -> bytes | None:
+    """The stored chain value at `position`; None if no link is stored there."""
+    stored = log.link_before(position + 1)
+    return stored[1] if stored is not None and stored[0] == position else None
+
+
 def pages(
     log: AuditLog,
     after: int = 0,

@@ -10,6 +10,14 @@ application does), or over a log that no longer extends what it signed, says why
 refusing until the store (or the key and its record) is restored. Walking only the new
 events keeps a checkpoint's cost proportional to them, not to the log.
 
+Fed by the relay of its process (`published`, PostgreSQL's `crm relay`), it signs only
+up to the relay's published position, and only if the chain it recomputes from the
+store gives, there, the head the relay folded over the events as it read and published
+them: an event rewritten together with its link after the relay read it is refused,
+not signed. It remembers the relay's head beside its key (`services.audit_published`),
+so that the refusal outlives a restart. Unfed (`crm run`, `crm audit checkpoint`) it
+signs the log's head as read, once the store still gives the remembered head.
+
 It runs as a thread of one process per store: `crm relay` (PostgreSQL: the one
 process that already follows the whole log and talks to Kafka) or `crm run` (embedded,
 nothing to publish to); `crm audit checkpoint` signs one on demand. Two signers are
@@ -33,10 +41,12 @@ import psycopg
 import structlog
 from eventsourcing.persistence import PersistenceError
 
+from consumers.relay_position import PublishedChain
 from domain.chain_walk import stray
 from domain.checkpoint import Checkpoint, statement
 from services.audit_keys import SigningKey
 from services.audit_log import AuditLog, pages
+from services.audit_published import RememberedHead, check_walk
 from services.signer_memory import (
     CheckpointRefused,
     LastSigned,
@@ -80,8 +90,11 @@ class Checkpointer:
         every_seconds: float,
         publish: Publisher | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        published: PublishedChain | None = None,
     ) -> None:
         self._clock = clock
+        self._published = published
+        self._remembered = RememberedHead(key)
         self._log = audit_log
         self._key = key
         self._every_events = every_events
@@ -92,7 +105,7 @@ class Checkpointer:
     def due(self) -> bool:
         """N new positions since the last checkpoint, or T seconds and at least one."""
         latest = self._log.latest_checkpoint()
-        head = self._log.last_position()
+        head = self._log.last_position() if self._published is None else self._relay_head()[0]
         if latest is None:
             return head > 0
         checkpoint = latest[0]
@@ -103,20 +116,26 @@ class Checkpointer:
         return new >= self._every_events or age.total_seconds() >= self._every_seconds
 
     def checkpoint(self) -> Checkpoint | None:
-        """Sign a checkpoint at the head of the log; None if there is nothing new.
-        The record is written before the row: a crash between them leaves a record the
-        next signing finds ahead of the store, and stores again (`signer_memory`)."""
+        """Sign a checkpoint at the head of the log (fed by a relay: at its published
+        position); None if there is nothing new. The record is written before the row:
+        a crash between them leaves a record the next signing finds ahead of the store,
+        and stores again (`signer_memory`)."""
+        relay = None if self._published is None else self._relay_head()
+        self._remembered.check(self._log)
         memory = record_path(self._key)
         walk = resume(self._log, self._key, read_record(memory))
         if (found := self._log.first_stray()) is not None:
             raise CheckpointRefused(f"not signing: {stray(found.position, str(found))}")
         start = walk.position
-        for entries, links in pages(self._log, start, self._log.last_position()):
+        upto = self._log.last_position() if relay is None else relay[0]
+        for entries, links in pages(self._log, start, upto):
             broken = walk.feed(entries, links)
             if broken is not None:
                 raise CheckpointRefused(f"not signing: {broken}")
         if (broken := walk.finish()) is not None:
             raise CheckpointRefused(f"not signing: {broken}")
+        if relay is not None and relay[0] > start:
+            check_walk(walk, start, *relay)
         if walk.position == start or walk.tree is None:
             return None
         checkpoint = self._sign(walk.position, walk.count, walk.chain, walk.tree.root())
@@ -127,6 +146,17 @@ class Checkpointer:
         log.info("checkpoint signed", position=checkpoint.position, events=checkpoint.tree_size)
         self.status.signed += 1
         return checkpoint
+
+    def _relay_head(self) -> tuple[int, bytes]:
+        """The relay's published position and chain head there; refused while it has none."""
+        assert self._published is not None
+        if (head := self._published.head) is None:
+            raise CheckpointRefused(
+                "not signing: the relay has no chain head to sign up to: the store holds no"
+                f" chain link at its position {self._published.started_at} (events stored"
+                " before the chain: restart `crm relay` after `crm audit seal-existing`)"
+            )
+        return head
 
     def _sign(self, position: int, size: int, chain_head: bytes, tree_head: bytes) -> Checkpoint:
         signed_at = self._clock().isoformat(timespec="microseconds")
@@ -158,6 +188,9 @@ class Checkpointer:
             self._publish.close()
 
     def tick(self) -> None:
+        if self._published is not None:
+            self._remembered.check(self._log)  # before it moves on: a restart's first tick
+            self._remembered.remember(self._published.head)
         if self.due():
             self.checkpoint()
         self.publish_pending()
@@ -184,6 +217,16 @@ class Checkpointer:
                     reported = error
                     report(None if trouble is None else f"audit signer {trouble}")
                 stop.wait(min(poll_seconds, self._every_seconds))
+        self._remember_last()
+
+    def _remember_last(self) -> None:
+        """As it stops: the relay's last head (its last page was confirmed before)."""
+        if self._published is None:
+            return
+        try:
+            self._remembered.remember(self._published.head)
+        except OSError as error:
+            log.error("relay head not remembered", error=str(error))
 
     def _attempt(self) -> None:
         try:

@@ -26,6 +26,7 @@ from services.cli_args import POSITION, POSITION_LIMIT, add_range, int_between
 from services.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
+    from consumers.relay_position import PublishedChain
     from services.audit_keys import SigningKey
 
 
@@ -236,8 +237,10 @@ def _audit_log(runtime: Runtime) -> Any:
     return open_audit_log(runtime.app)
 
 
-def _checkpointer(runtime: Runtime) -> Any:
-    """A checkpointer for the runtime's store; it publishes to Kafka unless embedded."""
+def _checkpointer(runtime: Runtime, published: PublishedChain | None = None) -> Any:
+    """A checkpointer for the runtime's store; it publishes to Kafka unless embedded.
+    Given the relay's `published` chain (`crm relay`), it signs only what the relay
+    published."""
     from services.checkpoint_topic import KafkaCheckpointPublisher
     from services.checkpointer import Checkpointer
 
@@ -254,17 +257,21 @@ def _checkpointer(runtime: Runtime) -> Any:
         every_events=settings.audit_checkpoint_events,
         every_seconds=settings.audit_checkpoint_seconds,
         publish=publish,
+        published=published,
     )
 
 
 @contextmanager
 def running_checkpointer(
-    runtime: Runtime, report: Callable[[str | None], None] | None = None
+    runtime: Runtime,
+    report: Callable[[str | None], None] | None = None,
+    published: PublishedChain | None = None,
 ) -> Iterator[None]:
     """Sign (and, with Kafka, publish) checkpoints in a thread while the block runs;
-    `report` is told each change of its trouble (`Checkpointer.run`)."""
+    `report` is told each change of its trouble (`Checkpointer.run`); `published`: the
+    chain of the relay in this process, which bounds what is signed."""
     stop = threading.Event()
-    checkpointer = _checkpointer(runtime)
+    checkpointer = _checkpointer(runtime, published)
     thread = threading.Thread(
         target=checkpointer.run, args=(stop, 1.0, report), name="crm-checkpointer",
         daemon=True,

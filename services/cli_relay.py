@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -20,6 +21,7 @@ from services.shutdown import stop_on_signals
 
 if TYPE_CHECKING:
     from consumers.outage import Dependencies
+    from consumers.relay_position import PublishedChain
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -107,6 +109,7 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
         if not _prepare_topics(settings, stop, deps, allow_unsafe=allow_unsafe):
             return
         recorder = runtime.app.recorder
+        published = _published_chain(runtime)
         relay = Relay(
             recorder,
             lambda: Producer(settings.kafka_bootstrap, client_id="crm-relay"),
@@ -114,18 +117,33 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
             topic_prefix=settings.topic_prefix,
             wakeup=wakeup_for(recorder, settings.database_url),
             dependencies=deps,
+            published=published,
         )
         access = open_access_store(runtime.pool, settings.data_dir)
         publishing = running_access_publisher(
             access, settings.kafka_bootstrap, settings.topic_prefix
         )
         try:
-            with running_checkpointer(runtime, report=health.trouble), publishing:
+            signing = running_checkpointer(runtime, report=health.trouble, published=published)
+            with signing, publishing:
                 relay.run(stop)
         finally:
             relay.close()
     finally:
         runtime.close()
+
+
+def _published_chain(runtime: Any) -> PublishedChain:
+    """What the relay hands the signer of this process: its chain, started from the
+    store's link at the relay's stored position (read here, once, as the relay starts)."""
+    from consumers.relay_position import PublishedChain
+    from services.audit_log import chain_at, open_audit_log
+
+    def anchor(position: int) -> bytes | None:
+        with closing(open_audit_log(runtime.app)) as audit_log:
+            return chain_at(audit_log, position)
+
+    return PublishedChain(anchor)
 
 
 def _prepare_topics(

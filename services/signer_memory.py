@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 import structlog
@@ -61,6 +62,7 @@ class LastSigned(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+Kept = TypeVar("Kept", bound=msgspec.Struct)
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(LastSigned)
 
@@ -72,19 +74,26 @@ def record_path(key: SigningKey) -> Path:
 
 def read_record(path: Path) -> LastSigned | None:
     """The record, None if there is none; `CheckpointRefused` if it cannot be read."""
+    return read_kept(path, _decoder, "the signer's record")
+
+
+def read_kept(path: Path, decoder: msgspec.json.Decoder[Kept], what: str) -> Kept | None:
+    """A file kept beside the key (`what` it is), None if there is none;
+    `CheckpointRefused` if it cannot be read."""
     try:
-        return _decoder.decode(path.read_bytes())
+        return decoder.decode(path.read_bytes())
     except FileNotFoundError:
         return None
     except (OSError, msgspec.DecodeError) as error:
         raise CheckpointRefused(
-            f"not signing: the signer's record {path} is unreadable ({error});"
+            f"not signing: {what} {path} is unreadable ({error});"
             " restore it from the backup of the key's directory"
         ) from None
 
 
-def write_record(path: Path, record: LastSigned) -> None:
-    """Replace the record atomically (a crash leaves the old one or the new one, whole)."""
+def write_record(path: Path, record: msgspec.Struct) -> None:
+    """Replace the record (or another file kept beside the key: `services.audit_published`)
+    atomically (a crash leaves the old one or the new one, whole)."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
     try:
         with os.fdopen(fd, "wb") as file:

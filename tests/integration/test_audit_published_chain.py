@@ -1,0 +1,177 @@
+"""On PostgreSQL the signer signs only what the relay published, as the relay read it.
+
+The unsigned window (`docs/audit.md`): an intruder who rewrote an event together with
+its chain link (and the links after it) after it was stored but before the next
+checkpoint had it signed as rewritten. Now the relay folds the chain over the events it
+publishes and the signer of its process refuses when the store's chain differs there.
+Real PostgreSQL and Kafka: `crm relay` as a process, then the relay and the signer in
+this one, to look at what they hand each other.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from consumers.envelope import all_topics
+from consumers.kafka_io import Producer, ensure_topics
+from consumers.pg_pool import open_pool
+from consumers.process_health import read_health
+from consumers.relay import Relay
+from consumers.relay_position import MemoryRelayPosition, PublishedChain
+from domain.hashchain import chain_rows
+from services.audit_log import END, chain_at
+from services.checkpointer import Checkpointer
+from tests.e2e.processes import eventually
+from tests.integration.audit_support import CRM, ROOT, Audited, audited, fill, flip_byte, positions
+
+
+@pytest.fixture
+def store(pg_url: str, tmp_path: Path) -> Iterator[Audited]:
+    with audited("postgres", tmp_path, pg_url) as chained:
+        yield chained
+
+
+def _rewrite_with_links(store: Audited, position: int) -> None:
+    """Edit the event at `position` and chain it and every later event again, as an
+    intruder with write access to the database can (SHA-256 is public)."""
+    flip_byte(store, position)
+    previous = store.sql(f"SELECT max(position) FROM {store.chain} WHERE position < ?", position)
+    after = int(previous[0][0])
+    head = _chain(store, after)
+    entries = store.log.entries(after, END, 1 << 20)
+    store.sql(f"DELETE FROM {store.chain} WHERE position > ?", after)
+    rows = chain_rows(after, head, [p for p, _ in entries], [c for _, c in entries])
+    with store.log.exclusive() as locked:
+        locked.append_links(rows)
+
+
+def _relay_process(
+    store: Audited, bootstrap: str, prefix: str, log: Path
+) -> subprocess.Popen[bytes]:
+    env = store.full_env(
+        {
+            "CRM_KAFKA_BOOTSTRAP": bootstrap,
+            "CRM_TOPIC_PREFIX": prefix,
+            "CRM_AUDIT_CHECKPOINT_EVENTS": "20",
+            "CRM_AUDIT_CHECKPOINT_SECONDS": "3600",
+        }
+    )
+    with log.open("wb") as out:
+        return subprocess.Popen([*CRM, "relay"], cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+def _stop(relay: subprocess.Popen[bytes]) -> None:
+    relay.terminate()
+    relay.wait(timeout=60)
+
+
+def _relay_published(store: Audited, position: int) -> bool:
+    rows = store.sql("SELECT position FROM crm_relay_position")
+    return bool(rows) and int(rows[0][0]) >= position
+
+
+def test_an_event_rewritten_with_its_link_after_the_relay_published_it_is_refused(
+    store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Fails before the relay fed the signer: the rewrite was signed (`crm audit
+    verify` then said the log was intact, with a checkpoint over the forgery)."""
+    fill(store.app)
+    relay = _relay_process(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    pool = open_pool(store.env["CRM_DATABASE_URL"], max_size=1)
+    try:
+        first = eventually(store.log.latest_checkpoint, within=120, what="a first checkpoint")[0]
+        assert first.position == positions(store)[-1]
+        fill(store.app, customers=1)  # fewer events than CRM_AUDIT_CHECKPOINT_EVENTS
+        rewritten = next(p for p in positions(store) if p > first.position)
+        eventually(lambda: _relay_published(store, positions(store)[-1]), what="the relay")
+        _rewrite_with_links(store, rewritten)
+        assert store.verify().broken is None  # the store alone no longer tells
+        fill(store.app)  # now a checkpoint is due
+
+        def outcome() -> str | None:
+            if len(store.log.checkpoints()) > 1:
+                return "signed"
+            return {row.process: row.trouble for row in read_health(pool)}.get("relay")
+
+        result = eventually(outcome, within=120, what="the signer to sign or refuse")
+        assert result != "signed", "the rewritten event was signed"
+        assert result.startswith("audit signer refusing to sign: not signing: edited")
+        assert "after the relay published it" in result
+        _stop(relay)
+        assert "checkpoint refused" in (tmp_path / "relay.log").read_text()
+        # started again, the relay takes the store's (rewritten) chain at its position;
+        # the head remembered beside the key keeps the signer refusing
+        again = tmp_path / "relay-again.log"
+        relay = _relay_process(store, kafka_bootstrap, topic_prefix, again)
+        eventually(lambda: "checkpoint refused" in again.read_text(), what="a refusal again")
+        assert "after the relay published it" in again.read_text()
+        assert [c.position for c in store.log.checkpoints()] == [first.position]
+    finally:
+        pool.close()
+        _stop(relay)
+
+
+def _relay(
+    store: Audited, bootstrap: str, prefix: str, position: int = 0
+) -> tuple[Relay, Checkpointer]:
+    """A relay in this process from `position`, and a signer fed by it (`crm relay`)."""
+    published = PublishedChain(lambda at: chain_at(store.log, at))
+    relay = Relay(
+        store.app.recorder,
+        lambda: Producer(bootstrap, client_id="test-published-chain"),
+        MemoryRelayPosition(position),
+        topic_prefix=prefix,
+        published=published,
+    )
+    signer = Checkpointer(
+        store.log, store.key, every_events=1, every_seconds=1, published=published
+    )
+    return relay, signer
+
+
+def test_the_signer_signs_up_to_what_the_relay_published_not_the_store_head(
+    store: Audited, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    ensure_topics(kafka_bootstrap, all_topics(topic_prefix), partitions=1)
+    relay, signer = _relay(store, kafka_bootstrap, topic_prefix)
+    try:
+        fill(store.app)
+        assert not signer.due()  # nothing published yet: nothing to sign
+        relay.drain()
+        published_at = positions(store)[-1]
+        fill(store.app, customers=1)  # stored, not yet published
+        signed = signer.checkpoint()
+        assert signed is not None
+        assert signed.position == published_at < positions(store)[-1]
+        assert signed.chain_head == _chain(store, published_at).hex()
+        assert signer.checkpoint() is None  # nothing published since
+        relay.drain()
+        assert signer.due()
+        assert store.verify().broken is None
+    finally:
+        relay.close()
+
+
+def test_a_restarted_relay_takes_the_stores_chain_up_to_its_position(store: Audited) -> None:
+    """The limit `docs/audit.md` states: a relay that starts again did not read the
+    events before its stored position in this process, so up to there it has only the
+    store's chain; a rewrite between the last checkpoint and there is signed."""
+    fill(store.app)
+    first = store.sign()
+    fill(store.app, customers=1)
+    resume_at = positions(store)[-1]
+    _rewrite_with_links(store, next(p for p in positions(store) if p > first.position))
+    _, signer = _relay(store, "unused:9092", "unused.", position=resume_at)  # sends nothing
+    signed = signer.checkpoint()
+    assert signed is not None
+    assert (signed.position, signed.chain_head) == (resume_at, _chain(store, resume_at).hex())
+
+
+def _chain(store: Audited, position: int) -> bytes:
+    chain = chain_at(store.log, position)
+    assert chain is not None
+    return chain
