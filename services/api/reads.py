@@ -36,6 +36,14 @@ from services.access import (
     unmasked,
 )
 from services.access_log import revealed
+from services.api.conversation_reads import (
+    MessagePage,
+    Revealed,
+    Turns,
+    conversation_answer,
+    long_turn,
+    message_page,
+)
 from services.api.deps import CallerDep, Services, ServicesDep, canonical_path
 from services.api.read_models import (
     Fetched,
@@ -47,7 +55,6 @@ from services.api.views import (
     CustomerView,
     HistoryEntry,
     TaskView,
-    conversation_view,
     customer_view,
     history_entry,
     task_view,
@@ -63,15 +70,12 @@ ListQuery = Callable[[ReadModels, str | None, int], Fetched]
 Shown = tuple[Row, list[str]]
 """A row as a page shows it (masked), and its personal columns shown (to open)."""
 
-LOOP_MESSAGES = 100
-"""A conversation holding more messages and notes is answered on a worker thread (one at
-a time: `Services.long_answers`). Opening and viewing one costs ~10 us, so the longest
-(`MAX_ENTRIES`, 10,000) would hold the event loop for ~150 ms; on a thread, Python hands
-the loop its turns every 5 ms. A short one costs less than the hop to a thread."""
 LOOP_ORDERS = 1_000
-"""A customer holding more orders is viewed on a worker thread, as a long conversation
-is: viewing one costs ~0.8 us an order, so the most (`MAX_ORDERS`, 10,000) held the event
-loop for ~8 ms, and two clients reading one put another caller's p99 at 135 ms (red team)."""
+"""A customer holding more orders is viewed on a worker thread (one at a time:
+`Services.long_answers`): viewing one costs ~0.8 us an order, so the most (`MAX_ORDERS`,
+10,000) held the event loop for ~8 ms, and two clients reading one put another caller's
+p99 at 135 ms (red team). A long conversation is built on the loop in slices instead
+(`services.api.conversation_reads`)."""
 
 
 @dataclass
@@ -129,21 +133,34 @@ class Reader(Reading):
     async def conversation(
         self, conversation_id: UUID, min_position: int | None
     ) -> ConversationView:
+        """A conversation with all its messages, built on the loop a slice at a time
+        (`conversation_reads`: the long answers' slices take turns)."""
         conversation = await self._current(Conversation, conversation_id, min_position)
         fields = self._fields(conversation)
         opener = await self._opener(conversation)
+        reveals = Revealed(self._recording and conversation.customer_id is not None)
+        turns = Turns(long_turn(self.services.current), self.principal.name)
+        view = await conversation_answer(conversation, fields, opener, turns, reveals)
+        if reveals.recording and conversation.customer_id:
+            self._reveal({conversation.customer_id: reveals.in_order()})
+        return view
 
-        def answer() -> ConversationView:
-            view = conversation_view(conversation, fields, opener)
-            if self._recording and conversation.customer_id:
-                paths = revealed(view, Conversation.personal_fields, fields)
-                self._reveal({conversation.customer_id: paths})
-            return view
-
-        if len(conversation.messages) <= LOOP_MESSAGES:
-            return answer()
-        limiter = self.services.long_answers
-        return await anyio.to_thread.run_sync(answer, limiter=limiter)
+    async def conversation_messages(
+        self, conversation_id: UUID, page: tuple[str | None, int], min_position: int | None
+    ) -> MessagePage:
+        """A page of a conversation's messages (`page`: the cursor it starts after, None
+        for the first, and at most how many), as the conversation's `GET` shows them."""
+        conversation = await self._current(Conversation, conversation_id, min_position)
+        fields = self._fields(conversation)
+        opener = await self._opener(conversation)
+        reveals = Revealed(self._recording and conversation.customer_id is not None)
+        turns = Turns(long_turn(self.services.current), self.principal.name)
+        answer = await message_page(
+            conversation, fields, opener, page=page, turns=turns, revealed=reveals
+        )
+        if reveals.recording and conversation.customer_id:
+            self._reveal({conversation.customer_id: reveals.in_order()})
+        return answer
 
     async def task(self, task_id: UUID, min_position: int | None) -> TaskView:
         task = await self._current(Task, task_id, min_position)

@@ -10,6 +10,12 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from domain.conversation import Conversation
 from services import conversation_commands as vc
+from services.api.conversation_reads import (
+    CURSOR_LENGTH,
+    MESSAGE_PAGE,
+    MESSAGE_PAGE_DEFAULT,
+    MessagePage,
+)
 from services.api.deps import Call, tagged
 from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
 from services.api.reads import (
@@ -117,7 +123,41 @@ async def get_conversation(
     reader: ReaderDep,
     min_position: MinPosition = None,
 ) -> Response[ConversationView]:
+    """The conversation with every message and note it holds (up to 10,000, ~5.5 MB as
+    JSON). A client that wants a long one a bit at a time reads
+    `GET /v1/conversations/{conversation_id}/messages`, a page at a time."""
     return tagged(await reader.conversation(conversation_id, min_position))
+
+
+MessagesAfter = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=CURSOR_LENGTH,
+        description="the `next_cursor` of the previous page (none: from the first message)",
+    ),
+]
+MessagesLimit = Annotated[
+    int, QueryParameter(ge=1, le=MESSAGE_PAGE, description="the most messages the page holds")
+]
+
+
+@get(ID + "/messages", responses=READ_PROBLEMS)
+async def conversation_messages(
+    conversation_id: FromPath[UUID],
+    reader: ReaderDep,
+    after: MessagesAfter = None,
+    limit: MessagesLimit = MESSAGE_PAGE_DEFAULT,
+    min_position: MinPosition = None,
+) -> Response[MessagePage]:
+    """A page of the conversation's messages and notes, oldest first, each as
+    `GET /v1/conversations/{conversation_id}` shows it (the same access and masking). A
+    page holds at most `limit` of them and stops early once it holds ~1 MB of their text;
+    `next_cursor` (null: none left) is the next page's `after`. A cursor of another
+    conversation, or not one this API gave, is a 400. Entries are never removed or
+    reordered, so a cursor stays good as the conversation grows; a correction or
+    retraction changes an entry already read (`version` says which state a page shows)."""
+    page = await reader.conversation_messages(conversation_id, (after, limit), min_position)
+    return tagged(page)
 
 
 @get(ID + "/history", responses=READ_PROBLEMS)
@@ -149,6 +189,7 @@ conversations = Router(
         csat,
         nps,
         get_conversation,
+        conversation_messages,
         conversation_history,
     ],
     tags=["conversations"],

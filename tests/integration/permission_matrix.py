@@ -143,6 +143,7 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
         )
     ],
     ("GET", CON): [_case("conversation.read", READERS, "GET", V)],
+    ("GET", CON + "/messages"): [_case("conversation.read", READERS, "GET", V + "/messages")],
     ("POST", CON + "/messages"): [
         _case("conversation.write", WRITERS, "POST", V + "/messages", MESSAGE)
     ],

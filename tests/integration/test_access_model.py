@@ -273,6 +273,11 @@ class AccessMachine(RuleBasedStateMachine):
             self.check_history(who, f"/v1/customers/{customer}", customer)
         for item, work in ref.work.items():
             seen = self.get(who, f"/v1/{work.kind}s/{item}")
+            if work.kind == "conversation":  # a page of its messages: read as it is
+                messages = self.get(who, f"/v1/conversations/{item}/messages")
+                assert messages.status_code == seen.status_code, (who, item, messages.text)
+                if messages.status_code == 200:
+                    assert messages.json()["messages"] == seen.json()["messages"], (who, item)
             if not ref.sees_work(who, item):
                 assert seen.status_code == 404, (who, item, seen.text)
                 continue

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
@@ -19,9 +20,11 @@ from domain.base import MASKED
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.snapshot import TAGS
+from services.access import EVERYTHING_VISIBLE
 from services.access_log import decode
-from services.api import reads
-from services.api.reads import HISTORY_PAGE, LOOP_MESSAGES
+from services.api import conversation_reads, reads
+from services.api.conversation_reads import SLICE
+from services.api.reads import HISTORY_PAGE
 from services.api.views import conversation_view, customer_view
 from services.event_store import READ_PAGE
 from tests.integration.api_support import EmbeddedApi, embedded_api
@@ -207,52 +210,50 @@ def test_a_long_conversation_reads_and_takes_commands_from_its_snapshot(
     assert again["messages"][-1]["content"] == "Paid"
 
 
-def test_a_long_conversation_is_answered_off_the_loop_exactly_as_on_it(
+def test_a_long_conversation_is_answered_in_slices_exactly_as_in_one_piece(
     client: Client, api: EmbeddedApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A conversation longer than `LOOP_MESSAGES` is opened and viewed on a worker
-    thread, so that it holds the event loop only in turns. Its answer, what it masks and
-    what the access log records are those of the same read on the loop."""
+    """A conversation longer than a `SLICE` is opened, viewed and encoded on the loop a
+    slice at a time, so that it holds the event loop only in turns. Its answer (byte for
+    byte), what it masks and what the access log records are those of the same read in
+    one piece."""
     ada = Customer.register(
         ctx(), customer_id=uuid4(), name="Ada", email="ada@example.com", owner_department="sales"
     )
     talk = Conversation.open(
         ctx(), conversation_id=uuid4(), customer=ada, channel="email", subject="Invoice"
     )
-    for n in range(LOOP_MESSAGES + 1):
+    for n in range(SLICE + 1):
         talk.log_message(ctx(), message_id=f"m{n}", direction="inbound", author="Ada",
                          content=f"Secret {n}")  # fmt: skip
+    talk.correct_message(ctx(), message_id="m3", content="Fixed", reason="typo")
     api.runtime.app.record(ada, talk)
     url = f"/v1/conversations/{talk.id}"
     manager = api.token("max", "sales", "manager")
     analyst = api.token("ann", "analytics", "analyst")
     log = api.app.state.services.access_log
-    on_loop: list[bool] = []
 
-    def viewed(*args: Any) -> Any:
-        on_loop.append(_on_a_loop())
-        return conversation_view(*args)
-
-    def answers() -> tuple[Any, Any, list[tuple[str, list[str]]]]:
+    def answers() -> tuple[bytes, bytes, list[tuple[str, list[str]]]]:
         shown, masked = (client.get(url, headers=h) for h in (manager, analyst))
         assert (shown.status_code, masked.status_code) == (200, 200), shown.text
         log.flush()
         stored = [decode(p, r).record for p, r in log.store.select(limit=1000)]
-        return shown.json(), masked.json(), [(r.principal, r.fields) for r in stored]
+        return shown.content, masked.content, [(r.principal, r.fields) for r in stored]
 
-    monkeypatch.setattr(reads, "conversation_view", viewed)
-    off_loop = answers()
-    monkeypatch.setattr(reads, "LOOP_MESSAGES", len(talk.messages))
-    on_the_loop = answers()
+    sliced = answers()
+    monkeypatch.setattr(conversation_reads, "SLICE", len(talk.messages))
+    in_one_piece = answers()
 
-    shown, masked, recorded = off_loop
-    assert on_loop == [False, False, True, True]
-    assert (shown, masked) == on_the_loop[:2]
-    assert recorded == [("max", ["messages.*.author", "messages.*.content", "subject"])]
-    assert on_the_loop[2] == recorded * 2  # an analyst's reads are masked: no record
-    contents = [m["content"] for m in shown["messages"]]
-    assert contents == [f"Secret {n}" for n in range(LOOP_MESSAGES + 1)]
-    assert {m["content"] for m in masked["messages"]} == {MASKED}
+    shown, masked, recorded = sliced
+    assert (shown, masked) == in_one_piece[:2]
+    paths = ["messages.*.author", "messages.*.content", "messages.*.reason", "subject"]
+    assert recorded == [("max", paths)]  # the correction's reason too
+    assert in_one_piece[2] == recorded * 2  # an analyst's reads are masked: no record
+    read = msgspec.json.decode(shown)
+    contents = [m["content"] for m in read["messages"]]
+    assert contents == [f"Secret {n}" if n != 3 else "Fixed" for n in range(SLICE + 1)]
+    assert {m["content"] for m in msgspec.json.decode(masked)["messages"]} == {MASKED}
+    assert shown == msgspec.json.encode(conversation_view(talk, EVERYTHING_VISIBLE, None))
 
 
 def test_a_customer_with_many_orders_is_viewed_off_the_loop_exactly_as_on_it(

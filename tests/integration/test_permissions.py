@@ -201,6 +201,8 @@ def test_analysts_never_see_contacts_or_message_contents(
     for view in (seen["customer"], seen["listed"]):
         assert (view["email"], view["phone"]) == (MASKED, MASKED)
     assert seen["message"]["content"] == MASKED
+    paged = client.get(f"/v1/conversations/{ids.conversation}/messages", headers=tokens["analyst"])
+    assert {message["content"] for message in paged.json()["messages"]} == {MASKED}
     assert seen["timeline"]
     assert {entry["content"] for entry in seen["timeline"] if entry["content"]} == {MASKED}
     history = client.get(f"/v1/customers/{ids.customer}/history", headers=tokens["auditor"])
