@@ -64,7 +64,10 @@ def typed_fetch(
 ) -> list[Row]:
     """`store.fetch` typed by the views' declared columns plus the `computed` ones."""
     types = {**_column_types(tuple(sorted(tables.values()))), **computed}
-    return [_listed(row) for row in store.fetch(query, tables, params, types)]
+    rows = store.fetch(query, tables, params, types)
+    if rows:  # a list's columns are those of its first row: the rows of one query
+        _listed(rows, [column for column in LISTS if column in rows[0]])
+    return rows
 
 
 @cache
@@ -79,11 +82,14 @@ def _column_types(views: tuple[str, ...]) -> dict[str, ColumnType]:
     return types
 
 
-def _listed(row: Row) -> Row:
-    for column in LISTS:
-        if isinstance(value := row.get(column), str):
-            row[column] = [item for item in value.split(",") if item]
-    return row
+def _listed(rows: list[Row], columns: list[str]) -> None:
+    """Each of `columns` (comma-joined) of each row as its list of items, in place: one
+    loop for a page (a function call and a comprehension a row cost ~1/3 of it)."""
+    for row in rows:
+        for column in columns:
+            if isinstance(value := row[column], str):
+                items = value.split(",") if value else []
+                row[column] = items if "" not in items else [item for item in items if item]
 
 
 def order_by(keys: Sequence[SortKey]) -> str:

@@ -39,45 +39,44 @@ def open_rows(keyring: Keyring, wanted: Sequence[Wanted], subject: str = SUBJECT
         open_cells(keyring.keys_now(owners(cells)), cells)
 
 
-Cell = tuple[Row, str, UUID]
-"""A row, one of its columns holding a sealed value, and the customer it belongs to."""
+Cells = tuple[Row, UUID, list[str]]
+"""A row, the customer it belongs to, and its columns holding sealed values."""
 
 
-def sealed_cells(wanted: Sequence[Wanted], subject: str = SUBJECT) -> list[Cell]:
-    """The cells of `wanted` to open: its named columns that hold sealed values (none:
-    nothing to open, and no key to fetch)."""
-    cells: list[Cell] = []
+def sealed_cells(wanted: Sequence[Wanted], subject: str = SUBJECT) -> list[Cells]:
+    """The cells of `wanted` to open, a row's together: its named columns that hold
+    sealed values (none: nothing to open, and no key to fetch)."""
+    cells: list[Cells] = []
     for row, columns in wanted:
-        owner = None  # the row's customer, parsed once it has something sealed
+        sealed_columns: list[str] | None = None  # listed once the row has something sealed
         for column in columns:
             value = row[column]  # `sealed`, written out: a page has ~150 of them
             if isinstance(value, str) and value.startswith(PREFIX):
-                owner = owner or _uuid(row[subject])
-                cells.append((row, column, owner))
+                if sealed_columns is None:
+                    sealed_columns = []
+                    cells.append((row, _uuid(row[subject]), sealed_columns))
+                sealed_columns.append(column)
     return cells
 
 
-def owners(cells: Iterable[Cell]) -> list[UUID]:
+def owners(cells: Iterable[Cells]) -> list[UUID]:
     """The customers whose keys opening `cells` needs, each once (told apart by their
     ints: a `UUID`'s hash and equality are Python methods)."""
-    return list({owner.int: owner for _, _, owner in cells}.values())
+    return list({owner.int: owner for _, owner, _ in cells}.values())
 
 
-def open_cells(keys: Mapping[UUID, bytes | None], cells: Iterable[Cell]) -> None:
+def open_cells(keys: Mapping[UUID, bytes | None], cells: Iterable[Cells]) -> None:
     """Open each cell in place, with the keys the caller fetched for them (`owners`): a
     subject without one (erased) opens as `ERASED`. Each subject's opener is made once,
-    when its first cell comes (a row's cells come together, sharing their owner)."""
+    when its first row comes."""
     openers: dict[int, Callable[[str], str]] = {}  # by the subject's int: see `owners`
-    last, open_value = None, None
-    for row, column, owner in cells:
-        if owner is not last:
-            open_value = openers.get(owner.int)
-            if open_value is None:
-                open_value = openers[owner.int] = value_opener(owner, keys.get(owner))
-            last = owner
-        assert open_value is not None
-        value = row[column]
-        row[column] = open_value(value) if JOIN not in value else _joined(open_value, value)
+    for row, owner, columns in cells:
+        open_value = openers.get(owner.int)
+        if open_value is None:
+            open_value = openers[owner.int] = value_opener(owner, keys.get(owner))
+        for column in columns:
+            value = row[column]
+            row[column] = open_value(value) if JOIN not in value else _joined(open_value, value)
 
 
 def _joined(open_value: Callable[[str], str], value: str) -> str:

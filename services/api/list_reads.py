@@ -221,12 +221,12 @@ class ListReader(Reading):
         found by the personal fields `searched`, read those of it), judged then and `now`
         where its aggregate has changed since (`AccessModel.listed`): the row with the
         personal columns the access model hides masked, and the columns it shows."""
-        principal, personal = self.principal, PERSONAL[query]
+        principal, personal, listed = self.principal, PERSONAL[query], self.access.listed
         visible: dict[FieldAccess, list[str]] = {}  # a page meets one or two kinds
         judged: list[Shown | None] = []
         for row in rows:
-            then = resource(row)
-            fields = self.access.listed(principal, then, searched, now.get(then.id))
+            then = resource(row)  # `now` of it, if any (hashing a UUID is a Python call)
+            fields = listed(principal, then, searched, now.get(then.id) if now else None)
             if fields is None:
                 judged.append(None)
                 continue
