@@ -24,6 +24,7 @@ from domain.base import Aggregate, ValidationFailed
 from domain.validation import whole_number
 from services.access import AccessModel, Principal
 from services.access_log import AccessLog
+from services.api.command_answer import CommandAnswer
 from services.api.command_outcome import stored_nothing
 from services.api.errors import BadRequest, Unauthenticated
 from services.api.loop_reads import LoopReadModels
@@ -283,7 +284,8 @@ def tagged(view: V) -> Response[V]:
 
 
 def answer(result: CommandResult, status: int) -> Response[CommandResult]:
-    return Response(result, status_code=status, headers={"ETag": f'"{result.version}"'})
+    """`result` with its version as ETag (`CommandAnswer`: as `Response` sends it)."""
+    return CommandAnswer(result, status)
 
 
 def command_call(
