@@ -63,8 +63,9 @@ class ApiRequest(Request[Any, Any, Any]):
         read, or for more bytes received than it; an `InternalServerException` when the
         client is gone before the end (`http.disconnect`) or the body was read already.
         A body received in one message (every command under uvicorn) skips the stream's
-        async generator: ~8 Python calls a command. Any other first message is handed
-        back to the stream (`replaying`), which reads from it on as it always does."""
+        async generator and the comprehension over it. Any other first message is
+        handed back to the stream (`replaying`), which reads from it on as it always
+        does."""
         if not self.is_connected:
             return b"".join([chunk async for chunk in self.stream()])  # raises "consumed"
         declared = self.content_length
