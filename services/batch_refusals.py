@@ -8,7 +8,9 @@ so that group commit (`services.group_commit`) fails their commands and saves th
   stored event (or one earlier in the batch) is its `CustomerErased`.
 An event's data subject, the customer whose key seals it, is read from its stored state
 (`data_subject`). The stores: `services.pg_batch_recorder`, `services.sqlite_recorder`.
-And what an insert cannot tell: `CommitUnknownError`, a batch sent whose answer was lost.
+Any other error the server answered while the connection stayed open is a refusal too,
+`StoreRefusedError` (a full disk, a lock timeout: the call did not commit). And what an
+insert cannot tell: `CommitUnknownError`, a batch sent whose answer was lost.
 I/O: none.
 """
 
@@ -53,6 +55,17 @@ class ErasedSubjectError(PersistenceError):
     def __init__(self, message: str, aggregate_ids: frozenset[UUID]) -> None:
         super().__init__(message)
         self.aggregate_ids = aggregate_ids
+
+
+class StoreRefusedError(PersistenceError):
+    """A batch the database refused with an error of its own (`sqlstate`: disk_full,
+    lock_not_available, ...), answered on a connection still open, with no earlier
+    attempt's answer lost: its transaction did not commit, nothing of it is stored. The
+    driver's error is its cause, which the API answers by (`errors.storage_full`, ...)."""
+
+    def __init__(self, message: str, sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 class CommitUnknownError(OperationalError):

@@ -62,7 +62,6 @@ from eventsourcing.persistence import (
     InterfaceError,
     Notification,
     OperationalError,
-    PersistenceError,
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
@@ -76,6 +75,7 @@ from services.batch_refusals import (
     BatchConflictError,
     CommitUnknownError,
     ErasedSubjectError,
+    StoreRefusedError,
     data_subject,
 )
 
@@ -384,13 +384,18 @@ class AsyncBatchWriter:
     the answer), each a thread wake-up: 0.5-0.8 ms per call measured on this VM against
     a ~1 ms insert of 16 events. Awaiting the socket on the loop costs neither. Errors
     are eventsourcing's, as from the recorder: a duplicate version is `IntegrityError`,
-    an event about an erased customer `ErasedSubjectError` (nothing of the batch stored
-    either way); a lost connection is retried on a new one, like the
-    recorder's `@retry`, and then raised as `OperationalError`, or `CommitUnknownError`
-    when an attempt had sent the batch (it may have committed); a retry that finds the
+    an event about an erased customer `ErasedSubjectError`, any other error the server
+    answered on a connection still open `StoreRefusedError` (a full disk, a lock
+    timeout: at once, not retried; nothing of the batch stored in any of these); a lost
+    connection is retried on a new one, like the recorder's `@retry`, and then raised as
+    `OperationalError`, or `CommitUnknownError` when an attempt had sent the batch and
+    lost its answer (it may have committed: after that, whatever a later attempt meets
+    short of finding the batch stored leaves it unknown); a retry that finds the
     very batch stored (its commit happened, its answer was lost) answers its positions
-    (`_stored`). Its one cursor is kept for the connection's life: a cursor made per
-    batch found its dumpers again each time (~18 us of Python a batch of 6 events).
+    (`_stored`). Red team: a full disk was retried as a lost connection, ten times, then
+    answered `outcome-unknown` and kept a keyed command's key for its lease. Its one
+    cursor is kept for the connection's life: a cursor made per batch found its dumpers
+    again each time (~18 us of Python a batch of 6 events).
     """
 
     ATTEMPTS = 10
@@ -400,14 +405,15 @@ class AsyncBatchWriter:
         self._recorder = recorder
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._cursor: psycopg.AsyncCursor[Any] | None = None
-        self._sent = False  # the batch being inserted went out, on some attempt
+        self._sent = False  # the batch went out on this attempt
 
     async def insert_events(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         if not stored_events:
             return []
         columns = insert_columns(stored_events)
-        self._sent = False
+        lost = False  # an attempt sent the batch and lost its answer: it may have committed
         for attempt in range(1, self.ATTEMPTS + 1):
+            self._sent = False
             try:
                 try:
                     return await self._insert(columns)
@@ -416,14 +422,29 @@ class AsyncBatchWriter:
                         return ids  # the lost attempt had committed: only its answer was lost
                     raise batch_conflict(error) from error
             except (psycopg.OperationalError, psycopg.InterfaceError) as error:  # `_stored`'s too
+                if not lost and self._answered(error):
+                    raise StoreRefusedError(str(error), error.sqlstate) from error
+                lost = lost or self._sent
                 await self._discard()
                 if attempt == self.ATTEMPTS:
-                    lost = CommitUnknownError if self._sent else OperationalError
-                    raise lost(str(error)) from error
+                    raise (CommitUnknownError if lost else OperationalError)(str(error)) from error
                 await asyncio.sleep(self.RETRY_WAIT)
             except psycopg.Error as error:
-                raise erased_subjects(error) or PersistenceError(str(error)) from error
+                if (refused := erased_subjects(error)) is not None:
+                    raise refused from error
+                if lost or not self._answered(error):
+                    raise CommitUnknownError(str(error)) from error
+                raise StoreRefusedError(str(error), error.sqlstate) from error
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _answered(self, error: psycopg.Error) -> bool:
+        """Whether the server answered `error` itself (a SQLSTATE it sent) on a connection
+        still open: the autocommit call (its COMMIT too) did not commit, whatever it met,
+        a full disk, a lock timeout, a failure at commit. An error without a SQLSTATE
+        (the connection lost), or one that closed the connection (FATAL, PANIC), leaves
+        the outcome of a batch sent to the server."""
+        conn = self._conn
+        return error.sqlstate is not None and conn is not None and not conn.closed
 
     async def _insert(self, columns: tuple[list[Any], ...]) -> list[int]:
         if self._cursor is None:  # a first batch, or the last connection was discarded
@@ -432,7 +453,7 @@ class AsyncBatchWriter:
                 autocommit=True, connect_timeout=timeout, **connect_kwargs(self._recorder)
             )
             self._cursor = self._conn.cursor(binary=True)
-        self._sent = True  # from here its outcome is the server's, whatever we hear
+        self._sent = True  # from here its outcome is the server's: lost unless it answers
         await self._cursor.execute(self._recorder.insert_statement, columns, prepare=True)
         return [row[0] for row in await self._cursor.fetchall()]
 

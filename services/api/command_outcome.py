@@ -14,7 +14,9 @@ A failure proves nothing stored when it is:
   unknown target, an erased customer), the access model's, a malformed request or
   Idempotency-Key, all taken before the save; or the event store's refusal, which it
   decides under its write lock with nothing of the batch stored
-  (`services.batch_refusals`: a version taken, an event about an erased customer).
+  (`services.batch_refusals`: a version taken, an event about an erased customer), or
+  any other error PostgreSQL answered to the batch's one attempt on a connection still
+  open (`StoreRefusedError`: a full disk, a lock timeout; the call did not commit).
   A retried batch that finds itself stored answers, never refuses;
 * a store full, or locked past its wait (`errors.storage_full`, `errors.busy`), unless
   it came out of a write to PostgreSQL's event store (a psycopg error under
@@ -39,7 +41,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 from domain.base import DomainError
 from services.access import Forbidden
 from services.api.errors import BadRequest, busy, causes, storage_full
-from services.batch_refusals import ErasedSubjectError
+from services.batch_refusals import ErasedSubjectError, StoreRefusedError
 from services.idempotency import IdempotencyError
 
 DECISIONS: tuple[type[Exception], ...] = (
@@ -49,6 +51,7 @@ DECISIONS: tuple[type[Exception], ...] = (
     IdempotencyError,
     IntegrityError,
     ErasedSubjectError,
+    StoreRefusedError,
 )
 """Refusals taken before anything is stored, or by the event store under its lock with
 nothing of the batch stored (`IntegrityError`: eventsourcing's, `BatchConflictError`)."""

@@ -57,6 +57,7 @@ from services.access_log import AccessLogBacklogged
 from services.batch_refusals import CommitUnknownError
 from services.idempotency import BadIdempotencyKeyError, IdempotencyError, KeyInUseError
 from services.read_deadline import QueryTimeoutError
+from services.storage_refusals import storage_refusals
 
 PROBLEM_BASE = "https://crm-collab.example/problems/"
 UNAVAILABLE_RETRY_AFTER_S = 2
@@ -202,9 +203,16 @@ UNAVAILABLE = (503, "event-store-unavailable", "The event store cannot be reache
 OUTCOME_UNKNOWN = (
     503,
     "outcome-unknown",
-    "The event store went away as this command was stored: it may have been; retry it with"
-    " the same Idempotency-Key to learn which",
+    "The event store went away as this command was stored: it may have been",
 )
+KEYED_UNKNOWN = "; retry it with the same Idempotency-Key to learn which"
+UNKEYED_UNKNOWN = (
+    "; it was sent without an Idempotency-Key, so a retry may store it a second time: read"
+    " the resource first to learn which (send an Idempotency-Key to make retries safe)"
+)
+"""What an `outcome-unknown`'s detail adds to its title: a keyed command's retry learns
+the outcome; a command without a key cannot (red team: it was told to retry with "the
+same Idempotency-Key" it never had)."""
 QUERY_TIMEOUT = (
     503,
     "query-timeout",
@@ -356,10 +364,25 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
     elif status >= 500 and not isinstance(error, _EXPECTED):
         log.error("unhandled", error=repr(error), exc_info=error)
     detail = title if status == 500 or storage else _detail(error)  # their text: internals
+    if slug == OUTCOME_UNKNOWN[1]:
+        keyed = "idempotency-key" in request.headers
+        detail += KEYED_UNKNOWN if keyed else UNKEYED_UNKNOWN
+    elif slug == STORAGE_FULL[1]:
+        _note_storage_full(request)
     body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
     body |= {"instance": request.url.path} | _extensions(error)
     headers = _headers(error)
     return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _note_storage_full(request: Request[Any, Any, Any]) -> None:
+    """For `/readyz` (`services.storage_refusals`): the store is the one the API's
+    services hold, and their positions say when a command commits again (no services:
+    a bare request, as unit tests build)."""
+    app = request.scope.get("app")
+    services = getattr(getattr(app, "state", None), "services", None)
+    if services is not None:
+        storage_refusals(services.app).refused(services.positions)
 
 
 def _detail(error: BaseException) -> str:

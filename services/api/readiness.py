@@ -26,6 +26,9 @@ copied ones, `consumers.projecting`) do not count: they lack nothing in the read
 and whoever can produce to the topics must not take the API out of service. Lag, by
 contrast, heals alone, so it only counts beyond `LAG_LIMIT`.
 
+Writes refused for lack of storage (`writes`, degraded only: reads still work, and every
+replica shares the full store): see `services.storage_refusals`.
+
 The signer (`audit_signer`, degraded only): a signer in this process (`crm run`) that
 refuses, or keeps failing, says why; any signer, wherever it runs, that has signed
 nothing for `STALE_FACTOR` intervals (plus `STALE_GRACE_S`) although the log grew, or a
@@ -54,6 +57,7 @@ from services.api.read_positions import AppliedPosition
 from services.audit_log import AuditLog, open_audit_log
 from services.bootstrap import Runtime
 from services.checkpointer import running_signers
+from services.storage_refusals import storage_refusals
 
 ReadinessCheck = Callable[[], str | None]
 """Returns None when ready, else the reason it is not (shown in /readyz)."""
@@ -158,7 +162,10 @@ def default_checks(
     store: ReadModelStore | None,
     applied: AppliedPosition | None,
 ) -> dict[str, ReadinessCheck]:
-    checks: dict[str, ReadinessCheck] = {"event_store": probe.event_store}
+    checks: dict[str, ReadinessCheck] = {
+        "event_store": probe.event_store,
+        "writes": storage_refusals(runtime.app).check,  # degraded only: reads still work
+    }
     reads: dict[str, ReadinessCheck] = {}  # asked of PostgreSQL while the event store answers
     if not runtime.settings.embedded:
         checks["kafka"] = probe.kafka
@@ -303,8 +310,10 @@ def pipeline_check(runtime: Runtime) -> str | None:
     assert runtime.pool is not None
     problems = []
     for row in read_health(runtime.pool):
-        if row.down:
-            problems.append(f"{row.process}: {', '.join(row.down)} down")
+        if gone := [name for name in row.down if name not in row.full]:
+            problems.append(f"{row.process}: {', '.join(gone)} down")
+        if row.full:  # up, answering, but refusing writes for lack of space
+            problems.append(f"{row.process}: {', '.join(row.full)} full (writes refused)")
         if row.trouble:
             problems.append(f"{row.process}: {row.trouble}")
     return "; ".join(problems) or None
