@@ -25,6 +25,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+from services.shutdown import SERVER_STOPPING
+
 if TYPE_CHECKING:
     import asyncio
 
@@ -92,9 +94,12 @@ def serve(
             serve_granian(app, host, port, limits, loop)
             return
         import uvicorn
+        from litestar import Litestar
 
+        if isinstance(app, Litestar):  # `crm api`'s and `crm run`'s
+            app.on_startup.append(SERVER_STOPPING.on_signals)  # once uvicorn's are in
         http = limits.uvicorn_protocol()
-        uvicorn.run(app, host=host, port=port, loop=loop, http=http, **_QUIET)
+        uvicorn.run(app, host=host, port=port, loop=loop, http=http, **_UVICORN)
     finally:
         gc.unfreeze()  # see freeze_startup_objects
 
@@ -121,11 +126,25 @@ def serve_workers(
         port=port,
         loop=LOOP,
         http=limits.uvicorn_protocol(),
-        **_QUIET,
+        **_UVICORN,
     )
 
 
-_QUIET: dict[str, Any] = {"log_level": "warning", "access_log": False}
+GRACEFUL_SHUTDOWN_SECONDS = 8
+"""How long a stopping server waits for the requests under way before it cancels them
+(uvicorn's `timeout_graceful_shutdown`, granian's `workers_kill_timeout`), then closes
+the app all the same (the access log's queued records stored, the stores closed). The
+event streams end at once (`services.shutdown.SERVER_STOPPING`); every other request
+holds the server for a few seconds at most (a read waits `CRM_READ_WAIT_SECONDS` 2 s
+and its query `CRM_READ_QUERY_SECONDS` 1 s), so it finishes within this; what does not
+(a client still sending its body) is cut. Without a bound, a stream's client held a
+stopping process for as long as it stayed. Under the 10 s Docker gives a container
+before its SIGKILL, with room for the app's own close."""
+_UVICORN: dict[str, Any] = {
+    "log_level": "warning",
+    "access_log": False,
+    "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+}
 
 
 def api_app_from_env() -> Litestar:
@@ -137,6 +156,7 @@ def api_app_from_env() -> Litestar:
     settings = load_settings()
     configure_logging(settings)
     app, close = build_api_app(settings)
+    app.on_startup.append(SERVER_STOPPING.on_signals)  # the worker's own server's signals
     app.on_shutdown += [close, gc.unfreeze]  # see freeze_startup_objects
     freeze_startup_objects()
     return app

@@ -52,13 +52,23 @@ def serve_granian(app: Any, host: str, port: int, limits: HttpLimits, loop: str 
     from granian.constants import Interfaces
     from granian.server.embed import Server
 
+    from services.api_serving import GRACEFUL_SHUTDOWN_SECONDS
+    from services.shutdown import SERVER_STOPPING
+
     async def main() -> None:
         server = Server(
             app, address=host, port=port, interface=Interfaces.ASGI, **bounded(limits), **QUIET
         )
+        server.workers_kill_timeout = GRACEFUL_SHUTDOWN_SECONDS  # then its task is cancelled
+
+        def stop() -> None:
+            SERVER_STOPPING.begin()  # the event streams end, as under uvicorn
+            server.stop()  # type: ignore[no-untyped-call]
+
+        SERVER_STOPPING.stopping = False
         running = asyncio.get_running_loop()
-        for stop in (signal.SIGINT, signal.SIGTERM):
-            running.add_signal_handler(stop, server.stop)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            running.add_signal_handler(signum, stop)
         await server.serve()
 
     run = asyncio.run if loop == "asyncio" else uvloop.run
@@ -72,6 +82,8 @@ def serve_granian_workers(
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
+    from services.api_serving import GRACEFUL_SHUTDOWN_SECONDS
+
     Granian(
         target,
         address=host,
@@ -80,6 +92,7 @@ def serve_granian_workers(
         workers=workers,
         loop=Loops.uvloop,
         factory=True,
+        workers_kill_timeout=GRACEFUL_SHUTDOWN_SECONDS,
         **bounded(limits),
         **QUIET,
     ).serve()

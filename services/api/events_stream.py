@@ -31,7 +31,14 @@ another connection past its wait (`services.api.errors.busy`: another process ho
 the embedded principals.db or keys.db, which answers plain requests a 503
 `storage-busy`). A stream that ended there would have lost what was
 stored before its client came back for the roles that start at the head, and an
-EventSource gives up for good when its reconnection gets the outage's 503.
+EventSource gives up for good when its reconnection gets the outage's 503. Whatever it
+waits for, it keeps writing its keep-alives (below): it went silent through an outage
+(red team), and a proxy's idle timeout (nginx's 60 s) then ended it all the same.
+
+When the server begins to stop (SIGTERM, SIGINT), every open stream ends its body at
+once (`services.shutdown.SERVER_STOPPING`), a clean end, and its client reconnects with
+`Last-Event-ID` (to another instance, or to this one once it is back). Before, the server
+closed its port but waited for the streams' clients to leave, which they never do.
 
 A stream's client must keep taking what it is sent. A quiet stream writes an SSE comment
 (`: keep-alive`) every `KEEP_ALIVE_SECONDS`, so a client gone without a word (a NAT's
@@ -70,6 +77,7 @@ from services.access_log import AccessLogBacklogged, revealed
 from services.api.deps import CallerDep, Services, ServicesDep, bearer_token
 from services.api.errors import BadRequest, busy
 from services.commands import Caller
+from services.shutdown import SERVER_STOPPING
 from services.states_as_of import AggregatesAsOf
 
 PAGE = 200  # the most events a page reads
@@ -133,43 +141,63 @@ class EventStream:
         database = Dependencies(f"event stream of {self.principal.name}")
         quiet_since = anyio.current_time()
         try:
-            while True:
-                try:
-                    principal = await anyio.to_thread.run_sync(self._still_authorised)
-                    if principal is None:
-                        return  # revoked: the stream ends as any other request is refused
-                    last, page = await anyio.to_thread.run_sync(
-                        self.page, principal, department, position, states, head
-                    )
-                except AccessLogBacklogged:  # none of it delivered: again once stored
-                    await anyio.sleep(self.services.stream_poll_seconds)
-                    continue
-                except DATABASE_UNAVAILABLE as error:  # none of it delivered either
-                    await anyio.sleep(database.lost(POSTGRES, error))
-                    continue
-                except Exception as error:  # a store held locked (a backup, `sqlite3`)
-                    if not busy(error):
-                        raise
-                    await anyio.sleep(database.lost(LOCKED, error))
-                    continue
-                database.back(POSTGRES)
-                database.back(LOCKED)
+            while not SERVER_STOPPING.stopping:
+                read = await self._read(database, department, position, states, head)
+                if read is None:
+                    return  # revoked: the stream ends as any other request is refused
+                position, page, pause = read
                 for notification_id, event, document in page:
                     data = _encoder.encode(document).decode()
                     yield ServerSentEventMessage(
                         data=data, event=event.wire_name(), id=str(notification_id)
                     )
                     quiet_since = anyio.current_time()
-                if anyio.current_time() - quiet_since >= KEEP_ALIVE_SECONDS:
-                    yield KEEP_ALIVE
-                    quiet_since = anyio.current_time()
-                if last > position:
-                    position = last
-                else:
-                    await anyio.sleep(self.services.stream_poll_seconds)
+                # the pause, with a keep-alive whenever one is due: whatever it waits for
+                until = anyio.current_time() + pause
+                while True:
+                    now = anyio.current_time()
+                    if now - quiet_since >= KEEP_ALIVE_SECONDS:
+                        yield KEEP_ALIVE
+                        quiet_since = now
+                    if now >= until:
+                        break
+                    wake = min(until, quiet_since + KEEP_ALIVE_SECONDS)
+                    if await SERVER_STOPPING.wait(wake - now):
+                        return  # the server stops: the body ends, its client reconnects
         finally:
             states.close()  # what it kept, given back to the streams' budget
             release()  # its slot (`StreamSlots`): the client went away, or the token did
+
+    async def _read(
+        self,
+        database: Dependencies,
+        department: str | None,
+        position: int,
+        states: AggregatesAsOf,
+        head: int,
+    ) -> tuple[int, list[Delivered], float] | None:
+        """The next page's last position and events, and how long to pause before the
+        one after; None once the token is revoked. A page that could not be read (see
+        the module) is none at `position`, and the pause is the outage's backoff."""
+        pause = self.services.stream_poll_seconds
+        try:
+            principal = await anyio.to_thread.run_sync(self._still_authorised)
+            if principal is None:
+                return None
+            last, page = await anyio.to_thread.run_sync(
+                self.page, principal, department, position, states, head
+            )
+        except AccessLogBacklogged:  # none of it delivered: again once stored
+            return position, [], pause
+        except DATABASE_UNAVAILABLE as error:  # none of it delivered either
+            return position, [], database.lost(POSTGRES, error)
+        except Exception as error:  # a store held locked (a backup, `sqlite3`)
+            if not busy(error):
+                raise
+            return position, [], database.lost(LOCKED, error)
+        database.back(POSTGRES)
+        database.back(LOCKED)
+        return last, page, (0.0 if last > position else pause)
 
     def states(self) -> AggregatesAsOf:
         """This stream's aggregates as of each event, within what all streams of the
