@@ -33,9 +33,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Annotated, NamedTuple
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Annotated, NamedTuple, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -64,6 +63,7 @@ PAGE_TEXT = 1_000_000
 passes this many characters, as a timeline page stops at 1 MB: a message may hold 64 kB,
 and a page of the largest would otherwise hold 4 MB. Always at least one message."""
 PERSONAL = Conversation.personal_fields
+T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 _MessageViews = list[MessageView]
 _Position = Annotated[int, msgspec.Meta(ge=1, le=bound.MAX_ENTRIES)]
@@ -125,16 +125,10 @@ class Turns(NamedTuple):
     principal: str
 
 
-_turns: weakref.WeakKeyDictionary[object, FairTurn] = weakref.WeakKeyDictionary()
-
-
-def long_turn(owner: object) -> FairTurn:
-    """The turn of the long answers one app serves, kept by `owner` (its `CurrentState`,
-    whose aggregates they answer: `Services` is a dataclass, not hashable)."""
-    turn = _turns.get(owner)
-    if turn is None:
-        turn = _turns[owner] = FairTurn()
-    return turn
+ConversationAnswer = Callable[
+    [Conversation, FieldAccess, Callable[[str], str] | None, Turns, Revealed], Awaitable[T]
+]
+"""What a read answers of a conversation: `conversation_answer`, a `message_page`."""
 
 
 async def messages_json(
@@ -212,10 +206,10 @@ async def message_page(
     conversation: Conversation,
     access: FieldAccess,
     opener: Callable[[str], str] | None,
-    *,
-    page: tuple[str | None, int],
     turns: Turns,
     revealed: Revealed,
+    *,
+    page: tuple[str | None, int],
 ) -> MessagePage:
     """The page of `conversation`'s messages after the cursor `page[0]` (None: from its
     first), at most `page[1]` of them and `PAGE_TEXT` of their text."""

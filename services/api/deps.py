@@ -38,6 +38,7 @@ from services.command_base import Change, Creation
 from services.commands import Caller, CommandResult, CommandService
 from services.current_state import CurrentState
 from services.event_store import CrmApplication
+from services.fair_turns import FairTurn
 from services.idempotency import (
     Idempotency,
     Reservation,
@@ -66,9 +67,10 @@ class Services:
     current: CurrentState  # aggregates as stored now, read on the event loop
     streams: StreamSlots  # the event streams each principal holds open
     access_log: AccessLog | None = None  # who read whose personal data, unmasked
-    # long answers built on a worker thread (`services.api.reads`), one at a time, so a
-    # read of the longest conversation takes the loop from other requests only in turns
+    # a customer's long answers, built on a worker thread one at a time (`api.reads`)
     long_answers: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+    # whose long conversation answer builds its next slice (`api.conversation_reads`)
+    long_turn: FairTurn = field(default_factory=FairTurn)
 
     def erased_elsewhere(self, customers: set[UUID]) -> None:
         """Another process erased these customers (`services.erasure_watch`): drop what

@@ -37,11 +37,11 @@ from services.access import (
 )
 from services.access_log import revealed
 from services.api.conversation_reads import (
+    ConversationAnswer,
     MessagePage,
     Revealed,
     Turns,
     conversation_answer,
-    long_turn,
     message_page,
 )
 from services.api.deps import CallerDep, Services, ServicesDep, canonical_path
@@ -135,32 +135,30 @@ class Reader(Reading):
     ) -> ConversationView:
         """A conversation with all its messages, built on the loop a slice at a time
         (`conversation_reads`: the long answers' slices take turns)."""
-        conversation = await self._current(Conversation, conversation_id, min_position)
-        fields = self._fields(conversation)
-        opener = await self._opener(conversation)
-        reveals = Revealed(self._recording and conversation.customer_id is not None)
-        turns = Turns(long_turn(self.services.current), self.principal.name)
-        view = await conversation_answer(conversation, fields, opener, turns, reveals)
-        if reveals.recording and conversation.customer_id:
-            self._reveal({conversation.customer_id: reveals.in_order()})
-        return view
+        return await self._conversation_read(conversation_id, min_position, conversation_answer)
 
     async def conversation_messages(
         self, conversation_id: UUID, page: tuple[str | None, int], min_position: int | None
     ) -> MessagePage:
         """A page of a conversation's messages (`page`: the cursor it starts after, None
         for the first, and at most how many), as the conversation's `GET` shows them."""
+        answer = partial(message_page, page=page)
+        return await self._conversation_read(conversation_id, min_position, answer)
+
+    async def _conversation_read(
+        self, conversation_id: UUID, min_position: int | None, answer: ConversationAnswer[T]
+    ) -> T:
+        """`answer` of the conversation, as the caller may read it; what it showed of
+        personal data unmasked goes to the access log."""
         conversation = await self._current(Conversation, conversation_id, min_position)
         fields = self._fields(conversation)
         opener = await self._opener(conversation)
         reveals = Revealed(self._recording and conversation.customer_id is not None)
-        turns = Turns(long_turn(self.services.current), self.principal.name)
-        answer = await message_page(
-            conversation, fields, opener, page=page, turns=turns, revealed=reveals
-        )
+        turns = Turns(self.services.long_turn, self.principal.name)
+        view = await answer(conversation, fields, opener, turns, reveals)
         if reveals.recording and conversation.customer_id:
             self._reveal({conversation.customer_id: reveals.in_order()})
-        return answer
+        return view
 
     async def task(self, task_id: UUID, min_position: int | None) -> TaskView:
         task = await self._current(Task, task_id, min_position)
