@@ -284,12 +284,23 @@ def storage_full(error: BaseException) -> bool:
 def busy(error: BaseException) -> bool:
     """Whether a store stayed locked by another connection past its wait, however
     wrapped: SQLite's SQLITE_BUSY or SQLITE_LOCKED (any extended code of them: "database
-    is locked"), PostgreSQL's lock_not_available (`lock_timeout` ran out)."""
+    is locked"), PostgreSQL's lock_not_available (`lock_timeout` ran out), or a
+    transaction PostgreSQL rolled back for another's sake (serialization failure,
+    deadlock: the batch writer's refusals, which store nothing; red team: they were
+    answered `event-store-unavailable`, whose key stays held, with the key released)."""
     return any(
         ((getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF) in _BUSY_CODES  # sqlite3.Error
-        or isinstance(cause, psycopg.errors.LockNotAvailable)
+        or isinstance(cause, _PG_BUSY)
         for cause in causes(error)
     )
+
+
+_PG_BUSY = (
+    psycopg.errors.LockNotAvailable,
+    psycopg.errors.TransactionRollback,  # class 40; psycopg derives its members apart:
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+)
 
 
 def timed_out(error: BaseException) -> bool:

@@ -26,6 +26,7 @@ from tests.unit.services.test_batch_writer_outcomes import LOST, ScriptedWriter,
 
 FULL = psycopg.errors.DiskFull("could not extend file: No space left on device")
 LOCKED = psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
+DEADLOCK = psycopg.errors.DeadlockDetected("deadlock detected")
 
 
 class OpenWriter(ScriptedWriter):
@@ -50,7 +51,9 @@ def failed(cause: BaseException) -> StoreFailedError:
 
 
 @pytest.mark.parametrize(
-    ("answer", "slug"), [(FULL, "storage-full"), (LOCKED, "storage-busy")], ids=["full", "lock"]
+    ("answer", "slug"),
+    [(FULL, "storage-full"), (LOCKED, "storage-busy"), (DEADLOCK, "storage-busy")],
+    ids=["full", "lock", "deadlock"],
 )
 def test_an_error_the_server_answered_is_a_refusal_at_once(answer: Exception, slug: str) -> None:
     writer = OpenWriter([answer])
