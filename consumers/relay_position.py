@@ -77,6 +77,11 @@ class MemoryRelayPosition:
         self.position = position
 
 
+class AnchorRefused(Exception):  # noqa: N818 - reads as what happened
+    """The store's chain at the relay's starting position is not to be trusted (it
+    contradicts what was remembered of an earlier run): the relay gets no head."""
+
+
 class PublishedChain:
     """The chain head at the relay's published position: `(position, chain)`, where
     `chain` is `domain.hashchain`'s chain folded over the canonical bytes of the events
@@ -87,25 +92,37 @@ class PublishedChain:
     not see the events before it in this process, so up to there the head is only what
     the store says. From then on it is the relay's: a row (and its link) rewritten after
     the relay read it no longer gives it. Written by the relay's thread (one assignment),
-    read by the signer's."""
+    read by the signer's.
+
+    `anchor` may raise `AnchorRefused` (the store's link contradicts the head remembered
+    beside the signer's key, `services.audit_published.checked_anchor`): then the chain
+    has no head for the whole run, and `refused` says why; nothing the relay publishes
+    gives it one, so the store's link is never handed on as the relay's."""
 
     def __init__(self, anchor: Callable[[int], bytes | None]) -> None:
         self._anchor = anchor
         self.head: tuple[int, bytes] | None = None
         self.started_at: int | None = None
         """The position the relay started from, whose chain is the store's."""
+        self.refused: str | None = None
+        """Why the anchor was refused (then never a head), None if it was not."""
 
     def start(self, position: int) -> bytes | None:
         """The chain at `position` to fold on from (the store's link there; GENESIS at
         0), also made the head; None, and no head, if the store has no link there."""
-        chain = GENESIS if position == 0 else self._anchor(position)
-        self.head = None if chain is None else (position, chain)
         self.started_at = position
+        try:
+            chain = GENESIS if position == 0 else self._anchor(position)
+        except AnchorRefused as error:
+            self.refused, self.head = str(error), None
+            return None
+        self.head = None if chain is None else (position, chain)
         return chain
 
     def published(self, position: int, chain: bytes) -> None:
         """The broker acknowledged every event up to `position`; `chain` is the head there."""
-        self.head = (position, chain)
+        if self.refused is None:
+            self.head = (position, chain)
 
 
 def fold(chain: bytes, notification: Any) -> bytes:

@@ -14,26 +14,41 @@ while the store's chain at that position is another: the refusal outlives a rest
 until the store is repaired. What a restart still forgets is what the relay published
 after the last write: nothing after a stop, up to a poll (1 s) after a crash.
 
-I/O: the file beside the key; the audit log (one link read).
+The file is only ever written once the store was checked against it (`RememberedHead.
+remember`, the write at stop too), and the relay's anchor is checked against it as the
+relay starts (`checked_anchor`): a relay whose store contradicts the file gets no head
+for its whole run, so no stop and start turns the store's link into what is remembered.
+The file names its store (`RelayHead.origin`); over another store the refusal says so,
+and `crm audit checkpoint --adopt` replaces it from the verified log (`adopt_head`).
+
+I/O: the file beside the key; the audit log (two link reads).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import msgspec
 
+from consumers.relay_position import AnchorRefused
 from domain.chain_walk import ChainWalk
+from domain.checkpoint import Checkpoint
 from services.audit_keys import SigningKey
-from services.audit_log import AuditLog
+from services.audit_log import AuditLog, chain_at
 from services.signer_memory import CheckpointRefused, read_kept, write_record
 
 
-class RelayHead(msgspec.Struct, frozen=True, kw_only=True):
-    """The relay's published position and its chain there (hex)."""
+class RelayHead(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The relay's published position and its chain there (hex), and which store it
+    is of: `origin`, the store's chain link at position 1 (hex; it hashes the first
+    event, whose aggregate id is random, so no two stores share it). None in a file
+    written before it was kept: then the store is not checked."""
 
     position: int
     chain: str
+    origin: str | None = None
 
 
 _decoder = msgspec.json.Decoder(RelayHead)
@@ -53,6 +68,16 @@ def check_head(log: AuditLog, head: RelayHead | None, path: Path) -> None:
     """`CheckpointRefused` unless the store's chain at `head` is the relay's."""
     if head is None or head.position == 0:
         return
+    if head.origin is not None and (origin := chain_at(log, 1)) != bytes.fromhex(head.origin):
+        first = "holds no event at position 1" if origin is None else "begins with another event"
+        raise CheckpointRefused(
+            f"not signing: the remembered head is another store's: {path} was written by the"
+            f" signer of a store whose chain begins with {head.origin[:16]}…, and this store"
+            f" {first}: a key directory reused with a fresh database, or the first event"
+            " rewritten with its link. If this store is the right one, run `crm audit"
+            " verify`, then `crm audit checkpoint --adopt` (it rewrites the file from the"
+            " verified log), or move the file aside if the store holds no checkpoint yet"
+        )
     stored = log.link_before(head.position + 1)
     if stored is None or stored[0] != head.position:
         raise CheckpointRefused(
@@ -98,11 +123,58 @@ class RememberedHead:
             self._written = read_head(self.path)
         check_head(log, self._written, self.path)
 
-    def remember(self, head: tuple[int, bytes] | None) -> None:
-        """Write the relay's current head, if it moved."""
+    def remember(self, log: AuditLog, head: tuple[int, bytes] | None) -> None:
+        """Write the relay's current head, if it moved; only once the store gives the
+        remembered one (`check`, here, before every write): a refused head is never
+        replaced (`CheckpointRefused`, or the store's error, and nothing written)."""
+        self.check(log)
         if head is None or head[0] == 0:  # nothing published
             return
-        current = RelayHead(position=head[0], chain=head[1].hex())
+        origin = self._written.origin if self._written is not None else None
+        if origin is None and (first := chain_at(log, 1)) is not None:
+            origin = first.hex()
+        current = RelayHead(position=head[0], chain=head[1].hex(), origin=origin)
         if current != self._written:
             write_record(self.path, current)
             self._written = current
+
+
+def checked_anchor(key: SigningKey, log: Callable[[], AbstractContextManager[AuditLog]]
+                   ) -> Callable[[int], bytes | None]:  # fmt: skip
+    """The anchor of the relay's `PublishedChain` (`crm relay`): the store's link at
+    the relay's stored position, only if the store still gives the head remembered
+    beside `key`; else `AnchorRefused`, and the relay has no head to sign with for the
+    whole run, so no stop or restart can make the store's link the remembered truth."""
+
+    def anchor(position: int) -> bytes | None:
+        path = head_path(key)
+        with log() as audit_log:
+            try:
+                check_head(audit_log, read_head(path), path)
+            except CheckpointRefused as error:
+                raise AnchorRefused(
+                    f"{error}; the relay started from the store's link and has no chain"
+                    " head to sign with until it starts again over a repaired store"
+                ) from None
+            return chain_at(audit_log, position)
+
+    return anchor
+
+
+def adopt_head(log: AuditLog, key: SigningKey, verified: Checkpoint) -> RelayHead | None:
+    """After `crm audit checkpoint --adopt` verified the whole log: a remembered head the
+    store contradicts (another store's, or a restore from an older backup) is replaced
+    by the adopted checkpoint's; the new head, None if the file was kept (or none)."""
+    path = head_path(key)
+    try:
+        check_head(log, read_head(path), path)
+    except CheckpointRefused:
+        first = chain_at(log, 1)
+        head = RelayHead(
+            position=verified.position,
+            chain=verified.chain_head,
+            origin=None if first is None else first.hex(),
+        )
+        write_record(path, head)
+        return head
+    return None

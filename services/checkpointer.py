@@ -15,7 +15,11 @@ up to the relay's published position, and only if the chain it recomputes from t
 store gives, there, the head the relay folded over the events as it read and published
 them: an event rewritten together with its link after the relay read it is refused,
 not signed. It remembers the relay's head beside its key (`services.audit_published`),
-so that the refusal outlives a restart. Unfed (`crm run`, `crm audit checkpoint`) it
+so that the refusal outlives a restart (written only after a check, never over a
+refusal; a relay anchored on a contradicted head has none to sign with). While the
+relay stays behind the store's head for longer than `lag_limit_s` (`/readyz`'s
+staleness rule), what it has not published is not signed, and its status says so
+(`SignerStatus.lagging`). Unfed (`crm run`, `crm audit checkpoint`) it
 signs the log's head as read, once the store still gives the remembered head.
 
 It runs as a thread of one process per store: `crm relay` (PostgreSQL: the one
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -91,9 +96,15 @@ class Checkpointer:
         publish: Publisher | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         published: PublishedChain | None = None,
+        lag_limit_s: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
         self._published = published
+        self._lag_limit_s = lag_limit_s
+        self._monotonic = monotonic
+        self._ahead: tuple[int, float] | None = None
+        """(the store's head when the relay was first seen behind it, since when)."""
         self._remembered = RememberedHead(key)
         self._log = audit_log
         self._key = key
@@ -150,6 +161,8 @@ class Checkpointer:
     def _relay_head(self) -> tuple[int, bytes]:
         """The relay's published position and chain head there; refused while it has none."""
         assert self._published is not None
+        if (refused := self._published.refused) is not None:
+            raise CheckpointRefused(refused)
         if (head := self._published.head) is None:
             raise CheckpointRefused(
                 "not signing: the relay has no chain head to sign up to: the store holds no"
@@ -189,8 +202,10 @@ class Checkpointer:
 
     def tick(self) -> None:
         if self._published is not None:
-            self._remembered.check(self._log)  # before it moves on: a restart's first tick
-            self._remembered.remember(self._published.head)
+            self.status.lagging = self._relay_lag()
+            # checked before it moves on (a restart's first tick), and never moved on
+            # from a head the store contradicts
+            self._remembered.remember(self._log, self._published.head)
         if self.due():
             self.checkpoint()
         self.publish_pending()
@@ -212,21 +227,46 @@ class Checkpointer:
             while not stop.is_set():
                 self._attempt()
                 trouble = self.status.trouble()
-                error = None if trouble is None else self.status.error
+                lagging = trouble is not None and trouble == self.status.lagging
+                error = trouble if lagging else None if trouble is None else self.status.error
                 if report is not None and error != reported:
                     reported = error
                     report(None if trouble is None else f"audit signer {trouble}")
                 stop.wait(min(poll_seconds, self._every_seconds))
         self._remember_last()
 
+    def _relay_lag(self) -> str | None:
+        """Trouble when the relay has stayed behind the store's head for longer than the
+        limit (`lag_limit_s`, readiness's staleness rule for the signing interval):
+        what it has not published is not signed (a Kafka outage, a stalled relay)."""
+        if self._lag_limit_s is None or self._published is None:
+            return None
+        published = 0 if (head := self._published.head) is None else head[0]
+        stored, now = self._log.last_position(), self._monotonic()
+        if stored <= published:
+            self._ahead = None
+            return None
+        if self._ahead is None or published >= self._ahead[0]:
+            self._ahead = (stored, now)  # caught up with what it was behind: wait afresh
+        if now - self._ahead[1] < self._lag_limit_s:
+            return None
+        return (
+            f"behind the relay: the store's head has been ahead of what the relay published"
+            f" (position {published}) for more than {self._lag_limit_s:.0f} s; events it has"
+            " not published are not signed (a Kafka outage, or the relay stalled)"
+        )
+
     def _remember_last(self) -> None:
-        """As it stops: the relay's last head (its last page was confirmed before)."""
+        """As it stops: the relay's last head (its last page was confirmed before), once
+        the store still gives the remembered one; never over a refusal."""
         if self._published is None:
             return
         try:
-            self._remembered.remember(self._published.head)
-        except OSError as error:
-            log.error("relay head not remembered", error=str(error))
+            self._remembered.remember(self._log, self._published.head)
+        except CheckpointRefused as error:
+            log.error("relay head not remembered: refused", error=str(error))
+        except (OSError, *RETRIED) as error:
+            log.error("relay head not remembered", error=str(error), kind=type(error).__name__)
 
     def _attempt(self) -> None:
         try:
@@ -262,6 +302,8 @@ class SignerStatus:
         self.in_a_row = 0
         self.error: str | None = None
         self.refusing = False
+        self.lagging: str | None = None
+        """Set while the relay feeding it stays behind the store (`Checkpointer`)."""
 
     def failed(self, error: Exception, *, refused: bool) -> bool:
         """Count a failed attempt; whether it is news (to be logged)."""
@@ -281,7 +323,7 @@ class SignerStatus:
     def trouble(self) -> str | None:
         """One line for /readyz, None while it signs (or a blip has not repeated)."""
         if self.error is None or (not self.refusing and self.in_a_row < FAILING_AFTER):
-            return None
+            return self.lagging
         if self.refusing:
             return f"refusing to sign: {self.error}"
         return f"failing ({self.in_a_row} attempts in a row): {self.error}"

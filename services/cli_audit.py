@@ -177,15 +177,23 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
 
 def _adopt(settings: Settings) -> int:
     from domain.checkpoint import encode
+    from services.audit_published import adopt_head, head_path
     from services.signer_memory import CheckpointRefused, adopt
 
     key = _signing_key(settings, create=False)
     with closing(bootstrap(settings)) as runtime, closing(_audit_log(runtime)) as log:
         try:
             record = adopt(log, key)
+            head = adopt_head(log, key, record.checkpoint)  # the log verified: its head
         except CheckpointRefused as error:
             print(f"crm audit checkpoint: {error}", file=sys.stderr)
             return 1
+    if head is not None:
+        print(
+            f"crm audit checkpoint: {head_path(key)} replaced: the relay's head remembered"
+            f" there was not this store's; now position {head.position} (adopted)",
+            file=sys.stderr,
+        )
     print(encode(record.checkpoint).decode())
     return 0
 
@@ -258,7 +266,16 @@ def _checkpointer(runtime: Runtime, published: PublishedChain | None = None) -> 
         every_seconds=settings.audit_checkpoint_seconds,
         publish=publish,
         published=published,
+        lag_limit_s=None if published is None else _stale_after(settings.audit_checkpoint_seconds),
     )
+
+
+def _stale_after(interval_s: float) -> float:
+    """`/readyz`'s rule for a signer that stopped keeping up (`SignerWatch`), for the
+    relay that feeds it: `STALE_FACTOR` intervals plus `STALE_GRACE_S`."""
+    from services.api.readiness import STALE_FACTOR, STALE_GRACE_S
+
+    return STALE_FACTOR * interval_s + STALE_GRACE_S
 
 
 @contextmanager

@@ -135,15 +135,16 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
 
 def _published_chain(runtime: Any) -> PublishedChain:
     """What the relay hands the signer of this process: its chain, started from the
-    store's link at the relay's stored position (read here, once, as the relay starts)."""
+    store's link at the relay's stored position (read here, once, as the relay starts),
+    only if the store still gives the head remembered beside the signing key; else no
+    head at all for this run (`services.audit_published.checked_anchor`)."""
     from consumers.relay_position import PublishedChain
-    from services.audit_log import chain_at, open_audit_log
+    from services.audit_keys import SigningKey
+    from services.audit_log import open_audit_log
+    from services.audit_published import checked_anchor
 
-    def anchor(position: int) -> bytes | None:
-        with closing(open_audit_log(runtime.app)) as audit_log:
-            return chain_at(audit_log, position)
-
-    return PublishedChain(anchor)
+    key = SigningKey(runtime.settings.audit_key_file)  # its path: the file beside it
+    return PublishedChain(checked_anchor(key, lambda: closing(open_audit_log(runtime.app))))
 
 
 def _prepare_topics(

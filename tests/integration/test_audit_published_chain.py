@@ -10,8 +10,10 @@ this one, to look at what they hand each other.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from consumers.relay import Relay
 from consumers.relay_position import MemoryRelayPosition, PublishedChain
 from domain.hashchain import chain_rows
 from services.audit_log import END, chain_at
+from services.audit_published import RememberedHead, head_path
 from services.checkpointer import Checkpointer
 from tests.e2e.processes import eventually
 from tests.integration.audit_support import CRM, ROOT, Audited, audited, fill, flip_byte, positions
@@ -50,14 +53,14 @@ def _rewrite_with_links(store: Audited, position: int) -> None:
 
 
 def _relay_process(
-    store: Audited, bootstrap: str, prefix: str, log: Path
+    store: Audited, bootstrap: str, prefix: str, log: Path, every_seconds: int = 3600
 ) -> subprocess.Popen[bytes]:
     env = store.full_env(
         {
             "CRM_KAFKA_BOOTSTRAP": bootstrap,
             "CRM_TOPIC_PREFIX": prefix,
             "CRM_AUDIT_CHECKPOINT_EVENTS": "20",
-            "CRM_AUDIT_CHECKPOINT_SECONDS": "3600",
+            "CRM_AUDIT_CHECKPOINT_SECONDS": str(every_seconds),
         }
     )
     with log.open("wb") as out:
@@ -113,6 +116,51 @@ def test_an_event_rewritten_with_its_link_after_the_relay_published_it_is_refuse
     finally:
         pool.close()
         _stop(relay)
+
+
+def test_a_refused_rewrite_stays_refused_across_a_stop_and_two_starts(
+    store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Review F1. Fails before the remembered head was checked before every write and a
+    relay anchored on a contradicted head got none: the stop after the first refusal
+    wrote the relay's head, anchored on the store's rewritten link, into `.published`,
+    and the second start signed the rewritten log."""
+    fill(store.app)
+    relay = _relay_process(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    try:
+        first = eventually(store.log.latest_checkpoint, within=120, what="a first checkpoint")[0]
+        fill(store.app, customers=1)  # published, not signed (fewer than 20 events)
+        head = positions(store)[-1]
+        eventually(lambda: _relay_published(store, head), what="the relay")
+        eventually(lambda: f'"position":{head},' in _remembered(store), what="the head kept")
+    finally:
+        _stop(relay)
+    genuine = _remembered(store)
+    kept = json.loads(genuine)
+    assert (kept["position"], kept["chain"]) == (head, _chain(store, head).hex())
+    _rewrite_with_links(store, next(p for p in positions(store) if p > first.position))
+    assert store.verify().broken is None  # the store alone no longer tells
+    for run in ("again", "and-again"):
+        out = tmp_path / f"relay-{run}.log"
+        relay = _relay_process(store, kafka_bootstrap, topic_prefix, out, every_seconds=1)
+        said = partial(_signer_said, out)
+        try:
+            text = eventually(said, within=120, what="sign or refuse")
+        finally:
+            _stop(relay)
+        assert "checkpoint refused" in text, f"{run}: the rewritten log was signed"
+        assert [c.position for c in store.log.checkpoints()] == [first.position]
+    assert _remembered(store) == genuine, "the remembered head was overwritten"
+
+
+def _remembered(store: Audited) -> str:
+    path = head_path(store.key)
+    return path.read_text() if path.exists() else ""
+
+
+def _signer_said(out: Path) -> str | None:
+    text = out.read_text()
+    return text if "checkpoint refused" in text or "checkpoint signed" in text else None
 
 
 def _relay(
@@ -175,3 +223,36 @@ def _chain(store: Audited, position: int) -> bytes:
     chain = chain_at(store.log, position)
     assert chain is not None
     return chain
+
+
+def test_a_remembered_head_the_store_no_longer_holds_is_replaced_by_adopt(
+    store: Audited,
+) -> None:
+    """Review F2: a database restored from a backup older than `.published` (or another
+    store) is refused with a reason, and `crm audit checkpoint --adopt` is the way out."""
+    fill(store.app)
+    signed = store.sign()
+    fill(store.app, customers=1)
+    head = positions(store)[-1]
+    RememberedHead(store.key).remember(store.log, (head, _chain(store, head)))
+    kept = json.loads(_remembered(store))
+    assert kept["origin"] == _chain(store, 1).hex()
+    # another store's file: the same position and chain, another origin
+    head_path(store.key).write_text(json.dumps({**kept, "origin": "00" * 32}))
+    refused = store.crm("audit", "checkpoint")
+    assert refused.returncode == 1
+    assert "the remembered head is another store's" in refused.stderr
+    head_path(store.key).write_text(json.dumps(kept))
+    # the database restored from a backup taken at the checkpoint
+    store.sql(f"DELETE FROM {store.chain} WHERE position > ?", signed.position)
+    store.sql(f"DELETE FROM {store.events} WHERE {store.position} > ?", signed.position)
+    refused = store.crm("audit", "checkpoint")
+    assert refused.returncode == 1
+    assert f"deleted at position {head}" in refused.stderr
+    adopted = store.crm("audit", "checkpoint", "--adopt")
+    assert adopted.returncode == 0, adopted.stderr
+    assert "replaced" in adopted.stderr
+    assert json.loads(_remembered(store))["position"] == signed.position
+    again = store.crm("audit", "checkpoint")
+    assert again.returncode == 0, again.stderr
+    assert "nothing new to sign" in again.stdout

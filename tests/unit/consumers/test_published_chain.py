@@ -13,7 +13,7 @@ import pytest
 from consumers.kafka_io import Producer
 from consumers.keyring import Keyring, MemoryKeyStore
 from consumers.relay import Relay, RelayPoisoned
-from consumers.relay_position import MemoryRelayPosition, PublishedChain, fold
+from consumers.relay_position import AnchorRefused, MemoryRelayPosition, PublishedChain, fold
 from domain.customer import Customer
 from domain.hashchain import GENESIS, canonical_event, chain_links
 from tests.unit.consumers.published import MemoryStoredEvents, Notification
@@ -100,6 +100,24 @@ def test_a_relay_started_later_folds_on_from_the_stores_link_at_its_position() -
     assert published.head == (2, anchored)
     relay.drain()
     assert published.head == (5, _chain(notifications[2:], start=anchored))
+
+
+def test_a_refused_anchor_leaves_the_relay_no_head_for_the_whole_run() -> None:
+    """Review F1: the store's link contradicts the remembered head; nothing the relay
+    publishes afterwards gives it a head to sign with."""
+    notifications = _stored(4)
+
+    def anchor(position: int) -> bytes | None:
+        raise AnchorRefused("not signing: edited before position 2")
+
+    published = PublishedChain(anchor)
+    relay = _relay(notifications, published, position=2)
+    assert published.head is None
+    assert relay.drain() == 2  # it still publishes
+    assert published.head is None
+    assert published.refused == "not signing: edited before position 2"
+    published.published(4, b"\x01" * 32)
+    assert published.head is None
 
 
 def test_without_a_link_at_its_position_the_relay_publishes_but_hands_on_nothing() -> None:

@@ -4,15 +4,24 @@ key so that the refusal outlives a restart (`docs/audit.md`)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
 
 from consumers.relay_position import PublishedChain
 from domain.chain_walk import ChainWalk
+from domain.checkpoint import Checkpoint
 from domain.hashchain import GENESIS, chain_rows
-from services.audit_keys import load_or_create
-from services.audit_published import RememberedHead, check_walk, head_path
+from services.audit_keys import SigningKey, load_or_create
+from services.audit_published import (
+    RememberedHead,
+    adopt_head,
+    check_walk,
+    checked_anchor,
+    head_path,
+    read_head,
+)
 from services.checkpointer import Checkpointer, CheckpointRefused
 from tests.unit.services.test_signer_status import FakeLog
 
@@ -68,11 +77,11 @@ def test_the_remembered_head_keeps_refusing_after_a_restart(tmp_path: Path) -> N
     key = load_or_create(tmp_path / "k")
     log = LinkedLog(LINKS)
     remembered = RememberedHead(key)
-    remembered.remember((0, GENESIS))  # nothing published: nothing written
+    remembered.remember(log, (0, GENESIS))  # type: ignore[arg-type] # nothing published
     assert not head_path(key).exists()
-    remembered.remember((2, LINKS[1][2]))
+    remembered.remember(log, (2, LINKS[1][2]))  # type: ignore[arg-type]
     remembered.check(log)  # type: ignore[arg-type]
-    log.links = chain_rows(0, GENESIS, [1, 2, 3], [b"forged", *CANONICALS[1:]])
+    log.links = _forged()
     restarted = RememberedHead(key)  # a new process: what the file says
     with pytest.raises(CheckpointRefused, match="edited before position 2"):
         restarted.check(log)  # type: ignore[arg-type]
@@ -81,3 +90,140 @@ def test_the_remembered_head_keeps_refusing_after_a_restart(tmp_path: Path) -> N
         RememberedHead(key).check(log)  # type: ignore[arg-type]
     log.links = LINKS  # the store repaired
     RememberedHead(key).check(log)  # type: ignore[arg-type]
+
+
+def _forged() -> list[tuple[int, int, bytes]]:
+    """The store with event 2 rewritten and relinked (event 1, the store's origin, kept)."""
+    return chain_rows(0, GENESIS, [1, 2, 3], [CANONICALS[0], b"forged", CANONICALS[2]])
+
+
+def _genuine_file(tmp_path: Path) -> tuple[SigningKey, LinkedLog, bytes]:
+    """A key whose `.published` holds the genuine head at 2; the store now rewritten."""
+    key = load_or_create(tmp_path / "k")
+    log = LinkedLog(LINKS)
+    RememberedHead(key).remember(log, (2, LINKS[1][2]))  # type: ignore[arg-type]
+    written = head_path(key).read_bytes()
+    log.links = _forged()
+    return key, log, written
+
+
+def test_a_head_the_store_contradicts_is_never_written_over(tmp_path: Path) -> None:
+    """Review F1: every write checks first, the one at stop too."""
+    key, log, written = _genuine_file(tmp_path)
+    with pytest.raises(CheckpointRefused, match="edited before position 2"):
+        RememberedHead(key).remember(log, (3, _forged()[2][2]))  # type: ignore[arg-type]
+    assert head_path(key).read_bytes() == written
+    # a relay anchored on the store's (rewritten) link, as before the anchor was checked
+    published = PublishedChain(lambda position: _forged()[position - 1][2])
+    published.start(2)
+    signer = Checkpointer(log, key, every_events=1, every_seconds=1, published=published)  # type: ignore[arg-type]
+    signer._remember_last()  # as the thread stops
+    assert head_path(key).read_bytes() == written
+    log.link_before = lambda position: (_ for _ in ()).throw(OSError("down"))  # type: ignore[method-assign]
+    signer._remember_last()  # the store cannot be read: nothing written
+    assert head_path(key).read_bytes() == written
+
+
+def test_a_relay_anchored_on_a_contradicted_head_gets_none_and_the_signer_refuses(
+    tmp_path: Path,
+) -> None:
+    """Review F1: start, stop, start over a rewritten store keeps refusing."""
+    key, log, written = _genuine_file(tmp_path)
+    for _run in range(2):
+        published = PublishedChain(checked_anchor(key, lambda: nullcontext(log)))  # type: ignore[arg-type]
+        assert published.start(2) is None
+        assert published.head is None
+        assert published.refused is not None
+        assert "edited before position 2" in published.refused
+        signer = Checkpointer(
+            log,  # type: ignore[arg-type]
+            key,
+            every_events=1,
+            every_seconds=1,
+            published=published,
+        )
+        with pytest.raises(CheckpointRefused, match="no chain head to sign with"):
+            signer.due()
+        signer._remember_last()
+        assert head_path(key).read_bytes() == written
+    log.links = LINKS  # the store repaired: the next start anchors on its link
+    published = PublishedChain(checked_anchor(key, lambda: nullcontext(log)))  # type: ignore[arg-type]
+    assert published.start(2) == LINKS[1][2]
+    assert published.refused is None
+
+
+def test_a_head_of_another_store_is_refused_as_such_and_adopt_replaces_it(
+    tmp_path: Path,
+) -> None:
+    """Review F2: the file names its store (the chain link at position 1)."""
+    key = load_or_create(tmp_path / "k")
+    log = LinkedLog(LINKS)
+    RememberedHead(key).remember(log, (3, LINKS[2][2]))  # type: ignore[arg-type]
+    kept = read_head(head_path(key))
+    assert kept is not None
+    assert kept.origin == LINKS[0][2].hex()
+    other = chain_rows(0, GENESIS, [1, 2, 3, 4], [b"other", b"store", b"with", b"more"])
+    log.links = other
+    with pytest.raises(CheckpointRefused, match="the remembered head is another store's"):
+        RememberedHead(key).check(log)  # type: ignore[arg-type]
+    log.links = []
+    with pytest.raises(CheckpointRefused, match="holds no event at position 1"):
+        RememberedHead(key).check(log)  # type: ignore[arg-type]
+    log.links = other
+    adopted = Checkpoint(
+        position=4, tree_size=4, chain_head=other[3][2].hex(), tree_head="",
+        signed_at="2026-01-01T00:00:00+00:00", public_key="", signature="",
+    )  # fmt: skip
+    head = adopt_head(log, key, adopted)  # type: ignore[arg-type]
+    assert head is not None
+    assert (head.position, head.origin) == (4, other[0][2].hex())
+    RememberedHead(key).check(log)  # type: ignore[arg-type]
+    assert adopt_head(log, key, adopted) is None  # type: ignore[arg-type] # this store's now
+
+
+def test_a_file_without_origin_is_still_read_and_gains_one(tmp_path: Path) -> None:
+    key = load_or_create(tmp_path / "k")
+    head_path(key).write_text(f'{{"position":2,"chain":"{LINKS[1][2].hex()}"}}')
+    log = LinkedLog(LINKS)
+    remembered = RememberedHead(key)
+    remembered.remember(log, (3, LINKS[2][2]))  # type: ignore[arg-type]
+    kept = read_head(head_path(key))
+    assert kept is not None
+    assert (kept.position, kept.origin) == (3, LINKS[0][2].hex())
+
+
+def test_a_relay_behind_the_store_for_longer_than_the_limit_is_trouble() -> None:
+    """Review F3: what the relay has not published is not signed; say so."""
+    now = [0.0]
+    log = LinkedLog(LINKS)
+    log.head = 3
+    published = PublishedChain(lambda position: None)
+    published.start(0)
+    published.published(1, LINKS[0][2])
+    signer = Checkpointer(
+        log, load_or_create(Path("/nonexistent/k")), every_events=1, every_seconds=1,  # type: ignore[arg-type]
+        published=published, lag_limit_s=33, monotonic=lambda: now[0],
+    )  # fmt: skip
+    assert signer._relay_lag() is None  # starts the wait
+    now[0] = 32.0
+    assert signer._relay_lag() is None
+    now[0] = 34.0
+    signer.status.lagging = signer._relay_lag()
+    trouble = signer.status.trouble()
+    assert trouble is not None
+    assert trouble.startswith("behind the relay")
+    assert "(position 1) for more than 33 s" in trouble
+    published.published(2, LINKS[1][2])  # moving, but not yet past what it was behind
+    assert signer._relay_lag() is not None
+    published.published(3, LINKS[2][2])  # caught up
+    assert signer._relay_lag() is None
+    log.head = 5  # more stored: the wait starts afresh
+    now[0] = 40.0
+    assert signer._relay_lag() is None
+    now[0] = 80.0
+    assert signer._relay_lag() is not None
+    unlimited = Checkpointer(
+        log, load_or_create(Path("/nonexistent/k")), every_events=1, every_seconds=1,  # type: ignore[arg-type]
+        published=published,
+    )  # fmt: skip
+    assert unlimited._relay_lag() is None
