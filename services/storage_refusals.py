@@ -2,10 +2,10 @@
 
 The event store's `SELECT 1` answers while the disk under it is full, so `/readyz` said
 `event_store: ok` while every command answered 503 `storage-full` (red team: for ~55 s of
-a 60 s full window, embedded; throughout on PostgreSQL). Every such answer is noted here
-(`errors.problem_response`), per event store (the application the API's services hold,
-which the readiness checks hold too), and the `writes` check says so until this process
-commits a command again (its head position, `waiting.Positions`, moves past where it
+a 60 s full window, embedded; throughout on PostgreSQL). Every such answer is noted
+(`errors.problem_response`) in the API's `Services.storage_refusals`, which the
+composition root hands the readiness checks too, and the `writes` check says so until
+this process commits a command again (its head position, `waiting.Positions`, moves past where it
 was at the last refusal), or for `WINDOW_S` after the last refusal when no command
 comes: as long as those clients were told to wait (`Retry-After`); a store nobody
 writes to cannot be seen to be full or free again.
@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
-from weakref import WeakKeyDictionary
 
 WINDOW_S = 30.0
 """How long after the last refusal the check reports it: `errors.STORAGE_RETRY_AFTER`."""
@@ -70,16 +69,3 @@ class StorageRefusals:
         if self._count and self._commits is not None and self._commits.head > self._head:
             self._count = 0
         return self._count > 0 and now - self._last <= WINDOW_S
-
-
-_BY_STORE: WeakKeyDictionary[object, StorageRefusals] = WeakKeyDictionary()
-_CREATING = threading.Lock()
-
-
-def storage_refusals(store: object) -> StorageRefusals:
-    """The refusals noted for `store` (an API's event-store application)."""
-    with _CREATING:
-        refusals = _BY_STORE.get(store)
-        if refusals is None:
-            refusals = _BY_STORE[store] = StorageRefusals()
-        return refusals

@@ -115,7 +115,8 @@ def create_app(
         closing += [watch.stop, pg_reads.aclose]
     store = None if queries_helper is None else queries_helper.store
     register_pipeline_metrics(metrics.registry, runtime, store, probe)
-    checks = default_checks(runtime, probe, store, applied_position) | (readiness or {})
+    checks = default_checks(runtime, probe, store, applied_position, services.storage_refusals)
+    checks |= readiness or {}
     if services.access_log is not None:
         checks["access_log"] = services.access_log.backlog
     guard = RequestGuard()

@@ -48,6 +48,7 @@ from services.idempotency import (
 )
 from services.idempotency_recovery import committed_answer
 from services.principals import Principals
+from services.storage_refusals import StorageRefusals
 
 A = TypeVar("A", bound=Aggregate)
 _encoder = msgspec.json.Encoder()
@@ -71,6 +72,8 @@ class Services:
     long_answers: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
     # whose long conversation answer builds its next slice (`api.conversation_reads`)
     long_turn: FairTurn = field(default_factory=FairTurn)
+    # commands lately refused for lack of storage: `/readyz`'s `writes`
+    storage_refusals: StorageRefusals = field(default_factory=StorageRefusals)
 
     def erased_elsewhere(self, customers: set[UUID]) -> None:
         """Another process erased these customers (`services.erasure_watch`): drop what

@@ -57,7 +57,6 @@ from services.access_log import AccessLogBacklogged
 from services.batch_refusals import CommitUnknownError
 from services.idempotency import BadIdempotencyKeyError, IdempotencyError, KeyInUseError
 from services.read_deadline import QueryTimeoutError
-from services.storage_refusals import storage_refusals
 
 PROBLEM_BASE = "https://crm-collab.example/problems/"
 UNAVAILABLE_RETRY_AFTER_S = 2
@@ -387,13 +386,13 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
 
 
 def _note_storage_full(request: Request[Any, Any, Any]) -> None:
-    """For `/readyz` (`services.storage_refusals`): the store is the one the API's
-    services hold, and their positions say when a command commits again (no services:
-    a bare request, as unit tests build)."""
+    """For `/readyz` (`services.storage_refusals`): the API's services note it, and their
+    positions say when a command commits again (no services: a bare request, as unit
+    tests build)."""
     app = request.scope.get("app")
     services = getattr(getattr(app, "state", None), "services", None)
     if services is not None:
-        storage_refusals(services.app).refused(services.positions)
+        services.storage_refusals.refused(services.positions)
 
 
 def _detail(error: BaseException) -> str:

@@ -57,7 +57,7 @@ from services.api.read_positions import AppliedPosition
 from services.audit_log import AuditLog, open_audit_log
 from services.bootstrap import Runtime
 from services.checkpointer import running_signers
-from services.storage_refusals import storage_refusals
+from services.storage_refusals import StorageRefusals
 
 ReadinessCheck = Callable[[], str | None]
 """Returns None when ready, else the reason it is not (shown in /readyz)."""
@@ -161,10 +161,11 @@ def default_checks(
     probe: DependencyProbe,
     store: ReadModelStore | None,
     applied: AppliedPosition | None,
+    refusals: StorageRefusals,
 ) -> dict[str, ReadinessCheck]:
     checks: dict[str, ReadinessCheck] = {
         "event_store": probe.event_store,
-        "writes": storage_refusals(runtime.app).check,  # degraded only: reads still work
+        "writes": refusals.check,  # degraded only: reads still work
     }
     reads: dict[str, ReadinessCheck] = {}  # asked of PostgreSQL while the event store answers
     if not runtime.settings.embedded:
