@@ -40,6 +40,11 @@ from services.audit_log import AuditLog, chain_at
 from services.signer_memory import CheckpointRefused, read_kept, write_record
 
 
+class AnotherStore(CheckpointRefused):
+    """The remembered head names another store (its chain at position 1 differs): the
+    one refusal `crm audit checkpoint --adopt` may clear (`adopt_head`)."""
+
+
 class RelayHead(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The relay's published position and its chain there (hex), and which store it
     is of: `origin`, the store's chain link at position 1 (hex; it hashes the first
@@ -70,7 +75,7 @@ def check_head(log: AuditLog, head: RelayHead | None, path: Path) -> None:
         return
     if head.origin is not None and (origin := chain_at(log, 1)) != bytes.fromhex(head.origin):
         first = "holds no event at position 1" if origin is None else "begins with another event"
-        raise CheckpointRefused(
+        raise AnotherStore(
             f"not signing: the remembered head is another store's: {path} was written by the"
             f" signer of a store whose chain begins with {head.origin[:16]}…, and this store"
             f" {first}: a key directory reused with a fresh database, or the first event"
@@ -162,13 +167,18 @@ def checked_anchor(key: SigningKey, log: Callable[[], AbstractContextManager[Aud
 
 
 def adopt_head(log: AuditLog, key: SigningKey, verified: Checkpoint) -> RelayHead | None:
-    """After `crm audit checkpoint --adopt` verified the whole log: a remembered head the
-    store contradicts (another store's, or a restore from an older backup) is replaced
-    by the adopted checkpoint's; the new head, None if the file was kept (or none)."""
+    """After `crm audit checkpoint --adopt` verified the whole log: a remembered head of
+    another store is replaced by the adopted checkpoint's; the new head, None if the file
+    was kept (or none). A head this store contradicts otherwise (`deleted`, `edited`) is
+    refused, not replaced: the checkpoints say nothing of the events after the newest,
+    which are what the file vouches for, and an intruder's deletion of the published tail
+    reads as a restore from an older backup (red team: `--adopt` laundered one). Only an
+    operator who has checked the store against Kafka (`crm audit verify --kafka`) moves
+    the file aside, by hand."""
     path = head_path(key)
     try:
         check_head(log, read_head(path), path)
-    except CheckpointRefused:
+    except AnotherStore:
         first = chain_at(log, 1)
         head = RelayHead(
             position=verified.position,
@@ -177,4 +187,11 @@ def adopt_head(log: AuditLog, key: SigningKey, verified: Checkpoint) -> RelayHea
         )
         write_record(path, head)
         return head
+    except CheckpointRefused as error:
+        raise CheckpointRefused(
+            f"{error}. --adopt does not replace this: the checkpoints vouch for nothing after"
+            f" the newest, and a deletion of the published tail reads as a restore. Compare the"
+            f" store with what the relay published (`crm audit verify --kafka`); only if it"
+            f" holds, move {path} aside yourself, giving up what it vouched for"
+        ) from None
     return None

@@ -191,7 +191,7 @@ def _adopt(settings: Settings) -> int:
     if head is not None:
         print(
             f"crm audit checkpoint: {head_path(key)} replaced: the relay's head remembered"
-            f" there was not this store's; now position {head.position} (adopted)",
+            f" there was another store's; now position {head.position} (adopted)",
             file=sys.stderr,
         )
     print(encode(record.checkpoint).decode())

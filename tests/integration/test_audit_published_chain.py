@@ -225,11 +225,13 @@ def _chain(store: Audited, position: int) -> bytes:
     return chain
 
 
-def test_a_remembered_head_the_store_no_longer_holds_is_replaced_by_adopt(
+def test_adopt_replaces_another_stores_head_but_not_one_the_store_lost(
     store: Audited,
 ) -> None:
-    """Review F2: a database restored from a backup older than `.published` (or another
-    store) is refused with a reason, and `crm audit checkpoint --adopt` is the way out."""
+    """Review F2: another store's `.published` is refused as such and `crm audit
+    checkpoint --adopt` replaces it; a database restored from a backup older than the
+    file is refused, and `--adopt` does not replace that one (an intruder's deletion of
+    the published tail reads the same): the operator moves it aside by hand."""
     fill(store.app)
     signed = store.sign()
     fill(store.app, customers=1)
@@ -242,6 +244,10 @@ def test_a_remembered_head_the_store_no_longer_holds_is_replaced_by_adopt(
     refused = store.crm("audit", "checkpoint")
     assert refused.returncode == 1
     assert "the remembered head is another store's" in refused.stderr
+    adopted = store.crm("audit", "checkpoint", "--adopt")
+    assert adopted.returncode == 0, adopted.stderr
+    assert "another store's" in adopted.stderr
+    assert json.loads(_remembered(store))["origin"] == kept["origin"]
     head_path(store.key).write_text(json.dumps(kept))
     # the database restored from a backup taken at the checkpoint
     store.sql(f"DELETE FROM {store.chain} WHERE position > ?", signed.position)
@@ -249,10 +255,11 @@ def test_a_remembered_head_the_store_no_longer_holds_is_replaced_by_adopt(
     refused = store.crm("audit", "checkpoint")
     assert refused.returncode == 1
     assert f"deleted at position {head}" in refused.stderr
-    adopted = store.crm("audit", "checkpoint", "--adopt")
-    assert adopted.returncode == 0, adopted.stderr
-    assert "replaced" in adopted.stderr
-    assert json.loads(_remembered(store))["position"] == signed.position
+    not_adopted = store.crm("audit", "checkpoint", "--adopt")
+    assert not_adopted.returncode == 1
+    assert "--adopt does not replace this" in not_adopted.stderr
+    assert json.loads(_remembered(store)) == kept
+    head_path(store.key).unlink()  # the operator, having compared the store with Kafka
     again = store.crm("audit", "checkpoint")
     assert again.returncode == 0, again.stderr
     assert "nothing new to sign" in again.stdout

@@ -181,6 +181,31 @@ def test_a_head_of_another_store_is_refused_as_such_and_adopt_replaces_it(
     assert adopt_head(log, key, adopted) is None  # type: ignore[arg-type] # this store's now
 
 
+@pytest.mark.parametrize(
+    ("links", "reads"),
+    [(LINKS[:2], "deleted at position 3"), ([*LINKS[:2], (3, 2, b"\x02" * 32)], "edited")],
+    ids=["deleted", "edited"],
+)
+def test_adopt_replaces_no_head_this_store_contradicts(
+    tmp_path: Path, links: list[tuple[int, int, bytes]], reads: str
+) -> None:
+    """Red team: the published tail deleted (which reads as a restore from an older
+    backup) or rewritten after the newest checkpoint: the checkpoints vouch for none of
+    it, so `--adopt` must not trade the file's evidence for them."""
+    key = load_or_create(tmp_path / "k")
+    log = LinkedLog(LINKS)
+    RememberedHead(key).remember(log, (3, LINKS[2][2]))  # type: ignore[arg-type]
+    kept = head_path(key).read_bytes()
+    log.links = links
+    adopted = Checkpoint(
+        position=1, tree_size=1, chain_head=LINKS[0][2].hex(), tree_head="",
+        signed_at="2026-01-01T00:00:00+00:00", public_key="", signature="",
+    )  # fmt: skip
+    with pytest.raises(CheckpointRefused, match=f"{reads}.*--adopt does not replace this"):
+        adopt_head(log, key, adopted)  # type: ignore[arg-type]
+    assert head_path(key).read_bytes() == kept
+
+
 def test_a_file_without_origin_is_still_read_and_gains_one(tmp_path: Path) -> None:
     key = load_or_create(tmp_path / "k")
     head_path(key).write_text(f'{{"position":2,"chain":"{LINKS[1][2].hex()}"}}')
