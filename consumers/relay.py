@@ -14,6 +14,8 @@ connection) changes nothing in flight, the same step is simply tried again later
 Given a `PublishedChain`, the relay also folds the hash chain over each event it sends,
 as it read it (one SHA-256 an event), and hands the head at each acknowledged position
 to the audit signer of its process: what the signer may sign up to (`docs/audit.md`).
+It hands it on before it stores the position, so that what the chain remembers beside
+the signer's key is never behind the position a restarted relay starts from.
 
 I/O: the recorder (PostgreSQL or SQLite), Kafka through `kafka_io`, the position store.
 Dependencies arrive as arguments; this module never reads settings.
@@ -204,12 +206,12 @@ class Relay:
         assert self._producer is not None
         self._producer.confirm(results, timeout=timeout or self._confirm_timeout, flush=flush)
         self._deps.back(KAFKA)
+        if self._published is not None and chain is not None:
+            self._published.published(last_id, chain)  # remembered before it is stored
         self._positions.save(last_id)
         self._deps.back(POSTGRES)
         self._position, self._chain = last_id, chain
         self._pending = None
-        if self._published is not None and chain is not None:
-            self._published.published(last_id, chain)
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:

@@ -99,8 +99,13 @@ class PublishedChain:
     has no head for the whole run, and `refused` says why; nothing the relay publishes
     gives it one, so the store's link is never handed on as the relay's."""
 
-    def __init__(self, anchor: Callable[[int], bytes | None]) -> None:
+    def __init__(
+        self,
+        anchor: Callable[[int], bytes | None],
+        remember: Callable[[tuple[int, bytes]], str | None] | None = None,
+    ) -> None:
         self._anchor = anchor
+        self._remember = remember
         self.head: tuple[int, bytes] | None = None
         self.started_at: int | None = None
         """The position the relay started from, whose chain is the store's."""
@@ -120,9 +125,17 @@ class PublishedChain:
         return chain
 
     def published(self, position: int, chain: bytes) -> None:
-        """The broker acknowledged every event up to `position`; `chain` is the head there."""
-        if self.refused is None:
-            self.head = (position, chain)
+        """The broker acknowledged every event up to `position`; `chain` is the head there.
+        Kept (`remember`, beside the signer's key) before it becomes the head, and before
+        the relay stores its position: a reason from `remember` refuses it, and every head
+        after it, for the run; its errors (the store out of reach) reach the relay, which
+        then stores no position and tries again."""
+        if self.refused is not None:
+            return
+        if self._remember is not None and (why := self._remember((position, chain))):
+            self.refused, self.head = why, None
+            return
+        self.head = (position, chain)
 
 
 def fold(chain: bytes, notification: Any) -> bytes:

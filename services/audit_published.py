@@ -6,16 +6,15 @@ A relay that starts again takes the store's own link at its stored position as i
 chain (`consumers.relay_position.PublishedChain`): it did not read the events before it
 in this process. Had an intruder rewritten one of them with its link, the new relay
 would hand the rewritten chain on, and the signer would sign it; the intruder can even
-force the restart, with a poison event (the relay stops on it). So the signer of
-`crm relay` writes the head the relay hands it to `<key file>.published` (JSON, mode
-0600, replaced atomically, when it changed, at most once a poll of its thread, and once
-more as it stops), and every signer of that key (`crm audit checkpoint` too) refuses
-while the store's chain at that position is another: the refusal outlives a restart,
-until the store is repaired. What a restart still forgets is what the relay published
-after the last write: nothing after a stop, up to a poll (1 s) after a crash.
+force the restart, with a poison event (the relay stops on it). So the relay
+writes its head to `<key file>.published` (JSON, mode 0600, replaced atomically) as the
+broker acknowledges each page, before it stores its position (`remembering`), and every
+signer of that key (`crm audit checkpoint` too) refuses while the store's chain at that
+position is another: the refusal outlives a restart, until the store is repaired, and
+the position a relay starts from is never ahead of the remembered head.
 
 The file is only ever written once the store was checked against it (`RememberedHead.
-remember`, the write at stop too), and the relay's anchor is checked against it as the
+remember`), and the relay's anchor is checked against it as the
 relay starts (`checked_anchor`): a relay whose store contradicts the file gets no head
 for its whole run, so no stop and start turns the store's link into what is remembered.
 The file names its store (`RelayHead.origin`); over another store the refusal says so,
@@ -123,9 +122,9 @@ class RememberedHead:
         self._written: RelayHead | None = None
 
     def check(self, log: AuditLog) -> None:
-        """The store must still give the remembered head (read from the file once)."""
-        if self._written is None:
-            self._written = read_head(self.path)
+        """The store must still give the remembered head (as the file holds it now: the
+        relay's thread writes it, the signer's checks it)."""
+        self._written = read_head(self.path)
         check_head(log, self._written, self.path)
 
     def remember(self, log: AuditLog, head: tuple[int, bytes] | None) -> None:
@@ -142,6 +141,28 @@ class RememberedHead:
         if current != self._written:
             write_record(self.path, current)
             self._written = current
+
+
+def remembering(key: SigningKey, log: AuditLog) -> Callable[[tuple[int, bytes]], str | None]:
+    """The `remember` of the relay's `PublishedChain` (`crm relay`): the relay's head
+    written beside `key` once the store was checked against the remembered one, before
+    the relay stores its position (red team: written by the signer's thread, which a
+    lock on the checkpoints table stalled, the head fell behind the stored position, and
+    a restarted relay took the span between from the store, rewritten). A refusal, or a
+    file that cannot be written, is the reason there is no head from then on (the
+    signer refuses with it); the store out of reach raises, and the relay tries again."""
+    remembered = RememberedHead(key)
+
+    def remember(head: tuple[int, bytes]) -> str | None:
+        try:
+            remembered.remember(log, head)
+        except CheckpointRefused as error:
+            return f"{error}; the relay's head is not remembered, nor signed, from now on"
+        except OSError as error:
+            return f"not signing: the relay's head could not be kept beside the key: {error}"
+        return None
+
+    return remember
 
 
 def checked_anchor(key: SigningKey, log: Callable[[], AbstractContextManager[AuditLog]]

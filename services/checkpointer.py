@@ -14,9 +14,10 @@ Fed by the relay of its process (`published`, PostgreSQL's `crm relay`), it sign
 up to the relay's published position, and only if the chain it recomputes from the
 store gives, there, the head the relay folded over the events as it read and published
 them: an event rewritten together with its link after the relay read it is refused,
-not signed. It remembers the relay's head beside its key (`services.audit_published`),
-so that the refusal outlives a restart (written only after a check, never over a
-refusal; a relay anchored on a contradicted head has none to sign with). While the
+not signed. The relay remembers its head beside the key (`services.audit_published`:
+written before it stores its position, only after a check, never over a refusal; a
+relay anchored on a contradicted head has none to sign with), and the signer checks the
+store against it each tick, so that the refusal outlives a restart. While the
 relay stays behind the store's head for longer than `lag_limit_s` (`/readyz`'s
 staleness rule), what it has not published is not signed, and its status says so
 (`SignerStatus.lagging`). Unfed (`crm run`, `crm audit checkpoint`) it
@@ -203,9 +204,7 @@ class Checkpointer:
     def tick(self) -> None:
         if self._published is not None:
             self.status.lagging = self._relay_lag()
-            # checked before it moves on (a restart's first tick), and never moved on
-            # from a head the store contradicts
-            self._remembered.remember(self._log, self._published.head)
+            self._remembered.check(self._log)  # the relay writes it (`remembering`)
         if self.due():
             self.checkpoint()
         self.publish_pending()
@@ -233,7 +232,6 @@ class Checkpointer:
                     reported = error
                     report(None if trouble is None else f"audit signer {trouble}")
                 stop.wait(min(poll_seconds, self._every_seconds))
-        self._remember_last()
 
     def _relay_lag(self) -> str | None:
         """Trouble when the relay has stayed behind the store's head for longer than the
@@ -255,18 +253,6 @@ class Checkpointer:
             f" (position {published}) for more than {self._lag_limit_s:.0f} s; events it has"
             " not published are not signed (a Kafka outage, or the relay stalled)"
         )
-
-    def _remember_last(self) -> None:
-        """As it stops: the relay's last head (its last page was confirmed before), once
-        the store still gives the remembered one; never over a refusal."""
-        if self._published is None:
-            return
-        try:
-            self._remembered.remember(self._log, self._published.head)
-        except CheckpointRefused as error:
-            log.error("relay head not remembered: refused", error=str(error))
-        except (OSError, *RETRIED) as error:
-            log.error("relay head not remembered", error=str(error), kind=type(error).__name__)
 
     def _attempt(self) -> None:
         try:

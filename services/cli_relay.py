@@ -137,14 +137,16 @@ def _published_chain(runtime: Any) -> PublishedChain:
     """What the relay hands the signer of this process: its chain, started from the
     store's link at the relay's stored position (read here, once, as the relay starts),
     only if the store still gives the head remembered beside the signing key; else no
-    head at all for this run (`services.audit_published.checked_anchor`)."""
+    head at all for this run (`services.audit_published.checked_anchor`). Each head is
+    remembered beside the key before the relay stores its position (`remembering`)."""
     from consumers.relay_position import PublishedChain
     from services.audit_keys import SigningKey
     from services.audit_log import open_audit_log
-    from services.audit_published import checked_anchor
+    from services.audit_published import checked_anchor, remembering
 
     key = SigningKey(runtime.settings.audit_key_file)  # its path: the file beside it
-    return PublishedChain(checked_anchor(key, lambda: closing(open_audit_log(runtime.app))))
+    anchor = checked_anchor(key, lambda: closing(open_audit_log(runtime.app)))
+    return PublishedChain(anchor, remembering(key, open_audit_log(runtime.app)))
 
 
 def _prepare_topics(

@@ -92,6 +92,26 @@ def test_a_relay_hands_on_its_chain_at_each_acknowledged_page() -> None:
     assert published.head == (7, _chain(notifications))
 
 
+def test_a_relay_remembers_each_head_before_it_stores_the_position() -> None:
+    """Review 3, F1: were the position stored first, a restart could begin past what is
+    remembered beside the key, and take the span between from the store."""
+    notifications = _stored(7)
+    positions = MemoryRelayPosition(0)
+    stored_when_remembered: list[tuple[int, int]] = []
+
+    def remember(head: tuple[int, bytes]) -> str | None:
+        stored_when_remembered.append((head[0], positions.position))
+        return None
+
+    published = PublishedChain(lambda position: None, remember)
+    producer = cast(Callable[[], Producer], FakeProducer)
+    relay = Relay(FakeRecorder(notifications), producer, positions, published=published,
+                  page_size=3)  # fmt: skip
+    assert relay.drain() == 7
+    assert stored_when_remembered == [(3, 0), (6, 3), (7, 6)]
+    assert positions.position == 7
+
+
 def test_a_relay_started_later_folds_on_from_the_stores_link_at_its_position() -> None:
     notifications = _stored(5)
     anchored = b"\x07" * 32  # whatever the store holds there: the relay takes it

@@ -7,6 +7,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from consumers.relay_position import PublishedChain
@@ -21,6 +22,7 @@ from services.audit_published import (
     checked_anchor,
     head_path,
     read_head,
+    remembering,
 )
 from services.checkpointer import Checkpointer, CheckpointRefused
 from tests.unit.services.test_signer_status import FakeLog
@@ -108,20 +110,45 @@ def _genuine_file(tmp_path: Path) -> tuple[SigningKey, LinkedLog, bytes]:
 
 
 def test_a_head_the_store_contradicts_is_never_written_over(tmp_path: Path) -> None:
-    """Review F1: every write checks first, the one at stop too."""
+    """Review F1: every write checks first; the relay's chain, refused, has no head
+    from then on, and an unreadable store writes nothing either."""
     key, log, written = _genuine_file(tmp_path)
     with pytest.raises(CheckpointRefused, match="edited before position 2"):
         RememberedHead(key).remember(log, (3, _forged()[2][2]))  # type: ignore[arg-type]
     assert head_path(key).read_bytes() == written
     # a relay anchored on the store's (rewritten) link, as before the anchor was checked
-    published = PublishedChain(lambda position: _forged()[position - 1][2])
+    published = PublishedChain(
+        lambda position: _forged()[position - 1][2],
+        remembering(key, log),  # type: ignore[arg-type]
+    )
     published.start(2)
-    signer = Checkpointer(log, key, every_events=1, every_seconds=1, published=published)  # type: ignore[arg-type]
-    signer._remember_last()  # as the thread stops
+    published.published(3, _forged()[2][2])
+    assert published.head is None
+    assert published.refused is not None
+    assert "edited before position 2" in published.refused
     assert head_path(key).read_bytes() == written
-    log.link_before = lambda position: (_ for _ in ()).throw(OSError("down"))  # type: ignore[method-assign]
-    signer._remember_last()  # the store cannot be read: nothing written
+    published.published(3, LINKS[2][2])  # refused for the run
+    assert published.head is None
+    down = psycopg.OperationalError("down")
+    log.link_before = lambda position: (_ for _ in ()).throw(down)  # type: ignore[method-assign]
+    with pytest.raises(psycopg.OperationalError):  # the store out of reach: the relay retries
+        PublishedChain(lambda position: None, remembering(key, log)).published(3, b"")  # type: ignore[arg-type]
     assert head_path(key).read_bytes() == written
+
+
+def test_the_relay_remembers_each_head_before_it_is_the_signers(tmp_path: Path) -> None:
+    """Review 3, F1: the relay's thread keeps the file up with each acknowledged page,
+    whatever holds the signer's thread (a lock on the checkpoints table)."""
+    key = load_or_create(tmp_path / "k")
+    log = LinkedLog(LINKS)
+    published = PublishedChain(lambda position: None, remembering(key, log))  # type: ignore[arg-type]
+    published.start(0)
+    for position in (1, 3):
+        published.published(position, LINKS[position - 1][2])
+        kept = read_head(head_path(key))
+        assert kept is not None
+        assert (kept.position, kept.chain) == (position, LINKS[position - 1][2].hex())
+        assert published.head == (position, LINKS[position - 1][2])
 
 
 def test_a_relay_anchored_on_a_contradicted_head_gets_none_and_the_signer_refuses(
@@ -144,7 +171,6 @@ def test_a_relay_anchored_on_a_contradicted_head_gets_none_and_the_signer_refuse
         )
         with pytest.raises(CheckpointRefused, match="no chain head to sign with"):
             signer.due()
-        signer._remember_last()
         assert head_path(key).read_bytes() == written
     log.links = LINKS  # the store repaired: the next start anchors on its link
     published = PublishedChain(checked_anchor(key, lambda: nullcontext(log)))  # type: ignore[arg-type]
