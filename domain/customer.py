@@ -3,6 +3,8 @@
 Order: events, errors, state, decisions, apply. Archived customers keep their history
 but take no new work; erased customers accept no command at all and their personal
 fields read as `ERASED` (the codec destroys them on the wire by crypto-shredding).
+What the profile, tags and consents accept is in `domain.customer_fields`, the orders
+held and what a new one accepts in `domain.customer_orders`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from uuid import UUID
 
 import msgspec
 
+from domain import customer_fields as accepted
 from domain import fields as bound
 from domain import validation as check
 from domain.base import (
@@ -27,6 +30,8 @@ from domain.base import (
     InvalidTransition,
     ValidationFailed,
 )
+from domain.customer_fields import PROFILE_FIELDS
+from domain.customer_orders import Order, new_order
 
 # --- events ---------------------------------------------------------------------------
 
@@ -153,17 +158,6 @@ class CustomerFullError(InvalidTransition):
 
 # --- state ----------------------------------------------------------------------------
 
-
-class Order(msgspec.Struct, frozen=True, kw_only=True):
-    order_id: str
-    amount: Decimal
-    currency: str
-    status: str
-    ordered_at: AwareDatetime
-    updated_at: AwareDatetime
-
-
-PROFILE_FIELDS = frozenset({"name", "company", "email", "phone", "address"})
 _when: EventAppliers[Customer] = EventAppliers()
 
 
@@ -217,9 +211,11 @@ class Customer(Aggregate):
             ctx,
             owner_department=check.department(owner_department, "owner_department"),
             owner_agent=check.optional_person(owner_agent, "owner_agent"),
-            tags=_tags(tags),
-            consents=_consents(consents or {}),
-            **_profile(name=name, company=company, email=email, phone=phone, address=address),
+            tags=accepted.tags(tags),
+            consents=accepted.consents(consents or {}),
+            **accepted.profile(
+                name=name, company=company, email=email, phone=phone, address=address
+            ),
         )
         return customer
 
@@ -231,7 +227,7 @@ class Customer(Aggregate):
         unknown = set(changes) - PROFILE_FIELDS
         if unknown:
             raise ValidationFailed(sorted(unknown)[0], "not a profile field")
-        normalised = _profile(**changes)
+        normalised = accepted.profile(**changes)
         changed = {k: v for k, v in normalised.items() if getattr(self, k) != v}
         if changed:
             self._trigger(CustomerProfileUpdated, ctx, **changed)
@@ -301,15 +297,10 @@ class Customer(Aggregate):
         if oid in self.orders:
             raise ValidationFailed("order_id", f"order {oid!r} already recorded")
         self._require_room(len(self.orders), bound.MAX_ORDERS, "orders")
-        self._trigger(
-            OrderRecorded,
-            ctx,
-            order_id=oid,
-            amount=check.amount(amount),
-            currency=check.currency(currency),
-            status=check.code(status, "status"),
-            ordered_at=check.happened(ordered_at or ctx.occurred_at, ctx.occurred_at, "ordered_at"),
+        fields = new_order(
+            ctx, amount=amount, currency=currency, status=status, ordered_at=ordered_at
         )
+        self._trigger(OrderRecorded, ctx, order_id=oid, **fields)
 
     def change_order_status(self, ctx: Context, order_id: str, status: str) -> None:
         """Allowed on archived customers: orders in flight still ship or get refunded."""
@@ -430,31 +421,3 @@ class Customer(Aggregate):
         self.email = None if self.email is None else ERASED
         self.phone = None if self.phone is None else ERASED
         self.address = None if self.address is None else ERASED
-
-
-def _profile(**fields: str | None) -> dict[str, str | None]:
-    """Validate and normalise whichever profile fields are given."""
-    rules: dict[str, Any] = {
-        "name": lambda v: check.text(v, "name") if v is not None else _no_name(),
-        "company": lambda v: check.optional_text(v, "company"),
-        "email": check.email,
-        "phone": check.phone,
-        "address": lambda v: check.optional_text(v, "address", bound.ADDRESS, multiline=True),
-    }
-    return {name: rules[name](value) for name, value in fields.items()}
-
-
-def _tags(tags: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    if len(tags) > bound.MAX_TAGS:
-        raise ValidationFailed("tags", f"more than {bound.MAX_TAGS} tags")
-    return tuple(sorted({check.tag(t) for t in tags}))
-
-
-def _consents(consents: dict[str, bool]) -> dict[str, bool]:
-    if len(consents) > bound.MAX_CONSENTS:
-        raise ValidationFailed("consents", f"more than {bound.MAX_CONSENTS} consents")
-    return {check.code(k, "consents"): bool(v) for k, v in consents.items()}
-
-
-def _no_name() -> str:
-    raise ValidationFailed("name", "must not be empty")

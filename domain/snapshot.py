@@ -29,7 +29,8 @@ import msgspec
 
 from domain.base import Aggregate, AwareDatetime
 from domain.conversation import Conversation, Message
-from domain.customer import Customer, Order
+from domain.customer import Customer
+from domain.customer_orders import Order
 from domain.task import Status, Task
 
 FORMAT = 2

@@ -19,7 +19,8 @@ from bench.workload import Workload
 from domain import snapshot as snapshots
 from domain.base import ERASED, Aggregate, DomainEvent
 from domain.conversation import Conversation
-from domain.customer import Customer, Order
+from domain.customer import Customer
+from domain.customer_orders import Order
 from domain.snapshot import STATES, TAGS, CustomerState, restored, snapshot, tag_of
 from domain.task import Task
 from tests.unit.domain.factories import ctx, exactly
