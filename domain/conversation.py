@@ -1,9 +1,10 @@
 """The Conversation aggregate: one exchange with a customer, across departments.
 
 Order: events, errors, state, decisions, apply. Every event carries `customer_id` so
-consumers and the codec know the data subject. Survey answers (CSAT, NPS) credit the
-department and agent that held the conversation when it closed, fixed in the event,
-so statistics never drift when a conversation or an agent later moves.
+consumers and the codec know the data subject. Beside it: its entries and how a command
+names one (`domain.conversation_messages`), how much it may hold
+(`domain.conversation_room`), and when it takes a CSAT or NPS answer and whom that
+credits (`domain.conversation_surveys`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from uuid import UUID
 import msgspec
 
 from domain import codec
+from domain import conversation_room as room
+from domain import conversation_surveys as survey
 from domain import fields as bound
 from domain import validation as check
 from domain.base import (
@@ -27,8 +30,8 @@ from domain.base import (
     E,
     EventAppliers,
     InvalidTransition,
-    ValidationFailed,
 )
+from domain.conversation_messages import Message, live_message, new_message_id
 from domain.customer import Customer
 
 CHANNELS = frozenset({"phone", "email", "chat", "meeting", "wechat", "sms", "social", "other"})
@@ -167,37 +170,7 @@ class ConversationClosedError(InvalidTransition):
     """Messages, notes and hand-offs need an open conversation."""
 
 
-class SurveyNotAllowedError(InvalidTransition):
-    """Survey answers only after closing, and at most one of each kind per closing."""
-
-
-class ConversationFullError(InvalidTransition):
-    """A conversation holds at most `MAX_ENTRIES` messages and notes, and
-    `CONVERSATION_TEXT` bytes of them (UTF-8, corrections included; counted sealed or
-    not, `codec.text_size`): every read of it, and
-    of its history, carries all of them, so one client could otherwise make each read
-    cost gigabytes (5,000 posts of 64 kB each, ~320 MB). A longer exchange goes on in a
-    new conversation. So does one that would take more than `MAX_PARTICIPANTS` agents."""
-
-
 # --- state ----------------------------------------------------------------------------
-
-
-class Message(msgspec.Struct, frozen=True, kw_only=True):
-    """One entry of a conversation. Its author is personal: for an inbound message it is
-    the customer (a name or an address)."""
-
-    message_id: str
-    kind: Literal["message", "note"]
-    direction: str | None
-    author: str
-    content: str
-    sent_at: AwareDatetime
-    corrected: bool = False
-    retracted: bool = False
-    reason: str | None = None
-
-    personal_fields: ClassVar[tuple[str, ...]] = ("author", "content", "reason")
 
 
 _when: EventAppliers[Conversation] = EventAppliers()
@@ -260,7 +233,7 @@ class Conversation(Aggregate):
             subject=check.text(subject, "subject"),
             department=check.department(department or ctx.actor_department),
             agent=check.optional_person(agent, "agent"),
-            participants=_participants(participants),
+            participants=room.participants(participants),
         )
         return conversation
 
@@ -280,7 +253,7 @@ class Conversation(Aggregate):
         self._trigger(
             MessageLogged,
             ctx,
-            message_id=self._new_message_id(message_id),
+            message_id=new_message_id(self.messages, message_id),
             direction=check.one_of(direction, DIRECTIONS, "direction"),
             author=check.text(author, "author"),  # as written, by anyone: no rule compares it
             content=self._room_for(check.text(content, "content", bound.MESSAGE, multiline=True)),
@@ -295,14 +268,14 @@ class Conversation(Aggregate):
         self._trigger(
             InternalNoteAdded,
             ctx,
-            message_id=self._new_message_id(message_id),
+            message_id=new_message_id(self.messages, message_id),
             author=check.person(ctx.actor, "author"),  # a principal: personal, not sealed-looking
             content=self._room_for(check.text(content, "content", bound.MESSAGE, multiline=True)),
         )
 
     def correct_message(self, ctx: Context, message_id: str, *, content: str, reason: str) -> None:
         """Allowed after closing too: the record may be fixed; the original stays in history."""
-        message = self._live_message(message_id)
+        message = live_message(self.messages, message_id)
         new_content = check.text(content, "content", bound.MESSAGE, multiline=True)
         if new_content != message.content:
             self._trigger(
@@ -314,7 +287,7 @@ class Conversation(Aggregate):
             )
 
     def retract_message(self, ctx: Context, message_id: str, *, reason: str) -> None:
-        self._live_message(message_id)
+        live_message(self.messages, message_id)
         self._trigger(
             MessageRetracted, ctx, message_id=message_id, reason=check.text(reason, "reason")
         )
@@ -333,7 +306,7 @@ class Conversation(Aggregate):
         agent = check.optional_person(to_agent, "to_agent")
         if (department, agent) == (self.department, self.agent):
             return
-        self._require_room_for(agent)
+        room.require_room_for(self.id, self.participants, agent)
         self._trigger(
             ConversationHandedOff,
             ctx,
@@ -359,22 +332,15 @@ class Conversation(Aggregate):
         self._trigger(ConversationReopened, ctx, reason=check.text(reason, "reason"))
 
     def rate_satisfaction(self, ctx: Context, *, score: int, comment: str | None = None) -> None:
-        self._require_survey_open(self.csat_given, "CSAT")
-        self._trigger(SatisfactionRated, ctx, **self._survey(score, 1, 5, comment))
+        survey.require_survey_open(self.status, self.csat_given, "CSAT")
+        self._trigger(SatisfactionRated, ctx, **self._survey(score, survey.CSAT_SCALE, comment))
 
     def score_recommendation(self, ctx: Context, *, score: int, comment: str | None = None) -> None:
-        self._require_survey_open(self.nps_given, "NPS")
-        self._trigger(RecommendationScored, ctx, **self._survey(score, 0, 10, comment))
+        survey.require_survey_open(self.status, self.nps_given, "NPS")
+        self._trigger(RecommendationScored, ctx, **self._survey(score, survey.NPS_SCALE, comment))
 
-    def _survey(self, score: int, low: int, high: int, comment: str | None) -> dict[str, Any]:
-        """Fields of a survey answer; closed conversations cannot move, so the current
-        department/agent are those at closing time."""
-        return {
-            "score": check.score(score, low, high),
-            "comment": check.optional_text(comment, "comment", bound.PARAGRAPH, multiline=True),
-            "agent": self.agent,
-            "department": self.department,
-        }
+    def _survey(self, score: int, scale: tuple[int, int], comment: str | None) -> dict[str, Any]:
+        return survey.answer(score, scale, comment, agent=self.agent, department=self.department)
 
     def personal_targets(self, event: DomainEvent) -> Iterator[tuple[str, ...]]:
         """A message event's personal values are held by the message it names."""
@@ -395,51 +361,10 @@ class Conversation(Aggregate):
         if self.status != "open":
             raise ConversationClosedError(f"conversation {self.id} is closed")
 
-    def _require_survey_open(self, given: bool, kind: str) -> None:
-        if self.status != "closed":
-            raise SurveyNotAllowedError(f"{kind} answers only after the conversation closed")
-        if given:
-            raise SurveyNotAllowedError(f"{kind} already answered for this closing")
-
     def _room_for(self, content: str, *, correction: bool = False) -> str:
         """`content`, if this conversation has room for it (`ConversationFullError`)."""
-        if not correction and len(self.messages) >= bound.MAX_ENTRIES:
-            raise ConversationFullError(
-                f"conversation {self.id} holds {bound.MAX_ENTRIES} messages and notes, the"
-                " most one may: go on in a new conversation"
-            )
-        if self._text_logged + codec.text_size(content) > bound.CONVERSATION_TEXT:
-            raise ConversationFullError(
-                f"conversation {self.id} would hold more than {bound.CONVERSATION_TEXT}"
-                " bytes of messages, notes and corrections: go on in a new conversation"
-            )
-        return content
-
-    def _require_room_for(self, agent: str | None) -> None:
-        """A hand-off to an agent not yet taking part makes them a participant: the
-        bound is checked here, where the request names them, never when applying."""
-        if agent is None or agent in self.participants:
-            return
-        if len(self.participants) >= bound.MAX_PARTICIPANTS:
-            raise ConversationFullError(
-                f"conversation {self.id} has {bound.MAX_PARTICIPANTS} participants, the most"
-                f" one may: to_agent {agent!r} would be one more; hand it off to one of them"
-                " or go on in a new conversation"
-            )
-
-    def _new_message_id(self, message_id: str) -> str:
-        checked = check.path_id(message_id, "message_id")
-        if checked in self.messages:
-            raise ValidationFailed("message_id", f"message {checked!r} already exists")
-        return checked
-
-    def _live_message(self, message_id: str) -> Message:
-        message = self.messages.get(message_id)
-        if message is None:
-            raise ValidationFailed("message_id", f"unknown message {message_id!r}")
-        if message.retracted:
-            raise InvalidTransition(f"message {message_id!r} was retracted")
-        return message
+        entries, logged = len(self.messages), self._text_logged
+        return room.room_for(self.id, entries, logged, content, correction=correction)
 
     def held_bytes(self) -> int:
         """Each entry, and its text sealed (base64: 4 bytes for 3)."""
@@ -524,11 +449,3 @@ class Conversation(Aggregate):
     @_when(RecommendationScored)
     def _scored(self, e: RecommendationScored) -> None:
         self.nps_given, self.last_nps = True, e.score
-
-
-def _participants(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Sorted and unique, so the same people always give the same state (a decision's
-    check: appliers take the names an event holds, whatever the bound is now)."""
-    if len(names) > bound.MAX_PARTICIPANTS:
-        raise ValidationFailed("participants", f"more than {bound.MAX_PARTICIPANTS}")
-    return tuple(sorted({check.person(n, "participants") for n in names}))

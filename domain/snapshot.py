@@ -28,7 +28,8 @@ from uuid import UUID
 import msgspec
 
 from domain.base import Aggregate, AwareDatetime
-from domain.conversation import Conversation, Message
+from domain.conversation import Conversation
+from domain.conversation_messages import Message
 from domain.customer import Customer
 from domain.customer_orders import Order
 from domain.task import Status, Task

@@ -40,7 +40,8 @@ from uuid import UUID
 import msgspec
 
 from domain import fields as bound
-from domain.conversation import Conversation, Message
+from domain.conversation import Conversation
+from domain.conversation_messages import Message
 from services.access import FieldAccess, mask, unmasked
 from services.access_log import shown
 from services.api.errors import BadRequest

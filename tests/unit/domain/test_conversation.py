@@ -15,12 +15,12 @@ from domain.codec import CodecMapper
 from domain.conversation import (
     Conversation,
     ConversationClosedError,
-    ConversationFullError,
     InternalNoteAdded,
     RecommendationScored,
     SatisfactionRated,
-    SurveyNotAllowedError,
 )
+from domain.conversation_room import ConversationFullError
+from domain.conversation_surveys import SurveyNotAllowedError
 from domain.customer import CustomerArchivedError, CustomerErasedError
 from tests.unit.domain.factories import (
     CONVERSATION_ID,

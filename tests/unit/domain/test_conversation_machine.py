@@ -9,7 +9,8 @@ from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from domain import validation as check
 from domain.base import DomainError, InvalidTransition, ValidationFailed
-from domain.conversation import Conversation, ConversationClosedError, SurveyNotAllowedError
+from domain.conversation import Conversation, ConversationClosedError
+from domain.conversation_surveys import SurveyNotAllowedError
 from tests.unit.domain.factories import CONVERSATION_ID, customer
 from tests.unit.domain.machine_support import MACHINE_SETTINGS, AggregateMachine
 

@@ -11,7 +11,8 @@ import pytest
 
 from domain.base import AGGREGATE_CLASSES, MASKED, NotFound, ValidationFailed
 from domain.codec import event_types
-from domain.conversation import Conversation, Message
+from domain.conversation import Conversation
+from domain.conversation_messages import Message
 from domain.customer import Customer, CustomerErasedError, OrderRecorded, OrderStatusChanged
 from services.access import (
     AccessModel,

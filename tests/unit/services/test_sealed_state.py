@@ -13,7 +13,8 @@ import pytest
 
 from consumers.keyring import Keyring, MemoryKeyStore
 from domain.base import Aggregate
-from domain.conversation import Conversation, Message
+from domain.conversation import Conversation
+from domain.conversation_messages import Message
 from domain.customer import Customer
 from domain.task import Task
 from services import conversation_commands as cc
