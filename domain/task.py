@@ -2,11 +2,8 @@
 
 Order: events, errors, state, decisions, apply. Status moves
 open -> in_progress -> completed, with cancel from open/in_progress and reopen from
-completed/cancelled back to open. An evaluation credits the assignee of the completion
-and must come from someone else, and so must every decision that changes how the work is
-judged once it is: reopening a completion that was evaluated or late (the statistics take
-back what it counted) and moving a due time that has passed (the on-time verdict). Who set
-a passed due time anew is not assigned the task: it would judge their own work.
+completed/cancelled back to open. Who may judge the work (never its assignee) is decided
+in `domain.task_judgement`; what its details accept is in `domain.task_details`.
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ from uuid import UUID
 import msgspec
 
 from domain import fields as bound
+from domain import task_judgement as judging
 from domain import validation as check
 from domain.base import (
     Aggregate,
@@ -27,14 +25,12 @@ from domain.base import (
     E,
     EventAppliers,
     InvalidTransition,
-    PermissionDenied,
     ValidationFailed,
 )
 from domain.conversation import Conversation
 from domain.customer import Customer
+from domain.task_details import PRIORITIES, Priority, description_text, given_details
 
-PRIORITIES = frozenset({"low", "normal", "high", "urgent"})
-Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["open", "in_progress", "completed", "cancelled"]
 
 # --- events ---------------------------------------------------------------------------
@@ -138,14 +134,6 @@ class TaskCancelled(TaskEvent, frozen=True, kw_only=True, tag="TaskCancelled"):
         """Same shape: a v1 reason is plaintext, which opening passes through unchanged."""
 
 
-# --- errors ---------------------------------------------------------------------------
-
-
-class SelfEvaluationError(PermissionDenied):
-    """The assignee may not judge their own work: evaluate it, take back a judgement of it
-    or move the deadline it is judged by once that has passed."""
-
-
 # --- state ----------------------------------------------------------------------------
 
 _when: EventAppliers[Task] = EventAppliers()
@@ -211,9 +199,7 @@ class Task(Aggregate):
             customer_id=customer.id,
             conversation_id=None if conversation is None else conversation.id,
             title=check.text(title, "title"),
-            description=check.optional_text(
-                description, "description", bound.DOCUMENT, multiline=True
-            ),
+            description=description_text(description),
             department=check.department(department or ctx.actor_department),
             assignee=check.optional_person(assignee, "assignee"),
             due_at=None if due_at is None else check.aware(due_at, "due_at"),
@@ -235,11 +221,7 @@ class Task(Aggregate):
         to_department = check.department(department or self.department)
         if (to_assignee, to_department) == (self.assignee, self.department):
             return
-        if check.same_person(to_assignee, self.late_due_setter):
-            raise SelfEvaluationError(
-                "whoever set this task's due time after the one before had passed may not"
-                " be its assignee: once someone else sets the due time, they may"
-            )
+        judging.require_not_late_due_setter(to_assignee, self.late_due_setter)
         self._trigger(
             TaskAssigned,
             ctx,
@@ -272,7 +254,7 @@ class Task(Aggregate):
         to_due = None if due_at is None else check.aware(due_at, "due_at")
         if to_due == self.due_at:
             return
-        if _passed(self.due_at, ctx.occurred_at):
+        if judging.passed(self.due_at, ctx.occurred_at):
             self._require_not_assignee(ctx, "move a due time that has passed")
         self._trigger(TaskDueDateChanged, ctx, from_due_at=self.due_at, to_due_at=to_due)
 
@@ -286,27 +268,18 @@ class Task(Aggregate):
     ) -> None:
         """Record only the details that really change (for PATCH)."""
         self._require_status(_ACTIVE, "change")
-        given: dict[str, Any] = {}
-        if not isinstance(title, msgspec.UnsetType):
-            given["title"] = check.text(title, "title")
-        if not isinstance(description, msgspec.UnsetType):
-            given["description"] = check.optional_text(
-                description, "description", bound.DOCUMENT, multiline=True
-            )
-        if not isinstance(priority, msgspec.UnsetType):
-            given["priority"] = check.one_of(priority, PRIORITIES, "priority")
+        given = given_details(title, description, priority)
         changed = {k: v for k, v in given.items() if getattr(self, k) != v}
         if changed:
             self._trigger(TaskDetailsChanged, ctx, **changed)
 
     def complete(self, ctx: Context, *, resolution: str) -> None:
         self._require_status({"in_progress"}, "complete")
-        on_time = None if self.due_at is None else ctx.occurred_at <= self.due_at
         self._trigger(
             TaskCompleted,
             ctx,
             resolution=check.text(resolution, "resolution", bound.DOCUMENT, multiline=True),
-            on_time=on_time,
+            on_time=judging.on_time(self.due_at, ctx.occurred_at),
         )
 
     def evaluate(self, ctx: Context, *, score: int, feedback: str | None = None) -> None:
@@ -343,9 +316,7 @@ class Task(Aggregate):
             raise InvalidTransition(f"cannot {action} a task that is {self.status}")
 
     def _require_not_assignee(self, ctx: Context, action: str) -> None:
-        """Refuses the assignee however their name is spelled (`validation.same_person`)."""
-        if check.same_person(ctx.actor, self.assignee):
-            raise SelfEvaluationError(f"the assignee may not {action}: someone else may")
+        judging.require_not_assignee(ctx.actor, self.assignee, action)
 
     def _trigger(self, event_class: type[E], ctx: Context, **fields: Any) -> E:
         """Every task event names the customer, the data subject of its free text."""
@@ -381,7 +352,7 @@ class Task(Aggregate):
     @_when(TaskDueDateChanged)
     def _due_changed(self, e: TaskDueDateChanged) -> None:
         """Remembers who set a due time over a passed one, until someone else sets it."""
-        if _passed(e.from_due_at, e.occurred_at):
+        if judging.passed(e.from_due_at, e.occurred_at):
             self.late_due_setter = e.actor
         elif e.actor != self.late_due_setter:
             self.late_due_setter = None
@@ -412,8 +383,3 @@ class Task(Aggregate):
     @_when(TaskCancelled)
     def _cancelled(self, e: TaskCancelled) -> None:
         self.status = "cancelled"
-
-
-def _passed(due_at: datetime | None, at: datetime) -> bool:
-    """Whether `due_at` had passed at `at`: a completion at the due time is on time."""
-    return due_at is not None and due_at < at

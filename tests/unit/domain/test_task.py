@@ -22,7 +22,8 @@ from domain.base import (
 from domain.conversation import Conversation
 from domain.customer import CustomerArchivedError
 from domain.fields import TASK_EVENTS
-from domain.task import SelfEvaluationError, Task, TaskCompleted, TaskEvaluated
+from domain.task import Task, TaskCompleted, TaskEvaluated
+from domain.task_judgement import SelfEvaluationError
 from tests.unit.domain.factories import (
     CONVERSATION_ID,
     T0,

@@ -22,7 +22,8 @@ from domain import validation as bounds
 from domain.base import Context, DomainError, DomainEvent
 from domain.conversation import CHANNELS, DIRECTIONS, OUTCOMES, Conversation
 from domain.customer import Customer, CustomerErasedError
-from domain.task import PRIORITIES, Task
+from domain.task import Task
+from domain.task_details import PRIORITIES
 
 Step = tuple[str, int, dict[str, Any]]
 DEPARTMENTS = ("sales", "support", "marketing")
