@@ -24,7 +24,7 @@ from domain.base import Aggregate, ValidationFailed
 from domain.validation import whole_number
 from services.access import AccessModel, Principal
 from services.access_log import AccessLog
-from services.api.command_answer import CommandAnswer
+from services.api.command_answer import CommandAnswer, TaggedAnswer
 from services.api.command_outcome import stored_nothing
 from services.api.errors import BadRequest, Unauthenticated
 from services.api.loop_reads import LoopReadModels
@@ -284,8 +284,9 @@ V = TypeVar("V", bound=msgspec.Struct)
 
 
 def tagged(view: V) -> Response[V]:
-    """A read with its version as ETag, ready for a following If-Match."""
-    return Response(view, headers={"ETag": f'"{getattr(view, "version", 0)}"'})
+    """A read with its version as ETag, ready for a following If-Match (`TaggedAnswer`:
+    as `Response(view, headers={"ETag": ...})` sends it)."""
+    return TaggedAnswer(view, getattr(view, "version", 0))
 
 
 def answer(result: CommandResult, status: int) -> Response[CommandResult]:
