@@ -541,7 +541,7 @@ class AccessModel:
         self, principal: Principal, rules: CommandRules, target: Resource
     ) -> None:
         """Before finishing an erasure stored earlier whose key outlived it
-        (`CommandService.erase_customer`): `command`'s checks but the customer's erasure,
+        (`services.erasure_command`): `command`'s checks but the customer's erasure,
         which is what it finishes (404, 403 as for erasing a customer not erased)."""
         self.command(principal, rules, msgspec.structs.replace(target, erased=False))
 

@@ -9,14 +9,14 @@ mutate it freely; only after its events are durable does the command
 `give_back` the aggregate, which then is exactly the committed state. A command that
 fails (domain error, conflict, crash) gives nothing back, so the next one loads fresh;
 only a contended command that lost a race gives back its spare copy of the committed
-state it started from (`services.commands.CONTENDED_SECONDS`).
+state it started from (`services.command_races.CONTENDED_SECONDS`).
 Two commands on one aggregate at once: the second misses and loads from the store;
 the unique (id, version) key lets only one of them commit.
 
 Several API processes: another process may have written since we cached. The cache
 does not fast-forward by itself, to save a query per command; the command service does,
 for an aggregate idle past `IDLE_SECONDS` (below) and, for a while after it lost a race,
-for every one (`services.commands.CONTENDED_SECONDS`). Either way it
+for every one (`services.command_races.CONTENDED_SECONDS`). Either way it
 is safe because the command service trusts a cached aggregate only for a decision that
 then commits: a stale decision's events collide with the newer ones on (id, version)
 and the command is decided again on a fresh load; a refusal, a version mismatch or a

@@ -1,7 +1,7 @@
 """Erasures left half-done, finished by the API: at start-up and every `SWEEP_SECONDS`.
 
 An erasure stores its `CustomerErased` event, then destroys the customer's data key
-(`CommandService.erase_customer`). Should the destruction fail (the key store locked or
+(`services.erasure_command`). Should the destruction fail (the key store locked or
 out of reach) and nobody retry, the key would outlive the erasure for good. So the
 command marks the erasure owed in the key store before it saves the event
 (`KeyStore.owe_erasure`), and destroying the key clears the mark.

@@ -3,7 +3,7 @@
 A command answers with the position of its last event (read-your-writes). An answer
 given again for events stored earlier (an idempotent retry whose attempt died,
 `services.idempotency_recovery`; an erasure finished after its event,
-`CommandService.erase_customer`) looks that position up by the event's aggregate and
+`services.erasure_command`) looks that position up by the event's aggregate and
 version: one indexed row.
 I/O: the event store's recorder (PostgreSQL or SQLite; the in-memory one of unit tests).
 """

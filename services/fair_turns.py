@@ -71,3 +71,39 @@ class FairTurn:
                 waiter.set_result(None)
                 return
         self.held = False
+
+
+class FairTurns:
+    """The turns of many aggregates, by `UUID.int`, each kept while a command holds or
+    awaits it: a plain dict and a count (a UUID hashes in Python; a
+    `WeakValueDictionary` cost five calls)."""
+
+    __slots__ = ("_by_key",)
+
+    def __init__(self) -> None:
+        self._by_key: dict[int, FairTurn] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    async def take(self, key: int, principal: str) -> FairTurn:
+        """The turn of aggregate `key`, for one of `principal`'s commands (`give_back`)."""
+        turn = self._by_key.get(key)
+        if turn is None:
+            turn = self._by_key[key] = FairTurn()
+        turn.users += 1
+        try:
+            await turn.take(principal)
+        except BaseException:
+            self._leave(key, turn)
+            raise
+        return turn
+
+    def give_back(self, key: int, turn: FairTurn) -> None:
+        turn.give_back()
+        self._leave(key, turn)
+
+    def _leave(self, key: int, turn: FairTurn) -> None:
+        turn.users -= 1
+        if not turn.users:
+            del self._by_key[key]

@@ -25,7 +25,7 @@ A failure proves nothing stored when it is:
   disk or a lock timeout there may follow an attempt whose commit's answer was lost.
   The key stores raise their drivers' errors as they are; each of their writes is
   before the command's save, but an erasure's destruction of the key, after its event,
-  which a retry finishes rather than repeats (`CommandService.erase_customer`): no
+  which a retry finishes rather than repeats (`services.erasure_command`): no
   second event either way. SQLite's event store is a local file: a failed
   transaction is rolled back, and no answer can be lost.
 Anything else proves nothing: the database out of reach (the insert may have been sent),

@@ -26,6 +26,7 @@ from services.api.routes_search import search_customers
 from services.api.schemas import OrderStatusBody
 from services.api.views import CustomerView, HistoryEntry
 from services.commands import CommandResult
+from services.erasure_command import erase_customer
 
 Answer = Response[CommandResult]
 ID = "/{customer_id:uuid}"
@@ -120,7 +121,7 @@ async def erase(
     (who erased the customer and when stay readable in the history)."""
     commands = call.services.commands
     return await call.run(
-        lambda expected: commands.erase_customer(call.caller, customer_id, data, expected),
+        lambda expected: erase_customer(commands, call.caller, customer_id, data, expected),
         data,
         target=customer_id,
     )

@@ -27,6 +27,7 @@ from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandService
 from services.conversation_commands import CloseConversation, LogMessage, OpenConversation
 from services.customer_commands import EraseCustomer, RegisterCustomer
+from services.erasure_command import erase_customer
 from services.group_commit import GroupCommitter
 from services.settings import load_settings
 
@@ -75,7 +76,7 @@ def test_a_process_that_holds_the_key_refuses_commands_after_another_s_erasure(
             customer, conversation = await customer_with_conversation(erasing, "Bob")
             _, elsewhere = await customer_with_conversation(erasing, "Eve")
             await late.change(AGENT, conversation, MESSAGE)  # the late process holds her key
-            await erasing.erase_customer(ADMIN, customer, EraseCustomer(), None)
+            await erase_customer(erasing, ADMIN, customer, EraseCustomer(), None)
             assert late.keyring.known_erased(customer) is False  # and still trusts it
             for command in (MESSAGE, CloseConversation(outcome="resolved")):
                 with pytest.raises(CustomerErasedError):

@@ -21,6 +21,7 @@ from services.access import Principal, Role
 from services.aggregate_cache import IDLE_SECONDS, AggregateCache, Lent
 from services.commands import Caller, CommandService
 from services.customer_commands import ChangeOwner, EraseCustomer, RegisterCustomer, UpdateProfile
+from services.erasure_command import erase_customer
 from services.event_store import CrmApplication
 from services.group_commit import DirectCommitter
 from tests.fake_clock import Clock
@@ -170,8 +171,8 @@ async def test_erasure_empties_the_cache() -> None:
     assert len(service.cache) == 1
     admin = Principal(name="root", department="it", role=Role.ADMIN)
     erasure = EraseCustomer(reason="asked")
-    await service.erase_customer(
-        Caller(principal=admin, correlation_id="c"), customer_id, erasure, None
+    await erase_customer(
+        service, Caller(principal=admin, correlation_id="c"), customer_id, erasure, None
     )
     assert len(service.cache) == 0
 

@@ -91,8 +91,8 @@ async def test_a_key_destroyed_elsewhere_shows_as_erased_to_the_access_model() -
     customer, conversation = await _customer_with_conversation(service)
     keys.destroy(customer)  # another process erased the customer
     clock.now += KEY_CACHE_SECONDS + 1
-    aggregate = await service._load(Conversation, conversation)
-    assert (await service._resource(aggregate)).erased
+    aggregate = await service.load(Conversation, conversation)
+    assert (await service.keys.resource(aggregate)).erased
     assert keyring.known_erased(customer) is True
 
 

@@ -23,6 +23,7 @@ from domain.customer import CustomerErased, CustomerErasedError
 from services.access import Forbidden, Principal, Role
 from services.commands import Caller, CommandResult, CommandService
 from services.customer_commands import EraseCustomer, RegisterCustomer
+from services.erasure_command import erase_customer
 from services.erasure_sweep import GRACE_SECONDS, finish_owed_erasures
 from services.event_store import CrmApplication
 from services.group_commit import DirectCommitter
@@ -67,7 +68,7 @@ async def _half_erased(service: CommandService, keys: LockedOnce) -> UUID:
     customer = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
     keys.locked = True
     with pytest.raises(TimeoutError):
-        await service.erase_customer(ADMIN, customer, ERASE, None)
+        await erase_customer(service, ADMIN, customer, ERASE, None)
     return customer
 
 
@@ -83,14 +84,14 @@ def test_a_retried_erasure_destroys_the_key_and_answers_as_the_erasure_did() -> 
         assert keys.load(customer) is not None
         assert keys.owed_erasures() == [customer]
 
-        retried = await service.erase_customer(ADMIN, customer, ERASE, expected=1)
+        retried = await erase_customer(service, ADMIN, customer, ERASE, expected=1)
         assert retried == CommandResult(id=customer, version=2, position=2)
         assert keys.destroyed(customer)
         assert keys.owed_erasures() == []
         assert _erasures(service, customer) == 1  # nothing stored twice
 
         with pytest.raises(CustomerErasedError):  # the key is gone: as for any command
-            await service.erase_customer(ADMIN, customer, ERASE, None)
+            await erase_customer(service, ADMIN, customer, ERASE, None)
         assert _erasures(service, customer) == 1
         assert keys.owed_erasures() == []  # the refused retry owes nothing
 
@@ -102,7 +103,7 @@ def test_only_who_may_erase_finishes_an_erasure() -> None:
         service, keys, _ = _service()
         customer = await _half_erased(service, keys)
         with pytest.raises(Forbidden):
-            await service.erase_customer(SERVICE, customer, ERASE, None)
+            await erase_customer(service, SERVICE, customer, ERASE, None)
         assert not keys.destroyed(customer)
 
     asyncio.run(scenario())
@@ -113,7 +114,7 @@ def test_a_refused_erasure_owes_nothing() -> None:
         service, keys, _ = _service()
         customer = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
         with pytest.raises(Forbidden):
-            await service.erase_customer(SERVICE, customer, ERASE, None)
+            await erase_customer(service, SERVICE, customer, ERASE, None)
         assert keys.owed_erasures() == []
 
     asyncio.run(scenario())
@@ -168,7 +169,7 @@ def test_the_keyed_erasure_retried_after_the_sweep_answers_as_the_erasure_did() 
         first = keyed(ADMIN, "e-1", "hmac:" + "1" * 32)
         keys.locked = True
         with pytest.raises(TimeoutError):
-            await service.erase_customer(first, customer, ERASE, None)
+            await erase_customer(service, first, customer, ERASE, None)
         assert finish_owed_erasures(service.app, service.keyring) == {customer}
         other_admin = Caller(
             principal=Principal(name="admin-2", department="sales", role=Role.ADMIN),
@@ -180,8 +181,8 @@ def test_the_keyed_erasure_retried_after_the_sweep_answers_as_the_erasure_did() 
             keyed(other_admin, "e-1", "hmac:" + "1" * 32),
         ):
             with pytest.raises(CustomerErasedError):
-                await service.erase_customer(anyone_else, customer, ERASE, None)
-        retried = await service.erase_customer(first, customer, ERASE, None)
+                await erase_customer(service, anyone_else, customer, ERASE, None)
+        retried = await erase_customer(service, first, customer, ERASE, None)
         assert retried == CommandResult(id=customer, version=2, position=2)
         assert _erasures(service, customer) == 1
         assert keys.owed_erasures() == []
@@ -197,10 +198,10 @@ def test_an_erasure_stored_with_the_key_as_sent_is_its_retry_s_too() -> None:
         customer = (await service.create(SERVICE, RegisterCustomer(name="Ada"))).id
         keys.locked = True
         with pytest.raises(TimeoutError):
-            await service.erase_customer(keyed(ADMIN, "e-1", "e-1"), customer, ERASE, None)
+            await erase_customer(service, keyed(ADMIN, "e-1", "e-1"), customer, ERASE, None)
         finish_owed_erasures(service.app, service.keyring)
-        retried = await service.erase_customer(
-            keyed(ADMIN, "e-1", "hmac:" + "1" * 32), customer, ERASE, None
+        retried = await erase_customer(
+            service, keyed(ADMIN, "e-1", "hmac:" + "1" * 32), customer, ERASE, None
         )
         assert retried.version == 2
 
