@@ -38,7 +38,7 @@ from services.api.readiness import DependencyProbe, ReadinessCheck, default_chec
 from services.api.reads import reader
 from services.api.request_guard import MAX_BODY_BYTES, RequestGuard
 from services.api.request_json import ApiRequest
-from services.api.response_headers import ApiHeaders
+from services.api.response_headers import api_headers
 from services.api.routes_audit import AUDIT
 from services.api.routes_conversations import conversations
 from services.api.routes_customers import customers
@@ -143,7 +143,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.services = services
     routes = [route.path for route in app.routes]
-    app.asgi_handler = RequestObserver(ApiHeaders(app.asgi_handler), metrics, routes)
+    app.asgi_handler = RequestObserver(app.asgi_handler, metrics, routes, api_headers)
     return app
 
 

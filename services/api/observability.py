@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from domain import validation
 from domain.base import ValidationFailed
+from services.api.response_headers import with_api_headers
 
 log = structlog.get_logger("crm.api")
 
@@ -113,6 +114,22 @@ class Metrics:
             "Newest global position in the event store",
             head_position,
         )
+        self._per_request: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count and time one request. The children of each label set are looked up
+        once and kept (`labels()` checks, joins and looks its labels up under a lock, for
+        each metric, on every call): as many as the label sets the metrics hold anyway,
+        each method, route and status the app answered."""
+        key = (method, route, status)
+        if (children := self._per_request.get(key)) is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._per_request[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format, rendered at most once every
@@ -196,10 +213,22 @@ def _naming(path: str) -> tuple[str, ...] | None:
 
 
 class RequestObserver:
-    def __init__(self, app: ASGIApp, metrics: Metrics, route_paths: Iterable[str] = ()) -> None:
+    """Wraps the whole app: counts, times and logs each request once, and adds its
+    X-Request-Id to the answer, after the headers `headers(path)` names that the answer
+    does not set itself (`response_headers.api_headers`: one wrapper of `send` does both,
+    not one each)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        route_paths: Iterable[str] = (),
+        headers: Callable[[str], list[tuple[bytes, bytes]]] = lambda _: [],
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.logged_path = LoggedPath(route_paths)
+        self.headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -210,13 +239,16 @@ class RequestObserver:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         answered = (_REQUEST_ID_HEADER, request_id.encode("ascii"))
+        added = self.headers(scope["path"])
         started = time.perf_counter()
         status = [500]
 
         async def observe(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                message["headers"] = [*message.get("headers", ()), answered]
+                headers = with_api_headers(message.get("headers", ()), added)
+                headers.append(answered)
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -227,8 +259,7 @@ class RequestObserver:
     def _record(self, scope: Any, status: int, seconds: float) -> None:
         route = scope.get("path_template") or "unmatched"
         method = scope["method"] if scope["method"] in METHODS else "OTHER"
-        self.metrics.requests.labels(method, route, str(status)).inc()
-        self.metrics.latency.labels(method, route).observe(seconds)
+        self.metrics.request(method, route, status, seconds)
         state = scope.get("state") or {}
         log.info(
             "request",

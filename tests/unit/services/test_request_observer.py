@@ -1,0 +1,93 @@
+"""`RequestObserver` wraps the whole app: it adds the API's headers an answer does not
+set itself and then the request's X-Request-Id, in one wrapper of `send`, and counts and
+times each request under its method, route and status (the children of each label set
+kept, not looked up again each request)."""
+
+from __future__ import annotations
+
+from litestar import Litestar, MediaType, Response, get
+from litestar.testing import TestClient
+
+from services.api.observability import Metrics, RequestObserver
+from services.api.response_headers import API_HEADERS, DOCS_HEADERS, api_headers
+
+
+@get("/plain", media_type=MediaType.TEXT, sync_to_thread=False)
+def plain() -> str:
+    return "plain"
+
+
+@get("/own", sync_to_thread=False)
+def own() -> Response[str]:
+    return Response("own", media_type=MediaType.TEXT, headers={"Cache-Control": "no-cache"})
+
+
+@get("/docs/page", media_type=MediaType.TEXT, sync_to_thread=False)
+def docs() -> str:
+    return "docs"
+
+
+def served(metrics: Metrics) -> Litestar:
+    app = Litestar([plain, own, docs])
+    routes = [route.path for route in app.routes]
+    app.asgi_handler = RequestObserver(app.asgi_handler, metrics, routes, api_headers)
+    return app
+
+
+def listed(headers: dict[str, str]) -> list[tuple[str, str]]:
+    return [(name.lower(), value) for name, value in headers.items()]
+
+
+def test_the_api_headers_an_answer_lacks_then_its_request_id_end_its_headers() -> None:
+    rid = "0123456789abcdef0123456789abcdef"
+    with TestClient(served(Metrics(lambda: 0.0))) as client:
+        sent = {"X-Request-Id": rid}
+        answers = {
+            path: client.get(path, headers=sent)
+            for path in ("/plain", "/own", "/docs/page", "/none")
+        }
+    for path, added in [
+        ("/plain", API_HEADERS),
+        ("/docs/page", DOCS_HEADERS),
+        ("/none", API_HEADERS),
+    ]:
+        headers = answers[path].headers.multi_items()
+        assert headers[-len(added) - 1 :] == [*listed(added), ("x-request-id", rid)], path
+    own_headers = answers["/own"].headers.multi_items()
+    assert [value for name, value in own_headers if name == "cache-control"] == ["no-cache"]
+    missing = [h for h in listed(API_HEADERS) if h[0] != "cache-control"]
+    assert own_headers[-len(missing) - 1 :] == [*missing, ("x-request-id", rid)]
+
+
+def test_each_request_is_counted_and_timed_under_its_label_set() -> None:
+    metrics = Metrics(lambda: 0.0)
+    with TestClient(served(metrics)) as client:
+        for path in ["/plain", "/plain", "/own", "/none", "/plain", "/none"]:
+            client.get(path)
+        client.post("/plain")  # 405: no route matched its method
+    counts = {
+        (s.labels["method"], s.labels["route"], s.labels["status"]): s.value
+        for family in metrics.registry.collect()
+        if family.name == "crm_http_requests"
+        for s in family.samples
+        if s.name == "crm_http_requests_total"
+    }
+    assert counts == {
+        ("GET", "/plain", "200"): 3,
+        ("GET", "/own", "200"): 1,
+        ("GET", "unmatched", "404"): 2,
+        ("POST", "unmatched", "405"): 1,
+    }
+    timed = {
+        (s.labels["method"], s.labels["route"]): s.value
+        for family in metrics.registry.collect()
+        if family.name == "crm_http_request_seconds"
+        for s in family.samples
+        if s.name == "crm_http_request_seconds_count"
+    }
+    assert timed == {
+        ("GET", "/plain"): 3,
+        ("GET", "/own"): 1,
+        ("GET", "unmatched"): 2,
+        ("POST", "unmatched"): 1,
+    }
