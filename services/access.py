@@ -248,23 +248,39 @@ _MARKETING = {
     True: FieldAccess(hidden=MARKETING_NEVER),
     False: FieldAccess(hidden=MARKETING_NEVER | {"email"}),
 }
+MARKETING_AUTHORS = FieldAccess(hidden=frozenset({"author"}))
+"""What marketing staff never read of a conversation's entries, wherever they are shown (a
+conversation, its messages, timeline rows, events), whatever the consent: their `author`.
+An inbound message's author is the customer as written, free text (a name, an e-mail
+address, a phone number), and nothing says which it is, so no consent can cover it, and
+a phone number is never theirs to read. Outbound authors and notes' (staff names) are
+hidden alike: one rule by field, not by direction; an event's `actor` still names who
+acted. It does not follow state (`fields_follow_state`): it holds for every conversation
+(and task, which holds no author) at every position alike."""
 
 
 def field_access(principal: Principal, resource: Resource) -> FieldAccess:
     """Analysts read no personal data at all; marketing staff read no customer's phone
-    or address, and their e-mail only while the customer consents to e-mail marketing;
-    everyone else reads all."""
+    or address, their e-mail only while the customer consents to e-mail marketing, and
+    no author of a conversation's entries (`MARKETING_AUTHORS`); everyone else reads
+    all."""
     if principal.role is Role.ANALYST:
         return FieldAccess(everything=True)
-    if _consent_decides(principal, resource.kind):
-        return _MARKETING[resource.email_consent]
+    if _marketing_staff(principal):
+        if resource.kind == "customer":
+            return _MARKETING[resource.email_consent]
+        return MARKETING_AUTHORS
     return EVERYTHING_VISIBLE
+
+
+def _marketing_staff(principal: Principal) -> bool:
+    staff = principal.role in (Role.AGENT, Role.MANAGER)
+    return staff and principal.department == MARKETING
 
 
 def _consent_decides(principal: Principal, kind: str) -> bool:
     """Whether the customer's e-mail consent decides what the caller reads of `kind`."""
-    staff = principal.role in (Role.AGENT, Role.MANAGER)
-    return staff and principal.department == MARKETING and kind == "customer"
+    return kind == "customer" and _marketing_staff(principal)
 
 
 @functools.lru_cache(maxsize=1024)

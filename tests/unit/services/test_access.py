@@ -15,6 +15,7 @@ from domain.conversation import Conversation
 from domain.conversation_messages import Message
 from domain.customer import Customer, CustomerErasedError, OrderRecorded, OrderStatusChanged
 from services.access import (
+    MARKETING_AUTHORS,
     AccessModel,
     CommandRules,
     FieldAccess,
@@ -198,14 +199,87 @@ def test_a_listed_row_older_than_its_aggregate_is_judged_then_and_now() -> None:
 
 
 def test_only_a_customers_consent_makes_field_access_follow_its_state() -> None:
-    marketer = who("agent", "marketing")
-    assert ACCESS.fields_follow_state(marketer, "customer")
-    for kind in ("conversation", "task"):
-        assert not ACCESS.fields_follow_state(marketer, kind)
-        work = Resource(kind=kind, id=uuid.uuid4(), owner="sales", departments=frozenset())
-        assert field_access(marketer, work) == FieldAccess()
+    """The marketing author rule holds whatever the state: a conversation's or a task's
+    field access is the same at every position (so no past read needs their states for
+    fields: only for readability, as any scoped role's)."""
+    for marketer in (who("agent", "marketing"), who("manager", "marketing")):
+        assert ACCESS.fields_follow_state(marketer, "customer")
+        for kind in ("conversation", "task"):
+            assert not ACCESS.fields_follow_state(marketer, kind)
+            work = Resource(kind=kind, id=uuid.uuid4(), owner="sales", departments=frozenset())
+            assert field_access(marketer, work) == MARKETING_AUTHORS
+            assert ACCESS.past_depends_on_state(marketer, kind)  # scoped reads, as sales'
     for role in ("agent", "analyst", "auditor", "service", "admin"):
         assert not ACCESS.fields_follow_state(who(role), "customer")
+    for role in ("analyst", "auditor", "service", "admin"):  # unscoped, fields fixed
+        assert not ACCESS.past_depends_on_state(who(role, "marketing"), "conversation")
+
+
+def work_item(kind: str = "conversation", department: str = "marketing") -> Resource:
+    return Resource(
+        kind=kind, id=uuid.uuid4(), owner=department, departments=frozenset((department,))
+    )
+
+
+@pytest.mark.parametrize("role", ["agent", "manager"])
+@pytest.mark.parametrize("kind", ["conversation", "task"])
+def test_marketing_staff_never_read_the_author_of_an_entry(role: str, kind: str) -> None:
+    """An inbound message's author is the customer as written (an e-mail, a phone): no
+    consent covers it, so marketing staff read no author, whatever the consent and the
+    direction (red team s31 F1); the rest of the entry is theirs."""
+    marketer = who(role, "marketing")
+    fields = ACCESS.read(marketer, work_item(kind))
+    assert fields == MARKETING_AUTHORS
+    assert fields.hides("messages.*.author")
+    assert fields.hides("author")  # a timeline row's, an event's
+    for readable in ("content", "messages.*.content", "subject", "title", "actor", "email"):
+        assert not fields.hides(readable)
+    assert not field_access(marketer, customer(consent=True)).hides("author")
+    for other in (who(role, "sales"), who(role, "support"), who("service", "marketing")):
+        assert not field_access(other, work_item(kind)).hides("author")
+    assert field_access(who("analyst", "marketing"), work_item(kind)).hides("author")
+
+
+def test_marketing_staff_read_no_author_in_the_past_either() -> None:
+    """History, replays and lagging timeline rows hide the author then and now alike; a
+    conversation handed to marketing since hides it, one handed away is left out."""
+    manager = who("manager", "marketing")
+    then, now, away = work_item(), work_item(), work_item(department="sales")
+    assert ACCESS.past_event(manager, then) == MARKETING_AUTHORS  # live
+    assert ACCESS.past_event(manager, then, _now(now)) == MARKETING_AUTHORS  # replayed
+    assert ACCESS.past_fields(manager, then, now) == MARKETING_AUTHORS
+    assert ACCESS.past_event(manager, then, _now(away)) is None
+    assert ACCESS.listed(manager, then, now=now) == MARKETING_AUTHORS  # a timeline row
+    assert ACCESS.past_event(who("manager"), away, _now(away)) == FieldAccess()
+
+
+def test_a_marketing_agents_change_to_a_conversation_widens_nothing() -> None:
+    """The author rule is the same before and after any change: none is refused by it."""
+    marketer = who("agent", "marketing")
+    rules = CommandRules(action="conversation.write")
+    ACCESS.changed(marketer, rules, work_item(), work_item())
+    ACCESS.command(marketer, rules, work_item())
+
+
+def test_mask_hides_a_conversations_authors_from_marketing_and_keeps_the_rest() -> None:
+    document = {
+        "subject": "s",
+        "messages": [
+            {"author": "nora@example.com", "content": "hi", "direction": "inbound"},
+            {"author": "+49 30 5550001", "content": "call", "direction": "inbound"},
+            {"author": "mia", "content": "note", "direction": None},
+        ],
+    }
+    masked = mask(document, Conversation.personal_fields, MARKETING_AUTHORS)
+    assert [m["author"] for m in masked["messages"]] == [MASKED] * 3
+    assert [m["content"] for m in masked["messages"]] == ["hi", "call", "note"]
+    assert masked["subject"] == "s"
+    timeline_row = {"author": "nora@example.com", "content": "hi", "actor": "sam"}
+    assert mask(timeline_row, ("author", "content"), MARKETING_AUTHORS) == {
+        "author": MASKED,
+        "content": "hi",
+        "actor": "sam",
+    }
 
 
 def test_field_access_joined_hides_what_either_hides() -> None:
