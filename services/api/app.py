@@ -252,8 +252,8 @@ def _dependencies(
         "metrics_registry": Provide(provide_metrics, use_cache=True, **inline),
         "checks": Provide(provide_checks, use_cache=True, **inline),
         "caller": Provide(authenticate),
-        "call": Provide(command_call, **inline),
-        "reader": Provide(reader, **inline),
+        "call": Provide(command_call),
+        "reader": Provide(reader),
         "lists": Provide(list_reader, **inline),
         "stream": Provide(event_stream, **inline),
     }

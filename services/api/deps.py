@@ -294,17 +294,21 @@ def answer(result: CommandResult, status: int) -> Response[CommandResult]:
     return CommandAnswer(result, status)
 
 
-def command_call(
+async def command_call(
     request: Request[Any, Any, Any],
-    caller: CallerDep,
     services: ServicesDep,
     if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     idempotency_key: Annotated[
         str | None, HeaderParameter(name="Idempotency-Key", required=False)
     ] = None,
 ) -> CommandCall:
-    """`if_match` and `idempotency_key` declare the headers (for the OpenAPI document);
-    the framework gives the first of two lines, so both are read here from every line."""
+    """The caller (`authenticate`, first: a request without a valid token is a 401
+    whatever else it sends), then its If-Match and Idempotency-Key. Authenticated here,
+    not as a `caller` dependency of its own: the framework resolves each dependency
+    through its signature model, a batch after another. `if_match` and
+    `idempotency_key` declare the headers (for the OpenAPI document); the framework
+    gives the first of two lines, so both are read here from every line."""
+    caller = await authenticate(request, services)
     headers = request.headers  # once: each read of the property is ~6 Python calls
     key = one_header(headers, "Idempotency-Key")
     if key is not None:

@@ -44,7 +44,7 @@ from services.api.conversation_reads import (
     conversation_answer,
     message_page,
 )
-from services.api.deps import CallerDep, Services, ServicesDep, canonical_path
+from services.api.deps import Services, ServicesDep, authenticate, canonical_path
 from services.api.read_models import (
     Fetched,
     ReadModels,
@@ -226,7 +226,11 @@ async def off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await anyio.to_thread.run_sync(partial(function, *args, **kwargs))
 
 
-def reader(request: Request[Any, Any, Any], services: ServicesDep, caller: CallerDep) -> Reader:
+async def reader(request: Request[Any, Any, Any], services: ServicesDep) -> Reader:
+    """The caller's reads (`authenticate`: here, not as a `caller` dependency of its
+    own, which the framework would resolve through its signature model, a batch after
+    this one's services)."""
+    caller = await authenticate(request, services)
     return Reader(services, caller, f"{request.method} {request.scope.get('path_template')}")
 
 
