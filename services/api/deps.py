@@ -31,7 +31,7 @@ from services.api.loop_reads import LoopReadModels
 from services.api.observability import request_id_of
 from services.api.parsed_queries import forget_parsed_queries
 from services.api.read_models import ReadModels
-from services.api.request_guard import one_header
+from services.api.request_guard import one_header, only_line, sent_lines
 from services.api.stream_slots import StreamSlots
 from services.api.waiting import Positions
 from services.command_base import Change, Creation
@@ -109,10 +109,10 @@ CallerDep = NamedDependency[Caller]
 def bearer_token(request: Request[Any, Any, Any]) -> str:
     """The one place a token is read, for every route (the event stream re-checks it on
     each page). Two credentials are ambiguous, whichever is valid: a 400. They come as
-    two header lines (`one_header`), or folded into one by a proxy or client library
+    two header lines (`only_line`), or folded into one by a proxy or client library
     (`Bearer a, Bearer b`; httpx folds them): a bearer token (RFC 6750's token68) never
     holds a comma."""
-    sent = one_header(request.headers, "Authorization") or ""
+    sent = only_line(sent_lines(request.scope, b"authorization"), "Authorization") or ""
     if "," in sent:
         raise BadRequest("send one Authorization header with one bearer token, not two")
     scheme, _, token = sent.partition(" ")

@@ -64,6 +64,7 @@ from litestar.datastructures import Headers
 from litestar.exceptions import InternalServerException, NotFoundException
 from litestar.handlers import BaseRouteHandler
 from litestar.routes import HTTPRoute
+from litestar.types import Scope
 from litestar.types.internal_types import PathParameterDefinition
 from litestar.typing import FieldDefinition
 
@@ -267,10 +268,22 @@ def one_header(headers: Headers, name: str) -> str | None:
     """The value of a header that comes once (Authorization, Content-Type,
     Idempotency-Key), None when absent. The framework would read the first of two lines:
     two are ambiguous, whichever the sender meant, so they are a 400 naming the header."""
-    sent = headers.getall(name, [])
+    return only_line(headers.getall(name, []), name)
+
+
+def only_line(sent: Sequence[str], name: str) -> str | None:
+    """The one line of header `name` in `sent` (`one_header`)."""
     if len(sent) > 1:
         raise BadRequest(f"send one {name} header, not {len(sent)}")
     return sent[0] if sent else None
+
+
+def sent_lines(scope: Scope, name: bytes) -> list[str]:
+    """Every line of header `name` (lower case), as the framework's `Headers` gives them
+    (names matched in any case, values decoded as Latin-1), read from the scope's list:
+    where nothing else reads the headers (a GET), building `Headers` would decode every
+    line of them for one."""
+    return [value.decode("latin-1") for key, value in scope["headers"] if key.lower() == name]
 
 
 def charsets(parameters: Sequence[str]) -> list[str]:
