@@ -17,6 +17,13 @@ they differ from the last it named, waits until those sessions let go (looking e
 after `RETRY_EVERY_S` (a session may let go and take again between two looks), and gives
 up after `PATIENCE_S` with `LocksHeld`, naming them.
 
+`bounded` is the same bound for one transaction of a process that must never hang on
+a lock and has its own loop to try again in (the relay storing its position, the
+audit signer's statements): a wait that runs out is `LockWaitTimedOut`, naming who
+holds a lock on the relations the transaction needs, and the caller decides when to
+try again (red team: a `LOCK TABLE crm_relay_position` held the relay, and SIGTERM
+with it, for as long as it was held).
+
 Why give up at all: an analyst's login ends a transaction left idle for a minute and a
 statement running for five (`consumers.analysts`), so an analyst's forgotten transaction
 is gone long before `PATIENCE_S`. A session that still holds on then keeps working, or is
@@ -29,8 +36,9 @@ I/O: PostgreSQL.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, LiteralString, NamedTuple, TypeVar
 
 import structlog
 from psycopg import Connection, errors
@@ -59,7 +67,7 @@ PATIENCE_S = 600.0
 and idle-transaction timeout together (`consumers.analysts`)."""
 
 _LOCK_WAITS = (errors.LockNotAvailable, errors.DeadlockDetected)
-_HOLDERS = """
+_HOLDING: LiteralString = """
 SELECT l.pid, a.usename, a.application_name, a.state,
        extract(epoch FROM now() - a.xact_start)::float8,
        array_agg(DISTINCT format('%%I.%%I', n.nspname, c.relname))
@@ -69,14 +77,28 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND (n.nspname = %(name)s OR n.nspname LIKE %(generations)s
-       OR c.oid = to_regclass('crm_projections'))
+  AND """
+_GROUPED: LiteralString = """
 GROUP BY 1, 2, 3, 4, 5
 ORDER BY 1"""
+_HOLDERS = (
+    _HOLDING
+    + """(n.nspname = %(name)s OR n.nspname LIKE %(generations)s
+       OR c.oid = to_regclass('crm_projections'))"""
+    + _GROUPED
+)
 """Sessions holding a lock on a relation of the projection's schemas (stable views and
 generations) or on the generations registry, with those relations. PostgreSQL shows
 another role's state and transaction start only to its members and `pg_read_all_stats`:
 those may be NULL."""
+_HOLDERS_OF = (
+    _HOLDING
+    + """l.mode <> 'AccessShareLock'
+  AND c.oid IN (SELECT to_regclass(name) FROM unnest(%(relations)s::text[]) AS name)"""
+    + _GROUPED
+)
+"""Sessions holding a lock on one of the named relations, other than a reader's (which
+blocks only `ACCESS EXCLUSIVE`, never asked for by those who use `bounded`)."""
 
 
 class Holder(NamedTuple):
@@ -88,12 +110,19 @@ class Holder(NamedTuple):
     relations: list[str]
 
     def __str__(self) -> str:
-        since = "" if self.in_transaction_s is None else f" for {self.in_transaction_s:.0f} s"
+        return self.named(since=True)
+
+    def named(self, *, since: bool) -> str:
+        """Who it is and what it holds; `since`: with how long it has been in its
+        transaction (a text that changes every second, not for a repeated report)."""
+        held = ""
+        if since and self.in_transaction_s is not None:
+            held = f" for {self.in_transaction_s:.0f} s"
         state = self.state or "state not visible"
         shown = ", ".join(self.relations[:3]) + (", ..." if len(self.relations) > 3 else "")
         return (
             f"pid {self.pid} ({self.user}, application {self.application or ''!r},"
-            f" {state}{since}; holds {shown})"
+            f" {state}{held}; holds {shown})"
         )
 
 
@@ -137,9 +166,47 @@ def holders(pool: ConnectionPool, projection: str) -> list[Holder]:
 
 def _attempt(pool: ConnectionPool, work: Callable[[Connection[Any]], T]) -> T:
     with pool.connection() as conn, conn.transaction():
-        timeout = f"{round(LOCK_TIMEOUT_S * 1000)}ms"
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (timeout,))  # SET LOCAL
+        bound_lock_waits(conn)
         return work(conn)
+
+
+def bound_lock_waits(conn: Connection[Any], seconds: float = LOCK_TIMEOUT_S) -> None:
+    """In a transaction of `conn`: each lock it asks for from now on waits at most
+    `seconds` (`SET LOCAL lock_timeout`), then `LockNotAvailable`."""
+    timeout = f"{round(seconds * 1000)}ms"
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (timeout,))
+
+
+class LockWaitTimedOut(Exception):  # noqa: N818 - reads as what happened
+    """`what` waited `LOCK_TIMEOUT_S` for a lock and gave up (nothing of it done);
+    `holders`: the sessions holding a lock on the relations it needed, as they were
+    seen then. Its text names them without their durations: the same while the same
+    sessions hold on, so a caller trying again can report it once."""
+
+    def __init__(self, what: str, relations: Sequence[str], holders: list[Holder]) -> None:
+        self.what, self.relations, self.holders = what, list(relations), holders
+        named = "; ".join(h.named(since=False) for h in holders) or "no holder seen any more"
+        super().__init__(
+            f"{what}: waiting for a lock on {', '.join(relations)} (each wait ends after"
+            f" {LOCK_TIMEOUT_S:g} s, then tries again): held by {named}"
+        )
+
+
+@contextmanager
+def bounded(
+    conn: Connection[Any], what: str, relations: Sequence[str]
+) -> Iterator[Connection[Any]]:
+    """A transaction on `conn` whose lock waits last at most `LOCK_TIMEOUT_S`; one that
+    runs out rolls it back and is `LockWaitTimedOut`, naming who holds a lock on
+    `relations` (their names as `to_regclass` reads them)."""
+    try:
+        with conn.transaction():
+            bound_lock_waits(conn)
+            yield conn
+    except errors.LockNotAvailable:
+        with conn.transaction():  # a pool's connection need not autocommit
+            rows = conn.execute(_HOLDERS_OF, {"relations": list(relations)}).fetchall()
+        raise LockWaitTimedOut(what, relations, [Holder(*row) for row in rows]) from None
 
 
 def _until_released(
