@@ -10,12 +10,19 @@ order (the store's table lock), so reading `> position` never skips a late commi
 Outages are ridden out, never a reason to exit (`consumers.outage`): a broker outage
 as above; a database outage (reading the log, storing the position, the LISTEN
 connection) changes nothing in flight, the same step is simply tried again later.
+A lock held on the position's table is waited for a bounded time at each try
+(`consumers.pg_lock_wait`): while it is held the acknowledged page stays pending and
+nothing more is read or sent, the process says why in its health row
+(`consumers.relay_trouble`), and a stop request ends it within a second or so.
 
 Given a `PublishedChain`, the relay also folds the hash chain over each event it sends,
 as it read it (one SHA-256 an event), and hands the head at each acknowledged position
 to the audit signer of its process: what the signer may sign up to (`docs/audit.md`).
 It hands it on before it stores the position, so that what the chain remembers beside
-the signer's key is never behind the position a restarted relay starts from.
+the signer's key is never behind the position a restarted relay starts from. A stored
+position found past that head was moved by hand (or the head could not be kept): the
+relay starts from the head instead, publishes the events between again (duplicates,
+which consumers skip) and says so (red team: a position row moved forward skipped them).
 
 I/O: the recorder (PostgreSQL or SQLite), Kafka through `kafka_io`, the position store.
 Dependencies arrive as arguments; this module never reads settings.
@@ -35,8 +42,10 @@ from consumers.byte_pages import PAGE_BYTES, cut_short
 from consumers.envelope import AGGREGATE_TYPES, HEADERS, all_topics, to_record, topic_name
 from consumers.kafka_io import BrokerUnavailable, Producer, SendResult, describe_topic_configs
 from consumers.outage import KAFKA, POSTGRES, Dependencies
+from consumers.pg_lock_wait import LockWaitTimedOut
 from consumers.pg_pool import DATABASE_UNAVAILABLE
 from consumers.relay_position import PositionStore, PublishedChain, fold
+from consumers.relay_trouble import LockWaits, Report
 from consumers.relay_wakeup import PollWakeup, Wakeup
 from domain import codec
 
@@ -44,7 +53,11 @@ log = structlog.get_logger("crm.relay")
 
 STOP_CONFIRM_S = 5.0
 """How long a stopping relay waits for the broker to acknowledge what it sent."""
-STOP_ERRORS: tuple[type[Exception], ...] = (BrokerUnavailable, *DATABASE_UNAVAILABLE)
+STOP_ERRORS: tuple[type[Exception], ...] = (
+    BrokerUnavailable,
+    LockWaitTimedOut,
+    *DATABASE_UNAVAILABLE,
+)
 
 
 class RelayPoisoned(Exception):  # noqa: N818 - public name others import
@@ -113,6 +126,7 @@ class Relay:
         confirm_timeout: float = 30.0,
         dependencies: Dependencies | None = None,
         published: PublishedChain | None = None,
+        report: Report | None = None,
     ) -> None:
         self._recorder = recorder
         self._new_producer = producer_factory
@@ -123,21 +137,47 @@ class Relay:
         self._page_bytes = page_bytes
         self._confirm_timeout = confirm_timeout
         self._producer: Producer | None = None
-        self._position = positions.load()
-        self._sent = self._position
         self._published = published
-        self._chain = None if published is None else published.start(self._position)
+        self._position = self._sent = 0
+        self._chain: bytes | None = None
         """The chain at `_position` (None: not folded), and below, at `_sent`."""
-        self._sent_chain = self._chain
+        self._sent_chain: bytes | None = None
         self._pending: tuple[list[SendResult], int, bytes | None] | None = None
+        self._unstored = False
+        """Whether the pending page was acknowledged but its position not stored."""
         self._deps = dependencies or Dependencies("relay")
+        self._locks = LockWaits(report)
         self.caught_up = False
         """Whether the last page read reached the end of the log (then `run` waits)."""
+        self._started = False
+        try:
+            self._start()
+        except LockWaitTimedOut as error:  # `run` starts it once the lock is let go
+            self._locks.ran_out(error)
 
     @property
     def position(self) -> int:
         """The last notification id stored as acknowledged by the broker."""
         return self._position
+
+    def _start(self) -> None:
+        """From the stored position, or from the head remembered below it (`Rewound`)."""
+        stored = self._positions.load()
+        position, chain = (
+            (stored, None) if self._published is None else self._published.start(stored)
+        )
+        if position < stored:
+            log.warning(
+                "relay position past its published head",
+                stored=stored, published=position, republishing=stored - position,
+                why="the stored position is past the head remembered beside the audit key,"
+                " written before every position the relay stores: it was moved by hand, or"
+                " the head could not be kept; publishing from the head again (duplicates)",
+            )  # fmt: skip
+        self._position = self._sent = position
+        self._chain = self._sent_chain = chain
+        self._started = True
+        self._locks.over()
 
     def publish_page(self) -> int:
         """Send the next page; the number sent.
@@ -148,8 +188,13 @@ class Relay:
         `page_bytes` (read so by the database: the largest events are ~350 kB). A page
         short of both means the relay has caught up: it is confirmed at once, for
         latency. A poison event stops the relay, but only after everything before it is
-        published and stored.
+        published and stored. A page acknowledged but not stored is stored first: until
+        it is, nothing more is read.
         """
+        if not self._started:
+            self._start()
+        if self._unstored:
+            self._confirm_pending(flush=True)
         page: Sequence[Any] = self._recorder.select_notifications_within(
             self._sent + 1, self._page_size, self._page_bytes
         )
@@ -206,12 +251,14 @@ class Relay:
         assert self._producer is not None
         self._producer.confirm(results, timeout=timeout or self._confirm_timeout, flush=flush)
         self._deps.back(KAFKA)
+        self._unstored = True
         if self._published is not None and chain is not None:
             self._published.published(last_id, chain)  # remembered before it is stored
         self._positions.save(last_id)
         self._deps.back(POSTGRES)
+        self._locks.over()
         self._position, self._chain = last_id, chain
-        self._pending = None
+        self._pending, self._unstored = None, False
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:
@@ -220,6 +267,8 @@ class Relay:
 
     def drain(self) -> int:
         """Publish until the head seen at the start is reached; the number sent."""
+        if not self._started:
+            self._start()
         head = int(self._recorder.max_notification_id() or 0)
         total = 0
         while self._sent < head:
@@ -241,6 +290,8 @@ class Relay:
             except BrokerUnavailable as error:
                 self._resend_from_stored_position()
                 stop.wait(self._deps.lost(KAFKA, error))
+            except LockWaitTimedOut as error:  # PostgreSQL answers: not an outage
+                stop.wait(self._locks.ran_out(error))
             except DATABASE_UNAVAILABLE as error:
                 self._wakeup.close()  # its connection is dead too: the next wait listens again
                 stop.wait(self._deps.lost(POSTGRES, error))
@@ -251,13 +302,13 @@ class Relay:
         try:
             self._confirm_pending(flush=True, timeout=STOP_CONFIRM_S)
         except STOP_ERRORS as error:
-            log.warning("relay stopped with unconfirmed events", error=str(error))
+            log.warning("relay stopped with events not confirmed or not stored", error=str(error))
         log.info("relay stopped", position=self._position)
 
     def _resend_from_stored_position(self) -> None:
         """Discard the in-flight page: resume from the stored position (duplicates, no gap)."""
         self.close_producer(timeout=0)
-        self._pending = None
+        self._pending, self._unstored = None, False
         self._sent, self._sent_chain = self._position, self._chain
 
     def close_producer(self, timeout: float = 5.0) -> None:

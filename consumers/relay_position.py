@@ -3,7 +3,11 @@
 The position is the highest notification id whose event — and every event before it —
 the broker has acknowledged. The relay writes it only after acknowledgement, so after a
 crash it re-sends from there (duplicates possible, gaps never). Also answers "how far
-behind is the relay" for `crm relay status` and `/metrics`.
+behind is the relay" for `crm relay status` and `/metrics`. Its statements wait at most
+`consumers.pg_lock_wait.LOCK_TIMEOUT_S` for a lock on the row's table
+(`LockWaitTimedOut`, naming who holds it): the relay tries again in its loop, and
+stops promptly when asked (red team: a `LOCK TABLE crm_relay_position` held it, and
+its SIGTERM, for as long as it was held).
 
 `PublishedChain` is the relay's other half of "where it has got to": the hash chain
 folded over the events it published, as it read them, handed in memory to the audit
@@ -18,12 +22,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 from psycopg_pool import ConnectionPool
 
 from consumers.pg_ddl import create_tables
+from consumers.pg_lock_wait import bounded
 from domain.hashchain import GENESIS, canonical_bytes, link
 
 _CREATE = """
@@ -36,6 +41,7 @@ _SELECT = "SELECT position FROM crm_relay_position WHERE singleton"
 _UPSERT = """
 INSERT INTO crm_relay_position (singleton, position, updated_at) VALUES (true, %s, now())
 ON CONFLICT (singleton) DO UPDATE SET position = EXCLUDED.position, updated_at = now()"""
+_TABLE = ("crm_relay_position",)
 
 
 class PositionStore(Protocol):
@@ -55,12 +61,13 @@ class PostgresRelayPosition:
             create_tables(conn, _CREATE)
 
     def load(self) -> int:
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn, bounded(conn, "stored position not read", _TABLE):
             row = conn.execute(_SELECT).fetchone()
         return int(row[0]) if row else 0
 
     def save(self, position: int) -> None:
-        with self._pool.connection() as conn, conn.transaction():
+        what = f"position {position} not stored"
+        with self._pool.connection() as conn, bounded(conn, what, _TABLE):
             conn.execute(_UPSERT, (position,))
 
 
@@ -82,6 +89,14 @@ class AnchorRefused(Exception):  # noqa: N818 - reads as what happened
     contradicts what was remembered of an earlier run): the relay gets no head."""
 
 
+class Rewound(NamedTuple):
+    """What an anchor answers for a stored position past the head remembered beside the
+    signer's key: start from that head (`position`, its `chain`), not from there."""
+
+    position: int
+    chain: bytes
+
+
 class PublishedChain:
     """The chain head at the relay's published position: `(position, chain)`, where
     `chain` is `domain.hashchain`'s chain folded over the canonical bytes of the events
@@ -97,32 +112,41 @@ class PublishedChain:
     `anchor` may raise `AnchorRefused` (the store's link contradicts the head remembered
     beside the signer's key, `services.audit_published.checked_anchor`): then the chain
     has no head for the whole run, and `refused` says why; nothing the relay publishes
-    gives it one, so the store's link is never handed on as the relay's."""
+    gives it one, so the store's link is never handed on as the relay's. It may answer
+    `Rewound` for a stored position past the remembered head (red team: the position
+    row moved forward skipped events, which the signer then signed): the relay starts
+    from the remembered head instead, and publishes what lies between again."""
 
     def __init__(
         self,
-        anchor: Callable[[int], bytes | None],
+        anchor: Callable[[int], bytes | Rewound | None],
         remember: Callable[[tuple[int, bytes]], str | None] | None = None,
     ) -> None:
         self._anchor = anchor
         self._remember = remember
         self.head: tuple[int, bytes] | None = None
         self.started_at: int | None = None
-        """The position the relay started from, whose chain is the store's."""
+        """The position the relay started from, whose chain is the store's (None until
+        it has started)."""
         self.refused: str | None = None
         """Why the anchor was refused (then never a head), None if it was not."""
 
-    def start(self, position: int) -> bytes | None:
-        """The chain at `position` to fold on from (the store's link there; GENESIS at
-        0), also made the head; None, and no head, if the store has no link there."""
-        self.started_at = position
+    def start(self, position: int) -> tuple[int, bytes | None]:
+        """Where the relay starts, given its stored `position`, and the chain there to
+        fold on from, also made the head. That is `position` and the
+        store's link there (GENESIS at 0; None, and no head, if the store has no link
+        there), or the head remembered below it (`Rewound`). Errors of the anchor
+        (the store out of reach, a lock) leave it not started, to start again."""
         try:
-            chain = GENESIS if position == 0 else self._anchor(position)
+            found = GENESIS if position == 0 else self._anchor(position)
         except AnchorRefused as error:
             self.refused, self.head = str(error), None
-            return None
-        self.head = None if chain is None else (position, chain)
-        return chain
+            self.started_at = position  # last: the signer's thread reads it first
+            return position, None
+        at, chain = found if isinstance(found, Rewound) else (position, found)
+        self.head = None if chain is None else (at, chain)
+        self.started_at = at
+        return at, chain
 
     def published(self, position: int, chain: bytes) -> None:
         """The broker acknowledged every event up to `position`; `chain` is the head there.

@@ -5,6 +5,13 @@ Reads use binary tuples from the event store's own pool: a verify reads every ev
 and one bytea per row is the cheapest thing to hand to Python. `exclusive()` takes the
 same EXCLUSIVE table lock as every insert, so nothing is written meanwhile.
 
+A log with bounded lock waits (`with_bounded_lock_waits`: the audit signer of `crm relay`
+and the relay's remembered head) runs each statement in a transaction whose lock waits
+end after `consumers.pg_lock_wait.LOCK_TIMEOUT_S` (`LockWaitTimedOut`, naming who holds
+a lock on its tables): red team, a `LOCK TABLE` on the checkpoints table held the
+signer's thread, and the relay's stop, for as long as it was held. The process tries
+again in its own loop. Other readers (`crm audit verify`, the API) wait as before.
+
 Every field of the canonical bytes has one stored form here: the id is a `uuid` column
 (no other spelling of it can be stored), the version `bigint`, the topic `text` and the
 state `bytea`, each compared by eventsourcing exactly as the canonical bytes take it.
@@ -26,8 +33,9 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from consumers.byte_pages import notifications_within, within_params
+from consumers.pg_lock_wait import bounded
 from domain.chain_walk import Entry, Link
-from services.audit_log import SnapshotKey, StatementLog
+from services.audit_log import AuditLog, SnapshotKey, StatementLog
 from services.pg_batch_recorder import CANONICAL_SQL, BatchInsertRecorder, connect_kwargs
 
 
@@ -44,6 +52,12 @@ class PostgresAuditLog(StatementLog):
         self._bulk = connection
         self._bulk_lock = threading.Lock()
         self._owns_bulk = connection is None
+        self.bounded_waits = False
+        """Whether each statement's lock waits are bounded (`with_bounded_lock_waits`)."""
+        self._tables = [
+            table.as_string(None)
+            for table in (recorder.events_table, recorder.chain_table, recorder.checkpoints_table)
+        ]
         names = {
             "events": recorder.events_table,
             "chain": recorder.chain_table,
@@ -62,8 +76,14 @@ class PostgresAuditLog(StatementLog):
         they stay prepared; the rest on a connection of the event store's pool."""
         if bulk or self._bulk is not None:
             with self._bulk_lock:
-                return _run(self._bulk_connection(), self._sql[name], params)
+                return self._run(self._bulk_connection(), name, params)
         with self._recorder.datastore.get_connection() as conn:
+            return self._run(conn, name, params)
+
+    def _run(self, conn: psycopg.Connection[Any], name: str, params: Sequence[Any]) -> list[Any]:
+        if not self.bounded_waits:
+            return _run(conn, self._sql[name], params)
+        with bounded(conn, f"audit log statement {name} not run", self._tables):
             return _run(conn, self._sql[name], params)
 
     def _bulk_connection(self) -> psycopg.Connection[Any]:
@@ -118,6 +138,14 @@ class PostgresAuditLog(StatementLog):
         if self._owns_bulk and self._bulk is not None:
             self._bulk.close()
             self._bulk = None
+
+
+def with_bounded_lock_waits(log: AuditLog) -> AuditLog:
+    """`log`, its statements' lock waits bounded if it is PostgreSQL's (SQLite's busy
+    wait is bounded already)."""
+    if isinstance(log, PostgresAuditLog):
+        log.bounded_waits = True
+    return log
 
 
 def _run(conn: psycopg.Connection[Any], statement: bytes, params: Sequence[Any]) -> list[Any]:

@@ -28,7 +28,10 @@ process that already follows the whole log and talks to Kafka) or `crm run` (emb
 nothing to publish to); `crm audit checkpoint` signs one on demand. Two signers are
 harmless: a position is signed once (the store keeps the first). The thread survives
 any failure (logged, retried after its interval); how it is doing (`SignerStatus`) is
-what `/readyz` and `/metrics` of an API in the same process report.
+what `/readyz` and `/metrics` of an API in the same process report. Running, its
+statements wait for a lock a bounded time (`audit_log_pg.with_bounded_lock_waits`), so
+that a lock held on its tables is a failure it reports and retries (naming who holds
+it), and the thread ends within a second or so of being told to stop.
 
 I/O: the audit log (event store database), the signing key and its record, `publish`.
 """
@@ -47,11 +50,13 @@ import psycopg
 import structlog
 from eventsourcing.persistence import PersistenceError
 
+from consumers.pg_lock_wait import LockWaitTimedOut
 from consumers.relay_position import PublishedChain
 from domain.chain_walk import stray
 from domain.checkpoint import Checkpoint, statement
 from services.audit_keys import SigningKey
 from services.audit_log import AuditLog, pages
+from services.audit_log_pg import with_bounded_lock_waits
 from services.audit_published import RememberedHead, check_walk
 from services.signer_memory import (
     CheckpointRefused,
@@ -70,9 +75,9 @@ class PublishFailed(Exception):  # noqa: N818 - reads as what happened
     unpublished and are sent again."""
 
 
-RETRIED = (PublishFailed, PersistenceError, psycopg.Error, sqlite3.Error)
-"""Failures that go away by themselves (broker or database back); refusals do not, but
-are retried too, so signing resumes once the store is repaired."""
+RETRIED = (PublishFailed, PersistenceError, psycopg.Error, sqlite3.Error, LockWaitTimedOut)
+"""Failures that go away by themselves (broker or database back, a lock let go);
+refusals do not, but are retried too, so signing resumes once the store is repaired."""
 
 log = structlog.get_logger("crm.audit")
 
@@ -116,6 +121,8 @@ class Checkpointer:
 
     def due(self) -> bool:
         """N new positions since the last checkpoint, or T seconds and at least one."""
+        if self._published is not None and self._published.started_at is None:
+            return False  # the relay has not started yet (its position row locked)
         latest = self._log.latest_checkpoint()
         head = self._log.last_position() if self._published is None else self._relay_head()[0]
         if latest is None:
@@ -222,6 +229,7 @@ class Checkpointer:
         this process; `report` is told each change of `status.trouble()`, for a
         process whose status the API cannot see (`crm relay`: its health row)."""
         reported: str | None = None  # the error last reported (its count aside)
+        with_bounded_lock_waits(self._log)
         with self.status.running():
             while not stop.is_set():
                 self._attempt()

@@ -93,6 +93,7 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
     from consumers.process_health import HealthReport
     from consumers.relay import Relay
     from consumers.relay_position import PostgresRelayPosition
+    from consumers.relay_trouble import Troubles
     from consumers.relay_wakeup import wakeup_for
     from services.access_log_store import open_access_store
     from services.access_topic import running_access_publisher
@@ -103,6 +104,7 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
     try:
         assert runtime.pool is not None
         health = HealthReport(runtime.pool, "relay")
+        troubles = Troubles(health.trouble)  # the relay's lock waits, its signer's trouble
         deps = Dependencies("relay", on_change=health.down)
         if not wait_for_kafka(settings, deps, stop):  # its row says so meanwhile
             return
@@ -118,13 +120,15 @@ def _serve(settings: Settings, stop: threading.Event, *, allow_unsafe: bool) -> 
             wakeup=wakeup_for(recorder, settings.database_url),
             dependencies=deps,
             published=published,
+            report=troubles.of("relay"),
         )
         access = open_access_store(runtime.pool, settings.data_dir)
         publishing = running_access_publisher(
             access, settings.kafka_bootstrap, settings.topic_prefix
         )
         try:
-            signing = running_checkpointer(runtime, report=health.trouble, published=published)
+            signer = troubles.of("signer")
+            signing = running_checkpointer(runtime, report=signer, published=published)
             with signing, publishing:
                 relay.run(stop)
         finally:
@@ -175,6 +179,7 @@ def _prepare_topics(
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.pg_lock_wait import LockWaitTimedOut
     from consumers.relay_position import PostgresRelayPosition, relay_status
     from services.bootstrap import bootstrap
 
@@ -184,6 +189,9 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     try:
         assert runtime.pool is not None
         status = relay_status(runtime.app.recorder, PostgresRelayPosition(runtime.pool))
+    except LockWaitTimedOut as error:
+        print(f"crm relay status: {error}", file=sys.stderr)
+        return 1
     finally:
         runtime.close()
     if args.json:

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from consumers.pg_lock_wait import LockWaitTimedOut
 from consumers.pg_pool import DATABASE_UNAVAILABLE
 from consumers.process_health import ProcessHealth, read_health
 from consumers.projection_metrics import ProjectionCollector
@@ -28,8 +29,9 @@ from consumers.relay_position import PostgresRelayPosition, relay_status
 from services.api.readiness import DependencyProbe, SignerWatch
 from services.checkpointer import running_signers
 
-_NO_ANSWER: tuple[type[Exception], ...] = (TimeoutError, *DATABASE_UNAVAILABLE)
-"""A store's gauges are left out of a scrape that meets these (`DependencyProbe.ask`)."""
+_NO_ANSWER: tuple[type[Exception], ...] = (TimeoutError, LockWaitTimedOut, *DATABASE_UNAVAILABLE)
+"""A store's gauges are left out of a scrape that meets these (`DependencyProbe.ask`);
+a lock held on the relay's position row too (`PostgresRelayPosition` waits a bounded time)."""
 
 RELAY_GAUGES = {
     "crm_relay_position": ("position", "Newest event position the broker acknowledged"),

@@ -158,7 +158,7 @@ def test_a_relay_anchored_on_a_contradicted_head_gets_none_and_the_signer_refuse
     key, log, written = _genuine_file(tmp_path)
     for _run in range(2):
         published = PublishedChain(checked_anchor(key, lambda: nullcontext(log)))  # type: ignore[arg-type]
-        assert published.start(2) is None
+        assert published.start(2) == (2, None)
         assert published.head is None
         assert published.refused is not None
         assert "edited before position 2" in published.refused
@@ -174,7 +174,7 @@ def test_a_relay_anchored_on_a_contradicted_head_gets_none_and_the_signer_refuse
         assert head_path(key).read_bytes() == written
     log.links = LINKS  # the store repaired: the next start anchors on its link
     published = PublishedChain(checked_anchor(key, lambda: nullcontext(log)))  # type: ignore[arg-type]
-    assert published.start(2) == LINKS[1][2]
+    assert published.start(2) == (2, LINKS[1][2])
     assert published.refused is None
 
 

@@ -1,0 +1,161 @@
+"""`crm relay` through a lock held on its position row and on the checkpoints table
+(red team: an intruder's or a migration's `LOCK TABLE` held the relay's position save
+and the signer's statements for as long as it was held, and SIGTERM ~10 s). Each
+statement now waits `LOCK_TIMEOUT_S` at most and tries again: the relay keeps running,
+its health row names the lock and who holds it, a SIGTERM stops it within seconds, and
+once the lock is let go it carries on with no event missing on Kafka. Real PostgreSQL
+and Kafka; the lock is taken by another connection, as an intruder would.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from consumers.envelope import all_topics, read_cloudevent
+from consumers.kafka_io import read_all
+from consumers.pg_pool import open_pool
+from consumers.process_health import read_health
+from tests.e2e.processes import eventually
+from tests.integration.audit_support import CRM, ROOT, Audited, audited, fill, positions
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),  # kafka-python's sockets
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+LOCKED = "LOCK TABLE crm_relay_position, crm_events_checkpoints"  # ACCESS EXCLUSIVE
+
+
+@pytest.fixture
+def store(pg_url: str, tmp_path: Path) -> Iterator[Audited]:
+    with audited("postgres", tmp_path, pg_url) as chained:
+        yield chained
+
+
+def _relay(store: Audited, bootstrap: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:
+    env = store.full_env(
+        {
+            "CRM_KAFKA_BOOTSTRAP": bootstrap,
+            "CRM_TOPIC_PREFIX": prefix,
+            "CRM_AUDIT_CHECKPOINT_EVENTS": "5",
+            "CRM_AUDIT_CHECKPOINT_SECONDS": "1",
+        }
+    )
+    with log.open("wb") as out:
+        return subprocess.Popen([*CRM, "relay"], cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+def _stored_position(store: Audited) -> int:
+    if store.sql("SELECT to_regclass('crm_relay_position')")[0][0] is None:
+        return 0  # the relay has not made it yet
+    rows = store.sql("SELECT position FROM crm_relay_position")
+    return int(rows[0][0]) if rows else 0
+
+
+def _published_positions(bootstrap: str, prefix: str) -> set[int]:
+    return {read_cloudevent(r.value).position for r in read_all(bootstrap, all_topics(prefix))}
+
+
+def _started(store: Audited, relay: subprocess.Popen[bytes]) -> None:
+    fill(store.app)
+    head = positions(store)[-1]
+    eventually(lambda: _stored_position(store) >= head, within=120, what="the relay")
+    eventually(store.log.latest_checkpoint, within=60, what="a first checkpoint")
+    assert relay.poll() is None
+
+
+def test_a_relay_rides_out_a_lock_reports_it_and_carries_on_without_a_gap(
+    store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Fails before: the position save waited for as long as the lock was held, and the
+    health row said nothing (gave up waiting for the trouble)."""
+    relay = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    pool = open_pool(store.env["CRM_DATABASE_URL"], max_size=1)
+    try:
+        _started(store, relay)
+        stored_before = _stored_position(store)
+
+        def trouble() -> str | None:
+            return {row.process: row.trouble for row in read_health(pool)}.get("relay")
+
+        with psycopg.connect(store.env["CRM_DATABASE_URL"]) as holder:
+            holder.execute(LOCKED)
+            pid = holder.info.backend_pid
+            fill(store.app)  # stored while the row is locked
+
+            def both_said() -> str | None:
+                said = trouble() or ""
+                return said if "crm_relay_position" in said and "signer" in said else None
+
+            said = eventually(both_said, within=30, what="the health row to name the locks")
+            assert "not stored: waiting for a lock on crm_relay_position" in said
+            assert f"held by pid {pid} (" in said
+            assert "audit signer failing" in said
+            assert "crm_events_checkpoints" in said
+            time.sleep(2)
+            assert relay.poll() is None, "the relay exited"
+            row = holder.execute("SELECT position FROM crm_relay_position").fetchone()
+            assert row == (stored_before,)  # only the holder can read it now
+            holder.rollback()  # the lock let go
+        head = positions(store)[-1]
+        eventually(lambda: _stored_position(store) >= head, within=60, what="the rest")
+        eventually(lambda: trouble() is None, within=30, what="the trouble cleared")
+        assert _published_positions(kafka_bootstrap, topic_prefix) == set(positions(store))
+        text = (tmp_path / "relay.log").read_text()
+        assert "relay waiting for a lock" in text
+        assert "relay lock wait over" in text
+    finally:
+        pool.close()
+        relay.terminate()
+        relay.wait(timeout=60)
+
+
+def test_sigterm_stops_a_relay_promptly_while_the_lock_is_held(
+    store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Fails before: still running 5 s after SIGTERM (the position save and the signer's
+    thread both waited on the lock)."""
+    relay = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    try:
+        _started(store, relay)
+        with psycopg.connect(store.env["CRM_DATABASE_URL"]) as holder:
+            holder.execute(LOCKED)
+            fill(store.app)  # the relay publishes them and waits to store the position
+            eventually(lambda: _lock_waited(store), within=30, what="a wait on the lock")
+            time.sleep(1.5)  # the signer's next ticks meet the lock too
+            stopping = time.monotonic()
+            relay.send_signal(signal.SIGTERM)
+            try:
+                code = relay.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pytest.fail("the relay was still running 5 s after SIGTERM")
+            assert code == 0
+            assert time.monotonic() - stopping < 5
+            holder.rollback()
+        assert "relay stopped" in (tmp_path / "relay.log").read_text()
+    finally:
+        if relay.poll() is None:
+            relay.kill()
+            relay.wait(timeout=60)
+
+
+def _lock_waited(store: Audited) -> bool:
+    """Some session has waited for a lock on the position row (or waits now), as the
+    server reports it: a lock wait now, or the relay's log having named it."""
+    rows = store.sql(
+        "SELECT count(*) FROM pg_locks l WHERE NOT l.granted"
+        " AND l.relation = to_regclass('crm_relay_position')"
+    )
+    return bool(rows[0][0]) or "relay waiting for a lock" in _log_text(store)
+
+
+def _log_text(store: Audited) -> str:
+    path = Path(store.env["CRM_DATA_DIR"]) / "relay.log"
+    return path.read_text() if path.exists() else ""
