@@ -20,6 +20,18 @@ for its whole run, so no stop and start turns the store's link into what is reme
 The file names its store (`RelayHead.origin`); over another store the refusal says so,
 and `crm audit checkpoint --adopt` replaces it from the verified log (`adopt_head`).
 
+Since the file is written before the position is stored, a stored position past the
+remembered head was moved by hand (red team: an intruder moved the position row forward,
+the relay skipped the events between, they never reached Kafka nor the read models, and
+the signer signed them), or the head could not be kept (refused or unwritable, which
+the signer reported). So the anchor answers the remembered head (`Rewound`) for such a
+position, once the store gives it, and the relay publishes from there again. A file of
+another store is refused, never a place to start from; with no file (a relay whose
+signer's key directory is new, or the file moved aside) there is nothing to compare,
+and the stored position is taken as it is.
+
+The relay's reads here wait for a lock a bounded time (`with_bounded_lock_waits`).
+
 I/O: the file beside the key; the audit log (two link reads).
 """
 
@@ -31,11 +43,12 @@ from pathlib import Path
 
 import msgspec
 
-from consumers.relay_position import AnchorRefused
+from consumers.relay_position import AnchorRefused, Rewound
 from domain.chain_walk import ChainWalk
 from domain.checkpoint import Checkpoint
 from services.audit_keys import SigningKey
 from services.audit_log import AuditLog, chain_at
+from services.audit_log_pg import with_bounded_lock_waits
 from services.signer_memory import CheckpointRefused, read_kept, write_record
 
 
@@ -150,8 +163,9 @@ def remembering(key: SigningKey, log: AuditLog) -> Callable[[tuple[int, bytes]],
     lock on the checkpoints table stalled, the head fell behind the stored position, and
     a restarted relay took the span between from the store, rewritten). A refusal, or a
     file that cannot be written, is the reason there is no head from then on (the
-    signer refuses with it); the store out of reach raises, and the relay tries again."""
-    remembered = RememberedHead(key)
+    signer refuses with it); the store out of reach, or a lock wait that ran out,
+    raises, and the relay tries again."""
+    remembered, log = RememberedHead(key), with_bounded_lock_waits(log)
 
     def remember(head: tuple[int, bytes]) -> str | None:
         try:
@@ -166,22 +180,26 @@ def remembering(key: SigningKey, log: AuditLog) -> Callable[[tuple[int, bytes]],
 
 
 def checked_anchor(key: SigningKey, log: Callable[[], AbstractContextManager[AuditLog]]
-                   ) -> Callable[[int], bytes | None]:  # fmt: skip
+                   ) -> Callable[[int], bytes | Rewound | None]:  # fmt: skip
     """The anchor of the relay's `PublishedChain` (`crm relay`): the store's link at
     the relay's stored position, only if the store still gives the head remembered
     beside `key`; else `AnchorRefused`, and the relay has no head to sign with for the
-    whole run, so no stop or restart can make the store's link the remembered truth."""
+    whole run, so no stop or restart can make the store's link the remembered truth.
+    A stored position past the remembered head gives that head (`Rewound`)."""
 
-    def anchor(position: int) -> bytes | None:
+    def anchor(position: int) -> bytes | Rewound | None:
         path = head_path(key)
         with log() as audit_log:
             try:
-                check_head(audit_log, read_head(path), path)
+                head = read_head(path)
+                check_head(with_bounded_lock_waits(audit_log), head, path)
             except CheckpointRefused as error:
                 raise AnchorRefused(
                     f"{error}; the relay started from the store's link and has no chain"
                     " head to sign with until it starts again over a repaired store"
                 ) from None
+            if head is not None and 0 < head.position < position:
+                return Rewound(head.position, bytes.fromhex(head.chain))
             return chain_at(audit_log, position)
 
     return anchor
