@@ -22,6 +22,7 @@ and the answer returns it in X-Request-Id, whatever its status.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import threading
@@ -260,6 +261,8 @@ class RequestObserver:
         route = scope.get("path_template") or "unmatched"
         method = scope["method"] if scope["method"] in METHODS else "OTHER"
         self.metrics.request(method, route, status, seconds)
+        if not log.is_enabled_for(logging.INFO):  # a server run at warning: no line to fill
+            return
         state = scope.get("state") or {}
         log.info(
             "request",
