@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 import structlog
 from litestar import Litestar, MediaType, Response, get
 from litestar.testing import TestClient
-from structlog.testing import capture_logs
+from structlog.testing import LogCapture
 
+from services.api import observability
 from services.api.observability import Metrics, RequestObserver
 from services.api.response_headers import API_HEADERS, DOCS_HEADERS, api_headers
 
@@ -97,7 +99,9 @@ def test_each_request_is_counted_and_timed_under_its_label_set() -> None:
     }
 
 
-def test_a_server_logging_at_warning_fills_no_request_line() -> None:
+def test_a_server_logging_at_warning_fills_no_request_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The line's fields are worked out only when the line is written: a request's path
     is not even named at warning (the benchmark's level), and is at info."""
     named: list[object] = []
@@ -106,15 +110,14 @@ def test_a_server_logging_at_warning_fills_no_request_line() -> None:
     assert isinstance(observer, RequestObserver)
     naming = observer.logged_path
     observer.logged_path = lambda scope: named.append(scope) or naming(scope)  # type: ignore[assignment, func-returns-value]
-    try:
-        for level, lines in [(logging.WARNING, 0), (logging.INFO, 1)]:
-            structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
-            with capture_logs() as captured, TestClient(app) as client:
-                client.get("/plain")
-            assert [line["path"] for line in captured if line["event"] == "request"] == [
-                "/plain"
-            ] * lines
-            assert len(named) == lines
-            named.clear()
-    finally:
-        structlog.reset_defaults()
+    for level, lines in [(logging.WARNING, 0), (logging.INFO, 1)]:
+        captured = LogCapture()
+        wrapper = structlog.make_filtering_bound_logger(level)
+        logger = structlog.wrap_logger(None, processors=[captured], wrapper_class=wrapper)
+        monkeypatch.setattr(observability, "log", logger)
+        with TestClient(app) as client:
+            client.get("/plain")
+        requests = [line for line in captured.entries if line["event"] == "request"]
+        assert [line["path"] for line in requests] == ["/plain"] * lines
+        assert len(named) == lines
+        named.clear()
