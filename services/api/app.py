@@ -24,7 +24,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from services.access_log import AccessLog
 from services.access_log_store import open_access_store
 from services.aggregate_cache import AggregateCache
-from services.api.deps import Services, authenticate, command_call
+from services.api.deps import Services, authenticate, command_calls
 from services.api.docs_page import PinnedSwagger
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.events_stream import event_stream
@@ -35,7 +35,7 @@ from services.api.pipeline_metrics import register_pipeline_metrics
 from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
 from services.api.readiness import DependencyProbe, ReadinessCheck, default_checks
-from services.api.reads import reader
+from services.api.reads import readers
 from services.api.request_guard import MAX_BODY_BYTES, RequestGuard
 from services.api.request_json import ApiRequest
 from services.api.response_headers import api_headers
@@ -252,8 +252,8 @@ def _dependencies(
         "metrics_registry": Provide(provide_metrics, use_cache=True, **inline),
         "checks": Provide(provide_checks, use_cache=True, **inline),
         "caller": Provide(authenticate),
-        "call": Provide(command_call),
-        "reader": Provide(reader),
+        "call": Provide(command_calls(services)),
+        "reader": Provide(readers(services)),
         "lists": Provide(list_reader, **inline),
         "stream": Provide(event_stream, **inline),
     }

@@ -294,20 +294,32 @@ def answer(result: CommandResult, status: int) -> Response[CommandResult]:
     return CommandAnswer(result, status)
 
 
-async def command_call(
-    request: Request[Any, Any, Any],
-    services: ServicesDep,
-    if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
-    idempotency_key: Annotated[
-        str | None, HeaderParameter(name="Idempotency-Key", required=False)
-    ] = None,
-) -> CommandCall:
+IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", required=False)]
+IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key", required=False)]
+
+
+def command_calls(services: Services) -> Callable[..., Awaitable[CommandCall]]:
+    """The `call` dependency, `services` bound to it by the composition root: taken as a
+    dependency of its own, they were resolved through the framework's signature model,
+    a batch before it, on every command. `if_match` and `idempotency_key` declare the
+    headers (for the OpenAPI document); the framework gives the first of two lines, so
+    `command_call` reads both from every line."""
+
+    async def call(
+        request: Request[Any, Any, Any],
+        if_match: IfMatch = None,  # declared; `command_call` reads every line
+        idempotency_key: IdempotencyKey = None,  # likewise
+    ) -> CommandCall:
+        return await command_call(request, services)
+
+    return call
+
+
+async def command_call(request: Request[Any, Any, Any], services: Services) -> CommandCall:
     """The caller (`authenticate`, first: a request without a valid token is a 401
     whatever else it sends), then its If-Match and Idempotency-Key. Authenticated here,
     not as a `caller` dependency of its own: the framework resolves each dependency
-    through its signature model, a batch after another. `if_match` and
-    `idempotency_key` declare the headers (for the OpenAPI document); the framework
-    gives the first of two lines, so both are read here from every line."""
+    through its signature model, a batch after another."""
     caller = await authenticate(request, services)
     headers = request.headers  # once: each read of the property is ~6 Python calls
     key = one_header(headers, "Idempotency-Key")
