@@ -5,14 +5,14 @@ read (`services.api.waiting`) and are queried on the event loop
 
 Read-model rows are judged one by one by the one access model (`services.access`), each
 by the aggregate it shows, at the read model's position; a row whose aggregate has
-events its read model has not applied yet (found by one query a page:
-`LoopReadModels.behind`) is judged by that aggregate's state now as well
-(`AccessModel.listed(now=...)`), so a read model lagging behind (while a consumer is
-down: without bound) never shows what a `GET` already hides. A page is made of the rows
-kept alone, its `next_cursor` too (`read_models.Assembly`): one that left rows out reads
-on, server-side. Their personal columns are stored sealed: hidden ones are masked and
-never opened, visible ones are opened with the page's keys, fetched in one query
-(`consumers.sealed_rows`).
+events its read model has not applied yet (found with the page's rows, on PostgreSQL by
+their own statement: `LoopReadModels.behind`) is judged by that aggregate's state now
+as well (`AccessModel.listed(now=...)`), so a read model lagging behind (while a
+consumer is down: without bound) never shows what a `GET` already hides. A page is made
+of the rows kept alone, its `next_cursor` too (`read_models.Assembly`): one that left
+rows out reads on, server-side. Their personal columns are stored sealed: hidden ones
+are masked and never opened, visible ones are opened with the page's keys, fetched in
+one query (`consumers.sealed_rows`).
 """
 
 from __future__ import annotations
@@ -42,11 +42,13 @@ from services.api.read_models import (
     PERSONAL,
     READS,
     ROWS,
+    SEARCHED,
     Assembly,
     Fetched,
     Page,
     ReadModels,
     Row,
+    Rows,
 )
 from services.api.reads import Reading, off_loop
 
@@ -125,7 +127,9 @@ class ListReader(Reading):
                 terms=terms, company=company, tag=tag, findable=findable, cursor=cursor, limit=rows
             )
 
-        return await self._listed(models, found, "customers", _customer_resource, searched, **page)
+        return await self._listed(
+            models, found, "customers", _customer_resource, searched, of=SEARCHED, **page
+        )
 
     async def stats(
         self, name: str, department: str | None, min_position: int | None, **filters: Any
@@ -156,16 +160,18 @@ class ListReader(Reading):
         *,
         cursor: str | None,
         limit: int,
+        of: Rows | None = None,
     ) -> Page:
         """A page of the list `name` (`query` reads its rows after a cursor) made of the
         rows the caller may read (`_judged`) alone, items and `next_cursor` both
         (`read_models.Assembly`): a read that left rows out is read on after, server-side.
-        Then the page's rows are opened and recorded (`_shown`)."""
+        Then the page's rows are opened and recorded (`_shown`). `of`: what its rows
+        show, if not as `ROWS` says of `name`."""
         assembly: Assembly[Shown] = Assembly(name, limit)
-        after = cursor
+        after, of = cursor, of or ROWS[name]
         while True:
             fetched, now = await self._read(
-                models, query, name, resource=resource, searched=searched, after=after,
+                models, query, of, resource=resource, searched=searched, after=after,
                 rows=assembly.rows,
             )  # fmt: skip
             judged = self._judged(fetched["items"], name, resource, searched, now)
@@ -179,22 +185,21 @@ class ListReader(Reading):
         self,
         models: LoopReadModels,
         query: ListQuery,
-        name: str,
+        of: Rows,
         *,
         resource: Callable[[Row], Resource],
         searched: Iterable[str],
         after: str | None,
         rows: int,
     ) -> tuple[Fetched, dict[UUID, Resource]]:
-        """`rows` rows of the list `name` after the cursor `after`, and the state now of
-        those whose aggregate has events their read model has not applied. Asked only of
-        a caller whose view of a row could depend on its state now (a department's
-        staff, anyone searching by a personal value; not an auditor listing, who reads
-        every row alike: `AccessModel.listed_depends_on_state`)."""
-        kinds = ROWS[name]
-        asks = self.access.listed_depends_on_state(self.principal, kinds.kinds, searched)
+        """`rows` rows of a list (showing what `of` says) after the cursor `after`, and
+        the state now of those whose aggregate has events their read model has not
+        applied. Asked only of a caller whose view of a row could depend on its state now
+        (a department's staff, anyone searching by a personal value; not an auditor
+        listing, who reads every row alike: `AccessModel.listed_depends_on_state`)."""
+        asks = self.access.listed_depends_on_state(self.principal, of.kinds, searched)
         fetched, behind = await models.behind(
-            lambda m: query(m, after, rows), kinds if asks else None, self.principal.name
+            lambda m: query(m, after, rows), of if asks else None, self.principal.name
         )
         now = await self._states_now(fetched, resource, behind) if behind else {}
         return fetched, now

@@ -1,13 +1,7 @@
 """The API's reads, run on its event loop: which source answers them on each store.
 
-* PostgreSQL: `services.pg_reads` awaits every query on the loop. Read-model queries
-  (`services.api.read_models.ReadModels` over `consumers.readmodel_queries`) are plain
-  synchronous functions calling `store.fetch`; `AwaitedReadModels` runs them unchanged
-  against a stand-in store that answers each `fetch` from rows already awaited, and
-  otherwise stops the function (`_Needed`) so the driver can await that query and run
-  it again. A query function costs a few microseconds of Python; a department page or
-  a statistic makes one or two queries, so it runs two or three times for one round
-  trip each, and no query function had to be written twice.
+* PostgreSQL: `services.pg_reads` awaits every query on the loop; read-model queries
+  through `services.api.awaited_reads` (`AwaitedReadModels`).
 * SQLite (embedded): local queries answer in tens of microseconds, faster than a hop to a
   worker thread, so they run on the loop itself, on connections of their own (the
   follower's writes never hold them up: WAL readers do not wait for a writer). One that
@@ -33,14 +27,10 @@ is a 503 `query-timeout` (`SharedReadsBusy`), others' load.
 A list's page also says which of its rows show an aggregate with stored events their
 projection has not applied (`behind`), so that the access model judges those by the
 aggregate's state now as well: normally none, but every change since while a consumer
-is down. One small indexed query a page finds them, on each store the cheapest exact way:
+is down. On each store the cheapest exact way:
 
-* PostgreSQL: each projection stores, with its rows, the last version it applied of each
-  aggregate (`_applied`, in its live generation's schema, named once and kept), and the
-  event store is in the same database: an aggregate is behind when the store holds a
-  version above it (one index probe each, `_UNAPPLIED`), asked after the page's query
-  (another statement, so another snapshot: a version applied between the two is taken
-  for the row's, which then shows a state a moment old, as any read-model read does);
+* PostgreSQL: the list's own statement asks it of each row (`services.api.awaited_reads`:
+  each projection's `_applied` versions against the event store, in the same database);
 * SQLite: the follower stores the event-store position it applied up to with the rows;
   read *before* the page's query (its rows are at least that new), an aggregate is
   behind when its newest stored event is past it (one step of the event store's primary
@@ -59,7 +49,7 @@ import contextlib
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
@@ -75,17 +65,17 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder
 
-from consumers.key_stores import LOCK_SECONDS, SqliteKeyStore, locked, uuid_array
+from consumers.key_stores import LOCK_SECONDS, SqliteKeyStore, locked
 from consumers.keyring import KeyStore
-from consumers.readmodel_store import STORE_TOPIC, ReadModelNotBuilt, ReadModelStore
+from consumers.readmodel_store import STORE_TOPIC, ReadModelStore
 from consumers.store_sqlite import SqliteStore
-from projections.base import ColumnType
+from services.api.awaited_reads import AwaitedReadModels
 from services.api.query_turns import QueryTurns
 from services.api.read_models import Page, ReadModels, Rows
 from services.bootstrap import Runtime
 from services.current_state import CurrentState, log_unstored
 from services.event_store import CrmApplication
-from services.pg_reads import LIST_SHARE_EACH, QUERY_SECONDS, PostgresReads
+from services.pg_reads import QUERY_SECONDS, PostgresReads
 from services.read_deadline import QueryTimeoutError
 
 T = TypeVar("T")
@@ -251,125 +241,9 @@ _NEWER = (
 rowid is its position: one step of the index each, however long the history."""
 
 
-class AwaitedReadModels:
-    """Read models whose queries are awaited (PostgreSQL through `PostgresReads`)."""
-
-    def __init__(
-        self,
-        reads: PostgresReads,
-        models: ReadModels,
-        events: str,
-        query_seconds: float = QUERY_SECONDS,
-    ) -> None:
-        self._reads = reads
-        self._models = models
-        self._events = events  # the event store's table, "schema.table"
-        self._generations: dict[str, int] = {}
-        self._turns = QueryTurns(LIST_SHARE_EACH, query_seconds)
-
-    async def run(self, query: Callable[[ReadModels], T], principal: str) -> T:
-        answers: list[list[Row]] = []
-        served: list[bool] = []
-        while True:
-            replay = _Replay(answers, served)
-            try:
-                return query(ReadModels(replay, self._models.clock))  # type: ignore[arg-type]
-            except _Needed as needed:
-                answers.append(await self._fetch(principal, *needed.request))
-                served.append(False)
-
-    async def behind(
-        self, query: Callable[[ReadModels], Page], rows: Rows | None, principal: str
-    ) -> tuple[Page, set[UUID]]:
-        page = await self.run(query, principal)
-        ids = [] if rows is None else _aggregates(page, rows)
-        if not (rows and ids):
-            return page, set()
-        return page, await self._unapplied(rows.projection, ids, principal)
-
-    async def _fetch(
-        self,
-        principal: str,
-        query: str,
-        tables: dict[str, str],
-        params: dict[str, Any],
-        types: Mapping[str, ColumnType] | None = None,
-    ) -> list[Row]:
-        """`PostgresReads.fetch` in one of `principal`'s turns, which takes its places."""
-        async with self._turns.turn(principal) as turn:
-            return await self._reads.fetch(query, tables, params, types, turn.take)
-
-    async def _unapplied(self, projection: str, ids: list[UUID], principal: str) -> set[UUID]:
-        """Of `ids`, the aggregates with a stored version above the one `projection`'s
-        live generation applied (the generation is kept: a rebuild's switch drops the
-        old one's schema, and the query then names the new one)."""
-        for _ in range(2):
-            generation = self._generations.get(projection)
-            generation = generation or await self._generation(projection, principal)
-            if generation is None:
-                return set(ids)
-            tables = {"a": f"{projection}_v{generation}._applied", "e": self._events}
-            try:
-                found = await self._fetch(principal, _UNAPPLIED, tables, {"ids": uuid_array(ids)})
-            except ReadModelNotBuilt:  # switched since
-                self._generations.pop(projection, None)
-                continue
-            self._generations[projection] = generation
-            return {row["id"] for row in found}
-        return set(ids)
-
-    async def _generation(self, projection: str, principal: str) -> int | None:
-        found = await self._fetch(principal, _GENERATION, {}, {"name": projection})
-        return found[0]["live_generation"] if found else None
-
-    async def aclose(self) -> None:
-        """Nothing of its own: the `PostgresReads` it awaits is closed by its owner."""
-
-
-_GENERATION = "SELECT live_generation FROM crm_projections WHERE name = %(name)s"
-_UNAPPLIED = (
-    "SELECT w.id FROM unnest(%(ids)s::uuid[]) AS w(id) LEFT JOIN {a} a ON a.aggregate_id = w.id"
-    " WHERE EXISTS (SELECT FROM {e} e WHERE e.originator_id = w.id"
-    " AND e.originator_version > coalesce(a.version, 0))"
-)
-
-
 def _aggregates(page: Page, rows: Rows) -> list[UUID]:
     """The aggregates a page's rows show, each once."""
     return list(dict.fromkeys(row[rows.aggregate] for row in page["items"]))
-
-
-class _Needed(Exception):  # noqa: N818 - a signal to the driver, never escapes `run`
-    def __init__(self, request: tuple[Any, ...]) -> None:
-        super().__init__("a read-model query to await")
-        self.request = request
-
-
-class _Replay:
-    """The `fetch` of a `ReadModelStore`, answered from rows awaited before, in order.
-    Rows served once are copied when served again: query functions may change them."""
-
-    dialect = "postgresql"  # the store whose rows it was given (`AwaitedReadModels`)
-
-    def __init__(self, answers: list[list[Row]], served: list[bool]) -> None:
-        self._answers, self._served, self._next = answers, served, 0
-
-    def fetch(
-        self,
-        query: str,
-        tables: dict[str, str],
-        params: dict[str, Any],
-        types: Mapping[str, ColumnType] | None = None,
-    ) -> list[Row]:
-        index = self._next
-        if index == len(self._answers):
-            raise _Needed((query, tables, params, types))
-        self._next += 1
-        rows = self._answers[index]
-        if self._served[index]:
-            return [dict(row) for row in rows]
-        self._served[index] = True
-        return rows
 
 
 class StoreEvents:

@@ -71,22 +71,35 @@ READS: dict[str, tuple[str, ...]] = {
 
 class Rows(NamedTuple):
     """What a list's rows show: the projection that wrote them, the column naming the
-    aggregate each row shows, and the kinds of those aggregates."""
+    aggregate each row shows, the kinds of those aggregates, and the list's order (an
+    `ORDER BY` of the rows' own columns) if one statement reads them (its query's only
+    one: the statement is asked which rows lag, `services.api.awaited_reads`), or None
+    (asked by a statement of its own, after)."""
 
     projection: str
     aggregate: str
     kinds: tuple[str, ...]
+    order: str | None
 
 
+BY_ID = (rq.SortKey("customer_id", "uuid"),)
+"""The order of a customer list (department or search)."""
 ROWS: dict[str, Rows] = {
-    "customers": Rows("shared", "customer_id", ("customer",)),
-    "conversations": Rows("support", "conversation_id", ("conversation",)),
-    "tasks": Rows("support", "task_id", ("task",)),
-    "timeline": Rows("shared", "aggregate_id", ("conversation", "task")),
+    "customers": Rows("shared", "customer_id", ("customer",), rq.order_by(BY_ID)),
+    "conversations": Rows(
+        "support", "conversation_id", ("conversation",), rq.order_by(rq.QUEUE_ORDER)
+    ),
+    "tasks": Rows("support", "task_id", ("task",), rq.order_by(rq.BOARD_ORDER)),
+    "timeline": Rows(
+        "shared", "aggregate_id", ("conversation", "task"), rq.order_by(rq.TIMELINE_ORDER)
+    ),
 }
 """Of each list (a search's rows are the customers list's): whose rows they are, so a
 row whose aggregate has events that projection has not applied is found
 (`services.api.loop_reads`) and judged by its state now as well."""
+SEARCHED = ROWS["customers"]._replace(order=None)
+"""A search's rows, the customers list's: a search may ask a statement before them (a
+company start: how many companies it starts, `consumers.search_queries`)."""
 
 TIMELINE_PAGE_BYTES = 1_048_576
 """A timeline page stops at the entry whose author and content (sealed: ~4/3 of their
