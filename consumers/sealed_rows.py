@@ -36,7 +36,8 @@ def sealed(value: Any) -> bool:
 def open_rows(keyring: Keyring, wanted: Sequence[Wanted], subject: str = SUBJECT) -> None:
     """Open the named columns of each row, in place (one key query for them all)."""
     if cells := sealed_cells(wanted, subject):
-        open_cells(keyring.keys_now(owners(cells)), cells)
+        found = keyring.keys_now(owners(cells))
+        open_cells({owner.int: key for owner, key in found.items()}, cells)
 
 
 Cells = tuple[Row, UUID, list[str]]
@@ -65,15 +66,15 @@ def owners(cells: Iterable[Cells]) -> list[UUID]:
     return list({owner.int: owner for _, owner, _ in cells}.values())
 
 
-def open_cells(keys: Mapping[UUID, bytes | None], cells: Iterable[Cells]) -> None:
-    """Open each cell in place, with the keys the caller fetched for them (`owners`): a
-    subject without one (erased) opens as `ERASED`. Each subject's opener is made once,
-    when its first row comes."""
-    openers: dict[int, Callable[[str], str]] = {}  # by the subject's int: see `owners`
+def open_cells(keys: Mapping[int, bytes | None], cells: Iterable[Cells]) -> None:
+    """Open each cell in place, with the keys the caller fetched for them (`owners`), by
+    their subjects' ints (see `owners`): a subject without one (erased) opens as
+    `ERASED`. Each subject's opener is made once, when its first row comes."""
+    openers: dict[int, Callable[[str], str]] = {}
     for row, owner, columns in cells:
-        open_value = openers.get(owner.int)
+        open_value = openers.get(number := owner.int)
         if open_value is None:
-            open_value = openers[owner.int] = value_opener(owner, keys.get(owner))
+            open_value = openers[number] = value_opener(owner, keys.get(number))
         for column in columns:
             value = row[column]
             row[column] = open_value(value) if JOIN not in value else _joined(open_value, value)

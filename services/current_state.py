@@ -113,6 +113,10 @@ class EventSource(Protocol):
         """Data keys of those subjects that have a row: the key, or None once destroyed."""
         ...
 
+    async def key_rows(self, subjects: Sequence[UUID]) -> Sequence[tuple[UUID, bytes | None]]:
+        """`keys` as (subject, key) pairs: no `UUID` hashed (a Python method)."""
+        ...
+
     async def create_key(self, subject: UUID, key: bytes) -> bytes | None:
         """Store `key` unless the subject has a key or was erased: the key in force, or
         None once destroyed (`KeyStore.create`)."""
@@ -305,11 +309,15 @@ class CurrentState:
     async def _first_pages(self, wanted: Sequence[After]) -> Sequence[Sequence[StoredEvent]]:
         return await self._source.events_after_each(wanted, READ_PAGE)
 
-    async def keys_now(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+    async def keys_now(self, subjects: Sequence[UUID]) -> dict[int, bytes | None]:
         """The data keys of `subjects` as the store holds them now, kept nowhere (a page
-        of read-model rows is opened with them: an erasure in any process shows at once).
-        A subject without a key (never made, or destroyed) is absent or None."""
-        return await self._source.keys(subjects) if subjects else {}
+        of read-model rows is opened with them: an erasure in any process shows at once),
+        by the subjects' ints (`UUID.int`: a `UUID`'s hash and equality are Python
+        methods, and a page looks up fifty). A subject without a key (never made, or
+        destroyed) is absent or None."""
+        if not subjects:
+            return {}
+        return {subject.int: key for subject, key in await self._source.key_rows(subjects)}
 
     async def hold_keys(self, subjects: Iterable[UUID], *, create: bool = False) -> None:
         """Have the keyring hold the data key of each of `subjects`, or know it destroyed:

@@ -41,7 +41,8 @@ Two bounds keep one costly read from stalling the others:
 * `head`: the newest committed position (`services.current_state` asks it once for
   many concurrent reads);
 * `keys`: the data keys of some customers (`crm_subject_keys`), once per customer and
-  process, so opening personal fields never blocks the loop; `create_key`: a new
+  process, so opening personal fields never blocks the loop (`key_rows`: as the rows
+  come, for a page's keys, looked up by `UUID.int`); `create_key`: a new
   customer's, so sealing its registration does not either; `erased_since`: the keys
   other processes destroyed lately (`services.erasure_watch`);
 * `fetch`: a read-model query as `ReadModelStore.fetch` runs it (same SQL, views and
@@ -239,9 +240,12 @@ class PostgresReads:
         return int(row[0] or 0) if row else 0
 
     async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
+        return dict(await self.key_rows(subjects))
+
+    async def key_rows(self, subjects: Sequence[UUID]) -> list[tuple[UUID, bytes | None]]:
         async with self._connection() as c:
             await c.tuples.execute(PG_LOAD_MANY, (uuid_array(subjects),), prepare=True)
-            return dict(await c.tuples.fetchall())
+            return await c.tuples.fetchall()
 
     async def erased_since(
         self, since: datetime | None, otherwise: timedelta

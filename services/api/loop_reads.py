@@ -325,6 +325,9 @@ class StoreEvents:
             refused = error
         return await self._waiting(refused, self._key_rows, subjects)
 
+    async def key_rows(self, subjects: Sequence[UUID]) -> list[tuple[UUID, bytes | None]]:
+        return list((await self.keys(subjects)).items())
+
     async def create_key(self, subject: UUID, key: bytes) -> bytes | None:
         if self._keys_at_once is None:  # in memory (tests)
             return self._keys.create(subject, key)

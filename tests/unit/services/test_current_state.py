@@ -96,6 +96,9 @@ class Store:
         found = self.keys_store.load_many(subjects)
         return {s: k for s, k in found.items() if k is not None or self.keys_store.destroyed(s)}
 
+    async def key_rows(self, subjects: Sequence[UUID]) -> list[tuple[UUID, bytes | None]]:
+        return list((await self.keys(subjects)).items())
+
     async def create_key(self, subject: UUID, key: bytes) -> bytes | None:
         self.asked.append(("create key", None))
         return self.keys_store.create(subject, key)
