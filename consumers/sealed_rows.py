@@ -54,8 +54,9 @@ def sealed_cells(wanted: Sequence[Wanted], subject: str = SUBJECT) -> list[Cells
             value = row[column]  # `sealed`, written out: a page has ~150 of them
             if isinstance(value, str) and value.startswith(PREFIX):
                 if sealed_columns is None:
-                    sealed_columns = []
-                    cells.append((row, _uuid(row[subject]), sealed_columns))
+                    sealed_columns, owner = [], row[subject]  # `_uuid` written out: see above
+                    owner = owner if isinstance(owner, UUID) else _uuid(owner)
+                    cells.append((row, owner, sealed_columns))
                 sealed_columns.append(column)
     return cells
 
