@@ -24,7 +24,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from services.access_log import AccessLog
 from services.access_log_store import open_access_store
 from services.aggregate_cache import AggregateCache
-from services.api.deps import Services, authenticate, command_calls
+from services.api.deps import Services, authenticate, caller_dependency, command_calls
 from services.api.docs_page import PinnedSwagger
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.events_stream import event_stream
@@ -119,7 +119,7 @@ def create_app(
     checks |= readiness or {}
     if services.access_log is not None:
         checks["access_log"] = services.access_log.backlog
-    guard = RequestGuard()
+    guard = RequestGuard(partial(authenticate, services=services))
     app = Litestar(
         route_handlers=[
             Router(
@@ -251,9 +251,9 @@ def _dependencies(
         "services": Provide(provide_services, use_cache=True, **inline),
         "metrics_registry": Provide(provide_metrics, use_cache=True, **inline),
         "checks": Provide(provide_checks, use_cache=True, **inline),
-        "caller": Provide(authenticate),
-        "call": Provide(command_calls(services)),
-        "reader": Provide(readers(services)),
+        "caller": Provide(caller_dependency, **inline),
+        "call": Provide(command_calls(services), **inline),
+        "reader": Provide(readers(services), **inline),
         "lists": Provide(list_reader, **inline),
         "stream": Provide(event_stream, **inline),
     }

@@ -121,7 +121,22 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
     return token.strip()
 
 
-async def authenticate(request: Request[Any, Any, Any], services: ServicesDep) -> Caller:
+def caller_of(request: Request[Any, Any, Any]) -> Caller:
+    """The caller the request guard authenticated (`RequestGuard`, with `authenticate`),
+    first, before anything else of the request was parsed or read: what `reader` and
+    `call` act for."""
+    caller: Caller = request.scope["state"]["caller"]
+    return caller
+
+
+def caller_dependency(request: Request[Any, Any, Any], services: ServicesDep) -> Caller:
+    """The `caller` dependency (`caller_of`). It takes `services`, which it does not use,
+    so that the framework resolves the two one after the other: two dependencies of one
+    level are resolved in an anyio task group, ~200 us of CPU a request."""
+    return caller_of(request)
+
+
+async def authenticate(request: Request[Any, Any, Any], services: Services) -> Caller:
     """The caller of `request`, without holding the event loop (`Principals.resolve`).
     Its events' `correlation_id` is the request's id, the one its log lines and its
     answer's X-Request-Id name (`observability.chosen_request_id`): never the header
@@ -298,29 +313,27 @@ IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", required=False)
 IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key", required=False)]
 
 
-def command_calls(services: Services) -> Callable[..., Awaitable[CommandCall]]:
+def command_calls(services: Services) -> Callable[..., CommandCall]:
     """The `call` dependency, `services` bound to it by the composition root: taken as a
     dependency of its own, they were resolved through the framework's signature model,
     a batch before it, on every command. `if_match` and `idempotency_key` declare the
     headers (for the OpenAPI document); the framework gives the first of two lines, so
     `command_call` reads both from every line."""
 
-    async def call(
+    def call(
         request: Request[Any, Any, Any],
         if_match: IfMatch = None,  # declared; `command_call` reads every line
         idempotency_key: IdempotencyKey = None,  # likewise
     ) -> CommandCall:
-        return await command_call(request, services)
+        return command_call(request, services)
 
     return call
 
 
-async def command_call(request: Request[Any, Any, Any], services: Services) -> CommandCall:
-    """The caller (`authenticate`, first: a request without a valid token is a 401
-    whatever else it sends), then its If-Match and Idempotency-Key. Authenticated here,
-    not as a `caller` dependency of its own: the framework resolves each dependency
-    through its signature model, a batch after another."""
-    caller = await authenticate(request, services)
+def command_call(request: Request[Any, Any, Any], services: Services) -> CommandCall:
+    """The caller (`caller_of`: a request without a valid token was a 401 whatever else
+    it sent), then its If-Match and Idempotency-Key."""
+    caller = caller_of(request)
     headers = request.headers  # once: each read of the property is ~6 Python calls
     key = one_header(headers, "Idempotency-Key")
     if key is not None:

@@ -10,7 +10,7 @@ id), and which personal fields to mask.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -44,7 +44,7 @@ from services.api.conversation_reads import (
     conversation_answer,
     message_page,
 )
-from services.api.deps import Services, authenticate, canonical_path
+from services.api.deps import Services, caller_of, canonical_path
 from services.api.read_models import (
     Fetched,
     ReadModels,
@@ -226,15 +226,15 @@ async def off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await anyio.to_thread.run_sync(partial(function, *args, **kwargs))
 
 
-def readers(services: Services) -> Callable[[Request[Any, Any, Any]], Awaitable[Reader]]:
+def readers(services: Services) -> Callable[[Request[Any, Any, Any]], Reader]:
     """The `reader` dependency, `services` bound to it by the composition root: taken as
     a dependency of its own, they were resolved through the framework's signature model,
     a batch before it, on every read."""
 
-    async def reader(request: Request[Any, Any, Any]) -> Reader:
-        """The caller's reads (`authenticate`: here, not as a `caller` dependency of its
-        own, which the framework would resolve through its signature model too)."""
-        caller = await authenticate(request, services)
+    def reader(request: Request[Any, Any, Any]) -> Reader:
+        """The caller's reads (`caller_of`: not as a `caller` dependency of its own, which
+        the framework would resolve through its signature model too)."""
+        caller = caller_of(request)
         route = f"{request.method} {request.scope.get('path_template')}"
         return Reader(services, caller, route)
 

@@ -3,8 +3,12 @@ route takes, each once and without NUL characters, and a body that is JSON, said
 sent unencoded, and shallow.
 
 Runs as the app's `before_request` hook (`RequestGuard`), ahead of parameter and body
-decoding and authentication, so hostile input is refused cheaply and the same way on
-every route:
+decoding, so hostile input is refused cheaply and the same way on every route:
+* a route that names its caller (the `caller`, `reader` and `call` dependencies) first
+  authenticates it (`services.api.deps.authenticate`): a request without a valid token
+  is a 401 whatever else it sends, and nothing of it is parsed or read (red team: a bad
+  body or query was a 400 or 415, and the body, up to 1 MiB, read and decoded, before
+  the token was looked at);
 * a query parameter the route does not declare is a 400 naming it and those it takes
   (the framework ignored it: `/v1/stats/tasks?from=&to=` answered all-time figures as
   if the range applied), and so is one sent twice that the route takes once (the
@@ -50,7 +54,7 @@ refuses control characters in text).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,6 +88,11 @@ _WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
 _UTF_8 = frozenset({"utf-8", "utf8"})
+AUTHENTICATED = frozenset({"caller", "reader", "call"})
+"""The dependencies that name the caller: a route taking one needs a valid token."""
+Authenticate = Callable[[Request[Any, Any, Any]], Awaitable[object]]
+"""Resolves a request's token to its caller (raising `Unauthenticated`), kept in the
+scope's state as `caller` for the dependencies."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +179,9 @@ def path_ids(route: HTTPRoute) -> tuple[int, ...]:
 class RequestGuard:
     """The app's `before_request` hook; `learn(app)` once the app is built."""
 
-    def __init__(self) -> None:
+    def __init__(self, authenticate: Authenticate) -> None:
+        self._authenticate = authenticate
+        self.authenticated: set[BaseRouteHandler] = set()
         self.queries: dict[BaseRouteHandler, QueryRule | None] = {}
         self.integer_headers: dict[BaseRouteHandler, frozenset[str]] = {}
         self.ids: dict[BaseRouteHandler, tuple[int, ...]] = {}
@@ -180,6 +191,8 @@ class RequestGuard:
         for route in app.routes:
             if isinstance(route, HTTPRoute):
                 for handler, model in route.route_handler_map.values():
+                    if any(d.key in AUTHENTICATED for b in model.dependency_batches for d in b):
+                        self.authenticated.add(handler)
                     if handler.resolve_include_in_schema():
                         self.queries[handler] = QueryRule.of(model, handler)
                         headers = declared_parameters(model.expected_header_params, handler, int)
@@ -191,6 +204,8 @@ class RequestGuard:
     async def __call__(self, request: Request[Any, Any, Any]) -> None:
         """Refuse a hostile path, query, header or body; None lets the route run."""
         handler = request.scope["route_handler"]
+        if handler in self.authenticated:
+            request.scope["state"]["caller"] = await self._authenticate(request)
         if ids := self.ids.get(handler):
             refuse_unwritten_ids(request.scope["path"], ids)
         raw = request.scope["query_string"]

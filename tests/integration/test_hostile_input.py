@@ -30,12 +30,18 @@ def problem(response: Any, status: int) -> dict[str, Any]:
     return body
 
 
-def test_deeply_nested_json_is_a_400_even_without_a_token(client: Client) -> None:
+def test_deeply_nested_json_is_a_400_and_without_a_token_never_read(
+    client: Client, api: EmbeddedApi
+) -> None:
+    auth = api.token("sam", "sales", "agent")
     for body in ("[" * 1000 + "]" * 1000, '{"name":' + "[" * 1000 + "]" * 1000 + "}"):
-        sent = client.post(
-            "/v1/customers", content=body, headers={"content-type": "application/json"}
-        )
-        assert "nested" in problem(sent, 400)["detail"]
+        for token, status in ((auth, 400), ({}, 401)):
+            sent = client.post(
+                "/v1/customers", content=body, headers=token | {"content-type": "application/json"}
+            )
+            assert sent.status_code == status, sent.text
+            if status == 400:
+                assert "nested" in problem(sent, 400)["detail"]
 
 
 NOT_UTF_8 = (

@@ -6,7 +6,8 @@ actions, the roles allowed each (for principals of the resource's department, `s
 what a support agent gets on sales' resources, and how to call it on fresh resources.
 Denied means 403 naming the rule `role:action:denied`; allowed means neither 401, 403,
 404 nor any 5xx (a domain answer such as 409 proves the access model let it through).
-Without a token every non-public route is 401. What the outsider gets on sales'
+Without a valid token every non-public route is 401, whatever else the request sends
+(a bad query or body is not looked at before the token). What the outsider gets on sales'
 resources, they get on ids that exist nowhere (status, problem type, rule and field
 alike). Embedded mode (SQLite), served by a real uvicorn in a thread.
 """
@@ -130,6 +131,15 @@ def test_matrix(
             assert (
                 _request(client, case, method=method, url=url, body=body, headers={})[0] == 401
             ), url
+            for token in ({}, {"Authorization": "Bearer nobody-knows-it"}):
+                # whatever else it sends: checked before any of it is parsed or read
+                hostile = client.request(
+                    method,
+                    f"{url}{'&' if '?' in url else '?'}junk=%00",
+                    content=b'{"deep": ' * 40,
+                    headers={**token, "Content-Type": "text/plain", "Content-Encoding": "gzip"},
+                )
+                assert hostile.status_code == 401, (url, token, hostile.text)
 
 
 def _request(

@@ -1,9 +1,10 @@
 """The request's log line names its caller: `authenticate` leaves the principal's name
-where `RequestObserver` reads it, the scope's state (a dependency of the route, run
-inside the observer)."""
+where `RequestObserver` reads it, the scope's state (the request guard runs it, inside
+the observer)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from litestar import Litestar, get
@@ -12,9 +13,10 @@ from litestar.testing import TestClient
 from structlog.testing import capture_logs
 
 from services.access import Principal, Role
-from services.api.deps import CallerDep, Services, authenticate
+from services.api.deps import CallerDep, Services, authenticate, caller_dependency
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.observability import Metrics, RequestObserver
+from services.api.request_guard import RequestGuard
 
 ANN = Principal(name="ann", department="sales", role=Role.AGENT)
 
@@ -32,14 +34,17 @@ def whoami(caller: CallerDep) -> str:
 def served() -> Litestar:
     services: Any = Services.__new__(Services)  # what `authenticate` uses of it alone
     services.principals = Principals()
+    guard = RequestGuard(partial(authenticate, services=services))
     app = Litestar(
         [whoami],
         dependencies={
             "services": Provide(lambda: services, sync_to_thread=False),
-            "caller": Provide(authenticate),
+            "caller": Provide(caller_dependency, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=guard,
     )
+    guard.learn(app)
     app.asgi_handler = RequestObserver(app.asgi_handler, Metrics(lambda: 0.0), ["/whoami"])
     return app
 
