@@ -33,7 +33,8 @@ CorrelationId = Annotated[
     str,
     msgspec.Meta(
         description="the id of the request that caused the event: the client's X-Request-Id"
-        " when it was an opaque id (a UUID or 16-64 hex digits), else one the API made;"
+        " when it was an opaque id (a UUID or 16-64 hex digits, not decimal digits alone),"
+        " else one the API made;"
         " events stored before that rule hold the header's first 100 characters as sent"
     ),
 ]

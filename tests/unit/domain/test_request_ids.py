@@ -1,6 +1,7 @@
 """A request id a client gives (X-Request-Id) becomes its events' `correlation_id`, kept
 for good where no erasure reaches: only an opaque id is taken (`validation.request_id`),
-a UUID or 16-64 hex digits, never text a person could be named in."""
+a UUID or 16-64 hex digits, never text a person could be named in, nor decimal digits
+alone (a card's or a phone's number)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ REFUSED = (
     "\u0660" * 16,  # Arabic-Indic digits
     "caf\u00e9" + "0" * 16,
     "0123456789abcdef" * 625,  # 10 kB
+    "4111111111111111",  # decimal digits alone: a card's number
+    "00491701234567890",  # a phone's
+    "1" * 64,
     "a" * 65,
     "a" * 15,
     "",
