@@ -1,9 +1,10 @@
 """A reference model of who may see and do what, written for the tests.
 
 Independent of `services.access` on purpose: it states the product's rules in the plainest
-terms (who sees which customer, conversation and task; which fields they may read; which
-status a command must answer) so that the stateful test can hold every read path of the
-real API against it.
+terms (who sees which customer, conversation and task; which fields they may read, a
+message's author included; what a search may find; which status a command must answer,
+and, apart, what a conversation's or task's state refuses) so that the stateful test can
+hold every read path of the real API against it.
 """
 
 from __future__ import annotations
@@ -36,10 +37,15 @@ PRINCIPALS = (
 @dataclass
 class CustomerRef:
     owner: str
+    name: str
     email: str
     phone: str
+    company: str
     shared: set[str] = field(default_factory=set)
     consent: bool | None = None  # e-mail marketing: never recorded, granted or withdrawn
+    tags: set[str] = field(default_factory=set)
+    orders: set[str] = field(default_factory=set)
+    archived: bool = False
     erased: bool = False
 
     @property
@@ -53,6 +59,11 @@ class WorkRef:
     customer: str
     department: str
     text: str  # the subject or title
+    authors: dict[str, str | None] = field(default_factory=dict)
+    """A conversation's entries, in order: id -> author as written (None: retracted)."""
+    status: str = "open"  # open, closed (conversations); in_progress, completed, cancelled
+    assignee: str | None = None
+    answered: set[str] = field(default_factory=set)  # csat, nps, evaluation: this closing's
 
 
 @dataclass
@@ -77,6 +88,15 @@ class Reference:
     def reads_history(self, who: Who) -> bool:
         return who.role in ("manager", "auditor", "admin")
 
+    def reads_as_of(self, who: Who) -> bool:
+        return who.role in ("auditor", "admin")
+
+    def reads_audit(self, who: Who) -> bool:
+        return who.role in ("auditor", "admin")
+
+    def marketer(self, who: Who) -> bool:
+        return who.role in STAFF and who.department == "marketing"
+
     def reads_names(self, who: Who) -> bool:
         """Whether `who` reads customers' names, and so may find customers by them."""
         return who.role != "analyst"
@@ -84,15 +104,13 @@ class Reference:
     def email_seen(self, who: Who, customer: str) -> str:
         """The e-mail as `who` must read it."""
         ref = self.customers[customer]
-        hidden = who.role == "analyst" or (
-            who.role in STAFF and who.department == "marketing" and not ref.consent
-        )
+        hidden = who.role == "analyst" or (self.marketer(who) and not ref.consent)
         return MASKED if hidden else (ERASED if ref.erased else ref.email)
 
     def phone_seen(self, who: Who, customer: str) -> str:
         """The phone as `who` must read it: never by analysts nor marketing staff."""
         ref = self.customers[customer]
-        hidden = who.role == "analyst" or (who.role in STAFF and who.department == "marketing")
+        hidden = who.role == "analyst" or self.marketer(who)
         return MASKED if hidden else (ERASED if ref.erased else ref.phone)
 
     def text_seen(self, who: Who, item: str) -> str:
@@ -101,6 +119,35 @@ class Reference:
         if who.role == "analyst":
             return MASKED
         return ERASED if self.customers[ref.customer].erased else ref.text
+
+    def authors_seen(self, who: Who, item: str) -> list[str]:
+        """A conversation's entries' authors as `who` must read them: never by analysts nor
+        marketing staff, whatever the consent (an inbound author is the customer as
+        written: their e-mail, their phone, a name; staff names are hidden alike); a
+        retracted entry keeps none."""
+        ref = self.work[item]
+        if who.role == "analyst" or self.marketer(who):
+            return [MASKED] * len(ref.authors)
+        erased = self.customers[ref.customer].erased
+        return [
+            "" if author is None else ERASED if erased else author
+            for author in ref.authors.values()
+        ]
+
+    def found_by_email(self, who: Who, customer: str) -> bool:
+        """A search by e-mail finds a customer whose e-mail `who` reads (so marketing
+        staff only those consenting to e-mail marketing), not archived nor erased."""
+        ref = self.customers[customer]
+        return self.listed_in_search(who, customer) and self.email_seen(who, customer) == ref.email
+
+    def found_by_phone(self, who: Who, customer: str) -> bool:
+        ref = self.customers[customer]
+        return self.listed_in_search(who, customer) and self.phone_seen(who, customer) == ref.phone
+
+    def listed_in_search(self, who: Who, customer: str) -> bool:
+        """Found by something `who` reads of them (a company or tag: nothing personal)."""
+        ref = self.customers[customer]
+        return self.sees_customer(who, customer) and not (ref.archived or ref.erased)
 
     # --- what each command must answer ----------------------------------------------
 
@@ -111,22 +158,29 @@ class Reference:
 
     def owner_change(self, who: Who, customer: str) -> int:
         """Owner changes, shares and unshares: the owning department decides."""
-        if who.role not in WRITERS:
-            return 403
-        if not self.sees_customer(who, customer):
-            return 404
-        if who.role in STAFF and who.department != self.customers[customer].owner:
-            return 403
-        return 409 if self.customers[customer].erased else 200
+        return self.customer_change(who, customer, owner_only=True)
 
-    def consent(self, who: Who, customer: str, granted: bool) -> int:
+    def customer_change(
+        self, who: Who, customer: str, owner_only: bool = False, archived_too: bool = False
+    ) -> int:
+        """A change of a customer (profile, tags, orders; `owner_only`: owner, shares,
+        archiving): by those who read it (404), the owning department's staff alone where
+        it decides; none once erased (409), nor once archived (409) but those allowed
+        `archived_too` (consents, an order's status, archiving again)."""
         if who.role not in WRITERS:
             return 403
         if not self.sees_customer(who, customer):
             return 404
         ref = self.customers[customer]
-        if ref.erased:
-            return 409
+        if owner_only and who.role in STAFF and who.department != ref.owner:
+            return 403
+        return 409 if ref.erased or (ref.archived and not archived_too) else 200
+
+    def consent(self, who: Who, customer: str, granted: bool) -> int:
+        answer = self.customer_change(who, customer, archived_too=True)
+        if answer != 200:
+            return answer
+        ref = self.customers[customer]
         widens = granted and not ref.consent and self.email_seen(who, customer) == MASKED
         return 403 if widens else 200
 
@@ -137,7 +191,8 @@ class Reference:
             return 403  # naming someone else is an assignment
         if not self.sees_customer(who, customer):
             return 404
-        if self.customers[customer].erased:
+        ref = self.customers[customer]
+        if ref.erased or ref.archived:  # no new work on them
             return 409
         return 403 if who.role in STAFF and who.department != department else 201
 
@@ -150,7 +205,51 @@ class Reference:
             return 404
         return 409 if self.customers[self.work[item].customer].erased else 200
 
+    def survey(self, who: Who, item: str) -> int:
+        """A CSAT or NPS answer: the survey's integration (a service) or an admin alone."""
+        if who.role not in ("service", "admin"):
+            return 403
+        return self.change_work(who, item)
+
     def erase(self, who: Who, customer: str) -> int:
         if who.role != "admin":
             return 403
         return 409 if self.customers[customer].erased else 200
+
+    # --- what the domain refuses once access allows (not access: the answer to expect) ---
+
+    def refused_by_state(self, who: Who, item: str, command: str) -> int | None:
+        """The status with which a conversation's or task's state refuses `command` (None:
+        it takes it): entries, closing and hand-offs need an open conversation, surveys a
+        closed one answered no more this closing; a task moves open -> in_progress ->
+        completed (or cancelled while active), is evaluated once per completion by anyone
+        but its assignee (403), and reopened when completed or cancelled, by anyone but
+        the assignee once the completion was evaluated."""
+        ref = self.work[item]
+        status, assignee = ref.status, ref.assignee
+        judged = "evaluation" in ref.answered and who.name == assignee
+        allowed = {
+            "message": status == "open",
+            "note": status == "open",
+            "retract": status == "open",
+            "correct": True,
+            "close": status == "open",
+            "handoff": status == "open",
+            "csat": status == "closed" and "csat" not in ref.answered,
+            "nps": status == "closed" and "nps" not in ref.answered,
+            "patch": status in ("open", "in_progress"),
+            "assign": status in ("open", "in_progress"),
+            "start": status == "open" and assignee is not None,
+            "progress": status == "in_progress",
+            "complete": status == "in_progress",
+            "evaluation": status == "completed" and "evaluation" not in ref.answered,
+            "cancel": status in ("open", "in_progress"),
+            "reopen": status in ("closed", "completed", "cancelled"),
+        }[command]
+        if not allowed:
+            return 409
+        if command == "evaluation" and who.name == assignee:
+            return 403  # nobody judges their own work
+        if command == "reopen" and status == "completed" and judged:
+            return 403
+        return None

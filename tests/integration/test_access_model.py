@@ -1,16 +1,23 @@
 """The access model against a reference model written in the tests (`access_reference`).
 
 A hypothesis state machine registers, shares, unshares, hands off, changes owners and
-consents, assigns and erases, as principals of all six roles in the three departments,
-and after every step holds every principal x every read path of the real API (served by
-uvicorn) against the reference: each `GET`, history, each timeline entry, each department
-view, customer search, statistics and, at the end of each run, every event each
-principal's open stream delivered (judged as of that event) and what a replay of it
-delivers (judged as of that event and now). Nothing visible that should not be; every
-personal field masked where it must be; every command answered as the reference says.
-Department views and search are also held against it before the read models apply a
-step's commands: a row older than its aggregate shows nothing its state now hides.
-Run on the embedded default and on PostgreSQL.
+consents, assigns and erases; changes profiles, tags, orders and archives customers; logs
+messages (inbound ones authored by the customer's e-mail, phone or name) and notes,
+corrects and retracts them, closes and reopens conversations and records survey answers;
+changes, starts, progresses, completes, evaluates, reopens and cancels tasks; as
+principals of all six roles in the three departments (each run starts with a customer, a
+conversation and a task). Every command is answered as the reference says: its access
+rule, else what the state refuses (the reference states both plainly). After every step it
+holds every principal x every read path of the real API (served by uvicorn) against the
+reference: each `GET` (customers also `?as_of=`), history, every `/messages` page, each
+timeline entry and its author, each department view, customer search (by name, e-mail,
+phone, company, tag), statistics, the departments, `ping`, the audit routes and, at the
+end of each run, every event each principal's open stream delivered (judged as of that
+event) and what a replay of it delivers (`Last-Event-ID`, `?after=`; judged as of that
+event and now). Nothing visible that should not be; every personal field (a message's
+author included) masked where it must be. Department views and search are also held
+against it before the read models apply a step's commands: a row older than its aggregate
+shows nothing its state now hides. Run on the embedded default and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ from tests.integration.stream_support import Event, Stream
 
 Expected = dict[str, list[tuple[str, str]]]  # principal -> [(event type, aggregate id)]
 actors = st.sampled_from(PRINCIPALS)
+INBOUND = ("email", "phone", "name")  # what an inbound message's author is of its customer
+MARKETERS = {w.name for w in PRINCIPALS if w.role in STAFF and w.department == "marketing"}
 departments = st.sampled_from(DEPARTMENTS)
 numbers = itertools.count()
 
@@ -98,6 +107,19 @@ class AccessMachine(RuleBasedStateMachine):
     def first_customer(self, department: str) -> str:
         return self.register(Who("service-1", "service", "integration"), department) or ""
 
+    @initialize(target=work, department=departments, inbound=st.sampled_from(INBOUND))
+    def first_work(self, department: str, inbound: str) -> Any:
+        """A customer of `department`'s own, with a task (assigned) there and a conversation
+        in marketing holding a message from the customer (authored by their e-mail, phone
+        or name): every run has work for the commands on it, and marketing staff read
+        authors of a customer they may not read, from the first step on."""
+        service = Who("service-1", "service", "integration")
+        customer = self.register(service, department) or ""
+        conversation = self.open_work(service, customer, "marketing", task=False, assignee="none")
+        self.change_work(service, conversation, CONVERSATION_COMMANDS.index("inbound"), inbound)
+        task = self.open_work(service, customer, department, task=True, assignee="other")
+        return multiple(conversation, task)
+
     @rule(target=customers, who=actors, department=departments)
     def register_customer(self, who: Who, department: str) -> Any:
         customer = self.register(who, department)
@@ -106,15 +128,18 @@ class AccessMachine(RuleBasedStateMachine):
     def register(self, who: Who, department: str) -> str | None:
         expected = self.ref.register(who, department)
         number = next(numbers)
+        name, company = f"Person {number}", f"Co-{number:05d}"
         email, phone = f"person{number}@example.com", f"+4420794{number:05d}"
-        body = {"name": f"Person {number}", "email": email, "phone": phone}
+        body = {"name": name, "email": email, "phone": phone, "company": company}
         answer = self.send(
             who, "POST", "/v1/customers", expected, body | {"owner_department": department}
         )
         if expected != 201:
             return None
         customer = str(answer["id"])
-        self.ref.customers[customer] = CustomerRef(owner=department, email=email, phone=phone)
+        self.ref.customers[customer] = CustomerRef(
+            owner=department, name=name, email=email, phone=phone, company=company
+        )
         self.delivered("CustomerRegistered", customer, self.sees_customer(customer))
         return customer
 
@@ -194,7 +219,11 @@ class AccessMachine(RuleBasedStateMachine):
         item = str(answer["id"])
         kind = "task" if task else "conversation"
         self.ref.work[item] = WorkRef(
-            kind=kind, customer=customer, department=department, text=text
+            kind=kind,
+            customer=customer,
+            department=department,
+            text=text,
+            assignee=named if task else None,
         )
         event = "TaskCreated" if task else "ConversationOpened"
         self.delivered(event, item, self.sees_work(item))
@@ -208,20 +237,125 @@ class AccessMachine(RuleBasedStateMachine):
         ref = self.ref.work.get(item)
         if ref is None or department == ref.department:
             return
+        named = who.name if assignee == "self" else "someone.else"
         if ref.kind == "conversation":
-            expected = self.ref.change_work(who, item)
+            expected = self.expected_of(who, item, "handoff", self.ref.change_work(who, item))
             body: dict[str, Any] = {"to_department": department}
             self.send(who, "POST", f"/v1/conversations/{item}/handoffs", expected, body)
             kind = "ConversationHandedOff"
         else:
-            named = who.name if assignee == "self" else "someone.else"
-            expected = self.ref.change_work(who, item, named)
+            access = self.ref.change_work(who, item, named)
+            expected = self.expected_of(who, item, "assign", access)
             body = {"assignee": named, "department": department}
             self.send(who, "POST", f"/v1/tasks/{item}/assignment", expected, body)
             kind = "TaskAssigned"
         if expected == 200:
             ref.department = department
+            ref.assignee = named if ref.kind == "task" else None
             self.delivered(kind, item, self.sees_work(item))
+
+    def expected_of(self, who: Who, item: str, command: str, access: int) -> int:
+        """The access model's answer, else the state's refusal, else `ok`."""
+        if access not in (200, 201):
+            return access
+        return self.ref.refused_by_state(who, item, command) or access
+
+    @rule(
+        who=actors,
+        customer=customers,
+        command=st.sampled_from(("profile", "tag", "untag", "order", "order_status", "archive")),
+    )
+    def change_customer(self, who: Who, customer: str, command: str) -> None:
+        """A customer's profile (its company), tags, orders, or its archiving."""
+        ref, number = self.ref.customers[customer], next(numbers)
+        url = f"/v1/customers/{customer}"
+        tag, order = min(ref.tags, default=""), min(ref.orders, default="")
+        calls: dict[str, tuple[str, str, Any, str]] = {
+            "profile": ("PATCH", url, {"company": f"Co-{number:05d}"}, "CustomerProfileUpdated"),
+            "tag": ("POST", f"{url}/tags", {"tag": f"t{number}"}, "CustomerTagged"),
+            "untag": ("DELETE", f"{url}/tags/{tag}", None, "CustomerUntagged"),
+            "order": (
+                "POST",
+                f"{url}/orders",
+                ORDER | {"order_id": f"o-{number}"},
+                "OrderRecorded",
+            ),
+            "order_status": (
+                "PATCH",
+                f"{url}/orders/{order}",
+                {"status": f"s{number}"},
+                "OrderStatusChanged",
+            ),
+            "archive": ("DELETE", url, None, "CustomerArchived"),
+        }
+        if (command == "untag" and not ref.tags) or (command == "order_status" and not ref.orders):
+            return
+        method, path, body, kind = calls[command]
+        expected = self.ref.customer_change(
+            who,
+            customer,
+            owner_only=command == "archive",
+            archived_too=command in ("order_status", "archive"),
+        )
+        self.send(who, method, path, expected, body)
+        if expected != 200 or (command == "archive" and ref.archived):  # archived already
+            return
+        if command == "profile":
+            ref.company = body["company"]
+        elif command in ("tag", "untag"):
+            ref.tags ^= {tag if command == "untag" else body["tag"]}
+        elif command == "order":
+            ref.orders.add(body["order_id"])
+        elif command == "archive":
+            ref.archived = True
+        self.delivered(kind, customer, self.sees_customer(customer))
+
+    @rule(
+        who=actors,
+        item=work,
+        pick=st.integers(0, 8),
+        inbound=st.sampled_from(INBOUND),
+    )
+    def change_work(self, who: Who, item: str, pick: int, inbound: str) -> None:
+        """A conversation's entries (inbound ones authored by the customer's e-mail, phone
+        or name), corrections, retractions, closing, reopening and survey answers; a
+        task's details, start, progress, completion, evaluation, reopening, cancelling."""
+        ref = self.ref.work[item]
+        commands = CONVERSATION_COMMANDS if ref.kind == "conversation" else TASK_COMMANDS
+        command = commands[pick % len(commands)]
+        live = [entry for entry, author in ref.authors.items() if author is not None]
+        if command in ("correct", "retract") and not live:
+            return
+        customer, text = self.ref.customers[ref.customer], f"Text {next(numbers)}"
+        author = {
+            "inbound": getattr(customer, inbound),
+            "outbound": who.name,
+            "note": who.name,
+        }.get(command)
+        method, path, body, kind = _work_call(
+            ref.kind, item, command, author=author, text=text, live=live
+        )
+        survey = command in ("csat", "nps")
+        access = self.ref.survey(who, item) if survey else self.ref.change_work(who, item)
+        ok = 201 if command in ("inbound", "outbound", "note") else 200
+        state = command if command not in ("inbound", "outbound") else "message"
+        expected = self.expected_of(who, item, state, access if access != 200 else ok)
+        answer = self.send(who, method, path, expected, body)
+        if expected != ok:
+            return
+        if author is not None:
+            ref.authors[str(answer["message_id"])] = author
+        elif command == "retract":
+            ref.authors[live[-1]] = None
+        elif command == "patch":
+            ref.text = text
+        elif command in ("csat", "nps", "evaluation"):
+            ref.answered.add(command)
+        elif command in STATUS_AFTER:
+            ref.status = STATUS_AFTER[command][ref.kind]
+            if command == "reopen":
+                ref.answered.clear()
+        self.delivered(kind, item, self.sees_work(item))
 
     @rule(who=actors, customer=customers)
     def erase(self, who: Who, customer: str) -> None:
@@ -244,6 +378,7 @@ class AccessMachine(RuleBasedStateMachine):
             self.check_records(who)
             self.check_views(who)
             self.check_search(who)
+            self.check_other_reads(who)
 
     def get(self, who: Who, url: str) -> httpx.Response:
         response = self.http.get(url, headers=self.tokens[who.name])
@@ -259,12 +394,24 @@ class AccessMachine(RuleBasedStateMachine):
                 continue
             assert seen.json()["email"] == ref.email_seen(who, customer), (who, seen.text)
             assert seen.json()["phone"] == ref.phone_seen(who, customer), (who, seen.text)
+            self.check_as_of(who, customer)
             timeline = self.get(who, f"/v1/customers/{customer}/timeline?limit=500").json()
             entries = {e["aggregate_id"] for e in timeline["items"]}
             visible = {
                 i for i, w in ref.work.items() if w.customer == customer and ref.sees_work(who, i)
             }
             assert entries == visible, (who, customer)
+            for item in visible:  # each entry's author (a retracted entry leaves the timeline)
+                authors = [
+                    e["author"]
+                    for e in timeline["items"]
+                    if e["aggregate_id"] == item and e["author"] is not None
+                ]
+                kept = zip(
+                    ref.work[item].authors.values(), ref.authors_seen(who, item), strict=True
+                )
+                wanted = [seen for author, seen in kept if author is not None]
+                assert sorted(authors) == sorted(wanted), (who, item, authors, wanted)
             if who.role == "analyst":
                 assert "Text " not in str(timeline)
             for page in ("", "?cursor=1&limit=1"):  # a later page is judged alike
@@ -273,17 +420,48 @@ class AccessMachine(RuleBasedStateMachine):
             self.check_history(who, f"/v1/customers/{customer}", customer)
         for item, work in ref.work.items():
             seen = self.get(who, f"/v1/{work.kind}s/{item}")
-            if work.kind == "conversation":  # a page of its messages: read as it is
-                messages = self.get(who, f"/v1/conversations/{item}/messages")
-                assert messages.status_code == seen.status_code, (who, item, messages.text)
-                if messages.status_code == 200:
-                    assert messages.json()["messages"] == seen.json()["messages"], (who, item)
+            if work.kind == "conversation":  # its messages, two a page: read as it is
+                status, messages = self.paged_messages(who, item)
+                assert status == seen.status_code, (who, item, messages)
+                if status == 200:
+                    assert messages == seen.json()["messages"], (who, item)
             if not ref.sees_work(who, item):
                 assert seen.status_code == 404, (who, item, seen.text)
                 continue
             self.check_history(who, f"/v1/{work.kind}s/{item}", item)
             text = seen.json()["subject" if work.kind == "conversation" else "title"]
             assert text == ref.text_seen(who, item), (who, item)
+            if work.kind == "conversation":
+                authors = [m["author"] for m in seen.json()["messages"]]
+                assert authors == ref.authors_seen(who, item), (who, item, authors)
+
+    def paged_messages(self, who: Who, item: str) -> tuple[int, list[Any]]:
+        """Every `/messages` page of a conversation (the first page's status)."""
+        url, messages, status = f"/v1/conversations/{item}/messages?limit=2", [], 0
+        while url:
+            page = self.get(who, url)
+            status = status or page.status_code
+            if page.status_code != 200:
+                assert page.status_code == status, (who, url, page.text)
+                return status, []
+            messages += page.json()["messages"]
+            after = page.json()["next_cursor"]
+            url = after and f"/v1/conversations/{item}/messages?limit=2&after={quote(after)}"
+        return status, messages
+
+    def check_as_of(self, who: Who, customer: str) -> None:
+        """`?as_of=`: auditors' and admins' (others: 403); later than every step the state
+        now, before the customer existed a 404."""
+        ref = self.ref
+        later = self.get(who, f"/v1/customers/{customer}?as_of={LATER}")
+        earlier = self.get(who, f"/v1/customers/{customer}?as_of={EARLIER}")
+        if not ref.reads_as_of(who):
+            assert (later.status_code, earlier.status_code) == (403, 403), (who, later.text)
+            return
+        assert earlier.status_code == 404, (who, earlier.text)
+        assert later.status_code == 200, (who, later.text)
+        assert later.json()["email"] == ref.email_seen(who, customer), (who, later.text)
+        assert later.json()["phone"] == ref.phone_seen(who, customer), (who, later.text)
 
     def check_history(self, who: Who, path: str, aggregate: str) -> None:
         """A history (every page, two events a page) holds the events of `aggregate` the
@@ -311,21 +489,30 @@ class AccessMachine(RuleBasedStateMachine):
                 for view in ("customers", "conversations", "tasks")
             }
             if not lagging:
-                stats = self.get(who, f"/v1/stats/satisfaction?department={department}")
-                assert stats.status_code == (200 if ref.sees_stats(who, department) else 403)
+                for stats in ("satisfaction", "tasks"):
+                    answer = self.get(who, f"/v1/stats/{stats}?department={department}")
+                    wanted = 200 if ref.sees_stats(who, department) else 403
+                    assert answer.status_code == wanted, (who, stats, answer.text)
             if not ref.sees_view(who, department):
                 assert {v.status_code for v in views.values()} == {403}, (who, department)
                 continue
             rows = views["customers"].json()["items"]
             listed = {row["customer_id"]: row["email"] for row in rows}
-            members = {c for c, r in ref.customers.items() if department in r.departments}
+            members = {
+                c
+                for c, r in ref.customers.items()
+                if department in r.departments and (lagging or not r.archived)
+            }  # a row lagging behind an archiving still lists its customer
             assert _holds(set(listed), members, lagging), (who, department)
             for customer, email in listed.items():
                 assert email in _seen(ref.email_seen(who, customer), lagging), (who, customer)
             for kind, view in (("conversation", "conversations"), ("task", "tasks")):
                 items = {row[f"{kind}_id"] for row in views[view].json()["items"]}
-                there = {
-                    i for i, w in ref.work.items() if (w.kind, w.department) == (kind, department)
+                there = {  # the conversations' queue: open ones (a lagging row: any)
+                    i
+                    for i, w in ref.work.items()
+                    if (w.kind, w.department) == (kind, department)
+                    and (lagging or kind == "task" or w.status == "open")
                 }
                 assert _holds(items, there, lagging), (who, department, view)
                 if who.role == "analyst":
@@ -343,17 +530,45 @@ class AccessMachine(RuleBasedStateMachine):
         readable = {
             c
             for c, r in ref.customers.items()
-            if ref.sees_customer(who, c) and ref.reads_names(who) and (lagging or not r.erased)
+            if ref.sees_customer(who, c)
+            and ref.reads_names(who)
+            and (lagging or not (r.erased or r.archived))
         }
         assert _holds(set(rows), readable, lagging), (who, rows)
         for customer, email in rows.items():
             assert email in _seen(ref.email_seen(who, customer), lagging), (who, customer)
         if lagging:
             return
-        for customer, r in ref.customers.items():  # found by phone only where it is read
-            by_phone = self.get(who, f"/v1/customers?phone={quote(r.phone)}").json()
-            wanted = customer in readable and ref.phone_seen(who, customer) == r.phone
-            assert [row["customer_id"] for row in by_phone["items"]] == [customer] * wanted
+        for customer, r in ref.customers.items():  # by a personal value only where it is read
+            searches = [
+                ("phone", r.phone, ref.found_by_phone(who, customer)),
+                ("email", r.email, ref.found_by_email(who, customer)),
+                ("company", r.company, ref.listed_in_search(who, customer)),
+            ]
+            if r.tags:
+                searches.append(("tag", min(r.tags), ref.listed_in_search(who, customer)))
+            for key, value, wanted in searches:
+                found = self.get(who, f"/v1/customers?{key}={quote(value)}")
+                assert found.status_code == 200, (who, key, found.text)
+                ids = [row["customer_id"] for row in found.json()["items"]]
+                assert ids == [customer] * wanted, (who, key, value, ids)
+
+    def check_other_reads(self, who: Who) -> None:
+        """The configured departments and `ping` for every caller; the audit routes for
+        auditors and admins, whose access log names no author a marketer read."""
+        ref = self.ref
+        departments = self.get(who, "/v1/departments")
+        assert departments.status_code == 200, (who, departments.text)
+        assert departments.json() == {"departments": list(DEPARTMENTS)}, (who, departments.text)
+        assert self.get(who, "/v1/ping").status_code == 200
+        for route in ("/v1/audit/checkpoints", "/v1/audit/access?limit=500"):
+            answer = self.get(who, route)
+            assert answer.status_code == (200 if ref.reads_audit(who) else 403), (who, route)
+        if who.role == "auditor":
+            stored = self.get(who, "/v1/audit/access?limit=500").json()["items"]
+            for record in (item["record"] for item in stored):
+                if record["principal"] in MARKETERS:
+                    assert not any(f.endswith("author") for f in record["fields"]), record
 
     # --- the streams, at the end of each run -------------------------------------------
 
@@ -380,22 +595,34 @@ class AccessMachine(RuleBasedStateMachine):
         def final(event: Event) -> bool:
             return _last(event) == last and _to(event) == "marketing"
 
+        lived: dict[str, list[Event]] = {}
         for who in PRINCIPALS:
-            events = self.streams[who.name].until(final, str(who))
+            events = lived[who.name] = self.streams[who.name].until(final, str(who))
             delivered = [(kind, data["originator_id"]) for kind, _, data in events]
             assert delivered == self.expected[who.name], (who, delivered, self.expected[who.name])
             self.check_masked(who, events)
-        self.check_resumed(admin, marker)
+        self.check_resumed(admin, marker, lived)
 
-    def check_resumed(self, admin: Who, marker: str) -> None:
+    def check_resumed(self, admin: Who, marker: str, lived: dict[str, list[Event]]) -> None:
         """A reconnecting EventSource (`Last-Event-ID: 0`, where every stream started): the
         roles that may read history get what their live stream got of what they may still
         read (a replay is judged then and now); the others start at the head, so they get
-        only what follows."""
+        only what follows. `?after=N` (N: half way through the admin's stream) is theirs
+        alone (others: 403), and replays what came after N alike."""
+        middle = lived[admin.name][len(lived[admin.name]) // 2][1]
         resumed = {
             w.name: Stream(self.base, "/v1/events/stream", self.tokens[w.name] | RESUME)
             for w in PRINCIPALS
         }
+        after = {
+            w.name: Stream(self.base, f"/v1/events/stream?after={middle}", self.tokens[w.name])
+            for w in PRINCIPALS
+            if w.role in REPLAYS
+        }
+        for who in PRINCIPALS:  # a refusal answers at once: no stream to read
+            if who.role not in REPLAYS:
+                refused = self.get(who, f"/v1/events/stream?after={middle}")
+                assert refused.status_code == 403, (who, refused.text)
         try:
             self.send(admin, "POST", f"/v1/customers/{marker}/tags", 200, {"tag": "resumed"})
             last = ("CustomerTagged", marker)
@@ -406,8 +633,19 @@ class AccessMachine(RuleBasedStateMachine):
                 replayed = replayed if who.role in REPLAYS else []
                 assert delivered == [*replayed, last], (who, delivered)
                 self.check_masked(who, events)
+                if who.role not in REPLAYS:
+                    continue
+                events = after[who.name].until(lambda e: _last(e) == last, f"{who} after")
+                delivered = [(kind, data["originator_id"]) for kind, _, data in events]
+                since = [
+                    (kind, data["originator_id"])
+                    for kind, position, data in lived[who.name]
+                    if position > middle and self.sees_now(who, data["originator_id"])
+                ]
+                assert delivered == [*since, last], (who, middle, delivered)
+                self.check_masked(who, events)
         finally:
-            for stream in resumed.values():
+            for stream in (*resumed.values(), *after.values()):
                 stream.close()
 
     def check_masked(self, who: Who, events: list[Event]) -> None:
@@ -420,6 +658,71 @@ class AccessMachine(RuleBasedStateMachine):
             if kind in ("ConversationOpened", "TaskCreated"):
                 text = data["subject" if kind == "ConversationOpened" else "title"]
                 assert (text == MASKED) is (who.role == "analyst"), (who, data)
+            if kind == "MessageLogged":  # whatever the consent
+                hidden = who.role == "analyst" or who.name in MARKETERS
+                assert (data["author"] == MASKED) is hidden, (who, data)
+            if kind == "InternalNoteAdded":  # its author is its actor, in the event not personal
+                assert data["author"] == data["actor"], (who, data)
+
+
+ORDER = {"amount": "10.00", "currency": "EUR"}
+CONVERSATION_COMMANDS = (
+    "inbound", "outbound", "note", "correct", "retract", "close", "reopen", "csat", "nps",
+)  # fmt: skip
+TASK_COMMANDS = ("patch", "start", "progress", "complete", "evaluation", "reopen", "cancel")
+STATUS_AFTER = {
+    "close": {"conversation": "closed"},
+    "reopen": {"conversation": "open", "task": "open"},
+    "start": {"task": "in_progress"},
+    "complete": {"task": "completed"},
+    "cancel": {"task": "cancelled"},
+}
+WORK_EVENTS = {
+    "inbound": "MessageLogged",
+    "outbound": "MessageLogged",
+    "note": "InternalNoteAdded",
+    "correct": "MessageCorrected",
+    "retract": "MessageRetracted",
+    "close": "ConversationClosed",
+    "csat": "SatisfactionRated",
+    "nps": "RecommendationScored",
+    "patch": "TaskDetailsChanged",
+    "start": "TaskStarted",
+    "progress": "TaskProgressLogged",
+    "complete": "TaskCompleted",
+    "evaluation": "TaskEvaluated",
+    "cancel": "TaskCancelled",
+}
+
+
+def _work_call(
+    kind: str, item: str, command: str, *, author: str | None, text: str, live: list[str]
+) -> tuple[str, str, Any, str]:
+    """method, path, body and the event a work command stores."""
+    url = f"/v1/{kind}s/{item}"
+    entry = f"{url}/messages/{live[-1] if live else ''}"
+    bodies: dict[str, tuple[str, str, Any]] = {
+        "inbound": ("POST", f"{url}/messages", {"direction": "inbound", "author": author}),
+        "outbound": ("POST", f"{url}/messages", {"direction": "outbound", "author": author}),
+        "note": ("POST", f"{url}/notes", {}),
+        "correct": ("PATCH", entry, {"content": text, "reason": "typo"}),
+        "retract": ("DELETE", f"{entry}?reason=wrong", None),
+        "close": ("POST", f"{url}/close", {"outcome": "resolved"}),
+        "reopen": ("POST", f"{url}/reopen", {"reason": "again"}),
+        "csat": ("POST", f"{url}/csat", {"score": 5}),
+        "nps": ("POST", f"{url}/nps", {"score": 9}),
+        "patch": ("PATCH", url, {"title": text}),
+        "start": ("POST", f"{url}/start", None),
+        "progress": ("POST", f"{url}/progress", {"note": "n", "percent": 10}),
+        "complete": ("POST", f"{url}/complete", {"resolution": "r"}),
+        "evaluation": ("POST", f"{url}/evaluation", {"score": 4}),
+        "cancel": ("POST", f"{url}/cancel", {"reason": "no"}),
+    }
+    method, path, body = bodies[command]
+    if command in ("inbound", "outbound", "note"):
+        body |= {"content": text}
+    reopened = "ConversationReopened" if kind == "conversation" else "TaskReopened"
+    return method, path, body, WORK_EVENTS.get(command, reopened)
 
 
 RESUME = {"Last-Event-ID": "0"}  # what a reconnecting EventSource sends
@@ -441,6 +744,9 @@ def test_access_model_on_the_embedded_default(tmp_path: Path) -> None:
 def test_access_model_on_postgresql(tmp_path: Path, server_url: str) -> None:
     AccessMachine.tmp, AccessMachine.database_url = tmp_path, server_url
     run_state_machine_as_test(AccessMachine, settings=RUNS)
+
+
+LATER, EARLIER = "2999-01-01T00:00:00Z", "1999-01-01T00:00:00Z"  # `as_of` instants
 
 
 def _holds(shown: set[str], wanted: set[str], lagging: bool) -> bool:
