@@ -79,7 +79,15 @@ def pipelined(port: int, count: int) -> int:
 
 SLOW_CLIENTS = {"CRM_HTTP_RECEIVE_SECONDS": "1"}
 SLOW_HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
-SLOW_BODY = b"POST /v1/customers HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n{"
+
+
+def slow_body(token: str) -> bytes:
+    """A command's head, authenticated (a request without a valid token is a 401 before
+    its body is read), and the start of a body it promised 900 bytes of."""
+    return (
+        f"POST /v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Length: 900\r\n\r\n{"
+    ).encode()
 
 
 def trickled(connection: socket.socket, start: bytes) -> bytes:
@@ -108,11 +116,12 @@ def test_a_request_not_received_in_time_is_a_408_and_a_silent_connection_is_clos
     with crm_processes(env | SLOW_CLIENTS, tmp_path) as crm:
         process = crm.serve(command, port)
         token = crm.run("principals", "add", "eve", "--department", "sales", "--role", "admin")
-        headers = {"Authorization": f"Bearer {token.strip().splitlines()[-1]}"}
+        token = token.strip().splitlines()[-1]
+        headers = {"Authorization": f"Bearer {token}"}
         stream = Stream(f"http://127.0.0.1:{port}", "/v1/events/stream", headers)
         with socket.create_connection(("127.0.0.1", port), timeout=20) as silent:
             assert silent.recv(1) == b""  # closed, nothing said
-        for start in (SLOW_HEAD, SLOW_BODY):
+        for start in (SLOW_HEAD, slow_body(token)):
             with socket.create_connection(("127.0.0.1", port)) as connection:
                 answer = trickled(connection, start)
                 assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
