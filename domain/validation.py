@@ -367,10 +367,12 @@ def request_id(value: str, field: str = "X-Request-Id") -> str:
     and so are `grace_hopper_1906` (letters past `f`, the habit of naming a request by
     its person), `@`, `.`, spaces, controls, anything not ASCII, braces and `urn:uuid:`.
     Nor decimal digits alone (`4111111111111111`, `00491701234567890`: a card's or a
-    phone's number; a random 16-hex-digit id is one 0.05 % of the time, and is then
-    replaced). The API takes another id for a request whose id is refused, never refuses
-    the request (`services.api.observability.chosen_request_id`)."""
-    if len(value) > 64 or not _REQUEST_ID.fullmatch(value) or value.isdigit():
+    phone's number), hyphens aside (`00491701-2345-6789-0000-000000000000`: the same
+    number in a UUID's shape; a random 16-hex-digit id is all decimal 0.05 % of the time,
+    a random UUID 3e-7 of it, and is then replaced). The API takes another id for a
+    request whose id is refused, never refuses the request
+    (`services.api.observability.chosen_request_id`)."""
+    if len(value) > 64 or not _REQUEST_ID.fullmatch(value) or value.replace("-", "").isdigit():
         raise ValidationFailed(
             field,
             "must be a UUID or 16-64 hex digits, not decimal digits alone"

@@ -47,6 +47,8 @@ REFUSED = (
     "0123456789abcdef" * 625,  # 10 kB
     "4111111111111111",  # decimal digits alone: a card's number
     "00491701234567890",  # a phone's
+    "00491701-2345-6789-0000-000000000000",  # a phone's, padded into a UUID's shape
+    "41111111-1111-1111-1111-111111111111",  # a card's, likewise
     "1" * 64,
     "a" * 65,
     "a" * 15,
