@@ -42,6 +42,7 @@ from typing import Any, LiteralString, NamedTuple, TypeVar
 
 import structlog
 from psycopg import Connection, errors
+from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from consumers.readmodel_store import LocksHeld
@@ -204,8 +205,11 @@ def bounded(
             bound_lock_waits(conn)
             yield conn
     except errors.LockNotAvailable:
-        with conn.transaction():  # a pool's connection need not autocommit
-            rows = conn.execute(_HOLDERS_OF, {"relations": list(relations)}).fetchall()
+        with (
+            conn.transaction(),  # a pool's connection need not autocommit
+            conn.cursor(row_factory=tuple_row) as cursor,  # the event store's gives dicts
+        ):
+            rows = cursor.execute(_HOLDERS_OF, {"relations": list(relations)}).fetchall()
         raise LockWaitTimedOut(what, relations, [Holder(*row) for row in rows]) from None
 
 

@@ -10,10 +10,12 @@ order (the store's table lock), so reading `> position` never skips a late commi
 Outages are ridden out, never a reason to exit (`consumers.outage`): a broker outage
 as above; a database outage (reading the log, storing the position, the LISTEN
 connection) changes nothing in flight, the same step is simply tried again later.
-A lock held on the position's table is waited for a bounded time at each try
+A lock held on the position's table, or on the event log it reads
+(`consumers.relay_reads`), is waited for a bounded time at each try
 (`consumers.pg_lock_wait`): while it is held the acknowledged page stays pending and
 nothing more is read or sent, the process says why in its health row
-(`consumers.relay_trouble`), and a stop request ends it within a second or so.
+(`consumers.relay_trouble`), and a stop request ends it within a second or so; the
+page is then read afresh from where the last one ended (no gap).
 
 Given a `PublishedChain`, the relay also folds the hash chain over each event it sends,
 as it read it (one SHA-256 an event), and hands the head at each acknowledged position
@@ -45,6 +47,7 @@ from consumers.outage import KAFKA, POSTGRES, Dependencies
 from consumers.pg_lock_wait import LockWaitTimedOut
 from consumers.pg_pool import DATABASE_UNAVAILABLE
 from consumers.relay_position import PositionStore, PublishedChain, fold
+from consumers.relay_reads import bounded_log
 from consumers.relay_trouble import LockWaits, Report
 from consumers.relay_wakeup import PollWakeup, Wakeup
 from domain import codec
@@ -128,7 +131,7 @@ class Relay:
         published: PublishedChain | None = None,
         report: Report | None = None,
     ) -> None:
-        self._recorder = recorder
+        self._recorder = bounded_log(recorder)
         self._new_producer = producer_factory
         self._positions = positions
         self._prefix = topic_prefix
@@ -199,6 +202,7 @@ class Relay:
             self._sent + 1, self._page_size, self._page_bytes
         )
         self._deps.back(POSTGRES)
+        self._locks.over()
         started = time.perf_counter()
         records: list[tuple[str, bytes, bytes]] = []
         chain = self._sent_chain
@@ -281,9 +285,10 @@ class Relay:
 
     def run(self, stop: threading.Event, idle_wait: float = 0.5) -> None:
         """Follow the log until `stop` is set; ride out broker and database outages."""
-        log.info("relay started", position=self._position, prefix=self._prefix)
+        said = False
         while not stop.is_set():
             try:
+                said = said or self._say_started()
                 self.publish_page()
                 if self.caught_up:
                     self._wakeup.wait(idle_wait)
@@ -296,6 +301,13 @@ class Relay:
                 self._wakeup.close()  # its connection is dead too: the next wait listens again
                 stop.wait(self._deps.lost(POSTGRES, error))
         self._stop_gracefully()
+
+    def _say_started(self) -> bool:
+        """Log where the relay starts from, once it knows: a lock may defer its start."""
+        if not self._started:
+            self._start()
+        log.info("relay started", position=self._position, prefix=self._prefix)
+        return True
 
     def _stop_gracefully(self) -> None:
         """Confirm and store what was sent; if that fails, the next run re-sends it."""

@@ -29,6 +29,7 @@ from psycopg_pool import ConnectionPool
 
 from consumers.pg_ddl import create_tables
 from consumers.pg_lock_wait import bounded
+from consumers.relay_reads import bounded_log
 from domain.hashchain import GENESIS, canonical_bytes, link
 
 _CREATE = """
@@ -190,12 +191,14 @@ _occurred_decoder = msgspec.json.Decoder(_OccurredAt)
 
 def relay_status(recorder: Any, positions: PositionStore) -> RelayStatus:
     """Position, head of the log, and lag: events behind, and the age of the oldest
-    unpublished event (0 when caught up)."""
+    unpublished event (0 when caught up). Every read waits for a lock a bounded time
+    (`LockWaitTimedOut`)."""
     position = positions.load()
-    head = int(recorder.max_notification_id() or 0)
+    events = bounded_log(recorder)
+    head = int(events.max_notification_id() or 0)
     lag_seconds = 0.0
     if head > position:
-        oldest = recorder.select_notifications(start=position + 1, limit=1)
+        oldest = events.select_notifications_within(position + 1, 1, 1)
         if oldest:
             occurred = _occurred_decoder.decode(oldest[0].state).occurred_at
             if occurred.tzinfo is None:

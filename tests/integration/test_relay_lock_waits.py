@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 
 from consumers.envelope import all_topics, read_cloudevent
 from consumers.kafka_io import read_all
+from consumers.pg_lock_wait import LockWaitTimedOut
 from consumers.pg_pool import open_pool
 from consumers.process_health import read_health
+from consumers.relay_position import PostgresRelayPosition, relay_status
 from tests.e2e.processes import eventually
 from tests.integration.audit_support import CRM, ROOT, Audited, audited, fill, positions
 
@@ -59,6 +63,10 @@ def _stored_position(store: Audited) -> int:
     return int(rows[0][0]) if rows else 0
 
 
+def _relay_trouble(pool: ConnectionPool) -> str | None:
+    return {row.process: row.trouble for row in read_health(pool)}.get("relay")
+
+
 def _published_positions(bootstrap: str, prefix: str) -> set[int]:
     return {read_cloudevent(r.value).position for r in read_all(bootstrap, all_topics(prefix))}
 
@@ -82,16 +90,13 @@ def test_a_relay_rides_out_a_lock_reports_it_and_carries_on_without_a_gap(
         _started(store, relay)
         stored_before = _stored_position(store)
 
-        def trouble() -> str | None:
-            return {row.process: row.trouble for row in read_health(pool)}.get("relay")
-
         with psycopg.connect(store.env["CRM_DATABASE_URL"]) as holder:
             holder.execute(LOCKED)
             pid = holder.info.backend_pid
             fill(store.app)  # stored while the row is locked
 
             def both_said() -> str | None:
-                said = trouble() or ""
+                said = _relay_trouble(pool) or ""
                 return said if "crm_relay_position" in said and "signer" in said else None
 
             said = eventually(both_said, within=30, what="the health row to name the locks")
@@ -106,7 +111,7 @@ def test_a_relay_rides_out_a_lock_reports_it_and_carries_on_without_a_gap(
             holder.rollback()  # the lock let go
         head = positions(store)[-1]
         eventually(lambda: _stored_position(store) >= head, within=60, what="the rest")
-        eventually(lambda: trouble() is None, within=30, what="the trouble cleared")
+        eventually(lambda: _relay_trouble(pool) is None, within=30, what="the trouble cleared")
         assert _published_positions(kafka_bootstrap, topic_prefix) == set(positions(store))
         text = (tmp_path / "relay.log").read_text()
         assert "relay waiting for a lock" in text
@@ -130,20 +135,22 @@ def test_sigterm_stops_a_relay_promptly_while_the_lock_is_held(
             fill(store.app)  # the relay publishes them and waits to store the position
             eventually(lambda: _lock_waited(store), within=30, what="a wait on the lock")
             time.sleep(1.5)  # the signer's next ticks meet the lock too
-            stopping = time.monotonic()
-            relay.send_signal(signal.SIGTERM)
-            try:
-                code = relay.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pytest.fail("the relay was still running 5 s after SIGTERM")
-            assert code == 0
-            assert time.monotonic() - stopping < 5
+            _stopped_by_sigterm(relay)
             holder.rollback()
         assert "relay stopped" in (tmp_path / "relay.log").read_text()
     finally:
         if relay.poll() is None:
             relay.kill()
             relay.wait(timeout=60)
+
+
+def _stopped_by_sigterm(relay: subprocess.Popen[bytes]) -> None:
+    relay.send_signal(signal.SIGTERM)
+    try:
+        code = relay.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the relay was still running 5 s after SIGTERM")
+    assert code == 0
 
 
 def _lock_waited(store: Audited) -> bool:
@@ -159,3 +166,103 @@ def _lock_waited(store: Audited) -> bool:
 def _log_text(store: Audited) -> str:
     path = Path(store.env["CRM_DATA_DIR"]) / "relay.log"
     return path.read_text() if path.exists() else ""
+
+
+EVENTS_LOCKED = "LOCK TABLE crm_events"  # ACCESS EXCLUSIVE: no reader goes through
+
+
+def test_a_relay_rides_out_a_lock_on_the_event_log_and_catches_up(
+    store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Fails before: the page read waited for as long as the lock was held, and the
+    health row named no page read (gave up waiting for it)."""
+    relay = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    pool = open_pool(store.env["CRM_DATABASE_URL"], max_size=1)
+    try:
+        _started(store, relay)
+        with psycopg.connect(store.env["CRM_DATABASE_URL"]) as holder:
+            holder.execute(EVENTS_LOCKED)
+            pid = holder.info.backend_pid
+
+            def both_said() -> str | None:
+                said = _relay_trouble(pool) or ""
+                return said if said.count(f"held by pid {pid} (") == 2 else None
+
+            said = eventually(both_said, within=30, what="the relay and its signer to name it")
+            assert said.startswith(
+                f"notifications after {_stored_position(store)} not read: waiting for a lock"
+                " on public.crm_events (each wait ends after 0.5 s, then tries again): held by"
+                f" pid {pid} ("
+            )  # the relay's line, then its signer's, each naming the holder
+            time.sleep(2)
+            assert relay.poll() is None, "the relay exited"
+            holder.rollback()  # the lock let go
+        fill(store.app)
+        head = positions(store)[-1]
+        eventually(lambda: _stored_position(store) >= head, within=60, what="the rest")
+        eventually(lambda: _relay_trouble(pool) is None, within=30, what="the trouble cleared")
+        assert _published_positions(kafka_bootstrap, topic_prefix) == set(positions(store))
+    finally:
+        pool.close()
+        relay.terminate()
+        relay.wait(timeout=60)
+
+
+def test_sigterm_stops_a_relay_promptly_while_the_event_log_is_locked(
+    store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Fails before: still running 5 s after SIGTERM (its page read waited on the lock)."""
+    relay = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    try:
+        _started(store, relay)
+        with psycopg.connect(store.env["CRM_DATABASE_URL"]) as holder:
+            holder.execute(EVENTS_LOCKED)
+            eventually(lambda: _page_read_waited(store), within=30, what="a page read waiting")
+            _stopped_by_sigterm(relay)
+            holder.rollback()
+        assert "relay stopped" in (tmp_path / "relay.log").read_text()
+    finally:
+        if relay.poll() is None:
+            relay.kill()
+            relay.wait(timeout=60)
+
+
+def test_relay_status_names_a_lock_on_the_event_log(store: Audited) -> None:
+    """`crm relay status`'s and `/metrics`' reads. Fails before: they waited for as long
+    as the lock was held (still waiting 30 s later)."""
+    pool = open_pool(store.env["CRM_DATABASE_URL"], max_size=1)
+    positions = PostgresRelayPosition(pool)  # its table made: only crm_events is locked
+    answers: list[object] = []
+
+    def status() -> None:
+        try:
+            answers.append(relay_status(store.app.recorder, positions))
+        except LockWaitTimedOut as error:
+            answers.append(error)
+
+    try:
+        with psycopg.connect(store.env["CRM_DATABASE_URL"]) as holder:
+            holder.execute(EVENTS_LOCKED)
+            pid = holder.info.backend_pid
+            asking = threading.Thread(target=status)
+            asking.start()
+            asking.join(timeout=30)
+            waited = asking.is_alive()
+            holder.rollback()
+        asking.join()
+    finally:
+        pool.close()
+    assert not waited, "relay_status was still waiting 30 s later"
+    assert isinstance(answers[0], LockWaitTimedOut)
+    assert "head of the log not read: waiting for a lock on public.crm_events" in str(answers[0])
+    assert f"held by pid {pid} (" in str(answers[0])
+
+
+def _page_read_waited(store: Audited) -> bool:
+    """A session waits for a lock on the event log now, other than a writer's insert."""
+    rows = store.sql(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+        " WHERE NOT l.granted AND l.relation = to_regclass('crm_events')"
+        " AND a.query ILIKE 'SELECT notification_id, originator_id, originator_version%%'"
+    )
+    return bool(rows[0][0])

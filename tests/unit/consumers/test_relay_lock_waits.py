@@ -10,9 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 import pytest
+from structlog.testing import capture_logs
 
 from consumers import relay_trouble
 from consumers.envelope import read_cloudevent
@@ -21,6 +22,7 @@ from consumers.pg_lock_wait import Holder, LockWaitTimedOut
 from consumers.relay import Relay
 from consumers.relay_position import MemoryRelayPosition
 from consumers.relay_trouble import Troubles
+from tests.unit.consumers.published import Notification
 from tests.unit.consumers.test_published_chain import FakeProducer, FakeRecorder, _stored
 
 HOLDER = Holder(
@@ -172,3 +174,60 @@ def test_troubles_join_each_sources_line_in_one_row() -> None:
         "position 5 not stored: waiting for a lock",
         None,
     ]
+
+
+def test_a_relay_deferred_by_a_locked_row_logs_the_position_it_starts_from() -> None:
+    """Fails before: 'relay started' said position 0 (logged before the deferred start)."""
+    positions = LockedPositions(2)
+    positions.locked.set()
+    relay = Relay(FakeRecorder(_stored(3)), cast(Callable[[], Producer], FakeProducer), positions)
+    with capture_logs() as lines:
+        thread, stop = _running(relay)
+        try:
+            _until(lambda: positions.tries >= 3, "three tries")
+            positions.locked.clear()
+            _until(lambda: positions.position == 3, "the start, then the event after it")
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    started = [line for line in lines if line["event"] == "relay started"]
+    assert [line["position"] for line in started] == [2]
+
+
+class LockedLog(FakeRecorder):
+    """An event log that another session holds locked while `locked` is set."""
+
+    def __init__(self, notifications: list[Notification]) -> None:
+        super().__init__(notifications)
+        self.locked = threading.Event()
+        self.tries = 0
+
+    def select_notifications_within(self, start: int, limit: int, max_bytes: int) -> list[Any]:
+        if self.locked.is_set():
+            self.tries += 1
+            raise LockWaitTimedOut(f"notifications after {start - 1} not read", ["crm_events"], [])
+        return super().select_notifications_within(start, limit, max_bytes)
+
+
+def test_a_locked_event_log_is_reported_retried_and_read_on_without_a_gap() -> None:
+    notifications = _stored(6)
+    recorder = LockedLog(notifications[:2])
+    reported: list[str | None] = []
+    producer = cast(Callable[[], Producer], CountingProducer)
+    relay = Relay(recorder, producer, MemoryRelayPosition(), report=reported.append)
+    thread, stop = _running(relay)
+    try:
+        _until(lambda: relay.position == 2, "the first events")
+        recorder.locked.set()
+        recorder.notifications = notifications
+        _until(lambda: recorder.tries >= 5, "five tries")
+        assert reported[-1] is not None
+        assert reported[-1].startswith("notifications after 2 not read: waiting for a lock")
+        recorder.locked.clear()
+        _until(lambda: relay.position == 6, "the rest once the lock is let go")
+        assert reported[-1] is None
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert len(reported) == 2  # once while locked, once when over
+    assert list(dict.fromkeys(_sent_ids(CountingProducer.made))) == list(range(1, 7))
