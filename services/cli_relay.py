@@ -1,7 +1,8 @@
 """`crm relay`, `crm relay status`, `crm topics ensure`: publishing the event log to Kafka.
 
 The relay needs PostgreSQL (CRM_DATABASE_URL): its position lives beside the event
-store. Exit codes: 0 stopped by a signal, 2 configuration, 3 poison event, 4 unsafe topics.
+store. One relay runs per signing key: a second waits (`services.relay_key_lock`).
+Exit codes: 0 stopped by a signal, 2 configuration, 3 poison event, 4 unsafe topics.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import msgspec
 
 from services.bootstrap import require_kafka, wait_for_database, wait_for_kafka
 from services.cli_args import int_between
+from services.relay_key_lock import sole_relay_of
 from services.settings import Settings
 from services.shutdown import stop_on_signals
 
@@ -71,10 +73,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if _require_database(settings) is None:
         return 2
     stop = stop_on_signals("relay")
-    if not wait_for_database(settings, "relay", stop):
-        return 0
     try:
-        _serve(settings, stop, allow_unsafe=args.allow_unsafe_topics)
+        with sole_relay_of(settings.audit_key_file, stop) as held:  # one relay a key
+            if held and wait_for_database(settings, "relay", stop):
+                _serve(settings, stop, allow_unsafe=args.allow_unsafe_topics)
     except RelayPoisoned as error:
         print(f"crm relay: {error}", file=sys.stderr)
         return 3

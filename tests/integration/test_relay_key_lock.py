@@ -1,0 +1,65 @@
+"""Two `crm relay` processes on one signing key: the second waits, says why, writes
+nothing beside the key, and takes over once the first stops, with no event missing on
+Kafka (before: both ran, and both wrote `<key>.published`). Real PostgreSQL and Kafka.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.processes import eventually
+from tests.integration.audit_support import Audited, audited, fill, positions
+from tests.integration.test_relay_lock_waits import (
+    _published_positions,
+    _relay,
+    _started,
+    _stopped_by_sigterm,
+    _stored_position,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),  # kafka-python's sockets
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+@pytest.fixture
+def store(pg_url: str, tmp_path: Path) -> Iterator[Audited]:
+    with audited("postgres", tmp_path, pg_url) as chained:
+        yield chained
+
+
+def test_a_second_relay_on_one_key_waits_and_takes_over(
+    store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Fails before: the second relay started at once (never said it waited)."""
+    first = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "first.log")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        _started(store, first)
+        second = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "second.log")
+
+        def waiting() -> str | None:
+            text = (tmp_path / "second.log").read_text()
+            return text if "relay waiting for its signing key" in text else None
+
+        said = eventually(waiting, within=60, what="the second relay to say it waits")
+        assert f"pid {first.pid}" in said
+        assert "relay started" not in said
+        _stopped_by_sigterm(first)
+        fill(store.app)  # for the second relay alone
+        head = positions(store)[-1]
+        eventually(lambda: _stored_position(store) >= head, within=120, what="the takeover")
+        assert "relay started" in (tmp_path / "second.log").read_text()
+        assert _published_positions(kafka_bootstrap, topic_prefix) == set(positions(store))
+        _stopped_by_sigterm(second)
+    finally:
+        for relay in (first, second):
+            if relay is not None and relay.poll() is None:
+                relay.kill()
+                relay.wait(timeout=60)
