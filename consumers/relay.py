@@ -169,13 +169,11 @@ class Relay:
         position, chain = (
             (stored, None) if self._published is None else self._published.start(stored)
         )
-        if position < stored:
+        if self._published is not None and (rewound := self._published.rewound) is not None:
             log.warning(
                 "relay position past its published head",
                 stored=stored, published=position, republishing=stored - position,
-                why="the stored position is past the head remembered beside the audit key,"
-                " written before every position the relay stores: it was moved by hand, or"
-                " the head could not be kept; publishing from the head again (duplicates)",
+                why=rewound.why,
             )  # fmt: skip
         self._position = self._sent = position
         self._chain = self._sent_chain = chain

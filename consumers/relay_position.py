@@ -92,10 +92,16 @@ class AnchorRefused(Exception):  # noqa: N818 - reads as what happened
 
 class Rewound(NamedTuple):
     """What an anchor answers for a stored position past the head remembered beside the
-    signer's key: start from that head (`position`, its `chain`), not from there."""
+    signer's key: start from that head (`position`, its `chain`), not from there; `why`
+    the relay distrusts the stored position (for its warning)."""
 
     position: int
     chain: bytes
+    why: str = (
+        "the stored position is past the head remembered beside the audit key, written"
+        " before every position the relay stores: it was moved by hand, or the head could"
+        " not be kept; publishing from the head again (duplicates)"
+    )
 
 
 class PublishedChain:
@@ -115,8 +121,9 @@ class PublishedChain:
     has no head for the whole run, and `refused` says why; nothing the relay publishes
     gives it one, so the store's link is never handed on as the relay's. It may answer
     `Rewound` for a stored position past the remembered head (red team: the position
-    row moved forward skipped events, which the signer then signed): the relay starts
-    from the remembered head instead, and publishes what lies between again."""
+    row moved forward skipped events, which the signer then signed), or, with no head
+    remembered but a checkpoint signed, past that checkpoint: the relay starts from
+    there instead, publishes what lies between again, and says why (`rewound`)."""
 
     def __init__(
         self,
@@ -131,6 +138,8 @@ class PublishedChain:
         it has started)."""
         self.refused: str | None = None
         """Why the anchor was refused (then never a head), None if it was not."""
+        self.rewound: Rewound | None = None
+        """Where the anchor sent the relay back to, below its stored position, and why."""
 
     def start(self, position: int) -> tuple[int, bytes | None]:
         """Where the relay starts, given its stored `position`, and the chain there to
@@ -144,7 +153,10 @@ class PublishedChain:
             self.refused, self.head = str(error), None
             self.started_at = position  # last: the signer's thread reads it first
             return position, None
-        at, chain = found if isinstance(found, Rewound) else (position, found)
+        self.rewound = found if isinstance(found, Rewound) else None
+        at, chain = (
+            (found.position, found.chain) if isinstance(found, Rewound) else (position, found)
+        )
         self.head = None if chain is None else (at, chain)
         self.started_at = at
         return at, chain

@@ -26,9 +26,12 @@ the relay skipped the events between, they never reached Kafka nor the read mode
 the signer signed them), or the head could not be kept (refused or unwritable, which
 the signer reported). So the anchor answers the remembered head (`Rewound`) for such a
 position, once the store gives it, and the relay publishes from there again. A file of
-another store is refused, never a place to start from; with no file (a relay whose
-signer's key directory is new, or the file moved aside) there is nothing to compare,
-and the stored position is taken as it is.
+another store is refused, never a place to start from. With no file but the signer's
+record (`.last-signed`), the file was moved aside or deleted: the signer signs only what
+the relay published, so the record's checkpoint stands in for the head, and a stored
+position past it is published from there again (red team: with the file gone, a moved
+position was trusted, and the signer signed the skipped events). With neither (a key
+directory that is new) there is nothing to compare, and the position is taken as it is.
 
 The relay's reads here wait for a lock a bounded time (`with_bounded_lock_waits`).
 
@@ -49,7 +52,13 @@ from domain.checkpoint import Checkpoint
 from services.audit_keys import SigningKey
 from services.audit_log import AuditLog, chain_at
 from services.audit_log_pg import with_bounded_lock_waits
-from services.signer_memory import CheckpointRefused, read_kept, write_record
+from services.signer_memory import (
+    CheckpointRefused,
+    read_kept,
+    read_record,
+    record_path,
+    write_record,
+)
 
 
 class AnotherStore(CheckpointRefused):
@@ -185,7 +194,8 @@ def checked_anchor(key: SigningKey, log: Callable[[], AbstractContextManager[Aud
     the relay's stored position, only if the store still gives the head remembered
     beside `key`; else `AnchorRefused`, and the relay has no head to sign with for the
     whole run, so no stop or restart can make the store's link the remembered truth.
-    A stored position past the remembered head gives that head (`Rewound`)."""
+    A stored position past the remembered head gives that head (`Rewound`); with no
+    head remembered, one past the last checkpoint signed (`.last-signed`) gives that."""
 
     def anchor(position: int) -> bytes | Rewound | None:
         path = head_path(key)
@@ -193,6 +203,7 @@ def checked_anchor(key: SigningKey, log: Callable[[], AbstractContextManager[Aud
             try:
                 head = read_head(path)
                 check_head(with_bounded_lock_waits(audit_log), head, path)
+                signed = read_record(record_path(key)) if head is None else None
             except CheckpointRefused as error:
                 raise AnchorRefused(
                     f"{error}; the relay started from the store's link and has no chain"
@@ -200,9 +211,27 @@ def checked_anchor(key: SigningKey, log: Callable[[], AbstractContextManager[Aud
                 ) from None
             if head is not None and 0 < head.position < position:
                 return Rewound(head.position, bytes.fromhex(head.chain))
+            if signed is not None and 0 < signed.checkpoint.position < position:
+                return _signed_instead(key, signed.checkpoint)
             return chain_at(audit_log, position)
 
     return anchor
+
+
+def _signed_instead(key: SigningKey, signed: Checkpoint) -> Rewound:
+    """No `.published` beside a `.last-signed` record: the file was moved aside or
+    deleted (the relay writes it before every position it stores, and the signer signs
+    only what the relay published), so a stored position past the last signed checkpoint
+    is not trusted (red team: with the file gone, a position moved forward was taken,
+    and the signer signed events never published). Published again from the checkpoint."""
+    return Rewound(
+        signed.position,
+        bytes.fromhex(signed.chain_head),
+        f"the stored position is past the last checkpoint signed ({record_path(key)}), and"
+        f" the relay's published head is not beside the audit key ({head_path(key)} missing:"
+        " moved aside or deleted), so nothing vouches for the events between: the position"
+        " was perhaps moved by hand; publishing from the checkpoint again (duplicates)",
+    )
 
 
 def adopt_head(log: AuditLog, key: SigningKey, verified: Checkpoint) -> RelayHead | None:

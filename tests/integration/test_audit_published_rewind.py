@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.audit_published import head_path
+from services.signer_memory import record_path
 from tests.e2e.processes import eventually
 from tests.integration.audit_support import Audited, audited, fill, positions
 from tests.integration.test_relay_lock_waits import _published_positions, _relay, _stored_position
@@ -40,43 +42,73 @@ def _remembered_at(store: Audited) -> int:
     return int(json.loads(path.read_text())["position"]) if path.exists() else 0
 
 
+def _signed_at(store: Audited) -> int:
+    """The position of the checkpoint the signer signed last, as its record says."""
+    path = record_path(store.key)
+    return int(json.loads(path.read_text())["checkpoint"]["position"]) if path.exists() else 0
+
+
+def _published_once(store: Audited, bootstrap: str, prefix: str, log: Path) -> int:
+    """Events stored, published by a first `crm relay` and signed up to; its last position."""
+    fill(store.app)
+    relay = _relay(store, bootstrap, prefix, log)
+    try:
+        published = positions(store)[-1]
+        eventually(lambda: _stored_position(store) >= published, within=120, what="the relay")
+        eventually(lambda: _remembered_at(store) == published, what="the head kept")
+        eventually(lambda: _signed_at(store) == published, within=60, what="a checkpoint")
+    finally:
+        relay.terminate()
+        relay.wait(timeout=60)
+    return published
+
+
+def _republished(store: Audited, bootstrap: str, prefix: str, log: Path) -> list[Any]:
+    """Run `crm relay` again until it has published and signed the store's head; the
+    warnings it logged that its stored position was past what it had published."""
+    head = positions(store)[-1]
+    relay = _relay(store, bootstrap, prefix, log)
+    try:
+        eventually(lambda: _stored_position(store) >= head, within=120, what="the relay")
+        eventually(lambda: _remembered_at(store) == head, what="the head kept")
+        eventually(lambda: _signed_at(store) == head, within=60, what="a checkpoint at the head")
+    finally:
+        relay.terminate()
+        relay.wait(timeout=60)
+    assert _published_positions(bootstrap, prefix) == set(positions(store))
+    assert store.verify().broken is None
+    return [
+        json.loads(line)
+        for line in log.read_text().splitlines()
+        if "relay position past its published head" in line
+    ]
+
+
 def test_a_position_moved_past_the_published_head_is_published_from_the_head(
     store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     """Fails before: the events between the remembered head and the moved position never
     reached Kafka, and the signer signed them all the same."""
-    fill(store.app)
-    relay = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
-    try:
-        published = positions(store)[-1]
-        eventually(lambda: _stored_position(store) >= published, within=120, what="the relay")
-        eventually(lambda: _remembered_at(store) == published, what="the head kept")
-    finally:
-        relay.terminate()
-        relay.wait(timeout=60)
+    published = _published_once(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
     fill(store.app)  # stored while the relay is down
     moved = positions(store)[-1]
     store.sql("UPDATE crm_relay_position SET position = ?", moved)  # the intruder
-    again = tmp_path / "relay-again.log"
-    relay = _relay(store, kafka_bootstrap, topic_prefix, again)
-    try:
-        eventually(lambda: _stored_position(store) >= moved, within=120, what="the relay")
-        eventually(lambda: _remembered_at(store) == moved, what="the head kept")
-        signed = eventually(
-            lambda: (c := store.log.latest_checkpoint()) and c[0].position == moved,
-            within=60,
-            what="a checkpoint at the moved position",
-        )
-        assert signed
-    finally:
-        relay.terminate()
-        relay.wait(timeout=60)
-    assert _published_positions(kafka_bootstrap, topic_prefix) == set(positions(store))
-    warned = [
-        json.loads(line)
-        for line in again.read_text().splitlines()
-        if "relay position past its published head" in line
-    ]
+    warned = _republished(store, kafka_bootstrap, topic_prefix, tmp_path / "again.log")
     assert len(warned) == 1
     assert (warned[0]["stored"], warned[0]["published"]) == (moved, published)
-    assert store.verify().broken is None
+
+
+def test_without_the_published_head_a_moved_position_is_published_from_the_last_signed(
+    store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Red team s32 (f_relay_no_published.sh): `<key>.published` moved aside, the position
+    row moved forward. Fails before: the events between never reached Kafka, and the
+    signer signed them all the same; the relay said nothing."""
+    signed = _published_once(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    head_path(store.key).unlink()  # the intruder: the file, then the row
+    store.sql("UPDATE crm_relay_position SET position = position + 3")
+    fill(store.app)  # the three positions skipped are stored now
+    warned = _republished(store, kafka_bootstrap, topic_prefix, tmp_path / "again.log")
+    assert len(warned) == 1
+    assert (warned[0]["stored"], warned[0]["published"]) == (signed + 3, signed)
+    assert str(record_path(store.key)) in warned[0]["why"]
