@@ -56,7 +56,8 @@ def _register_integrity(actions: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="once, after upgrading to a signer that keeps <key file>.last-signed (or after"
         " losing that file with its backup): verify the whole log, then take the store's"
-        " newest checkpoint, which this key must have signed, as what it signed last",
+        " newest checkpoint, which this key must have signed, as what it signed last"
+        " (refused while `crm relay` runs on this key: stop it first)",
     )
     checkpoint.set_defaults(handler=_checkpoint)
     public_key = actions.add_parser("public-key", help="the checkpoint signing key, to pin")
@@ -178,16 +179,21 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
 def _adopt(settings: Settings) -> int:
     from domain.checkpoint import encode
     from services.audit_published import adopt_head, head_path
+    from services.relay_key_lock import RelayRunning, no_relay_of
     from services.signer_memory import CheckpointRefused, adopt
 
     key = _signing_key(settings, create=False)
-    with closing(bootstrap(settings)) as runtime, closing(_audit_log(runtime)) as log:
-        try:
+    try:
+        with (
+            no_relay_of(settings.audit_key_file, "adopting"),  # it writes <key>.published
+            closing(bootstrap(settings)) as runtime,
+            closing(_audit_log(runtime)) as log,
+        ):
             record = adopt(log, key)
             head = adopt_head(log, key, record.checkpoint)  # the log verified: its head
-        except CheckpointRefused as error:
-            print(f"crm audit checkpoint: {error}", file=sys.stderr)
-            return 1
+    except (CheckpointRefused, RelayRunning) as error:
+        print(f"crm audit checkpoint: {error}", file=sys.stderr)
+        return 1
     if head is not None:
         print(
             f"crm audit checkpoint: {head_path(key)} replaced: the relay's head remembered"

@@ -20,6 +20,9 @@ at once. Nothing else is done before the lock is held: no connection, no topic.
 `flock` locks are local to a host's kernel: two relays on two hosts sharing a network
 file system are not kept apart by it (give each host's relay its own key file).
 
+`crm audit checkpoint --adopt`, which may rewrite `<key file>.published` too, takes the
+lock without waiting (`no_relay_of`) and refuses while a relay holds it.
+
 I/O: the lock file beside the key.
 """
 
@@ -45,21 +48,54 @@ def lock_path(key_file: Path) -> Path:
     return key_file.with_name(key_file.name + ".published.lock")
 
 
+class RelayRunning(Exception):  # noqa: N818 - reads as what happened
+    """A relay holds the key's lock: what would rewrite its `.published` head refuses."""
+
+
 @contextmanager
 def sole_relay_of(key_file: Path, stop: threading.Event) -> Iterator[bool]:
     """Hold the key's relay lock for the block (True), waiting for another relay that
     holds it to stop; False, at once, if `stop` is set while waiting."""
     path = lock_path(key_file)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+    with _opened(path) as descriptor:
         held = _locked(descriptor, path, stop)
         if held:
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+            _write_pid(descriptor)
         yield held
+
+
+@contextmanager
+def no_relay_of(key_file: Path, doing: str) -> Iterator[None]:
+    """Hold the key's relay lock for the block, without waiting: `RelayRunning`, naming
+    the relay's pid, while a relay holds it. For `crm audit checkpoint --adopt` (`doing`),
+    which rewrites `<key file>.published`, the file the running relay writes: the two
+    would overwrite each other's head. A relay started meanwhile waits for it."""
+    path = lock_path(key_file)
+    with _opened(path) as descriptor:
+        if not _try_lock(descriptor):
+            raise RelayRunning(
+                f"not {doing}: a relay of this signing key is running ({_holder(path)} holds"
+                f" {path}) and writes the head beside the key; stop `crm relay`, then run"
+                " this again"
+            )
+        _write_pid(descriptor)
+        yield
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[int]:
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        yield descriptor
     finally:
         os.close(descriptor)  # lets go of the lock
+
+
+def _write_pid(descriptor: int) -> None:
+    """The holder's pid, for whoever finds the lock held (`_holder`)."""
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
 
 
 def _locked(descriptor: int, path: Path, stop: threading.Event) -> bool:
@@ -69,9 +105,9 @@ def _locked(descriptor: int, path: Path, stop: threading.Event) -> bool:
         if not waited:
             log.warning(
                 "relay waiting for its signing key", lock=str(path), held_by=_holder(path),
-                why="another relay holds the lock beside the signing key (two relays on one"
-                " key would both write its .published head); this one takes over when that"
-                " one stops",
+                why="another relay (or `crm audit checkpoint --adopt`) holds the lock beside"
+                " the signing key (two relays on one key would both write its .published"
+                " head); this one takes over when that one stops",
             )  # fmt: skip
             waited = True
         if stop.wait(RETRY_S):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from services.relay_key_lock import lock_path
 from tests.e2e.processes import eventually
 from tests.integration.audit_support import Audited, audited, fill, positions
 from tests.integration.test_relay_lock_waits import (
@@ -63,3 +64,24 @@ def test_a_second_relay_on_one_key_waits_and_takes_over(
             if relay is not None and relay.poll() is None:
                 relay.kill()
                 relay.wait(timeout=60)
+
+
+def test_adopting_refuses_while_a_relay_runs_on_the_key(
+    store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """`crm audit checkpoint --adopt` may rewrite `<key>.published` and `.last-signed`,
+    which the running relay and its signer write. Fails before: it adopted (exit 0)."""
+    relay = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    try:
+        _started(store, relay)
+        refused = store.crm("audit", "checkpoint", "--adopt")
+        assert refused.returncode == 1, refused.stderr
+        assert "not adopting: a relay of this signing key is running" in refused.stderr
+        assert f"pid {relay.pid} holds {lock_path(store.key.path)}" in refused.stderr
+        _stopped_by_sigterm(relay)
+        adopted = store.crm("audit", "checkpoint", "--adopt")
+        assert adopted.returncode == 0, adopted.stderr
+    finally:
+        if relay.poll() is None:
+            relay.kill()
+            relay.wait(timeout=60)

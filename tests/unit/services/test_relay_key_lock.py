@@ -9,9 +9,10 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
-from services.relay_key_lock import lock_path, sole_relay_of
+from services.relay_key_lock import RelayRunning, lock_path, no_relay_of, sole_relay_of
 
 
 def test_the_holder_writes_its_pid_beside_the_key(tmp_path: Path) -> None:
@@ -59,3 +60,24 @@ def test_a_waiting_relay_stops_when_asked(tmp_path: Path) -> None:
         waiting.join(timeout=10)
         assert not waiting.is_alive()
     assert second == [False]
+
+
+def test_adopting_refuses_while_a_relay_holds_the_key_and_holds_it_otherwise(
+    tmp_path: Path,
+) -> None:
+    """`crm audit checkpoint --adopt` rewrites `.published`, which the relay writes.
+    Fails before: nothing kept it from running under a relay."""
+    key = tmp_path / "audit.key"
+    with sole_relay_of(key, threading.Event()):
+        with pytest.raises(RelayRunning) as refused, no_relay_of(key, "adopting"):
+            pass
+        assert f"not adopting: a relay of this signing key is running (pid {os.getpid()}" in (
+            str(refused.value)
+        )
+        assert str(lock_path(key)) in str(refused.value)
+    stop = threading.Event()
+    with capture_logs() as lines, no_relay_of(key, "adopting"):
+        stop.set()  # a relay started meanwhile waits, and is told to stop
+        with sole_relay_of(key, stop) as held:
+            assert not held
+    assert [line["event"] for line in lines] == ["relay waiting for its signing key"]
