@@ -27,7 +27,7 @@ It runs as a thread of one process per store: `crm relay` (PostgreSQL: the one
 process that already follows the whole log and talks to Kafka) or `crm run` (embedded,
 nothing to publish to); `crm audit checkpoint` signs one on demand. Two signers are
 harmless: a position is signed once (the store keeps the first). The thread survives
-any failure (logged, retried after its interval); how it is doing (`SignerStatus`) is
+any failure (logged, retried after its interval); how it is doing (`services.signer_status`) is
 what `/readyz` and `/metrics` of an API in the same process report. Running, its
 statements wait for a lock a bounded time (`audit_log_pg.with_bounded_lock_waits`), so
 that a lock held on its tables is a failure it reports and retries (naming who holds
@@ -41,8 +41,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -66,8 +65,11 @@ from services.signer_memory import (
     resume,
     write_record,
 )
+from services.signer_status import SignerStatus, running_signers
 
-__all__ = ["CheckpointRefused", "Checkpointer", "PublishFailed", "SignerStatus"]
+__all__ = ["CheckpointRefused", "Checkpointer", "PublishFailed", "SignerStatus", "running_signers"]
+"""`SignerStatus` and `running_signers` live in `services.signer_status`; named here
+for the modules that import them from here (`/readyz`, `/metrics`)."""
 
 
 class PublishFailed(Exception):  # noqa: N818 - reads as what happened
@@ -277,63 +279,3 @@ class Checkpointer:
                 log.exception("checkpoint failed unexpectedly", kind=type(error).__name__)
         else:
             self.status.succeeded()
-
-
-FAILING_AFTER = 3
-"""Failed attempts in a row (about a second apart) before a transient failure counts."""
-_RUNNING: list[SignerStatus] = []
-_RUNNING_LOCK = threading.Lock()
-
-
-class SignerStatus:
-    """How a signer's attempts went, for `/readyz` and `/metrics`. Written by its thread,
-    read by the API's: each field is one assignment, so a reader sees old or new."""
-
-    def __init__(self) -> None:
-        self.signed = 0
-        self.refusals = 0
-        self.failures = 0
-        self.in_a_row = 0
-        self.error: str | None = None
-        self.refusing = False
-        self.lagging: str | None = None
-        """Set while the relay feeding it stays behind the store (`Checkpointer`)."""
-
-    def failed(self, error: Exception, *, refused: bool) -> bool:
-        """Count a failed attempt; whether it is news (to be logged)."""
-        text = f"{type(error).__name__}: {error}" if not refused else str(error)
-        news = text != self.error
-        if refused:
-            self.refusals += 1
-        else:
-            self.failures += 1
-        self.in_a_row += 1
-        self.error, self.refusing = text, refused
-        return news
-
-    def succeeded(self) -> None:
-        self.in_a_row, self.error, self.refusing = 0, None, False
-
-    def trouble(self) -> str | None:
-        """One line for /readyz, None while it signs (or a blip has not repeated)."""
-        if self.error is None or (not self.refusing and self.in_a_row < FAILING_AFTER):
-            return self.lagging
-        if self.refusing:
-            return f"refusing to sign: {self.error}"
-        return f"failing ({self.in_a_row} attempts in a row): {self.error}"
-
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        with _RUNNING_LOCK:
-            _RUNNING.append(self)
-        try:
-            yield
-        finally:
-            with _RUNNING_LOCK:
-                _RUNNING.remove(self)
-
-
-def running_signers() -> list[SignerStatus]:
-    """The signers running in this process (`crm run`: the API's own)."""
-    with _RUNNING_LOCK:
-        return list(_RUNNING)

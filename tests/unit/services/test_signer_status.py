@@ -21,7 +21,8 @@ from domain.checkpoint import Checkpoint
 from services.api.pipeline_metrics import SignerCollector
 from services.api.readiness import STALE_GRACE_S, SignerWatch
 from services.audit_keys import load_or_create
-from services.checkpointer import FAILING_AFTER, Checkpointer, running_signers
+from services.checkpointer import Checkpointer
+from services.signer_status import FAILING_AFTER, running_signers
 
 T = TypeVar("T")
 
@@ -132,7 +133,8 @@ def test_the_loop_survives_any_error_and_readiness_and_metrics_say_so(tmp_path: 
 
 
 def test_a_refusal_is_reported_at_once_a_blip_only_when_it_repeats() -> None:
-    from services.checkpointer import CheckpointRefused, SignerStatus
+    from services.checkpointer import CheckpointRefused
+    from services.signer_status import SignerStatus
 
     status: Any = SignerStatus()
     assert status.failed(OSError("blip"), refused=False)
