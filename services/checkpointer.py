@@ -65,11 +65,9 @@ from services.signer_memory import (
     resume,
     write_record,
 )
-from services.signer_status import SignerStatus, running_signers
+from services.signer_status import SignerStatus
 
-__all__ = ["CheckpointRefused", "Checkpointer", "PublishFailed", "SignerStatus", "running_signers"]
-"""`SignerStatus` and `running_signers` live in `services.signer_status`; named here
-for the modules that import them from here (`/readyz`, `/metrics`)."""
+__all__ = ["CheckpointRefused", "Checkpointer", "PublishFailed"]
 
 
 class PublishFailed(Exception):  # noqa: N818 - reads as what happened

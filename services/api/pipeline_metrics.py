@@ -27,7 +27,7 @@ from consumers.projection_metrics import ProjectionCollector
 from consumers.readmodel_store import ReadModelStore
 from consumers.relay_position import PostgresRelayPosition, relay_status
 from services.api.readiness import DependencyProbe, SignerWatch
-from services.checkpointer import running_signers
+from services.signer_status import running_signers
 
 _NO_ANSWER: tuple[type[Exception], ...] = (TimeoutError, LockWaitTimedOut, *DATABASE_UNAVAILABLE)
 """A store's gauges are left out of a scrape that meets these (`DependencyProbe.ask`);

@@ -56,7 +56,7 @@ from projections import PROJECTIONS
 from services.api.read_positions import AppliedPosition
 from services.audit_log import AuditLog, open_audit_log
 from services.bootstrap import Runtime
-from services.checkpointer import running_signers
+from services.signer_status import running_signers
 from services.storage_refusals import StorageRefusals
 
 ReadinessCheck = Callable[[], str | None]
