@@ -1,10 +1,11 @@
 """A reference model of who may see and do what, written for the tests.
 
 Independent of `services.access` on purpose: it states the product's rules in the plainest
-terms (who sees which customer, conversation and task; which fields they may read, a
-message's author included; what a search may find; which status a command must answer,
-and, apart, what a conversation's or task's state refuses) so that the stateful test can
-hold every read path of the real API against it.
+terms (who sees which customer, conversation and task, and which of their department
+queues and boards list them; which fields they may read, a message's author included;
+what a search may find; which status a command must answer, and, apart, what a
+conversation's or task's state refuses) so that the stateful test can hold every read
+path of the real API against it.
 """
 
 from __future__ import annotations
@@ -133,6 +134,13 @@ class Reference:
             "" if author is None else ERASED if erased else author
             for author in ref.authors.values()
         ]
+
+    def listed(self, item: str) -> bool:
+        """Whether its department's queue (open conversations) or task board lists a
+        conversation or task: not once its customer is archived (their rows go)."""
+        ref = self.work[item]
+        open_work = ref.kind == "task" or ref.status == "open"
+        return open_work and not self.customers[ref.customer].archived
 
     def found_by_email(self, who: Who, customer: str) -> bool:
         """A search by e-mail finds a customer whose e-mail `who` reads (so marketing

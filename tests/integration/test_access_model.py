@@ -508,11 +508,10 @@ class AccessMachine(RuleBasedStateMachine):
                 assert email in _seen(ref.email_seen(who, customer), lagging), (who, customer)
             for kind, view in (("conversation", "conversations"), ("task", "tasks")):
                 items = {row[f"{kind}_id"] for row in views[view].json()["items"]}
-                there = {  # the conversations' queue: open ones (a lagging row: any)
+                there = {  # the queue and the board (a lagging row: any)
                     i
                     for i, w in ref.work.items()
-                    if (w.kind, w.department) == (kind, department)
-                    and (lagging or kind == "task" or w.status == "open")
+                    if (w.kind, w.department) == (kind, department) and (lagging or ref.listed(i))
                 }
                 assert _holds(items, there, lagging), (who, department, view)
                 if who.role == "analyst":
