@@ -24,7 +24,13 @@ from litestar.openapi.spec import Components, SecurityScheme
 from services.access_log import AccessLog
 from services.access_log_store import open_access_store
 from services.aggregate_cache import AggregateCache
-from services.api.deps import Services, authenticate, caller_dependency, command_calls
+from services.api.deps import (
+    Services,
+    authenticate,
+    caller_dependency,
+    command_call,
+    command_calls,
+)
 from services.api.docs_page import PinnedSwagger
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.events_stream import event_stream
@@ -44,6 +50,7 @@ from services.api.routes_conversations import conversations
 from services.api.routes_customers import customers
 from services.api.routes_ops import OPS
 from services.api.routes_ping import ping
+from services.api.routes_prepared import prepare_routes
 from services.api.routes_queries import queries
 from services.api.routes_tasks import tasks
 from services.api.stream_slots import StreamSlots
@@ -140,6 +147,7 @@ def create_app(
         debug=False,
     )
     guard.learn(app)  # what each route's query may hold, read once
+    prepare_routes(app, partial(command_call, services=services))  # per request, once
     app.state.metrics = metrics
     app.state.services = services
     routes = [route.path for route in app.routes]

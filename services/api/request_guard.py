@@ -39,7 +39,7 @@ decoding, so hostile input is refused cheaply and the same way on every route:
   `Accept-Encoding: identity`: the API decodes none, so one labelled gzip was read as
   plain JSON, and one really gzipped failed as malformed JSON;
 * a body declared twice (two `Content-Type` lines: the framework would read the first)
-  is a 400, as two lines of any header that comes once are (`one_header`);
+  is a 400, as two lines of any header that comes once are (`only_line`);
 * a body that is not declared `application/json` is a 415, and so is one declared in
   a charset other than UTF-8 (`charset=latin-1`, `utf-16`: JSON is UTF-8, RFC 8259, and
   such a body was read as UTF-8 whatever it said); one nested deeper than `MAX_DEPTH` is
@@ -64,7 +64,6 @@ from litestar import Litestar, Request
 from litestar._kwargs import KwargsModel
 from litestar._kwargs.parameter_definition import ParameterDefinition
 from litestar._parsers import parse_query_string
-from litestar.datastructures import Headers
 from litestar.exceptions import InternalServerException, NotFoundException
 from litestar.handlers import BaseRouteHandler
 from litestar.routes import HTTPRoute
@@ -255,13 +254,13 @@ async def guard_body(request: Request[Any, Any, Any]) -> None:
         raise RequestNotReceived("the connection closed before the body's end") from None
     if not body.strip():
         return
-    headers = request.headers  # once: each read of the property is ~6 Python calls
-    if codings := content_codings(headers):
+    scope = request.scope  # its header lines read as they are: no `Headers` built
+    if codings := content_codings(sent_lines(scope, b"content-encoding")):
         raise UnsupportedContentCoding(
             f"send the body without Content-Encoding (this API reads it as sent), "
             f"not {', '.join(codings)[:60]!r}"
         )
-    require_json(one_header(headers, "Content-Type") or "")
+    require_json(only_line(sent_lines(scope, b"content-type"), "Content-Type") or "")
     if nesting(body) > MAX_DEPTH:
         raise BadRequest(f"the JSON body is nested deeper than {MAX_DEPTH} levels")
 
@@ -279,15 +278,11 @@ def require_json(content_type: str) -> None:
             )
 
 
-def one_header(headers: Headers, name: str) -> str | None:
-    """The value of a header that comes once (Authorization, Content-Type,
-    Idempotency-Key), None when absent. The framework would read the first of two lines:
-    two are ambiguous, whichever the sender meant, so they are a 400 naming the header."""
-    return only_line(headers.getall(name, []), name)
-
-
 def only_line(sent: Sequence[str], name: str) -> str | None:
-    """The one line of header `name` in `sent` (`one_header`)."""
+    """The one line of header `name` in `sent`, of a header that comes once
+    (Authorization, Content-Type, Idempotency-Key), None when absent. The framework would
+    read the first of two lines: two are ambiguous, whichever the sender meant, so they
+    are a 400 naming the header."""
     if len(sent) > 1:
         raise BadRequest(f"send one {name} header, not {len(sent)}")
     return sent[0] if sent else None
@@ -296,8 +291,9 @@ def only_line(sent: Sequence[str], name: str) -> str | None:
 def sent_lines(scope: Scope, name: bytes) -> list[str]:
     """Every line of header `name` (lower case), as the framework's `Headers` gives them
     (names matched in any case, values decoded as Latin-1), read from the scope's list:
-    where nothing else reads the headers (a GET), building `Headers` would decode every
-    line of them for one."""
+    building `Headers` decodes every line for the few a request reads (a GET its
+    Authorization, a command its Content-Type, Content-Encoding, If-Match and
+    Idempotency-Key too: `deps.command_call`)."""
     return [value.decode("latin-1") for key, value in scope["headers"] if key.lower() == name]
 
 
@@ -312,10 +308,10 @@ def charsets(parameters: Sequence[str]) -> list[str]:
     ]
 
 
-def content_codings(headers: Headers) -> list[str]:
+def content_codings(lines: Sequence[str]) -> list[str]:
     """The codings a body says it was compressed with, over every `Content-Encoding`
     line (`identity` is none)."""
-    listed = ",".join(headers.getall("content-encoding", [])).lower().split(",")
+    listed = ",".join(lines).lower().split(",")
     return [coding for coding in map(str.strip, listed) if coding not in ("", "identity")]
 
 

@@ -33,10 +33,12 @@ from typing import Any
 
 import msgspec
 from litestar import Request
-from litestar.exceptions import SerializationException, ValidationException
+from litestar.exceptions import ClientException, SerializationException, ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import BaseRouteHandler
-from litestar.types import Empty, HTTPReceiveMessage, Receive, ReceiveMessage
+from litestar.types import Empty, EmptyType, HTTPReceiveMessage, Receive, ReceiveMessage
+
+from services.api.request_guard import sent_lines
 
 _untyped = msgspec.json.Decoder(float_hook=Decimal)
 _WHERE = re.compile(r" - at `\$\.?(.*)`$")
@@ -46,6 +48,23 @@ _WHERE = re.compile(r" - at `\$\.?(.*)`$")
 class ApiRequest(Request[Any, Any, Any]):
     """The request class of the API (`create_app`): Litestar's, with bodies decoded
     strictly into their command and numbers exact."""
+
+    @property
+    def content_length(self) -> int | None:
+        """The declared `Content-Length`, as Litestar's `content_length` reads it (the
+        first line, `int()` of it, its `ClientException` for one that is no number),
+        from the scope's header lines: no `Headers` built for it
+        (`request_guard.sent_lines`)."""
+        known: int | EmptyType | None = self._content_length
+        if known is not Empty:
+            return known
+        lines = sent_lines(self.scope, b"content-length")
+        sent = lines[0] if lines else None
+        try:
+            declared = self._content_length = int(sent) if sent is not None else None
+        except ValueError:
+            raise ClientException(f"Invalid content-length: {sent!r}") from None
+        return declared
 
     async def body(self) -> bytes:
         """The body, as Litestar's `Request.body()` gives it (its cache in the scope's

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from litestar import Litestar, Request, post
+from litestar.exceptions import ClientException
 
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.request_guard import guard_body
@@ -131,3 +132,28 @@ def test_what_the_guard_answers(name: str, status: int) -> None:
 def test_a_declared_body_over_the_limit_is_refused_before_any_read() -> None:
     length, script = SCRIPTS["declared over the limit"]
     assert asyncio.run(answer(app(ApiRequest), "/echo", length, script))[::2] == (413, 0)
+
+
+LENGTHS = {
+    "none": [],
+    "one": [(b"content-length", b"8")],
+    "upper case": [(b"Content-Length", b"8")],
+    "two lines": [(b"content-length", b"8"), (b"content-length", b"9")],
+    "spaces and a sign": [(b"content-length", b" +8 ")],
+    "no number": [(b"content-length", b"seven")],
+    "latin-1": [(b"content-length", b"\xb2")],
+}
+
+
+@pytest.mark.parametrize("name", list(LENGTHS))
+def test_a_declared_length_is_read_as_litestar_reads_it(name: str) -> None:
+    """From the scope's lines, without `Headers`: the same number, or the same 400."""
+    scope = {"type": "http", "headers": [(b"host", b"h"), *LENGTHS[name]], "state": {}}
+
+    def read(request_class: type[Request[Any, Any, Any]]) -> object:
+        try:
+            return request_class(scope).content_length  # type: ignore[arg-type]
+        except ClientException as refused:
+            return ("refused", refused.status_code, refused.detail)
+
+    assert read(ApiRequest) == read(Request)
