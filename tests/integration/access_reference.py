@@ -2,10 +2,11 @@
 
 Independent of `services.access` on purpose: it states the product's rules in the plainest
 terms (who sees which customer, conversation and task, and which of their department
-queues and boards list them; which fields they may read, a message's author included;
-what a search may find; which status a command must answer, and, apart, what a
-conversation's or task's state refuses) so that the stateful test can hold every read
-path of the real API against it.
+queues and boards list them; which fields they may read, a message's author and a
+correction's or retraction's reason included, and a task's due time, which is not
+personal; what a search may find; which status a command must answer, and, apart, what a
+conversation's or task's state refuses, a task's due-time rules included) so that the
+stateful test can hold every read path of the real API against it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ SEE_ALL = frozenset({"analyst", "auditor", "service", "admin"})
 STAFF = frozenset({"agent", "manager"})
 WRITERS = frozenset({"agent", "manager", "service", "admin"})
 MASKED, ERASED = "[masked]", "[erased]"
+FUTURE, PAST = "2999-01-01T00:00:00Z", "2000-01-01T00:00:00Z"  # due times: ahead, passed
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,20 @@ class WorkRef:
     status: str = "open"  # open, closed (conversations); in_progress, completed, cancelled
     assignee: str | None = None
     answered: set[str] = field(default_factory=set)  # csat, nps, evaluation: this closing's
+    reasons: dict[str, str] = field(default_factory=dict)
+    """An entry's last correction's or retraction's reason, by entry id."""
+    due: str | None = None  # a task's due time (FUTURE, PAST or None)
+    late_setter: str | None = None  # who set the due time over a passed one
+    late: bool = False  # this completion came after its due time
+
+    def move_due(self, who: Who, due: str | None) -> None:
+        """A due time changed by `who`: who set one over a passed one is remembered
+        until someone else sets it."""
+        if self.due == PAST:
+            self.late_setter = who.name
+        elif who.name != self.late_setter:
+            self.late_setter = None
+        self.due = due
 
 
 @dataclass
@@ -134,6 +150,29 @@ class Reference:
             "" if author is None else ERASED if erased else author
             for author in ref.authors.values()
         ]
+
+    def personal_seen(self, who: Who, customer: str, value: str) -> str:
+        """Free text about a customer (a correction's or retraction's reason, as its
+        content) as `who` must read it: masked for analysts alone (marketing staff read
+        it, as they read an entry's content), `[erased]` once the customer is."""
+        if who.role == "analyst":
+            return MASKED
+        return ERASED if self.customers[customer].erased else value
+
+    def reasons_seen(self, who: Who, item: str) -> list[str | None]:
+        """Each entry's last correction's or retraction's reason (None: neither)."""
+        ref = self.work[item]
+        return [
+            self.personal_seen(who, ref.customer, ref.reasons[entry])
+            if entry in ref.reasons
+            else None
+            for entry in ref.authors
+        ]
+
+    def due_seen(self, who: Who, item: str) -> str | None:
+        """A task's due time: not personal, so whoever reads the task reads it whole
+        (analysts too)."""
+        return self.work[item].due
 
     def listed(self, item: str) -> bool:
         """Whether its department's queue (open conversations) or task board lists a
@@ -226,16 +265,21 @@ class Reference:
 
     # --- what the domain refuses once access allows (not access: the answer to expect) ---
 
-    def refused_by_state(self, who: Who, item: str, command: str) -> int | None:
+    def refused_by_state(
+        self, who: Who, item: str, command: str, named: str | None = None
+    ) -> int | None:
         """The status with which a conversation's or task's state refuses `command` (None:
         it takes it): entries, closing and hand-offs need an open conversation, surveys a
         closed one answered no more this closing; a task moves open -> in_progress ->
         completed (or cancelled while active), is evaluated once per completion by anyone
         but its assignee (403), and reopened when completed or cancelled, by anyone but
-        the assignee once the completion was evaluated."""
+        the assignee once the completion was evaluated or late; its due time moves while
+        it is active, by anyone but the assignee once it has passed (403: `due` is a
+        change of it), and it is not assigned (`named`) to whoever set it over a passed
+        one (403)."""
         ref = self.work[item]
         status, assignee = ref.status, ref.assignee
-        judged = "evaluation" in ref.answered and who.name == assignee
+        judged = ("evaluation" in ref.answered or ref.late) and who.name == assignee
         allowed = {
             "message": status == "open",
             "note": status == "open",
@@ -246,6 +290,7 @@ class Reference:
             "csat": status == "closed" and "csat" not in ref.answered,
             "nps": status == "closed" and "nps" not in ref.answered,
             "patch": status in ("open", "in_progress"),
+            "due": status in ("open", "in_progress"),
             "assign": status in ("open", "in_progress"),
             "start": status == "open" and assignee is not None,
             "progress": status == "in_progress",
@@ -259,5 +304,9 @@ class Reference:
         if command == "evaluation" and who.name == assignee:
             return 403  # nobody judges their own work
         if command == "reopen" and status == "completed" and judged:
+            return 403
+        if command == "due" and ref.due == PAST and who.name == assignee:
+            return 403  # the deadline their work is judged by
+        if command == "assign" and named is not None and named == ref.late_setter:
             return 403
         return None

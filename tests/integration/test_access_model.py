@@ -15,7 +15,14 @@ phone, company, tag), statistics, the departments, `ping`, the audit routes and,
 end of each run, every event each principal's open stream delivered (judged as of that
 event) and what a replay of it delivers (`Last-Event-ID`, `?after=`; judged as of that
 event and now). Nothing visible that should not be; every personal field (a message's
-author included) masked where it must be. Department views and search are also held
+author and a correction's or retraction's reason included) masked where it must be; a
+task's due time (not personal) whole for all who read the task, in its `GET` and on the
+board; the due-time rules of a task's assignee (who may not move a passed one, nor be
+assigned a task whose passed due time they moved, nor reopen a late completion); each
+`GET` an `ETag` of the version it shows, and what the caller may not read answered
+exactly as an id that exists nowhere (`access_preconditions.as_nowhere`). Commands under
+Idempotency-Key (one key, three principals) and If-Match are held against it too
+(`access_preconditions`). Department views and search are also held
 against it before the read models apply a step's commands: a row older than its aggregate
 shows nothing its state now hides. Run on the embedded default and on PostgreSQL.
 """
@@ -26,7 +33,7 @@ import itertools
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 from urllib.parse import quote
 
 import httpx
@@ -34,7 +41,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
-    RuleBasedStateMachine,
     initialize,
     invariant,
     multiple,
@@ -43,9 +49,12 @@ from hypothesis.stateful import (
 )
 
 from bench.databases import fresh_database
+from tests.integration.access_preconditions import IF_MATCH, Preconditions
 from tests.integration.access_reference import (
     DEPARTMENTS,
+    FUTURE,
     MASKED,
+    PAST,
     PRINCIPALS,
     STAFF,
     CustomerRef,
@@ -59,12 +68,13 @@ from tests.integration.stream_support import Event, Stream
 Expected = dict[str, list[tuple[str, str]]]  # principal -> [(event type, aggregate id)]
 actors = st.sampled_from(PRINCIPALS)
 INBOUND = ("email", "phone", "name")  # what an inbound message's author is of its customer
+dues = st.sampled_from((None, FUTURE, PAST))  # a task's due time: none, ahead, passed
 MARKETERS = {w.name for w in PRINCIPALS if w.role in STAFF and w.department == "marketing"}
 departments = st.sampled_from(DEPARTMENTS)
 numbers = itertools.count()
 
 
-class AccessMachine(RuleBasedStateMachine):
+class AccessMachine(Preconditions):
     tmp: ClassVar[Path]
     database_url: ClassVar[str | None] = None
 
@@ -89,6 +99,8 @@ class AccessMachine(RuleBasedStateMachine):
         }
         self.ref = Reference()
         self.expected: Expected = {w.name: [] for w in PRINCIPALS}
+        self.reasons: Expected = {w.name: [] for w in PRINCIPALS}  # (aggregate, reason)
+        self.nowhere: dict[tuple[str, str], httpx.Response] = {}  # `as_nowhere`'s reads
 
     # --- commands ---------------------------------------------------------------------
 
@@ -97,27 +109,64 @@ class AccessMachine(RuleBasedStateMachine):
         assert response.status_code == expected, (who, method, url, body, response.text)
         return response.json()
 
-    def delivered(self, kind: str, aggregate: str, sees: Callable[[Who], bool]) -> None:
-        """An event stored: who must get it on their stream (as of the state after it)."""
+    def delivered(
+        self, kind: str, aggregate: str, sees: Callable[[Who], bool], reason: str | None = None
+    ) -> None:
+        """An event stored: who must get it on their stream (as of the state after it);
+        `reason`: a correction's or retraction's, which its history shows."""
         for who in PRINCIPALS:
             if sees(who):
                 self.expected[who.name].append((kind, aggregate))
+                if reason is not None:
+                    self.reasons[who.name].append((aggregate, reason))
 
     @initialize(target=customers, department=departments)
     def first_customer(self, department: str) -> str:
         return self.register(Who("service-1", "service", "integration"), department) or ""
 
-    @initialize(target=work, department=departments, inbound=st.sampled_from(INBOUND))
-    def first_work(self, department: str, inbound: str) -> Any:
-        """A customer of `department`'s own, with a task (assigned) there and a conversation
-        in marketing holding a message from the customer (authored by their e-mail, phone
-        or name): every run has work for the commands on it, and marketing staff read
-        authors of a customer they may not read, from the first step on."""
+    @initialize(
+        target=work,
+        department=departments,
+        inbound=st.sampled_from(INBOUND),
+        task_by=st.tuples(actors, dues),
+        keyed=st.tuples(actors, actors, actors),
+        conditional=st.tuples(actors, st.sampled_from(IF_MATCH)),
+    )
+    def first_work(
+        self,
+        department: str,
+        inbound: str,
+        task_by: tuple[Who, str | None],
+        keyed: tuple[Who, Who, Who],
+        conditional: tuple[Who, str],
+    ) -> Any:
+        """A customer of `department`'s own, with a task there and a conversation in
+        marketing holding a message from the customer (authored by their e-mail, phone
+        or name), corrected with a reason: every run has work for the commands on it,
+        and marketing staff read authors of a customer they may not read, from the first
+        step on. The task is `task_by`'s, due by a time that has passed, which they may
+        not move (to the time `task_by` names); the service moves it, and may then not
+        take the task itself (from another department). Then a note on the conversation
+        under one Idempotency-Key by three principals (`keyed`) and progress on the task
+        under If-Match (`conditional`)."""
         service = Who("service-1", "service", "integration")
         customer = self.register(service, department) or ""
-        conversation = self.open_work(service, customer, "marketing", task=False, assignee="none")
-        self.change_work(service, conversation, CONVERSATION_COMMANDS.index("inbound"), inbound)
-        task = self.open_work(service, customer, department, task=True, assignee="other")
+        assignee, due = task_by
+        conversation = str(self.open_work(service, customer, "marketing", False, "none"))
+        for command in ("inbound", "correct"):
+            self.change_work(service, conversation, CONVERSATION_COMMANDS.index(command), inbound)
+        task = str(
+            self.open_work(
+                service, customer, department, True, "other", due=PAST, named=assignee.name
+            )
+        )
+        moved = TASK_COMMANDS.index("due")
+        self.change_work(assignee, task, moved, inbound, due)
+        self.change_work(service, task, moved, inbound, FUTURE if due == PAST else due)
+        elsewhere = DEPARTMENTS[(DEPARTMENTS.index(department) + 1) % len(DEPARTMENTS)]
+        self.move_work(service, task, elsewhere, "self")
+        self.keyed_by_three(*keyed, "conversation", conversation)
+        self.conditional(conditional[0], "task", task, conditional[1])
         return multiple(conversation, task)
 
     @rule(target=customers, who=actors, department=departments)
@@ -200,15 +249,27 @@ class AccessMachine(RuleBasedStateMachine):
         department=departments,
         task=st.booleans(),
         assignee=st.sampled_from(["none", "self", "other"]),
+        due=dues,
     )
-    def open_work(self, who: Who, customer: str, department: str, task: bool, assignee: str) -> Any:
-        """A conversation or a task (naming no one, its creator or someone else)."""
-        named = {"none": None, "self": who.name, "other": "someone.else"}[assignee]
+    def open_work(
+        self,
+        who: Who,
+        customer: str,
+        department: str,
+        task: bool,
+        assignee: str,
+        *,
+        due: str | None = None,
+        named: str | None = None,
+    ) -> Any:
+        """A conversation or a task (naming no one, its creator or someone else: `named`
+        or `someone.else`; due by `due`)."""
+        named = {"none": None, "self": who.name, "other": named or "someone.else"}[assignee]
         expected = self.ref.open_work(who, customer, department, named if task else None)
         text = f"Text {next(numbers)}"
         body: dict[str, Any] = {"customer_id": customer, "department": department}
         if task:
-            body |= {"title": text, "assignee": named}
+            body |= {"title": text, "assignee": named, "due_at": due}
         else:
             body |= {"channel": "phone", "subject": text}
         answer = self.send(
@@ -224,6 +285,7 @@ class AccessMachine(RuleBasedStateMachine):
             department=department,
             text=text,
             assignee=named if task else None,
+            due=due if task else None,
         )
         event = "TaskCreated" if task else "ConversationOpened"
         self.delivered(event, item, self.sees_work(item))
@@ -245,7 +307,7 @@ class AccessMachine(RuleBasedStateMachine):
             kind = "ConversationHandedOff"
         else:
             access = self.ref.change_work(who, item, named)
-            expected = self.expected_of(who, item, "assign", access)
+            expected = self.expected_of(who, item, "assign", access, named)
             body = {"assignee": named, "department": department}
             self.send(who, "POST", f"/v1/tasks/{item}/assignment", expected, body)
             kind = "TaskAssigned"
@@ -254,11 +316,13 @@ class AccessMachine(RuleBasedStateMachine):
             ref.assignee = named if ref.kind == "task" else None
             self.delivered(kind, item, self.sees_work(item))
 
-    def expected_of(self, who: Who, item: str, command: str, access: int) -> int:
+    def expected_of(
+        self, who: Who, item: str, command: str, access: int, named: str | None = None
+    ) -> int:
         """The access model's answer, else the state's refusal, else `ok`."""
         if access not in (200, 201):
             return access
-        return self.ref.refused_by_state(who, item, command) or access
+        return self.ref.refused_by_state(who, item, command, named) or access
 
     @rule(
         who=actors,
@@ -315,47 +379,62 @@ class AccessMachine(RuleBasedStateMachine):
         item=work,
         pick=st.integers(0, 8),
         inbound=st.sampled_from(INBOUND),
+        due=dues,
     )
-    def change_work(self, who: Who, item: str, pick: int, inbound: str) -> None:
+    def change_work(
+        self, who: Who, item: str, pick: int, inbound: str, due: str | None = None
+    ) -> None:
         """A conversation's entries (inbound ones authored by the customer's e-mail, phone
-        or name), corrections, retractions, closing, reopening and survey answers; a
-        task's details, start, progress, completion, evaluation, reopening, cancelling."""
+        or name), corrections, retractions (each with a reason of its own), closing,
+        reopening and survey answers; a task's details, due time (`due`), start, progress,
+        completion, evaluation, reopening, cancelling."""
         ref = self.ref.work[item]
         commands = CONVERSATION_COMMANDS if ref.kind == "conversation" else TASK_COMMANDS
         command = commands[pick % len(commands)]
         live = [entry for entry, author in ref.authors.items() if author is not None]
         if command in ("correct", "retract") and not live:
             return
-        customer, text = self.ref.customers[ref.customer], f"Text {next(numbers)}"
+        customer, number = self.ref.customers[ref.customer], next(numbers)
         author = {
             "inbound": getattr(customer, inbound),
             "outbound": who.name,
             "note": who.name,
         }.get(command)
-        method, path, body, kind = _work_call(
-            ref.kind, item, command, author=author, text=text, live=live
-        )
+        call = WorkCall(ref.kind, item, author, f"Text {number}", live, f"Reason {number}", due)
+        method, path, body, kind = call.made(command)
         survey = command in ("csat", "nps")
         access = self.ref.survey(who, item) if survey else self.ref.change_work(who, item)
         ok = 201 if command in ("inbound", "outbound", "note") else 200
-        state = command if command not in ("inbound", "outbound") else "message"
+        state = {"inbound": "message", "outbound": "message"}.get(command, command)
+        unchanged = command == "due" and due == ref.due  # as a PATCH of nothing
+        state = "patch" if unchanged else state
         expected = self.expected_of(who, item, state, access if access != 200 else ok)
         answer = self.send(who, method, path, expected, body)
-        if expected != ok:
-            return
-        if author is not None:
-            ref.authors[str(answer["message_id"])] = author
-        elif command == "retract":
-            ref.authors[live[-1]] = None
+        if expected == ok and not unchanged:
+            self.applied(who, item, call, command, answer)
+            reason = call.reason if command in ("correct", "retract") else None
+            self.delivered(kind, item, self.sees_work(item), reason)
+
+    def applied(self, who: Who, item: str, call: WorkCall, command: str, answer: Any) -> None:
+        """The reference after a conversation's or task's command that it took."""
+        ref = self.ref.work[item]
+        if call.author is not None and command in ("inbound", "outbound", "note"):
+            ref.authors[str(answer["message_id"])] = call.author
+        elif command in ("correct", "retract"):
+            ref.reasons[call.live[-1]] = call.reason
+            if command == "retract":
+                ref.authors[call.live[-1]] = None
         elif command == "patch":
-            ref.text = text
+            ref.text = call.text
+        elif command == "due":
+            ref.move_due(who, call.due)
         elif command in ("csat", "nps", "evaluation"):
             ref.answered.add(command)
         elif command in STATUS_AFTER:
+            ref.late = command == "complete" and ref.due == PAST
             ref.status = STATUS_AFTER[command][ref.kind]
             if command == "reopen":
                 ref.answered.clear()
-        self.delivered(kind, item, self.sees_work(item))
 
     @rule(who=actors, customer=customers)
     def erase(self, who: Who, customer: str) -> None:
@@ -390,8 +469,9 @@ class AccessMachine(RuleBasedStateMachine):
         for customer in ref.customers:
             seen = self.get(who, f"/v1/customers/{customer}")
             if not ref.sees_customer(who, customer):
-                assert seen.status_code == 404, (who, customer, seen.text)
+                self.as_nowhere(who, seen, f"/v1/customers/{customer}", customer)
                 continue
+            assert seen.headers["etag"] == f'"{seen.json()["version"]}"', (who, seen.headers)
             assert seen.json()["email"] == ref.email_seen(who, customer), (who, seen.text)
             assert seen.json()["phone"] == ref.phone_seen(who, customer), (who, seen.text)
             self.check_as_of(who, customer)
@@ -421,33 +501,39 @@ class AccessMachine(RuleBasedStateMachine):
         for item, work in ref.work.items():
             seen = self.get(who, f"/v1/{work.kind}s/{item}")
             if work.kind == "conversation":  # its messages, two a page: read as it is
-                status, messages = self.paged_messages(who, item)
-                assert status == seen.status_code, (who, item, messages)
-                if status == 200:
+                first, messages = self.paged_messages(who, item)
+                assert first.status_code == seen.status_code, (who, item, messages)
+                if first.status_code == 200:
                     assert messages == seen.json()["messages"], (who, item)
+                else:
+                    self.as_nowhere(who, first, str(first.url.raw_path, "ascii"), item)
             if not ref.sees_work(who, item):
-                assert seen.status_code == 404, (who, item, seen.text)
+                self.as_nowhere(who, seen, f"/v1/{work.kind}s/{item}", item)
                 continue
+            assert seen.headers["etag"] == f'"{seen.json()["version"]}"', (who, seen.headers)
             self.check_history(who, f"/v1/{work.kind}s/{item}", item)
             text = seen.json()["subject" if work.kind == "conversation" else "title"]
             assert text == ref.text_seen(who, item), (who, item)
-            if work.kind == "conversation":
-                authors = [m["author"] for m in seen.json()["messages"]]
-                assert authors == ref.authors_seen(who, item), (who, item, authors)
+            if work.kind == "task":
+                assert seen.json()["due_at"] == ref.due_seen(who, item), (who, seen.text)
+                continue
+            authors = [m["author"] for m in seen.json()["messages"]]
+            assert authors == ref.authors_seen(who, item), (who, item, authors)
+            reasons = [m["reason"] for m in seen.json()["messages"]]
+            assert reasons == ref.reasons_seen(who, item), (who, item, reasons)
 
-    def paged_messages(self, who: Who, item: str) -> tuple[int, list[Any]]:
-        """Every `/messages` page of a conversation (the first page's status)."""
-        url, messages, status = f"/v1/conversations/{item}/messages?limit=2", [], 0
-        while url:
-            page = self.get(who, url)
-            status = status or page.status_code
-            if page.status_code != 200:
-                assert page.status_code == status, (who, url, page.text)
-                return status, []
+    def paged_messages(self, who: Who, item: str) -> tuple[httpx.Response, list[Any]]:
+        """Every `/messages` page of a conversation (and the first page)."""
+        first = page = self.get(who, f"/v1/conversations/{item}/messages?limit=2")
+        messages: list[Any] = []
+        while page.status_code == 200:
             messages += page.json()["messages"]
             after = page.json()["next_cursor"]
-            url = after and f"/v1/conversations/{item}/messages?limit=2&after={quote(after)}"
-        return status, messages
+            if not after:
+                return first, messages
+            page = self.get(who, f"/v1/conversations/{item}/messages?limit=2&after={quote(after)}")
+        assert page.status_code == first.status_code, (who, item, page.text)
+        return first, []
 
     def check_as_of(self, who: Who, customer: str) -> None:
         """`?as_of=`: auditors' and admins' (others: 403); later than every step the state
@@ -469,14 +555,25 @@ class AccessMachine(RuleBasedStateMachine):
         now: what a replay of their stream delivers of it (a history is judged alike)."""
         if not self.ref.reads_history(who):
             return
-        url, kinds = f"{path}/history?limit=2", []
+        url, entries = f"{path}/history?limit=2", []
         while url:
             page = self.get(who, url)
             assert page.status_code == 200, (who, url, page.text)
-            kinds += [entry["type"] for entry in page.json()]
+            entries += page.json()
             url = page.links.get("next", {}).get("url", "")
+        kinds = [entry["type"] for entry in entries]
         wanted = [kind for kind, item in self.expected[who.name] if item == aggregate]
         assert kinds == wanted, (who, aggregate, kinds, wanted)
+        if aggregate not in self.ref.work:
+            return
+        reasons = [e["data"]["reason"] for e in entries if e["type"] in CORRECTIONS]
+        customer = self.ref.work[aggregate].customer
+        wanted = [
+            self.ref.personal_seen(who, customer, reason)
+            for item, reason in self.reasons[who.name]
+            if item == aggregate
+        ]
+        assert reasons == wanted, (who, aggregate, reasons, wanted)
 
     def check_views(self, who: Who, lagging: bool = False) -> None:
         """Each department view as the reference says; `lagging` (the read models not yet
@@ -507,7 +604,11 @@ class AccessMachine(RuleBasedStateMachine):
             for customer, email in listed.items():
                 assert email in _seen(ref.email_seen(who, customer), lagging), (who, customer)
             for kind, view in (("conversation", "conversations"), ("task", "tasks")):
-                items = {row[f"{kind}_id"] for row in views[view].json()["items"]}
+                entries = views[view].json()["items"]
+                items = {row[f"{kind}_id"] for row in entries}
+                if kind == "task" and not lagging:  # a due time is not personal
+                    dues = {row["task_id"]: row["due_at"] for row in entries}
+                    assert all(dues[i] == ref.due_seen(who, i) for i in items), (who, dues)
                 there = {  # the queue and the board (a lagging row: any)
                     i
                     for i, w in ref.work.items()
@@ -657,6 +758,10 @@ class AccessMachine(RuleBasedStateMachine):
             if kind in ("ConversationOpened", "TaskCreated"):
                 text = data["subject" if kind == "ConversationOpened" else "title"]
                 assert (text == MASKED) is (who.role == "analyst"), (who, data)
+            if kind in CORRECTIONS:  # personal, as an entry's content
+                assert (data["reason"] == MASKED) is (who.role == "analyst"), (who, data)
+            if kind in ("TaskCreated", "TaskDueDateChanged"):  # not personal
+                assert MASKED not in (data.get("due_at"), data.get("to_due_at")), (who, data)
             if kind == "MessageLogged":  # whatever the consent
                 hidden = who.role == "analyst" or who.name in MARKETERS
                 assert (data["author"] == MASKED) is hidden, (who, data)
@@ -665,10 +770,11 @@ class AccessMachine(RuleBasedStateMachine):
 
 
 ORDER = {"amount": "10.00", "currency": "EUR"}
+CORRECTIONS = ("MessageCorrected", "MessageRetracted")  # events holding an entry's reason
 CONVERSATION_COMMANDS = (
     "inbound", "outbound", "note", "correct", "retract", "close", "reopen", "csat", "nps",
 )  # fmt: skip
-TASK_COMMANDS = ("patch", "start", "progress", "complete", "evaluation", "reopen", "cancel")
+TASK_COMMANDS = ("patch", "due", "start", "progress", "complete", "evaluation", "reopen", "cancel")
 STATUS_AFTER = {
     "close": {"conversation": "closed"},
     "reopen": {"conversation": "open", "task": "open"},
@@ -686,6 +792,7 @@ WORK_EVENTS = {
     "csat": "SatisfactionRated",
     "nps": "RecommendationScored",
     "patch": "TaskDetailsChanged",
+    "due": "TaskDueDateChanged",
     "start": "TaskStarted",
     "progress": "TaskProgressLogged",
     "complete": "TaskCompleted",
@@ -694,23 +801,39 @@ WORK_EVENTS = {
 }
 
 
-def _work_call(
-    kind: str, item: str, command: str, *, author: str | None, text: str, live: list[str]
-) -> tuple[str, str, Any, str]:
-    """method, path, body and the event a work command stores."""
-    url = f"/v1/{kind}s/{item}"
-    entry = f"{url}/messages/{live[-1] if live else ''}"
+class WorkCall(NamedTuple):
+    """What a conversation's or task's command names: its author (a new entry's), its
+    text, the live entries (the last one is corrected or retracted), its reason (a
+    correction's or retraction's) and its due time (a task's)."""
+
+    kind: str
+    item: str
+    author: str | None
+    text: str
+    live: list[str]
+    reason: str
+    due: str | None
+
+    def made(self, command: str) -> tuple[str, str, Any, str]:
+        """method, path, body and the event a work command stores."""
+        return _work_call(self, command)
+
+
+def _work_call(call: WorkCall, command: str) -> tuple[str, str, Any, str]:
+    kind, url, author, text = call.kind, f"/v1/{call.kind}s/{call.item}", call.author, call.text
+    entry = f"{url}/messages/{call.live[-1] if call.live else ''}"
     bodies: dict[str, tuple[str, str, Any]] = {
         "inbound": ("POST", f"{url}/messages", {"direction": "inbound", "author": author}),
         "outbound": ("POST", f"{url}/messages", {"direction": "outbound", "author": author}),
         "note": ("POST", f"{url}/notes", {}),
-        "correct": ("PATCH", entry, {"content": text, "reason": "typo"}),
-        "retract": ("DELETE", f"{entry}?reason=wrong", None),
+        "correct": ("PATCH", entry, {"content": text, "reason": call.reason}),
+        "retract": ("DELETE", f"{entry}?reason={quote(call.reason)}", None),
         "close": ("POST", f"{url}/close", {"outcome": "resolved"}),
         "reopen": ("POST", f"{url}/reopen", {"reason": "again"}),
         "csat": ("POST", f"{url}/csat", {"score": 5}),
         "nps": ("POST", f"{url}/nps", {"score": 9}),
         "patch": ("PATCH", url, {"title": text}),
+        "due": ("PATCH", url, {"due_at": call.due}),
         "start": ("POST", f"{url}/start", None),
         "progress": ("POST", f"{url}/progress", {"note": "n", "percent": 10}),
         "complete": ("POST", f"{url}/complete", {"resolution": "r"}),
