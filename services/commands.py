@@ -198,7 +198,7 @@ class CommandService:
                 result = await retried(
                     lambda: self._attempt(caller, target, command, expected, allowed),
                     expected,
-                    lambda version: self._conflict(command, target, version),
+                    lambda version: self._conflict(caller, allowed, command, target, version),
                 )
         finally:
             self._turns.give_back(target.int, turn)
@@ -319,9 +319,21 @@ class CommandService:
         return await asyncio.to_thread(self.app.caught_up, aggregate)
 
     async def _conflict(
-        self, command: Change[A], target: UUID, expected: int | None
+        self,
+        caller: Caller,
+        allowed: _Allowed,
+        command: Change[A],
+        target: UUID,
+        expected: int | None,
     ) -> VersionConflict:
-        actual = (await self.load(command.aggregate_class(), target)).version
+        """The 409 of a race lost to another process, with the version it saved; judged
+        first as a decision is (`AccessModel.on_target`): that command may have taken
+        the aggregate out of the caller's sight (a hand-off, an unshare), and then its
+        version is not theirs to learn: 404, as for an id that exists nowhere."""
+        aggregate = await self.load(command.aggregate_class(), target)
+        now = await self.keys.resource(aggregate)
+        self.access.on_target(caller.principal, allowed.actions, now)
+        actual = aggregate.version
         return VersionConflict(target, actual - 1 if expected is None else expected, actual)
 
     async def save(
