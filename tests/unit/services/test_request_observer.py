@@ -5,8 +5,10 @@ kept, not looked up again each request)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+import msgspec
 import pytest
 import structlog
 from litestar import Litestar, MediaType, Response, get
@@ -121,3 +123,37 @@ def test_a_server_logging_at_warning_fills_no_request_line(
         assert [line["path"] for line in requests] == ["/plain"] * lines
         assert len(named) == lines
         named.clear()
+
+
+@get("/context", sync_to_thread=False)
+def context() -> dict[str, object]:
+    return structlog.contextvars.get_contextvars()
+
+
+def test_a_request_logs_under_its_own_id_and_no_principal_it_inherited() -> None:
+    """What the request's task inherits of its log context (an earlier request's id and
+    principal) is gone: its lines name its own id, and a principal only once one is
+    authenticated (`observability.REQUEST_CONTEXT`)."""
+    app = Litestar([context])
+    observed = RequestObserver(app.asgi_handler, Metrics(lambda: 0.0), ["/context"])
+    rid = "0123456789abcdef0123456789abcdef"
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": "/context", "raw_path": b"/context",
+             "query_string": b"", "root_path": "", "state": {},
+             "headers": [(b"x-request-id", rid.encode())], "litestar_app": app,
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}  # fmt: skip
+    bodies: list[bytes] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message["body"])  # type: ignore[arg-type]
+
+    async def request() -> None:
+        structlog.contextvars.bind_contextvars(request_id="earlier", principal="ghost")
+        await observed(scope, receive, send)  # type: ignore[arg-type]
+
+    asyncio.run(request())
+    assert msgspec.json.decode(b"".join(bodies)) == {"request_id": rid}
