@@ -293,8 +293,20 @@ def sent_lines(scope: Scope, name: bytes) -> list[str]:
     (names matched in any case, values decoded as Latin-1), read from the scope's list:
     building `Headers` decodes every line for the few a request reads (a GET its
     Authorization, a command its Content-Type, Content-Encoding, If-Match and
-    Idempotency-Key too: `deps.command_call`)."""
-    return [value.decode("latin-1") for key, value in scope["headers"] if key.lower() == name]
+    Idempotency-Key too: `deps.command_call`). The lines are sorted by name in one pass,
+    kept in the scope's state for the request's next look-up (a command makes six)."""
+    state: dict[str, Any] | None = scope.get("state")
+    by_name: dict[bytes, list[str]] | None = None if state is None else state.get(_LINES)
+    if by_name is None:
+        by_name = {}
+        for key, value in scope["headers"]:
+            by_name.setdefault(key.lower(), []).append(value.decode("latin-1"))
+        if state is not None:
+            state[_LINES] = by_name
+    return by_name.get(name) or []
+
+
+_LINES = "header_lines"  # the scope state's key of `sent_lines`' lines by name
 
 
 def charsets(parameters: Sequence[str]) -> list[str]:

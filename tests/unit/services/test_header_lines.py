@@ -45,3 +45,13 @@ def test_a_token_is_read_from_one_line_and_two_lines_are_a_400() -> None:
     for name in ("none", "empty", "other names alike"):
         with pytest.raises(Unauthenticated):
             bearer_token(request(LISTS[name]))
+
+
+def test_lines_kept_for_the_request_are_those_of_each_name() -> None:
+    """Looked up by several names in one request (its scope's state keeps them sorted
+    by name), each name's lines are still those `Headers` gives."""
+    for headers in LISTS.values():
+        scope = {"headers": headers, "state": {}}
+        for name in ("authorization", "host", "x", "author", "content-type"):
+            expected = Headers(headers).getall(name, [])
+            assert sent_lines(scope, name.encode()) == expected  # type: ignore[arg-type]
