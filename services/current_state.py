@@ -165,6 +165,22 @@ class Gathered(Generic[Q, R]):
                 self._running = None
 
 
+class Direct(Generic[Q, R]):
+    """Questions answered each by a query of its own, asked at once: for a local source
+    (SQLite on the loop, memory), whose query never awaits. Gathering them would cost a
+    task, a future and a turn of the loop a question (~7 % of an embedded `GET`'s CPU)
+    to save a query of a few microseconds; and its answer is as new as its question."""
+
+    def __init__(self, query: Callable[[list[Q]], Awaitable[Sequence[R]]]) -> None:
+        self._query = query
+
+    async def ask(self, question: Q) -> R:
+        return (await self._query([question]))[0]
+
+
+Asked = Gathered[Q, R] | Direct[Q, R]
+
+
 class CurrentState:
     def __init__(
         self,
@@ -172,12 +188,16 @@ class CurrentState:
         keyring: Keyring,
         max_size: int = 10_000,
         max_bytes: int = KEPT_BYTES,
+        *,
+        local: bool = False,
     ) -> None:
+        """`local`: `source` answers without awaiting anything (`Direct`)."""
         self._source = source
         self._keyring = keyring
         self._kept: Held[UUID, _Kept] = Held(max_size, max_bytes)
-        self._heads: Gathered[None, int] = Gathered(self._head_each)
-        self._catch_ups: Gathered[After, Sequence[StoredEvent]] = Gathered(self._first_pages)
+        asked = Direct if local else Gathered
+        self._heads: Asked[None, int] = asked(self._head_each)
+        self._catch_ups: Asked[After, Sequence[StoredEvent]] = asked(self._first_pages)
 
     @property
     def held(self) -> int:

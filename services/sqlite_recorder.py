@@ -19,12 +19,18 @@ I/O: SQLite.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Notification, StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+from eventsourcing.persistence import ApplicationRecorder, Notification, StoredEvent
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteApplicationRecorder,
+    SQLiteCursor,
+    SQLiteDatastore,
+)
 
 from consumers.byte_pages import notifications_within, within_params
 from domain.customer import CustomerErased
@@ -110,6 +116,45 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
                 )
                 for id_, originator_id, version, topic, state in c.fetchall()
             ]
+
+
+class HeadReader:
+    """The store's head (`max_notification_id`) read on a connection of its own, for one
+    thread (the API's event loop, which reads it once a read of current state): through
+    eventsourcing's pool, a connection taken and given back under its locks, a `BEGIN`
+    and a rollback, a read cost ~27 us of CPU; one statement on this connection ~3 us.
+    In WAL mode (the pool sets it on the file) a lone statement is a read transaction of
+    its own that sees every commit before it and never waits for a writer; it waits for
+    a lock only as the pool's connections do (`lock_timeout`). Read only."""
+
+    def __init__(self, recorder: SQLiteApplicationRecorder) -> None:
+        pool = recorder.datastore.pool
+        self._conn = sqlite3.connect(
+            pool.db_name,
+            uri=True,
+            check_same_thread=False,  # made on the main thread, used by the loop's
+            isolation_level=None,
+            timeout=pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT,
+        )
+        self._conn.execute("PRAGMA query_only = ON")
+        self._statement = recorder.select_max_notification_id_statement
+
+    @classmethod
+    def of(cls, recorder: ApplicationRecorder) -> HeadReader | None:
+        """A reader of `recorder`'s file; None for any other store, and for an SQLite
+        database in memory, which another connection would not share."""
+        if not isinstance(recorder, SQLiteApplicationRecorder):
+            return None
+        return None if recorder.datastore.pool.is_sqlite_memory_mode else cls(recorder)
+
+    def __call__(self) -> int:
+        """The head now, read to the statement's end: no read transaction outlives the
+        call (one left open would hide later commits and pin the WAL)."""
+        ((found,),) = self._conn.execute(self._statement).fetchall()
+        return int(found or 0)
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _uuid(originator_id: UUID | str) -> UUID:

@@ -77,6 +77,7 @@ from services.current_state import CurrentState, log_unstored
 from services.event_store import CrmApplication
 from services.pg_reads import QUERY_SECONDS, PostgresReads
 from services.read_deadline import QueryTimeoutError
+from services.sqlite_recorder import HeadReader
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -140,6 +141,7 @@ class DirectReadModels:
     ) -> None:
         self._models = models
         self._events = events
+        self._head_reader = HeadReader.of(events)  # None in memory (tests)
         self._generations: dict[str, int] = {}
         self._query_seconds = query_seconds
         store = models.store
@@ -191,6 +193,8 @@ class DirectReadModels:
 
     def _head(self) -> float:
         """The event store's newest position (in memory, tests: none known, infinite)."""
+        if self._head_reader is not None:  # the file's, on the loop's own connection
+            return self._head_reader()
         events = self._events
         if not isinstance(events, SQLiteApplicationRecorder):
             return math.inf
@@ -230,6 +234,8 @@ class DirectReadModels:
         self._models.store.close()
         if self._off_loop is not None:
             self._off_loop[0].store.close()
+        if self._head_reader is not None:
+            self._head_reader.close()
 
 
 _POSITION = f"SELECT next_offset FROM {{p}} WHERE topic = '{STORE_TOPIC}' AND partition = 0"
@@ -267,9 +273,12 @@ class StoreEvents:
         self._keys = keys
         self._keys_at_once = keys.at_once() if isinstance(keys, SqliteKeyStore) else None
         self._keys_turn = anyio.Semaphore(1, fast_acquire=True)
+        self._head_reader = HeadReader.of(recorder)  # None in memory (tests)
 
     async def head(self) -> int:
-        return self._recorder.max_notification_id() or 0
+        if self._head_reader is None:
+            return self._recorder.max_notification_id() or 0
+        return self._head_reader()
 
     async def events_after(
         self, aggregate_id: UUID, version: int, limit: int
@@ -361,6 +370,8 @@ class StoreEvents:
     def close(self) -> None:
         if self._keys_at_once is not None:
             self._keys_at_once.close()
+        if self._head_reader is not None:
+            self._head_reader.close()
 
 
 def current_state_of(runtime: Runtime) -> tuple[CurrentState, PostgresReads | None]:
@@ -374,7 +385,8 @@ def current_state_of(runtime: Runtime) -> tuple[CurrentState, PostgresReads | No
     if isinstance(source, StoreEvents):
         runtime.closers.append(source.close)
     kept = runtime.settings.cache_mb * 2**20
-    return CurrentState(source, runtime.keyring, max_bytes=kept), reads
+    local = isinstance(source, StoreEvents)  # its queries never await: asked at once
+    return CurrentState(source, runtime.keyring, max_bytes=kept, local=local), reads
 
 
 def event_source(
