@@ -3,9 +3,8 @@
 One application means one notification log, so every event has one global position
 (`notification id`) in commit order: the relay publishes in that order. PostgreSQL
 in production; a SQLite file in embedded mode; `popo` (in memory) for unit tests.
-Table creation is serialised by a table lock (`consumers.pg_ddl`), since concurrent
-`CREATE TABLE`s from several processes crash one of them. On PostgreSQL, batches are
-inserted by `services.pg_batch_recorder` (same lock and ordering, one round trip).
+Its PostgreSQL tables are made by `services.event_store_tables`; batches are inserted
+by `services.pg_batch_recorder` (same lock and ordering, one round trip).
 
 Hot paths avoid two eventsourcing 9.5.6 costs: `save()` and the default projector
 check every aggregate and event against runtime-checkable Protocols (`isinstance`
@@ -20,18 +19,17 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar, cast
 from uuid import UUID
 
-import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import AggregateRecorder, Notification, Recording, StoredEvent
 from eventsourcing.postgres import PostgresFactory
 from eventsourcing.utils import Environment, EnvType
 from psycopg.conninfo import conninfo_to_dict
 
-from consumers.pg_ddl import creation_lock
 from consumers.pg_pool import RECONNECT_TIMEOUT_S
 from domain import codec
 from domain.base import Aggregate, DomainEvent, NotFound
 from domain.codec import PLAINTEXT, CodecMapper, PersonalDataCipher
+from services.event_store_tables import create_tables
 from services.pg_batch_recorder import AsyncBatchWriter, BatchInsertRecorder
 
 A = TypeVar("A", bound=Aggregate)
@@ -237,10 +235,7 @@ def open_event_store(
         # eventsourcing builds its pool with psycopg_pool's 5-minute reconnect_timeout
         # and no setting for it (see consumers.pg_pool.RECONNECT_TIMEOUT_S).
         app.recorder.datastore.pool.reconnect_timeout = RECONNECT_TIMEOUT_S  # type: ignore[attr-defined]
-        with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
-            creation_lock(conn)  # held while the recorders create theirs (own connections)
-            app.recorder.create_table()  # type: ignore[attr-defined]
-            app.snapshot_recorder.create_table()  # type: ignore[attr-defined]
+        create_tables(database_url, app.recorder, app.snapshot_recorder)
     return app
 
 
