@@ -141,6 +141,10 @@ and its query `CRM_READ_QUERY_SECONDS` 1 s), so it finishes within this; what do
 stopping process for as long as it stayed. Under the 10 s Docker gives a container
 before its SIGKILL, with room for the app's own close."""
 _UVICORN: dict[str, Any] = {
+    # uvicorn's own handlers wrote its records as free text on stderr, not propagated:
+    # without them they reach the root logger's, which renders them as ours are
+    # (`services.logs`; red team s32 F3)
+    "log_config": None,
     "log_level": "warning",
     "access_log": False,
     "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,

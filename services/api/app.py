@@ -145,6 +145,7 @@ def create_app(
         on_startup=starting,
         on_shutdown=closing,
         debug=False,
+        logging_config=None,  # its default replaced the root's handler: see services.logs
     )
     guard.learn(app)  # what each route's query may hold, read once
     prepare_routes(app, partial(command_call, services=services))  # per request, once
