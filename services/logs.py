@@ -2,8 +2,11 @@
 
 Callers bind request or batch context with `structlog.contextvars.bind_contextvars`
 and emit one canonical line per request or batch. Every line is written out as it is
-logged, whatever stdout is (a terminal, a pipe, a file): structlog's printer flushes
+logged, whatever stdout is (a terminal, a pipe, a file): structlog's writer flushes
 each line, and stdout and stderr are made line-buffered for everything else printed.
+A line is one write, its newline included: `crm api --workers N` share one stdout, and
+the printer's two writes (the line, then its newline) let two workers' lines run into
+one (`{...}{...}`, seen as they stopped).
 A consumer's writer process calls this too (`consumers.projection_writer`), so its
 lines look and flush like its runner's. The standard library's records (uvicorn's,
 psycopg's, any library's) are rendered by the same renderer, on stderr: no line a
@@ -55,7 +58,7 @@ def configure_logging(settings: Settings) -> None:
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, *_STAMPED, *_RENDERED, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(_STDOUT),
+        logger_factory=structlog.WriteLoggerFactory(_STDOUT),  # one write a line
         cache_logger_on_first_use=True,
     )
     _route_standard_logging(renderer, max(level, logging.WARNING))

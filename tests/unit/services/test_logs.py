@@ -97,3 +97,30 @@ def test_a_library_records_exception_shows_its_traceback_but_no_local_values(
     assert "in _fails" in written
     assert "refused (24 characters)" in written
     assert SECRET not in written
+
+
+class _Writes:
+    """A stdout that keeps each write apart."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_line_is_one_write_with_its_newline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Processes sharing a stdout (`crm api --workers N`) then never run two lines into
+    one. Fails with structlog's printer (the line, then its newline)."""
+    configure_logging(load_settings({"CRM_LOG_FORMAT": "json"}))
+    stdout = _Writes()
+    monkeypatch.setattr("sys.stdout", stdout)
+    structlog.get_logger("test").info("server stopping", streams=0)
+
+    [write] = stdout.writes
+    assert write.endswith("}\n")
+    assert json.loads(write)["event"] == "server stopping"
