@@ -37,6 +37,7 @@ from services.api.events_stream import event_stream
 from services.api.list_reads import list_reader
 from services.api.loop_reads import current_state_of, read_models_on_loop
 from services.api.observability import Metrics, RequestObserver
+from services.api.options_allow import answer_every_method
 from services.api.pipeline_metrics import register_pipeline_metrics
 from services.api.read_models import ReadModels
 from services.api.read_positions import AppliedPosition
@@ -149,6 +150,7 @@ def create_app(
     )
     guard.learn(app)  # what each route's query may hold, read once
     prepare_routes(app, partial(command_call, services=services))  # per request, once
+    answer_every_method(app)  # each path's OPTIONS: every method of the path
     app.state.metrics = metrics
     app.state.services = services
     routes = [route.path for route in app.routes]
