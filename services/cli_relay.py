@@ -2,7 +2,8 @@
 
 The relay needs PostgreSQL (CRM_DATABASE_URL): its position lives beside the event
 store. One relay runs per signing key: a second waits (`services.relay_key_lock`).
-Exit codes: 0 stopped by a signal, 2 configuration, 3 poison event, 4 unsafe topics.
+Exit codes: 0 stopped by a signal, 2 configuration, 3 poison event, 4 unsafe topics,
+5 its key's lock file deleted or replaced and locked by another relay (restarted, it waits).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import msgspec
 
 from services.bootstrap import require_kafka, wait_for_database, wait_for_kafka
 from services.cli_args import int_between
-from services.relay_key_lock import sole_relay_of
+from services.relay_key_lock import LockLost, sole_relay_of
 from services.settings import Settings
 from services.shutdown import stop_on_signals
 
@@ -86,6 +87,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     except KafkaFailure as error:
         print(f"crm relay: {error}", file=sys.stderr)
         return 1
+    except LockLost as error:  # stopped by its lock's keeper: not a signal's exit 0
+        print(f"crm relay: {error}", file=sys.stderr)
+        return 5
     return 0
 
 

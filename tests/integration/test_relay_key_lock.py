@@ -5,6 +5,8 @@ Kafka (before: both ran, and both wrote `<key>.published`). Real PostgreSQL and 
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +84,31 @@ def test_adopting_refuses_while_a_relay_runs_on_the_key(
         adopted = store.crm("audit", "checkpoint", "--adopt")
         assert adopted.returncode == 0, adopted.stderr
     finally:
+        if relay.poll() is None:
+            relay.kill()
+            relay.wait(timeout=60)
+
+
+def test_a_relay_whose_lock_file_another_relay_replaced_and_locked_stops_exit_5(
+    store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The lock file looks like a stale pid file; deleted, another relay locks a new one
+    there. Fails before: the relay ran on (both wrote `<key>.published`)."""
+    relay = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    other = tmp_path / "other.lock"
+    other.write_text("12345\n")
+    other_relay = os.open(other, os.O_RDWR)
+    try:
+        _started(store, relay)
+        fcntl.flock(other_relay, fcntl.LOCK_EX)
+        os.replace(other, lock_path(store.key.path))
+        assert relay.wait(timeout=60) == 5
+        said = (tmp_path / "relay.log").read_text()
+        assert "relay lost its signing key" in said
+        assert "crm relay: stopped:" in said
+        assert "pid 12345 holds the lock file there now" in said
+    finally:
+        os.close(other_relay)
         if relay.poll() is None:
             relay.kill()
             relay.wait(timeout=60)
