@@ -179,7 +179,7 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
 def _adopt(settings: Settings) -> int:
     from domain.checkpoint import encode
     from services.audit_published import adopt_head, head_path
-    from services.relay_key_lock import RelayRunning, no_relay_of
+    from services.relay_key_lock import LockFileUnusable, RelayRunning, no_relay_of
     from services.signer_memory import CheckpointRefused, adopt
 
     key = _signing_key(settings, create=False)
@@ -191,7 +191,7 @@ def _adopt(settings: Settings) -> int:
         ):
             record = adopt(log, key)
             head = adopt_head(log, key, record.checkpoint)  # the log verified: its head
-    except (CheckpointRefused, RelayRunning) as error:
+    except (CheckpointRefused, RelayRunning, LockFileUnusable) as error:
         print(f"crm audit checkpoint: {error}", file=sys.stderr)
         return 1
     if head is not None:
