@@ -22,7 +22,7 @@ from services.audit_published import head_path
 from services.signer_memory import record_path
 from tests.e2e.processes import eventually
 from tests.integration.audit_support import Audited, audited, fill, positions
-from tests.integration.test_relay_lock_waits import _published_positions, _relay, _stored_position
+from tests.integration.relay_processes import published_positions, start_relay, stored_position
 
 pytestmark = [
     pytest.mark.integration,
@@ -51,10 +51,10 @@ def _signed_at(store: Audited) -> int:
 def _published_once(store: Audited, bootstrap: str, prefix: str, log: Path) -> int:
     """Events stored, published by a first `crm relay` and signed up to; its last position."""
     fill(store.app)
-    relay = _relay(store, bootstrap, prefix, log)
+    relay = start_relay(store, bootstrap, prefix, log)
     try:
         published = positions(store)[-1]
-        eventually(lambda: _stored_position(store) >= published, within=120, what="the relay")
+        eventually(lambda: stored_position(store) >= published, within=120, what="the relay")
         eventually(lambda: _remembered_at(store) == published, what="the head kept")
         eventually(lambda: _signed_at(store) == published, within=60, what="a checkpoint")
     finally:
@@ -67,15 +67,15 @@ def _republished(store: Audited, bootstrap: str, prefix: str, log: Path) -> list
     """Run `crm relay` again until it has published and signed the store's head; the
     warnings it logged that its stored position was past what it had published."""
     head = positions(store)[-1]
-    relay = _relay(store, bootstrap, prefix, log)
+    relay = start_relay(store, bootstrap, prefix, log)
     try:
-        eventually(lambda: _stored_position(store) >= head, within=120, what="the relay")
+        eventually(lambda: stored_position(store) >= head, within=120, what="the relay")
         eventually(lambda: _remembered_at(store) == head, what="the head kept")
         eventually(lambda: _signed_at(store) == head, within=60, what="a checkpoint at the head")
     finally:
         relay.terminate()
         relay.wait(timeout=60)
-    assert _published_positions(bootstrap, prefix) == set(positions(store))
+    assert published_positions(bootstrap, prefix) == set(positions(store))
     assert store.verify().broken is None
     return [
         json.loads(line)

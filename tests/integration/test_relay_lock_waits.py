@@ -9,8 +9,6 @@ and Kafka; the lock is taken by another connection, as an intruder would.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,16 +16,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg_pool import ConnectionPool
 
-from consumers.envelope import all_topics, read_cloudevent
-from consumers.kafka_io import read_all
 from consumers.pg_lock_wait import LockWaitTimedOut
 from consumers.pg_pool import open_pool
-from consumers.process_health import read_health
 from consumers.relay_position import PostgresRelayPosition, relay_status
 from tests.e2e.processes import eventually
-from tests.integration.audit_support import CRM, ROOT, Audited, audited, fill, positions
+from tests.integration.audit_support import Audited, audited, fill
+from tests.integration.relay_processes import (
+    caught_up_without_a_gap,
+    relay_started,
+    relay_trouble,
+    start_relay,
+    stopped_by_sigterm,
+    stored_position,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -43,52 +45,16 @@ def store(pg_url: str, tmp_path: Path) -> Iterator[Audited]:
         yield chained
 
 
-def _relay(store: Audited, bootstrap: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:
-    env = store.full_env(
-        {
-            "CRM_KAFKA_BOOTSTRAP": bootstrap,
-            "CRM_TOPIC_PREFIX": prefix,
-            "CRM_AUDIT_CHECKPOINT_EVENTS": "5",
-            "CRM_AUDIT_CHECKPOINT_SECONDS": "1",
-        }
-    )
-    with log.open("wb") as out:
-        return subprocess.Popen([*CRM, "relay"], cwd=ROOT, env=env, stdout=out, stderr=out)
-
-
-def _stored_position(store: Audited) -> int:
-    if store.sql("SELECT to_regclass('crm_relay_position')")[0][0] is None:
-        return 0  # the relay has not made it yet
-    rows = store.sql("SELECT position FROM crm_relay_position")
-    return int(rows[0][0]) if rows else 0
-
-
-def _relay_trouble(pool: ConnectionPool) -> str | None:
-    return {row.process: row.trouble for row in read_health(pool)}.get("relay")
-
-
-def _published_positions(bootstrap: str, prefix: str) -> set[int]:
-    return {read_cloudevent(r.value).position for r in read_all(bootstrap, all_topics(prefix))}
-
-
-def _started(store: Audited, relay: subprocess.Popen[bytes]) -> None:
-    fill(store.app)
-    head = positions(store)[-1]
-    eventually(lambda: _stored_position(store) >= head, within=120, what="the relay")
-    eventually(store.log.latest_checkpoint, within=60, what="a first checkpoint")
-    assert relay.poll() is None
-
-
 def test_a_relay_rides_out_a_lock_reports_it_and_carries_on_without_a_gap(
     store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     """Fails before: the position save waited for as long as the lock was held, and the
     health row said nothing (gave up waiting for the trouble)."""
-    relay = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    relay = start_relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
     pool = open_pool(store.env["CRM_DATABASE_URL"], max_size=1)
     try:
-        _started(store, relay)
-        stored_before = _stored_position(store)
+        relay_started(store, relay)
+        stored_before = stored_position(store)
 
         with psycopg.connect(store.env["CRM_DATABASE_URL"]) as holder:
             holder.execute(LOCKED)
@@ -96,7 +62,7 @@ def test_a_relay_rides_out_a_lock_reports_it_and_carries_on_without_a_gap(
             fill(store.app)  # stored while the row is locked
 
             def both_said() -> str | None:
-                said = _relay_trouble(pool) or ""
+                said = relay_trouble(pool) or ""
                 return said if "crm_relay_position" in said and "signer" in said else None
 
             said = eventually(both_said, within=30, what="the health row to name the locks")
@@ -109,10 +75,7 @@ def test_a_relay_rides_out_a_lock_reports_it_and_carries_on_without_a_gap(
             row = holder.execute("SELECT position FROM crm_relay_position").fetchone()
             assert row == (stored_before,)  # only the holder can read it now
             holder.rollback()  # the lock let go
-        head = positions(store)[-1]
-        eventually(lambda: _stored_position(store) >= head, within=60, what="the rest")
-        eventually(lambda: _relay_trouble(pool) is None, within=30, what="the trouble cleared")
-        assert _published_positions(kafka_bootstrap, topic_prefix) == set(positions(store))
+        caught_up_without_a_gap(store, pool, kafka_bootstrap, topic_prefix)
         text = (tmp_path / "relay.log").read_text()
         assert "relay waiting for a lock" in text
         assert "relay lock wait over" in text
@@ -127,30 +90,21 @@ def test_sigterm_stops_a_relay_promptly_while_the_lock_is_held(
 ) -> None:
     """Fails before: still running 5 s after SIGTERM (the position save and the signer's
     thread both waited on the lock)."""
-    relay = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    relay = start_relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
     try:
-        _started(store, relay)
+        relay_started(store, relay)
         with psycopg.connect(store.env["CRM_DATABASE_URL"]) as holder:
             holder.execute(LOCKED)
             fill(store.app)  # the relay publishes them and waits to store the position
             eventually(lambda: _lock_waited(store), within=30, what="a wait on the lock")
             time.sleep(1.5)  # the signer's next ticks meet the lock too
-            _stopped_by_sigterm(relay)
+            stopped_by_sigterm(relay)
             holder.rollback()
         assert "relay stopped" in (tmp_path / "relay.log").read_text()
     finally:
         if relay.poll() is None:
             relay.kill()
             relay.wait(timeout=60)
-
-
-def _stopped_by_sigterm(relay: subprocess.Popen[bytes]) -> None:
-    relay.send_signal(signal.SIGTERM)
-    try:
-        code = relay.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the relay was still running 5 s after SIGTERM")
-    assert code == 0
 
 
 def _lock_waited(store: Audited) -> bool:
@@ -176,21 +130,21 @@ def test_a_relay_rides_out_a_lock_on_the_event_log_and_catches_up(
 ) -> None:
     """Fails before: the page read waited for as long as the lock was held, and the
     health row named no page read (gave up waiting for it)."""
-    relay = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    relay = start_relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
     pool = open_pool(store.env["CRM_DATABASE_URL"], max_size=1)
     try:
-        _started(store, relay)
+        relay_started(store, relay)
         with psycopg.connect(store.env["CRM_DATABASE_URL"]) as holder:
             holder.execute(EVENTS_LOCKED)
             pid = holder.info.backend_pid
 
             def both_said() -> str | None:
-                said = _relay_trouble(pool) or ""
+                said = relay_trouble(pool) or ""
                 return said if said.count(f"held by pid {pid} (") == 2 else None
 
             said = eventually(both_said, within=30, what="the relay and its signer to name it")
             assert said.startswith(
-                f"notifications after {_stored_position(store)} not read: waiting for a lock"
+                f"notifications after {stored_position(store)} not read: waiting for a lock"
                 " on public.crm_events (each wait ends after 0.5 s, then tries again): held by"
                 f" pid {pid} ("
             )  # the relay's line, then its signer's, each naming the holder
@@ -198,10 +152,7 @@ def test_a_relay_rides_out_a_lock_on_the_event_log_and_catches_up(
             assert relay.poll() is None, "the relay exited"
             holder.rollback()  # the lock let go
         fill(store.app)
-        head = positions(store)[-1]
-        eventually(lambda: _stored_position(store) >= head, within=60, what="the rest")
-        eventually(lambda: _relay_trouble(pool) is None, within=30, what="the trouble cleared")
-        assert _published_positions(kafka_bootstrap, topic_prefix) == set(positions(store))
+        caught_up_without_a_gap(store, pool, kafka_bootstrap, topic_prefix)
     finally:
         pool.close()
         relay.terminate()
@@ -212,13 +163,13 @@ def test_sigterm_stops_a_relay_promptly_while_the_event_log_is_locked(
     store: Audited, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     """Fails before: still running 5 s after SIGTERM (its page read waited on the lock)."""
-    relay = _relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
+    relay = start_relay(store, kafka_bootstrap, topic_prefix, tmp_path / "relay.log")
     try:
-        _started(store, relay)
+        relay_started(store, relay)
         with psycopg.connect(store.env["CRM_DATABASE_URL"]) as holder:
             holder.execute(EVENTS_LOCKED)
             eventually(lambda: _page_read_waited(store), within=30, what="a page read waiting")
-            _stopped_by_sigterm(relay)
+            stopped_by_sigterm(relay)
             holder.rollback()
         assert "relay stopped" in (tmp_path / "relay.log").read_text()
     finally:
