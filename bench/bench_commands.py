@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from bench import latency
 from bench.databases import fresh_database
 from bench.proc import database_cpu
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.aggregate_cache import AggregateCache
 from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandService, Committer

@@ -36,7 +36,7 @@ from domain import fields as bound
 from domain.base import Context
 from domain.conversation import Conversation
 from domain.customer import Customer
-from services.access import Role
+from services.access.rules import Role
 from services.bootstrap import bootstrap
 from services.event_store import CrmApplication
 from services.principals import open_principals

@@ -51,7 +51,7 @@ from consumers.follower import applied_position
 from consumers.keyring import Keyring
 from consumers.sealed_rows import open_rows
 from consumers.store_postgres import PostgresStore
-from services.access import Findable
+from services.access.findable import Findable
 from services.api import create_app
 from services.api.read_models import PERSONAL, ReadModels
 from services.bootstrap import bootstrap

@@ -27,7 +27,7 @@ from consumers.store_factory import open_store
 from domain.base import Context
 from domain.customer import Customer
 from projections import PROJECTIONS
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandService
 from services.conversation_commands import OpenConversation

@@ -34,7 +34,8 @@ import structlog
 
 from consumers.outage import Dependencies
 from domain.base import ERASED, MASKED
-from services.access import FieldAccess, Principal, unmasked
+from services.access.fields import FieldAccess, unmasked
+from services.access.rules import Principal
 
 log = structlog.get_logger("crm.access_log")
 _encoder = msgspec.json.Encoder()

@@ -27,7 +27,7 @@ from consumers.reachability import (
     reach_postgres,
     wait_until_reachable,
 )
-from services.access import AccessModel
+from services.access.model import AccessModel
 from services.event_store import CrmApplication, open_event_store
 from services.pg_batch_recorder import BatchInsertRecorder
 from services.settings import ConfigError, Settings

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from services.access import rules_markdown
+from services.access.rules import rules_markdown
 from services.settings import Settings
 
 

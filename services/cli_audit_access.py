@@ -70,7 +70,7 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
 
 
 def _store(runtime: Runtime) -> Any:
-    from services.access import Forbidden, rule_name
+    from services.access.rules import Forbidden, rule_name
     from services.access_log_store import open_access_store
     from services.cli_audit_past import operator as operator_principal
 

@@ -31,7 +31,9 @@ import msgspec
 
 from domain import codec
 from domain.base import AGGREGATE_CLASSES, Aggregate, DomainEvent, NotFound
-from services.access import FieldAccess, Forbidden, Principal, Role, mask, resource_of
+from services.access.fields import FieldAccess, mask
+from services.access.resources import resource_of
+from services.access.rules import Forbidden, Principal, Role
 from services.access_log import AccessLog
 from services.access_log_store import open_access_store
 from services.bootstrap import Runtime, bootstrap

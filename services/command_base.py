@@ -22,7 +22,8 @@ from msgspec import UNSET
 from domain.base import Aggregate, Context
 from domain.conversation import Conversation
 from domain.customer import Customer
-from services.access import CommandRules, Principal
+from services.access.model import CommandRules
+from services.access.rules import Principal
 from services.sealed_state import Path
 
 A = TypeVar("A", bound=Aggregate)

@@ -27,7 +27,7 @@ from uuid import UUID
 from consumers.keyring import Keyring
 from domain.base import Aggregate, DomainEvent
 from domain.customer import Customer
-from services.access import Resource, resource_of
+from services.access.resources import Resource, resource_of
 from services.sealed_state import Path, open_at
 
 

@@ -52,14 +52,9 @@ from domain.base import (
 )
 from domain.conversation import Conversation
 from domain.customer import Customer, CustomerErasedError
-from services.access import (
-    AccessModel,
-    CommandRules,
-    Forbidden,
-    Principal,
-    Resource,
-    resource_of,
-)
+from services.access.model import AccessModel, CommandRules
+from services.access.resources import Resource, resource_of
+from services.access.rules import Forbidden, Principal
 from services.aggregate_cache import AggregateCache
 from services.batch_refusals import ErasedSubjectError
 from services.command_base import Change, Creation, Existing

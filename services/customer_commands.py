@@ -14,7 +14,7 @@ from msgspec import UNSET, UnsetType
 from domain import fields as f
 from domain.base import Aggregate, Context
 from domain.customer import Customer
-from services.access import Principal
+from services.access.rules import Principal
 from services.command_base import Change, Creation, Existing
 from services.sealed_state import Path
 

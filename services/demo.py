@@ -18,7 +18,7 @@ from rich.progress import Progress
 from services import conversation_commands as vc
 from services import customer_commands as cc
 from services import task_commands as tc
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.bootstrap import Runtime
 from services.commands import Caller, CommandService
 from services.group_commit import DirectCommitter

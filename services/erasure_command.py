@@ -18,7 +18,7 @@ import asyncio
 from uuid import UUID
 
 from domain.customer import Customer, CustomerErasedError
-from services.access import resource_of
+from services.access.resources import resource_of
 from services.commands import Caller, CommandResult, CommandService
 from services.customer_commands import EraseCustomer
 from services.event_positions import event_position

@@ -21,7 +21,10 @@ from domain import codec
 from domain.base import Aggregate, DomainEvent, NotFound
 from domain.conversation import Conversation
 from domain.task import Task
-from services.access import AccessModel, FieldAccess, Principal, resource_of, unmasked
+from services.access.fields import FieldAccess, unmasked
+from services.access.model import AccessModel
+from services.access.resources import resource_of
+from services.access.rules import Principal
 from services.access_log import revealed
 from services.event_store import CrmApplication
 from services.states_as_of import AggregatesAsOf

@@ -38,7 +38,7 @@ from consumers.sqlite_tx import immediate
 from domain import validation as check
 from domain.base import ValidationFailed
 from domain.validation import DEPARTMENT_PATTERN
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 
 CACHE_SECONDS = 5.0
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from domain.base import AGGREGATE_CLASSES, Aggregate, DomainEvent
-from services.access import Resource, resource_of
+from services.access.resources import Resource, resource_of
 from services.event_store import CrmApplication
 from services.held import Budget, SharedHeld
 

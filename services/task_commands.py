@@ -16,7 +16,7 @@ from msgspec import UNSET, UnsetType
 from domain import fields as f
 from domain.base import Aggregate, Context
 from domain.task import Task
-from services.access import Principal
+from services.access.rules import Principal
 from services.command_base import Change, Creation, Existing
 from services.sealed_state import Path
 

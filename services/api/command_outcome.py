@@ -39,7 +39,7 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from domain.base import DomainError
-from services.access import Forbidden
+from services.access.rules import Forbidden
 from services.api.errors import BadRequest, busy, causes, storage_full
 from services.batch_refusals import ErasedSubjectError, StoreRefusedError
 from services.idempotency import IdempotencyError

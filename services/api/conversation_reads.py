@@ -42,7 +42,7 @@ import msgspec
 from domain import fields as bound
 from domain.conversation import Conversation
 from domain.conversation_messages import Message
-from services.access import FieldAccess, mask, unmasked
+from services.access.fields import FieldAccess, mask, unmasked
 from services.access_log import shown
 from services.api.errors import BadRequest
 from services.api.views import ConversationView, MessageView, conversation_view

@@ -22,7 +22,8 @@ from litestar.params import HeaderParameter
 
 from domain.base import Aggregate, ValidationFailed
 from domain.validation import whole_number
-from services.access import AccessModel, Principal
+from services.access.model import AccessModel
+from services.access.rules import Principal
 from services.access_log import AccessLog
 from services.api.command_answer import CommandAnswer, TaggedAnswer
 from services.api.command_outcome import stored_nothing

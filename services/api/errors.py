@@ -52,7 +52,7 @@ from domain.base import (
 )
 from domain.codec import UnknownEventType
 from domain.customer import CustomerErasedError
-from services.access import Forbidden
+from services.access.rules import Forbidden
 from services.access_log import AccessLogBacklogged
 from services.batch_refusals import CommitUnknownError
 from services.idempotency import BadIdempotencyKeyError, IdempotencyError, KeyInUseError

@@ -72,7 +72,9 @@ from consumers.outage import POSTGRES, Dependencies
 from consumers.pg_pool import DATABASE_UNAVAILABLE
 from domain import codec
 from domain.base import DomainEvent
-from services.access import Forbidden, Principal, mask, resource_of, rule_name, unmasked
+from services.access.fields import mask, unmasked
+from services.access.resources import resource_of
+from services.access.rules import Forbidden, Principal, rule_name
 from services.access_log import AccessLogBacklogged, revealed
 from services.api.deps import CallerDep, Services, ServicesDep, bearer_token
 from services.api.errors import BadRequest, busy

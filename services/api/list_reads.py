@@ -32,7 +32,8 @@ from domain.base import Aggregate
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
-from services.access import FieldAccess, Resource, mask, resource_of
+from services.access.fields import FieldAccess, mask
+from services.access.resources import Resource, resource_of
 from services.access_log import rows_shown
 from services.api.cursors import uuid_after
 from services.api.deps import CallerDep, ServicesDep

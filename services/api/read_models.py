@@ -32,7 +32,7 @@ from consumers import readmodel_queries as rq
 from consumers.readmodel_store import ReadModelStore
 from consumers.search_queries import search_customers
 from projections import PROJECTIONS
-from services.access import Findable
+from services.access.findable import Findable
 from services.api.cursors import keyset_after, keyset_cursor, spelled, uuid_after
 from services.api.errors import BadRequest, NotCaughtUp
 

@@ -28,13 +28,10 @@ from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
 from domain.validation import aware
-from services.access import (
-    AccessModel,
-    FieldAccess,
-    Principal,
-    resource_of,
-    unmasked,
-)
+from services.access.fields import FieldAccess, unmasked
+from services.access.model import AccessModel
+from services.access.resources import resource_of
+from services.access.rules import Principal
 from services.access_log import revealed
 from services.api.conversation_reads import (
     ConversationAnswer,

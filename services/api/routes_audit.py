@@ -23,7 +23,7 @@ from litestar import get
 from litestar.params import FromQuery, QueryParameter
 
 from domain.checkpoint import Checkpoint
-from services.access import Forbidden, Principal, rule_name
+from services.access.rules import Forbidden, Principal, rule_name
 from services.access_log import StoredAccess, decode
 from services.api.deps import CallerDep, Services, ServicesDep
 from services.api.errors import READ_PROBLEMS, ReadModelUnavailable

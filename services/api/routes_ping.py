@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from litestar import get
 
-from services.access import PING
+from services.access.rules import PING
 from services.api.deps import CallerDep, ServicesDep
 from services.api.errors import problem_responses
 

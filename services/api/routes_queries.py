@@ -8,7 +8,7 @@ from litestar import Router, get
 from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent
 
-from services.access import DEPARTMENTS
+from services.access.rules import DEPARTMENTS
 from services.api.deps import CallerDep, ServicesDep
 from services.api.errors import LIST_PROBLEMS, READ_PROBLEMS, BadRequest, problem_responses
 from services.api.events_stream import StreamDep, bounded_sends

@@ -21,7 +21,7 @@ from domain.base import DomainEvent
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.task import Task
-from services.access import FieldAccess, mask
+from services.access.fields import FieldAccess, mask
 
 V = TypeVar("V", bound=msgspec.Struct)
 

@@ -22,7 +22,7 @@ from domain.base import Context
 from services import conversation_commands as vc
 from services import customer_commands as cc
 from services import task_commands as tc
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.bootstrap import bootstrap
 from services.commands import Caller, CommandService
 from services.group_commit import DirectCommitter

@@ -22,7 +22,7 @@ from litestar.testing import TestClient
 
 from bench.databases import fresh_database
 from domain.chain_walk import ChainWalk
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.access_log import AccessLog, AccessStore, decode
 from services.access_log_store import PostgresAccessStore, SqliteAccessStore
 from services.access_topic import AccessPublisher, access_topic, ensure_access_topic

@@ -23,7 +23,7 @@ import pytest
 
 from bench.databases import fresh_database
 from domain.chain_walk import BreakKind
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.access_log import AccessLog
 from services.access_log_store import PostgresAccessStore, SqliteAccessStore
 from services.bootstrap import connect_pool

@@ -24,8 +24,10 @@ import pytest
 from litestar.testing import TestClient
 
 from domain.base import ERASED, MASKED
-from services import access, cli_audit_past, event_store
-from services.access import FieldAccess, Principal, Resource, Role
+from services import cli_audit_past, event_store
+from services.access.fields import FieldAccess, field_access
+from services.access.resources import Resource
+from services.access.rules import Principal, Role
 from services.cli import main
 from tests.integration.api_support import Client, EmbeddedApi, embedded_api
 
@@ -210,14 +212,14 @@ def test_a_field_the_access_model_hides_from_auditors_is_masked_as_the_api_masks
     """Auditors read every field today; were the model to hide one from them (e-mail
     here), the CLI would show it `[masked]` exactly where the API does, and leave it
     out of the record."""
-    everything = access.field_access
+    everything = field_access
 
     def no_email_for_auditors(principal: Principal, resource: Resource) -> FieldAccess:
         if principal.role is Role.AUDITOR:
             return FieldAccess(hidden=frozenset({"email"}))
         return everything(principal, resource)
 
-    monkeypatch.setattr(access, "field_access", no_email_for_auditors)
+    monkeypatch.setattr("services.access.model.field_access", no_email_for_auditors)
     api_history, api_as_of, api_talk = scene.api_reads()
     history, as_of, talk = scene.cli_reads()
     assert [_personal(e) for e in history] == [_personal(e) for e in api_history]

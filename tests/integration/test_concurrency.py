@@ -21,7 +21,7 @@ from litestar.testing import TestClient
 
 from domain.base import NotFound
 from domain.customer import Customer
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.api import create_app
 from services.batch_refusals import BatchConflictError
 from services.bootstrap import Runtime, bootstrap

@@ -18,7 +18,7 @@ from uuid import UUID
 import pytest
 
 from domain.base import Aggregate, NotFound
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.bootstrap import bootstrap
 from services.commands import Caller, CommandService
 from services.customer_commands import ChangeOwner, RegisterCustomer, TagCustomer

@@ -21,7 +21,7 @@ import pytest
 from domain.base import Aggregate
 from domain.conversation import Conversation
 from domain.customer import Customer
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.batch_refusals import ErasedSubjectError
 from services.bootstrap import Runtime, bootstrap
 from services.command_base import Change

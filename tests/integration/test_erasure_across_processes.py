@@ -22,7 +22,7 @@ import pytest
 
 from domain import codec
 from domain.customer import CustomerErased, CustomerErasedError
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandService
 from services.conversation_commands import CloseConversation, LogMessage, OpenConversation

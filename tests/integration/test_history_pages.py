@@ -20,7 +20,7 @@ from domain.base import MASKED
 from domain.conversation import Conversation
 from domain.customer import Customer
 from domain.snapshot import TAGS
-from services.access import EVERYTHING_VISIBLE
+from services.access.fields import EVERYTHING_VISIBLE
 from services.access_log import decode
 from services.api import conversation_reads, reads
 from services.api.conversation_reads import SLICE

@@ -21,7 +21,7 @@ from litestar.testing import TestClient
 
 from services import conversation_commands as vc
 from services import customer_commands as cc
-from services.access import Principal
+from services.access.rules import Principal
 from services.command_base import Change, Creation
 from services.commands import Caller, CommandResult, CommandService
 from services.group_commit import DirectCommitter

@@ -22,7 +22,7 @@ from litestar.testing import TestClient
 from consumers.blind_index import company_prefix
 from consumers.follower import rebuild_from_store
 from projections import PROJECTIONS
-from services.access import Findable
+from services.access.findable import Findable
 from services.api.awaited_reads import BEHIND, AwaitedReadModels
 from services.api.loop_reads import event_source, read_models_on_loop
 from services.api.read_models import ROWS, SEARCHED, Page, ReadModels

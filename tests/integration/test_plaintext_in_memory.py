@@ -27,7 +27,7 @@ from litestar._parsers import parse_query_string
 from litestar.testing import TestClient
 
 from consumers.keyring import Keyring
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.aggregate_cache import KEPT_SECONDS, AggregateCache
 from services.api.events_stream import EventStream
 from services.commands import Caller

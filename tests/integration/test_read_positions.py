@@ -19,7 +19,7 @@ from consumers.projecting import Item, project
 from consumers.store_postgres import PostgresStore
 from domain.base import DomainEvent
 from projections import PROJECTIONS
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.api.read_positions import AppliedVersionsWatermark
 from services.bootstrap import Runtime, bootstrap
 from services.commands import Caller, CommandService

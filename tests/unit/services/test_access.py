@@ -14,20 +14,11 @@ from domain.codec import event_types
 from domain.conversation import Conversation
 from domain.conversation_messages import Message
 from domain.customer import Customer, CustomerErasedError, OrderRecorded, OrderStatusChanged
-from services.access import (
-    MARKETING_AUTHORS,
-    AccessModel,
-    CommandRules,
-    FieldAccess,
-    Findable,
-    Forbidden,
-    Principal,
-    Resource,
-    Role,
-    field_access,
-    mask,
-    rules_table,
-)
+from services.access.fields import MARKETING_AUTHORS, FieldAccess, field_access, mask
+from services.access.findable import Findable
+from services.access.model import AccessModel, CommandRules
+from services.access.resources import Resource
+from services.access.rules import Forbidden, Principal, Role, rules_table
 
 ACCESS = AccessModel(("sales", "support", "marketing"))
 
@@ -348,7 +339,7 @@ def test_a_customer_s_orders_hold_no_personal_data() -> None:
 
 def test_every_command_names_a_known_action() -> None:
     from services import conversation_commands, customer_commands, task_commands
-    from services.access import ACTIONS
+    from services.access.rules import ACTIONS
     from services.command_base import Command
 
     modules = (customer_commands, conversation_commands, task_commands)
@@ -365,7 +356,7 @@ def test_every_command_names_a_known_action() -> None:
 def test_the_readme_shows_the_rules_table_generated_from_the_code() -> None:
     from pathlib import Path
 
-    from services.access import rules_markdown
+    from services.access.rules import rules_markdown
 
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     assert rules_markdown() in readme, "README is stale: paste the output of `crm access rules`"

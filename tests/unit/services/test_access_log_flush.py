@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from services import access_log
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.access_log import BATCH, AccessLog, AccessLogBacklogged, decode
 from services.access_log_store import SqliteAccessStore
 

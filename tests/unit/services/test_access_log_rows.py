@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from domain.base import ERASED, MASKED
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.access_log import AccessLog, decode, rows_shown
 from services.access_log_store import SqliteAccessStore
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.access_log import AccessLog
 from services.access_log_store import SqliteAccessStore
 from services.settings import ConfigError, load_settings

@@ -17,7 +17,7 @@ from consumers.keyring import Keyring, MemoryKeyStore
 from domain.base import Aggregate, Context
 from domain.conversation import Conversation
 from domain.customer import Customer
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.aggregate_cache import IDLE_SECONDS, AggregateCache, Lent
 from services.commands import Caller, CommandService
 from services.customer_commands import ChangeOwner, EraseCustomer, RegisterCustomer, UpdateProfile

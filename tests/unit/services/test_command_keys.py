@@ -12,7 +12,7 @@ import pytest
 
 from consumers.keyring import KEY_CACHE_SECONDS, Keyring, MemoryKeyStore
 from domain.conversation import Conversation
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.api.loop_reads import event_source
 from services.commands import Caller, CommandService
 from services.conversation_commands import LogMessage, OpenConversation

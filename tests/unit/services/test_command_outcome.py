@@ -21,7 +21,7 @@ from eventsourcing.persistence import (
 from domain.base import InvalidTransition, NotFound, PermissionDenied, ValidationFailed
 from domain.base import VersionConflict as Conflict
 from domain.customer import CustomerErasedError
-from services.access import Forbidden
+from services.access.rules import Forbidden
 from services.api.command_outcome import stored_nothing
 from services.api.errors import BadQuery, BadRequest
 from services.batch_refusals import BatchConflictError, ErasedSubjectError

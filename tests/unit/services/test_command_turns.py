@@ -13,7 +13,7 @@ import pytest
 
 from consumers.keyring import Keyring, MemoryKeyStore
 from domain.base import Aggregate
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.commands import Caller, CommandService
 from services.customer_commands import RegisterCustomer, UpdateProfile
 from services.event_store import CrmApplication, Saved

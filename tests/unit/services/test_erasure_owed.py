@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 
 from consumers.keyring import Keyring, MemoryKeyStore
 from domain.customer import CustomerErased, CustomerErasedError
-from services.access import Forbidden, Principal, Role
+from services.access.rules import Forbidden, Principal, Role
 from services.commands import Caller, CommandResult, CommandService
 from services.customer_commands import EraseCustomer, RegisterCustomer
 from services.erasure_command import erase_customer

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.commands import Caller
 from services.idempotency import Idempotency, Reservation, created_id
 from services.idempotency_store import KeyTable, SqliteDatabase

@@ -14,7 +14,7 @@ from domain.codec import CodecMapper
 from domain.customer import Customer
 from domain.task import Task
 from projections import PROJECTIONS
-from services.access import EVERYTHING_VISIBLE
+from services.access.fields import EVERYTHING_VISIBLE
 from services.api.views import history_entry
 from tests.unit.domain.factories import CUSTOMER_ID, T0, TASK_ID
 from tests.unit.projections.memory import replay

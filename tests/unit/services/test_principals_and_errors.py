@@ -12,7 +12,7 @@ import pytest
 from litestar.exceptions import NotFoundException
 
 from domain.base import InvalidTransition, NotFound, ValidationFailed, VersionConflict
-from services.access import Forbidden, Role
+from services.access.rules import Forbidden, Role
 from services.api.errors import NotCaughtUp, Unauthenticated, problem_for
 from services.principals import (
     PostgresPrincipalTable,

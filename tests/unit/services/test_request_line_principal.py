@@ -12,7 +12,7 @@ from litestar.di import Provide
 from litestar.testing import TestClient
 from structlog.testing import capture_logs
 
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.api.deps import CallerDep, Services, authenticate, caller_dependency
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.observability import Metrics, RequestObserver

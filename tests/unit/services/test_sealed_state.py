@@ -19,7 +19,7 @@ from domain.customer import Customer
 from domain.task import Task
 from services import conversation_commands as cc
 from services import task_commands as tc
-from services.access import Principal, Role
+from services.access.rules import Principal, Role
 from services.commands import Caller, CommandService
 from services.customer_commands import RegisterCustomer, UpdateProfile
 from services.event_store import CrmApplication
