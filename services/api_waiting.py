@@ -28,8 +28,9 @@ from typing import Any
 
 import structlog
 
-from services.api.errors import MEDIA_TYPE, PROBLEM_BASE, UNAVAILABLE, UNAVAILABLE_RETRY_AFTER_S
+from services.api.problem_table import MEDIA_TYPE, PROBLEM_BASE
 from services.api.response_headers import API_HEADERS
+from services.api.store_troubles import UNAVAILABLE, UNAVAILABLE_RETRY_AFTER_S
 
 log = structlog.get_logger("crm.api")
 

@@ -60,7 +60,7 @@ from typing import Any
 import structlog
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from services.api.errors import PROBLEM_BASE
+from services.api.problem_table import PROBLEM_BASE
 
 MAX_HEAD_BYTES = 65_536
 TAKEN_BYTES = 65_536

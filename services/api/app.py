@@ -32,7 +32,7 @@ from services.api.deps import (
     command_calls,
 )
 from services.api.docs_page import PinnedSwagger
-from services.api.errors import EXCEPTION_HANDLERS
+from services.api.error_responses import EXCEPTION_HANDLERS
 from services.api.events_stream import event_stream
 from services.api.list_reads import list_reader
 from services.api.loop_reads import current_state_of, read_models_on_loop

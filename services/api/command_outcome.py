@@ -40,7 +40,8 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from domain.base import DomainError
 from services.access.rules import Forbidden
-from services.api.errors import BadRequest, busy, causes, storage_full
+from services.api.http_errors import BadRequest
+from services.api.store_troubles import busy, causes, storage_full
 from services.batch_refusals import ErasedSubjectError, StoreRefusedError
 from services.idempotency import IdempotencyError
 

@@ -44,7 +44,7 @@ from domain.conversation import Conversation
 from domain.conversation_messages import Message
 from services.access.fields import FieldAccess, mask, unmasked
 from services.access_log import shown
-from services.api.errors import BadRequest
+from services.api.http_errors import BadRequest
 from services.api.views import ConversationView, MessageView, conversation_view
 from services.fair_turns import FairTurn
 

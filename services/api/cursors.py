@@ -37,7 +37,7 @@ from consumers.readmodel_queries import BOARD_ORDER, QUEUE_ORDER, TIMELINE_ORDER
 from domain import fields as bound
 from domain.base import ValidationFailed
 from domain.validation import instant_text, uuid_text
-from services.api.errors import BadRequest
+from services.api.http_errors import BadRequest
 
 TEXT_LIMIT = bound.LINE
 """The most characters a cursor's text value holds. The longest a list sorts by is a

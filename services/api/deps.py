@@ -27,7 +27,7 @@ from services.access.rules import Principal
 from services.access_log import AccessLog
 from services.api.command_answer import CommandAnswer, TaggedAnswer
 from services.api.command_outcome import stored_nothing
-from services.api.errors import BadRequest, Unauthenticated
+from services.api.http_errors import BadRequest, Unauthenticated
 from services.api.loop_reads import LoopReadModels
 from services.api.observability import request_id_of
 from services.api.parsed_queries import forget_parsed_queries

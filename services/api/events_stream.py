@@ -77,7 +77,8 @@ from services.access.resources import resource_of
 from services.access.rules import Forbidden, Principal, rule_name
 from services.access_log import AccessLogBacklogged, revealed
 from services.api.deps import CallerDep, Services, ServicesDep, bearer_token
-from services.api.errors import BadRequest, busy
+from services.api.http_errors import BadRequest
+from services.api.store_troubles import busy
 from services.commands import Caller
 from services.shutdown import SERVER_STOPPING
 from services.states_as_of import AggregatesAsOf

@@ -37,7 +37,7 @@ from services.access.resources import Resource, resource_of
 from services.access_log import rows_shown
 from services.api.cursors import uuid_after
 from services.api.deps import CallerDep, ServicesDep
-from services.api.errors import ReadModelUnavailable
+from services.api.http_errors import ReadModelUnavailable
 from services.api.loop_reads import LoopReadModels
 from services.api.read_models import (
     PERSONAL,

@@ -44,7 +44,7 @@ from types import TracebackType
 
 import anyio
 
-from services.api.errors import SharedReadsBusy, TooManyQueries
+from services.api.http_errors import SharedReadsBusy, TooManyQueries
 from services.read_deadline import retry_after
 
 

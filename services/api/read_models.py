@@ -34,7 +34,7 @@ from consumers.search_queries import search_customers
 from projections import PROJECTIONS
 from services.access.findable import Findable
 from services.api.cursors import keyset_after, keyset_cursor, spelled, uuid_after
-from services.api.errors import BadRequest, NotCaughtUp
+from services.api.http_errors import BadRequest, NotCaughtUp
 
 Row = dict[str, Any]
 Page = dict[str, Any]

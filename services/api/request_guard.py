@@ -73,7 +73,7 @@ from litestar.typing import FieldDefinition
 
 from domain.base import ValidationFailed
 from domain.validation import UUID_TEXT, instant_text, whole_number
-from services.api.errors import (
+from services.api.http_errors import (
     BadQuery,
     BadRequest,
     RequestNotReceived,

@@ -26,7 +26,8 @@ from domain.checkpoint import Checkpoint
 from services.access.rules import Forbidden, Principal, rule_name
 from services.access_log import StoredAccess, decode
 from services.api.deps import CallerDep, Services, ServicesDep
-from services.api.errors import READ_PROBLEMS, ReadModelUnavailable
+from services.api.http_errors import ReadModelUnavailable
+from services.api.problem_table import READ_PROBLEMS
 from services.api.time_range import From, To, time_range
 from services.audit_log import END, open_audit_log
 

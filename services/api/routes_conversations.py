@@ -17,7 +17,7 @@ from services.api.conversation_reads import (
     MessagePage,
 )
 from services.api.deps import Call, tagged
-from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
+from services.api.problem_table import COMMAND_PROBLEMS, READ_PROBLEMS
 from services.api.reads import (
     HISTORY_PAGE,
     HistoryCursor,

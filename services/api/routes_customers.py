@@ -12,8 +12,8 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from domain.customer import Customer
 from services import customer_commands as cc
 from services.api.deps import Call, tagged
-from services.api.errors import COMMAND_PROBLEMS, LIST_PROBLEMS, READ_PROBLEMS
 from services.api.list_reads import ListReaderDep
+from services.api.problem_table import COMMAND_PROBLEMS, LIST_PROBLEMS, READ_PROBLEMS
 from services.api.reads import (
     HISTORY_PAGE,
     HistoryCursor,

@@ -8,8 +8,8 @@ from litestar import MediaType, Request, Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from services.api.errors import problem_responses
 from services.api.observability import Metrics
+from services.api.problem_table import problem_responses
 from services.api.readiness import NOT_READY, ReadinessCheck
 
 QUERY_PROBLEMS = problem_responses(400)

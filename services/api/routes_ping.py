@@ -11,7 +11,7 @@ from litestar import get
 
 from services.access.rules import PING
 from services.api.deps import CallerDep, ServicesDep
-from services.api.errors import problem_responses
+from services.api.problem_table import problem_responses
 
 
 @get("/ping", sync_to_thread=False, responses=problem_responses(400, 401, 403), tags=["ops"])

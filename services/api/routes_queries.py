@@ -10,9 +10,10 @@ from litestar.response import ServerSentEvent
 
 from services.access.rules import DEPARTMENTS
 from services.api.deps import CallerDep, ServicesDep
-from services.api.errors import LIST_PROBLEMS, READ_PROBLEMS, BadRequest, problem_responses
 from services.api.events_stream import StreamDep, bounded_sends
+from services.api.http_errors import BadRequest
 from services.api.list_reads import ListReaderDep
+from services.api.problem_table import LIST_PROBLEMS, READ_PROBLEMS, problem_responses
 from services.api.reads import MinPosition
 from services.api.time_range import From, To, time_range
 

@@ -9,8 +9,9 @@ from litestar import get
 from litestar.params import FromQuery, QueryParameter
 
 from domain import fields as bound
-from services.api.errors import LIST_PROBLEMS, BadRequest
+from services.api.http_errors import BadRequest
 from services.api.list_reads import ListReaderDep
+from services.api.problem_table import LIST_PROBLEMS
 from services.api.reads import MinPosition
 
 Email = Annotated[

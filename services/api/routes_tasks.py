@@ -11,7 +11,7 @@ from litestar.params import FromPath, JSONBody
 from domain.task import Task
 from services import task_commands as tc
 from services.api.deps import Call, tagged
-from services.api.errors import COMMAND_PROBLEMS, READ_PROBLEMS
+from services.api.problem_table import COMMAND_PROBLEMS, READ_PROBLEMS
 from services.api.reads import (
     HISTORY_PAGE,
     HistoryCursor,

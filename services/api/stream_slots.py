@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
-from services.api.errors import StreamsFull, TooManyStreams
+from services.api.http_errors import StreamsFull, TooManyStreams
 from services.held import Budget
 
 S = TypeVar("S", bound=AsyncIterator[Any])

@@ -22,7 +22,7 @@ from typing import Annotated, NamedTuple
 from litestar.params import QueryParameter
 
 from domain.validation import aware, rfc3339
-from services.api.errors import BadRequest
+from services.api.http_errors import BadRequest
 from services.ranges import backwards
 
 NAMES = ("from", "to")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from services.api.errors import BadRequest, NotCaughtUp
+from services.api.http_errors import BadRequest, NotCaughtUp
 
 Names = tuple[str, ...]
 POLL_SECONDS = 0.02

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from services.api.errors import problem_for
+from services.api.problem_table import problem_for
 from services.batch_refusals import CommitUnknownError
 from services.group_commit import StoreFailedError
 from services.pg_batch_recorder import AsyncBatchWriter

@@ -23,7 +23,7 @@ from domain.base import VersionConflict as Conflict
 from domain.customer import CustomerErasedError
 from services.access.rules import Forbidden
 from services.api.command_outcome import stored_nothing
-from services.api.errors import BadQuery, BadRequest
+from services.api.http_errors import BadQuery, BadRequest
 from services.batch_refusals import BatchConflictError, ErasedSubjectError
 from services.group_commit import StoreFailedError
 from services.idempotency import BadIdempotencyKeyError, IdempotencyError

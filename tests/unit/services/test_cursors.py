@@ -13,7 +13,7 @@ import pytest
 
 from consumers.readmodel_queries import BOARD_ORDER, QUEUE_ORDER, TIMELINE_ORDER, SortKey
 from services.api.cursors import TEXT_LIMIT, keyset_after, keyset_cursor, spelled, uuid_after
-from services.api.errors import BadRequest
+from services.api.http_errors import BadRequest
 
 ROW = str(uuid4())
 AT = "2024-01-01T00:00:00+00:00"

@@ -12,7 +12,7 @@ from litestar import Request
 from litestar.datastructures import Headers
 
 from services.api.deps import bearer_token
-from services.api.errors import BadRequest, Unauthenticated
+from services.api.http_errors import BadRequest, Unauthenticated
 from services.api.request_guard import sent_lines
 
 LISTS = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from services.api.deps import parse_if_match
-from services.api.errors import BadRequest
+from services.api.http_errors import BadRequest
 
 NOT_AS_GIVEN = (
     '"00001"',

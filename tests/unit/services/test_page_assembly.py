@@ -13,7 +13,7 @@ from uuid import UUID
 import pytest
 
 from services.api import read_models
-from services.api.errors import NotCaughtUp
+from services.api.http_errors import NotCaughtUp
 from services.api.read_models import (
     EXTRA_READS,
     REREAD_ROWS,

@@ -13,7 +13,8 @@ from litestar.exceptions import NotFoundException
 
 from domain.base import InvalidTransition, NotFound, ValidationFailed, VersionConflict
 from services.access.rules import Forbidden, Role
-from services.api.errors import NotCaughtUp, Unauthenticated, problem_for
+from services.api.http_errors import NotCaughtUp, Unauthenticated
+from services.api.problem_table import problem_for
 from services.principals import (
     PostgresPrincipalTable,
     PrincipalError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.api.errors import BadQuery
+from services.api.http_errors import BadQuery
 from services.api.request_guard import QueryRule
 
 RULE = QueryRule(frozenset({"limit", "tag", "cursor"}), lists=frozenset({"tag"}))

@@ -13,7 +13,9 @@ from typing import Any, cast
 import psycopg
 import pytest
 
-from services.api.errors import TooManyQueries, problem_for, problem_response
+from services.api.error_responses import problem_response
+from services.api.http_errors import TooManyQueries
+from services.api.problem_table import problem_for
 from services.api.query_turns import QueryTurns
 from services.read_deadline import QueryTimeoutError
 

@@ -13,7 +13,8 @@ from typing import Any
 import anyio
 import pytest
 
-from services.api.errors import SharedReadsBusy, TooManyQueries, problem_for
+from services.api.http_errors import SharedReadsBusy, TooManyQueries
+from services.api.problem_table import problem_for
 from services.api.query_turns import QueryTurns
 from tests.unit.services.test_query_turns import answered, settled
 

@@ -15,7 +15,7 @@ import pytest
 from litestar import Litestar, Request, post
 from litestar.exceptions import ClientException
 
-from services.api.errors import EXCEPTION_HANDLERS
+from services.api.error_responses import EXCEPTION_HANDLERS
 from services.api.request_guard import guard_body
 from services.api.request_json import ApiRequest
 

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from services.access.rules import Principal, Role
 from services.api.deps import CallerDep, Services, authenticate, caller_dependency
-from services.api.errors import EXCEPTION_HANDLERS
+from services.api.error_responses import EXCEPTION_HANDLERS
 from services.api.observability import Metrics, RequestObserver
 from services.api.request_guard import RequestGuard
 

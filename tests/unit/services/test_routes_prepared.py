@@ -18,7 +18,8 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from services.api.deps import IdempotencyKey, IfMatch
-from services.api.errors import EXCEPTION_HANDLERS, BadRequest
+from services.api.error_responses import EXCEPTION_HANDLERS
+from services.api.http_errors import BadRequest
 from services.api.request_json import ApiRequest
 from services.api.routes_prepared import CommandArguments, prepare_routes
 

@@ -12,14 +12,9 @@ import psycopg
 from eventsourcing.persistence import OperationalError, ProgrammingError
 from litestar import Request
 
-from services.api.errors import (
-    UNAVAILABLE,
-    busy,
-    problem_for,
-    problem_response,
-    storage_full,
-    unavailable,
-)
+from services.api.error_responses import problem_response
+from services.api.problem_table import problem_for
+from services.api.store_troubles import UNAVAILABLE, busy, storage_full, unavailable
 from services.batch_refusals import CommitUnknownError
 from services.group_commit import StoreFailedError
 

@@ -18,7 +18,8 @@ from consumers.outage import POSTGRES, Dependencies, Down, is_full
 from consumers.process_health import ProcessHealth
 from services.api import readiness
 from services.api.command_outcome import stored_nothing
-from services.api.errors import problem_for, problem_response
+from services.api.error_responses import problem_response
+from services.api.problem_table import problem_for
 from services.batch_refusals import CommitUnknownError, StoreRefusedError
 from services.group_commit import StoreFailedError
 from services.storage_refusals import WINDOW_S, StorageRefusals

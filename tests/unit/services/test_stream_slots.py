@@ -9,7 +9,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import pytest
 
-from services.api.errors import StreamsFull, TooManyStreams, problem_for
+from services.api.http_errors import StreamsFull, TooManyStreams
+from services.api.problem_table import problem_for
 from services.api.stream_slots import StreamSlots
 
 

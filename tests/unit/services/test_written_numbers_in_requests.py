@@ -14,7 +14,7 @@ from litestar.exceptions import NotFoundException
 from domain.base import ValidationFailed
 from domain.validation import uuid_text
 from services.api.cursors import uuid_after
-from services.api.errors import BadQuery, BadRequest
+from services.api.http_errors import BadQuery, BadRequest
 from services.api.request_guard import QueryRule, refuse_unwritten_ids
 
 
