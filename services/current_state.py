@@ -46,8 +46,8 @@ I/O: through its `EventSource`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import NamedTuple, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -60,14 +60,13 @@ from domain.base import Aggregate, NotFound
 from domain.customer import Customer
 from domain.snapshot import TAGS, restored
 from domain.snapshot import snapshot as snapshot_of
+from services.event_source import After, EventSource
 from services.event_store import READ_PAGE, applied
+from services.gathered_queries import Asked, Direct, Gathered
 from services.held import Held
 from services.sealed_state import open_at, top_level
 
 A = TypeVar("A", bound=Aggregate)
-Q = TypeVar("Q")
-R = TypeVar("R")
-After = tuple[UUID, int]  # an aggregate, and the version its events are wanted after
 log = structlog.get_logger("crm.current_state")
 KEPT_BYTES = 128 * 2**20
 """The most the kept aggregates may hold, by their own estimate (see above); the API sets
@@ -77,108 +76,10 @@ SNAPSHOT_EVERY = READ_PAGE
 new one: a later read of it from nothing reads the snapshot and the events after it."""
 
 
-class EventSource(Protocol):
-    async def head(self) -> int:
-        """The newest committed global position (0 when empty)."""
-        ...
-
-    async def events_after(
-        self, aggregate_id: UUID, version: int, limit: int
-    ) -> Sequence[StoredEvent]:
-        """The aggregate's stored events with a version above `version`, oldest first, at
-        most `limit` of them."""
-        ...
-
-    async def events_after_each(
-        self, wanted: Sequence[After], limit: int
-    ) -> Sequence[Sequence[StoredEvent]]:
-        """`events_after` of each of `wanted`, in their order, asked all at once."""
-        ...
-
-    async def from_snapshot(
-        self, aggregate_id: UUID, limit: int
-    ) -> tuple[StoredEvent | None, Sequence[StoredEvent]]:
-        """A read from nothing, asked at once: the aggregate's newest snapshot stored
-        (its version, tag as the topic, and state: `domain.snapshot`; None if it has
-        none), and `events_after` its version (0 without one)."""
-        ...
-
-    async def put_snapshot(self, snapshot: StoredEvent) -> None:
-        """Store a snapshot, unless one of its version is stored already, and remove
-        (from a database) the aggregate's older ones. A failure is logged
-        (`log_unstored`), not raised: the read that took it must not fail for a cache."""
-        ...
-
-    async def keys(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
-        """Data keys of those subjects that have a row: the key, or None once destroyed."""
-        ...
-
-    async def key_rows(self, subjects: Sequence[UUID]) -> Sequence[tuple[UUID, bytes | None]]:
-        """`keys` as (subject, key) pairs: no `UUID` hashed (a Python method)."""
-        ...
-
-    async def create_key(self, subject: UUID, key: bytes) -> bytes | None:
-        """Store `key` unless the subject has a key or was erased: the key in force, or
-        None once destroyed (`KeyStore.create`)."""
-        ...
-
-
 class _Kept(NamedTuple):
     aggregate: Aggregate  # never changed once kept: a newer state is a new object
     head: int  # the store's head when a read last asked for this aggregate's new events
     snapshot: int  # the version of its newest snapshot known here (0: none)
-
-
-class Gathered(Generic[Q, R]):
-    """Questions asked on the event loop, answered by one query at a time: every question
-    asked while a query runs goes into the next query, which starts after each of its
-    questions was asked, so no answer is older than its question.
-
-    `query` answers a list of questions with one answer each, in their order. A failed
-    query fails the callers whose questions it carried; the next query runs as usual.
-    """
-
-    def __init__(self, query: Callable[[list[Q]], Awaitable[Sequence[R]]]) -> None:
-        self._query = query
-        self._asked: list[Q] = []  # the next query's questions
-        self._waiting: asyncio.Future[Sequence[R]] | None = None  # the next query
-        self._running: asyncio.Future[Sequence[R]] | None = None  # the query under way
-
-    async def ask(self, question: Q) -> R:
-        if self._waiting is None:
-            self._waiting = asyncio.ensure_future(self._next())
-        index = len(self._asked)
-        self._asked.append(question)
-        return (await asyncio.shield(self._waiting))[index]
-
-    async def _next(self) -> Sequence[R]:
-        running = self._running
-        if running is not None:
-            await asyncio.wait([running])  # its callers asked before this query's did
-        mine = self._running = self._waiting
-        self._waiting = None  # callers from now on wait for the next query
-        asked, self._asked = self._asked, []
-        try:
-            return await self._query(asked)
-        finally:
-            if self._running is mine:
-                self._running = None
-
-
-class Direct(Generic[Q, R]):
-    """Questions answered each by a query of its own, asked at once: for a local source
-    (SQLite on the loop, memory), whose query never awaits. Gathering them would cost a
-    task, a future and a turn of the loop a question (~7 % of an embedded `GET`'s CPU)
-    to save a query of a few microseconds; and its answer is as new as its question."""
-
-    def __init__(self, query: Callable[[list[Q]], Awaitable[Sequence[R]]]) -> None:
-        self._query = query
-
-    async def ask(self, question: Q) -> R:
-        return (await self._query([question]))[0]
-
-
-Asked = Gathered[Q, R] | Direct[Q, R]
 
 
 class CurrentState:
@@ -371,13 +272,6 @@ class CurrentState:
 
     def _keep(self, kept: _Kept) -> None:
         self._kept.put(kept.aggregate.id, kept, kept.aggregate.held_bytes())
-
-
-def log_unstored(snapshot: StoredEvent, error: Exception) -> None:
-    """Logs a snapshot an `EventSource` could not store: the read that took it goes on
-    (a snapshot is a cache; a later read takes another)."""
-    aggregate, version = str(snapshot.originator_id), snapshot.originator_version
-    log.warning("snapshot not stored", aggregate=aggregate, version=version, error=str(error))
 
 
 def _due_snapshot(aggregate: Aggregate, snapshot: int) -> StoredEvent | None:

@@ -75,7 +75,7 @@ from consumers.key_stores import PG_ERASED_SINCE, PG_LOAD_MANY, uuid_array
 from consumers.pg_times import TIMESTAMPTZ, EdgeTimestamptzLoader
 from consumers.readmodel_store import ReadModelNotBuilt
 from projections.base import ColumnType
-from services.current_state import log_unstored
+from services.event_source import log_unstored
 from services.read_deadline import QueryTimeoutError
 
 Row = dict[str, Any]

@@ -73,7 +73,8 @@ from services.api.awaited_reads import AwaitedReadModels
 from services.api.query_turns import QueryTurns
 from services.api.read_models import Page, ReadModels, Rows
 from services.bootstrap import Runtime
-from services.current_state import CurrentState, log_unstored
+from services.current_state import CurrentState
+from services.event_source import log_unstored
 from services.event_store import CrmApplication
 from services.pg_reads import QUERY_SECONDS, PostgresReads
 from services.read_deadline import QueryTimeoutError

@@ -21,8 +21,9 @@ from domain.customer import Customer
 from domain.snapshot import TAGS, snapshot
 from domain.task import Task
 from services import current_state
-from services.current_state import CurrentState, Gathered
+from services.current_state import CurrentState
 from services.event_store import applied
+from services.gathered_queries import Gathered
 from tests.unit.domain.factories import exactly
 
 CTX = Context(
