@@ -5,7 +5,7 @@ I/O: none (`CommandService` loads, authorises and saves).
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any, ClassVar, Self
 from uuid import UUID
 
@@ -20,6 +20,17 @@ from services.command_base import Change, Creation, Existing, staff
 from services.sealed_state import Path
 
 WRITE = "conversation.write"
+
+
+def new_entry_id() -> str:
+    """A new entry's `message_id`: what `uuid.uuid4().hex` gives (128 bits from
+    `os.urandom` with a UUID 4's version and variant bits), without building a `UUID`,
+    whose checks of its keyword arguments cost ~11,000 instructions a message, twice
+    what this does."""
+    digits = bytearray(os.urandom(16))
+    digits[6] = digits[6] & 0x0F | 0x40  # version 4
+    digits[8] = digits[8] & 0x3F | 0x80  # variant: RFC 4122
+    return digits.hex()
 
 
 class OpenConversation(Creation, frozen=True, kw_only=True):
@@ -72,7 +83,7 @@ class LogMessage(ConversationChange, frozen=True, kw_only=True):
     def with_defaults(self, principal: Principal) -> Self:
         if self.message_id is not UNSET:
             return self
-        return msgspec.structs.replace(self, message_id=uuid.uuid4().hex)
+        return msgspec.structs.replace(self, message_id=new_entry_id())
 
     def decide(self, aggregate: Conversation, ctx: Context) -> None:
         aggregate.log_message(ctx, **self.fields())
@@ -90,7 +101,7 @@ class AddNote(ConversationChange, frozen=True, kw_only=True):
     def with_defaults(self, principal: Principal) -> Self:
         if self.message_id is not UNSET:
             return self
-        return msgspec.structs.replace(self, message_id=uuid.uuid4().hex)
+        return msgspec.structs.replace(self, message_id=new_entry_id())
 
     def decide(self, aggregate: Conversation, ctx: Context) -> None:
         aggregate.add_note(ctx, **self.fields())
