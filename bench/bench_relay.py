@@ -27,7 +27,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from bench.databases import fresh_database
-from consumers import kafka_io
+from consumers import kafka_io, kafka_settings
 from consumers.envelope import HEADERS, all_topics
 from consumers.relay import Relay, encode_notification
 from consumers.relay_position import PostgresRelayPosition
@@ -100,7 +100,7 @@ def time_raw(
 
     kafka_io.ensure_topics(bootstrap, all_topics(prefix), PARTITIONS)
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap, **{**kafka_io.PRODUCER_DEFAULTS, **config}
+        bootstrap_servers=bootstrap, **{**kafka_settings.PRODUCER_DEFAULTS, **config}
     )
     headers = list(HEADERS)
     try:

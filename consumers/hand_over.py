@@ -24,7 +24,7 @@ from typing import NamedTuple
 from consumers import envelope
 from consumers.as_stored import StoredEvents, mismatches
 from consumers.blind_index import needs_terms, search_terms
-from consumers.kafka_io import Consumed, Record
+from consumers.kafka_records import Consumed, Record
 from consumers.keyring import Keyring
 from consumers.projecting import Item, Origin, origin_of, reason
 from consumers.projection_writer import Handed, items_of

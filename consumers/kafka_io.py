@@ -2,8 +2,10 @@
 
 No other module imports `kafka`. Callers see bytes in, bytes out, and two project
 exceptions: `BrokerUnavailable` (transient: retry later) and `KafkaFailure` (anything
-else the broker refused). Offsets are never committed to Kafka: projections keep
-them in PostgreSQL beside their rows, so `TopicConsumer` seeks where it is told.
+else the broker refused), both in `consumers.kafka_records` with the records handed
+out; the settings it gives kafka-python are in `consumers.kafka_settings`. Offsets are
+never committed to Kafka: projections keep them in PostgreSQL beside their rows, so
+`TopicConsumer` seeks where it is told.
 
 Anyone who can produce to a topic can write what kafka-python will not hand over as a
 record, and a consumer must read past it, not stop (the consumers reject it): a null
@@ -23,7 +25,7 @@ import time
 import warnings
 from collections.abc import Callable, Generator, Iterable, Sequence
 from functools import partial
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -37,27 +39,25 @@ with warnings.catch_warnings():
     from kafka.partitioner.default import DefaultPartitioner, murmur2
     from kafka.structs import TopicPartition
 
+from consumers.kafka_records import (
+    BrokerUnavailable,
+    Consumed,
+    Headers,
+    KafkaFailure,
+    Record,
+    TopicPartitionKey,
+)
+from consumers.kafka_settings import (
+    CLOSE_TIMEOUT_MS,
+    CONSUMER_FETCH,
+    END_OFFSETS_TIMEOUT_MS,
+    PRODUCER_DEFAULTS,
+    SAFE_TOPIC_CONFIG,
+)
+
 log = structlog.get_logger(__name__)
 
-TopicPartitionKey = tuple[str, int]
-Headers = Sequence[tuple[str, bytes]]
 T = TypeVar("T")
-
-SAFE_TOPIC_CONFIG: dict[str, str] = {
-    "retention.ms": "-1",
-    "retention.bytes": "-1",
-    "cleanup.policy": "delete",
-    "min.insync.replicas": "1",
-}
-"""Retention forever: the topics are the subscribers' history and the replay source."""
-
-
-class KafkaFailure(Exception):  # noqa: N818 - public name others import
-    """The broker refused a request for a reason that retrying will not fix."""
-
-
-class BrokerUnavailable(KafkaFailure):
-    """No broker answered in time; the operation may succeed later."""
 
 
 def _translate(error: BaseException) -> KafkaFailure:
@@ -73,40 +73,6 @@ def _guarded(call: Callable[[], T]) -> T:
         return call()
     except kerrors.KafkaError as error:
         raise _translate(error) from error
-
-
-class Consumed(Protocol):
-    """What a consumer reads of a record. `TopicConsumer.poll` hands out kafka-python's
-    own records, which have these attributes: converting each one cost ~8 % of a
-    replay's reading (one with a null value is copied with `b""`), and a `Record` for
-    one it could not parse."""
-
-    @property
-    def topic(self) -> str: ...
-
-    @property
-    def partition(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def value(self) -> bytes: ...
-
-
-class Record(NamedTuple):
-    """One record with its key and headers (a `Consumed`; `read_all` yields these)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    """`b""` for a null value (a tombstone) too."""
-    headers: tuple[tuple[str, bytes | None], ...] = ()
-    unreadable: str | None = None
-    """Why kafka-python could not parse the record (then its key is None, its value
-    `b""`): it can be neither read nor applied, only passed over (`_past_unreadable`)."""
 
 
 # --- producer ------------------------------------------------------------------------
@@ -153,24 +119,6 @@ class KeyHashCachingPartitioner(DefaultPartitioner):  # type: ignore[misc]
             return chosen
         ordered = sorted(partitions)
         return int(ordered[(self._hash(serialized_key) & 0x7FFFFFFF) % len(ordered)])
-
-
-PRODUCER_DEFAULTS: dict[str, Any] = {
-    "acks": "all",
-    "enable_idempotence": True,
-    "linger_ms": 5,
-    "batch_size": 256 * 1024,
-    "metrics_enabled": False,
-    "max_in_flight_requests_per_connection": 5,
-    "max_block_ms": 5000,
-    "request_timeout_ms": 5000,
-    "delivery_timeout_ms": 15000,
-    "reconnect_backoff_max_ms": 1000,
-    "bootstrap_timeout_ms": 5000,
-    "allow_auto_create_topics": False,
-}
-"""Idempotent, acks=all; a few ms of linger and large batches for throughput; short
-timeouts so an outage surfaces as `BrokerUnavailable` within seconds, not minutes."""
 
 
 class Producer:
@@ -459,30 +407,6 @@ class _SeekingListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _ignore(_: list[TopicPartitionKey]) -> None:
     return None
-
-
-CONSUMER_FETCH: dict[str, Any] = {
-    "max_partition_fetch_bytes": 512 * 1024,
-    "fetch_max_bytes": 2 * 1024 * 1024,
-    "metrics_enabled": False,
-    "session_timeout_ms": 10000,
-    "heartbeat_interval_ms": 3000,
-    "reconnect_backoff_max_ms": 1000,
-    "bootstrap_timeout_ms": 5000,
-}
-"""Group timings: a killed member's partitions move after 10 s, not kafka-python's 45 s,
-and after an outage the client tries the broker again every second, not every 30 s.
-
-Fetch buffers bound a consumer's memory (kafka-python keeps whole fetch responses
-until their records are taken, and a poll's records are what the runner holds and
-hands to its writer): 512 kB per partition and 2 MB per fetch keep a replay's consumer
-and writer together under ~175 MB, where 1 MB / 4 MB took 225 MB, for about the same
-rate (a fetch still brings ~2,000 records of ~900 bytes). kafka-python's own metrics
-(sensors updated per record) cost 15-20 % of a read's CPU and nothing reads them."""
-
-
-END_OFFSETS_TIMEOUT_MS = 5000
-CLOSE_TIMEOUT_MS = 5000
 
 
 class TopicConsumer:

@@ -92,7 +92,8 @@ def reach_postgres(url: str) -> None:
 def reach_kafka(bootstrap: str) -> None:
     """Return once a broker answers; `Misconfigured` when no bootstrap host name exists,
     else `Unavailable`."""
-    from consumers.kafka_io import BrokerUnavailable, check_broker  # imports in ~0.7 s
+    from consumers.kafka_io import check_broker  # imports in ~0.7 s
+    from consumers.kafka_records import BrokerUnavailable
 
     servers = bootstrap_servers(bootstrap)
     unknown = [host for host, port in servers if _unknown(host, port)]

@@ -116,7 +116,7 @@ def retry(
 def _items(
     keyring: Keyring, stored: StoredEvents, projection: Projection, letters: list[StoredLetter]
 ) -> list[Item]:
-    from consumers.kafka_io import Record
+    from consumers.kafka_records import Record
 
     records = [Record(t, p, o, None, bytes(payload)) for t, p, o, _, payload in letters]
     return decode(records, keyring, stored, projection.personal_inputs, projection.search_fields)

@@ -42,7 +42,8 @@ import structlog
 
 from consumers.byte_pages import PAGE_BYTES, cut_short
 from consumers.envelope import AGGREGATE_TYPES, HEADERS, all_topics, to_record, topic_name
-from consumers.kafka_io import BrokerUnavailable, Producer, SendResult, describe_topic_configs
+from consumers.kafka_io import Producer, SendResult, describe_topic_configs
+from consumers.kafka_records import BrokerUnavailable
 from consumers.outage import KAFKA, POSTGRES, Dependencies
 from consumers.pg_lock_wait import LockWaitTimedOut
 from consumers.pg_pool import DATABASE_UNAVAILABLE

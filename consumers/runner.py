@@ -35,7 +35,8 @@ import structlog
 
 from consumers.as_stored import StoredEvents
 from consumers.hand_over import hand_over
-from consumers.kafka_io import BrokerUnavailable, Consumed, TopicConsumer
+from consumers.kafka_io import TopicConsumer
+from consumers.kafka_records import BrokerUnavailable, Consumed
 from consumers.keyring import Keyring
 from consumers.outage import KAFKA, POSTGRES, Dependencies
 from consumers.pg_pool import DATABASE_UNAVAILABLE

@@ -13,7 +13,7 @@ before the walk read it, so the store held each one then:
   or a stored record has no record on Kafka though a later one has (the relay publishes
   in order);
 * `inserted`: a record whose key is not a position as the relay writes it, or that
-  kafka-python could not parse (`kafka_io.Record.unreadable`).
+  kafka-python could not parse (`kafka_records.Record.unreadable`).
 
 A null value (a tombstone) is read as an empty one (`consumers.kafka_io`): at a position
 the store holds, an edit.
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import closing
 from typing import NamedTuple
 
-from consumers import kafka_io
+from consumers import kafka_records
 from consumers.as_stored import digest
 from domain.chain_walk import Break, BreakKind, Entry
 from services.access_topic import access_topic
@@ -47,7 +47,7 @@ class AccessKafkaComparison:
     """Takes every record of the topic first; then `compare` each page of the access log
     and `finish` (a `services.audit_verify.Comparison`)."""
 
-    def __init__(self, records: Iterable[kafka_io.Record]) -> None:
+    def __init__(self, records: Iterable[kafka_records.Record]) -> None:
         self._seen: dict[int, list[_Seen]] = {}
         self.records = 0
         self.broken: Break | None = None
@@ -55,7 +55,7 @@ class AccessKafkaComparison:
             self._remember(record)
         self._highest = max(self._seen, default=0)
 
-    def _remember(self, record: kafka_io.Record) -> None:
+    def _remember(self, record: kafka_records.Record) -> None:
         self.records += 1
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         if record.unreadable is not None:  # no relay wrote it

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import structlog
 
 from consumers import kafka_io
-from consumers.kafka_io import BrokerUnavailable
+from consumers.kafka_records import BrokerUnavailable
 from consumers.outage import KAFKA, POSTGRES, Dependencies
 from consumers.pg_pool import DATABASE_UNAVAILABLE
 from services.access_log import AccessStore

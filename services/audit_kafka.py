@@ -34,7 +34,7 @@ from contextlib import closing
 from typing import NamedTuple
 from uuid import UUID
 
-from consumers import kafka_io
+from consumers import kafka_io, kafka_records
 from consumers.as_stored import digest, unlike, upcast_on_publication
 from consumers.envelope import CloudEvent, InvalidEnvelope, all_topics, read_cloudevent
 from consumers.relay import RelayPoisoned, encode_notification
@@ -97,7 +97,7 @@ class KafkaComparison:
     """Takes every record of the topics first; then `compare` each page of the log."""
 
     def __init__(
-        self, records: Iterable[kafka_io.Record], prefix: str, relay_position: int | None
+        self, records: Iterable[kafka_records.Record], prefix: str, relay_position: int | None
     ) -> None:
         self._prefix = prefix
         self._seen: dict[int, list[_Seen]] = {}
@@ -111,7 +111,7 @@ class KafkaComparison:
         highest = max(self._seen, default=0)
         self._bound = highest if relay_position is None else min(highest, relay_position)
 
-    def _remember(self, record: kafka_io.Record) -> None:
+    def _remember(self, record: kafka_records.Record) -> None:
         self.records += 1
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         envelope = _envelope(record)
@@ -204,9 +204,9 @@ class KafkaComparison:
         )
 
 
-def _envelope(record: kafka_io.Record) -> CloudEvent | str:
+def _envelope(record: kafka_records.Record) -> CloudEvent | str:
     """The record's CloudEvent, or why it is none: not one of this contract (a null value
-    too), or a record kafka-python could not parse (`kafka_io.Record.unreadable`)."""
+    too), or a record kafka-python could not parse (`kafka_records.Record.unreadable`)."""
     if record.unreadable is not None:
         return record.unreadable
     try:
@@ -221,7 +221,7 @@ def kafka_comparison(bootstrap: str, prefix: str, relay_position: int | None) ->
         return KafkaComparison(records, prefix, relay_position)
 
 
-def read_topics(bootstrap: str, topics: list[str]) -> Generator[kafka_io.Record, None, None]:
+def read_topics(bootstrap: str, topics: list[str]) -> Generator[kafka_records.Record, None, None]:
     """Every record of those of `topics` that exist (none were published to the others).
     Close it when done before its end (`contextlib.closing`: `kafka_io.read_all`)."""
     existing = sorted(kafka_io.describe_topic_configs(bootstrap, topics))

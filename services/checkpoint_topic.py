@@ -17,7 +17,7 @@ from contextlib import closing
 import msgspec
 import structlog
 
-from consumers import kafka_io
+from consumers import kafka_io, kafka_records
 from domain import checkpoint as checkpoints
 from domain.checkpoint import Checkpoint
 from services.audit_kafka import read_topics
@@ -52,7 +52,7 @@ class KafkaCheckpointPublisher:
             if self._producer is None:
                 self._producer = kafka_io.Producer(self._bootstrap, client_id="crm-checkpoints")
             self._producer.confirm(self._producer.send_many(records, HEADERS), timeout=30)
-        except kafka_io.KafkaFailure as error:
+        except kafka_records.KafkaFailure as error:
             self.close()
             raise PublishFailed(f"checkpoints not published: {error}") from error
 

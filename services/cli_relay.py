@@ -68,7 +68,7 @@ def _require_database(settings: Settings) -> str | None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.kafka_io import KafkaFailure
+    from consumers.kafka_records import KafkaFailure
     from consumers.relay import RelayPoisoned, UnsafeTopics
 
     if _require_database(settings) is None:
@@ -164,7 +164,8 @@ def _prepare_topics(
 ) -> bool:
     """Wait for the broker, create missing topics, refuse unsafe ones; False if stopped."""
     from consumers.envelope import all_topics
-    from consumers.kafka_io import BrokerUnavailable, ensure_topics
+    from consumers.kafka_io import ensure_topics
+    from consumers.kafka_records import BrokerUnavailable
     from consumers.outage import KAFKA
     from consumers.relay import verify_topics
     from services.access_topic import ensure_access_topic
@@ -212,7 +213,8 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _ensure(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.envelope import all_topics
-    from consumers.kafka_io import KafkaFailure, ensure_topics
+    from consumers.kafka_io import ensure_topics
+    from consumers.kafka_records import KafkaFailure
     from consumers.relay import UnsafeTopics, verify_topics
     from services.access_topic import access_topic, ensure_access_topic
     from services.checkpoint_topic import checkpoint_topic, ensure_checkpoint_topic

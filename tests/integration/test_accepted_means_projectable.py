@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from bench.databases import fresh_database
 from consumers import readmodel_queries as rq
 from consumers.hand_over import decode
-from consumers.kafka_io import Record
+from consumers.kafka_records import Record
 from consumers.key_stores import SqliteKeyStore
 from consumers.keyring import Keyring
 from consumers.projecting import Item, commit

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from uuid import UUID
 
 from consumers.as_stored import WHOLE_BYTES, Held, digest
-from consumers.kafka_io import Record
+from consumers.kafka_records import Record
 from consumers.keyring import Keyring, MemoryKeyStore
 from consumers.relay import encode_notification
 from domain import codec

@@ -17,7 +17,7 @@ import pytest
 from consumers.as_stored import Held, mismatches
 from consumers.envelope import CloudEvent, delivered, read_cloudevent
 from consumers.hand_over import hand_over
-from consumers.kafka_io import Record
+from consumers.kafka_records import Record
 from consumers.keyring import Keyring
 from consumers.pg_pool import DATABASE_UNAVAILABLE
 from consumers.projection_writer import items_of

@@ -10,7 +10,7 @@ import pytest
 
 from bench.workload import Workload
 from consumers.hand_over import decode
-from consumers.kafka_io import Record
+from consumers.kafka_records import Record
 from consumers.keyring import PREFIX, Keyring
 from consumers.projecting import Item, project
 from consumers.sealed_rows import JOIN, open_rows

@@ -11,7 +11,7 @@ from bench.workload import Workload
 from consumers import kafka_io
 from consumers.envelope import delivered, from_cloudevent
 from consumers.hand_over import hand_over
-from consumers.kafka_io import Record
+from consumers.kafka_records import Record
 from consumers.keyring import Keyring
 from consumers.projection_writer import Batch, encoder, items_of
 from consumers.writer_process import _batch as writer_batches

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from consumers import kafka_io
-from consumers.kafka_io import Record
+from consumers.kafka_records import Record
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # see consumers.kafka_io

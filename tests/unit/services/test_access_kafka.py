@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers.kafka_io import Record
+from consumers.kafka_records import Record
 from domain.chain_walk import Break, BreakKind, Entry
 from services.access_kafka import AccessKafkaComparison
 from services.access_log import AccessRecord, canonical, encode

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from consumers.envelope import CloudEvent, read_cloudevent
-from consumers.kafka_io import Record
+from consumers.kafka_records import Record
 from consumers.relay import encode_notification
 from domain.chain_walk import BreakKind, Entry
 from domain.codec import CodecMapper

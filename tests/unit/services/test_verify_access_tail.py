@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from consumers.kafka_io import Record
+from consumers.kafka_records import Record
 from domain.chain_walk import BreakKind
 from domain.hashchain import GENESIS, chain_rows
 from services.access_kafka import AccessKafkaComparison
