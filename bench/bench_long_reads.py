@@ -39,7 +39,7 @@ from domain.customer import Customer
 from services.access.rules import Role
 from services.bootstrap import bootstrap
 from services.event_store import CrmApplication
-from services.principals import open_principals
+from services.principals_store import open_principals
 from services.settings import load_settings
 
 SECONDS = {False: 8, True: 3}  # by `quick`

@@ -33,7 +33,7 @@ from services.commands import Caller, CommandService
 from services.conversation_commands import OpenConversation
 from services.customer_commands import RegisterCustomer
 from services.group_commit import DirectCommitter
-from services.principals import open_principals
+from services.principals_store import open_principals
 from services.settings import Settings
 
 DEPARTMENT = "sales"

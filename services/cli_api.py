@@ -189,7 +189,7 @@ def _stop_like_ctrl_c(process: str) -> threading.Event:
 
 
 def _principals(settings: Settings) -> tuple[Runtime, Any]:
-    from services.principals import open_principals
+    from services.principals_store import open_principals
 
     runtime = bootstrap(settings)
     return runtime, open_principals(runtime.pool, settings.data_dir, settings.departments)

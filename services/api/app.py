@@ -64,7 +64,8 @@ from services.erasure_sweep import ErasureSweep
 from services.erasure_watch import ErasureWatch
 from services.group_commit import GroupCommitter
 from services.idempotency import open_idempotency
-from services.principals import Principals, open_principals
+from services.principals import Principals
+from services.principals_store import open_principals
 
 log = structlog.get_logger("crm.api")
 

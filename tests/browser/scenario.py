@@ -26,7 +26,7 @@ from services.access.rules import Principal, Role
 from services.bootstrap import bootstrap
 from services.commands import Caller, CommandService
 from services.group_commit import DirectCommitter
-from services.principals import open_principals
+from services.principals_store import open_principals
 from services.settings import load_settings
 
 DAY1 = datetime(2025, 3, 3, 10, tzinfo=UTC)  # Monday of ISO week 2025-W10

@@ -15,7 +15,7 @@ from consumers.relay_position import PostgresRelayPosition
 from consumers.store_postgres import PostgresStore
 from services.event_store import open_event_store
 from services.idempotency_store import PostgresDatabase
-from services.principals import PostgresPrincipalTable
+from services.principals_store import PostgresPrincipalTable
 
 ROUNDS = 3
 STARTERS = 6

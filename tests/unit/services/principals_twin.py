@@ -11,7 +11,7 @@ import queue
 import threading
 from pathlib import Path
 
-from services.principals import SqlitePrincipalTable
+from services.principals_store import SqlitePrincipalTable
 
 
 def open_at(path: Path, start: threading.Barrier, answers: queue.Queue[str]) -> None:

@@ -15,13 +15,8 @@ from domain.base import InvalidTransition, NotFound, ValidationFailed, VersionCo
 from services.access.rules import Forbidden, Role
 from services.api.http_errors import NotCaughtUp, Unauthenticated
 from services.api.problem_table import problem_for
-from services.principals import (
-    PostgresPrincipalTable,
-    PrincipalError,
-    Principals,
-    SqlitePrincipalTable,
-    hash_token,
-)
+from services.principals import PrincipalError, Principals, hash_token
+from services.principals_store import PostgresPrincipalTable, SqlitePrincipalTable
 from tests.unit.services.principals_twin import open_at
 
 
