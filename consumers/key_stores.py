@@ -291,7 +291,7 @@ class SqliteKeysAtOnce:
 
     def rows(self, subjects: Sequence[UUID]) -> dict[UUID, bytes | None]:
         """The keys of those of `subjects` that have a row: the key, or None once
-        destroyed (`services.current_state.EventSource.keys`), in one query a chunk."""
+        destroyed (`services.event_source.EventSource.keys`), in one query a chunk."""
         texts = {str(subject): subject for subject in subjects}
         return {texts[text]: key for text, key in _key_rows(self._conn, list(texts)).items()}
 

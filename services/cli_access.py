@@ -1,6 +1,6 @@
 """`crm access rules`: the access model's role x action table, as the README shows it.
 
-The table is generated from `services.access.RULES`, never written by hand; a unit test
+The table is generated from `services.access.rules.RULES`, never written by hand; a unit test
 checks the README holds exactly this output.
 """
 

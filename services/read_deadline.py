@@ -3,7 +3,7 @@
 Every query of the API's reads runs for at most `CRM_READ_QUERY_SECONDS` (PostgreSQL's
 `statement_timeout` on `services.pg_reads`' connections, SQLite's interrupt in
 `services.api.loop_reads`). The code that imposes the deadline raises `QueryTimeoutError`
-from the driver's cancel, so the answer (503 `query-timeout`, `services.api.errors`) can
+from the driver's cancel, so the answer (503 `query-timeout`, `services.api.store_troubles`) can
 say when to retry by the deadline in force rather than by a figure fixed for the default.
 I/O: none.
 """

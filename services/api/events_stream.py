@@ -27,7 +27,7 @@ reads that page again: the caller sees it late, never unrecorded. So it does whi
 database cannot be reached (its token cannot be checked nor its page read): it waits,
 with the backoff of `consumers.outage`, and goes on from where it was once the database
 is back, on the same connection. So it does, too, while a store it reads stays locked by
-another connection past its wait (`services.api.errors.busy`: another process holding
+another connection past its wait (`services.api.store_troubles.busy`: another process holding
 the embedded principals.db or keys.db, which answers plain requests a 503
 `storage-busy`). A stream that ended there would have lost what was
 stored before its client came back for the roles that start at the head, and an

@@ -254,7 +254,7 @@ def _aggregates(page: Page, rows: Rows) -> list[UUID]:
 
 
 class StoreEvents:
-    """`services.current_state.EventSource` over a local event store (SQLite or memory)
+    """`services.event_source.EventSource` over a local event store (SQLite or memory)
     and key store, queried on the loop.
 
     Keys (SQLite): keys.db keeps a rollback journal (`consumers.key_stores`), so another

@@ -1,6 +1,6 @@
 """What reads answer: aggregate state and event history as response Structs, masked.
 
-Every view passes through `services.access.mask`, applied to the personal fields the
+Every view passes through `services.access.fields.mask`, applied to the personal fields the
 domain declares (`personal_fields` of the aggregate, or of the event for history) with
 the caller's `FieldAccess`, before it becomes a typed Struct, so the OpenAPI schema
 stays typed while hidden fields read as `[masked]`; a sealed aggregate's other personal

@@ -1,4 +1,4 @@
-"""The API's event sources (`services.current_state.EventSource`) over SQLite and a real
+"""The API's event sources (`services.event_source.EventSource`) over SQLite and a real
 PostgreSQL: the events of several aggregates asked at once (`events_after_each`, what
 concurrent catch-ups of contended commands share) are those each aggregate's own
 `events_after` gives, in the order asked, the same aggregate twice included; and

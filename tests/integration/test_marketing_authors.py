@@ -2,7 +2,7 @@
 
 An inbound message's author is the customer as written: their e-mail, their phone, a name.
 No consent covers a phone, and nothing says which an author is, so the access model hides
-every author from marketing agents and managers (`services.access.MARKETING_AUTHORS`),
+every author from marketing agents and managers (`services.access.fields.MARKETING_AUTHORS`),
 whatever the customer's consent and whichever the direction. Each path shows it masked:
 the conversation's `GET`, each `/messages` page, the customer's timeline, the live event
 stream, a replay of it, and the conversation's history; the events' `actor` still names
