@@ -24,6 +24,7 @@ from uuid import UUID
 from consumers import readmodel_queries as rq
 from consumers.blind_index import COMPANY_PREFIX
 from consumers.readmodel_store import ReadModelStore
+from consumers.typed_rows import typed_fetch
 from projections.facets import PREFIX_CHARS, prefix_facet, tag_facet
 from projections.satisfaction import ALL
 
@@ -83,7 +84,7 @@ def search_customers(
         + rq.past(driver.alias, after if driver.alias != "c" else None)
         + f" ORDER BY {driver.alias}.customer_id LIMIT %(limit)s"
     )  # fmt: skip
-    return rq.typed_fetch(store, query, VIEWS, params, role="text")
+    return typed_fetch(store, query, VIEWS, params, role="text")
 
 
 def _driver(
@@ -126,7 +127,7 @@ def _common(store: ReadModelStore, params: Row) -> bool:
         "SELECT count(*) AS n FROM (SELECT 1 FROM {s} s WHERE s.term LIKE %(company)s"
         " ESCAPE '!'" + _term_range("s") + " ORDER BY s.term LIMIT %(few)s) f"
     )
-    found = rq.typed_fetch(store, query, VIEWS, params | {"few": FEW_COMPANIES + 1}, n="bigint")
+    found = typed_fetch(store, query, VIEWS, params | {"few": FEW_COMPANIES + 1}, n="bigint")
     return int(found[0]["n"]) > FEW_COMPANIES
 
 

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from bench.databases import fresh_database
 from consumers import readmodel_queries as rq
+from consumers import stats_queries as sq
 from consumers.hand_over import decode
 from consumers.kafka_records import Record
 from consumers.key_stores import SqliteKeyStore
@@ -136,8 +137,8 @@ def queries(store: ReadModelStore, world: World) -> list[Any]:
         answers += rq.department_customers(store, department, limit=500)
         answers += rq.department_conversations(store, department, limit=500)
         answers += rq.department_tasks(store, department, datetime.now(UTC), limit=500)
-        answers += rq.satisfaction_stats(store, department=department, granularity="week")
-        answers.append(rq.task_stats(store, department=department))
+        answers += sq.satisfaction_stats(store, department=department, granularity="week")
+        answers.append(sq.task_stats(store, department=department))
     for customer in world.customers:
         answers += rq.timeline(store, customer.id, limit=500)
         answers.append(rq.customer_360(store, customer.id))

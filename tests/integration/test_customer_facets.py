@@ -25,6 +25,7 @@ from consumers.blind_index import BlindIndex, company_prefix
 from consumers.projecting import Item, project
 from consumers.readmodel_store import ReadModelStore
 from consumers.store_postgres import PostgresStore
+from consumers.typed_rows import typed_fetch
 from domain.base import DomainError
 from domain.customer import Customer, CustomerProfileUpdated, CustomerRegistered
 from projections import PROJECTIONS
@@ -120,7 +121,7 @@ class Reference:
 
     def __init__(self, store: ReadModelStore) -> None:
         def every(view: str) -> list[Row]:
-            return rq.typed_fetch(store, "SELECT * FROM {v}", {"v": view}, {})
+            return typed_fetch(store, "SELECT * FROM {v}", {"v": view}, {})
 
         self.customers = sorted(every("shared.customers"), key=lambda r: str(r["customer_id"]))
         self.members = {

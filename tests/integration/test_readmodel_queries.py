@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from bench.workload import Workload
 from consumers import readmodel_queries as rq
+from consumers import stats_queries as sq
 from consumers.projecting import Item, project
 from consumers.projection_metrics import register_projection_metrics
 from consumers.readmodel_store import ReadModelStore
@@ -158,17 +159,17 @@ def test_queue_board_360_and_timeline(store: ReadModelStore) -> None:
 
 
 def test_satisfaction_and_task_stats(store: ReadModelStore) -> None:
-    (total,) = rq.satisfaction_stats(store)
+    (total,) = sq.satisfaction_stats(store)
     assert total["csat_answers"] > 0
     assert total["csat"] is not None
-    days = rq.satisfaction_stats(store, granularity="day", start=NOW)
+    days = sq.satisfaction_stats(store, granularity="day", start=NOW)
     assert all(str(row["bucket"]) >= "2024-01-10" for row in days)
-    (ranged,) = rq.satisfaction_stats(store, start=NOW)
+    (ranged,) = sq.satisfaction_stats(store, start=NOW)
     assert ranged["csat_answers"] == sum(int(r["csat_answers"]) for r in days)
-    tasks = rq.task_stats(store)
+    tasks = sq.task_stats(store)
     assert tasks["created"] > 0
     assert tasks["p90_seconds"] is not None
-    assert rq.percentile([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], 90) == 9.0
+    assert sq.percentile([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], 90) == 9.0
 
 
 def test_task_durations_are_summed_up_by_the_database_as_from_every_duration(
@@ -188,19 +189,19 @@ def test_task_durations_are_summed_up_by_the_database_as_from_every_duration(
             for r in rows
             if department in (None, r["department"]) and assignee in (None, r["assignee"])
         )
-        figures = rq.task_stats(store, department=department, assignee=assignee)
-        assert figures["p90_seconds"] == rq.percentile(durations, 90), (department, assignee)
+        figures = sq.task_stats(store, department=department, assignee=assignee)
+        assert figures["p90_seconds"] == sq.percentile(durations, 90), (department, assignee)
         mean = sum(durations) / len(durations)
         assert figures["mean_seconds"] == pytest.approx(mean, abs=0.001), (department, assignee)
 
 
 def test_a_filter_naming_the_all_key_selects_no_row(store: ReadModelStore) -> None:
     """No name is `ALL`: sent as one, it must not answer everyone's counters."""
-    assert rq.satisfaction_stats(store)[0]["csat_answers"] > 0
-    assert rq.satisfaction_stats(store, agent=ALL) == []
-    assert rq.satisfaction_stats(store, department=ALL, granularity="day") == []
-    assert rq.task_stats(store, assignee=ALL).get("created") is None
-    assert rq.task_stats(store, department=ALL)["p90_seconds"] is None
+    assert sq.satisfaction_stats(store)[0]["csat_answers"] > 0
+    assert sq.satisfaction_stats(store, agent=ALL) == []
+    assert sq.satisfaction_stats(store, department=ALL, granularity="day") == []
+    assert sq.task_stats(store, assignee=ALL).get("created") is None
+    assert sq.task_stats(store, department=ALL)["p90_seconds"] is None
 
 
 def test_metrics_expose_lag_and_dead_letters(store: ReadModelStore) -> None:

@@ -16,7 +16,7 @@ from uuid import uuid4
 import pytest
 from litestar.testing import TestClient
 
-from consumers.readmodel_queries import satisfaction_stats
+from consumers.stats_queries import satisfaction_stats
 from domain.base import Context
 from domain.conversation import Conversation
 from domain.customer import Customer

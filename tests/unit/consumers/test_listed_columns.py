@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumers.readmodel_queries import typed_fetch
+from consumers.typed_rows import typed_fetch
 
 
 class _Rows:
