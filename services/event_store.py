@@ -64,8 +64,15 @@ class CrmApplication(Application[UUID]):
         sealed, stored = self._sealed(aggregates)
         return _recordings(sealed, stored, self.recorder.insert_events(stored))
 
+    def saved(self, *aggregates: Aggregate) -> dict[int, Saved]:
+        """`record`, answering what each aggregate's save gave (`saved_by_id`) without
+        making its `Recording`s: eventsourcing's frozen dataclasses, two an event, cost
+        ~14,000 instructions, more than sealing it."""
+        sealed, stored = self._sealed(aggregates)
+        return saved_by_id(sealed, self.recorder.insert_events(stored))
+
     def async_writer(self) -> AsyncBatchWriter | None:
-        """An insert path to await on an event loop (PostgreSQL only), for `record_async`."""
+        """An insert path to await on an event loop (PostgreSQL only), for `saved_async`."""
         if isinstance(self.recorder, BatchInsertRecorder):
             return AsyncBatchWriter(self.recorder)
         return None
@@ -76,6 +83,13 @@ class CrmApplication(Application[UUID]):
         """`record`, with the insert awaited through `writer`."""
         sealed, stored = self._sealed(aggregates)
         return _recordings(sealed, stored, await writer.insert_events(stored))
+
+    async def saved_async(
+        self, writer: AsyncBatchWriter, *aggregates: Aggregate
+    ) -> dict[int, Saved]:
+        """`saved`, with the insert awaited through `writer` (the group committer's)."""
+        sealed, stored = self._sealed(aggregates)
+        return saved_by_id(sealed, await writer.insert_events(stored))
 
     def _sealed(
         self, aggregates: Iterable[Aggregate]
@@ -255,19 +269,18 @@ class Saved(NamedTuple):
     events: list[DomainEvent]  # the events as stored: sealed
 
 
-def saved_by_id(recordings: Sequence[Recording[UUID]]) -> dict[int, Saved]:
-    """What each aggregate's recordings gave, by its id's `UUID.int` (a `UUID` key
-    hashes in Python: 4 calls a command more)."""
+def saved_by_id(sealed: Sequence[DomainEvent], ids: Sequence[int] | None) -> dict[int, Saved]:
+    """What each aggregate's events, stored as `sealed` at notification `ids`, gave, by
+    its id's `UUID.int` (a `UUID` key hashes in Python: 4 calls a command more)."""
     events: dict[int, list[DomainEvent]] = {}
-    last: dict[int, Recording[UUID]] = {}
-    for recording in recordings:
-        event = cast(DomainEvent, recording.domain_event)
+    last: dict[int, int] = {}
+    for event, position in zip(sealed, ids or (), strict=True):
         key = event.originator_id.int
         events.setdefault(key, []).append(event)
-        last[key] = recording
+        last[key] = position
     return {
-        key: Saved(r.domain_event.originator_version, r.notification.id, events[key])
-        for key, r in last.items()
+        key: Saved(events[key][-1].originator_version, position, events[key])
+        for key, position in last.items()
     }
 
 

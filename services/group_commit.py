@@ -43,13 +43,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import cast
-from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, PersistenceError, Recording
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from domain.base import Aggregate, DomainEvent
 from services.batch_refusals import BatchConflictError, ErasedSubjectError
-from services.event_store import CrmApplication, Saved, saved_by_id
+from services.event_store import CrmApplication, Saved
 
 _undecided: ContextVar[bool] = ContextVar("undecided", default=False)
 """True inside a command that has not saved yet (per asyncio task)."""
@@ -117,8 +116,8 @@ class DirectCommitter:
         yield
 
     async def save(self, aggregate: Aggregate) -> Saved:
-        recordings = await asyncio.to_thread(self._app.record, aggregate)
-        return saved_by_id(recordings)[aggregate.id.int]
+        saved = await asyncio.to_thread(self._app.saved, aggregate)
+        return saved[aggregate.id.int]
 
     async def aclose(self) -> None:
         return None
@@ -228,7 +227,7 @@ class GroupCommitter:
 
     async def _save_together(self, batch: list[_Request]) -> None:
         try:
-            recordings = await self._record(cast(Sequence[Aggregate], batch))
+            saved = await self._record(cast(Sequence[Aggregate], batch))
         except (IntegrityError, ErasedSubjectError) as refused:
             await self._after_refusal(batch, refused)
             return
@@ -236,7 +235,6 @@ class GroupCommitter:
             for request in batch:
                 request.error = error
             return
-        saved = saved_by_id(recordings)
         for request in batch:
             request.result = saved[request.id.int]
 
@@ -261,11 +259,11 @@ class GroupCommitter:
         if rest := [request for request in batch if request.id not in taken]:
             await self._save_together(rest)
 
-    async def _record(self, aggregates: Sequence[Aggregate]) -> list[Recording[UUID]]:
-        """One transaction: awaited on the loop (PostgreSQL), else on the writer thread.
-        `aggregates` are the batch's requests, which hand over their events as an
-        aggregate does (`collect_events`)."""
+    async def _record(self, aggregates: Sequence[Aggregate]) -> dict[int, Saved]:
+        """One transaction: awaited on the loop (PostgreSQL), else on the writer thread;
+        what each aggregate's save gave, by its id's int. `aggregates` are the batch's
+        requests, which hand over their events as an aggregate does (`collect_events`)."""
         if self._async_writer is not None:
-            return await self._app.record_async(self._async_writer, *aggregates)
+            return await self._app.saved_async(self._async_writer, *aggregates)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._app.record, *aggregates)
+        return await loop.run_in_executor(self._writer, self._app.saved, *aggregates)

@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.persistence import IntegrityError
 
 from domain.base import Aggregate, Context
 from domain.customer import Customer
@@ -70,6 +70,29 @@ async def test_concurrent_commands_each_get_their_own_answer() -> None:
     for customer, answer in zip(customers, answers, strict=True):
         assert app.load(Customer, customer.id).version == answer[0] == 1  # type: ignore[index]
     assert batches == [8] * 5  # max_batch holds
+
+
+async def test_each_answer_names_its_aggregate_s_last_event_as_stored() -> None:
+    """Aggregates of several events in one batch: each answer is its aggregate's new
+    version, the position of its last event and its events in order, as stored."""
+    app = popo()
+    committer = GroupCommitter(app, window_ms=5, max_batch=8)
+    customers = [new_customer(f"c{i}") for i in range(4)]
+    for at, customer in enumerate(customers):
+        for step in range(at):
+            customer.update_profile(CTX, company=f"Company {step}")
+    answers = await save_together(committer, customers)
+    stored = app.recorder.select_notifications(start=1, limit=100)
+    assert len(stored) == 1 + 2 + 3 + 4
+    for customer, answer in zip(customers, answers, strict=True):
+        assert isinstance(answer, Saved)
+        mine = [n for n in stored if n.originator_id == customer.id]
+        assert answer.version == mine[-1].originator_version == len(mine)
+        assert answer.position == mine[-1].id
+        assert [e.originator_version for e in answer.events] == [1, *range(2, len(mine) + 1)]
+        assert [app.mapper.to_stored_event(e).state for e in answer.events] == [
+            n.state for n in mine
+        ]
 
 
 async def test_one_conflict_does_not_fail_the_others() -> None:
@@ -151,11 +174,11 @@ async def test_a_command_that_gives_up_does_not_hold_the_batch() -> None:
 class BrokenOnce(CrmApplication):
     broken = True
 
-    def record(self, *aggregates: Aggregate) -> list[Recording[uuid.UUID]]:
+    def saved(self, *aggregates: Aggregate) -> dict[int, Saved]:
         if self.broken:
             self.broken = False
             raise ValueError("a bug in the mapper")
-        return super().record(*aggregates)
+        return super().saved(*aggregates)
 
 
 async def test_the_committer_outlives_a_broken_batch() -> None:
