@@ -27,10 +27,11 @@ from typing import Any
 
 import structlog
 
+from consumers.batch_commit import Retried, commit, retry_letters
 from consumers.blind_index import needs_terms, search_terms
 from consumers.byte_pages import PAGE_BYTES
 from consumers.keyring import Keyring
-from consumers.projecting import Item, Retried, commit, reason, retry_letters
+from consumers.projecting import Item, reason
 from consumers.readmodel_store import (
     STORE_TOPIC,
     ReadModelStore,

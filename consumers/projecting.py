@@ -24,35 +24,24 @@ or out of order) lacks nothing: the event store does not hold it as published
 its reason, never applied, never retried, and readiness does not wait for it: whoever
 can produce to the topics must not be able to take the API out of service.
 
-`commit` runs that transaction. A transient error of the store (connection lost, disk
-full, database locked) propagates: the caller retries the whole batch later, nothing
-is lost. Any other failure is caused by some event's values (one a store cannot hold,
-or a bug in the writing code), so `commit` finds the events that fail by halving the
-batch, in order, and writes each as a dead letter with the error: one bad event never
-stops a projection, and `crm projections retry` re-applies it after a fix.
+`consumers.batch_commit` runs that transaction, and dead-letters the events that make
+it fail. Which versions of an aggregate are taken is `consumers.aggregate_versions`;
+which records the stored positions cover, `consumers.batch_offsets`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import groupby
 from operator import attrgetter
 from typing import NamedTuple
 from uuid import UUID
 
 import msgspec
 
-from consumers.readmodel_store import (
-    DeadLetter,
-    PositionKey,
-    ReadModelStore,
-    Rejected,
-    Session,
-    StoredLetter,
-    table_writes,
-)
+from consumers.aggregate_versions import EARLY, REPEAT, TAKEN, Versions
+from consumers.batch_offsets import fresh_items, offset_ranges
+from consumers.readmodel_store import DeadLetter, Rejected, Session, table_writes
 from domain.base import DomainEvent
 from projections.base import Batch, Fact, Key, KeyValues, Projection, Row, SearchTerms
 
@@ -102,8 +91,6 @@ class Item(NamedTuple):
     origin: Origin | None = None
 
 
-_partition: Callable[[Item], PositionKey] = attrgetter("topic", "partition")
-_offset = attrgetter("offset")
 _position = attrgetter("position")
 _occurred_at = attrgetter("occurred_at")
 
@@ -122,61 +109,6 @@ class Outcome:
         )  # fmt: skip
 
 
-def commit(
-    store: ReadModelStore,
-    projection: Projection,
-    generation: int,
-    items: list[Item],
-    lag: int | None = None,
-    *,
-    retry: bool = False,
-    in_order: bool = True,
-) -> Outcome:
-    """`project` in one transaction, the events that make it fail dead-lettered (see the
-    module docstring); raises only the store's transient errors, or an error that even
-    a dead letter cannot be written through."""
-
-    def again(part: list[Item]) -> Outcome:
-        return commit(store, projection, generation, part, lag, retry=retry, in_order=in_order)
-
-    try:
-        with store.session(projection, generation) as session:
-            return project(session, projection, items, lag, retry=retry, in_order=in_order)
-    except Exception as error:  # an event's values: found by halving, by design
-        if isinstance(error, store.transient_errors) and not isinstance(error, store.value_errors):
-            raise
-        if len(items) <= 1:
-            if not items or items[0].error is not None:
-                raise
-            return again([items[0]._replace(error=reason(error))])
-    half = len(items) // 2
-    return again(items[:half]) + again(items[half:])
-
-
-class Retried(NamedTuple):
-    """What `crm projections retry` did: dead letters retried, still failing, and now
-    rejected (letters that an older version kept, of records it applies no more)."""
-
-    retried: int
-    failing: int
-    rejected: int
-
-
-def retry_letters(
-    store: ReadModelStore,
-    projection: Projection,
-    items_of: Callable[[list[StoredLetter]], list[Item]],
-) -> Retried:
-    """Re-apply the live generation's dead letters, read back as items by `items_of`.
-    Those failing again are dead letters again (`commit`)."""
-    generation = store.install(projection)
-    with store.session(projection, generation) as session:
-        letters = session.dead_letters()
-    items = items_of(letters)
-    outcome = commit(store, projection, generation, items, retry=True)
-    return Retried(len(items), outcome.dead, outcome.rejected)
-
-
 def project(
     session: Session,
     projection: Projection,
@@ -193,17 +125,17 @@ def project(
     Not `in_order`: the items are some of each aggregate's events (a report of the
     surveys alone), so a version past the next one is no sign of a copy.
     """
-    lowest, last = _offset_ranges(items)
+    lowest, last = offset_ranges(items)
     stored = session.lock_positions(sorted(last))
     if retry:
         stored = {}
         session.drop_dead_letters([(i.topic, i.partition, i.offset) for i in items])
-    fresh, next_offsets = _fresh(items, stored, lowest, last)
+    fresh, next_offsets = fresh_items(items, stored, lowest, last)
     events = [i.event for i in fresh if i.event is not None]
-    aggregates = {e.originator_id.int: e.originator_id for e in events}  # see `_Versions`
+    aggregates = {e.originator_id.int: e.originator_id for e in events}  # see `Versions`
     aggregates.update((o[0].int, o[0]) for i in fresh if (o := i.origin) is not None)
     applied = {} if retry else session.load_applied(list(aggregates.values()))
-    versions = _Versions(applied, in_order=in_order and not retry)
+    versions = Versions(applied, in_order=in_order and not retry)
     facts: list[Fact] = [*events, *(i.terms for i in fresh if i.terms is not None)]
     batch = Batch(projection.tables, _load(session, projection, facts))
     outcome = Outcome(skipped=len(items) - len(fresh))
@@ -216,47 +148,8 @@ def project(
     return outcome
 
 
-TAKEN, REPEAT, EARLY = 0, 1, 2
-"""What `_Versions.take` says of a version: the next one, one applied already, or one
-past the next (see the module docstring)."""
-
-
-class _Versions:
-    """The last version of each aggregate: which events to take, and what to save.
-
-    Kept by `UUID.int`: a UUID hashes in Python (`uuid.UUID.__hash__`, about a thousand
-    instructions) and its int in C, and a replay looks up every event's aggregate twice.
-    Not `in_order` (a retry), every version past the last is taken.
-    """
-
-    def __init__(self, stored: dict[UUID, int], *, in_order: bool = True) -> None:
-        self._last = {aggregate.int: version for aggregate, version in stored.items()}
-        self._taken: dict[int, UUID] = {}
-        self._in_order = in_order
-
-    def take(self, aggregate: UUID, version: int) -> int:
-        """`TAKEN` (and now the last), `REPEAT` or `EARLY`: see the constants."""
-        number = aggregate.int
-        last = self._last.get(number, 0)
-        if version != last + 1:
-            if version <= last:
-                return REPEAT
-            if self._in_order:
-                return EARLY
-        self._last[number] = version
-        self._taken[number] = aggregate
-        return TAKEN
-
-    def last(self, aggregate: UUID) -> int:
-        return self._last.get(aggregate.int, 0)
-
-    def taken(self) -> dict[UUID, int]:
-        """The last version taken per aggregate (the ones to save)."""
-        return {aggregate: self._last[number] for number, aggregate in self._taken.items()}
-
-
 def _apply_all(
-    projection: Projection, batch: Batch, items: list[Item], versions: _Versions, outcome: Outcome
+    projection: Projection, batch: Batch, items: list[Item], versions: Versions, outcome: Outcome
 ) -> tuple[list[DeadLetter], list[Rejected]]:
     """Apply the items in order into `batch`; the dead letters and rejected records.
 
@@ -295,7 +188,7 @@ def _apply_all(
 
 def _unapplied(
     item: Item,
-    versions: _Versions,
+    versions: Versions,
     outcome: Outcome,
     letters: list[DeadLetter],
     rejected: list[Rejected],
@@ -319,7 +212,7 @@ def _unapplied(
         letters.append(dead_letter(item, item.error or "undecodable record"))
 
 
-def _early(item: Item, origin: Origin, versions: _Versions) -> Rejected:
+def _early(item: Item, origin: Origin, versions: Versions) -> Rejected:
     aggregate, version = origin
     why = (
         f"out of order: version {version} of aggregate {aggregate} before version"
@@ -357,46 +250,6 @@ def _write(
         session.add_dead_letters(letters)
     if rejected:
         session.add_rejected(rejected)
-
-
-def _offset_ranges(items: list[Item]) -> tuple[dict[PositionKey, int], dict[PositionKey, int]]:
-    """The lowest and the last offset of each partition in `items`.
-
-    By runs of one partition (how records arrive), so the per-item work runs in C.
-    """
-    lowest: dict[PositionKey, int] = {}
-    last: dict[PositionKey, int] = {}
-    for key, run in groupby(items, _partition):
-        offsets = list(map(_offset, run))
-        low = min(offsets)
-        if low < lowest.get(key, low + 1):
-            lowest[key] = low
-        last[key] = offsets[-1]
-    return lowest, last
-
-
-def _fresh(
-    items: list[Item],
-    stored: dict[PositionKey, int],
-    lowest: dict[PositionKey, int],
-    last: dict[PositionKey, int],
-) -> tuple[list[Item], dict[PositionKey, int]]:
-    """The items not covered by the stored positions, and the positions after them.
-
-    Usually all of them, which one comparison per partition shows; items are filtered
-    one by one only when some partition's lowest offset was stored already.
-    """
-    if all(offset >= stored.get(key, 0) for key, offset in lowest.items()):
-        return items, {key: offset + 1 for key, offset in last.items()}
-    fresh = [i for i in items if i.offset >= stored.get((i.topic, i.partition), 0)]
-    return fresh, _next_offsets(fresh)
-
-
-def _next_offsets(items: list[Item]) -> dict[PositionKey, int]:
-    offsets: dict[PositionKey, int] = {}
-    for item in items:
-        offsets[(item.topic, item.partition)] = item.offset + 1
-    return offsets
 
 
 def reason(error: Exception) -> str:

@@ -50,8 +50,9 @@ from typing import NamedTuple, Protocol
 import msgspec
 import structlog
 
+from consumers.batch_commit import commit
 from consumers.pg_pool import DATABASE_UNAVAILABLE
-from consumers.projecting import Item, Origin, commit, origin_of
+from consumers.projecting import Item, Origin, origin_of
 from consumers.readmodel_store import ReadModelStore
 from domain import codec
 from projections.base import Projection, SearchTerms

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumers.as_stored import StoredEvents
+from consumers.batch_commit import Retried, retry_letters
 from consumers.hand_over import decode
 from consumers.keyring import Keyring
-from consumers.projecting import Item, Retried, retry_letters
+from consumers.projecting import Item
 from consumers.readmodel_store import ReadModelStore, StoredLetter, switch_or_drop
 from consumers.runner import ProjectionRunner, group_id
 from projections.base import Projection, Row

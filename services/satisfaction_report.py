@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, cast
 
-from consumers.projecting import Item, commit
+from consumers.batch_commit import commit
+from consumers.projecting import Item
 from consumers.readmodel_store import STORE_TOPIC
 from consumers.store_sqlite import SqliteStore
 from domain.base import DomainEvent

@@ -28,11 +28,12 @@ from hypothesis import strategies as st
 from bench.databases import fresh_database
 from consumers import readmodel_queries as rq
 from consumers import stats_queries as sq
+from consumers.batch_commit import commit
 from consumers.hand_over import decode
 from consumers.kafka_records import Record
 from consumers.key_stores import SqliteKeyStore
 from consumers.keyring import Keyring
-from consumers.projecting import Item, commit
+from consumers.projecting import Item
 from consumers.readmodel_store import ReadModelStore
 from consumers.relay import encode_notification
 from consumers.sealed_rows import open_rows

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from bench.workload import Workload
-from consumers.projecting import Item, commit, project
+from consumers.batch_commit import commit
+from consumers.projecting import Item, project
 from consumers.readmodel_store import ReadModelStore, table_writes
 from consumers.store_postgres import PostgresStore
 from consumers.store_sqlite import SqliteStore

@@ -15,10 +15,11 @@ from uuid import uuid5
 import pytest
 
 from bench.workload import Workload
+from consumers.batch_commit import commit
 from consumers.follower import EventStoreFollower, applied_position
 from consumers.key_stores import SqliteKeyStore
 from consumers.keyring import Keyring
-from consumers.projecting import Item, commit
+from consumers.projecting import Item
 from consumers.store_sqlite import SqliteStore
 from domain.base import DomainEvent
 from domain.conversation import SatisfactionRated
