@@ -31,7 +31,7 @@ from consumers.blind_index import search_terms
 from consumers.key_stores import PostgresKeyStore
 from consumers.keyring import Keyring
 from consumers.pg_copy import staged_rows
-from consumers.pg_session import PG_TYPES
+from consumers.pg_statements import PG_TYPES
 from consumers.store_postgres import PostgresStore
 from domain import codec
 from domain.base import Context, DomainEvent

@@ -47,7 +47,7 @@ REJECTED = (
     *(f"ALTER TABLE {{p}}__{table} ADD COLUMN {column} {kind}" for table, column, kind in _ADDED),
 )
 """The rejected records (runs of them: `consumers.rejected_runs`) and their count
-(`_status.rejected`), as `pg_session.REJECTED`; what a generation an older version
+(`_status.rejected`), as `pg_bookkeeping.REJECTED`; what a generation an older version
 created lacks of it is added (`lacking`, `SqliteStore`)."""
 _BOOKKEEPING = (
     "CREATE TABLE {p}___positions (topic TEXT, partition INTEGER, next_offset INTEGER NOT NULL,"

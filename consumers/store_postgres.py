@@ -18,11 +18,12 @@ import psycopg
 from psycopg import Connection, errors, sql
 from psycopg_pool import PoolTimeout
 
-from consumers import analysts, pg_session
+from consumers import analysts, pg_bookkeeping
 from consumers.pg_ddl import create_tables
 from consumers.pg_lock_wait import PATIENCE_S, patiently
 from consumers.pg_pool import open_pool
-from consumers.pg_session import PgSession, column_defs, q
+from consumers.pg_session import PgSession
+from consumers.pg_statements import column_defs, q
 from consumers.pg_times import edge_cursor
 from consumers.readmodel_store import (
     ReadModelNotBuilt,
@@ -58,7 +59,7 @@ class PostgresStore:
         PoolTimeout,
     )
     """Not the value errors (`DataError`, `IntegrityError`...): those are an event's
-    fault, and `consumers.projecting.commit` dead-letters the event."""
+    fault, and `consumers.batch_commit.commit` dead-letters the event."""
     value_errors: tuple[type[Exception], ...] = (
         errors.ProgramLimitExceeded,  # class 54: a value beyond a limit (an index entry)
         errors.StatementTooComplex,
@@ -130,7 +131,7 @@ class PostgresStore:
     def session(self, projection: Projection, generation: int) -> Iterator[PgSession]:
         schema = _schema(projection.name, generation)
         with self.pool.connection() as conn:
-            pg_session.create_staging(conn, schema, projection.tables)
+            pg_bookkeeping.create_staging(conn, schema, projection.tables)
             with conn.transaction():
                 yield PgSession(conn, schema, projection.tables)
 
@@ -139,7 +140,7 @@ class PostgresStore:
         if generation is None:
             return Status(name, None, 0, None, 0, 0, {})
         with self.pool.connection() as conn:
-            return pg_session.read_status(conn, name, generation)
+            return pg_bookkeeping.read_status(conn, name, generation)
 
     def fetch(
         self,
@@ -204,7 +205,7 @@ class PostgresStore:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         for spec in projection.tables:
             _create_table(conn, schema, spec)
-        pg_session.create_bookkeeping(conn, schema)
+        pg_bookkeeping.create_bookkeeping(conn, schema)
         return int(row[0])
 
     def _switch(self, conn: Connection[Any], projection: Projection, generation: int) -> None:
@@ -267,7 +268,7 @@ _OUTDATED = (
     " attisdropped AND attrelid = to_regclass(quote_ident(name || '_v' || live_generation)"
     " || '._status'))"
 )
-"""The live generations an older version created: without what `pg_session.REJECTED`
+"""The live generations an older version created: without what `pg_bookkeeping.REJECTED`
 adds (told by the column it adds to `_status`)."""
 
 
@@ -280,5 +281,5 @@ def _upgrade_generations(conn: Connection[Any]) -> None:
             return
         conn.execute(_GENERATIONS_LOCK)
         for name, generation in conn.execute(_OUTDATED).fetchall():
-            for statement in pg_session.REJECTED:
+            for statement in pg_bookkeeping.REJECTED:
                 conn.execute(sql.SQL(statement).format(sql.Identifier(_schema(name, generation))))

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from consumers import pg_session
+from consumers import pg_bookkeeping
 from consumers.envelope import HEADERS, all_topics, topic_name
 from consumers.kafka_io import Producer, ensure_topics
 from consumers.projecting import Item, project
@@ -104,7 +104,7 @@ def _drop_run_columns(store: ReadModelStore, schema: str) -> None:
         with store.pool.connection() as conn:
             for column in ("last_offset", "records", "last_at"):
                 conn.execute(f'ALTER TABLE "{schema}"._rejected DROP COLUMN {column}')
-        pg_session._WITH_RUNS.discard(schema)  # what this process knew
+        pg_bookkeeping._WITH_RUNS.discard(schema)  # what this process knew
     else:
         assert isinstance(store, SqliteStore)
         with store.lock:
