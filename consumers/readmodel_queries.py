@@ -14,20 +14,12 @@ from datetime import datetime
 from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
-from consumers import stats_queries
 from consumers.byte_pages import octets
 from consumers.readmodel_store import ReadModelStore
 from consumers.typed_rows import Row, typed_fetch
 from projections.facets import tag_facet
 
 OPEN = ("open", "in_progress")
-
-# Kept here for services.api.read_models alone, which calls them as `rq.<name>` (another
-# helper's file this split may not edit beyond its imports): drop these three lines once
-# it calls them from `consumers.stats_queries`.
-satisfaction_stats = stats_queries.satisfaction_stats
-satisfaction_total = stats_queries.satisfaction_total
-task_stats = stats_queries.task_stats
 
 
 class SortKey(NamedTuple):

@@ -29,6 +29,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from uuid import UUID
 
 from consumers import readmodel_queries as rq
+from consumers import stats_queries
 from consumers.readmodel_store import ReadModelStore
 from consumers.search_queries import search_customers
 from projections import PROJECTIONS
@@ -198,20 +199,22 @@ class ReadModels:
         if any(t is not None and t.utcoffset() is None for t in (start, end)):
             raise BadRequest("from and to must be RFC 3339 times with a zone")
         scope = _scope(department, agent)
-        periods = rq.satisfaction_stats(
+        periods = stats_queries.satisfaction_stats(
             self.store, **scope, granularity=granularity, start=start, end=end
         )
         if start is None and end is None:
-            total = rq.satisfaction_total(periods, **scope)
+            total = stats_queries.satisfaction_total(periods, **scope)
         else:  # summed from the days in range: one row, with or without answers
-            [total] = rq.satisfaction_stats(
+            [total] = stats_queries.satisfaction_stats(
                 self.store, **scope, granularity="all", start=start, end=end
             )
         return {**scope, "granularity": granularity, "periods": periods, "total": total}
 
     def task_stats(self, *, department: str | None, agent: str | None) -> Row:
         """Counts, on-time rate, reassignments, mean evaluation and durations (all time)."""
-        row = rq.task_stats(self.store, department=department or None, assignee=agent or None)
+        row = stats_queries.task_stats(
+            self.store, department=department or None, assignee=agent or None
+        )
         return _scope(department, agent) | {k: v for k, v in row.items() if k != "assignee"}
 
 
