@@ -70,6 +70,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from consumers.byte_pages import notifications_within, within_params
+from domain.codec import SubjectStoredEvent
 from domain.customer import CustomerErased
 from services.batch_refusals import (
     BatchConflictError,
@@ -337,15 +338,23 @@ def connect_kwargs(recorder: PostgresApplicationRecorder) -> dict[str, Any]:
 
 def insert_columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
     """The function's five arrays: ids, versions, topics, states, and the events' data
-    subjects, read from the states (~1.3 us an event: every insert path names them, the
-    stock `save()` too, by the one definition, `DomainEvent.data_subject`)."""
+    subjects: as the codec that made a stored event knew it (`SubjectStoredEvent`), else
+    read from its state (~12,000 instructions an event: every insert path names them,
+    the stock `save()` too, by the one definition, `DomainEvent.data_subject`)."""
     return (
         [event.originator_id for event in stored_events],
         [event.originator_version for event in stored_events],
         [event.topic for event in stored_events],
         [event.state for event in stored_events],
-        [data_subject(event) for event in stored_events],
+        [subject_of(event) for event in stored_events],
     )
+
+
+def subject_of(stored: StoredEvent) -> UUID:
+    """The stored event's data subject (`batch_refusals.data_subject`)."""
+    if isinstance(stored, SubjectStoredEvent):
+        return stored.data_subject
+    return data_subject(stored)
 
 
 def batch_conflict(error: psycopg.IntegrityError) -> BatchConflictError:
