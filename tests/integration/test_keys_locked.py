@@ -24,7 +24,7 @@ import pytest
 from eventsourcing.popo import POPOAggregateRecorder, POPOApplicationRecorder
 
 from consumers.key_stores import SqliteKeyStore, locked
-from services.api.loop_reads import StoreEvents
+from services.api.local_events import StoreEvents
 from tests.integration.api_support import EmbeddedApi, embedded_api, served
 
 WAIT = 60.0  # generous: nothing here is timed, each wait ends on an event

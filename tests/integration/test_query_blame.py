@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
+from services.api.direct_reads import DirectReadModels
 from services.api.http_errors import SharedReadsBusy, TooManyQueries
-from services.api.loop_reads import DirectReadModels, event_source, read_models_on_loop
+from services.api.loop_reads import event_source, read_models_on_loop
 from services.api.problem_table import problem_for
 from services.api.read_models import ReadModels
 from services.pg_reads import LIST_SHARE, LIST_SHARE_EACH, PostgresReads

@@ -31,8 +31,8 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
+from services.api.direct_reads import DirectReadModels
 from services.api.http_errors import TooManyQueries
-from services.api.loop_reads import DirectReadModels
 from services.api.read_models import ReadModels
 from services.pg_reads import LIST_SHARE, LIST_SHARE_EACH, POOL_SIZE
 from services.read_deadline import QueryTimeoutError
