@@ -38,23 +38,47 @@ def value_at(root: object, path: Path) -> Any:
 
 def set_at(root: object, path: Path, value: Any) -> None:
     """`value` at `path`, in place (a Struct on the way replaced where it is held)."""
-    if len(path) == 1:
+    if len(path) == 1:  # an attribute: most paths, and a read's every one
         setattr(root, path[0], value)
         return
-    holders: list[Any] = [root]
-    for step in path[:-1]:
-        holder = holders[-1]
-        holders.append(holder[step] if isinstance(holder, dict) else getattr(holder, step))
-    new: Any = value
-    for holder, step in reversed(list(zip(holders, path, strict=True))):
-        if isinstance(holder, msgspec.Struct):
-            new = msgspec.structs.replace(holder, **{step: new})
-        elif isinstance(holder, dict):
-            holder[step] = new
+    set_fields(root, path[:-1], {path[-1]: value})
+
+
+def set_fields(root: object, holder_path: Path, fields: dict[str, Any]) -> None:
+    """`fields` (names or keys, and values) set in the holder at `holder_path` (`root`
+    itself for `()`), in place: a frozen Struct on the way is replaced by a copy in the
+    holder above it, and so on up to the first mutable one."""
+    if holder_path:
+        step = holder_path[0]
+        holder = root[step] if isinstance(root, dict) else getattr(root, step)
+        if not isinstance(holder, msgspec.Struct):  # set in place, further down
+            set_fields(holder, holder_path[1:], fields)
             return
-        else:
-            setattr(holder, step, new)
+        if (copy := _replaced(holder, holder_path[1:], fields)) is None:
             return
+        fields = {step: copy}
+    if isinstance(root, dict):
+        root.update(fields)
+    else:
+        for name, value in fields.items():
+            setattr(root, name, value)
+
+
+def _replaced(
+    struct: msgspec.Struct, holder_path: Path, fields: dict[str, Any]
+) -> msgspec.Struct | None:
+    """A copy of `struct` with `fields` set at `holder_path`; None when a mutable holder
+    further down took them in place (nothing above it is replaced)."""
+    if holder_path:
+        step = holder_path[0]
+        holder = getattr(struct, step)
+        if not isinstance(holder, msgspec.Struct):
+            set_fields(holder, holder_path[1:], fields)
+            return None
+        if (copy := _replaced(holder, holder_path[1:], fields)) is None:
+            return None
+        fields = {step: copy}
+    return msgspec.structs.replace(struct, **fields)
 
 
 def open_at(
@@ -76,12 +100,7 @@ def set_each(root: object, values: Mapping[Path, str | None]) -> None:
     for path, value in values.items():
         by_holder.setdefault(path[:-1], {})[path[-1]] = value
     for holder_path, fields in by_holder.items():
-        holder = value_at(root, holder_path)
-        if isinstance(holder, msgspec.Struct):
-            set_at(root, holder_path, msgspec.structs.replace(holder, **fields))
-        else:
-            for name, value in fields.items():
-                set_at(root, (*holder_path, name), value)
+        set_fields(root, holder_path, fields)
 
 
 def top_level(names: Sequence[str]) -> list[Path]:

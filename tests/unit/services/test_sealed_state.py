@@ -24,7 +24,7 @@ from services.commands import Caller, CommandService
 from services.customer_commands import RegisterCustomer, UpdateProfile
 from services.event_store import CrmApplication
 from services.group_commit import DirectCommitter
-from services.sealed_state import open_at, set_each, value_at
+from services.sealed_state import open_at, set_at, set_each, value_at
 
 SVC = Caller(
     principal=Principal(name="svc", department="sales", role=Role.SERVICE), correlation_id="c"
@@ -55,6 +55,44 @@ def test_paths_reach_attributes_dict_entries_and_struct_fields() -> None:
     set_each(conversation, {("subject",): None, path: None})
     assert conversation.subject is None
     assert conversation.messages["m.1"].content is None
+
+
+class _Inner(msgspec.Struct, frozen=True):
+    text: str
+    notes: dict[str, str]
+
+
+class _Outer(msgspec.Struct, frozen=True):
+    inner: _Inner
+    label: str
+
+
+class _Root:
+    def __init__(self) -> None:
+        self.outers = {"o": _Outer(_Inner("t", {"n": "a"}), "l")}
+        self.title = "x"
+
+
+def test_a_set_replaces_the_frozen_structs_up_to_the_mutable_holder() -> None:
+    """Structs on the way are replaced, each in the holder above it; a dict or an
+    object takes the value in place, and nothing above it is replaced."""
+    root = _Root()
+    outers, first = root.outers, root.outers["o"]
+    set_at(root, ("outers", "o", "inner", "text"), "T")
+    assert root.outers is outers
+    assert root.outers["o"] is not first
+    assert root.outers["o"] == _Outer(_Inner("T", {"n": "a"}), "l")
+    second = root.outers["o"]
+    notes = second.inner.notes
+    set_at(root, ("outers", "o", "inner", "notes", "n"), "b")  # a dict inside the Structs
+    assert root.outers["o"] is second
+    assert second.inner.notes is notes
+    assert notes == {"n": "b"}
+    set_at(root, ("title",), "y")
+    set_each(root, {("outers", "o", "label"): "L", ("outers", "o", "inner", "text"): "U"})
+    assert (root.title, root.outers["o"]) == ("y", _Outer(_Inner("U", {"n": "b"}), "L"))
+    set_at(root, ("outers", "p"), _Outer(_Inner("v", {}), "m"))
+    assert root.outers["p"] == _Outer(_Inner("v", {}), "m")
 
 
 def _message(content: str) -> Message:
