@@ -40,7 +40,8 @@ from consumers.readmodel_store import ReadModelNotBuilt
 from projections.base import ColumnType
 from services.api.query_turns import QueryTurns
 from services.api.read_models import Page, ReadModels, Rows
-from services.pg_reads import LIST_SHARE_EACH, QUERY_SECONDS, PostgresReads
+from services.pg_read_connections import LIST_SHARE_EACH, QUERY_SECONDS
+from services.pg_reads import PostgresReads
 
 T = TypeVar("T")
 Row = dict[str, Any]

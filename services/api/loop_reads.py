@@ -55,7 +55,8 @@ from services.api.read_models import Page, ReadModels, Rows
 from services.bootstrap import Runtime
 from services.current_state import CurrentState
 from services.event_store import CrmApplication
-from services.pg_reads import QUERY_SECONDS, PostgresReads
+from services.pg_read_connections import QUERY_SECONDS
+from services.pg_reads import PostgresReads
 
 T = TypeVar("T")
 

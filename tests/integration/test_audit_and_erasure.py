@@ -223,7 +223,7 @@ def test_an_erasure_by_another_process_reaches_a_watching_process(pg_url: str) -
             held = keyring.decrypt(subject, sealed)  # not told yet
             found = await watch.check()
             before = keyring.checked_as_of
-            pids = [c.conn.info.backend_pid for c in reads._idle]
+            pids = [c.conn.info.backend_pid for c in reads._connections._idle]
             with psycopg.connect(pg_url, autocommit=True) as conn:
                 conn.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid", (pids,))
             watch.start()
@@ -232,7 +232,7 @@ def test_an_erasure_by_another_process_reaches_a_watching_process(pg_url: str) -
                     break
                 await asyncio.sleep(0.05)
             await watch.stop()
-            now = {c.conn.info.backend_pid for c in reads._idle}
+            now = {c.conn.info.backend_pid for c in reads._connections._idle}
             return held, found, told, keyring.checked_as_of != before, not now & set(pids)
         finally:
             await reads.aclose()

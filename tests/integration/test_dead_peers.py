@@ -101,7 +101,7 @@ def test_every_kind_of_connection_finds_a_silent_server_dead(runtime: Runtime) -
 async def _loop_reads_options(runtime: Runtime) -> dict[str, int]:
     _, reads = current_state_of(runtime)
     assert reads is not None
-    connection = await reads._connect()
+    connection = await reads._connections._connect()
     try:
         return socket_options(connection.conn)
     finally:

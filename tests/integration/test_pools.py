@@ -24,7 +24,8 @@ from psycopg_pool import ConnectionPool
 
 from consumers.pg_pool import DATABASE_UNAVAILABLE, GETCONN_TIMEOUT_S, open_pool
 from services.event_store import CrmApplication, open_event_store
-from services.pg_reads import POOL_SIZE, PostgresReads
+from services.pg_read_connections import POOL_SIZE
+from services.pg_reads import PostgresReads
 from tests.integration.api_support import embedded_api
 from tests.integration.private_services import PrivateServices
 
@@ -81,12 +82,12 @@ def test_loop_reads_hand_a_released_connection_to_the_oldest_waiter(pg_url: str)
 
     async def scenario() -> None:
         reads = PostgresReads(pg_url, "public", "stored_events", "stored_snapshots")
-        held = [reads._connection() for _ in range(POOL_SIZE)]
+        held = [reads._connections.connection() for _ in range(POOL_SIZE)]
         for connection in held:
             await connection.__aenter__()
 
         async def read(name: str) -> None:
-            async with reads._connection():
+            async with reads._connections.connection():
                 order.append(name)
 
         waiting = asyncio.create_task(read("waiting"))

@@ -24,7 +24,8 @@ from services.api.http_errors import SharedReadsBusy, TooManyQueries
 from services.api.loop_reads import event_source, read_models_on_loop
 from services.api.problem_table import problem_for
 from services.api.read_models import ReadModels
-from services.pg_reads import LIST_SHARE, LIST_SHARE_EACH, PostgresReads
+from services.pg_read_connections import LIST_SHARE, LIST_SHARE_EACH
+from services.pg_reads import PostgresReads
 from services.read_deadline import QueryTimeoutError
 from tests.integration.api_support import Client, EmbeddedApi, embedded_api
 from tests.integration.test_read_deadlines import (

@@ -34,7 +34,7 @@ from litestar.testing import TestClient
 from services.api.direct_reads import DirectReadModels
 from services.api.http_errors import TooManyQueries
 from services.api.read_models import ReadModels
-from services.pg_reads import LIST_SHARE, LIST_SHARE_EACH, POOL_SIZE
+from services.pg_read_connections import LIST_SHARE, LIST_SHARE_EACH, POOL_SIZE
 from services.read_deadline import QueryTimeoutError
 from tests.e2e.processes import eventually
 from tests.integration.api_support import Client, EmbeddedApi, embedded_api, served
