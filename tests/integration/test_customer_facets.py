@@ -11,6 +11,7 @@ of a missing tag's page and a tag search read the facet index, not the departmen
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -41,6 +42,7 @@ COMPANIES = (
     "Acme", "acme labs", "ACME Co", "Ab", "a", "Ärzte AG", "STRASSE 1", "Straße GmbH",
     "zeta 1", "zeta 12", "zeta 123", "zeta 1234", "  spaced co", "100% _real_!", None,
 )  # fmt: skip
+NAME_WORDS = tuple(f"w{n}" for n in range(10))
 STARTS = (
     "a", "A", "ac", "acm", "acme", "ACME L", "ä", "ÄRZ", "stra", "strasse", "straße", "z",
     "zeta 12", "zeta 1234", "1", "100%", "100% _", "nosuch", "  spaced",
@@ -50,13 +52,14 @@ STARTS = (
 def _world(seed: int) -> Iterator[Customer]:
     """Customers registered, tagged and untagged, shared, handed over, renamed, and
     some archived or erased, each yielded after each change (its events to collect)."""
-    rng = random.Random(seed)
+    rng, naming = random.Random(seed), random.Random(seed + 1)
     customers: list[Customer] = []
     for n in range(160):
         if n < 60 or rng.random() < 0.3:
             customer = Customer.register(
                 ctx(), customer_id=UUID(int=rng.getrandbits(128), version=4),
-                name=f"Customer {n}", company=rng.choice(COMPANIES),
+                name=" ".join([f"Customer {n}", *naming.sample(NAME_WORDS, naming.randint(0, 6))]),
+                company=rng.choice(COMPANIES),
                 owner_department=rng.choice(DEPARTMENTS), owner_agent="ann",
                 tags=rng.sample(TAGS, rng.randint(0, 3)),
                 consents={"email_marketing": rng.random() < 0.5},
@@ -90,18 +93,24 @@ def _change(c: Customer, rng: random.Random) -> None:
         rng.choice(changes)()
 
 
+INDEX = BlindIndex(b"the world's search key")
+
+
 def _items(seed: int) -> list[Item]:
-    """The world's events, each customer event setting a company with its company terms
-    (as a consumer derives them: `consumers.blind_index`)."""
-    index, items = BlindIndex(b"unused for companies"), []
+    """The world's events, each customer event setting a company or a name with their
+    terms (as a consumer derives them: `consumers.blind_index`)."""
+    items = []
     events = [event for customer in _world(seed) for event in customer.collect_events()]
     for i, event in enumerate(events):
         terms = None
-        if isinstance(event, CustomerRegistered | CustomerProfileUpdated) and (
-            isinstance(event.company, str) or event.company is None
-        ):
-            company = index.terms("company", event.company)
-            terms = SearchTerms(customer_id=event.originator_id, terms={"company": company})
+        if isinstance(event, CustomerRegistered | CustomerProfileUpdated):
+            fields = {
+                field: INDEX.terms(field, value)
+                for field in ("company", "name")
+                if isinstance(value := getattr(event, field), str) or value is None
+            }
+            if fields:
+                terms = SearchTerms(customer_id=event.originator_id, terms=fields)
         items.append(Item("t", 0, i, i + 1, b"", event, terms=terms))
     return items
 
@@ -148,6 +157,15 @@ class Reference:
             and (tag is None or tag in r["tags"])
             and (prefix is None or self._started(r["customer_id"], prefix))
             and (r["email_marketing"] or not consenting)
+        ]  # fmt: skip
+
+    def named(self, department: str | None, terms: list[str]) -> list[UUID]:
+        """The findable customers holding every term."""
+        return [
+            r["customer_id"] for r in self.customers
+            if not r["archived"] and not r["erased"]
+            and (department is None or (department, r["customer_id"]) in self.members)
+            and set(terms) <= set(self.terms.get(r["customer_id"], []))
         ]  # fmt: skip
 
     def _started(self, customer: UUID, prefix: str) -> bool:
@@ -199,6 +217,40 @@ def test_searches_by_tag_and_company_answer_as_before(
         search = partial(sq.search_customers, store, terms=[], company=company, tag=tag)
         found = _paged(partial(search, department=department, consenting=consenting))
         assert found == reference.found(department, tag, start, consenting), (tag, start)
+
+
+@pytest.mark.parametrize("department", [*DEPARTMENTS, None])
+def test_searches_by_name_words_answer_as_before(
+    store: ReadModelStore, department: str | None
+) -> None:
+    """A customer is found by every set of its name's words, and not by a set with one
+    word it lacks, however many words (each word after the first was one semi-join)."""
+    reference = Reference(store)
+    rng = random.Random(11)
+    wanted = [rng.sample(NAME_WORDS, rng.randint(1, 6)) for _ in range(40)]
+    wanted += [["customer", *NAME_WORDS[:3]], ["customer", *NAME_WORDS], ["customer", "w3", "w3"]]
+    for words in wanted:
+        terms = [INDEX.term("name", word) for word in words]
+        found = _paged(partial(sq.search_customers, store, terms=terms, department=department))
+        assert found == reference.named(department, terms), words
+    assert any(reference.named(department, [INDEX.term("name", w) for w in ws]) for ws in wanted)
+
+
+def test_a_search_plans_as_much_for_forty_words_as_for_three(pg_url: str) -> None:
+    """Each name word after the first was an EXISTS semi-join, which PostgreSQL planned in
+    time growing steeply with their number (39 words: ~2 s a search, from one agent's
+    120-character query; red team s33): the plan must not grow with the words."""
+    store = PostgresStore(pg_url)
+    store.install(PROJECTIONS["shared"])
+    explained = Explained(store)
+    planned = cast(ReadModelStore, explained)
+    for count in (3, 10, 40):
+        terms = [INDEX.term("name", f"word{n}") for n in range(count)]
+        sq.search_customers(planned, terms=terms, department="sales", limit=2)
+    # how many times search_terms is read: `on search_terms`, then `search_terms_N` an alias
+    read = [set(re.findall(r" on search_terms( search_terms_\d+)?\s", p)) for p in explained.plans]
+    assert 1 <= len(read[0]) == len(read[1]) == len(read[2]) <= 2, explained.plans[-1]
+    store.close()
 
 
 def test_a_company_start_folds_as_its_terms_do() -> None:
