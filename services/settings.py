@@ -108,7 +108,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    data_dir = Path(env.get("CRM_DATA_DIR", "./var"))
+    data_dir = Path(env.get("CRM_DATA_DIR") or "./var")  # empty: the default, not the cwd
     return Settings(
         database_url=_database_url(env.get("CRM_DATABASE_URL") or None),
         data_dir=data_dir,
@@ -232,16 +232,21 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
 
 
 N = TypeVar("N", int, float)
+_INTEGER = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 def _number(env: Mapping[str, str], name: str, default: N, kind: type[N], *, minimum: float) -> N:
     raw = env.get(name)
     if raw is None:
         return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(name, f"expected a {kind.__name__}, got {raw!r}") from None
+    # ASCII digits only, as the CLI reads numbers: int() and float() also took " 5",
+    # "1_000", an Arabic-Indic five, and float() "nan" and "inf", which pass any
+    # `value < minimum` check and switch the bound off (or break it: a lease of NaN
+    # made every concurrent retry a 500)
+    if not (_INTEGER if kind is int else _DECIMAL).fullmatch(raw):
+        raise ConfigError(name, f"expected a {kind.__name__} in ASCII digits, got {raw!r}")
+    value = kind(raw)
     if value < minimum:
         raise ConfigError(name, f"must be at least {minimum}, got {raw!r}")
     return value

@@ -160,6 +160,16 @@ def test_an_analysts_url_keeps_the_server_and_drops_the_services_credentials() -
         ("CRM_AUDIT_CHECKPOINT_EVENTS", "0"),
         ("CRM_AUDIT_CHECKPOINT_SECONDS", "often"),
         ("CRM_ACCESS_LOG", "sometimes"),
+        # numbers in ASCII digits only: NaN passed every minimum, and a lease of NaN made
+        # concurrent retries 500s; int() read " 5", "1_0" and an Arabic-Indic five
+        ("CRM_IDEMPOTENCY_LEASE_SECONDS", "nan"),
+        ("CRM_READ_QUERY_SECONDS", "nan"),
+        ("CRM_READ_QUERY_SECONDS", "inf"),
+        ("CRM_HTTP_RECEIVE_SECONDS", "1e3"),
+        ("CRM_GROUP_COMMIT_WINDOW_MS", "inf"),
+        ("CRM_CACHE_MB", "\u0665"),
+        ("CRM_STREAMS_MAX", " 5"),
+        ("CRM_STREAMS_PER_PRINCIPAL", "1_0"),
     ],
 )
 def test_a_bad_value_names_its_setting(variable: str, value: str) -> None:
@@ -178,3 +188,13 @@ def test_a_cache_is_a_whole_number_of_mib_not_below_zero(variable: str) -> None:
         with pytest.raises(ConfigError) as raised:
             load_settings({variable: bad})
         assert variable in str(raised.value)
+
+
+def test_an_empty_data_dir_is_the_default_not_the_working_directory() -> None:
+    """`CRM_DATA_DIR=` put events.db and keys.db in the current directory (red team s33),
+    where an empty CRM_DATABASE_URL or CRM_AUDIT_KEY_FILE already meant unset."""
+    assert load_settings({"CRM_DATA_DIR": ""}).data_dir == load_settings({}).data_dir
+
+
+def test_a_decimal_setting_takes_a_fraction() -> None:
+    assert load_settings({"CRM_READ_QUERY_SECONDS": "2.5"}).read_query_seconds == 2.5
