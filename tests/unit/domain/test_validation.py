@@ -164,11 +164,17 @@ def test_no_text_may_be_a_marker_standing_for_a_hidden_or_erased_value(
 
 
 @pytest.mark.parametrize(
-    "raw", ["[erased]\u200b", "\u2060[masked]", "[masked]\ufeff", "[eras\u200ded]", "[ERASED]"]
+    "raw",
+    [
+        *("[erased]\u200b", "\u2060[masked]", "[masked]\ufeff", "[eras\u200ded]", "[ERASED]"),
+        *("\uff3bmasked\uff3d", "\uff3bERASED\uff3d", "[erased\ufe48"),  # fullwidth `]`s
+        *("\u202e[deksam]", "\u202e[desare]"),  # a right-to-left override shows `[masked]`
+    ],
 )
 def test_a_text_reading_as_a_marker_is_one(raw: str) -> None:
     """An invisible character or another case made the markers pass (red team, second
-    round): what a person reads is what counts."""
+    round), and brackets with no ASCII `]` or a text shown backwards (red team s33):
+    what a person reads is what counts."""
     for multiline in (False, True):
         with pytest.raises(ValidationFailed, match="stands for a hidden or erased value"):
             check.text(raw, "note", multiline=multiline)
