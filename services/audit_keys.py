@@ -84,7 +84,7 @@ def load_or_create(path: Path) -> SigningKey:
     """The key in `path`, read now if the file exists (so a bad file is a configuration
     error at start), else created there on first use (see `SigningKey`)."""
     key = SigningKey(path)
-    return key.load() if path.exists() else key
+    return key.load() if path.exists() or path.is_symlink() else key  # a link to nothing too
 
 
 def load_existing(path: Path) -> SigningKey:
@@ -96,6 +96,10 @@ def _read(path: Path) -> Ed25519PrivateKey:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
+        if path.is_symlink():  # never created through: O_EXCL refuses a link
+            raise KeyFileError(
+                f"the signing key {path} is a link to {os.readlink(path)}, which does not exist"
+            ) from None
         raise KeyMissing(f"there is no signing key at {path}") from None
     except OSError as error:
         raise KeyFileError(f"cannot read the signing key {path}: {error}") from None
