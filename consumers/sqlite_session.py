@@ -1,152 +1,32 @@
-"""One SQLite read-model transaction (see `consumers.store_sqlite`).
+"""One SQLite read-model transaction (see `consumers.store_sqlite`): the writes of a
+batch and the bookkeeping beside them (`consumers.sqlite_tables`, which creates those
+tables), through the names and values of `consumers.sqlite_values`.
 
-Identifiers are quoted by `ident` (they come from the projections' declarative
-schemas, never from users); values always travel as parameters.
+I/O: the sqlite3 connection passed in, inside its open transaction.
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
-from uuid import UUID, SafeUUID
+from uuid import UUID
 
 from consumers import rejected_runs
-from consumers.instants import canonical
 from consumers.readmodel_store import (
     DeadLetter,
     PositionKey,
     RecordKey,
     Rejected,
-    Status,
     StoredLetter,
     TableWrites,
 )
+from consumers.sqlite_values import from_sqlite, ident, to_sqlite
 from domain.base import ERASED
 from projections.base import KeyValues, Row, Scrub, SetOperation, Table
 
-LITE_TYPES = {
-    "text": "TEXT", "int": "INTEGER", "bigint": "INTEGER", "bool": "INTEGER", "float": "REAL",
-    "numeric": "TEXT", "uuid": "TEXT", "timestamp": "TEXT",
-}  # fmt: skip
 _CHUNK = 300
-
-_ADDED = (
-    ("_status", "rejected", "INTEGER NOT NULL DEFAULT 0"),
-    ("_rejected", "last_offset", "INTEGER"),
-    ("_rejected", "records", "INTEGER NOT NULL DEFAULT 1"),
-    ("_rejected", "last_at", "TEXT"),
-)
-REJECTED = (
-    "CREATE TABLE IF NOT EXISTS {p}___rejected (id INTEGER PRIMARY KEY, topic TEXT,"
-    " partition INTEGER, kafka_offset INTEGER, position INTEGER, reason TEXT,"
-    " at TEXT NOT NULL DEFAULT (datetime('now')))",
-    *(f"ALTER TABLE {{p}}__{table} ADD COLUMN {column} {kind}" for table, column, kind in _ADDED),
-)
-"""The rejected records (runs of them: `consumers.rejected_runs`) and their count
-(`_status.rejected`), as `pg_bookkeeping.REJECTED`; what a generation an older version
-created lacks of it is added (`lacking`, `SqliteStore`)."""
-_BOOKKEEPING = (
-    "CREATE TABLE {p}___positions (topic TEXT, partition INTEGER, next_offset INTEGER NOT NULL,"
-    " PRIMARY KEY (topic, partition))",
-    "CREATE TABLE {p}___applied (aggregate_id TEXT PRIMARY KEY, version INTEGER NOT NULL)",
-    "CREATE TABLE {p}___dead_letters (id INTEGER PRIMARY KEY, event_id TEXT, topic TEXT,"
-    " partition INTEGER, kafka_offset INTEGER, position INTEGER, aggregate_id TEXT,"
-    " aggregate_version INTEGER, event_type TEXT, error TEXT, payload BLOB,"
-    " at TEXT NOT NULL DEFAULT (datetime('now')))",
-    "CREATE TABLE {p}___status (id INTEGER PRIMARY KEY, events INTEGER NOT NULL,"
-    " last_event_at TEXT, last_position INTEGER NOT NULL, lag INTEGER, updated_at TEXT)",
-    *REJECTED,
-    "INSERT INTO {p}___status VALUES (1, 0, NULL, 0, NULL, datetime('now'), 0)",
-)
-
-
-def ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def placeholders(query: str) -> str:
-    """`%(name)s` (the psycopg style the shared queries use) to SQLite's `:name`."""
-    return re.sub(r"%\((\w+)\)s", r":\1", query)
-
-
-def to_sqlite(value: Any) -> Any:
-    if isinstance(value, UUID | Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return canonical(value).isoformat()  # UTC text: sorts as the instants do
-    return value
-
-
-def stored_uuid(text: str) -> UUID:
-    """`UUID(text)` for the text `to_sqlite` stores (`str(UUID)`), in half the time: a
-    page converts one or more a row. The steps `UUID.__init__` takes for such text
-    (hyphens dropped, 32 characters read as one hexadecimal int, which refuses what is
-    not); text of another length goes through `UUID` itself (braces, `urn:uuid:`), so
-    every text gives the same UUID or is refused alike."""
-    digits = text.replace("-", "")
-    if len(digits) != _HEX_DIGITS:
-        return UUID(text)
-    made = _new(UUID)
-    _set(made, "int", int(digits, 16))
-    _set(made, "is_safe", _UNKNOWN)
-    return made
-
-
-_HEX_DIGITS = 32
-_new, _set, _UNKNOWN = object.__new__, object.__setattr__, SafeUUID.unknown
-
-_CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "uuid": stored_uuid,
-    "timestamp": datetime.fromisoformat,
-    "numeric": lambda value: Decimal(str(value)),
-    "bool": bool,
-}
-"""Column types whose stored values are not their Python values already."""
-
-
-def rows_of(
-    columns: Sequence[str], kinds: Sequence[str | None], rows: Iterable[Sequence[Any]]
-) -> list[Row]:
-    """Stored rows as dicts of the Python values of their columns' types (`kinds`; None:
-    as stored). Only the columns whose type needs converting are visited one by one; the
-    dict of the rest is built in C."""
-    typed = [
-        (number, column, convert)
-        for number, (column, kind) in enumerate(zip(columns, kinds, strict=True))
-        if kind is not None and (convert := _CONVERTERS.get(kind)) is not None
-    ]
-    records = []
-    for row in rows:
-        record = dict(zip(columns, row, strict=False))  # a row holds every column
-        for number, column, convert in typed:
-            if (value := row[number]) is not None:
-                record[column] = convert(value)
-        records.append(record)
-    return records
-
-
-def from_sqlite(table: Table, rows: Iterable[Sequence[Any]]) -> list[Row]:
-    """Rows of `table` as stored (`SELECT *`), as dicts of Python values."""
-    return rows_of([c.name for c in table.columns], [c.type for c in table.columns], rows)
-
-
-def create_table(conn: sqlite3.Connection, prefix: str, spec: Table) -> None:
-    columns = ", ".join(f"{ident(c.name)} {LITE_TYPES[c.type]}" for c in spec.columns)
-    key = ", ".join(map(ident, spec.key))
-    name = f"{prefix}__{spec.name}"
-    conn.execute(f"CREATE TABLE {ident(name)} ({columns}, PRIMARY KEY ({key}))")
-    for number, index in enumerate(spec.indexes):
-        cols = ", ".join(map(ident, index))
-        conn.execute(f"CREATE INDEX {ident(f'{name}_ix{number}')} ON {ident(name)} ({cols})")
-
-
-def create_bookkeeping(conn: sqlite3.Connection, prefix: str) -> None:
-    for statement in _BOOKKEEPING:
-        conn.execute(statement.replace("{p}", prefix))
 
 
 class SqliteSession:
@@ -347,32 +227,3 @@ def _plus(table: Table, stored: Row | None, increment: Row) -> Row:
 
 def _sum(stored: Any, delta: Any) -> Any:
     return None if stored is None or delta is None else stored + delta
-
-
-def read_status(conn: sqlite3.Connection, name: str, generation: int) -> Status:
-    session = SqliteSession(conn, f"{name}_v{generation}", ())
-    events, last_event_at, last_position, lag, rejected, dead = conn.execute(
-        f"SELECT events, last_event_at, last_position, lag, rejected,"
-        f" (SELECT count(*) FROM {session._t('_dead_letters')}) FROM {session._t('_status')}"
-    ).fetchone()
-    last = None if last_event_at is None else datetime.fromisoformat(last_event_at)
-    return Status(
-        name, generation, events, last, last_position, dead, session.positions(), lag, rejected
-    )
-
-
-def lacking(conn: sqlite3.Connection, prefix: str) -> list[str]:
-    """The statements of `REJECTED` the generation `prefix` lacks (an older version made
-    it), `{p}` still in them; none if it has no `_status` (no such generation)."""
-    if not _columns(conn, f"{prefix}___status"):
-        return []
-    alters = [
-        statement
-        for statement, (table, column, _) in zip(REJECTED[1:], _ADDED, strict=True)
-        if column not in _columns(conn, f"{prefix}__{table}")
-    ]
-    return [REJECTED[0], *alters] if alters else []
-
-
-def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {column[1] for column in conn.execute(f"PRAGMA table_info({ident(table)})")}

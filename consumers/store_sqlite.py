@@ -20,10 +20,11 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
-from consumers import sqlite_session as lite
 from consumers.readmodel_store import ReadModelStore, Status, public_tables
-from consumers.sqlite_session import SqliteSession, ident
+from consumers.sqlite_session import SqliteSession
+from consumers.sqlite_tables import create_bookkeeping, create_table, lacking, read_status
 from consumers.sqlite_tx import immediate
+from consumers.sqlite_values import from_sqlite, ident, placeholders, rows_of, to_sqlite
 from projections.base import ColumnType, Projection, Row, Table
 
 _REGISTRY = (
@@ -51,14 +52,14 @@ class SqliteStore:
 
     def _upgrade_generations(self) -> None:
         """Give the live generations an older version created what this one writes
-        (`sqlite_session.REJECTED`), in a write transaction only when one lacks it."""
+        (`sqlite_tables.REJECTED`), in a write transaction only when one lacks it."""
         live = self.conn.execute("SELECT name, live_generation FROM crm_projections").fetchall()
         prefixes = [f"{name}_v{generation}" for name, generation in live if generation]
-        if not any(lite.lacking(self.conn, prefix) for prefix in prefixes):
+        if not any(lacking(self.conn, prefix) for prefix in prefixes):
             return
         with self._transaction() as conn:
             for prefix in prefixes:
-                for statement in lite.lacking(conn, prefix):  # again: no other writer now
+                for statement in lacking(conn, prefix):  # again: no other writer now
                     conn.execute(statement.replace("{p}", prefix))
 
     def close(self) -> None:
@@ -112,7 +113,7 @@ class SqliteStore:
         if generation is None:
             return Status(name, None, 0, None, 0, 0, {})
         with self.lock:
-            return lite.read_status(self.conn, name, generation)
+            return read_status(self.conn, name, generation)
 
     def fetch(
         self,
@@ -123,17 +124,17 @@ class SqliteStore:
     ) -> list[Row]:
         text = _statement(query, tuple(tables.items()))
         with self.lock:
-            cursor = self.conn.execute(text, {k: lite.to_sqlite(v) for k, v in params.items()})
+            cursor = self.conn.execute(text, {k: to_sqlite(v) for k, v in params.items()})
             columns = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
-        return lite.rows_of(columns, [(types or {}).get(column) for column in columns], rows)
+        return rows_of(columns, [(types or {}).get(column) for column in columns], rows)
 
     def dump(self, name: str, generation: int, table: Table) -> list[Row]:
         target = ident(f"{name}_v{generation}__{table.name}")
         order = ", ".join(map(ident, table.key))
         with self.lock:
             rows = self.conn.execute(f"SELECT * FROM {target} ORDER BY {order}").fetchall()
-        return lite.from_sqlite(table, rows)
+        return from_sqlite(table, rows)
 
     def after_erasure(self) -> None:
         with self.lock:
@@ -150,8 +151,8 @@ class SqliteStore:
         ).fetchone()
         prefix = f"{projection.name}_v{row[0]}"
         for spec in projection.tables:
-            lite.create_table(self.conn, prefix, spec)
-        lite.create_bookkeeping(self.conn, prefix)
+            create_table(self.conn, prefix, spec)
+        create_bookkeeping(self.conn, prefix)
         return int(row[0])
 
     def _switch(self, projection: Projection, generation: int) -> None:
@@ -180,4 +181,4 @@ class SqliteStore:
 def _statement(query: str, tables: tuple[tuple[str, str], ...]) -> str:
     """A read-model query in SQLite's terms: views named `projection__table`, `:name`
     parameters (a regular expression each time cost a statistics answer ~5 us)."""
-    return lite.placeholders(query.format(**{k: ident(v.replace(".", "__")) for k, v in tables}))
+    return placeholders(query.format(**{k: ident(v.replace(".", "__")) for k, v in tables}))

@@ -1,4 +1,4 @@
-"""`consumers.sqlite_session.stored_uuid`, the read models' UUID columns read from SQLite
+"""`consumers.sqlite_values.stored_uuid`, the read models' UUID columns read from SQLite
 (`rows_of`): the same UUID as `UUID(text)` gives, or refused alike, whatever the text."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from uuid import UUID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.sqlite_session import rows_of, stored_uuid
+from consumers.sqlite_values import rows_of, stored_uuid
 
 ODD = st.text(alphabet="0123456789abcdefABCDEF-_+ x{}:urnid", min_size=28, max_size=45)
 
