@@ -1,7 +1,7 @@
 """What a runner hands its writer: records decoded just enough, search terms derived.
 
 The reader side of a projection consumer (`consumers.runner`): each Kafka record becomes
-a `Handed` (`consumers.projection_writer`), its event as current-schema codec JSON (its
+a `Handed` (`consumers.writer_messages`), its event as current-schema codec JSON (its
 personal fields stay sealed: read models store them so) with the blind-index terms of
 the projection's search fields, or the error that makes it a dead letter. Events with
 nothing to open pass as the bytes they arrived in. A record is handed over to be applied
@@ -27,7 +27,7 @@ from consumers.blind_index import needs_terms, search_terms
 from consumers.kafka_records import Consumed, Record
 from consumers.keyring import Keyring
 from consumers.projecting import Item, Origin, origin_of, reason
-from consumers.projection_writer import Handed, items_of
+from consumers.writer_messages import Handed, items_of
 from domain import codec
 from domain.base import DomainEvent
 from domain.customer import CustomerErased

@@ -8,26 +8,22 @@ ones, so the halves run on two cores. At most `AHEAD` batches are in the writer'
 hands (one committing, one waiting): `submit` waits for the oldest result before it
 hands over another, which bounds memory and keeps results in order.
 
-Both writers commit through `commit_batch`: rows, offsets and applied versions in one
-read-model transaction (`consumers.projecting.project`), retried on the store's
-transient errors until it commits. A batch is *abandoned* (nothing written) when the
-runner stops during a retry, or when the live generation it was written to has been
-replaced by a rebuild (its schema may be gone); every batch behind it is abandoned
-too. The runner then starts again on the live generation, from its stored offsets, so
-nothing is lost.
+Both writers commit through `consumers.batch_retries.commit_batch`, retried on the
+store's transient errors until it commits, or abandoned (nothing written) when the
+runner stops during a retry or a rebuild replaced the generation; every batch behind an
+abandoned one is abandoned too. The runner then starts again on the live generation,
+from its stored offsets, so nothing is lost.
 
 The child (`python -m consumers.writer_process`, started with only the modules it
-needs) talks over two one-way pipes of msgpack frames. Runner -> writer: a `Batch` of
-`Handed` records (events as `domain.codec` JSON, already opened; the pipe never leaves
-the machine). Writer -> runner: a `Written` per batch, in order, and a `Retrying`
-notice per failed attempt, which the runner reports (an unreachable database as one
-outage, `consumers.outage`). The child logs, if at all, as its runner does (the
-runner's logging set-up is passed to it). Closing the batch pipe stops the child after
-the batches in hand; their results still arrive. The child ignores SIGINT and SIGTERM:
-it lives exactly as long as its runner holds the pipe (a killed runner closes it too),
-so a terminal's Ctrl-C or a service manager's SIGTERM reaches the runner, which stops it
-in order. A child that dies (`WriterDied`) is replaced by the runner, which reads the
-batches it had in hand again from the stored offsets.
+needs) talks over two one-way pipes of msgpack frames (`consumers.writer_messages`):
+`Handed` records in batches one way; a `Written` per batch, in order, and `Retrying`
+notices the other, which the runner reports. The child logs, if at all, as its runner
+does (the runner's logging set-up is passed to it). Closing the batch pipe stops the
+child after the batches in hand; their results still arrive. The child ignores SIGINT
+and SIGTERM: it lives exactly as long as its runner holds the pipe (a killed runner
+closes it too), so a terminal's Ctrl-C or a service manager's SIGTERM reaches the
+runner, which stops it in order. A child that dies (`WriterDied`) is replaced by the
+runner, which reads the batches it had in hand again from the stored offsets.
 
 I/O: a child process and two pipes; the read-model database, through the store.
 """
@@ -42,68 +38,21 @@ import pickle
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from multiprocessing.connection import Connection, Pipe
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import msgspec
-import structlog
 
-from consumers.batch_commit import commit
-from consumers.pg_pool import DATABASE_UNAVAILABLE
-from consumers.projecting import Item, Origin, origin_of
+from consumers.batch_retries import OnRetry, commit_batch, log_retry
 from consumers.readmodel_store import ReadModelStore
-from domain import codec
-from projections.base import Projection, SearchTerms
-
-log = structlog.get_logger("crm.projections")
+from consumers.writer_messages import Batch, Handed, Retrying, Written, encoder, items_of
+from projections.base import Projection
 
 AHEAD = 2
 """Batches a writer process may hold: one committing while the next is received."""
-MAX_RETRY_DELAY = 5.0
 PIPE_BYTES = 1 << 20
 """A batch frame is a few MB; the default 64 kB pipe buffer costs a wake-up per 64 kB."""
-
-
-class Handed(NamedTuple):
-    """One record as a runner hands it to a writer: its event as current-schema codec
-    JSON (opened as far as the projection needs), or None and the error that makes it
-    a dead letter (or, `refused`, a rejected record), and the search terms derived from
-    it; `origin` as in `consumers.projecting.Item`. The writer decodes the events: on
-    its side of the pipe."""
-
-    topic: str
-    partition: int
-    offset: int
-    position: int
-    value: bytes
-    event: bytes | None
-    error: str | None = None
-    terms: SearchTerms | None = None
-    refused: bool = False
-    origin: Origin | None = None
-
-
-def items_of(handed: Sequence[Handed]) -> list[Item]:
-    """The writer's items: events decoded; one that does not decode is a dead letter."""
-    return [_item(h) for h in handed]
-
-
-def _item(h: Handed) -> Item:
-    if h.event is None:
-        return Item(
-            h.topic, h.partition, h.offset, h.position, h.value, None, h.error, None, h.refused,
-            h.origin,
-        )  # fmt: skip
-    try:
-        event = codec.decode_tagged(h.event)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
-        reason = f"InvalidEvent: {error}"
-        return Item(
-            h.topic, h.partition, h.offset, 0, h.value, None, reason, origin=origin_of(h.event)
-        )
-    return Item(h.topic, h.partition, h.offset, h.position, h.value, event, None, h.terms)
 
 
 class WriterError(RuntimeError):
@@ -115,20 +64,6 @@ class WriterDied(WriterError):  # noqa: N818 - reads as what happened to the wri
 
     Nothing it had in hand is lost: a batch it did not commit left no row and no offset,
     so the runner reads it again from the stored offsets."""
-
-
-class Written(msgspec.Struct, array_like=True, frozen=True, tag="written"):
-    """What became of one batch: counts and commit time, or `abandoned` (nothing written)."""
-
-    events: int
-    lag: int | None = None
-    applied: int = 0
-    skipped: int = 0
-    dead: int = 0
-    rejected: int = 0
-    seconds: float = 0.0
-    abandoned: bool = False
-    error: str | None = None
 
 
 class BatchWriter(Protocol):
@@ -145,71 +80,6 @@ class BatchWriter(Protocol):
     def close(self) -> list[Written]:
         """Stop after the batches in hand; the results of those that finished."""
         ...
-
-
-class Retrying(msgspec.Struct, array_like=True, frozen=True, tag="retrying"):
-    """An attempt to commit failed on a transient error; the next one follows `delay` s.
-    `unavailable`: the database could not be reached at all (rather than, say, a
-    deadlock), which the runner reports as an outage, once."""
-
-    error: str
-    delay: float
-    unavailable: bool = False
-    at: float = 0.0
-    """When the failed attempt began (`time.time()`). The runner may read the notice
-    later, and an attempt begun before it saw the database back (one that waited
-    seconds for a connection through the outage) says nothing about the database now."""
-
-
-OnRetry = Callable[[Retrying], None]
-
-
-def log_retry(projection: str, notice: Retrying) -> None:
-    log.warning("batch_retry", projection=projection, error=notice.error, delay=notice.delay)
-
-
-def commit_batch(
-    store: ReadModelStore,
-    projection: Projection,
-    generation: int,
-    batch: tuple[list[Item], int | None],
-    *,
-    follow_live: bool,
-    wait: Callable[[float], bool],
-    on_retry: Callable[[Retrying], None],
-) -> Written:
-    """Apply a batch (items, lag) in one transaction; retry transient errors (see above).
-
-    `wait(seconds)` pauses between attempts; True means the runner stops.
-    """
-    items, lag = batch
-    delay = 0.1
-    while True:
-        began, started = time.time(), time.perf_counter()
-        try:
-            outcome = commit(store, projection, generation, items, lag)  # dead-letters bad events
-        except store.transient_errors as error:
-            if follow_live and _replaced(store, projection.name, generation):
-                return Written(len(items), lag, abandoned=True)
-            unavailable = isinstance(error, DATABASE_UNAVAILABLE)
-            reason = f"{type(error).__name__}: {error}"
-            on_retry(Retrying(reason, delay, unavailable, began))
-            if wait(delay):
-                return Written(len(items), lag, abandoned=True)
-            delay = min(delay * 2, MAX_RETRY_DELAY)
-            continue
-        seconds = time.perf_counter() - started
-        return Written(
-            len(items), lag, outcome.applied, outcome.skipped, outcome.dead, outcome.rejected,
-            seconds,
-        )  # fmt: skip
-
-
-def _replaced(store: ReadModelStore, name: str, generation: int) -> bool:
-    try:
-        return store.live_generation(name) != generation
-    except store.transient_errors:
-        return False  # the database is still away: keep retrying
 
 
 class InlineWriter:
@@ -351,13 +221,4 @@ def _widen(end: Connection) -> None:
         fcntl.fcntl(end.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
-# --- the wire between runner and writer ------------------------------------------------
-
-
-class Batch(msgspec.Struct, array_like=True):
-    lag: int | None
-    handed: list[Handed]
-
-
-encoder = msgspec.msgpack.Encoder()
 _reports = msgspec.msgpack.Decoder(Written | Retrying)

@@ -34,24 +34,17 @@ from typing import Literal
 import structlog
 
 from consumers.as_stored import StoredEvents
+from consumers.batch_retries import log_retry
 from consumers.hand_over import hand_over
 from consumers.kafka_io import TopicConsumer
 from consumers.kafka_records import BrokerUnavailable, Consumed
 from consumers.keyring import Keyring
 from consumers.outage import KAFKA, POSTGRES, Dependencies
 from consumers.pg_pool import DATABASE_UNAVAILABLE
-from consumers.projection_writer import (
-    BatchWriter,
-    Handed,
-    InlineWriter,
-    ProcessWriter,
-    Retrying,
-    WriterDied,
-    Written,
-    log_retry,
-)
+from consumers.projection_writer import BatchWriter, InlineWriter, ProcessWriter, WriterDied
 from consumers.readmodel_store import PositionKey, ReadModelStore
 from consumers.watchdog import Watchdog
+from consumers.writer_messages import Handed, Retrying, Written
 from projections.base import Projection
 
 log = structlog.get_logger("crm.projections")

@@ -25,18 +25,11 @@ from multiprocessing.connection import Connection
 
 import msgspec
 
+from consumers.batch_retries import MAX_RETRY_DELAY, commit_batch
 from consumers.pg_pool import DATABASE_UNAVAILABLE
 from consumers.projecting import Item
-from consumers.projection_writer import (
-    MAX_RETRY_DELAY,
-    Batch,
-    Retrying,
-    Written,
-    commit_batch,
-    encoder,
-    items_of,
-)
 from consumers.readmodel_store import ReadModelStore
+from consumers.writer_messages import Batch, Retrying, Written, encoder, items_of
 
 Received = tuple[list[Item], int | None] | None
 """A decoded batch, or None once the runner has closed the pipe."""

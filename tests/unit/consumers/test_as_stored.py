@@ -20,7 +20,7 @@ from consumers.hand_over import hand_over
 from consumers.kafka_records import Record
 from consumers.keyring import Keyring
 from consumers.pg_pool import DATABASE_UNAVAILABLE
-from consumers.projection_writer import items_of
+from consumers.writer_messages import items_of
 from domain import codec
 from domain.customer import CustomerShared
 from tests.unit.consumers.published import MemoryStoredEvents, Notification, published, record

@@ -13,7 +13,7 @@ from consumers.envelope import delivered, from_cloudevent
 from consumers.hand_over import hand_over
 from consumers.kafka_records import Record
 from consumers.keyring import Keyring
-from consumers.projection_writer import Batch, encoder, items_of
+from consumers.writer_messages import Batch, encoder, items_of
 from consumers.writer_process import _batch as writer_batches
 from domain import codec
 from projections import PROJECTIONS

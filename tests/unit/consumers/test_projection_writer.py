@@ -18,23 +18,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from bench.workload import Workload
+from consumers.batch_retries import commit_batch
 from consumers.hand_over import hand_over
-from consumers.projection_writer import (
-    AHEAD,
-    Batch,
-    BatchWriter,
-    Handed,
-    InlineWriter,
-    ProcessWriter,
-    Retrying,
-    WriterError,
-    Written,
-    commit_batch,
-    encoder,
-    items_of,
-)
+from consumers.projection_writer import AHEAD, BatchWriter, InlineWriter, ProcessWriter, WriterError
 from consumers.sqlite_session import SqliteSession
 from consumers.store_sqlite import SqliteStore
+from consumers.writer_messages import Batch, Handed, Retrying, Written, encoder, items_of
 from consumers.writer_process import serve
 from projections import PROJECTIONS
 from projections.base import Projection
