@@ -33,7 +33,7 @@ KAFKA = "kafka"
 _DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
 _SQLITE_FULL = 13
 _FULL_TEXTS = ("DiskFull:", "No space left on device", "database or disk is full")
-"""How a failure reported as text (another process's, `projection_writer.Retrying`:
+"""How a failure reported as text (another process's, `writer_messages.Retrying`:
 "<type>: <message>") says that the disk is full."""
 
 

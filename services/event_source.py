@@ -3,7 +3,7 @@
 `services.current_state.CurrentState` asks its source for an aggregate's events newer than
 the version it holds, a page at a time, for the newest snapshot with the page after it, for
 the store's head and for customers' data keys; `services.pg_reads` answers with awaited
-queries on PostgreSQL, `services.api.loop_reads` with local ones (SQLite, memory). A
+queries on PostgreSQL, `services.api.local_events` with local ones (SQLite, memory). A
 snapshot a source cannot store is logged (`log_unstored`), never raised: a snapshot is a
 cache. In: aggregate ids, versions, page sizes, subjects. Out: `StoredEvent`s (events and
 snapshots), positions, data keys. I/O: whatever the implementation does; here, a log line.

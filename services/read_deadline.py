@@ -1,8 +1,8 @@
 """What a read of the API raises past its deadline, and what it tells clients to wait.
 
 Every query of the API's reads runs for at most `CRM_READ_QUERY_SECONDS` (PostgreSQL's
-`statement_timeout` on `services.pg_reads`' connections, SQLite's interrupt in
-`services.api.loop_reads`). The code that imposes the deadline raises `QueryTimeoutError`
+`statement_timeout` on the connections of `services.pg_read_connections`, SQLite's interrupt in
+`services.api.direct_reads`). The code that imposes the deadline raises `QueryTimeoutError`
 from the driver's cancel, so the answer (503 `query-timeout`, `services.api.store_troubles`) can
 say when to retry by the deadline in force rather than by a figure fixed for the default.
 I/O: none.

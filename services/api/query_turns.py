@@ -3,8 +3,8 @@ queries wait behind their own, not in front of everyone else's.
 
 Read-model queries (department pages, search, timelines, statistics) share a few places
 in a process, handed out in the order asked: on PostgreSQL `LIST_SHARE` of the read
-connections (`services.pg_reads`), embedded the one worker thread a query past 20 ms
-moves to (`services.api.loop_reads`). Shared by arrival alone, they went to whoever
+connections (`services.pg_read_connections`), embedded the one worker thread a query past 20 ms
+moves to (`services.api.direct_reads`). Shared by arrival alone, they went to whoever
 asked most: one agent looping eight slow list queries (a filter matching little) held
 them all, and another principal's department page waited 2-3 s behind the lot. So a
 query first takes one of its principal's own `per_principal` turns, then asks for a

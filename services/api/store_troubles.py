@@ -98,7 +98,7 @@ _PG_BUSY = (
 def timed_out(error: BaseException) -> bool:
     """Whether a query ran past its deadline and was cancelled, however wrapped:
     PostgreSQL's query_canceled (`statement_timeout`), SQLite's SQLITE_INTERRUPT (the
-    API's read connections: `services.api.loop_reads`), as the reads raise them
+    API's read connections: `services.api.direct_reads`), as the reads raise them
     (`QueryTimeoutError`) or not."""
     return any(
         getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT  # sqlite3.Error

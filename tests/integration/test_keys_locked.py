@@ -2,7 +2,7 @@
 
 keys.db keeps a rollback journal (`consumers.key_stores`), so a connection holding its
 exclusive lock (a backup, `sqlite3` in a shell) holds off its readers too. A request
-needing a key then waits for the lock off the event loop (`services.api.loop_reads`
+needing a key then waits for the lock off the event loop (`services.api.local_events`
 `StoreEvents`), and the loop answers everything else meanwhile: here /healthz is
 answered while the keyed request is still waiting, and the lock is let go only after
 that answer. (Keys read and created on the loop, the loop stopped for the store's whole
