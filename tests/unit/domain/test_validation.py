@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain import validation as check
 from domain.base import ValidationFailed
@@ -178,6 +180,20 @@ def test_a_text_reading_as_a_marker_is_one(raw: str) -> None:
     for multiline in (False, True):
         with pytest.raises(ValidationFailed, match="stands for a hidden or erased value"):
             check.text(raw, "note", multiline=multiline)
+
+
+@given(st.text(alphabet=st.characters(codec="ascii"), min_size=0, max_size=104))
+def test_an_id_in_plain_letters_skips_only_checks_it_would_pass(raw: str) -> None:
+    """`path_id` returns a plain id (letters, digits, `_`, `-`, as an id it made) before
+    its checks: exactly the ids they would return unchanged."""
+    try:
+        slow = check._PATH_SEGMENT.match(check.text(raw, "id", 100)) and check.text(raw, "id", 100)
+    except ValidationFailed:
+        slow = None
+    plain = check._PLAIN_ID.fullmatch(raw) is not None
+    if plain:
+        assert slow == raw
+        assert check.path_id(raw, "id") == raw
 
 
 @pytest.mark.parametrize("raw", ["a/b", "/", "a\\b", "50%", "a%2Fb", ".", " .. "])
