@@ -77,13 +77,6 @@ class CrmApplication(Application[UUID]):
             return AsyncBatchWriter(self.recorder)
         return None
 
-    async def record_async(
-        self, writer: AsyncBatchWriter, *aggregates: Aggregate
-    ) -> list[Recording[UUID]]:
-        """`record`, with the insert awaited through `writer`."""
-        sealed, stored = self._sealed(aggregates)
-        return _recordings(sealed, stored, await writer.insert_events(stored))
-
     async def saved_async(
         self, writer: AsyncBatchWriter, *aggregates: Aggregate
     ) -> dict[int, Saved]:

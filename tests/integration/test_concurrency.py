@@ -262,14 +262,14 @@ def test_the_async_writer_stores_nothing_of_a_batch_with_a_duplicate_version(
 
     async def scenario() -> None:
         try:
-            [recording] = await app.record_async(writer, first)
-            assert recording.notification.id == app.head_position()
+            [saved] = (await app.saved_async(writer, first)).values()
+            assert saved.position == app.head_position()
             stale, again = app.load(Customer, first.id), app.load(Customer, first.id)
             stale.update_profile(ctx, company="x")
             again.update_profile(ctx, company="y")
-            await app.record_async(writer, stale)
+            await app.saved_async(writer, stale)
             with pytest.raises(BatchConflictError) as refused:
-                await app.record_async(writer, second, again)
+                await app.saved_async(writer, second, again)
             assert refused.value.aggregate_ids == {first.id}  # `second` is not taken
         finally:
             await writer.aclose()
@@ -293,7 +293,7 @@ def test_the_async_writer_reconnects_after_losing_its_connection(
 
     async def scenario() -> list[int]:
         try:
-            positions = [r.notification.id for r in await app.record_async(writer, customers[0])]
+            positions = [s.position for s in (await app.saved_async(writer, customers[0])).values()]
             with psycopg.connect(pg_url, autocommit=True) as admin:
                 terminated = admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -301,7 +301,9 @@ def test_the_async_writer_reconnects_after_losing_its_connection(
                     ("%insert_locked%",),
                 ).fetchall()
             assert terminated == [(True,)]  # the writer's connection, idle after its insert
-            positions += [r.notification.id for r in await app.record_async(writer, customers[1])]
+            positions += [
+                s.position for s in (await app.saved_async(writer, customers[1])).values()
+            ]
             return positions
         finally:
             await writer.aclose()
