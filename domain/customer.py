@@ -9,6 +9,7 @@ held and what a new one accepts in `domain.customer_orders`.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Self
@@ -347,8 +348,10 @@ class Customer(Aggregate):
         self._require_active()
 
     def held_bytes(self) -> int:
-        """Each order (its other collections are bounded small: part of the fixed state)."""
-        return super().held_bytes() + HELD_ENTRY * len(self.orders)
+        """Each order, and each tag and consent (up to 50 and 20 of them, ~8 kB)."""
+        keys = sum(sys.getsizeof(tag) + 64 for tag in self.tags)  # 64: its slot, erring high
+        keys += sum(sys.getsizeof(name) + 64 for name in self.consents)
+        return super().held_bytes() + HELD_ENTRY * len(self.orders) + keys
 
     # --- apply ------------------------------------------------------------------------
 

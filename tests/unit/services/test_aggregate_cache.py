@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 
 from consumers.keyring import Keyring, MemoryKeyStore
+from domain import fields as bound
 from domain.base import Aggregate, Context
 from domain.conversation import Conversation
 from domain.customer import Customer
+from domain.task import Task
 from services.access.rules import Principal, Role
 from services.aggregate_cache import IDLE_SECONDS, AggregateCache, Lent
 from services.commands import Caller, CommandService
@@ -337,6 +339,33 @@ def customer_of(orders: int) -> Customer:
     return customer
 
 
+ASTRAL = "\U0001f600"  # four bytes in UTF-8, four in a str
+
+
+def task_of(customer: Customer, text: str) -> Task:
+    """A task holding `text` wherever it holds text, sealed or not (title, description,
+    assignee, resolution)."""
+    task = Task.create(
+        CTX, task_id=uuid.uuid4(), customer=customer, title=text[: bound.LINE],
+        description=text[: bound.DOCUMENT], assignee=text[: bound.PERSON],
+    )  # fmt: skip
+    task.start(CTX)
+    task.complete(CTX, resolution=text[: bound.DOCUMENT])
+    return task
+
+
+def hostile_customer() -> Customer:
+    """Every text of a customer at its bound in four-byte characters, with the most tags
+    and consents (an order whose id is 100 such characters holds ~900 bytes, against the
+    640 counted an entry: not covered here)."""
+    return Customer.register(
+        CTX, customer_id=uuid.uuid4(), name=ASTRAL * bound.LINE, company=ASTRAL * bound.LINE,
+        address=ASTRAL * bound.ADDRESS, owner_department="sales",
+        tags=[f"{n:02d}" + "t" * (bound.TAG - 2) for n in range(bound.MAX_TAGS)],
+        consents={f"c{n:02d}" + "c" * (bound.CODE - 3): True for n in range(bound.MAX_CONSENTS)},
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "made",
     [
@@ -345,6 +374,12 @@ def customer_of(orders: int) -> Customer:
             for e, t in ((0, 0), (1, 10), (200, 10), (1_000, 200), (100, 4_000), (60, 65_536))
         ),
         *(pytest.param(lambda _, o=o: customer_of(o), id=f"customer-{o}") for o in (0, 1_000)),
+        # at their bounds (red team s33: one agent's tasks of 5,000-character descriptions
+        # took ~850 MB past CRM_CACHE_MB=128, each counted 1.5 kB)
+        pytest.param(lambda c: task_of(c, "short"), id="task-short"),
+        pytest.param(lambda c: task_of(c, ASTRAL * bound.DOCUMENT), id="task-astral"),
+        pytest.param(lambda c: task_of(c, "x" * bound.DOCUMENT), id="task-ascii"),
+        pytest.param(lambda _: hostile_customer(), id="hostile-customer"),
     ],
 )
 def test_held_bytes_err_high_by_less_than_twice(made: Callable[[Customer], Aggregate]) -> None:
