@@ -43,6 +43,7 @@ class Source:
     topics: list[str]
     keyring: Keyring
     stored: StoredEvents
+    topic_prefix: str  # the topics' (`CRM_TOPIC_PREFIX`), which the rebuild's group carries
 
 
 def build_generation(
@@ -52,7 +53,8 @@ def build_generation(
     generation = store.create_generation(projection)
     runner = ProjectionRunner(
         store, projection.name, source.keyring, source.stored, source.bootstrap, source.topics,
-        generation=generation, group=f"{group_id(projection.name)}.v{generation}",
+        group=f"{group_id(projection.name, source.topic_prefix)}.v{generation}",
+        generation=generation,
         on_batch=None if progress is None else (lambda written: progress(written.events)),
     )  # fmt: skip
     try:

@@ -54,8 +54,11 @@ CHECK_EVERY_S = 2.0
 Restart = Literal["watchdog_restarts", "writer_restarts"]
 
 
-def group_id(name: str) -> str:
-    return f"crm.projection.{name}"
+def group_id(name: str, topic_prefix: str) -> str:
+    """The projection's consumer group, under its topics' prefix (`CRM_TOPIC_PREFIX`):
+    groups are broker-wide, so without it the `crm consume NAME` of every prefix on one
+    broker joined one group, and each start or stop of one rebalanced the others."""
+    return f"{topic_prefix}crm.projection.{name}"
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,9 @@ class ProjectionRunner:
     """The event store the records are checked against (`consumers.as_stored`)."""
     bootstrap: str
     topics: list[str]
+    group: str
+    """Its Kafka consumer group: `group_id` live, with `.vN` for a rebuild's generation."""
     generation: int | None = None
-    group: str | None = None
     max_poll_records: int = 5000
     on_batch: Callable[[Written], None] | None = None
     writer_process: bool = True
@@ -209,7 +213,7 @@ class ProjectionRunner:
     def _open_consumer(self, projection: Projection, generation: int) -> TopicConsumer:
         return TopicConsumer(
             self.bootstrap,
-            self.group or group_id(self.projection_name),
+            self.group,
             self.topics,
             on_assigned=lambda keys: self._stored_offsets(projection, generation, keys),
             max_poll_records=self.max_poll_records,

@@ -99,7 +99,10 @@ def _source(settings: Settings, runtime: Any) -> Any:
     from consumers.rebuild import Source
 
     topics = all_topics(settings.topic_prefix)
-    return Source(settings.kafka_bootstrap, topics, runtime.keyring, runtime.as_stored())
+    return Source(
+        settings.kafka_bootstrap, topics, runtime.keyring, runtime.as_stored(),
+        settings.topic_prefix,
+    )  # fmt: skip
 
 
 def _require_database(settings: Settings, command: str) -> None:
@@ -116,7 +119,7 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.envelope import all_topics
     from consumers.outage import Dependencies
     from consumers.process_health import HealthReport
-    from consumers.runner import ProjectionRunner
+    from consumers.runner import ProjectionRunner, group_id
 
     _projection(args.name)
     _require_database(settings, "consume")
@@ -133,7 +136,7 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
         runner = ProjectionRunner(
             store, args.name, runtime.keyring, runtime.as_stored(),
             settings.kafka_bootstrap, all_topics(settings.topic_prefix),
-            max_poll_records=args.batch,
+            group=group_id(args.name, settings.topic_prefix), max_poll_records=args.batch,
             writer_process=not args.single_process,
             watchdog_seconds=settings.consumer_watchdog_seconds, dependencies=deps,
             on_restart=health.count if health else None,

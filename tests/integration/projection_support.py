@@ -77,7 +77,7 @@ class EventLog:
 
     def source(self, bootstrap: str, prefix: str) -> Source:
         """Where a rebuild reads: the topics under `prefix`, checked against this store."""
-        return Source(bootstrap, all_topics(prefix), self.keyring, self.stored)
+        return Source(bootstrap, all_topics(prefix), self.keyring, self.stored, prefix)
 
     def _notifications(self, events: Sequence[DomainEvent]) -> dict[tuple[UUID, int], Notification]:
         ids = [e.originator_id for e in events]

@@ -123,6 +123,33 @@ def test_a_killed_consumer_resumes_without_loss_or_double_counting(
     )
 
 
+def test_a_consumer_joins_the_group_of_its_topic_prefix(
+    store: PostgresStore, log: EventLog, kafka_bootstrap: str, topic_prefix: str, pg_url: str
+) -> None:
+    """Consumer groups are broker-wide: `crm consume stats` of every prefix joined
+    `crm.projection.stats`, so starting or stopping one rebalanced the others' (red team
+    s33: a consumer applied nothing for 64 s, its lag shown as 0, until its watchdog)."""
+    from kafka import KafkaAdminClient  # the test's own look at the broker
+
+    log.publish(kafka_bootstrap, topic_prefix, EVENTS[:200])
+    env = {**os.environ, "CRM_DATABASE_URL": pg_url, "CRM_KAFKA_BOOTSTRAP": kafka_bootstrap,
+           "CRM_TOPIC_PREFIX": topic_prefix, "CRM_LOG_LEVEL": "warning"}  # fmt: skip
+    command = [sys.executable, "-m", "services.cli", "consume", "stats", "--single-process"]
+    process = subprocess.Popen(command, env=env)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        deadline = time.monotonic() + 60
+        while store.status("stats").events < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        groups = {group["group_id"] for group in admin.list_groups()}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        admin.close()
+    assert store.status("stats").events == 200
+    assert f"{topic_prefix}crm.projection.stats" in groups
+
+
 def _children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
